@@ -1,0 +1,198 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { Command, CommanderError, Option } from 'commander';
+import { describeConfig, loadConfig, type Config, type ConfigKey } from '../config/index.ts';
+import { openKernel, type Kernel } from '../kernel.ts';
+import { verifyChain, type AuditEntry } from '../modules/audit/index.ts';
+import { STAFF_ROLES } from '../modules/access/index.ts';
+import { CLI_ACTOR } from '../shared/actor.ts';
+import { CandorError, isCandorError } from '../shared/errors.ts';
+import { serve } from './serve.ts';
+
+interface GlobalOptions {
+  dataDir?: string;
+  config?: string;
+  databaseUrl?: string;
+}
+
+function configFrom(program: Command, extra: Partial<Record<ConfigKey, string | number | undefined>> = {}): Config {
+  const options = program.opts<GlobalOptions>();
+  return loadConfig({ configFile: options.config, flags: { dataDir: options.dataDir, databaseUrl: options.databaseUrl, ...extra } });
+}
+
+async function withKernel<T>(program: Command, run: (kernel: Kernel) => Promise<T>): Promise<T> {
+  const kernel = await openKernel(configFrom(program, { logLevel: 'warn' }));
+  try {
+    return await run(kernel);
+  } finally {
+    await kernel.close();
+  }
+}
+
+function parseHead(value: string): { seq: number; hash: string } {
+  const match = /^(\d+):([0-9a-f]{64})$/.exec(value);
+  if (!match) throw new CommanderError(2, 'candor.usage', 'error: --expect-head takes SEQ:HASH (as printed by a previous verify)');
+  return { seq: Number(match[1]), hash: match[2] as string };
+}
+
+async function* readExport(path: string): AsyncGenerator<AuditEntry> {
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+  for await (const line of lines) if (line.trim()) yield JSON.parse(line) as AuditEntry;
+}
+
+/** Builds the `candor` command line. */
+export function buildProgram(out: (line: string) => void): Command {
+  const program = new Command('candor')
+    .description('Candor: a customer data platform that customers can trust.')
+    .option('--data-dir <dir>', 'data directory (CANDOR_DATA_DIR, default ./.candor)')
+    .option('--config <file>', 'JSON configuration file (CANDOR_CONFIG_FILE)')
+    .option('--database-url <url>', 'postgres://… to use PostgreSQL (CANDOR_DATABASE_URL)')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('serve')
+    .description('start the HTTP server (migrations are applied first)')
+    .option('--port <port>', 'TCP port (CANDOR_PORT, default 8080)')
+    .option('--host <host>', 'interface to listen on (CANDOR_HOST, default 127.0.0.1)')
+    .action(async (options: { port?: string; host?: string }) => {
+      await serve(configFrom(program, { port: options.port, host: options.host }), out);
+    });
+
+  program
+    .command('migrate')
+    .description('apply pending database migrations (all or nothing)')
+    .action(async () => {
+      const config = configFrom(program, { logLevel: 'warn' });
+      const kernel = await openKernel(config);
+      try {
+        out(kernel.migrationsApplied.length ? `applied ${kernel.migrationsApplied.join(', ')}` : 'database is up to date');
+      } finally {
+        await kernel.close();
+      }
+    });
+
+  const keys = program.command('keys').description('API tokens, write keys and master keys');
+  keys
+    .command('create')
+    .description('create an API token for a role, or a write key for a source; the secret is printed once')
+    .addOption(new Option('--role <role>', 'staff role').choices([...STAFF_ROLES]))
+    .option('--write-key', 'create a write key for ingestion instead of an API token')
+    .option('--source <name>', 'the source a write key belongs to')
+    .option('--label <text>', 'a note to recognise the credential by')
+    .action(async (options: { role?: string; writeKey?: boolean; source?: string; label?: string }) => {
+      if (options.writeKey ? !options.source || options.role : !options.role || options.source) {
+        throw new CommanderError(2, 'candor.usage', 'error: use either --role ROLE or --write-key --source NAME');
+      }
+      await withKernel(program, async (kernel) => {
+        const created = options.writeKey
+          ? await kernel.access.createWriteKey(options.source as string, options.label ?? null, CLI_ACTOR)
+          : await kernel.access.createToken(options.role as string, options.label ?? null, CLI_ACTOR);
+        out(`created ${created.kind === 'api' ? `API token for role ${created.role}` : `write key for source ${created.source}`} (id ${created.id})`);
+        out(`secret (shown once, store it now): ${created.secret}`);
+      });
+    });
+  keys
+    .command('list')
+    .description('list API tokens and write keys (never their secrets)')
+    .action(async () => {
+      await withKernel(program, async (kernel) => {
+        for (const c of await kernel.access.list()) {
+          out(`${c.id}  ${c.kind.padEnd(9)}  ${(c.kind === 'api' ? c.role : `source=${c.source}`).padEnd(22)}  ${c.revokedAt ? `revoked ${c.revokedAt}` : 'active'}${c.label ? `  ${c.label}` : ''}`);
+        }
+      });
+    });
+  keys
+    .command('revoke <id>')
+    .description('revoke an API token or write key')
+    .action(async (id: string) => {
+      await withKernel(program, async (kernel) => {
+        await kernel.access.revoke(id, CLI_ACTOR);
+        out(`revoked ${id}`);
+      });
+    });
+  keys
+    .command('rotate')
+    .description('add a master key version and re-wrap every data key with it')
+    .action(async () => {
+      await withKernel(program, async (kernel) => {
+        const { version, rewrapped } = await kernel.keyring.rotateMasterKey(CLI_ACTOR);
+        out(`master key version ${version} is active; ${rewrapped} data keys re-wrapped; older versions kept for older ciphertexts and backups`);
+      });
+    });
+
+  const audit = program.command('audit').description('the hash-chained audit log');
+  audit
+    .command('verify')
+    .description('re-compute the hash chain and name the first entry altered, removed or reordered')
+    .option('--file <export>', 'verify an export (JSON lines) offline instead of the database')
+    .option('--expect-head <seq:hash>', 'also check that the log still reaches a head recorded earlier')
+    .action(async (options: { file?: string; expectHead?: string }) => {
+      const expected = options.expectHead ? parseHead(options.expectHead) : undefined;
+      const result = options.file
+        ? await verifyChain(readExport(options.file), expected)
+        : await withKernel(program, (kernel) => kernel.audit.verify(expected));
+      if (result.ok) {
+        out(`audit log intact: ${result.entries} entries, head ${result.head.seq}:${result.head.hash}`);
+        return;
+      }
+      out(`audit log BROKEN at entry ${result.firstBad?.seq}: ${result.firstBad?.problem} (last good entry ${result.head.seq}:${result.head.hash})`);
+      throw new CommanderError(3, 'candor.audit_broken', '');
+    });
+  audit
+    .command('export')
+    .description('write the audit log as JSON lines, for offline verification and archiving')
+    .requiredOption('--out <file>', 'where to write')
+    .action(async (options: { out: string }) => {
+      await withKernel(program, async (kernel) => {
+        const stream = createWriteStream(options.out, { mode: 0o600 });
+        let n = 0;
+        for await (const entry of kernel.audit.scan()) {
+          if (!stream.write(JSON.stringify(entry) + '\n')) await new Promise<void>((resolve) => stream.once('drain', () => resolve()));
+          n++;
+        }
+        await new Promise<void>((resolve, reject) => stream.end((error?: Error | null) => (error ? reject(error) : resolve())));
+        out(`exported ${n} audit entries to ${options.out}`);
+      });
+    });
+
+  program
+    .command('config')
+    .description('configuration')
+    .command('show')
+    .description('print the effective configuration with secrets masked')
+    .option('--json', 'as JSON')
+    .action((options: { json?: boolean }) => {
+      const lines = describeConfig(configFrom(program));
+      if (options.json) {
+        out(JSON.stringify(lines, null, 2));
+        return;
+      }
+      for (const l of lines) out(`${l.key.padEnd(18)} ${l.value.padEnd(30)} (${l.source}; ${l.env})  ${l.description}`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI; returns the process exit code. */
+export async function main(argv: readonly string[], out: (line: string) => void = (line) => console.log(line), err: (line: string) => void = (line) => console.error(line)): Promise<number> {
+  const program = buildProgram(out);
+  program.configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => err(s.trimEnd()) });
+  try {
+    await program.parseAsync([...argv]);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return 0;
+      if (error.message && error.code === 'candor.usage') err(error.message);
+      return error.exitCode;
+    }
+    if (isCandorError(error)) {
+      err(`error ${error.code}: ${error.message}${error.details ? ' ' + JSON.stringify(error.details) : ''}`);
+      return 1;
+    }
+    const wrapped = new CandorError('INTERNAL_ERROR', undefined, { cause: error });
+    err(`error ${wrapped.code}: ${wrapped.message} (${error instanceof Error ? error.message : String(error)})`);
+    return 1;
+  }
+}

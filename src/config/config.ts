@@ -1,0 +1,163 @@
+import { readFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { CandorError } from '../shared/errors.ts';
+import { CONFIG_SCHEMA, type ConfigEntry, type ConfigKey } from './config.schema.ts';
+
+export type ConfigSource = 'default' | 'file' | 'env' | 'flag';
+
+export interface Config {
+  readonly env: 'development' | 'test' | 'production';
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly databaseUrl: string;
+  readonly keyFile: string;
+  readonly bodyLimit: number;
+  readonly logLevel: string;
+  readonly sqliteSynchronous: 'FULL' | 'NORMAL';
+  readonly publicUrl: string;
+  /** Where each value came from. */
+  readonly sources: Readonly<Record<ConfigKey, ConfigSource>>;
+  /** The configuration file that was read, if any. */
+  readonly file: string | undefined;
+}
+
+export interface ConfigInput {
+  /** Values given on the command line; they win over everything else. */
+  flags?: Partial<Record<ConfigKey, string | number | undefined>>;
+  /** An explicit configuration file (--config or CANDOR_CONFIG_FILE). */
+  configFile?: string | undefined;
+  /** The environment; process.env is read here and nowhere else. */
+  environment?: Readonly<Record<string, string | undefined>>;
+}
+
+interface Problem {
+  key: string;
+  problem: string;
+}
+
+function coerce(key: string, entry: ConfigEntry, raw: unknown, problems: Problem[]): string | number | undefined {
+  if (entry.type === 'integer') {
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(n)) {
+      problems.push({ key, problem: 'must be a whole number' });
+      return undefined;
+    }
+    if ((entry.min !== undefined && n < entry.min) || (entry.max !== undefined && n > entry.max)) {
+      problems.push({ key, problem: `must be between ${entry.min} and ${entry.max}` });
+      return undefined;
+    }
+    return n;
+  }
+  if (typeof raw !== 'string') {
+    problems.push({ key, problem: 'must be a string' });
+    return undefined;
+  }
+  if (entry.type === 'enum' && !(entry.values ?? []).includes(raw)) {
+    problems.push({ key, problem: `must be one of ${(entry.values ?? []).join(', ')}` });
+    return undefined;
+  }
+  return raw;
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+    return parsed as Record<string, unknown>;
+  } catch (error) {
+    throw new CandorError('CONFIG_FILE_UNREADABLE', { file: path }, { cause: error });
+  }
+}
+
+/**
+ * Builds the configuration from defaults, an optional JSON file, the environment and command-line flags
+ * (later wins), validating everything at once and reporting every problem together.
+ */
+export function loadConfig(input: ConfigInput = {}): Config {
+  const environment = input.environment ?? process.env;
+  const flags = input.flags ?? {};
+  const problems: Problem[] = [];
+  const values: Record<string, string | number> = {};
+  const sources: Record<string, ConfigSource> = {};
+  const keys = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
+
+  const layer = (source: ConfigSource, get: (key: ConfigKey, entry: ConfigEntry) => unknown) => {
+    for (const key of keys) {
+      const entry: ConfigEntry = CONFIG_SCHEMA[key];
+      const raw = get(key, entry);
+      if (raw === undefined || raw === '') continue;
+      const value = coerce(key, entry, raw, problems);
+      if (value !== undefined) {
+        values[key] = value;
+        sources[key] = source;
+      }
+    }
+  };
+
+  for (const key of keys) {
+    values[key] = CONFIG_SCHEMA[key].default;
+    sources[key] = 'default';
+  }
+  const dataDirHint = String(flags.dataDir ?? environment.CANDOR_DATA_DIR ?? CONFIG_SCHEMA.dataDir.default);
+  const explicitFile = input.configFile ?? environment.CANDOR_CONFIG_FILE;
+  const defaultFile = join(dataDirHint, 'candor.config.json');
+  const file = explicitFile ? resolve(explicitFile) : existsSync(defaultFile) ? resolve(defaultFile) : undefined;
+  if (file) {
+    const content = readConfigFile(file);
+    for (const name of Object.keys(content)) {
+      if (!(name in CONFIG_SCHEMA)) problems.push({ key: name, problem: 'is not a known setting' });
+    }
+    layer('file', (key) => content[key]);
+  }
+  layer('env', (_key, entry) => environment[entry.env]);
+  layer('flag', (key) => flags[key]);
+
+  if (problems.length > 0) throw new CandorError('CONFIG_INVALID', { problems });
+
+  const dataDir = resolve(String(values.dataDir));
+  const explicitKeyFile = String(values.keyFile);
+  const config: Config = {
+    env: values.env as Config['env'],
+    host: String(values.host),
+    port: Number(values.port),
+    dataDir,
+    databaseUrl: String(values.databaseUrl),
+    keyFile: explicitKeyFile ? resolve(explicitKeyFile) : join(dataDir, 'master.key'),
+    bodyLimit: Number(values.bodyLimit),
+    logLevel: String(values.logLevel),
+    sqliteSynchronous: values.sqliteSynchronous as Config['sqliteSynchronous'],
+    publicUrl: String(values.publicUrl),
+    sources: sources as Record<ConfigKey, ConfigSource>,
+    file,
+  };
+  if (config.env === 'production' && config.sources.keyFile === 'default') {
+    throw new CandorError('CONFIG_MASTER_KEY_REQUIRED');
+  }
+  return config;
+}
+
+export interface ConfigLine {
+  key: string;
+  env: string;
+  value: string;
+  source: ConfigSource;
+  sensitive: boolean;
+  description: string;
+}
+
+/** The configuration for display: sensitive values that are set are masked. */
+export function describeConfig(config: Config): ConfigLine[] {
+  return (Object.keys(CONFIG_SCHEMA) as ConfigKey[]).map((key) => {
+    const entry: ConfigEntry = CONFIG_SCHEMA[key];
+    const value = String(config[key]);
+    return {
+      key,
+      env: entry.env,
+      value: entry.sensitive && value !== '' ? '********' : value,
+      source: config.sources[key],
+      sensitive: entry.sensitive,
+      description: entry.description,
+    };
+  });
+}

@@ -1,0 +1,14 @@
+import type { FastifyInstance } from 'fastify';
+import type { Kernel } from '../../kernel.ts';
+import { registerAuditRoutes } from './audit.ts';
+import { registerConfigRoutes } from './config.ts';
+import { registerCredentialRoutes } from './credentials.ts';
+import { registerTaxonomyRoutes } from './taxonomy.ts';
+
+/** Staff endpoints under /v1/admin: each declares the roles allowed and the purpose of the access. */
+export function registerAdminRoutes(app: FastifyInstance, kernel: Kernel): void {
+  registerCredentialRoutes(app, kernel);
+  registerAuditRoutes(app, kernel);
+  registerTaxonomyRoutes(app, kernel);
+  registerConfigRoutes(app, kernel);
+}

@@ -1,0 +1,76 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Kernel } from '../kernel.ts';
+import type { Principal } from '../modules/access/index.ts';
+import { CandorError } from '../shared/errors.ts';
+import type { RouteRecord } from './route-access.ts';
+
+function credentialOf(request: FastifyRequest, allowBasic: boolean): string | undefined {
+  const header = request.headers.authorization;
+  if (!header) return undefined;
+  const [scheme, value] = header.split(' ', 2);
+  if (!value) return undefined;
+  if (scheme?.toLowerCase() === 'bearer') return value.trim();
+  if (allowBasic && scheme?.toLowerCase() === 'basic') {
+    // Segment sends the write key as the HTTP Basic user name with an empty password.
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    return decoded.split(':', 1)[0];
+  }
+  return undefined;
+}
+
+/**
+ * Makes every route declare its access (registration fails otherwise) and enforces the declaration on every
+ * request: credential kind per audience, role per route, an audit entry for denied attempts and for every
+ * successful read of personal data.
+ */
+export function installGuard(app: FastifyInstance, kernel: Kernel, routes: RouteRecord[]): void {
+  app.decorateRequest('principal', undefined);
+  app.decorateRequest('auditSubject', undefined);
+
+  app.addHook('onRoute', (route) => {
+    const access = route.config?.access;
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) routes.push({ method, url: route.url, access });
+    if (!access) throw new Error(`route ${methods.join(',')} ${route.url} declares no access (audience, roles, purpose)`);
+    if (!kernel.taxonomy.dataUse(access.purpose)) throw new Error(`route ${route.url} declares unknown purpose ${access.purpose}`);
+    if (access.audience === 'admin' && (access.roles ?? []).length === 0) throw new Error(`admin route ${route.url} allows no role`);
+    if (access.audience !== 'admin' && access.roles !== undefined) throw new Error(`route ${route.url} lists roles outside the admin audience`);
+  });
+
+  app.addHook('onRequest', async (request) => {
+    const access = request.routeOptions.config.access;
+    if (!access || access.audience === 'public') return;
+    if (access.audience === 'subject') throw new CandorError('AUTH_SUBJECT_SESSION_REQUIRED');
+    const presented = credentialOf(request, access.audience === 'ingest');
+    if (!presented) throw new CandorError('AUTH_CREDENTIAL_MISSING');
+    const principal: Principal = await kernel.access.authenticate(presented);
+    const wanted = access.audience === 'admin' ? 'api' : 'write_key';
+    if (principal.kind !== wanted) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: wanted });
+    if (access.audience === 'admin' && !(access.roles ?? []).includes(principal.role as never)) {
+      await kernel.audit.append({
+        actor: principal.tokenId,
+        role: principal.role,
+        action: 'access.denied',
+        purpose: access.purpose,
+        resource: `${request.method} ${request.routeOptions.url}`,
+        outcome: 'denied',
+      });
+      throw new CandorError('AUTH_ROLE_FORBIDDEN', { role: principal.role });
+    }
+    request.principal = principal;
+  });
+
+  app.addHook('onSend', async (request, reply, payload) => {
+    const access = request.routeOptions.config.access;
+    if (!access?.personalData || reply.statusCode >= 300 || !request.principal) return payload;
+    await kernel.audit.append({
+      actor: request.principal.tokenId,
+      role: request.principal.role,
+      action: 'api.personal_data.read',
+      purpose: access.purpose,
+      subject: request.auditSubject ?? null,
+      resource: `${request.method} ${request.routeOptions.url}`,
+    });
+    return payload;
+  });
+}

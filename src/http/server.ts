@@ -1,0 +1,68 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import { Ajv } from 'ajv';
+import type { Kernel } from '../kernel.ts';
+import { CandorError } from '../shared/errors.ts';
+import { registerAdminRoutes } from './admin/index.ts';
+import { installGuard } from './guard.ts';
+import { HttpMetrics } from './metrics.ts';
+import { sendProblem } from './problem.ts';
+import { registerPublicRoutes } from './public/index.ts';
+import type { RouteRecord } from './route-access.ts';
+
+export interface CandorServer {
+  readonly app: FastifyInstance;
+  /** Every registered route with its access declaration. */
+  readonly routes: readonly RouteRecord[];
+  readonly metrics: HttpMetrics;
+}
+
+/** Builds the HTTP server over a kernel: routes grouped by audience, each guarded by its declaration. */
+export async function buildServer(kernel: Kernel): Promise<CandorServer> {
+  const app = Fastify({
+    loggerInstance: kernel.logger as FastifyBaseLogger,
+    bodyLimit: kernel.config.bodyLimit,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    disableRequestLogging: true,
+    return503OnClosing: true,
+    exposeHeadRoutes: false,
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  // Bodies are validated strictly (no coercion, no silent removal of unknown fields); query strings and path
+  // parameters arrive as text and are coerced to the declared types.
+  const strict = new Ajv({ allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: true, strict: false });
+  const coercing = new Ajv({ allErrors: true, removeAdditional: false, coerceTypes: true, useDefaults: true, strict: false });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
+
+  const routes: RouteRecord[] = [];
+  const metrics = new HttpMetrics();
+  installGuard(app, kernel, routes);
+
+  app.setErrorHandler((error, request, reply) => sendProblem(request, reply, error));
+  app.setNotFoundHandler((request, reply) => sendProblem(request, reply, new CandorError('ROUTE_NOT_FOUND')));
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.observe(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Candor API',
+        version: '0.1.0',
+        description: 'Customer data platform with consent enforced by default. Errors are application/problem+json with a stable `code`.',
+      },
+      components: {
+        securitySchemes: {
+          apiToken: { type: 'http', scheme: 'bearer', description: 'Staff API token (cnd_…)' },
+          writeKey: { type: 'http', scheme: 'basic', description: 'Write key (cwk_…) as the Basic user name' },
+        },
+      },
+    },
+  });
+  await app.register(async (scope) => registerPublicRoutes(scope, kernel, metrics));
+  await app.register(async (scope) => registerAdminRoutes(scope, kernel), { prefix: '/v1/admin' });
+  await app.ready();
+  return { app, routes, metrics };
+}

@@ -1,0 +1,157 @@
+import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
+import type { Actor } from '../../shared/actor.ts';
+import { CandorError } from '../../shared/errors.ts';
+import type { Storage } from '../../storage/index.ts';
+import type { AuditLog } from '../audit/index.ts';
+import { AccessRepo, type TokenRow } from './access.repo.ts';
+import { INGEST_ROLE, isStaffRole, type StaffRole } from './roles.ts';
+
+const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
+const SCRYPT = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
+const TOKEN_PATTERN = /^(cnd|cwk)_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+const SOURCE_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const SECURITY_PURPOSE = 'essential.service.security';
+
+export type CredentialKind = 'api' | 'write_key';
+
+/** Who a verified credential belongs to. */
+export interface Principal {
+  tokenId: string;
+  kind: CredentialKind;
+  role: StaffRole | typeof INGEST_ROLE;
+  source: string | null;
+}
+
+/** A credential as listed to staff: never its secret or hash. */
+export interface CredentialInfo {
+  id: string;
+  kind: CredentialKind;
+  role: string;
+  source: string | null;
+  label: string | null;
+  createdAt: string;
+  createdBy: string;
+  revokedAt: string | null;
+}
+
+function info(row: TokenRow): CredentialInfo {
+  return {
+    id: row.id,
+    kind: row.kind as CredentialKind,
+    role: row.role,
+    source: row.source,
+    label: row.label,
+    createdAt: row.created_at,
+    createdBy: row.created_by,
+    revokedAt: row.revoked_at,
+  };
+}
+
+const digest = (secret: string) => createHash('sha256').update(secret).digest();
+
+/**
+ * API tokens (staff roles) and write keys (per ingestion source): created with a secret shown once, stored as
+ * scrypt hashes, verified per request, revocable at once.
+ */
+export class AccessControl {
+  readonly #repo: AccessRepo;
+  readonly #audit: AuditLog;
+  /** sha256 of secrets already verified by scrypt, so scrypt runs once per token and process. */
+  readonly #verified = new Map<string, Buffer>();
+
+  constructor(storage: Storage, audit: AuditLog) {
+    this.#repo = new AccessRepo(storage);
+    this.#audit = audit;
+  }
+
+  async #create(kind: CredentialKind, role: string, source: string | null, label: string | null, actor: Actor) {
+    const id = randomBytes(8).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    const salt = randomBytes(16);
+    const hash = await scryptAsync(secret, salt, 32, SCRYPT);
+    const row: TokenRow = {
+      id,
+      kind,
+      role,
+      source,
+      label,
+      salt: salt.toString('base64'),
+      hash: hash.toString('base64'),
+      created_at: new Date().toISOString(),
+      created_by: actor.id,
+      revoked_at: null,
+      revoked_by: null,
+    };
+    await this.#repo.insert(row);
+    await this.#audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: kind === 'api' ? 'access.token.create' : 'access.write_key.create',
+      purpose: SECURITY_PURPOSE,
+      resource: `credential:${id}`,
+      details: kind === 'api' ? { role } : { source: source ?? '' },
+    });
+    return { ...info(row), secret: `${kind === 'api' ? 'cnd' : 'cwk'}_${id}_${secret}` };
+  }
+
+  /** Creates an API token for a staff role; the returned secret is shown once and never stored. */
+  createToken(role: string, label: string | null, actor: Actor): Promise<CredentialInfo & { secret: string }> {
+    if (!isStaffRole(role)) throw new CandorError('ACCESS_ROLE_UNKNOWN', { role });
+    return this.#create('api', role, null, label, actor);
+  }
+
+  /** Creates a write key for one ingestion source; the returned secret is shown once. */
+  createWriteKey(source: string, label: string | null, actor: Actor): Promise<CredentialInfo & { secret: string }> {
+    if (!SOURCE_PATTERN.test(source)) throw new CandorError('ACCESS_SOURCE_NAME_INVALID');
+    return this.#create('write_key', INGEST_ROLE, source, label, actor);
+  }
+
+  /** Revokes a token or write key; it stops working on the next request. */
+  async revoke(id: string, actor: Actor): Promise<CredentialInfo> {
+    const row = await this.#repo.byId(id);
+    if (!row) throw new CandorError('ACCESS_TOKEN_NOT_FOUND', { id });
+    if (row.revoked_at !== null) throw new CandorError('ACCESS_TOKEN_ALREADY_REVOKED', { id });
+    if (row.kind === 'api' && row.role === 'owner' && (await this.#repo.countActiveOwners()) <= 1) {
+      throw new CandorError('ACCESS_LAST_OWNER', { id });
+    }
+    await this.#repo.revoke(id, actor.id);
+    this.#verified.delete(id);
+    await this.#audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'access.credential.revoke',
+      purpose: SECURITY_PURPOSE,
+      resource: `credential:${id}`,
+    });
+    return info((await this.#repo.byId(id)) as TokenRow);
+  }
+
+  /** Every credential, without secrets. */
+  async list(): Promise<CredentialInfo[]> {
+    return (await this.#repo.list()).map(info);
+  }
+
+  /** How many credentials were ever created (zero means a first start). */
+  count(): Promise<number> {
+    return this.#repo.countAll();
+  }
+
+  /** Verifies a presented secret; throws AUTH_CREDENTIAL_INVALID or AUTH_CREDENTIAL_REVOKED. */
+  async authenticate(presented: string): Promise<Principal> {
+    const match = TOKEN_PATTERN.exec(presented);
+    if (!match) throw new CandorError('AUTH_CREDENTIAL_INVALID');
+    const [, prefix, id, secret] = match as unknown as [string, string, string, string];
+    const row = await this.#repo.byId(id);
+    if (!row || (prefix === 'cnd') !== (row.kind === 'api')) throw new CandorError('AUTH_CREDENTIAL_INVALID');
+    if (row.revoked_at !== null) throw new CandorError('AUTH_CREDENTIAL_REVOKED');
+    const presentedDigest = digest(secret);
+    const known = this.#verified.get(id);
+    if (!known || !timingSafeEqual(known, presentedDigest)) {
+      const hash = await scryptAsync(secret, Buffer.from(row.salt, 'base64'), 32, SCRYPT);
+      if (!timingSafeEqual(hash, Buffer.from(row.hash, 'base64'))) throw new CandorError('AUTH_CREDENTIAL_INVALID');
+      this.#verified.set(id, presentedDigest);
+    }
+    return { tokenId: row.id, kind: row.kind as CredentialKind, role: row.role as Principal['role'], source: row.source };
+  }
+}

@@ -1,0 +1,7 @@
+/**
+ * Access: API tokens for staff roles and write keys for ingestion sources, hashed at rest with scrypt,
+ * verified per request and revocable.
+ */
+export { AccessControl, type Principal, type CredentialInfo, type CredentialKind } from './access.service.ts';
+export { ACCESS_MIGRATIONS } from './access.repo.ts';
+export { STAFF_ROLES, INGEST_ROLE, isStaffRole, type StaffRole } from './roles.ts';

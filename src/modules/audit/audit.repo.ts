@@ -1,0 +1,149 @@
+import { sql, type Kysely } from 'kysely';
+import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import type { AuditEntry } from './audit.chain.ts';
+
+/** The append-only audit table. */
+export type AuditTables = {
+  audit_log: {
+    seq: number;
+    at: string;
+    actor: string;
+    role: string;
+    action: string;
+    purpose: string;
+    subject: string | null;
+    resource: string | null;
+    outcome: string;
+    details: string | null;
+    prev_hash: string;
+    hash: string;
+  };
+};
+
+type AuditRow = AuditTables['audit_log'];
+
+export const AUDIT_MIGRATIONS: readonly ModuleMigration[] = [
+  {
+    name: '0002_audit_log',
+    async up(db, dialect) {
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('seq', 'bigint', (c) => c.primaryKey())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('purpose', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text')
+        .addColumn('resource', 'text')
+        .addColumn('outcome', 'text', (c) => c.notNull())
+        .addColumn('details', 'text')
+        .addColumn('prev_hash', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('audit_log_subject').on('audit_log').columns(['subject', 'seq']).execute();
+      await db.schema.createIndex('audit_log_action').on('audit_log').columns(['action', 'seq']).execute();
+      // Append-only at the database too: changing history needs someone to drop these triggers first.
+      if (dialect === 'sqlite') {
+        for (const op of ['UPDATE', 'DELETE']) {
+          await sql
+            .raw(`CREATE TRIGGER audit_log_no_${op.toLowerCase()} BEFORE ${op} ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END`)
+            .execute(db);
+        }
+      } else {
+        await sql.raw(`CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$`).execute(db);
+        await sql.raw(`CREATE TRIGGER audit_log_no_update_delete BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()`).execute(db);
+        await sql.raw(`CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()`).execute(db);
+      }
+    },
+  },
+];
+
+function fromRow(row: AuditRow): AuditEntry {
+  return {
+    seq: Number(row.seq),
+    at: row.at,
+    actor: row.actor,
+    role: row.role,
+    action: row.action,
+    purpose: row.purpose,
+    subject: row.subject,
+    resource: row.resource,
+    outcome: row.outcome as AuditEntry['outcome'],
+    details: row.details,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
+
+function toParams(e: AuditEntry): unknown[] {
+  return [e.seq, e.at, e.actor, e.role, e.action, e.purpose, e.subject, e.resource, e.outcome, e.details, e.prevHash, e.hash];
+}
+
+export interface AuditQuery {
+  afterSeq?: number | undefined;
+  limit: number;
+  action?: string | undefined;
+  subject?: string | undefined;
+}
+
+/** Every SQL statement on audit_log. */
+export class AuditRepo {
+  readonly #storage: Storage;
+  readonly #db: Kysely<AuditTables>;
+  readonly #insertSql = new Map<number, string>();
+
+  constructor(storage: Storage) {
+    this.#storage = storage;
+    this.#db = storage.db.withTables<AuditTables>();
+  }
+
+  /** INSERT of n rows, compiled once per batch size by Kysely for this dialect. */
+  #insertText(n: number): string {
+    let text = this.#insertSql.get(n);
+    if (text === undefined) {
+      const blank: AuditRow = { seq: 0, at: '', actor: '', role: '', action: '', purpose: '', subject: null, resource: null, outcome: '', details: null, prev_hash: '', hash: '' };
+      text = this.#db.insertInto('audit_log').values(Array.from({ length: n }, () => blank)).compile().sql;
+      this.#insertSql.set(n, text);
+    }
+    return text;
+  }
+
+  /** Inserts entries (already chained) in one transaction. */
+  async insert(entries: readonly AuditEntry[]): Promise<void> {
+    const chunk = 100;
+    const write = async (tx: SqlExecutor) => {
+      for (let i = 0; i < entries.length; i += chunk) {
+        const part = entries.slice(i, i + chunk);
+        await tx.run(this.#insertText(part.length), part.flatMap(toParams));
+      }
+    };
+    if (entries.length <= chunk) await this.#storage.raw.run(this.#insertText(entries.length), entries.flatMap(toParams));
+    else await this.#storage.raw.transaction(write);
+  }
+
+  async head(): Promise<AuditEntry | undefined> {
+    const row = await this.#db.selectFrom('audit_log').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return row ? fromRow(row) : undefined;
+  }
+
+  async list(query: AuditQuery): Promise<AuditEntry[]> {
+    let q = this.#db.selectFrom('audit_log').selectAll().where('seq', '>', query.afterSeq ?? 0);
+    if (query.action !== undefined) q = q.where('action', '=', query.action);
+    if (query.subject !== undefined) q = q.where('subject', '=', query.subject);
+    const rows = await q.orderBy('seq', 'asc').limit(query.limit).execute();
+    return rows.map(fromRow);
+  }
+
+  /** Every entry in sequence order, a page at a time. */
+  async *scan(pageSize = 5000): AsyncGenerator<AuditEntry> {
+    let after = 0;
+    for (;;) {
+      const page = await this.list({ afterSeq: after, limit: pageSize });
+      yield* page;
+      const last = page.at(-1);
+      if (!last || page.length < pageSize) return;
+      after = last.seq;
+    }
+  }
+}

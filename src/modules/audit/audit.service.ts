@@ -1,0 +1,129 @@
+import { isUniqueViolation, type Storage } from '../../storage/index.ts';
+import { CandorError } from '../../shared/errors.ts';
+import { entryHash, GENESIS_HASH, verifyChain, type AuditEntry, type VerifyResult } from './audit.chain.ts';
+import { AuditRepo, type AuditQuery } from './audit.repo.ts';
+
+/** What happened, by whom, for which purpose. `subject` is always a pseudonym, never a plaintext id. */
+export interface AuditEvent {
+  actor: string;
+  role: string;
+  action: string;
+  purpose: string;
+  subject?: string | null;
+  resource?: string | null;
+  outcome?: AuditEntry['outcome'];
+  /** Ids, counts, field paths: never personal values. */
+  details?: Readonly<Record<string, string | number | boolean | null | readonly string[]>>;
+}
+
+interface Pending {
+  event: AuditEvent;
+  resolve: (entry: AuditEntry) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * The hash-chained audit log. Appends are queued and written in order; appends that arrive while a write is in
+ * flight go out together in the next one (group commit), so each call resolves only once its entry is durable.
+ */
+export class AuditLog {
+  readonly #repo: AuditRepo;
+  #head: { seq: number; hash: string } | undefined;
+  #queue: Pending[] = [];
+  #writing = false;
+
+  constructor(storage: Storage) {
+    this.#repo = new AuditRepo(storage);
+  }
+
+  /** Appends one entry; resolves when it is committed. */
+  append(event: AuditEvent): Promise<AuditEntry> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ event, resolve, reject });
+      void this.#drain();
+    });
+  }
+
+  /** Appends several entries in one transaction. */
+  appendBatch(events: readonly AuditEvent[]): Promise<AuditEntry[]> {
+    return Promise.all(events.map((event) => this.append(event)));
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#writing) return;
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue;
+        this.#queue = [];
+        await this.#write(batch);
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  async #write(batch: Pending[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (this.#head === undefined) {
+          const head = await this.#repo.head();
+          this.#head = head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_HASH };
+        }
+        const entries = this.#chain(batch.map((p) => p.event), this.#head);
+        await this.#repo.insert(entries);
+        const last = entries.at(-1);
+        if (last) this.#head = { seq: last.seq, hash: last.hash };
+        batch.forEach((p, i) => p.resolve(entries[i] as AuditEntry));
+        return;
+      } catch (error) {
+        this.#head = undefined;
+        // Another process appended first: re-read the head and chain after it.
+        if (isUniqueViolation(error) && attempt < 5) continue;
+        const failure = new CandorError('AUDIT_APPEND_FAILED', undefined, { cause: error });
+        for (const p of batch) p.reject(failure);
+        return;
+      }
+    }
+  }
+
+  #chain(events: readonly AuditEvent[], head: { seq: number; hash: string }): AuditEntry[] {
+    let prevHash = head.hash;
+    let seq = head.seq;
+    const at = new Date().toISOString();
+    return events.map((event) => {
+      seq++;
+      const partial = {
+        seq,
+        at,
+        actor: event.actor,
+        role: event.role,
+        action: event.action,
+        purpose: event.purpose,
+        subject: event.subject ?? null,
+        resource: event.resource ?? null,
+        outcome: event.outcome ?? 'success',
+        details: event.details ? JSON.stringify(event.details) : null,
+        prevHash,
+      };
+      const entry = { ...partial, hash: entryHash(partial) };
+      prevHash = entry.hash;
+      return entry;
+    });
+  }
+
+  /** Entries in sequence order, filtered. */
+  list(query: AuditQuery): Promise<AuditEntry[]> {
+    return this.#repo.list(query);
+  }
+
+  /** Every entry in sequence order. */
+  scan(): AsyncGenerator<AuditEntry> {
+    return this.#repo.scan();
+  }
+
+  /** Re-computes the whole chain from the database. */
+  verify(expectedHead?: { seq: number; hash: string }): Promise<VerifyResult> {
+    return verifyChain(this.#repo.scan(), expectedHead);
+  }
+}

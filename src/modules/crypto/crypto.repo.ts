@@ -1,0 +1,141 @@
+import type { Kysely } from 'kysely';
+import { isUniqueViolation, type ModuleMigration, type Storage } from '../../storage/index.ts';
+
+export type CryptoTables = {
+  crypto_master_keys: { purpose: string; version: number; check_value: string; created_at: string; retired_at: string | null };
+  crypto_subject_keys: { subject_id: string; key_id: string; key_version: number; master_version: number; wrapped_key: string; created_at: string };
+  crypto_destroyed_keys: { key_id: string; destroyed_at: string };
+};
+
+export type SubjectKeyRow = CryptoTables['crypto_subject_keys'];
+
+export const CRYPTO_MIGRATIONS: readonly ModuleMigration[] = [
+  {
+    name: '0001_crypto_keyring',
+    async up(db) {
+      await db.schema
+        .createTable('crypto_master_keys')
+        .addColumn('purpose', 'text', (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('check_value', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('retired_at', 'text')
+        .addPrimaryKeyConstraint('crypto_master_keys_pk', ['purpose', 'version'])
+        .execute();
+      await db.schema
+        .createTable('crypto_subject_keys')
+        .addColumn('subject_id', 'text', (c) => c.primaryKey())
+        .addColumn('key_id', 'text', (c) => c.notNull().unique())
+        .addColumn('key_version', 'integer', (c) => c.notNull())
+        .addColumn('master_version', 'integer', (c) => c.notNull())
+        .addColumn('wrapped_key', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('crypto_subject_keys_master').on('crypto_subject_keys').column('master_version').execute();
+      await db.schema
+        .createTable('crypto_destroyed_keys')
+        .addColumn('key_id', 'text', (c) => c.primaryKey())
+        .addColumn('destroyed_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+];
+
+/** Every SQL statement on the crypto tables. */
+export class CryptoRepo {
+  readonly #storage: Storage;
+  readonly #db: Kysely<CryptoTables>;
+  readonly #byKeyIdSql: string;
+  readonly #bySubjectSql: string;
+
+  constructor(storage: Storage) {
+    this.#storage = storage;
+    this.#db = storage.db.withTables<CryptoTables>();
+    this.#byKeyIdSql = this.#db.selectFrom('crypto_subject_keys').selectAll().where('key_id', '=', '').compile().sql;
+    this.#bySubjectSql = this.#db.selectFrom('crypto_subject_keys').selectAll().where('subject_id', '=', '').compile().sql;
+  }
+
+  registeredKeys(): Promise<CryptoTables['crypto_master_keys'][]> {
+    return this.#db.selectFrom('crypto_master_keys').selectAll().orderBy('purpose').orderBy('version').execute();
+  }
+
+  async registerKey(purpose: 'wrap' | 'pseudonym', version: number, checkValue: string): Promise<void> {
+    await this.#db
+      .insertInto('crypto_master_keys')
+      .values({ purpose, version, check_value: checkValue, created_at: new Date().toISOString(), retired_at: null })
+      .execute();
+  }
+
+  async retireWrapKeysBelow(version: number): Promise<void> {
+    await this.#db
+      .updateTable('crypto_master_keys')
+      .set({ retired_at: new Date().toISOString() })
+      .where('purpose', '=', 'wrap')
+      .where('version', '<', version)
+      .where('retired_at', 'is', null)
+      .execute();
+  }
+
+  async bySubject(subjectId: string): Promise<SubjectKeyRow | undefined> {
+    const rows = await this.#storage.raw.all<SubjectKeyRow>(this.#bySubjectSql, [subjectId]);
+    return rows[0];
+  }
+
+  async byKeyId(keyId: string): Promise<SubjectKeyRow | undefined> {
+    const rows = await this.#storage.raw.all<SubjectKeyRow>(this.#byKeyIdSql, [keyId]);
+    return rows[0];
+  }
+
+  /** Inserts a new subject key; returns false if the subject already has one. */
+  async insertSubjectKey(row: SubjectKeyRow): Promise<boolean> {
+    try {
+      await this.#db.insertInto('crypto_subject_keys').values(row).execute();
+      return true;
+    } catch (error) {
+      if (isUniqueViolation(error)) return false;
+      throw error;
+    }
+  }
+
+  async isDestroyed(keyId: string): Promise<boolean> {
+    const row = await this.#db.selectFrom('crypto_destroyed_keys').select('key_id').where('key_id', '=', keyId).executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** Deletes a subject's key and leaves a tombstone naming only the key id. */
+  async destroySubjectKey(subjectId: string): Promise<string | undefined> {
+    return this.#db.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom('crypto_subject_keys').select('key_id').where('subject_id', '=', subjectId).executeTakeFirst();
+      if (!row) return undefined;
+      await trx.deleteFrom('crypto_subject_keys').where('subject_id', '=', subjectId).execute();
+      await trx.insertInto('crypto_destroyed_keys').values({ key_id: row.key_id, destroyed_at: new Date().toISOString() }).execute();
+      return row.key_id;
+    });
+  }
+
+  /** Subject keys still wrapped by an older master key, a page at a time. */
+  wrappedBelow(version: number, limit: number): Promise<SubjectKeyRow[]> {
+    return this.#db.selectFrom('crypto_subject_keys').selectAll().where('master_version', '<', version).orderBy('subject_id').limit(limit).execute();
+  }
+
+  async rewrap(rows: readonly SubjectKeyRow[]): Promise<void> {
+    await this.#db.transaction().execute(async (trx) => {
+      for (const row of rows) {
+        await trx
+          .updateTable('crypto_subject_keys')
+          .set({ wrapped_key: row.wrapped_key, master_version: row.master_version })
+          .where('subject_id', '=', row.subject_id)
+          .execute();
+      }
+    });
+  }
+
+  async countByMasterVersion(): Promise<Record<number, number>> {
+    const rows = await this.#db
+      .selectFrom('crypto_subject_keys')
+      .select(['master_version', (eb) => eb.fn.countAll<number>().as('n')])
+      .groupBy('master_version')
+      .execute();
+    return Object.fromEntries(rows.map((r) => [Number(r.master_version), Number(r.n)]));
+  }
+}

@@ -1,0 +1,232 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import type { Actor } from '../../shared/actor.ts';
+import { CandorError } from '../../shared/errors.ts';
+import type { Storage } from '../../storage/index.ts';
+import type { AuditLog } from '../audit/index.ts';
+import { CryptoRepo, type SubjectKeyRow } from './crypto.repo.ts';
+import { decryptField, encryptField, keyCheckValue, open, parseEnvelope, seal } from './envelope.ts';
+import { newKey, readKeyFile, writeKeyFile, type KeyFile } from './key-file.ts';
+
+interface DataKey {
+  subjectId: string;
+  keyId: string;
+  keyVersion: number;
+  key: Buffer;
+}
+
+export interface KeyringOptions {
+  keyFile: string;
+  /** Generate a key file when there is none and the database has no keys yet (never in production). */
+  allowGenerate: boolean;
+}
+
+const CACHE_LIMIT = 100_000;
+const ROTATE_PAGE = 500;
+
+function wrapAad(row: Pick<SubjectKeyRow, 'subject_id' | 'key_id' | 'key_version'>, masterVersion: number): Buffer {
+  return Buffer.from(`candor dk v1|${row.subject_id}|${row.key_id}|${row.key_version}|${masterVersion}`, 'utf8');
+}
+
+/**
+ * The keyring: versioned master keys from the key file, per-subject data keys wrapped by them, field encryption
+ * (AES-256-GCM) and keyed HMAC pseudonyms. Destroying a subject's data key makes all its ciphertexts unreadable.
+ */
+export class Keyring {
+  readonly #repo: CryptoRepo;
+  readonly #audit: AuditLog;
+  readonly #keyFilePath: string;
+  #keys: KeyFile;
+  readonly #bySubject = new Map<string, DataKey>();
+  readonly #byKeyId = new Map<string, DataKey>();
+
+  private constructor(repo: CryptoRepo, audit: AuditLog, keyFilePath: string, keys: KeyFile) {
+    this.#repo = repo;
+    this.#audit = audit;
+    this.#keyFilePath = keyFilePath;
+    this.#keys = keys;
+  }
+
+  /**
+   * Loads the key file and checks it against the key check values in the database. On a first start (no file and
+   * no keys registered) it generates the file when allowed. Returns whether a key file was generated.
+   */
+  static async open(storage: Storage, audit: AuditLog, options: KeyringOptions): Promise<{ keyring: Keyring; generated: boolean }> {
+    const repo = new CryptoRepo(storage);
+    const registered = await repo.registeredKeys();
+    let generated = false;
+    if (!existsSync(options.keyFile) && registered.length === 0 && options.allowGenerate) {
+      writeKeyFile(options.keyFile, { masterKeys: [newKey(1)], pseudonymKey: newKey(1) });
+      generated = true;
+    }
+    const keys = readKeyFile(options.keyFile);
+    const inFile = new Map(keys.masterKeys.map((k) => [`wrap:${k.version}`, k.key]));
+    inFile.set(`pseudonym:${keys.pseudonymKey.version}`, keys.pseudonymKey.key);
+    for (const row of registered) {
+      const key = inFile.get(`${row.purpose}:${row.version}`);
+      if (!key) throw new CandorError('CRYPTO_MASTER_KEY_MISSING', { purpose: row.purpose, version: row.version });
+      if (keyCheckValue(key) !== row.check_value) throw new CandorError('CRYPTO_KEYFILE_TAMPERED', { purpose: row.purpose, version: row.version });
+    }
+    const known = new Set(registered.map((r) => `${r.purpose}:${r.version}`));
+    const keyring = new Keyring(repo, audit, options.keyFile, keys);
+    for (const [id, key] of inFile) {
+      if (known.has(id)) continue;
+      const [purpose, version] = id.split(':') as ['wrap' | 'pseudonym', string];
+      await repo.registerKey(purpose, Number(version), keyCheckValue(key));
+    }
+    return { keyring, generated };
+  }
+
+  /** The master key version new data keys are wrapped with. */
+  get activeMasterVersion(): number {
+    return (this.#keys.masterKeys.at(-1) as { version: number }).version;
+  }
+
+  /** Where the key file is. */
+  get keyFilePath(): string {
+    return this.#keyFilePath;
+  }
+
+  /** A stable keyed HMAC-SHA-256 pseudonym for an identifier of a kind (lookup without plaintext). */
+  pseudonym(kind: string, value: string): string {
+    return createHmac('sha256', this.#keys.pseudonymKey.key).update(kind).update('\0').update(value).digest('base64url');
+  }
+
+  #masterKey(version: number): Buffer {
+    const found = this.#keys.masterKeys.find((k) => k.version === version);
+    if (found) return found.key;
+    // Another process (the CLI) may have rotated since this one started: re-read the file once.
+    this.#keys = readKeyFile(this.#keyFilePath);
+    const reloaded = this.#keys.masterKeys.find((k) => k.version === version);
+    if (!reloaded) throw new CandorError('CRYPTO_MASTER_KEY_MISSING', { purpose: 'wrap', version });
+    return reloaded.key;
+  }
+
+  #remember(dk: DataKey): DataKey {
+    if (this.#bySubject.size >= CACHE_LIMIT) {
+      const oldest = this.#bySubject.values().next().value;
+      if (oldest) this.#forget(oldest);
+    }
+    this.#bySubject.set(dk.subjectId, dk);
+    this.#byKeyId.set(dk.keyId, dk);
+    return dk;
+  }
+
+  #forget(dk: DataKey): void {
+    this.#bySubject.delete(dk.subjectId);
+    this.#byKeyId.delete(dk.keyId);
+  }
+
+  #unwrap(row: SubjectKeyRow): DataKey {
+    const key = open(this.#masterKey(row.master_version), Buffer.from(row.wrapped_key, 'base64'), wrapAad(row, row.master_version));
+    return { subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key };
+  }
+
+  async #dataKeyForSubject(subjectId: string): Promise<DataKey> {
+    const cached = this.#bySubject.get(subjectId);
+    if (cached) return cached;
+    const existing = await this.#repo.bySubject(subjectId);
+    if (existing) return this.#remember(this.#unwrap(existing));
+    const key = randomBytes(32);
+    const masterVersion = this.activeMasterVersion;
+    const row: SubjectKeyRow = {
+      subject_id: subjectId,
+      key_id: randomBytes(16).toString('hex'),
+      key_version: 1,
+      master_version: masterVersion,
+      wrapped_key: '',
+      created_at: new Date().toISOString(),
+    };
+    row.wrapped_key = seal(this.#masterKey(masterVersion), key, wrapAad(row, masterVersion)).toString('base64');
+    if (await this.#repo.insertSubjectKey(row)) {
+      return this.#remember({ subjectId, keyId: row.key_id, keyVersion: row.key_version, key });
+    }
+    // Created concurrently elsewhere: use the stored one.
+    const stored = await this.#repo.bySubject(subjectId);
+    if (!stored) throw new CandorError('CRYPTO_KEY_UNKNOWN');
+    return this.#remember(this.#unwrap(stored));
+  }
+
+  /** Encrypts a field value with the subject's data key (created on first use); context binds it to its field. */
+  async encrypt(subjectId: string, plaintext: string, context: string): Promise<string> {
+    const dk = await this.#dataKeyForSubject(subjectId);
+    return encryptField(dk.key, dk, plaintext, context);
+  }
+
+  /** Decrypts a field value; fails with CRYPTO_KEY_DESTROYED once the subject's key was destroyed. */
+  async decrypt(ciphertext: string, context: string): Promise<string> {
+    const { keyId } = parseEnvelope(ciphertext);
+    let dk = this.#byKeyId.get(keyId);
+    if (!dk) {
+      const row = await this.#repo.byKeyId(keyId);
+      if (!row) {
+        if (await this.#repo.isDestroyed(keyId)) throw new CandorError('CRYPTO_KEY_DESTROYED', { keyId });
+        throw new CandorError('CRYPTO_KEY_UNKNOWN', { keyId });
+      }
+      dk = this.#remember(this.#unwrap(row));
+    }
+    return decryptField(dk.key, ciphertext, context);
+  }
+
+  /** Crypto-shredding: destroys the subject's data key so every copy of its ciphertexts becomes unreadable. */
+  async destroySubjectKey(subjectId: string, actor: Actor, purpose: string): Promise<boolean> {
+    const cached = this.#bySubject.get(subjectId);
+    if (cached) this.#forget(cached);
+    const keyId = await this.#repo.destroySubjectKey(subjectId);
+    await this.#audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'crypto.data_key.destroy',
+      purpose,
+      subject: this.pseudonym('subject', subjectId),
+      resource: keyId ? `data_key:${keyId}` : null,
+      outcome: keyId ? 'success' : 'failure',
+    });
+    return keyId !== undefined;
+  }
+
+  /**
+   * Adds a master key version, writes it to the key file, then re-wraps every data key with it (data is not
+   * re-encrypted). Older versions stay in the file so older ciphertexts and backups remain readable.
+   */
+  async rotateMasterKey(actor: Actor): Promise<{ version: number; rewrapped: number }> {
+    const current = readKeyFile(this.#keyFilePath);
+    const next = newKey(Math.max(...current.masterKeys.map((k) => k.version)) + 1);
+    const updated: KeyFile = { ...current, masterKeys: [...current.masterKeys, next] };
+    writeKeyFile(this.#keyFilePath, updated);
+    this.#keys = updated;
+    await this.#repo.registerKey('wrap', next.version, keyCheckValue(next.key));
+    const rewrapped = await this.rewrapAll();
+    await this.#repo.retireWrapKeysBelow(next.version);
+    await this.#audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'crypto.master_key.rotate',
+      purpose: 'essential.service.security',
+      resource: `master_key:${next.version}`,
+      details: { version: next.version, rewrapped },
+    });
+    return { version: next.version, rewrapped };
+  }
+
+  /** Re-wraps every data key still under an older master key (resumable after an interruption). */
+  async rewrapAll(): Promise<number> {
+    const target = this.activeMasterVersion;
+    let total = 0;
+    for (;;) {
+      const page = await this.#repo.wrappedBelow(target, ROTATE_PAGE);
+      if (page.length === 0) return total;
+      const updated = page.map((row) => {
+        const { key } = this.#unwrap(row);
+        return { ...row, master_version: target, wrapped_key: seal(this.#masterKey(target), key, wrapAad(row, target)).toString('base64') };
+      });
+      await this.#repo.rewrap(updated);
+      total += updated.length;
+    }
+  }
+
+  /** Data keys per master key version. */
+  dataKeysByMasterVersion(): Promise<Record<number, number>> {
+    return this.#repo.countByMasterVersion();
+  }
+}

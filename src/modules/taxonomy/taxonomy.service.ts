@@ -1,0 +1,157 @@
+import type { Actor } from '../../shared/actor.ts';
+import { CandorError } from '../../shared/errors.ts';
+import { isUniqueViolation, type Storage } from '../../storage/index.ts';
+import type { AuditLog } from '../audit/index.ts';
+import {
+  DATA_CATEGORIES,
+  DATA_SUBJECTS,
+  DATA_USES,
+  LEGAL_BASES,
+  SPECIAL_CATEGORIES,
+  type DataCategoryEntry,
+  type DataSubjectEntry,
+  type DataUseEntry,
+  type SpecialCategoryKey,
+} from './taxonomy.data.ts';
+import { TaxonomyRepo, type CustomEntryRow } from './taxonomy.repo.ts';
+
+/** The lists a deployment can extend. */
+export const EXTENSIBLE_KINDS = ['data-categories', 'data-uses', 'data-subjects'] as const;
+export type ExtensibleKind = (typeof EXTENSIBLE_KINDS)[number];
+export const TAXONOMY_KINDS = [...EXTENSIBLE_KINDS, 'legal-bases', 'special-categories'] as const;
+export type TaxonomyKind = (typeof TAXONOMY_KINDS)[number];
+
+const KEY_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$/;
+
+export interface CustomEntryInput {
+  key: string;
+  name: string;
+  description: string;
+  parentKey?: string | null | undefined;
+  specialCategory?: SpecialCategoryKey | null | undefined;
+  protectedAttribute?: boolean | undefined;
+  sensitivePersonalInformation?: boolean | undefined;
+}
+
+type Entry = (DataCategoryEntry | DataUseEntry | DataSubjectEntry) & { custom?: boolean };
+
+function isKind(kind: string): kind is TaxonomyKind {
+  return (TAXONOMY_KINDS as readonly string[]).includes(kind);
+}
+
+/**
+ * The taxonomy: the built-in data categories, data uses (purposes) and data subjects (fideslang keys, Candor's
+ * own descriptions), GDPR legal bases and special categories, plus custom entries added per deployment.
+ */
+export class Taxonomy {
+  readonly #repo: TaxonomyRepo;
+  readonly #audit: AuditLog;
+  #custom: CustomEntryRow[] = [];
+
+  private constructor(repo: TaxonomyRepo, audit: AuditLog) {
+    this.#repo = repo;
+    this.#audit = audit;
+  }
+
+  /** Loads the custom entries of this deployment. */
+  static async open(storage: Storage, audit: AuditLog): Promise<Taxonomy> {
+    const taxonomy = new Taxonomy(new TaxonomyRepo(storage), audit);
+    taxonomy.#custom = await taxonomy.#repo.all();
+    return taxonomy;
+  }
+
+  #customOf(kind: ExtensibleKind): Entry[] {
+    return this.#custom
+      .filter((row) => row.kind === kind)
+      .map((row) => {
+        const attributes = JSON.parse(row.attributes) as Record<string, unknown>;
+        const base = { key: row.key, name: row.name, description: row.description, custom: true };
+        if (kind === 'data-subjects') return base;
+        if (kind === 'data-uses') return { ...base, parentKey: row.parent_key };
+        return {
+          ...base,
+          parentKey: row.parent_key,
+          specialCategory: (attributes.specialCategory ?? null) as SpecialCategoryKey | null,
+          protectedAttribute: attributes.protectedAttribute === true,
+          sensitivePersonalInformation: attributes.sensitivePersonalInformation === true,
+        };
+      });
+  }
+
+  /** One list of the taxonomy, built-in entries first. */
+  list(kind: string): readonly object[] {
+    if (!isKind(kind)) throw new CandorError('TAXONOMY_KIND_UNKNOWN', { kind });
+    switch (kind) {
+      case 'data-categories':
+        return [...DATA_CATEGORIES, ...this.#customOf(kind)];
+      case 'data-uses':
+        return [...DATA_USES, ...this.#customOf(kind)];
+      case 'data-subjects':
+        return [...DATA_SUBJECTS, ...this.#customOf(kind)];
+      case 'legal-bases':
+        return LEGAL_BASES;
+      case 'special-categories':
+        return SPECIAL_CATEGORIES;
+    }
+  }
+
+  /** A data category by key, built-in or custom. */
+  dataCategory(key: string): DataCategoryEntry | undefined {
+    return (this.list('data-categories') as DataCategoryEntry[]).find((e) => e.key === key);
+  }
+
+  /** A data use (purpose) by key, built-in or custom. */
+  dataUse(key: string): DataUseEntry | undefined {
+    return (this.list('data-uses') as DataUseEntry[]).find((e) => e.key === key);
+  }
+
+  /** Adds a custom entry to an extensible list; audited as a configuration change. */
+  async addCustom(kind: string, input: CustomEntryInput, actor: Actor): Promise<object> {
+    if (!isKind(kind)) throw new CandorError('TAXONOMY_KIND_UNKNOWN', { kind });
+    if (!(EXTENSIBLE_KINDS as readonly string[]).includes(kind)) throw new CandorError('TAXONOMY_KIND_UNKNOWN', { kind, reason: 'read-only' });
+    const extensible = kind as ExtensibleKind;
+    if (!KEY_PATTERN.test(input.key)) throw new CandorError('TAXONOMY_KEY_INVALID', { key: input.key });
+    const entries = this.list(extensible) as Entry[];
+    if (entries.some((e) => e.key === input.key)) throw new CandorError('TAXONOMY_KEY_EXISTS', { key: input.key });
+    const parentKey = extensible === 'data-subjects' ? null : (input.parentKey ?? null);
+    if (parentKey !== null && !entries.some((e) => e.key === parentKey)) {
+      throw new CandorError('TAXONOMY_PARENT_UNKNOWN', { parentKey });
+    }
+    const parent = parentKey ? this.dataCategory(parentKey) : undefined;
+    const specialCategory = input.specialCategory ?? parent?.specialCategory ?? null;
+    const attributes =
+      extensible === 'data-categories'
+        ? {
+            specialCategory,
+            // A special category is always protected; a child inherits its parent's flags.
+            protectedAttribute: specialCategory !== null || input.protectedAttribute === true || parent?.protectedAttribute === true,
+            sensitivePersonalInformation: input.sensitivePersonalInformation === true || parent?.sensitivePersonalInformation === true,
+          }
+        : {};
+    const row: CustomEntryRow = {
+      kind: extensible,
+      key: input.key,
+      name: input.name,
+      description: input.description,
+      parent_key: parentKey,
+      attributes: JSON.stringify(attributes),
+      created_at: new Date().toISOString(),
+      created_by: actor.id,
+    };
+    try {
+      await this.#repo.insert(row);
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new CandorError('TAXONOMY_KEY_EXISTS', { key: input.key });
+      throw error;
+    }
+    this.#custom.push(row);
+    await this.#audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'config.taxonomy.add',
+      purpose: 'essential.service.operations',
+      resource: `taxonomy:${extensible}:${input.key}`,
+    });
+    return (this.list(extensible) as Entry[]).find((e) => e.key === input.key) as object;
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Every error Candor answers with: a stable code, a category and a public message.
+ * docs/errors.md lists the same codes; a test keeps the two in step.
+ */
+export type ErrorCategory =
+  | 'invalid_input'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'unavailable'
+  | 'internal';
+
+/** The one place where a category becomes an HTTP status. */
+export const CATEGORY_STATUS: Readonly<Record<ErrorCategory, number>> = {
+  invalid_input: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  unavailable: 503,
+  internal: 500,
+};
+
+export interface ErrorCodeSpec {
+  readonly category: ErrorCategory;
+  readonly message: string;
+}
+
+export const ERROR_CODES = {
+  REQUEST_MALFORMED_JSON: { category: 'invalid_input', message: 'The request body is not valid JSON.' },
+  REQUEST_VALIDATION_FAILED: { category: 'invalid_input', message: 'The request does not match the schema of this endpoint.' },
+  REQUEST_UNKNOWN_FIELD: { category: 'invalid_input', message: 'The request contains a field this endpoint does not accept.' },
+  REQUEST_FORBIDDEN_KEY: { category: 'invalid_input', message: 'The request body contains a forbidden key (__proto__ or constructor).' },
+  REQUEST_BODY_TOO_LARGE: { category: 'payload_too_large', message: 'The request body is larger than this server accepts.' },
+  REQUEST_UNSUPPORTED_MEDIA_TYPE: { category: 'unsupported_media_type', message: 'The request body has a content type this endpoint does not accept.' },
+  REQUEST_INVALID: { category: 'invalid_input', message: 'The request could not be read.' },
+  ROUTE_NOT_FOUND: { category: 'not_found', message: 'No endpoint matches this method and path.' },
+  AUTH_CREDENTIAL_MISSING: { category: 'unauthenticated', message: 'This endpoint needs a credential and none was sent.' },
+  AUTH_CREDENTIAL_INVALID: { category: 'unauthenticated', message: 'The credential is not valid.' },
+  AUTH_CREDENTIAL_REVOKED: { category: 'unauthenticated', message: 'The credential has been revoked.' },
+  AUTH_CREDENTIAL_WRONG_KIND: { category: 'forbidden', message: 'This kind of credential cannot be used on this endpoint.' },
+  AUTH_ROLE_FORBIDDEN: { category: 'forbidden', message: 'Your role is not allowed to use this endpoint.' },
+  AUTH_SUBJECT_SESSION_REQUIRED: { category: 'unauthenticated', message: 'This endpoint needs a verified customer session.' },
+  ACCESS_ROLE_UNKNOWN: { category: 'invalid_input', message: 'The role is not one of owner, privacy_officer, marketer, analyst, developer.' },
+  ACCESS_SOURCE_NAME_INVALID: { category: 'invalid_input', message: 'A source name has 1 to 64 characters: letters, digits, dot, dash, underscore.' },
+  ACCESS_TOKEN_NOT_FOUND: { category: 'not_found', message: 'No credential has this id.' },
+  ACCESS_TOKEN_ALREADY_REVOKED: { category: 'conflict', message: 'This credential was already revoked.' },
+  ACCESS_LAST_OWNER: { category: 'conflict', message: 'The last active owner token cannot be revoked.' },
+  CONFIG_INVALID: { category: 'invalid_input', message: 'The configuration is not valid.' },
+  CONFIG_FILE_UNREADABLE: { category: 'invalid_input', message: 'The configuration file cannot be read as JSON.' },
+  CONFIG_MASTER_KEY_REQUIRED: { category: 'invalid_input', message: 'In production a master key file must be configured explicitly (CANDOR_KEY_FILE).' },
+  CRYPTO_KEYFILE_MISSING: { category: 'internal', message: 'The master key file does not exist.' },
+  CRYPTO_KEYFILE_INVALID: { category: 'internal', message: 'The master key file is not a valid Candor key file.' },
+  CRYPTO_KEYFILE_TAMPERED: { category: 'internal', message: 'The master key file does not match the keys this database was encrypted with.' },
+  CRYPTO_KEYFILE_PERMISSIONS: { category: 'internal', message: 'The master key file is readable by users other than its owner.' },
+  CRYPTO_MASTER_KEY_MISSING: { category: 'internal', message: 'A master key version this database uses is missing from the key file.' },
+  CRYPTO_KEY_DESTROYED: { category: 'not_found', message: 'The data key for this ciphertext was destroyed; the data is unreadable.' },
+  CRYPTO_KEY_UNKNOWN: { category: 'not_found', message: 'No data key has the id named in this ciphertext.' },
+  CRYPTO_CIPHERTEXT_INVALID: { category: 'invalid_input', message: 'The ciphertext is not in Candor envelope format.' },
+  CRYPTO_DECRYPT_FAILED: { category: 'internal', message: 'The ciphertext failed authentication: it was altered or belongs elsewhere.' },
+  AUDIT_APPEND_FAILED: { category: 'internal', message: 'The audit entry could not be written.' },
+  STORAGE_MIGRATION_FAILED: { category: 'internal', message: 'A database migration failed; the database was left as it was.' },
+  STORAGE_UNAVAILABLE: { category: 'unavailable', message: 'The database cannot be reached.' },
+  STORAGE_NOT_MIGRATED: { category: 'unavailable', message: 'The database has migrations that are not applied yet.' },
+  TAXONOMY_KIND_UNKNOWN: { category: 'not_found', message: 'The taxonomy has no list of this kind.' },
+  TAXONOMY_KEY_INVALID: { category: 'invalid_input', message: 'A taxonomy key is lower-case words joined by dots, each word letters, digits or underscores.' },
+  TAXONOMY_KEY_EXISTS: { category: 'conflict', message: 'The taxonomy already has an entry with this key.' },
+  TAXONOMY_PARENT_UNKNOWN: { category: 'invalid_input', message: 'The parent key of this taxonomy entry does not exist.' },
+  TAXONOMY_ENTRY_NOT_FOUND: { category: 'not_found', message: 'The taxonomy has no entry with this key.' },
+  RATE_LIMITED: { category: 'rate_limited', message: 'Too many requests; try again later.' },
+  INTERNAL_ERROR: { category: 'internal', message: 'Something went wrong on our side; the request was not completed.' },
+} as const satisfies Record<string, ErrorCodeSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;

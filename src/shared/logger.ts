@@ -1,0 +1,73 @@
+import { pino, type DestinationStream, type Logger } from 'pino';
+
+export type { Logger };
+
+/** Keys whose values are personal data or secrets; compared case-insensitively without separators. */
+const PERSONAL_KEYS = new Set(
+  [
+    'email', 'phone', 'phoneNumber', 'mobile', 'name', 'firstName', 'lastName', 'fullName', 'username',
+    'address', 'street', 'city', 'postalCode', 'zip', 'birthday', 'dateOfBirth', 'birthdate', 'age', 'gender',
+    'ip', 'ipAddress', 'remoteAddress', 'userId', 'anonymousId', 'previousId', 'traits', 'context',
+    'password', 'secret', 'token', 'authorization', 'cookie', 'key', 'masterKey', 'writeKey', 'databaseUrl',
+  ].map(normalize),
+);
+
+const EMAIL_PATTERN = /[^\s@"'<>]+@[^\s@"'<>]+\.[a-z]{2,}/gi;
+const REDACTED = '[redacted]';
+
+function normalize(key: string): string {
+  return key.toLowerCase().replace(/[_\-.]/g, '');
+}
+
+/** Whether a log field of this name is treated as personal data or a secret. */
+export function isPersonalKey(key: string): boolean {
+  return PERSONAL_KEYS.has(normalize(key));
+}
+
+/** Replaces personal fields (by key) and anything shaped like an email address (by value). */
+export function redact(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return value.replace(EMAIL_PATTERN, '[redacted-email]');
+  if (value === null || typeof value !== 'object' || depth > 8) return value;
+  if (value instanceof Error) return value;
+  if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) {
+    out[key] = isPersonalKey(key) && inner !== undefined && inner !== null ? REDACTED : redact(inner, depth + 1);
+  }
+  return out;
+}
+
+interface LoggedRequest {
+  method?: string;
+  url?: string;
+  routeOptions?: { url?: string };
+  id?: string;
+}
+
+/** The logger: JSON lines, personal fields redacted, request URLs logged without query strings. */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: undefined,
+      formatters: { log: (object) => redact(object) as Record<string, unknown> },
+      serializers: {
+        req: (req: LoggedRequest) => ({
+          id: req.id,
+          method: req.method,
+          route: req.routeOptions?.url,
+          path: req.url?.split('?')[0],
+        }),
+        res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
+        err: pino.stdSerializers.err,
+      },
+      hooks: {
+        logMethod(args, method) {
+          const redacted = args.map((arg) => redact(arg)) as Parameters<typeof method>;
+          method.apply(this, redacted);
+        },
+      },
+    },
+    destination,
+  );
+}

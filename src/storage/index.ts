@@ -1,0 +1,6 @@
+/**
+ * Storage: one schema on SQLite (node:sqlite, the embedded default) or PostgreSQL (pg), one typed query layer
+ * (Kysely), forward-only migrations applied in one transaction.
+ */
+export { openStorage, isUniqueViolation, SQLITE_FILE, type Storage, type StorageOptions, type RawSql, type SqlExecutor, type DialectName } from './storage.ts';
+export { migrateToLatest, pendingMigrations, type ModuleMigration } from './migrator.ts';

@@ -1,0 +1,55 @@
+import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { CandorError } from '../shared/errors.ts';
+import type { DialectName, Storage } from './storage.ts';
+
+/** A forward-only schema change owned by one module. Names sort in the order they apply. */
+export interface ModuleMigration {
+  readonly name: string;
+  // Schema changes address tables that the typed schema does not know yet.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  up(db: Kysely<any>, dialect: DialectName): Promise<void>;
+}
+
+class ListProvider implements MigrationProvider {
+  readonly #migrations: readonly ModuleMigration[];
+  readonly #dialect: DialectName;
+  constructor(migrations: readonly ModuleMigration[], dialect: DialectName) {
+    this.#migrations = migrations;
+    this.#dialect = dialect;
+  }
+  async getMigrations(): Promise<Record<string, Migration>> {
+    const out: Record<string, Migration> = {};
+    for (const m of this.#migrations) {
+      if (out[m.name]) throw new Error(`duplicate migration name ${m.name}`);
+      out[m.name] = { up: (db) => m.up(db, this.#dialect) };
+    }
+    return out;
+  }
+}
+
+function migrator(storage: Storage, migrations: readonly ModuleMigration[]): Migrator {
+  return new Migrator({
+    db: storage.db,
+    provider: new ListProvider(migrations, storage.dialect),
+    migrationTableName: 'storage_migrations',
+    migrationLockTableName: 'storage_migration_lock',
+  });
+}
+
+/** Names of the migrations not yet applied. */
+export async function pendingMigrations(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
+  const infos = await migrator(storage, migrations).getMigrations();
+  return infos.filter((info) => info.executedAt === undefined).map((info) => info.name);
+}
+
+/**
+ * Applies every pending migration in one transaction: either all apply or the database is left as it was.
+ */
+export async function migrateToLatest(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
+  const { error, results } = await migrator(storage, migrations).migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    throw new CandorError('STORAGE_MIGRATION_FAILED', { migration: failed }, { cause: error });
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,181 @@
+import { DatabaseSync, type StatementSync, type SQLInputValue } from 'node:sqlite';
+import {
+  CompiledQuery,
+  SqliteAdapter,
+  SqliteIntrospector,
+  SqliteQueryCompiler,
+  type DatabaseConnection,
+  type DatabaseIntrospector,
+  type Dialect,
+  type DialectAdapter,
+  type Driver,
+  type Kysely,
+  type QueryCompiler,
+  type QueryResult,
+} from 'kysely';
+
+/** SQLite accepts DDL inside transactions, so a failed migration batch rolls back whole. */
+class TransactionalSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+/** One-holder async lock: SQLite has a single connection, shared by Kysely and raw statements. */
+export class Mutex {
+  #tail: Promise<void> = Promise.resolve();
+
+  async lock(): Promise<() => void> {
+    let release!: () => void;
+    const next = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const previous = this.#tail;
+    this.#tail = previous.then(() => next);
+    await previous;
+    return release;
+  }
+}
+
+function toSqliteValue(value: unknown): SQLInputValue {
+  if (value === undefined) return null;
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (value instanceof Date) return value.toISOString();
+  return value as SQLInputValue;
+}
+
+/** A node:sqlite database with a bounded cache of prepared statements. */
+export class SqliteHandle {
+  readonly db: DatabaseSync;
+  readonly lock = new Mutex();
+  readonly #statements = new Map<string, StatementSync>();
+
+  constructor(path: string, synchronous: 'FULL' | 'NORMAL') {
+    this.db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: 5000 });
+    this.db.exec('PRAGMA journal_mode = WAL');
+    this.db.exec(`PRAGMA synchronous = ${synchronous}`);
+  }
+
+  prepare(sql: string): StatementSync {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      if (this.#statements.size >= 500) {
+        const oldest = this.#statements.keys().next().value;
+        if (oldest !== undefined) this.#statements.delete(oldest);
+      }
+      stmt = this.db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  all<R>(sql: string, params: readonly unknown[]): R[] {
+    return this.prepare(sql).all(...params.map(toSqliteValue)) as R[];
+  }
+
+  run(sql: string, params: readonly unknown[]): { changes: number } {
+    const result = this.prepare(sql).run(...params.map(toSqliteValue));
+    return { changes: Number(result.changes) };
+  }
+
+  isReader(sql: string): boolean {
+    return this.prepare(sql).columns().length > 0;
+  }
+
+  close(): void {
+    this.#statements.clear();
+    if (this.db.isOpen) this.db.close();
+  }
+}
+
+class NodeSqliteConnection implements DatabaseConnection {
+  readonly #handle: SqliteHandle;
+
+  constructor(handle: SqliteHandle) {
+    this.#handle = handle;
+  }
+
+  async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
+    const { sql, parameters } = compiled;
+    if (this.#handle.isReader(sql)) {
+      return { rows: this.#handle.all<R>(sql, parameters) };
+    }
+    const { changes } = this.#handle.run(sql, parameters);
+    return { numAffectedRows: BigInt(changes), rows: [] };
+  }
+
+  async *streamQuery<R>(compiled: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
+    const stmt = this.#handle.prepare(compiled.sql);
+    for (const row of stmt.iterate(...compiled.parameters.map(toSqliteValue))) {
+      yield { rows: [row as R] };
+    }
+  }
+}
+
+class NodeSqliteDriver implements Driver {
+  readonly #handle: SqliteHandle;
+  readonly #connection: NodeSqliteConnection;
+  #release: (() => void) | undefined;
+
+  constructor(handle: SqliteHandle) {
+    this.#handle = handle;
+    this.#connection = new NodeSqliteConnection(handle);
+  }
+
+  async init(): Promise<void> {}
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    this.#release = await this.#handle.lock.lock();
+    return this.#connection;
+  }
+
+  async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    // IMMEDIATE takes the write lock up front, so two processes never deadlock on upgrade.
+    await connection.executeQuery(CompiledQuery.raw('BEGIN IMMEDIATE'));
+  }
+
+  async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('COMMIT'));
+  }
+
+  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('ROLLBACK'));
+  }
+
+  async releaseConnection(): Promise<void> {
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
+  }
+
+  async destroy(): Promise<void> {
+    this.#handle.close();
+  }
+}
+
+/** Kysely dialect over node:sqlite (no native build), sharing one lock with the raw path. */
+export class NodeSqliteDialect implements Dialect {
+  readonly #handle: SqliteHandle;
+
+  constructor(handle: SqliteHandle) {
+    this.#handle = handle;
+  }
+
+  createDriver(): Driver {
+    return new NodeSqliteDriver(this.#handle);
+  }
+
+  createQueryCompiler(): QueryCompiler {
+    return new SqliteQueryCompiler();
+  }
+
+  createAdapter(): DialectAdapter {
+    return new TransactionalSqliteAdapter();
+  }
+
+  // Kysely's introspector is typed against Kysely<any>; the dialect contract requires it.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new SqliteIntrospector(db);
+  }
+}

@@ -1,0 +1,174 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import type { Pool, PoolClient } from 'pg';
+import { NodeSqliteDialect, SqliteHandle } from './sqlite-driver.ts';
+
+export type DialectName = 'sqlite' | 'postgres';
+
+/** A place to run hand-written hot-path SQL (compiled once by Kysely, then reused). */
+export interface SqlExecutor {
+  all<R>(text: string, params?: readonly unknown[]): Promise<R[]>;
+  run(text: string, params?: readonly unknown[]): Promise<number>;
+}
+
+export interface RawSql extends SqlExecutor {
+  /** Runs fn in one write transaction; commits if it resolves, rolls back if it throws. */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+}
+
+export interface StorageOptions {
+  /** `postgres://…` selects PostgreSQL; empty selects SQLite in dataDir. */
+  databaseUrl: string;
+  dataDir: string;
+  sqliteSynchronous: 'FULL' | 'NORMAL';
+}
+
+/** The one storage handle: a typed Kysely instance plus a prepared-statement path for hot paths. */
+export interface Storage {
+  readonly dialect: DialectName;
+  readonly db: Kysely<object>;
+  readonly raw: RawSql;
+  /** Where the data lives, with any password removed. */
+  readonly location: string;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Whether an error is a unique or primary-key violation on either backend. */
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const e = error as { code?: unknown; errcode?: unknown };
+  return e.code === '23505' || e.errcode === 2067 || e.errcode === 1555;
+}
+
+/** The file name of the SQLite database inside a data directory. */
+export const SQLITE_FILE = 'candor.db';
+
+/** Opens SQLite (default) or PostgreSQL, according to the options. */
+export async function openStorage(options: StorageOptions): Promise<Storage> {
+  if (options.databaseUrl.startsWith('postgres://') || options.databaseUrl.startsWith('postgresql://')) {
+    return openPostgres(options.databaseUrl);
+  }
+  return openSqlite(options);
+}
+
+function openSqlite(options: StorageOptions): Storage {
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const path = join(options.dataDir, SQLITE_FILE);
+  const handle = new SqliteHandle(path, options.sqliteSynchronous);
+  const db = new Kysely<object>({ dialect: new NodeSqliteDialect(handle) });
+  const direct: SqlExecutor = {
+    all: async <R>(text: string, params: readonly unknown[] = []) => handle.all<R>(text, params),
+    run: async (text: string, params: readonly unknown[] = []) => handle.run(text, params).changes,
+  };
+  const raw: RawSql = {
+    async all<R>(text: string, params: readonly unknown[] = []) {
+      const release = await handle.lock.lock();
+      try {
+        return handle.all<R>(text, params);
+      } finally {
+        release();
+      }
+    },
+    async run(text: string, params: readonly unknown[] = []) {
+      const release = await handle.lock.lock();
+      try {
+        return handle.run(text, params).changes;
+      } finally {
+        release();
+      }
+    },
+    async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+      const release = await handle.lock.lock();
+      try {
+        handle.db.exec('BEGIN IMMEDIATE');
+        try {
+          const result = await fn(direct);
+          handle.db.exec('COMMIT');
+          return result;
+        } catch (error) {
+          if (handle.db.isTransaction) handle.db.exec('ROLLBACK');
+          throw error;
+        }
+      } finally {
+        release();
+      }
+    },
+  };
+  return {
+    dialect: 'sqlite',
+    db,
+    raw,
+    location: path,
+    async ping() {
+      await raw.all('SELECT 1');
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+async function openPostgres(url: string): Promise<Storage> {
+  const { default: pg } = await import('pg');
+  // int8 (counts, sequence numbers) as JS numbers: every such value here stays below 2^53.
+  const types = {
+    getTypeParser(oid: number, format?: 'text' | 'binary') {
+      if (oid === 20) return (value: string) => Number(value);
+      return pg.types.getTypeParser(oid, format);
+    },
+  };
+  const pool = new pg.Pool({ connectionString: url, max: 10, types });
+  pool.on('error', () => {
+    // An idle client lost its connection; the pool replaces it on next use.
+  });
+  const db = new Kysely<object>({ dialect: new PostgresDialect({ pool }) });
+  const statementName = (text: string) => 'c_' + createHash('sha1').update(text).digest('hex').slice(0, 20);
+  const on = (client: Pool | PoolClient): SqlExecutor => ({
+    async all<R>(text: string, params: readonly unknown[] = []) {
+      const result = await client.query({ name: statementName(text), text, values: [...params] });
+      return result.rows as R[];
+    },
+    async run(text: string, params: readonly unknown[] = []) {
+      const result = await client.query({ name: statementName(text), text, values: [...params] });
+      return result.rowCount ?? 0;
+    },
+  });
+  const poolExec = on(pool);
+  const raw: RawSql = {
+    all: poolExec.all,
+    run: poolExec.run,
+    async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        try {
+          const result = await fn(on(client));
+          await client.query('COMMIT');
+          return result;
+        } catch (error) {
+          await client.query('ROLLBACK');
+          throw error;
+        }
+      } finally {
+        client.release();
+      }
+    },
+  };
+  const parsed = new URL(url);
+  parsed.password = '';
+  return {
+    dialect: 'postgres',
+    db,
+    raw,
+    location: parsed.toString(),
+    async ping() {
+      await sql`SELECT 1`.execute(db);
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}

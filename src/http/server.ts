@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { Kernel } from '../kernel.ts';
@@ -24,7 +24,8 @@ export async function buildServer(kernel: Kernel): Promise<CandorServer> {
     bodyLimit: kernel.config.bodyLimit,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    disableRequestLogging: true,
+    // Per-request lines would carry request details into logs; metrics count requests instead.
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     exposeHeadRoutes: false,
     routerOptions: { ignoreTrailingSlash: true },

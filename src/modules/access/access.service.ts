@@ -96,13 +96,13 @@ export class AccessControl {
   }
 
   /** Creates an API token for a staff role; the returned secret is shown once and never stored. */
-  createToken(role: string, label: string | null, actor: Actor): Promise<CredentialInfo & { secret: string }> {
+  async createToken(role: string, label: string | null, actor: Actor): Promise<CredentialInfo & { secret: string }> {
     if (!isStaffRole(role)) throw new CandorError('ACCESS_ROLE_UNKNOWN', { role });
     return this.#create('api', role, null, label, actor);
   }
 
   /** Creates a write key for one ingestion source; the returned secret is shown once. */
-  createWriteKey(source: string, label: string | null, actor: Actor): Promise<CredentialInfo & { secret: string }> {
+  async createWriteKey(source: string, label: string | null, actor: Actor): Promise<CredentialInfo & { secret: string }> {
     if (!SOURCE_PATTERN.test(source)) throw new CandorError('ACCESS_SOURCE_NAME_INVALID');
     return this.#create('write_key', INGEST_ROLE, source, label, actor);
   }

@@ -39,9 +39,23 @@ export interface VerifyResult {
   firstBad?: { seq: number; problem: ChainBreak };
 }
 
+const MOVE_WINDOW = 1000;
+const PENDING_LIMIT = 10_000;
+
+/** Whether an entry whose hash fails is intact under another sequence number, that is, it was moved. */
+function movedFrom(entry: AuditEntry): number | undefined {
+  for (let delta = 1; delta <= MOVE_WINDOW; delta++) {
+    for (const seq of [entry.seq - delta, entry.seq + delta]) {
+      if (seq >= 1 && entryHash({ ...entry, seq }) === entry.hash) return seq;
+    }
+  }
+  return undefined;
+}
+
 /**
- * Re-computes the chain over entries in sequence order and names the first entry that was altered, removed or
- * reordered. With an expected head (seq and hash recorded earlier), a log cut short after it is caught too.
+ * Re-computes the chain over entries (in sequence order, as the database returns them, or as an export file lists
+ * them) and names the first entry that was altered, removed or reordered. With an expected head (seq and hash
+ * recorded earlier), a log cut short after it is caught too.
  */
 export async function verifyChain(
   entries: AsyncIterable<AuditEntry> | Iterable<AuditEntry>,
@@ -50,25 +64,36 @@ export async function verifyChain(
   let previousHash = GENESIS_HASH;
   let expectedSeq = 1;
   let count = 0;
-  const seen = new Map<string, number>();
+  let headMatched = false;
   const head = { seq: 0, hash: GENESIS_HASH };
+  const pending = new Map<number, AuditEntry>();
   const fail = (seq: number, problem: ChainBreak): VerifyResult => ({ ok: false, entries: count, head: { ...head }, firstBad: { seq, problem } });
-  for await (const entry of entries) {
-    count++;
-    if (entryHash(entry) !== entry.hash) return fail(entry.seq, 'altered');
-    if (entry.seq !== expectedSeq || entry.prevHash !== previousHash) {
-      // The entry is intact but does not follow its predecessor: it moved, or something before it went missing.
-      const linkedTo = seen.get(entry.prevHash);
-      if (entry.seq < expectedSeq || (linkedTo !== undefined && linkedTo !== expectedSeq - 1)) return fail(entry.seq, 'reordered');
-      return fail(entry.seq, 'removed');
-    }
-    seen.set(entry.hash, entry.seq);
+  const accept = (entry: AuditEntry): VerifyResult | undefined => {
+    // Intact entry in its place whose link does not match: its predecessor was rewritten with a fresh hash.
+    if (entry.prevHash !== previousHash) return fail(entry.seq - 1, 'altered');
     previousHash = entry.hash;
     head.seq = entry.seq;
     head.hash = entry.hash;
+    if (expectedHead && entry.seq === expectedHead.seq) headMatched = entry.hash === expectedHead.hash;
     expectedSeq++;
+    return undefined;
+  };
+  for await (const entry of entries) {
+    count++;
+    if (entryHash(entry) !== entry.hash) return fail(entry.seq, movedFrom(entry) !== undefined ? 'reordered' : 'altered');
+    if (entry.seq < expectedSeq || pending.has(entry.seq)) return fail(entry.seq, 'reordered');
+    if (entry.seq > expectedSeq) {
+      pending.set(entry.seq, entry);
+      if (pending.size > PENDING_LIMIT) return fail(expectedSeq, 'removed');
+      continue;
+    }
+    // The expected entry came after later ones: the order was changed.
+    if (pending.size > 0) return fail(entry.seq, 'reordered');
+    const broken = accept(entry);
+    if (broken) return broken;
   }
-  if (expectedHead && (head.seq < expectedHead.seq || seen.get(expectedHead.hash) !== expectedHead.seq)) {
+  if (pending.size > 0) return fail(expectedSeq, 'removed');
+  if (expectedHead && (head.seq < expectedHead.seq || !headMatched)) {
     return fail(Math.min(head.seq + 1, expectedHead.seq), head.seq < expectedHead.seq ? 'truncated' : 'altered');
   }
   return { ok: true, entries: count, head };

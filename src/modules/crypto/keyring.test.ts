@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { openKernel } from '../../kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { isCandorError } from '../../shared/errors.ts';
+import { parseEnvelope } from './index.ts';
+
+describeEachDialect('keyring', (dialect) => {
+  const ctx = useKernel(dialect);
+
+  it('round-trips a field and never stores the plaintext in the ciphertext', async () => {
+    const ciphertext = await ctx.kernel.keyring.encrypt('subject-1', 'ada@example.com', 'profiles.traits.email');
+    assert.ok(!ciphertext.includes('ada'));
+    const header = parseEnvelope(ciphertext);
+    assert.match(header.keyId, /^[0-9a-f]{32}$/);
+    assert.equal(header.keyVersion, 1);
+    assert.equal(await ctx.kernel.keyring.decrypt(ciphertext, 'profiles.traits.email'), 'ada@example.com');
+  });
+
+  it('uses one data key per subject and different ciphertexts each time', async () => {
+    const a1 = parseEnvelope(await ctx.kernel.keyring.encrypt('subject-a', 'x', 'f'));
+    const a2 = parseEnvelope(await ctx.kernel.keyring.encrypt('subject-a', 'x', 'f'));
+    const b = parseEnvelope(await ctx.kernel.keyring.encrypt('subject-b', 'x', 'f'));
+    assert.equal(a1.keyId, a2.keyId);
+    assert.notEqual(a1.keyId, b.keyId);
+    assert.notDeepEqual(a1.sealed, a2.sealed);
+  });
+
+  it('refuses a ciphertext moved to another field or altered', async () => {
+    const ciphertext = await ctx.kernel.keyring.encrypt('subject-2', '555-0100', 'profiles.traits.phone');
+    await assert.rejects(ctx.kernel.keyring.decrypt(ciphertext, 'profiles.traits.email'), (e) => isCandorError(e, 'CRYPTO_DECRYPT_FAILED'));
+    const tampered = ciphertext.slice(0, -4) + (ciphertext.endsWith('AAAA') ? 'BBBB' : 'AAAA');
+    await assert.rejects(ctx.kernel.keyring.decrypt(tampered, 'profiles.traits.phone'), (e) => isCandorError(e, 'CRYPTO_DECRYPT_FAILED'));
+    await assert.rejects(ctx.kernel.keyring.decrypt('not-a-ciphertext', 'x'), (e) => isCandorError(e, 'CRYPTO_CIPHERTEXT_INVALID'));
+  });
+
+  it('gives stable keyed pseudonyms that differ by kind and reveal nothing', () => {
+    const p1 = ctx.kernel.keyring.pseudonym('email', 'ada@example.com');
+    assert.equal(p1, ctx.kernel.keyring.pseudonym('email', 'ada@example.com'));
+    assert.notEqual(p1, ctx.kernel.keyring.pseudonym('user_id', 'ada@example.com'));
+    assert.match(p1, /^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('makes every ciphertext of a subject unreadable once its data key is destroyed', async () => {
+    const keyring = ctx.kernel.keyring;
+    const texts = await Promise.all(['a', 'b', 'c'].map((v) => keyring.encrypt('subject-erased', v, 'f')));
+    const other = await keyring.encrypt('subject-kept', 'kept', 'f');
+    assert.equal(await keyring.destroySubjectKey('subject-erased', CLI_ACTOR, 'essential.legal_obligation'), true);
+    for (const text of texts) {
+      await assert.rejects(keyring.decrypt(text, 'f'), (e) => isCandorError(e, 'CRYPTO_KEY_DESTROYED'));
+    }
+    // A fresh process (no cache) cannot read them either.
+    const second = await openKernel(ctx.env.config);
+    try {
+      await assert.rejects(second.keyring.decrypt(texts[0] as string, 'f'), (e) => isCandorError(e, 'CRYPTO_KEY_DESTROYED'));
+      assert.equal(await second.keyring.decrypt(other, 'f'), 'kept');
+    } finally {
+      await second.close();
+    }
+    const entries = await ctx.kernel.audit.list({ action: 'crypto.data_key.destroy', limit: 10 });
+    assert.equal(entries.at(-1)?.subject, keyring.pseudonym('subject', 'subject-erased'));
+  });
+
+  it('rotates the master key: data keys re-wrapped, old ciphertexts still readable', async () => {
+    const keyring = ctx.kernel.keyring;
+    const before = await keyring.encrypt('subject-r', 'before rotation', 'f');
+    const { version, rewrapped } = await keyring.rotateMasterKey(CLI_ACTOR);
+    assert.equal(version, 2);
+    assert.ok(rewrapped >= 3);
+    assert.deepEqual(Object.keys(await keyring.dataKeysByMasterVersion()), ['2']);
+    const second = await openKernel(ctx.env.config);
+    try {
+      assert.equal(second.keyring.activeMasterVersion, 2);
+      assert.equal(await second.keyring.decrypt(before, 'f'), 'before rotation');
+      const after = await second.keyring.encrypt('subject-new', 'after rotation', 'f');
+      assert.equal(await keyring.decrypt(after, 'f'), 'after rotation');
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('refuses to start with a tampered, unreadable, exposed or missing key file', async () => {
+    const path = ctx.env.config.keyFile;
+    const original = readFileSync(path, 'utf8');
+    const restore = () => {
+      writeFileSync(path, original, { mode: 0o600 });
+      chmodSync(path, 0o600);
+    };
+    try {
+      const parsed = JSON.parse(original) as { masterKeys: { key: string }[] };
+      (parsed.masterKeys[0] as { key: string }).key = Buffer.alloc(32, 7).toString('base64');
+      writeFileSync(path, JSON.stringify(parsed));
+      await assert.rejects(openKernel(ctx.env.config), (e) => isCandorError(e, 'CRYPTO_KEYFILE_TAMPERED'));
+      writeFileSync(path, original.slice(0, 40));
+      await assert.rejects(openKernel(ctx.env.config), (e) => isCandorError(e, 'CRYPTO_KEYFILE_INVALID'));
+      restore();
+      chmodSync(path, 0o644);
+      await assert.rejects(openKernel(ctx.env.config), (e) => isCandorError(e, 'CRYPTO_KEYFILE_PERMISSIONS'));
+      rmSync(path);
+      // Never silently generate a new key over a database that has data keys: that would lose the data.
+      await assert.rejects(openKernel(ctx.env.config), (e) => isCandorError(e, 'CRYPTO_KEYFILE_MISSING'));
+    } finally {
+      restore();
+    }
+    const reopened = await openKernel(ctx.env.config);
+    await reopened.close();
+  });
+});

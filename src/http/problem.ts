@@ -1,6 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { CandorError } from '../shared/errors.ts';
-import { toProblem } from '../shared/errors.ts';
+import { CandorError, toProblem } from '../shared/errors.ts';
 
 interface ValidationIssue {
   instancePath?: string;
@@ -31,17 +30,12 @@ export function toCandorError(error: unknown): CandorError {
     const code = e.validation.some((v) => v.keyword === 'additionalProperties') ? 'REQUEST_UNKNOWN_FIELD' : 'REQUEST_VALIDATION_FAILED';
     return new CandorError(code, { errors: list });
   }
-  if (e instanceof SyntaxError && /forbidden prototype property/.test(e.message)) return new CandorError('REQUEST_FORBIDDEN_KEY');
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new CandorError('REQUEST_BODY_TOO_LARGE');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new CandorError('REQUEST_UNSUPPORTED_MEDIA_TYPE');
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new CandorError('REQUEST_MALFORMED_JSON');
   }
-  if (e instanceof SyntaxError && e.statusCode === 400) return new CandorError('REQUEST_MALFORMED_JSON');
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) return new CandorError('REQUEST_INVALID');
   return new CandorError('INTERNAL_ERROR', undefined, { cause: error });
 }

@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
+import secureJson from 'secure-json-parse';
 import type { Kernel } from '../kernel.ts';
 import { CandorError } from '../shared/errors.ts';
 import { registerAdminRoutes } from './admin/index.ts';
@@ -18,12 +19,26 @@ export interface CandorServer {
 }
 
 /** Builds the HTTP server over a kernel: routes grouped by audience, each guarded by its declaration. */
-export async function buildServer(kernel: Kernel): Promise<CandorServer> {
+export interface ServerOptions {
+  /** Registers extra routes before the server is sealed (tests, plugins); they pass the same guard. */
+  extend?: (app: FastifyInstance) => void | Promise<void>;
+}
+
+/** Parses JSON bodies, telling malformed JSON apart from prototype-poisoning keys. */
+function parseJson(body: string): unknown {
+  if (body.length === 0) throw new CandorError('REQUEST_MALFORMED_JSON');
+  try {
+    return secureJson.parse(body, undefined, { protoAction: 'error', constructorAction: 'error' });
+  } catch (error) {
+    if (error instanceof SyntaxError && /forbidden prototype property/.test(error.message)) throw new CandorError('REQUEST_FORBIDDEN_KEY');
+    throw new CandorError('REQUEST_MALFORMED_JSON');
+  }
+}
+
+export async function buildServer(kernel: Kernel, options: ServerOptions = {}): Promise<CandorServer> {
   const app = Fastify({
     loggerInstance: kernel.logger as FastifyBaseLogger,
     bodyLimit: kernel.config.bodyLimit,
-    onProtoPoisoning: 'error',
-    onConstructorPoisoning: 'error',
     // Per-request lines would carry request details into logs; metrics count requests instead.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
@@ -35,6 +50,15 @@ export async function buildServer(kernel: Kernel): Promise<CandorServer> {
   const strict = new Ajv({ allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: true, strict: false });
   const coercing = new Ajv({ allErrors: true, removeAdditional: false, coerceTypes: true, useDefaults: true, strict: false });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, parseJson(body as string));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
 
   const routes: RouteRecord[] = [];
   const metrics = new HttpMetrics();
@@ -64,6 +88,7 @@ export async function buildServer(kernel: Kernel): Promise<CandorServer> {
   });
   await app.register(async (scope) => registerPublicRoutes(scope, kernel, metrics));
   await app.register(async (scope) => registerAdminRoutes(scope, kernel), { prefix: '/v1/admin' });
+  if (options.extend) await app.register(async (scope) => options.extend?.(scope));
   await app.ready();
   return { app, routes, metrics };
 }

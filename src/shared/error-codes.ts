@@ -73,8 +73,6 @@ export const ERROR_CODES = {
   TAXONOMY_KEY_INVALID: { category: 'invalid_input', message: 'A taxonomy key is lower-case words joined by dots, each word letters, digits or underscores.' },
   TAXONOMY_KEY_EXISTS: { category: 'conflict', message: 'The taxonomy already has an entry with this key.' },
   TAXONOMY_PARENT_UNKNOWN: { category: 'invalid_input', message: 'The parent key of this taxonomy entry does not exist.' },
-  TAXONOMY_ENTRY_NOT_FOUND: { category: 'not_found', message: 'The taxonomy has no entry with this key.' },
-  RATE_LIMITED: { category: 'rate_limited', message: 'Too many requests; try again later.' },
   INTERNAL_ERROR: { category: 'internal', message: 'Something went wrong on our side; the request was not completed.' },
 } as const satisfies Record<string, ErrorCodeSpec>;
 

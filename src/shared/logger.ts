@@ -50,7 +50,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     {
       level,
       base: undefined,
-      formatters: { log: (object) => redact(object) as Record<string, unknown> },
       serializers: {
         req: (req: LoggedRequest) => ({
           id: req.id,
@@ -62,10 +61,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
         err: pino.stdSerializers.err,
       },
       hooks: {
-        logMethod(args, method) {
-          const redacted = args.map((arg) => redact(arg)) as Parameters<typeof method>;
-          method.apply(this, redacted);
-        },
+        // Every line passes here last (objects, messages and child bindings alike), so nothing escapes redaction.
+        streamWrite: (line: string) => JSON.stringify(redact(JSON.parse(line))) + '\n',
       },
     },
     destination,

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { createLogger, redact } from './logger.ts';
+
+function capture(): { lines: string[]; stream: Writable } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  return { lines, stream };
+}
+
+describe('logger', () => {
+  it('redacts personal fields by name at any depth', () => {
+    const out = redact({ userId: 'u-1', nested: { traits: { email: 'a@b.co' }, Phone_Number: '555' }, count: 3 }) as Record<string, unknown>;
+    assert.deepEqual(out, { userId: '[redacted]', nested: { traits: '[redacted]', Phone_Number: '[redacted]' }, count: 3 });
+  });
+
+  it('redacts email addresses inside free text', () => {
+    assert.equal(redact('could not send to ada.lovelace@example.org today'), 'could not send to [redacted-email] today');
+  });
+
+  it('writes no personal value to the log stream, in objects or messages', async () => {
+    const { lines, stream } = capture();
+    const logger = createLogger('info', stream);
+    logger.info({ email: 'ada@example.com', firstName: 'Ada', route: '/v1/identify', authorization: 'Bearer cnd_x' }, 'identify from ada@example.com');
+    logger.child({ subject: { userId: 'user-42' } }).warn('merge');
+    await new Promise((resolve) => setImmediate(resolve));
+    const text = lines.join('');
+    for (const secret of ['ada@example.com', 'Ada"', 'user-42', 'cnd_x']) assert.ok(!text.includes(secret), secret);
+    assert.ok(text.includes('/v1/identify'));
+  });
+});

@@ -41,12 +41,13 @@ async function* readExport(path: string): AsyncGenerator<AuditEntry> {
 }
 
 /** Builds the `candor` command line. */
-export function buildProgram(out: (line: string) => void): Command {
+export function buildProgram(out: (line: string) => void, err: (line: string) => void = (line) => console.error(line)): Command {
   const program = new Command('candor')
     .description('Candor: a customer data platform that customers can trust.')
     .option('--data-dir <dir>', 'data directory (CANDOR_DATA_DIR, default ./.candor)')
     .option('--config <file>', 'JSON configuration file (CANDOR_CONFIG_FILE)')
     .option('--database-url <url>', 'postgres://… to use PostgreSQL (CANDOR_DATABASE_URL)')
+    .configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => err(s.trimEnd()) })
     .showHelpAfterError()
     .exitOverride();
 
@@ -176,8 +177,7 @@ export function buildProgram(out: (line: string) => void): Command {
 
 /** Runs the CLI; returns the process exit code. */
 export async function main(argv: readonly string[], out: (line: string) => void = (line) => console.log(line), err: (line: string) => void = (line) => console.error(line)): Promise<number> {
-  const program = buildProgram(out);
-  program.configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => err(s.trimEnd()) });
+  const program = buildProgram(out, err);
   try {
     await program.parseAsync([...argv]);
     return 0;

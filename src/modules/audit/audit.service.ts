@@ -31,6 +31,7 @@ export class AuditLog {
   #head: { seq: number; hash: string } | undefined;
   #queue: Pending[] = [];
   #writing = false;
+  #scheduled = false;
 
   constructor(storage: Storage) {
     this.#repo = new AuditRepo(storage);
@@ -40,13 +41,23 @@ export class AuditLog {
   append(event: AuditEvent): Promise<AuditEntry> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ event, resolve, reject });
-      void this.#drain();
+      this.#schedule();
     });
   }
 
   /** Appends several entries in one transaction. */
   appendBatch(events: readonly AuditEvent[]): Promise<AuditEntry[]> {
     return Promise.all(events.map((event) => this.append(event)));
+  }
+
+  /** Starts a write once the current tick has queued everything it is going to (so they share one commit). */
+  #schedule(): void {
+    if (this.#scheduled || this.#writing) return;
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      void this.#drain();
+    });
   }
 
   async #drain(): Promise<void> {

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { sql } from 'kysely';
+import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../test/support/databases.ts';
+import { openKernel } from '../kernel.ts';
+import { main } from './main.ts';
+
+describeEachDialect('candor CLI', (dialect) => {
+  let env: TestEnvironment;
+  before(async () => {
+    env = await createEnvironment(dialect);
+  });
+  after(async () => {
+    await env.cleanup();
+  });
+
+  async function candor(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    const out: string[] = [];
+    const err: string[] = [];
+    const global = ['--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : [])];
+    const code = await main(['node', 'candor', ...global, ...args], (l) => out.push(l), (l) => err.push(l));
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  }
+
+  it('migrates, then reports the database up to date', async () => {
+    const first = await candor('migrate');
+    assert.equal(first.code, 0, first.err);
+    assert.match(first.out, /applied 0001_crypto_keyring, 0002_audit_log/);
+    assert.equal((await candor('migrate')).out, 'database is up to date');
+    assert.equal(statSync(join(env.dataDir, 'master.key')).mode & 0o777, 0o600);
+  });
+
+  it('creates, lists and revokes credentials, printing the secret once', async () => {
+    const token = await candor('keys', 'create', '--role', 'analyst', '--label', 'weekly report');
+    assert.equal(token.code, 0, token.err);
+    const secret = /secret \(shown once, store it now\): (cnd_\S+)/.exec(token.out)?.[1];
+    const id = /\(id ([0-9a-f]{16})\)/.exec(token.out)?.[1];
+    assert.ok(secret && id);
+    const key = await candor('keys', 'create', '--write-key', '--source', 'web');
+    assert.match(key.out, /write key for source web/);
+    assert.match(key.out, /cwk_/);
+    const listed = await candor('keys', 'list');
+    assert.match(listed.out, new RegExp(`${id}\\s+api\\s+analyst\\s+active\\s+weekly report`));
+    assert.ok(!listed.out.includes(secret.split('_')[2] as string));
+    assert.equal((await candor('keys', 'revoke', id)).code, 0);
+    assert.match((await candor('keys', 'list')).out, new RegExp(`${id}.*revoked`));
+    const again = await candor('keys', 'revoke', id);
+    assert.equal(again.code, 1);
+    assert.match(again.err, /error ACCESS_TOKEN_ALREADY_REVOKED/);
+  });
+
+  it('explains wrong usage instead of guessing', async () => {
+    const both = await candor('keys', 'create', '--role', 'owner', '--write-key', '--source', 'x');
+    assert.equal(both.code, 2);
+    assert.match(both.err, /either --role ROLE or --write-key --source NAME/);
+    assert.notEqual((await candor('keys', 'create', '--role', 'root')).code, 0);
+  });
+
+  it('rotates the master key', async () => {
+    const result = await candor('keys', 'rotate');
+    assert.equal(result.code, 0, result.err);
+    assert.match(result.out, /master key version 2 is active/);
+    const file = JSON.parse(readFileSync(join(env.dataDir, 'master.key'), 'utf8')) as { masterKeys: unknown[] };
+    assert.equal(file.masterKeys.length, 2);
+  });
+
+  it('verifies the audit log, exports it, verifies the export offline, and fails with exit 3 after tampering', async () => {
+    const verified = await candor('audit', 'verify');
+    assert.equal(verified.code, 0, verified.err);
+    const head = /head (\d+:[0-9a-f]{64})/.exec(verified.out)?.[1] as string;
+    assert.ok(head);
+    const exportFile = join(env.dataDir, 'audit.jsonl');
+    assert.equal((await candor('audit', 'export', '--out', exportFile)).code, 0);
+    const offline = await candor('audit', 'verify', '--file', exportFile, '--expect-head', head);
+    assert.equal(offline.code, 0, offline.out);
+    const lines = readFileSync(exportFile, 'utf8').trim().split('\n');
+    assert.equal((await candor('audit', 'verify', '--file', exportFile, '--expect-head', `${lines.length + 5}:${'a'.repeat(64)}`)).code, 3);
+
+    const kernel = await openKernel(env.config);
+    try {
+      if (kernel.storage.dialect === 'sqlite') await sql`DROP TRIGGER audit_log_no_update`.execute(kernel.storage.db);
+      else await sql`DROP TRIGGER audit_log_no_update_delete ON audit_log`.execute(kernel.storage.db);
+      await sql`UPDATE audit_log SET outcome = 'failure' WHERE seq = 2`.execute(kernel.storage.db);
+    } finally {
+      await kernel.close();
+    }
+    const broken = await candor('audit', 'verify');
+    assert.equal(broken.code, 3);
+    assert.match(broken.out, /BROKEN at entry 2: altered/);
+  });
+
+  it('shows the configuration with the database password masked', async () => {
+    const shown = await candor('config', 'show', '--json');
+    const lines = JSON.parse(shown.out) as { key: string; value: string; source: string }[];
+    assert.equal(lines.find((l) => l.key === 'dataDir')?.source, 'flag');
+    if (env.databaseUrl) {
+      assert.equal(lines.find((l) => l.key === 'databaseUrl')?.value, '********');
+      assert.ok(!shown.out.includes(env.databaseUrl));
+    }
+  });
+});

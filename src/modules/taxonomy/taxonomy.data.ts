@@ -1178,3 +1178,24 @@ export const SPECIAL_CATEGORIES: readonly SpecialCategoryEntry[] = [
     description: 'Data about criminal convictions, offences or related security measures. May only be processed under official authority or where the law allows.',
   },
 ];
+
+/**
+ * Data uses Candor adds to fideslang's list because its own features need a purpose of their own. They are
+ * shipped like the built-in ones and cannot be removed.
+ */
+export const CANDOR_DATA_USES: readonly DataUseEntry[] = [
+  {
+    key: 'personalize.profiling',
+    name: 'Profiling for personalization',
+    description:
+      'Building a picture of a customer from their behaviour (segments, personas, scores such as lifetime value or churn risk) to tailor what they are offered.',
+    parentKey: 'personalize',
+  },
+  {
+    key: 'fairness_audit',
+    name: 'Fairness auditing',
+    description:
+      'Checking, only in aggregate, that segments, campaigns and scores do not treat groups of people differently; the data is never used to target anyone.',
+    parentKey: null,
+  },
+];

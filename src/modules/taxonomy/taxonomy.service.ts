@@ -5,6 +5,7 @@ import type { AuditLog } from '../audit/index.ts';
 import {
   DATA_CATEGORIES,
   DATA_SUBJECTS,
+  CANDOR_DATA_USES,
   DATA_USES,
   LEGAL_BASES,
   SPECIAL_CATEGORIES,
@@ -85,7 +86,7 @@ export class Taxonomy {
       case 'data-categories':
         return [...DATA_CATEGORIES, ...this.#customOf(kind)];
       case 'data-uses':
-        return [...DATA_USES, ...this.#customOf(kind)];
+        return [...DATA_USES, ...CANDOR_DATA_USES, ...this.#customOf(kind)];
       case 'data-subjects':
         return [...DATA_SUBJECTS, ...this.#customOf(kind)];
       case 'legal-bases':

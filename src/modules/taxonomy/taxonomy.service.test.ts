@@ -1,0 +1,25 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { isCandorError } from '../../shared/errors.ts';
+
+describeEachDialect('taxonomy service', (dialect) => {
+  const ctx = useKernel(dialect);
+
+  it('lists the fideslang uses plus the purposes Candor needs of its own', () => {
+    assert.ok(ctx.kernel.taxonomy.dataUse('marketing.communications.email'));
+    assert.equal(ctx.kernel.taxonomy.dataUse('personalize.profiling')?.parentKey, 'personalize');
+    assert.ok(ctx.kernel.taxonomy.dataUse('fairness_audit'));
+  });
+
+  it('keeps custom entries across restarts and refuses duplicates of built-in keys', async () => {
+    await ctx.kernel.taxonomy.addCustom('data-subjects', { key: 'member', name: 'Loyalty member', description: 'Enrolled in the loyalty programme.' }, CLI_ACTOR);
+    await assert.rejects(ctx.kernel.taxonomy.addCustom('data-uses', { key: 'personalize.profiling', name: 'x', description: 'y' }, CLI_ACTOR), (e) => isCandorError(e, 'TAXONOMY_KEY_EXISTS'));
+    await assert.rejects(ctx.kernel.taxonomy.addCustom('legal-bases', { key: 'x', name: 'x', description: 'y' }, CLI_ACTOR), (e) => isCandorError(e, 'TAXONOMY_KIND_UNKNOWN'));
+    const { Taxonomy } = await import('./index.ts');
+    const reopened = await Taxonomy.open(ctx.kernel.storage, ctx.kernel.audit);
+    assert.ok((reopened.list('data-subjects') as { key: string }[]).some((e) => e.key === 'member'));
+  });
+});

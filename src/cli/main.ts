@@ -5,6 +5,7 @@ import { describeConfig, loadConfig, type Config, type ConfigKey } from '../conf
 import { openKernel, type Kernel } from '../kernel.ts';
 import { verifyChain, type AuditEntry } from '../modules/audit/index.ts';
 import { STAFF_ROLES } from '../modules/access/index.ts';
+import { createKeyFile } from '../modules/crypto/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { CandorError, isCandorError } from '../shared/errors.ts';
 import { serve } from './serve.ts';
@@ -113,6 +114,14 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
       });
     });
   keys
+    .command('init')
+    .description('create a new master key file (for production, where Candor never generates one itself)')
+    .requiredOption('--key-file <path>', 'where to write it (then set CANDOR_KEY_FILE to this path)')
+    .action((options: { keyFile: string }) => {
+      createKeyFile(options.keyFile);
+      out(`created ${options.keyFile} (mode 0600): back it up apart from the database; without it the data cannot be read`);
+    });
+  keys
     .command('rotate')
     .description('add a master key version and re-wrap every data key with it')
     .action(async () => {
@@ -153,6 +162,7 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
           n++;
         }
         await new Promise<void>((resolve, reject) => stream.end((error?: Error | null) => (error ? reject(error) : resolve())));
+        await kernel.audit.append({ actor: CLI_ACTOR.id, role: CLI_ACTOR.role, action: 'audit.export', purpose: 'essential.legal_obligation', details: { entries: n } });
         out(`exported ${n} audit entries to ${options.out}`);
       });
     });

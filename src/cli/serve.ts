@@ -1,4 +1,4 @@
-import type { Config } from '../config/index.ts';
+import { describeConfig, type Config } from '../config/index.ts';
 import { buildServer } from '../http/server.ts';
 import { openKernel } from '../kernel.ts';
 import { SYSTEM_ACTOR } from '../shared/actor.ts';
@@ -14,7 +14,7 @@ export async function serve(config: Config, out: (line: string) => void): Promis
   const { app } = await buildServer(kernel);
   const address = await app.listen({ port: config.port, host: config.host });
   const base = config.publicUrl || address.replace('://[::1]', '://localhost');
-  await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.start', purpose: 'essential.service.operations', details: { env: config.env } });
+  await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.start', purpose: 'essential.service.operations', details: Object.fromEntries(describeConfig(config).map((line) => [line.key, line.value])) });
 
   out(`Candor is listening on ${base} (ready in ${Math.round(performance.now() - started)} ms)`);
   out(`  data:       ${kernel.storage.location}`);

@@ -113,6 +113,8 @@ export function loadConfig(input: ConfigInput = {}): Config {
   layer('env', (_key, entry) => environment[entry.env]);
   layer('flag', (key) => flags[key]);
 
+  const url = String(values.databaseUrl);
+  if (url !== '' && !/^postgres(ql)?:\/\/./.test(url)) problems.push({ key: 'databaseUrl', problem: 'must be empty (SQLite) or a postgres:// URL' });
   if (problems.length > 0) throw new CandorError('CONFIG_INVALID', { problems });
 
   const dataDir = resolve(String(values.dataDir));

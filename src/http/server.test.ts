@@ -95,6 +95,13 @@ describeEachDialect('HTTP server', (dialect) => {
     assert.equal((await server.app.inject({ url: '/v1/admin/taxonomy/data-uses', headers: auth('marketer') })).statusCode, 200);
   });
 
+  it('lets developers revoke write keys but not API tokens', async () => {
+    const key = await ctx.kernel.access.createWriteKey('temp', null, CLI_ACTOR);
+    const token = await ctx.kernel.access.createToken('analyst', null, CLI_ACTOR);
+    assertProblem(await server.app.inject({ method: 'DELETE', url: `/v1/admin/credentials/${token.id}`, headers: auth('developer') }), 403, 'AUTH_ROLE_FORBIDDEN');
+    assert.equal((await server.app.inject({ method: 'DELETE', url: `/v1/admin/credentials/${key.id}`, headers: auth('developer') })).statusCode, 200);
+  });
+
   it('creates a token over the API and shows its secret only in that answer', async () => {
     const created = await server.app.inject({ method: 'POST', url: '/v1/admin/tokens', headers: auth('owner'), payload: { role: 'analyst', label: 'dashboards' } });
     assert.equal(created.statusCode, 201);

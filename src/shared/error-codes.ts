@@ -60,6 +60,8 @@ export const ERROR_CODES = {
   CRYPTO_KEYFILE_INVALID: { category: 'internal', message: 'The master key file is not a valid Candor key file.' },
   CRYPTO_KEYFILE_TAMPERED: { category: 'internal', message: 'The master key file does not match the keys this database was encrypted with.' },
   CRYPTO_KEYFILE_PERMISSIONS: { category: 'internal', message: 'The master key file is readable by users other than its owner.' },
+  CRYPTO_KEYFILE_EXISTS: { category: 'conflict', message: 'A key file already exists at this path; it is never overwritten.' },
+  CRYPTO_ROTATION_IN_PROGRESS: { category: 'conflict', message: 'Another master key rotation holds the key file lock; if none is running, remove the .lock file beside the key file.' },
   CRYPTO_MASTER_KEY_MISSING: { category: 'internal', message: 'A master key version this database uses is missing from the key file.' },
   CRYPTO_KEY_DESTROYED: { category: 'not_found', message: 'The data key for this ciphertext was destroyed; the data is unreadable.' },
   CRYPTO_KEY_UNKNOWN: { category: 'not_found', message: 'No data key has the id named in this ciphertext.' },

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool, PoolClient } from 'pg';
@@ -57,6 +57,8 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
 function openSqlite(options: StorageOptions): Storage {
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const path = join(options.dataDir, SQLITE_FILE);
+  // Owner-only from the start; SQLite gives its -wal and -shm files the same mode.
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
   const handle = new SqliteHandle(path, options.sqliteSynchronous);
   const db = new Kysely<object>({ dialect: new NodeSqliteDialect(handle) });
   const direct: SqlExecutor = {

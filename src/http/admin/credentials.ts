@@ -82,15 +82,18 @@ export function registerCredentialRoutes(app: FastifyInstance, kernel: Kernel): 
   app.delete<{ Params: { id: string } }>(
     '/credentials/:id',
     {
-      config: { access: OWNER },
+      config: { access: { audience: 'admin', roles: ['owner', 'developer'], purpose: SECURITY } },
       schema: {
         tags: ['access'],
-        summary: 'Revoke an API token or write key; it stops working at once.',
+        summary: 'Revoke an API token or write key (developers: write keys only); it stops working at once.',
         params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } }, required: ['id'] },
         response: { 200: credential },
       },
     },
-    async (request) => kernel.access.revoke(request.params.id, actorOf(request)),
+    async (request) => {
+      const actor = actorOf(request);
+      return kernel.access.revoke(request.params.id, actor, actor.role === 'owner' ? undefined : 'write_key');
+    },
   );
 
   app.post(

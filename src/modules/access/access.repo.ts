@@ -62,14 +62,30 @@ export class AccessRepo {
     await this.#db.insertInto('access_tokens').values(row).execute();
   }
 
-  async revoke(id: string, by: string): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('access_tokens')
-      .set({ revoked_at: new Date().toISOString(), revoked_by: by })
-      .where('id', '=', id)
-      .where('revoked_at', 'is', null)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) > 0;
+  /**
+   * Revokes a credential unless it is the last active owner token; the check and the update happen in one
+   * transaction (owner rows locked on PostgreSQL; SQLite write transactions are serial).
+   */
+  async revoke(id: string, by: string): Promise<'revoked' | 'missing' | 'already' | 'last_owner'> {
+    const lock = this.#storage.dialect === 'postgres';
+    return this.#db.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom('access_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!row) return 'missing';
+      if (row.kind === 'api' && row.role === 'owner') {
+        // Lock every active owner row in one order, so concurrent revocations queue instead of deadlocking.
+        let owners = trx.selectFrom('access_tokens').select('id').where('kind', '=', 'api').where('role', '=', 'owner').where('revoked_at', 'is', null).orderBy('id');
+        if (lock) owners = owners.forUpdate();
+        const active = (await owners.execute()).map((o) => o.id);
+        if (!active.includes(id)) return 'already';
+        if (active.length <= 1) return 'last_owner';
+      } else {
+        let current = trx.selectFrom('access_tokens').select('revoked_at').where('id', '=', id);
+        if (lock) current = current.forUpdate();
+        if ((await current.executeTakeFirst())?.revoked_at != null) return 'already';
+      }
+      await trx.updateTable('access_tokens').set({ revoked_at: new Date().toISOString(), revoked_by: by }).where('id', '=', id).execute();
+      return 'revoked';
+    });
   }
 
   list(): Promise<TokenRow[]> {
@@ -81,14 +97,4 @@ export class AccessRepo {
     return Number(row.n);
   }
 
-  async countActiveOwners(): Promise<number> {
-    const row = await this.#db
-      .selectFrom('access_tokens')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('kind', '=', 'api')
-      .where('role', '=', 'owner')
-      .where('revoked_at', 'is', null)
-      .executeTakeFirstOrThrow();
-    return Number(row.n);
-  }
 }

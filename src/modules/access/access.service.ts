@@ -107,15 +107,16 @@ export class AccessControl {
     return this.#create('write_key', INGEST_ROLE, source, label, actor);
   }
 
-  /** Revokes a token or write key; it stops working on the next request. */
-  async revoke(id: string, actor: Actor): Promise<CredentialInfo> {
-    const row = await this.#repo.byId(id);
-    if (!row) throw new CandorError('ACCESS_TOKEN_NOT_FOUND', { id });
-    if (row.revoked_at !== null) throw new CandorError('ACCESS_TOKEN_ALREADY_REVOKED', { id });
-    if (row.kind === 'api' && row.role === 'owner' && (await this.#repo.countActiveOwners()) <= 1) {
-      throw new CandorError('ACCESS_LAST_OWNER', { id });
+  /** Revokes a token or write key (optionally only of one kind); it stops working on the next request. */
+  async revoke(id: string, actor: Actor, onlyKind?: CredentialKind): Promise<CredentialInfo> {
+    if (onlyKind) {
+      const row = await this.#repo.byId(id);
+      if (row && row.kind !== onlyKind) throw new CandorError('AUTH_ROLE_FORBIDDEN', { role: actor.role });
     }
-    await this.#repo.revoke(id, actor.id);
+    const outcome = await this.#repo.revoke(id, actor.id);
+    if (outcome === 'missing') throw new CandorError('ACCESS_TOKEN_NOT_FOUND', { id });
+    if (outcome === 'already') throw new CandorError('ACCESS_TOKEN_ALREADY_REVOKED', { id });
+    if (outcome === 'last_owner') throw new CandorError('ACCESS_LAST_OWNER', { id });
     this.#verified.delete(id);
     await this.#audit.append({
       actor: actor.id,

@@ -44,4 +44,14 @@ describeEachDialect('access control', (dialect) => {
     await assert.rejects(ctx.kernel.access.revoke(owner.id, CLI_ACTOR), (e) => isCandorError(e, 'ACCESS_LAST_OWNER'));
     await assert.rejects(ctx.kernel.access.revoke('0000000000000000', CLI_ACTOR), (e) => isCandorError(e, 'ACCESS_TOKEN_NOT_FOUND'));
   });
+
+  it('never lets concurrent revocations remove every owner', async () => {
+    const owners = await Promise.all([1, 2, 3].map(() => ctx.kernel.access.createToken('owner', null, CLI_ACTOR)));
+    const active = async () => (await ctx.kernel.access.list()).filter((c) => c.role === 'owner' && c.kind === 'api' && !c.revokedAt);
+    const all = await active();
+    const results = await Promise.allSettled(all.map((c) => ctx.kernel.access.revoke(c.id, CLI_ACTOR)));
+    assert.equal((await active()).length, 1);
+    assert.equal(results.filter((r) => r.status === 'rejected').length, 1);
+    assert.ok(owners.length === 3);
+  });
 });

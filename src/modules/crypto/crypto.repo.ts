@@ -130,6 +130,15 @@ export class CryptoRepo {
     });
   }
 
+  async maxWrapVersion(): Promise<number> {
+    const row = await this.#db
+      .selectFrom('crypto_master_keys')
+      .select((eb) => eb.fn.max<number>('version').as('v'))
+      .where('purpose', '=', 'wrap')
+      .executeTakeFirst();
+    return Number(row?.v ?? 0);
+  }
+
   async countByMasterVersion(): Promise<Record<number, number>> {
     const rows = await this.#db
       .selectFrom('crypto_subject_keys')

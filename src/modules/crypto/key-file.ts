@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CandorError } from '../../shared/errors.ts';
 
@@ -85,5 +85,30 @@ export function writeKeyFile(path: string, keys: KeyFile): void {
     fsyncSync(dir);
   } finally {
     closeSync(dir);
+  }
+}
+
+/** Creates a new key file with fresh keys; never overwrites an existing one. */
+export function createKeyFile(path: string): void {
+  if (existsSync(path)) throw new CandorError('CRYPTO_KEYFILE_EXISTS', { file: path });
+  writeKeyFile(path, { masterKeys: [newKey(1)], pseudonymKey: newKey(1) });
+}
+
+/** Runs fn while holding an exclusive lock file beside the key file, so two rotations never race. */
+export async function withKeyFileLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${path}.lock`;
+  let fd: number;
+  try {
+    fd = openSync(lock, 'wx', 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new CandorError('CRYPTO_ROTATION_IN_PROGRESS', { lock });
+    throw error;
+  }
+  try {
+    writeSync(fd, String(process.pid));
+    return await fn();
+  } finally {
+    closeSync(fd);
+    unlinkSync(lock);
   }
 }

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
-import { parseEnvelope } from './index.ts';
+import { createKeyFile, parseEnvelope } from './index.ts';
 
 describeEachDialect('keyring', (dialect) => {
   const ctx = useKernel(dialect);
@@ -80,6 +81,23 @@ describeEachDialect('keyring', (dialect) => {
     } finally {
       await second.close();
     }
+  });
+
+  it('refuses a second rotation while one holds the key file lock', async () => {
+    const lock = `${ctx.env.config.keyFile}.lock`;
+    writeFileSync(lock, '1');
+    try {
+      await assert.rejects(ctx.kernel.keyring.rotateMasterKey(CLI_ACTOR), (e) => isCandorError(e, 'CRYPTO_ROTATION_IN_PROGRESS'));
+    } finally {
+      rmSync(lock);
+    }
+  });
+
+  it('creates a private key file on request and never overwrites one', () => {
+    const path = join(ctx.env.dataDir, 'production.key');
+    createKeyFile(path);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    assert.throws(() => createKeyFile(path), (e) => isCandorError(e, 'CRYPTO_KEYFILE_EXISTS'));
   });
 
   it('refuses to start with a tampered, unreadable, exposed or missing key file', async () => {

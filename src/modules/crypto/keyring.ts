@@ -6,13 +6,15 @@ import type { Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import { CryptoRepo, type SubjectKeyRow } from './crypto.repo.ts';
 import { decryptField, encryptField, keyCheckValue, open, parseEnvelope, seal } from './envelope.ts';
-import { newKey, readKeyFile, writeKeyFile, type KeyFile } from './key-file.ts';
+import { createKeyFile, newKey, readKeyFile, withKeyFileLock, writeKeyFile, type KeyFile } from './key-file.ts';
 
 interface DataKey {
   subjectId: string;
   keyId: string;
   keyVersion: number;
   key: Buffer;
+  /** When this process last saw the key in the database (another process may destroy it). */
+  checkedAt: number;
 }
 
 export interface KeyringOptions {
@@ -23,6 +25,10 @@ export interface KeyringOptions {
 
 const CACHE_LIMIT = 100_000;
 const ROTATE_PAGE = 500;
+/** How long a cached data key is trusted before its row is checked again (erasure by another process). */
+const KEY_RECHECK_MS = 10_000;
+/** How often key creation checks whether another process rotated the master key. */
+const ROTATION_CHECK_MS = 5_000;
 
 function wrapAad(row: Pick<SubjectKeyRow, 'subject_id' | 'key_id' | 'key_version'>, masterVersion: number): Buffer {
   return Buffer.from(`candor dk v1|${row.subject_id}|${row.key_id}|${row.key_version}|${masterVersion}`, 'utf8');
@@ -39,6 +45,7 @@ export class Keyring {
   #keys: KeyFile;
   readonly #bySubject = new Map<string, DataKey>();
   readonly #byKeyId = new Map<string, DataKey>();
+  #rotationCheckedAt = 0;
 
   private constructor(repo: CryptoRepo, audit: AuditLog, keyFilePath: string, keys: KeyFile) {
     this.#repo = repo;
@@ -56,7 +63,7 @@ export class Keyring {
     const registered = await repo.registeredKeys();
     let generated = false;
     if (!existsSync(options.keyFile) && registered.length === 0 && options.allowGenerate) {
-      writeKeyFile(options.keyFile, { masterKeys: [newKey(1)], pseudonymKey: newKey(1) });
+      createKeyFile(options.keyFile);
       generated = true;
     }
     const keys = readKeyFile(options.keyFile);
@@ -74,6 +81,8 @@ export class Keyring {
       const [purpose, version] = id.split(':') as ['wrap' | 'pseudonym', string];
       await repo.registerKey(purpose, Number(version), keyCheckValue(key));
     }
+    // Finish a rotation that was interrupted after the new key was written.
+    await keyring.rewrapAll();
     return { keyring, generated };
   }
 
@@ -119,14 +128,32 @@ export class Keyring {
 
   #unwrap(row: SubjectKeyRow): DataKey {
     const key = open(this.#masterKey(row.master_version), Buffer.from(row.wrapped_key, 'base64'), wrapAad(row, row.master_version));
-    return { subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key };
+    return { subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key, checkedAt: Date.now() };
+  }
+
+  /** A cached key, unless it is due for a check and its row is gone (destroyed by another process). */
+  async #fresh(dk: DataKey | undefined): Promise<DataKey | undefined> {
+    if (!dk || Date.now() - dk.checkedAt < KEY_RECHECK_MS) return dk;
+    if (await this.#repo.byKeyId(dk.keyId)) {
+      dk.checkedAt = Date.now();
+      return dk;
+    }
+    this.#forget(dk);
+    return undefined;
+  }
+
+  async #checkRotation(): Promise<void> {
+    if (Date.now() - this.#rotationCheckedAt < ROTATION_CHECK_MS) return;
+    this.#rotationCheckedAt = Date.now();
+    if ((await this.#repo.maxWrapVersion()) > this.activeMasterVersion) this.#keys = readKeyFile(this.#keyFilePath);
   }
 
   async #dataKeyForSubject(subjectId: string): Promise<DataKey> {
-    const cached = this.#bySubject.get(subjectId);
+    const cached = await this.#fresh(this.#bySubject.get(subjectId));
     if (cached) return cached;
     const existing = await this.#repo.bySubject(subjectId);
     if (existing) return this.#remember(this.#unwrap(existing));
+    await this.#checkRotation();
     const key = randomBytes(32);
     const masterVersion = this.activeMasterVersion;
     const row: SubjectKeyRow = {
@@ -139,7 +166,7 @@ export class Keyring {
     };
     row.wrapped_key = seal(this.#masterKey(masterVersion), key, wrapAad(row, masterVersion)).toString('base64');
     if (await this.#repo.insertSubjectKey(row)) {
-      return this.#remember({ subjectId, keyId: row.key_id, keyVersion: row.key_version, key });
+      return this.#remember({ subjectId, keyId: row.key_id, keyVersion: row.key_version, key, checkedAt: Date.now() });
     }
     // Created concurrently elsewhere: use the stored one.
     const stored = await this.#repo.bySubject(subjectId);
@@ -156,7 +183,7 @@ export class Keyring {
   /** Decrypts a field value; fails with CRYPTO_KEY_DESTROYED once the subject's key was destroyed. */
   async decrypt(ciphertext: string, context: string): Promise<string> {
     const { keyId } = parseEnvelope(ciphertext);
-    let dk = this.#byKeyId.get(keyId);
+    let dk = await this.#fresh(this.#byKeyId.get(keyId));
     if (!dk) {
       const row = await this.#repo.byKeyId(keyId);
       if (!row) {
@@ -190,14 +217,17 @@ export class Keyring {
    * re-encrypted). Older versions stay in the file so older ciphertexts and backups remain readable.
    */
   async rotateMasterKey(actor: Actor): Promise<{ version: number; rewrapped: number }> {
-    const current = readKeyFile(this.#keyFilePath);
-    const next = newKey(Math.max(...current.masterKeys.map((k) => k.version)) + 1);
-    const updated: KeyFile = { ...current, masterKeys: [...current.masterKeys, next] };
-    writeKeyFile(this.#keyFilePath, updated);
-    this.#keys = updated;
-    await this.#repo.registerKey('wrap', next.version, keyCheckValue(next.key));
-    const rewrapped = await this.rewrapAll();
-    await this.#repo.retireWrapKeysBelow(next.version);
+    const { next, rewrapped } = await withKeyFileLock(this.#keyFilePath, async () => {
+      const current = readKeyFile(this.#keyFilePath);
+      const next = newKey(Math.max(...current.masterKeys.map((k) => k.version)) + 1);
+      const updated: KeyFile = { ...current, masterKeys: [...current.masterKeys, next] };
+      writeKeyFile(this.#keyFilePath, updated);
+      this.#keys = updated;
+      await this.#repo.registerKey('wrap', next.version, keyCheckValue(next.key));
+      const rewrapped = await this.rewrapAll();
+      await this.#repo.retireWrapKeysBelow(next.version);
+      return { next, rewrapped };
+    });
     await this.#audit.append({
       actor: actor.id,
       role: actor.role,

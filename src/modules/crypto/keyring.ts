@@ -174,6 +174,21 @@ export class Keyring {
     return this.#remember(this.#unwrap(stored));
   }
 
+  /**
+   * Loads (or creates) the data keys of these subjects into memory, so that encryptPrepared can run without I/O,
+   * for example inside a database transaction. Call it outside any transaction.
+   */
+  async prepare(subjectIds: Iterable<string>): Promise<void> {
+    for (const subjectId of new Set(subjectIds)) await this.#dataKeyForSubject(subjectId);
+  }
+
+  /** Encrypts with a data key loaded by prepare(); synchronous, no I/O. Throws if the key was not prepared. */
+  encryptPrepared(subjectId: string, plaintext: string, context: string): string {
+    const dk = this.#bySubject.get(subjectId);
+    if (!dk) throw new Error('data key not prepared for this subject');
+    return encryptField(dk.key, dk, plaintext, context);
+  }
+
   /** Encrypts a field value with the subject's data key (created on first use); context binds it to its field. */
   async encrypt(subjectId: string, plaintext: string, context: string): Promise<string> {
     const dk = await this.#dataKeyForSubject(subjectId);

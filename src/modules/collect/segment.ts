@@ -1,0 +1,132 @@
+import { randomUUID } from 'node:crypto';
+import type { ErrorCode } from '../../shared/error-codes.ts';
+
+/** The Segment message types Candor accepts. */
+export type MessageKind = 'identify' | 'track' | 'page' | 'screen' | 'group' | 'alias';
+export const MESSAGE_KINDS: readonly MessageKind[] = ['identify', 'track', 'page', 'screen', 'group', 'alias'];
+
+/** Largest single event, as Segment documents it. */
+export const MAX_EVENT_BYTES = 32 * 1024;
+/** Largest batch request, as Segment documents it. */
+export const MAX_BATCH_BYTES = 500 * 1024;
+/** How far in the future a timestamp may be (clock skew) before the event is refused. */
+const MAX_FUTURE_MS = 5 * 60 * 1000;
+
+/** An identifier as sent, before normalization and pseudonymization. */
+export interface RawIdentifier {
+  type: string;
+  value: string;
+}
+
+/** A Segment message after envelope checks: ids, name, timestamps; payload still as sent. */
+export interface ParsedMessage {
+  kind: MessageKind;
+  messageId: string;
+  /** Whether the sender gave the messageId (only then can duplicates be recognised). */
+  messageIdGiven: boolean;
+  userId: string | undefined;
+  anonymousId: string | undefined;
+  previousId: string | undefined;
+  groupId: string | undefined;
+  /** Event name (track) or page/screen name. */
+  name: string | undefined;
+  occurredAt: string;
+  properties: unknown;
+  traits: unknown;
+  context: unknown;
+  /** The message carried its own `writeKey` field (browser clients). */
+  writeKey: string | undefined;
+  bytes: number;
+}
+
+export type ParseOutcome = { ok: true; message: ParsedMessage } | { ok: false; code: ErrorCode; messageId: string | undefined; detail: string };
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function idValue(v: unknown): string | undefined {
+  if (typeof v === 'string') return v.trim() === '' ? undefined : v;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  return undefined;
+}
+
+function parseTime(v: unknown): number | undefined | null {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string' && typeof v !== 'number') return null;
+  const t = typeof v === 'number' ? v : Date.parse(v);
+  return Number.isFinite(t) ? t : null;
+}
+
+/**
+ * Checks the envelope of one Segment message (type, ids, timestamps, size) and picks out its parts, following the
+ * Segment spec's field names. `kind` is fixed by the endpoint for single calls and read from `type` in batches.
+ */
+export function parseMessage(raw: unknown, kind: MessageKind | undefined, receivedAt: number, bytes: number): ParseOutcome {
+  if (!isObject(raw)) return { ok: false, code: 'COLLECT_MESSAGE_INVALID', messageId: undefined, detail: 'not an object' };
+  const givenId = idValue(raw.messageId);
+  const fail = (code: ErrorCode, detail: string): ParseOutcome => ({ ok: false, code, messageId: givenId, detail });
+  if (bytes > MAX_EVENT_BYTES) return fail('COLLECT_EVENT_TOO_LARGE', `${bytes} bytes`);
+  const type = kind ?? (typeof raw.type === 'string' ? raw.type : undefined);
+  if (!type || !(MESSAGE_KINDS as readonly string[]).includes(type)) return fail('COLLECT_MESSAGE_TYPE_UNKNOWN', 'type');
+  const userId = idValue(raw.userId);
+  const anonymousId = idValue(raw.anonymousId);
+  if (!userId && !anonymousId) return fail('COLLECT_IDENTITY_MISSING', 'userId/anonymousId');
+  let name: string | undefined;
+  if (type === 'track') {
+    if (typeof raw.event !== 'string' || raw.event.trim() === '') return fail('COLLECT_MESSAGE_INVALID', 'event');
+    name = raw.event;
+  } else if (type === 'page' || type === 'screen') {
+    name = typeof raw.name === 'string' ? raw.name : undefined;
+  }
+  const previousId = idValue(raw.previousId);
+  if (type === 'alias' && (!previousId || !userId)) return fail('COLLECT_MESSAGE_INVALID', 'previousId/userId');
+  const groupId = idValue(raw.groupId);
+  if (type === 'group' && !groupId) return fail('COLLECT_MESSAGE_INVALID', 'groupId');
+  const timestamp = parseTime(raw.timestamp);
+  const original = parseTime(raw.originalTimestamp);
+  const sentAt = parseTime(raw.sentAt);
+  if (timestamp === null || original === null || sentAt === null) return fail('COLLECT_TIMESTAMP_INVALID', 'timestamp');
+  // Segment's clock-skew correction: the device's clock is trusted for intervals, not for absolute time.
+  const at = timestamp ?? (original !== undefined && sentAt !== undefined ? receivedAt - (sentAt - original) : (original ?? receivedAt));
+  if (at > receivedAt + MAX_FUTURE_MS) return fail('COLLECT_TIMESTAMP_IN_FUTURE', 'timestamp');
+  for (const part of ['properties', 'traits', 'context'] as const) {
+    if (raw[part] !== undefined && raw[part] !== null && !isObject(raw[part])) return fail('COLLECT_MESSAGE_INVALID', part);
+  }
+  const context = isObject(raw.context) ? raw.context : undefined;
+  // Segment clients send identify traits at the top level; older ones put them in context.traits.
+  const traits = isObject(raw.traits) ? raw.traits : type === 'identify' && context && isObject(context.traits) ? context.traits : undefined;
+  return {
+    ok: true,
+    message: {
+      kind: type as MessageKind,
+      messageId: givenId ?? randomUUID(),
+      messageIdGiven: givenId !== undefined,
+      userId,
+      anonymousId,
+      previousId,
+      groupId,
+      name,
+      occurredAt: new Date(at).toISOString(),
+      properties: isObject(raw.properties) ? raw.properties : undefined,
+      traits,
+      context,
+      writeKey: typeof raw.writeKey === 'string' ? raw.writeKey : undefined,
+      bytes,
+    },
+  };
+}
+
+/** The identifiers a message carries: ids always, email and phone from identify traits. */
+export function identifiersOf(message: ParsedMessage, traits: Record<string, unknown> | undefined): RawIdentifier[] {
+  const out: RawIdentifier[] = [];
+  if (message.userId) out.push({ type: 'user_id', value: message.userId });
+  if (message.anonymousId) out.push({ type: 'anonymous_id', value: message.anonymousId });
+  if (message.kind === 'alias' && message.previousId) {
+    // alias links the id a person had before (in practice their anonymous id) to their user id.
+    out.push({ type: 'anonymous_id', value: message.previousId });
+  }
+  if (traits) {
+    if (typeof traits.email === 'string') out.push({ type: 'email', value: traits.email });
+    if (typeof traits.phone === 'string') out.push({ type: 'phone', value: traits.phone });
+  }
+  return out;
+}

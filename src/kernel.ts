@@ -1,8 +1,14 @@
 import type { Config } from './config/index.ts';
 import { AccessControl, ACCESS_MIGRATIONS } from './modules/access/index.ts';
 import { AuditLog, AUDIT_MIGRATIONS } from './modules/audit/index.ts';
+import { Catalog, CATALOG_MIGRATIONS } from './modules/catalog/index.ts';
+import { Collector, COLLECT_MIGRATIONS } from './modules/collect/index.ts';
+import { Consent, CONSENT_MIGRATIONS } from './modules/consent/index.ts';
 import { Keyring, CRYPTO_MIGRATIONS } from './modules/crypto/index.ts';
+import { Identity, IDENTITY_MIGRATIONS } from './modules/identity/index.ts';
+import { Profiles, PROFILES_MIGRATIONS } from './modules/profiles/index.ts';
 import { Taxonomy, TAXONOMY_MIGRATIONS } from './modules/taxonomy/index.ts';
+import { SYSTEM_ACTOR } from './shared/actor.ts';
 import { CandorError } from './shared/errors.ts';
 import { createLogger, type Logger } from './shared/logger.ts';
 import { migrateToLatest, openStorage, pendingMigrations, type ModuleMigration, type Storage } from './storage/index.ts';
@@ -13,6 +19,11 @@ export const MIGRATIONS: readonly ModuleMigration[] = [
   ...AUDIT_MIGRATIONS,
   ...ACCESS_MIGRATIONS,
   ...TAXONOMY_MIGRATIONS,
+  ...CATALOG_MIGRATIONS,
+  ...CONSENT_MIGRATIONS,
+  ...IDENTITY_MIGRATIONS,
+  ...PROFILES_MIGRATIONS,
+  ...COLLECT_MIGRATIONS,
 ].sort((a, b) => a.name.localeCompare(b.name));
 
 /** The privacy kernel, wired once and shared by the HTTP server, the CLI and jobs. */
@@ -24,6 +35,11 @@ export interface Kernel {
   readonly keyring: Keyring;
   readonly access: AccessControl;
   readonly taxonomy: Taxonomy;
+  readonly catalog: Catalog;
+  readonly consent: Consent;
+  readonly identity: Identity;
+  readonly profiles: Profiles;
+  readonly collect: Collector;
   /** Whether this start generated the master key file. */
   readonly keyFileGenerated: boolean;
   /** Migrations applied by this start. */
@@ -56,6 +72,15 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     });
     const access = new AccessControl(storage, audit);
     const taxonomy = await Taxonomy.open(storage, audit);
+    const catalog = await Catalog.open({ storage, audit, taxonomy });
+    const consent = await Consent.open({ storage, audit, keyring, taxonomy, expiryMonths: config.consentExpiryMonths });
+    const identity = await Identity.open({ storage, audit, keyring });
+    const profiles = await Profiles.open({ storage, audit, keyring });
+    // When two profiles turn out to be one person, the most restrictive consent of the two applies to both.
+    identity.onMerge(async (merge) => {
+      await consent.mergeSubjects(merge.from, merge.into, SYSTEM_ACTOR);
+    });
+    const collect = new Collector({ storage, keyring, catalog, consent, identity, profiles });
     return {
       config,
       logger,
@@ -64,9 +89,19 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       keyring,
       access,
       taxonomy,
+      catalog,
+      consent,
+      identity,
+      profiles,
+      collect,
       keyFileGenerated: generated,
       migrationsApplied,
-      close: () => storage.close(),
+      close: async () => {
+        // Counts of the tracking plan not flushed yet; losing them must not keep storage open.
+        await catalog.flushStats().catch((err: unknown) => logger.warn({ err }, 'catalog stats not flushed'));
+        await collect.flush().catch((err: unknown) => logger.warn({ err }, 'refusal counts not flushed'));
+        await storage.close();
+      },
     };
   } catch (error) {
     await storage.close();

@@ -8,6 +8,7 @@ import { STAFF_ROLES } from '../modules/access/index.ts';
 import { createKeyFile } from '../modules/crypto/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { CandorError, isCandorError } from '../shared/errors.ts';
+import { registerPlanCommands } from './plan.ts';
 import { serve } from './serve.ts';
 
 interface GlobalOptions {
@@ -181,6 +182,8 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
       }
       for (const l of lines) out(`${l.key.padEnd(18)} ${l.value.padEnd(30)} (${l.source}; ${l.env})  ${l.description}`);
     });
+
+  registerPlanCommands(program, { out, err, withKernel: (run) => withKernel(program, run) });
 
   return program;
 }

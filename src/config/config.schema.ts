@@ -51,6 +51,10 @@ export const CONFIG_SCHEMA = {
     env: 'CANDOR_PUBLIC_URL', type: 'string', default: '', sensitive: false,
     description: 'Base URL people use to reach the server; empty means http://HOST:PORT.',
   },
+  consentExpiryMonths: {
+    env: 'CANDOR_CONSENT_EXPIRY_MONTHS', type: 'integer', default: 13, min: 1, max: 120, sensitive: false,
+    description: 'A given consent stops counting this many calendar months after it was given; the subject must be asked again.',
+  },
 } as const satisfies Record<string, ConfigEntry>;
 
 export type ConfigKey = keyof typeof CONFIG_SCHEMA;

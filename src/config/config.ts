@@ -16,6 +16,7 @@ export interface Config {
   readonly logLevel: string;
   readonly sqliteSynchronous: 'FULL' | 'NORMAL';
   readonly publicUrl: string;
+  readonly consentExpiryMonths: number;
   /** Where each value came from. */
   readonly sources: Readonly<Record<ConfigKey, ConfigSource>>;
   /** The configuration file that was read, if any. */
@@ -130,6 +131,7 @@ export function loadConfig(input: ConfigInput = {}): Config {
     logLevel: String(values.logLevel),
     sqliteSynchronous: values.sqliteSynchronous as Config['sqliteSynchronous'],
     publicUrl: String(values.publicUrl),
+    consentExpiryMonths: Number(values.consentExpiryMonths),
     sources: sources as Record<ConfigKey, ConfigSource>,
     file,
   };

@@ -18,6 +18,14 @@ function credentialOf(request: FastifyRequest, allowBasic: boolean): string | un
   return undefined;
 }
 
+function writeKeyInBody(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const record = body as Record<string, unknown>;
+  if (typeof record.writeKey === 'string') return record.writeKey;
+  const first = Array.isArray(record.batch) ? (record.batch[0] as Record<string, unknown> | undefined) : undefined;
+  return typeof first?.writeKey === 'string' ? first.writeKey : undefined;
+}
+
 /**
  * Makes every route declare its access (registration fails otherwise) and enforces the declaration on every
  * request: credential kind per audience, role per route, an audit entry for denied attempts and for every
@@ -42,7 +50,24 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
     if (!access || access.audience === 'public') return;
     if (access.audience === 'subject') throw new CandorError('AUTH_SUBJECT_SESSION_REQUIRED');
     const presented = credentialOf(request, access.audience === 'ingest');
+    if (!presented) {
+      // Browser clients put the write key in the body; it is checked once the body is parsed.
+      if (access.audience === 'ingest') return;
+      throw new CandorError('AUTH_CREDENTIAL_MISSING');
+    }
+    await admit(request, presented);
+  });
+
+  app.addHook('preHandler', async (request) => {
+    const access = request.routeOptions.config.access;
+    if (access?.audience !== 'ingest' || request.principal) return;
+    const presented = writeKeyInBody(request.body);
     if (!presented) throw new CandorError('AUTH_CREDENTIAL_MISSING');
+    await admit(request, presented);
+  });
+
+  async function admit(request: FastifyRequest, presented: string): Promise<void> {
+    const access = request.routeOptions.config.access as NonNullable<typeof request.routeOptions.config.access>;
     const principal: Principal = await kernel.access.authenticate(presented);
     const wanted = access.audience === 'admin' ? 'api' : 'write_key';
     if (principal.kind !== wanted) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: wanted });
@@ -58,7 +83,7 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
       throw new CandorError('AUTH_ROLE_FORBIDDEN', { role: principal.role });
     }
     request.principal = principal;
-  });
+  }
 
   app.addHook('onSend', async (request, reply, payload) => {
     const access = request.routeOptions.config.access;

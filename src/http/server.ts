@@ -1,11 +1,12 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
-import secureJson from 'secure-json-parse';
 import type { Kernel } from '../kernel.ts';
 import { CandorError } from '../shared/errors.ts';
 import { registerAdminRoutes } from './admin/index.ts';
+import { registerIngestRoutes } from './ingest/index.ts';
 import { installGuard } from './guard.ts';
+import { jsonParser } from './json.ts';
 import { HttpMetrics } from './metrics.ts';
 import { sendProblem } from './problem.ts';
 import { registerPublicRoutes } from './public/index.ts';
@@ -22,17 +23,6 @@ export interface CandorServer {
 export interface ServerOptions {
   /** Registers extra routes before the server is sealed (tests, plugins); they pass the same guard. */
   extend?: (app: FastifyInstance) => void | Promise<void>;
-}
-
-/** Parses JSON bodies, telling malformed JSON apart from prototype-poisoning keys. */
-function parseJson(body: string): unknown {
-  if (body.length === 0) throw new CandorError('REQUEST_MALFORMED_JSON');
-  try {
-    return secureJson.parse(body, undefined, { protoAction: 'error', constructorAction: 'error' });
-  } catch (error) {
-    if (error instanceof SyntaxError && /forbidden prototype property/.test(error.message)) throw new CandorError('REQUEST_FORBIDDEN_KEY');
-    throw new CandorError('REQUEST_MALFORMED_JSON');
-  }
 }
 
 export async function buildServer(kernel: Kernel, options: ServerOptions = {}): Promise<CandorServer> {
@@ -52,13 +42,7 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
-    try {
-      done(null, parseJson(body as string));
-    } catch (error) {
-      done(error as Error, undefined);
-    }
-  });
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonParser);
 
   const routes: RouteRecord[] = [];
   const metrics = new HttpMetrics();
@@ -87,6 +71,7 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
     },
   });
   await app.register(async (scope) => registerPublicRoutes(scope, kernel, metrics));
+  await app.register(async (scope) => registerIngestRoutes(scope, kernel));
   await app.register(async (scope) => registerAdminRoutes(scope, kernel), { prefix: '/v1/admin' });
   if (options.extend) await app.register(async (scope) => options.extend?.(scope));
   await app.ready();

@@ -5,6 +5,7 @@ import { CandorError } from '../../shared/errors.ts';
 import { pendingMigrations } from '../../storage/index.ts';
 import type { HttpMetrics } from '../metrics.ts';
 import type { RouteAccess } from '../route-access.ts';
+import { registerWellKnownRoutes } from './well-known.ts';
 
 const OPERATIONS: RouteAccess = { audience: 'public', purpose: 'essential.service.operations' };
 const status = { type: 'object', properties: { status: { type: 'string' } }, required: ['status'] } as const;
@@ -34,6 +35,8 @@ export function registerPublicRoutes(app: FastifyInstance, kernel: Kernel, metri
     reply.type('text/plain; version=0.0.4; charset=utf-8');
     return metrics.text();
   });
+
+  registerWellKnownRoutes(app, kernel);
 
   app.get('/openapi.json', { config: { access: OPERATIONS }, schema: { tags: ['operations'], summary: 'This API, described in OpenAPI 3.1.' } }, async () =>
     app.swagger(),

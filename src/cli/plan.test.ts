@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../test/support/databases.ts';
+import { main } from './main.ts';
+
+describeEachDialect('candor plan', (dialect) => {
+  let env: TestEnvironment;
+  before(async () => {
+    env = await createEnvironment(dialect);
+  });
+  after(async () => {
+    await env.cleanup();
+  });
+
+  async function candor(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    const out: string[] = [];
+    const err: string[] = [];
+    const global = ['--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : [])];
+    const code = await main(['node', 'candor', ...global, ...args], (l) => out.push(l), (l) => err.push(l));
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  }
+
+  it('shows the default plan with every field, its category, retention and purposes', async () => {
+    const shown = await candor('plan', 'show');
+    assert.equal(shown.code, 0, shown.err);
+    assert.match(shown.out, /^tracking plan "Online shop" version 1 \(sha256 [0-9a-f]{64}\), published \S+ by system/);
+    assert.match(shown.out, /track "Order Completed": analytics\.reporting, personalize\.profiling/);
+    assert.match(shown.out, /properties\.products\[\]\.price\s+number\s+user\.behavior\.purchase_history\s+P7Y/);
+    assert.match(shown.out, /traits\.email\s+string\s+user\.contact\.email\s+P3Y\s+.*\[personal\]/);
+    assert.match(shown.out, /properties\.allergies .*\[personal, special category\]/);
+    assert.match(shown.out, /context\.location\.latitude .*\[personal, precise location\]/);
+  });
+
+  it('validates a file and lists every problem, exit 1', async () => {
+    const json = await candor('plan', 'show', '--json');
+    const plan = JSON.parse(json.out) as { events: Record<string, { purposes: string[] }>; name: string };
+    const good = join(env.dataDir, 'plan.json');
+    writeFileSync(good, JSON.stringify(plan));
+    const ok = await candor('plan', 'validate', good);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /is valid/);
+
+    plan.events['Order Completed']!.purposes = ['analytics.nope'];
+    (plan as unknown as Record<string, unknown>).colour = 'blue';
+    const bad = join(env.dataDir, 'bad.json');
+    writeFileSync(bad, JSON.stringify(plan));
+    const refused = await candor('plan', 'validate', bad);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /the tracking plan has 2 problems:/);
+    assert.match(refused.err, /\/colour: is not allowed here/);
+    assert.match(refused.err, /\/events\/Order Completed\/purposes\/0: "analytics\.nope" is not a data use/);
+
+    writeFileSync(join(env.dataDir, 'not.json'), '{ nope');
+    const unreadable = await candor('plan', 'validate', join(env.dataDir, 'not.json'));
+    assert.equal(unreadable.code, 2);
+    assert.match(unreadable.err, /not valid JSON/);
+    assert.equal((await candor('plan', 'validate', join(env.dataDir, 'missing.json'))).code, 2);
+  });
+
+  it('publishes a file as a new version, says so when unchanged, and shows older versions', async () => {
+    const plan = JSON.parse((await candor('plan', 'show', '--json')).out) as { description?: string };
+    plan.description = 'Edited from the command line';
+    const file = join(env.dataDir, 'edited.json');
+    writeFileSync(file, JSON.stringify(plan, null, 2));
+    const published = await candor('plan', 'publish', file);
+    assert.equal(published.code, 0, published.err);
+    assert.match(published.out, /published tracking plan version 2 \(sha256 [0-9a-f]{64}\)/);
+    assert.match((await candor('plan', 'publish', file)).out, /unchanged: version 2/);
+    assert.match((await candor('plan', 'show')).out, /version 2 .* by cli/);
+    const first = JSON.parse((await candor('plan', 'show', '--version', '1', '--json')).out) as { description?: string };
+    assert.notEqual(first.description, plan.description);
+    const versions = await candor('plan', 'versions');
+    assert.match(versions.out, /^\s+1 .* system .*\n\s+2 .* cli .*\(in force\)$/);
+    assert.equal((await candor('plan', 'show', '--version', '0')).code, 2);
+    const missing = await candor('plan', 'show', '--version', '9');
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /CATALOG_PLAN_VERSION_NOT_FOUND/);
+  });
+
+  it('refuses to publish an invalid file and keeps the version in force', async () => {
+    const bad = join(env.dataDir, 'invalid.json');
+    writeFileSync(bad, JSON.stringify({ name: 'x', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { f: { type: 'string' } } } } } }));
+    const refused = await candor('plan', 'publish', bad);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /\/events\/E\/properties\/properties\/f: a leaf field must carry an "x-candor" annotation/);
+    assert.match((await candor('plan', 'versions')).out, /2 .*\(in force\)$/);
+  });
+});

@@ -1,0 +1,197 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Kernel } from '../../kernel.ts';
+import type { StaffRole } from '../../modules/access/index.ts';
+import { CandorError } from '../../shared/errors.ts';
+import type { RouteAccess } from '../route-access.ts';
+import { actorOf } from './actor.ts';
+
+const PURPOSE = 'personalize.profiling';
+/** Roles that see personal trait values decrypted; every other reader sees them masked. */
+const DECRYPTING: readonly StaffRole[] = ['owner', 'privacy_officer'];
+const READ: RouteAccess = { audience: 'admin', roles: ['owner', 'privacy_officer', 'marketer', 'analyst'], purpose: PURPOSE, personalData: true };
+const UNMERGE: RouteAccess = { audience: 'admin', roles: DECRYPTING, purpose: PURPOSE };
+
+const nullableString = { type: ['string', 'null'] } as const;
+const valueState = { type: 'string', enum: ['plain', 'decrypted', 'masked', 'unreadable'] } as const;
+const params = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: { type: 'string', pattern: '^prf_[a-z2-7]{20}$', description: 'Any profile id; merged profiles resolve to their canonical profile.' } },
+} as const;
+
+const identifier = {
+  type: 'object',
+  properties: {
+    type: { type: 'string' },
+    valueHash: { type: 'string', description: 'Keyed pseudonym of the value; the value itself is never stored.' },
+    profileId: { type: 'string' },
+    firstSeenAt: { type: 'string' },
+    source: { type: 'string' },
+  },
+} as const;
+const merge = {
+  type: 'object',
+  properties: {
+    mergeId: { type: 'string' },
+    from: { type: 'string' },
+    into: { type: 'string' },
+    rule: { type: 'string' },
+    at: { type: 'string' },
+    triggerType: { type: 'string' },
+    triggerHash: { type: 'string' },
+    source: { type: 'string' },
+    messageId: nullableString,
+    undoneAt: nullableString,
+  },
+} as const;
+const trait = {
+  type: 'object',
+  properties: {
+    key: { type: 'string' },
+    value: { description: 'The value; `••••` when masked, null when unreadable.' },
+    state: valueState,
+    category: { type: 'string' },
+    personal: { type: 'boolean' },
+    updatedAt: { type: 'string' },
+    source: { type: 'string' },
+    messageId: nullableString,
+    profileId: { type: 'string' },
+  },
+} as const;
+const computed = {
+  type: 'object',
+  properties: {
+    firstSeenAt: nullableString,
+    lastSeenAt: nullableString,
+    eventCount: { type: 'integer' },
+    orderCount: { type: 'integer' },
+    totalOrderValue: { type: 'number' },
+    averageOrderValue: { type: ['number', 'null'] },
+    currency: nullableString,
+  },
+} as const;
+const change = {
+  type: 'object',
+  properties: {
+    profileId: { type: 'string' },
+    key: { type: 'string' },
+    changedAt: { type: 'string' },
+    value: {},
+    valueState,
+    previousValue: { description: 'Absent when the trait had no value before.' },
+    previousState: { type: ['string', 'null'], enum: ['plain', 'decrypted', 'masked', 'unreadable', null] },
+    category: { type: 'string' },
+    personal: { type: 'boolean' },
+    source: { type: 'string' },
+    messageId: nullableString,
+  },
+} as const;
+
+/** The canonical profile of a requested id, named as the audited subject of this request. */
+async function canonicalFor(kernel: Kernel, request: FastifyRequest, id: string): Promise<string> {
+  const canonical = await kernel.identity.canonical(id);
+  if (canonical === null) throw new CandorError('IDENTITY_PROFILE_NOT_FOUND', { profileId: id });
+  request.auditSubject = kernel.keyring.pseudonym('subject', canonical);
+  return canonical;
+}
+
+const decrypts = (request: FastifyRequest) => (DECRYPTING as readonly string[]).includes(request.principal?.role ?? '');
+
+/** Profiles for staff: the merged view, trait history and unmerge. Every read is audited with the subject's pseudonym. */
+export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): void {
+  app.get<{ Params: { id: string } }>(
+    '/profiles/:id',
+    {
+      config: { access: READ },
+      schema: {
+        tags: ['profiles'],
+        summary: 'A profile as one view over its merge members: identifiers (types and pseudonyms), merge provenance, traits and computed traits.',
+        description: 'Personal trait values are decrypted for owner and privacy_officer and masked for other roles.',
+        params,
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              id: { type: 'string', description: 'The canonical profile.' },
+              requestedId: { type: 'string' },
+              members: { type: 'array', items: { type: 'string' } },
+              decrypted: { type: 'boolean' },
+              identifiers: { type: 'array', items: identifier },
+              merges: { type: 'array', items: merge },
+              traits: { type: 'array', items: trait },
+              computed,
+            },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const canonical = await canonicalFor(kernel, request, request.params.id);
+      const decrypt = decrypts(request);
+      const members = await kernel.identity.members(canonical);
+      const [identifiers, merges, view] = await Promise.all([
+        kernel.identity.identifiersOf(canonical),
+        kernel.identity.merges(canonical),
+        kernel.profiles.get(members, { decrypt }),
+      ]);
+      return { id: canonical, requestedId: request.params.id, members, decrypted: decrypt, identifiers, merges, traits: view.traits, computed: view.computed };
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { key?: string; limit?: number } }>(
+    '/profiles/:id/history',
+    {
+      config: { access: READ },
+      schema: {
+        tags: ['profiles'],
+        summary: 'Changes of the traits of a profile and its merge members, newest first, with previous values.',
+        params,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            key: { type: 'string', minLength: 1, maxLength: 200, description: 'Only this trait.' },
+            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: { id: { type: 'string' }, decrypted: { type: 'boolean' }, changes: { type: 'array', items: change } },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const canonical = await canonicalFor(kernel, request, request.params.id);
+      const decrypt = decrypts(request);
+      const members = await kernel.identity.members(canonical);
+      const changes = await kernel.profiles.traitHistory(members, request.query.key, { decrypt, limit: request.query.limit ?? 100 });
+      return { id: canonical, decrypted: decrypt, changes };
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { mergeId: string } }>(
+    '/profiles/:id/unmerge',
+    {
+      config: { access: UNMERGE },
+      schema: {
+        tags: ['profiles'],
+        summary: 'Split a wrong merge back out: the merged-in profile becomes canonical again with its identifiers.',
+        description: 'Audited for both profiles. The two sides are not merged again automatically.',
+        params,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['mergeId'],
+          properties: { mergeId: { type: 'string', pattern: '^mrg_[a-z2-7]{20}$' } },
+        },
+        response: {
+          200: { type: 'object', properties: { restored: { type: 'string' }, identifiersMoved: { type: 'integer' } } },
+        },
+      },
+    },
+    async (request) => kernel.identity.unmerge(request.params.id, request.body.mergeId, actorOf(request)),
+  );
+}

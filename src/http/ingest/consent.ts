@@ -1,0 +1,103 @@
+import type { FastifyInstance } from 'fastify';
+import type { Kernel } from '../../kernel.ts';
+import { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
+import { CandorError } from '../../shared/errors.ts';
+
+interface ConsentBody {
+  userId?: string;
+  anonymousId?: string;
+  purposes?: Record<string, 'given' | 'refused' | 'withdrawn'>;
+  withdrawAll?: boolean;
+  mechanism: (typeof CALLER_MECHANISMS)[number];
+  noticeVersion?: number;
+  jurisdiction?: string;
+  source?: string;
+  confirmOverGpc?: boolean;
+}
+
+const id = { type: 'string', minLength: 1, maxLength: 200 } as const;
+
+/**
+ * POST /v1/consent: a consent banner, app or server records a person's choices (or withdraws all of them in one
+ * call) and gets a signed receipt back. A `Sec-GPC: 1` header is recorded as an opt-out of sale/sharing and
+ * targeted advertising first, and the answer says it was honoured.
+ */
+export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel): void {
+  app.post<{ Body: ConsentBody }>(
+    '/v1/consent',
+    {
+      config: { access: { audience: 'ingest', purpose: 'essential.legal_obligation' } },
+      schema: {
+        tags: ['consent'],
+        summary: "Record a person's consent choices; answers with a signed receipt (JWS).",
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['mechanism'],
+          properties: {
+            userId: id,
+            anonymousId: id,
+            purposes: { type: 'object', additionalProperties: { type: 'string', enum: ['given', 'refused', 'withdrawn'] }, maxProperties: 100 },
+            withdrawAll: { type: 'boolean' },
+            mechanism: { type: 'string', enum: [...CALLER_MECHANISMS] },
+            noticeVersion: { type: 'integer', minimum: 1 },
+            jurisdiction: { type: 'string', pattern: '^[A-Z]{2}(-[A-Z0-9]{1,3})?$' },
+            source: { type: 'string', maxLength: 2000 },
+            confirmOverGpc: { type: 'boolean' },
+            writeKey: { type: 'string' },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              receipt: { type: 'string', description: 'Compact JWS; verify with /.well-known/jwks.json' },
+              receiptId: { type: 'string' },
+              gpcHonoured: { type: 'boolean' },
+              recorded: { type: 'array', items: { type: 'object', properties: { purpose: { type: 'string' }, state: { type: 'string' }, basis: { type: 'string' }, at: { type: 'string' } } } },
+              rejected: { type: 'array', items: { type: 'object', properties: { purpose: { type: 'string' }, code: { type: 'string' } } } },
+            },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const body = request.body;
+      const principal = request.principal;
+      if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
+      if (!body.userId && !body.anonymousId) throw new CandorError('COLLECT_IDENTITY_MISSING');
+      const changes = Object.entries(body.purposes ?? {}).map(([purpose, state]) => ({ purpose, state }));
+      if (!body.withdrawAll && changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
+      const identifiers = [
+        ...(body.userId ? [{ type: 'user_id', value: body.userId }] : []),
+        ...(body.anonymousId ? [{ type: 'anonymous_id', value: body.anonymousId }] : []),
+      ];
+      const item = { identifiers, source: principal.source, at: new Date().toISOString() };
+      const { storage, identity, consent } = kernel;
+      const resolution = await storage.raw.transaction(async (tx) => {
+        if ((await identity.isSuppressedBatch(tx, [item]))[0]) throw new CandorError('COLLECT_SUBJECT_SUPPRESSED');
+        return (await identity.resolveBatch(tx, [item]))[0];
+      });
+      if (resolution?.merges.length) await identity.notifyMerges(resolution.merges);
+      const profileId = resolution?.profileId;
+      if (!profileId) throw new CandorError('COLLECT_IDENTITY_MISSING');
+      const actor = { id: principal.tokenId, role: principal.role };
+      const meta = {
+        mechanism: body.mechanism,
+        noticeVersion: body.noticeVersion,
+        jurisdiction: body.jurisdiction,
+        source: body.source,
+        gpc: request.headers['sec-gpc'] === '1',
+        confirmOverGpc: body.confirmOverGpc,
+      };
+      const result = body.withdrawAll ? await consent.withdrawAll(profileId, meta, actor) : await consent.record(profileId, changes, meta, actor);
+      return {
+        receipt: result.receipt,
+        receiptId: result.receiptId,
+        gpcHonoured: result.gpcHonoured,
+        recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })),
+        rejected: 'rejected' in result ? result.rejected : [],
+      };
+    },
+  );
+}

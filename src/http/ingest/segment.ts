@@ -1,0 +1,122 @@
+import { createGunzip, createInflate } from 'node:zlib';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Kernel } from '../../kernel.ts';
+import { MAX_BATCH_BYTES, MAX_EVENT_BYTES, type MessageKind } from '../../modules/collect/index.ts';
+import { CandorError } from '../../shared/errors.ts';
+import { jsonParser } from '../json.ts';
+import type { RouteAccess } from '../route-access.ts';
+
+const INGEST: RouteAccess = { audience: 'ingest', purpose: 'analytics.reporting' };
+const SINGLE: readonly MessageKind[] = ['identify', 'track', 'page', 'screen', 'group', 'alias'];
+
+const result = {
+  type: 'object',
+  properties: {
+    index: { type: 'integer' },
+    messageId: { type: 'string' },
+    status: { type: 'string', enum: ['stored', 'duplicate', 'refused', 'invalid', 'suppressed'] },
+    code: { type: 'string' },
+    purposes: { type: 'array', items: { type: 'string' } },
+    dropped: { type: 'array', items: { type: 'string' } },
+    refusedFields: { type: 'array', items: { type: 'string' } },
+    violations: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, rule: { type: 'string' }, message: { type: 'string' } } } },
+    detail: { type: 'string' },
+  },
+} as const;
+const answer = {
+  type: 'object',
+  properties: { success: { type: 'boolean' }, gpcHonoured: { type: 'boolean' }, results: { type: 'array', items: result } },
+} as const;
+
+function isGpc(request: FastifyRequest): boolean {
+  return request.headers['sec-gpc'] === '1';
+}
+
+async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyReply, messages: { raw: unknown; bytes: number }[], kind: MessageKind | undefined) {
+  const principal = request.principal;
+  if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
+  const gpc = isGpc(request);
+  const results = await kernel.collect.ingest(messages, kind, { source: principal.source, gpc, receivedAt: Date.now(), actor: { id: principal.tokenId, role: principal.role } });
+  reply.code(200);
+  return { success: true, ...(gpc ? { gpcHonoured: true } : {}), results };
+}
+
+const sizeOf = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '');
+
+/**
+ * The Segment HTTP tracking API (identify, track, page, screen, group, alias, batch and import), so existing Segment
+ * and RudderStack client libraries can send to Candor unchanged. Every answer lists a result per message.
+ */
+export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): void {
+  // Browsers send JSON as text/plain (no CORS preflight); some server libraries compress.
+  app.addContentTypeParser('text/plain', { parseAs: 'string' }, jsonParser);
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== 'gzip' && encoding !== 'deflate') return payload;
+    // The body limit applies to the inflated body; Fastify checks Content-Length against the bytes received.
+    const inflated = payload.pipe(encoding === 'gzip' ? createGunzip() : createInflate()) as unknown as typeof payload & { receivedEncodedLength: number };
+    inflated.receivedEncodedLength = 0;
+    payload.on('data', (chunk: Buffer) => {
+      inflated.receivedEncodedLength += chunk.length;
+    });
+    return inflated;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('access-control-allow-origin', '*');
+    return payload;
+  });
+  app.options(
+    '/v1/*',
+    { config: { access: { audience: 'public', purpose: 'essential.service.operations' } }, schema: { hide: true } },
+    async (_request, reply) => {
+      reply
+        .header('access-control-allow-methods', 'POST, OPTIONS')
+        .header('access-control-allow-headers', 'authorization, content-type, content-encoding, sec-gpc')
+        .header('access-control-max-age', '86400')
+        .code(204);
+      return '';
+    },
+  );
+
+  for (const kind of SINGLE) {
+    app.post(
+      `/v1/${kind}`,
+      {
+        bodyLimit: MAX_EVENT_BYTES + 1024,
+        config: { access: INGEST },
+        schema: { tags: ['ingest'], summary: `Segment ${kind} call.`, body: { type: 'object' }, response: { 200: answer } },
+      },
+      async (request, reply) => ingest(kernel, request, reply, [{ raw: request.body, bytes: sizeOf(request.body) }], kind),
+    );
+  }
+
+  for (const path of ['/v1/batch', '/v1/import']) {
+    app.post<{ Body: { batch: unknown[]; context?: Record<string, unknown>; sentAt?: string; integrations?: unknown } }>(
+      path,
+      {
+        bodyLimit: MAX_BATCH_BYTES,
+        config: { access: INGEST },
+        schema: {
+          tags: ['ingest'],
+          summary: 'A batch of Segment messages (each with its own type).',
+          body: { type: 'object' },
+          response: { 200: answer },
+        },
+      },
+      async (request, reply) => {
+        const { batch, context, sentAt } = request.body;
+        if (!Array.isArray(batch) || batch.length === 0 || batch.length > 2500) throw new CandorError('COLLECT_BATCH_INVALID');
+        const messages = batch.map((raw) => {
+          if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
+            const message = raw as Record<string, unknown>;
+            // Batch-level context and sentAt apply to every message that has none of its own.
+            const merged = { ...message, ...(message.context === undefined && context ? { context } : {}), ...(message.sentAt === undefined && sentAt ? { sentAt } : {}) };
+            return { raw: merged, bytes: sizeOf(message) };
+          }
+          return { raw, bytes: 0 };
+        });
+        return ingest(kernel, request, reply, messages, undefined);
+      },
+    );
+  }
+}

@@ -1,0 +1,120 @@
+import type { Kysely } from 'kysely';
+import type { ModuleMigration, Storage } from '../../storage/index.ts';
+import type { StatsRecord } from './catalog.stats.ts';
+
+export type CatalogTables = {
+  catalog_plans: {
+    version: number;
+    name: string;
+    hash: string;
+    plan: string;
+    published_at: string;
+    published_by: string;
+  };
+  catalog_stats: {
+    source: string;
+    kind: string;
+    event: string;
+    metric: string;
+    item: string;
+    rule: string;
+    count: number;
+    updated_at: string;
+  };
+};
+
+export type PlanRow = CatalogTables['catalog_plans'];
+export type PlanVersionRow = Omit<PlanRow, 'plan' | 'name'>;
+
+export const CATALOG_MIGRATIONS: readonly ModuleMigration[] = [
+  {
+    name: '0020_catalog_plans',
+    async up(db) {
+      await db.schema
+        .createTable('catalog_plans')
+        .addColumn('version', 'integer', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .addColumn('plan', 'text', (c) => c.notNull())
+        .addColumn('published_at', 'text', (c) => c.notNull())
+        .addColumn('published_by', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+  {
+    name: '0021_catalog_stats',
+    async up(db) {
+      await db.schema
+        .createTable('catalog_stats')
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('event', 'text', (c) => c.notNull())
+        .addColumn('metric', 'text', (c) => c.notNull())
+        .addColumn('item', 'text', (c) => c.notNull())
+        .addColumn('rule', 'text', (c) => c.notNull())
+        .addColumn('count', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('catalog_stats_pk', ['source', 'kind', 'event', 'metric', 'item', 'rule'])
+        .execute();
+      await db.schema.createIndex('catalog_stats_event').on('catalog_stats').columns(['event']).execute();
+    },
+  },
+];
+
+const VERSION_COLUMNS = ['version', 'hash', 'published_at', 'published_by'] as const;
+const STATS_KEY = ['source', 'kind', 'event', 'metric', 'item', 'rule'] as const;
+
+/** Every SQL statement on catalog_plans and catalog_stats. */
+export class CatalogRepo {
+  readonly #db: Kysely<CatalogTables>;
+
+  constructor(storage: Storage) {
+    this.#db = storage.db.withTables<CatalogTables>();
+  }
+
+  latest(): Promise<PlanRow | undefined> {
+    return this.#db.selectFrom('catalog_plans').selectAll().orderBy('version', 'desc').limit(1).executeTakeFirst();
+  }
+
+  byVersion(version: number): Promise<PlanRow | undefined> {
+    return this.#db.selectFrom('catalog_plans').selectAll().where('version', '=', version).executeTakeFirst();
+  }
+
+  async versions(): Promise<PlanVersionRow[]> {
+    const rows = await this.#db.selectFrom('catalog_plans').select(VERSION_COLUMNS).orderBy('version', 'asc').execute();
+    return rows.map((r) => ({ ...r, version: Number(r.version) }));
+  }
+
+  /** Inserts a plan version; a version taken by a concurrent publish fails with a unique violation. */
+  async insertPlan(row: PlanRow): Promise<void> {
+    await this.#db.insertInto('catalog_plans').values(row).execute();
+  }
+
+  /** Adds counts to the stored ones in one transaction (insert, or add to the existing row). */
+  async addStats(records: readonly StatsRecord[], at: string): Promise<void> {
+    if (records.length === 0) return;
+    const rows = records.map((r) => ({ source: r.source, kind: r.kind, event: r.event, metric: r.metric, item: r.item, rule: r.rule, count: r.count, updated_at: at }));
+    await this.#db.transaction().execute(async (trx) => {
+      for (let i = 0; i < rows.length; i += 100) {
+        await trx
+          .insertInto('catalog_stats')
+          .values(rows.slice(i, i + 100))
+          .onConflict((oc) =>
+            oc.columns(STATS_KEY).doUpdateSet((eb) => ({
+              count: eb('catalog_stats.count', '+', eb.ref('excluded.count')),
+              updated_at: eb.ref('excluded.updated_at'),
+            })),
+          )
+          .execute();
+      }
+    });
+  }
+
+  async stats(filter: { source?: string | undefined; event?: string | undefined }): Promise<StatsRecord[]> {
+    let query = this.#db.selectFrom('catalog_stats').select(['source', 'kind', 'event', 'metric', 'item', 'rule', 'count']);
+    if (filter.source !== undefined) query = query.where('source', '=', filter.source);
+    if (filter.event !== undefined) query = query.where('event', '=', filter.event);
+    const rows = await query.execute();
+    return rows.map((r) => ({ ...r, metric: r.metric as StatsRecord['metric'], count: Number(r.count) }));
+  }
+}

@@ -1,0 +1,172 @@
+// The tracking plan document: its TypeScript shape and the meta-schema every plan is checked against before its
+// annotations are resolved against the taxonomy and its schemas are compiled.
+
+/** The per-field annotation as written in a plan (`x-candor`). */
+export interface AnnotationInput {
+  /** A data category key of the taxonomy, e.g. `user.contact.email`. */
+  category: string;
+  /** Data use keys of the taxonomy this field may serve. */
+  purposes: string[];
+  /** ISO-8601 duration, e.g. `P13M`. */
+  retention: string;
+  /** Whether the value is personal data in its own right (to be encrypted per subject). */
+  personal: boolean;
+  /** Derived from the category; may be written out but must agree with it. */
+  special?: boolean;
+  /** Derived from the category; may be written out but must agree with it. */
+  preciseLocation?: boolean;
+  description?: string;
+}
+
+/** A JSON Schema of one field: an object with declared properties, an array, or an annotated leaf. */
+export interface FieldSchema {
+  type?: string | string[];
+  properties?: Record<string, FieldSchema>;
+  required?: string[];
+  items?: FieldSchema;
+  'x-candor'?: AnnotationInput;
+  /** Further JSON Schema validation keywords (enum, format, minimum, maxLength, …). */
+  [keyword: string]: unknown;
+}
+
+/** A track event, or the page and screen calls. */
+export interface EventDefinition {
+  description?: string;
+  /** The purposes the event as a whole serves. */
+  purposes: string[];
+  /** Schema of `properties`. */
+  properties: FieldSchema;
+}
+
+/** A tracking plan. */
+export interface PlanDocument {
+  name: string;
+  description?: string;
+  /** Track events by name. */
+  events: Record<string, EventDefinition>;
+  pages?: EventDefinition;
+  screens?: EventDefinition;
+  /** Schema of identify traits. */
+  traits?: FieldSchema;
+  /** Schema of group traits. */
+  groupTraits?: FieldSchema;
+  /** Schema of the context kept on every call. */
+  context?: FieldSchema;
+}
+
+/** The JSON types a field may declare. */
+export const SCALAR_TYPES = ['string', 'number', 'integer', 'boolean', 'null'] as const;
+const JSON_TYPES = [...SCALAR_TYPES, 'object', 'array'];
+
+/** Names that must never become keys of a copy. */
+export const FORBIDDEN_NAMES: readonly string[] = ['__proto__', 'constructor', 'prototype'];
+
+const text = (max: number) => ({ type: 'string', maxLength: max });
+const count = { type: 'integer', minimum: 0 };
+
+/** Meta-schema of a plan document (JSON Schema draft-07 as Ajv runs it). */
+export const PLAN_META_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'events'],
+  properties: {
+    $schema: text(500),
+    $comment: text(2000),
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    description: text(2000),
+    events: {
+      type: 'object',
+      maxProperties: 2000,
+      propertyNames: { minLength: 1, maxLength: 200, not: { enum: FORBIDDEN_NAMES } },
+      additionalProperties: { $ref: '#/$defs/event' },
+    },
+    pages: { $ref: '#/$defs/event' },
+    screens: { $ref: '#/$defs/event' },
+    traits: { $ref: '#/$defs/field' },
+    groupTraits: { $ref: '#/$defs/field' },
+    context: { $ref: '#/$defs/field' },
+  },
+  $defs: {
+    purposes: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 50,
+      uniqueItems: true,
+      items: { type: 'string', minLength: 1, maxLength: 200 },
+    },
+    event: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['purposes', 'properties'],
+      properties: {
+        description: text(2000),
+        purposes: { $ref: '#/$defs/purposes' },
+        properties: { $ref: '#/$defs/field' },
+      },
+    },
+    annotation: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['category', 'purposes', 'retention', 'personal'],
+      properties: {
+        category: { type: 'string', minLength: 1, maxLength: 200 },
+        purposes: { $ref: '#/$defs/purposes' },
+        retention: { type: 'string', minLength: 2, maxLength: 40 },
+        personal: { type: 'boolean' },
+        special: { type: 'boolean' },
+        preciseLocation: { type: 'boolean' },
+        description: text(2000),
+      },
+    },
+    field: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        type: {
+          anyOf: [
+            { enum: JSON_TYPES },
+            { type: 'array', minItems: 1, uniqueItems: true, items: { enum: JSON_TYPES } },
+          ],
+        },
+        properties: {
+          type: 'object',
+          maxProperties: 500,
+          // Dots and brackets would make field paths ambiguous; prototype names must never become keys.
+          propertyNames: { minLength: 1, maxLength: 100, pattern: '^[^.\\[\\]]+$', not: { enum: FORBIDDEN_NAMES } },
+          additionalProperties: { $ref: '#/$defs/field' },
+        },
+        required: { type: 'array', uniqueItems: true, items: { type: 'string' } },
+        items: { $ref: '#/$defs/field' },
+        'x-candor': { $ref: '#/$defs/annotation' },
+        title: text(200),
+        description: text(2000),
+        $comment: text(2000),
+        examples: { type: 'array' },
+        enum: { type: 'array', minItems: 1 },
+        const: true,
+        format: { type: 'string', maxLength: 50 },
+        pattern: { type: 'string', maxLength: 500 },
+        minLength: count,
+        maxLength: count,
+        minItems: count,
+        maxItems: count,
+        uniqueItems: { type: 'boolean' },
+        minimum: { type: 'number' },
+        maximum: { type: 'number' },
+        exclusiveMinimum: { type: 'number' },
+        exclusiveMaximum: { type: 'number' },
+        multipleOf: { type: 'number', exclusiveMinimum: 0 },
+      },
+    },
+  },
+} as const;
+
+// ISO-8601 duration with at least one non-zero component: PnYnMnWnDTnHnMnS (integers).
+const DURATION = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/;
+
+/** Whether a retention is an ISO-8601 duration longer than zero, such as `P13M`, `P7Y` or `P30D`. */
+export function isRetention(value: string): boolean {
+  const match = DURATION.exec(value);
+  if (!match || value.endsWith('T')) return false;
+  return match.slice(1).some((part) => part !== undefined && Number(part) > 0);
+}

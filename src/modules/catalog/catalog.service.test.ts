@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { isCandorError } from '../../shared/errors.ts';
+import { Catalog, DEFAULT_PLAN, planHash, type PlanDocument } from './index.ts';
+
+const coupon: PlanDocument = {
+  ...structuredClone(DEFAULT_PLAN),
+  events: {
+    ...structuredClone(DEFAULT_PLAN.events),
+    'Coupon Applied': {
+      purposes: ['analytics.reporting'],
+      properties: {
+        type: 'object',
+        properties: { coupon: { type: 'string', 'x-candor': { category: 'user.behavior.purchase_history', purposes: ['analytics.reporting'], retention: 'P13M', personal: false } } },
+      },
+    },
+  },
+};
+
+describeEachDialect('catalog', (dialect) => {
+  const ctx = useKernel(dialect);
+  const second = () => Catalog.open({ storage: ctx.kernel.storage, audit: ctx.kernel.audit, taxonomy: ctx.kernel.taxonomy });
+
+  it('installs the default shop plan as version 1 on first open, audited', async () => {
+    const catalog = ctx.kernel.catalog;
+    assert.equal(catalog.version(), 1);
+    const published = await catalog.plan();
+    assert.equal(published.plan.name, 'Online shop');
+    assert.equal(published.publishedBy, 'system');
+    assert.equal(published.hash, planHash(DEFAULT_PLAN));
+    assert.deepEqual(published.plan, JSON.parse(JSON.stringify(DEFAULT_PLAN)));
+    const entries = await ctx.kernel.audit.list({ action: 'catalog.plan.publish', limit: 10 });
+    assert.equal(entries.length, 1);
+    assert.equal(entries[0]?.actor, 'system');
+    assert.equal(entries[0]?.resource, 'catalog:plan:1');
+    assert.equal((await second()).version(), 1, 'a second open does not install it again');
+    assert.equal((await catalog.versions()).length, 1);
+  });
+
+  it('refuses an invalid plan with every problem and stores nothing', async () => {
+    const broken = { ...structuredClone(coupon), colour: 'blue', traits: { type: 'object', properties: { email: { type: 'string' } } } };
+    await assert.rejects(ctx.kernel.catalog.publish(broken, CLI_ACTOR), (error) => {
+      assert.ok(isCandorError(error, 'CATALOG_PLAN_INVALID'));
+      const problems = (error.details?.problems ?? []) as { path: string }[];
+      assert.deepEqual(problems.map((p) => p.path).sort(), ['/colour', '/traits/properties/email']);
+      return true;
+    });
+    assert.equal(ctx.kernel.catalog.version(), 1);
+    assert.equal((await ctx.kernel.catalog.versions()).length, 1);
+    assert.deepEqual(ctx.kernel.catalog.validatePlan(coupon), { ok: true, problems: [] });
+  });
+
+  it('publishes a new version that is in force at once, audited with its hash', async () => {
+    const catalog = ctx.kernel.catalog;
+    assert.equal(catalog.process('track', 'Coupon Applied', { properties: { coupon: 'X' } }, 'web').code, 'CATALOG_EVENT_UNDECLARED');
+    const { version, hash } = await catalog.publish(coupon, { id: 'tok_1', role: 'privacy_officer' });
+    assert.equal(version, 2);
+    assert.equal(hash, planHash(coupon));
+    assert.equal(catalog.version(), 2);
+    assert.equal(catalog.process('track', 'Coupon Applied', { properties: { coupon: 'X' } }, 'web').ok, true);
+    const entry = (await ctx.kernel.audit.list({ action: 'catalog.plan.publish', limit: 10 })).at(-1);
+    assert.equal(entry?.actor, 'tok_1');
+    assert.equal(entry?.role, 'privacy_officer');
+    assert.equal(JSON.parse(entry?.details ?? '{}').hash, hash);
+  });
+
+  it('hashes the canonical JSON, so key order does not make a new version', async () => {
+    const reordered = Object.fromEntries(Object.entries(structuredClone(coupon)).reverse());
+    assert.equal(planHash(reordered), planHash(coupon));
+    assert.notEqual(JSON.stringify(reordered), JSON.stringify(coupon));
+    const again = await ctx.kernel.catalog.publish(reordered, CLI_ACTOR);
+    assert.deepEqual(again, { version: 2, hash: planHash(coupon), unchanged: true });
+    assert.equal((await ctx.kernel.catalog.versions()).length, 2);
+    const canonical = createHash('sha256').update('{"a":[1,{"b":2,"c":3}],"d":"e"}').digest('hex');
+    assert.equal(planHash({ d: 'e', a: [1, { c: 3, b: 2 }] }), canonical);
+  });
+
+  it('keeps every version readable and answers an unknown one with CATALOG_PLAN_VERSION_NOT_FOUND', async () => {
+    const versions = await ctx.kernel.catalog.versions();
+    assert.deepEqual(versions.map((v) => [v.version, v.publishedBy]), [[1, 'system'], [2, 'tok_1']]);
+    assert.equal((await ctx.kernel.catalog.plan(1)).plan.events['Coupon Applied'], undefined);
+    assert.ok((await ctx.kernel.catalog.plan(2)).plan.events['Coupon Applied']);
+    await assert.rejects(ctx.kernel.catalog.plan(99), (error) => isCandorError(error, 'CATALOG_PLAN_VERSION_NOT_FOUND'));
+    const outline = await ctx.kernel.catalog.outline(1);
+    assert.ok(!outline.some((s) => s.event === 'Coupon Applied'));
+  });
+
+  it('lets another instance see the published version after open, or after refresh', async () => {
+    const other = await second();
+    assert.equal(other.version(), 2);
+    const withMore = structuredClone(coupon);
+    withMore.description = 'third';
+    assert.equal((await ctx.kernel.catalog.publish(withMore, CLI_ACTOR)).version, 3);
+    assert.equal(other.version(), 2);
+    assert.equal(await other.refresh(), 3);
+    assert.equal((await other.plan()).plan.description, 'third');
+  });
+
+  it('counts per source and event, including counts not flushed yet', async () => {
+    const catalog = await second();
+    catalog.process('track', 'Order Completed', { properties: { order_id: 'o1', gift: 'x' } }, 'web');
+    catalog.process('track', 'Order Completed', { properties: { order_id: 2 } }, 'web');
+    catalog.process('track', 'Made Up', {}, 'web');
+    catalog.process('identify', undefined, { traits: { email: 'a@example.com', password: 'p' } }, 'ios');
+    const web = await catalog.stats({ source: 'web' });
+    const order = web.find((r) => r.event === 'Order Completed');
+    assert.equal(order?.accepted, 1);
+    assert.deepEqual(order?.refused, { CATALOG_EVENT_UNDECLARED: 0, CATALOG_EVENT_INVALID: 1 });
+    assert.deepEqual(order?.dropped, [{ path: 'properties.gift', count: 1 }]);
+    assert.deepEqual(order?.violations, [{ path: 'properties.order_id', rule: 'type', count: 1 }]);
+    assert.equal(web.find((r) => r.event === 'Made Up')?.refused.CATALOG_EVENT_UNDECLARED, 1);
+    assert.deepEqual((await catalog.stats({ source: 'ios' })).map((r) => [r.kind, r.event, r.accepted]), [['identify', '', 1]]);
+    assert.equal((await catalog.stats({ event: 'Order Completed' })).length, 1);
+
+    await catalog.flushStats();
+    await catalog.flushStats();
+    const reader = await second();
+    const stored = (await reader.stats({ source: 'web', event: 'Order Completed' }))[0];
+    assert.equal(stored?.accepted, 1, 'a second flush adds nothing');
+    assert.deepEqual(stored?.dropped, [{ path: 'properties.gift', count: 1 }]);
+    assert.deepEqual(await catalog.stats({ source: 'web', event: 'Order Completed' }), await reader.stats({ source: 'web', event: 'Order Completed' }));
+
+    catalog.process('track', 'Order Completed', { properties: { order_id: 'o3', gift: 'y' } }, 'web');
+    reader.process('track', 'Order Completed', { properties: { order_id: 'o4' } }, 'web');
+    await Promise.all([catalog.flushStats(), reader.flushStats()]);
+    const added = (await reader.stats({ source: 'web', event: 'Order Completed' }))[0];
+    assert.equal(added?.accepted, 3, 'flushes add to the stored counts');
+    assert.deepEqual(added?.dropped, [{ path: 'properties.gift', count: 2 }]);
+    assert.equal(added?.refused.CATALOG_EVENT_INVALID, 1);
+  });
+
+  it('never counts twice when stats are read during a flush', async () => {
+    const catalog = await second();
+    for (let i = 0; i < 50; i++) catalog.process('track', 'Product Viewed', { properties: { product_id: `p${i}` } }, 'race');
+    const [, during] = await Promise.all([catalog.flushStats(), catalog.stats({ source: 'race' })]);
+    const after = await catalog.stats({ source: 'race' });
+    assert.equal(during[0]?.accepted, 50);
+    assert.equal(after[0]?.accepted, 50);
+    const flushes: Promise<void>[] = [];
+    for (let i = 0; i < 10; i++) {
+      catalog.process('track', 'Product Viewed', { properties: { product_id: `q${i}` } }, 'race');
+      flushes.push(catalog.flushStats());
+    }
+    assert.ok(new Set(flushes).size <= 2, 'waiting flushes are shared');
+    await Promise.all(flushes);
+    assert.equal((await (await second()).stats({ source: 'race' }))[0]?.accepted, 60);
+  });
+});

@@ -1,0 +1,243 @@
+import { createHash } from 'node:crypto';
+import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
+import { CandorError } from '../../shared/errors.ts';
+import { isUniqueViolation, type Storage } from '../../storage/index.ts';
+import type { AuditLog } from '../audit/index.ts';
+import type { Taxonomy } from '../taxonomy/index.ts';
+import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
+import type { PlanDocument } from './catalog.schemas.ts';
+import { StatsCounters, statsRows, type StatsRow } from './catalog.stats.ts';
+import { DEFAULT_PLAN } from './default-plan.ts';
+import { compilePlan, type CompiledPlan, type MessageKind, type OutlineSection, type PlanProblem, type PlanResult } from './plan-compiler.ts';
+
+/** A published version, without its document. */
+export interface PlanVersion {
+  version: number;
+  hash: string;
+  publishedAt: string;
+  publishedBy: string;
+}
+
+/** A published version with its document. */
+export interface PublishedPlan extends PlanVersion {
+  plan: PlanDocument;
+}
+
+export interface CatalogDeps {
+  storage: Storage;
+  audit: AuditLog;
+  taxonomy: Taxonomy;
+}
+
+interface Current extends PlanVersion {
+  /** The document as stored (parsed again for every reader, so nobody can change the one in force). */
+  text: string;
+  compiled: CompiledPlan;
+}
+
+const OPERATIONS = 'essential.service.operations';
+
+/** JSON with object keys sorted at every level: the same plan always has the same hash. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.keys(value)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** SHA-256 (hex) of the canonical JSON of a plan. */
+export function planHash(plan: unknown): string {
+  return createHash('sha256').update(canonicalJson(plan)).digest('hex');
+}
+
+/**
+ * The tracking plan in force: validates and minimizes every incoming message against the compiled plan, counts
+ * what it accepted, refused and dropped, and publishes new versions.
+ */
+export class Catalog {
+  readonly #repo: CatalogRepo;
+  readonly #audit: AuditLog;
+  readonly #taxonomy: Taxonomy;
+  readonly #counters = new StatsCounters();
+  #current!: Current;
+  /** Serialises flushes and stats reads so that a count is never in neither place, nor in both. */
+  #lock: Promise<unknown> = Promise.resolve();
+  /** A flush waiting for its turn; later calls join it. */
+  #queuedFlush: Promise<void> | undefined;
+
+  private constructor(deps: CatalogDeps) {
+    this.#repo = new CatalogRepo(deps.storage);
+    this.#audit = deps.audit;
+    this.#taxonomy = deps.taxonomy;
+  }
+
+  /** Loads the latest plan; on first open installs the default shop plan as version 1. */
+  static async open(deps: CatalogDeps): Promise<Catalog> {
+    const catalog = new Catalog(deps);
+    const row = await catalog.#repo.latest();
+    if (row) {
+      catalog.#install(row);
+      return catalog;
+    }
+    const first = catalog.#row(1, DEFAULT_PLAN, SYSTEM_ACTOR);
+    const compiled = catalog.#compile(first);
+    try {
+      await catalog.#repo.insertPlan(first);
+    } catch (error) {
+      // Another process installed a first version at the same moment.
+      if (!isUniqueViolation(error)) throw error;
+      catalog.#install((await catalog.#repo.latest()) as PlanRow);
+      return catalog;
+    }
+    catalog.#install(first, compiled);
+    await catalog.#auditPublish(first, SYSTEM_ACTOR, compiled);
+    return catalog;
+  }
+
+  #row(version: number, plan: unknown, actor: Actor): PlanRow {
+    const doc = plan as PlanDocument;
+    return { version, name: doc.name, hash: planHash(plan), plan: JSON.stringify(plan), published_at: new Date().toISOString(), published_by: actor.id };
+  }
+
+  /** Compiles a stored version; categories unknown to this process count as the most restrictive. */
+  #compile(row: PlanRow): CompiledPlan {
+    const { compiled, problems } = compilePlan(JSON.parse(row.plan), this.#taxonomy, { lenient: true });
+    if (!compiled) throw new CandorError('CATALOG_PLAN_INVALID', { version: row.version, problems });
+    return compiled;
+  }
+
+  #install(row: PlanRow, compiled = this.#compile(row)): void {
+    this.#current = { version: Number(row.version), hash: row.hash, publishedAt: row.published_at, publishedBy: row.published_by, text: row.plan, compiled };
+  }
+
+  async #auditPublish(row: PlanRow, actor: Actor, compiled: CompiledPlan): Promise<void> {
+    const size = compiled.size();
+    await this.#audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'catalog.plan.publish',
+      purpose: OPERATIONS,
+      resource: `catalog:plan:${row.version}`,
+      details: { version: Number(row.version), hash: row.hash, events: size.events, fields: size.fields },
+    });
+  }
+
+  /**
+   * Validates and minimizes one message against the plan in force, and counts the outcome for its source.
+   * Synchronous: the hot path of ingestion.
+   */
+  process(kind: MessageKind, name: string | undefined, message: { properties?: unknown; traits?: unknown; context?: unknown }, source: string): PlanResult {
+    const result = this.#current.compiled.process(kind, name, message);
+    this.#counters.count(source, kind, name, result);
+    return result;
+  }
+
+  /** The version number of the plan in force. */
+  version(): number {
+    return this.#current.version;
+  }
+
+  /** A published version (the one in force by default). */
+  async plan(version?: number): Promise<PublishedPlan> {
+    const current = this.#current;
+    if (version === undefined || version === current.version) {
+      return { version: current.version, hash: current.hash, plan: JSON.parse(current.text) as PlanDocument, publishedAt: current.publishedAt, publishedBy: current.publishedBy };
+    }
+    const row = await this.#repo.byVersion(version);
+    if (!row) throw new CandorError('CATALOG_PLAN_VERSION_NOT_FOUND', { version });
+    return { version: Number(row.version), hash: row.hash, plan: JSON.parse(row.plan) as PlanDocument, publishedAt: row.published_at, publishedBy: row.published_by };
+  }
+
+  /** Every published version, oldest first. */
+  async versions(): Promise<PlanVersion[]> {
+    const rows = await this.#repo.versions();
+    return rows.map((r) => ({ version: r.version, hash: r.hash, publishedAt: r.published_at, publishedBy: r.published_by }));
+  }
+
+  /** Every problem of a plan at once: meta-schema, unknown categories and purposes, retention, schema compilation. */
+  validatePlan(plan: unknown): { ok: boolean; problems: PlanProblem[] } {
+    const { problems } = compilePlan(plan, this.#taxonomy);
+    return { ok: problems.length === 0, problems };
+  }
+
+  /**
+   * Publishes a plan as a new version and puts it in force at once (audited). Publishing the document of the
+   * latest version again changes nothing and answers that version with `unchanged: true`.
+   */
+  async publish(plan: unknown, actor: Actor): Promise<{ version: number; hash: string; unchanged?: boolean }> {
+    const { compiled, problems } = compilePlan(plan, this.#taxonomy);
+    if (!compiled) throw new CandorError('CATALOG_PLAN_INVALID', { problems });
+    for (let attempt = 0; ; attempt++) {
+      const latest = await this.#repo.latest();
+      const row = this.#row(Number(latest?.version ?? 0) + 1, plan, actor);
+      if (latest && latest.hash === row.hash) {
+        if (Number(latest.version) > this.#current.version) this.#install(latest, compiled);
+        return { version: Number(latest.version), hash: latest.hash, unchanged: true };
+      }
+      try {
+        await this.#repo.insertPlan(row);
+      } catch (error) {
+        // Another process published the same version number first: number this one after it.
+        if (isUniqueViolation(error) && attempt < 3) continue;
+        if (isUniqueViolation(error)) throw new CandorError('CATALOG_PLAN_CONFLICT');
+        throw error;
+      }
+      if (row.version > this.#current.version) this.#install(row, compiled);
+      await this.#auditPublish(row, actor, compiled);
+      return { version: row.version, hash: row.hash };
+    }
+  }
+
+  /** Puts in force a newer version published by another process, if any; returns the version in force. */
+  async refresh(): Promise<number> {
+    const latest = await this.#repo.latest();
+    if (latest && Number(latest.version) > this.#current.version) this.#install(latest);
+    return this.#current.version;
+  }
+
+  /** A version (the one in force by default) as lists of annotated fields per section. */
+  async outline(version?: number): Promise<OutlineSection[]> {
+    if (version === undefined || version === this.#current.version) return this.#current.compiled.outline();
+    const row = await this.#repo.byVersion(version);
+    if (!row) throw new CandorError('CATALOG_PLAN_VERSION_NOT_FOUND', { version });
+    return this.#compile(row).outline();
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn);
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Counts per source, kind and event: stored ones plus those of this process not flushed yet. */
+  stats(filter: { source?: string | undefined; event?: string | undefined } = {}): Promise<StatsRow[]> {
+    return this.#exclusive(async () => {
+      const stored = await this.#repo.stats(filter);
+      return statsRows([...stored, ...this.#counters.records()], filter);
+    });
+  }
+
+  /**
+   * Adds this process's counts to catalog_stats and resets them; on failure they are kept for the next flush.
+   * Calls made while a flush waits to start share it, so calling after every commit costs at most one write at a time.
+   */
+  flushStats(): Promise<void> {
+    if (this.#queuedFlush) return this.#queuedFlush;
+    const flush = this.#exclusive(async () => {
+      this.#queuedFlush = undefined;
+      const records = this.#counters.take();
+      try {
+        await this.#repo.addStats(records, new Date().toISOString());
+      } catch (error) {
+        this.#counters.restore(records);
+        throw error;
+      }
+    });
+    this.#queuedFlush = flush;
+    return flush;
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * Catalog: the tracking plan. Event and trait schemas in JSON Schema with a data category, purposes, retention and
+ * personal flag on every field, compiled once per version into validators and minimizers that keep only declared
+ * fields; versioned, audited on publish, with per-source counts of what was accepted, refused and dropped.
+ */
+export { Catalog, planHash, type CatalogDeps, type PlanVersion, type PublishedPlan } from './catalog.service.ts';
+export { CATALOG_MIGRATIONS } from './catalog.repo.ts';
+export { DEFAULT_PLAN } from './default-plan.ts';
+export { isRetention, type PlanDocument, type EventDefinition, type FieldSchema, type AnnotationInput } from './catalog.schemas.ts';
+export { type StatsRow } from './catalog.stats.ts';
+export {
+  MESSAGE_KINDS,
+  type MessageKind,
+  type FieldAnnotation,
+  type KeptField,
+  type Violation,
+  type PlanResult,
+  type PlanProblem,
+  type RefusalCode,
+  type OutlineSection,
+} from './plan-compiler.ts';

@@ -1,0 +1,394 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CANDOR_DATA_USES, DATA_CATEGORIES, DATA_USES } from '../taxonomy/taxonomy.data.ts';
+import type { FieldSchema, PlanDocument } from './catalog.schemas.ts';
+import { isRetention } from './catalog.schemas.ts';
+import { DEFAULT_PLAN } from './default-plan.ts';
+import { compilePlan, type CompiledPlan, type TaxonomyLookup } from './plan-compiler.ts';
+
+/** The built-in taxonomy, without storage. */
+const taxonomy: TaxonomyLookup = {
+  dataCategory: (key) => DATA_CATEGORIES.find((e) => e.key === key),
+  dataUse: (key) => [...DATA_USES, ...CANDOR_DATA_USES].find((e) => e.key === key),
+};
+
+function compile(plan: unknown = DEFAULT_PLAN): CompiledPlan {
+  const { compiled, problems } = compilePlan(plan, taxonomy);
+  assert.deepEqual(problems, []);
+  assert.ok(compiled);
+  return compiled;
+}
+
+const clone = <T>(value: T): T => structuredClone(value);
+const leaf = (type: string, category: string, purposes: string[], extra: Partial<FieldSchema> = {}): FieldSchema => ({
+  type,
+  ...extra,
+  'x-candor': { category, purposes, retention: 'P1Y', personal: false, ...((extra['x-candor'] as object | undefined) ?? {}) },
+});
+
+describe('the default plan', () => {
+  it('is valid against the built-in taxonomy and declares the shop events, traits and context', () => {
+    const plan = compile();
+    for (const name of ['Product Viewed', 'Product Added', 'Order Completed', 'Email Signed Up', 'Survey Answered']) assert.ok(plan.declares(name), name);
+    const outline = plan.outline();
+    const identify = outline.find((s) => s.section === 'identify');
+    assert.deepEqual(identify?.fields.map((f) => f.path), ['email', 'first_name', 'last_name', 'phone', 'country', 'city', 'birthday'].map((k) => `traits.${k}`));
+    assert.ok(outline.some((s) => s.section === 'page') && outline.some((s) => s.section === 'screen') && outline.some((s) => s.section === 'group'));
+    const context = outline.find((s) => s.section === 'context');
+    assert.ok(context?.fields.some((f) => f.path === 'context.page.url'));
+    assert.ok(!context?.fields.some((f) => f.path === 'context.ip'), 'ip is not kept by default');
+  });
+
+  it('carries a special-category example and a precise-location example, flagged from the taxonomy', () => {
+    const fields = compile().outline().flatMap((s) => s.fields);
+    const allergies = fields.find((f) => f.path === 'properties.allergies');
+    assert.equal(allergies?.category, 'user.health_and_medical');
+    assert.equal(allergies?.special, true);
+    assert.equal(allergies?.personal, true);
+    assert.ok(allergies?.purposes.includes('fairness_audit'));
+    for (const path of ['context.location.latitude', 'context.location.longitude']) {
+      const f = fields.find((x) => x.path === path);
+      assert.equal(f?.preciseLocation, true, path);
+      assert.equal(f?.special, false, path);
+    }
+    assert.equal(fields.filter((f) => f.special).length, 1);
+  });
+});
+
+describe('process()', () => {
+  const plan = compile();
+  const order = {
+    properties: {
+      order_id: 'o-1',
+      total: 30,
+      revenue: 25,
+      currency: 'EUR',
+      gift_message: 'Happy birthday, Ana',
+      products: [
+        { product_id: 'p1', price: 10, quantity: 2, engraving: 'ANA' },
+        { product_id: 'p2', price: 5, quantity: 2 },
+      ],
+      shipping_address: { street: 'Main St 1', city: 'Lyon' },
+    },
+    context: { ip: '203.0.113.9', page: { url: 'https://shop.example/thanks', path: '/thanks', hash: '#x' }, library: { name: 'analytics.js', version: '5.0.0' }, traits: { email: 'ana@example.com' } },
+  };
+
+  it('keeps only declared fields, at any depth, and lists every dropped path once', () => {
+    const result = plan.process('track', 'Order Completed', clone(order));
+    assert.equal(result.ok, true);
+    assert.ok(!('code' in result));
+    assert.deepEqual(result.data, {
+      properties: {
+        order_id: 'o-1',
+        total: 30,
+        revenue: 25,
+        currency: 'EUR',
+        products: [
+          { product_id: 'p1', price: 10, quantity: 2 },
+          { product_id: 'p2', price: 5, quantity: 2 },
+        ],
+      },
+      context: { page: { url: 'https://shop.example/thanks', path: '/thanks' }, library: { name: 'analytics.js', version: '5.0.0' } },
+    });
+    assert.deepEqual([...result.dropped].sort(), [
+      'context.ip',
+      'context.page.hash',
+      'context.traits',
+      'properties.gift_message',
+      'properties.products[].engraving',
+      'properties.shipping_address',
+    ]);
+  });
+
+  it('lists each kept leaf once with its annotation, array items by their [] path', () => {
+    const result = plan.process('track', 'Order Completed', clone(order));
+    const paths = result.fields.map((f) => f.path);
+    assert.deepEqual(paths, [
+      'properties.order_id',
+      'properties.total',
+      'properties.revenue',
+      'properties.currency',
+      'properties.products[].product_id',
+      'properties.products[].price',
+      'properties.products[].quantity',
+      'context.page.url',
+      'context.page.path',
+      'context.library.name',
+      'context.library.version',
+    ]);
+    const orderId = result.fields[0];
+    assert.deepEqual({ ...orderId, purposes: [...(orderId?.purposes ?? [])] }, {
+      path: 'properties.order_id',
+      category: 'user.behavior.purchase_history',
+      purposes: ['analytics.reporting', 'personalize.profiling', 'essential.service.operations'],
+      retention: 'P7Y',
+      personal: false,
+      special: false,
+      preciseLocation: false,
+      protectedAttribute: false,
+    });
+    assert.equal(result.fields.find((f) => f.path === 'context.page.url')?.personal, true);
+  });
+
+  it('answers the union of the event purposes and the kept fields purposes', () => {
+    const result = plan.process('track', 'Order Completed', clone(order));
+    assert.deepEqual(result.eventPurposes, ['analytics.reporting', 'personalize.profiling']);
+    assert.deepEqual(result.purposes, ['analytics.reporting', 'personalize.profiling', 'essential.service.operations']);
+    const light = plan.process('track', 'Order Completed', { properties: { order_id: 'o-2' } });
+    assert.ok(light.purposes.includes('essential.service.operations'));
+    const viewed = plan.process('track', 'Product Viewed', { properties: { product_id: 'p1' } });
+    assert.deepEqual(viewed.purposes, ['analytics.reporting', 'personalize.profiling']);
+  });
+
+  it('copies deeply and leaves the message untouched', () => {
+    const message = clone(order);
+    const result = plan.process('track', 'Order Completed', message);
+    assert.deepEqual(message, order);
+    (result.data.properties?.products as { price: number }[])[0]!.price = 99;
+    assert.equal(message.properties.products[0]?.price, 10);
+  });
+
+  it('refuses an undeclared event name, and a track without a name, keeping nothing', () => {
+    for (const name of ['Coupon Applied', undefined]) {
+      const result = plan.process('track', name, { properties: { coupon: 'X' }, context: { ip: '1.2.3.4' } });
+      assert.equal(result.ok, false);
+      assert.equal(result.code, 'CATALOG_EVENT_UNDECLARED');
+      assert.deepEqual(result.data, {});
+      assert.deepEqual(result.fields, []);
+      assert.deepEqual(result.purposes, []);
+    }
+  });
+
+  it('refuses type violations with paths and rules but never the values', () => {
+    const secret = 'ana.secret@example.com';
+    const result = plan.process('track', 'Order Completed', {
+      properties: { order_id: 42, revenue: -5, currency: 'euros', coupon: secret.length > 0 ? 7 : 0, products: [{ product_id: 'p1', price: 'free' }, 'not-an-object'] },
+      context: { page: { url: { nested: secret } } },
+    });
+    assert.equal(result.ok, false);
+    assert.equal(result.code, 'CATALOG_EVENT_INVALID');
+    assert.deepEqual(
+      result.violations.map((v) => `${v.path} ${v.rule}`),
+      [
+        'properties.order_id type',
+        'properties.revenue minimum',
+        'properties.coupon type',
+        'properties.currency pattern',
+        'properties.products[0].price type',
+        'properties.products[1] type',
+        'context.page.url type',
+      ],
+    );
+    assert.ok(!JSON.stringify(result.violations).includes('ana') && !JSON.stringify(result.violations).includes('euros'));
+    assert.ok(!JSON.stringify(result.data).includes(secret), 'a value of the wrong shape is not copied');
+  });
+
+  it('reports a missing required field with its path', () => {
+    const result = plan.process('track', 'Order Completed', { properties: { total: 1 } });
+    assert.equal(result.code, 'CATALOG_EVENT_INVALID');
+    assert.deepEqual(result.violations.map((v) => [v.path, v.rule]), [['properties.order_id', 'required']]);
+  });
+
+  it('refuses properties, traits or context that are not objects', () => {
+    assert.deepEqual(plan.process('track', 'Product Viewed', { properties: 'p1' }).violations, [{ path: 'properties', rule: 'type', message: 'must be object' }]);
+    assert.equal(plan.process('identify', undefined, { traits: [1, 2] }).code, 'CATALOG_EVENT_INVALID');
+    assert.equal(plan.process('page', undefined, { context: 'x' }).violations[0]?.path, 'context');
+    assert.equal(plan.process('page', undefined, { properties: null, context: null }).ok, true);
+  });
+
+  it('never lets __proto__ or constructor keys reach the copy', () => {
+    const message = JSON.parse(
+      '{"properties":{"product_id":"p1","__proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}},"context":{"page":{"__proto__":{"url":"evil"},"path":"/p"}}}',
+    ) as Record<string, unknown>;
+    const result = plan.process('track', 'Product Viewed', message);
+    assert.equal(result.ok, true);
+    const properties = result.data.properties as Record<string, unknown>;
+    assert.equal(Object.getPrototypeOf(properties), Object.prototype);
+    assert.deepEqual(Object.keys(properties), ['product_id']);
+    assert.equal((properties as { polluted?: unknown }).polluted, undefined);
+    assert.equal(({} as { polluted?: unknown }).polluted, undefined);
+    assert.deepEqual(result.data.context, { page: { path: '/p' } });
+    assert.deepEqual([...result.dropped].sort(), ['context.page.__proto__', 'properties.__proto__', 'properties.constructor']);
+  });
+
+  it('does not copy inherited properties', () => {
+    const properties = Object.create({ product_id: 'inherited' }) as Record<string, unknown>;
+    properties.sku = 'S1';
+    assert.deepEqual(plan.process('track', 'Product Viewed', { properties }).data.properties, { sku: 'S1' });
+  });
+
+  it('uses traits for identify, groupTraits for group, pages and screens for page and screen, and only context for alias', () => {
+    const context = { ip: '1.2.3.4', locale: 'fr-FR' };
+    const identify = plan.process('identify', undefined, { traits: { email: 'ana@example.com', first_name: 'Ana', password: 'x', name: 'Ana B' }, context });
+    assert.equal(identify.ok, true);
+    assert.deepEqual(identify.data, { traits: { email: 'ana@example.com', first_name: 'Ana' }, context: { locale: 'fr-FR' } });
+    assert.deepEqual([...identify.dropped].sort(), ['context.ip', 'traits.name', 'traits.password']);
+    assert.deepEqual(identify.eventPurposes, []);
+    assert.ok(identify.purposes.includes('marketing.communications.email'));
+
+    const group = plan.process('group', undefined, { traits: { name: 'Acme', employees: 40, email: 'ceo@acme.example' }, context });
+    assert.deepEqual(group.data, { traits: { name: 'Acme', employees: 40 }, context: { locale: 'fr-FR' } });
+    assert.deepEqual(group.dropped, ['traits.email', 'context.ip']);
+
+    const page = plan.process('page', 'Home', { properties: { path: '/', search: '?email=a@b.c' }, context });
+    assert.deepEqual(page.data, { properties: { path: '/' }, context: { locale: 'fr-FR' } });
+    assert.ok(page.dropped.includes('properties.search'));
+    const screen = plan.process('screen', 'Cart', { properties: { name: 'Cart', items: 3 }, context });
+    assert.deepEqual(screen.data.properties, { name: 'Cart' });
+
+    const alias = plan.process('alias', undefined, { properties: { a: 1 }, traits: { b: 2 }, context });
+    assert.equal(alias.ok, true);
+    assert.deepEqual(alias.data, { context: { locale: 'fr-FR' } });
+  });
+
+  it('flags precise location kept from the context', () => {
+    const result = plan.process('page', undefined, { context: { location: { latitude: 48.85, longitude: 2.35, city: 'Paris', speed: 3 } } });
+    assert.deepEqual(result.data.context, { location: { latitude: 48.85, longitude: 2.35, city: 'Paris' } });
+    assert.deepEqual(result.fields.filter((f) => f.preciseLocation).map((f) => f.path), ['context.location.latitude', 'context.location.longitude']);
+    assert.ok(result.purposes.includes('personalize.content.limited'));
+  });
+
+  it('copies arrays of scalars annotated as one field and refuses nested values in them', () => {
+    const ok = plan.process('track', 'Survey Answered', { properties: { survey_id: 's1', allergies: ['peanuts', 'latex'] } });
+    assert.equal(ok.ok, true);
+    assert.deepEqual(ok.data.properties, { survey_id: 's1', allergies: ['peanuts', 'latex'] });
+    assert.equal(ok.fields.find((f) => f.path === 'properties.allergies')?.special, true);
+    const bad = plan.process('track', 'Survey Answered', { properties: { allergies: ['peanuts', { detail: 'secret' }] } });
+    assert.equal(bad.ok, false);
+    assert.deepEqual(bad.violations.map((v) => v.path), ['properties.allergies[1]']);
+    assert.ok(!JSON.stringify(bad.data).includes('secret'));
+  });
+
+  it('refuses page and screen calls when the plan declares none', () => {
+    const noPages = compile({ name: 'Minimal', events: {} });
+    assert.equal(noPages.process('page', undefined, {}).code, 'CATALOG_EVENT_UNDECLARED');
+    assert.equal(noPages.process('screen', undefined, {}).code, 'CATALOG_EVENT_UNDECLARED');
+    const identify = noPages.process('identify', undefined, { traits: { email: 'a@b.c' }, context: { ip: '1.2.3.4' } });
+    assert.equal(identify.ok, true);
+    assert.deepEqual(identify.data, { traits: {}, context: {} });
+    assert.deepEqual(identify.dropped, ['traits.email', 'context.ip']);
+  });
+
+  it('unions purposes correctly beyond 32 purposes in a plan', () => {
+    const anyUse: TaxonomyLookup = { dataCategory: taxonomy.dataCategory, dataUse: (key) => ({ key, name: key, description: key, parentKey: null }) };
+    const properties: Record<string, FieldSchema> = {};
+    for (let i = 0; i < 40; i++) properties[`f${i}`] = leaf('number', 'user.behavior', [`custom_use_${i}`]);
+    const { compiled } = compilePlan({ name: 'Wide', events: { Wide: { purposes: ['analytics.reporting'], properties: { type: 'object', properties } } } }, anyUse);
+    assert.ok(compiled);
+    const result = compiled.process('track', 'Wide', { properties: { f1: 1, f35: 2, f39: 3 } });
+    assert.deepEqual(result.purposes, ['analytics.reporting', 'custom_use_1', 'custom_use_35', 'custom_use_39']);
+  });
+});
+
+describe('plan validation', () => {
+  const problemsOf = (plan: unknown) => compilePlan(plan, taxonomy).problems;
+
+  it('reports every problem at once, each at its path', () => {
+    const plan = {
+      name: 'Broken',
+      colour: 'blue',
+      events: {
+        'Thing Happened': {
+          purposes: ['analytics.reporting', 'analytics.made_up'],
+          properties: {
+            type: 'object',
+            required: ['missing'],
+            properties: {
+              a: leaf('string', 'user.no_such_category', ['analytics.reporting']),
+              b: { type: 'string', 'x-candor': { category: 'user.contact.email', purposes: ['personalize.nope'], retention: '13 months', personal: true } },
+              c: { type: 'string' },
+              d: { type: 'object' },
+              e: { type: 'number', minimun: 0, 'x-candor': { category: 'user.behavior', purposes: ['analytics.reporting'], retention: 'P1Y', personal: false } },
+              f: { type: 'object', properties: {}, 'x-candor': { category: 'user.behavior', purposes: ['analytics.reporting'], retention: 'P1Y', personal: false } },
+              g: leaf('string', 'user.health_and_medical', ['personalize.profiling'], { 'x-candor': { personal: true, special: false } } as Partial<FieldSchema>),
+              h: leaf('number', 'user.location.precise', ['analytics.reporting'], { 'x-candor': { personal: false, preciseLocation: false } } as Partial<FieldSchema>),
+              i: leaf('string', 'user.behavior', ['analytics.reporting'], { pattern: '([' }),
+              j: leaf('string', 'user.behavior', ['analytics.reporting'], { format: 'emial' }),
+              'k.l': leaf('string', 'user.behavior', ['analytics.reporting']),
+              m: { 'x-candor': { category: 'user.behavior', purposes: ['analytics.reporting'], retention: 'P1Y', personal: false } },
+            },
+          },
+        },
+        Other: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { n: leaf('string', 'user.behavior', ['analytics.reporting'], { pattern: '([' }) } } },
+      },
+      traits: { type: 'object', properties: { email: { type: 'string', 'x-candor': { category: 'user.contact.email', purposes: [], retention: 'P0D', personal: true } } } },
+    };
+    const problems = problemsOf(plan);
+    const at = (path: string) => problems.filter((p) => p.path === path).map((p) => p.problem);
+    const base = '/events/Thing Happened/properties';
+    assert.ok(at('/colour').length === 1, 'unknown top-level key');
+    assert.match(at('/events/Thing Happened/purposes/1')[0] ?? '', /not a data use/);
+    assert.match(at(`${base}/required/0`)[0] ?? '', /not a declared property/);
+    assert.match(at(`${base}/properties/a/x-candor/category`)[0] ?? '', /not a data category/);
+    assert.match(at(`${base}/properties/b/x-candor/purposes/0`)[0] ?? '', /not a data use/);
+    assert.match(at(`${base}/properties/b/x-candor/retention`)[0] ?? '', /ISO-8601 duration/);
+    assert.match(at(`${base}/properties/c`)[0] ?? '', /x-candor/);
+    assert.match(at(`${base}/properties/d`)[0] ?? '', /free-form object/);
+    assert.ok(at(`${base}/properties/e/minimun`).length === 1, 'unknown keyword');
+    assert.match(at(`${base}/properties/f/x-candor`)[0] ?? '', /not the object/);
+    assert.match(at(`${base}/properties/g/x-candor/special`)[0] ?? '', /contradicts the taxonomy/);
+    assert.match(at(`${base}/properties/g/x-candor/purposes/0`)[0] ?? '', /special-category field must not serve targeting/);
+    assert.match(at(`${base}/properties/h/x-candor/preciseLocation`)[0] ?? '', /contradicts the taxonomy/);
+    assert.match(at(`${base}/properties/h/x-candor/personal`)[0] ?? '', /must be true/);
+    assert.ok(at(`${base}/properties/k.l`).length === 1, 'dotted name');
+    assert.match(at(`${base}/properties/m`)[0] ?? '', /type/);
+    assert.match(at('/events/Other/properties')[0] ?? '', /does not compile/, 'Ajv compile errors of sections without other problems');
+    assert.ok(at('/traits/properties/email/x-candor/purposes').length === 1, 'empty purposes');
+    assert.match(at('/traits/properties/email/x-candor/retention')[0] ?? '', /longer than zero/);
+  });
+
+  it('reports Ajv compile errors such as an unknown format or a bad pattern', () => {
+    const problems = problemsOf({ name: 'P', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { j: leaf('string', 'user.behavior', ['analytics.reporting'], { format: 'emial' }) } } } } });
+    assert.equal(problems.length, 1);
+    assert.equal(problems[0]?.path, '/events/E/properties');
+    assert.match(problems[0]?.problem ?? '', /unknown format "emial"/);
+  });
+
+  it('requires a name and events, and refuses what is not an object', () => {
+    assert.deepEqual(problemsOf({}).map((p) => p.path).sort(), ['/events', '/name']);
+    assert.ok(problemsOf('plan').length > 0);
+    assert.ok(problemsOf(null).length > 0);
+  });
+
+  it('refuses forbidden names for events and fields', () => {
+    const plan = JSON.parse('{"name":"P","events":{"__proto__":{"purposes":["analytics.reporting"],"properties":{"type":"object","properties":{}}}}}') as unknown;
+    assert.deepEqual(problemsOf(plan).map((p) => p.path), ['/events/__proto__']);
+    const field = JSON.parse('{"name":"P","events":{"E":{"purposes":["analytics.reporting"],"properties":{"type":"object","properties":{"constructor":{"type":"string"}}}}}}') as unknown;
+    assert.deepEqual(problemsOf(field).map((p) => p.path), ['/events/E/properties/properties/constructor']);
+  });
+
+  it('accepts special and preciseLocation written out when they agree with the taxonomy', () => {
+    const plan: PlanDocument = {
+      name: 'P',
+      events: {
+        E: {
+          purposes: ['analytics.reporting'],
+          properties: {
+            type: 'object',
+            properties: {
+              h: { type: 'string', 'x-candor': { category: 'user.health_and_medical', purposes: ['fairness_audit'], retention: 'P6M', personal: true, special: true, preciseLocation: false } },
+              l: { type: 'number', 'x-candor': { category: 'user.location.precise', purposes: ['personalize.content.limited'], retention: 'P30D', personal: true, special: false, preciseLocation: true } },
+            },
+          },
+        },
+      },
+    };
+    assert.deepEqual(problemsOf(plan), []);
+  });
+
+  it('treats a category unknown to this process as special when loading a stored plan', () => {
+    const plan = { name: 'P', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { x: leaf('string', 'user.custom_elsewhere', ['analytics.reporting']) } } } } };
+    assert.equal(compilePlan(plan, taxonomy).compiled, undefined);
+    const { compiled } = compilePlan(plan, taxonomy, { lenient: true });
+    const field = compiled?.process('track', 'E', { properties: { x: 'v' } }).fields[0];
+    assert.equal(field?.special, true);
+    assert.equal(field?.protectedAttribute, true);
+  });
+});
+
+describe('retention', () => {
+  it('accepts ISO-8601 durations longer than zero', () => {
+    for (const ok of ['P13M', 'P2Y', 'P7Y', 'P30D', 'P1W', 'PT12H', 'P1Y6M', 'P1DT2H']) assert.equal(isRetention(ok), true, ok);
+    for (const bad of ['', 'P', 'PT', 'P0D', 'P1DT', '13M', 'P1.5Y', 'P-1D', 'p1y', 'P1Y ', 'forever']) assert.equal(isRetention(bad), false, bad);
+  });
+});

@@ -1,0 +1,671 @@
+// Compiles a tracking plan once per version into what the ingestion hot path runs: for each event a minimizer tree
+// that copies only declared fields, the list of its annotated leaves, and an Ajv validator run on the minimized copy.
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import type { Taxonomy } from '../taxonomy/index.ts';
+import { FORBIDDEN_NAMES, isRetention, PLAN_META_SCHEMA, SCALAR_TYPES, type AnnotationInput, type EventDefinition, type FieldSchema, type PlanDocument } from './catalog.schemas.ts';
+
+/** The Segment call types. */
+export type MessageKind = 'track' | 'identify' | 'page' | 'screen' | 'group' | 'alias';
+export const MESSAGE_KINDS: readonly MessageKind[] = ['track', 'identify', 'page', 'screen', 'group', 'alias'];
+
+/** What the plan says about one field; `special`, `preciseLocation` and `protectedAttribute` come from the taxonomy. */
+export interface FieldAnnotation {
+  category: string;
+  purposes: readonly string[];
+  retention: string;
+  personal: boolean;
+  /** The category is a GDPR Art. 9 special category (or Art. 10 criminal convictions). */
+  special: boolean;
+  /** The category is `user.location.precise` or one of its children. */
+  preciseLocation: boolean;
+  /** The taxonomy marks the category as never to drive targeting. */
+  protectedAttribute: boolean;
+}
+
+/** A declared leaf that is present in a minimized message, e.g. `traits.email` or `properties.products[].price`. */
+export interface KeptField extends FieldAnnotation {
+  path: string;
+}
+
+/** A schema violation: where and which rule, never the offending value. */
+export interface Violation {
+  path: string;
+  rule: string;
+  message: string;
+}
+
+export type RefusalCode = 'CATALOG_EVENT_UNDECLARED' | 'CATALOG_EVENT_INVALID';
+
+/** The outcome of running one message through the plan. */
+export interface PlanResult {
+  /** False: the event is refused (undeclared event, or type violations). */
+  ok: boolean;
+  code?: RefusalCode;
+  violations: readonly Violation[];
+  /** Minimized deep copies holding only declared fields. */
+  data: { properties?: Record<string, unknown>; traits?: Record<string, unknown>; context?: Record<string, unknown> };
+  /** One entry per declared leaf present in `data` (per distinct path, not per array element). */
+  fields: readonly KeptField[];
+  /** Paths of undeclared fields that were removed. */
+  dropped: readonly string[];
+  /** The event's declared purposes and the purposes of its kept fields, in plan order. */
+  purposes: readonly string[];
+  /** The purposes the event itself declares (track, page, screen); empty for identify, group and alias. */
+  eventPurposes: readonly string[];
+}
+
+/** A problem found in a plan: a JSON pointer into the document and what is wrong there. */
+export interface PlanProblem {
+  path: string;
+  problem: string;
+}
+
+/** One section of a plan as a list of annotated leaves, for people and tools. */
+export interface OutlineSection {
+  section: 'track' | 'page' | 'screen' | 'identify' | 'group' | 'context';
+  /** The event name (track only). */
+  event?: string;
+  description?: string;
+  purposes: readonly string[];
+  fields: readonly (KeptField & { type: string })[];
+}
+
+/** The taxonomy look-ups the compiler needs. */
+export type TaxonomyLookup = Pick<Taxonomy, 'dataCategory' | 'dataUse'>;
+
+const MAX_DEPTH = 8;
+const PRECISE_LOCATION = 'user.location.precise';
+// A field of a special category must not feed targeting or personalization (DESIGN.md invariant 7).
+const TARGETING_ROOTS = ['marketing', 'personalize'];
+const EMPTY: readonly never[] = Object.freeze([]);
+
+const LEAF = 0;
+const OBJECT = 1;
+const ARRAY = 2;
+
+interface Leaf {
+  readonly tag: typeof LEAF;
+  readonly field: KeptField;
+  readonly type: string;
+  /** An array of scalars, annotated as one field. */
+  readonly scalarArray: boolean;
+  readonly mask: number;
+  /** The process() call that last saw this leaf, to list it once per message. */
+  seen: number;
+}
+
+interface ObjectNode {
+  readonly tag: typeof OBJECT;
+  readonly path: string;
+  readonly children: Map<string, Node>;
+}
+
+interface ArrayNode {
+  readonly tag: typeof ARRAY;
+  readonly path: string;
+  readonly items: ObjectNode;
+}
+
+type Node = Leaf | ObjectNode | ArrayNode;
+
+interface Section {
+  readonly prefix: 'properties' | 'traits' | 'context';
+  readonly root: ObjectNode;
+  readonly validate: ValidateFunction;
+  readonly leaves: readonly Leaf[];
+}
+
+interface CompiledEvent {
+  readonly kind: MessageKind;
+  readonly name: string;
+  readonly description: string | undefined;
+  readonly purposes: readonly string[];
+  readonly mask: number;
+  readonly body: Section | null;
+}
+
+/** Per-call state of process(); one per compiled plan, since process() is synchronous. */
+class Scratch {
+  gen = 0;
+  mask = 0;
+  fields: KeptField[] = [];
+  dropped: string[] | null = null;
+  violations: Violation[] | null = null;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function pointerEscape(key: string): string {
+  return key.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+
+function pointerUnescape(segment: string): string {
+  return segment.replaceAll('~1', '/').replaceAll('~0', '~');
+}
+
+function createAjv(): Ajv {
+  const ajv = new Ajv({
+    allErrors: true,
+    strict: true,
+    strictTypes: false,
+    strictTuples: false,
+    strictRequired: false,
+    allowUnionTypes: true,
+    coerceTypes: false,
+    useDefaults: false,
+    removeAdditional: false,
+    logger: false,
+  });
+  addFormats.default(ajv);
+  // The field annotation: kept in the schema for the compiler, ignored by validation.
+  ajv.addKeyword({ keyword: 'x-candor', schemaType: 'object' });
+  return ajv;
+}
+
+const metaAjv = new Ajv({ allErrors: true, strict: false, logger: false });
+const validateMeta = metaAjv.compile(PLAN_META_SCHEMA);
+
+/** Problems of a plan against the meta-schema, as JSON pointers. */
+function metaProblems(plan: unknown): PlanProblem[] {
+  if (validateMeta(plan)) return [];
+  const problems: PlanProblem[] = [];
+  for (const e of validateMeta.errors ?? []) {
+    // Branches of anyOf and the checks inside propertyNames are summarised by their parent error.
+    if (e.schemaPath.includes('/anyOf/') || e.schemaPath.includes('/propertyNames/')) continue;
+    const p = e.params as Record<string, unknown>;
+    if (e.keyword === 'required') problems.push({ path: `${e.instancePath}/${pointerEscape(String(p.missingProperty))}`, problem: 'is required' });
+    else if (e.keyword === 'additionalProperties') problems.push({ path: `${e.instancePath}/${pointerEscape(String(p.additionalProperty))}`, problem: 'is not allowed here' });
+    else if (e.keyword === 'propertyNames') problems.push({ path: `${e.instancePath}/${pointerEscape(String(p.propertyName))}`, problem: 'is not an allowed name (1 to 100 characters without dots or brackets for fields, 1 to 200 for events; never __proto__, constructor or prototype)' });
+    else if (e.keyword === 'anyOf' && e.instancePath.endsWith('/type')) problems.push({ path: e.instancePath, problem: `must be one of ${['object', 'array', ...SCALAR_TYPES].join(', ')}, or a list of them` });
+    else problems.push({ path: e.instancePath || '/', problem: e.message ?? e.keyword });
+  }
+  return problems;
+}
+
+function isUnder(path: string, pointer: string): boolean {
+  return path === pointer || path.startsWith(pointer + '/');
+}
+
+interface ResolvedCategory {
+  special: boolean;
+  preciseLocation: boolean;
+  protectedAttribute: boolean;
+}
+
+/** Builds the compiled form of a plan, collecting every problem on the way. */
+class Builder {
+  readonly problems: PlanProblem[] = [];
+  readonly purposeOrder: string[] = [];
+  readonly #purposeIndex = new Map<string, number>();
+  readonly #taxonomy: TaxonomyLookup;
+  readonly #lenient: boolean;
+  readonly #ajv = createAjv();
+  readonly #categories = new Map<string, ResolvedCategory | undefined>();
+
+  constructor(taxonomy: TaxonomyLookup, lenient: boolean) {
+    this.#taxonomy = taxonomy;
+    this.#lenient = lenient;
+  }
+
+  #problem(path: string, problem: string): void {
+    this.problems.push({ path, problem });
+  }
+
+  /** A bit per purpose (the first 32 purposes of a plan); 0 for the rest, which take the slow path. */
+  maskOf(purposes: readonly string[]): number {
+    let mask = 0;
+    for (const purpose of purposes) {
+      let index = this.#purposeIndex.get(purpose);
+      if (index === undefined) {
+        index = this.purposeOrder.length;
+        this.#purposeIndex.set(purpose, index);
+        this.purposeOrder.push(purpose);
+      }
+      if (index < 32) mask |= 1 << index;
+    }
+    return mask;
+  }
+
+  #category(key: string): ResolvedCategory | undefined {
+    if (this.#categories.has(key)) return this.#categories.get(key);
+    const entry = this.#taxonomy.dataCategory(key);
+    let resolved: ResolvedCategory | undefined;
+    if (entry) {
+      let precise = false;
+      let current: typeof entry | undefined = entry;
+      for (let hops = 0; current && hops < 20; hops++) {
+        if (current.key === PRECISE_LOCATION) precise = true;
+        current = current.parentKey ? this.#taxonomy.dataCategory(current.parentKey) : undefined;
+      }
+      resolved = { special: entry.specialCategory !== null, preciseLocation: precise, protectedAttribute: entry.protectedAttribute };
+    }
+    this.#categories.set(key, resolved);
+    return resolved;
+  }
+
+  checkPurposes(purposes: unknown, pointer: string): void {
+    if (!Array.isArray(purposes)) return;
+    purposes.forEach((purpose, i) => {
+      if (typeof purpose === 'string' && !this.#taxonomy.dataUse(purpose) && !this.#lenient) {
+        this.#problem(`${pointer}/${i}`, `"${purpose}" is not a data use of the taxonomy`);
+      }
+    });
+  }
+
+  #annotation(input: AnnotationInput, pointer: string, path: string): KeptField | undefined {
+    const at = `${pointer}/x-candor`;
+    const before = this.problems.length;
+    const category = typeof input.category === 'string' ? this.#category(input.category) : undefined;
+    if (typeof input.category === 'string' && !category && !this.#lenient) {
+      this.#problem(`${at}/category`, `"${input.category}" is not a data category of the taxonomy`);
+    }
+    this.checkPurposes(input.purposes, `${at}/purposes`);
+    if (typeof input.retention === 'string' && !isRetention(input.retention)) {
+      this.#problem(`${at}/retention`, 'must be an ISO-8601 duration longer than zero, such as P30D, P13M or P7Y');
+    }
+    // A category this process does not know (added elsewhere since start) is treated as the most restrictive.
+    const flags = category ?? { special: true, preciseLocation: false, protectedAttribute: true };
+    if (category && typeof input.special === 'boolean' && input.special !== flags.special) {
+      this.#problem(`${at}/special`, `contradicts the taxonomy: category ${input.category} is ${flags.special ? '' : 'not '}a special category`);
+    }
+    if (category && typeof input.preciseLocation === 'boolean' && input.preciseLocation !== flags.preciseLocation) {
+      this.#problem(`${at}/preciseLocation`, `contradicts the taxonomy: category ${input.category} is ${flags.preciseLocation ? '' : 'not '}precise location`);
+    }
+    if (category && (flags.special || flags.preciseLocation) && input.personal === false) {
+      this.#problem(`${at}/personal`, `must be true: category ${input.category} is ${flags.special ? 'a special category' : 'precise location'}`);
+    }
+    if (category && flags.special && Array.isArray(input.purposes)) {
+      input.purposes.forEach((purpose, i) => {
+        if (typeof purpose === 'string' && TARGETING_ROOTS.some((root) => purpose === root || purpose.startsWith(root + '.'))) {
+          this.#problem(`${at}/purposes/${i}`, `a special-category field must not serve targeting or personalization (${purpose})`);
+        }
+      });
+    }
+    if (this.problems.length > before || typeof input.category !== 'string' || !Array.isArray(input.purposes)) return undefined;
+    return Object.freeze({
+      path,
+      category: input.category,
+      purposes: Object.freeze([...input.purposes]),
+      retention: input.retention,
+      personal: input.personal === true,
+      special: flags.special,
+      preciseLocation: flags.preciseLocation,
+      protectedAttribute: flags.protectedAttribute,
+    });
+  }
+
+  /** A field schema as a node of the minimizer tree; undefined when it has problems. */
+  #node(schema: FieldSchema, pointer: string, path: string, depth: number, leaves: Leaf[]): Node | undefined {
+    if (!isObject(schema)) return undefined;
+    const type = schema.type;
+    const types = Array.isArray(type) ? type : type === undefined ? [] : [type];
+    if (types.length === 0) {
+      this.#problem(pointer, 'must declare its "type"');
+      return undefined;
+    }
+    if (type === 'object' || schema.properties !== undefined) {
+      return this.#object(schema, pointer, path, depth, leaves);
+    }
+    if (type === 'array') {
+      const items = schema.items;
+      if (!isObject(items)) {
+        this.#problem(pointer, 'an array must declare its "items"');
+        return undefined;
+      }
+      if (items.type === 'object' || items.properties !== undefined) {
+        if (schema['x-candor'] !== undefined) this.#problem(`${pointer}/x-candor`, 'annotate the fields of the array items, not the array');
+        const node = this.#object(items, `${pointer}/items`, `${path}[]`, depth + 1, leaves);
+        return node && { tag: ARRAY, path, items: node };
+      }
+      const itemTypes = Array.isArray(items.type) ? items.type : items.type === undefined ? [] : [items.type];
+      if (itemTypes.length === 0 || !itemTypes.every((t) => (SCALAR_TYPES as readonly string[]).includes(t))) {
+        this.#problem(`${pointer}/items`, 'items of an array are either objects with declared properties or scalars (string, number, integer, boolean, null)');
+        return undefined;
+      }
+      if (items['x-candor'] !== undefined) this.#problem(`${pointer}/items/x-candor`, 'annotate an array of scalars on the array itself');
+      return this.#leaf(schema, pointer, path, true, `array of ${itemTypes.join('|')}`, leaves);
+    }
+    if (!types.every((t) => (SCALAR_TYPES as readonly string[]).includes(t))) {
+      this.#problem(`${pointer}/type`, 'a field is an object, an array, or one or more scalar types (string, number, integer, boolean, null)');
+      return undefined;
+    }
+    return this.#leaf(schema, pointer, path, false, types.join('|'), leaves);
+  }
+
+  #leaf(schema: FieldSchema, pointer: string, path: string, scalarArray: boolean, type: string, leaves: Leaf[]): Leaf | undefined {
+    const input = schema['x-candor'];
+    if (!isObject(input)) {
+      this.#problem(pointer, 'a leaf field must carry an "x-candor" annotation (category, purposes, retention, personal)');
+      return undefined;
+    }
+    const field = this.#annotation(input as unknown as AnnotationInput, pointer, path);
+    if (!field) return undefined;
+    const leaf: Leaf = { tag: LEAF, field, type, scalarArray, mask: this.maskOf(field.purposes), seen: 0 };
+    leaves.push(leaf);
+    return leaf;
+  }
+
+  #object(schema: FieldSchema, pointer: string, path: string, depth: number, leaves: Leaf[]): ObjectNode | undefined {
+    const before = this.problems.length;
+    if (schema.type !== 'object') this.#problem(`${pointer}/type`, 'an object with properties must declare "type": "object"');
+    if (schema['x-candor'] !== undefined) this.#problem(`${pointer}/x-candor`, 'annotate the fields of an object, not the object');
+    if (depth > MAX_DEPTH) this.#problem(pointer, `fields nest at most ${MAX_DEPTH} levels deep`);
+    if (!isObject(schema.properties)) {
+      if (schema.properties === undefined) this.#problem(pointer, 'an object must declare its "properties" (a free-form object would keep undeclared data)');
+      return undefined;
+    }
+    const children = new Map<string, Node>();
+    for (const [key, child] of Object.entries(schema.properties)) {
+      if (FORBIDDEN_NAMES.includes(key)) continue;
+      const node = this.#node(child, `${pointer}/properties/${pointerEscape(key)}`, `${path}.${key}`, depth + 1, leaves);
+      if (node) children.set(key, node);
+    }
+    if (Array.isArray(schema.required)) {
+      schema.required.forEach((name, i) => {
+        if (typeof name === 'string' && !Object.hasOwn(schema.properties as object, name)) this.#problem(`${pointer}/required/${i}`, `"${name}" is not a declared property`);
+      });
+    }
+    if (this.problems.length > before) return undefined;
+    return { tag: OBJECT, path, children };
+  }
+
+  /** The section of an event, identify, group or context; null when it has problems. */
+  section(schema: unknown, pointer: string, prefix: Section['prefix'], metaFailed: boolean): Section | null {
+    const before = this.problems.length;
+    const leaves: Leaf[] = [];
+    const root = isObject(schema) ? this.#object(schema as FieldSchema, pointer, prefix, 0, leaves) : undefined;
+    if (!root || this.problems.length > before || metaFailed) return null;
+    let validate: ValidateFunction;
+    try {
+      validate = this.#ajv.compile(schema as object);
+    } catch (error) {
+      this.#problem(pointer, `the schema does not compile: ${error instanceof Error ? error.message : String(error)}`);
+      return null;
+    }
+    return { prefix, root, validate, leaves };
+  }
+}
+
+/** An empty object schema: every field of the section is dropped. */
+const NOTHING_DECLARED: FieldSchema = { type: 'object', properties: {} };
+
+/** Resolves and compiles a plan; returns every problem found, and the compiled plan when there is none. */
+export function compilePlan(plan: unknown, taxonomy: TaxonomyLookup, options: { lenient?: boolean } = {}): { compiled?: CompiledPlan; problems: PlanProblem[] } {
+  const meta = metaProblems(plan);
+  const builder = new Builder(taxonomy, options.lenient ?? false);
+  builder.problems.push(...meta);
+  if (!isObject(plan)) return { problems: builder.problems };
+  const doc = plan as unknown as PlanDocument;
+  const failed = (pointer: string) => meta.some((p) => isUnder(p.path, pointer));
+
+  const events = new Map<string, CompiledEvent>();
+  const event = (kind: MessageKind, name: string, definition: EventDefinition, pointer: string): CompiledEvent | undefined => {
+    if (!isObject(definition)) return undefined;
+    builder.checkPurposes(definition.purposes, `${pointer}/purposes`);
+    const purposes = Array.isArray(definition.purposes) ? definition.purposes.filter((p) => typeof p === 'string') : [];
+    const mask = builder.maskOf(purposes);
+    const body = builder.section(definition.properties, `${pointer}/properties`, 'properties', failed(pointer));
+    if (!body) return undefined;
+    const description = typeof definition.description === 'string' ? definition.description : undefined;
+    return { kind, name, description, purposes: Object.freeze([...purposes]), mask, body };
+  };
+  if (isObject(doc.events)) {
+    for (const [name, definition] of Object.entries(doc.events)) {
+      if (FORBIDDEN_NAMES.includes(name)) continue;
+      const compiled = event('track', name, definition, `/events/${pointerEscape(name)}`);
+      if (compiled) events.set(name, compiled);
+    }
+  }
+  const page = doc.pages === undefined ? undefined : event('page', '', doc.pages, '/pages');
+  const screen = doc.screens === undefined ? undefined : event('screen', '', doc.screens, '/screens');
+  const traitsSection = (schema: FieldSchema | undefined, pointer: string, kind: MessageKind): CompiledEvent | undefined => {
+    const body = builder.section(schema ?? NOTHING_DECLARED, pointer, 'traits', failed(pointer));
+    return body ? { kind, name: '', description: undefined, purposes: EMPTY, mask: 0, body } : undefined;
+  };
+  const identify = traitsSection(doc.traits, '/traits', 'identify');
+  const group = traitsSection(doc.groupTraits, '/groupTraits', 'group');
+  const context = builder.section(doc.context ?? NOTHING_DECLARED, '/context', 'context', failed('/context'));
+
+  const problems = dedupe(builder.problems);
+  if (problems.length > 0 || !identify || !group || !context) return { problems };
+  const alias: CompiledEvent = { kind: 'alias', name: '', description: undefined, purposes: EMPTY, mask: 0, body: null };
+  return { compiled: new CompiledPlan({ events, page, screen, identify, group, alias, context, purposeOrder: builder.purposeOrder }), problems };
+}
+
+function dedupe(problems: PlanProblem[]): PlanProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const key = `${p.path}\u0000${p.problem}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+const UNDECLARED: PlanResult = Object.freeze({
+  ok: false,
+  code: 'CATALOG_EVENT_UNDECLARED',
+  violations: EMPTY,
+  data: Object.freeze({}),
+  fields: EMPTY,
+  dropped: EMPTY,
+  purposes: EMPTY,
+  eventPurposes: EMPTY,
+});
+
+interface CompiledParts {
+  events: Map<string, CompiledEvent>;
+  page: CompiledEvent | undefined;
+  screen: CompiledEvent | undefined;
+  identify: CompiledEvent;
+  group: CompiledEvent;
+  alias: CompiledEvent;
+  context: Section;
+  purposeOrder: readonly string[];
+}
+
+/** A plan compiled for the hot path. */
+export class CompiledPlan {
+  readonly #parts: CompiledParts;
+  readonly #scratch = new Scratch();
+  readonly #purposeSets = new Map<number, readonly string[]>();
+  /** Whether every purpose of the plan has a bit (at most 32 purposes). */
+  readonly #masked: boolean;
+
+  constructor(parts: CompiledParts) {
+    this.#parts = parts;
+    this.#masked = parts.purposeOrder.length <= 32;
+  }
+
+  /** Whether a track event name is declared. */
+  declares(name: string): boolean {
+    return this.#parts.events.has(name);
+  }
+
+  #eventFor(kind: MessageKind, name: string | undefined): CompiledEvent | undefined {
+    switch (kind) {
+      case 'track':
+        return name === undefined ? undefined : this.#parts.events.get(name);
+      case 'identify':
+        return this.#parts.identify;
+      case 'group':
+        return this.#parts.group;
+      case 'page':
+        return this.#parts.page;
+      case 'screen':
+        return this.#parts.screen;
+      case 'alias':
+        return this.#parts.alias;
+      default:
+        return undefined;
+    }
+  }
+
+  /** Validates and minimizes one message. Synchronous and allocation-light: the hot path of ingestion. */
+  process(kind: MessageKind, name: string | undefined, message: { properties?: unknown; traits?: unknown; context?: unknown }): PlanResult {
+    const event = this.#eventFor(kind, name);
+    if (event === undefined) return UNDECLARED;
+    const s = this.#scratch;
+    s.gen++;
+    s.mask = event.mask;
+    s.fields = [];
+    s.dropped = null;
+    s.violations = null;
+    const body = event.body;
+    let data: PlanResult['data'];
+    if (body === null) {
+      data = { context: this.#section(this.#parts.context, message.context, s) };
+    } else if (body.prefix === 'properties') {
+      const properties = this.#section(body, message.properties, s);
+      data = { properties, context: this.#section(this.#parts.context, message.context, s) };
+    } else {
+      const traits = this.#section(body, message.traits, s);
+      data = { traits, context: this.#section(this.#parts.context, message.context, s) };
+    }
+    const fields = s.fields;
+    const dropped = s.dropped ?? EMPTY;
+    const purposes = this.#masked ? this.#purposesOf(s.mask) : this.#purposesSlow(event, fields);
+    if (s.violations === null) return { ok: true, violations: EMPTY, data, fields, dropped, purposes, eventPurposes: event.purposes };
+    return { ok: false, code: 'CATALOG_EVENT_INVALID', violations: s.violations, data, fields, dropped, purposes, eventPurposes: event.purposes };
+  }
+
+  #section(section: Section, value: unknown, s: Scratch): Record<string, unknown> {
+    let out: Record<string, unknown>;
+    if (value === undefined || value === null) out = {};
+    else if (isObject(value)) out = copyObject(section.root, value, s);
+    else {
+      (s.violations ??= []).push({ path: section.prefix, rule: 'type', message: 'must be object' });
+      return {};
+    }
+    if (!section.validate(out)) {
+      const list = (s.violations ??= []);
+      for (const error of section.validate.errors ?? []) list.push(violationOf(section, error));
+    }
+    return out;
+  }
+
+  #purposesOf(mask: number): readonly string[] {
+    let purposes = this.#purposeSets.get(mask);
+    if (purposes === undefined) {
+      const list: string[] = [];
+      const order = this.#parts.purposeOrder;
+      for (let i = 0; i < order.length; i++) if (mask & (1 << i)) list.push(order[i] as string);
+      purposes = Object.freeze(list);
+      if (this.#purposeSets.size < 4096) this.#purposeSets.set(mask, purposes);
+    }
+    return purposes;
+  }
+
+  #purposesSlow(event: CompiledEvent, fields: readonly KeptField[]): readonly string[] {
+    const set = new Set<string>(event.purposes);
+    for (const field of fields) for (const purpose of field.purposes) set.add(purpose);
+    return this.#parts.purposeOrder.filter((p) => set.has(p));
+  }
+
+  /** The plan as lists of annotated leaves per section. */
+  outline(): OutlineSection[] {
+    const fieldsOf = (section: Section) => section.leaves.map((leaf) => ({ ...leaf.field, type: leaf.type }));
+    const sections: OutlineSection[] = [];
+    const add = (section: OutlineSection['section'], event: CompiledEvent) => {
+      if (!event.body) return;
+      sections.push({ section, ...(section === 'track' ? { event: event.name } : {}), ...(event.description ? { description: event.description } : {}), purposes: event.purposes, fields: fieldsOf(event.body) });
+    };
+    for (const event of this.#parts.events.values()) add('track', event);
+    if (this.#parts.page) add('page', this.#parts.page);
+    if (this.#parts.screen) add('screen', this.#parts.screen);
+    add('identify', this.#parts.identify);
+    add('group', this.#parts.group);
+    sections.push({ section: 'context', purposes: EMPTY, fields: fieldsOf(this.#parts.context) });
+    return sections;
+  }
+
+  /** Numbers of events and annotated leaves. */
+  size(): { events: number; fields: number } {
+    let fields = this.#parts.context.leaves.length + (this.#parts.identify.body?.leaves.length ?? 0) + (this.#parts.group.body?.leaves.length ?? 0);
+    for (const event of [...this.#parts.events.values(), this.#parts.page, this.#parts.screen]) fields += event?.body?.leaves.length ?? 0;
+    return { events: this.#parts.events.size, fields };
+  }
+}
+
+function markLeaf(leaf: Leaf, s: Scratch): void {
+  if (leaf.seen !== s.gen) {
+    leaf.seen = s.gen;
+    s.fields.push(leaf.field);
+    s.mask |= leaf.mask;
+  }
+}
+
+function drop(path: string, s: Scratch): void {
+  const dropped = (s.dropped ??= []);
+  if (!dropped.includes(path)) dropped.push(path);
+}
+
+/** Copies the declared keys of value; anything else is dropped and its path recorded. */
+function copyObject(node: ObjectNode, value: Record<string, unknown>, s: Scratch): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const children = node.children;
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue;
+    const child = children.get(key);
+    if (child === undefined) {
+      drop(`${node.path}.${key}`, s);
+      continue;
+    }
+    const v = value[key];
+    if (v === undefined) continue;
+    out[key] = copyValue(child, v, s);
+  }
+  return out;
+}
+
+// A value of the wrong shape is replaced by an empty container of its own kind: no undeclared content is copied,
+// and the validator still reports the type violation.
+function copyValue(node: Node, v: unknown, s: Scratch): unknown {
+  if (node.tag === LEAF) {
+    markLeaf(node, s);
+    if (typeof v !== 'object' || v === null) return v;
+    if (!Array.isArray(v)) return {};
+    if (!node.scalarArray) return [];
+    const copy = new Array<unknown>(v.length);
+    for (let i = 0; i < v.length; i++) {
+      const item: unknown = v[i];
+      copy[i] = typeof item !== 'object' || item === null ? item : Array.isArray(item) ? [] : {};
+    }
+    return copy;
+  }
+  if (node.tag === OBJECT) {
+    if (isObject(v)) return copyObject(node, v, s);
+    return Array.isArray(v) ? [] : v;
+  }
+  if (!Array.isArray(v)) return isObject(v) ? {} : v;
+  const copy = new Array<unknown>(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const item: unknown = v[i];
+    copy[i] = isObject(item) ? copyObject(node.items, item, s) : Array.isArray(item) ? [] : item;
+  }
+  return copy;
+}
+
+/** An Ajv error as a violation with a field path such as `properties.products[2].price`. */
+function violationOf(section: Section, error: ErrorObject): Violation {
+  let path: string = section.prefix;
+  let node: Node | undefined = section.root;
+  for (const raw of error.instancePath.split('/').slice(1)) {
+    const segment = pointerUnescape(raw);
+    if (node?.tag === OBJECT) {
+      path += `.${segment}`;
+      node = node.children.get(segment);
+    } else if (node?.tag === ARRAY) {
+      path += `[${segment}]`;
+      node = node.items;
+    } else {
+      path += `[${segment}]`;
+      node = undefined;
+    }
+  }
+  if (error.keyword === 'required') path += `.${String((error.params as { missingProperty?: unknown }).missingProperty)}`;
+  return { path, rule: error.keyword, message: error.message ?? error.keyword };
+}

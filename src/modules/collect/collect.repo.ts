@@ -1,0 +1,130 @@
+import type { Kysely } from 'kysely';
+import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+
+export type CollectTables = {
+  collect_events: {
+    id: string;
+    source: string;
+    message_id: string;
+    profile_id: string;
+    kind: string;
+    event: string | null;
+    occurred_at: string;
+    received_at: string;
+    purposes: string;
+    data: string;
+    data_enc: string | null;
+    plan_version: number;
+  };
+  collect_refusals: { day: string; source: string; event: string; purpose: string; count: number };
+};
+
+export type EventRow = CollectTables['collect_events'];
+
+export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
+  {
+    name: '0050_collect_events',
+    async up(db) {
+      await db.schema
+        .createTable('collect_events')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('message_id', 'text', (c) => c.notNull())
+        .addColumn('profile_id', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('event', 'text')
+        .addColumn('occurred_at', 'text', (c) => c.notNull())
+        .addColumn('received_at', 'text', (c) => c.notNull())
+        .addColumn('purposes', 'text', (c) => c.notNull())
+        .addColumn('data', 'text', (c) => c.notNull())
+        .addColumn('data_enc', 'text')
+        .addColumn('plan_version', 'integer', (c) => c.notNull())
+        .addUniqueConstraint('collect_events_message', ['source', 'message_id'])
+        .execute();
+      await db.schema.createIndex('collect_events_profile').on('collect_events').columns(['profile_id', 'occurred_at']).execute();
+      await db.schema
+        .createTable('collect_refusals')
+        .addColumn('day', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('event', 'text', (c) => c.notNull())
+        .addColumn('purpose', 'text', (c) => c.notNull())
+        .addColumn('count', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('collect_refusals_pk', ['day', 'source', 'event', 'purpose'])
+        .execute();
+    },
+  },
+];
+
+const blankEvent: EventRow = {
+  id: '', source: '', message_id: '', profile_id: '', kind: '', event: null, occurred_at: '', received_at: '', purposes: '', data: '', data_enc: null, plan_version: 0,
+};
+
+/** Every SQL statement on the collect tables; hot-path statements compiled once per batch size. */
+export class CollectRepo {
+  readonly #db: Kysely<CollectTables>;
+  readonly #insert = new Map<number, string>();
+  readonly #refusalSql: string;
+
+  constructor(storage: Storage) {
+    this.#db = storage.db.withTables<CollectTables>();
+    this.#refusalSql = this.#db
+      .insertInto('collect_refusals')
+      .values({ day: '', source: '', event: '', purpose: '', count: 0 })
+      .onConflict((oc) => oc.columns(['day', 'source', 'event', 'purpose']).doUpdateSet((eb) => ({ count: eb('collect_refusals.count', '+', eb.ref('excluded.count')) })))
+      .compile().sql;
+  }
+
+  #insertText(n: number): string {
+    let text = this.#insert.get(n);
+    if (!text) {
+      text = this.#db
+        .insertInto('collect_events')
+        .values(Array.from({ length: n }, () => blankEvent))
+        .onConflict((oc) => oc.columns(['source', 'message_id']).doNothing())
+        .returning(['source', 'message_id'])
+        .compile().sql;
+      this.#insert.set(n, text);
+    }
+    return text;
+  }
+
+  /**
+   * Inserts events (distinct source and messageId among themselves); one already stored is skipped by the
+   * database. Returns the keys (`source NUL messageId`) that were inserted.
+   */
+  async insertEvents(tx: SqlExecutor, rows: readonly EventRow[]): Promise<Set<string>> {
+    const inserted = new Set<string>();
+    for (let i = 0; i < rows.length; i += 100) {
+      const part = rows.slice(i, i + 100);
+      const params = part.flatMap((r) => [r.id, r.source, r.message_id, r.profile_id, r.kind, r.event, r.occurred_at, r.received_at, r.purposes, r.data, r.data_enc, r.plan_version]);
+      for (const row of await tx.all<{ source: string; message_id: string }>(this.#insertText(part.length), params)) {
+        inserted.add(`${row.source}\u0000${row.message_id}`);
+      }
+    }
+    return inserted;
+  }
+
+  async addRefusals(tx: SqlExecutor, counts: ReadonlyMap<string, number>): Promise<void> {
+    for (const [key, count] of counts) {
+      const [day, source, event, purpose] = key.split('\u0000') as [string, string, string, string];
+      await tx.run(this.#refusalSql, [day, source, event, purpose, count]);
+    }
+  }
+
+  refusals(filter: { source?: string | undefined; since?: string | undefined }): Promise<CollectTables['collect_refusals'][]> {
+    let q = this.#db.selectFrom('collect_refusals').selectAll();
+    if (filter.source) q = q.where('source', '=', filter.source);
+    if (filter.since) q = q.where('day', '>=', filter.since);
+    return q.orderBy('day', 'desc').orderBy('source').orderBy('event').orderBy('purpose').limit(1000).execute();
+  }
+
+  eventsOf(profileIds: readonly string[], limit: number): Promise<EventRow[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    return this.#db.selectFrom('collect_events').selectAll().where('profile_id', 'in', profileIds).orderBy('occurred_at', 'desc').limit(limit).execute();
+  }
+
+  async countEvents(): Promise<number> {
+    const row = await this.#db.selectFrom('collect_events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+}

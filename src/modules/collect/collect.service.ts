@@ -1,0 +1,358 @@
+import { randomBytes } from 'node:crypto';
+import type { ErrorCode } from '../../shared/error-codes.ts';
+import type { Actor } from '../../shared/actor.ts';
+import type { Storage } from '../../storage/index.ts';
+import type { Catalog, KeptField, Violation } from '../catalog/index.ts';
+import type { Consent } from '../consent/index.ts';
+import type { Keyring } from '../crypto/index.ts';
+import type { Identity, ResolveItem } from '../identity/index.ts';
+import type { Profiles, TraitInput } from '../profiles/index.ts';
+import { CollectRepo, type EventRow } from './collect.repo.ts';
+import { GroupCommit } from './group-commit.ts';
+import { partition, type FieldRule } from './partition.ts';
+import { identifiersOf, parseMessage, type MessageKind, type ParsedMessage } from './segment.ts';
+
+/** Where a batch came from: the write key's source, and whether the request carried Sec-GPC: 1. */
+export interface IngestContext {
+  source: string;
+  gpc: boolean;
+  receivedAt: number;
+  actor: Actor;
+}
+
+export type ItemStatus = 'stored' | 'duplicate' | 'refused' | 'invalid' | 'suppressed';
+
+/** What happened to one message of a request. */
+export interface ItemResult {
+  index: number;
+  messageId: string | undefined;
+  status: ItemStatus;
+  code?: ErrorCode;
+  /** Purposes the stored event may serve. */
+  purposes?: string[];
+  /** Undeclared fields dropped by the tracking plan. */
+  dropped?: readonly string[];
+  /** Declared fields left out because none of their purposes is allowed for this person. */
+  refusedFields?: string[];
+  violations?: readonly Violation[];
+  detail?: string;
+}
+
+/** A message that passed the plan and the consent gate, waiting for the group commit. */
+interface Pending {
+  index: number;
+  message: ParsedMessage;
+  resolve: ResolveItem;
+  purposes: string[];
+  plain: Record<string, unknown>;
+  personal: Record<string, unknown>;
+  hasPersonal: boolean;
+  refusedFields: string[];
+  dropped: readonly string[];
+  traits: TraitInput[];
+  gpc: boolean;
+  source: string;
+  receivedAt: string;
+  planVersion: number;
+}
+
+export interface CollectDeps {
+  storage: Storage;
+  keyring: Keyring;
+  catalog: Catalog;
+  consent: Consent;
+  identity: Identity;
+  profiles: Profiles;
+}
+
+const day = (iso: string) => iso.slice(0, 10);
+const newEventId = () => 'evt_' + randomBytes(12).toString('hex');
+
+/**
+ * The ingestion pipeline: envelope checks → tracking plan (validate, minimize) → identity lookup → consent gate
+ * (default deny, field by field) → suppression list → identity resolution → encryption with the person's data
+ * key (one envelope per event) → durable store. Requests share commits (group commit); each is answered only
+ * after its events are committed, with one result per message.
+ */
+export class Collector {
+  readonly #deps: CollectDeps;
+  readonly #repo: CollectRepo;
+  readonly #commit: GroupCommit<Pending, ItemResult>;
+  #refusals = new Map<string, number>();
+
+  constructor(deps: CollectDeps) {
+    this.#deps = deps;
+    this.#repo = new CollectRepo(deps.storage);
+    this.#commit = new GroupCommit((items) => this.#write(items));
+  }
+
+  /** Ingests messages of one request (kind fixed for single-call endpoints, read from `type` in batches). */
+  async ingest(messages: readonly { raw: unknown; bytes: number }[], kind: MessageKind | undefined, context: IngestContext): Promise<ItemResult[]> {
+    const { catalog, consent, identity } = this.#deps;
+    const results: (ItemResult | undefined)[] = new Array(messages.length);
+    const accepted: { index: number; message: ParsedMessage; plan: ReturnType<Catalog['process']>; resolve: ResolveItem }[] = [];
+    const planVersion = catalog.version();
+    messages.forEach(({ raw, bytes }, index) => {
+      const parsed = parseMessage(raw, kind, context.receivedAt, bytes);
+      if (!parsed.ok) {
+        results[index] = { index, messageId: parsed.messageId, status: 'invalid', code: parsed.code, detail: parsed.detail };
+        return;
+      }
+      const message = parsed.message;
+      const plan = catalog.process(message.kind, message.name, { properties: message.properties, traits: message.traits, context: message.context }, context.source);
+      if (!plan.ok) {
+        results[index] = { index, messageId: message.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
+        return;
+      }
+      const traits = plan.data.traits;
+      accepted.push({
+        index,
+        message,
+        plan,
+        resolve: { identifiers: identifiersOf(message, traits), source: context.source, messageId: message.messageId, at: message.occurredAt },
+      });
+    });
+
+    // Who is this, as far as we already know? (Looking up creates nothing.) Erased people stop here.
+    const raw = this.#deps.storage.raw;
+    const suppressed = accepted.length > 0 ? await identity.isSuppressedBatch(raw, accepted.map((a) => a.resolve)) : [];
+    const known = accepted.length > 0 ? await identity.lookupBatch(raw, accepted.map((a) => a.resolve)) : [];
+    await consent.load(known.filter((id): id is string => id !== null));
+
+    const pending: Pending[] = [];
+    accepted.forEach((item, i) => {
+      if (suppressed[i]) {
+        results[item.index] = { index: item.index, messageId: item.message.messageId, status: 'suppressed', code: 'COLLECT_SUBJECT_SUPPRESSED' };
+        return;
+      }
+      const profileId = known[i] ?? null;
+      const allowed = new Set(this.#allowed(profileId, item.plan.purposes, context.gpc));
+      const explicit = new Set([...allowed].filter((p) => consent.purpose(p)?.explicit === true && (profileId === null ? false : consent.decide(profileId, p).basis === 'consent')));
+      const rules = new Map<string, FieldRule>();
+      for (const field of item.plan.fields) rules.set(field.path, { personal: field.personal, allowed: fieldAllowed(field, allowed, explicit) });
+      const purposes = item.plan.purposes.filter((p) => allowed.has(p));
+      const { message } = item;
+      if (purposes.length === 0) {
+        this.#countRefusal(context, message, item.plan.purposes);
+        results[item.index] = { index: item.index, messageId: message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: item.plan.dropped };
+        return;
+      }
+      const split = partition(item.plan.data as Record<string, unknown>, rules);
+      // Identity resolution links only identifiers whose fields may be processed for this person.
+      const linkable = { ...(split.plain.traits as Record<string, unknown> | undefined), ...(split.personal.traits as Record<string, unknown> | undefined) };
+      pending.push({
+        index: item.index,
+        message,
+        resolve: { ...item.resolve, identifiers: identifiersOf(message, linkable) },
+        purposes,
+        plain: split.plain,
+        personal: split.personal,
+        hasPersonal: split.personalCount > 0,
+        refusedFields: split.refused,
+        dropped: item.plan.dropped,
+        traits: message.kind === 'identify' ? traitInputs(item.plan.fields, split.plain, split.personal, rules) : [],
+        gpc: context.gpc,
+        source: context.source,
+        receivedAt: new Date(context.receivedAt).toISOString(),
+        planVersion,
+      });
+    });
+
+    for (const result of await this.#commit.submit(pending)) results[result.index] = result;
+    return results.map((r, index) => r ?? { index, messageId: undefined, status: 'invalid', code: 'INTERNAL_ERROR' });
+  }
+
+  /** Purposes with a lawful basis for this person now; for someone unknown only the purposes that need no consent record. */
+  #allowed(profileId: string | null, purposes: readonly string[], gpc: boolean): string[] {
+    const { consent } = this.#deps;
+    const allowed = profileId === null ? purposes.filter((p) => { const c = consent.purpose(p); return c !== undefined && c.basis !== 'consent'; }) : consent.allowedPurposes(profileId, purposes);
+    if (!gpc) return allowed;
+    // Sec-GPC: 1 is honoured on this very request, before the opt-out is in the ledger.
+    return allowed.filter((p) => { const c = consent.purpose(p); return !(c?.saleOrSharing || c?.targetedAdvertising); });
+  }
+
+  #countRefusal(context: IngestContext, message: ParsedMessage, purposes: readonly string[]): void {
+    const event = message.name ?? message.kind;
+    for (const purpose of purposes.length > 0 ? purposes : ['(none)']) {
+      const key = [day(new Date(context.receivedAt).toISOString()), context.source, event, purpose].join('\u0000');
+      this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + 1);
+    }
+  }
+
+  async #write(items: readonly Pending[]): Promise<ItemResult[]> {
+    const { storage, identity, keyring, profiles, consent, catalog } = this.#deps;
+    const results = new Map<Pending, ItemResult>();
+    // 1. Suppression list and identity resolution, in one transaction.
+    const resolved = await storage.raw.transaction(async (tx) => {
+      const suppressed = await identity.isSuppressedBatch(tx, items.map((p) => p.resolve));
+      const live = items.filter((_, i) => !suppressed[i]);
+      items.forEach((p, i) => {
+        if (suppressed[i]) results.set(p, { index: p.index, messageId: p.message.messageId, status: 'suppressed', code: 'COLLECT_SUBJECT_SUPPRESSED' });
+      });
+      const resolutions = await identity.resolveBatch(tx, live.map((p) => p.resolve));
+      return live.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
+    });
+    const merges = resolved.flatMap((r) => r.resolution?.merges ?? []);
+    if (merges.length > 0) await identity.notifyMerges(merges);
+    const withProfile = resolved.filter((r): r is typeof r & { resolution: { profileId: string } } => typeof r.resolution?.profileId === 'string');
+    for (const r of resolved) {
+      if (!withProfile.includes(r as never)) results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING' });
+    }
+    const gpcProfiles = [...new Set(withProfile.filter((r) => r.pending.gpc).map((r) => r.resolution.profileId))];
+    if (gpcProfiles.length > 0) await consent.recordGpc(gpcProfiles, { source: withProfile[0]?.pending.source ?? '' }, { id: 'system', role: 'system' });
+
+    // 2. Encrypt personal fields outside the transaction (creating data keys needs the database).
+    await keyring.prepare(withProfile.filter((r) => r.pending.hasPersonal || r.pending.traits.length > 0).map((r) => r.resolution.profileId));
+    await profiles.prepare?.(withProfile.filter((r) => r.pending.traits.length > 0).map((r) => r.resolution.profileId));
+    const seen = new Set<string>();
+    const rows: EventRow[] = [];
+    const rowOf = new Map<Pending, string>();
+    for (const { pending: p, resolution } of withProfile) {
+      const key = `${p.source}\u0000${p.message.messageId}`;
+      if (seen.has(key)) {
+        results.set(p, { index: p.index, messageId: p.message.messageId, status: 'duplicate' });
+        continue;
+      }
+      seen.add(key);
+      rowOf.set(p, key);
+      rows.push({
+        id: newEventId(),
+        source: p.source,
+        message_id: p.message.messageId,
+        profile_id: resolution.profileId,
+        kind: p.message.kind,
+        event: p.message.name ?? null,
+        occurred_at: p.message.occurredAt,
+        received_at: p.receivedAt,
+        purposes: JSON.stringify(p.purposes),
+        data: JSON.stringify(p.plain),
+        data_enc: p.hasPersonal ? keyring.encryptPrepared(resolution.profileId, JSON.stringify(p.personal), 'collect.events.data') : null,
+        plan_version: p.planVersion,
+      });
+    }
+
+    // 3. Events, traits and computed traits in one transaction; the answer waits for its commit.
+    const refusals = this.#refusals;
+    this.#refusals = new Map();
+    await storage.raw.transaction(async (tx) => {
+      const inserted = await this.#repo.insertEvents(tx, rows);
+      const fresh = withProfile.filter((r) => inserted.has(rowOf.get(r.pending) ?? ''));
+      await profiles.setTraitsBatch(
+        tx,
+        fresh.filter((r) => r.pending.traits.length > 0).map((r) => ({ profileId: r.resolution.profileId, traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt })),
+      );
+      await profiles.recordActivityBatch(tx, fresh.map((r) => activityOf(r.resolution.profileId, r.pending)));
+      await this.#repo.addRefusals(tx, refusals);
+      for (const { pending: p } of withProfile) {
+        if (results.has(p)) continue;
+        const stored = inserted.has(rowOf.get(p) ?? '');
+        results.set(p, {
+          index: p.index,
+          messageId: p.message.messageId,
+          status: stored ? 'stored' : 'duplicate',
+          ...(stored ? { purposes: p.purposes } : {}),
+          ...(p.dropped.length > 0 ? { dropped: p.dropped } : {}),
+          ...(p.refusedFields.length > 0 ? { refusedFields: p.refusedFields } : {}),
+        });
+      }
+    }).catch((error: unknown) => {
+      // Nothing of this group was stored: put the refusal counts back for the next commit.
+      for (const [key, n] of refusals) this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + n);
+      throw error;
+    });
+    void catalog.flushStats().catch(() => undefined);
+    return items.map((p) => results.get(p) ?? { index: p.index, messageId: p.message.messageId, status: 'invalid', code: 'INTERNAL_ERROR' });
+  }
+
+  /** Refusal counts per day, source, event and purpose (no personal data), including counts not yet written. */
+  async refusals(filter: { source?: string; since?: string } = {}) {
+    const rows = await this.#repo.refusals(filter);
+    const merged = new Map(rows.map((r) => [[r.day, r.source, r.event, r.purpose].join('\u0000'), { ...r, count: Number(r.count) }]));
+    for (const [key, n] of this.#refusals) {
+      const [d, source, event, purpose] = key.split('\u0000') as [string, string, string, string];
+      if ((filter.source && source !== filter.source) || (filter.since && d < filter.since)) continue;
+      const row = merged.get(key) ?? { day: d, source, event, purpose, count: 0 };
+      row.count += n;
+      merged.set(key, row);
+    }
+    return [...merged.values()];
+  }
+
+  /** Writes refusal counts still held in memory (also done with every commit of stored events). */
+  async flush(): Promise<void> {
+    if (this.#refusals.size === 0) return;
+    const refusals = this.#refusals;
+    this.#refusals = new Map();
+    try {
+      await this.#deps.storage.raw.transaction((tx) => this.#repo.addRefusals(tx, refusals));
+    } catch (error) {
+      for (const [key, n] of refusals) this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + n);
+      throw error;
+    }
+  }
+
+  /** Events stored about these profiles, newest first; personal fields decrypted on request. */
+  async events(profileIds: readonly string[], options: { decrypt: boolean; limit: number }) {
+    const rows = await this.#repo.eventsOf(profileIds, options.limit);
+    return Promise.all(
+      rows.map(async (row) => ({
+        id: row.id,
+        source: row.source,
+        messageId: row.message_id,
+        profileId: row.profile_id,
+        kind: row.kind,
+        event: row.event,
+        occurredAt: row.occurred_at,
+        receivedAt: row.received_at,
+        purposes: JSON.parse(row.purposes) as string[],
+        data: JSON.parse(row.data) as Record<string, unknown>,
+        personal: row.data_enc === null ? null : options.decrypt ? (JSON.parse(await this.#deps.keyring.decrypt(row.data_enc, 'collect.events.data')) as Record<string, unknown>) : 'masked',
+      })),
+    );
+  }
+
+  /** How many events are stored (all sources). */
+  countEvents(): Promise<number> {
+    return this.#repo.countEvents();
+  }
+}
+
+/** A field is stored when one of its purposes is allowed; special-category and precise-location fields need explicit consent. */
+function fieldAllowed(field: KeptField, allowed: ReadonlySet<string>, explicit: ReadonlySet<string>): boolean {
+  const pool = field.special || field.preciseLocation ? explicit : allowed;
+  return field.purposes.some((p) => pool.has(p));
+}
+
+function valueAt(data: Record<string, unknown>, path: string): unknown {
+  let value: unknown = data;
+  for (const key of path.split('.')) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+/** Identify traits that survived the gate, as profile trait inputs (leaf paths under `traits.`). */
+function traitInputs(fields: readonly KeptField[], plain: Record<string, unknown>, personal: Record<string, unknown>, rules: ReadonlyMap<string, FieldRule>): TraitInput[] {
+  const out: TraitInput[] = [];
+  for (const field of fields) {
+    if (!field.path.startsWith('traits.') || field.path.includes('[]') || rules.get(field.path)?.allowed === false) continue;
+    const value = valueAt(field.personal ? personal : plain, field.path);
+    if (value === undefined) continue;
+    out.push({ key: field.path.slice('traits.'.length), value, category: field.category, personal: field.personal });
+  }
+  return out;
+}
+
+function activityOf(profileId: string, p: Pending) {
+  const props = (p.plain.properties ?? {}) as Record<string, unknown>;
+  const revenue = typeof props.revenue === 'number' ? props.revenue : typeof props.total === 'number' ? props.total : undefined;
+  return {
+    profileId,
+    at: p.message.occurredAt,
+    kind: p.message.kind,
+    ...(p.message.name ? { event: p.message.name } : {}),
+    ...(p.message.name === 'Order Completed' && revenue !== undefined ? { revenue } : {}),
+    ...(typeof props.currency === 'string' ? { currency: props.currency } : {}),
+  };
+}

@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
+import { after, before, it } from 'node:test';
+import { sql } from 'kysely';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { buildServer, type CandorServer } from '../../http/server.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+
+describeEachDialect('ingestion pipeline', (dialect) => {
+  const ctx = useKernel(dialect);
+  let server: CandorServer;
+  let writeKey = '';
+  let writeKeyId = '';
+  const basic = () => ({ authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` });
+  const send = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
+    server.app.inject({ method: 'POST', url, headers: { ...basic(), 'content-type': 'application/json', ...headers }, payload: JSON.stringify(payload) });
+  const results = (response: { json: () => unknown }) => (response.json() as { results: { status: string; code?: string; purposes?: string[]; dropped?: string[]; refusedFields?: string[] }[] }).results;
+  const consent = (body: Record<string, unknown>, headers: Record<string, string> = {}) => send('/v1/consent', { mechanism: 'banner_save', ...body }, headers);
+  const storedRows = async () => (await sql<{ n: number }>`SELECT count(*) AS n FROM collect_events`.execute(ctx.kernel.storage.db)).rows[0]?.n;
+
+  before(async () => {
+    server = await buildServer(ctx.kernel);
+    const key = await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR);
+    writeKey = key.secret;
+    writeKeyId = key.id;
+  });
+  after(async () => {
+    await server.app.close();
+  });
+
+  it('stores nothing for a person without consent and counts the refusal per purpose', async () => {
+    const before = Number(await storedRows());
+    const response = await send('/v1/track', { anonymousId: 'anon-nobody', event: 'Product Viewed', properties: { product_id: 'p1', price: 10 } });
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(results(response).map((r) => [r.status, r.code]), [['refused', 'COLLECT_NO_LAWFUL_BASIS']]);
+    assert.equal(Number(await storedRows()), before);
+    const refusals = await ctx.kernel.collect.refusals({ source: 'web' });
+    assert.ok(refusals.some((r) => r.event === 'Product Viewed' && r.purpose === 'analytics.reporting' && Number(r.count) >= 1));
+    assert.equal(await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'anonymous_id', value: 'anon-nobody' }], source: 'web', at: new Date().toISOString() }]).then((r) => r[0]), null);
+  });
+
+  it('stores a consented event with its purposes, drops undeclared fields and encrypts personal ones', async () => {
+    const given = await consent({ anonymousId: 'anon-1', purposes: { 'analytics.reporting': 'given', 'personalize.profiling': 'given' } });
+    assert.equal(given.statusCode, 200, given.body);
+    const body = given.json() as { receipt: string; recorded: unknown[] };
+    assert.ok(await ctx.kernel.consent.verifyReceipt(body.receipt));
+    const response = await send('/v1/page', {
+      anonymousId: 'anon-1',
+      messageId: 'page-1',
+      name: 'Home',
+      properties: { path: '/', url: 'https://shop.example/?email=ada@example.com', secret_tracking_pixel: 'x' },
+      context: { ip: '203.0.113.9', page: { path: '/' } },
+    });
+    const [result] = results(response);
+    assert.equal(result?.status, 'stored', JSON.stringify(result));
+    assert.deepEqual(result?.purposes?.sort(), ['analytics.reporting', 'personalize.profiling']);
+    assert.ok(result?.dropped?.includes('properties.secret_tracking_pixel'));
+    assert.ok(result?.dropped?.some((p) => p.startsWith('context.ip')));
+    const row = (await sql<{ data: string; data_enc: string | null; profile_id: string }>`SELECT data, data_enc, profile_id FROM collect_events WHERE message_id = 'page-1'`.execute(ctx.kernel.storage.db)).rows[0];
+    assert.ok(row);
+    assert.ok(!row.data.includes('ada@example.com') && !row.data.includes('203.0.113.9') && !row.data.includes('secret_tracking_pixel'));
+    assert.ok(row.data_enc && !row.data_enc.includes('ada'));
+    const events = await ctx.kernel.collect.events([row.profile_id], { decrypt: true, limit: 10 });
+    assert.equal((events[0]?.personal as { properties: { url: string } }).properties.url, 'https://shop.example/?email=ada@example.com');
+  });
+
+  it('answers every message of a mixed batch, storing the good ones', async () => {
+    const response = await send('/v1/batch', {
+      batch: [
+        { type: 'track', anonymousId: 'anon-1', event: 'Product Viewed', messageId: 'b-1', properties: { product_id: 'p1', price: 10 } },
+        { type: 'track', event: 'Product Viewed', properties: {} },
+        { type: 'track', anonymousId: 'anon-1', event: 'Product Viewed', messageId: 'b-3', properties: { price: 'ten' } },
+        { type: 'track', anonymousId: 'anon-1', event: 'Rocket Launched', messageId: 'b-4' },
+        { type: 'page', anonymousId: 'anon-1', messageId: 'b-5', timestamp: 'not a date' },
+        { type: 'page', anonymousId: 'anon-1', messageId: 'b-6', timestamp: '2999-01-01T00:00:00Z' },
+        { type: 'screen', anonymousId: 'anon-1', messageId: 'b-7', name: 'Cart' },
+      ],
+    });
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(results(response).map((r) => r.code ?? r.status), [
+      'stored',
+      'COLLECT_IDENTITY_MISSING',
+      'CATALOG_EVENT_INVALID',
+      'CATALOG_EVENT_UNDECLARED',
+      'COLLECT_TIMESTAMP_INVALID',
+      'COLLECT_TIMESTAMP_IN_FUTURE',
+      'stored',
+    ]);
+  });
+
+  it('stores a duplicate messageId once', async () => {
+    const message = { type: 'track', anonymousId: 'anon-1', event: 'Product Viewed', messageId: 'dup-1', properties: { product_id: 'p2' } };
+    const first = await send('/v1/batch', { batch: [message, message] });
+    assert.deepEqual(results(first).map((r) => r.status), ['stored', 'duplicate']);
+    const again = await send('/v1/track', message);
+    assert.deepEqual(results(again).map((r) => r.status), ['duplicate']);
+    const count = (await sql<{ n: number }>`SELECT count(*) AS n FROM collect_events WHERE message_id = 'dup-1'`.execute(ctx.kernel.storage.db)).rows[0]?.n;
+    assert.equal(Number(count), 1);
+  });
+
+  it('links an identify to the anonymous visitor and keeps traits encrypted in the profile', async () => {
+    const response = await send('/v1/identify', { anonymousId: 'anon-1', userId: 'user-1', traits: { email: 'Ada@Lovelace.dev', first_name: 'Ada', country: 'NL', favourite_colour: 'teal' } });
+    const [result] = results(response);
+    assert.equal(result?.status, 'stored', JSON.stringify(result));
+    assert.ok(result?.dropped?.includes('traits.favourite_colour'));
+    const [profileId] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'email', value: 'ada@lovelace.dev' }], source: 'web', at: new Date().toISOString() }]);
+    assert.ok(profileId);
+    const view = await ctx.kernel.profiles.get(await ctx.kernel.identity.members(profileId), { decrypt: true });
+    assert.equal(JSON.stringify(view).includes('Ada'), true);
+    const raw = JSON.stringify((await sql`SELECT * FROM profiles_traits`.execute(ctx.kernel.storage.db)).rows);
+    assert.ok(!raw.includes('Ada@Lovelace.dev') && !raw.includes('ada@lovelace.dev') && !raw.includes('"Ada"'));
+  });
+
+  it('refuses special-category and precise-location fields without explicit consent, keeping the rest', async () => {
+    const survey = await send('/v1/track', { userId: 'user-1', event: 'Survey Answered', properties: { survey_id: 's1', rating: 8, allergies: ['nuts'] } });
+    const [result] = results(survey);
+    assert.equal(result?.status, 'stored', JSON.stringify(result));
+    assert.deepEqual(result?.refusedFields, ['properties.allergies']);
+    const located = await send('/v1/page', { userId: 'user-1', properties: { path: '/stores' }, context: { location: { city: 'Delft', latitude: 52.01, longitude: 4.36 } } });
+    const [page] = results(located);
+    assert.equal(page?.status, 'stored');
+    assert.deepEqual(page?.refusedFields?.sort(), ['context.location.latitude', 'context.location.longitude']);
+  });
+
+  it('keeps a special-category field once the person gave explicit consent for a purpose that declares it', async () => {
+    const given = await consent({ userId: 'user-1', purposes: { fairness_audit: 'given' } });
+    assert.equal(given.statusCode, 200, given.body);
+    const survey = await send('/v1/track', { userId: 'user-1', event: 'Survey Answered', properties: { survey_id: 's2', allergies: ['nuts'] } });
+    const [result] = results(survey);
+    assert.equal(result?.status, 'stored');
+    assert.equal(result?.refusedFields, undefined);
+  });
+
+  it('stops storing the moment consent is withdrawn', async () => {
+    await consent({ userId: 'user-2', purposes: { 'analytics.reporting': 'given' } });
+    assert.equal(results(await send('/v1/track', { userId: 'user-2', event: 'Product Viewed', properties: { product_id: 'p1' } }))[0]?.status, 'stored');
+    const withdrawn = await consent({ userId: 'user-2', withdrawAll: true, mechanism: 'privacy_center' });
+    assert.equal(withdrawn.statusCode, 200, withdrawn.body);
+    assert.equal(results(await send('/v1/track', { userId: 'user-2', event: 'Product Viewed', properties: { product_id: 'p1' } }))[0]?.code, 'COLLECT_NO_LAWFUL_BASIS');
+  });
+
+  it('honours Sec-GPC: 1 as an opt-out of sale and targeted advertising for the device and says so', async () => {
+    const response = await consent({ anonymousId: 'anon-gpc', purposes: { 'analytics.reporting': 'given' } }, { 'sec-gpc': '1' });
+    assert.equal(response.statusCode, 200, response.body);
+    assert.equal((response.json() as { gpcHonoured: boolean }).gpcHonoured, true);
+    const track = await send('/v1/track', { anonymousId: 'anon-gpc', event: 'Product Viewed', properties: { product_id: 'p1' } }, { 'sec-gpc': '1' });
+    assert.equal((track.json() as { gpcHonoured: boolean }).gpcHonoured, true);
+    const [profileId] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'anonymous_id', value: 'anon-gpc' }], source: 'web', at: new Date().toISOString() }]);
+    const state = await ctx.kernel.consent.state(profileId as string);
+    assert.equal(state['marketing.advertising.third_party.targeted']?.state, 'refused');
+    assert.equal(state['marketing.advertising.third_party.targeted']?.gpc, true);
+  });
+
+  it('accepts browser-style text/plain bodies with the write key inside, and gzip bodies', async () => {
+    await consent({ anonymousId: 'anon-browser', purposes: { 'analytics.reporting': 'given' } });
+    const plain = await server.app.inject({
+      method: 'POST',
+      url: '/v1/batch',
+      headers: { 'content-type': 'text/plain' },
+      payload: JSON.stringify({ writeKey, batch: [{ type: 'page', anonymousId: 'anon-browser', properties: { path: '/a' } }] }),
+    });
+    assert.equal(plain.statusCode, 200, plain.body);
+    assert.equal(plain.headers['access-control-allow-origin'], '*');
+    assert.equal(results(plain)[0]?.status, 'stored');
+    const gz = await server.app.inject({
+      method: 'POST',
+      url: '/v1/track',
+      headers: { ...basic(), 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      payload: gzipSync(JSON.stringify({ anonymousId: 'anon-browser', event: 'Product Viewed', properties: { product_id: 'p9' } })),
+    });
+    assert.equal(results(gz)[0]?.status, 'stored', gz.body);
+    const preflight = await server.app.inject({ method: 'OPTIONS', url: '/v1/batch' });
+    assert.equal(preflight.statusCode, 204);
+  });
+
+  it('drops events about suppressed (erased) identifiers', async () => {
+    const hash = ctx.kernel.identity.hash({ type: 'user_id', value: 'user-erased' });
+    await ctx.kernel.identity.suppress([{ type: 'user_id', valueHash: hash }], 'erasure');
+    const response = await send('/v1/track', { userId: 'user-erased', event: 'Product Viewed', properties: { product_id: 'p1' } });
+    assert.equal(results(response)[0]?.code, 'COLLECT_SUBJECT_SUPPRESSED');
+    const viaConsent = await consent({ userId: 'user-erased', purposes: { 'analytics.reporting': 'given' } });
+    assert.equal((viaConsent.json() as { code: string }).code, 'COLLECT_SUBJECT_SUPPRESSED');
+  });
+
+  it('answers bad requests with specific codes', async () => {
+    const noKey = await server.app.inject({ method: 'POST', url: '/v1/track', headers: { 'content-type': 'application/json' }, payload: '{}' });
+    assert.equal((noKey.json() as { code: string }).code, 'AUTH_CREDENTIAL_MISSING');
+    const emptyBatch = await send('/v1/batch', { batch: [] });
+    assert.equal((emptyBatch.json() as { code: string }).code, 'COLLECT_BATCH_INVALID');
+    const tooBig = await send('/v1/track', { anonymousId: 'a', event: 'Product Viewed', properties: { name: 'x'.repeat(40_000) } });
+    assert.equal(tooBig.statusCode, 413);
+    const adminToken = (await ctx.kernel.access.createToken('owner', null, CLI_ACTOR)).secret;
+    const wrongKind = await server.app.inject({ method: 'POST', url: '/v1/track', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, payload: '{}' });
+    assert.equal((wrongKind.json() as { code: string }).code, 'AUTH_CREDENTIAL_WRONG_KIND');
+    await ctx.kernel.access.revoke(writeKeyId, CLI_ACTOR);
+    const revoked = await send('/v1/track', { anonymousId: 'anon-1', event: 'Product Viewed' });
+    assert.equal((revoked.json() as { code: string }).code, 'AUTH_CREDENTIAL_REVOKED');
+  });
+});

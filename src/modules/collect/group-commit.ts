@@ -1,0 +1,64 @@
+interface Waiting<T, R> {
+  items: readonly T[];
+  resolve: (results: R[]) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Group commit: work submitted while a flush is running is gathered and written by the next flush in one go, so
+ * concurrent requests share transactions; each submitter gets its own results back once they are durable.
+ */
+export class GroupCommit<T, R> {
+  readonly #flush: (items: readonly T[]) => Promise<R[]>;
+  readonly #maxItems: number;
+  #queue: Waiting<T, R>[] = [];
+  #running = false;
+  #scheduled = false;
+
+  constructor(flush: (items: readonly T[]) => Promise<R[]>, maxItems = 5000) {
+    this.#flush = flush;
+    this.#maxItems = maxItems;
+  }
+
+  submit(items: readonly T[]): Promise<R[]> {
+    if (items.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ items, resolve, reject });
+      if (!this.#running && !this.#scheduled) {
+        this.#scheduled = true;
+        queueMicrotask(() => {
+          this.#scheduled = false;
+          void this.#drain();
+        });
+      }
+    });
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    try {
+      while (this.#queue.length > 0) {
+        const group: Waiting<T, R>[] = [];
+        let count = 0;
+        while (this.#queue.length > 0 && (group.length === 0 || count + (this.#queue[0] as Waiting<T, R>).items.length <= this.#maxItems)) {
+          const next = this.#queue.shift() as Waiting<T, R>;
+          group.push(next);
+          count += next.items.length;
+        }
+        try {
+          const results = await this.#flush(group.flatMap((w) => w.items));
+          let offset = 0;
+          for (const w of group) {
+            w.resolve(results.slice(offset, offset + w.items.length));
+            offset += w.items.length;
+          }
+        } catch (error) {
+          for (const w of group) w.reject(error);
+        }
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+}

@@ -1,0 +1,9 @@
+/**
+ * Collect: ingestion. Segment-compatible messages go through the tracking plan (validate, minimize), the consent
+ * gate (default deny, field by field, explicit consent for special categories and precise location), the
+ * suppression list, identity resolution and per-person encryption before they are stored — durably, in group
+ * commits, with one result per message.
+ */
+export { Collector, type CollectDeps, type IngestContext, type ItemResult, type ItemStatus } from './collect.service.ts';
+export { COLLECT_MIGRATIONS } from './collect.repo.ts';
+export { MAX_BATCH_BYTES, MAX_EVENT_BYTES, MESSAGE_KINDS, parseMessage, type MessageKind, type ParsedMessage } from './segment.ts';

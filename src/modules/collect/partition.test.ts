@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { partition, type FieldRule } from './partition.ts';
+
+const rules = new Map<string, FieldRule>([
+  ['traits.email', { personal: true, allowed: true }],
+  ['traits.country', { personal: false, allowed: true }],
+  ['traits.health', { personal: true, allowed: false }],
+  ['properties.order_id', { personal: false, allowed: true }],
+  ['properties.products[].price', { personal: false, allowed: true }],
+  ['properties.products[].engraving', { personal: true, allowed: true }],
+  ['properties.tags', { personal: false, allowed: true }],
+]);
+
+describe('partition', () => {
+  it('splits personal from plain fields and leaves refused ones out', () => {
+    const out = partition({ traits: { email: 'a@b.co', country: 'NL', health: 'asthma' } }, rules);
+    assert.deepEqual(out.plain, { traits: { country: 'NL' } });
+    assert.deepEqual(out.personal, { traits: { email: 'a@b.co' } });
+    assert.deepEqual(out.refused, ['traits.health']);
+    assert.equal(out.personalCount, 1);
+  });
+
+  it('keeps array positions in both parts', () => {
+    const out = partition({ properties: { order_id: 'o1', products: [{ price: 5, engraving: 'For Ada' }, { price: 7 }], tags: ['a', 'b'] } }, rules);
+    assert.deepEqual(out.plain, { properties: { order_id: 'o1', products: [{ price: 5 }, { price: 7 }], tags: ['a', 'b'] } });
+    assert.deepEqual(out.personal, { properties: { products: [{ engraving: 'For Ada' }, null] } });
+  });
+
+  it('treats a field without a rule as personal', () => {
+    assert.deepEqual(partition({ context: { ip: '10.0.0.1' } }, rules).personal, { context: { ip: '10.0.0.1' } });
+  });
+});

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { identifiersOf, parseMessage } from './segment.ts';
+
+const now = Date.parse('2026-11-22T12:00:00.000Z');
+
+describe('Segment message envelope', () => {
+  it('reads a track call with Segment field names', () => {
+    const out = parseMessage({ type: 'track', event: 'Order Completed', userId: 'u1', messageId: 'm1', timestamp: '2026-11-22T11:00:00Z', properties: { total: 5 } }, undefined, now, 100);
+    assert.ok(out.ok);
+    assert.equal(out.message.kind, 'track');
+    assert.equal(out.message.name, 'Order Completed');
+    assert.equal(out.message.occurredAt, '2026-11-22T11:00:00.000Z');
+    assert.equal(out.message.messageIdGiven, true);
+  });
+
+  it('refuses a message without userId or anonymousId', () => {
+    const out = parseMessage({ type: 'track', event: 'x' }, undefined, now, 10);
+    assert.deepEqual(out.ok ? undefined : out.code, 'COLLECT_IDENTITY_MISSING');
+  });
+
+  it('refuses unparseable and far-future timestamps but allows small clock skew', () => {
+    const bad = parseMessage({ anonymousId: 'a', timestamp: 'yesterday-ish' }, 'page', now, 10);
+    assert.equal(bad.ok ? undefined : bad.code, 'COLLECT_TIMESTAMP_INVALID');
+    const future = parseMessage({ anonymousId: 'a', timestamp: '2026-11-23T12:00:00Z' }, 'page', now, 10);
+    assert.equal(future.ok ? undefined : future.code, 'COLLECT_TIMESTAMP_IN_FUTURE');
+    assert.ok(parseMessage({ anonymousId: 'a', timestamp: '2026-11-22T12:02:00Z' }, 'page', now, 10).ok);
+  });
+
+  it('corrects the device clock with sentAt as Segment does', () => {
+    // The device clock is an hour fast: it sent 10 s after the event happened.
+    const out = parseMessage({ anonymousId: 'a', originalTimestamp: '2026-11-22T12:59:50Z', sentAt: '2026-11-22T13:00:00Z' }, 'page', now, 10);
+    assert.ok(out.ok);
+    assert.equal(out.message.occurredAt, '2026-11-22T11:59:50.000Z');
+  });
+
+  it('refuses unknown types, oversized events and malformed parts', () => {
+    const type = parseMessage({ type: 'purchase', anonymousId: 'a' }, undefined, now, 10);
+    assert.equal(type.ok ? undefined : type.code, 'COLLECT_MESSAGE_TYPE_UNKNOWN');
+    const big = parseMessage({ anonymousId: 'a' }, 'page', now, 40_000);
+    assert.equal(big.ok ? undefined : big.code, 'COLLECT_EVENT_TOO_LARGE');
+    const props = parseMessage({ anonymousId: 'a', event: 'x', properties: [1, 2] }, 'track', now, 10);
+    assert.equal(props.ok ? undefined : props.code, 'COLLECT_MESSAGE_INVALID');
+    const alias = parseMessage({ userId: 'u' }, 'alias', now, 10);
+    assert.equal(alias.ok ? undefined : alias.code, 'COLLECT_MESSAGE_INVALID');
+  });
+
+  it('lists user id, anonymous id, email and phone as identifiers', () => {
+    const out = parseMessage({ userId: 'u1', anonymousId: 'a1', traits: { email: 'A@B.co' } }, 'identify', now, 10);
+    assert.ok(out.ok);
+    assert.deepEqual(identifiersOf(out.message, { email: 'A@B.co', phone: '+31 6 1234 5678' }), [
+      { type: 'user_id', value: 'u1' },
+      { type: 'anonymous_id', value: 'a1' },
+      { type: 'email', value: 'A@B.co' },
+      { type: 'phone', value: '+31 6 1234 5678' },
+    ]);
+  });
+});

@@ -1,0 +1,996 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { JWTPayload } from 'jose';
+import type { Actor } from '../../shared/actor.ts';
+import { SYSTEM_ACTOR } from '../../shared/actor.ts';
+import { CandorError } from '../../shared/errors.ts';
+import { isUniqueViolation, type Storage } from '../../storage/index.ts';
+import type { AuditEvent, AuditLog } from '../audit/index.ts';
+import type { Keyring } from '../crypto/index.ts';
+import type { Taxonomy } from '../taxonomy/index.ts';
+import { ConsentRepo, type CurrentRow, type NoticeRow, type PurposeRow } from './consent.repo.ts';
+import {
+  CALLER_MECHANISMS,
+  CONFIGURED_BASES,
+  type ConsentMechanism,
+  type ConsentState,
+  type Decision,
+  type LawfulBasis,
+  type LedgerEntry,
+  type Notice,
+  type NoticePurpose,
+  type PurposeConfig,
+  type PurposeState,
+  type Receipt,
+  type RecordMeta,
+  type RecordResult,
+  type RejectedChange,
+} from './consent.types.ts';
+import { addMonths, decideFor, isOptOut, UNKNOWN_PURPOSE, type Current, type PurposeRuntime } from './decide.ts';
+import { DEFAULT_NOTICE_PURPOSES, DEFAULT_NOTICE_TEXT, DEFAULT_PURPOSES } from './defaults.ts';
+import { materialChanges, noticeHash, normalizePurposes } from './notices.ts';
+import { receiptPayload, type ReceiptItem } from './receipt-payload.ts';
+import { ReceiptSigner, type PublicJwk } from './receipts.ts';
+import { KeyedLock, SubjectCache, type SubjectState } from './subject-cache.ts';
+
+export interface ConsentDeps {
+  storage: Storage;
+  audit: AuditLog;
+  keyring: Keyring;
+  taxonomy: Taxonomy;
+  /** A given consent stops counting this many calendar months after it was given. */
+  expiryMonths: number;
+  /** Subjects whose state is kept in memory (oldest dropped first). */
+  cacheSubjects?: number | undefined;
+  /** load() re-reads a cached subject after this many milliseconds, so other processes' changes are seen. */
+  refreshAfterMs?: number | undefined;
+  /** The controller named in receipts. */
+  controllerName?: string | undefined;
+  /** Where the privacy notice is published, named in receipts. */
+  policyUrl?: string | undefined;
+}
+
+const JURISDICTION = /^[A-Z]{2}(-[A-Z0-9]{1,3})?$/;
+const MAX_SOURCE = 2000;
+const MAX_SUBJECT_ID = 512;
+const EXPIRY_PAGE = 500;
+const EMPTY: ReadonlyMap<string, Current> = new Map();
+const CHANGE_STATES = new Set(['given', 'refused', 'withdrawn']);
+
+type AddEntry = (fields: EntryFields) => LedgerEntry;
+interface EntryFields {
+  subject: string;
+  purpose: string;
+  state: ConsentState;
+  basis: LawfulBasis;
+  mechanism: ConsentMechanism;
+  noticeVersion: number | null;
+  jurisdiction: string | null;
+  source: string | null;
+  gpc?: boolean;
+  gpcOverride?: boolean;
+  receiptId: string | null;
+}
+
+function purposeFromRow(row: PurposeRow): PurposeConfig {
+  return {
+    key: row.key,
+    basis: row.basis as PurposeConfig['basis'],
+    saleOrSharing: Number(row.sale_or_sharing) === 1,
+    targetedAdvertising: Number(row.targeted_advertising) === 1,
+    explicit: Number(row.explicit) === 1,
+    optOutJurisdictions: JSON.parse(row.opt_out_jurisdictions) as string[],
+    description: row.description,
+  };
+}
+
+/** A purpose configuration nobody can change behind the module's back (decide() relies on it). */
+function frozen(config: PurposeConfig): PurposeConfig {
+  return Object.freeze({ ...config, optOutJurisdictions: Object.freeze([...config.optOutJurisdictions]) as string[] });
+}
+
+function purposeToRow(config: PurposeConfig, actor: Actor, at: string): PurposeRow {
+  return {
+    key: config.key,
+    basis: config.basis,
+    sale_or_sharing: config.saleOrSharing ? 1 : 0,
+    targeted_advertising: config.targetedAdvertising ? 1 : 0,
+    explicit: config.explicit ? 1 : 0,
+    opt_out_jurisdictions: JSON.stringify(config.optOutJurisdictions),
+    description: config.description,
+    updated_at: at,
+    updated_by: actor.id,
+  };
+}
+
+function noticeFromRow(row: NoticeRow): Notice {
+  return {
+    version: Number(row.version),
+    hash: row.hash,
+    text: row.text,
+    purposes: JSON.parse(row.purposes) as NoticePurpose[],
+    publishedAt: row.published_at,
+    material: Number(row.material) === 1,
+    renewalRequired: JSON.parse(row.renewal_required) as string[],
+  };
+}
+
+const isGpcPurpose = (p: PurposeConfig): boolean => p.saleOrSharing || p.targetedAdvertising;
+/** The entry is an opt-out by a GPC signal (directly, or spread by a merge). */
+const isGpcOptOut = (c: Current | undefined): boolean => c !== undefined && c.gpc && isOptOut(c);
+
+/**
+ * Consent: purposes and their lawful basis, versioned notices, the append-only consent ledger with its current-state
+ * table, signed receipts, Global Privacy Control, expiry and renewal. decide() answers from memory, synchronously;
+ * every change through this instance updates the memory at once.
+ */
+export class Consent {
+  readonly #repo: ConsentRepo;
+  readonly #audit: AuditLog;
+  readonly #keyring: Keyring;
+  readonly #taxonomy: Taxonomy;
+  readonly #signer: ReceiptSigner;
+  readonly #expiryMonths: number;
+  readonly #refreshAfterMs: number;
+  readonly #controller: string;
+  readonly #policyUrl: string | null;
+  readonly #cache: SubjectCache;
+  readonly #locks = new KeyedLock();
+  #purposeConfigs = new Map<string, PurposeConfig>();
+  #purposes = new Map<string, PurposeRuntime>();
+  #notices = new Map<number, Notice>();
+  #latestNotice: Notice | undefined;
+  /** Incremented by every committed write; a load that started before a write never overwrites its result. */
+  #epoch = 0;
+  #lastMs = 0;
+  #sequence = 0;
+
+  private constructor(deps: ConsentDeps, repo: ConsentRepo, signer: ReceiptSigner) {
+    this.#repo = repo;
+    this.#audit = deps.audit;
+    this.#keyring = deps.keyring;
+    this.#taxonomy = deps.taxonomy;
+    this.#signer = signer;
+    this.#expiryMonths = deps.expiryMonths;
+    this.#refreshAfterMs = deps.refreshAfterMs ?? 1000;
+    this.#controller = deps.controllerName ?? 'Candor deployment';
+    this.#policyUrl = deps.policyUrl ?? null;
+    this.#cache = new SubjectCache(deps.cacheSubjects ?? 200_000);
+  }
+
+  /** Opens the module: seeds the default purposes and notice version 1 on a first start, loads them and the signing key. */
+  static async open(deps: ConsentDeps): Promise<Consent> {
+    if (!Number.isSafeInteger(deps.expiryMonths) || deps.expiryMonths < 1) throw new CandorError('CONFIG_INVALID', { problems: [{ key: 'consentExpiryMonths', problem: 'must be at least 1' }] });
+    const repo = new ConsentRepo(deps.storage);
+    await Consent.#seed(repo, deps);
+    const signer = await ReceiptSigner.open(repo, deps.keyring);
+    const consent = new Consent(deps, repo, signer);
+    await consent.#reloadConfiguration();
+    return consent;
+  }
+
+  static async #seed(repo: ConsentRepo, deps: ConsentDeps): Promise<void> {
+    if ((await repo.purposes()).length > 0) return;
+    const at = new Date().toISOString();
+    const purposes = normalizePurposes(DEFAULT_NOTICE_PURPOSES);
+    const notice: NoticeRow = {
+      version: 1,
+      hash: noticeHash(DEFAULT_NOTICE_TEXT, purposes),
+      text: DEFAULT_NOTICE_TEXT,
+      purposes: JSON.stringify(purposes),
+      material: 0,
+      renewal_required: '[]',
+      published_at: at,
+      published_by: SYSTEM_ACTOR.id,
+    };
+    let seeded: boolean;
+    try {
+      seeded = await repo.seedPurposes(DEFAULT_PURPOSES.map((p) => purposeToRow(p, SYSTEM_ACTOR, at)), notice);
+    } catch (error) {
+      // Another process seeded at the same moment.
+      if (isUniqueViolation(error)) return;
+      throw error;
+    }
+    if (!seeded) return;
+    const base = { actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role };
+    await deps.audit.appendBatch([
+      ...DEFAULT_PURPOSES.map((p) => ({ ...base, action: 'consent.purpose.set', purpose: p.key, resource: `consent_purpose:${p.key}`, details: { basis: p.basis, seeded: true } })),
+      { ...base, action: 'consent.notice.publish', purpose: 'essential.legal_obligation', resource: 'consent_notice:1', details: { version: 1, material: false, seeded: true } },
+    ]);
+  }
+
+  async #reloadConfiguration(): Promise<void> {
+    this.#purposeConfigs = new Map((await this.#repo.purposes()).map((row) => [row.key, frozen(purposeFromRow(row))]));
+    const notices = (await this.#repo.notices()).map(noticeFromRow);
+    this.#notices = new Map(notices.map((n) => [n.version, n]));
+    this.#latestNotice = notices.at(-1);
+    this.#rebuildRuntime();
+  }
+
+  /** Recomputes what decide() needs per purpose: opt-out jurisdictions and the notice version consents must be under. */
+  #rebuildRuntime(): void {
+    const renewalFrom = new Map<string, number>();
+    for (const notice of this.#notices.values()) {
+      for (const key of notice.renewalRequired) renewalFrom.set(key, Math.max(renewalFrom.get(key) ?? 0, notice.version));
+    }
+    const runtime = new Map<string, PurposeRuntime>();
+    for (const [key, config] of this.#purposeConfigs) {
+      runtime.set(key, { config, optOut: new Set(config.optOutJurisdictions), renewalFrom: renewalFrom.get(key) ?? 0 });
+    }
+    this.#purposes = runtime;
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // Purposes and notices
+
+  /** Every configured purpose. */
+  purposes(): readonly PurposeConfig[] {
+    return [...this.#purposeConfigs.values()];
+  }
+
+  /** One configured purpose. */
+  purpose(key: string): PurposeConfig | undefined {
+    return this.#purposeConfigs.get(key);
+  }
+
+  /** Adds or changes a purpose (an audited configuration change). */
+  async setPurpose(config: PurposeConfig, actor: Actor): Promise<PurposeConfig> {
+    const normalized = this.#validatePurpose(config);
+    const at = new Date().toISOString();
+    await this.#repo.upsertPurpose(purposeToRow(normalized, actor, at));
+    this.#purposeConfigs.set(normalized.key, normalized);
+    this.#rebuildRuntime();
+    await this.#audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'consent.purpose.set',
+      purpose: normalized.key,
+      resource: `consent_purpose:${normalized.key}`,
+      details: {
+        basis: normalized.basis,
+        saleOrSharing: normalized.saleOrSharing,
+        targetedAdvertising: normalized.targetedAdvertising,
+        explicit: normalized.explicit,
+        optOutJurisdictions: normalized.optOutJurisdictions,
+      },
+    });
+    return normalized;
+  }
+
+  #validatePurpose(config: PurposeConfig): PurposeConfig {
+    const invalid = (reason: string) => new CandorError('CONSENT_PURPOSE_INVALID', { key: config.key, reason });
+    if (typeof config.key !== 'string' || !this.#taxonomy.dataUse(config.key)) throw invalid('not_a_data_use');
+    if (!CONFIGURED_BASES.includes(config.basis)) throw invalid('basis');
+    for (const flag of ['saleOrSharing', 'targetedAdvertising', 'explicit'] as const) {
+      if (typeof config[flag] !== 'boolean') throw invalid(flag);
+    }
+    if (!Array.isArray(config.optOutJurisdictions) || config.optOutJurisdictions.some((j) => typeof j !== 'string' || !JURISDICTION.test(j))) {
+      throw invalid('jurisdiction');
+    }
+    if (typeof config.description !== 'string' || config.description.trim() === '' || config.description.length > 2000) throw invalid('description');
+    const consentOrObjectable = config.basis === 'consent' || config.basis === 'legitimate_interests';
+    if ((config.saleOrSharing || config.targetedAdvertising) && !consentOrObjectable) throw invalid('sale_or_advertising_needs_consent_or_legitimate_interests');
+    if (config.explicit && config.basis !== 'consent') throw invalid('explicit_needs_consent');
+    if (config.optOutJurisdictions.length > 0 && config.basis !== 'consent') throw invalid('opt_out_needs_consent_basis');
+    if (config.explicit && config.optOutJurisdictions.length > 0) throw invalid('explicit_cannot_be_opt_out');
+    return frozen({
+      key: config.key,
+      basis: config.basis,
+      saleOrSharing: config.saleOrSharing,
+      targetedAdvertising: config.targetedAdvertising,
+      explicit: config.explicit,
+      optOutJurisdictions: [...new Set(config.optOutJurisdictions)].sort(),
+      description: config.description,
+    });
+  }
+
+  /**
+   * Publishes a new notice version. It is material when it adds a purpose or widens a purpose's data categories;
+   * consents given for those purposes under older versions then need renewal. Publishing the current content again
+   * changes nothing and answers the current version.
+   */
+  async publishNotice(
+    input: { text: string; purposes: NoticePurpose[] },
+    actor: Actor,
+  ): Promise<{ version: number; hash: string; material: boolean; renewalRequired: string[] }> {
+    const invalid = (reason: string, extra: Record<string, unknown> = {}) => new CandorError('CONSENT_NOTICE_INVALID', { reason, ...extra });
+    if (typeof input.text !== 'string' || input.text.trim() === '') throw invalid('text');
+    if (!Array.isArray(input.purposes) || input.purposes.length === 0) throw invalid('no_purposes');
+    const seen = new Set<string>();
+    for (const p of input.purposes) {
+      if (seen.has(p.purpose)) throw invalid('duplicate_purpose', { purpose: p.purpose });
+      seen.add(p.purpose);
+      if (!this.#purposeConfigs.has(p.purpose)) throw invalid('unknown_purpose', { purpose: p.purpose });
+      if (!Array.isArray(p.categories) || p.categories.length === 0) throw invalid('no_categories', { purpose: p.purpose });
+      for (const category of p.categories) {
+        if (!this.#taxonomy.dataCategory(category)) throw invalid('unknown_category', { purpose: p.purpose, category });
+      }
+    }
+    const purposes = normalizePurposes(input.purposes);
+    const hash = noticeHash(input.text, purposes);
+    const parentOf = (key: string) => this.#taxonomy.dataCategory(key)?.parentKey;
+    for (let attempt = 0; ; attempt++) {
+      // Another process may have published since this one loaded: compare with the real latest.
+      await this.#reloadConfiguration();
+      const previous = this.#latestNotice;
+      if (previous && previous.hash === hash) return { version: previous.version, hash, material: false, renewalRequired: [] };
+      const renewalRequired = materialChanges(previous?.purposes, purposes, parentOf);
+      const row: NoticeRow = {
+        version: (previous?.version ?? 0) + 1,
+        hash,
+        text: input.text,
+        purposes: JSON.stringify(purposes),
+        material: renewalRequired.length > 0 ? 1 : 0,
+        renewal_required: JSON.stringify(renewalRequired),
+        published_at: new Date().toISOString(),
+        published_by: actor.id,
+      };
+      try {
+        await this.#repo.insertNotice(row);
+      } catch (error) {
+        if (isUniqueViolation(error) && attempt < 3) continue;
+        throw error;
+      }
+      const notice = noticeFromRow(row);
+      this.#notices.set(notice.version, notice);
+      this.#latestNotice = notice;
+      this.#rebuildRuntime();
+      await this.#audit.append({
+        actor: actor.id,
+        role: actor.role,
+        action: 'consent.notice.publish',
+        purpose: 'essential.legal_obligation',
+        resource: `consent_notice:${notice.version}`,
+        details: { version: notice.version, material: notice.material, renewalRequired },
+      });
+      return { version: notice.version, hash, material: notice.material, renewalRequired };
+    }
+  }
+
+  /** The notice in force: the latest published version. */
+  currentNotice(): { version: number; hash: string; text: string; purposes: NoticePurpose[]; publishedAt: string } {
+    const notice = this.#latestNotice;
+    if (!notice) throw new CandorError('CONSENT_NOTICE_UNKNOWN');
+    return { version: notice.version, hash: notice.hash, text: notice.text, purposes: notice.purposes.map((p) => ({ ...p, categories: [...p.categories] })), publishedAt: notice.publishedAt };
+  }
+
+  /** A published notice version, reading notices published by other processes when it is not known here yet. */
+  async #notice(version: number | undefined): Promise<Notice> {
+    if (version === undefined) {
+      if (!this.#latestNotice) throw new CandorError('CONSENT_NOTICE_UNKNOWN');
+      return this.#latestNotice;
+    }
+    if (!Number.isSafeInteger(version)) throw new CandorError('CONSENT_NOTICE_UNKNOWN', { noticeVersion: version });
+    if (!this.#notices.has(version)) await this.#reloadConfiguration();
+    const notice = this.#notices.get(version);
+    if (!notice) throw new CandorError('CONSENT_NOTICE_UNKNOWN', { noticeVersion: version });
+    return notice;
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // The hot path: load, then decide from memory
+
+  /** Warms the cache for subjects: one query per 100 subjects not read in the last refreshAfterMs. */
+  async load(subjectIds: readonly string[]): Promise<void> {
+    const now = Date.now();
+    const need: string[] = [];
+    for (const id of new Set(subjectIds)) {
+      const state = this.#cache.peek(id);
+      if (state === undefined || now - state.loadedAt > this.#refreshAfterMs) need.push(id);
+      else this.#cache.touch(id);
+    }
+    if (need.length > 0) await this.#fetch(need);
+  }
+
+  /** Whether a subject's state is in memory, so decide() can answer for it. */
+  isLoaded(subjectId: string): boolean {
+    return this.#cache.peek(subjectId) !== undefined;
+  }
+
+  /** Reads subjects' current rows and caches them, unless a write through this instance happened meanwhile. */
+  async #fetch(subjectIds: readonly string[]): Promise<Map<string, SubjectState>> {
+    const started = this.#epoch;
+    const pseudonyms = subjectIds.map((id) => this.#cache.peek(id)?.pseudonym ?? this.#keyring.pseudonym('subject', id));
+    const rows = await this.#repo.current(pseudonyms);
+    const byPseudonym = this.#group(rows);
+    const loadedAt = Date.now();
+    const out = new Map<string, SubjectState>();
+    subjectIds.forEach((id, i) => {
+      const pseudonym = pseudonyms[i] as string;
+      const state: SubjectState = { pseudonym, purposes: byPseudonym.get(pseudonym) ?? EMPTY, freshAsOf: started, loadedAt };
+      out.set(id, state);
+      const existing = this.#cache.peek(id);
+      if (existing === undefined || existing.freshAsOf <= started) this.#cache.set(id, state);
+    });
+    return out;
+  }
+
+  #group(rows: readonly CurrentRow[]): Map<string, Map<string, Current>> {
+    const out = new Map<string, Map<string, Current>>();
+    for (const row of rows) {
+      let purposes = out.get(row.subject);
+      if (!purposes) out.set(row.subject, (purposes = new Map()));
+      purposes.set(row.purpose, this.#current({
+        entryId: row.entry_id,
+        state: row.state as ConsentState,
+        basis: row.basis as LawfulBasis,
+        mechanism: row.mechanism as ConsentMechanism,
+        noticeVersion: row.notice_version === null ? null : Number(row.notice_version),
+        jurisdiction: row.jurisdiction,
+        gpc: Number(row.gpc) === 1,
+        gpcOverride: Number(row.gpc_override) === 1,
+        at: row.at,
+      }));
+    }
+    return out;
+  }
+
+  #current(fields: Omit<Current, 'expiresAtMs'>): Current {
+    return Object.freeze({ ...fields, expiresAtMs: addMonths(Date.parse(fields.at), this.#expiryMonths) });
+  }
+
+  /**
+   * Whether a loaded subject's data may be processed for a purpose now (or at `at`): synchronous, from memory, no
+   * allocation. Throws CONSENT_SUBJECT_NOT_LOADED when load() was not called for the subject first.
+   */
+  decide(subjectId: string, purpose: string, at?: Date): Decision {
+    const state = this.#cache.peek(subjectId);
+    if (state === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
+    const runtime = this.#purposes.get(purpose);
+    if (runtime === undefined) return UNKNOWN_PURPOSE;
+    return decideFor(runtime, state.purposes.get(purpose), at === undefined ? Date.now() : at.getTime());
+  }
+
+  /** The purposes among `purposes` that have a lawful basis for a loaded subject now (or at `at`). */
+  allowedPurposes(subjectId: string, purposes: readonly string[], at?: Date): string[] {
+    const state = this.#cache.peek(subjectId);
+    if (state === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
+    const atMs = at === undefined ? Date.now() : at.getTime();
+    const out: string[] = [];
+    for (const purpose of purposes) {
+      const runtime = this.#purposes.get(purpose);
+      if (runtime !== undefined && decideFor(runtime, state.purposes.get(purpose), atMs).allowed) out.push(purpose);
+    }
+    return out;
+  }
+
+  /** Drops a subject's cached state (erasure). */
+  forgetSubject(subjectId: string): Promise<void> {
+    this.#cache.delete(subjectId);
+    return Promise.resolve();
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // Reading one subject
+
+  /** Every configured purpose with the subject's current state for it, read fresh from the database. */
+  async state(subjectId: string, at: Date = new Date()): Promise<Record<string, PurposeState>> {
+    const fetched = (await this.#fetch([subjectId])).get(subjectId) as SubjectState;
+    const cached = this.#cache.peek(subjectId);
+    const state = cached !== undefined && cached.freshAsOf > fetched.freshAsOf ? cached : fetched;
+    const atMs = at.getTime();
+    const out: Record<string, PurposeState> = {};
+    for (const [key, runtime] of this.#purposes) {
+      const current = state.purposes.get(key);
+      const decision = decideFor(runtime, current, atMs);
+      const onConsent = current?.state === 'given' && current.basis === 'consent';
+      out[key] = {
+        state: current === undefined ? 'none' : decision.reason === 'expired' ? 'expired' : current.state,
+        basis: current?.basis ?? (runtime.config.basis === 'consent' ? null : runtime.config.basis),
+        mechanism: current?.mechanism ?? null,
+        noticeVersion: current?.noticeVersion ?? null,
+        at: current?.at ?? null,
+        needsRenewal: decision.reason === 'renewal_required',
+        allowed: decision.allowed,
+        reason: decision.reason,
+        expiresAt: onConsent ? new Date(current.expiresAtMs).toISOString() : null,
+        gpc: isGpcOptOut(current),
+      };
+    }
+    return out;
+  }
+
+  /** The subject's ledger entries, oldest first. */
+  history(subjectId: string): Promise<LedgerEntry[]> {
+    return this.#repo.history(this.#keyring.pseudonym('subject', subjectId));
+  }
+
+  /** The pseudonym a subject appears under in the ledger, receipts and audit entries. */
+  pseudonym(subjectId: string): string {
+    return this.#cache.peek(subjectId)?.pseudonym ?? this.#keyring.pseudonym('subject', subjectId);
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // Changes
+
+  /** A clock that never goes backwards in this process, and ledger ids that sort in the order they were made. */
+  #stamp(): { id: string; at: string } {
+    let ms = Date.now();
+    if (ms <= this.#lastMs) {
+      ms = this.#lastMs;
+      this.#sequence++;
+    } else {
+      this.#lastMs = ms;
+      this.#sequence = 0;
+    }
+    const id = `ce_${ms.toString(36).padStart(9, '0')}${this.#sequence.toString(36).padStart(4, '0')}${randomBytes(6).toString('hex')}`;
+    return { id, at: new Date(ms).toISOString() };
+  }
+
+  /**
+   * Runs a change in one transaction: reads the subjects' current rows, lets `plan` add entries, appends them to
+   * the ledger and upserts the current rows; then updates this instance's cache at once. Callers hold the subjects'
+   * locks so that two changes in this process never cache an older state over a newer one.
+   */
+  async #write(
+    subjects: readonly { id: string | null; pseudonym: string }[],
+    plan: (states: Map<string, Map<string, Current>>, add: AddEntry) => void,
+  ): Promise<{ entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; epoch: number }> {
+    const pseudonyms = subjects.map((s) => s.pseudonym);
+    const { entries, states } = await this.#repo.transaction(async (tx) => {
+      const grouped = this.#group(await this.#repo.current(pseudonyms, tx, true));
+      const states = new Map(pseudonyms.map((p) => [p, grouped.get(p) ?? new Map<string, Current>()]));
+      const entries: LedgerEntry[] = [];
+      const add: AddEntry = (fields) => {
+        const { id, at } = this.#stamp();
+        const notice = fields.noticeVersion === null ? undefined : this.#notices.get(fields.noticeVersion);
+        const entry: LedgerEntry = {
+          id,
+          subject: fields.subject,
+          purpose: fields.purpose,
+          state: fields.state,
+          basis: fields.basis,
+          noticeVersion: fields.noticeVersion,
+          noticeHash: notice?.hash ?? null,
+          mechanism: fields.mechanism,
+          jurisdiction: fields.jurisdiction,
+          source: fields.source,
+          gpc: fields.gpc ?? false,
+          gpcOverride: fields.gpcOverride ?? false,
+          receiptId: fields.receiptId,
+          at,
+        };
+        entries.push(entry);
+        states.get(entry.subject)?.set(entry.purpose, this.#current({ ...entry, entryId: entry.id }));
+        return entry;
+      };
+      plan(states, add);
+      if (entries.length > 0) await this.#repo.append(tx, entries);
+      return { entries, states };
+    });
+    const epoch = ++this.#epoch;
+    const loadedAt = Date.now();
+    for (const subject of subjects) {
+      if (subject.id === null) continue;
+      this.#cache.set(subject.id, { pseudonym: subject.pseudonym, purposes: states.get(subject.pseudonym) ?? EMPTY, freshAsOf: epoch, loadedAt });
+    }
+    return { entries, states, epoch };
+  }
+
+  async #locked<T>(subjectIds: readonly string[], fn: () => Promise<T>): Promise<T> {
+    const release = await this.#locks.acquire(subjectIds);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  #checkSubject(subjectId: unknown): asserts subjectId is string {
+    if (typeof subjectId !== 'string' || subjectId.length === 0 || subjectId.length > MAX_SUBJECT_ID) {
+      throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'subject_id' });
+    }
+  }
+
+  #checkMeta(meta: { mechanism?: string; jurisdiction?: string | undefined; source?: string | undefined }, mechanismRequired: boolean): void {
+    if (mechanismRequired && !(CALLER_MECHANISMS as readonly string[]).includes(meta.mechanism ?? '')) {
+      throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'mechanism', allowed: [...CALLER_MECHANISMS] });
+    }
+    if (meta.jurisdiction && !JURISDICTION.test(meta.jurisdiction)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'jurisdiction' });
+    if (meta.source !== undefined && (typeof meta.source !== 'string' || meta.source.length > MAX_SOURCE)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'source' });
+  }
+
+  /** Adds GPC opt-outs (refusals) of every sale/sharing and targeted-advertising purpose not already opted out by GPC. */
+  #planGpc(
+    subject: string,
+    current: ReadonlyMap<string, Current>,
+    add: AddEntry,
+    context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean },
+  ): number {
+    let written = 0;
+    for (const { config } of this.#purposes.values()) {
+      if (!isGpcPurpose(config) || (config.basis !== 'consent' && config.basis !== 'legitimate_interests')) continue;
+      const entry = current.get(config.key);
+      if (isGpcOptOut(entry)) continue;
+      // An opt-in the subject confirmed explicitly over GPC stands against later signals of the same profile.
+      if (context.keepConfirmed && entry?.state === 'given' && entry.gpcOverride) continue;
+      add({
+        subject,
+        purpose: config.key,
+        state: 'refused',
+        basis: config.basis,
+        mechanism: context.mechanism,
+        noticeVersion: this.#latestNotice?.version ?? null,
+        jurisdiction: context.jurisdiction,
+        source: context.source,
+        gpc: true,
+        receiptId: context.receiptId,
+      });
+      written++;
+    }
+    return written;
+  }
+
+  /**
+   * Records a subject's choices for purposes and returns a signed receipt. With `gpc`, the GPC opt-out is applied
+   * first. A `given` that conflicts with a GPC opt-out is written only with `confirmOverGpc`; otherwise that purpose
+   * is answered CONSENT_GPC_CONFLICT in `rejected` and the other changes are recorded.
+   */
+  async record(
+    subjectId: string,
+    changes: readonly { purpose: string; state: 'given' | 'refused' | 'withdrawn' }[],
+    meta: RecordMeta,
+    actor: Actor,
+  ): Promise<RecordResult> {
+    this.#checkSubject(subjectId);
+    this.#checkMeta(meta, true);
+    if (!Array.isArray(changes) || changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
+    const notice = await this.#notice(meta.noticeVersion);
+    const seen = new Set<string>();
+    for (const change of changes) {
+      if (seen.has(change.purpose)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'duplicate_purpose', purpose: change.purpose });
+      seen.add(change.purpose);
+      if (!CHANGE_STATES.has(change.state)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'state', purpose: change.purpose });
+      const config = this.#purposeConfigs.get(change.purpose);
+      if (!config) throw new CandorError('CONSENT_PURPOSE_UNKNOWN', { purpose: change.purpose });
+      if (config.basis === 'contract' || config.basis === 'legal_obligation') throw new CandorError('CONSENT_BASIS_NOT_CONSENT', { purpose: change.purpose, basis: config.basis });
+      if (change.state === 'given' && !notice.purposes.some((p) => p.purpose === change.purpose)) {
+        throw new CandorError('CONSENT_PURPOSE_NOT_IN_NOTICE', { purpose: change.purpose, noticeVersion: notice.version });
+      }
+    }
+    const pseudonym = this.pseudonym(subjectId);
+    const receiptId = randomUUID();
+    const jurisdiction = meta.jurisdiction || null;
+    const source = meta.source || null;
+    const rejected: RejectedChange[] = [];
+    let gpcEntries = 0;
+    const { entries } = await this.#locked([subjectId], () =>
+      this.#write([{ id: subjectId, pseudonym }], (states, add) => {
+        const current = states.get(pseudonym) as Map<string, Current>;
+        if (meta.gpc === true) gpcEntries = this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: true });
+        for (const change of changes) {
+          const config = this.#purposeConfigs.get(change.purpose) as PurposeConfig;
+          const gpcOptedOut = isGpcOptOut(current.get(change.purpose));
+          let gpcOverride = false;
+          if (change.state === 'given' && isGpcPurpose(config) && gpcOptedOut) {
+            if (meta.confirmOverGpc !== true) {
+              rejected.push({ purpose: change.purpose, code: 'CONSENT_GPC_CONFLICT' });
+              continue;
+            }
+            gpcOverride = true;
+          }
+          add({
+            subject: pseudonym,
+            purpose: change.purpose,
+            state: change.state,
+            basis: config.basis,
+            mechanism: meta.mechanism,
+            noticeVersion: notice.version,
+            jurisdiction,
+            source,
+            // A refusal on top of a GPC opt-out keeps it in force: a later opt-in still needs the confirmation.
+            gpc: change.state !== 'given' && gpcOptedOut,
+            gpcOverride,
+            receiptId,
+          });
+        }
+      }),
+    );
+    if (entries.length === 0) throw new CandorError('CONSENT_GPC_CONFLICT', { purposes: rejected.map((r) => r.purpose) });
+    const recorded = entries.slice(gpcEntries);
+    const events: AuditEvent[] = [];
+    if (gpcEntries > 0) events.push(this.#auditEvent(actor, 'consent.gpc', pseudonym, entries.slice(0, gpcEntries), receiptId, {}));
+    if (recorded.length > 0) events.push(this.#auditEvent(actor, 'consent.record', pseudonym, recorded, receiptId, { mechanism: meta.mechanism, rejected: rejected.length }));
+    await this.#audit.appendBatch(events);
+    const receipt = await this.#sign({ receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries });
+    return { receipt, receiptId, gpcHonoured: meta.gpc === true, entries, rejected };
+  }
+
+  /** Withdraws every consent-based purpose in one call (as easy as giving), with a receipt. */
+  async withdrawAll(subjectId: string, meta: RecordMeta, actor: Actor): Promise<Receipt & { entries: LedgerEntry[]; gpcHonoured: boolean }> {
+    this.#checkSubject(subjectId);
+    this.#checkMeta(meta, true);
+    const notice = await this.#notice(meta.noticeVersion);
+    const pseudonym = this.pseudonym(subjectId);
+    const receiptId = randomUUID();
+    const jurisdiction = meta.jurisdiction || null;
+    const source = meta.source || null;
+    let gpcEntries = 0;
+    const { entries } = await this.#locked([subjectId], () =>
+      this.#write([{ id: subjectId, pseudonym }], (states, add) => {
+        const current = states.get(pseudonym) as Map<string, Current>;
+        if (meta.gpc === true) gpcEntries = this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: false });
+        for (const { config } of this.#purposes.values()) {
+          if (config.basis !== 'consent' || isGpcOptOut(current.get(config.key))) continue;
+          add({ subject: pseudonym, purpose: config.key, state: 'withdrawn', basis: 'consent', mechanism: meta.mechanism, noticeVersion: notice.version, jurisdiction, source, receiptId });
+        }
+      }),
+    );
+    const events: AuditEvent[] = [];
+    if (gpcEntries > 0) events.push(this.#auditEvent(actor, 'consent.gpc', pseudonym, entries.slice(0, gpcEntries), receiptId, {}));
+    events.push(this.#auditEvent(actor, 'consent.record', pseudonym, entries.slice(gpcEntries), receiptId, { mechanism: meta.mechanism, withdrawAll: true }));
+    await this.#audit.appendBatch(events);
+    const receipt = await this.#sign({ receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries });
+    return { receipt, receiptId, entries, gpcHonoured: meta.gpc === true };
+  }
+
+  /**
+   * Records a Global Privacy Control signal for a device's subject and every profile linked to it: an opt-out of each
+   * sale/sharing and targeted-advertising purpose, skipped where one is already in force. One receipt covers all of
+   * them (for the first subject, listing the others as linked); undefined when nothing needed writing.
+   */
+  async recordGpc(subjectIds: readonly string[], meta: { source?: string; jurisdiction?: string }, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] }) | undefined> {
+    const ids = [...new Set(subjectIds)];
+    for (const id of ids) this.#checkSubject(id);
+    this.#checkMeta(meta, false);
+    if (ids.length === 0) return undefined;
+    // Nothing to write for subjects already opted out (checked from memory first, then again in the transaction).
+    await this.load(ids);
+    const pending = ids.filter((id) => {
+      const state = this.#cache.peek(id);
+      return state === undefined || this.#needsGpc(state.purposes);
+    });
+    if (pending.length === 0) return undefined;
+    const receiptId = randomUUID();
+    const jurisdiction = meta.jurisdiction || null;
+    const source = meta.source || null;
+    const subjects = pending.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
+    const { entries } = await this.#locked(pending, () =>
+      this.#write(subjects, (states, add) => {
+        for (const s of subjects) this.#planGpc(s.pseudonym, states.get(s.pseudonym) as Map<string, Current>, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: true });
+      }),
+    );
+    if (entries.length === 0) return undefined;
+    const events = subjects
+      .map((s) => entries.filter((e) => e.subject === s.pseudonym))
+      .filter((list) => list.length > 0)
+      .map((list) => this.#auditEvent(actor, 'consent.gpc', (list[0] as LedgerEntry).subject, list, receiptId, {}));
+    await this.#audit.appendBatch(events);
+    const principals = [...new Set(entries.map((e) => e.subject))];
+    const receipt = await this.#sign({
+      receiptId,
+      principal: principals[0] as string,
+      linked: principals.slice(1),
+      jurisdiction,
+      mechanism: 'gpc',
+      source,
+      notice: this.#latestNotice,
+      entries,
+    });
+    return { receipt, receiptId, entries };
+  }
+
+  #needsGpc(current: ReadonlyMap<string, Current>): boolean {
+    for (const { config } of this.#purposes.values()) {
+      if (!isGpcPurpose(config) || (config.basis !== 'consent' && config.basis !== 'legitimate_interests')) continue;
+      const entry = current.get(config.key);
+      if (!isGpcOptOut(entry) && !(entry?.state === 'given' && entry.gpcOverride)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Records that a subject was shown an opt-out notice for a purpose in a jurisdiction where the purpose allows
+   * that basis (CONSENT_OPT_OUT_NOT_ALLOWED elsewhere). It is its own lawful basis, recorded, never silent, and
+   * never overrides an opt-out already on record.
+   */
+  async recordOptOutNotice(
+    subjectId: string,
+    purpose: string,
+    meta: { jurisdiction: string; noticeVersion: number; source?: string },
+    actor: Actor,
+  ): Promise<Receipt & { entries: LedgerEntry[] }> {
+    this.#checkSubject(subjectId);
+    this.#checkMeta(meta, false);
+    const config = this.#purposeConfigs.get(purpose);
+    if (!config) throw new CandorError('CONSENT_PURPOSE_UNKNOWN', { purpose });
+    if (config.basis !== 'consent' || !config.optOutJurisdictions.includes(meta.jurisdiction)) {
+      throw new CandorError('CONSENT_OPT_OUT_NOT_ALLOWED', { purpose, jurisdiction: meta.jurisdiction });
+    }
+    const notice = await this.#notice(meta.noticeVersion);
+    if (!notice.purposes.some((p) => p.purpose === purpose)) throw new CandorError('CONSENT_PURPOSE_NOT_IN_NOTICE', { purpose, noticeVersion: notice.version });
+    const pseudonym = this.pseudonym(subjectId);
+    const receiptId = randomUUID();
+    const source = meta.source || null;
+    const { entries } = await this.#locked([subjectId], () =>
+      this.#write([{ id: subjectId, pseudonym }], (states, add) => {
+        if (isOptOut(states.get(pseudonym)?.get(purpose))) throw new CandorError('CONSENT_ALREADY_OPTED_OUT', { purpose });
+        add({
+          subject: pseudonym,
+          purpose,
+          state: 'given',
+          basis: 'opt_out_notice',
+          mechanism: 'notice_opt_out',
+          noticeVersion: notice.version,
+          jurisdiction: meta.jurisdiction,
+          source,
+          receiptId,
+        });
+      }),
+    );
+    await this.#audit.append(this.#auditEvent(actor, 'consent.record', pseudonym, entries, receiptId, { mechanism: 'notice_opt_out' }));
+    const receipt = await this.#sign({ receiptId, principal: pseudonym, linked: [], jurisdiction: meta.jurisdiction, mechanism: 'notice_opt_out', source, notice, entries });
+    return { receipt, receiptId, entries };
+  }
+
+  /**
+   * Merges `from`'s consent state into `into`: per purpose the most restrictive state wins on `into` (a refusal,
+   * withdrawal or objection on `from` is written on `into`; `from`'s consents never create one on `into`), and a GPC
+   * opt-out on `from` spreads to every sale/sharing and targeted-advertising purpose of `into`. Entries use
+   * mechanism `merge`; a receipt is returned when anything was written.
+   */
+  async mergeSubjects(fromId: string, intoId: string, actor: Actor): Promise<{ entries: LedgerEntry[]; receipt: string | null; receiptId: string | null }> {
+    this.#checkSubject(fromId);
+    this.#checkSubject(intoId);
+    if (fromId === intoId) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'merge_into_itself' });
+    const from = { id: fromId, pseudonym: this.pseudonym(fromId) };
+    const into = { id: intoId, pseudonym: this.pseudonym(intoId) };
+    const receiptId = randomUUID();
+    const { entries } = await this.#locked([fromId, intoId], () =>
+      this.#write([from, into], (states, add) => {
+        const source = states.get(from.pseudonym) as Map<string, Current>;
+        const target = states.get(into.pseudonym) as Map<string, Current>;
+        let fromGpc = false;
+        for (const [key, entry] of source) {
+          if (!isOptOut(entry)) continue;
+          if (entry.gpc) fromGpc = true;
+          const config = this.#purposeConfigs.get(key);
+          if (!config || config.basis === 'contract' || config.basis === 'legal_obligation') continue;
+          const existing = target.get(key);
+          if (isOptOut(existing) && (existing?.gpc === true || !entry.gpc)) continue;
+          add({
+            subject: into.pseudonym,
+            purpose: key,
+            state: entry.state,
+            basis: entry.basis,
+            mechanism: 'merge',
+            noticeVersion: entry.noticeVersion,
+            jurisdiction: entry.jurisdiction,
+            source: null,
+            gpc: entry.gpc,
+            receiptId,
+          });
+        }
+        if (fromGpc) this.#planGpc(into.pseudonym, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId, keepConfirmed: false });
+      }),
+    );
+    if (entries.length === 0) return { entries, receipt: null, receiptId: null };
+    await this.#audit.append(this.#auditEvent(actor, 'consent.merge', into.pseudonym, entries, receiptId, { from: from.pseudonym }));
+    const receipt = await this.#sign({ receiptId, principal: into.pseudonym, linked: [], jurisdiction: null, mechanism: 'merge', source: null, notice: this.#latestNotice, entries });
+    return { entries, receipt, receiptId };
+  }
+
+  /**
+   * Writes `expired` entries for consents given more than expiryMonths ago (decide() already treats them as
+   * expired). Idempotent: an expired consent is not current-given any more. Returns the number of entries written.
+   */
+  async expireDue(now: Date = new Date()): Promise<number> {
+    const nowMs = now.getTime();
+    // Calendar months differ in length: fetch with a few days' margin, then check each exactly.
+    const cutoff = new Date(addMonths(nowMs, -this.#expiryMonths) + 4 * 86_400_000).toISOString();
+    const expired = new Map<string, number>();
+    let after: { at: string; subject: string; purpose: string } | undefined;
+    for (;;) {
+      const page = await this.#repo.givenBefore(cutoff, after, EXPIRY_PAGE);
+      const last = page.at(-1);
+      if (!last) break;
+      after = { at: last.at, subject: last.subject, purpose: last.purpose };
+      const due = page.filter((row) => addMonths(Date.parse(row.at), this.#expiryMonths) <= nowMs);
+      if (due.length > 0) {
+        const ids = new Map(due.map((row) => [`${row.subject}\0${row.purpose}`, row.entry_id]));
+        const pseudonyms = [...new Set(due.map((row) => row.subject))];
+        const { entries, states, epoch } = await this.#write(
+          pseudonyms.map((pseudonym) => ({ id: null, pseudonym })),
+          (states, add) => {
+            for (const [pseudonym, current] of states) {
+              for (const [purpose, entry] of current) {
+                // Only the very entry found due: a consent given again meanwhile is left alone.
+                if (ids.get(`${pseudonym}\0${purpose}`) !== entry.entryId) continue;
+                add({ subject: pseudonym, purpose, state: 'expired', basis: entry.basis, mechanism: 'expiry', noticeVersion: entry.noticeVersion, jurisdiction: entry.jurisdiction, source: null, receiptId: null });
+              }
+            }
+          },
+        );
+        for (const e of entries) expired.set(e.subject, (expired.get(e.subject) ?? 0) + 1);
+        this.#updateCached(states, epoch);
+      }
+      if (page.length < EXPIRY_PAGE) break;
+    }
+    if (expired.size > 0) {
+      await this.#audit.appendBatch(
+        [...expired].map(([subject, count]) => ({
+          actor: SYSTEM_ACTOR.id,
+          role: SYSTEM_ACTOR.role,
+          action: 'consent.expire',
+          purpose: 'essential.legal_obligation',
+          subject,
+          resource: null,
+          details: { entries: count, expiryMonths: this.#expiryMonths },
+        })),
+      );
+    }
+    let total = 0;
+    for (const count of expired.values()) total += count;
+    return total;
+  }
+
+  /** Updates cached subjects known only by pseudonym, unless a later change through this instance cached them since. */
+  #updateCached(states: ReadonlyMap<string, Map<string, Current>>, epoch: number): void {
+    const updates: [string, SubjectState][] = [];
+    for (const [id, state] of this.#cache.entries()) {
+      const purposes = states.get(state.pseudonym);
+      if (purposes && state.freshAsOf < epoch) updates.push([id, { pseudonym: state.pseudonym, purposes, freshAsOf: epoch, loadedAt: Date.now() }]);
+    }
+    for (const [id, state] of updates) this.#cache.set(id, state);
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // Receipts
+
+  /** The public keys receipts are signed with (JWKS). */
+  jwks(): Promise<{ keys: PublicJwk[] }> {
+    return this.#signer.jwks();
+  }
+
+  /** Verifies a receipt against the published keys and returns its payload; CONSENT_RECEIPT_INVALID otherwise. */
+  verifyReceipt(jws: string): Promise<JWTPayload> {
+    return this.#signer.verify(jws);
+  }
+
+  async #sign(input: {
+    receiptId: string;
+    principal: string;
+    linked: readonly string[];
+    jurisdiction: string | null;
+    mechanism: ConsentMechanism;
+    source: string | null;
+    notice: Notice | undefined;
+    entries: readonly LedgerEntry[];
+  }): Promise<string> {
+    const at = new Date(input.entries.at(-1)?.at ?? Date.now());
+    const items: ReceiptItem[] = input.entries.map((entry) => {
+      const categories = (entry.noticeVersion === null ? undefined : this.#notices.get(entry.noticeVersion))?.purposes.find((p) => p.purpose === entry.purpose)?.categories ?? [];
+      const sensitiveCategories = categories.filter((key) => {
+        const category = this.#taxonomy.dataCategory(key);
+        return category !== undefined && (category.specialCategory !== null || category.sensitivePersonalInformation);
+      });
+      return { entry, purpose: this.#purposeConfigs.get(entry.purpose), categories, sensitiveCategories };
+    });
+    const payload = receiptPayload({
+      receiptId: input.receiptId,
+      at,
+      principal: input.principal,
+      linkedPrincipals: input.linked,
+      controller: this.#controller,
+      policyUrl: this.#policyUrl,
+      jurisdiction: input.jurisdiction,
+      mechanism: input.mechanism,
+      source: input.source,
+      notice: input.notice ? { version: input.notice.version, hash: input.notice.hash } : null,
+      items,
+    });
+    return this.#signer.sign(payload, input.receiptId, input.principal, at);
+  }
+
+  #auditEvent(actor: Actor, action: string, subject: string, entries: readonly LedgerEntry[], receiptId: string, extra: Record<string, string | number | boolean>): AuditEvent {
+    const purposes = [...new Set(entries.map((e) => e.purpose))];
+    return {
+      actor: actor.id,
+      role: actor.role,
+      action,
+      purpose: purposes.length === 1 ? (purposes[0] as string) : 'essential.legal_obligation',
+      subject,
+      resource: `consent_receipt:${receiptId}`,
+      details: { receiptId, entries: entries.length, ...extra },
+    };
+  }
+}

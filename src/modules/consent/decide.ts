@@ -1,0 +1,97 @@
+import type { ConsentMechanism, ConsentState, Decision, LawfulBasis, PurposeConfig } from './consent.types.ts';
+
+/** A subject's latest ledger entry for one purpose, as the hot path needs it. */
+export interface Current {
+  readonly entryId: string;
+  readonly state: ConsentState;
+  readonly basis: LawfulBasis;
+  readonly mechanism: ConsentMechanism;
+  readonly noticeVersion: number | null;
+  readonly jurisdiction: string | null;
+  readonly gpc: boolean;
+  readonly gpcOverride: boolean;
+  readonly at: string;
+  /** When a given consent stops counting (expiry months after `at`), in epoch milliseconds. */
+  readonly expiresAtMs: number;
+}
+
+/** A configured purpose with what decide() needs precomputed. */
+export interface PurposeRuntime {
+  readonly config: Readonly<PurposeConfig>;
+  readonly optOut: ReadonlySet<string>;
+  /** Consents given under a notice older than this version must be renewed (0: none). */
+  readonly renewalFrom: number;
+}
+
+const decision = (allowed: boolean, basis: LawfulBasis | null, reason: Decision['reason'], explicit = false): Decision =>
+  Object.freeze({ allowed, basis, reason, explicit });
+
+// Shared, frozen answers: decide() allocates nothing.
+export const UNKNOWN_PURPOSE = decision(false, null, 'unknown_purpose');
+const NO_RECORD = decision(false, null, 'no_record');
+const REFUSED = decision(false, null, 'refused');
+const WITHDRAWN = decision(false, null, 'withdrawn');
+const EXPIRED = decision(false, null, 'expired');
+const RENEWAL_REQUIRED = decision(false, null, 'renewal_required');
+const OBJECTED = decision(false, null, 'objected');
+const JURISDICTION_NOT_OPT_OUT = decision(false, null, 'jurisdiction_not_opt_out');
+const GIVEN = decision(true, 'consent', 'given');
+const GIVEN_EXPLICIT = decision(true, 'consent', 'given', true);
+const OPT_OUT_NOTICE = decision(true, 'opt_out_notice', 'opt_out_notice');
+const CONTRACT = decision(true, 'contract', 'contract');
+const LEGAL_OBLIGATION = decision(true, 'legal_obligation', 'legal_obligation');
+const LEGITIMATE_INTERESTS = decision(true, 'legitimate_interests', 'legitimate_interests');
+
+/** Whether an entry is an opt-out or objection. */
+export function isOptOut(current: Current | undefined): boolean {
+  return current !== undefined && (current.state === 'refused' || current.state === 'withdrawn');
+}
+
+/**
+ * The lawful basis for processing a subject's data for a purpose at a time, from the subject's latest entry for it.
+ * Default deny: a consent-based purpose needs a current, unexpired `given` entry under a notice that still covers it.
+ */
+export function decideFor(purpose: PurposeRuntime, current: Current | undefined, atMs: number): Decision {
+  switch (purpose.config.basis) {
+    case 'contract':
+      return CONTRACT;
+    case 'legal_obligation':
+      return LEGAL_OBLIGATION;
+    case 'legitimate_interests':
+      return isOptOut(current) ? OBJECTED : LEGITIMATE_INTERESTS;
+    case 'consent':
+      break;
+  }
+  if (current === undefined) return NO_RECORD;
+  switch (current.state) {
+    case 'refused':
+      return REFUSED;
+    case 'withdrawn':
+      return WITHDRAWN;
+    case 'expired':
+      return EXPIRED;
+    case 'given':
+      break;
+  }
+  const renewal = (current.noticeVersion ?? 0) < purpose.renewalFrom;
+  if (current.basis === 'opt_out_notice') {
+    if (current.jurisdiction === null || !purpose.optOut.has(current.jurisdiction)) return JURISDICTION_NOT_OPT_OUT;
+    return renewal ? RENEWAL_REQUIRED : OPT_OUT_NOTICE;
+  }
+  // A `given` recorded under another basis (the purpose was re-based since) is not a consent.
+  if (current.basis !== 'consent') return NO_RECORD;
+  if (atMs >= current.expiresAtMs) return EXPIRED;
+  if (renewal) return RENEWAL_REQUIRED;
+  return purpose.config.explicit ? GIVEN_EXPLICIT : GIVEN;
+}
+
+/** `ms` plus whole calendar months, clamped to the last day of the target month (31 Jan + 1 month = 28/29 Feb). */
+export function addMonths(ms: number, months: number): number {
+  const d = new Date(ms);
+  const day = d.getUTCDate();
+  d.setUTCDate(1);
+  d.setUTCMonth(d.getUTCMonth() + months);
+  const last = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 0)).getUTCDate();
+  d.setUTCDate(Math.min(day, last));
+  return d.getTime();
+}

@@ -1,0 +1,50 @@
+import type { NoticePurpose, PurposeConfig } from './consent.types.ts';
+
+const purpose = (key: string, basis: PurposeConfig['basis'], description: string, flags: Partial<PurposeConfig> = {}): PurposeConfig => ({
+  key,
+  basis,
+  saleOrSharing: false,
+  targetedAdvertising: false,
+  explicit: false,
+  optOutJurisdictions: [],
+  description,
+  ...flags,
+});
+
+/** The purposes an online shop starts with; explicit opt-in everywhere until a deployment says otherwise. */
+export const DEFAULT_PURPOSES: readonly PurposeConfig[] = [
+  purpose('analytics.reporting', 'consent', 'Measuring how the shop is used, in reports and dashboards.'),
+  purpose('personalize.profiling', 'consent', 'Building a picture of your interests and habits (segments, scores) to tailor what we offer you.'),
+  purpose('personalize.content.profiling', 'consent', 'Choosing the products and content we show you from what you viewed and bought.'),
+  purpose('marketing.communications.email', 'consent', 'Sending you marketing emails about products and offers.'),
+  purpose('marketing.advertising.third_party.targeted', 'consent', 'Showing you our ads on other sites and apps, based on your activity here.', {
+    saleOrSharing: true,
+    targetedAdvertising: true,
+  }),
+  purpose('third_party_sharing', 'consent', 'Sharing your data with partners for their own purposes.', { saleOrSharing: true }),
+  purpose('essential.service.operations', 'contract', 'Running your account and delivering what you ordered.'),
+  purpose('essential.fraud_detection', 'legitimate_interests', 'Detecting and preventing fraud against you and the shop.'),
+  purpose('essential.legal_obligation', 'legal_obligation', 'Keeping the records the law requires, such as invoices.'),
+  purpose('fairness_audit', 'consent', 'Checking, only in aggregate, that our offers treat groups of people fairly; never used to target you.', { explicit: true }),
+];
+
+/** What notice version 1 describes: the data categories each default purpose uses. */
+export const DEFAULT_NOTICE_PURPOSES: readonly NoticePurpose[] = [
+  { purpose: 'analytics.reporting', categories: ['user.behavior.browsing_history', 'user.behavior.purchase_history', 'user.device.cookie_id', 'user.location.imprecise'] },
+  { purpose: 'personalize.profiling', categories: ['user.behavior', 'user.contact.address.country'] },
+  { purpose: 'personalize.content.profiling', categories: ['user.behavior.browsing_history', 'user.behavior.purchase_history', 'user.device.cookie_id'] },
+  { purpose: 'marketing.communications.email', categories: ['user.contact.email', 'user.name', 'user.behavior.purchase_history'] },
+  { purpose: 'marketing.advertising.third_party.targeted', categories: ['user.device.cookie_id', 'user.device.device_id', 'user.behavior.browsing_history'] },
+  { purpose: 'third_party_sharing', categories: ['user.contact.email', 'user.name', 'user.behavior.purchase_history'] },
+  { purpose: 'essential.service.operations', categories: ['user.account', 'user.contact', 'user.name', 'user.behavior.purchase_history'] },
+  { purpose: 'essential.fraud_detection', categories: ['user.device.ip_address', 'user.device.device_id', 'user.behavior.purchase_history'] },
+  { purpose: 'essential.legal_obligation', categories: ['user.name', 'user.contact.address', 'user.behavior.purchase_history'] },
+  { purpose: 'fairness_audit', categories: ['user.demographic.age_range', 'user.demographic.gender', 'user.demographic.race_ethnicity'] },
+];
+
+export const DEFAULT_NOTICE_TEXT = [
+  'How this shop uses your data.',
+  'We use your account, contact and order details to run your account and deliver your orders, to prevent fraud, and to keep the records the law requires.',
+  'Only if you agree, we also: measure how the shop is used; tailor products, content and offers to your interests; send you marketing emails; show you our ads on other sites; share your data with partners; and, if you tell us your age range, gender or ethnicity, check in aggregate that our offers treat everyone fairly.',
+  'You can change or withdraw any of these choices at any time, as easily as you gave them. A Global Privacy Control signal from your browser is honoured as an opt-out of sale, sharing and targeted advertising.',
+].join('\n\n');

@@ -1,0 +1,44 @@
+import { createHash } from 'node:crypto';
+import type { NoticePurpose } from './consent.types.ts';
+
+/** Purposes in key order, each with its categories sorted and de-duplicated: the form that is hashed and stored. */
+export function normalizePurposes(purposes: readonly NoticePurpose[]): NoticePurpose[] {
+  return [...purposes]
+    .map((p) => ({ purpose: p.purpose, categories: [...new Set(p.categories)].sort() }))
+    .sort((a, b) => (a.purpose < b.purpose ? -1 : a.purpose > b.purpose ? 1 : 0));
+}
+
+/** SHA-256 (hex) over the notice text and the purposes and categories it describes. */
+export function noticeHash(text: string, purposes: readonly NoticePurpose[]): string {
+  return createHash('sha256').update(JSON.stringify(['candor notice v1', text, normalizePurposes(purposes)])).digest('hex');
+}
+
+/**
+ * The purposes for which a new notice is a material change against the previous one: purposes it adds, and
+ * purposes whose categories it widens. A category is covered when it, or one of its ancestors, was listed before,
+ * so naming a narrower category is not a widening.
+ */
+export function materialChanges(
+  previous: readonly NoticePurpose[] | undefined,
+  next: readonly NoticePurpose[],
+  parentOf: (category: string) => string | null | undefined,
+): string[] {
+  if (!previous) return [];
+  const before = new Map(previous.map((p) => [p.purpose, new Set(p.categories)]));
+  const affected: string[] = [];
+  for (const p of next) {
+    const old = before.get(p.purpose);
+    if (!old) {
+      affected.push(p.purpose);
+      continue;
+    }
+    const covered = (category: string): boolean => {
+      for (let c: string | null | undefined = category, depth = 0; c && depth < 32; c = parentOf(c), depth++) {
+        if (old.has(c)) return true;
+      }
+      return false;
+    };
+    if (p.categories.some((c) => !covered(c))) affected.push(p.purpose);
+  }
+  return affected.sort();
+}

@@ -1,0 +1,84 @@
+import type { Current } from './decide.ts';
+
+/** What this process knows of one subject: its pseudonym and latest entry per purpose. */
+export interface SubjectState {
+  readonly pseudonym: string;
+  readonly purposes: ReadonlyMap<string, Current>;
+  /** The write epoch this state is known to be current at (see Consent#epoch). */
+  readonly freshAsOf: number;
+  /** When it was read from the database or written, epoch milliseconds. */
+  readonly loadedAt: number;
+}
+
+/** A bounded map of subject states; setting a subject makes it the newest, the oldest are dropped first. */
+export class SubjectCache {
+  readonly #limit: number;
+  readonly #map = new Map<string, SubjectState>();
+
+  constructor(limit: number) {
+    this.#limit = Math.max(1, limit);
+  }
+
+  /** The state of a subject, without changing its position (the hot path). */
+  peek(subjectId: string): SubjectState | undefined {
+    return this.#map.get(subjectId);
+  }
+
+  set(subjectId: string, state: SubjectState): void {
+    this.#map.delete(subjectId);
+    this.#map.set(subjectId, state);
+    while (this.#map.size > this.#limit) {
+      const oldest = this.#map.keys().next();
+      if (oldest.done) break;
+      this.#map.delete(oldest.value);
+    }
+  }
+
+  /** Moves a subject to the newest position. */
+  touch(subjectId: string): void {
+    const state = this.#map.get(subjectId);
+    if (state === undefined) return;
+    this.#map.delete(subjectId);
+    this.#map.set(subjectId, state);
+  }
+
+  delete(subjectId: string): void {
+    this.#map.delete(subjectId);
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  entries(): IterableIterator<[string, SubjectState]> {
+    return this.#map.entries();
+  }
+}
+
+/** Serialises work per key within this process; several keys are taken in sorted order so two callers never deadlock. */
+export class KeyedLock {
+  readonly #tails = new Map<string, Promise<void>>();
+
+  async acquire(keys: readonly string[]): Promise<() => void> {
+    const releases: (() => void)[] = [];
+    for (const key of [...new Set(keys)].sort()) releases.push(await this.#one(key));
+    return () => {
+      for (const release of releases) release();
+    };
+  }
+
+  async #one(key: string): Promise<() => void> {
+    const previous = this.#tails.get(key) ?? Promise.resolve();
+    let release: () => void = () => {};
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const tail = previous.then(() => mine);
+    this.#tails.set(key, tail);
+    await previous;
+    return () => {
+      release();
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    };
+  }
+}

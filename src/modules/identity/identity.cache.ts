@@ -1,0 +1,77 @@
+/**
+ * Identifier → canonical profile, per process, least recently used out first. Entries come only from committed
+ * reads; a merge, unmerge or suppression in this process drops the entries it affects at once and bumps the
+ * generation, so a read that overlapped the change does not re-insert what it saw. Changes made by another process
+ * are seen when an entry ages out (ttlMs).
+ */
+export class CanonicalCache {
+  readonly #limit: number;
+  readonly #ttlMs: number;
+  readonly #byKey = new Map<string, { canonical: string; at: number }>();
+  readonly #byCanonical = new Map<string, Set<string>>();
+  #generation = 0;
+
+  constructor(limit: number, ttlMs: number) {
+    this.#limit = limit;
+    this.#ttlMs = ttlMs;
+  }
+
+  /** Increases on every invalidation; a fill is applied only if the generation did not move while reading. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get(key: string, now = Date.now()): string | undefined {
+    const entry = this.#byKey.get(key);
+    if (!entry) return undefined;
+    if (now - entry.at > this.#ttlMs) {
+      this.#delete(key, entry.canonical);
+      return undefined;
+    }
+    // Refresh recency: Map iteration order is insertion order.
+    this.#byKey.delete(key);
+    this.#byKey.set(key, entry);
+    return entry.canonical;
+  }
+
+  /** Stores what a committed read saw, unless an invalidation happened since `generation` was taken. */
+  fill(entries: Iterable<readonly [string, string]>, generation: number, now = Date.now()): void {
+    if (generation !== this.#generation) return;
+    for (const [key, canonical] of entries) {
+      const old = this.#byKey.get(key);
+      if (old) this.#delete(key, old.canonical);
+      if (this.#byKey.size >= this.#limit) {
+        const oldest = this.#byKey.entries().next().value;
+        if (oldest) this.#delete(oldest[0], oldest[1].canonical);
+      }
+      this.#byKey.set(key, { canonical, at: now });
+      let keys = this.#byCanonical.get(canonical);
+      if (!keys) this.#byCanonical.set(canonical, (keys = new Set()));
+      keys.add(key);
+    }
+  }
+
+  /** Forgets every identifier cached as belonging to these canonical profiles. */
+  dropProfiles(canonicals: Iterable<string>): void {
+    this.#generation++;
+    for (const canonical of canonicals) {
+      for (const key of this.#byCanonical.get(canonical) ?? []) this.#byKey.delete(key);
+      this.#byCanonical.delete(canonical);
+    }
+  }
+
+  dropKeys(keys: Iterable<string>): void {
+    this.#generation++;
+    for (const key of keys) {
+      const entry = this.#byKey.get(key);
+      if (entry) this.#delete(key, entry.canonical);
+    }
+  }
+
+  #delete(key: string, canonical: string): void {
+    this.#byKey.delete(key);
+    const keys = this.#byCanonical.get(canonical);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#byCanonical.delete(canonical);
+  }
+}

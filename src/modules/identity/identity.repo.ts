@@ -1,0 +1,402 @@
+import { sql, type Kysely } from 'kysely';
+import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+
+/** The identity graph's tables. Identifier values appear only as keyed pseudonyms (value_hash). */
+export type IdentityTables = {
+  identity_profiles: { id: string; created_at: string; merged_into: string | null; merge_id: string | null };
+  identity_identifiers: { type: string; value_hash: string; profile_id: string; first_seen_at: string; source: string; message_id: string | null };
+  identity_merges: {
+    id: string;
+    at: string;
+    from_profile: string;
+    into_profile: string;
+    rule: string;
+    trigger_type: string;
+    trigger_hash: string;
+    source: string;
+    message_id: string | null;
+    undone_at: string | null;
+  };
+  identity_suppressed: { type: string; value_hash: string; at: string; reason: string };
+};
+
+export type ProfileRow = IdentityTables['identity_profiles'];
+export type IdentifierRow = IdentityTables['identity_identifiers'];
+export type MergeRow = IdentityTables['identity_merges'];
+export type SuppressedRow = IdentityTables['identity_suppressed'];
+
+export const IDENTITY_MIGRATIONS: readonly ModuleMigration[] = [
+  {
+    name: '0030_identity_graph',
+    async up(db) {
+      await db.schema
+        .createTable('identity_profiles')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('merged_into', 'text')
+        .addColumn('merge_id', 'text')
+        .execute();
+      await db.schema.createIndex('identity_profiles_merged_into').on('identity_profiles').column('merged_into').execute();
+      await db.schema
+        .createTable('identity_identifiers')
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('value_hash', 'text', (c) => c.notNull())
+        .addColumn('profile_id', 'text', (c) => c.notNull())
+        .addColumn('first_seen_at', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('message_id', 'text')
+        .addPrimaryKeyConstraint('identity_identifiers_pk', ['value_hash', 'type'])
+        .execute();
+      await db.schema.createIndex('identity_identifiers_profile').on('identity_identifiers').column('profile_id').execute();
+      await db.schema
+        .createTable('identity_merges')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('from_profile', 'text', (c) => c.notNull())
+        .addColumn('into_profile', 'text', (c) => c.notNull())
+        .addColumn('rule', 'text', (c) => c.notNull())
+        .addColumn('trigger_type', 'text', (c) => c.notNull())
+        .addColumn('trigger_hash', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('message_id', 'text')
+        .addColumn('undone_at', 'text')
+        .execute();
+      await db.schema.createIndex('identity_merges_from').on('identity_merges').column('from_profile').execute();
+      await db.schema.createIndex('identity_merges_into').on('identity_merges').column('into_profile').execute();
+      await db.schema.createIndex('identity_merges_undone').on('identity_merges').column('undone_at').execute();
+      await db.schema
+        .createTable('identity_suppressed')
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('value_hash', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('identity_suppressed_pk', ['value_hash', 'type'])
+        .execute();
+    },
+  },
+];
+
+/** A known identifier and the profile it belongs to (its owner) with the owner's canonical profile. */
+export interface OwnerRow {
+  type: string;
+  value_hash: string;
+  profile_id: string;
+  canonical: string;
+}
+
+/** Identifier counts of one member profile, per type (type null: a member without identifiers). */
+export interface StatsRow {
+  id: string;
+  merged_into: string | null;
+  created_at: string;
+  type: string | null;
+  n: number;
+}
+
+export type Pair = readonly [type: string, valueHash: string];
+
+/** Smallest power of two ≥ n, so a handful of statement texts serve every list length. */
+function bucket(n: number): number {
+  let size = 1;
+  while (size < n) size *= 2;
+  return size;
+}
+
+/** Pads a non-empty list to its bucket size by repeating the last element (harmless in an IN list). */
+function padded<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  const last = items[items.length - 1] as T;
+  while (out.length < bucket(items.length)) out.push(last);
+  return out;
+}
+
+/** Splits n rows into power-of-two chunks of at most 256 rows (few distinct INSERT texts, bounded parameters). */
+function chunkSizes(n: number): number[] {
+  const sizes: number[] = [];
+  let left = n;
+  while (left > 0) {
+    let size = 256;
+    while (size > left) size /= 2;
+    sizes.push(size);
+    left -= size;
+  }
+  return sizes;
+}
+
+const PG_IDENTITY_LOCK = 0x43446964; // "CDId": serializes identity writers on PostgreSQL
+
+/**
+ * Every SQL statement on the identity tables. Statements of the hot path are compiled once per list size by Kysely
+ * and run on the executor they are given (the caller's transaction), never on another connection.
+ */
+export class IdentityRepo {
+  readonly #storage: Storage;
+  readonly #db: Kysely<IdentityTables>;
+  readonly #texts = new Map<string, { sql: string; arity: number }>();
+
+  constructor(storage: Storage) {
+    this.#storage = storage;
+    this.#db = storage.db.withTables<IdentityTables>();
+  }
+
+  get raw(): SqlExecutor {
+    return this.#storage.raw;
+  }
+
+  /** A statement compiled once: its text and how many parameters it takes (checked on every run). */
+  #text(name: string, build: () => { sql: string; parameters: readonly unknown[] }): { sql: string; arity: number } {
+    let text = this.#texts.get(name);
+    if (text === undefined) {
+      const compiled = build();
+      text = { sql: compiled.sql, arity: compiled.parameters.length };
+      this.#texts.set(name, text);
+    }
+    return text;
+  }
+
+  #all<R>(tx: SqlExecutor, text: { sql: string; arity: number }, params: readonly unknown[]): Promise<R[]> {
+    if (params.length !== text.arity) throw new Error(`statement expects ${text.arity} parameters, got ${params.length}`);
+    return tx.all<R>(text.sql, params);
+  }
+
+  #run(tx: SqlExecutor, text: { sql: string; arity: number }, params: readonly unknown[]): Promise<number> {
+    if (params.length !== text.arity) throw new Error(`statement expects ${text.arity} parameters, got ${params.length}`);
+    return tx.run(text.sql, params);
+  }
+
+  #idList(n: number): string[] {
+    return Array.from({ length: n }, () => '');
+  }
+
+  /** Serializes identity writers across processes on PostgreSQL (SQLite's write transaction already does). */
+  async lockForWrite(tx: SqlExecutor): Promise<void> {
+    if (this.#storage.dialect !== 'postgres') return;
+    const text = this.#text('lock', () => sql`select pg_advisory_xact_lock(${PG_IDENTITY_LOCK})`.compile(this.#db));
+    await this.#all(tx, text, [PG_IDENTITY_LOCK]);
+  }
+
+  /**
+   * Pseudonyms to look up, as an IN list on the leading column of the primary key (value_hash, type): both backends
+   * answer it with index lookups, where a row-value IN over (type, value_hash) lets PostgreSQL pick a full scan.
+   */
+  #hashes(pairs: readonly Pair[]): string[] {
+    return padded([...new Set(pairs.map(([, hash]) => hash))]);
+  }
+
+  /** Rows of exactly the requested (type, value_hash) pairs. */
+  #only<R extends { type: string; value_hash: string }>(rows: readonly R[], pairs: readonly Pair[]): R[] {
+    const wanted = new Set(pairs.map(([type, hash]) => `${type}\u0000${hash}`));
+    return rows.filter((r) => wanted.has(`${r.type}\u0000${r.value_hash}`));
+  }
+
+  /** Owners and canonical profiles of these identifiers (only the known ones come back). */
+  async owners(tx: SqlExecutor, pairs: readonly Pair[]): Promise<OwnerRow[]> {
+    if (pairs.length === 0) return [];
+    const list = this.#hashes(pairs);
+    const text = this.#text(`owners:${list.length}`, () =>
+      this.#db
+        .selectFrom('identity_identifiers as i')
+        .innerJoin('identity_profiles as p', 'p.id', 'i.profile_id')
+        .select(['i.type', 'i.value_hash', 'i.profile_id', (eb) => eb.fn.coalesce('p.merged_into', 'p.id').as('canonical')])
+        .where('i.value_hash', 'in', this.#idList(list.length))
+        .compile(),
+    );
+    return this.#only(await this.#all<OwnerRow>(tx, text, list), pairs);
+  }
+
+  /** Which of these identifiers are on the suppression list. */
+  async suppressedAmong(tx: SqlExecutor, pairs: readonly Pair[]): Promise<Pair[]> {
+    if (pairs.length === 0) return [];
+    const list = this.#hashes(pairs);
+    const text = this.#text(`suppressed:${list.length}`, () =>
+      this.#db.selectFrom('identity_suppressed').select(['type', 'value_hash']).where('value_hash', 'in', this.#idList(list.length)).compile(),
+    );
+    const rows = this.#only(await this.#all<{ type: string; value_hash: string }>(tx, text, list), pairs);
+    return rows.map((r) => [r.type, r.value_hash] as const);
+  }
+
+  /** Identifier counts per type of every member of these canonical profiles. */
+  async stats(tx: SqlExecutor, canonicals: readonly string[]): Promise<StatsRow[]> {
+    if (canonicals.length === 0) return [];
+    const list = padded(canonicals);
+    const text = this.#text(`stats:${list.length}`, () => {
+      const ids = this.#idList(list.length);
+      return this.#db
+        .selectFrom('identity_profiles as p')
+        .leftJoin('identity_identifiers as i', 'i.profile_id', 'p.id')
+        .select(['p.id', 'p.merged_into', 'p.created_at', 'i.type', (eb) => eb.fn.count<number>('i.type').as('n')])
+        .where((eb) => eb.or([eb('p.id', 'in', ids), eb('p.merged_into', 'in', ids)]))
+        .groupBy(['p.id', 'p.merged_into', 'p.created_at', 'i.type'])
+        .compile();
+    });
+    const rows = await this.#all<StatsRow>(tx, text, [...list, ...list]);
+    return rows.map((r) => ({ ...r, n: Number(r.n) }));
+  }
+
+  /** Undone merges as pairs of the current canonical profiles on either side. */
+  async undonePairs(tx: SqlExecutor): Promise<{ from_canonical: string; into_canonical: string }[]> {
+    const text = this.#text('undone', () =>
+      this.#db
+        .selectFrom('identity_merges as m')
+        .innerJoin('identity_profiles as pf', 'pf.id', 'm.from_profile')
+        .innerJoin('identity_profiles as pi', 'pi.id', 'm.into_profile')
+        .select([(eb) => eb.fn.coalesce('pf.merged_into', 'pf.id').as('from_canonical'), (eb) => eb.fn.coalesce('pi.merged_into', 'pi.id').as('into_canonical')])
+        .where('m.undone_at', 'is not', null)
+        .compile(),
+    );
+    return this.#all(tx, text, []);
+  }
+
+  async #insert<T extends object>(tx: SqlExecutor, table: keyof IdentityTables, rows: readonly T[], blank: T): Promise<void> {
+    const columns = Object.keys(blank) as (keyof T)[];
+    let offset = 0;
+    for (const size of chunkSizes(rows.length)) {
+      const text = this.#text(`insert:${table}:${size}`, () =>
+        this.#db
+          .insertInto(table)
+          .values(Array.from({ length: size }, () => blank) as never)
+          .compile(),
+      );
+      const part = rows.slice(offset, offset + size);
+      await this.#run(tx, text, part.flatMap((row) => columns.map((c) => row[c])));
+      offset += size;
+    }
+  }
+
+  insertProfiles(tx: SqlExecutor, rows: readonly ProfileRow[]): Promise<void> {
+    return this.#insert(tx, 'identity_profiles', rows, { id: '', created_at: '', merged_into: null, merge_id: null });
+  }
+
+  insertIdentifiers(tx: SqlExecutor, rows: readonly IdentifierRow[]): Promise<void> {
+    return this.#insert(tx, 'identity_identifiers', rows, { type: '', value_hash: '', profile_id: '', first_seen_at: '', source: '', message_id: null });
+  }
+
+  insertMerges(tx: SqlExecutor, rows: readonly MergeRow[]): Promise<void> {
+    const blank: MergeRow = { id: '', at: '', from_profile: '', into_profile: '', rule: '', trigger_type: '', trigger_hash: '', source: '', message_id: null, undone_at: null };
+    return this.#insert(tx, 'identity_merges', rows, blank);
+  }
+
+  /** A canonical profile loses a merge: it and every profile merged into it now point at the survivor. */
+  async repoint(tx: SqlExecutor, from: string, into: string, mergeId: string): Promise<void> {
+    const text = this.#text('repoint', () =>
+      this.#db
+        .updateTable('identity_profiles')
+        .set((eb) => ({ merged_into: '', merge_id: eb.case().when('id', '=', '').then('').else(eb.ref('merge_id')).end() }))
+        .where((eb) => eb.or([eb('id', '=', ''), eb('merged_into', '=', '')]))
+        .compile(),
+    );
+    await this.#run(tx, text, [into, from, mergeId, from, from]);
+  }
+
+  async insertSuppressed(rows: readonly SuppressedRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.#db
+      .insertInto('identity_suppressed')
+      .values([...rows])
+      .onConflict((oc) => oc.columns(['value_hash', 'type']).doNothing())
+      .execute();
+  }
+
+  async profile(tx: SqlExecutor, id: string): Promise<ProfileRow | undefined> {
+    const text = this.#text('profile', () => this.#db.selectFrom('identity_profiles').selectAll().where('id', '=', '').compile());
+    const rows = await this.#all<ProfileRow>(tx, text, [id]);
+    return rows[0];
+  }
+
+  /** The canonical profile and every profile merged into it, oldest first. */
+  async members(tx: SqlExecutor, canonical: string): Promise<ProfileRow[]> {
+    const text = this.#text('members', () =>
+      this.#db
+        .selectFrom('identity_profiles')
+        .selectAll()
+        .where((eb) => eb.or([eb('id', '=', ''), eb('merged_into', '=', '')]))
+        .orderBy('created_at')
+        .orderBy('id')
+        .compile(),
+    );
+    return this.#all<ProfileRow>(tx, text, [canonical, canonical]);
+  }
+
+  /** Identifiers held by the members of a canonical profile. */
+  async identifiersOfMembers(canonical: string): Promise<IdentifierRow[]> {
+    return this.#db
+      .selectFrom('identity_identifiers as i')
+      .innerJoin('identity_profiles as p', 'p.id', 'i.profile_id')
+      .selectAll('i')
+      .where((eb) => eb.or([eb('p.id', '=', canonical), eb('p.merged_into', '=', canonical)]))
+      .orderBy('i.first_seen_at')
+      .orderBy('i.type')
+      .execute();
+  }
+
+  /** Merges in which any of these profiles took part, oldest first. */
+  async mergesInvolving(profileIds: readonly string[]): Promise<MergeRow[]> {
+    if (profileIds.length === 0) return [];
+    return this.#db
+      .selectFrom('identity_merges')
+      .selectAll()
+      .where((eb) => eb.or([eb('from_profile', 'in', [...profileIds]), eb('into_profile', 'in', [...profileIds])]))
+      .orderBy('at')
+      .orderBy('id')
+      .execute();
+  }
+
+  async merge(tx: SqlExecutor, id: string): Promise<MergeRow | undefined> {
+    const text = this.#text('merge', () => this.#db.selectFrom('identity_merges').selectAll().where('id', '=', '').compile());
+    const rows = await this.#all<MergeRow>(tx, text, [id]);
+    return rows[0];
+  }
+
+  async mergesById(tx: SqlExecutor, ids: readonly string[]): Promise<MergeRow[]> {
+    const out: MergeRow[] = [];
+    for (let i = 0; i < ids.length; i += 256) {
+      const list = padded(ids.slice(i, i + 256));
+      const text = this.#text(`mergesById:${list.length}`, () =>
+        this.#db.selectFrom('identity_merges').selectAll().where('id', 'in', this.#idList(list.length)).compile(),
+      );
+      out.push(...(await this.#all<MergeRow>(tx, text, list)));
+    }
+    return out;
+  }
+
+  /** Makes a profile canonical again (it no longer points anywhere). */
+  async restore(tx: SqlExecutor, id: string): Promise<void> {
+    const text = this.#text('restore', () =>
+      this.#db.updateTable('identity_profiles').set({ merged_into: null, merge_id: null }).where('id', '=', '').compile(),
+    );
+    await this.#run(tx, text, [null, null, id]);
+  }
+
+  /** Points these profiles at a canonical profile, keeping the merge each of them lost. */
+  async pointAt(tx: SqlExecutor, ids: readonly string[], canonical: string): Promise<void> {
+    for (let i = 0; i < ids.length; i += 256) {
+      const list = padded(ids.slice(i, i + 256));
+      const text = this.#text(`pointAt:${list.length}`, () =>
+        this.#db.updateTable('identity_profiles').set({ merged_into: '' }).where('id', 'in', this.#idList(list.length)).compile(),
+      );
+      await this.#run(tx, text, [canonical, ...list]);
+    }
+  }
+
+  async markUndone(tx: SqlExecutor, mergeId: string, at: string): Promise<void> {
+    const text = this.#text('undo', () => this.#db.updateTable('identity_merges').set({ undone_at: '' }).where('id', '=', '').compile());
+    await this.#run(tx, text, [at, mergeId]);
+  }
+
+  async countIdentifiers(tx: SqlExecutor, profileIds: readonly string[]): Promise<number> {
+    let total = 0;
+    for (let i = 0; i < profileIds.length; i += 256) {
+      const list = [...new Set(profileIds.slice(i, i + 256))];
+      const text = this.#text(`countIdentifiers:${list.length}`, () =>
+        this.#db
+          .selectFrom('identity_identifiers')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('profile_id', 'in', this.#idList(list.length))
+          .compile(),
+      );
+      const rows = await this.#all<{ n: number }>(tx, text, list);
+      total += Number(rows[0]?.n ?? 0);
+    }
+    return total;
+  }
+}

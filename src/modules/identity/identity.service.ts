@@ -1,0 +1,354 @@
+import type { Actor } from '../../shared/actor.ts';
+import { CandorError } from '../../shared/errors.ts';
+import type { SqlExecutor, Storage } from '../../storage/index.ts';
+import type { AuditLog } from '../audit/index.ts';
+import type { Keyring } from '../crypto/index.ts';
+import { CanonicalCache } from './identity.cache.ts';
+import { IdentityRepo, type MergeRow, type Pair } from './identity.repo.ts';
+import { BatchResolution, keyOf, type MergeRecord, type PreparedIdentifier, type PreparedItem, type Resolution } from './identity.resolve.ts';
+import { CompiledRules, DEFAULT_IDENTITY_RULES, type Identifier, type IdentityRules } from './identity.rules.ts';
+
+/** One event (or row) to resolve: its identifiers, where it came from and when it happened. */
+export interface ResolveItem {
+  identifiers: readonly Identifier[];
+  source: string;
+  messageId?: string;
+  at: string;
+}
+
+/** A merge with its provenance: when, which identifier of which message triggered it, and whether it was undone. */
+export interface MergeRecordWithProvenance extends MergeRecord {
+  at: string;
+  triggerType: string;
+  triggerHash: string;
+  source: string;
+  messageId: string | null;
+  undoneAt: string | null;
+}
+
+/** An identifier as stored: its type and keyed pseudonym, never its value. */
+export interface IdentifierView {
+  type: string;
+  valueHash: string;
+  profileId: string;
+  firstSeenAt: string;
+  source: string;
+}
+
+export type MergeListener = (merge: MergeRecord) => Promise<void>;
+
+export interface IdentityDeps {
+  storage: Storage;
+  audit: AuditLog;
+  keyring: Keyring;
+  rules?: IdentityRules;
+}
+
+const CACHE_ENTRIES = 100_000;
+const CACHE_TTL_MS = 60_000;
+const HASH_CACHE_ENTRIES = 100_000;
+
+function provenance(row: MergeRow): MergeRecordWithProvenance {
+  return {
+    mergeId: row.id,
+    from: row.from_profile,
+    into: row.into_profile,
+    rule: row.rule,
+    at: row.at,
+    triggerType: row.trigger_type,
+    triggerHash: row.trigger_hash,
+    source: row.source,
+    messageId: row.message_id,
+    undoneAt: row.undone_at,
+  };
+}
+
+/**
+ * The identity graph with virtual merges: profiles are never merged physically; a merged profile points at its
+ * canonical profile (kept flat), and a wrong merge can be split back out. Identifier values are stored only as
+ * keyed pseudonyms. The *Batch methods run on the caller's transaction and nothing else.
+ */
+export class Identity {
+  readonly #storage: Storage;
+  readonly #audit: AuditLog;
+  readonly #keyring: Keyring;
+  readonly #rules: CompiledRules;
+  readonly #repo: IdentityRepo;
+  readonly #cache = new CanonicalCache(CACHE_ENTRIES, CACHE_TTL_MS);
+  readonly #hashes = new Map<string, string>();
+  readonly #onMerge: MergeListener[] = [];
+  readonly #onUnmerge: MergeListener[] = [];
+
+  private constructor(deps: IdentityDeps) {
+    this.#storage = deps.storage;
+    this.#audit = deps.audit;
+    this.#keyring = deps.keyring;
+    this.#rules = new CompiledRules(deps.rules ?? DEFAULT_IDENTITY_RULES);
+    this.#repo = new IdentityRepo(deps.storage);
+  }
+
+  /** Opens the identity graph with the given merge rules (DEFAULT_IDENTITY_RULES otherwise). */
+  static async open(deps: IdentityDeps): Promise<Identity> {
+    return new Identity(deps);
+  }
+
+  /** The merge rules in force. */
+  get rules(): IdentityRules {
+    return this.#rules.rules;
+  }
+
+  /** The normalized identifier, or undefined when its type is unknown or its value malformed or blocked. */
+  normalize(id: Identifier): Identifier | undefined {
+    return this.#rules.normalize(id);
+  }
+
+  /** The keyed pseudonym stored for an identifier: keyring.pseudonym(type, normalized value). */
+  hash(id: Identifier): string {
+    const normalized = this.#rules.normalize(id);
+    if (!normalized) throw new CandorError('IDENTITY_IDENTIFIER_INVALID', { type: id.type });
+    return this.#hashNormalized(normalized.type, normalized.value);
+  }
+
+  #hashNormalized(type: string, value: string): string {
+    const cacheKey = `${type}\u0000${value}`;
+    let hash = this.#hashes.get(cacheKey);
+    if (hash === undefined) {
+      hash = this.#keyring.pseudonym(type, value);
+      if (this.#hashes.size >= HASH_CACHE_ENTRIES) {
+        const oldest = this.#hashes.keys().next().value;
+        if (oldest !== undefined) this.#hashes.delete(oldest);
+      }
+      this.#hashes.set(cacheKey, hash);
+    }
+    return hash;
+  }
+
+  #prepare(item: ResolveItem): PreparedItem {
+    const ids: PreparedIdentifier[] = [];
+    const ignored: PreparedItem['ignored'] = [];
+    const seen = new Set<string>();
+    for (const raw of item.identifiers) {
+      const normalized = this.#rules.normalize(raw);
+      if (!normalized) {
+        ignored.push({ type: raw.type, reason: 'blocked' });
+        continue;
+      }
+      const hash = this.#hashNormalized(normalized.type, normalized.value);
+      const key = keyOf(normalized.type, hash);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      ids.push({ type: normalized.type, hash, key, rank: this.#rules.rank(normalized.type) });
+    }
+    ids.sort((a, b) => a.rank - b.rank);
+    return { ids, ignored, source: item.source, messageId: item.messageId, at: item.at };
+  }
+
+  /**
+   * The canonical profile of each item as far as the graph knows it (that of its strongest known identifier), or
+   * null. Creates nothing. Run outside a transaction (tx = storage.raw), what it reads also warms the cache.
+   */
+  async lookupBatch(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<(string | null)[]> {
+    const prepared = items.map((item) => this.#prepare(item));
+    const found = new Map<string, string>();
+    const missing = new Map<string, Pair>();
+    const now = Date.now();
+    for (const item of prepared) {
+      for (const id of item.ids) {
+        const cached = this.#cache.get(id.key, now);
+        if (cached !== undefined) found.set(id.key, cached);
+        else missing.set(id.key, [id.type, id.hash]);
+      }
+    }
+    if (missing.size > 0) {
+      const generation = this.#cache.generation;
+      const rows = await this.#repo.owners(tx, [...missing.values()]);
+      const entries = rows.map((row) => [keyOf(row.type, row.value_hash), row.canonical] as const);
+      for (const [key, canonical] of entries) found.set(key, canonical);
+      // Only reads outside any transaction are known to be committed.
+      if (tx === this.#storage.raw) this.#cache.fill(entries, generation);
+    }
+    return prepared.map((item) => {
+      for (const id of item.ids) {
+        const canonical = found.get(id.key);
+        if (canonical !== undefined) return canonical;
+      }
+      return null;
+    });
+  }
+
+  /** Every item resolved from the cache alone, when all its identifiers are cached on one profile. */
+  #fromCache(prepared: readonly PreparedItem[]): Resolution[] | undefined {
+    const now = Date.now();
+    const out: Resolution[] = [];
+    for (const item of prepared) {
+      let profileId: string | null = null;
+      for (const id of item.ids) {
+        const cached = this.#cache.get(id.key, now);
+        if (cached === undefined || (profileId !== null && cached !== profileId)) return undefined;
+        profileId = cached;
+      }
+      out.push({ profileId, created: false, merges: [], ignored: [...item.ignored] });
+    }
+    return out;
+  }
+
+  /**
+   * Resolves each item to its canonical profile, creating profiles, linking identifiers and merging profiles as
+   * the rules say, in item order, inside the caller's transaction `tx` only. Merges are returned, not announced:
+   * after the transaction commits, the caller passes them to notifyMerges.
+   */
+  async resolveBatch(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<Resolution[]> {
+    const prepared = items.map((item) => this.#prepare(item));
+    const cached = this.#fromCache(prepared);
+    if (cached) return cached;
+    let batch = new BatchResolution(this.#repo, this.#rules, tx);
+    await batch.load(prepared);
+    let resolutions: Resolution[] = [];
+    for (const item of prepared) resolutions.push(await batch.resolve(item));
+    if (!batch.dirty) return resolutions;
+    if (this.#storage.dialect === 'postgres') {
+      // Writers are serialized; what was read before the lock may be stale, so decide again under it.
+      await this.#repo.lockForWrite(tx);
+      batch = new BatchResolution(this.#repo, this.#rules, tx);
+      await batch.load(prepared);
+      resolutions = [];
+      for (const item of prepared) resolutions.push(await batch.resolve(item));
+    }
+    if (batch.losers.size > 0) this.#cache.dropProfiles(batch.losers);
+    await batch.flush();
+    return resolutions;
+  }
+
+  /**
+   * Announces merges after the transaction that made them has committed: drops cached lookups of the merged
+   * profiles and runs every onMerge listener for every merge (all run even if one fails; the first failure is then
+   * thrown).
+   */
+  async notifyMerges(merges: readonly MergeRecord[]): Promise<void> {
+    if (merges.length === 0) return;
+    this.#cache.dropProfiles(merges.map((m) => m.from));
+    await this.#run(this.#onMerge, merges);
+  }
+
+  async #run(listeners: readonly MergeListener[], merges: readonly MergeRecord[]): Promise<void> {
+    let failure: unknown;
+    for (const merge of merges) {
+      for (const listener of listeners) {
+        try {
+          await listener(merge);
+        } catch (error) {
+          failure ??= error;
+        }
+      }
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Whether any identifier of each item is on the suppression list (one query for the batch). */
+  async isSuppressedBatch(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<boolean[]> {
+    const prepared = items.map((item) => this.#prepare(item));
+    const pairs = new Map<string, Pair>();
+    for (const item of prepared) for (const id of item.ids) pairs.set(id.key, [id.type, id.hash]);
+    const suppressed = new Set((await this.#repo.suppressedAmong(tx, [...pairs.values()])).map(([type, hash]) => keyOf(type, hash)));
+    return prepared.map((item) => item.ids.some((id) => suppressed.has(id.key)));
+  }
+
+  /** Puts identifiers (by pseudonym) on the suppression list: events carrying any of them are dropped from then on. */
+  async suppress(identifiers: readonly { type: string; valueHash: string }[], reason: string): Promise<void> {
+    const at = new Date().toISOString();
+    const unique = new Map(identifiers.map((i) => [keyOf(i.type, i.valueHash), { type: i.type, value_hash: i.valueHash, at, reason }]));
+    await this.#repo.insertSuppressed([...unique.values()]);
+    this.#cache.dropKeys(unique.keys());
+  }
+
+  /** The canonical profile of a profile, or null when no such profile exists. */
+  async canonical(profileId: string): Promise<string | null> {
+    const row = await this.#repo.profile(this.#storage.raw, profileId);
+    return row ? (row.merged_into ?? row.id) : null;
+  }
+
+  /** The canonical profile first, then every profile merged into it (oldest first); empty when unknown. */
+  async members(profileId: string): Promise<string[]> {
+    const canonical = await this.canonical(profileId);
+    if (canonical === null) return [];
+    const rows = await this.#repo.members(this.#storage.raw, canonical);
+    return [canonical, ...rows.filter((r) => r.id !== canonical).map((r) => r.id)];
+  }
+
+  /** Identifiers (types and pseudonyms) held by every member of the profile's canonical profile. */
+  async identifiersOf(profileId: string): Promise<IdentifierView[]> {
+    const canonical = await this.canonical(profileId);
+    if (canonical === null) return [];
+    const rows = await this.#repo.identifiersOfMembers(canonical);
+    return rows.map((r) => ({ type: r.type, valueHash: r.value_hash, profileId: r.profile_id, firstSeenAt: r.first_seen_at, source: r.source }));
+  }
+
+  /** Merges that involved any member of the profile's canonical profile, with provenance, oldest first. */
+  async merges(profileId: string): Promise<MergeRecordWithProvenance[]> {
+    const members = await this.members(profileId);
+    return (await this.#repo.mergesInvolving(members)).map(provenance);
+  }
+
+  /**
+   * Splits a wrong merge back out: the merge's from-profile becomes canonical again with every profile that came
+   * in with it, and so with the identifiers they hold. Later merges of the two sides are refused. Audited for both
+   * sides; onUnmerge listeners run after commit with `into` = the canonical profile it was split from.
+   */
+  async unmerge(profileId: string, mergeId: string, actor: Actor, purpose = 'personalize.profiling'): Promise<{ restored: string; identifiersMoved: number }> {
+    const result = await this.#storage.raw.transaction(async (tx) => {
+      await this.#repo.lockForWrite(tx);
+      const requested = await this.#repo.profile(tx, profileId);
+      if (!requested) throw new CandorError('IDENTITY_PROFILE_NOT_FOUND', { profileId });
+      const canonical = requested.merged_into ?? requested.id;
+      const merge = await this.#repo.merge(tx, mergeId);
+      if (!merge) throw new CandorError('IDENTITY_MERGE_NOT_FOUND', { profileId, mergeId });
+      if (merge.undone_at !== null) throw new CandorError('IDENTITY_MERGE_ALREADY_UNDONE', { mergeId });
+      const from = await this.#repo.profile(tx, merge.from_profile);
+      if (!from || from.merged_into !== canonical) throw new CandorError('IDENTITY_MERGE_NOT_FOUND', { profileId, mergeId });
+      const members = await this.#repo.members(tx, canonical);
+      const lost = await this.#repo.mergesById(tx, members.flatMap((m) => (m.merge_id === null || m.id === from.id ? [] : [m.merge_id])));
+      // Each member lost its own merge into some profile; following those links shows who came in with `from`.
+      const parent = new Map(lost.map((m) => [m.from_profile, m.into_profile]));
+      const withFrom = members
+        .filter((m) => {
+          const seen = new Set<string>();
+          for (let at: string | undefined = m.id; at !== undefined && !seen.has(at); at = parent.get(at)) {
+            if (at === from.id) return true;
+            seen.add(at);
+          }
+          return false;
+        })
+        .map((m) => m.id);
+      await this.#repo.restore(tx, from.id);
+      await this.#repo.pointAt(tx, withFrom.filter((id) => id !== from.id), from.id);
+      await this.#repo.markUndone(tx, mergeId, new Date().toISOString());
+      const identifiersMoved = await this.#repo.countIdentifiers(tx, withFrom);
+      return { canonical, restored: from.id, identifiersMoved, rule: merge.rule };
+    });
+    this.#cache.dropProfiles([result.canonical]);
+    const details = { mergeId, identifiersMoved: result.identifiersMoved };
+    await this.#audit.appendBatch(
+      [result.canonical, result.restored].map((subject) => ({
+        actor: actor.id,
+        role: actor.role,
+        action: 'identity.profile.unmerge',
+        purpose,
+        subject: this.#keyring.pseudonym('subject', subject),
+        resource: `merge:${mergeId}`,
+        details,
+      })),
+    );
+    await this.#run(this.#onUnmerge, [{ mergeId, from: result.restored, into: result.canonical, rule: result.rule }]);
+    return { restored: result.restored, identifiersMoved: result.identifiersMoved };
+  }
+
+  /** Registers a listener run after each committed merge (through notifyMerges). */
+  onMerge(listener: MergeListener): void {
+    this.#onMerge.push(listener);
+  }
+
+  /** Registers a listener run after each committed unmerge. */
+  onUnmerge(listener: MergeListener): void {
+    this.#onUnmerge.push(listener);
+  }
+}

@@ -1,0 +1,310 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { isCandorError } from '../../shared/errors.ts';
+import type { SqlExecutor } from '../../storage/index.ts';
+import type { MergeRecord, ResolveItem } from './index.ts';
+
+/** A value unique to this run, so tests sharing one database do not meet. */
+const uid = (prefix: string) => `${prefix}-${randomBytes(6).toString('hex')}`;
+
+function item(ids: Record<string, string | string[]>, messageId?: string): ResolveItem {
+  const identifiers = Object.entries(ids).flatMap(([type, value]) => (Array.isArray(value) ? value : [value]).map((v) => ({ type, value: v })));
+  return { identifiers, source: 'web', at: new Date().toISOString(), ...(messageId ? { messageId } : {}) };
+}
+
+/** Wraps an executor to count the statements sent through it. */
+function counting(tx: SqlExecutor): { tx: SqlExecutor; count: () => number } {
+  let n = 0;
+  return {
+    tx: {
+      all: (text, params) => {
+        n++;
+        return tx.all(text, params);
+      },
+      run: (text, params) => {
+        n++;
+        return tx.run(text, params);
+      },
+    },
+    count: () => n,
+  };
+}
+
+describeEachDialect('identity', (dialect) => {
+  const ctx = useKernel(dialect);
+  const resolve = (items: ResolveItem[]) => ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.identity.resolveBatch(tx, items));
+  const resolveOne = async (i: ResolveItem) => (await resolve([i]))[0] as Awaited<ReturnType<typeof resolve>>[number];
+  const lookup = async (i: ResolveItem) => (await ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.identity.lookupBatch(tx, [i])))[0];
+  const profileCount = async () => Number((await ctx.kernel.storage.raw.all<{ n: number }>('select count(*) as n from identity_profiles'))[0]?.n);
+
+  it('creates a profile for a new anonymous id, and resolves to it again without creating another', async () => {
+    const anon = uid('anon');
+    const first = await resolveOne(item({ anonymous_id: anon }));
+    assert.match(first.profileId ?? '', /^prf_[a-z2-7]{20}$/);
+    assert.equal(first.created, true);
+    assert.deepEqual(first.merges, []);
+    const again = await resolveOne(item({ anonymous_id: anon }));
+    assert.deepEqual(again, { profileId: first.profileId, created: false, merges: [], ignored: [] });
+  });
+
+  it('stores identifiers only as keyed pseudonyms, never their values', async () => {
+    const email = `${uid('ada')}@shop.io`;
+    const { profileId } = await resolveOne(item({ email: email.toUpperCase() }));
+    const rows = await ctx.kernel.storage.raw.all<Record<string, unknown>>(`select * from identity_identifiers where profile_id = ${dialect === 'postgres' ? '$1' : '?'}`, [profileId]);
+    assert.equal(rows.length, 1);
+    assert.ok(!JSON.stringify(rows).includes(email.split('@')[0] as string));
+    assert.equal(rows[0]?.value_hash, ctx.kernel.identity.hash({ type: 'email', value: email }));
+    assert.equal(rows[0]?.value_hash, ctx.kernel.keyring.pseudonym('email', email));
+  });
+
+  it('links a user id and an anonymous id sent together to one profile', async () => {
+    const [user, anon] = [uid('user'), uid('anon')];
+    const anonymous = await resolveOne(item({ anonymous_id: anon }));
+    const identified = await resolveOne(item({ user_id: user, anonymous_id: anon }));
+    assert.equal(identified.profileId, anonymous.profileId);
+    assert.equal(identified.created, false);
+    assert.equal(await lookup(item({ user_id: user })), anonymous.profileId);
+    const ids = await ctx.kernel.identity.identifiersOf(anonymous.profileId as string);
+    assert.deepEqual(ids.map((i) => i.type).sort(), ['anonymous_id', 'user_id']);
+  });
+
+  it("merges a second device's anonymous profile into the user's profile when the same user id appears, with provenance", async () => {
+    const [user, phone, tablet] = [uid('user'), uid('phone'), uid('tablet')];
+    const main = await resolveOne(item({ user_id: user, anonymous_id: phone }));
+    const second = await resolveOne(item({ anonymous_id: tablet }));
+    assert.notEqual(second.profileId, main.profileId);
+    const login = await resolveOne(item({ user_id: user, anonymous_id: tablet }, 'msg-login-1'));
+    assert.equal(login.profileId, main.profileId);
+    assert.equal(login.merges.length, 1);
+    assert.deepEqual({ ...login.merges[0], mergeId: undefined }, { mergeId: undefined, from: second.profileId, into: main.profileId, rule: 'priority:user_id' });
+    assert.equal(await ctx.kernel.identity.canonical(second.profileId as string), main.profileId);
+    assert.deepEqual(await ctx.kernel.identity.members(second.profileId as string), [main.profileId, second.profileId]);
+    assert.equal(await lookup(item({ anonymous_id: tablet })), main.profileId);
+    const [merge] = await ctx.kernel.identity.merges(main.profileId as string);
+    assert.equal(merge?.messageId, 'msg-login-1');
+    assert.equal(merge?.source, 'web');
+    assert.equal(merge?.triggerType, 'anonymous_id');
+    assert.equal(merge?.triggerHash, ctx.kernel.identity.hash({ type: 'anonymous_id', value: tablet }));
+    assert.equal(merge?.undoneAt, null);
+  });
+
+  it('never puts two user ids on one profile: a second user on a shared device gets its own profile', async () => {
+    const [alice, bob, device] = [uid('alice'), uid('bob'), uid('device')];
+    const first = await resolveOne(item({ user_id: alice, anonymous_id: device }));
+    const second = await resolveOne(item({ user_id: bob, anonymous_id: device }));
+    assert.notEqual(second.profileId, first.profileId);
+    assert.equal(second.created, true);
+    assert.deepEqual(second.merges, []);
+    assert.deepEqual(second.ignored, [{ type: 'anonymous_id', reason: 'limit' }]);
+    assert.equal(await lookup(item({ anonymous_id: device })), first.profileId);
+    // Two existing profiles each holding a user id do not merge either.
+    const crossed = await resolveOne(item({ user_id: alice, email: `${uid('bob')}@shop.io` }));
+    assert.equal(crossed.profileId, first.profileId);
+    const both = await resolveOne(item({ user_id: bob, anonymous_id: device }));
+    assert.equal(both.profileId, second.profileId);
+    assert.deepEqual(both.merges, []);
+  });
+
+  it('keeps the profile holding the highest-priority identifier when two meet, and the older one on a tie', async () => {
+    const email = `${uid('e')}@shop.io`;
+    const user = uid('user');
+    const byEmail = await resolveOne(item({ email }));
+    const byUser = await resolveOne(item({ user_id: user }));
+    const met = await resolveOne(item({ email, user_id: user }));
+    assert.equal(met.profileId, byUser.profileId, 'the user id outranks the older profile with an e-mail');
+    assert.equal(met.merges[0]?.from, byEmail.profileId);
+    assert.equal(met.merges[0]?.rule, 'priority:user_id');
+
+    const [p1, p2] = ['+4420' + String(Date.now()).slice(-7), '+4421' + String(Date.now()).slice(-7)];
+    const older = await resolveOne(item({ phone: p1 }));
+    const newer = await resolveOne(item({ phone: p2 }));
+    const tie = await resolveOne(item({ phone: [p2, p1] }));
+    assert.equal(tie.profileId, older.profileId);
+    assert.deepEqual(tie.merges.map((m) => [m.from, m.rule]), [[newer.profileId, 'older']]);
+  });
+
+  it('ignores blocked and malformed identifiers and creates nothing for them', async () => {
+    const before = await profileCount();
+    const result = await resolveOne(item({ user_id: 'null', anonymous_id: ' undefined ', email: 'test@example.com' }));
+    assert.deepEqual(result, {
+      profileId: null,
+      created: false,
+      merges: [],
+      ignored: [
+        { type: 'user_id', reason: 'blocked' },
+        { type: 'anonymous_id', reason: 'blocked' },
+        { type: 'email', reason: 'blocked' },
+      ],
+    });
+    const partly = await resolveOne(item({ user_id: 'unknown', anonymous_id: uid('anon') }));
+    assert.equal(partly.created, true);
+    assert.deepEqual(partly.ignored, [{ type: 'user_id', reason: 'blocked' }]);
+    assert.equal(await profileCount(), before + 1);
+    assert.throws(() => ctx.kernel.identity.hash({ type: 'user_id', value: 'null' }), (e) => isCandorError(e, 'IDENTITY_IDENTIFIER_INVALID'));
+  });
+
+  it('lets later items of a batch see what earlier items did', async () => {
+    const [anon, user] = [uid('anon'), uid('user')];
+    const [first, second, third] = await resolve([item({ anonymous_id: anon }), item({ anonymous_id: anon, user_id: user }), item({ user_id: user })]);
+    assert.equal(first?.created, true);
+    assert.equal(second?.profileId, first?.profileId);
+    assert.equal(second?.created, false);
+    assert.equal(third?.profileId, first?.profileId);
+  });
+
+  it('looks up without creating anything, answering the profile of the strongest known identifier', async () => {
+    const [anon, user] = [uid('anon'), uid('user')];
+    const known = await resolveOne(item({ anonymous_id: anon }));
+    const other = await resolveOne(item({ user_id: user }));
+    const before = await profileCount();
+    const found = await ctx.kernel.storage.raw.transaction((tx) =>
+      ctx.kernel.identity.lookupBatch(tx, [item({ anonymous_id: uid('nobody') }), item({ anonymous_id: anon, email: `${uid('new')}@shop.io` }), item({ anonymous_id: anon, user_id: user }), item({ user_id: 'null' })]),
+    );
+    assert.deepEqual(found, [null, known.profileId, other.profileId, null]);
+    assert.equal(await profileCount(), before);
+    assert.deepEqual(await ctx.kernel.identity.merges(known.profileId as string), []);
+  });
+
+  it('rolls back everything resolveBatch wrote when the transaction throws', async () => {
+    const [user, anon, old] = [uid('user'), uid('anon'), uid('old')];
+    const existing = await resolveOne(item({ anonymous_id: old }));
+    const before = await profileCount();
+    await assert.rejects(
+      ctx.kernel.storage.raw.transaction(async (tx) => {
+        const [r] = await ctx.kernel.identity.resolveBatch(tx, [item({ user_id: user, anonymous_id: anon }), item({ user_id: user, anonymous_id: old })]);
+        assert.ok(r?.profileId);
+        throw new Error('storing the events failed');
+      }),
+      /storing the events failed/,
+    );
+    assert.equal(await profileCount(), before);
+    assert.equal(await lookup(item({ user_id: user })), null);
+    assert.equal(await ctx.kernel.identity.canonical(existing.profileId as string), existing.profileId);
+    assert.deepEqual(await ctx.kernel.identity.merges(existing.profileId as string), []);
+    const retried = await resolveOne(item({ user_id: user, anonymous_id: anon }));
+    assert.equal(retried.created, true);
+  });
+
+  it('creates one profile when concurrent batches bring the same new identifiers', async () => {
+    const [user, a1, a2] = [uid('user'), uid('a1'), uid('a2')];
+    const results = await Promise.all([
+      resolve([item({ user_id: user, anonymous_id: a1 })]),
+      resolve([item({ user_id: user, anonymous_id: a2 })]),
+      resolve([item({ anonymous_id: a1 }), item({ anonymous_id: a2 })]),
+    ]);
+    // Whatever order they ran in, everything ends on one canonical profile holding the three identifiers.
+    const canonicals = new Set(await Promise.all(results.flat().map((r) => ctx.kernel.identity.canonical(r.profileId as string))));
+    assert.equal(canonicals.size, 1);
+    assert.equal((await ctx.kernel.identity.identifiersOf([...canonicals][0] as string)).length, 3);
+  });
+
+  it('runs onMerge listeners only when the caller announces committed merges', async () => {
+    const heard: MergeRecord[] = [];
+    ctx.kernel.identity.onMerge(async (merge) => {
+      heard.push(merge);
+    });
+    const [user, anon] = [uid('user'), uid('anon')];
+    const main = await resolveOne(item({ user_id: user }));
+    await resolveOne(item({ anonymous_id: anon }));
+    const merges = await ctx.kernel.storage.raw.transaction(async (tx) => {
+      const [r] = await ctx.kernel.identity.resolveBatch(tx, [item({ user_id: user, anonymous_id: anon })]);
+      return r?.merges ?? [];
+    });
+    assert.equal(merges.length, 1);
+    assert.equal(heard.length, 0, 'nothing is announced by resolveBatch itself');
+    await ctx.kernel.identity.notifyMerges(merges);
+    assert.deepEqual(heard, merges);
+    assert.equal(heard[0]?.into, main.profileId);
+  });
+
+  it('unmerges: the from-profile is canonical again with what came in with it, audited, and not merged again', async () => {
+    const [user, a1, a2, a3] = [uid('user'), uid('a1'), uid('a2'), uid('a3')];
+    const main = await resolveOne(item({ user_id: user, anonymous_id: a1 }));
+    const second = await resolveOne(item({ anonymous_id: a2 }));
+    await resolveOne(item({ anonymous_id: a3 }));
+    const joined = await resolveOne(item({ anonymous_id: [a2, a3] }));
+    assert.equal(joined.profileId, second.profileId, 'the older anonymous profile survives');
+    const wrong = await resolveOne(item({ user_id: user, anonymous_id: a2 }, 'msg-wrong'));
+    const merge = wrong.merges[0] as MergeRecord;
+    assert.equal(merge.from, second.profileId);
+    assert.equal((await ctx.kernel.identity.members(main.profileId as string)).length, 3);
+    assert.equal(await lookup(item({ anonymous_id: a3 })), main.profileId);
+
+    const result = await ctx.kernel.identity.unmerge(main.profileId as string, merge.mergeId, CLI_ACTOR);
+    assert.deepEqual(result, { restored: second.profileId, identifiersMoved: 2 });
+    assert.equal(await ctx.kernel.identity.canonical(second.profileId as string), second.profileId);
+    assert.equal((await ctx.kernel.identity.members(second.profileId as string)).length, 2);
+    assert.equal(await lookup(item({ anonymous_id: a3 })), second.profileId);
+    assert.equal(await lookup(item({ anonymous_id: a1 })), main.profileId);
+    assert.deepEqual((await ctx.kernel.identity.identifiersOf(main.profileId as string)).map((i) => i.type).sort(), ['anonymous_id', 'user_id']);
+    const undone = (await ctx.kernel.identity.merges(main.profileId as string)).find((m) => m.mergeId === merge.mergeId);
+    assert.ok(undone?.undoneAt);
+
+    const entries = await ctx.kernel.audit.list({ action: 'identity.profile.unmerge', limit: 100 });
+    const subjects = entries.filter((e) => e.resource === `merge:${merge.mergeId}`).map((e) => e.subject);
+    assert.deepEqual(subjects.sort(), [ctx.kernel.keyring.pseudonym('subject', main.profileId as string), ctx.kernel.keyring.pseudonym('subject', second.profileId as string)].sort());
+
+    const again = await resolveOne(item({ user_id: user, anonymous_id: a2 }));
+    assert.equal(again.profileId, main.profileId);
+    assert.deepEqual(again.merges, []);
+    assert.deepEqual(again.ignored, [{ type: 'anonymous_id', reason: 'unmerged' }]);
+
+    await assert.rejects(ctx.kernel.identity.unmerge(main.profileId as string, merge.mergeId, CLI_ACTOR), (e) => isCandorError(e, 'IDENTITY_MERGE_ALREADY_UNDONE'));
+    const other = await resolveOne(item({ anonymous_id: uid('other') }));
+    const foreign = (await ctx.kernel.identity.merges(second.profileId as string)).find((m) => m.undoneAt === null) as MergeRecord;
+    await assert.rejects(ctx.kernel.identity.unmerge(other.profileId as string, foreign.mergeId, CLI_ACTOR), (e) => isCandorError(e, 'IDENTITY_MERGE_NOT_FOUND'));
+    await assert.rejects(ctx.kernel.identity.unmerge('prf_aaaaaaaaaaaaaaaaaaaa', foreign.mergeId, CLI_ACTOR), (e) => isCandorError(e, 'IDENTITY_PROFILE_NOT_FOUND'));
+  });
+
+  it('flags items carrying a suppressed identifier, by pseudonym only', async () => {
+    const [erased, kept] = [`${uid('erased')}@shop.io`, uid('kept')];
+    await ctx.kernel.identity.suppress([{ type: 'email', valueHash: ctx.kernel.identity.hash({ type: 'email', value: erased }) }], 'erasure');
+    await ctx.kernel.identity.suppress([{ type: 'email', valueHash: ctx.kernel.identity.hash({ type: 'email', value: erased }) }], 'erasure again');
+    const flags = await ctx.kernel.storage.raw.transaction((tx) =>
+      ctx.kernel.identity.isSuppressedBatch(tx, [item({ anonymous_id: kept }), item({ anonymous_id: kept, email: ` ${erased.toUpperCase()}` }), item({})]),
+    );
+    assert.deepEqual(flags, [false, true, false]);
+  });
+
+  it('resolves a batch of known identifiers in one query, and in none once a committed lookup cached them', async () => {
+    const ids = Array.from({ length: 100 }, () => uid('bulk'));
+    const items = ids.map((anon) => item({ anonymous_id: anon }));
+    const created = await ctx.kernel.storage.raw.transaction(async (tx) => {
+      const c = counting(tx);
+      const out = await ctx.kernel.identity.resolveBatch(c.tx, items);
+      // lookup, 3 chunks of profiles (64+32+4), 3 of identifiers; PostgreSQL adds the writer lock and a second lookup.
+      assert.ok(c.count() <= (dialect === 'postgres' ? 9 : 7), `statements: ${c.count()}`);
+      return out;
+    });
+    assert.equal(new Set(created.map((r) => r.profileId)).size, 100);
+    const known = await ctx.kernel.storage.raw.transaction(async (tx) => {
+      const c = counting(tx);
+      const out = await ctx.kernel.identity.resolveBatch(c.tx, items);
+      assert.equal(c.count(), 1);
+      return out;
+    });
+    assert.deepEqual(known.map((r) => r.profileId), created.map((r) => r.profileId));
+    await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, items);
+    await ctx.kernel.storage.raw.transaction(async (tx) => {
+      const c = counting(tx);
+      await ctx.kernel.identity.resolveBatch(c.tx, items);
+      assert.equal(c.count(), 0);
+    });
+  });
+
+  it('drops cached lookups of a profile as soon as it is merged away', async () => {
+    const [user, anon] = [uid('user'), uid('anon')];
+    const main = await resolveOne(item({ user_id: user }));
+    const device = await resolveOne(item({ anonymous_id: anon }));
+    assert.deepEqual(await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [item({ anonymous_id: anon })]), [device.profileId]);
+    const merged = await resolveOne(item({ user_id: user, anonymous_id: anon }));
+    await ctx.kernel.identity.notifyMerges(merged.merges);
+    assert.deepEqual(await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [item({ anonymous_id: anon })]), [main.profileId]);
+    const fast = await resolveOne(item({ anonymous_id: anon }));
+    assert.equal(fast.profileId, main.profileId);
+  });
+});

@@ -1,0 +1,20 @@
+/**
+ * Profiles: what Candor knows about a person. Traits (current value per key, personal values encrypted with the
+ * profile's data key) with an append-only history of every change, and computed traits (first and last seen, event
+ * and order counts, total and average order value), read as one view over a profile's merge members.
+ */
+export {
+  Profiles,
+  MASKED,
+  ORDER_EVENT,
+  type TraitInput,
+  type ActivityInput,
+  type TraitsBatchItem,
+  type TraitView,
+  type TraitChange,
+  type ComputedTraits,
+  type ProfileView,
+  type ValueState,
+  type ProfilesDeps,
+} from './profiles.service.ts';
+export { PROFILES_MIGRATIONS } from './profiles.repo.ts';

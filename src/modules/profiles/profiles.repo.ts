@@ -1,0 +1,253 @@
+import { sql, type Kysely } from 'kysely';
+import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+
+/** Traits (current value per key), their append-only history, and computed traits per profile. */
+export type ProfilesTables = {
+  profiles_traits: {
+    profile_id: string;
+    key: string;
+    /** JSON text, or a field ciphertext of the JSON text when encrypted = 1 */
+    value: string;
+    encrypted: number;
+    category: string;
+    updated_at: string;
+    source: string;
+    message_id: string | null;
+  };
+  profiles_trait_history: {
+    id: string;
+    profile_id: string;
+    key: string;
+    changed_at: string;
+    value: string;
+    encrypted: number;
+    /** null when the trait had no value before */
+    previous_value: string | null;
+    previous_encrypted: number | null;
+    category: string;
+    source: string;
+    message_id: string | null;
+  };
+  profiles_computed: {
+    profile_id: string;
+    first_seen_at: string;
+    last_seen_at: string;
+    event_count: number;
+    order_count: number;
+    total_order_value: number;
+    currency: string | null;
+  };
+};
+
+export type TraitRow = ProfilesTables['profiles_traits'];
+export type HistoryRow = ProfilesTables['profiles_trait_history'];
+export type ComputedRow = ProfilesTables['profiles_computed'];
+
+export const PROFILES_MIGRATIONS: readonly ModuleMigration[] = [
+  {
+    name: '0040_profiles_traits',
+    async up(db) {
+      await db.schema
+        .createTable('profiles_traits')
+        .addColumn('profile_id', 'text', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .addColumn('encrypted', 'integer', (c) => c.notNull())
+        .addColumn('category', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('message_id', 'text')
+        .addPrimaryKeyConstraint('profiles_traits_pk', ['profile_id', 'key'])
+        .execute();
+      await db.schema
+        .createTable('profiles_trait_history')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('profile_id', 'text', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('changed_at', 'text', (c) => c.notNull())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .addColumn('encrypted', 'integer', (c) => c.notNull())
+        .addColumn('previous_value', 'text')
+        .addColumn('previous_encrypted', 'integer')
+        .addColumn('category', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('message_id', 'text')
+        .execute();
+      await db.schema.createIndex('profiles_trait_history_profile').on('profiles_trait_history').columns(['profile_id', 'key', 'changed_at']).execute();
+      await db.schema
+        .createTable('profiles_computed')
+        .addColumn('profile_id', 'text', (c) => c.primaryKey())
+        .addColumn('first_seen_at', 'text', (c) => c.notNull())
+        .addColumn('last_seen_at', 'text', (c) => c.notNull())
+        .addColumn('event_count', 'bigint', (c) => c.notNull())
+        .addColumn('order_count', 'bigint', (c) => c.notNull())
+        .addColumn('total_order_value', 'real', (c) => c.notNull())
+        .addColumn('currency', 'text')
+        .execute();
+    },
+  },
+];
+
+function bucket(n: number): number {
+  let size = 1;
+  while (size < n) size *= 2;
+  return size;
+}
+
+/** Splits n rows into power-of-two chunks of at most 256 rows (few distinct statement texts, bounded parameters). */
+function chunkSizes(n: number): number[] {
+  const sizes: number[] = [];
+  let left = n;
+  while (left > 0) {
+    let size = 256;
+    while (size > left) size /= 2;
+    sizes.push(size);
+    left -= size;
+  }
+  return sizes;
+}
+
+const BLANK_TRAIT: TraitRow = { profile_id: '', key: '', value: '', encrypted: 0, category: '', updated_at: '', source: '', message_id: null };
+const BLANK_HISTORY: HistoryRow = {
+  id: '',
+  profile_id: '',
+  key: '',
+  changed_at: '',
+  value: '',
+  encrypted: 0,
+  previous_value: null,
+  previous_encrypted: null,
+  category: '',
+  source: '',
+  message_id: null,
+};
+const BLANK_COMPUTED: ComputedRow = { profile_id: '', first_seen_at: '', last_seen_at: '', event_count: 0, order_count: 0, total_order_value: 0, currency: null };
+
+/**
+ * Every SQL statement on the profiles tables. Batch statements are compiled once per size by Kysely and run on the
+ * caller's transaction.
+ */
+export class ProfilesRepo {
+  readonly #db: Kysely<ProfilesTables>;
+  readonly #texts = new Map<string, string>();
+
+  constructor(storage: Storage) {
+    this.#db = storage.db.withTables<ProfilesTables>();
+  }
+
+  #text(name: string, build: () => string): string {
+    let text = this.#texts.get(name);
+    if (text === undefined) {
+      text = build();
+      this.#texts.set(name, text);
+    }
+    return text;
+  }
+
+  /** Current traits of these profiles (every key). */
+  async currentTraits(tx: SqlExecutor, profileIds: readonly string[]): Promise<TraitRow[]> {
+    const out: TraitRow[] = [];
+    for (let i = 0; i < profileIds.length; i += 256) {
+      const part = profileIds.slice(i, i + 256);
+      const list = [...part, ...Array.from({ length: bucket(part.length) - part.length }, () => part[part.length - 1] as string)];
+      const text = this.#text(`current:${list.length}`, () =>
+        this.#db
+          .selectFrom('profiles_traits')
+          .selectAll()
+          .where('profile_id', 'in', list.map(() => ''))
+          .compile().sql,
+      );
+      out.push(...(await tx.all<TraitRow>(text, list)));
+    }
+    return out;
+  }
+
+  async #write<T extends object>(tx: SqlExecutor, name: string, rows: readonly T[], blank: T, build: (blanks: T[]) => string): Promise<void> {
+    const columns = Object.keys(blank) as (keyof T)[];
+    let offset = 0;
+    for (const size of chunkSizes(rows.length)) {
+      const text = this.#text(`${name}:${size}`, () => build(Array.from({ length: size }, () => blank)));
+      await tx.run(text, rows.slice(offset, offset + size).flatMap((row) => columns.map((c) => row[c])));
+      offset += size;
+    }
+  }
+
+  /** Inserts or replaces current trait values (one row per profile and key in `rows`). */
+  upsertTraits(tx: SqlExecutor, rows: readonly TraitRow[]): Promise<void> {
+    return this.#write(tx, 'upsertTraits', rows, BLANK_TRAIT, (blanks) =>
+      this.#db
+        .insertInto('profiles_traits')
+        .values(blanks)
+        .onConflict((oc) =>
+          oc.columns(['profile_id', 'key']).doUpdateSet((eb) => ({
+            value: eb.ref('excluded.value'),
+            encrypted: eb.ref('excluded.encrypted'),
+            category: eb.ref('excluded.category'),
+            updated_at: eb.ref('excluded.updated_at'),
+            source: eb.ref('excluded.source'),
+            message_id: eb.ref('excluded.message_id'),
+          })),
+        )
+        .compile().sql,
+    );
+  }
+
+  insertHistory(tx: SqlExecutor, rows: readonly HistoryRow[]): Promise<void> {
+    return this.#write(tx, 'insertHistory', rows, BLANK_HISTORY, (blanks) => this.#db.insertInto('profiles_trait_history').values(blanks).compile().sql);
+  }
+
+  /**
+   * Adds a batch's activity to each profile's computed traits: earliest first seen, latest last seen, counts added,
+   * and the order total added when its currency matches the stored one (or either has none).
+   */
+  upsertComputed(tx: SqlExecutor, rows: readonly ComputedRow[]): Promise<void> {
+    return this.#write(tx, 'upsertComputed', rows, BLANK_COMPUTED, (blanks) =>
+      this.#db
+        .insertInto('profiles_computed')
+        .values(blanks)
+        .onConflict((oc) =>
+          oc.column('profile_id').doUpdateSet({
+            first_seen_at: sql`case when excluded.first_seen_at < profiles_computed.first_seen_at then excluded.first_seen_at else profiles_computed.first_seen_at end`,
+            last_seen_at: sql`case when excluded.last_seen_at > profiles_computed.last_seen_at then excluded.last_seen_at else profiles_computed.last_seen_at end`,
+            event_count: sql`profiles_computed.event_count + excluded.event_count`,
+            order_count: sql`profiles_computed.order_count + excluded.order_count`,
+            total_order_value: sql`profiles_computed.total_order_value + case when excluded.currency is null or profiles_computed.currency is null or excluded.currency = profiles_computed.currency then excluded.total_order_value else 0 end`,
+            currency: sql`coalesce(profiles_computed.currency, excluded.currency)`,
+          }),
+        )
+        .compile().sql,
+    );
+  }
+
+  traitsOf(profileIds: readonly string[]): Promise<TraitRow[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    return this.#db.selectFrom('profiles_traits').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('key').execute();
+  }
+
+  encryptedTraitsOf(profileIds: readonly string[]): Promise<TraitRow[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    return this.#db.selectFrom('profiles_traits').selectAll().where('profile_id', 'in', [...profileIds]).where('encrypted', '=', 1).execute();
+  }
+
+  async computedOf(profileIds: readonly string[]): Promise<ComputedRow[]> {
+    if (profileIds.length === 0) return [];
+    const rows = await this.#db.selectFrom('profiles_computed').selectAll().where('profile_id', 'in', [...profileIds]).execute();
+    return rows.map((r) => ({ ...r, event_count: Number(r.event_count), order_count: Number(r.order_count), total_order_value: Number(r.total_order_value) }));
+  }
+
+  historyOf(profileIds: readonly string[], key: string | undefined, limit: number): Promise<HistoryRow[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    let query = this.#db.selectFrom('profiles_trait_history').selectAll().where('profile_id', 'in', [...profileIds]);
+    if (key !== undefined) query = query.where('key', '=', key);
+    return query.orderBy('changed_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+  }
+
+  /** Deletes every row of a profile in the three tables, in one transaction. */
+  async forget(profileId: string): Promise<void> {
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('profiles_traits').where('profile_id', '=', profileId).execute();
+      await trx.deleteFrom('profiles_trait_history').where('profile_id', '=', profileId).execute();
+      await trx.deleteFrom('profiles_computed').where('profile_id', '=', profileId).execute();
+    });
+  }
+}

@@ -1,0 +1,348 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
+import type { SqlExecutor, Storage } from '../../storage/index.ts';
+import type { AuditLog } from '../audit/index.ts';
+import type { Keyring } from '../crypto/index.ts';
+import { ProfilesRepo, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
+
+/** A trait to set: its key, value, data category and whether it is personal (then stored encrypted). */
+export interface TraitInput {
+  key: string;
+  value: unknown;
+  category: string;
+  personal: boolean;
+}
+
+/** Something a profile did: every activity counts as an event; an `Order Completed` event counts as an order. */
+export interface ActivityInput {
+  profileId: string;
+  at: string;
+  kind: string;
+  event?: string;
+  revenue?: number;
+  currency?: string;
+}
+
+export interface TraitsBatchItem {
+  profileId: string;
+  traits: readonly TraitInput[];
+  source: string;
+  messageId?: string;
+  at: string;
+}
+
+/** What a reader sees of a value: plain (not personal), decrypted, masked, or unreadable (its data key is destroyed). */
+export type ValueState = 'plain' | 'decrypted' | 'masked' | 'unreadable';
+
+export interface TraitView {
+  key: string;
+  value: unknown;
+  state: ValueState;
+  category: string;
+  personal: boolean;
+  updatedAt: string;
+  source: string;
+  messageId: string | null;
+  /** The member profile that holds this value. */
+  profileId: string;
+}
+
+export interface ComputedTraits {
+  firstSeenAt: string | null;
+  lastSeenAt: string | null;
+  eventCount: number;
+  orderCount: number;
+  totalOrderValue: number;
+  averageOrderValue: number | null;
+  currency: string | null;
+}
+
+/** The canonical view over a profile's merge members. */
+export interface ProfileView {
+  profileIds: string[];
+  traits: TraitView[];
+  computed: ComputedTraits;
+}
+
+export interface TraitChange {
+  profileId: string;
+  key: string;
+  changedAt: string;
+  value: unknown;
+  valueState: ValueState;
+  /** undefined when the trait had no value before */
+  previousValue: unknown;
+  previousState: ValueState | null;
+  category: string;
+  personal: boolean;
+  source: string;
+  messageId: string | null;
+}
+
+export interface ProfilesDeps {
+  storage: Storage;
+  audit: AuditLog;
+  keyring: Keyring;
+}
+
+/** What a masked personal value reads as. */
+export const MASKED = '••••';
+
+export const ORDER_EVENT = 'Order Completed';
+
+const DIGEST_ENTRIES = 50_000;
+
+/** JSON with object keys sorted, so equal values always have equal text. */
+export function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );
+}
+
+const context = (key: string) => `profiles.traits.${key}`;
+
+let historyCounter = 0;
+/** History ids sort in the order changes were recorded by this process (ties of changed_at). */
+function historyId(): string {
+  historyCounter = (historyCounter + 1) % 36 ** 4;
+  return `th_${Date.now().toString(36).padStart(9, '0')}${historyCounter.toString(36).padStart(4, '0')}${randomBytes(5).toString('hex')}`;
+}
+
+/**
+ * Profiles: current traits with their history, and computed traits. Personal trait values are encrypted with the
+ * profile's data key; batch writes run on the caller's transaction only.
+ */
+export class Profiles {
+  readonly #keyring: Keyring;
+  readonly #repo: ProfilesRepo;
+  /** Per-process key for digests of decrypted values; never stored, so digests say nothing after a restart. */
+  readonly #digestKey = randomBytes(32);
+  /** ciphertext of a stored personal value → digest of its plaintext, to skip writes that change nothing */
+  readonly #digests = new Map<string, string>();
+
+  private constructor(deps: ProfilesDeps) {
+    this.#keyring = deps.keyring;
+    this.#repo = new ProfilesRepo(deps.storage);
+  }
+
+  /** Opens the profiles module. */
+  static async open(deps: ProfilesDeps): Promise<Profiles> {
+    return new Profiles(deps);
+  }
+
+  #digest(json: string): string {
+    return createHmac('sha256', this.#digestKey).update(json).digest('base64url');
+  }
+
+  #remember(ciphertext: string, digest: string): void {
+    if (this.#digests.size >= DIGEST_ENTRIES) {
+      const oldest = this.#digests.keys().next().value;
+      if (oldest !== undefined) this.#digests.delete(oldest);
+    }
+    this.#digests.set(ciphertext, digest);
+  }
+
+  /**
+   * Call outside any transaction before setTraitsBatch: loads (or creates) the profiles' data keys, and reads their
+   * stored personal values once so that unchanged values are recognized without decrypting inside the transaction.
+   */
+  async prepare(profileIds: Iterable<string>): Promise<void> {
+    const ids = [...new Set(profileIds)];
+    if (ids.length === 0) return;
+    await this.#keyring.prepare(ids);
+    for (const row of await this.#repo.encryptedTraitsOf(ids)) {
+      if (this.#digests.has(row.value)) continue;
+      try {
+        this.#remember(row.value, this.#digest(await this.#keyring.decrypt(row.value, context(row.key))));
+      } catch (error) {
+        // An unreadable stored value is simply treated as changed by the next write.
+        if (!isCandorError(error)) throw error;
+      }
+    }
+  }
+
+  #encrypt(profileId: string, json: string, key: string): string {
+    try {
+      return this.#keyring.encryptPrepared(profileId, json, context(key));
+    } catch (error) {
+      throw new CandorError('PROFILES_NOT_PREPARED', { profileId }, { cause: error });
+    }
+  }
+
+  #unchanged(current: TraitRow, json: string, input: TraitInput): boolean {
+    if (current.category !== input.category || (current.encrypted === 1) !== input.personal) return false;
+    if (current.encrypted === 0) return current.value === json;
+    return this.#digests.get(current.value) === this.#digest(json);
+  }
+
+  /**
+   * Sets traits, in item order, inside the caller's transaction `tx` only. A value older than the stored one is
+   * ignored; an unchanged value writes nothing; every change appends a history entry with the previous value.
+   * Personal values need the profile prepared first (prepare), else PROFILES_NOT_PREPARED.
+   */
+  async setTraitsBatch(tx: SqlExecutor, items: readonly TraitsBatchItem[]): Promise<void> {
+    const withTraits = items.filter((item) => item.traits.length > 0);
+    if (withTraits.length === 0) return;
+    const current = new Map<string, TraitRow>();
+    for (const row of await this.#repo.currentTraits(tx, [...new Set(withTraits.map((i) => i.profileId))])) current.set(`${row.profile_id}\u0000${row.key}`, row);
+    const history: HistoryRow[] = [];
+    const written = new Map<string, TraitRow>();
+    for (const item of withTraits) {
+      for (const trait of item.traits) {
+        const slot = `${item.profileId}\u0000${trait.key}`;
+        const before = written.get(slot) ?? current.get(slot);
+        if (before && before.updated_at > item.at) continue;
+        const json = stableJson(trait.value ?? null);
+        if (before && this.#unchanged(before, json, trait)) continue;
+        const value = trait.personal ? this.#encrypt(item.profileId, json, trait.key) : json;
+        if (trait.personal) this.#remember(value, this.#digest(json));
+        const row: TraitRow = {
+          profile_id: item.profileId,
+          key: trait.key,
+          value,
+          encrypted: trait.personal ? 1 : 0,
+          category: trait.category,
+          updated_at: item.at,
+          source: item.source,
+          message_id: item.messageId ?? null,
+        };
+        written.set(slot, row);
+        history.push({
+          id: historyId(),
+          profile_id: item.profileId,
+          key: trait.key,
+          changed_at: item.at,
+          value,
+          encrypted: row.encrypted,
+          previous_value: before?.value ?? null,
+          previous_encrypted: before?.encrypted ?? null,
+          category: trait.category,
+          source: item.source,
+          message_id: item.messageId ?? null,
+        });
+      }
+    }
+    if (written.size === 0) return;
+    await this.#repo.upsertTraits(tx, [...written.values()]);
+    await this.#repo.insertHistory(tx, history);
+  }
+
+  /** Adds activity to computed traits: aggregated per profile in memory, one upsert per profile, in `tx` only. */
+  async recordActivityBatch(tx: SqlExecutor, items: readonly ActivityInput[]): Promise<void> {
+    const byProfile = new Map<string, ComputedRow>();
+    for (const item of items) {
+      let row = byProfile.get(item.profileId);
+      if (!row) {
+        row = { profile_id: item.profileId, first_seen_at: item.at, last_seen_at: item.at, event_count: 0, order_count: 0, total_order_value: 0, currency: null };
+        byProfile.set(item.profileId, row);
+      }
+      if (item.at < row.first_seen_at) row.first_seen_at = item.at;
+      if (item.at > row.last_seen_at) row.last_seen_at = item.at;
+      row.event_count++;
+      if (item.event !== ORDER_EVENT) continue;
+      row.order_count++;
+      const currency = item.currency?.toUpperCase() ?? null;
+      if (item.revenue === undefined || !Number.isFinite(item.revenue)) continue;
+      // Without exchange rates, revenue in another currency than the profile's is not added to its total.
+      if (currency !== null && row.currency !== null && currency !== row.currency) continue;
+      row.currency ??= currency;
+      row.total_order_value += item.revenue;
+    }
+    if (byProfile.size > 0) await this.#repo.upsertComputed(tx, [...byProfile.values()]);
+  }
+
+  async #read(value: string, encrypted: number, key: string, decrypt: boolean): Promise<{ value: unknown; state: ValueState }> {
+    if (encrypted === 0) return { value: JSON.parse(value) as unknown, state: 'plain' };
+    if (!decrypt) return { value: MASKED, state: 'masked' };
+    try {
+      return { value: JSON.parse(await this.#keyring.decrypt(value, context(key))) as unknown, state: 'decrypted' };
+    } catch (error) {
+      if (isCandorError(error, 'CRYPTO_KEY_DESTROYED') || isCandorError(error, 'CRYPTO_KEY_UNKNOWN')) return { value: null, state: 'unreadable' };
+      throw error;
+    }
+  }
+
+  /**
+   * The canonical view over merge members (canonical profile first): per key the latest value across members, and
+   * computed traits combined (counts summed, first seen the earliest, last seen the latest).
+   */
+  async get(profileIds: readonly string[], options: { decrypt: boolean }): Promise<ProfileView> {
+    const order = new Map(profileIds.map((id, index) => [id, index]));
+    const latest = new Map<string, TraitRow>();
+    for (const row of await this.#repo.traitsOf(profileIds)) {
+      const seen = latest.get(row.key);
+      const newer =
+        !seen || row.updated_at > seen.updated_at || (row.updated_at === seen.updated_at && (order.get(row.profile_id) ?? 0) < (order.get(seen.profile_id) ?? 0));
+      if (newer) latest.set(row.key, row);
+    }
+    const traits: TraitView[] = [];
+    for (const row of [...latest.values()].sort((a, b) => (a.key < b.key ? -1 : 1))) {
+      const { value, state } = await this.#read(row.value, row.encrypted, row.key, options.decrypt);
+      traits.push({
+        key: row.key,
+        value,
+        state,
+        category: row.category,
+        personal: row.encrypted === 1,
+        updatedAt: row.updated_at,
+        source: row.source,
+        messageId: row.message_id,
+        profileId: row.profile_id,
+      });
+    }
+    return { profileIds: [...profileIds], traits, computed: combine(await this.#repo.computedOf(profileIds)) };
+  }
+
+  /** Changes of one trait (or all) across these profiles, newest first, with the previous values. */
+  async traitHistory(profileIds: readonly string[], key: string | undefined, options: { decrypt: boolean; limit?: number }): Promise<TraitChange[]> {
+    const rows = await this.#repo.historyOf(profileIds, key, options.limit ?? 100);
+    const out: TraitChange[] = [];
+    for (const row of rows) {
+      const now = await this.#read(row.value, row.encrypted, row.key, options.decrypt);
+      const before = row.previous_value === null ? undefined : await this.#read(row.previous_value, row.previous_encrypted ?? 0, row.key, options.decrypt);
+      out.push({
+        profileId: row.profile_id,
+        key: row.key,
+        changedAt: row.changed_at,
+        value: now.value,
+        valueState: now.state,
+        previousValue: before?.value,
+        previousState: before?.state ?? null,
+        category: row.category,
+        personal: row.encrypted === 1,
+        source: row.source,
+        messageId: row.message_id,
+      });
+    }
+    return out;
+  }
+
+  /** Deletes a profile's traits, history and computed traits (its data key is the keyring's business). */
+  async forget(profileId: string): Promise<void> {
+    await this.#repo.forget(profileId);
+  }
+}
+
+/** Computed traits of merge members as one: the total keeps to the currency of the member with the most orders. */
+function combine(rows: readonly ComputedRow[]): ComputedTraits {
+  const currency = [...rows].filter((r) => r.currency !== null).sort((a, b) => b.order_count - a.order_count)[0]?.currency ?? null;
+  let total = 0;
+  let pricedOrders = 0;
+  for (const row of rows) {
+    if (row.currency !== null && row.currency !== currency) continue;
+    total += row.total_order_value;
+    pricedOrders += row.order_count;
+  }
+  const firsts = rows.map((r) => r.first_seen_at).sort();
+  const lasts = rows.map((r) => r.last_seen_at).sort();
+  const orderCount = rows.reduce((n, r) => n + r.order_count, 0);
+  return {
+    firstSeenAt: firsts[0] ?? null,
+    lastSeenAt: lasts.at(-1) ?? null,
+    eventCount: rows.reduce((n, r) => n + r.event_count, 0),
+    orderCount,
+    totalOrderValue: total,
+    averageOrderValue: pricedOrders > 0 ? total / pricedOrders : null,
+    currency,
+  };
+}

@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { isCandorError } from '../../shared/errors.ts';
+import { MASKED, type ActivityInput, type TraitInput, type TraitsBatchItem } from './index.ts';
+
+const profileId = () => 'prf_' + Array.from(randomBytes(20), (b) => 'abcdefghijklmnopqrstuvwxyz234567'[b & 31]).join('');
+const email = (value: string): TraitInput => ({ key: 'email', value, category: 'user.contact.email', personal: true });
+const plan = (value: string): TraitInput => ({ key: 'plan', value, category: 'user.account', personal: false });
+const at = (minute: number) => new Date(Date.UTC(2025, 0, 1, 12, minute)).toISOString();
+
+describeEachDialect('profiles', (dialect) => {
+  const ctx = useKernel(dialect);
+  const p = (n: number) => (dialect === 'postgres' ? `$${n}` : '?');
+  const set = async (items: TraitsBatchItem[]) => {
+    await ctx.kernel.profiles.prepare(items.map((i) => i.profileId));
+    await ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.profiles.setTraitsBatch(tx, items));
+  };
+  const record = (items: ActivityInput[]) => ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.profiles.recordActivityBatch(tx, items));
+  const rawTraits = (id: string) => ctx.kernel.storage.raw.all<{ key: string; value: string; encrypted: number }>(`select key, value, encrypted from profiles_traits where profile_id = ${p(1)} order by key`, [id]);
+  const historyRows = (id: string) => ctx.kernel.storage.raw.all<Record<string, unknown>>(`select * from profiles_trait_history where profile_id = ${p(1)}`, [id]);
+
+  it('stores personal traits encrypted at rest and other traits as JSON', async () => {
+    const id = profileId();
+    await set([{ profileId: id, traits: [email('ada@shop.io'), plan('pro')], source: 'web', messageId: 'm1', at: at(1) }]);
+    const rows = await rawTraits(id);
+    assert.equal(rows.length, 2);
+    assert.equal(rows[0]?.encrypted, 1);
+    assert.match(rows[0]?.value ?? '', /^c1\./);
+    assert.ok(!JSON.stringify(rows).includes('ada'), 'no plaintext personal value at rest');
+    assert.ok(!JSON.stringify(await historyRows(id)).includes('ada'), 'no plaintext in the history either');
+    assert.deepEqual({ ...rows[1] }, { key: 'plan', value: '"pro"', encrypted: 0 });
+    const view = await ctx.kernel.profiles.get([id], { decrypt: true });
+    assert.deepEqual(
+      view.traits.map((t) => [t.key, t.value, t.state, t.category, t.source, t.messageId]),
+      [
+        ['email', 'ada@shop.io', 'decrypted', 'user.contact.email', 'web', 'm1'],
+        ['plan', 'pro', 'plain', 'user.account', 'web', 'm1'],
+      ],
+    );
+  });
+
+  it('masks personal values for readers who may not decrypt them', async () => {
+    const id = profileId();
+    await set([{ profileId: id, traits: [email('grace@shop.io'), plan('basic')], source: 'web', at: at(1) }]);
+    const view = await ctx.kernel.profiles.get([id], { decrypt: false });
+    assert.deepEqual(view.traits.map((t) => [t.key, t.value, t.state]), [
+      ['email', MASKED, 'masked'],
+      ['plan', 'basic', 'plain'],
+    ]);
+  });
+
+  it('keeps every change with its previous value, skips unchanged and older values', async () => {
+    const id = profileId();
+    await set([{ profileId: id, traits: [email('a@shop.io'), plan('basic')], source: 'web', messageId: 'm1', at: at(1) }]);
+    await set([{ profileId: id, traits: [email('a@shop.io'), plan('basic')], source: 'web', messageId: 'm2', at: at(2) }]);
+    assert.equal((await historyRows(id)).length, 2, 'unchanged values write nothing');
+    await set([
+      { profileId: id, traits: [email('b@shop.io')], source: 'crm', messageId: 'm3', at: at(3) },
+      { profileId: id, traits: [plan('pro'), { ...plan('x'), key: 'nested', value: { b: 1, a: [1, 2] } }], source: 'web', messageId: 'm4', at: at(4) },
+      { profileId: id, traits: [plan('legacy')], source: 'import', messageId: 'm0', at: at(0) },
+    ]);
+    const history = await ctx.kernel.profiles.traitHistory([id], undefined, { decrypt: true });
+    assert.deepEqual(
+      history.map((h) => [h.key, h.value, h.previousValue, h.messageId]),
+      [
+        ['nested', { a: [1, 2], b: 1 }, undefined, 'm4'],
+        ['plan', 'pro', 'basic', 'm4'],
+        ['email', 'b@shop.io', 'a@shop.io', 'm3'],
+        ['plan', 'basic', undefined, 'm1'],
+        ['email', 'a@shop.io', undefined, 'm1'],
+      ],
+    );
+    const masked = await ctx.kernel.profiles.traitHistory([id], 'email', { decrypt: false });
+    assert.deepEqual(masked.map((h) => [h.value, h.valueState, h.previousValue, h.previousState]), [
+      [MASKED, 'masked', MASKED, 'masked'],
+      [MASKED, 'masked', undefined, null],
+    ]);
+    // Same value with keys in another order is unchanged too.
+    await set([{ profileId: id, traits: [{ ...plan('x'), key: 'nested', value: { a: [1, 2], b: 1 } }], source: 'web', at: at(5) }]);
+    assert.equal((await historyRows(id)).length, 5);
+  });
+
+  it('refuses personal traits for a profile whose data key was not prepared, instead of waiting on the database', async () => {
+    const id = profileId();
+    await assert.rejects(
+      ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.profiles.setTraitsBatch(tx, [{ profileId: id, traits: [email('x@shop.io')], source: 'web', at: at(1) }])),
+      (e) => isCandorError(e, 'PROFILES_NOT_PREPARED'),
+    );
+    await ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.profiles.setTraitsBatch(tx, [{ profileId: id, traits: [plan('free')], source: 'web', at: at(1) }]));
+    assert.equal((await rawTraits(id)).length, 1);
+  });
+
+  it('computes first and last seen, event and order counts, total and average order value over a batch', async () => {
+    const id = profileId();
+    await record([
+      { profileId: id, at: at(5), kind: 'page' },
+      { profileId: id, at: at(2), kind: 'track', event: 'Product Viewed' },
+      { profileId: id, at: at(7), kind: 'track', event: 'Order Completed', revenue: 40, currency: 'eur' },
+      { profileId: id, at: at(8), kind: 'track', event: 'Order Completed', revenue: 20, currency: 'EUR' },
+      { profileId: id, at: at(9), kind: 'track', event: 'Order Completed', revenue: 99, currency: 'USD' },
+    ]);
+    await record([{ profileId: id, at: at(1), kind: 'track', event: 'Order Completed', revenue: 30 }]);
+    const { computed } = await ctx.kernel.profiles.get([id], { decrypt: false });
+    assert.deepEqual(computed, {
+      firstSeenAt: at(1),
+      lastSeenAt: at(9),
+      eventCount: 6,
+      orderCount: 4,
+      totalOrderValue: 90,
+      averageOrderValue: 22.5,
+      currency: 'EUR',
+    });
+  });
+
+  it('reads merge members as one profile: the latest value per key, computed traits combined', async () => {
+    const [canonical, member] = [profileId(), profileId()];
+    await set([
+      { profileId: canonical, traits: [plan('basic'), email('old@shop.io')], source: 'web', at: at(1) },
+      { profileId: member, traits: [plan('pro'), { key: 'country', value: 'FR', category: 'user.demographic', personal: false }], source: 'app', at: at(3) },
+      { profileId: canonical, traits: [email('new@shop.io')], source: 'web', at: at(4) },
+    ]);
+    await record([
+      { profileId: canonical, at: at(1), kind: 'track', event: 'Order Completed', revenue: 10, currency: 'EUR' },
+      { profileId: member, at: at(6), kind: 'track', event: 'Order Completed', revenue: 30, currency: 'EUR' },
+      { profileId: member, at: at(2), kind: 'page' },
+    ]);
+    const view = await ctx.kernel.profiles.get([canonical, member], { decrypt: true });
+    assert.deepEqual(view.traits.map((t) => [t.key, t.value, t.profileId]), [
+      ['country', 'FR', member],
+      ['email', 'new@shop.io', canonical],
+      ['plan', 'pro', member],
+    ]);
+    assert.equal(view.computed.eventCount, 3);
+    assert.equal(view.computed.orderCount, 2);
+    assert.equal(view.computed.totalOrderValue, 40);
+    assert.equal(view.computed.averageOrderValue, 20);
+    assert.equal(view.computed.firstSeenAt, at(1));
+    assert.equal(view.computed.lastSeenAt, at(6));
+    const history = await ctx.kernel.profiles.traitHistory([canonical, member], 'plan', { decrypt: false });
+    assert.deepEqual(history.map((h) => [h.value, h.profileId]), [['pro', member], ['basic', canonical]]);
+  });
+
+  it("makes a crypto-shredded profile's personal traits unreadable and keeps the rest", async () => {
+    const id = profileId();
+    await set([{ profileId: id, traits: [email('erased@shop.io'), plan('pro')], source: 'web', at: at(1) }]);
+    const stored = (await rawTraits(id))[0]?.value as string;
+    assert.equal(await ctx.kernel.keyring.destroySubjectKey(id, CLI_ACTOR, 'essential.legal_obligation'), true);
+    await assert.rejects(ctx.kernel.keyring.decrypt(stored, 'profiles.traits.email'), (e) => isCandorError(e, 'CRYPTO_KEY_DESTROYED'));
+    const view = await ctx.kernel.profiles.get([id], { decrypt: true });
+    assert.deepEqual(view.traits.map((t) => [t.key, t.value, t.state]), [
+      ['email', null, 'unreadable'],
+      ['plan', 'pro', 'plain'],
+    ]);
+    const history = await ctx.kernel.profiles.traitHistory([id], 'email', { decrypt: true });
+    assert.equal(history[0]?.valueState, 'unreadable');
+  });
+
+  it('forgets every row of a profile', async () => {
+    const id = profileId();
+    await set([{ profileId: id, traits: [email('gone@shop.io')], source: 'web', at: at(1) }]);
+    await record([{ profileId: id, at: at(1), kind: 'page' }]);
+    await ctx.kernel.profiles.forget(id);
+    const view = await ctx.kernel.profiles.get([id], { decrypt: true });
+    assert.deepEqual(view.traits, []);
+    assert.equal(view.computed.eventCount, 0);
+    assert.deepEqual(await historyRows(id), []);
+  });
+});

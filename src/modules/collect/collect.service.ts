@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import type { ErrorCode } from '../../shared/error-codes.ts';
 import type { Actor } from '../../shared/actor.ts';
+import { sortableId } from '../../shared/random.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { Catalog, KeptField, Violation } from '../catalog/index.ts';
 import type { Consent } from '../consent/index.ts';
@@ -66,7 +66,7 @@ export interface CollectDeps {
 }
 
 const day = (iso: string) => iso.slice(0, 10);
-const newEventId = () => 'evt_' + randomBytes(12).toString('hex');
+const newEventId = () => sortableId('evt_');
 
 /**
  * The ingestion pipeline: envelope checks → tracking plan (validate, minimize) → identity lookup → consent gate
@@ -182,15 +182,11 @@ export class Collector {
   async #write(items: readonly Pending[]): Promise<ItemResult[]> {
     const { storage, identity, keyring, profiles, consent, catalog } = this.#deps;
     const results = new Map<Pending, ItemResult>();
-    // 1. Suppression list and identity resolution, in one transaction.
+    // 1. Identity resolution, in one transaction.
+    // (The suppression list was checked before the consent gate, with the identity lookup.)
     const resolved = await storage.raw.transaction(async (tx) => {
-      const suppressed = await identity.isSuppressedBatch(tx, items.map((p) => p.resolve));
-      const live = items.filter((_, i) => !suppressed[i]);
-      items.forEach((p, i) => {
-        if (suppressed[i]) results.set(p, { index: p.index, messageId: p.message.messageId, status: 'suppressed', code: 'COLLECT_SUBJECT_SUPPRESSED' });
-      });
-      const resolutions = await identity.resolveBatch(tx, live.map((p) => p.resolve));
-      return live.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
+      const resolutions = await identity.resolveBatch(tx, items.map((p) => p.resolve));
+      return items.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
     });
     const merges = resolved.flatMap((r) => r.resolution?.merges ?? []);
     if (merges.length > 0) await identity.notifyMerges(merges);

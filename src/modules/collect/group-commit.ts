@@ -26,7 +26,8 @@ export class GroupCommit<T, R> {
       this.#queue.push({ items, resolve, reject });
       if (!this.#running && !this.#scheduled) {
         this.#scheduled = true;
-        queueMicrotask(() => {
+        // setImmediate, not a microtask: requests whose bytes already arrived get parsed and join this commit.
+        setImmediate(() => {
           this.#scheduled = false;
           void this.#drain();
         });

@@ -6,4 +6,5 @@
  */
 export { Collector, type CollectDeps, type IngestContext, type ItemResult, type ItemStatus } from './collect.service.ts';
 export { COLLECT_MIGRATIONS } from './collect.repo.ts';
+export { GroupCommit } from './group-commit.ts';
 export { MAX_BATCH_BYTES, MAX_EVENT_BYTES, MESSAGE_KINDS, parseMessage, type MessageKind, type ParsedMessage } from './segment.ts';

@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, type KeyObject } from 'node:crypto';
+import { randomBytesPooled } from '../../shared/random.ts';
 import { CandorError } from '../../shared/errors.ts';
 
 const IV_BYTES = 12;
@@ -12,8 +13,8 @@ export interface EnvelopeHeader {
 }
 
 /** AES-256-GCM with a random 96-bit IV; returns iv || ciphertext || tag. */
-export function seal(key: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
-  const iv = randomBytes(IV_BYTES);
+export function seal(key: Buffer | KeyObject, plaintext: Buffer, aad: Buffer): Buffer {
+  const iv = randomBytesPooled(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(aad);
   const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
@@ -21,7 +22,7 @@ export function seal(key: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
 }
 
 /** Opens what seal produced; a wrong key, AAD or any altered byte fails with CRYPTO_DECRYPT_FAILED. */
-export function open(key: Buffer, sealed: Buffer, aad: Buffer): Buffer {
+export function open(key: Buffer | KeyObject, sealed: Buffer, aad: Buffer): Buffer {
   if (sealed.length < IV_BYTES + TAG_BYTES) throw new CandorError('CRYPTO_CIPHERTEXT_INVALID');
   const iv = sealed.subarray(0, IV_BYTES);
   const tag = sealed.subarray(sealed.length - TAG_BYTES);
@@ -44,7 +45,7 @@ function fieldAad(header: EnvelopeHeader, context: string): Buffer {
  * Encrypts a field value as `c1.<keyId>.<keyVersion>.<base64url(iv|ciphertext|tag)>`. The context (for example
  * `profiles.traits.email`) is bound as associated data, so a ciphertext cannot be moved to another field.
  */
-export function encryptField(key: Buffer, header: EnvelopeHeader, plaintext: string, context: string): string {
+export function encryptField(key: Buffer | KeyObject, header: EnvelopeHeader, plaintext: string, context: string): string {
   const sealed = seal(key, Buffer.from(plaintext, 'utf8'), fieldAad(header, context));
   return `${FORMAT}.${header.keyId}.${header.keyVersion}.${sealed.toString('base64url')}`;
 }
@@ -60,7 +61,7 @@ export function parseEnvelope(ciphertext: string): EnvelopeHeader & { sealed: Bu
 }
 
 /** Decrypts a field ciphertext with the data key its header names. */
-export function decryptField(key: Buffer, ciphertext: string, context: string): string {
+export function decryptField(key: Buffer | KeyObject, ciphertext: string, context: string): string {
   const envelope = parseEnvelope(ciphertext);
   return open(key, envelope.sealed, fieldAad(envelope, context)).toString('utf8');
 }

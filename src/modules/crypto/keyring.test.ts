@@ -14,7 +14,7 @@ describeEachDialect('keyring', (dialect) => {
 
   it('round-trips a field and never stores the plaintext in the ciphertext', async () => {
     const ciphertext = await ctx.kernel.keyring.encrypt('subject-1', 'ada@example.com', 'profiles.traits.email');
-    assert.ok(!ciphertext.includes('ada'));
+    assert.ok(!ciphertext.includes('ada@example.com'));
     const header = parseEnvelope(ciphertext);
     assert.match(header.keyId, /^[0-9a-f]{32}$/);
     assert.equal(header.keyVersion, 1);

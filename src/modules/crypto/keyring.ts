@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
@@ -12,7 +12,8 @@ interface DataKey {
   subjectId: string;
   keyId: string;
   keyVersion: number;
-  key: Buffer;
+  /** The key as a KeyObject, made once: building it per call costs more than the encryption of a short field. */
+  key: KeyObject;
   /** When this process last saw the key in the database (another process may destroy it). */
   checkedAt: number;
 }
@@ -128,7 +129,7 @@ export class Keyring {
 
   #unwrap(row: SubjectKeyRow): DataKey {
     const key = open(this.#masterKey(row.master_version), Buffer.from(row.wrapped_key, 'base64'), wrapAad(row, row.master_version));
-    return { subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key, checkedAt: Date.now() };
+    return { subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: Date.now() };
   }
 
   /** A cached key, unless it is due for a check and its row is gone (destroyed by another process). */
@@ -166,7 +167,7 @@ export class Keyring {
     };
     row.wrapped_key = seal(this.#masterKey(masterVersion), key, wrapAad(row, masterVersion)).toString('base64');
     if (await this.#repo.insertSubjectKey(row)) {
-      return this.#remember({ subjectId, keyId: row.key_id, keyVersion: row.key_version, key, checkedAt: Date.now() });
+      return this.#remember({ subjectId, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: Date.now() });
     }
     // Created concurrently elsewhere: use the stored one.
     const stored = await this.#repo.bySubject(subjectId);
@@ -263,7 +264,7 @@ export class Keyring {
       if (page.length === 0) return total;
       const updated = page.map((row) => {
         const { key } = this.#unwrap(row);
-        return { ...row, master_version: target, wrapped_key: seal(this.#masterKey(target), key, wrapAad(row, target)).toString('base64') };
+        return { ...row, master_version: target, wrapped_key: seal(this.#masterKey(target), key.export(), wrapAad(row, target)).toString('base64') };
       });
       await this.#repo.rewrap(updated);
       total += updated.length;

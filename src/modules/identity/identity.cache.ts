@@ -1,5 +1,5 @@
 /**
- * Identifier → canonical profile, per process, least recently used out first. Entries come only from committed
+ * Identifier → canonical profile, per process, oldest entry out first. Entries come only from committed
  * reads; a merge, unmerge or suppression in this process drops the entries it affects at once and bumps the
  * generation, so a read that overlapped the change does not re-insert what it saw. Changes made by another process
  * are seen when an entry ages out (ttlMs).
@@ -28,9 +28,6 @@ export class CanonicalCache {
       this.#delete(key, entry.canonical);
       return undefined;
     }
-    // Refresh recency: Map iteration order is insertion order.
-    this.#byKey.delete(key);
-    this.#byKey.set(key, entry);
     return entry.canonical;
   }
 

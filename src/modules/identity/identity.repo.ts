@@ -123,6 +123,9 @@ function chunkSizes(n: number): number[] {
   return sizes;
 }
 
+/** Longest IN list per statement (well under both backends' parameter limits). */
+const MAX_LIST = 2048;
+
 const PG_IDENTITY_LOCK = 0x43446964; // "CDId": serializes identity writers on PostgreSQL
 
 /**
@@ -137,10 +140,6 @@ export class IdentityRepo {
   constructor(storage: Storage) {
     this.#storage = storage;
     this.#db = storage.db.withTables<IdentityTables>();
-  }
-
-  get raw(): SqlExecutor {
-    return this.#storage.raw;
   }
 
   /** A statement compiled once: its text and how many parameters it takes (checked on every run). */
@@ -179,8 +178,11 @@ export class IdentityRepo {
    * Pseudonyms to look up, as an IN list on the leading column of the primary key (value_hash, type): both backends
    * answer it with index lookups, where a row-value IN over (type, value_hash) lets PostgreSQL pick a full scan.
    */
-  #hashes(pairs: readonly Pair[]): string[] {
-    return padded([...new Set(pairs.map(([, hash]) => hash))]);
+  #hashLists(pairs: readonly Pair[]): string[][] {
+    const hashes = [...new Set(pairs.map(([, hash]) => hash))];
+    const lists: string[][] = [];
+    for (let i = 0; i < hashes.length; i += MAX_LIST) lists.push(padded(hashes.slice(i, i + MAX_LIST)));
+    return lists;
   }
 
   /** Rows of exactly the requested (type, value_hash) pairs. */
@@ -191,45 +193,50 @@ export class IdentityRepo {
 
   /** Owners and canonical profiles of these identifiers (only the known ones come back). */
   async owners(tx: SqlExecutor, pairs: readonly Pair[]): Promise<OwnerRow[]> {
-    if (pairs.length === 0) return [];
-    const list = this.#hashes(pairs);
-    const text = this.#text(`owners:${list.length}`, () =>
-      this.#db
-        .selectFrom('identity_identifiers as i')
-        .innerJoin('identity_profiles as p', 'p.id', 'i.profile_id')
-        .select(['i.type', 'i.value_hash', 'i.profile_id', (eb) => eb.fn.coalesce('p.merged_into', 'p.id').as('canonical')])
-        .where('i.value_hash', 'in', this.#idList(list.length))
-        .compile(),
-    );
-    return this.#only(await this.#all<OwnerRow>(tx, text, list), pairs);
+    const rows: OwnerRow[] = [];
+    for (const list of this.#hashLists(pairs)) {
+      const text = this.#text(`owners:${list.length}`, () =>
+        this.#db
+          .selectFrom('identity_identifiers as i')
+          .innerJoin('identity_profiles as p', 'p.id', 'i.profile_id')
+          .select(['i.type', 'i.value_hash', 'i.profile_id', (eb) => eb.fn.coalesce('p.merged_into', 'p.id').as('canonical')])
+          .where('i.value_hash', 'in', this.#idList(list.length))
+          .compile(),
+      );
+      rows.push(...(await this.#all<OwnerRow>(tx, text, list)));
+    }
+    return this.#only(rows, pairs);
   }
 
   /** Which of these identifiers are on the suppression list. */
   async suppressedAmong(tx: SqlExecutor, pairs: readonly Pair[]): Promise<Pair[]> {
-    if (pairs.length === 0) return [];
-    const list = this.#hashes(pairs);
-    const text = this.#text(`suppressed:${list.length}`, () =>
-      this.#db.selectFrom('identity_suppressed').select(['type', 'value_hash']).where('value_hash', 'in', this.#idList(list.length)).compile(),
-    );
-    const rows = this.#only(await this.#all<{ type: string; value_hash: string }>(tx, text, list), pairs);
-    return rows.map((r) => [r.type, r.value_hash] as const);
+    const rows: { type: string; value_hash: string }[] = [];
+    for (const list of this.#hashLists(pairs)) {
+      const text = this.#text(`suppressed:${list.length}`, () =>
+        this.#db.selectFrom('identity_suppressed').select(['type', 'value_hash']).where('value_hash', 'in', this.#idList(list.length)).compile(),
+      );
+      rows.push(...(await this.#all<{ type: string; value_hash: string }>(tx, text, list)));
+    }
+    return this.#only(rows, pairs).map((r) => [r.type, r.value_hash] as const);
   }
 
   /** Identifier counts per type of every member of these canonical profiles. */
   async stats(tx: SqlExecutor, canonicals: readonly string[]): Promise<StatsRow[]> {
-    if (canonicals.length === 0) return [];
-    const list = padded(canonicals);
-    const text = this.#text(`stats:${list.length}`, () => {
-      const ids = this.#idList(list.length);
-      return this.#db
-        .selectFrom('identity_profiles as p')
-        .leftJoin('identity_identifiers as i', 'i.profile_id', 'p.id')
-        .select(['p.id', 'p.merged_into', 'p.created_at', 'i.type', (eb) => eb.fn.count<number>('i.type').as('n')])
-        .where((eb) => eb.or([eb('p.id', 'in', ids), eb('p.merged_into', 'in', ids)]))
-        .groupBy(['p.id', 'p.merged_into', 'p.created_at', 'i.type'])
-        .compile();
-    });
-    const rows = await this.#all<StatsRow>(tx, text, [...list, ...list]);
+    const rows: StatsRow[] = [];
+    for (let i = 0; i < canonicals.length; i += MAX_LIST) {
+      const list = padded(canonicals.slice(i, i + MAX_LIST));
+      const text = this.#text(`stats:${list.length}`, () => {
+        const ids = this.#idList(list.length);
+        return this.#db
+          .selectFrom('identity_profiles as p')
+          .leftJoin('identity_identifiers as i', 'i.profile_id', 'p.id')
+          .select(['p.id', 'p.merged_into', 'p.created_at', 'i.type', (eb) => eb.fn.count<number>('i.type').as('n')])
+          .where((eb) => eb.or([eb('p.id', 'in', ids), eb('p.merged_into', 'in', ids)]))
+          .groupBy(['p.id', 'p.merged_into', 'p.created_at', 'i.type'])
+          .compile();
+      });
+      rows.push(...(await this.#all<StatsRow>(tx, text, [...list, ...list])));
+    }
     return rows.map((r) => ({ ...r, n: Number(r.n) }));
   }
 

@@ -76,6 +76,8 @@ export class Identity {
   readonly #repo: IdentityRepo;
   readonly #cache = new CanonicalCache(CACHE_ENTRIES, CACHE_TTL_MS);
   readonly #hashes = new Map<string, string>();
+  /** Items prepared once per object: ingestion passes the same items to lookup, suppression check and resolution. */
+  readonly #prepared = new WeakMap<ResolveItem, PreparedItem>();
   readonly #onMerge: MergeListener[] = [];
   readonly #onUnmerge: MergeListener[] = [];
 
@@ -124,6 +126,8 @@ export class Identity {
   }
 
   #prepare(item: ResolveItem): PreparedItem {
+    const known = this.#prepared.get(item);
+    if (known) return known;
     const ids: PreparedIdentifier[] = [];
     const ignored: PreparedItem['ignored'] = [];
     const seen = new Set<string>();
@@ -140,7 +144,9 @@ export class Identity {
       ids.push({ type: normalized.type, hash, key, rank: this.#rules.rank(normalized.type) });
     }
     ids.sort((a, b) => a.rank - b.rank);
-    return { ids, ignored, source: item.source, messageId: item.messageId, at: item.at };
+    const prepared = { ids, ignored, source: item.source, messageId: item.messageId, at: item.at };
+    this.#prepared.set(item, prepared);
+    return prepared;
   }
 
   /**

@@ -296,6 +296,16 @@ describeEachDialect('identity', (dialect) => {
     });
   });
 
+  it('resolves a batch with more identifiers than one statement takes', async () => {
+    const items = Array.from({ length: 1500 }, () => item({ anonymous_id: uid('big'), user_id: uid('big') }));
+    const created = await resolve(items);
+    assert.equal(new Set(created.map((r) => r.profileId)).size, 1500);
+    const again = await resolve(items);
+    assert.deepEqual(again.map((r) => r.profileId), created.map((r) => r.profileId));
+    const flags = await ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.identity.isSuppressedBatch(tx, items));
+    assert.equal(flags.filter(Boolean).length, 0);
+  });
+
   it('drops cached lookups of a profile as soon as it is merged away', async () => {
     const [user, anon] = [uid('user'), uid('anon')];
     const main = await resolveOne(item({ user_id: user }));

@@ -1,0 +1,60 @@
+import { Agent, request } from 'node:http';
+
+export interface LoadResult {
+  requests: number;
+  events: number;
+  seconds: number;
+  errors: number;
+  p50: number;
+  p99: number;
+}
+
+/** Sends POSTs from `concurrency` keep-alive connections for `seconds`; each body comes from makeBody. */
+export async function load(options: {
+  url: string;
+  headers: Record<string, string>;
+  concurrency: number;
+  seconds: number;
+  makeBody: () => { body: string; events: number };
+  check?: (status: number, body: string) => boolean;
+}): Promise<LoadResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency });
+  const target = new URL(options.url);
+  const latencies: number[] = [];
+  let events = 0;
+  let errors = 0;
+  const deadline = performance.now() + options.seconds * 1000;
+  const started = performance.now();
+  const one = (payload: { body: string; events: number }) =>
+    new Promise<void>((resolve) => {
+      const t0 = performance.now();
+      const req = request(
+        { agent, method: 'POST', hostname: target.hostname, port: target.port, path: target.pathname, headers: { ...options.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload.body) } },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => {
+            latencies.push(performance.now() - t0);
+            if (res.statusCode === 200 && (!options.check || options.check(res.statusCode, text))) events += payload.events;
+            else errors++;
+            resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end(payload.body);
+    });
+  const worker = async () => {
+    while (performance.now() < deadline) await one(options.makeBody());
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+  return { requests: latencies.length, events, seconds, errors, p50: at(0.5), p99: at(0.99) };
+}

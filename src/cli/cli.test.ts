@@ -43,7 +43,7 @@ describeEachDialect('candor CLI', (dialect) => {
     assert.match(key.out, /cwk_/);
     const listed = await candor('keys', 'list');
     assert.match(listed.out, new RegExp(`${id}\\s+api\\s+analyst\\s+active\\s+weekly report`));
-    assert.ok(!listed.out.includes(secret.split('_')[2] as string));
+    assert.ok(!listed.out.includes(secret.slice(21)));
     assert.equal((await candor('keys', 'revoke', id)).code, 0);
     assert.match((await candor('keys', 'list')).out, new RegExp(`${id}.*revoked`));
     const again = await candor('keys', 'revoke', id);

@@ -122,7 +122,8 @@ async function openPostgres(url: string): Promise<Storage> {
       return pg.types.getTypeParser(oid, format);
     },
   };
-  const pool = new pg.Pool({ connectionString: url, max: 10, types });
+  // Plans are made per execution: a generic plan cached while a table was still empty stays slow for good.
+  const pool = new pg.Pool({ connectionString: url, max: 10, types, options: '-c plan_cache_mode=force_custom_plan' });
   pool.on('error', () => {
     // An idle client lost its connection; the pool replaces it on next use.
   });

@@ -60,7 +60,7 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     const row = (await sql<{ data: string; data_enc: string | null; profile_id: string }>`SELECT data, data_enc, profile_id FROM collect_events WHERE message_id = 'page-1'`.execute(ctx.kernel.storage.db)).rows[0];
     assert.ok(row);
     assert.ok(!row.data.includes('ada@example.com') && !row.data.includes('203.0.113.9') && !row.data.includes('secret_tracking_pixel'));
-    assert.ok(row.data_enc && !row.data_enc.includes('ada'));
+    assert.ok(row.data_enc && !row.data_enc.includes('ada@example.com'));
     const events = await ctx.kernel.collect.events([row.profile_id], { decrypt: true, limit: 10 });
     assert.equal((events[0]?.personal as { properties: { url: string } }).properties.url, 'https://shop.example/?email=ada@example.com');
   });

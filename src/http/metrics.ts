@@ -5,6 +5,8 @@ export class HttpMetrics {
   readonly registry = new Registry();
   readonly #requests: Counter<'method' | 'route' | 'status'>;
   readonly #latency: Histogram<'method' | 'route'>;
+  readonly #ingested: Counter<'source' | 'status'>;
+  readonly #refused: Counter<'source' | 'purpose'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'candor_' });
@@ -21,6 +23,24 @@ export class HttpMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [this.registry],
     });
+    this.#ingested = new Counter({
+      name: 'candor_ingest_messages_total',
+      help: 'Messages received for ingestion, by source and outcome (stored, duplicate, refused, invalid, suppressed).',
+      labelNames: ['source', 'status'],
+      registers: [this.registry],
+    });
+    this.#refused = new Counter({
+      name: 'candor_ingest_refused_total',
+      help: 'Messages not stored because no purpose had a lawful basis, counted once per purpose they declared.',
+      labelNames: ['source', 'purpose'],
+      registers: [this.registry],
+    });
+  }
+
+  /** Counts one ingested message by source and outcome, and each purpose it was refused for. */
+  ingested(source: string, status: string, refusedPurposes: readonly string[]): void {
+    this.#ingested.inc({ source, status });
+    for (const purpose of refusedPurposes) this.#refused.inc({ source, purpose });
   }
 
   observe(method: string, route: string, status: number, seconds: number): void {

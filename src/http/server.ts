@@ -47,6 +47,8 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   const routes: RouteRecord[] = [];
   const metrics = new HttpMetrics();
   installGuard(app, kernel, routes);
+  const unobserve = kernel.collect.observe((source, status, refused) => metrics.ingested(source, status, refused));
+  app.addHook('onClose', async () => unobserve());
 
   app.setErrorHandler((error, request, reply) => sendProblem(request, reply, error));
   app.setNotFoundHandler((request, reply) => sendProblem(request, reply, new CandorError('ROUTE_NOT_FOUND')));

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import { registerAuditRoutes } from './audit.ts';
 import { registerCatalogRoutes } from './catalog.ts';
+import { registerCollectRoutes } from './collect.ts';
 import { registerConfigRoutes } from './config.ts';
 import { registerConsentRoutes } from './consent.ts';
 import { registerCredentialRoutes } from './credentials.ts';
@@ -16,5 +17,6 @@ export function registerAdminRoutes(app: FastifyInstance, kernel: Kernel): void 
   registerCatalogRoutes(app, kernel);
   registerConsentRoutes(app, kernel);
   registerProfileRoutes(app, kernel);
+  registerCollectRoutes(app, kernel);
   registerConfigRoutes(app, kernel);
 }

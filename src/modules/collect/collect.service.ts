@@ -38,6 +38,9 @@ export interface ItemResult {
   detail?: string;
 }
 
+/** Told the outcome of every message: no personal data, only the source, the status and purposes. */
+export type OutcomeObserver = (source: string, status: ItemStatus, refusedPurposes: readonly string[]) => void;
+
 /** A message that passed the plan and the consent gate, waiting for the group commit. */
 interface Pending {
   index: number;
@@ -79,6 +82,7 @@ export class Collector {
   readonly #repo: CollectRepo;
   readonly #commit: GroupCommit<Pending, ItemResult>;
   #refusals = new Map<string, number>();
+  readonly #observers: OutcomeObserver[] = [];
 
   constructor(deps: CollectDeps) {
     this.#deps = deps;
@@ -159,7 +163,21 @@ export class Collector {
     });
 
     for (const result of await this.#commit.submit(pending)) results[result.index] = result;
-    return results.map((r, index) => r ?? { index, messageId: undefined, status: 'invalid', code: 'INTERNAL_ERROR' });
+    const answered = results.map((r, index): ItemResult => r ?? { index, messageId: undefined, status: 'invalid', code: 'INTERNAL_ERROR' });
+    if (this.#observers.length > 0) {
+      const refusedPurposes = new Map(accepted.map((a) => [a.index, a.plan.purposes]));
+      for (const r of answered) for (const observe of this.#observers) observe(context.source, r.status, r.status === 'refused' ? (refusedPurposes.get(r.index) ?? []) : []);
+    }
+    return answered;
+  }
+
+  /** Calls back with each message's outcome (source, status, and the purposes refused): for metrics. */
+  observe(observer: OutcomeObserver): () => void {
+    this.#observers.push(observer);
+    return () => {
+      const at = this.#observers.indexOf(observer);
+      if (at >= 0) this.#observers.splice(at, 1);
+    };
   }
 
   /** Purposes with a lawful basis for this person now; for someone unknown only the purposes that need no consent record. */

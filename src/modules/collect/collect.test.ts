@@ -197,4 +197,23 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     const revoked = await send('/v1/track', { anonymousId: 'anon-1', event: 'Product Viewed' });
     assert.equal((revoked.json() as { code: string }).code, 'AUTH_CREDENTIAL_REVOKED');
   });
+
+  it('shows refusal counts and a person\'s events to staff, decrypted only for privacy roles, and counts outcomes in /metrics', async () => {
+    const owner = (await ctx.kernel.access.createToken('owner', null, CLI_ACTOR)).secret;
+    const analyst = (await ctx.kernel.access.createToken('analyst', null, CLI_ACTOR)).secret;
+    const refusals = await server.app.inject({ url: '/v1/admin/collect/refusals?source=web', headers: { authorization: `Bearer ${analyst}` } });
+    assert.equal(refusals.statusCode, 200);
+    assert.ok((refusals.json() as { purpose: string }[]).some((r) => r.purpose === 'analytics.reporting'));
+    const [profileId] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'anonymous_id', value: 'anon-1' }], source: 'web', at: new Date().toISOString() }]);
+    const asOwner = await server.app.inject({ url: `/v1/admin/subjects/${profileId}/events`, headers: { authorization: `Bearer ${owner}` } });
+    assert.equal(asOwner.statusCode, 200, asOwner.body);
+    assert.ok(asOwner.body.includes('https://shop.example/?email=ada@example.com'));
+    const asAnalyst = await server.app.inject({ url: `/v1/admin/subjects/${profileId}/events`, headers: { authorization: `Bearer ${analyst}` } });
+    assert.ok(!asAnalyst.body.includes('ada@example.com') && asAnalyst.body.includes('masked'));
+    const reads = await ctx.kernel.audit.list({ action: 'api.personal_data.read', limit: 1000 });
+    assert.equal(reads.at(-1)?.subject, ctx.kernel.keyring.pseudonym('subject', profileId as string));
+    const metrics = (await server.app.inject({ url: '/metrics' })).body;
+    assert.match(metrics, /candor_ingest_messages_total\{source="web",status="stored"\} \d+/);
+    assert.match(metrics, /candor_ingest_refused_total\{source="web",purpose="analytics.reporting"\} \d+/);
+  });
 });

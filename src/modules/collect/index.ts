@@ -4,7 +4,7 @@
  * suppression list, identity resolution and per-person encryption before they are stored — durably, in group
  * commits, with one result per message.
  */
-export { Collector, type CollectDeps, type IngestContext, type ItemResult, type ItemStatus } from './collect.service.ts';
+export { Collector, type CollectDeps, type IngestContext, type ItemResult, type ItemStatus, type OutcomeObserver } from './collect.service.ts';
 export { COLLECT_MIGRATIONS } from './collect.repo.ts';
 export { GroupCommit } from './group-commit.ts';
 export { MAX_BATCH_BYTES, MAX_EVENT_BYTES, MESSAGE_KINDS, parseMessage, type MessageKind, type ParsedMessage } from './segment.ts';

@@ -1,0 +1,52 @@
+import type { FastifyInstance } from 'fastify';
+import type { Kernel } from '../../kernel.ts';
+import { STAFF_ROLES, type StaffRole } from '../../modules/access/index.ts';
+import { CandorError } from '../../shared/errors.ts';
+
+const DECRYPTING: readonly StaffRole[] = ['owner', 'privacy_officer'];
+
+/** Ingestion figures (no personal data) and the events stored about one person (audited). */
+export function registerCollectRoutes(app: FastifyInstance, kernel: Kernel): void {
+  app.get<{ Querystring: { source?: string; since?: string } }>(
+    '/collect/refusals',
+    {
+      config: { access: { audience: 'admin', roles: [...STAFF_ROLES], purpose: 'analytics.reporting' } },
+      schema: {
+        tags: ['ingest'],
+        summary: 'Events not stored for lack of a lawful basis, per day, source, event and purpose (counts only).',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { source: { type: 'string', maxLength: 64 }, since: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } },
+        },
+        response: {
+          200: {
+            type: 'array',
+            items: { type: 'object', properties: { day: { type: 'string' }, source: { type: 'string' }, event: { type: 'string' }, purpose: { type: 'string' }, count: { type: 'integer' } } },
+          },
+        },
+      },
+    },
+    async (request) => kernel.collect.refusals(request.query),
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { limit?: number } }>(
+    '/subjects/:id/events',
+    {
+      config: { access: { audience: 'admin', roles: ['owner', 'privacy_officer', 'marketer', 'analyst'], purpose: 'analytics.reporting', personalData: true } },
+      schema: {
+        tags: ['ingest'],
+        summary: 'Events stored about a person (all merged profiles), newest first; personal fields decrypted for owner and privacy officer only.',
+        params: { type: 'object', properties: { id: { type: 'string', pattern: '^prf_[A-Za-z0-9]{1,64}$' } }, required: ['id'] },
+        querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } } },
+      },
+    },
+    async (request) => {
+      const canonical = await kernel.identity.canonical(request.params.id);
+      if (!canonical) throw new CandorError('IDENTITY_PROFILE_NOT_FOUND', { id: request.params.id });
+      request.auditSubject = kernel.keyring.pseudonym('subject', canonical);
+      const decrypt = DECRYPTING.includes(request.principal?.role as StaffRole);
+      return kernel.collect.events(await kernel.identity.members(canonical), { decrypt, limit: request.query.limit ?? 100 });
+    },
+  );
+}

@@ -5,7 +5,7 @@
 // parses and stores the same batches with the same framework and storage, and against raw inserts of the rows.
 // The server runs in its own process (one core); the load generator runs here (the other core), on loopback.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -27,6 +27,17 @@ const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const ms = (n: number) => `${n.toFixed(1)} ms`;
 const line = (text: string) => console.log(text);
 const children: ChildProcess[] = [];
+const serverCpu = { candor: 0, off: 0 };
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
 
 function startChild(args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -105,11 +116,13 @@ async function candorRun(dialect: 'sqlite' | 'postgres'): Promise<{ batch: LoadR
     const writeKey = await prepare(kernel);
     await kernel.close();
     const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [];
-    const { child, url } = await startChild([...profile, 'bin/candor.ts', 'serve', '--port', '0'], { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'warn' });
+    const { child, url } = await startChild([...profile, 'bin/candor.ts', 'serve', '--port', '0'], { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'warn', CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC ?? 'FULL' });
     const headers = { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` };
     const random = rng(7);
     await load({ url: `${url}/v1/batch`, headers, concurrency: CONCURRENCY, seconds: 1, makeBody: batchBody(random) });
+    const cpuBefore = cpuSeconds(child.pid);
     const batch = await load({ url: `${url}/v1/batch`, headers, concurrency: CONCURRENCY, seconds: SECONDS, makeBody: batchBody(random), check: allStored });
+    serverCpu.candor = (cpuSeconds(child.pid) - cpuBefore) / batch.seconds;
     const single = await load({
       url: `${url}/v1/track`,
       headers,
@@ -131,7 +144,9 @@ async function privacyOffRun(dialect: 'sqlite' | 'postgres'): Promise<LoadResult
     const { child, url } = await startChild(['bench/support/privacy-off-server.ts', where.dataDir, where.databaseUrl], {});
     const random = rng(7);
     await load({ url: `${url}/v1/batch`, headers: {}, concurrency: CONCURRENCY, seconds: 1, makeBody: batchBody(random) });
+    const cpuBefore = cpuSeconds(child.pid);
     const result = await load({ url: `${url}/v1/batch`, headers: {}, concurrency: CONCURRENCY, seconds: SECONDS, makeBody: batchBody(random) });
+    serverCpu.off = (cpuSeconds(child.pid) - cpuBefore) / result.seconds;
     await stopChild(child);
     return result;
   } finally {
@@ -224,6 +239,7 @@ try {
   const rate = (r: LoadResult) => r.events / r.seconds;
   line(`[sqlite] privacy on (Candor): ${fmt(rate(on.batch))} events/s, p50 ${ms(on.batch.p50)}, p99 ${ms(on.batch.p99)}, errors ${on.batch.errors}  | goal ≥ 50,000 events/s ${rate(on.batch) >= 50_000 ? 'PASS' : 'FAIL'}, p99 ≤ 50 ms ${on.batch.p99 <= 50 ? 'PASS' : 'FAIL'}`);
   line(`[sqlite] privacy off (parse + store): ${fmt(rate(off))} events/s, p50 ${ms(off.p50)}, p99 ${ms(off.p99)}  | privacy-on / privacy-off ${ratio.toFixed(2)} (goal ≥ 0.70 ${ratio >= 0.7 ? 'PASS' : 'FAIL'})`);
+  line(`[sqlite] server CPU use during the runs: Candor ${(serverCpu.candor * 100).toFixed(0)}% of a core, privacy off ${(serverCpu.off * 100).toFixed(0)}%`);
   line(`[sqlite] raw inserts of the same rows (transactions of 1,600): ${fmt(raw)} rows/s`);
   line(`[sqlite] single-event requests: ${fmt(rate(on.single))} requests/s, p50 ${ms(on.single.p50)}, p99 ${ms(on.single.p99)}  | goal ≥ 5,000/s ${rate(on.single) >= 5000 ? 'PASS' : 'FAIL'}`);
   const steps = await stepCosts();

@@ -17,6 +17,24 @@ interface ConsentBody {
 
 const id = { type: 'string', minLength: 1, maxLength: 200 } as const;
 
+/** The profile of the person the request names (created if new); erased people are refused. */
+async function subjectOf(kernel: Kernel, ids: { userId?: string | undefined; anonymousId?: string | undefined }, source: string): Promise<string> {
+  if (!ids.userId && !ids.anonymousId) throw new CandorError('COLLECT_IDENTITY_MISSING');
+  const identifiers = [
+    ...(ids.userId ? [{ type: 'user_id', value: ids.userId }] : []),
+    ...(ids.anonymousId ? [{ type: 'anonymous_id', value: ids.anonymousId }] : []),
+  ];
+  const item = { identifiers, source, at: new Date().toISOString() };
+  const { storage, identity } = kernel;
+  const resolution = await storage.raw.transaction(async (tx) => {
+    if ((await identity.isSuppressedBatch(tx, [item]))[0]) throw new CandorError('COLLECT_SUBJECT_SUPPRESSED');
+    return (await identity.resolveBatch(tx, [item]))[0];
+  });
+  if (resolution?.merges.length) await identity.notifyMerges(resolution.merges);
+  if (!resolution?.profileId) throw new CandorError('COLLECT_IDENTITY_MISSING');
+  return resolution.profileId;
+}
+
 /**
  * POST /v1/consent: a consent banner, app or server records a person's choices (or withdraws all of them in one
  * call) and gets a signed receipt back. A `Sec-GPC: 1` header is recorded as an opt-out of sale/sharing and
@@ -65,22 +83,10 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       const body = request.body;
       const principal = request.principal;
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
-      if (!body.userId && !body.anonymousId) throw new CandorError('COLLECT_IDENTITY_MISSING');
       const changes = Object.entries(body.purposes ?? {}).map(([purpose, state]) => ({ purpose, state }));
       if (!body.withdrawAll && changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
-      const identifiers = [
-        ...(body.userId ? [{ type: 'user_id', value: body.userId }] : []),
-        ...(body.anonymousId ? [{ type: 'anonymous_id', value: body.anonymousId }] : []),
-      ];
-      const item = { identifiers, source: principal.source, at: new Date().toISOString() };
-      const { storage, identity, consent } = kernel;
-      const resolution = await storage.raw.transaction(async (tx) => {
-        if ((await identity.isSuppressedBatch(tx, [item]))[0]) throw new CandorError('COLLECT_SUBJECT_SUPPRESSED');
-        return (await identity.resolveBatch(tx, [item]))[0];
-      });
-      if (resolution?.merges.length) await identity.notifyMerges(resolution.merges);
-      const profileId = resolution?.profileId;
-      if (!profileId) throw new CandorError('COLLECT_IDENTITY_MISSING');
+      const profileId = await subjectOf(kernel, body, principal.source);
+      const { consent } = kernel;
       const actor = { id: principal.tokenId, role: principal.role };
       const meta = {
         mechanism: body.mechanism,
@@ -98,6 +104,39 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
         recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })),
         rejected: 'rejected' in result ? result.rejected : [],
       };
+    },
+  );
+
+  app.post<{ Body: { userId?: string; anonymousId?: string; purpose: string; jurisdiction: string; noticeVersion: number; source?: string } }>(
+    '/v1/consent/opt-out-notice',
+    {
+      config: { access: { audience: 'ingest', purpose: 'essential.legal_obligation' } },
+      schema: {
+        tags: ['consent'],
+        summary: 'Record that an opt-out notice was shown for a purpose in a jurisdiction that allows that basis (never silent).',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['purpose', 'jurisdiction', 'noticeVersion'],
+          properties: {
+            userId: id,
+            anonymousId: id,
+            purpose: { type: 'string', minLength: 1, maxLength: 200 },
+            jurisdiction: { type: 'string', pattern: '^[A-Z]{2}(-[A-Z0-9]{1,3})?$' },
+            noticeVersion: { type: 'integer', minimum: 1 },
+            source: { type: 'string', maxLength: 2000 },
+            writeKey: { type: 'string' },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const principal = request.principal;
+      if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
+      const { purpose, jurisdiction, noticeVersion, source } = request.body;
+      const profileId = await subjectOf(kernel, request.body, principal.source);
+      const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { jurisdiction, noticeVersion, ...(source ? { source } : {}) }, { id: principal.tokenId, role: principal.role });
+      return { receipt: result.receipt, receiptId: result.receiptId, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })) };
     },
   );
 }

@@ -174,6 +174,22 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.equal(preflight.statusCode, 204);
   });
 
+  it('processes a purpose under an opt-out notice only where the jurisdiction allows it, and records it', async () => {
+    const purpose = ctx.kernel.consent.purpose('analytics.reporting');
+    assert.ok(purpose);
+    await ctx.kernel.consent.setPurpose({ ...purpose, optOutJurisdictions: ['US-CA'] }, CLI_ACTOR);
+    const noticeVersion = ctx.kernel.consent.currentNotice().version;
+    const refused = await send('/v1/consent/opt-out-notice', { anonymousId: 'anon-de', purpose: 'analytics.reporting', jurisdiction: 'DE', noticeVersion });
+    assert.equal((refused.json() as { code: string }).code, 'CONSENT_OPT_OUT_NOT_ALLOWED');
+    const before = await send('/v1/track', { anonymousId: 'anon-ca', event: 'Product Viewed', properties: { product_id: 'p1' } });
+    assert.equal(results(before)[0]?.code, 'COLLECT_NO_LAWFUL_BASIS');
+    const shown = await send('/v1/consent/opt-out-notice', { anonymousId: 'anon-ca', purpose: 'analytics.reporting', jurisdiction: 'US-CA', noticeVersion, source: 'https://shop.example/ca' });
+    assert.equal(shown.statusCode, 200, shown.body);
+    assert.equal((shown.json() as { recorded: { basis: string }[] }).recorded[0]?.basis, 'opt_out_notice');
+    const after = await send('/v1/track', { anonymousId: 'anon-ca', event: 'Product Viewed', properties: { product_id: 'p1' } });
+    assert.deepEqual(results(after)[0]?.purposes, ['analytics.reporting']);
+  });
+
   it('drops events about suppressed (erased) identifiers', async () => {
     const hash = ctx.kernel.identity.hash({ type: 'user_id', value: 'user-erased' });
     await ctx.kernel.identity.suppress([{ type: 'user_id', valueHash: hash }], 'erasure');

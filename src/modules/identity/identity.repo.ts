@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import { padded, chunkSizes } from '../../storage/batching.ts';
 
 /** The identity graph's tables. Identifier values appear only as keyed pseudonyms (value_hash). */
 export type IdentityTables = {
@@ -94,34 +95,6 @@ export interface StatsRow {
 }
 
 export type Pair = readonly [type: string, valueHash: string];
-
-/** Smallest power of two ≥ n, so a handful of statement texts serve every list length. */
-function bucket(n: number): number {
-  let size = 1;
-  while (size < n) size *= 2;
-  return size;
-}
-
-/** Pads a non-empty list to its bucket size by repeating the last element (harmless in an IN list). */
-function padded<T>(items: readonly T[]): T[] {
-  const out = [...items];
-  const last = items[items.length - 1] as T;
-  while (out.length < bucket(items.length)) out.push(last);
-  return out;
-}
-
-/** Splits n rows into power-of-two chunks of at most 256 rows (few distinct INSERT texts, bounded parameters). */
-function chunkSizes(n: number): number[] {
-  const sizes: number[] = [];
-  let left = n;
-  while (left > 0) {
-    let size = 256;
-    while (size > left) size /= 2;
-    sizes.push(size);
-    left -= size;
-  }
-  return sizes;
-}
 
 /** Longest IN list per statement (well under both backends' parameter limits). */
 const MAX_LIST = 2048;

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import { bucket, chunkSizes } from '../../storage/batching.ts';
 
 /** Traits (current value per key), their append-only history, and computed traits per profile. */
 export type ProfilesTables = {
@@ -87,25 +88,6 @@ export const PROFILES_MIGRATIONS: readonly ModuleMigration[] = [
     },
   },
 ];
-
-function bucket(n: number): number {
-  let size = 1;
-  while (size < n) size *= 2;
-  return size;
-}
-
-/** Splits n rows into power-of-two chunks of at most 256 rows (few distinct statement texts, bounded parameters). */
-function chunkSizes(n: number): number[] {
-  const sizes: number[] = [];
-  let left = n;
-  while (left > 0) {
-    let size = 256;
-    while (size > left) size /= 2;
-    sizes.push(size);
-    left -= size;
-  }
-  return sizes;
-}
 
 const BLANK_TRAIT: TraitRow = { profile_id: '', key: '', value: '', encrypted: 0, category: '', updated_at: '', source: '', message_id: null };
 const BLANK_HISTORY: HistoryRow = {

@@ -50,6 +50,8 @@ const sizeOf = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? ''
 export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): void {
   // Browsers send JSON as text/plain (no CORS preflight); some server libraries compress.
   app.addContentTypeParser('text/plain', { parseAs: 'string' }, jsonParser);
+  // @rudderstack/rudder-sdk-node gzips by default and axios then labels the JSON body as a form; still JSON.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, jsonParser);
   app.addHook('preParsing', async (request, _reply, payload) => {
     const encoding = request.headers['content-encoding'];
     if (encoding !== 'gzip' && encoding !== 'deflate') return payload;
@@ -71,26 +73,30 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
     async (_request, reply) => {
       reply
         .header('access-control-allow-methods', 'POST, OPTIONS')
-        .header('access-control-allow-headers', 'authorization, content-type, content-encoding, sec-gpc')
+        // analytics.js adds X-Retry-Count when it resends an event.
+        .header('access-control-allow-headers', 'authorization, content-type, content-encoding, sec-gpc, x-retry-count')
         .header('access-control-max-age', '86400')
         .code(204);
       return '';
     },
   );
 
+  // analytics.js (@segment/analytics-next) posts to Segment's short paths: /v1/t, /v1/i, … and /v1/b for batches.
   for (const kind of SINGLE) {
-    app.post(
-      `/v1/${kind}`,
-      {
-        bodyLimit: MAX_EVENT_BYTES + 1024,
-        config: { access: INGEST },
-        schema: { tags: ['ingest'], summary: `Segment ${kind} call.`, body: { type: 'object' }, response: { 200: answer } },
-      },
-      async (request, reply) => ingest(kernel, request, reply, [{ raw: request.body, bytes: sizeOf(request.body) }], kind),
-    );
+    for (const path of [`/v1/${kind}`, `/v1/${kind.charAt(0)}`]) {
+      app.post(
+        path,
+        {
+          bodyLimit: MAX_EVENT_BYTES + 1024,
+          config: { access: INGEST },
+          schema: { tags: ['ingest'], summary: `Segment ${kind} call.`, body: { type: 'object' }, response: { 200: answer } },
+        },
+        async (request, reply) => ingest(kernel, request, reply, [{ raw: request.body, bytes: sizeOf(request.body) }], kind),
+      );
+    }
   }
 
-  for (const path of ['/v1/batch', '/v1/import']) {
+  for (const path of ['/v1/batch', '/v1/import', '/v1/b']) {
     app.post<{ Body: { batch: unknown[]; context?: Record<string, unknown>; sentAt?: string; integrations?: unknown } }>(
       path,
       {

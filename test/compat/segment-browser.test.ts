@@ -1,0 +1,330 @@
+// @segment/analytics-next (the browser library, its standalone UMD build) in a real headless Chromium, pointed at
+// Candor. The page and the library are served from 127.0.0.1; nothing is fetched from Segment's CDN or API.
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { useListeningCandor } from '../support/listening.ts';
+import { parseAnswer, resultsOf, type RecordedAnswer } from './answers.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const TIMEOUT = 60_000;
+const BUNDLES = join(import.meta.dirname, '..', '..', 'node_modules', '@segment', 'analytics-next', 'dist', 'umd');
+const missing = !existsSync(CHROMIUM);
+const skip = missing && !process.env.CI ? `Chromium not installed at ${CHROMIUM}: skipped (apt-get install chromium; fails under CI=true)` : false;
+
+// The shop page: loads the library from this server, as a site that self-hosts analytics.js would.
+const PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><title>Candor compat shop</title>
+<script src="/analytics-next/bundles/index.js"></script>
+<script>
+window.shop = {
+  async load({ writeKey, apiHost, cdnURL, batching }) {
+    const segmentio = { apiKey: writeKey, apiHost, protocol: 'http' };
+    if (batching) segmentio.deliveryStrategy = { strategy: 'batching', config: { size: 50, timeout: 300 } };
+    // Settings given inline: no settings request to the CDN; remote metrics off (they would go to api.segment.io).
+    window.analytics = window.AnalyticsNext.AnalyticsBrowser.load({ writeKey, cdnURL, cdnSettings: { integrations: { 'Segment.io': segmentio }, metrics: { sampleRate: 0 } } });
+    const [instance] = await window.analytics;
+    return instance.user().anonymousId();
+  },
+  // The consent banner: the choice goes to Candor first, as text/plain with the write key in the body.
+  async consent({ candorUrl, writeKey, anonymousId, purposes }) {
+    const response = await fetch(candorUrl + '/v1/consent', {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: JSON.stringify({ writeKey, anonymousId, purposes, mechanism: 'banner_accept', source: location.href }),
+    });
+    return { status: response.status, body: await response.json() };
+  },
+};
+</script></head><body><h1>Shop</h1></body></html>`;
+
+/** Serves the page and the library's UMD bundles (the library's own files, unchanged) on 127.0.0.1. */
+function servePage(): Promise<{ server: Server; url: string }> {
+  const bundles = new Set(readdirSync(BUNDLES).filter((f) => f.endsWith('.js')));
+  const server = createServer((request, response) => {
+    const path = new URL(request.url ?? '/', 'http://127.0.0.1').pathname;
+    const bundle = path.startsWith('/analytics-next/bundles/') ? path.slice('/analytics-next/bundles/'.length) : undefined;
+    if (path === '/') {
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
+    } else if (bundle && bundles.has(bundle)) {
+      response.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(readFileSync(join(BUNDLES, bundle)));
+    } else if (path === '/favicon.ico') {
+      response.writeHead(204).end();
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}` })));
+}
+
+interface Shop {
+  load(config: { writeKey: string; apiHost: string; cdnURL: string; batching: boolean }): Promise<string>;
+  consent(config: { candorUrl: string; writeKey: string; anonymousId: string; purposes: Record<string, string> }): Promise<{ status: number; body: Record<string, unknown> }>;
+}
+/** The analytics-next calls the tests make (a subset of its API, as the page sees it). */
+interface BrowserAnalytics {
+  identify(userId: string, traits: Record<string, unknown>): Promise<unknown>;
+  track(event: string, properties: Record<string, unknown>): Promise<unknown>;
+  page(): Promise<unknown>;
+  screen(name: string): Promise<unknown>;
+  group(groupId: string, traits: Record<string, unknown>): Promise<unknown>;
+  alias(to: string, from: string): Promise<unknown>;
+}
+// Functions passed to page.evaluate run in the page, so they reach these through globalThis (no closures).
+type PageGlobals = { shop: Shop; analytics: BrowserAnalytics };
+
+/**
+ * A pass-through to Candor that answers the first POST to `path` with a 500 (a transient server error) and forwards
+ * every other request unchanged, CORS preflights included, so Candor's own preflight answers are what the browser sees.
+ */
+function failFirst(upstream: string, path: string): Promise<{ port: number; retryHeaders: () => (string | undefined)[]; close: () => Promise<void> }> {
+  let failed = false;
+  const retryHeaders: (string | undefined)[] = [];
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      if (request.method === 'POST' && request.url === path && !failed) {
+        failed = true;
+        response.writeHead(500, { 'access-control-allow-origin': '*', 'content-type': 'application/json' }).end('{}');
+        return;
+      }
+      if (request.method === 'POST' && request.url === path) retryHeaders.push(request.headers['x-retry-count'] as string | undefined);
+      const headers = Object.fromEntries(Object.entries(request.headers).filter(([name]) => !['host', 'connection', 'content-length'].includes(name))) as Record<string, string>;
+      const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined;
+      fetch(`${upstream}${request.url ?? '/'}`, { method: request.method, headers, body, signal: AbortSignal.timeout(10_000) })
+        .then(async (answer) => {
+          const relayed = Object.fromEntries([...answer.headers].filter(([name]) => !['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(name)));
+          response.writeHead(answer.status, relayed).end(Buffer.from(await answer.arrayBuffer()));
+        })
+        .catch(() => response.writeHead(502).end());
+    });
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: (server.address() as { port: number }).port,
+        retryHeaders: () => retryHeaders,
+        close: () => new Promise((done) => server.close(() => done())),
+      }),
+    ),
+  );
+}
+
+async function waitFor(what: string, condition: () => boolean, seen: () => unknown, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; seen: ${JSON.stringify(seen())}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip, timeout: 4 * TIMEOUT }, () => {
+  const candor = useListeningCandor('sqlite', 'web-shop');
+  let browser: Browser | undefined;
+  let site: { server: Server; url: string } | undefined;
+
+  before(async () => {
+    if (missing) throw new Error(`Chromium is not installed at ${CHROMIUM}; CI requires it (apt-get install chromium)`);
+    site = await servePage();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      timeout: 30_000,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        // No name resolves: whatever is not 127.0.0.1 cannot be reached, even by accident.
+        '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+      ],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await new Promise((resolve) => (site ? site.server.close(resolve) : resolve(undefined)));
+  });
+
+  /** A fresh browser profile on the shop page, recording Candor's answers and any request that leaves 127.0.0.1. */
+  async function open(headers: Record<string, string> = {}): Promise<{ context: BrowserContext; page: Page; answers: RecordedAnswer[]; outside: string[]; problems: string[] }> {
+    assert.ok(browser && site);
+    const context = await browser.newContext();
+    context.setDefaultTimeout(15_000);
+    if (Object.keys(headers).length > 0) await context.setExtraHTTPHeaders(headers);
+    const answers: RecordedAnswer[] = [];
+    const outside: string[] = [];
+    const problems: string[] = [];
+    context.on('request', (request) => {
+      if (new URL(request.url()).hostname !== '127.0.0.1') outside.push(request.url());
+    });
+    const page = await context.newPage();
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+    });
+    page.on('requestfailed', (request) => problems.push(`request failed: ${request.method()} ${request.url()} ${request.failure()?.errorText ?? ''}`));
+    page.on('response', async (response) => {
+      const request = response.request();
+      const target = new URL(response.url());
+      if (request.method() !== 'POST' || target.origin === site?.url || !target.pathname.startsWith('/v1/') || target.pathname === '/v1/consent') return;
+      answers.push({ url: response.url(), status: response.status(), body: parseAnswer(await response.text()) });
+    });
+    await page.goto(`${site.url}/`);
+    return { context, page, answers, outside, problems };
+  }
+
+  const loadConfig = (batching: boolean, port = candor.port) => ({ writeKey: candor.writeKey, apiHost: `127.0.0.1:${port}/v1`, cdnURL: site?.url ?? '', batching });
+  const consentIn = (page: Page, anonymousId: string, purposes: Record<string, string>) =>
+    page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.consent(config), [{ candorUrl: candor.url, writeKey: candor.writeKey, anonymousId, purposes }] as const);
+
+  it('delivers identify, track, page, screen, group and alias one call per request (Segment short paths), all stored', { timeout: TIMEOUT }, async () => {
+    const { context, page, answers, outside, problems } = await open();
+    try {
+      const anonymousId = await page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [loadConfig(false)] as const);
+      assert.ok(anonymousId);
+      const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given', 'personalize.profiling': 'given' });
+      assert.equal(consent.status, 200, JSON.stringify(consent.body));
+
+      await page.evaluate(async () => {
+        const analytics = (globalThis as unknown as PageGlobals).analytics;
+        await analytics.identify('browser-user-1', { email: 'margaret@hamilton.dev', first_name: 'Margaret', country: 'US', lunar_module: 'Eagle' });
+        await analytics.track('Product Viewed', { product_id: 'p-7', name: 'Guidance computer', price: 1969, currency: 'USD' });
+        await analytics.track('Order Completed', { order_id: 'o-11', total: 1969, currency: 'USD', products: [{ product_id: 'p-7', price: 1969, quantity: 1 }] });
+        await analytics.page();
+        await analytics.screen('Checkout');
+        await analytics.group('g-mit', { name: 'MIT Instrumentation Lab', employees: 400 });
+        await analytics.alias('browser-user-1', 'browser-old-anon');
+      });
+      await waitFor('seven answers from Candor', () => answers.length >= 7, () => ({ answers, problems }));
+
+      assert.deepEqual(
+        answers.map((a) => new URL(a.url).pathname),
+        ['/v1/i', '/v1/t', '/v1/t', '/v1/p', '/v1/s', '/v1/g', '/v1/a'],
+      );
+      for (const answer of answers) {
+        assert.equal(answer.status, 200, JSON.stringify(answer.body));
+        assert.equal(answer.body.results?.length, 1, 'one result per event');
+        assert.equal(answer.body.results?.[0]?.status, 'stored', JSON.stringify(answer.body));
+      }
+      assert.ok(resultsOf(answers)[0]?.dropped?.includes('traits.lunar_module'));
+
+      const profileId = await candor.profileOf('user_id', 'browser-user-1');
+      assert.ok(profileId);
+      assert.equal(await candor.profileOf('anonymous_id', anonymousId), profileId, 'identify linked the visitor to the user');
+      assert.equal(await candor.profileOf('anonymous_id', 'browser-old-anon'), profileId, 'alias linked the old id');
+      const events = await candor.eventsOf(profileId);
+      assert.deepEqual(events.map((e) => e.kind).sort(), ['alias', 'group', 'identify', 'page', 'screen', 'track', 'track']);
+      assert.ok(events.every((e) => e.source === 'web-shop' && e.purposes.includes('analytics.reporting')));
+      const viewed = events.find((e) => e.event === 'Product Viewed');
+      assert.deepEqual(viewed?.purposes.sort(), ['analytics.reporting', 'personalize.profiling']);
+      const pageView = events.find((e) => e.kind === 'page');
+      assert.equal((pageView?.personal as { properties?: { url?: string } } | null)?.properties?.url, `${site?.url}/`);
+      assert.equal((pageView?.data as { properties?: { title?: string } }).properties?.title, 'Candor compat shop');
+      const view = await candor.viewOf(profileId);
+      const trait = (key: string) => view.traits.find((t) => t.key === key)?.value;
+      assert.equal(trait('email'), 'margaret@hamilton.dev');
+      assert.equal(trait('first_name'), 'Margaret');
+      assert.equal(view.computed.orderCount, 1);
+
+      assert.deepEqual(outside, [], 'no request left 127.0.0.1');
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('delivers a batch to /v1/b with the batching strategy, one result per event', { timeout: TIMEOUT }, async () => {
+    const { context, page, answers, outside, problems } = await open();
+    try {
+      const anonymousId = await page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [loadConfig(true)] as const);
+      const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given' });
+      assert.equal(consent.status, 200, JSON.stringify(consent.body));
+      await page.evaluate(async () => {
+        const analytics = (globalThis as unknown as PageGlobals).analytics;
+        await analytics.page();
+        await analytics.track('Product Viewed', { product_id: 'p-8', price: 10 });
+        await analytics.track('Product Added', { product_id: 'p-8', quantity: 2 });
+      });
+      await waitFor('the batch answer', () => resultsOf(answers).length >= 3, () => ({ answers, problems }));
+      assert.deepEqual(answers.map((a) => new URL(a.url).pathname), ['/v1/b']);
+      assert.equal(answers[0]?.status, 200, JSON.stringify(answers[0]?.body));
+      assert.deepEqual(resultsOf(answers).map((r) => [r.index, r.status]), [
+        [0, 'stored'],
+        [1, 'stored'],
+        [2, 'stored'],
+      ]);
+      const profileId = await candor.profileOf('anonymous_id', anonymousId);
+      assert.ok(profileId);
+      const events = await candor.eventsOf(profileId);
+      assert.deepEqual(events.map((e) => e.event ?? e.kind).sort(), ['Product Added', 'Product Viewed', 'page']);
+      // only analytics was consented to: profiling is not among the purposes the events may serve
+      assert.ok(events.every((e) => e.purposes.join() === 'analytics.reporting'), JSON.stringify(events.map((e) => e.purposes)));
+      assert.deepEqual(outside, []);
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('resends an event after a server error (its X-Retry-Count header passes the CORS preflight) and stores it once', { timeout: TIMEOUT }, async () => {
+    const flaky = await failFirst(candor.url, '/v1/t');
+    const { context, page, answers, outside, problems } = await open();
+    try {
+      const anonymousId = await page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [loadConfig(false, flaky.port)] as const);
+      const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given' });
+      assert.equal(consent.status, 200, JSON.stringify(consent.body));
+      await page.evaluate(async () => {
+        await (globalThis as unknown as PageGlobals).analytics.track('Product Viewed', { product_id: 'p-retry' });
+      });
+      await waitFor('the resent event to be answered', () => answers.some((a) => a.status === 200), () => ({ answers, problems }));
+      assert.deepEqual(answers.map((a) => a.status), [500, 200]);
+      assert.equal(flaky.retryHeaders()[0], '1', 'the resend carried X-Retry-Count');
+      assert.equal(answers[1]?.body.results?.[0]?.status, 'stored', JSON.stringify(answers[1]?.body));
+      const profileId = await candor.profileOf('anonymous_id', anonymousId);
+      assert.ok(profileId);
+      assert.equal((await candor.eventsOf(profileId)).filter((e) => e.event === 'Product Viewed').length, 1);
+      assert.deepEqual(outside, []);
+      // the browser logs the failed first attempt; nothing else may go wrong
+      assert.deepEqual(problems.filter((p) => !/status of 500/.test(p)), []);
+    } finally {
+      await context.close();
+      await flaky.close();
+    }
+  });
+
+  it('honours Sec-GPC: 1 from the browser: consent answer and event answers say so, targeted advertising is refused', { timeout: TIMEOUT }, async () => {
+    const { context, page, answers, outside, problems } = await open({ 'Sec-GPC': '1' });
+    try {
+      const anonymousId = await page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [loadConfig(false)] as const);
+      const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given' });
+      assert.equal(consent.status, 200, JSON.stringify(consent.body));
+      assert.equal(consent.body.gpcHonoured, true);
+      await page.evaluate(async () => {
+        await (globalThis as unknown as PageGlobals).analytics.track('Product Viewed', { product_id: 'p-9' });
+      });
+      await waitFor('the track answer', () => answers.length >= 1, () => ({ answers, problems }));
+      assert.equal(answers[0]?.status, 200, JSON.stringify(answers[0]?.body));
+      assert.equal(answers[0]?.body.gpcHonoured, true);
+      assert.equal(answers[0]?.body.results?.[0]?.status, 'stored');
+
+      const profileId = await candor.profileOf('anonymous_id', anonymousId);
+      assert.ok(profileId);
+      const state = await candor.kernel.consent.state(profileId);
+      assert.equal(state['marketing.advertising.third_party.targeted']?.state, 'refused');
+      assert.equal(state['marketing.advertising.third_party.targeted']?.gpc, true);
+      assert.equal(state['analytics.reporting']?.allowed, true);
+      assert.equal((await candor.eventsOf(profileId)).length, 1);
+      assert.deepEqual(outside, []);
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+});

@@ -2,7 +2,7 @@ import type { ErrorCode } from '../../shared/error-codes.ts';
 import type { Actor } from '../../shared/actor.ts';
 import { sortableId } from '../../shared/random.ts';
 import type { Storage } from '../../storage/index.ts';
-import type { Catalog, KeptField, Violation } from '../catalog/index.ts';
+import type { Catalog, KeptField, PlanResult, Violation } from '../catalog/index.ts';
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, ResolveItem } from '../identity/index.ts';
@@ -45,6 +45,10 @@ export type OutcomeObserver = (source: string, status: ItemStatus, refusedPurpos
 interface Pending {
   index: number;
   message: ParsedMessage;
+  plan: PlanResult;
+  /** The profile whose consent the gate checked (null: nobody known yet). */
+  gatedFor: string | null;
+  actor: Actor;
   resolve: ResolveItem;
   purposes: string[];
   plain: Record<string, unknown>;
@@ -103,6 +107,12 @@ export class Collector {
         return;
       }
       const message = parsed.message;
+      if ((message.kind === 'page' || message.kind === 'screen') && message.name !== undefined) {
+        // A page or screen name is free text: it goes through the plan like any property, never around it.
+        const properties = (message.properties ?? {}) as Record<string, unknown>;
+        message.properties = properties.name === undefined ? { ...properties, name: message.name } : properties;
+        message.name = undefined;
+      }
       const plan = catalog.process(message.kind, message.name, { properties: message.properties, traits: message.traits, context: message.context }, context.source);
       if (!plan.ok) {
         results[index] = { index, messageId: message.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
@@ -130,31 +140,22 @@ export class Collector {
         return;
       }
       const profileId = known[i] ?? null;
-      const allowed = new Set(this.#allowed(profileId, item.plan.purposes, context.gpc));
-      const explicit = new Set([...allowed].filter((p) => consent.purpose(p)?.explicit === true && (profileId === null ? false : consent.decide(profileId, p).basis === 'consent')));
-      const rules = new Map<string, FieldRule>();
-      for (const field of item.plan.fields) rules.set(field.path, { personal: field.personal, allowed: fieldAllowed(field, allowed, explicit) });
-      const purposes = item.plan.purposes.filter((p) => allowed.has(p));
+      const gated = this.#gate(profileId, item.plan, item.message, context.gpc);
       const { message } = item;
-      if (purposes.length === 0) {
-        this.#countRefusal(context, message, item.plan.purposes);
+      if (!gated) {
+        this.#countRefusal(context.source, context.receivedAt, message, item.plan.purposes);
         results[item.index] = { index: item.index, messageId: message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: item.plan.dropped };
         return;
       }
-      const split = partition(item.plan.data as Record<string, unknown>, rules);
-      // Identity resolution links only identifiers whose fields may be processed for this person.
-      const linkable = { ...(split.plain.traits as Record<string, unknown> | undefined), ...(split.personal.traits as Record<string, unknown> | undefined) };
       pending.push({
         index: item.index,
         message,
-        resolve: { ...item.resolve, identifiers: identifiersOf(message, linkable) },
-        purposes,
-        plain: split.plain,
-        personal: split.personal,
-        hasPersonal: split.personalCount > 0,
-        refusedFields: split.refused,
+        plan: item.plan,
+        gatedFor: profileId,
+        actor: context.actor,
+        resolve: { ...item.resolve, identifiers: identifiersOf(message, gated.linkable) },
+        ...gated.stored,
         dropped: item.plan.dropped,
-        traits: message.kind === 'identify' ? traitInputs(item.plan.fields, split.plain, split.personal, rules) : [],
         gpc: context.gpc,
         source: context.source,
         receivedAt: new Date(context.receivedAt).toISOString(),
@@ -180,6 +181,35 @@ export class Collector {
     };
   }
 
+  /**
+   * The consent gate for one message and one person (null: nobody known yet): the purposes it may serve and its
+   * data split into plain and personal parts without the fields no allowed purpose covers; undefined when no purpose
+   * of the message has a lawful basis.
+   */
+  #gate(profileId: string | null, plan: PlanResult, message: ParsedMessage, gpc: boolean) {
+    const { consent } = this.#deps;
+    const allowed = new Set(this.#allowed(profileId, plan.purposes, gpc));
+    const purposes = plan.purposes.filter((p) => allowed.has(p));
+    if (purposes.length === 0) return undefined;
+    const explicit = new Set([...allowed].filter((p) => consent.purpose(p)?.explicit === true && profileId !== null && consent.decide(profileId, p).basis === 'consent'));
+    const rules = new Map<string, FieldRule>();
+    for (const field of plan.fields) rules.set(field.path, { personal: field.personal, allowed: fieldAllowed(field, allowed, explicit) });
+    const split = partition(plan.data as Record<string, unknown>, rules);
+    // Identity resolution links only identifiers whose fields may be processed for this person.
+    const linkable = { ...(split.plain.traits as Record<string, unknown> | undefined), ...(split.personal.traits as Record<string, unknown> | undefined) };
+    return {
+      linkable,
+      stored: {
+        purposes,
+        plain: split.plain,
+        personal: split.personal,
+        hasPersonal: split.personalCount > 0,
+        refusedFields: split.refused,
+        traits: message.kind === 'identify' ? traitInputs(plan.fields, split.plain, split.personal, rules) : [],
+      },
+    };
+  }
+
   /** Purposes with a lawful basis for this person now; for someone unknown only the purposes that need no consent record. */
   #allowed(profileId: string | null, purposes: readonly string[], gpc: boolean): string[] {
     const { consent } = this.#deps;
@@ -189,10 +219,10 @@ export class Collector {
     return allowed.filter((p) => { const c = consent.purpose(p); return !(c?.saleOrSharing || c?.targetedAdvertising); });
   }
 
-  #countRefusal(context: IngestContext, message: ParsedMessage, purposes: readonly string[]): void {
-    const event = message.name ?? message.kind;
+  #countRefusal(source: string, receivedAt: number, message: ParsedMessage, purposes: readonly string[]): void {
+    const event = message.kind === 'track' ? (message.name ?? message.kind) : message.kind;
     for (const purpose of purposes.length > 0 ? purposes : ['(none)']) {
-      const key = [day(new Date(context.receivedAt).toISOString()), context.source, event, purpose].join('\u0000');
+      const key = [day(new Date(receivedAt).toISOString()), source, event, purpose].join('\u0000');
       this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + 1);
     }
   }
@@ -212,16 +242,40 @@ export class Collector {
     for (const r of resolved) {
       if (!withProfile.includes(r as never)) results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING' });
     }
-    const gpcProfiles = [...new Set(withProfile.filter((r) => r.pending.gpc).map((r) => r.resolution.profileId))];
-    if (gpcProfiles.length > 0) await consent.recordGpc(gpcProfiles, { source: withProfile[0]?.pending.source ?? '' }, { id: 'system', role: 'system' });
+    // Sec-GPC: 1 is recorded per request origin (source and write key), for the profiles its messages resolved to.
+    const gpcGroups = new Map<string, { actor: Actor; source: string; profiles: Set<string> }>();
+    for (const { pending: p, resolution } of withProfile) {
+      if (!p.gpc) continue;
+      const key = `${p.source}\u0000${p.actor.id}`;
+      const group = gpcGroups.get(key) ?? { actor: p.actor, source: p.source, profiles: new Set<string>() };
+      group.profiles.add(resolution.profileId);
+      gpcGroups.set(key, group);
+    }
+    for (const group of gpcGroups.values()) await consent.recordGpc([...group.profiles], { source: group.source }, group.actor);
+
+    // Resolution may land on another profile than the lookup saw (a merge, a limit): the gate is run again for
+    // that person, whose consent (after the merge: the most restrictive of both) is what counts.
+    const moved = withProfile.filter((r) => r.pending.gatedFor !== r.resolution.profileId);
+    if (moved.length > 0) await consent.load([...new Set(moved.map((r) => r.resolution.profileId))]);
+    for (const r of moved) {
+      const p = r.pending;
+      const gated = this.#gate(r.resolution.profileId, p.plan, p.message, p.gpc);
+      if (!gated) {
+        this.#countRefusal(p.source, Date.parse(p.receivedAt), p.message, p.plan.purposes);
+        results.set(p, { index: p.index, messageId: p.message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: p.dropped });
+        continue;
+      }
+      Object.assign(p, gated.stored);
+    }
+    const storable = withProfile.filter((r) => !results.has(r.pending));
 
     // 2. Encrypt personal fields outside the transaction (creating data keys needs the database).
-    await keyring.prepare(withProfile.filter((r) => r.pending.hasPersonal || r.pending.traits.length > 0).map((r) => r.resolution.profileId));
-    await profiles.prepare?.(withProfile.filter((r) => r.pending.traits.length > 0).map((r) => r.resolution.profileId));
+    await keyring.prepare(storable.filter((r) => r.pending.hasPersonal || r.pending.traits.length > 0).map((r) => r.resolution.profileId));
+    await profiles.prepare(storable.filter((r) => r.pending.traits.length > 0).map((r) => r.resolution.profileId));
     const seen = new Set<string>();
     const rows: EventRow[] = [];
     const rowOf = new Map<Pending, string>();
-    for (const { pending: p, resolution } of withProfile) {
+    for (const { pending: p, resolution } of storable) {
       const key = `${p.source}\u0000${p.message.messageId}`;
       if (seen.has(key)) {
         results.set(p, { index: p.index, messageId: p.message.messageId, status: 'duplicate' });
@@ -250,14 +304,14 @@ export class Collector {
     this.#refusals = new Map();
     await storage.raw.transaction(async (tx) => {
       const inserted = await this.#repo.insertEvents(tx, rows);
-      const fresh = withProfile.filter((r) => inserted.has(rowOf.get(r.pending) ?? ''));
+      const fresh = storable.filter((r) => inserted.has(rowOf.get(r.pending) ?? ''));
       await profiles.setTraitsBatch(
         tx,
         fresh.filter((r) => r.pending.traits.length > 0).map((r) => ({ profileId: r.resolution.profileId, traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt })),
       );
       await profiles.recordActivityBatch(tx, fresh.map((r) => activityOf(r.resolution.profileId, r.pending)));
       await this.#repo.addRefusals(tx, refusals);
-      for (const { pending: p } of withProfile) {
+      for (const { pending: p } of storable) {
         if (results.has(p)) continue;
         const stored = inserted.has(rowOf.get(p) ?? '');
         results.set(p, {

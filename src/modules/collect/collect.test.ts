@@ -190,6 +190,20 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.deepEqual(results(after)[0]?.purposes, ['analytics.reporting']);
   });
 
+  it('checks the consent of the person an event is finally stored for, not of the device it came from', async () => {
+    // Alice consented on a shared device; Bob signs in on it. His events do not ride on her consent.
+    await consent({ userId: 'u-alice', anonymousId: 'anon-shared', purposes: { 'analytics.reporting': 'given', 'personalize.profiling': 'given' } });
+    const bob = await send('/v1/track', { userId: 'u-bob', anonymousId: 'anon-shared', event: 'Product Viewed', properties: { product_id: 'p1' } });
+    assert.equal(results(bob)[0]?.code, 'COLLECT_NO_LAWFUL_BASIS', bob.body);
+    // Dave refused; Erin consented. An identify joining Dave's device and Erin's e-mail merges them; Dave's refusal wins.
+    await consent({ userId: 'u-dave', anonymousId: 'anon-dave', purposes: { 'analytics.reporting': 'refused', 'personalize.profiling': 'refused' } });
+    await consent({ anonymousId: 'anon-erin', purposes: { 'analytics.reporting': 'given', 'personalize.profiling': 'given' } });
+    await send('/v1/identify', { anonymousId: 'anon-erin', traits: { email: 'erin@lovelace.dev' } });
+    const joined = await send('/v1/identify', { anonymousId: 'anon-dave', traits: { email: 'erin@lovelace.dev', country: 'NL' } });
+    const [result] = results(joined);
+    assert.ok(result?.status === 'refused' || !(result?.purposes ?? []).some((p) => p === 'analytics.reporting' || p === 'personalize.profiling'), joined.body);
+  });
+
   it('drops events about suppressed (erased) identifiers', async () => {
     const hash = ctx.kernel.identity.hash({ type: 'user_id', value: 'user-erased' });
     await ctx.kernel.identity.suppress([{ type: 'user_id', valueHash: hash }], 'erasure');

@@ -27,6 +27,15 @@ export async function serve(config: Config, out: (line: string) => void): Promis
   out(`  API:        ${base}/openapi.json`);
   if (kernel.migrationsApplied.length > 0) out(`  migrations applied: ${kernel.migrationsApplied.join(', ')}`);
 
+  // Housekeeping while the server runs: a tracking plan published from the CLI or another node is put in force
+  // within seconds; consents past their expiry get their `expired` ledger entry (decisions treat them so anyway).
+  const housekeeping = [
+    setInterval(() => void kernel.catalog.refresh().catch((err: unknown) => kernel.logger.warn({ err }, 'plan refresh failed')), 5_000),
+    setInterval(() => void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')), 3_600_000),
+  ];
+  for (const timer of housekeeping) timer.unref();
+  void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed'));
+
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop);
@@ -37,6 +46,7 @@ export async function serve(config: Config, out: (line: string) => void): Promis
     process.on('SIGTERM', stop);
   });
   out('Candor is stopping');
+  for (const timer of housekeeping) clearInterval(timer);
   await app.close();
   await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.stop', purpose: 'essential.service.operations' });
   await kernel.close();

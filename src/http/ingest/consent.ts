@@ -85,6 +85,15 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
       const changes = Object.entries(body.purposes ?? {}).map(([purpose, state]) => ({ purpose, state }));
       if (!body.withdrawAll && changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
+      // Refuse what can be refused before any profile or identifier is created for the person.
+      for (const { purpose } of changes) {
+        const config = kernel.consent.purpose(purpose);
+        if (!config) throw new CandorError('CONSENT_PURPOSE_UNKNOWN', { purpose });
+        if (config.basis === 'contract' || config.basis === 'legal_obligation') throw new CandorError('CONSENT_BASIS_NOT_CONSENT', { purpose, basis: config.basis });
+      }
+      if (body.noticeVersion !== undefined && body.noticeVersion > kernel.consent.currentNotice().version) {
+        throw new CandorError('CONSENT_NOTICE_UNKNOWN', { noticeVersion: body.noticeVersion });
+      }
       const profileId = await subjectOf(kernel, body, principal.source);
       const { consent } = kernel;
       const actor = { id: principal.tokenId, role: principal.role };

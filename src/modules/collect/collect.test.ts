@@ -130,6 +130,10 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     const [result] = results(survey);
     assert.equal(result?.status, 'stored');
     assert.equal(result?.refusedFields, undefined);
+    await consent({ userId: 'user-1', purposes: { 'personalize.content.limited': 'given' } });
+    const located = await send('/v1/page', { userId: 'user-1', properties: { path: '/stores' }, context: { location: { latitude: 52.01, longitude: 4.36 } } });
+    assert.equal(results(located)[0]?.refusedFields, undefined, located.body);
+    assert.ok(results(located)[0]?.purposes?.includes('analytics.reporting'));
   });
 
   it('stops storing the moment consent is withdrawn', async () => {

@@ -229,7 +229,7 @@ describeEachDialect('consent', (dialect) => {
   });
 
   it('accepts an opt-out notice as a lawful basis only in the jurisdictions listed for the purpose', async () => {
-    const key = 'analytics.reporting.campaign_insights';
+    const key = 'analytics.reporting.content_performance';
     const config: PurposeConfig = { key, basis: 'consent', saleOrSharing: false, targetedAdvertising: false, explicit: false, optOutJurisdictions: ['US-CA'], description: 'Campaign insights.' };
     await consent().setPurpose(config, actor);
     const current = consent().currentNotice();
@@ -314,7 +314,7 @@ describeEachDialect('consent', (dialect) => {
     assert.equal(item?.lawfulBasis, 'consent');
     assert.equal(item?.consentType, 'explicit');
     assert.equal(item?.state, 'given');
-    assert.deepEqual(item?.piiCategory, ['user.demographic.age_range', 'user.demographic.gender', 'user.demographic.race_ethnicity']);
+    assert.deepEqual(item?.piiCategory, ['user.demographic.age_range', 'user.demographic.gender', 'user.demographic.race_ethnicity', 'user.health_and_medical']);
     assert.deepEqual(await consent().verifyReceipt(receipt), payload);
 
     const [h, body, signature] = receipt.split('.') as [string, string, string];

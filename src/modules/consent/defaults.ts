@@ -25,6 +25,9 @@ export const DEFAULT_PURPOSES: readonly PurposeConfig[] = [
   purpose('essential.service.operations', 'contract', 'Running your account and delivering what you ordered.'),
   purpose('essential.fraud_detection', 'legitimate_interests', 'Detecting and preventing fraud against you and the shop.'),
   purpose('essential.legal_obligation', 'legal_obligation', 'Keeping the records the law requires, such as invoices.'),
+  purpose('marketing.communications.sms', 'consent', 'Sending you marketing text messages about products and offers.'),
+  purpose('analytics.reporting.campaign_insights', 'consent', 'Measuring which campaigns and links brought you to the shop.'),
+  purpose('personalize.content.limited', 'consent', 'Showing you shops and offers near where you are, from your precise location.', { explicit: true }),
   purpose('fairness_audit', 'consent', 'Checking, only in aggregate, that our offers treat groups of people fairly; never used to target you.', { explicit: true }),
 ];
 
@@ -39,12 +42,15 @@ export const DEFAULT_NOTICE_PURPOSES: readonly NoticePurpose[] = [
   { purpose: 'essential.service.operations', categories: ['user.account', 'user.contact', 'user.name', 'user.behavior.purchase_history'] },
   { purpose: 'essential.fraud_detection', categories: ['user.device.ip_address', 'user.device.device_id', 'user.behavior.purchase_history'] },
   { purpose: 'essential.legal_obligation', categories: ['user.name', 'user.contact.address', 'user.behavior.purchase_history'] },
-  { purpose: 'fairness_audit', categories: ['user.demographic.age_range', 'user.demographic.gender', 'user.demographic.race_ethnicity'] },
+  { purpose: 'marketing.communications.sms', categories: ['user.contact.phone_number', 'user.name'] },
+  { purpose: 'analytics.reporting.campaign_insights', categories: ['user.behavior.browsing_history'] },
+  { purpose: 'personalize.content.limited', categories: ['user.location.precise'] },
+  { purpose: 'fairness_audit', categories: ['user.demographic.age_range', 'user.demographic.gender', 'user.demographic.race_ethnicity', 'user.health_and_medical'] },
 ];
 
 export const DEFAULT_NOTICE_TEXT = [
   'How this shop uses your data.',
   'We use your account, contact and order details to run your account and deliver your orders, to prevent fraud, and to keep the records the law requires.',
-  'Only if you agree, we also: measure how the shop is used; tailor products, content and offers to your interests; send you marketing emails; show you our ads on other sites; share your data with partners; and, if you tell us your age range, gender or ethnicity, check in aggregate that our offers treat everyone fairly.',
+  'Only if you agree, we also: measure how the shop is used; tailor products, content and offers to your interests; send you marketing emails or text messages; see which campaigns brought you here; show you shops near you from your precise location (only with your explicit consent); show you our ads on other sites; share your data with partners; and, if you tell us your age range, gender, ethnicity or health details in a survey, check in aggregate and only with your explicit consent that our offers treat everyone fairly.',
   'You can change or withdraw any of these choices at any time, as easily as you gave them. A Global Privacy Control signal from your browser is honoured as an opt-out of sale, sharing and targeted advertising.',
 ].join('\n\n');

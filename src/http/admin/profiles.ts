@@ -100,6 +100,31 @@ const decrypts = (request: FastifyRequest) => (DECRYPTING as readonly string[]).
 
 /** Profiles for staff: the merged view, trait history and unmerge. Every read is audited with the subject's pseudonym. */
 export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): void {
+  app.post<{ Body: { type: string; value: string } }>(
+    '/profiles/lookup',
+    {
+      config: { access: READ },
+      schema: {
+        tags: ['profiles'],
+        summary: 'Find the profile holding an identifier (user id, anonymous id, email, phone, custom:…), compared by its keyed pseudonym.',
+        description: 'A POST so that identifiers never appear in URLs (and so in proxy logs). Answers 404 IDENTITY_PROFILE_NOT_FOUND when nobody holds it.',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['type', 'value'],
+          properties: { type: { type: 'string', minLength: 1, maxLength: 100 }, value: { type: 'string', minLength: 1, maxLength: 1000 } },
+        },
+        response: { 200: { type: 'object', properties: { id: { type: 'string', description: 'The canonical profile.' } } } },
+      },
+    },
+    async (request) => {
+      const [found] = await kernel.identity.lookupBatch(kernel.storage.raw, [{ identifiers: [request.body], source: 'admin', at: new Date().toISOString() }]);
+      if (!found) throw new CandorError('IDENTITY_PROFILE_NOT_FOUND');
+      request.auditSubject = kernel.keyring.pseudonym('subject', found);
+      return { id: found };
+    },
+  );
+
   app.get<{ Params: { id: string } }>(
     '/profiles/:id',
     {

@@ -238,7 +238,11 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     const refusals = await server.app.inject({ url: '/v1/admin/collect/refusals?source=web', headers: { authorization: `Bearer ${analyst}` } });
     assert.equal(refusals.statusCode, 200);
     assert.ok((refusals.json() as { purpose: string }[]).some((r) => r.purpose === 'analytics.reporting'));
-    const [profileId] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'anonymous_id', value: 'anon-1' }], source: 'web', at: new Date().toISOString() }]);
+    const lookup = await server.app.inject({ method: 'POST', url: '/v1/admin/profiles/lookup', headers: { authorization: `Bearer ${owner}` }, payload: { type: 'anonymous_id', value: 'anon-1' } });
+    assert.equal(lookup.statusCode, 200, lookup.body);
+    const profileId = (lookup.json() as { id: string }).id;
+    const missing = await server.app.inject({ method: 'POST', url: '/v1/admin/profiles/lookup', headers: { authorization: `Bearer ${owner}` }, payload: { type: 'user_id', value: 'nobody' } });
+    assert.equal(missing.statusCode, 404);
     const asOwner = await server.app.inject({ url: `/v1/admin/subjects/${profileId}/events`, headers: { authorization: `Bearer ${owner}` } });
     assert.equal(asOwner.statusCode, 200, asOwner.body);
     assert.ok(asOwner.body.includes('https://shop.example/?email=ada@example.com'));

@@ -8,6 +8,7 @@ import { STAFF_ROLES } from '../modules/access/index.ts';
 import { createKeyFile } from '../modules/crypto/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { CandorError, isCandorError } from '../shared/errors.ts';
+import { registerImportCommands } from './import.ts';
 import { registerPlanCommands } from './plan.ts';
 import { serve } from './serve.ts';
 
@@ -184,6 +185,7 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
     });
 
   registerPlanCommands(program, { out, err, withKernel: (run) => withKernel(program, run) });
+  registerImportCommands(program, { out, err, withKernel: (run) => withKernel(program, run) });
 
   return program;
 }

@@ -1,0 +1,256 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../test/support/databases.ts';
+import { openKernel, type Kernel } from '../kernel.ts';
+import { main } from './main.ts';
+
+const SUMMARY = /^imported (\d+) rows: (\d+) stored, (\d+) duplicate, (\d+) refused \(no lawful basis\), (\d+) invalid, (\d+) suppressed; report: (.+)$/m;
+
+describeEachDialect('candor import', (dialect) => {
+  let env: TestEnvironment;
+  before(async () => {
+    env = await createEnvironment(dialect);
+  });
+  after(async () => {
+    await env.cleanup();
+  });
+
+  async function candor(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    const out: string[] = [];
+    const err: string[] = [];
+    const global = ['--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : [])];
+    const code = await main(['node', 'candor', ...global, ...args], (l) => out.push(l), (l) => err.push(l));
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  }
+
+  function csv(name: string, lines: string[]): string {
+    const file = join(env.dataDir, name);
+    writeFileSync(file, lines.join('\n') + '\n');
+    return file;
+  }
+
+  /** [rows, stored, duplicate, refused, invalid, suppressed] from the summary line. */
+  function summary(out: string): number[] {
+    const match = SUMMARY.exec(out);
+    assert.ok(match, out);
+    return match.slice(1, 7).map(Number);
+  }
+
+  async function withKernel<T>(run: (kernel: Kernel) => Promise<T>): Promise<T> {
+    const kernel = await openKernel(env.config);
+    try {
+      return await run(kernel);
+    } finally {
+      await kernel.close();
+    }
+  }
+
+  async function profileOf(kernel: Kernel, userId: string): Promise<string> {
+    const [id] = await kernel.identity.lookupBatch(kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'test', at: new Date().toISOString() }]);
+    assert.ok(id, `no profile for ${userId}`);
+    return id;
+  }
+
+  const traitsOf = async (kernel: Kernel, profileId: string) =>
+    Object.fromEntries((await kernel.profiles.get([profileId], { decrypt: true })).traits.map((t) => [t.key, t.value]));
+
+  it('imports customers on the basis of consent and records their consent with mechanism import, with receipts', async () => {
+    const file = csv('consented.csv', ['user_id,email,first_name,country,loyalty_tier', 'a1,ada@shop.test,Ada,DE,gold', 'a2,bo@shop.test,Bo,FR,silver']);
+    const result = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'consent', '--purposes', 'marketing.communications.email,personalize.profiling', '--jurisdiction', 'DE');
+    assert.equal(result.code, 0, result.err);
+    assert.deepEqual(summary(result.out), [2, 2, 0, 0, 0, 0]);
+    assert.match(result.err, /consent recorded for 2 people \(mechanism import\)/);
+    assert.match(result.err, /not in the tracking plan, dropped: traits\.loyalty_tier \(2 rows\)/);
+    await withKernel(async (kernel) => {
+      const profileId = await profileOf(kernel, 'a1');
+      const history = await kernel.consent.history(profileId);
+      assert.deepEqual(history.map((e) => [e.purpose, e.state, e.mechanism, e.jurisdiction, e.source]).sort(), [
+        ['marketing.communications.email', 'given', 'import', 'DE', 'crm'],
+        ['personalize.profiling', 'given', 'import', 'DE', 'crm'],
+      ]);
+      assert.ok(history.every((e) => e.receiptId !== null && e.basis === 'consent'));
+      const traits = await traitsOf(kernel, profileId);
+      assert.equal(traits.email, 'ada@shop.test');
+      assert.equal(traits.first_name, 'Ada');
+      assert.equal(traits.country, 'DE');
+      assert.ok(!('loyalty_tier' in traits));
+      const runs = [];
+      for await (const entry of kernel.audit.scan()) if (entry.action === 'import.run') runs.push(entry);
+      assert.equal(runs.length, 1);
+      const details = JSON.parse(runs[0]?.details ?? '{}') as Record<string, unknown>;
+      assert.equal(runs[0]?.purpose, 'essential.legal_obligation');
+      assert.equal(runs[0]?.outcome, 'success');
+      assert.equal(details.source, 'crm');
+      assert.equal(details.basis, 'consent');
+      assert.equal(details.rows, 2);
+      assert.equal(details.stored, 2);
+      assert.equal(details.consents, 2);
+      assert.ok(!JSON.stringify(runs).includes('ada@shop.test'));
+    });
+  });
+
+  it('on the basis of contract keeps only what contract-basis purposes allow', async () => {
+    const customers = csv('contract-customers.csv', ['user_id,email,first_name,country', 'b1,bea@shop.test,Bea,NL']);
+    const first = await candor('import', 'customers', customers, '--source', 'crm', '--basis', 'contract');
+    assert.equal(first.code, 0, first.err);
+    assert.deepEqual(summary(first.out), [1, 1, 0, 0, 0, 0]);
+    assert.match(first.err, /purposes with basis contract in this deployment: essential\.service\.operations/);
+    assert.match(first.err, /left out, no lawful basis for their purposes: traits\.country \(1 rows\)/);
+
+    const events = csv('contract-orders.csv', [
+      'event,order_id,user_id,timestamp,total,revenue,currency,product_id,product_name,product_price',
+      'Order Completed,5001,b1,2024-03-01T10:00:00Z,20,20,EUR,p1,Mug,20',
+      'Product Viewed,,b1,2024-03-01T09:00:00Z,,,EUR,p1,,',
+    ]);
+    const second = await candor('import', 'events', events, '--source', 'shop', '--basis', 'contract');
+    assert.equal(second.code, 0, second.err);
+    assert.deepEqual(summary(second.out), [2, 1, 0, 1, 0, 0]);
+    assert.match(second.err, /warning: none of the purposes the tracking plan gives Product Viewed events \(analytics\.reporting, personalize\.profiling\) is allowed by basis contract/);
+    assert.equal(readFileSync(`${events}.report.csv`, 'utf8'), 'row,status,code,detail\n3,refused,COLLECT_NO_LAWFUL_BASIS,no purpose of this row has a lawful basis for this person (import basis contract)\n');
+
+    await withKernel(async (kernel) => {
+      const profileId = await profileOf(kernel, 'b1');
+      const traits = await traitsOf(kernel, profileId);
+      assert.equal(traits.email, 'bea@shop.test');
+      assert.equal(traits.first_name, 'Bea');
+      assert.ok(!('country' in traits));
+      assert.deepEqual(await kernel.consent.history(profileId), []);
+      const stored = (await kernel.collect.events([profileId], { decrypt: true, limit: 10 })).filter((e) => e.kind === 'track');
+      assert.equal(stored.length, 1);
+      assert.equal(stored[0]?.event, 'Order Completed');
+      assert.deepEqual(stored[0]?.purposes, ['essential.service.operations']);
+      assert.deepEqual(stored[0]?.data.properties, { order_id: '5001', total: 20, revenue: 20, currency: 'EUR' });
+    });
+  });
+
+  it('groups the lines of an order into one Order Completed event with products, numbers read where the plan declares them', async () => {
+    const file = csv('orders.csv', [
+      'order_id,user_id,timestamp,total,currency,product_id,product_name,product_price,product_quantity,product_category',
+      '1001,c1,2024-03-01T10:00:00Z,30.5,EUR,p1,Mug,10.5,1,kitchen',
+      '1001,c1,2024-03-01T10:00:00Z,30.5,EUR,p2,Cup,10,2,kitchen',
+      '1002,c1,2024-03-05T10:00:00Z,5,EUR,p3,Pen,5,1,office',
+    ]);
+    const result = await candor('import', 'events', file, '--source', 'orders', '--basis', 'consent', '--purposes', 'analytics.reporting', '--batch-size', '2');
+    assert.equal(result.code, 0, result.err);
+    assert.deepEqual(summary(result.out), [3, 3, 0, 0, 0, 0]);
+    await withKernel(async (kernel) => {
+      const profileId = await profileOf(kernel, 'c1');
+      const orders = (await kernel.collect.events([profileId], { decrypt: true, limit: 10 })).filter((e) => e.event === 'Order Completed');
+      assert.equal(orders.length, 2);
+      const first = orders.find((o) => (o.data.properties as { order_id: string }).order_id === '1001');
+      assert.ok(first);
+      assert.equal(first.occurredAt, '2024-03-01T10:00:00.000Z');
+      assert.deepEqual(first.data.properties, {
+        order_id: '1001',
+        total: 30.5,
+        currency: 'EUR',
+        products: [
+          { product_id: 'p1', name: 'Mug', price: 10.5, quantity: 1, category: 'kitchen' },
+          { product_id: 'p2', name: 'Cup', price: 10, quantity: 2, category: 'kitchen' },
+        ],
+      });
+      assert.ok(first.purposes.includes('analytics.reporting'));
+    });
+  });
+
+  it('stores nothing twice when the same file is imported again', async () => {
+    const file = join(env.dataDir, 'orders.csv');
+    const counts = () => withKernel(async (kernel) => ({ events: await kernel.collect.countEvents(), ledger: (await kernel.consent.history(await profileOf(kernel, 'c1'))).length }));
+    const before = await counts();
+    const again = await candor('import', 'events', file, '--source', 'orders', '--basis', 'consent', '--purposes', 'analytics.reporting');
+    assert.equal(again.code, 0, again.err);
+    assert.deepEqual(summary(again.out), [3, 0, 3, 0, 0, 0]);
+    assert.doesNotMatch(again.err, /consent recorded/);
+    assert.deepEqual(await counts(), before);
+    const report = readFileSync(`${file}.report.csv`, 'utf8').trim().split('\n');
+    assert.deepEqual(report.slice(1).map((line) => line.split(',').slice(0, 2).join(',')), ['2,duplicate', '3,duplicate', '4,duplicate']);
+
+    // With a message_id column, that id is what recognises a row.
+    const withIds = csv('with-ids.csv', ['message_id,event,anonymous_id,order_id,total', 'm-1,Order Completed,anon-9,9001,12', 'm-2,Order Completed,anon-9,9002,13']);
+    assert.deepEqual(summary((await candor('import', 'events', withIds, '--source', 'orders', '--basis', 'contract')).out), [2, 2, 0, 0, 0, 0]);
+    const changed = csv('with-ids-again.csv', ['message_id,event,anonymous_id,order_id,total', 'm-1,Order Completed,anon-9,9001,14']);
+    assert.deepEqual(summary((await candor('import', 'events', changed, '--source', 'orders', '--basis', 'contract')).out), [1, 0, 1, 0, 0, 0]);
+  });
+
+  it('reports malformed and invalid rows by their number in the file, with codes and never their values, in an owner-only file', async () => {
+    const file = csv('messy.csv', [
+      'user_id,email,first_name',
+      'd1,dan@shop.test,Dan',
+      'd2,not-an-email,Dora',
+      'd3,dee@shop.test',
+      'd4,dina@shop.test,"Di',
+      'na"',
+      'd5',
+      ',eve@shop.test,Eve',
+      'd6,fay@shop.test,Fay',
+    ]);
+    const report = join(env.dataDir, 'messy-report.csv');
+    const result = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'contract', '--report', report);
+    assert.equal(result.code, 0, result.err);
+    assert.deepEqual(summary(result.out), [7, 3, 0, 0, 4, 0]);
+    assert.match(result.out, /report: .*messy-report\.csv$/);
+    assert.equal(statSync(report).mode & 0o777, 0o600);
+    const text = readFileSync(report, 'utf8');
+    assert.equal(
+      text,
+      [
+        'row,status,code,detail',
+        '3,invalid,CATALOG_EVENT_INVALID,traits.email: format',
+        '4,invalid,IMPORT_ROW_MALFORMED,wrong number of columns',
+        '7,invalid,IMPORT_ROW_MALFORMED,wrong number of columns',
+        '8,invalid,COLLECT_IDENTITY_MISSING,userId/anonymousId',
+        '',
+      ].join('\n'),
+    );
+    for (const value of ['not-an-email', 'Dora', 'dee@shop.test', 'd3', 'd5', 'eve@shop.test', 'Eve']) assert.ok(!text.includes(value), value);
+    await withKernel(async (kernel) => {
+      assert.equal((await traitsOf(kernel, await profileOf(kernel, 'd4'))).first_name, 'Di\nna');
+      assert.equal((await traitsOf(kernel, await profileOf(kernel, 'd6'))).first_name, 'Fay');
+    });
+  });
+
+  it('checks every row in a dry run and writes nothing but the report', async () => {
+    const file = csv('dry.csv', ['event,user_id,product_id,price', 'Product Viewed,e1,p1,9.5', 'Order Completed,e1,,', 'Rocket Launched,e1,,']);
+    const before = await withKernel((kernel) => kernel.collect.countEvents());
+    const result = await candor('import', 'events', file, '--source', 'web', '--basis', 'contract', '--dry-run');
+    assert.equal(result.code, 0, result.err);
+    assert.match(result.out, /^checked 3 rows \(dry run, nothing written\): 0 would be stored, 0 duplicate, 1 refused \(no lawful basis\), 2 invalid, 0 suppressed; report: /);
+    assert.equal(
+      readFileSync(`${file}.report.csv`, 'utf8'),
+      'row,status,code,detail\n2,refused,COLLECT_NO_LAWFUL_BASIS,no purpose of this row has a lawful basis for this person (import basis contract)\n3,invalid,CATALOG_EVENT_INVALID,properties.order_id: required\n4,invalid,CATALOG_EVENT_UNDECLARED,\n',
+    );
+    await withKernel(async (kernel) => {
+      assert.equal(await kernel.collect.countEvents(), before);
+      const [id] = await kernel.identity.lookupBatch(kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: 'e1' }], source: 'web', at: new Date().toISOString() }]);
+      assert.equal(id, null);
+    });
+  });
+
+  it('exits 1 with a coded error for a file it cannot read or options it cannot accept', async () => {
+    const missing = join(env.dataDir, 'no-such-file.csv');
+    const gone = await candor('import', 'customers', missing, '--source', 'crm', '--basis', 'contract');
+    assert.equal(gone.code, 1);
+    assert.match(gone.err, /error IMPORT_FILE_UNREADABLE: .*"reason":"ENOENT"/);
+    assert.equal(existsSync(`${missing}.report.csv`), false);
+    const file = csv('options.csv', ['user_id,email', 'x1,x1@shop.test']);
+    const unknown = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'because');
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.err, /error IMPORT_BASIS_UNKNOWN/);
+    const noPurposes = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'consent');
+    assert.equal(noPurposes.code, 1);
+    assert.match(noPurposes.err, /error IMPORT_PURPOSES_REQUIRED/);
+    const contractPurpose = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'consent', '--purposes', 'essential.service.operations');
+    assert.equal(contractPurpose.code, 1);
+    assert.match(contractPurpose.err, /error CONSENT_BASIS_NOT_CONSENT/);
+    const batch = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'contract', '--batch-size', 'lots');
+    assert.equal(batch.code, 1);
+    assert.match(batch.err, /error IMPORT_OPTION_INVALID: .*"option":"batch-size"/);
+    const noHeader = csv('no-ids.csv', ['email,first_name', 'y@shop.test,Y']);
+    const header = await candor('import', 'customers', noHeader, '--source', 'crm', '--basis', 'contract');
+    assert.equal(header.code, 1);
+    assert.match(header.err, /error IMPORT_HEADER_INVALID: .*"reason":"no_identity_column"/);
+    assert.match(header.out, /^imported 0 rows/);
+  });
+});

@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import type { Kernel } from '../../kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { isCandorError } from '../../shared/errors.ts';
+import { coerceCell, CsvImporter, MAX_ORDER_LINES, productKey, type CsvImportOptions, type RowReport } from './index.ts';
+
+describe('CSV import mapping', () => {
+  it('reads numbers and booleans only where the plan declares them', () => {
+    assert.equal(coerceCell('number', '10.50'), 10.5);
+    assert.equal(coerceCell('integer', '3'), 3);
+    assert.equal(coerceCell('integer', '-2e3'), -2000);
+    assert.equal(coerceCell('number', '1,234.50'), '1,234.50');
+    assert.equal(coerceCell('number', '1e999'), '1e999');
+    assert.equal(coerceCell('string', '0042'), '0042');
+    assert.equal(coerceCell('string|number', '42'), '42');
+    assert.equal(coerceCell(undefined, '42'), '42');
+    assert.equal(coerceCell('boolean', 'TRUE'), true);
+    assert.equal(coerceCell('boolean', 'yes'), 'yes');
+  });
+
+  it('maps product_* columns to the line-item names of the e-commerce spec', () => {
+    assert.equal(productKey('product_id'), 'product_id');
+    assert.equal(productKey('product_name'), 'name');
+    assert.equal(productKey('Product_Price'), 'price');
+    assert.equal(productKey('product_'), undefined);
+    assert.equal(productKey('order_id'), undefined);
+  });
+});
+
+describeEachDialect('CSV import', (dialect) => {
+  const ctx = useKernel(dialect);
+  const importer = (kernel: Kernel) => new CsvImporter(kernel);
+
+  async function run(text: string, options: Partial<CsvImportOptions> & Pick<CsvImportOptions, 'kind' | 'basis'>) {
+    const reports: RowReport[] = [];
+    const warnings: string[] = [];
+    const summary = await importer(ctx.kernel).run(Readable.from([text]), { source: 'files', actor: CLI_ACTOR, ...options }, {
+      onRows: (rows) => {
+        reports.push(...rows);
+      },
+      onWarning: (message) => warnings.push(message),
+    });
+    return { summary, reports, warnings };
+  }
+
+  const profileOf = async (userId: string) =>
+    (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'files', at: new Date().toISOString() }]))[0] ?? null;
+
+  it('stops at a row larger than the limit (a quote never closed), after storing the rows before it', async () => {
+    const text = ['user_id,email', 'r1,r1@shop.test', 'r2,"r2@shop.test', ...Array.from({ length: 50 }, (_, i) => `r${i + 3},r${i + 3}@shop.test`)].join('\n');
+    const { summary, reports } = await run(text, { kind: 'customers', basis: 'contract', maxRowBytes: 200 });
+    assert.equal(summary.complete, false);
+    assert.ok(isCandorError(summary.error, 'IMPORT_ROW_TOO_LARGE'));
+    assert.equal(summary.stored, 1);
+    assert.deepEqual(reports.map((r) => [r.row, r.code]), [[3, 'IMPORT_ROW_TOO_LARGE']]);
+    assert.ok(await profileOf('r1'));
+    assert.equal(await profileOf('r9'), null);
+  });
+
+  it('refuses an order with more lines than it groups, and goes on with the next one', async () => {
+    const lines = ['order_id,anonymous_id,total,product_id', ...Array.from({ length: MAX_ORDER_LINES + 2 }, (_, i) => `big-1,anon-big,5,p${i}`), 'small-1,anon-big,5,p1'];
+    const { summary, reports } = await run(lines.join('\n'), { kind: 'events', basis: 'contract', batchSize: 100 });
+    assert.equal(summary.complete, true);
+    assert.equal(summary.rows, MAX_ORDER_LINES + 3);
+    assert.equal(summary.invalid, MAX_ORDER_LINES + 2);
+    assert.equal(summary.stored, 1);
+    assert.equal(reports.length, MAX_ORDER_LINES + 2);
+    assert.ok(reports.every((r) => r.code === 'IMPORT_ORDER_TOO_LARGE'));
+    assert.deepEqual(reports.map((r) => r.row), Array.from({ length: MAX_ORDER_LINES + 2 }, (_, i) => i + 2));
+  });
+
+  it('never overrides a withdrawal on the basis of consent, and leaves erased people out', async () => {
+    const { kernel } = ctx;
+    const text = ['user_id,event,page_type', 'w1,Product Viewed,', 'gone-1,Product Viewed,'].join('\n');
+    // w1 gave and then withdrew consent for analytics.reporting before the import.
+    await run(['user_id,email', 'w1,w1@shop.test'].join('\n'), { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'] });
+    const w1 = (await profileOf('w1')) as string;
+    await kernel.consent.record(w1, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { mechanism: 'privacy_center' }, CLI_ACTOR);
+    const entries = (await kernel.consent.history(w1)).length;
+    await kernel.identity.suppress([{ type: 'user_id', valueHash: kernel.identity.hash({ type: 'user_id', value: 'gone-1' }) }], 'erasure');
+
+    const { summary, reports } = await run(text, { kind: 'events', basis: 'consent', purposes: ['analytics.reporting', 'personalize.profiling'] });
+    assert.equal(summary.consents, 1);
+    const history = await kernel.consent.history(w1);
+    assert.equal(history.length, entries + 1);
+    assert.deepEqual(history.slice(entries).map((e) => [e.purpose, e.state, e.mechanism]), [['personalize.profiling', 'given', 'import']]);
+    assert.deepEqual(reports.map((r) => [r.row, r.status, r.code]), [[3, 'suppressed', 'COLLECT_SUBJECT_SUPPRESSED']]);
+    assert.equal(await profileOf('gone-1'), null);
+  });
+
+  it('imports page and screen rows, and reports types it does not import', async () => {
+    const text = ['type,event,name,anonymous_id,path', 'page,,Home,anon-p,/', 'identify,,,anon-p,', 'track,,,anon-p,'].join('\n');
+    const { summary, reports } = await run(text, { kind: 'events', basis: 'consent', purposes: ['analytics.reporting'] });
+    assert.equal(summary.stored, 1);
+    assert.deepEqual(reports.map((r) => [r.row, r.code, r.detail]), [
+      [3, 'IMPORT_ROW_TYPE_UNSUPPORTED', 'type'],
+      [4, 'COLLECT_MESSAGE_INVALID', 'event'],
+    ]);
+  });
+
+  it('refuses a header without ids, with a repeated column, or no header at all', async () => {
+    for (const [text, reason] of [
+      ['email\nx@shop.test', 'no_identity_column'],
+      ['user_id,email,EMAIL\nu,x@shop.test,y@shop.test', 'duplicate_column'],
+      ['', 'empty_file'],
+    ] as const) {
+      const { summary } = await run(text, { kind: 'customers', basis: 'contract' });
+      assert.equal(summary.complete, false);
+      assert.ok(isCandorError(summary.error, 'IMPORT_HEADER_INVALID'), String(summary.error));
+      assert.equal(summary.error.details?.reason, reason);
+    }
+  });
+});

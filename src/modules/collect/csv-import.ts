@@ -1,0 +1,790 @@
+// CSV import: customer lists (one identify call per row) and event files such as order histories (one track, page
+// or screen call per row; consecutive lines of one order become one Order Completed event with products[]), streamed
+// in batches through the same pipeline as the HTTP API: tracking plan, consent gate, suppression list, identity,
+// encryption, durable store. Memory stays flat whatever the file's length.
+//
+// Mapping rules:
+// - Header names are trimmed; an empty name leaves its column out; a name given twice (in any case) refuses the file.
+// - customers: the user id is user_id (else userId, customer_id, id: the first of them in the header), then
+//   anonymous_id, message_id, timestamp; every other column is a trait of the same name (email and phone in any case).
+// - events: event, or type (track, page, screen; track by default) with name for pages and screens; user_id (userId,
+//   customer_id), anonymous_id, timestamp, message_id; every other column is a property of the same name. A track row
+//   without an event but with an order_id is Order Completed. Consecutive Order Completed rows with the same order_id
+//   (and ids) are one event: order-level values from its first line, the product_* cells of each line one products[]
+//   item (product_id stays, product_name → name, product_price → price, product_quantity → quantity, …).
+// - Cells are trimmed and empty cells left out. A cell becomes a number only where the tracking plan declares that
+//   field number or integer (and not also string) and the cell is a plain decimal (1234.5, -3, 1e3; not 1,234.50);
+//   true/false become booleans where the plan declares boolean. The rest stays text, for the plan to judge; the plan
+//   keeps declared fields and drops the others (counted for the summary).
+// - The message id is the message_id cell, else `imp_` + a keyed HMAC (the pseudonym key) of kind, source and a
+//   SHA-256 of the row's non-empty cells by column name (every line's, for an order): importing the same rows again
+//   stores nothing twice, and the id reveals nothing of the row.
+// - A row's number is the line its record starts on, the header being row 1.
+import { createHash, type Hash } from 'node:crypto';
+import { pipeline, Transform, type Readable } from 'node:stream';
+import { parse, type Parser } from 'csv-parse';
+import type { Actor } from '../../shared/actor.ts';
+import type { ErrorCode } from '../../shared/error-codes.ts';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
+import type { Storage } from '../../storage/index.ts';
+import type { AuditLog } from '../audit/index.ts';
+import type { Catalog, OutlineSection } from '../catalog/index.ts';
+import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent/index.ts';
+import type { Keyring } from '../crypto/index.ts';
+import type { Identity, ResolveItem } from '../identity/index.ts';
+import type { Collector, ItemResult, ItemStatus } from './collect.service.ts';
+import { MAX_EVENT_BYTES, parseMessage } from './segment.ts';
+
+export type ImportKind = 'customers' | 'events';
+
+export interface CsvImportDeps {
+  storage: Storage;
+  audit: AuditLog;
+  keyring: Keyring;
+  catalog: Catalog;
+  consent: Consent;
+  identity: Identity;
+  collect: Collector;
+}
+
+export interface CsvImportOptions {
+  kind: ImportKind;
+  /** The source the rows are stored under (as a write key's source is). */
+  source: string;
+  /** The lawful basis the business claims for the records: consent, contract, legal_obligation, legitimate_interests. */
+  basis: string;
+  /** With basis consent: the purposes each imported person consented to (recorded with mechanism `import`). */
+  purposes?: readonly string[] | undefined;
+  jurisdiction?: string | undefined;
+  noticeVersion?: number | undefined;
+  /** Rows per batch through the pipeline (default 500). */
+  batchSize?: number | undefined;
+  /** Read, map and check every row against the plan and the purposes' bases; write nothing. */
+  dryRun?: boolean | undefined;
+  actor: Actor;
+  /** Largest row in bytes (default 1 MiB): past it, a quote that is never closed would swallow the rest of the file. */
+  maxRowBytes?: number | undefined;
+}
+
+/** What the basis of an import lets through the consent gate, to tell the operator before the first row. */
+export interface ImportBasis {
+  basis: ConfiguredBasis;
+  /** Purposes the claim covers: the --purposes for consent, otherwise every configured purpose with this basis. */
+  purposes: string[];
+  /** Purposes with another basis that needs no consent record: the gate lets them through for every row too. */
+  alsoAllowed: { purpose: string; basis: ConfiguredBasis }[];
+}
+
+/** One row that was not stored: its number in the file (the header is row 1), status, code and a value-free detail. */
+export interface RowReport {
+  row: number;
+  status: Exclude<ItemStatus, 'stored'>;
+  code: ErrorCode | '';
+  detail: string;
+}
+
+export interface ImportCounts {
+  /** Data rows read (malformed ones included). */
+  rows: number;
+  stored: number;
+  duplicate: number;
+  refused: number;
+  invalid: number;
+  suppressed: number;
+  /** Calls sent through the pipeline (an order of several lines is one). */
+  events: number;
+  /** People whose consent this import recorded (basis consent). */
+  consents: number;
+  /** Bytes of the file read so far. */
+  bytes: number;
+}
+
+export interface ImportSummary extends ImportCounts {
+  /** The whole file was read. */
+  complete: boolean;
+  /** Why the import stopped early (then `complete` is false). */
+  error?: unknown;
+  fileSha256: string;
+  /** Undeclared fields the tracking plan dropped, with the number of rows that had them. */
+  dropped: { path: string; rows: number }[];
+  /** Declared fields left out because none of their purposes had a lawful basis for the person. */
+  refusedFields: { path: string; rows: number }[];
+}
+
+export interface ImportHooks {
+  /** Rows of a batch that were not stored, in file order. */
+  onRows?: (rows: readonly RowReport[]) => void | Promise<void>;
+  onProgress?: (counts: Readonly<ImportCounts>) => void;
+  /** A problem the operator should know about before the rows are refused one by one. */
+  onWarning?: (message: string) => void;
+}
+
+const SOURCE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const JURISDICTION = /^[A-Z]{2}(-[A-Z0-9]{1,3})?$/;
+const NUMERIC = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+const ORDER_COMPLETED = 'Order Completed';
+/** Consecutive lines of one order beyond this are not grouped (the plan allows 500 line items per order). */
+export const MAX_ORDER_LINES = 1000;
+const DEFAULT_BATCH = 500;
+const MAX_BATCH = 10_000;
+const DEFAULT_MAX_ROW_BYTES = 1024 * 1024;
+/** Distinct field paths counted for the end-of-import summary. */
+const MAX_TRACKED_PATHS = 200;
+
+const USER_ID_COLUMNS: Record<ImportKind, readonly string[]> = {
+  customers: ['user_id', 'userid', 'customer_id', 'customerid', 'id'],
+  events: ['user_id', 'userid', 'customer_id', 'customerid'],
+};
+const ANONYMOUS_ID_COLUMNS = ['anonymous_id', 'anonymousid'];
+const MESSAGE_ID_COLUMNS = ['message_id', 'messageid'];
+const TIMESTAMP_COLUMNS = ['timestamp'];
+const EVENT_TYPES = new Set(['track', 'page', 'screen']);
+
+const MALFORMED_DETAIL: Record<string, string> = {
+  CSV_RECORD_INCONSISTENT_COLUMNS: 'wrong number of columns',
+  CSV_QUOTE_NOT_CLOSED: 'a quote is never closed',
+  CSV_INVALID_CLOSING_QUOTE: 'misplaced quote',
+  INVALID_OPENING_QUOTE: 'misplaced quote',
+  CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE: 'misplaced quote',
+};
+
+/** Which columns of the header play which part; the rest are traits (customers) or properties (events). */
+interface Columns {
+  userId: string | undefined;
+  anonymousId: string | undefined;
+  messageId: string | undefined;
+  timestamp: string | undefined;
+  event: string | undefined;
+  type: string | undefined;
+  name: string | undefined;
+  orderId: string | undefined;
+  /** Every other column: [column, field name]. */
+  fields: [string, string][];
+}
+
+/** A call ready for the pipeline, with the file rows it came from. */
+interface Call {
+  rows: number[];
+  raw: Record<string, unknown>;
+}
+
+/** A row that did not become a call. */
+interface Failure {
+  rows: number[];
+  code: ErrorCode;
+  detail: string;
+}
+
+type Item = { call: Call } | { failure: Failure };
+
+/** Lines of one order being gathered into one event. */
+interface OpenOrder {
+  key: string;
+  first: Call;
+  products: Record<string, unknown>[];
+  rows: number[];
+  hash: Hash;
+  tooLarge: boolean;
+}
+
+type CsvRecord = Record<string, string | undefined>;
+
+/** A value parsed from a cell as the tracking plan declares the field: numbers and booleans only where declared. */
+export function coerceCell(type: string | undefined, value: string): unknown {
+  if (type === undefined) return value;
+  const types = type.split('|');
+  if (types.includes('string')) return value;
+  if ((types.includes('number') || types.includes('integer')) && NUMERIC.test(value)) {
+    const n = Number(value);
+    return Number.isFinite(n) ? n : value;
+  }
+  if (types.includes('boolean') && /^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
+  return value;
+}
+
+/** The line-item key of a `product_*` column: product_id stays, product_name → name, product_price → price, … */
+export function productKey(column: string): string | undefined {
+  const lower = column.toLowerCase();
+  if (!lower.startsWith('product_') || lower.length === 'product_'.length) return undefined;
+  return lower === 'product_id' ? 'product_id' : lower.slice('product_'.length);
+}
+
+/** Newlines inside a record's raw text (not counting the one that ends it): how many lines it spans beyond its first. */
+function innerNewlines(raw: string | undefined): number {
+  if (!raw) return 0;
+  let n = 0;
+  for (let i = raw.indexOf('\n'); i !== -1; i = raw.indexOf('\n', i + 1)) n++;
+  return raw.endsWith('\n') ? n - 1 : n;
+}
+
+function bump(map: Map<string, number>, key: string, n: number): void {
+  const current = map.get(key);
+  if (current !== undefined) map.set(key, current + n);
+  else if (map.size < MAX_TRACKED_PATHS) map.set(key, n);
+}
+
+/**
+ * Imports a CSV file through the ingestion pipeline. One instance per kernel; `check` validates the options against
+ * the deployment's purposes, `run` streams a file.
+ */
+export class CsvImporter {
+  readonly #deps: CsvImportDeps;
+
+  constructor(deps: CsvImportDeps) {
+    this.#deps = deps;
+  }
+
+  /** Validates the options (coded errors) and says which purposes the claimed basis lets through. */
+  check(options: CsvImportOptions): ImportBasis {
+    const { consent } = this.#deps;
+    if (!(CONFIGURED_BASES as readonly string[]).includes(options.basis)) throw new CandorError('IMPORT_BASIS_UNKNOWN', { basis: options.basis, allowed: [...CONFIGURED_BASES] });
+    const basis = options.basis as ConfiguredBasis;
+    if (!SOURCE_NAME.test(options.source)) throw new CandorError('ACCESS_SOURCE_NAME_INVALID');
+    const batchSize = options.batchSize ?? DEFAULT_BATCH;
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH) throw new CandorError('IMPORT_OPTION_INVALID', { option: 'batch-size', allowed: `1 to ${MAX_BATCH}` });
+    const purposes = [...new Set(options.purposes ?? [])];
+    const configured = consent.purposes();
+    const alsoAllowed = configured.filter((p) => p.basis !== 'consent' && p.basis !== basis).map((p) => ({ purpose: p.key, basis: p.basis }));
+    if (basis !== 'consent') {
+      const stray = options.purposes !== undefined ? 'purposes' : options.jurisdiction !== undefined ? 'jurisdiction' : options.noticeVersion !== undefined ? 'notice-version' : undefined;
+      if (stray) throw new CandorError('IMPORT_OPTION_INVALID', { option: stray, reason: 'only with --basis consent (no consent is recorded on another basis)' });
+      return { basis, purposes: configured.filter((p) => p.basis === basis).map((p) => p.key), alsoAllowed };
+    }
+    if (purposes.length === 0) throw new CandorError('IMPORT_PURPOSES_REQUIRED');
+    if (options.jurisdiction !== undefined && !JURISDICTION.test(options.jurisdiction)) throw new CandorError('IMPORT_OPTION_INVALID', { option: 'jurisdiction', allowed: 'ISO 3166 code such as DE or US-CA' });
+    const notice = consent.currentNotice();
+    if (options.noticeVersion !== undefined && (!Number.isSafeInteger(options.noticeVersion) || options.noticeVersion < 1 || options.noticeVersion > notice.version)) {
+      throw new CandorError('CONSENT_NOTICE_UNKNOWN', { noticeVersion: options.noticeVersion });
+    }
+    for (const purpose of purposes) {
+      const config = consent.purpose(purpose);
+      if (!config) throw new CandorError('CONSENT_PURPOSE_UNKNOWN', { purpose });
+      if (config.basis !== 'consent') throw new CandorError('CONSENT_BASIS_NOT_CONSENT', { purpose, basis: config.basis });
+      // An older notice version is checked by the first consent recorded (before any row is stored).
+      if ((options.noticeVersion === undefined || options.noticeVersion === notice.version) && !notice.purposes.some((p) => p.purpose === purpose)) {
+        throw new CandorError('CONSENT_PURPOSE_NOT_IN_NOTICE', { purpose, noticeVersion: notice.version });
+      }
+    }
+    return { basis, purposes, alsoAllowed };
+  }
+
+  /**
+   * Streams a CSV file (header first) through the pipeline in batches. Rows that cannot be read or stored are
+   * reported through `hooks.onRows` and the import goes on; it stops early (`complete: false`, with `error`) only
+   * when the file itself cannot be read on. One audit entry records the run.
+   */
+  async run(input: Readable, options: CsvImportOptions, hooks: ImportHooks = {}): Promise<ImportSummary> {
+    let run: ImportRun;
+    let claim: ImportBasis;
+    try {
+      claim = this.check(options);
+      run = new ImportRun(this.#deps, options, claim, hooks, await this.#deps.catalog.outline());
+    } catch (error) {
+      input.destroy();
+      throw error;
+    }
+    const summary = await run.execute(input);
+    if (!options.dryRun) await this.#audit(options, claim, summary);
+    return summary;
+  }
+
+  async #audit(options: CsvImportOptions, claim: ImportBasis, summary: ImportSummary): Promise<void> {
+    const purpose = claim.purposes.length === 1 ? (claim.purposes[0] as string) : 'essential.legal_obligation';
+    const append = this.#deps.audit.append({
+      actor: options.actor.id,
+      role: options.actor.role,
+      action: 'import.run',
+      purpose,
+      resource: `import:${options.source}`,
+      outcome: summary.complete ? 'success' : 'failure',
+      details: {
+        source: options.source,
+        kind: options.kind,
+        basis: claim.basis,
+        purposes: claim.purposes,
+        rows: summary.rows,
+        stored: summary.stored,
+        duplicate: summary.duplicate,
+        refused: summary.refused,
+        invalid: summary.invalid,
+        suppressed: summary.suppressed,
+        events: summary.events,
+        consents: summary.consents,
+        fileSha256: summary.fileSha256,
+        complete: summary.complete,
+        ...(isCandorError(summary.error) ? { error: summary.error.code } : {}),
+      },
+    });
+    // When the import stopped on a database failure, the audit write may fail too; the first error is the one to show.
+    if (summary.complete) await append;
+    else await append.catch(() => undefined);
+  }
+}
+
+/** The state of one import: header mapping, the open order, the batch, the counts. */
+class ImportRun {
+  readonly #deps: CsvImportDeps;
+  readonly #options: CsvImportOptions;
+  readonly #claim: ImportBasis;
+  readonly #hooks: ImportHooks;
+  readonly #batchSize: number;
+  /** Field types per plan section and path, to read numbers and booleans where the plan declares them. */
+  readonly #types = new Map<string, Map<string, string>>();
+  /** Purposes per plan section: the event's own and, per field path, the field's. */
+  readonly #purposes = new Map<string, { event: readonly string[]; fields: Map<string, readonly string[]> }>();
+  /** What the gate lets through without looking at a person's ledger (for warnings and the dry run's prediction). */
+  readonly #predicted: ReadonlySet<string>;
+  readonly #warned = new Set<string>();
+  readonly #hash = createHash('sha256');
+  readonly #counts: ImportCounts = { rows: 0, stored: 0, duplicate: 0, refused: 0, invalid: 0, suppressed: 0, events: 0, consents: 0, bytes: 0 };
+  readonly #dropped = new Map<string, number>();
+  readonly #refusedFields = new Map<string, number>();
+  #columns: Columns | undefined;
+  #batch: Item[] = [];
+  #batchRows = 0;
+  #open: OpenOrder | undefined;
+  #lastSkipped = 0;
+  #tooLarge = false;
+
+  constructor(deps: CsvImportDeps, options: CsvImportOptions, claim: ImportBasis, hooks: ImportHooks, outline: readonly OutlineSection[]) {
+    this.#deps = deps;
+    this.#options = options;
+    this.#claim = claim;
+    this.#hooks = hooks;
+    this.#batchSize = options.batchSize ?? DEFAULT_BATCH;
+    for (const section of outline) {
+      const key = section.section === 'track' ? `track:${section.event ?? ''}` : section.section;
+      this.#types.set(key, new Map(section.fields.map((f) => [f.path, f.type])));
+      this.#purposes.set(key, { event: section.purposes, fields: new Map(section.fields.map((f) => [f.path, f.purposes])) });
+    }
+    this.#predicted = new Set([...claim.purposes, ...claim.alsoAllowed.map((a) => a.purpose)]);
+  }
+
+  async execute(input: Readable): Promise<ImportSummary> {
+    let error: unknown;
+    let parser: Parser | undefined;
+    let records: Readable | undefined;
+    try {
+      parser = parse({
+        columns: (header: string[]) => this.#header(header),
+        bom: true,
+        skip_empty_lines: true,
+        // Quotes inside a field are kept as written; only an opening quote that is never closed breaks a row.
+        relax_quotes: true,
+        skip_records_with_error: true,
+        raw: true,
+        info: true,
+        max_record_size: this.#options.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES,
+        on_skip: (err, raw) => this.#skipped(parser as Parser, err, raw),
+      });
+      const hash = this.#hash;
+      const tap = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          hash.update(chunk);
+          callback(null, chunk);
+        },
+      });
+      // Errors reach the loop through the parser; the callback only keeps the pipeline from throwing them again.
+      records = pipeline(input, tap, parser, () => undefined);
+      const iterator = records[Symbol.asyncIterator]() as AsyncIterator<unknown>;
+      for (;;) {
+        let next: IteratorResult<unknown>;
+        try {
+          next = await iterator.next();
+        } catch (readError) {
+          error = this.#readFailure(readError);
+          break;
+        }
+        if (next.done) break;
+        this.#counts.bytes = parser.info.bytes;
+        const tooLarge = (next.value as { tooLarge?: number }).tooLarge;
+        if (tooLarge !== undefined) {
+          error = this.#rowTooLarge(tooLarge);
+          break;
+        }
+        await this.#row(next.value);
+      }
+      if (error === undefined && this.#columns === undefined) error = new CandorError('IMPORT_HEADER_INVALID', { reason: 'empty_file' });
+      this.#closeOrder();
+      await this.#flush();
+    } catch (failure) {
+      error ??= failure;
+    } finally {
+      // Stopped early (a database failure): stop reading too.
+      (records ?? input).destroy();
+    }
+    if (parser) this.#counts.bytes = parser.info.bytes;
+    const list = (map: Map<string, number>) => [...map].map(([path, rows]) => ({ path, rows }));
+    return {
+      ...this.#counts,
+      complete: error === undefined,
+      ...(error !== undefined ? { error } : {}),
+      fileSha256: this.#hash.digest('hex'),
+      dropped: list(this.#dropped),
+      refusedFields: list(this.#refusedFields),
+    };
+  }
+
+  /** A row past the size limit: reported as that row; the import stops there (csv-parse cannot resync after it). */
+  #rowTooLarge(row: number): CandorError {
+    const maxBytes = this.#options.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES;
+    this.#counts.rows++;
+    this.#batch.push({ failure: { rows: [row], code: 'IMPORT_ROW_TOO_LARGE', detail: `larger than ${maxBytes} bytes (a quote never closed?); the file was not read past this row` } });
+    this.#batchRows++;
+    return new CandorError('IMPORT_ROW_TOO_LARGE', { row, maxBytes });
+  }
+
+  /** An error from reading or parsing (the header included): coded. */
+  #readFailure(error: unknown): unknown {
+    if (isCandorError(error)) return error;
+    const code = (error as { code?: unknown } | null)?.code;
+    return new CandorError('IMPORT_FILE_UNREADABLE', { reason: typeof code === 'string' ? code : 'read_failed' }, { cause: error });
+  }
+
+  /** csv-parse skipped a record it could not read: it joins the stream in file order, as a failure. */
+  #skipped(parser: Parser, err: { code?: string; lines?: number } | undefined, raw: string | undefined): undefined {
+    const end = err?.lines ?? 0;
+    const row = Math.max(2, end - innerNewlines(raw));
+    if (this.#tooLarge) return undefined;
+    if (err?.code === 'CSV_MAX_RECORD_SIZE') {
+      // Throwing would drop the rows parsed before it but not yet imported: it goes in the stream behind them instead.
+      this.#tooLarge = true;
+      parser.push({ tooLarge: row });
+      return undefined;
+    }
+    if (row === this.#lastSkipped) return undefined;
+    this.#lastSkipped = row;
+    const what = MALFORMED_DETAIL[err?.code ?? ''] ?? err?.code ?? 'unreadable';
+    parser.push({ skipped: { row, detail: end > row ? `${what} (lines ${row}-${end})` : what } });
+    return undefined;
+  }
+
+  /** The header row: which columns are ids, event names, timestamps, line items; the rest are fields. */
+  #header(header: string[]): (string | undefined)[] {
+    const names = header.map((h) => (h.trim() === '' ? undefined : h.trim()));
+    const seen = new Set<string>();
+    for (const name of names) {
+      if (name === undefined) continue;
+      if (seen.has(name.toLowerCase())) throw new CandorError('IMPORT_HEADER_INVALID', { reason: 'duplicate_column', column: name });
+      seen.add(name.toLowerCase());
+    }
+    const kind = this.#options.kind;
+    const present = names.filter((n): n is string => n !== undefined);
+    const pick = (candidates: readonly string[]) => {
+      for (const candidate of candidates) {
+        const found = present.find((n) => n.toLowerCase() === candidate);
+        if (found) return found;
+      }
+      return undefined;
+    };
+    const userId = pick(USER_ID_COLUMNS[kind]);
+    const anonymousId = pick(ANONYMOUS_ID_COLUMNS);
+    if (!userId && !anonymousId) throw new CandorError('IMPORT_HEADER_INVALID', { reason: 'no_identity_column', expected: [...USER_ID_COLUMNS[kind], ...ANONYMOUS_ID_COLUMNS] });
+    const event = kind === 'events' ? pick(['event']) : undefined;
+    const type = kind === 'events' ? pick(['type']) : undefined;
+    const orderId = kind === 'events' ? pick(['order_id']) : undefined;
+    if (kind === 'events' && !event && !type && !orderId) throw new CandorError('IMPORT_HEADER_INVALID', { reason: 'no_event_column', expected: ['event', 'type', 'order_id'] });
+    const columns: Columns = {
+      userId,
+      anonymousId,
+      messageId: pick(MESSAGE_ID_COLUMNS),
+      timestamp: pick(TIMESTAMP_COLUMNS),
+      event,
+      type,
+      name: kind === 'events' ? pick(['name']) : undefined,
+      orderId,
+      fields: [],
+    };
+    const reserved = new Set([columns.userId, columns.anonymousId, columns.messageId, columns.timestamp, columns.event, columns.type]);
+    for (const name of present) {
+      if (reserved.has(name)) continue;
+      const lower = name.toLowerCase();
+      // email and phone are identifiers as well as traits; the plan's names are lower case.
+      columns.fields.push([name, kind === 'customers' && (lower === 'email' || lower === 'phone') ? lower : name]);
+    }
+    this.#columns = columns;
+    if (kind === 'customers') this.#checkPurposes('identify', columns.fields.map(([, field]) => `traits.${field}`));
+    return names;
+  }
+
+  /** Warns once per section when none of the purposes the plan gives these columns can pass the gate through this import. */
+  #checkPurposes(section: string, paths: readonly string[]): void {
+    if (this.#warned.has(section) || this.#warned.size >= MAX_TRACKED_PATHS) return;
+    this.#warned.add(section);
+    const declared = this.#purposes.get(section);
+    if (!declared) return;
+    const purposes = new Set(declared.event);
+    for (const path of paths) for (const p of declared.fields.get(path) ?? []) purposes.add(p);
+    if ([...purposes].some((p) => this.#predicted.has(p))) return;
+    const what = section === 'identify' ? 'the columns of this file' : `${section.replace(/^track:/, '')} events`;
+    const claim = this.#claim.basis === 'consent' ? 'the consent recorded by this import' : `basis ${this.#claim.basis}`;
+    this.#hooks.onWarning?.(
+      `none of the purposes the tracking plan gives ${what} (${[...purposes].join(', ') || 'none'}) is allowed by ${claim} or needs no consent record: they are refused unless the person consented to one of them before`,
+    );
+  }
+
+  async #row(value: unknown): Promise<void> {
+    const skipped = (value as { skipped?: { row: number; detail: string } }).skipped;
+    if (skipped) {
+      this.#counts.rows++;
+      this.#batch.push({ failure: { rows: [skipped.row], code: 'IMPORT_ROW_MALFORMED', detail: skipped.detail } });
+      this.#batchRows++;
+      await this.#flushIfFull();
+      return;
+    }
+    const { record, raw, info } = value as { record: CsvRecord; raw: string; info: { lines: number } };
+    const row = info.lines - innerNewlines(raw);
+    this.#counts.rows++;
+    const mapped = this.#map(record, row);
+    const orderKey = 'order' in mapped ? mapped.order : undefined;
+    if (this.#open && this.#open.key !== orderKey) {
+      this.#closeOrder();
+      await this.#flushIfFull();
+    }
+    if ('order' in mapped) {
+      this.#addOrderLine(mapped.order, mapped.call, mapped.product, row, record);
+    } else {
+      this.#batch.push(mapped.item);
+      this.#batchRows++;
+    }
+    await this.#flushIfFull();
+  }
+
+  /**
+   * Flushes a full batch unless an order is still gathering lines (its rows come before the batch's last ones, and
+   * reports stay in file order); a run of unreadable rows inside an order flushes at twice the size.
+   */
+  async #flushIfFull(): Promise<void> {
+    const waiting = this.#open !== undefined && !this.#open.tooLarge;
+    if (this.#batchRows >= this.#batchSize * (waiting ? 2 : 1)) await this.#flush();
+  }
+
+  #cell(record: CsvRecord, column: string | undefined): string {
+    return column === undefined ? '' : (record[column] ?? '').trim();
+  }
+
+  #value(section: string, path: string, value: string): unknown {
+    return coerceCell(this.#types.get(section)?.get(path), value);
+  }
+
+  /** One row as a call, an order line, or a failure. */
+  #map(record: CsvRecord, row: number): { item: Item } | { order: string; call: Call; product: Record<string, unknown> } {
+    const columns = this.#columns as Columns;
+    const cell = (column: string | undefined) => this.#cell(record, column);
+    const envelope: Record<string, unknown> = {};
+    const userId = cell(columns.userId);
+    const anonymousId = cell(columns.anonymousId);
+    if (userId) envelope.userId = userId;
+    if (anonymousId) envelope.anonymousId = anonymousId;
+    const timestamp = cell(columns.timestamp);
+    if (timestamp) envelope.timestamp = timestamp;
+    const messageId = cell(columns.messageId);
+    if (messageId) envelope.messageId = messageId;
+
+    if (this.#options.kind === 'customers') {
+      const traits: Record<string, unknown> = {};
+      for (const [column, field] of columns.fields) {
+        const value = cell(column);
+        if (value !== '') traits[field] = this.#value('identify', `traits.${field}`, value);
+      }
+      const call: Call = { rows: [row], raw: { ...envelope, traits } };
+      if (!messageId) call.raw.messageId = this.#derivedId(this.#contentHash(record).digest('hex'));
+      return { item: { call } };
+    }
+
+    const type = cell(columns.type).toLowerCase() || 'track';
+    if (!EVENT_TYPES.has(type)) return { item: { failure: { rows: [row], code: 'IMPORT_ROW_TYPE_UNSUPPORTED', detail: 'type' } } };
+    const orderId = cell(columns.orderId);
+    let event = type === 'track' ? cell(columns.event) : '';
+    if (type === 'track' && !event && orderId) event = ORDER_COMPLETED;
+    const section = type === 'track' ? `track:${event}` : type;
+    const grouped = event === ORDER_COMPLETED && orderId !== '';
+    const properties: Record<string, unknown> = {};
+    const product: Record<string, unknown> = {};
+    for (const [column, field] of columns.fields) {
+      const value = cell(column);
+      if (value === '') continue;
+      const key = grouped ? productKey(column) : undefined;
+      if (key !== undefined) product[key] = this.#value(section, `properties.products[].${key}`, value);
+      else properties[field] = this.#value(section, `properties.${field}`, value);
+    }
+    const raw: Record<string, unknown> = { type, ...envelope, properties };
+    if (type === 'track') raw.event = event;
+    else if (cell(columns.name)) raw.name = cell(columns.name);
+    if (type === 'track' && event) {
+      const paths = [...Object.keys(properties).map((k) => `properties.${k}`), ...Object.keys(product).map((k) => `properties.products[].${k}`)];
+      this.#checkPurposes(section, paths);
+    }
+    const call: Call = { rows: [row], raw };
+    if (grouped) return { order: JSON.stringify([orderId, userId, anonymousId]), call, product };
+    if (!messageId) raw.messageId = this.#derivedId(this.#contentHash(record).digest('hex'));
+    return { item: { call } };
+  }
+
+  /** SHA-256 over a row's non-empty cells by column name (column order and empty columns do not change it). */
+  #contentHash(record: CsvRecord, into: Hash = createHash('sha256')): Hash {
+    const cells = Object.entries(record)
+      .map(([k, v]) => [k, (v ?? '').trim()] as const)
+      .filter(([, v]) => v !== '')
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return into.update(JSON.stringify(cells)).update('\n');
+  }
+
+  /** A message id that is the same for the same content of the same source: a re-run stores nothing twice. Keyed, so
+   * it reveals nothing of the row. */
+  #derivedId(contentHash: string): string {
+    return `imp_${this.#deps.keyring.pseudonym('collect.import', `${this.#options.kind}\u0000${this.#options.source}\u0000${contentHash}`)}`;
+  }
+
+  #addOrderLine(key: string, call: Call, product: Record<string, unknown>, row: number, record: CsvRecord): void {
+    const open = this.#open;
+    if (!open) {
+      this.#open = { key, first: call, products: Object.keys(product).length > 0 ? [product] : [], rows: [row], hash: this.#contentHash(record), tooLarge: false };
+      return;
+    }
+    if (open.tooLarge) {
+      this.#batch.push({ failure: { rows: [row], code: 'IMPORT_ORDER_TOO_LARGE', detail: `more than ${MAX_ORDER_LINES} lines` } });
+      this.#batchRows++;
+      return;
+    }
+    open.rows.push(row);
+    if (Object.keys(product).length > 0) open.products.push(product);
+    this.#contentHash(record, open.hash);
+    if (open.rows.length > MAX_ORDER_LINES) {
+      open.tooLarge = true;
+      this.#batch.push({ failure: { rows: open.rows, code: 'IMPORT_ORDER_TOO_LARGE', detail: `more than ${MAX_ORDER_LINES} lines` } });
+      this.#batchRows += open.rows.length;
+      open.rows = [];
+      open.products = [];
+    }
+  }
+
+  /** The lines of the open order become one Order Completed event with products[]. */
+  #closeOrder(): void {
+    const open = this.#open;
+    this.#open = undefined;
+    if (!open || open.tooLarge) return;
+    const raw: Record<string, unknown> = { ...open.first.raw, properties: { ...(open.first.raw.properties as Record<string, unknown>) } };
+    if (open.products.length > 0) (raw.properties as Record<string, unknown>).products = open.products;
+    if (raw.messageId === undefined) raw.messageId = this.#derivedId(open.hash.digest('hex'));
+    this.#batch.push({ call: { rows: open.rows, raw } });
+    this.#batchRows += open.rows.length;
+  }
+
+  /** Sends the batch through the pipeline and reports every row that was not stored. */
+  async #flush(): Promise<void> {
+    const items = this.#batch;
+    this.#batch = [];
+    this.#batchRows = 0;
+    if (items.length === 0) return;
+    const calls = items.flatMap((item) => ('call' in item ? [item.call] : []));
+    const messages = calls.map((call) => ({ raw: call.raw, bytes: Buffer.byteLength(JSON.stringify(call.raw)) }));
+    const results = calls.length === 0 ? [] : this.#options.dryRun ? this.#predict(messages) : await this.#ingest(messages);
+    this.#counts.events += calls.length;
+    const reports: RowReport[] = [];
+    let next = 0;
+    for (const item of items) {
+      if ('failure' in item) {
+        for (const row of item.failure.rows) reports.push({ row, status: 'invalid', code: item.failure.code, detail: item.failure.detail });
+        this.#counts.invalid += item.failure.rows.length;
+        continue;
+      }
+      const result = results[next++] as ItemResult;
+      const rows = item.call.rows;
+      this.#counts[result.status] += rows.length;
+      for (const path of result.dropped ?? []) bump(this.#dropped, path.replace(/\[\d+\]/g, '[]'), rows.length);
+      for (const path of result.refusedFields ?? []) bump(this.#refusedFields, path.replace(/\[\d+\]/g, '[]'), rows.length);
+      if (result.status === 'stored') continue;
+      const detail = describe(result, this.#claim.basis);
+      for (const row of rows) reports.push({ row, status: result.status, code: result.code ?? '', detail });
+    }
+    reports.sort((a, b) => a.row - b.row);
+    if (reports.length > 0) await this.#hooks.onRows?.(reports);
+    this.#hooks.onProgress?.(this.#counts);
+  }
+
+  async #ingest(messages: { raw: unknown; bytes: number }[]): Promise<ItemResult[]> {
+    const { collect } = this.#deps;
+    const { kind, source, actor } = this.#options;
+    if (this.#claim.basis === 'consent') this.#counts.consents += await this.#recordConsent(messages);
+    return collect.ingest(messages, kind === 'customers' ? 'identify' : undefined, { source, gpc: false, receivedAt: Date.now(), actor });
+  }
+
+  /**
+   * Basis consent: resolves each person the batch names (by user id and anonymous id; erased people are left out)
+   * and records `given` for the claimed purposes where the ledger has no record yet — an import never overrides a
+   * refusal, a withdrawal, a GPC opt-out or an expired consent, and a re-run records nothing twice.
+   */
+  async #recordConsent(messages: readonly { raw: unknown; bytes: number }[]): Promise<number> {
+    const { storage, identity, consent } = this.#deps;
+    const { kind, source, actor } = this.#options;
+    const now = Date.now();
+    const items = new Map<string, ResolveItem>();
+    for (const { raw, bytes } of messages) {
+      const parsed = parseMessage(raw, kind === 'customers' ? 'identify' : undefined, now, bytes);
+      if (!parsed.ok) continue;
+      const { userId, anonymousId, messageId, occurredAt } = parsed.message;
+      const identifiers = [...(userId ? [{ type: 'user_id', value: userId }] : []), ...(anonymousId ? [{ type: 'anonymous_id', value: anonymousId }] : [])];
+      const key = JSON.stringify(identifiers);
+      if (!items.has(key)) items.set(key, { identifiers, source, messageId, at: occurredAt });
+    }
+    if (items.size === 0) return 0;
+    const people = [...items.values()];
+    const resolutions = await storage.raw.transaction(async (tx) => {
+      const suppressed = await identity.isSuppressedBatch(tx, people);
+      const open = people.filter((_, i) => !suppressed[i]);
+      return open.length > 0 ? identity.resolveBatch(tx, open) : [];
+    });
+    const merges = resolutions.flatMap((r) => r.merges);
+    if (merges.length > 0) await identity.notifyMerges(merges);
+    const profiles = [...new Set(resolutions.map((r) => r.profileId).filter((id): id is string => id !== null))];
+    await consent.load(profiles);
+    let recorded = 0;
+    for (const profileId of profiles) {
+      const missing = this.#claim.purposes.filter((purpose) => consent.decide(profileId, purpose).reason === 'no_record');
+      if (missing.length === 0) continue;
+      await consent.record(
+        profileId,
+        missing.map((purpose) => ({ purpose, state: 'given' as const })),
+        { mechanism: 'import', noticeVersion: this.#options.noticeVersion, jurisdiction: this.#options.jurisdiction, source },
+        actor,
+      );
+      recorded++;
+    }
+    return recorded;
+  }
+
+  /** Dry run: the envelope and the tracking plan as the pipeline checks them; the gate predicted from the purposes' bases. */
+  #predict(messages: readonly { raw: unknown; bytes: number }[]): ItemResult[] {
+    const { catalog } = this.#deps;
+    const now = Date.now();
+    return messages.map(({ raw, bytes }, index): ItemResult => {
+      const parsed = parseMessage(raw, this.#options.kind === 'customers' ? 'identify' : undefined, now, bytes);
+      if (!parsed.ok) return { index, messageId: parsed.messageId, status: 'invalid', code: parsed.code, detail: parsed.detail };
+      const m = parsed.message;
+      // Counted apart from the source's real traffic in the plan's statistics.
+      const plan = catalog.process(m.kind, m.name, { properties: m.properties, traits: m.traits, context: m.context }, `${this.#options.source}.dry-run`);
+      if (!plan.ok) return { index, messageId: m.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
+      const allowed = plan.purposes.filter((p) => this.#predicted.has(p));
+      const refusedFields = plan.fields.filter((f) => !f.purposes.some((p) => this.#predicted.has(p))).map((f) => f.path);
+      if (allowed.length === 0) return { index, messageId: m.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: plan.dropped };
+      return { index, messageId: m.messageId, status: 'stored', purposes: allowed, dropped: plan.dropped, refusedFields };
+    });
+  }
+}
+
+/** A value-free explanation of a result: field paths and rules, never what the row held. */
+function describe(result: ItemResult, basis: ConfiguredBasis): string {
+  switch (result.status) {
+    case 'duplicate':
+      return 'already stored (same source and message id)';
+    case 'suppressed':
+      return 'the person was erased';
+    case 'refused':
+      return `no purpose of this row has a lawful basis for this person (import basis ${basis})`;
+    default:
+      if (result.violations && result.violations.length > 0) return result.violations.map((v) => `${v.path}: ${v.rule}`).join('; ');
+      if (result.code === 'COLLECT_EVENT_TOO_LARGE') return `larger than ${MAX_EVENT_BYTES} bytes`;
+      return result.detail ?? '';
+  }
+}

@@ -81,6 +81,15 @@ export class CryptoRepo {
     return rows[0];
   }
 
+  /** The keys of many subjects in one query (chunks of 500). */
+  async bySubjects(subjectIds: readonly string[]): Promise<SubjectKeyRow[]> {
+    const rows: SubjectKeyRow[] = [];
+    for (let i = 0; i < subjectIds.length; i += 500) {
+      rows.push(...(await this.#db.selectFrom('crypto_subject_keys').selectAll().where('subject_id', 'in', subjectIds.slice(i, i + 500)).execute()));
+    }
+    return rows;
+  }
+
   async byKeyId(keyId: string): Promise<SubjectKeyRow | undefined> {
     const rows = await this.#storage.raw.all<SubjectKeyRow>(this.#byKeyIdSql, [keyId]);
     return rows[0];

@@ -83,6 +83,25 @@ describeEachDialect('keyring', (dialect) => {
     }
   });
 
+  it('prepares the keys of many subjects at once for encryption without I/O', async () => {
+    const keyring = ctx.kernel.keyring;
+    const subjects = Array.from({ length: 300 }, (_, i) => `prep-${i}`);
+    await keyring.encrypt('prep-0', 'existing', 'f');
+    assert.throws(() => keyring.encryptPrepared('prep-never', 'x', 'f'), /not prepared/);
+    await keyring.prepare(subjects);
+    const texts = subjects.map((id) => keyring.encryptPrepared(id, `value of ${id}`, 'f'));
+    assert.equal(await keyring.decrypt(texts[150] as string, 'f'), 'value of prep-150');
+    // A second keyring (another process) sees the same keys.
+    const second = await openKernel(ctx.env.config);
+    try {
+      await second.keyring.prepare(subjects.slice(0, 10));
+      assert.equal(await second.keyring.decrypt(second.keyring.encryptPrepared('prep-3', 'again', 'f'), 'f'), 'again');
+      assert.equal(await second.keyring.decrypt(texts[3] as string, 'f'), 'value of prep-3');
+    } finally {
+      await second.close();
+    }
+  });
+
   it('refuses a second rotation while one holds the key file lock', async () => {
     const lock = `${ctx.env.config.keyFile}.lock`;
     writeFileSync(lock, '1');

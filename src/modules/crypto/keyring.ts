@@ -180,7 +180,25 @@ export class Keyring {
    * for example inside a database transaction. Call it outside any transaction.
    */
   async prepare(subjectIds: Iterable<string>): Promise<void> {
-    for (const subjectId of new Set(subjectIds)) await this.#dataKeyForSubject(subjectId);
+    const now = Date.now();
+    // Cached keys checked recently need no I/O; the rest are read (or re-checked) in one query.
+    const due = [...new Set(subjectIds)].filter((id) => {
+      const dk = this.#bySubject.get(id);
+      return !dk || now - dk.checkedAt >= KEY_RECHECK_MS;
+    });
+    if (due.length === 0) return;
+    const rows = new Map((await this.#repo.bySubjects(due)).map((row) => [row.subject_id, row]));
+    for (const id of due) {
+      const row = rows.get(id);
+      const cached = this.#bySubject.get(id);
+      if (row && cached && cached.keyId === row.key_id) cached.checkedAt = now;
+      else if (row) this.#remember(this.#unwrap(row));
+      else {
+        // Gone (destroyed by another process) or never made: a new key is created for the subject.
+        if (cached) this.#forget(cached);
+        await this.#dataKeyForSubject(id);
+      }
+    }
   }
 
   /** Encrypts with a data key loaded by prepare(); synchronous, no I/O. Throws if the key was not prepared. */

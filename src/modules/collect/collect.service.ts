@@ -1,11 +1,11 @@
 import type { ErrorCode } from '../../shared/error-codes.ts';
 import type { Actor } from '../../shared/actor.ts';
 import { sortableId } from '../../shared/random.ts';
-import type { Storage } from '../../storage/index.ts';
+import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { Catalog, KeptField, PlanResult, Violation } from '../catalog/index.ts';
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
-import type { Identity, ResolveItem } from '../identity/index.ts';
+import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
 import type { Profiles, TraitInput } from '../profiles/index.ts';
 import { CollectRepo, type EventRow } from './collect.repo.ts';
 import { GroupCommit } from './group-commit.ts';
@@ -40,6 +40,9 @@ export interface ItemResult {
 
 /** Told the outcome of every message: no personal data, only the source, the status and purposes. */
 export type OutcomeObserver = (source: string, status: ItemStatus, refusedPurposes: readonly string[]) => void;
+
+/** A pending message with the profile identity resolution gave it. */
+type Resolved = { pending: Pending; resolution: Resolution & { profileId: string } };
 
 /** A message that passed the plan and the consent gate, waiting for the group commit. */
 interface Pending {
@@ -230,15 +233,40 @@ export class Collector {
   async #write(items: readonly Pending[]): Promise<ItemResult[]> {
     const { storage, identity, keyring, profiles, consent, catalog } = this.#deps;
     const results = new Map<Pending, ItemResult>();
-    // 1. Identity resolution, in one transaction.
-    // (The suppression list was checked before the consent gate, with the identity lookup.)
-    const resolved = await storage.raw.transaction(async (tx) => {
-      const resolutions = await identity.resolveBatch(tx, items.map((p) => p.resolve));
-      return items.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
-    });
+    const answer = () => {
+      void catalog.flushStats().catch(() => undefined);
+      return items.map((p) => results.get(p) ?? { index: p.index, messageId: p.message.messageId, status: 'invalid' as const, code: 'INTERNAL_ERROR' as const });
+    };
+    // Keys of people already known are loaded first, so that a group about known people (the usual case) is
+    // resolved and stored in one transaction: one commit per group.
+    const known = items.filter((p) => p.gatedFor !== null && !p.gpc);
+    await keyring.prepare(known.filter((p) => p.hasPersonal || p.traits.length > 0).map((p) => p.gatedFor as string));
+    await profiles.prepare(known.filter((p) => p.traits.length > 0).map((p) => p.gatedFor as string));
+    const refusals = this.#refusals;
+    this.#refusals = new Map();
+    const restore = (error: unknown) => {
+      // Nothing of this group was stored: put the refusal counts back for the next commit.
+      for (const [key, n] of refusals) this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + n);
+      throw error;
+    };
+
+    // 1. Identity resolution (the suppression list was checked before the consent gate, with the lookup).
+    let resolved: { pending: Pending; resolution: Resolution | undefined }[] = [];
+    const storedAtOnce = await storage.raw
+      .transaction(async (tx) => {
+        const resolutions = await identity.resolveBatch(tx, items.map((p) => p.resolve));
+        resolved = items.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
+        const unchanged = resolved.every((r) => r.resolution?.profileId != null && r.resolution.profileId === r.pending.gatedFor && r.resolution.merges.length === 0 && !r.pending.gpc);
+        if (!unchanged) return false;
+        await this.#store(tx, resolved as Resolved[], refusals, results);
+        return true;
+      })
+      .catch(restore);
+    if (storedAtOnce) return answer();
+
     const merges = resolved.flatMap((r) => r.resolution?.merges ?? []);
     if (merges.length > 0) await identity.notifyMerges(merges);
-    const withProfile = resolved.filter((r): r is typeof r & { resolution: { profileId: string } } => typeof r.resolution?.profileId === 'string');
+    const withProfile = resolved.filter((r): r is Resolved => typeof r.resolution?.profileId === 'string');
     for (const r of resolved) {
       if (!withProfile.includes(r as never)) results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING' });
     }
@@ -269,13 +297,22 @@ export class Collector {
     }
     const storable = withProfile.filter((r) => !results.has(r.pending));
 
-    // 2. Encrypt personal fields outside the transaction (creating data keys needs the database).
+    // 2. Data keys of new people are created outside any transaction (that needs the database), then
+    // 3. events, traits and computed traits are stored in one transaction; the answer waits for its commit.
     await keyring.prepare(storable.filter((r) => r.pending.hasPersonal || r.pending.traits.length > 0).map((r) => r.resolution.profileId));
     await profiles.prepare(storable.filter((r) => r.pending.traits.length > 0).map((r) => r.resolution.profileId));
+    await storage.raw.transaction((tx) => this.#store(tx, storable, refusals, results)).catch(restore);
+    return answer();
+  }
+
+  /** Stores a group's events (one encrypted envelope each), traits, computed traits and refusal counts in `tx`. */
+  async #store(tx: SqlExecutor, storable: readonly Resolved[], refusals: ReadonlyMap<string, number>, results: Map<Pending, ItemResult>): Promise<void> {
+    const { keyring, profiles } = this.#deps;
     const seen = new Set<string>();
     const rows: EventRow[] = [];
     const rowOf = new Map<Pending, string>();
     for (const { pending: p, resolution } of storable) {
+      if (results.has(p)) continue;
       const key = `${p.source}\u0000${p.message.messageId}`;
       if (seen.has(key)) {
         results.set(p, { index: p.index, messageId: p.message.messageId, status: 'duplicate' });
@@ -298,38 +335,26 @@ export class Collector {
         plan_version: p.planVersion,
       });
     }
-
-    // 3. Events, traits and computed traits in one transaction; the answer waits for its commit.
-    const refusals = this.#refusals;
-    this.#refusals = new Map();
-    await storage.raw.transaction(async (tx) => {
-      const inserted = await this.#repo.insertEvents(tx, rows);
-      const fresh = storable.filter((r) => inserted.has(rowOf.get(r.pending) ?? ''));
-      await profiles.setTraitsBatch(
-        tx,
-        fresh.filter((r) => r.pending.traits.length > 0).map((r) => ({ profileId: r.resolution.profileId, traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt })),
-      );
-      await profiles.recordActivityBatch(tx, fresh.map((r) => activityOf(r.resolution.profileId, r.pending)));
-      await this.#repo.addRefusals(tx, refusals);
-      for (const { pending: p } of storable) {
-        if (results.has(p)) continue;
-        const stored = inserted.has(rowOf.get(p) ?? '');
-        results.set(p, {
-          index: p.index,
-          messageId: p.message.messageId,
-          status: stored ? 'stored' : 'duplicate',
-          ...(stored ? { purposes: p.purposes } : {}),
-          ...(p.dropped.length > 0 ? { dropped: p.dropped } : {}),
-          ...(p.refusedFields.length > 0 ? { refusedFields: p.refusedFields } : {}),
-        });
-      }
-    }).catch((error: unknown) => {
-      // Nothing of this group was stored: put the refusal counts back for the next commit.
-      for (const [key, n] of refusals) this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + n);
-      throw error;
-    });
-    void catalog.flushStats().catch(() => undefined);
-    return items.map((p) => results.get(p) ?? { index: p.index, messageId: p.message.messageId, status: 'invalid', code: 'INTERNAL_ERROR' });
+    const inserted = await this.#repo.insertEvents(tx, rows);
+    const fresh = storable.filter((r) => inserted.has(rowOf.get(r.pending) ?? ''));
+    await profiles.setTraitsBatch(
+      tx,
+      fresh.filter((r) => r.pending.traits.length > 0).map((r) => ({ profileId: r.resolution.profileId, traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt })),
+    );
+    await profiles.recordActivityBatch(tx, fresh.map((r) => activityOf(r.resolution.profileId, r.pending)));
+    await this.#repo.addRefusals(tx, refusals);
+    for (const { pending: p } of storable) {
+      if (results.has(p)) continue;
+      const stored = inserted.has(rowOf.get(p) ?? '');
+      results.set(p, {
+        index: p.index,
+        messageId: p.message.messageId,
+        status: stored ? 'stored' : 'duplicate',
+        ...(stored ? { purposes: p.purposes } : {}),
+        ...(p.dropped.length > 0 ? { dropped: p.dropped } : {}),
+        ...(p.refusedFields.length > 0 ? { refusedFields: p.refusedFields } : {}),
+      });
+    }
   }
 
   /** Refusal counts per day, source, event and purpose (no personal data), including counts not yet written. */

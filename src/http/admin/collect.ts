@@ -33,7 +33,7 @@ export function registerCollectRoutes(app: FastifyInstance, kernel: Kernel): voi
   app.get<{ Params: { id: string }; Querystring: { limit?: number } }>(
     '/subjects/:id/events',
     {
-      config: { access: { audience: 'admin', roles: ['owner', 'privacy_officer', 'marketer', 'analyst'], purpose: 'analytics.reporting', personalData: true } },
+      config: { access: { audience: 'admin', roles: ['owner', 'privacy_officer', 'marketer', 'analyst'], purpose: 'essential.service.operations.support', personalData: true } },
       schema: {
         tags: ['ingest'],
         summary: 'Events stored about a person (all merged profiles), newest first; personal fields decrypted for owner and privacy officer only.',

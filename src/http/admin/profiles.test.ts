@@ -71,7 +71,7 @@ describeEachDialect('admin profiles API', (dialect) => {
     const reads = await ctx.kernel.audit.list({ action: 'api.personal_data.read', subject: ctx.kernel.keyring.pseudonym('subject', main), limit: 100 });
     const last = reads.at(-1);
     assert.equal(last?.role, 'owner');
-    assert.equal(last?.purpose, 'personalize.profiling');
+    assert.equal(last?.purpose, 'essential.service.operations.support');
     assert.equal(last?.resource, 'GET /v1/admin/profiles/:id');
   });
 

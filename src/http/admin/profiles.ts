@@ -5,7 +5,8 @@ import { CandorError } from '../../shared/errors.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
 
-const PURPOSE = 'personalize.profiling';
+// Staff look at a person's profile to serve and support them, not to profile them.
+const PURPOSE = 'essential.service.operations.support';
 /** Roles that see personal trait values decrypted; every other reader sees them masked. */
 const DECRYPTING: readonly StaffRole[] = ['owner', 'privacy_officer'];
 const READ: RouteAccess = { audience: 'admin', roles: ['owner', 'privacy_officer', 'marketer', 'analyst'], purpose: PURPOSE, personalData: true };

@@ -73,7 +73,15 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     const access = new AccessControl(storage, audit);
     const taxonomy = await Taxonomy.open(storage, audit);
     const catalog = await Catalog.open({ storage, audit, taxonomy });
-    const consent = await Consent.open({ storage, audit, keyring, taxonomy, expiryMonths: config.consentExpiryMonths });
+    const consent = await Consent.open({
+      storage,
+      audit,
+      keyring,
+      taxonomy,
+      expiryMonths: config.consentExpiryMonths,
+      controllerName: config.controllerName,
+      policyUrl: config.privacyPolicyUrl || undefined,
+    });
     const identity = await Identity.open({ storage, audit, keyring });
     const profiles = await Profiles.open({ storage, audit, keyring });
     // When two profiles turn out to be one person, the most restrictive consent of the two applies to both.

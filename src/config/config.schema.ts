@@ -51,6 +51,14 @@ export const CONFIG_SCHEMA = {
     env: 'CANDOR_PUBLIC_URL', type: 'string', default: '', sensitive: false,
     description: 'Base URL people use to reach the server; empty means http://HOST:PORT.',
   },
+  controllerName: {
+    env: 'CANDOR_CONTROLLER_NAME', type: 'string', default: 'Candor deployment', sensitive: false,
+    description: 'The data controller (the business running Candor), named in every consent receipt.',
+  },
+  privacyPolicyUrl: {
+    env: 'CANDOR_PRIVACY_POLICY_URL', type: 'string', default: '', sensitive: false,
+    description: 'Address of the privacy notice people are shown, linked from every consent receipt.',
+  },
   consentExpiryMonths: {
     env: 'CANDOR_CONSENT_EXPIRY_MONTHS', type: 'integer', default: 13, min: 1, max: 120, sensitive: false,
     description: 'A given consent stops counting this many calendar months after it was given; the subject must be asked again.',

@@ -17,6 +17,8 @@ export interface Config {
   readonly sqliteSynchronous: 'FULL' | 'NORMAL';
   readonly publicUrl: string;
   readonly consentExpiryMonths: number;
+  readonly controllerName: string;
+  readonly privacyPolicyUrl: string;
   /** Where each value came from. */
   readonly sources: Readonly<Record<ConfigKey, ConfigSource>>;
   /** The configuration file that was read, if any. */
@@ -132,6 +134,8 @@ export function loadConfig(input: ConfigInput = {}): Config {
     sqliteSynchronous: values.sqliteSynchronous as Config['sqliteSynchronous'],
     publicUrl: String(values.publicUrl),
     consentExpiryMonths: Number(values.consentExpiryMonths),
+    controllerName: String(values.controllerName),
+    privacyPolicyUrl: String(values.privacyPolicyUrl),
     sources: sources as Record<ConfigKey, ConfigSource>,
     file,
   };

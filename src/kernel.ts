@@ -1,5 +1,5 @@
 import type { Config } from './config/index.ts';
-import { AccessControl, ACCESS_MIGRATIONS } from './modules/access/index.ts';
+import { AccessControl, ACCESS_MIGRATIONS, SubjectSessions, SUBJECT_SESSION_MIGRATIONS } from './modules/access/index.ts';
 import { AuditLog, AUDIT_MIGRATIONS } from './modules/audit/index.ts';
 import { Catalog, CATALOG_MIGRATIONS } from './modules/catalog/index.ts';
 import { Collector, COLLECT_MIGRATIONS } from './modules/collect/index.ts';
@@ -18,6 +18,7 @@ export const MIGRATIONS: readonly ModuleMigration[] = [
   ...CRYPTO_MIGRATIONS,
   ...AUDIT_MIGRATIONS,
   ...ACCESS_MIGRATIONS,
+  ...SUBJECT_SESSION_MIGRATIONS,
   ...TAXONOMY_MIGRATIONS,
   ...CATALOG_MIGRATIONS,
   ...CONSENT_MIGRATIONS,
@@ -34,6 +35,7 @@ export interface Kernel {
   readonly audit: AuditLog;
   readonly keyring: Keyring;
   readonly access: AccessControl;
+  readonly subjectSessions: SubjectSessions;
   readonly taxonomy: Taxonomy;
   readonly catalog: Catalog;
   readonly consent: Consent;
@@ -71,6 +73,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       allowGenerate: config.env !== 'production',
     });
     const access = new AccessControl(storage, audit);
+    const subjectSessions = new SubjectSessions(storage, audit);
     const taxonomy = await Taxonomy.open(storage, audit);
     const catalog = await Catalog.open({ storage, audit, taxonomy });
     const consent = await Consent.open({
@@ -96,6 +99,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       audit,
       keyring,
       access,
+      subjectSessions,
       taxonomy,
       catalog,
       consent,

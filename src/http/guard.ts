@@ -34,6 +34,7 @@ function writeKeyInBody(body: unknown): string | undefined {
 export function installGuard(app: FastifyInstance, kernel: Kernel, routes: RouteRecord[]): void {
   app.decorateRequest('principal', undefined);
   app.decorateRequest('auditSubject', undefined);
+  app.decorateRequest('subject', undefined);
 
   app.addHook('onRoute', (route) => {
     const access = route.config?.access;
@@ -48,7 +49,12 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
   app.addHook('onRequest', async (request) => {
     const access = request.routeOptions.config.access;
     if (!access || access.audience === 'public') return;
-    if (access.audience === 'subject') throw new CandorError('AUTH_SUBJECT_SESSION_REQUIRED');
+    if (access.audience === 'subject') {
+      const presented = credentialOf(request, false);
+      if (!presented) throw new CandorError('AUTH_SUBJECT_SESSION_REQUIRED');
+      request.subject = await kernel.subjectSessions.authenticate(presented);
+      return;
+    }
     const presented = credentialOf(request, access.audience === 'ingest');
     if (!presented) {
       // Browser clients put the write key in the body; it is checked once the body is parsed.
@@ -87,10 +93,10 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
 
   app.addHook('onSend', async (request, reply, payload) => {
     const access = request.routeOptions.config.access;
-    if (!access?.personalData || reply.statusCode >= 300 || !request.principal) return payload;
+    if (!access?.personalData || reply.statusCode >= 300 || !(request.principal || request.subject)) return payload;
     await kernel.audit.append({
-      actor: request.principal.tokenId,
-      role: request.principal.role,
+      actor: request.principal?.tokenId ?? `subject_session:${request.subject?.sessionId}`,
+      role: request.principal?.role ?? 'subject',
       action: 'api.personal_data.read',
       purpose: access.purpose,
       subject: request.auditSubject ?? null,

@@ -1,4 +1,4 @@
-import type { Principal, StaffRole } from '../modules/access/index.ts';
+import type { Principal, StaffRole, SubjectPrincipal } from '../modules/access/index.ts';
 
 /** Who a route serves; each audience has its own authentication. */
 export type Audience = 'public' | 'ingest' | 'subject' | 'admin';
@@ -20,6 +20,8 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     principal: Principal | undefined;
+    /** The verified customer, on subject-audience routes. */
+    subject: SubjectPrincipal | undefined;
     /** Pseudonym of the subject whose data a personal-data route returned, for the audit entry. */
     auditSubject: string | undefined;
   }

@@ -10,6 +10,7 @@ import { jsonParser } from './json.ts';
 import { HttpMetrics } from './metrics.ts';
 import { sendProblem } from './problem.ts';
 import { registerPublicRoutes } from './public/index.ts';
+import { registerSubjectRoutes } from './subject/index.ts';
 import type { RouteRecord } from './route-access.ts';
 
 export interface CandorServer {
@@ -74,6 +75,7 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   });
   await app.register(async (scope) => registerPublicRoutes(scope, kernel, metrics));
   await app.register(async (scope) => registerIngestRoutes(scope, kernel));
+  await app.register(async (scope) => registerSubjectRoutes(scope, kernel));
   await app.register(async (scope) => registerAdminRoutes(scope, kernel), { prefix: '/v1/admin' });
   if (options.extend) await app.register(async (scope) => options.extend?.(scope));
   await app.ready();

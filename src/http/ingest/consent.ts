@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
 import { CandorError } from '../../shared/errors.ts';
+import { subjectOf } from './subject.ts';
 
 interface ConsentBody {
   userId?: string;
@@ -17,23 +18,6 @@ interface ConsentBody {
 
 const id = { type: 'string', minLength: 1, maxLength: 200 } as const;
 
-/** The profile of the person the request names (created if new); erased people are refused. */
-async function subjectOf(kernel: Kernel, ids: { userId?: string | undefined; anonymousId?: string | undefined }, source: string): Promise<string> {
-  if (!ids.userId && !ids.anonymousId) throw new CandorError('COLLECT_IDENTITY_MISSING');
-  const identifiers = [
-    ...(ids.userId ? [{ type: 'user_id', value: ids.userId }] : []),
-    ...(ids.anonymousId ? [{ type: 'anonymous_id', value: ids.anonymousId }] : []),
-  ];
-  const item = { identifiers, source, at: new Date().toISOString() };
-  const { storage, identity } = kernel;
-  const resolution = await storage.raw.transaction(async (tx) => {
-    if ((await identity.isSuppressedBatch(tx, [item]))[0]) throw new CandorError('COLLECT_SUBJECT_SUPPRESSED');
-    return (await identity.resolveBatch(tx, [item]))[0];
-  });
-  if (resolution?.merges.length) await identity.notifyMerges(resolution.merges);
-  if (!resolution?.profileId) throw new CandorError('COLLECT_IDENTITY_MISSING');
-  return resolution.profileId;
-}
 
 /**
  * POST /v1/consent: a consent banner, app or server records a person's choices (or withdraws all of them in one

@@ -72,7 +72,7 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
     { config: { access: { audience: 'public', purpose: 'essential.service.operations' } }, schema: { hide: true } },
     async (_request, reply) => {
       reply
-        .header('access-control-allow-methods', 'POST, OPTIONS')
+        .header('access-control-allow-methods', 'GET, POST, DELETE, OPTIONS')
         // analytics.js adds X-Retry-Count when it resends an event.
         .header('access-control-allow-headers', 'authorization, content-type, content-encoding, sec-gpc, x-retry-count')
         .header('access-control-max-age', '86400')

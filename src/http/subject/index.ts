@@ -1,0 +1,99 @@
+import type { FastifyInstance } from 'fastify';
+import type { Kernel } from '../../kernel.ts';
+import type { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
+import { CandorError } from '../../shared/errors.ts';
+import type { RouteAccess } from '../route-access.ts';
+
+const OWN_CONSENT: RouteAccess = { audience: 'subject', purpose: 'essential.legal_obligation' };
+
+/** The customer behind a subject session: the canonical profile, and an actor for the audit log. */
+async function me(kernel: Kernel, request: { subject: { profileId: string; sessionId: string } | undefined }) {
+  const subject = request.subject;
+  if (!subject) throw new CandorError('AUTH_SUBJECT_SESSION_REQUIRED');
+  const profileId = (await kernel.identity.canonical(subject.profileId)) ?? subject.profileId;
+  return { profileId, actor: { id: `subject_session:${subject.sessionId}`, role: 'subject' } };
+}
+
+/**
+ * Endpoints a customer uses about themselves (the privacy center), with a subject session: see their consent
+ * state, the notice and the history with receipts; give, refuse or withdraw consent; withdraw everything at once.
+ */
+export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): void {
+  // The privacy center runs on the business's own site; its requests carry the session as a bearer token, no cookies.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('access-control-allow-origin', '*');
+    return payload;
+  });
+  app.get(
+    '/v1/me/consent',
+    {
+      config: { access: { ...OWN_CONSENT, personalData: true } },
+      schema: { tags: ['subject'], summary: 'My consent: the current notice, my choice per purpose, and every change with its receipt id.' },
+    },
+    async (request) => {
+      const { profileId } = await me(kernel, request);
+      request.auditSubject = kernel.consent.pseudonym(profileId);
+      const notice = kernel.consent.currentNotice();
+      const [state, history] = await Promise.all([kernel.consent.state(profileId), kernel.consent.history(profileId)]);
+      return {
+        notice: { version: notice.version, hash: notice.hash, text: notice.text, purposes: notice.purposes },
+        purposes: kernel.consent.purposes().map((p) => ({ key: p.key, description: p.description, basis: p.basis, explicit: p.explicit, ...state[p.key] })),
+        history: history.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, mechanism: e.mechanism, noticeVersion: e.noticeVersion, at: e.at, receiptId: e.receiptId })),
+      };
+    },
+  );
+
+  app.post<{ Body: { purposes: Record<string, 'given' | 'refused' | 'withdrawn'>; noticeVersion?: number; jurisdiction?: string; confirmOverGpc?: boolean } }>(
+    '/v1/me/consent',
+    {
+      config: { access: OWN_CONSENT },
+      schema: {
+        tags: ['subject'],
+        summary: 'Give, refuse or withdraw consent for purposes; answers with a signed receipt.',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['purposes'],
+          properties: {
+            purposes: { type: 'object', minProperties: 1, maxProperties: 100, additionalProperties: { type: 'string', enum: ['given', 'refused', 'withdrawn'] } },
+            noticeVersion: { type: 'integer', minimum: 1 },
+            jurisdiction: { type: 'string', pattern: '^[A-Z]{2}(-[A-Z0-9]{1,3})?$' },
+            confirmOverGpc: { type: 'boolean' },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const { profileId, actor } = await me(kernel, request);
+      const changes = Object.entries(request.body.purposes).map(([purpose, state]) => ({ purpose, state }));
+      const mechanism: (typeof CALLER_MECHANISMS)[number] = 'privacy_center';
+      const result = await kernel.consent.record(
+        profileId,
+        changes,
+        { mechanism, noticeVersion: request.body.noticeVersion, jurisdiction: request.body.jurisdiction, gpc: request.headers['sec-gpc'] === '1', confirmOverGpc: request.body.confirmOverGpc },
+        actor,
+      );
+      return { receipt: result.receipt, receiptId: result.receiptId, gpcHonoured: result.gpcHonoured, rejected: result.rejected, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, at: e.at })) };
+    },
+  );
+
+  app.post(
+    '/v1/me/consent/withdraw-all',
+    { config: { access: OWN_CONSENT }, schema: { tags: ['subject'], summary: 'Withdraw every consent in one call, as easily as it was given.' } },
+    async (request) => {
+      const { profileId, actor } = await me(kernel, request);
+      const result = await kernel.consent.withdrawAll(profileId, { mechanism: 'privacy_center', gpc: request.headers['sec-gpc'] === '1' }, actor);
+      return { receipt: result.receipt, receiptId: result.receiptId, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, at: e.at })) };
+    },
+  );
+
+  app.delete(
+    '/v1/me/session',
+    { config: { access: { audience: 'subject', purpose: 'essential.service.authentication' } }, schema: { tags: ['subject'], summary: 'Sign out: end this session.' } },
+    async (request, reply) => {
+      if (request.subject) await kernel.subjectSessions.revoke(request.subject.sessionId);
+      reply.code(204);
+      return '';
+    },
+  );
+}

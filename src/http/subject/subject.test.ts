@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { sql } from 'kysely';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { buildServer, type CandorServer } from '../server.ts';
+
+describeEachDialect('privacy center consent endpoints (subject sessions)', (dialect) => {
+  const ctx = useKernel(dialect);
+  let server: CandorServer;
+  let writeKey = '';
+  let token = '';
+  const asBusiness = (url: string, payload: unknown) =>
+    server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` }, payload: payload as Record<string, unknown> });
+  const asCustomer = (method: 'GET' | 'POST' | 'DELETE', url: string, payload?: unknown, bearer = token) =>
+    server.app.inject({ method, url, headers: { authorization: `Bearer ${bearer}` }, ...(payload ? { payload: payload as Record<string, unknown> } : {}) });
+
+  before(async () => {
+    server = await buildServer(ctx.kernel);
+    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+  });
+  after(async () => {
+    await server.app.close();
+  });
+
+  it('issues a short-lived session for a customer the business signed in', async () => {
+    const issued = await asBusiness('/v1/subject-sessions', { userId: 'cust-1', ttlSeconds: 600 });
+    assert.equal(issued.statusCode, 201, issued.body);
+    const body = issued.json() as { token: string; expiresAt: string };
+    assert.match(body.token, /^css_[0-9a-f]{16}_/);
+    assert.ok(Date.parse(body.expiresAt) - Date.now() <= 600_000);
+    token = body.token;
+    const entries = await ctx.kernel.audit.list({ action: 'access.subject_session.issue', limit: 10 });
+    assert.equal(entries.length, 1);
+  });
+
+  it('shows the customer the notice and their choice per purpose, and audits the read', async () => {
+    const response = await asCustomer('GET', '/v1/me/consent');
+    assert.equal(response.statusCode, 200, response.body);
+    const body = response.json() as { notice: { version: number; text: string }; purposes: { key: string; state: string }[] };
+    assert.ok(body.notice.text.length > 100);
+    assert.equal(body.purposes.find((p) => p.key === 'analytics.reporting')?.state, 'none');
+    const reads = await ctx.kernel.audit.list({ action: 'api.personal_data.read', limit: 100 });
+    assert.match(reads.at(-1)?.actor ?? '', /^subject_session:/);
+    assert.equal(reads.at(-1)?.role, 'subject');
+  });
+
+  it('lets the customer give consent with a receipt, and withdraw everything in one call', async () => {
+    const given = await asCustomer('POST', '/v1/me/consent', { purposes: { 'analytics.reporting': 'given', 'marketing.communications.email': 'given' } });
+    assert.equal(given.statusCode, 200, given.body);
+    const { receipt } = given.json() as { receipt: string };
+    const payload = (await ctx.kernel.consent.verifyReceipt(receipt)) as { collectionMethod: string };
+    assert.equal(payload.collectionMethod, 'privacy_center');
+    const track = () => asBusiness('/v1/track', { userId: 'cust-1', event: 'Product Viewed', properties: { product_id: 'p1' } });
+    assert.equal(((await track()).json() as { results: { status: string }[] }).results[0]?.status, 'stored');
+    const withdrawn = await asCustomer('POST', '/v1/me/consent/withdraw-all');
+    assert.equal(withdrawn.statusCode, 200, withdrawn.body);
+    const state = (await asCustomer('GET', '/v1/me/consent')).json() as { purposes: { key: string; state: string }[] };
+    assert.equal(state.purposes.find((p) => p.key === 'marketing.communications.email')?.state, 'withdrawn');
+    assert.equal(((await track()).json() as { results: { code?: string }[] }).results[0]?.code, 'COLLECT_NO_LAWFUL_BASIS');
+  });
+
+  it('refuses missing, malformed, staff, expired and ended sessions with specific codes', async () => {
+    const none = await server.app.inject({ url: '/v1/me/consent' });
+    assert.equal((none.json() as { code: string }).code, 'AUTH_SUBJECT_SESSION_REQUIRED');
+    const staff = (await ctx.kernel.access.createToken('owner', null, CLI_ACTOR)).secret;
+    assert.equal(((await asCustomer('GET', '/v1/me/consent', undefined, staff)).json() as { code: string }).code, 'AUTH_SUBJECT_SESSION_INVALID');
+    assert.equal(((await asCustomer('GET', '/v1/me/consent', undefined, 'css_0000000000000000_' + 'a'.repeat(43))).json() as { code: string }).code, 'AUTH_SUBJECT_SESSION_INVALID');
+    const other = ((await asBusiness('/v1/subject-sessions', { userId: 'cust-2' })).json() as { token: string }).token;
+    await sql`UPDATE access_subject_sessions SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ${other.slice(4, 20)}`.execute(ctx.kernel.storage.db);
+    assert.equal(((await asCustomer('GET', '/v1/me/consent', undefined, other)).json() as { code: string }).code, 'AUTH_SUBJECT_SESSION_INVALID');
+    assert.equal((await asCustomer('DELETE', '/v1/me/session')).statusCode, 204);
+    assert.equal(((await asCustomer('GET', '/v1/me/consent')).json() as { code: string }).code, 'AUTH_SUBJECT_SESSION_INVALID');
+  });
+});

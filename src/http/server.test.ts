@@ -126,6 +126,11 @@ describeEachDialect('HTTP server', (dialect) => {
     assert.equal(last?.resource, 'GET /v1/admin/audit');
     const verify = json(await server.app.inject({ url: '/v1/admin/audit/verify', headers: auth('owner') }));
     assert.equal(verify.ok, true);
+    const head = verify.head as { seq: number; hash: string };
+    const pinned = json(await server.app.inject({ url: `/v1/admin/audit/verify?expectSeq=${head.seq}&expectHash=${head.hash}`, headers: auth('owner') }));
+    assert.equal(pinned.ok, true);
+    const future = json(await server.app.inject({ url: `/v1/admin/audit/verify?expectSeq=${head.seq + 1000}&expectHash=${'a'.repeat(64)}`, headers: auth('owner') }));
+    assert.equal((future.firstBad as { problem: string }).problem, 'truncated');
   });
 
   it('answers bad input with a specific code and changes nothing', async () => {

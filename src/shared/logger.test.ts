@@ -24,6 +24,11 @@ describe('logger', () => {
     assert.equal(redact('could not send to ada.lovelace@example.org today'), 'could not send to [redacted-email] today');
   });
 
+  it('redacts Candor credentials inside free text', () => {
+    const token = `cwk_0123456789abcdef_${'A'.repeat(43)}`;
+    assert.equal(redact(`bad key ${token} from web`), 'bad key cwk_[redacted] from web');
+  });
+
   it('writes no personal value to the log stream, in objects or messages', async () => {
     const { lines, stream } = capture();
     const logger = createLogger('info', stream);

@@ -13,6 +13,8 @@ const PERSONAL_KEYS = new Set(
 );
 
 const EMAIL_PATTERN = /[^\s@"'<>]+@[^\s@"'<>]+\.[a-z]{2,}/gi;
+/** Candor credentials (API tokens, write keys, customer sessions) that end up in free text. */
+const CREDENTIAL_PATTERN = /\b(cnd|cwk|css)_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/g;
 const REDACTED = '[redacted]';
 
 function normalize(key: string): string {
@@ -26,7 +28,7 @@ export function isPersonalKey(key: string): boolean {
 
 /** Replaces personal fields (by key) and anything shaped like an email address (by value). */
 export function redact(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return value.replace(EMAIL_PATTERN, '[redacted-email]');
+  if (typeof value === 'string') return value.replace(EMAIL_PATTERN, '[redacted-email]').replace(CREDENTIAL_PATTERN, '$1_[redacted]');
   if (value === null || typeof value !== 'object' || depth > 8) return value;
   if (value instanceof Error) return value;
   if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));

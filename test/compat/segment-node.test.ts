@@ -86,7 +86,7 @@ describeEachDialect('compat: @segment/analytics-node', (dialect) => {
     assert.equal(byId.get('seg-viewed')?.event, 'Product Viewed');
     assert.deepEqual(byId.get('seg-viewed')?.purposes.sort(), ['analytics.reporting', 'personalize.profiling']);
     assert.equal(byId.get('seg-order')?.event, 'Order Completed');
-    // order_id, total, revenue and currency also serve order operations (a legitimate-interest purpose)
+    // order_id, total, revenue and currency also serve order operations (a contract purpose)
     assert.deepEqual(byId.get('seg-order')?.purposes.sort(), ['analytics.reporting', 'essential.service.operations', 'personalize.profiling']);
     const order = JSON.stringify({ data: byId.get('seg-order')?.data, personal: byId.get('seg-order')?.personal });
     assert.match(order, /"order_id":"o-1"/);

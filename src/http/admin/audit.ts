@@ -51,13 +51,20 @@ export function registerAuditRoutes(app: FastifyInstance, kernel: Kernel): void 
     },
   );
 
-  app.get(
+  app.get<{ Querystring: { expectSeq?: number; expectHash?: string } }>(
     '/audit/verify',
     {
       config: { access: { ...ACCOUNTABILITY, personalData: false } },
       schema: {
         tags: ['audit'],
         summary: 'Re-compute the hash chain and name the first entry that was altered, removed or reordered.',
+        description: 'With expectSeq and expectHash (a head recorded earlier), a log cut short or rewritten after it is caught too.',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          dependentRequired: { expectSeq: ['expectHash'], expectHash: ['expectSeq'] },
+          properties: { expectSeq: { type: 'integer', minimum: 1 }, expectHash: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+        },
         response: {
           200: {
             type: 'object',
@@ -71,6 +78,9 @@ export function registerAuditRoutes(app: FastifyInstance, kernel: Kernel): void 
         },
       },
     },
-    async () => kernel.audit.verify(),
+    async (request) => {
+      const { expectSeq, expectHash } = request.query;
+      return kernel.audit.verify(expectSeq !== undefined && expectHash !== undefined ? { seq: expectSeq, hash: expectHash } : undefined);
+    },
   );
 }

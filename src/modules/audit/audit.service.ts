@@ -90,7 +90,11 @@ export class AuditLog {
       } catch (error) {
         this.#head = undefined;
         // Another process appended first: re-read the head and chain after it.
-        if (isUniqueViolation(error) && attempt < 5) continue;
+        if (isUniqueViolation(error) && attempt < 50) {
+          // Another process appended first: back off a little (jittered) so busy nodes do not collide again.
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** attempt, 50)));
+          continue;
+        }
         const failure = new CandorError('AUDIT_APPEND_FAILED', undefined, { cause: error });
         for (const p of batch) p.reject(failure);
         return;

@@ -90,15 +90,32 @@ export class Collector {
   readonly #commit: GroupCommit<Pending, ItemResult>;
   #refusals = new Map<string, number>();
   readonly #observers: OutcomeObserver[] = [];
+  /** Requests between arrival and their hand-over to the group commit. */
+  #checking = 0;
 
   constructor(deps: CollectDeps) {
     this.#deps = deps;
     this.#repo = new CollectRepo(deps.storage);
-    this.#commit = new GroupCommit((items) => this.#write(items));
+    // A commit waits (a few milliseconds at most) for requests still in their checks, so concurrent requests share it.
+    this.#commit = new GroupCommit((items) => this.#write(items), { moreComing: () => this.#checking > 0 });
   }
 
   /** Ingests messages of one request (kind fixed for single-call endpoints, read from `type` in batches). */
   async ingest(messages: readonly { raw: unknown; bytes: number }[], kind: MessageKind | undefined, context: IngestContext): Promise<ItemResult[]> {
+    this.#checking++;
+    let handedOver = false;
+    const handOver = () => {
+      if (!handedOver) this.#checking--;
+      handedOver = true;
+    };
+    try {
+      return await this.#ingest(messages, kind, context, handOver);
+    } finally {
+      handOver();
+    }
+  }
+
+  async #ingest(messages: readonly { raw: unknown; bytes: number }[], kind: MessageKind | undefined, context: IngestContext, handOver: () => void): Promise<ItemResult[]> {
     const { catalog, consent, identity } = this.#deps;
     const results: (ItemResult | undefined)[] = new Array(messages.length);
     const accepted: { index: number; message: ParsedMessage; plan: ReturnType<Catalog['process']>; resolve: ResolveItem }[] = [];
@@ -166,7 +183,9 @@ export class Collector {
       });
     });
 
-    for (const result of await this.#commit.submit(pending)) results[result.index] = result;
+    const committed = this.#commit.submit(pending);
+    handOver();
+    for (const result of await committed) results[result.index] = result;
     const answered = results.map((r, index): ItemResult => r ?? { index, messageId: undefined, status: 'invalid', code: 'INTERNAL_ERROR' });
     if (this.#observers.length > 0) {
       const refusedPurposes = new Map(accepted.map((a) => [a.index, a.plan.purposes]));

@@ -8,16 +8,42 @@ interface Waiting<T, R> {
  * Group commit: work submitted while a flush is running is gathered and written by the next flush in one go, so
  * concurrent requests share transactions; each submitter gets its own results back once they are durable.
  */
+export interface GroupCommitOptions {
+  /** Most items written in one flush. */
+  maxItems?: number;
+  /** While this says more work is on its way (requests still being checked), a flush waits for it… */
+  moreComing?: () => boolean;
+  /** …but never longer than this many milliseconds. */
+  maxWaitMs?: number;
+}
+
 export class GroupCommit<T, R> {
   readonly #flush: (items: readonly T[]) => Promise<R[]>;
   readonly #maxItems: number;
+  readonly #moreComing: () => boolean;
+  readonly #maxWaitMs: number;
   #queue: Waiting<T, R>[] = [];
   #running = false;
   #scheduled = false;
 
-  constructor(flush: (items: readonly T[]) => Promise<R[]>, maxItems = 5000) {
+  constructor(flush: (items: readonly T[]) => Promise<R[]>, options: GroupCommitOptions = {}) {
     this.#flush = flush;
-    this.#maxItems = maxItems;
+    this.#maxItems = options.maxItems ?? 5000;
+    this.#moreComing = options.moreComing ?? (() => false);
+    this.#maxWaitMs = options.maxWaitMs ?? 5;
+  }
+
+  /** Starts a flush once the current turn of the event loop is over and no more work is about to join. */
+  #schedule(since: number): void {
+    setImmediate(() => {
+      const queued = this.#queue.reduce((n, w) => n + w.items.length, 0);
+      if (this.#moreComing() && queued < this.#maxItems && performance.now() - since < this.#maxWaitMs) {
+        this.#schedule(since);
+        return;
+      }
+      this.#scheduled = false;
+      void this.#drain();
+    });
   }
 
   submit(items: readonly T[]): Promise<R[]> {
@@ -26,11 +52,8 @@ export class GroupCommit<T, R> {
       this.#queue.push({ items, resolve, reject });
       if (!this.#running && !this.#scheduled) {
         this.#scheduled = true;
-        // setImmediate, not a microtask: requests whose bytes already arrived get parsed and join this commit.
-        setImmediate(() => {
-          this.#scheduled = false;
-          void this.#drain();
-        });
+        // Not a microtask: requests whose bytes already arrived get checked and join this commit.
+        this.#schedule(performance.now());
       }
     });
   }

@@ -15,17 +15,20 @@ const moduleBoundaries = modules.map((name) => ({
   message: `Import the ${name} module through src/modules/${name}/index.ts only.`,
 }));
 
+// import-x resolves the `.ts` extensions our imports carry, and parses TypeScript to follow them.
+const importSettings = {
+  'import-x/resolver': { node: { extensions: ['.ts', '.js'] } },
+  'import-x/extensions': ['.ts', '.js'],
+  'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
+};
+
 export default tseslint.config(
   { ignores: ['node_modules/**', '.candor/**', 'coverage/**'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
     plugins: { 'import-x': importX },
-    settings: {
-      'import-x/resolver': { node: { extensions: ['.ts', '.js'] } },
-      'import-x/extensions': ['.ts', '.js'],
-      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
-    },
+    settings: importSettings,
     rules: {
       'import-x/no-cycle': ['error', { maxDepth: 20 }],
       'import-x/no-self-import': 'error',
@@ -36,11 +39,7 @@ export default tseslint.config(
     files: ['**/*.ts'],
     ignores: ['**/*.test.ts', 'test/**'],
     plugins: { 'import-x': importX },
-    settings: {
-      'import-x/resolver': { node: { extensions: ['.ts', '.js'] } },
-      'import-x/extensions': ['.ts', '.js'],
-      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
-    },
+    settings: importSettings,
     rules: {
       'import-x/no-restricted-paths': [
         'error',

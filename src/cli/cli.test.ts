@@ -1,35 +1,22 @@
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, it } from 'node:test';
+import { it } from 'node:test';
 import { sql } from 'kysely';
-import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../test/support/databases.ts';
+import { describeEachDialect } from '../../test/support/databases.ts';
+import { useCli } from '../../test/support/cli.ts';
 import { openKernel } from '../kernel.ts';
-import { main } from './main.ts';
 
 describeEachDialect('candor CLI', (dialect) => {
-  let env: TestEnvironment;
-  before(async () => {
-    env = await createEnvironment(dialect);
-  });
-  after(async () => {
-    await env.cleanup();
-  });
-
-  async function candor(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const global = ['--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : [])];
-    const code = await main(['node', 'candor', ...global, ...args], (l) => out.push(l), (l) => err.push(l));
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  }
+  const cli = useCli(dialect);
+  const { candor } = cli;
 
   it('migrates, then reports the database up to date', async () => {
     const first = await candor('migrate');
     assert.equal(first.code, 0, first.err);
     assert.match(first.out, /applied 0001_crypto_keyring, 0002_audit_log/);
     assert.equal((await candor('migrate')).out, 'database is up to date');
-    assert.equal(statSync(join(env.dataDir, 'master.key')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(cli.env.dataDir, 'master.key')).mode & 0o777, 0o600);
   });
 
   it('creates, lists and revokes credentials, printing the secret once', async () => {
@@ -62,7 +49,7 @@ describeEachDialect('candor CLI', (dialect) => {
     const result = await candor('keys', 'rotate');
     assert.equal(result.code, 0, result.err);
     assert.match(result.out, /master key version 2 is active/);
-    const file = JSON.parse(readFileSync(join(env.dataDir, 'master.key'), 'utf8')) as { masterKeys: unknown[] };
+    const file = JSON.parse(readFileSync(join(cli.env.dataDir, 'master.key'), 'utf8')) as { masterKeys: unknown[] };
     assert.equal(file.masterKeys.length, 2);
   });
 
@@ -71,14 +58,14 @@ describeEachDialect('candor CLI', (dialect) => {
     assert.equal(verified.code, 0, verified.err);
     const head = /head (\d+:[0-9a-f]{64})/.exec(verified.out)?.[1] as string;
     assert.ok(head);
-    const exportFile = join(env.dataDir, 'audit.jsonl');
+    const exportFile = join(cli.env.dataDir, 'audit.jsonl');
     assert.equal((await candor('audit', 'export', '--out', exportFile)).code, 0);
     const offline = await candor('audit', 'verify', '--file', exportFile, '--expect-head', head);
     assert.equal(offline.code, 0, offline.out);
     const lines = readFileSync(exportFile, 'utf8').trim().split('\n');
     assert.equal((await candor('audit', 'verify', '--file', exportFile, '--expect-head', `${lines.length + 5}:${'a'.repeat(64)}`)).code, 3);
 
-    const kernel = await openKernel(env.config);
+    const kernel = await openKernel(cli.env.config);
     try {
       if (kernel.storage.dialect === 'sqlite') await sql`DROP TRIGGER audit_log_no_update`.execute(kernel.storage.db);
       else await sql`DROP TRIGGER audit_log_no_update_delete ON audit_log`.execute(kernel.storage.db);
@@ -95,9 +82,9 @@ describeEachDialect('candor CLI', (dialect) => {
     const shown = await candor('config', 'show', '--json');
     const lines = JSON.parse(shown.out) as { key: string; value: string; source: string }[];
     assert.equal(lines.find((l) => l.key === 'dataDir')?.source, 'flag');
-    if (env.databaseUrl) {
+    if (cli.env.databaseUrl) {
       assert.equal(lines.find((l) => l.key === 'databaseUrl')?.value, '********');
-      assert.ok(!shown.out.includes(env.databaseUrl));
+      assert.ok(!shown.out.includes(cli.env.databaseUrl));
     }
   });
 });

@@ -1,32 +1,19 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, it } from 'node:test';
-import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../test/support/databases.ts';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../test/support/databases.ts';
+import { useCli } from '../../test/support/cli.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
-import { main } from './main.ts';
 
 const SUMMARY = /^imported (\d+) rows: (\d+) stored, (\d+) duplicate, (\d+) refused \(no lawful basis\), (\d+) invalid, (\d+) suppressed; report: (.+)$/m;
 
 describeEachDialect('candor import', (dialect) => {
-  let env: TestEnvironment;
-  before(async () => {
-    env = await createEnvironment(dialect);
-  });
-  after(async () => {
-    await env.cleanup();
-  });
-
-  async function candor(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const global = ['--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : [])];
-    const code = await main(['node', 'candor', ...global, ...args], (l) => out.push(l), (l) => err.push(l));
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  }
+  const cli = useCli(dialect);
+  const { candor } = cli;
 
   function csv(name: string, lines: string[]): string {
-    const file = join(env.dataDir, name);
+    const file = join(cli.env.dataDir, name);
     writeFileSync(file, lines.join('\n') + '\n');
     return file;
   }
@@ -39,7 +26,7 @@ describeEachDialect('candor import', (dialect) => {
   }
 
   async function withKernel<T>(run: (kernel: Kernel) => Promise<T>): Promise<T> {
-    const kernel = await openKernel(env.config);
+    const kernel = await openKernel(cli.env.config);
     try {
       return await run(kernel);
     } finally {
@@ -156,7 +143,7 @@ describeEachDialect('candor import', (dialect) => {
   });
 
   it('stores nothing twice when the same file is imported again', async () => {
-    const file = join(env.dataDir, 'orders.csv');
+    const file = join(cli.env.dataDir, 'orders.csv');
     const counts = () => withKernel(async (kernel) => ({ events: await kernel.collect.countEvents(), ledger: (await kernel.consent.history(await profileOf(kernel, 'c1'))).length }));
     const before = await counts();
     const again = await candor('import', 'events', file, '--source', 'orders', '--basis', 'consent', '--purposes', 'analytics.reporting');
@@ -186,7 +173,7 @@ describeEachDialect('candor import', (dialect) => {
       ',eve@shop.test,Eve',
       'd6,fay@shop.test,Fay',
     ]);
-    const report = join(env.dataDir, 'messy-report.csv');
+    const report = join(cli.env.dataDir, 'messy-report.csv');
     const result = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'contract', '--report', report);
     assert.equal(result.code, 0, result.err);
     assert.deepEqual(summary(result.out), [7, 3, 0, 0, 4, 0]);
@@ -229,7 +216,7 @@ describeEachDialect('candor import', (dialect) => {
   });
 
   it('exits 1 with a coded error for a file it cannot read or options it cannot accept', async () => {
-    const missing = join(env.dataDir, 'no-such-file.csv');
+    const missing = join(cli.env.dataDir, 'no-such-file.csv');
     const gone = await candor('import', 'customers', missing, '--source', 'crm', '--basis', 'contract');
     assert.equal(gone.code, 1);
     assert.match(gone.err, /error IMPORT_FILE_UNREADABLE: .*"reason":"ENOENT"/);

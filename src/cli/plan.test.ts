@@ -1,26 +1,13 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, it } from 'node:test';
-import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../test/support/databases.ts';
-import { main } from './main.ts';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../test/support/databases.ts';
+import { useCli } from '../../test/support/cli.ts';
 
 describeEachDialect('candor plan', (dialect) => {
-  let env: TestEnvironment;
-  before(async () => {
-    env = await createEnvironment(dialect);
-  });
-  after(async () => {
-    await env.cleanup();
-  });
-
-  async function candor(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const global = ['--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : [])];
-    const code = await main(['node', 'candor', ...global, ...args], (l) => out.push(l), (l) => err.push(l));
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  }
+  const cli = useCli(dialect);
+  const { candor } = cli;
 
   it('shows the default plan with every field, its category, retention and purposes', async () => {
     const shown = await candor('plan', 'show');
@@ -36,7 +23,7 @@ describeEachDialect('candor plan', (dialect) => {
   it('validates a file and lists every problem, exit 1', async () => {
     const json = await candor('plan', 'show', '--json');
     const plan = JSON.parse(json.out) as { events: Record<string, { purposes: string[] }>; name: string };
-    const good = join(env.dataDir, 'plan.json');
+    const good = join(cli.env.dataDir, 'plan.json');
     writeFileSync(good, JSON.stringify(plan));
     const ok = await candor('plan', 'validate', good);
     assert.equal(ok.code, 0, ok.err);
@@ -44,7 +31,7 @@ describeEachDialect('candor plan', (dialect) => {
 
     plan.events['Order Completed']!.purposes = ['analytics.nope'];
     (plan as unknown as Record<string, unknown>).colour = 'blue';
-    const bad = join(env.dataDir, 'bad.json');
+    const bad = join(cli.env.dataDir, 'bad.json');
     writeFileSync(bad, JSON.stringify(plan));
     const refused = await candor('plan', 'validate', bad);
     assert.equal(refused.code, 1);
@@ -52,17 +39,17 @@ describeEachDialect('candor plan', (dialect) => {
     assert.match(refused.err, /\/colour: is not allowed here/);
     assert.match(refused.err, /\/events\/Order Completed\/purposes\/0: "analytics\.nope" is not a data use/);
 
-    writeFileSync(join(env.dataDir, 'not.json'), '{ nope');
-    const unreadable = await candor('plan', 'validate', join(env.dataDir, 'not.json'));
+    writeFileSync(join(cli.env.dataDir, 'not.json'), '{ nope');
+    const unreadable = await candor('plan', 'validate', join(cli.env.dataDir, 'not.json'));
     assert.equal(unreadable.code, 2);
     assert.match(unreadable.err, /not valid JSON/);
-    assert.equal((await candor('plan', 'validate', join(env.dataDir, 'missing.json'))).code, 2);
+    assert.equal((await candor('plan', 'validate', join(cli.env.dataDir, 'missing.json'))).code, 2);
   });
 
   it('publishes a file as a new version, says so when unchanged, and shows older versions', async () => {
     const plan = JSON.parse((await candor('plan', 'show', '--json')).out) as { description?: string };
     plan.description = 'Edited from the command line';
-    const file = join(env.dataDir, 'edited.json');
+    const file = join(cli.env.dataDir, 'edited.json');
     writeFileSync(file, JSON.stringify(plan, null, 2));
     const published = await candor('plan', 'publish', file);
     assert.equal(published.code, 0, published.err);
@@ -80,7 +67,7 @@ describeEachDialect('candor plan', (dialect) => {
   });
 
   it('refuses to publish an invalid file and keeps the version in force', async () => {
-    const bad = join(env.dataDir, 'invalid.json');
+    const bad = join(cli.env.dataDir, 'invalid.json');
     writeFileSync(bad, JSON.stringify({ name: 'x', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { f: { type: 'string' } } } } } }));
     const refused = await candor('plan', 'publish', bad);
     assert.equal(refused.code, 1);

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
+import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { useServer } from '../../../test/support/server.ts';
 import { DEFAULT_PLAN, type PlanDocument } from '../../modules/catalog/index.ts';
-import { CLI_ACTOR } from '../../shared/actor.ts';
-import { buildServer, type CandorServer } from '../server.ts';
 
 const withEvent = (name: string): PlanDocument => ({
   ...structuredClone(DEFAULT_PLAN),
@@ -19,22 +18,11 @@ const withEvent = (name: string): PlanDocument => ({
 
 describeEachDialect('admin API: tracking plan', (dialect) => {
   const ctx = useKernel(dialect);
-  let server: CandorServer;
-  const tokens: Record<string, string> = {};
-  const auth = (role: string) => ({ authorization: `Bearer ${tokens[role]}` });
-
-  before(async () => {
-    server = await buildServer(ctx.kernel);
-    for (const role of ['owner', 'privacy_officer', 'marketer', 'analyst', 'developer']) {
-      tokens[role] = (await ctx.kernel.access.createToken(role, null, CLI_ACTOR)).secret;
-    }
-  });
-  after(async () => {
-    await server.app.close();
-  });
+  const harness = useServer(ctx);
+  const { auth } = harness;
 
   it('declares audience, roles and the operations purpose on every catalog route', () => {
-    const routes = server.routes.filter((r) => r.url.startsWith('/v1/admin/catalog'));
+    const routes = harness.server.routes.filter((r) => r.url.startsWith('/v1/admin/catalog'));
     assert.deepEqual(routes.map((r) => `${r.method} ${r.url}`).sort(), [
       'GET /v1/admin/catalog/plan',
       'GET /v1/admin/catalog/plan/versions',
@@ -52,7 +40,7 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
 
   it('shows the plan in force to every staff role, document intact', async () => {
     for (const role of ['owner', 'privacy_officer', 'marketer', 'analyst', 'developer']) {
-      const response = await server.app.inject({ url: '/v1/admin/catalog/plan', headers: auth(role) });
+      const response = await harness.server.app.inject({ url: '/v1/admin/catalog/plan', headers: auth(role) });
       assert.equal(response.statusCode, 200, role);
       const body = response.json() as { version: number; plan: PlanDocument; hash: string; publishedBy: string };
       assert.equal(body.version, 1);
@@ -62,13 +50,13 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
   });
 
   it('publishes with PUT for owners, privacy officers and developers, and refuses marketers', async () => {
-    const denied = await server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('marketer'), payload: withEvent('Searched') });
+    const denied = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('marketer'), payload: withEvent('Searched') });
     assert.equal(denied.statusCode, 403);
-    const created = await server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('developer'), payload: withEvent('Searched') });
+    const created = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('developer'), payload: withEvent('Searched') });
     assert.equal(created.statusCode, 201, created.body);
     assert.equal((created.json() as { version: number }).version, 2);
     assert.equal(ctx.kernel.catalog.version(), 2);
-    const same = await server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('owner'), payload: withEvent('Searched') });
+    const same = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('owner'), payload: withEvent('Searched') });
     assert.equal(same.statusCode, 200);
     assert.deepEqual(same.json(), { version: 2, hash: (created.json() as { hash: string }).hash, unchanged: true });
     const entry = (await ctx.kernel.audit.list({ action: 'catalog.plan.publish', limit: 10 })).at(-1);
@@ -78,7 +66,7 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
   it('answers an invalid plan with 400 CATALOG_PLAN_INVALID listing every problem', async () => {
     const plan = withEvent('Broken') as unknown as { events: Record<string, { properties: { properties: Record<string, unknown> } }> };
     plan.events.Broken!.properties.properties.query = { type: 'string', 'x-candor': { category: 'user.nope', purposes: ['analytics.nope'], retention: 'forever', personal: false } };
-    const response = await server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('privacy_officer'), payload: plan });
+    const response = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('privacy_officer'), payload: plan });
     assert.equal(response.statusCode, 400);
     assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
     const body = response.json() as { code: string; details: { problems: { path: string }[] } };
@@ -86,25 +74,25 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
     const base = '/events/Broken/properties/properties/query/x-candor';
     assert.deepEqual(body.details.problems.map((p) => p.path).sort(), [`${base}/category`, `${base}/purposes/0`, `${base}/retention`]);
     assert.equal(ctx.kernel.catalog.version(), 2);
-    const bodyless = await server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: { ...auth('owner'), 'content-type': 'application/json' }, payload: '[]' });
+    const bodyless = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: { ...auth('owner'), 'content-type': 'application/json' }, payload: '[]' });
     assert.equal(bodyless.statusCode, 400);
   });
 
   it('validates without publishing', async () => {
-    const ok = await server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('analyst'), payload: withEvent('Another') });
+    const ok = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('analyst'), payload: withEvent('Another') });
     assert.deepEqual(ok.json(), { ok: true, problems: [] });
-    const bad = await server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('analyst'), payload: { name: 'x' } });
+    const bad = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('analyst'), payload: { name: 'x' } });
     assert.equal(bad.statusCode, 200);
     assert.deepEqual(bad.json(), { ok: false, problems: [{ path: '/events', problem: 'is required' }] });
     assert.equal(ctx.kernel.catalog.version(), 2);
   });
 
   it('lists versions and reads one, 404 for an unknown one', async () => {
-    const versions = (await server.app.inject({ url: '/v1/admin/catalog/plan/versions', headers: auth('analyst') })).json() as { version: number }[];
+    const versions = (await harness.server.app.inject({ url: '/v1/admin/catalog/plan/versions', headers: auth('analyst') })).json() as { version: number }[];
     assert.deepEqual(versions.map((v) => v.version), [1, 2]);
-    const first = (await server.app.inject({ url: '/v1/admin/catalog/plan/versions/1', headers: auth('analyst') })).json() as { plan: PlanDocument };
+    const first = (await harness.server.app.inject({ url: '/v1/admin/catalog/plan/versions/1', headers: auth('analyst') })).json() as { plan: PlanDocument };
     assert.equal(first.plan.events.Searched, undefined);
-    const missing = await server.app.inject({ url: '/v1/admin/catalog/plan/versions/7', headers: auth('analyst') });
+    const missing = await harness.server.app.inject({ url: '/v1/admin/catalog/plan/versions/7', headers: auth('analyst') });
     assert.equal(missing.statusCode, 404);
     assert.equal((missing.json() as { code: string }).code, 'CATALOG_PLAN_VERSION_NOT_FOUND');
   });
@@ -113,7 +101,7 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
     ctx.kernel.catalog.process('track', 'Searched', { properties: { query: 'shoes', page: 2 } }, 'web');
     ctx.kernel.catalog.process('track', 'Searched', { properties: { query: 3 } }, 'web');
     ctx.kernel.catalog.process('track', 'Searched', { properties: { query: 'hats' } }, 'ios');
-    const response = await server.app.inject({ url: '/v1/admin/catalog/stats?source=web&event=Searched', headers: auth('marketer') });
+    const response = await harness.server.app.inject({ url: '/v1/admin/catalog/stats?source=web&event=Searched', headers: auth('marketer') });
     assert.equal(response.statusCode, 200);
     assert.deepEqual(response.json(), [
       {
@@ -126,7 +114,7 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
         violations: [{ path: 'properties.query', rule: 'type', count: 1 }],
       },
     ]);
-    const all = (await server.app.inject({ url: '/v1/admin/catalog/stats', headers: auth('marketer') })).json() as unknown[];
+    const all = (await harness.server.app.inject({ url: '/v1/admin/catalog/stats', headers: auth('marketer') })).json() as unknown[];
     assert.equal(all.length, 2);
   });
 });

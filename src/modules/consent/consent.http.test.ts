@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, it } from 'node:test';
+import { it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { buildServer, type CandorServer } from '../../http/server.ts';
+import { useServer } from '../../../test/support/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { GPC_LAST_UPDATE } from './index.ts';
 
@@ -19,23 +19,12 @@ function problem(response: LightMyRequestResponse, status: number, code: string)
 
 describeEachDialect('consent over HTTP', (dialect) => {
   const ctx = useKernel(dialect);
-  let server: CandorServer;
-  const tokens: Record<string, string> = {};
-  const auth = (role: string) => ({ authorization: `Bearer ${tokens[role]}` });
-
-  before(async () => {
-    server = await buildServer(ctx.kernel);
-    for (const role of ['owner', 'privacy_officer', 'marketer', 'analyst', 'developer']) {
-      tokens[role] = (await ctx.kernel.access.createToken(role, null, CLI_ACTOR)).secret;
-    }
-  });
-  after(async () => {
-    await server.app.close();
-  });
+  const harness = useServer(ctx);
+  const { auth } = harness;
 
   it('publishes the receipt verification keys at /.well-known/jwks.json without a credential', async () => {
     const { receipt } = await ctx.kernel.consent.record(`user-${randomUUID()}`, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
-    const response = await server.app.inject({ url: '/.well-known/jwks.json' });
+    const response = await harness.server.app.inject({ url: '/.well-known/jwks.json' });
     assert.equal(response.statusCode, 200);
     const jwks = response.json() as JSONWebKeySet;
     assert.ok(jwks.keys.every((k) => k.kty === 'OKP' && k.crv === 'Ed25519' && k.d === undefined));
@@ -44,7 +33,7 @@ describeEachDialect('consent over HTTP', (dialect) => {
   });
 
   it('serves /.well-known/gpc.json as the GPC specification describes', async () => {
-    const response = await server.app.inject({ url: '/.well-known/gpc.json' });
+    const response = await harness.server.app.inject({ url: '/.well-known/gpc.json' });
     assert.equal(response.statusCode, 200);
     assert.match(String(response.headers['content-type']), /^application\/json/);
     assert.deepEqual(response.json(), { gpc: true, lastUpdate: GPC_LAST_UPDATE });
@@ -52,14 +41,14 @@ describeEachDialect('consent over HTTP', (dialect) => {
   });
 
   it('lists purposes to every staff role and lets only privacy staff change one', async () => {
-    const listed = await server.app.inject({ url: '/v1/admin/consent/purposes', headers: auth('analyst') });
+    const listed = await harness.server.app.inject({ url: '/v1/admin/consent/purposes', headers: auth('analyst') });
     assert.equal(listed.statusCode, 200);
     assert.ok((listed.json() as { key: string }[]).some((p) => p.key === 'third_party_sharing'));
 
     const body = { basis: 'consent', saleOrSharing: false, description: 'Ads measured on our own site.' };
     const url = '/v1/admin/consent/purposes/marketing.advertising.first_party.contextual';
-    problem(await server.app.inject({ method: 'PUT', url, headers: auth('marketer'), payload: body }), 403, 'AUTH_ROLE_FORBIDDEN');
-    const changed = await server.app.inject({ method: 'PUT', url, headers: auth('privacy_officer'), payload: body });
+    problem(await harness.server.app.inject({ method: 'PUT', url, headers: auth('marketer'), payload: body }), 403, 'AUTH_ROLE_FORBIDDEN');
+    const changed = await harness.server.app.inject({ method: 'PUT', url, headers: auth('privacy_officer'), payload: body });
     assert.equal(changed.statusCode, 200, changed.body);
     assert.deepEqual(changed.json(), {
       key: 'marketing.advertising.first_party.contextual', basis: 'consent', saleOrSharing: false, targetedAdvertising: false, explicit: false, optOutJurisdictions: [], description: body.description,
@@ -67,29 +56,29 @@ describeEachDialect('consent over HTTP', (dialect) => {
     const audited = (await ctx.kernel.audit.list({ action: 'consent.purpose.set', limit: 1000 })).at(-1);
     assert.equal(audited?.resource, 'consent_purpose:marketing.advertising.first_party.contextual');
 
-    problem(await server.app.inject({ method: 'PUT', url, headers: auth('owner'), payload: { ...body, lawful: true } }), 400, 'REQUEST_UNKNOWN_FIELD');
-    problem(await server.app.inject({ method: 'PUT', url, headers: auth('owner'), payload: { ...body, optOutJurisdictions: ['california'] } }), 400, 'REQUEST_VALIDATION_FAILED');
-    const invalid = problem(await server.app.inject({ method: 'PUT', url, headers: auth('owner'), payload: { ...body, basis: 'contract', saleOrSharing: true } }), 400, 'CONSENT_PURPOSE_INVALID');
+    problem(await harness.server.app.inject({ method: 'PUT', url, headers: auth('owner'), payload: { ...body, lawful: true } }), 400, 'REQUEST_UNKNOWN_FIELD');
+    problem(await harness.server.app.inject({ method: 'PUT', url, headers: auth('owner'), payload: { ...body, optOutJurisdictions: ['california'] } }), 400, 'REQUEST_VALIDATION_FAILED');
+    const invalid = problem(await harness.server.app.inject({ method: 'PUT', url, headers: auth('owner'), payload: { ...body, basis: 'contract', saleOrSharing: true } }), 400, 'CONSENT_PURPOSE_INVALID');
     assert.equal((invalid.details as { reason: string }).reason, 'sale_or_advertising_needs_consent_or_legitimate_interests');
-    problem(await server.app.inject({ method: 'PUT', url: '/v1/admin/consent/purposes/not.a.data_use', headers: auth('owner'), payload: body }), 400, 'CONSENT_PURPOSE_INVALID');
+    problem(await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/consent/purposes/not.a.data_use', headers: auth('owner'), payload: body }), 400, 'CONSENT_PURPOSE_INVALID');
   });
 
   it('shows the current notice to staff and lets privacy staff publish a new version', async () => {
-    const current = await server.app.inject({ url: '/v1/admin/consent/notices/current', headers: auth('marketer') });
+    const current = await harness.server.app.inject({ url: '/v1/admin/consent/notices/current', headers: auth('marketer') });
     assert.equal(current.statusCode, 200);
     const notice = current.json() as { version: number; text: string; purposes: { purpose: string; categories: string[] }[] };
     const payload = { text: notice.text, purposes: notice.purposes.map((p) => (p.purpose === 'personalize.profiling' ? { ...p, categories: [...p.categories, 'user.demographic.age_range'] } : p)) };
-    problem(await server.app.inject({ method: 'POST', url: '/v1/admin/consent/notices', headers: auth('developer'), payload }), 403, 'AUTH_ROLE_FORBIDDEN');
-    const published = await server.app.inject({ method: 'POST', url: '/v1/admin/consent/notices', headers: auth('privacy_officer'), payload });
+    problem(await harness.server.app.inject({ method: 'POST', url: '/v1/admin/consent/notices', headers: auth('developer'), payload }), 403, 'AUTH_ROLE_FORBIDDEN');
+    const published = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/consent/notices', headers: auth('privacy_officer'), payload });
     assert.equal(published.statusCode, 201, published.body);
     const result = published.json() as { version: number; material: boolean; renewalRequired: string[] };
     assert.equal(result.version, notice.version + 1);
     assert.equal(result.material, true);
     assert.deepEqual(result.renewalRequired, ['personalize.profiling']);
-    assert.equal((await server.app.inject({ url: '/v1/admin/consent/notices/current', headers: auth('analyst') })).json().version, result.version);
-    problem(await server.app.inject({ method: 'POST', url: '/v1/admin/consent/notices', headers: auth('owner'), payload: { text: 'x', purposes: [] } }), 400, 'REQUEST_VALIDATION_FAILED');
+    assert.equal((await harness.server.app.inject({ url: '/v1/admin/consent/notices/current', headers: auth('analyst') })).json().version, result.version);
+    problem(await harness.server.app.inject({ method: 'POST', url: '/v1/admin/consent/notices', headers: auth('owner'), payload: { text: 'x', purposes: [] } }), 400, 'REQUEST_VALIDATION_FAILED');
     problem(
-      await server.app.inject({ method: 'POST', url: '/v1/admin/consent/notices', headers: auth('owner'), payload: { text: 'x', purposes: [{ purpose: 'analytics.reporting', categories: ['user.made_up'] }] } }),
+      await harness.server.app.inject({ method: 'POST', url: '/v1/admin/consent/notices', headers: auth('owner'), payload: { text: 'x', purposes: [{ purpose: 'analytics.reporting', categories: ['user.made_up'] }] } }),
       400,
       'CONSENT_NOTICE_INVALID',
     );
@@ -100,9 +89,9 @@ describeEachDialect('consent over HTTP', (dialect) => {
     await ctx.kernel.consent.record(subject, [{ purpose: 'marketing.communications.email', state: 'given' }], { mechanism: 'banner_save', source: 'https://shop.example/' }, CLI_ACTOR);
     await ctx.kernel.consent.recordGpc([subject], {}, CLI_ACTOR);
     const url = `/v1/admin/subjects/${encodeURIComponent(subject)}/consent`;
-    problem(await server.app.inject({ url, headers: auth('analyst') }), 403, 'AUTH_ROLE_FORBIDDEN');
+    problem(await harness.server.app.inject({ url, headers: auth('analyst') }), 403, 'AUTH_ROLE_FORBIDDEN');
 
-    const response = await server.app.inject({ url, headers: auth('privacy_officer') });
+    const response = await harness.server.app.inject({ url, headers: auth('privacy_officer') });
     assert.equal(response.statusCode, 200, response.body);
     const body = response.json() as { subject: string; purposes: Record<string, { state: string; allowed: boolean; reason: string; gpc: boolean }>; history: { purpose: string; state: string; mechanism: string }[] };
     const pseudonym = ctx.kernel.keyring.pseudonym('subject', subject);
@@ -125,11 +114,11 @@ describeEachDialect('consent over HTTP', (dialect) => {
   });
 
   it('declares every consent route in /openapi.json with its access', async () => {
-    const spec = (await server.app.inject({ url: '/openapi.json' })).json() as { paths: Record<string, unknown> };
+    const spec = (await harness.server.app.inject({ url: '/openapi.json' })).json() as { paths: Record<string, unknown> };
     for (const path of ['/.well-known/jwks.json', '/.well-known/gpc.json', '/v1/admin/consent/purposes', '/v1/admin/consent/purposes/{key}', '/v1/admin/consent/notices', '/v1/admin/consent/notices/current', '/v1/admin/subjects/{subjectId}/consent']) {
       assert.ok(spec.paths[path], path);
     }
-    const subjectRoute = server.routes.find((r) => r.url === '/v1/admin/subjects/:subjectId/consent');
+    const subjectRoute = harness.server.routes.find((r) => r.url === '/v1/admin/subjects/:subjectId/consent');
     assert.deepEqual(subjectRoute?.access, { audience: 'admin', roles: ['owner', 'privacy_officer'], purpose: 'essential.legal_obligation', personalData: true });
   });
 });

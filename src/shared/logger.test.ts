@@ -24,6 +24,13 @@ describe('logger', () => {
     assert.equal(redact('could not send to ada.lovelace@example.org today'), 'could not send to [redacted-email] today');
   });
 
+  it('redacts the row and parameters database errors carry', () => {
+    const out = redact({ err: { message: 'duplicate key', code: '23505', detail: 'Key (subject)=(u-42) already exists.', parameters: ['u-42'] } }) as { err: Record<string, unknown> };
+    assert.equal(out.err.detail, '[redacted]');
+    assert.equal(out.err.parameters, '[redacted]');
+    assert.equal(out.err.code, '23505');
+  });
+
   it('redacts Candor credentials inside free text', () => {
     const token = `cwk_0123456789abcdef_${'A'.repeat(43)}`;
     assert.equal(redact(`bad key ${token} from web`), 'bad key cwk_[redacted] from web');

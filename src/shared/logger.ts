@@ -9,6 +9,8 @@ const PERSONAL_KEYS = new Set(
     'address', 'street', 'city', 'postalCode', 'zip', 'birthday', 'dateOfBirth', 'birthdate', 'age', 'gender',
     'ip', 'ipAddress', 'remoteAddress', 'userId', 'anonymousId', 'previousId', 'traits', 'context',
     'password', 'secret', 'token', 'authorization', 'cookie', 'key', 'masterKey', 'writeKey', 'databaseUrl',
+    // Database errors carry the offending row (PostgreSQL's detail/where) or the query's parameters.
+    'detail', 'where', 'parameters', 'params', 'values',
   ].map(normalize),
 );
 

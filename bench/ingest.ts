@@ -16,6 +16,7 @@ import { openStorage } from '../src/storage/index.ts';
 import { CLI_ACTOR } from '../src/shared/actor.ts';
 import { makeEvent, rng } from './support/events.ts';
 import { load, type LoadResult } from './support/load.ts';
+import { startFlags } from './support/start-flags.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const USERS = 2000;
@@ -116,7 +117,7 @@ async function candorRun(dialect: 'sqlite' | 'postgres'): Promise<{ batch: LoadR
     const writeKey = await prepare(kernel);
     await kernel.close();
     const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [];
-    const { child, url } = await startChild([...profile, 'bin/candor.ts', 'serve', '--port', '0'], { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'warn', CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC ?? 'FULL' });
+    const { child, url } = await startChild([...profile, ...startFlags(), 'bin/candor.ts', 'serve', '--port', '0'], { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'warn', CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC ?? 'FULL' });
     const headers = { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` };
     const random = rng(7);
     await load({ url: `${url}/v1/batch`, headers, concurrency: CONCURRENCY, seconds: 1, makeBody: batchBody(random) });

@@ -34,6 +34,7 @@ import { loadConfig } from '../src/config/index.ts';
 import { openKernel, type Kernel } from '../src/kernel.ts';
 import type { AuditEvent } from '../src/modules/audit/index.ts';
 import type { RawSql, Storage } from '../src/storage/index.ts';
+import { startFlags } from './support/start-flags.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const tempDirs: string[] = [];
@@ -483,7 +484,7 @@ const CANDOR_PORT = /Candor is listening on http:\/\/127\.0\.0\.1:(\d+)/;
 const PLAIN_PORT = /^up (\d+)$/m;
 const PLAIN_SERVER = `require('node:http').createServer((q,s)=>s.end('ok')).listen(0,'127.0.0.1',function(){console.log('up '+this.address().port)})`;
 
-const candorArgs = (dir: string) => [join(ROOT, 'bin', 'candor.ts'), 'serve', '--data-dir', dir, '--port', '0', '--host', '127.0.0.1'];
+const candorArgs = (dir: string) => [...startFlags(), join(ROOT, 'bin', 'candor.ts'), 'serve', '--data-dir', dir, '--port', '0', '--host', '127.0.0.1'];
 const plainArgs = ['-e', PLAIN_SERVER];
 
 async function benchStartup(): Promise<void> {

@@ -22,7 +22,7 @@
 // - A row's number is the line its record starts on, the header being row 1.
 import { createHash, type Hash } from 'node:crypto';
 import { pipeline, Transform, type Readable } from 'node:stream';
-import { parse, type Parser } from 'csv-parse';
+import type { Parser } from 'csv-parse';
 import type { Actor } from '../../shared/actor.ts';
 import type { ErrorCode } from '../../shared/error-codes.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
@@ -365,6 +365,8 @@ class ImportRun {
     let parser: Parser | undefined;
     let records: Readable | undefined;
     try {
+      // Loaded on use: the server never imports CSV, and should not carry the parser in memory.
+      const { parse } = await import('csv-parse');
       parser = parse({
         columns: (header: string[]) => this.#header(header),
         bom: true,

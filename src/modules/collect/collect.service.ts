@@ -287,7 +287,7 @@ export class Collector {
     if (merges.length > 0) await identity.notifyMerges(merges);
     const withProfile = resolved.filter((r): r is Resolved => typeof r.resolution?.profileId === 'string');
     for (const r of resolved) {
-      if (!withProfile.includes(r as never)) results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING' });
+      if (typeof r.resolution?.profileId !== 'string') results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING' });
     }
     // Sec-GPC: 1 is recorded per request origin (source and write key), for the profiles its messages resolved to.
     const gpcGroups = new Map<string, { actor: Actor; source: string; profiles: Set<string> }>();

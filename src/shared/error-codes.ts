@@ -109,6 +109,7 @@ export const ERROR_CODES = {
   IDENTITY_MERGE_NOT_FOUND: { category: 'not_found', message: 'No merge with this id is part of this profile.' },
   IDENTITY_MERGE_ALREADY_UNDONE: { category: 'conflict', message: 'This merge was already undone.' },
   PROFILES_NOT_PREPARED: { category: 'internal', message: 'Personal traits were written for a profile whose data key was not prepared before the transaction.' },
+  SCORING_PROTECTED_FEATURE: { category: 'invalid_input', message: 'A special category or protected attribute can never be a model feature or segment rule.' },
   STORAGE_MIGRATION_FAILED: { category: 'internal', message: 'A database migration failed; the database was left as it was.' },
   STORAGE_UNAVAILABLE: { category: 'unavailable', message: 'The database cannot be reached.' },
   STORAGE_NOT_MIGRATED: { category: 'unavailable', message: 'The database has migrations that are not applied yet.' },

@@ -37,7 +37,7 @@ export function minimize(f: Objective, start: readonly number[], options: Minimi
   let { value, gradient } = f(x);
   let evaluations = 1;
   // Inverse Hessian approximation, starting from the identity.
-  let H = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === j ? 1 : 0)));
+  let H: number[][] = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === j ? 1 : 0)));
   for (let iteration = 1; iteration <= maxIterations; iteration++) {
     if (Math.max(...gradient.map(Math.abs)) < gtol) return { x, value, iterations: iteration - 1, evaluations, converged: true };
     let direction = H.map((row) => -dot(row, gradient));

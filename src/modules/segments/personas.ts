@@ -67,6 +67,8 @@ export interface PersonaOptions {
   seed?: number;
   /** Points used to choose k by silhouette. */
   silhouetteSample?: number;
+  /** Points the clusters are fitted on (a deterministic sample; everyone is then assigned to the nearest centre). */
+  fitSample?: number;
 }
 
 export function fitPersonas(inputs: readonly PersonaInput[], options: PersonaOptions = {}): PersonaModel {
@@ -81,28 +83,45 @@ export function fitPersonas(inputs: readonly PersonaInput[], options: PersonaOpt
   for (let j = 0; j < FEATURES; j++) sd[j] = Math.sqrt(sd[j] as number) || 1;
   const points = raw.map((v) => v.map((x, j) => (x - (mean[j] as number)) / (sd[j] as number)));
 
-  const chosen = sample(points.length, options.silhouetteSample ?? 2000, seed);
-  const chosenPoints = chosen.map((i) => points[i] as number[]);
+  const fitting = sample(points.length, options.fitSample ?? 200_000, seed + 1).map((i) => points[i] as number[]);
+  const chosen = sample(fitting.length, options.silhouetteSample ?? 2000, seed);
+  const chosenPoints = chosen.map((i) => fitting[i] as number[]);
   const tried: { k: number; silhouette: number }[] = [];
-  let best: { k: number; silhouette: number; clusters: number[]; centroids: number[][] } | undefined;
+  let best: { k: number; silhouette: number; centroids: number[][] } | undefined;
   for (let k = kMin; k <= kMax; k++) {
-    const result = kmeans(points, k, { seed, initialization: 'kmeans++', maxIterations: 100 });
+    const result = kmeans(fitting, k, { seed, initialization: 'kmeans++', maxIterations: 100 });
     const labels = chosen.map((i) => result.clusters[i] as number);
     // A k that leaves a cluster out of the sample cannot be judged by it; treat it as a poor fit.
     const score = new Set(labels).size < 2 ? -1 : mean_(silhouette(chosenPoints, labels));
     tried.push({ k, silhouette: score });
-    if (!best || score > best.silhouette + 1e-9) best = { k, silhouette: score, clusters: result.clusters, centroids: result.centroids };
+    if (!best || score > best.silhouette + 1e-9) best = { k, silhouette: score, centroids: result.centroids };
   }
   if (!best) throw new Error('no persona model could be fitted');
+  const centroids = best.centroids;
+  const assignments = points.map((v) => nearest(centroids, v));
   const sizes = new Array<number>(best.k).fill(0);
-  for (const c of best.clusters) sizes[c] = (sizes[c] as number) + 1;
+  for (const c of assignments) sizes[c] = (sizes[c] as number) + 1;
   const personas = best.centroids.map((z, id) => {
     const centre = untransform(z.map((v, j) => v * (sd[j] as number) + (mean[j] as number)));
     const words = describe(z, centre);
     return { id, name: words.name, description: words.description, size: sizes[id] as number, centre };
   });
   dedupeNames(personas);
-  return { k: best.k, silhouette: best.silhouette, tried, personas, assignments: best.clusters, scaling: { mean, sd } };
+  return { k: best.k, silhouette: best.silhouette, tried, personas, assignments, scaling: { mean, sd } };
+}
+
+function nearest(centroids: readonly (readonly number[])[], v: readonly number[]): number {
+  let best = 0;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  centroids.forEach((c, i) => {
+    let d = 0;
+    for (let j = 0; j < v.length; j++) d += ((c[j] as number) - (v[j] as number)) ** 2;
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = i;
+    }
+  });
+  return best;
 }
 
 function mean_(values: readonly number[]): number {
@@ -134,16 +153,6 @@ function dedupeNames(personas: Persona[]): void {
 
 /** The persona of a new input under a fitted model (nearest centre). */
 export function assignPersona(model: PersonaModel, input: PersonaInput): Persona {
-  const v = transform(input).map((x, j) => (x - (model.scaling.mean[j] as number)) / (model.scaling.sd[j] as number));
-  let best = model.personas[0] as Persona;
-  let bestDistance = Number.POSITIVE_INFINITY;
-  for (const p of model.personas) {
-    const c = transform(p.centre).map((x, j) => (x - (model.scaling.mean[j] as number)) / (model.scaling.sd[j] as number));
-    const d = c.reduce((s, cj, j) => s + (cj - (v[j] as number)) ** 2, 0);
-    if (d < bestDistance) {
-      bestDistance = d;
-      best = p;
-    }
-  }
-  return best;
+  const scale = (p: PersonaInput) => transform(p).map((x, j) => (x - (model.scaling.mean[j] as number)) / (model.scaling.sd[j] as number));
+  return model.personas[nearest(model.personas.map((p) => scale(p.centre)), scale(input))] as Persona;
 }

@@ -7,16 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateShop } from '../src/demo/shop.ts';
-import { compress, fitBgNbd, logLikelihood, probabilityAlive, type RepeatSummary } from '../src/modules/scoring/bgnbd.ts';
-import { churnRisk } from '../src/modules/scoring/churn.ts';
-import { lifetimeValue } from '../src/modules/scoring/clv.ts';
-import { FeatureEncoder, type FeatureSpec } from '../src/modules/scoring/features.ts';
-import { fitGammaGamma } from '../src/modules/scoring/gamma-gamma.ts';
-import { fitCalibrated, predict, subset } from '../src/modules/scoring/logistic.ts';
-import { auc } from '../src/modules/scoring/metrics.ts';
-import { summarize, type CustomerSummary } from '../src/modules/scoring/summary.ts';
-import { fitPersonas, type PersonaInput } from '../src/modules/segments/personas.ts';
-import { rfmSegments } from '../src/modules/segments/rfm.ts';
+import { churnRisk, compress, FeatureEncoder, fitBgNbd, fitCalibrated, fitGammaGamma, lifetimeValue, logLikelihood, predict, probabilityAlive, subset, auc, summarize, type CustomerSummary, type FeatureSpec, type RepeatSummary } from '../src/modules/scoring/index.ts';
+import { fitPersonas, rfmSegments, type PersonaInput } from '../src/modules/segments/index.ts';
 import { nelderMead } from './support/nelder-mead.ts';
 
 const CUSTOMERS = Number(process.env.BENCH_CUSTOMERS ?? 1_000_000);

@@ -1,7 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { compress, fitBgNbd } from '../modules/scoring/bgnbd.ts';
-import { summarize } from '../modules/scoring/summary.ts';
+import { compress, fitBgNbd, summarize } from '../modules/scoring/index.ts';
 import { DEFAULT_SHOP, generateShop } from './shop.ts';
 
 describe('synthetic shop', () => {

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { readReference } from '../../../test/support/reference-data.ts';
 import { generateShop } from '../../demo/shop.ts';
-import { dayNumber, summarize } from '../scoring/summary.ts';
+import { dayNumber, summarize } from '../scoring/index.ts';
 import { assignPersona, fitPersonas, type PersonaInput } from './personas.ts';
 import { explainRfm, rfmSegments, RFM_SEGMENTS, scoreRfm, segmentOf } from './rfm.ts';
 

@@ -1,16 +1,22 @@
+import { join } from 'node:path';
 import type { Config } from './config/index.ts';
 import { AccessControl, ACCESS_MIGRATIONS, SubjectSessions, SUBJECT_SESSION_MIGRATIONS } from './modules/access/index.ts';
 import { AuditLog, AUDIT_MIGRATIONS } from './modules/audit/index.ts';
 import { Catalog, CATALOG_MIGRATIONS } from './modules/catalog/index.ts';
-import { Collector, COLLECT_MIGRATIONS } from './modules/collect/index.ts';
+import { Collector, COLLECT_MIGRATIONS, COLLECT_RETENTION_MIGRATIONS } from './modules/collect/index.ts';
 import { Consent, CONSENT_MIGRATIONS } from './modules/consent/index.ts';
 import { Keyring, CRYPTO_MIGRATIONS } from './modules/crypto/index.ts';
 import { Identity, IDENTITY_MIGRATIONS } from './modules/identity/index.ts';
-import { Profiles, PROFILES_MIGRATIONS } from './modules/profiles/index.ts';
+import { Profiles, PROFILES_MIGRATIONS, PROFILES_RETENTION_MIGRATIONS } from './modules/profiles/index.ts';
+import { Retention, RETENTION_MIGRATIONS } from './modules/retention/index.ts';
+import { Scoring, SCORING_MIGRATIONS } from './modules/scoring/index.ts';
+import { ErasureEngine, LEDGER_FILE, RIGHTS_ERASURE_MIGRATIONS, SubjectExporter } from './modules/rights/index.ts';
+import { Mailer, RightsRequests, RIGHTS_REQUEST_MIGRATIONS } from './modules/rights/index.ts';
 import { Taxonomy, TAXONOMY_MIGRATIONS } from './modules/taxonomy/index.ts';
 import { SYSTEM_ACTOR } from './shared/actor.ts';
 import { CandorError } from './shared/errors.ts';
 import { createLogger, type Logger } from './shared/logger.ts';
+import type { SubjectDataHandler } from './shared/subject-data.ts';
 import { migrateToLatest, openStorage, pendingMigrations, type ModuleMigration, type Storage } from './storage/index.ts';
 
 /** Every module's migrations, in the order their names sort. */
@@ -25,6 +31,12 @@ export const MIGRATIONS: readonly ModuleMigration[] = [
   ...IDENTITY_MIGRATIONS,
   ...PROFILES_MIGRATIONS,
   ...COLLECT_MIGRATIONS,
+  ...RIGHTS_ERASURE_MIGRATIONS,
+  ...RIGHTS_REQUEST_MIGRATIONS,
+  ...RETENTION_MIGRATIONS,
+  ...COLLECT_RETENTION_MIGRATIONS,
+  ...PROFILES_RETENTION_MIGRATIONS,
+  ...SCORING_MIGRATIONS,
 ].sort((a, b) => a.name.localeCompare(b.name));
 
 /** The privacy kernel, wired once and shared by the HTTP server, the CLI and jobs. */
@@ -42,6 +54,18 @@ export interface Kernel {
   readonly identity: Identity;
   readonly profiles: Profiles;
   readonly collect: Collector;
+  /** RFM segments, personas, lifetime value and churn: fitted and scored only for people who allow profiling. */
+  readonly scoring: Scoring;
+  /** Every module's subject-data handler, in a fixed order (rights and retention work from this list). */
+  readonly subjectData: SubjectDataHandler[];
+  readonly erasure: ErasureEngine;
+  readonly exporter: SubjectExporter;
+  /** Data-subject requests: intake, verification, clocks, execution, staff queue. */
+  readonly rights: RightsRequests;
+  /** Every module's retention rules and the sweeper. */
+  readonly retention: Retention;
+  /** Erasures replayed from the deletion ledger file by this start (after a restore). */
+  readonly erasuresReplayed: number;
   /** Whether this start generated the master key file. */
   readonly keyFileGenerated: boolean;
   /** Migrations applied by this start. */
@@ -92,6 +116,62 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       await consent.mergeSubjects(merge.from, merge.into, SYSTEM_ACTOR);
     });
     const collect = new Collector({ storage, keyring, catalog, consent, identity, profiles });
+    const scoring = new Scoring({
+      storage,
+      audit,
+      consent,
+      data: { people: () => identity.groups(), orders: (ids, purpose) => collect.ordersFor(ids, purpose) },
+    });
+    // Derived data follows its sources: a withdrawal, refusal or restriction removes the person from scores and
+    // model statistics at once (the models are refitted from the decremented statistics).
+    consent.onChange((ids) => {
+      void scoring.forgetUnlawful(ids).catch((err: unknown) => logger.warn({ err }, 'scores not reconciled after a consent change'));
+    });
+    // Fixed order: what the subject is (identity) first, then what is known about them, then their keys' metadata.
+    const subjectData: SubjectDataHandler[] = [
+      identity.subjectData(catalog),
+      profiles.subjectData(catalog),
+      collect.subjectData(),
+      scoring.subjectData(),
+      consent.subjectData(),
+      subjectSessions.subjectData(),
+      keyring.subjectData(),
+    ];
+    const erasure = new ErasureEngine({ storage, audit, keyring, identity, handlers: subjectData, ledgerPath: join(config.dataDir, LEDGER_FILE) });
+    const exporter = new SubjectExporter({ audit, keyring, handlers: subjectData, controllerName: config.controllerName });
+    // A restored backup may predate erasures: they are replayed before the kernel serves anything.
+    const erasuresReplayed = await erasure.replayMissing();
+    const rights = new RightsRequests({
+      storage,
+      audit,
+      keyring,
+      identity,
+      consent,
+      profiles,
+      subjectSessions,
+      erasure,
+      exporter,
+      logger,
+      mailer: new Mailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, outboxDir: join(config.dataDir, 'outbox') }),
+      defaultJurisdiction: config.rightsJurisdiction,
+      publicUrl: config.publicUrl || `http://${config.host}:${config.port}`,
+    });
+    const retention = new Retention({
+      storage,
+      audit,
+      keyring,
+      identity,
+      subjectData,
+      batchSize: config.retentionBatchSize,
+      handlers: [
+        collect.retention({ rawEvents: config.retentionRawEvents, orders: config.retentionOrders, orderFields: config.retentionOrderFields }),
+        profiles.retention(
+          { storage, plannedTraits: async () => (await catalog.outline()).find((s) => s.section === 'identify')?.fields ?? [] },
+          { inactiveProfiles: config.retentionInactiveProfiles },
+        ),
+        subjectSessions.retention(),
+      ],
+    });
     return {
       config,
       logger,
@@ -106,12 +186,20 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       identity,
       profiles,
       collect,
+      scoring,
+      subjectData,
+      erasure,
+      exporter,
+      rights,
+      retention,
+      erasuresReplayed,
       keyFileGenerated: generated,
       migrationsApplied,
       close: async () => {
         // Counts of the tracking plan not flushed yet; losing them must not keep storage open.
         await catalog.flushStats().catch((err: unknown) => logger.warn({ err }, 'catalog stats not flushed'));
         await collect.flush().catch((err: unknown) => logger.warn({ err }, 'refusal counts not flushed'));
+        await rights.settled();
         await storage.close();
       },
     };

@@ -10,6 +10,8 @@ import { CLI_ACTOR } from '../shared/actor.ts';
 import { CandorError, isCandorError } from '../shared/errors.ts';
 import { registerImportCommands } from './import.ts';
 import { registerPlanCommands } from './plan.ts';
+import { registerRetentionCommands } from './retention.ts';
+import { registerScoringCommands } from './scoring.ts';
 import { serve } from './serve.ts';
 
 interface GlobalOptions {
@@ -186,6 +188,8 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
 
   registerPlanCommands(program, { out, err, withKernel: (run) => withKernel(program, run) });
   registerImportCommands(program, { out, err, withKernel: (run) => withKernel(program, run) });
+  registerRetentionCommands(program, { out, withKernel: (run) => withKernel(program, run), config: () => configFrom(program, { logLevel: 'warn' }) });
+  registerScoringCommands(program, { out, withKernel: (run) => withKernel(program, run) });
 
   return program;
 }

@@ -1,12 +1,18 @@
 import { describeConfig, type Config } from '../config/index.ts';
 import { buildServer } from '../http/server.ts';
 import { openKernel } from '../kernel.ts';
+import { claimDataDir } from '../modules/retention/index.ts';
 import { SYSTEM_ACTOR } from '../shared/actor.ts';
 
 /** Starts the server; on a first start outside production it also creates and prints the owner token once. */
 export async function serve(config: Config, out: (line: string) => void): Promise<void> {
   const started = performance.now();
-  const kernel = await openKernel(config);
+  // One server per data directory; `candor restore` refuses while this lock is held.
+  const releaseDataDir = claimDataDir(config.dataDir);
+  const kernel = await openKernel(config).catch((error: unknown) => {
+    releaseDataDir();
+    throw error;
+  });
   let ownerSecret: string | undefined;
   if (config.env !== 'production' && (await kernel.access.count()) === 0) {
     ownerSecret = (await kernel.access.createToken('owner', 'created on first start', SYSTEM_ACTOR)).secret;
@@ -33,6 +39,18 @@ export async function serve(config: Config, out: (line: string) => void): Promis
     setInterval(() => void kernel.catalog.refresh().catch((err: unknown) => kernel.logger.warn({ err }, 'plan refresh failed')), 5_000),
     setInterval(() => void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')), 3_600_000),
   ];
+  // The retention sweeper: deletes what expired, in batches, with the evidence in the audit log.
+  const sweep = () => void kernel.retention.sweep().catch((err: unknown) => kernel.logger.warn({ err }, 'retention sweep failed'));
+  if (config.retentionSweepMinutes > 0) {
+    housekeeping.push(setInterval(sweep, config.retentionSweepMinutes * 60_000));
+    sweep();
+  }
+  // Scoring: models refitted and everyone who allows profiling rescored on a schedule; models whose statistics an
+  // erasure decremented are refitted within minutes.
+  if (config.scoringIntervalHours > 0) {
+    housekeeping.push(setInterval(() => void kernel.scoring.run(SYSTEM_ACTOR).catch((err: unknown) => kernel.logger.warn({ err }, 'scoring run failed')), config.scoringIntervalHours * 3_600_000));
+  }
+  housekeeping.push(setInterval(() => void kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed')), 300_000));
   for (const timer of housekeeping) timer.unref();
   void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed'));
 
@@ -50,4 +68,5 @@ export async function serve(config: Config, out: (line: string) => void): Promis
   await app.close();
   await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.stop', purpose: 'essential.service.operations' });
   await kernel.close();
+  releaseDataDir();
 }

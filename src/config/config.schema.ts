@@ -63,6 +63,46 @@ export const CONFIG_SCHEMA = {
     env: 'CANDOR_CONSENT_EXPIRY_MONTHS', type: 'integer', default: 13, min: 1, max: 120, sensitive: false,
     description: 'A given consent stops counting this many calendar months after it was given; the subject must be asked again.',
   },
+  retentionRawEvents: {
+    env: 'CANDOR_RETENTION_RAW_EVENTS', type: 'string', default: 'P13M', sensitive: false,
+    description: 'Stored events are deleted this long (ISO-8601 duration) after they happened; orders are reduced instead (see retentionOrders).',
+  },
+  retentionInactiveProfiles: {
+    env: 'CANDOR_RETENTION_INACTIVE_PROFILES', type: 'string', default: 'P24M', sensitive: false,
+    description: 'A profile with no activity for this long (ISO-8601 duration) is deleted with all its data and data key; its identifiers are not suppressed.',
+  },
+  retentionOrders: {
+    env: 'CANDOR_RETENTION_ORDERS', type: 'string', default: 'P7Y', sensitive: false,
+    description: 'Order records (Order Completed events) are kept this long (ISO-8601 duration) under legal obligation, reduced to retentionOrderFields once the raw-event period ends.',
+  },
+  retentionOrderFields: {
+    env: 'CANDOR_RETENTION_ORDER_FIELDS', type: 'string', default: 'order_id,total,currency', sensitive: false,
+    description: 'Comma-separated properties of an order the legal obligation needs (with its time); every other field is removed when the raw-event period ends.',
+  },
+  retentionSweepMinutes: {
+    env: 'CANDOR_RETENTION_SWEEP_MINUTES', type: 'integer', default: 60, min: 0, max: 10_080, sensitive: false,
+    description: 'The server runs the retention sweeper this often (and once at start); 0 leaves it to `candor retention sweep`.',
+  },
+  scoringIntervalHours: {
+    env: 'CANDOR_SCORING_INTERVAL_HOURS', type: 'integer', default: 24, min: 0, max: 8_760, sensitive: false,
+    description: 'The server refits the models and rescores everyone who allows profiling this often; 0 leaves it to `candor score`.',
+  },
+  retentionBatchSize: {
+    env: 'CANDOR_RETENTION_BATCH_SIZE', type: 'integer', default: 1000, min: 10, max: 100_000, sensitive: false,
+    description: 'Rows the sweeper deletes per transaction, so that ingestion is never held up for long.',
+  },
+  smtpUrl: {
+    env: 'CANDOR_SMTP_URL', type: 'string', default: '', sensitive: true,
+    description: 'smtp:// or smtps:// URL (with credentials) for mail to data subjects; empty writes .eml files to <dataDir>/outbox/ instead.',
+  },
+  mailFrom: {
+    env: 'CANDOR_MAIL_FROM', type: 'string', default: 'privacy@localhost', sensitive: false,
+    description: 'Sender address of mail to data subjects (verification codes, extension notices, download links).',
+  },
+  rightsJurisdiction: {
+    env: 'CANDOR_RIGHTS_JURISDICTION', type: 'enum', default: 'gdpr', values: ['gdpr', 'ccpa'], sensitive: false,
+    description: 'Legal clock of a data-subject request that names no jurisdiction: gdpr (one month) or ccpa (45 days).',
+  },
 } as const satisfies Record<string, ConfigEntry>;
 
 export type ConfigKey = keyof typeof CONFIG_SCHEMA;

@@ -1,5 +1,6 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parseDuration } from '../shared/duration.ts';
 import { CandorError } from '../shared/errors.ts';
 import { CONFIG_SCHEMA, type ConfigEntry, type ConfigKey } from './config.schema.ts';
 
@@ -19,6 +20,18 @@ export interface Config {
   readonly consentExpiryMonths: number;
   readonly controllerName: string;
   readonly privacyPolicyUrl: string;
+  /** Mail to data subjects: SMTP URL (empty: the outbox directory) and sender; the default jurisdiction of requests. */
+  readonly smtpUrl: string;
+  readonly mailFrom: string;
+  readonly rightsJurisdiction: 'gdpr' | 'ccpa';
+  /** Retention policies (ISO-8601 durations) and the sweeper's schedule and batch size. */
+  readonly retentionRawEvents: string;
+  readonly retentionInactiveProfiles: string;
+  readonly retentionOrders: string;
+  readonly retentionOrderFields: readonly string[];
+  readonly retentionSweepMinutes: number;
+  readonly scoringIntervalHours: number;
+  readonly retentionBatchSize: number;
   /** Where each value came from. */
   readonly sources: Readonly<Record<ConfigKey, ConfigSource>>;
   /** The configuration file that was read, if any. */
@@ -118,6 +131,9 @@ export function loadConfig(input: ConfigInput = {}): Config {
 
   const url = String(values.databaseUrl);
   if (url !== '' && !/^postgres(ql)?:\/\/./.test(url)) problems.push({ key: 'databaseUrl', problem: 'must be empty (SQLite) or a postgres:// URL' });
+  for (const key of ['retentionRawEvents', 'retentionInactiveProfiles', 'retentionOrders'] as const) {
+    if (!parseDuration(String(values[key]))) problems.push({ key, problem: 'must be an ISO-8601 duration longer than zero, such as P13M or P7Y' });
+  }
   if (problems.length > 0) throw new CandorError('CONFIG_INVALID', { problems });
 
   const dataDir = resolve(String(values.dataDir));
@@ -136,6 +152,16 @@ export function loadConfig(input: ConfigInput = {}): Config {
     consentExpiryMonths: Number(values.consentExpiryMonths),
     controllerName: String(values.controllerName),
     privacyPolicyUrl: String(values.privacyPolicyUrl),
+    smtpUrl: String(values.smtpUrl),
+    mailFrom: String(values.mailFrom),
+    rightsJurisdiction: values.rightsJurisdiction as Config['rightsJurisdiction'],
+    retentionRawEvents: String(values.retentionRawEvents),
+    retentionInactiveProfiles: String(values.retentionInactiveProfiles),
+    retentionOrders: String(values.retentionOrders),
+    retentionOrderFields: String(values.retentionOrderFields).split(',').map((f) => f.trim()).filter((f) => f !== ''),
+    retentionSweepMinutes: Number(values.retentionSweepMinutes),
+    scoringIntervalHours: Number(values.scoringIntervalHours),
+    retentionBatchSize: Number(values.retentionBatchSize),
     sources: sources as Record<ConfigKey, ConfigSource>,
     file,
   };

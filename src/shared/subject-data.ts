@@ -74,6 +74,8 @@ export interface SubjectDataHandler {
    * only `tx`. Running it twice is harmless: the second run deletes nothing and still confirms.
    */
   erase(tx: SqlExecutor, subject: DataSubject): Promise<EraseOutcome[]>;
+  /** Optional: drops what the module caches about the subject, once the erasure's transaction has committed. */
+  afterErase?(subject: DataSubject): Promise<void>;
 }
 
 /**
@@ -90,4 +92,93 @@ export interface DeletionLedgerEntry {
   /** SHA-256 of the previous line (64 zeros for the first) and of this one: a chain like the audit log's. */
   readonly prevHash: string;
   readonly hash: string;
+}
+
+/**
+ * One retention rule a module enforces on one of its stores: after `period` (ISO-8601 duration) counted from the
+ * row's clock, the rows go (`delete`), are reduced to what a legal obligation needs (`reduce`), or lose the fields
+ * named (`remove_fields`). Listed by `candor retention policies`; each sweep counts under the rule's id.
+ */
+export interface RetentionRule {
+  /** Stable id, e.g. `collect.events.raw`; deletion evidence is counted under it. */
+  readonly id: string;
+  readonly module: string;
+  /** The table (or file) the rule applies to. */
+  readonly store: string;
+  /** Data category (fideslang key) of what the rule deletes. */
+  readonly category: string;
+  /** ISO-8601 duration. */
+  readonly period: string;
+  /** What starts the clock, e.g. `occurred_at`, `last activity`, `expires_at`. */
+  readonly clock: string;
+  readonly action: 'delete' | 'reduce' | 'remove_fields';
+  /** Where the period comes from: a configured per-purpose policy, the tracking plan, or the module itself. */
+  readonly source: 'policy' | 'plan' | 'module';
+  /** One sentence for people: what goes and why. */
+  readonly description: string;
+  /** For `remove_fields`: the field paths removed; for `reduce`: the field paths kept. */
+  readonly fields?: readonly string[];
+}
+
+/** What one sweep did (or, in a dry run, would do) under one rule. */
+export interface SweepCount {
+  readonly rule: string;
+  readonly store: string;
+  readonly category: string;
+  /** Rows deleted, reduced or rewritten. */
+  readonly count: number;
+}
+
+/** Where a rewrite rule got to, so that the next sweep starts there: rows before `at` (and ids up to `id`) are done. */
+export interface SweepMark {
+  readonly at: string;
+  readonly id: string;
+}
+
+/** What the sweeper lends a handler: the people behind profile ids, deleting people, and progress marks. */
+export interface SweepContext {
+  /** The people (canonical profile, members, identifiers) the profile ids belong to, without duplicates. */
+  subjects(profileIds: readonly string[]): Promise<DataSubject[]>;
+  /**
+   * Deletes everything held about these people through every registered `SubjectDataHandler` and destroys their
+   * data keys, without suppressing their identifiers (a returning customer starts fresh). Returns rows deleted per
+   * store.
+   */
+  forget(subjects: readonly DataSubject[], reason: string): Promise<EraseOutcome[]>;
+  /** The mark a rewrite rule reached in an earlier sweep, or null. */
+  mark(rule: string): Promise<SweepMark | null>;
+  /** Records a rule's mark inside the transaction of the batch that reached it. */
+  setMark(tx: SqlExecutor, rule: string, mark: SweepMark): Promise<void>;
+}
+
+export interface SweepOptions {
+  /** Count what would go, change nothing. */
+  readonly dryRun: boolean;
+  /** Rows per batch; each batch is its own short transaction. */
+  readonly batchSize: number;
+  readonly context: SweepContext;
+}
+
+/** Registered by each module that keeps something on a clock. */
+export interface RetentionHandler {
+  readonly module: string;
+  /** The rules in force now (the tracking plan can change between calls). */
+  rules(): Promise<readonly RetentionRule[]>;
+  /** Deletes (or reduces) what expired at `now`, in batches; a second sweep at the same `now` finds nothing. */
+  sweep(now: Date, options: SweepOptions): Promise<SweepCount[]>;
+}
+
+/** A declared field's annotation in the tracking plan in force (category, purposes, retention). */
+export interface PlannedField {
+  readonly category: string;
+  readonly purposes: readonly string[];
+  readonly retention: string;
+}
+
+/**
+ * How handlers find a field's annotation for FieldDisclosure: `section` is `identify` (traits), `track`, `page`,
+ * `screen`, `group` or `context`; `event` names the track event; `path` is the field path, e.g. `traits.email`.
+ */
+export interface FieldPlanLookup {
+  plannedField(section: string, event: string | null, path: string): PlannedField | undefined;
 }

@@ -54,6 +54,8 @@ export class SqliteHandle {
     this.db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: 5000 });
     this.db.exec('PRAGMA journal_mode = WAL');
     this.db.exec(`PRAGMA synchronous = ${synchronous}`);
+    // Deleted content is overwritten with zeros, so an erased subject does not linger in free pages of the file.
+    this.db.exec('PRAGMA secure_delete = ON');
   }
 
   prepare(sql: string): StatementSync {

@@ -33,6 +33,11 @@ export interface Storage {
   /** Where the data lives, with any password removed. */
   readonly location: string;
   ping(): Promise<void>;
+  /**
+   * Moves everything from SQLite's write-ahead log into the database file and truncates the log, so deleted content
+   * survives in neither (after an erasure). A no-op on PostgreSQL, whose dumps are logical.
+   */
+  checkpoint(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -107,6 +112,14 @@ function openSqlite(options: StorageOptions): Storage {
     async ping() {
       await raw.all('SELECT 1');
     },
+    async checkpoint() {
+      const release = await handle.lock.lock();
+      try {
+        handle.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+      } finally {
+        release();
+      }
+    },
     async close() {
       await db.destroy();
     },
@@ -169,6 +182,9 @@ async function openPostgres(url: string): Promise<Storage> {
     location: parsed.toString(),
     async ping() {
       await sql`SELECT 1`.execute(db);
+    },
+    async checkpoint() {
+      // pg_dump reads rows, not pages: deleted tuples never reach a dump.
     },
     async close() {
       await db.destroy();

@@ -7,6 +7,8 @@ import { registerConfigRoutes } from './config.ts';
 import { registerConsentRoutes } from './consent.ts';
 import { registerCredentialRoutes } from './credentials.ts';
 import { registerProfileRoutes } from './profiles.ts';
+import { registerRightsRoutes } from './rights.ts';
+import { registerScoringRoutes } from './scoring.ts';
 import { registerTaxonomyRoutes } from './taxonomy.ts';
 
 /** Staff endpoints under /v1/admin: each declares the roles allowed and the purpose of the access. */
@@ -17,6 +19,8 @@ export function registerAdminRoutes(app: FastifyInstance, kernel: Kernel): void 
   registerCatalogRoutes(app, kernel);
   registerConsentRoutes(app, kernel);
   registerProfileRoutes(app, kernel);
+  registerRightsRoutes(app, kernel);
+  registerScoringRoutes(app, kernel);
   registerCollectRoutes(app, kernel);
   registerConfigRoutes(app, kernel);
 }

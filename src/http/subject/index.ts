@@ -3,6 +3,8 @@ import type { Kernel } from '../../kernel.ts';
 import type { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { RouteAccess } from '../route-access.ts';
+import { registerSubjectRightsRoutes } from './rights.ts';
+import { registerSubjectScoreRoutes } from './scores.ts';
 
 const OWN_CONSENT: RouteAccess = { audience: 'subject', purpose: 'essential.legal_obligation' };
 
@@ -86,6 +88,9 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
       return { receipt: result.receipt, receiptId: result.receiptId, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, at: e.at })) };
     },
   );
+
+  registerSubjectRightsRoutes(app, kernel);
+  registerSubjectScoreRoutes(app, kernel);
 
   app.delete(
     '/v1/me/session',

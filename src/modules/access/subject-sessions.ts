@@ -4,6 +4,9 @@ import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { ModuleMigration, Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
+import type { RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
+import { AccessSubjectData } from './access.subject-data.ts';
+import { SubjectSessionsRetention } from './subject-sessions.retention.ts';
 
 export type SubjectSessionTables = {
   access_subject_sessions: {
@@ -93,6 +96,16 @@ export class SubjectSessions {
   /** Ends a session (the customer signs out). */
   async revoke(sessionId: string): Promise<void> {
     await this.#db.updateTable('access_subject_sessions').set({ revoked_at: new Date().toISOString() }).where('id', '=', sessionId).where('revoked_at', 'is', null).execute();
+  }
+
+  /** The subject sessions' handler for access and erasure requests. */
+  subjectData(): SubjectDataHandler {
+    return new AccessSubjectData(this.#db);
+  }
+
+  /** Expired sessions' retention rule and sweep (registered with `retention`). */
+  retention(): RetentionHandler {
+    return new SubjectSessionsRetention(this.#db);
   }
 
   /** Ends every session of a profile (erasure, objection). */

@@ -63,6 +63,7 @@ export class Catalog {
   readonly #audit: AuditLog;
   readonly #taxonomy: Taxonomy;
   readonly #counters = new StatsCounters();
+  #fieldIndex: { version: number; fields: Map<string, { category: string; purposes: readonly string[]; retention: string }> } | undefined;
   #current!: Current;
   /** Serialises flushes and stats reads so that a count is never in neither place, nor in both. */
   #lock: Promise<unknown> = Promise.resolve();
@@ -205,6 +206,21 @@ export class Catalog {
     const row = await this.#repo.byVersion(version);
     if (!row) throw new CandorError('CATALOG_PLAN_VERSION_NOT_FOUND', { version });
     return this.#compile(row).outline();
+  }
+
+  /**
+   * A declared field's annotation in the plan in force (for the Art. 15(1) metadata of an access archive):
+   * `section` as in outline(), `event` for track events, `path` like `traits.email` or `properties.total`.
+   */
+  plannedField(section: string, event: string | null, path: string): { category: string; purposes: readonly string[]; retention: string } | undefined {
+    if (this.#fieldIndex?.version !== this.#current.version) {
+      const fields = new Map<string, { category: string; purposes: readonly string[]; retention: string }>();
+      for (const s of this.#current.compiled.outline()) {
+        for (const f of s.fields) fields.set(`${s.section}\u0000${s.event ?? ''}\u0000${f.path}`, { category: f.category, purposes: f.purposes, retention: f.retention });
+      }
+      this.#fieldIndex = { version: this.#current.version, fields };
+    }
+    return this.#fieldIndex.fields.get(`${section}\u0000${section === 'track' ? (event ?? '') : ''}\u0000${path}`);
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {

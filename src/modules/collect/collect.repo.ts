@@ -123,6 +123,35 @@ export class CollectRepo {
     return this.#db.selectFrom('collect_events').selectAll().where('profile_id', 'in', profileIds).orderBy('occurred_at', 'desc').limit(limit).execute();
   }
 
+  /** Every event of these profiles, oldest first (an access archive). */
+  allEventsOf(profileIds: readonly string[]): Promise<EventRow[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    return this.#db.selectFrom('collect_events').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('occurred_at').orderBy('id').execute();
+  }
+
+  /** Deletes every event of these profiles inside the caller's transaction; returns how many. */
+  async deleteEventsOf(tx: SqlExecutor, profileIds: readonly string[]): Promise<number> {
+    let deleted = 0;
+    for (let i = 0; i < profileIds.length; i += 256) {
+      const compiled = this.#db.deleteFrom('collect_events').where('profile_id', 'in', profileIds.slice(i, i + 256)).compile();
+      deleted += await tx.run(compiled.sql, compiled.parameters);
+    }
+    return deleted;
+  }
+
+  /** Events of one name stored for a purpose (plain part only), for purpose-bound reads by jobs. */
+  purposeBoundEvents(profileIds: readonly string[], event: string, purpose: string): Promise<Pick<EventRow, 'profile_id' | 'occurred_at' | 'data'>[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    return this.#db
+      .selectFrom('collect_events')
+      .select(['profile_id', 'occurred_at', 'data'])
+      .where('profile_id', 'in', profileIds)
+      .where('kind', '=', 'track')
+      .where('event', '=', event)
+      .where('purposes', 'like', `%${JSON.stringify(purpose)}%`)
+      .execute();
+  }
+
   async countEvents(): Promise<number> {
     const row = await this.#db.selectFrom('collect_events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     return Number(row.n);

@@ -2,12 +2,15 @@ import type { ErrorCode } from '../../shared/error-codes.ts';
 import type { Actor } from '../../shared/actor.ts';
 import { sortableId } from '../../shared/random.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
+import type { RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { Catalog, KeptField, PlanResult, Violation } from '../catalog/index.ts';
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
-import type { Profiles, TraitInput } from '../profiles/index.ts';
+import { ORDER_EVENT, type Profiles, type TraitInput } from '../profiles/index.ts';
 import { CollectRepo, type EventRow } from './collect.repo.ts';
+import { CollectRetention, type EventRetentionPolicy } from './collect.retention.ts';
+import { CollectSubjectData } from './collect.subject-data.ts';
 import { GroupCommit } from './group-commit.ts';
 import { partition, type FieldRule } from './partition.ts';
 import { identifiersOf, parseMessage, type MessageKind, type ParsedMessage } from './segment.ts';
@@ -423,7 +426,30 @@ export class Collector {
     );
   }
 
+  /** The collect module's handler for access and erasure requests (annotated from the tracking plan in force). */
+  subjectData(): SubjectDataHandler {
+    return new CollectSubjectData({ repo: this.#repo, keyring: this.#deps.keyring, fields: this.#deps.catalog });
+  }
+
+  /** The retention rules of stored events and refusal counts, and their sweep (registered with `retention`). */
+  retention(policy: EventRetentionPolicy): RetentionHandler {
+    return new CollectRetention(this.#deps, policy);
+  }
+
   /** How many events are stored (all sources). */
+  /**
+   * Orders of these profiles that were stored for `purpose` (a purpose-bound read: events stored without it are not
+   * returned), with the order total from the plain part; personal fields are never read.
+   */
+  async ordersFor(profileIds: readonly string[], purpose: string): Promise<{ profileId: string; occurredAt: string; total: number | null }[]> {
+    const rows = await this.#repo.purposeBoundEvents(profileIds, ORDER_EVENT, purpose);
+    return rows.map((row) => {
+      const properties = (JSON.parse(row.data) as { properties?: Record<string, unknown> }).properties ?? {};
+      const total = typeof properties.total === 'number' ? properties.total : typeof properties.revenue === 'number' ? properties.revenue : null;
+      return { profileId: row.profile_id, occurredAt: row.occurred_at, total };
+    });
+  }
+
   countEvents(): Promise<number> {
     return this.#repo.countEvents();
   }

@@ -54,6 +54,16 @@ export type ConsentTables = {
     gpc_override: number;
     at: string;
   };
+  consent_restrictions: {
+    id: string;
+    subject: string;
+    kind: string;
+    request_id: string | null;
+    since: string;
+    set_by: string;
+    lifted_at: string | null;
+    lifted_by: string | null;
+  };
   consent_signing_keys: {
     kid: string;
     alg: string;
@@ -69,6 +79,9 @@ export type NoticeRow = ConsentTables['consent_notices'];
 export type LedgerRow = ConsentTables['consent_ledger'];
 export type CurrentRow = ConsentTables['consent_current'];
 export type SigningKeyRow = ConsentTables['consent_signing_keys'];
+export type RestrictionRow = ConsentTables['consent_restrictions'];
+/** `restriction`: processing restricted (GDPR Art. 18); `objection_marketing`: objection to direct marketing (Art. 21). */
+export type RestrictionKind = 'restriction' | 'objection_marketing';
 
 /** Triggers that make a table append-only, as for audit_log: changing history needs someone to drop them first. */
 async function appendOnly(db: Kysely<unknown>, dialect: string, table: string): Promise<void> {
@@ -173,6 +186,24 @@ export const CONSENT_MIGRATIONS: readonly ModuleMigration[] = [
         .execute();
     },
   },
+  {
+    name: '0013_consent_restrictions',
+    async up(db) {
+      // Restrictions of processing and objections to direct marketing: in force while lifted_at is null, kept after.
+      await db.schema
+        .createTable('consent_restrictions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('request_id', 'text')
+        .addColumn('since', 'text', (c) => c.notNull())
+        .addColumn('set_by', 'text', (c) => c.notNull())
+        .addColumn('lifted_at', 'text')
+        .addColumn('lifted_by', 'text')
+        .execute();
+      await db.schema.createIndex('consent_restrictions_subject').on('consent_restrictions').columns(['subject', 'kind']).execute();
+    },
+  },
 ];
 
 export function entryFromRow(row: LedgerRow): LedgerEntry {
@@ -223,6 +254,8 @@ export class ConsentRepo {
   readonly #currentSql = new Map<string, string>();
   readonly #insertSql = new Map<number, string>();
   readonly #upsertSql = new Map<number, string>();
+  readonly #restrictionSql = new Map<number, string>();
+  readonly #loadSql = new Map<number, string>();
 
   constructor(storage: Storage) {
     this.#storage = storage;
@@ -297,6 +330,94 @@ export class ConsentRepo {
     return out;
   }
 
+  /**
+   * The hot path's load: the current rows and the restrictions in force of up to 100 subjects per query (one
+   * UNION ALL, so that a restriction costs ingestion no extra round trip). Restriction rows come back as current rows
+   * with state `flag` and the kind as purpose, and are split off here.
+   */
+  async currentAndRestrictions(subjects: readonly string[]): Promise<{ current: CurrentRow[]; restrictions: RestrictionRow[] }> {
+    const current: CurrentRow[] = [];
+    const restrictions: RestrictionRow[] = [];
+    for (let i = 0; i < subjects.length; i += CHUNK) {
+      const part = subjects.slice(i, i + CHUNK);
+      let text = this.#loadSql.get(part.length);
+      if (text === undefined) {
+        const ids = Array.from({ length: part.length }, () => '');
+        const flags = this.#db
+          .selectFrom('consent_restrictions')
+          .select((eb) => [
+            'subject',
+            'kind as purpose',
+            'id as entry_id',
+            sql<string>`'flag'`.as('state'),
+            'kind as basis',
+            eb.cast<number | null>(sql`null`, 'integer').as('notice_version'),
+            'set_by as mechanism',
+            'request_id as jurisdiction',
+            eb.cast<number>(sql`0`, 'integer').as('gpc'),
+            eb.cast<number>(sql`0`, 'integer').as('gpc_override'),
+            'since as at',
+          ])
+          .where('subject', 'in', ids)
+          .where('lifted_at', 'is', null);
+        text = this.#db
+          .selectFrom('consent_current')
+          .select(['subject', 'purpose', 'entry_id', 'state', 'basis', 'notice_version', 'mechanism', 'jurisdiction', 'gpc', 'gpc_override', 'at'])
+          .where('subject', 'in', ids)
+          .unionAll(flags)
+          .compile().sql;
+        this.#loadSql.set(part.length, text);
+      }
+      for (const row of await this.#storage.raw.all<CurrentRow>(text, [...part, ...part])) {
+        if (row.state !== 'flag') {
+          current.push(row);
+          continue;
+        }
+        restrictions.push({ id: row.entry_id, subject: row.subject, kind: row.purpose, request_id: row.jurisdiction, since: row.at, set_by: row.mechanism, lifted_at: null, lifted_by: null });
+      }
+    }
+    return { current, restrictions };
+  }
+
+  /** The restrictions and objections in force for the subjects (pseudonyms), one query per 100 subjects. */
+  async restrictions(subjects: readonly string[], executor: SqlExecutor = this.#storage.raw): Promise<RestrictionRow[]> {
+    const out: RestrictionRow[] = [];
+    for (let i = 0; i < subjects.length; i += CHUNK) {
+      const part = subjects.slice(i, i + CHUNK);
+      const key = part.length;
+      let text = this.#restrictionSql.get(key);
+      if (text === undefined) {
+        text = this.#db.selectFrom('consent_restrictions').selectAll().where('subject', 'in', Array.from({ length: key }, () => '')).where('lifted_at', 'is', null).compile().sql;
+        this.#restrictionSql.set(key, text);
+      }
+      out.push(...(await executor.all<RestrictionRow>(text, part)));
+    }
+    return out;
+  }
+
+  /** Records a restriction or objection, inside the caller's transaction. */
+  async insertRestriction(tx: SqlExecutor, row: RestrictionRow): Promise<void> {
+    const compiled = this.#db.insertInto('consent_restrictions').values(row).compile();
+    await tx.run(compiled.sql, compiled.parameters);
+  }
+
+  /** Lifts the restrictions of one kind in force for a subject; returns how many were lifted. */
+  liftRestriction(tx: SqlExecutor, subject: string, kind: RestrictionKind, at: string, by: string): Promise<number> {
+    const compiled = this.#db
+      .updateTable('consent_restrictions')
+      .set({ lifted_at: at, lifted_by: by })
+      .where('subject', '=', subject)
+      .where('kind', '=', kind)
+      .where('lifted_at', 'is', null)
+      .compile();
+    return tx.run(compiled.sql, compiled.parameters);
+  }
+
+  /** Every restriction and objection of a subject, in force or lifted, oldest first. */
+  restrictionHistory(subject: string): Promise<RestrictionRow[]> {
+    return this.#db.selectFrom('consent_restrictions').selectAll().where('subject', '=', subject).orderBy('since').orderBy('id').execute();
+  }
+
   /** Runs fn in one write transaction on the raw path (ledger insert and current upsert commit together). */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     return this.#storage.raw.transaction(fn);
@@ -316,6 +437,24 @@ export class ConsentRepo {
       const part = rows.slice(i, i + CHUNK);
       await tx.run(this.#upsertText(part.length), part.flatMap(currentParams));
     }
+  }
+
+  /**
+   * Erasure: deletes the current state and the restrictions of these subjects (pseudonyms) inside the caller's
+   * transaction, and counts their ledger entries, which stay (append-only evidence of consent). Rows per table.
+   */
+  async eraseSubjects(tx: SqlExecutor, subjects: readonly string[]): Promise<{ current: number; restrictions: number; ledgerKept: number }> {
+    const out = { current: 0, restrictions: 0, ledgerKept: 0 };
+    for (let i = 0; i < subjects.length; i += CHUNK) {
+      const part = subjects.slice(i, i + CHUNK);
+      const current = this.#db.deleteFrom('consent_current').where('subject', 'in', part).compile();
+      out.current += await tx.run(current.sql, current.parameters);
+      const restrictions = this.#db.deleteFrom('consent_restrictions').where('subject', 'in', part).compile();
+      out.restrictions += await tx.run(restrictions.sql, restrictions.parameters);
+      const kept = this.#db.selectFrom('consent_ledger').select((eb) => eb.fn.countAll<number>().as('n')).where('subject', 'in', part).compile();
+      out.ledgerKept += Number((await tx.all<{ n: number }>(kept.sql, kept.parameters))[0]?.n ?? 0);
+    }
+    return out;
   }
 
   /** A subject's ledger entries, oldest first. */

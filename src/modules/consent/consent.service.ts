@@ -3,11 +3,13 @@ import type { JWTPayload } from 'jose';
 import type { Actor } from '../../shared/actor.ts';
 import { SYSTEM_ACTOR } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { isUniqueViolation, type Storage } from '../../storage/index.ts';
+import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
-import { ConsentRepo, type CurrentRow, type NoticeRow, type PurposeRow } from './consent.repo.ts';
+import type { SubjectDataHandler } from '../../shared/subject-data.ts';
+import { ConsentSubjectData } from './consent.subject-data.ts';
+import { ConsentRepo, type CurrentRow, type NoticeRow, type PurposeRow, type RestrictionKind, type RestrictionRow } from './consent.repo.ts';
 import {
   CALLER_MECHANISMS,
   CONFIGURED_BASES,
@@ -25,7 +27,7 @@ import {
   type RecordResult,
   type RejectedChange,
 } from './consent.types.ts';
-import { addMonths, decideFor, isOptOut, UNKNOWN_PURPOSE, type Current, type PurposeRuntime } from './decide.ts';
+import { addMonths, decideFor, isDirectMarketing, isOptOut, NO_FLAGS, UNKNOWN_PURPOSE, type Current, type PurposeRuntime, type SubjectFlags } from './decide.ts';
 import { DEFAULT_NOTICE_PURPOSES, DEFAULT_NOTICE_TEXT, DEFAULT_PURPOSES } from './defaults.ts';
 import { materialChanges, noticeHash, normalizePurposes } from './notices.ts';
 import { receiptPayload, type ReceiptItem } from './receipt-payload.ts';
@@ -115,6 +117,23 @@ function noticeFromRow(row: NoticeRow): Notice {
 }
 
 const isGpcPurpose = (p: PurposeConfig): boolean => p.saleOrSharing || p.targetedAdvertising;
+
+/** The flags in force per subject pseudonym, from its restriction rows. */
+function flagsOf(rows: readonly RestrictionRow[]): Map<string, SubjectFlags> {
+  const out = new Map<string, SubjectFlags>();
+  for (const row of rows) {
+    const before = out.get(row.subject) ?? NO_FLAGS;
+    out.set(row.subject, Object.freeze({
+      restricted: before.restricted || row.kind === 'restriction',
+      objectedMarketing: before.objectedMarketing || row.kind === 'objection_marketing',
+    }));
+  }
+  return out;
+}
+
+function restrictionRow(subject: string, kind: RestrictionKind, requestId: string | null, at: string, actor: Actor): RestrictionRow {
+  return { id: `cr_${randomBytes(12).toString('hex')}`, subject, kind, request_id: requestId, since: at, set_by: actor.id, lifted_at: null, lifted_by: null };
+}
 /** The entry is an opt-out by a GPC signal (directly, or spread by a merge). */
 const isGpcOptOut = (c: Current | undefined): boolean => c !== undefined && c.gpc && isOptOut(c);
 
@@ -135,6 +154,7 @@ export class Consent {
   readonly #policyUrl: string | null;
   readonly #cache: SubjectCache;
   readonly #locks = new KeyedLock();
+  readonly #changeListeners: ((subjectIds: readonly string[]) => void)[] = [];
   #purposeConfigs = new Map<string, PurposeConfig>();
   #purposes = new Map<string, PurposeRuntime>();
   #notices = new Map<number, Notice>();
@@ -390,13 +410,14 @@ export class Consent {
   async #fetch(subjectIds: readonly string[]): Promise<Map<string, SubjectState>> {
     const started = this.#epoch;
     const pseudonyms = subjectIds.map((id) => this.#cache.peek(id)?.pseudonym ?? this.#keyring.pseudonym('subject', id));
-    const rows = await this.#repo.current(pseudonyms);
-    const byPseudonym = this.#group(rows);
+    const { current, restrictions } = await this.#repo.currentAndRestrictions(pseudonyms);
+    const flags = flagsOf(restrictions);
+    const byPseudonym = this.#group(current);
     const loadedAt = Date.now();
     const out = new Map<string, SubjectState>();
     subjectIds.forEach((id, i) => {
       const pseudonym = pseudonyms[i] as string;
-      const state: SubjectState = { pseudonym, purposes: byPseudonym.get(pseudonym) ?? EMPTY, freshAsOf: started, loadedAt };
+      const state: SubjectState = { pseudonym, purposes: byPseudonym.get(pseudonym) ?? EMPTY, flags: flags.get(pseudonym) ?? NO_FLAGS, freshAsOf: started, loadedAt };
       out.set(id, state);
       const existing = this.#cache.peek(id);
       if (existing === undefined || existing.freshAsOf <= started) this.#cache.set(id, state);
@@ -437,7 +458,7 @@ export class Consent {
     if (state === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
     const runtime = this.#purposes.get(purpose);
     if (runtime === undefined) return UNKNOWN_PURPOSE;
-    return decideFor(runtime, state.purposes.get(purpose), at === undefined ? Date.now() : at.getTime());
+    return decideFor(runtime, state.purposes.get(purpose), at === undefined ? Date.now() : at.getTime(), state.flags);
   }
 
   /** The purposes among `purposes` that have a lawful basis for a loaded subject now (or at `at`). */
@@ -448,9 +469,17 @@ export class Consent {
     const out: string[] = [];
     for (const purpose of purposes) {
       const runtime = this.#purposes.get(purpose);
-      if (runtime !== undefined && decideFor(runtime, state.purposes.get(purpose), atMs).allowed) out.push(purpose);
+      if (runtime !== undefined && decideFor(runtime, state.purposes.get(purpose), atMs, state.flags).allowed) out.push(purpose);
     }
     return out;
+  }
+
+  /**
+   * Calls back (synchronously, after the commit) with the subjects whose consent or restrictions changed, so that
+   * derived data (scores, segments) can drop people whose basis is gone. Listeners must not throw.
+   */
+  onChange(listener: (subjectIds: readonly string[]) => void): void {
+    this.#changeListeners.push(listener);
   }
 
   /** Drops a subject's cached state (erasure). */
@@ -471,7 +500,7 @@ export class Consent {
     const out: Record<string, PurposeState> = {};
     for (const [key, runtime] of this.#purposes) {
       const current = state.purposes.get(key);
-      const decision = decideFor(runtime, current, atMs);
+      const decision = decideFor(runtime, current, atMs, state.flags);
       const onConsent = current?.state === 'given' && current.basis === 'consent';
       out[key] = {
         state: current === undefined ? 'none' : decision.reason === 'expired' ? 'expired' : current.state,
@@ -492,6 +521,17 @@ export class Consent {
   /** The subject's ledger entries, oldest first. */
   history(subjectId: string): Promise<LedgerEntry[]> {
     return this.#repo.history(this.#keyring.pseudonym('subject', subjectId));
+  }
+
+  /** The consent module's handler for access and erasure requests. */
+  subjectData(): SubjectDataHandler {
+    return new ConsentSubjectData({
+      repo: this.#repo,
+      pseudonym: (id) => this.#keyring.pseudonym('subject', id),
+      history: (id) => this.history(id),
+      state: (id) => this.state(id),
+      forget: (id) => this.forgetSubject(id),
+    });
   }
 
   /** The pseudonym a subject appears under in the ledger, receipts and audit entries. */
@@ -524,9 +564,10 @@ export class Consent {
   async #write(
     subjects: readonly { id: string | null; pseudonym: string }[],
     plan: (states: Map<string, Map<string, Current>>, add: AddEntry) => void,
+    changeFlags?: (tx: SqlExecutor, flags: ReadonlyMap<string, SubjectFlags>) => Promise<void>,
   ): Promise<{ entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; epoch: number }> {
     const pseudonyms = subjects.map((s) => s.pseudonym);
-    const { entries, states } = await this.#repo.transaction(async (tx) => {
+    const { entries, states, flags } = await this.#repo.transaction(async (tx) => {
       const grouped = this.#group(await this.#repo.current(pseudonyms, tx, true));
       const states = new Map(pseudonyms.map((p) => [p, grouped.get(p) ?? new Map<string, Current>()]));
       const entries: LedgerEntry[] = [];
@@ -555,14 +596,21 @@ export class Consent {
       };
       plan(states, add);
       if (entries.length > 0) await this.#repo.append(tx, entries);
-      return { entries, states };
+      let flags = flagsOf(await this.#repo.restrictions(pseudonyms, tx));
+      if (changeFlags) {
+        await changeFlags(tx, flags);
+        flags = flagsOf(await this.#repo.restrictions(pseudonyms, tx));
+      }
+      return { entries, states, flags };
     });
     const epoch = ++this.#epoch;
     const loadedAt = Date.now();
     for (const subject of subjects) {
       if (subject.id === null) continue;
-      this.#cache.set(subject.id, { pseudonym: subject.pseudonym, purposes: states.get(subject.pseudonym) ?? EMPTY, freshAsOf: epoch, loadedAt });
+      this.#cache.set(subject.id, { pseudonym: subject.pseudonym, purposes: states.get(subject.pseudonym) ?? EMPTY, flags: flags.get(subject.pseudonym) ?? NO_FLAGS, freshAsOf: epoch, loadedAt });
     }
+    const changed = subjects.flatMap((s) => (s.id === null ? [] : [s.id]));
+    if (changed.length > 0) for (const listener of this.#changeListeners) listener(changed);
     return { entries, states, epoch };
   }
 
@@ -861,12 +909,218 @@ export class Consent {
           });
         }
         if (fromGpc) this.#planGpc(into.pseudonym, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId, keepConfirmed: false });
+      }, async (tx, flags) => {
+        // A restriction or objection of either profile binds the merged person.
+        const fromFlags = flags.get(from.pseudonym) ?? NO_FLAGS;
+        const intoFlags = flags.get(into.pseudonym) ?? NO_FLAGS;
+        const at = new Date().toISOString();
+        if (fromFlags.restricted && !intoFlags.restricted) await this.#repo.insertRestriction(tx, restrictionRow(into.pseudonym, 'restriction', null, at, actor));
+        if (fromFlags.objectedMarketing && !intoFlags.objectedMarketing) await this.#repo.insertRestriction(tx, restrictionRow(into.pseudonym, 'objection_marketing', null, at, actor));
       }),
     );
     if (entries.length === 0) return { entries, receipt: null, receiptId: null };
     await this.#audit.append(this.#auditEvent(actor, 'consent.merge', into.pseudonym, entries, receiptId, { from: from.pseudonym }));
     const receipt = await this.#sign({ receiptId, principal: into.pseudonym, linked: [], jurisdiction: null, mechanism: 'merge', source: null, notice: this.#latestNotice, entries });
     return { entries, receipt, receiptId };
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // Data-subject rights: restriction, objection, opt-out of sale/sharing, limiting sensitive data
+
+  /**
+   * Restricts processing for the subjects (GDPR Art. 18): from now on decide() answers `restricted` for every purpose
+   * but those resting on a legal obligation, on every purpose-bound read, until the restriction is lifted.
+   * Restricting a subject already restricted changes nothing.
+   */
+  async restrict(subjectIds: readonly string[], meta: { requestId?: string }, actor: Actor): Promise<void> {
+    await this.#setFlag(subjectIds, 'restriction', meta.requestId ?? null, actor, 'consent.restrict');
+  }
+
+  /** Lifts a restriction of processing (audited); CONSENT_RESTRICTION_NOT_FOUND when none is in force. */
+  async liftRestriction(subjectIds: readonly string[], meta: { requestId?: string }, actor: Actor): Promise<void> {
+    await this.#liftFlag(subjectIds, 'restriction', meta.requestId ?? null, actor, 'consent.restrict.lift');
+  }
+
+  /**
+   * An objection to direct marketing (GDPR Art. 21(2)–(3)), which is absolute: every `marketing.*` purpose resting on
+   * consent or legitimate interests is withdrawn at once, and decide() answers `objected` for every `marketing.*`
+   * purpose whatever its basis (including purposes configured later) until the subject lifts the objection.
+   */
+  async objectToMarketing(subjectIds: readonly string[], meta: { requestId?: string; jurisdiction?: string }, actor: Actor): Promise<{ entries: LedgerEntry[]; receiptId: string | null }> {
+    const ids = this.#checkIds(subjectIds);
+    this.#checkMeta(meta, false);
+    const requestId = meta.requestId ?? null;
+    const receiptId = randomUUID();
+    const jurisdiction = meta.jurisdiction || null;
+    const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
+    const marketing = [...this.#purposeConfigs.values()].filter((c) => isDirectMarketing(c.key) && (c.basis === 'consent' || c.basis === 'legitimate_interests'));
+    const flagged: string[] = [];
+    const { entries } = await this.#locked(ids, () =>
+      this.#write(
+        subjects,
+        (states, add) => {
+          for (const s of subjects) {
+            const current = states.get(s.pseudonym) as Map<string, Current>;
+            for (const config of marketing) {
+              if (isOptOut(current.get(config.key))) continue;
+              add({ subject: s.pseudonym, purpose: config.key, state: 'withdrawn', basis: config.basis, mechanism: 'privacy_center', noticeVersion: this.#latestNotice?.version ?? null, jurisdiction, source: null, receiptId });
+            }
+          }
+        },
+        async (tx, flags) => {
+          const at = new Date().toISOString();
+          for (const s of subjects) {
+            if ((flags.get(s.pseudonym) ?? NO_FLAGS).objectedMarketing) continue;
+            await this.#repo.insertRestriction(tx, restrictionRow(s.pseudonym, 'objection_marketing', requestId, at, actor));
+            flagged.push(s.pseudonym);
+          }
+        },
+      ),
+    );
+    const events: AuditEvent[] = subjects.map((s) => ({
+      actor: actor.id,
+      role: actor.role,
+      action: 'consent.object',
+      purpose: 'essential.legal_obligation',
+      subject: s.pseudonym,
+      resource: requestId === null ? null : `rights_request:${requestId}`,
+      details: { kind: 'direct_marketing', withdrawn: entries.filter((e) => e.subject === s.pseudonym).length, newlyObjected: flagged.includes(s.pseudonym), ...(entries.length > 0 ? { receiptId } : {}) },
+    }));
+    await this.#audit.appendBatch(events);
+    if (entries.length === 0) return { entries, receiptId: null };
+    await this.#sign({ receiptId, principal: subjects[0]?.pseudonym as string, linked: subjects.slice(1).map((s) => s.pseudonym), jurisdiction, mechanism: 'privacy_center', source: null, notice: this.#latestNotice, entries });
+    return { entries, receiptId };
+  }
+
+  /** Lifts an objection to direct marketing (the subject changed their mind; audited). Withdrawn consents stay withdrawn. */
+  async liftObjection(subjectIds: readonly string[], meta: { requestId?: string }, actor: Actor): Promise<void> {
+    await this.#liftFlag(subjectIds, 'objection_marketing', meta.requestId ?? null, actor, 'consent.object.lift');
+  }
+
+  /**
+   * An opt-out of sale/sharing (and targeted advertising) asked for through a rights request: the same opt-out a GPC
+   * signal records (`gpc` flag, so a later opt-in needs the separate confirmation), with mechanism `privacy_center`.
+   * It also overrides an opt-in the subject once confirmed over GPC: this is a fresh, explicit choice.
+   */
+  async optOutOfSaleSharing(subjectIds: readonly string[], meta: { requestId?: string; jurisdiction?: string }, actor: Actor): Promise<{ entries: LedgerEntry[]; receiptId: string | null }> {
+    const ids = this.#checkIds(subjectIds);
+    this.#checkMeta(meta, false);
+    const receiptId = randomUUID();
+    const jurisdiction = meta.jurisdiction || null;
+    const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
+    const { entries } = await this.#locked(ids, () =>
+      this.#write(subjects, (states, add) => {
+        for (const s of subjects) {
+          this.#planGpc(s.pseudonym, states.get(s.pseudonym) as Map<string, Current>, add, { mechanism: 'privacy_center', jurisdiction, source: null, receiptId, keepConfirmed: false });
+        }
+      }),
+    );
+    const requestResource = meta.requestId === undefined ? null : `rights_request:${meta.requestId}`;
+    await this.#audit.appendBatch(
+      subjects.map((s) => ({
+        actor: actor.id,
+        role: actor.role,
+        action: 'consent.opt_out',
+        purpose: 'essential.legal_obligation',
+        subject: s.pseudonym,
+        resource: requestResource,
+        details: { kind: 'sale_sharing', entries: entries.filter((e) => e.subject === s.pseudonym).length, ...(entries.length > 0 ? { receiptId } : {}) },
+      })),
+    );
+    if (entries.length === 0) return { entries, receiptId: null };
+    await this.#sign({ receiptId, principal: subjects[0]?.pseudonym as string, linked: subjects.slice(1).map((s) => s.pseudonym), jurisdiction, mechanism: 'privacy_center', source: null, notice: this.#latestNotice, entries });
+    return { entries, receiptId };
+  }
+
+  /**
+   * Limits the use of sensitive personal information (CPRA §1798.121): withdraws consent to every consent-based
+   * purpose that declares special categories — explicit purposes, and purposes whose notice lists a special-category
+   * or sensitive data category. Answers the purposes withdrawn (none when there were none).
+   */
+  async limitSensitive(subjectId: string, meta: { requestId?: string; jurisdiction?: string }, actor: Actor): Promise<{ purposes: string[]; receiptId: string | null }> {
+    const sensitive = this.sensitivePurposes();
+    if (sensitive.length === 0) return { purposes: [], receiptId: null };
+    const result = await this.record(subjectId, sensitive.map((purpose) => ({ purpose, state: 'withdrawn' as const })), { mechanism: 'privacy_center', jurisdiction: meta.jurisdiction }, actor);
+    return { purposes: result.entries.map((e) => e.purpose), receiptId: result.receiptId };
+  }
+
+  /** Consent-based purposes that declare special categories or sensitive personal information. */
+  sensitivePurposes(): string[] {
+    const declared = new Map((this.#latestNotice?.purposes ?? []).map((p) => [p.purpose, p.categories]));
+    return [...this.#purposeConfigs.values()]
+      .filter((c) => c.basis === 'consent')
+      .filter((c) => c.explicit || (declared.get(c.key) ?? []).some((key) => {
+        const category = this.#taxonomy.dataCategory(key);
+        return category !== undefined && (category.specialCategory !== null || category.sensitivePersonalInformation);
+      }))
+      .map((c) => c.key);
+  }
+
+  /** Whether a restriction or an objection to direct marketing is in force for a subject, read fresh. */
+  async restrictions(subjectId: string): Promise<SubjectFlags & { history: { kind: string; since: string; liftedAt: string | null; requestId: string | null }[] }> {
+    const pseudonym = this.pseudonym(subjectId);
+    const history = await this.#repo.restrictionHistory(pseudonym);
+    const flags = flagsOf(history.filter((r) => r.lifted_at === null)).get(pseudonym) ?? NO_FLAGS;
+    return { ...flags, history: history.map((r) => ({ kind: r.kind, since: r.since, liftedAt: r.lifted_at, requestId: r.request_id })) };
+  }
+
+  #checkIds(subjectIds: readonly string[]): string[] {
+    const ids = [...new Set(subjectIds)];
+    if (ids.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'subject_id' });
+    for (const id of ids) this.#checkSubject(id);
+    return ids;
+  }
+
+  async #setFlag(subjectIds: readonly string[], kind: RestrictionKind, requestId: string | null, actor: Actor, action: string): Promise<void> {
+    const ids = this.#checkIds(subjectIds);
+    const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
+    const set: string[] = [];
+    await this.#locked(ids, () =>
+      this.#write(subjects, () => {}, async (tx, flags) => {
+        const at = new Date().toISOString();
+        for (const s of subjects) {
+          const current = flags.get(s.pseudonym) ?? NO_FLAGS;
+          if (kind === 'restriction' ? current.restricted : current.objectedMarketing) continue;
+          await this.#repo.insertRestriction(tx, restrictionRow(s.pseudonym, kind, requestId, at, actor));
+          set.push(s.pseudonym);
+        }
+      }),
+    );
+    await this.#audit.appendBatch(
+      subjects.map((s) => ({
+        actor: actor.id,
+        role: actor.role,
+        action,
+        purpose: 'essential.legal_obligation',
+        subject: s.pseudonym,
+        resource: requestId === null ? null : `rights_request:${requestId}`,
+        details: { kind, alreadyInForce: !set.includes(s.pseudonym) },
+      })),
+    );
+  }
+
+  async #liftFlag(subjectIds: readonly string[], kind: RestrictionKind, requestId: string | null, actor: Actor, action: string): Promise<void> {
+    const ids = this.#checkIds(subjectIds);
+    const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
+    const lifted = new Map<string, number>();
+    await this.#locked(ids, () =>
+      this.#write(subjects, () => {}, async (tx) => {
+        const at = new Date().toISOString();
+        for (const s of subjects) lifted.set(s.pseudonym, await this.#repo.liftRestriction(tx, s.pseudonym, kind, at, actor.id));
+        if ([...lifted.values()].every((n) => n === 0)) throw new CandorError('CONSENT_RESTRICTION_NOT_FOUND', { kind });
+      }),
+    );
+    await this.#audit.appendBatch(
+      subjects.map((s) => ({
+        actor: actor.id,
+        role: actor.role,
+        action,
+        purpose: 'essential.legal_obligation',
+        subject: s.pseudonym,
+        resource: requestId === null ? null : `rights_request:${requestId}`,
+        details: { kind, lifted: lifted.get(s.pseudonym) ?? 0 },
+      })),
+    );
   }
 
   /**
@@ -928,7 +1182,7 @@ export class Consent {
     const updates: [string, SubjectState][] = [];
     for (const [id, state] of this.#cache.entries()) {
       const purposes = states.get(state.pseudonym);
-      if (purposes && state.freshAsOf < epoch) updates.push([id, { pseudonym: state.pseudonym, purposes, freshAsOf: epoch, loadedAt: Date.now() }]);
+      if (purposes && state.freshAsOf < epoch) updates.push([id, { pseudonym: state.pseudonym, purposes, flags: state.flags, freshAsOf: epoch, loadedAt: Date.now() }]);
     }
     for (const [id, state] of updates) this.#cache.set(id, state);
   }

@@ -58,6 +58,7 @@ export type DecisionReason =
   | 'renewal_required'
   | 'objected'
   | 'jurisdiction_not_opt_out'
+  | 'restricted'
   | 'unknown_purpose';
 
 /** Whether data of a subject may be processed for a purpose now, on which basis, and why. */

@@ -15,6 +15,23 @@ export interface Current {
   readonly expiresAtMs: number;
 }
 
+/**
+ * Per-subject flags that override every purpose decision: a restriction of processing (GDPR Art. 18) blocks every
+ * purpose but those resting on a legal obligation; an objection to direct marketing (Art. 21(2)–(3)) blocks every
+ * `marketing.*` purpose whatever its basis.
+ */
+export interface SubjectFlags {
+  readonly restricted: boolean;
+  readonly objectedMarketing: boolean;
+}
+
+export const NO_FLAGS: SubjectFlags = Object.freeze({ restricted: false, objectedMarketing: false });
+
+/** Direct marketing: the `marketing` data use and everything under it. */
+export function isDirectMarketing(purposeKey: string): boolean {
+  return purposeKey === 'marketing' || purposeKey.startsWith('marketing.');
+}
+
 /** A configured purpose with what decide() needs precomputed. */
 export interface PurposeRuntime {
   readonly config: Readonly<PurposeConfig>;
@@ -34,6 +51,7 @@ const WITHDRAWN = decision(false, null, 'withdrawn');
 const EXPIRED = decision(false, null, 'expired');
 const RENEWAL_REQUIRED = decision(false, null, 'renewal_required');
 const OBJECTED = decision(false, null, 'objected');
+const RESTRICTED = decision(false, null, 'restricted');
 const JURISDICTION_NOT_OPT_OUT = decision(false, null, 'jurisdiction_not_opt_out');
 const GIVEN = decision(true, 'consent', 'given');
 const GIVEN_EXPLICIT = decision(true, 'consent', 'given', true);
@@ -50,8 +68,11 @@ export function isOptOut(current: Current | undefined): boolean {
 /**
  * The lawful basis for processing a subject's data for a purpose at a time, from the subject's latest entry for it.
  * Default deny: a consent-based purpose needs a current, unexpired `given` entry under a notice that still covers it.
+ * The subject's flags come first: a restriction or an objection to direct marketing overrides any basis.
  */
-export function decideFor(purpose: PurposeRuntime, current: Current | undefined, atMs: number): Decision {
+export function decideFor(purpose: PurposeRuntime, current: Current | undefined, atMs: number, flags: SubjectFlags = NO_FLAGS): Decision {
+  if (flags.restricted && purpose.config.basis !== 'legal_obligation') return RESTRICTED;
+  if (flags.objectedMarketing && isDirectMarketing(purpose.config.key)) return OBJECTED;
   switch (purpose.config.basis) {
     case 'contract':
       return CONTRACT;

@@ -30,3 +30,4 @@ export {
   type Receipt,
   type PurposeState,
 } from './consent.types.ts';
+export { ConsentSubjectData, LEDGER_KEPT_REASON } from './consent.subject-data.ts';

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KeyedLock, SubjectCache, type SubjectState } from './subject-cache.ts';
+import { NO_FLAGS } from './decide.ts';
 
-const state = (pseudonym: string): SubjectState => ({ pseudonym, purposes: new Map(), freshAsOf: 0, loadedAt: 0 });
+const state = (pseudonym: string): SubjectState => ({ pseudonym, purposes: new Map(), flags: NO_FLAGS, freshAsOf: 0, loadedAt: 0 });
 
 describe('consent subject cache', () => {
   it('keeps at most its limit of subjects, dropping the least recently loaded first', () => {

@@ -1,9 +1,11 @@
-import type { Current } from './decide.ts';
+import type { Current, SubjectFlags } from './decide.ts';
 
 /** What this process knows of one subject: its pseudonym and latest entry per purpose. */
 export interface SubjectState {
   readonly pseudonym: string;
   readonly purposes: ReadonlyMap<string, Current>;
+  /** Restriction and objection to direct marketing in force. */
+  readonly flags: SubjectFlags;
   /** The write epoch this state is known to be current at (see Consent#epoch). */
   readonly freshAsOf: number;
   /** When it was read from the database or written, epoch milliseconds. */

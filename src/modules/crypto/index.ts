@@ -7,3 +7,4 @@ export { Keyring, type KeyringOptions } from './keyring.ts';
 export { CRYPTO_MIGRATIONS } from './crypto.repo.ts';
 export { parseEnvelope } from './envelope.ts';
 export { readKeyFile, createKeyFile } from './key-file.ts';
+export { CryptoSubjectData } from './crypto.subject-data.ts';

@@ -4,6 +4,8 @@ import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
+import type { SubjectDataHandler } from '../../shared/subject-data.ts';
+import { CryptoSubjectData } from './crypto.subject-data.ts';
 import { CryptoRepo, type SubjectKeyRow } from './crypto.repo.ts';
 import { decryptField, encryptField, keyCheckValue, open, parseEnvelope, seal } from './envelope.ts';
 import { createKeyFile, newKey, readKeyFile, withKeyFileLock, writeKeyFile, type KeyFile } from './key-file.ts';
@@ -287,6 +289,11 @@ export class Keyring {
       await this.#repo.rewrap(updated);
       total += updated.length;
     }
+  }
+
+  /** The keyring's handler for access requests (key metadata); erasure destroys keys through destroySubjectKey. */
+  subjectData(): SubjectDataHandler {
+    return new CryptoSubjectData(this.#repo);
   }
 
   /** Data keys per master key version. */

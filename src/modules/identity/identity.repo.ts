@@ -283,6 +283,11 @@ export class IdentityRepo {
     return rows[0];
   }
 
+  /** A page of profiles by id (for jobs that walk everyone): id and the profile it was merged into, if any. */
+  async profilesPage(after: string, limit: number): Promise<Pick<ProfileRow, 'id' | 'merged_into'>[]> {
+    return this.#db.selectFrom('identity_profiles').select(['id', 'merged_into']).where('id', '>', after).orderBy('id').limit(limit).execute();
+  }
+
   /** The canonical profile and every profile merged into it, oldest first. */
   async members(tx: SqlExecutor, canonical: string): Promise<ProfileRow[]> {
     const text = this.#text('members', () =>
@@ -361,6 +366,53 @@ export class IdentityRepo {
   async markUndone(tx: SqlExecutor, mergeId: string, at: string): Promise<void> {
     const text = this.#text('undo', () => this.#db.updateTable('identity_merges').set({ undone_at: '' }).where('id', '=', '').compile());
     await this.#run(tx, text, [at, mergeId]);
+  }
+
+  /** Puts pseudonyms on the suppression list inside the caller's transaction (an erasure commits with it). */
+  async insertSuppressedIn(tx: SqlExecutor, rows: readonly SuppressedRow[]): Promise<number> {
+    let added = 0;
+    for (let i = 0; i < rows.length; i += 100) {
+      const compiled = this.#db
+        .insertInto('identity_suppressed')
+        .values(rows.slice(i, i + 100) as SuppressedRow[])
+        .onConflict((oc) => oc.columns(['value_hash', 'type']).doNothing())
+        .compile();
+      added += await tx.run(compiled.sql, compiled.parameters);
+    }
+    return added;
+  }
+
+  /**
+   * Deletes these profiles, every identifier they hold and every merge they took part in, inside the caller's
+   * transaction. Returns the rows deleted per table.
+   */
+  async deleteProfiles(tx: SqlExecutor, profileIds: readonly string[]): Promise<{ identifiers: number; merges: number; profiles: number }> {
+    const out = { identifiers: 0, merges: 0, profiles: 0 };
+    for (let i = 0; i < profileIds.length; i += 256) {
+      const ids = profileIds.slice(i, i + 256);
+      const identifiers = this.#db.deleteFrom('identity_identifiers').where('profile_id', 'in', ids).compile();
+      out.identifiers += await tx.run(identifiers.sql, identifiers.parameters);
+      const merges = this.#db
+        .deleteFrom('identity_merges')
+        .where((eb) => eb.or([eb('from_profile', 'in', ids), eb('into_profile', 'in', ids)]))
+        .compile();
+      out.merges += await tx.run(merges.sql, merges.parameters);
+      const profiles = this.#db.deleteFrom('identity_profiles').where('id', 'in', ids).compile();
+      out.profiles += await tx.run(profiles.sql, profiles.parameters);
+    }
+    return out;
+  }
+
+  /** Rows of these profiles (any of them may be merged into another), for an access archive. */
+  profilesByIds(profileIds: readonly string[]): Promise<ProfileRow[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    return this.#db.selectFrom('identity_profiles').selectAll().where('id', 'in', [...profileIds]).orderBy('created_at').orderBy('id').execute();
+  }
+
+  /** Identifiers held by these profiles. */
+  identifiersOfProfiles(profileIds: readonly string[]): Promise<IdentifierRow[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    return this.#db.selectFrom('identity_identifiers').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('first_seen_at').orderBy('type').execute();
   }
 
   async countIdentifiers(tx: SqlExecutor, profileIds: readonly string[]): Promise<number> {

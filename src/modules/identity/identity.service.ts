@@ -1,12 +1,14 @@
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
+import type { DataSubject, FieldPlanLookup, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { CanonicalCache } from './identity.cache.ts';
 import { IdentityRepo, type MergeRow, type Pair } from './identity.repo.ts';
 import { BatchResolution, keyOf, type MergeRecord, type PreparedIdentifier, type PreparedItem, type Resolution } from './identity.resolve.ts';
 import { CompiledRules, DEFAULT_IDENTITY_RULES, type Identifier, type IdentityRules } from './identity.rules.ts';
+import { IdentitySubjectData } from './identity.subject-data.ts';
 
 /** One event (or row) to resolve: its identifiers, where it came from and when it happened. */
 export interface ResolveItem {
@@ -273,6 +275,35 @@ export class Identity {
     return row ? (row.merged_into ?? row.id) : null;
   }
 
+  /**
+   * Everyone, as canonical profiles with the profiles merged into them, in chunks of about `size` (jobs that walk
+   * every person, such as scoring). Members are gathered over the whole walk, so a chunk is only yielded at the end.
+   */
+  async *groups(size = 1000): AsyncGenerator<{ profileId: string; members: string[] }[]> {
+    const members = new Map<string, string[]>();
+    let after = '';
+    for (;;) {
+      const page = await this.#repo.profilesPage(after, 5000);
+      if (page.length === 0) break;
+      for (const row of page) {
+        const canonical = row.merged_into ?? row.id;
+        const list = members.get(canonical) ?? [];
+        if (row.merged_into !== null) list.push(row.id);
+        members.set(canonical, list);
+      }
+      after = (page[page.length - 1] as { id: string }).id;
+    }
+    let chunk: { profileId: string; members: string[] }[] = [];
+    for (const [profileId, list] of members) {
+      chunk.push({ profileId, members: list });
+      if (chunk.length >= size) {
+        yield chunk;
+        chunk = [];
+      }
+    }
+    if (chunk.length > 0) yield chunk;
+  }
+
   /** The canonical profile first, then every profile merged into it (oldest first); empty when unknown. */
   async members(profileId: string): Promise<string[]> {
     const canonical = await this.canonical(profileId);
@@ -346,6 +377,54 @@ export class Identity {
     );
     await this.#run(this.#onUnmerge, [{ mergeId, from: result.restored, into: result.canonical, rule: result.rule }]);
     return { restored: result.restored, identifiersMoved: result.identifiersMoved };
+  }
+
+  /** The identity graph's handler for access and erasure requests. */
+  subjectData(fields?: FieldPlanLookup): SubjectDataHandler {
+    return new IdentitySubjectData({ repo: this.#repo, fields, forget: (ids) => this.#cache.dropProfiles(ids) });
+  }
+
+  /** Suppresses identifiers inside the caller's transaction (an erasure); returns how many were added. */
+  async suppressIn(tx: SqlExecutor, identifiers: readonly IdentifierPseudonym[], reason: string): Promise<number> {
+    const at = new Date().toISOString();
+    const unique = new Map(identifiers.map((i) => [keyOf(i.type, i.valueHash), { type: i.type, value_hash: i.valueHash, at, reason }]));
+    const added = await this.#repo.insertSuppressedIn(tx, [...unique.values()]);
+    this.#cache.dropKeys(unique.keys());
+    return added;
+  }
+
+  /** Which of these pseudonyms are on the suppression list. */
+  async suppressedOf(identifiers: readonly IdentifierPseudonym[]): Promise<IdentifierPseudonym[]> {
+    if (identifiers.length === 0) return [];
+    const rows = await this.#repo.suppressedAmong(this.#storage.raw, identifiers.map((i) => [i.type, i.valueHash] as const));
+    return rows.map(([type, valueHash]) => ({ type, valueHash }));
+  }
+
+  /**
+   * Everyone linked to these profiles or pseudonyms: the canonical profiles they belong to, every member of those,
+   * and every identifier the members hold. Null when none of them is known. The canonical profile of the first
+   * known seed comes first.
+   */
+  async linked(seed: { profileIds: readonly string[]; identifiers: readonly IdentifierPseudonym[] }): Promise<DataSubject | null> {
+    const tx = this.#storage.raw;
+    const canonicals: string[] = [];
+    for (const id of seed.profileIds) {
+      const row = await this.#repo.profile(tx, id);
+      if (row) canonicals.push(row.merged_into ?? row.id);
+    }
+    if (seed.identifiers.length > 0) {
+      for (const owner of await this.#repo.owners(tx, seed.identifiers.map((i) => [i.type, i.valueHash] as const))) canonicals.push(owner.canonical);
+    }
+    const unique = [...new Set(canonicals)];
+    if (unique.length === 0) return null;
+    const profileIds: string[] = [];
+    for (const canonical of unique) {
+      profileIds.push(canonical);
+      for (const member of await this.#repo.members(tx, canonical)) if (member.id !== canonical) profileIds.push(member.id);
+    }
+    const ids = [...new Set(profileIds)];
+    const identifiers = (await this.#repo.identifiersOfProfiles(ids)).map((r) => ({ type: r.type, valueHash: r.value_hash }));
+    return { profileId: unique[0] as string, profileIds: ids, identifiers };
   }
 
   /** Registers a listener run after each committed merge (through notifyMerges). */

@@ -7,3 +7,4 @@ export { Identity, type ResolveItem, type MergeRecordWithProvenance, type Identi
 export { DEFAULT_IDENTITY_RULES, isIdentifierType, type Identifier, type IdentityRules } from './identity.rules.ts';
 export type { MergeRecord, Resolution, IgnoredReason } from './identity.resolve.ts';
 export { IDENTITY_MIGRATIONS } from './identity.repo.ts';
+export { IdentitySubjectData } from './identity.subject-data.ts';

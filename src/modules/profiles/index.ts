@@ -18,3 +18,5 @@ export {
   type ProfilesDeps,
 } from './profiles.service.ts';
 export { PROFILES_MIGRATIONS } from './profiles.repo.ts';
+export { ProfilesSubjectData } from './profiles.subject-data.ts';
+export { PROFILES_RETENTION_MIGRATIONS, ProfilesRetention, type PlannedTrait, type ProfileRetentionPolicy, type ProfilesRetentionDeps } from './profiles.retention.ts';

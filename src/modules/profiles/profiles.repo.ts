@@ -224,6 +224,21 @@ export class ProfilesRepo {
     return query.orderBy('changed_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
   }
 
+  /** Deletes every row of these profiles in the three tables inside the caller's transaction; rows per table. */
+  async deleteProfiles(tx: SqlExecutor, profileIds: readonly string[]): Promise<{ traits: number; history: number; computed: number }> {
+    const out = { traits: 0, history: 0, computed: 0 };
+    for (let i = 0; i < profileIds.length; i += 256) {
+      const ids = profileIds.slice(i, i + 256);
+      const traits = this.#db.deleteFrom('profiles_traits').where('profile_id', 'in', ids).compile();
+      out.traits += await tx.run(traits.sql, traits.parameters);
+      const history = this.#db.deleteFrom('profiles_trait_history').where('profile_id', 'in', ids).compile();
+      out.history += await tx.run(history.sql, history.parameters);
+      const computed = this.#db.deleteFrom('profiles_computed').where('profile_id', 'in', ids).compile();
+      out.computed += await tx.run(computed.sql, computed.parameters);
+    }
+    return out;
+  }
+
   /** Deletes every row of a profile in the three tables, in one transaction. */
   async forget(profileId: string): Promise<void> {
     await this.#db.transaction().execute(async (trx) => {

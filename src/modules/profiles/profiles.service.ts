@@ -1,9 +1,13 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
+import type { Actor } from '../../shared/actor.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { ProfilesRepo, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
+import type { FieldPlanLookup, RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
+import { ProfilesSubjectData } from './profiles.subject-data.ts';
+import { ProfilesRetention, type ProfileRetentionPolicy, type ProfilesRetentionDeps } from './profiles.retention.ts';
 
 /** A trait to set: its key, value, data category and whether it is personal (then stored encrypted). */
 export interface TraitInput {
@@ -115,6 +119,8 @@ function historyId(): string {
 export class Profiles {
   readonly #keyring: Keyring;
   readonly #repo: ProfilesRepo;
+  readonly #storage: Storage;
+  readonly #audit: AuditLog;
   /** Per-process key for digests of decrypted values; never stored, so digests say nothing after a restart. */
   readonly #digestKey = randomBytes(32);
   /** ciphertext of a stored personal value → digest of its plaintext, to skip writes that change nothing */
@@ -123,6 +129,8 @@ export class Profiles {
   private constructor(deps: ProfilesDeps) {
     this.#keyring = deps.keyring;
     this.#repo = new ProfilesRepo(deps.storage);
+    this.#storage = deps.storage;
+    this.#audit = deps.audit;
   }
 
   /** Opens the profiles module. */
@@ -315,6 +323,62 @@ export class Profiles {
       });
     }
     return out;
+  }
+
+  /** The retention rules of profiles (inactivity) and trait values, and their sweep (registered with `retention`). */
+  retention(deps: ProfilesRetentionDeps, policy: ProfileRetentionPolicy): RetentionHandler {
+    return new ProfilesRetention(deps, policy);
+  }
+
+  /** The profiles module's handler for access and erasure requests. */
+  subjectData(fields?: FieldPlanLookup): SubjectDataHandler {
+    return new ProfilesSubjectData({
+      repo: this.#repo,
+      fields,
+      get: (ids) => this.get(ids, { decrypt: true }),
+      history: (ids, limit) => this.traitHistory(ids, undefined, { decrypt: true, limit }),
+    });
+  }
+
+  /**
+   * Rectification (GDPR Art. 16): corrects traits a person already has, across their merge members, keeping the
+   * category and encryption of the stored value. Each change goes to the history with source `rectification` and
+   * the request id as message id; PROFILES_TRAIT_UNKNOWN when a key is not held. Audited without values.
+   */
+  async rectify(profileIds: readonly string[], changes: readonly { key: string; value: unknown }[], meta: { requestId: string }, actor: Actor): Promise<{ changed: string[] }> {
+    const latest = new Map<string, TraitRow>();
+    for (const row of await this.#repo.traitsOf(profileIds)) {
+      const seen = latest.get(row.key);
+      if (!seen || row.updated_at > seen.updated_at) latest.set(row.key, row);
+    }
+    for (const change of changes) {
+      if (!latest.has(change.key)) throw new CandorError('PROFILES_TRAIT_UNKNOWN', { key: change.key });
+    }
+    const rows = changes.map((change) => ({ change, row: latest.get(change.key) as TraitRow }));
+    await this.prepare(rows.map(({ row }) => row.profile_id));
+    const now = new Date().toISOString();
+    const items: TraitsBatchItem[] = rows.map(({ change, row }) => ({
+      profileId: row.profile_id,
+      traits: [{ key: change.key, value: change.value, category: row.category, personal: row.encrypted === 1 }],
+      source: 'rectification',
+      messageId: meta.requestId,
+      // Never older than the stored value, which a timestamp from a sender's clock may be.
+      at: row.updated_at > now ? row.updated_at : now,
+    }));
+    const before = new Set((await this.#repo.historyOf(profileIds, undefined, 1000)).filter((h) => h.message_id === meta.requestId).map((h) => h.id));
+    await this.#storage.raw.transaction((tx) => this.setTraitsBatch(tx, items));
+    const written = (await this.#repo.historyOf(profileIds, undefined, 1000)).filter((h) => h.message_id === meta.requestId && h.source === 'rectification' && !before.has(h.id));
+    const changed = [...new Set(written.map((h) => h.key))].sort();
+    await this.#audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'profiles.rectify',
+      purpose: 'essential.legal_obligation',
+      subject: this.#keyring.pseudonym('subject', profileIds[0] as string),
+      resource: `rights_request:${meta.requestId}`,
+      details: { keys: changes.map((c) => c.key), changed: changed.length },
+    });
+    return { changed };
   }
 
   /** Deletes a profile's traits, history and computed traits (its data key is the keyring's business). */

@@ -13,3 +13,5 @@ export { fitLogistic, fitCalibrated, predict, linearScore, plattScaling, stratif
 export { auc, brier, reliability, type ReliabilityBin } from './metrics.ts';
 export { fourFifths, type FairnessReport, type GroupRate, type AuditMember } from './fairness.ts';
 export { minimize, type MinimizeResult } from './optimize.ts';
+export { Scoring, PROFILING_PURPOSES, MODEL_KINDS, type ScoringData, type ScoringDeps, type ModelKind, type ProfileScores, type SubjectScores, type RunSummary, type RunOptions } from './scoring.service.ts';
+export { SCORING_MIGRATIONS } from './scoring.repo.ts';

@@ -101,12 +101,13 @@ export function fitPersonas(inputs: readonly PersonaInput[], options: PersonaOpt
   const assignments = points.map((v) => nearest(centroids, v));
   const sizes = new Array<number>(best.k).fill(0);
   for (const c of assignments) sizes[c] = (sizes[c] as number) + 1;
-  const personas = best.centroids.map((z, id) => {
+  const described = best.centroids.map((z, id) => {
     const centre = untransform(z.map((v, j) => v * (sd[j] as number) + (mean[j] as number)));
     const words = describe(z, centre);
-    return { id, name: words.name, description: words.description, size: sizes[id] as number, centre };
+    return { id, name: words.name, description: words.description, size: sizes[id] as number, centre, extra: words.extra };
   });
-  dedupeNames(personas);
+  dedupeNames(described);
+  const personas: Persona[] = described.map(({ extra: _extra, ...p }) => p);
   return { k: best.k, silhouette: best.silhouette, tried, personas, assignments, scaling: { mean, sd } };
 }
 
@@ -129,7 +130,7 @@ function mean_(values: readonly number[]): number {
 }
 
 /** Words for a centre: z-scores say how it differs from everyone; the shares are read as they are. */
-function describe(z: readonly number[], centre: PersonaInput): { name: string; description: string } {
+function describe(z: readonly number[], centre: PersonaInput): { name: string; description: string; extra: string } {
   const [zOrders, zBasket, zRecency] = z as [number, number, number];
   const frequency = zOrders >= 0.5 ? 'frequent' : zOrders <= -0.5 ? 'occasional' : 'regular';
   const basket = zBasket >= 0.5 ? 'big-basket' : zBasket <= -0.5 ? 'small-basket' : 'mid-basket';
@@ -137,17 +138,30 @@ function describe(z: readonly number[], centre: PersonaInput): { name: string; d
   const days = centre.weekdayShare >= 0.8 ? 'weekday' : centre.weekdayShare <= 0.5 ? 'weekend' : '';
   const time = centre.morningShare >= 0.6 ? 'mornings' : centre.morningShare <= 0.3 ? 'afternoons and evenings' : '';
   const when = days && time ? `mostly ${days} ${time}` : days ? `mostly on ${days}s` : time ? `mostly ${time}` : 'any day and time';
-  const name = `${frequency[0]?.toUpperCase()}${frequency.slice(1)} ${basket} buyers`;
+  const name = `${frequency[0]?.toUpperCase()}${frequency.slice(1)} ${basket}${days ? ` ${days}` : ''} buyers`;
   const facts = `about ${Math.max(1, Math.round(centre.orders))} orders of ${centre.averageOrder.toFixed(0)} on average, last one ~${Math.round(centre.daysSinceLast)} days ago`;
-  return { name, description: `${frequency} ${basket} buyers, ${when}${recency ? `, ${recency}` : ''} (${facts})` };
+  return { name, description: `${frequency} ${basket} buyers, ${when}${recency ? `, ${recency}` : ''} (${facts})`, extra: recency || time || '' };
 }
 
-function dedupeNames(personas: Persona[]): void {
+function dedupeNames(personas: (Persona & { extra: string })[]): void {
+  const counts = new Map<string, number>();
+  for (const p of personas) counts.set(p.name, (counts.get(p.name) ?? 0) + 1);
   const seen = new Map<string, number>();
   for (const p of personas) {
+    if ((counts.get(p.name) ?? 0) < 2) continue;
     const n = (seen.get(p.name) ?? 0) + 1;
     seen.set(p.name, n);
-    if (n > 1) p.name = `${p.name} (${p.description.split(', ')[1] ?? n})`;
+    p.name = `${p.name}, ${p.extra || `group ${n}`}`;
+  }
+  // Still equal (same words twice): number them.
+  const again = new Map<string, number>();
+  for (const p of personas) again.set(p.name, (again.get(p.name) ?? 0) + 1);
+  const numbered = new Map<string, number>();
+  for (const p of personas) {
+    if ((again.get(p.name) ?? 0) < 2) continue;
+    const n = (numbered.get(p.name) ?? 0) + 1;
+    numbered.set(p.name, n);
+    p.name = `${p.name} (${n})`;
   }
 }
 

@@ -75,7 +75,7 @@ describe('personas', () => {
     assert.equal(model.personas.reduce((s, p) => s + p.size, 0), inputs.length);
     assert.equal(new Set(model.personas.map((p) => p.name)).size, model.k, 'names are distinct');
     for (const p of model.personas) {
-      assert.match(p.name, /^(Frequent|Occasional|Regular) (big|small|mid)-basket buyers/);
+      assert.match(p.name, /^(Frequent|Occasional|Regular) (big|small|mid)-basket (weekday |weekend )?buyers/);
       assert.match(p.description, /buyers, .*orders of \d+ on average/);
     }
     // A new input goes to the persona whose centre is nearest; an input's own cluster is that persona.

@@ -1,0 +1,98 @@
+import { CommanderError, type Command } from 'commander';
+import type { Config } from '../config/index.ts';
+import { openKernel, type Kernel } from '../kernel.ts';
+import { backupDatabase, restoreDatabase, type SweepReport } from '../modules/retention/index.ts';
+import { CLI_ACTOR } from '../shared/actor.ts';
+
+/** What the retention and backup commands need from the program that hosts them. */
+export interface RetentionCommandHelpers {
+  out: (line: string) => void;
+  withKernel: <T>(run: (kernel: Kernel) => Promise<T>) => Promise<T>;
+  config: () => Config;
+}
+
+function parsePositive(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new CommanderError(2, 'candor.usage', `error: ${flag} takes a whole number above 0`);
+    return n;
+  };
+}
+
+function parseNow(value: string): Date {
+  const at = new Date(value);
+  if (Number.isNaN(at.getTime())) throw new CommanderError(2, 'candor.usage', 'error: --now takes an ISO-8601 date-time');
+  return at;
+}
+
+/** The lines `candor retention sweep` prints: one per rule, store and category that had something, then a total. */
+export function describeSweep(report: SweepReport): string[] {
+  const verb = report.dryRun ? 'would delete' : 'deleted';
+  const lines = report.counts.filter((c) => c.count > 0).map((c) => `  ${c.rule.padEnd(44)} ${c.store.padEnd(26)} ${c.category.padEnd(32)} ${c.count}`);
+  const people = report.counts.filter((c) => c.store === 'people').reduce((n, c) => n + c.count, 0);
+  if (lines.length === 0) return [`retention sweep at ${report.at}${report.dryRun ? ' (dry run)' : ''}: nothing has expired, nothing ${report.dryRun ? 'would be' : 'was'} deleted (${report.ms} ms)`];
+  return [
+    `retention sweep at ${report.at}${report.dryRun ? ' (dry run, nothing changed)' : ''}: ${verb} or reduced ${report.total} rows${people > 0 ? `, ${people} inactive people` : ''} (${report.ms} ms)`,
+    `  ${'rule'.padEnd(44)} ${'store'.padEnd(26)} ${'category'.padEnd(32)} rows`,
+    ...lines,
+  ];
+}
+
+/** Registers `candor retention policies|sweep`, `candor backup FILE` and `candor restore FILE`. */
+export function registerRetentionCommands(program: Command, { out, withKernel, config }: RetentionCommandHelpers): void {
+  const retention = program.command('retention').description('retention policies and the sweeper that enforces them');
+
+  retention
+    .command('policies')
+    .description('list the retention rules in force: configured policies and the tracking plan')
+    .option('--json', 'as JSON')
+    .action(async (options: { json?: boolean }) => {
+      await withKernel(async (kernel) => {
+        const rules = await kernel.retention.policies();
+        if (options.json) {
+          out(JSON.stringify(rules, null, 2));
+          return;
+        }
+        for (const r of rules) out(`${r.id.padEnd(44)} ${r.action.padEnd(13)} after ${r.period.padEnd(5)} (${r.source})  ${r.description}`);
+      });
+    });
+
+  retention
+    .command('sweep')
+    .description('delete what has expired now, in batches, and record the evidence in the audit log')
+    .option('--dry-run', 'show what would be deleted without changing anything')
+    .option('--batch-size <n>', 'rows per transaction', parsePositive('--batch-size'))
+    .option('--now <date-time>', 'count periods back from this moment instead of now (testing policies)', parseNow)
+    .action(async (options: { dryRun?: boolean; batchSize?: number; now?: Date }) => {
+      await withKernel(async (kernel) => {
+        const report = await kernel.retention.sweep({ dryRun: options.dryRun ?? false, actor: CLI_ACTOR, ...(options.batchSize ? { batchSize: options.batchSize } : {}), ...(options.now ? { now: options.now } : {}) });
+        for (const line of describeSweep(report)) out(line);
+      });
+    });
+
+  program
+    .command('backup <file>')
+    .description('write a consistent copy of the database (SQLite online backup, or pg_dump -Fc); the server may be running')
+    .action(async (file: string) => {
+      const result = await backupDatabase(config(), file);
+      out(`backup written to ${result.file} (${result.dialect}, ${result.bytes} bytes)`);
+      out('  the master key file is not in it: keep a copy of the key apart from the backup, or the backup cannot be read');
+    });
+
+  program
+    .command('restore <file>')
+    .description('replace the database with a backup (checked first; the server must be stopped), then replay erasures made since')
+    .action(async (file: string) => {
+      const settings = config();
+      const { dialect } = await restoreDatabase(settings, file);
+      out(`restored ${dialect} database from ${file}`);
+      // Opening the kernel applies pending migrations and replays the deletion ledger before anything else runs.
+      const kernel = await openKernel(settings);
+      try {
+        out(`  erasures replayed from the deletion ledger: ${kernel.erasuresReplayed}`);
+        if (kernel.migrationsApplied.length > 0) out(`  migrations applied: ${kernel.migrationsApplied.join(', ')}`);
+      } finally {
+        await kernel.close();
+      }
+    });
+}

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { before, it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { useServer } from '../../../test/support/server.ts';
+import { loadShop } from '../../demo/load.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+
+describeEachDialect('scoring over HTTP', (dialect) => {
+  const ctx = useKernel(dialect);
+  const http = useServer(ctx);
+  const profileOf = async (userId: string) =>
+    (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'demo', at: new Date().toISOString() }]))[0] as string;
+
+  before(async () => {
+    const key = await ctx.kernel.access.createWriteKey('demo', null, CLI_ACTOR);
+    const authorization = `Basic ${Buffer.from(`${key.secret}:`).toString('base64')}`;
+    await loadShop(
+      async (url, body, headers = {}) => {
+        const r = await http.server.app.inject({ method: 'POST', url, headers: { authorization, 'content-type': 'application/json', ...headers }, payload: JSON.stringify(body) });
+        return { statusCode: r.statusCode, body: r.body };
+      },
+      { customers: 80, seed: 9, refuseProfiling: 0.25 },
+    );
+  });
+
+  it('runs the job for analysts, not for marketers, and shows aggregates to staff', async () => {
+    const denied = await http.server.app.inject({ method: 'POST', url: '/v1/admin/scoring/run', headers: http.auth('marketer') });
+    assert.equal(denied.statusCode, 403);
+    const run = await http.server.app.inject({ method: 'POST', url: '/v1/admin/scoring/run', headers: { ...http.auth('analyst'), 'content-type': 'application/json' }, payload: '{}' });
+    assert.equal(run.statusCode, 200, run.body);
+    const summary = run.json() as { people: number; profiled: number; notProfiled: Record<string, number> };
+    assert.equal(summary.people, 80);
+    assert.ok(summary.notProfiled.refused && summary.notProfiled.refused > 0);
+    const overview = await http.server.app.inject({ method: 'GET', url: '/v1/admin/scoring/overview', headers: http.auth('marketer') });
+    assert.equal(overview.statusCode, 200);
+    const body = overview.json() as { segments: Record<string, number>; personas: { name: string }[] };
+    assert.ok(Object.keys(body.segments).length > 0 && body.personas.length >= 2);
+    const models = await http.server.app.inject({ method: 'GET', url: '/v1/admin/scoring/models', headers: http.auth('analyst') });
+    assert.deepEqual((models.json() as { models: { kind: string }[] }).models.map((m) => m.kind).sort(), ['bgnbd', 'gamma_gamma', 'personas', 'rfm']);
+  });
+
+  it("answers a person's scores with reasons to staff (audited) and to the person, or why they are not profiled", async () => {
+    let scored = '';
+    let unscored = '';
+    for (let i = 1; i <= 80 && (!scored || !unscored); i++) {
+      const id = await profileOf(`c9-${i}`);
+      const r = await http.server.app.inject({ method: 'GET', url: `/v1/admin/profiles/${id}/scores`, headers: http.auth('marketer') });
+      assert.equal(r.statusCode, 200, r.body);
+      const s = r.json() as { profiled: boolean; computedAt: string | null; notProfiledReason: string | null; reasons: Record<string, string> };
+      if (s.profiled && s.computedAt && !scored) {
+        scored = id;
+        assert.match(s.reasons.rfm ?? '', /^In segment /);
+        assert.match(s.reasons.churn ?? '', /days? ago/);
+      }
+      if (!s.profiled && !unscored) {
+        unscored = id;
+        assert.equal(s.notProfiledReason, 'refused');
+      }
+    }
+    assert.ok(scored && unscored);
+    const reads = await ctx.kernel.audit.list({ action: 'api.personal_data.read', limit: 100 });
+    assert.ok(reads.some((e) => e.subject === ctx.kernel.keyring.pseudonym('subject', scored) && e.resource?.includes('/scores')), 'staff reads of scores are audited');
+    const session = await ctx.kernel.subjectSessions.issue(scored, ctx.kernel.keyring.pseudonym('subject', scored), { ttlSeconds: 300, via: 'test' }, CLI_ACTOR);
+    const mine = await http.server.app.inject({ method: 'GET', url: '/v1/me/scores', headers: { authorization: `Bearer ${session.token}` } });
+    assert.equal(mine.statusCode, 200, mine.body);
+    assert.equal((mine.json() as { profileId: string }).profileId, scored);
+    assert.match((mine.json() as { reasons: Record<string, string> }).reasons.clv ?? '', /worth about/);
+  });
+});

@@ -1,0 +1,389 @@
+// Retention of stored events: raw events go after their period, orders are reduced to what the legal obligation
+// needs and go after theirs, and fields the tracking plan keeps shorter than their event are cut out when they
+// expire. Registered with `retention` through `Collector.retention()`.
+import type { Kysely } from 'kysely';
+import { compareDurations, subtractDuration } from '../../shared/duration.ts';
+import type { RetentionHandler, RetentionRule, SweepCount, SweepMark, SweepOptions } from '../../shared/subject-data.ts';
+import type { ModuleMigration, Storage } from '../../storage/index.ts';
+import type { Catalog, OutlineSection } from '../catalog/index.ts';
+import type { Keyring } from '../crypto/index.ts';
+import type { CollectTables } from './collect.repo.ts';
+
+/** The event the legal obligation keeps (invoices, tax records). */
+export const ORDER_EVENT = 'Order Completed';
+/** The only purpose a reduced order still serves; also how a reduced order is recognised. */
+export const LEGAL_OBLIGATION = 'essential.legal_obligation';
+const ENVELOPE = 'collect.events.data';
+
+/** The per-purpose policies that apply to stored events (from the configuration). */
+export interface EventRetentionPolicy {
+  /** Raw events are deleted this long after they happened. */
+  readonly rawEvents: string;
+  /** Orders are kept this long, reduced to `orderFields` once `rawEvents` has passed. */
+  readonly orders: string;
+  /** Properties of an order the legal obligation needs. */
+  readonly orderFields: readonly string[];
+}
+
+/** The index the sweeps walk: stored events by time (the profile index starts with the profile id). */
+export const COLLECT_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
+  {
+    name: '0071_collect_events_by_time',
+    async up(db) {
+      await db.schema.createIndex('collect_events_occurred').on('collect_events').columns(['occurred_at', 'id']).execute();
+    },
+  },
+];
+
+type Row = Pick<CollectTables['collect_events'], 'id' | 'profile_id' | 'occurred_at' | 'data' | 'data_enc' | 'purposes'>;
+type Filter = { kind?: string; event?: string; notEvent?: string };
+
+/** A rewrite of stored events: which events, and what to do to their plain and personal parts. */
+interface Rewrite {
+  rule: RetentionRule;
+  filter: Filter;
+  /** Events before `floor` are left to the rules that reduce or delete whole events. */
+  floor: string;
+  cutoff: string;
+  /** Returns the new parts, or undefined when the row is already as it should be. */
+  apply(plain: Record<string, unknown>, personal: () => Promise<Record<string, unknown> | null>): Promise<{ plain: Record<string, unknown>; personal: Record<string, unknown> | null; purposes?: string[] } | undefined>;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Drops objects left empty by removals (arrays keep their positions); returns undefined when nothing is left. */
+export function prune(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map((item) => prune(item) ?? null);
+  if (!isObject(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) {
+    const kept = prune(inner);
+    if (kept !== undefined) out[key] = kept;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** Removes a field path (`context.location.latitude`, `properties.products[].price`) from data; true when something went. */
+export function removePath(data: unknown, path: string): boolean {
+  const [head, ...rest] = path.split('.');
+  if (head === undefined) return false;
+  const each = head.endsWith('[]');
+  const key = each ? head.slice(0, -2) : head;
+  if (!isObject(data) || !(key in data)) return false;
+  if (rest.length === 0 && !each) {
+    delete data[key];
+    return true;
+  }
+  const inner = data[key];
+  if (each) {
+    if (!Array.isArray(inner)) return false;
+    if (rest.length === 0) {
+      delete data[key];
+      return true;
+    }
+    let removed = false;
+    for (const item of inner) removed = removePath(item, rest.join('.')) || removed;
+    return removed;
+  }
+  return removePath(inner, rest.join('.'));
+}
+
+/** Where a plan section's fields are stored: which events they belong to. */
+function sectionFilter(section: OutlineSection): { filter: Filter; label: string } {
+  switch (section.section) {
+    case 'track':
+      return { filter: { kind: 'track', event: section.event ?? '' }, label: `track:${section.event ?? ''}` };
+    case 'context':
+      return { filter: {}, label: 'context' };
+    default:
+      return { filter: { kind: section.section }, label: section.section };
+  }
+}
+
+/** The retention handler of `collect_events` and `collect_refusals`. */
+export class CollectRetention implements RetentionHandler {
+  readonly module = 'collect';
+  readonly #storage: Storage;
+  readonly #db: Kysely<CollectTables>;
+  readonly #catalog: Catalog;
+  readonly #keyring: Keyring;
+  readonly #policy: EventRetentionPolicy;
+  readonly #texts = new Map<string, string>();
+
+  constructor(deps: { storage: Storage; catalog: Catalog; keyring: Keyring }, policy: EventRetentionPolicy) {
+    this.#storage = deps.storage;
+    this.#db = deps.storage.db.withTables<CollectTables>();
+    this.#catalog = deps.catalog;
+    this.#keyring = deps.keyring;
+    this.#policy = policy;
+  }
+
+  async rules(): Promise<RetentionRule[]> {
+    const { rawEvents, orders, orderFields } = this.#policy;
+    const rules: RetentionRule[] = [
+      {
+        id: 'collect.events.raw', module: 'collect', store: 'collect_events', category: 'user.behavior', period: rawEvents, clock: 'occurred_at', action: 'delete', source: 'policy',
+        description: `Stored events other than orders are deleted ${rawEvents} after they happened.`,
+      },
+      {
+        id: 'collect.events.orders.reduce', module: 'collect', store: 'collect_events', category: 'user.behavior.purchase_history', period: rawEvents, clock: 'occurred_at', action: 'reduce', source: 'policy', fields: orderFields.map((f) => `properties.${f}`),
+        description: `${ORDER_EVENT} events are reduced to ${orderFields.join(', ')} and their time after ${rawEvents} (legal obligation); every other field and the personal envelope go.`,
+      },
+      {
+        id: 'collect.events.orders', module: 'collect', store: 'collect_events', category: 'user.behavior.purchase_history', period: orders, clock: 'occurred_at', action: 'delete', source: 'policy',
+        description: `${ORDER_EVENT} events are deleted ${orders} after they happened.`,
+      },
+      {
+        id: 'collect.refusals', module: 'collect', store: 'collect_refusals', category: 'system.operations', period: rawEvents, clock: 'day', action: 'delete', source: 'policy',
+        description: `Daily refusal counts (no personal data) are deleted after ${rawEvents}.`,
+      },
+    ];
+    return [...rules, ...(await this.#fieldRules()).map((r) => r.rule)];
+  }
+
+  /** Fields the plan in force keeps for less time than their event: one rule per plan section and period. */
+  async #fieldRules(): Promise<{ rule: RetentionRule; filter: Filter; paths: string[]; personal: boolean }[]> {
+    const out: { rule: RetentionRule; filter: Filter; paths: string[]; personal: boolean }[] = [];
+    for (const section of await this.#catalog.outline()) {
+      const byPeriod = new Map<string, typeof section.fields[number][]>();
+      for (const field of section.fields) {
+        // Identify traits are also events here; the trait store has its own rules (profiles).
+        if (compareDurations(field.retention, this.#policy.rawEvents) >= 0) continue;
+        const list = byPeriod.get(field.retention) ?? [];
+        list.push(field);
+        byPeriod.set(field.retention, list);
+      }
+      const { filter, label } = sectionFilter(section);
+      for (const [period, fields] of byPeriod) {
+        const paths = fields.map((f) => f.path);
+        out.push({
+          rule: {
+            id: `collect.events.fields:${label}:${period}`, module: 'collect', store: 'collect_events', category: fields[0]?.category ?? 'user', period, clock: 'occurred_at', action: 'remove_fields', source: 'plan', fields: paths,
+            description: `${paths.join(', ')} ${paths.length === 1 ? 'is' : 'are'} removed from ${label === 'context' ? 'every stored event' : `stored ${label} events`} ${period} after they happened (tracking plan).`,
+          },
+          filter,
+          paths,
+          personal: fields.some((f) => f.personal),
+        });
+      }
+    }
+    return out;
+  }
+
+  async sweep(now: Date, options: SweepOptions): Promise<SweepCount[]> {
+    const { rawEvents, orders, orderFields } = this.#policy;
+    const rawCutoff = subtractDuration(now, rawEvents).toISOString();
+    const orderCutoff = subtractDuration(now, orders).toISOString();
+    const counts: SweepCount[] = [];
+    const rules = new Map((await this.rules()).map((r) => [r.id, r]));
+    const rule = (id: string) => rules.get(id) as RetentionRule;
+    const count = (r: RetentionRule, n: number) => counts.push({ rule: r.id, store: r.store, category: r.category, count: n });
+
+    // Shortest first: fields expire before the events that hold them are reduced or deleted.
+    for (const field of await this.#fieldRules()) {
+      const cutoff = subtractDuration(now, field.rule.period).toISOString();
+      const n = await this.#rewrite(
+        {
+          rule: field.rule,
+          filter: field.filter,
+          floor: rawCutoff,
+          cutoff,
+          apply: async (plain, personal) => {
+            let changed = false;
+            for (const path of field.paths) changed = removePath(plain, path) || changed;
+            const secret = field.personal ? await personal() : null;
+            if (secret) for (const path of field.paths) changed = removePath(secret, path) || changed;
+            if (!changed) return undefined;
+            const kept = field.personal ? prune(secret) : secret;
+            return { plain: (prune(plain) as Record<string, unknown> | undefined) ?? {}, personal: (kept as Record<string, unknown> | undefined) ?? null };
+          },
+        },
+        options,
+      );
+      count(field.rule, n);
+    }
+    const reduce = rule('collect.events.orders.reduce');
+    count(
+      reduce,
+      await this.#rewrite(
+        {
+          rule: reduce,
+          filter: { kind: 'track', event: ORDER_EVENT },
+          floor: orderCutoff,
+          cutoff: rawCutoff,
+          apply: async (plain, personal) => {
+            const secret = await personal();
+            const keep = (part: Record<string, unknown> | null) => {
+              const props = isObject(part?.properties) ? part.properties : {};
+              const kept = Object.fromEntries(orderFields.filter((f) => f in props).map((f) => [f, props[f]]));
+              return Object.keys(kept).length > 0 ? { properties: kept } : null;
+            };
+            return { plain: keep(plain) ?? {}, personal: keep(secret), purposes: [LEGAL_OBLIGATION] };
+          },
+        },
+        options,
+      ),
+    );
+    const raw = rule('collect.events.raw');
+    count(raw, await this.#delete(raw, { notEvent: ORDER_EVENT }, rawCutoff, options));
+    const old = rule('collect.events.orders');
+    count(old, await this.#delete(old, { kind: 'track', event: ORDER_EVENT }, orderCutoff, options));
+    const refusals = rule('collect.refusals');
+    count(refusals, await this.#deleteRefusals(rawCutoff.slice(0, 10), options));
+    return counts;
+  }
+
+  #text(name: string, build: () => string): string {
+    let text = this.#texts.get(name);
+    if (text === undefined) {
+      text = build();
+      this.#texts.set(name, text);
+    }
+    return text;
+  }
+
+  /**
+   * The next batch of events under a rule, oldest first, in two passes: rows between the rule's mark and the cutoff
+   * (keyset on time and id), then rows stored since the last sweep whose time is before the mark (late arrivals,
+   * e.g. an imported history), found by their sortable id.
+   */
+  async #batch(pass: 'time' | 'late', filter: Filter, from: { at: string; id: string }, until: string, limit: number, columns: 'id' | 'row'): Promise<Row[]> {
+    const compiled = this.#select(pass, filter, from, until, limit, columns).compile();
+    return this.#storage.raw.all<Row>(compiled.sql, compiled.parameters);
+  }
+
+  #select(pass: 'time' | 'late', filter: Filter, from: { at: string; id: string }, until: string, limit: number, columns: 'id' | 'row') {
+    const selected: (keyof Row)[] = columns === 'id' ? ['id', 'occurred_at'] : ['id', 'profile_id', 'occurred_at', 'data', 'data_enc', 'purposes'];
+    let q = this.#db.selectFrom('collect_events').select(selected);
+    if (pass === 'time') {
+      // A row-value comparison, so that both databases walk the (occurred_at, id) index instead of scanning.
+      q = q.where((eb) => eb(eb.refTuple('occurred_at', 'id'), '>', eb.tuple(from.at, from.id))).where('occurred_at', '<', until);
+    } else {
+      q = q.where('id', '>', from.id).where('occurred_at', '<', until);
+    }
+    if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
+    if (filter.event !== undefined) q = q.where('event', '=', filter.event);
+    const notEvent = filter.notEvent;
+    if (notEvent !== undefined) q = q.where((eb) => eb.or([eb('event', 'is', null), eb('event', '<>', notEvent)]));
+    q = pass === 'time' ? q.orderBy('occurred_at').orderBy('id') : q.orderBy('id');
+    return q.limit(limit);
+  }
+
+  /**
+   * Walks the events a rule covers (both passes) from `floor` on, handing each batch to `handle` (which returns how
+   * many rows it changed, or would change in a dry run), then records the rule's mark.
+   */
+  async #walk(rule: RetentionRule, filter: Filter, range: { floor: string; cutoff: string }, options: SweepOptions, columns: 'id' | 'row', handle: (rows: Row[]) => Promise<number>): Promise<number> {
+    const { context, batchSize, dryRun } = options;
+    const { floor, cutoff } = range;
+    // Ids are sortable by insertion time: everything stored from here on is looked at by the next sweep's late pass.
+    const startedId = `evt_${(Date.now() - 60_000).toString(36).padStart(9, '0')}`;
+    const mark: SweepMark = (await context.mark(rule.id)) ?? { at: '', id: '' };
+    let total = 0;
+    const startAt = mark.at > floor ? mark.at : floor;
+    const passes: ['time' | 'late', { at: string; id: string }, string][] = [['time', { at: startAt, id: '' }, cutoff]];
+    if (mark.id !== '' && mark.at !== '') passes.push(['late', { at: '', id: mark.id }, mark.at < cutoff ? mark.at : cutoff]);
+    for (const [pass, start, until] of passes) {
+      let from = start;
+      for (;;) {
+        const rows = await this.#batch(pass, filter, from, until, batchSize, columns);
+        if (rows.length === 0) break;
+        const last = rows[rows.length - 1] as Row;
+        from = pass === 'time' ? { at: last.occurred_at, id: last.id } : { at: '', id: last.id };
+        total += await handle(rows);
+        if (rows.length < batchSize) break;
+      }
+    }
+    if (!dryRun) {
+      const next = { at: mark.at > cutoff ? mark.at : cutoff, id: startedId };
+      await this.#storage.raw.transaction((tx) => context.setMark(tx, rule.id, next));
+    }
+    return total;
+  }
+
+  /**
+   * Deletes in batches, each one statement (its own short transaction): `DELETE … WHERE id IN (the next batch by
+   * time) RETURNING` the keys, so a batch costs one round trip. A dry run walks the same batches and counts.
+   */
+  async #delete(rule: RetentionRule, filter: Filter, cutoff: string, options: SweepOptions): Promise<number> {
+    if (options.dryRun) return this.#walk(rule, filter, { floor: '', cutoff }, options, 'id', (rows) => Promise.resolve(rows.length));
+    const { context, batchSize } = options;
+    const startedId = `evt_${(Date.now() - 60_000).toString(36).padStart(9, '0')}`;
+    const mark: SweepMark = (await context.mark(rule.id)) ?? { at: '', id: '' };
+    let total = 0;
+    const passes: ['time' | 'late', { at: string; id: string }, string][] = [['time', { at: '', id: '' }, cutoff]];
+    if (mark.id !== '' && mark.at !== '') passes.push(['late', { at: '', id: mark.id }, mark.at < cutoff ? mark.at : cutoff]);
+    for (const [pass, start, until] of passes) {
+      let from = start;
+      for (;;) {
+        const batch = this.#select(pass, filter, from, until, batchSize, 'id');
+        const compiled = this.#db.deleteFrom('collect_events').where('id', 'in', batch.clearSelect().select('id')).returning(['id', 'occurred_at']).compile();
+        const rows = await this.#storage.raw.all<{ id: string; occurred_at: string }>(compiled.sql, compiled.parameters);
+        if (rows.length === 0) break;
+        total += rows.length;
+        // The batch's last key by the walk's order (RETURNING does not promise one).
+        const last = rows.reduce((a, b) => (pass === 'time' ? (b.occurred_at > a.occurred_at || (b.occurred_at === a.occurred_at && b.id > a.id) ? b : a) : b.id > a.id ? b : a));
+        from = pass === 'time' ? { at: last.occurred_at, id: last.id } : { at: '', id: last.id };
+        if (rows.length < batchSize) break;
+      }
+    }
+    const next = { at: mark.at > cutoff ? mark.at : cutoff, id: startedId };
+    await this.#storage.raw.transaction((tx) => context.setMark(tx, rule.id, next));
+    return total;
+  }
+
+  async #rewrite(rewrite: Rewrite, options: SweepOptions): Promise<number> {
+    const update = this.#text('rewrite', () => this.#db.updateTable('collect_events').set({ data: '', data_enc: null, purposes: '' }).where('id', '=', '').compile().sql);
+    return this.#walk(rewrite.rule, rewrite.filter, { floor: rewrite.floor, cutoff: rewrite.cutoff }, options, 'row', async (rows) => {
+      // Decrypting and re-encrypting happen outside the transaction (a key load may need the database).
+      const changes: unknown[][] = [];
+      for (const row of rows) {
+        const personal = async () => {
+          if (row.data_enc === null) return null;
+          try {
+            return JSON.parse(await this.#keyring.decrypt(row.data_enc, ENVELOPE)) as Record<string, unknown>;
+          } catch {
+            // Unreadable (key destroyed): the envelope holds nothing anyone can use; it is dropped.
+            return {};
+          }
+        };
+        const result = await rewrite.apply(JSON.parse(row.data) as Record<string, unknown>, personal);
+        if (!result) continue;
+        const data = JSON.stringify(result.plain);
+        const purposes = result.purposes ? JSON.stringify(result.purposes) : row.purposes;
+        const hasPersonal = result.personal !== null && Object.keys(result.personal).length > 0;
+        // Already as it should be (a reduced order seen again): nothing to write.
+        if (!hasPersonal && row.data_enc === null && data === row.data && purposes === row.purposes) continue;
+        if (options.dryRun) {
+          changes.push([]);
+          continue;
+        }
+        const dataEnc = hasPersonal ? await this.#keyring.encrypt(row.profile_id, JSON.stringify(result.personal), ENVELOPE) : null;
+        changes.push([data, dataEnc, purposes, row.id]);
+      }
+      if (changes.length === 0 || options.dryRun) return changes.length;
+      return this.#storage.raw.transaction(async (tx) => {
+        let n = 0;
+        for (const params of changes) n += await tx.run(update, params);
+        return n;
+      });
+    });
+  }
+
+  async #deleteRefusals(beforeDay: string, options: SweepOptions): Promise<number> {
+    const days = this.#text('refusal-days', () => this.#db.selectFrom('collect_refusals').select('day').distinct().where('day', '<', '').orderBy('day').compile().sql);
+    const countDay = this.#text('refusal-count', () => this.#db.selectFrom('collect_refusals').select((eb) => eb.fn.countAll<number>().as('n')).where('day', '=', '').compile().sql);
+    const del = this.#text('refusal-delete', () => this.#db.deleteFrom('collect_refusals').where('day', '=', '').compile().sql);
+    let n = 0;
+    // One day per transaction: a day holds a bounded number of rows (sources × events × purposes).
+    for (const { day } of await this.#storage.raw.all<{ day: string }>(days, [beforeDay])) {
+      if (options.dryRun) {
+        const [row] = await this.#storage.raw.all<{ n: number }>(countDay, [day]);
+        n += Number(row?.n ?? 0);
+      } else {
+        n += await this.#storage.raw.transaction((tx) => tx.run(del, [day]));
+      }
+    }
+    return n;
+  }
+}

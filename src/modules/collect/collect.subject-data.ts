@@ -1,0 +1,151 @@
+import type { SqlExecutor } from '../../storage/index.ts';
+import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, FieldPlanLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { Keyring } from '../crypto/index.ts';
+import type { CollectRepo } from './collect.repo.ts';
+
+const CONTEXT = 'collect.events.data';
+const CSV_HEADER = ['id', 'occurred_at', 'received_at', 'source', 'kind', 'event', 'message_id', 'purposes', 'properties', 'traits', 'context'] as const;
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Puts an event's plain and personal parts back together (partition.ts keeps array positions in both). */
+export function mergeParts(plain: unknown, personal: unknown): unknown {
+  if (personal === undefined || personal === null) return plain;
+  if (plain === undefined || plain === null) return personal;
+  if (Array.isArray(plain) && Array.isArray(personal)) {
+    return Array.from({ length: Math.max(plain.length, personal.length) }, (_, i) => mergeParts(plain[i], personal[i]));
+  }
+  if (isObject(plain) && isObject(personal)) {
+    const out: Record<string, unknown> = { ...plain };
+    for (const [key, value] of Object.entries(personal)) out[key] = mergeParts(plain[key], value);
+    return out;
+  }
+  return personal;
+}
+
+/** Leaf paths present in data, in the plan's notation (`properties.products[].price`). */
+function leafPaths(value: unknown, path: string, out: Set<string>): void {
+  if (Array.isArray(value)) {
+    if (value.every((v) => !isObject(v) && !Array.isArray(v))) out.add(path);
+    for (const item of value) if (isObject(item) || Array.isArray(item)) leafPaths(item, `${path}[]`, out);
+    return;
+  }
+  if (isObject(value)) {
+    for (const [key, v] of Object.entries(value)) leafPaths(v, path === '' ? key : `${path}.${key}`, out);
+    return;
+  }
+  if (path !== '') out.add(path);
+}
+
+/** The plan section a field of an event of this kind is declared in. */
+function sectionOf(kind: string, path: string): string | undefined {
+  if (path.startsWith('context.')) return 'context';
+  if (path.startsWith('traits.')) return kind === 'group' ? 'group' : 'identify';
+  if (path.startsWith('properties.')) return kind === 'track' || kind === 'page' || kind === 'screen' ? kind : undefined;
+  return undefined;
+}
+
+export interface CollectSubjectDataDeps {
+  repo: CollectRepo;
+  keyring: Keyring;
+  fields: FieldPlanLookup | undefined;
+}
+
+/**
+ * Stored events of a subject: the plain part with the decrypted personal part, also as CSV rows. Refusal counts are
+ * aggregates without a subject and hold nothing about anyone.
+ */
+export class CollectSubjectData implements SubjectDataHandler {
+  readonly module = 'collect';
+  readonly #deps: CollectSubjectDataDeps;
+
+  constructor(deps: CollectSubjectDataDeps) {
+    this.#deps = deps;
+  }
+
+  async export(subject: DataSubject): Promise<ExportSection> {
+    const rows = await this.#deps.repo.allEventsOf(subject.profileIds);
+    const fields = new Map<string, { planned: { category: string; purposes: readonly string[]; retention: string } | undefined; sources: Set<string> }>();
+    const events: Record<string, unknown>[] = [];
+    const csvRows: (string | number | boolean | null)[][] = [];
+    for (const row of rows) {
+      const plain = JSON.parse(row.data) as Record<string, unknown>;
+      let personal: unknown = null;
+      let unreadable = false;
+      if (row.data_enc !== null) {
+        try {
+          personal = JSON.parse(await this.#deps.keyring.decrypt(row.data_enc, CONTEXT));
+        } catch {
+          // The subject's data key is destroyed: nothing readable is left of the personal part.
+          unreadable = true;
+        }
+      }
+      const data = mergeParts(plain, personal) as Record<string, unknown>;
+      const purposes = JSON.parse(row.purposes) as string[];
+      events.push({
+        id: row.id,
+        occurredAt: row.occurred_at,
+        receivedAt: row.received_at,
+        source: row.source,
+        kind: row.kind,
+        event: row.event,
+        messageId: row.message_id,
+        purposes,
+        ...data,
+        ...(unreadable ? { personalUnreadable: true } : {}),
+      });
+      csvRows.push([
+        row.id,
+        row.occurred_at,
+        row.received_at,
+        row.source,
+        row.kind,
+        row.event,
+        row.message_id,
+        purposes.join(' '),
+        data.properties === undefined ? null : JSON.stringify(data.properties),
+        data.traits === undefined ? null : JSON.stringify(data.traits),
+        data.context === undefined ? null : JSON.stringify(data.context),
+      ]);
+      const paths = new Set<string>();
+      leafPaths(data, '', paths);
+      for (const path of paths) {
+        const section = sectionOf(row.kind, path);
+        if (section === undefined) continue;
+        const scope = section === 'track' ? `event=${row.event ?? ''}` : `kind=${section === 'context' ? 'any' : row.kind}`;
+        const key = `events[${scope}].${path}`;
+        let seen = fields.get(key);
+        if (!seen) {
+          seen = { planned: this.#deps.fields?.plannedField(section, row.event, path), sources: new Set() };
+          fields.set(key, seen);
+        }
+        seen.sources.add(row.source);
+      }
+    }
+    const disclosures: FieldDisclosure[] = [...fields]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([field, { planned, sources }]) => ({
+        field,
+        category: planned?.category ?? 'user.behavior',
+        purposes: planned?.purposes ?? [],
+        source: [...sources].sort().join(', '),
+        recipients: [],
+        retention: planned?.retention ?? null,
+      }));
+    return {
+      module: this.module,
+      title: 'Events',
+      data: { count: events.length, events },
+      fields: disclosures,
+      csv: { file: 'events.csv', header: CSV_HEADER, rows: csvRows },
+    };
+  }
+
+  async erase(tx: SqlExecutor, subject: DataSubject): Promise<EraseOutcome[]> {
+    const deleted = await this.#deps.repo.deleteEventsOf(tx, subject.profileIds);
+    return [
+      { store: 'collect_events', status: 'confirmed', deleted },
+      { store: 'collect_refusals', status: 'confirmed', deleted: 0, detail: 'aggregate counts per day, source, event and purpose; nothing about a person' },
+    ];
+  }
+}

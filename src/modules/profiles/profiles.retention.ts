@@ -1,0 +1,176 @@
+// Retention of profiles: people inactive for the configured period are deleted with everything held about them (the
+// sweeper's `forget`: every registered subject-data handler, then the data key), and trait values older than the
+// tracking plan's retention for their key are deleted with their history. Registered through `Profiles.retention()`.
+import type { Kysely } from 'kysely';
+import { subtractDuration } from '../../shared/duration.ts';
+import type { DataSubject, RetentionHandler, RetentionRule, SweepCount, SweepOptions } from '../../shared/subject-data.ts';
+import { padded } from '../../storage/batching.ts';
+import type { ModuleMigration, Storage } from '../../storage/index.ts';
+import type { ProfilesTables } from './profiles.repo.ts';
+
+/** A trait the tracking plan declares: its key (`traits.<key>`), data category and retention. */
+export interface PlannedTrait {
+  readonly path: string;
+  readonly category: string;
+  readonly retention: string;
+}
+
+export interface ProfilesRetentionDeps {
+  storage: Storage;
+  /** The identify traits of the tracking plan in force. */
+  plannedTraits(): Promise<readonly PlannedTrait[]>;
+}
+
+export interface ProfileRetentionPolicy {
+  /** People with no activity for this long are deleted. */
+  readonly inactiveProfiles: string;
+}
+
+/** The index the inactivity sweep walks. */
+export const PROFILES_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
+  {
+    name: '0072_profiles_computed_by_last_seen',
+    async up(db) {
+      await db.schema.createIndex('profiles_computed_last_seen').on('profiles_computed').columns(['last_seen_at', 'profile_id']).execute();
+    },
+  },
+];
+
+const INACTIVE = 'profiles.inactive';
+
+/** The retention handler of profiles (inactivity) and of trait values (the plan's retention per trait). */
+export class ProfilesRetention implements RetentionHandler {
+  readonly module = 'profiles';
+  readonly #storage: Storage;
+  readonly #db: Kysely<ProfilesTables>;
+  readonly #deps: ProfilesRetentionDeps;
+  readonly #policy: ProfileRetentionPolicy;
+
+  constructor(deps: ProfilesRetentionDeps, policy: ProfileRetentionPolicy) {
+    this.#storage = deps.storage;
+    this.#db = deps.storage.db.withTables<ProfilesTables>();
+    this.#deps = deps;
+    this.#policy = policy;
+  }
+
+  async rules(): Promise<RetentionRule[]> {
+    const period = this.#policy.inactiveProfiles;
+    const rules: RetentionRule[] = [
+      {
+        id: INACTIVE, module: 'profiles', store: 'every store (subject-data handlers)', category: 'user', period, clock: 'last activity (profiles_computed.last_seen_at of every merged profile)', action: 'delete', source: 'policy',
+        description: `A person with no activity for ${period} is deleted with everything held about them and their data key; their identifiers are not suppressed, so a returning customer starts fresh.`,
+      },
+    ];
+    for (const trait of await this.#traits()) {
+      rules.push({
+        id: `profiles.traits:${trait.key}`, module: 'profiles', store: 'profiles_traits, profiles_trait_history', category: trait.category, period: trait.retention, clock: 'updated_at / changed_at', action: 'delete', source: 'plan',
+        description: `The trait ${trait.key} (current value and history) is deleted ${trait.retention} after it was last set (tracking plan).`,
+      });
+    }
+    return rules;
+  }
+
+  async #traits(): Promise<{ key: string; category: string; retention: string }[]> {
+    return (await this.#deps.plannedTraits())
+      .filter((t) => t.path.startsWith('traits.') && !t.path.includes('[]'))
+      .map((t) => ({ key: t.path.slice('traits.'.length), category: t.category, retention: t.retention }));
+  }
+
+  async sweep(now: Date, options: SweepOptions): Promise<SweepCount[]> {
+    const counts: SweepCount[] = [];
+    for (const trait of await this.#traits()) {
+      const cutoff = subtractDuration(now, trait.retention).toISOString();
+      const rule = `profiles.traits:${trait.key}`;
+      counts.push({ rule, store: 'profiles_traits', category: trait.category, count: await this.#expireTraits(trait.key, cutoff, options) });
+      counts.push({ rule, store: 'profiles_trait_history', category: trait.category, count: await this.#expireHistory(trait.key, cutoff, options) });
+    }
+    counts.push(...(await this.#inactive(subtractDuration(now, this.#policy.inactiveProfiles).toISOString(), options)));
+    return counts;
+  }
+
+  async #expireTraits(key: string, cutoff: string, options: SweepOptions): Promise<number> {
+    let n = 0;
+    for (;;) {
+      if (options.dryRun) {
+        const [row] = await this.#run(this.#db.selectFrom('profiles_traits').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).where('updated_at', '<', cutoff));
+        return Number(row?.n ?? 0);
+      }
+      const rows = await this.#run(this.#db.selectFrom('profiles_traits').select('profile_id').where('key', '=', key).where('updated_at', '<', cutoff).limit(options.batchSize));
+      if (rows.length === 0) return n;
+      const ids = padded(rows.map((r) => r.profile_id));
+      const del = this.#db.deleteFrom('profiles_traits').where('key', '=', key).where('updated_at', '<', cutoff).where('profile_id', 'in', ids).compile();
+      n += await this.#storage.raw.transaction((tx) => tx.run(del.sql, del.parameters));
+      if (rows.length < options.batchSize) return n;
+    }
+  }
+
+  async #expireHistory(key: string, cutoff: string, options: SweepOptions): Promise<number> {
+    let n = 0;
+    for (;;) {
+      if (options.dryRun) {
+        const [row] = await this.#run(this.#db.selectFrom('profiles_trait_history').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).where('changed_at', '<', cutoff));
+        return Number(row?.n ?? 0);
+      }
+      const rows = await this.#run(this.#db.selectFrom('profiles_trait_history').select('id').where('key', '=', key).where('changed_at', '<', cutoff).limit(options.batchSize));
+      if (rows.length === 0) return n;
+      const del = this.#db.deleteFrom('profiles_trait_history').where('id', 'in', padded(rows.map((r) => r.id))).compile();
+      n += await this.#storage.raw.transaction((tx) => tx.run(del.sql, del.parameters));
+      if (rows.length < options.batchSize) return n;
+    }
+  }
+
+  async #run<R>(query: { compile(): { sql: string; parameters: readonly unknown[] } } & { execute(): Promise<R[]> }): Promise<R[]> {
+    const compiled = query.compile();
+    return this.#storage.raw.all<R>(compiled.sql, compiled.parameters);
+  }
+
+  /**
+   * People whose every profile was last active before the cutoff, in batches by last activity: each batch is handed
+   * to the sweeper's `forget` (its own transaction per person), which reports what it deleted per store.
+   */
+  async #inactive(cutoff: string, options: SweepOptions): Promise<SweepCount[]> {
+    const { context, batchSize, dryRun } = options;
+    const perStore = new Map<string, number>();
+    let people = 0;
+    let from = { at: '', id: '' };
+    const seen = new Set<string>();
+    for (;;) {
+      const rows = await this.#run(
+        this.#db
+          .selectFrom('profiles_computed')
+          .select(['profile_id', 'last_seen_at'])
+          .where((eb) => eb(eb.refTuple('last_seen_at', 'profile_id'), '>', eb.tuple(from.at, from.id)))
+          .where('last_seen_at', '<', cutoff)
+          .orderBy('last_seen_at')
+          .orderBy('profile_id')
+          .limit(batchSize),
+      );
+      if (rows.length === 0) break;
+      const last = rows[rows.length - 1] as { profile_id: string; last_seen_at: string };
+      from = { at: last.last_seen_at, id: last.profile_id };
+      const subjects = (await context.subjects(rows.map((r) => r.profile_id))).filter((s) => !seen.has(s.profileId));
+      for (const s of subjects) seen.add(s.profileId);
+      const inactive = await this.#allInactive(subjects, cutoff);
+      people += inactive.length;
+      if (!dryRun && inactive.length > 0) {
+        for (const outcome of await context.forget(inactive, `no activity since before ${cutoff} (${this.#policy.inactiveProfiles})`)) {
+          perStore.set(outcome.store, (perStore.get(outcome.store) ?? 0) + outcome.deleted);
+        }
+      }
+      if (rows.length < batchSize) break;
+    }
+    return [{ rule: INACTIVE, store: 'people', category: 'user', count: people }, ...[...perStore].map(([store, count]) => ({ rule: INACTIVE, store, category: 'user', count }))];
+  }
+
+  /** The people none of whose profiles was active since the cutoff. */
+  async #allInactive(subjects: readonly DataSubject[], cutoff: string): Promise<DataSubject[]> {
+    const members = subjects.flatMap((s) => s.profileIds);
+    if (members.length === 0) return [];
+    const active = new Set<string>();
+    for (let i = 0; i < members.length; i += 500) {
+      const rows = await this.#run(this.#db.selectFrom('profiles_computed').select('profile_id').where('profile_id', 'in', padded(members.slice(i, i + 500))).where('last_seen_at', '>=', cutoff));
+      for (const r of rows) active.add(r.profile_id);
+    }
+    return subjects.filter((s) => s.profileIds.every((id) => !active.has(id)));
+  }
+}

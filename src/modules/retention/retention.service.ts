@@ -1,0 +1,165 @@
+import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
+import { CandorError } from '../../shared/errors.ts';
+import type { DataSubject, EraseOutcome, RetentionHandler, RetentionRule, SubjectDataHandler, SweepContext, SweepCount } from '../../shared/subject-data.ts';
+import type { Storage } from '../../storage/index.ts';
+import type { AuditLog } from '../audit/index.ts';
+import type { Keyring } from '../crypto/index.ts';
+import type { Identity } from '../identity/index.ts';
+import { RetentionRepo } from './retention.repo.ts';
+
+/** Retention is the storage-limitation duty of GDPR Art. 5(1)(e): evidence is recorded under that purpose. */
+const PURPOSE = 'essential.legal_obligation';
+
+export interface RetentionDeps {
+  storage: Storage;
+  audit: AuditLog;
+  keyring: Keyring;
+  identity: Identity;
+  /** Every module's retention handler, in the kernel's order. */
+  handlers: readonly RetentionHandler[];
+  /** Every module's subject-data handler: deleting an inactive person goes through all of them. */
+  subjectData: readonly SubjectDataHandler[];
+  /** Rows per batch (one transaction each). */
+  batchSize: number;
+}
+
+export interface SweepRequest {
+  /** The moment the sweep counts back from (tests and `--now` move it); the current time otherwise. */
+  now?: Date;
+  dryRun?: boolean;
+  batchSize?: number;
+  actor?: Actor;
+}
+
+/** What a sweep did: counts per rule, store and data category, and the total. */
+export interface SweepReport {
+  readonly at: string;
+  readonly dryRun: boolean;
+  readonly counts: readonly SweepCount[];
+  /** Rows deleted, reduced or rewritten (people are counted under the store `people`, not here). */
+  readonly total: number;
+  readonly ms: number;
+}
+
+/** The effective rules with the module that declared them. */
+export type EffectiveRule = RetentionRule;
+
+/**
+ * Retention: collects every module's retention rules and runs their sweeps, in batches, one at a time per process;
+ * writes the deletion evidence (counts per rule, store and category; the policy; the time) to the audit log. It never
+ * switches on module names: what expires and how is each handler's business.
+ */
+export class Retention {
+  readonly #deps: RetentionDeps;
+  readonly #repo: RetentionRepo;
+  #running: Promise<SweepReport> | undefined;
+
+  constructor(deps: RetentionDeps) {
+    this.#deps = deps;
+    this.#repo = new RetentionRepo(deps.storage);
+  }
+
+  /** Every rule in force, module by module. */
+  async policies(): Promise<EffectiveRule[]> {
+    const out: EffectiveRule[] = [];
+    for (const handler of this.#deps.handlers) out.push(...(await handler.rules()));
+    return out;
+  }
+
+  /** Runs every handler's sweep; a sweep already running in this process is refused with RETENTION_SWEEP_RUNNING. */
+  sweep(request: SweepRequest = {}): Promise<SweepReport> {
+    if (this.#running) return Promise.reject(new CandorError('RETENTION_SWEEP_RUNNING'));
+    const run = this.#sweep(request).finally(() => {
+      this.#running = undefined;
+    });
+    this.#running = run;
+    return run;
+  }
+
+  async #sweep(request: SweepRequest): Promise<SweepReport> {
+    const started = performance.now();
+    const now = request.now ?? new Date();
+    const dryRun = request.dryRun ?? false;
+    const batchSize = request.batchSize ?? this.#deps.batchSize;
+    const actor = request.actor ?? SYSTEM_ACTOR;
+    const context = this.#context(actor);
+    const counts: SweepCount[] = [];
+    for (const handler of this.#deps.handlers) counts.push(...(await handler.sweep(now, { dryRun, batchSize, context })));
+    const total = counts.filter((c) => c.store !== 'people').reduce((n, c) => n + c.count, 0);
+    const report: SweepReport = { at: now.toISOString(), dryRun, counts, total, ms: Math.round(performance.now() - started) };
+    if (!dryRun) {
+      await this.#deps.audit.append({
+        actor: actor.id,
+        role: actor.role,
+        action: 'retention.sweep',
+        purpose: PURPOSE,
+        resource: 'retention',
+        details: {
+          at: report.at,
+          deleted: total,
+          people: counts.filter((c) => c.store === 'people').reduce((n, c) => n + c.count, 0),
+          batchSize,
+          // One line per rule, store and category that changed something: `rule store category count`.
+          counts: counts.filter((c) => c.count > 0).map((c) => `${c.rule} ${c.store} ${c.category} ${c.count}`),
+        },
+      });
+    }
+    return report;
+  }
+
+  #context(actor: Actor): SweepContext {
+    const { identity } = this.#deps;
+    return {
+      subjects: async (profileIds) => {
+        const out = new Map<string, DataSubject>();
+        for (const id of new Set(profileIds)) {
+          if ([...out.values()].some((s) => s.profileIds.includes(id))) continue;
+          const subject = await identity.linked({ profileIds: [id], identifiers: [] });
+          if (subject && !out.has(subject.profileId)) out.set(subject.profileId, subject);
+        }
+        return [...out.values()];
+      },
+      forget: (subjects, reason) => this.#forget(subjects, reason, actor),
+      mark: (rule) => this.#repo.mark(rule),
+      setMark: (tx, rule, mark) => this.#repo.setMark(tx, rule, mark),
+    };
+  }
+
+  /**
+   * Deletes people through every subject-data handler, one transaction per person (a person's rows are bounded;
+   * ingestion waits at most that long), after destroying their data keys: should the deletion fail, what is left
+   * is unreadable and the next sweep finds the person again. Identifiers are not suppressed.
+   */
+  async #forget(subjects: readonly DataSubject[], reason: string, actor: Actor): Promise<EraseOutcome[]> {
+    const { storage, keyring, audit, subjectData } = this.#deps;
+    const totals = new Map<string, EraseOutcome>();
+    for (const subject of subjects) {
+      for (const id of subject.profileIds) await keyring.destroySubjectKey(id, actor, PURPOSE);
+      const outcomes = await storage.raw.transaction(async (tx) => {
+        const all: EraseOutcome[] = [];
+        for (const handler of subjectData) all.push(...(await handler.erase(tx, subject)));
+        return all;
+      });
+      // In-memory caches (identity, consent…) let go of the person, as after an erasure.
+      for (const handler of subjectData) await handler.afterErase?.(subject);
+      for (const o of outcomes) {
+        const prev = totals.get(o.store);
+        totals.set(o.store, { store: o.store, status: o.status, deleted: (prev?.deleted ?? 0) + o.deleted, ...(o.kept ? { kept: { count: (prev?.kept?.count ?? 0) + o.kept.count, reason: o.kept.reason } } : {}) });
+      }
+      await audit.append({
+        actor: actor.id,
+        role: actor.role,
+        action: 'retention.subject.delete',
+        purpose: PURPOSE,
+        subject: keyring.pseudonym('subject', subject.profileId),
+        resource: 'retention:profiles.inactive',
+        details: {
+          reason,
+          profiles: subject.profileIds.length,
+          stores: outcomes.map((o) => `${o.store} ${o.status} ${o.deleted}${o.kept ? ` kept ${o.kept.count}` : ''}`),
+        },
+      });
+    }
+    return [...totals.values()];
+  }
+}

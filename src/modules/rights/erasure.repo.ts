@@ -1,0 +1,170 @@
+import type { Kysely } from 'kysely';
+import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import type { DeletionLedgerEntry, IdentifierPseudonym } from '../../shared/subject-data.ts';
+
+/**
+ * Erasure bookkeeping. `rights_erasures` holds one row per erasure request with its certificate (JSON) and its
+ * state (`keys_pending` until the data keys are destroyed and the ledger file written, then `done`);
+ * `rights_deletion_ledger` is the database copy of the deletion ledger; `rights_erased_profiles` answers "was this
+ * profile erased?" for a second request. Only profile ids and pseudonyms, never identifier values.
+ */
+export type ErasureTables = {
+  rights_erasures: {
+    request_id: string;
+    subject: string;
+    profile_ids: string;
+    identifiers: string;
+    state: string;
+    started_at: string;
+    completed_at: string | null;
+    certificate: string;
+  };
+  rights_deletion_ledger: {
+    seq: number;
+    request_id: string;
+    at: string;
+    profile_ids: string;
+    identifiers: string;
+    prev_hash: string;
+    hash: string;
+  };
+  rights_erased_profiles: { profile_id: string; request_id: string };
+};
+
+export type ErasureRow = ErasureTables['rights_erasures'];
+export type LedgerRow = ErasureTables['rights_deletion_ledger'];
+
+export const RIGHTS_ERASURE_MIGRATIONS: readonly ModuleMigration[] = [
+  {
+    name: '0060_rights_erasure',
+    async up(db) {
+      await db.schema
+        .createTable('rights_erasures')
+        .addColumn('request_id', 'text', (c) => c.primaryKey())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('profile_ids', 'text', (c) => c.notNull())
+        .addColumn('identifiers', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'text', (c) => c.notNull())
+        .addColumn('completed_at', 'text')
+        .addColumn('certificate', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('rights_erasures_state').on('rights_erasures').column('state').execute();
+      await db.schema
+        .createTable('rights_deletion_ledger')
+        .addColumn('seq', 'integer', (c) => c.primaryKey())
+        .addColumn('request_id', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('profile_ids', 'text', (c) => c.notNull())
+        .addColumn('identifiers', 'text', (c) => c.notNull())
+        .addColumn('prev_hash', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('rights_erased_profiles')
+        .addColumn('profile_id', 'text', (c) => c.primaryKey())
+        .addColumn('request_id', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+];
+
+export function ledgerEntryOf(row: LedgerRow): DeletionLedgerEntry {
+  return {
+    seq: Number(row.seq),
+    requestId: row.request_id,
+    at: row.at,
+    profileIds: JSON.parse(row.profile_ids) as string[],
+    identifiers: JSON.parse(row.identifiers) as IdentifierPseudonym[],
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
+
+/** Every SQL statement on the erasure tables; writes take the caller's transaction. */
+export class ErasureRepo {
+  readonly #db: Kysely<ErasureTables>;
+
+  constructor(storage: Storage) {
+    this.#db = storage.db.withTables<ErasureTables>();
+  }
+
+  async #run(tx: SqlExecutor, compiled: { sql: string; parameters: readonly unknown[] }): Promise<number> {
+    return tx.run(compiled.sql, compiled.parameters);
+  }
+
+  insertErasure(tx: SqlExecutor, row: ErasureRow): Promise<number> {
+    return this.#run(tx, this.#db.insertInto('rights_erasures').values(row).compile());
+  }
+
+  async finishErasure(requestId: string, completedAt: string, certificate: string): Promise<void> {
+    await this.#db.updateTable('rights_erasures').set({ state: 'done', completed_at: completedAt, certificate }).where('request_id', '=', requestId).execute();
+  }
+
+  async updateCertificate(requestId: string, certificate: string): Promise<void> {
+    await this.#db.updateTable('rights_erasures').set({ certificate }).where('request_id', '=', requestId).execute();
+  }
+
+  /** The erasure row of a request (read on `tx` when given: Kysely must not be used inside a raw transaction). */
+  async erasure(requestId: string, tx?: SqlExecutor): Promise<ErasureRow | undefined> {
+    const compiled = this.#db.selectFrom('rights_erasures').selectAll().where('request_id', '=', requestId).compile();
+    const rows = tx ? await tx.all<ErasureRow>(compiled.sql, compiled.parameters) : (await this.#db.executeQuery(compiled)).rows;
+    return rows[0];
+  }
+
+  /** Erasures whose keys or ledger file line are still owed (interrupted after their commit). */
+  pending(): Promise<ErasureRow[]> {
+    return this.#db.selectFrom('rights_erasures').selectAll().where('state', '=', 'keys_pending').orderBy('started_at').execute();
+  }
+
+  async markErased(tx: SqlExecutor, profileIds: readonly string[], requestId: string): Promise<void> {
+    for (let i = 0; i < profileIds.length; i += 100) {
+      const rows = profileIds.slice(i, i + 100).map((profile_id) => ({ profile_id, request_id: requestId }));
+      await this.#run(tx, this.#db.insertInto('rights_erased_profiles').values(rows).onConflict((oc) => oc.column('profile_id').doNothing()).compile());
+    }
+  }
+
+  /** The request that erased any of these profiles, if one did (read on `tx` when given). */
+  async erasedBy(profileIds: readonly string[], tx?: SqlExecutor): Promise<string | undefined> {
+    for (let i = 0; i < profileIds.length; i += 256) {
+      const compiled = this.#db.selectFrom('rights_erased_profiles').select('request_id').where('profile_id', 'in', profileIds.slice(i, i + 256)).limit(1).compile();
+      const rows = tx ? await tx.all<{ request_id: string }>(compiled.sql, compiled.parameters) : (await this.#db.executeQuery(compiled)).rows;
+      if (rows[0]) return rows[0].request_id;
+    }
+    return undefined;
+  }
+
+  async insertLedger(tx: SqlExecutor, entry: DeletionLedgerEntry): Promise<void> {
+    await this.#run(
+      tx,
+      this.#db
+        .insertInto('rights_deletion_ledger')
+        .values({
+          seq: entry.seq,
+          request_id: entry.requestId,
+          at: entry.at,
+          profile_ids: JSON.stringify(entry.profileIds),
+          identifiers: JSON.stringify(entry.identifiers),
+          prev_hash: entry.prevHash,
+          hash: entry.hash,
+        })
+        .compile(),
+    );
+  }
+
+  async lastLedger(tx: SqlExecutor): Promise<DeletionLedgerEntry | undefined> {
+    const compiled = this.#db.selectFrom('rights_deletion_ledger').selectAll().orderBy('seq', 'desc').limit(1).compile();
+    const rows = await tx.all<LedgerRow>(compiled.sql, compiled.parameters);
+    return rows[0] ? ledgerEntryOf(rows[0]) : undefined;
+  }
+
+  async ledger(): Promise<DeletionLedgerEntry[]> {
+    const rows = await this.#db.selectFrom('rights_deletion_ledger').selectAll().orderBy('seq').execute();
+    return rows.map(ledgerEntryOf);
+  }
+
+  async ledgerOf(requestId: string): Promise<DeletionLedgerEntry | undefined> {
+    const row = await this.#db.selectFrom('rights_deletion_ledger').selectAll().where('request_id', '=', requestId).executeTakeFirst();
+    return row ? ledgerEntryOf(row) : undefined;
+  }
+}

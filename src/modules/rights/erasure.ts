@@ -1,0 +1,282 @@
+import type { Actor } from '../../shared/actor.ts';
+import { CandorError } from '../../shared/errors.ts';
+import type { DataSubject, DeletionLedgerEntry, EraseOutcome, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
+import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import type { AuditLog } from '../audit/index.ts';
+import type { Keyring } from '../crypto/index.ts';
+import type { Identity } from '../identity/index.ts';
+import { certificateStatus, NO_RECIPIENTS, type ErasureCertificate, type RecipientOutcome } from './certificate.ts';
+import { DeletionLedger, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';
+import { ErasureRepo, type ErasureRow } from './erasure.repo.ts';
+
+export type { ErasureCertificate } from './certificate.ts';
+
+/** A recipient of subjects' data (a destination, a processor) that is told of erasures; registered by its module. */
+export interface ErasureRecipient {
+  readonly name: string;
+  /** Passes the erasure on; `confirmed` only when the recipient confirmed the deletion. */
+  forward(subject: DataSubject, requestId: string): Promise<{ status: RecipientOutcome['status']; detail?: string }>;
+}
+
+export interface ErasureDeps {
+  storage: Storage;
+  audit: AuditLog;
+  keyring: Keyring;
+  identity: Identity;
+  /** Every module's handler, in the kernel's order. */
+  handlers: readonly SubjectDataHandler[];
+  /** Path of the ledger file (`<dataDir>/deletion-ledger.jsonl`). */
+  ledgerPath: string;
+  recipients?: readonly ErasureRecipient[];
+}
+
+/** How a subject is asked for: a profile id, or any identifier (user id, anonymous id, email, phone, custom). */
+export type SubjectLookup = { profileId: string } | { identifier: { type: string; value: string } };
+
+const PURPOSE = 'essential.legal_obligation';
+const SUPPRESSION_REASON = 'erasure';
+const PG_LEDGER_LOCK = 0x43444c67; // "CDLg": one ledger writer at a time on PostgreSQL
+
+/** Where an erasure stands between its commit and its certificate. */
+interface Progress {
+  row: ErasureRow;
+  subject: DataSubject;
+  stores: (EraseOutcome & { module: string })[];
+  ledger: { seq: number; hash: string };
+}
+
+/**
+ * Erasure you can prove. Order, and what happens when a step fails:
+ * 1. one transaction: every handler's erase, the identifiers onto the suppression list, the profiles marked erased,
+ *    the deletion ledger row, the erasure row in state `keys_pending` — a failure rolls all of it back;
+ * 2. after the commit: handlers drop their caches; every profile's data key is destroyed (crypto-shredding);
+ * 3. the ledger line is appended to the file and fsynced; SQLite's WAL is checkpointed and truncated;
+ * 4. audit entry; the certificate is stored and the erasure marked `done`.
+ * If step 2 or 3 fails the erasure stays `keys_pending` and the error is thrown; `replayMissing()` (run by every
+ * kernel start) finishes it. Nothing is skipped silently.
+ */
+export class ErasureEngine {
+  readonly #deps: ErasureDeps;
+  readonly #repo: ErasureRepo;
+  readonly #ledger: DeletionLedger;
+
+  constructor(deps: ErasureDeps) {
+    this.#deps = deps;
+    this.#repo = new ErasureRepo(deps.storage);
+    this.#ledger = new DeletionLedger(deps.ledgerPath);
+  }
+
+  /** Everyone linked to the profile or identifier (follows merges); null when unknown. Throws RIGHTS_SUBJECT_ERASED if the identifier is on the suppression list. */
+  async findSubject(by: SubjectLookup): Promise<DataSubject | null> {
+    const { identity } = this.#deps;
+    if ('profileId' in by) {
+      if ((await this.#repo.erasedBy([by.profileId])) !== undefined) throw new CandorError('RIGHTS_SUBJECT_ERASED');
+      return identity.linked({ profileIds: [by.profileId], identifiers: [] });
+    }
+    const normalized = identity.normalize(by.identifier);
+    if (!normalized) throw new CandorError('IDENTITY_IDENTIFIER_INVALID', { type: by.identifier.type });
+    const pseudonym = { type: normalized.type, valueHash: identity.hash(normalized) };
+    if ((await identity.suppressedOf([pseudonym])).length > 0) throw new CandorError('RIGHTS_SUBJECT_ERASED');
+    return identity.linked({ profileIds: [], identifiers: [pseudonym] });
+  }
+
+  /** Runs every registered handler in one transaction, destroys the data keys, suppresses every identifier, appends the deletion ledger (DB + file), audits; returns the certificate. A second erasure of the same subject: RIGHTS_SUBJECT_ERASED. */
+  async erase(subject: DataSubject, request: { requestId: string; reason?: string }, actor: Actor): Promise<ErasureCertificate> {
+    if ((await this.#repo.erasedBy(subject.profileIds)) !== undefined) throw new CandorError('RIGHTS_SUBJECT_ERASED');
+    if ((await this.#deps.identity.suppressedOf(subject.identifiers)).length > 0) throw new CandorError('RIGHTS_SUBJECT_ERASED');
+    if (await this.#repo.erasure(request.requestId)) throw new CandorError('RIGHTS_ERASURE_REQUEST_USED', { requestId: request.requestId });
+    const startedAt = new Date().toISOString();
+    let progress: Progress;
+    try {
+      progress = await this.#deps.storage.raw.transaction((tx) => this.#eraseIn(tx, subject, { requestId: request.requestId, startedAt, entry: undefined }));
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new CandorError('RIGHTS_SUBJECT_ERASED', undefined, { cause: error });
+      throw error;
+    }
+    return this.#finish(progress, actor, { reason: request.reason ?? null, replay: false });
+  }
+
+  /** The certificate of an erasure request (status `incomplete` while it is being finished); null when none. */
+  async certificate(requestId: string): Promise<ErasureCertificate | null> {
+    const row = await this.#repo.erasure(requestId);
+    return row ? (JSON.parse(row.certificate) as ErasureCertificate) : null;
+  }
+
+  /** The database copy of the deletion ledger, oldest first. */
+  ledger(): Promise<DeletionLedgerEntry[]> {
+    return this.#repo.ledger();
+  }
+
+  /** Checks both copies of the ledger: each chain, and that one is a prefix of the other. */
+  async verifyLedger(): Promise<{ ok: true; entries: number } | { ok: false; seq: number; problem: string }> {
+    const file = this.#ledger.read();
+    const db = await this.#repo.ledger();
+    const verdict = verifyLedgerLines(db);
+    if (!verdict.ok) return verdict;
+    for (let i = 0; i < Math.min(file.length, db.length); i++) {
+      if (file[i]?.hash !== db[i]?.hash) return { ok: false, seq: i + 1, problem: 'file and database differ' };
+    }
+    return { ok: true, entries: Math.max(file.length, db.length) };
+  }
+
+  /**
+   * Replays ledger-file entries missing from the database (after a restore); openKernel calls it right after migrations.
+   * Also finishes erasures interrupted after their commit and writes database entries missing from the file.
+   * Returns how many erasures were replayed.
+   */
+  async replayMissing(): Promise<number> {
+    const file = this.#ledger.read();
+    const db = await this.#repo.ledger();
+    const verdict = verifyLedgerLines(db);
+    if (!verdict.ok) throw new CandorError('RIGHTS_LEDGER_TAMPERED', { seq: verdict.seq, problem: `database: ${verdict.problem}` });
+    for (let i = 0; i < Math.min(file.length, db.length); i++) {
+      if (file[i]?.hash !== db[i]?.hash) throw new CandorError('RIGHTS_LEDGER_TAMPERED', { seq: i + 1, problem: 'file and database differ' });
+    }
+    let replayed = 0;
+    for (const entry of file.slice(db.length)) {
+      const found = await this.#deps.identity.linked({ profileIds: entry.profileIds, identifiers: entry.identifiers });
+      const subject: DataSubject = {
+        profileId: entry.profileIds[0] ?? found?.profileId ?? '',
+        profileIds: [...new Set([...entry.profileIds, ...(found?.profileIds ?? [])])],
+        identifiers: uniqueIdentifiers([...entry.identifiers, ...(found?.identifiers ?? [])]),
+      };
+      const progress = await this.#deps.storage.raw.transaction((tx) => this.#eraseIn(tx, subject, { requestId: entry.requestId, startedAt: new Date().toISOString(), entry }));
+      await this.#finish(progress, { id: 'system', role: 'system' }, { reason: null, replay: true });
+      replayed++;
+    }
+    if (db.length > file.length) this.#ledger.append(db.slice(file.length));
+    for (const row of await this.#repo.pending()) {
+      const certificate = JSON.parse(row.certificate) as ErasureCertificate;
+      const subject: DataSubject = { profileId: JSON.parse(row.profile_ids)[0] as string, profileIds: JSON.parse(row.profile_ids) as string[], identifiers: JSON.parse(row.identifiers) as IdentifierPseudonym[] };
+      await this.#finish({ row, subject, stores: [...certificate.stores], ledger: certificate.ledger }, { id: 'system', role: 'system' }, { reason: null, replay: false, resumed: true });
+    }
+    return replayed;
+  }
+
+  /** Step 1: everything that commits together. `entry` is the ledger entry being replayed, if any. */
+  async #eraseIn(tx: SqlExecutor, subject: DataSubject, at: { requestId: string; startedAt: string; entry: DeletionLedgerEntry | undefined }): Promise<Progress> {
+    if (this.#deps.storage.dialect === 'postgres') await tx.all('select pg_advisory_xact_lock($1)', [PG_LEDGER_LOCK]);
+    // Checked again under the lock: a concurrent erasure of the same subject may have committed meanwhile.
+    if (!at.entry && (await this.#repo.erasedBy(subject.profileIds, tx)) !== undefined) throw new CandorError('RIGHTS_SUBJECT_ERASED');
+    const stores: (EraseOutcome & { module: string })[] = [];
+    for (const handler of this.#deps.handlers) {
+      for (const outcome of await handler.erase(tx, subject)) stores.push({ ...outcome, module: handler.module });
+    }
+    const suppressed = await this.#deps.identity.suppressIn(tx, subject.identifiers, SUPPRESSION_REASON);
+    stores.push({
+      module: 'identity',
+      store: 'identity_suppressed',
+      status: 'confirmed',
+      deleted: 0,
+      detail: `${subject.identifiers.length} identifier pseudonyms on the suppression list (${suppressed} added): events carrying them are dropped`,
+    });
+    await this.#repo.markErased(tx, subject.profileIds, at.requestId);
+    const entry = at.entry ?? nextLedgerEntry(await this.#repo.lastLedger(tx), { requestId: at.requestId, at: at.startedAt, profileIds: subject.profileIds, identifiers: subject.identifiers });
+    await this.#repo.insertLedger(tx, entry);
+    const pseudonym = this.#deps.keyring.pseudonym('subject', subject.profileId);
+    const ledger = { seq: entry.seq, hash: entry.hash };
+    const row: ErasureRow = {
+      request_id: at.requestId,
+      subject: pseudonym,
+      profile_ids: JSON.stringify(subject.profileIds),
+      identifiers: JSON.stringify(subject.identifiers),
+      state: 'keys_pending',
+      started_at: at.startedAt,
+      completed_at: null,
+      certificate: JSON.stringify(this.#certificate(at.requestId, pseudonym, at.startedAt, at.startedAt, stores, [], ledger, true)),
+    };
+    // A replayed request may already have its row (it was restored with the data it erased): keep that one.
+    if (!at.entry || !(await this.#repo.erasure(at.requestId, tx))) await this.#repo.insertErasure(tx, row);
+    return { row, subject, stores, ledger };
+  }
+
+  /** Steps 2–4: after the commit. Idempotent: a resumed erasure runs it again. */
+  async #finish(progress: Progress, actor: Actor, how: { reason: string | null; replay: boolean; resumed?: boolean }): Promise<ErasureCertificate> {
+    const { storage, keyring, audit, handlers } = this.#deps;
+    const { row, subject } = progress;
+    for (const handler of handlers) await handler.afterErase?.(subject);
+    let destroyed = 0;
+    for (const profileId of subject.profileIds) {
+      if (await keyring.destroySubjectKey(profileId, actor, PURPOSE)) destroyed++;
+    }
+    const stores = progress.stores.filter((s) => s.store !== 'crypto_subject_keys');
+    stores.push({ module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: every copy of their ciphertexts, backups included, is unreadable' });
+    await this.#syncLedgerFile();
+    await storage.checkpoint();
+    stores.push({
+      module: 'storage',
+      store: storage.dialect === 'sqlite' ? 'sqlite database file' : 'postgresql database',
+      status: 'confirmed',
+      deleted: 0,
+      detail:
+        storage.dialect === 'sqlite'
+          ? 'secure_delete overwrote the deleted content; the write-ahead log was checkpointed and truncated'
+          : 'deleted rows are absent from logical dumps (pg_dump); their space is reclaimed by autovacuum',
+    });
+    const recipients: RecipientOutcome[] = [];
+    for (const recipient of this.#deps.recipients ?? []) {
+      try {
+        recipients.push({ name: recipient.name, ...(await recipient.forward(subject, row.request_id)) });
+      } catch {
+        recipients.push({ name: recipient.name, status: 'not_supported', detail: 'forwarding failed; retry the request' });
+      }
+    }
+    if (recipients.length === 0) recipients.push(NO_RECIPIENTS);
+    const completedAt = new Date().toISOString();
+    const certificate = this.#certificate(row.request_id, row.subject, row.started_at, completedAt, stores, recipients, progress.ledger, false);
+    await audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: how.replay ? 'rights.erasure.replay' : 'rights.erasure',
+      purpose: PURPOSE,
+      subject: row.subject,
+      resource: `erasure:${row.request_id}`,
+      details: {
+        requestId: row.request_id,
+        profiles: subject.profileIds.length,
+        identifiers: subject.identifiers.length,
+        keysDestroyed: destroyed,
+        rowsDeleted: stores.reduce((n, s) => n + s.deleted, 0),
+        ledgerSeq: progress.ledger.seq,
+        status: certificate.status,
+        ...(how.reason ? { reason: how.reason } : {}),
+        ...(how.resumed ? { resumed: true } : {}),
+      },
+    });
+    await this.#repo.finishErasure(row.request_id, completedAt, JSON.stringify(certificate));
+    return certificate;
+  }
+
+  /** Appends to the file every database ledger entry it lacks. */
+  async #syncLedgerFile(): Promise<void> {
+    const file = this.#ledger.read();
+    const db = await this.#repo.ledger();
+    if (db.length > file.length) this.#ledger.append(db.slice(file.length));
+  }
+
+  #certificate(
+    requestId: string,
+    subject: string,
+    startedAt: string,
+    completedAt: string,
+    stores: readonly (EraseOutcome & { module: string })[],
+    recipients: readonly RecipientOutcome[],
+    ledger: { seq: number; hash: string },
+    inProgress: boolean,
+  ): ErasureCertificate {
+    return {
+      requestId,
+      subject,
+      startedAt,
+      completedAt,
+      status: inProgress ? 'incomplete' : certificateStatus(stores, recipients),
+      stores: [...stores],
+      recipients: [...recipients],
+      ledger,
+    };
+  }
+}
+
+function uniqueIdentifiers(ids: readonly IdentifierPseudonym[]): IdentifierPseudonym[] {
+  return [...new Map(ids.map((i) => [`${i.type}\u0000${i.valueHash}`, { type: i.type, valueHash: i.valueHash }])).values()];
+}

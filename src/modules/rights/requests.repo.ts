@@ -1,0 +1,204 @@
+import type { Kysely } from 'kysely';
+import type { ModuleMigration, Storage } from '../../storage/index.ts';
+
+/**
+ * The request workflow's tables. Personal values (the subject's e-mail address, rectified values) are stored only
+ * encrypted with the subject's data key, so an erasure shreds them too; subjects appear as profile ids and pseudonyms.
+ */
+export type RequestsTables = {
+  rights_requests: {
+    id: string;
+    type: string;
+    jurisdiction: string;
+    state: string;
+    /** The canonical profile once known; null for an address nobody holds (the request can never be verified). */
+    profile_id: string | null;
+    subject: string | null;
+    /** The e-mail address, encrypted with the subject's data key (context `rights.requests.email`). */
+    email: string | null;
+    /** What the subject asked for (rectification: the traits and values), encrypted like the address. */
+    payload: string | null;
+    channel: string;
+    received_at: string;
+    due_at: string;
+    acknowledge_by: string | null;
+    acknowledged_at: string | null;
+    extended_at: string | null;
+    extension_reason: string | null;
+    code_hash: string | null;
+    code_expires_at: string | null;
+    code_attempts: number;
+    verified_at: string | null;
+    /** 1 when the request waits for a staff decision before it runs. */
+    awaiting_approval: number;
+    attempts: number;
+    last_error: string | null;
+    denial_reason: string | null;
+    duplicate_of: string | null;
+    outcome: string | null;
+    download_hash: string | null;
+    download_expires_at: string | null;
+    completed_at: string | null;
+    updated_at: string;
+  };
+  rights_request_events: {
+    id: string;
+    request_id: string;
+    at: string;
+    from_state: string | null;
+    to_state: string;
+    actor: string;
+    role: string;
+    /** JSON of codes, counts and ids; never personal values. */
+    detail: string;
+  };
+  rights_rate_events: {
+    key: string;
+    at: string;
+  };
+};
+
+export type RequestRow = RequestsTables['rights_requests'];
+export type RequestEventRow = RequestsTables['rights_request_events'];
+
+export const RIGHTS_REQUEST_MIGRATIONS: readonly ModuleMigration[] = [
+  {
+    name: '0065_rights_requests',
+    async up(db) {
+      await db.schema
+        .createTable('rights_requests')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('jurisdiction', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('profile_id', 'text')
+        .addColumn('subject', 'text')
+        .addColumn('email', 'text')
+        .addColumn('payload', 'text')
+        .addColumn('channel', 'text', (c) => c.notNull())
+        .addColumn('received_at', 'text', (c) => c.notNull())
+        .addColumn('due_at', 'text', (c) => c.notNull())
+        .addColumn('acknowledge_by', 'text')
+        .addColumn('acknowledged_at', 'text')
+        .addColumn('extended_at', 'text')
+        .addColumn('extension_reason', 'text')
+        .addColumn('code_hash', 'text')
+        .addColumn('code_expires_at', 'text')
+        .addColumn('code_attempts', 'integer', (c) => c.notNull())
+        .addColumn('verified_at', 'text')
+        .addColumn('awaiting_approval', 'integer', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('last_error', 'text')
+        .addColumn('denial_reason', 'text')
+        .addColumn('duplicate_of', 'text')
+        .addColumn('outcome', 'text')
+        .addColumn('download_hash', 'text')
+        .addColumn('download_expires_at', 'text')
+        .addColumn('completed_at', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('rights_requests_subject').on('rights_requests').columns(['profile_id', 'type', 'received_at']).execute();
+      await db.schema.createIndex('rights_requests_queue').on('rights_requests').columns(['state', 'due_at']).execute();
+      await db.schema.createIndex('rights_requests_download').on('rights_requests').column('download_hash').execute();
+      await db.schema
+        .createTable('rights_request_events')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('request_id', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('from_state', 'text')
+        .addColumn('to_state', 'text', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('detail', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('rights_request_events_request').on('rights_request_events').columns(['request_id', 'at']).execute();
+      // Starts of verification per keyed pseudonym of an address or a client, for the rate limit.
+      await db.schema.createTable('rights_rate_events').addColumn('key', 'text', (c) => c.notNull()).addColumn('at', 'text', (c) => c.notNull()).execute();
+      await db.schema.createIndex('rights_rate_events_key').on('rights_rate_events').columns(['key', 'at']).execute();
+    },
+  },
+];
+
+/** States a request stays open in. */
+export const OPEN_STATES = ['received', 'verifying', 'in_progress'] as const;
+
+/** Every SQL statement on the request tables. */
+export class RequestsRepo {
+  readonly #db: Kysely<RequestsTables>;
+
+  constructor(storage: Storage) {
+    this.#db = storage.db.withTables<RequestsTables>();
+  }
+
+  async insert(row: RequestRow, event: RequestEventRow): Promise<void> {
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.insertInto('rights_requests').values(row).execute();
+      await trx.insertInto('rights_request_events').values(event).execute();
+    });
+  }
+
+  get(id: string): Promise<RequestRow | undefined> {
+    return this.#db.selectFrom('rights_requests').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /**
+   * Changes a request only if it is still in `from` (compare-and-set, so two staff members or two nodes never both
+   * move it), with the event in the same transaction. Returns whether it changed.
+   */
+  async update(id: string, from: string, changes: Partial<RequestRow>, event: RequestEventRow | null): Promise<boolean> {
+    return this.#db.transaction().execute(async (trx) => {
+      const result = await trx.updateTable('rights_requests').set(changes).where('id', '=', id).where('state', '=', from).executeTakeFirst();
+      if (Number(result.numUpdatedRows) !== 1) return false;
+      if (event) await trx.insertInto('rights_request_events').values(event).execute();
+      return true;
+    });
+  }
+
+  events(requestId: string): Promise<RequestEventRow[]> {
+    return this.#db.selectFrom('rights_request_events').selectAll().where('request_id', '=', requestId).orderBy('at').orderBy('id').execute();
+  }
+
+  /** The requests of these profiles, newest first. */
+  ofProfiles(profileIds: readonly string[]): Promise<RequestRow[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    return this.#db.selectFrom('rights_requests').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('received_at', 'desc').orderBy('id', 'desc').limit(500).execute();
+  }
+
+  /** An earlier request of the same type and profile, open or received since `since`, excluding `except`. */
+  earlier(profileIds: readonly string[], type: string, since: string, except: string): Promise<RequestRow | undefined> {
+    return this.#db
+      .selectFrom('rights_requests')
+      .selectAll()
+      .where('profile_id', 'in', [...profileIds])
+      .where('type', '=', type)
+      .where('id', '!=', except)
+      .where('duplicate_of', 'is', null)
+      .where('state', '!=', 'verifying')
+      .where((eb) => eb.or([eb('state', 'in', ['received', 'in_progress']), eb('received_at', '>=', since)]))
+      .where('state', '!=', 'denied')
+      .orderBy('received_at')
+      .executeTakeFirst();
+  }
+
+  /** The staff queue: requests in the given states, soonest due first. */
+  queue(states: readonly string[], limit: number): Promise<RequestRow[]> {
+    return this.#db.selectFrom('rights_requests').selectAll().where('state', 'in', [...states]).orderBy('due_at').orderBy('id').limit(limit).execute();
+  }
+
+  byDownloadHash(hash: string): Promise<RequestRow | undefined> {
+    return this.#db.selectFrom('rights_requests').selectAll().where('download_hash', '=', hash).executeTakeFirst();
+  }
+
+  /** Records a start for each key and answers how many starts each had since `since` (this one included). */
+  async countStart(keys: readonly string[], at: string, since: string): Promise<number[]> {
+    await this.#db.insertInto('rights_rate_events').values(keys.map((key) => ({ key, at }))).execute();
+    const out: number[] = [];
+    for (const key of keys) {
+      const row = await this.#db.selectFrom('rights_rate_events').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).where('at', '>=', since).executeTakeFirst();
+      out.push(Number(row?.n ?? 0));
+    }
+    // Old starts say nothing any more.
+    await this.#db.deleteFrom('rights_rate_events').where('at', '<', since).execute();
+    return out;
+  }
+}

@@ -1,0 +1,689 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Actor } from '../../shared/actor.ts';
+import { SYSTEM_ACTOR } from '../../shared/actor.ts';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { sortableId } from '../../shared/random.ts';
+import type { Storage } from '../../storage/index.ts';
+import type { SubjectSessions } from '../access/index.ts';
+import type { AuditLog } from '../audit/index.ts';
+import type { Consent } from '../consent/index.ts';
+import type { Keyring } from '../crypto/index.ts';
+import type { Identity } from '../identity/index.ts';
+import type { Profiles } from '../profiles/index.ts';
+import { clockStatus, deadlines, extendedDueAt, JURISDICTIONS, REQUEST_TYPES, type ClockStatus, type Jurisdiction, type RequestType } from './clocks.ts';
+import type { ErasureEngine } from './erasure.ts';
+import type { SubjectExporter } from './export-archive.ts';
+import type { Mailer } from './mailer.ts';
+import { OPEN_STATES, RequestsRepo, type RequestEventRow, type RequestRow } from './requests.repo.ts';
+import { CODE_TTL_MS, DEFAULT_RATE_LIMITS, MAX_CODE_ATTEMPTS, checkCode, newCode, verificationLevel, type RateLimits, type VerificationLevel } from './verification.ts';
+
+export type RequestState = 'received' | 'verifying' | 'in_progress' | 'completed' | 'partially_completed' | 'denied';
+
+/** The state machine: where a request may go from each state. A retry keeps a request in progress. */
+export const TRANSITIONS: Readonly<Record<RequestState, readonly RequestState[]>> = {
+  received: ['verifying', 'in_progress', 'denied'],
+  verifying: ['in_progress', 'denied'],
+  in_progress: ['in_progress', 'completed', 'partially_completed', 'denied'],
+  // Staff may run what was left over again.
+  partially_completed: ['in_progress'],
+  completed: [],
+  denied: [],
+};
+
+/** RIGHTS_TRANSITION_INVALID unless the state machine allows `from` → `to`. */
+export function assertTransition(from: RequestState, to: RequestState): void {
+  if (!(TRANSITIONS[from] ?? []).includes(to)) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from, to });
+}
+
+/** Types that wait for a staff decision after verification; every other type runs at once. */
+export const NEEDS_APPROVAL: ReadonlySet<RequestType> = new Set(['rectification']);
+
+/** A second request of the same type from the same person within this window answers with the first. */
+export const DUPLICATE_WINDOW_MS = 30 * 86_400_000;
+/** Download links of access archives live a day. */
+export const DOWNLOAD_TTL_MS = 24 * 3_600_000;
+/** Verification that never happened closes a day after its code expired. */
+const UNVERIFIED_CLOSE_MS = 24 * 3_600_000;
+const SESSION_SECONDS = 900;
+const EMAIL_CONTEXT = 'rights.requests.email';
+const PAYLOAD_CONTEXT = 'rights.requests.payload';
+
+/** What a request looks like to its subject and to staff: ids, states, dates and codes, never personal values. */
+export interface RequestView {
+  id: string;
+  type: RequestType;
+  jurisdiction: Jurisdiction;
+  state: RequestState;
+  receivedAt: string;
+  dueAt: string;
+  acknowledgeBy: string | null;
+  acknowledgedAt: string | null;
+  extended: boolean;
+  clock: ClockStatus | null;
+  verifiedAt: string | null;
+  awaitingApproval: boolean;
+  attempts: number;
+  lastError: string | null;
+  denialReason: string | null;
+  duplicateOf: string | null;
+  outcome: Record<string, unknown> | null;
+  downloadExpiresAt: string | null;
+  completedAt: string | null;
+}
+
+export interface StartInput {
+  type: string;
+  email?: string | undefined;
+  jurisdiction?: string | undefined;
+  /** Rectification: the traits to correct and their right values. */
+  changes?: readonly { key: string; value: unknown }[] | undefined;
+  /** The client's address (IP), for the rate limit; never stored in clear. */
+  client?: string | undefined;
+}
+
+/** The answer to a start: the same shape whether or not anyone is known by the address. */
+export interface StartAnswer {
+  requestId: string;
+  verification: VerificationLevel;
+  /** `verify`: a code was sent if the address is known; `none`: nothing more is needed. */
+  next: 'verify' | 'none';
+}
+
+export interface VerifyAnswer {
+  request: RequestView;
+  duplicate: boolean;
+  session: { token: string; expiresAt: string };
+  /** Access and portability: a link token to download the archive (also mailed). */
+  download?: { token: string; expiresAt: string };
+}
+
+export interface RightsRequestsDeps {
+  storage: Storage;
+  audit: AuditLog;
+  keyring: Keyring;
+  identity: Identity;
+  consent: Consent;
+  profiles: Profiles;
+  subjectSessions: SubjectSessions;
+  erasure: ErasureEngine;
+  exporter: SubjectExporter;
+  mailer: Mailer;
+  logger: Logger;
+  defaultJurisdiction: Jurisdiction;
+  /** Base URL of the server, for download links in mail. */
+  publicUrl: string;
+  rateLimits?: RateLimits | undefined;
+  /** The clock (tests inject one). */
+  now?: (() => Date) | undefined;
+}
+
+const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+
+function parseJson(text: string | null): Record<string, unknown> | null {
+  return text === null ? null : (JSON.parse(text) as Record<string, unknown>);
+}
+
+/**
+ * Data-subject requests (GDPR Art. 15–22, CCPA/CPRA): intake by e-mail address or subject session, proportional
+ * verification, the state machine with every transition recorded and audited, duplicate detection, the legal
+ * clocks, execution through the erasure engine, the exporter, consent and profiles, retries that keep a failed
+ * request in progress with its attempt count and last error code, and the staff queue.
+ */
+export class RightsRequests {
+  readonly #repo: RequestsRepo;
+  readonly #deps: RightsRequestsDeps;
+  readonly #limits: RateLimits;
+  readonly #now: () => Date;
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(deps: RightsRequestsDeps) {
+    this.#deps = deps;
+    this.#repo = new RequestsRepo(deps.storage);
+    this.#limits = deps.rateLimits ?? DEFAULT_RATE_LIMITS;
+    this.#now = deps.now ?? (() => new Date());
+  }
+
+  /** Waits for mail and work started in the background (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  #background(work: () => Promise<void>): void {
+    const promise = work().catch((err: unknown) => this.#deps.logger.warn({ err: isCandorError(err) ? err.code : 'error' }, 'rights request background work failed'));
+    const tracked = promise.finally(() => this.#pending.delete(tracked));
+    this.#pending.add(tracked);
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // Intake
+
+  #parseType(type: string): RequestType {
+    if (!(REQUEST_TYPES as readonly string[]).includes(type)) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'type', allowed: [...REQUEST_TYPES] });
+    return type as RequestType;
+  }
+
+  #parseJurisdiction(value: string | undefined): Jurisdiction {
+    if (value === undefined || value === '') return this.#deps.defaultJurisdiction;
+    if (!(JURISDICTIONS as readonly string[]).includes(value)) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'jurisdiction', allowed: [...JURISDICTIONS] });
+    return value as Jurisdiction;
+  }
+
+  #checkChanges(type: RequestType, changes: StartInput['changes']): void {
+    if (type !== 'rectification') {
+      if (changes !== undefined) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'changes_only_for_rectification' });
+      return;
+    }
+    if (!Array.isArray(changes) || changes.length === 0 || changes.length > 50) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'changes' });
+    for (const c of changes) {
+      if (typeof c.key !== 'string' || c.key.length === 0 || c.key.length > 200) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'changes' });
+    }
+  }
+
+  async #rateLimit(keys: string[]): Promise<void> {
+    const at = this.#now();
+    const counts = await this.#repo.countStart(keys, at.toISOString(), new Date(at.getTime() - this.#limits.windowMs).toISOString());
+    const limits = keys.map((k) => (k.startsWith('id:') ? this.#limits.perIdentifier : this.#limits.perClient));
+    if (counts.some((n, i) => n > (limits[i] as number))) throw new CandorError('RIGHTS_RATE_LIMITED', { windowSeconds: Math.round(this.#limits.windowMs / 1000) });
+  }
+
+  /** The canonical profile known by an address, or null (also for an erased person: nothing reveals either). */
+  async #profileByEmail(email: string): Promise<string | null> {
+    try {
+      const subject = await this.#deps.erasure.findSubject({ identifier: { type: 'email', value: email } });
+      return subject?.profileId ?? null;
+    } catch (error) {
+      if (isCandorError(error, 'RIGHTS_SUBJECT_ERASED')) return null;
+      throw error;
+    }
+  }
+
+  #newRow(type: RequestType, jurisdiction: Jurisdiction, channel: 'email' | 'session', receivedAt: Date): RequestRow {
+    const d = deadlines(type, jurisdiction, receivedAt);
+    const at = receivedAt.toISOString();
+    return {
+      id: sortableId('rr_'),
+      type,
+      jurisdiction,
+      state: 'received',
+      profile_id: null,
+      subject: null,
+      email: null,
+      payload: null,
+      channel,
+      received_at: at,
+      due_at: d.dueAt,
+      acknowledge_by: d.acknowledgeBy,
+      acknowledged_at: null,
+      extended_at: null,
+      extension_reason: null,
+      code_hash: null,
+      code_expires_at: null,
+      code_attempts: 0,
+      verified_at: null,
+      awaiting_approval: 0,
+      attempts: 0,
+      last_error: null,
+      denial_reason: null,
+      duplicate_of: null,
+      outcome: null,
+      download_hash: null,
+      download_expires_at: null,
+      completed_at: null,
+      updated_at: at,
+    };
+  }
+
+  #event(requestId: string, from: RequestState | null, to: RequestState, actor: Actor, detail: Record<string, unknown> = {}): RequestEventRow {
+    return { id: sortableId('rre_'), request_id: requestId, at: this.#now().toISOString(), from_state: from, to_state: to, actor: actor.id, role: actor.role, detail: JSON.stringify(detail) };
+  }
+
+  #codeHash(requestId: string, code: string): string {
+    return this.#deps.keyring.pseudonym('rights.verification', `${requestId}:${code}`);
+  }
+
+  /**
+   * Starts a request from an e-mail address alone (the privacy center without a session). The answer, what is
+   * stored and the work done before answering are the same whether or not anyone is known by the address: the
+   * code is sent (and the address encrypted) in the background, only when someone is.
+   */
+  async start(input: StartInput): Promise<StartAnswer> {
+    const type = this.#parseType(input.type);
+    const jurisdiction = this.#parseJurisdiction(input.jurisdiction);
+    this.#checkChanges(type, input.changes);
+    const normalized = typeof input.email === 'string' ? this.#deps.identity.normalize({ type: 'email', value: input.email }) : undefined;
+    if (!normalized) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'email' });
+    const email = normalized.value;
+    const keyring = this.#deps.keyring;
+    await this.#rateLimit([`id:${keyring.pseudonym('rights.rate', email)}`, `client:${keyring.pseudonym('rights.rate', input.client ?? 'unknown')}`]);
+    const profileId = await this.#profileByEmail(email);
+    const now = this.#now();
+    const row = this.#newRow(type, jurisdiction, 'email', now);
+    const level = verificationLevel(type);
+    const code = newCode();
+    // A request nobody can verify still gets a code hash (of a code never sent), so that verifying it answers exactly as a wrong code.
+    const codeHash = this.#codeHash(row.id, profileId === null ? newCode() + randomBytes(8).toString('hex') : code);
+    if (level !== 'none') {
+      row.state = 'verifying';
+      row.code_hash = codeHash;
+      row.code_expires_at = new Date(now.getTime() + CODE_TTL_MS).toISOString();
+    } else if (profileId === null) {
+      row.state = 'denied';
+      row.denial_reason = 'unknown_subject';
+    }
+    if (profileId !== null) {
+      row.profile_id = profileId;
+      row.subject = keyring.pseudonym('subject', profileId);
+    }
+    await this.#repo.insert(row, this.#event(row.id, null, row.state as RequestState, SYSTEM_ACTOR, { channel: 'email', level }));
+    await this.#audit(SYSTEM_ACTOR, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'email' });
+    if (profileId !== null) {
+      this.#background(async () => {
+        const encrypted = await keyring.encrypt(profileId, email, EMAIL_CONTEXT);
+        const payload = input.changes ? await keyring.encrypt(profileId, JSON.stringify(input.changes), PAYLOAD_CONTEXT) : null;
+        await this.#repo.update(row.id, row.state, { email: encrypted, payload }, null);
+        if (level === 'none') {
+          await this.#mail(email, row, 'receipt');
+          const moved = await this.#move({ ...row, email: encrypted, payload }, 'in_progress', {}, SYSTEM_ACTOR, { verification: 'none' });
+          await this.#runNow(moved, SYSTEM_ACTOR);
+        } else {
+          await this.#mail(email, row, 'code', code);
+        }
+      });
+    }
+    return { requestId: row.id, verification: level, next: level === 'none' ? 'none' : 'verify' };
+  }
+
+  /**
+   * Starts a request for the customer behind a subject session. The session counts as verification, except for
+   * access, portability and rectification, which still need a code sent to an address linked to the person.
+   * A request of the same type still open or made within 30 days is answered instead, flagged duplicate.
+   */
+  async startForSession(sessionProfileId: string, input: StartInput, actor: Actor): Promise<{ request: RequestView; duplicate: boolean; next: 'verify' | 'none' }> {
+    const type = this.#parseType(input.type);
+    const jurisdiction = this.#parseJurisdiction(input.jurisdiction);
+    this.#checkChanges(type, input.changes);
+    const profileId = (await this.#deps.identity.canonical(sessionProfileId)) ?? sessionProfileId;
+    const members = await this.#deps.identity.members(profileId);
+    const now = this.#now();
+    const earlier = await this.#repo.earlier(members, type, new Date(now.getTime() - DUPLICATE_WINDOW_MS).toISOString(), '');
+    if (earlier) return { request: this.#view(earlier, now), duplicate: true, next: 'none' };
+    const row = this.#newRow(type, jurisdiction, 'session', now);
+    row.profile_id = profileId;
+    row.subject = this.#deps.keyring.pseudonym('subject', profileId);
+    const level = verificationLevel(type);
+    let email: string | undefined;
+    let code: string | undefined;
+    if (level === 'code_and_identifier') {
+      email = await this.#linkedEmail(input.email, profileId);
+      code = newCode();
+      row.state = 'verifying';
+      row.code_hash = this.#codeHash(row.id, code);
+      row.code_expires_at = new Date(now.getTime() + CODE_TTL_MS).toISOString();
+      row.email = await this.#deps.keyring.encrypt(profileId, email, EMAIL_CONTEXT);
+    } else {
+      row.state = 'in_progress';
+      row.verified_at = now.toISOString();
+      if (input.email !== undefined) row.email = await this.#deps.keyring.encrypt(profileId, await this.#linkedEmail(input.email, profileId), EMAIL_CONTEXT);
+    }
+    if (input.changes) row.payload = await this.#deps.keyring.encrypt(profileId, JSON.stringify(input.changes), PAYLOAD_CONTEXT);
+    if (row.state === 'in_progress' && NEEDS_APPROVAL.has(type)) row.awaiting_approval = 1;
+    await this.#repo.insert(row, this.#event(row.id, null, row.state as RequestState, actor, { channel: 'session', level }));
+    await this.#audit(actor, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'session' });
+    if (code !== undefined && email !== undefined) await this.#mail(email, row, 'code', code);
+    const current = row.state === 'in_progress' && row.awaiting_approval === 0 ? await this.#runNow(row, actor) : row;
+    return { request: this.#view(current, this.#now()), duplicate: false, next: row.state === 'verifying' ? 'verify' : 'none' };
+  }
+
+  /** An address given with a session must be one the person is known by (RIGHTS_SECOND_FACTOR_INVALID otherwise). */
+  async #linkedEmail(email: string | undefined, profileId: string): Promise<string> {
+    const normalized = typeof email === 'string' ? this.#deps.identity.normalize({ type: 'email', value: email }) : undefined;
+    if (!normalized) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'email_required' });
+    const subject = await this.#deps.erasure.findSubject({ profileId });
+    const hash = this.#deps.identity.hash(normalized);
+    if (!subject?.identifiers.some((i) => i.type === 'email' && i.valueHash === hash)) throw new CandorError('RIGHTS_SECOND_FACTOR_INVALID');
+    return normalized.value;
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // Verification
+
+  /**
+   * Checks the code of a request (and, where the type asks for it, a second identifier linked to the same person).
+   * Success issues a subject session, detects a duplicate (answering the earlier request), and moves the request on:
+   * it runs at once unless its type waits for staff approval.
+   */
+  async verify(requestId: string, code: string, options: { secondIdentifier?: { type: string; value: string } | undefined } = {}): Promise<VerifyAnswer> {
+    const row = await this.#repo.get(requestId);
+    if (!row) throw new CandorError('RIGHTS_REQUEST_NOT_FOUND');
+    if (row.state !== 'verifying') throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, to: 'in_progress' });
+    const now = this.#now();
+    const presented = typeof code === 'string' && /^\d{6}$/.test(code) ? this.#codeHash(row.id, code) : '';
+    try {
+      checkCode({ hash: row.code_hash, expiresAt: row.code_expires_at, attempts: Number(row.code_attempts) }, presented, now);
+    } catch (error) {
+      if (isCandorError(error, 'RIGHTS_CODE_INVALID')) await this.#failedAttempt(row);
+      throw error;
+    }
+    const profileId = row.profile_id as string;
+    const type = row.type as RequestType;
+    if (verificationLevel(type) === 'code_and_identifier' && row.channel !== 'session') {
+      const second = options.secondIdentifier;
+      if (!second) throw new CandorError('RIGHTS_SECOND_FACTOR_REQUIRED');
+      const normalized = second.type === 'email' ? undefined : this.#deps.identity.normalize(second);
+      const subject = await this.#deps.erasure.findSubject({ profileId });
+      const hash = normalized ? this.#deps.identity.hash(normalized) : '';
+      if (!normalized || !subject?.identifiers.some((i) => i.type === normalized.type && i.valueHash === hash)) {
+        await this.#failedAttempt(row);
+        throw new CandorError('RIGHTS_SECOND_FACTOR_INVALID', { attemptsLeft: Math.max(0, MAX_CODE_ATTEMPTS - Number(row.code_attempts) - 1) });
+      }
+    }
+    const canonical = (await this.#deps.identity.canonical(profileId)) ?? profileId;
+    const members = await this.#deps.identity.members(canonical);
+    const session = await this.#deps.subjectSessions.issue(canonical, this.#deps.keyring.pseudonym('subject', canonical), { ttlSeconds: SESSION_SECONDS, via: 'rights_verification' }, SYSTEM_ACTOR);
+    const earlier = await this.#repo.earlier(members, type, new Date(now.getTime() - DUPLICATE_WINDOW_MS).toISOString(), row.id);
+    const actor: Actor = { id: `subject:${row.subject}`, role: 'subject' };
+    if (earlier) {
+      await this.#move(row, 'denied', { verified_at: now.toISOString(), code_hash: null, denial_reason: 'duplicate', duplicate_of: earlier.id, completed_at: now.toISOString() }, actor, { duplicateOf: earlier.id });
+      return { request: this.#view(earlier, now), duplicate: true, session };
+    }
+    const approval = NEEDS_APPROVAL.has(type) ? 1 : 0;
+    const moved = await this.#move(row, 'in_progress', { verified_at: now.toISOString(), code_hash: null, awaiting_approval: approval, profile_id: canonical }, actor, { verified: true, awaitingApproval: approval === 1 });
+    const done = approval === 1 ? moved : await this.#runNow(moved, actor);
+    const answer: VerifyAnswer = { request: this.#view(done, this.#now()), duplicate: false, session };
+    if (done.state === 'completed' && (type === 'access' || type === 'portability')) answer.download = await this.#issueDownload(done);
+    return answer;
+  }
+
+  async #failedAttempt(row: RequestRow): Promise<void> {
+    row.code_attempts = Number(row.code_attempts) + 1;
+    await this.#repo.update(row.id, 'verifying', { code_attempts: row.code_attempts, updated_at: this.#now().toISOString() }, this.#event(row.id, 'verifying', 'verifying', SYSTEM_ACTOR, { failedAttempt: row.code_attempts }));
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // Execution
+
+  /** Moves a request, checking the state machine and that nobody moved it meanwhile; records and audits the change. */
+  async #move(row: RequestRow, to: RequestState, changes: Partial<RequestRow>, actor: Actor, detail: Record<string, unknown>): Promise<RequestRow> {
+    const from = row.state as RequestState;
+    assertTransition(from, to);
+    const updated: RequestRow = { ...row, ...changes, state: to, updated_at: this.#now().toISOString() };
+    const ok = await this.#repo.update(row.id, from, { ...changes, state: to, updated_at: updated.updated_at }, this.#event(row.id, from, to, actor, detail));
+    if (!ok) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from, to, reason: 'changed_meanwhile' });
+    await this.#audit(actor, `rights.request.${to}`, updated, { from, ...detail });
+    return updated;
+  }
+
+  async #audit(actor: Actor, action: string, row: RequestRow, details: Record<string, unknown>): Promise<void> {
+    await this.#deps.audit.append({ actor: actor.id, role: actor.role, action, purpose: 'essential.legal_obligation', subject: row.subject, resource: `rights_request:${row.id}`, details: { type: row.type, ...details } });
+  }
+
+  /**
+   * Runs a request in progress. A failure keeps it in progress with the attempt count and the error code (never
+   * cancelled); staff retry it (retry()) once the cause is fixed.
+   */
+  async #runNow(row: RequestRow, actor: Actor): Promise<RequestRow> {
+    const attempts = Number(row.attempts) + 1;
+    let result: { outcome: Record<string, unknown>; partial: boolean };
+    try {
+      result = await this.#execute(row, actor);
+    } catch (error) {
+      const code = isCandorError(error) ? error.code : 'INTERNAL_ERROR';
+      if (!isCandorError(error)) this.#deps.logger.error({ err: error, requestId: row.id }, 'rights request failed');
+      return this.#move(row, 'in_progress', { attempts, last_error: code }, actor, { failed: code, attempt: attempts });
+    }
+    const now = this.#now().toISOString();
+    const to: RequestState = result.partial ? 'partially_completed' : 'completed';
+    return this.#move(row, to, { attempts, last_error: null, outcome: JSON.stringify(result.outcome), completed_at: now, ...(row.type === 'erasure' ? { email: null, payload: null } : {}) }, actor, { attempt: attempts });
+  }
+
+  async #execute(row: RequestRow, actor: Actor): Promise<{ outcome: Record<string, unknown>; partial: boolean }> {
+    const deps = this.#deps;
+    const profileId = (await deps.identity.canonical(row.profile_id as string)) ?? (row.profile_id as string);
+    const members = await deps.identity.members(profileId);
+    const meta = { requestId: row.id };
+    switch (row.type as RequestType) {
+      case 'access':
+      case 'portability':
+        // The archive is built when it is downloaded, from the data as it is then.
+        return { outcome: { archive: 'available_by_link', linkHours: DOWNLOAD_TTL_MS / 3_600_000 }, partial: false };
+      case 'erasure': {
+        const email = await this.#email(row);
+        const subject = await deps.erasure.findSubject({ profileId });
+        if (!subject) return { outcome: { erased: false, reason: 'nothing_held' }, partial: false };
+        const certificate = await deps.erasure.erase(subject, { requestId: row.id }, actor);
+        for (const id of subject.profileIds) await deps.subjectSessions.revokeAll(id);
+        if (email !== null) await this.#mail(email, row, 'erased').catch(() => undefined);
+        return { outcome: { certificate: row.id, status: certificate.status, stores: certificate.stores.length }, partial: certificate.status !== 'complete' };
+      }
+      case 'restriction':
+        await deps.consent.restrict(members, meta, actor);
+        return { outcome: { restricted: members.length }, partial: false };
+      case 'objection': {
+        const result = await deps.consent.objectToMarketing(members, meta, actor);
+        return { outcome: { objection: 'direct_marketing', withdrawn: result.entries.length, receiptId: result.receiptId }, partial: false };
+      }
+      case 'opt_out_sale_sharing': {
+        const result = await deps.consent.optOutOfSaleSharing(members, meta, actor);
+        return { outcome: { optedOut: result.entries.length, receiptId: result.receiptId }, partial: false };
+      }
+      case 'limit_sensitive': {
+        const withdrawn: string[] = [];
+        for (const id of members) withdrawn.push(...(await deps.consent.limitSensitive(id, meta, actor)).purposes);
+        return { outcome: { withdrawn: [...new Set(withdrawn)].sort() }, partial: false };
+      }
+      case 'withdraw_consent': {
+        let entries = 0;
+        for (const id of members) entries += (await deps.consent.withdrawAll(id, { mechanism: 'privacy_center' }, actor)).entries.length;
+        return { outcome: { withdrawn: entries }, partial: false };
+      }
+      case 'rectification': {
+        if (row.payload === null) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'changes' });
+        const changes = JSON.parse(await deps.keyring.decrypt(row.payload, PAYLOAD_CONTEXT)) as { key: string; value: unknown }[];
+        const result = await deps.profiles.rectify(members, changes, meta, actor);
+        // Art. 19: rectifications go to every recipient; none is configured yet, and the outcome says so.
+        return { outcome: { changed: result.changed, recipients: [], propagation: 'no recipients configured' }, partial: false };
+      }
+    }
+  }
+
+  async #email(row: RequestRow): Promise<string | null> {
+    if (row.email === null) return null;
+    try {
+      return await this.#deps.keyring.decrypt(row.email, EMAIL_CONTEXT);
+    } catch (error) {
+      if (isCandorError(error, 'CRYPTO_KEY_DESTROYED') || isCandorError(error, 'CRYPTO_KEY_UNKNOWN')) return null;
+      throw error;
+    }
+  }
+
+  async #issueDownload(row: RequestRow): Promise<{ token: string; expiresAt: string }> {
+    const token = randomBytes(32).toString('base64url');
+    const expiresAt = new Date(this.#now().getTime() + DOWNLOAD_TTL_MS).toISOString();
+    await this.#repo.update(row.id, row.state, { download_hash: hashToken(token), download_expires_at: expiresAt }, null);
+    const email = await this.#email(row);
+    if (email !== null) await this.#mail(email, row, 'download', token).catch(() => undefined);
+    return { token, expiresAt };
+  }
+
+  async #mail(to: string, row: RequestRow, kind: 'code' | 'receipt' | 'download' | 'erased' | 'extended' | 'denied', secret?: string): Promise<void> {
+    const base = this.#deps.publicUrl.replace(/\/$/, '');
+    const texts: Record<typeof kind, [string, string]> = {
+      code: ['Your verification code', `Your code is ${secret ?? ''}. It is valid for 10 minutes.\n\nRequest ${row.id} (${row.type}). If you did not ask for this, ignore this message.`],
+      receipt: ['We received your request', `We received your request ${row.id} (${row.type}) and will answer by ${row.due_at.slice(0, 10)}.`],
+      download: ['Your data is ready', `Download your data within 24 hours: ${base}/v1/rights/downloads/${secret ?? ''}\n\nRequest ${row.id}.`],
+      erased: ['Your data was erased', `We erased the data we held about you (request ${row.id}).`],
+      extended: ['We need more time for your request', `We extended the deadline of your request ${row.id} to ${row.due_at.slice(0, 10)}. Reason: ${secret ?? ''}`],
+      denied: ['About your request', `We could not carry out your request ${row.id}. Reason: ${secret ?? ''}`],
+    };
+    const [subject, text] = texts[kind];
+    await this.#deps.mailer.send({ to, subject, text });
+    if (row.acknowledged_at === null) {
+      row.acknowledged_at = this.#now().toISOString();
+      await this.#repo.update(row.id, row.state, { acknowledged_at: row.acknowledged_at }, null);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // Subjects' own view
+
+  /** The requests of the person behind a session (every merged profile), newest first. */
+  async mine(profileId: string): Promise<RequestView[]> {
+    const canonical = (await this.#deps.identity.canonical(profileId)) ?? profileId;
+    const now = this.#now();
+    return (await this.#repo.ofProfiles(await this.#deps.identity.members(canonical))).map((r) => this.#view(r, now));
+  }
+
+  /** One request of the person behind a session; RIGHTS_REQUEST_NOT_FOUND for anyone else's, as for an unknown id. */
+  async mineOne(profileId: string, requestId: string): Promise<RequestView> {
+    return this.#view(await this.#own(profileId, requestId), this.#now());
+  }
+
+  async #own(profileId: string, requestId: string): Promise<RequestRow> {
+    const row = await this.#repo.get(requestId);
+    const canonical = (await this.#deps.identity.canonical(profileId)) ?? profileId;
+    const members = new Set(await this.#deps.identity.members(canonical));
+    if (!row || row.profile_id === null || !members.has(row.profile_id)) throw new CandorError('RIGHTS_REQUEST_NOT_FOUND');
+    return row;
+  }
+
+  /** A fresh download link for a completed access or portability request of the person behind a session. */
+  async downloadLink(profileId: string, requestId: string): Promise<{ token: string; expiresAt: string }> {
+    const row = await this.#own(profileId, requestId);
+    if ((row.type !== 'access' && row.type !== 'portability') || row.state !== 'completed') throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'no_archive' });
+    return this.#issueDownload(row);
+  }
+
+  /** The archive behind a download link, built now by the exporter (which audits it); RIGHTS_DOWNLOAD_INVALID when unknown or expired. */
+  async download(token: string): Promise<{ requestId: string; archive: Uint8Array }> {
+    const row = typeof token === 'string' && token.length === 43 ? await this.#repo.byDownloadHash(hashToken(token)) : undefined;
+    if (!row || row.download_expires_at === null || this.#now().getTime() > Date.parse(row.download_expires_at) || row.profile_id === null) {
+      throw new CandorError('RIGHTS_DOWNLOAD_INVALID');
+    }
+    const subject = await this.#deps.erasure.findSubject({ profileId: row.profile_id });
+    if (!subject) throw new CandorError('RIGHTS_DOWNLOAD_INVALID');
+    const archive = await this.#deps.exporter.archive(subject, { requestId: row.id }, { id: `subject:${row.subject}`, role: 'subject' });
+    return { requestId: row.id, archive };
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // Staff
+
+  /** The queue with due dates: open requests (or those in `states`), soonest due first; `due` narrows to overdue or due-soon ones. */
+  async queue(options: { states?: readonly RequestState[]; due?: 'overdue' | 'due_soon'; soonDays?: number; limit?: number } = {}): Promise<RequestView[]> {
+    await this.closeUnverified();
+    const now = this.#now();
+    const rows = await this.#repo.queue(options.states ?? OPEN_STATES, options.limit ?? 500);
+    return rows.map((r) => this.#view(r, now, options.soonDays)).filter((v) => options.due === undefined || v.clock === options.due);
+  }
+
+  /** One request with its recorded transitions. */
+  async get(requestId: string): Promise<RequestView & { events: { at: string; from: string | null; to: string; actor: string; role: string; detail: unknown }[] }> {
+    const row = await this.#repo.get(requestId);
+    if (!row) throw new CandorError('RIGHTS_REQUEST_NOT_FOUND');
+    const events = await this.#repo.events(requestId);
+    return { ...this.#view(row, this.#now()), events: events.map((e) => ({ at: e.at, from: e.from_state, to: e.to_state, actor: e.actor, role: e.role, detail: JSON.parse(e.detail) as unknown })) };
+  }
+
+  async #staffRow(requestId: string): Promise<RequestRow> {
+    const row = await this.#repo.get(requestId);
+    if (!row) throw new CandorError('RIGHTS_REQUEST_NOT_FOUND');
+    return row;
+  }
+
+  /** Approves a request waiting for staff (rectification) and runs it. */
+  async approve(requestId: string, actor: Actor): Promise<RequestView> {
+    const row = await this.#staffRow(requestId);
+    if (row.state !== 'in_progress' || Number(row.awaiting_approval) !== 1) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'not_awaiting_approval' });
+    const approved = await this.#move(row, 'in_progress', { awaiting_approval: 0 }, actor, { approved: true });
+    return this.#view(await this.#runNow(approved, actor), this.#now());
+  }
+
+  /** Runs a failed (or partially completed) request again; it stays in progress if it fails again. */
+  async retry(requestId: string, actor: Actor): Promise<RequestView> {
+    const row = await this.#staffRow(requestId);
+    const failed = row.state === 'in_progress' && row.last_error !== null && Number(row.awaiting_approval) === 0;
+    if (!failed && row.state !== 'partially_completed') throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'nothing_to_retry' });
+    const current = row.state === 'partially_completed' ? await this.#move(row, 'in_progress', {}, actor, { retry: true }) : row;
+    return this.#view(await this.#runNow(current, actor), this.#now());
+  }
+
+  /** Denies a request with a reason (said to the subject by mail when an address is on file). */
+  async deny(requestId: string, reason: string, actor: Actor): Promise<RequestView> {
+    if (typeof reason !== 'string' || reason.trim().length === 0 || reason.length > 1000) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'denial_reason' });
+    const row = await this.#staffRow(requestId);
+    const denied = await this.#move(row, 'denied', { denial_reason: reason, code_hash: null, completed_at: this.#now().toISOString() }, actor, { denied: true });
+    const email = await this.#email(row);
+    if (email !== null) await this.#mail(email, denied, 'denied', reason).catch(() => undefined);
+    return this.#view(denied, this.#now());
+  }
+
+  /**
+   * Extends the deadline once, where the law allows it, with a notice mailed to the subject inside the first period.
+   * The extension is recorded only once the notice is sent.
+   */
+  async extend(requestId: string, reason: string, actor: Actor): Promise<RequestView> {
+    if (typeof reason !== 'string' || reason.trim().length === 0 || reason.length > 1000) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'extension_reason' });
+    const row = await this.#staffRow(requestId);
+    if (!(OPEN_STATES as readonly string[]).includes(row.state)) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'closed' });
+    const now = this.#now();
+    const dueAt = extendedDueAt(row.type as RequestType, row.jurisdiction as Jurisdiction, new Date(row.received_at), now, row.extended_at !== null);
+    const email = await this.#email(row);
+    if (email === null) throw new CandorError('RIGHTS_MAIL_FAILED', { reason: 'no_address' });
+    const extended: RequestRow = { ...row, due_at: dueAt, extended_at: now.toISOString(), extension_reason: reason };
+    await this.#mail(email, extended, 'extended', reason);
+    const ok = await this.#repo.update(row.id, row.state, { due_at: dueAt, extended_at: extended.extended_at, extension_reason: reason, updated_at: now.toISOString() }, this.#event(row.id, row.state as RequestState, row.state as RequestState, actor, { extendedTo: dueAt }));
+    if (!ok) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'changed_meanwhile' });
+    await this.#audit(actor, 'rights.request.extend', extended, { dueAt, noticeSent: true });
+    return this.#view(extended, now);
+  }
+
+  /** The erasure certificate of a request, or RIGHTS_REQUEST_NOT_FOUND. */
+  async certificate(requestId: string): Promise<NonNullable<Awaited<ReturnType<ErasureEngine['certificate']>>>> {
+    const certificate = await this.#deps.erasure.certificate(requestId);
+    if (!certificate) throw new CandorError('RIGHTS_REQUEST_NOT_FOUND');
+    return certificate;
+  }
+
+  /** Denies requests whose verification never happened, a day after their code expired. Returns how many. */
+  async closeUnverified(): Promise<number> {
+    const now = this.#now();
+    let closed = 0;
+    for (const row of await this.#repo.queue(['verifying'], 1000)) {
+      if (row.code_expires_at === null || Date.parse(row.code_expires_at) + UNVERIFIED_CLOSE_MS > now.getTime()) continue;
+      try {
+        await this.#move(row, 'denied', { denial_reason: 'not_verified', code_hash: null, completed_at: now.toISOString() }, SYSTEM_ACTOR, { unverified: true });
+        closed++;
+      } catch (error) {
+        if (!isCandorError(error, 'RIGHTS_TRANSITION_INVALID')) throw error;
+      }
+    }
+    return closed;
+  }
+
+  #view(row: RequestRow, now: Date, soonDays?: number): RequestView {
+    const state = row.state as RequestState;
+    const open = (OPEN_STATES as readonly string[]).includes(state);
+    return {
+      id: row.id,
+      type: row.type as RequestType,
+      jurisdiction: row.jurisdiction as Jurisdiction,
+      state,
+      receivedAt: row.received_at,
+      dueAt: row.due_at,
+      acknowledgeBy: row.acknowledge_by,
+      acknowledgedAt: row.acknowledged_at,
+      extended: row.extended_at !== null,
+      clock: open ? clockStatus(row.due_at, now, soonDays) : null,
+      verifiedAt: row.verified_at,
+      awaitingApproval: Number(row.awaiting_approval) === 1,
+      attempts: Number(row.attempts),
+      lastError: row.last_error,
+      denialReason: row.denial_reason,
+      duplicateOf: row.duplicate_of,
+      outcome: parseJson(row.outcome),
+      downloadExpiresAt: row.download_expires_at,
+      completedAt: row.completed_at,
+    };
+  }
+}

@@ -1,0 +1,417 @@
+import type { AuditLog } from '../audit/index.ts';
+import type { Consent } from '../consent/index.ts';
+import { fitPersonas, rfmSegments, explainRfm, type PersonaInput, type PersonaModel, type RfmSegment } from '../segments/index.ts';
+import type { Actor } from '../../shared/actor.ts';
+import { sortableId } from '../../shared/random.ts';
+import type { DataSubject, EraseOutcome, ExportSection, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { SqlExecutor, Storage } from '../../storage/index.ts';
+import { compress, fitBgNbd, probabilityAlive, expectedPurchases, type BgNbdParams } from './bgnbd.ts';
+import { churnRisk, type ChurnRisk } from './churn.ts';
+import { lifetimeValue, DEFAULT_CLV } from './clv.ts';
+import { fitGammaGamma, type GammaGammaParams } from './gamma-gamma.ts';
+import { ScoringRepo, type ModelRow, type ScoreRow } from './scoring.repo.ts';
+import { summarize, type CustomerSummary } from './summary.ts';
+
+/** Purposes whose lawful basis lets Candor profile someone; without one of them a person is not scored. */
+export const PROFILING_PURPOSES = ['personalize.profiling', 'marketing.advertising.profiling'] as const;
+
+/** What scoring reads, through the modules that own it (wired by the kernel). */
+export interface ScoringData {
+  /** Every canonical profile with the profiles merged into it, in chunks. */
+  people(): AsyncIterable<readonly { profileId: string; members: readonly string[] }[]>;
+  /** Orders of these profiles stored for `purpose` (time and order total, never personal fields). */
+  orders(profileIds: readonly string[], purpose: string): Promise<readonly { profileId: string; occurredAt: string; total: number | null }[]>;
+}
+
+export interface ScoringDeps {
+  storage: Storage;
+  audit: AuditLog;
+  consent: Consent;
+  data: ScoringData;
+}
+
+export type ModelKind = 'rfm' | 'personas' | 'bgnbd' | 'gamma_gamma';
+export const MODEL_KINDS: readonly ModelKind[] = ['rfm', 'personas', 'bgnbd', 'gamma_gamma'];
+
+/** What one person's scores are, with the reasons in words. */
+export interface ProfileScores {
+  rfm?: { recency: number; frequency: number; monetary: number; segment: RfmSegment };
+  persona?: { id: number; name: string };
+  pAlive?: number;
+  expectedOrders90d?: number;
+  churn?: { risk: number; band: ChurnRisk['band'] };
+  clv?: { value: number; purchases: number; spend: number; months: number };
+}
+
+export interface SubjectScores {
+  profileId: string;
+  profiled: boolean;
+  /** Why someone is not profiled ("no consent for profiling", "restricted"), or null. */
+  notProfiledReason: string | null;
+  computedAt: string | null;
+  scores: ProfileScores;
+  reasons: Partial<Record<keyof ProfileScores, string>>;
+  models: Record<string, { id: string; version: number }>;
+}
+
+export interface RunSummary {
+  runId: string;
+  at: string;
+  people: number;
+  profiled: number;
+  notProfiled: Record<string, number>;
+  buyers: number;
+  models: { kind: ModelKind; id: string; version: number; customers: number; skipped?: string }[];
+  segments: Partial<Record<RfmSegment, number>>;
+  personas: { name: string; description: string; size: number }[];
+  seconds: number;
+}
+
+export interface RunOptions {
+  now?: Date;
+  /** Only these models (others keep their current version; scores of skipped kinds are dropped from this run). */
+  models?: readonly ModelKind[];
+  onProgress?: (done: number, total: number, stage: string) => void;
+}
+
+const DAY_MS = 86_400_000;
+const statKeyBg = (s: CustomerSummary) => `${s.x}|${s.tx.toFixed(4)}|${s.T.toFixed(4)}`;
+const statKeyGg = (s: CustomerSummary) => `${s.x}|${s.m.toFixed(4)}`;
+const money = (v: number) => v.toFixed(2);
+
+/**
+ * The scoring job and the purpose-bound read of its results. Only people whose lawful basis covers a profiling
+ * purpose (and who are not restricted) enter the fit and get scores; the models keep their sufficient statistics
+ * so an erasure removes a person exactly.
+ */
+export class Scoring {
+  readonly #deps: ScoringDeps;
+  readonly #repo: ScoringRepo;
+
+  constructor(deps: ScoringDeps) {
+    this.#deps = deps;
+    this.#repo = new ScoringRepo(deps.storage);
+  }
+
+  /** Why this loaded subject may not be profiled, or null when a profiling purpose has a lawful basis. */
+  #notProfiledReason(profileId: string, at: Date): string | null {
+    const { consent } = this.#deps;
+    if (consent.allowedPurposes(profileId, PROFILING_PURPOSES, at).length > 0) return null;
+    const decision = consent.decide(profileId, PROFILING_PURPOSES[0], at);
+    return decision.reason;
+  }
+
+  async run(actor: Actor, options: RunOptions = {}): Promise<RunSummary> {
+    const started = performance.now();
+    const now = options.now ?? new Date();
+    const kinds = new Set(options.models ?? MODEL_KINDS);
+    const runId = sortableId('run');
+    const { consent, data } = this.#deps;
+    const endDay = Math.floor(now.getTime() / DAY_MS);
+
+    // 1. Who may be profiled (purpose-bound: consent and restriction decide, per person, now).
+    const eligible: { profileId: string; members: readonly string[] }[] = [];
+    const notProfiled: Record<string, number> = {};
+    let people = 0;
+    for await (const chunk of data.people()) {
+      await consent.load(chunk.map((p) => p.profileId));
+      for (const person of chunk) {
+        people++;
+        const reason = this.#notProfiledReason(person.profileId, now);
+        if (reason === null) eligible.push(person);
+        else notProfiled[reason] = (notProfiled[reason] ?? 0) + 1;
+      }
+    }
+    options.onProgress?.(0, eligible.length, 'reading orders');
+
+    // 2. Their orders, stored for profiling, summarised per person (merged profiles count as one).
+    const owner = new Map<string, string>();
+    for (const p of eligible) for (const m of [p.profileId, ...p.members]) owner.set(m, p.profileId);
+    const transactions: { customerId: string; day: number; value: number; hour: number; weekday: boolean }[] = [];
+    const ids = [...owner.keys()];
+    for (let i = 0; i < ids.length; i += 500) {
+      for (const order of await data.orders(ids.slice(i, i + 500), PROFILING_PURPOSES[0])) {
+        const at = Date.parse(order.occurredAt);
+        if (!Number.isFinite(at) || at > now.getTime()) continue;
+        const date = new Date(at);
+        transactions.push({ customerId: owner.get(order.profileId) as string, day: at / DAY_MS, value: order.total ?? 0, hour: date.getUTCHours(), weekday: date.getUTCDay() >= 1 && date.getUTCDay() <= 5 });
+      }
+      options.onProgress?.(Math.min(ids.length, i + 500), ids.length, 'reading orders');
+    }
+    const summaries = summarize(transactions, { endDay, unitDays: 7 });
+    const timing = new Map<string, { weekday: number; morning: number }>();
+    for (const t of transactions) {
+      const s = timing.get(t.customerId) ?? { weekday: 0, morning: 0 };
+      if (t.weekday) s.weekday++;
+      if (t.hour < 12) s.morning++;
+      timing.set(t.customerId, s);
+    }
+
+    // 3. Fit each model that has enough data; say why when one does not.
+    const fitted: { row: ModelRow; stats: Map<string, number> }[] = [];
+    const report: RunSummary['models'] = [];
+    const at = now.toISOString();
+    const modelRow = async (kind: ModelKind, params: unknown, details: unknown, customers: number): Promise<ModelRow> => {
+      const version = await this.#repo.nextVersion(kind);
+      return { id: `${kind}-${version}`, kind, version, params: JSON.stringify(params), details: JSON.stringify(details), customers, fitted_at: at, current: 1, stale: 0 };
+    };
+    const skip = (kind: ModelKind, why: string) => report.push({ kind, id: '', version: 0, customers: 0, skipped: why });
+
+    let rfm: ReturnType<typeof rfmSegments> | undefined;
+    let rfmModel: ModelRow | undefined;
+    if (kinds.has('rfm') && summaries.length > 0) {
+      rfm = rfmSegments(summaries.map((s) => ({ daysSinceLast: s.daysSinceLast, orders: s.orders, total: s.total })));
+      rfmModel = await modelRow('rfm', rfm.thresholds, { sizes: rfm.sizes }, summaries.length);
+      fitted.push({ row: rfmModel, stats: new Map() });
+      report.push({ kind: 'rfm', id: rfmModel.id, version: rfmModel.version, customers: summaries.length });
+    } else if (kinds.has('rfm')) skip('rfm', 'no orders from profiled customers');
+
+    let personas: PersonaModel | undefined;
+    let personaModel: ModelRow | undefined;
+    if (kinds.has('personas') && summaries.length >= 30) {
+      const inputs: PersonaInput[] = summaries.map((s) => {
+        const t = timing.get(s.customerId) ?? { weekday: 0, morning: 0 };
+        return { orders: s.orders, averageOrder: s.total / s.orders, daysSinceLast: s.daysSinceLast, weekdayShare: t.weekday / s.orders, morningShare: t.morning / s.orders };
+      });
+      personas = fitPersonas(inputs, { kMin: 2, kMax: 6, seed: 7 });
+      personaModel = await modelRow('personas', { k: personas.k, scaling: personas.scaling, centres: personas.personas.map((p) => p.centre) }, { silhouette: personas.silhouette, tried: personas.tried, personas: personas.personas }, summaries.length);
+      fitted.push({ row: personaModel, stats: new Map() });
+      report.push({ kind: 'personas', id: personaModel.id, version: personaModel.version, customers: summaries.length });
+    } else if (kinds.has('personas')) skip('personas', `needs at least 30 buyers (has ${summaries.length})`);
+
+    const repeaters = summaries.filter((s) => s.x > 0);
+    let bg: BgNbdParams | undefined;
+    let bgModel: ModelRow | undefined;
+    if (kinds.has('bgnbd') && summaries.length >= 20 && repeaters.length >= 5) {
+      const fit = fitBgNbd(compress(summaries));
+      bg = fit.params;
+      const stats = new Map<string, number>();
+      for (const s of summaries) stats.set(statKeyBg(s), (stats.get(statKeyBg(s)) ?? 0) + 1);
+      bgModel = await modelRow('bgnbd', fit.params, { logLikelihood: fit.logLikelihood, converged: fit.converged, unit: 'weeks' }, summaries.length);
+      fitted.push({ row: bgModel, stats });
+      report.push({ kind: 'bgnbd', id: bgModel.id, version: bgModel.version, customers: summaries.length });
+    } else if (kinds.has('bgnbd')) skip('bgnbd', `needs at least 20 buyers of whom 5 bought again (has ${summaries.length} and ${repeaters.length})`);
+
+    let gg: GammaGammaParams | undefined;
+    let ggModel: ModelRow | undefined;
+    if (kinds.has('gamma_gamma') && bg && repeaters.length >= 10) {
+      const fit = fitGammaGamma(repeaters);
+      if (fit.params.q > 1) {
+        gg = fit.params;
+        const stats = new Map<string, number>();
+        for (const s of repeaters) stats.set(statKeyGg(s), (stats.get(statKeyGg(s)) ?? 0) + 1);
+        ggModel = await modelRow('gamma_gamma', fit.params, { logLikelihood: fit.logLikelihood, converged: fit.converged }, repeaters.length);
+        fitted.push({ row: ggModel, stats });
+        report.push({ kind: 'gamma_gamma', id: ggModel.id, version: ggModel.version, customers: repeaters.length });
+      } else skip('gamma_gamma', 'the fitted spend model has no finite mean (q ≤ 1)');
+    } else if (kinds.has('gamma_gamma')) skip('gamma_gamma', bg ? `needs at least 10 repeat buyers (has ${repeaters.length})` : 'needs a BG/NBD model');
+
+    // 4. Every profiled buyer's scores, with reasons and lineage.
+    const scores: ScoreRow[] = [];
+    summaries.forEach((s, i) => {
+      const out: ProfileScores = {};
+      const reasons: SubjectScores['reasons'] = {};
+      const models: Record<string, { id: string; version: number }> = {};
+      const stats: { modelId: string; key: string }[] = [];
+      if (rfm && rfmModel) {
+        const r = rfm.results[i] as (typeof rfm.results)[number];
+        out.rfm = r;
+        reasons.rfm = explainRfm({ daysSinceLast: s.daysSinceLast, orders: s.orders, total: s.total }, r, rfm.thresholds);
+        models.rfm = { id: rfmModel.id, version: rfmModel.version };
+      }
+      if (personas && personaModel) {
+        const p = personas.personas[personas.assignments[i] as number];
+        if (p) {
+          out.persona = { id: p.id, name: p.name };
+          reasons.persona = `Persona ${p.name}: ${p.description}.`;
+          models.personas = { id: personaModel.id, version: personaModel.version };
+        }
+      }
+      if (bg && bgModel) {
+        out.pAlive = probabilityAlive(bg, s);
+        out.expectedOrders90d = expectedPurchases(bg, s, 90 / 7);
+        const churn = churnRisk(bg, s);
+        out.churn = { risk: churn.risk, band: churn.band };
+        reasons.churn = churn.reason;
+        reasons.pAlive = `${Math.round(out.pAlive * 100)}% likely still an active customer, from ${s.orders} order${s.orders === 1 ? '' : 's'} over ${Math.round(s.T * 7)} days, the last ${Math.round(s.daysSinceLast)} days ago.`;
+        reasons.expectedOrders90d = `About ${out.expectedOrders90d.toFixed(1)} orders expected in the next 90 days at this customer's pace.`;
+        models.bgnbd = { id: bgModel.id, version: bgModel.version };
+        stats.push({ modelId: bgModel.id, key: statKeyBg(s) });
+      }
+      if (bg && gg && ggModel) {
+        const clv = lifetimeValue(bg, gg, s);
+        out.clv = { value: clv.value, purchases: clv.purchases, spend: clv.spend, months: DEFAULT_CLV.months };
+        reasons.clv = `Expected to order about ${clv.purchases.toFixed(1)} times in the next ${DEFAULT_CLV.months} months at about ${money(clv.spend)} per order: worth about ${money(clv.value)} today (future orders discounted ${DEFAULT_CLV.annualDiscount * 100}% a year).`;
+        models.gamma_gamma = { id: ggModel.id, version: ggModel.version };
+        if (s.x > 0) stats.push({ modelId: ggModel.id, key: statKeyGg(s) });
+      }
+      scores.push({
+        profile_id: s.customerId,
+        run_id: runId,
+        computed_at: at,
+        data: JSON.stringify(out),
+        reasons: JSON.stringify(reasons),
+        lineage: JSON.stringify({ models, stats, summary: { orders: s.orders, firstOrderDay: s.firstDay, lastOrderDay: s.lastDay, total: s.total } }),
+      });
+    });
+    options.onProgress?.(eligible.length, eligible.length, 'saving');
+    await this.#repo.saveRun(fitted, scores, new Set(scores.map((s) => s.profile_id)));
+    const summary: RunSummary = {
+      runId,
+      at,
+      people,
+      profiled: eligible.length,
+      notProfiled,
+      buyers: summaries.length,
+      models: report,
+      segments: rfm ? Object.fromEntries(Object.entries(rfm.sizes).filter(([, n]) => n > 0)) : {},
+      personas: personas ? personas.personas.map((p) => ({ name: p.name, description: p.description, size: p.size })) : [],
+      seconds: (performance.now() - started) / 1000,
+    };
+    await this.#deps.audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'scoring.run',
+      purpose: PROFILING_PURPOSES[0],
+      resource: runId,
+      details: { people, profiled: eligible.length, buyers: summaries.length, models: report.filter((m) => !m.skipped).map((m) => m.id) },
+    });
+    return summary;
+  }
+
+  /**
+   * One person's scores through a purpose-bound read: when no profiling purpose has a lawful basis now (refused,
+   * withdrawn, restricted) the answer is "not profiled" with the reason, whatever is stored.
+   */
+  async scoresOf(profileId: string, members: readonly string[] = []): Promise<SubjectScores> {
+    const { consent } = this.#deps;
+    await consent.load([profileId]);
+    const reason = this.#notProfiledReason(profileId, new Date());
+    const empty: SubjectScores = { profileId, profiled: false, notProfiledReason: reason, computedAt: null, scores: {}, reasons: {}, models: {} };
+    if (reason !== null) return empty;
+    const [row] = await this.#repo.scores([profileId, ...members]);
+    if (!row) return { ...empty, profiled: true, notProfiledReason: null };
+    const lineage = JSON.parse(row.lineage) as { models: SubjectScores['models'] };
+    return {
+      profileId,
+      profiled: true,
+      notProfiledReason: null,
+      computedAt: row.computed_at,
+      scores: JSON.parse(row.data) as ProfileScores,
+      reasons: JSON.parse(row.reasons) as SubjectScores['reasons'],
+      models: lineage.models,
+    };
+  }
+
+  /** The current models with their parameters and what they were fitted on. */
+  async models(): Promise<{ id: string; kind: string; version: number; params: unknown; details: unknown; customers: number; fittedAt: string; stale: boolean }[]> {
+    return (await this.#repo.currentModels()).map((m) => ({ id: m.id, kind: m.kind, version: m.version, params: JSON.parse(m.params), details: JSON.parse(m.details), customers: Number(m.customers), fittedAt: m.fitted_at, stale: m.stale === 1 }));
+  }
+
+  /** Segment sizes, persona descriptions and score distributions (aggregates only). */
+  async overview(): Promise<{ segments: Record<string, number>; personas: { name: string; description: string; size: number }[]; churnBands: Record<string, number>; clv: { count: number; mean: number; quartiles: [number, number, number] } | null }> {
+    const rows = await this.#repo.allScores();
+    const segments: Record<string, number> = {};
+    const personas = new Map<string, number>();
+    const churnBands: Record<string, number> = {};
+    const clv: number[] = [];
+    for (const row of rows) {
+      const s = JSON.parse(row.data) as ProfileScores;
+      if (s.rfm) segments[s.rfm.segment] = (segments[s.rfm.segment] ?? 0) + 1;
+      if (s.persona) personas.set(s.persona.name, (personas.get(s.persona.name) ?? 0) + 1);
+      if (s.churn) churnBands[s.churn.band] = (churnBands[s.churn.band] ?? 0) + 1;
+      if (s.clv) clv.push(s.clv.value);
+    }
+    const model = (await this.#repo.currentModels()).find((m) => m.kind === 'personas');
+    const described = model ? (JSON.parse(model.details) as { personas: { name: string; description: string }[] }).personas : [];
+    clv.sort((a, b) => a - b);
+    const q = (f: number) => clv[Math.min(clv.length - 1, Math.floor(f * clv.length))] as number;
+    return {
+      segments,
+      personas: described.map((p) => ({ name: p.name, description: p.description, size: personas.get(p.name) ?? 0 })),
+      churnBands,
+      clv: clv.length > 0 ? { count: clv.length, mean: clv.reduce((a, b) => a + b, 0) / clv.length, quartiles: [q(0.25), q(0.5), q(0.75)] } : null,
+    };
+  }
+
+  /** Profile ids with a stored score and the segment each is in (for fairness audits and audiences). */
+  async memberships(): Promise<Map<string, ProfileScores>> {
+    return new Map((await this.#repo.allScores()).map((r) => [r.profile_id, JSON.parse(r.data) as ProfileScores]));
+  }
+
+  /**
+   * Removes people whose profiling basis is gone (withdrawn, refused, restricted) from scores and statistics, and
+   * refits the models their statistics changed: derived data follows its sources.
+   */
+  async forgetUnlawful(profileIds: readonly string[], at: Date = new Date()): Promise<number> {
+    const { consent, storage } = this.#deps;
+    await consent.load(profileIds);
+    const gone = profileIds.filter((id) => this.#notProfiledReason(id, at) !== null);
+    if (gone.length === 0) return 0;
+    const scored = (await this.#repo.scores(gone)).map((r) => r.profile_id);
+    if (scored.length === 0) return 0;
+    const removed = await storage.raw.transaction((tx) => this.#repo.forget(tx, scored));
+    await this.refitStale();
+    return removed.scores;
+  }
+
+  /** Refits models whose statistics were decremented, from the statistics alone (exactly the model without them). */
+  async refitStale(): Promise<string[]> {
+    const refitted: string[] = [];
+    for (const model of await this.#repo.staleModels()) {
+      const stats = await this.#repo.stats(model.id);
+      if (model.kind === 'bgnbd') {
+        const rows = stats.flatMap(({ key, count }) => {
+          const [x, tx, T] = key.split('|').map(Number) as [number, number, number];
+          return Array.from({ length: count }, () => ({ x, tx, T }));
+        });
+        if (rows.length === 0) continue;
+        const fit = fitBgNbd(compress(rows));
+        await this.#repo.updateParams(model.id, JSON.stringify(fit.params), JSON.stringify({ logLikelihood: fit.logLikelihood, converged: fit.converged, unit: 'weeks', refittedAt: new Date().toISOString() }));
+        refitted.push(model.id);
+      } else if (model.kind === 'gamma_gamma') {
+        const rows = stats.flatMap(({ key, count }) => {
+          const [x, m] = key.split('|').map(Number) as [number, number];
+          return Array.from({ length: count }, () => ({ x, m }));
+        });
+        if (rows.length === 0) continue;
+        const fit = fitGammaGamma(rows);
+        await this.#repo.updateParams(model.id, JSON.stringify(fit.params), JSON.stringify({ logLikelihood: fit.logLikelihood, converged: fit.converged, refittedAt: new Date().toISOString() }));
+        refitted.push(model.id);
+      }
+    }
+    return refitted;
+  }
+
+  /** Statistics rows of a current model (for tests and the admin API). */
+  async statistics(kind: ModelKind): Promise<{ key: string; count: number }[]> {
+    const model = (await this.#repo.currentModels()).find((m) => m.kind === kind);
+    return model ? this.#repo.stats(model.id) : [];
+  }
+
+  /** Registered with rights: scores are exported with their reasons, and erased with the statistics decremented. */
+  subjectData(): SubjectDataHandler {
+    return {
+      module: 'scoring',
+      export: async (subject: DataSubject): Promise<ExportSection> => {
+        const rows = await this.#repo.scores(subject.profileIds);
+        return {
+          module: 'scoring',
+          title: 'Scores and segments, with their reasons',
+          data: rows.map((r) => ({ computedAt: r.computed_at, scores: JSON.parse(r.data) as unknown, reasons: JSON.parse(r.reasons) as unknown, models: (JSON.parse(r.lineage) as { models: unknown }).models })),
+          fields: [
+            { field: 'scores', category: 'user.behavior.purchase_history', purposes: [...PROFILING_PURPOSES], source: 'candor', recipients: [], retention: null },
+            { field: 'reasons', category: 'user.behavior.purchase_history', purposes: [...PROFILING_PURPOSES], source: 'candor', recipients: [], retention: null },
+          ],
+        };
+      },
+      erase: async (tx: SqlExecutor, subject: DataSubject): Promise<EraseOutcome[]> => {
+        const removed = await this.#repo.forget(tx, subject.profileIds);
+        return [
+          { store: 'scoring_scores', status: 'confirmed', deleted: removed.scores },
+          { store: 'scoring_stats', status: 'confirmed', deleted: removed.statistics, detail: 'model statistics decremented; the models are refitted from them' },
+        ];
+      },
+    };
+  }
+}

@@ -120,7 +120,12 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       storage,
       audit,
       consent,
-      data: { people: () => identity.groups(), orders: (ids, purpose) => collect.ordersFor(ids, purpose) },
+      data: {
+        people: () => identity.groups(),
+        orders: (ids, purpose) => collect.ordersFor(ids, purpose),
+        isAuditAttribute: (attribute) => catalog.plannedField('identify', null, `traits.${attribute}`)?.purposes.includes('fairness_audit') === true,
+        auditGroups: (owner, attribute) => profiles.traitValues(owner, attribute),
+      },
     });
     // Derived data follows its sources: a withdrawal, refusal or restriction removes the person from scores and
     // model statistics at once (the models are refitted from the decremented statistics).

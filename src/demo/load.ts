@@ -23,7 +23,7 @@ const DAY_MS = 86_400_000;
 function eventsOf(c: ShopCustomer, dayToIso: (day: number) => string): Record<string, unknown>[] {
   const events: Record<string, unknown>[] = [];
   const [first, ...last] = c.name.split(' ');
-  events.push({ type: 'identify', userId: c.id, messageId: `${c.id}-identify`, timestamp: dayToIso(c.joinedDay), traits: { email: c.email, first_name: first, last_name: last.join(' '), country: c.country } });
+  events.push({ type: 'identify', userId: c.id, messageId: `${c.id}-identify`, timestamp: dayToIso(c.joinedDay), traits: { email: c.email, first_name: first, last_name: last.join(' '), country: c.country, age_range: c.survey.ageRange, gender: c.survey.gender } });
   c.sessions.forEach((s, i) => {
     events.push({ type: 'page', userId: c.id, messageId: `${c.id}-page-${i}`, name: 'Shop', timestamp: dayToIso(s.day), properties: { path: '/shop' } });
     s.productsViewed.forEach((productId, j) => {
@@ -65,7 +65,12 @@ export async function loadShop(send: Send, params: Partial<ShopParams> & Pick<Sh
     summary.customers++;
     if (!c.consent.profiling) summary.refusedProfiling++;
     if (c.consent.gpc) summary.gpc++;
-    const purposes: Record<string, string> = { 'analytics.reporting': 'given', 'personalize.profiling': c.consent.profiling ? 'given' : 'refused', 'marketing.communications.email': c.consent.marketingEmail ? 'given' : 'refused' };
+    const purposes: Record<string, string> = {
+      'analytics.reporting': 'given',
+      'personalize.profiling': c.consent.profiling ? 'given' : 'refused',
+      'marketing.communications.email': c.consent.marketingEmail ? 'given' : 'refused',
+      fairness_audit: c.consent.fairnessAudit ? 'given' : 'refused',
+    };
     const response = await send('/v1/consent', { userId: c.id, purposes, mechanism: c.consent.profiling ? 'banner_accept' : 'banner_save', source: 'https://shop.example/' }, c.consent.gpc ? { 'sec-gpc': '1' } : {});
     if (response.statusCode !== 200) throw new Error(`consent refused (${response.statusCode}): ${response.body.slice(0, 300)}`);
     const events = eventsOf(c, dayToIso);

@@ -67,7 +67,9 @@ export interface ShopCustomer {
   orders: ShopOrder[];
   sessions: { day: number; productsViewed: string[] }[];
   mail: { sent: number; opened: number; clicked: number };
-  consent: { profiling: boolean; marketingEmail: boolean; gpc: boolean };
+  consent: { profiling: boolean; marketingEmail: boolean; gpc: boolean; fairnessAudit: boolean };
+  /** Answers to the optional survey (age range, gender), kept only with explicit consent for fairness audits. */
+  survey: { ageRange: string; gender: string };
 }
 
 /** Mulberry32: small, fast, seedable. */
@@ -113,6 +115,7 @@ const beta = (a: number, b: number, rand: () => number) => {
 
 const FIRST = ['Alex', 'Sam', 'Robin', 'Kim', 'Jo', 'Noa', 'Mika', 'Ari', 'Lou', 'Eli'];
 const LAST = ['Meyer', 'Novak', 'Silva', 'Berg', 'Rossi', 'Dubois', 'Nieminen', 'Kowalski', 'Jensen', 'Costa'];
+const AGE_RANGES = ['18-24', '25-34', '35-44', '45-54', '55-64', '65+'];
 const COUNTRIES = ['DE', 'FR', 'NL', 'SE', 'ES', 'IT', 'PL', 'US'];
 
 /** Days since the epoch of the shop's first day. */
@@ -124,6 +127,8 @@ export function startDay(params: Pick<ShopParams, 'start'>): number {
 export function* generateShop(options: Partial<ShopParams> & Pick<ShopParams, 'customers' | 'seed'>): Generator<ShopCustomer> {
   const params: ShopParams = { ...DEFAULT_SHOP, ...options };
   const rand = random(params.seed);
+  // A second stream for the survey, so that adding it left every customer's buying exactly as it was.
+  const side = random(params.seed ^ 0x5eed);
   const endDay = params.weeks * 7;
   const products = CATEGORIES.flatMap((category) => Array.from({ length: 25 }, (_, i) => ({ productId: `${category}-${String(i + 1).padStart(2, '0')}`, category, price: 0 })));
   for (let i = 0; i < params.customers; i++) {
@@ -185,7 +190,8 @@ export function* generateShop(options: Partial<ShopParams> & Pick<ShopParams, 'c
       orders,
       sessions,
       mail: { sent, opened, clicked: Math.floor(opened * rand() * 0.4) },
-      consent: { profiling: rand() >= params.refuseProfiling, marketingEmail: rand() < 0.6, gpc: rand() < params.gpc },
+      consent: { profiling: rand() >= params.refuseProfiling, marketingEmail: rand() < 0.6, gpc: rand() < params.gpc, fairnessAudit: side() < 0.4 },
+      survey: { ageRange: AGE_RANGES[Math.floor(side() * AGE_RANGES.length)] as string, gender: side() < 0.48 ? 'female' : side() < 0.96 ? 'male' : 'non-binary' },
     };
   }
 }

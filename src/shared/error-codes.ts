@@ -128,6 +128,7 @@ export const ERROR_CODES = {
   RIGHTS_SUBJECT_ERASED: { category: 'conflict', message: 'This subject was already erased; nothing was done.' },
   RIGHTS_ERASURE_REQUEST_USED: { category: 'conflict', message: 'An erasure was already carried out under this request id.' },
   RIGHTS_LEDGER_TAMPERED: { category: 'internal', message: 'The deletion ledger does not verify (edited, reordered or out of step with the database); nothing was replayed.' },
+  SCORING_AUDIT_ATTRIBUTE_INVALID: { category: 'invalid_input', message: 'Only a trait the tracking plan declares for the fairness_audit purpose can group a fairness audit.' },
   SCORING_PROTECTED_FEATURE: { category: 'invalid_input', message: 'A special category or protected attribute can never be a model feature or segment rule.' },
   RETENTION_SWEEP_RUNNING: { category: 'conflict', message: 'A retention sweep is already running in this process; try again when it has finished.' },
   BACKUP_FILE_EXISTS: { category: 'conflict', message: 'A file already exists where the backup was to be written; nothing was overwritten.' },

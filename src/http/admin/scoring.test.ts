@@ -67,4 +67,23 @@ describeEachDialect('scoring over HTTP', (dialect) => {
     assert.equal((mine.json() as { profileId: string }).profileId, scored);
     assert.match((mine.json() as { reasons: Record<string, string> }).reasons.clv ?? '', /worth about/);
   });
+
+  it('audits every selection by the four-fifths rule, only with fairness_audit data and only as aggregates', async () => {
+    const denied = await http.server.app.inject({ method: 'GET', url: '/v1/admin/scoring/fairness?attribute=age_range', headers: http.auth('marketer') });
+    assert.equal(denied.statusCode, 403);
+    const wrong = await http.server.app.inject({ method: 'GET', url: '/v1/admin/scoring/fairness?attribute=country', headers: http.auth('analyst') });
+    assert.equal(wrong.statusCode, 400);
+    assert.equal((wrong.json() as { code: string }).code, 'SCORING_AUDIT_ATTRIBUTE_INVALID');
+    const response = await http.server.app.inject({ method: 'GET', url: '/v1/admin/scoring/fairness?attribute=age_range', headers: http.auth('analyst') });
+    assert.equal(response.statusCode, 200, response.body);
+    const body = response.json() as { people: number; withGroup: number; reports: { selection: string; groups: { group: string; members: number; ratio: number; flagged: boolean }[]; passes: boolean; unknown: number }[] };
+    // Only people who gave explicit consent for fairness audits (about 40%) have a group.
+    assert.ok(body.withGroup > 0 && body.withGroup < body.people, JSON.stringify({ people: body.people, withGroup: body.withGroup }));
+    assert.ok(body.reports.some((r) => r.selection.startsWith('segment:')) && body.reports.some((r) => r.selection === 'churn:high'));
+    for (const report of body.reports) {
+      for (const g of report.groups) assert.ok(g.members >= 10 || g.group === 'other', 'no group under 10 is reported on its own');
+      assert.equal(report.passes, report.groups.every((g) => !g.flagged));
+    }
+    assert.ok(!response.body.includes('prf_'), 'no profile ids, aggregates only');
+  });
 });

@@ -9,6 +9,7 @@ const PURPOSE = PROFILING_PURPOSES[0];
 const RUN: RouteAccess = { audience: 'admin', roles: ['owner', 'analyst'], purpose: PURPOSE };
 const AGGREGATES: RouteAccess = { audience: 'admin', roles: ['owner', 'privacy_officer', 'marketer', 'analyst'], purpose: PURPOSE };
 const PERSON: RouteAccess = { ...AGGREGATES, personalData: true };
+const FAIRNESS: RouteAccess = { audience: 'admin', roles: ['owner', 'privacy_officer', 'analyst'], purpose: 'fairness_audit' };
 
 const scoresSchema = {
   type: 'object',
@@ -48,6 +49,19 @@ export function registerScoringRoutes(app: FastifyInstance, kernel: Kernel): voi
     '/scoring/overview',
     { config: { access: AGGREGATES }, schema: { tags: ['scoring'], summary: 'Segment sizes, persona descriptions, churn bands and the lifetime-value distribution (aggregates only).' } },
     async () => kernel.scoring.overview(),
+  );
+
+  app.get<{ Querystring: { attribute: string } }>(
+    '/scoring/fairness',
+    {
+      config: { access: FAIRNESS },
+      schema: {
+        tags: ['scoring'],
+        summary: 'Four-fifths audit of every segment, persona and the churn "At risk" band by an audit attribute (a trait declared for fairness_audit); aggregates only, groups under 10 pooled.',
+        querystring: { type: 'object', additionalProperties: false, required: ['attribute'], properties: { attribute: { type: 'string', pattern: '^[a-z][a-z0-9_]{0,63}$' } } },
+      },
+    },
+    async (request) => kernel.scoring.fairness(request.query.attribute, actorOf(request)),
   );
 
   app.get<{ Params: { id: string } }>(

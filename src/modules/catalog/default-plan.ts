@@ -140,6 +140,9 @@ export const DEFAULT_PLAN: PlanDocument = {
     phone: leaf('string', note('user.contact.phone_number', [OPERATIONS, SMS], 'P3Y', true), text(50)),
     country: leaf('string', note('user.contact.address.country', [REPORTING, PROFILING], 'P3Y'), text(100)),
     city: leaf('string', note('user.contact.address.city', [REPORTING, PROFILING], 'P3Y'), text(200)),
+    // Asked only in an optional survey, kept only with explicit consent for fairness audits, never a feature or rule.
+    age_range: leaf('string', note('user.demographic.age_range', [FAIRNESS], 'P3Y', true), { enum: ['18-24', '25-34', '35-44', '45-54', '55-64', '65+'] }),
+    gender: leaf('string', note('user.demographic.gender', [FAIRNESS], 'P3Y', true), text(50)),
     birthday: leaf('string', note('user.demographic.date_of_birth', [PROFILING, EMAIL], 'P3Y', true), {
       pattern: '^\\d{4}-\\d{2}-\\d{2}',
       maxLength: 40,

@@ -32,7 +32,7 @@ describe('the default plan', () => {
     for (const name of ['Product Viewed', 'Product Added', 'Order Completed', 'Email Signed Up', 'Survey Answered']) assert.ok(plan.declares(name), name);
     const outline = plan.outline();
     const identify = outline.find((s) => s.section === 'identify');
-    assert.deepEqual(identify?.fields.map((f) => f.path), ['email', 'first_name', 'last_name', 'phone', 'country', 'city', 'birthday'].map((k) => `traits.${k}`));
+    assert.deepEqual(identify?.fields.map((f) => f.path), ['email', 'first_name', 'last_name', 'phone', 'country', 'city', 'age_range', 'gender', 'birthday'].map((k) => `traits.${k}`));
     assert.ok(outline.some((s) => s.section === 'page') && outline.some((s) => s.section === 'screen') && outline.some((s) => s.section === 'group'));
     const context = outline.find((s) => s.section === 'context');
     assert.ok(context?.fields.some((f) => f.path === 'context.page.url'));

@@ -201,6 +201,12 @@ export class ProfilesRepo {
     );
   }
 
+  /** One trait of many profiles. */
+  traitOfMany(profileIds: readonly string[], key: string): Promise<Pick<TraitRow, 'profile_id' | 'value' | 'encrypted' | 'updated_at'>[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    return this.#db.selectFrom('profiles_traits').select(['profile_id', 'value', 'encrypted', 'updated_at']).where('profile_id', 'in', [...profileIds]).where('key', '=', key).execute();
+  }
+
   traitsOf(profileIds: readonly string[]): Promise<TraitRow[]> {
     if (profileIds.length === 0) return Promise.resolve([]);
     return this.#db.selectFrom('profiles_traits').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('key').execute();

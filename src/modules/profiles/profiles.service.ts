@@ -301,6 +301,29 @@ export class Profiles {
     return { profileIds: [...profileIds], traits, computed: combine(await this.#repo.computedOf(profileIds)) };
   }
 
+  /**
+   * One trait's current value (decrypted) for each of many profiles, for jobs that only ever report aggregates
+   * (fairness audits). `owner` maps each profile id to the person it belongs to (merge members to their canonical
+   * profile); the newest value among a person's profiles wins. Unreadable values (destroyed keys) are left out.
+   */
+  async traitValues(owner: ReadonlyMap<string, string>, key: string): Promise<Map<string, string>> {
+    const ids = [...owner.keys()];
+    const newest = new Map<string, { value: string; encrypted: number; at: string }>();
+    for (let i = 0; i < ids.length; i += 500) {
+      for (const row of await this.#repo.traitOfMany(ids.slice(i, i + 500), key)) {
+        const person = owner.get(row.profile_id) as string;
+        const seen = newest.get(person);
+        if (!seen || row.updated_at > seen.at) newest.set(person, { value: row.value, encrypted: Number(row.encrypted), at: row.updated_at });
+      }
+    }
+    const out = new Map<string, string>();
+    for (const [person, row] of newest) {
+      const { value, state } = await this.#read(row.value, row.encrypted, key, true);
+      if (state !== 'unreadable' && value !== null && value !== undefined) out.set(person, String(value));
+    }
+    return out;
+  }
+
   /** Changes of one trait (or all) across these profiles, newest first, with the previous values. */
   async traitHistory(profileIds: readonly string[], key: string | undefined, options: { decrypt: boolean; limit?: number }): Promise<TraitChange[]> {
     const rows = await this.#repo.historyOf(profileIds, key, options.limit ?? 100);

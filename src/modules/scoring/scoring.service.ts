@@ -11,6 +11,8 @@ import { lifetimeValue, DEFAULT_CLV } from './clv.ts';
 import { fitGammaGamma, type GammaGammaParams } from './gamma-gamma.ts';
 import { ScoringRepo, type ModelRow, type ScoreRow } from './scoring.repo.ts';
 import { summarize, type CustomerSummary } from './summary.ts';
+import { fourFifths, type FairnessReport } from './fairness.ts';
+import { CandorError } from '../../shared/errors.ts';
 
 /** Purposes whose lawful basis lets Candor profile someone; without one of them a person is not scored. */
 export const PROFILING_PURPOSES = ['personalize.profiling', 'marketing.advertising.profiling'] as const;
@@ -21,6 +23,10 @@ export interface ScoringData {
   people(): AsyncIterable<readonly { profileId: string; members: readonly string[] }[]>;
   /** Orders of these profiles stored for `purpose` (time and order total, never personal fields). */
   orders(profileIds: readonly string[], purpose: string): Promise<readonly { profileId: string; occurredAt: string; total: number | null }[]>;
+  /** Whether the tracking plan declares this trait for the `fairness_audit` purpose (only those may group an audit). */
+  isAuditAttribute(attribute: string): boolean;
+  /** The trait's value per person (`owner` maps profile ids to their person), decrypted, for aggregates only. */
+  auditGroups(owner: ReadonlyMap<string, string>, attribute: string): Promise<ReadonlyMap<string, string>>;
 }
 
 export interface ScoringDeps {
@@ -332,6 +338,44 @@ export class Scoring {
       churnBands,
       clv: clv.length > 0 ? { count: clv.length, mean: clv.reduce((a, b) => a + b, 0) / clv.length, quartiles: [q(0.25), q(0.5), q(0.75)] } : null,
     };
+  }
+
+  /**
+   * The four-fifths audit of every selection the models make (each RFM segment, each persona, the churn "At risk"
+   * band) by an audit attribute: a trait the tracking plan declares for `fairness_audit`, read only for people whose
+   * consent covers that purpose, and reported only as aggregates (small groups pooled).
+   */
+  async fairness(attribute: string, actor: Actor): Promise<{ attribute: string; people: number; withGroup: number; reports: FairnessReport[] }> {
+    const { consent, data } = this.#deps;
+    if (!data.isAuditAttribute(attribute)) throw new CandorError('SCORING_AUDIT_ATTRIBUTE_INVALID', { attribute });
+    const scored = await this.memberships();
+    const owner = new Map<string, string>();
+    for await (const chunk of data.people()) {
+      const inAudit = chunk.filter((p) => scored.has(p.profileId));
+      await consent.load(inAudit.map((p) => p.profileId));
+      for (const p of inAudit) {
+        if (consent.allowedPurposes(p.profileId, ['fairness_audit']).length === 0) continue;
+        for (const id of [p.profileId, ...p.members]) owner.set(id, p.profileId);
+      }
+    }
+    const groups = await data.auditGroups(owner, attribute);
+    const people = [...scored];
+    const selections: [string, (s: ProfileScores) => boolean][] = [];
+    const segments = new Set(people.flatMap(([, s]) => (s.rfm ? [s.rfm.segment] : [])));
+    for (const segment of [...segments].sort()) selections.push([`segment:${segment}`, (s) => s.rfm?.segment === segment]);
+    const personas = new Set(people.flatMap(([, s]) => (s.persona ? [s.persona.name] : [])));
+    for (const persona of [...personas].sort()) selections.push([`persona:${persona}`, (s) => s.persona?.name === persona]);
+    selections.push(['churn:high', (s) => s.churn?.band === 'high']);
+    const reports = selections.map(([name, selected]) => fourFifths(name, attribute, people.map(([id, s]) => ({ group: groups.get(id) ?? null, selected: selected(s) }))));
+    await this.#deps.audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'scoring.fairness',
+      purpose: 'fairness_audit',
+      resource: attribute,
+      details: { people: people.length, withGroup: groups.size, selections: reports.length, flagged: reports.filter((r) => !r.passes).map((r) => r.selection) },
+    });
+    return { attribute, people: people.length, withGroup: groups.size, reports };
   }
 
   /** Profile ids with a stored score and the segment each is in (for fairness audits and audiences). */

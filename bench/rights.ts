@@ -13,7 +13,7 @@ import { makeEvent, rng } from './support/events.ts';
 
 const PG_URL = process.env.CANDOR_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SUBJECT_EVENTS = 10_000;
-const SWEEP_ROWS = Number(process.env.BENCH_SWEEP_ROWS ?? 20_000);
+const SWEEP_ROWS = Number(process.env.BENCH_SWEEP_ROWS ?? 100_000);
 const BATCH = 250;
 const line = (text: string) => console.log(text);
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');

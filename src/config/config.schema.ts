@@ -88,7 +88,7 @@ export const CONFIG_SCHEMA = {
     description: 'The server refits the models and rescores everyone who allows profiling this often; 0 leaves it to `candor score`.',
   },
   retentionBatchSize: {
-    env: 'CANDOR_RETENTION_BATCH_SIZE', type: 'integer', default: 1000, min: 10, max: 100_000, sensitive: false,
+    env: 'CANDOR_RETENTION_BATCH_SIZE', type: 'integer', default: 5000, min: 10, max: 100_000, sensitive: false,
     description: 'Rows the sweeper deletes per transaction, so that ingestion is never held up for long.',
   },
   smtpUrl: {

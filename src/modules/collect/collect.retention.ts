@@ -1,7 +1,7 @@
 // Retention of stored events: raw events go after their period, orders are reduced to what the legal obligation
 // needs and go after theirs, and fields the tracking plan keeps shorter than their event are cut out when they
 // expire. Registered with `retention` through `Collector.retention()`.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { compareDurations, subtractDuration } from '../../shared/duration.ts';
 import type { RetentionHandler, RetentionRule, SweepCount, SweepMark, SweepOptions } from '../../shared/subject-data.ts';
 import type { ModuleMigration, Storage } from '../../storage/index.ts';
@@ -202,6 +202,9 @@ export class CollectRetention implements RetentionHandler {
       );
       count(field.rule, n);
     }
+    // Raw events go before orders are reduced: the two sets are disjoint, and the reduce walk then only meets orders.
+    const raw = rule('collect.events.raw');
+    count(raw, await this.#delete(raw, { notEvent: ORDER_EVENT }, rawCutoff, options));
     const reduce = rule('collect.events.orders.reduce');
     count(
       reduce,
@@ -224,8 +227,6 @@ export class CollectRetention implements RetentionHandler {
         options,
       ),
     );
-    const raw = rule('collect.events.raw');
-    count(raw, await this.#delete(raw, { notEvent: ORDER_EVENT }, rawCutoff, options));
     const old = rule('collect.events.orders');
     count(old, await this.#delete(old, { kind: 'track', event: ORDER_EVENT }, orderCutoff, options));
     const refusals = rule('collect.refusals');
@@ -302,8 +303,9 @@ export class CollectRetention implements RetentionHandler {
   }
 
   /**
-   * Deletes in batches, each one statement (its own short transaction): `DELETE … WHERE id IN (the next batch by
-   * time) RETURNING` the keys, so a batch costs one round trip. A dry run walks the same batches and counts.
+   * Deletes in batches, each its own short transaction: one indexed read finds the batch's last key in the walk's
+   * order (`LIMIT 1 OFFSET batch-1`), then one range `DELETE` removes everything up to it — the same index range
+   * scan a plain DELETE does, without carrying the batch's keys back and forth. A dry run walks and counts.
    */
   async #delete(rule: RetentionRule, filter: Filter, cutoff: string, options: SweepOptions): Promise<number> {
     if (options.dryRun) return this.#walk(rule, filter, { floor: '', cutoff }, options, 'id', (rows) => Promise.resolve(rows.length));
@@ -315,16 +317,45 @@ export class CollectRetention implements RetentionHandler {
     if (mark.id !== '' && mark.at !== '') passes.push(['late', { at: '', id: mark.id }, mark.at < cutoff ? mark.at : cutoff]);
     for (const [pass, start, until] of passes) {
       let from = start;
+      if (this.#storage.dialect === 'postgres') {
+        // PostgreSQL: one statement per batch that reads each row once — the physical row ids (ctid) of up to a
+        // batch of expired rows, deleted at once. Every row of the range goes, so no order is needed: the next batch
+        // starts again at the range's beginning, where the index scan skips what the last batch removed.
+        for (;;) {
+          // No row-value lower bound here: PostgreSQL then cannot skip the index entries earlier batches removed.
+          let batch = this.#db.selectFrom('collect_events').select(sql<string>`ctid`.as('ctid')).where('occurred_at', '<', until);
+          if (pass === 'late') batch = batch.where('id', '>', from.id);
+          if (filter.kind !== undefined) batch = batch.where('kind', '=', filter.kind);
+          if (filter.event !== undefined) batch = batch.where('event', '=', filter.event);
+          const notEvent = filter.notEvent;
+          if (notEvent !== undefined) batch = batch.where((eb) => eb.or([eb('event', 'is', null), eb('event', '<>', notEvent)]));
+          batch = batch.limit(batchSize);
+          const compiled = this.#db.deleteFrom('collect_events').where(sql<boolean>`ctid = any(array(${batch}))`).compile();
+          const n = await this.#storage.raw.run(compiled.sql, compiled.parameters);
+          total += n;
+          if (n < batchSize) break;
+        }
+        continue;
+      }
       for (;;) {
-        const batch = this.#select(pass, filter, from, until, batchSize, 'id');
-        const compiled = this.#db.deleteFrom('collect_events').where('id', 'in', batch.clearSelect().select('id')).returning(['id', 'occurred_at']).compile();
-        const rows = await this.#storage.raw.all<{ id: string; occurred_at: string }>(compiled.sql, compiled.parameters);
-        if (rows.length === 0) break;
-        total += rows.length;
-        // The batch's last key by the walk's order (RETURNING does not promise one).
-        const last = rows.reduce((a, b) => (pass === 'time' ? (b.occurred_at > a.occurred_at || (b.occurred_at === a.occurred_at && b.id > a.id) ? b : a) : b.id > a.id ? b : a));
-        from = pass === 'time' ? { at: last.occurred_at, id: last.id } : { at: '', id: last.id };
-        if (rows.length < batchSize) break;
+        const boundQuery = this.#select(pass, filter, from, until, 1, 'id').offset(batchSize - 1).compile();
+        const [bound] = await this.#storage.raw.all<{ id: string; occurred_at: string }>(boundQuery.sql, boundQuery.parameters);
+        let del = this.#db.deleteFrom('collect_events').where('occurred_at', '<', until);
+        if (pass === 'time') {
+          del = del.where((eb) => eb(eb.refTuple('occurred_at', 'id'), '>', eb.tuple(from.at, from.id)));
+          if (bound) del = del.where((eb) => eb(eb.refTuple('occurred_at', 'id'), '<=', eb.tuple(bound.occurred_at, bound.id)));
+        } else {
+          del = del.where('id', '>', from.id);
+          if (bound) del = del.where('id', '<=', bound.id);
+        }
+        if (filter.kind !== undefined) del = del.where('kind', '=', filter.kind);
+        if (filter.event !== undefined) del = del.where('event', '=', filter.event);
+        const notEvent = filter.notEvent;
+        if (notEvent !== undefined) del = del.where((eb) => eb.or([eb('event', 'is', null), eb('event', '<>', notEvent)]));
+        const compiled = del.compile();
+        total += await this.#storage.raw.run(compiled.sql, compiled.parameters);
+        if (!bound) break;
+        from = pass === 'time' ? { at: bound.occurred_at, id: bound.id } : { at: '', id: bound.id };
       }
     }
     const next = { at: mark.at > cutoff ? mark.at : cutoff, id: startedId };

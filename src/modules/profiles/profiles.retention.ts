@@ -34,6 +34,14 @@ export const PROFILES_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
       await db.schema.createIndex('profiles_computed_last_seen').on('profiles_computed').columns(['last_seen_at', 'profile_id']).execute();
     },
   },
+  {
+    // Trait expiry looks for values of one key older than its retention: without these it read every trait row.
+    name: '0073_profiles_traits_by_key_time',
+    async up(db) {
+      await db.schema.createIndex('profiles_traits_key_updated').on('profiles_traits').columns(['key', 'updated_at']).execute();
+      await db.schema.createIndex('profiles_trait_history_key_changed').on('profiles_trait_history').columns(['key', 'changed_at']).execute();
+    },
+  },
 ];
 
 const INACTIVE = 'profiles.inactive';

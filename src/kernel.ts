@@ -123,6 +123,12 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       data: {
         people: () => identity.groups(),
         orders: (ids, purpose) => collect.ordersFor(ids, purpose),
+        activity: (ids, purpose) => collect.activityFor(ids, purpose),
+        // A category the taxonomy does not know is treated as protected: never a feature by accident.
+        isProtected: (category) => {
+          const entry = taxonomy.dataCategory(category);
+          return entry === undefined || entry.protectedAttribute === true || entry.specialCategory != null;
+        },
         isAuditAttribute: (attribute) => catalog.plannedField('identify', null, `traits.${attribute}`)?.purposes.includes('fairness_audit') === true,
         auditGroups: (owner, attribute) => profiles.traitValues(owner, attribute),
       },

@@ -37,7 +37,7 @@ describeEachDialect('scoring over HTTP', (dialect) => {
     const body = overview.json() as { segments: Record<string, number>; personas: { name: string }[] };
     assert.ok(Object.keys(body.segments).length > 0 && body.personas.length >= 2);
     const models = await http.server.app.inject({ method: 'GET', url: '/v1/admin/scoring/models', headers: http.auth('analyst') });
-    assert.deepEqual((models.json() as { models: { kind: string }[] }).models.map((m) => m.kind).sort(), ['bgnbd', 'gamma_gamma', 'personas', 'rfm']);
+    assert.deepEqual((models.json() as { models: { kind: string }[] }).models.map((m) => m.kind).sort(), ['bgnbd', 'gamma_gamma', 'leads', 'personas', 'rfm']);
   });
 
   it("answers a person's scores with reasons to staff (audited) and to the person, or why they are not profiled", async () => {

@@ -152,6 +152,18 @@ export class CollectRepo {
       .execute();
   }
 
+  /** Page views and product views stored for a purpose (times only), for behavioural features. */
+  purposeBoundActivity(profileIds: readonly string[], purpose: string): Promise<Pick<EventRow, 'profile_id' | 'occurred_at' | 'kind'>[]> {
+    if (profileIds.length === 0) return Promise.resolve([]);
+    return this.#db
+      .selectFrom('collect_events')
+      .select(['profile_id', 'occurred_at', 'kind'])
+      .where('profile_id', 'in', profileIds)
+      .where((eb) => eb.or([eb('kind', '=', 'page'), eb.and([eb('kind', '=', 'track'), eb('event', '=', 'Product Viewed')])]))
+      .where('purposes', 'like', `%${JSON.stringify(purpose)}%`)
+      .execute();
+  }
+
   async countEvents(): Promise<number> {
     const row = await this.#db.selectFrom('collect_events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     return Number(row.n);

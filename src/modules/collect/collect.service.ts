@@ -450,6 +450,12 @@ export class Collector {
     });
   }
 
+  /** Page views and product views of these profiles stored for `purpose`: their times only (purpose-bound). */
+  async activityFor(profileIds: readonly string[], purpose: string): Promise<{ profileId: string; occurredAt: string; kind: 'page' | 'product_view' }[]> {
+    const rows = await this.#repo.purposeBoundActivity(profileIds, purpose);
+    return rows.map((row) => ({ profileId: row.profile_id, occurredAt: row.occurred_at, kind: row.kind === 'page' ? 'page' : 'product_view' }));
+  }
+
   countEvents(): Promise<number> {
     return this.#repo.countEvents();
   }

@@ -12,6 +12,9 @@ import { fitGammaGamma, type GammaGammaParams } from './gamma-gamma.ts';
 import { ScoringRepo, type ModelRow, type ScoreRow } from './scoring.repo.ts';
 import { summarize, type CustomerSummary } from './summary.ts';
 import { fourFifths, type FairnessReport } from './fairness.ts';
+import { FeatureEncoder, topContributions, type FeatureSpec } from './features.ts';
+import { fitCalibrated, predict, stratifiedFolds, subset, type Dataset } from './logistic.ts';
+import { auc, brier, reliability } from './metrics.ts';
 import { CandorError } from '../../shared/errors.ts';
 
 /** Purposes whose lawful basis lets Candor profile someone; without one of them a person is not scored. */
@@ -23,6 +26,10 @@ export interface ScoringData {
   people(): AsyncIterable<readonly { profileId: string; members: readonly string[] }[]>;
   /** Orders of these profiles stored for `purpose` (time and order total, never personal fields). */
   orders(profileIds: readonly string[], purpose: string): Promise<readonly { profileId: string; occurredAt: string; total: number | null }[]>;
+  /** Page views and product views of these profiles stored for `purpose` (times only). */
+  activity(profileIds: readonly string[], purpose: string): Promise<readonly { profileId: string; occurredAt: string; kind: 'page' | 'product_view' }[]>;
+  /** Whether a data category is a special category or protected attribute (never a feature). */
+  isProtected(category: string): boolean;
   /** Whether the tracking plan declares this trait for the `fairness_audit` purpose (only those may group an audit). */
   isAuditAttribute(attribute: string): boolean;
   /** The trait's value per person (`owner` maps profile ids to their person), decrypted, for aggregates only. */
@@ -36,8 +43,8 @@ export interface ScoringDeps {
   data: ScoringData;
 }
 
-export type ModelKind = 'rfm' | 'personas' | 'bgnbd' | 'gamma_gamma';
-export const MODEL_KINDS: readonly ModelKind[] = ['rfm', 'personas', 'bgnbd', 'gamma_gamma'];
+export type ModelKind = 'rfm' | 'personas' | 'bgnbd' | 'gamma_gamma' | 'leads';
+export const MODEL_KINDS: readonly ModelKind[] = ['rfm', 'personas', 'bgnbd', 'gamma_gamma', 'leads'];
 
 /** What one person's scores are, with the reasons in words. */
 export interface ProfileScores {
@@ -47,6 +54,8 @@ export interface ProfileScores {
   expectedOrders90d?: number;
   churn?: { risk: number; band: ChurnRisk['band'] };
   clv?: { value: number; purchases: number; spend: number; months: number };
+  /** Probability of an order in the next 90 days (calibrated), and its band. */
+  lead?: { probability: number; band: 'hot' | 'warm' | 'cold' };
 }
 
 export interface SubjectScores {
@@ -84,6 +93,7 @@ const DAY_MS = 86_400_000;
 const statKeyBg = (s: CustomerSummary) => `${s.x}|${s.tx.toFixed(4)}|${s.T.toFixed(4)}`;
 const statKeyGg = (s: CustomerSummary) => `${s.x}|${s.m.toFixed(4)}`;
 const money = (v: number) => v.toFixed(2);
+const leadBand = (p: number): 'hot' | 'warm' | 'cold' => (p >= 0.5 ? 'hot' : p >= 0.2 ? 'warm' : 'cold');
 
 /**
  * The scoring job and the purpose-bound read of its results. Only people whose lawful basis covers a profiling
@@ -212,6 +222,20 @@ export class Scoring {
       } else skip('gamma_gamma', 'the fitted spend model has no finite mean (q ≤ 1)');
     } else if (kinds.has('gamma_gamma')) skip('gamma_gamma', bg ? `needs at least 10 repeat buyers (has ${repeaters.length})` : 'needs a BG/NBD model');
 
+    // Lead scores: who is likely to order in the next 90 days, learned from what happened in the last 90.
+    let leads: Map<string, { probability: number; reason: string }> | undefined;
+    let leadModel: ModelRow | undefined;
+    if (kinds.has('leads')) {
+      const lead = await this.#leads(eligible.map((p) => p.profileId), owner, ids, transactions, now);
+      if ('skipped' in lead) skip('leads', lead.skipped);
+      else {
+        leads = lead.scores;
+        leadModel = await modelRow('leads', lead.params, lead.details, lead.trainedOn);
+        fitted.push({ row: leadModel, stats: new Map() });
+        report.push({ kind: 'leads', id: leadModel.id, version: leadModel.version, customers: lead.trainedOn });
+      }
+    }
+
     // 4. Every profiled buyer's scores, with reasons and lineage.
     const scores: ScoreRow[] = [];
     summaries.forEach((s, i) => {
@@ -229,7 +253,7 @@ export class Scoring {
         const p = personas.personas[personas.assignments[i] as number];
         if (p) {
           out.persona = { id: p.id, name: p.name };
-          reasons.persona = `Persona ${p.name}: ${p.description}.`;
+          reasons.persona = `Persona ${p.name}, the group whose buying habits are closest to yours — typically ${p.description}.`;
           models.personas = { id: personaModel.id, version: personaModel.version };
         }
       }
@@ -251,6 +275,12 @@ export class Scoring {
         models.gamma_gamma = { id: ggModel.id, version: ggModel.version };
         if (s.x > 0) stats.push({ modelId: ggModel.id, key: statKeyGg(s) });
       }
+      const lead = leads?.get(s.customerId);
+      if (lead && leadModel) {
+        out.lead = { probability: lead.probability, band: leadBand(lead.probability) };
+        reasons.lead = lead.reason;
+        models.leads = { id: leadModel.id, version: leadModel.version };
+      }
       scores.push({
         profile_id: s.customerId,
         run_id: runId,
@@ -260,6 +290,21 @@ export class Scoring {
         lineage: JSON.stringify({ models, stats, summary: { orders: s.orders, firstOrderDay: s.firstDay, lastOrderDay: s.lastDay, total: s.total } }),
       });
     });
+    // People who browse but never ordered get a lead score only.
+    if (leads && leadModel) {
+      const buyers = new Set(summaries.map((x) => x.customerId));
+      for (const [profileId, lead] of leads) {
+        if (buyers.has(profileId)) continue;
+        scores.push({
+          profile_id: profileId,
+          run_id: runId,
+          computed_at: at,
+          data: JSON.stringify({ lead: { probability: lead.probability, band: leadBand(lead.probability) } } satisfies ProfileScores),
+          reasons: JSON.stringify({ lead: lead.reason }),
+          lineage: JSON.stringify({ models: { leads: { id: leadModel.id, version: leadModel.version } }, stats: [], summary: { orders: 0 } }),
+        });
+      }
+    }
     options.onProgress?.(eligible.length, eligible.length, 'saving');
     await this.#repo.saveRun(fitted, scores, new Set(scores.map((s) => s.profile_id)));
     const summary: RunSummary = {
@@ -283,6 +328,122 @@ export class Scoring {
       details: { people, profiled: eligible.length, buyers: summaries.length, models: report.filter((m) => !m.skipped).map((m) => m.id) },
     });
     return summary;
+  }
+
+  /**
+   * The lead model: features of each person as of 90 days ago (orders, days since the last one, spend, product and
+   * page views in the 90 days before, tenure) against whether they ordered since; an L2 logistic regression with
+   * Platt calibration, judged out of fold (AUC, Brier score, reliability table); then everyone scored on today's
+   * features, with the features that moved their score most, in words.
+   */
+  async #leads(
+    people: readonly string[],
+    owner: ReadonlyMap<string, string>,
+    ids: readonly string[],
+    transactions: readonly { customerId: string; day: number; value: number }[],
+    now: Date,
+  ): Promise<{ skipped: string } | { scores: Map<string, { probability: number; reason: string }>; params: unknown; details: unknown; trainedOn: number }> {
+    const WINDOW = 90;
+    const nowDay = now.getTime() / DAY_MS;
+    const views = new Map<string, number[]>();
+    const pages = new Map<string, number[]>();
+    for (let i = 0; i < ids.length; i += 500) {
+      for (const a of await this.#deps.data.activity(ids.slice(i, i + 500), PROFILING_PURPOSES[0])) {
+        const person = owner.get(a.profileId);
+        const at = Date.parse(a.occurredAt) / DAY_MS;
+        if (!person || !Number.isFinite(at) || at > nowDay) continue;
+        const list = a.kind === 'page' ? pages : views;
+        const days = list.get(person) ?? [];
+        days.push(at);
+        list.set(person, days);
+      }
+    }
+    const orders = new Map<string, { day: number; value: number }[]>();
+    for (const t of transactions) {
+      const list = orders.get(t.customerId) ?? [];
+      list.push({ day: t.day, value: t.value });
+      orders.set(t.customerId, list);
+    }
+    const featuresAt = (person: string, day: number): Record<string, number> | undefined => {
+      const before = (orders.get(person) ?? []).filter((o) => o.day < day);
+      const v = (views.get(person) ?? []).filter((d) => d < day);
+      const p = (pages.get(person) ?? []).filter((d) => d < day);
+      const first = Math.min(...before.map((o) => o.day), ...v, ...p);
+      if (!Number.isFinite(first)) return undefined; // nothing known about them yet at that time
+      const last = Math.max(-Infinity, ...before.map((o) => o.day));
+      return {
+        orders: before.length,
+        days_since_order: Number.isFinite(last) ? day - last : day - first,
+        spend: before.reduce((sum, o) => sum + o.value, 0),
+        views_90d: v.filter((d) => d >= day - WINDOW).length,
+        pages_90d: p.filter((d) => d >= day - WINDOW).length,
+        tenure: day - first,
+      };
+    };
+    const specs: FeatureSpec[] = [
+      { name: 'orders', kind: 'numeric', label: 'orders so far', category: 'user.behavior.purchase_history', log: true },
+      { name: 'days_since_order', kind: 'numeric', label: 'days since the last order', category: 'user.behavior.purchase_history', log: true },
+      { name: 'spend', kind: 'numeric', label: 'total spend', category: 'user.behavior.purchase_history', log: true },
+      { name: 'views_90d', kind: 'numeric', label: 'product views in the last 90 days', category: 'user.behavior.browsing_history', log: true },
+      { name: 'pages_90d', kind: 'numeric', label: 'visits in the last 90 days', category: 'user.behavior.browsing_history', log: true },
+      { name: 'tenure', kind: 'numeric', label: 'days since we first saw them', category: 'user.behavior.browsing_history', log: true },
+    ];
+    const observed = nowDay - WINDOW;
+    const train: Record<string, number>[] = [];
+    const outcome: number[] = [];
+    for (const person of people) {
+      const f = featuresAt(person, observed);
+      if (!f) continue;
+      train.push(f);
+      outcome.push((orders.get(person) ?? []).some((o) => o.day >= observed && o.day <= nowDay) ? 1 : 0);
+    }
+    const positives = outcome.reduce((a, b) => a + b, 0);
+    if (train.length < 40 || positives < 5 || train.length - positives < 5) {
+      return { skipped: `needs at least 40 people known 90 days ago, with 5 who ordered since and 5 who did not (has ${train.length}, ${positives} ordered)` };
+    }
+    const encoder = FeatureEncoder.fit(specs, train, this.#deps.data.isProtected);
+    const data: Dataset = { x: encoder.encode(train), y: Uint8Array.from(outcome), n: train.length, d: encoder.columns.length };
+    // Out-of-fold predictions judge the model honestly; the scores come from the model fitted on everyone.
+    const folds = stratifiedFolds(data.y, Math.min(5, Math.max(2, Math.floor(Math.min(positives, train.length - positives) / 2))), 11);
+    const oof = new Float64Array(data.n);
+    for (let f = 0; f < folds.length; f++) {
+      const test = folds[f] as number[];
+      const model = fitCalibrated(subset(data, folds.flatMap((fold, g) => (g === f ? [] : fold))), { lambda: 1, folds: 2 });
+      for (const i of test) oof[i] = predict(model, data.x, i, data.d);
+    }
+    const model = fitCalibrated(data, { lambda: 1, folds: 3 });
+    const scores = new Map<string, { probability: number; reason: string }>();
+    const current: { person: string; f: Record<string, number> }[] = [];
+    for (const person of people) {
+      const f = featuresAt(person, nowDay + 1e-6);
+      if (f) current.push({ person, f });
+    }
+    const x = encoder.encode(current.map((c) => c.f));
+    current.forEach(({ person }, i) => {
+      const probability = predict(model, x, i, data.d);
+      const top = topContributions(encoder, model.weights, x, i, 3);
+      const up = top.filter((c) => c.effect > 0).map((c) => c.text);
+      const down = top.filter((c) => c.effect < 0).map((c) => c.text);
+      const reason =
+        `${Math.round(probability * 100)}% likely to order in the next ${WINDOW} days` +
+        (up.length > 0 ? `; raised by: ${up.join(', ')}` : '') +
+        (down.length > 0 ? `; lowered by: ${down.join(', ')}` : '') +
+        '.';
+      scores.set(person, { probability, reason });
+    });
+    return {
+      scores,
+      trainedOn: train.length,
+      params: { intercept: model.intercept, calibration: model.calibration, weights: Object.fromEntries(encoder.columns.map((c, j) => [c.label, model.weights[j] as number])) },
+      details: {
+        outcome: `ordered within ${WINDOW} days`,
+        positives,
+        auc: auc(oof, data.y),
+        brier: brier(oof, data.y),
+        baseRateBrier: (positives / train.length) * (1 - positives / train.length),
+        reliability: reliability(oof, data.y, 5),
+      },
+    };
   }
 
   /**
@@ -342,7 +503,7 @@ export class Scoring {
 
   /**
    * The four-fifths audit of every selection the models make (each RFM segment, each persona, the churn "At risk"
-   * band) by an audit attribute: a trait the tracking plan declares for `fairness_audit`, read only for people whose
+   * band, the "hot" lead band) by an audit attribute: a trait the tracking plan declares for `fairness_audit`, read only for people whose
    * consent covers that purpose, and reported only as aggregates (small groups pooled).
    */
   async fairness(attribute: string, actor: Actor): Promise<{ attribute: string; people: number; withGroup: number; reports: FairnessReport[] }> {
@@ -366,6 +527,7 @@ export class Scoring {
     const personas = new Set(people.flatMap(([, s]) => (s.persona ? [s.persona.name] : [])));
     for (const persona of [...personas].sort()) selections.push([`persona:${persona}`, (s) => s.persona?.name === persona]);
     selections.push(['churn:high', (s) => s.churn?.band === 'high']);
+    selections.push(['lead:hot', (s) => s.lead?.band === 'hot']);
     const reports = selections.map(([name, selected]) => fourFifths(name, attribute, people.map(([id, s]) => ({ group: groups.get(id) ?? null, selected: selected(s) }))));
     await this.#deps.audit.append({
       actor: actor.id,

@@ -50,8 +50,14 @@ describeEachDialect('scoring: consent-bound, explained, and following erasure an
       assert.match(scores.reasons.churn ?? '', /orders?, the last \d+ days? ago/);
       assert.match(scores.reasons.clv ?? '', /worth about \d+\.\d\d today/);
       assert.match(scores.reasons.persona ?? '', /^Persona .+ buyers/);
+      assert.match(scores.reasons.lead ?? '', /^\d+% likely to order in the next 90 days; (raised|lowered) by: /);
+      assert.ok(scores.scores.lead && scores.scores.lead.probability > 0 && scores.scores.lead.probability < 1);
       assert.equal(scores.models.bgnbd?.id, run.models.find((m) => m.kind === 'bgnbd')?.id);
     }
+    const leads = (await ctx.kernel.scoring.models()).find((m) => m.kind === 'leads');
+    const details = leads?.details as { auc: number; brier: number; baseRateBrier: number; reliability: unknown[] };
+    assert.ok(details.auc > 0.5 && details.brier < details.baseRateBrier, JSON.stringify(details));
+    assert.ok(details.reliability.length > 0);
     const overview = await ctx.kernel.scoring.overview();
     assert.equal(Object.values(overview.segments).reduce((a, b) => a + b, 0), run.buyers);
     assert.ok(overview.personas.length >= 2 && overview.personas.every((p) => p.description.length > 20));

@@ -1,11 +1,12 @@
 import { Option, type Command } from 'commander';
 import { loadShop } from '../demo/load.ts';
-import { DEFAULT_SHOP } from '../demo/shop.ts';
 import { buildServer } from '../http/server.ts';
 import type { Kernel } from '../kernel.ts';
 import { MODEL_KINDS, type ModelKind, type RunSummary } from '../modules/scoring/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { CandorError } from '../shared/errors.ts';
+
+const DEMO_WEEKS = 52;
 
 export interface ScoringCommandHelpers {
   out: (line: string) => void;
@@ -81,11 +82,12 @@ export function registerScoringCommands(program: Command, { out, withKernel, pro
               const response = await server.app.inject({ method: 'POST', url, headers: { authorization, 'content-type': 'application/json', ...headers }, payload: JSON.stringify(body) });
               return { statusCode: response.statusCode, body: response.body };
             },
-            { customers, seed },
+            // A year of history: within the default 13-month retention of raw events, so the sweeper keeps it all.
+            { customers, seed, weeks: DEMO_WEEKS },
             { onProgress: (done, total) => bar.update(done, total, 'customers') },
           );
           bar.end();
-          out(`demo shop (seed ${seed}, ${DEFAULT_SHOP.weeks} weeks ending today): ${summary.customers} customers, ${summary.orders} orders, ${summary.events} events — ${summary.stored} stored, ${summary.refused} not stored (no lawful basis or invalid)`);
+          out(`demo shop (seed ${seed}, ${DEMO_WEEKS} weeks ending today): ${summary.customers} customers, ${summary.orders} orders, ${summary.events} events — ${summary.stored} stored, ${summary.refused} not stored (no lawful basis or invalid)`);
           out(`consent: ${summary.refusedProfiling} refused profiling, ${summary.gpc} sent Global Privacy Control`);
           await kernel.access.revoke(key.id, CLI_ACTOR);
         } finally {

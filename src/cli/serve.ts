@@ -37,6 +37,8 @@ export async function serve(config: Config, out: (line: string) => void): Promis
   // within seconds; consents past their expiry get their `expired` ledger entry (decisions treat them so anyway).
   const housekeeping = [
     setInterval(() => void kernel.catalog.refresh().catch((err: unknown) => kernel.logger.warn({ err }, 'plan refresh failed')), 5_000),
+    // Plan counts of messages that stored nothing (others are written with the events they describe).
+    setInterval(() => void kernel.catalog.flushStats().catch((err: unknown) => kernel.logger.warn({ err }, 'plan counts not written')), 10_000),
     setInterval(() => void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')), 3_600_000),
   ];
   // The retention sweeper: deletes what expired, in batches, with the evidence in the audit log.

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { ModuleMigration, Storage } from '../../storage/index.ts';
+import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 import type { StatsRecord } from './catalog.stats.ts';
 
 export type CatalogTables = {
@@ -67,6 +67,7 @@ const STATS_KEY = ['source', 'kind', 'event', 'metric', 'item', 'rule'] as const
 /** Every SQL statement on catalog_plans and catalog_stats. */
 export class CatalogRepo {
   readonly #db: Kysely<CatalogTables>;
+  readonly #statsTexts = new Map<number, string>();
 
   constructor(storage: Storage) {
     this.#db = storage.db.withTables<CatalogTables>();
@@ -108,6 +109,24 @@ export class CatalogRepo {
           .execute();
       }
     });
+  }
+
+  /** The same upsert as addStats, on the caller's transaction (ingestion writes the counts with the events). */
+  async addStatsIn(tx: SqlExecutor, records: readonly StatsRecord[], at: string): Promise<void> {
+    for (let i = 0; i < records.length; i += 100) {
+      const part = records.slice(i, i + 100);
+      let text = this.#statsTexts.get(part.length);
+      if (text === undefined) {
+        const blank = { source: '', kind: '', event: '', metric: '', item: '', rule: '', count: 0, updated_at: '' };
+        text = this.#db
+          .insertInto('catalog_stats')
+          .values(part.map(() => blank))
+          .onConflict((oc) => oc.columns(STATS_KEY).doUpdateSet((eb) => ({ count: eb('catalog_stats.count', '+', eb.ref('excluded.count')), updated_at: eb.ref('excluded.updated_at') })))
+          .compile().sql;
+        this.#statsTexts.set(part.length, text);
+      }
+      await tx.run(text, part.flatMap((r) => [r.source, r.kind, r.event, r.metric, r.item, r.rule, r.count, at]));
+    }
   }
 
   async stats(filter: { source?: string | undefined; event?: string | undefined }): Promise<StatsRecord[]> {

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { isUniqueViolation, type Storage } from '../../storage/index.ts';
+import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
 import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
 import type { PlanDocument } from './catalog.schemas.ts';
-import { StatsCounters, statsRows, type StatsRow } from './catalog.stats.ts';
+import { StatsCounters, statsRows, type StatsRecord, type StatsRow } from './catalog.stats.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
 import { compilePlan, type CompiledPlan, type MessageKind, type OutlineSection, type PlanProblem, type PlanResult } from './plan-compiler.ts';
 
@@ -241,6 +241,23 @@ export class Catalog {
    * Adds this process's counts to catalog_stats and resets them; on failure they are kept for the next flush.
    * Calls made while a flush waits to start share it, so calling after every commit costs at most one write at a time.
    */
+  /**
+   * Takes the counts not written yet, for a caller that writes them in its own transaction (ingestion, with the
+   * events they describe); `restoreStats` puts them back if that transaction fails.
+   */
+  takeStats(): StatsRecord[] {
+    return this.#counters.take();
+  }
+
+  restoreStats(records: readonly StatsRecord[]): void {
+    this.#counters.restore(records);
+  }
+
+  /** Writes taken counts on the caller's transaction. */
+  writeStats(tx: SqlExecutor, records: readonly StatsRecord[]): Promise<void> {
+    return records.length === 0 ? Promise.resolve() : this.#repo.addStatsIn(tx, records, new Date().toISOString());
+  }
+
   flushStats(): Promise<void> {
     if (this.#queuedFlush) return this.#queuedFlush;
     const flush = this.#exclusive(async () => {

@@ -256,7 +256,6 @@ export class Collector {
     const { storage, identity, keyring, profiles, consent, catalog } = this.#deps;
     const results = new Map<Pending, ItemResult>();
     const answer = () => {
-      void catalog.flushStats().catch(() => undefined);
       return items.map((p) => results.get(p) ?? { index: p.index, messageId: p.message.messageId, status: 'invalid' as const, code: 'INTERNAL_ERROR' as const });
     };
     // Keys of people already known are loaded first, so that a group about known people (the usual case) is
@@ -266,9 +265,12 @@ export class Collector {
     await profiles.prepare(known.filter((p) => p.traits.length > 0).map((p) => p.gatedFor as string));
     const refusals = this.#refusals;
     this.#refusals = new Map();
+    // The tracking plan's counts (dropped fields, violations) are written with the events, in the same commit.
+    const planCounts = catalog.takeStats();
     const restore = (error: unknown) => {
-      // Nothing of this group was stored: put the refusal counts back for the next commit.
+      // Nothing of this group was stored: put the refusal and plan counts back for the next commit.
       for (const [key, n] of refusals) this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + n);
+      catalog.restoreStats(planCounts);
       throw error;
     };
 
@@ -281,6 +283,7 @@ export class Collector {
         const unchanged = resolved.every((r) => r.resolution?.profileId != null && r.resolution.profileId === r.pending.gatedFor && r.resolution.merges.length === 0 && !r.pending.gpc);
         if (!unchanged) return false;
         await this.#store(tx, resolved as Resolved[], refusals, results);
+        await catalog.writeStats(tx, planCounts);
         return true;
       })
       .catch(restore);
@@ -323,7 +326,12 @@ export class Collector {
     // 3. events, traits and computed traits are stored in one transaction; the answer waits for its commit.
     await keyring.prepare(storable.filter((r) => r.pending.hasPersonal || r.pending.traits.length > 0).map((r) => r.resolution.profileId));
     await profiles.prepare(storable.filter((r) => r.pending.traits.length > 0).map((r) => r.resolution.profileId));
-    await storage.raw.transaction((tx) => this.#store(tx, storable, refusals, results)).catch(restore);
+    await storage.raw
+      .transaction(async (tx) => {
+        await this.#store(tx, storable, refusals, results);
+        await catalog.writeStats(tx, planCounts);
+      })
+      .catch(restore);
     return answer();
   }
 

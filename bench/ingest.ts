@@ -5,11 +5,10 @@
 // parses and stores the same batches with the same framework and storage, and against raw inserts of the rows.
 // The server runs in its own process (one core); the load generator runs here (the other core), on loopback.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { sql } from 'kysely';
+import { place } from './support/place.ts';
 import { loadConfig } from '../src/config/index.ts';
 import { openKernel, type Kernel } from '../src/kernel.ts';
 import { openStorage } from '../src/storage/index.ts';
@@ -22,7 +21,6 @@ const ROOT = join(import.meta.dirname, '..');
 const USERS = 2000;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = 16;
-const PG_URL = process.env.CANDOR_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const ms = (n: number) => `${n.toFixed(1)} ms`;
@@ -66,30 +64,6 @@ async function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-/** A fresh place to store: a temporary data directory, and on PostgreSQL a fresh database. */
-async function place(dialect: 'sqlite' | 'postgres'): Promise<{ dataDir: string; databaseUrl: string; drop: () => Promise<void> }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'candor-bench-'));
-  if (dialect === 'sqlite') return { dataDir, databaseUrl: '', drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
-  const name = `bench_ingest_${process.pid}_${Date.now()}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(PG_URL);
-  url.pathname = `/${name}`;
-  return {
-    dataDir,
-    databaseUrl: url.toString(),
-    drop: async () => {
-      rmSync(dataDir, { recursive: true, force: true });
-      const c = new pg.Client({ connectionString: PG_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
-}
-
 /** Customers who said yes to analytics and profiling, and a write key. */
 async function prepare(kernel: Kernel): Promise<string> {
   const items = Array.from({ length: USERS }, (_, i) => ({ identifiers: [{ type: 'user_id', value: `user-${i}` }, { type: 'anonymous_id', value: `anon-${i}` }], source: 'web', at: new Date().toISOString() }));
@@ -110,7 +84,7 @@ function batchBody(random: () => number, writeKey?: string) {
 const allStored = (_status: number, body: string) => !body.includes('"invalid"') && !body.includes('"refused"');
 
 async function candorRun(dialect: 'sqlite' | 'postgres'): Promise<{ batch: LoadResult; single: LoadResult; kernelSteps?: string[] }> {
-  const where = await place(dialect);
+  const where = await place(dialect, 'ingest');
   try {
     const config = loadConfig({ environment: { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'silent' } });
     const kernel = await openKernel(config);
@@ -140,7 +114,7 @@ async function candorRun(dialect: 'sqlite' | 'postgres'): Promise<{ batch: LoadR
 }
 
 async function privacyOffRun(dialect: 'sqlite' | 'postgres'): Promise<LoadResult> {
-  const where = await place(dialect);
+  const where = await place(dialect, 'ingest');
   try {
     const { child, url } = await startChild(['bench/support/privacy-off-server.ts', where.dataDir, where.databaseUrl], {});
     const random = rng(7);
@@ -157,7 +131,7 @@ async function privacyOffRun(dialect: 'sqlite' | 'postgres'): Promise<LoadResult
 
 /** Raw inserts of rows shaped like stored events, in transactions of 1,600 rows (what one group commit writes). */
 async function rawInserts(): Promise<number> {
-  const where = await place('sqlite');
+  const where = await place('sqlite', 'ingest');
   try {
     const storage = await openStorage({ dataDir: where.dataDir, databaseUrl: '', sqliteSynchronous: 'FULL' });
     await sql`CREATE TABLE raw_events (id TEXT PRIMARY KEY, source TEXT, message_id TEXT, profile_id TEXT, kind TEXT, event TEXT, occurred_at TEXT, received_at TEXT, purposes TEXT, data TEXT, data_enc TEXT, UNIQUE (source, message_id))`.execute(storage.db);
@@ -184,7 +158,7 @@ async function rawInserts(): Promise<number> {
 
 /** Time per event of each privacy step, in process. */
 async function stepCosts(): Promise<{ name: string; us: number }[]> {
-  const where = await place('sqlite');
+  const where = await place('sqlite', 'ingest');
   const config = loadConfig({ environment: { CANDOR_DATA_DIR: where.dataDir, CANDOR_LOG_LEVEL: 'silent', CANDOR_SQLITE_SYNCHRONOUS: 'NORMAL' } });
   const kernel = await openKernel(config);
   try {

@@ -2,45 +2,17 @@
 // erasure of a subject with 10,000 stored events, each on its own subject; and the retention sweeper's throughput in
 // rows deleted per second against a plain DELETE of the same number of rows of the same shape, in the same run.
 // Events are realistic shop traffic (bench/support/events.ts) ingested through kernel.collect.ingest.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
+import { place } from './support/place.ts';
 import { loadConfig } from '../src/config/index.ts';
 import { openKernel, type Kernel } from '../src/kernel.ts';
 import { CLI_ACTOR } from '../src/shared/actor.ts';
 import { makeEvent, rng } from './support/events.ts';
 
-const PG_URL = process.env.CANDOR_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SUBJECT_EVENTS = 10_000;
 const SWEEP_ROWS = Number(process.env.BENCH_SWEEP_ROWS ?? 100_000);
 const BATCH = 250;
 const line = (text: string) => console.log(text);
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
-
-/** A fresh place to store: a temporary data directory, and on PostgreSQL a fresh database. */
-async function place(dialect: 'sqlite' | 'postgres'): Promise<{ dataDir: string; databaseUrl: string; drop: () => Promise<void> }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'candor-bench-rights-'));
-  if (dialect === 'sqlite') return { dataDir, databaseUrl: '', drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
-  const name = `bench_rights_${process.pid}_${Date.now()}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(PG_URL);
-  url.pathname = `/${name}`;
-  return {
-    dataDir,
-    databaseUrl: url.toString(),
-    drop: async () => {
-      rmSync(dataDir, { recursive: true, force: true });
-      const c = new pg.Client({ connectionString: PG_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
-}
 
 /** People who said yes to analytics and profiling. */
 async function consenting(kernel: Kernel, userIds: readonly string[]): Promise<string[]> {
@@ -71,7 +43,7 @@ async function ingest(kernel: Kernel, random: () => number, n: number, who: (i: 
 }
 
 async function run(dialect: 'sqlite' | 'postgres'): Promise<void> {
-  const where = await place(dialect);
+  const where = await place(dialect, 'rights');
   const random = rng(42);
   try {
     const config = loadConfig({ environment: { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'silent', NODE_ENV: 'test' } });

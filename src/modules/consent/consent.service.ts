@@ -1086,7 +1086,18 @@ export class Consent {
         }
       }),
     );
-    await this.#audit.appendBatch(
+    await this.#auditFlags(subjects, action, requestId, actor, (pseudonym) => ({ kind, alreadyInForce: !set.includes(pseudonym) }));
+  }
+
+  /** One audit entry per subject of a restriction or objection change (set or lifted). */
+  #auditFlags(
+    subjects: readonly { pseudonym: string }[],
+    action: string,
+    requestId: string | null,
+    actor: Actor,
+    details: (pseudonym: string) => Record<string, string | number | boolean>,
+  ): Promise<unknown> {
+    return this.#audit.appendBatch(
       subjects.map((s) => ({
         actor: actor.id,
         role: actor.role,
@@ -1094,7 +1105,7 @@ export class Consent {
         purpose: 'essential.legal_obligation',
         subject: s.pseudonym,
         resource: requestId === null ? null : `rights_request:${requestId}`,
-        details: { kind, alreadyInForce: !set.includes(s.pseudonym) },
+        details: details(s.pseudonym),
       })),
     );
   }
@@ -1110,17 +1121,7 @@ export class Consent {
         if ([...lifted.values()].every((n) => n === 0)) throw new CandorError('CONSENT_RESTRICTION_NOT_FOUND', { kind });
       }),
     );
-    await this.#audit.appendBatch(
-      subjects.map((s) => ({
-        actor: actor.id,
-        role: actor.role,
-        action,
-        purpose: 'essential.legal_obligation',
-        subject: s.pseudonym,
-        resource: requestId === null ? null : `rights_request:${requestId}`,
-        details: { kind, lifted: lifted.get(s.pseudonym) ?? 0 },
-      })),
-    );
+    await this.#auditFlags(subjects, action, requestId, actor, (pseudonym) => ({ kind, lifted: lifted.get(pseudonym) ?? 0 }));
   }
 
   /**

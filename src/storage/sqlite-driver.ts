@@ -80,6 +80,11 @@ export class SqliteHandle {
     return { changes: Number(result.changes) };
   }
 
+  /** SQLite's data_version: it changes when another connection has committed since the last look. */
+  dataVersion(): number {
+    return Number((this.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
+  }
+
   isReader(sql: string): boolean {
     return this.prepare(sql).columns().length > 0;
   }

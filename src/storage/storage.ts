@@ -38,6 +38,13 @@ export interface Storage {
    * survives in neither (after an erasure). A no-op on PostgreSQL, whose dumps are logical.
    */
   checkpoint(): Promise<void>;
+  /**
+   * A number that changes whenever another connection (another process: the CLI, a second server) has committed to
+   * the database since the last call, so in-process caches can tell that they may be stale without reading what
+   * they cache. Writes through this handle do not change it. Undefined when it cannot be known cheaply
+   * (PostgreSQL), where caches fall back to refreshing by age.
+   */
+  externalWrites(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -111,6 +118,9 @@ function openSqlite(options: StorageOptions): Storage {
     location: path,
     async ping() {
       await raw.all('SELECT 1');
+    },
+    externalWrites() {
+      return handle.dataVersion();
     },
     async checkpoint() {
       const release = await handle.lock.lock();
@@ -186,6 +196,7 @@ async function openPostgres(url: string): Promise<Storage> {
     async checkpoint() {
       // pg_dump reads rows, not pages: deleted tuples never reach a dump.
     },
+    externalWrites: () => undefined,
     async close() {
       await db.destroy();
     },

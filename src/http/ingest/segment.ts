@@ -41,7 +41,42 @@ async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyRep
   return { success: true, ...(gpc ? { gpcHonoured: true } : {}), results };
 }
 
-const sizeOf = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '');
+/**
+ * A bound on the UTF-8 size of a parsed JSON value written back as JSON, without writing it: a UTF-16 unit of a string
+ * takes at most 6 bytes (`\uXXXX`), a number, boolean or null at most 32 characters. Stops once over `budget`.
+ */
+function sizeBound(value: unknown, budget: number): number {
+  if (typeof value === 'string') return 6 * value.length + 2;
+  if (typeof value !== 'object' || value === null) return 32;
+  let n = 2;
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      n += sizeBound(item, budget - n) + 1;
+      if (n > budget) return n;
+    }
+    return n;
+  }
+  for (const key in value) {
+    n += 6 * key.length + 4 + sizeBound((value as Record<string, unknown>)[key], budget - n);
+    if (n > budget) return n;
+  }
+  return n;
+}
+
+/**
+ * A message's size for the per-event limit: the exact UTF-8 size of its JSON when it may exceed the limit (so the
+ * refusal names it), otherwise a bound under the limit; most messages are far below it and need no serialization.
+ */
+function sizeOf(value: unknown): number {
+  let bound = Number.POSITIVE_INFINITY;
+  try {
+    bound = sizeBound(value, MAX_EVENT_BYTES);
+  } catch (error) {
+    // Nesting too deep for the walk: measure exactly, as before.
+    if (!(error instanceof RangeError)) throw error;
+  }
+  return bound <= MAX_EVENT_BYTES ? bound : Buffer.byteLength(JSON.stringify(value) ?? '');
+}
 
 /**
  * The Segment HTTP tracking API (identify, track, page, screen, group, alias, batch and import), so existing Segment
@@ -116,7 +151,9 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
           if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
             const message = raw as Record<string, unknown>;
             // Batch-level context and sentAt apply to every message that has none of its own.
-            const merged = { ...message, ...(message.context === undefined && context ? { context } : {}), ...(message.sentAt === undefined && sentAt ? { sentAt } : {}) };
+            const merged: Record<string, unknown> = { ...message };
+            if (message.context === undefined && context) merged.context = context;
+            if (message.sentAt === undefined && sentAt) merged.sentAt = sentAt;
             return { raw: merged, bytes: sizeOf(message) };
           }
           return { raw, bytes: 0 };

@@ -7,13 +7,13 @@ import type { Catalog, KeptField, PlanResult, Violation } from '../catalog/index
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
-import { ORDER_EVENT, type Profiles, type TraitInput } from '../profiles/index.ts';
+import { ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
 import { CollectRepo, type EventRow } from './collect.repo.ts';
 import { CollectRetention, type EventRetentionPolicy } from './collect.retention.ts';
 import { CollectSubjectData } from './collect.subject-data.ts';
 import { GroupCommit } from './group-commit.ts';
 import { partition, type FieldRule } from './partition.ts';
-import { identifiersOf, parseMessage, type MessageKind, type ParsedMessage } from './segment.ts';
+import { identifiersOf, parseMessage, type MessageKind, type ParsedMessage, type RawIdentifier } from './segment.ts';
 
 /** Where a batch came from: the write key's source, and whether the request carried Sec-GPC: 1. */
 export interface IngestContext {
@@ -123,6 +123,7 @@ export class Collector {
     const results: (ItemResult | undefined)[] = new Array(messages.length);
     const accepted: { index: number; message: ParsedMessage; plan: ReturnType<Catalog['process']>; resolve: ResolveItem }[] = [];
     const planVersion = catalog.version();
+    const receivedAt = new Date(context.receivedAt).toISOString();
     messages.forEach(({ raw, bytes }, index) => {
       const parsed = parseMessage(raw, kind, context.receivedAt, bytes);
       if (!parsed.ok) {
@@ -152,8 +153,9 @@ export class Collector {
 
     // Who is this, as far as we already know? (Looking up creates nothing.) Erased people stop here.
     const raw = this.#deps.storage.raw;
-    const suppressed = accepted.length > 0 ? await identity.isSuppressedBatch(raw, accepted.map((a) => a.resolve)) : [];
-    const known = accepted.length > 0 ? await identity.lookupBatch(raw, accepted.map((a) => a.resolve)) : [];
+    const lookups = accepted.map((a) => a.resolve);
+    const suppressed = accepted.length > 0 ? await identity.isSuppressedBatch(raw, lookups) : [];
+    const known = accepted.length > 0 ? await identity.lookupBatch(raw, lookups) : [];
     await consent.load(known.filter((id): id is string => id !== null));
 
     const pending: Pending[] = [];
@@ -170,18 +172,26 @@ export class Collector {
         results[item.index] = { index: item.index, messageId: message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: item.plan.dropped };
         return;
       }
+      const linkable = identifiersOf(message, gated.linkable);
+      const { stored } = gated;
       pending.push({
         index: item.index,
         message,
         plan: item.plan,
         gatedFor: profileId,
         actor: context.actor,
-        resolve: { ...item.resolve, identifiers: identifiersOf(message, gated.linkable) },
-        ...gated.stored,
+        // The lookup's item is reused when the gate kept every identifier: its preparation is then reused too.
+        resolve: sameIdentifiers(linkable, item.resolve.identifiers) ? item.resolve : { ...item.resolve, identifiers: linkable },
+        purposes: stored.purposes,
+        plain: stored.plain,
+        personal: stored.personal,
+        hasPersonal: stored.hasPersonal,
+        refusedFields: stored.refusedFields,
+        traits: stored.traits,
         dropped: item.plan.dropped,
         gpc: context.gpc,
         source: context.source,
-        receivedAt: new Date(context.receivedAt).toISOString(),
+        receivedAt,
         planVersion,
       });
     });
@@ -216,12 +226,22 @@ export class Collector {
     const allowed = new Set(this.#allowed(profileId, plan.purposes, gpc));
     const purposes = plan.purposes.filter((p) => allowed.has(p));
     if (purposes.length === 0) return undefined;
-    const explicit = new Set([...allowed].filter((p) => consent.purpose(p)?.explicit === true && profileId !== null && consent.decide(profileId, p).basis === 'consent'));
+    let explicit: ReadonlySet<string> = NONE;
+    if (profileId !== null) {
+      for (const p of allowed) {
+        if (consent.purpose(p)?.explicit === true && consent.decide(profileId, p).basis === 'consent') {
+          if (explicit === NONE) explicit = new Set();
+          (explicit as Set<string>).add(p);
+        }
+      }
+    }
     const rules = new Map<string, FieldRule>();
-    for (const field of plan.fields) rules.set(field.path, { personal: field.personal, allowed: fieldAllowed(field, allowed, explicit) });
+    for (const field of plan.fields) rules.set(field.path, ruleOf(field.personal, fieldAllowed(field, allowed, explicit)));
     const split = partition(plan.data as Record<string, unknown>, rules);
     // Identity resolution links only identifiers whose fields may be processed for this person.
-    const linkable = { ...(split.plain.traits as Record<string, unknown> | undefined), ...(split.personal.traits as Record<string, unknown> | undefined) };
+    const plainTraits = split.plain.traits as Record<string, unknown> | undefined;
+    const personalTraits = split.personal.traits as Record<string, unknown> | undefined;
+    const linkable = plainTraits === undefined ? personalTraits : personalTraits === undefined ? plainTraits : { ...plainTraits, ...personalTraits };
     return {
       linkable,
       stored: {
@@ -376,14 +396,11 @@ export class Collector {
     for (const { pending: p } of storable) {
       if (results.has(p)) continue;
       const stored = inserted.has(rowOf.get(p) ?? '');
-      results.set(p, {
-        index: p.index,
-        messageId: p.message.messageId,
-        status: stored ? 'stored' : 'duplicate',
-        ...(stored ? { purposes: p.purposes } : {}),
-        ...(p.dropped.length > 0 ? { dropped: p.dropped } : {}),
-        ...(p.refusedFields.length > 0 ? { refusedFields: p.refusedFields } : {}),
-      });
+      const result: ItemResult = { index: p.index, messageId: p.message.messageId, status: stored ? 'stored' : 'duplicate' };
+      if (stored) result.purposes = p.purposes;
+      if (p.dropped.length > 0) result.dropped = p.dropped;
+      if (p.refusedFields.length > 0) result.refusedFields = p.refusedFields;
+      results.set(p, result);
     }
   }
 
@@ -472,7 +489,31 @@ export class Collector {
 /** A field is stored when one of its purposes is allowed; special-category and precise-location fields need explicit consent. */
 function fieldAllowed(field: KeptField, allowed: ReadonlySet<string>, explicit: ReadonlySet<string>): boolean {
   const pool = field.special || field.preciseLocation ? explicit : allowed;
-  return field.purposes.some((p) => pool.has(p));
+  for (const p of field.purposes) if (pool.has(p)) return true;
+  return false;
+}
+
+const NONE: ReadonlySet<string> = new Set();
+// The four possible field rules, shared: partition only reads them.
+const PLAIN: FieldRule = Object.freeze({ personal: false, allowed: true });
+const PLAIN_REFUSED: FieldRule = Object.freeze({ personal: false, allowed: false });
+const PERSONAL: FieldRule = Object.freeze({ personal: true, allowed: true });
+const PERSONAL_REFUSED: FieldRule = Object.freeze({ personal: true, allowed: false });
+
+function ruleOf(personal: boolean, allowed: boolean): FieldRule {
+  if (personal) return allowed ? PERSONAL : PERSONAL_REFUSED;
+  return allowed ? PLAIN : PLAIN_REFUSED;
+}
+
+/** Whether two identifier lists name the same identifiers in the same order. */
+function sameIdentifiers(a: readonly RawIdentifier[], b: readonly RawIdentifier[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as RawIdentifier;
+    const y = b[i] as RawIdentifier;
+    if (x.type !== y.type || x.value !== y.value) return false;
+  }
+  return true;
 }
 
 function valueAt(data: Record<string, unknown>, path: string): unknown {
@@ -496,15 +537,12 @@ function traitInputs(fields: readonly KeptField[], plain: Record<string, unknown
   return out;
 }
 
-function activityOf(profileId: string, p: Pending) {
+function activityOf(profileId: string, p: Pending): ActivityInput {
   const props = (p.plain.properties ?? {}) as Record<string, unknown>;
   const revenue = typeof props.revenue === 'number' ? props.revenue : typeof props.total === 'number' ? props.total : undefined;
-  return {
-    profileId,
-    at: p.message.occurredAt,
-    kind: p.message.kind,
-    ...(p.message.name ? { event: p.message.name } : {}),
-    ...(p.message.name === 'Order Completed' && revenue !== undefined ? { revenue } : {}),
-    ...(typeof props.currency === 'string' ? { currency: props.currency } : {}),
-  };
+  const activity: ActivityInput = { profileId, at: p.message.occurredAt, kind: p.message.kind };
+  if (p.message.name) activity.event = p.message.name;
+  if (p.message.name === 'Order Completed' && revenue !== undefined) activity.revenue = revenue;
+  if (typeof props.currency === 'string') activity.currency = props.currency;
+  return activity;
 }

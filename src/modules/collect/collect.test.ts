@@ -217,6 +217,21 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.equal((viaConsent.json() as { code: string }).code, 'COLLECT_SUBJECT_SUPPRESSED');
   });
 
+  it('refuses a message over 32 KB with its exact size, and measures one near the limit exactly', async () => {
+    const big = { type: 'track', anonymousId: 'anon-big', event: 'Product Viewed', properties: { product_id: 'x'.repeat(33_000) } };
+    // 'é' takes two bytes as UTF-8: about 24 KB, under the limit, though a quick bound per character would exceed it.
+    const near = { type: 'track', anonymousId: 'anon-near', event: 'Product Viewed', properties: { product_id: 'é'.repeat(12_000) } };
+    const small = { type: 'track', anonymousId: 'anon-small', event: 'Product Viewed', properties: { product_id: 'p1' } };
+    const response = await send('/v1/batch', { batch: [big, near, small], context: { locale: 'nl-NL' } });
+    const answered = (response.json() as { results: { status: string; code?: string; detail?: string }[] }).results;
+    assert.equal(answered[0]?.code, 'COLLECT_EVENT_TOO_LARGE');
+    assert.equal(answered[0]?.detail, `${Buffer.byteLength(JSON.stringify(big))} bytes`);
+    assert.notEqual(answered[1]?.code, 'COLLECT_EVENT_TOO_LARGE');
+    assert.notEqual(answered[2]?.code, 'COLLECT_EVENT_TOO_LARGE');
+    const single = await send('/v1/track', big);
+    assert.equal(results(single)[0]?.code, 'COLLECT_EVENT_TOO_LARGE');
+  });
+
   it('answers bad requests with specific codes', async () => {
     const noKey = await server.app.inject({ method: 'POST', url: '/v1/track', headers: { 'content-type': 'application/json' }, payload: '{}' });
     assert.equal((noKey.json() as { code: string }).code, 'AUTH_CREDENTIAL_MISSING');

@@ -18,6 +18,45 @@ export interface Partitioned {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
+ * Paths of object keys (`parent.key`) and array items (`parent[]`), made once: rule look-ups then hash the same
+ * strings (V8 caches a string's hash) instead of a fresh concatenation per field and event. Bounded, since the
+ * paths of minimized data are those the plan declares.
+ */
+const keyPaths = new Map<string, Map<string, string>>();
+const itemPaths = new Map<string, string>();
+const PATHS_LIMIT = 10_000;
+let pathCount = 0;
+
+function keyPath(parent: string, key: string): string {
+  let byKey = keyPaths.get(parent);
+  let path = byKey?.get(key);
+  if (path !== undefined) return path;
+  path = parent ? `${parent}.${key}` : key;
+  if (pathCount < PATHS_LIMIT) {
+    if (byKey === undefined) keyPaths.set(parent, (byKey = new Map()));
+    byKey.set(key, path);
+    pathCount++;
+  }
+  return path;
+}
+
+function itemPath(parent: string): string {
+  let path = itemPaths.get(parent);
+  if (path !== undefined) return path;
+  path = `${parent}[]`;
+  if (pathCount < PATHS_LIMIT) {
+    itemPaths.set(parent, path);
+    pathCount++;
+  }
+  return path;
+}
+
+function allScalars(values: readonly unknown[]): boolean {
+  for (const item of values) if (typeof item === 'object' && item !== null) return false;
+  return true;
+}
+
+/**
  * Splits minimized event data into a plain part and a personal part by the field rules of the tracking plan
  * (paths like `traits.email` or `properties.products[].price`), leaving out refused fields. Arrays of objects keep
  * their positions in both parts so they can be put back together.
@@ -25,65 +64,66 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function partition(data: Record<string, unknown>, rules: ReadonlyMap<string, FieldRule>): Partitioned {
   const refused = new Set<string>();
   let personalCount = 0;
-  const walk = (value: unknown, path: string): { plain: unknown; personal: unknown } => {
+  // The two parts of the value walked last (undefined: nothing of it goes there); no result object per node.
+  let plainOut: unknown;
+  let personalOut: unknown;
+  const walk = (value: unknown, path: string): void => {
     if (Array.isArray(value)) {
-      const scalarRule = value.every((item) => !isObject(item) && !Array.isArray(item)) ? (rules.get(path) ?? rules.get(`${path}[]`)) : undefined;
+      const scalarRule = allScalars(value) ? (rules.get(path) ?? rules.get(itemPath(path))) : undefined;
       if (scalarRule) {
         // An array of scalars is annotated as a whole.
-        if (!scalarRule.allowed) {
-          refused.add(path);
-          return { plain: undefined, personal: undefined };
-        }
-        if (scalarRule.personal) personalCount++;
-        return scalarRule.personal ? { plain: undefined, personal: value } : { plain: value, personal: undefined };
+        plainOut = undefined;
+        personalOut = undefined;
+        if (!scalarRule.allowed) refused.add(path);
+        else if (scalarRule.personal) {
+          personalCount++;
+          personalOut = value;
+        } else plainOut = value;
+        return;
       }
+      const items = itemPath(path);
       const plain: unknown[] = [];
       const personal: unknown[] = [];
       let anyPlain = false;
       let anyPersonal = false;
       for (const item of value) {
-        const part = walk(item, `${path}[]`);
-        plain.push(part.plain ?? null);
-        personal.push(part.personal ?? null);
-        anyPlain ||= part.plain !== undefined;
-        anyPersonal ||= part.personal !== undefined;
+        walk(item, items);
+        plain.push(plainOut ?? null);
+        personal.push(personalOut ?? null);
+        anyPlain ||= plainOut !== undefined;
+        anyPersonal ||= personalOut !== undefined;
       }
-      return { plain: anyPlain ? plain : undefined, personal: anyPersonal ? personal : undefined };
+      plainOut = anyPlain ? plain : undefined;
+      personalOut = anyPersonal ? personal : undefined;
+      return;
     }
     if (isObject(value)) {
-      const plain: Record<string, unknown> = {};
-      const personal: Record<string, unknown> = {};
-      let anyPlain = false;
-      let anyPersonal = false;
-      for (const [key, inner] of Object.entries(value)) {
-        const part = walk(inner, path ? `${path}.${key}` : key);
-        if (part.plain !== undefined) {
-          plain[key] = part.plain;
-          anyPlain = true;
-        }
-        if (part.personal !== undefined) {
-          personal[key] = part.personal;
-          anyPersonal = true;
-        }
+      let plain: Record<string, unknown> | undefined;
+      let personal: Record<string, unknown> | undefined;
+      for (const key in value) {
+        if (!Object.hasOwn(value, key)) continue;
+        walk(value[key], keyPath(path, key));
+        if (plainOut !== undefined) (plain ??= {})[key] = plainOut;
+        if (personalOut !== undefined) (personal ??= {})[key] = personalOut;
       }
-      return { plain: anyPlain ? plain : undefined, personal: anyPersonal ? personal : undefined };
+      plainOut = plain;
+      personalOut = personal;
+      return;
     }
     const rule = rules.get(path);
+    plainOut = undefined;
+    personalOut = undefined;
     // The plan already dropped undeclared fields; a leaf without a rule is treated as personal, the safe side.
-    if (rule && !rule.allowed) {
-      refused.add(path);
-      return { plain: undefined, personal: undefined };
-    }
-    if (!rule || rule.personal) {
+    if (rule && !rule.allowed) refused.add(path);
+    else if (!rule || rule.personal) {
       personalCount++;
-      return { plain: undefined, personal: value };
-    }
-    return { plain: value, personal: undefined };
+      personalOut = value;
+    } else plainOut = value;
   };
-  const out = walk(data, '');
+  walk(data, '');
   return {
-    plain: (out.plain as Record<string, unknown> | undefined) ?? {},
-    personal: (out.personal as Record<string, unknown> | undefined) ?? {},
+    plain: (plainOut as Record<string, unknown> | undefined) ?? {},
+    personal: (personalOut as Record<string, unknown> | undefined) ?? {},
     refused: [...refused],
     personalCount,
   };

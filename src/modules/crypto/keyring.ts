@@ -33,6 +33,17 @@ const KEY_RECHECK_MS = 10_000;
 /** How often key creation checks whether another process rotated the master key. */
 const ROTATION_CHECK_MS = 5_000;
 
+/** Keys from the key file as KeyObjects, made once each: HMAC and AES with a raw Buffer key build one per call. */
+const keyObjects = new WeakMap<Buffer, KeyObject>();
+function keyObjectOf(key: Buffer): KeyObject {
+  let object = keyObjects.get(key);
+  if (object === undefined) {
+    object = createSecretKey(key);
+    keyObjects.set(key, object);
+  }
+  return object;
+}
+
 function wrapAad(row: Pick<SubjectKeyRow, 'subject_id' | 'key_id' | 'key_version'>, masterVersion: number): Buffer {
   return Buffer.from(`candor dk v1|${row.subject_id}|${row.key_id}|${row.key_version}|${masterVersion}`, 'utf8');
 }
@@ -101,17 +112,17 @@ export class Keyring {
 
   /** A stable keyed HMAC-SHA-256 pseudonym for an identifier of a kind (lookup without plaintext). */
   pseudonym(kind: string, value: string): string {
-    return createHmac('sha256', this.#keys.pseudonymKey.key).update(kind).update('\0').update(value).digest('base64url');
+    return createHmac('sha256', keyObjectOf(this.#keys.pseudonymKey.key)).update(kind).update('\0').update(value).digest('base64url');
   }
 
-  #masterKey(version: number): Buffer {
+  #masterKey(version: number): KeyObject {
     const found = this.#keys.masterKeys.find((k) => k.version === version);
-    if (found) return found.key;
+    if (found) return keyObjectOf(found.key);
     // Another process (the CLI) may have rotated since this one started: re-read the file once.
     this.#keys = readKeyFile(this.#keyFilePath);
     const reloaded = this.#keys.masterKeys.find((k) => k.version === version);
     if (!reloaded) throw new CandorError('CRYPTO_MASTER_KEY_MISSING', { purpose: 'wrap', version });
-    return reloaded.key;
+    return keyObjectOf(reloaded.key);
   }
 
   #remember(dk: DataKey): DataKey {

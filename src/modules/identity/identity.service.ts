@@ -49,6 +49,15 @@ export interface IdentityDeps {
 const CACHE_ENTRIES = 100_000;
 const CACHE_TTL_MS = 60_000;
 const HASH_CACHE_ENTRIES = 100_000;
+const PREPARED_CACHE_ENTRIES = 100_000;
+/** A raw identifier that normalization rejects (unknown type, malformed or blocked value). */
+const BLOCKED = Symbol('blocked');
+
+/** Whether a prepared identifier with this key is listed (an item carries a handful: a scan beats a Set). */
+function hasKey(ids: readonly PreparedIdentifier[], key: string): boolean {
+  for (const id of ids) if (id.key === key) return true;
+  return false;
+}
 
 function provenance(row: MergeRow): MergeRecordWithProvenance {
   return {
@@ -78,6 +87,9 @@ export class Identity {
   readonly #repo: IdentityRepo;
   readonly #cache = new CanonicalCache(CACHE_ENTRIES, CACHE_TTL_MS);
   readonly #hashes = new Map<string, string>();
+  /** Raw identifier (type, value as sent) → its prepared form, or BLOCKED: skips normalization and hashing on repeats. */
+  readonly #preparedIds = new Map<string, Map<string, PreparedIdentifier | typeof BLOCKED>>();
+  #preparedIdCount = 0;
   /** Items prepared once per object: ingestion passes the same items to lookup, suppression check and resolution. */
   readonly #prepared = new WeakMap<ResolveItem, PreparedItem>();
   readonly #onMerge: MergeListener[] = [];
@@ -127,25 +139,44 @@ export class Identity {
     return hash;
   }
 
+  /** The normalized type, pseudonym, key and rank of a raw identifier (shared, never mutated), or BLOCKED. */
+  #prepareId(raw: Identifier): PreparedIdentifier | typeof BLOCKED {
+    // Keyed by type, then value: no concatenated key per look-up. Values that are not strings are not cached.
+    let byValue = this.#preparedIds.get(raw.type);
+    const cached = typeof raw.value === 'string' ? byValue?.get(raw.value) : undefined;
+    if (cached !== undefined) return cached;
+    const normalized = this.#rules.normalize(raw);
+    let prepared: PreparedIdentifier | typeof BLOCKED = BLOCKED;
+    if (normalized) {
+      const hash = this.#hashNormalized(normalized.type, normalized.value);
+      prepared = { type: normalized.type, hash, key: keyOf(normalized.type, hash), rank: this.#rules.rank(normalized.type) };
+    }
+    if (typeof raw.value !== 'string') return prepared;
+    if (this.#preparedIdCount >= PREPARED_CACHE_ENTRIES) {
+      this.#preparedIds.clear();
+      this.#preparedIdCount = 0;
+      byValue = undefined;
+    }
+    if (byValue === undefined) this.#preparedIds.set(raw.type, (byValue = new Map()));
+    byValue.set(raw.value, prepared);
+    this.#preparedIdCount++;
+    return prepared;
+  }
+
   #prepare(item: ResolveItem): PreparedItem {
     const known = this.#prepared.get(item);
     if (known) return known;
     const ids: PreparedIdentifier[] = [];
     const ignored: PreparedItem['ignored'] = [];
-    const seen = new Set<string>();
     for (const raw of item.identifiers) {
-      const normalized = this.#rules.normalize(raw);
-      if (!normalized) {
+      const id = this.#prepareId(raw);
+      if (id === BLOCKED) {
         ignored.push({ type: raw.type, reason: 'blocked' });
         continue;
       }
-      const hash = this.#hashNormalized(normalized.type, normalized.value);
-      const key = keyOf(normalized.type, hash);
-      if (seen.has(key)) continue;
-      seen.add(key);
-      ids.push({ type: normalized.type, hash, key, rank: this.#rules.rank(normalized.type) });
+      if (!hasKey(ids, id.key)) ids.push(id);
     }
-    ids.sort((a, b) => a.rank - b.rank);
+    if (ids.length > 1) ids.sort((a, b) => a.rank - b.rank);
     const prepared = { ids, ignored, source: item.source, messageId: item.messageId, at: item.at };
     this.#prepared.set(item, prepared);
     return prepared;

@@ -147,6 +147,20 @@ describeEachDialect('identity', (dialect) => {
     assert.throws(() => ctx.kernel.identity.hash({ type: 'user_id', value: 'null' }), (e) => isCandorError(e, 'IDENTITY_IDENTIFIER_INVALID'));
   });
 
+  it('prepares a repeated raw identifier as it did the first time: blocked again, or the same normalized pseudonym', async () => {
+    for (let round = 0; round < 2; round++) {
+      const blocked = await resolveOne(item({ user_id: 'null', email: 'test@example.com' }));
+      assert.deepEqual(blocked.ignored, [{ type: 'user_id', reason: 'blocked' }, { type: 'email', reason: 'blocked' }]);
+    }
+    const email = `${uid('Mixed')}@Shop-Customer.NET`;
+    const first = await resolveOne(item({ email: ` ${email} `, anonymous_id: uid('anon') }));
+    const again = await resolveOne(item({ email: ` ${email} ` }));
+    const lowered = await resolveOne(item({ email: email.toLowerCase() }));
+    assert.equal(again.profileId, first.profileId);
+    assert.equal(lowered.profileId, first.profileId);
+    assert.equal(ctx.kernel.identity.hash({ type: 'email', value: ` ${email} ` }), ctx.kernel.identity.hash({ type: 'email', value: email.toLowerCase() }));
+  });
+
   it('lets later items of a batch see what earlier items did', async () => {
     const [anon, user] = [uid('anon'), uid('user')];
     const [first, second, third] = await resolve([item({ anonymous_id: anon }), item({ anonymous_id: anon, user_id: user }), item({ user_id: user })]);

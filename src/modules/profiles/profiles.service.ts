@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { Actor } from '../../shared/actor.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
@@ -121,8 +121,8 @@ export class Profiles {
   readonly #repo: ProfilesRepo;
   readonly #storage: Storage;
   readonly #audit: AuditLog;
-  /** Per-process key for digests of decrypted values; never stored, so digests say nothing after a restart. */
-  readonly #digestKey = randomBytes(32);
+  /** Per-process key for digests of decrypted values; never stored, so digests say nothing after a restart. A KeyObject: HMAC with a Buffer key imports it on every call. */
+  readonly #digestKey = createSecretKey(randomBytes(32));
   /** ciphertext of a stored personal value → digest of its plaintext, to skip writes that change nothing */
   readonly #digests = new Map<string, string>();
 
@@ -177,10 +177,11 @@ export class Profiles {
     }
   }
 
-  #unchanged(current: TraitRow, json: string, input: TraitInput): boolean {
+  /** Whether a write would change nothing; `digest` is the new value's digest (personal values only). */
+  #unchanged(current: TraitRow, json: string, digest: string | undefined, input: TraitInput): boolean {
     if (current.category !== input.category || (current.encrypted === 1) !== input.personal) return false;
     if (current.encrypted === 0) return current.value === json;
-    return this.#digests.get(current.value) === this.#digest(json);
+    return this.#digests.get(current.value) === digest;
   }
 
   /**
@@ -201,9 +202,10 @@ export class Profiles {
         const before = written.get(slot) ?? current.get(slot);
         if (before && before.updated_at > item.at) continue;
         const json = stableJson(trait.value ?? null);
-        if (before && this.#unchanged(before, json, trait)) continue;
+        const digest = trait.personal ? this.#digest(json) : undefined;
+        if (before && this.#unchanged(before, json, digest, trait)) continue;
         const value = trait.personal ? this.#encrypt(item.profileId, json, trait.key) : json;
-        if (trait.personal) this.#remember(value, this.#digest(json));
+        if (digest !== undefined) this.#remember(value, digest);
         const row: TraitRow = {
           profile_id: item.profileId,
           key: trait.key,

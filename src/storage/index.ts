@@ -3,4 +3,5 @@
  * (Kysely), forward-only migrations applied in one transaction.
  */
 export { openStorage, isUniqueViolation, SQLITE_FILE, type Storage, type StorageOptions, type RawSql, type SqlExecutor, type DialectName } from './storage.ts';
+export { Freshness } from './freshness.ts';
 export { migrateToLatest, pendingMigrations, type ModuleMigration } from './migrator.ts';

@@ -3,7 +3,7 @@ import type { JWTPayload } from 'jose';
 import type { Actor } from '../../shared/actor.ts';
 import { SYSTEM_ACTOR } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { Freshness, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
@@ -33,6 +33,9 @@ import { materialChanges, noticeHash, normalizePurposes } from './notices.ts';
 import { receiptPayload, type ReceiptItem } from './receipt-payload.ts';
 import { ReceiptSigner, type PublicJwk } from './receipts.ts';
 import { KeyedLock, SubjectCache, type SubjectState } from './subject-cache.ts';
+
+/** A cached subject state is read again after this long even when no other connection wrote (a safety net). */
+const MAX_STATE_AGE_MS = 60_000;
 
 export interface ConsentDeps {
   storage: Storage;
@@ -161,6 +164,7 @@ export class Consent {
   #latestNotice: Notice | undefined;
   /** Incremented by every committed write; a load that started before a write never overwrites its result. */
   #epoch = 0;
+  readonly #freshness: Freshness;
   #lastMs = 0;
   #sequence = 0;
 
@@ -175,6 +179,7 @@ export class Consent {
     this.#controller = deps.controllerName ?? 'Candor deployment';
     this.#policyUrl = deps.policyUrl ?? null;
     this.#cache = new SubjectCache(deps.cacheSubjects ?? 200_000);
+    this.#freshness = new Freshness(deps.storage);
   }
 
   /** Opens the module: seeds the default purposes and notice version 1 on a first start, loads them and the signing key. */
@@ -389,16 +394,28 @@ export class Consent {
   // ------------------------------------------------------------------------------------------------------------
   // The hot path: load, then decide from memory
 
-  /** Warms the cache for subjects: one query per 100 subjects not read in the last refreshAfterMs. */
+  /** Warms the cache for subjects: one query per 100 subjects not cached, or stale (see #stale). */
   async load(subjectIds: readonly string[]): Promise<void> {
     const now = Date.now();
+    this.#freshness.check(now);
     const need: string[] = [];
     for (const id of new Set(subjectIds)) {
       const state = this.#cache.peek(id);
-      if (state === undefined || now - state.loadedAt > this.#refreshAfterMs) need.push(id);
+      if (state === undefined || this.#stale(state, now)) need.push(id);
       else this.#cache.touch(id);
     }
     if (need.length > 0) await this.#fetch(need);
+  }
+
+  /**
+   * Whether a cached state must be read again: older than refreshAfterMs and possibly changed by another connection
+   * since (on SQLite nobody else wrote means nothing changed: this instance updates its cache on its own writes), and
+   * in any case after MAX_STATE_AGE_MS.
+   */
+  #stale(state: SubjectState, now: number): boolean {
+    const age = now - state.loadedAt;
+    if (age <= this.#refreshAfterMs) return false;
+    return this.#refreshAfterMs === 0 || age > MAX_STATE_AGE_MS || this.#freshness.changedSince(state.loadedAt);
   }
 
   /** Whether a subject's state is in memory, so decide() can answer for it. */

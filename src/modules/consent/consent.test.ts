@@ -7,7 +7,7 @@ import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
-import type { Storage } from '../../storage/index.ts';
+import { openStorage, type Storage } from '../../storage/index.ts';
 import { addMonths } from './decide.ts';
 import { Consent, type PurposeConfig } from './index.ts';
 
@@ -361,6 +361,27 @@ describeEachDialect('consent', (dialect) => {
       assert.ok((await ctx.kernel.audit.list({ action, limit: 1 })).length === 1, action);
     }
     assert.equal((await ctx.kernel.audit.verify()).ok, true);
+  });
+
+  it('reads a subject again at the next load when another process changed its consent', async () => {
+    const subject = newSubject();
+    const { storage, audit, keyring, taxonomy } = ctx.kernel;
+    const mine = await Consent.open({ storage, audit, keyring, taxonomy, expiryMonths: 13, refreshAfterMs: 20 });
+    await mine.record(subject, [{ purpose: 'personalize.content.profiling', state: 'given' }], banner, actor);
+    await mine.load([subject]);
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 40));
+    // Another process (the CLI, a second server) withdraws: a second connection to the same database.
+    const elsewhere = await openStorage(ctx.env.config);
+    try {
+      const theirs = await Consent.open({ storage: elsewhere, audit, keyring, taxonomy, expiryMonths: 13 });
+      await theirs.record(subject, [{ purpose: 'personalize.content.profiling', state: 'withdrawn' }], { mechanism: 'api' }, actor);
+    } finally {
+      await elsewhere.close();
+    }
+    assert.equal(mine.decide(subject, 'personalize.content.profiling').allowed, true, 'answers from its cache until it loads again');
+    await pause();
+    await mine.load([subject]);
+    assert.equal(mine.decide(subject, 'personalize.content.profiling').reason, 'withdrawn', 'the next load after refreshAfterMs reads it again');
   });
 
   it('shares state with another Consent instance on the same database', async () => {

@@ -2,7 +2,7 @@ import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:c
 import { existsSync } from 'node:fs';
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import type { Storage } from '../../storage/index.ts';
+import { Freshness, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { SubjectDataHandler } from '../../shared/subject-data.ts';
 import { CryptoSubjectData } from './crypto.subject-data.ts';
@@ -30,6 +30,7 @@ const CACHE_LIMIT = 100_000;
 const ROTATE_PAGE = 500;
 /** How long a cached data key is trusted before its row is checked again (erasure by another process). */
 const KEY_RECHECK_MS = 10_000;
+const KEY_RECHECK_MAX_MS = 300_000;
 /** How often key creation checks whether another process rotated the master key. */
 const ROTATION_CHECK_MS = 5_000;
 
@@ -60,9 +61,12 @@ export class Keyring {
   readonly #bySubject = new Map<string, DataKey>();
   readonly #byKeyId = new Map<string, DataKey>();
   #rotationCheckedAt = 0;
+  /** Whether another connection wrote since a key was checked: if not, its row cannot have been destroyed. */
+  readonly #freshness: Freshness;
 
-  private constructor(repo: CryptoRepo, audit: AuditLog, keyFilePath: string, keys: KeyFile) {
+  private constructor(repo: CryptoRepo, audit: AuditLog, keyFilePath: string, keys: KeyFile, freshness: Freshness) {
     this.#repo = repo;
+    this.#freshness = freshness;
     this.#audit = audit;
     this.#keyFilePath = keyFilePath;
     this.#keys = keys;
@@ -89,7 +93,7 @@ export class Keyring {
       if (keyCheckValue(key) !== row.check_value) throw new CandorError('CRYPTO_KEYFILE_TAMPERED', { purpose: row.purpose, version: row.version });
     }
     const known = new Set(registered.map((r) => `${r.purpose}:${r.version}`));
-    const keyring = new Keyring(repo, audit, options.keyFile, keys);
+    const keyring = new Keyring(repo, audit, options.keyFile, keys, new Freshness(storage));
     for (const [id, key] of inFile) {
       if (known.has(id)) continue;
       const [purpose, version] = id.split(':') as ['wrap' | 'pseudonym', string];
@@ -145,9 +149,18 @@ export class Keyring {
     return { subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: Date.now() };
   }
 
+  /**
+   * Whether a cached key must be looked up again: checked over KEY_RECHECK_MS ago and another connection may have
+   * written since (keys destroyed through this keyring are forgotten at once); always after KEY_RECHECK_MAX_MS.
+   */
+  #due(dk: DataKey, now: number): boolean {
+    const age = now - dk.checkedAt;
+    return age >= KEY_RECHECK_MS && (age >= KEY_RECHECK_MAX_MS || this.#freshness.changedSince(dk.checkedAt));
+  }
+
   /** A cached key, unless it is due for a check and its row is gone (destroyed by another process). */
   async #fresh(dk: DataKey | undefined): Promise<DataKey | undefined> {
-    if (!dk || Date.now() - dk.checkedAt < KEY_RECHECK_MS) return dk;
+    if (!dk || !this.#due(dk, Date.now())) return dk;
     if (await this.#repo.byKeyId(dk.keyId)) {
       dk.checkedAt = Date.now();
       return dk;
@@ -194,10 +207,11 @@ export class Keyring {
    */
   async prepare(subjectIds: Iterable<string>): Promise<void> {
     const now = Date.now();
+    this.#freshness.check(now);
     // Cached keys checked recently need no I/O; the rest are read (or re-checked) in one query.
     const due = [...new Set(subjectIds)].filter((id) => {
       const dk = this.#bySubject.get(id);
-      return !dk || now - dk.checkedAt >= KEY_RECHECK_MS;
+      return !dk || this.#due(dk, now);
     });
     if (due.length === 0) return;
     const rows = new Map((await this.#repo.bySubjects(due)).map((row) => [row.subject_id, row]));

@@ -181,6 +181,13 @@ export class IdentityRepo {
     return this.#only(rows, pairs);
   }
 
+  /** The whole suppression list, or undefined when it holds more than `limit` identifiers. */
+  async suppressedAll(tx: SqlExecutor, limit: number): Promise<Pair[] | undefined> {
+    const text = this.#text('suppressed:all', () => this.#db.selectFrom('identity_suppressed').select(['type', 'value_hash']).limit(limit + 1).compile());
+    const rows = await this.#all<{ type: string; value_hash: string }>(tx, text, [limit + 1]);
+    return rows.length > limit ? undefined : rows.map((r) => [r.type, r.value_hash] as const);
+  }
+
   /** Which of these identifiers are on the suppression list. */
   async suppressedAmong(tx: SqlExecutor, pairs: readonly Pair[]): Promise<Pair[]> {
     const rows: { type: string; value_hash: string }[] = [];

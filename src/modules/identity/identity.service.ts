@@ -49,6 +49,8 @@ export interface IdentityDeps {
 const CACHE_ENTRIES = 100_000;
 const CACHE_TTL_MS = 60_000;
 const HASH_CACHE_ENTRIES = 100_000;
+/** Up to this many suppressed identifiers are kept in memory (SQLite); a longer list is queried per batch. */
+const SUPPRESSED_IN_MEMORY = 200_000;
 const PREPARED_CACHE_ENTRIES = 100_000;
 /** A raw identifier that normalization rejects (unknown type, malformed or blocked value). */
 const BLOCKED = Symbol('blocked');
@@ -93,6 +95,10 @@ export class Identity {
   /** Items prepared once per object: ingestion passes the same items to lookup, suppression check and resolution. */
   readonly #prepared = new WeakMap<ResolveItem, PreparedItem>();
   readonly #onMerge: MergeListener[] = [];
+  /** The suppression list as keys (SQLite), as of the database's external-writes counter #suppressedVersion. */
+  #suppressed: Set<string> | undefined;
+  #suppressedVersion: number | undefined;
+  #suppressedTooLong = false;
   readonly #onUnmerge: MergeListener[] = [];
 
   private constructor(deps: IdentityDeps) {
@@ -283,13 +289,31 @@ export class Identity {
     if (failure !== undefined) throw failure;
   }
 
-  /** Whether any identifier of each item is on the suppression list (one query for the batch). */
+  /**
+   * Whether any identifier of each item is on the suppression list: from memory on SQLite while no other connection
+   * has written (the list is read whole, up to SUPPRESSED_IN_MEMORY identifiers), otherwise one query for the batch.
+   */
   async isSuppressedBatch(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<boolean[]> {
     const prepared = items.map((item) => this.#prepare(item));
+    const inMemory = await this.#suppressedList(tx);
+    if (inMemory) return prepared.map((item) => item.ids.some((id) => inMemory.has(id.key)));
     const pairs = new Map<string, Pair>();
     for (const item of prepared) for (const id of item.ids) pairs.set(id.key, [id.type, id.hash]);
     const suppressed = new Set((await this.#repo.suppressedAmong(tx, [...pairs.values()])).map(([type, hash]) => keyOf(type, hash)));
     return prepared.map((item) => item.ids.some((id) => suppressed.has(id.key)));
+  }
+
+  /** The suppression list in memory (keys), read again whenever another connection has written; undefined on PostgreSQL or when too long. */
+  async #suppressedList(tx: SqlExecutor): Promise<Set<string> | undefined> {
+    const version = this.#storage.externalWrites();
+    if (version === undefined) return undefined;
+    if (this.#suppressed && this.#suppressedVersion === version) return this.#suppressed;
+    if (this.#suppressedTooLong && this.#suppressedVersion === version) return undefined;
+    const rows = await this.#repo.suppressedAll(tx, SUPPRESSED_IN_MEMORY);
+    this.#suppressedVersion = version;
+    this.#suppressedTooLong = rows === undefined;
+    this.#suppressed = rows && new Set(rows.map(([type, hash]) => keyOf(type, hash)));
+    return this.#suppressed;
   }
 
   /** Puts identifiers (by pseudonym) on the suppression list: events carrying any of them are dropped from then on. */
@@ -297,6 +321,7 @@ export class Identity {
     const at = new Date().toISOString();
     const unique = new Map(identifiers.map((i) => [keyOf(i.type, i.valueHash), { type: i.type, value_hash: i.valueHash, at, reason }]));
     await this.#repo.insertSuppressed([...unique.values()]);
+    for (const key of unique.keys()) this.#suppressed?.add(key);
     this.#cache.dropKeys(unique.keys());
   }
 
@@ -419,6 +444,9 @@ export class Identity {
   async suppressIn(tx: SqlExecutor, identifiers: readonly IdentifierPseudonym[], reason: string): Promise<number> {
     const at = new Date().toISOString();
     const unique = new Map(identifiers.map((i) => [keyOf(i.type, i.valueHash), { type: i.type, value_hash: i.valueHash, at, reason }]));
+    // Added to the in-memory list before the commit: if the erasure rolls back, these identifiers stay refused until
+    // the list is next read (fail closed), and the erasure is finished at the next start anyway.
+    for (const key of unique.keys()) this.#suppressed?.add(key);
     const added = await this.#repo.insertSuppressedIn(tx, [...unique.values()]);
     this.#cache.dropKeys(unique.keys());
     return added;

@@ -5,8 +5,8 @@ import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
-import type { SqlExecutor } from '../../storage/index.ts';
-import type { MergeRecord, ResolveItem } from './index.ts';
+import { openStorage, type SqlExecutor } from '../../storage/index.ts';
+import { Identity, type MergeRecord, type ResolveItem } from './index.ts';
 
 /** A value unique to this run, so tests sharing one database do not meet. */
 const uid = (prefix: string) => `${prefix}-${randomBytes(6).toString('hex')}`;
@@ -282,6 +282,25 @@ describeEachDialect('identity', (dialect) => {
       ctx.kernel.identity.isSuppressedBatch(tx, [item({ anonymous_id: kept }), item({ anonymous_id: kept, email: ` ${erased.toUpperCase()}` }), item({})]),
     );
     assert.deepEqual(flags, [false, true, false]);
+  });
+
+  it('sees identifiers suppressed by another process at the next check, without a query while nobody else wrote', async () => {
+    const [early, late] = [`${uid('early')}@shop.io`, `${uid('late')}@shop.io`];
+    const check = (email: string) => ctx.kernel.identity.isSuppressedBatch(ctx.kernel.storage.raw, [item({ email })]);
+    assert.deepEqual(await check(early), [false]);
+    // Another process (the CLI, a second server) erases someone: a second connection to the same database.
+    const storage = await openStorage(ctx.env.config);
+    try {
+      const other = await Identity.open({ storage, audit: ctx.kernel.audit, keyring: ctx.kernel.keyring });
+      await other.suppress([{ type: 'email', valueHash: other.hash({ type: 'email', value: early }) }], 'erasure elsewhere');
+    } finally {
+      await storage.close();
+    }
+    assert.deepEqual(await check(early), [true], 'a write by another connection is noticed before the next answer');
+    await ctx.kernel.identity.suppress([{ type: 'email', valueHash: ctx.kernel.identity.hash({ type: 'email', value: late }) }], 'erasure here');
+    const counted = counting(ctx.kernel.storage.raw);
+    assert.deepEqual(await ctx.kernel.identity.isSuppressedBatch(counted.tx, [item({ email: late }), item({ email: early })]), [true, true]);
+    if (dialect === 'sqlite') assert.equal(counted.count(), 0, 'SQLite: the list is held in memory while no other connection writes');
   });
 
   it('resolves a batch of known identifiers in one query, and in none once a committed lookup cached them', async () => {

@@ -1,0 +1,36 @@
+import type { Storage } from './storage.ts';
+
+/**
+ * Tells an in-process cache whether what it read at some moment may have been changed since by another connection
+ * (the CLI, another server). On SQLite this is known for a few microseconds (`externalWrites`), so a cache that is
+ * also told of every change made through this process can keep its entries as long as nobody else writes; where it
+ * cannot be known (PostgreSQL), every entry counts as possibly changed and caches refresh by age as before.
+ */
+export class Freshness {
+  readonly #storage: Storage;
+  #version: number | undefined;
+  /** When a change by another connection was last noticed (epoch ms); entries read at or before it are suspect. */
+  #changedAt = Number.POSITIVE_INFINITY;
+
+  constructor(storage: Storage) {
+    this.#storage = storage;
+  }
+
+  /** Looks at the database once: call it once per batch, then ask changedSince() for each entry. */
+  check(now = Date.now()): void {
+    const version = this.#storage.externalWrites();
+    if (version === undefined) {
+      this.#changedAt = Number.POSITIVE_INFINITY;
+      return;
+    }
+    if (version !== this.#version) {
+      this.#version = version;
+      this.#changedAt = now;
+    }
+  }
+
+  /** Whether another connection may have written since `at` (epoch ms), as of the last check(). */
+  changedSince(at: number): boolean {
+    return at <= this.#changedAt;
+  }
+}

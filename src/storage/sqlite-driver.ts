@@ -49,6 +49,8 @@ export class SqliteHandle {
   readonly db: DatabaseSync;
   readonly lock = new Mutex();
   readonly #statements = new Map<string, StatementSync>();
+  #dataVersion = 0;
+  #dataVersionAt = Number.NEGATIVE_INFINITY;
 
   constructor(path: string, synchronous: 'FULL' | 'NORMAL') {
     this.db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: 5000 });
@@ -80,9 +82,17 @@ export class SqliteHandle {
     return { changes: Number(result.changes) };
   }
 
-  /** SQLite's data_version: it changes when another connection has committed since the last look. */
+  /**
+   * SQLite's data_version: it changes when another connection has committed since the last look. Read at most once
+   * a millisecond (several caches ask for it per request; a write by another process is seen a millisecond later).
+   */
   dataVersion(): number {
-    return Number((this.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
+    const now = performance.now();
+    if (now - this.#dataVersionAt >= 1) {
+      this.#dataVersion = Number((this.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
+      this.#dataVersionAt = now;
+    }
+    return this.#dataVersion;
   }
 
   isReader(sql: string): boolean {

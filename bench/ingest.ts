@@ -242,6 +242,7 @@ try {
       const pgOff = await privacyOffRun('postgres');
       const pgOn = await candorRun('postgres');
       line(`[postgres] privacy on (Candor): ${fmt(rate(pgOn.batch))} events/s, p50 ${ms(pgOn.batch.p50)}, p99 ${ms(pgOn.batch.p99)}  | privacy off: ${fmt(rate(pgOff))} events/s, ratio ${(rate(pgOn.batch) / rate(pgOff)).toFixed(2)}`);
+      line(`[postgres] CPU of the Node servers during the runs (PostgreSQL's own processes not counted): Candor ${pct(serverCpu.candor)}, privacy off ${pct(serverCpu.off)}`);
       line(`[postgres] single-event requests: ${fmt(rate(pgOn.single))} requests/s, p99 ${ms(pgOn.single.p99)}`);
     } catch (error) {
       line(`[postgres] skipped: ${(error as Error).message}`);

@@ -32,20 +32,25 @@ const commit = new GroupCommit<Row, boolean>(async (rows) => {
 });
 
 const app = Fastify({ bodyLimit: 500 * 1024 });
+const rowOf = (m: Record<string, unknown>, receivedAt: string): Row => [
+  'evt_' + randomBytes(12).toString('hex'),
+  'web',
+  String(m.messageId),
+  typeof m.userId === 'string' ? m.userId : null,
+  String(m.type ?? 'track'),
+  typeof m.event === 'string' ? m.event : null,
+  typeof m.timestamp === 'string' ? m.timestamp : receivedAt,
+  receivedAt,
+  JSON.stringify({ properties: m.properties, traits: m.traits, context: m.context }),
+];
+app.post('/v1/track', async (request) => {
+  await commit.submit([rowOf(request.body as Record<string, unknown>, new Date().toISOString())]);
+  return { success: true, results: [{ index: 0, status: 'stored' }] };
+});
 app.post('/v1/batch', async (request) => {
   const { batch } = request.body as { batch: Record<string, unknown>[] };
   const receivedAt = new Date().toISOString();
-  const rows: Row[] = batch.map((m) => [
-    'evt_' + randomBytes(12).toString('hex'),
-    'web',
-    String(m.messageId),
-    typeof m.userId === 'string' ? m.userId : null,
-    String(m.type),
-    typeof m.event === 'string' ? m.event : null,
-    typeof m.timestamp === 'string' ? m.timestamp : receivedAt,
-    receivedAt,
-    JSON.stringify({ properties: m.properties, traits: m.traits, context: m.context }),
-  ]);
+  const rows = batch.map((m) => rowOf(m, receivedAt));
   await commit.submit(rows);
   return { success: true, results: rows.map((_, index) => ({ index, status: 'stored' })) };
 });

@@ -11,6 +11,7 @@ export class Freshness {
   #version: number | undefined;
   /** When a change by another connection was last noticed (epoch ms); entries read at or before it are suspect. */
   #changedAt = Number.POSITIVE_INFINITY;
+  #generation = 0;
 
   constructor(storage: Storage) {
     this.#storage = storage;
@@ -26,7 +27,18 @@ export class Freshness {
     if (version !== this.#version) {
       this.#version = version;
       this.#changedAt = now;
+      this.#generation++;
     }
+  }
+
+  /** Whether the database tells other connections' writes apart (SQLite); if not, every entry is always suspect. */
+  get tracked(): boolean {
+    return this.#changedAt !== Number.POSITIVE_INFINITY;
+  }
+
+  /** A number that moves whenever check() notices a write by another connection: what was read under the same one is current. */
+  get generation(): number {
+    return this.#generation;
   }
 
   /** Whether another connection may have written since `at` (epoch ms), as of the last check(). */

@@ -1,6 +1,6 @@
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import type { SqlExecutor, Storage } from '../../storage/index.ts';
+import { Freshness, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { DataSubject, FieldPlanLookup, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
@@ -95,10 +95,10 @@ export class Identity {
   /** Items prepared once per object: ingestion passes the same items to lookup, suppression check and resolution. */
   readonly #prepared = new WeakMap<ResolveItem, PreparedItem>();
   readonly #onMerge: MergeListener[] = [];
-  /** The suppression list as keys (SQLite), as of the database's external-writes counter #suppressedVersion. */
+  /** The suppression list as keys (SQLite), read under freshness generation #suppressedGeneration; undefined when too long to hold. */
   #suppressed: Set<string> | undefined;
-  #suppressedVersion: number | undefined;
-  #suppressedTooLong = false;
+  #suppressedGeneration = -1;
+  readonly #freshness: Freshness;
   readonly #onUnmerge: MergeListener[] = [];
 
   private constructor(deps: IdentityDeps) {
@@ -107,6 +107,7 @@ export class Identity {
     this.#keyring = deps.keyring;
     this.#rules = new CompiledRules(deps.rules ?? DEFAULT_IDENTITY_RULES);
     this.#repo = new IdentityRepo(deps.storage);
+    this.#freshness = new Freshness(deps.storage);
   }
 
   /** Opens the identity graph with the given merge rules (DEFAULT_IDENTITY_RULES otherwise). */
@@ -305,15 +306,36 @@ export class Identity {
 
   /** The suppression list in memory (keys), read again whenever another connection has written; undefined on PostgreSQL or when too long. */
   async #suppressedList(tx: SqlExecutor): Promise<Set<string> | undefined> {
-    const version = this.#storage.externalWrites();
-    if (version === undefined) return undefined;
-    if (this.#suppressed && this.#suppressedVersion === version) return this.#suppressed;
-    if (this.#suppressedTooLong && this.#suppressedVersion === version) return undefined;
+    this.#freshness.check();
+    if (!this.#freshness.tracked) return undefined;
+    // Read again only when another connection may have written since (a list too long to hold stays unread then too).
+    const generation = this.#freshness.generation;
+    if (generation === this.#suppressedGeneration) return this.#suppressed;
     const rows = await this.#repo.suppressedAll(tx, SUPPRESSED_IN_MEMORY);
-    this.#suppressedVersion = version;
-    this.#suppressedTooLong = rows === undefined;
+    this.#suppressedGeneration = generation;
     this.#suppressed = rows && new Set(rows.map(([type, hash]) => keyOf(type, hash)));
     return this.#suppressed;
+  }
+
+  /**
+   * Identifiers just suppressed (an erasure): on the in-memory list at once, and their raw and normalized values,
+   * which the preparation caches hold, forgotten — an erased person's e-mail does not linger in this process.
+   */
+  #onSuppressed(keys: Iterable<string>): void {
+    const gone = new Set(keys);
+    for (const key of gone) this.#suppressed?.add(key);
+    for (const [cacheKey, hash] of this.#hashes) {
+      const type = cacheKey.slice(0, cacheKey.indexOf('\u0000'));
+      if (gone.has(keyOf(type, hash))) this.#hashes.delete(cacheKey);
+    }
+    for (const byValue of this.#preparedIds.values()) {
+      for (const [value, prepared] of byValue) {
+        if (prepared !== BLOCKED && gone.has(prepared.key)) {
+          byValue.delete(value);
+          this.#preparedIdCount--;
+        }
+      }
+    }
   }
 
   /** Puts identifiers (by pseudonym) on the suppression list: events carrying any of them are dropped from then on. */
@@ -321,7 +343,7 @@ export class Identity {
     const at = new Date().toISOString();
     const unique = new Map(identifiers.map((i) => [keyOf(i.type, i.valueHash), { type: i.type, value_hash: i.valueHash, at, reason }]));
     await this.#repo.insertSuppressed([...unique.values()]);
-    for (const key of unique.keys()) this.#suppressed?.add(key);
+    this.#onSuppressed(unique.keys());
     this.#cache.dropKeys(unique.keys());
   }
 
@@ -446,7 +468,7 @@ export class Identity {
     const unique = new Map(identifiers.map((i) => [keyOf(i.type, i.valueHash), { type: i.type, value_hash: i.valueHash, at, reason }]));
     // Added to the in-memory list before the commit: if the erasure rolls back, these identifiers stay refused until
     // the list is next read (fail closed), and the erasure is finished at the next start anyway.
-    for (const key of unique.keys()) this.#suppressed?.add(key);
+    this.#onSuppressed(unique.keys());
     const added = await this.#repo.insertSuppressedIn(tx, [...unique.values()]);
     this.#cache.dropKeys(unique.keys());
     return added;

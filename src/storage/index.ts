@@ -4,4 +4,5 @@
  */
 export { openStorage, isUniqueViolation, SQLITE_FILE, type Storage, type StorageOptions, type RawSql, type SqlExecutor, type DialectName } from './storage.ts';
 export { Freshness } from './freshness.ts';
+export { StatementTexts } from './statement-texts.ts';
 export { migrateToLatest, pendingMigrations, type ModuleMigration } from './migrator.ts';

@@ -4,7 +4,7 @@
 import { sql, type Kysely } from 'kysely';
 import { compareDurations, subtractDuration } from '../../shared/duration.ts';
 import type { RetentionHandler, RetentionRule, SweepCount, SweepMark, SweepOptions } from '../../shared/subject-data.ts';
-import type { ModuleMigration, Storage } from '../../storage/index.ts';
+import { StatementTexts, type ModuleMigration, type Storage } from '../../storage/index.ts';
 import type { Catalog, OutlineSection } from '../catalog/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { CollectTables } from './collect.repo.ts';
@@ -108,7 +108,7 @@ export class CollectRetention implements RetentionHandler {
   readonly #catalog: Catalog;
   readonly #keyring: Keyring;
   readonly #policy: EventRetentionPolicy;
-  readonly #texts = new Map<string, string>();
+  readonly #texts = new StatementTexts();
 
   constructor(deps: { storage: Storage; catalog: Catalog; keyring: Keyring }, policy: EventRetentionPolicy) {
     this.#storage = deps.storage;
@@ -234,15 +234,6 @@ export class CollectRetention implements RetentionHandler {
     return counts;
   }
 
-  #text(name: string, build: () => string): string {
-    let text = this.#texts.get(name);
-    if (text === undefined) {
-      text = build();
-      this.#texts.set(name, text);
-    }
-    return text;
-  }
-
   /**
    * The next batch of events under a rule, oldest first, in two passes: rows between the rule's mark and the cutoff
    * (keyset on time and id), then rows stored since the last sweep whose time is before the mark (late arrivals,
@@ -364,7 +355,7 @@ export class CollectRetention implements RetentionHandler {
   }
 
   async #rewrite(rewrite: Rewrite, options: SweepOptions): Promise<number> {
-    const update = this.#text('rewrite', () => this.#db.updateTable('collect_events').set({ data: '', data_enc: null, purposes: '' }).where('id', '=', '').compile().sql);
+    const update = this.#texts.get('rewrite', () => this.#db.updateTable('collect_events').set({ data: '', data_enc: null, purposes: '' }).where('id', '=', '').compile().sql);
     return this.#walk(rewrite.rule, rewrite.filter, { floor: rewrite.floor, cutoff: rewrite.cutoff }, options, 'row', async (rows) => {
       // Decrypting and re-encrypting happen outside the transaction (a key load may need the database).
       const changes: unknown[][] = [];
@@ -402,9 +393,9 @@ export class CollectRetention implements RetentionHandler {
   }
 
   async #deleteRefusals(beforeDay: string, options: SweepOptions): Promise<number> {
-    const days = this.#text('refusal-days', () => this.#db.selectFrom('collect_refusals').select('day').distinct().where('day', '<', '').orderBy('day').compile().sql);
-    const countDay = this.#text('refusal-count', () => this.#db.selectFrom('collect_refusals').select((eb) => eb.fn.countAll<number>().as('n')).where('day', '=', '').compile().sql);
-    const del = this.#text('refusal-delete', () => this.#db.deleteFrom('collect_refusals').where('day', '=', '').compile().sql);
+    const days = this.#texts.get('refusal-days', () => this.#db.selectFrom('collect_refusals').select('day').distinct().where('day', '<', '').orderBy('day').compile().sql);
+    const countDay = this.#texts.get('refusal-count', () => this.#db.selectFrom('collect_refusals').select((eb) => eb.fn.countAll<number>().as('n')).where('day', '=', '').compile().sql);
+    const del = this.#texts.get('refusal-delete', () => this.#db.deleteFrom('collect_refusals').where('day', '=', '').compile().sql);
     let n = 0;
     // One day per transaction: a day holds a bounded number of rows (sources × events × purposes).
     for (const { day } of await this.#storage.raw.all<{ day: string }>(days, [beforeDay])) {

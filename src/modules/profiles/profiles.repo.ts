@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import { StatementTexts, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import { bucket, chunkSizes } from '../../storage/batching.ts';
 
 /** Traits (current value per key), their append-only history, and computed traits per profile. */
@@ -111,19 +111,10 @@ const BLANK_COMPUTED: ComputedRow = { profile_id: '', first_seen_at: '', last_se
  */
 export class ProfilesRepo {
   readonly #db: Kysely<ProfilesTables>;
-  readonly #texts = new Map<string, string>();
+  readonly #texts = new StatementTexts();
 
   constructor(storage: Storage) {
     this.#db = storage.db.withTables<ProfilesTables>();
-  }
-
-  #text(name: string, build: () => string): string {
-    let text = this.#texts.get(name);
-    if (text === undefined) {
-      text = build();
-      this.#texts.set(name, text);
-    }
-    return text;
   }
 
   /** Current traits of these profiles (every key). */
@@ -132,7 +123,7 @@ export class ProfilesRepo {
     for (let i = 0; i < profileIds.length; i += 256) {
       const part = profileIds.slice(i, i + 256);
       const list = [...part, ...Array.from({ length: bucket(part.length) - part.length }, () => part[part.length - 1] as string)];
-      const text = this.#text(`current:${list.length}`, () =>
+      const text = this.#texts.get(`current:${list.length}`, () =>
         this.#db
           .selectFrom('profiles_traits')
           .selectAll()
@@ -148,7 +139,7 @@ export class ProfilesRepo {
     const columns = Object.keys(blank) as (keyof T)[];
     let offset = 0;
     for (const size of chunkSizes(rows.length)) {
-      const text = this.#text(`${name}:${size}`, () => build(Array.from({ length: size }, () => blank)));
+      const text = this.#texts.get(`${name}:${size}`, () => build(Array.from({ length: size }, () => blank)));
       await tx.run(text, rows.slice(offset, offset + size).flatMap((row) => columns.map((c) => row[c])));
       offset += size;
     }

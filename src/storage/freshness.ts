@@ -41,6 +41,15 @@ export class Freshness {
     return this.#generation;
   }
 
+  /**
+   * Whether an entry read at `at` (epoch ms) is due to be read again at `now`: once it is older than `minAgeMs`, if
+   * another connection may have written since, and in any case once it is older than `maxAgeMs`.
+   */
+  due(at: number, now: number, minAgeMs: number, maxAgeMs: number): boolean {
+    const age = now - at;
+    return age > minAgeMs && (age > maxAgeMs || this.changedSince(at));
+  }
+
   /** Whether another connection may have written since `at` (epoch ms), as of the last check(). */
   changedSince(at: number): boolean {
     return at <= this.#changedAt;

@@ -413,9 +413,9 @@ export class Consent {
    * in any case after MAX_STATE_AGE_MS.
    */
   #stale(state: SubjectState, now: number): boolean {
-    const age = now - state.loadedAt;
-    if (age <= this.#refreshAfterMs) return false;
-    return this.#refreshAfterMs === 0 || age > MAX_STATE_AGE_MS || this.#freshness.changedSince(state.loadedAt);
+    // refreshAfterMs 0: always read again (instances sharing one connection do not see each other's writes).
+    if (this.#refreshAfterMs === 0) return now > state.loadedAt;
+    return this.#freshness.due(state.loadedAt, now, this.#refreshAfterMs, MAX_STATE_AGE_MS);
   }
 
   /** Whether a subject's state is in memory, so decide() can answer for it. */

@@ -154,8 +154,7 @@ export class Keyring {
    * written since (keys destroyed through this keyring are forgotten at once); always after KEY_RECHECK_MAX_MS.
    */
   #due(dk: DataKey, now: number): boolean {
-    const age = now - dk.checkedAt;
-    return age >= KEY_RECHECK_MS && (age >= KEY_RECHECK_MAX_MS || this.#freshness.changedSince(dk.checkedAt));
+    return this.#freshness.due(dk.checkedAt, now, KEY_RECHECK_MS, KEY_RECHECK_MAX_MS);
   }
 
   /** A cached key, unless it is due for a check and its row is gone (destroyed by another process). */

@@ -82,7 +82,7 @@ export interface KernelOptions {
 /** Opens storage, applies migrations, loads the keyring and wires every module. */
 export async function openKernel(config: Config, options: KernelOptions = {}): Promise<Kernel> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, sqliteSynchronous: config.sqliteSynchronous });
+  const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, sqliteSynchronous: config.sqliteSynchronous, sqliteWriterThread: config.sqliteWriterThread });
   try {
     let migrationsApplied: string[] = [];
     if (options.migrate ?? true) {

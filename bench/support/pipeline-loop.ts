@@ -14,6 +14,7 @@ const kernel = await openKernel(config);
 const items = Array.from({ length: USERS }, (_, i) => ({ identifiers: [{ type: 'user_id', value: `user-${i}` }, { type: 'anonymous_id', value: `anon-${i}` }], source: 'web', at: new Date().toISOString() }));
 const resolved = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, items));
 for (const r of resolved) await kernel.consent.record(r.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'personalize.profiling', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
+await kernel.keyring.prepare(resolved.map((r) => r.profileId as string));
 const random = rng(7);
 const bodies = Array.from({ length: 200 }, () => JSON.stringify(Array.from({ length: Number(process.env.BATCH ?? 100) }, () => makeEvent(random, USERS))));
 const context = { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR };

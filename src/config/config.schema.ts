@@ -47,6 +47,10 @@ export const CONFIG_SCHEMA = {
     env: 'CANDOR_SQLITE_SYNCHRONOUS', type: 'enum', default: 'FULL', values: ['FULL', 'NORMAL'], sensitive: false,
     description: 'SQLite durability: FULL syncs the WAL on every commit (survives power loss); NORMAL survives process crashes only.',
   },
+  sqliteWriterThread: {
+    env: 'CANDOR_SQLITE_WRITER_THREAD', type: 'enum', default: 'on', values: ['on', 'off'], sensitive: false,
+    description: 'SQLite: write ingestion group commits from a second connection on a writer thread, so the server prepares the next group while one is written.',
+  },
   publicUrl: {
     env: 'CANDOR_PUBLIC_URL', type: 'string', default: '', sensitive: false,
     description: 'Base URL people use to reach the server; empty means http://HOST:PORT.',

@@ -16,6 +16,7 @@ export interface Config {
   readonly bodyLimit: number;
   readonly logLevel: string;
   readonly sqliteSynchronous: 'FULL' | 'NORMAL';
+  readonly sqliteWriterThread: 'on' | 'off';
   readonly publicUrl: string;
   readonly consentExpiryMonths: number;
   readonly controllerName: string;
@@ -148,6 +149,7 @@ export function loadConfig(input: ConfigInput = {}): Config {
     bodyLimit: Number(values.bodyLimit),
     logLevel: String(values.logLevel),
     sqliteSynchronous: values.sqliteSynchronous as Config['sqliteSynchronous'],
+    sqliteWriterThread: values.sqliteWriterThread as Config['sqliteWriterThread'],
     publicUrl: String(values.publicUrl),
     consentExpiryMonths: Number(values.consentExpiryMonths),
     controllerName: String(values.controllerName),

@@ -47,7 +47,27 @@ function toSqliteValue(value: unknown): SQLInputValue {
 /** A node:sqlite database with a bounded cache of prepared statements. */
 export class SqliteHandle {
   readonly db: DatabaseSync;
+  /** Held while a statement runs on this connection (and for a whole transaction). */
   readonly lock = new Mutex();
+  /**
+   * Held by anything that may write: transactions and writes on this connection, and deferred transactions of the
+   * writer thread (taken before `lock`). Plain reads take only `lock`, so they go on while the writer thread writes.
+   */
+  readonly writes = new Mutex();
+  /** Run after `writes` is taken, before this connection writes (the writer thread lets go of its lock). */
+  beforeWrites: () => Promise<void> = async () => {};
+
+  /** Takes `writes`, then makes sure no other connection of this process holds SQLite's write lock. */
+  async acquireWrites(): Promise<() => void> {
+    const release = await this.writes.lock();
+    try {
+      await this.beforeWrites();
+    } catch (error) {
+      release();
+      throw error;
+    }
+    return release;
+  }
   readonly #statements = new Map<string, StatementSync>();
   #dataVersion = 0;
   #dataVersionAt = Number.NEGATIVE_INFINITY;
@@ -86,9 +106,9 @@ export class SqliteHandle {
    * SQLite's data_version: it changes when another connection has committed since the last look. Read at most once
    * a millisecond (several caches ask for it per request; a write by another process is seen a millisecond later).
    */
-  dataVersion(): number {
+  dataVersion(fresh = false): number {
     const now = performance.now();
-    if (now - this.#dataVersionAt >= 1) {
+    if (fresh || now - this.#dataVersionAt >= 1) {
       this.#dataVersion = Number((this.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
       this.#dataVersionAt = now;
     }
@@ -142,7 +162,13 @@ class NodeSqliteDriver implements Driver {
   async init(): Promise<void> {}
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    this.#release = await this.#handle.lock.lock();
+    // Kysely's queries may write: they wait for the writer thread like every writer.
+    const releaseWrites = await this.#handle.acquireWrites();
+    const release = await this.#handle.lock.lock();
+    this.#release = () => {
+      release();
+      releaseWrites();
+    };
     return this.#connection;
   }
 

@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { createEnvironment, describeEachDialect } from '../../test/support/databases.ts';
 import { MIGRATIONS } from '../kernel.ts';
 import { isCandorError } from '../shared/errors.ts';
-import { isUniqueViolation, migrateToLatest, openStorage, pendingMigrations, type ModuleMigration, type Storage } from './index.ts';
+import { DeferredConflict, isUniqueViolation, migrateToLatest, openStorage, pendingMigrations, type ModuleMigration, type Storage } from './index.ts';
 
 async function withStorage(dialect: 'sqlite' | 'postgres', run: (storage: Storage) => Promise<void>): Promise<void> {
   const env = await createEnvironment(dialect);
@@ -107,4 +107,126 @@ describeEachDialect('storage', (dialect) => {
       }
       assert.deepEqual(ids, expected.sort((a, b) => a - b));
     }));
+});
+
+describeEachDialect('storage: SQLite writer thread', (dialect) => {
+  if (dialect !== 'sqlite') {
+    it('is SQLite only', () =>
+      withStorage(dialect, async (storage) => {
+        assert.equal(storage.deferred, undefined);
+      }));
+    return;
+  }
+
+  const setUp = async (storage: Storage) => {
+    await sql`CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL)`.execute(storage.db);
+    await storage.raw.run('INSERT INTO t VALUES (?, ?)', ['a', 1]);
+  };
+  const rows = async (storage: Storage) => (await storage.raw.all<{ id: string; n: number }>('SELECT id, n FROM t ORDER BY id')).map((r) => ({ id: r.id, n: r.n }));
+
+  it('reads the committed state at once and commits the recorded writes together, durably', async () => {
+    const env = await createEnvironment(dialect);
+    try {
+      const storage = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL' });
+      await setUp(storage);
+      const deferred = storage.deferred;
+      assert.ok(deferred);
+      let dispatched = false;
+      const seen = await deferred.transaction(async (tx) => {
+        const before = await tx.all<{ n: number }>('SELECT n FROM t WHERE id = ?', ['a']);
+        assert.ok(Number.isNaN(await tx.run('UPDATE t SET n = n + 1 WHERE id = ?', ['a'])));
+        tx.expect('INSERT INTO t VALUES (?, ?), (?, ?)', ['b', 2, 'c', 3], 2);
+        // Nothing is written before the function has finished.
+        assert.deepEqual(await rows(storage), [{ id: 'a', n: 1 }]);
+        await assert.rejects(tx.all('INSERT INTO t VALUES (?, ?) RETURNING id', ['x', 0]));
+        return before[0]?.n;
+      }, () => (dispatched = true));
+      assert.equal(seen, 1);
+      assert.ok(dispatched);
+      assert.deepEqual(await rows(storage), [{ id: 'a', n: 2 }, { id: 'b', n: 2 }, { id: 'c', n: 3 }]);
+      await storage.close();
+      // Committed before the promise settled: a new connection reads it.
+      const again = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL', sqliteWriterThread: 'off' });
+      assert.deepEqual(await rows(again), [{ id: 'a', n: 2 }, { id: 'b', n: 2 }, { id: 'c', n: 3 }]);
+      assert.equal(again.deferred, undefined);
+      await again.close();
+    } finally {
+      await env.cleanup();
+    }
+  });
+
+  it('writes nothing when the function throws, or when a write does not change the rows it expected', () =>
+    withStorage(dialect, async (storage) => {
+      await setUp(storage);
+      const deferred = storage.deferred;
+      assert.ok(deferred);
+      await assert.rejects(
+        deferred.transaction(async (tx) => {
+          await tx.run('UPDATE t SET n = 10');
+          throw new Error('changed my mind');
+        }),
+        /changed my mind/,
+      );
+      await assert.rejects(
+        deferred.transaction(async (tx) => {
+          await tx.run('UPDATE t SET n = 10');
+          tx.expect('INSERT INTO t VALUES (?, ?) ON CONFLICT DO NOTHING', ['a', 5], 1);
+        }),
+        (error) => error instanceof DeferredConflict,
+      );
+      await assert.rejects(
+        deferred.transaction(async (tx) => {
+          await tx.run('INSERT INTO t VALUES (?, ?)', ['a', 5]);
+        }),
+        (error) => isUniqueViolation(error),
+      );
+      assert.deepEqual(await rows(storage), [{ id: 'a', n: 1 }]);
+      // Still usable afterwards, and the main connection's own transactions wait for it instead of failing busy.
+      await Promise.all([
+        deferred.transaction(async (tx) => {
+          await tx.run('INSERT INTO t VALUES (?, ?)', ['d', 4]);
+        }),
+        storage.raw.transaction(async (tx) => {
+          await tx.run('INSERT INTO t VALUES (?, ?)', ['e', 5]);
+        }),
+        deferred.transaction(async (tx) => {
+          await tx.run('INSERT INTO t VALUES (?, ?)', ['f', 6]);
+        }),
+      ]);
+      assert.deepEqual((await rows(storage)).map((r) => r.id), ['a', 'd', 'e', 'f']);
+    }));
+
+  it('counts commits of other connections as external writes, but not its own writer thread', async () => {
+    const env = await createEnvironment(dialect);
+    try {
+      const storage = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL' });
+      await setUp(storage);
+      const deferred = storage.deferred;
+      assert.ok(deferred);
+      const before = storage.externalWrites();
+      for (let i = 0; i < 3; i++) {
+        await deferred.transaction(async (tx) => {
+          await tx.run('UPDATE t SET n = n + 1');
+        });
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        assert.equal(storage.externalWrites(), before);
+      }
+      const other = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL', sqliteWriterThread: 'off' });
+      await other.raw.run('UPDATE t SET n = 0');
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      assert.notEqual(storage.externalWrites(), before);
+      const after = storage.externalWrites();
+      // Another connection's commit right after the writer's is seen too.
+      await deferred.transaction(async (tx) => {
+        await tx.run('UPDATE t SET n = n + 1');
+      });
+      await other.raw.run('UPDATE t SET n = 0');
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      assert.notEqual(storage.externalWrites(), after);
+      await other.close();
+      await storage.close();
+    } finally {
+      await env.cleanup();
+    }
+  });
 });

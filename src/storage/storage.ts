@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool, PoolClient } from 'pg';
 import { NodeSqliteDialect, SqliteHandle } from './sqlite-driver.ts';
+import { SqliteWriter, type DeferredTx } from './sqlite-writer.ts';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -23,6 +24,25 @@ export interface StorageOptions {
   databaseUrl: string;
   dataDir: string;
   sqliteSynchronous: 'FULL' | 'NORMAL';
+  /** SQLite: run deferred transactions (group commits of ingestion) on a writer thread (default on). */
+  sqliteWriterThread?: 'on' | 'off';
+}
+
+/**
+ * Transactions whose reads run at once and whose writes are committed together on SQLite's writer thread, so the
+ * main thread goes on with other work while SQLite writes (see sqlite-writer.ts).
+ */
+export interface DeferredWrites {
+  /**
+   * Runs `fn`: its SELECTs run at once on the main connection while the writer thread holds the write lock (so they
+   * see the latest committed state and nothing can change it); its writes are recorded and committed after `fn`
+   * resolved; the promise settles once they are durable. If `fn` throws, nothing is written. A recorded write whose
+   * expected row count is not met rolls everything back with DeferredConflict. `dispatched` is called when the writes
+   * have been handed to the writer thread (the caller may then answer earlier work while they are written).
+   */
+  transaction<T>(fn: (tx: DeferredTx) => Promise<T>, dispatched?: () => void): Promise<T>;
+  /** False once the writer thread has failed: callers then use raw.transaction. */
+  readonly usable: boolean;
 }
 
 /** The one storage handle: a typed Kysely instance plus a prepared-statement path for hot paths. */
@@ -45,6 +65,8 @@ export interface Storage {
    * (PostgreSQL), where caches fall back to refreshing by age.
    */
   externalWrites(): number | undefined;
+  /** SQLite's writer thread, unless it is off or the database is PostgreSQL. */
+  readonly deferred: DeferredWrites | undefined;
   close(): Promise<void>;
 }
 
@@ -73,6 +95,29 @@ function openSqlite(options: StorageOptions): Storage {
   if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
   const handle = new SqliteHandle(path, options.sqliteSynchronous);
   const db = new Kysely<object>({ dialect: new NodeSqliteDialect(handle) });
+  const writer = options.sqliteWriterThread === 'off' ? undefined : new SqliteWriter(path, options.sqliteSynchronous);
+  /** Anything that may write waits for the writer thread's transaction, then for the connection. */
+  if (writer) handle.beforeWrites = () => writer.release();
+  const exclusive = async () => {
+    const releaseWrites = await handle.acquireWrites();
+    const release = await handle.lock.lock();
+    return () => {
+      release();
+      releaseWrites();
+    };
+  };
+  // Commits by other connections, counted. The writer thread is another connection too: its own commits are
+  // absorbed while it holds the write lock again right after them, so only other processes' commits count.
+  let seenVersion = handle.dataVersion(true);
+  let externalCommits = 0;
+  let writerCommitting = false;
+  const lookForExternalCommits = (fresh: boolean) => {
+    const version = handle.dataVersion(fresh);
+    if (version !== seenVersion) {
+      seenVersion = version;
+      externalCommits++;
+    }
+  };
   const direct: SqlExecutor = {
     all: async <R>(text: string, params: readonly unknown[] = []) => handle.all<R>(text, params),
     run: async (text: string, params: readonly unknown[] = []) => handle.run(text, params).changes,
@@ -87,7 +132,7 @@ function openSqlite(options: StorageOptions): Storage {
       }
     },
     async run(text: string, params: readonly unknown[] = []) {
-      const release = await handle.lock.lock();
+      const release = await exclusive();
       try {
         return handle.run(text, params).changes;
       } finally {
@@ -95,7 +140,7 @@ function openSqlite(options: StorageOptions): Storage {
       }
     },
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-      const release = await handle.lock.lock();
+      const release = await exclusive();
       try {
         handle.db.exec('BEGIN IMMEDIATE');
         try {
@@ -120,10 +165,38 @@ function openSqlite(options: StorageOptions): Storage {
       await raw.all('SELECT 1');
     },
     externalWrites() {
-      return handle.dataVersion();
+      // While the writer thread commits, a change seen here may be its own; other commits are caught after it.
+      if (!writerCommitting) lookForExternalCommits(false);
+      return externalCommits;
+    },
+    deferred: writer && {
+      get usable() {
+        return writer.usable;
+      },
+      async transaction<T>(fn: (tx: DeferredTx) => Promise<T>, dispatched?: () => void): Promise<T> {
+        const releaseWrites = await handle.writes.lock();
+        try {
+          return await writer.transaction((text, params) => handle.all(text, params), fn, {
+            locked() {
+              // Nobody can commit now: whatever changed since the last look was another connection.
+              lookForExternalCommits(true);
+              writerCommitting = true;
+            },
+            committed(othersMayHaveCommitted) {
+              writerCommitting = false;
+              seenVersion = handle.dataVersion(true);
+              if (othersMayHaveCommitted) externalCommits++;
+            },
+            dispatched,
+          });
+        } finally {
+          writerCommitting = false;
+          releaseWrites();
+        }
+      },
     },
     async checkpoint() {
-      const release = await handle.lock.lock();
+      const release = await exclusive();
       try {
         handle.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
       } finally {
@@ -131,6 +204,7 @@ function openSqlite(options: StorageOptions): Storage {
       }
     },
     async close() {
+      await writer?.close();
       await db.destroy();
     },
   };
@@ -197,6 +271,7 @@ async function openPostgres(url: string): Promise<Storage> {
       // pg_dump reads rows, not pages: deleted tuples never reach a dump.
     },
     externalWrites: () => undefined,
+    deferred: undefined,
     async close() {
       await db.destroy();
     },

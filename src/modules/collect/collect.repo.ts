@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import type { DeferredTx, ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 
 export type CollectTables = {
   collect_events: {
@@ -74,16 +74,16 @@ export class CollectRepo {
       .compile().sql;
   }
 
-  #insertText(n: number): string {
-    let text = this.#insert.get(n);
+  #insertText(n: number, returning: boolean): string {
+    const key = returning ? n : -n;
+    let text = this.#insert.get(key);
     if (!text) {
-      text = this.#db
+      const insert = this.#db
         .insertInto('collect_events')
         .values(Array.from({ length: n }, () => blankEvent))
-        .onConflict((oc) => oc.columns(['source', 'message_id']).doNothing())
-        .returning(['source', 'message_id'])
-        .compile().sql;
-      this.#insert.set(n, text);
+        .onConflict((oc) => oc.columns(['source', 'message_id']).doNothing());
+      text = returning ? insert.returning(['source', 'message_id']).compile().sql : insert.compile().sql;
+      this.#insert.set(key, text);
     }
     return text;
   }
@@ -92,12 +92,19 @@ export class CollectRepo {
    * Inserts events (distinct source and messageId among themselves); one already stored is skipped by the
    * database. Returns the keys (`source NUL messageId`) that were inserted.
    */
-  async insertEvents(tx: SqlExecutor, rows: readonly EventRow[]): Promise<Set<string>> {
+  async insertEvents(tx: SqlExecutor | DeferredTx, rows: readonly EventRow[]): Promise<Set<string>> {
     const inserted = new Set<string>();
     for (let i = 0; i < rows.length; i += 100) {
       const part = rows.slice(i, i + 100);
       const params = part.flatMap((r) => [r.id, r.source, r.message_id, r.profile_id, r.kind, r.event, r.occurred_at, r.received_at, r.purposes, r.data, r.data_enc, r.plan_version]);
-      for (const row of await tx.all<{ source: string; message_id: string }>(this.#insertText(part.length), params)) {
+      if ('expect' in tx) {
+        // Deferred: every row must be new, or the whole transaction rolls back (DeferredConflict) and the caller
+        // stores the group again the usual way, which tells the duplicates apart.
+        tx.expect(this.#insertText(part.length, false), params, part.length);
+        for (const r of part) inserted.add(`${r.source}\u0000${r.message_id}`);
+        continue;
+      }
+      for (const row of await tx.all<{ source: string; message_id: string }>(this.#insertText(part.length, true), params)) {
         inserted.add(`${row.source}\u0000${row.message_id}`);
       }
     }

@@ -17,8 +17,15 @@ export interface GroupCommitOptions {
   maxWaitMs?: number;
 }
 
+/**
+ * Writes one group. A flush that hands its writes to another thread calls `handedOver` then: the previous group's
+ * submitters are answered only from that moment, so that this thread prepares the next group before it goes on with
+ * the requests of the answered ones, and the writer thread never waits for it.
+ */
+export type Flush<T, R> = (items: readonly T[], handedOver: () => void) => Promise<R[]>;
+
 export class GroupCommit<T, R> {
-  readonly #flush: (items: readonly T[]) => Promise<R[]>;
+  readonly #flush: Flush<T, R>;
   readonly #maxItems: number;
   readonly #moreComing: () => boolean;
   readonly #maxWaitMs: number;
@@ -26,7 +33,7 @@ export class GroupCommit<T, R> {
   #running = false;
   #scheduled = false;
 
-  constructor(flush: (items: readonly T[]) => Promise<R[]>, options: GroupCommitOptions = {}) {
+  constructor(flush: Flush<T, R>, options: GroupCommitOptions = {}) {
     this.#flush = flush;
     this.#maxItems = options.maxItems ?? 5000;
     this.#moreComing = options.moreComing ?? (() => false);
@@ -61,6 +68,13 @@ export class GroupCommit<T, R> {
   async #drain(): Promise<void> {
     if (this.#running) return;
     this.#running = true;
+    /** Answers the last group written, once the next one was handed over (or there is none). */
+    let answer: (() => void) | undefined;
+    const answerPrevious = () => {
+      const pending = answer;
+      answer = undefined;
+      pending?.();
+    };
     try {
       while (this.#queue.length > 0) {
         const group: Waiting<T, R>[] = [];
@@ -71,18 +85,28 @@ export class GroupCommit<T, R> {
           count += next.items.length;
         }
         try {
-          const results = await this.#flush(group.flatMap((w) => w.items));
-          let offset = 0;
-          for (const w of group) {
-            w.resolve(results.slice(offset, offset + w.items.length));
-            offset += w.items.length;
-          }
+          const results = await this.#flush(
+            group.flatMap((w) => w.items),
+            answerPrevious,
+          );
+          answerPrevious();
+          answer = () => {
+            let offset = 0;
+            for (const w of group) {
+              w.resolve(results.slice(offset, offset + w.items.length));
+              offset += w.items.length;
+            }
+          };
         } catch (error) {
-          for (const w of group) w.reject(error);
+          answerPrevious();
+          answer = () => {
+            for (const w of group) w.reject(error);
+          };
         }
       }
     } finally {
       this.#running = false;
+      answerPrevious();
     }
   }
 }

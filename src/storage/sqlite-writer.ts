@@ -1,0 +1,208 @@
+import { Worker } from 'node:worker_threads';
+import type { SqlExecutor } from './storage.ts';
+
+/** One write of a deferred transaction, as sent to the writer thread. */
+export interface DeferredStatement {
+  sql: string;
+  params: (string | number | bigint | null | Uint8Array)[];
+  /** When set, the statement must change exactly this many rows, or the whole transaction is rolled back. */
+  expect?: number;
+}
+
+type Unsent = { op: 'begin' } | { op: 'commit'; statements: DeferredStatement[] } | { op: 'release' } | { op: 'rollback' } | { op: 'close' };
+export type WriterRequest = Unsent & { id: number };
+
+export interface WriterReply {
+  id: number;
+  ok: boolean;
+  error?: { message: string; code?: string | undefined; errcode?: number | undefined };
+  conflict?: { statement: number; expected: number; changes: number };
+  /**
+   * After a commit: whether another connection may have committed between this commit and the moment the writer took
+   * the write lock again (true also when it could not take it at once); the writer then holds the lock until `release`.
+   */
+  othersMayHaveCommitted?: boolean;
+  relocked?: boolean;
+}
+
+/** A write of a deferred transaction changed another number of rows than it expected: nothing of it was stored. */
+export class DeferredConflict extends Error {
+  readonly statement: number;
+  constructor(conflict: { statement: number; expected: number; changes: number }) {
+    super(
+      conflict.statement < 0
+        ? 'another connection committed while the deferred transaction was prepared; nothing was written'
+        : `deferred write ${conflict.statement} changed ${conflict.changes} rows, expected ${conflict.expected}; the transaction was rolled back`,
+    );
+    this.name = 'DeferredConflict';
+    this.statement = conflict.statement;
+  }
+}
+
+/**
+ * A transaction whose reads run at once, on the main connection, while the writer thread holds SQLite's write lock
+ * (so they see the latest committed state and nobody can change it), and whose writes are recorded and sent to the
+ * writer thread together when the transaction's function has finished.
+ */
+export interface DeferredTx extends SqlExecutor {
+  /** Records a write that must change exactly `changes` rows; otherwise the commit fails with DeferredConflict. */
+  expect(text: string, params: readonly unknown[], changes: number): void;
+}
+
+function toValue(value: unknown): DeferredStatement['params'][number] {
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (value instanceof Date) return value.toISOString();
+  return value as DeferredStatement['params'][number];
+}
+
+const READ = /^\s*select\b/i;
+
+/**
+ * SQLite's writer thread, seen from the main thread: a second connection on a worker thread that runs the writes of
+ * deferred transactions, so that SQLite's work for a group commit (inserts, index updates, the commit's write-ahead
+ * log and fsync) overlaps with the main thread's work on the next requests instead of blocking it.
+ */
+export class SqliteWriter {
+  readonly #path: string;
+  readonly #synchronous: 'FULL' | 'NORMAL';
+  #worker: Worker | undefined;
+  #broken: Error | undefined;
+  #next = 1;
+  /** The writer took the lock again after its last commit and keeps it for a transaction that starts at once. */
+  #holding = false;
+  #inTransaction = false;
+  readonly #pending = new Map<number, { resolve: (reply: WriterReply) => void; reject: (error: Error) => void }>();
+
+  constructor(path: string, synchronous: 'FULL' | 'NORMAL') {
+    this.#path = path;
+    this.#synchronous = synchronous;
+  }
+
+  /** Whether the thread failed (then callers use the main connection, as without a writer). */
+  get usable(): boolean {
+    return this.#broken === undefined;
+  }
+
+  #start(): Worker {
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(new URL('./sqlite-writer.worker.ts', import.meta.url), { workerData: { path: this.#path, synchronous: this.#synchronous } });
+    worker.on('message', (reply: WriterReply) => {
+      const waiting = this.#pending.get(reply.id);
+      this.#pending.delete(reply.id);
+      if (this.#pending.size === 0) worker.unref();
+      waiting?.resolve(reply);
+    });
+    const fail = (error: Error) => {
+      this.#broken ??= error;
+      this.#worker = undefined;
+      for (const waiting of this.#pending.values()) waiting.reject(error);
+      this.#pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`SQLite writer thread exited (${code})`)));
+    // A process with nothing else to do may exit while the thread idles (it is held only while a reply is awaited).
+    worker.unref();
+    this.#worker = worker;
+    return worker;
+  }
+
+  #send(request: Unsent): Promise<WriterReply> {
+    if (this.#broken) return Promise.reject(this.#broken);
+    const worker = this.#start();
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      if (this.#pending.size === 0) worker.ref();
+      this.#pending.set(id, { resolve, reject });
+      worker.postMessage({ ...request, id });
+    });
+  }
+
+  static #check(reply: WriterReply): WriterReply {
+    if (reply.ok) return reply;
+    if (reply.conflict) throw new DeferredConflict(reply.conflict);
+    const error = new Error(reply.error?.message ?? 'SQLite writer thread failed') as Error & { code?: string; errcode?: number };
+    if (reply.error?.code !== undefined) error.code = reply.error.code;
+    if (reply.error?.errcode !== undefined) error.errcode = reply.error.errcode;
+    throw error;
+  }
+
+  /**
+   * Runs `fn` as a deferred transaction: `reads` answers SELECTs on the main connection while the writer holds the
+   * write lock; every other statement is recorded and committed by the writer after `fn` resolved. If `fn` throws,
+   * nothing is written. `hooks.locked` is called once the writer holds the lock; `hooks.committed` once the writes are
+   * durable, while the writer holds the lock again, with whether another connection may have committed in between.
+   */
+  async transaction<T>(
+    reads: (text: string, params: readonly unknown[]) => unknown[],
+    fn: (tx: DeferredTx) => Promise<T>,
+    hooks: { locked(): void; committed(othersMayHaveCommitted: boolean): void; dispatched?: () => void },
+  ): Promise<T> {
+    this.#inTransaction = true;
+    try {
+      return await this.#transaction(reads, fn, hooks);
+    } finally {
+      this.#inTransaction = false;
+    }
+  }
+
+  async #transaction<T>(
+    reads: (text: string, params: readonly unknown[]) => unknown[],
+    fn: (tx: DeferredTx) => Promise<T>,
+    hooks: { locked(): void; committed(othersMayHaveCommitted: boolean): void; dispatched?: () => void },
+  ): Promise<T> {
+    // After a commit the writer holds the lock again: a transaction that follows at once needs no new begin.
+    if (this.#holding) this.#holding = false;
+    else SqliteWriter.#check(await this.#send({ op: 'begin' }));
+    hooks.locked();
+    const statements: DeferredStatement[] = [];
+    const tx: DeferredTx = {
+      async all<R>(text: string, params: readonly unknown[] = []) {
+        if (!READ.test(text)) throw new Error('a deferred transaction cannot run a write that returns rows');
+        return reads(text, params) as R[];
+      },
+      async run(text: string, params: readonly unknown[] = []) {
+        statements.push({ sql: text, params: params.map(toValue) });
+        // Not known until the writer ran it.
+        return Number.NaN;
+      },
+      expect(text: string, params: readonly unknown[], changes: number) {
+        statements.push({ sql: text, params: params.map(toValue), expect: changes });
+      },
+    };
+    let result: T;
+    try {
+      result = await fn(tx);
+    } catch (error) {
+      await this.#send({ op: 'rollback' }).catch(() => undefined);
+      throw error;
+    }
+    const sent = this.#send({ op: 'commit', statements });
+    hooks.dispatched?.();
+    const reply = SqliteWriter.#check(await sent);
+    hooks.committed(reply.othersMayHaveCommitted !== false);
+    if (reply.relocked) {
+      // Kept for a transaction that starts in this turn of the event loop (the next group commit), else released.
+      this.#holding = true;
+      setImmediate(() => {
+        if (this.#holding && !this.#inTransaction) void this.release();
+      });
+    }
+    return result;
+  }
+
+  /** Lets go of the write lock kept after a commit (before another connection of this process writes). */
+  async release(): Promise<void> {
+    if (!this.#holding) return;
+    this.#holding = false;
+    await this.#send({ op: 'release' }).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    if (!worker || this.#broken) return;
+    await this.#send({ op: 'close' }).catch(() => undefined);
+    this.#broken = new Error('SQLite writer thread closed');
+    await worker.terminate();
+  }
+}

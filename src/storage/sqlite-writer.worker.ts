@@ -1,0 +1,125 @@
+// SQLite's writer thread: a second connection to the same database file, on its own thread, that runs the writes of a
+// deferred transaction (see sqlite-writer.ts). The main thread takes the write lock here first (begin), reads what it
+// needs on its own connection while this thread holds the lock, then sends every write at once (commit).
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { WriterReply, WriterRequest } from './sqlite-writer.ts';
+
+const { path, synchronous } = workerData as { path: string; synchronous: 'FULL' | 'NORMAL' };
+const db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: 5000 });
+db.exec('PRAGMA journal_mode = WAL');
+db.exec(`PRAGMA synchronous = ${synchronous}`);
+db.exec('PRAGMA secure_delete = ON');
+
+const statements = new Map<string, StatementSync>();
+function prepare(sql: string): StatementSync {
+  let stmt = statements.get(sql);
+  if (!stmt) {
+    if (statements.size >= 200) {
+      const oldest = statements.keys().next().value;
+      if (oldest !== undefined) statements.delete(oldest);
+    }
+    stmt = db.prepare(sql);
+    statements.set(sql, stmt);
+  }
+  return stmt;
+}
+
+function failure(error: unknown): WriterReply['error'] {
+  const e = error as { message?: unknown; code?: unknown; errcode?: unknown; errstr?: unknown };
+  return { message: String(e.message ?? error), code: typeof e.code === 'string' ? e.code : undefined, errcode: typeof e.errcode === 'number' ? e.errcode : undefined };
+}
+
+function rollback(): void {
+  if (db.isTransaction) db.exec('ROLLBACK');
+}
+
+const dataVersion = () => Number((prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
+/** data_version when the open transaction began: it moves only when another connection commits. */
+let versionAtBegin = 0;
+
+/** The lock taken again after a commit is let go by itself if no transaction follows soon (others may be waiting). */
+const HOLD_MS = 50;
+let holdTimer: ReturnType<typeof setTimeout> | undefined;
+/** Whether the lock kept after the last commit was let go by the timer: the next commit must take it back. */
+let holdLapsed = false;
+
+/** Takes the write lock again right after a commit, without waiting: whether someone else committed in between. */
+function relock(): { othersMayHaveCommitted: boolean; relocked: boolean } {
+  db.exec('PRAGMA busy_timeout = 0');
+  try {
+    db.exec('BEGIN IMMEDIATE');
+    const version = dataVersion();
+    const othersMayHaveCommitted = version !== versionAtBegin;
+    versionAtBegin = version;
+    holdTimer = setTimeout(() => {
+      holdTimer = undefined;
+      rollback();
+      holdLapsed = true;
+    }, HOLD_MS);
+    return { othersMayHaveCommitted, relocked: true };
+  } catch {
+    return { othersMayHaveCommitted: true, relocked: false };
+  } finally {
+    db.exec('PRAGMA busy_timeout = 5000');
+  }
+}
+
+function handle(request: WriterRequest): WriterReply {
+  if (holdTimer !== undefined) clearTimeout(holdTimer);
+  holdTimer = undefined;
+  const lapsed = holdLapsed;
+  holdLapsed = false;
+  try {
+    switch (request.op) {
+      case 'begin':
+        rollback();
+        db.exec('BEGIN IMMEDIATE');
+        versionAtBegin = dataVersion();
+        return { id: request.id, ok: true };
+      case 'commit': {
+        if (!db.isTransaction) {
+          if (!lapsed) return { id: request.id, ok: false, error: { message: 'no deferred transaction is open on the writer thread' } };
+          // The kept lock lapsed while the main thread was reading: valid only if nobody committed since.
+          db.exec('BEGIN IMMEDIATE');
+          if (dataVersion() !== versionAtBegin) {
+            rollback();
+            return { id: request.id, ok: false, conflict: { statement: -1, expected: 0, changes: 0 } };
+          }
+        }
+        const { statements: list } = request;
+        for (let i = 0; i < list.length; i++) {
+          const s = list[i] as (typeof list)[number];
+          const changes = Number(prepare(s.sql).run(...(s.params as SQLInputValue[])).changes);
+          if (s.expect !== undefined && changes !== s.expect) {
+            rollback();
+            return { id: request.id, ok: false, conflict: { statement: i, expected: s.expect, changes } };
+          }
+        }
+        db.exec('COMMIT');
+        return { id: request.id, ok: true, ...relock() };
+      }
+      case 'release':
+      case 'rollback':
+        rollback();
+        return { id: request.id, ok: true };
+      case 'close':
+        rollback();
+        statements.clear();
+        db.close();
+        return { id: request.id, ok: true };
+    }
+  } catch (error) {
+    try {
+      rollback();
+    } catch {
+      // The connection is unusable; the main thread sees the first error.
+    }
+    return { id: request.id, ok: false, error: failure(error) };
+  }
+}
+
+parentPort?.on('message', (request: WriterRequest) => {
+  parentPort?.postMessage(handle(request));
+  if (request.op === 'close') parentPort?.close();
+});

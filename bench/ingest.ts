@@ -89,7 +89,7 @@ function batchBody(random: () => number, writeKey?: string) {
 
 const allStored = (_status: number, body: string) => !body.includes('"invalid"') && !body.includes('"refused"');
 
-async function candorRun(dialect: 'sqlite' | 'postgres'): Promise<{ batch: LoadResult; single: LoadResult; kernelSteps?: string[] }> {
+async function candorRun(dialect: 'sqlite' | 'postgres', writerThread: 'on' | 'off' = 'on'): Promise<{ batch: LoadResult; single: LoadResult; kernelSteps?: string[] }> {
   const where = await place(dialect, 'ingest');
   try {
     const config = loadConfig({ environment: { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'silent' } });
@@ -97,7 +97,7 @@ async function candorRun(dialect: 'sqlite' | 'postgres'): Promise<{ batch: LoadR
     const writeKey = await prepare(kernel);
     await kernel.close();
     const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`, '--cpu-prof-name=candor.cpuprofile'] : [];
-    const { child, url } = await startChild([...profile, ...startFlags(), 'bin/candor.ts', 'serve', '--port', '0'], { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'warn', CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC ?? 'FULL' });
+    const { child, url } = await startChild([...profile, ...startFlags(), 'bin/candor.ts', 'serve', '--port', '0'], { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'warn', CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC ?? 'FULL', CANDOR_SQLITE_WRITER_THREAD: writerThread });
     const headers = { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` };
     const random = rng(7);
     await load({ url: `${url}/v1/batch`, headers, concurrency: CONCURRENCY, seconds: 1, makeBody: batchBody(random) });
@@ -227,11 +227,16 @@ try {
   const off = offRuns.batch;
   const on = await candorRun('sqlite');
   if (process.env.BENCH_CPU_PROFILE) process.exit(0);
+  const cpuOn = { server: serverCpu.candor, load: loadCpu.candor };
+  const onMainThread = await candorRun('sqlite', 'off');
+  serverCpu.candor = cpuOn.server;
+  loadCpu.candor = cpuOn.load;
   const raw = await rawInserts();
   const ratio = on.batch.events / on.batch.seconds / (off.events / off.seconds);
   const rate = (r: LoadResult) => r.events / r.seconds;
   line(`[sqlite] privacy on (Candor): ${fmt(rate(on.batch))} events/s, p50 ${ms(on.batch.p50)}, p99 ${ms(on.batch.p99)}, errors ${on.batch.errors}  | goal ≥ 50,000 events/s ${rate(on.batch) >= 50_000 ? 'PASS' : 'FAIL'}, p99 ≤ 50 ms ${on.batch.p99 <= 50 ? 'PASS' : 'FAIL'}`);
   line(`[sqlite] privacy off (parse + store): ${fmt(rate(off))} events/s, p50 ${ms(off.p50)}, p99 ${ms(off.p99)}  | privacy-on / privacy-off ${ratio.toFixed(2)} (goal ≥ 0.70 ${ratio >= 0.7 ? 'PASS' : 'FAIL'})`);
+  line(`[sqlite] privacy on, writer thread off (every commit on the main thread, as the privacy-off server): ${fmt(rate(onMainThread.batch))} events/s, ratio ${(rate(onMainThread.batch) / rate(off)).toFixed(2)}; single events ${fmt(rate(onMainThread.single))} requests/s`);
   const pct = (n: number) => `${(n * 100).toFixed(0)}%`;
   line(`[sqlite] CPU during the runs (of 2 cores = 200%): Candor server ${pct(serverCpu.candor)} + load generator ${pct(loadCpu.candor)}; privacy-off server ${pct(serverCpu.off)} + load generator ${pct(loadCpu.off)}`);
   line(`[sqlite] raw inserts of the same rows (transactions of 1,600): ${fmt(raw)} rows/s`);

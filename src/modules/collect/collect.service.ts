@@ -81,6 +81,8 @@ export interface CollectDeps {
 const day = (iso: string) => iso.slice(0, 10);
 /** Most events in one group commit (measured with bench/support/pipeline-loop.ts: 400 and 5,000 were both slower). */
 const GROUP_EVENTS = 800;
+/** Fewest events in a group written by SQLite's writer thread (single-event requests: 1,726/s with it, ~2,100 without). */
+const DEFERRED_MIN_EVENTS = 64;
 const newEventId = () => sortableId('evt_');
 
 /**
@@ -277,7 +279,9 @@ export class Collector {
 
   async #write(items: readonly Pending[], handedOver: () => void): Promise<ItemResult[]> {
     const deferred = this.#deps.storage.deferred;
-    if (deferred?.usable) {
+    // Small groups (single-event requests arriving one by one) are written here: for them the thread's round trips
+    // cost more than they let overlap.
+    if (deferred?.usable && items.length >= DEFERRED_MIN_EVENTS) {
       const done = await this.#writeDeferred(deferred, items, handedOver);
       if (done) return done;
     }

@@ -1,10 +1,13 @@
+import type { SQLInputValue } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
+import { toSqliteValue } from './sqlite-driver.ts';
 import type { SqlExecutor } from './storage.ts';
 
 /** One write of a deferred transaction, as sent to the writer thread. */
 export interface DeferredStatement {
   sql: string;
-  params: (string | number | bigint | null | Uint8Array)[];
+  /** Values as bound on the main connection (toSqliteValue), so both connections store the same. */
+  params: SQLInputValue[];
   /** When set, the statement must change exactly this many rows, or the whole transaction is rolled back. */
   expect?: number;
 }
@@ -47,13 +50,6 @@ export class DeferredConflict extends Error {
 export interface DeferredTx extends SqlExecutor {
   /** Records a write that must change exactly `changes` rows; otherwise the commit fails with DeferredConflict. */
   expect(text: string, params: readonly unknown[], changes: number): void;
-}
-
-function toValue(value: unknown): DeferredStatement['params'][number] {
-  if (value === undefined || value === null) return null;
-  if (typeof value === 'boolean') return value ? 1 : 0;
-  if (value instanceof Date) return value.toISOString();
-  return value as DeferredStatement['params'][number];
 }
 
 const READ = /^\s*select\b/i;
@@ -162,12 +158,12 @@ export class SqliteWriter {
         return reads(text, params) as R[];
       },
       async run(text: string, params: readonly unknown[] = []) {
-        statements.push({ sql: text, params: params.map(toValue) });
+        statements.push({ sql: text, params: params.map(toSqliteValue) });
         // Not known until the writer ran it.
         return Number.NaN;
       },
       expect(text: string, params: readonly unknown[], changes: number) {
-        statements.push({ sql: text, params: params.map(toValue), expect: changes });
+        statements.push({ sql: text, params: params.map(toSqliteValue), expect: changes });
       },
     };
     let result: T;

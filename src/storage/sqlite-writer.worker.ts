@@ -1,32 +1,17 @@
 // SQLite's writer thread: a second connection to the same database file, on its own thread, that runs the writes of a
 // deferred transaction (see sqlite-writer.ts). The main thread takes the write lock here first (begin), reads what it
 // needs on its own connection while this thread holds the lock, then sends every write at once (commit).
-import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { parentPort, workerData } from 'node:worker_threads';
+import { SqliteHandle } from './sqlite-driver.ts';
 import type { WriterReply, WriterRequest } from './sqlite-writer.ts';
 
 const { path, synchronous } = workerData as { path: string; synchronous: 'FULL' | 'NORMAL' };
-const db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: 5000 });
-db.exec('PRAGMA journal_mode = WAL');
-db.exec(`PRAGMA synchronous = ${synchronous}`);
-db.exec('PRAGMA secure_delete = ON');
-
-const statements = new Map<string, StatementSync>();
-function prepare(sql: string): StatementSync {
-  let stmt = statements.get(sql);
-  if (!stmt) {
-    if (statements.size >= 200) {
-      const oldest = statements.keys().next().value;
-      if (oldest !== undefined) statements.delete(oldest);
-    }
-    stmt = db.prepare(sql);
-    statements.set(sql, stmt);
-  }
-  return stmt;
-}
+// The same connection settings and statement cache as the main connection.
+const connection = new SqliteHandle(path, synchronous);
+const db = connection.db;
 
 function failure(error: unknown): WriterReply['error'] {
-  const e = error as { message?: unknown; code?: unknown; errcode?: unknown; errstr?: unknown };
+  const e = error as { message?: unknown; code?: unknown; errcode?: unknown };
   return { message: String(e.message ?? error), code: typeof e.code === 'string' ? e.code : undefined, errcode: typeof e.errcode === 'number' ? e.errcode : undefined };
 }
 
@@ -34,7 +19,7 @@ function rollback(): void {
   if (db.isTransaction) db.exec('ROLLBACK');
 }
 
-const dataVersion = () => Number((prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
+const dataVersion = () => connection.dataVersion(true);
 /** data_version when the open transaction began: it moves only when another connection commits. */
 let versionAtBegin = 0;
 
@@ -65,7 +50,7 @@ function relock(): { othersMayHaveCommitted: boolean; relocked: boolean } {
   }
 }
 
-function handle(request: WriterRequest): WriterReply {
+function answer(request: WriterRequest): WriterReply {
   if (holdTimer !== undefined) clearTimeout(holdTimer);
   holdTimer = undefined;
   const lapsed = holdLapsed;
@@ -90,7 +75,7 @@ function handle(request: WriterRequest): WriterReply {
         const { statements: list } = request;
         for (let i = 0; i < list.length; i++) {
           const s = list[i] as (typeof list)[number];
-          const changes = Number(prepare(s.sql).run(...(s.params as SQLInputValue[])).changes);
+          const { changes } = connection.run(s.sql, s.params);
           if (s.expect !== undefined && changes !== s.expect) {
             rollback();
             return { id: request.id, ok: false, conflict: { statement: i, expected: s.expect, changes } };
@@ -105,8 +90,7 @@ function handle(request: WriterRequest): WriterReply {
         return { id: request.id, ok: true };
       case 'close':
         rollback();
-        statements.clear();
-        db.close();
+        connection.close();
         return { id: request.id, ok: true };
     }
   } catch (error) {
@@ -120,6 +104,6 @@ function handle(request: WriterRequest): WriterReply {
 }
 
 parentPort?.on('message', (request: WriterRequest) => {
-  parentPort?.postMessage(handle(request));
+  parentPort?.postMessage(answer(request));
   if (request.op === 'close') parentPort?.close();
 });

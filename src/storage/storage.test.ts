@@ -124,9 +124,18 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
   };
   const rows = async (storage: Storage) => (await storage.raw.all<{ id: string; n: number }>('SELECT id, n FROM t ORDER BY id')).map((r) => ({ id: r.id, n: r.n }));
 
-  it('reads the committed state at once and commits the recorded writes together, durably', async () => {
+  /** A fresh database for connections the test opens and closes itself. */
+  const inEnvironment = async (run: (env: Awaited<ReturnType<typeof createEnvironment>>) => Promise<void>) => {
     const env = await createEnvironment(dialect);
     try {
+      await run(env);
+    } finally {
+      await env.cleanup();
+    }
+  };
+
+  it('reads the committed state at once and commits the recorded writes together, durably', () =>
+    inEnvironment(async (env) => {
       const storage = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL' });
       await setUp(storage);
       const deferred = storage.deferred;
@@ -150,10 +159,7 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
       assert.deepEqual(await rows(again), [{ id: 'a', n: 2 }, { id: 'b', n: 2 }, { id: 'c', n: 3 }]);
       assert.equal(again.deferred, undefined);
       await again.close();
-    } finally {
-      await env.cleanup();
-    }
-  });
+    }));
 
   it('writes nothing when the function throws, or when a write does not change the rows it expected', () =>
     withStorage(dialect, async (storage) => {
@@ -196,9 +202,8 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
       assert.deepEqual((await rows(storage)).map((r) => r.id), ['a', 'd', 'e', 'f']);
     }));
 
-  it('counts commits of other connections as external writes, but not its own writer thread', async () => {
-    const env = await createEnvironment(dialect);
-    try {
+  it('counts commits of other connections as external writes, but not its own writer thread', () =>
+    inEnvironment(async (env) => {
       const storage = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL' });
       await setUp(storage);
       const deferred = storage.deferred;
@@ -225,8 +230,5 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
       assert.notEqual(storage.externalWrites(), after);
       await other.close();
       await storage.close();
-    } finally {
-      await env.cleanup();
-    }
-  });
+    }));
 });

@@ -44,6 +44,12 @@ export interface ItemResult {
 /** Told the outcome of every message: no personal data, only the source, the status and purposes. */
 export type OutcomeObserver = (source: string, status: ItemStatus, refusedPurposes: readonly string[]) => void;
 
+/** Counts written with a group's events: refusals per day, source, event and purpose, and the tracking plan's. */
+interface GroupCounts {
+  refusals: Map<string, number>;
+  plan: ReturnType<Catalog['takeStats']>;
+}
+
 /** A pending message with the profile identity resolution gave it. */
 type Resolved = { pending: Pending; resolution: Resolution & { profileId: string } };
 
@@ -299,47 +305,52 @@ export class Collector {
     if (items.some((p) => p.gatedFor === null || p.gpc)) return undefined;
     await keyring.prepare(items.filter((p) => p.hasPersonal || p.traits.length > 0).map((p) => p.gatedFor as string));
     await profiles.prepare(items.filter((p) => p.traits.length > 0).map((p) => p.gatedFor as string));
-    const refusals = this.#refusals;
-    this.#refusals = new Map();
-    const planCounts = catalog.takeStats();
+    const counts = this.#takeCounts();
     const results = new Map<Pending, ItemResult>();
     try {
       await deferred.transaction(async (tx) => {
         const resolutions = await identity.resolveBatch(tx, items.map((p) => p.resolve));
         const resolved = items.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
-        if (!resolved.every((r) => r.resolution?.profileId != null && r.resolution.profileId === r.pending.gatedFor && r.resolution.merges.length === 0)) throw UNUSUAL;
-        await this.#store(tx, resolved as Resolved[], refusals, results);
-        await catalog.writeStats(tx, planCounts);
+        if (!storableAtOnce(resolved)) throw UNUSUAL;
+        await this.#store(tx, resolved, counts.refusals, results);
+        await catalog.writeStats(tx, counts.plan);
       }, handedOver);
     } catch (error) {
-      for (const [key, n] of refusals) this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + n);
-      catalog.restoreStats(planCounts);
+      this.#restoreCounts(counts);
       if (error === UNUSUAL || error instanceof DeferredConflict) return undefined;
       throw error;
     }
-    return items.map((p) => results.get(p) ?? { index: p.index, messageId: p.message.messageId, status: 'invalid' as const, code: 'INTERNAL_ERROR' as const });
+    return answerAll(items, results);
+  }
+
+  /** Refusal and tracking-plan counts gathered since the last commit, taken to be written with this group. */
+  #takeCounts(): GroupCounts {
+    const refusals = this.#refusals;
+    this.#refusals = new Map();
+    // The tracking plan's counts (dropped fields, violations) are written with the events, in the same commit.
+    return { refusals, plan: this.#deps.catalog.takeStats() };
+  }
+
+  /** Nothing of the group was stored: its counts go back, for the next commit. */
+  #restoreCounts(counts: GroupCounts): void {
+    for (const [key, n] of counts.refusals) this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + n);
+    this.#deps.catalog.restoreStats(counts.plan);
   }
 
   /** Writes a group on this thread: resolution, then (in the same transaction when nothing changed) the events. */
   async #writeNow(items: readonly Pending[]): Promise<ItemResult[]> {
     const { storage, identity, keyring, profiles, consent, catalog } = this.#deps;
     const results = new Map<Pending, ItemResult>();
-    const answer = () => {
-      return items.map((p) => results.get(p) ?? { index: p.index, messageId: p.message.messageId, status: 'invalid' as const, code: 'INTERNAL_ERROR' as const });
-    };
+    const answer = () => answerAll(items, results);
     // Keys of people already known are loaded first, so that a group about known people (the usual case) is
     // resolved and stored in one transaction: one commit per group.
     const known = items.filter((p) => p.gatedFor !== null && !p.gpc);
     await keyring.prepare(known.filter((p) => p.hasPersonal || p.traits.length > 0).map((p) => p.gatedFor as string));
     await profiles.prepare(known.filter((p) => p.traits.length > 0).map((p) => p.gatedFor as string));
-    const refusals = this.#refusals;
-    this.#refusals = new Map();
-    // The tracking plan's counts (dropped fields, violations) are written with the events, in the same commit.
-    const planCounts = catalog.takeStats();
+    const counts = this.#takeCounts();
+    const { refusals, plan: planCounts } = counts;
     const restore = (error: unknown) => {
-      // Nothing of this group was stored: put the refusal and plan counts back for the next commit.
-      for (const [key, n] of refusals) this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + n);
-      catalog.restoreStats(planCounts);
+      this.#restoreCounts(counts);
       throw error;
     };
 
@@ -349,9 +360,8 @@ export class Collector {
       .transaction(async (tx) => {
         const resolutions = await identity.resolveBatch(tx, items.map((p) => p.resolve));
         resolved = items.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
-        const unchanged = resolved.every((r) => r.resolution?.profileId != null && r.resolution.profileId === r.pending.gatedFor && r.resolution.merges.length === 0 && !r.pending.gpc);
-        if (!unchanged) return false;
-        await this.#store(tx, resolved as Resolved[], refusals, results);
+        if (!storableAtOnce(resolved)) return false;
+        await this.#store(tx, resolved, refusals, results);
         await catalog.writeStats(tx, planCounts);
         return true;
       })
@@ -540,6 +550,19 @@ function fieldAllowed(field: KeptField, allowed: ReadonlySet<string>, explicit: 
   const pool = field.special || field.preciseLocation ? explicit : allowed;
   for (const p of field.purposes) if (pool.has(p)) return true;
   return false;
+}
+
+/**
+ * Whether a group resolved to the very people the consent gate checked, with no merge and no GPC to record: then it is
+ * stored in the transaction that resolved it.
+ */
+function storableAtOnce(resolved: readonly { pending: Pending; resolution: Resolution | undefined }[]): resolved is Resolved[] {
+  return resolved.every((r) => r.resolution?.profileId != null && r.resolution.profileId === r.pending.gatedFor && r.resolution.merges.length === 0 && !r.pending.gpc);
+}
+
+/** One result per item, in order; an item with none (a failure no step reported) is an internal error. */
+function answerAll(items: readonly Pending[], results: ReadonlyMap<Pending, ItemResult>): ItemResult[] {
+  return items.map((p) => results.get(p) ?? { index: p.index, messageId: p.message.messageId, status: 'invalid' as const, code: 'INTERNAL_ERROR' as const });
 }
 
 const NONE: ReadonlySet<string> = new Set();

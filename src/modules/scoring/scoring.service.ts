@@ -405,11 +405,18 @@ export class Scoring {
     const data: Dataset = { x: encoder.encode(train), y: Uint8Array.from(outcome), n: train.length, d: encoder.columns.length };
     // Out-of-fold predictions judge the model honestly; the scores come from the model fitted on everyone.
     const folds = stratifiedFolds(data.y, Math.min(5, Math.max(2, Math.floor(Math.min(positives, train.length - positives) / 2))), 11);
+    // The base rate is judged the same way: each held-out person gets the order rate of the other folds.
     const oof = new Float64Array(data.n);
+    const oofBaseRate = new Float64Array(data.n);
     for (let f = 0; f < folds.length; f++) {
       const test = folds[f] as number[];
-      const model = fitCalibrated(subset(data, folds.flatMap((fold, g) => (g === f ? [] : fold))), { lambda: 1, folds: 2 });
-      for (const i of test) oof[i] = predict(model, data.x, i, data.d);
+      const trainRows = folds.flatMap((fold, g) => (g === f ? [] : fold));
+      const model = fitCalibrated(subset(data, trainRows), { lambda: 1, folds: 2 });
+      const rate = trainRows.reduce((sum, i) => sum + (data.y[i] as number), 0) / trainRows.length;
+      for (const i of test) {
+        oof[i] = predict(model, data.x, i, data.d);
+        oofBaseRate[i] = rate;
+      }
     }
     const model = fitCalibrated(data, { lambda: 1, folds: 3 });
     const scores = new Map<string, { probability: number; reason: string }>();
@@ -440,7 +447,7 @@ export class Scoring {
         positives,
         auc: auc(oof, data.y),
         brier: brier(oof, data.y),
-        baseRateBrier: (positives / train.length) * (1 - positives / train.length),
+        baseRateBrier: brier(oofBaseRate, data.y),
         reliability: reliability(oof, data.y, 5),
       },
     };

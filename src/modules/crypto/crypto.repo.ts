@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { isUniqueViolation, type ModuleMigration, type Storage } from '../../storage/index.ts';
+import { type ModuleMigration, type Storage } from '../../storage/index.ts';
 
 export type CryptoTables = {
   crypto_master_keys: { purpose: string; version: number; check_value: string; created_at: string; retired_at: string | null };
@@ -95,15 +95,20 @@ export class CryptoRepo {
     return rows[0];
   }
 
-  /** Inserts a new subject key; returns false if the subject already has one. */
-  async insertSubjectKey(row: SubjectKeyRow): Promise<boolean> {
-    try {
-      await this.#db.insertInto('crypto_subject_keys').values(row).execute();
-      return true;
-    } catch (error) {
-      if (isUniqueViolation(error)) return false;
-      throw error;
-    }
+  /**
+   * Inserts new subject keys in one transaction (one commit for a whole group of new people); returns the subjects
+   * whose key was inserted: a subject that got one concurrently elsewhere keeps that one.
+   */
+  async insertSubjectKeys(rows: readonly SubjectKeyRow[]): Promise<Set<string>> {
+    const inserted = new Set<string>();
+    await this.#db.transaction().execute(async (trx) => {
+      for (let i = 0; i < rows.length; i += 100) {
+        const chunk = rows.slice(i, i + 100);
+        const added = await trx.insertInto('crypto_subject_keys').values(chunk).onConflict((oc) => oc.column('subject_id').doNothing()).returning('subject_id').execute();
+        for (const row of added) inserted.add(row.subject_id);
+      }
+    });
+    return inserted;
   }
 
   async isDestroyed(keyId: string): Promise<boolean> {

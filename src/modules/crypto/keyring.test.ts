@@ -102,6 +102,31 @@ describeEachDialect('keyring', (dialect) => {
     }
   });
 
+  it('creates the keys of new people together, and two keyrings creating the same ones at once agree on one key each', async () => {
+    const subjects = Array.from({ length: 250 }, (_, i) => `new-${i}`);
+    const second = await openKernel(ctx.env.config);
+    try {
+      // Overlapping sets prepared by two keyrings (two processes): one key per subject is stored. On PostgreSQL at the
+      // same moment (the second's inserts conflict with the first's); two SQLite connections on one thread would wait
+      // on each other's lock synchronously, so there one follows the other and finds the first's keys.
+      const first = ctx.kernel.keyring.prepare(subjects.slice(0, 200));
+      if (dialect === 'sqlite') await first;
+      await Promise.all([first, second.keyring.prepare(subjects.slice(50))]);
+      const stored = await ctx.kernel.storage.raw.all<{ n: number }>("SELECT COUNT(*) AS n FROM crypto_subject_keys WHERE subject_id LIKE 'new-%'");
+      assert.equal(Number(stored[0]?.n), 250);
+      for (const id of ['new-0', 'new-60', 'new-199']) {
+        const mine = ctx.kernel.keyring.encryptPrepared(id, `mine ${id}`, 'f');
+        assert.equal(await second.keyring.decrypt(mine, 'f'), `mine ${id}`);
+      }
+      for (const id of ['new-60', 'new-120', 'new-249']) {
+        const theirs = second.keyring.encryptPrepared(id, `theirs ${id}`, 'f');
+        assert.equal(await ctx.kernel.keyring.decrypt(theirs, 'f'), `theirs ${id}`);
+      }
+    } finally {
+      await second.close();
+    }
+  });
+
   it('refuses a second rotation while one holds the key file lock', async () => {
     const lock = `${ctx.env.config.keyFile}.lock`;
     writeFileSync(lock, '1');

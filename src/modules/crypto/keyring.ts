@@ -179,25 +179,37 @@ export class Keyring {
     if (cached) return cached;
     const existing = await this.#repo.bySubject(subjectId);
     if (existing) return this.#remember(this.#unwrap(existing));
+    await this.#createKeys([subjectId]);
+    return this.#bySubject.get(subjectId) as DataKey;
+  }
+
+  /**
+   * Creates the data keys of subjects who have none, all in one transaction, and holds them in memory; a subject
+   * whose key was created concurrently elsewhere gets the stored one.
+   */
+  async #createKeys(subjectIds: readonly string[]): Promise<void> {
     await this.#checkRotation();
-    const key = randomBytes(32);
     const masterVersion = this.activeMasterVersion;
-    const row: SubjectKeyRow = {
-      subject_id: subjectId,
-      key_id: randomBytes(16).toString('hex'),
-      key_version: 1,
-      master_version: masterVersion,
-      wrapped_key: '',
-      created_at: new Date().toISOString(),
-    };
-    row.wrapped_key = seal(this.#masterKey(masterVersion), key, wrapAad(row, masterVersion)).toString('base64');
-    if (await this.#repo.insertSubjectKey(row)) {
-      return this.#remember({ subjectId, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: Date.now() });
+    const createdAt = new Date().toISOString();
+    const made = subjectIds.map((subjectId) => {
+      const key = randomBytes(32);
+      const row: SubjectKeyRow = { subject_id: subjectId, key_id: randomBytes(16).toString('hex'), key_version: 1, master_version: masterVersion, wrapped_key: '', created_at: createdAt };
+      row.wrapped_key = seal(this.#masterKey(masterVersion), key, wrapAad(row, masterVersion)).toString('base64');
+      return { row, key };
+    });
+    const inserted = await this.#repo.insertSubjectKeys(made.map((m) => m.row));
+    const now = Date.now();
+    for (const { row, key } of made) {
+      if (inserted.has(row.subject_id)) this.#remember({ subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: now });
     }
-    // Created concurrently elsewhere: use the stored one.
-    const stored = await this.#repo.bySubject(subjectId);
-    if (!stored) throw new CandorError('CRYPTO_KEY_UNKNOWN');
-    return this.#remember(this.#unwrap(stored));
+    const lost = subjectIds.filter((id) => !inserted.has(id));
+    if (lost.length === 0) return;
+    const stored = new Map((await this.#repo.bySubjects(lost)).map((row) => [row.subject_id, row]));
+    for (const id of lost) {
+      const row = stored.get(id);
+      if (!row) throw new CandorError('CRYPTO_KEY_UNKNOWN');
+      this.#remember(this.#unwrap(row));
+    }
   }
 
   /**
@@ -214,6 +226,7 @@ export class Keyring {
     });
     if (due.length === 0) return;
     const rows = new Map((await this.#repo.bySubjects(due)).map((row) => [row.subject_id, row]));
+    const missing: string[] = [];
     for (const id of due) {
       const row = rows.get(id);
       const cached = this.#bySubject.get(id);
@@ -222,9 +235,11 @@ export class Keyring {
       else {
         // Gone (destroyed by another process) or never made: a new key is created for the subject.
         if (cached) this.#forget(cached);
-        await this.#dataKeyForSubject(id);
+        missing.push(id);
       }
     }
+    // New people's keys are created together: one commit, not one per person.
+    if (missing.length > 0) await this.#createKeys(missing);
   }
 
   /** Encrypts with a data key loaded by prepare(); synchronous, no I/O. Throws if the key was not prepared. */

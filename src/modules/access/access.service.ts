@@ -2,7 +2,7 @@ import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import type { Storage } from '../../storage/index.ts';
+import { Freshness, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import { AccessRepo, type TokenRow } from './access.repo.ts';
 import { INGEST_ROLE, isStaffRole, type StaffRole } from './roles.ts';
@@ -12,6 +12,8 @@ const SCRYPT = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 const TOKEN_PATTERN = /^(cnd|cwk)_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 const SOURCE_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const SECURITY_PURPOSE = 'essential.service.security';
+/** A credential's row is read again at the latest after this long, even when nobody else wrote. */
+const ROW_RECHECK_MAX_MS = 60_000;
 
 export type CredentialKind = 'api' | 'write_key';
 
@@ -59,10 +61,32 @@ export class AccessControl {
   readonly #audit: AuditLog;
   /** sha256 of secrets already verified by scrypt, so scrypt runs once per token and process. */
   readonly #verified = new Map<string, Buffer>();
+  /**
+   * Credential rows as last read. Where the database tells other connections' writes apart (SQLite), a row is read
+   * again only after another connection (the CLI, another server) wrote, so a revocation there counts from its next
+   * request; on PostgreSQL every request reads it.
+   */
+  readonly #rows = new Map<string, { row: TokenRow; at: number }>();
+  readonly #freshness: Freshness;
+  #revocations = 0;
 
   constructor(storage: Storage, audit: AuditLog) {
     this.#repo = new AccessRepo(storage);
     this.#audit = audit;
+    this.#freshness = new Freshness(storage);
+  }
+
+  async #row(id: string): Promise<TokenRow | undefined> {
+    const now = Date.now();
+    this.#freshness.check(now);
+    const cached = this.#rows.get(id);
+    if (cached && !this.#freshness.due(cached.at, now, 0, ROW_RECHECK_MAX_MS)) return cached.row;
+    const revocations = this.#revocations;
+    const row = await this.#repo.byId(id);
+    // A row read while this process revoked a credential may predate the revocation: used once, not kept.
+    if (row && revocations === this.#revocations) this.#rows.set(id, { row, at: now });
+    else this.#rows.delete(id);
+    return row;
   }
 
   async #create(kind: CredentialKind, role: string, source: string | null, label: string | null, actor: Actor) {
@@ -113,7 +137,11 @@ export class AccessControl {
       const row = await this.#repo.byId(id);
       if (row && row.kind !== onlyKind) throw new CandorError('AUTH_ROLE_FORBIDDEN', { role: actor.role });
     }
+    this.#revocations++;
+    this.#rows.delete(id);
     const outcome = await this.#repo.revoke(id, actor.id);
+    this.#revocations++;
+    this.#rows.delete(id);
     if (outcome === 'missing') throw new CandorError('ACCESS_TOKEN_NOT_FOUND', { id });
     if (outcome === 'already') throw new CandorError('ACCESS_TOKEN_ALREADY_REVOKED', { id });
     if (outcome === 'last_owner') throw new CandorError('ACCESS_LAST_OWNER', { id });
@@ -143,7 +171,7 @@ export class AccessControl {
     const match = TOKEN_PATTERN.exec(presented);
     if (!match) throw new CandorError('AUTH_CREDENTIAL_INVALID');
     const [, prefix, id, secret] = match as unknown as [string, string, string, string];
-    const row = await this.#repo.byId(id);
+    const row = await this.#row(id);
     if (!row || (prefix === 'cnd') !== (row.kind === 'api')) throw new CandorError('AUTH_CREDENTIAL_INVALID');
     if (row.revoked_at !== null) throw new CandorError('AUTH_CREDENTIAL_REVOKED');
     const presentedDigest = digest(secret);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 
@@ -35,6 +36,22 @@ describeEachDialect('access control', (dialect) => {
     await assert.rejects(ctx.kernel.access.revoke(key.id, CLI_ACTOR), (e) => isCandorError(e, 'ACCESS_TOKEN_ALREADY_REVOKED'));
     const entries = await ctx.kernel.audit.list({ action: 'access.credential.revoke', limit: 10 });
     assert.equal(entries.at(-1)?.resource, `credential:${key.id}`);
+  });
+
+  it('stops a credential revoked through another connection (the CLI) on its next request', async () => {
+    const key = await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR);
+    // Read and verified once, so this process holds its row.
+    assert.equal((await ctx.kernel.access.authenticate(key.secret)).source, 'web');
+    assert.equal((await ctx.kernel.access.authenticate(key.secret)).source, 'web');
+    const cli = await openKernel(ctx.env.config);
+    try {
+      await cli.access.revoke(key.id, CLI_ACTOR);
+    } finally {
+      await cli.close();
+    }
+    // Another connection's writes are looked for at most once a millisecond.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await assert.rejects(ctx.kernel.access.authenticate(key.secret), (e) => isCandorError(e, 'AUTH_CREDENTIAL_REVOKED'));
   });
 
   it('refuses unknown roles, bad source names and revoking the last owner', async () => {

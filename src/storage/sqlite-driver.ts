@@ -78,6 +78,12 @@ export class SqliteHandle {
     this.db.exec(`PRAGMA synchronous = ${synchronous}`);
     // Deleted content is overwritten with zeros, so an erased subject does not linger in free pages of the file.
     this.db.exec('PRAGMA secure_delete = ON');
+    // A page cache of up to 64 MB (allocated as used) keeps the event table's indexes in memory, and a checkpoint
+    // every 20,000 WAL pages (~80 MB) writes a page changed by many commits back once instead of at every 1,000th
+    // page: ingestion's writer thread went from ~7,800 to ~10,100 events/s (docs/performance.md). Durability is
+    // unchanged (every commit still syncs the WAL); an erasure checkpoints at once, whatever this says.
+    this.db.exec('PRAGMA cache_size = -65536');
+    this.db.exec('PRAGMA wal_autocheckpoint = 20000');
   }
 
   prepare(sql: string): StatementSync {

@@ -12,7 +12,7 @@ export interface DeferredStatement {
   expect?: number;
 }
 
-type Unsent = { op: 'begin' } | { op: 'commit'; statements: DeferredStatement[] } | { op: 'release' } | { op: 'rollback' } | { op: 'close' };
+type Unsent = { op: 'begin' } | { op: 'exec'; statements: DeferredStatement[] } | { op: 'commit' } | { op: 'release' } | { op: 'rollback' } | { op: 'close' };
 export type WriterRequest = Unsent & { id: number };
 
 export interface WriterReply {
@@ -44,8 +44,9 @@ export class DeferredConflict extends Error {
 
 /**
  * A transaction whose reads run at once, on the main connection, while the writer thread holds SQLite's write lock
- * (so they see the latest committed state and nobody can change it), and whose writes are recorded and sent to the
- * writer thread together when the transaction's function has finished.
+ * (so they see the latest committed state and nobody can change it), and whose writes run on the writer thread as
+ * they are made (seen by nobody, these reads included, before the commit) and are committed there once the
+ * transaction's function has finished.
  */
 export interface DeferredTx extends SqlExecutor {
   /** Records a write that must change exactly `changes` rows; otherwise the commit fails with DeferredConflict. */
@@ -114,6 +115,12 @@ export class SqliteWriter {
     });
   }
 
+  /** Sends a request the writer does not answer (the writes of an open transaction; the commit reports on them). */
+  #post(request: Unsent): void {
+    if (this.#broken) throw this.#broken;
+    this.#start().postMessage({ ...request, id: this.#next++ });
+  }
+
   static #check(reply: WriterReply): WriterReply {
     if (reply.ok) return reply;
     if (reply.conflict) throw new DeferredConflict(reply.conflict);
@@ -125,8 +132,8 @@ export class SqliteWriter {
 
   /**
    * Runs `fn` as a deferred transaction: `reads` answers SELECTs on the main connection while the writer holds the
-   * write lock; every other statement is recorded and committed by the writer after `fn` resolved. If `fn` throws,
-   * nothing is written. `hooks.locked` is called once the writer holds the lock; `hooks.committed` once the writes are
+   * write lock; every other statement runs on the writer as soon as it is made, and the writer commits after `fn`
+   * resolved. If `fn` throws, or a write fails or changes another number of rows than expected, nothing is written. `hooks.locked` is called once the writer holds the lock; `hooks.committed` once the writes are
    * durable, while the writer holds the lock again, with whether another connection may have committed in between.
    */
   async transaction<T>(
@@ -151,19 +158,21 @@ export class SqliteWriter {
     if (this.#holding) this.#holding = false;
     else SqliteWriter.#check(await this.#send({ op: 'begin' }));
     hooks.locked();
-    const statements: DeferredStatement[] = [];
+    // Each write goes to the writer at once: it runs there while this thread prepares the next ones (it is seen by
+    // nobody before the commit; reads here never see it, as they would not see it at the end either).
+    const write = (statement: DeferredStatement) => this.#post({ op: 'exec', statements: [statement] });
     const tx: DeferredTx = {
       async all<R>(text: string, params: readonly unknown[] = []) {
         if (!READ.test(text)) throw new Error('a deferred transaction cannot run a write that returns rows');
         return reads(text, params) as R[];
       },
       async run(text: string, params: readonly unknown[] = []) {
-        statements.push({ sql: text, params: params.map(toSqliteValue) });
+        write({ sql: text, params: params.map(toSqliteValue) });
         // Not known until the writer ran it.
         return Number.NaN;
       },
       expect(text: string, params: readonly unknown[], changes: number) {
-        statements.push({ sql: text, params: params.map(toSqliteValue), expect: changes });
+        write({ sql: text, params: params.map(toSqliteValue), expect: changes });
       },
     };
     let result: T;
@@ -173,7 +182,7 @@ export class SqliteWriter {
       await this.#send({ op: 'rollback' }).catch(() => undefined);
       throw error;
     }
-    const sent = this.#send({ op: 'commit', statements });
+    const sent = this.#send({ op: 'commit' });
     hooks.dispatched?.();
     const reply = SqliteWriter.#check(await sent);
     hooks.committed(reply.othersMayHaveCommitted !== false);

@@ -3,7 +3,7 @@
 // needs on its own connection while this thread holds the lock, then sends every write at once (commit).
 import { parentPort, workerData } from 'node:worker_threads';
 import { SqliteHandle } from './sqlite-driver.ts';
-import type { WriterReply, WriterRequest } from './sqlite-writer.ts';
+import type { DeferredStatement, WriterReply, WriterRequest } from './sqlite-writer.ts';
 
 const { path, synchronous } = workerData as { path: string; synchronous: 'FULL' | 'NORMAL' };
 // The same connection settings and statement cache as the main connection.
@@ -50,7 +50,52 @@ function relock(): { othersMayHaveCommitted: boolean; relocked: boolean } {
   }
 }
 
-function answer(request: WriterRequest): WriterReply {
+/** Statements of the open transaction run so far (their index names a conflict), and its first failure. */
+let ran = 0;
+let failed: WriterReply | undefined;
+
+/** Ends the open transaction without keeping anything, and forgets its state. */
+function discard(): void {
+  ran = 0;
+  failed = undefined;
+  rollback();
+}
+
+/**
+ * Makes sure the deferred transaction holds the lock before its writes run: false (with the conflict recorded) when
+ * the lock kept after the last commit lapsed while the main thread was reading and somebody committed meanwhile.
+ */
+function inTransaction(id: number, lapsed: boolean): boolean {
+  if (db.isTransaction) return true;
+  if (!lapsed) {
+    failed = { id, ok: false, error: { message: 'no deferred transaction is open on the writer thread' } };
+    return false;
+  }
+  // The kept lock lapsed while the main thread was reading: valid only if nobody committed since.
+  db.exec('BEGIN IMMEDIATE');
+  if (dataVersion() !== versionAtBegin) {
+    rollback();
+    failed = { id, ok: false, conflict: { statement: -1, expected: 0, changes: 0 } };
+    return false;
+  }
+  return true;
+}
+
+/** Runs writes of the open transaction, unless it already failed; the first failure is kept for the commit. */
+function execute(id: number, list: readonly DeferredStatement[], lapsed: boolean): void {
+  if (failed || !inTransaction(id, lapsed)) return;
+  for (const s of list) {
+    const index = ran++;
+    const { changes } = connection.run(s.sql, s.params);
+    if (s.expect !== undefined && changes !== s.expect) {
+      rollback();
+      failed = { id, ok: false, conflict: { statement: index, expected: s.expect, changes } };
+      return;
+    }
+  }
+}
+
+function answer(request: WriterRequest): WriterReply | undefined {
   if (holdTimer !== undefined) clearTimeout(holdTimer);
   holdTimer = undefined;
   const lapsed = holdLapsed;
@@ -58,52 +103,50 @@ function answer(request: WriterRequest): WriterReply {
   try {
     switch (request.op) {
       case 'begin':
-        rollback();
+        discard();
         db.exec('BEGIN IMMEDIATE');
         versionAtBegin = dataVersion();
         return { id: request.id, ok: true };
+      case 'exec':
+        // Writes sent while the main thread still prepares the rest of the transaction: no answer, the commit tells.
+        execute(request.id, request.statements, lapsed);
+        return undefined;
       case 'commit': {
-        if (!db.isTransaction) {
-          if (!lapsed) return { id: request.id, ok: false, error: { message: 'no deferred transaction is open on the writer thread' } };
-          // The kept lock lapsed while the main thread was reading: valid only if nobody committed since.
-          db.exec('BEGIN IMMEDIATE');
-          if (dataVersion() !== versionAtBegin) {
-            rollback();
-            return { id: request.id, ok: false, conflict: { statement: -1, expected: 0, changes: 0 } };
-          }
+        if (!failed) inTransaction(request.id, lapsed);
+        if (failed) {
+          const reply = { ...failed, id: request.id };
+          discard();
+          return reply;
         }
-        const { statements: list } = request;
-        for (let i = 0; i < list.length; i++) {
-          const s = list[i] as (typeof list)[number];
-          const { changes } = connection.run(s.sql, s.params);
-          if (s.expect !== undefined && changes !== s.expect) {
-            rollback();
-            return { id: request.id, ok: false, conflict: { statement: i, expected: s.expect, changes } };
-          }
-        }
+        ran = 0;
         db.exec('COMMIT');
         return { id: request.id, ok: true, ...relock() };
       }
       case 'release':
       case 'rollback':
-        rollback();
+        discard();
         return { id: request.id, ok: true };
       case 'close':
-        rollback();
+        discard();
         connection.close();
         return { id: request.id, ok: true };
     }
   } catch (error) {
     try {
-      rollback();
+      discard();
     } catch {
       // The connection is unusable; the main thread sees the first error.
+    }
+    if (request.op === 'exec') {
+      failed = { id: request.id, ok: false, error: failure(error) };
+      return undefined;
     }
     return { id: request.id, ok: false, error: failure(error) };
   }
 }
 
 parentPort?.on('message', (request: WriterRequest) => {
-  parentPort?.postMessage(answer(request));
+  const reply = answer(request);
+  if (reply) parentPort?.postMessage(reply);
   if (request.op === 'close') parentPort?.close();
 });

@@ -202,6 +202,49 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
       assert.deepEqual((await rows(storage)).map((r) => r.id), ['a', 'd', 'e', 'f']);
     }));
 
+  it('runs writes on the writer as they are made; a kept lock that lapsed meanwhile is taken back only if nobody wrote', () =>
+    inEnvironment(async (env) => {
+      const storage = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL' });
+      await setUp(storage);
+      const deferred = storage.deferred;
+      assert.ok(deferred);
+      const other = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL', sqliteWriterThread: 'off' });
+      const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+      // A transaction that follows at once uses the lock the writer took back after the last commit; the writer lets
+      // it go after 50 ms without news, so a write after a longer pause takes it again.
+      await deferred.transaction((tx) => tx.run('UPDATE t SET n = 2'));
+      await deferred.transaction(async (tx) => {
+        await tx.run('UPDATE t SET n = n + 1');
+        await sleep(80);
+        await tx.run('INSERT INTO t VALUES (?, ?)', ['b', 1]);
+      });
+      assert.deepEqual(await rows(other), [{ id: 'a', n: 3 }, { id: 'b', n: 1 }]);
+      // Another connection commits in such a pause: what was prepared may be stale, nothing of it is written.
+      await deferred.transaction((tx) => tx.run('UPDATE t SET n = 4'));
+      await assert.rejects(
+        deferred.transaction(async (tx) => {
+          await sleep(80);
+          await other.raw.run('UPDATE t SET n = 100 WHERE id = ?', ['b']);
+          await tx.run('UPDATE t SET n = 0');
+          await tx.run('INSERT INTO t VALUES (?, ?)', ['c', 1]);
+        }),
+        (error) => error instanceof DeferredConflict && error.statement === -1,
+      );
+      // A write that fails stops the rest: the first failure is the one reported, nothing is written.
+      await assert.rejects(
+        deferred.transaction(async (tx) => {
+          await tx.run('UPDATE t SET n = 7');
+          tx.expect('INSERT INTO t VALUES (?, ?) ON CONFLICT DO NOTHING', ['a', 5], 1);
+          await tx.run('INSERT INTO t VALUES (?, ?)', ['a', 5]);
+          await tx.run('INSERT INTO t VALUES (?, ?)', ['d', 1]);
+        }),
+        (error) => error instanceof DeferredConflict && error.statement === 1,
+      );
+      assert.deepEqual(await rows(other), [{ id: 'a', n: 4 }, { id: 'b', n: 100 }]);
+      await other.close();
+      await storage.close();
+    }));
+
   it('counts commits of other connections as external writes, but not its own writer thread', () =>
     inEnvironment(async (env) => {
       const storage = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL' });

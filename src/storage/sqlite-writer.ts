@@ -133,8 +133,9 @@ export class SqliteWriter {
   /**
    * Runs `fn` as a deferred transaction: `reads` answers SELECTs on the main connection while the writer holds the
    * write lock; every other statement runs on the writer as soon as it is made, and the writer commits after `fn`
-   * resolved. If `fn` throws, or a write fails or changes another number of rows than expected, nothing is written. `hooks.locked` is called once the writer holds the lock; `hooks.committed` once the writes are
-   * durable, while the writer holds the lock again, with whether another connection may have committed in between.
+   * resolved. If `fn` throws, or a write fails or changes another number of rows than expected, nothing is written.
+   * `hooks.locked` is called once the writer holds the lock; `hooks.committed` once the writes are durable, while the
+   * writer holds the lock again, with whether another connection may have committed in between.
    */
   async transaction<T>(
     reads: (text: string, params: readonly unknown[]) => unknown[],

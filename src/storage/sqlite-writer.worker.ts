@@ -1,6 +1,7 @@
 // SQLite's writer thread: a second connection to the same database file, on its own thread, that runs the writes of a
 // deferred transaction (see sqlite-writer.ts). The main thread takes the write lock here first (begin), reads what it
-// needs on its own connection while this thread holds the lock, then sends every write at once (commit).
+// needs on its own connection while this thread holds the lock, sending each write here as it is made (exec, run at
+// once, unanswered), and finally asks for the commit, whose answer reports the first failed write if there was one.
 import { parentPort, workerData } from 'node:worker_threads';
 import { SqliteHandle } from './sqlite-driver.ts';
 import type { DeferredStatement, WriterReply, WriterRequest } from './sqlite-writer.ts';

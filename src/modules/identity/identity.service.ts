@@ -222,31 +222,46 @@ export class Identity {
     });
   }
 
-  /** Every item resolved from the cache alone, when all its identifiers are cached on one profile. */
-  #fromCache(prepared: readonly PreparedItem[]): Resolution[] | undefined {
+  /** Each item whose identifiers are all cached on one profile, resolved from the cache alone; undefined for the others. */
+  #fromCache(prepared: readonly PreparedItem[]): (Resolution | undefined)[] {
     const now = Date.now();
-    const out: Resolution[] = [];
-    for (const item of prepared) {
+    return prepared.map((item) => {
       let profileId: string | null = null;
       for (const id of item.ids) {
         const cached = this.#cache.get(id.key, now);
         if (cached === undefined || (profileId !== null && cached !== profileId)) return undefined;
         profileId = cached;
       }
-      out.push({ profileId, created: false, merges: [], ignored: [...item.ignored] });
-    }
-    return out;
+      return { profileId, created: false, merges: [], ignored: [...item.ignored] };
+    });
   }
 
   /**
    * Resolves each item to its canonical profile, creating profiles, linking identifiers and merging profiles as
    * the rules say, in item order, inside the caller's transaction `tx` only. Merges are returned, not announced:
    * after the transaction commits, the caller passes them to notifyMerges.
+   *
+   * An item whose identifiers are all cached on one profile (committed links) changes nothing and needs no query;
+   * the others are resolved from the database. Only if they merge profiles — which may move a cached item too — is
+   * the whole batch resolved from the database together.
    */
   async resolveBatch(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<Resolution[]> {
     const prepared = items.map((item) => this.#prepare(item));
     const cached = this.#fromCache(prepared);
-    if (cached) return cached;
+    const uncached = prepared.filter((_, i) => cached[i] === undefined);
+    if (uncached.length === 0) return cached as Resolution[];
+    if (uncached.length < prepared.length) {
+      const resolved = await this.#resolveStored(tx, uncached, false);
+      if (resolved) {
+        let next = 0;
+        return cached.map((r) => r ?? (resolved[next++] as Resolution));
+      }
+    }
+    return (await this.#resolveStored(tx, prepared, true)) as Resolution[];
+  }
+
+  /** Resolves items from the stored graph and writes what changed; undefined (nothing written) if it would merge and may not. */
+  async #resolveStored(tx: SqlExecutor, prepared: readonly PreparedItem[], mayMerge: boolean): Promise<Resolution[] | undefined> {
     let batch = new BatchResolution(this.#repo, this.#rules, tx);
     await batch.load(prepared);
     let resolutions: Resolution[] = [];
@@ -260,6 +275,7 @@ export class Identity {
       resolutions = [];
       for (const item of prepared) resolutions.push(await batch.resolve(item));
     }
+    if (!mayMerge && resolutions.some((r) => r.merges.length > 0)) return undefined;
     if (batch.losers.size > 0) this.#cache.dropProfiles(batch.losers);
     await batch.flush();
     return resolutions;

@@ -330,6 +330,38 @@ describeEachDialect('identity', (dialect) => {
     });
   });
 
+  it('queries only for the items not cached, and resolves the whole batch again when one of them merges a cached profile', async () => {
+    const known = Array.from({ length: 50 }, () => item({ anonymous_id: uid('cached') }));
+    const before = await resolve(known);
+    await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, known);
+    // Cached items among new ones: the statements are those of the new ones alone, and the cached keep their profile.
+    const fresh = [item({ anonymous_id: uid('new') }), item({ user_id: uid('new') })];
+    const mixed = [known[0] as ResolveItem, fresh[0] as ResolveItem, ...known.slice(1, 10), fresh[1] as ResolveItem];
+    const out = await ctx.kernel.storage.raw.transaction(async (tx) => {
+      const sizes: number[] = [];
+      const c = counting({ all: (text, params = []) => (sizes.push(params.length), tx.all(text, params)), run: (text, params) => tx.run(text, params) });
+      const resolved = await ctx.kernel.identity.resolveBatch(c.tx, mixed);
+      // One lookup of the two new identifiers (their pseudonyms; the whole batch would be 12), then their two profiles and two
+      // identifiers (the lookup again on PostgreSQL, under the writer lock).
+      assert.ok(c.count() <= (dialect === 'postgres' ? 5 : 3), `statements: ${c.count()}`);
+      assert.equal(sizes[0], 2);
+      return resolved;
+    });
+    assert.deepEqual([out[0], ...out.slice(2, 11)].map((r) => r?.profileId), before.slice(0, 10).map((r) => r.profileId));
+    assert.ok(out[1]?.created && out[11]?.created);
+    assert.equal(new Set(out.map((r) => r.profileId)).size, 12);
+    // A new user id that brings a cached anonymous profile to merge: the cached items after it see the merged profile.
+    const user = uid('user');
+    const mainProfile = (await resolveOne(item({ user_id: user }))).profileId;
+    const anon = known[20]?.identifiers[0]?.value as string;
+    const merging = [known[20] as ResolveItem, item({ user_id: user, anonymous_id: anon }), known[20] as ResolveItem, known[21] as ResolveItem];
+    const after = await resolve(merging);
+    assert.equal(after[1]?.merges.length, 1);
+    assert.equal(after[0]?.profileId, before[20]?.profileId);
+    assert.equal(after[2]?.profileId, mainProfile);
+    assert.equal(after[3]?.profileId, before[21]?.profileId);
+  });
+
   it('resolves a batch with more identifiers than one statement takes', async () => {
     const items = Array.from({ length: 1500 }, () => item({ anonymous_id: uid('big'), user_id: uid('big') }));
     const created = await resolve(items);

@@ -183,7 +183,17 @@ export class Identity {
       }
       if (!hasKey(ids, id.key)) ids.push(id);
     }
-    if (ids.length > 1) ids.sort((a, b) => a.rank - b.rank);
+    // Strongest first, ties in arrival order: an insertion sort, as items carry a few identifiers and
+    // Array.prototype.sort allocates on every call (this runs once per event).
+    for (let i = 1; i < ids.length; i++) {
+      const id = ids[i] as PreparedIdentifier;
+      let j = i - 1;
+      while (j >= 0 && (ids[j] as PreparedIdentifier).rank > id.rank) {
+        ids[j + 1] = ids[j] as PreparedIdentifier;
+        j--;
+      }
+      ids[j + 1] = id;
+    }
     const prepared = { ids, ignored, source: item.source, messageId: item.messageId, at: item.at };
     this.#prepared.set(item, prepared);
     return prepared;

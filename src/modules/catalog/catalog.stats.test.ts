@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { OTHER, StatsCounters, statsRows } from './catalog.stats.ts';
 import type { PlanResult } from './plan-compiler.ts';
 
-const result = (over: Partial<PlanResult>): PlanResult => ({ ok: true, violations: [], data: {}, fields: [], dropped: [], purposes: [], eventPurposes: [], ...over });
+const result = (over: Partial<PlanResult>): PlanResult => ({ ok: true, violations: [], data: {}, fields: [], declared: new Map(), dropped: [], purposes: [], eventPurposes: [], ...over });
 
 describe('stats counters', () => {
   it('count accepted, refused by code, dropped paths and violations per source, kind and event', () => {

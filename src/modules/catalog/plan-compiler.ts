@@ -47,6 +47,8 @@ export interface PlanResult {
   data: { properties?: Record<string, unknown>; traits?: Record<string, unknown>; context?: Record<string, unknown> };
   /** One entry per declared leaf present in `data` (per distinct path, not per array element). */
   fields: readonly KeptField[];
+  /** Every declared leaf of the message's event and of the context, by path: the same map for every such message. */
+  declared: ReadonlyMap<string, KeptField>;
   /** Paths of undeclared fields that were removed. */
   dropped: readonly string[];
   /** The event's declared purposes and the purposes of its kept fields, in plan order. */
@@ -451,6 +453,7 @@ const UNDECLARED: PlanResult = Object.freeze({
   violations: EMPTY,
   data: Object.freeze({}),
   fields: EMPTY,
+  declared: new Map(),
   dropped: EMPTY,
   purposes: EMPTY,
   eventPurposes: EMPTY,
@@ -471,6 +474,7 @@ interface CompiledParts {
 export class CompiledPlan {
   readonly #parts: CompiledParts;
   readonly #scratch = new Scratch();
+  readonly #declaredByEvent = new WeakMap<CompiledEvent, Map<string, KeptField>>();
   readonly #purposeSets = new Map<number, readonly string[]>();
   /** Whether every purpose of the plan has a bit (at most 32 purposes). */
   readonly #masked: boolean;
@@ -528,8 +532,20 @@ export class CompiledPlan {
     const fields = s.fields;
     const dropped = s.dropped ?? EMPTY;
     const purposes = this.#masked ? this.#purposesOf(s.mask) : this.#purposesSlow(event, fields);
-    if (s.violations === null) return { ok: true, violations: EMPTY, data, fields, dropped, purposes, eventPurposes: event.purposes };
-    return { ok: false, code: 'CATALOG_EVENT_INVALID', violations: s.violations, data, fields, dropped, purposes, eventPurposes: event.purposes };
+    const declared = this.#declared(event);
+    if (s.violations === null) return { ok: true, violations: EMPTY, data, fields, declared, dropped, purposes, eventPurposes: event.purposes };
+    return { ok: false, code: 'CATALOG_EVENT_INVALID', violations: s.violations, data, fields, declared, dropped, purposes, eventPurposes: event.purposes };
+  }
+
+  /** The declared leaves of an event and of the context by path, made once per event of this plan. */
+  #declared(event: CompiledEvent): ReadonlyMap<string, KeptField> {
+    let map = this.#declaredByEvent.get(event);
+    if (map === undefined) {
+      map = new Map();
+      for (const leaf of [...(event.body?.leaves ?? []), ...this.#parts.context.leaves]) map.set(leaf.field.path, leaf.field);
+      this.#declaredByEvent.set(event, map);
+    }
+    return map;
   }
 
   #section(section: Section, value: unknown, s: Scratch): Record<string, unknown> {

@@ -12,7 +12,7 @@ import { CollectRepo, type EventRow } from './collect.repo.ts';
 import { CollectRetention, type EventRetentionPolicy } from './collect.retention.ts';
 import { CollectSubjectData } from './collect.subject-data.ts';
 import { GroupCommit } from './group-commit.ts';
-import { partition, type FieldRule } from './partition.ts';
+import { partition, type FieldRule, type FieldRules } from './partition.ts';
 import { identifiersOf, parseMessage, type MessageKind, type ParsedMessage, type RawIdentifier } from './segment.ts';
 
 /** Where a batch came from: the write key's source, and whether the request carried Sec-GPC: 1. */
@@ -246,8 +246,14 @@ export class Collector {
         }
       }
     }
-    const rules = new Map<string, FieldRule>();
-    for (const field of plan.fields) rules.set(field.path, ruleOf(field.personal, fieldAllowed(field, allowed, explicit)));
+    // Each field's rule is worked out when partition meets it (no map of rules per message).
+    const declared = plan.declared;
+    const rules: FieldRules = {
+      get(path) {
+        const field = declared.get(path);
+        return field && ruleOf(field.personal, fieldAllowed(field, allowed, explicit));
+      },
+    };
     const split = partition(plan.data as Record<string, unknown>, rules);
     // Identity resolution links only identifiers whose fields may be processed for this person.
     const plainTraits = split.plain.traits as Record<string, unknown> | undefined;
@@ -600,7 +606,7 @@ function valueAt(data: Record<string, unknown>, path: string): unknown {
 }
 
 /** Identify traits that survived the gate, as profile trait inputs (leaf paths under `traits.`). */
-function traitInputs(fields: readonly KeptField[], plain: Record<string, unknown>, personal: Record<string, unknown>, rules: ReadonlyMap<string, FieldRule>): TraitInput[] {
+function traitInputs(fields: readonly KeptField[], plain: Record<string, unknown>, personal: Record<string, unknown>, rules: FieldRules): TraitInput[] {
   const out: TraitInput[] = [];
   for (const field of fields) {
     if (!field.path.startsWith('traits.') || field.path.includes('[]') || rules.get(field.path)?.allowed === false) continue;

@@ -5,6 +5,11 @@ export interface FieldRule {
   allowed: boolean;
 }
 
+/** The rule of each field path (a Map will do). */
+export interface FieldRules {
+  get(path: string): FieldRule | undefined;
+}
+
 export interface Partitioned {
   /** Fields stored in clear: not personal. */
   plain: Record<string, unknown>;
@@ -61,7 +66,7 @@ function allScalars(values: readonly unknown[]): boolean {
  * (paths like `traits.email` or `properties.products[].price`), leaving out refused fields. Arrays of objects keep
  * their positions in both parts so they can be put back together.
  */
-export function partition(data: Record<string, unknown>, rules: ReadonlyMap<string, FieldRule>): Partitioned {
+export function partition(data: Record<string, unknown>, rules: FieldRules): Partitioned {
   const refused = new Set<string>();
   let personalCount = 0;
   // The two parts of the value walked last (undefined: nothing of it goes there); no result object per node.

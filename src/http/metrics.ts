@@ -37,10 +37,10 @@ export class HttpMetrics {
     });
   }
 
-  /** Counts one ingested message by source and outcome, and each purpose it was refused for. */
-  ingested(source: string, status: string, refusedPurposes: readonly string[]): void {
-    this.#ingested.inc({ source, status });
-    for (const purpose of refusedPurposes) this.#refused.inc({ source, purpose });
+  /** Counts ingested messages by source and outcome, and each purpose they were refused for. */
+  ingested(source: string, status: string, refusedPurposes: readonly string[], count: number): void {
+    this.#ingested.inc({ source, status }, count);
+    for (const purpose of refusedPurposes) this.#refused.inc({ source, purpose }, count);
   }
 
   observe(method: string, route: string, status: number, seconds: number): void {

@@ -48,7 +48,7 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   const routes: RouteRecord[] = [];
   const metrics = new HttpMetrics();
   installGuard(app, kernel, routes);
-  const unobserve = kernel.collect.observe((source, status, refused) => metrics.ingested(source, status, refused));
+  const unobserve = kernel.collect.observe((source, status, refused, count) => metrics.ingested(source, status, refused, count));
   app.addHook('onClose', async () => unobserve());
 
   app.setErrorHandler((error, request, reply) => sendProblem(request, reply, error));

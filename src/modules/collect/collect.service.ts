@@ -42,7 +42,8 @@ export interface ItemResult {
 }
 
 /** Told the outcome of every message: no personal data, only the source, the status and purposes. */
-export type OutcomeObserver = (source: string, status: ItemStatus, refusedPurposes: readonly string[]) => void;
+/** `count` messages of a source had this outcome (a refused message is reported alone, with the purposes it declared). */
+export type OutcomeObserver = (source: string, status: ItemStatus, refusedPurposes: readonly string[], count: number) => void;
 
 /** Counts written with a group's events: refusals per day, source, event and purpose, and the tracking plan's. */
 interface GroupCounts {
@@ -211,14 +212,26 @@ export class Collector {
     handOver();
     for (const result of await committed) results[result.index] = result;
     const answered = results.map((r, index): ItemResult => r ?? { index, messageId: undefined, status: 'invalid', code: 'INTERNAL_ERROR' });
-    if (this.#observers.length > 0) {
-      const refusedPurposes = new Map(accepted.map((a) => [a.index, a.plan.purposes]));
-      for (const r of answered) for (const observe of this.#observers) observe(context.source, r.status, r.status === 'refused' ? (refusedPurposes.get(r.index) ?? []) : []);
-    }
+    if (this.#observers.length > 0) this.#report(context.source, answered, accepted);
     return answered;
   }
 
-  /** Calls back with each message's outcome (source, status, and the purposes refused): for metrics. */
+  /** Tells the observers the outcomes of a request: a count per outcome, and each refused message with its purposes. */
+  #report(source: string, answered: readonly ItemResult[], accepted: readonly { index: number; plan: PlanResult }[]): void {
+    const counts = new Map<ItemStatus, number>();
+    let purposesOf: Map<number, readonly string[]> | undefined;
+    for (const r of answered) {
+      if (r.status !== 'refused') {
+        counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+        continue;
+      }
+      purposesOf ??= new Map(accepted.map((a) => [a.index, a.plan.purposes]));
+      for (const observe of this.#observers) observe(source, 'refused', purposesOf.get(r.index) ?? [], 1);
+    }
+    for (const [status, n] of counts) for (const observe of this.#observers) observe(source, status, [], n);
+  }
+
+  /** Calls back with the messages' outcomes (source, status, the purposes refused, how many): for metrics. */
   observe(observer: OutcomeObserver): () => void {
     this.#observers.push(observer);
     return () => {

@@ -268,5 +268,21 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     const metrics = (await server.app.inject({ url: '/metrics' })).body;
     assert.match(metrics, /candor_ingest_messages_total\{source="web",status="stored"\} \d+/);
     assert.match(metrics, /candor_ingest_refused_total\{source="web",purpose="analytics.reporting"\} \d+/);
+    // One batch: each outcome is counted as many times as it happened.
+    const value = (text: string, name: string, labels: string) => Number(new RegExp(`${name}\\{${labels}\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    const counts = (text: string) => ({
+      stored: value(text, 'candor_ingest_messages_total', 'source="web",status="stored"'),
+      invalid: value(text, 'candor_ingest_messages_total', 'source="web",status="invalid"'),
+      refused: value(text, 'candor_ingest_messages_total', 'source="web",status="refused"'),
+      refusedAnalytics: value(text, 'candor_ingest_refused_total', 'source="web",purpose="analytics.reporting"'),
+    });
+    const before = counts(metrics);
+    const stored = (i: number) => ({ type: 'track', anonymousId: 'anon-1', messageId: `metrics-${i}`, event: 'Product Viewed', properties: { product_id: 'p1', price: 10 } });
+    const fresh = await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR);
+    const batch = await send('/v1/batch', { batch: [stored(1), stored(2), { type: 'track', event: 'Product Viewed' }, stored(3), { type: 'track', anonymousId: 'anon-metrics-nobody', event: 'Product Viewed', properties: { product_id: 'p1' } }] }, { authorization: `Basic ${Buffer.from(`${fresh.secret}:`).toString('base64')}` });
+    assert.equal(batch.statusCode, 200, batch.body);
+    assert.deepEqual(results(batch).map((r) => r.status), ['stored', 'stored', 'invalid', 'stored', 'refused']);
+    const after = counts((await server.app.inject({ url: '/metrics' })).body);
+    assert.deepEqual({ stored: after.stored - before.stored, invalid: after.invalid - before.invalid, refused: after.refused - before.refused, refusedAnalytics: after.refusedAnalytics - before.refusedAnalytics }, { stored: 3, invalid: 1, refused: 1, refusedAnalytics: 1 });
   });
 });

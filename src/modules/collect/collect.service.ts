@@ -247,15 +247,16 @@ export class Collector {
    */
   #gate(profileId: string | null, plan: PlanResult, message: ParsedMessage, gpc: boolean) {
     const { consent } = this.#deps;
-    const allowed = new Set(this.#allowed(profileId, plan.purposes, gpc));
-    const purposes = plan.purposes.filter((p) => allowed.has(p));
-    if (purposes.length === 0) return undefined;
-    let explicit: ReadonlySet<string> = NONE;
+    // The purposes of the plan's list that have a lawful basis, in its order: the purposes the event is stored for.
+    // (A few per event: arrays, no sets.)
+    const allowed = this.#allowed(profileId, plan.purposes, gpc);
+    if (allowed.length === 0) return undefined;
+    let explicit: readonly string[] = NONE;
     if (profileId !== null) {
       for (const p of allowed) {
         if (consent.purpose(p)?.explicit === true && consent.decide(profileId, p).basis === 'consent') {
-          if (explicit === NONE) explicit = new Set();
-          (explicit as Set<string>).add(p);
+          if (explicit === NONE) explicit = [];
+          (explicit as string[]).push(p);
         }
       }
     }
@@ -275,7 +276,7 @@ export class Collector {
     return {
       linkable,
       stored: {
-        purposes,
+        purposes: allowed,
         plain: split.plain,
         personal: split.personal,
         hasPersonal: split.personalCount > 0,
@@ -565,9 +566,9 @@ export class Collector {
 }
 
 /** A field is stored when one of its purposes is allowed; special-category and precise-location fields need explicit consent. */
-function fieldAllowed(field: KeptField, allowed: ReadonlySet<string>, explicit: ReadonlySet<string>): boolean {
+function fieldAllowed(field: KeptField, allowed: readonly string[], explicit: readonly string[]): boolean {
   const pool = field.special || field.preciseLocation ? explicit : allowed;
-  for (const p of field.purposes) if (pool.has(p)) return true;
+  for (const p of field.purposes) if (pool.includes(p)) return true;
   return false;
 }
 
@@ -584,7 +585,7 @@ function answerAll(items: readonly Pending[], results: ReadonlyMap<Pending, Item
   return items.map((p) => results.get(p) ?? { index: p.index, messageId: p.message.messageId, status: 'invalid' as const, code: 'INTERNAL_ERROR' as const });
 }
 
-const NONE: ReadonlySet<string> = new Set();
+const NONE: readonly string[] = Object.freeze([]);
 /** Thrown inside a deferred transaction to abandon it when the group is not the usual one. */
 const UNUSUAL = new Error('not the usual group');
 // The four possible field rules, shared: partition only reads them.

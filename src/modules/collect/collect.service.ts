@@ -41,8 +41,10 @@ export interface ItemResult {
   detail?: string;
 }
 
-/** Told the outcome of every message: no personal data, only the source, the status and purposes. */
-/** `count` messages of a source had this outcome (a refused message is reported alone, with the purposes it declared). */
+/**
+ * Told the outcomes of messages, with no personal data: `count` messages of a source had this status (a refused
+ * message is reported alone, with the purposes it declared).
+ */
 export type OutcomeObserver = (source: string, status: ItemStatus, refusedPurposes: readonly string[], count: number) => void;
 
 /** Counts written with a group's events: refusals per day, source, event and purpose, and the tracking plan's. */

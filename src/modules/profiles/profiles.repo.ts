@@ -145,21 +145,28 @@ export class ProfilesRepo {
     }
   }
 
-  /** Inserts or replaces current trait values (one row per profile and key in `rows`). */
+  /**
+   * Inserts or replaces current trait values (one row per profile and key in `rows`); a stored value newer than the
+   * one given stays. (The caller skips older values already; this guards the writer that read the current values
+   * before another process, on PostgreSQL, stored a newer one.)
+   */
   upsertTraits(tx: SqlExecutor, rows: readonly TraitRow[]): Promise<void> {
     return this.#write(tx, 'upsertTraits', rows, BLANK_TRAIT, (blanks) =>
       this.#db
         .insertInto('profiles_traits')
         .values(blanks)
         .onConflict((oc) =>
-          oc.columns(['profile_id', 'key']).doUpdateSet((eb) => ({
-            value: eb.ref('excluded.value'),
-            encrypted: eb.ref('excluded.encrypted'),
-            category: eb.ref('excluded.category'),
-            updated_at: eb.ref('excluded.updated_at'),
-            source: eb.ref('excluded.source'),
-            message_id: eb.ref('excluded.message_id'),
-          })),
+          oc
+            .columns(['profile_id', 'key'])
+            .doUpdateSet((eb) => ({
+              value: eb.ref('excluded.value'),
+              encrypted: eb.ref('excluded.encrypted'),
+              category: eb.ref('excluded.category'),
+              updated_at: eb.ref('excluded.updated_at'),
+              source: eb.ref('excluded.source'),
+              message_id: eb.ref('excluded.message_id'),
+            }))
+            .where((eb) => eb('excluded.updated_at', '>=', eb.ref('profiles_traits.updated_at'))),
         )
         .compile().sql,
     );

@@ -5,6 +5,8 @@ import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
+import { openKernel } from '../../kernel.ts';
+import type { SqlExecutor } from '../../storage/index.ts';
 import { MASKED, type ActivityInput, type TraitInput, type TraitsBatchItem } from './index.ts';
 
 const profileId = () => 'prf_' + Array.from(randomBytes(20), (b) => 'abcdefghijklmnopqrstuvwxyz234567'[b & 31]).join('');
@@ -82,6 +84,34 @@ describeEachDialect('profiles', (dialect) => {
     // Same value with keys in another order is unchanged too.
     await set([{ profileId: id, traits: [{ ...plan('x'), key: 'nested', value: { a: [1, 2], b: 1 } }], source: 'web', at: at(5) }]);
     assert.equal((await historyRows(id)).length, 5);
+  });
+
+  it('never replaces a newer stored value with an older one, even when another writer stored it after this one read', async () => {
+    const id = profileId();
+    await set([{ profileId: id, traits: [plan('free')], source: 'web', at: at(1) }]);
+    // On PostgreSQL another process may commit between this writer's read of the current values and its write; on
+    // SQLite writers are serialized and read inside their write transaction, so there the newer value comes first.
+    const second = await openKernel(ctx.env.config);
+    try {
+      const newer = () => second.storage.raw.transaction((tx) => second.profiles.setTraitsBatch(tx, [{ profileId: id, traits: [plan('gold')], source: 'crm', at: at(30) }]));
+      if (dialect === 'sqlite') await newer();
+      await ctx.kernel.storage.raw.transaction(async (tx) => {
+        let first = true;
+        const racing: SqlExecutor = {
+          all: async <R>(text: string, params?: readonly unknown[]) => {
+            const rows = await tx.all<R>(text, params);
+            if (first && dialect === 'postgres') await newer();
+            first = false;
+            return rows;
+          },
+          run: (text, params) => tx.run(text, params),
+        };
+        await ctx.kernel.profiles.setTraitsBatch(racing, [{ profileId: id, traits: [plan('silver')], source: 'web', at: at(10) }]);
+      });
+    } finally {
+      await second.close();
+    }
+    assert.deepEqual((await rawTraits(id)).map((r) => [r.key, r.value]), [['plan', '"gold"']]);
   });
 
   it('refuses personal traits for a profile whose data key was not prepared, instead of waiting on the database', async () => {

@@ -48,13 +48,23 @@ function fieldAad(header: EnvelopeHeader, context: string): Buffer {
   return Buffer.from(`${FORMAT}.${header.keyId}.${header.keyVersion}.${context}`, 'utf8');
 }
 
+/** The associated data and the text prefix of one key's ciphertexts for one field (nothing secret in either). */
+export interface FieldFrame {
+  aad: Buffer;
+  prefix: string;
+}
+
+/** The frame of a key's ciphertexts for a field, which a caller sealing many values may keep. */
+export function fieldFrame(header: EnvelopeHeader, context: string): FieldFrame {
+  return { aad: fieldAad(header, context), prefix: `${FORMAT}.${header.keyId}.${header.keyVersion}.` };
+}
+
 /**
  * Encrypts a field value as `c1.<keyId>.<keyVersion>.<base64url(iv|ciphertext|tag)>`. The context (for example
  * `profiles.traits.email`) is bound as associated data, so a ciphertext cannot be moved to another field.
  */
-export function encryptField(key: Buffer | KeyObject, header: EnvelopeHeader, plaintext: string, context: string): string {
-  const sealed = seal(key, plaintext, fieldAad(header, context));
-  return `${FORMAT}.${header.keyId}.${header.keyVersion}.${sealed.toString('base64url')}`;
+export function encryptField(key: Buffer | KeyObject, header: EnvelopeHeader, plaintext: string, context: string, frame: FieldFrame = fieldFrame(header, context)): string {
+  return frame.prefix + seal(key, plaintext, frame.aad).toString('base64url');
 }
 
 /** Reads the header of a field ciphertext without decrypting it. */

@@ -7,7 +7,7 @@ import type { AuditLog } from '../audit/index.ts';
 import type { SubjectDataHandler } from '../../shared/subject-data.ts';
 import { CryptoSubjectData } from './crypto.subject-data.ts';
 import { CryptoRepo, type SubjectKeyRow } from './crypto.repo.ts';
-import { decryptField, encryptField, keyCheckValue, open, parseEnvelope, seal } from './envelope.ts';
+import { decryptField, encryptField, fieldFrame, keyCheckValue, open, parseEnvelope, seal, type FieldFrame } from './envelope.ts';
 import { createKeyFile, newKey, readKeyFile, withKeyFileLock, writeKeyFile, type KeyFile } from './key-file.ts';
 
 interface DataKey {
@@ -18,6 +18,15 @@ interface DataKey {
   key: KeyObject;
   /** When this process last saw the key in the database (another process may destroy it). */
   checkedAt: number;
+  /** Associated data and prefix of its ciphertexts per field context, made once (an event's envelope per event). */
+  frames: Map<string, FieldFrame>;
+}
+
+/** A data key's frame for a field context, made on first use (a handful of contexts per key). */
+function frameOf(dk: DataKey, context: string): FieldFrame {
+  let frame = dk.frames.get(context);
+  if (frame === undefined) dk.frames.set(context, (frame = fieldFrame(dk, context)));
+  return frame;
 }
 
 export interface KeyringOptions {
@@ -146,7 +155,7 @@ export class Keyring {
 
   #unwrap(row: SubjectKeyRow): DataKey {
     const key = open(this.#masterKey(row.master_version), Buffer.from(row.wrapped_key, 'base64'), wrapAad(row, row.master_version));
-    return { subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: Date.now() };
+    return { subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: Date.now(), frames: new Map() };
   }
 
   /**
@@ -200,7 +209,7 @@ export class Keyring {
     const inserted = await this.#repo.insertSubjectKeys(made.map((m) => m.row));
     const now = Date.now();
     for (const { row, key } of made) {
-      if (inserted.has(row.subject_id)) this.#remember({ subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: now });
+      if (inserted.has(row.subject_id)) this.#remember({ subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: now, frames: new Map() });
     }
     const lost = subjectIds.filter((id) => !inserted.has(id));
     if (lost.length === 0) return;
@@ -246,13 +255,13 @@ export class Keyring {
   encryptPrepared(subjectId: string, plaintext: string, context: string): string {
     const dk = this.#bySubject.get(subjectId);
     if (!dk) throw new Error('data key not prepared for this subject');
-    return encryptField(dk.key, dk, plaintext, context);
+    return encryptField(dk.key, dk, plaintext, context, frameOf(dk, context));
   }
 
   /** Encrypts a field value with the subject's data key (created on first use); context binds it to its field. */
   async encrypt(subjectId: string, plaintext: string, context: string): Promise<string> {
     const dk = await this.#dataKeyForSubject(subjectId);
-    return encryptField(dk.key, dk, plaintext, context);
+    return encryptField(dk.key, dk, plaintext, context, frameOf(dk, context));
   }
 
   /** Decrypts a field value; fails with CRYPTO_KEY_DESTROYED once the subject's key was destroyed. */

@@ -6,9 +6,7 @@
  *
  * No JavaScript library implements it; this is our own, checked against the published CDNOW figures.
  */
-import digamma from '@stdlib/math-base-special-digamma';
-import gammaln from '@stdlib/math-base-special-gammaln';
-import hyp2f1 from '@stdlib/math-base-special-hyp2f1';
+import { digamma, gammaln, hyp2f1 } from './special.ts';
 import { minimize } from './optimize.ts';
 
 /** One customer's purchase history summary. */

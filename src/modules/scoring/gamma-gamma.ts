@@ -4,8 +4,7 @@
  * customers. Fitted by maximum likelihood on repeat buyers' (x, m̄): number of repeat transactions and their mean
  * value. Our own implementation (no JavaScript library has it), checked against the published CDNOW figures.
  */
-import digamma from '@stdlib/math-base-special-digamma';
-import gammaln from '@stdlib/math-base-special-gammaln';
+import { digamma, gammaln } from './special.ts';
 import { minimize } from './optimize.ts';
 
 export interface SpendSummary {

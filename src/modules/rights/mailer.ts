@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import nodemailer, { type Transporter } from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import { CandorError } from '../../shared/errors.ts';
 import { sortableId } from '../../shared/random.ts';
 
@@ -26,31 +26,42 @@ export interface MailerOptions {
 export class Mailer {
   readonly #from: string;
   readonly #outboxDir: string;
-  readonly #smtp: Transporter | undefined;
-  /** Builds the RFC 5322 text for the outbox with the same library that speaks SMTP. */
-  readonly #builder: Transporter;
+  readonly #smtpUrl: string | undefined;
+  /**
+   * The SMTP transport (when configured) and the one that builds the RFC 5322 text for the outbox with the same
+   * library, made at the first message: nodemailer is not loaded by a process that sends none (~100 ms of a start).
+   */
+  #transports: Promise<{ smtp: Transporter | undefined; builder: Transporter }> | undefined;
 
   constructor(options: MailerOptions) {
     this.#from = options.from;
     this.#outboxDir = options.outboxDir;
-    this.#smtp = options.smtpUrl ? nodemailer.createTransport(options.smtpUrl) : undefined;
-    this.#builder = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' });
+    this.#smtpUrl = options.smtpUrl || undefined;
   }
 
   /** Where messages go: `smtp` or `outbox`. */
   get via(): 'smtp' | 'outbox' {
-    return this.#smtp ? 'smtp' : 'outbox';
+    return this.#smtpUrl ? 'smtp' : 'outbox';
+  }
+
+  #load(): Promise<{ smtp: Transporter | undefined; builder: Transporter }> {
+    this.#transports ??= import('nodemailer').then(({ default: nodemailer }) => ({
+      smtp: this.#smtpUrl ? nodemailer.createTransport(this.#smtpUrl) : undefined,
+      builder: nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' }),
+    }));
+    return this.#transports;
   }
 
   /** Sends one message; RIGHTS_MAIL_FAILED when the server or the disk refuses it (the cause is logged, not shown). */
   async send(mail: Mail): Promise<{ via: 'smtp' | 'outbox'; id: string }> {
     const message = { from: this.#from, to: mail.to, subject: mail.subject, text: mail.text };
     try {
-      if (this.#smtp) {
-        const info = (await this.#smtp.sendMail(message)) as { messageId?: string };
+      const { smtp, builder } = await this.#load();
+      if (smtp) {
+        const info = (await smtp.sendMail(message)) as { messageId?: string };
         return { via: 'smtp', id: info.messageId ?? '' };
       }
-      const built = (await this.#builder.sendMail(message)) as { message: Buffer };
+      const built = (await builder.sendMail(message)) as { message: Buffer };
       mkdirSync(this.#outboxDir, { recursive: true, mode: 0o700 });
       const id = sortableId('mail_');
       const file = join(this.#outboxDir, `${id}.eml`);

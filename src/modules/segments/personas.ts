@@ -3,8 +3,14 @@
  * (`simple-statistics`, on a fixed sample so it stays affordable for a million customers), and each cluster named
  * and described in plain words from its centre.
  */
-import { kmeans } from 'ml-kmeans';
+import { createRequire } from 'node:module';
+import type { kmeans as Kmeans } from 'ml-kmeans';
 import { silhouette } from 'simple-statistics';
+
+// Loaded at the first fit (~160 ms of loading that a server start need not pay).
+const require = createRequire(import.meta.url);
+let kmeansFn: typeof Kmeans | undefined;
+const kmeans: typeof Kmeans = (...args) => (kmeansFn ??= (require('ml-kmeans') as { kmeans: typeof Kmeans }).kmeans)(...args);
 
 export interface PersonaInput {
   orders: number;

@@ -1,5 +1,5 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
+import type { JWK, JWTPayload } from 'jose';
 import { CandorError } from '../../shared/errors.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { ConsentRepo } from './consent.repo.ts';
@@ -8,6 +8,8 @@ import type { ConsentRepo } from './consent.repo.ts';
 const KEY_SUBJECT = 'system:consent-receipts';
 const KEY_CONTEXT = 'consent.signing_key';
 export const RECEIPT_ALG = 'EdDSA';
+/** jose, loaded when a receipt is first signed or checked (~50 ms that a server start need not pay). */
+const jose = () => import('jose');
 
 /** A public verification key as published at /.well-known/jwks.json. */
 export type PublicJwk = JWK & { kid: string; alg: string; use: 'sig' };
@@ -36,7 +38,7 @@ export class ReceiptSigner {
     if (!rows.some((r) => r.retired_at === null)) {
       const { publicKey, privateKey } = generateKeyPairSync('ed25519');
       const jwk = publicKey.export({ format: 'jwk' }) as JWK;
-      const kid = await calculateJwkThumbprint(jwk);
+      const kid = await (await jose()).calculateJwkThumbprint(jwk);
       const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64');
       await repo.insertSigningKey({
         kid,
@@ -62,7 +64,8 @@ export class ReceiptSigner {
   }
 
   /** Signs a receipt payload as a JWT (compact JWS) with the key id in the protected header. */
-  sign(payload: JWTPayload, receiptId: string, subject: string, issuedAt: Date): Promise<string> {
+  async sign(payload: JWTPayload, receiptId: string, subject: string, issuedAt: Date): Promise<string> {
+    const { SignJWT } = await jose();
     return new SignJWT(payload)
       .setProtectedHeader({ alg: RECEIPT_ALG, kid: this.#kid, typ: 'JWT' })
       .setJti(receiptId)
@@ -80,6 +83,7 @@ export class ReceiptSigner {
   /** Verifies a receipt against the published keys and returns its payload; CONSENT_RECEIPT_INVALID otherwise. */
   async verify(jws: string): Promise<JWTPayload> {
     const keys = await this.jwks();
+    const { createLocalJWKSet, jwtVerify } = await jose();
     try {
       const { payload } = await jwtVerify(jws, createLocalJWKSet(keys), { algorithms: [RECEIPT_ALG] });
       return payload;

@@ -1,6 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { DeferredTx, ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 
+/** The field context the personal envelope of a stored event is bound to (its associated data). */
+export const EVENT_DATA_CONTEXT = 'collect.events.data';
+
 export type CollectTables = {
   collect_events: {
     id: string;

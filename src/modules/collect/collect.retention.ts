@@ -7,13 +7,12 @@ import type { RetentionHandler, RetentionRule, SweepCount, SweepMark, SweepOptio
 import { StatementTexts, type ModuleMigration, type Storage } from '../../storage/index.ts';
 import type { Catalog, OutlineSection } from '../catalog/index.ts';
 import type { Keyring } from '../crypto/index.ts';
-import type { CollectTables } from './collect.repo.ts';
+import { EVENT_DATA_CONTEXT, type CollectTables } from './collect.repo.ts';
 
 /** The event the legal obligation keeps (invoices, tax records). */
 export const ORDER_EVENT = 'Order Completed';
 /** The only purpose a reduced order still serves; also how a reduced order is recognised. */
 export const LEGAL_OBLIGATION = 'essential.legal_obligation';
-const ENVELOPE = 'collect.events.data';
 
 /** The per-purpose policies that apply to stored events (from the configuration). */
 export interface EventRetentionPolicy {
@@ -363,7 +362,7 @@ export class CollectRetention implements RetentionHandler {
         const personal = async () => {
           if (row.data_enc === null) return null;
           try {
-            return JSON.parse(await this.#keyring.decrypt(row.data_enc, ENVELOPE)) as Record<string, unknown>;
+            return JSON.parse(await this.#keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT)) as Record<string, unknown>;
           } catch {
             // Unreadable (key destroyed): the envelope holds nothing anyone can use; it is dropped.
             return {};
@@ -380,7 +379,7 @@ export class CollectRetention implements RetentionHandler {
           changes.push([]);
           continue;
         }
-        const dataEnc = hasPersonal ? await this.#keyring.encrypt(row.profile_id, JSON.stringify(result.personal), ENVELOPE) : null;
+        const dataEnc = hasPersonal ? await this.#keyring.encrypt(row.profile_id, JSON.stringify(result.personal), EVENT_DATA_CONTEXT) : null;
         changes.push([data, dataEnc, purposes, row.id]);
       }
       if (changes.length === 0 || options.dryRun) return changes.length;

@@ -8,7 +8,7 @@ import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
 import { ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
-import { CollectRepo, type EventRow } from './collect.repo.ts';
+import { CollectRepo, EVENT_DATA_CONTEXT, type EventRow } from './collect.repo.ts';
 import { CollectRetention, type EventRetentionPolicy } from './collect.retention.ts';
 import { CollectSubjectData } from './collect.subject-data.ts';
 import { GroupCommit } from './group-commit.ts';
@@ -462,7 +462,7 @@ export class Collector {
         received_at: p.receivedAt,
         purposes: JSON.stringify(p.purposes),
         data: JSON.stringify(p.plain),
-        data_enc: p.hasPersonal ? keyring.encryptPrepared(resolution.profileId, JSON.stringify(p.personal), 'collect.events.data') : null,
+        data_enc: p.hasPersonal ? keyring.encryptPrepared(resolution.profileId, JSON.stringify(p.personal), EVENT_DATA_CONTEXT) : null,
         plan_version: p.planVersion,
       });
     }
@@ -527,7 +527,7 @@ export class Collector {
         receivedAt: row.received_at,
         purposes: JSON.parse(row.purposes) as string[],
         data: JSON.parse(row.data) as Record<string, unknown>,
-        personal: row.data_enc === null ? null : options.decrypt ? (JSON.parse(await this.#deps.keyring.decrypt(row.data_enc, 'collect.events.data')) as Record<string, unknown>) : 'masked',
+        personal: row.data_enc === null ? null : options.decrypt ? (JSON.parse(await this.#deps.keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT)) as Record<string, unknown>) : 'masked',
       })),
     );
   }

@@ -1,9 +1,8 @@
 import type { SqlExecutor } from '../../storage/index.ts';
 import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, FieldPlanLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { Keyring } from '../crypto/index.ts';
-import type { CollectRepo } from './collect.repo.ts';
+import { EVENT_DATA_CONTEXT, type CollectRepo } from './collect.repo.ts';
 
-const CONTEXT = 'collect.events.data';
 const CSV_HEADER = ['id', 'occurred_at', 'received_at', 'source', 'kind', 'event', 'message_id', 'purposes', 'properties', 'traits', 'context'] as const;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -74,7 +73,7 @@ export class CollectSubjectData implements SubjectDataHandler {
       let unreadable = false;
       if (row.data_enc !== null) {
         try {
-          personal = JSON.parse(await this.#deps.keyring.decrypt(row.data_enc, CONTEXT));
+          personal = JSON.parse(await this.#deps.keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT));
         } catch {
           // The subject's data key is destroyed: nothing readable is left of the personal part.
           unreadable = true;

@@ -57,16 +57,23 @@ export class SqliteHandle {
   /** Run after `writes` is taken, before this connection writes (the writer thread lets go of its lock). */
   beforeWrites: () => Promise<void> = async () => {};
 
-  /** Takes `writes`, then makes sure no other connection of this process holds SQLite's write lock. */
-  async acquireWrites(): Promise<() => void> {
-    const release = await this.writes.lock();
+  /**
+   * For anything that may write on this connection: takes `writes`, makes sure no other connection of this process
+   * holds SQLite's write lock, then takes `lock`. Returns the release of both.
+   */
+  async lockForWrites(): Promise<() => void> {
+    const releaseWrites = await this.writes.lock();
     try {
       await this.beforeWrites();
+      const release = await this.lock.lock();
+      return () => {
+        release();
+        releaseWrites();
+      };
     } catch (error) {
-      release();
+      releaseWrites();
       throw error;
     }
-    return release;
   }
   readonly #statements = new Map<string, StatementSync>();
   #dataVersion = 0;
@@ -169,12 +176,7 @@ class NodeSqliteDriver implements Driver {
 
   async acquireConnection(): Promise<DatabaseConnection> {
     // Kysely's queries may write: they wait for the writer thread like every writer.
-    const releaseWrites = await this.#handle.acquireWrites();
-    const release = await this.#handle.lock.lock();
-    this.#release = () => {
-      release();
-      releaseWrites();
-    };
+    this.#release = await this.#handle.lockForWrites();
     return this.#connection;
   }
 

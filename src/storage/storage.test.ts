@@ -6,9 +6,14 @@ import { MIGRATIONS } from '../kernel.ts';
 import { isCandorError } from '../shared/errors.ts';
 import { DeferredConflict, isUniqueViolation, migrateToLatest, openStorage, pendingMigrations, type ModuleMigration, type Storage } from './index.ts';
 
+type Environment = Awaited<ReturnType<typeof createEnvironment>>;
+/** A storage on a test environment's database (SQLite's writer thread on unless said otherwise). */
+const openIn = (env: Environment, sqliteWriterThread: 'on' | 'off' = 'on') => openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL', sqliteWriterThread });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 async function withStorage(dialect: 'sqlite' | 'postgres', run: (storage: Storage) => Promise<void>): Promise<void> {
   const env = await createEnvironment(dialect);
-  const storage = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL' });
+  const storage = await openIn(env);
   try {
     await run(storage);
   } finally {
@@ -92,7 +97,7 @@ describeEachDialect('storage', (dialect) => {
         work.push(
           db.transaction().execute(async (trx) => {
             await trx.insertInto('c').values({ id: i * 2 }).execute();
-            await new Promise((resolve) => setTimeout(resolve, 1));
+            await sleep(1);
             if (i % 5 === 0) throw new Error('rollback');
           }).catch(() => undefined),
         );
@@ -125,7 +130,7 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
   const rows = async (storage: Storage) => (await storage.raw.all<{ id: string; n: number }>('SELECT id, n FROM t ORDER BY id')).map((r) => ({ id: r.id, n: r.n }));
 
   /** A fresh database for connections the test opens and closes itself. */
-  const inEnvironment = async (run: (env: Awaited<ReturnType<typeof createEnvironment>>) => Promise<void>) => {
+  const inEnvironment = async (run: (env: Environment) => Promise<void>) => {
     const env = await createEnvironment(dialect);
     try {
       await run(env);
@@ -136,7 +141,7 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
 
   it('reads the committed state at once and commits the recorded writes together, durably', () =>
     inEnvironment(async (env) => {
-      const storage = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL' });
+      const storage = await openIn(env);
       await setUp(storage);
       const deferred = storage.deferred;
       assert.ok(deferred);
@@ -155,7 +160,7 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
       assert.deepEqual(await rows(storage), [{ id: 'a', n: 2 }, { id: 'b', n: 2 }, { id: 'c', n: 3 }]);
       await storage.close();
       // Committed before the promise settled: a new connection reads it.
-      const again = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL', sqliteWriterThread: 'off' });
+      const again = await openIn(env, 'off');
       assert.deepEqual(await rows(again), [{ id: 'a', n: 2 }, { id: 'b', n: 2 }, { id: 'c', n: 3 }]);
       assert.equal(again.deferred, undefined);
       await again.close();
@@ -204,12 +209,11 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
 
   it('runs writes on the writer as they are made; a kept lock that lapsed meanwhile is taken back only if nobody wrote', () =>
     inEnvironment(async (env) => {
-      const storage = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL' });
+      const storage = await openIn(env);
       await setUp(storage);
       const deferred = storage.deferred;
       assert.ok(deferred);
-      const other = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL', sqliteWriterThread: 'off' });
-      const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+      const other = await openIn(env, 'off');
       // A transaction that follows at once uses the lock the writer took back after the last commit; the writer lets
       // it go after 50 ms without news, so a write after a longer pause takes it again.
       await deferred.transaction((tx) => tx.run('UPDATE t SET n = 2'));
@@ -247,7 +251,7 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
 
   it('counts commits of other connections as external writes, but not its own writer thread', () =>
     inEnvironment(async (env) => {
-      const storage = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL' });
+      const storage = await openIn(env);
       await setUp(storage);
       const deferred = storage.deferred;
       assert.ok(deferred);
@@ -256,12 +260,12 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
         await deferred.transaction(async (tx) => {
           await tx.run('UPDATE t SET n = n + 1');
         });
-        await new Promise((resolve) => setTimeout(resolve, 2));
+        await sleep(2);
         assert.equal(storage.externalWrites(), before);
       }
-      const other = await openStorage({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, sqliteSynchronous: 'FULL', sqliteWriterThread: 'off' });
+      const other = await openIn(env, 'off');
       await other.raw.run('UPDATE t SET n = 0');
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      await sleep(2);
       assert.notEqual(storage.externalWrites(), before);
       const after = storage.externalWrites();
       // Another connection's commit right after the writer's is seen too.
@@ -269,7 +273,7 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
         await tx.run('UPDATE t SET n = n + 1');
       });
       await other.raw.run('UPDATE t SET n = 0');
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      await sleep(2);
       assert.notEqual(storage.externalWrites(), after);
       await other.close();
       await storage.close();

@@ -35,9 +35,10 @@ export interface StorageOptions {
 export interface DeferredWrites {
   /**
    * Runs `fn`: its SELECTs run at once on the main connection while the writer thread holds the write lock (so they
-   * see the latest committed state and nothing can change it); its writes are recorded and committed after `fn`
-   * resolved; the promise settles once they are durable. If `fn` throws, nothing is written. A recorded write whose
-   * expected row count is not met rolls everything back with DeferredConflict. `dispatched` is called when the writes
+   * see the latest committed state and nothing can change it); its writes run on the writer thread as they are made
+   * and are committed after `fn` resolved; the promise settles once they are durable. If `fn` throws or a write
+   * fails, nothing is written. A write whose expected row count is not met rolls everything back with
+   * DeferredConflict. `dispatched` is called when the writes
    * have been handed to the writer thread (the caller may then answer earlier work while they are written).
    */
   transaction<T>(fn: (tx: DeferredTx) => Promise<T>, dispatched?: () => void): Promise<T>;
@@ -96,16 +97,8 @@ function openSqlite(options: StorageOptions): Storage {
   const handle = new SqliteHandle(path, options.sqliteSynchronous);
   const db = new Kysely<object>({ dialect: new NodeSqliteDialect(handle) });
   const writer = options.sqliteWriterThread === 'off' ? undefined : new SqliteWriter(path, options.sqliteSynchronous);
-  /** Anything that may write waits for the writer thread's transaction, then for the connection. */
+  // Anything that may write on the main connection (handle.lockForWrites) first has the writer thread let go of a lock it kept.
   if (writer) handle.beforeWrites = () => writer.release();
-  const exclusive = async () => {
-    const releaseWrites = await handle.acquireWrites();
-    const release = await handle.lock.lock();
-    return () => {
-      release();
-      releaseWrites();
-    };
-  };
   // Commits by other connections, counted. The writer thread is another connection too: its own commits are
   // absorbed while it holds the write lock again right after them, so only other processes' commits count.
   let seenVersion = handle.dataVersion(true);
@@ -132,7 +125,7 @@ function openSqlite(options: StorageOptions): Storage {
       }
     },
     async run(text: string, params: readonly unknown[] = []) {
-      const release = await exclusive();
+      const release = await handle.lockForWrites();
       try {
         return handle.run(text, params).changes;
       } finally {
@@ -140,7 +133,7 @@ function openSqlite(options: StorageOptions): Storage {
       }
     },
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-      const release = await exclusive();
+      const release = await handle.lockForWrites();
       try {
         handle.db.exec('BEGIN IMMEDIATE');
         try {
@@ -196,7 +189,7 @@ function openSqlite(options: StorageOptions): Storage {
       },
     },
     async checkpoint() {
-      const release = await exclusive();
+      const release = await handle.lockForWrites();
       try {
         handle.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
       } finally {

@@ -323,10 +323,9 @@ export class Collector {
    * already (nothing was written then): #writeNow handles it.
    */
   async #writeDeferred(deferred: DeferredWrites, items: readonly Pending[], handedOver: () => void): Promise<ItemResult[] | undefined> {
-    const { identity, keyring, profiles, catalog } = this.#deps;
+    const { identity, catalog } = this.#deps;
     if (items.some((p) => p.gatedFor === null || p.gpc)) return undefined;
-    await keyring.prepare(items.filter((p) => p.hasPersonal || p.traits.length > 0).map((p) => p.gatedFor as string));
-    await profiles.prepare(items.filter((p) => p.traits.length > 0).map((p) => p.gatedFor as string));
+    await this.#prepareKnown(items);
     const counts = this.#takeCounts();
     const results = new Map<Pending, ItemResult>();
     try {
@@ -343,6 +342,13 @@ export class Collector {
       throw error;
     }
     return answerAll(items, results);
+  }
+
+  /** Loads, outside any transaction, the data keys and stored traits of the people the gate saw for these messages. */
+  async #prepareKnown(known: readonly Pending[]): Promise<void> {
+    const { keyring, profiles } = this.#deps;
+    await keyring.prepare(known.filter((p) => p.hasPersonal || p.traits.length > 0).map((p) => p.gatedFor as string));
+    await profiles.prepare(known.filter((p) => p.traits.length > 0).map((p) => p.gatedFor as string));
   }
 
   /** Refusal and tracking-plan counts gathered since the last commit, taken to be written with this group. */
@@ -366,9 +372,7 @@ export class Collector {
     const answer = () => answerAll(items, results);
     // Keys of people already known are loaded first, so that a group about known people (the usual case) is
     // resolved and stored in one transaction: one commit per group.
-    const known = items.filter((p) => p.gatedFor !== null && !p.gpc);
-    await keyring.prepare(known.filter((p) => p.hasPersonal || p.traits.length > 0).map((p) => p.gatedFor as string));
-    await profiles.prepare(known.filter((p) => p.traits.length > 0).map((p) => p.gatedFor as string));
+    await this.#prepareKnown(items.filter((p) => p.gatedFor !== null && !p.gpc));
     const counts = this.#takeCounts();
     const { refusals, plan: planCounts } = counts;
     const restore = (error: unknown) => {

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { DeferredTx, ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 
 /** The field context the personal envelope of a stored event is bound to (its associated data). */
@@ -18,11 +18,19 @@ export type CollectTables = {
     data: string;
     data_enc: string | null;
     plan_version: number;
+    /** The sender's own time of the message, '' if it gave none (ParsedMessage.dedupAt): part of the duplicate key. */
+    dedup_at: string;
   };
   collect_refusals: { day: string; source: string; event: string; purpose: string; count: number };
 };
 
 export type EventRow = CollectTables['collect_events'];
+
+/** The columns of `collect_events` in the order they are inserted. */
+const EVENT_COLUMNS = ['id', 'source', 'message_id', 'profile_id', 'kind', 'event', 'occurred_at', 'received_at', 'purposes', 'data', 'data_enc', 'plan_version', 'dedup_at'] as const;
+
+/** The key that recognises a stored message again: `source NUL dedupAt NUL messageId`. */
+export const messageKey = (source: string, dedupAt: string, messageId: string) => `${source}\u0000${dedupAt}\u0000${messageId}`;
 
 export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
   {
@@ -56,10 +64,51 @@ export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
         .execute();
     },
   },
+  {
+    // Duplicates are recognised by (source, the sender's own time, messageId) instead of (source, messageId): live
+    // traffic then inserts near the end of the unique index instead of at a random place (messageIds are random
+    // UUIDs), so a group commit dirties a few pages of it instead of about one per event (docs/adr/0004).
+    name: '0090_collect_events_dedup_by_time',
+    async up(db, dialect) {
+      if (dialect === 'postgres') {
+        await sql`ALTER TABLE collect_events ADD COLUMN dedup_at text NOT NULL DEFAULT ''`.execute(db);
+        await sql`UPDATE collect_events SET dedup_at = occurred_at`.execute(db);
+        await sql`ALTER TABLE collect_events ALTER COLUMN dedup_at DROP DEFAULT`.execute(db);
+        await sql`ALTER TABLE collect_events DROP CONSTRAINT collect_events_message`.execute(db);
+        await sql`ALTER TABLE collect_events ADD CONSTRAINT collect_events_message UNIQUE (source, dedup_at, message_id)`.execute(db);
+        return;
+      }
+      // SQLite cannot drop a table's UNIQUE constraint: the table is built again with the new one. Stored events
+      // keep their time as the key (it is the sender's timestamp whenever one was sent).
+      await db.schema
+        .createTable('collect_events_next')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('message_id', 'text', (c) => c.notNull())
+        .addColumn('profile_id', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('event', 'text')
+        .addColumn('occurred_at', 'text', (c) => c.notNull())
+        .addColumn('received_at', 'text', (c) => c.notNull())
+        .addColumn('purposes', 'text', (c) => c.notNull())
+        .addColumn('data', 'text', (c) => c.notNull())
+        .addColumn('data_enc', 'text')
+        .addColumn('plan_version', 'integer', (c) => c.notNull())
+        .addColumn('dedup_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('collect_events_message', ['source', 'dedup_at', 'message_id'])
+        .execute();
+      const kept = sql.join(EVENT_COLUMNS.slice(0, -1).map((c) => sql.ref(c)));
+      await sql`INSERT INTO collect_events_next (${kept}, dedup_at) SELECT ${kept}, occurred_at FROM collect_events ORDER BY id`.execute(db);
+      await db.schema.dropTable('collect_events').execute();
+      await sql`ALTER TABLE collect_events_next RENAME TO collect_events`.execute(db);
+      await db.schema.createIndex('collect_events_profile').on('collect_events').columns(['profile_id', 'occurred_at']).execute();
+      await db.schema.createIndex('collect_events_occurred').on('collect_events').columns(['occurred_at', 'id']).execute();
+    },
+  },
 ];
 
 const blankEvent: EventRow = {
-  id: '', source: '', message_id: '', profile_id: '', kind: '', event: null, occurred_at: '', received_at: '', purposes: '', data: '', data_enc: null, plan_version: 0,
+  id: '', source: '', message_id: '', profile_id: '', kind: '', event: null, occurred_at: '', received_at: '', purposes: '', data: '', data_enc: null, plan_version: 0, dedup_at: '',
 };
 
 /** Every SQL statement on the collect tables; hot-path statements compiled once per batch size. */
@@ -84,31 +133,31 @@ export class CollectRepo {
       const insert = this.#db
         .insertInto('collect_events')
         .values(Array.from({ length: n }, () => blankEvent))
-        .onConflict((oc) => oc.columns(['source', 'message_id']).doNothing());
-      text = returning ? insert.returning(['source', 'message_id']).compile().sql : insert.compile().sql;
+        .onConflict((oc) => oc.columns(['source', 'dedup_at', 'message_id']).doNothing());
+      text = returning ? insert.returning(['source', 'dedup_at', 'message_id']).compile().sql : insert.compile().sql;
       this.#insert.set(key, text);
     }
     return text;
   }
 
   /**
-   * Inserts events (distinct source and messageId among themselves); one already stored is skipped by the
-   * database. Returns the keys (`source NUL messageId`) that were inserted.
+   * Inserts events (distinct message keys among themselves); one already stored is skipped by the database. Returns
+   * the message keys (`messageKey`) that were inserted.
    */
   async insertEvents(tx: SqlExecutor | DeferredTx, rows: readonly EventRow[]): Promise<Set<string>> {
     const inserted = new Set<string>();
     for (let i = 0; i < rows.length; i += 100) {
       const part = rows.slice(i, i + 100);
-      const params = part.flatMap((r) => [r.id, r.source, r.message_id, r.profile_id, r.kind, r.event, r.occurred_at, r.received_at, r.purposes, r.data, r.data_enc, r.plan_version]);
+      const params = part.flatMap((r) => [r.id, r.source, r.message_id, r.profile_id, r.kind, r.event, r.occurred_at, r.received_at, r.purposes, r.data, r.data_enc, r.plan_version, r.dedup_at]);
       if ('expect' in tx) {
         // Deferred: every row must be new, or the whole transaction rolls back (DeferredConflict) and the caller
         // stores the group again the usual way, which tells the duplicates apart.
         tx.expect(this.#insertText(part.length, false), params, part.length);
-        for (const r of part) inserted.add(`${r.source}\u0000${r.message_id}`);
+        for (const r of part) inserted.add(messageKey(r.source, r.dedup_at, r.message_id));
         continue;
       }
-      for (const row of await tx.all<{ source: string; message_id: string }>(this.#insertText(part.length, true), params)) {
-        inserted.add(`${row.source}\u0000${row.message_id}`);
+      for (const row of await tx.all<{ source: string; dedup_at: string; message_id: string }>(this.#insertText(part.length, true), params)) {
+        inserted.add(messageKey(row.source, row.dedup_at, row.message_id));
       }
     }
     return inserted;

@@ -8,7 +8,7 @@ import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
 import { ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
-import { CollectRepo, EVENT_DATA_CONTEXT, type EventRow } from './collect.repo.ts';
+import { CollectRepo, EVENT_DATA_CONTEXT, messageKey, type EventRow } from './collect.repo.ts';
 import { CollectRetention, type EventRetentionPolicy } from './collect.retention.ts';
 import { CollectSubjectData } from './collect.subject-data.ts';
 import { GroupCommit } from './group-commit.ts';
@@ -448,7 +448,7 @@ export class Collector {
     const rowOf = new Map<Pending, string>();
     for (const { pending: p, resolution } of storable) {
       if (results.has(p)) continue;
-      const key = `${p.source}\u0000${p.message.messageId}`;
+      const key = messageKey(p.source, p.message.dedupAt, p.message.messageId);
       if (seen.has(key)) {
         results.set(p, { index: p.index, messageId: p.message.messageId, status: 'duplicate' });
         continue;
@@ -468,6 +468,7 @@ export class Collector {
         data: JSON.stringify(p.plain),
         data_enc: p.hasPersonal ? keyring.encryptPrepared(resolution.profileId, JSON.stringify(p.personal), EVENT_DATA_CONTEXT) : null,
         plan_version: p.planVersion,
+        dedup_at: p.message.dedupAt,
       });
     }
     const inserted = await this.#repo.insertEvents(tx, rows);

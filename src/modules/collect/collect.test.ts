@@ -99,6 +99,33 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.equal(Number(count), 1);
   });
 
+  it('recognises a re-sent message by its source, messageId and the sender\'s own time', async () => {
+    const at = '2026-11-30T10:00:00.000Z';
+    const timed = { type: 'track', anonymousId: 'anon-1', event: 'Product Viewed', messageId: 'dup-timed', timestamp: at, properties: { product_id: 'p2' } };
+    assert.deepEqual(results(await send('/v1/batch', { batch: [timed] })).map((r) => r.status), ['stored']);
+    // A retry carries the same timestamp, written another way: the same instant is the same key.
+    assert.deepEqual(results(await send('/v1/batch', { batch: [{ ...timed, timestamp: Date.parse(at) }] })).map((r) => r.status), ['duplicate']);
+    // Only originalTimestamp and sentAt (RudderStack): the skew-corrected time moves with each retry, the key does not.
+    const skewed = { type: 'track', anonymousId: 'anon-1', event: 'Product Viewed', messageId: 'dup-skewed', originalTimestamp: at, properties: { product_id: 'p2' } };
+    assert.deepEqual(results(await send('/v1/batch', { batch: [{ ...skewed, sentAt: '2026-11-30T10:00:01.000Z' }] })).map((r) => r.status), ['stored']);
+    assert.deepEqual(results(await send('/v1/batch', { batch: [{ ...skewed, sentAt: '2026-11-30T10:05:00.000Z' }] })).map((r) => r.status), ['duplicate']);
+    // The same messageId at another time of the sender's is another message (a re-sent message never changes its time).
+    assert.deepEqual(results(await send('/v1/batch', { batch: [{ ...timed, timestamp: '2026-11-30T11:00:00.000Z' }] })).map((r) => r.status), ['stored']);
+    const keys = (await sql<{ dedup_at: string }>`SELECT dedup_at FROM collect_events WHERE message_id IN ('dup-timed', 'dup-skewed') ORDER BY dedup_at`.execute(ctx.kernel.storage.db)).rows;
+    assert.deepEqual(keys.map((k) => k.dedup_at), [at, at, '2026-11-30T11:00:00.000Z']);
+  });
+
+  it('answers a whole re-sent batch as duplicates and stores nothing twice', async () => {
+    const at = Date.now() - 60_000;
+    const batch = Array.from({ length: 70 }, (_, i) => ({ type: 'page', anonymousId: 'anon-1', messageId: `resent-${i}`, timestamp: new Date(at + i).toISOString(), properties: { path: `/p/${i}` } }));
+    assert.deepEqual(new Set(results(await send('/v1/batch', { batch })).map((r) => r.status)), new Set(['stored']));
+    const before = Number(await storedRows());
+    assert.deepEqual(new Set(results(await send('/v1/batch', { batch })).map((r) => r.status)), new Set(['duplicate']));
+    const mixed = [...batch.slice(0, 35), ...Array.from({ length: 35 }, (_, i) => ({ type: 'page', anonymousId: 'anon-1', messageId: `fresh-${i}`, timestamp: new Date(at + i).toISOString(), properties: { path: `/q/${i}` } }))];
+    assert.deepEqual(results(await send('/v1/batch', { batch: mixed })).map((r) => r.status), [...Array(35).fill('duplicate'), ...Array(35).fill('stored')]);
+    assert.equal(Number(await storedRows()), before + 35);
+  });
+
   it('links an identify to the anonymous visitor and keeps traits encrypted in the profile', async () => {
     const response = await send('/v1/identify', { anonymousId: 'anon-1', userId: 'user-1', traits: { email: 'Ada@Lovelace.dev', first_name: 'Ada', country: 'NL', favourite_colour: 'teal' } });
     const [result] = results(response);

@@ -31,6 +31,11 @@ export interface ParsedMessage {
   /** Event name (track) or page/screen name. */
   name: string | undefined;
   occurredAt: string;
+  /**
+   * The sender's own time of the message (`timestamp`, else `originalTimestamp`), '' when it gave neither: with the
+   * source and messageId the key that recognises a re-sent message, which carries both unchanged.
+   */
+  dedupAt: string;
   properties: unknown;
   traits: unknown;
   context: unknown;
@@ -94,6 +99,7 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   const context = isObject(raw.context) ? raw.context : undefined;
   // Segment clients send identify traits at the top level; older ones put them in context.traits.
   const traits = isObject(raw.traits) ? raw.traits : type === 'identify' && context && isObject(context.traits) ? context.traits : undefined;
+  const occurredAt = new Date(at).toISOString();
   return {
     ok: true,
     message: {
@@ -105,7 +111,8 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
       previousId,
       groupId,
       name,
-      occurredAt: new Date(at).toISOString(),
+      occurredAt,
+      dedupAt: timestamp !== undefined ? occurredAt : original !== undefined ? new Date(original).toISOString() : '',
       properties: isObject(raw.properties) ? raw.properties : undefined,
       traits,
       context,

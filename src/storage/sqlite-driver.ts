@@ -44,6 +44,19 @@ export function toSqliteValue(value: unknown): SQLInputValue {
   return value as SQLInputValue;
 }
 
+/**
+ * Parameters as SQLite binds them: the same array when every value already is one (strings, numbers, null, the
+ * usual case, and then no copy of a group's thousands of parameters), else a converted copy.
+ */
+export function toSqliteValues(params: readonly unknown[]): readonly SQLInputValue[] {
+  for (let i = 0; i < params.length; i++) {
+    const value = params[i];
+    if (typeof value === 'string' || typeof value === 'number' || value === null) continue;
+    return params.map(toSqliteValue);
+  }
+  return params as readonly SQLInputValue[];
+}
+
 /** A node:sqlite database with a bounded cache of prepared statements. */
 export class SqliteHandle {
   readonly db: DatabaseSync;
@@ -107,11 +120,11 @@ export class SqliteHandle {
   }
 
   all<R>(sql: string, params: readonly unknown[]): R[] {
-    return this.prepare(sql).all(...params.map(toSqliteValue)) as R[];
+    return this.prepare(sql).all(...toSqliteValues(params)) as R[];
   }
 
   run(sql: string, params: readonly unknown[]): { changes: number } {
-    const result = this.prepare(sql).run(...params.map(toSqliteValue));
+    const result = this.prepare(sql).run(...toSqliteValues(params));
     return { changes: Number(result.changes) };
   }
 
@@ -156,7 +169,7 @@ class NodeSqliteConnection implements DatabaseConnection {
 
   async *streamQuery<R>(compiled: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
     const stmt = this.#handle.prepare(compiled.sql);
-    for (const row of stmt.iterate(...compiled.parameters.map(toSqliteValue))) {
+    for (const row of stmt.iterate(...toSqliteValues(compiled.parameters))) {
       yield { rows: [row as R] };
     }
   }

@@ -1,13 +1,13 @@
 import type { SQLInputValue } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
-import { toSqliteValue } from './sqlite-driver.ts';
+import { toSqliteValues } from './sqlite-driver.ts';
 import type { SqlExecutor } from './storage.ts';
 
 /** One write of a deferred transaction, as sent to the writer thread. */
 export interface DeferredStatement {
   sql: string;
   /** Values as bound on the main connection (toSqliteValue), so both connections store the same. */
-  params: SQLInputValue[];
+  params: readonly SQLInputValue[];
   /** When set, the statement must change exactly this many rows, or the whole transaction is rolled back. */
   expect?: number;
 }
@@ -168,12 +168,12 @@ export class SqliteWriter {
         return reads(text, params) as R[];
       },
       async run(text: string, params: readonly unknown[] = []) {
-        write({ sql: text, params: params.map(toSqliteValue) });
+        write({ sql: text, params: toSqliteValues(params) });
         // Not known until the writer ran it.
         return Number.NaN;
       },
       expect(text: string, params: readonly unknown[], changes: number) {
-        write({ sql: text, params: params.map(toSqliteValue), expect: changes });
+        write({ sql: text, params: toSqliteValues(params), expect: changes });
       },
     };
     let result: T;

@@ -107,9 +107,32 @@ export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
   },
 ];
 
+/** A row of blanks, its keys in EVENT_COLUMNS order (the order eventParams lays out a row). */
 const blankEvent: EventRow = {
   id: '', source: '', message_id: '', profile_id: '', kind: '', event: null, occurred_at: '', received_at: '', purposes: '', data: '', data_enc: null, plan_version: 0, dedup_at: '',
 };
+
+/** The parameters of a multi-row insert of `rows`, in EVENT_COLUMNS order, in one array (no array per row). */
+function eventParams(rows: readonly EventRow[]): unknown[] {
+  const params: unknown[] = new Array(rows.length * EVENT_COLUMNS.length);
+  let i = 0;
+  for (const r of rows) {
+    params[i++] = r.id;
+    params[i++] = r.source;
+    params[i++] = r.message_id;
+    params[i++] = r.profile_id;
+    params[i++] = r.kind;
+    params[i++] = r.event;
+    params[i++] = r.occurred_at;
+    params[i++] = r.received_at;
+    params[i++] = r.purposes;
+    params[i++] = r.data;
+    params[i++] = r.data_enc;
+    params[i++] = r.plan_version;
+    params[i++] = r.dedup_at;
+  }
+  return params;
+}
 
 /** Every SQL statement on the collect tables; hot-path statements compiled once per batch size. */
 export class CollectRepo {
@@ -148,7 +171,7 @@ export class CollectRepo {
     const inserted = new Set<string>();
     for (let i = 0; i < rows.length; i += 100) {
       const part = rows.slice(i, i + 100);
-      const params = part.flatMap((r) => [r.id, r.source, r.message_id, r.profile_id, r.kind, r.event, r.occurred_at, r.received_at, r.purposes, r.data, r.data_enc, r.plan_version, r.dedup_at]);
+      const params = eventParams(part);
       if ('expect' in tx) {
         // Deferred: every row must be new, or the whole transaction rolls back (DeferredConflict) and the caller
         // stores the group again the usual way, which tells the duplicates apart.

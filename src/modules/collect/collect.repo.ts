@@ -71,10 +71,11 @@ export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
     name: '0090_collect_events_dedup_by_time',
     async up(db, dialect) {
       if (dialect === 'postgres') {
+        // The old constraint goes first, so the update of every stored row does not maintain it too.
+        await sql`ALTER TABLE collect_events DROP CONSTRAINT collect_events_message`.execute(db);
         await sql`ALTER TABLE collect_events ADD COLUMN dedup_at text NOT NULL DEFAULT ''`.execute(db);
         await sql`UPDATE collect_events SET dedup_at = occurred_at`.execute(db);
         await sql`ALTER TABLE collect_events ALTER COLUMN dedup_at DROP DEFAULT`.execute(db);
-        await sql`ALTER TABLE collect_events DROP CONSTRAINT collect_events_message`.execute(db);
         await sql`ALTER TABLE collect_events ADD CONSTRAINT collect_events_message UNIQUE (source, dedup_at, message_id)`.execute(db);
         return;
       }

@@ -115,6 +115,14 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.deepEqual(keys.map((k) => k.dedup_at), [at, at, '2026-11-30T11:00:00.000Z']);
   });
 
+  it('answers a message whose time no date can hold with its code and stores the rest of the batch', async () => {
+    const good = { type: 'page', anonymousId: 'anon-1', messageId: 'time-good', properties: { path: '/' } };
+    const bad = { type: 'page', anonymousId: 'anon-1', messageId: 'time-bad', originalTimestamp: 1e17, sentAt: 1e17 + 1000, properties: { path: '/' } };
+    const response = await send('/v1/batch', { batch: [good, bad] });
+    assert.equal(response.statusCode, 200, response.body);
+    assert.deepEqual(results(response).map((r) => [r.status, r.code]), [['stored', undefined], ['invalid', 'COLLECT_TIMESTAMP_INVALID']]);
+  });
+
   it('answers a whole re-sent batch as duplicates and stores nothing twice', async () => {
     const at = Date.now() - 60_000;
     const batch = Array.from({ length: 70 }, (_, i) => ({ type: 'page', anonymousId: 'anon-1', messageId: `resent-${i}`, timestamp: new Date(at + i).toISOString(), properties: { path: `/p/${i}` } }));

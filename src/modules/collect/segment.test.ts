@@ -27,6 +27,17 @@ describe('Segment message envelope', () => {
     assert.ok(parseMessage({ anonymousId: 'a', timestamp: '2026-11-22T12:02:00Z' }, 'page', now, 10).ok);
   });
 
+  it('refuses times beyond what a date can hold, given or reached by the clock correction, instead of failing', () => {
+    const invalid = (raw: Record<string, unknown>) => {
+      const out = parseMessage({ anonymousId: 'a', ...raw }, 'page', now, 10);
+      return out.ok ? undefined : out.code;
+    };
+    assert.equal(invalid({ timestamp: -1e20 }), 'COLLECT_TIMESTAMP_INVALID');
+    assert.equal(invalid({ originalTimestamp: 1e17, sentAt: 1e17 + 1000 }), 'COLLECT_TIMESTAMP_INVALID');
+    assert.equal(invalid({ originalTimestamp: -8.6e15, sentAt: 8.6e15 }), 'COLLECT_TIMESTAMP_INVALID');
+    assert.equal(invalid({ timestamp: 8.64e15 + 1 }), 'COLLECT_TIMESTAMP_INVALID');
+  });
+
   it('corrects the device clock with sentAt as Segment does', () => {
     // The device clock is an hour fast: it sent 10 s after the event happened.
     const out = parseMessage({ anonymousId: 'a', originalTimestamp: '2026-11-22T12:59:50Z', sentAt: '2026-11-22T13:00:00Z' }, 'page', now, 10);

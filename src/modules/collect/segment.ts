@@ -54,11 +54,15 @@ function idValue(v: unknown): string | undefined {
   return undefined;
 }
 
+/** The most milliseconds from 1970 a JavaScript date can hold, either way (ECMA-262 time values). */
+const MAX_TIME_MS = 8.64e15;
+
 function parseTime(v: unknown): number | undefined | null {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string' && typeof v !== 'number') return null;
   const t = typeof v === 'number' ? v : Date.parse(v);
-  return Number.isFinite(t) ? t : null;
+  // A number beyond what a date can hold is no time at all (and could not be written as one).
+  return Number.isFinite(t) && Math.abs(t) <= MAX_TIME_MS ? t : null;
 }
 
 /**
@@ -92,6 +96,7 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   if (timestamp === null || original === null || sentAt === null) return fail('COLLECT_TIMESTAMP_INVALID', 'timestamp');
   // Segment's clock-skew correction: the device's clock is trusted for intervals, not for absolute time.
   const at = timestamp ?? (original !== undefined && sentAt !== undefined ? receivedAt - (sentAt - original) : (original ?? receivedAt));
+  if (Math.abs(at) > MAX_TIME_MS) return fail('COLLECT_TIMESTAMP_INVALID', 'timestamp');
   if (at > receivedAt + MAX_FUTURE_MS) return fail('COLLECT_TIMESTAMP_IN_FUTURE', 'timestamp');
   for (const part of ['properties', 'traits', 'context'] as const) {
     if (raw[part] !== undefined && raw[part] !== null && !isObject(raw[part])) return fail('COLLECT_MESSAGE_INVALID', part);

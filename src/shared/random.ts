@@ -27,7 +27,7 @@ export function randomBytesPooled(size: number): Buffer {
 
 /** `size` random bytes from the same pool, as hex, without a buffer of their own (for ids made per event). */
 export function randomHexPooled(size: number): string {
-  if (size > POOL_BYTES / 4) return randomFillSync(Buffer.allocUnsafe(size)).toString('hex');
+  if (size > POOL_BYTES / 4) return randomBytesPooled(size).toString('hex');
   const at = take(size);
   return pool.toString('hex', at, at + size);
 }

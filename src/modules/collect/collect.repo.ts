@@ -26,9 +26,6 @@ export type CollectTables = {
 
 export type EventRow = CollectTables['collect_events'];
 
-/** The columns of `collect_events` in the order they are inserted. */
-const EVENT_COLUMNS = ['id', 'source', 'message_id', 'profile_id', 'kind', 'event', 'occurred_at', 'received_at', 'purposes', 'data', 'data_enc', 'plan_version', 'dedup_at'] as const;
-
 /** The key that recognises a stored message again: `source NUL dedupAt NUL messageId`. */
 export const messageKey = (source: string, dedupAt: string, messageId: string) => `${source}\u0000${dedupAt}\u0000${messageId}`;
 
@@ -98,7 +95,8 @@ export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
         .addColumn('dedup_at', 'text', (c) => c.notNull())
         .addUniqueConstraint('collect_events_message', ['source', 'dedup_at', 'message_id'])
         .execute();
-      const kept = sql.join(EVENT_COLUMNS.slice(0, -1).map((c) => sql.ref(c)));
+      // The columns as they were then, written out: a migration must not change when the live schema does.
+      const kept = sql.join(['id', 'source', 'message_id', 'profile_id', 'kind', 'event', 'occurred_at', 'received_at', 'purposes', 'data', 'data_enc', 'plan_version'].map((c) => sql.ref(c)));
       await sql`INSERT INTO collect_events_next (${kept}, dedup_at) SELECT ${kept}, occurred_at FROM collect_events ORDER BY id`.execute(db);
       await db.schema.dropTable('collect_events').execute();
       await sql`ALTER TABLE collect_events_next RENAME TO collect_events`.execute(db);
@@ -108,30 +106,17 @@ export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
   },
 ];
 
-/** A row of blanks, its keys in EVENT_COLUMNS order (the order eventParams lays out a row). */
+/** A row of blanks: its keys give the column order of the compiled insert, and so of its parameters. */
 const blankEvent: EventRow = {
   id: '', source: '', message_id: '', profile_id: '', kind: '', event: null, occurred_at: '', received_at: '', purposes: '', data: '', data_enc: null, plan_version: 0, dedup_at: '',
 };
+const EVENT_COLUMNS = Object.keys(blankEvent) as (keyof EventRow)[];
 
-/** The parameters of a multi-row insert of `rows`, in EVENT_COLUMNS order, in one array (no array per row). */
+/** The parameters of a multi-row insert of `rows`, in column order, in one array (no array per row). */
 function eventParams(rows: readonly EventRow[]): unknown[] {
   const params: unknown[] = new Array(rows.length * EVENT_COLUMNS.length);
   let i = 0;
-  for (const r of rows) {
-    params[i++] = r.id;
-    params[i++] = r.source;
-    params[i++] = r.message_id;
-    params[i++] = r.profile_id;
-    params[i++] = r.kind;
-    params[i++] = r.event;
-    params[i++] = r.occurred_at;
-    params[i++] = r.received_at;
-    params[i++] = r.purposes;
-    params[i++] = r.data;
-    params[i++] = r.data_enc;
-    params[i++] = r.plan_version;
-    params[i++] = r.dedup_at;
-  }
+  for (const r of rows) for (const column of EVENT_COLUMNS) params[i++] = r[column];
   return params;
 }
 

@@ -1,6 +1,6 @@
 import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
-import { randomHexPooled } from '../../shared/random.ts';
+import { sortableId } from '../../shared/random.ts';
 import type { Actor } from '../../shared/actor.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
@@ -106,12 +106,8 @@ export function stableJson(value: unknown): string {
 
 const context = (key: string) => `profiles.traits.${key}`;
 
-let historyCounter = 0;
 /** History ids sort in the order changes were recorded by this process (ties of changed_at). */
-function historyId(): string {
-  historyCounter = (historyCounter + 1) % 36 ** 4;
-  return `th_${Date.now().toString(36).padStart(9, '0')}${historyCounter.toString(36).padStart(4, '0')}${randomHexPooled(5)}`;
-}
+const historyId = () => sortableId('th_');
 
 /**
  * Profiles: current traits with their history, and computed traits. Personal trait values are encrypted with the

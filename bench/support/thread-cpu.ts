@@ -3,9 +3,10 @@
 // track calls) from 16 connections, and reads every thread's CPU time (user and kernel) from /proc before and after:
 // CPU per event is steadier than throughput on a shared machine. Options: BENCH_CPU_PROFILE=dir writes a CPU profile of
 // the server (from start-up); STRACE=file counts the server's system calls during the measured run (strace -c -f);
-// BENCH_SYNC=NORMAL runs SQLite without a sync per commit.
+// BENCH_SYNC=NORMAL runs SQLite without a sync per commit; NODE_FLAGS='--trace-gc …' adds Node/V8 flags to Candor's
+// server (after those of `npm start`) and CHILD_OUT=file keeps what the server prints (such as the GC trace).
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/index.ts';
 import { openKernel } from '../../src/kernel.ts';
@@ -47,11 +48,12 @@ try {
     await kernel.close();
   }
   const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`, `--cpu-prof-name=${which}.cpuprofile`] : [];
-  const args = which === 'candor' ? [...profile, ...startFlags(), 'bin/candor.ts', 'serve', '--port', '0'] : [...profile, 'bench/support/privacy-off-server.ts', where.dataDir, ''];
+  const args = which === 'candor' ? [...profile, ...startFlags(), ...(process.env.NODE_FLAGS ? process.env.NODE_FLAGS.split(' ') : []), 'bin/candor.ts', 'serve', '--port', '0'] : [...profile, 'bench/support/privacy-off-server.ts', where.dataDir, ''];
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', CANDOR_DATA_DIR: where.dataDir, CANDOR_LOG_LEVEL: 'warn', ...(process.env.BENCH_SYNC ? { CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC } : {}) }, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => {
+      if (process.env.CHILD_OUT) appendFileSync(process.env.CHILD_OUT, chunk);
       out += chunk.toString();
       const found = /listening on (http:\/\/[0-9.:]+)/.exec(out)?.[1];
       if (found) resolve(found);

@@ -37,12 +37,19 @@ export type ProfilesTables = {
     order_count: number;
     total_order_value: number;
     currency: string | null;
+    /**
+     * The day (UTC) of last_seen_at, what the inactivity sweep's index holds: it changes at most once a day per
+     * person, so the index is not rewritten at every event as an index on last_seen_at would be.
+     */
+    last_seen_day: string;
   };
 };
 
 export type TraitRow = ProfilesTables['profiles_traits'];
 export type HistoryRow = ProfilesTables['profiles_trait_history'];
 export type ComputedRow = ProfilesTables['profiles_computed'];
+/** A batch's activity for one profile, as added to its computed traits (the day of last_seen_at is derived). */
+export type ComputedActivity = Omit<ComputedRow, 'last_seen_day'>;
 
 export const PROFILES_MIGRATIONS: readonly ModuleMigration[] = [
   {
@@ -103,7 +110,9 @@ const BLANK_HISTORY: HistoryRow = {
   source: '',
   message_id: null,
 };
-const BLANK_COMPUTED: ComputedRow = { profile_id: '', first_seen_at: '', last_seen_at: '', event_count: 0, order_count: 0, total_order_value: 0, currency: null };
+const BLANK_COMPUTED: ComputedRow = { profile_id: '', first_seen_at: '', last_seen_at: '', event_count: 0, order_count: 0, total_order_value: 0, currency: null, last_seen_day: '' };
+/** The day of an ISO time, as the SQL `substr(last_seen_at, 1, 10)` of seenDayCatchUp gives it. */
+const dayOf = (iso: string) => iso.slice(0, 10);
 
 /**
  * Every SQL statement on the profiles tables. Batch statements are compiled once per size by Kysely and run on the
@@ -180,8 +189,9 @@ export class ProfilesRepo {
    * Adds a batch's activity to each profile's computed traits: earliest first seen, latest last seen, counts added,
    * and the order total added when its currency matches the stored one (or either has none).
    */
-  upsertComputed(tx: SqlExecutor, rows: readonly ComputedRow[]): Promise<void> {
-    return this.#write(tx, 'upsertComputed', rows, BLANK_COMPUTED, (blanks) =>
+  async upsertComputed(tx: SqlExecutor, activity: readonly ComputedActivity[]): Promise<void> {
+    const rows = activity.map((a): ComputedRow => ({ ...a, last_seen_day: dayOf(a.last_seen_at) }));
+    await this.#write(tx, 'upsertComputed', rows, BLANK_COMPUTED, (blanks) =>
       this.#db
         .insertInto('profiles_computed')
         .values(blanks)
@@ -193,10 +203,26 @@ export class ProfilesRepo {
             order_count: sql`profiles_computed.order_count + excluded.order_count`,
             total_order_value: sql`profiles_computed.total_order_value + case when excluded.currency is null or profiles_computed.currency is null or excluded.currency = profiles_computed.currency then excluded.total_order_value else 0 end`,
             currency: sql`coalesce(profiles_computed.currency, excluded.currency)`,
+            // last_seen_day is left out on purpose: an update that names an indexed column rewrites its index
+            // entry even when the value stays, so it is brought up to date below, only where the day moved.
           }),
         )
         .compile().sql,
     );
+    // The first activity of a new day moves the profile in the inactivity index; every other one leaves it alone.
+    let offset = 0;
+    for (const size of chunkSizes(rows.length)) {
+      const text = this.#texts.get(`seenDayCatchUp:${size}`, () =>
+        this.#db
+          .updateTable('profiles_computed')
+          .set({ last_seen_day: sql`substr(last_seen_at, 1, 10)` })
+          .where('profile_id', 'in', Array.from({ length: size }, () => ''))
+          .where('last_seen_day', '<>', sql<string>`substr(last_seen_at, 1, 10)`)
+          .compile().sql,
+      );
+      await tx.run(text, rows.slice(offset, offset + size).map((r) => r.profile_id));
+      offset += size;
+    }
   }
 
   /** One trait of many profiles. */

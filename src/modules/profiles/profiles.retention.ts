@@ -1,7 +1,7 @@
 // Retention of profiles: people inactive for the configured period are deleted with everything held about them (the
 // sweeper's `forget`: every registered subject-data handler, then the data key), and trait values older than the
 // tracking plan's retention for their key are deleted with their history. Registered through `Profiles.retention()`.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { subtractDuration } from '../../shared/duration.ts';
 import type { DataSubject, RetentionHandler, RetentionRule, SweepCount, SweepOptions } from '../../shared/subject-data.ts';
 import { padded } from '../../storage/batching.ts';
@@ -40,6 +40,17 @@ export const PROFILES_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
     async up(db) {
       await db.schema.createIndex('profiles_traits_key_updated').on('profiles_traits').columns(['key', 'updated_at']).execute();
       await db.schema.createIndex('profiles_trait_history_key_changed').on('profiles_trait_history').columns(['key', 'changed_at']).execute();
+    },
+  },
+  {
+    // The sweep's index holds the day of the last activity instead of its instant: an index on last_seen_at had its
+    // entry moved by every event (a random page written per event and commit); the day moves once a day at most.
+    name: '0091_profiles_computed_by_last_seen_day',
+    async up(db) {
+      await sql`ALTER TABLE profiles_computed ADD COLUMN last_seen_day text NOT NULL DEFAULT ''`.execute(db);
+      await sql`UPDATE profiles_computed SET last_seen_day = substr(last_seen_at, 1, 10)`.execute(db);
+      await db.schema.dropIndex('profiles_computed_last_seen').execute();
+      await db.schema.createIndex('profiles_computed_last_seen_day').on('profiles_computed').columns(['last_seen_day', 'profile_id']).execute();
     },
   },
 ];
@@ -140,22 +151,24 @@ export class ProfilesRetention implements RetentionHandler {
     const { context, batchSize, dryRun } = options;
     const perStore = new Map<string, number>();
     let people = 0;
-    let from = { at: '', id: '' };
+    let from = { day: '', id: '' };
     const seen = new Set<string>();
     for (;;) {
+      // By the day of the last activity (the index), up to the cutoff's day; the instant decides on that day.
       const rows = await this.#run(
         this.#db
           .selectFrom('profiles_computed')
-          .select(['profile_id', 'last_seen_at'])
-          .where((eb) => eb(eb.refTuple('last_seen_at', 'profile_id'), '>', eb.tuple(from.at, from.id)))
+          .select(['profile_id', 'last_seen_day'])
+          .where((eb) => eb(eb.refTuple('last_seen_day', 'profile_id'), '>', eb.tuple(from.day, from.id)))
+          .where('last_seen_day', '<=', cutoff.slice(0, 10))
           .where('last_seen_at', '<', cutoff)
-          .orderBy('last_seen_at')
+          .orderBy('last_seen_day')
           .orderBy('profile_id')
           .limit(batchSize),
       );
       if (rows.length === 0) break;
-      const last = rows[rows.length - 1] as { profile_id: string; last_seen_at: string };
-      from = { at: last.last_seen_at, id: last.profile_id };
+      const last = rows[rows.length - 1] as { profile_id: string; last_seen_day: string };
+      from = { day: last.last_seen_day, id: last.profile_id };
       const subjects = (await context.subjects(rows.map((r) => r.profile_id))).filter((s) => !seen.has(s.profileId));
       for (const s of subjects) seen.add(s.profileId);
       const inactive = await this.#allInactive(subjects, cutoff);

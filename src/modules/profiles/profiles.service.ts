@@ -5,7 +5,7 @@ import type { Actor } from '../../shared/actor.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
-import { ProfilesRepo, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
+import { ProfilesRepo, type ComputedActivity, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
 import type { FieldPlanLookup, RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
 import { ProfilesSubjectData } from './profiles.subject-data.ts';
 import { ProfilesRetention, type ProfileRetentionPolicy, type ProfilesRetentionDeps } from './profiles.retention.ts';
@@ -236,7 +236,7 @@ export class Profiles {
 
   /** Adds activity to computed traits: aggregated per profile in memory, one upsert per profile, in `tx` only. */
   async recordActivityBatch(tx: SqlExecutor, items: readonly ActivityInput[]): Promise<void> {
-    const byProfile = new Map<string, ComputedRow>();
+    const byProfile = new Map<string, ComputedActivity>();
     for (const item of items) {
       let row = byProfile.get(item.profileId);
       if (!row) {

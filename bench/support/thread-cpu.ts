@@ -3,7 +3,7 @@
 // track calls) from 16 connections, and reads every thread's CPU time (user and kernel) from /proc before and after:
 // CPU per event is steadier than throughput on a shared machine. Options: BENCH_CPU_PROFILE=dir writes a CPU profile of
 // the server (from start-up); STRACE=file counts the server's system calls during the measured run (strace -c -f);
-// BENCH_SYNC=NORMAL runs SQLite without a sync per commit; NODE_FLAGS='--trace-gc …' adds Node/V8 flags to Candor's
+// BENCH_SYNC=NORMAL runs SQLite without a sync per commit; BENCH_DIALECT=postgres stores in PostgreSQL; NODE_FLAGS='--trace-gc …' adds Node/V8 flags to Candor's
 // server (after those of `npm start`) and CHILD_OUT=file keeps what the server prints (such as the GC trace).
 import { spawn } from 'node:child_process';
 import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
@@ -36,11 +36,12 @@ function threads(pid: number): Map<string, { name: string; cpu: number; sys: num
   return out;
 }
 
-const where = await place('sqlite', 'threads');
+const dialect = process.env.BENCH_DIALECT === 'postgres' ? 'postgres' : 'sqlite';
+const where = await place(dialect, 'threads');
 try {
   let writeKey = '';
   if (which === 'candor') {
-    const kernel = await openKernel(loadConfig({ environment: { CANDOR_DATA_DIR: where.dataDir, CANDOR_LOG_LEVEL: 'silent' } }));
+    const kernel = await openKernel(loadConfig({ environment: { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'silent' } }));
     const items = Array.from({ length: USERS }, (_, i) => ({ identifiers: [{ type: 'user_id', value: `user-${i}` }, { type: 'anonymous_id', value: `anon-${i}` }], source: 'web', at: new Date().toISOString() }));
     const resolved = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, items));
     for (const r of resolved) await kernel.consent.record(r.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'personalize.profiling', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
@@ -49,7 +50,7 @@ try {
   }
   const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`, `--cpu-prof-name=${which}.cpuprofile`] : [];
   const args = which === 'candor' ? [...profile, ...startFlags(), ...(process.env.NODE_FLAGS ? process.env.NODE_FLAGS.split(' ') : []), 'bin/candor.ts', 'serve', '--port', '0'] : [...profile, 'bench/support/privacy-off-server.ts', where.dataDir, ''];
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', CANDOR_DATA_DIR: where.dataDir, CANDOR_LOG_LEVEL: 'warn', ...(process.env.BENCH_SYNC ? { CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC } : {}) }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'warn', ...(process.env.BENCH_SYNC ? { CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC } : {}) }, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => {

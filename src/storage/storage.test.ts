@@ -279,3 +279,84 @@ describeEachDialect('storage: SQLite writer thread', (dialect) => {
       await storage.close();
     }));
 });
+
+describeEachDialect('storage: commits of other processes', (dialect) => {
+  const table: ModuleMigration = {
+    name: '9100_notice_test',
+    async up(db) {
+      await db.schema.createTable('notice_test').addColumn('id', 'text', (c) => c.primaryKey()).addColumn('n', 'integer').execute();
+    },
+  };
+  /** Waits until the count differs from `from` (a notice arrives asynchronously on PostgreSQL); its last value. */
+  const changed = async (storage: Storage, from: number | undefined) => {
+    for (let i = 0; i < 200 && storage.externalWrites() === from; i++) await sleep(5);
+    return storage.externalWrites();
+  };
+
+  it('counts every commit of another process, and none of its own', async () => {
+    const env = await createEnvironment(dialect);
+    const storage = await openIn(env);
+    const other = await openIn(env, 'off');
+    try {
+      await migrateToLatest(storage, [table]);
+      await sleep(50);
+      const start = storage.externalWrites();
+      assert.equal(typeof start, 'number', 'commits of others can be told on both databases');
+      // Its own writes, plain and in transactions, on any connection of its pool: no change.
+      await storage.raw.run("INSERT INTO notice_test (id, n) VALUES ('a', 1)");
+      await storage.raw.transaction(async (tx) => {
+        await tx.run("UPDATE notice_test SET n = 2 WHERE id = 'a'");
+      });
+      await sql`DELETE FROM notice_test WHERE id = 'nobody'`.execute(storage.db);
+      await sleep(50);
+      assert.equal(storage.externalWrites(), start);
+      // Another process's plain write, its transaction, and a write through its query builder: each is seen.
+      await other.raw.run("INSERT INTO notice_test (id, n) VALUES ('b', 1)");
+      const one = await changed(storage, start);
+      assert.notEqual(one, start);
+      await other.raw.transaction(async (tx) => {
+        await tx.run("UPDATE notice_test SET n = 3 WHERE id = 'b'");
+      });
+      const two = await changed(storage, one);
+      assert.notEqual(two, one);
+      await sql`DELETE FROM notice_test WHERE id = 'b'`.execute(other.db);
+      assert.notEqual(await changed(storage, two), two);
+    } finally {
+      await other.close();
+      await storage.close();
+      await env.cleanup();
+    }
+  });
+
+  if (dialect === 'postgres') {
+    it('hears writes of sessions that are not Candor (psql), and gives every table its trigger', async () => {
+      const env = await createEnvironment(dialect);
+      const storage = await openIn(env);
+      const { default: pg } = await import('pg');
+      const psql = new pg.Client({ connectionString: env.databaseUrl, application_name: 'psql' });
+      await psql.connect();
+      try {
+        await migrateToLatest(storage, [...MIGRATIONS, table]);
+        const untriggered = await sql<{ name: string }>`SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = current_schema() AND c.relkind = 'r'
+            AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'candor_commit_notice')`.execute(storage.db);
+        assert.deepEqual(untriggered.rows, []);
+        await sleep(50);
+        const start = storage.externalWrites();
+        await psql.query("INSERT INTO notice_test (id, n) VALUES ('p', 1)");
+        assert.notEqual(await changed(storage, start), start);
+        // A transaction that changes nothing sends nothing.
+        const quiet = storage.externalWrites();
+        await psql.query('BEGIN');
+        await psql.query("UPDATE notice_test SET n = 9 WHERE id = 'p'");
+        await psql.query('ROLLBACK');
+        await sleep(100);
+        assert.equal(storage.externalWrites(), quiet);
+      } finally {
+        await psql.end();
+        await storage.close();
+        await env.cleanup();
+      }
+    });
+  }
+});

@@ -3,6 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool, PoolClient } from 'pg';
+import { CommitListener, sessionName } from './pg-commit-notices.ts';
 import { NodeSqliteDialect, SqliteHandle } from './sqlite-driver.ts';
 import { SqliteWriter, type DeferredTx } from './sqlite-writer.ts';
 
@@ -62,8 +63,9 @@ export interface Storage {
   /**
    * A number that changes whenever another connection (another process: the CLI, a second server) has committed to
    * the database since the last call, so in-process caches can tell that they may be stale without reading what
-   * they cache. Writes through this handle do not change it. Undefined when it cannot be known cheaply
-   * (PostgreSQL), where caches fall back to refreshing by age.
+   * they cache. Writes through this handle do not change it. On SQLite it is read from data_version; on PostgreSQL it
+   * counts commit notices of other sessions (src/storage/pg-commit-notices.ts) and is undefined while they cannot be
+   * heard (the listening connection is down), when caches fall back to refreshing by age.
    */
   externalWrites(): number | undefined;
   /** SQLite's writer thread, unless it is off or the database is PostgreSQL. */
@@ -212,8 +214,10 @@ async function openPostgres(url: string): Promise<Storage> {
       return pg.types.getTypeParser(oid, format);
     },
   };
-  // Plans are made per execution: a generic plan cached while a table was still empty stays slow for good.
-  const pool = new pg.Pool({ connectionString: url, max: 10, types, options: '-c plan_cache_mode=force_custom_plan' });
+  // Plans are made per execution: a generic plan cached while a table was still empty stays slow for good. Sessions
+  // carry this process's name, so that commit notices from them are told apart from other processes' (below).
+  const name = sessionName();
+  const pool = new pg.Pool({ connectionString: url, max: 10, types, options: '-c plan_cache_mode=force_custom_plan', application_name: name });
   pool.on('error', () => {
     // An idle client lost its connection; the pool replaces it on next use.
   });
@@ -250,6 +254,9 @@ async function openPostgres(url: string): Promise<Storage> {
       }
     },
   };
+  // Other processes' commits, heard as notices (src/storage/pg-commit-notices.ts).
+  const listener = new CommitListener({ connectionString: url }, name, (config) => new pg.Client(config));
+  await listener.start();
   const parsed = new URL(url);
   parsed.password = '';
   return {
@@ -263,9 +270,10 @@ async function openPostgres(url: string): Promise<Storage> {
     async checkpoint() {
       // pg_dump reads rows, not pages: deleted tuples never reach a dump.
     },
-    externalWrites: () => undefined,
+    externalWrites: () => (listener.tracked ? listener.count : undefined),
     deferred: undefined,
     async close() {
+      await listener.close();
       await db.destroy();
     },
   };

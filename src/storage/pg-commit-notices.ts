@@ -1,0 +1,131 @@
+// Commit notices on PostgreSQL: how a Candor process learns that another process (the CLI, a second server, someone
+// with psql) changed the database, so that its caches may keep what they read until then (SQLite tells the same by
+// its data_version). Every table gets a statement-level trigger that sends a notice on the `candor_commits` channel
+// with the writing session's application_name; PostgreSQL delivers notices only when their transaction commits, and
+// once per transaction and payload. Each Candor process names its sessions after itself and listens on one extra
+// connection: notices from any other name are commits of someone else.
+import { randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import type { Client, ClientConfig, Notification } from 'pg';
+
+export const COMMIT_CHANNEL = 'candor_commits';
+const TRIGGER = 'candor_commit_notice';
+/** Serializes trigger installation between processes that start at the same moment. */
+const INSTALL_LOCK = 0x63616e64;
+
+/** The application_name of this process's sessions: `candor-` and a random name of this process. */
+export function sessionName(): string {
+  return `candor-${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * Gives every table of the current schema the commit-notice trigger it lacks (tables only appear through migrations:
+ * called after them). One catalog query when nothing is missing.
+ */
+export async function installCommitNotices(db: Kysely<object>): Promise<number> {
+  const missing = async () =>
+    (
+      await sql<{ name: string }>`SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+          AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = ${TRIGGER})`.execute(db)
+    ).rows.map((r) => r.name);
+  if ((await missing()).length === 0) return 0;
+  return db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(${INSTALL_LOCK})`.execute(trx);
+    await sql`CREATE OR REPLACE FUNCTION candor_commit_notice() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM pg_notify(${sql.lit(COMMIT_CHANNEL)}, current_setting('application_name'));
+        RETURN NULL;
+      END $$`.execute(trx);
+    const tables = await missing();
+    for (const table of tables) {
+      await sql`CREATE TRIGGER ${sql.ref(TRIGGER)} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${sql.table(table)}
+        FOR EACH STATEMENT EXECUTE FUNCTION candor_commit_notice()`.execute(trx);
+    }
+    return tables.length;
+  });
+}
+
+/**
+ * Listens for commit notices of other sessions than this process's own. `count` moves with each; `tracked` is false
+ * while the listening connection is down (commits may then be missed: callers treat everything as possibly changed),
+ * and a new connection counts as a change, for what it may have missed.
+ */
+export class CommitListener {
+  readonly #config: ClientConfig;
+  readonly #own: string;
+  readonly #connect: (config: ClientConfig) => Client;
+  #client: Client | undefined;
+  #count = 0;
+  #tracked = false;
+  #closed = false;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(config: ClientConfig, own: string, connect: (config: ClientConfig) => Client) {
+    this.#config = { ...config, application_name: `${own}-listen` };
+    this.#own = own;
+    this.#connect = connect;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  get tracked(): boolean {
+    return this.#tracked;
+  }
+
+  /** Connects and listens; on failure stays untracked and tries again a second later. */
+  async start(): Promise<void> {
+    if (this.#closed) return;
+    const client = this.#connect(this.#config);
+    const lost = () => {
+      if (this.#client !== client) return;
+      this.#client = undefined;
+      this.#tracked = false;
+      client.removeAllListeners('notification');
+      void client.end().catch(() => undefined);
+      this.#later();
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    client.on('notification', (notice: Notification) => {
+      if (notice.channel === COMMIT_CHANNEL && notice.payload !== this.#own) this.#count++;
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${COMMIT_CHANNEL}`);
+      this.#client = client;
+      // Whatever happened before (or while the last connection was down) was not heard: count it as a change.
+      this.#count++;
+      this.#tracked = true;
+    } catch {
+      client.removeAllListeners();
+      client.on('error', () => undefined);
+      await client.end().catch(() => undefined);
+      this.#later();
+    }
+  }
+
+  #later(): void {
+    if (this.#closed || this.#retry) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      void this.start();
+    }, 1000);
+    this.#retry.unref();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#tracked = false;
+    if (this.#retry) clearTimeout(this.#retry);
+    const client = this.#client;
+    this.#client = undefined;
+    if (client) {
+      client.removeAllListeners();
+      client.on('error', () => undefined);
+      await client.end().catch(() => undefined);
+    }
+  }
+}

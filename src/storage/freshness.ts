@@ -2,9 +2,10 @@ import type { Storage } from './storage.ts';
 
 /**
  * Tells an in-process cache whether what it read at some moment may have been changed since by another connection
- * (the CLI, another server). On SQLite this is known for a few microseconds (`externalWrites`), so a cache that is
- * also told of every change made through this process can keep its entries as long as nobody else writes; where it
- * cannot be known (PostgreSQL), every entry counts as possibly changed and caches refresh by age as before.
+ * (the CLI, another server). `externalWrites` tells it (SQLite's data_version; PostgreSQL's commit notices), so a
+ * cache that is also told of every change made through this process can keep its entries as long as nobody else
+ * writes; while it cannot be known (PostgreSQL with its listening connection down), every entry counts as possibly
+ * changed and caches refresh by age.
  */
 export class Freshness {
   readonly #storage: Storage;

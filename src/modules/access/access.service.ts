@@ -62,9 +62,9 @@ export class AccessControl {
   /** sha256 of secrets already verified by scrypt, so scrypt runs once per token and process. */
   readonly #verified = new Map<string, Buffer>();
   /**
-   * Credential rows as last read. Where the database tells other connections' writes apart (SQLite), a row is read
-   * again only after another connection (the CLI, another server) wrote, so a revocation there counts from its next
-   * request; on PostgreSQL every request reads it.
+   * Credential rows as last read. A row is read again only after another process (the CLI, another server) wrote
+   * (`storage.externalWrites()`), so a revocation there counts from its next request; while that cannot be told
+   * (PostgreSQL with its commit notices unheard) every request reads it.
    */
   readonly #rows = new Map<string, { row: TokenRow; at: number }>();
   readonly #freshness: Freshness;

@@ -330,7 +330,7 @@ export class Identity {
     return prepared.map((item) => item.ids.some((id) => suppressed.has(id.key)));
   }
 
-  /** The suppression list in memory (keys), read again whenever another connection has written; undefined on PostgreSQL or when too long. */
+  /** The suppression list in memory (keys), read again whenever another process has written; undefined while that cannot be told (PostgreSQL without commit notices) or when too long. */
   async #suppressedList(tx: SqlExecutor): Promise<Set<string> | undefined> {
     this.#freshness.check();
     if (!this.#freshness.tracked) return undefined;

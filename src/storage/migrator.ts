@@ -1,6 +1,5 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { CandorError } from '../shared/errors.ts';
-import { installCommitNotices } from './pg-commit-notices.ts';
 import type { DialectName, Storage } from './storage.ts';
 
 /** A forward-only schema change owned by one module. Names sort in the order they apply. */
@@ -53,6 +52,6 @@ export async function migrateToLatest(storage: Storage, migrations: readonly Mod
     throw new CandorError('STORAGE_MIGRATION_FAILED', { migration: failed }, { cause: error });
   }
   // Tables only appear through migrations: on PostgreSQL each gets its commit-notice trigger now.
-  if (storage.dialect === 'postgres') await installCommitNotices(storage.db);
+  await storage.afterMigrations();
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

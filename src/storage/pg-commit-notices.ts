@@ -18,32 +18,38 @@ export function sessionName(): string {
   return `candor-${randomBytes(6).toString('hex')}`;
 }
 
+/** Tables of the current schema without the commit-notice trigger. */
+export async function tablesWithoutNotices(db: Kysely<object>): Promise<string[]> {
+  const rows = await sql<{ name: string }>`SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+      AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = ${TRIGGER})`.execute(db);
+  return rows.rows.map((r) => r.name);
+}
+
 /**
  * Gives every table of the current schema the commit-notice trigger it lacks (tables only appear through migrations:
- * called after them). One catalog query when nothing is missing.
+ * called after them); one catalog query when nothing is missing. Returns the tables still without one: where the
+ * database user may not create triggers, other processes' writes to them cannot be heard.
  */
-export async function installCommitNotices(db: Kysely<object>): Promise<number> {
-  const missing = async () =>
-    (
-      await sql<{ name: string }>`SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
-          AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = ${TRIGGER})`.execute(db)
-    ).rows.map((r) => r.name);
-  if ((await missing()).length === 0) return 0;
-  return db.transaction().execute(async (trx) => {
-    await sql`SELECT pg_advisory_xact_lock(${INSTALL_LOCK})`.execute(trx);
-    await sql`CREATE OR REPLACE FUNCTION candor_commit_notice() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        PERFORM pg_notify(${sql.lit(COMMIT_CHANNEL)}, current_setting('application_name'));
-        RETURN NULL;
-      END $$`.execute(trx);
-    const tables = await missing();
-    for (const table of tables) {
-      await sql`CREATE TRIGGER ${sql.ref(TRIGGER)} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${sql.table(table)}
-        FOR EACH STATEMENT EXECUTE FUNCTION candor_commit_notice()`.execute(trx);
-    }
-    return tables.length;
-  });
+export async function installCommitNotices(db: Kysely<object>): Promise<string[]> {
+  if ((await tablesWithoutNotices(db)).length === 0) return [];
+  try {
+    await db.transaction().execute(async (trx) => {
+      await sql`SELECT pg_advisory_xact_lock(${INSTALL_LOCK})`.execute(trx);
+      await sql`CREATE OR REPLACE FUNCTION candor_commit_notice() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          PERFORM pg_notify(${sql.lit(COMMIT_CHANNEL)}, current_setting('application_name'));
+          RETURN NULL;
+        END $$`.execute(trx);
+      for (const table of await tablesWithoutNotices(trx)) {
+        await sql`CREATE TRIGGER ${sql.ref(TRIGGER)} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${sql.table(table)}
+          FOR EACH STATEMENT EXECUTE FUNCTION candor_commit_notice()`.execute(trx);
+      }
+    });
+  } catch {
+    // Not allowed (another owner, no TRIGGER privilege): caches then refresh by age, as the caller learns below.
+  }
+  return tablesWithoutNotices(db);
 }
 
 /**

@@ -3,7 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool, PoolClient } from 'pg';
-import { CommitListener, sessionName } from './pg-commit-notices.ts';
+import { CommitListener, installCommitNotices, sessionName, tablesWithoutNotices } from './pg-commit-notices.ts';
 import { NodeSqliteDialect, SqliteHandle } from './sqlite-driver.ts';
 import { SqliteWriter, type DeferredTx } from './sqlite-writer.ts';
 
@@ -68,6 +68,8 @@ export interface Storage {
    * heard (the listening connection is down), when caches fall back to refreshing by age.
    */
   externalWrites(): number | undefined;
+  /** Run by migrateToLatest once the schema is current (PostgreSQL: gives new tables their commit-notice trigger). */
+  afterMigrations(): Promise<void>;
   /** SQLite's writer thread, unless it is off or the database is PostgreSQL. */
   readonly deferred: DeferredWrites | undefined;
   close(): Promise<void>;
@@ -164,6 +166,9 @@ function openSqlite(options: StorageOptions): Storage {
       if (!writerCommitting) lookForExternalCommits(false);
       return externalCommits;
     },
+    async afterMigrations() {
+      // data_version sees every writer: nothing to set up.
+    },
     deferred: writer && {
       get usable() {
         return writer.usable;
@@ -254,9 +259,11 @@ async function openPostgres(url: string): Promise<Storage> {
       }
     },
   };
-  // Other processes' commits, heard as notices (src/storage/pg-commit-notices.ts).
+  // Other processes' commits, heard as notices (src/storage/pg-commit-notices.ts) — counted only while every table
+  // sends them: until then (an older database before its migrations, triggers not allowed) caches refresh by age.
   const listener = new CommitListener({ connectionString: url }, name, (config) => new pg.Client(config));
   await listener.start();
+  let everyTableNotifies = (await tablesWithoutNotices(db)).length === 0;
   const parsed = new URL(url);
   parsed.password = '';
   return {
@@ -270,7 +277,10 @@ async function openPostgres(url: string): Promise<Storage> {
     async checkpoint() {
       // pg_dump reads rows, not pages: deleted tuples never reach a dump.
     },
-    externalWrites: () => (listener.tracked ? listener.count : undefined),
+    externalWrites: () => (listener.tracked && everyTableNotifies ? listener.count : undefined),
+    async afterMigrations() {
+      everyTableNotifies = (await installCommitNotices(db)).length === 0;
+    },
     deferred: undefined,
     async close() {
       await listener.close();

@@ -317,8 +317,8 @@ export class Identity {
   }
 
   /**
-   * Whether any identifier of each item is on the suppression list: from memory on SQLite while no other connection
-   * has written (the list is read whole, up to SUPPRESSED_IN_MEMORY identifiers), otherwise one query for the batch.
+   * Whether any identifier of each item is on the suppression list: from memory while no other process has written
+   * (the list is read whole, up to SUPPRESSED_IN_MEMORY identifiers), otherwise one query for the batch.
    */
   async isSuppressedBatch(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<boolean[]> {
     const prepared = items.map((item) => this.#prepare(item));

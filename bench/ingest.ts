@@ -99,7 +99,7 @@ async function candorRun(dialect: 'sqlite' | 'postgres', writerThread: 'on' | 'o
     const writeKey = await prepare(kernel);
     await kernel.close();
     const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`, '--cpu-prof-name=candor.cpuprofile'] : [];
-    const { child, url } = await startChild([...profile, ...startFlags(), 'bin/candor.ts', 'serve', '--port', '0'], { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'warn', CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC ?? 'FULL', CANDOR_SQLITE_WRITER_THREAD: writerThread });
+    const { child, url } = await startChild([...profile, ...startFlags(), 'bin/candor.js', 'serve', '--port', '0'], { CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'warn', CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC ?? 'FULL', CANDOR_SQLITE_WRITER_THREAD: writerThread });
     const headers = { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` };
     const random = rng(7);
     await load({ url: `${url}/v1/batch`, headers, concurrency: CONCURRENCY, seconds: 1, makeBody: batchBody(random) });

@@ -484,7 +484,7 @@ const CANDOR_PORT = /Candor is listening on http:\/\/127\.0\.0\.1:(\d+)/;
 const PLAIN_PORT = /^up (\d+)$/m;
 const PLAIN_SERVER = `require('node:http').createServer((q,s)=>s.end('ok')).listen(0,'127.0.0.1',function(){console.log('up '+this.address().port)})`;
 
-const candorArgs = (dir: string) => [...startFlags(), join(ROOT, 'bin', 'candor.ts'), 'serve', '--data-dir', dir, '--port', '0', '--host', '127.0.0.1'];
+const candorArgs = (dir: string) => [...startFlags(), join(ROOT, 'bin', 'candor.js'), 'serve', '--data-dir', dir, '--port', '0', '--host', '127.0.0.1'];
 const plainArgs = ['-e', PLAIN_SERVER];
 
 async function benchStartup(): Promise<void> {

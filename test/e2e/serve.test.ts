@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../support/databases.ts';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'candor.ts');
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'candor.js');
 
 interface Running {
   child: ChildProcess;

@@ -65,7 +65,8 @@ export interface Storage {
    * the database since the last call, so in-process caches can tell that they may be stale without reading what
    * they cache. Writes through this handle do not change it. On SQLite it is read from data_version; on PostgreSQL it
    * counts commit notices of other sessions (src/storage/pg-commit-notices.ts) and is undefined while they cannot be
-   * heard (the listening connection is down), when caches fall back to refreshing by age.
+   * heard (the listening connection is down, or a table has no trigger to send them), when caches fall back to
+   * refreshing by age.
    */
   externalWrites(): number | undefined;
   /** Run by migrateToLatest once the schema is current (PostgreSQL: gives new tables their commit-notice trigger). */

@@ -363,6 +363,17 @@ describeEachDialect('storage: commits of other processes', (dialect) => {
         } finally {
           await later.close();
         }
+        // The listening connection lost: nothing can be told until it is back, and its return counts as a change.
+        const before = storage.externalWrites();
+        const listeners = await psql.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'candor-%-listen'");
+        assert.ok(listeners.rows.length >= 1);
+        await psql.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1', ['candor-%-listen']);
+        for (let i = 0; i < 100 && storage.externalWrites() !== undefined; i++) await sleep(10);
+        assert.equal(storage.externalWrites(), undefined);
+        for (let i = 0; i < 300 && storage.externalWrites() === undefined; i++) await sleep(10);
+        const back = storage.externalWrites();
+        assert.equal(typeof back, 'number');
+        assert.notEqual(back, before);
       } finally {
         await psql.end();
         await storage.close();

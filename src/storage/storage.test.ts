@@ -382,3 +382,35 @@ describeEachDialect('storage: commits of other processes', (dialect) => {
     });
   }
 });
+
+describeEachDialect('storage: plans of large inserts', (dialect) => {
+  if (dialect !== 'postgres') return;
+  it('runs a large VALUES insert inside a transaction with a generic plan, and everything else with a plan per execution', async () => {
+    const env = await createEnvironment(dialect);
+    const storage = await openIn(env);
+    try {
+      await sql`CREATE TABLE plan_test (id text PRIMARY KEY, a text, b text, c text, d text, e text, f text, g text, h text, i text)`.execute(storage.db);
+      const rows = (from: number, n: number) => Array.from({ length: n }, (_, r) => [`id-${from + r}`, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i']).flat();
+      const insert = (n: number) => `INSERT INTO plan_test (id, a, b, c, d, e, f, g, h, i) VALUES ${Array.from({ length: n }, (_, r) => `(${Array.from({ length: 10 }, (_, k) => `$${r * 10 + k + 1}`).join(', ')})`).join(', ')}`;
+      const lookup = 'SELECT id FROM plan_test WHERE id = $1';
+      const plans = await storage.raw.transaction(async (tx) => {
+        await tx.run(insert(50), rows(0, 50));
+        await tx.run(insert(50), rows(50, 50));
+        await tx.all(lookup, ['id-3']);
+        await tx.run(insert(2), rows(100, 2));
+        await tx.all(lookup, ['id-4']);
+        return tx.all<{ statement: string; generic_plans: number; custom_plans: number }>('SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE $1', ['%plan_test%']);
+      });
+      const of = (text: string) => plans.find((p) => p.statement === text);
+      assert.deepEqual({ generic: Number(of(insert(50))?.generic_plans), custom: Number(of(insert(50))?.custom_plans) }, { generic: 2, custom: 0 });
+      assert.deepEqual({ generic: Number(of(lookup)?.generic_plans), custom: Number(of(lookup)?.custom_plans) }, { generic: 0, custom: 2 });
+      // A small insert plans quickly: no switch is made for it.
+      assert.equal(Number(of(insert(2))?.generic_plans), 0);
+      const stored = await storage.raw.all<{ n: number }>('SELECT count(*)::int AS n FROM plan_test');
+      assert.equal(stored[0]?.n, 102);
+    } finally {
+      await storage.close();
+      await env.cleanup();
+    }
+  });
+});

@@ -211,6 +211,11 @@ function openSqlite(options: StorageOptions): Storage {
   };
 }
 
+/** Fewest parameters for which a VALUES insert in a transaction is run with a generic plan (~30 event rows). */
+const GENERIC_MIN_PARAMS = 400;
+/** An `INSERT … VALUES (…)` with no query inside (upserts included): the same plan whatever its parameters. */
+const VALUES_INSERT = /^\s*insert\s+into\s[^(]*\([^)]*\)\s*values\s*\((?![\s\S]*\bselect\b)/i;
+
 async function openPostgres(url: string): Promise<Storage> {
   const { default: pg } = await import('pg');
   // int8 (counts, sequence numbers) as JS numbers: every such value here stays below 2^53.
@@ -240,6 +245,35 @@ async function openPostgres(url: string): Promise<Storage> {
     },
   });
   const poolExec = on(pool);
+  /**
+   * A transaction's executor: large multi-row `INSERT … VALUES` statements (ingestion's event inserts, upserts of
+   * computed traits) run with a generic plan, the rest with a plan per execution as the pool's sessions do. Planning a
+   * 100-row VALUES list anew for each execution took a third of the insert's time, and such a statement has no plan
+   * choice a table's size could change. The mode is switched only when the next statement needs the other one, and
+   * `SET LOCAL` ends with the transaction.
+   */
+  const inTransaction = (client: PoolClient): SqlExecutor => {
+    const plain = on(client);
+    let generic = false;
+    const mode = async (text: string, params: readonly unknown[]) => {
+      // Small statements plan quickly: not worth a round trip to switch for (a small insert keeps a generic mode).
+      if (params.length < GENERIC_MIN_PARAMS && !generic) return;
+      const wanted = VALUES_INSERT.test(text);
+      if (wanted === generic) return;
+      await client.query(wanted ? 'SET LOCAL plan_cache_mode = force_generic_plan' : 'SET LOCAL plan_cache_mode = force_custom_plan');
+      generic = wanted;
+    };
+    return {
+      async all<R>(text: string, params: readonly unknown[] = []) {
+        await mode(text, params);
+        return plain.all<R>(text, params);
+      },
+      async run(text: string, params: readonly unknown[] = []) {
+        await mode(text, params);
+        return plain.run(text, params);
+      },
+    };
+  };
   const raw: RawSql = {
     all: poolExec.all,
     run: poolExec.run,
@@ -248,7 +282,7 @@ async function openPostgres(url: string): Promise<Storage> {
       try {
         await client.query('BEGIN');
         try {
-          const result = await fn(on(client));
+          const result = await fn(inTransaction(client));
           await client.query('COMMIT');
           return result;
         } catch (error) {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { Client, ClientConfig, Notification } from 'pg';
 
-export const COMMIT_CHANNEL = 'candor_commits';
+const COMMIT_CHANNEL = 'candor_commits';
 const TRIGGER = 'candor_commit_notice';
 /** Serializes trigger installation between processes that start at the same moment. */
 const INSTALL_LOCK = 0x63616e64;
@@ -101,6 +101,7 @@ export class CommitListener {
     try {
       await client.connect();
       await client.query(`LISTEN ${COMMIT_CHANNEL}`);
+      if (this.#closed) throw new Error('closed while connecting');
       this.#client = client;
       // Whatever happened before (or while the last connection was down) was not heard: count it as a change.
       this.#count++;

@@ -1,50 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../support/databases.ts';
-
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'candor.js');
-
-interface Running {
-  child: ChildProcess;
-  url: string;
-  stdout: () => string;
-}
-
-function start(env: TestEnvironment, extra: Record<string, string> = {}): Promise<Running> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0'], {
-    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'development', CANDOR_LOG_LEVEL: 'warn', CANDOR_DATA_DIR: env.dataDir, CANDOR_DATABASE_URL: env.databaseUrl, ...extra },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (err += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${out} ${err}`)), 15_000);
-    child.stdout?.on('data', () => {
-      const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
-      if (url && out.includes('API:')) {
-        clearTimeout(timer);
-        resolve({ child, url, stdout: () => out });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(Object.assign(new Error(`server exited with ${code}: ${err}`), { exitCode: code, stderr: err }));
-    });
-  });
-}
-
-function stop(running: Running, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-  return new Promise((resolve) => {
-    running.child.removeAllListeners('exit');
-    running.child.on('exit', (code) => resolve(code));
-    running.child.kill(signal);
-  });
-}
+import { start, stop } from '../support/serve-process.ts';
 
 describeEachDialect('candor serve over a real socket', (dialect) => {
   let env: TestEnvironment;

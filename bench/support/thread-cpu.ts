@@ -4,7 +4,8 @@
 // CPU per event is steadier than throughput on a shared machine. Options: BENCH_CPU_PROFILE=dir writes a CPU profile of
 // the server (from start-up); STRACE=file counts the server's system calls during the measured run (strace -c -f);
 // BENCH_SYNC=NORMAL runs SQLite without a sync per commit; BENCH_DIALECT=postgres stores in PostgreSQL; NODE_FLAGS='--trace-gc …' adds Node/V8 flags to Candor's
-// server (after those of `npm start`) and CHILD_OUT=file keeps what the server prints (such as the GC trace).
+// server (after those of `npm start`) and CHILD_OUT=file keeps what the server prints (such as the GC trace);
+// BENCH_CONN=n measures with n connections instead of 16.
 import { spawn } from 'node:child_process';
 import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -74,7 +75,7 @@ try {
   await load({ url: `${url}${path}`, headers, concurrency: 16, seconds: 1, makeBody });
   const tracer = process.env.STRACE ? spawn('strace', ['-c', '-f', '-o', process.env.STRACE, '-p', String(child.pid)], { stdio: 'ignore' }) : undefined;
   const before = threads(child.pid as number);
-  const result = await load({ url: `${url}${path}`, headers, concurrency: 16, seconds, makeBody });
+  const result = await load({ url: `${url}${path}`, headers, concurrency: Number(process.env.BENCH_CONN ?? 16), seconds, makeBody });
   const after = threads(child.pid as number);
   if (tracer) {
     tracer.kill('SIGINT');

@@ -34,9 +34,10 @@ export async function serve(config: Config, out: (line: string) => void): Promis
   if (kernel.migrationsApplied.length > 0) out(`  migrations applied: ${kernel.migrationsApplied.join(', ')}`);
 
   // Housekeeping while the server runs: a tracking plan published from the CLI or another node is put in force
-  // within seconds; consents past their expiry get their `expired` ledger entry (decisions treat them so anyway).
+  // within a second (looked for only after another process wrote); consents past their expiry get their `expired`
+  // ledger entry (decisions treat them so anyway).
   const housekeeping = [
-    setInterval(() => void kernel.catalog.refresh().catch((err: unknown) => kernel.logger.warn({ err }, 'plan refresh failed')), 5_000),
+    setInterval(() => void kernel.catalog.refreshIfChanged().catch((err: unknown) => kernel.logger.warn({ err }, 'plan refresh failed')), 1_000),
     // Plan counts of messages that stored nothing (others are written with the events they describe).
     setInterval(() => void kernel.catalog.flushStats().catch((err: unknown) => kernel.logger.warn({ err }, 'plan counts not written')), 10_000),
     setInterval(() => void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')), 3_600_000),

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import { Catalog, DEFAULT_PLAN, planHash, type PlanDocument } from './index.ts';
@@ -98,6 +99,25 @@ describeEachDialect('catalog', (dialect) => {
     assert.equal(other.version(), 2);
     assert.equal(await other.refresh(), 3);
     assert.equal((await other.plan()).plan.description, 'third');
+  });
+
+  it('puts in force with refreshIfChanged a version another process published', async () => {
+    // Another process: its own connection, so its commit counts as another's write (data_version, commit notices).
+    const other = await openKernel(ctx.env.config);
+    const before = ctx.kernel.catalog.version();
+    try {
+      await ctx.kernel.catalog.refreshIfChanged();
+      const withMore = structuredClone(coupon);
+      withMore.description = 'from another process';
+      assert.equal((await other.catalog.publish(withMore, CLI_ACTOR)).version, before + 1);
+    } finally {
+      await other.close();
+    }
+    // PostgreSQL's notice arrives a moment after the commit.
+    const deadline = Date.now() + 3000;
+    while ((await ctx.kernel.catalog.refreshIfChanged()) === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(ctx.kernel.catalog.version(), before + 1);
+    assert.equal((await ctx.kernel.catalog.plan()).plan.description, 'from another process');
   });
 
   it('counts per source and event, including counts not flushed yet', async () => {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { Freshness, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
 import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
@@ -63,6 +63,10 @@ export class Catalog {
   readonly #audit: AuditLog;
   readonly #taxonomy: Taxonomy;
   readonly #counters = new StatsCounters();
+  /** Tells whether another process wrote since the plan was last looked for (refreshIfChanged). */
+  readonly #freshness: Freshness;
+  /** The freshness generation of the last look for a newer plan. */
+  #lookedAt = -1;
   #fieldIndex: { version: number; fields: Map<string, { category: string; purposes: readonly string[]; retention: string }> } | undefined;
   #current!: Current;
   /** Serialises flushes and stats reads so that a count is never in neither place, nor in both. */
@@ -72,6 +76,7 @@ export class Catalog {
 
   private constructor(deps: CatalogDeps) {
     this.#repo = new CatalogRepo(deps.storage);
+    this.#freshness = new Freshness(deps.storage);
     this.#audit = deps.audit;
     this.#taxonomy = deps.taxonomy;
   }
@@ -191,6 +196,17 @@ export class Catalog {
       await this.#auditPublish(row, actor, compiled);
       return { version: row.version, hash: row.hash };
     }
+  }
+
+  /**
+   * refresh(), when another process may have written since the last look (the database tells: SQLite's data_version,
+   * PostgreSQL's commit notices); when that cannot be told, at every call. Costs no query while nobody else writes.
+   */
+  async refreshIfChanged(): Promise<number> {
+    this.#freshness.check();
+    if (this.#freshness.tracked && this.#freshness.generation === this.#lookedAt) return this.#current.version;
+    this.#lookedAt = this.#freshness.generation;
+    return this.refresh();
   }
 
   /** Puts in force a newer version published by another process, if any; returns the version in force. */

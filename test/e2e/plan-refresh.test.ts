@@ -1,0 +1,76 @@
+// A tracking plan published by another process (the CLI, another server) is put in force by a running server,
+// with no restart: an event the old plan refuses is stored once the new version declares it.
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { openKernel } from '../../src/kernel.ts';
+import { DEFAULT_PLAN, type PlanDocument } from '../../src/modules/catalog/index.ts';
+import { CLI_ACTOR } from '../../src/shared/actor.ts';
+import { createEnvironment, describeEachDialect, type TestEnvironment } from '../support/databases.ts';
+import { start, stop } from '../support/serve-process.ts';
+
+const withSearch: PlanDocument = {
+  ...structuredClone(DEFAULT_PLAN),
+  events: {
+    ...structuredClone(DEFAULT_PLAN.events),
+    'Products Searched': {
+      purposes: ['analytics.reporting'],
+      properties: { type: 'object', properties: { query: { type: 'string', 'x-candor': { category: 'user.behavior.search_history', purposes: ['analytics.reporting'], retention: 'P13M', personal: false } } } },
+    },
+  },
+};
+
+describeEachDialect('a running server and a plan published by another process', (dialect) => {
+  let env: TestEnvironment;
+  let writeKey = '';
+  before(async () => {
+    env = await createEnvironment(dialect);
+    const kernel = await openKernel(env.configWith({ NODE_ENV: 'development' }));
+    try {
+      const [resolved] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'searcher' }], source: 'web', at: new Date().toISOString() }]));
+      await kernel.consent.record(resolved?.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
+      writeKey = (await kernel.access.createWriteKey('web', 'plan refresh', CLI_ACTOR)).secret;
+    } finally {
+      await kernel.close();
+    }
+  });
+  after(async () => {
+    await env.cleanup();
+  });
+
+  it('stores an event the old plan refused within seconds of the publication, without a restart', async () => {
+    const running = await start(env);
+    try {
+      const send = async () => {
+        const response = await fetch(`${running.url}/v1/track`, {
+          method: 'POST',
+          headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ userId: 'searcher', event: 'Products Searched', properties: { query: 'boots' } }),
+        });
+        assert.equal(response.status, 200);
+        return ((await response.json()) as { results: { status: string; code?: string }[] }).results[0];
+      };
+      const before = await send();
+      assert.deepEqual([before?.status, before?.code], ['invalid', 'CATALOG_EVENT_UNDECLARED']);
+
+      const publisher = await openKernel(env.configWith({ NODE_ENV: 'development' }));
+      let published: number;
+      try {
+        published = (await publisher.catalog.publish(withSearch, CLI_ACTOR)).version;
+      } finally {
+        await publisher.close();
+      }
+      assert.equal(published, 2);
+
+      const began = Date.now();
+      let result = await send();
+      while (result?.status !== 'stored' && Date.now() - began < 10_000) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        result = await send();
+      }
+      assert.equal(result?.status, 'stored', `still ${JSON.stringify(result)} after ${Date.now() - began} ms`);
+      assert.ok(Date.now() - began < 4_000, `took ${Date.now() - began} ms`);
+    } finally {
+      await stop(running);
+    }
+  });
+});

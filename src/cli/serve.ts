@@ -33,11 +33,23 @@ export async function serve(config: Config, out: (line: string) => void): Promis
   out(`  API:        ${base}/openapi.json`);
   if (kernel.migrationsApplied.length > 0) out(`  migrations applied: ${kernel.migrationsApplied.join(', ')}`);
 
-  // Housekeeping while the server runs: a tracking plan published from the CLI or another node is put in force
-  // within a second (looked for only after another process wrote); consents past their expiry get their `expired`
-  // ledger entry (decisions treat them so anyway).
+  // Housekeeping while the server runs: configuration changed by the CLI or another node (custom taxonomy entries,
+  // consent purposes and notices, the tracking plan) is in force within a second, read only after another process
+  // wrote; consents past their expiry get their `expired` ledger entry (decisions treat them so anyway).
+  let refreshing = false;
+  const refreshConfiguration = async () => {
+    await kernel.taxonomy.refreshIfChanged();
+    await kernel.consent.refreshConfigurationIfChanged();
+    await kernel.catalog.refreshIfChanged();
+  };
   const housekeeping = [
-    setInterval(() => void kernel.catalog.refreshIfChanged().catch((err: unknown) => kernel.logger.warn({ err }, 'plan refresh failed')), 1_000),
+    setInterval(() => {
+      if (refreshing) return;
+      refreshing = true;
+      void refreshConfiguration()
+        .catch((err: unknown) => kernel.logger.warn({ err }, 'configuration refresh failed'))
+        .finally(() => (refreshing = false));
+    }, 1_000),
     // Plan counts of messages that stored nothing (others are written with the events they describe).
     setInterval(() => void kernel.catalog.flushStats().catch((err: unknown) => kernel.logger.warn({ err }, 'plan counts not written')), 10_000),
     setInterval(() => void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')), 3_600_000),

@@ -165,6 +165,11 @@ export class Consent {
   /** Incremented by every committed write; a load that started before a write never overwrites its result. */
   #epoch = 0;
   readonly #freshness: Freshness;
+  /** Whether another process wrote since purposes and notices were last read (refreshConfigurationIfChanged). */
+  readonly #configFreshness: Freshness;
+  #configLookedAt = -1;
+  /** Moved by every purpose or notice change made here: a reload that read before it reads again. */
+  #configEpoch = 0;
   #lastMs = 0;
   #sequence = 0;
 
@@ -180,6 +185,7 @@ export class Consent {
     this.#policyUrl = deps.policyUrl ?? null;
     this.#cache = new SubjectCache(deps.cacheSubjects ?? 200_000);
     this.#freshness = new Freshness(deps.storage);
+    this.#configFreshness = new Freshness(deps.storage);
   }
 
   /** Opens the module: seeds the default purposes and notice version 1 on a first start, loads them and the signing key. */
@@ -224,11 +230,31 @@ export class Consent {
   }
 
   async #reloadConfiguration(): Promise<void> {
-    this.#purposeConfigs = new Map((await this.#repo.purposes()).map((row) => [row.key, frozen(purposeFromRow(row))]));
-    const notices = (await this.#repo.notices()).map(noticeFromRow);
-    this.#notices = new Map(notices.map((n) => [n.version, n]));
-    this.#latestNotice = notices.at(-1);
-    this.#rebuildRuntime();
+    // A change made here while the rows were read may be missing from them: read again rather than undo it.
+    for (let attempt = 0; ; attempt++) {
+      const epoch = this.#configEpoch;
+      const purposes = new Map((await this.#repo.purposes()).map((row) => [row.key, frozen(purposeFromRow(row))]));
+      const notices = (await this.#repo.notices()).map(noticeFromRow);
+      if (epoch !== this.#configEpoch && attempt < 5) continue;
+      this.#purposeConfigs = purposes;
+      this.#notices = new Map(notices.map((n) => [n.version, n]));
+      this.#latestNotice = notices.at(-1);
+      this.#rebuildRuntime();
+      return;
+    }
+  }
+
+  /**
+   * Reads purposes and notices again when another process may have changed them since the last look (the database
+   * tells: SQLite's data_version, PostgreSQL's commit notices; when it cannot tell, at every call). A running server
+   * calls it every second, so a purpose's new basis or a material notice change made elsewhere (the CLI, another
+   * server) governs its decisions within about a second.
+   */
+  async refreshConfigurationIfChanged(): Promise<void> {
+    this.#configFreshness.check();
+    if (this.#configFreshness.tracked && this.#configFreshness.generation === this.#configLookedAt) return;
+    this.#configLookedAt = this.#configFreshness.generation;
+    await this.#reloadConfiguration();
   }
 
   /** Recomputes what decide() needs per purpose: opt-out jurisdictions and the notice version consents must be under. */
@@ -262,6 +288,7 @@ export class Consent {
     const normalized = this.#validatePurpose(config);
     const at = new Date().toISOString();
     await this.#repo.upsertPurpose(purposeToRow(normalized, actor, at));
+    this.#configEpoch++;
     this.#purposeConfigs.set(normalized.key, normalized);
     this.#rebuildRuntime();
     await this.#audit.append({
@@ -356,6 +383,7 @@ export class Consent {
         throw error;
       }
       const notice = noticeFromRow(row);
+      this.#configEpoch++;
       this.#notices.set(notice.version, notice);
       this.#latestNotice = notice;
       this.#rebuildRuntime();

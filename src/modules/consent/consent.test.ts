@@ -5,6 +5,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import { openStorage, type Storage } from '../../storage/index.ts';
@@ -257,6 +258,30 @@ describeEachDialect('consent', (dialect) => {
     await assert.rejects(consent().setPurpose({ ...config, explicit: true }, actor), rejectsWith('CONSENT_PURPOSE_INVALID'));
     await assert.rejects(consent().setPurpose({ ...config, basis: 'contract', optOutJurisdictions: [], saleOrSharing: true }, actor), rejectsWith('CONSENT_PURPOSE_INVALID'));
     await assert.rejects(consent().setPurpose({ ...config, key: 'not.a.data_use' }, actor), rejectsWith('CONSENT_PURPOSE_INVALID'));
+  });
+
+  it('follows purposes and notices changed by another process with refreshConfigurationIfChanged', async () => {
+    const key = 'analytics.reporting.ad_performance';
+    const config: PurposeConfig = { key, basis: 'legitimate_interests', saleOrSharing: false, targetedAdvertising: false, explicit: false, optOutJurisdictions: [], description: 'How campaigns perform.' };
+    await consent().setPurpose(config, actor);
+    const subject = newSubject();
+    await consent().load([subject]);
+    assert.equal(consent().decide(subject, key).allowed, true);
+    const other = await openKernel(ctx.env.config);
+    try {
+      await consent().refreshConfigurationIfChanged();
+      // Another process makes the purpose rest on consent: this subject gave none.
+      await other.consent.setPurpose({ ...config, basis: 'consent' }, actor);
+    } finally {
+      await other.close();
+    }
+    const deadline = Date.now() + 3000;
+    while (consent().purpose(key)?.basis !== 'consent' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await consent().refreshConfigurationIfChanged();
+    }
+    assert.equal(consent().purpose(key)?.basis, 'consent');
+    assert.equal(consent().decide(subject, key).allowed, false);
   });
 
   it('merges subjects: refusals and objections win, consents do not spread, a GPC opt-out spreads', async () => {

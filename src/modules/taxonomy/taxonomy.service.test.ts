@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 
@@ -21,5 +22,21 @@ describeEachDialect('taxonomy service', (dialect) => {
     const { Taxonomy } = await import('./index.ts');
     const reopened = await Taxonomy.open(ctx.kernel.storage, ctx.kernel.audit);
     assert.ok((reopened.list('data-subjects') as { key: string }[]).some((e) => e.key === 'member'));
+  });
+
+  it('sees an entry another process added with refreshIfChanged', async () => {
+    const other = await openKernel(ctx.env.config);
+    try {
+      await ctx.kernel.taxonomy.refreshIfChanged();
+      await other.taxonomy.addCustom('data-categories', { key: 'user.behavior.loyalty_tier', name: 'Loyalty tier', description: 'The tier of the loyalty programme someone is in.' }, CLI_ACTOR);
+    } finally {
+      await other.close();
+    }
+    const deadline = Date.now() + 3000;
+    while (!ctx.kernel.taxonomy.dataCategory('user.behavior.loyalty_tier') && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await ctx.kernel.taxonomy.refreshIfChanged();
+    }
+    assert.equal(ctx.kernel.taxonomy.dataCategory('user.behavior.loyalty_tier')?.name, 'Loyalty tier');
   });
 });

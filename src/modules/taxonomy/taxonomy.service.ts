@@ -1,6 +1,6 @@
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { isUniqueViolation, type Storage } from '../../storage/index.ts';
+import { Freshness, isUniqueViolation, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import {
   DATA_CATEGORIES,
@@ -48,17 +48,40 @@ export class Taxonomy {
   readonly #repo: TaxonomyRepo;
   readonly #audit: AuditLog;
   #custom: CustomEntryRow[] = [];
+  /** Whether another process wrote since the custom entries were last read (refreshIfChanged). */
+  readonly #freshness: Freshness;
+  #lookedAt = -1;
+  /** Moved by every entry added here: a reload that read before it reads again. */
+  #epoch = 0;
 
-  private constructor(repo: TaxonomyRepo, audit: AuditLog) {
+  private constructor(repo: TaxonomyRepo, audit: AuditLog, storage: Storage) {
     this.#repo = repo;
     this.#audit = audit;
+    this.#freshness = new Freshness(storage);
   }
 
   /** Loads the custom entries of this deployment. */
   static async open(storage: Storage, audit: AuditLog): Promise<Taxonomy> {
-    const taxonomy = new Taxonomy(new TaxonomyRepo(storage), audit);
+    const taxonomy = new Taxonomy(new TaxonomyRepo(storage), audit, storage);
     taxonomy.#custom = await taxonomy.#repo.all();
     return taxonomy;
+  }
+
+  /**
+   * Reads the custom entries again when another process may have added some since the last look (the database tells;
+   * when it cannot, at every call). A running server calls it every second.
+   */
+  async refreshIfChanged(): Promise<void> {
+    this.#freshness.check();
+    if (this.#freshness.tracked && this.#freshness.generation === this.#lookedAt) return;
+    this.#lookedAt = this.#freshness.generation;
+    for (let attempt = 0; ; attempt++) {
+      const epoch = this.#epoch;
+      const rows = await this.#repo.all();
+      if (epoch !== this.#epoch && attempt < 5) continue;
+      this.#custom = rows;
+      return;
+    }
   }
 
   #customOf(kind: ExtensibleKind): Entry[] {
@@ -145,6 +168,7 @@ export class Taxonomy {
       if (isUniqueViolation(error)) throw new CandorError('TAXONOMY_KEY_EXISTS', { key: input.key });
       throw error;
     }
+    this.#epoch++;
     this.#custom.push(row);
     await this.#audit.append({
       actor: actor.id,

@@ -9,18 +9,21 @@ import type { Storage } from './storage.ts';
  */
 export class Freshness {
   readonly #storage: Storage;
+  readonly #tables: readonly string[] | undefined;
   #version: number | undefined;
   /** When a change by another connection was last noticed (epoch ms); entries read at or before it are suspect. */
   #changedAt = Number.POSITIVE_INFINITY;
   #generation = 0;
 
-  constructor(storage: Storage) {
+  /** `tables`: what the cache reads; other processes' writes to other tables are ignored where that can be told. */
+  constructor(storage: Storage, tables?: readonly string[]) {
     this.#storage = storage;
+    this.#tables = tables;
   }
 
   /** Looks at the database once: call it once per batch, then ask changedSince() for each entry. */
   check(now = Date.now()): void {
-    const version = this.#storage.externalWrites();
+    const version = this.#storage.externalWrites(this.#tables);
     if (version === undefined) {
       this.#changedAt = Number.POSITIVE_INFINITY;
       return;

@@ -1,9 +1,10 @@
 // Commit notices on PostgreSQL: how a Candor process learns that another process (the CLI, a second server, someone
 // with psql) changed the database, so that its caches may keep what they read until then (SQLite tells the same by
 // its data_version). Every table gets a statement-level trigger that sends a notice on the `candor_commits` channel
-// with the writing session's application_name; PostgreSQL delivers notices only when their transaction commits, and
-// once per transaction and payload. Each Candor process names its sessions after itself and listens on one extra
-// connection: notices from any other name are commits of someone else.
+// with the writing session's application_name and the table's name; PostgreSQL delivers notices only when their
+// transaction commits, and once per transaction and payload. Each Candor process names its sessions after itself and
+// listens on one extra connection: notices from any other name are commits of someone else, and a cache can ask about
+// the tables it reads only.
 import { randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { Client, ClientConfig, Notification } from 'pg';
@@ -16,6 +17,19 @@ const INSTALL_LOCK = 0x63616e64;
 /** The application_name of this process's sessions: `candor-` and a random name of this process. */
 export function sessionName(): string {
   return `candor-${randomBytes(6).toString('hex')}`;
+}
+
+/** The trigger function's body: the notice names the writing session and the table written. */
+const NOTICE_BODY = `BEGIN
+          PERFORM pg_notify('${COMMIT_CHANNEL}', current_setting('application_name') || ' ' || TG_TABLE_NAME);
+          RETURN NULL;
+        END`;
+
+/** Whether the trigger function exists in the current schema with the body of this version. */
+async function functionCurrent(db: Kysely<object>): Promise<boolean> {
+  const rows = await sql<{ body: string }>`SELECT p.prosrc AS body FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = current_schema() AND p.proname = ${TRIGGER}`.execute(db);
+  return rows.rows.some((r) => r.body.trim() === NOTICE_BODY);
 }
 
 /** Tables of the current schema without the commit-notice trigger. */
@@ -32,15 +46,13 @@ export async function tablesWithoutNotices(db: Kysely<object>): Promise<string[]
  * database user may not create triggers, other processes' writes to them cannot be heard.
  */
 export async function installCommitNotices(db: Kysely<object>): Promise<string[]> {
-  if ((await tablesWithoutNotices(db)).length === 0) return [];
+  if ((await tablesWithoutNotices(db)).length === 0 && (await functionCurrent(db))) return [];
   try {
     await db.transaction().execute(async (trx) => {
       await sql`SELECT pg_advisory_xact_lock(${INSTALL_LOCK})`.execute(trx);
+      // Also replaces the body an earlier version installed (its notices named no table).
       await sql`CREATE OR REPLACE FUNCTION candor_commit_notice() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          PERFORM pg_notify(${sql.lit(COMMIT_CHANNEL)}, current_setting('application_name'));
-          RETURN NULL;
-        END $$`.execute(trx);
+        ${sql.raw(NOTICE_BODY)} $$`.execute(trx);
       for (const table of await tablesWithoutNotices(trx)) {
         await sql`CREATE TRIGGER ${sql.ref(TRIGGER)} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${sql.table(table)}
           FOR EACH STATEMENT EXECUTE FUNCTION candor_commit_notice()`.execute(trx);
@@ -53,9 +65,10 @@ export async function installCommitNotices(db: Kysely<object>): Promise<string[]
 }
 
 /**
- * Listens for commit notices of other sessions than this process's own. `count` moves with each; `tracked` is false
- * while the listening connection is down (commits may then be missed: callers treat everything as possibly changed),
- * and a new connection counts as a change, for what it may have missed.
+ * Listens for commit notices of other sessions than this process's own. `count` moves with each, `countFor(tables)`
+ * with those about one of the tables; `tracked` is false while the listening connection is down (commits may then be
+ * missed: callers treat everything as possibly changed), and a new connection counts as a change of every table, for
+ * what it may have missed.
  */
 export class CommitListener {
   readonly #config: ClientConfig;
@@ -63,6 +76,9 @@ export class CommitListener {
   readonly #connect: (config: ClientConfig) => Client;
   #client: Client | undefined;
   #count = 0;
+  /** Changes of any table: reconnections, and notices naming no table (sent by an earlier version's trigger). */
+  #everyTable = 0;
+  readonly #byTable = new Map<string, number>();
   #tracked = false;
   #closed = false;
   #retry: ReturnType<typeof setTimeout> | undefined;
@@ -75,6 +91,25 @@ export class CommitListener {
 
   get count(): number {
     return this.#count;
+  }
+
+  /** Other sessions' commits that wrote one of these tables (or, as far as can be told, may have). */
+  countFor(tables: readonly string[]): number {
+    let n = this.#everyTable;
+    for (const table of tables) n += this.#byTable.get(table) ?? 0;
+    return n;
+  }
+
+  #heard(payload: string): void {
+    const space = payload.lastIndexOf(' ');
+    const session = space < 0 ? payload : payload.slice(0, space);
+    if (session === this.#own) return;
+    this.#count++;
+    if (space < 0) this.#everyTable++;
+    else {
+      const table = payload.slice(space + 1);
+      this.#byTable.set(table, (this.#byTable.get(table) ?? 0) + 1);
+    }
   }
 
   get tracked(): boolean {
@@ -96,7 +131,7 @@ export class CommitListener {
     client.on('error', lost);
     client.on('end', lost);
     client.on('notification', (notice: Notification) => {
-      if (notice.channel === COMMIT_CHANNEL && notice.payload !== this.#own) this.#count++;
+      if (notice.channel === COMMIT_CHANNEL) this.#heard(notice.payload ?? '');
     });
     try {
       await client.connect();
@@ -105,6 +140,7 @@ export class CommitListener {
       this.#client = client;
       // Whatever happened before (or while the last connection was down) was not heard: count it as a change.
       this.#count++;
+      this.#everyTable++;
       this.#tracked = true;
     } catch {
       client.removeAllListeners();

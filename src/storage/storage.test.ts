@@ -380,6 +380,52 @@ describeEachDialect('storage: commits of other processes', (dialect) => {
         await env.cleanup();
       }
     });
+
+    it('counts per table what other processes wrote, and replaces the trigger body of an earlier version', async () => {
+      const env = await createEnvironment(dialect);
+      const storage = await openIn(env);
+      const other = await openIn(env, 'off');
+      const second: ModuleMigration = {
+        name: '9101_notice_other',
+        async up(db) {
+          await db.schema.createTable('notice_other').addColumn('id', 'text', (c) => c.primaryKey()).execute();
+        },
+      };
+      try {
+        await migrateToLatest(storage, [table, second]);
+        await sleep(50);
+        const mine = ['notice_test'];
+        const start = storage.externalWrites(mine);
+        const all = storage.externalWrites();
+        // A write to another table moves the count of every table, not the count of this one.
+        await other.raw.run("INSERT INTO notice_other (id) VALUES ('x')");
+        assert.notEqual(await changed(storage, all), all);
+        assert.equal(storage.externalWrites(mine), start);
+        await other.raw.run("INSERT INTO notice_test (id, n) VALUES ('y', 1)");
+        for (let i = 0; i < 200 && storage.externalWrites(mine) === start; i++) await sleep(5);
+        assert.notEqual(storage.externalWrites(mine), start);
+        // A database whose triggers an earlier version made (notices naming no table): the next migration run
+        // replaces the body; until then such a notice counts as a change of every table.
+        await sql`CREATE OR REPLACE FUNCTION candor_commit_notice() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN PERFORM pg_notify('candor_commits', current_setting('application_name')); RETURN NULL; END $$`.execute(other.db);
+        const before = storage.externalWrites(mine);
+        await other.raw.run("INSERT INTO notice_other (id) VALUES ('z')");
+        for (let i = 0; i < 200 && storage.externalWrites(mine) === before; i++) await sleep(5);
+        assert.notEqual(storage.externalWrites(mine), before);
+        await migrateToLatest(other, [table, second]);
+        const body = await sql<{ body: string }>`SELECT prosrc AS body FROM pg_proc WHERE proname = 'candor_commit_notice'`.execute(storage.db);
+        assert.match(body.rows[0]?.body ?? '', /TG_TABLE_NAME/);
+        await sleep(50);
+        const now = storage.externalWrites(mine);
+        await other.raw.run("INSERT INTO notice_other (id) VALUES ('w')");
+        await sleep(100);
+        assert.equal(storage.externalWrites(mine), now);
+      } finally {
+        await other.close();
+        await storage.close();
+        await env.cleanup();
+      }
+    });
   }
 });
 

@@ -66,9 +66,10 @@ export interface Storage {
    * they cache. Writes through this handle do not change it. On SQLite it is read from data_version; on PostgreSQL it
    * counts commit notices of other sessions (src/storage/pg-commit-notices.ts) and is undefined while they cannot be
    * heard (the listening connection is down, or a table has no trigger to send them), when caches fall back to
-   * refreshing by age.
+   * refreshing by age. With `tables`, PostgreSQL counts only commits that wrote one of them (a cache of consent is
+   * not refreshed because another server stored events); SQLite cannot tell tables apart and counts every commit.
    */
-  externalWrites(): number | undefined;
+  externalWrites(tables?: readonly string[]): number | undefined;
   /** Run by migrateToLatest once the schema is current (PostgreSQL: gives new tables their commit-notice trigger). */
   afterMigrations(): Promise<void>;
   /** SQLite's writer thread, unless it is off or the database is PostgreSQL. */
@@ -312,7 +313,7 @@ async function openPostgres(url: string): Promise<Storage> {
     async checkpoint() {
       // pg_dump reads rows, not pages: deleted tuples never reach a dump.
     },
-    externalWrites: () => (listener.tracked && everyTableNotifies ? listener.count : undefined),
+    externalWrites: (tables) => (listener.tracked && everyTableNotifies ? (tables ? listener.countFor(tables) : listener.count) : undefined),
     async afterMigrations() {
       everyTableNotifies = (await installCommitNotices(db)).length === 0;
     },

@@ -76,7 +76,7 @@ export class Catalog {
 
   private constructor(deps: CatalogDeps) {
     this.#repo = new CatalogRepo(deps.storage);
-    this.#freshness = new Freshness(deps.storage);
+    this.#freshness = new Freshness(deps.storage, ['catalog_plans']);
     this.#audit = deps.audit;
     this.#taxonomy = deps.taxonomy;
   }

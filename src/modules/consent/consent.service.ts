@@ -184,8 +184,9 @@ export class Consent {
     this.#controller = deps.controllerName ?? 'Candor deployment';
     this.#policyUrl = deps.policyUrl ?? null;
     this.#cache = new SubjectCache(deps.cacheSubjects ?? 200_000);
-    this.#freshness = new Freshness(deps.storage);
-    this.#configFreshness = new Freshness(deps.storage);
+    // A subject's state is read from consent_current and consent_restrictions (the ledger is written with them).
+    this.#freshness = new Freshness(deps.storage, ['consent_current', 'consent_restrictions']);
+    this.#configFreshness = new Freshness(deps.storage, ['consent_purposes', 'consent_notices']);
   }
 
   /** Opens the module: seeds the default purposes and notice version 1 on a first start, loads them and the signing key. */
@@ -436,14 +437,16 @@ export class Consent {
   }
 
   /**
-   * Whether a cached state must be read again: older than refreshAfterMs and possibly changed by another connection
-   * since (on SQLite nobody else wrote means nothing changed: this instance updates its cache on its own writes), and
-   * in any case after MAX_STATE_AGE_MS.
+   * Whether a cached state must be read again: when another connection may have changed consent since it was read
+   * (SQLite's data_version, PostgreSQL's commit notices for the consent tables; this instance updates its cache on its
+   * own writes), so that a withdrawal through the CLI or another server stops processing here from its commit on;
+   * where that cannot be told (PostgreSQL without notices), once it is older than refreshAfterMs; and in any case after
+   * MAX_STATE_AGE_MS.
    */
   #stale(state: SubjectState, now: number): boolean {
     // refreshAfterMs 0: always read again (instances sharing one connection do not see each other's writes).
     if (this.#refreshAfterMs === 0) return now > state.loadedAt;
-    return this.#freshness.due(state.loadedAt, now, this.#refreshAfterMs, MAX_STATE_AGE_MS);
+    return this.#freshness.due(state.loadedAt, now, this.#freshness.tracked ? 0 : this.#refreshAfterMs, MAX_STATE_AGE_MS);
   }
 
   /** Whether a subject's state is in memory, so decide() can answer for it. */

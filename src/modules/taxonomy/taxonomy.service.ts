@@ -57,7 +57,7 @@ export class Taxonomy {
   private constructor(repo: TaxonomyRepo, audit: AuditLog, storage: Storage) {
     this.#repo = repo;
     this.#audit = audit;
-    this.#freshness = new Freshness(storage);
+    this.#freshness = new Freshness(storage, ['taxonomy_custom_entries']);
   }
 
   /** Loads the custom entries of this deployment. */

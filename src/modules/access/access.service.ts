@@ -73,7 +73,7 @@ export class AccessControl {
   constructor(storage: Storage, audit: AuditLog) {
     this.#repo = new AccessRepo(storage);
     this.#audit = audit;
-    this.#freshness = new Freshness(storage);
+    this.#freshness = new Freshness(storage, ['access_tokens']);
   }
 
   async #row(id: string): Promise<TokenRow | undefined> {

@@ -102,7 +102,7 @@ export class Keyring {
       if (keyCheckValue(key) !== row.check_value) throw new CandorError('CRYPTO_KEYFILE_TAMPERED', { purpose: row.purpose, version: row.version });
     }
     const known = new Set(registered.map((r) => `${r.purpose}:${r.version}`));
-    const keyring = new Keyring(repo, audit, options.keyFile, keys, new Freshness(storage));
+    const keyring = new Keyring(repo, audit, options.keyFile, keys, new Freshness(storage, ['crypto_subject_keys', 'crypto_destroyed_keys', 'crypto_master_keys']));
     for (const [id, key] of inFile) {
       if (known.has(id)) continue;
       const [purpose, version] = id.split(':') as ['wrap' | 'pseudonym', string];

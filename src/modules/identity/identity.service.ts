@@ -107,7 +107,8 @@ export class Identity {
     this.#keyring = deps.keyring;
     this.#rules = new CompiledRules(deps.rules ?? DEFAULT_IDENTITY_RULES);
     this.#repo = new IdentityRepo(deps.storage);
-    this.#freshness = new Freshness(deps.storage);
+    // It governs the suppression list held in memory: read again after another process changed that table.
+    this.#freshness = new Freshness(deps.storage, ['identity_suppressed']);
   }
 
   /** Opens the identity graph with the given merge rules (DEFAULT_IDENTITY_RULES otherwise). */

@@ -36,7 +36,7 @@ async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyRep
   const principal = request.principal;
   if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
   const gpc = isGpc(request);
-  const results = await kernel.collect.ingest(messages, kind, { source: principal.source, gpc, receivedAt: Date.now(), actor: { id: principal.tokenId, role: principal.role } });
+  const results = await kernel.collect.ingest(messages, kind, { source: principal.source, gpc, receivedAt: Date.now(), actor: { id: principal.tokenId, role: principal.role }, client: request.raw.socket });
   reply.code(200);
   return { success: true, ...(gpc ? { gpcHonoured: true } : {}), results };
 }

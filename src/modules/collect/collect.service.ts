@@ -21,6 +21,8 @@ export interface IngestContext {
   gpc: boolean;
   receivedAt: number;
   actor: Actor;
+  /** Who sent the request (its connection): requests of the same client are not waited for together. */
+  client?: object;
 }
 
 export type ItemStatus = 'stored' | 'duplicate' | 'refused' | 'invalid' | 'suppressed';
@@ -92,6 +94,11 @@ const day = (iso: string) => iso.slice(0, 10);
 const GROUP_EVENTS = 800;
 /** Fewest events in a group written by SQLite's writer thread (single-event requests: 1,726/s with it, ~2,100 without). */
 const DEFERRED_MIN_EVENTS = 64;
+/**
+ * How long a group may wait for the requests of the last one to come back (single events from many connections: one
+ * commit for all of them instead of two for half each; docs/performance.md, "2026-12-04").
+ */
+const GATHER_MS = 1;
 const newEventId = () => sortableId('evt_');
 
 /**
@@ -114,7 +121,7 @@ export class Collector {
     this.#repo = new CollectRepo(deps.storage);
     // A commit waits (a few milliseconds at most) for requests still in their checks, so concurrent requests share it.
     // Groups of at most GROUP_EVENTS: with SQLite's writer thread, one group is prepared here while the last is written.
-    this.#commit = new GroupCommit((items, handedOver) => this.#write(items, handedOver), { moreComing: () => this.#checking > 0, maxItems: GROUP_EVENTS });
+    this.#commit = new GroupCommit((items, handedOver) => this.#write(items, handedOver), { moreComing: () => this.#checking > 0, maxItems: GROUP_EVENTS, gatherMs: GATHER_MS });
   }
 
   /** Ingests messages of one request (kind fixed for single-call endpoints, read from `type` in batches). */
@@ -210,7 +217,7 @@ export class Collector {
       });
     });
 
-    const committed = this.#commit.submit(pending);
+    const committed = this.#commit.submit(pending, context.client);
     handOver();
     for (const result of await committed) results[result.index] = result;
     const answered = results.map((r, index): ItemResult => r ?? { index, messageId: undefined, status: 'invalid', code: 'INTERNAL_ERROR' });

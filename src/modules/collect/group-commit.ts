@@ -15,7 +15,16 @@ export interface GroupCommitOptions {
   moreComing?: () => boolean;
   /** …but never longer than this many milliseconds. */
   maxWaitMs?: number;
+  /**
+   * When several clients submitted lately, a flush also waits up to this many milliseconds (default 0: never) for each
+   * of them to have a submission queued: a client just answered is likely to send again at once, and one commit then
+   * serves them all instead of two commits serving half each.
+   */
+  gatherMs?: number;
 }
+
+/** A client counts as active for gathering while it submitted within this many milliseconds. */
+const ACTIVE_MS = 10;
 
 /**
  * Writes one group. A flush that hands its writes to another thread calls `handedOver` then: the previous group's
@@ -29,23 +38,39 @@ export class GroupCommit<T, R> {
   readonly #maxItems: number;
   readonly #moreComing: () => boolean;
   readonly #maxWaitMs: number;
+  readonly #gatherMs: number;
   #queue: Waiting<T, R>[] = [];
   #running = false;
   #scheduled = false;
+  /** When each client (a connection) last submitted; clients quiet for ACTIVE_MS are dropped. */
+  readonly #clients = new Map<object, number>();
+  /** A flush waiting for more clients to gather (see gatherMs); started early once each has a submission queued. */
+  #gather: { timer: ReturnType<typeof setTimeout>; target: number } | undefined;
 
   constructor(flush: Flush<T, R>, options: GroupCommitOptions = {}) {
     this.#flush = flush;
     this.#maxItems = options.maxItems ?? 5000;
     this.#moreComing = options.moreComing ?? (() => false);
     this.#maxWaitMs = options.maxWaitMs ?? 5;
+    this.#gatherMs = options.gatherMs ?? 0;
   }
 
   /** Starts a flush once the current turn of the event loop is over and no more work is about to join. */
   #schedule(since: number): void {
     setImmediate(() => {
       const queued = this.#queue.reduce((n, w) => n + w.items.length, 0);
-      if (this.#moreComing() && queued < this.#maxItems && performance.now() - since < this.#maxWaitMs) {
+      if (queued < this.#maxItems && this.#moreComing() && performance.now() - since < this.#maxWaitMs) {
         this.#schedule(since);
+        return;
+      }
+      // Fewer submissions queued than clients active lately: give the others a moment (no busy wait: a timer, cut
+      // short by submit() once each has one queued).
+      const now = performance.now();
+      for (const [client, at] of this.#clients) if (now - at > ACTIVE_MS) this.#clients.delete(client);
+      const target = this.#clients.size;
+      const remaining = this.#gatherMs - (now - since);
+      if (queued < this.#maxItems && target > 1 && this.#queue.length < target && remaining > 0) {
+        this.#gather = { target, timer: setTimeout(() => this.#startGathered(), remaining) };
         return;
       }
       this.#scheduled = false;
@@ -53,10 +78,25 @@ export class GroupCommit<T, R> {
     });
   }
 
-  submit(items: readonly T[]): Promise<R[]> {
+  #startGathered(): void {
+    if (!this.#gather) return;
+    clearTimeout(this.#gather.timer);
+    this.#gather = undefined;
+    this.#scheduled = false;
+    void this.#drain();
+  }
+
+
+  /** Queues items for the next flush; `client` (a connection, say) identifies who submits, for gathering. */
+  submit(items: readonly T[], client?: object): Promise<R[]> {
     if (items.length === 0) return Promise.resolve([]);
+    if (client !== undefined && this.#gatherMs > 0) this.#clients.set(client, performance.now());
     return new Promise((resolve, reject) => {
       this.#queue.push({ items, resolve, reject });
+      if (this.#gather && (this.#queue.length >= this.#gather.target || this.#queue.reduce((n, w) => n + w.items.length, 0) >= this.#maxItems)) {
+        this.#startGathered();
+        return;
+      }
       if (!this.#running && !this.#scheduled) {
         this.#scheduled = true;
         // Not a microtask: requests whose bytes already arrived get checked and join this commit.

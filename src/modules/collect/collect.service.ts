@@ -98,7 +98,7 @@ const DEFERRED_MIN_EVENTS = 64;
  * How long a group may wait for the requests of the last one to come back (single events from many connections: one
  * commit for all of them instead of two for half each; docs/performance.md, "2026-12-04").
  */
-const GATHER_MS = 1;
+const GATHER_MS = 2;
 const newEventId = () => sortableId('evt_');
 
 /**

@@ -4,9 +4,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, it } from 'node:test';
 import { openKernel } from '../../src/kernel.ts';
-import { CLI_ACTOR } from '../../src/shared/actor.ts';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../support/databases.ts';
-import { start, stop, type Running } from '../support/serve-process.ts';
+import { seedIngestion, start, stop, type Running } from '../support/serve-process.ts';
 
 const USERS = 40;
 
@@ -26,25 +25,18 @@ function message(i: number): Record<string, unknown> {
 
 describeEachDialect('ingestion durability: the server killed under load', (dialect) => {
   let env: TestEnvironment;
-  let writeKey = '';
+  let auth: { authorization: string };
   before(async () => {
     env = await createEnvironment(dialect);
-    const kernel = await openKernel(env.configWith({ NODE_ENV: 'development' }));
-    try {
-      const items = Array.from({ length: USERS }, (_, i) => ({ identifiers: [{ type: 'user_id', value: `user-${i}` }, { type: 'anonymous_id', value: `anon-${i}` }], source: 'web', at: new Date().toISOString() }));
-      const resolved = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, items));
-      for (const r of resolved) await kernel.consent.record(r.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'personalize.profiling', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
-      writeKey = (await kernel.access.createWriteKey('web', 'durability', CLI_ACTOR)).secret;
-    } finally {
-      await kernel.close();
-    }
+    const people = Array.from({ length: USERS }, (_, i) => ({ userId: `user-${i}`, anonymousId: `anon-${i}` }));
+    auth = await seedIngestion(env, people, ['analytics.reporting', 'personalize.profiling']);
   });
   after(async () => {
     await env.cleanup();
   });
 
   it('keeps every event answered `stored`, and a retry of everything stores each message once', async () => {
-    const headers = { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' };
+    const headers = { ...auth, 'content-type': 'application/json' };
     const sent: Sent[] = [];
     let next = 0;
     let killed = false;

@@ -6,7 +6,7 @@ import { openKernel } from '../../src/kernel.ts';
 import { DEFAULT_PLAN, type PlanDocument } from '../../src/modules/catalog/index.ts';
 import { CLI_ACTOR } from '../../src/shared/actor.ts';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../support/databases.ts';
-import { start, stop } from '../support/serve-process.ts';
+import { seedIngestion, start, stop } from '../support/serve-process.ts';
 
 const withSearch: PlanDocument = {
   ...structuredClone(DEFAULT_PLAN),
@@ -21,17 +21,10 @@ const withSearch: PlanDocument = {
 
 describeEachDialect('a running server and a plan published by another process', (dialect) => {
   let env: TestEnvironment;
-  let writeKey = '';
+  let auth: { authorization: string };
   before(async () => {
     env = await createEnvironment(dialect);
-    const kernel = await openKernel(env.configWith({ NODE_ENV: 'development' }));
-    try {
-      const [resolved] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'searcher' }], source: 'web', at: new Date().toISOString() }]));
-      await kernel.consent.record(resolved?.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
-      writeKey = (await kernel.access.createWriteKey('web', 'plan refresh', CLI_ACTOR)).secret;
-    } finally {
-      await kernel.close();
-    }
+    auth = await seedIngestion(env, [{ userId: 'searcher' }], ['analytics.reporting']);
   });
   after(async () => {
     await env.cleanup();
@@ -43,7 +36,7 @@ describeEachDialect('a running server and a plan published by another process', 
       const send = async () => {
         const response = await fetch(`${running.url}/v1/track`, {
           method: 'POST',
-          headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' },
+          headers: { ...auth, 'content-type': 'application/json' },
           body: JSON.stringify({ userId: 'searcher', event: 'Products Searched', properties: { query: 'boots' } }),
         });
         assert.equal(response.status, 200);

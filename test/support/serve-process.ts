@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { openKernel } from '../../src/kernel.ts';
+import { CLI_ACTOR } from '../../src/shared/actor.ts';
 import type { TestEnvironment } from './databases.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'candor.js');
@@ -44,4 +46,22 @@ export function stop(running: Running, signal: NodeJS.Signals = 'SIGTERM'): Prom
     running.child.on('exit', (code) => resolve(code));
     running.child.kill(signal);
   });
+}
+
+/**
+ * Prepares a database for a server to ingest into, as its operator would beforehand: the people (user id, and anonymous
+ * id when given) with consent to `purposes`, and a write key of source `web`; returns the write key's HTTP Basic header.
+ */
+export async function seedIngestion(env: TestEnvironment, people: readonly { userId: string; anonymousId?: string }[], purposes: readonly string[]): Promise<{ authorization: string }> {
+  const kernel = await openKernel(env.configWith({ NODE_ENV: 'development' }));
+  try {
+    const at = new Date().toISOString();
+    const items = people.map((p) => ({ identifiers: [{ type: 'user_id', value: p.userId }, ...(p.anonymousId ? [{ type: 'anonymous_id', value: p.anonymousId }] : [])], source: 'web', at }));
+    const resolved = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, items));
+    for (const r of resolved) await kernel.consent.record(r.profileId as string, purposes.map((purpose) => ({ purpose, state: 'given' as const })), { mechanism: 'banner_accept' }, CLI_ACTOR);
+    const { secret } = await kernel.access.createWriteKey('web', 'test', CLI_ACTOR);
+    return { authorization: `Basic ${Buffer.from(`${secret}:`).toString('base64')}` };
+  } finally {
+    await kernel.close();
+  }
 }

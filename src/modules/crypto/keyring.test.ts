@@ -83,6 +83,23 @@ describeEachDialect('keyring', (dialect) => {
     }
   });
 
+  it('wraps new data keys with the version another process rotated to, from its next key on', async () => {
+    const keyring = ctx.kernel.keyring;
+    await keyring.encrypt('subject-before-cli-rotation', 'x', 'f');
+    const cli = await openKernel(ctx.env.config);
+    let version: number;
+    try {
+      ({ version } = await cli.keyring.rotateMasterKey(CLI_ACTOR));
+    } finally {
+      await cli.close();
+    }
+    // PostgreSQL's notice arrives a moment after the commit.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await keyring.encrypt('subject-after-cli-rotation', 'y', 'f');
+    assert.deepEqual(Object.keys(await keyring.dataKeysByMasterVersion()), [String(version)]);
+    assert.equal(keyring.activeMasterVersion, version);
+  });
+
   it('prepares the keys of many subjects at once for encryption without I/O', async () => {
     const keyring = ctx.kernel.keyring;
     const subjects = Array.from({ length: 300 }, (_, i) => `prep-${i}`);

@@ -70,6 +70,8 @@ export class Keyring {
   readonly #bySubject = new Map<string, DataKey>();
   readonly #byKeyId = new Map<string, DataKey>();
   #rotationCheckedAt = 0;
+  /** The freshness generation under which rotation was last looked for. */
+  #rotationGeneration = -1;
   /** Whether another connection wrote since a key was checked: if not, its row cannot have been destroyed. */
   readonly #freshness: Freshness;
 
@@ -177,9 +179,20 @@ export class Keyring {
     return undefined;
   }
 
+  /**
+   * Before wrapping new data keys: whether another process (the CLI) rotated the master key, so that they are wrapped
+   * with the new version. Looked up once another process wrote the key tables (data_version, commit notices); where
+   * that cannot be told, at most every ROTATION_CHECK_MS.
+   */
   async #checkRotation(): Promise<void> {
-    if (Date.now() - this.#rotationCheckedAt < ROTATION_CHECK_MS) return;
-    this.#rotationCheckedAt = Date.now();
+    this.#freshness.check();
+    if (this.#freshness.tracked) {
+      if (this.#freshness.generation === this.#rotationGeneration) return;
+      this.#rotationGeneration = this.#freshness.generation;
+    } else {
+      if (Date.now() - this.#rotationCheckedAt < ROTATION_CHECK_MS) return;
+      this.#rotationCheckedAt = Date.now();
+    }
     if ((await this.#repo.maxWrapVersion()) > this.activeMasterVersion) this.#keys = readKeyFile(this.#keyFilePath);
   }
 

@@ -83,6 +83,14 @@ describe('group commit', () => {
       assert.ok((flushes[3]?.at ?? Infinity) - started < 100, 'b has been quiet for longer than a client counts as active');
     });
 
+    it('lets go of clients once they are quiet, traffic or not', async () => {
+      const { commit } = recorded({ gatherMs: 50 });
+      await Promise.all([commit.submit([1], a), commit.submit([2], b)]);
+      assert.equal(commit.activeClients, 2);
+      await sleep(60);
+      assert.equal(commit.activeClients, 0);
+    });
+
     it('never waits without gatherMs', async () => {
       const { commit, flushes } = recorded();
       await Promise.all([commit.submit([1], a), commit.submit([2], b)]);

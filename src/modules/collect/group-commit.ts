@@ -44,6 +44,7 @@ export class GroupCommit<T, R> {
   #scheduled = false;
   /** When each client (a connection) last submitted; clients quiet for ACTIVE_MS are dropped. */
   readonly #clients = new Map<object, number>();
+  #sweep: ReturnType<typeof setTimeout> | undefined;
   /** A flush waiting for more clients to gather (see gatherMs); started early once each has a submission queued. */
   #gather: { timer: ReturnType<typeof setTimeout>; target: number } | undefined;
 
@@ -66,7 +67,7 @@ export class GroupCommit<T, R> {
       // Fewer submissions queued than clients active lately: give the others a moment (no busy wait: a timer, cut
       // short by submit() once each has one queued).
       const now = performance.now();
-      for (const [client, at] of this.#clients) if (now - at > ACTIVE_MS) this.#clients.delete(client);
+      this.#forgetQuiet(now);
       const target = this.#clients.size;
       const remaining = this.#gatherMs - (now - since);
       if (queued < this.#maxItems && target > 1 && this.#queue.length < target && remaining > 0) {
@@ -78,6 +79,33 @@ export class GroupCommit<T, R> {
     });
   }
 
+  /** Notes a client's submission; the map stays in order of last submission, so quiet clients are at its front. */
+  #active(client: object): void {
+    const now = performance.now();
+    this.#clients.delete(client);
+    this.#clients.set(client, now);
+    this.#forgetQuiet(now);
+    this.#armSweep();
+  }
+
+  /** Once traffic stops nothing else would drop the last clients (closed connections among them): a timer does. */
+  #armSweep(): void {
+    if (this.#sweep || this.#clients.size === 0) return;
+    this.#sweep = setTimeout(() => {
+      this.#sweep = undefined;
+      this.#forgetQuiet(performance.now());
+      this.#armSweep();
+    }, ACTIVE_MS * 2);
+    this.#sweep.unref();
+  }
+
+  #forgetQuiet(now: number): void {
+    for (const [client, at] of this.#clients) {
+      if (now - at <= ACTIVE_MS) break;
+      this.#clients.delete(client);
+    }
+  }
+
   #startGathered(): void {
     if (!this.#gather) return;
     clearTimeout(this.#gather.timer);
@@ -87,10 +115,15 @@ export class GroupCommit<T, R> {
   }
 
 
+  /** Clients counted as active for gathering (for tests and metrics). */
+  get activeClients(): number {
+    return this.#clients.size;
+  }
+
   /** Queues items for the next flush; `client` (a connection, say) identifies who submits, for gathering. */
   submit(items: readonly T[], client?: object): Promise<R[]> {
     if (items.length === 0) return Promise.resolve([]);
-    if (client !== undefined && this.#gatherMs > 0) this.#clients.set(client, performance.now());
+    if (client !== undefined && this.#gatherMs > 0) this.#active(client);
     return new Promise((resolve, reject) => {
       this.#queue.push({ items, resolve, reject });
       if (this.#gather && (this.#queue.length >= this.#gather.target || this.#queue.reduce((n, w) => n + w.items.length, 0) >= this.#maxItems)) {

@@ -114,7 +114,6 @@ export class GroupCommit<T, R> {
     void this.#drain();
   }
 
-
   /** Clients counted as active for gathering (for tests and metrics). */
   get activeClients(): number {
     return this.#clients.size;

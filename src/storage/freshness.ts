@@ -14,6 +14,8 @@ export class Freshness {
   /** When a change by another connection was last noticed (epoch ms); entries read at or before it are suspect. */
   #changedAt = Number.POSITIVE_INFINITY;
   #generation = 0;
+  /** The generation of the last lookAgain() that said to read again. */
+  #lookedAt = -1;
 
   /** `tables`: what the cache reads; other processes' writes to other tables are ignored where that can be told. */
   constructor(storage: Storage, tables?: readonly string[]) {
@@ -43,6 +45,18 @@ export class Freshness {
   /** A number that moves whenever check() notices a write by another connection: what was read under the same one is current. */
   get generation(): number {
     return this.#generation;
+  }
+
+  /**
+   * For a cache read whole (a plan, purposes and notices, a list of entries): looks at the database and tells whether
+   * to read it again, that is whether another connection wrote since the last time this said so; always while that
+   * cannot be told.
+   */
+  lookAgain(): boolean {
+    this.check();
+    if (this.tracked && this.#generation === this.#lookedAt) return false;
+    this.#lookedAt = this.#generation;
+    return true;
   }
 
   /**

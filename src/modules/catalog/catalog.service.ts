@@ -65,8 +65,6 @@ export class Catalog {
   readonly #counters = new StatsCounters();
   /** Tells whether another process wrote since the plan was last looked for (refreshIfChanged). */
   readonly #freshness: Freshness;
-  /** The freshness generation of the last look for a newer plan. */
-  #lookedAt = -1;
   #fieldIndex: { version: number; fields: Map<string, { category: string; purposes: readonly string[]; retention: string }> } | undefined;
   #current!: Current;
   /** Serialises flushes and stats reads so that a count is never in neither place, nor in both. */
@@ -203,10 +201,7 @@ export class Catalog {
    * PostgreSQL's commit notices); when that cannot be told, at every call. Costs no query while nobody else writes.
    */
   async refreshIfChanged(): Promise<number> {
-    this.#freshness.check();
-    if (this.#freshness.tracked && this.#freshness.generation === this.#lookedAt) return this.#current.version;
-    this.#lookedAt = this.#freshness.generation;
-    return this.refresh();
+    return this.#freshness.lookAgain() ? this.refresh() : this.#current.version;
   }
 
   /** Puts in force a newer version published by another process, if any; returns the version in force. */

@@ -167,7 +167,6 @@ export class Consent {
   readonly #freshness: Freshness;
   /** Whether another process wrote since purposes and notices were last read (refreshConfigurationIfChanged). */
   readonly #configFreshness: Freshness;
-  #configLookedAt = -1;
   /** Moved by every purpose or notice change made here: a reload that read before it reads again. */
   #configEpoch = 0;
   #lastMs = 0;
@@ -252,10 +251,7 @@ export class Consent {
    * server) governs its decisions within about a second.
    */
   async refreshConfigurationIfChanged(): Promise<void> {
-    this.#configFreshness.check();
-    if (this.#configFreshness.tracked && this.#configFreshness.generation === this.#configLookedAt) return;
-    this.#configLookedAt = this.#configFreshness.generation;
-    await this.#reloadConfiguration();
+    if (this.#configFreshness.lookAgain()) await this.#reloadConfiguration();
   }
 
   /** Recomputes what decide() needs per purpose: opt-out jurisdictions and the notice version consents must be under. */

@@ -70,8 +70,6 @@ export class Keyring {
   readonly #bySubject = new Map<string, DataKey>();
   readonly #byKeyId = new Map<string, DataKey>();
   #rotationCheckedAt = 0;
-  /** The freshness generation under which rotation was last looked for. */
-  #rotationGeneration = -1;
   /** Whether another connection wrote since a key was checked: if not, its row cannot have been destroyed. */
   readonly #freshness: Freshness;
 
@@ -185,14 +183,9 @@ export class Keyring {
    * that cannot be told, at most every ROTATION_CHECK_MS.
    */
   async #checkRotation(): Promise<void> {
-    this.#freshness.check();
-    if (this.#freshness.tracked) {
-      if (this.#freshness.generation === this.#rotationGeneration) return;
-      this.#rotationGeneration = this.#freshness.generation;
-    } else {
-      if (Date.now() - this.#rotationCheckedAt < ROTATION_CHECK_MS) return;
-      this.#rotationCheckedAt = Date.now();
-    }
+    const again = this.#freshness.lookAgain();
+    if (this.#freshness.tracked ? !again : Date.now() - this.#rotationCheckedAt < ROTATION_CHECK_MS) return;
+    this.#rotationCheckedAt = Date.now();
     if ((await this.#repo.maxWrapVersion()) > this.activeMasterVersion) this.#keys = readKeyFile(this.#keyFilePath);
   }
 

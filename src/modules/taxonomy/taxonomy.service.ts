@@ -50,7 +50,6 @@ export class Taxonomy {
   #custom: CustomEntryRow[] = [];
   /** Whether another process wrote since the custom entries were last read (refreshIfChanged). */
   readonly #freshness: Freshness;
-  #lookedAt = -1;
   /** Moved by every entry added here: a reload that read before it reads again. */
   #epoch = 0;
 
@@ -72,9 +71,7 @@ export class Taxonomy {
    * when it cannot, at every call). A running server calls it every second.
    */
   async refreshIfChanged(): Promise<void> {
-    this.#freshness.check();
-    if (this.#freshness.tracked && this.#freshness.generation === this.#lookedAt) return;
-    this.#lookedAt = this.#freshness.generation;
+    if (!this.#freshness.lookAgain()) return;
     for (let attempt = 0; ; attempt++) {
       const epoch = this.#epoch;
       const rows = await this.#repo.all();

@@ -3,21 +3,11 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { openKernel } from '../../src/kernel.ts';
-import { DEFAULT_PLAN, type PlanDocument } from '../../src/modules/catalog/index.ts';
 import { CLI_ACTOR } from '../../src/shared/actor.ts';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../support/databases.ts';
+import { planWithEvent } from '../support/plans.ts';
 import { seedIngestion, start, stop } from '../support/serve-process.ts';
 
-const withSearch: PlanDocument = {
-  ...structuredClone(DEFAULT_PLAN),
-  events: {
-    ...structuredClone(DEFAULT_PLAN.events),
-    'Products Searched': {
-      purposes: ['analytics.reporting'],
-      properties: { type: 'object', properties: { query: { type: 'string', 'x-candor': { category: 'user.behavior.search_history', purposes: ['analytics.reporting'], retention: 'P13M', personal: false } } } },
-    },
-  },
-};
 
 describeEachDialect('a running server and a plan published by another process', (dialect) => {
   let env: TestEnvironment;
@@ -48,7 +38,7 @@ describeEachDialect('a running server and a plan published by another process', 
       const publisher = await openKernel(env.configWith({ NODE_ENV: 'development' }));
       let published: number;
       try {
-        published = (await publisher.catalog.publish(withSearch, CLI_ACTOR)).version;
+        published = (await publisher.catalog.publish(planWithEvent('Products Searched'), CLI_ACTOR)).version;
       } finally {
         await publisher.close();
       }

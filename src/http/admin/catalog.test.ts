@@ -2,19 +2,9 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { planWithEvent } from '../../../test/support/plans.ts';
 import { useServer } from '../../../test/support/server.ts';
 import { DEFAULT_PLAN, type PlanDocument } from '../../modules/catalog/index.ts';
-
-const withEvent = (name: string): PlanDocument => ({
-  ...structuredClone(DEFAULT_PLAN),
-  events: {
-    ...structuredClone(DEFAULT_PLAN.events),
-    [name]: {
-      purposes: ['analytics.reporting'],
-      properties: { type: 'object', properties: { query: { type: 'string', 'x-candor': { category: 'user.behavior.search_history', purposes: ['analytics.reporting'], retention: 'P13M', personal: false } } } },
-    },
-  },
-});
 
 describeEachDialect('admin API: tracking plan', (dialect) => {
   const ctx = useKernel(dialect);
@@ -50,13 +40,13 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
   });
 
   it('publishes with PUT for owners, privacy officers and developers, and refuses marketers', async () => {
-    const denied = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('marketer'), payload: withEvent('Searched') });
+    const denied = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('marketer'), payload: planWithEvent('Searched') });
     assert.equal(denied.statusCode, 403);
-    const created = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('developer'), payload: withEvent('Searched') });
+    const created = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('developer'), payload: planWithEvent('Searched') });
     assert.equal(created.statusCode, 201, created.body);
     assert.equal((created.json() as { version: number }).version, 2);
     assert.equal(ctx.kernel.catalog.version(), 2);
-    const same = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('owner'), payload: withEvent('Searched') });
+    const same = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('owner'), payload: planWithEvent('Searched') });
     assert.equal(same.statusCode, 200);
     assert.deepEqual(same.json(), { version: 2, hash: (created.json() as { hash: string }).hash, unchanged: true });
     const entry = (await ctx.kernel.audit.list({ action: 'catalog.plan.publish', limit: 10 })).at(-1);
@@ -64,7 +54,7 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
   });
 
   it('answers an invalid plan with 400 CATALOG_PLAN_INVALID listing every problem', async () => {
-    const plan = withEvent('Broken') as unknown as { events: Record<string, { properties: { properties: Record<string, unknown> } }> };
+    const plan = planWithEvent('Broken') as unknown as { events: Record<string, { properties: { properties: Record<string, unknown> } }> };
     plan.events.Broken!.properties.properties.query = { type: 'string', 'x-candor': { category: 'user.nope', purposes: ['analytics.nope'], retention: 'forever', personal: false } };
     const response = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('privacy_officer'), payload: plan });
     assert.equal(response.statusCode, 400);
@@ -79,7 +69,7 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
   });
 
   it('validates without publishing', async () => {
-    const ok = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('analyst'), payload: withEvent('Another') });
+    const ok = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('analyst'), payload: planWithEvent('Another') });
     assert.deepEqual(ok.json(), { ok: true, problems: [] });
     const bad = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('analyst'), payload: { name: 'x' } });
     assert.equal(bad.statusCode, 200);

@@ -1,0 +1,15 @@
+import { DEFAULT_PLAN, type PlanDocument } from '../../src/modules/catalog/index.ts';
+
+/** The default shop plan with one more track event, `name`, whose `query` property serves analytics. */
+export function planWithEvent(name: string): PlanDocument {
+  return {
+    ...structuredClone(DEFAULT_PLAN),
+    events: {
+      ...structuredClone(DEFAULT_PLAN.events),
+      [name]: {
+        purposes: ['analytics.reporting'],
+        properties: { type: 'object', properties: { query: { type: 'string', 'x-candor': { category: 'user.behavior.search_history', purposes: ['analytics.reporting'], retention: 'P13M', personal: false } } } },
+      },
+    },
+  };
+}

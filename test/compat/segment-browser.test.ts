@@ -1,19 +1,16 @@
 // @segment/analytics-next (the browser library, its standalone UMD build) in a real headless Chromium, pointed at
 // Candor. The page and the library are served from 127.0.0.1; nothing is fetched from Segment's CDN or API.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { describe, it } from 'node:test';
+import type { Page } from 'playwright-core';
 import { useListeningCandor } from '../support/listening.ts';
-import { parseAnswer, resultsOf, type RecordedAnswer } from './answers.ts';
+import { resultsOf } from './answers.ts';
+import { failFirst, skipWithoutChromium, useBrowser, waitFor, type Site } from './browser.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const TIMEOUT = 60_000;
 const BUNDLES = join(import.meta.dirname, '..', '..', 'node_modules', '@segment', 'analytics-next', 'dist', 'umd');
-const missing = !existsSync(CHROMIUM);
-const skip = missing && !process.env.CI ? `Chromium not installed at ${CHROMIUM}: skipped (apt-get install chromium; fails under CI=true)` : false;
 
 // The shop page: loads the library from this server, as a site that self-hosts analytics.js would.
 const PAGE = `<!doctype html>
@@ -41,23 +38,16 @@ window.shop = {
 };
 </script></head><body><h1>Shop</h1></body></html>`;
 
-/** Serves the page and the library's UMD bundles (the library's own files, unchanged) on 127.0.0.1. */
-function servePage(): Promise<{ server: Server; url: string }> {
+/** The page and the library's UMD bundles (the library's own files, unchanged). */
+function site(): Site {
   const bundles = new Set(readdirSync(BUNDLES).filter((f) => f.endsWith('.js')));
-  const server = createServer((request, response) => {
-    const path = new URL(request.url ?? '/', 'http://127.0.0.1').pathname;
-    const bundle = path.startsWith('/analytics-next/bundles/') ? path.slice('/analytics-next/bundles/'.length) : undefined;
-    if (path === '/') {
-      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
-    } else if (bundle && bundles.has(bundle)) {
-      response.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(readFileSync(join(BUNDLES, bundle)));
-    } else if (path === '/favicon.ico') {
-      response.writeHead(204).end();
-    } else {
-      response.writeHead(404).end();
-    }
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}` })));
+  return {
+    page: PAGE,
+    file(path) {
+      const bundle = path.startsWith('/analytics-next/bundles/') ? path.slice('/analytics-next/bundles/'.length) : undefined;
+      return bundle && bundles.has(bundle) ? { type: 'text/javascript; charset=utf-8', body: readFileSync(join(BUNDLES, bundle)) } : undefined;
+    },
+  };
 }
 
 interface Shop {
@@ -76,111 +66,12 @@ interface BrowserAnalytics {
 // Functions passed to page.evaluate run in the page, so they reach these through globalThis (no closures).
 type PageGlobals = { shop: Shop; analytics: BrowserAnalytics };
 
-/**
- * A pass-through to Candor that answers the first POST to `path` with a 500 (a transient server error) and forwards
- * every other request unchanged, CORS preflights included, so Candor's own preflight answers are what the browser sees.
- */
-function failFirst(upstream: string, path: string): Promise<{ port: number; retryHeaders: () => (string | undefined)[]; close: () => Promise<void> }> {
-  let failed = false;
-  const retryHeaders: (string | undefined)[] = [];
-  const server = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      if (request.method === 'POST' && request.url === path && !failed) {
-        failed = true;
-        response.writeHead(500, { 'access-control-allow-origin': '*', 'content-type': 'application/json' }).end('{}');
-        return;
-      }
-      if (request.method === 'POST' && request.url === path) retryHeaders.push(request.headers['x-retry-count'] as string | undefined);
-      const headers = Object.fromEntries(Object.entries(request.headers).filter(([name]) => !['host', 'connection', 'content-length'].includes(name))) as Record<string, string>;
-      const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined;
-      fetch(`${upstream}${request.url ?? '/'}`, { method: request.method, headers, body, signal: AbortSignal.timeout(10_000) })
-        .then(async (answer) => {
-          const relayed = Object.fromEntries([...answer.headers].filter(([name]) => !['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(name)));
-          response.writeHead(answer.status, relayed).end(Buffer.from(await answer.arrayBuffer()));
-        })
-        .catch(() => response.writeHead(502).end());
-    });
-  });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({
-        port: (server.address() as { port: number }).port,
-        retryHeaders: () => retryHeaders,
-        close: () => new Promise((done) => server.close(() => done())),
-      }),
-    ),
-  );
-}
-
-async function waitFor(what: string, condition: () => boolean, seen: () => unknown, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; seen: ${JSON.stringify(seen())}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip, timeout: 4 * TIMEOUT }, () => {
+describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip: skipWithoutChromium, timeout: 4 * TIMEOUT }, () => {
   const candor = useListeningCandor('sqlite', 'web-shop');
-  let browser: Browser | undefined;
-  let site: { server: Server; url: string } | undefined;
+  const browser = useBrowser(site());
+  const open = (headers?: Record<string, string>) => browser.open(headers);
 
-  before(async () => {
-    if (missing) throw new Error(`Chromium is not installed at ${CHROMIUM}; CI requires it (apt-get install chromium)`);
-    site = await servePage();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      timeout: 30_000,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        // No name resolves: whatever is not 127.0.0.1 cannot be reached, even by accident.
-        '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-      ],
-    });
-  });
-  after(async () => {
-    await browser?.close();
-    await new Promise((resolve) => (site ? site.server.close(resolve) : resolve(undefined)));
-  });
-
-  /** A fresh browser profile on the shop page, recording Candor's answers and any request that leaves 127.0.0.1. */
-  async function open(headers: Record<string, string> = {}): Promise<{ context: BrowserContext; page: Page; answers: RecordedAnswer[]; outside: string[]; problems: string[] }> {
-    assert.ok(browser && site);
-    const context = await browser.newContext();
-    context.setDefaultTimeout(15_000);
-    if (Object.keys(headers).length > 0) await context.setExtraHTTPHeaders(headers);
-    const answers: RecordedAnswer[] = [];
-    const outside: string[] = [];
-    const problems: string[] = [];
-    context.on('request', (request) => {
-      if (new URL(request.url()).hostname !== '127.0.0.1') outside.push(request.url());
-    });
-    const page = await context.newPage();
-    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-    page.on('console', (message) => {
-      if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
-    });
-    page.on('requestfailed', (request) => problems.push(`request failed: ${request.method()} ${request.url()} ${request.failure()?.errorText ?? ''}`));
-    page.on('response', async (response) => {
-      const request = response.request();
-      const target = new URL(response.url());
-      if (request.method() !== 'POST' || target.origin === site?.url || !target.pathname.startsWith('/v1/') || target.pathname === '/v1/consent') return;
-      answers.push({ url: response.url(), status: response.status(), body: parseAnswer(await response.text()) });
-    });
-    await page.goto(`${site.url}/`);
-    return { context, page, answers, outside, problems };
-  }
-
-  const loadConfig = (batching: boolean, port = candor.port) => ({ writeKey: candor.writeKey, apiHost: `127.0.0.1:${port}/v1`, cdnURL: site?.url ?? '', batching });
+  const loadConfig = (batching: boolean, port = candor.port) => ({ writeKey: candor.writeKey, apiHost: `127.0.0.1:${port}/v1`, cdnURL: browser.siteUrl, batching });
   const consentIn = (page: Page, anonymousId: string, purposes: Record<string, string>) =>
     page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.consent(config), [{ candorUrl: candor.url, writeKey: candor.writeKey, anonymousId, purposes }] as const);
 
@@ -225,7 +116,7 @@ describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip
       const viewed = events.find((e) => e.event === 'Product Viewed');
       assert.deepEqual(viewed?.purposes.sort(), ['analytics.reporting', 'personalize.profiling']);
       const pageView = events.find((e) => e.kind === 'page');
-      assert.equal((pageView?.personal as { properties?: { url?: string } } | null)?.properties?.url, `${site?.url}/`);
+      assert.equal((pageView?.personal as { properties?: { url?: string } } | null)?.properties?.url, `${browser.siteUrl}/`);
       assert.equal((pageView?.data as { properties?: { title?: string } }).properties?.title, 'Candor compat shop');
       const view = await candor.viewOf(profileId);
       const trait = (key: string) => view.traits.find((t) => t.key === key)?.value;
@@ -274,7 +165,7 @@ describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip
   });
 
   it('resends an event after a server error (its X-Retry-Count header passes the CORS preflight) and stores it once', { timeout: TIMEOUT }, async () => {
-    const flaky = await failFirst(candor.url, '/v1/t');
+    const flaky = await failFirst(candor.url, '/v1/t', 'x-retry-count');
     const { context, page, answers, outside, problems } = await open();
     try {
       const anonymousId = await page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [loadConfig(false, flaky.port)] as const);

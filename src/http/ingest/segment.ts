@@ -78,6 +78,23 @@ function sizeOf(value: unknown): number {
   return bound <= MAX_EVENT_BYTES ? bound : Buffer.byteLength(JSON.stringify(value) ?? '');
 }
 
+/** Headers a browser may always send: the write key, the body's type and encoding, Sec-GPC. */
+const BASE_HEADERS = 'authorization, content-type, content-encoding, sec-gpc';
+/** A list of header names as a preflight asks for them (RFC 9110 tokens, comma-separated), of a sane length. */
+const HEADER_NAMES = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:[ \t]*,[ \t]*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$/;
+
+/**
+ * The headers a CORS preflight is allowed: those it asks for. Client libraries add their own, and differ: analytics.js
+ * sends X-Retry-Count on a resend; RudderStack's browser SDK sends AnonymousId and SentAt with every request and
+ * Rsa-Retry-Attempt, Rsa-Since-Last-Attempt, … on resends. Allowing them is safe: answers allow any origin but never
+ * credentials (cookies), and Candor reads none of those headers but the write key, the body's type and encoding and
+ * Sec-GPC.
+ */
+function allowedHeaders(requested: string | undefined): string {
+  const asked = requested?.trim() ?? '';
+  return asked.length > 0 && asked.length <= 2048 && HEADER_NAMES.test(asked) ? asked : BASE_HEADERS;
+}
+
 /**
  * The Segment HTTP tracking API (identify, track, page, screen, group, alias, batch and import), so existing Segment
  * and RudderStack client libraries can send to Candor unchanged. Every answer lists a result per message.
@@ -105,11 +122,11 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
   app.options(
     '/v1/*',
     { config: { access: { audience: 'public', purpose: 'essential.service.operations' } }, schema: { hide: true } },
-    async (_request, reply) => {
+    async (request, reply) => {
       reply
         .header('access-control-allow-methods', 'GET, POST, DELETE, OPTIONS')
-        // analytics.js adds X-Retry-Count when it resends an event.
-        .header('access-control-allow-headers', 'authorization, content-type, content-encoding, sec-gpc, x-retry-count')
+        .header('access-control-allow-headers', allowedHeaders(request.headers['access-control-request-headers']))
+        .header('vary', 'Access-Control-Request-Headers')
         .header('access-control-max-age', '86400')
         .code(204);
       return '';

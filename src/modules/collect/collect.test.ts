@@ -211,6 +211,17 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.equal(results(gz)[0]?.status, 'stored', gz.body);
     const preflight = await server.app.inject({ method: 'OPTIONS', url: '/v1/batch' });
     assert.equal(preflight.statusCode, 204);
+    assert.equal(preflight.headers['access-control-allow-headers'], 'authorization, content-type, content-encoding, sec-gpc');
+    // A library's own headers (RudderStack's browser SDK) are allowed when the preflight asks for them.
+    const asked = 'anonymousid, authorization, content-type, rsa-retry-attempt, sentat';
+    const rudder = await server.app.inject({ method: 'OPTIONS', url: '/v1/track', headers: { origin: 'https://shop.example', 'access-control-request-method': 'POST', 'access-control-request-headers': asked } });
+    assert.equal(rudder.statusCode, 204);
+    assert.equal(rudder.headers['access-control-allow-headers'], asked);
+    assert.equal(rudder.headers['access-control-allow-origin'], '*');
+    assert.equal(rudder.headers['access-control-allow-credentials'], undefined, 'never credentials');
+    // Something that is not a list of header names is not echoed.
+    const odd = await server.app.inject({ method: 'OPTIONS', url: '/v1/track', headers: { 'access-control-request-headers': 'x-a\r\nx-b: 1' } });
+    assert.equal(odd.headers['access-control-allow-headers'], 'authorization, content-type, content-encoding, sec-gpc');
   });
 
   it('processes a purpose under an opt-out notice only where the jurisdiction allows it, and records it', async () => {

@@ -1,0 +1,159 @@
+// Browser libraries in a real headless Chromium (Debian's), pointed at Candor: a shop page and the library's own
+// files served from 127.0.0.1, every answer Candor gives recorded, and any request that would leave 127.0.0.1 noted.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { after, before } from 'node:test';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { parseAnswer, type RecordedAnswer } from './answers.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const missing = !existsSync(CHROMIUM);
+/** The `skip` option of a browser suite: skipped without Chromium, except under CI, where the suite fails instead. */
+export const skipWithoutChromium = missing && !process.env.CI ? `Chromium not installed at ${CHROMIUM}: skipped (apt-get install chromium; fails under CI=true)` : false;
+
+/** What the shop's server answers: the page at `/`, and files (the library's, unchanged) by path. */
+export interface Site {
+  page: string;
+  /** A path's content type and body, or undefined for a 404. */
+  file(path: string): { type: string; body: string | Buffer } | undefined;
+}
+
+export interface OpenPage {
+  context: BrowserContext;
+  page: Page;
+  /** Candor's answers to the library's POSTs under /v1/ (the consent call excepted), in order. */
+  answers: RecordedAnswer[];
+  /** Requests to anything but 127.0.0.1. */
+  outside: string[];
+  /** Page errors, console errors and failed requests. */
+  problems: string[];
+}
+
+export interface BrowserSuite {
+  /** The shop's base URL. */
+  readonly siteUrl: string;
+  /** A fresh browser profile on the shop page (with extra request headers, such as Sec-GPC), recording answers. */
+  open(headers?: Record<string, string>): Promise<OpenPage>;
+}
+
+function serve(site: Site): Promise<{ server: Server; url: string }> {
+  const server = createServer((request, response) => {
+    const path = new URL(request.url ?? '/', 'http://127.0.0.1').pathname;
+    const file = path === '/' ? { type: 'text/html; charset=utf-8', body: site.page } : site.file(path);
+    if (file) response.writeHead(200, { 'content-type': file.type }).end(file.body);
+    else if (path === '/favicon.ico') response.writeHead(204).end();
+    else response.writeHead(404).end();
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}` })));
+}
+
+/** Launches Chromium and serves the site before the suite; closes both after it. */
+export function useBrowser(site: Site): BrowserSuite {
+  let browser: Browser | undefined;
+  let served: { server: Server; url: string } | undefined;
+  before(async () => {
+    if (missing) throw new Error(`Chromium is not installed at ${CHROMIUM}; CI requires it (apt-get install chromium)`);
+    served = await serve(site);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      timeout: 30_000,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        // No name resolves: whatever is not 127.0.0.1 cannot be reached, even by accident.
+        '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+      ],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await new Promise((resolve) => (served ? served.server.close(resolve) : resolve(undefined)));
+  });
+  return {
+    get siteUrl() {
+      return served?.url ?? '';
+    },
+    async open(headers = {}) {
+      assert.ok(browser && served);
+      const siteUrl = served.url;
+      const context = await browser.newContext();
+      context.setDefaultTimeout(15_000);
+      if (Object.keys(headers).length > 0) await context.setExtraHTTPHeaders(headers);
+      const answers: RecordedAnswer[] = [];
+      const outside: string[] = [];
+      const problems: string[] = [];
+      context.on('request', (request) => {
+        if (new URL(request.url()).hostname !== '127.0.0.1') outside.push(request.url());
+      });
+      const page = await context.newPage();
+      page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+      page.on('console', (message) => {
+        if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+      });
+      page.on('requestfailed', (request) => problems.push(`request failed: ${request.method()} ${request.url()} ${request.failure()?.errorText ?? ''}`));
+      page.on('response', async (response) => {
+        const request = response.request();
+        const target = new URL(response.url());
+        if (request.method() !== 'POST' || target.origin === siteUrl || !target.pathname.startsWith('/v1/') || target.pathname === '/v1/consent') return;
+        answers.push({ url: response.url(), status: response.status(), body: parseAnswer(await response.text()) });
+      });
+      await page.goto(`${siteUrl}/`);
+      return { context, page, answers, outside, problems };
+    },
+  };
+}
+
+/** Polls until `condition` holds; on timeout, fails with what was seen. */
+export async function waitFor(what: string, condition: () => boolean, seen: () => unknown, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; seen: ${JSON.stringify(seen())}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/**
+ * A pass-through to Candor that answers the first POST to `path` with a 500 (a transient server error) and forwards
+ * every other request unchanged, CORS preflights included, so Candor's own preflight answers are what the browser sees.
+ * `retryHeaders` lists the named header of each later POST to `path`.
+ */
+export function failFirst(upstream: string, path: string, retryHeader: string): Promise<{ port: number; retryHeaders: () => (string | undefined)[]; close: () => Promise<void> }> {
+  let failed = false;
+  const retryHeaders: (string | undefined)[] = [];
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      if (request.method === 'POST' && request.url === path && !failed) {
+        failed = true;
+        response.writeHead(500, { 'access-control-allow-origin': '*', 'content-type': 'application/json' }).end('{}');
+        return;
+      }
+      if (request.method === 'POST' && request.url === path) retryHeaders.push(request.headers[retryHeader] as string | undefined);
+      const headers = Object.fromEntries(Object.entries(request.headers).filter(([name]) => !['host', 'connection', 'content-length'].includes(name))) as Record<string, string>;
+      const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined;
+      fetch(`${upstream}${request.url ?? '/'}`, { method: request.method, headers, body, signal: AbortSignal.timeout(10_000) })
+        .then(async (answer) => {
+          const relayed = Object.fromEntries([...answer.headers].filter(([name]) => !['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(name)));
+          response.writeHead(answer.status, relayed).end(Buffer.from(await answer.arrayBuffer()));
+        })
+        .catch(() => response.writeHead(502).end());
+    });
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: (server.address() as { port: number }).port,
+        retryHeaders: () => retryHeaders,
+        close: () => new Promise((done) => server.close(() => done())),
+      }),
+    ),
+  );
+}

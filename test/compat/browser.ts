@@ -5,12 +5,26 @@ import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { after, before } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { parseAnswer, type RecordedAnswer } from './answers.ts';
+import type { ListeningCandor } from '../support/listening.ts';
+import { parseAnswer, resultsOf, type RecordedAnswer } from './answers.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const missing = !existsSync(CHROMIUM);
 /** The `skip` option of a browser suite: skipped without Chromium, except under CI, where the suite fails instead. */
 export const skipWithoutChromium = missing && !process.env.CI ? `Chromium not installed at ${CHROMIUM}: skipped (apt-get install chromium; fails under CI=true)` : false;
+
+/**
+ * The shop page's `consent` method (page script text, for `window.shop`): the consent banner's choice goes to Candor
+ * first, as text/plain with the write key in the body.
+ */
+export const CONSENT_METHOD = `  async consent({ candorUrl, writeKey, anonymousId, purposes }) {
+    const response = await fetch(candorUrl + '/v1/consent', {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: JSON.stringify({ writeKey, anonymousId, purposes, mechanism: 'banner_accept', source: location.href }),
+    });
+    return { status: response.status, body: await response.json() };
+  },`;
 
 /** What the shop's server answers: the page at `/`, and files (the library's, unchanged) by path. */
 export interface Site {
@@ -156,4 +170,81 @@ export function failFirst(upstream: string, path: string, retryHeader: string): 
       }),
     ),
   );
+}
+
+// Checks both browser suites make after the same scenario, whatever library sent the events.
+
+/** A batch of a page view, 'Product Viewed' and 'Product Added' went to `path`, consent for analytics only. */
+export async function checkBatchOfThree(candor: ListeningCandor, opened: OpenPage, anonymousId: string, path: string): Promise<void> {
+  const { answers, outside, problems } = opened;
+  await waitFor('the batch answer', () => resultsOf(answers).length >= 3, () => ({ answers, problems }));
+  assert.deepEqual(answers.map((a) => new URL(a.url).pathname), [path]);
+  assert.equal(answers[0]?.status, 200, JSON.stringify(answers[0]?.body));
+  assert.deepEqual(resultsOf(answers).map((r) => [r.index, r.status]), [
+    [0, 'stored'],
+    [1, 'stored'],
+    [2, 'stored'],
+  ]);
+  const profileId = await candor.profileOf('anonymous_id', anonymousId);
+  assert.ok(profileId);
+  const events = await candor.eventsOf(profileId);
+  assert.deepEqual(events.map((e) => e.event ?? e.kind).sort(), ['Product Added', 'Product Viewed', 'page']);
+  // only analytics was consented to: profiling is not among the purposes the events may serve
+  assert.ok(events.every((e) => e.purposes.join() === 'analytics.reporting'), JSON.stringify(events.map((e) => e.purposes)));
+  assert.deepEqual(outside, []);
+  assert.deepEqual(problems, []);
+}
+
+/** A 'Product Viewed' event answered 500 once (by `failFirst`) was resent with the retry header and stored once. */
+export async function checkResentOnce(candor: ListeningCandor, opened: OpenPage, anonymousId: string, retryHeaders: () => (string | undefined)[]): Promise<void> {
+  const { answers, outside, problems } = opened;
+  await waitFor('the resent event to be answered', () => answers.some((a) => a.status === 200), () => ({ answers, problems }));
+  assert.deepEqual(answers.map((a) => a.status), [500, 200]);
+  assert.equal(retryHeaders()[0], '1', 'the resend carried the retry header');
+  assert.equal(answers[1]?.body.results?.[0]?.status, 'stored', JSON.stringify(answers[1]?.body));
+  const profileId = await candor.profileOf('anonymous_id', anonymousId);
+  assert.ok(profileId);
+  assert.equal((await candor.eventsOf(profileId)).filter((e) => e.event === 'Product Viewed').length, 1);
+  assert.deepEqual(outside, []);
+  // the browser logs the failed first attempt; nothing else may go wrong
+  assert.deepEqual(problems.filter((p) => !/status of 500/.test(p)), []);
+}
+
+/** One event sent with Sec-GPC: 1 after consent to analytics: stored, GPC honoured and recorded as an opt-out. */
+export async function checkGpcHonoured(candor: ListeningCandor, opened: OpenPage, anonymousId: string): Promise<void> {
+  const { answers, outside, problems } = opened;
+  await waitFor('the track answer', () => answers.length >= 1, () => ({ answers, problems }));
+  assert.equal(answers[0]?.status, 200, JSON.stringify(answers[0]?.body));
+  assert.equal(answers[0]?.body.gpcHonoured, true);
+  assert.equal(answers[0]?.body.results?.[0]?.status, 'stored');
+  const profileId = await candor.profileOf('anonymous_id', anonymousId);
+  assert.ok(profileId);
+  const state = await candor.kernel.consent.state(profileId);
+  assert.equal(state['marketing.advertising.third_party.targeted']?.state, 'refused');
+  assert.equal(state['marketing.advertising.third_party.targeted']?.gpc, true);
+  assert.equal(state['analytics.reporting']?.allowed, true);
+  assert.equal((await candor.eventsOf(profileId)).length, 1);
+  assert.deepEqual(outside, []);
+  assert.deepEqual(problems, []);
+}
+
+/**
+ * The person of the one-call-per-request scenario (identify with e-mail and first name, 'Product Viewed', one order,
+ * a page view, …; consent to analytics and profiling) has the events of `kinds`, the traits and the order count.
+ */
+export async function checkShopperStored(candor: ListeningCandor, opened: OpenPage, profileId: string, expected: { kinds: string[]; pageUrl: string; email: string; firstName: string }): Promise<void> {
+  const events = await candor.eventsOf(profileId);
+  assert.deepEqual(events.map((e) => e.kind).sort(), expected.kinds);
+  assert.ok(events.every((e) => e.source === 'web-shop' && e.purposes.includes('analytics.reporting')));
+  const viewed = events.find((e) => e.event === 'Product Viewed');
+  assert.deepEqual(viewed?.purposes.sort(), ['analytics.reporting', 'personalize.profiling']);
+  const pageView = events.find((e) => e.kind === 'page');
+  assert.equal((pageView?.personal as { properties?: { url?: string } } | null)?.properties?.url, expected.pageUrl);
+  const view = await candor.viewOf(profileId);
+  const trait = (key: string) => view.traits.find((t) => t.key === key)?.value;
+  assert.equal(trait('email'), expected.email);
+  assert.equal(trait('first_name'), expected.firstName);
+  assert.equal(view.computed.orderCount, 1);
+  assert.deepEqual(opened.outside, [], 'no request left 127.0.0.1');
+  assert.deepEqual(opened.problems, []);
 }

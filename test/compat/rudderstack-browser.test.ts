@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { useListeningCandor } from '../support/listening.ts';
 import { resultsOf } from './answers.ts';
-import { failFirst, skipWithoutChromium, useBrowser, waitFor } from './browser.ts';
+import { CONSENT_METHOD, checkBatchOfThree, checkGpcHonoured, checkResentOnce, checkShopperStored, failFirst, skipWithoutChromium, useBrowser, waitFor } from './browser.ts';
 
 const TIMEOUT = 60_000;
 // The ES module build (import.meta.resolve takes the package's `import` condition).
@@ -36,15 +36,7 @@ window.shop = {
       analytics.ready(() => resolve(analytics.getAnonymousId()));
     });
   },
-  // The consent banner: the choice goes to Candor first, as text/plain with the write key in the body.
-  async consent({ candorUrl, writeKey, anonymousId, purposes }) {
-    const response = await fetch(candorUrl + '/v1/consent', {
-      method: 'POST',
-      headers: { 'content-type': 'text/plain' },
-      body: JSON.stringify({ writeKey, anonymousId, purposes, mechanism: 'banner_accept', source: location.href }),
-    });
-    return { status: response.status, body: await response.json() };
-  },
+${CONSENT_METHOD}
 };
 </script></head><body><h1>Shop</h1></body></html>`;
 
@@ -79,7 +71,8 @@ describe('compat: @rudderstack/analytics-js in headless Chromium [sqlite]', { sk
     page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.consent(config), [{ candorUrl: candor.url, writeKey: candor.writeKey, anonymousId, purposes }] as const);
 
   it('delivers identify, track, page, group and alias one call per request (Basic auth, JSON), all stored', { timeout: TIMEOUT }, async () => {
-    const { context, page, answers, outside, problems } = await browser.open();
+    const opened = await browser.open();
+    const { context, page, answers, problems } = opened;
     try {
       const anonymousId = await loadIn(page, false);
       assert.ok(anonymousId);
@@ -117,28 +110,15 @@ describe('compat: @rudderstack/analytics-js in headless Chromium [sqlite]', { sk
       const profileId = await candor.profileOf('user_id', 'rs-browser-user-1');
       assert.ok(profileId);
       assert.equal(await candor.profileOf('anonymous_id', anonymousId), profileId, 'identify linked the visitor to the user');
-      const events = await candor.eventsOf(profileId);
-      assert.deepEqual(events.map((e) => e.kind).sort(), ['alias', 'group', 'identify', 'page', 'track', 'track']);
-      assert.ok(events.every((e) => e.source === 'web-shop' && e.purposes.includes('analytics.reporting')));
-      const viewed = events.find((e) => e.event === 'Product Viewed');
-      assert.deepEqual(viewed?.purposes.sort(), ['analytics.reporting', 'personalize.profiling']);
-      const pageView = events.find((e) => e.kind === 'page');
-      assert.equal((pageView?.personal as { properties?: { url?: string } } | null)?.properties?.url, `${browser.siteUrl}/`);
-      const view = await candor.viewOf(profileId);
-      const trait = (key: string) => view.traits.find((t) => t.key === key)?.value;
-      assert.equal(trait('email'), 'grace@hopper.dev');
-      assert.equal(trait('first_name'), 'Grace');
-      assert.equal(view.computed.orderCount, 1);
-
-      assert.deepEqual(outside, [], 'no request left 127.0.0.1');
-      assert.deepEqual(problems, []);
+      await checkShopperStored(candor, opened, profileId, { kinds: ['alias', 'group', 'identify', 'page', 'track', 'track'], pageUrl: `${browser.siteUrl}/`, email: 'grace@hopper.dev', firstName: 'Grace' });
     } finally {
       await context.close();
     }
   });
 
   it('delivers a batch to /v1/batch with batching on, one result per event', { timeout: TIMEOUT }, async () => {
-    const { context, page, answers, outside, problems } = await browser.open();
+    const opened = await browser.open();
+    const { context, page } = opened;
     try {
       const anonymousId = await loadIn(page, true);
       const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given' });
@@ -149,22 +129,7 @@ describe('compat: @rudderstack/analytics-js in headless Chromium [sqlite]', { sk
         analytics.track('Product Viewed', { product_id: 'p-8', price: 10 });
         analytics.track('Product Added', { product_id: 'p-8', quantity: 2 });
       });
-      await waitFor('the batch answer', () => resultsOf(answers).length >= 3, () => ({ answers, problems }));
-      assert.deepEqual(answers.map((a) => new URL(a.url).pathname), ['/v1/batch']);
-      assert.equal(answers[0]?.status, 200, JSON.stringify(answers[0]?.body));
-      assert.deepEqual(resultsOf(answers).map((r) => [r.index, r.status]), [
-        [0, 'stored'],
-        [1, 'stored'],
-        [2, 'stored'],
-      ]);
-      const profileId = await candor.profileOf('anonymous_id', anonymousId);
-      assert.ok(profileId);
-      const events = await candor.eventsOf(profileId);
-      assert.deepEqual(events.map((e) => e.event ?? e.kind).sort(), ['Product Added', 'Product Viewed', 'page']);
-      // only analytics was consented to: profiling is not among the purposes the events may serve
-      assert.ok(events.every((e) => e.purposes.join() === 'analytics.reporting'), JSON.stringify(events.map((e) => e.purposes)));
-      assert.deepEqual(outside, []);
-      assert.deepEqual(problems, []);
+      await checkBatchOfThree(candor, opened, anonymousId, '/v1/batch');
     } finally {
       await context.close();
     }
@@ -172,22 +137,14 @@ describe('compat: @rudderstack/analytics-js in headless Chromium [sqlite]', { sk
 
   it('resends an event after a server error (its Rsa-Retry-Attempt header passes the CORS preflight) and stores it once', { timeout: TIMEOUT }, async () => {
     const flaky = await failFirst(candor.url, '/v1/track', 'rsa-retry-attempt');
-    const { context, page, answers, outside, problems } = await browser.open();
+    const opened = await browser.open();
+    const { context, page } = opened;
     try {
       const anonymousId = await loadIn(page, false, flaky.port);
       const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given' });
       assert.equal(consent.status, 200, JSON.stringify(consent.body));
       await page.evaluate(() => (globalThis as unknown as PageGlobals).rudderanalytics.track('Product Viewed', { product_id: 'p-retry' }));
-      await waitFor('the resent event to be answered', () => answers.some((a) => a.status === 200), () => ({ answers, problems }));
-      assert.deepEqual(answers.map((a) => a.status), [500, 200]);
-      assert.equal(flaky.retryHeaders()[0], '1', 'the resend carried Rsa-Retry-Attempt');
-      assert.equal(answers[1]?.body.results?.[0]?.status, 'stored', JSON.stringify(answers[1]?.body));
-      const profileId = await candor.profileOf('anonymous_id', anonymousId);
-      assert.ok(profileId);
-      assert.equal((await candor.eventsOf(profileId)).filter((e) => e.event === 'Product Viewed').length, 1);
-      assert.deepEqual(outside, []);
-      // the browser logs the failed first attempt; nothing else may go wrong
-      assert.deepEqual(problems.filter((p) => !/status of 500|Retrying/.test(p)), []);
+      await checkResentOnce(candor, opened, anonymousId, flaky.retryHeaders);
     } finally {
       await context.close();
       await flaky.close();
@@ -195,25 +152,15 @@ describe('compat: @rudderstack/analytics-js in headless Chromium [sqlite]', { sk
   });
 
   it('honours Sec-GPC: 1 from the browser: the event answers say so, targeted advertising is refused', { timeout: TIMEOUT }, async () => {
-    const { context, page, answers, outside, problems } = await browser.open({ 'Sec-GPC': '1' });
+    const opened = await browser.open({ 'Sec-GPC': '1' });
+    const { context, page } = opened;
     try {
       const anonymousId = await loadIn(page, false);
       const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given' });
       assert.equal(consent.status, 200, JSON.stringify(consent.body));
       assert.equal(consent.body.gpcHonoured, true);
       await page.evaluate(() => (globalThis as unknown as PageGlobals).rudderanalytics.track('Product Viewed', { product_id: 'p-9' }));
-      await waitFor('the track answer', () => answers.length >= 1, () => ({ answers, problems }));
-      assert.equal(answers[0]?.status, 200, JSON.stringify(answers[0]?.body));
-      assert.equal(answers[0]?.body.gpcHonoured, true);
-      assert.equal(answers[0]?.body.results?.[0]?.status, 'stored');
-      const profileId = await candor.profileOf('anonymous_id', anonymousId);
-      assert.ok(profileId);
-      const state = await candor.kernel.consent.state(profileId);
-      assert.equal(state['marketing.advertising.third_party.targeted']?.state, 'refused');
-      assert.equal(state['marketing.advertising.third_party.targeted']?.gpc, true);
-      assert.equal((await candor.eventsOf(profileId)).length, 1);
-      assert.deepEqual(outside, []);
-      assert.deepEqual(problems, []);
+      await checkGpcHonoured(candor, opened, anonymousId);
     } finally {
       await context.close();
     }

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { useListeningCandor } from '../support/listening.ts';
 import { resultsOf } from './answers.ts';
-import { failFirst, skipWithoutChromium, useBrowser, waitFor, type Site } from './browser.ts';
+import { CONSENT_METHOD, checkBatchOfThree, checkGpcHonoured, checkResentOnce, checkShopperStored, failFirst, skipWithoutChromium, useBrowser, waitFor, type Site } from './browser.ts';
 
 const TIMEOUT = 60_000;
 const BUNDLES = join(import.meta.dirname, '..', '..', 'node_modules', '@segment', 'analytics-next', 'dist', 'umd');
@@ -26,15 +26,7 @@ window.shop = {
     const [instance] = await window.analytics;
     return instance.user().anonymousId();
   },
-  // The consent banner: the choice goes to Candor first, as text/plain with the write key in the body.
-  async consent({ candorUrl, writeKey, anonymousId, purposes }) {
-    const response = await fetch(candorUrl + '/v1/consent', {
-      method: 'POST',
-      headers: { 'content-type': 'text/plain' },
-      body: JSON.stringify({ writeKey, anonymousId, purposes, mechanism: 'banner_accept', source: location.href }),
-    });
-    return { status: response.status, body: await response.json() };
-  },
+${CONSENT_METHOD}
 };
 </script></head><body><h1>Shop</h1></body></html>`;
 
@@ -76,7 +68,8 @@ describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip
     page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.consent(config), [{ candorUrl: candor.url, writeKey: candor.writeKey, anonymousId, purposes }] as const);
 
   it('delivers identify, track, page, screen, group and alias one call per request (Segment short paths), all stored', { timeout: TIMEOUT }, async () => {
-    const { context, page, answers, outside, problems } = await open();
+    const opened = await open();
+    const { context, page, answers, problems } = opened;
     try {
       const anonymousId = await page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [loadConfig(false)] as const);
       assert.ok(anonymousId);
@@ -110,29 +103,17 @@ describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip
       assert.ok(profileId);
       assert.equal(await candor.profileOf('anonymous_id', anonymousId), profileId, 'identify linked the visitor to the user');
       assert.equal(await candor.profileOf('anonymous_id', 'browser-old-anon'), profileId, 'alias linked the old id');
-      const events = await candor.eventsOf(profileId);
-      assert.deepEqual(events.map((e) => e.kind).sort(), ['alias', 'group', 'identify', 'page', 'screen', 'track', 'track']);
-      assert.ok(events.every((e) => e.source === 'web-shop' && e.purposes.includes('analytics.reporting')));
-      const viewed = events.find((e) => e.event === 'Product Viewed');
-      assert.deepEqual(viewed?.purposes.sort(), ['analytics.reporting', 'personalize.profiling']);
-      const pageView = events.find((e) => e.kind === 'page');
-      assert.equal((pageView?.personal as { properties?: { url?: string } } | null)?.properties?.url, `${browser.siteUrl}/`);
+      const pageView = (await candor.eventsOf(profileId)).find((e) => e.kind === 'page');
       assert.equal((pageView?.data as { properties?: { title?: string } }).properties?.title, 'Candor compat shop');
-      const view = await candor.viewOf(profileId);
-      const trait = (key: string) => view.traits.find((t) => t.key === key)?.value;
-      assert.equal(trait('email'), 'margaret@hamilton.dev');
-      assert.equal(trait('first_name'), 'Margaret');
-      assert.equal(view.computed.orderCount, 1);
-
-      assert.deepEqual(outside, [], 'no request left 127.0.0.1');
-      assert.deepEqual(problems, []);
+      await checkShopperStored(candor, opened, profileId, { kinds: ['alias', 'group', 'identify', 'page', 'screen', 'track', 'track'], pageUrl: `${browser.siteUrl}/`, email: 'margaret@hamilton.dev', firstName: 'Margaret' });
     } finally {
       await context.close();
     }
   });
 
   it('delivers a batch to /v1/b with the batching strategy, one result per event', { timeout: TIMEOUT }, async () => {
-    const { context, page, answers, outside, problems } = await open();
+    const opened = await open();
+    const { context, page } = opened;
     try {
       const anonymousId = await page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [loadConfig(true)] as const);
       const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given' });
@@ -143,22 +124,7 @@ describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip
         await analytics.track('Product Viewed', { product_id: 'p-8', price: 10 });
         await analytics.track('Product Added', { product_id: 'p-8', quantity: 2 });
       });
-      await waitFor('the batch answer', () => resultsOf(answers).length >= 3, () => ({ answers, problems }));
-      assert.deepEqual(answers.map((a) => new URL(a.url).pathname), ['/v1/b']);
-      assert.equal(answers[0]?.status, 200, JSON.stringify(answers[0]?.body));
-      assert.deepEqual(resultsOf(answers).map((r) => [r.index, r.status]), [
-        [0, 'stored'],
-        [1, 'stored'],
-        [2, 'stored'],
-      ]);
-      const profileId = await candor.profileOf('anonymous_id', anonymousId);
-      assert.ok(profileId);
-      const events = await candor.eventsOf(profileId);
-      assert.deepEqual(events.map((e) => e.event ?? e.kind).sort(), ['Product Added', 'Product Viewed', 'page']);
-      // only analytics was consented to: profiling is not among the purposes the events may serve
-      assert.ok(events.every((e) => e.purposes.join() === 'analytics.reporting'), JSON.stringify(events.map((e) => e.purposes)));
-      assert.deepEqual(outside, []);
-      assert.deepEqual(problems, []);
+      await checkBatchOfThree(candor, opened, anonymousId, '/v1/b');
     } finally {
       await context.close();
     }
@@ -166,7 +132,8 @@ describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip
 
   it('resends an event after a server error (its X-Retry-Count header passes the CORS preflight) and stores it once', { timeout: TIMEOUT }, async () => {
     const flaky = await failFirst(candor.url, '/v1/t', 'x-retry-count');
-    const { context, page, answers, outside, problems } = await open();
+    const opened = await open();
+    const { context, page } = opened;
     try {
       const anonymousId = await page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [loadConfig(false, flaky.port)] as const);
       const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given' });
@@ -174,16 +141,7 @@ describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip
       await page.evaluate(async () => {
         await (globalThis as unknown as PageGlobals).analytics.track('Product Viewed', { product_id: 'p-retry' });
       });
-      await waitFor('the resent event to be answered', () => answers.some((a) => a.status === 200), () => ({ answers, problems }));
-      assert.deepEqual(answers.map((a) => a.status), [500, 200]);
-      assert.equal(flaky.retryHeaders()[0], '1', 'the resend carried X-Retry-Count');
-      assert.equal(answers[1]?.body.results?.[0]?.status, 'stored', JSON.stringify(answers[1]?.body));
-      const profileId = await candor.profileOf('anonymous_id', anonymousId);
-      assert.ok(profileId);
-      assert.equal((await candor.eventsOf(profileId)).filter((e) => e.event === 'Product Viewed').length, 1);
-      assert.deepEqual(outside, []);
-      // the browser logs the failed first attempt; nothing else may go wrong
-      assert.deepEqual(problems.filter((p) => !/status of 500/.test(p)), []);
+      await checkResentOnce(candor, opened, anonymousId, flaky.retryHeaders);
     } finally {
       await context.close();
       await flaky.close();
@@ -191,7 +149,8 @@ describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip
   });
 
   it('honours Sec-GPC: 1 from the browser: consent answer and event answers say so, targeted advertising is refused', { timeout: TIMEOUT }, async () => {
-    const { context, page, answers, outside, problems } = await open({ 'Sec-GPC': '1' });
+    const opened = await open({ 'Sec-GPC': '1' });
+    const { context, page } = opened;
     try {
       const anonymousId = await page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [loadConfig(false)] as const);
       const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given' });
@@ -200,20 +159,7 @@ describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip
       await page.evaluate(async () => {
         await (globalThis as unknown as PageGlobals).analytics.track('Product Viewed', { product_id: 'p-9' });
       });
-      await waitFor('the track answer', () => answers.length >= 1, () => ({ answers, problems }));
-      assert.equal(answers[0]?.status, 200, JSON.stringify(answers[0]?.body));
-      assert.equal(answers[0]?.body.gpcHonoured, true);
-      assert.equal(answers[0]?.body.results?.[0]?.status, 'stored');
-
-      const profileId = await candor.profileOf('anonymous_id', anonymousId);
-      assert.ok(profileId);
-      const state = await candor.kernel.consent.state(profileId);
-      assert.equal(state['marketing.advertising.third_party.targeted']?.state, 'refused');
-      assert.equal(state['marketing.advertising.third_party.targeted']?.gpc, true);
-      assert.equal(state['analytics.reporting']?.allowed, true);
-      assert.equal((await candor.eventsOf(profileId)).length, 1);
-      assert.deepEqual(outside, []);
-      assert.deepEqual(problems, []);
+      await checkGpcHonoured(candor, opened, anonymousId);
     } finally {
       await context.close();
     }

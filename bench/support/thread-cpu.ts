@@ -5,8 +5,10 @@
 // the server (from start-up); STRACE=file counts the server's system calls during the measured run (strace -c -f);
 // BENCH_SYNC=NORMAL runs SQLite without a sync per commit; BENCH_DIALECT=postgres stores in PostgreSQL; NODE_FLAGS='--trace-gc …' adds Node/V8 flags to Candor's
 // server (after those of `npm start`) and CHILD_OUT=file keeps what the server prints (such as the GC trace);
-// BENCH_CONN=n measures with n connections instead of 16.
+// BENCH_CONN=n measures with n connections instead of 16; BENCH_PREFILL=n stores n events (of the same 2,000 people, over
+// the last 90 days, straight into collect_events) before the server starts, to measure against a grown store.
 import { spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/index.ts';
@@ -47,6 +49,27 @@ try {
     const resolved = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, items));
     for (const r of resolved) await kernel.consent.record(r.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'personalize.profiling', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
     writeKey = (await kernel.access.createWriteKey('web', 'bench', CLI_ACTOR)).secret;
+    if (process.env.BENCH_PREFILL) {
+      // A store that has grown: synthetic events of the same people over the last 90 days, written straight to the table.
+      const total = Number(process.env.BENCH_PREFILL);
+      const profiles = resolved.map((r) => r.profileId as string);
+      const row = '(?,?,?,?,?,?,?,?,?,?,?,?,?)';
+      const text = `INSERT INTO collect_events (id, source, message_id, profile_id, kind, event, occurred_at, received_at, purposes, data, data_enc, plan_version, dedup_at) VALUES ${Array.from({ length: 100 }, () => row).join(',')}`;
+      const start = Date.now() - 90 * 86_400_000;
+      let n = 0;
+      while (n < total) {
+        await kernel.storage.raw.transaction(async (tx) => {
+          for (let k = 0; k < 100 && n < total; k++) {
+            const params: unknown[] = [];
+            for (let j = 0; j < 100; j++, n++) {
+              const at = new Date(start + (n / total) * 90 * 86_400_000).toISOString();
+              params.push(`evt_${at.replace(/\D/g, '')}${randomBytes(6).toString('hex')}`, 'web', randomUUID(), profiles[Math.floor(Math.random() * profiles.length)], 'track', 'Product Viewed', at, at, '["analytics.reporting"]', '{"properties":{"product_id":"p-1","price":10}}', randomBytes(200).toString('base64'), 1, at);
+            }
+            await tx.run(text, params);
+          }
+        });
+      }
+    }
     await kernel.close();
   }
   const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`, `--cpu-prof-name=${which}.cpuprofile`] : [];

@@ -14,6 +14,7 @@ interface ConsentBody {
   jurisdiction?: string;
   source?: string;
   confirmOverGpc?: boolean;
+  gpc?: boolean;
 }
 
 const id = { type: 'string', minLength: 1, maxLength: 200 } as const;
@@ -46,6 +47,8 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
             jurisdiction: { type: 'string', pattern: '^[A-Z]{2}(-[A-Z0-9]{1,3})?$' },
             source: { type: 'string', maxLength: 2000 },
             confirmOverGpc: { type: 'boolean' },
+            // A GPC signal sent by an SDK or a server relaying a browser's Sec-GPC: 1, as the header counts.
+            gpc: { type: 'boolean' },
             writeKey: { type: 'string' },
           },
         },
@@ -86,7 +89,7 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
         noticeVersion: body.noticeVersion,
         jurisdiction: body.jurisdiction,
         source: body.source,
-        gpc: request.headers['sec-gpc'] === '1',
+        gpc: request.headers['sec-gpc'] === '1' || body.gpc === true,
         confirmOverGpc: body.confirmOverGpc,
       };
       const result = body.withdrawAll ? await consent.withdrawAll(profileId, meta, actor) : await consent.record(profileId, changes, meta, actor);

@@ -21,6 +21,7 @@ const result = {
     refusedFields: { type: 'array', items: { type: 'string' } },
     violations: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, rule: { type: 'string' }, message: { type: 'string' } } } },
     detail: { type: 'string' },
+    gpcHonoured: { type: 'boolean' },
   },
 } as const;
 const answer = {
@@ -38,7 +39,8 @@ async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyRep
   const gpc = isGpc(request);
   const results = await kernel.collect.ingest(messages, kind, { source: principal.source, gpc, receivedAt: Date.now(), actor: { id: principal.tokenId, role: principal.role }, client: request.raw.socket });
   reply.code(200);
-  return { success: true, ...(gpc ? { gpcHonoured: true } : {}), results };
+  // A request-wide Sec-GPC: 1, or a message's own context.gpc: the answer says the signal was honoured.
+  return { success: true, ...(gpc || results.some((r) => r.gpcHonoured === true) ? { gpcHonoured: true } : {}), results };
 }
 
 /**

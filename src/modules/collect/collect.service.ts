@@ -41,6 +41,8 @@ export interface ItemResult {
   refusedFields?: string[];
   violations?: readonly Violation[];
   detail?: string;
+  /** The message carried a GPC signal (the request's `Sec-GPC: 1` or its own `context.gpc`), and it was honoured. */
+  gpcHonoured?: boolean;
 }
 
 /**
@@ -186,8 +188,9 @@ export class Collector {
         return;
       }
       const profileId = known[i] ?? null;
-      const gated = this.#gate(profileId, item.plan, item.message, context.gpc);
       const { message } = item;
+      const gpc = context.gpc || message.gpc;
+      const gated = this.#gate(profileId, item.plan, message, gpc);
       if (!gated) {
         this.#countRefusal(context.source, context.receivedAt, message, item.plan.purposes);
         results[item.index] = { index: item.index, messageId: message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: item.plan.dropped };
@@ -210,7 +213,7 @@ export class Collector {
         refusedFields: stored.refusedFields,
         traits: stored.traits,
         dropped: item.plan.dropped,
-        gpc: context.gpc,
+        gpc,
         source: context.source,
         receivedAt,
         planVersion,
@@ -221,6 +224,11 @@ export class Collector {
     handOver();
     for (const result of await committed) results[result.index] = result;
     const answered = results.map((r, index): ItemResult => r ?? { index, messageId: undefined, status: 'invalid', code: 'INTERNAL_ERROR' });
+    for (const { index, message } of accepted) {
+      const result = answered[index] as ItemResult;
+      // Stored under the opt-out, or not processed at all: either way the signal was honoured.
+      if ((context.gpc || message.gpc) && result.status !== 'invalid') result.gpcHonoured = true;
+    }
     if (this.#observers.length > 0) this.#report(context.source, answered, accepted);
     return answered;
   }

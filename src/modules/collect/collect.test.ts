@@ -191,6 +191,46 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.equal(state['marketing.advertising.third_party.targeted']?.gpc, true);
   });
 
+  it("honours a message's own GPC flag (context.gpc, a server relaying a browser's signal) for that message only", async () => {
+    const given = { 'analytics.reporting': 'given', 'marketing.advertising.third_party.targeted': 'given' };
+    const flagged = await consent({ anonymousId: 'anon-relay-1', purposes: given, gpc: true });
+    assert.equal(flagged.statusCode, 200, flagged.body);
+    assert.equal((flagged.json() as { gpcHonoured: boolean }).gpcHonoured, true, 'the consent call flagged by its body');
+    await consent({ anonymousId: 'anon-relay-2', purposes: given });
+    const profileOf = async (anonymousId: string) =>
+      (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'anonymous_id', value: anonymousId }], source: 'web', at: new Date().toISOString() }]))[0] as string;
+    const targeted = async (anonymousId: string) => (await ctx.kernel.consent.state(await profileOf(anonymousId)))['marketing.advertising.third_party.targeted'];
+    assert.equal((await targeted('anon-relay-1'))?.gpc, true);
+    assert.equal((await targeted('anon-relay-2'))?.state, 'given');
+
+    const batch = await send('/v1/batch', {
+      batch: [
+        { type: 'track', anonymousId: 'anon-relay-3', event: 'Product Viewed', properties: { product_id: 'p1' }, context: { gpc: true, page: { path: '/p1' } } },
+        { type: 'track', anonymousId: 'anon-relay-2', event: 'Product Viewed', properties: { product_id: 'p2' }, context: { gpc: false } },
+        { type: 'track', anonymousId: 'anon-relay-2', event: 'Product Viewed', properties: { product_id: 'p3' }, context: { gpc: 'yes' } },
+      ],
+    });
+    const body = batch.json() as { gpcHonoured?: boolean; results: { status: string; code?: string; gpcHonoured?: boolean; dropped?: string[]; detail?: string }[] };
+    assert.equal(body.gpcHonoured, true);
+    // anon-relay-3 is unknown and gave no consent: nothing is stored, which honours the signal too.
+    assert.deepEqual(body.results.map((r) => [r.status, r.gpcHonoured]), [['refused', true], ['stored', undefined], ['invalid', undefined]]);
+    assert.equal(body.results[2]?.code, 'COLLECT_MESSAGE_INVALID', 'an unreadable signal is refused, not ignored');
+    assert.ok(!(body.results[1]?.dropped ?? []).includes('context.gpc'), 'the flag is a protocol field, not data the plan drops');
+
+    const one = await send('/v1/track', { anonymousId: 'anon-relay-2', event: 'Product Viewed', properties: { product_id: 'p4' }, context: { gpc: true } });
+    const answer = one.json() as { gpcHonoured?: boolean; results: { status: string; gpcHonoured?: boolean }[] };
+    assert.deepEqual([answer.gpcHonoured, answer.results[0]?.status, answer.results[0]?.gpcHonoured], [true, 'stored', true]);
+    const state = await targeted('anon-relay-2');
+    assert.equal(state?.state, 'refused');
+    assert.equal(state?.gpc, true);
+    // The flag is not stored with the event.
+    const events = await ctx.kernel.collect.events([await profileOf('anon-relay-2')], { decrypt: true, limit: 10 });
+    const stored = events.find((e) => (e.data as { properties?: { product_id?: string } }).properties?.product_id === 'p4');
+    assert.ok(stored);
+    assert.ok(!JSON.stringify([stored.data, stored.personal]).includes('gpc'), JSON.stringify(stored));
+    assert.ok(!stored.purposes.includes('marketing.advertising.third_party.targeted'), 'left out for the flagged message itself');
+  });
+
   it('accepts browser-style text/plain bodies with the write key inside, and gzip bodies', async () => {
     await consent({ anonymousId: 'anon-browser', purposes: { 'analytics.reporting': 'given' } });
     const plain = await server.app.inject({

@@ -41,6 +41,11 @@ export interface ParsedMessage {
   context: unknown;
   /** The message carried its own `writeKey` field (browser clients). */
   writeKey: string | undefined;
+  /**
+   * The sender flagged the message with a Global Privacy Control signal (`context.gpc: true`, e.g. a server relaying
+   * a browser's `Sec-GPC: 1`): a protocol field, taken out of the context, never stored with the event.
+   */
+  gpc: boolean;
   bytes: number;
 }
 
@@ -101,7 +106,15 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   for (const part of ['properties', 'traits', 'context'] as const) {
     if (raw[part] !== undefined && raw[part] !== null && !isObject(raw[part])) return fail('COLLECT_MESSAGE_INVALID', part);
   }
-  const context = isObject(raw.context) ? raw.context : undefined;
+  let context = isObject(raw.context) ? raw.context : undefined;
+  let gpc = false;
+  if (context !== undefined && context.gpc !== undefined) {
+    // A privacy signal that cannot be read is not ignored: the message is refused, and the sender told why.
+    if (typeof context.gpc !== 'boolean') return fail('COLLECT_MESSAGE_INVALID', 'context.gpc (a boolean)');
+    gpc = context.gpc;
+    context = { ...context };
+    delete context.gpc;
+  }
   // Segment clients send identify traits at the top level; older ones put them in context.traits.
   const traits = isObject(raw.traits) ? raw.traits : type === 'identify' && context && isObject(context.traits) ? context.traits : undefined;
   const occurredAt = new Date(at).toISOString();
@@ -122,6 +135,7 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
       traits,
       context,
       writeKey: typeof raw.writeKey === 'string' ? raw.writeKey : undefined,
+      gpc,
       bytes,
     },
   };

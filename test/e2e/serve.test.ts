@@ -9,7 +9,9 @@ describeEachDialect('candor serve over a real socket', (dialect) => {
   let env: TestEnvironment;
   let ownerToken = '';
   before(async () => {
-    env = await createEnvironment(dialect);
+    // A data directory that does not exist yet, as on a fresh checkout (`npm start` makes it).
+    const created = await createEnvironment(dialect);
+    env = { ...created, dataDir: join(created.dataDir, 'fresh', 'data') };
   });
   after(async () => {
     await env.cleanup();
@@ -23,6 +25,7 @@ describeEachDialect('candor serve over a real socket', (dialect) => {
       assert.ok(ownerToken, out);
       assert.match(out, /master key: .*master\.key \(generated now/);
       assert.equal(statSync(join(env.dataDir, 'master.key')).mode & 0o777, 0o600);
+      assert.equal(statSync(env.dataDir).mode & 0o777, 0o700);
       const me = await fetch(`${running.url}/v1/admin/me`, { headers: { authorization: `Bearer ${ownerToken}` } });
       assert.equal(me.status, 200);
       assert.equal(((await me.json()) as { role: string }).role, 'owner');

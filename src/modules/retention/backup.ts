@@ -3,7 +3,7 @@
 // pg_restore (checked with --list first, restored in one transaction). The deletion ledger file lives outside the
 // database and is never part of a backup: opening the kernel after a restore replays the erasures it lists.
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { backup as sqliteBackup, DatabaseSync } from 'node:sqlite';
 import { randomBytes } from 'node:crypto';
@@ -45,6 +45,8 @@ function alive(pid: number): boolean {
  * that is gone is taken over.
  */
 export function claimDataDir(dataDir: string): () => void {
+  // The first start of a fresh checkout has no data directory yet: it is made here, private, as storage makes it.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, SERVER_LOCK_FILE);
   const holder = runningServer(dataDir);
   if (holder !== null && holder !== process.pid) throw new CandorError('BACKUP_SERVER_RUNNING', { pid: holder });

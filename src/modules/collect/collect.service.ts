@@ -426,9 +426,11 @@ export class Collector {
     }
     for (const group of gpcGroups.values()) await consent.recordGpc([...group.profiles], { source: group.source }, group.actor);
 
-    // Resolution may land on another profile than the lookup saw (a merge, a limit): the gate is run again for
-    // that person, whose consent (after the merge: the most restrictive of both) is what counts.
-    const moved = withProfile.filter((r) => r.pending.gatedFor !== r.resolution.profileId);
+    // Resolution may land on another profile than the lookup saw (a merge, a limit), and a merge changes the consent
+    // of the profile that survives it (the most restrictive of both): the gate is run again for every message stored
+    // for such a person, with the consent that counts now.
+    const mergedInto = new Set(merges.map((m) => m.into));
+    const moved = withProfile.filter((r) => r.pending.gatedFor !== r.resolution.profileId || mergedInto.has(r.resolution.profileId));
     if (moved.length > 0) await consent.load([...new Set(moved.map((r) => r.resolution.profileId))]);
     for (const r of moved) {
       const p = r.pending;

@@ -294,6 +294,17 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.ok(result?.status === 'refused' || !(result?.purposes ?? []).some((p) => p === 'analytics.reporting' || p === 'personalize.profiling'), joined.body);
   });
 
+  it('applies the merged consent to the very event that merges, also when the profile it was checked for survives', async () => {
+    // Frank consented under his user id; on another device he refused everything before signing in. The event that
+    // links the two merges the device's profile into his: the refusal wins, for this event too.
+    await consent({ userId: 'u-frank', purposes: { 'analytics.reporting': 'given', 'personalize.profiling': 'given' } });
+    await consent({ anonymousId: 'anon-frank-phone', purposes: { 'analytics.reporting': 'refused', 'personalize.profiling': 'refused' } });
+    const linking = await send('/v1/track', { userId: 'u-frank', anonymousId: 'anon-frank-phone', event: 'Product Viewed', properties: { product_id: 'p1' } });
+    assert.deepEqual(results(linking).map((r) => [r.status, r.code]), [['refused', 'COLLECT_NO_LAWFUL_BASIS']], linking.body);
+    const next = await send('/v1/track', { userId: 'u-frank', event: 'Product Viewed', properties: { product_id: 'p2' } });
+    assert.equal(results(next)[0]?.code, 'COLLECT_NO_LAWFUL_BASIS', next.body);
+  });
+
   it('drops events about suppressed (erased) identifiers', async () => {
     const hash = ctx.kernel.identity.hash({ type: 'user_id', value: 'user-erased' });
     await ctx.kernel.identity.suppress([{ type: 'user_id', valueHash: hash }], 'erasure');

@@ -44,7 +44,7 @@ describeEachDialect('candor import', (dialect) => {
     Object.fromEntries((await kernel.profiles.get([profileId], { decrypt: true })).traits.map((t) => [t.key, t.value]));
 
   it('imports customers on the basis of consent and records their consent with mechanism import, with receipts', async () => {
-    const file = csv('consented.csv', ['user_id,email,first_name,country,loyalty_tier', 'a1,ada@shop.test,Ada,DE,gold', 'a2,bo@shop.test,Bo,FR,silver']);
+    const file = csv('consented.csv', ['user_id,email,first_name,country,loyalty_tier', 'a1,ada@candor-shop.dev,Ada,DE,gold', 'a2,bo@candor-shop.dev,Bo,FR,silver']);
     const result = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'consent', '--purposes', 'marketing.communications.email,personalize.profiling', '--jurisdiction', 'DE');
     assert.equal(result.code, 0, result.err);
     assert.deepEqual(summary(result.out), [2, 2, 0, 0, 0, 0]);
@@ -59,7 +59,7 @@ describeEachDialect('candor import', (dialect) => {
       ]);
       assert.ok(history.every((e) => e.receiptId !== null && e.basis === 'consent'));
       const traits = await traitsOf(kernel, profileId);
-      assert.equal(traits.email, 'ada@shop.test');
+      assert.equal(traits.email, 'ada@candor-shop.dev');
       assert.equal(traits.first_name, 'Ada');
       assert.equal(traits.country, 'DE');
       assert.ok(!('loyalty_tier' in traits));
@@ -74,12 +74,12 @@ describeEachDialect('candor import', (dialect) => {
       assert.equal(details.rows, 2);
       assert.equal(details.stored, 2);
       assert.equal(details.consents, 2);
-      assert.ok(!JSON.stringify(runs).includes('ada@shop.test'));
+      assert.ok(!JSON.stringify(runs).includes('ada@candor-shop.dev'));
     });
   });
 
   it('on the basis of contract keeps only what contract-basis purposes allow', async () => {
-    const customers = csv('contract-customers.csv', ['user_id,email,first_name,country', 'b1,bea@shop.test,Bea,NL']);
+    const customers = csv('contract-customers.csv', ['user_id,email,first_name,country', 'b1,bea@candor-shop.dev,Bea,NL']);
     const first = await candor('import', 'customers', customers, '--source', 'crm', '--basis', 'contract');
     assert.equal(first.code, 0, first.err);
     assert.deepEqual(summary(first.out), [1, 1, 0, 0, 0, 0]);
@@ -100,7 +100,7 @@ describeEachDialect('candor import', (dialect) => {
     await withKernel(async (kernel) => {
       const profileId = await profileOf(kernel, 'b1');
       const traits = await traitsOf(kernel, profileId);
-      assert.equal(traits.email, 'bea@shop.test');
+      assert.equal(traits.email, 'bea@candor-shop.dev');
       assert.equal(traits.first_name, 'Bea');
       assert.ok(!('country' in traits));
       assert.deepEqual(await kernel.consent.history(profileId), []);
@@ -164,14 +164,14 @@ describeEachDialect('candor import', (dialect) => {
   it('reports malformed and invalid rows by their number in the file, with codes and never their values, in an owner-only file', async () => {
     const file = csv('messy.csv', [
       'user_id,email,first_name',
-      'd1,dan@shop.test,Dan',
+      'd1,dan@candor-shop.dev,Dan',
       'd2,not-an-email,Dora',
-      'd3,dee@shop.test',
-      'd4,dina@shop.test,"Di',
+      'd3,dee@candor-shop.dev',
+      'd4,dina@candor-shop.dev,"Di',
       'na"',
       'd5',
-      ',eve@shop.test,Eve',
-      'd6,fay@shop.test,Fay',
+      ',eve@candor-shop.dev,Eve',
+      'd6,fay@candor-shop.dev,Fay',
     ]);
     const report = join(cli.env.dataDir, 'messy-report.csv');
     const result = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'contract', '--report', report);
@@ -191,7 +191,7 @@ describeEachDialect('candor import', (dialect) => {
         '',
       ].join('\n'),
     );
-    for (const value of ['not-an-email', 'Dora', 'dee@shop.test', 'd3', 'd5', 'eve@shop.test', 'Eve']) assert.ok(!text.includes(value), value);
+    for (const value of ['not-an-email', 'Dora', 'dee@candor-shop.dev', 'd3', 'd5', 'eve@candor-shop.dev', 'Eve']) assert.ok(!text.includes(value), value);
     await withKernel(async (kernel) => {
       assert.equal((await traitsOf(kernel, await profileOf(kernel, 'd4'))).first_name, 'Di\nna');
       assert.equal((await traitsOf(kernel, await profileOf(kernel, 'd6'))).first_name, 'Fay');
@@ -221,7 +221,7 @@ describeEachDialect('candor import', (dialect) => {
     assert.equal(gone.code, 1);
     assert.match(gone.err, /error IMPORT_FILE_UNREADABLE: .*"reason":"ENOENT"/);
     assert.equal(existsSync(`${missing}.report.csv`), false);
-    const file = csv('options.csv', ['user_id,email', 'x1,x1@shop.test']);
+    const file = csv('options.csv', ['user_id,email', 'x1,x1@candor-shop.dev']);
     const unknown = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'because');
     assert.equal(unknown.code, 1);
     assert.match(unknown.err, /error IMPORT_BASIS_UNKNOWN/);
@@ -234,7 +234,7 @@ describeEachDialect('candor import', (dialect) => {
     const batch = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'contract', '--batch-size', 'lots');
     assert.equal(batch.code, 1);
     assert.match(batch.err, /error IMPORT_OPTION_INVALID: .*"option":"batch-size"/);
-    const noHeader = csv('no-ids.csv', ['email,first_name', 'y@shop.test,Y']);
+    const noHeader = csv('no-ids.csv', ['email,first_name', 'y@candor-shop.dev,Y']);
     const header = await candor('import', 'customers', noHeader, '--source', 'crm', '--basis', 'contract');
     assert.equal(header.code, 1);
     assert.match(header.err, /error IMPORT_HEADER_INVALID: .*"reason":"no_identity_column"/);

@@ -29,7 +29,7 @@ describeEachDialect('data-subject requests over HTTP', (dialect) => {
 
   before(async () => {
     writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
-    for (const [userId, email] of [['h-1', 'h1@example.test'], ['h-2', 'h2@example.test']]) {
+    for (const [userId, email] of [['h-1', 'h1@candor-example.dev'], ['h-2', 'h2@candor-example.dev']]) {
       await business('/v1/consent', { userId, mechanism: 'banner_save', purposes: { 'analytics.reporting': 'given' } });
       assert.equal(json(await business('/v1/identify', { userId, traits: { email, first_name: 'Ada' } })).results[0].status, 'stored');
     }
@@ -37,7 +37,7 @@ describeEachDialect('data-subject requests over HTTP', (dialect) => {
   });
 
   it('runs an access request end to end: start, code from the outbox, verify, session, status, download', async () => {
-    const started = await start({ type: 'access', email: 'h1@example.test' });
+    const started = await start({ type: 'access', email: 'h1@candor-example.dev' });
     assert.equal(started.statusCode, 202, started.body);
     const { requestId } = json(started);
     await ctx.kernel.rights.settled();
@@ -61,8 +61,8 @@ describeEachDialect('data-subject requests over HTTP', (dialect) => {
   });
 
   it('answers a known and an unknown address alike, and a wrong code with its specific code', async () => {
-    const known = await start({ type: 'erasure', email: 'h2@example.test' });
-    const unknown = await start({ type: 'erasure', email: 'ghost@example.test' });
+    const known = await start({ type: 'erasure', email: 'h2@candor-example.dev' });
+    const unknown = await start({ type: 'erasure', email: 'ghost@candor-example.dev' });
     assert.equal(known.statusCode, unknown.statusCode);
     assert.deepEqual(Object.keys(json(known)), Object.keys(json(unknown)));
     assert.deepEqual({ ...json(known), requestId: '' }, { ...json(unknown), requestId: '' });
@@ -93,7 +93,7 @@ describeEachDialect('data-subject requests over HTTP', (dialect) => {
     const repeat = await app().inject({ method: 'POST', url: '/v1/me/rights/requests', headers: { authorization: `Bearer ${session}` }, payload: { type: 'withdraw_consent' } });
     assert.equal(json(repeat).duplicate, true);
 
-    const restriction = await app().inject({ method: 'POST', url: '/v1/me/rights/requests', headers: { authorization: `Bearer ${session}` }, payload: { type: 'access', email: 'h2@example.test' } });
+    const restriction = await app().inject({ method: 'POST', url: '/v1/me/rights/requests', headers: { authorization: `Bearer ${session}` }, payload: { type: 'access', email: 'h2@candor-example.dev' } });
     assert.equal(json(restriction).request.state, 'verifying');
     const id = json(restriction).request.id as string;
     const queue = await app().inject({ url: '/v1/admin/rights/requests?state=verifying', headers: harness.auth('privacy_officer') });

@@ -51,7 +51,7 @@ describeEachDialect('CSV import', (dialect) => {
     (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'files', at: new Date().toISOString() }]))[0] ?? null;
 
   it('stops at a row larger than the limit (a quote never closed), after storing the rows before it', async () => {
-    const text = ['user_id,email', 'r1,r1@shop.test', 'r2,"r2@shop.test', ...Array.from({ length: 50 }, (_, i) => `r${i + 3},r${i + 3}@shop.test`)].join('\n');
+    const text = ['user_id,email', 'r1,r1@candor-shop.dev', 'r2,"r2@candor-shop.dev', ...Array.from({ length: 50 }, (_, i) => `r${i + 3},r${i + 3}@candor-shop.dev`)].join('\n');
     const { summary, reports } = await run(text, { kind: 'customers', basis: 'contract', maxRowBytes: 200 });
     assert.equal(summary.complete, false);
     assert.ok(isCandorError(summary.error, 'IMPORT_ROW_TOO_LARGE'));
@@ -77,7 +77,7 @@ describeEachDialect('CSV import', (dialect) => {
     const { kernel } = ctx;
     const text = ['user_id,event,page_type', 'w1,Product Viewed,', 'gone-1,Product Viewed,'].join('\n');
     // w1 gave and then withdrew consent for analytics.reporting before the import.
-    await run(['user_id,email', 'w1,w1@shop.test'].join('\n'), { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'] });
+    await run(['user_id,email', 'w1,w1@candor-shop.dev'].join('\n'), { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'] });
     const w1 = (await profileOf('w1')) as string;
     await kernel.consent.record(w1, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { mechanism: 'privacy_center' }, CLI_ACTOR);
     const entries = (await kernel.consent.history(w1)).length;
@@ -104,8 +104,8 @@ describeEachDialect('CSV import', (dialect) => {
 
   it('refuses a header without ids, with a repeated column, or no header at all', async () => {
     for (const [text, reason] of [
-      ['email\nx@shop.test', 'no_identity_column'],
-      ['user_id,email,EMAIL\nu,x@shop.test,y@shop.test', 'duplicate_column'],
+      ['email\nx@candor-shop.dev', 'no_identity_column'],
+      ['user_id,email,EMAIL\nu,x@candor-shop.dev,y@candor-shop.dev', 'duplicate_column'],
       ['', 'empty_file'],
     ] as const) {
       const { summary } = await run(text, { kind: 'customers', basis: 'contract' });

@@ -31,7 +31,11 @@ describe('identity rules', () => {
     assert.equal(norm('email', 'TEST@example.com'), undefined);
     assert.equal(norm('email', 'someone@example.net'), undefined);
     assert.equal(norm('email', 'noreply@shop.io'), undefined);
+    // The top-level domains reserved for tests and examples hold no one's mailbox.
+    for (const value of ['qa@mail.test', 'a@shop.example', 'x@host.invalid', 'root@box.LOCALHOST']) assert.equal(norm('email', value), undefined, value);
     assert.equal(norm('email', 'ada@shop.io'), 'ada@shop.io');
+    assert.equal(norm('email', 'ada@test.io'), 'ada@test.io', 'only the top-level domain counts');
+    assert.equal(norm('anonymous_id', '00000000-0000-0000-0000-000000000000'), undefined, 'the nil UUID');
   });
 
   it('refuses malformed e-mail addresses, unknown types and values that are not text', () => {

@@ -18,11 +18,12 @@ export interface IdentityRules {
 
 export const DEFAULT_IDENTITY_RULES: IdentityRules = {
   blockedValues: {
-    '*': ['null', 'undefined', 'unknown', 'none', 'nil', 'nan', '0', '-1', 'n/a', 'na', '-', '', 'true', 'false', '[object object]', 'anonymous', 'guest', 'test'],
+    '*': ['null', 'undefined', 'unknown', 'none', 'nil', 'nan', '0', '-1', 'n/a', 'na', '-', '', 'true', 'false', '[object object]', 'anonymous', 'guest', 'test', '00000000-0000-0000-0000-000000000000'],
     email: ['test@test.com', 'test@example.com', 'noreply@example.com', 'no-reply@example.com', 'user@example.com', 'email@example.com', 'a@a.com'],
   },
   blockedPatterns: {
-    email: ['@example\\.(com|org|net)$', '^(no-?reply|do-?not-?reply)@', '@(test|invalid|localhost|example)$'],
+    // example.com/.org/.net and the top-level domains reserved for tests and examples (RFC 2606, RFC 6761).
+    email: ['@example\\.(com|org|net)$', '^(no-?reply|do-?not-?reply)@', '\\.(test|invalid|localhost|example)$'],
     // All one digit repeated, or a leading zero (no E.164 country code starts with 0).
     phone: ['^\\+(\\d)\\1+$', '^\\+0'],
   },

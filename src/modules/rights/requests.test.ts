@@ -73,7 +73,7 @@ describeEachDialect('data-subject requests', (dialect) => {
       erasure: k.erasure,
       exporter: k.exporter,
       logger: k.logger,
-      mailer: new Mailer({ smtpUrl: '', from: 'privacy@example.test', outboxDir: outbox }),
+      mailer: new Mailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: outbox }),
       defaultJurisdiction: 'gdpr',
       publicUrl: 'http://candor.test',
       rateLimits: { perIdentifier: 3, perClient: 6, windowMs: 3_600_000 },
@@ -87,23 +87,23 @@ describeEachDialect('data-subject requests', (dialect) => {
   });
 
   it('sends a code only to a known address, stores it hashed, and expires it after ten minutes', async () => {
-    await person('v-1', 'v1@example.test');
-    const started = await rights.start({ type: 'erasure', email: 'V1@Example.test', client: '10.0.0.1' });
+    await person('v-1', 'v1@candor-example.dev');
+    const started = await rights.start({ type: 'erasure', email: 'V1@Candor-Example.dev', client: '10.0.0.1' });
     assert.deepEqual(Object.keys(started).sort(), ['next', 'requestId', 'verification']);
     assert.equal(started.next, 'verify');
     await rights.settled();
     const code = codeFromOutbox(outbox, started.requestId);
     const stored = await ctx.kernel.storage.raw.all<{ code_hash: string; email: string }>('SELECT code_hash, email FROM rights_requests WHERE id = $1'.replace('$1', dialect === 'postgres' ? '$1' : '?'), [started.requestId]);
     assert.ok(!stored[0]?.code_hash.includes(code));
-    assert.ok(!stored[0]?.email.includes('v1@example.test'));
+    assert.ok(!stored[0]?.email.includes('v1@candor-example.dev'));
     clock = new Date(clock.getTime() + 10 * 60_000 + 1);
     await assert.rejects(rights.verify(started.requestId, code), (e) => isCandorError(e, 'RIGHTS_CODE_EXPIRED'));
     clock = new Date('2026-03-02T10:00:00.000Z');
   });
 
   it('locks after three wrong codes, even for the right one', async () => {
-    await person('v-2', 'v2@example.test');
-    const started = await rights.start({ type: 'restriction', email: 'v2@example.test', client: '10.0.0.2' });
+    await person('v-2', 'v2@candor-example.dev');
+    const started = await rights.start({ type: 'restriction', email: 'v2@candor-example.dev', client: '10.0.0.2' });
     await rights.settled();
     const code = codeFromOutbox(outbox, started.requestId);
     const wrong = code === '000000' ? '000001' : '000000';
@@ -113,7 +113,7 @@ describeEachDialect('data-subject requests', (dialect) => {
 
   it('answers an unknown address exactly like a known one and sends nothing', async () => {
     const before = readdirSync(outbox).length;
-    const unknown = await rights.start({ type: 'erasure', email: 'nobody@example.test', client: '10.0.0.3' });
+    const unknown = await rights.start({ type: 'erasure', email: 'nobody@candor-example.dev', client: '10.0.0.3' });
     await rights.settled();
     assert.equal(readdirSync(outbox).length, before);
     assert.deepEqual({ ...unknown, requestId: 'x' }, { requestId: 'x', verification: 'code', next: 'verify' });
@@ -121,9 +121,9 @@ describeEachDialect('data-subject requests', (dialect) => {
     for (let i = 0; i < 3; i++) await assert.rejects(rights.verify(unknown.requestId, '123456'), (e) => isCandorError(e, 'RIGHTS_CODE_INVALID'));
     await assert.rejects(rights.verify(unknown.requestId, '123456'), (e) => isCandorError(e, 'RIGHTS_VERIFICATION_LOCKED'));
     // An opt-out needs no verification: same answer whether or not the address is known.
-    await person('v-3', 'v3@example.test', { third_party_sharing: 'given' });
-    const known = await rights.start({ type: 'opt_out_sale_sharing', email: 'v3@example.test', client: '10.0.0.3' });
-    const nobody = await rights.start({ type: 'opt_out_sale_sharing', email: 'nobody2@example.test', client: '10.0.0.3' });
+    await person('v-3', 'v3@candor-example.dev', { third_party_sharing: 'given' });
+    const known = await rights.start({ type: 'opt_out_sale_sharing', email: 'v3@candor-example.dev', client: '10.0.0.3' });
+    const nobody = await rights.start({ type: 'opt_out_sale_sharing', email: 'nobody2@candor-example.dev', client: '10.0.0.3' });
     assert.deepEqual({ ...known, requestId: '' }, { ...nobody, requestId: '' });
     await rights.settled();
     const id = (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: 'v-3' }], source: 'web', at: new Date().toISOString() }]))[0] as string;
@@ -132,15 +132,15 @@ describeEachDialect('data-subject requests', (dialect) => {
   });
 
   it('rate-limits starts per address and per client', async () => {
-    for (let i = 0; i < 3; i++) await rights.start({ type: 'erasure', email: 'limited@example.test', client: `10.1.0.${i}` });
-    await assert.rejects(rights.start({ type: 'erasure', email: 'limited@example.test', client: '10.1.0.9' }), (e) => isCandorError(e, 'RIGHTS_RATE_LIMITED'));
-    for (let i = 0; i < 6; i++) await rights.start({ type: 'erasure', email: `c${i}@example.test`, client: '10.2.0.1' });
-    await assert.rejects(rights.start({ type: 'erasure', email: 'c9@example.test', client: '10.2.0.1' }), (e) => isCandorError(e, 'RIGHTS_RATE_LIMITED'));
+    for (let i = 0; i < 3; i++) await rights.start({ type: 'erasure', email: 'limited@candor-example.dev', client: `10.1.0.${i}` });
+    await assert.rejects(rights.start({ type: 'erasure', email: 'limited@candor-example.dev', client: '10.1.0.9' }), (e) => isCandorError(e, 'RIGHTS_RATE_LIMITED'));
+    for (let i = 0; i < 6; i++) await rights.start({ type: 'erasure', email: `c${i}@candor-example.dev`, client: '10.2.0.1' });
+    await assert.rejects(rights.start({ type: 'erasure', email: 'c9@candor-example.dev', client: '10.2.0.1' }), (e) => isCandorError(e, 'RIGHTS_RATE_LIMITED'));
   });
 
   it('needs a second identifier for access, and answers a repeated request with the first, flagged duplicate', async () => {
-    const id = await person('v-4', 'v4@example.test');
-    const first = await rights.start({ type: 'access', email: 'v4@example.test', client: '10.3.0.1' });
+    const id = await person('v-4', 'v4@candor-example.dev');
+    const first = await rights.start({ type: 'access', email: 'v4@candor-example.dev', client: '10.3.0.1' });
     await rights.settled();
     const code = codeFromOutbox(outbox, first.requestId);
     await assert.rejects(rights.verify(first.requestId, code), (e) => isCandorError(e, 'RIGHTS_SECOND_FACTOR_REQUIRED'));
@@ -154,7 +154,7 @@ describeEachDialect('data-subject requests', (dialect) => {
     assert.equal(archive.requestId, first.requestId);
     assert.ok(archive.archive.byteLength > 100);
 
-    const second = await rights.start({ type: 'access', email: 'v4@example.test', client: '10.3.0.1' });
+    const second = await rights.start({ type: 'access', email: 'v4@candor-example.dev', client: '10.3.0.1' });
     await rights.settled();
     const again = await rights.verify(second.requestId, codeFromOutbox(outbox, second.requestId), { secondIdentifier: { type: 'user_id', value: 'v-4' } });
     assert.equal(again.duplicate, true);
@@ -169,8 +169,8 @@ describeEachDialect('data-subject requests', (dialect) => {
   });
 
   it('runs rectification after staff approval, recording the change with its request id; failures stay in progress', async () => {
-    const id = await person('v-6', 'v6@example.test');
-    const started = await rights.start({ type: 'rectification', email: 'v6@example.test', changes: [{ key: 'first_name', value: 'Adah' }, { key: 'unknown_trait', value: 1 }], client: '10.4.0.1' });
+    const id = await person('v-6', 'v6@candor-example.dev');
+    const started = await rights.start({ type: 'rectification', email: 'v6@candor-example.dev', changes: [{ key: 'first_name', value: 'Adah' }, { key: 'unknown_trait', value: 1 }], client: '10.4.0.1' });
     await rights.settled();
     const verified = await rights.verify(started.requestId, codeFromOutbox(outbox, started.requestId), { secondIdentifier: { type: 'user_id', value: 'v-6' } });
     assert.equal(verified.request.state, 'in_progress');
@@ -182,10 +182,10 @@ describeEachDialect('data-subject requests', (dialect) => {
     const detail = await rights.get(started.requestId);
     assert.deepEqual(detail.events.map((e) => e.to), ['verifying', 'in_progress', 'in_progress', 'in_progress', 'in_progress']);
     // A correct rectification:
-    const fixed = await rights.startForSession(id, { type: 'rectification', email: 'v6@example.test', changes: [{ key: 'first_name', value: 'Adah' }] }, CLI_ACTOR);
+    const fixed = await rights.startForSession(id, { type: 'rectification', email: 'v6@candor-example.dev', changes: [{ key: 'first_name', value: 'Adah' }] }, CLI_ACTOR);
     assert.equal(fixed.duplicate, true, 'the failed one is still open');
     await rights.deny(started.requestId, 'Superseded', CLI_ACTOR);
-    const next = await rights.startForSession(id, { type: 'rectification', email: 'v6@example.test', changes: [{ key: 'first_name', value: 'Adah' }] }, CLI_ACTOR);
+    const next = await rights.startForSession(id, { type: 'rectification', email: 'v6@candor-example.dev', changes: [{ key: 'first_name', value: 'Adah' }] }, CLI_ACTOR);
     await rights.settled();
     await rights.verify(next.request.id, codeFromOutbox(outbox, next.request.id));
     const done = await rights.approve(next.request.id, CLI_ACTOR);
@@ -198,9 +198,9 @@ describeEachDialect('data-subject requests', (dialect) => {
   });
 
   it('lists overdue and due-soon requests, and extends only inside the first month with a notice', async () => {
-    const id = await person('v-7', 'v7@example.test');
+    const id = await person('v-7', 'v7@candor-example.dev');
     clock = new Date('2026-01-31T09:00:00.000Z');
-    const r = await rights.startForSession(id, { type: 'erasure', email: 'v7@example.test' }, CLI_ACTOR);
+    const r = await rights.startForSession(id, { type: 'erasure', email: 'v7@candor-example.dev' }, CLI_ACTOR);
     assert.equal(r.request.dueAt, '2026-02-28T23:59:59.999Z');
     // Erasure ran at once (a session counts as verification).
     assert.equal(r.request.state, 'completed');
@@ -216,7 +216,7 @@ describeEachDialect('data-subject requests', (dialect) => {
       assert.equal(verified.request.state, 'in_progress');
       return verified.request;
     };
-    const open = { request: await waiting('v-8', 'v8@example.test') };
+    const open = { request: await waiting('v-8', 'v8@candor-example.dev') };
     clock = new Date('2026-02-25T00:00:00.000Z');
     assert.ok((await rights.queue({ due: 'due_soon' })).some((v) => v.id === open.request.id));
     assert.ok(!(await rights.queue({ due: 'overdue' })).some((v) => v.id === open.request.id));
@@ -224,7 +224,7 @@ describeEachDialect('data-subject requests', (dialect) => {
     assert.equal(extended.dueAt, '2026-04-30T23:59:59.999Z');
     await assert.rejects(rights.extend(open.request.id, 'Again', CLI_ACTOR), (e) => isCandorError(e, 'RIGHTS_EXTENSION_ALREADY_USED'));
     clock = new Date('2026-01-31T09:00:00.000Z');
-    const late = { request: await waiting('v-9', 'v9@example.test') };
+    const late = { request: await waiting('v-9', 'v9@candor-example.dev') };
     clock = new Date('2026-03-01T00:00:00.000Z');
     await assert.rejects(rights.extend(late.request.id, 'Too late', CLI_ACTOR), (e) => isCandorError(e, 'RIGHTS_EXTENSION_TOO_LATE'));
     clock = new Date('2026-05-01T00:00:00.000Z');

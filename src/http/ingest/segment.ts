@@ -1,7 +1,7 @@
 import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
-import { MAX_BATCH_BYTES, MAX_EVENT_BYTES, type MessageKind } from '../../modules/collect/index.ts';
+import { MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, TOO_DEEP, type MessageKind } from '../../modules/collect/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { jsonParser } from '../json.ts';
 import type { RouteAccess } from '../route-access.ts';
@@ -43,23 +43,28 @@ async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyRep
   return { success: true, ...(gpc || results.some((r) => r.gpcHonoured === true) ? { gpcHonoured: true } : {}), results };
 }
 
+/** Thrown by sizeBound when a value nests deeper than MAX_DEPTH. */
+const DEEPER = new Error('nested too deep');
+
 /**
  * A bound on the UTF-8 size of a parsed JSON value written back as JSON, without writing it: a UTF-16 unit of a string
- * takes at most 6 bytes (`\uXXXX`), a number, boolean or null at most 32 characters. Stops once over `budget`.
+ * takes at most 6 bytes (`\uXXXX`), a number, boolean or null at most 32 characters. Stops once over `budget`; throws
+ * DEEPER past MAX_DEPTH levels of objects and arrays.
  */
-function sizeBound(value: unknown, budget: number): number {
+function sizeBound(value: unknown, budget: number, depth: number): number {
   if (typeof value === 'string') return 6 * value.length + 2;
   if (typeof value !== 'object' || value === null) return 32;
+  if (depth > MAX_DEPTH) throw DEEPER;
   let n = 2;
   if (Array.isArray(value)) {
     for (const item of value) {
-      n += sizeBound(item, budget - n) + 1;
+      n += sizeBound(item, budget - n, depth + 1) + 1;
       if (n > budget) return n;
     }
     return n;
   }
   for (const key in value) {
-    n += 6 * key.length + 4 + sizeBound((value as Record<string, unknown>)[key], budget - n);
+    n += 6 * key.length + 4 + sizeBound((value as Record<string, unknown>)[key], budget - n, depth + 1);
     if (n > budget) return n;
   }
   return n;
@@ -68,14 +73,15 @@ function sizeBound(value: unknown, budget: number): number {
 /**
  * A message's size for the per-event limit: the exact UTF-8 size of its JSON when it may exceed the limit (so the
  * refusal names it), otherwise a bound under the limit; most messages are far below it and need no serialization.
+ * TOO_DEEP for a message nested deeper than MAX_DEPTH, which is then answered on its own and walked by nothing else.
  */
 function sizeOf(value: unknown): number {
-  let bound = Number.POSITIVE_INFINITY;
+  let bound: number;
   try {
-    bound = sizeBound(value, MAX_EVENT_BYTES);
+    bound = sizeBound(value, MAX_EVENT_BYTES, 1);
   } catch (error) {
-    // Nesting too deep for the walk: measure exactly, as before.
-    if (!(error instanceof RangeError)) throw error;
+    if (error === DEEPER) return TOO_DEEP;
+    throw error;
   }
   return bound <= MAX_EVENT_BYTES ? bound : Buffer.byteLength(JSON.stringify(value) ?? '');
 }
@@ -166,6 +172,8 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
       async (request, reply) => {
         const { batch, context, sentAt } = request.body;
         if (!Array.isArray(batch) || batch.length === 0 || batch.length > 2500) throw new CandorError('COLLECT_BATCH_INVALID');
+        // A batch-level context nested too deep makes every message that takes it too deep.
+        const contextTooDeep = context !== undefined && sizeOf({ context }) === TOO_DEEP;
         const messages = batch.map((raw) => {
           if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
             const message = raw as Record<string, unknown>;
@@ -173,7 +181,7 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
             const merged: Record<string, unknown> = { ...message };
             if (message.context === undefined && context) merged.context = context;
             if (message.sentAt === undefined && sentAt) merged.sentAt = sentAt;
-            return { raw: merged, bytes: sizeOf(message) };
+            return { raw: merged, bytes: message.context === undefined && contextTooDeep ? TOO_DEEP : sizeOf(message) };
           }
           return { raw, bytes: 0 };
         });

@@ -123,6 +123,36 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.deepEqual(results(response).map((r) => [r.status, r.code]), [['stored', undefined], ['invalid', 'COLLECT_TIMESTAMP_INVALID']]);
   });
 
+  it('answers a message nested too deep, or with an id that cannot name anything, on its own and stores the rest', async () => {
+    await consent({ anonymousId: 'anon-1', purposes: { 'analytics.reporting': 'given' } });
+    // 10,000 nested arrays (20 KB): written as text, since JSON.stringify itself cannot walk that deep.
+    const deep = '__DEEP__';
+    const nest = (url: string, body: unknown) =>
+      server.app.inject({ method: 'POST', url, headers: { ...basic(), 'content-type': 'application/json' }, payload: JSON.stringify(body).replace(`"${deep}"`, `${'['.repeat(10_000)}"bottom"${']'.repeat(10_000)}`) });
+    const good = { type: 'page', anonymousId: 'anon-1', messageId: 'shape-good', properties: { path: '/' } };
+    const batch = [
+      good,
+      { type: 'track', anonymousId: 'anon-1', messageId: 'shape-deep', event: 'Product Viewed', properties: { product_id: 'p1', x: deep } },
+      { type: 'page', anonymousId: 'anon-1', messageId: 'shape-\ud800', properties: { path: '/' } },
+      { type: 'page', anonymousId: 'anon-1', messageId: 'shape-\u0000', properties: { path: '/' } },
+      { type: 'page', anonymousId: 'anon-1', messageId: 'shape-long-'.padEnd(300, 'x'), properties: { path: '/' } },
+      { type: 'page', anonymousId: 'anon-1', messageId: 'shape-time', timestamp: 'May 5', properties: { path: '/' } },
+    ];
+    const response = await nest('/v1/batch', { batch });
+    assert.equal(response.statusCode, 200, response.body.slice(0, 500));
+    assert.deepEqual(results(response).map((r) => [r.status, r.code]), [
+      ['stored', undefined],
+      ['invalid', 'COLLECT_MESSAGE_INVALID'],
+      ['invalid', 'COLLECT_MESSAGE_INVALID'],
+      ['invalid', 'COLLECT_MESSAGE_INVALID'],
+      ['invalid', 'COLLECT_MESSAGE_INVALID'],
+      ['invalid', 'COLLECT_TIMESTAMP_INVALID'],
+    ]);
+    const single = await nest('/v1/track', { anonymousId: 'anon-1', messageId: 'shape-deep-1', event: 'Product Viewed', properties: { x: deep } });
+    assert.equal(single.statusCode, 200, single.body.slice(0, 500));
+    assert.equal(results(single)[0]?.code, 'COLLECT_MESSAGE_INVALID');
+  });
+
   it('answers a whole re-sent batch as duplicates and stores nothing twice', async () => {
     const at = Date.now() - 60_000;
     const batch = Array.from({ length: 70 }, (_, i) => ({ type: 'page', anonymousId: 'anon-1', messageId: `resent-${i}`, timestamp: new Date(at + i).toISOString(), properties: { path: `/p/${i}` } }));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { identifiersOf, parseMessage } from './segment.ts';
+import { identifiersOf, MAX_DEPTH, parseMessage, TOO_DEEP } from './segment.ts';
 
 const now = Date.parse('2026-11-22T12:00:00.000Z');
 
@@ -25,6 +25,44 @@ describe('Segment message envelope', () => {
     const future = parseMessage({ anonymousId: 'a', timestamp: '2026-11-23T12:00:00Z' }, 'page', now, 10);
     assert.equal(future.ok ? undefined : future.code, 'COLLECT_TIMESTAMP_IN_FUTURE');
     assert.ok(parseMessage({ anonymousId: 'a', timestamp: '2026-11-22T12:02:00Z' }, 'page', now, 10).ok);
+  });
+
+  it('reads ISO 8601 times only, and refuses dates no calendar has', () => {
+    const at = (timestamp: unknown) => {
+      const out = parseMessage({ anonymousId: 'a', timestamp }, 'page', now, 10);
+      return out.ok ? out.message.occurredAt : out.code;
+    };
+    assert.equal(at('2026-11-22T11:00:00Z'), '2026-11-22T11:00:00.000Z');
+    assert.equal(at('2026-11-22T11:00:00.123456789Z'), '2026-11-22T11:00:00.123Z');
+    assert.equal(at('2026-11-22T12:30:00+01:30'), '2026-11-22T11:00:00.000Z');
+    assert.equal(at('2026-11-22T05:00:00-0600'), '2026-11-22T11:00:00.000Z');
+    assert.equal(at('2026-11-22 11:00:00'), '2026-11-22T11:00:00.000Z', 'a space for T; no zone is UTC');
+    assert.equal(at('2026-11-22'), '2026-11-22T00:00:00.000Z');
+    assert.equal(at('2024-02-29T00:00:00Z'), '2024-02-29T00:00:00.000Z');
+    assert.equal(at(Date.parse('2026-11-22T11:00:00Z')), '2026-11-22T11:00:00.000Z', 'a number: milliseconds since 1970');
+    for (const text of ['May 5', 'x 1', '-1', '2025-02-30T00:00:00Z', '2025-02-29', '2026-13-01', '2026-11-22T24:00:00Z', '2026-11-22T11:60Z', 'Sun, 22 Nov 2026 11:00:00 GMT', '2026-11-22T11:00:00+25:00', '']) {
+      assert.equal(at(text), 'COLLECT_TIMESTAMP_INVALID', text);
+    }
+  });
+
+  it('refuses ids and names that cannot name anything: half a surrogate pair, control characters, an over-long messageId', () => {
+    const detail = (raw: Record<string, unknown>) => {
+      const out = parseMessage({ type: 'track', event: 'Viewed', anonymousId: 'a', ...raw }, undefined, now, 10);
+      return out.ok ? 'ok' : `${out.code} ${out.detail}`;
+    };
+    assert.equal(detail({ messageId: 'm-\ud800x' }), 'COLLECT_MESSAGE_INVALID messageId: not well-formed Unicode');
+    assert.equal(detail({ messageId: 'm\u0000' }), 'COLLECT_MESSAGE_INVALID messageId: a control character');
+    assert.equal(detail({ messageId: 'm'.repeat(257) }), 'COLLECT_MESSAGE_INVALID messageId longer than 256 characters');
+    assert.equal(detail({ messageId: 'm'.repeat(256) }), 'ok');
+    assert.equal(detail({ userId: 'u\udc00' }), 'COLLECT_MESSAGE_INVALID userId: not well-formed Unicode');
+    assert.equal(detail({ anonymousId: 'a\u0007' }), 'COLLECT_MESSAGE_INVALID anonymousId: a control character');
+    assert.equal(detail({ event: 'Viewed\u0000' }), 'COLLECT_MESSAGE_INVALID event: a control character');
+    assert.equal(detail({ messageId: 'm-😀', userId: 'ü-1' }), 'ok', 'whole surrogate pairs and other text are fine');
+  });
+
+  it('refuses a message nested deeper than its limit, measured without walking it', () => {
+    const out = parseMessage({ type: 'track', event: 'x', anonymousId: 'a' }, undefined, now, TOO_DEEP);
+    assert.equal(out.ok ? undefined : `${out.code} ${out.detail}`, `COLLECT_MESSAGE_INVALID nested deeper than ${MAX_DEPTH} levels`);
   });
 
   it('refuses times beyond what a date can hold, given or reached by the clock correction, instead of failing', () => {

@@ -9,6 +9,10 @@ export const MESSAGE_KINDS: readonly MessageKind[] = ['identify', 'track', 'page
 export const MAX_EVENT_BYTES = 32 * 1024;
 /** Largest batch request, as Segment documents it. */
 export const MAX_BATCH_BYTES = 500 * 1024;
+/** Deepest nesting of objects and arrays in a message (deeper ones are refused before anything walks them). */
+export const MAX_DEPTH = 64;
+/** The `bytes` of a message nested deeper than MAX_DEPTH (its size was not measured). */
+export const TOO_DEEP = -1;
 /** How far in the future a timestamp may be (clock skew) before the event is refused. */
 const MAX_FUTURE_MS = 5 * 60 * 1000;
 
@@ -62,12 +66,55 @@ function idValue(v: unknown): string | undefined {
 /** The most milliseconds from 1970 a JavaScript date can hold, either way (ECMA-262 time values). */
 const MAX_TIME_MS = 8.64e15;
 
+/**
+ * ISO 8601 / RFC 3339 as senders write it: a date, optionally a time (`T` or a space) with seconds and up to nine
+ * fractional digits, optionally a zone (`Z`, `±hh:mm`, `±hhmm`); without a zone the time is UTC.
+ */
+const ISO_TIME = /^([+-]\d{6}|\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))?)?$/;
+
+/** A time written as ISO 8601 text, in epoch milliseconds; NaN for anything else or a date no calendar has (30 February). */
+function isoTime(text: string): number {
+  const m = ISO_TIME.exec(text);
+  if (!m) return Number.NaN;
+  const [, y, mo, d, h = '0', mi = '0', sec = '0', frac = '', , sign, zh = '0', zm = '0'] = m as unknown as string[];
+  const year = Number(y);
+  const month = Number(mo);
+  const day = Number(d);
+  const hour = Number(h);
+  const minute = Number(mi);
+  const second = Number(sec);
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59 || Number(zh) > 23 || Number(zm) > 59) return Number.NaN;
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  // Date.UTC would roll 30 February over into March: a day the month does not have is no date.
+  if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return Number.NaN;
+  date.setUTCHours(hour, minute, second, Number(frac.padEnd(3, '0').slice(0, 3)));
+  const offset = sign ? (sign === '-' ? -1 : 1) * (Number(zh) * 60 + Number(zm)) * 60_000 : 0;
+  return date.getTime() - offset;
+}
+
 function parseTime(v: unknown): number | undefined | null {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string' && typeof v !== 'number') return null;
-  const t = typeof v === 'number' ? v : Date.parse(v);
+  // Text must be ISO 8601: what Date.parse reads besides ("May 5", "x 1", "2025-02-30") is guesswork about a date.
+  const t = typeof v === 'number' ? v : isoTime(v.trim());
   // A number beyond what a date can hold is no time at all (and could not be written as one).
   return Number.isFinite(t) && Math.abs(t) <= MAX_TIME_MS ? t : null;
+}
+
+/** Most characters of a messageId (client libraries send UUIDs or similar; a longer one is not an id). */
+export const MAX_MESSAGE_ID_LENGTH = 256;
+/** Control characters (NUL included, which PostgreSQL cannot store in text). */
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * Why a text that names something (an id, an event name) cannot be used as one, or undefined: control characters, or
+ * half of a surrogate pair (two different such ids would become the same text once encoded, and so the same person).
+ */
+function unusableName(text: string): string | undefined {
+  if (!text.isWellFormed()) return 'not well-formed Unicode';
+  if (CONTROL.test(text)) return 'a control character';
+  return undefined;
 }
 
 /**
@@ -78,12 +125,22 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   if (!isObject(raw)) return { ok: false, code: 'COLLECT_MESSAGE_INVALID', messageId: undefined, detail: 'not an object' };
   const givenId = idValue(raw.messageId);
   const fail = (code: ErrorCode, detail: string): ParseOutcome => ({ ok: false, code, messageId: givenId, detail });
+  if (bytes === TOO_DEEP) return fail('COLLECT_MESSAGE_INVALID', `nested deeper than ${MAX_DEPTH} levels`);
   if (bytes > MAX_EVENT_BYTES) return fail('COLLECT_EVENT_TOO_LARGE', `${bytes} bytes`);
+  if (givenId !== undefined) {
+    if (givenId.length > MAX_MESSAGE_ID_LENGTH) return fail('COLLECT_MESSAGE_INVALID', `messageId longer than ${MAX_MESSAGE_ID_LENGTH} characters`);
+    const why = unusableName(givenId);
+    if (why) return fail('COLLECT_MESSAGE_INVALID', `messageId: ${why}`);
+  }
   const type = kind ?? (typeof raw.type === 'string' ? raw.type : undefined);
   if (!type || !(MESSAGE_KINDS as readonly string[]).includes(type)) return fail('COLLECT_MESSAGE_TYPE_UNKNOWN', 'type');
   const userId = idValue(raw.userId);
   const anonymousId = idValue(raw.anonymousId);
   if (!userId && !anonymousId) return fail('COLLECT_IDENTITY_MISSING', 'userId/anonymousId');
+  for (const [field, value] of [['userId', userId], ['anonymousId', anonymousId], ['previousId', idValue(raw.previousId)], ['groupId', idValue(raw.groupId)]] as const) {
+    const why = value === undefined ? undefined : unusableName(value);
+    if (why) return fail('COLLECT_MESSAGE_INVALID', `${field}: ${why}`);
+  }
   let name: string | undefined;
   if (type === 'track') {
     if (typeof raw.event !== 'string' || raw.event.trim() === '') return fail('COLLECT_MESSAGE_INVALID', 'event');
@@ -91,6 +148,8 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   } else if (type === 'page' || type === 'screen') {
     name = typeof raw.name === 'string' ? raw.name : undefined;
   }
+  const unusable = name === undefined ? undefined : unusableName(name);
+  if (unusable) return fail('COLLECT_MESSAGE_INVALID', `${type === 'track' ? 'event' : 'name'}: ${unusable}`);
   const previousId = idValue(raw.previousId);
   if (type === 'alias' && (!previousId || !userId)) return fail('COLLECT_MESSAGE_INVALID', 'previousId/userId');
   const groupId = idValue(raw.groupId);

@@ -271,7 +271,8 @@ export class Collector {
     let explicit: readonly string[] = NONE;
     if (profileId !== null) {
       for (const p of allowed) {
-        if (consent.purpose(p)?.explicit === true && consent.decide(profileId, p).basis === 'consent') {
+        // Explicit: the purpose asked for explicit consent when this person gave it (not merely now).
+        if (consent.decide(profileId, p).explicit) {
           if (explicit === NONE) explicit = [];
           (explicit as string[]).push(p);
         }

@@ -10,6 +10,8 @@ export type ConsentTables = {
     sale_or_sharing: number;
     targeted_advertising: number;
     explicit: number;
+    /** Since when the purpose asks for explicit consent (null while it does not): consents given before are not. */
+    explicit_since: string | null;
     opt_out_jurisdictions: string;
     description: string;
     updated_at: string;
@@ -202,6 +204,16 @@ export const CONSENT_MIGRATIONS: readonly ModuleMigration[] = [
         .addColumn('lifted_by', 'text')
         .execute();
       await db.schema.createIndex('consent_restrictions_subject').on('consent_restrictions').columns(['subject', 'kind']).execute();
+    },
+  },
+  {
+    // A consent counts as explicit only if the purpose asked for explicit consent when it was given: a purpose made
+    // explicit later does not turn earlier consents into explicit ones. Purposes explicit now count from their last
+    // change (the only time known to be on or after the change that made them explicit).
+    name: '0094_consent_purposes_explicit_since',
+    async up(db) {
+      await db.schema.alterTable('consent_purposes').addColumn('explicit_since', 'text').execute();
+      await sql`UPDATE consent_purposes SET explicit_since = updated_at WHERE explicit = 1`.execute(db);
     },
   },
 ];
@@ -504,6 +516,7 @@ export class ConsentRepo {
           sale_or_sharing: row.sale_or_sharing,
           targeted_advertising: row.targeted_advertising,
           explicit: row.explicit,
+          explicit_since: row.explicit_since,
           opt_out_jurisdictions: row.opt_out_jurisdictions,
           description: row.description,
           updated_at: row.updated_at,

@@ -93,13 +93,14 @@ function frozen(config: PurposeConfig): PurposeConfig {
   return Object.freeze({ ...config, optOutJurisdictions: Object.freeze([...config.optOutJurisdictions]) as string[] });
 }
 
-function purposeToRow(config: PurposeConfig, actor: Actor, at: string): PurposeRow {
+function purposeToRow(config: PurposeConfig, actor: Actor, at: string, explicitSince: string | null): PurposeRow {
   return {
     key: config.key,
     basis: config.basis,
     sale_or_sharing: config.saleOrSharing ? 1 : 0,
     targeted_advertising: config.targetedAdvertising ? 1 : 0,
     explicit: config.explicit ? 1 : 0,
+    explicit_since: config.explicit ? explicitSince : null,
     opt_out_jurisdictions: JSON.stringify(config.optOutJurisdictions),
     description: config.description,
     updated_at: at,
@@ -159,6 +160,8 @@ export class Consent {
   readonly #locks = new KeyedLock();
   readonly #changeListeners: ((subjectIds: readonly string[]) => void)[] = [];
   #purposeConfigs = new Map<string, PurposeConfig>();
+  /** Per explicit purpose, since when consents count as explicit (see PurposeRuntime.explicitSince). */
+  #explicitSince = new Map<string, string>();
   #purposes = new Map<string, PurposeRuntime>();
   #notices = new Map<number, Notice>();
   #latestNotice: Notice | undefined;
@@ -215,7 +218,7 @@ export class Consent {
     };
     let seeded: boolean;
     try {
-      seeded = await repo.seedPurposes(DEFAULT_PURPOSES.map((p) => purposeToRow(p, SYSTEM_ACTOR, at)), notice);
+      seeded = await repo.seedPurposes(DEFAULT_PURPOSES.map((p) => purposeToRow(p, SYSTEM_ACTOR, at, at)), notice);
     } catch (error) {
       // Another process seeded at the same moment.
       if (isUniqueViolation(error)) return;
@@ -233,10 +236,12 @@ export class Consent {
     // A change made here while the rows were read may be missing from them: read again rather than undo it.
     for (let attempt = 0; ; attempt++) {
       const epoch = this.#configEpoch;
-      const purposes = new Map((await this.#repo.purposes()).map((row) => [row.key, frozen(purposeFromRow(row))]));
+      const rows = await this.#repo.purposes();
+      const purposes = new Map(rows.map((row) => [row.key, frozen(purposeFromRow(row))]));
       const notices = (await this.#repo.notices()).map(noticeFromRow);
       if (epoch !== this.#configEpoch && attempt < 5) continue;
       this.#purposeConfigs = purposes;
+      this.#explicitSince = new Map(rows.map((row) => [row.key, row.explicit_since ?? '']));
       this.#notices = new Map(notices.map((n) => [n.version, n]));
       this.#latestNotice = notices.at(-1);
       this.#rebuildRuntime();
@@ -262,7 +267,7 @@ export class Consent {
     }
     const runtime = new Map<string, PurposeRuntime>();
     for (const [key, config] of this.#purposeConfigs) {
-      runtime.set(key, { config, optOut: new Set(config.optOutJurisdictions), renewalFrom: renewalFrom.get(key) ?? 0 });
+      runtime.set(key, { config, optOut: new Set(config.optOutJurisdictions), renewalFrom: renewalFrom.get(key) ?? 0, explicitSince: this.#explicitSince.get(key) ?? '' });
     }
     this.#purposes = runtime;
   }
@@ -284,9 +289,12 @@ export class Consent {
   async setPurpose(config: PurposeConfig, actor: Actor): Promise<PurposeConfig> {
     const normalized = this.#validatePurpose(config);
     const at = new Date().toISOString();
-    await this.#repo.upsertPurpose(purposeToRow(normalized, actor, at));
+    // Made explicit now: only consents given from now on are explicit ones. Already explicit: that time stays.
+    const explicitSince = normalized.explicit && this.#purposeConfigs.get(normalized.key)?.explicit === true ? (this.#explicitSince.get(normalized.key) ?? at) : at;
+    await this.#repo.upsertPurpose(purposeToRow(normalized, actor, at, explicitSince));
     this.#configEpoch++;
     this.#purposeConfigs.set(normalized.key, normalized);
+    this.#explicitSince.set(normalized.key, normalized.explicit ? explicitSince : '');
     this.#rebuildRuntime();
     await this.#audit.append({
       actor: actor.id,

@@ -3,9 +3,9 @@ import { describe, it } from 'node:test';
 import type { PurposeConfig } from './consent.types.ts';
 import { addMonths, decideFor, type Current, type PurposeRuntime } from './decide.ts';
 
-const runtime = (config: Partial<PurposeConfig> = {}, renewalFrom = 0): PurposeRuntime => {
+const runtime = (config: Partial<PurposeConfig> = {}, renewalFrom = 0, explicitSince = ''): PurposeRuntime => {
   const full: PurposeConfig = { key: 'analytics.reporting', basis: 'consent', saleOrSharing: false, targetedAdvertising: false, explicit: false, optOutJurisdictions: [], description: 'd', ...config };
-  return { config: full, optOut: new Set(full.optOutJurisdictions), renewalFrom };
+  return { config: full, optOut: new Set(full.optOutJurisdictions), renewalFrom, explicitSince };
 };
 const at = Date.parse('2026-01-31T12:00:00.000Z');
 const current = (fields: Partial<Current> = {}): Current => ({
@@ -34,6 +34,10 @@ describe('consent decisions', () => {
   it('reports explicit consent only for purposes that ask for it', () => {
     assert.equal(decideFor(runtime({ explicit: true }), current(), at).explicit, true);
     assert.equal(decideFor(runtime(), current(), at).explicit, false);
+    // Made explicit after the consent was given: that consent was never explicit, and must be given again.
+    const later = runtime({ explicit: true }, 0, new Date(at + 1).toISOString());
+    assert.deepEqual(decideFor(later, current(), at + 10), { allowed: false, basis: null, reason: 'renewal_required', explicit: false });
+    assert.equal(decideFor(later, current({ at: new Date(at + 1).toISOString() }), at + 10).explicit, true);
   });
 
   it('accepts an opt-out notice only while its jurisdiction is listed for the purpose', () => {

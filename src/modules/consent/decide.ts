@@ -38,6 +38,8 @@ export interface PurposeRuntime {
   readonly optOut: ReadonlySet<string>;
   /** Consents given under a notice older than this version must be renewed (0: none). */
   readonly renewalFrom: number;
+  /** An explicit purpose: the time from which consents given count as explicit (ISO 8601; earlier ones must be renewed). */
+  readonly explicitSince: string;
 }
 
 const decision = (allowed: boolean, basis: LawfulBasis | null, reason: Decision['reason'], explicit = false): Decision =>
@@ -103,7 +105,9 @@ export function decideFor(purpose: PurposeRuntime, current: Current | undefined,
   if (current.basis !== 'consent') return NO_RECORD;
   if (atMs >= current.expiresAtMs) return EXPIRED;
   if (renewal) return RENEWAL_REQUIRED;
-  return purpose.config.explicit ? GIVEN_EXPLICIT : GIVEN;
+  if (!purpose.config.explicit) return GIVEN;
+  // Given before the purpose asked for explicit consent: the person never gave it explicitly, and must be asked again.
+  return current.at >= purpose.explicitSince ? GIVEN_EXPLICIT : RENEWAL_REQUIRED;
 }
 
 /** `ms` plus whole calendar months, clamped to the last day of the target month (31 Jan + 1 month = 28/29 Feb). */

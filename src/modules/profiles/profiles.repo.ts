@@ -34,8 +34,12 @@ export type ProfilesTables = {
     first_seen_at: string;
     last_seen_at: string;
     event_count: number;
+    /** every `Order Completed` */
     order_count: number;
+    /** the orders whose value is in total_order_value: priced, in the profile's currency or naming none */
+    priced_order_count: number;
     total_order_value: number;
+    /** the currency of the first priced order that named one; revenue in another is not added */
     currency: string | null;
     /**
      * The day (UTC) of last_seen_at, what the inactivity sweep's index holds: it changes at most once a day per
@@ -94,6 +98,16 @@ export const PROFILES_MIGRATIONS: readonly ModuleMigration[] = [
         .execute();
     },
   },
+  {
+    // The average order value divides the total by the orders in it, not by every order (unpriced ones, other
+    // currencies). Stored rows cannot tell which of their orders were priced: a non-zero total is taken as all of
+    // them (the average stays what it was), a zero total as none (no average rather than 0).
+    name: '0093_profiles_computed_priced_orders',
+    async up(db) {
+      await db.schema.alterTable('profiles_computed').addColumn('priced_order_count', 'bigint', (c) => c.notNull().defaultTo(0)).execute();
+      await sql`UPDATE profiles_computed SET priced_order_count = order_count WHERE total_order_value <> 0`.execute(db);
+    },
+  },
 ];
 
 const BLANK_TRAIT: TraitRow = { profile_id: '', key: '', value: '', encrypted: 0, category: '', updated_at: '', source: '', message_id: null };
@@ -110,7 +124,17 @@ const BLANK_HISTORY: HistoryRow = {
   source: '',
   message_id: null,
 };
-const BLANK_COMPUTED: ComputedRow = { profile_id: '', first_seen_at: '', last_seen_at: '', event_count: 0, order_count: 0, total_order_value: 0, currency: null, last_seen_day: '' };
+const BLANK_COMPUTED: ComputedRow = {
+  profile_id: '',
+  first_seen_at: '',
+  last_seen_at: '',
+  event_count: 0,
+  order_count: 0,
+  priced_order_count: 0,
+  total_order_value: 0,
+  currency: null,
+  last_seen_day: '',
+};
 /** The day of an ISO time, as the SQL `substr(last_seen_at, 1, 10)` of seenDayCatchUp gives it. */
 const dayOf = (iso: string) => iso.slice(0, 10);
 
@@ -187,28 +211,42 @@ export class ProfilesRepo {
 
   /**
    * Adds a batch's activity to each profile's computed traits: earliest first seen, latest last seen, counts added,
-   * and the order total added when its currency matches the stored one (or either has none).
+   * and the order total and priced orders added when their currency matches the stored one (or either has none).
+   * `activity` has one row per profile; `moreOrderValues` (rare: a batch with several currencies for one profile)
+   * adds further totals after it, in order, each applied the same way to the currency stored by then.
    */
-  async upsertComputed(tx: SqlExecutor, activity: readonly ComputedActivity[]): Promise<void> {
+  async upsertComputed(tx: SqlExecutor, activity: readonly ComputedActivity[], moreOrderValues: readonly ComputedActivity[] = []): Promise<void> {
     const rows = activity.map((a): ComputedRow => ({ ...a, last_seen_day: dayOf(a.last_seen_at) }));
-    await this.#write(tx, 'upsertComputed', rows, BLANK_COMPUTED, (blanks) =>
-      this.#db
-        .insertInto('profiles_computed')
-        .values(blanks)
-        .onConflict((oc) =>
-          oc.column('profile_id').doUpdateSet({
-            first_seen_at: sql`case when excluded.first_seen_at < profiles_computed.first_seen_at then excluded.first_seen_at else profiles_computed.first_seen_at end`,
-            last_seen_at: sql`case when excluded.last_seen_at > profiles_computed.last_seen_at then excluded.last_seen_at else profiles_computed.last_seen_at end`,
-            event_count: sql`profiles_computed.event_count + excluded.event_count`,
-            order_count: sql`profiles_computed.order_count + excluded.order_count`,
-            total_order_value: sql`profiles_computed.total_order_value + case when excluded.currency is null or profiles_computed.currency is null or excluded.currency = profiles_computed.currency then excluded.total_order_value else 0 end`,
-            currency: sql`coalesce(profiles_computed.currency, excluded.currency)`,
-            // last_seen_day is left out on purpose: an update that names an indexed column rewrites its index
-            // entry even when the value stays, so it is brought up to date below, only where the day moved.
-          }),
-        )
-        .compile().sql,
-    );
+    // One statement may not update a row twice (PostgreSQL refuses): a profile's further totals go in later rounds.
+    const rounds: ComputedRow[][] = [rows];
+    const occurrences = new Map<string, number>();
+    for (const more of moreOrderValues) {
+      const round = (occurrences.get(more.profile_id) ?? 0) + 1;
+      occurrences.set(more.profile_id, round);
+      (rounds[round] ??= []).push({ ...more, last_seen_day: dayOf(more.last_seen_at) });
+    }
+    const sameCurrency = sql`excluded.currency is null or profiles_computed.currency is null or excluded.currency = profiles_computed.currency`;
+    for (const round of rounds) {
+      await this.#write(tx, 'upsertComputed', round, BLANK_COMPUTED, (blanks) =>
+        this.#db
+          .insertInto('profiles_computed')
+          .values(blanks)
+          .onConflict((oc) =>
+            oc.column('profile_id').doUpdateSet({
+              first_seen_at: sql`case when excluded.first_seen_at < profiles_computed.first_seen_at then excluded.first_seen_at else profiles_computed.first_seen_at end`,
+              last_seen_at: sql`case when excluded.last_seen_at > profiles_computed.last_seen_at then excluded.last_seen_at else profiles_computed.last_seen_at end`,
+              event_count: sql`profiles_computed.event_count + excluded.event_count`,
+              order_count: sql`profiles_computed.order_count + excluded.order_count`,
+              priced_order_count: sql`profiles_computed.priced_order_count + case when ${sameCurrency} then excluded.priced_order_count else 0 end`,
+              total_order_value: sql`profiles_computed.total_order_value + case when ${sameCurrency} then excluded.total_order_value else 0 end`,
+              currency: sql`coalesce(profiles_computed.currency, excluded.currency)`,
+              // last_seen_day is left out on purpose: an update that names an indexed column rewrites its index
+              // entry even when the value stays, so it is brought up to date below, only where the day moved.
+            }),
+          )
+          .compile().sql,
+      );
+    }
     // The first activity of a new day moves the profile in the inactivity index; every other one leaves it alone.
     let offset = 0;
     for (const size of chunkSizes(rows.length)) {
@@ -244,7 +282,7 @@ export class ProfilesRepo {
   async computedOf(profileIds: readonly string[]): Promise<ComputedRow[]> {
     if (profileIds.length === 0) return [];
     const rows = await this.#db.selectFrom('profiles_computed').selectAll().where('profile_id', 'in', [...profileIds]).execute();
-    return rows.map((r) => ({ ...r, event_count: Number(r.event_count), order_count: Number(r.order_count), total_order_value: Number(r.total_order_value) }));
+    return rows.map((r) => ({ ...r, event_count: Number(r.event_count), order_count: Number(r.order_count), priced_order_count: Number(r.priced_order_count), total_order_value: Number(r.total_order_value) }));
   }
 
   historyOf(profileIds: readonly string[], key: string | undefined, limit: number): Promise<HistoryRow[]> {

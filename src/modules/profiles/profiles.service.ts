@@ -106,6 +106,22 @@ export function stableJson(value: unknown): string {
 
 const context = (key: string) => `profiles.traits.${key}`;
 
+/** A batch's priced orders of one currency for one profile. */
+interface OrderValue {
+  total: number;
+  priced: number;
+}
+
+/** A further currency's priced orders of a profile in a batch, as a row adding nothing else. */
+const orderValueOf = (row: ComputedActivity, currency: string | null, value: OrderValue): ComputedActivity => ({
+  ...row,
+  event_count: 0,
+  order_count: 0,
+  priced_order_count: value.priced,
+  total_order_value: value.total,
+  currency,
+});
+
 /** History ids sort in the order changes were recorded by this process (ties of changed_at). */
 const historyId = () => sortableId('th_');
 
@@ -234,28 +250,57 @@ export class Profiles {
     await this.#repo.insertHistory(tx, history);
   }
 
-  /** Adds activity to computed traits: aggregated per profile in memory, one upsert per profile, in `tx` only. */
+  /**
+   * Adds activity to computed traits, in `tx` only: aggregated per profile in memory, one upsert per profile (and one
+   * more per further currency, or revenue naming none, when a profile's orders in the batch are in several).
+   */
   async recordActivityBatch(tx: SqlExecutor, items: readonly ActivityInput[]): Promise<void> {
-    const byProfile = new Map<string, ComputedActivity>();
+    // row: the batch's activity with its first currency's priced orders; the other currencies only when there are any.
+    const byProfile = new Map<string, { row: ComputedActivity; unnamed?: OrderValue; others?: Map<string, OrderValue> }>();
     for (const item of items) {
-      let row = byProfile.get(item.profileId);
-      if (!row) {
-        row = { profile_id: item.profileId, first_seen_at: item.at, last_seen_at: item.at, event_count: 0, order_count: 0, total_order_value: 0, currency: null };
-        byProfile.set(item.profileId, row);
+      let entry = byProfile.get(item.profileId);
+      if (!entry) {
+        const row: ComputedActivity = { profile_id: item.profileId, first_seen_at: item.at, last_seen_at: item.at, event_count: 0, order_count: 0, priced_order_count: 0, total_order_value: 0, currency: null };
+        entry = { row };
+        byProfile.set(item.profileId, entry);
       }
+      const row = entry.row;
       if (item.at < row.first_seen_at) row.first_seen_at = item.at;
       if (item.at > row.last_seen_at) row.last_seen_at = item.at;
       row.event_count++;
       if (item.event !== ORDER_EVENT) continue;
       row.order_count++;
-      const currency = item.currency?.toUpperCase() ?? null;
       if (item.revenue === undefined || !Number.isFinite(item.revenue)) continue;
-      // Without exchange rates, revenue in another currency than the profile's is not added to its total.
-      if (currency !== null && row.currency !== null && currency !== row.currency) continue;
-      row.currency ??= currency;
-      row.total_order_value += item.revenue;
+      const currency = item.currency?.toUpperCase() ?? null;
+      let value: OrderValue;
+      if (currency === null) value = entry.unnamed ??= { total: 0, priced: 0 };
+      else if (row.currency === null || row.currency === currency) {
+        row.currency = currency;
+        row.total_order_value += item.revenue;
+        row.priced_order_count++;
+        continue;
+      } else {
+        entry.others ??= new Map();
+        value = entry.others.get(currency) ?? { total: 0, priced: 0 };
+        entry.others.set(currency, value);
+      }
+      value.total += item.revenue;
+      value.priced++;
     }
-    if (byProfile.size > 0) await this.#repo.upsertComputed(tx, [...byProfile.values()]);
+    if (byProfile.size === 0) return;
+    // The stored currency is not read here: each currency of the batch goes to the statement, which adds the one that
+    // is (or, for a new profile, becomes: the batch's first) the profile's. Revenue naming no currency is always added.
+    const rows: ComputedActivity[] = [];
+    const more: ComputedActivity[] = [];
+    for (const { row, unnamed, others } of byProfile.values()) {
+      rows.push(row);
+      if (unnamed && row.currency === null) {
+        row.total_order_value = unnamed.total;
+        row.priced_order_count = unnamed.priced;
+      } else if (unnamed) more.push(orderValueOf(row, null, unnamed));
+      for (const [currency, value] of others ?? []) more.push(orderValueOf(row, currency, value));
+    }
+    await this.#repo.upsertComputed(tx, rows, more);
   }
 
   async #read(value: string, encrypted: number, key: string, decrypt: boolean): Promise<{ value: unknown; state: ValueState }> {
@@ -409,7 +454,10 @@ export class Profiles {
   }
 }
 
-/** Computed traits of merge members as one: the total keeps to the currency of the member with the most orders. */
+/**
+ * Computed traits of merge members as one: the total keeps to the currency of the member with the most orders, and
+ * the average divides it by the priced orders it holds.
+ */
 function combine(rows: readonly ComputedRow[]): ComputedTraits {
   const currency = [...rows].filter((r) => r.currency !== null).sort((a, b) => b.order_count - a.order_count)[0]?.currency ?? null;
   let total = 0;
@@ -417,7 +465,7 @@ function combine(rows: readonly ComputedRow[]): ComputedTraits {
   for (const row of rows) {
     if (row.currency !== null && row.currency !== currency) continue;
     total += row.total_order_value;
-    pricedOrders += row.order_count;
+    pricedOrders += row.priced_order_count;
   }
   const firsts = rows.map((r) => r.first_seen_at).sort();
   const lasts = rows.map((r) => r.last_seen_at).sort();

@@ -141,9 +141,47 @@ describeEachDialect('profiles', (dialect) => {
       eventCount: 6,
       orderCount: 4,
       totalOrderValue: 90,
-      averageOrderValue: 22.5,
+      averageOrderValue: 30,
       currency: 'EUR',
     });
+  });
+
+  it('averages over the orders in the total: an order without a price or in another currency counts but does not lower it', async () => {
+    const [id, member] = [profileId(), profileId()];
+    await record([
+      { profileId: id, at: at(1), kind: 'track', event: 'Order Completed', revenue: 50, currency: 'EUR' },
+      { profileId: id, at: at(2), kind: 'track', event: 'Order Completed' },
+    ]);
+    await record([
+      { profileId: id, at: at(3), kind: 'track', event: 'Order Completed', currency: 'EUR' },
+      { profileId: id, at: at(4), kind: 'track', event: 'Order Completed', revenue: 10, currency: 'GBP' },
+      { profileId: member, at: at(5), kind: 'track', event: 'Order Completed' },
+    ]);
+    const { computed } = await ctx.kernel.profiles.get([id], { decrypt: false });
+    assert.deepEqual([computed.orderCount, computed.totalOrderValue, computed.averageOrderValue, computed.currency], [4, 50, 50, 'EUR']);
+    const merged = await ctx.kernel.profiles.get([id, member], { decrypt: false });
+    assert.deepEqual([merged.computed.orderCount, merged.computed.totalOrderValue, merged.computed.averageOrderValue], [5, 50, 50]);
+    const unpriced = await ctx.kernel.profiles.get([member], { decrypt: false });
+    assert.deepEqual([unpriced.computed.orderCount, unpriced.computed.averageOrderValue, unpriced.computed.currency], [1, null, null]);
+  });
+
+  it("adds a batch's orders in the stored currency even when the batch's first order is in another one", async () => {
+    const [id, fresh] = [profileId(), profileId()];
+    await record([{ profileId: id, at: at(1), kind: 'track', event: 'Order Completed', revenue: 20, currency: 'EUR' }]);
+    const batch = (profile: string): ActivityInput[] => [
+      { profileId: profile, at: at(2), kind: 'track', event: 'Order Completed', revenue: 50, currency: 'USD' },
+      { profileId: profile, at: at(3), kind: 'track', event: 'Order Completed', revenue: 100, currency: 'eur' },
+      { profileId: profile, at: at(4), kind: 'track', event: 'Order Completed', revenue: 30 },
+    ];
+    // On SQLite ingestion writes through the writer thread: the same statements must give the same result there.
+    const deferred = ctx.kernel.storage.deferred;
+    assert.equal(deferred !== undefined, dialect === 'sqlite');
+    await (deferred ? deferred.transaction((tx) => ctx.kernel.profiles.recordActivityBatch(tx, [...batch(id), ...batch(fresh)])) : record([...batch(id), ...batch(fresh)]));
+    const stored = (await ctx.kernel.profiles.get([id], { decrypt: false })).computed;
+    assert.deepEqual([stored.orderCount, stored.totalOrderValue, stored.averageOrderValue, stored.currency], [4, 150, 50, 'EUR']);
+    // The first currency ever seen stays the profile's: for a new profile that is the batch's first.
+    const first = (await ctx.kernel.profiles.get([fresh], { decrypt: false })).computed;
+    assert.deepEqual([first.orderCount, first.totalOrderValue, first.averageOrderValue, first.currency], [3, 80, 40, 'USD']);
   });
 
   it('reads merge members as one profile: the latest value per key, computed traits combined', async () => {

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
+import { Command } from 'commander';
 import { describeEachDialect } from '../../test/support/databases.ts';
 import { useCli } from '../../test/support/cli.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
+import { registerImportCommands } from './import.ts';
 
 const SUMMARY = /^imported (\d+) rows: (\d+) stored, (\d+) duplicate, (\d+) refused \(no lawful basis\), (\d+) invalid, (\d+) suppressed; report: (.+)$/m;
 
@@ -75,6 +77,25 @@ describeEachDialect('candor import', (dialect) => {
       assert.equal(details.stored, 2);
       assert.equal(details.consents, 2);
       assert.ok(!JSON.stringify(runs).includes('ada@candor-shop.dev'));
+    });
+  });
+
+  it('on the basis of consent records consent only for people whose rows the pipeline stores, not for invalid rows', async () => {
+    const file = csv('consent-invalid.csv', ['user_id,email,first_name', 'g1,gil@candor-shop.dev,Gil', 'g2,not-an-email,Gus']);
+    const result = await candor('import', 'customers', file, '--source', 'crm', '--basis', 'consent', '--purposes', 'marketing.communications.email');
+    assert.equal(result.code, 0, result.err);
+    assert.deepEqual(summary(result.out), [2, 1, 0, 0, 1, 0]);
+    assert.match(result.err, /consent recorded for 1 people \(mechanism import\)/);
+    assert.equal(readFileSync(`${file}.report.csv`, 'utf8'), 'row,status,code,detail\n3,invalid,CATALOG_EVENT_INVALID,traits.email: format\n');
+    await withKernel(async (kernel) => {
+      const history = await kernel.consent.history(await profileOf(kernel, 'g1'));
+      assert.deepEqual(history.map((e) => [e.purpose, e.state, e.mechanism]), [['marketing.communications.email', 'given', 'import']]);
+      assert.ok(history.every((e) => e.receiptId !== null));
+      const [rejected] = await kernel.identity.lookupBatch(kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: 'g2' }], source: 'crm', at: new Date().toISOString() }]);
+      assert.equal(rejected, null);
+      let last;
+      for await (const entry of kernel.audit.scan()) if (entry.action === 'import.run') last = entry;
+      assert.deepEqual(JSON.parse(last?.details ?? '{}') as unknown, { ...(JSON.parse(last?.details ?? '{}') as object), stored: 1, invalid: 1, consents: 1 });
     });
   });
 
@@ -213,6 +234,48 @@ describeEachDialect('candor import', (dialect) => {
       const [id] = await kernel.identity.lookupBatch(kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: 'e1' }], source: 'web', at: new Date().toISOString() }]);
       assert.equal(id, null);
     });
+  });
+
+  it('draws a progress bar on a terminal that follows the rows imported, not the bytes the parser read ahead, and ends at 100%', async () => {
+    const header = 'user_id,email,first_name\n';
+    const line = (i: number) => `p${String(i).padStart(5, '0')},p${String(i).padStart(5, '0')}@candor-shop.dev,Pia\n`;
+    const rows = 600;
+    const file = join(cli.env.dataDir, 'progress.csv');
+    writeFileSync(file, header + Array.from({ length: rows }, (_, i) => line(i)).join(''));
+    const size = statSync(file).size;
+    const rowBytes = Buffer.byteLength(line(0));
+    // A slow terminal: each redraw takes longer than the bar's 200 ms throttle, so every update is drawn.
+    const drawn: string[] = [];
+    const terminal = {
+      isTTY: true,
+      columns: 200,
+      write(chunk: string) {
+        drawn.push(chunk);
+        if (chunk.includes('%')) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 201);
+        return true;
+      },
+    };
+    const out: string[] = [];
+    const program = new Command('candor').exitOverride();
+    // The bar uses only isTTY, columns and write of the stream.
+    registerImportCommands(program, { out: (l) => out.push(l), err: () => undefined, withKernel, progress: terminal as unknown as NodeJS.WriteStream });
+    await program.parseAsync(['node', 'candor', 'import', 'customers', file, '--source', 'crm', '--basis', 'contract', '--batch-size', '100']);
+    assert.deepEqual(summary(out.join('\n')), [rows, rows, 0, 0, 0, 0]);
+
+    const draws = drawn.join('').split('\r').flatMap((text) => {
+      const match = /\]\s+(\d+)%\s+(\d+) rows/.exec(text);
+      return match ? [{ percent: Number(match[1]), rows: Number(match[2]) }] : [];
+    });
+    assert.ok(draws.length >= rows / 100, JSON.stringify(draws));
+    for (const draw of draws) {
+      const imported = Math.floor((100 * (Buffer.byteLength(header) + draw.rows * rowBytes)) / size);
+      assert.ok(draw.percent <= imported, `${draw.percent}% drawn after ${draw.rows} of ${rows} rows (${imported}% of the file)`);
+    }
+    assert.deepEqual(draws.at(-1), { percent: 100, rows });
+    assert.deepEqual(
+      draws.map((d) => d.percent),
+      [...draws.map((d) => d.percent)].sort((a, b) => a - b),
+    );
   });
 
   it('exits 1 with a coded error for a file it cannot read or options it cannot accept', async () => {

@@ -92,6 +92,41 @@ describeEachDialect('CSV import', (dialect) => {
     assert.equal(await profileOf('gone-1'), null);
   });
 
+  it('on the basis of consent records consent only for people whose rows pass the envelope and the plan; a dry run records none', async () => {
+    const { kernel } = ctx;
+    const text = [
+      'type,event,name,user_id,price,timestamp',
+      'track,Product Viewed,,v1,9.5,',
+      'track,Product Viewed,,v2,cheap,',
+      `page,,${'n'.repeat(301)},v3,,`,
+      'track,Product Viewed,,v4,,yesterday',
+    ].join('\n');
+    const options = { kind: 'events', basis: 'consent', purposes: ['analytics.reporting'], source: 'shop-consent' } as const;
+    const dry = await run(text, { ...options, dryRun: true });
+    assert.equal(dry.summary.consents, 0);
+    assert.equal(await profileOf('v1'), null);
+
+    const { summary, reports } = await run(text, options);
+    assert.deepEqual([summary.stored, summary.invalid, summary.consents], [1, 3, 1]);
+    assert.deepEqual(reports.map((r) => [r.row, r.code, r.detail]), [
+      [3, 'CATALOG_EVENT_INVALID', 'properties.price: type'],
+      [4, 'CATALOG_EVENT_INVALID', 'properties.name: maxLength'],
+      [5, 'COLLECT_TIMESTAMP_INVALID', 'timestamp'],
+    ]);
+    const v1 = (await profileOf('v1')) as string;
+    assert.deepEqual((await kernel.consent.history(v1)).map((e) => [e.purpose, e.state, e.mechanism]), [['analytics.reporting', 'given', 'import']]);
+    for (const userId of ['v2', 'v3', 'v4']) assert.equal(await profileOf(userId), null, userId);
+    // The check before consent is not counted in the plan's statistics: each message once, by the pipeline.
+    const stats = await kernel.catalog.stats({ source: 'shop-consent' });
+    assert.deepEqual(
+      stats.map((row) => [row.kind, row.event, row.accepted, row.refused.CATALOG_EVENT_INVALID]).sort(),
+      [
+        ['page', '', 0, 1],
+        ['track', 'Product Viewed', 1, 1],
+      ],
+    );
+  });
+
   it('imports page and screen rows, and reports types it does not import', async () => {
     const text = ['type,event,name,anonymous_id,path', 'page,,Home,anon-p,/', 'identify,,,anon-p,', 'track,,,anon-p,'].join('\n');
     const { summary, reports } = await run(text, { kind: 'events', basis: 'consent', purposes: ['analytics.reporting'] });

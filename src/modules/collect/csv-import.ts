@@ -28,12 +28,12 @@ import type { ErrorCode } from '../../shared/error-codes.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
-import type { Catalog, OutlineSection } from '../catalog/index.ts';
+import type { Catalog, OutlineSection, PlanResult } from '../catalog/index.ts';
 import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, ResolveItem } from '../identity/index.ts';
 import type { Collector, ItemResult, ItemStatus } from './collect.service.ts';
-import { MAX_EVENT_BYTES, parseMessage } from './segment.ts';
+import { MAX_EVENT_BYTES, parseMessage, type ParsedMessage } from './segment.ts';
 
 export type ImportKind = 'customers' | 'events';
 
@@ -95,7 +95,7 @@ export interface ImportCounts {
   events: number;
   /** People whose consent this import recorded (basis consent). */
   consents: number;
-  /** Bytes of the file read so far. */
+  /** Bytes of the file up to the end of the last row handed to the pipeline (progress); the whole file once read. */
   bytes: number;
 }
 
@@ -185,6 +185,8 @@ interface OpenOrder {
   rows: number[];
   hash: Hash;
   tooLarge: boolean;
+  /** Where its latest line ends in the file (bytes). */
+  end: number;
 }
 
 type CsvRecord = Record<string, string | undefined>;
@@ -342,6 +344,8 @@ class ImportRun {
   #columns: Columns | undefined;
   #batch: Item[] = [];
   #batchRows = 0;
+  /** Where the last row put in a batch ends in the file (bytes): what progress reports once that batch is flushed. */
+  #batchedBytes = 0;
   #open: OpenOrder | undefined;
   #lastSkipped = 0;
   #tooLarge = false;
@@ -398,7 +402,6 @@ class ImportRun {
           break;
         }
         if (next.done) break;
-        this.#counts.bytes = parser.info.bytes;
         const tooLarge = (next.value as { tooLarge?: number }).tooLarge;
         if (tooLarge !== undefined) {
           error = this.#rowTooLarge(tooLarge);
@@ -408,7 +411,9 @@ class ImportRun {
       }
       if (error === undefined && this.#columns === undefined) error = new CandorError('IMPORT_HEADER_INVALID', { reason: 'empty_file' });
       this.#closeOrder();
-      await this.#flush();
+      // The whole file was read (trailing blank lines included): the last progress report says so.
+      if (error === undefined) this.#batchedBytes = parser.info.bytes;
+      await this.#flush(true);
     } catch (failure) {
       error ??= failure;
     } finally {
@@ -431,8 +436,7 @@ class ImportRun {
   #rowTooLarge(row: number): CandorError {
     const maxBytes = this.#options.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES;
     this.#counts.rows++;
-    this.#batch.push({ failure: { rows: [row], code: 'IMPORT_ROW_TOO_LARGE', detail: `larger than ${maxBytes} bytes (a quote never closed?); the file was not read past this row` } });
-    this.#batchRows++;
+    this.#push({ failure: { rows: [row], code: 'IMPORT_ROW_TOO_LARGE', detail: `larger than ${maxBytes} bytes (a quote never closed?); the file was not read past this row` } }, 1, this.#batchedBytes);
     return new CandorError('IMPORT_ROW_TOO_LARGE', { row, maxBytes });
   }
 
@@ -457,7 +461,7 @@ class ImportRun {
     if (row === this.#lastSkipped) return undefined;
     this.#lastSkipped = row;
     const what = MALFORMED_DETAIL[err?.code ?? ''] ?? err?.code ?? 'unreadable';
-    parser.push({ skipped: { row, detail: end > row ? `${what} (lines ${row}-${end})` : what } });
+    parser.push({ skipped: { row, detail: end > row ? `${what} (lines ${row}-${end})` : what, bytes: parser.info.bytes } });
     return undefined;
   }
 
@@ -526,15 +530,15 @@ class ImportRun {
   }
 
   async #row(value: unknown): Promise<void> {
-    const skipped = (value as { skipped?: { row: number; detail: string } }).skipped;
+    const skipped = (value as { skipped?: { row: number; detail: string; bytes: number } }).skipped;
     if (skipped) {
       this.#counts.rows++;
-      this.#batch.push({ failure: { rows: [skipped.row], code: 'IMPORT_ROW_MALFORMED', detail: skipped.detail } });
-      this.#batchRows++;
+      this.#push({ failure: { rows: [skipped.row], code: 'IMPORT_ROW_MALFORMED', detail: skipped.detail } }, 1, skipped.bytes);
       await this.#flushIfFull();
       return;
     }
-    const { record, raw, info } = value as { record: CsvRecord; raw: string; info: { lines: number } };
+    // info.bytes: where this record ends in the file (the parser itself reads ahead of the rows handed out).
+    const { record, raw, info } = value as { record: CsvRecord; raw: string; info: { lines: number; bytes: number } };
     const row = info.lines - innerNewlines(raw);
     this.#counts.rows++;
     const mapped = this.#map(record, row);
@@ -544,12 +548,18 @@ class ImportRun {
       await this.#flushIfFull();
     }
     if ('order' in mapped) {
-      this.#addOrderLine(mapped.order, mapped.call, mapped.product, row, record);
+      this.#addOrderLine(mapped.order, mapped.call, mapped.product, row, record, info.bytes);
     } else {
-      this.#batch.push(mapped.item);
-      this.#batchRows++;
+      this.#push(mapped.item, 1, info.bytes);
     }
     await this.#flushIfFull();
+  }
+
+  /** Puts an item of `rows` file rows, the last of which ends at byte `end`, in the batch. */
+  #push(item: Item, rows: number, end: number): void {
+    this.#batch.push(item);
+    this.#batchRows += rows;
+    this.#batchedBytes = Math.max(this.#batchedBytes, end);
   }
 
   /**
@@ -638,24 +648,23 @@ class ImportRun {
     return `imp_${this.#deps.keyring.pseudonym('collect.import', `${this.#options.kind}\u0000${this.#options.source}\u0000${contentHash}`)}`;
   }
 
-  #addOrderLine(key: string, call: Call, product: Record<string, unknown>, row: number, record: CsvRecord): void {
+  #addOrderLine(key: string, call: Call, product: Record<string, unknown>, row: number, record: CsvRecord, end: number): void {
     const open = this.#open;
     if (!open) {
-      this.#open = { key, first: call, products: Object.keys(product).length > 0 ? [product] : [], rows: [row], hash: this.#contentHash(record), tooLarge: false };
+      this.#open = { key, first: call, products: Object.keys(product).length > 0 ? [product] : [], rows: [row], hash: this.#contentHash(record), tooLarge: false, end };
       return;
     }
     if (open.tooLarge) {
-      this.#batch.push({ failure: { rows: [row], code: 'IMPORT_ORDER_TOO_LARGE', detail: `more than ${MAX_ORDER_LINES} lines` } });
-      this.#batchRows++;
+      this.#push({ failure: { rows: [row], code: 'IMPORT_ORDER_TOO_LARGE', detail: `more than ${MAX_ORDER_LINES} lines` } }, 1, end);
       return;
     }
+    open.end = end;
     open.rows.push(row);
     if (Object.keys(product).length > 0) open.products.push(product);
     this.#contentHash(record, open.hash);
     if (open.rows.length > MAX_ORDER_LINES) {
       open.tooLarge = true;
-      this.#batch.push({ failure: { rows: open.rows, code: 'IMPORT_ORDER_TOO_LARGE', detail: `more than ${MAX_ORDER_LINES} lines` } });
-      this.#batchRows += open.rows.length;
+      this.#push({ failure: { rows: open.rows, code: 'IMPORT_ORDER_TOO_LARGE', detail: `more than ${MAX_ORDER_LINES} lines` } }, open.rows.length, end);
       open.rows = [];
       open.products = [];
     }
@@ -669,16 +678,22 @@ class ImportRun {
     const raw: Record<string, unknown> = { ...open.first.raw, properties: { ...(open.first.raw.properties as Record<string, unknown>) } };
     if (open.products.length > 0) (raw.properties as Record<string, unknown>).products = open.products;
     if (raw.messageId === undefined) raw.messageId = this.#derivedId(open.hash.digest('hex'));
-    this.#batch.push({ call: { rows: open.rows, raw } });
-    this.#batchRows += open.rows.length;
+    this.#push({ call: { rows: open.rows, raw } }, open.rows.length, open.end);
   }
 
-  /** Sends the batch through the pipeline and reports every row that was not stored. */
-  async #flush(): Promise<void> {
+  /**
+   * Sends the batch through the pipeline and reports every row that was not stored, then the progress: up to the end
+   * of the batch's last row (the last flush reports even an empty batch).
+   */
+  async #flush(last = false): Promise<void> {
     const items = this.#batch;
     this.#batch = [];
     this.#batchRows = 0;
-    if (items.length === 0) return;
+    this.#counts.bytes = this.#batchedBytes;
+    if (items.length === 0) {
+      if (last) this.#hooks.onProgress?.(this.#counts);
+      return;
+    }
     const calls = items.flatMap((item) => ('call' in item ? [item.call] : []));
     const messages = calls.map((call) => ({ raw: call.raw, bytes: Buffer.byteLength(JSON.stringify(call.raw)) }));
     const results = calls.length === 0 ? [] : this.#options.dryRun ? this.#predict(messages) : await this.#ingest(messages);
@@ -708,8 +723,32 @@ class ImportRun {
   async #ingest(messages: { raw: unknown; bytes: number }[]): Promise<ItemResult[]> {
     const { collect } = this.#deps;
     const { kind, source, actor } = this.#options;
-    if (this.#claim.basis === 'consent') this.#counts.consents += await this.#recordConsent(messages);
-    return collect.ingest(messages, kind === 'customers' ? 'identify' : undefined, { source, gpc: false, receivedAt: Date.now(), actor });
+    const receivedAt = Date.now();
+    if (this.#claim.basis === 'consent') this.#counts.consents += await this.#recordConsent(this.#valid(messages, receivedAt));
+    return collect.ingest(messages, kind === 'customers' ? 'identify' : undefined, { source, gpc: false, receivedAt, actor });
+  }
+
+  /**
+   * The messages the pipeline will not reject as invalid: their envelope and the tracking plan checked as the
+   * Collector checks them, so that no consent is recorded (and no profile made) for a row that is not stored.
+   */
+  #valid(messages: readonly { raw: unknown; bytes: number }[], receivedAt: number): ParsedMessage[] {
+    const { catalog } = this.#deps;
+    const kind = this.#options.kind === 'customers' ? 'identify' : undefined;
+    const valid: ParsedMessage[] = [];
+    // Only a check: the Collector counts these messages in the plan's statistics, so the counts made here are put
+    // aside (process is synchronous: nothing else counts in between).
+    const held = catalog.takeStats();
+    try {
+      for (const { raw, bytes } of messages) {
+        const parsed = parseMessage(raw, kind, receivedAt, bytes);
+        if (parsed.ok && checkPlan(catalog, parsed.message, this.#options.source).ok) valid.push(parsed.message);
+      }
+    } finally {
+      catalog.takeStats();
+      catalog.restoreStats(held);
+    }
+    return valid;
   }
 
   /**
@@ -717,15 +756,11 @@ class ImportRun {
    * and records `given` for the claimed purposes where the ledger has no record yet — an import never overrides a
    * refusal, a withdrawal, a GPC opt-out or an expired consent, and a re-run records nothing twice.
    */
-  async #recordConsent(messages: readonly { raw: unknown; bytes: number }[]): Promise<number> {
+  async #recordConsent(messages: readonly ParsedMessage[]): Promise<number> {
     const { storage, identity, consent } = this.#deps;
-    const { kind, source, actor } = this.#options;
-    const now = Date.now();
+    const { source, actor } = this.#options;
     const items = new Map<string, ResolveItem>();
-    for (const { raw, bytes } of messages) {
-      const parsed = parseMessage(raw, kind === 'customers' ? 'identify' : undefined, now, bytes);
-      if (!parsed.ok) continue;
-      const { userId, anonymousId, messageId, occurredAt } = parsed.message;
+    for (const { userId, anonymousId, messageId, occurredAt } of messages) {
       const identifiers = [...(userId ? [{ type: 'user_id', value: userId }] : []), ...(anonymousId ? [{ type: 'anonymous_id', value: anonymousId }] : [])];
       const key = JSON.stringify(identifiers);
       if (!items.has(key)) items.set(key, { identifiers, source, messageId, at: occurredAt });
@@ -765,7 +800,7 @@ class ImportRun {
       if (!parsed.ok) return { index, messageId: parsed.messageId, status: 'invalid', code: parsed.code, detail: parsed.detail };
       const m = parsed.message;
       // Counted apart from the source's real traffic in the plan's statistics.
-      const plan = catalog.process(m.kind, m.name, { properties: m.properties, traits: m.traits, context: m.context }, `${this.#options.source}.dry-run`);
+      const plan = checkPlan(catalog, m, `${this.#options.source}.dry-run`);
       if (!plan.ok) return { index, messageId: m.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
       const allowed = plan.purposes.filter((p) => this.#predicted.has(p));
       const refusedFields = plan.fields.filter((f) => !f.purposes.some((p) => this.#predicted.has(p))).map((f) => f.path);
@@ -773,6 +808,17 @@ class ImportRun {
       return { index, messageId: m.messageId, status: 'stored', purposes: allowed, dropped: plan.dropped, refusedFields };
     });
   }
+}
+
+/** The tracking plan's verdict on a message as the Collector asks for it: a page or screen name is a property. */
+function checkPlan(catalog: Catalog, message: ParsedMessage, source: string): PlanResult {
+  let { name, properties } = message;
+  if ((message.kind === 'page' || message.kind === 'screen') && name !== undefined) {
+    const given = (properties ?? {}) as Record<string, unknown>;
+    properties = given.name === undefined ? { ...given, name } : given;
+    name = undefined;
+  }
+  return catalog.process(message.kind, name, { properties, traits: message.traits, context: message.context }, source);
 }
 
 /** A value-free explanation of a result: field paths and rules, never what the row held. */

@@ -103,7 +103,7 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
     },
   );
 
-  app.post<{ Body: { userId?: string; anonymousId?: string; purpose: string; jurisdiction: string; noticeVersion: number; source?: string } }>(
+  app.post<{ Body: { userId?: string; anonymousId?: string; purpose: string; jurisdiction: string; noticeVersion: number; source?: string; gpc?: boolean } }>(
     '/v1/consent/opt-out-notice',
     {
       config: { access: { audience: 'ingest', purpose: 'essential.legal_obligation' } },
@@ -121,6 +121,8 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
             jurisdiction: { type: 'string', pattern: '^[A-Z]{2}(-[A-Z0-9]{1,3})?$' },
             noticeVersion: { type: 'integer', minimum: 1 },
             source: { type: 'string', maxLength: 2000 },
+            // The SDK's GPC flag, as the Sec-GPC: 1 header counts.
+            gpc: { type: 'boolean' },
             writeKey: { type: 'string' },
           },
         },
@@ -131,8 +133,14 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
       const { purpose, jurisdiction, noticeVersion, source } = request.body;
       const profileId = await subjectOf(kernel, request.body, principal.source);
-      const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { jurisdiction, noticeVersion, ...(source ? { source } : {}) }, { id: principal.tokenId, role: principal.role });
-      return { receipt: result.receipt, receiptId: result.receiptId, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })) };
+      const gpc = request.headers['sec-gpc'] === '1' || request.body.gpc === true;
+      const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { jurisdiction, noticeVersion, gpc, ...(source ? { source } : {}) }, { id: principal.tokenId, role: principal.role });
+      return {
+        receipt: result.receipt,
+        receiptId: result.receiptId,
+        ...(result.gpcHonoured ? { gpcHonoured: true } : {}),
+        recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })),
+      };
     },
   );
 }

@@ -309,8 +309,12 @@ export class Collector {
     const { consent } = this.#deps;
     const allowed = profileId === null ? purposes.filter((p) => { const c = consent.purpose(p); return c !== undefined && c.basis !== 'consent'; }) : consent.allowedPurposes(profileId, purposes);
     if (!gpc) return allowed;
-    // Sec-GPC: 1 is honoured on this very request, before the opt-out is in the ledger.
-    return allowed.filter((p) => { const c = consent.purpose(p); return !(c?.saleOrSharing || c?.targetedAdvertising); });
+    // Sec-GPC: 1 is honoured on this very request, before the opt-out is in the ledger; an opt-in the person confirmed
+    // explicitly over GPC stands (their browser keeps sending the signal).
+    return allowed.filter((p) => {
+      const c = consent.purpose(p);
+      return !(c?.saleOrSharing || c?.targetedAdvertising) || (profileId !== null && consent.confirmedOverGpc(profileId, p));
+    });
   }
 
   #countRefusal(source: string, receivedAt: number, message: ParsedMessage, purposes: readonly string[]): void {

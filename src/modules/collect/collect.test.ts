@@ -4,6 +4,7 @@ import { after, before, it } from 'node:test';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { planWithEvent } from '../../../test/support/plans.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 
@@ -308,6 +309,41 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.equal((shown.json() as { recorded: { basis: string }[] }).recorded[0]?.basis, 'opt_out_notice');
     const after = await send('/v1/track', { anonymousId: 'anon-ca', event: 'Product Viewed', properties: { product_id: 'p1' } });
     assert.deepEqual(results(after)[0]?.purposes, ['analytics.reporting']);
+  });
+
+  it('keeps an opt-in confirmed over GPC for events that carry the signal again (the browser keeps sending it)', async () => {
+    await ctx.kernel.catalog.publish(planWithEvent('Partner Offer Viewed', ['analytics.reporting', 'third_party_sharing']), CLI_ACTOR);
+    const offer = { anonymousId: 'anon-confirmed', event: 'Partner Offer Viewed', properties: { query: 'lamps' } };
+    const first = await consent({ anonymousId: 'anon-confirmed', purposes: { 'analytics.reporting': 'given', third_party_sharing: 'given' } }, { 'sec-gpc': '1' });
+    assert.deepEqual((first.json() as { rejected: { purpose: string; code: string }[] }).rejected, [{ purpose: 'third_party_sharing', code: 'CONSENT_GPC_CONFLICT' }]);
+    assert.deepEqual(results(await send('/v1/track', offer, { 'sec-gpc': '1' }))[0]?.purposes, ['analytics.reporting']);
+    const confirmed = await consent({ anonymousId: 'anon-confirmed', purposes: { third_party_sharing: 'given' }, confirmOverGpc: true, mechanism: 'privacy_center' }, { 'sec-gpc': '1' });
+    assert.equal(confirmed.statusCode, 200, confirmed.body);
+    assert.deepEqual(results(await send('/v1/track', offer, { 'sec-gpc': '1' }))[0]?.purposes, ['analytics.reporting', 'third_party_sharing']);
+    // Someone who never confirmed: the signal still leaves the sale out.
+    await consent({ anonymousId: 'anon-unconfirmed', purposes: { 'analytics.reporting': 'given', third_party_sharing: 'given' } });
+    assert.deepEqual(results(await send('/v1/track', { ...offer, anonymousId: 'anon-unconfirmed' }, { 'sec-gpc': '1' }))[0]?.purposes, ['analytics.reporting']);
+  });
+
+  it('records the GPC signal of an opt-out-notice request first: a sale under the notice is refused, other purposes go on', async () => {
+    const sharing = ctx.kernel.consent.purpose('third_party_sharing');
+    assert.ok(sharing?.saleOrSharing);
+    await ctx.kernel.consent.setPurpose({ ...sharing, optOutJurisdictions: ['US-CA'] }, CLI_ACTOR);
+    const noticeVersion = ctx.kernel.consent.currentNotice().version;
+    const sale = await send('/v1/consent/opt-out-notice', { anonymousId: 'anon-ca-gpc', purpose: 'third_party_sharing', jurisdiction: 'US-CA', noticeVersion }, { 'sec-gpc': '1' });
+    assert.equal(sale.statusCode, 409, sale.body);
+    assert.equal((sale.json() as { code: string }).code, 'CONSENT_GPC_CONFLICT');
+    const [profileId] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'anonymous_id', value: 'anon-ca-gpc' }], source: 'web', at: new Date().toISOString() }]);
+    const state = await ctx.kernel.consent.state(profileId as string);
+    assert.deepEqual([state.third_party_sharing?.state, state.third_party_sharing?.gpc, state.third_party_sharing?.allowed], ['refused', true, false]);
+    // The same signal in the body (a server relaying it), for a purpose that is not a sale: recorded, and said so.
+    const analytics = await send('/v1/consent/opt-out-notice', { anonymousId: 'anon-ca-gpc-2', purpose: 'analytics.reporting', jurisdiction: 'US-CA', noticeVersion, gpc: true });
+    assert.equal(analytics.statusCode, 200, analytics.body);
+    assert.equal((analytics.json() as { gpcHonoured?: boolean }).gpcHonoured, true);
+    const [other] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'anonymous_id', value: 'anon-ca-gpc-2' }], source: 'web', at: new Date().toISOString() }]);
+    const otherState = await ctx.kernel.consent.state(other as string);
+    assert.equal(otherState['analytics.reporting']?.allowed, true);
+    assert.equal(otherState.third_party_sharing?.gpc, true);
   });
 
   it('checks the consent of the person an event is finally stored for, not of the device it came from', async () => {

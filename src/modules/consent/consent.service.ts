@@ -513,6 +513,17 @@ export class Consent {
     return decideFor(runtime, state.purposes.get(purpose), at === undefined ? Date.now() : at.getTime(), state.flags);
   }
 
+  /**
+   * Whether a loaded subject's consent to a purpose is one they confirmed explicitly over a GPC opt-out (`gpcOverride`):
+   * it stands against later GPC signals, those of the browser that keeps sending one included.
+   */
+  confirmedOverGpc(subjectId: string, purpose: string): boolean {
+    const state = this.#cache.peek(subjectId);
+    if (state === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
+    const current = state.purposes.get(purpose);
+    return current !== undefined && current.state === 'given' && current.gpcOverride;
+  }
+
   /** The purposes among `purposes` that have a lawful basis for a loaded subject now (or at `at`). */
   allowedPurposes(subjectId: string, purposes: readonly string[], at?: Date): string[] {
     const state = this.#cache.peek(subjectId);
@@ -886,9 +897,9 @@ export class Consent {
   async recordOptOutNotice(
     subjectId: string,
     purpose: string,
-    meta: { jurisdiction: string; noticeVersion: number; source?: string },
+    meta: { jurisdiction: string; noticeVersion: number; source?: string; gpc?: boolean },
     actor: Actor,
-  ): Promise<Receipt & { entries: LedgerEntry[] }> {
+  ): Promise<Receipt & { entries: LedgerEntry[]; gpcHonoured: boolean }> {
     this.#checkSubject(subjectId);
     this.#checkMeta(meta, false);
     const config = this.#purposeConfigs.get(purpose);
@@ -898,12 +909,16 @@ export class Consent {
     }
     const notice = await this.#notice(meta.noticeVersion);
     if (!notice.purposes.some((p) => p.purpose === purpose)) throw new CandorError('CONSENT_PURPOSE_NOT_IN_NOTICE', { purpose, noticeVersion: notice.version });
+    // A GPC signal on this very request is an opt-out of sale/sharing and targeted advertising: it is recorded
+    // first, so the notice cannot make such a purpose lawful on the request that refused it.
+    if (meta.gpc) await this.recordGpc([subjectId], { source: meta.source, jurisdiction: meta.jurisdiction }, actor);
     const pseudonym = this.pseudonym(subjectId);
     const receiptId = randomUUID();
     const source = meta.source || null;
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
-        if (isOptOut(states.get(pseudonym)?.get(purpose))) throw new CandorError('CONSENT_ALREADY_OPTED_OUT', { purpose });
+        const current = states.get(pseudonym)?.get(purpose);
+        if (isOptOut(current)) throw new CandorError(current?.gpc ? 'CONSENT_GPC_CONFLICT' : 'CONSENT_ALREADY_OPTED_OUT', { purpose });
         add({
           subject: pseudonym,
           purpose,
@@ -919,7 +934,7 @@ export class Consent {
     );
     await this.#audit.append(this.#auditEvent(actor, 'consent.record', pseudonym, entries, receiptId, { mechanism: 'notice_opt_out' }));
     const receipt = await this.#sign({ receiptId, principal: pseudonym, linked: [], jurisdiction: meta.jurisdiction, mechanism: 'notice_opt_out', source, notice, entries });
-    return { receipt, receiptId, entries };
+    return { receipt, receiptId, entries, gpcHonoured: meta.gpc === true };
   }
 
   /**

@@ -93,6 +93,14 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
         confirmOverGpc: body.confirmOverGpc,
       };
       const result = body.withdrawAll ? await consent.withdrawAll(profileId, meta, actor) : await consent.record(profileId, changes, meta, actor);
+      if (meta.gpc) {
+        // The signal covers the device: a profile its anonymous id (or the user id) belongs to besides this one too.
+        const at = new Date().toISOString();
+        const ids = [...(body.userId ? [{ type: 'user_id', value: body.userId }] : []), ...(body.anonymousId ? [{ type: 'anonymous_id', value: body.anonymousId }] : [])];
+        const owners = await kernel.identity.lookupBatch(kernel.storage.raw, ids.map((id) => ({ identifiers: [id], source: principal.source as string, at })));
+        const others = owners.filter((o): o is string => o !== null && o !== profileId);
+        if (others.length > 0) await consent.recordGpc(others, { source: body.source, jurisdiction: body.jurisdiction }, actor);
+      }
       return {
         receipt: result.receipt,
         receiptId: result.receiptId,

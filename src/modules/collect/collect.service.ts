@@ -420,13 +420,21 @@ export class Collector {
     for (const r of resolved) {
       if (typeof r.resolution?.profileId !== 'string') results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING' });
     }
-    // Sec-GPC: 1 is recorded per request origin (source and write key), for the profiles its messages resolved to.
+    // Sec-GPC: 1 is recorded per request origin (source and write key), for the profiles its messages resolved to and
+    // every other profile one of their identifiers belongs to (the device's anonymous id may be another person's: a
+    // shared device whose signal covers everyone on it).
     const gpcGroups = new Map<string, { actor: Actor; source: string; profiles: Set<string> }>();
-    for (const { pending: p, resolution } of withProfile) {
-      if (!p.gpc) continue;
+    const signalled = withProfile.filter((r) => r.pending.gpc);
+    const owners = signalled.length === 0 ? [] : await identity.lookupBatch(storage.raw, signalled.flatMap((r) => r.pending.resolve.identifiers.map((id) => ({ ...r.pending.resolve, identifiers: [id] }))));
+    let next = 0;
+    for (const { pending: p, resolution } of signalled) {
       const key = `${p.source}\u0000${p.actor.id}`;
       const group = gpcGroups.get(key) ?? { actor: p.actor, source: p.source, profiles: new Set<string>() };
       group.profiles.add(resolution.profileId);
+      for (let i = 0; i < p.resolve.identifiers.length; i++) {
+        const owner = owners[next++];
+        if (owner) group.profiles.add(owner);
+      }
       gpcGroups.set(key, group);
     }
     for (const group of gpcGroups.values()) await consent.recordGpc([...group.profiles], { source: group.source }, group.actor);

@@ -325,6 +325,27 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.deepEqual(results(await send('/v1/track', { ...offer, anonymousId: 'anon-unconfirmed' }, { 'sec-gpc': '1' }))[0]?.purposes, ['analytics.reporting']);
   });
 
+  it('records a GPC signal for every profile linked to the device, not only the one the event is stored for', async () => {
+    const targeted = 'marketing.advertising.third_party.targeted';
+    const stateOf = async (type: string, value: string) => {
+      const [id] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type, value }], source: 'web', at: new Date().toISOString() }]);
+      return (await ctx.kernel.consent.state(id as string))[targeted];
+    };
+    // Grace consented to everything on the family tablet; Hedy signs in on it with GPC on.
+    await consent({ userId: 'u-grace', anonymousId: 'anon-tablet', purposes: { 'analytics.reporting': 'given', [targeted]: 'given' } });
+    await consent({ userId: 'u-hedy', purposes: { 'analytics.reporting': 'given' } });
+    const track = await send('/v1/track', { userId: 'u-hedy', anonymousId: 'anon-tablet', event: 'Product Viewed', properties: { product_id: 'p1' } }, { 'sec-gpc': '1' });
+    assert.equal(results(track)[0]?.status, 'stored', track.body);
+    assert.equal((await stateOf('user_id', 'u-hedy'))?.gpc, true);
+    const grace = await stateOf('user_id', 'u-grace');
+    assert.deepEqual([grace?.state, grace?.gpc], ['refused', true], 'the device owner is opted out too');
+    // The same through the consent call: Ida's laptop is Jon's profile's device.
+    await consent({ userId: 'u-jon', anonymousId: 'anon-laptop', purposes: { [targeted]: 'given' } });
+    const ida = await consent({ userId: 'u-ida', anonymousId: 'anon-laptop', purposes: { 'analytics.reporting': 'given' } }, { 'sec-gpc': '1' });
+    assert.equal(ida.statusCode, 200, ida.body);
+    assert.deepEqual([(await stateOf('user_id', 'u-jon'))?.state, (await stateOf('user_id', 'u-jon'))?.gpc], ['refused', true]);
+  });
+
   it('records the GPC signal of an opt-out-notice request first: a sale under the notice is refused, other purposes go on', async () => {
     const sharing = ctx.kernel.consent.purpose('third_party_sharing');
     assert.ok(sharing?.saleOrSharing);

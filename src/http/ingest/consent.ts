@@ -72,6 +72,8 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
       const changes = Object.entries(body.purposes ?? {}).map(([purpose, state]) => ({ purpose, state }));
       if (!body.withdrawAll && changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
+      // Withdrawing everything and choosing purposes in one call would leave one of the two unsaid.
+      if (body.withdrawAll && changes.length > 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'withdraw_all_with_purposes' });
       // Refuse what can be refused before any profile or identifier is created for the person.
       for (const { purpose } of changes) {
         const config = kernel.consent.purpose(purpose);

@@ -59,6 +59,14 @@ describeEachDialect('privacy center consent endpoints (subject sessions)', (dial
     const state = (await asCustomer('GET', '/v1/me/consent')).json() as { purposes: { key: string; state: string }[] };
     assert.equal(state.purposes.find((p) => p.key === 'marketing.communications.email')?.state, 'withdrawn');
     assert.equal(((await track()).json() as { results: { code?: string }[] }).results[0]?.code, 'COLLECT_NO_LAWFUL_BASIS');
+    // With the browser's GPC signal, the answer says it was honoured.
+    const signalled = await server.app.inject({ method: 'POST', url: '/v1/me/consent/withdraw-all', headers: { authorization: `Bearer ${token}`, 'sec-gpc': '1' } });
+    assert.equal(signalled.statusCode, 200, signalled.body);
+    assert.equal((signalled.json() as { gpcHonoured?: boolean }).gpcHonoured, true);
+    // Withdrawing everything and choosing purposes in the same call is refused rather than half done.
+    const both = await asBusiness('/v1/consent', { userId: 'cust-1', withdrawAll: true, purposes: { 'analytics.reporting': 'given' }, mechanism: 'privacy_center' });
+    assert.equal(both.statusCode, 400, both.body);
+    assert.equal((both.json() as { code: string; details: { reason: string } }).details.reason, 'withdraw_all_with_purposes');
   });
 
   it('refuses missing, malformed, staff, expired and ended sessions with specific codes', async () => {

@@ -140,6 +140,8 @@ function restrictionRow(subject: string, kind: RestrictionKind, requestId: strin
 }
 /** The entry is an opt-out by a GPC signal (directly, or spread by a merge). */
 const isGpcOptOut = (c: Current | undefined): boolean => c !== undefined && c.gpc && isOptOut(c);
+/** Mechanisms by which a person can confirm an opt-in over a GPC opt-out (their own, deliberate choice). */
+const CONFIRMING_MECHANISMS: ReadonlySet<string> = new Set(['privacy_center', 'banner_save']);
 
 /**
  * Consent: purposes and their lawful basis, versioned notices, the append-only consent ledger with its current-state
@@ -767,13 +769,18 @@ export class Consent {
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         const current = states.get(pseudonym) as Map<string, Current>;
+        // What was in force before this request: a confirmation must be separate from the signal it overrides.
+        const before = new Map(current);
         if (meta.gpc === true) gpcEntries = this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: true });
         for (const change of changes) {
           const config = this.#purposeConfigs.get(change.purpose) as PurposeConfig;
           const gpcOptedOut = isGpcOptOut(current.get(change.purpose));
           let gpcOverride = false;
           if (change.state === 'given' && isGpcPurpose(config) && gpcOptedOut) {
-            if (meta.confirmOverGpc !== true) {
+            // An explicit, separate confirmation: the person's own choice in a privacy center or a banner's saved
+            // settings, against an opt-out recorded before this request (not one this very request signals).
+            const confirmed = meta.confirmOverGpc === true && CONFIRMING_MECHANISMS.has(meta.mechanism) && isGpcOptOut(before.get(change.purpose));
+            if (!confirmed) {
               rejected.push({ purpose: change.purpose, code: 'CONSENT_GPC_CONFLICT' });
               continue;
             }

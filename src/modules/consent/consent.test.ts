@@ -212,6 +212,11 @@ describeEachDialect('consent', (dialect) => {
     await consent().record(subject, [{ purpose: SALE, state: 'withdrawn' }], banner, actor);
     await assert.rejects(consent().record(subject, [{ purpose: SALE, state: 'given' }], banner, actor), rejectsWith('CONSENT_GPC_CONFLICT'));
 
+    // A confirmation by a mechanism that is not the person's own deliberate choice (accept-all, an import, an API
+    // call) is no confirmation.
+    for (const mechanism of ['banner_accept', 'import', 'api'] as const) {
+      await assert.rejects(consent().record(subject, [{ purpose: SALE, state: 'given' }], { mechanism, confirmOverGpc: true }, actor), rejectsWith('CONSENT_GPC_CONFLICT'));
+    }
     const confirmed = await consent().record(subject, [{ purpose: SALE, state: 'given' }], { mechanism: 'privacy_center', confirmOverGpc: true }, actor);
     assert.equal(confirmed.entries[0]?.gpcOverride, true);
     assert.equal(consent().decide(subject, SALE).allowed, true);
@@ -227,6 +232,12 @@ describeEachDialect('consent', (dialect) => {
     assert.equal(consent().decide(fresh, TARGETED).reason, 'refused');
     assert.equal(consent().decide(fresh, SALE).reason, 'refused');
     assert.equal(consent().decide(fresh, 'analytics.reporting').allowed, true);
+
+    // Not in the same call as the signal it would override: the confirmation must be separate.
+    const same = newSubject();
+    const together = await consent().record(same, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: SALE, state: 'given' }], { mechanism: 'privacy_center', gpc: true, confirmOverGpc: true }, actor);
+    assert.deepEqual(together.rejected, [{ purpose: SALE, code: 'CONSENT_GPC_CONFLICT' }]);
+    assert.equal(consent().decide(same, SALE).allowed, false);
   });
 
   it('accepts an opt-out notice as a lawful basis only in the jurisdictions listed for the purpose', async () => {

@@ -223,8 +223,8 @@ describe('process()', () => {
     assert.equal(identify.ok, true);
     assert.deepEqual(identify.data, { traits: { email: 'ana@example.com', first_name: 'Ana' }, context: { locale: 'fr-FR' } });
     assert.deepEqual([...identify.dropped].sort(), ['context.ip', 'traits.name', 'traits.password']);
-    assert.deepEqual(identify.eventPurposes, []);
-    assert.ok(identify.purposes.includes('marketing.communications.email'));
+    assert.deepEqual(identify.eventPurposes, ['analytics.reporting', 'personalize.profiling', 'marketing.communications.email']);
+    assert.ok(identify.purposes.includes('essential.service.operations'));
 
     const group = plan.process('group', undefined, { traits: { name: 'Acme', employees: 40, email: 'ceo@acme.example' }, context });
     assert.deepEqual(group.data, { traits: { name: 'Acme', employees: 40 }, context: { locale: 'fr-FR' } });
@@ -239,6 +239,29 @@ describe('process()', () => {
     const alias = plan.process('alias', undefined, { properties: { a: 1 }, traits: { b: 2 }, context });
     assert.equal(alias.ok, true);
     assert.deepEqual(alias.data, { context: { locale: 'fr-FR' } });
+  });
+
+  it('gives identify, group and alias the purposes of the plan\'s events as a whole, even with no traits or context', () => {
+    const linking = ['analytics.reporting', 'personalize.profiling', 'marketing.communications.email'];
+    for (const kind of ['identify', 'group', 'alias'] as const) {
+      const bare = plan.process(kind, undefined, {});
+      assert.equal(bare.ok, true, kind);
+      assert.deepEqual(bare.eventPurposes, linking, kind);
+      assert.deepEqual(bare.purposes, linking, kind);
+    }
+    // Purposes that only single fields declare (operations on order_id, SMS on phone, fairness_audit) are not among them.
+    const outline = plan.outline();
+    assert.deepEqual(outline.find((s) => s.section === 'identify')?.purposes, linking);
+    assert.deepEqual(outline.find((s) => s.section === 'group')?.purposes, linking);
+  });
+
+  it('derives the identity purposes from the events of each plan', () => {
+    const body = { type: 'object', properties: {} };
+    const custom = compile({ name: 'Custom', events: { Signed: { purposes: ['personalize.profiling'], properties: body } }, screens: { purposes: ['analytics.reporting'], properties: body } });
+    assert.deepEqual(custom.process('alias', undefined, {}).purposes, ['personalize.profiling', 'analytics.reporting']);
+    const none = compile({ name: 'Minimal', events: {} });
+    assert.deepEqual(none.process('alias', undefined, {}).purposes, []);
+    assert.deepEqual(none.process('identify', undefined, {}).eventPurposes, []);
   });
 
   it('flags precise location kept from the context', () => {

@@ -53,7 +53,10 @@ export interface PlanResult {
   dropped: readonly string[];
   /** The event's declared purposes and the purposes of its kept fields, in plan order. */
   purposes: readonly string[];
-  /** The purposes the event itself declares (track, page, screen); empty for identify, group and alias. */
+  /**
+   * The purposes the event itself declares (track, page, screen); for identify, group and alias, which link the ids
+   * the plan's events are attributed by, the purposes of all track, page and screen events together.
+   */
   eventPurposes: readonly string[];
 }
 
@@ -423,9 +426,13 @@ export function compilePlan(plan: unknown, taxonomy: TaxonomyLookup, options: { 
   }
   const page = doc.pages === undefined ? undefined : event('page', '', doc.pages, '/pages');
   const screen = doc.screens === undefined ? undefined : event('screen', '', doc.screens, '/screens');
+  // Identify, group and alias carry no behaviour of their own: they link the ids by which the plan's events are
+  // attributed to one person, so they serve what those events as a whole serve (not what single fields add).
+  const linking = identityPurposes([...events.values(), page, screen], builder.purposeOrder);
+  const linkingMask = builder.maskOf(linking);
   const traitsSection = (schema: FieldSchema | undefined, pointer: string, kind: MessageKind): CompiledEvent | undefined => {
     const body = builder.section(schema ?? NOTHING_DECLARED, pointer, 'traits', failed(pointer));
-    return body ? { kind, name: '', description: undefined, purposes: EMPTY, mask: 0, body } : undefined;
+    return body ? { kind, name: '', description: undefined, purposes: linking, mask: linkingMask, body } : undefined;
   };
   const identify = traitsSection(doc.traits, '/traits', 'identify');
   const group = traitsSection(doc.groupTraits, '/groupTraits', 'group');
@@ -433,8 +440,15 @@ export function compilePlan(plan: unknown, taxonomy: TaxonomyLookup, options: { 
 
   const problems = dedupe(builder.problems);
   if (problems.length > 0 || !identify || !group || !context) return { problems };
-  const alias: CompiledEvent = { kind: 'alias', name: '', description: undefined, purposes: EMPTY, mask: 0, body: null };
+  const alias: CompiledEvent = { kind: 'alias', name: '', description: undefined, purposes: linking, mask: linkingMask, body: null };
   return { compiled: new CompiledPlan({ events, page, screen, identify, group, alias, context, purposeOrder: builder.purposeOrder }), problems };
+}
+
+/** The event-level purposes of the given events together, in the plan's purpose order. */
+function identityPurposes(events: readonly (CompiledEvent | undefined)[], order: readonly string[]): readonly string[] {
+  const served = new Set<string>();
+  for (const event of events) for (const purpose of event?.purposes ?? EMPTY) served.add(purpose);
+  return served.size === 0 ? EMPTY : Object.freeze(order.filter((p) => served.has(p)));
 }
 
 function dedupe(problems: PlanProblem[]): PlanProblem[] {

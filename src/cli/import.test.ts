@@ -278,6 +278,21 @@ describeEachDialect('candor import', (dialect) => {
     );
   });
 
+  it('always draws the last progress update, however soon after the one before, and ends the line', async () => {
+    const file = csv('progress-fast.csv', ['user_id,email', ...Array.from({ length: 8 }, (_, i) => `f${i},f${i}@candor-shop.dev`)]);
+    // A fast terminal: the updates of one-row batches come well within the bar's 200 ms throttle.
+    const drawn: string[] = [];
+    const terminal = { isTTY: true, columns: 200, write: (chunk: string) => drawn.push(chunk) > 0 };
+    const out: string[] = [];
+    const program = new Command('candor').exitOverride();
+    registerImportCommands(program, { out: (l) => out.push(l), err: () => undefined, withKernel, progress: terminal as unknown as NodeJS.WriteStream });
+    await program.parseAsync(['node', 'candor', 'import', 'customers', file, '--source', 'crm', '--basis', 'contract', '--batch-size', '1']);
+    assert.deepEqual(summary(out.join('\n')), [8, 8, 0, 0, 0, 0]);
+    const text = drawn.join('');
+    assert.ok(text.endsWith('\n'), JSON.stringify(text));
+    assert.match(text.split('\r').at(-1) ?? '', /\]\s+100%\s+8 rows\s.*stored 8\s.*\x1b\[K\n$/);
+  });
+
   it('exits 1 with a coded error for a file it cannot read or options it cannot accept', async () => {
     const missing = join(cli.env.dataDir, 'no-such-file.csv');
     const gone = await candor('import', 'customers', missing, '--source', 'crm', '--basis', 'contract');

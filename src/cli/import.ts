@@ -105,15 +105,27 @@ class ProgressBar {
   readonly #started = Date.now();
   #drawnAt = 0;
   #drawn = false;
+  /** The counts last reported, and whether the throttle left them undrawn. */
+  #last: ImportCounts | undefined;
+  #pending = false;
 
   constructor(stream: NodeJS.WriteStream, total: number) {
     this.#stream = stream;
     this.#total = total;
   }
 
-  update(counts: Readonly<ImportCounts>, force = false): void {
+  /** Takes the counts so far; draws them unless the bar was drawn less than 200 ms ago. */
+  update(counts: Readonly<ImportCounts>): void {
+    // A copy: the importer changes its counts after the last report (on a failure, to the bytes read ahead of the rows).
+    this.#last = { ...counts };
     const now = Date.now();
-    if (!force && now - this.#drawnAt < 200) return;
+    this.#pending = now - this.#drawnAt < 200;
+    if (!this.#pending) this.#draw(now);
+  }
+
+  #draw(now: number): void {
+    const counts = this.#last;
+    if (!counts) return;
     this.#drawnAt = now;
     const share = this.#total > 0 ? Math.min(1, counts.bytes / this.#total) : 1;
     const width = 24;
@@ -122,11 +134,20 @@ class ProgressBar {
     const line = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(Math.floor(share * 100)).padStart(3)}%  ${counts.rows} rows  ${rate} rows/s  stored ${counts.stored}  refused ${counts.refused}  invalid ${counts.invalid}`;
     this.#stream.write(`\r${line.slice(0, Math.max(20, (this.#stream.columns || 120) - 1))}\x1b[K`);
     this.#drawn = true;
+    this.#pending = false;
   }
 
   /** Clears the bar so that a message can be printed on its own line. */
   clear(): void {
     if (this.#drawn) this.#stream.write('\r\x1b[K');
+    this.#drawn = false;
+  }
+
+  /** Draws the last counts reported, which the throttle may have skipped (the 100% ones), and ends the line. */
+  finish(): void {
+    if (!this.#last) return;
+    if (this.#pending || !this.#drawn) this.#draw(Date.now());
+    this.#stream.write('\n');
     this.#drawn = false;
   }
 }
@@ -208,7 +229,7 @@ export function registerImportCommands(program: Command, { out, err, withKernel,
                 },
               });
             } finally {
-              bar?.clear();
+              bar?.finish();
               report.close();
             }
           });

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import { MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, TOO_DEEP, type MessageKind } from '../../modules/collect/index.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { jsonParser } from '../json.ts';
+import { carriesForbiddenKey, forbiddenKeyPath, jsonParser, messagesJsonParser } from '../json.ts';
 import type { RouteAccess } from '../route-access.ts';
 
 const INGEST: RouteAccess = { audience: 'ingest', purpose: 'analytics.reporting' };
@@ -33,11 +33,27 @@ function isGpc(request: FastifyRequest): boolean {
   return request.headers['sec-gpc'] === '1';
 }
 
-async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyReply, messages: { raw: unknown; bytes: number }[], kind: MessageKind | undefined) {
+/** A message answered invalid for a forbidden key (`__proto__`, `constructor`), at its path. */
+interface Forbidden {
+  index: number;
+  messageId: string | undefined;
+  path: string;
+}
+
+/** What the pipeline gets in place of a message with a forbidden key: no object, so it is answered (and counted) invalid. */
+const STAND_IN = { raw: null, bytes: 0 } as const;
+
+function forbiddenIn(message: Record<string, unknown>, index: number, path: string): Forbidden {
+  const id = message.messageId;
+  return { index, messageId: typeof id === 'string' ? id : typeof id === 'number' && Number.isFinite(id) ? String(id) : undefined, path };
+}
+
+async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyReply, messages: { raw: unknown; bytes: number }[], kind: MessageKind | undefined, forbidden: readonly Forbidden[] = []) {
   const principal = request.principal;
   if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
   const gpc = isGpc(request);
   const results = await kernel.collect.ingest(messages, kind, { source: principal.source, gpc, receivedAt: Date.now(), actor: { id: principal.tokenId, role: principal.role }, client: request.raw.socket });
+  for (const { index, messageId, path } of forbidden) results[index] = { index, messageId, status: 'invalid', code: 'REQUEST_FORBIDDEN_KEY', detail: path };
   reply.code(200);
   // A request-wide Sec-GPC: 1, or a message's own context.gpc: the answer says the signal was honoured.
   return { success: true, ...(gpc || results.some((r) => r.gpcHonoured === true) ? { gpcHonoured: true } : {}), results };
@@ -141,6 +157,19 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
     },
   );
 
+  // A forbidden key (`__proto__`, `constructor`) spoils only the message that carries it: these routes parse such a body
+  // and answer that message on its own, in their own scope, as the other ingest routes (consent) refuse it whole.
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    for (const type of ['application/json', 'text/plain', 'application/x-www-form-urlencoded']) scope.addContentTypeParser(type, { parseAs: 'string' }, messagesJsonParser);
+    registerMessageRoutes(scope, kernel);
+  });
+}
+
+/** Keys of a batch request whose forbidden keys spoil only the messages that take them. */
+const MESSAGE_PARTS: ReadonlySet<string> = new Set(['batch', 'context']);
+
+function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
   // analytics.js (@segment/analytics-next) posts to Segment's short paths: /v1/t, /v1/i, … and /v1/b for batches.
   for (const kind of SINGLE) {
     for (const path of [`/v1/${kind}`, `/v1/${kind.charAt(0)}`]) {
@@ -151,7 +180,11 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
           config: { access: INGEST },
           schema: { tags: ['ingest'], summary: `Segment ${kind} call.`, body: { type: 'object' }, response: { 200: answer } },
         },
-        async (request, reply) => ingest(kernel, request, reply, [{ raw: request.body, bytes: sizeOf(request.body) }], kind),
+        async (request, reply) => {
+          const body = request.body as Record<string, unknown>;
+          if (carriesForbiddenKey(body)) return ingest(kernel, request, reply, [STAND_IN], kind, [forbiddenIn(body, 0, forbiddenKeyPath(body) ?? '')]);
+          return ingest(kernel, request, reply, [{ raw: body, bytes: sizeOf(body) }], kind);
+        },
       );
     }
   }
@@ -172,11 +205,24 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
       async (request, reply) => {
         const { batch, context, sentAt } = request.body;
         if (!Array.isArray(batch) || batch.length === 0 || batch.length > 2500) throw new CandorError('COLLECT_BATCH_INVALID');
+        const poisoned = carriesForbiddenKey(request.body);
+        // Anywhere but in the messages and the batch-level context they take, a forbidden key spoils the request.
+        if (poisoned && forbiddenKeyPath(request.body, MESSAGE_PARTS) !== undefined) throw new CandorError('REQUEST_FORBIDDEN_KEY');
+        const contextForbidden = poisoned ? forbiddenKeyPath({ context }) : undefined;
+        const forbidden: Forbidden[] = [];
         // A batch-level context nested too deep makes every message that takes it too deep.
         const contextTooDeep = context !== undefined && sizeOf({ context }) === TOO_DEEP;
-        const messages = batch.map((raw) => {
+        const messages = batch.map((raw, index) => {
           if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
             const message = raw as Record<string, unknown>;
+            if (poisoned) {
+              // Answered here and never copied: the pipeline assigns fields, and assigning `__proto__` sets a prototype.
+              const at = forbiddenKeyPath(message) ?? (message.context === undefined ? contextForbidden : undefined);
+              if (at !== undefined) {
+                forbidden.push(forbiddenIn(message, index, at));
+                return STAND_IN;
+              }
+            }
             // Batch-level context and sentAt apply to every message that has none of its own.
             const merged: Record<string, unknown> = { ...message };
             if (message.context === undefined && context) merged.context = context;
@@ -185,7 +231,7 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
           }
           return { raw, bytes: 0 };
         });
-        return ingest(kernel, request, reply, messages, undefined);
+        return ingest(kernel, request, reply, messages, undefined, forbidden);
       },
     );
   }

@@ -111,7 +111,8 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     });
     const identity = await Identity.open({ storage, audit, keyring });
     const profiles = await Profiles.open({ storage, audit, keyring });
-    // When two profiles turn out to be one person, the most restrictive consent of the two applies to both.
+    // When two profiles turn out to be one person, the most restrictive consent of the two applies to both. Run
+    // again at start for a merge whose listeners did not all finish (mergeSubjects changes nothing the second time).
     identity.onMerge(async (merge) => {
       await consent.mergeSubjects(merge.from, merge.into, SYSTEM_ACTOR);
     });
@@ -152,6 +153,13 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     const exporter = new SubjectExporter({ audit, keyring, handlers: subjectData, controllerName: config.controllerName });
     // A restored backup may predate erasures: they are replayed before the kernel serves anything.
     const erasuresReplayed = await erasure.replayMissing();
+    // A merge committed without its consent propagation (a listener failed, the process stopped) gets it now, before
+    // the kernel serves anything; erasures first, so an erased person's merges are gone rather than replayed.
+    const pendingMerges = await identity.applyPendingMerges();
+    if (pendingMerges.applied > 0) logger.info({ applied: pendingMerges.applied }, 'merges left unapplied by an earlier run applied');
+    if (pendingMerges.failed.length > 0) {
+      logger.warn({ err: pendingMerges.failed[0]?.error, mergeIds: pendingMerges.failed.slice(0, 20).map((f) => f.mergeId), failed: pendingMerges.failed.length }, 'merge listeners failed again; retried at the next start');
+    }
     const rights = new RightsRequests({
       storage,
       audit,

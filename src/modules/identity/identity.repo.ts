@@ -17,6 +17,8 @@ export type IdentityTables = {
     source: string;
     message_id: string | null;
     undone_at: string | null;
+    /** When every onMerge listener had run for this merge; null until then (replayed at the next start). */
+    applied_at: string | null;
   };
   identity_suppressed: { type: string; value_hash: string; at: string; reason: string };
 };
@@ -75,7 +77,26 @@ export const IDENTITY_MIGRATIONS: readonly ModuleMigration[] = [
         .execute();
     },
   },
+  {
+    name: '0095_identity_merges_applied',
+    async up(db) {
+      await db.schema.alterTable('identity_merges').addColumn('applied_at', 'text').execute();
+      // Merges made before this column existed cannot be told apart: they count as applied.
+      await sql`UPDATE identity_merges SET applied_at = at`.execute(db);
+      await db.schema.createIndex('identity_merges_pending').on('identity_merges').columns(['at', 'id']).where(sql.ref('applied_at'), 'is', null).execute();
+    },
+  },
 ];
+
+/** A merge whose onMerge listeners have not all run, with the canonical profile its from-profile belongs to now. */
+export interface PendingMergeRow {
+  id: string;
+  at: string;
+  from_profile: string;
+  into_profile: string;
+  rule: string;
+  holder: string | null;
+}
 
 /** A known identifier and the profile it belongs to (its owner) with the owner's canonical profile. */
 export interface OwnerRow {
@@ -259,7 +280,19 @@ export class IdentityRepo {
   }
 
   insertMerges(tx: SqlExecutor, rows: readonly MergeRow[]): Promise<void> {
-    const blank: MergeRow = { id: '', at: '', from_profile: '', into_profile: '', rule: '', trigger_type: '', trigger_hash: '', source: '', message_id: null, undone_at: null };
+    const blank: MergeRow = {
+      id: '',
+      at: '',
+      from_profile: '',
+      into_profile: '',
+      rule: '',
+      trigger_type: '',
+      trigger_hash: '',
+      source: '',
+      message_id: null,
+      undone_at: null,
+      applied_at: null,
+    };
     return this.#insert(tx, 'identity_merges', rows, blank);
   }
 
@@ -373,6 +406,42 @@ export class IdentityRepo {
   async markUndone(tx: SqlExecutor, mergeId: string, at: string): Promise<void> {
     const text = this.#text('undo', () => this.#db.updateTable('identity_merges').set({ undone_at: '' }).where('id', '=', '').compile());
     await this.#run(tx, text, [at, mergeId]);
+  }
+
+  /** Marks merges as applied (every onMerge listener has run); a merge already marked keeps its time. */
+  async markApplied(mergeIds: readonly string[], at: string): Promise<void> {
+    for (let i = 0; i < mergeIds.length; i += 256) {
+      const list = padded(mergeIds.slice(i, i + 256));
+      const text = this.#text(`applied:${list.length}`, () =>
+        this.#db.updateTable('identity_merges').set({ applied_at: '' }).where('applied_at', 'is', null).where('id', 'in', this.#idList(list.length)).compile(),
+      );
+      await this.#run(this.#storage.raw, text, [at, ...list]);
+    }
+  }
+
+  #pending() {
+    return this.#db
+      .selectFrom('identity_merges as m')
+      .leftJoin('identity_profiles as p', 'p.id', 'm.from_profile')
+      .select(['m.id', 'm.at', 'm.from_profile', 'm.into_profile', 'm.rule', (eb) => eb.fn.coalesce('p.merged_into', 'p.id').as('holder')])
+      .where('m.applied_at', 'is', null)
+      .where('m.undone_at', 'is', null);
+  }
+
+  /** Merges not yet applied and not undone, oldest first, after the (at, id) cursor. */
+  async pendingMerges(after: { at: string; id: string } | null, limit: number): Promise<PendingMergeRow[]> {
+    let query = this.#pending();
+    if (after) query = query.where((eb) => eb.or([eb('m.at', '>', after.at), eb.and([eb('m.at', '=', after.at), eb('m.id', '>', after.id)])]));
+    return (await query.orderBy('m.at').orderBy('m.id').limit(limit).execute()) as PendingMergeRow[];
+  }
+
+  /** Which of these merges are still not applied and not undone, oldest first. */
+  async pendingAmong(mergeIds: readonly string[]): Promise<PendingMergeRow[]> {
+    const rows: PendingMergeRow[] = [];
+    for (let i = 0; i < mergeIds.length; i += 256) {
+      rows.push(...((await this.#pending().where('m.id', 'in', mergeIds.slice(i, i + 256)).execute()) as PendingMergeRow[]));
+    }
+    return rows.sort((a, b) => (a.at === b.at ? (a.id < b.id ? -1 : 1) : a.at < b.at ? -1 : 1));
   }
 
   /** Puts pseudonyms on the suppression list inside the caller's transaction (an erasure commits with it). */

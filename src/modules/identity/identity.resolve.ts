@@ -232,6 +232,7 @@ export class BatchResolution {
       source: item.source,
       message_id: item.messageId ?? null,
       undone_at: null,
+      applied_at: null,
     });
     return { mergeId, from, into, rule };
   }

@@ -5,7 +5,7 @@ import type { DataSubject, FieldPlanLookup, IdentifierPseudonym, SubjectDataHand
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { CanonicalCache } from './identity.cache.ts';
-import { IdentityRepo, type MergeRow, type Pair } from './identity.repo.ts';
+import { IdentityRepo, type MergeRow, type Pair, type PendingMergeRow } from './identity.repo.ts';
 import { BatchResolution, keyOf, type MergeRecord, type PreparedIdentifier, type PreparedItem, type Resolution } from './identity.resolve.ts';
 import { CompiledRules, DEFAULT_IDENTITY_RULES, type Identifier, type IdentityRules } from './identity.rules.ts';
 import { IdentitySubjectData } from './identity.subject-data.ts';
@@ -52,6 +52,10 @@ const HASH_CACHE_ENTRIES = 100_000;
 /** Up to this many suppressed identifiers are kept in memory (SQLite); a longer list is queried per batch. */
 const SUPPRESSED_IN_MEMORY = 200_000;
 const PREPARED_CACHE_ENTRIES = 100_000;
+/** Up to this many merges whose listeners failed are retried by this process at its next notifyMerges (all at the next start). */
+const RETRY_ENTRIES = 10_000;
+/** Pending merges read per page when they are applied at start. */
+const PENDING_PAGE = 500;
 /** A raw identifier that normalization rejects (unknown type, malformed or blocked value). */
 const BLOCKED = Symbol('blocked');
 
@@ -59,6 +63,16 @@ const BLOCKED = Symbol('blocked');
 function hasKey(ids: readonly PreparedIdentifier[], key: string): boolean {
   for (const id of ids) if (id.key === key) return true;
   return false;
+}
+
+/**
+ * A pending merge as its listeners hear it when replayed: `into` is the canonical profile that holds the merged-away
+ * profile now, since a later merge may have moved both (the consent of the merged-away person must reach the
+ * profile that is decided on).
+ */
+function replayed(row: PendingMergeRow): MergeRecord {
+  const into = row.holder !== null && row.holder !== row.from_profile ? row.holder : row.into_profile;
+  return { mergeId: row.id, from: row.from_profile, into, rule: row.rule };
 }
 
 function provenance(row: MergeRow): MergeRecordWithProvenance {
@@ -100,6 +114,8 @@ export class Identity {
   #suppressedGeneration = -1;
   readonly #freshness: Freshness;
   readonly #onUnmerge: MergeListener[] = [];
+  /** Ids of merges whose listeners failed in this process: retried, oldest first, before the next announced merges. */
+  readonly #retry = new Set<string>();
 
   private constructor(deps: IdentityDeps) {
     this.#storage = deps.storage;
@@ -295,26 +311,80 @@ export class Identity {
   /**
    * Announces merges after the transaction that made them has committed: drops cached lookups of the merged
    * profiles and runs every onMerge listener for every merge (all run even if one fails; the first failure is then
-   * thrown).
+   * thrown). A merge is marked applied once all its listeners have succeeded; merges whose listeners failed earlier
+   * in this process are retried first, and any left unapplied (a failure, a crash) at the next start.
    */
   async notifyMerges(merges: readonly MergeRecord[]): Promise<void> {
     if (merges.length === 0) return;
     this.#cache.dropProfiles(merges.map((m) => m.from));
-    await this.#run(this.#onMerge, merges);
-  }
-
-  async #run(listeners: readonly MergeListener[], merges: readonly MergeRecord[]): Promise<void> {
     let failure: unknown;
-    for (const merge of merges) {
-      for (const listener of listeners) {
-        try {
-          await listener(merge);
-        } catch (error) {
-          failure ??= error;
-        }
+    if (this.#retry.size > 0) {
+      try {
+        const retried = [...this.#retry];
+        const pending = await this.#repo.pendingAmong(retried);
+        // Those not pending were applied elsewhere, undone or erased since: nothing left to retry.
+        for (const id of retried) this.#retry.delete(id);
+        failure = (await this.#apply(pending.map(replayed))).failures[0]?.error;
+      } catch (error) {
+        failure = error;
       }
     }
+    const { failures } = await this.#apply(merges);
+    failure ??= failures[0]?.error;
     if (failure !== undefined) throw failure;
+  }
+
+  /**
+   * Runs the onMerge listeners of every merge not yet applied and not undone (committed, but its listeners failed
+   * or the process stopped before they ran), oldest first, and marks those that succeed. Run at start; returns what
+   * it applied and the merges whose listeners failed again (left for the next start).
+   */
+  async applyPendingMerges(): Promise<{ applied: number; failed: { mergeId: string; error: unknown }[] }> {
+    let applied = 0;
+    const failed: { mergeId: string; error: unknown }[] = [];
+    let after: { at: string; id: string } | null = null;
+    for (;;) {
+      const page = await this.#repo.pendingMerges(after, PENDING_PAGE);
+      if (page.length === 0) break;
+      this.#cache.dropProfiles(page.map((row) => row.from_profile));
+      const result = await this.#apply(page.map(replayed));
+      applied += result.applied;
+      failed.push(...result.failures);
+      const last = page[page.length - 1] as PendingMergeRow;
+      after = { at: last.at, id: last.id };
+    }
+    return { applied, failed };
+  }
+
+  /** Runs every onMerge listener for each merge in order and marks the merges all of whose listeners succeeded. */
+  async #apply(merges: readonly MergeRecord[]): Promise<{ applied: number; failures: { mergeId: string; error: unknown }[] }> {
+    const done: string[] = [];
+    const failures: { mergeId: string; error: unknown }[] = [];
+    for (const merge of merges) {
+      const error = await this.#runOne(this.#onMerge, merge);
+      if (error === undefined) {
+        done.push(merge.mergeId);
+        this.#retry.delete(merge.mergeId);
+      } else {
+        failures.push({ mergeId: merge.mergeId, error });
+        if (this.#retry.size < RETRY_ENTRIES) this.#retry.add(merge.mergeId);
+      }
+    }
+    if (done.length > 0) await this.#repo.markApplied(done, new Date().toISOString());
+    return { applied: done.length, failures };
+  }
+
+  /** Runs every listener for one merge (all run even if one fails); the first failure, or undefined. */
+  async #runOne(listeners: readonly MergeListener[], merge: MergeRecord): Promise<unknown> {
+    let failure: unknown;
+    for (const listener of listeners) {
+      try {
+        await listener(merge);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    return failure;
   }
 
   /**
@@ -480,7 +550,8 @@ export class Identity {
         details,
       })),
     );
-    await this.#run(this.#onUnmerge, [{ mergeId, from: result.restored, into: result.canonical, rule: result.rule }]);
+    const failure = await this.#runOne(this.#onUnmerge, { mergeId, from: result.restored, into: result.canonical, rule: result.rule });
+    if (failure !== undefined) throw failure;
     return { restored: result.restored, identifiersMoved: result.identifiersMoved };
   }
 
@@ -535,7 +606,10 @@ export class Identity {
     return { profileId: unique[0] as string, profileIds: ids, identifiers };
   }
 
-  /** Registers a listener run after each committed merge (through notifyMerges). */
+  /**
+   * Registers a listener run after each committed merge (through notifyMerges), and again at a later start if any
+   * listener of that merge failed or the process stopped first: a listener must be safe to run twice for one merge.
+   */
   onMerge(listener: MergeListener): void {
     this.#onMerge.push(listener);
   }

@@ -29,7 +29,7 @@ function writeKeyInBody(body: unknown): string | undefined {
 /**
  * Makes every route declare its access (registration fails otherwise) and enforces the declaration on every
  * request: credential kind per audience, role per route, an audit entry for denied attempts and for every
- * successful read of personal data.
+ * read of personal data, a "not found" answer included.
  */
 export function installGuard(app: FastifyInstance, kernel: Kernel, routes: RouteRecord[]): void {
   app.decorateRequest('principal', undefined);
@@ -93,7 +93,9 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
 
   app.addHook('onSend', async (request, reply, payload) => {
     const access = request.routeOptions.config.access;
-    if (!access?.personalData || reply.statusCode >= 300 || !(request.principal || request.subject)) return payload;
+    // A "not found" tells something too (whether someone is a customer, for a look-up): it is audited as a miss.
+    const miss = reply.statusCode === 404;
+    if (!access?.personalData || (reply.statusCode >= 300 && !miss) || !(request.principal || request.subject)) return payload;
     await kernel.audit.append({
       actor: request.principal?.tokenId ?? `subject_session:${request.subject?.sessionId}`,
       role: request.principal?.role ?? 'subject',
@@ -101,6 +103,8 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
       purpose: access.purpose,
       subject: request.auditSubject ?? null,
       resource: `${request.method} ${request.routeOptions.url}`,
+      outcome: miss ? 'failure' : 'success',
+      details: miss ? { found: false } : undefined,
     });
     return payload;
   });

@@ -108,7 +108,7 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['profiles'],
         summary: 'Find the profile holding an identifier (user id, anonymous id, email, phone, custom:…), compared by its keyed pseudonym.',
-        description: 'A POST so that identifiers never appear in URLs (and so in proxy logs). Answers 404 IDENTITY_PROFILE_NOT_FOUND when nobody holds it.',
+        description: 'A POST so that identifiers never appear in URLs (and so in proxy logs). Answers 404 IDENTITY_PROFILE_NOT_FOUND when nobody holds it. Audited either way, never with the identifier: a hit under the profile\'s pseudonym, a miss as outcome `failure` naming nobody.',
         body: {
           type: 'object',
           additionalProperties: false,

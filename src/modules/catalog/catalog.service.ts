@@ -71,6 +71,14 @@ export class Catalog {
   #lock: Promise<unknown> = Promise.resolve();
   /** A flush waiting for its turn; later calls join it. */
   #queuedFlush: Promise<void> | undefined;
+  /**
+   * Counts ingestion took (takeStats) and has not yet written in its transaction (writeStats) nor put back
+   * (restoreStats): no longer in the counters, not yet stored, so stats() adds them in. Value: the turn they were taken in.
+   */
+  readonly #taken = new Map<readonly StatsRecord[], number>();
+  /** The synchronous turn of the last takeStats, open until the next microtask checkpoint. */
+  #turn = 0;
+  #turnOpen = false;
 
   private constructor(deps: CatalogDeps) {
     this.#repo = new CatalogRepo(deps.storage);
@@ -240,35 +248,66 @@ export class Catalog {
     return run;
   }
 
-  /** Counts per source, kind and event: stored ones plus those of this process not flushed yet. */
+  /** Counts per source, kind and event: stored ones plus those of this process not written yet (taken ones included). */
   stats(filter: { source?: string | undefined; event?: string | undefined } = {}): Promise<StatsRow[]> {
     return this.#exclusive(async () => {
       const stored = await this.#repo.stats(filter);
-      return statsRows([...stored, ...this.#counters.records()], filter);
+      return statsRows([...stored, ...this.#counters.records(), ...[...this.#taken.keys()].flat()], filter);
     });
+  }
+
+  /**
+   * Takes the counts not written yet, for a caller that writes them in its own transaction (ingestion, with the
+   * events they describe); `restoreStats` puts them back if that transaction fails. Until one of the two, stats() still
+   * counts them.
+   */
+  takeStats(): StatsRecord[] {
+    const records = this.#counters.take();
+    this.#taken.set(records, this.#currentTurn());
+    return records;
+  }
+
+  /** Puts back counts that takeStats handed out and that were not committed. */
+  restoreStats(records: readonly StatsRecord[]): void {
+    const turn = this.#taken.get(records);
+    if (turn !== undefined && this.#turnOpen && turn === this.#turn) {
+      // Taken and given back within one synchronous turn: the counts were set aside around a check (CSV import), and
+      // what was taken after them in that turn is the check's own counting, which the caller threw away.
+      let after = false;
+      for (const batch of this.#taken.keys()) {
+        if (after) this.#taken.delete(batch);
+        else after = batch === records;
+      }
+    }
+    this.#taken.delete(records);
+    this.#counters.restore(records);
+  }
+
+  /**
+   * Writes taken counts on the caller's transaction. From then on stats() leaves them to the database: until the
+   * commit a read may miss them, never count them twice; a rollback must be followed by restoreStats.
+   */
+  async writeStats(tx: SqlExecutor, records: readonly StatsRecord[]): Promise<void> {
+    if (records.length > 0) await this.#repo.addStatsIn(tx, records, new Date().toISOString());
+    // Only once the write went through: if it failed, the counts stay taken until the caller puts them back.
+    this.#taken.delete(records);
+  }
+
+  #currentTurn(): number {
+    if (!this.#turnOpen) {
+      this.#turnOpen = true;
+      this.#turn++;
+      queueMicrotask(() => {
+        this.#turnOpen = false;
+      });
+    }
+    return this.#turn;
   }
 
   /**
    * Adds this process's counts to catalog_stats and resets them; on failure they are kept for the next flush.
    * Calls made while a flush waits to start share it, so calling after every commit costs at most one write at a time.
    */
-  /**
-   * Takes the counts not written yet, for a caller that writes them in its own transaction (ingestion, with the
-   * events they describe); `restoreStats` puts them back if that transaction fails.
-   */
-  takeStats(): StatsRecord[] {
-    return this.#counters.take();
-  }
-
-  restoreStats(records: readonly StatsRecord[]): void {
-    this.#counters.restore(records);
-  }
-
-  /** Writes taken counts on the caller's transaction. */
-  writeStats(tx: SqlExecutor, records: readonly StatsRecord[]): Promise<void> {
-    return records.length === 0 ? Promise.resolve() : this.#repo.addStatsIn(tx, records, new Date().toISOString());
-  }
-
   flushStats(): Promise<void> {
     if (this.#queuedFlush) return this.#queuedFlush;
     const flush = this.#exclusive(async () => {

@@ -414,53 +414,57 @@ export class Collector {
       .catch(restore);
     if (storedAtOnce) return answer();
 
-    const merges = resolved.flatMap((r) => r.resolution?.merges ?? []);
-    if (merges.length > 0) await identity.notifyMerges(merges);
-    const withProfile = resolved.filter((r): r is Resolved => typeof r.resolution?.profileId === 'string');
-    for (const r of resolved) {
-      if (typeof r.resolution?.profileId !== 'string') results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING' });
-    }
-    // Sec-GPC: 1 is recorded per request origin (source and write key), for the profiles its messages resolved to and
-    // every other profile one of their identifiers belongs to (the device's anonymous id may be another person's: a
-    // shared device whose signal covers everyone on it).
-    const gpcGroups = new Map<string, { actor: Actor; source: string; profiles: Set<string> }>();
-    const signalled = withProfile.filter((r) => r.pending.gpc);
-    const owners = signalled.length === 0 ? [] : await identity.lookupBatch(storage.raw, signalled.flatMap((r) => r.pending.resolve.identifiers.map((id) => ({ ...r.pending.resolve, identifiers: [id] }))));
-    let next = 0;
-    for (const { pending: p, resolution } of signalled) {
-      const key = `${p.source}\u0000${p.actor.id}`;
-      const group = gpcGroups.get(key) ?? { actor: p.actor, source: p.source, profiles: new Set<string>() };
-      group.profiles.add(resolution.profileId);
-      for (let i = 0; i < p.resolve.identifiers.length; i++) {
-        const owner = owners[next++];
-        if (owner) group.profiles.add(owner);
+    // Everything between the two transactions may fail too (a merge listener, a key): the counts then go back.
+    const storable = await (async () => {
+      const merges = resolved.flatMap((r) => r.resolution?.merges ?? []);
+      if (merges.length > 0) await identity.notifyMerges(merges);
+      const withProfile = resolved.filter((r): r is Resolved => typeof r.resolution?.profileId === 'string');
+      for (const r of resolved) {
+        if (typeof r.resolution?.profileId !== 'string') results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING' });
       }
-      gpcGroups.set(key, group);
-    }
-    for (const group of gpcGroups.values()) await consent.recordGpc([...group.profiles], { source: group.source }, group.actor);
-
-    // Resolution may land on another profile than the lookup saw (a merge, a limit), and a merge changes the consent
-    // of the profile that survives it (the most restrictive of both): the gate is run again for every message stored
-    // for such a person, with the consent that counts now.
-    const mergedInto = new Set(merges.map((m) => m.into));
-    const moved = withProfile.filter((r) => r.pending.gatedFor !== r.resolution.profileId || mergedInto.has(r.resolution.profileId));
-    if (moved.length > 0) await consent.load([...new Set(moved.map((r) => r.resolution.profileId))]);
-    for (const r of moved) {
-      const p = r.pending;
-      const gated = this.#gate(r.resolution.profileId, p.plan, p.message, p.gpc);
-      if (!gated) {
-        this.#countRefusal(p.source, Date.parse(p.receivedAt), p.message, p.plan.purposes);
-        results.set(p, { index: p.index, messageId: p.message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: p.dropped });
-        continue;
+      // Sec-GPC: 1 is recorded per request origin (source and write key), for the profiles its messages resolved to and
+      // every other profile one of their identifiers belongs to (the device's anonymous id may be another person's: a
+      // shared device whose signal covers everyone on it).
+      const gpcGroups = new Map<string, { actor: Actor; source: string; profiles: Set<string> }>();
+      const signalled = withProfile.filter((r) => r.pending.gpc);
+      const owners = signalled.length === 0 ? [] : await identity.lookupBatch(storage.raw, signalled.flatMap((r) => r.pending.resolve.identifiers.map((id) => ({ ...r.pending.resolve, identifiers: [id] }))));
+      let next = 0;
+      for (const { pending: p, resolution } of signalled) {
+        const key = `${p.source}\u0000${p.actor.id}`;
+        const group = gpcGroups.get(key) ?? { actor: p.actor, source: p.source, profiles: new Set<string>() };
+        group.profiles.add(resolution.profileId);
+        for (let i = 0; i < p.resolve.identifiers.length; i++) {
+          const owner = owners[next++];
+          if (owner) group.profiles.add(owner);
+        }
+        gpcGroups.set(key, group);
       }
-      Object.assign(p, gated.stored);
-    }
-    const storable = withProfile.filter((r) => !results.has(r.pending));
+      for (const group of gpcGroups.values()) await consent.recordGpc([...group.profiles], { source: group.source }, group.actor);
 
-    // 2. Data keys of new people are created outside any transaction (that needs the database), then
-    // 3. events, traits and computed traits are stored in one transaction; the answer waits for its commit.
-    await keyring.prepare(storable.filter((r) => r.pending.hasPersonal || r.pending.traits.length > 0).map((r) => r.resolution.profileId));
-    await profiles.prepare(storable.filter((r) => r.pending.traits.length > 0).map((r) => r.resolution.profileId));
+      // Resolution may land on another profile than the lookup saw (a merge, a limit), and a merge changes the consent
+      // of the profile that survives it (the most restrictive of both): the gate is run again for every message stored
+      // for such a person, with the consent that counts now.
+      const mergedInto = new Set(merges.map((m) => m.into));
+      const moved = withProfile.filter((r) => r.pending.gatedFor !== r.resolution.profileId || mergedInto.has(r.resolution.profileId));
+      if (moved.length > 0) await consent.load([...new Set(moved.map((r) => r.resolution.profileId))]);
+      for (const r of moved) {
+        const p = r.pending;
+        const gated = this.#gate(r.resolution.profileId, p.plan, p.message, p.gpc);
+        if (!gated) {
+          this.#countRefusal(p.source, Date.parse(p.receivedAt), p.message, p.plan.purposes);
+          results.set(p, { index: p.index, messageId: p.message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: p.dropped });
+          continue;
+        }
+        Object.assign(p, gated.stored);
+      }
+      const kept = withProfile.filter((r) => !results.has(r.pending));
+
+      // 2. Data keys of new people are created outside any transaction (that needs the database), then
+      // 3. events, traits and computed traits are stored in one transaction; the answer waits for its commit.
+      await keyring.prepare(kept.filter((r) => r.pending.hasPersonal || r.pending.traits.length > 0).map((r) => r.resolution.profileId));
+      await profiles.prepare(kept.filter((r) => r.pending.traits.length > 0).map((r) => r.resolution.profileId));
+      return kept;
+    })().catch(restore);
     await storage.raw
       .transaction(async (tx) => {
         await this.#store(tx, storable, refusals, results);

@@ -1,12 +1,12 @@
 import { join } from 'node:path';
-import type { Config } from './config/index.ts';
+import { applyIdentityRules, type Config } from './config/index.ts';
 import { AccessControl, ACCESS_MIGRATIONS, SubjectSessions, SUBJECT_SESSION_MIGRATIONS } from './modules/access/index.ts';
 import { AuditLog, AUDIT_MIGRATIONS } from './modules/audit/index.ts';
 import { Catalog, CATALOG_MIGRATIONS } from './modules/catalog/index.ts';
 import { Collector, COLLECT_MIGRATIONS, COLLECT_RETENTION_MIGRATIONS } from './modules/collect/index.ts';
 import { Consent, CONSENT_MIGRATIONS } from './modules/consent/index.ts';
 import { Keyring, CRYPTO_MIGRATIONS } from './modules/crypto/index.ts';
-import { Identity, IDENTITY_MIGRATIONS } from './modules/identity/index.ts';
+import { DEFAULT_IDENTITY_RULES, Identity, IDENTITY_MIGRATIONS } from './modules/identity/index.ts';
 import { Profiles, PROFILES_MIGRATIONS, PROFILES_RETENTION_MIGRATIONS } from './modules/profiles/index.ts';
 import { Retention, RETENTION_MIGRATIONS } from './modules/retention/index.ts';
 import { Scoring, SCORING_MIGRATIONS } from './modules/scoring/index.ts';
@@ -109,7 +109,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       controllerName: config.controllerName,
       policyUrl: config.privacyPolicyUrl || undefined,
     });
-    const identity = await Identity.open({ storage, audit, keyring });
+    const identity = await Identity.open({ storage, audit, keyring, rules: applyIdentityRules(DEFAULT_IDENTITY_RULES, config.identityRules) });
     const profiles = await Profiles.open({ storage, audit, keyring });
     // When two profiles turn out to be one person, the most restrictive consent of the two applies to both. Run
     // again at start for a merge whose listeners did not all finish (mergeSubjects changes nothing the second time).

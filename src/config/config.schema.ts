@@ -1,7 +1,7 @@
 /** The one configuration schema: every setting with its default, description and sensitivity. */
 export interface ConfigEntry {
   readonly env: string;
-  readonly type: 'string' | 'integer' | 'enum';
+  readonly type: 'string' | 'integer' | 'enum' | 'json';
   readonly default: string | number;
   readonly description: string;
   readonly sensitive: boolean;
@@ -106,6 +106,10 @@ export const CONFIG_SCHEMA = {
   rightsJurisdiction: {
     env: 'CANDOR_RIGHTS_JURISDICTION', type: 'enum', default: 'gdpr', values: ['gdpr', 'ccpa'], sensitive: false,
     description: 'Legal clock of a data-subject request that names no jurisdiction: gdpr (one month) or ccpa (45 days).',
+  },
+  identityRules: {
+    env: 'CANDOR_IDENTITY_RULES', type: 'json', default: '', sensitive: false,
+    description: 'Changes to the identity merge rules: blocked values and patterns per type (added to the built-in ones), limits per type, priority order. An object in the file; JSON text or the path of a JSON file.',
   },
 } as const satisfies Record<string, ConfigEntry>;
 

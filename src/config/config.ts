@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { parseDuration } from '../shared/duration.ts';
 import { CandorError } from '../shared/errors.ts';
 import { CONFIG_SCHEMA, type ConfigEntry, type ConfigKey } from './config.schema.ts';
+import { parseIdentityRules, type IdentityRulesSetting } from './identity-rules.ts';
 
 export type ConfigSource = 'default' | 'file' | 'env' | 'flag';
 
@@ -33,6 +34,8 @@ export interface Config {
   readonly retentionSweepMinutes: number;
   readonly scoringIntervalHours: number;
   readonly retentionBatchSize: number;
+  /** Changes to the identity merge rules; the kernel applies them over the identity module's defaults. */
+  readonly identityRules: IdentityRulesSetting;
   /** Where each value came from. */
   readonly sources: Readonly<Record<ConfigKey, ConfigSource>>;
   /** The configuration file that was read, if any. */
@@ -51,9 +54,13 @@ export interface ConfigInput {
 interface Problem {
   key: string;
   problem: string;
+  /** Inside a structured setting: where, and a stable code for the kind of problem. */
+  path?: string;
+  code?: string;
 }
 
-function coerce(key: string, entry: ConfigEntry, raw: unknown, problems: Problem[]): string | number | undefined {
+function coerce(key: string, entry: ConfigEntry, raw: unknown, problems: Problem[]): unknown {
+  if (entry.type === 'json') return readJson(key, raw, problems);
   if (entry.type === 'integer') {
     const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isSafeInteger(n)) {
@@ -77,6 +84,18 @@ function coerce(key: string, entry: ConfigEntry, raw: unknown, problems: Problem
   return raw;
 }
 
+/** A structured setting: an object as is, or a string holding JSON text (starting with `{` or `[`) or the path of a JSON file. */
+function readJson(key: string, raw: unknown, problems: Problem[]): unknown {
+  if (typeof raw !== 'string') return raw;
+  const text = raw.trim();
+  try {
+    return JSON.parse(/^[{[]/.test(text) ? text : readFileSync(resolve(text), 'utf8'));
+  } catch {
+    problems.push({ key, code: 'CONFIG_JSON_UNREADABLE', problem: 'must be a JSON object, JSON text of one, or the path of a JSON file holding one' });
+    return undefined;
+  }
+}
+
 function readConfigFile(path: string): Record<string, unknown> {
   try {
     const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
@@ -95,7 +114,7 @@ export function loadConfig(input: ConfigInput = {}): Config {
   const environment = input.environment ?? process.env;
   const flags = input.flags ?? {};
   const problems: Problem[] = [];
-  const values: Record<string, string | number> = {};
+  const values: Record<string, unknown> = {};
   const sources: Record<string, ConfigSource> = {};
   const keys = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
 
@@ -135,6 +154,12 @@ export function loadConfig(input: ConfigInput = {}): Config {
   for (const key of ['retentionRawEvents', 'retentionInactiveProfiles', 'retentionOrders'] as const) {
     if (!parseDuration(String(values[key]))) problems.push({ key, problem: 'must be an ISO-8601 duration longer than zero, such as P13M or P7Y' });
   }
+  let identityRules: IdentityRulesSetting = {};
+  if (values.identityRules !== '') {
+    const parsed = parseIdentityRules(values.identityRules);
+    identityRules = parsed.setting;
+    for (const { path, code, problem } of parsed.problems) problems.push({ key: 'identityRules', path, code, problem });
+  }
   if (problems.length > 0) throw new CandorError('CONFIG_INVALID', { problems });
 
   const dataDir = resolve(String(values.dataDir));
@@ -164,6 +189,7 @@ export function loadConfig(input: ConfigInput = {}): Config {
     retentionSweepMinutes: Number(values.retentionSweepMinutes),
     scoringIntervalHours: Number(values.scoringIntervalHours),
     retentionBatchSize: Number(values.retentionBatchSize),
+    identityRules,
     sources: sources as Record<ConfigKey, ConfigSource>,
     file,
   };
@@ -186,7 +212,7 @@ export interface ConfigLine {
 export function describeConfig(config: Config): ConfigLine[] {
   return (Object.keys(CONFIG_SCHEMA) as ConfigKey[]).map((key) => {
     const entry: ConfigEntry = CONFIG_SCHEMA[key];
-    const value = String(config[key]);
+    const value = entry.type === 'json' ? JSON.stringify(config[key]) : String(config[key]);
     return {
       key,
       env: entry.env,

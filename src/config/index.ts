@@ -4,3 +4,4 @@
  */
 export { loadConfig, describeConfig, type Config, type ConfigInput, type ConfigLine, type ConfigSource } from './config.ts';
 export { CONFIG_SCHEMA, type ConfigKey } from './config.schema.ts';
+export { applyIdentityRules, type IdentityRulesSetting, type IdentityRulesShape } from './identity-rules.ts';

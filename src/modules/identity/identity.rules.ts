@@ -1,3 +1,5 @@
+import { CandorError } from '../../shared/errors.ts';
+
 /** An identifier as it arrives: `user_id`, `anonymous_id`, `email`, `phone` or `custom:<name>`, and its value. */
 export interface Identifier {
   type: string;
@@ -40,6 +42,42 @@ export function isIdentifierType(type: string): boolean {
   return TYPE.test(type);
 }
 
+/**
+ * Every problem of a set of rules, by path: keys that are not identifier types (or `*` / `custom:*` where allowed),
+ * patterns that do not compile, limits that are not whole numbers of at least 1, priority entries unknown or repeated.
+ */
+export function identityRulesProblems(rules: IdentityRules): { path: string; problem: string }[] {
+  const problems: { path: string; problem: string }[] = [];
+  const isKey = (type: string) => TYPE.test(type) || type === 'custom:*';
+  for (const [name, lists] of [['blockedValues', rules.blockedValues], ['blockedPatterns', rules.blockedPatterns ?? {}]] as const) {
+    for (const [type, list] of Object.entries(lists)) {
+      if (!isKey(type) && type !== '*') problems.push({ path: `${name}.${type}`, problem: 'is not an identifier type' });
+      list.forEach((source, index) => {
+        if (typeof source !== 'string') problems.push({ path: `${name}.${type}[${index}]`, problem: 'must be a string' });
+        else if (name === 'blockedPatterns' && !compiles(source)) problems.push({ path: `${name}.${type}[${index}]`, problem: 'must be a valid regular expression' });
+      });
+    }
+  }
+  for (const [type, limit] of Object.entries(rules.limits)) {
+    if (!isKey(type)) problems.push({ path: `limits.${type}`, problem: 'is not an identifier type' });
+    else if (!Number.isSafeInteger(limit) || limit < 1) problems.push({ path: `limits.${type}`, problem: 'must be a whole number of at least 1' });
+  }
+  rules.priority.forEach((type, index) => {
+    if (!isKey(type)) problems.push({ path: `priority[${index}]`, problem: 'is not an identifier type' });
+    else if (rules.priority.indexOf(type) !== index) problems.push({ path: `priority[${index}]`, problem: 'is listed twice' });
+  });
+  return problems;
+}
+
+function compiles(source: string): boolean {
+  try {
+    new RegExp(source, 'i');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The rules compiled for fast checks: lower-cased sets, compiled patterns, priority ranks. */
 export class CompiledRules {
   readonly rules: IdentityRules;
@@ -47,7 +85,10 @@ export class CompiledRules {
   readonly #patterns = new Map<string, readonly RegExp[]>();
   readonly #rank = new Map<string, number>();
 
+  /** Compiles the rules; rules with problems are refused (`CONFIG_INVALID`, problems under `identityRules`). */
   constructor(rules: IdentityRules) {
+    const problems = identityRulesProblems(rules);
+    if (problems.length > 0) throw new CandorError('CONFIG_INVALID', { problems: problems.map((p) => ({ key: 'identityRules', ...p })) });
     this.rules = rules;
     for (const [type, values] of Object.entries(rules.blockedValues)) this.#blocked.set(type, new Set(values.map((v) => v.toLowerCase())));
     for (const [type, sources] of Object.entries(rules.blockedPatterns ?? {})) this.#patterns.set(type, sources.map((s) => new RegExp(s, 'i')));

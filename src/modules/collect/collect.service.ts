@@ -317,14 +317,19 @@ export class Collector {
     });
   }
 
-  #countRefusal(source: string, receivedAt: number, message: ParsedMessage, purposes: readonly string[]): void {
+  #countRefusal(source: string, receivedAt: number, message: ParsedMessage, purposes: readonly string[], into = this.#refusals): void {
     const event = message.kind === 'track' ? (message.name ?? message.kind) : message.kind;
     for (const purpose of purposes.length > 0 ? purposes : ['(none)']) {
       const key = [day(new Date(receivedAt).toISOString()), source, event, purpose].join('\u0000');
-      this.#refusals.set(key, (this.#refusals.get(key) ?? 0) + 1);
+      into.set(key, (into.get(key) ?? 0) + 1);
     }
   }
 
+  /**
+   * A write that fails has stored none of its events, traits, activity or counts (one transaction holds them all; the
+   * counts go back): GroupCommit may write the items again. What an earlier step committed (identity resolution, a
+   * merge, a GPC record) is found again by the second write, not done twice.
+   */
   async #write(items: readonly Pending[], handedOver: () => void): Promise<ItemResult[]> {
     const deferred = this.#deps.storage.deferred;
     // Small groups (single-event requests arriving one by one) are written here: for them the thread's round trips
@@ -414,7 +419,9 @@ export class Collector {
       .catch(restore);
     if (storedAtOnce) return answer();
 
-    // Everything between the two transactions may fail too (a merge listener, a key): the counts then go back.
+    // Everything between the two transactions may fail too (a merge listener, a key): the counts then go back. Refusals
+    // of the second gate are written with the events, and dropped on failure: a second write of the group counts them.
+    const regated = new Map<string, number>();
     const storable = await (async () => {
       const merges = resolved.flatMap((r) => r.resolution?.merges ?? []);
       if (merges.length > 0) await identity.notifyMerges(merges);
@@ -451,7 +458,9 @@ export class Collector {
         const p = r.pending;
         const gated = this.#gate(r.resolution.profileId, p.plan, p.message, p.gpc);
         if (!gated) {
-          this.#countRefusal(p.source, Date.parse(p.receivedAt), p.message, p.plan.purposes);
+          this.#countRefusal(p.source, Date.parse(p.receivedAt), p.message, p.plan.purposes, regated);
+          // A second write of the group sees no merge: it must gate this message again, not store it as first gated.
+          p.gatedFor = null;
           results.set(p, { index: p.index, messageId: p.message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: p.dropped });
           continue;
         }
@@ -467,7 +476,9 @@ export class Collector {
     })().catch(restore);
     await storage.raw
       .transaction(async (tx) => {
-        await this.#store(tx, storable, refusals, results);
+        const written = new Map(refusals);
+        for (const [key, n] of regated) written.set(key, (written.get(key) ?? 0) + n);
+        await this.#store(tx, storable, written, results);
         await catalog.writeStats(tx, planCounts);
       })
       .catch(restore);

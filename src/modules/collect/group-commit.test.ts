@@ -29,18 +29,50 @@ describe('group commit', () => {
     assert.deepEqual(flushes.map((f) => f.items), [[1, 2], [3, 4, 5]]);
   });
 
-  it('rejects every submitter of a failed flush, and goes on with the next', async () => {
+  it('rejects the submitter of a failed flush of one submission, and goes on with the next', async () => {
     let first = true;
+    const flushes: number[][] = [];
     const commit = new GroupCommit<number, number>(async (items) => {
+      flushes.push([...items]);
       if (first) {
         first = false;
         throw new Error('disk full');
       }
       return [...items];
     });
+    await assert.rejects(commit.submit([1]), /disk full/);
+    assert.deepEqual(await commit.submit([2]), [2]);
+    assert.deepEqual(flushes, [[1], [2]], 'no second write of the failed one');
+  });
+
+  it('writes each submission of a failed group again on its own, rejecting only the one whose own write fails', async () => {
+    const flushes: number[][] = [];
+    // Fails whenever item 13 is in the group, as a statement error on one request's row would.
+    const commit = new GroupCommit<number, number>(async (items) => {
+      flushes.push([...items]);
+      await sleep(1);
+      if (items.includes(13)) throw new Error('bad row 13');
+      return items.map((i) => i * 2);
+    });
+    const results = await Promise.allSettled([commit.submit([1, 2]), commit.submit([12, 13]), commit.submit([3])]);
+    assert.deepEqual(results[0], { status: 'fulfilled', value: [2, 4] });
+    assert.equal(results[1]?.status, 'rejected');
+    assert.match(String((results[1] as PromiseRejectedResult).reason), /bad row 13/);
+    assert.deepEqual(results[2], { status: 'fulfilled', value: [6] });
+    assert.deepEqual(flushes, [[1, 2, 12, 13, 3], [1, 2], [12, 13], [3]], 'the group, then each submission once, in order');
+    assert.deepEqual(await commit.submit([4]), [8]);
+    assert.equal(flushes.length, 5, 'no retry once a flush succeeds');
+  });
+
+  it('rejects every submitter when every write of a failed group fails, writing each once more and no more', async () => {
+    let calls = 0;
+    const commit = new GroupCommit<number, number>(async () => {
+      calls++;
+      throw new Error('database down');
+    });
     const results = await Promise.allSettled([commit.submit([1]), commit.submit([2])]);
     assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected']);
-    assert.deepEqual(await commit.submit([3]), [3]);
+    assert.equal(calls, 3);
   });
 
   describe('gathering (gatherMs)', () => {

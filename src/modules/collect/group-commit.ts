@@ -23,13 +23,17 @@ export interface GroupCommitOptions {
   gatherMs?: number;
 }
 
+const noop = () => {};
+
 /** A client counts as active for gathering while it submitted within this many milliseconds. */
 const ACTIVE_MS = 10;
 
 /**
  * Writes one group. A flush that hands its writes to another thread calls `handedOver` then: the previous group's
  * submitters are answered only from that moment, so that this thread prepares the next group before it goes on with
- * the requests of the answered ones, and the writer thread never waits for it.
+ * the requests of the answered ones, and the writer thread never waits for it. A flush that fails must have stored
+ * none of the items' results (nothing a second write of the same items would store again): a failed group of several
+ * submissions is written again one submission at a time.
  */
 export type Flush<T, R> = (items: readonly T[], handedOver: () => void) => Promise<R[]>;
 
@@ -171,8 +175,23 @@ export class GroupCommit<T, R> {
           };
         } catch (error) {
           answerPrevious();
+          if (group.length === 1) {
+            answer = () => (group[0] as Waiting<T, R>).reject(error);
+            continue;
+          }
+          // One submission's bad data must not fail the others: each is written again on its own (the failed flush
+          // stored nothing, see Flush), once and in order, and only those whose own write fails are rejected.
+          const settled: (() => void)[] = [];
+          for (const w of group) {
+            try {
+              const results = await this.#flush(w.items, noop);
+              settled.push(() => w.resolve(results));
+            } catch (own) {
+              settled.push(() => w.reject(own));
+            }
+          }
           answer = () => {
-            for (const w of group) w.reject(error);
+            for (const settle of settled) settle();
           };
         }
       }

@@ -69,6 +69,7 @@ export const ERROR_CODES = {
   CONSENT_CHANGE_INVALID: { category: 'invalid_input', message: 'The consent change is not valid: see details.reason.' },
   CONSENT_RECEIPT_INVALID: { category: 'invalid_input', message: 'The consent receipt does not verify against the published keys.' },
   CONSENT_RESTRICTION_NOT_FOUND: { category: 'not_found', message: 'No restriction or objection of this kind is in force for this subject.' },
+  CONSENT_RECEIPT_NOT_FOUND: { category: 'not_found', message: 'No consent receipt with this id concerns this person.' },
   CONSENT_SUBJECT_NOT_LOADED: { category: 'internal', message: 'A consent decision was asked for a subject whose state was not loaded first.' },
   CRYPTO_KEYFILE_MISSING: { category: 'internal', message: 'The master key file does not exist.' },
   CRYPTO_KEYFILE_INVALID: { category: 'internal', message: 'The master key file is not a valid Candor key file.' },

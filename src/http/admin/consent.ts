@@ -196,7 +196,7 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
       config: { access: SUBJECT_READ },
       schema: {
         tags: ['consent'],
-        summary: "A subject's current consent state per purpose and the full ledger history; audited as a personal-data read.",
+        summary: "A subject's current consent state per purpose and the full ledger history (of the canonical profile, for a merged-away id); audited as a personal-data read.",
         params: { type: 'object', required: ['subjectId'], properties: { subjectId: { type: 'string', minLength: 1, maxLength: 512 } } },
         response: {
           200: {
@@ -212,11 +212,48 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
       },
     },
     async (request) => {
-      const { subjectId } = request.params;
-      const subject = kernel.consent.pseudonym(subjectId);
+      // State is kept on the canonical profile: a merged-away id would show the state it had before the merge.
+      const profileId = (await kernel.identity.canonical(request.params.subjectId)) ?? request.params.subjectId;
+      const subject = kernel.consent.pseudonym(profileId);
       request.auditSubject = subject;
-      const [purposes, history] = await Promise.all([kernel.consent.state(subjectId), kernel.consent.history(subjectId)]);
+      const [purposes, history] = await Promise.all([kernel.consent.state(profileId), kernel.consent.history(profileId)]);
       return { subject, purposes, history };
+    },
+  );
+
+  app.get<{ Params: { subjectId: string; receiptId: string } }>(
+    '/subjects/:subjectId/consent/receipts/:receiptId',
+    {
+      config: { access: SUBJECT_READ },
+      schema: {
+        tags: ['consent'],
+        summary: "One of a subject's signed consent receipts (JWS) by id, for any of the person's profiles; audited as a personal-data read.",
+        params: {
+          type: 'object',
+          required: ['subjectId', 'receiptId'],
+          properties: { subjectId: { type: 'string', minLength: 1, maxLength: 512 }, receiptId: { type: 'string', minLength: 1, maxLength: 100 } },
+        },
+        response: {
+          200: {
+            type: 'object',
+            required: ['receiptId', 'receipt', 'subjects', 'mechanism', 'at'],
+            properties: {
+              receiptId: { type: 'string' },
+              receipt: { type: 'string', description: 'The compact JWS, verifiable against /.well-known/jwks.json.' },
+              subjects: { type: 'array', items: { type: 'string' }, description: 'The pseudonyms the receipt concerns, its principal first.' },
+              mechanism: { type: 'string', enum: [...CONSENT_MECHANISMS] },
+              at: { type: 'string' },
+            },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const members = await kernel.identity.members(request.params.subjectId);
+      const profileId = members[0] ?? request.params.subjectId;
+      request.auditSubject = kernel.consent.pseudonym(profileId);
+      const found = await kernel.consent.receipt(request.params.receiptId, members.length > 0 ? members : [profileId]);
+      return { receiptId: found.receiptId, receipt: found.receipt, subjects: found.subjects, mechanism: found.mechanism, at: found.at };
     },
   );
 }

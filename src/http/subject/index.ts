@@ -18,7 +18,7 @@ async function me(kernel: Kernel, request: { subject: { profileId: string; sessi
 
 /**
  * Endpoints a customer uses about themselves (the privacy center), with a subject session: see their consent
- * state, the notice and the history with receipts; give, refuse or withdraw consent; withdraw everything at once.
+ * state, the notice and the history with receipts (each fetchable by id); give, refuse or withdraw consent; withdraw everything at once.
  */
 export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): void {
   // The privacy center runs on the business's own site; its requests carry the session as a bearer token, no cookies.
@@ -42,6 +42,26 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
         purposes: kernel.consent.purposes().map((p) => ({ key: p.key, description: p.description, basis: p.basis, explicit: p.explicit, ...state[p.key] })),
         history: history.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, mechanism: e.mechanism, noticeVersion: e.noticeVersion, at: e.at, receiptId: e.receiptId })),
       };
+    },
+  );
+
+  app.get<{ Params: { receiptId: string } }>(
+    '/v1/me/consent/receipts/:receiptId',
+    {
+      config: { access: { ...OWN_CONSENT, personalData: true } },
+      schema: {
+        tags: ['subject'],
+        summary: 'One of my consent receipts (a signed JWS), by the id my consent history lists; only receipts about me.',
+        params: { type: 'object', required: ['receiptId'], properties: { receiptId: { type: 'string', minLength: 1, maxLength: 100 } } },
+      },
+    },
+    async (request) => {
+      const { profileId } = await me(kernel, request);
+      request.auditSubject = kernel.consent.pseudonym(profileId);
+      // The person's profiles: a receipt written on a profile merged into this one (a GPC signal before sign-in) is theirs too.
+      const members = await kernel.identity.members(profileId);
+      const found = await kernel.consent.receipt(request.params.receiptId, members.length > 0 ? members : [profileId]);
+      return { receiptId: found.receiptId, receipt: found.receipt, mechanism: found.mechanism, at: found.at };
     },
   );
 

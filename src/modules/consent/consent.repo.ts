@@ -74,6 +74,17 @@ export type ConsentTables = {
     created_at: string;
     retired_at: string | null;
   };
+  consent_receipts: {
+    id: string;
+    /** Pseudonym of the receipt's principal (`sub`). */
+    subject: string;
+    /** JSON list of every pseudonym the receipt concerns, the principal first (linked profiles of a GPC signal). */
+    subjects: string;
+    mechanism: string;
+    kid: string;
+    jws: string;
+    at: string;
+  };
 };
 
 export type PurposeRow = ConsentTables['consent_purposes'];
@@ -82,6 +93,7 @@ export type LedgerRow = ConsentTables['consent_ledger'];
 export type CurrentRow = ConsentTables['consent_current'];
 export type SigningKeyRow = ConsentTables['consent_signing_keys'];
 export type RestrictionRow = ConsentTables['consent_restrictions'];
+export type ReceiptRow = ConsentTables['consent_receipts'];
 /** `restriction`: processing restricted (GDPR Art. 18); `objection_marketing`: objection to direct marketing (Art. 21). */
 export type RestrictionKind = 'restriction' | 'objection_marketing';
 
@@ -214,6 +226,25 @@ export const CONSENT_MIGRATIONS: readonly ModuleMigration[] = [
     async up(db) {
       await db.schema.alterTable('consent_purposes').addColumn('explicit_since', 'text').execute();
       await sql`UPDATE consent_purposes SET explicit_since = updated_at WHERE explicit = 1`.execute(db);
+    },
+  },
+  {
+    // Every signed receipt, so that one the subject was not handed (GPC during ingestion, merges, rights requests)
+    // can be fetched by the id its ledger entries carry. Evidence, like the ledger: append-only.
+    name: '0096_consent_receipts',
+    async up(db, dialect) {
+      await db.schema
+        .createTable('consent_receipts')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('subjects', 'text', (c) => c.notNull())
+        .addColumn('mechanism', 'text', (c) => c.notNull())
+        .addColumn('kid', 'text', (c) => c.notNull())
+        .addColumn('jws', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('consent_receipts_subject').on('consent_receipts').columns(['subject', 'at']).execute();
+      await appendOnly(db, dialect, 'consent_receipts');
     },
   },
 ];
@@ -455,8 +486,8 @@ export class ConsentRepo {
    * Erasure: deletes the current state and the restrictions of these subjects (pseudonyms) inside the caller's
    * transaction, and counts their ledger entries, which stay (append-only evidence of consent). Rows per table.
    */
-  async eraseSubjects(tx: SqlExecutor, subjects: readonly string[]): Promise<{ current: number; restrictions: number; ledgerKept: number }> {
-    const out = { current: 0, restrictions: 0, ledgerKept: 0 };
+  async eraseSubjects(tx: SqlExecutor, subjects: readonly string[]): Promise<{ current: number; restrictions: number; ledgerKept: number; receiptsKept: number }> {
+    const out = { current: 0, restrictions: 0, ledgerKept: 0, receiptsKept: 0 };
     for (let i = 0; i < subjects.length; i += CHUNK) {
       const part = subjects.slice(i, i + CHUNK);
       const current = this.#db.deleteFrom('consent_current').where('subject', 'in', part).compile();
@@ -465,8 +496,22 @@ export class ConsentRepo {
       out.restrictions += await tx.run(restrictions.sql, restrictions.parameters);
       const kept = this.#db.selectFrom('consent_ledger').select((eb) => eb.fn.countAll<number>().as('n')).where('subject', 'in', part).compile();
       out.ledgerKept += Number((await tx.all<{ n: number }>(kept.sql, kept.parameters))[0]?.n ?? 0);
+      // Receipts are the signed form of those entries and stay with them (their principal is counted).
+      const receipts = this.#db.selectFrom('consent_receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('subject', 'in', part).compile();
+      out.receiptsKept += Number((await tx.all<{ n: number }>(receipts.sql, receipts.parameters))[0]?.n ?? 0);
     }
     return out;
+  }
+
+  /** Stores a signed receipt inside the caller's transaction (the one that wrote the entries it covers). */
+  async insertReceipt(tx: SqlExecutor, row: ReceiptRow): Promise<void> {
+    const compiled = this.#db.insertInto('consent_receipts').values(row).compile();
+    await tx.run(compiled.sql, compiled.parameters);
+  }
+
+  /** A stored receipt by id. */
+  async receipt(id: string): Promise<ReceiptRow | undefined> {
+    return this.#db.selectFrom('consent_receipts').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
   /** A subject's ledger entries, oldest first. */

@@ -34,6 +34,16 @@ import { receiptPayload, type ReceiptItem } from './receipt-payload.ts';
 import { ReceiptSigner, type PublicJwk } from './receipts.ts';
 import { KeyedLock, SubjectCache, type SubjectState } from './subject-cache.ts';
 
+/** A signed receipt as stored: the JWS and the pseudonyms it concerns (the principal first). */
+export interface StoredReceipt {
+  receiptId: string;
+  receipt: string;
+  subject: string;
+  subjects: string[];
+  mechanism: ConsentMechanism;
+  at: string;
+}
+
 /** A cached subject state is read again after this long even when no other connection wrote (a safety net). */
 const MAX_STATE_AGE_MS = 60_000;
 
@@ -630,6 +640,7 @@ export class Consent {
     subjects: readonly { id: string | null; pseudonym: string }[],
     plan: (states: Map<string, Map<string, Current>>, add: AddEntry) => void,
     changeFlags?: (tx: SqlExecutor, flags: ReadonlyMap<string, SubjectFlags>) => Promise<void>,
+    sign?: (tx: SqlExecutor, entries: readonly LedgerEntry[]) => Promise<void>,
   ): Promise<{ entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; epoch: number }> {
     const pseudonyms = subjects.map((s) => s.pseudonym);
     const { entries, states, flags } = await this.#repo.transaction(async (tx) => {
@@ -661,6 +672,8 @@ export class Consent {
       };
       plan(states, add);
       if (entries.length > 0) await this.#repo.append(tx, entries);
+      // The receipt commits with the entries that carry its id, so every receipt id in the ledger can be fetched.
+      if (entries.length > 0 && sign) await sign(tx, entries);
       let flags = flagsOf(await this.#repo.restrictions(pseudonyms, tx));
       if (changeFlags) {
         await changeFlags(tx, flags);
@@ -766,6 +779,7 @@ export class Consent {
     const source = meta.source || null;
     const rejected: RejectedChange[] = [];
     let gpcEntries = 0;
+    let receipt = '';
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         const current = states.get(pseudonym) as Map<string, Current>;
@@ -801,6 +815,8 @@ export class Consent {
             receiptId,
           });
         }
+      }, undefined, async (tx, written) => {
+        receipt = await this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries: written });
       }),
     );
     if (entries.length === 0) throw new CandorError('CONSENT_GPC_CONFLICT', { purposes: rejected.map((r) => r.purpose) });
@@ -809,7 +825,6 @@ export class Consent {
     if (gpcEntries > 0) events.push(this.#auditEvent(actor, 'consent.gpc', pseudonym, entries.slice(0, gpcEntries), receiptId, {}));
     if (recorded.length > 0) events.push(this.#auditEvent(actor, 'consent.record', pseudonym, recorded, receiptId, { mechanism: meta.mechanism, rejected: rejected.length }));
     await this.#audit.appendBatch(events);
-    const receipt = await this.#sign({ receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries });
     return { receipt, receiptId, gpcHonoured: meta.gpc === true, entries, rejected };
   }
 
@@ -823,6 +838,8 @@ export class Consent {
     const jurisdiction = meta.jurisdiction || null;
     const source = meta.source || null;
     let gpcEntries = 0;
+    // Signed (and stored) even when nothing was left to withdraw: the answer always carries a receipt.
+    let receipt: string | undefined;
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         const current = states.get(pseudonym) as Map<string, Current>;
@@ -831,13 +848,15 @@ export class Consent {
           if (config.basis !== 'consent' || isGpcOptOut(current.get(config.key))) continue;
           add({ subject: pseudonym, purpose: config.key, state: 'withdrawn', basis: 'consent', mechanism: meta.mechanism, noticeVersion: notice.version, jurisdiction, source, receiptId });
         }
+      }, undefined, async (tx, written) => {
+        receipt = await this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries: written });
       }),
     );
     const events: AuditEvent[] = [];
     if (gpcEntries > 0) events.push(this.#auditEvent(actor, 'consent.gpc', pseudonym, entries.slice(0, gpcEntries), receiptId, {}));
     events.push(this.#auditEvent(actor, 'consent.record', pseudonym, entries.slice(gpcEntries), receiptId, { mechanism: meta.mechanism, withdrawAll: true }));
     await this.#audit.appendBatch(events);
-    const receipt = await this.#sign({ receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries });
+    receipt ??= await this.#repo.transaction((tx) => this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries }));
     return { receipt, receiptId, entries, gpcHonoured: meta.gpc === true };
   }
 
@@ -862,9 +881,13 @@ export class Consent {
     const jurisdiction = meta.jurisdiction || null;
     const source = meta.source || null;
     const subjects = pending.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
+    let receipt = '';
     const { entries } = await this.#locked(pending, () =>
       this.#write(subjects, (states, add) => {
         for (const s of subjects) this.#planGpc(s.pseudonym, states.get(s.pseudonym) as Map<string, Current>, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: true });
+      }, undefined, async (tx, written) => {
+        const principals = [...new Set(written.map((e) => e.subject))];
+        receipt = await this.#sign(tx, { receiptId, principal: principals[0] as string, linked: principals.slice(1), jurisdiction, mechanism: 'gpc', source, notice: this.#latestNotice, entries: written });
       }),
     );
     if (entries.length === 0) return undefined;
@@ -873,17 +896,6 @@ export class Consent {
       .filter((list) => list.length > 0)
       .map((list) => this.#auditEvent(actor, 'consent.gpc', (list[0] as LedgerEntry).subject, list, receiptId, {}));
     await this.#audit.appendBatch(events);
-    const principals = [...new Set(entries.map((e) => e.subject))];
-    const receipt = await this.#sign({
-      receiptId,
-      principal: principals[0] as string,
-      linked: principals.slice(1),
-      jurisdiction,
-      mechanism: 'gpc',
-      source,
-      notice: this.#latestNotice,
-      entries,
-    });
     return { receipt, receiptId, entries };
   }
 
@@ -922,6 +934,7 @@ export class Consent {
     const pseudonym = this.pseudonym(subjectId);
     const receiptId = randomUUID();
     const source = meta.source || null;
+    let receipt = '';
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         const current = states.get(pseudonym)?.get(purpose);
@@ -937,10 +950,11 @@ export class Consent {
           source,
           receiptId,
         });
+      }, undefined, async (tx, written) => {
+        receipt = await this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction: meta.jurisdiction, mechanism: 'notice_opt_out', source, notice, entries: written });
       }),
     );
     await this.#audit.append(this.#auditEvent(actor, 'consent.record', pseudonym, entries, receiptId, { mechanism: 'notice_opt_out' }));
-    const receipt = await this.#sign({ receiptId, principal: pseudonym, linked: [], jurisdiction: meta.jurisdiction, mechanism: 'notice_opt_out', source, notice, entries });
     return { receipt, receiptId, entries, gpcHonoured: meta.gpc === true };
   }
 
@@ -957,6 +971,7 @@ export class Consent {
     const from = { id: fromId, pseudonym: this.pseudonym(fromId) };
     const into = { id: intoId, pseudonym: this.pseudonym(intoId) };
     const receiptId = randomUUID();
+    let receipt: string | null = null;
     const { entries } = await this.#locked([fromId, intoId], () =>
       this.#write([from, into], (states, add) => {
         const source = states.get(from.pseudonym) as Map<string, Current>;
@@ -990,11 +1005,12 @@ export class Consent {
         const at = new Date().toISOString();
         if (fromFlags.restricted && !intoFlags.restricted) await this.#repo.insertRestriction(tx, restrictionRow(into.pseudonym, 'restriction', null, at, actor));
         if (fromFlags.objectedMarketing && !intoFlags.objectedMarketing) await this.#repo.insertRestriction(tx, restrictionRow(into.pseudonym, 'objection_marketing', null, at, actor));
+      }, async (tx, written) => {
+        receipt = await this.#sign(tx, { receiptId, principal: into.pseudonym, linked: [], jurisdiction: null, mechanism: 'merge', source: null, notice: this.#latestNotice, entries: written });
       }),
     );
     if (entries.length === 0) return { entries, receipt: null, receiptId: null };
     await this.#audit.append(this.#auditEvent(actor, 'consent.merge', into.pseudonym, entries, receiptId, { from: from.pseudonym }));
-    const receipt = await this.#sign({ receiptId, principal: into.pseudonym, linked: [], jurisdiction: null, mechanism: 'merge', source: null, notice: this.#latestNotice, entries });
     return { entries, receipt, receiptId };
   }
 
@@ -1049,6 +1065,9 @@ export class Consent {
             flagged.push(s.pseudonym);
           }
         },
+        async (tx, written) => {
+          await this.#sign(tx, { receiptId, principal: subjects[0]?.pseudonym as string, linked: subjects.slice(1).map((s) => s.pseudonym), jurisdiction, mechanism: 'privacy_center', source: null, notice: this.#latestNotice, entries: written });
+        },
       ),
     );
     const events: AuditEvent[] = subjects.map((s) => ({
@@ -1062,7 +1081,6 @@ export class Consent {
     }));
     await this.#audit.appendBatch(events);
     if (entries.length === 0) return { entries, receiptId: null };
-    await this.#sign({ receiptId, principal: subjects[0]?.pseudonym as string, linked: subjects.slice(1).map((s) => s.pseudonym), jurisdiction, mechanism: 'privacy_center', source: null, notice: this.#latestNotice, entries });
     return { entries, receiptId };
   }
 
@@ -1087,6 +1105,8 @@ export class Consent {
         for (const s of subjects) {
           this.#planGpc(s.pseudonym, states.get(s.pseudonym) as Map<string, Current>, add, { mechanism: 'privacy_center', jurisdiction, source: null, receiptId, keepConfirmed: false });
         }
+      }, undefined, async (tx, written) => {
+        await this.#sign(tx, { receiptId, principal: subjects[0]?.pseudonym as string, linked: subjects.slice(1).map((s) => s.pseudonym), jurisdiction, mechanism: 'privacy_center', source: null, notice: this.#latestNotice, entries: written });
       }),
     );
     const requestResource = meta.requestId === undefined ? null : `rights_request:${meta.requestId}`;
@@ -1102,7 +1122,6 @@ export class Consent {
       })),
     );
     if (entries.length === 0) return { entries, receiptId: null };
-    await this.#sign({ receiptId, principal: subjects[0]?.pseudonym as string, linked: subjects.slice(1).map((s) => s.pseudonym), jurisdiction, mechanism: 'privacy_center', source: null, notice: this.#latestNotice, entries });
     return { entries, receiptId };
   }
 
@@ -1275,7 +1294,20 @@ export class Consent {
     return this.#signer.verify(jws);
   }
 
-  async #sign(input: {
+  /**
+   * A stored receipt that concerns one of the subjects (profile ids of one person); CONSENT_RECEIPT_NOT_FOUND
+   * otherwise, so that a receipt of someone else cannot be told from one that does not exist.
+   */
+  async receipt(receiptId: string, subjectIds: readonly string[]): Promise<StoredReceipt> {
+    const row = typeof receiptId === 'string' && receiptId.length <= 100 ? await this.#repo.receipt(receiptId) : undefined;
+    const concerned = row === undefined ? [] : (JSON.parse(row.subjects) as string[]);
+    const mine = new Set(subjectIds.map((id) => this.pseudonym(id)));
+    if (row === undefined || !concerned.some((p) => mine.has(p))) throw new CandorError('CONSENT_RECEIPT_NOT_FOUND');
+    return { receiptId: row.id, receipt: row.jws, subject: row.subject, subjects: concerned, mechanism: row.mechanism as ConsentMechanism, at: row.at };
+  }
+
+  /** Signs a receipt and stores it in the transaction that wrote its entries. */
+  async #sign(tx: SqlExecutor, input: {
     receiptId: string;
     principal: string;
     linked: readonly string[];
@@ -1307,7 +1339,17 @@ export class Consent {
       notice: input.notice ? { version: input.notice.version, hash: input.notice.hash } : null,
       items,
     });
-    return this.#signer.sign(payload, input.receiptId, input.principal, at);
+    const jws = await this.#signer.sign(payload, input.receiptId, input.principal, at);
+    await this.#repo.insertReceipt(tx, {
+      id: input.receiptId,
+      subject: input.principal,
+      subjects: JSON.stringify([input.principal, ...input.linked.filter((p) => p !== input.principal)]),
+      mechanism: input.mechanism,
+      kid: this.#signer.kid,
+      jws,
+      at: at.toISOString(),
+    });
+    return jws;
   }
 
   #auditEvent(actor: Actor, action: string, subject: string, entries: readonly LedgerEntry[], receiptId: string, extra: Record<string, string | number | boolean>): AuditEvent {

@@ -67,6 +67,7 @@ export class ConsentSubjectData implements SubjectDataHandler {
       { store: 'consent_current', status: 'confirmed', deleted: erased.current },
       { store: 'consent_restrictions', status: 'confirmed', deleted: erased.restrictions },
       { store: 'consent_ledger', status: 'confirmed', deleted: 0, ...(erased.ledgerKept > 0 ? { kept: { count: erased.ledgerKept, reason: LEDGER_KEPT_REASON } } : {}) },
+      { store: 'consent_receipts', status: 'confirmed', deleted: 0, ...(erased.receiptsKept > 0 ? { kept: { count: erased.receiptsKept, reason: LEDGER_KEPT_REASON } } : {}) },
     ];
   }
 

@@ -3,6 +3,8 @@
  * type, priority), checked when the configuration loads and applied over the identity module's defaults by the kernel.
  */
 
+import { compilesAsBlockedPattern } from '../shared/patterns.ts';
+
 /** The shape of the identity module's merge rules (config depends on no module, so it is restated here). */
 export interface IdentityRulesShape {
   blockedValues: Record<string, readonly string[]>;
@@ -82,7 +84,7 @@ export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSettin
       list.forEach((item: unknown, index) => {
         if (typeof item !== 'string') {
           problems.push({ path: `${path}[${index}]`, code: 'IDENTITY_RULES_VALUE_INVALID', problem: 'must be a string' });
-        } else if (name === 'blockedPatterns' && !compiles(item)) {
+        } else if (name === 'blockedPatterns' && !compilesAsBlockedPattern(item)) {
           problems.push({ path: `${path}[${index}]`, code: 'IDENTITY_RULES_PATTERN_INVALID', problem: 'must be a valid regular expression' });
         }
       });
@@ -125,15 +127,6 @@ export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSettin
   return { setting, problems };
 }
 
-function compiles(source: string): boolean {
-  try {
-    // The identity module matches patterns case-insensitively; compile them the same way.
-    new RegExp(source, 'i');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The merge rules in force: the defaults (the identity module's) with the setting applied over them. */
 export function applyIdentityRules(defaults: IdentityRulesShape, setting: IdentityRulesSetting): IdentityRulesShape {

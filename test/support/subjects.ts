@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import type { Kernel } from '../../src/kernel.ts';
 import { CLI_ACTOR } from '../../src/shared/actor.ts';
 import type { ItemResult } from '../../src/modules/collect/index.ts';
+import type { ResolveItem } from '../../src/modules/identity/index.ts';
 import { buildServer } from '../../src/http/server.ts';
 
 /** A person with distinctive identifiers, so that a byte scan finds them if anything is left in plain text. */
@@ -88,3 +90,14 @@ export async function sendMessages(kernel: Kernel, messages: readonly Record<str
   }
   return results;
 }
+
+/** A value no other test uses: `prefix-` and 12 random hex digits. */
+export const uniqueId = (prefix: string) => `${prefix}-${randomBytes(6).toString('hex')}`;
+
+/** An identity resolution item of the `web` source with these identifiers (type → value), stamped now. */
+export const resolveItem = (ids: Record<string, string>, messageId: string): ResolveItem => ({
+  identifiers: Object.entries(ids).map(([type, value]) => ({ type, value })),
+  source: 'web',
+  messageId,
+  at: new Date().toISOString(),
+});

@@ -1,20 +1,15 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { resolveItem, uniqueId } from '../../../test/support/subjects.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import type { ResolveItem } from '../../modules/identity/index.ts';
 import { buildServer, type CandorServer } from '../server.ts';
 
-const uid = (prefix: string) => `${prefix}-${randomBytes(6).toString('hex')}`;
-const item = (ids: Record<string, string>, messageId: string): ResolveItem => ({
-  identifiers: Object.entries(ids).map(([type, value]) => ({ type, value })),
-  source: 'web',
-  messageId,
-  at: new Date().toISOString(),
-});
+const uid = uniqueId;
+const item = resolveItem;
 
 describeEachDialect('consent receipts by id (privacy center and admin)', (dialect) => {
   const ctx = useKernel(dialect);

@@ -1,3 +1,4 @@
+import { compilesAsBlockedPattern } from '../../shared/patterns.ts';
 import { CandorError } from '../../shared/errors.ts';
 
 /** An identifier as it arrives: `user_id`, `anonymous_id`, `email`, `phone` or `custom:<name>`, and its value. */
@@ -54,7 +55,7 @@ export function identityRulesProblems(rules: IdentityRules): { path: string; pro
       if (!isKey(type) && type !== '*') problems.push({ path: `${name}.${type}`, problem: 'is not an identifier type' });
       list.forEach((source, index) => {
         if (typeof source !== 'string') problems.push({ path: `${name}.${type}[${index}]`, problem: 'must be a string' });
-        else if (name === 'blockedPatterns' && !compiles(source)) problems.push({ path: `${name}.${type}[${index}]`, problem: 'must be a valid regular expression' });
+        else if (name === 'blockedPatterns' && !compilesAsBlockedPattern(source)) problems.push({ path: `${name}.${type}[${index}]`, problem: 'must be a valid regular expression' });
       });
     }
   }
@@ -69,14 +70,6 @@ export function identityRulesProblems(rules: IdentityRules): { path: string; pro
   return problems;
 }
 
-function compiles(source: string): boolean {
-  try {
-    new RegExp(source, 'i');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The rules compiled for fast checks: lower-cased sets, compiled patterns, priority ranks. */
 export class CompiledRules {

@@ -24,6 +24,7 @@ const note = (category: string, purposes: string[], retention: string, personal 
 
 const browsing = (personal = false) => note('user.behavior.browsing_history', [REPORTING, PROFILING], 'P13M', personal);
 const purchase = (extra: string[] = []) => note('user.behavior.purchase_history', [REPORTING, PROFILING, ...extra], 'P7Y');
+const uniqueId = (personal = false) => note('user.unique_id', [REPORTING, PROFILING], 'P3Y', personal);
 const text = (maxLength: number): Keywords => ({ maxLength });
 const money: Keywords = { minimum: 0 };
 const currency: Keywords = { pattern: '^[A-Z]{3}$', description: 'ISO 4217 code, e.g. EUR' };
@@ -162,6 +163,18 @@ export const DEFAULT_PLAN: PlanDocument = {
       referrer: leaf('string', browsing(true), text(2000)),
       title: leaf('string', browsing(), text(500)),
     }),
+    // Ids other systems give the person (Segment's externalIds): linked in the identity graph as custom:<type> only
+    // when kept for this person; the id itself is personal, its type and collection name only a kind of id.
+    externalIds: {
+      type: 'array',
+      maxItems: 20,
+      items: object({
+        id: leaf(['string', 'number'], uniqueId(true), text(200)),
+        type: leaf('string', uniqueId(), text(100)),
+        collection: leaf('string', uniqueId(), text(100)),
+        encoding: leaf('string', uniqueId(), text(50)),
+      }),
+    },
     locale: leaf('string', note('user.demographic.language', [REPORTING, PROFILING], 'P13M'), text(35)),
     userAgent: leaf('string', note('user.device', [REPORTING], 'P13M'), text(1000)),
     timezone: leaf('string', note('user.location.imprecise', [REPORTING, PROFILING], 'P13M'), text(100)),

@@ -170,7 +170,7 @@ export class Collector {
         index,
         message,
         plan,
-        resolve: { identifiers: identifiersOf(message, traits), source: context.source, messageId: message.messageId, at: message.occurredAt },
+        resolve: { identifiers: identifiersOf(message, traits, plan.data.context), source: context.source, messageId: message.messageId, at: message.occurredAt },
       });
     });
 
@@ -196,7 +196,7 @@ export class Collector {
         results[item.index] = { index: item.index, messageId: message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: item.plan.dropped };
         return;
       }
-      const linkable = identifiersOf(message, gated.linkable);
+      const linkable = identifiersOf(message, gated.linkable.traits, gated.linkable.context);
       const { stored } = gated;
       pending.push({
         index: item.index,
@@ -290,9 +290,10 @@ export class Collector {
     // Identity resolution links only identifiers whose fields may be processed for this person.
     const plainTraits = split.plain.traits as Record<string, unknown> | undefined;
     const personalTraits = split.personal.traits as Record<string, unknown> | undefined;
-    const linkable = plainTraits === undefined ? personalTraits : personalTraits === undefined ? plainTraits : { ...plainTraits, ...personalTraits };
+    const traits = plainTraits === undefined ? personalTraits : personalTraits === undefined ? plainTraits : { ...plainTraits, ...personalTraits };
+    const externalIds = keptItems((split.plain.context as Record<string, unknown> | undefined)?.externalIds, (split.personal.context as Record<string, unknown> | undefined)?.externalIds);
     return {
-      linkable,
+      linkable: { traits, context: externalIds === undefined ? undefined : { externalIds } },
       stored: {
         purposes: allowed,
         plain: split.plain,
@@ -652,6 +653,20 @@ function ruleOf(personal: boolean, allowed: boolean): FieldRule {
 }
 
 /** Whether two identifier lists name the same identifiers in the same order. */
+/**
+ * An array of objects put back together from its plain and personal parts (partition keeps positions in both, null
+ * where a part holds nothing of an item); undefined when neither part kept any of it.
+ */
+function keptItems(plain: unknown, personal: unknown): unknown[] | undefined {
+  const a = Array.isArray(plain) ? plain : undefined;
+  const b = Array.isArray(personal) ? personal : undefined;
+  if (a === undefined || b === undefined) return a ?? b;
+  return a.map((item: unknown, i) => {
+    const other: unknown = b[i];
+    return item !== null && typeof item === 'object' && other !== null && typeof other === 'object' ? { ...item, ...other } : (item ?? other);
+  });
+}
+
 function sameIdentifiers(a: readonly RawIdentifier[], b: readonly RawIdentifier[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {

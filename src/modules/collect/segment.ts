@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorCode } from '../../shared/error-codes.ts';
+import { isIdentifierType } from '../identity/index.ts';
 
 /** The Segment message types Candor accepts. */
 export type MessageKind = 'identify' | 'track' | 'page' | 'screen' | 'group' | 'alias';
@@ -200,8 +201,13 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   };
 }
 
-/** The identifiers a message carries: ids always, email and phone from identify traits. */
-export function identifiersOf(message: ParsedMessage, traits: Record<string, unknown> | undefined): RawIdentifier[] {
+/**
+ * The identifiers a message carries: ids always, email and phone from identify traits, and `custom:<type>` from
+ * `context.externalIds` (Segment's `{ id, type, collection?, encoding? }` entries; entries whose lower-cased type is no
+ * custom identifier name, or whose id is not a usable string or number, are left out). `traits` and `context` are the
+ * message's data as far as it may be used: after the plan, or after the consent gate.
+ */
+export function identifiersOf(message: ParsedMessage, traits: Record<string, unknown> | undefined, context?: Record<string, unknown>): RawIdentifier[] {
   const out: RawIdentifier[] = [];
   if (message.userId) out.push({ type: 'user_id', value: message.userId });
   if (message.anonymousId) out.push({ type: 'anonymous_id', value: message.anonymousId });
@@ -212,6 +218,17 @@ export function identifiersOf(message: ParsedMessage, traits: Record<string, unk
   if (traits) {
     if (typeof traits.email === 'string') out.push({ type: 'email', value: traits.email });
     if (typeof traits.phone === 'string') out.push({ type: 'phone', value: traits.phone });
+  }
+  const external = context?.externalIds;
+  if (Array.isArray(external)) {
+    for (const entry of external) {
+      if (!isObject(entry) || typeof entry.type !== 'string') continue;
+      const type = `custom:${entry.type.toLowerCase()}`;
+      const value = idValue(entry.id);
+      if (value === undefined || !isIdentifierType(type) || unusableName(value) !== undefined) continue;
+      // The same id sent twice is one identifier.
+      if (!out.some((id) => id.type === type && id.value === value)) out.push({ type, value });
+    }
   }
   return out;
 }

@@ -1,37 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
+import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useIngestServer } from '../../../test/support/ingest-server.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { buildServer, type CandorServer } from '../../http/server.ts';
-import { CLI_ACTOR } from '../../shared/actor.ts';
 
 // Identity calls with nothing but ids (no traits, no context) are gated on the purposes identity resolution serves,
 // not on whichever context field a library happens to send.
 describeEachDialect('identity calls without traits or context', (dialect) => {
   const ctx = useKernel(dialect);
-  let server: CandorServer;
-  let writeKey = '';
-  const send = (url: string, payload: unknown) =>
-    server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
-  const result = async (url: string, payload: unknown) => {
-    const response = await send(url, payload);
-    assert.equal(response.statusCode, 200, response.body);
-    return (response.json() as { results: { status: string; code?: string; purposes?: string[] }[] }).results[0];
-  };
-  const consent = async (userId: string, purposes: Record<string, string>) => {
-    const response = await send('/v1/consent', { mechanism: 'banner_save', userId, purposes });
-    assert.equal(response.statusCode, 200, response.body);
-  };
-  const profileOf = async (type: 'user_id' | 'anonymous_id', value: string) =>
-    (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type, value }], source: 'web', at: new Date().toISOString() }]))[0] ?? null;
-
-  before(async () => {
-    server = await buildServer(ctx.kernel);
-    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
-  });
-  after(async () => {
-    await server.app.close();
-  });
+  const { send, result, consent, profileOf } = useIngestServer(ctx);
 
   it('stores a plain alias for a consented person and links the previous id to their profile', async () => {
     await consent('alias-u2', { 'analytics.reporting': 'given', 'personalize.profiling': 'given' });

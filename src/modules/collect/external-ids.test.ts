@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useIngestServer } from '../../../test/support/ingest-server.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { buildServer, type CandorServer } from '../../http/server.ts';
-import { CLI_ACTOR } from '../../shared/actor.ts';
 import { identifiersOf, parseMessage, type ParsedMessage } from './segment.ts';
 
 const parsed = (raw: Record<string, unknown>): ParsedMessage => {
@@ -52,30 +51,8 @@ describe('identifiersOf: context.externalIds', () => {
 // External ids link a person only as far as the plan declares context.externalIds and the consent gate kept it.
 describeEachDialect('external ids (context.externalIds)', (dialect) => {
   const ctx = useKernel(dialect);
-  let server: CandorServer;
-  let writeKey = '';
-  const send = (url: string, payload: unknown) =>
-    server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
-  const result = async (url: string, payload: unknown) => {
-    const response = await send(url, payload);
-    assert.equal(response.statusCode, 200, response.body);
-    return (response.json() as { results: { status: string; code?: string; refusedFields?: string[] }[] }).results[0];
-  };
-  const consent = async (userId: string, purposes: Record<string, string>) => {
-    const response = await send('/v1/consent', { mechanism: 'banner_save', userId, purposes });
-    assert.equal(response.statusCode, 200, response.body);
-  };
-  const profileOf = async (type: string, value: string) =>
-    (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type, value }], source: 'web', at: new Date().toISOString() }]))[0] ?? null;
+  const { result, consent, profileOf } = useIngestServer(ctx);
   const viewed = (ids: Record<string, string>, externalIds: unknown[]) => ({ ...ids, event: 'Product Viewed', properties: { product_id: 'p1' }, context: { externalIds } });
-
-  before(async () => {
-    server = await buildServer(ctx.kernel);
-    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
-  });
-  after(async () => {
-    await server.app.close();
-  });
 
   it('links an external id of a consented person to their profile, and a later event with only that id resolves to it', async () => {
     await consent('ext-u1', { 'analytics.reporting': 'given', 'personalize.profiling': 'given' });

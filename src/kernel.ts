@@ -108,6 +108,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       expiryMonths: config.consentExpiryMonths,
       controllerName: config.controllerName,
       policyUrl: config.privacyPolicyUrl || undefined,
+      controllerContact: config.controllerContact || undefined,
     });
     const identity = await Identity.open({ storage, audit, keyring, rules: applyIdentityRules(DEFAULT_IDENTITY_RULES, config.identityRules) });
     const profiles = await Profiles.open({ storage, audit, keyring });

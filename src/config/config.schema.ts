@@ -63,6 +63,10 @@ export const CONFIG_SCHEMA = {
     env: 'CANDOR_PRIVACY_POLICY_URL', type: 'string', default: '', sensitive: false,
     description: 'Address of the privacy notice people are shown, linked from every consent receipt.',
   },
+  controllerContact: {
+    env: 'CANDOR_CONTROLLER_CONTACT', type: 'string', default: '', sensitive: false,
+    description: 'Where people ask the controller about privacy: an e-mail address or an https:// URL, given in every consent receipt; empty gives none.',
+  },
   consentExpiryMonths: {
     env: 'CANDOR_CONSENT_EXPIRY_MONTHS', type: 'integer', default: 13, min: 1, max: 120, sensitive: false,
     description: 'A given consent stops counting this many calendar months after it was given; the subject must be asked again.',

@@ -62,6 +62,18 @@ describe('configuration', () => {
     assert.equal(config.keyFile, '/etc/candor/master.key');
   });
 
+  it('accepts an e-mail address or https URL as the controller contact, empty by default, and refuses anything else', () => {
+    assert.equal(loadConfig({ environment: {} }).controllerContact, '');
+    assert.equal(loadConfig({ environment: { CANDOR_CONTROLLER_CONTACT: 'privacy@shoes.example' } }).controllerContact, 'privacy@shoes.example');
+    assert.equal(loadConfig({ environment: { CANDOR_CONTROLLER_CONTACT: 'https://shoes.example/privacy' } }).controllerContact, 'https://shoes.example/privacy');
+    for (const bad of ['privacy', 'http://shoes.example/privacy', 'javascript:alert(1)', 'a b@shoes.example']) {
+      assert.throws(
+        () => loadConfig({ environment: { CANDOR_CONTROLLER_CONTACT: bad } }),
+        (e) => isCandorError(e, 'CONFIG_INVALID') && (e.details?.problems as { key: string }[]).some((p) => p.key === 'controllerContact'),
+      );
+    }
+  });
+
   it('masks sensitive values when shown', () => {
     const lines = describeConfig(loadConfig({ environment: { CANDOR_DATABASE_URL: 'postgres://app:hunter2@db/candor' } }));
     const url = lines.find((l) => l.key === 'databaseUrl');

@@ -22,6 +22,8 @@ export interface Config {
   readonly consentExpiryMonths: number;
   readonly controllerName: string;
   readonly privacyPolicyUrl: string;
+  /** An e-mail address or https:// URL for privacy questions; empty when none is configured. */
+  readonly controllerContact: string;
   /** Mail to data subjects: SMTP URL (empty: the outbox directory) and sender; the default jurisdiction of requests. */
   readonly smtpUrl: string;
   readonly mailFrom: string;
@@ -154,6 +156,10 @@ export function loadConfig(input: ConfigInput = {}): Config {
   for (const key of ['retentionRawEvents', 'retentionInactiveProfiles', 'retentionOrders'] as const) {
     if (!parseDuration(String(values[key]))) problems.push({ key, problem: 'must be an ISO-8601 duration longer than zero, such as P13M or P7Y' });
   }
+  const contact = String(values.controllerContact);
+  if (contact !== '' && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(contact) && !/^https:\/\/[^\s/]+\.[^\s]+$/.test(contact)) {
+    problems.push({ key: 'controllerContact', problem: 'must be empty, an e-mail address or an https:// URL' });
+  }
   let identityRules: IdentityRulesSetting = {};
   if (values.identityRules !== '') {
     const parsed = parseIdentityRules(values.identityRules);
@@ -179,6 +185,7 @@ export function loadConfig(input: ConfigInput = {}): Config {
     consentExpiryMonths: Number(values.consentExpiryMonths),
     controllerName: String(values.controllerName),
     privacyPolicyUrl: String(values.privacyPolicyUrl),
+    controllerContact: contact,
     smtpUrl: String(values.smtpUrl),
     mailFrom: String(values.mailFrom),
     rightsJurisdiction: values.rightsJurisdiction as Config['rightsJurisdiction'],

@@ -62,6 +62,8 @@ export interface ConsentDeps {
   controllerName?: string | undefined;
   /** Where the privacy notice is published, named in receipts. */
   policyUrl?: string | undefined;
+  /** Where to ask the controller about privacy (an e-mail address or URL), named in receipts. */
+  controllerContact?: string | undefined;
 }
 
 const JURISDICTION = /^[A-Z]{2}(-[A-Z0-9]{1,3})?$/;
@@ -168,6 +170,7 @@ export class Consent {
   readonly #refreshAfterMs: number;
   readonly #controller: string;
   readonly #policyUrl: string | null;
+  readonly #controllerContact: string | null;
   readonly #cache: SubjectCache;
   readonly #locks = new KeyedLock();
   readonly #changeListeners: ((subjectIds: readonly string[]) => void)[] = [];
@@ -197,6 +200,7 @@ export class Consent {
     this.#refreshAfterMs = deps.refreshAfterMs ?? 1000;
     this.#controller = deps.controllerName ?? 'Candor deployment';
     this.#policyUrl = deps.policyUrl ?? null;
+    this.#controllerContact = deps.controllerContact ?? null;
     this.#cache = new SubjectCache(deps.cacheSubjects ?? 200_000);
     // A subject's state is read from consent_current and consent_restrictions (the ledger is written with them).
     this.#freshness = new Freshness(deps.storage, ['consent_current', 'consent_restrictions']);
@@ -1332,6 +1336,7 @@ export class Consent {
       principal: input.principal,
       linkedPrincipals: input.linked,
       controller: this.#controller,
+      controllerContact: this.#controllerContact,
       policyUrl: this.#policyUrl,
       jurisdiction: input.jurisdiction,
       mechanism: input.mechanism,

@@ -342,7 +342,7 @@ describeEachDialect('consent', (dialect) => {
     assert.ok(!JSON.stringify(payload).includes(subject), 'the plain subject id is never in a receipt');
     assert.equal(payload.jurisdiction, 'DE');
     assert.equal(payload.collectionMethod, 'banner_save');
-    assert.deepEqual(payload.piiControllers, [{ name: 'Candor deployment', piiController: 'Candor deployment' }]);
+    assert.deepEqual(payload.piiControllers, [{ name: 'Candor deployment', piiController: 'Candor deployment', contact: null, email: null, onBehalf: false }]);
     assert.equal(payload.sensitive, true);
     const [service] = payload.services as { purposes: Record<string, unknown>[] }[];
     const [item] = service?.purposes ?? [];

@@ -21,6 +21,8 @@ export interface ReceiptInput {
   /** Pseudonyms of linked profiles the same change applied to (a GPC signal across a device's profiles). */
   linkedPrincipals: readonly string[];
   controller: string;
+  /** Where to ask the controller about privacy: an e-mail address or a URL; absent or null when none is configured. */
+  controllerContact?: string | null | undefined;
   policyUrl: string | null;
   jurisdiction: string | null;
   mechanism: ConsentMechanism;
@@ -32,6 +34,22 @@ export interface ReceiptInput {
 function consentType(item: ReceiptItem): 'explicit' | 'expressed' | 'opt-out' {
   if (item.entry.basis === 'opt_out_notice' || item.entry.basis === 'legitimate_interests') return 'opt-out';
   return item.purpose?.explicit ? 'explicit' : 'expressed';
+}
+
+/** The top-level category of a fideslang data-use key (`marketing` for `marketing.communications.email`). */
+function purposeCategory(dataUse: string): string {
+  return dataUse.split('.', 1)[0] ?? dataUse;
+}
+
+/** Kantara `piiControllers[0]`: the name, and the contact when one is configured (`email` only when it is an address). */
+function piiController(name: string, contact: string | null): Record<string, unknown> {
+  return {
+    name,
+    piiController: name,
+    contact,
+    email: contact !== null && !/^[a-z][a-z0-9+.-]*:/i.test(contact) && contact.includes('@') ? contact : null,
+    onBehalf: false,
+  };
 }
 
 /**
@@ -51,7 +69,7 @@ export function receiptPayload(input: ReceiptInput): JWTPayload {
     language: 'en',
     piiPrincipalId: input.principal,
     ...(input.linkedPrincipals.length > 0 ? { linkedPiiPrincipalIds: [...input.linkedPrincipals] } : {}),
-    piiControllers: [{ name: input.controller, piiController: input.controller }],
+    piiControllers: [piiController(input.controller, input.controllerContact ?? null)],
     policyUrl: input.policyUrl,
     notice: input.notice,
     services: [
@@ -60,6 +78,9 @@ export function receiptPayload(input: ReceiptInput): JWTPayload {
         purposes: input.items.map((item) => ({
           purpose: item.entry.purpose,
           purposeDescription: item.purpose?.description ?? null,
+          purposeCategory: [purposeCategory(item.entry.purpose)],
+          // Every purpose listed is one the change is about: a receipt holds only the entries the change wrote.
+          primaryPurpose: true,
           lawfulBasis: item.entry.basis,
           consentType: consentType(item),
           state: item.entry.state,
@@ -68,6 +89,8 @@ export function receiptPayload(input: ReceiptInput): JWTPayload {
           piiCategory: [...item.categories],
           sensitive: item.purpose?.explicit === true,
           thirdPartyDisclosure: item.purpose?.saleOrSharing === true,
+          // Recipients are not known when consent is recorded; the privacy notice (policyUrl) names them.
+          ...(item.purpose?.saleOrSharing === true ? { thirdPartyName: null } : {}),
           gpc: item.entry.gpc,
           noticeVersion: item.entry.noticeVersion,
           entryId: item.entry.id,

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { LedgerEntry, PurposeConfig } from './consent.types.ts';
+import { DEFAULT_PURPOSES } from './defaults.ts';
+import { receiptPayload, type ReceiptInput, type ReceiptItem } from './receipt-payload.ts';
+
+const PRINCIPAL = 'psn_0123456789abcdef';
+
+function item(purposeKey: string): ReceiptItem {
+  const purpose: PurposeConfig | undefined = DEFAULT_PURPOSES.find((p) => p.key === purposeKey);
+  const entry: LedgerEntry = {
+    id: `led_${purposeKey}`,
+    subject: PRINCIPAL,
+    purpose: purposeKey,
+    state: 'given',
+    basis: purpose?.basis ?? 'consent',
+    noticeVersion: 1,
+    noticeHash: 'hash',
+    mechanism: 'banner_accept',
+    jurisdiction: null,
+    source: null,
+    gpc: false,
+    gpcOverride: false,
+    receiptId: 'rcp_1',
+    at: '2026-01-01T00:00:00.000Z',
+  };
+  return { entry, purpose, categories: ['user.device.cookie_id'], sensitiveCategories: [] };
+}
+
+function payload(overrides: Partial<ReceiptInput> = {}) {
+  return receiptPayload({
+    receiptId: 'rcp_1',
+    at: new Date('2026-01-01T00:00:00Z'),
+    principal: PRINCIPAL,
+    linkedPrincipals: [],
+    controller: 'Acme Shoes B.V.',
+    policyUrl: null,
+    jurisdiction: null,
+    mechanism: 'banner_accept',
+    source: null,
+    notice: { version: 1, hash: 'hash' },
+    items: [item('marketing.communications.email'), item('marketing.advertising.third_party.targeted'), item('analytics.reporting')],
+    ...overrides,
+  }) as unknown as {
+    piiControllers: Record<string, unknown>[];
+    services: { purposes: Record<string, unknown>[] }[];
+  };
+}
+
+const purposes = (p: ReturnType<typeof payload>) => p.services[0]?.purposes ?? [];
+
+describe('consent receipt payload', () => {
+  it('gives the controller contact as null when none is configured', () => {
+    const [controller] = payload().piiControllers;
+    assert.deepEqual(controller, { name: 'Acme Shoes B.V.', piiController: 'Acme Shoes B.V.', contact: null, email: null, onBehalf: false });
+  });
+
+  it('puts a contact e-mail address in contact and email', () => {
+    const [controller] = payload({ controllerContact: 'privacy@shoes.example' }).piiControllers;
+    assert.equal(controller?.contact, 'privacy@shoes.example');
+    assert.equal(controller?.email, 'privacy@shoes.example');
+  });
+
+  it('puts a contact URL in contact only', () => {
+    const [controller] = payload({ controllerContact: 'https://shoes.example/privacy/contact' }).piiControllers;
+    assert.equal(controller?.contact, 'https://shoes.example/privacy/contact');
+    assert.equal(controller?.email, null);
+  });
+
+  it('names the top-level category of each purpose\'s data use in purposeCategory', () => {
+    assert.deepEqual(purposes(payload()).map((p) => p.purposeCategory), [['marketing'], ['marketing'], ['analytics']]);
+  });
+
+  it('marks every purpose of the change as a primary purpose', () => {
+    assert.deepEqual(purposes(payload()).map((p) => p.primaryPurpose), [true, true, true]);
+  });
+
+  it('gives thirdPartyName null exactly where the purpose is sale or sharing', () => {
+    const [email, ads, analytics] = purposes(payload());
+    assert.equal(ads?.thirdPartyDisclosure, true);
+    assert.ok(ads !== undefined && 'thirdPartyName' in ads);
+    assert.equal(ads.thirdPartyName, null);
+    assert.equal(email?.thirdPartyDisclosure, false);
+    assert.ok(!('thirdPartyName' in (email ?? {})));
+    assert.ok(!('thirdPartyName' in (analytics ?? {})));
+  });
+
+  it('names the person by pseudonym only', () => {
+    const p = payload({ controllerContact: 'privacy@shoes.example' });
+    assert.deepEqual([...new Set(purposes(p).map((x) => x.piiPrincipalId))], [PRINCIPAL]);
+    assert.ok(!JSON.stringify(p).includes('prf_'));
+  });
+});

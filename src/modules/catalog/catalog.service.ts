@@ -73,12 +73,9 @@ export class Catalog {
   #queuedFlush: Promise<void> | undefined;
   /**
    * Counts ingestion took (takeStats) and has not yet written in its transaction (writeStats) nor put back
-   * (restoreStats): no longer in the counters, not yet stored, so stats() adds them in. Value: the turn they were taken in.
+   * (restoreStats): no longer in the counters, not yet stored, so stats() adds them in.
    */
-  readonly #taken = new Map<readonly StatsRecord[], number>();
-  /** The synchronous turn of the last takeStats, open until the next microtask checkpoint. */
-  #turn = 0;
-  #turnOpen = false;
+  readonly #taken = new Set<readonly StatsRecord[]>();
 
   private constructor(deps: CatalogDeps) {
     this.#repo = new CatalogRepo(deps.storage);
@@ -146,6 +143,11 @@ export class Catalog {
     const result = this.#current.compiled.process(kind, name, message);
     this.#counters.count(source, kind, name, result);
     return result;
+  }
+
+  /** What process() would answer for a message, without counting it (a check before the pipeline processes it). */
+  check(kind: MessageKind, name: string | undefined, message: { properties?: unknown; traits?: unknown; context?: unknown }): PlanResult {
+    return this.#current.compiled.process(kind, name, message);
   }
 
   /** The version number of the plan in force. */
@@ -252,7 +254,7 @@ export class Catalog {
   stats(filter: { source?: string | undefined; event?: string | undefined } = {}): Promise<StatsRow[]> {
     return this.#exclusive(async () => {
       const stored = await this.#repo.stats(filter);
-      return statsRows([...stored, ...this.#counters.records(), ...[...this.#taken.keys()].flat()], filter);
+      return statsRows([...stored, ...this.#counters.records(), ...[...this.#taken].flat()], filter);
     });
   }
 
@@ -263,22 +265,12 @@ export class Catalog {
    */
   takeStats(): StatsRecord[] {
     const records = this.#counters.take();
-    this.#taken.set(records, this.#currentTurn());
+    this.#taken.add(records);
     return records;
   }
 
   /** Puts back counts that takeStats handed out and that were not committed. */
   restoreStats(records: readonly StatsRecord[]): void {
-    const turn = this.#taken.get(records);
-    if (turn !== undefined && this.#turnOpen && turn === this.#turn) {
-      // Taken and given back within one synchronous turn: the counts were set aside around a check (CSV import), and
-      // what was taken after them in that turn is the check's own counting, which the caller threw away.
-      let after = false;
-      for (const batch of this.#taken.keys()) {
-        if (after) this.#taken.delete(batch);
-        else after = batch === records;
-      }
-    }
     this.#taken.delete(records);
     this.#counters.restore(records);
   }
@@ -291,17 +283,6 @@ export class Catalog {
     if (records.length > 0) await this.#repo.addStatsIn(tx, records, new Date().toISOString());
     // Only once the write went through: if it failed, the counts stay taken until the caller puts them back.
     this.#taken.delete(records);
-  }
-
-  #currentTurn(): number {
-    if (!this.#turnOpen) {
-      this.#turnOpen = true;
-      this.#turn++;
-      queueMicrotask(() => {
-        this.#turnOpen = false;
-      });
-    }
-    return this.#turn;
   }
 
   /**

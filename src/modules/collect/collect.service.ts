@@ -13,7 +13,7 @@ import { CollectRetention, type EventRetentionPolicy } from './collect.retention
 import { CollectSubjectData } from './collect.subject-data.ts';
 import { GroupCommit } from './group-commit.ts';
 import { partition, type FieldRule, type FieldRules } from './partition.ts';
-import { identifiersOf, parseMessage, type MessageKind, type ParsedMessage, type RawIdentifier } from './segment.ts';
+import { identifiersOf, parseMessage, planInput, type MessageKind, type ParsedMessage, type RawIdentifier } from './segment.ts';
 
 /** Where a batch came from: the write key's source, and whether the request carried Sec-GPC: 1. */
 export interface IngestContext {
@@ -154,13 +154,11 @@ export class Collector {
         return;
       }
       const message = parsed.message;
-      if ((message.kind === 'page' || message.kind === 'screen') && message.name !== undefined) {
-        // A page or screen name is free text: it goes through the plan like any property, never around it.
-        const properties = (message.properties ?? {}) as Record<string, unknown>;
-        message.properties = properties.name === undefined ? { ...properties, name: message.name } : properties;
-        message.name = undefined;
-      }
-      const plan = catalog.process(message.kind, message.name, { properties: message.properties, traits: message.traits, context: message.context }, context.source);
+      // The message is stored as the plan saw it (a page or screen name as its `name` property).
+      const input = planInput(message);
+      message.name = input.name;
+      message.properties = input.data.properties;
+      const plan = catalog.process(message.kind, message.name, input.data, context.source);
       if (!plan.ok) {
         results[index] = { index, messageId: message.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
         return;

@@ -28,12 +28,12 @@ import type { ErrorCode } from '../../shared/error-codes.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
-import type { Catalog, OutlineSection, PlanResult } from '../catalog/index.ts';
+import type { Catalog, OutlineSection } from '../catalog/index.ts';
 import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, ResolveItem } from '../identity/index.ts';
 import type { Collector, ItemResult, ItemStatus } from './collect.service.ts';
-import { MAX_EVENT_BYTES, parseMessage, type ParsedMessage } from './segment.ts';
+import { MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
 
 export type ImportKind = 'customers' | 'events';
 
@@ -736,17 +736,12 @@ class ImportRun {
     const { catalog } = this.#deps;
     const kind = this.#options.kind === 'customers' ? 'identify' : undefined;
     const valid: ParsedMessage[] = [];
-    // Only a check: the Collector counts these messages in the plan's statistics, so the counts made here are put
-    // aside (process is synchronous: nothing else counts in between).
-    const held = catalog.takeStats();
-    try {
-      for (const { raw, bytes } of messages) {
-        const parsed = parseMessage(raw, kind, receivedAt, bytes);
-        if (parsed.ok && checkPlan(catalog, parsed.message, this.#options.source).ok) valid.push(parsed.message);
-      }
-    } finally {
-      catalog.takeStats();
-      catalog.restoreStats(held);
+    // Only a check, not counted: the Collector counts these messages in the plan's statistics when it processes them.
+    for (const { raw, bytes } of messages) {
+      const parsed = parseMessage(raw, kind, receivedAt, bytes);
+      if (!parsed.ok) continue;
+      const { name, data } = planInput(parsed.message);
+      if (catalog.check(parsed.message.kind, name, data).ok) valid.push(parsed.message);
     }
     return valid;
   }
@@ -800,7 +795,8 @@ class ImportRun {
       if (!parsed.ok) return { index, messageId: parsed.messageId, status: 'invalid', code: parsed.code, detail: parsed.detail };
       const m = parsed.message;
       // Counted apart from the source's real traffic in the plan's statistics.
-      const plan = checkPlan(catalog, m, `${this.#options.source}.dry-run`);
+      const { name, data } = planInput(m);
+      const plan = catalog.process(m.kind, name, data, `${this.#options.source}.dry-run`);
       if (!plan.ok) return { index, messageId: m.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
       const allowed = plan.purposes.filter((p) => this.#predicted.has(p));
       const refusedFields = plan.fields.filter((f) => !f.purposes.some((p) => this.#predicted.has(p))).map((f) => f.path);
@@ -808,17 +804,6 @@ class ImportRun {
       return { index, messageId: m.messageId, status: 'stored', purposes: allowed, dropped: plan.dropped, refusedFields };
     });
   }
-}
-
-/** The tracking plan's verdict on a message as the Collector asks for it: a page or screen name is a property. */
-function checkPlan(catalog: Catalog, message: ParsedMessage, source: string): PlanResult {
-  let { name, properties } = message;
-  if ((message.kind === 'page' || message.kind === 'screen') && name !== undefined) {
-    const given = (properties ?? {}) as Record<string, unknown>;
-    properties = given.name === undefined ? { ...given, name } : given;
-    name = undefined;
-  }
-  return catalog.process(message.kind, name, { properties, traits: message.traits, context: message.context }, source);
 }
 
 /** A value-free explanation of a result: field paths and rules, never what the row held. */

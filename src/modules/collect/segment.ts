@@ -118,6 +118,12 @@ function unusableName(text: string): string | undefined {
   return undefined;
 }
 
+/** `field: why` when the field is present and cannot name anything, else undefined. */
+function unusableField(field: string, value: string | undefined): string | undefined {
+  const why = value === undefined ? undefined : unusableName(value);
+  return why && `${field}: ${why}`;
+}
+
 /**
  * Checks the envelope of one Segment message (type, ids, timestamps, size) and picks out its parts, following the
  * Segment spec's field names. `kind` is fixed by the endpoint for single calls and read from `type` in batches.
@@ -130,18 +136,18 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   if (bytes > MAX_EVENT_BYTES) return fail('COLLECT_EVENT_TOO_LARGE', `${bytes} bytes`);
   if (givenId !== undefined) {
     if (givenId.length > MAX_MESSAGE_ID_LENGTH) return fail('COLLECT_MESSAGE_INVALID', `messageId longer than ${MAX_MESSAGE_ID_LENGTH} characters`);
-    const why = unusableName(givenId);
-    if (why) return fail('COLLECT_MESSAGE_INVALID', `messageId: ${why}`);
+    const why = unusableField('messageId', givenId);
+    if (why) return fail('COLLECT_MESSAGE_INVALID', why);
   }
   const type = kind ?? (typeof raw.type === 'string' ? raw.type : undefined);
   if (!type || !(MESSAGE_KINDS as readonly string[]).includes(type)) return fail('COLLECT_MESSAGE_TYPE_UNKNOWN', 'type');
   const userId = idValue(raw.userId);
   const anonymousId = idValue(raw.anonymousId);
   if (!userId && !anonymousId) return fail('COLLECT_IDENTITY_MISSING', 'userId/anonymousId');
-  for (const [field, value] of [['userId', userId], ['anonymousId', anonymousId], ['previousId', idValue(raw.previousId)], ['groupId', idValue(raw.groupId)]] as const) {
-    const why = value === undefined ? undefined : unusableName(value);
-    if (why) return fail('COLLECT_MESSAGE_INVALID', `${field}: ${why}`);
-  }
+  const previousId = idValue(raw.previousId);
+  const groupId = idValue(raw.groupId);
+  const unusableId = unusableField('userId', userId) ?? unusableField('anonymousId', anonymousId) ?? unusableField('previousId', previousId) ?? unusableField('groupId', groupId);
+  if (unusableId) return fail('COLLECT_MESSAGE_INVALID', unusableId);
   let name: string | undefined;
   if (type === 'track') {
     if (typeof raw.event !== 'string' || raw.event.trim() === '') return fail('COLLECT_MESSAGE_INVALID', 'event');
@@ -149,11 +155,9 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   } else if (type === 'page' || type === 'screen') {
     name = typeof raw.name === 'string' ? raw.name : undefined;
   }
-  const unusable = name === undefined ? undefined : unusableName(name);
-  if (unusable) return fail('COLLECT_MESSAGE_INVALID', `${type === 'track' ? 'event' : 'name'}: ${unusable}`);
-  const previousId = idValue(raw.previousId);
+  const unusable = unusableField(type === 'track' ? 'event' : 'name', name);
+  if (unusable) return fail('COLLECT_MESSAGE_INVALID', unusable);
   if (type === 'alias' && (!previousId || !userId)) return fail('COLLECT_MESSAGE_INVALID', 'previousId/userId');
-  const groupId = idValue(raw.groupId);
   if (type === 'group' && !groupId) return fail('COLLECT_MESSAGE_INVALID', 'groupId');
   const timestamp = parseTime(raw.timestamp);
   const original = parseTime(raw.originalTimestamp);
@@ -171,9 +175,9 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   if (context !== undefined && context.gpc !== undefined) {
     // A privacy signal that cannot be read is not ignored: the message is refused, and the sender told why.
     if (typeof context.gpc !== 'boolean') return fail('COLLECT_MESSAGE_INVALID', 'context.gpc (a boolean)');
-    gpc = context.gpc;
-    context = { ...context };
-    delete context.gpc;
+    const { gpc: signal, ...rest } = context;
+    gpc = signal as boolean;
+    context = rest;
   }
   // Segment clients send identify traits at the top level; older ones put them in context.traits.
   const traits = isObject(raw.traits) ? raw.traits : type === 'identify' && context && isObject(context.traits) ? context.traits : undefined;
@@ -231,4 +235,18 @@ export function identifiersOf(message: ParsedMessage, traits: Record<string, unk
     }
   }
   return out;
+}
+
+/**
+ * The parts of a message the tracking plan checks, and the event name it checks them under: a page or screen name is
+ * free text, so it goes through the plan as the `name` property (unless one is given), never around it.
+ */
+export function planInput(message: ParsedMessage): { name: string | undefined; data: { properties: unknown; traits: unknown; context: unknown } } {
+  let { name, properties } = message;
+  if ((message.kind === 'page' || message.kind === 'screen') && name !== undefined) {
+    const given = (properties ?? {}) as Record<string, unknown>;
+    properties = given.name === undefined ? { ...given, name } : given;
+    name = undefined;
+  }
+  return { name, data: { properties, traits: message.traits, context: message.context } };
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { subjectOf } from './subject.ts';
+import { recordGpcForDevice, subjectOf } from './subject.ts';
 
 interface ConsentBody {
   userId?: string;
@@ -94,15 +94,9 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
         gpc: request.headers['sec-gpc'] === '1' || body.gpc === true,
         confirmOverGpc: body.confirmOverGpc,
       };
+      // The signal covers the device: first the other profiles its ids belong to, whatever the choices below answer.
+      if (meta.gpc) await recordGpcForDevice(kernel, profileId, body, principal.source, { source: body.source, jurisdiction: body.jurisdiction }, actor);
       const result = body.withdrawAll ? await consent.withdrawAll(profileId, meta, actor) : await consent.record(profileId, changes, meta, actor);
-      if (meta.gpc) {
-        // The signal covers the device: a profile its anonymous id (or the user id) belongs to besides this one too.
-        const at = new Date().toISOString();
-        const ids = [...(body.userId ? [{ type: 'user_id', value: body.userId }] : []), ...(body.anonymousId ? [{ type: 'anonymous_id', value: body.anonymousId }] : [])];
-        const owners = await kernel.identity.lookupBatch(kernel.storage.raw, ids.map((id) => ({ identifiers: [id], source: principal.source as string, at })));
-        const others = owners.filter((o): o is string => o !== null && o !== profileId);
-        if (others.length > 0) await consent.recordGpc(others, { source: body.source, jurisdiction: body.jurisdiction }, actor);
-      }
       return {
         receipt: result.receipt,
         receiptId: result.receiptId,
@@ -144,7 +138,9 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       const { purpose, jurisdiction, noticeVersion, source } = request.body;
       const profileId = await subjectOf(kernel, request.body, principal.source);
       const gpc = request.headers['sec-gpc'] === '1' || request.body.gpc === true;
-      const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { jurisdiction, noticeVersion, gpc, ...(source ? { source } : {}) }, { id: principal.tokenId, role: principal.role });
+      const actor = { id: principal.tokenId, role: principal.role };
+      if (gpc) await recordGpcForDevice(kernel, profileId, request.body, principal.source, { source, jurisdiction }, actor);
+      const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { jurisdiction, noticeVersion, gpc, ...(source ? { source } : {}) }, actor);
       return {
         receipt: result.receipt,
         receiptId: result.receiptId,

@@ -1,14 +1,22 @@
 import type { Kernel } from '../../kernel.ts';
+import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
 
 /** The profile of the person the request names (created if new); erased people are refused. */
-export async function subjectOf(kernel: Kernel, ids: { userId?: string | undefined; anonymousId?: string | undefined }, source: string): Promise<string> {
-  if (!ids.userId && !ids.anonymousId) throw new CandorError('COLLECT_IDENTITY_MISSING');
+type NamedIds = { userId?: string | undefined; anonymousId?: string | undefined };
+
+/** The identity item of the ids a request names. */
+function itemOf(ids: NamedIds, source: string) {
   const identifiers = [
     ...(ids.userId ? [{ type: 'user_id', value: ids.userId }] : []),
     ...(ids.anonymousId ? [{ type: 'anonymous_id', value: ids.anonymousId }] : []),
   ];
-  const item = { identifiers, source, at: new Date().toISOString() };
+  return { identifiers, source, at: new Date().toISOString() };
+}
+
+export async function subjectOf(kernel: Kernel, ids: NamedIds, source: string): Promise<string> {
+  if (!ids.userId && !ids.anonymousId) throw new CandorError('COLLECT_IDENTITY_MISSING');
+  const item = itemOf(ids, source);
   const { storage, identity } = kernel;
   const resolution = await storage.raw.transaction(async (tx) => {
     if ((await identity.isSuppressedBatch(tx, [item]))[0]) throw new CandorError('COLLECT_SUBJECT_SUPPRESSED');
@@ -17,4 +25,14 @@ export async function subjectOf(kernel: Kernel, ids: { userId?: string | undefin
   if (resolution?.merges.length) await identity.notifyMerges(resolution.merges);
   if (!resolution?.profileId) throw new CandorError('COLLECT_IDENTITY_MISSING');
   return resolution.profileId;
+}
+
+/**
+ * A GPC signal covers the device: records it also for every other profile an id of the request belongs to (the
+ * subject's own profile has it recorded by the consent call itself).
+ */
+export async function recordGpcForDevice(kernel: Kernel, profileId: string, ids: NamedIds, source: string, meta: { source?: string | undefined; jurisdiction?: string | undefined }, actor: Actor): Promise<void> {
+  const [owners] = await kernel.identity.ownersOf(kernel.storage.raw, [itemOf(ids, source)]);
+  const others = [...(owners ?? [])].filter((owner) => owner !== profileId);
+  if (others.length > 0) await kernel.consent.recordGpc(others, { ...(meta.source ? { source: meta.source } : {}), ...(meta.jurisdiction ? { jurisdiction: meta.jurisdiction } : {}) }, actor);
 }

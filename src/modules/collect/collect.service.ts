@@ -433,18 +433,14 @@ export class Collector {
       // shared device whose signal covers everyone on it).
       const gpcGroups = new Map<string, { actor: Actor; source: string; profiles: Set<string> }>();
       const signalled = withProfile.filter((r) => r.pending.gpc);
-      const owners = signalled.length === 0 ? [] : await identity.lookupBatch(storage.raw, signalled.flatMap((r) => r.pending.resolve.identifiers.map((id) => ({ ...r.pending.resolve, identifiers: [id] }))));
-      let next = 0;
-      for (const { pending: p, resolution } of signalled) {
+      const owners = signalled.length === 0 ? [] : await identity.ownersOf(storage.raw, signalled.map((r) => r.pending.resolve));
+      signalled.forEach(({ pending: p, resolution }, i) => {
         const key = `${p.source}\u0000${p.actor.id}`;
         const group = gpcGroups.get(key) ?? { actor: p.actor, source: p.source, profiles: new Set<string>() };
         group.profiles.add(resolution.profileId);
-        for (let i = 0; i < p.resolve.identifiers.length; i++) {
-          const owner = owners[next++];
-          if (owner) group.profiles.add(owner);
-        }
+        for (const owner of owners[i] ?? []) group.profiles.add(owner);
         gpcGroups.set(key, group);
-      }
+      });
       for (const group of gpcGroups.values()) await consent.recordGpc([...group.profiles], { source: group.source }, group.actor);
 
       // Resolution may land on another profile than the lookup saw (a merge, a limit), and a merge changes the consent

@@ -249,6 +249,23 @@ export class Identity {
     });
   }
 
+  /**
+   * For each item, every profile one of its identifiers belongs to (a device's anonymous id may be another person's
+   * than the user id beside it). Creates nothing; one query for all items.
+   */
+  async ownersOf(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<Set<string>[]> {
+    const owners = await this.lookupBatch(tx, items.flatMap((item) => item.identifiers.map((id) => ({ ...item, identifiers: [id] }))));
+    let next = 0;
+    return items.map((item) => {
+      const found = new Set<string>();
+      for (let i = 0; i < item.identifiers.length; i++) {
+        const owner = owners[next++];
+        if (owner) found.add(owner);
+      }
+      return found;
+    });
+  }
+
   /** Each item whose identifiers are all cached on one profile, resolved from the cache alone; undefined for the others. */
   #fromCache(prepared: readonly PreparedItem[]): (Resolution | undefined)[] {
     const now = Date.now();

@@ -496,8 +496,14 @@ export class ConsentRepo {
       out.restrictions += await tx.run(restrictions.sql, restrictions.parameters);
       const kept = this.#db.selectFrom('consent_ledger').select((eb) => eb.fn.countAll<number>().as('n')).where('subject', 'in', part).compile();
       out.ledgerKept += Number((await tx.all<{ n: number }>(kept.sql, kept.parameters))[0]?.n ?? 0);
-      // Receipts are the signed form of those entries and stay with them (their principal is counted).
-      const receipts = this.#db.selectFrom('consent_receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('subject', 'in', part).compile();
+      // Receipts are the signed form of those entries and stay with them: those of which the person is the principal,
+      // and those that name them among the linked profiles (a GPC signal over a shared device, a rights request).
+      const named = (pseudonym: string) => sql<boolean>`subjects LIKE ${`%${escapeLike(JSON.stringify(pseudonym))}%`} ESCAPE '\\'`;
+      const receipts = this.#db
+        .selectFrom('consent_receipts')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where((eb) => eb.or([eb('subject', 'in', part), ...part.map(named)]))
+        .compile();
       out.receiptsKept += Number((await tx.all<{ n: number }>(receipts.sql, receipts.parameters))[0]?.n ?? 0);
     }
     return out;
@@ -586,4 +592,9 @@ export class ConsentRepo {
   async insertSigningKey(row: SigningKeyRow): Promise<void> {
     await this.#db.insertInto('consent_signing_keys').values(row).execute();
   }
+}
+
+/** A text matched literally inside a LIKE pattern with `ESCAPE '\\'`. */
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
 }

@@ -99,4 +99,12 @@ describeEachDialect('consent receipts kept', (dialect) => {
     const rows = await sql<{ subject: string }>`SELECT subject FROM consent_receipts WHERE id = ${receiptId}`.execute(db);
     assert.equal(rows.rows[0]?.subject, consent().pseudonym(subject), 'kept under the pseudonym only');
   });
+
+  it("reports at erasure the receipts kept that name the person among a signal's linked profiles too", async () => {
+    const device = newSubject();
+    const linked = newSubject();
+    await consent().recordGpc([device, linked], {}, actor);
+    const outcomes = await ctx.kernel.storage.raw.transaction((tx) => consent().subjectData().erase(tx, { profileId: linked, profileIds: [linked], identifiers: [] }));
+    assert.equal(outcomes.find((o) => o.store === 'consent_receipts')?.kept?.count, 1);
+  });
 });

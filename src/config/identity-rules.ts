@@ -3,7 +3,7 @@
  * type, priority), checked when the configuration loads and applied over the identity module's defaults by the kernel.
  */
 
-import { compilesAsBlockedPattern } from '../shared/patterns.ts';
+import { compilesAsBlockedPattern, isRuleTypeKey } from '../shared/patterns.ts';
 
 /** The shape of the identity module's merge rules (config depends on no module, so it is restated here). */
 export interface IdentityRulesShape {
@@ -41,10 +41,7 @@ export interface IdentityRulesProblem {
   problem: string;
 }
 
-// The identifier types of src/modules/identity/identity.rules.ts (TYPE), plus the wildcard keys the rules accept.
-const TYPE = /^(user_id|anonymous_id|email|phone|custom:[a-z0-9][a-z0-9_.-]{0,63})$/;
-const isType = (key: string) => TYPE.test(key) || key === 'custom:*';
-const isBlockKey = (key: string) => isType(key) || key === '*';
+const isBlockKey = (key: string) => isRuleTypeKey(key) || key === '*';
 const KEYS = ['replaceDefaultBlocked', 'blockedValues', 'blockedPatterns', 'limits', 'priority'];
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -103,7 +100,7 @@ export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSettin
     } else {
       const limits: Record<string, number> = {};
       for (const [type, limit] of Object.entries(raw.limits)) {
-        if (!isType(type)) problems.push({ path: `limits.${type}`, code: 'IDENTITY_RULES_TYPE_UNKNOWN', problem: 'must be user_id, anonymous_id, email, phone, custom:<name> or custom:*' });
+        if (!isRuleTypeKey(type)) problems.push({ path: `limits.${type}`, code: 'IDENTITY_RULES_TYPE_UNKNOWN', problem: 'must be user_id, anonymous_id, email, phone, custom:<name> or custom:*' });
         else if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) problems.push({ path: `limits.${type}`, code: 'IDENTITY_RULES_LIMIT_INVALID', problem: 'must be a whole number of at least 1' });
         else limits[type] = limit;
       }
@@ -117,7 +114,7 @@ export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSettin
     } else {
       const seen = new Set<string>();
       raw.priority.forEach((type: unknown, index) => {
-        if (typeof type !== 'string' || !isType(type)) problems.push({ path: `priority[${index}]`, code: 'IDENTITY_RULES_TYPE_UNKNOWN', problem: 'must be user_id, anonymous_id, email, phone, custom:<name> or custom:*' });
+        if (typeof type !== 'string' || !isRuleTypeKey(type)) problems.push({ path: `priority[${index}]`, code: 'IDENTITY_RULES_TYPE_UNKNOWN', problem: 'must be user_id, anonymous_id, email, phone, custom:<name> or custom:*' });
         else if (seen.has(type)) problems.push({ path: `priority[${index}]`, code: 'IDENTITY_RULES_PRIORITY_INVALID', problem: 'is listed twice' });
         seen.add(String(type));
       });

@@ -1,4 +1,4 @@
-import { compilesAsBlockedPattern } from '../../shared/patterns.ts';
+import { compilesAsBlockedPattern, isIdentifierTypeName, isRuleTypeKey } from '../../shared/patterns.ts';
 import { CandorError } from '../../shared/errors.ts';
 
 /** An identifier as it arrives: `user_id`, `anonymous_id`, `email`, `phone` or `custom:<name>`, and its value. */
@@ -34,13 +34,12 @@ export const DEFAULT_IDENTITY_RULES: IdentityRules = {
   priority: ['user_id', 'email', 'phone', 'custom:*', 'anonymous_id'],
 };
 
-const TYPE = /^(user_id|anonymous_id|email|phone|custom:[a-z0-9][a-z0-9_.-]{0,63})$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const PHONE = /^\+\d{7,15}$/;
 
 /** Whether a string names an identifier type this graph accepts. */
 export function isIdentifierType(type: string): boolean {
-  return TYPE.test(type);
+  return isIdentifierTypeName(type);
 }
 
 /**
@@ -49,10 +48,9 @@ export function isIdentifierType(type: string): boolean {
  */
 export function identityRulesProblems(rules: IdentityRules): { path: string; problem: string }[] {
   const problems: { path: string; problem: string }[] = [];
-  const isKey = (type: string) => TYPE.test(type) || type === 'custom:*';
   for (const [name, lists] of [['blockedValues', rules.blockedValues], ['blockedPatterns', rules.blockedPatterns ?? {}]] as const) {
     for (const [type, list] of Object.entries(lists)) {
-      if (!isKey(type) && type !== '*') problems.push({ path: `${name}.${type}`, problem: 'is not an identifier type' });
+      if (!isRuleTypeKey(type) && type !== '*') problems.push({ path: `${name}.${type}`, problem: 'is not an identifier type' });
       list.forEach((source, index) => {
         if (typeof source !== 'string') problems.push({ path: `${name}.${type}[${index}]`, problem: 'must be a string' });
         else if (name === 'blockedPatterns' && !compilesAsBlockedPattern(source)) problems.push({ path: `${name}.${type}[${index}]`, problem: 'must be a valid regular expression' });
@@ -60,11 +58,11 @@ export function identityRulesProblems(rules: IdentityRules): { path: string; pro
     }
   }
   for (const [type, limit] of Object.entries(rules.limits)) {
-    if (!isKey(type)) problems.push({ path: `limits.${type}`, problem: 'is not an identifier type' });
+    if (!isRuleTypeKey(type)) problems.push({ path: `limits.${type}`, problem: 'is not an identifier type' });
     else if (!Number.isSafeInteger(limit) || limit < 1) problems.push({ path: `limits.${type}`, problem: 'must be a whole number of at least 1' });
   }
   rules.priority.forEach((type, index) => {
-    if (!isKey(type)) problems.push({ path: `priority[${index}]`, problem: 'is not an identifier type' });
+    if (!isRuleTypeKey(type)) problems.push({ path: `priority[${index}]`, problem: 'is not an identifier type' });
     else if (rules.priority.indexOf(type) !== index) problems.push({ path: `priority[${index}]`, problem: 'is listed twice' });
   });
   return problems;
@@ -122,7 +120,7 @@ export class CompiledRules {
   normalize(id: Identifier): Identifier | undefined {
     const raw: unknown = id.value;
     const text = typeof raw === 'string' ? raw : typeof raw === 'number' && Number.isFinite(raw) ? String(raw) : undefined;
-    if (text === undefined || !TYPE.test(id.type)) return undefined;
+    if (text === undefined || !isIdentifierTypeName(id.type)) return undefined;
     let value = text.normalize('NFC').trim();
     if (id.type === 'email') {
       value = value.toLowerCase();

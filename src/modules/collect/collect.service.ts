@@ -80,6 +80,16 @@ interface Pending {
   source: string;
   receivedAt: string;
   planVersion: number;
+  /** The stored form, made ahead of the group commit for the person the gate saw (see #seal). */
+  sealed?: Sealed | undefined;
+}
+
+/** What a stored event's row holds of a message: its purposes and plain part as JSON, its personal part sealed. */
+interface Sealed {
+  profileId: string;
+  purposes: string;
+  data: string;
+  dataEnc: string | null;
 }
 
 export interface CollectDeps {
@@ -218,6 +228,9 @@ export class Collector {
       });
     });
 
+    // Each message's stored form (its JSON and envelope) is made now, while an earlier group is being written, rather
+    // than inside the group's transaction: that only checks that resolution found the same person and key.
+    for (const p of pending) if (p.gatedFor !== null) p.sealed = this.#seal(p, p.gatedFor, true);
     const committed = this.#commit.submit(pending, context.client);
     handOver();
     for (const result of await committed) results[result.index] = result;
@@ -460,6 +473,7 @@ export class Collector {
           continue;
         }
         Object.assign(p, gated.stored);
+        p.sealed = undefined;
       }
       const kept = withProfile.filter((r) => !results.has(r.pending));
 
@@ -488,6 +502,7 @@ export class Collector {
     const rowOf = new Map<Pending, string>();
     for (const { pending: p, resolution } of storable) {
       if (results.has(p)) continue;
+      const { profileId } = resolution;
       const key = messageKey(p.source, p.message.dedupAt, p.message.messageId);
       if (seen.has(key)) {
         results.set(p, { index: p.index, messageId: p.message.messageId, status: 'duplicate' });
@@ -495,18 +510,20 @@ export class Collector {
       }
       seen.add(key);
       rowOf.set(p, key);
+      const early = p.sealed;
+      const sealed = early !== undefined && early.profileId === profileId && (early.dataEnc === null || keyring.sealedWithHeldKey(profileId, early.dataEnc, EVENT_DATA_CONTEXT)) ? early : (this.#seal(p, profileId, false) as Sealed);
       rows.push({
         id: newEventId(),
         source: p.source,
         message_id: p.message.messageId,
-        profile_id: resolution.profileId,
+        profile_id: profileId,
         kind: p.message.kind,
         event: p.message.name ?? null,
         occurred_at: p.message.occurredAt,
         received_at: p.receivedAt,
-        purposes: JSON.stringify(p.purposes),
-        data: JSON.stringify(p.plain),
-        data_enc: p.hasPersonal ? keyring.encryptPrepared(resolution.profileId, JSON.stringify(p.personal), EVENT_DATA_CONTEXT) : null,
+        purposes: sealed.purposes,
+        data: sealed.data,
+        data_enc: sealed.dataEnc,
         plan_version: p.planVersion,
         dedup_at: p.message.dedupAt,
       });
@@ -528,6 +545,22 @@ export class Collector {
       if (p.refusedFields.length > 0) result.refusedFields = p.refusedFields;
       results.set(p, result);
     }
+  }
+
+  /**
+   * A message's stored form for this person: with the data key loaded by prepare(), or (`ifHeld`, ahead of the group
+   * commit, no I/O) only when the key is already held and fresh, else undefined.
+   */
+  #seal(p: Pending, profileId: string, ifHeld: boolean): Sealed | undefined {
+    const { keyring } = this.#deps;
+    let dataEnc: string | null = null;
+    if (p.hasPersonal) {
+      const personal = JSON.stringify(p.personal);
+      const sealed = ifHeld ? keyring.encryptIfHeld(profileId, personal, EVENT_DATA_CONTEXT) : keyring.encryptPrepared(profileId, personal, EVENT_DATA_CONTEXT);
+      if (sealed === undefined) return undefined;
+      dataEnc = sealed;
+    }
+    return { profileId, purposes: JSON.stringify(p.purposes), data: JSON.stringify(p.plain), dataEnc };
   }
 
   /** Refusal counts per day, source, event and purpose (no personal data), including counts not yet written. */

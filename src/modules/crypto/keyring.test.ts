@@ -119,6 +119,22 @@ describeEachDialect('keyring', (dialect) => {
     }
   });
 
+  it('seals ahead of a transaction only with a held key, and tells whether a ciphertext was sealed with the key held now', async () => {
+    const keyring = ctx.kernel.keyring;
+    assert.equal(keyring.encryptIfHeld('ahead-1', 'x', 'f'), undefined);
+    await keyring.prepare(['ahead-1', 'ahead-2']);
+    const text = keyring.encryptIfHeld('ahead-1', 'early', 'f') as string;
+    assert.equal(await keyring.decrypt(text, 'f'), 'early');
+    assert.equal(keyring.sealedWithHeldKey('ahead-1', text, 'f'), true);
+    assert.equal(keyring.sealedWithHeldKey('ahead-2', text, 'f'), false);
+    // The key destroyed (an erasure) after sealing: the early ciphertext may no longer be stored.
+    await keyring.destroySubjectKey('ahead-1', CLI_ACTOR, 'test');
+    assert.equal(keyring.sealedWithHeldKey('ahead-1', text, 'f'), false);
+    assert.equal(keyring.encryptIfHeld('ahead-1', 'x', 'f'), undefined);
+    await keyring.prepare(['ahead-1']);
+    assert.equal(keyring.sealedWithHeldKey('ahead-1', text, 'f'), false, 'a new key for the subject is another key');
+  });
+
   it('creates the keys of new people together, and two keyrings creating the same ones at once agree on one key each', async () => {
     const subjects = Array.from({ length: 250 }, (_, i) => `new-${i}`);
     const second = await openKernel(ctx.env.config);

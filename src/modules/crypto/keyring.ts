@@ -264,6 +264,22 @@ export class Keyring {
     return encryptField(dk.key, dk, plaintext, context, frameOf(dk, context));
   }
 
+  /**
+   * encryptPrepared without a prepare(): undefined unless the subject's key is held and not due for a check. A caller
+   * that seals ahead of its transaction tells with sealedWithHeldKey() whether the ciphertext may still be stored.
+   */
+  encryptIfHeld(subjectId: string, plaintext: string, context: string): string | undefined {
+    const dk = this.#bySubject.get(subjectId);
+    if (!dk || this.#due(dk, Date.now())) return undefined;
+    return encryptField(dk.key, dk, plaintext, context, frameOf(dk, context));
+  }
+
+  /** Whether a ciphertext of this context was sealed with the key held for the subject now (its id and version). */
+  sealedWithHeldKey(subjectId: string, ciphertext: string, context: string): boolean {
+    const dk = this.#bySubject.get(subjectId);
+    return dk !== undefined && ciphertext.startsWith(frameOf(dk, context).prefix);
+  }
+
   /** Encrypts a field value with the subject's data key (created on first use); context binds it to its field. */
   async encrypt(subjectId: string, plaintext: string, context: string): Promise<string> {
     const dk = await this.#dataKeyForSubject(subjectId);

@@ -1240,6 +1240,9 @@ export class Consent {
       if (due.length > 0) {
         const ids = new Map(due.map((row) => [`${row.subject}\0${row.purpose}`, row.entry_id]));
         const pseudonyms = [...new Set(due.map((row) => row.subject))];
+        // Each person's expiry is a change of their consent like any other: it has its own signed receipt, which
+        // their consent history names (the person may fetch it, as any other of their receipts).
+        const receiptIds = new Map(pseudonyms.map((pseudonym) => [pseudonym, randomUUID()]));
         const { entries, states, epoch } = await this.#write(
           pseudonyms.map((pseudonym) => ({ id: null, pseudonym })),
           (states, add) => {
@@ -1247,8 +1250,18 @@ export class Consent {
               for (const [purpose, entry] of current) {
                 // Only the very entry found due: a consent given again meanwhile is left alone.
                 if (ids.get(`${pseudonym}\0${purpose}`) !== entry.entryId) continue;
-                add({ subject: pseudonym, purpose, state: 'expired', basis: entry.basis, mechanism: 'expiry', noticeVersion: entry.noticeVersion, jurisdiction: entry.jurisdiction, source: null, receiptId: null });
+                add({ subject: pseudonym, purpose, state: 'expired', basis: entry.basis, mechanism: 'expiry', noticeVersion: entry.noticeVersion, jurisdiction: entry.jurisdiction, source: null, receiptId: receiptIds.get(pseudonym) ?? null });
               }
+            }
+          },
+          undefined,
+          async (tx, written) => {
+            const bySubject = new Map<string, LedgerEntry[]>();
+            for (const entry of written) bySubject.set(entry.subject, [...(bySubject.get(entry.subject) ?? []), entry]);
+            for (const [pseudonym, list] of bySubject) {
+              const first = list[0] as LedgerEntry;
+              const notice = first.noticeVersion === null ? undefined : this.#notices.get(first.noticeVersion);
+              await this.#sign(tx, { receiptId: receiptIds.get(pseudonym) as string, principal: pseudonym, linked: [], jurisdiction: first.jurisdiction, mechanism: 'expiry', source: null, notice, entries: list });
             }
           },
         );

@@ -138,6 +138,12 @@ describeEachDialect('consent', (dialect) => {
     const last = (await consent().history(subject)).at(-1);
     assert.equal(last?.state, 'expired');
     assert.equal(last?.mechanism, 'expiry');
+    // The expiry has a signed receipt of its own, which the person can fetch and anyone can verify.
+    assert.ok(last?.receiptId);
+    const stored = await consent().receipt(last.receiptId, [subject]);
+    assert.equal(stored.mechanism, 'expiry');
+    const payload = await consent().verifyReceipt(stored.receipt);
+    assert.equal(JSON.stringify(payload).includes('"expired"'), true);
     assert.equal(consent().decide(subject, 'marketing.communications.email', new Date(givenAt + 1000)).reason, 'expired');
     const audited = await ctx.kernel.audit.list({ subject: consent().pseudonym(subject), action: 'consent.expire', limit: 10 });
     assert.deepEqual(audited.map((e) => [e.actor, e.details]), [['system', JSON.stringify({ entries: 1, expiryMonths: 13 })]]);

@@ -369,7 +369,7 @@ export class Collector {
       await deferred.transaction(async (tx) => {
         const resolutions = await identity.resolveBatch(tx, items.map((p) => p.resolve));
         const resolved = items.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
-        if (!storableAtOnce(resolved)) throw UNUSUAL;
+        if (!storableAtOnce(resolved, this.#deps.keyring)) throw UNUSUAL;
         await this.#store(tx, resolved, counts.refusals, results);
         await catalog.writeStats(tx, counts.plan);
       }, handedOver);
@@ -423,7 +423,7 @@ export class Collector {
       .transaction(async (tx) => {
         const resolutions = await identity.resolveBatch(tx, items.map((p) => p.resolve));
         resolved = items.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
-        if (!storableAtOnce(resolved)) return false;
+        if (!storableAtOnce(resolved, keyring)) return false;
         await this.#store(tx, resolved, refusals, results);
         await catalog.writeStats(tx, planCounts);
         return true;
@@ -479,8 +479,8 @@ export class Collector {
 
       // 2. Data keys of new people are created outside any transaction (that needs the database), then
       // 3. events, traits and computed traits are stored in one transaction; the answer waits for its commit.
-      await keyring.prepare(kept.filter((r) => r.pending.hasPersonal || r.pending.traits.length > 0).map((r) => r.resolution.profileId));
-      await profiles.prepare(kept.filter((r) => r.pending.traits.length > 0).map((r) => r.resolution.profileId));
+      await keyring.prepare(kept.filter((r) => r.pending.hasPersonal || r.pending.traits.length > 0).map(holderOf));
+      await profiles.prepare(kept.filter((r) => r.pending.traits.length > 0).map(holderOf));
       return kept;
     })().catch(restore);
     await storage.raw
@@ -500,9 +500,11 @@ export class Collector {
     const seen = new Set<string>();
     const rows: EventRow[] = [];
     const rowOf = new Map<Pending, string>();
-    for (const { pending: p, resolution } of storable) {
+    for (const r of storable) {
+      const p = r.pending;
       if (results.has(p)) continue;
-      const { profileId } = resolution;
+      // Written to the profile that holds the message's strongest identifier (the person's, or one merged into it).
+      const profileId = holderOf(r);
       const key = messageKey(p.source, p.message.dedupAt, p.message.messageId);
       if (seen.has(key)) {
         results.set(p, { index: p.index, messageId: p.message.messageId, status: 'duplicate' });
@@ -532,9 +534,9 @@ export class Collector {
     const fresh = storable.filter((r) => inserted.has(rowOf.get(r.pending) ?? ''));
     await profiles.setTraitsBatch(
       tx,
-      fresh.filter((r) => r.pending.traits.length > 0).map((r) => ({ profileId: r.resolution.profileId, traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt })),
+      fresh.filter((r) => r.pending.traits.length > 0).map((r) => ({ profileId: holderOf(r), traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt })),
     );
-    await profiles.recordActivityBatch(tx, fresh.map((r) => activityOf(r.resolution.profileId, r.pending)));
+    await profiles.recordActivityBatch(tx, fresh.map((r) => activityOf(holderOf(r), r.pending)));
     await this.#repo.addRefusals(tx, refusals);
     for (const { pending: p } of storable) {
       if (results.has(p)) continue;
@@ -656,8 +658,21 @@ function fieldAllowed(field: KeptField, allowed: readonly string[], explicit: re
  * Whether a group resolved to the very people the consent gate checked, with no merge and no GPC to record: then it is
  * stored in the transaction that resolved it.
  */
-function storableAtOnce(resolved: readonly { pending: Pending; resolution: Resolution | undefined }[]): resolved is Resolved[] {
-  return resolved.every((r) => r.resolution?.profileId != null && r.resolution.profileId === r.pending.gatedFor && r.resolution.merges.length === 0 && !r.pending.gpc);
+function storableAtOnce(resolved: readonly { pending: Pending; resolution: Resolution | undefined }[], keyring: Keyring): resolved is Resolved[] {
+  return resolved.every(
+    (r) =>
+      r.resolution?.profileId != null &&
+      r.resolution.profileId === r.pending.gatedFor &&
+      r.resolution.merges.length === 0 &&
+      !r.pending.gpc &&
+      // Written to a merge member: its data key must be loaded already (loading may create it, outside transactions).
+      (r.resolution.holder === r.resolution.profileId || r.resolution.holder === null || keyring.holds(r.resolution.holder)),
+  );
+}
+
+/** The profile a resolved message is written to: the one holding its strongest identifier (see Resolution.holder). */
+function holderOf(r: Resolved): string {
+  return r.resolution.holder ?? r.resolution.profileId;
 }
 
 /** One result per item, in order; an item with none (a failure no step reported) is an internal error. */

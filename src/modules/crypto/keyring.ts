@@ -274,6 +274,11 @@ export class Keyring {
     return encryptField(dk.key, dk, plaintext, context, frameOf(dk, context));
   }
 
+  /** Whether the subject's data key is loaded (encryptPrepared would not throw). */
+  holds(subjectId: string): boolean {
+    return this.#bySubject.has(subjectId);
+  }
+
   /** Whether a ciphertext of this context was sealed with the key held for the subject now (its id and version). */
   sealedWithHeldKey(subjectId: string, ciphertext: string, context: string): boolean {
     const dk = this.#bySubject.get(subjectId);

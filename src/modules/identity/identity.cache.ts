@@ -7,7 +7,7 @@
 export class CanonicalCache {
   readonly #limit: number;
   readonly #ttlMs: number;
-  readonly #byKey = new Map<string, { canonical: string; at: number }>();
+  readonly #byKey = new Map<string, { canonical: string; holder: string; at: number }>();
   readonly #byCanonical = new Map<string, Set<string>>();
   #generation = 0;
 
@@ -31,17 +31,25 @@ export class CanonicalCache {
     return entry.canonical;
   }
 
-  /** Stores what a committed read saw, unless an invalidation happened since `generation` was taken. */
-  fill(entries: Iterable<readonly [string, string]>, generation: number, now = Date.now()): void {
+  /** The profile that holds the identifier itself (a merge member, or the canonical profile); read right after get(). */
+  holder(key: string): string | undefined {
+    return this.#byKey.get(key)?.holder;
+  }
+
+  /**
+   * Stores what a committed read saw (identifier key, its canonical profile, the profile that holds it), unless an
+   * invalidation happened since `generation` was taken.
+   */
+  fill(entries: Iterable<readonly [string, string, string]>, generation: number, now = Date.now()): void {
     if (generation !== this.#generation) return;
-    for (const [key, canonical] of entries) {
+    for (const [key, canonical, holder] of entries) {
       const old = this.#byKey.get(key);
       if (old) this.#delete(key, old.canonical);
       if (this.#byKey.size >= this.#limit) {
         const oldest = this.#byKey.entries().next().value;
         if (oldest) this.#delete(oldest[0], oldest[1].canonical);
       }
-      this.#byKey.set(key, { canonical, at: now });
+      this.#byKey.set(key, { canonical, holder, at: now });
       let keys = this.#byCanonical.get(canonical);
       if (!keys) this.#byCanonical.set(canonical, (keys = new Set()));
       keys.add(key);

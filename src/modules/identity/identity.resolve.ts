@@ -15,7 +15,14 @@ export type IgnoredReason = 'blocked' | 'limit' | 'unmerged';
 
 /** Where one item landed: its canonical profile (null without a usable identifier), and what happened on the way. */
 export interface Resolution {
+  /** The canonical profile: the person, whose consent applies. */
   profileId: string | null;
+  /**
+   * The profile that holds the item's strongest identifier: the canonical profile, or one merged into it. What the
+   * item brings (an event, traits, activity) is written to it, so that an unmerge takes it back with the identifier;
+   * reads combine the members of a merge anyway.
+   */
+  holder: string | null;
   /** A profile was created for this item (it may since have been merged into another). */
   created: boolean;
   merges: MergeRecord[];
@@ -245,7 +252,7 @@ export class BatchResolution {
   async resolve(item: PreparedItem): Promise<Resolution> {
     const ignored = [...item.ignored];
     const [anchor, ...rest] = item.ids;
-    if (!anchor) return { profileId: null, created: false, merges: [], ignored };
+    if (!anchor) return { profileId: null, holder: null, created: false, merges: [], ignored };
     const merges: MergeRecord[] = [];
     let created = false;
     let target: string | undefined;
@@ -286,7 +293,7 @@ export class BatchResolution {
       merges.push(merge);
       target = merge.into;
     }
-    return { profileId: target, created, merges, ignored };
+    return { profileId: target, holder: this.#owner.get(anchor.key) ?? target, created, merges, ignored };
   }
 
   /** Whether resolving changed anything that must be written. */

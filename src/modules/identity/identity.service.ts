@@ -235,7 +235,7 @@ export class Identity {
     if (missing.size > 0) {
       const generation = this.#cache.generation;
       const rows = await this.#repo.owners(tx, [...missing.values()]);
-      const entries = rows.map((row) => [keyOf(row.type, row.value_hash), row.canonical] as const);
+      const entries = rows.map((row) => [keyOf(row.type, row.value_hash), row.canonical, row.profile_id] as const);
       for (const [key, canonical] of entries) found.set(key, canonical);
       // Only reads outside any transaction are known to be committed.
       if (tx === this.#storage.raw) this.#cache.fill(entries, generation);
@@ -276,7 +276,10 @@ export class Identity {
         if (cached === undefined || (profileId !== null && cached !== profileId)) return undefined;
         profileId = cached;
       }
-      return { profileId, created: false, merges: [], ignored: [...item.ignored] };
+      // The strongest identifier comes first: its holder is the profile the item's data is written to.
+      const anchor = item.ids[0];
+      const holder = anchor === undefined ? null : (this.#cache.holder(anchor.key) ?? profileId);
+      return { profileId, holder, created: false, merges: [], ignored: [...item.ignored] };
     });
   }
 

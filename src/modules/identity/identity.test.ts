@@ -48,7 +48,8 @@ describeEachDialect('identity', (dialect) => {
     assert.equal(first.created, true);
     assert.deepEqual(first.merges, []);
     const again = await resolveOne(item({ anonymous_id: anon }));
-    assert.deepEqual(again, { profileId: first.profileId, created: false, merges: [], ignored: [] });
+    assert.deepEqual(again, { profileId: first.profileId, holder: first.profileId, created: false, merges: [], ignored: [] });
+    assert.equal(first.holder, first.profileId);
   });
 
   it('stores identifiers only as keyed pseudonyms, never their values', async () => {
@@ -83,7 +84,14 @@ describeEachDialect('identity', (dialect) => {
     assert.deepEqual({ ...login.merges[0], mergeId: undefined }, { mergeId: undefined, from: second.profileId, into: main.profileId, rule: 'priority:user_id' });
     assert.equal(await ctx.kernel.identity.canonical(second.profileId as string), main.profileId);
     assert.deepEqual(await ctx.kernel.identity.members(second.profileId as string), [main.profileId, second.profileId]);
+    assert.equal(login.holder, main.profileId);
+    // The tablet's id is still held by its own profile, now merged in: what it brings alone is written there (read
+    // from the database, then from the cache a committed lookup filled).
+    const alone = await resolveOne(item({ anonymous_id: tablet }));
+    assert.deepEqual([alone.profileId, alone.holder], [main.profileId, second.profileId]);
     assert.equal(await lookup(item({ anonymous_id: tablet })), main.profileId);
+    const cached = await resolveOne(item({ anonymous_id: tablet }));
+    assert.deepEqual([cached.profileId, cached.holder], [main.profileId, second.profileId]);
     const [merge] = await ctx.kernel.identity.merges(main.profileId as string);
     assert.equal(merge?.messageId, 'msg-login-1');
     assert.equal(merge?.source, 'web');
@@ -132,6 +140,7 @@ describeEachDialect('identity', (dialect) => {
     const result = await resolveOne(item({ user_id: 'null', anonymous_id: ' undefined ', email: 'test@example.com' }));
     assert.deepEqual(result, {
       profileId: null,
+      holder: null,
       created: false,
       merges: [],
       ignored: [

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { uniqueId } from '../../../test/support/subjects.ts';
+import { buildServer, type CandorServer } from '../../http/server.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+
+// A wrong merge split back out takes with it what arrived while the two were merged under the identifiers that came in
+// through the merged profile: the events, traits and activity were written to the profile holding the message's
+// strongest identifier, not to the survivor.
+describeEachDialect('unmerge: what arrived during a merge', (dialect) => {
+  const ctx = useKernel(dialect);
+  let server: CandorServer;
+  let writeKey = '';
+  const send = (url: string, payload: unknown) =>
+    server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+  const statuses = async (url: string, payload: unknown) => {
+    const response = await send(url, payload);
+    assert.equal(response.statusCode, 200, response.body);
+    return (response.json() as { results: { status: string }[] }).results.map((r) => r.status);
+  };
+  const purposes = { 'analytics.reporting': 'given', 'personalize.profiling': 'given' };
+
+  before(async () => {
+    server = await buildServer(ctx.kernel);
+    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+  });
+  after(async () => {
+    await server.app.close();
+  });
+
+  const eventsOf = async (profileId: string) => (await ctx.kernel.collect.events([profileId], { decrypt: true, limit: 100 })).map((e) => e.messageId).sort();
+
+  it('gives the split-out profile the events, traits and activity that arrived under its identifiers while merged', async () => {
+    const device = uniqueId('anon-device');
+    const user = uniqueId('user');
+    assert.equal((await send('/v1/consent', { anonymousId: device, mechanism: 'banner_save', purposes })).statusCode, 200);
+    assert.equal((await send('/v1/consent', { userId: user, mechanism: 'banner_save', purposes })).statusCode, 200);
+    const page = (messageId: string, ids: Record<string, string>) => ({ type: 'page', messageId, name: 'Home', properties: { path: '/', url: `https://shop.example/?m=${messageId}` }, ...ids });
+    assert.deepEqual(await statuses('/v1/batch', { batch: [page(`${device}-before`, { anonymousId: device }), page(`${user}-before`, { userId: user })] }), ['stored', 'stored']);
+    const [deviceProfile, userProfile] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [
+      { identifiers: [{ type: 'anonymous_id', value: device }], source: 'web', at: new Date().toISOString() },
+      { identifiers: [{ type: 'user_id', value: user }], source: 'web', at: new Date().toISOString() },
+    ]);
+    assert.ok(deviceProfile && userProfile && deviceProfile !== userProfile);
+
+    // One message names both: the device's profile merges into the user's (a user id outranks an anonymous id).
+    assert.deepEqual(await statuses('/v1/identify', { userId: user, anonymousId: device, messageId: `${user}-link`, traits: { country: 'DE' } }), ['stored']);
+    assert.equal(await ctx.kernel.identity.canonical(deviceProfile), userProfile);
+    const [merge] = await ctx.kernel.identity.merges(userProfile);
+    assert.equal(merge?.from, deviceProfile);
+
+    // While merged: the device alone, the user alone.
+    assert.deepEqual(
+      await statuses('/v1/batch', {
+        batch: [
+          page(`${device}-during`, { anonymousId: device }),
+          { type: 'identify', messageId: `${device}-traits`, anonymousId: device, traits: { country: 'FR' } },
+          page(`${user}-during`, { userId: user }),
+        ],
+      }),
+      ['stored', 'stored', 'stored'],
+    );
+    // A group large enough for SQLite's writer thread, from the device alone.
+    const many = Array.from({ length: 70 }, (_, i) => page(`${device}-many-${i}`, { anonymousId: device }));
+    assert.deepEqual(new Set(await statuses('/v1/batch', { batch: many })), new Set(['stored']));
+    // One person to every reader while merged.
+    const members = await ctx.kernel.identity.members(userProfile);
+    assert.deepEqual((await ctx.kernel.collect.events(members, { decrypt: false, limit: 100 })).length, 76);
+    const merged = await ctx.kernel.profiles.get(members, { decrypt: true });
+    assert.equal(merged.traits.find((t) => t.key === 'country')?.value, 'FR');
+    assert.equal(merged.computed.eventCount, 76);
+
+    await ctx.kernel.identity.unmerge(userProfile, merge?.mergeId as string, CLI_ACTOR);
+    assert.equal(await ctx.kernel.identity.canonical(deviceProfile), deviceProfile);
+    assert.deepEqual(await eventsOf(deviceProfile), [`${device}-before`, `${device}-during`, `${device}-traits`, ...many.map((m) => m.messageId)].sort());
+    assert.deepEqual(await eventsOf(userProfile), [`${user}-before`, `${user}-during`, `${user}-link`].sort());
+    const deviceView = await ctx.kernel.profiles.get([deviceProfile], { decrypt: true });
+    assert.equal(deviceView.traits.find((t) => t.key === 'country')?.value, 'FR');
+    assert.equal(deviceView.computed.eventCount, 73);
+    const userView = await ctx.kernel.profiles.get([userProfile], { decrypt: true });
+    assert.equal(userView.traits.find((t) => t.key === 'country')?.value, 'DE');
+    assert.equal(userView.computed.eventCount, 3);
+    // Each side's personal event data is sealed with its own data key.
+    const [during] = await ctx.kernel.collect.events([deviceProfile], { decrypt: true, limit: 1 });
+    assert.ok(during && typeof during.personal === 'object');
+  });
+});

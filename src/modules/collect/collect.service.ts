@@ -480,7 +480,7 @@ export class Collector {
       // 2. Data keys of new people are created outside any transaction (that needs the database), then
       // 3. events, traits and computed traits are stored in one transaction; the answer waits for its commit.
       await keyring.prepare(kept.filter((r) => r.pending.hasPersonal || r.pending.traits.length > 0).map(holderOf));
-      await profiles.prepare(kept.filter((r) => r.pending.traits.length > 0).map(holderOf));
+      await profiles.prepare(kept.filter((r) => r.pending.traits.length > 0).flatMap((r) => [holderOf(r), r.resolution.profileId]));
       return kept;
     })().catch(restore);
     await storage.raw
@@ -532,9 +532,12 @@ export class Collector {
     }
     const inserted = await this.#repo.insertEvents(tx, rows);
     const fresh = storable.filter((r) => inserted.has(rowOf.get(r.pending) ?? ''));
+    // Traits of a person whose profiles are merged are unchanged only if the person's newest value is the same.
+    const withTraits = fresh.filter((r) => r.pending.traits.length > 0);
+    const persons = withTraits.length === 0 ? undefined : await this.#deps.identity.membersIn(tx, withTraits.map((r) => r.resolution.profileId));
     await profiles.setTraitsBatch(
       tx,
-      fresh.filter((r) => r.pending.traits.length > 0).map((r) => ({ profileId: holderOf(r), traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt })),
+      withTraits.map((r) => ({ profileId: holderOf(r), traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt, person: persons?.get(r.resolution.profileId) })),
     );
     await profiles.recordActivityBatch(tx, fresh.map((r) => activityOf(holderOf(r), r.pending)));
     await this.#repo.addRefusals(tx, refusals);
@@ -665,8 +668,10 @@ function storableAtOnce(resolved: readonly { pending: Pending; resolution: Resol
       r.resolution.profileId === r.pending.gatedFor &&
       r.resolution.merges.length === 0 &&
       !r.pending.gpc &&
-      // Written to a merge member: its data key must be loaded already (loading may create it, outside transactions).
-      (r.resolution.holder === r.resolution.profileId || r.resolution.holder === null || keyring.holds(r.resolution.holder)),
+      // Written to a merge member: if its personal fields are encrypted for it, its data key must be loaded already
+      // (loading may create it, outside transactions), and its traits need the member's stored traits read (which the
+      // two-transaction path does, with the key).
+      (r.resolution.holder === r.resolution.profileId || r.resolution.holder === null || (r.pending.traits.length === 0 && (!r.pending.hasPersonal || keyring.holds(r.resolution.holder)))),
   );
 }
 

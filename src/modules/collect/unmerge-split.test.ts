@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
+import { after, before, it, mock } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { uniqueId } from '../../../test/support/subjects.ts';
@@ -85,5 +85,43 @@ describeEachDialect('unmerge: what arrived during a merge', (dialect) => {
     // Each side's personal event data is sealed with its own data key.
     const [during] = await ctx.kernel.collect.events([deviceProfile], { decrypt: true, limit: 1 });
     assert.ok(during && typeof during.personal === 'object');
+  });
+
+  it('writes a trait a merged-in device sends again when the person\'s view shows another value', async () => {
+    const device = uniqueId('anon-device');
+    const user = uniqueId('user');
+    assert.equal((await send('/v1/consent', { anonymousId: device, mechanism: 'banner_save', purposes })).statusCode, 200);
+    assert.equal((await send('/v1/consent', { userId: user, mechanism: 'banner_save', purposes })).statusCode, 200);
+    assert.deepEqual(await statuses('/v1/identify', { anonymousId: device, messageId: `${device}-fr`, traits: { country: 'FR' } }), ['stored']);
+    // The merge writes DE on the user's profile (the message names the user id); the device then sends FR again.
+    assert.deepEqual(await statuses('/v1/identify', { userId: user, anonymousId: device, messageId: `${user}-de`, traits: { country: 'DE' } }), ['stored']);
+    assert.deepEqual(await statuses('/v1/identify', { anonymousId: device, messageId: `${device}-fr-again`, traits: { country: 'FR' } }), ['stored']);
+    const [profile] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: user }], source: 'web', at: new Date().toISOString() }]);
+    const view = await ctx.kernel.profiles.get(await ctx.kernel.identity.members(profile as string), { decrypt: true });
+    assert.equal(view.traits.find((t) => t.key === 'country')?.value, 'FR');
+    // The same value once more changes nothing.
+    assert.deepEqual(await statuses('/v1/identify', { anonymousId: device, messageId: `${device}-fr-third`, traits: { country: 'FR' } }), ['stored']);
+    const history = await ctx.kernel.profiles.traitHistory(await ctx.kernel.identity.members(profile as string), 'country', { decrypt: true });
+    assert.deepEqual(history.map((h) => h.value).sort(), ['DE', 'FR', 'FR']);
+  });
+
+  it('stores what a merged-in device sends alone without personal data in one transaction (no data key needed)', async () => {
+    const device = uniqueId('anon-device');
+    const user = uniqueId('user');
+    assert.equal((await send('/v1/consent', { anonymousId: device, mechanism: 'banner_save', purposes })).statusCode, 200);
+    assert.equal((await send('/v1/consent', { userId: user, mechanism: 'banner_save', purposes })).statusCode, 200);
+    const page = (messageId: string, ids: Record<string, string>) => ({ type: 'page', messageId, name: 'Home', properties: { path: '/' }, ...ids });
+    assert.deepEqual(await statuses('/v1/batch', { batch: [page(`${device}-before`, { anonymousId: device }), page(`${user}-before`, { userId: user })] }), ['stored', 'stored']);
+    assert.deepEqual(await statuses('/v1/identify', { userId: user, anonymousId: device, messageId: `${user}-link` }), ['stored']);
+    const transactions = mock.method(ctx.kernel.storage.raw, 'transaction');
+    try {
+      for (let i = 0; i < 3; i++) assert.deepEqual(await statuses('/v1/batch', { batch: [page(`${device}-plain-${i}`, { anonymousId: device })] }), ['stored']);
+      assert.equal(transactions.mock.callCount(), 3);
+    } finally {
+      transactions.mock.restore();
+    }
+    const [deviceProfile] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'anonymous_id', value: device }], source: 'web', at: new Date().toISOString() }]);
+    const [plain] = await ctx.kernel.collect.events(await ctx.kernel.identity.members(deviceProfile as string), { decrypt: false, limit: 1 });
+    assert.equal(plain?.personal, null);
   });
 });

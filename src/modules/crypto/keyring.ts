@@ -274,9 +274,10 @@ export class Keyring {
     return encryptField(dk.key, dk, plaintext, context, frameOf(dk, context));
   }
 
-  /** Whether the subject's data key is loaded (encryptPrepared would not throw). */
+  /** Whether the subject's data key is loaded and not due for a check (prepare() would need no I/O for it). */
   holds(subjectId: string): boolean {
-    return this.#bySubject.has(subjectId);
+    const dk = this.#bySubject.get(subjectId);
+    return dk !== undefined && !this.#due(dk, Date.now());
   }
 
   /** Whether a ciphertext of this context was sealed with the key held for the subject now (its id and version). */

@@ -221,6 +221,19 @@ export class IdentityRepo {
     return this.#only(rows, pairs).map((r) => [r.type, r.value_hash] as const);
   }
 
+  /** The profiles merged into each of these canonical profiles (those with none do not appear). */
+  async mergedInto(tx: SqlExecutor, canonicals: readonly string[]): Promise<{ id: string; merged_into: string }[]> {
+    const rows: { id: string; merged_into: string }[] = [];
+    for (let i = 0; i < canonicals.length; i += MAX_LIST) {
+      const list = padded(canonicals.slice(i, i + MAX_LIST));
+      const text = this.#text(`merged-into:${list.length}`, () =>
+        this.#db.selectFrom('identity_profiles').select(['id', 'merged_into']).where('merged_into', 'in', this.#idList(list.length)).compile(),
+      );
+      rows.push(...(await this.#all<{ id: string; merged_into: string }>(tx, text, list)));
+    }
+    return rows;
+  }
+
   /** Identifier counts per type of every member of these canonical profiles. */
   async stats(tx: SqlExecutor, canonicals: readonly string[]): Promise<StatsRow[]> {
     const rows: StatsRow[] = [];

@@ -507,6 +507,21 @@ export class Identity {
     return [canonical, ...rows.filter((r) => r.id !== canonical).map((r) => r.id)];
   }
 
+  /**
+   * For canonical profiles, inside the caller's transaction: each one that has profiles merged into it, with all its
+   * members (itself first). One query for all; those without members are left out.
+   */
+  async membersIn(tx: SqlExecutor, canonicals: readonly string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (canonicals.length === 0) return out;
+    for (const row of await this.#repo.mergedInto(tx, [...new Set(canonicals)])) {
+      let members = out.get(row.merged_into);
+      if (members === undefined) out.set(row.merged_into, (members = [row.merged_into]));
+      members.push(row.id);
+    }
+    return out;
+  }
+
   /** Identifiers (types and pseudonyms) held by every member of the profile's canonical profile. */
   async identifiersOf(profileId: string): Promise<IdentifierView[]> {
     const canonical = await this.canonical(profileId);

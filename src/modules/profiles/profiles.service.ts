@@ -34,6 +34,11 @@ export interface TraitsBatchItem {
   source: string;
   messageId?: string;
   at: string;
+  /**
+   * Every profile of the person when `profileId` is one of several merged together: a value then counts as unchanged
+   * only if it is the person's newest value for the key (on whichever member), as the person's view shows it.
+   */
+  person?: readonly string[];
 }
 
 /** What a reader sees of a value: plain (not personal), decrypted, masked, or unreadable (its data key is destroyed). */
@@ -206,17 +211,29 @@ export class Profiles {
     const withTraits = items.filter((item) => item.traits.length > 0);
     if (withTraits.length === 0) return;
     const current = new Map<string, TraitRow>();
-    for (const row of await this.#repo.currentTraits(tx, [...new Set(withTraits.map((i) => i.profileId))])) current.set(`${row.profile_id}\u0000${row.key}`, row);
+    const profileIds = new Set<string>();
+    for (const item of withTraits) {
+      profileIds.add(item.profileId);
+      for (const member of item.person ?? []) profileIds.add(member);
+    }
+    for (const row of await this.#repo.currentTraits(tx, [...profileIds])) current.set(`${row.profile_id}\u0000${row.key}`, row);
     const history: HistoryRow[] = [];
     const written = new Map<string, TraitRow>();
+    const stored = (profileId: string, key: string) => written.get(`${profileId}\u0000${key}`) ?? current.get(`${profileId}\u0000${key}`);
     for (const item of withTraits) {
       for (const trait of item.traits) {
         const slot = `${item.profileId}\u0000${trait.key}`;
-        const before = written.get(slot) ?? current.get(slot);
+        const before = stored(item.profileId, trait.key);
         if (before && before.updated_at > item.at) continue;
         const json = stableJson(trait.value ?? null);
         const digest = trait.personal ? this.#digest(json) : undefined;
-        if (before && this.#unchanged(before, json, digest, trait)) continue;
+        // What the person's view shows now: this profile's value, or a newer one on another member of a merge.
+        let shown = before;
+        for (const member of item.person ?? []) {
+          const row = stored(member, trait.key);
+          if (row && (!shown || row.updated_at > shown.updated_at)) shown = row;
+        }
+        if (shown && this.#unchanged(shown, json, digest, trait)) continue;
         const value = trait.personal ? this.#encrypt(item.profileId, json, trait.key) : json;
         if (digest !== undefined) this.#remember(value, digest);
         const row: TraitRow = {

@@ -227,6 +227,26 @@ describeEachDialect('profiles', (dialect) => {
     assert.equal(history[0]?.valueState, 'unreadable');
   });
 
+  it('counts a value as unchanged for a merged person only if it is what the person\'s view shows', async () => {
+    const [main, device] = [profileId(), profileId()];
+    const person = [main, device];
+    await set([{ profileId: main, traits: [plan('basic'), email('main@shop.io')], source: 'web', at: at(1) }]);
+    await set([{ profileId: device, traits: [plan('pro'), email('device@shop.io')], source: 'app', at: at(2) }]);
+    // The same values again on the main profile: its own rows are unchanged, but the person's view shows the device's
+    // newer ones, so they are written (the view shows them again).
+    await set([{ profileId: main, traits: [plan('basic'), email('main@shop.io')], source: 'web', at: at(3), person }]);
+    let view = await ctx.kernel.profiles.get(person, { decrypt: true });
+    assert.deepEqual(view.traits.map((t) => [t.key, t.value]), [['email', 'main@shop.io'], ['plan', 'basic']]);
+    assert.equal((await historyRows(main)).length, 4);
+    // Now they are what the view shows: nothing is written.
+    await set([{ profileId: main, traits: [plan('basic'), email('main@shop.io')], source: 'web', at: at(4), person }]);
+    await set([{ profileId: device, traits: [plan('basic')], source: 'app', at: at(5), person }]);
+    assert.equal((await historyRows(main)).length, 4);
+    assert.equal((await historyRows(device)).length, 2);
+    view = await ctx.kernel.profiles.get(person, { decrypt: true });
+    assert.equal(view.traits.find((t) => t.key === 'plan')?.updatedAt, at(3));
+  });
+
   it('forgets every row of a profile', async () => {
     const id = profileId();
     await set([{ profileId: id, traits: [email('gone@shop.io')], source: 'web', at: at(1) }]);

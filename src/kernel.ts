@@ -117,6 +117,11 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     identity.onMerge(async (merge) => {
       await consent.mergeSubjects(merge.from, merge.into, SYSTEM_ACTOR);
     });
+    // A wrong merge split back out: the refusals, withdrawals, GPC opt-outs and restrictions recorded on the person
+    // while merged (on the surviving profile, whichever device made them) bind the split-out profile too.
+    identity.onUnmerge(async (unmerge) => {
+      await consent.mergeSubjects(unmerge.into, unmerge.from, SYSTEM_ACTOR, { since: unmerge.at ?? '' });
+    });
     const collect = new Collector({ storage, keyring, catalog, consent, identity, profiles });
     const scoring = new Scoring({
       storage,

@@ -105,6 +105,34 @@ describeEachDialect('unmerge: what arrived during a merge', (dialect) => {
     assert.deepEqual(history.map((h) => h.value).sort(), ['DE', 'FR', 'FR']);
   });
 
+  it('binds the split-out profile by what the person withdrew while merged, not by what the survivor refused before', async () => {
+    const device = uniqueId('anon-device');
+    const user = uniqueId('user');
+    const all = { ...purposes, 'marketing.communications.email': 'given' };
+    assert.equal((await send('/v1/consent', { anonymousId: device, mechanism: 'banner_save', purposes: all })).statusCode, 200);
+    assert.equal((await send('/v1/consent', { userId: user, mechanism: 'banner_save', purposes: { ...purposes, 'marketing.communications.email': 'refused' } })).statusCode, 200);
+    assert.deepEqual(await statuses('/v1/identify', { userId: user, anonymousId: device, messageId: `${user}-link` }), ['stored']);
+    const [deviceProfile, userProfile] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [
+      { identifiers: [{ type: 'anonymous_id', value: device }], source: 'web', at: new Date().toISOString() },
+      { identifiers: [{ type: 'user_id', value: user }], source: 'web', at: new Date().toISOString() },
+    ]);
+    assert.equal(deviceProfile, userProfile, 'one person while merged');
+    // While merged, the device withdraws analytics: it is recorded on the person, that is the surviving profile.
+    assert.equal((await send('/v1/consent', { anonymousId: device, mechanism: 'privacy_center', purposes: { 'analytics.reporting': 'withdrawn' } })).statusCode, 200);
+    const [merge] = await ctx.kernel.identity.merges(userProfile as string);
+    await ctx.kernel.identity.unmerge(userProfile as string, merge?.mergeId as string, CLI_ACTOR);
+    const split = merge?.from as string;
+    await ctx.kernel.consent.load([split, userProfile as string]);
+    assert.equal(ctx.kernel.consent.decide(split, 'analytics.reporting').allowed, false, 'the withdrawal binds the split-out profile');
+    assert.equal(ctx.kernel.consent.decide(split, 'personalize.profiling').allowed, true);
+    assert.equal(ctx.kernel.consent.decide(split, 'marketing.communications.email').allowed, true, "the survivor's refusal before the merge is its own");
+    assert.equal(ctx.kernel.consent.decide(userProfile as string, 'analytics.reporting').allowed, false);
+    // The device alone after the split: the withdrawn purpose is not processed for it.
+    const response = await send('/v1/track', { anonymousId: device, event: 'Product Viewed', messageId: `${device}-after`, properties: { product_id: 'p1' } });
+    const [result] = (response.json() as { results: { status: string; purposes?: string[] }[] }).results;
+    assert.ok(result?.status === 'refused' || !result?.purposes?.includes('analytics.reporting'), JSON.stringify(result));
+  });
+
   it('stores what a merged-in device sends alone without personal data in one transaction (no data key needed)', async () => {
     const device = uniqueId('anon-device');
     const user = uniqueId('user');

@@ -967,8 +967,12 @@ export class Consent {
    * withdrawal or objection on `from` is written on `into`; `from`'s consents never create one on `into`), and a GPC
    * opt-out on `from` spreads to every sale/sharing and targeted-advertising purpose of `into`. Entries use
    * mechanism `merge`; a receipt is returned when anything was written.
+   *
+   * `since` (an unmerge splitting `into` back out of `from`): only what `from` recorded from that moment on counts,
+   * the choices and restrictions made while the two were one person, whichever of its devices made them.
    */
-  async mergeSubjects(fromId: string, intoId: string, actor: Actor): Promise<{ entries: LedgerEntry[]; receipt: string | null; receiptId: string | null }> {
+  async mergeSubjects(fromId: string, intoId: string, actor: Actor, options: { since?: string } = {}): Promise<{ entries: LedgerEntry[]; receipt: string | null; receiptId: string | null }> {
+    const since = options.since;
     this.#checkSubject(fromId);
     this.#checkSubject(intoId);
     if (fromId === intoId) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'merge_into_itself' });
@@ -982,7 +986,7 @@ export class Consent {
         const target = states.get(into.pseudonym) as Map<string, Current>;
         let fromGpc = false;
         for (const [key, entry] of source) {
-          if (!isOptOut(entry)) continue;
+          if (!isOptOut(entry) || (since !== undefined && entry.at < since)) continue;
           if (entry.gpc) fromGpc = true;
           const config = this.#purposeConfigs.get(key);
           if (!config || config.basis === 'contract' || config.basis === 'legal_obligation') continue;
@@ -1004,7 +1008,7 @@ export class Consent {
         if (fromGpc) this.#planGpc(into.pseudonym, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId, keepConfirmed: false });
       }, async (tx, flags) => {
         // A restriction or objection of either profile binds the merged person.
-        const fromFlags = flags.get(from.pseudonym) ?? NO_FLAGS;
+        const fromFlags = since === undefined ? (flags.get(from.pseudonym) ?? NO_FLAGS) : (flagsOf((await this.#repo.restrictions([from.pseudonym], tx)).filter((row) => row.since >= since)).get(from.pseudonym) ?? NO_FLAGS);
         const intoFlags = flags.get(into.pseudonym) ?? NO_FLAGS;
         const at = new Date().toISOString();
         if (fromFlags.restricted && !intoFlags.restricted) await this.#repo.insertRestriction(tx, restrictionRow(into.pseudonym, 'restriction', null, at, actor));
@@ -1014,7 +1018,7 @@ export class Consent {
       }),
     );
     if (entries.length === 0) return { entries, receipt: null, receiptId: null };
-    await this.#audit.append(this.#auditEvent(actor, 'consent.merge', into.pseudonym, entries, receiptId, { from: from.pseudonym }));
+    await this.#audit.append(this.#auditEvent(actor, 'consent.merge', into.pseudonym, entries, receiptId, since === undefined ? { from: from.pseudonym } : { from: from.pseudonym, since }));
     return { entries, receipt, receiptId };
   }
 

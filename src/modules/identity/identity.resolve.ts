@@ -9,6 +9,8 @@ export interface MergeRecord {
   from: string;
   into: string;
   rule: string;
+  /** When the merge was made (given to unmerge listeners: what happened since belongs to the merged person). */
+  at?: string;
 }
 
 export type IgnoredReason = 'blocked' | 'limit' | 'unmerged';

@@ -570,7 +570,7 @@ export class Identity {
       await this.#repo.pointAt(tx, withFrom.filter((id) => id !== from.id), from.id);
       await this.#repo.markUndone(tx, mergeId, new Date().toISOString());
       const identifiersMoved = await this.#repo.countIdentifiers(tx, withFrom);
-      return { canonical, restored: from.id, identifiersMoved, rule: merge.rule };
+      return { canonical, restored: from.id, identifiersMoved, rule: merge.rule, at: merge.at };
     });
     this.#cache.dropProfiles([result.canonical]);
     const details = { mergeId, identifiersMoved: result.identifiersMoved };
@@ -585,7 +585,7 @@ export class Identity {
         details,
       })),
     );
-    const failure = await this.#runOne(this.#onUnmerge, { mergeId, from: result.restored, into: result.canonical, rule: result.rule });
+    const failure = await this.#runOne(this.#onUnmerge, { mergeId, from: result.restored, into: result.canonical, rule: result.rule, at: result.at });
     if (failure !== undefined) throw failure;
     return { restored: result.restored, identifiersMoved: result.identifiersMoved };
   }
@@ -649,7 +649,7 @@ export class Identity {
     this.#onMerge.push(listener);
   }
 
-  /** Registers a listener run after each committed unmerge. */
+  /** Registers a listener run after each committed unmerge (`from`: the profile split out; `at`: when it had merged). */
   onUnmerge(listener: MergeListener): void {
     this.#onUnmerge.push(listener);
   }

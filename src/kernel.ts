@@ -166,6 +166,12 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     if (pendingMerges.failed.length > 0) {
       logger.warn({ err: pendingMerges.failed[0]?.error, mergeIds: pendingMerges.failed.slice(0, 20).map((f) => f.mergeId), failed: pendingMerges.failed.length }, 'merge listeners failed again; retried at the next start');
     }
+    // Likewise an unmerge whose consent split did not run.
+    const pendingUnmerges = await identity.applyPendingUnmerges();
+    if (pendingUnmerges.applied > 0) logger.info({ applied: pendingUnmerges.applied }, 'unmerges left unapplied by an earlier run applied');
+    if (pendingUnmerges.failed.length > 0) {
+      logger.warn({ err: pendingUnmerges.failed[0]?.error, mergeIds: pendingUnmerges.failed.slice(0, 20).map((f) => f.mergeId), failed: pendingUnmerges.failed.length }, 'unmerge listeners failed again; retried at the next start');
+    }
     const rights = new RightsRequests({
       storage,
       audit,

@@ -138,6 +138,47 @@ describeEachDialect('identity merge listeners', (dialect) => {
     ]);
     assert.equal((await ctx.kernel.consent.state(top))['analytics.reporting']?.state, 'refused');
   });
+
+  it('leaves an unmerge whose consent split failed unapplied, and the next start applies it', async () => {
+    const { user, anon, into, from } = await twoProfiles();
+    const merges = await mergeWithoutNotice(item({ user_id: user, anonymous_id: anon }));
+    await ctx.kernel.identity.notifyMerges(merges);
+    const merge = merges[0] as MergeRecord;
+    // While merged, the person refuses e-mail marketing: it is recorded on the surviving profile.
+    await ctx.kernel.consent.record(into, [{ purpose: 'marketing.communications.email', state: 'refused' }], banner, CLI_ACTOR);
+    const unmergeApplied = async () =>
+      (await ctx.kernel.storage.raw.all<{ unmerge_applied_at: string | null }>(`select unmerge_applied_at from identity_merges where id = ${p(1)}`, [merge.mergeId]))[0]?.unmerge_applied_at;
+    const failing = mock.method(ctx.kernel.consent, 'mergeSubjects', async () => {
+      throw new Error('consent store unavailable');
+    });
+    await assert.rejects(ctx.kernel.identity.unmerge(into, merge.mergeId, CLI_ACTOR), /consent store unavailable/);
+    failing.mock.restore();
+    assert.equal(await ctx.kernel.identity.canonical(from), from, 'the unmerge itself is committed');
+    assert.equal(await unmergeApplied(), null);
+    assert.equal((await ctx.kernel.consent.state(from))['marketing.communications.email']?.state, 'none', 'not split yet');
+
+    const restarted = await openKernel(ctx.env.config);
+    try {
+      assert.ok(await unmergeApplied(), 'the start applied it');
+      assert.equal((await restarted.consent.state(from))['marketing.communications.email']?.state, 'refused', 'what was refused while merged binds the split-out profile');
+      assert.equal((await restarted.identity.applyPendingUnmerges()).applied, 0, 'nothing left to apply');
+    } finally {
+      await restarted.close();
+    }
+  });
+});
+
+describeEachDialect('identity unmerges made before 0097', (dialect) => {
+  const ctx = useUpgradedKernel(dialect, '0097_identity_unmerges_applied', async (db) => {
+    await sql`INSERT INTO identity_merges (id, at, from_profile, into_profile, rule, trigger_type, trigger_hash, source, message_id, undone_at, applied_at)
+      VALUES ('mrg_undone', '2024-05-01T00:00:00.000Z', 'prf_a', 'prf_b', 'older', 'anonymous_id', 'h', 'web', NULL, '2024-06-01T00:00:00.000Z', '2024-05-01T00:00:00.000Z')`.execute(db);
+  });
+
+  it('count as applied and are not replayed', async () => {
+    const rows = await ctx.kernel.storage.raw.all<{ unmerge_applied_at: string | null }>("select unmerge_applied_at from identity_merges where id = 'mrg_undone'");
+    assert.equal(rows[0]?.unmerge_applied_at, '2024-06-01T00:00:00.000Z');
+    assert.deepEqual(await ctx.kernel.identity.applyPendingUnmerges(), { applied: 0, failed: [] });
+  });
 });
 
 describeEachDialect('identity merges made before 0095', (dialect) => {

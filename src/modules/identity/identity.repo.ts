@@ -19,6 +19,8 @@ export type IdentityTables = {
     undone_at: string | null;
     /** When every onMerge listener had run for this merge; null until then (replayed at the next start). */
     applied_at: string | null;
+    /** When every onUnmerge listener had run for this merge's undoing; null until then, and for a merge not undone. */
+    unmerge_applied_at: string | null;
   };
   identity_suppressed: { type: string; value_hash: string; at: string; reason: string };
 };
@@ -86,7 +88,26 @@ export const IDENTITY_MIGRATIONS: readonly ModuleMigration[] = [
       await db.schema.createIndex('identity_merges_pending').on('identity_merges').columns(['at', 'id']).where(sql.ref('applied_at'), 'is', null).execute();
     },
   },
+  {
+    // An unmerge's listeners (consent: what was withdrawn while merged binds the split-out profile) are replayed at
+    // the next start when they failed or the process stopped first, like a merge's.
+    name: '0097_identity_unmerges_applied',
+    async up(db) {
+      await db.schema.alterTable('identity_merges').addColumn('unmerge_applied_at', 'text').execute();
+      // Unmerges made before this column existed had no listeners: they count as applied.
+      await sql`UPDATE identity_merges SET unmerge_applied_at = undone_at WHERE undone_at IS NOT NULL`.execute(db);
+    },
+  },
 ];
+
+/** An unmerge whose onUnmerge listeners have not all run, with the canonical profiles of both sides now. */
+export interface PendingUnmergeRow {
+  id: string;
+  at: string;
+  rule: string;
+  from_canonical: string | null;
+  into_canonical: string | null;
+}
 
 /** A merge whose onMerge listeners have not all run, with the canonical profile its from-profile belongs to now. */
 export interface PendingMergeRow {
@@ -305,6 +326,7 @@ export class IdentityRepo {
       message_id: null,
       undone_at: null,
       applied_at: null,
+      unmerge_applied_at: null,
     };
     return this.#insert(tx, 'identity_merges', rows, blank);
   }
@@ -419,6 +441,26 @@ export class IdentityRepo {
   async markUndone(tx: SqlExecutor, mergeId: string, at: string): Promise<void> {
     const text = this.#text('undo', () => this.#db.updateTable('identity_merges').set({ undone_at: '' }).where('id', '=', '').compile());
     await this.#run(tx, text, [at, mergeId]);
+  }
+
+  /** Undone merges whose onUnmerge listeners have not all run, in the order they were undone. */
+  async pendingUnmerges(limit: number): Promise<PendingUnmergeRow[]> {
+    return (await this.#db
+      .selectFrom('identity_merges as m')
+      .leftJoin('identity_profiles as f', 'f.id', 'm.from_profile')
+      .leftJoin('identity_profiles as i', 'i.id', 'm.into_profile')
+      .select(['m.id', 'm.at', 'm.rule', (eb) => eb.fn.coalesce('f.merged_into', 'f.id').as('from_canonical'), (eb) => eb.fn.coalesce('i.merged_into', 'i.id').as('into_canonical')])
+      .where('m.undone_at', 'is not', null)
+      .where('m.unmerge_applied_at', 'is', null)
+      .orderBy('m.undone_at')
+      .orderBy('m.id')
+      .limit(limit)
+      .execute()) as PendingUnmergeRow[];
+  }
+
+  /** Marks an unmerge as applied (every onUnmerge listener has run). */
+  async markUnmergeApplied(mergeId: string, at: string): Promise<void> {
+    await this.#db.updateTable('identity_merges').set({ unmerge_applied_at: at }).where('id', '=', mergeId).where('unmerge_applied_at', 'is', null).execute();
   }
 
   /** Marks merges as applied (every onMerge listener has run); a merge already marked keeps its time. */

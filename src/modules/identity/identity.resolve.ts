@@ -242,6 +242,7 @@ export class BatchResolution {
       message_id: item.messageId ?? null,
       undone_at: null,
       applied_at: null,
+      unmerge_applied_at: null,
     });
     return { mergeId, from, into, rule };
   }

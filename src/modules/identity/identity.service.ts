@@ -376,6 +376,34 @@ export class Identity {
     return { applied, failed };
   }
 
+  /**
+   * Runs the onUnmerge listeners of every unmerge whose listeners did not all run (a failure, or the process stopped
+   * first), in the order they were undone, with both sides' canonical profiles as they are now, and marks those that
+   * succeed. Run at start.
+   */
+  async applyPendingUnmerges(): Promise<{ applied: number; failed: { mergeId: string; error: unknown }[] }> {
+    let applied = 0;
+    const failed: { mergeId: string; error: unknown }[] = [];
+    const tried = new Set<string>();
+    for (;;) {
+      const page = (await this.#repo.pendingUnmerges(PENDING_PAGE)).filter((row) => !tried.has(row.id));
+      if (page.length === 0) break;
+      for (const row of page) {
+        tried.add(row.id);
+        // A side erased since, or both sides one person again: nothing is left to split.
+        const error =
+          row.from_canonical === null || row.into_canonical === null || row.from_canonical === row.into_canonical
+            ? undefined
+            : await this.#runOne(this.#onUnmerge, { mergeId: row.id, from: row.from_canonical, into: row.into_canonical, rule: row.rule, at: row.at });
+        if (error === undefined) {
+          await this.#repo.markUnmergeApplied(row.id, new Date().toISOString());
+          applied++;
+        } else failed.push({ mergeId: row.id, error });
+      }
+    }
+    return { applied, failed };
+  }
+
   /** Runs every onMerge listener for each merge in order and marks the merges all of whose listeners succeeded. */
   async #apply(merges: readonly MergeRecord[]): Promise<{ applied: number; failures: { mergeId: string; error: unknown }[] }> {
     const done: string[] = [];
@@ -586,7 +614,9 @@ export class Identity {
       })),
     );
     const failure = await this.#runOne(this.#onUnmerge, { mergeId, from: result.restored, into: result.canonical, rule: result.rule, at: result.at });
+    // Left unmarked when a listener failed: the next start runs them again (applyPendingUnmerges).
     if (failure !== undefined) throw failure;
+    await this.#repo.markUnmergeApplied(mergeId, new Date().toISOString());
     return { restored: result.restored, identifiersMoved: result.identifiersMoved };
   }
 

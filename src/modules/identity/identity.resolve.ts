@@ -84,7 +84,8 @@ export class BatchResolution {
   readonly #repo: IdentityRepo;
   readonly #rules: CompiledRules;
   readonly #tx: SqlExecutor;
-  readonly #now = new Date().toISOString();
+  // Strictly increasing (microseconds): merges made one after the other in one millisecond keep their order.
+  readonly #now = preciseNow();
   /** identifier key → the profile that holds it */
   readonly #owner = new Map<string, string>();
   /** profile → its canonical profile, for profiles whose canonical is not themselves */
@@ -164,9 +165,10 @@ export class BatchResolution {
     return id;
   }
 
-  async #link(id: PreparedIdentifier, canonical: string, item: PreparedItem): Promise<void> {
-    this.#owner.set(id.key, canonical);
-    this.#links.push({ type: id.type, value_hash: id.hash, profile_id: canonical, first_seen_at: item.at, source: item.source, message_id: item.messageId ?? null });
+  /** Links an identifier to `holder`, a profile of the person `canonical` (itself, or a profile merged into it). */
+  async #link(id: PreparedIdentifier, holder: string, canonical: string, item: PreparedItem): Promise<void> {
+    this.#owner.set(id.key, holder);
+    this.#links.push({ type: id.type, value_hash: id.hash, profile_id: holder, first_seen_at: item.at, source: item.source, message_id: item.messageId ?? null });
     const counts = (await this.#statsOf(canonical)).counts;
     counts.set(id.type, (counts.get(id.type) ?? 0) + 1);
   }
@@ -259,6 +261,9 @@ export class BatchResolution {
     const merges: MergeRecord[] = [];
     let created = false;
     let target: string | undefined;
+    // New identifiers join the profile that holds the known identifier they came with (a profile merged into the
+    // person, if that is where it is), so that an unmerge takes them back with it.
+    let holder: string | undefined;
     const anchorOwner = this.#owner.get(anchor.key);
     if (anchorOwner !== undefined) {
       target = this.#canonical(anchorOwner);
@@ -269,6 +274,7 @@ export class BatchResolution {
         const candidate = this.#canonical(owner);
         if (await this.#canAccept(candidate, anchor.type)) {
           target = candidate;
+          holder = owner;
           break;
         }
       }
@@ -276,12 +282,13 @@ export class BatchResolution {
         target = this.#newProfile();
         created = true;
       }
-      await this.#link(anchor, target, item);
+      await this.#link(anchor, holder ?? target, target, item);
     }
+    const anchorHolder = this.#owner.get(anchor.key) as string;
     for (const id of rest) {
       const owner = this.#owner.get(id.key);
       if (owner === undefined) {
-        if (await this.#canAccept(target, id.type)) await this.#link(id, target, item);
+        if (await this.#canAccept(target, id.type)) await this.#link(id, this.#canonical(anchorHolder) === target ? anchorHolder : target, target, item);
         else ignored.push({ type: id.type, reason: 'limit' });
         continue;
       }

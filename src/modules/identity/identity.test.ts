@@ -283,6 +283,26 @@ describeEachDialect('identity', (dialect) => {
     await assert.rejects(ctx.kernel.identity.unmerge('prf_aaaaaaaaaaaaaaaaaaaa', foreign.mergeId, CLI_ACTOR), (e) => isCandorError(e, 'IDENTITY_PROFILE_NOT_FOUND'));
   });
 
+  it('links a new identifier to the profile holding the known one it came with, so an unmerge takes it along', async () => {
+    const [user, device, deviceEmail, userEmail] = [uid('user'), uid('device'), `${uid('dev')}@shop.io`, `${uid('usr')}@shop.io`];
+    const main = await resolveOne(item({ user_id: user }));
+    const second = await resolveOne(item({ anonymous_id: device }));
+    const merge = (await resolveOne(item({ user_id: user, anonymous_id: device }))).merges[0] as MergeRecord;
+    assert.equal(merge.from, second.profileId);
+    // While merged: the device alone brings an e-mail address (stronger than its anonymous id, and new).
+    const fromDevice = await resolveOne(item({ anonymous_id: device, email: deviceEmail }));
+    assert.deepEqual([fromDevice.profileId, fromDevice.holder], [main.profileId, second.profileId]);
+    // The user id brings another: it joins the user's own profile.
+    const fromUser = await resolveOne(item({ user_id: user, email: userEmail }));
+    assert.deepEqual([fromUser.profileId, fromUser.holder], [main.profileId, main.profileId]);
+    assert.equal(await lookup(item({ email: deviceEmail })), main.profileId);
+
+    await ctx.kernel.identity.unmerge(main.profileId as string, merge.mergeId, CLI_ACTOR);
+    assert.equal(await lookup(item({ email: deviceEmail })), second.profileId, "the device's address left with it");
+    assert.equal(await lookup(item({ email: userEmail })), main.profileId);
+    assert.deepEqual((await ctx.kernel.identity.identifiersOf(second.profileId as string)).map((i) => i.type).sort(), ['anonymous_id', 'email']);
+  });
+
   it('flags items carrying a suppressed identifier, by pseudonym only', async () => {
     const [erased, kept] = [`${uid('erased')}@shop.io`, uid('kept')];
     await ctx.kernel.identity.suppress([{ type: 'email', valueHash: ctx.kernel.identity.hash({ type: 'email', value: erased }) }], 'erasure');

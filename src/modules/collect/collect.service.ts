@@ -230,7 +230,8 @@ export class Collector {
 
     // Each message's stored form (its JSON and envelope) is made now, while an earlier group is being written, rather
     // than inside the group's transaction: that only checks that resolution found the same person and key.
-    for (const p of pending) if (p.gatedFor !== null) p.sealed = this.#seal(p, p.gatedFor, true);
+    const { keyring } = this.#deps;
+    for (const p of pending) if (p.gatedFor !== null && (!p.hasPersonal || keyring.holds(p.gatedFor))) p.sealed = this.#seal(p, p.gatedFor);
     const committed = this.#commit.submit(pending, context.client);
     handOver();
     for (const result of await committed) results[result.index] = result;
@@ -513,7 +514,7 @@ export class Collector {
       seen.add(key);
       rowOf.set(p, key);
       const early = p.sealed;
-      const sealed = early !== undefined && early.profileId === profileId && (early.dataEnc === null || keyring.sealedWithHeldKey(profileId, early.dataEnc, EVENT_DATA_CONTEXT)) ? early : (this.#seal(p, profileId, false) as Sealed);
+      const sealed = early !== undefined && early.profileId === profileId && (early.dataEnc === null || keyring.sealedWithHeldKey(profileId, early.dataEnc, EVENT_DATA_CONTEXT)) ? early : this.#seal(p, profileId);
       rows.push({
         id: newEventId(),
         source: p.source,
@@ -552,19 +553,9 @@ export class Collector {
     }
   }
 
-  /**
-   * A message's stored form for this person: with the data key loaded by prepare(), or (`ifHeld`, ahead of the group
-   * commit, no I/O) only when the key is already held and fresh, else undefined.
-   */
-  #seal(p: Pending, profileId: string, ifHeld: boolean): Sealed | undefined {
-    const { keyring } = this.#deps;
-    let dataEnc: string | null = null;
-    if (p.hasPersonal) {
-      const personal = JSON.stringify(p.personal);
-      const sealed = ifHeld ? keyring.encryptIfHeld(profileId, personal, EVENT_DATA_CONTEXT) : keyring.encryptPrepared(profileId, personal, EVENT_DATA_CONTEXT);
-      if (sealed === undefined) return undefined;
-      dataEnc = sealed;
-    }
+  /** A message's stored form for this person, with the data key prepare() loaded (or keyring.holds() tells is held). */
+  #seal(p: Pending, profileId: string): Sealed {
+    const dataEnc = p.hasPersonal ? this.#deps.keyring.encryptPrepared(profileId, JSON.stringify(p.personal), EVENT_DATA_CONTEXT) : null;
     return { profileId, purposes: JSON.stringify(p.purposes), data: JSON.stringify(p.plain), dataEnc };
   }
 
@@ -668,11 +659,18 @@ function storableAtOnce(resolved: readonly { pending: Pending; resolution: Resol
       r.resolution.profileId === r.pending.gatedFor &&
       r.resolution.merges.length === 0 &&
       !r.pending.gpc &&
-      // Written to a merge member: if its personal fields are encrypted for it, its data key must be loaded already
-      // (loading may create it, outside transactions), and its traits need the member's stored traits read (which the
-      // two-transaction path does, with the key).
-      (r.resolution.holder === r.resolution.profileId || r.resolution.holder === null || (r.pending.traits.length === 0 && (!r.pending.hasPersonal || keyring.holds(r.resolution.holder)))),
+      memberReady(r.pending, r.resolution.profileId, r.resolution.holder, keyring),
   );
+}
+
+/**
+ * Whether a message written to a merge member (its holder, when not the canonical profile) needs nothing loaded first:
+ * its personal fields need the member's data key (loading may create it, outside transactions), and its traits the
+ * member's stored traits read, which the two-transaction path does.
+ */
+function memberReady(p: Pending, profileId: string, holder: string | null, keyring: Keyring): boolean {
+  if (holder === null || holder === profileId) return true;
+  return p.traits.length === 0 && (!p.hasPersonal || keyring.holds(holder));
 }
 
 /** The profile a resolved message is written to: the one holding its strongest identifier (see Resolution.holder). */

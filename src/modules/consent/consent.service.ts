@@ -1261,7 +1261,11 @@ export class Consent {
           undefined,
           async (tx, written) => {
             const bySubject = new Map<string, LedgerEntry[]>();
-            for (const entry of written) bySubject.set(entry.subject, [...(bySubject.get(entry.subject) ?? []), entry]);
+            for (const entry of written) {
+              const list = bySubject.get(entry.subject);
+              if (list === undefined) bySubject.set(entry.subject, [entry]);
+              else list.push(entry);
+            }
             for (const [pseudonym, list] of bySubject) {
               const first = list[0] as LedgerEntry;
               const notice = first.noticeVersion === null ? undefined : this.#notices.get(first.noticeVersion);

@@ -121,16 +121,17 @@ describeEachDialect('keyring', (dialect) => {
 
   it('seals ahead of a transaction only with a held key, and tells whether a ciphertext was sealed with the key held now', async () => {
     const keyring = ctx.kernel.keyring;
-    assert.equal(keyring.encryptIfHeld('ahead-1', 'x', 'f'), undefined);
+    assert.equal(keyring.holds('ahead-1'), false);
     await keyring.prepare(['ahead-1', 'ahead-2']);
-    const text = keyring.encryptIfHeld('ahead-1', 'early', 'f') as string;
+    assert.equal(keyring.holds('ahead-1'), true);
+    const text = keyring.encryptPrepared('ahead-1', 'early', 'f');
     assert.equal(await keyring.decrypt(text, 'f'), 'early');
     assert.equal(keyring.sealedWithHeldKey('ahead-1', text, 'f'), true);
     assert.equal(keyring.sealedWithHeldKey('ahead-2', text, 'f'), false);
     // The key destroyed (an erasure) after sealing: the early ciphertext may no longer be stored.
     await keyring.destroySubjectKey('ahead-1', CLI_ACTOR, 'test');
     assert.equal(keyring.sealedWithHeldKey('ahead-1', text, 'f'), false);
-    assert.equal(keyring.encryptIfHeld('ahead-1', 'x', 'f'), undefined);
+    assert.equal(keyring.holds('ahead-1'), false);
     await keyring.prepare(['ahead-1']);
     assert.equal(keyring.sealedWithHeldKey('ahead-1', text, 'f'), false, 'a new key for the subject is another key');
   });

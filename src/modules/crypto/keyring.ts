@@ -265,16 +265,10 @@ export class Keyring {
   }
 
   /**
-   * encryptPrepared without a prepare(): undefined unless the subject's key is held and not due for a check. A caller
-   * that seals ahead of its transaction tells with sealedWithHeldKey() whether the ciphertext may still be stored.
+   * Whether the subject's data key is loaded and not due for a check (prepare() would need no I/O for it, and
+   * encryptPrepared may run without it). A caller that seals ahead of its transaction tells with sealedWithHeldKey()
+   * whether the ciphertext may still be stored.
    */
-  encryptIfHeld(subjectId: string, plaintext: string, context: string): string | undefined {
-    const dk = this.#bySubject.get(subjectId);
-    if (!dk || this.#due(dk, Date.now())) return undefined;
-    return encryptField(dk.key, dk, plaintext, context, frameOf(dk, context));
-  }
-
-  /** Whether the subject's data key is loaded and not due for a check (prepare() would need no I/O for it). */
   holds(subjectId: string): boolean {
     const dk = this.#bySubject.get(subjectId);
     return dk !== undefined && !this.#due(dk, Date.now());

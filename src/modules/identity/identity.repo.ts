@@ -104,6 +104,7 @@ export const IDENTITY_MIGRATIONS: readonly ModuleMigration[] = [
 export interface PendingUnmergeRow {
   id: string;
   at: string;
+  undone_at: string;
   rule: string;
   from_canonical: string | null;
   into_canonical: string | null;
@@ -443,19 +444,17 @@ export class IdentityRepo {
     await this.#run(tx, text, [at, mergeId]);
   }
 
-  /** Undone merges whose onUnmerge listeners have not all run, in the order they were undone. */
-  async pendingUnmerges(limit: number): Promise<PendingUnmergeRow[]> {
-    return (await this.#db
+  /** Undone merges whose onUnmerge listeners have not all run, in the order they were undone, after the cursor. */
+  async pendingUnmerges(after: { undoneAt: string; id: string } | null, limit: number): Promise<PendingUnmergeRow[]> {
+    let query = this.#db
       .selectFrom('identity_merges as m')
       .leftJoin('identity_profiles as f', 'f.id', 'm.from_profile')
       .leftJoin('identity_profiles as i', 'i.id', 'm.into_profile')
-      .select(['m.id', 'm.at', 'm.rule', (eb) => eb.fn.coalesce('f.merged_into', 'f.id').as('from_canonical'), (eb) => eb.fn.coalesce('i.merged_into', 'i.id').as('into_canonical')])
+      .select(['m.id', 'm.at', 'm.undone_at', 'm.rule', (eb) => eb.fn.coalesce('f.merged_into', 'f.id').as('from_canonical'), (eb) => eb.fn.coalesce('i.merged_into', 'i.id').as('into_canonical')])
       .where('m.undone_at', 'is not', null)
-      .where('m.unmerge_applied_at', 'is', null)
-      .orderBy('m.undone_at')
-      .orderBy('m.id')
-      .limit(limit)
-      .execute()) as PendingUnmergeRow[];
+      .where('m.unmerge_applied_at', 'is', null);
+    if (after) query = query.where((eb) => eb.or([eb('m.undone_at', '>', after.undoneAt), eb.and([eb('m.undone_at', '=', after.undoneAt), eb('m.id', '>', after.id)])]));
+    return (await query.orderBy('m.undone_at').orderBy('m.id').limit(limit).execute()) as PendingUnmergeRow[];
   }
 
   /** Marks an unmerge as applied (every onUnmerge listener has run). */

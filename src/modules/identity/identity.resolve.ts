@@ -303,7 +303,7 @@ export class BatchResolution {
       merges.push(merge);
       target = merge.into;
     }
-    return { profileId: target, holder: this.#owner.get(anchor.key) ?? target, created, merges, ignored };
+    return { profileId: target, holder: anchorHolder, created, merges, ignored };
   }
 
   /** Whether resolving changed anything that must be written. */

@@ -384,12 +384,13 @@ export class Identity {
   async applyPendingUnmerges(): Promise<{ applied: number; failed: { mergeId: string; error: unknown }[] }> {
     let applied = 0;
     const failed: { mergeId: string; error: unknown }[] = [];
-    const tried = new Set<string>();
+    let after: { undoneAt: string; id: string } | null = null;
     for (;;) {
-      const page = (await this.#repo.pendingUnmerges(PENDING_PAGE)).filter((row) => !tried.has(row.id));
-      if (page.length === 0) break;
+      const page = await this.#repo.pendingUnmerges(after, PENDING_PAGE);
+      const last = page.at(-1);
+      if (last === undefined) break;
+      after = { undoneAt: last.undone_at, id: last.id };
       for (const row of page) {
-        tried.add(row.id);
         // A side erased since, or both sides one person again: nothing is left to split.
         const error =
           row.from_canonical === null || row.into_canonical === null || row.from_canonical === row.into_canonical

@@ -108,6 +108,8 @@ async function candorRun(dialect: 'sqlite' | 'postgres', writerThread: 'on' | 'o
     const batch = await load({ url: `${url}/v1/batch`, headers, concurrency: CONCURRENCY, seconds: SECONDS, makeBody: batchBody(random), check: allStored });
     serverCpu.candor = (cpuSeconds(child.pid) - cpuBefore) / batch.seconds;
     loadCpu.candor = ownCpu(ownBefore) / batch.seconds;
+    // Single events get a second of warm-up too (a code path of its own), on both servers.
+    await load({ url: `${url}/v1/track`, headers, concurrency: CONCURRENCY, seconds: 1, makeBody: singleBody(random) });
     const single = await load({
       url: `${url}/v1/track`,
       headers,
@@ -140,6 +142,7 @@ async function privacyOffRun(dialect: 'sqlite' | 'postgres'): Promise<{ batch: L
     const result = await load({ url: `${url}/v1/batch`, headers: {}, concurrency: CONCURRENCY, seconds: SECONDS, makeBody: batchBody(random) });
     serverCpu.off = (cpuSeconds(child.pid) - cpuBefore) / result.seconds;
     loadCpu.off = ownCpu(ownBefore) / result.seconds;
+    await load({ url: `${url}/v1/track`, headers: {}, concurrency: CONCURRENCY, seconds: 1, makeBody: singleBody(random) });
     const single = await load({ url: `${url}/v1/track`, headers: {}, concurrency: CONCURRENCY, seconds: Math.max(3, SECONDS / 2), makeBody: singleBody(random) });
     await stopChild(child);
     return { batch: result, single };

@@ -321,6 +321,12 @@ export class Collector {
   #allowed(profileId: string | null, purposes: readonly string[], gpc: boolean): string[] {
     const { consent } = this.#deps;
     const allowed = profileId === null ? purposes.filter((p) => { const c = consent.purpose(p); return c !== undefined && c.basis !== 'consent'; }) : consent.allowedPurposes(profileId, purposes);
+    return this.#withGpc(profileId, allowed, gpc);
+  }
+
+  /** The allowed purposes left once a GPC signal on the request or message is honoured. */
+  #withGpc(profileId: string | null, allowed: string[], gpc: boolean): string[] {
+    const { consent } = this.#deps;
     if (!gpc) return allowed;
     // Sec-GPC: 1 is honoured on this very request, before the opt-out is in the ledger; an opt-in the person confirmed
     // explicitly over GPC stands (their browser keeps sending the signal).
@@ -418,23 +424,49 @@ export class Collector {
       throw error;
     };
 
-    // 1. Identity resolution (the suppression list was checked before the consent gate, with the lookup).
+    // Refusals of the gates after resolution are written with the events, and dropped on failure: a second write of
+    // the group counts them.
+    const regated = new Map<string, number>();
+    const withRegated = () => {
+      const written = new Map(refusals);
+      for (const [key, n] of regated) written.set(key, (written.get(key) ?? 0) + n);
+      return written;
+    };
+
+    // 1. Identity resolution (the suppression list was checked before the consent gate, with the lookup). A message
+    // the person it resolves to would refuse (a merge, a limit, a new profile: see #regateBeforeLinking) is answered
+    // refused and the resolution made again without it, so that it links and merges nothing.
     let resolved: { pending: Pending; resolution: Resolution | undefined }[] = [];
-    const storedAtOnce = await storage.raw
-      .transaction(async (tx) => {
-        const resolutions = await identity.resolveBatch(tx, items.map((p) => p.resolve));
-        resolved = items.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
-        if (!storableAtOnce(resolved, keyring)) return false;
-        await this.#store(tx, resolved, refusals, results);
-        await catalog.writeStats(tx, planCounts);
-        return true;
-      })
-      .catch(restore);
+    let remaining = items;
+    const fresh = new Set(items.flatMap((p) => (p.gatedFor === null ? [] : [p.gatedFor])));
+    const storedAtOnce = await (async () => {
+      // Each round loads consent or leaves messages out; more rounds than that would mean states evicted as loaded.
+      for (let round = 0; ; round++) {
+        if (round > items.length + 2) throw new Error('identity resolution did not settle');
+        try {
+          return await storage.raw.transaction(async (tx) => {
+            const resolutions = await identity.resolveBatch(tx, remaining.map((p) => p.resolve));
+            resolved = remaining.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
+            this.#regateBeforeLinking(resolved, fresh);
+            if (!storableAtOnce(resolved, keyring)) return false;
+            await this.#store(tx, resolved, withRegated(), results);
+            await catalog.writeStats(tx, planCounts);
+            return true;
+          });
+        } catch (error) {
+          if (!(error instanceof ResolveAgain)) throw error;
+          if (error.load.length > 0) {
+            await consent.load(error.load);
+            for (const id of error.load) fresh.add(id);
+          }
+          for (const p of error.refused) this.#refuseMoved(p, regated, results);
+          remaining = remaining.filter((p) => !error.refused.has(p));
+        }
+      }
+    })().catch(restore);
     if (storedAtOnce) return answer();
 
-    // Everything between the two transactions may fail too (a merge listener, a key): the counts then go back. Refusals
-    // of the second gate are written with the events, and dropped on failure: a second write of the group counts them.
-    const regated = new Map<string, number>();
+    // Everything between the two transactions may fail too (a merge listener, a key): the counts then go back.
     const storable = await (async () => {
       const merges = resolved.flatMap((r) => r.resolution?.merges ?? []);
       if (merges.length > 0) await identity.notifyMerges(merges);
@@ -467,10 +499,7 @@ export class Collector {
         const p = r.pending;
         const gated = this.#gate(r.resolution.profileId, p.plan, p.message, p.gpc);
         if (!gated) {
-          this.#countRefusal(p.source, Date.parse(p.receivedAt), p.message, p.plan.purposes, regated);
-          // A second write of the group sees no merge: it must gate this message again, not store it as first gated.
-          p.gatedFor = null;
-          results.set(p, { index: p.index, messageId: p.message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: p.dropped });
+          this.#refuseMoved(p, regated, results);
           continue;
         }
         Object.assign(p, gated.stored);
@@ -486,13 +515,60 @@ export class Collector {
     })().catch(restore);
     await storage.raw
       .transaction(async (tx) => {
-        const written = new Map(refusals);
-        for (const [key, n] of regated) written.set(key, (written.get(key) ?? 0) + n);
-        await this.#store(tx, storable, written, results);
+        await this.#store(tx, storable, withRegated(), results);
         await catalog.writeStats(tx, planCounts);
       })
       .catch(restore);
     return answer();
+  }
+
+  /** A message refused by a gate after resolution: counted and answered refused, and gated anew by a second write. */
+  #refuseMoved(p: Pending, regated: Map<string, number>, results: Map<Pending, ItemResult>): void {
+    this.#countRefusal(p.source, Date.parse(p.receivedAt), p.message, p.plan.purposes, regated);
+    // A second write of the group sees no merge: it must gate this message again, not store it as first gated.
+    p.gatedFor = null;
+    results.set(p, { index: p.index, messageId: p.message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: p.dropped });
+  }
+
+  /**
+   * Inside the resolution's transaction, before it commits: the messages that resolution moved to another person than
+   * the gate saw (a merge, an identifier over its type's limit, a new profile) are gated again with the consent that
+   * person will have once the merges are applied (consent.allowedPurposesMerged: every merged profile's refusals,
+   * withdrawals, GPC opt-outs and restrictions bind it). Throws ResolveAgain (the transaction is rolled back) naming
+   * the messages no purpose would allow, or first the people whose consent is not loaded yet (`fresh`: loaded for
+   * this write). A profile made by this very transaction has no consent record.
+   */
+  #regateBeforeLinking(resolved: readonly { pending: Pending; resolution: Resolution | undefined }[], fresh: ReadonlySet<string>): void {
+    const merges = resolved.flatMap((r) => r.resolution?.merges ?? []);
+    const survivors = new Set(merges.map((m) => m.into));
+    const moved = resolved.filter((r): r is Resolved => typeof r.resolution?.profileId === 'string' && (r.pending.gatedFor !== r.resolution.profileId || survivors.has(r.resolution.profileId)));
+    if (moved.length === 0) return;
+    const unstored = new Set(resolved.flatMap((r) => (r.resolution?.created && r.resolution.holder !== null ? [r.resolution.holder] : [])));
+    // Everyone merged into each surviving profile in this batch, directly or through another.
+    const intoOf = new Map(merges.map((m) => [m.from, m.into]));
+    const survivorOf = (id: string) => {
+      let at = id;
+      for (let next = intoOf.get(at); next !== undefined; next = intoOf.get(at)) at = next;
+      return at;
+    };
+    const mergedInto = new Map<string, string[]>();
+    for (const m of merges) {
+      const survivor = survivorOf(m.into);
+      mergedInto.set(survivor, [...(mergedInto.get(survivor) ?? []), m.from]);
+    }
+    const load = new Set<string>();
+    for (const r of moved) {
+      for (const id of [r.resolution.profileId, ...(mergedInto.get(r.resolution.profileId) ?? [])]) {
+        if (!unstored.has(id) && (!fresh.has(id) || !this.#deps.consent.isLoaded(id))) load.add(id);
+      }
+    }
+    if (load.size > 0) throw new ResolveAgain([...load], new Set());
+    const refused = new Set<Pending>();
+    for (const { pending: p, resolution } of moved) {
+      const allowed = this.#deps.consent.allowedPurposesMerged(resolution.profileId, mergedInto.get(resolution.profileId) ?? [], p.plan.purposes, unstored);
+      if (this.#withGpc(unstored.has(resolution.profileId) ? null : resolution.profileId, allowed, p.gpc).length === 0) refused.add(p);
+    }
+    if (refused.size > 0) throw new ResolveAgain([], refused);
   }
 
   /** Stores a group's events (one encrypted envelope each), traits, computed traits and refusal counts in `tx`. */
@@ -684,6 +760,20 @@ function answerAll(items: readonly Pending[], results: ReadonlyMap<Pending, Item
 }
 
 const NONE: readonly string[] = Object.freeze([]);
+/**
+ * Thrown inside the resolution's transaction to roll it back and resolve again: after loading the consent of `load`,
+ * or without the messages in `refused`.
+ */
+class ResolveAgain extends Error {
+  readonly load: readonly string[];
+  readonly refused: ReadonlySet<Pending>;
+  constructor(load: readonly string[], refused: ReadonlySet<Pending>) {
+    super('resolve again');
+    this.load = load;
+    this.refused = refused;
+  }
+}
+
 /** Thrown inside a deferred transaction to abandon it when the group is not the usual one. */
 const UNUSUAL = new Error('not the usual group');
 // The four possible field rules, shared: partition only reads them.

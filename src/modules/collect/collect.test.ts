@@ -381,15 +381,24 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     assert.ok(result?.status === 'refused' || !(result?.purposes ?? []).some((p) => p === 'analytics.reporting' || p === 'personalize.profiling'), joined.body);
   });
 
-  it('applies the merged consent to the very event that merges, also when the profile it was checked for survives', async () => {
+  it('gates the event that would merge with the merged consent, also when the profile it was checked for survives, and then links nothing', async () => {
     // Frank consented under his user id; on another device he refused everything before signing in. The event that
-    // links the two merges the device's profile into his: the refusal wins, for this event too.
+    // would link the two is checked against the merged person's consent (the refusal wins) before anything is linked:
+    // it is refused, so it merges nothing, and each device's own choice stands.
     await consent({ userId: 'u-frank', purposes: { 'analytics.reporting': 'given', 'personalize.profiling': 'given' } });
     await consent({ anonymousId: 'anon-frank-phone', purposes: { 'analytics.reporting': 'refused', 'personalize.profiling': 'refused' } });
+    const profileOf = async (type: string, value: string) =>
+      (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type, value }], source: 'web', at: new Date().toISOString() }]))[0];
+    const frank = await profileOf('user_id', 'u-frank');
+    const phone = await profileOf('anonymous_id', 'anon-frank-phone');
     const linking = await send('/v1/track', { userId: 'u-frank', anonymousId: 'anon-frank-phone', event: 'Product Viewed', properties: { product_id: 'p1' } });
     assert.deepEqual(results(linking).map((r) => [r.status, r.code]), [['refused', 'COLLECT_NO_LAWFUL_BASIS']], linking.body);
-    const next = await send('/v1/track', { userId: 'u-frank', event: 'Product Viewed', properties: { product_id: 'p2' } });
-    assert.equal(results(next)[0]?.code, 'COLLECT_NO_LAWFUL_BASIS', next.body);
+    assert.ok(frank && phone && frank !== phone);
+    assert.equal(await profileOf('anonymous_id', 'anon-frank-phone'), phone);
+    const fromPhone = await send('/v1/track', { anonymousId: 'anon-frank-phone', event: 'Product Viewed', properties: { product_id: 'p2' } });
+    assert.equal(results(fromPhone)[0]?.code, 'COLLECT_NO_LAWFUL_BASIS', fromPhone.body);
+    const fromLaptop = await send('/v1/track', { userId: 'u-frank', event: 'Product Viewed', properties: { product_id: 'p3' } });
+    assert.equal(results(fromLaptop)[0]?.status, 'stored', fromLaptop.body);
   });
 
   it('drops events about suppressed (erased) identifiers', async () => {

@@ -71,6 +71,7 @@ const MAX_SOURCE = 2000;
 const MAX_SUBJECT_ID = 512;
 const EXPIRY_PAGE = 500;
 const EMPTY: ReadonlyMap<string, Current> = new Map();
+const NO_IDS: ReadonlySet<string> = new Set();
 const CHANGE_STATES = new Set(['given', 'refused', 'withdrawn']);
 
 type AddEntry = (fields: EntryFields) => LedgerEntry;
@@ -723,7 +724,7 @@ export class Consent {
   #planGpc(
     subject: string,
     current: ReadonlyMap<string, Current>,
-    add: AddEntry,
+    add: (fields: EntryFields) => unknown,
     context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean },
   ): number {
     let written = 0;
@@ -982,30 +983,7 @@ export class Consent {
     let receipt: string | null = null;
     const { entries } = await this.#locked([fromId, intoId], () =>
       this.#write([from, into], (states, add) => {
-        const source = states.get(from.pseudonym) as Map<string, Current>;
-        const target = states.get(into.pseudonym) as Map<string, Current>;
-        let fromGpc = false;
-        for (const [key, entry] of source) {
-          if (!isOptOut(entry) || (since !== undefined && entry.at < since)) continue;
-          if (entry.gpc) fromGpc = true;
-          const config = this.#purposeConfigs.get(key);
-          if (!config || config.basis === 'contract' || config.basis === 'legal_obligation') continue;
-          const existing = target.get(key);
-          if (isOptOut(existing) && (existing?.gpc === true || !entry.gpc)) continue;
-          add({
-            subject: into.pseudonym,
-            purpose: key,
-            state: entry.state,
-            basis: entry.basis,
-            mechanism: 'merge',
-            noticeVersion: entry.noticeVersion,
-            jurisdiction: entry.jurisdiction,
-            source: null,
-            gpc: entry.gpc,
-            receiptId,
-          });
-        }
-        if (fromGpc) this.#planGpc(into.pseudonym, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId, keepConfirmed: false });
+        this.#planMerge(into.pseudonym, states.get(from.pseudonym) as Map<string, Current>, states.get(into.pseudonym) as Map<string, Current>, since, add, receiptId);
       }, async (tx, flags) => {
         // A restriction or objection of either profile binds the merged person.
         const fromFlags = since === undefined ? (flags.get(from.pseudonym) ?? NO_FLAGS) : (flagsOf((await this.#repo.restrictions([from.pseudonym], tx)).filter((row) => row.since >= since)).get(from.pseudonym) ?? NO_FLAGS);
@@ -1020,6 +998,69 @@ export class Consent {
     if (entries.length === 0) return { entries, receipt: null, receiptId: null };
     await this.#audit.append(this.#auditEvent(actor, 'consent.merge', into.pseudonym, entries, receiptId, since === undefined ? { from: from.pseudonym } : { from: from.pseudonym, since }));
     return { entries, receipt, receiptId };
+  }
+
+  /**
+   * The entries a merge writes on the surviving profile: per purpose, an opt-out of the merged one (a refusal or a
+   * withdrawal; with `since`, only those made from then on) where the survivor has none that binds as much, and GPC
+   * opt-outs of every sale/sharing and targeted-advertising purpose when one of those opt-outs came from GPC.
+   */
+  #planMerge(into: string, source: ReadonlyMap<string, Current>, target: ReadonlyMap<string, Current>, since: string | undefined, add: (fields: EntryFields) => unknown, receiptId: string | null): void {
+    let fromGpc = false;
+    for (const [key, entry] of source) {
+      if (!isOptOut(entry) || (since !== undefined && entry.at < since)) continue;
+      if (entry.gpc) fromGpc = true;
+      const config = this.#purposeConfigs.get(key);
+      if (!config || config.basis === 'contract' || config.basis === 'legal_obligation') continue;
+      const existing = target.get(key);
+      if (isOptOut(existing) && (existing?.gpc === true || !entry.gpc)) continue;
+      add({
+        subject: into,
+        purpose: key,
+        state: entry.state,
+        basis: entry.basis,
+        mechanism: 'merge',
+        noticeVersion: entry.noticeVersion,
+        jurisdiction: entry.jurisdiction,
+        source: null,
+        gpc: entry.gpc,
+        receiptId,
+      });
+    }
+    if (fromGpc) this.#planGpc(into, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId, keepConfirmed: false });
+  }
+
+  /**
+   * The purposes among `purposes` that would have a lawful basis now for `intoId` once each of `fromIds` were merged
+   * into it, as mergeSubjects would write it (their refusals, withdrawals and GPC opt-outs; their restrictions and
+   * objections), without writing anything: the collector asks before it commits a merge, so that a message the merged
+   * person would refuse merges nobody. Subjects in `unstored` (profiles made by a transaction not yet committed) have
+   * no record; every other one must be loaded (CONSENT_SUBJECT_NOT_LOADED).
+   */
+  allowedPurposesMerged(intoId: string, fromIds: readonly string[], purposes: readonly string[], unstored: ReadonlySet<string> = NO_IDS): string[] {
+    const stateOf = (id: string): SubjectState | undefined => {
+      const state = this.#cache.peek(id);
+      if (state === undefined && !unstored.has(id)) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
+      return state;
+    };
+    const into = stateOf(intoId);
+    const merged = new Map(into?.purposes ?? EMPTY);
+    let flags = into?.flags ?? NO_FLAGS;
+    const at = new Date().toISOString();
+    const add = (fields: EntryFields) => {
+      merged.set(fields.purpose, this.#current({ entryId: '', state: fields.state, basis: fields.basis, mechanism: fields.mechanism, noticeVersion: fields.noticeVersion, jurisdiction: fields.jurisdiction, gpc: fields.gpc === true, gpcOverride: false, at }));
+    };
+    for (const fromId of fromIds) {
+      const from = stateOf(fromId);
+      if (from === undefined) continue;
+      this.#planMerge(intoId, from.purposes, merged, undefined, add, null);
+      flags = { restricted: flags.restricted || from.flags.restricted, objectedMarketing: flags.objectedMarketing || from.flags.objectedMarketing };
+    }
+    const atMs = Date.now();
+    return purposes.filter((purpose) => {
+      const runtime = this.#purposes.get(purpose);
+      return runtime !== undefined && decideFor(runtime, merged.get(purpose), atMs, flags).allowed;
+    });
   }
 
   // ------------------------------------------------------------------------------------------------------------

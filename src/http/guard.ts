@@ -4,16 +4,24 @@ import type { Principal } from '../modules/access/index.ts';
 import { CandorError } from '../shared/errors.ts';
 import type { RouteRecord } from './route-access.ts';
 
+/** Base64 as Basic credentials are written (RFC 7617: RFC 4648's alphabet), the padding optional. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
+
+/**
+ * The credential an Authorization header presents, or undefined when it presents none this audience reads. A Basic
+ * header (where allowed) that does not decode to a non-empty user name is a malformed credential, not a missing one.
+ */
 function credentialOf(request: FastifyRequest, allowBasic: boolean): string | undefined {
   const header = request.headers.authorization;
   if (!header) return undefined;
   const [scheme, value] = header.split(' ', 2);
-  if (!value) return undefined;
-  if (scheme?.toLowerCase() === 'bearer') return value.trim();
+  if (scheme?.toLowerCase() === 'bearer') return value?.trim() || undefined;
   if (allowBasic && scheme?.toLowerCase() === 'basic') {
     // Segment sends the write key as the HTTP Basic user name with an empty password.
-    const decoded = Buffer.from(value, 'base64').toString('utf8');
-    return decoded.split(':', 1)[0];
+    const encoded = value?.trim() ?? '';
+    const user = BASE64.test(encoded) ? Buffer.from(encoded, 'base64').toString('utf8').split(':', 1)[0] : undefined;
+    if (!user) throw new CandorError('AUTH_CREDENTIAL_INVALID');
+    return user;
   }
   return undefined;
 }

@@ -89,17 +89,53 @@ function sizeBound(value: unknown, budget: number, depth: number): number {
 /**
  * A message's size for the per-event limit: the exact UTF-8 size of its JSON when it may exceed the limit (so the
  * refusal names it), otherwise a bound under the limit; most messages are far below it and need no serialization.
+ * `extra`: the exact size of batch-level parts the message takes (written after its own keys), measured once per batch.
  * TOO_DEEP for a message nested deeper than MAX_DEPTH, which is then answered on its own and walked by nothing else.
  */
-function sizeOf(value: unknown): number {
+function sizeOf(value: unknown, extra = 0): number {
   let bound: number;
   try {
-    bound = sizeBound(value, MAX_EVENT_BYTES, 1);
+    bound = sizeBound(value, MAX_EVENT_BYTES - extra, 1);
   } catch (error) {
     if (error === DEEPER) return TOO_DEEP;
     throw error;
   }
-  return bound <= MAX_EVENT_BYTES ? bound : Buffer.byteLength(JSON.stringify(value) ?? '');
+  return bound + extra <= MAX_EVENT_BYTES ? bound + extra : Buffer.byteLength(JSON.stringify(value) ?? '') + extra;
+}
+
+/** The exact UTF-8 size of `,"key":value` as JSON.stringify writes it after an object's other keys. */
+function memberSize(key: string, value: unknown): number {
+  return Buffer.byteLength(`,${JSON.stringify(key)}:${JSON.stringify(value) ?? ''}`);
+}
+
+/** Whether an object has no own enumerable key (its JSON is `{}`, so a key added to it takes no comma). */
+function isEmpty(value: object): boolean {
+  for (const key in value) if (Object.hasOwn(value, key)) return false;
+  return true;
+}
+
+/** Content codings a request body may have (RFC 9110 section 8.4.1; x-gzip is gzip), besides identity. */
+const SUPPORTED_CODINGS = ['gzip', 'x-gzip', 'deflate'];
+/** The Accept-Encoding of a 415 answer to a coding Candor cannot decode (RFC 9110 section 15.5.16). */
+const ACCEPTED_CODINGS = 'gzip, deflate';
+
+/**
+ * The one coding to undo for a Content-Encoding header: `identity` for none, or undefined when the body cannot be
+ * read, being in an unknown coding or in more than one (stacked codings are not undone). Codings are case-insensitive
+ * and `identity` in the list changes nothing.
+ */
+function contentCoding(header: string | undefined): 'identity' | 'gzip' | 'deflate' | undefined {
+  if (header === undefined) return 'identity';
+  let coding: 'identity' | 'gzip' | 'deflate' = 'identity';
+  for (const part of header.split(',')) {
+    const name = part.trim().toLowerCase();
+    if (name === '' || name === 'identity') continue;
+    if (coding !== 'identity') return undefined;
+    if (name === 'gzip' || name === 'x-gzip') coding = 'gzip';
+    else if (name === 'deflate') coding = 'deflate';
+    else return undefined;
+  }
+  return coding;
 }
 
 /** Headers a browser may always send: the write key, the body's type and encoding, Sec-GPC. */
@@ -128,11 +164,15 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
   app.addContentTypeParser('text/plain', { parseAs: 'string' }, jsonParser);
   // @rudderstack/rudder-sdk-node gzips by default and axios then labels the JSON body as a form; still JSON.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, jsonParser);
-  app.addHook('preParsing', async (request, _reply, payload) => {
-    const encoding = request.headers['content-encoding'];
-    if (encoding !== 'gzip' && encoding !== 'deflate') return payload;
+  app.addHook('preParsing', async (request, reply, payload) => {
+    const coding = contentCoding(request.headers['content-encoding']);
+    if (coding === undefined) {
+      reply.header('accept-encoding', ACCEPTED_CODINGS);
+      throw new CandorError('REQUEST_UNSUPPORTED_MEDIA_TYPE', { header: 'content-encoding', supported: SUPPORTED_CODINGS });
+    }
+    if (coding === 'identity') return payload;
     // The body limit applies to the inflated body; Fastify checks Content-Length against the bytes received.
-    const inflated = payload.pipe(encoding === 'gzip' ? createGunzip() : createInflate()) as unknown as typeof payload & { receivedEncodedLength: number };
+    const inflated = payload.pipe(coding === 'gzip' ? createGunzip() : createInflate()) as unknown as typeof payload & { receivedEncodedLength: number };
     inflated.receivedEncodedLength = 0;
     payload.on('data', (chunk: Buffer) => {
       inflated.receivedEncodedLength += chunk.length;
@@ -212,6 +252,9 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
         const forbidden: Forbidden[] = [];
         // A batch-level context nested too deep makes every message that takes it too deep.
         const contextTooDeep = context !== undefined && sizeOf({ context }) === TOO_DEEP;
+        // The per-event limit applies to a message as merged: the batch-level parts it takes count for it, measured once.
+        let contextBytes: number | undefined;
+        let sentAtBytes: number | undefined;
         const messages = batch.map((raw, index) => {
           if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
             const message = raw as Record<string, unknown>;
@@ -225,9 +268,17 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
             }
             // Batch-level context and sentAt apply to every message that has none of its own.
             const merged: Record<string, unknown> = { ...message };
-            if (message.context === undefined && context) merged.context = context;
-            if (message.sentAt === undefined && sentAt) merged.sentAt = sentAt;
-            return { raw: merged, bytes: message.context === undefined && contextTooDeep ? TOO_DEEP : sizeOf(message) };
+            let extra = 0;
+            if (message.context === undefined && context) {
+              merged.context = context;
+              if (contextTooDeep) return { raw: merged, bytes: TOO_DEEP };
+              extra += contextBytes ??= memberSize('context', context);
+            }
+            if (message.sentAt === undefined && sentAt) {
+              merged.sentAt = sentAt;
+              extra += sentAtBytes ??= memberSize('sentAt', sentAt);
+            }
+            return { raw: merged, bytes: sizeOf(message, extra > 0 && isEmpty(message) ? extra - 1 : extra) };
           }
           return { raw, bytes: 0 };
         });

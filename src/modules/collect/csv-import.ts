@@ -336,6 +336,8 @@ class ImportRun {
   readonly #purposes = new Map<string, { event: readonly string[]; fields: Map<string, readonly string[]> }>();
   /** What the gate lets through without looking at a person's ledger (for warnings and the dry run's prediction). */
   readonly #predicted: ReadonlySet<string>;
+  /** Of those, the explicit-consent purposes this import records consent to: only they keep special-category and precise-location fields. */
+  readonly #predictedExplicit: ReadonlySet<string>;
   readonly #warned = new Set<string>();
   readonly #hash = createHash('sha256');
   readonly #counts: ImportCounts = { rows: 0, stored: 0, duplicate: 0, refused: 0, invalid: 0, suppressed: 0, events: 0, consents: 0, bytes: 0 };
@@ -362,6 +364,8 @@ class ImportRun {
       this.#purposes.set(key, { event: section.purposes, fields: new Map(section.fields.map((f) => [f.path, f.purposes])) });
     }
     this.#predicted = new Set([...claim.purposes, ...claim.alsoAllowed.map((a) => a.purpose)]);
+    // Consent recorded by the import is given now, so it counts as explicit where the purpose asks for that.
+    this.#predictedExplicit = new Set(claim.basis === 'consent' ? claim.purposes.filter((p) => deps.consent.purpose(p)?.explicit === true) : []);
   }
 
   async execute(input: Readable): Promise<ImportSummary> {
@@ -799,7 +803,13 @@ class ImportRun {
       const plan = catalog.process(m.kind, name, data, `${this.#options.source}.dry-run`);
       if (!plan.ok) return { index, messageId: m.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
       const allowed = plan.purposes.filter((p) => this.#predicted.has(p));
-      const refusedFields = plan.fields.filter((f) => !f.purposes.some((p) => this.#predicted.has(p))).map((f) => f.path);
+      // As the gate's fieldAllowed: special-category and precise-location fields need explicit consent to one of their purposes.
+      const refusedFields = plan.fields
+        .filter((f) => {
+          const pool = f.special || f.preciseLocation ? this.#predictedExplicit : this.#predicted;
+          return !f.purposes.some((p) => pool.has(p));
+        })
+        .map((f) => f.path);
       if (allowed.length === 0) return { index, messageId: m.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: plan.dropped };
       return { index, messageId: m.messageId, status: 'stored', purposes: allowed, dropped: plan.dropped, refusedFields };
     });

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
+import { after, before, it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { MAX_EVENT_BYTES } from '../../modules/collect/index.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { buildServer, type CandorServer } from '../server.ts';
+
+describeEachDialect('Segment ingest: sizes as merged, content codings, malformed credentials, page names', (dialect) => {
+  const ctx = useKernel(dialect);
+  let server: CandorServer;
+  let writeKey = '';
+  const basic = () => `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`;
+  const post = (url: string, payload: string | Buffer, headers: Record<string, string> = {}) =>
+    server.app.inject({ method: 'POST', url, headers: { authorization: basic(), 'content-type': 'application/json', ...headers }, payload });
+  type Answer = { code?: string; details?: Record<string, unknown>; results?: { status: string; code?: string; detail?: string }[] };
+  const answer = (response: { json: () => unknown }) => response.json() as Answer;
+  const track = (messageId: string, extra: Record<string, unknown> = {}) => ({ type: 'track', userId: 'u-limits', messageId, event: 'Product Viewed', properties: { product_id: 'p' }, ...extra });
+
+  before(async () => {
+    server = await buildServer(ctx.kernel);
+    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    for (const id of [{ userId: 'u-limits' }, { anonymousId: 'anon-pages' }]) {
+      const consent = await post('/v1/consent', JSON.stringify({ mechanism: 'banner_save', ...id, purposes: { 'analytics.reporting': 'given' } }));
+      assert.equal(consent.statusCode, 200, consent.body);
+    }
+  });
+  after(async () => {
+    await server.app.close();
+  });
+
+  it('counts a batch-level context toward the 32 KB of every message that takes it, as if the message carried it', async () => {
+    const context = { locale: 'de', junk: 'x'.repeat(40_000) };
+    const viaBatch = await post('/v1/batch', JSON.stringify({ context, batch: [track('bc3')] }));
+    assert.equal(viaBatch.statusCode, 200, viaBatch.body);
+    const inMessage = await post('/v1/batch', JSON.stringify({ batch: [track('bc4', { context })] }));
+    const [merged] = answer(viaBatch).results ?? [];
+    const [own] = answer(inMessage).results ?? [];
+    assert.equal(own?.code, 'COLLECT_EVENT_TOO_LARGE');
+    assert.deepEqual([merged?.status, merged?.code], ['invalid', 'COLLECT_EVENT_TOO_LARGE'], viaBatch.body);
+    assert.equal(merged?.detail, own?.detail, 'the same size as with the context inside the message');
+    assert.equal(merged?.detail, `${Buffer.byteLength(JSON.stringify({ ...track('bc3'), context }))} bytes`);
+  });
+
+  it('refuses a message whose own part and the batch-level parts it takes are each under 32 KB but over it together, measured exactly', async () => {
+    // 18 KB of UTF-8 (each ü two bytes) in the batch-level context, 16 KB in the message.
+    const context = { locale: 'de', junk: 'ü'.repeat(9_000) };
+    const sentAt = new Date().toISOString();
+    const half = track('half-1', { properties: { product_id: 'p', note: 'y'.repeat(16_000) } });
+    assert.ok(Buffer.byteLength(JSON.stringify(half)) < MAX_EVENT_BYTES && Buffer.byteLength(JSON.stringify({ context, sentAt })) < MAX_EVENT_BYTES);
+    const response = await post('/v1/batch', JSON.stringify({ context, sentAt, batch: [half, track('half-2', { context: { locale: 'en' } }), track('half-3')] }));
+    assert.equal(response.statusCode, 200, response.body);
+    const results = answer(response).results ?? [];
+    assert.deepEqual(results.map((r) => r.code ?? r.status), ['COLLECT_EVENT_TOO_LARGE', 'stored', 'stored']);
+    assert.equal(results[0]?.detail, `${Buffer.byteLength(JSON.stringify({ ...half, context, sentAt }))} bytes`);
+    // An empty message takes the batch-level parts with no comma before the first.
+    const large = { junk: 'ü'.repeat(17_000) };
+    const empty = await post('/v1/batch', JSON.stringify({ context: large, sentAt, batch: [{}] }));
+    assert.deepEqual(answer(empty).results?.map((r) => [r.code, r.detail]), [['COLLECT_EVENT_TOO_LARGE', `${Buffer.byteLength(JSON.stringify({ context: large, sentAt }))} bytes`]]);
+  });
+
+  it('inflates gzip whatever the case of its name, and x-gzip, with identity listed or not', async () => {
+    const body = (messageId: string) => gzipSync(JSON.stringify(track(messageId)));
+    for (const [i, coding] of ['GZIP', 'x-gzip', 'X-Gzip', 'identity, gzip', 'gzip , identity', 'Deflate'].entries()) {
+      const payload = coding === 'Deflate' ? deflateSync(JSON.stringify(track(`coding-${i}`))) : body(`coding-${i}`);
+      const response = await post('/v1/track', payload, { 'content-encoding': coding });
+      assert.equal(response.statusCode, 200, `${coding}: ${response.body}`);
+      assert.deepEqual(answer(response).results?.map((r) => r.status), ['stored'], coding);
+    }
+    const plain = await post('/v1/track', JSON.stringify(track('coding-identity')), { 'content-encoding': 'identity' });
+    assert.deepEqual(answer(plain).results?.map((r) => r.status), ['stored'], plain.body);
+  });
+
+  it('refuses a body in a coding it cannot decode, or in stacked codings, with 415 REQUEST_UNSUPPORTED_MEDIA_TYPE', async () => {
+    const json = JSON.stringify(track('br-1'));
+    const cases: [string, string | Buffer, string][] = [
+      ['br', brotliCompressSync(json), '/v1/track'],
+      // Plain JSON labelled br was read as JSON: a coding Candor does not know is refused, not ignored.
+      ['br', json, '/v1/track'],
+      ['zstd', json, '/v1/batch'],
+      ['gzip, gzip', gzipSync(gzipSync(json)), '/v1/track'],
+      ['gzip, br', json, '/v1/track'],
+      ['compress', json, '/v1/consent'],
+    ];
+    for (const [coding, payload, url] of cases) {
+      const response = await post(url, payload, { 'content-encoding': coding });
+      assert.equal(response.statusCode, 415, `${coding} on ${url}: ${response.body}`);
+      assert.equal(answer(response).code, 'REQUEST_UNSUPPORTED_MEDIA_TYPE', coding);
+      assert.deepEqual(answer(response).details, { header: 'content-encoding', supported: ['gzip', 'x-gzip', 'deflate'] });
+      assert.equal(response.headers['accept-encoding'], 'gzip, deflate', coding);
+      assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
+    }
+    const events = await ctx.kernel.collect.countEvents();
+    const retried = await post('/v1/track', json);
+    assert.deepEqual(answer(retried).results?.map((r) => r.status), ['stored'], 'nothing of the refused bodies was stored');
+    assert.equal(await ctx.kernel.collect.countEvents(), events + 1);
+  });
+
+  it('answers a Basic header that does not decode to a user name AUTH_CREDENTIAL_INVALID, also with a write key in the body', async () => {
+    const body = JSON.stringify({ writeKey, ...track('auth-1') });
+    for (const authorization of ['Basic !!!', 'Basic', 'Basic ', `Basic ${Buffer.from(':').toString('base64')}`, `Basic ${Buffer.from(':secret').toString('base64')}`, 'basic a']) {
+      for (const url of ['/v1/track', '/v1/consent']) {
+        const response = await post(url, body, { authorization });
+        assert.equal(response.statusCode, 401, `${authorization} on ${url}: ${response.body}`);
+        assert.equal(answer(response).code, 'AUTH_CREDENTIAL_INVALID', authorization);
+      }
+    }
+    const unpadded = await post('/v1/track', JSON.stringify(track('auth-2')), { authorization: basic().replace(/=+$/, '') });
+    assert.deepEqual(answer(unpadded).results?.map((r) => r.status), ['stored'], unpadded.body);
+    // Browsers send no Authorization header at all: the write key in the body is read.
+    const browser = await server.app.inject({ method: 'POST', url: '/v1/track', headers: { 'content-type': 'text/plain' }, payload: body });
+    assert.deepEqual(answer(browser).results?.map((r) => r.status), ['stored'], browser.body);
+    const none = await server.app.inject({ method: 'POST', url: '/v1/track', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(track('auth-3')) });
+    assert.equal(answer(none).code, 'AUTH_CREDENTIAL_MISSING');
+  });
+
+  it('keeps a page or screen name as the property name, with no event name, and counts its refusal under the message type', async () => {
+    const stored = await post('/v1/batch', JSON.stringify({ batch: [
+      { type: 'page', anonymousId: 'anon-pages', messageId: 'page-1', name: 'Home', properties: { path: '/' } },
+      { type: 'screen', anonymousId: 'anon-pages', messageId: 'screen-1', name: 'Cart' },
+    ] }));
+    assert.deepEqual(answer(stored).results?.map((r) => r.status), ['stored', 'stored'], stored.body);
+    const [profile] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'anonymous_id', value: 'anon-pages' }], source: 'web', at: new Date().toISOString() }]);
+    const events = await ctx.kernel.collect.events([profile as string], { decrypt: true, limit: 10 });
+    const named = Object.fromEntries(events.map((e) => [e.messageId, [e.kind, e.event, (e.data.properties as Record<string, unknown> | undefined)?.name]]));
+    assert.deepEqual(named, { 'page-1': ['page', null, 'Home'], 'screen-1': ['screen', null, 'Cart'] });
+
+    const refused = await post('/v1/batch', JSON.stringify({ batch: [
+      { type: 'page', anonymousId: 'anon-no-consent', messageId: 'page-r', name: 'Checkout Zq' },
+      { type: 'screen', anonymousId: 'anon-no-consent', messageId: 'screen-r', name: 'Basket Zq' },
+    ] }));
+    assert.deepEqual(answer(refused).results?.map((r) => r.code), ['COLLECT_NO_LAWFUL_BASIS', 'COLLECT_NO_LAWFUL_BASIS'], refused.body);
+    const owner = (await ctx.kernel.access.createToken('owner', null, CLI_ACTOR)).secret;
+    const counts = await server.app.inject({ url: '/v1/admin/collect/refusals?source=web', headers: { authorization: `Bearer ${owner}` } });
+    const rows = counts.json() as { event: string; purpose: string; count: number }[];
+    assert.ok(rows.some((r) => r.event === 'page' && r.purpose === 'analytics.reporting'), counts.body);
+    assert.ok(rows.some((r) => r.event === 'screen' && r.purpose === 'analytics.reporting'), counts.body);
+    assert.ok(!counts.body.includes('Zq'), 'no page or screen name among the counts');
+  });
+});

@@ -74,15 +74,12 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       if (!body.withdrawAll && changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
       // Withdrawing everything and choosing purposes in one call would leave one of the two unsaid.
       if (body.withdrawAll && changes.length > 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'withdraw_all_with_purposes' });
-      // Refuse what can be refused before any profile or identifier is created for the person.
-      for (const { purpose } of changes) {
-        const config = kernel.consent.purpose(purpose);
-        if (!config) throw new CandorError('CONSENT_PURPOSE_UNKNOWN', { purpose });
-        if (config.basis === 'contract' || config.basis === 'legal_obligation') throw new CandorError('CONSENT_BASIS_NOT_CONSENT', { purpose, basis: config.basis });
-      }
+      // Refuse what can be refused before any profile or identifier is created for the person: a request none of
+      // whose changes can be recorded. A request with some is recorded, and answers the others in `rejected`.
       if (body.noticeVersion !== undefined && body.noticeVersion > kernel.consent.currentNotice().version) {
         throw new CandorError('CONSENT_NOTICE_UNKNOWN', { noticeVersion: body.noticeVersion });
       }
+      if (changes.length > 0) await kernel.consent.checkChanges(changes, { noticeVersion: body.noticeVersion });
       const profileId = await subjectOf(kernel, body, principal.source);
       const { consent } = kernel;
       const actor = { id: principal.tokenId, role: principal.role };
@@ -136,16 +133,20 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       const principal = request.principal;
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
       const { purpose, jurisdiction, noticeVersion, source } = request.body;
+      const meta = { jurisdiction, noticeVersion, ...(source ? { source } : {}) };
+      // Refuse what can be refused before any profile or identifier is created for the person.
+      await kernel.consent.checkOptOutNotice(purpose, meta);
       const profileId = await subjectOf(kernel, request.body, principal.source);
       const gpc = request.headers['sec-gpc'] === '1' || request.body.gpc === true;
       const actor = { id: principal.tokenId, role: principal.role };
       if (gpc) await recordGpcForDevice(kernel, profileId, request.body, principal.source, { source, jurisdiction }, actor);
-      const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { jurisdiction, noticeVersion, gpc, ...(source ? { source } : {}) }, actor);
+      const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { ...meta, gpc }, actor);
       return {
-        receipt: result.receipt,
-        receiptId: result.receiptId,
+        // No receipt when nothing was written: the person's own consent to the purpose stands (`kept`).
+        ...(result.receipt !== null ? { receipt: result.receipt, receiptId: result.receiptId } : {}),
         ...(result.gpcHonoured ? { gpcHonoured: true } : {}),
         recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })),
+        kept: result.kept,
       };
     },
   );

@@ -46,6 +46,15 @@ describeEachDialect('privacy center consent endpoints (subject sessions)', (dial
     assert.equal(reads.at(-1)?.role, 'subject');
   });
 
+  it('shows the lawful basis of every purpose, the configured one where the customer has no record', async () => {
+    const body = (await asCustomer('GET', '/v1/me/consent')).json() as { purposes: { key: string; state: string; basis: string | null }[] };
+    const shown = new Map(body.purposes.map((p) => [p.key, p]));
+    assert.equal(shown.get('analytics.reporting')?.state, 'none');
+    for (const purpose of ctx.kernel.consent.purposes()) assert.equal(shown.get(purpose.key)?.basis, purpose.basis, purpose.key);
+    assert.equal(shown.get('analytics.reporting')?.basis, 'consent');
+    assert.equal(shown.get('essential.service.operations')?.basis, 'contract');
+  });
+
   it('lets the customer give consent with a receipt, and withdraw everything in one call', async () => {
     const given = await asCustomer('POST', '/v1/me/consent', { purposes: { 'analytics.reporting': 'given', 'marketing.communications.email': 'given' } });
     assert.equal(given.statusCode, 200, given.body);
@@ -56,8 +65,9 @@ describeEachDialect('privacy center consent endpoints (subject sessions)', (dial
     assert.equal(((await track()).json() as { results: { status: string }[] }).results[0]?.status, 'stored');
     const withdrawn = await asCustomer('POST', '/v1/me/consent/withdraw-all');
     assert.equal(withdrawn.statusCode, 200, withdrawn.body);
-    const state = (await asCustomer('GET', '/v1/me/consent')).json() as { purposes: { key: string; state: string }[] };
+    const state = (await asCustomer('GET', '/v1/me/consent')).json() as { purposes: { key: string; state: string; basis: string | null }[] };
     assert.equal(state.purposes.find((p) => p.key === 'marketing.communications.email')?.state, 'withdrawn');
+    assert.equal(state.purposes.find((p) => p.key === 'marketing.communications.email')?.basis, 'consent', 'the basis on record');
     assert.equal(((await track()).json() as { results: { code?: string }[] }).results[0]?.code, 'COLLECT_NO_LAWFUL_BASIS');
     // With the browser's GPC signal, the answer says it was honoured.
     const signalled = await server.app.inject({ method: 'POST', url: '/v1/me/consent/withdraw-all', headers: { authorization: `Bearer ${token}`, 'sec-gpc': '1' } });

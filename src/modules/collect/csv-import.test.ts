@@ -50,6 +50,17 @@ describeEachDialect('CSV import', (dialect) => {
   const profileOf = async (userId: string) =>
     (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'files', at: new Date().toISOString() }]))[0] ?? null;
 
+  it('refuses, before any row, a consent import naming an older notice version that lacks one of its purposes', async () => {
+    const current = ctx.kernel.consent.currentNotice();
+    const without = await ctx.kernel.consent.publishNotice({ text: `${current.text}\n\nWithout e-mail.`, purposes: current.purposes.filter((p) => p.purpose !== 'marketing.communications.email') }, CLI_ACTOR);
+    await ctx.kernel.consent.publishNotice({ text: `${current.text}\n\nWith e-mail again.`, purposes: current.purposes }, CLI_ACTOR);
+    await assert.rejects(
+      run('user_id,email\nnv1,nv1@candor-shop.dev\n', { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting', 'marketing.communications.email'], noticeVersion: without.version }),
+      (error) => isCandorError(error, 'CONSENT_PURPOSE_NOT_IN_NOTICE'),
+    );
+    assert.equal(await profileOf('nv1'), null, 'nothing imported, no consent recorded');
+  });
+
   it('stops at a row larger than the limit (a quote never closed), after storing the rows before it', async () => {
     const text = ['user_id,email', 'r1,r1@candor-shop.dev', 'r2,"r2@candor-shop.dev', ...Array.from({ length: 50 }, (_, i) => `r${i + 3},r${i + 3}@candor-shop.dev`)].join('\n');
     const { summary, reports } = await run(text, { kind: 'customers', basis: 'contract', maxRowBytes: 200 });

@@ -262,7 +262,7 @@ export class CsvImporter {
       const config = consent.purpose(purpose);
       if (!config) throw new CandorError('CONSENT_PURPOSE_UNKNOWN', { purpose });
       if (config.basis !== 'consent') throw new CandorError('CONSENT_BASIS_NOT_CONSENT', { purpose, basis: config.basis });
-      // An older notice version is checked by the first consent recorded (before any row is stored).
+      // An older notice version is checked against the database before the run starts (run()).
       if ((options.noticeVersion === undefined || options.noticeVersion === notice.version) && !notice.purposes.some((p) => p.purpose === purpose)) {
         throw new CandorError('CONSENT_PURPOSE_NOT_IN_NOTICE', { purpose, noticeVersion: notice.version });
       }
@@ -280,6 +280,13 @@ export class CsvImporter {
     let claim: ImportBasis;
     try {
       claim = this.check(options);
+      // Every claimed purpose must be in the notice version named (an older one is read from the database): the import
+      // records the consents all or none, before any row is stored.
+      if (claim.basis === 'consent' && options.noticeVersion !== undefined) {
+        const rejected = await this.#deps.consent.checkChanges(claim.purposes.map((purpose) => ({ purpose, state: 'given' as const })), { noticeVersion: options.noticeVersion });
+        const first = rejected[0];
+        if (first) throw new CandorError(first.code, { purposes: rejected.map((r) => r.purpose), noticeVersion: options.noticeVersion });
+      }
       run = new ImportRun(this.#deps, options, claim, hooks, await this.#deps.catalog.outline());
     } catch (error) {
       input.destroy();

@@ -19,7 +19,9 @@ import {
   type LawfulBasis,
   type LedgerEntry,
   type Notice,
+  type KeptConsent,
   type NoticePurpose,
+  type OptOutNoticeResult,
   type PurposeConfig,
   type PurposeState,
   type Receipt,
@@ -752,9 +754,54 @@ export class Consent {
   }
 
   /**
+   * Checks consent changes against the purposes and the notice version shown, writing nothing. Throws for a malformed
+   * request (CONSENT_CHANGE_INVALID, CONSENT_NOTICE_UNKNOWN), and when none of the changes could be recorded whatever
+   * the subject's state (see #rejectedError); otherwise answers the changes record() will reject. A route calls it
+   * before it creates a profile for the person the request names.
+   */
+  async checkChanges(changes: readonly { purpose: string; state: 'given' | 'refused' | 'withdrawn' }[], meta: { noticeVersion?: number | undefined }): Promise<RejectedChange[]> {
+    const { notice, rejected } = await this.#screen(changes, meta.noticeVersion);
+    if (rejected.length === changes.length) throw this.#rejectedError(rejected, notice.version);
+    return rejected;
+  }
+
+  /** The notice version shown and the changes that cannot be recorded for anyone; throws for a malformed request. */
+  async #screen(changes: readonly { purpose: string; state: string }[], noticeVersion: number | undefined): Promise<{ notice: Notice; rejected: RejectedChange[] }> {
+    if (!Array.isArray(changes) || changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
+    const notice = await this.#notice(noticeVersion);
+    const seen = new Set<string>();
+    const rejected: RejectedChange[] = [];
+    for (const change of changes) {
+      if (seen.has(change.purpose)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'duplicate_purpose', purpose: change.purpose });
+      seen.add(change.purpose);
+      if (!CHANGE_STATES.has(change.state)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'state', purpose: change.purpose });
+      const config = this.#purposeConfigs.get(change.purpose);
+      if (!config) rejected.push({ purpose: change.purpose, code: 'CONSENT_PURPOSE_UNKNOWN' });
+      else if (config.basis === 'contract' || config.basis === 'legal_obligation') rejected.push({ purpose: change.purpose, code: 'CONSENT_BASIS_NOT_CONSENT' });
+      else if (change.state === 'given' && !notice.purposes.some((p) => p.purpose === change.purpose)) rejected.push({ purpose: change.purpose, code: 'CONSENT_PURPOSE_NOT_IN_NOTICE' });
+    }
+    return { notice, rejected };
+  }
+
+  /**
+   * The error for a request none of whose changes could be recorded: the code of the first change rejected (in the
+   * order of the request), with every rejected purpose and its code in the details.
+   */
+  #rejectedError(rejected: readonly RejectedChange[], noticeVersion: number): CandorError {
+    const first = rejected[0] as RejectedChange;
+    return new CandorError(first.code, {
+      purposes: rejected.map((r) => r.purpose),
+      rejected: rejected.map((r) => ({ purpose: r.purpose, code: r.code })),
+      ...(rejected.some((r) => r.code === 'CONSENT_PURPOSE_NOT_IN_NOTICE') ? { noticeVersion } : {}),
+    });
+  }
+
+  /**
    * Records a subject's choices for purposes and returns a signed receipt. With `gpc`, the GPC opt-out is applied
-   * first. A `given` that conflicts with a GPC opt-out is written only with `confirmOverGpc`; otherwise that purpose
-   * is answered CONSENT_GPC_CONFLICT in `rejected` and the other changes are recorded.
+   * first. A change that cannot be recorded — an unknown purpose, one resting on contract or legal obligation, consent
+   * to a purpose the notice shown does not describe, or a `given` that conflicts with a GPC opt-out without
+   * `confirmOverGpc` — is answered in `rejected` with its code, and the other changes are recorded. When none can be,
+   * nothing is written and the error names every rejected purpose (see #rejectedError).
    */
   async record(
     subjectId: string,
@@ -764,34 +811,26 @@ export class Consent {
   ): Promise<RecordResult> {
     this.#checkSubject(subjectId);
     this.#checkMeta(meta, true);
-    if (!Array.isArray(changes) || changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
-    const notice = await this.#notice(meta.noticeVersion);
-    const seen = new Set<string>();
-    for (const change of changes) {
-      if (seen.has(change.purpose)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'duplicate_purpose', purpose: change.purpose });
-      seen.add(change.purpose);
-      if (!CHANGE_STATES.has(change.state)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'state', purpose: change.purpose });
-      const config = this.#purposeConfigs.get(change.purpose);
-      if (!config) throw new CandorError('CONSENT_PURPOSE_UNKNOWN', { purpose: change.purpose });
-      if (config.basis === 'contract' || config.basis === 'legal_obligation') throw new CandorError('CONSENT_BASIS_NOT_CONSENT', { purpose: change.purpose, basis: config.basis });
-      if (change.state === 'given' && !notice.purposes.some((p) => p.purpose === change.purpose)) {
-        throw new CandorError('CONSENT_PURPOSE_NOT_IN_NOTICE', { purpose: change.purpose, noticeVersion: notice.version });
-      }
-    }
+    const screened = await this.#screen(changes, meta.noticeVersion);
+    const notice = screened.notice;
+    if (screened.rejected.length === changes.length) throw this.#rejectedError(screened.rejected, notice.version);
+    const invalid = new Map(screened.rejected.map((r) => [r.purpose, r.code]));
     const pseudonym = this.pseudonym(subjectId);
     const receiptId = randomUUID();
     const jurisdiction = meta.jurisdiction || null;
     const source = meta.source || null;
-    const rejected: RejectedChange[] = [];
+    let gpcConflicts = new Set<string>();
     let gpcEntries = 0;
     let receipt = '';
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
+        gpcConflicts = new Set();
         const current = states.get(pseudonym) as Map<string, Current>;
         // What was in force before this request: a confirmation must be separate from the signal it overrides.
         const before = new Map(current);
         if (meta.gpc === true) gpcEntries = this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: true });
         for (const change of changes) {
+          if (invalid.has(change.purpose)) continue;
           const config = this.#purposeConfigs.get(change.purpose) as PurposeConfig;
           const gpcOptedOut = isGpcOptOut(current.get(change.purpose));
           let gpcOverride = false;
@@ -800,7 +839,7 @@ export class Consent {
             // settings, against an opt-out recorded before this request (not one this very request signals).
             const confirmed = meta.confirmOverGpc === true && CONFIRMING_MECHANISMS.has(meta.mechanism) && isGpcOptOut(before.get(change.purpose));
             if (!confirmed) {
-              rejected.push({ purpose: change.purpose, code: 'CONSENT_GPC_CONFLICT' });
+              gpcConflicts.add(change.purpose);
               continue;
             }
             gpcOverride = true;
@@ -824,7 +863,12 @@ export class Consent {
         receipt = await this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries: written });
       }),
     );
-    if (entries.length === 0) throw new CandorError('CONSENT_GPC_CONFLICT', { purposes: rejected.map((r) => r.purpose) });
+    // In the order of the request, whichever check refused them.
+    const rejected: RejectedChange[] = changes.flatMap((change) => {
+      const code = invalid.get(change.purpose) ?? (gpcConflicts.has(change.purpose) ? 'CONSENT_GPC_CONFLICT' : undefined);
+      return code === undefined ? [] : [{ purpose: change.purpose, code }];
+    });
+    if (entries.length === 0) throw this.#rejectedError(rejected, notice.version);
     const recorded = entries.slice(gpcEntries);
     const events: AuditEvent[] = [];
     if (gpcEntries > 0) events.push(this.#auditEvent(actor, 'consent.gpc', pseudonym, entries.slice(0, gpcEntries), receiptId, {}));
@@ -914,17 +958,15 @@ export class Consent {
   }
 
   /**
-   * Records that a subject was shown an opt-out notice for a purpose in a jurisdiction where the purpose allows
-   * that basis (CONSENT_OPT_OUT_NOT_ALLOWED elsewhere). It is its own lawful basis, recorded, never silent, and
-   * never overrides an opt-out already on record.
+   * Checks an opt-out notice against the purpose, the jurisdiction and the notice version, writing nothing: throws
+   * CONSENT_PURPOSE_UNKNOWN, CONSENT_OPT_OUT_NOT_ALLOWED, CONSENT_NOTICE_UNKNOWN or CONSENT_PURPOSE_NOT_IN_NOTICE. A
+   * route calls it before it creates a profile for the person the request names.
    */
-  async recordOptOutNotice(
-    subjectId: string,
-    purpose: string,
-    meta: { jurisdiction: string; noticeVersion: number; source?: string; gpc?: boolean },
-    actor: Actor,
-  ): Promise<Receipt & { entries: LedgerEntry[]; gpcHonoured: boolean }> {
-    this.#checkSubject(subjectId);
+  async checkOptOutNotice(purpose: string, meta: { jurisdiction: string; noticeVersion: number; source?: string | undefined }): Promise<void> {
+    await this.#checkOptOutNotice(purpose, meta);
+  }
+
+  async #checkOptOutNotice(purpose: string, meta: { jurisdiction: string; noticeVersion: number; source?: string | undefined }): Promise<Notice> {
     this.#checkMeta(meta, false);
     const config = this.#purposeConfigs.get(purpose);
     if (!config) throw new CandorError('CONSENT_PURPOSE_UNKNOWN', { purpose });
@@ -933,17 +975,43 @@ export class Consent {
     }
     const notice = await this.#notice(meta.noticeVersion);
     if (!notice.purposes.some((p) => p.purpose === purpose)) throw new CandorError('CONSENT_PURPOSE_NOT_IN_NOTICE', { purpose, noticeVersion: notice.version });
+    return notice;
+  }
+
+  /**
+   * Records that a subject was shown an opt-out notice for a purpose in a jurisdiction where the purpose allows
+   * that basis (CONSENT_OPT_OUT_NOT_ALLOWED elsewhere). It is its own lawful basis, recorded, never silent. The
+   * person's own choice stands over it: it never overrides an opt-out on record (CONSENT_ALREADY_OPTED_OUT, or
+   * CONSENT_GPC_CONFLICT for a GPC one), and it does not replace a consent they gave that still counts (nothing is
+   * written, no receipt signed; the answer lists that consent in `kept`).
+   */
+  async recordOptOutNotice(
+    subjectId: string,
+    purpose: string,
+    meta: { jurisdiction: string; noticeVersion: number; source?: string; gpc?: boolean },
+    actor: Actor,
+  ): Promise<OptOutNoticeResult> {
+    this.#checkSubject(subjectId);
+    const notice = await this.#checkOptOutNotice(purpose, meta);
     // A GPC signal on this very request is an opt-out of sale/sharing and targeted advertising: it is recorded
     // first, so the notice cannot make such a purpose lawful on the request that refused it.
     if (meta.gpc) await this.recordGpc([subjectId], { source: meta.source, jurisdiction: meta.jurisdiction }, actor);
     const pseudonym = this.pseudonym(subjectId);
     const receiptId = randomUUID();
     const source = meta.source || null;
+    const gpcHonoured = meta.gpc === true;
     let receipt = '';
+    const kept: KeptConsent[] = [];
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         const current = states.get(pseudonym)?.get(purpose);
         if (isOptOut(current)) throw new CandorError(current?.gpc ? 'CONSENT_GPC_CONFLICT' : 'CONSENT_ALREADY_OPTED_OUT', { purpose });
+        const runtime = this.#purposes.get(purpose);
+        // A consent that no longer counts (expired, or given under a notice it must be renewed against) is no basis to keep.
+        if (current?.state === 'given' && current.basis === 'consent' && runtime !== undefined && decideFor(runtime, current, Date.now()).reason === 'given') {
+          kept.push({ purpose, state: 'given', basis: 'consent', at: current.at });
+          return;
+        }
         add({
           subject: pseudonym,
           purpose,
@@ -959,8 +1027,9 @@ export class Consent {
         receipt = await this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction: meta.jurisdiction, mechanism: 'notice_opt_out', source, notice, entries: written });
       }),
     );
+    if (kept.length > 0) return { receipt: null, receiptId: null, gpcHonoured, entries, kept };
     await this.#audit.append(this.#auditEvent(actor, 'consent.record', pseudonym, entries, receiptId, { mechanism: 'notice_opt_out' }));
-    return { receipt, receiptId, entries, gpcHonoured: meta.gpc === true };
+    return { receipt, receiptId, gpcHonoured, entries, kept: [] };
   }
 
   /**
@@ -1404,6 +1473,7 @@ export class Consent {
       mechanism: input.mechanism,
       source: input.source,
       notice: input.notice ? { version: input.notice.version, hash: input.notice.hash } : null,
+      expiryMonths: this.#expiryMonths,
       items,
     });
     const jws = await this.#signer.sign(payload, input.receiptId, input.principal, at);

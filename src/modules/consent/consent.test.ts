@@ -118,6 +118,55 @@ describeEachDialect('consent', (dialect) => {
     assert.deepEqual(await consent().history(subject), []);
   });
 
+  it('records the valid changes of a request and lists every invalid one in rejected with its own code', async () => {
+    const subject = newSubject();
+    await consent().record(subject, [{ purpose: 'personalize.profiling', state: 'given' }], banner, actor);
+    const result = await consent().record(
+      subject,
+      [
+        { purpose: 'no.such.purpose', state: 'refused' },
+        { purpose: 'personalize.profiling', state: 'withdrawn' },
+        { purpose: 'essential.service.operations', state: 'refused' },
+        { purpose: 'other.unknown.purpose', state: 'given' },
+      ],
+      { mechanism: 'privacy_center' },
+      actor,
+    );
+    assert.deepEqual(result.entries.map((e) => [e.purpose, e.state]), [['personalize.profiling', 'withdrawn']]);
+    assert.deepEqual(result.rejected, [
+      { purpose: 'no.such.purpose', code: 'CONSENT_PURPOSE_UNKNOWN' },
+      { purpose: 'essential.service.operations', code: 'CONSENT_BASIS_NOT_CONSENT' },
+      { purpose: 'other.unknown.purpose', code: 'CONSENT_PURPOSE_UNKNOWN' },
+    ]);
+    assert.equal(consent().decide(subject, 'personalize.profiling').reason, 'withdrawn', 'the withdrawal is not lost');
+    // The receipt covers what was recorded, and only that.
+    const payload = (await consent().verifyReceipt(result.receipt)) as { services: { purposes: { purpose: string; state: string }[] }[] };
+    assert.deepEqual(payload.services[0]?.purposes.map((p) => [p.purpose, p.state]), [['personalize.profiling', 'withdrawn']]);
+    const audited = (await ctx.kernel.audit.list({ subject: consent().pseudonym(subject), action: 'consent.record', limit: 10 })).at(-1);
+    assert.equal(JSON.parse(audited?.details ?? '{}').rejected, 3);
+  });
+
+  it('fails a request none of whose changes can be recorded with the first code, naming every rejected purpose', async () => {
+    const subject = newSubject();
+    const changes = [{ purpose: 'no.such.purpose', state: 'refused' as const }, { purpose: 'essential.service.operations', state: 'refused' as const }];
+    await assert.rejects(consent().record(subject, changes, banner, actor), (error: unknown) => {
+      assert.ok(isCandorError(error, 'CONSENT_PURPOSE_UNKNOWN'));
+      assert.deepEqual(error.details, {
+        purposes: ['no.such.purpose', 'essential.service.operations'],
+        rejected: [{ purpose: 'no.such.purpose', code: 'CONSENT_PURPOSE_UNKNOWN' }, { purpose: 'essential.service.operations', code: 'CONSENT_BASIS_NOT_CONSENT' }],
+      });
+      return true;
+    });
+    await assert.rejects(consent().checkChanges(changes, {}), rejectsWith('CONSENT_PURPOSE_UNKNOWN'));
+    assert.deepEqual(await consent().checkChanges([...changes, { purpose: 'analytics.reporting', state: 'given' }], {}), [
+      { purpose: 'no.such.purpose', code: 'CONSENT_PURPOSE_UNKNOWN' },
+      { purpose: 'essential.service.operations', code: 'CONSENT_BASIS_NOT_CONSENT' },
+    ]);
+    // With a GPC signal too: nothing is written, as before.
+    await assert.rejects(consent().record(subject, changes, { ...banner, gpc: true }, actor), rejectsWith('CONSENT_PURPOSE_UNKNOWN'));
+    assert.deepEqual(await consent().history(subject), []);
+  });
+
   it('treats a given consent as expired after the configured months, before and after expireDue writes the entry', async () => {
     const subject = newSubject();
     const { entries } = await consent().record(subject, [{ purpose: 'marketing.communications.email', state: 'given' }], banner, actor);
@@ -275,6 +324,55 @@ describeEachDialect('consent', (dialect) => {
     await assert.rejects(consent().setPurpose({ ...config, explicit: true }, actor), rejectsWith('CONSENT_PURPOSE_INVALID'));
     await assert.rejects(consent().setPurpose({ ...config, basis: 'contract', optOutJurisdictions: [], saleOrSharing: true }, actor), rejectsWith('CONSENT_PURPOSE_INVALID'));
     await assert.rejects(consent().setPurpose({ ...config, key: 'not.a.data_use' }, actor), rejectsWith('CONSENT_PURPOSE_INVALID'));
+  });
+
+  it('never lets an opt-out notice replace a consent the person gave that still counts', async () => {
+    const purpose = consent().purpose('analytics.reporting');
+    assert.ok(purpose);
+    const version = consent().currentNotice().version;
+    const meta = { jurisdiction: 'US-CA', noticeVersion: version };
+    const subject = newSubject();
+    await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'given' }], { ...banner, jurisdiction: 'US-CA' }, actor);
+    await consent().setPurpose({ ...purpose, optOutJurisdictions: ['US-CA'] }, actor);
+    try {
+      const before = await consent().history(subject);
+      const shown = await consent().recordOptOutNotice(subject, 'analytics.reporting', meta, actor);
+      assert.deepEqual(shown.entries, []);
+      assert.equal(shown.receipt, null);
+      assert.equal(shown.receiptId, null);
+      assert.deepEqual(shown.kept, [{ purpose: 'analytics.reporting', state: 'given', basis: 'consent', at: before[0]?.at }]);
+      assert.deepEqual(await consent().history(subject), before, 'nothing written');
+      assert.deepEqual(consent().decide(subject, 'analytics.reporting'), { allowed: true, basis: 'consent', reason: 'given', explicit: false });
+      // The jurisdiction removed from the purpose again: the person's consent still stands.
+      await consent().setPurpose(purpose, actor);
+      assert.deepEqual(consent().decide(subject, 'analytics.reporting'), { allowed: true, basis: 'consent', reason: 'given', explicit: false });
+      await consent().setPurpose({ ...purpose, optOutJurisdictions: ['US-CA'] }, actor);
+      // Once consent is withdrawn, the notice is refused as over any opt-out; someone without a record gets it recorded.
+      await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { mechanism: 'privacy_center' }, actor);
+      await assert.rejects(consent().recordOptOutNotice(subject, 'analytics.reporting', meta, actor), rejectsWith('CONSENT_ALREADY_OPTED_OUT'));
+      const other = newSubject();
+      const recorded = await consent().recordOptOutNotice(other, 'analytics.reporting', meta, actor);
+      assert.deepEqual([recorded.entries[0]?.basis, recorded.kept, typeof recorded.receipt], ['opt_out_notice', [], 'string']);
+      // A notice shown again over a notice is recorded again (it names the version shown).
+      assert.equal((await consent().recordOptOutNotice(other, 'analytics.reporting', meta, actor)).entries.length, 1);
+    } finally {
+      await consent().setPurpose(purpose, actor);
+    }
+  });
+
+  it('checks an opt-out notice without writing anything', async () => {
+    const purpose = consent().purpose('analytics.reporting');
+    assert.ok(purpose);
+    const version = consent().currentNotice().version;
+    await consent().setPurpose({ ...purpose, optOutJurisdictions: ['US-CA'] }, actor);
+    try {
+      await consent().checkOptOutNotice('analytics.reporting', { jurisdiction: 'US-CA', noticeVersion: version });
+      await assert.rejects(consent().checkOptOutNotice('foo.bar', { jurisdiction: 'US-CA', noticeVersion: version }), rejectsWith('CONSENT_PURPOSE_UNKNOWN'));
+      await assert.rejects(consent().checkOptOutNotice('analytics.reporting', { jurisdiction: 'DE', noticeVersion: version }), rejectsWith('CONSENT_OPT_OUT_NOT_ALLOWED'));
+      await assert.rejects(consent().checkOptOutNotice('analytics.reporting', { jurisdiction: 'US-CA', noticeVersion: version + 100 }), rejectsWith('CONSENT_NOTICE_UNKNOWN'));
+    } finally {
+      await consent().setPurpose(purpose, actor);
+    }
   });
 
   it('follows purposes and notices changed by another process with refreshConfigurationIfChanged', async () => {

@@ -130,16 +130,39 @@ export interface Receipt {
   receiptId: string;
 }
 
+/** Why record() did not write one change (an error code, as the whole request would have failed with it). */
+export type RejectedChangeCode = 'CONSENT_PURPOSE_UNKNOWN' | 'CONSENT_BASIS_NOT_CONSENT' | 'CONSENT_PURPOSE_NOT_IN_NOTICE' | 'CONSENT_GPC_CONFLICT';
+
 /** A change that record() did not write, with the code saying why. */
 export interface RejectedChange {
   purpose: string;
-  code: 'CONSENT_GPC_CONFLICT';
+  code: RejectedChangeCode;
 }
 
 export interface RecordResult extends Receipt {
   gpcHonoured: boolean;
   entries: LedgerEntry[];
   rejected: RejectedChange[];
+}
+
+/** A consent the person gave that still counts, which an opt-out notice leaves standing. */
+export interface KeptConsent {
+  purpose: string;
+  state: 'given';
+  basis: 'consent';
+  at: string;
+}
+
+/**
+ * What recordOptOutNotice() did: the entry it wrote, with its receipt; or nothing (`entries` empty, no receipt) when
+ * the person's own consent to the purpose is in force, which `kept` then lists.
+ */
+export interface OptOutNoticeResult {
+  receipt: string | null;
+  receiptId: string | null;
+  gpcHonoured: boolean;
+  entries: LedgerEntry[];
+  kept: KeptConsent[];
 }
 
 /** One purpose in a subject's current state. */

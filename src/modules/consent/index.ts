@@ -27,6 +27,9 @@ export {
   type RecordMeta,
   type RecordResult,
   type RejectedChange,
+  type RejectedChangeCode,
+  type KeptConsent,
+  type OptOutNoticeResult,
   type Receipt,
   type PurposeState,
 } from './consent.types.ts';

@@ -6,7 +6,7 @@ import { receiptPayload, type ReceiptInput, type ReceiptItem } from './receipt-p
 
 const PRINCIPAL = 'psn_0123456789abcdef';
 
-function item(purposeKey: string): ReceiptItem {
+function item(purposeKey: string, fields: Partial<LedgerEntry> = {}): ReceiptItem {
   const purpose: PurposeConfig | undefined = DEFAULT_PURPOSES.find((p) => p.key === purposeKey);
   const entry: LedgerEntry = {
     id: `led_${purposeKey}`,
@@ -23,6 +23,7 @@ function item(purposeKey: string): ReceiptItem {
     gpcOverride: false,
     receiptId: 'rcp_1',
     at: '2026-01-01T00:00:00.000Z',
+    ...fields,
   };
   return { entry, purpose, categories: ['user.device.cookie_id'], sensitiveCategories: [] };
 }
@@ -39,6 +40,7 @@ function payload(overrides: Partial<ReceiptInput> = {}) {
     mechanism: 'banner_accept',
     source: null,
     notice: { version: 1, hash: 'hash' },
+    expiryMonths: 13,
     items: [item('marketing.communications.email'), item('marketing.advertising.third_party.targeted'), item('analytics.reporting')],
     ...overrides,
   }) as unknown as {
@@ -83,6 +85,30 @@ describe('consent receipt payload', () => {
     assert.equal(email?.thirdPartyDisclosure, false);
     assert.ok(!('thirdPartyName' in (email ?? {})));
     assert.ok(!('thirdPartyName' in (analytics ?? {})));
+  });
+
+  it('gives each entry the termination that is true for its state and basis', () => {
+    const terminations = purposes(payload({
+      items: [
+        item('analytics.reporting', { at: '2026-01-31T10:00:00.000Z' }),
+        item('analytics.reporting', { basis: 'opt_out_notice', mechanism: 'notice_opt_out' }),
+        item('analytics.reporting', { state: 'refused' }),
+        item('third_party_sharing', { state: 'refused', mechanism: 'gpc', gpc: true }),
+        item('analytics.reporting', { state: 'withdrawn' }),
+        item('essential.fraud_detection', { state: 'refused' }),
+        item('analytics.reporting', { state: 'expired', mechanism: 'expiry' }),
+      ],
+    })).map((p) => p.termination);
+    assert.deepEqual(terminations, [
+      // 13 calendar months after 31 January 2026: the last day of February 2027.
+      'Until withdrawn, or until it expires at 2027-02-28T10:00:00.000Z',
+      'Until the person opts out, or the jurisdiction no longer allows an opt-out notice for this purpose; it does not expire',
+      'The opt-out stands until the person gives consent; it does not expire',
+      'The opt-out stands until the person gives consent with an explicit confirmation over their Global Privacy Control signal; it does not expire',
+      'The opt-out stands until the person gives consent; it does not expire',
+      'The objection stands until the person withdraws it; it does not expire',
+      'Ended: the consent expired; processing needs consent given again',
+    ]);
   });
 
   it('names the person by pseudonym only', () => {

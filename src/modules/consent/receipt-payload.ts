@@ -1,5 +1,6 @@
 import type { JWTPayload } from 'jose';
 import type { ConsentMechanism, LedgerEntry, PurposeConfig } from './consent.types.ts';
+import { addMonths } from './decide.ts';
 
 /** Version string of the Kantara Consent Receipt specification the payload follows. */
 export const RECEIPT_VERSION = 'KI-CR-v1.1.0';
@@ -28,12 +29,33 @@ export interface ReceiptInput {
   mechanism: ConsentMechanism;
   source: string | null;
   notice: { version: number; hash: string } | null;
+  /** A given consent stops counting this many calendar months after it was given (named in `termination`). */
+  expiryMonths: number;
   items: readonly ReceiptItem[];
 }
 
 function consentType(item: ReceiptItem): 'explicit' | 'expressed' | 'opt-out' {
   if (item.entry.basis === 'opt_out_notice' || item.entry.basis === 'legitimate_interests') return 'opt-out';
   return item.purpose?.explicit ? 'explicit' : 'expressed';
+}
+
+/**
+ * Kantara `termination`: when what the entry records ends, true for its state and basis. A consent ends when it is
+ * withdrawn or expires (on the date given); an opt-out notice does not expire; a refusal, withdrawal or objection
+ * stands until the person changes it (over a GPC opt-out, only with an explicit confirmation); an expiry has ended it.
+ */
+function termination(entry: LedgerEntry, expiryMonths: number): string {
+  if (entry.state === 'expired') return 'Ended: the consent expired; processing needs consent given again';
+  if (entry.state === 'given') {
+    if (entry.basis === 'opt_out_notice') {
+      return 'Until the person opts out, or the jurisdiction no longer allows an opt-out notice for this purpose; it does not expire';
+    }
+    if (entry.basis === 'legitimate_interests') return 'Until the person objects';
+    return `Until withdrawn, or until it expires at ${new Date(addMonths(Date.parse(entry.at), expiryMonths)).toISOString()}`;
+  }
+  if (entry.basis === 'legitimate_interests') return 'The objection stands until the person withdraws it; it does not expire';
+  if (entry.gpc) return 'The opt-out stands until the person gives consent with an explicit confirmation over their Global Privacy Control signal; it does not expire';
+  return 'The opt-out stands until the person gives consent; it does not expire';
 }
 
 /** The top-level category of a fideslang data-use key (`marketing` for `marketing.communications.email`). */
@@ -94,7 +116,7 @@ export function receiptPayload(input: ReceiptInput): JWTPayload {
           gpc: item.entry.gpc,
           noticeVersion: item.entry.noticeVersion,
           entryId: item.entry.id,
-          termination: 'Until withdrawn, or when it expires',
+          termination: termination(item.entry, input.expiryMonths),
         })),
       },
     ],

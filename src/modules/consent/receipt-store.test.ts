@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { it } from 'node:test';
-import { decodeJwt } from 'jose';
+import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
+import { addMonths } from './decide.ts';
 
 const actor = CLI_ACTOR;
 const rejectsWith = (code: string) => (error: unknown) => isCandorError(error) && error.code === code;
@@ -63,6 +64,7 @@ describeEachDialect('consent receipts kept', (dialect) => {
     await consent().setPurpose({ ...purpose, optOutJurisdictions: ['US-CA'] }, actor);
     try {
       const shown = await consent().recordOptOutNotice(subject, 'analytics.reporting', { jurisdiction: 'US-CA', noticeVersion: consent().currentNotice().version }, actor);
+      assert.ok(shown.receiptId);
       assert.equal((await consent().receipt(shown.receiptId, [subject])).mechanism, 'notice_opt_out');
       const optOut = await consent().optOutOfSaleSharing([subject], {}, actor);
       assert.ok(optOut.receiptId);
@@ -98,6 +100,43 @@ describeEachDialect('consent receipts kept', (dialect) => {
     assert.equal((await consent().receipt(receiptId, [subject])).receiptId, receiptId);
     const rows = await sql<{ subject: string }>`SELECT subject FROM consent_receipts WHERE id = ${receiptId}`.execute(db);
     assert.equal(rows.rows[0]?.subject, consent().pseudonym(subject), 'kept under the pseudonym only');
+  });
+
+  it('states in each signed receipt the termination true for what it records, and the receipts verify against the JWKS', async () => {
+    const subject = newSubject();
+    const keys = createLocalJWKSet(await consent().jwks());
+    const terminations = async (receipt: string) => {
+      const { payload } = await jwtVerify(receipt, keys, { algorithms: ['EdDSA'] });
+      return (payload as unknown as { services: { purposes: { purpose: string; termination: string }[] }[] }).services[0]?.purposes.map((p) => [p.purpose, p.termination]);
+    };
+    const recorded = await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'personalize.profiling', state: 'refused' }], { mechanism: 'banner_save' }, actor);
+    const givenAt = Date.parse(recorded.entries[0]?.at as string);
+    const expiresAt = new Date(addMonths(givenAt, 13)).toISOString();
+    assert.deepEqual(await terminations(recorded.receipt), [
+      ['analytics.reporting', `Until withdrawn, or until it expires at ${expiresAt}`],
+      ['personalize.profiling', 'The opt-out stands until the person gives consent; it does not expire'],
+    ]);
+    const gpc = await consent().recordGpc([subject], {}, actor);
+    assert.ok(gpc);
+    assert.ok((await terminations(gpc.receipt))?.every(([, t]) => t?.includes('Global Privacy Control')));
+
+    const purpose = consent().purpose('personalize.content.profiling');
+    assert.ok(purpose);
+    await consent().setPurpose({ ...purpose, optOutJurisdictions: ['US-CA'] }, actor);
+    try {
+      const shown = await consent().recordOptOutNotice(subject, 'personalize.content.profiling', { jurisdiction: 'US-CA', noticeVersion: consent().currentNotice().version }, actor);
+      assert.ok(shown.receipt);
+      const [[, text] = []] = (await terminations(shown.receipt)) ?? [];
+      assert.match(String(text), /opts out.*does not expire/);
+    } finally {
+      await consent().setPurpose(purpose, actor);
+    }
+
+    assert.ok((await consent().expireDue(new Date(Date.parse(expiresAt) + 60_000))) >= 1);
+    const expiry = (await consent().history(subject)).find((e) => e.mechanism === 'expiry' && e.purpose === 'analytics.reporting');
+    assert.ok(expiry?.receiptId);
+    const stored = await consent().receipt(expiry.receiptId, [subject]);
+    assert.deepEqual(await terminations(stored.receipt), [['analytics.reporting', 'Ended: the consent expired; processing needs consent given again']]);
   });
 
   it("reports at erasure the receipts kept that name the person among a signal's linked profiles too", async () => {

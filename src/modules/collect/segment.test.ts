@@ -19,6 +19,16 @@ describe('Segment message envelope', () => {
     assert.deepEqual(out.ok ? undefined : out.code, 'COLLECT_IDENTITY_MISSING');
   });
 
+  it('refuses an id of another type instead of reading it as absent, and reads null and blank ids as absent', () => {
+    for (const [field, value] of [['userId', { id: 'u1' }], ['userId', true], ['anonymousId', ['a']], ['messageId', { m: 1 }], ['userId', Number.NaN]] as const) {
+      const out = parseMessage({ type: 'track', event: 'x', anonymousId: 'a1', [field]: value }, undefined, now, 10);
+      assert.deepEqual(out.ok ? undefined : [out.code, out.detail], ['COLLECT_MESSAGE_INVALID', `${field} must be a string`], field);
+    }
+    const absent = parseMessage({ type: 'track', event: 'x', anonymousId: 'a1', userId: null, previousId: '  ' }, undefined, now, 10);
+    assert.ok(absent.ok);
+    assert.ok(parseMessage({ type: 'track', event: 'x', userId: 42 }, undefined, now, 10).ok, 'a number is read as text');
+  });
+
   it('refuses unparseable and far-future timestamps but allows small clock skew', () => {
     const bad = parseMessage({ anonymousId: 'a', timestamp: 'yesterday-ish' }, 'page', now, 10);
     assert.equal(bad.ok ? undefined : bad.code, 'COLLECT_TIMESTAMP_INVALID');

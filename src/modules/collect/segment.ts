@@ -58,6 +58,13 @@ export type ParseOutcome = { ok: true; message: ParsedMessage } | { ok: false; c
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** Fields holding ids: strings, or numbers read as text; null, absent or blank when there is none. */
+const ID_FIELDS = ['messageId', 'userId', 'anonymousId', 'previousId', 'groupId'] as const;
+
+function malformedId(v: unknown): boolean {
+  return v !== undefined && v !== null && typeof v !== 'string' && !(typeof v === 'number' && Number.isFinite(v));
+}
+
 function idValue(v: unknown): string | undefined {
   if (typeof v === 'string') return v.trim() === '' ? undefined : v;
   if (typeof v === 'number' && Number.isFinite(v)) return String(v);
@@ -141,6 +148,9 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   }
   const type = kind ?? (typeof raw.type === 'string' ? raw.type : undefined);
   if (!type || !(MESSAGE_KINDS as readonly string[]).includes(type)) return fail('COLLECT_MESSAGE_TYPE_UNKNOWN', 'type');
+  // An id of another type (an object, true, NaN) is a sender's mistake, not an absent id: read as absent, a message
+  // whose userId is malformed would be stored as its anonymous device's.
+  for (const field of ID_FIELDS) if (malformedId(raw[field])) return fail('COLLECT_MESSAGE_INVALID', `${field} must be a string`);
   const userId = idValue(raw.userId);
   const anonymousId = idValue(raw.anonymousId);
   if (!userId && !anonymousId) return fail('COLLECT_IDENTITY_MISSING', 'userId/anonymousId');

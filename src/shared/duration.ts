@@ -2,6 +2,12 @@
 
 const DURATION = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/;
 
+/**
+ * The earliest moment subtractDuration answers (0001-01-01T00:00:00Z): a period that reaches back further counts from
+ * here. Its ISO text keeps a four-digit year, so it compares correctly as text and as a timestamp on both databases.
+ */
+export const EARLIEST_CUTOFF = new Date('0001-01-01T00:00:00.000Z');
+
 export interface Duration {
   years: number;
   months: number;
@@ -21,13 +27,8 @@ export function parseDuration(value: string): Duration | undefined {
   return Object.values(d).some((n) => n > 0) ? d : undefined;
 }
 
-/**
- * The moment `duration` before `at`, on the calendar (P1M before 31 March is 28 or 29 February, not 3 March):
- * rows whose clock is before it have outlived the period.
- */
-export function subtractDuration(at: Date, value: string): Date {
-  const d = parseDuration(value);
-  if (!d) throw new RangeError(`not an ISO-8601 duration longer than zero: ${value}`);
+/** The time `d` before `at` in milliseconds; NaN when it lies outside what a Date can hold. */
+function reachBack(at: Date, d: Duration): number {
   const out = new Date(at.getTime());
   const totalMonths = d.years * 12 + d.months;
   if (totalMonths > 0) {
@@ -39,11 +40,35 @@ export function subtractDuration(at: Date, value: string): Date {
   }
   out.setUTCDate(out.getUTCDate() - d.weeks * 7 - d.days);
   out.setTime(out.getTime() - ((d.hours * 60 + d.minutes) * 60 + d.seconds) * 1000);
-  return out;
+  return out.getTime();
+}
+
+function parsed(value: string): Duration {
+  const d = parseDuration(value);
+  if (!d) throw new RangeError(`not an ISO-8601 duration longer than zero: ${value}`);
+  return d;
+}
+
+/**
+ * The moment `duration` before `at`, on the calendar (P1M before 31 March is 28 or 29 February, not 3 March):
+ * rows whose clock is before it have outlived the period. Never earlier than EARLIEST_CUTOFF, so that a period too
+ * long for the calendar (`P300000Y`) means "nothing has expired" instead of an invalid date.
+ */
+export function subtractDuration(at: Date, value: string): Date {
+  const time = reachBack(at, parsed(value));
+  // NaN (out of a Date's range) fails the comparison too.
+  return new Date(time >= EARLIEST_CUTOFF.getTime() ? time : EARLIEST_CUTOFF.getTime());
 }
 
 /** Orders durations by the moment they reach back to from a fixed date (months have no fixed length). */
 export function compareDurations(a: string, b: string): number {
   const ref = new Date(Date.UTC(2000, 0, 1));
-  return subtractDuration(ref, b).getTime() - subtractDuration(ref, a).getTime();
+  // Beyond a Date's range counts as the longest, and all such periods as equally long.
+  const reach = (value: string) => {
+    const time = reachBack(ref, parsed(value));
+    return Number.isNaN(time) ? -Infinity : time;
+  };
+  const ta = reach(a);
+  const tb = reach(b);
+  return ta === tb ? 0 : tb > ta ? 1 : -1;
 }

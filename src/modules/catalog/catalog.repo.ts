@@ -1,6 +1,6 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
-import type { StatsRecord } from './catalog.stats.ts';
+import { restated, type StatsRecord, type StatsRowKey, type StoredPath, type StoredStat } from './catalog.stats.ts';
 
 export type CatalogTables = {
   catalog_plans: {
@@ -59,18 +59,47 @@ export const CATALOG_MIGRATIONS: readonly ModuleMigration[] = [
       await db.schema.createIndex('catalog_stats_event').on('catalog_stats').columns(['event']).execute();
     },
   },
+  {
+    // Rows written before counts kept key text only for plain keys and 100 paths per row across commits.
+    name: '0098_catalog_stats_key_text',
+    async up(db) {
+      const plans = (await db.selectFrom('catalog_plans').select('plan').execute()) as { plan: string }[];
+      const rows = ((await db.selectFrom('catalog_stats').selectAll().execute()) as StoredStat[]).map((r) => ({ ...r, count: Number(r.count) }));
+      const keyOf = (r: StoredStat) => JSON.stringify([r.source, r.kind, r.event, r.metric, r.item, r.rule]);
+      const before = new Map(rows.map((r) => [keyOf(r), r]));
+      const after = new Map(restated(rows, plans.map((p) => JSON.parse(p.plan) as unknown)).map((r) => [keyOf(r), r]));
+      for (const [key, r] of before) {
+        if (after.get(key)?.count === r.count) continue;
+        await db
+          .deleteFrom('catalog_stats')
+          .where('source', '=', r.source)
+          .where('kind', '=', r.kind)
+          .where('event', '=', r.event)
+          .where('metric', '=', r.metric)
+          .where('item', '=', r.item)
+          .where('rule', '=', r.rule)
+          .execute();
+      }
+      const changed = [...after].filter(([key, r]) => before.get(key)?.count !== r.count).map(([, r]) => r);
+      for (let i = 0; i < changed.length; i += 100) await db.insertInto('catalog_stats').values(changed.slice(i, i + 100)).execute();
+    },
+  },
 ];
 
 const VERSION_COLUMNS = ['version', 'hash', 'published_at', 'published_by'] as const;
 const STATS_KEY = ['source', 'kind', 'event', 'metric', 'item', 'rule'] as const;
+/** Writers that may add paths to stored rows take it on PostgreSQL ("CDSt"). */
+const PG_STATS_LOCK = 0x43445374;
 
 /** Every SQL statement on catalog_plans and catalog_stats. */
 export class CatalogRepo {
   readonly #db: Kysely<CatalogTables>;
+  readonly #storage: Storage;
   readonly #statsTexts = new Map<number, string>();
 
   constructor(storage: Storage) {
     this.#db = storage.db.withTables<CatalogTables>();
+    this.#storage = storage;
   }
 
   latest(): Promise<PlanRow | undefined> {
@@ -91,27 +120,35 @@ export class CatalogRepo {
     await this.#db.insertInto('catalog_plans').values(row).execute();
   }
 
-  /** Adds counts to the stored ones in one transaction (insert, or add to the existing row). */
-  async addStats(records: readonly StatsRecord[], at: string): Promise<void> {
-    if (records.length === 0) return;
-    const rows = records.map((r) => ({ source: r.source, kind: r.kind, event: r.event, metric: r.metric, item: r.item, rule: r.rule, count: r.count, updated_at: at }));
-    await this.#db.transaction().execute(async (trx) => {
-      for (let i = 0; i < rows.length; i += 100) {
-        await trx
-          .insertInto('catalog_stats')
-          .values(rows.slice(i, i + 100))
-          .onConflict((oc) =>
-            oc.columns(STATS_KEY).doUpdateSet((eb) => ({
-              count: eb('catalog_stats.count', '+', eb.ref('excluded.count')),
-              updated_at: eb.ref('excluded.updated_at'),
-            })),
-          )
-          .execute();
-      }
-    });
+  /** Runs fn in one write transaction (a flush of the counts). */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return this.#storage.raw.transaction(fn);
   }
 
-  /** The same upsert as addStats, on the caller's transaction (ingestion writes the counts with the events). */
+  /**
+   * The paths stored for rows, read in the writer's transaction; on PostgreSQL it first takes a lock held until the
+   * commit, so that writers that may add paths to a row read and write one after the other (SQLite's write
+   * transaction already does).
+   */
+  async storedPaths(tx: SqlExecutor, rows: readonly StatsRowKey[]): Promise<StoredPath[]> {
+    if (this.#storage.dialect === 'postgres') {
+      const lock = sql`select pg_advisory_xact_lock(${PG_STATS_LOCK})`.compile(this.#db);
+      await tx.all(lock.sql, lock.parameters);
+    }
+    const out: StoredPath[] = [];
+    for (let i = 0; i < rows.length; i += 100) {
+      const part = rows.slice(i, i + 100);
+      const query = this.#db
+        .selectFrom('catalog_stats')
+        .select(['source', 'kind', 'event', 'metric', 'item', 'rule'])
+        .where((eb) => eb.or(part.map((r) => eb.and([eb('source', '=', r.source), eb('kind', '=', r.kind), eb('event', '=', r.event), eb('metric', '=', r.metric)]))))
+        .compile();
+      out.push(...(await tx.all<StoredPath>(query.sql, query.parameters)));
+    }
+    return out;
+  }
+
+  /** Adds counts to the stored ones on the caller's transaction (insert, or add to the existing row). */
   async addStatsIn(tx: SqlExecutor, records: readonly StatsRecord[], at: string): Promise<void> {
     for (let i = 0; i < records.length; i += 100) {
       const part = records.slice(i, i + 100);

@@ -1,5 +1,6 @@
 // The tracking plan document: its TypeScript shape and the meta-schema every plan is checked against before its
 // annotations are resolved against the taxonomy and its schemas are compiled.
+import { compareDurations, parseDuration } from '../../shared/duration.ts';
 
 /** The per-field annotation as written in a plan (`x-candor`). */
 export interface AnnotationInput {
@@ -161,12 +162,13 @@ export const PLAN_META_SCHEMA = {
   },
 } as const;
 
-// ISO-8601 duration with at least one non-zero component: PnYnMnWnDTnHnMnS (integers).
-const DURATION = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/;
+/**
+ * The longest retention a plan may declare: 100 years, as counted on the calendar (`P1200M`, `P36524D` reach as far
+ * back). A longer one keeps data for good in effect, and far longer (`P300000Y`) lies beyond the calendar.
+ */
+export const MAX_RETENTION = 'P100Y';
 
-/** Whether a retention is an ISO-8601 duration longer than zero, such as `P13M`, `P7Y` or `P30D`. */
+/** Whether a retention is an ISO-8601 duration longer than zero and at most MAX_RETENTION, such as `P13M`, `P7Y` or `P30D`. */
 export function isRetention(value: string): boolean {
-  const match = DURATION.exec(value);
-  if (!match || value.endsWith('T')) return false;
-  return match.slice(1).some((part) => part !== undefined && Number(part) > 0);
+  return parseDuration(value) !== undefined && compareDurations(value, MAX_RETENTION) <= 0;
 }

@@ -6,7 +6,7 @@ import type { AuditLog } from '../audit/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
 import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
 import type { PlanDocument } from './catalog.schemas.ts';
-import { StatsCounters, statsRows, type StatsRecord, type StatsRow } from './catalog.stats.ts';
+import { StatsCounters, statsRows, StoredPaths, type StatsRecord, type StatsRow } from './catalog.stats.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
 import { compilePlan, type CompiledPlan, type MessageKind, type OutlineSection, type PlanProblem, type PlanResult } from './plan-compiler.ts';
 
@@ -63,6 +63,8 @@ export class Catalog {
   readonly #audit: AuditLog;
   readonly #taxonomy: Taxonomy;
   readonly #counters = new StatsCounters();
+  /** The paths stored rows hold, as far as this process read them: writes keep every row within its bound. */
+  readonly #storedPaths = new StoredPaths();
   /** Tells whether another process wrote since the plan was last looked for (refreshIfChanged). */
   readonly #freshness: Freshness;
   #fieldIndex: { version: number; fields: Map<string, { category: string; purposes: readonly string[]; retention: string }> } | undefined;
@@ -254,7 +256,8 @@ export class Catalog {
   stats(filter: { source?: string | undefined; event?: string | undefined } = {}): Promise<StatsRow[]> {
     return this.#exclusive(async () => {
       const stored = await this.#repo.stats(filter);
-      return statsRows([...stored, ...this.#counters.records(), ...[...this.#taken].flat()], filter);
+      // In the order they were or will be written: statsRows bounds the paths of a row as the writes do.
+      return statsRows([...stored, ...[...this.#taken].flat(), ...this.#counters.records()], filter);
     });
   }
 
@@ -280,9 +283,19 @@ export class Catalog {
    * commit a read may miss them, never count them twice; a rollback must be followed by restoreStats.
    */
   async writeStats(tx: SqlExecutor, records: readonly StatsRecord[]): Promise<void> {
-    if (records.length > 0) await this.#repo.addStatsIn(tx, records, new Date().toISOString());
+    if (records.length > 0) await this.#write(tx, records);
     // Only once the write went through: if it failed, the counts stay taken until the caller puts them back.
     this.#taken.delete(records);
+  }
+
+  /**
+   * Adds counts to the stored ones in the caller's transaction. A path new to a stored row makes it read that row's
+   * paths first, so that each row keeps at most 100 of them whatever wrote it before; the rest count under `*other*`.
+   */
+  async #write(tx: SqlExecutor, records: readonly StatsRecord[]): Promise<void> {
+    const rows = this.#storedPaths.unknownRows(records);
+    if (rows.length > 0) this.#storedPaths.learn(rows, await this.#repo.storedPaths(tx, rows));
+    await this.#repo.addStatsIn(tx, this.#storedPaths.fit(records), new Date().toISOString());
   }
 
   /**
@@ -295,7 +308,7 @@ export class Catalog {
       this.#queuedFlush = undefined;
       const records = this.#counters.take();
       try {
-        await this.#repo.addStats(records, new Date().toISOString());
+        if (records.length > 0) await this.#repo.transaction((tx) => this.#write(tx, records));
       } catch (error) {
         this.#counters.restore(records);
         throw error;

@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { OTHER, StatsCounters, statsRows } from './catalog.stats.ts';
-import type { PlanResult } from './plan-compiler.ts';
+import { countedPath, OTHER, planPaths, StatsCounters, statsRows, StoredPaths, type StatsRecord } from './catalog.stats.ts';
+import type { KeptField, PlanResult } from './plan-compiler.ts';
 
 const result = (over: Partial<PlanResult>): PlanResult => ({ ok: true, violations: [], data: {}, fields: [], declared: new Map(), dropped: [], purposes: [], eventPurposes: [], ...over });
+/** The declared leaves of an event, by path (the counters only read the paths). */
+const declared = (...paths: string[]): PlanResult['declared'] => new Map(paths.map((path) => [path, { path } as KeptField]));
 
 describe('stats counters', () => {
   it('count accepted, refused by code, dropped paths and violations per source, kind and event', () => {
     const counters = new StatsCounters();
     counters.count('web', 'track', 'Order Completed', result({ dropped: ['properties.gift'] }));
     counters.count('web', 'track', 'Order Completed', result({ dropped: ['properties.gift', 'context.ip'] }));
-    counters.count('web', 'track', 'Order Completed', result({ ok: false, code: 'CATALOG_EVENT_INVALID', violations: [{ path: 'properties.products[3].price', rule: 'type', message: 'must be number' }] }));
+    counters.count('web', 'track', 'Order Completed', result({ ok: false, code: 'CATALOG_EVENT_INVALID', declared: declared('properties.products[].price'), violations: [{ path: 'properties.products[3].price', rule: 'type', message: 'must be number' }] }));
     counters.count('web', 'track', 'Coupon Applied', result({ ok: false, code: 'CATALOG_EVENT_UNDECLARED' }));
     counters.count('ios', 'page', 'Home', result({}));
     const rows = statsRows(counters.records());
@@ -60,5 +62,68 @@ describe('stats counters', () => {
     const viewed = rows.find((r) => r.event === 'Product Viewed');
     assert.equal(viewed?.dropped.length, 101);
     assert.equal(viewed?.dropped.find((d) => d.path === OTHER)?.count, 50);
+  });
+
+  it('count a key a sender wrote by name only when it is a plain key, for every outcome', () => {
+    const counters = new StatsCounters();
+    const known = declared('properties.cart_id', 'properties.products[].price', 'context.page.url');
+    const dropped = ['properties.ada.lovelace@example.org', 'properties.jane doe +49 170 1234567', 'properties.customer_491701234567', 'properties.colour', 'properties.products[].gift note', 'properties.products[].engraving', 'context.page.x-ref', 'context.ip'];
+    counters.count('web', 'track', 'Product Added', result({ declared: known, dropped }));
+    counters.count('web', 'track', 'Product Added', result({ ok: false, code: 'CATALOG_EVENT_INVALID', declared: known, dropped, violations: [{ path: 'properties.products[0].price', rule: 'type', message: 'must be number' }] }));
+    counters.count('web', 'track', 'ada@example.org', result({ ok: false, code: 'CATALOG_EVENT_UNDECLARED' }));
+    counters.count('web', 'track', 'Call +49 170 1234567', result({ ok: false, code: 'CATALOG_EVENT_UNDECLARED' }));
+    counters.count('web', 'track', 'Coupon Applied', result({ ok: false, code: 'CATALOG_EVENT_UNDECLARED' }));
+    const rows = statsRows(counters.records());
+    assert.deepEqual(rows.map((r) => r.event), ['*other*', 'Coupon Applied', 'Product Added']);
+    assert.deepEqual(rows[0]?.refused.CATALOG_EVENT_UNDECLARED, 2);
+    assert.deepEqual(rows[2]?.dropped, [
+      { path: 'properties.*', count: 6 },
+      { path: 'context.ip', count: 2 },
+      { path: 'context.page.x-ref', count: 2 },
+      { path: 'properties.colour', count: 2 },
+      { path: 'properties.products[].*', count: 2 },
+      { path: 'properties.products[].engraving', count: 2 },
+    ]);
+    assert.deepEqual(rows[2]?.violations, [{ path: 'properties.products[].price', rule: 'type', count: 1 }]);
+  });
+
+  it('end the plan\'s part of a path at the deepest name the plan declares, so no part of a key is kept alone', () => {
+    const known = planPaths(['properties.products[].price', 'properties.tags', 'context.page.url']);
+    assert.equal(countedPath('properties.products[].price', known), 'properties.products[].price');
+    assert.equal(countedPath('properties.tags[]', known), 'properties.tags[]', 'elements of a declared array');
+    assert.equal(countedPath('properties.ada.lovelace@example.org', known), 'properties.*');
+    assert.equal(countedPath('context.page.ada.lovelace', known), 'context.page.*');
+    assert.equal(countedPath('properties.products[].a.b', known), 'properties.products[].*');
+    assert.equal(countedPath('properties.x'.padEnd(80, 'x'), known), 'properties.*', 'longer than 64 characters');
+    assert.equal(countedPath('properties.order_2024', known), 'properties.order_2024', 'up to four digits');
+    assert.equal(countedPath('properties.order_20240', known), 'properties.*');
+    assert.equal(countedPath('junk', known), '*');
+  });
+
+  it('fit written counts into what the stored row has room for, the rest under *other*', () => {
+    const stored = new StoredPaths();
+    const rec = (item: string, count = 1, metric: StatsRecord['metric'] = 'dropped', rule = ''): StatsRecord => ({ source: 'web', kind: 'track', event: 'E', metric, item, rule, count });
+    const records = [rec('properties.p0', 5), rec('properties.new_a'), rec('properties.new_b', 2), rec('properties.new_c', 3), rec(OTHER, 4), rec('properties.v', 1, 'violation', 'type'), rec('', 9, 'accepted')];
+    const rows = stored.unknownRows(records);
+    assert.deepEqual(rows, [
+      { source: 'web', kind: 'track', event: 'E', metric: 'dropped' },
+      { source: 'web', kind: 'track', event: 'E', metric: 'violation' },
+    ]);
+    stored.learn(rows, [...Array.from({ length: 99 }, (_, i) => rec(`properties.p${i}`)), rec(OTHER)]);
+    assert.deepEqual(
+      stored.fit(records).map((r) => [r.metric, r.item, r.rule, r.count]),
+      [
+        ['dropped', 'properties.p0', '', 5],
+        ['dropped', 'properties.new_a', '', 1],
+        ['dropped', OTHER, '', 9],
+        ['violation', 'properties.v', 'type', 1],
+        ['accepted', '', '', 9],
+      ],
+    );
+    assert.deepEqual(stored.unknownRows([rec('properties.p0')]), [], 'a path the row is known to hold needs no read');
+    assert.equal(stored.unknownRows([rec('properties.new_a')]).length, 1, 'what was written is read again, not assumed');
+    stored.learn(rows, Array.from({ length: 100 }, (_, i) => rec(`properties.p${i}`)));
+    assert.deepEqual(stored.unknownRows([rec('properties.new_z')]), [], 'a full row needs no read: the new path counts under *other*');
+    assert.deepEqual(stored.fit([rec('properties.new_z')]).map((r) => r.item), [OTHER]);
   });
 });

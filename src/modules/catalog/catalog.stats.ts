@@ -30,9 +30,86 @@ export interface StatsRecord {
 
 /** Stands for names and paths beyond the limits below, so that senders cannot grow the counters without bound. */
 export const OTHER = '*other*';
+/**
+ * Stands for a key a sender wrote that is not a plain key (`properties.*`): key names are free text and may be
+ * personal data (`ada.lovelace@example.org`), which the counts never keep, whatever the message's outcome.
+ */
+export const UNNAMED = '*';
 const MAX_NAME = 200;
 const MAX_UNDECLARED_NAMES = 100;
-const MAX_PATHS = 100;
+/** Distinct paths per row (source, kind, event) and metric, in memory and as stored; the rest count under OTHER. */
+export const MAX_PATHS = 100;
+const SECTIONS = ['properties', 'traits', 'context'];
+const PLAIN_KEY = /^[A-Za-z0-9_-]{1,64}$/;
+const FIVE_DIGITS = /\d(?:\D*\d){4}/;
+const NOT_IN_NAME = /[@\p{Cc}]/u;
+
+/** Whether a key a sender wrote may be counted by name: 1–64 letters, digits, `_` or `-`, of which at most 4 digits. */
+export function isPlainKey(key: string): boolean {
+  return PLAIN_KEY.test(key) && !FIVE_DIGITS.test(key);
+}
+
+/** Whether an undeclared event name may be counted by name: 1–200 characters, no `@` or control character, at most 4 digits. */
+export function isPlainEventName(name: string): boolean {
+  return name.length > 0 && name.length <= MAX_NAME && !NOT_IN_NAME.test(name) && !FIVE_DIGITS.test(name);
+}
+
+/** The paths a plan names itself: the section roots, its declared leaves and every object and array above them. */
+export function planPaths(leaves: Iterable<string>): Set<string> {
+  const known = new Set(SECTIONS);
+  for (const path of leaves) {
+    known.add(path);
+    for (let i = 0; i < path.length; i++) if (path[i] === '.' || path[i] === '[') known.add(path.slice(0, i));
+  }
+  return known;
+}
+
+function isKnown(path: string, known: ReadonlySet<string>): boolean {
+  // Array elements (`[]`) below a declared path are no sender text.
+  let p = path;
+  while (!known.has(p) && p.endsWith('[]')) p = p.slice(0, -2);
+  return known.has(p);
+}
+
+/**
+ * A dropped or violated path as counted: the plan's own names as they are, followed by the sender's key only if it
+ * is a plain key, else by UNNAMED. The deepest path the plan names that the path is under ends the plan's part; what
+ * follows is one key of the sender (which may itself contain dots), so no part of a key is ever kept on its own.
+ */
+export function countedPath(path: string, known: ReadonlySet<string>): string {
+  if (isKnown(path, known)) return path;
+  for (let cut = path.lastIndexOf('.'); cut > 0; cut = path.lastIndexOf('.', cut - 1)) {
+    const parent = path.slice(0, cut);
+    if (isKnown(parent, known)) return isPlainKey(path.slice(cut + 1)) ? path : `${parent}.${UNNAMED}`;
+  }
+  return UNNAMED;
+}
+
+/** Known paths per map of declared leaves (PlanResult.declared: one map per event and plan version). */
+const knownByDeclared = new WeakMap<ReadonlyMap<string, unknown>, Set<string>>();
+
+function knownPaths(declared: ReadonlyMap<string, unknown>): Set<string> {
+  let known = knownByDeclared.get(declared);
+  if (known === undefined) knownByDeclared.set(declared, (known = planPaths(declared.keys())));
+  return known;
+}
+
+/** Paths counted as they are, per map of declared leaves: the same few recur in every message of a sender. */
+const plainByDeclared = new WeakMap<ReadonlyMap<string, unknown>, Set<string>>();
+const MAX_REMEMBERED_PATHS = 1000;
+
+/**
+ * countedPath for a message's event, remembering the paths counted as they are (only those: a path with a key
+ * that is no plain key is worked out each time, so that no sender's free text is kept, in memory either).
+ */
+function countedFor(declared: ReadonlyMap<string, unknown>, path: string): string {
+  let plain = plainByDeclared.get(declared);
+  if (plain === undefined) plainByDeclared.set(declared, (plain = new Set()));
+  if (plain.has(path)) return path;
+  const counted = countedPath(path, knownPaths(declared));
+  if (counted === path && plain.size < MAX_REMEMBERED_PATHS) plain.add(path);
+  return counted;
+}
 
 class Counter {
   accepted = 0;
@@ -49,8 +126,12 @@ function bump(map: Map<string, number>, key: string, by: number): void {
   map.set(key, (map.get(key) ?? 0) + by);
 }
 
-function bounded(map: Map<string, number>, key: string): string {
-  return map.has(key) || (map.size < MAX_PATHS && key.length <= MAX_NAME) ? key : OTHER;
+const OTHER_VIOLATION = `${OTHER}\n*`;
+
+/** `key` if the map counts it already or has room for one more (OTHER aside), else `other`. */
+function bounded(map: Map<string, number>, key: string, other: string): string {
+  if (map.has(key) || key === other) return key;
+  return map.size - (map.has(other) ? 1 : 0) < MAX_PATHS && key.length <= MAX_NAME ? key : other;
 }
 
 /** The counters of one process. */
@@ -65,7 +146,7 @@ export class StatsCounters {
     let names = this.#undeclaredNames.get(source);
     if (names === undefined) this.#undeclaredNames.set(source, (names = new Set()));
     if (names.has(name)) return name;
-    if (name.length > MAX_NAME || names.size >= MAX_UNDECLARED_NAMES) return OTHER;
+    if (names.size >= MAX_UNDECLARED_NAMES || !isPlainEventName(name)) return OTHER;
     names.add(name);
     return name;
   }
@@ -88,13 +169,12 @@ export class StatsCounters {
     else counter.invalid++;
     if (result.dropped.length > 0) {
       const dropped = (counter.dropped ??= new Map());
-      for (const path of result.dropped) bump(dropped, bounded(dropped, path), 1);
+      for (const path of result.dropped) bump(dropped, bounded(dropped, countedFor(result.declared, path), OTHER), 1);
     }
     if (result.violations.length > 0) {
       const violations = (counter.violations ??= new Map());
       for (const v of result.violations) {
-        const key = bounded(violations, `${v.path.replace(/\[\d+\]/g, '[]')}\n${v.rule}`);
-        bump(violations, key === OTHER ? `${OTHER}\n*` : key, 1);
+        bump(violations, bounded(violations, `${countedFor(result.declared, v.path.replace(/\[\d+\]/g, '[]'))}\n${v.rule}`, OTHER_VIOLATION), 1);
       }
     }
   }
@@ -145,7 +225,10 @@ function toRecords(counters: Counters): StatsRecord[] {
   return records;
 }
 
-/** Adds records up into rows, one per source, kind and event, optionally filtered. */
+/**
+ * Adds records up into rows, one per source, kind and event, optionally filtered. Stored records come first: paths
+ * beyond MAX_PATHS per row count under OTHER, as they will be stored.
+ */
 export function statsRows(records: Iterable<StatsRecord>, filter: { source?: string | undefined; event?: string | undefined } = {}): StatsRow[] {
   const rows = new Map<string, StatsRow>();
   const dropped = new Map<StatsRow, Map<string, number>>();
@@ -163,8 +246,14 @@ export function statsRows(records: Iterable<StatsRecord>, filter: { source?: str
     if (r.metric === 'accepted') row.accepted += r.count;
     else if (r.metric === 'refused') {
       if (r.item === 'CATALOG_EVENT_UNDECLARED' || r.item === 'CATALOG_EVENT_INVALID') row.refused[r.item] += r.count;
-    } else if (r.metric === 'dropped') bump(dropped.get(row) as Map<string, number>, r.item, r.count);
-    else bump(violations.get(row) as Map<string, number>, `${r.item}\n${r.rule}`, r.count);
+    } else if (r.metric === 'dropped') {
+      // In the order the records were or will be stored: a path the stored row has no room for counts as it will.
+      const map = dropped.get(row) as Map<string, number>;
+      bump(map, bounded(map, r.item, OTHER), r.count);
+    } else {
+      const map = violations.get(row) as Map<string, number>;
+      bump(map, bounded(map, `${r.item}\n${r.rule}`, OTHER_VIOLATION), r.count);
+    }
   }
   const byCount = (a: { count: number; path: string }, b: { count: number; path: string }) => b.count - a.count || a.path.localeCompare(b.path);
   for (const row of rows.values()) {
@@ -177,4 +266,151 @@ export function statsRows(records: Iterable<StatsRecord>, filter: { source?: str
       .sort(byCount);
   }
   return [...rows.values()].sort((a, b) => a.source.localeCompare(b.source) || a.kind.localeCompare(b.kind) || a.event.localeCompare(b.event));
+}
+
+/** A stored row's dropped or violation counters: source, kind, event and metric. */
+export interface StatsRowKey {
+  source: string;
+  kind: string;
+  event: string;
+  metric: 'dropped' | 'violation';
+}
+
+/** A path (item and rule) a stored row holds. */
+export type StoredPath = Omit<StatsRecord, 'count'>;
+
+const rowOf = (r: { source: string; kind: string; event: string; metric: string }) => `${r.source}\u0000${r.kind}\u0000${r.event}\u0000${r.metric}`;
+const itemOf = (r: { item: string; rule: string }) => `${r.item}\n${r.rule}`;
+const isPath = (r: StatsRecord): r is StatsRecord & { metric: StatsRowKey['metric'] } => r.metric === 'dropped' || r.metric === 'violation';
+
+/**
+ * What this process has read of the paths each stored row holds, so that writes keep every row within MAX_PATHS
+ * across commits, restarts and processes: a record whose path a row is not known to hold makes the writer read that
+ * row again in its transaction; rows are never read for paths they are known to hold (the usual case).
+ */
+export class StoredPaths {
+  /** Row → item (path, newline, rule) as last read; OTHER aside. */
+  readonly #rows = new Map<string, Set<string>>();
+
+  /**
+   * The rows to read before writing these records: those a record brings a path to that they are not known to hold,
+   * unless they are known to be full (stored paths are never removed, so a new one counts under OTHER anyway).
+   */
+  unknownRows(records: readonly StatsRecord[]): StatsRowKey[] {
+    const rows = new Map<string, StatsRowKey>();
+    for (const r of records) {
+      if (!isPath(r) || r.item === OTHER) continue;
+      const row = rowOf(r);
+      const known = this.#rows.get(row);
+      if (!rows.has(row) && !known?.has(itemOf(r)) && (known?.size ?? 0) < MAX_PATHS) rows.set(row, { source: r.source, kind: r.kind, event: r.event, metric: r.metric });
+    }
+    return [...rows.values()];
+  }
+
+  /** Takes what was just read of `rows` (in the writing transaction) as what they hold. */
+  learn(rows: readonly StatsRowKey[], read: readonly StoredPath[]): void {
+    for (const row of rows) this.#rows.set(rowOf(row), new Set());
+    for (const r of read) if (r.item !== OTHER) this.#rows.get(rowOf(r))?.add(itemOf(r));
+  }
+
+  /**
+   * The records as the stored rows have room for them: a path new to a row that holds MAX_PATHS already counts under
+   * OTHER (same keys added up). What is written is not learnt: the transaction may still roll back.
+   */
+  fit(records: readonly StatsRecord[]): StatsRecord[] {
+    const added = new Map<string, Set<string>>();
+    const out = new Map<string, StatsRecord>();
+    for (const r of records) {
+      let fitted = r;
+      if (isPath(r) && r.item !== OTHER) {
+        const row = rowOf(r);
+        const item = itemOf(r);
+        const stored = this.#rows.get(row);
+        let mine = added.get(row);
+        if (mine === undefined) added.set(row, (mine = new Set()));
+        if (!stored?.has(item) && !mine.has(item)) {
+          if ((stored?.size ?? 0) + mine.size < MAX_PATHS) mine.add(item);
+          else fitted = { ...r, item: OTHER, rule: r.metric === 'violation' ? '*' : '' };
+        }
+      }
+      const key = `${rowOf(fitted)}\u0000${itemOf(fitted)}`;
+      const same = out.get(key);
+      if (same === undefined) out.set(key, fitted === r ? { ...r } : fitted);
+      else same.count += fitted.count;
+    }
+    return [...out.values()];
+  }
+}
+
+/** A catalog_stats row. */
+export interface StoredStat extends StatsRecord {
+  updated_at: string;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The paths and track event names plan documents declare (any version, as stored). */
+function documentNames(plans: readonly unknown[]): { paths: Set<string>; events: Set<string> } {
+  const leaves = new Set<string>();
+  const walk = (schema: unknown, path: string, depth: number) => {
+    leaves.add(path);
+    if (!isObject(schema) || depth > 20) return;
+    if (isObject(schema.properties)) for (const [key, child] of Object.entries(schema.properties)) walk(child, `${path}.${key}`, depth + 1);
+    if (isObject(schema.items)) walk(schema.items, `${path}[]`, depth + 1);
+  };
+  const events = new Set<string>();
+  for (const plan of plans) {
+    if (!isObject(plan)) continue;
+    for (const [name, event] of Object.entries(isObject(plan.events) ? plan.events : {})) {
+      events.add(name);
+      if (isObject(event)) walk(event.properties, 'properties', 0);
+    }
+    for (const section of ['pages', 'screens']) if (isObject(plan[section])) walk(plan[section].properties, 'properties', 0);
+    walk(plan.traits, 'traits', 0);
+    walk(plan.groupTraits, 'traits', 0);
+    walk(plan.context, 'context', 0);
+  }
+  return { paths: planPaths(leaves), events };
+}
+
+/**
+ * Stored counts as this version keeps them (migration 0098): keys that are not plain keys under UNNAMED, undeclared
+ * event names that are not plain under OTHER, and at most MAX_PATHS paths per row (the most counted; the rest under
+ * OTHER), same keys added up. `plans` are the stored plan documents: what any of them declares is the plan's text.
+ */
+export function restated(rows: readonly StoredStat[], plans: readonly unknown[]): StoredStat[] {
+  const { paths, events } = documentNames(plans);
+  const renamed = rows.map((r) => {
+    const event = r.kind === 'track' && r.event !== OTHER && !events.has(r.event) && !isPlainEventName(r.event) ? OTHER : r.event;
+    const item = isPath(r) && r.item !== OTHER ? countedPath(r.item, paths) : r.item;
+    return { ...r, event, item, rule: item === OTHER && r.metric === 'violation' ? '*' : r.rule };
+  });
+  // The most counted paths of each row keep their name.
+  const totals = new Map<string, Map<string, number>>();
+  for (const r of renamed) {
+    if (!isPath(r) || r.item === OTHER) continue;
+    let items = totals.get(rowOf(r));
+    if (items === undefined) totals.set(rowOf(r), (items = new Map()));
+    bump(items, itemOf(r), r.count);
+  }
+  const kept = new Map<string, Set<string>>();
+  for (const [row, items] of totals) {
+    const ranked = [...items].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    kept.set(row, new Set(ranked.slice(0, MAX_PATHS).map(([item]) => item)));
+  }
+  const out = new Map<string, StoredStat>();
+  for (const r of renamed) {
+    const over = isPath(r) && r.item !== OTHER && !kept.get(rowOf(r))?.has(itemOf(r));
+    const fitted = over ? { ...r, item: OTHER, rule: r.metric === 'violation' ? '*' : '' } : r;
+    const key = `${rowOf(fitted)}\u0000${itemOf(fitted)}`;
+    const same = out.get(key);
+    if (same === undefined) out.set(key, fitted);
+    else {
+      same.count += fitted.count;
+      if (fitted.updated_at > same.updated_at) same.updated_at = fitted.updated_at;
+    }
+  }
+  return [...out.values()];
 }

@@ -6,7 +6,7 @@
 export { Catalog, planHash, type CatalogDeps, type PlanVersion, type PublishedPlan } from './catalog.service.ts';
 export { CATALOG_MIGRATIONS } from './catalog.repo.ts';
 export { DEFAULT_PLAN } from './default-plan.ts';
-export { isRetention, type PlanDocument, type EventDefinition, type FieldSchema, type AnnotationInput } from './catalog.schemas.ts';
+export { isRetention, MAX_RETENTION, type PlanDocument, type EventDefinition, type FieldSchema, type AnnotationInput } from './catalog.schemas.ts';
 export { type StatsRow } from './catalog.stats.ts';
 export {
   MESSAGE_KINDS,

@@ -414,4 +414,9 @@ describe('retention', () => {
     for (const ok of ['P13M', 'P2Y', 'P7Y', 'P30D', 'P1W', 'PT12H', 'P1Y6M', 'P1DT2H']) assert.equal(isRetention(ok), true, ok);
     for (const bad of ['', 'P', 'PT', 'P0D', 'P1DT', '13M', 'P1.5Y', 'P-1D', 'p1y', 'P1Y ', 'forever']) assert.equal(isRetention(bad), false, bad);
   });
+
+  it('accepts at most 100 years, as far back on the calendar as P100Y reaches', () => {
+    for (const ok of ['P100Y', 'P1200M', 'P99Y12M', 'P36524D']) assert.equal(isRetention(ok), true, ok);
+    for (const bad of ['P101Y', 'P1201M', 'P36525D', 'P300000Y', `P${'9'.repeat(30)}Y`]) assert.equal(isRetention(bad), false, bad);
+  });
 });

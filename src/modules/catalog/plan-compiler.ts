@@ -2,8 +2,9 @@
 // that copies only declared fields, the list of its annotated leaves, and an Ajv validator run on the minimized copy.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import { parseDuration } from '../../shared/duration.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
-import { FORBIDDEN_NAMES, isRetention, PLAN_META_SCHEMA, SCALAR_TYPES, type AnnotationInput, type EventDefinition, type FieldSchema, type PlanDocument } from './catalog.schemas.ts';
+import { FORBIDDEN_NAMES, isRetention, MAX_RETENTION, PLAN_META_SCHEMA, SCALAR_TYPES, type AnnotationInput, type EventDefinition, type FieldSchema, type PlanDocument } from './catalog.schemas.ts';
 
 /** The Segment call types. */
 export type MessageKind = 'track' | 'identify' | 'page' | 'screen' | 'group' | 'alias';
@@ -268,8 +269,11 @@ class Builder {
       this.#problem(`${at}/category`, `"${input.category}" is not a data category of the taxonomy`);
     }
     this.checkPurposes(input.purposes, `${at}/purposes`);
-    if (typeof input.retention === 'string' && !isRetention(input.retention)) {
+    if (typeof input.retention === 'string' && !parseDuration(input.retention)) {
       this.#problem(`${at}/retention`, 'must be an ISO-8601 duration longer than zero, such as P30D, P13M or P7Y');
+    } else if (typeof input.retention === 'string' && !isRetention(input.retention) && !this.#lenient) {
+      // A stored version is loaded as it is: the sweeper counts an overlong period from its earliest cutoff.
+      this.#problem(`${at}/retention`, `must be at most ${MAX_RETENTION} (100 years)`);
     }
     // A category this process does not know (added elsewhere since start) is treated as the most restrictive.
     const flags = category ?? { special: true, preciseLocation: false, protectedAttribute: true };

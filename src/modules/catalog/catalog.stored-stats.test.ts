@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel, useUpgradedKernel } from '../../../test/support/kernel.ts';
+import type { Kernel } from '../../kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { Catalog, DEFAULT_PLAN, planHash } from './index.ts';
+
+const PERSONAL = ['ada.lovelace@example.org', 'jane doe +49 170 1234567'];
+
+async function ingest(kernel: Kernel, messages: Record<string, unknown>[]) {
+  return kernel.collect.ingest(
+    messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })),
+    undefined,
+    { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR },
+  );
+}
+
+/** Every text catalog_stats holds, as stored. */
+async function storedTexts(kernel: Kernel): Promise<string[]> {
+  const rows = await kernel.storage.db.withTables<{ catalog_stats: { event: string; item: string; rule: string } }>().selectFrom('catalog_stats').select(['event', 'item', 'rule']).execute();
+  return rows.flatMap((r) => [r.event, r.item, r.rule]);
+}
+
+/** The dropped paths catalog_stats holds for a source and event, with their counts. */
+async function storedDropped(kernel: Kernel, source: string, event: string): Promise<Map<string, number>> {
+  const rows = await kernel.storage.db
+    .withTables<{ catalog_stats: { source: string; event: string; metric: string; item: string; count: number } }>()
+    .selectFrom('catalog_stats')
+    .select(['item', 'count'])
+    .where('source', '=', source)
+    .where('event', '=', event)
+    .where('metric', '=', 'dropped')
+    .execute();
+  return new Map(rows.map((r) => [r.item, Number(r.count)]));
+}
+
+describeEachDialect('catalog: stored counts', (dialect) => {
+  const ctx = useKernel(dialect);
+  const open = () => Catalog.open({ storage: ctx.kernel.storage, audit: ctx.kernel.audit, taxonomy: ctx.kernel.taxonomy });
+
+  it('keep at most 100 paths per row across group commits, the rest under *other*', async () => {
+    for (let i = 0; i < 150; i++) {
+      const [result] = await ingest(ctx.kernel, [{ type: 'track', event: 'Product Added', anonymousId: `a-bound-${i}`, properties: { product_id: 'p1', [`junk_${i}`]: true } }]);
+      assert.deepEqual(result?.dropped, [`properties.junk_${i}`], 'the sender is still told what was dropped, by name');
+      // Each request's counts are written before the next (as a group commit or the server's timer would).
+      await ctx.kernel.catalog.flushStats();
+    }
+    const stored = await storedDropped(ctx.kernel, 'web', 'Product Added');
+    assert.equal(stored.size, 101, 'the stored row holds 100 paths and *other*');
+    assert.equal(stored.get('*other*'), 50);
+    for (const catalog of [ctx.kernel.catalog, await open()]) {
+      const [row] = await catalog.stats({ event: 'Product Added' });
+      assert.equal(row?.dropped.length, 101);
+      assert.equal(row?.dropped.find((d) => d.path === '*other*')?.count, 50);
+      assert.equal(row?.dropped.reduce((n, d) => n + d.count, 0), 150);
+    }
+  });
+
+  it('keep the bound when flushes and other processes add paths to a stored row', async () => {
+    const first = await open();
+    for (let i = 0; i < 60; i++) first.process('track', 'Product Viewed', { properties: { [`a_${i}`]: 1 } }, 'bound');
+    await first.flushStats();
+    const second = await open();
+    for (let i = 0; i < 60; i++) second.process('track', 'Product Viewed', { properties: { [`b_${i}`]: 1 } }, 'bound');
+    const taken = second.takeStats();
+    await ctx.kernel.storage.raw.transaction((tx) => second.writeStats(tx, taken));
+    for (let i = 0; i < 10; i++) first.process('track', 'Product Viewed', { properties: { [`a_${i}`]: 1, [`c_${i}`]: 1 } }, 'bound');
+    const [pending] = await first.stats({ source: 'bound' });
+    assert.equal(pending?.dropped.length, 101, 'counts not written yet are shown as they will be stored');
+    await first.flushStats();
+    const stored = await storedDropped(ctx.kernel, 'bound', 'Product Viewed');
+    assert.equal(stored.size, 101);
+    assert.equal(stored.get('*other*'), 30);
+    const [row] = await (await open()).stats({ source: 'bound' });
+    assert.deepEqual(row, pending);
+    assert.equal(row?.dropped.length, 101);
+    assert.equal(row?.dropped.find((d) => d.path === '*other*')?.count, 30);
+    assert.equal(row?.dropped.find((d) => d.path === 'properties.a_0')?.count, 2, 'a stored path goes on counting');
+  });
+
+  it('keep no key text of a refused message that could be personal data: such keys count under properties.*', async () => {
+    const [result] = await ingest(ctx.kernel, [{ type: 'track', event: 'Product Viewed', anonymousId: 'a-no-consent', properties: { [PERSONAL[0] as string]: true, [PERSONAL[1] as string]: 1, colour: 'red' } }]);
+    assert.equal(result?.status, 'refused');
+    await ingest(ctx.kernel, [{ type: 'track', event: 'Order Completed', anonymousId: 'a-no-consent', properties: { order_id: 'o1', total: 'lots', products: [{ 'gift for jane@example.org': 1 }] } }]);
+    await ingest(ctx.kernel, [{ type: 'track', event: 'mail ada@example.org', anonymousId: 'a-no-consent' }]);
+    await ingest(ctx.kernel, [{ type: 'identify', anonymousId: 'a-no-consent', traits: { '+491701234567': 'x' }, context: { 'ada.lovelace': 1 } }]);
+    await ctx.kernel.catalog.flushStats();
+    const texts = await storedTexts(ctx.kernel);
+    for (const text of texts) assert.ok(!/@|lovelace|jane|1234567/.test(text), `kept: ${text}`);
+    const [viewed] = await ctx.kernel.catalog.stats({ source: 'web', event: 'Product Viewed' });
+    assert.deepEqual(viewed?.dropped, [
+      { path: 'properties.*', count: 2 },
+      { path: 'properties.colour', count: 1 },
+    ]);
+    const [order] = await ctx.kernel.catalog.stats({ source: 'web', event: 'Order Completed' });
+    assert.equal(order?.refused.CATALOG_EVENT_INVALID, 1);
+    assert.deepEqual(order?.dropped, [{ path: 'properties.products[].*', count: 1 }]);
+    assert.deepEqual(order?.violations, [{ path: 'properties.total', rule: 'type', count: 1 }]);
+    const identify = (await ctx.kernel.catalog.stats({ source: 'web' })).find((r) => r.kind === 'identify');
+    assert.deepEqual(identify?.dropped.map((d) => d.path).sort(), ['context.*', 'traits.*']);
+    assert.equal((await ctx.kernel.catalog.stats({ source: 'web', event: '*other*' }))[0]?.refused.CATALOG_EVENT_UNDECLARED, 1);
+  });
+});
+
+describeEachDialect('catalog: stored counts from before key text was bounded (migration 0098)', (dialect) => {
+  const at = '2026-01-01T00:00:00.000Z';
+  const stat = (event: string, metric: string, item: string, count: number, rule = '') => ({ source: 'web', kind: 'track', event, metric, item, rule, count, updated_at: at });
+  const ctx = useUpgradedKernel(dialect, '0098_catalog_stats_key_text', async (db) => {
+    const plan = { version: 1, name: DEFAULT_PLAN.name, hash: planHash(DEFAULT_PLAN), plan: JSON.stringify(DEFAULT_PLAN), published_at: at, published_by: 'system' };
+    await db.withTables<{ catalog_plans: typeof plan }>().insertInto('catalog_plans').values(plan).execute();
+    const rows = [
+      stat('Product Viewed', 'refused', 'CATALOG_EVENT_INVALID', 4),
+      stat('Product Viewed', 'dropped', `properties.${PERSONAL[0] as string}`, 2),
+      stat('Product Viewed', 'dropped', `properties.${PERSONAL[1] as string}`, 1),
+      stat('Product Viewed', 'dropped', 'properties.*', 1),
+      stat('Product Viewed', 'dropped', 'properties.colour', 5),
+      stat('Product Viewed', 'violation', 'properties.price', 1, 'type'),
+      stat('Order Completed', 'dropped', 'properties.products[].engraving', 1),
+      stat('Order Completed', 'dropped', 'properties.products[].note for jane', 1),
+      stat('mail ada@example.org', 'refused', 'CATALOG_EVENT_UNDECLARED', 1),
+      stat('Coupon Applied', 'refused', 'CATALOG_EVENT_UNDECLARED', 2),
+      stat('*other*', 'refused', 'CATALOG_EVENT_UNDECLARED', 3),
+      ...Array.from({ length: 150 }, (_, i) => stat('Product Added', 'dropped', `properties.junk_${i}`, i < 100 ? 2 : 1)),
+      stat('Product Added', 'dropped', '*other*', 7),
+    ];
+    const table = db.withTables<{ catalog_stats: (typeof rows)[number] }>();
+    for (let i = 0; i < rows.length; i += 50) await table.insertInto('catalog_stats').values(rows.slice(i, i + 50)).execute();
+  });
+
+  it('rewrites key text that could be personal data and folds paths beyond 100 per row, keeping every count', async () => {
+    const texts = await storedTexts(ctx.kernel);
+    for (const text of texts) assert.ok(!/@|lovelace|jane|1234567/.test(text), `kept: ${text}`);
+    const rows = await ctx.kernel.catalog.stats({ source: 'web' });
+    const row = (event: string) => rows.find((r) => r.event === event);
+    assert.deepEqual(row('Product Viewed')?.dropped, [
+      { path: 'properties.colour', count: 5 },
+      { path: 'properties.*', count: 4 },
+    ]);
+    assert.deepEqual(row('Product Viewed')?.violations, [{ path: 'properties.price', rule: 'type', count: 1 }]);
+    assert.equal(row('Product Viewed')?.refused.CATALOG_EVENT_INVALID, 4);
+    assert.deepEqual(row('Order Completed')?.dropped, [
+      { path: 'properties.products[].*', count: 1 },
+      { path: 'properties.products[].engraving', count: 1 },
+    ]);
+    assert.equal(row('Coupon Applied')?.refused.CATALOG_EVENT_UNDECLARED, 2);
+    assert.equal(row('*other*')?.refused.CATALOG_EVENT_UNDECLARED, 4);
+    const added = row('Product Added');
+    assert.equal(added?.dropped.length, 101);
+    assert.ok(added?.dropped.every((d) => d.path === '*other*' || Number(d.path.slice('properties.junk_'.length)) < 100), 'the most counted paths keep their name');
+    assert.equal(added?.dropped.find((d) => d.path === '*other*')?.count, 57);
+    assert.equal(added?.dropped.reduce((n, d) => n + d.count, 0), 257);
+  });
+});

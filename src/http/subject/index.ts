@@ -96,7 +96,7 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
         { mechanism, noticeVersion: request.body.noticeVersion, jurisdiction: request.body.jurisdiction, gpc: request.headers['sec-gpc'] === '1', confirmOverGpc: request.body.confirmOverGpc },
         actor,
       );
-      return { receipt: result.receipt, receiptId: result.receiptId, gpcHonoured: result.gpcHonoured, rejected: result.rejected, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, at: e.at })) };
+      return { receipt: result.receipt, receiptId: result.receiptId, gpcHonoured: result.gpcHonoured, rejected: result.rejected, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })) };
     },
   );
 
@@ -106,7 +106,7 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
     async (request) => {
       const { profileId, actor } = await me(kernel, request);
       const result = await kernel.consent.withdrawAll(profileId, { mechanism: 'privacy_center', gpc: request.headers['sec-gpc'] === '1' }, actor);
-      return { receipt: result.receipt, receiptId: result.receiptId, gpcHonoured: result.gpcHonoured, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, at: e.at })) };
+      return { receipt: result.receipt, receiptId: result.receiptId, gpcHonoured: result.gpcHonoured, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })) };
     },
   );
 

@@ -58,7 +58,9 @@ describeEachDialect('privacy center consent endpoints (subject sessions)', (dial
   it('lets the customer give consent with a receipt, and withdraw everything in one call', async () => {
     const given = await asCustomer('POST', '/v1/me/consent', { purposes: { 'analytics.reporting': 'given', 'marketing.communications.email': 'given' } });
     assert.equal(given.statusCode, 200, given.body);
-    const { receipt } = given.json() as { receipt: string };
+    const { receipt, recorded } = given.json() as { receipt: string; recorded: { purpose: string; state: string; basis: string }[] };
+    // Answered as /v1/consent answers: each entry with its basis.
+    assert.deepEqual(recorded.map((e) => [e.purpose, e.state, e.basis]), [['analytics.reporting', 'given', 'consent'], ['marketing.communications.email', 'given', 'consent']]);
     const payload = (await ctx.kernel.consent.verifyReceipt(receipt)) as { collectionMethod: string };
     assert.equal(payload.collectionMethod, 'privacy_center');
     const track = () => asBusiness('/v1/track', { userId: 'cust-1', event: 'Product Viewed', properties: { product_id: 'p1' } });

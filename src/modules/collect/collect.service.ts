@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { ErrorCode } from '../../shared/error-codes.ts';
 import type { Actor } from '../../shared/actor.ts';
 import { sortableId } from '../../shared/random.ts';
@@ -357,7 +358,16 @@ export class Collector {
       const done = await this.#writeDeferred(deferred, items, handedOver);
       if (done) return done;
     }
-    return this.#writeNow(items);
+    // PostgreSQL may end a transaction that waits in a cycle with another process's (a deadlock) or that cannot be
+    // serialized: nothing of it was stored, and the same write goes through a moment later.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#writeNow(items);
+      } catch (error) {
+        if (attempt >= WRITE_ATTEMPTS || !isTransient(error)) throw error;
+        await delay(attempt * 5 + Math.random() * 10);
+      }
+    }
   }
 
   /**
@@ -772,6 +782,15 @@ class ResolveAgain extends Error {
     this.load = load;
     this.refused = refused;
   }
+}
+
+/** How many times a group is written when PostgreSQL ends its transaction as a deadlock victim or unserializable. */
+const WRITE_ATTEMPTS = 4;
+
+/** PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001): the transaction may simply be run again. */
+function isTransient(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
 }
 
 /** Thrown inside a deferred transaction to abandon it when the group is not the usual one. */

@@ -142,6 +142,8 @@ const dayOf = (iso: string) => iso.slice(0, 10);
  * Every SQL statement on the profiles tables. Batch statements are compiled once per size by Kysely and run on the
  * caller's transaction.
  */
+const byProfile = (a: { profile_id: string }, b: { profile_id: string }) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0);
+
 export class ProfilesRepo {
   readonly #db: Kysely<ProfilesTables>;
   readonly #texts = new StatementTexts();
@@ -216,7 +218,9 @@ export class ProfilesRepo {
    * adds further totals after it, in order, each applied the same way to the currency stored by then.
    */
   async upsertComputed(tx: SqlExecutor, activity: readonly ComputedActivity[], moreOrderValues: readonly ComputedActivity[] = []): Promise<void> {
-    const rows = activity.map((a): ComputedRow => ({ ...a, last_seen_day: dayOf(a.last_seen_at) }));
+    // In profile order: concurrent writers (two servers on one PostgreSQL database) then lock the rows in one order and
+    // wait for each other instead of deadlocking.
+    const rows = activity.map((a): ComputedRow => ({ ...a, last_seen_day: dayOf(a.last_seen_at) })).sort(byProfile);
     // One statement may not update a row twice (PostgreSQL refuses): a profile's further totals go in later rounds.
     const rounds: ComputedRow[][] = [rows];
     const occurrences = new Map<string, number>();
@@ -225,6 +229,7 @@ export class ProfilesRepo {
       occurrences.set(more.profile_id, round);
       (rounds[round] ??= []).push({ ...more, last_seen_day: dayOf(more.last_seen_at) });
     }
+    for (const round of rounds.slice(1)) round.sort(byProfile);
     const sameCurrency = sql`excluded.currency is null or profiles_computed.currency is null or excluded.currency = profiles_computed.currency`;
     for (const round of rounds) {
       await this.#write(tx, 'upsertComputed', round, BLANK_COMPUTED, (blanks) =>

@@ -532,6 +532,13 @@ export class Collector {
     return answer();
   }
 
+  /** Whether a purpose the message was gated for has lost its basis since (its person's state is in memory). */
+  #withdrawnSinceGate(profileId: string, p: Pending): boolean {
+    const { consent } = this.#deps;
+    if (p.purposes.length === 0 || !consent.isLoaded(profileId)) return false;
+    return consent.allowedPurposes(profileId, p.purposes).length !== p.purposes.length;
+  }
+
   /** A message refused by a gate after resolution: counted and answered refused, and gated anew by a second write. */
   #refuseMoved(p: Pending, regated: Map<string, number>, results: Map<Pending, ItemResult>): void {
     this.#countRefusal(p.source, Date.parse(p.receivedAt), p.message, p.plan.purposes, regated);
@@ -587,9 +594,23 @@ export class Collector {
     const seen = new Set<string>();
     const rows: EventRow[] = [];
     const rowOf = new Map<Pending, string>();
+    let counts = refusals;
     for (const r of storable) {
       const p = r.pending;
       if (results.has(p)) continue;
+      // Consent withdrawn or refused since the gate (a change by this process, in force before its commit): the
+      // message is gated again, inside this transaction, so nothing is stored for a purpose after the answer to the
+      // change that ended it.
+      if (this.#withdrawnSinceGate(r.resolution.profileId, p)) {
+        const gated = this.#gate(r.resolution.profileId, p.plan, p.message, p.gpc);
+        if (!gated) {
+          if (counts === refusals) counts = new Map(refusals);
+          this.#refuseMoved(p, counts as Map<string, number>, results);
+          continue;
+        }
+        Object.assign(p, gated.stored);
+        p.sealed = undefined;
+      }
       // Written to the profile that holds the message's strongest identifier (the person's, or one merged into it).
       const profileId = holderOf(r);
       const key = messageKey(p.source, p.message.dedupAt, p.message.messageId);
@@ -627,7 +648,7 @@ export class Collector {
       withTraits.map((r) => ({ profileId: holderOf(r), traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt, person: persons?.get(r.resolution.profileId) })),
     );
     await profiles.recordActivityBatch(tx, fresh.map((r) => activityOf(holderOf(r), r.pending)));
-    await this.#repo.addRefusals(tx, refusals);
+    await this.#repo.addRefusals(tx, counts);
     for (const { pending: p } of storable) {
       if (results.has(p)) continue;
       const stored = inserted.has(rowOf.get(p) ?? '');

@@ -650,7 +650,9 @@ export class Consent {
     sign?: (tx: SqlExecutor, entries: readonly LedgerEntry[]) => Promise<void>,
   ): Promise<{ entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; epoch: number }> {
     const pseudonyms = subjects.map((s) => s.pseudonym);
-    const { entries, states, flags } = await this.#repo.transaction(async (tx) => {
+    let written: { entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; flags: Map<string, SubjectFlags> };
+    try {
+      written = await this.#repo.transaction(async (tx) => {
       const grouped = this.#group(await this.#repo.current(pseudonyms, tx, true));
       const states = new Map(pseudonyms.map((p) => [p, grouped.get(p) ?? new Map<string, Current>()]));
       const entries: LedgerEntry[] = [];
@@ -686,8 +688,18 @@ export class Consent {
         await changeFlags(tx, flags);
         flags = flagsOf(await this.#repo.restrictions(pseudonyms, tx));
       }
+      // Before the commit, what this change takes away is in force in memory already: a group of events being written
+      // after the commit (and so answered after this change's answer) is checked against it (the collector gates its
+      // messages again inside its transaction). What it gives comes into force after the commit, below.
+      this.#restrictAhead(subjects, states, flags);
       return { entries, states, flags };
     });
+    } catch (error) {
+      // The change may or may not have been written: the people's states are read again at their next load.
+      for (const subject of subjects) if (subject.id !== null) this.#cache.delete(subject.id);
+      throw error;
+    }
+    const { entries, states, flags } = written;
     const epoch = ++this.#epoch;
     const loadedAt = Date.now();
     for (const subject of subjects) {
@@ -697,6 +709,35 @@ export class Consent {
     const changed = subjects.flatMap((s) => (s.id === null ? [] : [s.id]));
     if (changed.length > 0) for (const listener of this.#changeListeners) listener(changed);
     return { entries, states, epoch };
+  }
+
+  /**
+   * Puts into the cached states the opt-outs (refusals, withdrawals, GPC) and restrictions of a change not yet
+   * committed, keeping what the cache had for every other purpose: only ever more restrictive than both the state
+   * before and the state after the change.
+   */
+  #restrictAhead(subjects: readonly { id: string | null; pseudonym: string }[], states: ReadonlyMap<string, ReadonlyMap<string, Current>>, flags: ReadonlyMap<string, SubjectFlags>): void {
+    for (const subject of subjects) {
+      if (subject.id === null) continue;
+      const cached = this.#cache.peek(subject.id);
+      if (cached === undefined) continue;
+      const after = states.get(subject.pseudonym) ?? EMPTY;
+      const next = flags.get(subject.pseudonym) ?? NO_FLAGS;
+      let purposes: Map<string, Current> | undefined;
+      for (const [purpose, current] of after) {
+        if (!isOptOut(current) || cached.purposes.get(purpose) === current) continue;
+        purposes ??= new Map(cached.purposes);
+        purposes.set(purpose, current);
+      }
+      const restricted = next.restricted && !cached.flags.restricted;
+      const objected = next.objectedMarketing && !cached.flags.objectedMarketing;
+      if (purposes === undefined && !restricted && !objected) continue;
+      this.#cache.set(subject.id, {
+        ...cached,
+        purposes: purposes ?? cached.purposes,
+        flags: restricted || objected ? { restricted: cached.flags.restricted || next.restricted, objectedMarketing: cached.flags.objectedMarketing || next.objectedMarketing } : cached.flags,
+      });
+    }
   }
 
   async #locked<T>(subjectIds: readonly string[], fn: () => Promise<T>): Promise<T> {

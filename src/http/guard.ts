@@ -8,20 +8,20 @@ import type { RouteRecord } from './route-access.ts';
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
 
 /**
- * The credential an Authorization header presents, or undefined when it presents none this audience reads. A Basic
- * header (where allowed) that does not decode to a non-empty user name is a malformed credential, not a missing one.
+ * The credential an Authorization header presents, or undefined when it presents none this audience reads (then a
+ * write key in the body may). A Basic header (where allowed) whose value is not base64 is a malformed credential, not
+ * a missing one; an empty one, or one with an empty user name, presents none.
  */
 function credentialOf(request: FastifyRequest, allowBasic: boolean): string | undefined {
   const header = request.headers.authorization;
   if (!header) return undefined;
-  const [scheme, value] = header.split(' ', 2);
-  if (scheme?.toLowerCase() === 'bearer') return value?.trim() || undefined;
-  if (allowBasic && scheme?.toLowerCase() === 'basic') {
+  // RFC 9110: the scheme, then one or more spaces.
+  const [scheme = '', value = ''] = header.trim().split(/ +/, 2);
+  if (scheme.toLowerCase() === 'bearer') return value || undefined;
+  if (allowBasic && scheme.toLowerCase() === 'basic') {
     // Segment sends the write key as the HTTP Basic user name with an empty password.
-    const encoded = value?.trim() ?? '';
-    const user = BASE64.test(encoded) ? Buffer.from(encoded, 'base64').toString('utf8').split(':', 1)[0] : undefined;
-    if (!user) throw new CandorError('AUTH_CREDENTIAL_INVALID');
-    return user;
+    if (!BASE64.test(value)) throw new CandorError('AUTH_CREDENTIAL_INVALID');
+    return Buffer.from(value, 'base64').toString('utf8').split(':', 1)[0] || undefined;
   }
   return undefined;
 }

@@ -97,15 +97,22 @@ describeEachDialect('Segment ingest: sizes as merged, content codings, malformed
     assert.equal(await ctx.kernel.collect.countEvents(), events + 1);
   });
 
-  it('answers a Basic header that does not decode to a user name AUTH_CREDENTIAL_INVALID, also with a write key in the body', async () => {
+  it('answers a Basic header that is not base64 AUTH_CREDENTIAL_INVALID, also with a write key in the body, and reads the body for an empty one', async () => {
     const body = JSON.stringify({ writeKey, ...track('auth-1') });
-    for (const authorization of ['Basic !!!', 'Basic', 'Basic ', `Basic ${Buffer.from(':').toString('base64')}`, `Basic ${Buffer.from(':secret').toString('base64')}`, 'basic a']) {
+    for (const authorization of ['Basic !!!', 'basic a', 'Basic a=b=']) {
       for (const url of ['/v1/track', '/v1/consent']) {
         const response = await post(url, body, { authorization });
         assert.equal(response.statusCode, 401, `${authorization} on ${url}: ${response.body}`);
         assert.equal(answer(response).code, 'AUTH_CREDENTIAL_INVALID', authorization);
       }
     }
+    // No user name in it: the header presents no credential, and the write key in the body is read.
+    for (const [i, authorization] of ['Basic', 'Basic ', `Basic ${Buffer.from(':').toString('base64')}`, `Basic ${Buffer.from(':secret').toString('base64')}`].entries()) {
+      const response = await post('/v1/track', JSON.stringify({ writeKey, ...track(`auth-empty-${i}`) }), { authorization });
+      assert.deepEqual(answer(response).results?.map((r) => r.status), ['stored'], `${authorization}: ${response.body}`);
+    }
+    const spaced = await post('/v1/track', JSON.stringify(track('auth-spaced')), { authorization: basic().replace(' ', '   ') });
+    assert.deepEqual(answer(spaced).results?.map((r) => r.status), ['stored'], spaced.body);
     const unpadded = await post('/v1/track', JSON.stringify(track('auth-2')), { authorization: basic().replace(/=+$/, '') });
     assert.deepEqual(answer(unpadded).results?.map((r) => r.status), ['stored'], unpadded.body);
     // Browsers send no Authorization header at all: the write key in the body is read.

@@ -450,9 +450,10 @@ export class Collector {
     let remaining = items;
     const fresh = new Set(items.flatMap((p) => (p.gatedFor === null ? [] : [p.gatedFor])));
     const storedAtOnce = await (async () => {
-      // Each round loads consent or leaves messages out; more rounds than that would mean states evicted as loaded.
+      // Each round leaves messages out or loads consent (once per set of messages left): more rounds than that would
+      // mean states evicted as they are loaded.
       for (let round = 0; ; round++) {
-        if (round > items.length + 2) throw new Error('identity resolution did not settle');
+        if (round > 2 * items.length + 2) throw new Error('identity resolution did not settle');
         try {
           return await storage.raw.transaction(async (tx) => {
             const resolutions = await identity.resolveBatch(tx, remaining.map((p) => p.resolve));

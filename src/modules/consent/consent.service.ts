@@ -185,6 +185,11 @@ export class Consent {
   #latestNotice: Notice | undefined;
   /** Incremented by every committed write; a load that started before a write never overwrites its result. */
   #epoch = 0;
+  /**
+   * Opt-outs and restrictions of changes being written (put in force before their commit, #restrictAhead), by
+   * subject id: a read of the database that lands meanwhile (it cannot see them yet) is cached with them applied.
+   */
+  readonly #pendingOptOuts = new Map<string, { purposes: Map<string, Current>; flags: SubjectFlags }>();
   readonly #freshness: Freshness;
   /** Whether another process wrote since purposes and notices were last read (refreshConfigurationIfChanged). */
   readonly #configFreshness: Freshness;
@@ -488,7 +493,7 @@ export class Consent {
     const out = new Map<string, SubjectState>();
     subjectIds.forEach((id, i) => {
       const pseudonym = pseudonyms[i] as string;
-      const state: SubjectState = { pseudonym, purposes: byPseudonym.get(pseudonym) ?? EMPTY, flags: flags.get(pseudonym) ?? NO_FLAGS, freshAsOf: started, loadedAt };
+      const state = this.#withPending(id, { pseudonym, purposes: byPseudonym.get(pseudonym) ?? EMPTY, flags: flags.get(pseudonym) ?? NO_FLAGS, freshAsOf: started, loadedAt });
       out.set(id, state);
       const existing = this.#cache.peek(id);
       if (existing === undefined || existing.freshAsOf <= started) this.#cache.set(id, state);
@@ -651,6 +656,7 @@ export class Consent {
   ): Promise<{ entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; epoch: number }> {
     const pseudonyms = subjects.map((s) => s.pseudonym);
     let written: { entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; flags: Map<string, SubjectFlags> };
+    let ahead = false;
     try {
       written = await this.#repo.transaction(async (tx) => {
       const grouped = this.#group(await this.#repo.current(pseudonyms, tx, true));
@@ -691,13 +697,17 @@ export class Consent {
       // Before the commit, what this change takes away is in force in memory already: a group of events being written
       // after the commit (and so answered after this change's answer) is checked against it (the collector gates its
       // messages again inside its transaction). What it gives comes into force after the commit, below.
+      ahead = true;
       this.#restrictAhead(subjects, states, flags);
       return { entries, states, flags };
     });
     } catch (error) {
-      // The change may or may not have been written: the people's states are read again at their next load.
-      for (const subject of subjects) if (subject.id !== null) this.#cache.delete(subject.id);
+      // Once opt-outs were put in force ahead, the change may or may not have been written: the people's states are
+      // read again at their next load.
+      if (ahead) for (const subject of subjects) if (subject.id !== null) this.#cache.delete(subject.id);
       throw error;
+    } finally {
+      for (const subject of subjects) if (subject.id !== null) this.#pendingOptOuts.delete(subject.id);
     }
     const { entries, states, flags } = written;
     const epoch = ++this.#epoch;
@@ -719,25 +729,32 @@ export class Consent {
   #restrictAhead(subjects: readonly { id: string | null; pseudonym: string }[], states: ReadonlyMap<string, ReadonlyMap<string, Current>>, flags: ReadonlyMap<string, SubjectFlags>): void {
     for (const subject of subjects) {
       if (subject.id === null) continue;
+      const optOuts = new Map<string, Current>();
+      for (const [purpose, current] of states.get(subject.pseudonym) ?? EMPTY) if (isOptOut(current)) optOuts.set(purpose, current);
+      this.#pendingOptOuts.set(subject.id, { purposes: optOuts, flags: flags.get(subject.pseudonym) ?? NO_FLAGS });
       const cached = this.#cache.peek(subject.id);
-      if (cached === undefined) continue;
-      const after = states.get(subject.pseudonym) ?? EMPTY;
-      const next = flags.get(subject.pseudonym) ?? NO_FLAGS;
-      let purposes: Map<string, Current> | undefined;
-      for (const [purpose, current] of after) {
-        if (!isOptOut(current) || cached.purposes.get(purpose) === current) continue;
-        purposes ??= new Map(cached.purposes);
-        purposes.set(purpose, current);
-      }
-      const restricted = next.restricted && !cached.flags.restricted;
-      const objected = next.objectedMarketing && !cached.flags.objectedMarketing;
-      if (purposes === undefined && !restricted && !objected) continue;
-      this.#cache.set(subject.id, {
-        ...cached,
-        purposes: purposes ?? cached.purposes,
-        flags: restricted || objected ? { restricted: cached.flags.restricted || next.restricted, objectedMarketing: cached.flags.objectedMarketing || next.objectedMarketing } : cached.flags,
-      });
+      if (cached !== undefined) this.#cache.set(subject.id, this.#withPending(subject.id, cached));
     }
+  }
+
+  /** A state with the opt-outs and restrictions of a change being written applied (the state itself if none). */
+  #withPending(subjectId: string, state: SubjectState): SubjectState {
+    const pending = this.#pendingOptOuts.get(subjectId);
+    if (pending === undefined) return state;
+    let purposes: Map<string, Current> | undefined;
+    for (const [purpose, current] of pending.purposes) {
+      if (state.purposes.get(purpose) === current) continue;
+      purposes ??= new Map(state.purposes);
+      purposes.set(purpose, current);
+    }
+    const restricted = pending.flags.restricted && !state.flags.restricted;
+    const objected = pending.flags.objectedMarketing && !state.flags.objectedMarketing;
+    if (purposes === undefined && !restricted && !objected) return state;
+    return {
+      ...state,
+      purposes: purposes ?? state.purposes,
+      flags: restricted || objected ? { restricted: state.flags.restricted || pending.flags.restricted, objectedMarketing: state.flags.objectedMarketing || pending.flags.objectedMarketing } : state.flags,
+    };
   }
 
   async #locked<T>(subjectIds: readonly string[], fn: () => Promise<T>): Promise<T> {

@@ -200,6 +200,32 @@ describeEachDialect('consent', (dialect) => {
     assert.equal(consent().decide(subject, 'marketing.communications.email').allowed, true, 'consent given again counts');
   });
 
+  it('keeps a withdrawal in force in memory from before its commit, also against a read of the database meanwhile', async () => {
+    const subject = newSubject();
+    await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'given' }], banner, actor);
+    const raw = ctx.kernel.storage.raw;
+    const original = raw.transaction.bind(raw);
+    let beforeCommit: string[] | undefined;
+    raw.transaction = async (fn) =>
+      original(async (tx) => {
+        const out = await fn(tx);
+        // Between the change's writes and its commit: a read of the person's state from the database (on PostgreSQL
+        // another connection, which still sees the consent; on SQLite it waits for the commit).
+        const read = consent().state(subject);
+        if (dialect === 'postgres') await read;
+        else void read.catch(() => undefined);
+        beforeCommit = consent().allowedPurposes(subject, ['analytics.reporting']);
+        return out;
+      });
+    try {
+      await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { ...banner, mechanism: 'privacy_center' }, actor);
+    } finally {
+      raw.transaction = original;
+    }
+    assert.deepEqual(beforeCommit, []);
+    assert.deepEqual(consent().allowedPurposes(subject, ['analytics.reporting']), []);
+  });
+
   it('requires renewal after a material notice change, but not after a change of wording', async () => {
     const subject = newSubject();
     await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'marketing.communications.email', state: 'given' }], banner, actor);

@@ -81,6 +81,8 @@ interface Pending {
   source: string;
   receivedAt: string;
   planVersion: number;
+  /** consent.stateVersion when the gate decided: while it has not moved, the decision holds (see #withdrawnSinceGate). */
+  consentVersion: number;
   /** The stored form, made ahead of the group commit for the person the gate saw (see #seal). */
   sealed?: Sealed | undefined;
 }
@@ -191,6 +193,7 @@ export class Collector {
     await consent.load(known.filter((id): id is string => id !== null));
 
     const pending: Pending[] = [];
+    const consentVersion = consent.stateVersion;
     accepted.forEach((item, i) => {
       if (suppressed[i]) {
         results[item.index] = { index: item.index, messageId: item.message.messageId, status: 'suppressed', code: 'COLLECT_SUBJECT_SUPPRESSED' };
@@ -226,6 +229,7 @@ export class Collector {
         source: context.source,
         receivedAt,
         planVersion,
+        consentVersion,
       });
     });
 
@@ -506,16 +510,7 @@ export class Collector {
       const mergedInto = new Set(merges.map((m) => m.into));
       const moved = withProfile.filter((r) => r.pending.gatedFor !== r.resolution.profileId || mergedInto.has(r.resolution.profileId));
       if (moved.length > 0) await consent.load([...new Set(moved.map((r) => r.resolution.profileId))]);
-      for (const r of moved) {
-        const p = r.pending;
-        const gated = this.#gate(r.resolution.profileId, p.plan, p.message, p.gpc);
-        if (!gated) {
-          this.#refuseMoved(p, regated, results);
-          continue;
-        }
-        Object.assign(p, gated.stored);
-        p.sealed = undefined;
-      }
+      for (const r of moved) this.#gateAgain(r.pending, r.resolution.profileId, regated, results);
       const kept = withProfile.filter((r) => !results.has(r.pending));
 
       // 2. Data keys of new people are created outside any transaction (that needs the database), then
@@ -533,11 +528,29 @@ export class Collector {
     return answer();
   }
 
-  /** Whether a purpose the message was gated for has lost its basis since (its person's state is in memory). */
+  /**
+   * Whether a purpose the message was gated for has lost its basis since (its person's state is in memory). Nothing
+   * to look at while no state in memory moved since the gate (the usual group: no per-event work).
+   */
   #withdrawnSinceGate(profileId: string, p: Pending): boolean {
     const { consent } = this.#deps;
-    if (p.purposes.length === 0 || !consent.isLoaded(profileId)) return false;
+    if (p.consentVersion === consent.stateVersion || p.purposes.length === 0 || !consent.isLoaded(profileId)) return false;
     return consent.allowedPurposes(profileId, p.purposes).length !== p.purposes.length;
+  }
+
+  /**
+   * Gates a message again for `profileId` with the consent in force now: answered refused (and counted in `regated`)
+   * when no purpose is left, false then; else its purposes and parts are those of the new decision, sealed again.
+   */
+  #gateAgain(p: Pending, profileId: string, regated: Map<string, number>, results: Map<Pending, ItemResult>): boolean {
+    const gated = this.#gate(profileId, p.plan, p.message, p.gpc);
+    if (!gated) {
+      this.#refuseMoved(p, regated, results);
+      return false;
+    }
+    Object.assign(p, gated.stored);
+    p.sealed = undefined;
+    return true;
   }
 
   /** A message refused by a gate after resolution: counted and answered refused, and gated anew by a second write. */
@@ -572,7 +585,9 @@ export class Collector {
     const mergedInto = new Map<string, string[]>();
     for (const m of merges) {
       const survivor = survivorOf(m.into);
-      mergedInto.set(survivor, [...(mergedInto.get(survivor) ?? []), m.from]);
+      const list = mergedInto.get(survivor);
+      if (list === undefined) mergedInto.set(survivor, [m.from]);
+      else list.push(m.from);
     }
     const load = new Set<string>();
     for (const r of moved) {
@@ -603,14 +618,8 @@ export class Collector {
       // message is gated again, inside this transaction, so nothing is stored for a purpose after the answer to the
       // change that ended it.
       if (this.#withdrawnSinceGate(r.resolution.profileId, p)) {
-        const gated = this.#gate(r.resolution.profileId, p.plan, p.message, p.gpc);
-        if (!gated) {
-          if (counts === refusals) counts = new Map(refusals);
-          this.#refuseMoved(p, counts as Map<string, number>, results);
-          continue;
-        }
-        Object.assign(p, gated.stored);
-        p.sealed = undefined;
+        if (counts === refusals) counts = new Map(refusals);
+        if (!this.#gateAgain(p, r.resolution.profileId, counts as Map<string, number>, results)) continue;
       }
       // Written to the profile that holds the message's strongest identifier (the person's, or one merged into it).
       const profileId = holderOf(r);

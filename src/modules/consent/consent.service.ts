@@ -29,7 +29,7 @@ import {
   type RecordResult,
   type RejectedChange,
 } from './consent.types.ts';
-import { addMonths, decideFor, isDirectMarketing, isOptOut, NO_FLAGS, UNKNOWN_PURPOSE, type Current, type PurposeRuntime, type SubjectFlags } from './decide.ts';
+import { addMonths, decideFor, isDirectMarketing, isOptOut, NO_FLAGS, unionFlags, UNKNOWN_PURPOSE, type Current, type PurposeRuntime, type SubjectFlags } from './decide.ts';
 import { DEFAULT_NOTICE_PURPOSES, DEFAULT_NOTICE_TEXT, DEFAULT_PURPOSES } from './defaults.ts';
 import { materialChanges, noticeHash, normalizePurposes } from './notices.ts';
 import { receiptPayload, type ReceiptItem } from './receipt-payload.ts';
@@ -477,6 +477,14 @@ export class Consent {
     return this.#freshness.due(state.loadedAt, now, this.#freshness.tracked ? 0 : this.#refreshAfterMs, MAX_STATE_AGE_MS);
   }
 
+  /**
+   * Moves whenever a subject's state in memory is set or dropped (a load, a change, an eviction): a decision taken at
+   * one value still holds while it has not moved.
+   */
+  get stateVersion(): number {
+    return this.#cache.version;
+  }
+
   /** Whether a subject's state is in memory, so decide() can answer for it. */
   isLoaded(subjectId: string): boolean {
     return this.#cache.peek(subjectId) !== undefined;
@@ -659,48 +667,48 @@ export class Consent {
     let ahead = false;
     try {
       written = await this.#repo.transaction(async (tx) => {
-      const grouped = this.#group(await this.#repo.current(pseudonyms, tx, true));
-      const states = new Map(pseudonyms.map((p) => [p, grouped.get(p) ?? new Map<string, Current>()]));
-      const entries: LedgerEntry[] = [];
-      const add: AddEntry = (fields) => {
-        const { id, at } = this.#stamp();
-        const notice = fields.noticeVersion === null ? undefined : this.#notices.get(fields.noticeVersion);
-        const entry: LedgerEntry = {
-          id,
-          subject: fields.subject,
-          purpose: fields.purpose,
-          state: fields.state,
-          basis: fields.basis,
-          noticeVersion: fields.noticeVersion,
-          noticeHash: notice?.hash ?? null,
-          mechanism: fields.mechanism,
-          jurisdiction: fields.jurisdiction,
-          source: fields.source,
-          gpc: fields.gpc ?? false,
-          gpcOverride: fields.gpcOverride ?? false,
-          receiptId: fields.receiptId,
-          at,
+        const grouped = this.#group(await this.#repo.current(pseudonyms, tx, true));
+        const states = new Map(pseudonyms.map((p) => [p, grouped.get(p) ?? new Map<string, Current>()]));
+        const entries: LedgerEntry[] = [];
+        const add: AddEntry = (fields) => {
+          const { id, at } = this.#stamp();
+          const notice = fields.noticeVersion === null ? undefined : this.#notices.get(fields.noticeVersion);
+          const entry: LedgerEntry = {
+            id,
+            subject: fields.subject,
+            purpose: fields.purpose,
+            state: fields.state,
+            basis: fields.basis,
+            noticeVersion: fields.noticeVersion,
+            noticeHash: notice?.hash ?? null,
+            mechanism: fields.mechanism,
+            jurisdiction: fields.jurisdiction,
+            source: fields.source,
+            gpc: fields.gpc ?? false,
+            gpcOverride: fields.gpcOverride ?? false,
+            receiptId: fields.receiptId,
+            at,
+          };
+          entries.push(entry);
+          states.get(entry.subject)?.set(entry.purpose, this.#current({ ...entry, entryId: entry.id }));
+          return entry;
         };
-        entries.push(entry);
-        states.get(entry.subject)?.set(entry.purpose, this.#current({ ...entry, entryId: entry.id }));
-        return entry;
-      };
-      plan(states, add);
-      if (entries.length > 0) await this.#repo.append(tx, entries);
-      // The receipt commits with the entries that carry its id, so every receipt id in the ledger can be fetched.
-      if (entries.length > 0 && sign) await sign(tx, entries);
-      let flags = flagsOf(await this.#repo.restrictions(pseudonyms, tx));
-      if (changeFlags) {
-        await changeFlags(tx, flags);
-        flags = flagsOf(await this.#repo.restrictions(pseudonyms, tx));
-      }
-      // Before the commit, what this change takes away is in force in memory already: a group of events being written
-      // after the commit (and so answered after this change's answer) is checked against it (the collector gates its
-      // messages again inside its transaction). What it gives comes into force after the commit, below.
-      ahead = true;
-      this.#restrictAhead(subjects, states, flags);
-      return { entries, states, flags };
-    });
+        plan(states, add);
+        if (entries.length > 0) await this.#repo.append(tx, entries);
+        // The receipt commits with the entries that carry its id, so every receipt id in the ledger can be fetched.
+        if (entries.length > 0 && sign) await sign(tx, entries);
+        let flags = flagsOf(await this.#repo.restrictions(pseudonyms, tx));
+        if (changeFlags) {
+          await changeFlags(tx, flags);
+          flags = flagsOf(await this.#repo.restrictions(pseudonyms, tx));
+        }
+        // Before the commit, what this change takes away is in force in memory already: a group of events being written
+        // after the commit (and so answered after this change's answer) is checked against it (the collector gates its
+        // messages again inside its transaction). What it gives comes into force after the commit, below.
+        ahead = true;
+        this.#restrictAhead(subjects, states, flags);
+        return { entries, states, flags };
+      });
     } catch (error) {
       // Once opt-outs were put in force ahead, the change may or may not have been written: the people's states are
       // read again at their next load.
@@ -747,14 +755,9 @@ export class Consent {
       purposes ??= new Map(state.purposes);
       purposes.set(purpose, current);
     }
-    const restricted = pending.flags.restricted && !state.flags.restricted;
-    const objected = pending.flags.objectedMarketing && !state.flags.objectedMarketing;
-    if (purposes === undefined && !restricted && !objected) return state;
-    return {
-      ...state,
-      purposes: purposes ?? state.purposes,
-      flags: restricted || objected ? { restricted: state.flags.restricted || pending.flags.restricted, objectedMarketing: state.flags.objectedMarketing || pending.flags.objectedMarketing } : state.flags,
-    };
+    const flags = unionFlags(state.flags, pending.flags);
+    if (purposes === undefined && flags === state.flags) return state;
+    return { ...state, purposes: purposes ?? state.purposes, flags };
   }
 
   async #locked<T>(subjectIds: readonly string[], fn: () => Promise<T>): Promise<T> {
@@ -1181,7 +1184,7 @@ export class Consent {
       const from = stateOf(fromId);
       if (from === undefined) continue;
       this.#planMerge(intoId, from.purposes, merged, undefined, add, null);
-      flags = { restricted: flags.restricted || from.flags.restricted, objectedMarketing: flags.objectedMarketing || from.flags.objectedMarketing };
+      flags = unionFlags(flags, from.flags);
     }
     const atMs = Date.now();
     return purposes.filter((purpose) => {

@@ -27,6 +27,12 @@ export interface SubjectFlags {
 
 export const NO_FLAGS: SubjectFlags = Object.freeze({ restricted: false, objectedMarketing: false });
 
+/** The flags of both: a restriction or objection of either binds. */
+export function unionFlags(a: SubjectFlags, b: SubjectFlags): SubjectFlags {
+  if ((a.restricted || !b.restricted) && (a.objectedMarketing || !b.objectedMarketing)) return a;
+  return Object.freeze({ restricted: a.restricted || b.restricted, objectedMarketing: a.objectedMarketing || b.objectedMarketing });
+}
+
 /** Direct marketing: the `marketing` data use and everything under it. */
 export function isDirectMarketing(purposeKey: string): boolean {
   return purposeKey === 'marketing' || purposeKey.startsWith('marketing.');

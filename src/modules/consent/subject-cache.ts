@@ -16,6 +16,7 @@ export interface SubjectState {
 export class SubjectCache {
   readonly #limit: number;
   readonly #map = new Map<string, SubjectState>();
+  #version = 0;
 
   constructor(limit: number) {
     this.#limit = Math.max(1, limit);
@@ -26,7 +27,13 @@ export class SubjectCache {
     return this.#map.get(subjectId);
   }
 
+  /** Counts every state set or dropped: a decision made at one version holds as long as it has not moved. */
+  get version(): number {
+    return this.#version;
+  }
+
   set(subjectId: string, state: SubjectState): void {
+    this.#version++;
     this.#map.delete(subjectId);
     this.#map.set(subjectId, state);
     while (this.#map.size > this.#limit) {
@@ -45,6 +52,7 @@ export class SubjectCache {
   }
 
   delete(subjectId: string): void {
+    this.#version++;
     this.#map.delete(subjectId);
   }
 

@@ -138,12 +138,13 @@ const BLANK_COMPUTED: ComputedRow = {
 /** The day of an ISO time, as the SQL `substr(last_seen_at, 1, 10)` of seenDayCatchUp gives it. */
 const dayOf = (iso: string) => iso.slice(0, 10);
 
+/** Rows in profile order (the order concurrent writers lock them in). */
+const byProfile = (a: { profile_id: string }, b: { profile_id: string }) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0);
+
 /**
  * Every SQL statement on the profiles tables. Batch statements are compiled once per size by Kysely and run on the
  * caller's transaction.
  */
-const byProfile = (a: { profile_id: string }, b: { profile_id: string }) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0);
-
 export class ProfilesRepo {
   readonly #db: Kysely<ProfilesTables>;
   readonly #texts = new StatementTexts();

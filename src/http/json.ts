@@ -95,11 +95,30 @@ export function forbiddenKeyPath(value: unknown, skip?: ReadonlySet<string>): st
   return undefined;
 }
 
-/** A Fastify content-type parser (parseAs: 'string') over a body parser. */
+/**
+ * JSON is UTF-8 (RFC 8259 §8.1). Decoding leniently would turn each invalid byte into U+FFFD, so that `"u\xff"` and
+ * `"u\xfe"` became the same id, and the same person: a body that is not UTF-8 is refused instead. (A byte order mark
+ * is skipped, as JSON readers may.)
+ */
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeBody(body: string | Buffer): string {
+  if (typeof body === 'string') return body;
+  try {
+    return utf8.decode(body);
+  } catch {
+    throw new CandorError('REQUEST_MALFORMED_JSON', { reason: 'the body is not valid UTF-8' });
+  }
+}
+
+/** How the JSON parsers below take a body from Fastify: as bytes, which they decode strictly (decodeBody). */
+export const PARSE_AS = 'buffer';
+
+/** A Fastify content-type parser (parseAs: PARSE_AS) over a body parser. */
 function parserOf(parse: (body: string) => unknown) {
   return (_request: unknown, body: string | Buffer, done: (error: Error | null, value?: unknown) => void): void => {
     try {
-      done(null, parse(typeof body === 'string' ? body : body.toString('utf8')));
+      done(null, parse(decodeBody(body)));
     } catch (error) {
       done(error as Error, undefined);
     }

@@ -1,5 +1,9 @@
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { CandorError, toProblem } from '../shared/errors.ts';
+
+/** Longest path parameter the router reads (Fastify's `maxParamLength`); a longer one is answered REQUEST_VALIDATION_FAILED. */
+export const MAX_PARAM_LENGTH = 200;
 
 interface ValidationIssue {
   instancePath?: string;
@@ -31,6 +35,9 @@ export function toCandorError(error: unknown): CandorError {
     return new CandorError(code, { errors: list });
   }
   switch (e.code) {
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      // A path segment longer than the router reads (no id of Candor's is that long).
+      return new CandorError('REQUEST_VALIDATION_FAILED', { errors: [{ in: 'params', path: '/', rule: 'maxLength', message: `a path parameter is longer than ${MAX_PARAM_LENGTH} characters` }] });
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new CandorError('REQUEST_BODY_TOO_LARGE');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
@@ -47,4 +54,19 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, error:
     request.log.error({ err: candor.cause ?? candor, code: candor.code }, 'request failed');
   }
   return reply.code(candor.status).type('application/problem+json').send(toProblem(candor, request.id));
+}
+
+/**
+ * Answers a request Node's HTTP parser could not read (a bare CR or NUL in a header, two Content-Length headers, headers
+ * over the size limit, a request that took too long) with a problem+json REQUEST_INVALID and closes the connection:
+ * Fastify's own answer to these is neither problem+json nor coded.
+ */
+export function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  if (socket.writable) {
+    const reason = error.code === 'HPE_HEADER_OVERFLOW' ? 'the request headers are larger than the server accepts' : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'the request took too long to arrive' : 'the request is not well-formed HTTP';
+    const body = JSON.stringify(toProblem(new CandorError('REQUEST_INVALID', { reason })));
+    socket.write(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  }
+  socket.destroy();
 }

@@ -6,9 +6,9 @@ import { CandorError } from '../shared/errors.ts';
 import { registerAdminRoutes } from './admin/index.ts';
 import { registerIngestRoutes } from './ingest/index.ts';
 import { installGuard } from './guard.ts';
-import { jsonParser } from './json.ts';
+import { jsonParser, PARSE_AS } from './json.ts';
 import { HttpMetrics } from './metrics.ts';
-import { sendProblem } from './problem.ts';
+import { answerClientError, MAX_PARAM_LENGTH, sendProblem } from './problem.ts';
 import { registerPublicRoutes } from './public/index.ts';
 import { registerSubjectRoutes } from './subject/index.ts';
 import type { RouteRecord } from './route-access.ts';
@@ -34,7 +34,10 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     exposeHeadRoutes: false,
-    routerOptions: { ignoreTrailingSlash: true },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
+    // Requests the router or Node's HTTP parser could not take are answered as problem+json with a code, like the rest.
+    frameworkErrors: (error, request, reply) => void sendProblem(request, reply, error),
+    clientErrorHandler: answerClientError,
   });
   // Bodies are validated strictly (no coercion, no silent removal of unknown fields); query strings and path
   // parameters arrive as text and are coerced to the declared types.
@@ -43,7 +46,7 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonParser);
+  app.addContentTypeParser('application/json', { parseAs: PARSE_AS }, jsonParser);
 
   const routes: RouteRecord[] = [];
   const metrics = new HttpMetrics();

@@ -35,7 +35,7 @@ export function registerAuditRoutes(app: FastifyInstance, kernel: Kernel): void 
           type: 'object',
           additionalProperties: false,
           properties: {
-            after: { type: 'integer', minimum: 0, default: 0 },
+            after: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 },
             limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
             action: { type: 'string', maxLength: 100 },
             subject: { type: 'string', maxLength: 100, description: 'A subject pseudonym.' },

@@ -63,7 +63,7 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['catalog'],
         summary: 'One published version of the tracking plan.',
-        params: { type: 'object', properties: { version: { type: 'integer', minimum: 1 } }, required: ['version'] },
+        params: { type: 'object', properties: { version: { type: 'integer', minimum: 1, maximum: 2_147_483_647 } }, required: ['version'] },
         response: { 200: published },
       },
     },

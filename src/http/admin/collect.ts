@@ -5,6 +5,12 @@ import { CandorError } from '../../shared/errors.ts';
 
 const DECRYPTING: readonly StaffRole[] = ['owner', 'privacy_officer'];
 
+/** Whether YYYY-MM-DD text names a day of the calendar (not 2026-02-30 or 2026-13-45). */
+function isCalendarDay(text: string): boolean {
+  const at = new Date(`${text}T00:00:00Z`);
+  return !Number.isNaN(at.getTime()) && at.toISOString().slice(0, 10) === text;
+}
+
 /** Ingestion figures (no personal data) and the events stored about one person (audited). */
 export function registerCollectRoutes(app: FastifyInstance, kernel: Kernel): void {
   app.get<{ Querystring: { source?: string; since?: string } }>(
@@ -27,7 +33,14 @@ export function registerCollectRoutes(app: FastifyInstance, kernel: Kernel): voi
         },
       },
     },
-    async (request) => kernel.collect.refusals(request.query),
+    async (request) => {
+      const { since } = request.query;
+      // The pattern lets 2026-13-45 through: a day no calendar has is refused, not read as a string to compare.
+      if (since !== undefined && !isCalendarDay(since)) {
+        throw new CandorError('REQUEST_VALIDATION_FAILED', { errors: [{ in: 'querystring', path: '/since', rule: 'format', message: 'a calendar day, YYYY-MM-DD' }] });
+      }
+      return kernel.collect.refusals(request.query);
+    },
   );
 
   app.get<{ Params: { id: string }; Querystring: { limit?: number } }>(

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import { STAFF_ROLES, type StaffRole } from '../../modules/access/index.ts';
 import { CONFIGURED_BASES, CONSENT_MECHANISMS, type ConfiguredBasis, type NoticePurpose } from '../../modules/consent/index.ts';
+import { CandorError } from '../../shared/errors.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
 
@@ -12,6 +13,7 @@ const CHANGE_CONFIG: RouteAccess = { audience: 'admin', roles: PRIVACY_STAFF, pu
 const SUBJECT_READ: RouteAccess = { audience: 'admin', roles: PRIVACY_STAFF, purpose: 'essential.legal_obligation', personalData: true };
 
 const KEY = { type: 'string', minLength: 1, maxLength: 200, pattern: '^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)*$' } as const;
+const PROFILE_ID = { type: 'string', pattern: '^prf_[a-z2-7]{20}$', description: 'A profile id; a merged-away one reads its canonical profile.' } as const;
 const JURISDICTION = { type: 'string', pattern: '^[A-Z]{2}(-[A-Z0-9]{1,3})?$', description: 'ISO 3166-1 alpha-2 or ISO 3166-2 code, e.g. DE or US-CA.' } as const;
 const BASES = [...CONFIGURED_BASES];
 const LAWFUL_BASES = [...BASES, 'opt_out_notice'];
@@ -197,7 +199,7 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['consent'],
         summary: "A subject's current consent state per purpose and the full ledger history (of the canonical profile, for a merged-away id); audited as a personal-data read.",
-        params: { type: 'object', required: ['subjectId'], properties: { subjectId: { type: 'string', minLength: 1, maxLength: 512 } } },
+        params: { type: 'object', required: ['subjectId'], properties: { subjectId: PROFILE_ID } },
         response: {
           200: {
             type: 'object',
@@ -213,10 +215,13 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
     },
     async (request) => {
       // State is kept on the canonical profile: a merged-away id would show the state it had before the merge.
-      const profileId = (await kernel.identity.canonical(request.params.subjectId)) ?? request.params.subjectId;
+      const canonical = await kernel.identity.canonical(request.params.subjectId);
+      const profileId = canonical ?? request.params.subjectId;
       const subject = kernel.consent.pseudonym(profileId);
-      request.auditSubject = subject;
       const [purposes, history] = await Promise.all([kernel.consent.state(profileId), kernel.consent.history(profileId)]);
+      // A person erased since keeps their ledger (the proof of what they agreed to); an id nobody had is not "no consent".
+      if (canonical === null && history.length === 0) throw new CandorError('IDENTITY_PROFILE_NOT_FOUND');
+      request.auditSubject = subject;
       return { subject, purposes, history };
     },
   );
@@ -231,7 +236,7 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
         params: {
           type: 'object',
           required: ['subjectId', 'receiptId'],
-          properties: { subjectId: { type: 'string', minLength: 1, maxLength: 512 }, receiptId: { type: 'string', minLength: 1, maxLength: 100 } },
+          properties: { subjectId: PROFILE_ID, receiptId: { type: 'string', minLength: 1, maxLength: 100 } },
         },
         response: {
           200: {

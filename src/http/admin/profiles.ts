@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import type { StaffRole } from '../../modules/access/index.ts';
+import { isIdentifierType } from '../../modules/identity/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
@@ -119,6 +120,10 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
       },
     },
     async (request) => {
+      // An identifier type Candor does not have is a mistake to name, not a person nobody holds.
+      if (!isIdentifierType(request.body.type)) {
+        throw new CandorError('REQUEST_VALIDATION_FAILED', { errors: [{ in: 'body', path: '/type', rule: 'enum', message: 'user_id, anonymous_id, email, phone or custom:<name>' }] });
+      }
       const [found] = await kernel.identity.lookupBatch(kernel.storage.raw, [{ identifiers: [request.body], source: 'admin', at: new Date().toISOString() }]);
       if (!found) throw new CandorError('IDENTITY_PROFILE_NOT_FOUND');
       request.auditSubject = kernel.keyring.pseudonym('subject', found);

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import { MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, TOO_DEEP, type MessageKind } from '../../modules/collect/index.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { carriesForbiddenKey, forbiddenKeyPath, jsonParser, messagesJsonParser } from '../json.ts';
+import { carriesForbiddenKey, forbiddenKeyPath, jsonParser, messagesJsonParser, PARSE_AS } from '../json.ts';
 import type { RouteAccess } from '../route-access.ts';
 
 const INGEST: RouteAccess = { audience: 'ingest', purpose: 'analytics.reporting' };
@@ -161,9 +161,9 @@ function allowedHeaders(requested: string | undefined): string {
  */
 export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): void {
   // Browsers send JSON as text/plain (no CORS preflight); some server libraries compress.
-  app.addContentTypeParser('text/plain', { parseAs: 'string' }, jsonParser);
+  app.addContentTypeParser('text/plain', { parseAs: PARSE_AS }, jsonParser);
   // @rudderstack/rudder-sdk-node gzips by default and axios then labels the JSON body as a form; still JSON.
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, jsonParser);
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: PARSE_AS }, jsonParser);
   app.addHook('preParsing', async (request, reply, payload) => {
     const coding = contentCoding(request.headers['content-encoding']);
     if (coding === undefined) {
@@ -201,7 +201,7 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
   // and answer that message on its own, in their own scope, as the other ingest routes (consent) refuse it whole.
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
-    for (const type of ['application/json', 'text/plain', 'application/x-www-form-urlencoded']) scope.addContentTypeParser(type, { parseAs: 'string' }, messagesJsonParser);
+    for (const type of ['application/json', 'text/plain', 'application/x-www-form-urlencoded']) scope.addContentTypeParser(type, { parseAs: PARSE_AS }, messagesJsonParser);
     registerMessageRoutes(scope, kernel);
   });
 }

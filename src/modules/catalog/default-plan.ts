@@ -127,6 +127,7 @@ export const DEFAULT_PLAN: PlanDocument = {
     [REPORTING, PROFILING],
     object({
       name: leaf('string', browsing(), text(300)),
+      category: leaf('string', browsing(), text(200)),
       path: leaf('string', browsing(), text(2000)),
       referrer: leaf('string', browsing(true), text(2000)),
       title: leaf('string', browsing(), text(500)),

@@ -313,7 +313,8 @@ export class Collector {
       linkable: { traits, context: externalIds === undefined ? undefined : { externalIds } },
       stored: {
         purposes: allowed,
-        plain: split.plain,
+        // A group call's groupId names the account or company it is about (Segment's required field): kept with it.
+        plain: message.kind === 'group' && message.groupId !== undefined ? { ...split.plain, groupId: message.groupId } : split.plain,
         personal: split.personal,
         hasPersonal: split.personalCount > 0,
         refusedFields: split.refused,

@@ -22,7 +22,7 @@ describe('Segment message envelope', () => {
   it('refuses an id of another type instead of reading it as absent, and reads null and blank ids as absent', () => {
     for (const [field, value] of [['userId', { id: 'u1' }], ['userId', true], ['anonymousId', ['a']], ['messageId', { m: 1 }], ['userId', Number.NaN]] as const) {
       const out = parseMessage({ type: 'track', event: 'x', anonymousId: 'a1', [field]: value }, undefined, now, 10);
-      assert.deepEqual(out.ok ? undefined : [out.code, out.detail], ['COLLECT_MESSAGE_INVALID', `${field} must be a string`], field);
+      assert.deepEqual(out.ok ? undefined : [out.code, out.detail], ['COLLECT_MESSAGE_INVALID', `${field} must be a string or a whole number up to 2^53`], field);
     }
     const absent = parseMessage({ type: 'track', event: 'x', anonymousId: 'a1', userId: null, previousId: '  ' }, undefined, now, 10);
     assert.ok(absent.ok);

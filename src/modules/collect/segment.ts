@@ -35,6 +35,8 @@ export interface ParsedMessage {
   groupId: string | undefined;
   /** Event name (track) or page/screen name. */
   name: string | undefined;
+  /** A page's `category` as sent (Segment's page field): it goes through the plan as the `category` property. */
+  category: unknown;
   occurredAt: string;
   /**
    * The sender's own time of the message (`timestamp`, else `originalTimestamp`), '' when it gave neither: with the
@@ -58,16 +60,21 @@ export type ParseOutcome = { ok: true; message: ParsedMessage } | { ok: false; c
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Fields holding ids: strings, or numbers read as text; null, absent or blank when there is none. */
+/** Fields holding ids: strings, or whole numbers read as text; null, absent or blank when there is none. */
 const ID_FIELDS = ['messageId', 'userId', 'anonymousId', 'previousId', 'groupId'] as const;
 
+/**
+ * An id of another type than text or a whole number JSON carries exactly. A number beyond 2^53 has been rounded by the
+ * time it is read (9007199254740993 arrives as …992, another person's id), and 1e21 or 2.5 would be read as text no
+ * sender wrote ("1e+21"): such an id is refused rather than guessed.
+ */
 function malformedId(v: unknown): boolean {
-  return v !== undefined && v !== null && typeof v !== 'string' && !(typeof v === 'number' && Number.isFinite(v));
+  return v !== undefined && v !== null && typeof v !== 'string' && !Number.isSafeInteger(v);
 }
 
 function idValue(v: unknown): string | undefined {
   if (typeof v === 'string') return v.trim() === '' ? undefined : v;
-  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  if (Number.isSafeInteger(v)) return String(v);
   return undefined;
 }
 
@@ -112,6 +119,11 @@ function parseTime(v: unknown): number | undefined | null {
 
 /** Most characters of a messageId (client libraries send UUIDs or similar; a longer one is not an id). */
 export const MAX_MESSAGE_ID_LENGTH = 256;
+/**
+ * Most characters of a userId, anonymousId, previousId or groupId: the same everywhere a person is named by one
+ * (ingestion, `/v1/consent`, privacy-center sessions), so nobody is stored under an id they could not consent with.
+ */
+export const MAX_ID_LENGTH = 256;
 /** Control characters (NUL included, which PostgreSQL cannot store in text). */
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -123,6 +135,12 @@ function unusableName(text: string): string | undefined {
   if (!text.isWellFormed()) return 'not well-formed Unicode';
   if (CONTROL.test(text)) return 'a control character';
   return undefined;
+}
+
+/** Why an id field cannot name a person (too long, or unusable as a name), or undefined. */
+function idProblem(field: string, value: string | undefined): string | undefined {
+  if (value !== undefined && value.length > MAX_ID_LENGTH) return `${field} longer than ${MAX_ID_LENGTH} characters`;
+  return unusableField(field, value);
 }
 
 /** `field: why` when the field is present and cannot name anything, else undefined. */
@@ -150,13 +168,13 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   if (!type || !(MESSAGE_KINDS as readonly string[]).includes(type)) return fail('COLLECT_MESSAGE_TYPE_UNKNOWN', 'type');
   // An id of another type (an object, true, NaN) is a sender's mistake, not an absent id: read as absent, a message
   // whose userId is malformed would be stored as its anonymous device's.
-  for (const field of ID_FIELDS) if (malformedId(raw[field])) return fail('COLLECT_MESSAGE_INVALID', `${field} must be a string`);
+  for (const field of ID_FIELDS) if (malformedId(raw[field])) return fail('COLLECT_MESSAGE_INVALID', `${field} must be a string or a whole number up to 2^53`);
   const userId = idValue(raw.userId);
   const anonymousId = idValue(raw.anonymousId);
   if (!userId && !anonymousId) return fail('COLLECT_IDENTITY_MISSING', 'userId/anonymousId');
   const previousId = idValue(raw.previousId);
   const groupId = idValue(raw.groupId);
-  const unusableId = unusableField('userId', userId) ?? unusableField('anonymousId', anonymousId) ?? unusableField('previousId', previousId) ?? unusableField('groupId', groupId);
+  const unusableId = idProblem('userId', userId) ?? idProblem('anonymousId', anonymousId) ?? idProblem('previousId', previousId) ?? idProblem('groupId', groupId);
   if (unusableId) return fail('COLLECT_MESSAGE_INVALID', unusableId);
   let name: string | undefined;
   if (type === 'track') {
@@ -172,7 +190,7 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   const timestamp = parseTime(raw.timestamp);
   const original = parseTime(raw.originalTimestamp);
   const sentAt = parseTime(raw.sentAt);
-  if (timestamp === null || original === null || sentAt === null) return fail('COLLECT_TIMESTAMP_INVALID', 'timestamp');
+  if (timestamp === null || original === null || sentAt === null) return fail('COLLECT_TIMESTAMP_INVALID', timestamp === null ? 'timestamp' : original === null ? 'originalTimestamp' : 'sentAt');
   // Segment's clock-skew correction: the device's clock is trusted for intervals, not for absolute time.
   const at = timestamp ?? (original !== undefined && sentAt !== undefined ? receivedAt - (sentAt - original) : (original ?? receivedAt));
   if (Math.abs(at) > MAX_TIME_MS) return fail('COLLECT_TIMESTAMP_INVALID', 'timestamp');
@@ -203,6 +221,7 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
       previousId,
       groupId,
       name,
+      category: type === 'page' ? raw.category : undefined,
       occurredAt,
       dedupAt: timestamp !== undefined ? occurredAt : original !== undefined ? new Date(original).toISOString() : '',
       properties: isObject(raw.properties) ? raw.properties : undefined,
@@ -257,6 +276,11 @@ export function planInput(message: ParsedMessage): { name: string | undefined; d
     const given = (properties ?? {}) as Record<string, unknown>;
     properties = given.name === undefined ? { ...given, name } : given;
     name = undefined;
+  }
+  // A page's category likewise: kept when the plan declares `category` for pages, else dropped and listed as dropped.
+  if (message.category !== undefined && message.category !== null) {
+    const given = (properties ?? {}) as Record<string, unknown>;
+    if (given.category === undefined) properties = { ...given, category: message.category };
   }
   return { name, data: { properties, traits: message.traits, context: message.context } };
 }

@@ -108,6 +108,14 @@ export const PROFILES_MIGRATIONS: readonly ModuleMigration[] = [
       await sql`UPDATE profiles_computed SET priced_order_count = order_count WHERE total_order_value <> 0`.execute(db);
     },
   },
+  {
+    // `real` is an 8-byte float on SQLite but a 4-byte one on PostgreSQL, which kept ~7 digits of an order total
+    // (16,777,216 + 1 stayed 16,777,216): both now hold the same double. Stored totals keep what float4 had kept.
+    name: '0099_profiles_computed_total_double',
+    async up(db, dialect) {
+      if (dialect === 'postgres') await sql`ALTER TABLE profiles_computed ALTER COLUMN total_order_value TYPE double precision`.execute(db);
+    },
+  },
 ];
 
 const BLANK_TRAIT: TraitRow = { profile_id: '', key: '', value: '', encrypted: 0, category: '', updated_at: '', source: '', message_id: null };

@@ -99,6 +99,11 @@ export interface ProfilesDeps {
 export const MASKED = '••••';
 
 export const ORDER_EVENT = 'Order Completed';
+/**
+ * Largest order value (in absolute terms) added to a profile's total: no real order is worth 10^15 of a currency, and
+ * sums of values under it stay finite and exact to the cent in a double for far more orders than anyone places.
+ */
+export const MAX_ORDER_VALUE = 1e15;
 
 const DIGEST_ENTRIES = 50_000;
 
@@ -287,7 +292,7 @@ export class Profiles {
       row.event_count++;
       if (item.event !== ORDER_EVENT) continue;
       row.order_count++;
-      if (item.revenue === undefined || !Number.isFinite(item.revenue)) continue;
+      if (item.revenue === undefined || !(Math.abs(item.revenue) <= MAX_ORDER_VALUE)) continue;
       const currency = item.currency?.toUpperCase() ?? null;
       let value: OrderValue;
       if (currency === null) value = entry.unnamed ??= { total: 0, priced: 0 };

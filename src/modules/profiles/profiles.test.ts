@@ -165,6 +165,18 @@ describeEachDialect('profiles', (dialect) => {
     assert.deepEqual([unpriced.computed.orderCount, unpriced.computed.averageOrderValue, unpriced.computed.currency], [1, null, null]);
   });
 
+  it('keeps order totals to the cent on both databases and leaves out values no order has', async () => {
+    const id = profileId();
+    await record([{ profileId: id, at: at(1), kind: 'track', event: 'Order Completed', revenue: 16_777_216, currency: 'EUR' }]);
+    await record([{ profileId: id, at: at(2), kind: 'track', event: 'Order Completed', revenue: 1.01, currency: 'EUR' }]);
+    // A value of 1e39 overflowed PostgreSQL's column (the whole group failed); 1e308 twice made SQLite's total infinite.
+    await record([{ profileId: id, at: at(3), kind: 'track', event: 'Order Completed', revenue: 1e39, currency: 'EUR' }]);
+    await record([{ profileId: id, at: at(4), kind: 'track', event: 'Order Completed', revenue: 1e308, currency: 'EUR' }]);
+    await record([{ profileId: id, at: at(5), kind: 'track', event: 'Order Completed', revenue: -1e308, currency: 'EUR' }]);
+    const { computed } = await ctx.kernel.profiles.get([id], { decrypt: false });
+    assert.deepEqual([computed.orderCount, computed.totalOrderValue, computed.averageOrderValue], [5, 16_777_217.01, 8_388_608.505]);
+  });
+
   it("adds a batch's orders in the stored currency even when the batch's first order is in another one", async () => {
     const [id, fresh] = [profileId(), profileId()];
     await record([{ profileId: id, at: at(1), kind: 'track', event: 'Order Completed', revenue: 20, currency: 'EUR' }]);

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
-import { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
+import { MAX_ID_LENGTH } from '../../modules/collect/index.ts';
+import { CALLER_MECHANISMS, unusableText } from '../../modules/consent/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { recordGpcForDevice, subjectOf } from './subject.ts';
 
@@ -17,8 +18,23 @@ interface ConsentBody {
   gpc?: boolean;
 }
 
-const id = { type: 'string', minLength: 1, maxLength: 200 } as const;
+const id = { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH } as const;
 
+/**
+ * Refuses (REQUEST_VALIDATION_FAILED) an id that ingestion would refuse — longer than MAX_ID_LENGTH UTF-16 units, not
+ * well-formed Unicode, or with a control character — and stored free text that cannot be kept as given, before
+ * anyone is created for the person: a consent must name the person events name.
+ */
+export function refuseUnusableText(body: Readonly<Record<string, unknown>>, ids: readonly string[], texts: readonly string[] = []): void {
+  const errors: { in: 'body'; path: string; rule: string; message: string }[] = [];
+  for (const field of [...ids, ...texts]) {
+    const value = body[field];
+    if (typeof value !== 'string') continue;
+    if (ids.includes(field) && value.length > MAX_ID_LENGTH) errors.push({ in: 'body', path: `/${field}`, rule: 'maxLength', message: `must be at most ${MAX_ID_LENGTH} characters` });
+    else if (unusableText(value)) errors.push({ in: 'body', path: `/${field}`, rule: 'format', message: 'must be well-formed Unicode without control characters' });
+  }
+  if (errors.length > 0) throw new CandorError('REQUEST_VALIDATION_FAILED', { errors });
+}
 
 /**
  * POST /v1/consent: a consent banner, app or server records a person's choices (or withdraws all of them in one
@@ -70,6 +86,7 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       const body = request.body;
       const principal = request.principal;
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
+      refuseUnusableText(body as unknown as Record<string, unknown>, ['userId', 'anonymousId'], ['source']);
       const changes = Object.entries(body.purposes ?? {}).map(([purpose, state]) => ({ purpose, state }));
       if (!body.withdrawAll && changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
       // Withdrawing everything and choosing purposes in one call would leave one of the two unsaid.
@@ -132,6 +149,7 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
     async (request) => {
       const principal = request.principal;
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
+      refuseUnusableText(request.body, ['userId', 'anonymousId'], ['source']);
       const { purpose, jurisdiction, noticeVersion, source } = request.body;
       const meta = { jurisdiction, noticeVersion, ...(source ? { source } : {}) };
       // Refuse what can be refused before any profile or identifier is created for the person.

@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import { MAX_SUBJECT_SESSION_SECONDS } from '../../modules/access/index.ts';
+import { MAX_ID_LENGTH } from '../../modules/collect/index.ts';
 import { CandorError } from '../../shared/errors.ts';
+import { refuseUnusableText } from './consent.ts';
 import { subjectOf } from './subject.ts';
 
-const id = { type: 'string', minLength: 1, maxLength: 200 } as const;
+const id = { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH } as const;
 
 /**
  * POST /v1/subject-sessions: the business's backend, having signed a customer in, asks for a short-lived session
@@ -29,6 +31,7 @@ export function registerSubjectSessionRoute(app: FastifyInstance, kernel: Kernel
     async (request, reply) => {
       const principal = request.principal;
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
+      refuseUnusableText(request.body, ['userId', 'anonymousId']);
       const profileId = await subjectOf(kernel, request.body, principal.source);
       const canonical = (await kernel.identity.canonical(profileId)) ?? profileId;
       reply.code(201);

@@ -399,6 +399,71 @@ describe('plan validation', () => {
     assert.deepEqual(problemsOf(plan), []);
   });
 
+  it('refuses personal: false for a direct identifier, as it does for a special category', () => {
+    const ids: Record<string, string> = {
+      email: 'user.contact.email',
+      phone: 'user.contact.phone_number',
+      street: 'user.contact.address.street',
+      first_name: 'user.name.first',
+      passport: 'user.government_id.passport_number',
+      username: 'user.account.username',
+      password: 'user.authorization.password',
+      iban: 'user.financial.bank_account',
+      photo: 'user.content.self_image',
+      birthday: 'user.demographic.date_of_birth',
+      device: 'user.device.device_id',
+      cookie: 'user.device.cookie_id',
+      email_hash: 'user.unique_id.pseudonymous',
+    };
+    const traits = Object.fromEntries(Object.entries(ids).map(([name, category]) => [name, leaf('string', category, ['analytics.reporting'])]));
+    const plan = {
+      name: 'P',
+      events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: {} } } },
+      traits: { type: 'object', properties: traits },
+      context: { type: 'object', properties: { ip: leaf('string', 'user.device.ip_address', ['analytics.reporting']) } },
+    };
+    const problems = problemsOf(plan);
+    assert.deepEqual(
+      problems.map((p) => p.path).sort(),
+      [...Object.keys(ids).map((name) => `/traits/properties/${name}/x-candor/personal`), '/context/properties/ip/x-candor/personal'].sort(),
+    );
+    assert.match(problems.find((p) => p.path === '/context/properties/ip/x-candor/personal')?.problem ?? '', /must be true: category user\.device\.ip_address identifies a person/);
+    // Written as personal, the same plan is valid.
+    const personal = structuredClone(plan);
+    for (const field of [...Object.values(personal.traits.properties), personal.context.properties.ip]) (field['x-candor'] as { personal: boolean }).personal = true;
+    assert.deepEqual(problemsOf(personal), []);
+  });
+
+  it('leaves a category that names an area or a kind of id free to be stored in clear', () => {
+    const clear = ['user.contact.address.city', 'user.contact.address.country', 'user.contact.address.state', 'user.contact.address.postal_code', 'user.contact.organization', 'user.unique_id', 'user.device', 'user.behavior.purchase_history', 'user.location.imprecise'];
+    const properties = Object.fromEntries(clear.map((category, i) => [`f${i}`, leaf('string', category, ['analytics.reporting'])]));
+    assert.deepEqual(problemsOf({ name: 'P', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties } } } }), []);
+  });
+
+  it('extends the rule to a custom category under a direct identifier', () => {
+    const custom: TaxonomyLookup = {
+      dataCategory: (key) => (key === 'user.contact.email.work' ? { ...(taxonomy.dataCategory('user.contact.email') as NonNullable<ReturnType<TaxonomyLookup['dataCategory']>>), key, parentKey: 'user.contact.email' } : taxonomy.dataCategory(key)),
+      dataUse: taxonomy.dataUse,
+    };
+    const plan = { name: 'P', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { w: leaf('string', 'user.contact.email.work', ['analytics.reporting']) } } } } };
+    assert.deepEqual(compilePlan(plan, custom).problems.map((p) => p.path), ['/events/E/properties/properties/w/x-candor/personal']);
+  });
+
+  it('loads a stored version that declared a direct identifier not personal with the field made personal', () => {
+    const plan = {
+      name: 'Old',
+      events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { n: leaf('string', 'user.behavior', ['analytics.reporting']) } } } },
+      traits: { type: 'object', properties: { email: leaf('string', 'user.contact.email', ['analytics.reporting']), country: leaf('string', 'user.contact.address.country', ['analytics.reporting']) } },
+      context: { type: 'object', properties: { ip: leaf('string', 'user.device.ip_address', ['analytics.reporting']) } },
+    };
+    assert.equal(compilePlan(plan, taxonomy).compiled, undefined);
+    const { compiled, problems } = compilePlan(plan, taxonomy, { lenient: true });
+    assert.deepEqual(problems, []);
+    const result = compiled?.process('identify', undefined, { traits: { email: 'a@b.co', country: 'FR' }, context: { ip: '10.0.0.1' } });
+    const personal = Object.fromEntries((result?.fields ?? []).map((f) => [f.path, f.personal]));
+    assert.deepEqual(personal, { 'traits.email': true, 'traits.country': false, 'context.ip': true });
+  });
+
   it('treats a category unknown to this process as special when loading a stored plan', () => {
     const plan = { name: 'P', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { x: leaf('string', 'user.custom_elsewhere', ['analytics.reporting']) } } } } };
     assert.equal(compilePlan(plan, taxonomy).compiled, undefined);
@@ -406,6 +471,7 @@ describe('plan validation', () => {
     const field = compiled?.process('track', 'E', { properties: { x: 'v' } }).fields[0];
     assert.equal(field?.special, true);
     assert.equal(field?.protectedAttribute, true);
+    assert.equal(field?.personal, true, 'and personal, stored encrypted');
   });
 });
 

@@ -3,7 +3,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { parseDuration } from '../../shared/duration.ts';
-import type { Taxonomy } from '../taxonomy/index.ts';
+import { IDENTIFYING_CATEGORIES, type Taxonomy } from '../taxonomy/index.ts';
 import { FORBIDDEN_NAMES, isRetention, MAX_RETENTION, PLAN_META_SCHEMA, SCALAR_TYPES, type AnnotationInput, type EventDefinition, type FieldSchema, type PlanDocument } from './catalog.schemas.ts';
 
 /** The Segment call types. */
@@ -199,6 +199,8 @@ interface ResolvedCategory {
   special: boolean;
   preciseLocation: boolean;
   protectedAttribute: boolean;
+  /** The category, or the nearest listed one above it, identifies a person or is personal by nature. */
+  identifying: boolean;
 }
 
 /** Builds the compiled form of a plan, collecting every problem on the way. */
@@ -241,12 +243,14 @@ class Builder {
     let resolved: ResolvedCategory | undefined;
     if (entry) {
       let precise = false;
+      let identifying: boolean | undefined;
       let current: typeof entry | undefined = entry;
       for (let hops = 0; current && hops < 20; hops++) {
         if (current.key === PRECISE_LOCATION) precise = true;
+        identifying ??= IDENTIFYING_CATEGORIES.get(current.key);
         current = current.parentKey ? this.#taxonomy.dataCategory(current.parentKey) : undefined;
       }
-      resolved = { special: entry.specialCategory !== null, preciseLocation: precise, protectedAttribute: entry.protectedAttribute };
+      resolved = { special: entry.specialCategory !== null, preciseLocation: precise, protectedAttribute: entry.protectedAttribute, identifying: identifying ?? false };
     }
     this.#categories.set(key, resolved);
     return resolved;
@@ -276,15 +280,19 @@ class Builder {
       this.#problem(`${at}/retention`, `must be at most ${MAX_RETENTION} (100 years)`);
     }
     // A category this process does not know (added elsewhere since start) is treated as the most restrictive.
-    const flags = category ?? { special: true, preciseLocation: false, protectedAttribute: true };
+    const flags = category ?? { special: true, preciseLocation: false, protectedAttribute: true, identifying: true };
     if (category && typeof input.special === 'boolean' && input.special !== flags.special) {
       this.#problem(`${at}/special`, `contradicts the taxonomy: category ${input.category} is ${flags.special ? '' : 'not '}a special category`);
     }
     if (category && typeof input.preciseLocation === 'boolean' && input.preciseLocation !== flags.preciseLocation) {
       this.#problem(`${at}/preciseLocation`, `contradicts the taxonomy: category ${input.category} is ${flags.preciseLocation ? '' : 'not '}precise location`);
     }
-    if (category && (flags.special || flags.preciseLocation) && input.personal === false) {
-      this.#problem(`${at}/personal`, `must be true: category ${input.category} is ${flags.special ? 'a special category' : 'precise location'}`);
+    // Such a field is stored encrypted with the person's key whatever the plan says (DESIGN.md invariant 3): a stored
+    // version published before its category had to be personal is loaded with the field made personal.
+    const mustBePersonal = flags.special || flags.preciseLocation || flags.identifying;
+    if (category && mustBePersonal && input.personal === false && !this.#lenient) {
+      const why = flags.special ? 'is a special category' : flags.preciseLocation ? 'is precise location' : 'identifies a person or is personal whatever the context';
+      this.#problem(`${at}/personal`, `must be true: category ${input.category} ${why}`);
     }
     if (category && flags.special && Array.isArray(input.purposes)) {
       input.purposes.forEach((purpose, i) => {
@@ -299,7 +307,7 @@ class Builder {
       category: input.category,
       purposes: Object.freeze([...input.purposes]),
       retention: input.retention,
-      personal: input.personal === true,
+      personal: input.personal === true || mustBePersonal,
       special: flags.special,
       preciseLocation: flags.preciseLocation,
       protectedAttribute: flags.protectedAttribute,

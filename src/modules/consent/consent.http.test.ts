@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
@@ -85,7 +85,8 @@ describeEachDialect('consent over HTTP', (dialect) => {
   });
 
   it("shows a subject's consent state and history to privacy staff, audited under the subject's pseudonym", async () => {
-    const subject = `user-${randomUUID()}`;
+    // A profile id no profile row holds (an erased person's, say): the ledger alone answers.
+    const subject = `prf_${Array.from(randomBytes(20), (b) => 'abcdefghijklmnopqrstuvwxyz234567'[b & 31]).join('')}`;
     await ctx.kernel.consent.record(subject, [{ purpose: 'marketing.communications.email', state: 'given' }], { mechanism: 'banner_save', source: 'https://shop.example/' }, CLI_ACTOR);
     await ctx.kernel.consent.recordGpc([subject], {}, CLI_ACTOR);
     const url = `/v1/admin/subjects/${encodeURIComponent(subject)}/consent`;

@@ -33,6 +33,7 @@ import { addMonths, decideFor, isDirectMarketing, isOptOut, NO_FLAGS, unionFlags
 import { DEFAULT_NOTICE_PURPOSES, DEFAULT_NOTICE_TEXT, DEFAULT_PURPOSES } from './defaults.ts';
 import { materialChanges, noticeHash, normalizePurposes } from './notices.ts';
 import { receiptPayload, type ReceiptItem } from './receipt-payload.ts';
+import { recordedSource, unusableText } from './source.ts';
 import { ReceiptSigner, type PublicJwk } from './receipts.ts';
 import { KeyedLock, SubjectCache, type SubjectState } from './subject-cache.ts';
 
@@ -780,7 +781,10 @@ export class Consent {
       throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'mechanism', allowed: [...CALLER_MECHANISMS] });
     }
     if (meta.jurisdiction && !JURISDICTION.test(meta.jurisdiction)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'jurisdiction' });
-    if (meta.source !== undefined && (typeof meta.source !== 'string' || meta.source.length > MAX_SOURCE)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'source' });
+    // A control character or a lone surrogate cannot be stored as given (PostgreSQL refuses NUL in text).
+    if (meta.source !== undefined && (typeof meta.source !== 'string' || meta.source.length > MAX_SOURCE || unusableText(meta.source) !== undefined)) {
+      throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'source' });
+    }
   }
 
   /** Adds GPC opt-outs (refusals) of every sale/sharing and targeted-advertising purpose not already opted out by GPC. */
@@ -879,7 +883,7 @@ export class Consent {
     const pseudonym = this.pseudonym(subjectId);
     const receiptId = randomUUID();
     const jurisdiction = meta.jurisdiction || null;
-    const source = meta.source || null;
+    const source = recordedSource(meta.source);
     let gpcConflicts = new Set<string>();
     let gpcEntries = 0;
     let receipt = '';
@@ -946,7 +950,7 @@ export class Consent {
     const pseudonym = this.pseudonym(subjectId);
     const receiptId = randomUUID();
     const jurisdiction = meta.jurisdiction || null;
-    const source = meta.source || null;
+    const source = recordedSource(meta.source);
     let gpcEntries = 0;
     // Signed (and stored) even when nothing was left to withdraw: the answer always carries a receipt.
     let receipt: string | undefined;
@@ -989,7 +993,7 @@ export class Consent {
     if (pending.length === 0) return undefined;
     const receiptId = randomUUID();
     const jurisdiction = meta.jurisdiction || null;
-    const source = meta.source || null;
+    const source = recordedSource(meta.source);
     const subjects = pending.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
     let receipt = '';
     const { entries } = await this.#locked(pending, () =>
@@ -1059,7 +1063,7 @@ export class Consent {
     if (meta.gpc) await this.recordGpc([subjectId], { source: meta.source, jurisdiction: meta.jurisdiction }, actor);
     const pseudonym = this.pseudonym(subjectId);
     const receiptId = randomUUID();
-    const source = meta.source || null;
+    const source = recordedSource(meta.source);
     const gpcHonoured = meta.gpc === true;
     let receipt = '';
     const kept: KeptConsent[] = [];

@@ -6,6 +6,7 @@ export { Taxonomy, TAXONOMY_KINDS, EXTENSIBLE_KINDS, type TaxonomyKind, type Ext
 export { TAXONOMY_MIGRATIONS } from './taxonomy.repo.ts';
 export {
   FIDESLANG_ATTRIBUTION,
+  IDENTIFYING_CATEGORIES,
   type DataCategoryEntry,
   type DataUseEntry,
   type DataSubjectEntry,

@@ -6,6 +6,7 @@ import {
   DATA_CATEGORIES,
   DATA_SUBJECTS,
   DATA_USES,
+  IDENTIFYING_CATEGORIES,
   LEGAL_BASES,
   SPECIAL_CATEGORIES,
 } from './taxonomy.data.ts';
@@ -227,5 +228,16 @@ test('uses only known special-category keys on data categories', () => {
     if (entry.specialCategory !== null) {
       assert.ok(known.has(entry.specialCategory), `${entry.key}: unknown special category ${entry.specialCategory}`);
     }
+  }
+});
+
+test('names only built-in categories as identifying, an exemption always below an identifying one', () => {
+  const byKey = new Map(DATA_CATEGORIES.map((e) => [e.key, e]));
+  for (const [key, identifying] of IDENTIFYING_CATEGORIES) {
+    assert.ok(byKey.has(key), `${key} is a built-in category`);
+    if (identifying) continue;
+    let parent = byKey.get(key)?.parentKey ?? null;
+    while (parent !== null && IDENTIFYING_CATEGORIES.get(parent) === undefined) parent = byKey.get(parent)?.parentKey ?? null;
+    assert.equal(parent !== null && IDENTIFYING_CATEGORIES.get(parent), true, `${key} exempts from an identifying category`);
   }
 });

@@ -672,6 +672,38 @@ export const DATA_CATEGORIES: readonly DataCategoryEntry[] = [
 ];
 
 // Parents always come before their children.
+/**
+ * Data categories that identify a person directly (names, contact details, government and account ids, online
+ * identifiers such as IP addresses, device and cookie ids, photos of them) or are personal whatever the context
+ * (credentials, financial accounts, biometrics, date of birth). A field of such a category, or of a category below
+ * one, is personal data: a tracking plan must declare it `personal: true`, so that it is stored encrypted with the
+ * person's data key. The nearest listed category decides, so `false` leaves out the parts of a postal address that
+ * name an area rather than a person, and a contact's organisation. `user.unique_id` is not listed: it is an id the
+ * business's own systems assign (a customer number, an order reference, the kind of an external id), a pseudonym
+ * that names nobody outside them; a derived identifier such as a hashed e-mail is (`user.unique_id.pseudonymous`).
+ * Special categories and precise location must be personal too, from their own flags.
+ */
+export const IDENTIFYING_CATEGORIES: ReadonlyMap<string, boolean> = new Map([
+  ['user.name', true],
+  ['user.contact', true],
+  ['user.contact.address.city', false],
+  ['user.contact.address.state', false],
+  ['user.contact.address.country', false],
+  ['user.contact.address.postal_code', false],
+  ['user.contact.organization', false],
+  ['user.government_id', true],
+  ['user.account.username', true],
+  ['user.authorization', true],
+  ['user.financial', true],
+  ['user.biometric', true],
+  ['user.content.self_image', true],
+  ['user.demographic.date_of_birth', true],
+  ['user.device.ip_address', true],
+  ['user.device.device_id', true],
+  ['user.device.cookie_id', true],
+  ['user.unique_id.pseudonymous', true],
+]);
+
 export const DATA_USES: readonly DataUseEntry[] = [
   {
     key: 'analytics',

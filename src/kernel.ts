@@ -11,7 +11,7 @@ import { Profiles, PROFILES_MIGRATIONS, PROFILES_RETENTION_MIGRATIONS } from './
 import { Retention, RETENTION_MIGRATIONS } from './modules/retention/index.ts';
 import { Scoring, SCORING_MIGRATIONS } from './modules/scoring/index.ts';
 import { ErasureEngine, LEDGER_FILE, RIGHTS_ERASURE_MIGRATIONS, SubjectExporter } from './modules/rights/index.ts';
-import { Mailer, RightsRequests, RIGHTS_REQUEST_MIGRATIONS } from './modules/rights/index.ts';
+import { MailOutbox, Mailer, RightsRequests, RIGHTS_REQUEST_MIGRATIONS } from './modules/rights/index.ts';
 import { Taxonomy, TAXONOMY_MIGRATIONS } from './modules/taxonomy/index.ts';
 import { SYSTEM_ACTOR } from './shared/actor.ts';
 import { CandorError } from './shared/errors.ts';
@@ -155,7 +155,10 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       subjectSessions.subjectData(),
       keyring.subjectData(),
     ];
-    const erasure = new ErasureEngine({ storage, audit, keyring, identity, handlers: subjectData, ledgerPath: join(config.dataDir, LEDGER_FILE) });
+    const mailer = new Mailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, outboxDir: join(config.dataDir, 'outbox') });
+    // The outbox names subjects' addresses in clear: erasures delete their messages, the sweeper every old one.
+    const outbox = new MailOutbox({ mailer, identity, storage });
+    const erasure = new ErasureEngine({ storage, audit, keyring, identity, handlers: subjectData, ledgerPath: join(config.dataDir, LEDGER_FILE), fileStores: [outbox] });
     const exporter = new SubjectExporter({ audit, keyring, handlers: subjectData, controllerName: config.controllerName });
     // A restored backup may predate erasures: they are replayed before the kernel serves anything.
     const erasuresReplayed = await erasure.replayMissing();
@@ -179,11 +182,12 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       identity,
       consent,
       profiles,
+      catalog,
       subjectSessions,
       erasure,
       exporter,
       logger,
-      mailer: new Mailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, outboxDir: join(config.dataDir, 'outbox') }),
+      mailer,
       defaultJurisdiction: config.rightsJurisdiction,
       publicUrl: config.publicUrl || `http://${config.host}:${config.port}`,
     });
@@ -201,6 +205,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
           { inactiveProfiles: config.retentionInactiveProfiles },
         ),
         subjectSessions.retention(),
+        outbox,
       ],
     });
     return {

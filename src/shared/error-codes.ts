@@ -146,6 +146,7 @@ export const ERROR_CODES = {
   TAXONOMY_KEY_EXISTS: { category: 'conflict', message: 'The taxonomy already has an entry with this key.' },
   TAXONOMY_PARENT_UNKNOWN: { category: 'invalid_input', message: 'The parent key of this taxonomy entry does not exist.' },
   INTERNAL_ERROR: { category: 'internal', message: 'Something went wrong on our side; the request was not completed.' },
+  RIGHTS_RECTIFICATION_INVALID: { category: 'invalid_input', message: 'A requested correction is not a value the tracking plan accepts for a declared trait; the problems are listed by key, path and rule.' },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -430,11 +430,12 @@ export class Profiles {
   }
 
   /**
-   * Rectification (GDPR Art. 16): corrects traits a person already has, across their merge members, keeping the
-   * category and encryption of the stored value. Each change goes to the history with source `rectification` and
-   * the request id as message id; PROFILES_TRAIT_UNKNOWN when a key is not held. Audited without values.
+   * Rectification (GDPR Art. 16): corrects traits a person already has, across their merge members. The changes come
+   * checked against the tracking plan by the caller (rights), with the plan's category and personal flag: a personal
+   * value is encrypted like any trait. Each change goes to the history with source `rectification` and the request
+   * id as message id; PROFILES_TRAIT_UNKNOWN when a key is not held. Audited without values.
    */
-  async rectify(profileIds: readonly string[], changes: readonly { key: string; value: unknown }[], meta: { requestId: string }, actor: Actor): Promise<{ changed: string[] }> {
+  async rectify(profileIds: readonly string[], changes: readonly TraitInput[], meta: { requestId: string }, actor: Actor): Promise<{ changed: string[] }> {
     const latest = new Map<string, TraitRow>();
     for (const row of await this.#repo.traitsOf(profileIds)) {
       const seen = latest.get(row.key);
@@ -448,7 +449,7 @@ export class Profiles {
     const now = new Date().toISOString();
     const items: TraitsBatchItem[] = rows.map(({ change, row }) => ({
       profileId: row.profile_id,
-      traits: [{ key: change.key, value: change.value, category: row.category, personal: row.encrypted === 1 }],
+      traits: [{ key: change.key, value: change.value, category: change.category, personal: change.personal }],
       source: 'rectification',
       messageId: meta.requestId,
       // Never older than the stored value, which a timestamp from a sender's clock may be.

@@ -3,7 +3,7 @@
 // pg_restore (checked with --list first, restored in one transaction). The deletion ledger file lives outside the
 // database and is never part of a backup: opening the kernel after a restore replays the erasures it lists.
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { backup as sqliteBackup, DatabaseSync } from 'node:sqlite';
 import { randomBytes } from 'node:crypto';
@@ -92,6 +92,14 @@ export async function backupDatabase(target: DatabaseTarget, file: string): Prom
   if (existsSync(file)) throw new CandorError('BACKUP_FILE_EXISTS', { file: basename(file) });
   const partial = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.partial`);
   try {
+    // The copy holds every table: it is made readable by its owner only from the first byte, whatever the umask
+    // (pg_dump and SQLite write into the existing file and keep its mode; the rename keeps it too).
+    const created = openSync(partial, 'wx', 0o600);
+    try {
+      fchmodSync(created, 0o600);
+    } finally {
+      closeSync(created);
+    }
     if (isPostgres(target)) {
       const result = await pgTool('pg_dump', ['--format=custom', '--no-owner', '--file', partial, '--dbname', '{url}'], target.databaseUrl);
       if (result.code !== 0) throw new CandorError('BACKUP_FAILED', { tool: 'pg_dump', message: toolMessage(result.stderr) });

@@ -23,13 +23,11 @@ describeEachDialect('access archive', (dialect) => {
     assert.equal(hostile[0]?.status, 'stored', JSON.stringify(hostile));
   });
 
-  it(`exports ${EVENTS} events with manifest, module files, CSV and an escaped summary, annotated per field, in well under 2 s`, async () => {
+  it(`exports ${EVENTS} events with manifest, module files, CSV and an escaped summary, annotated per field`, async () => {
     const subject = await ctx.kernel.erasure.findSubject({ identifier: { type: 'anonymous_id', value: kim.anonymousId } });
     assert.ok(subject);
-    const started = performance.now();
+    // Its time (goal < 2 s) is measured by `npm run bench:rights`, not here: timings belong to benchmarks.
     const zip = await ctx.kernel.exporter.archive(subject, { requestId: `req-export-${dialect}` }, CLI_ACTOR);
-    const elapsed = performance.now() - started;
-    assert.ok(elapsed < 2000, `export took ${Math.round(elapsed)} ms`);
     const files = unzipSync(zip);
     const text = (name: string) => strFromU8(files[name] ?? new Uint8Array());
     const manifest = JSON.parse(text('manifest.json')) as ArchiveManifest;

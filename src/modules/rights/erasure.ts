@@ -18,6 +18,16 @@ export interface ErasureRecipient {
   forward(subject: DataSubject, requestId: string): Promise<{ status: RecipientOutcome['status']; detail?: string }>;
 }
 
+/**
+ * A store outside the database (files) that holds data about subjects. It cannot join the transaction: it is erased
+ * after the commit and the destruction of the keys, and again if the erasure is resumed, so erasing twice must be
+ * harmless. Its outcomes are listed in the certificate.
+ */
+export interface ErasureFileStore {
+  readonly module: string;
+  erase(subject: DataSubject): Promise<EraseOutcome[]>;
+}
+
 export interface ErasureDeps {
   storage: Storage;
   audit: AuditLog;
@@ -28,6 +38,8 @@ export interface ErasureDeps {
   /** Path of the ledger file (`<dataDir>/deletion-ledger.jsonl`). */
   ledgerPath: string;
   recipients?: readonly ErasureRecipient[];
+  /** Stores outside the database: files such as the mail outbox. */
+  fileStores?: readonly ErasureFileStore[];
 }
 
 /** How a subject is asked for: a profile id, or any identifier (user id, anonymous id, email, phone, custom). */
@@ -49,7 +61,8 @@ interface Progress {
  * Erasure you can prove. Order, and what happens when a step fails:
  * 1. one transaction: every handler's erase, the identifiers onto the suppression list, the profiles marked erased,
  *    the deletion ledger row, the erasure row in state `keys_pending` — a failure rolls all of it back;
- * 2. after the commit: handlers drop their caches; every profile's data key is destroyed (crypto-shredding);
+ * 2. after the commit: handlers drop their caches; every profile's data key is destroyed (crypto-shredding); stores
+ *    outside the database (files: the mail outbox) delete what they hold about the subject;
  * 3. the ledger line is appended to the file and fsynced; SQLite's WAL is checkpointed and truncated;
  * 4. audit entry; the certificate is stored and the erasure marked `done`.
  * If step 2 or 3 fails the erasure stays `keys_pending` and the error is thrown; `replayMissing()` (run by every
@@ -201,6 +214,9 @@ export class ErasureEngine {
     }
     const stores = progress.stores.filter((s) => s.store !== 'crypto_subject_keys');
     stores.push({ module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: every copy of their ciphertexts, backups included, is unreadable' });
+    for (const store of this.#deps.fileStores ?? []) {
+      for (const outcome of await store.erase(subject)) stores.push({ ...outcome, module: store.module });
+    }
     await this.#syncLedgerFile();
     await storage.checkpoint();
     stores.push({

@@ -34,3 +34,31 @@ describe('mailer', () => {
     await assert.rejects(mailer.send({ to: 'ada@example.test', subject: 's', text: 't' }), (e) => isCandorError(e, 'RIGHTS_MAIL_FAILED'));
   });
 });
+
+describe('mailer outbox', () => {
+  it('tags a message with its request, lists the outbox by headers and deletes messages by id', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'candor-mail-'));
+    try {
+      const outbox = join(dir, 'outbox');
+      const mailer = new Mailer({ smtpUrl: '', from: 'privacy@example.test', outboxDir: outbox });
+      assert.deepEqual(mailer.outbox(), []);
+      const before = Date.now();
+      const tagged = await mailer.send({ to: 'ada@example.test', subject: 'Your data was erased', text: 'Done.', requestId: 'rr_1' });
+      const plain = await mailer.send({ to: 'bob@example.test', subject: 'About your request', text: 'Hello.' });
+      assert.match(readFileSync(join(outbox, `${tagged.id}.eml`), 'utf8'), /^X-Candor-Request: rr_1$/m);
+      const listed = mailer.outbox();
+      assert.deepEqual(
+        listed.map((m) => [m.id, m.to, m.requestId]),
+        [
+          [tagged.id, ['ada@example.test'], 'rr_1'],
+          [plain.id, ['bob@example.test'], null],
+        ],
+      );
+      assert.ok(listed.every((m) => m.writtenAt.getTime() >= before - 1 && m.writtenAt.getTime() <= Date.now()));
+      assert.equal(mailer.removeFromOutbox([tagged.id, 'mail_gone', '../outbox/x']), 1);
+      assert.deepEqual(readdirSync(outbox), [`${plain.id}.eml`]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

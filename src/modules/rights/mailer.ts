@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Transporter } from 'nodemailer';
 import { CandorError } from '../../shared/errors.ts';
@@ -9,7 +9,25 @@ export interface Mail {
   readonly to: string;
   readonly subject: string;
   readonly text: string;
+  /** The request the message is about: written as an `X-Candor-Request` header, so that its outbox copy can be found. */
+  readonly requestId?: string;
 }
+
+/** One message in the outbox, as far as its headers say: never its text. */
+export interface OutboxMessage {
+  readonly id: string;
+  /** When it was written (from its sortable id; the file's modification time for a file named otherwise). */
+  readonly writtenAt: Date;
+  /** The addresses of its `To` header, as written. */
+  readonly to: readonly string[];
+  /** Its `X-Candor-Request` header, or null. */
+  readonly requestId: string | null;
+}
+
+/** Headers are read from at most this many bytes of a message. */
+const HEADER_BYTES = 16 * 1024;
+/** The part of a mail id (`mail_` + 9 base-36 digits) that is the time it was made, in milliseconds. */
+const ID_TIME = /^mail_([0-9a-z]{9})/;
 
 export interface MailerOptions {
   /** smtp:// or smtps:// URL; empty writes messages to the outbox directory instead. */
@@ -54,7 +72,7 @@ export class Mailer {
 
   /** Sends one message; RIGHTS_MAIL_FAILED when the server or the disk refuses it (the cause is logged, not shown). */
   async send(mail: Mail): Promise<{ via: 'smtp' | 'outbox'; id: string }> {
-    const message = { from: this.#from, to: mail.to, subject: mail.subject, text: mail.text };
+    const message = { from: this.#from, to: mail.to, subject: mail.subject, text: mail.text, ...(mail.requestId ? { headers: { 'X-Candor-Request': mail.requestId } } : {}) };
     try {
       const { smtp, builder } = await this.#load();
       if (smtp) {
@@ -72,4 +90,93 @@ export class Mailer {
       throw new CandorError('RIGHTS_MAIL_FAILED', { via: this.via }, { cause: error });
     }
   }
+
+  /** Where messages are written without SMTP. */
+  get outboxDir(): string {
+    return this.#outboxDir;
+  }
+
+  /** The messages in the outbox (also those written before SMTP was configured), oldest first. */
+  outbox(): OutboxMessage[] {
+    if (!existsSync(this.#outboxDir)) return [];
+    const out: OutboxMessage[] = [];
+    for (const name of readdirSync(this.#outboxDir).sort()) {
+      if (!name.endsWith('.eml')) continue;
+      const file = join(this.#outboxDir, name);
+      let head: string;
+      try {
+        head = readHead(file);
+      } catch (error) {
+        // Removed meanwhile (a sweep and an erasure at once): nothing left to list.
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      const id = name.slice(0, -'.eml'.length);
+      const stamp = ID_TIME.exec(id)?.[1];
+      const writtenAt = stamp === undefined ? statSync(file).mtime : new Date(parseInt(stamp, 36));
+      out.push({ id, writtenAt, ...headersOf(head) });
+    }
+    return out;
+  }
+
+  /**
+   * Deletes outbox messages by id, their bytes overwritten with zeros first (as SQLite's secure_delete does; a file
+   * system that writes elsewhere, a copy-on-write one or an SSD's, may still hold them); returns how many were there.
+   */
+  removeFromOutbox(ids: Iterable<string>): number {
+    let removed = 0;
+    for (const id of ids) {
+      if (!/^[\w.-]+$/.test(id)) continue;
+      const file = join(this.#outboxDir, `${id}.eml`);
+      let fd: number;
+      try {
+        fd = openSync(file, 'r+');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      try {
+        writeSync(fd, Buffer.alloc(fstatSync(fd).size), 0, undefined, 0);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      rmSync(file, { force: true });
+      removed++;
+    }
+    return removed;
+  }
+}
+
+/** The header block of a message file (up to the first empty line), its folded lines joined. */
+function readHead(file: string): string {
+  const fd = openSync(file, 'r');
+  try {
+    const buffer = Buffer.alloc(HEADER_BYTES);
+    const length = readSync(fd, buffer, 0, HEADER_BYTES, 0);
+    const text = buffer.toString('utf8', 0, length);
+    const end = text.search(/\r?\n\r?\n/);
+    return (end === -1 ? text : text.slice(0, end)).replace(/\r?\n[ \t]+/g, ' ');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The addresses of the `To` header and the request id of a header block. */
+function headersOf(head: string): { to: string[]; requestId: string | null } {
+  const to: string[] = [];
+  let requestId: string | null = null;
+  for (const line of head.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon === -1) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === 'to') {
+      for (const part of value.split(',')) {
+        const address = /<([^>]*)>/.exec(part)?.[1] ?? part;
+        if (address.trim()) to.push(address.trim());
+      }
+    } else if (name === 'x-candor-request') requestId = value;
+  }
+  return { to, requestId };
 }

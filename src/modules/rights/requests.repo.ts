@@ -164,6 +164,12 @@ export class RequestsRepo {
     return this.#db.selectFrom('rights_requests').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('received_at', 'desc').orderBy('id', 'desc').limit(500).execute();
   }
 
+  /** The ids of every request of these profiles. */
+  async idsOfProfiles(profileIds: readonly string[]): Promise<string[]> {
+    if (profileIds.length === 0) return [];
+    return (await this.#db.selectFrom('rights_requests').select('id').where('profile_id', 'in', [...profileIds]).execute()).map((r) => r.id);
+  }
+
   /** An earlier request of the same type and profile, open or received since `since`, excluding `except`. */
   earlier(profileIds: readonly string[], type: string, since: string, except: string): Promise<RequestRow | undefined> {
     return this.#db

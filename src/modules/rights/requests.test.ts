@@ -69,6 +69,7 @@ describeEachDialect('data-subject requests', (dialect) => {
       identity: k.identity,
       consent: k.consent,
       profiles: k.profiles,
+      catalog: k.catalog,
       subjectSessions: k.subjectSessions,
       erasure: k.erasure,
       exporter: k.exporter,
@@ -170,7 +171,8 @@ describeEachDialect('data-subject requests', (dialect) => {
 
   it('runs rectification after staff approval, recording the change with its request id; failures stay in progress', async () => {
     const id = await person('v-6', 'v6@candor-example.dev');
-    const started = await rights.start({ type: 'rectification', email: 'v6@candor-example.dev', changes: [{ key: 'first_name', value: 'Adah' }, { key: 'unknown_trait', value: 1 }], client: '10.4.0.1' });
+    // `phone` is a trait the plan declares, but this person has none to correct: the run fails at approval.
+    const started = await rights.start({ type: 'rectification', email: 'v6@candor-example.dev', changes: [{ key: 'first_name', value: 'Adah' }, { key: 'phone', value: '+33 1 23 45 67 89' }], client: '10.4.0.1' });
     await rights.settled();
     const verified = await rights.verify(started.requestId, codeFromOutbox(outbox, started.requestId), { secondIdentifier: { type: 'user_id', value: 'v-6' } });
     assert.equal(verified.request.state, 'in_progress');

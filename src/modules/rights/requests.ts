@@ -10,11 +10,12 @@ import type { AuditLog } from '../audit/index.ts';
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity } from '../identity/index.ts';
-import type { Profiles } from '../profiles/index.ts';
+import { MASKED, type Profiles, type ValueState } from '../profiles/index.ts';
 import { clockStatus, deadlines, extendedDueAt, JURISDICTIONS, REQUEST_TYPES, type ClockStatus, type Jurisdiction, type RequestType } from './clocks.ts';
 import type { ErasureEngine } from './erasure.ts';
 import type { SubjectExporter } from './export-archive.ts';
 import type { Mailer } from './mailer.ts';
+import { plannedChanges, type RequestedChange, type TraitPlan } from './rectification.ts';
 import { OPEN_STATES, RequestsRepo, type RequestEventRow, type RequestRow } from './requests.repo.ts';
 import { CODE_TTL_MS, DEFAULT_RATE_LIMITS, MAX_CODE_ATTEMPTS, checkCode, newCode, verificationLevel, type RateLimits, type VerificationLevel } from './verification.ts';
 
@@ -72,6 +73,19 @@ export interface RequestView {
   completedAt: string | null;
 }
 
+/**
+ * A change a rectification request proposes, as staff see it: decrypted for roles that may read personal values,
+ * masked for others when the plan in force says the trait is personal (or no longer declares it), as profiles are.
+ */
+export interface ProposedChange {
+  key: string;
+  value: unknown;
+  state: ValueState;
+  personal: boolean;
+  /** The data category the plan in force gives the trait; null when it no longer declares it. */
+  category: string | null;
+}
+
 export interface StartInput {
   type: string;
   email?: string | undefined;
@@ -105,6 +119,8 @@ export interface RightsRequestsDeps {
   identity: Identity;
   consent: Consent;
   profiles: Profiles;
+  /** The tracking plan: rectified values are checked against its identify traits. */
+  catalog: TraitPlan;
   subjectSessions: SubjectSessions;
   erasure: ErasureEngine;
   exporter: SubjectExporter;
@@ -169,7 +185,12 @@ export class RightsRequests {
     return value as Jurisdiction;
   }
 
-  #checkChanges(type: RequestType, changes: StartInput['changes']): void {
+  /**
+   * Rectification: the changes must be well formed and each a value the tracking plan in force accepts for a declared
+   * identify trait (RIGHTS_RECTIFICATION_INVALID otherwise), refused before anything is stored or mailed. The check
+   * depends on the changes only, never on who asks, so it reveals nothing about an address.
+   */
+  async #checkChanges(type: RequestType, changes: StartInput['changes']): Promise<void> {
     if (type !== 'rectification') {
       if (changes !== undefined) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'changes_only_for_rectification' });
       return;
@@ -178,6 +199,8 @@ export class RightsRequests {
     for (const c of changes) {
       if (typeof c.key !== 'string' || c.key.length === 0 || c.key.length > 200) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'changes' });
     }
+    await this.#deps.catalog.refreshIfChanged();
+    plannedChanges(this.#deps.catalog, changes);
   }
 
   async #rateLimit(keys: string[]): Promise<void> {
@@ -250,7 +273,7 @@ export class RightsRequests {
   async start(input: StartInput): Promise<StartAnswer> {
     const type = this.#parseType(input.type);
     const jurisdiction = this.#parseJurisdiction(input.jurisdiction);
-    this.#checkChanges(type, input.changes);
+    await this.#checkChanges(type, input.changes);
     const normalized = typeof input.email === 'string' ? this.#deps.identity.normalize({ type: 'email', value: input.email }) : undefined;
     if (!normalized) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'email' });
     const email = normalized.value;
@@ -302,7 +325,7 @@ export class RightsRequests {
   async startForSession(sessionProfileId: string, input: StartInput, actor: Actor): Promise<{ request: RequestView; duplicate: boolean; next: 'verify' | 'none' }> {
     const type = this.#parseType(input.type);
     const jurisdiction = this.#parseJurisdiction(input.jurisdiction);
-    this.#checkChanges(type, input.changes);
+    await this.#checkChanges(type, input.changes);
     const profileId = (await this.#deps.identity.canonical(sessionProfileId)) ?? sessionProfileId;
     const members = await this.#deps.identity.members(profileId);
     const now = this.#now();
@@ -479,8 +502,10 @@ export class RightsRequests {
       }
       case 'rectification': {
         if (row.payload === null) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'changes' });
-        const changes = JSON.parse(await deps.keyring.decrypt(row.payload, PAYLOAD_CONTEXT)) as { key: string; value: unknown }[];
-        const result = await deps.profiles.rectify(members, changes, meta, actor);
+        const requested = JSON.parse(await deps.keyring.decrypt(row.payload, PAYLOAD_CONTEXT)) as RequestedChange[];
+        // Checked again: the plan may have changed since the request was made.
+        await deps.catalog.refresh();
+        const result = await deps.profiles.rectify(members, plannedChanges(deps.catalog, requested), meta, actor);
         // Art. 19: rectifications go to every recipient; none is configured yet, and the outcome says so.
         return { outcome: { changed: result.changed, recipients: [], propagation: 'no recipients configured' }, partial: false };
       }
@@ -517,7 +542,7 @@ export class RightsRequests {
       denied: ['About your request', `We could not carry out your request ${row.id}. Reason: ${secret ?? ''}`],
     };
     const [subject, text] = texts[kind];
-    await this.#deps.mailer.send({ to, subject, text });
+    await this.#deps.mailer.send({ to, subject, text, requestId: row.id });
     if (row.acknowledged_at === null) {
       row.acknowledged_at = this.#now().toISOString();
       await this.#repo.update(row.id, row.state, { acknowledged_at: row.acknowledged_at }, null);
@@ -577,12 +602,44 @@ export class RightsRequests {
     return rows.map((r) => this.#view(r, now, options.soonDays)).filter((v) => options.due === undefined || v.clock === options.due);
   }
 
-  /** One request with its recorded transitions. */
-  async get(requestId: string): Promise<RequestView & { events: { at: string; from: string | null; to: string; actor: string; role: string; detail: unknown }[] }> {
+  /**
+   * One request with its recorded transitions; a rectification also with the changes it proposes, personal values
+   * decrypted only when `decrypt` (the reader's role may see them) and masked otherwise.
+   */
+  async get(
+    requestId: string,
+    options: { decrypt: boolean } = { decrypt: false },
+  ): Promise<RequestView & { subject: string | null; changes?: ProposedChange[] | null; events: { at: string; from: string | null; to: string; actor: string; role: string; detail: unknown }[] }> {
     const row = await this.#repo.get(requestId);
     if (!row) throw new CandorError('RIGHTS_REQUEST_NOT_FOUND');
     const events = await this.#repo.events(requestId);
-    return { ...this.#view(row, this.#now()), events: events.map((e) => ({ at: e.at, from: e.from_state, to: e.to_state, actor: e.actor, role: e.role, detail: JSON.parse(e.detail) as unknown })) };
+    return {
+      ...this.#view(row, this.#now()),
+      subject: row.subject,
+      ...(row.type === 'rectification' ? { changes: await this.#proposed(row, options.decrypt) } : {}),
+      events: events.map((e) => ({ at: e.at, from: e.from_state, to: e.to_state, actor: e.actor, role: e.role, detail: JSON.parse(e.detail) as unknown })),
+    };
+  }
+
+  /** The changes of a rectification request for staff; null when none is stored (an unknown address) or none is readable any more. */
+  async #proposed(row: RequestRow, decrypt: boolean): Promise<ProposedChange[] | null> {
+    if (row.payload === null) return null;
+    let requested: RequestedChange[];
+    try {
+      requested = JSON.parse(await this.#deps.keyring.decrypt(row.payload, PAYLOAD_CONTEXT)) as RequestedChange[];
+    } catch (error) {
+      if (isCandorError(error, 'CRYPTO_KEY_DESTROYED') || isCandorError(error, 'CRYPTO_KEY_UNKNOWN')) return null;
+      throw error;
+    }
+    await this.#deps.catalog.refreshIfChanged();
+    const declared = this.#deps.catalog.check('identify', undefined, { traits: {} }).declared;
+    return requested.map((change) => {
+      const field = declared.get(`traits.${change.key}`);
+      // A trait the plan no longer declares is treated as personal: the most restrictive reading.
+      const personal = field?.personal ?? true;
+      const shown = !personal ? { value: change.value, state: 'plain' as const } : decrypt ? { value: change.value, state: 'decrypted' as const } : { value: MASKED, state: 'masked' as const };
+      return { key: change.key, ...shown, personal, category: field?.category ?? null };
+    });
   }
 
   async #staffRow(requestId: string): Promise<RequestRow> {

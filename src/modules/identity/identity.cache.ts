@@ -2,18 +2,19 @@
  * Identifier → canonical profile, per process, oldest entry out first. Entries come only from committed
  * reads; a merge, unmerge or suppression in this process drops the entries it affects at once and bumps the
  * generation, so a read that overlapped the change does not re-insert what it saw. Changes made by another process
- * are seen when an entry ages out (ttlMs).
+ * are seen when `stale` says an entry (read at `at`) is due to be read again: at once where the database tells that
+ * another process wrote since (Freshness), else by age.
  */
 export class CanonicalCache {
   readonly #limit: number;
-  readonly #ttlMs: number;
+  readonly #stale: (at: number, now: number) => boolean;
   readonly #byKey = new Map<string, { canonical: string; holder: string; at: number }>();
   readonly #byCanonical = new Map<string, Set<string>>();
   #generation = 0;
 
-  constructor(limit: number, ttlMs: number) {
+  constructor(limit: number, stale: (at: number, now: number) => boolean) {
     this.#limit = limit;
-    this.#ttlMs = ttlMs;
+    this.#stale = stale;
   }
 
   /** Increases on every invalidation; a fill is applied only if the generation did not move while reading. */
@@ -24,7 +25,7 @@ export class CanonicalCache {
   get(key: string, now = Date.now()): string | undefined {
     const entry = this.#byKey.get(key);
     if (!entry) return undefined;
-    if (now - entry.at > this.#ttlMs) {
+    if (this.#stale(entry.at, now)) {
       this.#delete(key, entry.canonical);
       return undefined;
     }

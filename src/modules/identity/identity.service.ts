@@ -101,7 +101,13 @@ export class Identity {
   readonly #keyring: Keyring;
   readonly #rules: CompiledRules;
   readonly #repo: IdentityRepo;
-  readonly #cache = new CanonicalCache(CACHE_ENTRIES, CACHE_TTL_MS);
+  /**
+   * Identifier → canonical profile. An entry is read again once another process (a CSV import's merges, another
+   * server) may have changed the graph after it was read, as the database tells (SQLite's data_version, PostgreSQL's
+   * commit notices); where that cannot be told, after CACHE_TTL_MS as before.
+   */
+  readonly #cache: CanonicalCache;
+  readonly #graphFreshness: Freshness;
   readonly #hashes = new Map<string, string>();
   /** Raw identifier (type, value as sent) → its prepared form, or BLOCKED: skips normalization and hashing on repeats. */
   readonly #preparedIds = new Map<string, Map<string, PreparedIdentifier | typeof BLOCKED>>();
@@ -125,6 +131,9 @@ export class Identity {
     this.#repo = new IdentityRepo(deps.storage);
     // It governs the suppression list held in memory: read again after another process changed that table.
     this.#freshness = new Freshness(deps.storage, ['identity_suppressed']);
+    this.#graphFreshness = new Freshness(deps.storage, ['identity_profiles', 'identity_identifiers', 'identity_merges']);
+    const graph = this.#graphFreshness;
+    this.#cache = new CanonicalCache(CACHE_ENTRIES, (at, now) => graph.due(at, now, graph.tracked ? 0 : CACHE_TTL_MS, CACHE_TTL_MS));
   }
 
   /** Opens the identity graph with the given merge rules (DEFAULT_IDENTITY_RULES otherwise). */
@@ -225,6 +234,7 @@ export class Identity {
     const found = new Map<string, string>();
     const missing = new Map<string, Pair>();
     const now = Date.now();
+    this.#graphFreshness.check(now);
     for (const item of prepared) {
       for (const id of item.ids) {
         const cached = this.#cache.get(id.key, now);
@@ -269,6 +279,7 @@ export class Identity {
   /** Each item whose identifiers are all cached on one profile, resolved from the cache alone; undefined for the others. */
   #fromCache(prepared: readonly PreparedItem[]): (Resolution | undefined)[] {
     const now = Date.now();
+    this.#graphFreshness.check(now);
     return prepared.map((item) => {
       let profileId: string | null = null;
       for (const id of item.ids) {

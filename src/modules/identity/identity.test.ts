@@ -333,6 +333,32 @@ describeEachDialect('identity', (dialect) => {
     if (dialect === 'sqlite') assert.equal(counted.count(), 0, 'SQLite: the list is held in memory while no other connection writes');
   });
 
+  it('sees a merge made by another process at the next look-up, not a minute later', async () => {
+    const [device, user, email] = [uid('anon-merged-elsewhere'), uid('user-merged-elsewhere'), `${uid('merged')}@shop.io`];
+    const byDevice = await resolveOne(item({ anonymous_id: device, email }));
+    const byUser = await resolveOne(item({ user_id: user }));
+    const lookup = async () => (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [item({ anonymous_id: device })]))[0];
+    assert.equal(await lookup(), byDevice.profileId, 'cached');
+    // Another process (a CSV import, a second server) merges the device's profile into the user's.
+    const storage = await openStorage(ctx.env.config);
+    try {
+      const other = await Identity.open({ storage, audit: ctx.kernel.audit, keyring: ctx.kernel.keyring });
+      const [merged] = await storage.raw.transaction((tx) => other.resolveBatch(tx, [item({ user_id: user, email })]));
+      assert.equal(merged?.profileId, byUser.profileId);
+      assert.equal(merged?.merges.length, 1);
+    } finally {
+      await storage.close();
+    }
+    // SQLite's write counter is read at most once a millisecond; PostgreSQL's commit notice arrives a moment later.
+    const until = Date.now() + 2_000;
+    let seen = await lookup();
+    while (seen !== byUser.profileId && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      seen = await lookup();
+    }
+    assert.equal(seen, byUser.profileId, 'the merged-away profile is no longer answered');
+  });
+
   it('resolves a batch of known identifiers in one query, and in none once a committed lookup cached them', async () => {
     const ids = Array.from({ length: 100 }, () => uid('bulk'));
     const items = ids.map((anon) => item({ anonymous_id: anon }));

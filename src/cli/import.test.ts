@@ -236,6 +236,51 @@ describeEachDialect('candor import', (dialect) => {
     });
   });
 
+  it('writes nothing to the database in a dry run: every table has as many rows after it as before', async () => {
+    const rowCounts = () =>
+      withKernel(async (kernel) => {
+        const raw = kernel.storage.raw;
+        const tables =
+          dialect === 'postgres'
+            ? await raw.all<{ name: string }>(`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`)
+            : await raw.all<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`);
+        const counts: Record<string, number> = {};
+        for (const { name } of tables) counts[name] = Number((await raw.all<{ n: number | string }>(`SELECT COUNT(*) AS n FROM "${name}"`))[0]?.n);
+        return counts;
+      });
+    const customers = csv('dry-customers.csv', ['user_id,email,first_name,city', 'dc1,dc1@candor-shop.dev,Dee,Delft', 'dc2,not-an-email,Dan,Leiden']);
+    const events = csv('dry-events.csv', ['event,user_id,order_id,total,product_id', 'Order Completed,dc1,7001,5,p1', 'Order Completed,dc1,7001,5,p2', 'Product Viewed,dc3,,,p1']);
+    // A first open of the kernel may complete its own set-up; the dry runs are measured from the second.
+    await rowCounts();
+    const before = await rowCounts();
+    assert.ok(before.catalog_stats !== undefined && before.identity_profiles !== undefined, JSON.stringify(before));
+    const first = await candor('import', 'customers', customers, '--source', 'dry-crm', '--basis', 'consent', '--purposes', 'analytics.reporting', '--dry-run');
+    assert.equal(first.code, 0, first.err);
+    assert.match(first.out, /^checked 2 rows \(dry run, nothing written\): 1 would be stored/);
+    const second = await candor('import', 'events', events, '--source', 'dry-shop', '--basis', 'contract', '--dry-run');
+    assert.equal(second.code, 0, second.err);
+    assert.match(second.out, /^checked 3 rows \(dry run, nothing written\): 2 would be stored, 0 duplicate, 1 refused/);
+    assert.deepEqual(await rowCounts(), before);
+  });
+
+  it('exits 1 at the first row that is not UTF-8, naming its line, after storing the rows before it', async () => {
+    const file = join(cli.env.dataDir, 'latin1.csv');
+    writeFileSync(file, Buffer.from('user_id,email,first_name\nu1,u1@candor-shop.dev,Ann\nu2,u2@candor-shop.dev,J\xe9r\xf4me\nu3,u3@candor-shop.dev,Bo\n', 'latin1'));
+    const result = await candor('import', 'customers', file, '--source', 'crm-latin1', '--basis', 'contract');
+    assert.equal(result.code, 1);
+    assert.match(result.err, /error IMPORT_FILE_NOT_UTF8: .*"row":3,"line":3,"offset":74/);
+    assert.deepEqual(summary(result.out), [2, 1, 0, 0, 1, 0]);
+    assert.equal(
+      readFileSync(`${file}.report.csv`, 'utf8'),
+      'row,status,code,detail\n3,invalid,IMPORT_FILE_NOT_UTF8,not UTF-8 at line 3 (byte 74 of the file); the file was not read past this row\n',
+    );
+    await withKernel(async (kernel) => {
+      await profileOf(kernel, 'u1');
+      const [u2, u3] = await kernel.identity.lookupBatch(kernel.storage.raw, ['u2', 'u3'].map((value) => ({ identifiers: [{ type: 'user_id', value }], source: 'test', at: new Date().toISOString() })));
+      assert.deepEqual([u2, u3], [null, null]);
+    });
+  });
+
   it('draws a progress bar on a terminal that follows the rows imported, not the bytes the parser read ahead, and ends at 100%', async () => {
     const header = 'user_id,email,first_name\n';
     const line = (i: number) => `p${String(i).padStart(5, '0')},p${String(i).padStart(5, '0')}@candor-shop.dev,Pia\n`;

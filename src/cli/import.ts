@@ -44,7 +44,9 @@ consents the person gave before) let data through.
 
 Cells are trimmed and empty ones left out; numbers and booleans are read only where the plan declares the field so.
 Without a message_id column, a keyed hash of the row is the message id, so importing a file again stores nothing twice.
-Rows not stored are listed in the report (row,status,code,detail; the header is row 1), never with their values.
+Rows not stored are listed in the report (row,status,code,detail; a row is the line its record starts on, the header
+being line 1), never with their values. The file must be UTF-8 (a byte order mark is allowed): the import stops at the
+first row that is not (IMPORT_FILE_NOT_UTF8). A dry run writes nothing to the database, only the report.
 Exit status 0 when the whole file was read, even with rows in the report; 1 otherwise.`;
 
 function positiveInteger(option: string, value: string | undefined): number | undefined {

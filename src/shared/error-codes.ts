@@ -147,6 +147,7 @@ export const ERROR_CODES = {
   TAXONOMY_PARENT_UNKNOWN: { category: 'invalid_input', message: 'The parent key of this taxonomy entry does not exist.' },
   INTERNAL_ERROR: { category: 'internal', message: 'Something went wrong on our side; the request was not completed.' },
   RIGHTS_RECTIFICATION_INVALID: { category: 'invalid_input', message: 'A requested correction is not a value the tracking plan accepts for a declared trait; the problems are listed by key, path and rule.' },
+  IMPORT_FILE_NOT_UTF8: { category: 'invalid_input', message: 'The import file is not UTF-8 text: a row holds bytes that are not UTF-8 (details name its line and byte offset); the file was not read past that row.' },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

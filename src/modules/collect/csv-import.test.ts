@@ -148,6 +148,130 @@ describeEachDialect('CSV import', (dialect) => {
     ]);
   });
 
+  async function runBytes(chunks: Buffer[], options: Partial<CsvImportOptions> & Pick<CsvImportOptions, 'kind' | 'basis'>) {
+    const reports: RowReport[] = [];
+    const summary = await importer(ctx.kernel).run(Readable.from(chunks), { source: 'files', actor: CLI_ACTOR, ...options }, {
+      onRows: (rows) => {
+        reports.push(...rows);
+      },
+    });
+    return { summary, reports };
+  }
+
+  const traitsOf = async (profileId: string) => Object.fromEntries((await ctx.kernel.profiles.get([profileId], { decrypt: true })).traits.map((t) => [t.key, t.value]));
+  const profileBy = async (type: string, value: string) =>
+    (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type, value }], source: 'files', at: new Date().toISOString() }]))[0] ?? null;
+
+  it('on the basis of consent creates nothing and records no consent for a row suppressed by its e-mail, as over HTTP', async () => {
+    const { kernel } = ctx;
+    // An erased person's e-mail is on the suppression list; the row brings a user id nobody has.
+    await kernel.identity.suppress([{ type: 'email', valueHash: kernel.identity.hash({ type: 'email', value: 'erased-1@candor-shop.dev' }) }], 'erasure');
+    const text = ['user_id,email,city', 'sup-1,Erased-1@candor-shop.dev,Delft', 'sup-2,sup-2@candor-shop.dev,Leiden'].join('\n');
+    const { summary, reports } = await run(text, { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'] });
+    assert.deepEqual([summary.stored, summary.suppressed, summary.consents], [1, 1, 1]);
+    assert.deepEqual(reports.map((r) => [r.row, r.status, r.code]), [[2, 'suppressed', 'COLLECT_SUBJECT_SUPPRESSED']]);
+    assert.equal(await profileOf('sup-1'), null, 'no profile for the suppressed row');
+    const other = (await profileOf('sup-2')) as string;
+    assert.deepEqual((await kernel.consent.history(other)).map((e) => [e.purpose, e.state, e.mechanism]), [['analytics.reporting', 'given', 'import']]);
+  });
+
+  it('on the basis of consent records consent for a row whose user id is a blocked value, on the person its e-mail finds or makes', async () => {
+    const { kernel } = ctx;
+    // Known by e-mail from an earlier import on another basis.
+    await run(['anonymous_id,email', 'anon-blocked-1,known-1@candor-shop.dev'].join('\n'), { kind: 'customers', basis: 'contract' });
+    const known = (await profileBy('email', 'known-1@candor-shop.dev')) as string;
+    assert.ok(known);
+    const text = ['user_id,email,city', 'unknown,known-1@candor-shop.dev,Delft', 'guest,new-1@candor-shop.dev,Leiden'].join('\n');
+    const { summary, reports } = await run(text, { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'] });
+    assert.deepEqual(reports, []);
+    assert.deepEqual([summary.stored, summary.consents, summary.refusedFields], [2, 2, []]);
+    assert.deepEqual((await kernel.consent.history(known)).map((e) => [e.purpose, e.state, e.mechanism]), [['analytics.reporting', 'given', 'import']]);
+    assert.equal((await traitsOf(known)).city, 'Delft');
+    const made = (await profileBy('email', 'new-1@candor-shop.dev')) as string;
+    assert.ok(made);
+    assert.deepEqual((await kernel.consent.history(made)).map((e) => [e.purpose, e.state, e.mechanism]), [['analytics.reporting', 'given', 'import']]);
+    assert.equal((await traitsOf(made)).city, 'Leiden');
+    // The blocked values linked nobody.
+    assert.deepEqual(await kernel.identity.lookupBatch(kernel.storage.raw, ['unknown', 'guest'].map((value) => ({ identifiers: [{ type: 'user_id', value }], source: 'files', at: new Date().toISOString() }))), [null, null]);
+  });
+
+  it('numbers rows by the line their record starts on: CRLF, quoted line breaks, blank lines, a byte order mark, lone CRs', async () => {
+    const rows = (lines: string[], eol: string) => lines.join(eol) + eol;
+    const cases: [string, string, [number, string, string][]][] = [
+      [
+        'CRLF with a quoted CRLF',
+        rows(['user_id,email,first_name', 'n1,n1@candor-shop.dev,"Ann', 'Marie"', 'n2,not-an-email,Bo', 'n3,n3@candor-shop.dev', 'n4,n4@candor-shop.dev,"x', 'y",z', 'n5,also-not-an-email,Cy'], '\r\n'),
+        [
+          [4, 'CATALOG_EVENT_INVALID', 'traits.email: format'],
+          [5, 'IMPORT_ROW_MALFORMED', 'wrong number of columns'],
+          [6, 'IMPORT_ROW_MALFORMED', 'wrong number of columns (lines 6-7)'],
+          [8, 'CATALOG_EVENT_INVALID', 'traits.email: format'],
+        ],
+      ],
+      [
+        'LF with blank lines before rows',
+        rows(['user_id,email,first_name', 'm1,m1@candor-shop.dev,Al', '', 'm2,m2@candor-shop.dev', '', '', 'm3,not-an-email,Bo', '', 'm4,"m4@candor-shop.dev', '",x,y'], '\n'),
+        [
+          [4, 'IMPORT_ROW_MALFORMED', 'wrong number of columns'],
+          [7, 'CATALOG_EVENT_INVALID', 'traits.email: format'],
+          [9, 'IMPORT_ROW_MALFORMED', 'wrong number of columns (lines 9-10)'],
+        ],
+      ],
+      [
+        'a byte order mark and CRLF blank lines',
+        `\ufeff${rows(['user_id,email', 'k1,k1@candor-shop.dev', '', 'k2,not-an-email', 'k3'], '\r\n')}`,
+        [
+          [4, 'CATALOG_EVENT_INVALID', 'traits.email: format'],
+          [5, 'IMPORT_ROW_MALFORMED', 'wrong number of columns'],
+        ],
+      ],
+      ['lone CRs', rows(['user_id,email', 'c1,"c1@candor-shop.dev', '"', 'c2,not-an-email'], '\r'), [[4, 'CATALOG_EVENT_INVALID', 'traits.email: format']]],
+    ];
+    for (const [n, [what, text, expected]] of cases.entries()) {
+      // Also cut into small chunks: line breaks and the byte order mark split across reads.
+      for (const size of [text.length, 3]) {
+        const bytes = Buffer.from(text);
+        const chunks = Array.from({ length: Math.ceil(bytes.length / size) }, (_, i) => bytes.subarray(i * size, (i + 1) * size));
+        const { summary, reports } = await runBytes(chunks, { kind: 'customers', basis: 'contract', source: `numbering-${n}-${size}` });
+        assert.equal(summary.complete, true, what);
+        assert.deepEqual(reports.map((r) => [r.row, r.code, r.detail]), expected, `${what} (chunks of ${size})`);
+      }
+    }
+  });
+
+  it('stops at the row holding bytes that are not UTF-8, naming its line and byte, after storing the rows before it', async () => {
+    const header = Buffer.from('user_id,email,first_name\n');
+    const good = Buffer.from('l1,l1@candor-shop.dev,"Zo\u00eb\n\u00c5sa"\n');
+    // Latin-1: J\xe9r\xf4me, on the second line of a quoted field.
+    const bad = Buffer.concat([Buffer.from('l2,l2@candor-shop.dev,"Jo\n'), Buffer.from([0x4a, 0xe9, 0x72, 0xf4, 0x6d, 0x65]), Buffer.from('"\n')]);
+    const after = Buffer.from('l3,l3@candor-shop.dev,Lu\n');
+    const file = Buffer.concat([header, good, bad, after]);
+    // Cut inside the multi-byte characters of the good row: they are UTF-8 all the same.
+    const cut = header.length + good.indexOf(0xc3) + 1;
+    const { summary, reports } = await runBytes([file.subarray(0, cut), file.subarray(cut)], { kind: 'customers', basis: 'contract', source: 'latin' });
+    assert.equal(summary.complete, false);
+    assert.ok(isCandorError(summary.error, 'IMPORT_FILE_NOT_UTF8'), String(summary.error));
+    const offset = header.length + good.length + bad.indexOf(0xe9);
+    assert.deepEqual(summary.error.details, { row: 4, line: 5, offset });
+    assert.equal(summary.stored, 1);
+    assert.deepEqual(reports.map((r) => [r.row, r.code, r.detail]), [[4, 'IMPORT_FILE_NOT_UTF8', `not UTF-8 at line 5 (byte ${offset} of the file); the file was not read past this row`]]);
+    assert.equal((await traitsOf((await profileOf('l1')) as string)).first_name, 'Zo\u00eb\n\u00c5sa');
+    assert.equal(await profileOf('l2'), null);
+    assert.equal(await profileOf('l3'), null);
+
+    // In the header: refused before any row. Cut short at the end of the file: that row.
+    const inHeader = await runBytes([Buffer.from('user_id,e\xffmail\nh1,h1@candor-shop.dev\n', 'latin1')], { kind: 'customers', basis: 'contract' });
+    assert.ok(isCandorError(inHeader.summary.error, 'IMPORT_FILE_NOT_UTF8'), String(inHeader.summary.error));
+    assert.deepEqual(inHeader.summary.error.details, { row: 1, line: 1, offset: 9 });
+    assert.equal(inHeader.summary.rows, 0);
+    assert.equal(await profileOf('h1'), null);
+    const truncated = await runBytes([Buffer.from('user_id,email\nt1,t1@candor-shop.dev\nt2,t2@candor-shop.dev'), Buffer.from([0xe2, 0x82])], { kind: 'customers', basis: 'contract' });
+    assert.ok(isCandorError(truncated.summary.error, 'IMPORT_FILE_NOT_UTF8'), String(truncated.summary.error));
+    assert.deepEqual(truncated.reports.map((r) => [r.row, r.code]), [[3, 'IMPORT_FILE_NOT_UTF8']]);
+    assert.ok(await profileOf('t1'));
+    assert.equal(await profileOf('t2'), null);
+  });
+
   it('refuses a header without ids, with a repeated column, or no header at all', async () => {
     for (const [text, reason] of [
       ['email\nx@candor-shop.dev', 'no_identity_column'],

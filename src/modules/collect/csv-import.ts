@@ -19,7 +19,10 @@
 // - The message id is the message_id cell, else `imp_` + a keyed HMAC (the pseudonym key) of kind, source and a
 //   SHA-256 of the row's non-empty cells by column name (every line's, for an order): importing the same rows again
 //   stores nothing twice, and the id reveals nothing of the row.
-// - A row's number is the line its record starts on, the header being row 1.
+// - A row's number is the line of the file its record starts on (blank lines before it are not part of it), the header
+//   being row 1; a line ends at LF, CRLF or a lone CR, inside quoted fields too.
+// - The file is UTF-8 (a byte order mark is allowed): the import stops at the row holding the first byte that is not.
+import { isUtf8 } from 'node:buffer';
 import { createHash, type Hash } from 'node:crypto';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import type { Parser } from 'csv-parse';
@@ -28,12 +31,12 @@ import type { ErrorCode } from '../../shared/error-codes.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
-import type { Catalog, OutlineSection } from '../catalog/index.ts';
+import type { Catalog, KeptField, OutlineSection, PlanResult } from '../catalog/index.ts';
 import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, ResolveItem } from '../identity/index.ts';
 import type { Collector, ItemResult, ItemStatus } from './collect.service.ts';
-import { MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
+import { identifiersOf, MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
 
 export type ImportKind = 'customers' | 'events';
 
@@ -191,6 +194,20 @@ interface OpenOrder {
 
 type CsvRecord = Record<string, string | undefined>;
 
+/** A record as the parser hands it on: its cells, its row number and where it ends in the file (bytes). */
+interface ParsedRow {
+  record: CsvRecord;
+  row: number;
+  bytes: number;
+}
+
+/** Where the first byte that is not UTF-8 is: the row holding it, its line and its offset in the file. */
+interface NotUtf8 {
+  row: number;
+  line: number;
+  offset: number;
+}
+
 /** A value parsed from a cell as the tracking plan declares the field: numbers and booleans only where declared. */
 export function coerceCell(type: string | undefined, value: string): unknown {
   if (type === undefined) return value;
@@ -211,12 +228,111 @@ export function productKey(column: string): string | undefined {
   return lower === 'product_id' ? 'product_id' : lower.slice('product_'.length);
 }
 
-/** Newlines inside a record's raw text (not counting the one that ends it): how many lines it spans beyond its first. */
-function innerNewlines(raw: string | undefined): number {
-  if (!raw) return 0;
-  let n = 0;
-  for (let i = raw.indexOf('\n'); i !== -1; i = raw.indexOf('\n', i + 1)) n++;
-  return raw.endsWith('\n') ? n - 1 : n;
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * Line numbers of byte offsets in a file read once, asked for in increasing order (as the parser ends its records):
+ * holds only the bytes between the last offset asked for and the end of what was read. A line ends at LF, CRLF or a
+ * lone CR, inside quoted fields too (csv-parse counts a quoted CRLF as two lines, and a blank line to the next record).
+ */
+class LineIndex {
+  readonly #chunks: Buffer[] = [];
+  /** Offset in the file of the first byte of #chunks[0]. */
+  #base = 0;
+  /** Offset of the next byte to count. */
+  #at = 0;
+  /** The line of the byte at #at. */
+  #line = 1;
+  #previous = -1;
+
+  feed(chunk: Buffer): void {
+    if (chunk.length > 0) this.#chunks.push(chunk);
+  }
+
+  /** The line a record that comes after `offset` starts on: the first byte from there that does not end a line. */
+  startAfter(offset: number): number {
+    this.#advance(offset);
+    for (let next = this.#peek(); next === LF || next === CR; next = this.#peek()) this.#advance(this.#at + 1);
+    return this.#line;
+  }
+
+  /** The line of the last byte before `offset` that does not end a line: the last line of a record ending there. */
+  lastLineBefore(offset: number): number {
+    this.#advance(offset);
+    return this.#previous === LF || this.#previous === CR ? this.#line - 1 : this.#line;
+  }
+
+  #peek(): number | undefined {
+    return this.#chunks[0]?.[this.#at - this.#base];
+  }
+
+  #advance(offset: number): void {
+    while (this.#at < offset) {
+      const chunk = this.#chunks[0];
+      if (chunk === undefined) return;
+      const end = Math.min(chunk.length, offset - this.#base);
+      let line = this.#line;
+      let previous = this.#previous;
+      for (let i = this.#at - this.#base; i < end; i++) {
+        const byte = chunk[i] as number;
+        if (byte === CR || (byte === LF && previous !== CR)) line++;
+        previous = byte;
+      }
+      this.#line = line;
+      this.#previous = previous;
+      this.#at = this.#base + end;
+      if (end === chunk.length) {
+        this.#chunks.shift();
+        this.#base += chunk.length;
+      }
+    }
+  }
+}
+
+/** Where a UTF-8 sequence that the next chunk may complete starts at the end of `bytes` (bytes.length when none does). */
+function completeUpTo(bytes: Buffer): number {
+  for (let i = bytes.length - 1; i >= Math.max(0, bytes.length - 3); i--) {
+    const byte = bytes[i] as number;
+    if (byte < 0x80) break;
+    if (byte >= 0xc0) return bytes.length - i < (byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : 2) ? i : bytes.length;
+  }
+  return bytes.length;
+}
+
+/** The index of the first byte of `bytes` that does not begin a well-formed UTF-8 sequence within it (bytes.length when none). */
+function firstNotUtf8(bytes: Buffer): number {
+  if (isUtf8(bytes)) return bytes.length;
+  for (let i = 0; i < bytes.length; ) {
+    const byte = bytes[i] as number;
+    if (byte < 0x80) {
+      i++;
+      continue;
+    }
+    // Continuation bytes after the lead byte, and the range of the first (no overlong forms, surrogates or > U+10FFFF).
+    let more: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (byte >= 0xc2 && byte <= 0xdf) more = 1;
+    else if (byte >= 0xe0 && byte <= 0xef) {
+      more = 2;
+      if (byte === 0xe0) low = 0xa0;
+      else if (byte === 0xed) high = 0x9f;
+    } else if (byte >= 0xf0 && byte <= 0xf4) {
+      more = 3;
+      if (byte === 0xf0) low = 0x90;
+      else if (byte === 0xf4) high = 0x8f;
+    } else return i;
+    if (i + more >= bytes.length) return i;
+    const first = bytes[i + 1] as number;
+    if (first < low || first > high) return i;
+    for (let k = 2; k <= more; k++) {
+      const next = bytes[i + k] as number;
+      if (next < 0x80 || next > 0xbf) return i;
+    }
+    i += more + 1;
+  }
+  return bytes.length;
 }
 
 function bump(map: Map<string, number>, key: string, n: number): void {
@@ -358,6 +474,15 @@ class ImportRun {
   #open: OpenOrder | undefined;
   #lastSkipped = 0;
   #tooLarge = false;
+  /** Line numbers of the file's bytes, for the rows' numbers. */
+  readonly #lines = new LineIndex();
+  /** Where the last record the parser ended or skipped ends in the file (bytes): the next one starts after it. */
+  #recordEnd = 0;
+  /** Bytes found to be UTF-8 so far, a sequence the next chunk may complete, and the first byte that is not UTF-8. */
+  #utf8Checked = 0;
+  #utf8Carry: Buffer = Buffer.alloc(0);
+  #notUtf8At: number | undefined;
+  #notUtf8Reported = false;
 
   constructor(deps: CsvImportDeps, options: CsvImportOptions, claim: ImportBasis, hooks: ImportHooks, outline: readonly OutlineSection[]) {
     this.#deps = deps;
@@ -383,22 +508,29 @@ class ImportRun {
       // Loaded on use: the server never imports CSV, and should not carry the parser in memory.
       const { parse } = await import('csv-parse');
       parser = parse({
-        columns: (header: string[]) => this.#header(header),
+        columns: (header: string[]) => this.#header(parser as Parser, header),
         bom: true,
         skip_empty_lines: true,
         // Quotes inside a field are kept as written; only an opening quote that is never closed breaks a row.
         relax_quotes: true,
         skip_records_with_error: true,
-        raw: true,
-        info: true,
         max_record_size: this.#options.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES,
-        on_skip: (err, raw) => this.#skipped(parser as Parser, err, raw),
+        // Called as the parser ends each record, in file order with on_skip: the row's number is worked out there.
+        on_record: (record: CsvRecord, context: { bytes: number }) => this.#record(record, context.bytes),
+        on_skip: (err) => this.#skipped(parser as Parser, err),
       });
-      const hash = this.#hash;
       const tap = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          hash.update(chunk);
-          callback(null, chunk);
+        transform: (chunk: Buffer | string, _encoding, callback) => {
+          const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+          this.#hash.update(bytes);
+          this.#lines.feed(bytes);
+          this.#checkUtf8(bytes);
+          callback(null, bytes);
+        },
+        flush: (callback) => {
+          // The file ends inside a UTF-8 sequence.
+          if (this.#notUtf8At === undefined && this.#utf8Carry.length > 0) this.#notUtf8At = this.#utf8Checked;
+          callback();
         },
       });
       // Errors reach the loop through the parser; the callback only keeps the pipeline from throwing them again.
@@ -413,14 +545,20 @@ class ImportRun {
           break;
         }
         if (next.done) break;
-        const tooLarge = (next.value as { tooLarge?: number }).tooLarge;
+        const { tooLarge, notUtf8 } = next.value as { tooLarge?: number; notUtf8?: NotUtf8 };
         if (tooLarge !== undefined) {
           error = this.#rowTooLarge(tooLarge);
+          break;
+        }
+        if (notUtf8 !== undefined) {
+          error = this.#rowNotUtf8(notUtf8);
           break;
         }
         await this.#row(next.value);
       }
       if (error === undefined && this.#columns === undefined) error = new CandorError('IMPORT_HEADER_INVALID', { reason: 'empty_file' });
+      // Bytes that are not UTF-8 past the point where the parser gave up on a record (a quote never closed): refused too.
+      if (error === undefined && this.#notUtf8At !== undefined) error = new CandorError('IMPORT_FILE_NOT_UTF8', { offset: this.#notUtf8At });
       this.#closeOrder();
       // The whole file was read (trailing blank lines included): the last progress report says so.
       if (error === undefined) this.#batchedBytes = parser.info.bytes;
@@ -451,6 +589,46 @@ class ImportRun {
     return new CandorError('IMPORT_ROW_TOO_LARGE', { row, maxBytes });
   }
 
+  /** A row holding bytes that are not UTF-8: reported as that row; the import stops there. */
+  #rowNotUtf8({ row, line, offset }: NotUtf8): CandorError {
+    this.#counts.rows++;
+    this.#push({ failure: { rows: [row], code: 'IMPORT_FILE_NOT_UTF8', detail: `not UTF-8 at line ${line} (byte ${offset} of the file); the file was not read past this row` } }, 1, this.#batchedBytes);
+    return new CandorError('IMPORT_FILE_NOT_UTF8', { row, line, offset });
+  }
+
+  /** Checks a chunk read from the file for UTF-8, a sequence cut at its end completed by the next one. */
+  #checkUtf8(chunk: Buffer): void {
+    if (this.#notUtf8At !== undefined) return;
+    const bytes = this.#utf8Carry.length > 0 ? Buffer.concat([this.#utf8Carry, chunk]) : chunk;
+    const end = completeUpTo(bytes);
+    const bad = firstNotUtf8(bytes.subarray(0, end));
+    if (bad < end) {
+      this.#notUtf8At = this.#utf8Checked + bad;
+      return;
+    }
+    this.#utf8Checked += end;
+    this.#utf8Carry = Buffer.from(bytes.subarray(end));
+  }
+
+  /**
+   * Where a record the parser ended or skipped, ending at byte `end`, stands: the line it starts on, and whether it
+   * holds the first byte that is not UTF-8 (then where that is).
+   */
+  #place(end: number): { row: number; notUtf8?: NotUtf8 } {
+    const row = this.#lines.startAfter(this.#recordEnd);
+    this.#recordEnd = Math.max(this.#recordEnd, end);
+    const bad = this.#notUtf8At;
+    if (bad === undefined || end <= bad || this.#notUtf8Reported) return { row };
+    this.#notUtf8Reported = true;
+    return { row, notUtf8: { row, line: this.#lines.lastLineBefore(bad + 1), offset: bad } };
+  }
+
+  /** A record the parser ended (at byte `end`): with its row number, or in its place the stop at a byte that is not UTF-8. */
+  #record(record: CsvRecord, end: number): ParsedRow | { notUtf8: NotUtf8 } {
+    const { row, notUtf8 } = this.#place(end);
+    return notUtf8 ? { notUtf8 } : { record, row, bytes: end };
+  }
+
   /** An error from reading or parsing (the header included): coded. */
   #readFailure(error: unknown): unknown {
     if (isCandorError(error)) return error;
@@ -459,10 +637,15 @@ class ImportRun {
   }
 
   /** csv-parse skipped a record it could not read: it joins the stream in file order, as a failure. */
-  #skipped(parser: Parser, err: { code?: string; lines?: number } | undefined, raw: string | undefined): undefined {
-    const end = err?.lines ?? 0;
-    const row = Math.max(2, end - innerNewlines(raw));
-    if (this.#tooLarge) return undefined;
+  #skipped(parser: Parser, err: { code?: string } | undefined): undefined {
+    if (this.#tooLarge || this.#notUtf8Reported) return undefined;
+    // Where the parser stopped: the record's end, or for a record it gave up inside (too large), a point in it.
+    const at = parser.info.bytes;
+    const { row, notUtf8 } = this.#place(at);
+    if (notUtf8) {
+      parser.push({ notUtf8 });
+      return undefined;
+    }
     if (err?.code === 'CSV_MAX_RECORD_SIZE') {
       // Throwing would drop the rows parsed before it but not yet imported: it goes in the stream behind them instead.
       this.#tooLarge = true;
@@ -472,12 +655,16 @@ class ImportRun {
     if (row === this.#lastSkipped) return undefined;
     this.#lastSkipped = row;
     const what = MALFORMED_DETAIL[err?.code ?? ''] ?? err?.code ?? 'unreadable';
-    parser.push({ skipped: { row, detail: end > row ? `${what} (lines ${row}-${end})` : what, bytes: parser.info.bytes } });
+    const last = this.#lines.lastLineBefore(at);
+    parser.push({ skipped: { row, detail: last > row ? `${what} (lines ${row}-${last})` : what, bytes: at } });
     return undefined;
   }
 
   /** The header row: which columns are ids, event names, timestamps, line items; the rest are fields. */
-  #header(header: string[]): (string | undefined)[] {
+  #header(parser: Parser, header: string[]): (string | undefined)[] {
+    // The parser has just ended the header's record: the first row starts after it.
+    const { notUtf8 } = this.#place(parser.info.bytes);
+    if (notUtf8) throw new CandorError('IMPORT_FILE_NOT_UTF8', { ...notUtf8 });
     const names = header.map((h) => (h.trim() === '' ? undefined : h.trim()));
     const seen = new Set<string>();
     for (const name of names) {
@@ -548,9 +735,8 @@ class ImportRun {
       await this.#flushIfFull();
       return;
     }
-    // info.bytes: where this record ends in the file (the parser itself reads ahead of the rows handed out).
-    const { record, raw, info } = value as { record: CsvRecord; raw: string; info: { lines: number; bytes: number } };
-    const row = info.lines - innerNewlines(raw);
+    // bytes: where this record ends in the file (the parser itself reads ahead of the rows handed out).
+    const { record, row, bytes } = value as ParsedRow;
     this.#counts.rows++;
     const mapped = this.#map(record, row);
     const orderKey = 'order' in mapped ? mapped.order : undefined;
@@ -559,9 +745,9 @@ class ImportRun {
       await this.#flushIfFull();
     }
     if ('order' in mapped) {
-      this.#addOrderLine(mapped.order, mapped.call, mapped.product, row, record, info.bytes);
+      this.#addOrderLine(mapped.order, mapped.call, mapped.product, row, record, bytes);
     } else {
-      this.#push(mapped.item, 1, info.bytes);
+      this.#push(mapped.item, 1, bytes);
     }
     await this.#flushIfFull();
   }
@@ -740,48 +926,60 @@ class ImportRun {
   }
 
   /**
-   * The messages the pipeline will not reject as invalid: their envelope and the tracking plan checked as the
-   * Collector checks them, so that no consent is recorded (and no profile made) for a row that is not stored.
+   * The messages the pipeline will not reject as invalid, with what the tracking plan makes of them: their envelope
+   * and the plan checked as the Collector checks them, so that no consent is recorded (and no profile made) for a row
+   * that is not stored.
    */
-  #valid(messages: readonly { raw: unknown; bytes: number }[], receivedAt: number): ParsedMessage[] {
+  #valid(messages: readonly { raw: unknown; bytes: number }[], receivedAt: number): { message: ParsedMessage; plan: PlanResult }[] {
     const { catalog } = this.#deps;
     const kind = this.#options.kind === 'customers' ? 'identify' : undefined;
-    const valid: ParsedMessage[] = [];
+    const valid: { message: ParsedMessage; plan: PlanResult }[] = [];
     // Only a check, not counted: the Collector counts these messages in the plan's statistics when it processes them.
     for (const { raw, bytes } of messages) {
       const parsed = parseMessage(raw, kind, receivedAt, bytes);
       if (!parsed.ok) continue;
       const { name, data } = planInput(parsed.message);
-      if (catalog.check(parsed.message.kind, name, data).ok) valid.push(parsed.message);
+      const plan = catalog.check(parsed.message.kind, name, data);
+      if (plan.ok) valid.push({ message: parsed.message, plan });
     }
     return valid;
   }
 
   /**
-   * Basis consent: resolves each person the batch names (by user id and anonymous id; erased people are left out)
-   * and records `given` for the claimed purposes where the ledger has no record yet — an import never overrides a
-   * refusal, a withdrawal, a GPC opt-out or an expired consent, and a re-run records nothing twice.
+   * Basis consent: finds each person the batch names as the pipeline will find them — by every identifier the plan
+   * keeps (user id, anonymous id, e-mail, phone), blocked values ignored and erased people (any of their identifiers
+   * suppressed) left out first — and records `given` for the claimed purposes where the ledger has no record yet: an
+   * import never overrides a refusal, a withdrawal, a GPC opt-out or an expired consent, and a re-run records nothing
+   * twice. Someone nobody knows yet gets a profile, linked by the identifiers the pipeline will link once this consent
+   * is recorded.
    */
-  async #recordConsent(messages: readonly ParsedMessage[]): Promise<number> {
+  async #recordConsent(checked: readonly { message: ParsedMessage; plan: PlanResult }[]): Promise<number> {
     const { storage, identity, consent } = this.#deps;
     const { source, actor } = this.#options;
-    const items = new Map<string, ResolveItem>();
-    for (const { userId, anonymousId, messageId, occurredAt } of messages) {
-      const identifiers = [...(userId ? [{ type: 'user_id', value: userId }] : []), ...(anonymousId ? [{ type: 'anonymous_id', value: anonymousId }] : [])];
+    const people = new Map<string, { lookup: ResolveItem; link: ResolveItem }>();
+    for (const { message, plan } of checked) {
+      const identifiers = identifiersOf(message, plan.data.traits, plan.data.context);
       const key = JSON.stringify(identifiers);
-      if (!items.has(key)) items.set(key, { identifiers, source, messageId, at: occurredAt });
+      if (people.has(key)) continue;
+      const item = { source, messageId: message.messageId, at: message.occurredAt };
+      // The rows of an import carry no context (no external ids).
+      people.set(key, { lookup: { identifiers, ...item }, link: { identifiers: identifiersOf(message, this.#predictedTraits(plan)), ...item } });
     }
-    if (items.size === 0) return 0;
-    const people = [...items.values()];
-    const resolutions = await storage.raw.transaction(async (tx) => {
-      const suppressed = await identity.isSuppressedBatch(tx, people);
-      const open = people.filter((_, i) => !suppressed[i]);
-      return open.length > 0 ? identity.resolveBatch(tx, open) : [];
-    });
-    const merges = resolutions.flatMap((r) => r.merges);
-    if (merges.length > 0) await identity.notifyMerges(merges);
-    const profiles = [...new Set(resolutions.map((r) => r.profileId).filter((id): id is string => id !== null))];
-    await consent.load(profiles);
+    if (people.size === 0) return 0;
+    // As the Collector does before its gate: the suppression list, then who is known already (looking up creates nothing).
+    const all = [...people.values()];
+    const suppressed = await identity.isSuppressedBatch(storage.raw, all.map((p) => p.lookup));
+    const open = all.filter((_, i) => !suppressed[i]);
+    const known = open.length > 0 ? await identity.lookupBatch(storage.raw, open.map((p) => p.lookup)) : [];
+    const profiles = new Set(known.filter((id): id is string => id !== null));
+    const unknown = open.filter((_, i) => known[i] === null).map((p) => p.link);
+    if (unknown.length > 0) {
+      const resolutions = await storage.raw.transaction((tx) => identity.resolveBatch(tx, unknown));
+      const merges = resolutions.flatMap((r) => r.merges);
+      if (merges.length > 0) await identity.notifyMerges(merges);
+      for (const r of resolutions) if (r.profileId !== null) profiles.add(r.profileId);
+    }
+    await consent.load([...profiles]);
     let recorded = 0;
     for (const profileId of profiles) {
       const missing = this.#claim.purposes.filter((purpose) => consent.decide(profileId, purpose).reason === 'no_record');
@@ -797,6 +995,27 @@ class ImportRun {
     return recorded;
   }
 
+  /**
+   * The traits the consent gate keeps for someone whose only lawful bases are this import's (its consent, given now,
+   * and the purposes that need no consent record): the identifiers among them are the ones the pipeline links.
+   */
+  #predictedTraits(plan: PlanResult): Record<string, unknown> | undefined {
+    const traits = plan.data.traits;
+    if (traits === undefined) return undefined;
+    const kept: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(traits)) {
+      const field = plan.declared.get(`traits.${key}`);
+      if (field !== undefined && this.#predictedAllowed(field)) kept[key] = value;
+    }
+    return kept;
+  }
+
+  /** As the gate's fieldAllowed: special-category and precise-location fields need explicit consent to one of their purposes. */
+  #predictedAllowed(field: KeptField): boolean {
+    const pool = field.special || field.preciseLocation ? this.#predictedExplicit : this.#predicted;
+    return field.purposes.some((p) => pool.has(p));
+  }
+
   /** Dry run: the envelope and the tracking plan as the pipeline checks them; the gate predicted from the purposes' bases. */
   #predict(messages: readonly { raw: unknown; bytes: number }[]): ItemResult[] {
     const { catalog } = this.#deps;
@@ -805,18 +1024,12 @@ class ImportRun {
       const parsed = parseMessage(raw, this.#options.kind === 'customers' ? 'identify' : undefined, now, bytes);
       if (!parsed.ok) return { index, messageId: parsed.messageId, status: 'invalid', code: parsed.code, detail: parsed.detail };
       const m = parsed.message;
-      // Counted apart from the source's real traffic in the plan's statistics.
+      // Not counted in the plan's statistics: a dry run writes nothing.
       const { name, data } = planInput(m);
-      const plan = catalog.process(m.kind, name, data, `${this.#options.source}.dry-run`);
+      const plan = catalog.check(m.kind, name, data);
       if (!plan.ok) return { index, messageId: m.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
       const allowed = plan.purposes.filter((p) => this.#predicted.has(p));
-      // As the gate's fieldAllowed: special-category and precise-location fields need explicit consent to one of their purposes.
-      const refusedFields = plan.fields
-        .filter((f) => {
-          const pool = f.special || f.preciseLocation ? this.#predictedExplicit : this.#predicted;
-          return !f.purposes.some((p) => pool.has(p));
-        })
-        .map((f) => f.path);
+      const refusedFields = plan.fields.filter((f) => !this.#predictedAllowed(f)).map((f) => f.path);
       if (allowed.length === 0) return { index, messageId: m.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: plan.dropped };
       return { index, messageId: m.messageId, status: 'stored', purposes: allowed, dropped: plan.dropped, refusedFields };
     });

@@ -140,6 +140,14 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
         auditGroups: (owner, attribute) => profiles.traitValues(owner, attribute),
       },
     });
+    // After the consent listeners above: a merge decides on the merged person's consent. An unmerge removes both
+    // profiles' scores and statistics at once (each was computed with the other's data; both are scored at the next run).
+    identity.onMerge(async (merge) => {
+      await scoring.merged(merge.from, merge.into);
+    });
+    identity.onUnmerge(async (unmerge) => {
+      await scoring.unmerged(unmerge.from, unmerge.into);
+    });
     // Derived data follows its sources: a withdrawal, refusal or restriction removes the person from scores and
     // model statistics at once (the models are refitted from the decremented statistics).
     consent.onChange((ids) => {

@@ -128,6 +128,8 @@ export class Collector {
   readonly #commit: GroupCommit<Pending, ItemResult>;
   #refusals = new Map<string, number>();
   readonly #observers: OutcomeObserver[] = [];
+  /** Per plan version and purpose, the order-total fields declared for that purpose (see #orderFieldsFor). */
+  readonly #orderFields = new Map<string, ReadonlySet<string>>();
   /** Requests between arrival and their hand-over to the group commit. */
   #checking = 0;
 
@@ -737,15 +739,45 @@ export class Collector {
   /** How many events are stored (all sources). */
   /**
    * Orders of these profiles that were stored for `purpose` (a purpose-bound read: events stored without it are not
-   * returned), with the order total from the plain part; personal fields are never read.
+   * returned), with the order total from the plain part, read only from a field (`total`, else `revenue`) that the
+   * plan version the event was stored under declares for `purpose` (null otherwise); personal fields are never read.
    */
   async ordersFor(profileIds: readonly string[], purpose: string): Promise<{ profileId: string; occurredAt: string; total: number | null }[]> {
-    const rows = await this.#repo.purposeBoundEvents(profileIds, ORDER_EVENT, purpose);
+    const rows = await this.#orderRows(profileIds, purpose);
+    const readable = new Map<number, ReadonlySet<string>>();
+    for (const version of new Set(rows.map((row) => Number(row.plan_version)))) readable.set(version, await this.#orderFieldsFor(version, purpose));
     return rows.map((row) => {
+      const fields = readable.get(Number(row.plan_version)) as ReadonlySet<string>;
       const properties = (JSON.parse(row.data) as { properties?: Record<string, unknown> }).properties ?? {};
-      const total = typeof properties.total === 'number' ? properties.total : typeof properties.revenue === 'number' ? properties.revenue : null;
+      const total = fields.has('total') && typeof properties.total === 'number' ? properties.total : fields.has('revenue') && typeof properties.revenue === 'number' ? properties.revenue : null;
       return { profileId: row.profile_id, occurredAt: row.occurred_at, total };
     });
+  }
+
+  /** Orders stored for `purpose`, with the plan version each was stored under (purposeBoundEvents plus that column). */
+  async #orderRows(profileIds: readonly string[], purpose: string): Promise<Pick<EventRow, 'profile_id' | 'occurred_at' | 'data' | 'plan_version'>[]> {
+    if (profileIds.length === 0) return [];
+    return this.#deps.storage.db
+      .withTables<{ collect_events: EventRow }>()
+      .selectFrom('collect_events')
+      .select(['profile_id', 'occurred_at', 'data', 'plan_version'])
+      .where('profile_id', 'in', profileIds)
+      .where('kind', '=', 'track')
+      .where('event', '=', ORDER_EVENT)
+      .where('purposes', 'like', `%${JSON.stringify(purpose)}%`)
+      .execute();
+  }
+
+  /** Which of the order-total fields a stored plan version declares for `purpose` (versions never change: cached). */
+  async #orderFieldsFor(version: number, purpose: string): Promise<ReadonlySet<string>> {
+    const key = `${version}\u0000${purpose}`;
+    let fields = this.#orderFields.get(key);
+    if (fields === undefined) {
+      const section = (await this.#deps.catalog.outline(version)).find((s) => s.section === 'track' && s.event === ORDER_EVENT);
+      fields = new Set(ORDER_TOTAL_FIELDS.filter((name) => section?.fields.some((f) => f.path === `properties.${name}` && f.purposes.includes(purpose))));
+      this.#orderFields.set(key, fields);
+    }
+    return fields;
   }
 
   /** Page views and product views of these profiles stored for `purpose`: their times only (purpose-bound). */
@@ -758,6 +790,9 @@ export class Collector {
     return this.#repo.countEvents();
   }
 }
+
+/** The order-total fields ordersFor reads, in order of preference. */
+const ORDER_TOTAL_FIELDS = ['total', 'revenue'] as const;
 
 /** A field is stored when one of its purposes is allowed; special-category and precise-location fields need explicit consent. */
 function fieldAllowed(field: KeptField, allowed: readonly string[], explicit: readonly string[]): boolean {

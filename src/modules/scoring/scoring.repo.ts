@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Compilable, Kysely } from 'kysely';
 import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 
 /**
@@ -35,6 +35,70 @@ export type ScoringTables = {
 
 export type ModelRow = ScoringTables['scoring_models'];
 export type ScoreRow = ScoringTables['scoring_scores'];
+
+/** What a score row was computed from: the models (and statistics) per kind, and the purpose its data was read for. */
+export interface Lineage {
+  models: Record<string, { id: string; version: number }>;
+  stats?: { modelId: string; key: string }[];
+  /** Rows written before purposes were recorded were read for the first profiling purpose. */
+  purpose?: string;
+  summary?: unknown;
+}
+
+/** The purpose a row's data was read for. */
+export function purposeOfLineage(lineage: Lineage): string {
+  return lineage.purpose ?? DEFAULT_PROFILING_PURPOSE;
+}
+
+/** The profiling purpose rows without a recorded purpose were read for. */
+export const DEFAULT_PROFILING_PURPOSE = 'personalize.profiling';
+
+const PG_SCORING_LOCK = 0x43445363; // "CDSc": serializes writers of scores on PostgreSQL
+
+/** The scores (and reasons) each model kind gives. */
+const PARTS: Record<string, readonly string[]> = {
+  rfm: ['rfm'],
+  personas: ['persona'],
+  bgnbd: ['pAlive', 'expectedOrders90d', 'churn'],
+  gamma_gamma: ['clv'],
+  leads: ['lead'],
+};
+
+interface Parts {
+  data: Record<string, unknown>;
+  reasons: Record<string, unknown>;
+  models: Lineage['models'];
+  stats: NonNullable<Lineage['stats']>;
+}
+
+/** The parts of a stored row that came from models of kinds not refitted now (still current), or undefined. */
+function keptParts(old: ScoreRow, lineage: Lineage, refitted: ReadonlySet<string>): Parts | undefined {
+  if (Object.keys(lineage.models).every((kind) => refitted.has(kind))) return undefined;
+  const data = JSON.parse(old.data) as Record<string, unknown>;
+  const reasons = JSON.parse(old.reasons) as Record<string, unknown>;
+  const kept: Parts = { data: {}, reasons: {}, models: {}, stats: [] };
+  for (const [kind, model] of Object.entries(lineage.models)) {
+    if (refitted.has(kind)) continue;
+    kept.models[kind] = model;
+    for (const key of PARTS[kind] ?? []) {
+      if (key in data) kept.data[key] = data[key];
+      if (key in reasons) kept.reasons[key] = reasons[key];
+    }
+    for (const stat of lineage.stats ?? []) if (stat.modelId === model.id) kept.stats.push(stat);
+  }
+  return Object.keys(kept.models).length > 0 ? kept : undefined;
+}
+
+/** A new row with kept parts of the old one added. */
+function withParts(row: ScoreRow, kept: Parts): ScoreRow {
+  const lineage = JSON.parse(row.lineage) as Lineage;
+  return {
+    ...row,
+    data: JSON.stringify({ ...kept.data, ...(JSON.parse(row.data) as Record<string, unknown>) }),
+    reasons: JSON.stringify({ ...kept.reasons, ...(JSON.parse(row.reasons) as Record<string, unknown>) }),
+    lineage: JSON.stringify({ ...lineage, models: { ...kept.models, ...lineage.models }, stats: [...kept.stats, ...(lineage.stats ?? [])] }),
+  };
+}
 
 export const SCORING_MIGRATIONS: readonly ModuleMigration[] = [
   {
@@ -75,9 +139,11 @@ export const SCORING_MIGRATIONS: readonly ModuleMigration[] = [
 
 export class ScoringRepo {
   readonly #db: Kysely<ScoringTables>;
+  readonly #dialect: Storage['dialect'];
 
   constructor(storage: Storage) {
     this.#db = storage.db.withTables<ScoringTables>();
+    this.#dialect = storage.dialect;
   }
 
   get db(): Kysely<ScoringTables> {
@@ -106,33 +172,92 @@ export class ScoringRepo {
     return rows.map((r) => ({ key: r.key, count: Number(r.count) }));
   }
 
-  /** Replaces the current model of each kind and all scores with a run's results, in one transaction. */
-  async saveRun(models: readonly { row: ModelRow; stats: ReadonlyMap<string, number> }[], scores: readonly ScoreRow[], profiled: ReadonlySet<string>): Promise<void> {
-    await this.#db.transaction().execute(async (trx) => {
-      for (const { row, stats } of models) {
-        await trx.updateTable('scoring_models').set({ current: 0 }).where('kind', '=', row.kind).where('current', '=', 1).execute();
-        await trx.insertInto('scoring_models').values(row).execute();
-        const entries = [...stats];
-        for (let i = 0; i < entries.length; i += 200) {
-          await trx
-            .insertInto('scoring_stats')
-            .values(entries.slice(i, i + 200).map(([key, count]) => ({ model_id: row.id, key, count })))
-            .execute();
+  /**
+   * Serializes the transactions that write scores (a run's save, forget) on PostgreSQL, so a withdrawal's forget that
+   * starts while a run saves waits for it and then sees its rows; SQLite's BEGIN IMMEDIATE does the same.
+   */
+  async lock(tx: SqlExecutor): Promise<void> {
+    if (this.#dialect !== 'postgres') return;
+    await tx.all('select pg_advisory_xact_lock($1)', [PG_SCORING_LOCK]);
+  }
+
+  /**
+   * Saves a run in `tx`: the models it fitted replace the current ones of their kinds; each profile in `purposeOf`
+   * (the people profiled, with the purpose their data was read for) gets this run's scores plus what it already had
+   * from models of kinds this run did not refit (still current, with their lineage); every other stored row, and a
+   * kept part read for another purpose than this run's, is forgotten (statistics decremented).
+   */
+  async saveRun(tx: SqlExecutor, models: readonly { row: ModelRow; stats: ReadonlyMap<string, number> }[], scores: readonly ScoreRow[], purposeOf: ReadonlyMap<string, string>): Promise<{ forgotten: number }> {
+    const db = this.#db;
+    await this.lock(tx);
+    const refitted = new Set(models.map((m) => m.row.kind));
+    for (const { row, stats } of models) {
+      await this.#run(tx, db.updateTable('scoring_models').set({ current: 0 }).where('kind', '=', row.kind).where('current', '=', 1));
+      await this.#run(tx, db.insertInto('scoring_models').values(row));
+      const entries = [...stats];
+      for (let i = 0; i < entries.length; i += 200) {
+        await this.#run(tx, db.insertInto('scoring_stats').values(entries.slice(i, i + 200).map(([key, count]) => ({ model_id: row.id, key, count }))));
+      }
+    }
+    const fresh = new Map(scores.map((s) => [s.profile_id, s]));
+    const out: ScoreRow[] = [];
+    const forgotten: string[] = [];
+    let after = '';
+    for (;;) {
+      const page = await this.#all<ScoreRow>(tx, db.selectFrom('scoring_scores').selectAll().where('profile_id', '>', after).orderBy('profile_id').limit(1000));
+      const last = page.at(-1);
+      if (last === undefined) break;
+      after = last.profile_id;
+      for (const old of page) {
+        const purpose = purposeOf.get(old.profile_id);
+        const lineage = JSON.parse(old.lineage) as Lineage;
+        // Not profiled any more, or profiled from data read for another purpose now: nothing of the old row stays.
+        if (purpose === undefined || purposeOfLineage(lineage) !== purpose) {
+          forgotten.push(old.profile_id);
+          const row = fresh.get(old.profile_id);
+          if (row) out.push(row);
+          fresh.delete(old.profile_id);
+          continue;
         }
+        const kept = keptParts(old, lineage, refitted);
+        const row = fresh.get(old.profile_id);
+        fresh.delete(old.profile_id);
+        if (row) out.push(kept ? withParts(row, kept) : row);
+        else if (kept) out.push({ ...old, data: JSON.stringify(kept.data), reasons: JSON.stringify(kept.reasons), lineage: JSON.stringify({ ...lineage, models: kept.models, stats: kept.stats }) });
+        // Scores only of refitted kinds, and none this run: the person is no longer scored by them.
+        else forgotten.push(old.profile_id);
       }
-      // Scores of people no longer profiled go; everyone profiled gets this run's scores.
-      const existing = await trx.selectFrom('scoring_scores').select('profile_id').execute();
-      const gone = existing.map((r) => r.profile_id).filter((id) => !profiled.has(id));
-      for (let i = 0; i < gone.length; i += 500) await trx.deleteFrom('scoring_scores').where('profile_id', 'in', gone.slice(i, i + 500)).execute();
-      for (let i = 0; i < scores.length; i += 100) {
-        const part = scores.slice(i, i + 100);
-        await trx
+    }
+    out.push(...fresh.values());
+    // Forgotten first (their lineage decrements the statistics of still-current models), then written again.
+    let removed = 0;
+    for (let i = 0; i < forgotten.length; i += 500) removed += (await this.forget(tx, forgotten.slice(i, i + 500))).scores;
+    for (let i = 0; i < out.length; i += 100) {
+      await this.#run(
+        tx,
+        db
           .insertInto('scoring_scores')
-          .values(part)
-          .onConflict((oc) => oc.column('profile_id').doUpdateSet((eb) => ({ run_id: eb.ref('excluded.run_id'), computed_at: eb.ref('excluded.computed_at'), data: eb.ref('excluded.data'), reasons: eb.ref('excluded.reasons'), lineage: eb.ref('excluded.lineage') })))
-          .execute();
-      }
-    });
+          .values(out.slice(i, i + 100))
+          .onConflict((oc) => oc.column('profile_id').doUpdateSet((eb) => ({ run_id: eb.ref('excluded.run_id'), computed_at: eb.ref('excluded.computed_at'), data: eb.ref('excluded.data'), reasons: eb.ref('excluded.reasons'), lineage: eb.ref('excluded.lineage') }))),
+      );
+    }
+    return { forgotten: removed };
+  }
+
+  async #run(tx: SqlExecutor, query: Compilable): Promise<number> {
+    const { sql: text, parameters } = query.compile();
+    return tx.run(text, parameters);
+  }
+
+  async #all<R>(tx: SqlExecutor, query: Compilable): Promise<R[]> {
+    const { sql: text, parameters } = query.compile();
+    return tx.all<R>(text, parameters);
+  }
+
+  /** Stored rows of these profiles with their lineage, read in `tx`. */
+  async rowsIn(tx: SqlExecutor, profileIds: readonly string[]): Promise<Pick<ScoreRow, 'profile_id' | 'lineage'>[]> {
+    if (profileIds.length === 0) return [];
+    return this.#all(tx, this.#db.selectFrom('scoring_scores').select(['profile_id', 'lineage']).where('profile_id', 'in', profileIds));
   }
 
   async scores(profileIds: readonly string[]): Promise<ScoreRow[]> {
@@ -148,6 +273,7 @@ export class ScoringRepo {
   async forget(tx: SqlExecutor, profileIds: readonly string[]): Promise<{ scores: number; statistics: number }> {
     if (profileIds.length === 0) return { scores: 0, statistics: 0 };
     const db = this.#db;
+    await this.lock(tx);
     const select = db.selectFrom('scoring_scores').select(['profile_id', 'lineage']).where('profile_id', 'in', profileIds).compile();
     const rows = await tx.all<{ profile_id: string; lineage: string }>(select.sql, select.parameters);
     let statistics = 0;

@@ -9,7 +9,7 @@ import { compress, fitBgNbd, probabilityAlive, expectedPurchases, type BgNbdPara
 import { churnRisk, type ChurnRisk } from './churn.ts';
 import { lifetimeValue, DEFAULT_CLV } from './clv.ts';
 import { fitGammaGamma, type GammaGammaParams } from './gamma-gamma.ts';
-import { ScoringRepo, type ModelRow, type ScoreRow } from './scoring.repo.ts';
+import { ScoringRepo, purposeOfLineage, type Lineage, type ModelRow, type ScoreRow } from './scoring.repo.ts';
 import { summarize, type CustomerSummary } from './summary.ts';
 import { fourFifths, type FairnessReport } from './fairness.ts';
 import { FeatureEncoder, topContributions, type FeatureSpec } from './features.ts';
@@ -84,7 +84,7 @@ export interface RunSummary {
 
 export interface RunOptions {
   now?: Date;
-  /** Only these models (others keep their current version; scores of skipped kinds are dropped from this run). */
+  /** Only these models (the others keep their current version, and each person keeps their scores from it, with lineage). */
   models?: readonly ModelKind[];
   onProgress?: (done: number, total: number, stage: string) => void;
 }
@@ -112,9 +112,14 @@ export class Scoring {
   /** Why this loaded subject may not be profiled, or null when a profiling purpose has a lawful basis. */
   #notProfiledReason(profileId: string, at: Date): string | null {
     const { consent } = this.#deps;
-    if (consent.allowedPurposes(profileId, PROFILING_PURPOSES, at).length > 0) return null;
+    if (this.#purposeFor(profileId, at) !== undefined) return null;
     const decision = consent.decide(profileId, PROFILING_PURPOSES[0], at);
     return decision.reason;
+  }
+
+  /** The profiling purpose a loaded subject's data is read for: the first in PROFILING_PURPOSES that they allow. */
+  #purposeFor(profileId: string, at: Date): string | undefined {
+    return this.#deps.consent.allowedPurposes(profileId, PROFILING_PURPOSES, at)[0];
   }
 
   async run(actor: Actor, options: RunOptions = {}): Promise<RunSummary> {
@@ -125,34 +130,49 @@ export class Scoring {
     const { consent, data } = this.#deps;
     const endDay = Math.floor(now.getTime() / DAY_MS);
 
-    // 1. Who may be profiled (purpose-bound: consent and restriction decide, per person, now).
-    const eligible: { profileId: string; members: readonly string[] }[] = [];
+    // 1. Who may be profiled, and for which purpose their data is read (consent and restriction decide, per person, now).
+    const eligible: { profileId: string; members: readonly string[]; purpose: string }[] = [];
     const notProfiled: Record<string, number> = {};
     let people = 0;
     for await (const chunk of data.people()) {
       await consent.load(chunk.map((p) => p.profileId));
       for (const person of chunk) {
         people++;
-        const reason = this.#notProfiledReason(person.profileId, now);
-        if (reason === null) eligible.push(person);
-        else notProfiled[reason] = (notProfiled[reason] ?? 0) + 1;
+        const purpose = this.#purposeFor(person.profileId, now);
+        if (purpose !== undefined) eligible.push({ ...person, purpose });
+        else {
+          const reason = this.#notProfiledReason(person.profileId, now) ?? 'no_record';
+          notProfiled[reason] = (notProfiled[reason] ?? 0) + 1;
+        }
       }
     }
     options.onProgress?.(0, eligible.length, 'reading orders');
 
-    // 2. Their orders, stored for profiling, summarised per person (merged profiles count as one).
+    // 2. Their orders, stored for the purpose each person allows, summarised per person (merged profiles count as one).
     const owner = new Map<string, string>();
-    for (const p of eligible) for (const m of [p.profileId, ...p.members]) owner.set(m, p.profileId);
+    const purposeOf = new Map<string, string>();
+    const idsFor = new Map<string, string[]>();
+    for (const p of eligible) {
+      purposeOf.set(p.profileId, p.purpose);
+      const list = idsFor.get(p.purpose) ?? [];
+      for (const m of [p.profileId, ...p.members]) {
+        owner.set(m, p.profileId);
+        list.push(m);
+      }
+      idsFor.set(p.purpose, list);
+    }
     const transactions: { customerId: string; day: number; value: number; hour: number; weekday: boolean }[] = [];
-    const ids = [...owner.keys()];
-    for (let i = 0; i < ids.length; i += 500) {
-      for (const order of await data.orders(ids.slice(i, i + 500), PROFILING_PURPOSES[0])) {
+    const chunks = [...idsFor].flatMap(([purpose, list]) => Array.from({ length: Math.ceil(list.length / 500) }, (_, k) => ({ purpose, ids: list.slice(k * 500, k * 500 + 500) })));
+    let read = 0;
+    for (const chunk of chunks) {
+      for (const order of await data.orders(chunk.ids, chunk.purpose)) {
         const at = Date.parse(order.occurredAt);
         if (!Number.isFinite(at) || at > now.getTime()) continue;
         const date = new Date(at);
         transactions.push({ customerId: owner.get(order.profileId) as string, day: at / DAY_MS, value: order.total ?? 0, hour: date.getUTCHours(), weekday: date.getUTCDay() >= 1 && date.getUTCDay() <= 5 });
       }
-      options.onProgress?.(Math.min(ids.length, i + 500), ids.length, 'reading orders');
+      read += chunk.ids.length;
+      options.onProgress?.(read, owner.size, 'reading orders');
     }
     const summaries = summarize(transactions, { endDay, unitDays: 7 });
     const timing = new Map<string, { weekday: number; morning: number }>();
@@ -226,7 +246,7 @@ export class Scoring {
     let leads: Map<string, { probability: number; reason: string }> | undefined;
     let leadModel: ModelRow | undefined;
     if (kinds.has('leads')) {
-      const lead = await this.#leads(eligible.map((p) => p.profileId), owner, ids, transactions, now);
+      const lead = await this.#leads(eligible.map((p) => p.profileId), owner, chunks, transactions, now);
       if ('skipped' in lead) skip('leads', lead.skipped);
       else {
         leads = lead.scores;
@@ -287,7 +307,7 @@ export class Scoring {
         computed_at: at,
         data: JSON.stringify(out),
         reasons: JSON.stringify(reasons),
-        lineage: JSON.stringify({ models, stats, summary: { orders: s.orders, firstOrderDay: s.firstDay, lastOrderDay: s.lastDay, total: s.total } }),
+        lineage: JSON.stringify({ models, stats, purpose: purposeOf.get(s.customerId), summary: { orders: s.orders, firstOrderDay: s.firstDay, lastOrderDay: s.lastDay, total: s.total } } satisfies Lineage),
       });
     });
     // People who browse but never ordered get a lead score only.
@@ -301,12 +321,12 @@ export class Scoring {
           computed_at: at,
           data: JSON.stringify({ lead: { probability: lead.probability, band: leadBand(lead.probability) } } satisfies ProfileScores),
           reasons: JSON.stringify({ lead: lead.reason }),
-          lineage: JSON.stringify({ models: { leads: { id: leadModel.id, version: leadModel.version } }, stats: [], summary: { orders: 0 } }),
+          lineage: JSON.stringify({ models: { leads: { id: leadModel.id, version: leadModel.version } }, stats: [], purpose: purposeOf.get(profileId), summary: { orders: 0 } } satisfies Lineage),
         });
       }
     }
     options.onProgress?.(eligible.length, eligible.length, 'saving');
-    await this.#repo.saveRun(fitted, scores, new Set(scores.map((s) => s.profile_id)));
+    await this.#save(fitted, scores, purposeOf);
     const summary: RunSummary = {
       runId,
       at,
@@ -319,15 +339,59 @@ export class Scoring {
       personas: personas ? personas.personas.map((p) => ({ name: p.name, description: p.description, size: p.size })) : [],
       seconds: (performance.now() - started) / 1000,
     };
-    await this.#deps.audit.append({
-      actor: actor.id,
-      role: actor.role,
-      action: 'scoring.run',
-      purpose: PROFILING_PURPOSES[0],
-      resource: runId,
-      details: { people, profiled: eligible.length, buyers: summaries.length, models: report.filter((m) => !m.skipped).map((m) => m.id) },
-    });
+    // One entry per purpose data was read for (the first profiling purpose when nobody was profiled).
+    const byPurpose = idsFor.size > 0 ? [...idsFor.keys()] : [PROFILING_PURPOSES[0]];
+    await this.#deps.audit.appendBatch(
+      byPurpose.map((purpose) => ({
+        actor: actor.id,
+        role: actor.role,
+        action: 'scoring.run',
+        purpose,
+        resource: runId,
+        details: { people, profiled: eligible.length, profiledForPurpose: eligible.filter((p) => p.purpose === purpose).length, buyers: summaries.length, models: report.filter((m) => !m.skipped).map((m) => m.id) },
+      })),
+    );
     return summary;
+  }
+
+  /**
+   * Saves a run's models and scores with the consent in force at save time: a person whose purpose lost its basis
+   * since the run began (a withdrawal by another process) is left out and their contribution taken out of the
+   * models' statistics before anything is written; and anyone whose basis goes while the save commits is forgotten
+   * right after it (a withdrawal's own forget waits for the save and sees its rows). Either way the count-based
+   * models equal the fit without them.
+   */
+  async #save(fitted: { row: ModelRow; stats: Map<string, number> }[], scores: ScoreRow[], purposeOf: Map<string, string>): Promise<void> {
+    const { consent, storage } = this.#deps;
+    const ids = [...purposeOf.keys()];
+    const lapsed = async (): Promise<Set<string>> => {
+      await consent.load(ids);
+      const at = new Date();
+      return new Set(ids.filter((id) => !consent.allowedPurposes(id, PROFILING_PURPOSES, at).includes(purposeOf.get(id) as string)));
+    };
+    const gone = await lapsed();
+    if (gone.size > 0) {
+      const byId = new Map(fitted.map((f) => [f.row.id, f]));
+      for (let i = scores.length - 1; i >= 0; i--) {
+        const row = scores[i] as ScoreRow;
+        if (!gone.has(row.profile_id)) continue;
+        for (const { modelId, key } of (JSON.parse(row.lineage) as Lineage).stats ?? []) {
+          const model = byId.get(modelId);
+          const count = model?.stats.get(key);
+          if (!model || count === undefined) continue;
+          if (count > 1) model.stats.set(key, count - 1);
+          else model.stats.delete(key);
+          model.row.customers = Math.max(0, model.row.customers - 1);
+          model.row.stale = 1;
+        }
+        scores.splice(i, 1);
+      }
+      for (const id of gone) purposeOf.delete(id);
+    }
+    await storage.raw.transaction((tx) => this.#repo.saveRun(tx, fitted, scores, purposeOf));
+    const late = await lapsed();
+    if (late.size > 0) await this.forgetUnlawful([...late]);
+    if (gone.size > 0 || late.size > 0) await this.refitStale();
   }
 
   /**
@@ -339,7 +403,7 @@ export class Scoring {
   async #leads(
     people: readonly string[],
     owner: ReadonlyMap<string, string>,
-    ids: readonly string[],
+    chunks: readonly { purpose: string; ids: readonly string[] }[],
     transactions: readonly { customerId: string; day: number; value: number }[],
     now: Date,
   ): Promise<{ skipped: string } | { scores: Map<string, { probability: number; reason: string }>; params: unknown; details: unknown; trainedOn: number }> {
@@ -347,8 +411,8 @@ export class Scoring {
     const nowDay = now.getTime() / DAY_MS;
     const views = new Map<string, number[]>();
     const pages = new Map<string, number[]>();
-    for (let i = 0; i < ids.length; i += 500) {
-      for (const a of await this.#deps.data.activity(ids.slice(i, i + 500), PROFILING_PURPOSES[0])) {
+    for (const chunk of chunks) {
+      for (const a of await this.#deps.data.activity(chunk.ids, chunk.purpose)) {
         const person = owner.get(a.profileId);
         const at = Date.parse(a.occurredAt) / DAY_MS;
         if (!person || !Number.isFinite(at) || at > nowDay) continue;
@@ -465,7 +529,9 @@ export class Scoring {
     if (reason !== null) return empty;
     const [row] = await this.#repo.scores([profileId, ...members]);
     if (!row) return { ...empty, profiled: true, notProfiledReason: null };
-    const lineage = JSON.parse(row.lineage) as { models: SubjectScores['models'] };
+    const lineage = JSON.parse(row.lineage) as Lineage;
+    // Computed from data read for a purpose the person no longer allows (they still allow another): not shown.
+    if (!consent.allowedPurposes(profileId, PROFILING_PURPOSES).includes(purposeOfLineage(lineage))) return { ...empty, profiled: true, notProfiledReason: null };
     return {
       profileId,
       profiled: true,
@@ -553,18 +619,54 @@ export class Scoring {
   }
 
   /**
-   * Removes people whose profiling basis is gone (withdrawn, refused, restricted) from scores and statistics, and
-   * refits the models their statistics changed: derived data follows its sources.
+   * Removes people from scores and statistics whose scores were computed from data read for a purpose that no longer
+   * has a lawful basis for them (withdrawn, refused, restricted), and refits the models their statistics changed:
+   * derived data follows its sources. A merged-away profile's scores are removed by the merge (`merged`), so each id
+   * here is decided on its own consent.
    */
   async forgetUnlawful(profileIds: readonly string[], at: Date = new Date()): Promise<number> {
     const { consent, storage } = this.#deps;
-    await consent.load(profileIds);
-    const gone = profileIds.filter((id) => this.#notProfiledReason(id, at) !== null);
-    if (gone.length === 0) return 0;
-    const scored = (await this.#repo.scores(gone)).map((r) => r.profile_id);
-    if (scored.length === 0) return 0;
-    const removed = await storage.raw.transaction((tx) => this.#repo.forget(tx, scored));
-    await this.refitStale();
+    let removed = 0;
+    for (let i = 0; i < profileIds.length; i += 500) {
+      const ids = profileIds.slice(i, i + 500);
+      await consent.load(ids);
+      const allowed = new Map(ids.map((id) => [id, consent.allowedPurposes(id, PROFILING_PURPOSES, at)]));
+      const lapsed = (rows: readonly Pick<ScoreRow, 'profile_id' | 'lineage'>[]) => rows.filter((r) => !(allowed.get(r.profile_id) ?? []).includes(purposeOfLineage(JSON.parse(r.lineage) as Lineage))).map((r) => r.profile_id);
+      // Nothing to forget among committed rows (the usual consent change): no write transaction. Rows a run commits
+      // meanwhile are checked by that run once saved.
+      if (lapsed(await this.#repo.scores(ids)).length === 0) continue;
+      // Read again and forgotten in one transaction that waits for a run being saved, so its rows are seen.
+      removed += (
+        await storage.raw.transaction(async (tx) => {
+          await this.#repo.lock(tx);
+          return this.#repo.forget(tx, lapsed(await this.#repo.rowsIn(tx, ids)));
+        })
+      ).scores;
+    }
+    if (removed > 0) await this.refitStale();
+    return removed;
+  }
+
+  /**
+   * A merge: the merged-away profile's scores and statistics go at once (the person is one customer, scored again
+   * as one at the next run), and the surviving profile's too unless the merged person still allows the purpose they
+   * were computed for (the most restrictive consent of the two applies).
+   */
+  async merged(from: string, into: string): Promise<number> {
+    const removed = (await this.#repo.scores([from])).length === 0 ? 0 : (await this.#deps.storage.raw.transaction((tx) => this.#repo.forget(tx, [from]))).scores;
+    const survivor = await this.forgetUnlawful([into]);
+    if (removed > 0 && survivor === 0) await this.refitStale();
+    return removed + survivor;
+  }
+
+  /**
+   * An unmerge: the scores and statistics of both profiles go at once (each was computed with the other's data);
+   * both are scored again, apart, at the next run.
+   */
+  async unmerged(from: string, into: string): Promise<number> {
+    if ((await this.#repo.scores([from, into])).length === 0) return 0;
+    const removed = await this.#deps.storage.raw.transaction((tx) => this.#repo.forget(tx, [from, into]));
+    if (removed.scores > 0) await this.refitStale();
     return removed.scores;
   }
 

@@ -1,0 +1,245 @@
+import assert from 'node:assert/strict';
+import { after, before, it, mock } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { uniqueId } from '../../../test/support/subjects.ts';
+import { loadShop, type Send } from '../../demo/load.ts';
+import { buildServer, type CandorServer } from '../../http/server.ts';
+import { openKernel } from '../../kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { compress, fitBgNbd, Scoring } from './index.ts';
+
+// Derived data follows its sources through merges, unmerges, partial runs, withdrawals during a run (by another
+// process) and per-person profiling purposes: the scores go at once and the count-based statistics stay exact.
+describeEachDialect('scoring lineage: merges, unmerges, partial runs, concurrent withdrawals, purposes', (dialect) => {
+  const ctx = useKernel(dialect);
+  let server: CandorServer;
+  let send: Send;
+  const DAY_MS = 86_400_000;
+  const now = new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS - DAY_MS / 2);
+  const ago = (days: number) => new Date(now.getTime() - days * DAY_MS).toISOString();
+  const given = { 'analytics.reporting': 'given', 'personalize.profiling': 'given' };
+  const refused = { 'analytics.reporting': 'given', 'personalize.profiling': 'refused' };
+
+  const profileOf = async (ids: Record<string, string>) => {
+    const [id] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: Object.entries(ids).map(([type, value]) => ({ type, value })), source: 'demo', at: new Date().toISOString() }]);
+    assert.ok(id, `profile of ${JSON.stringify(ids)}`);
+    return id;
+  };
+  const stored = async (url: string, body: unknown) => {
+    const response = await send(url, body);
+    assert.equal(response.statusCode, 200, response.body);
+    const results = (JSON.parse(response.body) as { results?: { status: string }[] }).results;
+    if (results) assert.ok(results.every((r) => r.status === 'stored'), response.body);
+  };
+  /** A customer (by an anonymous id or a user id) with consent and orders `days` ago. */
+  const customer = async (id: { anonymousId: string } | { userId: string }, purposes: Record<string, string>, days: readonly number[]) => {
+    const ids = id;
+    await stored('/v1/consent', { ...ids, mechanism: 'banner_save', purposes });
+    if (days.length > 0) await stored('/v1/batch', {
+      batch: days.map((d, i) => {
+        const orderId = uniqueId('order');
+        return { type: 'track', ...ids, event: 'Order Completed', messageId: `${orderId}-${i}`, timestamp: ago(d), properties: { order_id: orderId, total: 20 + 10 * i, currency: 'EUR' } };
+      }),
+    });
+    return profileOf('userId' in id ? { user_id: id.userId } : { anonymous_id: id.anonymousId });
+  };
+  const bgTotal = async () => (await ctx.kernel.scoring.statistics('bgnbd')).reduce((s, r) => s + r.count, 0);
+  const scored = async () => ctx.kernel.scoring.memberships();
+  const settle = async (done: () => Promise<boolean>) => {
+    for (let i = 0; i < 100 && !(await done()); i++) await new Promise((r) => setTimeout(r, 20));
+  };
+  /** The current BG/NBD model is its fit on its own statistics, and counts its customers. */
+  const assertExact = async () => {
+    await settle(async () => !(await ctx.kernel.scoring.models()).some((m) => m.stale));
+    const stats = await ctx.kernel.scoring.statistics('bgnbd');
+    const model = (await ctx.kernel.scoring.models()).find((m) => m.kind === 'bgnbd');
+    assert.equal(model?.stale, false);
+    const rows = stats.flatMap(({ key, count }) => {
+      const [x, tx, T] = key.split('|').map(Number) as [number, number, number];
+      return Array.from({ length: count }, () => ({ x, tx, T }));
+    });
+    assert.equal(model?.customers, rows.length);
+    // Equal to the fit on the statistics (a fresh run's fit read its summaries in another order: equal to rounding).
+    const expected = fitBgNbd(compress(rows)).params;
+    for (const [name, value] of Object.entries(expected)) assert.ok(Math.abs((model?.params as Record<string, number>)[name] as number - value) <= 1e-5 * Math.abs(value), `${name}: ${JSON.stringify(model?.params)} vs ${JSON.stringify(expected)}`);
+    // Every stored BG/NBD score is counted once, and nothing else.
+    assert.equal([...(await scored()).values()].filter((s) => s.pAlive !== undefined).length, rows.length);
+  };
+
+  before(async () => {
+    server = await buildServer(ctx.kernel);
+    const key = await ctx.kernel.access.createWriteKey('demo', null, CLI_ACTOR);
+    const authorization = `Basic ${Buffer.from(`${key.secret}:`).toString('base64')}`;
+    send = async (url, body, headers = {}) => {
+      const response = await server.app.inject({ method: 'POST', url, headers: { authorization, 'content-type': 'application/json', ...headers }, payload: JSON.stringify(body) });
+      return { statusCode: response.statusCode, body: response.body };
+    };
+    await loadShop(send, { customers: 300, seed: 3, refuseProfiling: 0.2 }, { now });
+  });
+  after(async () => {
+    await server.app.close();
+  });
+
+  it('a merge into a person who refused profiling removes the merged-away profile from scores and statistics at once', async () => {
+    const device = uniqueId('anon');
+    const user = uniqueId('user');
+    const s = await customer({ anonymousId: device }, given, [300, 200, 100, 30]);
+    const r = await customer({ userId: user }, refused, []);
+    await ctx.kernel.scoring.run(CLI_ACTOR, { now });
+    assert.ok((await scored()).has(s), 'the anonymous profile is scored');
+    const total = await bgTotal();
+    const segments = Object.values((await ctx.kernel.scoring.overview()).segments).reduce((a, b) => a + b, 0);
+
+    await stored('/v1/identify', { userId: user, anonymousId: device, messageId: uniqueId('link'), traits: { country: 'DE' } });
+    assert.equal(await ctx.kernel.identity.canonical(s), r);
+    assert.equal((await ctx.kernel.scoring.scoresOf(r, [s])).profiled, false);
+    assert.equal((await scored()).has(s), false, 'the merged-away profile has no scores');
+    assert.equal(await bgTotal(), total - 1);
+    assert.equal(Object.values((await ctx.kernel.scoring.overview()).segments).reduce((a, b) => a + b, 0), segments - 1);
+    await assertExact();
+  });
+
+  it('a merge of two profiled profiles keeps one score row for the person: the survivor’s, until the next run', async () => {
+    const device = uniqueId('anon');
+    const user = uniqueId('user');
+    const s = await customer({ anonymousId: device }, given, [250, 120, 40]);
+    const r = await customer({ userId: user }, given, [310, 90, 10]);
+    await ctx.kernel.scoring.run(CLI_ACTOR, { now });
+    assert.ok((await scored()).has(s) && (await scored()).has(r));
+    const total = await bgTotal();
+    await stored('/v1/identify', { userId: user, anonymousId: device, messageId: uniqueId('link'), traits: { country: 'DE' } });
+    assert.equal(await ctx.kernel.identity.canonical(s), r);
+    assert.equal((await scored()).has(s), false);
+    assert.ok((await scored()).has(r));
+    assert.equal(await bgTotal(), total - 1);
+    await assertExact();
+    // The next run scores the person once, from both profiles' orders.
+    await ctx.kernel.scoring.run(CLI_ACTOR, { now });
+    assert.equal((await ctx.kernel.scoring.scoresOf(r, [s])).scores.rfm?.frequency !== undefined, true);
+    assert.equal((await scored()).has(s), false);
+  });
+
+  it('an unmerge removes both profiles’ scores and statistics at once, so no one sees the other’s orders', async () => {
+    const device = uniqueId('anon');
+    const user = uniqueId('user');
+    const d = await customer({ anonymousId: device }, given, [280, 140, 60, 20]);
+    const u = await customer({ userId: user }, given, [330, 150]);
+    await stored('/v1/identify', { userId: user, anonymousId: device, messageId: uniqueId('link'), traits: { country: 'DE' } });
+    assert.equal(await ctx.kernel.identity.canonical(d), u);
+    await ctx.kernel.scoring.run(CLI_ACTOR, { now });
+    const before = await ctx.kernel.scoring.scoresOf(u, [d]);
+    assert.match(before.reasons.rfm ?? '', /6 orders/, 'scored on both profiles’ orders');
+    const total = await bgTotal();
+    const [merge] = await ctx.kernel.identity.merges(u);
+    await ctx.kernel.identity.unmerge(u, merge?.mergeId as string, CLI_ACTOR);
+    assert.equal(await ctx.kernel.identity.canonical(d), d);
+    const after = await ctx.kernel.scoring.scoresOf(u);
+    assert.equal(after.profiled, true);
+    assert.equal(after.computedAt, null, 'no scores computed with the other person’s orders');
+    assert.deepEqual(after.reasons, {});
+    assert.equal((await ctx.kernel.scoring.scoresOf(d)).computedAt, null);
+    assert.equal(await bgTotal(), total - 1);
+    await assertExact();
+  });
+
+  it('a partial run keeps the lineage of still-current models: a later withdrawal still decrements them', async () => {
+    await ctx.kernel.scoring.run(CLI_ACTOR, { now });
+    const bgnbd = (await ctx.kernel.scoring.models()).find((m) => m.kind === 'bgnbd')?.id;
+    const people = [...(await scored())].filter(([, s]) => s.pAlive !== undefined).map(([id]) => id);
+    const [kept, lapsed] = people;
+    assert.ok(kept && lapsed);
+    // Someone whose withdrawal's listener did not run (a crash): the partial run finds their row and forgets it.
+    const forget = mock.method(ctx.kernel.scoring, 'forgetUnlawful', async () => 0);
+    await ctx.kernel.consent.record(lapsed, [{ purpose: 'personalize.profiling', state: 'withdrawn' }], { mechanism: 'privacy_center' }, CLI_ACTOR);
+    forget.mock.restore();
+    assert.ok((await scored()).has(lapsed));
+    const total = await bgTotal();
+
+    const run = await ctx.kernel.scoring.run(CLI_ACTOR, { now, models: ['rfm'] });
+    assert.deepEqual(run.models.map((m) => m.kind), ['rfm']);
+    assert.equal((await ctx.kernel.scoring.models()).find((m) => m.kind === 'bgnbd')?.id, bgnbd, 'BG/NBD not refitted');
+    assert.equal((await scored()).has(lapsed), false);
+    assert.equal(await bgTotal(), total - 1, 'the row of someone no longer profiled is forgotten, statistics included');
+    const after = await ctx.kernel.scoring.scoresOf(kept);
+    assert.equal(after.models.bgnbd?.id, bgnbd, 'the BG/NBD lineage is kept');
+    assert.equal(after.models.rfm?.id, run.models[0]?.id);
+    assert.ok(after.scores.pAlive !== undefined && after.reasons.churn);
+
+    await ctx.kernel.consent.record(kept, [{ purpose: 'personalize.profiling', state: 'withdrawn' }], { mechanism: 'privacy_center' }, CLI_ACTOR);
+    await settle(async () => (await bgTotal()) === total - 2);
+    assert.equal(await bgTotal(), total - 2, 'a withdrawal after a partial run still decrements BG/NBD');
+    await assertExact();
+  });
+
+  it('a withdrawal by another process while a run is in progress is not undone by the run', async () => {
+    const other = await openKernel(ctx.env.config);
+    try {
+      const candidates = [...(await scored())].filter(([, s]) => s.pAlive !== undefined).map(([id]) => id);
+      let withdrawer = '';
+      for (const id of candidates) if (!withdrawer && (await ctx.kernel.scoring.scoresOf(id)).profiled) withdrawer = id;
+      let withdrawn = false;
+      const k = ctx.kernel;
+      // The same job, whose first read of orders (after it decided who is profiled) waits for the withdrawal.
+      const scoring = new Scoring({
+        storage: k.storage,
+        audit: k.audit,
+        consent: k.consent,
+        data: {
+          people: () => k.identity.groups(),
+          orders: async (ids, purpose) => {
+            if (!withdrawn) {
+              withdrawn = true;
+              await other.consent.record(withdrawer, [{ purpose: 'personalize.profiling', state: 'withdrawn' }], { mechanism: 'privacy_center' }, CLI_ACTOR);
+              // The other process forgets the old scores; this one hears of the change (data_version, commit notices).
+              await settle(async () => !(await scored()).has(withdrawer));
+              await settle(async () => {
+                await k.consent.load([withdrawer]);
+                return k.consent.allowedPurposes(withdrawer, ['personalize.profiling']).length === 0;
+              });
+            }
+            return k.collect.ordersFor(ids, purpose);
+          },
+          activity: (ids, purpose) => k.collect.activityFor(ids, purpose),
+          isProtected: () => false,
+          isAuditAttribute: () => false,
+          auditGroups: async () => new Map(),
+        },
+      });
+      const run = await scoring.run(CLI_ACTOR, { now });
+      assert.ok(withdrawn);
+      assert.equal((await scored()).has(withdrawer), false, 'no fresh scores for someone who withdrew');
+      assert.equal((await ctx.kernel.scoring.scoresOf(withdrawer)).profiled, false);
+      const model = (await ctx.kernel.scoring.models()).find((m) => m.kind === 'bgnbd');
+      assert.equal(model?.id, run.models.find((m) => m.kind === 'bgnbd')?.id);
+      await assertExact();
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('scores from data read for a purpose the person allows, and keeps them only while that purpose holds', async () => {
+    const { consent } = ctx.kernel;
+    await consent.setPurpose({ key: 'marketing.advertising.profiling', basis: 'consent', saleOrSharing: false, targetedAdvertising: false, explicit: false, optOutJurisdictions: [], description: 'Profiling to choose the ads we show you.' }, CLI_ACTOR);
+    const notice = consent.currentNotice();
+    await consent.publishNotice({ text: `${notice.text}\n\nAds profiling.`, purposes: [...notice.purposes, { purpose: 'marketing.advertising.profiling', categories: ['user.behavior'] }] }, CLI_ACTOR);
+    // Orders are stored for personalize.profiling (the plan's purposes), never for marketing.advertising.profiling.
+    const user = uniqueId('user');
+    const q = await customer({ userId: user }, { ...given, 'marketing.advertising.profiling': 'given' }, [320, 210, 90, 15]);
+    await ctx.kernel.scoring.run(CLI_ACTOR, { now });
+    assert.ok((await scored()).has(q), 'scored from data stored for personalize.profiling');
+    const total = await bgTotal();
+
+    await consent.record(q, [{ purpose: 'personalize.profiling', state: 'withdrawn' }], { mechanism: 'privacy_center' }, CLI_ACTOR);
+    await settle(async () => !(await scored()).has(q));
+    assert.equal((await scored()).has(q), false, 'the purpose the data was read for is gone: so are the scores');
+    assert.equal(await bgTotal(), total - 1);
+    assert.equal((await ctx.kernel.scoring.scoresOf(q)).profiled, true, 'still profiled for advertising');
+
+    // The next run reads their data for the purpose they allow: nothing is stored for it, so nothing is scored.
+    await ctx.kernel.scoring.run(CLI_ACTOR, { now });
+    assert.equal((await scored()).has(q), false);
+    assert.deepEqual((await ctx.kernel.scoring.scoresOf(q)).scores, {});
+    await assertExact();
+  });
+});

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { Command, CommanderError, Option } from 'commander';
 import { describeConfig, loadConfig, type Config, type ConfigKey } from '../config/index.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
-import { verifyChain, type AuditEntry } from '../modules/audit/index.ts';
+import { GENESIS_HASH, verifyChain, type AuditEntry } from '../modules/audit/index.ts';
 import { STAFF_ROLES } from '../modules/access/index.ts';
 import { createKeyFile } from '../modules/crypto/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
@@ -40,9 +40,56 @@ function parseHead(value: string): { seq: number; hash: string } {
   return { seq: Number(match[1]), hash: match[2] as string };
 }
 
-async function* readExport(path: string): AsyncGenerator<AuditEntry> {
+/** Where an export file stops being readable: its first damaged line and how. */
+interface ExportDamage {
+  line: number;
+  problem: 'not JSON' | 'cut off' | 'not an audit entry';
+  /** The entry before the last one read: the damaged line cannot confirm the last one (a break's last good entry). */
+  lastGood: { seq: number; hash: string };
+}
+
+const ENTRY_TEXT_FIELDS = ['at', 'actor', 'role', 'action', 'purpose', 'outcome', 'prevHash', 'hash'] as const;
+const ENTRY_NULLABLE_FIELDS = ['subject', 'resource', 'details'] as const;
+
+/** What is wrong with one line of an export, or the entry it holds. */
+function parseExportLine(line: string): AuditEntry | ExportDamage['problem'] {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (error) {
+    // JSON that breaks off where the line ends (V8 names the position, or the end of the input) was cut off.
+    const message = error instanceof Error ? error.message : '';
+    const position = /at position (\d+)/.exec(message)?.[1];
+    const atEnd = /end of JSON input/.test(message) || (position !== undefined && Number(position) >= line.trimEnd().length);
+    return atEnd && line.trimStart().startsWith('{') ? 'cut off' : 'not JSON';
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an audit entry';
+  const entry = value as Record<string, unknown>;
+  const ok =
+    Number.isSafeInteger(entry.seq) &&
+    ENTRY_TEXT_FIELDS.every((f) => typeof entry[f] === 'string') &&
+    ENTRY_NULLABLE_FIELDS.every((f) => entry[f] === null || typeof entry[f] === 'string');
+  return ok ? (entry as unknown as AuditEntry) : 'not an audit entry';
+}
+
+/** The entries of an export file in file order; stops at the first damaged line and records it in `damage`. */
+async function* readExport(path: string, damage: { found?: ExportDamage }): AsyncGenerator<AuditEntry> {
   const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
-  for await (const line of lines) if (line.trim()) yield JSON.parse(line) as AuditEntry;
+  let n = 0;
+  let previous = { seq: 0, hash: GENESIS_HASH };
+  let latest = previous;
+  for await (const line of lines) {
+    n++;
+    if (!line.trim()) continue;
+    const parsed = parseExportLine(line);
+    if (typeof parsed === 'string') {
+      damage.found = { line: n, problem: parsed, lastGood: previous };
+      return;
+    }
+    previous = latest;
+    latest = { seq: parsed.seq, hash: parsed.hash };
+    yield parsed;
+  }
 }
 
 /** Builds the `candor` command line. */
@@ -143,9 +190,18 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
     .option('--expect-head <seq:hash>', 'also check that the log still reaches a head recorded earlier')
     .action(async (options: { file?: string; expectHead?: string }) => {
       const expected = options.expectHead ? parseHead(options.expectHead) : undefined;
+      const damage: { found?: ExportDamage } = {};
       const result = options.file
-        ? await verifyChain(readExport(options.file), expected)
+        ? await verifyChain(readExport(options.file, damage), expected)
         : await withKernel(program, (kernel) => kernel.audit.verify(expected));
+      if (damage.found) {
+        // The entries before the damaged line were checked alone: a break among them comes first.
+        if (result.ok || result.firstBad?.problem === 'truncated') {
+          const { line, problem, lastGood } = damage.found;
+          out(`audit log BROKEN at line ${line} of ${options.file}: ${problem} (last good entry ${lastGood.seq}:${lastGood.hash})`);
+          throw new CommanderError(3, 'candor.audit_broken', '');
+        }
+      }
       if (result.ok) {
         out(`audit log intact: ${result.entries} entries, head ${result.head.seq}:${result.head.hash}`);
         return;

@@ -1,7 +1,7 @@
 import { CommanderError, type Command } from 'commander';
 import type { Config } from '../config/index.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
-import { backupDatabase, restoreDatabase, type SweepReport } from '../modules/retention/index.ts';
+import { backupDatabase, restoreDatabase, type BackupResult, type SweepReport } from '../modules/retention/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 
 /** What the retention and backup commands need from the program that hosts them. */
@@ -36,6 +36,11 @@ export function describeSweep(report: SweepReport): string[] {
     `  ${'rule'.padEnd(44)} ${'store'.padEnd(26)} ${'category'.padEnd(32)} rows`,
     ...lines,
   ];
+}
+
+/** An audit head as `audit verify` prints it, with its time. */
+function describeHead(head: BackupResult['auditHead']): string {
+  return head ? `${head.seq}:${head.hash} (${head.at})` : 'an empty log';
 }
 
 /** Registers `candor retention policies|sweep`, `candor backup FILE` and `candor restore FILE`. */
@@ -74,8 +79,9 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
     .command('backup <file>')
     .description('write a consistent copy of the database (SQLite online backup, or pg_dump -Fc); the server may be running')
     .action(async (file: string) => {
-      const result = await backupDatabase(config(), file);
-      out(`backup written to ${result.file} (${result.dialect}, ${result.bytes} bytes)`);
+      const result = await backupDatabase(config(), file, CLI_ACTOR);
+      out(`backup written to ${result.file} (${result.dialect}, ${result.bytes} bytes, sha256 ${result.sha256})`);
+      out(`  audit head in the backup: ${describeHead(result.auditHead)} (recorded in the audit log as retention.backup)`);
       out('  the master key file is not in it: keep a copy of the key apart from the backup, or the backup cannot be read');
     });
 
@@ -84,8 +90,11 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
     .description('replace the database with a backup (checked first; the server must be stopped), then replay erasures made since')
     .action(async (file: string) => {
       const settings = config();
-      const { dialect } = await restoreDatabase(settings, file);
-      out(`restored ${dialect} database from ${file}`);
+      const { dialect, discarded, restored, backupTakenAt } = await restoreDatabase(settings, file, CLI_ACTOR);
+      out(`restored ${dialect} database from ${file} (backup taken ${backupTakenAt})`);
+      // The audit log went back with the rest: what it held after the backup is gone, and this says how far it reached.
+      out(`  audit log rolled back from ${typeof discarded === 'string' ? `(${discarded})` : describeHead(discarded)} to ${describeHead(restored)}; recorded as retention.restore`);
+      out('  entries written after the backup are no longer in the database: check the discarded head against an audit export kept earlier (docs/security.md)');
       // Opening the kernel applies pending migrations and replays the deletion ledger before anything else runs.
       const kernel = await openKernel(settings);
       try {

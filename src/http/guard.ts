@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Kernel } from '../kernel.ts';
 import type { Principal } from '../modules/access/index.ts';
-import { CandorError } from '../shared/errors.ts';
+import { CandorError, isCandorError } from '../shared/errors.ts';
 import type { RouteRecord } from './route-access.ts';
 
 /** Base64 as Basic credentials are written (RFC 7617: RFC 4648's alphabet), the padding optional. */
@@ -86,18 +86,36 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
     const wanted = access.audience === 'admin' ? 'api' : 'write_key';
     if (principal.kind !== wanted) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: wanted });
     if (access.audience === 'admin' && !(access.roles ?? []).includes(principal.role as never)) {
-      await kernel.audit.append({
-        actor: principal.tokenId,
-        role: principal.role,
-        action: 'access.denied',
-        purpose: access.purpose,
-        resource: `${request.method} ${request.routeOptions.url}`,
-        outcome: 'denied',
-      });
+      await auditDenied(request, principal, access.purpose);
       throw new CandorError('AUTH_ROLE_FORBIDDEN', { role: principal.role });
     }
     request.principal = principal;
   }
+
+  /** The audit entry of a refused role: who, for which route and purpose. */
+  function auditDenied(request: FastifyRequest, principal: Principal, purpose: string): Promise<unknown> {
+    return kernel.audit.append({
+      actor: principal.tokenId,
+      role: principal.role,
+      action: 'access.denied',
+      purpose,
+      resource: `${request.method} ${request.routeOptions.url}`,
+      outcome: 'denied',
+    });
+  }
+
+  // A role refused by the handler once it sees the object (a developer revoking an API token, not a write key) is
+  // audited as the guard's own refusals are. The guard's refusals never reach here with a principal set.
+  app.addHook('onError', async (request, _reply, error) => {
+    const access = request.routeOptions.config.access;
+    if (!access || !request.principal || !isCandorError(error, 'AUTH_ROLE_FORBIDDEN')) return;
+    try {
+      await auditDenied(request, request.principal, access.purpose);
+    } catch (failure) {
+      // The answer stays the refusal (onError cannot change it); the missing entry must not go unnoticed.
+      request.log.error({ err: failure, code: 'AUDIT_APPEND_FAILED' }, 'audit entry of a refused role not written');
+    }
+  });
 
   app.addHook('onSend', async (request, reply, payload) => {
     const access = request.routeOptions.config.access;

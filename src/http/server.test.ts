@@ -102,6 +102,25 @@ describeEachDialect('HTTP server', (dialect) => {
     assert.equal((await server.app.inject({ method: 'DELETE', url: `/v1/admin/credentials/${key.id}`, headers: auth('developer') })).statusCode, 200);
   });
 
+  it("audits a developer's refused revocation of the owner's token as access.denied, as the guard audits refused roles", async () => {
+    const ownerId = (tokens.owner as string).split('_')[1] as string;
+    const developerId = (tokens.developer as string).split('_')[1] as string;
+    const before = (await ctx.kernel.audit.list({ action: 'access.denied', limit: 1000 })).length;
+    assertProblem(await server.app.inject({ method: 'DELETE', url: `/v1/admin/credentials/${ownerId}`, headers: auth('developer') }), 403, 'AUTH_ROLE_FORBIDDEN');
+    const denied = await ctx.kernel.audit.list({ action: 'access.denied', limit: 1000 });
+    assert.equal(denied.length, before + 1, 'one entry, not two');
+    const entry = denied.at(-1);
+    assert.deepEqual(
+      { actor: entry?.actor, role: entry?.role, purpose: entry?.purpose, resource: entry?.resource, outcome: entry?.outcome, subject: entry?.subject, details: entry?.details },
+      { actor: developerId, role: 'developer', purpose: 'essential.service.security', resource: 'DELETE /v1/admin/credentials/:id', outcome: 'denied', subject: null, details: null },
+    );
+    // The same fields as a refusal by the guard itself.
+    assertProblem(await server.app.inject({ method: 'POST', url: '/v1/admin/tokens', headers: auth('developer'), payload: { role: 'analyst' } }), 403, 'AUTH_ROLE_FORBIDDEN');
+    const byGuard = (await ctx.kernel.audit.list({ action: 'access.denied', limit: 1000 })).at(-1);
+    assert.deepEqual([byGuard?.actor, byGuard?.role, byGuard?.purpose, byGuard?.outcome], [entry?.actor, entry?.role, entry?.purpose, entry?.outcome]);
+    assert.equal((await ctx.kernel.access.list()).find((c) => c.id === ownerId)?.revokedAt, null);
+  });
+
   it('creates a token over the API and shows its secret only in that answer', async () => {
     const created = await server.app.inject({ method: 'POST', url: '/v1/admin/tokens', headers: auth('owner'), payload: { role: 'analyst', label: 'dashboards' } });
     assert.equal(created.statusCode, 201);

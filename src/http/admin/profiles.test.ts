@@ -116,6 +116,11 @@ describeEachDialect('admin profiles API', (dialect) => {
     assert.equal((again.json() as { code: string }).code, 'IDENTITY_MERGE_ALREADY_UNDONE');
     const audited = await ctx.kernel.audit.list({ action: 'identity.profile.unmerge', limit: 100 });
     assert.equal(audited.filter((e) => e.resource === `merge:${mergeId}`).length, 2);
+    assert.deepEqual(
+      audited.filter((e) => e.resource === `merge:${mergeId}`).map((e) => e.purpose),
+      ['essential.service.operations.support', 'essential.service.operations.support'],
+      'the purpose the route declares, not profiling',
+    );
   });
 
   it('lists trait history with previous values, masked by role', async () => {

@@ -223,6 +223,6 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
         },
       },
     },
-    async (request) => kernel.identity.unmerge(request.params.id, request.body.mergeId, actorOf(request)),
+    async (request) => kernel.identity.unmerge(request.params.id, request.body.mergeId, actorOf(request), UNMERGE.purpose),
   );
 }

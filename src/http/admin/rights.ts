@@ -92,6 +92,11 @@ export function registerRightsRoutes(app: FastifyInstance, kernel: Kernel): void
   app.get<{ Params: { id: string } }>(
     '/rights/requests/:id/certificate',
     { config: { access: READ }, schema: { tags: ['admin'], summary: 'The erasure certificate of a request: every store and recipient with its status.', params: idParams } },
-    async (request) => kernel.rights.certificate(request.params.id),
+    async (request) => {
+      const certificate = await kernel.rights.certificate(request.params.id);
+      // The certificate names the subject's pseudonym: the read is audited under it.
+      request.auditSubject = certificate.subject;
+      return certificate;
+    },
   );
 }

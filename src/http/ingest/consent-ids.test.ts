@@ -106,11 +106,11 @@ describeEachDialect('POST /v1/consent, /v1/consent/opt-out-notice and /v1/subjec
   });
 
   it('keeps only the origin and path of a source URL in the ledger and in the receipt', async () => {
-    const given = await consent({ anonymousId: 'a-source-url', source: 'https://ada:s3cret@Shop.example:8443/account/settings?email=ada%40b.c&token=abc#top' });
+    const given = await consent({ anonymousId: 'a-source-url', source: 'https://quillon:zz3cret@Shop.example:8443/account/settings?email=quillon%40b.c&token=abc#topmark' });
     assert.equal(given.statusCode, 200, given.body);
-    const notice = await optOutNotice({ anonymousId: 'a-source-url-2', source: 'https://shop.example/ca?ref=mail&email=ada@b.c' });
+    const notice = await optOutNotice({ anonymousId: 'a-source-url-2', source: 'https://shop.example/ca?ref=mail&email=quillon@b.c' });
     assert.equal(notice.statusCode, 200, notice.body);
-    const withdrawn = await consent({ anonymousId: 'a-source-url', purposes: undefined, withdrawAll: true, source: 'shop.example/privacy#email=ada@b.c' });
+    const withdrawn = await consent({ anonymousId: 'a-source-url', purposes: undefined, withdrawAll: true, source: 'shop.example/privacy#email=quillon@b.c' });
     assert.equal(withdrawn.statusCode, 200, withdrawn.body);
 
     const first = await profileOf('anonymous_id', 'a-source-url');
@@ -121,11 +121,11 @@ describeEachDialect('POST /v1/consent, /v1/consent/opt-out-notice and /v1/subjec
     for (const response of [given, notice, withdrawn]) {
       const { receipt } = response.json() as { receipt: string };
       const payload = payloadOf(receipt);
-      assert.ok(typeof payload.source === 'string' && !/[?#@]|s3cret|token/.test(payload.source), JSON.stringify(payload.source));
+      assert.ok(typeof payload.source === 'string' && !/[?#@]|zz3cret|token/.test(payload.source), JSON.stringify(payload.source));
       assert.deepEqual(await ctx.kernel.consent.verifyReceipt(receipt).then((p) => p.source), payload.source);
     }
     assert.equal(payloadOf((given.json() as { receipt: string }).receipt).source, 'https://Shop.example:8443/account/settings');
     const everything = JSON.stringify(history);
-    for (const secret of ['ada', 's3cret', 'token', 'ref=mail', 'top']) assert.ok(!everything.includes(secret), `${secret} is not kept`);
+    for (const secret of ['quillon', 'zz3cret', 'token=', 'ref=mail', 'topmark']) assert.ok(!everything.includes(secret), `${secret} is not kept`);
   });
 });

@@ -113,6 +113,10 @@ describeEachDialect('data-subject requests over HTTP', (dialect) => {
     const certificate = await app().inject({ url: `/v1/admin/rights/requests/${json(erase).request.id}/certificate`, headers: harness.auth('privacy_officer') });
     assert.equal(certificate.statusCode, 200, certificate.body);
     assert.equal(json(certificate).status, 'complete');
+    const read = (await ctx.kernel.audit.list({ action: 'api.personal_data.read', limit: 10_000 })).filter((e) => e.resource === 'GET /v1/admin/rights/requests/:id/certificate').at(-1);
+    assert.ok(read);
+    assert.equal(read.subject, json(certificate).subject, 'audited under the pseudonym the certificate names');
+    assert.match(String(read.subject), /\S/);
     // The erasure ended the customer's sessions.
     assert.equal(json(await app().inject({ url: '/v1/me/rights/requests', headers: { authorization: `Bearer ${session}` } })).code, 'AUTH_SUBJECT_SESSION_INVALID');
     const audited = await ctx.kernel.audit.list({ action: 'rights.request.denied', limit: 10 });

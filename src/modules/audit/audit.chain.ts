@@ -33,7 +33,11 @@ export interface VerifyResult {
   ok: boolean;
   /** Entries checked. */
   entries: number;
-  /** The last good entry's sequence number and hash. */
+  /**
+   * Intact: the last entry. Broken: the last good entry, the last one whose successor links to it (an entry right
+   * before a break is not vouched for: it may have been rewritten with a fresh hash, and its successor removed or
+   * changed to hide that). Seq 0 with the genesis hash when no entry can be vouched for.
+   */
   head: { seq: number; hash: string };
   /** The first entry where the chain breaks, and how. */
   firstBad?: { seq: number; problem: ChainBreak };
@@ -61,40 +65,41 @@ export async function verifyChain(
   entries: AsyncIterable<AuditEntry> | Iterable<AuditEntry>,
   expectedHead?: { seq: number; hash: string },
 ): Promise<VerifyResult> {
-  let previousHash = GENESIS_HASH;
+  const genesis = { seq: 0, hash: GENESIS_HASH };
   let expectedSeq = 1;
   let count = 0;
   let headMatched = false;
-  const head = { seq: 0, hash: GENESIS_HASH };
+  // The last entry accepted (hash and link to its predecessor check out), and that predecessor, which it vouches for.
+  let last = genesis;
+  let vouched = genesis;
   const pending = new Map<number, AuditEntry>();
-  const fail = (seq: number, problem: ChainBreak): VerifyResult => ({ ok: false, entries: count, head: { ...head }, firstBad: { seq, problem } });
-  const accept = (entry: AuditEntry): VerifyResult | undefined => {
-    // Intact entry in its place whose link does not match: its predecessor was rewritten with a fresh hash.
-    if (entry.prevHash !== previousHash) return fail(entry.seq - 1, 'altered');
-    previousHash = entry.hash;
-    head.seq = entry.seq;
-    head.hash = entry.hash;
-    if (expectedHead && entry.seq === expectedHead.seq) headMatched = entry.hash === expectedHead.hash;
-    expectedSeq++;
-    return undefined;
+  /** The last good entry when the chain breaks: `last` only if its successor (read now or earlier) links to it. */
+  const lastGood = (current?: AuditEntry): { seq: number; hash: string } => {
+    const next = current?.seq === expectedSeq ? current : pending.get(expectedSeq);
+    return next !== undefined && next.prevHash === last.hash ? last : vouched;
   };
+  const fail = (seq: number, problem: ChainBreak, good: { seq: number; hash: string }): VerifyResult => ({ ok: false, entries: count, head: { ...good }, firstBad: { seq, problem } });
   for await (const entry of entries) {
     count++;
-    if (entryHash(entry) !== entry.hash) return fail(entry.seq, movedFrom(entry) !== undefined ? 'reordered' : 'altered');
-    if (entry.seq < expectedSeq || pending.has(entry.seq)) return fail(entry.seq, 'reordered');
+    if (entryHash(entry) !== entry.hash) return fail(entry.seq, movedFrom(entry) !== undefined ? 'reordered' : 'altered', lastGood(entry));
+    if (entry.seq < expectedSeq || pending.has(entry.seq)) return fail(entry.seq, 'reordered', lastGood(entry));
     if (entry.seq > expectedSeq) {
       pending.set(entry.seq, entry);
-      if (pending.size > PENDING_LIMIT) return fail(expectedSeq, 'removed');
+      if (pending.size > PENDING_LIMIT) return fail(expectedSeq, 'removed', lastGood());
       continue;
     }
     // The expected entry came after later ones: the order was changed.
-    if (pending.size > 0) return fail(entry.seq, 'reordered');
-    const broken = accept(entry);
-    if (broken) return broken;
+    if (pending.size > 0) return fail(entry.seq, 'reordered', lastGood(entry));
+    // Intact entry in its place whose link does not match: its predecessor was rewritten with a fresh hash.
+    if (entry.prevHash !== last.hash) return fail(last.seq > 0 ? last.seq : entry.seq, 'altered', vouched);
+    vouched = last;
+    last = { seq: entry.seq, hash: entry.hash };
+    if (expectedHead && entry.seq === expectedHead.seq) headMatched = entry.hash === expectedHead.hash;
+    expectedSeq++;
   }
-  if (pending.size > 0) return fail(expectedSeq, 'removed');
-  if (expectedHead && (head.seq < expectedHead.seq || !headMatched)) {
-    return fail(Math.min(head.seq + 1, expectedHead.seq), head.seq < expectedHead.seq ? 'truncated' : 'altered');
-  }
-  return { ok: true, entries: count, head };
+  if (pending.size > 0) return fail(expectedSeq, 'removed', lastGood());
+  if (expectedHead && last.seq < expectedHead.seq) return fail(last.seq + 1, 'truncated', lastGood());
+  // A chain recomputed as a whole is consistent in itself: nothing in it can be vouched for.
+  if (expectedHead && !headMatched) return fail(expectedHead.seq, 'altered', genesis);
+  return { ok: true, entries: count, head: { ...last } };
 }

@@ -581,7 +581,7 @@ export class Identity {
    * in with it, and so with the identifiers they hold. Later merges of the two sides are refused. Audited for both
    * sides; onUnmerge listeners run after commit with `into` = the canonical profile it was split from.
    */
-  async unmerge(profileId: string, mergeId: string, actor: Actor, purpose = 'personalize.profiling'): Promise<{ restored: string; identifiersMoved: number }> {
+  async unmerge(profileId: string, mergeId: string, actor: Actor, purpose = 'essential.service.operations.support'): Promise<{ restored: string; identifiersMoved: number }> {
     const result = await this.#storage.raw.transaction(async (tx) => {
       await this.#repo.lockForWrite(tx);
       const requested = await this.#repo.profile(tx, profileId);

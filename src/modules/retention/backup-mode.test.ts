@@ -5,6 +5,7 @@ import { after, before, it } from 'node:test';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
 import { main } from '../../cli/main.ts';
 import { openKernel } from '../../kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
 import { backupDatabase } from './index.ts';
 
 describeEachDialect('backup file mode', (dialect) => {
@@ -24,7 +25,7 @@ describeEachDialect('backup file mode', (dialect) => {
 
   it('writes the backup readable and writable by its owner only, whatever the umask', async () => {
     const file = join(env.dataDir, 'backup-api.db');
-    await backupDatabase(env.config, file);
+    await backupDatabase(env.config, file, CLI_ACTOR);
     assert.equal(statSync(file).mode & 0o777, 0o600);
   });
 

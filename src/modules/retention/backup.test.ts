@@ -36,7 +36,7 @@ describeEachDialect('backup and restore', (dialect) => {
       erased = await seed(kernel, 'gone-user', 20);
       kept = await seed(kernel, 'kept-user', 5);
       backupFile = join(env.dataDir, '..', `${env.dataDir.split('/').pop()}.backup`);
-      await backupDatabase(env.config, backupFile);
+      await backupDatabase(env.config, backupFile, CLI_ACTOR);
       const subject = await kernel.erasure.findSubject({ identifier: { type: 'user_id', value: 'gone-user' } });
       assert.ok(subject);
       await kernel.erasure.erase(subject, { requestId: 'req-backup-1' }, CLI_ACTOR);
@@ -50,7 +50,7 @@ describeEachDialect('backup and restore', (dialect) => {
   });
 
   it('refuses to overwrite an existing file', async () => {
-    await assert.rejects(backupDatabase(env.config, backupFile), (e) => isCandorError(e, 'BACKUP_FILE_EXISTS'));
+    await assert.rejects(backupDatabase(env.config, backupFile, CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_FILE_EXISTS'));
   });
 
   it('refuses a corrupt backup with a specific code and leaves the database as it was', async () => {
@@ -62,7 +62,7 @@ describeEachDialect('backup and restore', (dialect) => {
     const notADatabase = `${backupFile}.txt`;
     writeFileSync(notADatabase, 'hello, this is not a backup');
     for (const file of [corrupt, notADatabase]) {
-      await assert.rejects(restoreDatabase(env.config, file), (e) => isCandorError(e, 'BACKUP_CORRUPT') || isCandorError(e, 'BACKUP_FAILED'), file);
+      await assert.rejects(restoreDatabase(env.config, file, CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_CORRUPT') || isCandorError(e, 'BACKUP_FAILED'), file);
     }
     const lines: string[] = [];
     const code = await main(['node', 'candor', '--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : []), 'restore', notADatabase], (l) => lines.push(l), (l) => lines.push(l));
@@ -81,7 +81,7 @@ describeEachDialect('backup and restore', (dialect) => {
   it('refuses to restore while a server holds the data directory', async () => {
     const release = claimDataDir(env.dataDir);
     try {
-      await assert.rejects(restoreDatabase(env.config, backupFile), (e) => isCandorError(e, 'BACKUP_SERVER_RUNNING'));
+      await assert.rejects(restoreDatabase(env.config, backupFile, CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_SERVER_RUNNING'));
     } finally {
       release();
     }

@@ -140,10 +140,13 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
         auditGroups: (owner, attribute) => profiles.traitValues(owner, attribute),
       },
     });
-    // After the consent listeners above: a merge decides on the merged person's consent. An unmerge removes both
-    // profiles' scores and statistics at once (each was computed with the other's data; both are scored at the next run).
+    // After the consent listeners above: a merge decides on the merged person's consent. Merges happen while events
+    // are ingested, so their scores are reconciled in the background, as after a consent change (a scoring run's save
+    // may hold the scoring lock; per-person reads already answer for the merged person's consent meanwhile). An unmerge
+    // removes both profiles' scores and statistics at once (each was computed with the other's data; both are scored
+    // at the next run).
     identity.onMerge(async (merge) => {
-      await scoring.merged(merge.from, merge.into);
+      void scoring.merged(merge.from, merge.into).catch((err: unknown) => logger.warn({ err }, 'scores not reconciled after a merge'));
     });
     identity.onUnmerge(async (unmerge) => {
       await scoring.unmerged(unmerge.from, unmerge.into);

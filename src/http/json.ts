@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import secureJson from 'secure-json-parse';
 import { CandorError } from '../shared/errors.ts';
 
@@ -100,15 +101,12 @@ export function forbiddenKeyPath(value: unknown, skip?: ReadonlySet<string>): st
  * `"u\xfe"` became the same id, and the same person: a body that is not UTF-8 is refused instead. (A byte order mark
  * is skipped, as JSON readers may.)
  */
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 function decodeBody(body: string | Buffer): string {
   if (typeof body === 'string') return body;
-  try {
-    return utf8.decode(body);
-  } catch {
-    throw new CandorError('REQUEST_MALFORMED_JSON', { reason: 'the body is not valid UTF-8' });
-  }
+  // isUtf8 then toString: as strict as a fatal TextDecoder, and about twice as fast on message-sized bodies.
+  if (!isUtf8(body)) throw new CandorError('REQUEST_MALFORMED_JSON', { reason: 'the body is not valid UTF-8' });
+  const hasBom = body.length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf;
+  return body.toString('utf8', hasBom ? 3 : 0);
 }
 
 /** How the JSON parsers below take a body from Fastify: as bytes, which they decode strictly (decodeBody). */

@@ -1,6 +1,5 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
-import type { StaffRole } from '../../modules/access/index.ts';
 import type { RequestState } from '../../modules/rights/index.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
@@ -8,9 +7,6 @@ import { actorOf } from './actor.ts';
 // Staff handle data-subject requests to meet a legal obligation; only the roles accountable for privacy may.
 const STAFF: RouteAccess = { audience: 'admin', roles: ['owner', 'privacy_officer'], purpose: 'essential.legal_obligation' };
 const READ: RouteAccess = { ...STAFF, personalData: true };
-/** Roles that see personal values of proposed changes decrypted, as in profiles; any other reader sees them masked. */
-const DECRYPTING: readonly StaffRole[] = ['owner', 'privacy_officer'];
-const decrypts = (request: FastifyRequest) => (DECRYPTING as readonly string[]).includes(request.principal?.role ?? '');
 const STATES = ['received', 'verifying', 'in_progress', 'completed', 'partially_completed', 'denied'] as const;
 
 const idParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', pattern: '^rr_[0-9a-z]{13}[0-9a-f]{16}$' } } } as const;
@@ -51,12 +47,13 @@ export function registerRightsRoutes(app: FastifyInstance, kernel: Kernel): void
       config: { access: READ },
       schema: {
         tags: ['admin'],
-        summary: 'One request with every recorded transition; a rectification with the changes it proposes (personal values decrypted for owner and privacy_officer, masked otherwise).',
+        summary: 'One request with every recorded transition; a rectification with the changes it proposes (personal values decrypted: only owner and privacy_officer read requests).',
         params: idParams,
       },
     },
     async (request) => {
-      const view = await kernel.rights.get(request.params.id, { decrypt: decrypts(request) });
+      // Only owners and privacy officers read requests, and both may see personal values decrypted (as in profiles).
+      const view = await kernel.rights.get(request.params.id, { decrypt: true });
       request.auditSubject = view.subject ?? undefined;
       return view;
     },

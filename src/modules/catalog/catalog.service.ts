@@ -163,8 +163,7 @@ export class Catalog {
     if (version === undefined || version === current.version) {
       return { version: current.version, hash: current.hash, plan: JSON.parse(current.text) as PlanDocument, publishedAt: current.publishedAt, publishedBy: current.publishedBy };
     }
-    // Versions are 32-bit integers in the database (PostgreSQL refuses to compare with a larger number).
-    const row = Number.isInteger(version) && version >= 1 && version <= 2_147_483_647 ? await this.#repo.byVersion(version) : undefined;
+    const row = await this.#storedVersion(version);
     if (!row) throw new CandorError('CATALOG_PLAN_VERSION_NOT_FOUND', { version });
     return { version: Number(row.version), hash: row.hash, plan: JSON.parse(row.plan) as PlanDocument, publishedAt: row.published_at, publishedBy: row.published_by };
   }
@@ -224,11 +223,15 @@ export class Catalog {
     return this.#current.version;
   }
 
+  /** A stored version's row; undefined for a number no version can have (versions are 32-bit integers in the database, and PostgreSQL refuses to compare them with a larger one). */
+  #storedVersion(version: number) {
+    return Number.isInteger(version) && version >= 1 && version <= 2_147_483_647 ? this.#repo.byVersion(version) : Promise.resolve(undefined);
+  }
+
   /** A version (the one in force by default) as lists of annotated fields per section. */
   async outline(version?: number): Promise<OutlineSection[]> {
     if (version === undefined || version === this.#current.version) return this.#current.compiled.outline();
-    // Versions are 32-bit integers in the database (PostgreSQL refuses to compare with a larger number).
-    const row = Number.isInteger(version) && version >= 1 && version <= 2_147_483_647 ? await this.#repo.byVersion(version) : undefined;
+    const row = await this.#storedVersion(version);
     if (!row) throw new CandorError('CATALOG_PLAN_VERSION_NOT_FOUND', { version });
     return this.#compile(row).outline();
   }

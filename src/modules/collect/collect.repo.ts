@@ -207,12 +207,15 @@ export class CollectRepo {
     return deleted;
   }
 
-  /** Events of one name stored for a purpose (plain part only), for purpose-bound reads by jobs. */
-  purposeBoundEvents(profileIds: readonly string[], event: string, purpose: string): Promise<Pick<EventRow, 'profile_id' | 'occurred_at' | 'data'>[]> {
+  /**
+   * Events of one name stored for a purpose (plain part only, with the plan version each was stored under: which of
+   * its fields the purpose may read), for purpose-bound reads by jobs.
+   */
+  purposeBoundEvents(profileIds: readonly string[], event: string, purpose: string): Promise<Pick<EventRow, 'profile_id' | 'occurred_at' | 'data' | 'plan_version'>[]> {
     if (profileIds.length === 0) return Promise.resolve([]);
     return this.#db
       .selectFrom('collect_events')
-      .select(['profile_id', 'occurred_at', 'data'])
+      .select(['profile_id', 'occurred_at', 'data', 'plan_version'])
       .where('profile_id', 'in', profileIds)
       .where('kind', '=', 'track')
       .where('event', '=', event)

@@ -743,7 +743,7 @@ export class Collector {
    * plan version the event was stored under declares for `purpose` (null otherwise); personal fields are never read.
    */
   async ordersFor(profileIds: readonly string[], purpose: string): Promise<{ profileId: string; occurredAt: string; total: number | null }[]> {
-    const rows = await this.#orderRows(profileIds, purpose);
+    const rows = await this.#repo.purposeBoundEvents(profileIds, ORDER_EVENT, purpose);
     const readable = new Map<number, ReadonlySet<string>>();
     for (const version of new Set(rows.map((row) => Number(row.plan_version)))) readable.set(version, await this.#orderFieldsFor(version, purpose));
     return rows.map((row) => {
@@ -752,20 +752,6 @@ export class Collector {
       const total = fields.has('total') && typeof properties.total === 'number' ? properties.total : fields.has('revenue') && typeof properties.revenue === 'number' ? properties.revenue : null;
       return { profileId: row.profile_id, occurredAt: row.occurred_at, total };
     });
-  }
-
-  /** Orders stored for `purpose`, with the plan version each was stored under (purposeBoundEvents plus that column). */
-  async #orderRows(profileIds: readonly string[], purpose: string): Promise<Pick<EventRow, 'profile_id' | 'occurred_at' | 'data' | 'plan_version'>[]> {
-    if (profileIds.length === 0) return [];
-    return this.#deps.storage.db
-      .withTables<{ collect_events: EventRow }>()
-      .selectFrom('collect_events')
-      .select(['profile_id', 'occurred_at', 'data', 'plan_version'])
-      .where('profile_id', 'in', profileIds)
-      .where('kind', '=', 'track')
-      .where('event', '=', ORDER_EVENT)
-      .where('purposes', 'like', `%${JSON.stringify(purpose)}%`)
-      .execute();
   }
 
   /** Which of the order-total fields a stored plan version declares for `purpose` (versions never change: cached). */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorCode } from '../../shared/error-codes.ts';
+import { unusableText } from '../../shared/text.ts';
 import { isIdentifierType } from '../identity/index.ts';
 
 /** The Segment message types Candor accepts. */
@@ -124,18 +125,6 @@ export const MAX_MESSAGE_ID_LENGTH = 256;
  * (ingestion, `/v1/consent`, privacy-center sessions), so nobody is stored under an id they could not consent with.
  */
 export const MAX_ID_LENGTH = 256;
-/** Control characters (NUL included, which PostgreSQL cannot store in text). */
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
-/**
- * Why a text that names something (an id, an event name) cannot be used as one, or undefined: control characters, or
- * half of a surrogate pair (two different such ids would become the same text once encoded, and so the same person).
- */
-function unusableName(text: string): string | undefined {
-  if (!text.isWellFormed()) return 'not well-formed Unicode';
-  if (CONTROL.test(text)) return 'a control character';
-  return undefined;
-}
 
 /** Why an id field cannot name a person (too long, or unusable as a name), or undefined. */
 function idProblem(field: string, value: string | undefined): string | undefined {
@@ -145,7 +134,7 @@ function idProblem(field: string, value: string | undefined): string | undefined
 
 /** `field: why` when the field is present and cannot name anything, else undefined. */
 function unusableField(field: string, value: string | undefined): string | undefined {
-  const why = value === undefined ? undefined : unusableName(value);
+  const why = value === undefined ? undefined : unusableText(value);
   return why && `${field}: ${why}`;
 }
 
@@ -258,7 +247,7 @@ export function identifiersOf(message: ParsedMessage, traits: Record<string, unk
       if (!isObject(entry) || typeof entry.type !== 'string') continue;
       const type = `custom:${entry.type.toLowerCase()}`;
       const value = idValue(entry.id);
-      if (value === undefined || !isIdentifierType(type) || unusableName(value) !== undefined) continue;
+      if (value === undefined || !isIdentifierType(type) || unusableText(value) !== undefined) continue;
       // The same id sent twice is one identifier.
       if (!out.some((id) => id.type === type && id.value === value)) out.push({ type, value });
     }

@@ -1,19 +1,12 @@
 // What the consent ledger and receipts keep of where a change was made. Both are kept for good (the ledger is
 // append-only and outlives an erasure), and a page URL's query string often carries an e-mail address or a token.
+// Text that cannot be stored as given is refused by the check ingestion uses for ids (unusableText, re-exported).
+export { unusableText } from '../../shared/text.ts';
 
-/** Control characters (NUL included, which PostgreSQL cannot store in text). */
-const CONTROL = /[\u0000-\u001f\u007f]/;
 /** A query string or fragment, to its end. */
 const QUERY_OR_FRAGMENT = /[?#].*$/s;
 /** `user:password@` (up to the last `@` before the path), after an optional scheme and `//` (or `\\`, as browsers read it). */
 const USERINFO = /^((?:[a-z][a-z0-9+.-]*:)?[/\\]{2})?(?:[^/\\@]*@)+/i;
-
-/** Why a text cannot be stored as given (not well-formed Unicode, or a control character), or undefined. */
-export function unusableText(text: string): string | undefined {
-  if (!text.isWellFormed()) return 'not well-formed Unicode';
-  if (CONTROL.test(text)) return 'a control character';
-  return undefined;
-}
 
 /**
  * The source as recorded: without a query string, a fragment or a `user:password@`, so that a page URL is kept as its

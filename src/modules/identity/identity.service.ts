@@ -131,7 +131,9 @@ export class Identity {
     this.#repo = new IdentityRepo(deps.storage);
     // It governs the suppression list held in memory: read again after another process changed that table.
     this.#freshness = new Freshness(deps.storage, ['identity_suppressed']);
-    this.#graphFreshness = new Freshness(deps.storage, ['identity_profiles', 'identity_identifiers', 'identity_merges']);
+    // A cached identifier changes owner only through a merge or an unmerge, which both write identity_merges; new
+    // visitors (profiles and identifiers another server inserts all the time) leave every cached entry as it was.
+    this.#graphFreshness = new Freshness(deps.storage, ['identity_merges']);
     const graph = this.#graphFreshness;
     this.#cache = new CanonicalCache(CACHE_ENTRIES, (at, now) => graph.due(at, now, graph.tracked ? 0 : CACHE_TTL_MS, CACHE_TTL_MS));
   }

@@ -350,7 +350,7 @@ describeEachDialect('identity', (dialect) => {
       await storage.close();
     }
     // SQLite's write counter is read at most once a millisecond; PostgreSQL's commit notice arrives a moment later.
-    const until = Date.now() + 2_000;
+    const until = Date.now() + 10_000;
     let seen = await lookup();
     while (seen !== byUser.profileId && Date.now() < until) {
       await new Promise((resolve) => setTimeout(resolve, 5));

@@ -9,7 +9,7 @@ export interface Mail {
   readonly to: string;
   readonly subject: string;
   readonly text: string;
-  /** The request the message is about: written as an `X-Candor-Request` header, so that its outbox copy can be found. */
+  /** The request the message is about: an outbox copy carries it as an `X-Candor-Request` header, to be found by it (mail sent over SMTP does not). */
   readonly requestId?: string;
 }
 
@@ -72,14 +72,15 @@ export class Mailer {
 
   /** Sends one message; RIGHTS_MAIL_FAILED when the server or the disk refuses it (the cause is logged, not shown). */
   async send(mail: Mail): Promise<{ via: 'smtp' | 'outbox'; id: string }> {
-    const message = { from: this.#from, to: mail.to, subject: mail.subject, text: mail.text, ...(mail.requestId ? { headers: { 'X-Candor-Request': mail.requestId } } : {}) };
+    const message = { from: this.#from, to: mail.to, subject: mail.subject, text: mail.text };
     try {
       const { smtp, builder } = await this.#load();
       if (smtp) {
+        // The request id is for finding outbox copies: mail that leaves does not carry Candor's internal ids.
         const info = (await smtp.sendMail(message)) as { messageId?: string };
         return { via: 'smtp', id: info.messageId ?? '' };
       }
-      const built = (await builder.sendMail(message)) as { message: Buffer };
+      const built = (await builder.sendMail({ ...message, ...(mail.requestId ? { headers: { 'X-Candor-Request': mail.requestId } } : {}) })) as { message: Buffer };
       mkdirSync(this.#outboxDir, { recursive: true, mode: 0o700 });
       const id = sortableId('mail_');
       const file = join(this.#outboxDir, `${id}.eml`);

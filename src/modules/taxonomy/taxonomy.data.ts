@@ -671,7 +671,6 @@ export const DATA_CATEGORIES: readonly DataCategoryEntry[] = [
   },
 ];
 
-// Parents always come before their children.
 /**
  * Data categories that identify a person directly (names, contact details, government and account ids, online
  * identifiers such as IP addresses, device and cookie ids, photos of them) or are personal whatever the context
@@ -704,6 +703,7 @@ export const IDENTIFYING_CATEGORIES: ReadonlyMap<string, boolean> = new Map([
   ['user.unique_id.pseudonymous', true],
 ]);
 
+// Parents always come before their children.
 export const DATA_USES: readonly DataUseEntry[] = [
   {
     key: 'analytics',

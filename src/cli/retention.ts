@@ -27,12 +27,12 @@ function parseNow(value: string): Date {
 
 /** The lines `candor retention sweep` prints: one per rule, store and category that had something, then a total. */
 export function describeSweep(report: SweepReport): string[] {
-  const verb = report.dryRun ? 'would delete' : 'deleted';
+  const verb = report.dryRun ? 'would delete or reduce' : 'deleted or reduced';
   const lines = report.counts.filter((c) => c.count > 0).map((c) => `  ${c.rule.padEnd(44)} ${c.store.padEnd(26)} ${c.category.padEnd(32)} ${c.count}`);
   const people = report.counts.filter((c) => c.store === 'people').reduce((n, c) => n + c.count, 0);
   if (lines.length === 0) return [`retention sweep at ${report.at}${report.dryRun ? ' (dry run)' : ''}: nothing has expired, nothing ${report.dryRun ? 'would be' : 'was'} deleted (${report.ms} ms)`];
   return [
-    `retention sweep at ${report.at}${report.dryRun ? ' (dry run, nothing changed)' : ''}: ${verb} or reduced ${report.total} rows${people > 0 ? `, ${people} inactive people` : ''} (${report.ms} ms)`,
+    `retention sweep at ${report.at}${report.dryRun ? ' (dry run, nothing changed)' : ''}: ${verb} ${report.total} rows${people > 0 ? `, ${people} inactive people` : ''} (${report.ms} ms)`,
     `  ${'rule'.padEnd(44)} ${'store'.padEnd(26)} ${'category'.padEnd(32)} rows`,
     ...lines,
   ];

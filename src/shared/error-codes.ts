@@ -34,7 +34,7 @@ export interface ErrorCodeSpec {
 }
 
 export const ERROR_CODES = {
-  REQUEST_MALFORMED_JSON: { category: 'invalid_input', message: 'The request body is not valid JSON.' },
+  REQUEST_MALFORMED_JSON: { category: 'invalid_input', message: 'The request body is not valid JSON (or not UTF-8).' },
   REQUEST_VALIDATION_FAILED: { category: 'invalid_input', message: 'The request does not match the schema of this endpoint.' },
   REQUEST_UNKNOWN_FIELD: { category: 'invalid_input', message: 'The request contains a field this endpoint does not accept.' },
   REQUEST_FORBIDDEN_KEY: { category: 'invalid_input', message: 'The request body contains a forbidden key (__proto__ or constructor).' },

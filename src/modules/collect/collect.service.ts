@@ -175,7 +175,7 @@ export class Collector {
       message.properties = input.data.properties;
       const plan = catalog.process(message.kind, message.name, input.data, context.source);
       if (!plan.ok) {
-        results[index] = { index, messageId: message.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
+        results[index] = { index, messageId: message.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', ...(plan.violations.length > 0 ? { violations: plan.violations } : {}), dropped: plan.dropped };
         return;
       }
       const traits = plan.data.traits;

@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { describeConfig, loadConfig, type Config, type ConfigKey } from '../config/index.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
 import { GENESIS_HASH, verifyChain, type AuditEntry } from '../modules/audit/index.ts';
-import { STAFF_ROLES } from '../modules/access/index.ts';
+import { TOKEN_ROLES } from '../modules/access/index.ts';
 import { createKeyFile } from '../modules/crypto/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { CandorError, isCandorError } from '../shared/errors.ts';
@@ -129,7 +129,7 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
   keys
     .command('create')
     .description('create an API token for a role, or a write key for a source; the secret is printed once')
-    .addOption(new Option('--role <role>', 'staff role').choices([...STAFF_ROLES]))
+    .addOption(new Option('--role <role>', 'staff role, or session_issuer for a backend that issues privacy-center sessions').choices([...TOKEN_ROLES]))
     .option('--write-key', 'create a write key for ingestion instead of an API token')
     .option('--source <name>', 'the source a write key belongs to')
     .option('--label <text>', 'a note to recognise the credential by')

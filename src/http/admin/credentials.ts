@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
-import { STAFF_ROLES } from '../../modules/access/index.ts';
+import { STAFF_ROLES, TOKEN_ROLES } from '../../modules/access/index.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
 
@@ -47,7 +47,7 @@ export function registerCredentialRoutes(app: FastifyInstance, kernel: Kernel): 
       schema: {
         tags: ['access'],
         summary: 'Create an API token for a staff role.',
-        body: { type: 'object', additionalProperties: false, required: ['role'], properties: { role: { type: 'string', enum: [...STAFF_ROLES] }, label } },
+        body: { type: 'object', additionalProperties: false, required: ['role'], properties: { role: { type: 'string', enum: [...TOKEN_ROLES] }, label } },
         response: { 201: withSecret },
       },
     },

@@ -9,6 +9,8 @@ describeEachDialect('POST /v1/consent and /v1/me/consent answer refused changes 
   const ctx = useKernel(dialect);
   let server: CandorServer;
   let writeKey = '';
+  /** A backend's token: sessions are issued with it, never with a write key. */
+  let issuer = '';
   const SALE = 'third_party_sharing';
   const basic = () => ({ authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` });
   const consent = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
@@ -24,6 +26,7 @@ describeEachDialect('POST /v1/consent and /v1/me/consent answer refused changes 
   before(async () => {
     server = await buildServer(ctx.kernel);
     writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    issuer = (await ctx.kernel.access.createToken('session_issuer', null, CLI_ACTOR)).secret;
     assert.ok(ctx.kernel.consent.purpose(SALE)?.saleOrSharing);
   });
   after(async () => {
@@ -120,7 +123,7 @@ describeEachDialect('POST /v1/consent and /v1/me/consent answer refused changes 
   });
 
   it('records the valid changes on POST /v1/me/consent too, listing each invalid one in rejected', async () => {
-    const issued = await server.app.inject({ method: 'POST', url: '/v1/subject-sessions', headers: basic(), payload: { userId: 'cust-partial' } });
+    const issued = await server.app.inject({ method: 'POST', url: '/v1/subject-sessions', headers: { authorization: `Bearer ${issuer}` }, payload: { userId: 'cust-partial' } });
     assert.equal(issued.statusCode, 201, issued.body);
     const token = (issued.json() as { token: string }).token;
     const me = (purposes: Record<string, string>) => server.app.inject({ method: 'POST', url: '/v1/me/consent', headers: { authorization: `Bearer ${token}` }, payload: { purposes } });
@@ -188,7 +191,7 @@ describeEachDialect('POST /v1/consent and /v1/me/consent answer refused changes 
   });
 
   it('answers a GPC conflict on POST /v1/me/consent the same way (409 when all rejected, rejected[] otherwise)', async () => {
-    const issued = await server.app.inject({ method: 'POST', url: '/v1/subject-sessions', headers: basic(), payload: { userId: 'cust-gpc' } });
+    const issued = await server.app.inject({ method: 'POST', url: '/v1/subject-sessions', headers: { authorization: `Bearer ${issuer}` }, payload: { userId: 'cust-gpc' } });
     assert.equal(issued.statusCode, 201, issued.body);
     const token = (issued.json() as { token: string }).token;
     const me = (purposes: Record<string, string>) =>

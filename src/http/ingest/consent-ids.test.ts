@@ -10,11 +10,13 @@ describeEachDialect('POST /v1/consent, /v1/consent/opt-out-notice and /v1/subjec
   const ctx = useKernel(dialect);
   let server: CandorServer;
   let writeKey = '';
+  /** A backend's token: sessions are issued with it, never with a write key. */
+  let issuer = '';
   const post = (url: string, body: Record<string, unknown>) =>
     server.app.inject({
       method: 'POST',
       url,
-      headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' },
+      headers: { authorization: url === '/v1/subject-sessions' ? `Bearer ${issuer}` : `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' },
       payload: JSON.stringify(body),
     });
   const consent = (body: Record<string, unknown>) => post('/v1/consent', { mechanism: 'banner_save', purposes: { 'analytics.reporting': 'given' }, ...body });
@@ -31,6 +33,7 @@ describeEachDialect('POST /v1/consent, /v1/consent/opt-out-notice and /v1/subjec
   before(async () => {
     server = await buildServer(ctx.kernel);
     writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    issuer = (await ctx.kernel.access.createToken('session_issuer', null, CLI_ACTOR)).secret;
     const purpose = ctx.kernel.consent.purpose('analytics.reporting');
     assert.ok(purpose);
     await ctx.kernel.consent.setPurpose({ ...purpose, optOutJurisdictions: ['US-CA'] }, CLI_ACTOR);

@@ -7,6 +7,8 @@ import { refuseUnusableText } from './consent.ts';
 import { subjectOf } from './subject.ts';
 
 const id = { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH } as const;
+/** The source recorded for identifiers a session request links (the backend's sign-in). */
+const SESSION_SOURCE = 'privacy_center';
 
 /**
  * POST /v1/subject-sessions: the business's backend, having signed a customer in, asks for a short-lived session
@@ -16,26 +18,28 @@ export function registerSubjectSessionRoute(app: FastifyInstance, kernel: Kernel
   app.post<{ Body: { userId?: string; anonymousId?: string; ttlSeconds?: number } }>(
     '/v1/subject-sessions',
     {
-      config: { access: { audience: 'ingest', purpose: 'essential.service.authentication' } },
+      // A secret the backend keeps (an API token with the session_issuer role), never a write key: browsers carry
+      // those, so anyone could open a session as any customer with one.
+      config: { access: { audience: 'admin', roles: ['session_issuer', 'owner'], purpose: 'essential.service.authentication' } },
       schema: {
         tags: ['subject'],
         summary: 'Issue a customer session (css_…) for the person your backend has signed in; the secret is shown once.',
         body: {
           type: 'object',
           additionalProperties: false,
-          properties: { userId: id, anonymousId: id, ttlSeconds: { type: 'integer', minimum: 60, maximum: MAX_SUBJECT_SESSION_SECONDS }, writeKey: { type: 'string' } },
+          properties: { userId: id, anonymousId: id, ttlSeconds: { type: 'integer', minimum: 60, maximum: MAX_SUBJECT_SESSION_SECONDS } },
         },
         response: { 201: { type: 'object', properties: { token: { type: 'string' }, expiresAt: { type: 'string' } } } },
       },
     },
     async (request, reply) => {
       const principal = request.principal;
-      if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
+      if (!principal) throw new CandorError('AUTH_CREDENTIAL_MISSING');
       refuseUnusableText(request.body, ['userId', 'anonymousId']);
-      const profileId = await subjectOf(kernel, request.body, principal.source);
+      const profileId = await subjectOf(kernel, request.body, SESSION_SOURCE);
       const canonical = (await kernel.identity.canonical(profileId)) ?? profileId;
       reply.code(201);
-      return kernel.subjectSessions.issue(canonical, kernel.keyring.pseudonym('subject', canonical), { ttlSeconds: request.body.ttlSeconds ?? 900, via: `write_key:${principal.source}` }, { id: principal.tokenId, role: principal.role });
+      return kernel.subjectSessions.issue(canonical, kernel.keyring.pseudonym('subject', canonical), { ttlSeconds: request.body.ttlSeconds ?? 900, via: `token:${principal.tokenId}` }, { id: principal.tokenId, role: principal.role });
     },
   );
 }

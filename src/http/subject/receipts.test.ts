@@ -15,6 +15,8 @@ describeEachDialect('consent receipts by id (privacy center and admin)', (dialec
   const ctx = useKernel(dialect);
   let server: CandorServer;
   let writeKey = '';
+  /** A backend's token: sessions are issued with it, never with a write key. */
+  let issuer = '';
   const tokens: Record<string, string> = {};
   const user = uid('cust');
   const email = `${uid('ada')}@shop.io`;
@@ -22,7 +24,7 @@ describeEachDialect('consent receipts by id (privacy center and admin)', (dialec
   let main = '';
   let device = '';
   const asBusiness = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
-    server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, ...headers }, payload: payload as Record<string, unknown> });
+    server.app.inject({ method: 'POST', url, headers: { authorization: url === '/v1/subject-sessions' ? `Bearer ${issuer}` : `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, ...headers }, payload: payload as Record<string, unknown> });
   const asCustomer = (url: string, bearer: string) => server.app.inject({ url, headers: { authorization: `Bearer ${bearer}` } });
   const asStaff = (url: string, role: string) => server.app.inject({ url, headers: { authorization: `Bearer ${tokens[role]}` } });
   const session = async (userId: string) => ((await asBusiness('/v1/subject-sessions', { userId })).json() as { token: string }).token;
@@ -30,6 +32,7 @@ describeEachDialect('consent receipts by id (privacy center and admin)', (dialec
   before(async () => {
     server = await buildServer(ctx.kernel);
     writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    issuer = (await ctx.kernel.access.createToken('session_issuer', null, CLI_ACTOR)).secret;
     for (const role of ['owner', 'privacy_officer', 'marketer']) tokens[role] = (await ctx.kernel.access.createToken(role, null, CLI_ACTOR)).secret;
     const { identity, storage, consent } = ctx.kernel;
     const resolve = async (i: ResolveItem) => (await storage.raw.transaction((tx) => identity.resolveBatch(tx, [i])))[0];

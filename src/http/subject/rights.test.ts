@@ -12,6 +12,8 @@ describeEachDialect('data-subject requests over HTTP', (dialect) => {
   const ctx = useKernel(dialect);
   const harness = useServer(ctx);
   let writeKey = '';
+  /** A backend's token: sessions are issued with it, never with a write key. */
+  let issuer = '';
   const app = () => harness.server.app;
   const outbox = () => join(ctx.env.dataDir, 'outbox');
   const code = (requestId: string) => {
@@ -23,12 +25,13 @@ describeEachDialect('data-subject requests over HTTP', (dialect) => {
     throw new Error('no code in the outbox');
   };
   const business = (url: string, payload: unknown) =>
-    app().inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` }, payload: payload as Record<string, unknown> });
+    app().inject({ method: 'POST', url, headers: { authorization: url === '/v1/subject-sessions' ? `Bearer ${issuer}` : `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` }, payload: payload as Record<string, unknown> });
   const start = (payload: Record<string, unknown>) => app().inject({ method: 'POST', url: '/v1/rights/requests', payload });
   const json = (r: { json: () => unknown }) => r.json() as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test reads loose JSON
 
   before(async () => {
     writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    issuer = (await ctx.kernel.access.createToken('session_issuer', null, CLI_ACTOR)).secret;
     for (const [userId, email] of [['h-1', 'h1@candor-example.dev'], ['h-2', 'h2@candor-example.dev']]) {
       await business('/v1/consent', { userId, mechanism: 'banner_save', purposes: { 'analytics.reporting': 'given' } });
       assert.equal(json(await business('/v1/identify', { userId, traits: { email, first_name: 'Ada' } })).results[0].status, 'stored');

@@ -10,15 +10,18 @@ describeEachDialect('privacy center consent endpoints (subject sessions)', (dial
   const ctx = useKernel(dialect);
   let server: CandorServer;
   let writeKey = '';
+  /** A backend's token: sessions are issued with it, never with a write key. */
+  let issuer = '';
   let token = '';
   const asBusiness = (url: string, payload: unknown) =>
-    server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` }, payload: payload as Record<string, unknown> });
+    server.app.inject({ method: 'POST', url, headers: { authorization: url === '/v1/subject-sessions' ? `Bearer ${issuer}` : `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` }, payload: payload as Record<string, unknown> });
   const asCustomer = (method: 'GET' | 'POST' | 'DELETE', url: string, payload?: unknown, bearer = token) =>
     server.app.inject({ method, url, headers: { authorization: `Bearer ${bearer}` }, ...(payload ? { payload: payload as Record<string, unknown> } : {}) });
 
   before(async () => {
     server = await buildServer(ctx.kernel);
     writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    issuer = (await ctx.kernel.access.createToken('session_issuer', null, CLI_ACTOR)).secret;
   });
   after(async () => {
     await server.app.close();
@@ -33,6 +36,22 @@ describeEachDialect('privacy center consent endpoints (subject sessions)', (dial
     token = body.token;
     const entries = await ctx.kernel.audit.list({ action: 'access.subject_session.issue', limit: 10 });
     assert.equal(entries.length, 1);
+  });
+
+  it('issues sessions only to a backend token, never to a write key (browsers carry those: anyone could be anyone)', async () => {
+    const basic = `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`;
+    const viaHeader = await server.app.inject({ method: 'POST', url: '/v1/subject-sessions', headers: { authorization: basic }, payload: { userId: 'victim-1' } });
+    assert.ok([401, 403].includes(viaHeader.statusCode), viaHeader.body);
+    const viaBody = await server.app.inject({ method: 'POST', url: '/v1/subject-sessions', headers: { 'content-type': 'text/plain' }, payload: JSON.stringify({ writeKey, userId: 'victim-1' }) });
+    assert.ok([401, 400, 415].includes(viaBody.statusCode), viaBody.body);
+    const marketer = (await ctx.kernel.access.createToken('marketer', null, CLI_ACTOR)).secret;
+    const staff = await server.app.inject({ method: 'POST', url: '/v1/subject-sessions', headers: { authorization: `Bearer ${marketer}` }, payload: { userId: 'victim-1' } });
+    assert.equal(staff.statusCode, 403, staff.body);
+    // The backend's token opens sessions and nothing else.
+    const elsewhere = await server.app.inject({ url: '/v1/admin/catalog/plan', headers: { authorization: `Bearer ${issuer}` } });
+    assert.equal(elsewhere.statusCode, 403, elsewhere.body);
+    const [found] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: 'victim-1' }], source: 'web', at: new Date().toISOString() }]);
+    assert.equal(found, null, 'no profile was made for the refused requests');
   });
 
   it('shows the customer the notice and their choice per purpose, and audits the read', async () => {

@@ -4,6 +4,6 @@
  */
 export { AccessControl, type Principal, type CredentialInfo, type CredentialKind } from './access.service.ts';
 export { ACCESS_MIGRATIONS } from './access.repo.ts';
-export { STAFF_ROLES, INGEST_ROLE, isStaffRole, type StaffRole } from './roles.ts';
+export { STAFF_ROLES, TOKEN_ROLES, SESSION_ISSUER_ROLE, INGEST_ROLE, isStaffRole, type StaffRole } from './roles.ts';
 export { SubjectSessions, SUBJECT_SESSION_MIGRATIONS, MAX_SUBJECT_SESSION_SECONDS, type SubjectPrincipal } from './subject-sessions.ts';
 export { AccessSubjectData } from './access.subject-data.ts';

@@ -391,8 +391,9 @@ export class Collector {
     const results = new Map<Pending, ItemResult>();
     try {
       await deferred.transaction(async (tx) => {
-        const resolutions = await identity.resolveBatch(tx, items.map((p) => p.resolve));
-        const resolved = items.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
+        const kept = await this.#leaveOutErased(tx, items, (p) => p.gatedFor, results);
+        const resolutions = await identity.resolveBatch(tx, kept.map((p) => p.resolve));
+        const resolved = kept.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
         if (!storableAtOnce(resolved, this.#deps.keyring)) throw UNUSUAL;
         await this.#store(tx, resolved, counts.refusals, results);
         await catalog.writeStats(tx, counts.plan);
@@ -463,6 +464,7 @@ export class Collector {
         if (round > 2 * items.length + 2) throw new Error('identity resolution did not settle');
         try {
           return await storage.raw.transaction(async (tx) => {
+            remaining = await this.#leaveOutErased(tx, remaining, (p) => p.gatedFor, results);
             const resolutions = await identity.resolveBatch(tx, remaining.map((p) => p.resolve));
             resolved = remaining.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
             this.#regateBeforeLinking(resolved, fresh);
@@ -524,11 +526,39 @@ export class Collector {
     })().catch(restore);
     await storage.raw
       .transaction(async (tx) => {
-        await this.#store(tx, storable, withRegated(), results);
+        // An erasure may have committed since the resolution's transaction.
+        const profileOf = new Map(storable.map((r) => [r.pending, r.resolution.profileId]));
+        const kept = new Set(await this.#leaveOutErased(tx, storable.map((r) => r.pending), (p) => profileOf.get(p) ?? null, results));
+        await this.#store(tx, kept.size === storable.length ? storable : storable.filter((r) => kept.has(r.pending)), withRegated(), results);
         await catalog.writeStats(tx, planCounts);
       })
       .catch(restore);
     return answer();
+  }
+
+  /**
+   * At the start of a group's transaction: the messages an erasure committed since their request was checked made
+   * unstorable — an identifier of theirs now suppressed, or the person they are written for (`profileOf`) deleted —
+   * are answered suppressed and left out. On PostgreSQL no erasure commits until this transaction does (the erasure
+   * lock, taken shared by identity.suppressedInGroup); on SQLite the write lock keeps erasures out.
+   */
+  async #leaveOutErased(tx: SqlExecutor, items: readonly Pending[], profileOf: (p: Pending) => string | null, results: Map<Pending, ItemResult>): Promise<readonly Pending[]> {
+    const { identity } = this.#deps;
+    if (items.length === 0) return items;
+    const suppressed = await identity.suppressedInGroup(tx, items.map((p) => p.resolve));
+    const written: string[] = [];
+    items.forEach((p, i) => {
+      const profileId = profileOf(p);
+      if (!suppressed[i] && profileId !== null) written.push(profileId);
+    });
+    const gone = await identity.erasedProfiles(tx, written);
+    if (gone.size === 0 && !suppressed.includes(true)) return items;
+    return items.filter((p, i) => {
+      const profileId = profileOf(p);
+      if (!suppressed[i] && (profileId === null || !gone.has(profileId))) return true;
+      results.set(p, { index: p.index, messageId: p.message.messageId, status: 'suppressed', code: 'COLLECT_SUBJECT_SUPPRESSED' });
+      return false;
+    });
   }
 
   /**

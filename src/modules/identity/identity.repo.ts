@@ -143,6 +143,8 @@ export type Pair = readonly [type: string, valueHash: string];
 const MAX_LIST = 2048;
 
 const PG_IDENTITY_LOCK = 0x43446964; // "CDId": serializes identity writers on PostgreSQL
+/** "CDEr": an erasure holds it alone, ingestion groups shared, so no erasure commits while a group is being written. */
+const PG_ERASURE_LOCK = 0x43444572;
 
 /**
  * Every SQL statement on the identity tables. Statements of the hot path are compiled once per list size by Kysely
@@ -184,6 +186,27 @@ export class IdentityRepo {
   }
 
   /** Serializes identity writers across processes on PostgreSQL (SQLite's write transaction already does). */
+  /**
+   * PostgreSQL: `exclusive` (an erasure) waits for every ingestion group in flight and keeps new ones out until it
+   * commits; shared (a group) waits only for an erasure. SQLite's write lock already serializes them.
+   */
+  async lockAgainstErasure(tx: SqlExecutor, exclusive: boolean): Promise<void> {
+    if (this.#storage.dialect !== 'postgres') return;
+    const text = this.#text(exclusive ? 'erasureLock' : 'erasureLockShared', () => (exclusive ? sql`select pg_advisory_xact_lock(${PG_ERASURE_LOCK})` : sql`select pg_advisory_xact_lock_shared(${PG_ERASURE_LOCK})`).compile(this.#db));
+    await this.#all(tx, text, [PG_ERASURE_LOCK]);
+  }
+
+  /** Which of these profiles exist (an erasure deletes them). */
+  async existingProfiles(tx: SqlExecutor, profileIds: readonly string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    for (let i = 0; i < profileIds.length; i += MAX_LIST) {
+      const list = profileIds.slice(i, i + MAX_LIST);
+      const query = this.#db.selectFrom('identity_profiles').select('id').where('id', 'in', list).compile();
+      for (const row of await tx.all<{ id: string }>(query.sql, query.parameters)) found.add(row.id);
+    }
+    return found;
+  }
+
   async lockForWrite(tx: SqlExecutor): Promise<void> {
     if (this.#storage.dialect !== 'postgres') return;
     const text = this.#text('lock', () => sql`select pg_advisory_xact_lock(${PG_IDENTITY_LOCK})`.compile(this.#db));

@@ -131,9 +131,10 @@ export class Identity {
     this.#repo = new IdentityRepo(deps.storage);
     // It governs the suppression list held in memory: read again after another process changed that table.
     this.#freshness = new Freshness(deps.storage, ['identity_suppressed']);
-    // A cached identifier changes owner only through a merge or an unmerge, which both write identity_merges; new
-    // visitors (profiles and identifiers another server inserts all the time) leave every cached entry as it was.
-    this.#graphFreshness = new Freshness(deps.storage, ['identity_merges']);
+    // A cached identifier changes owner only through a merge or an unmerge, which both write identity_merges, or is
+    // gone after an erasure, which writes identity_suppressed; new visitors (profiles and identifiers another server
+    // inserts all the time) leave every cached entry as it was.
+    this.#graphFreshness = new Freshness(deps.storage, ['identity_merges', 'identity_suppressed']);
     const graph = this.#graphFreshness;
     this.#cache = new CanonicalCache(CACHE_ENTRIES, (at, now) => graph.due(at, now, graph.tracked ? 0 : CACHE_TTL_MS, CACHE_TTL_MS));
   }
@@ -474,6 +475,41 @@ export class Identity {
     this.#suppressedGeneration = generation;
     this.#suppressed = rows && new Set(rows.map(([type, hash]) => keyOf(type, hash)));
     return this.#suppressed;
+  }
+
+  /**
+   * Inside an ingestion group's transaction, before it resolves or stores anything: keeps erasures out until it commits
+   * (PostgreSQL: the erasure lock, shared; SQLite's write lock does that already) and tells which items an erasure
+   * committed since their request was checked has suppressed. PostgreSQL reads the list itself (another server's erasure
+   * may not have been heard of yet); SQLite's list in memory is current (this process adds to it before an erasure
+   * commits, and another process's commit is seen at the next check).
+   */
+  async suppressedInGroup(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<boolean[]> {
+    if (this.#storage.dialect !== 'postgres') return this.isSuppressedBatch(tx, items);
+    await this.#repo.lockAgainstErasure(tx, false);
+    const prepared = items.map((item) => this.#prepare(item));
+    const pairs = new Map<string, Pair>();
+    for (const item of prepared) for (const id of item.ids) pairs.set(id.key, [id.type, id.hash]);
+    const suppressed = new Set((await this.#repo.suppressedAmong(tx, [...pairs.values()])).map(([type, hash]) => keyOf(type, hash)));
+    return prepared.map((item) => item.ids.some((id) => suppressed.has(id.key)));
+  }
+
+  /**
+   * After suppressedInGroup and resolution, in the same transaction: the resolved profiles an erasure by another
+   * process deleted while this process's cache still named them (PostgreSQL; on SQLite none can be).
+   */
+  async erasedProfiles(tx: SqlExecutor, profileIds: readonly string[]): Promise<Set<string>> {
+    if (this.#storage.dialect !== 'postgres' || profileIds.length === 0) return new Set();
+    const unique = [...new Set(profileIds)];
+    const existing = await this.#repo.existingProfiles(tx, unique);
+    const gone = new Set(unique.filter((id) => !existing.has(id)));
+    if (gone.size > 0) this.#cache.dropProfiles(gone);
+    return gone;
+  }
+
+  /** PostgreSQL: an erasure's transaction waits for the ingestion groups in flight and keeps new ones out until it commits. */
+  lockForErasure(tx: SqlExecutor): Promise<void> {
+    return this.#repo.lockAgainstErasure(tx, true);
   }
 
   /**

@@ -78,6 +78,8 @@ export class IdentitySubjectData implements SubjectDataHandler {
   }
 
   async erase(tx: SqlExecutor, subject: DataSubject): Promise<EraseOutcome[]> {
+    // Forgotten now and again after the commit: no group resolves to these profiles from the cache meanwhile.
+    this.#deps.forget(subject.profileIds);
     const deleted = await this.#deps.repo.deleteProfiles(tx, subject.profileIds);
     return [
       { store: 'identity_identifiers', status: 'confirmed', deleted: deleted.identifiers },

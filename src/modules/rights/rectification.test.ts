@@ -15,12 +15,14 @@ describeEachDialect('rectification against the tracking plan', (dialect) => {
   const ctx = useKernel(dialect);
   const harness = useServer(ctx);
   let writeKey = '';
+  /** A backend's token: sessions are issued with it, never with a write key. */
+  let issuer = '';
   const app = () => harness.server.app;
   const outbox = () => join(ctx.env.dataDir, 'outbox');
   const mails = () => (existsSync(outbox()) ? readdirSync(outbox()).length : 0);
   const json = (r: { json: () => unknown }) => r.json() as Json;
   const business = (url: string, payload: unknown) =>
-    app().inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` }, payload: payload as Record<string, unknown> });
+    app().inject({ method: 'POST', url, headers: { authorization: url === '/v1/subject-sessions' ? `Bearer ${issuer}` : `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` }, payload: payload as Record<string, unknown> });
   const code = (requestId: string) => {
     for (const file of readdirSync(outbox()).sort().reverse()) {
       const text = readFileSync(join(outbox(), file), 'utf8');
@@ -48,6 +50,7 @@ describeEachDialect('rectification against the tracking plan', (dialect) => {
 
   before(async () => {
     writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    issuer = (await ctx.kernel.access.createToken('session_issuer', null, CLI_ACTOR)).secret;
     for (const [userId, email] of [
       ['r-1', 'r1@candor-example.dev'],
       ['r-2', 'r2@candor-example.dev'],

@@ -49,7 +49,7 @@ export const ERROR_CODES = {
   AUTH_ROLE_FORBIDDEN: { category: 'forbidden', message: 'Your role is not allowed to use this endpoint.' },
   AUTH_SUBJECT_SESSION_REQUIRED: { category: 'unauthenticated', message: 'This endpoint needs a verified customer session.' },
   AUTH_SUBJECT_SESSION_INVALID: { category: 'unauthenticated', message: 'The customer session is unknown, expired or ended.' },
-  ACCESS_ROLE_UNKNOWN: { category: 'invalid_input', message: 'The role is not one of owner, privacy_officer, marketer, analyst, developer.' },
+  ACCESS_ROLE_UNKNOWN: { category: 'invalid_input', message: 'The role is not one of owner, privacy_officer, marketer, analyst, developer, session_issuer.' },
   ACCESS_SOURCE_NAME_INVALID: { category: 'invalid_input', message: 'A source name has 1 to 64 characters: letters, digits, dot, dash, underscore.' },
   ACCESS_TOKEN_NOT_FOUND: { category: 'not_found', message: 'No credential has this id.' },
   ACCESS_TOKEN_ALREADY_REVOKED: { category: 'conflict', message: 'This credential was already revoked.' },

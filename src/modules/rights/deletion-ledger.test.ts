@@ -51,4 +51,52 @@ describe('deletion ledger chain', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('ignores a block of lines written again after later ones, and refuses another entry under a used number', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'candor-ledger-'));
+    try {
+      const ledger = new DeletionLedger(join(dir, 'deletion-ledger.jsonl'));
+      const entries = chain(4);
+      // What two erasures of an older version finishing together wrote: 1, 2, 3, 4, 3, 4.
+      ledger.append(entries);
+      ledger.append(entries.slice(2));
+      assert.deepEqual(ledger.read(), entries);
+      const other = nextLedgerEntry(entries[1], { requestId: 'rX', at: '2026-02-01T00:00:00.000Z', profileIds: ['prf_x'], identifiers: [] });
+      ledger.append([other]);
+      assert.throws(() => ledger.read(), (e) => isCandorError(e, 'RIGHTS_LEDGER_TAMPERED'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('appends only what follows the file\'s last entry, one writer at a time, and nothing that would not link', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'candor-ledger-'));
+    try {
+      const ledger = new DeletionLedger(join(dir, 'deletion-ledger.jsonl'));
+      const entries = chain(5);
+      assert.equal(ledger.appendMissing(entries.slice(0, 2)), 2);
+      // Writers that each see the whole chain: the first appends the rest, the others nothing.
+      let active = 0;
+      let most = 0;
+      const writer = (fail: boolean) => new DeletionLedger(ledger.path).exclusive(async () => {
+        most = Math.max(most, ++active);
+        await new Promise((r) => setTimeout(r, 5));
+        active--;
+        if (fail) throw new Error('disk full');
+        return ledger.appendMissing(entries);
+      });
+      const written = await Promise.allSettled([writer(true), writer(false), writer(false), writer(false)]);
+      assert.equal(most, 1, 'one writer at a time');
+      assert.deepEqual(written.map((w) => (w.status === 'fulfilled' ? w.value : 'failed')), ['failed', 3, 0, 0], 'a failed turn does not stop the next');
+      assert.equal(readFileSync(ledger.path, 'utf8').trimEnd().split('\n').length, 5);
+      assert.deepEqual(ledger.read(), entries);
+      // A database chain that forked from the file's at entry 5: its entry 6 does not follow the file's entry 5.
+      const fork = nextLedgerEntry(entries[3], { requestId: 'rX', at: '2026-03-01T00:00:00.000Z', profileIds: [], identifiers: [] });
+      const sixth = nextLedgerEntry(fork, { requestId: 'r6', at: '2026-03-02T00:00:00.000Z', profileIds: [], identifiers: [] });
+      assert.throws(() => ledger.appendMissing([...entries.slice(0, 4), fork, sixth]), (e) => isCandorError(e, 'RIGHTS_LEDGER_TAMPERED'));
+      assert.deepEqual(ledger.read(), entries, 'nothing written');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { CandorError } from '../../shared/errors.ts';
 import type { DeletionLedgerEntry, IdentifierPseudonym } from '../../shared/subject-data.ts';
 
@@ -65,10 +65,20 @@ function parseLine(line: string, lineNo: number): DeletionLedgerEntry {
   throw new CandorError('RIGHTS_LEDGER_TAMPERED', { line: lineNo, problem: 'unreadable line' });
 }
 
+/** The line an entry is written as (fields in a fixed order). */
+function lineOf(e: DeletionLedgerEntry): string {
+  return JSON.stringify({ seq: e.seq, requestId: e.requestId, at: e.at, profileIds: e.profileIds, identifiers: e.identifiers, prevHash: e.prevHash, hash: e.hash });
+}
+
+/** The tail of each ledger file's queue of writers in this process, by absolute path. */
+const writers = new Map<string, Promise<unknown>>();
+
 /**
  * The deletion ledger file: one JSON line per erasure, appended and fsynced, outside the database so that a restored
- * backup cannot take it back. A line may appear twice (two processes catching up at once); identical duplicates are
- * ignored, anything else breaks the chain.
+ * backup cannot take it back. Writers in one process take turns (`exclusive`) and append only what follows the
+ * file's last entry. A line may still repeat an earlier one (two processes catching up at once, or two erasures of
+ * an older version finishing together): a line identical to the entry of its sequence number is ignored, anything
+ * else breaks the chain.
  */
 export class DeletionLedger {
   readonly path: string;
@@ -86,12 +96,45 @@ export class DeletionLedger {
       if (line.trim() === '') continue;
       const entry = parseLine(line, index + 1);
       const last = entries.at(-1);
-      if (last && entry.seq === last.seq && entry.hash === last.hash) continue;
+      if (last && entry.seq <= last.seq) {
+        // A repeat of an entry already read adds nothing; a different entry under a used number is an edit.
+        const earlier = entries[entry.seq - 1];
+        if (earlier && lineOf(earlier) === lineOf(entry)) continue;
+        throw new CandorError('RIGHTS_LEDGER_TAMPERED', { seq: entry.seq, problem: 'a line repeats a sequence number with other content' });
+      }
       entries.push(entry);
     }
     const verdict = verifyLedgerLines(entries);
     if (!verdict.ok) throw new CandorError('RIGHTS_LEDGER_TAMPERED', { seq: verdict.seq, problem: verdict.problem });
     return entries;
+  }
+
+  /** Runs `fn` when every earlier call for the same file in this process has settled: one writer at a time. */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const key = resolve(this.path);
+    const previous = writers.get(key) ?? Promise.resolve();
+    const turn = previous.then(fn, fn);
+    const tail = turn.catch(() => undefined);
+    writers.set(key, tail);
+    try {
+      return await turn;
+    } finally {
+      if (writers.get(key) === tail) writers.delete(key);
+    }
+  }
+
+  /**
+   * Appends the entries of `authority` (the database's chain, oldest first) that follow the file's last entry, read
+   * now; returns how many. Call it inside `exclusive`. RIGHTS_LEDGER_TAMPERED, writing nothing, when they would not
+   * link to the file's last entry.
+   */
+  appendMissing(authority: readonly DeletionLedgerEntry[]): number {
+    const last = this.read().at(-1);
+    const missing = authority.filter((e) => e.seq > (last?.seq ?? 0));
+    if (missing.length === 0) return 0;
+    if (missing[0]?.prevHash !== (last?.hash ?? GENESIS_HASH)) throw new CandorError('RIGHTS_LEDGER_TAMPERED', { seq: missing[0]?.seq, problem: 'file and database differ' });
+    this.append(missing);
+    return missing.length;
   }
 
   /** Appends entries as lines and waits until they are on disk. */
@@ -100,8 +143,7 @@ export class DeletionLedger {
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
     const fd = openSync(this.path, 'a', 0o600);
     try {
-      const text = entries.map((e) => JSON.stringify({ seq: e.seq, requestId: e.requestId, at: e.at, profileIds: e.profileIds, identifiers: e.identifiers, prevHash: e.prevHash, hash: e.hash }) + '\n').join('');
-      writeSync(fd, text);
+      writeSync(fd, entries.map((e) => lineOf(e) + '\n').join(''));
       fsyncSync(fd);
     } finally {
       closeSync(fd);

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { before, it } from 'node:test';
 import { strFromU8, unzipSync } from 'fflate';
 import { describeEachDialect } from '../../../test/support/databases.ts';
@@ -6,7 +8,10 @@ import { useKernel } from '../../../test/support/kernel.ts';
 import { ingestPerson, person, sendMessages } from '../../../test/support/subjects.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
-import type { FieldDisclosure } from '../../shared/subject-data.ts';
+import type { DataSubject, FieldDisclosure } from '../../shared/subject-data.ts';
+import { openKernel } from '../../kernel.ts';
+import { DeletionLedger, LEDGER_FILE } from './deletion-ledger.ts';
+import { ErasureEngine } from './erasure.ts';
 import type { ArchiveManifest } from './export-archive.ts';
 import { csvCell, escapeHtml } from './export-archive.ts';
 
@@ -128,6 +133,87 @@ describeEachDialect('erasure by any identifier', (dialect) => {
     assert.ok(subject);
     await assert.rejects(ctx.kernel.erasure.erase(subject, { requestId: `req-user_id-${dialect}` }, CLI_ACTOR), (e) => isCandorError(e, 'RIGHTS_ERASURE_REQUEST_USED'));
   });
+});
+
+describeEachDialect('concurrent erasures and the deletion-ledger file', (dialect) => {
+  const ctx = useKernel(dialect);
+  const N = 6;
+  const ledgerPath = () => join(ctx.env.dataDir, LEDGER_FILE);
+  const fileLines = () => readFileSync(ledgerPath(), 'utf8').split('\n').filter((l) => l.trim() !== '');
+
+  it('erasures finishing together leave a file that verifies and equals the database ledger, each line once', async () => {
+    const k = ctx.kernel;
+    await k.erasure.erase((await subjectOf(`ledger0${dialect}`)) as DataSubject, { requestId: `req-ledger-first-${dialect}` }, CLI_ACTOR);
+    const subjects: DataSubject[] = [];
+    for (let i = 1; i <= N; i++) subjects.push((await subjectOf(`ledger${i}${dialect}`)) as DataSubject);
+    // Every erasure waits, after its commit and just before writing the file, until all have committed: the file
+    // writes then start together, each seeing the others' database rows.
+    let arrived = 0;
+    let release!: () => void;
+    const together = new Promise<void>((resolve) => (release = resolve));
+    const engine = new ErasureEngine({
+      storage: k.storage,
+      audit: k.audit,
+      keyring: k.keyring,
+      identity: k.identity,
+      handlers: k.subjectData,
+      ledgerPath: ledgerPath(),
+      fileStores: [
+        {
+          module: 'test',
+          erase: async () => {
+            if (++arrived === N) release();
+            await together;
+            return [];
+          },
+        },
+      ],
+    });
+    // An erasure that fails before the wait lets the others go on (the test then fails instead of hanging).
+    const erase = (s: DataSubject, i: number) => engine.erase(s, { requestId: `req-ledger-${i}-${dialect}` }, CLI_ACTOR).catch((error: unknown) => {
+      release();
+      throw error;
+    });
+    const results = await Promise.allSettled(subjects.map(erase));
+    assert.deepEqual(results.map((r) => r.status), Array(N).fill('fulfilled'), JSON.stringify(results.filter((r) => r.status === 'rejected')));
+    const db = await k.erasure.ledger();
+    assert.equal(db.length, N + 1);
+    assert.deepEqual(new DeletionLedger(ledgerPath()).read(), db);
+    assert.equal(fileLines().length, N + 1, 'no line written twice');
+    assert.deepEqual(await k.erasure.verifyLedger(), { ok: true, entries: N + 1 });
+    // And the next erasure still works.
+    await k.erasure.erase((await subjectOf(`ledgerlast${dialect}`)) as DataSubject, { requestId: `req-ledger-last-${dialect}` }, CLI_ACTOR);
+    assert.equal(fileLines().length, N + 2);
+  });
+
+  it('a file with a block written twice (by an older version) still reads, and a kernel start finishes erasures it held up', async () => {
+    const k = ctx.kernel;
+    const lines = fileLines();
+    // What two overlapping writes of an older version left: the last two entries appended again.
+    appendFileSync(ledgerPath(), lines.slice(-2).join('\n') + '\n');
+    assert.deepEqual(new DeletionLedger(ledgerPath()).read(), await k.erasure.ledger());
+    // An erasure that failed on that file stayed keys_pending; the next start finishes it.
+    const requestId = `req-ledger-last-${dialect}`;
+    const { sql } = await import('kysely');
+    await sql`UPDATE rights_erasures SET state = 'keys_pending' WHERE request_id = ${requestId}`.execute(k.storage.db);
+    const other = await openKernel(ctx.env.config);
+    try {
+      assert.equal((await other.erasure.certificate(requestId))?.status, 'complete');
+    } finally {
+      await other.close();
+    }
+    const state = (await sql<{ state: string }>`SELECT state FROM rights_erasures WHERE request_id = ${requestId}`.execute(k.storage.db)).rows;
+    assert.equal(state[0]?.state, 'done');
+    await k.erasure.erase((await subjectOf(`ledgerafter${dialect}`)) as DataSubject, { requestId: `req-ledger-after-${dialect}` }, CLI_ACTOR);
+    assert.deepEqual(await k.erasure.verifyLedger(), { ok: true, entries: N + 3 });
+    assert.deepEqual(new DeletionLedger(ledgerPath()).read(), await k.erasure.ledger());
+  });
+
+  async function subjectOf(tag: string): Promise<DataSubject | null> {
+    const p = person(tag);
+    await ingestPerson(ctx.kernel, p, 1, tag);
+    return ctx.kernel.erasure.findSubject({ identifier: { type: 'user_id', value: p.userId } });
+  }
 });
 
 it('escapes CSV cells and HTML text', () => {

@@ -157,7 +157,7 @@ export class ErasureEngine {
       await this.#finish(progress, { id: 'system', role: 'system' }, { reason: null, replay: true });
       replayed++;
     }
-    if (db.length > file.length) this.#ledger.append(db.slice(file.length));
+    await this.#syncLedgerFile();
     for (const row of await this.#repo.pending()) {
       const certificate = JSON.parse(row.certificate) as ErasureCertificate;
       const subject: DataSubject = { profileId: JSON.parse(row.profile_ids)[0] as string, profileIds: JSON.parse(row.profile_ids) as string[], identifiers: JSON.parse(row.identifiers) as IdentifierPseudonym[] };
@@ -168,6 +168,9 @@ export class ErasureEngine {
 
   /** Step 1: everything that commits together. `entry` is the ledger entry being replayed, if any. */
   async #eraseIn(tx: SqlExecutor, subject: DataSubject, at: { requestId: string; startedAt: string; entry: DeletionLedgerEntry | undefined }): Promise<Progress> {
+    // First of all, on PostgreSQL: wait for the ingestion groups in flight and keep new ones out until this commits, so
+    // that none stores anything for this person after it (they check the suppression list under the same lock).
+    await this.#deps.identity.lockForErasure(tx);
     if (this.#deps.storage.dialect === 'postgres') await tx.all('select pg_advisory_xact_lock($1)', [PG_LEDGER_LOCK]);
     // Checked again under the lock: a concurrent erasure of the same subject may have committed meanwhile.
     if (!at.entry && (await this.#repo.erasedBy(subject.profileIds, tx)) !== undefined) throw new CandorError('RIGHTS_SUBJECT_ERASED');
@@ -263,11 +266,14 @@ export class ErasureEngine {
     return certificate;
   }
 
-  /** Appends to the file every database ledger entry it lacks. */
+  /**
+   * Appends to the file every database ledger entry after its last one. Erasures finishing together take turns, and
+   * each reads the file and the database only once it has its turn, so no entry is written twice.
+   */
   async #syncLedgerFile(): Promise<void> {
-    const file = this.#ledger.read();
-    const db = await this.#repo.ledger();
-    if (db.length > file.length) this.#ledger.append(db.slice(file.length));
+    await this.#ledger.exclusive(async () => {
+      this.#ledger.appendMissing(await this.#repo.ledger());
+    });
   }
 
   #certificate(

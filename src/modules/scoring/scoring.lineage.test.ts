@@ -7,7 +7,7 @@ import { loadShop, type Send } from '../../demo/load.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
-import { compress, fitBgNbd, Scoring } from './index.ts';
+import { compress, fitBgNbd, MODEL_KINDS, Scoring } from './index.ts';
 
 // Derived data follows its sources through merges, unmerges, partial runs, withdrawals during a run (by another
 // process) and per-person profiling purposes: the scores go at once and the count-based statistics stay exact.
@@ -245,6 +245,61 @@ describeEachDialect('scoring lineage: merges, unmerges, partial runs, concurrent
     await ctx.kernel.scoring.run(CLI_ACTOR, { now });
     assert.equal((await scored()).has(q), false);
     assert.deepEqual((await ctx.kernel.scoring.scoresOf(q)).scores, {});
+    await assertExact();
+  });
+
+  it('two runs that overlap (two servers) both save: versions are numbered at save time and the later save is current', async () => {
+    const k = ctx.kernel;
+    const before = new Map((await k.scoring.models()).map((m) => [m.kind, m.version]));
+    let arrived = 0;
+    let release!: () => void;
+    const together = new Promise<void>((resolve) => (release = resolve));
+    /** Another server's job: it waits, after fitting every model but the lead model, until the other has too. */
+    const server = () => {
+      let waited = false;
+      return new Scoring({
+        storage: k.storage,
+        audit: k.audit,
+        consent: k.consent,
+        data: {
+          people: () => k.identity.groups(),
+          orders: (ids, purpose) => k.collect.ordersFor(ids, purpose),
+          activity: async (ids, purpose) => {
+            if (!waited) {
+              waited = true;
+              if (++arrived === 2) release();
+              await together;
+            }
+            return k.collect.activityFor(ids, purpose);
+          },
+          isProtected: () => false,
+          isAuditAttribute: () => false,
+          auditGroups: async () => new Map(),
+        },
+      });
+    };
+    // A run that fails before the wait lets the other go on (the test then fails instead of hanging).
+    const run = () => server().run(CLI_ACTOR, { now }).catch((error: unknown) => {
+      release();
+      throw error;
+    });
+    const runs = await Promise.all([run(), run()]);
+    const fitted = runs.map((run) => run.models.filter((m) => !m.skipped));
+    assert.deepEqual(fitted.map((models) => models.map((m) => m.kind)), [MODEL_KINDS, MODEL_KINDS]);
+    for (const kind of MODEL_KINDS) {
+      const versions = fitted.map((models) => models.find((m) => m.kind === kind)?.version ?? 0).sort((x, y) => x - y);
+      const was = before.get(kind) ?? 0;
+      assert.deepEqual(versions, [was + 1, was + 2], kind);
+      for (const models of fitted) for (const m of models) assert.equal(m.id, `${m.kind}-${m.version}`);
+    }
+    // The run that saved last has the higher versions, and all of its models are current.
+    const later = fitted.find((models) => models.every((m) => m.version === (before.get(m.kind) ?? 0) + 2));
+    assert.ok(later, JSON.stringify(fitted));
+    assert.deepEqual((await k.scoring.models()).map((m) => m.id).sort(), later.map((m) => m.id).sort());
+    const someone = [...(await scored())].find(([, s]) => s.clv !== undefined && s.lead !== undefined)?.[0];
+    assert.ok(someone);
+    const lineage = (await k.scoring.scoresOf(someone)).models;
+    for (const m of later) assert.deepEqual(lineage[m.kind], { id: m.id, version: m.version }, m.kind);
     await assertExact();
   });
 });

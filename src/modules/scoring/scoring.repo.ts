@@ -89,6 +89,20 @@ function keptParts(old: ScoreRow, lineage: Lineage, refitted: ReadonlySet<string
   return Object.keys(kept.models).length > 0 ? kept : undefined;
 }
 
+/** The id a run's model carries until its save numbers it: unlike any saved model's id. */
+export function pendingModelId(kind: string, runId: string): string {
+  return `${kind}@${runId}`;
+}
+
+/** A run's score row with its lineage naming the saved ids and versions of the run's models. */
+function renumbered(row: ScoreRow, numbered: ReadonlyMap<string, { id: string; version: number }>): ScoreRow {
+  if (numbered.size === 0) return row;
+  const lineage = JSON.parse(row.lineage) as Lineage;
+  const models = Object.fromEntries(Object.entries(lineage.models).map(([kind, m]) => [kind, numbered.get(m.id) ?? m]));
+  const stats = lineage.stats?.map((s) => ({ ...s, modelId: numbered.get(s.modelId)?.id ?? s.modelId }));
+  return { ...row, lineage: JSON.stringify({ ...lineage, models, ...(stats ? { stats } : {}) }) };
+}
+
 /** A new row with kept parts of the old one added. */
 function withParts(row: ScoreRow, kept: Parts): ScoreRow {
   const lineage = JSON.parse(row.lineage) as Lineage;
@@ -150,11 +164,6 @@ export class ScoringRepo {
     return this.#db;
   }
 
-  async nextVersion(kind: string): Promise<number> {
-    const row = await this.#db.selectFrom('scoring_models').select((eb) => eb.fn.max('version').as('v')).where('kind', '=', kind).executeTakeFirst();
-    return Number(row?.v ?? 0) + 1;
-  }
-
   async currentModels(): Promise<ModelRow[]> {
     return this.#db.selectFrom('scoring_models').selectAll().where('current', '=', 1).orderBy('kind').execute();
   }
@@ -186,20 +195,34 @@ export class ScoringRepo {
    * (the people profiled, with the purpose their data was read for) gets this run's scores plus what it already had
    * from models of kinds this run did not refit (still current, with their lineage); every other stored row, and a
    * kept part read for another purpose than this run's, is forgotten (statistics decremented).
+   * The run's models carry provisional ids (`pendingModelId`); they are numbered here, under the lock, so runs that
+   * overlap (two servers, the CLI and a server) both save, the later one with the next versions. Answers the id and
+   * version each provisional id was given.
    */
-  async saveRun(tx: SqlExecutor, models: readonly { row: ModelRow; stats: ReadonlyMap<string, number> }[], scores: readonly ScoreRow[], purposeOf: ReadonlyMap<string, string>): Promise<{ forgotten: number }> {
+  async saveRun(
+    tx: SqlExecutor,
+    models: readonly { row: ModelRow; stats: ReadonlyMap<string, number> }[],
+    scores: readonly ScoreRow[],
+    purposeOf: ReadonlyMap<string, string>,
+  ): Promise<{ forgotten: number; numbered: ReadonlyMap<string, { id: string; version: number }> }> {
     const db = this.#db;
     await this.lock(tx);
+    const numbered = new Map<string, { id: string; version: number }>();
+    for (const { row } of models) {
+      const version = (await this.#lastVersion(tx, row.kind)) + 1;
+      numbered.set(row.id, { id: `${row.kind}-${version}`, version });
+    }
     const refitted = new Set(models.map((m) => m.row.kind));
     for (const { row, stats } of models) {
+      const { id, version } = numbered.get(row.id) as { id: string; version: number };
       await this.#run(tx, db.updateTable('scoring_models').set({ current: 0 }).where('kind', '=', row.kind).where('current', '=', 1));
-      await this.#run(tx, db.insertInto('scoring_models').values(row));
+      await this.#run(tx, db.insertInto('scoring_models').values({ ...row, id, version }));
       const entries = [...stats];
       for (let i = 0; i < entries.length; i += 200) {
-        await this.#run(tx, db.insertInto('scoring_stats').values(entries.slice(i, i + 200).map(([key, count]) => ({ model_id: row.id, key, count }))));
+        await this.#run(tx, db.insertInto('scoring_stats').values(entries.slice(i, i + 200).map(([key, count]) => ({ model_id: id, key, count }))));
       }
     }
-    const fresh = new Map(scores.map((s) => [s.profile_id, s]));
+    const fresh = new Map(scores.map((s) => [s.profile_id, renumbered(s, numbered)]));
     const out: ScoreRow[] = [];
     const forgotten: string[] = [];
     let after = '';
@@ -241,7 +264,13 @@ export class ScoringRepo {
           .onConflict((oc) => oc.column('profile_id').doUpdateSet((eb) => ({ run_id: eb.ref('excluded.run_id'), computed_at: eb.ref('excluded.computed_at'), data: eb.ref('excluded.data'), reasons: eb.ref('excluded.reasons'), lineage: eb.ref('excluded.lineage') }))),
       );
     }
-    return { forgotten: removed };
+    return { forgotten: removed, numbered };
+  }
+
+  /** The highest version of a kind, read in `tx` (0 when none). */
+  async #lastVersion(tx: SqlExecutor, kind: string): Promise<number> {
+    const rows = await this.#all<{ v: number | string | null }>(tx, this.#db.selectFrom('scoring_models').select((eb) => eb.fn.max('version').as('v')).where('kind', '=', kind));
+    return Number(rows[0]?.v ?? 0);
   }
 
   async #run(tx: SqlExecutor, query: Compilable): Promise<number> {

@@ -9,7 +9,7 @@ import { compress, fitBgNbd, probabilityAlive, expectedPurchases, type BgNbdPara
 import { churnRisk, type ChurnRisk } from './churn.ts';
 import { lifetimeValue, DEFAULT_CLV } from './clv.ts';
 import { fitGammaGamma, type GammaGammaParams } from './gamma-gamma.ts';
-import { ScoringRepo, purposeOfLineage, type Lineage, type ModelRow, type ScoreRow } from './scoring.repo.ts';
+import { ScoringRepo, pendingModelId, purposeOfLineage, type Lineage, type ModelRow, type ScoreRow } from './scoring.repo.ts';
 import { summarize, type CustomerSummary } from './summary.ts';
 import { fourFifths, type FairnessReport } from './fairness.ts';
 import { FeatureEncoder, topContributions, type FeatureSpec } from './features.ts';
@@ -187,17 +187,25 @@ export class Scoring {
     const fitted: { row: ModelRow; stats: Map<string, number> }[] = [];
     const report: RunSummary['models'] = [];
     const at = now.toISOString();
-    const modelRow = async (kind: ModelKind, params: unknown, details: unknown, customers: number): Promise<ModelRow> => {
-      const version = await this.#repo.nextVersion(kind);
-      return { id: `${kind}-${version}`, kind, version, params: JSON.stringify(params), details: JSON.stringify(details), customers, fitted_at: at, current: 1, stale: 0 };
-    };
+    // Numbered when saved, under the scoring lock: another run may save first (another server, the CLI).
+    const modelRow = (kind: ModelKind, params: unknown, details: unknown, customers: number): ModelRow => ({
+      id: pendingModelId(kind, runId),
+      kind,
+      version: 0,
+      params: JSON.stringify(params),
+      details: JSON.stringify(details),
+      customers,
+      fitted_at: at,
+      current: 1,
+      stale: 0,
+    });
     const skip = (kind: ModelKind, why: string) => report.push({ kind, id: '', version: 0, customers: 0, skipped: why });
 
     let rfm: ReturnType<typeof rfmSegments> | undefined;
     let rfmModel: ModelRow | undefined;
     if (kinds.has('rfm') && summaries.length > 0) {
       rfm = rfmSegments(summaries.map((s) => ({ daysSinceLast: s.daysSinceLast, orders: s.orders, total: s.total })));
-      rfmModel = await modelRow('rfm', rfm.thresholds, { sizes: rfm.sizes }, summaries.length);
+      rfmModel = modelRow('rfm', rfm.thresholds, { sizes: rfm.sizes }, summaries.length);
       fitted.push({ row: rfmModel, stats: new Map() });
       report.push({ kind: 'rfm', id: rfmModel.id, version: rfmModel.version, customers: summaries.length });
     } else if (kinds.has('rfm')) skip('rfm', 'no orders from profiled customers');
@@ -210,7 +218,7 @@ export class Scoring {
         return { orders: s.orders, averageOrder: s.total / s.orders, daysSinceLast: s.daysSinceLast, weekdayShare: t.weekday / s.orders, morningShare: t.morning / s.orders };
       });
       personas = fitPersonas(inputs, { kMin: 2, kMax: 6, seed: 7 });
-      personaModel = await modelRow('personas', { k: personas.k, scaling: personas.scaling, centres: personas.personas.map((p) => p.centre) }, { silhouette: personas.silhouette, tried: personas.tried, personas: personas.personas }, summaries.length);
+      personaModel = modelRow('personas', { k: personas.k, scaling: personas.scaling, centres: personas.personas.map((p) => p.centre) }, { silhouette: personas.silhouette, tried: personas.tried, personas: personas.personas }, summaries.length);
       fitted.push({ row: personaModel, stats: new Map() });
       report.push({ kind: 'personas', id: personaModel.id, version: personaModel.version, customers: summaries.length });
     } else if (kinds.has('personas')) skip('personas', `needs at least 30 buyers (has ${summaries.length})`);
@@ -223,7 +231,7 @@ export class Scoring {
       bg = fit.params;
       const stats = new Map<string, number>();
       for (const s of summaries) stats.set(statKeyBg(s), (stats.get(statKeyBg(s)) ?? 0) + 1);
-      bgModel = await modelRow('bgnbd', fit.params, { logLikelihood: fit.logLikelihood, converged: fit.converged, unit: 'weeks' }, summaries.length);
+      bgModel = modelRow('bgnbd', fit.params, { logLikelihood: fit.logLikelihood, converged: fit.converged, unit: 'weeks' }, summaries.length);
       fitted.push({ row: bgModel, stats });
       report.push({ kind: 'bgnbd', id: bgModel.id, version: bgModel.version, customers: summaries.length });
     } else if (kinds.has('bgnbd')) skip('bgnbd', `needs at least 20 buyers of whom 5 bought again (has ${summaries.length} and ${repeaters.length})`);
@@ -236,7 +244,7 @@ export class Scoring {
         gg = fit.params;
         const stats = new Map<string, number>();
         for (const s of repeaters) stats.set(statKeyGg(s), (stats.get(statKeyGg(s)) ?? 0) + 1);
-        ggModel = await modelRow('gamma_gamma', fit.params, { logLikelihood: fit.logLikelihood, converged: fit.converged }, repeaters.length);
+        ggModel = modelRow('gamma_gamma', fit.params, { logLikelihood: fit.logLikelihood, converged: fit.converged }, repeaters.length);
         fitted.push({ row: ggModel, stats });
         report.push({ kind: 'gamma_gamma', id: ggModel.id, version: ggModel.version, customers: repeaters.length });
       } else skip('gamma_gamma', 'the fitted spend model has no finite mean (q ≤ 1)');
@@ -250,7 +258,7 @@ export class Scoring {
       if ('skipped' in lead) skip('leads', lead.skipped);
       else {
         leads = lead.scores;
-        leadModel = await modelRow('leads', lead.params, lead.details, lead.trainedOn);
+        leadModel = modelRow('leads', lead.params, lead.details, lead.trainedOn);
         fitted.push({ row: leadModel, stats: new Map() });
         report.push({ kind: 'leads', id: leadModel.id, version: leadModel.version, customers: lead.trainedOn });
       }
@@ -326,7 +334,9 @@ export class Scoring {
       }
     }
     options.onProgress?.(eligible.length, eligible.length, 'saving');
-    await this.#save(fitted, scores, purposeOf);
+    const numbered = await this.#save(fitted, scores, purposeOf);
+    // The summary names the models as saved (skipped ones have no id).
+    for (const m of report) Object.assign(m, numbered.get(m.id));
     const summary: RunSummary = {
       runId,
       at,
@@ -359,9 +369,9 @@ export class Scoring {
    * since the run began (a withdrawal by another process) is left out and their contribution taken out of the
    * models' statistics before anything is written; and anyone whose basis goes while the save commits is forgotten
    * right after it (a withdrawal's own forget waits for the save and sees its rows). Either way the count-based
-   * models equal the fit without them.
+   * models equal the fit without them. Answers the id and version each model was saved under.
    */
-  async #save(fitted: { row: ModelRow; stats: Map<string, number> }[], scores: ScoreRow[], purposeOf: Map<string, string>): Promise<void> {
+  async #save(fitted: { row: ModelRow; stats: Map<string, number> }[], scores: ScoreRow[], purposeOf: Map<string, string>): Promise<ReadonlyMap<string, { id: string; version: number }>> {
     const { consent, storage } = this.#deps;
     const ids = [...purposeOf.keys()];
     const lapsed = async (): Promise<Set<string>> => {
@@ -388,10 +398,11 @@ export class Scoring {
       }
       for (const id of gone) purposeOf.delete(id);
     }
-    await storage.raw.transaction((tx) => this.#repo.saveRun(tx, fitted, scores, purposeOf));
+    const { numbered } = await storage.raw.transaction((tx) => this.#repo.saveRun(tx, fitted, scores, purposeOf));
     const late = await lapsed();
     if (late.size > 0) await this.forgetUnlawful([...late]);
     if (gone.size > 0 || late.size > 0) await this.refitStale();
+    return numbered;
   }
 
   /**

@@ -200,9 +200,9 @@ export class IdentityRepo {
   async existingProfiles(tx: SqlExecutor, profileIds: readonly string[]): Promise<Set<string>> {
     const found = new Set<string>();
     for (let i = 0; i < profileIds.length; i += MAX_LIST) {
-      const list = profileIds.slice(i, i + MAX_LIST);
-      const query = this.#db.selectFrom('identity_profiles').select('id').where('id', 'in', list).compile();
-      for (const row of await tx.all<{ id: string }>(query.sql, query.parameters)) found.add(row.id);
+      const list = padded(profileIds.slice(i, i + MAX_LIST));
+      const text = this.#text(`profiles-exist:${list.length}`, () => this.#db.selectFrom('identity_profiles').select('id').where('id', 'in', this.#idList(list.length)).compile());
+      for (const row of await this.#all<{ id: string }>(tx, text, list)) found.add(row.id);
     }
     return found;
   }

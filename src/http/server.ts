@@ -26,6 +26,9 @@ export interface ServerOptions {
   extend?: (app: FastifyInstance) => void | Promise<void>;
 }
 
+/** How long a whole request (headers and body) may take to arrive. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
 export async function buildServer(kernel: Kernel, options: ServerOptions = {}): Promise<CandorServer> {
   const app = Fastify({
     loggerInstance: kernel.logger as FastifyBaseLogger,
@@ -38,6 +41,19 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
     // Requests the router or Node's HTTP parser could not take are answered as problem+json with a code, like the rest.
     frameworkErrors: (error, request, reply) => void sendProblem(request, reply, error),
     clientErrorHandler: answerClientError,
+    // A request whose body trickles in (a byte every few seconds) would hold its connection for ever: the whole request
+    // must arrive within 30 s (Fastify's default is no limit; headers have Node's 60 s).
+    requestTimeout: REQUEST_TIMEOUT_MS,
+  });
+  // Answers about a person are never kept by a browser or a proxy cache: subject sessions and their routes, rights
+  // requests (codes, download links) and staff reads of personal data. (A callback hook: no promise per request.)
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const access = request.routeOptions.config.access;
+    const url = request.routeOptions.url ?? '';
+    if (access && (access.audience === 'subject' || access.personalData === true || url.startsWith('/v1/rights/') || url === '/v1/subject-sessions')) {
+      reply.header('cache-control', 'no-store');
+    }
+    done(null, payload);
   });
   // Bodies are validated strictly (no coercion, no silent removal of unknown fields); query strings and path
   // parameters arrive as text and are coerced to the declared types.

@@ -30,6 +30,7 @@ describeEachDialect('privacy center consent endpoints (subject sessions)', (dial
   it('issues a short-lived session for a customer the business signed in', async () => {
     const issued = await asBusiness('/v1/subject-sessions', { userId: 'cust-1', ttlSeconds: 600 });
     assert.equal(issued.statusCode, 201, issued.body);
+    assert.equal(issued.headers['cache-control'], 'no-store', 'a session secret is never cached');
     const body = issued.json() as { token: string; expiresAt: string };
     assert.match(body.token, /^css_[0-9a-f]{16}_/);
     assert.ok(Date.parse(body.expiresAt) - Date.now() <= 600_000);
@@ -57,6 +58,7 @@ describeEachDialect('privacy center consent endpoints (subject sessions)', (dial
   it('shows the customer the notice and their choice per purpose, and audits the read', async () => {
     const response = await asCustomer('GET', '/v1/me/consent');
     assert.equal(response.statusCode, 200, response.body);
+    assert.equal(response.headers['cache-control'], 'no-store');
     const body = response.json() as { notice: { version: number; text: string }; purposes: { key: string; state: string }[] };
     assert.ok(body.notice.text.length > 100);
     assert.equal(body.purposes.find((p) => p.key === 'analytics.reporting')?.state, 'none');

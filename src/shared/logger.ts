@@ -59,7 +59,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
           id: req.id,
           method: req.method,
           route: req.routeOptions?.url,
-          path: req.url?.split('?')[0],
+          // A matched route is logged by its pattern only: its path may hold a download token or a profile id.
+          path: req.routeOptions?.url ? undefined : req.url?.split('?')[0],
         }),
         res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
         err: pino.stdSerializers.err,

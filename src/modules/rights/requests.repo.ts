@@ -196,15 +196,19 @@ export class RequestsRepo {
   }
 
   /** Records a start for each key and answers how many starts each had since `since` (this one included). */
-  async countStart(keys: readonly string[], at: string, since: string): Promise<number[]> {
-    await this.#db.insertInto('rights_rate_events').values(keys.map((key) => ({ key, at }))).execute();
+  /** How many starts each key made since `since`. */
+  async countStarts(keys: readonly string[], since: string): Promise<number[]> {
     const out: number[] = [];
     for (const key of keys) {
       const row = await this.#db.selectFrom('rights_rate_events').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).where('at', '>=', since).executeTakeFirst();
       out.push(Number(row?.n ?? 0));
     }
-    // Old starts say nothing any more.
-    await this.#db.deleteFrom('rights_rate_events').where('at', '<', since).execute();
     return out;
+  }
+
+  /** Records an accepted start under each key, and forgets starts older than `since` (they say nothing any more). */
+  async recordStart(keys: readonly string[], at: string, since: string): Promise<void> {
+    await this.#db.insertInto('rights_rate_events').values(keys.map((key) => ({ key, at }))).execute();
+    await this.#db.deleteFrom('rights_rate_events').where('at', '<', since).execute();
   }
 }

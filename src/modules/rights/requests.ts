@@ -205,9 +205,12 @@ export class RightsRequests {
 
   async #rateLimit(keys: string[]): Promise<void> {
     const at = this.#now();
-    const counts = await this.#repo.countStart(keys, at.toISOString(), new Date(at.getTime() - this.#limits.windowMs).toISOString());
+    const since = new Date(at.getTime() - this.#limits.windowMs).toISOString();
+    const counts = await this.#repo.countStarts(keys, since);
     const limits = keys.map((k) => (k.startsWith('id:') ? this.#limits.perIdentifier : this.#limits.perClient));
-    if (counts.some((n, i) => n > (limits[i] as number))) throw new CandorError('RIGHTS_RATE_LIMITED', { windowSeconds: Math.round(this.#limits.windowMs / 1000) });
+    // Only accepted starts count: refused ones would let anyone use up a client's (a proxy's) allowance for everyone.
+    if (counts.some((n, i) => n >= (limits[i] as number))) throw new CandorError('RIGHTS_RATE_LIMITED', { windowSeconds: Math.round(this.#limits.windowMs / 1000) });
+    await this.#repo.recordStart(keys, at.toISOString(), since);
   }
 
   /** The canonical profile known by an address, or null (also for an erased person: nothing reveals either). */

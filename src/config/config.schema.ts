@@ -107,6 +107,10 @@ export const CONFIG_SCHEMA = {
     env: 'CANDOR_MAIL_FROM', type: 'string', default: 'privacy@localhost', sensitive: false,
     description: 'Sender address of mail to data subjects (verification codes, extension notices, download links).',
   },
+  trustProxy: {
+    env: 'CANDOR_TRUST_PROXY', type: 'string', default: '', sensitive: false,
+    description: 'Proxies whose X-Forwarded-For is believed, for the client address the rights rate limit counts: empty (none), a number of hops, or a comma-separated list of addresses or CIDR ranges (loopback, 10.0.0.0/8, …).',
+  },
   rightsJurisdiction: {
     env: 'CANDOR_RIGHTS_JURISDICTION', type: 'enum', default: 'gdpr', values: ['gdpr', 'ccpa'], sensitive: false,
     description: 'Legal clock of a data-subject request that names no jurisdiction: gdpr (one month) or ccpa (45 days).',

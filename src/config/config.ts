@@ -28,6 +28,8 @@ export interface Config {
   readonly smtpUrl: string;
   readonly mailFrom: string;
   readonly rightsJurisdiction: 'gdpr' | 'ccpa';
+  /** Proxies trusted for X-Forwarded-For (Fastify's trustProxy): false, a hop count, or addresses and ranges. */
+  readonly trustProxy: false | number | string;
   /** Retention policies (ISO-8601 durations) and the sweeper's schedule and batch size. */
   readonly retentionRawEvents: string;
   readonly retentionInactiveProfiles: string;
@@ -160,6 +162,8 @@ export function loadConfig(input: ConfigInput = {}): Config {
   if (contact !== '' && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(contact) && !/^https:\/\/[^\s/]+\.[^\s]+$/.test(contact)) {
     problems.push({ key: 'controllerContact', problem: 'must be empty, an e-mail address or an https:// URL' });
   }
+  const trustProxy = parseTrustProxy(String(values.trustProxy));
+  if (trustProxy === undefined) problems.push({ key: 'trustProxy', problem: 'must be empty, a number of hops (1 to 20), or addresses and CIDR ranges separated by commas' });
   let identityRules: IdentityRulesSetting = {};
   if (values.identityRules !== '') {
     const parsed = parseIdentityRules(values.identityRules);
@@ -189,6 +193,7 @@ export function loadConfig(input: ConfigInput = {}): Config {
     smtpUrl: String(values.smtpUrl),
     mailFrom: String(values.mailFrom),
     rightsJurisdiction: values.rightsJurisdiction as Config['rightsJurisdiction'],
+    trustProxy: trustProxy ?? false,
     retentionRawEvents: String(values.retentionRawEvents),
     retentionInactiveProfiles: String(values.retentionInactiveProfiles),
     retentionOrders: String(values.retentionOrders),
@@ -229,4 +234,19 @@ export function describeConfig(config: Config): ConfigLine[] {
       description: entry.description,
     };
   });
+}
+
+/** An address, a CIDR range or one of proxy-addr's names, as Fastify's trustProxy takes them. */
+const PROXY_ADDRESS = /^(?:loopback|linklocal|uniquelocal|[0-9.]+(?:\/\d{1,2})?|[0-9a-f:]+(?:\/\d{1,3})?)$/i;
+
+/** CANDOR_TRUST_PROXY as Fastify takes it; undefined when it is none of the accepted forms. */
+function parseTrustProxy(text: string): false | number | string | undefined {
+  const value = text.trim();
+  if (value === '') return false;
+  if (/^\d+$/.test(value)) {
+    const hops = Number(value);
+    return hops >= 1 && hops <= 20 ? hops : undefined;
+  }
+  const parts = value.split(',').map((p) => p.trim());
+  return parts.every((p) => PROXY_ADDRESS.test(p)) ? parts.join(',') : undefined;
 }

@@ -32,6 +32,14 @@ describeEachDialect('candor audit verify', (dialect) => {
     assert.equal((await candor('audit', 'verify', '--file', exportFile)).code, 0);
   });
 
+  it('answers an export that does not exist or is a directory with a coded error, not an internal one', async () => {
+    for (const path of [join(cli.env.dataDir, 'missing.jsonl'), cli.env.dataDir]) {
+      const result = await candor('audit', 'verify', '--file', path);
+      assert.equal(result.code, 1, result.err);
+      assert.match(result.err, /AUDIT_EXPORT_UNREADABLE/);
+    }
+  });
+
   it('names the line of an export whose last line was cut off, and exits 3', async () => {
     const damaged = join(cli.env.dataDir, 'cut.jsonl');
     const last = lines.at(-1) as string;

@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { accessSync, constants, createReadStream, createWriteStream, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, Option } from 'commander';
 import { describeConfig, loadConfig, type Config, type ConfigKey } from '../config/index.ts';
@@ -70,6 +70,16 @@ function parseExportLine(line: string): AuditEntry | ExportDamage['problem'] {
     ENTRY_TEXT_FIELDS.every((f) => typeof entry[f] === 'string') &&
     ENTRY_NULLABLE_FIELDS.every((f) => entry[f] === null || typeof entry[f] === 'string');
   return ok ? (entry as unknown as AuditEntry) : 'not an audit entry';
+}
+
+/** An export to verify must be a file this process can read (AUDIT_EXPORT_UNREADABLE otherwise, not an internal error). */
+function assertReadableFile(path: string): void {
+  try {
+    accessSync(path, constants.R_OK);
+    if (!statSync(path).isFile()) throw new Error('not a file');
+  } catch (error) {
+    throw new CandorError('AUDIT_EXPORT_UNREADABLE', undefined, { cause: error });
+  }
 }
 
 /** The entries of an export file in file order; stops at the first damaged line and records it in `damage`. */
@@ -191,6 +201,7 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
     .action(async (options: { file?: string; expectHead?: string }) => {
       const expected = options.expectHead ? parseHead(options.expectHead) : undefined;
       const damage: { found?: ExportDamage } = {};
+      if (options.file) assertReadableFile(options.file);
       const result = options.file
         ? await verifyChain(readExport(options.file, damage), expected)
         : await withKernel(program, (kernel) => kernel.audit.verify(expected));

@@ -83,6 +83,7 @@ export const ERROR_CODES = {
   CRYPTO_CIPHERTEXT_INVALID: { category: 'invalid_input', message: 'The ciphertext is not in Candor envelope format.' },
   CRYPTO_DECRYPT_FAILED: { category: 'internal', message: 'The ciphertext failed authentication: it was altered or belongs elsewhere.' },
   AUDIT_APPEND_FAILED: { category: 'internal', message: 'The audit entry could not be written.' },
+  AUDIT_EXPORT_UNREADABLE: { category: 'invalid_input', message: 'The audit export to verify does not exist or cannot be read.' },
   CATALOG_PLAN_INVALID: { category: 'invalid_input', message: 'The tracking plan is not valid; every problem is listed with its path.' },
   CATALOG_PLAN_VERSION_NOT_FOUND: { category: 'not_found', message: 'No tracking plan version has this number.' },
   CATALOG_PLAN_CONFLICT: { category: 'conflict', message: 'Other tracking plans were published at the same moment; publish again.' },

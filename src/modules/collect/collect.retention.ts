@@ -44,8 +44,11 @@ interface Rewrite {
   /** Events before `floor` are left to the rules that reduce or delete whole events. */
   floor: string;
   cutoff: string;
-  /** Returns the new parts, or undefined when the row is already as it should be. */
-  apply(plain: Record<string, unknown>, personal: () => Promise<Record<string, unknown> | null>): Promise<{ plain: Record<string, unknown>; personal: Record<string, unknown> | null; purposes?: string[] } | undefined>;
+  /**
+   * Returns the new parts, or undefined when the row is already as it should be. `personal` undefined leaves the
+   * sealed personal part as it is (a rule about plain fields only); null drops it.
+   */
+  apply(plain: Record<string, unknown>, personal: () => Promise<Record<string, unknown> | null>): Promise<{ plain: Record<string, unknown>; personal: Record<string, unknown> | null | undefined; purposes?: string[] } | undefined>;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -193,8 +196,9 @@ export class CollectRetention implements RetentionHandler {
             const secret = field.personal ? await personal() : null;
             if (secret) for (const path of field.paths) changed = removePath(secret, path) || changed;
             if (!changed) return undefined;
-            const kept = field.personal ? prune(secret) : secret;
-            return { plain: (prune(plain) as Record<string, unknown> | undefined) ?? {}, personal: (kept as Record<string, unknown> | undefined) ?? null };
+            // A rule about plain fields only leaves the sealed part alone: its fields have their own periods.
+            const kept = field.personal ? ((prune(secret) as Record<string, unknown> | undefined) ?? null) : undefined;
+            return { plain: (prune(plain) as Record<string, unknown> | undefined) ?? {}, personal: kept };
           },
         },
         options,
@@ -372,14 +376,15 @@ export class CollectRetention implements RetentionHandler {
         if (!result) continue;
         const data = JSON.stringify(result.plain);
         const purposes = result.purposes ? JSON.stringify(result.purposes) : row.purposes;
-        const hasPersonal = result.personal !== null && Object.keys(result.personal).length > 0;
+        const keepSealed = result.personal === undefined;
+        const hasPersonal = result.personal != null && Object.keys(result.personal).length > 0;
         // Already as it should be (a reduced order seen again): nothing to write.
-        if (!hasPersonal && row.data_enc === null && data === row.data && purposes === row.purposes) continue;
+        if ((keepSealed || (!hasPersonal && row.data_enc === null)) && data === row.data && purposes === row.purposes) continue;
         if (options.dryRun) {
           changes.push([]);
           continue;
         }
-        const dataEnc = hasPersonal ? await this.#keyring.encrypt(row.profile_id, JSON.stringify(result.personal), EVENT_DATA_CONTEXT) : null;
+        const dataEnc = keepSealed ? row.data_enc : hasPersonal ? await this.#keyring.encrypt(row.profile_id, JSON.stringify(result.personal), EVENT_DATA_CONTEXT) : null;
         changes.push([data, dataEnc, purposes, row.id]);
       }
       if (changes.length === 0 || options.dryRun) return changes.length;

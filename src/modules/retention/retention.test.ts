@@ -42,7 +42,7 @@ const events = (userId: string, at: Date, tag: string) => {
   return [
     { type: 'track', userId, messageId: `${tag}-view`, timestamp, event: 'Product Viewed', properties: { product_id: 'p1', price: 10 }, context: { location: { city: 'Delft', latitude: 52.01, longitude: 4.36 } } },
     { type: 'track', userId, messageId: `${tag}-order`, timestamp, event: 'Order Completed', properties: { order_id: `o-${tag}`, total: 42.5, revenue: 40, tax: 7, currency: 'EUR', coupon: 'X', products: [{ product_id: 'p1', price: 10, quantity: 1 }] }, context: { location: { latitude: 52.01, longitude: 4.36 } } },
-    { type: 'track', userId, messageId: `${tag}-survey`, timestamp, event: 'Survey Answered', properties: { survey_id: 's1', rating: 9, allergies: ['nuts'] } },
+    { type: 'track', userId, messageId: `${tag}-survey`, timestamp, event: 'Survey Answered', properties: { survey_id: 's1', rating: 9, allergies: ['nuts'] }, context: { page: { url: `https://shop.example/survey/${tag}` } } },
     { type: 'identify', userId, messageId: `${tag}-identify`, timestamp, traits: { email: `${userId}@example.com`, first_name: 'Ada', city: 'Delft' } },
   ];
 };
@@ -117,10 +117,12 @@ describeEachDialect('retention sweeper', (dialect) => {
   it('removes allergies after 6 months and the survey answers after a year', async () => {
     const report = await sweep(months(start, 7));
     assert.equal(count(report, 'collect.events.fields:track:Survey Answered:P6M'), 2);
-    assert.equal(await personal(await byMessage('old-survey')), null);
+    assert.deepEqual(await personal(await byMessage('old-survey')), { context: { page: { url: 'https://shop.example/survey/old' } } }, 'allergies gone, the address kept');
     const yearly = await sweep(new Date(months(start, 12).getTime() + 2 * DAY));
     assert.equal(count(yearly, 'collect.events.fields:track:Survey Answered:P1Y'), 2);
     assert.deepEqual(JSON.parse((await byMessage('new-survey'))?.data ?? ''), {});
+    // A rule about plain fields leaves the sealed part alone: the page's address (personal, 13 months) is still there.
+    assert.deepEqual(await personal(await byMessage('new-survey')), { context: { page: { url: 'https://shop.example/survey/new' } } });
   });
 
   it('after 13 months deletes raw events and reduces orders to what the legal obligation needs; a second run deletes nothing', async () => {

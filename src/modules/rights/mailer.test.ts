@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -56,6 +56,12 @@ describe('mailer outbox', () => {
       );
       assert.ok(listed.every((m) => m.writtenAt.getTime() >= before - 1 && m.writtenAt.getTime() <= Date.now()));
       assert.equal(mailer.removeFromOutbox([tagged.id, 'mail_gone', '../outbox/x']), 1);
+      assert.deepEqual(readdirSync(outbox), [`${plain.id}.eml`]);
+      // Files named by hand otherwise are listed and deleted too (a sweep once skipped them for good).
+      for (const name of ['old note', 'old+1']) writeFileSync(join(outbox, `${name}.eml`), 'To: carol@example.test\r\n\r\nHi');
+      const byHand = mailer.outbox().filter((m) => m.id !== plain.id).map((m) => m.id);
+      assert.deepEqual(byHand.sort(), ['old note', 'old+1']);
+      assert.equal(mailer.removeFromOutbox(byHand), 2);
       assert.deepEqual(readdirSync(outbox), [`${plain.id}.eml`]);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -127,7 +127,8 @@ export class Mailer {
   removeFromOutbox(ids: Iterable<string>): number {
     let removed = 0;
     for (const id of ids) {
-      if (!/^[\w.-]+$/.test(id)) continue;
+      // Any name the outbox listing gives (a file named otherwise by hand, `old note.eml`), never a path elsewhere.
+      if (id === '' || id.includes('/') || id.includes('\\') || id.includes('\u0000') || id === '.' || id === '..') continue;
       const file = join(this.#outboxDir, `${id}.eml`);
       let fd: number;
       try {

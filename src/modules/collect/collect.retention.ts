@@ -1,6 +1,7 @@
 // Retention of stored events: raw events go after their period, orders are reduced to what the legal obligation
 // needs and go after theirs, and fields the tracking plan keeps shorter than their event are cut out when they
 // expire. Registered with `retention` through `Collector.retention()`.
+import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { compareDurations, subtractDuration } from '../../shared/duration.ts';
 import type { RetentionHandler, RetentionRule, SweepCount, SweepMark, SweepOptions } from '../../shared/subject-data.ts';
@@ -38,6 +39,16 @@ type Row = Pick<CollectTables['collect_events'], 'id' | 'profile_id' | 'occurred
 type Filter = { kind?: string; event?: string; notEvent?: string };
 
 /** A rewrite of stored events: which events, and what to do to their plain and personal parts. */
+/**
+ * Where a rule's walk resumes is kept under its id and, for a plan rule, the fields it covers: a field that joins an
+ * existing period with a new plan version starts a walk of its own from the beginning, so events stored before the
+ * last sweep lose it too (under the rule's id alone they were never looked at again).
+ */
+function markKey(rule: RetentionRule): string {
+  if (!rule.fields || rule.action !== 'remove_fields') return rule.id;
+  return `${rule.id}#${createHash('sha256').update([...rule.fields].sort().join('\n')).digest('hex').slice(0, 16)}`;
+}
+
 interface Rewrite {
   rule: RetentionRule;
   filter: Filter;
@@ -273,7 +284,7 @@ export class CollectRetention implements RetentionHandler {
     const { floor, cutoff } = range;
     // Ids are sortable by insertion time: everything stored from here on is looked at by the next sweep's late pass.
     const startedId = `evt_${(Date.now() - 60_000).toString(36).padStart(9, '0')}`;
-    const mark: SweepMark = (await context.mark(rule.id)) ?? { at: '', id: '' };
+    const mark: SweepMark = (await context.mark(markKey(rule))) ?? { at: '', id: '' };
     let total = 0;
     const startAt = mark.at > floor ? mark.at : floor;
     const passes: ['time' | 'late', { at: string; id: string }, string][] = [['time', { at: startAt, id: '' }, cutoff]];
@@ -291,7 +302,7 @@ export class CollectRetention implements RetentionHandler {
     }
     if (!dryRun) {
       const next = { at: mark.at > cutoff ? mark.at : cutoff, id: startedId };
-      await this.#storage.raw.transaction((tx) => context.setMark(tx, rule.id, next));
+      await this.#storage.raw.transaction((tx) => context.setMark(tx, markKey(rule), next));
     }
     return total;
   }
@@ -305,7 +316,7 @@ export class CollectRetention implements RetentionHandler {
     if (options.dryRun) return this.#walk(rule, filter, { floor: '', cutoff }, options, 'id', (rows) => Promise.resolve(rows.length));
     const { context, batchSize } = options;
     const startedId = `evt_${(Date.now() - 60_000).toString(36).padStart(9, '0')}`;
-    const mark: SweepMark = (await context.mark(rule.id)) ?? { at: '', id: '' };
+    const mark: SweepMark = (await context.mark(markKey(rule))) ?? { at: '', id: '' };
     let total = 0;
     const passes: ['time' | 'late', { at: string; id: string }, string][] = [['time', { at: '', id: '' }, cutoff]];
     if (mark.id !== '' && mark.at !== '') passes.push(['late', { at: '', id: mark.id }, mark.at < cutoff ? mark.at : cutoff]);
@@ -353,7 +364,7 @@ export class CollectRetention implements RetentionHandler {
       }
     }
     const next = { at: mark.at > cutoff ? mark.at : cutoff, id: startedId };
-    await this.#storage.raw.transaction((tx) => context.setMark(tx, rule.id, next));
+    await this.#storage.raw.transaction((tx) => context.setMark(tx, markKey(rule), next));
     return total;
   }
 

@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+
+const DAY = 86_400_000;
+
+describeEachDialect('field retention after a plan change', (dialect) => {
+  const ctx = useKernel(dialect);
+  const p = (n: number) => (dialect === 'postgres' ? `$${n}` : '?');
+
+  it('removes a field that joins an existing period from events stored before the last sweep', async () => {
+    const kernel = ctx.kernel;
+    const [r] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-campaign' }], source: 'web', at: new Date().toISOString() }]));
+    await kernel.consent.record(r?.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
+    const now = new Date();
+    const timestamp = new Date(now.getTime() - 50 * DAY).toISOString();
+    const message = { type: 'track', userId: 'u-campaign', messageId: 'campaign-1', timestamp, event: 'Product Viewed', properties: { product_id: 'p1' }, context: { campaign: { name: 'spring' } } };
+    const [stored] = await kernel.collect.ingest([{ raw: message, bytes: JSON.stringify(message).length }], undefined, { source: 'web', gpc: false, receivedAt: now.getTime(), actor: CLI_ACTOR });
+    assert.equal(stored?.status, 'stored');
+    const campaign = async () => {
+      const [row] = await kernel.storage.raw.all<{ data: string }>(`select data from collect_events where message_id = ${p(1)}`, ['campaign-1']);
+      return (JSON.parse(row?.data ?? '{}') as { context?: { campaign?: { name?: string } } }).context?.campaign?.name;
+    };
+    // Stored an hour before the sweep (ids sort by storage time; a sweep's late pass looks again only at the last minute's).
+    const hourAgo = `evt_${(now.getTime() - 3_600_000).toString(36).padStart(9, '0')}${'0'.repeat(16)}`;
+    await kernel.storage.raw.run(`update collect_events set id = ${p(1)} where message_id = ${p(2)}`, [hourAgo, 'campaign-1']);
+    // A sweep under the plan that keeps the campaign 13 months: the 30-day context rule (precise location) has a mark.
+    await kernel.retention.sweep({ now, dryRun: false, batchSize: 100 });
+    assert.equal(await campaign(), 'spring');
+    // The campaign name is now kept 30 days, the period that rule already has.
+    const { plan } = await kernel.catalog.plan();
+    const doc = structuredClone(plan) as unknown as { context: { properties: { campaign: { properties: { name: { 'x-candor': { retention: string } } } } } } };
+    doc.context.properties.campaign.properties.name['x-candor'].retention = 'P30D';
+    await kernel.catalog.publish(doc, CLI_ACTOR);
+    const report = await kernel.retention.sweep({ now: new Date(now.getTime() + 1000), dryRun: false, batchSize: 100 });
+    assert.equal(await campaign(), undefined, 'the 50-day-old event lost the field');
+    assert.ok(report.counts.some((c) => c.rule === 'collect.events.fields:context:P30D' && c.count >= 1), JSON.stringify(report.counts));
+  });
+});

@@ -44,6 +44,18 @@ type Filter = { kind?: string; event?: string; notEvent?: string };
  * existing period with a new plan version starts a walk of its own from the beginning, so events stored before the
  * last sweep lose it too (under the rule's id alone they were never looked at again).
  */
+/** The nearest category above every one of these (`user.location` for `user.location.precise` and `user.location.imprecise`). */
+function commonCategory(categories: readonly string[]): string {
+  let common = (categories[0] ?? 'user').split('.');
+  for (const category of categories.slice(1)) {
+    const parts = category.split('.');
+    let i = 0;
+    while (i < common.length && common[i] === parts[i]) i++;
+    common = common.slice(0, i);
+  }
+  return common.length > 0 ? common.join('.') : 'user';
+}
+
 function markKey(rule: RetentionRule): string {
   if (!rule.fields || rule.action !== 'remove_fields') return rule.id;
   return `${rule.id}#${createHash('sha256').update([...rule.fields].sort().join('\n')).digest('hex').slice(0, 16)}`;
@@ -171,7 +183,7 @@ export class CollectRetention implements RetentionHandler {
         const paths = fields.map((f) => f.path);
         out.push({
           rule: {
-            id: `collect.events.fields:${label}:${period}`, module: 'collect', store: 'collect_events', category: fields[0]?.category ?? 'user', period, clock: 'occurred_at', action: 'remove_fields', source: 'plan', fields: paths,
+            id: `collect.events.fields:${label}:${period}`, module: 'collect', store: 'collect_events', category: commonCategory(fields.map((f) => f.category)), period, clock: 'occurred_at', action: 'remove_fields', source: 'plan', fields: paths,
             description: `${paths.join(', ')} ${paths.length === 1 ? 'is' : 'are'} removed from ${label === 'context' ? 'every stored event' : `stored ${label} events`} ${period} after they happened (tracking plan).`,
           },
           filter,
@@ -253,12 +265,13 @@ export class CollectRetention implements RetentionHandler {
    * (keyset on time and id), then rows stored since the last sweep whose time is before the mark (late arrivals,
    * e.g. an imported history), found by their sortable id.
    */
-  async #batch(pass: 'time' | 'late', filter: Filter, from: { at: string; id: string }, until: string, limit: number, columns: 'id' | 'row'): Promise<Row[]> {
-    const compiled = this.#select(pass, filter, from, until, limit, columns).compile();
+  async #batch(pass: 'time' | 'late', filter: Filter, from: { at: string; id: string }, until: string, limit: number, columns: 'id' | 'row', floor = ''): Promise<Row[]> {
+    const compiled = this.#select(pass, filter, from, until, limit, columns, floor).compile();
     return this.#storage.raw.all<Row>(compiled.sql, compiled.parameters);
   }
 
-  #select(pass: 'time' | 'late', filter: Filter, from: { at: string; id: string }, until: string, limit: number, columns: 'id' | 'row') {
+  /** `floor`: the late pass leaves out events older than it (a rule that deletes whole events takes them in the same sweep). */
+  #select(pass: 'time' | 'late', filter: Filter, from: { at: string; id: string }, until: string, limit: number, columns: 'id' | 'row', floor = '') {
     const selected: (keyof Row)[] = columns === 'id' ? ['id', 'occurred_at'] : ['id', 'profile_id', 'occurred_at', 'data', 'data_enc', 'purposes'];
     let q = this.#db.selectFrom('collect_events').select(selected);
     if (pass === 'time') {
@@ -266,6 +279,7 @@ export class CollectRetention implements RetentionHandler {
       q = q.where((eb) => eb(eb.refTuple('occurred_at', 'id'), '>', eb.tuple(from.at, from.id))).where('occurred_at', '<', until);
     } else {
       q = q.where('id', '>', from.id).where('occurred_at', '<', until);
+      if (floor !== '') q = q.where('occurred_at', '>=', floor);
     }
     if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
     if (filter.event !== undefined) q = q.where('event', '=', filter.event);
@@ -292,7 +306,7 @@ export class CollectRetention implements RetentionHandler {
     for (const [pass, start, until] of passes) {
       let from = start;
       for (;;) {
-        const rows = await this.#batch(pass, filter, from, until, batchSize, columns);
+        const rows = await this.#batch(pass, filter, from, until, batchSize, columns, floor);
         if (rows.length === 0) break;
         const last = rows[rows.length - 1] as Row;
         from = pass === 'time' ? { at: last.occurred_at, id: last.id } : { at: '', id: last.id };

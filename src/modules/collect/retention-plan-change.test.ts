@@ -38,4 +38,21 @@ describeEachDialect('field retention after a plan change', (dialect) => {
     assert.equal(await campaign(), undefined, 'the 50-day-old event lost the field');
     assert.ok(report.counts.some((c) => c.rule === 'collect.events.fields:context:P30D' && c.count >= 1), JSON.stringify(report.counts));
   });
+
+  it('counts an old order imported late once: deleted, not also reduced in the same sweep', async () => {
+    const kernel = ctx.kernel;
+    const [r] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-old-order' }], source: 'web', at: new Date().toISOString() }]));
+    await kernel.consent.record(r?.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
+    const now = new Date();
+    await kernel.retention.sweep({ now, dryRun: false, batchSize: 100 });
+    // An order history imported after that sweep, with an order from eight years ago (past the seven of the legal obligation).
+    const timestamp = new Date(now.getTime() - 8 * 366 * DAY).toISOString();
+    const order = { type: 'track', userId: 'u-old-order', messageId: 'old-order-1', timestamp, event: 'Order Completed', properties: { order_id: 'o-2018', total: 10, currency: 'EUR' } };
+    const [stored] = await kernel.collect.ingest([{ raw: order, bytes: JSON.stringify(order).length }], undefined, { source: 'web', gpc: false, receivedAt: now.getTime(), actor: CLI_ACTOR });
+    assert.equal(stored?.status, 'stored');
+    const report = await kernel.retention.sweep({ now: new Date(now.getTime() + 1000), dryRun: false, batchSize: 100 });
+    const counted = (rule: string) => report.counts.filter((c) => c.rule === rule).reduce((n, c) => n + c.count, 0);
+    assert.equal(counted('collect.events.orders'), 1);
+    assert.equal(counted('collect.events.orders.reduce'), 0, JSON.stringify(report.counts));
+  });
 });

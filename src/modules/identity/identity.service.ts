@@ -458,6 +458,11 @@ export class Identity {
     const prepared = items.map((item) => this.#prepare(item));
     const inMemory = await this.#suppressedList(tx);
     if (inMemory) return prepared.map((item) => item.ids.some((id) => inMemory.has(id.key)));
+    return this.#suppressedInDatabase(tx, prepared);
+  }
+
+  /** Which of these items carry an identifier on the suppression list, as the database says in `tx`. */
+  async #suppressedInDatabase(tx: SqlExecutor, prepared: readonly PreparedItem[]): Promise<boolean[]> {
     const pairs = new Map<string, Pair>();
     for (const item of prepared) for (const id of item.ids) pairs.set(id.key, [id.type, id.hash]);
     const suppressed = new Set((await this.#repo.suppressedAmong(tx, [...pairs.values()])).map(([type, hash]) => keyOf(type, hash)));
@@ -487,11 +492,7 @@ export class Identity {
   async suppressedInGroup(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<boolean[]> {
     if (this.#storage.dialect !== 'postgres') return this.isSuppressedBatch(tx, items);
     await this.#repo.lockAgainstErasure(tx, false);
-    const prepared = items.map((item) => this.#prepare(item));
-    const pairs = new Map<string, Pair>();
-    for (const item of prepared) for (const id of item.ids) pairs.set(id.key, [id.type, id.hash]);
-    const suppressed = new Set((await this.#repo.suppressedAmong(tx, [...pairs.values()])).map(([type, hash]) => keyOf(type, hash)));
-    return prepared.map((item) => item.ids.some((id) => suppressed.has(id.key)));
+    return this.#suppressedInDatabase(tx, items.map((item) => this.#prepare(item)));
   }
 
   /**

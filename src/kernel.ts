@@ -142,7 +142,9 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     });
     // After the consent listeners above: a merge decides on the merged person's consent. Merges happen while events
     // are ingested, so their scores are reconciled in the background, as after a consent change (a scoring run's save
-    // may hold the scoring lock; per-person reads already answer for the merged person's consent meanwhile). An unmerge
+    // may hold the scoring lock; per-person reads already answer for the merged person's consent meanwhile). A clean-up
+    // that fails is logged, not retried with the merge: the next full run forgets the merged-away profile's row, since
+    // it scores canonical profiles only (Scoring.saveRun forgets rows it does not write again). An unmerge
     // removes both profiles' scores and statistics at once (each was computed with the other's data; both are scored
     // at the next run).
     identity.onMerge(async (merge) => {

@@ -109,7 +109,7 @@ export const CONFIG_SCHEMA = {
   },
   trustProxy: {
     env: 'CANDOR_TRUST_PROXY', type: 'string', default: '', sensitive: false,
-    description: 'Proxies whose X-Forwarded-For is believed, for the client address the rights rate limit counts: empty (none), a number of hops, or a comma-separated list of addresses or CIDR ranges (loopback, 10.0.0.0/8, …).',
+    description: 'Proxies whose X-Forwarded-For is believed, for the client address the rights rate limit counts: empty (none) or a comma-separated list of their addresses or CIDR ranges (loopback, 10.0.0.0/8, …); never a hop count, which would let a client that reaches the server directly name any address.',
   },
   rightsJurisdiction: {
     env: 'CANDOR_RIGHTS_JURISDICTION', type: 'enum', default: 'gdpr', values: ['gdpr', 'ccpa'], sensitive: false,

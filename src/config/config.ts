@@ -28,8 +28,8 @@ export interface Config {
   readonly smtpUrl: string;
   readonly mailFrom: string;
   readonly rightsJurisdiction: 'gdpr' | 'ccpa';
-  /** Proxies trusted for X-Forwarded-For (Fastify's trustProxy): false, a hop count, or addresses and ranges. */
-  readonly trustProxy: false | number | string;
+  /** Proxies trusted for X-Forwarded-For (Fastify's trustProxy): false, or their addresses and ranges. */
+  readonly trustProxy: false | string;
   /** Retention policies (ISO-8601 durations) and the sweeper's schedule and batch size. */
   readonly retentionRawEvents: string;
   readonly retentionInactiveProfiles: string;
@@ -163,7 +163,7 @@ export function loadConfig(input: ConfigInput = {}): Config {
     problems.push({ key: 'controllerContact', problem: 'must be empty, an e-mail address or an https:// URL' });
   }
   const trustProxy = parseTrustProxy(String(values.trustProxy));
-  if (trustProxy === undefined) problems.push({ key: 'trustProxy', problem: 'must be empty, a number of hops (1 to 20), or addresses and CIDR ranges separated by commas' });
+  if (trustProxy === undefined) problems.push({ key: 'trustProxy', problem: 'must be empty, or addresses and CIDR ranges separated by commas' });
   let identityRules: IdentityRulesSetting = {};
   if (values.identityRules !== '') {
     const parsed = parseIdentityRules(values.identityRules);
@@ -237,16 +237,15 @@ export function describeConfig(config: Config): ConfigLine[] {
 }
 
 /** An address, a CIDR range or one of proxy-addr's names, as Fastify's trustProxy takes them. */
-const PROXY_ADDRESS = /^(?:loopback|linklocal|uniquelocal|[0-9.]+(?:\/\d{1,2})?|[0-9a-f:]+(?:\/\d{1,3})?)$/i;
+const PROXY_ADDRESS = /^(?:loopback|linklocal|uniquelocal|\d{1,3}(?:\.\d{1,3}){3}(?:\/\d{1,2})?|[0-9a-f]*:[0-9a-f:.]*(?:\/\d{1,3})?)$/i;
 
-/** CANDOR_TRUST_PROXY as Fastify takes it; undefined when it is none of the accepted forms. */
-function parseTrustProxy(text: string): false | number | string | undefined {
+/**
+ * CANDOR_TRUST_PROXY as Fastify takes it; undefined when it is none of the accepted forms. Proxies are named, never
+ * counted: with a hop count, a client that reached the server directly could name any address in X-Forwarded-For.
+ */
+function parseTrustProxy(text: string): false | string | undefined {
   const value = text.trim();
   if (value === '') return false;
-  if (/^\d+$/.test(value)) {
-    const hops = Number(value);
-    return hops >= 1 && hops <= 20 ? hops : undefined;
-  }
   const parts = value.split(',').map((p) => p.trim());
   return parts.every((p) => PROXY_ADDRESS.test(p)) ? parts.join(',') : undefined;
 }

@@ -26,11 +26,6 @@ export interface ServerOptions {
   extend?: (app: FastifyInstance) => void | Promise<void>;
 }
 
-/** Fastify's trustProxy for the configured value: a hop count trusts that many proxies in front of the server. */
-function trustedProxies(setting: false | number | string): boolean | string | ((address: string, hop: number) => boolean) {
-  return typeof setting === 'number' ? (_address, hop) => hop < setting : setting;
-}
-
 /** How long a whole request (headers and body) may take to arrive. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
@@ -50,7 +45,7 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
     // must arrive within 30 s (Fastify's default is no limit; headers have Node's 60 s).
     requestTimeout: REQUEST_TIMEOUT_MS,
     // request.ip is the client's address as proxies named in trustProxy report it (the rights rate limit counts it).
-    trustProxy: trustedProxies(kernel.config.trustProxy),
+    trustProxy: kernel.config.trustProxy,
   });
   // Answers about a person are never kept by a browser or a proxy cache: subject sessions and their routes, rights
   // requests (codes, download links) and staff reads of personal data. (A callback hook: no promise per request.)

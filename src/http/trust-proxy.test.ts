@@ -37,12 +37,11 @@ describeEachDialect('trustProxy: the client address behind a proxy', (dialect) =
   it('believes X-Forwarded-For only from the proxies configured', async () => {
     assert.equal(await ipSeen(''), '127.0.0.1', 'by default nobody is trusted: a client could name any address');
     assert.equal(await ipSeen('loopback'), '203.0.113.9');
-    assert.equal(await ipSeen('1'), '203.0.113.9');
     assert.equal(await ipSeen('10.0.0.0/8'), '127.0.0.1', 'a proxy not listed is not believed');
   });
 
   it('refuses a setting that is none of the accepted forms at start', () => {
-    for (const bad of ['yes', '0', '21', '10.0.0.0/8, not-an-address']) {
+    for (const bad of ['yes', '1', '10.0.0.0/8, not-an-address']) {
       assert.throws(() => loadConfig({ environment: { CANDOR_TRUST_PROXY: bad } }), (e) => isCandorError(e, 'CONFIG_INVALID'), bad);
     }
   });

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
+import { MAX_PLAN_VERSION } from '../../modules/catalog/index.ts';
 import { STAFF_ROLES, type StaffRole } from '../../modules/access/index.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
@@ -63,7 +64,7 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['catalog'],
         summary: 'One published version of the tracking plan.',
-        params: { type: 'object', properties: { version: { type: 'integer', minimum: 1, maximum: 2_147_483_647 } }, required: ['version'] },
+        params: { type: 'object', properties: { version: { type: 'integer', minimum: 1, maximum: MAX_PLAN_VERSION } }, required: ['version'] },
         response: { 200: published },
       },
     },

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import { MAX_ID_LENGTH } from '../../modules/collect/index.ts';
-import { CALLER_MECHANISMS, unusableText } from '../../modules/consent/index.ts';
+import { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
+import { unusableText } from '../../shared/text.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { recordGpcForDevice, subjectOf } from './subject.ts';
 

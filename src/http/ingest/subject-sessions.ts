@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
-import { MAX_SUBJECT_SESSION_SECONDS } from '../../modules/access/index.ts';
+import { MAX_SUBJECT_SESSION_SECONDS, SESSION_ISSUER_ROLE } from '../../modules/access/index.ts';
 import { MAX_ID_LENGTH } from '../../modules/collect/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { refuseUnusableText } from './consent.ts';
@@ -20,7 +20,7 @@ export function registerSubjectSessionRoute(app: FastifyInstance, kernel: Kernel
     {
       // A secret the backend keeps (an API token with the session_issuer role), never a write key: browsers carry
       // those, so anyone could open a session as any customer with one.
-      config: { access: { audience: 'admin', roles: ['session_issuer', 'owner'], purpose: 'essential.service.authentication' } },
+      config: { access: { audience: 'admin', roles: [SESSION_ISSUER_ROLE, 'owner'], purpose: 'essential.service.authentication' } },
       schema: {
         tags: ['subject'],
         summary: 'Issue a customer session (css_…) for the person your backend has signed in; the secret is shown once.',

@@ -36,6 +36,8 @@ interface Current extends PlanVersion {
 }
 
 const OPERATIONS = 'essential.service.operations';
+/** The largest plan version number: versions are 32-bit integers in the database. */
+export const MAX_PLAN_VERSION = 2_147_483_647;
 
 /** JSON with object keys sorted at every level: the same plan always has the same hash. */
 function canonicalJson(value: unknown): string {
@@ -225,7 +227,7 @@ export class Catalog {
 
   /** A stored version's row; undefined for a number no version can have (versions are 32-bit integers in the database, and PostgreSQL refuses to compare them with a larger one). */
   #storedVersion(version: number) {
-    return Number.isInteger(version) && version >= 1 && version <= 2_147_483_647 ? this.#repo.byVersion(version) : Promise.resolve(undefined);
+    return Number.isInteger(version) && version >= 1 && version <= MAX_PLAN_VERSION ? this.#repo.byVersion(version) : Promise.resolve(undefined);
   }
 
   /** A version (the one in force by default) as lists of annotated fields per section. */

@@ -38,12 +38,6 @@ export const COLLECT_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
 type Row = Pick<CollectTables['collect_events'], 'id' | 'profile_id' | 'occurred_at' | 'data' | 'data_enc' | 'purposes'>;
 type Filter = { kind?: string; event?: string; notEvent?: string };
 
-/** A rewrite of stored events: which events, and what to do to their plain and personal parts. */
-/**
- * Where a rule's walk resumes is kept under its id and, for a plan rule, the fields it covers: a field that joins an
- * existing period with a new plan version starts a walk of its own from the beginning, so events stored before the
- * last sweep lose it too (under the rule's id alone they were never looked at again).
- */
 /** The nearest category above every one of these (`user.location` for `user.location.precise` and `user.location.imprecise`). */
 function commonCategory(categories: readonly string[]): string {
   let common = (categories[0] ?? 'user').split('.');
@@ -56,11 +50,17 @@ function commonCategory(categories: readonly string[]): string {
   return common.length > 0 ? common.join('.') : 'user';
 }
 
+/**
+ * Where a rule's walk resumes is kept under its id and, for a plan rule, the fields it covers: a field that joins an
+ * existing period with a new plan version starts a walk of its own from the beginning, so events stored before the
+ * last sweep lose it too (under the rule's id alone they were never looked at again).
+ */
 function markKey(rule: RetentionRule): string {
   if (!rule.fields || rule.action !== 'remove_fields') return rule.id;
   return `${rule.id}#${createHash('sha256').update([...rule.fields].sort().join('\n')).digest('hex').slice(0, 16)}`;
 }
 
+/** A rewrite of stored events: which events, and what to do to their plain and personal parts. */
 interface Rewrite {
   rule: RetentionRule;
   filter: Filter;

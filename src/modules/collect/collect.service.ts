@@ -811,7 +811,7 @@ export class Collector {
 const ORDER_TOTAL_FIELDS = ['total', 'revenue'] as const;
 
 /** A field is stored when one of its purposes is allowed; special-category and precise-location fields need explicit consent. */
-function fieldAllowed(field: KeptField, allowed: readonly string[], explicit: readonly string[]): boolean {
+export function fieldAllowed(field: KeptField, allowed: readonly string[], explicit: readonly string[]): boolean {
   const pool = field.special || field.preciseLocation ? explicit : allowed;
   for (const p of field.purposes) if (pool.includes(p)) return true;
   return false;

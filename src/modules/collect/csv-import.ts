@@ -35,7 +35,7 @@ import type { Catalog, KeptField, OutlineSection, PlanResult } from '../catalog/
 import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, ResolveItem } from '../identity/index.ts';
-import type { Collector, ItemResult, ItemStatus } from './collect.service.ts';
+import { fieldAllowed, type Collector, type ItemResult, type ItemStatus } from './collect.service.ts';
 import { identifiersOf, MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
 
 export type ImportKind = 'customers' | 'events';
@@ -458,9 +458,9 @@ class ImportRun {
   /** Purposes per plan section: the event's own and, per field path, the field's. */
   readonly #purposes = new Map<string, { event: readonly string[]; fields: Map<string, readonly string[]> }>();
   /** What the gate lets through without looking at a person's ledger (for warnings and the dry run's prediction). */
-  readonly #predicted: ReadonlySet<string>;
+  readonly #predicted: readonly string[];
   /** Of those, the explicit-consent purposes this import records consent to: only they keep special-category and precise-location fields. */
-  readonly #predictedExplicit: ReadonlySet<string>;
+  readonly #predictedExplicit: readonly string[];
   readonly #warned = new Set<string>();
   readonly #hash = createHash('sha256');
   readonly #counts: ImportCounts = { rows: 0, stored: 0, duplicate: 0, refused: 0, invalid: 0, suppressed: 0, events: 0, consents: 0, bytes: 0 };
@@ -495,9 +495,9 @@ class ImportRun {
       this.#types.set(key, new Map(section.fields.map((f) => [f.path, f.type])));
       this.#purposes.set(key, { event: section.purposes, fields: new Map(section.fields.map((f) => [f.path, f.purposes])) });
     }
-    this.#predicted = new Set([...claim.purposes, ...claim.alsoAllowed.map((a) => a.purpose)]);
+    this.#predicted = [...new Set([...claim.purposes, ...claim.alsoAllowed.map((a) => a.purpose)])];
     // Consent recorded by the import is given now, so it counts as explicit where the purpose asks for that.
-    this.#predictedExplicit = new Set(claim.basis === 'consent' ? claim.purposes.filter((p) => deps.consent.purpose(p)?.explicit === true) : []);
+    this.#predictedExplicit = claim.basis === 'consent' ? claim.purposes.filter((p) => deps.consent.purpose(p)?.explicit === true) : [];
   }
 
   async execute(input: Readable): Promise<ImportSummary> {
@@ -719,7 +719,7 @@ class ImportRun {
     if (!declared) return;
     const purposes = new Set(declared.event);
     for (const path of paths) for (const p of declared.fields.get(path) ?? []) purposes.add(p);
-    if ([...purposes].some((p) => this.#predicted.has(p))) return;
+    if ([...purposes].some((p) => this.#predicted.includes(p))) return;
     const what = section === 'identify' ? 'the columns of this file' : `${section.replace(/^track:/, '')} events`;
     const claim = this.#claim.basis === 'consent' ? 'the consent recorded by this import' : `basis ${this.#claim.basis}`;
     this.#hooks.onWarning?.(
@@ -974,7 +974,11 @@ class ImportRun {
     const profiles = new Set(known.filter((id): id is string => id !== null));
     const unknown = open.filter((_, i) => known[i] === null).map((p) => p.link);
     if (unknown.length > 0) {
-      const resolutions = await storage.raw.transaction((tx) => identity.resolveBatch(tx, unknown));
+      // Checked again where the profiles are made (an erasure committed since the check above: nobody is made for it).
+      const resolutions = await storage.raw.transaction(async (tx) => {
+        const erased = await identity.suppressedInGroup(tx, unknown);
+        return identity.resolveBatch(tx, unknown.filter((_, i) => !erased[i]));
+      });
       const merges = resolutions.flatMap((r) => r.merges);
       if (merges.length > 0) await identity.notifyMerges(merges);
       for (const r of resolutions) if (r.profileId !== null) profiles.add(r.profileId);
@@ -1010,10 +1014,9 @@ class ImportRun {
     return kept;
   }
 
-  /** As the gate's fieldAllowed: special-category and precise-location fields need explicit consent to one of their purposes. */
+  /** The gate's own field rule, with the purposes the claimed basis allows. */
   #predictedAllowed(field: KeptField): boolean {
-    const pool = field.special || field.preciseLocation ? this.#predictedExplicit : this.#predicted;
-    return field.purposes.some((p) => pool.has(p));
+    return fieldAllowed(field, this.#predicted, this.#predictedExplicit);
   }
 
   /** Dry run: the envelope and the tracking plan as the pipeline checks them; the gate predicted from the purposes' bases. */
@@ -1028,7 +1031,7 @@ class ImportRun {
       const { name, data } = planInput(m);
       const plan = catalog.check(m.kind, name, data);
       if (!plan.ok) return { index, messageId: m.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
-      const allowed = plan.purposes.filter((p) => this.#predicted.has(p));
+      const allowed = plan.purposes.filter((p) => this.#predicted.includes(p));
       const refusedFields = plan.fields.filter((f) => !this.#predictedAllowed(f)).map((f) => f.path);
       if (allowed.length === 0) return { index, messageId: m.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: plan.dropped };
       return { index, messageId: m.messageId, status: 'stored', purposes: allowed, dropped: plan.dropped, refusedFields };

@@ -33,7 +33,8 @@ import { addMonths, decideFor, isDirectMarketing, isOptOut, NO_FLAGS, unionFlags
 import { DEFAULT_NOTICE_PURPOSES, DEFAULT_NOTICE_TEXT, DEFAULT_PURPOSES } from './defaults.ts';
 import { materialChanges, noticeHash, normalizePurposes } from './notices.ts';
 import { receiptPayload, type ReceiptItem } from './receipt-payload.ts';
-import { recordedSource, unusableText } from './source.ts';
+import { unusableText } from '../../shared/text.ts';
+import { recordedSource } from './source.ts';
 import { ReceiptSigner, type PublicJwk } from './receipts.ts';
 import { KeyedLock, SubjectCache, type SubjectState } from './subject-cache.ts';
 

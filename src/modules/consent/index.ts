@@ -8,7 +8,7 @@
 export { Consent, type ConsentDeps } from './consent.service.ts';
 export { CONSENT_MIGRATIONS } from './consent.repo.ts';
 export { GPC_LAST_UPDATE } from './gpc.ts';
-export { recordedSource, unusableText } from './source.ts';
+
 export type { PublicJwk } from './receipts.ts';
 export {
   CONSENT_MECHANISMS,

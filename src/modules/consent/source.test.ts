@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { recordedSource, unusableText } from './source.ts';
+import { unusableText } from '../../shared/text.ts';
+import { recordedSource } from './source.ts';
 
 describe('recordedSource', () => {
   it('keeps a URL as its origin and path, without query string, fragment or user:password@', () => {

@@ -1,7 +1,5 @@
 // What the consent ledger and receipts keep of where a change was made. Both are kept for good (the ledger is
 // append-only and outlives an erasure), and a page URL's query string often carries an e-mail address or a token.
-// Text that cannot be stored as given is refused by the check ingestion uses for ids (unusableText, re-exported).
-export { unusableText } from '../../shared/text.ts';
 
 /** A query string or fragment, to its end. */
 const QUERY_OR_FRAGMENT = /[?#].*$/s;

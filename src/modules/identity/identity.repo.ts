@@ -185,7 +185,6 @@ export class IdentityRepo {
     return Array.from({ length: n }, () => '');
   }
 
-  /** Serializes identity writers across processes on PostgreSQL (SQLite's write transaction already does). */
   /**
    * PostgreSQL: `exclusive` (an erasure) waits for every ingestion group in flight and keeps new ones out until it
    * commits; shared (a group) waits only for an erasure. SQLite's write lock already serializes them.
@@ -207,6 +206,7 @@ export class IdentityRepo {
     return found;
   }
 
+  /** Serializes identity writers across processes on PostgreSQL (SQLite's write transaction already does). */
   async lockForWrite(tx: SqlExecutor): Promise<void> {
     if (this.#storage.dialect !== 'postgres') return;
     const text = this.#text('lock', () => sql`select pg_advisory_xact_lock(${PG_IDENTITY_LOCK})`.compile(this.#db));

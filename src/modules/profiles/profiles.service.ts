@@ -103,7 +103,7 @@ export const ORDER_EVENT = 'Order Completed';
  * Largest order value (in absolute terms) added to a profile's total: no real order is worth 10^15 of a currency, and
  * sums of values under it stay finite and exact to the cent in a double for far more orders than anyone places.
  */
-export const MAX_ORDER_VALUE = 1e15;
+const MAX_ORDER_VALUE = 1e15;
 
 const DIGEST_ENTRIES = 50_000;
 

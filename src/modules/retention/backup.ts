@@ -326,8 +326,8 @@ export async function restoreDatabase(target: DatabaseTarget, file: string, acto
   }
   // A restored log that cannot be read (the backup was checked, so hardly ever) also fails the append below.
   const restoredHead = await currentAuditHead(target);
-  const restored = typeof restoredHead === 'string' ? null : restoredHead;
   const head = (value: AuditHead | string) => (typeof value === 'string' ? null : value);
+  const restored = head(restoredHead);
   await appendAudit(target, {
     actor: actor.id,
     role: actor.role,

@@ -195,7 +195,6 @@ export class RequestsRepo {
     return this.#db.selectFrom('rights_requests').selectAll().where('download_hash', '=', hash).executeTakeFirst();
   }
 
-  /** Records a start for each key and answers how many starts each had since `since` (this one included). */
   /** How many starts each key made since `since`. */
   async countStarts(keys: readonly string[], since: string): Promise<number[]> {
     const out: number[] = [];

@@ -400,8 +400,9 @@ export class Scoring {
     }
     const { numbered } = await storage.raw.transaction((tx) => this.#repo.saveRun(tx, fitted, scores, purposeOf));
     const late = await lapsed();
+    // forgetUnlawful refits what it decremented; the people left out before saving need their own refit.
     if (late.size > 0) await this.forgetUnlawful([...late]);
-    if (gone.size > 0 || late.size > 0) await this.refitStale();
+    if (gone.size > 0) await this.refitStale();
     return numbered;
   }
 

@@ -97,6 +97,21 @@ describeEachDialect('Segment ingest: sizes as merged, content codings, malformed
     assert.equal(await ctx.kernel.collect.countEvents(), events + 1);
   });
 
+  it('answers a compressed body that does not inflate, sent with a type it does not read, and goes on serving', async () => {
+    // The body is never read (the type is refused first): its inflating stream's error has no reader, and ended the
+    // process.
+    for (const [type, coding] of [['application/xml', 'gzip'], ['application/xml', 'deflate'], ['text/csv', 'gzip']] as const) {
+      const response = await post('/v1/track', Buffer.from('not gzip at all'), { 'content-type': type, 'content-encoding': coding });
+      assert.equal(response.statusCode, 415, `${type} ${coding}: ${response.body}`);
+      assert.equal(answer(response).code, 'REQUEST_UNSUPPORTED_MEDIA_TYPE');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const garbled = await post('/v1/track', Buffer.from('not gzip at all'), { 'content-encoding': 'gzip' });
+    assert.equal(garbled.statusCode, 400, garbled.body);
+    const after = await post('/v1/track', JSON.stringify(track('after-bad-gzip')));
+    assert.deepEqual(answer(after).results?.map((r) => r.status), ['stored'], after.body);
+  });
+
   it('answers a Basic header that is not base64 AUTH_CREDENTIAL_INVALID, also with a write key in the body, and reads the body for an empty one', async () => {
     const body = JSON.stringify({ writeKey, ...track('auth-1') });
     for (const authorization of ['Basic !!!', 'basic a', 'Basic a=b=']) {

@@ -1,3 +1,4 @@
+import { pipeline } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
@@ -172,7 +173,10 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
     }
     if (coding === 'identity') return payload;
     // The body limit applies to the inflated body; Fastify checks Content-Length against the bytes received.
-    const inflated = payload.pipe(coding === 'gzip' ? createGunzip() : createInflate()) as unknown as typeof payload & { receivedEncodedLength: number };
+    // pipeline, not pipe: a body that does not inflate is an error on the inflating stream, which the body reader hears
+    // when it reads; a request answered without reading its body (an unsupported content type, a refused credential)
+    // has no reader, and an error nobody listens to would end the process.
+    const inflated = pipeline(payload, coding === 'gzip' ? createGunzip() : createInflate(), () => {}) as unknown as typeof payload & { receivedEncodedLength: number };
     inflated.receivedEncodedLength = 0;
     payload.on('data', (chunk: Buffer) => {
       inflated.receivedEncodedLength += chunk.length;

@@ -204,6 +204,12 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       defaultJurisdiction: config.rightsJurisdiction,
       publicUrl: config.publicUrl || `http://${config.host}:${config.port}`,
     });
+    // Requests whose run a crash cut off run again (after replayMissing: an erasure it finished is only completed).
+    const resumedRuns = await rights.resumeInterrupted().catch((err: unknown) => {
+      logger.warn({ err }, 'interrupted rights requests not resumed; retried at the next start');
+      return { resumed: 0, deferred: 0 };
+    });
+    if (resumedRuns.resumed + resumedRuns.deferred > 0) logger.info(resumedRuns, 'interrupted rights requests resumed');
     const retention = new Retention({
       storage,
       audit,
@@ -248,7 +254,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
         // Counts of the tracking plan not flushed yet; losing them must not keep storage open.
         await catalog.flushStats().catch((err: unknown) => logger.warn({ err }, 'catalog stats not flushed'));
         await collect.flush().catch((err: unknown) => logger.warn({ err }, 'refusal counts not flushed'));
-        await rights.settled();
+        await rights.close();
         await storage.close();
       },
     };

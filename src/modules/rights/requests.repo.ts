@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { ModuleMigration, Storage } from '../../storage/index.ts';
 
 /**
@@ -40,6 +40,11 @@ export type RequestsTables = {
     download_expires_at: string | null;
     completed_at: string | null;
     updated_at: string;
+    /**
+     * While a run of the request is under way: until when the running process holds it (renewed by its heartbeat).
+     * Null when no run is under way; a time in the past on an open request is a run that was interrupted.
+     */
+    run_lease_until: string | null;
   };
   rights_request_events: {
     id: string;
@@ -117,6 +122,17 @@ export const RIGHTS_REQUEST_MIGRATIONS: readonly ModuleMigration[] = [
       await db.schema.createIndex('rights_rate_events_key').on('rights_rate_events').columns(['key', 'at']).execute();
     },
   },
+  {
+    // A run is claimed in the same transaction as the move that starts it, so a run cut off by a crash is found and
+    // resumed at the next start.
+    name: '0107_rights_request_runs',
+    async up(db) {
+      await db.schema.alterTable('rights_requests').addColumn('run_lease_until', 'text').execute();
+      // Before this column, a request in progress that neither waited for approval nor recorded a failure had been
+      // cut off while it ran: its lease has run out.
+      await sql`UPDATE rights_requests SET run_lease_until = updated_at WHERE state = 'in_progress' AND awaiting_approval = 0 AND last_error IS NULL`.execute(db);
+    },
+  },
 ];
 
 /** States a request stays open in. */
@@ -143,11 +159,14 @@ export class RequestsRepo {
 
   /**
    * Changes a request only if it is still in `from` (compare-and-set, so two staff members or two nodes never both
-   * move it), with the event in the same transaction. Returns whether it changed.
+   * move it) and, when `attempts` is given, still has that many run attempts (so only one process claims a run and
+   * only the claimer finishes it), with the event in the same transaction. Returns whether it changed.
    */
-  async update(id: string, from: string, changes: Partial<RequestRow>, event: RequestEventRow | null): Promise<boolean> {
+  async update(id: string, from: string, changes: Partial<RequestRow>, event: RequestEventRow | null, attempts?: number): Promise<boolean> {
     return this.#db.transaction().execute(async (trx) => {
-      const result = await trx.updateTable('rights_requests').set(changes).where('id', '=', id).where('state', '=', from).executeTakeFirst();
+      let query = trx.updateTable('rights_requests').set(changes).where('id', '=', id).where('state', '=', from);
+      if (attempts !== undefined) query = query.where('attempts', '=', attempts);
+      const result = await query.executeTakeFirst();
       if (Number(result.numUpdatedRows) !== 1) return false;
       if (event) await trx.insertInto('rights_request_events').values(event).execute();
       return true;
@@ -184,6 +203,20 @@ export class RequestsRepo {
       .where('state', '!=', 'denied')
       .orderBy('received_at')
       .executeTakeFirst();
+  }
+
+  /** Requests in progress with a run under way or interrupted (a lease, live or run out), oldest lease first. */
+  runs(limit: number): Promise<RequestRow[]> {
+    return this.#db
+      .selectFrom('rights_requests')
+      .selectAll()
+      .where('state', '=', 'in_progress')
+      .where('awaiting_approval', '=', 0)
+      .where('run_lease_until', 'is not', null)
+      .orderBy('run_lease_until')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
   }
 
   /** The staff queue: requests in the given states, soonest due first. */

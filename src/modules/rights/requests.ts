@@ -47,6 +47,10 @@ export const DOWNLOAD_TTL_MS = 24 * 3_600_000;
 /** Verification that never happened closes a day after its code expired. */
 const UNVERIFIED_CLOSE_MS = 24 * 3_600_000;
 const SESSION_SECONDS = 900;
+/** How long a run holds its request without renewing it; a run silent longer than this was cut off (a crash). */
+export const RUN_LEASE_MS = 30_000;
+/** At most this many interrupted runs are resumed by one start; the rest by the next. */
+const RESUME_BATCH = 1000;
 const EMAIL_CONTEXT = 'rights.requests.email';
 const PAYLOAD_CONTEXT = 'rights.requests.payload';
 
@@ -130,11 +134,18 @@ export interface RightsRequestsDeps {
   /** Base URL of the server, for download links in mail. */
   publicUrl: string;
   rateLimits?: RateLimits | undefined;
+  /** How long a run holds its request without renewing it (RUN_LEASE_MS; tests shorten it). */
+  runLeaseMs?: number | undefined;
   /** The clock (tests inject one). */
   now?: (() => Date) | undefined;
 }
 
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+/**
+ * The data key that seals an erasure request's address: it outlives the person's own key, so the notice that their
+ * data was erased can be sent even when the run was cut off after the erasure; it is destroyed once the notice is.
+ */
+const noticeKey = (requestId: string) => `rights_request:${requestId}`;
 
 function parseJson(text: string | null): Record<string, unknown> | null {
   return text === null ? null : (JSON.parse(text) as Record<string, unknown>);
@@ -152,17 +163,27 @@ export class RightsRequests {
   readonly #limits: RateLimits;
   readonly #now: () => Date;
   readonly #pending = new Set<Promise<void>>();
+  readonly #leaseMs: number;
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
 
   constructor(deps: RightsRequestsDeps) {
     this.#deps = deps;
     this.#repo = new RequestsRepo(deps.storage);
     this.#limits = deps.rateLimits ?? DEFAULT_RATE_LIMITS;
     this.#now = deps.now ?? (() => new Date());
+    this.#leaseMs = deps.runLeaseMs ?? RUN_LEASE_MS;
   }
 
   /** Waits for mail and work started in the background (tests, shutdown). */
   async settled(): Promise<void> {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  /** Cancels resumptions scheduled for later and waits for work under way (shutdown). */
+  async close(): Promise<void> {
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    await this.settled();
   }
 
   #background(work: () => Promise<void>): void {
@@ -257,6 +278,7 @@ export class RightsRequests {
       download_expires_at: null,
       completed_at: null,
       updated_at: at,
+      run_lease_until: null,
     };
   }
 
@@ -305,12 +327,12 @@ export class RightsRequests {
     await this.#audit(SYSTEM_ACTOR, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'email' });
     if (profileId !== null) {
       this.#background(async () => {
-        const encrypted = await keyring.encrypt(profileId, email, EMAIL_CONTEXT);
+        const encrypted = await keyring.encrypt(this.#addressKey(row, profileId), email, EMAIL_CONTEXT);
         const payload = input.changes ? await keyring.encrypt(profileId, JSON.stringify(input.changes), PAYLOAD_CONTEXT) : null;
         await this.#repo.update(row.id, row.state, { email: encrypted, payload }, null);
         if (level === 'none') {
           await this.#mail(email, row, 'receipt');
-          const moved = await this.#move({ ...row, email: encrypted, payload }, 'in_progress', {}, SYSTEM_ACTOR, { verification: 'none' });
+          const moved = await this.#move({ ...row, email: encrypted, payload }, 'in_progress', this.#claim(row), SYSTEM_ACTOR, { verification: 'none' });
           await this.#runNow(moved, SYSTEM_ACTOR);
         } else {
           await this.#mail(email, row, 'code', code);
@@ -346,14 +368,16 @@ export class RightsRequests {
       row.state = 'verifying';
       row.code_hash = this.#codeHash(row.id, code);
       row.code_expires_at = new Date(now.getTime() + CODE_TTL_MS).toISOString();
-      row.email = await this.#deps.keyring.encrypt(profileId, email, EMAIL_CONTEXT);
+      row.email = await this.#deps.keyring.encrypt(this.#addressKey(row, profileId), email, EMAIL_CONTEXT);
     } else {
       row.state = 'in_progress';
       row.verified_at = now.toISOString();
-      if (input.email !== undefined) row.email = await this.#deps.keyring.encrypt(profileId, await this.#linkedEmail(input.email, profileId), EMAIL_CONTEXT);
+      if (input.email !== undefined) row.email = await this.#deps.keyring.encrypt(this.#addressKey(row, profileId), await this.#linkedEmail(input.email, profileId), EMAIL_CONTEXT);
     }
     if (input.changes) row.payload = await this.#deps.keyring.encrypt(profileId, JSON.stringify(input.changes), PAYLOAD_CONTEXT);
     if (row.state === 'in_progress' && NEEDS_APPROVAL.has(type)) row.awaiting_approval = 1;
+    // A request that runs at once is stored with its run claimed, so a crash during the run leaves it resumable.
+    if (row.state === 'in_progress' && row.awaiting_approval === 0) Object.assign(row, this.#claim(row));
     await this.#repo.insert(row, this.#event(row.id, null, row.state as RequestState, actor, { channel: 'session', level }));
     await this.#audit(actor, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'session' });
     if (code !== undefined && email !== undefined) await this.#mail(email, row, 'code', code);
@@ -410,11 +434,13 @@ export class RightsRequests {
     const earlier = await this.#repo.earlier(members, type, new Date(now.getTime() - DUPLICATE_WINDOW_MS).toISOString(), row.id);
     const actor: Actor = { id: `subject:${row.subject}`, role: 'subject' };
     if (earlier) {
-      await this.#move(row, 'denied', { verified_at: now.toISOString(), code_hash: null, denial_reason: 'duplicate', duplicate_of: earlier.id, completed_at: now.toISOString() }, actor, { duplicateOf: earlier.id });
+      await this.#move(row, 'denied', { verified_at: now.toISOString(), code_hash: null, denial_reason: 'duplicate', duplicate_of: earlier.id, completed_at: now.toISOString(), ...this.#noAddress(row) }, actor, { duplicateOf: earlier.id });
+      await this.#shredAddress(row, actor);
       return { request: this.#view(earlier, now), duplicate: true, session };
     }
     const approval = NEEDS_APPROVAL.has(type) ? 1 : 0;
-    const moved = await this.#move(row, 'in_progress', { verified_at: now.toISOString(), code_hash: null, awaiting_approval: approval, profile_id: canonical }, actor, { verified: true, awaitingApproval: approval === 1 });
+    const claim = approval === 1 ? {} : this.#claim(row);
+    const moved = await this.#move(row, 'in_progress', { verified_at: now.toISOString(), code_hash: null, awaiting_approval: approval, profile_id: canonical, ...claim }, actor, { verified: true, awaitingApproval: approval === 1 });
     const done = approval === 1 ? moved : await this.#runNow(moved, actor);
     const answer: VerifyAnswer = { request: this.#view(done, this.#now()), duplicate: false, session };
     if (done.state === 'completed' && (type === 'access' || type === 'portability')) answer.download = await this.#issueDownload(done);
@@ -430,11 +456,11 @@ export class RightsRequests {
   // Execution
 
   /** Moves a request, checking the state machine and that nobody moved it meanwhile; records and audits the change. */
-  async #move(row: RequestRow, to: RequestState, changes: Partial<RequestRow>, actor: Actor, detail: Record<string, unknown>): Promise<RequestRow> {
+  async #move(row: RequestRow, to: RequestState, changes: Partial<RequestRow>, actor: Actor, detail: Record<string, unknown>, attempts?: number): Promise<RequestRow> {
     const from = row.state as RequestState;
     assertTransition(from, to);
     const updated: RequestRow = { ...row, ...changes, state: to, updated_at: this.#now().toISOString() };
-    const ok = await this.#repo.update(row.id, from, { ...changes, state: to, updated_at: updated.updated_at }, this.#event(row.id, from, to, actor, detail));
+    const ok = await this.#repo.update(row.id, from, { ...changes, state: to, updated_at: updated.updated_at }, this.#event(row.id, from, to, actor, detail), attempts);
     if (!ok) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from, to, reason: 'changed_meanwhile' });
     await this.#audit(actor, `rights.request.${to}`, updated, { from, ...detail });
     return updated;
@@ -444,26 +470,126 @@ export class RightsRequests {
     await this.#deps.audit.append({ actor: actor.id, role: actor.role, action, purpose: 'essential.legal_obligation', subject: row.subject, resource: `rights_request:${row.id}`, details: { type: row.type, ...details } });
   }
 
-  /**
-   * Runs a request in progress. A failure keeps it in progress with the attempt count and the error code (never
-   * cancelled); staff retry it (retry()) once the cause is fixed.
-   */
-  async #runNow(row: RequestRow, actor: Actor): Promise<RequestRow> {
-    const attempts = Number(row.attempts) + 1;
-    let result: { outcome: Record<string, unknown>; partial: boolean };
-    try {
-      result = await this.#execute(row, actor);
-    } catch (error) {
-      const code = isCandorError(error) ? error.code : 'INTERNAL_ERROR';
-      if (!isCandorError(error)) this.#deps.logger.error({ err: error, requestId: row.id }, 'rights request failed');
-      return this.#move(row, 'in_progress', { attempts, last_error: code }, actor, { failed: code, attempt: attempts });
-    }
-    const now = this.#now().toISOString();
-    const to: RequestState = result.partial ? 'partially_completed' : 'completed';
-    return this.#move(row, to, { attempts, last_error: null, outcome: JSON.stringify(result.outcome), completed_at: now, ...(row.type === 'erasure' ? { email: null, payload: null } : {}) }, actor, { attempt: attempts });
+  /** The key an address is sealed with: the request's own for an erasure (see noticeKey), the person's otherwise. */
+  #addressKey(row: RequestRow, profileId: string): string {
+    return row.type === 'erasure' ? noticeKey(row.id) : profileId;
   }
 
-  async #execute(row: RequestRow, actor: Actor): Promise<{ outcome: Record<string, unknown>; partial: boolean }> {
+  #leaseUntil(): string {
+    return new Date(this.#now().getTime() + this.#leaseMs).toISOString();
+  }
+
+  /**
+   * The changes that claim a run, written by the same update as the move that starts it (compare-and-set on the
+   * attempt count): the attempt is counted and the run holds the request for a lease its heartbeat renews.
+   */
+  #claim(row: RequestRow): Pick<RequestRow, 'attempts' | 'run_lease_until'> {
+    return { attempts: Number(row.attempts) + 1, run_lease_until: this.#leaseUntil() };
+  }
+
+  /** A run whose lease ran out: the process running it stopped (a crash) before it ended. */
+  #interrupted(row: RequestRow): boolean {
+    return row.state === 'in_progress' && Number(row.awaiting_approval) === 0 && row.run_lease_until !== null && Date.parse(row.run_lease_until) <= this.#now().getTime();
+  }
+
+  /** An erasure request's address goes with the request when it closes without a run (its own key, see noticeKey). */
+  #noAddress(row: RequestRow): Partial<RequestRow> {
+    return row.type === 'erasure' ? { email: null } : {};
+  }
+
+  async #shredAddress(row: RequestRow, actor: Actor): Promise<void> {
+    if (row.type === 'erasure' && row.email !== null) await this.#deps.keyring.destroySubjectKey(noticeKey(row.id), actor, 'essential.legal_obligation');
+  }
+
+  /**
+   * Runs a request in progress whose run this process claimed (#claim). While it runs, a heartbeat renews the lease;
+   * only the claimer records the end (compare-and-set on the attempt count). A failure keeps it in progress with the
+   * attempt count and the error code (never cancelled); staff retry it (retry()) once the cause is fixed.
+   */
+  async #runNow(row: RequestRow, actor: Actor): Promise<RequestRow> {
+    const attempt = Number(row.attempts);
+    const heartbeat = setInterval(() => {
+      this.#repo.update(row.id, 'in_progress', { run_lease_until: this.#leaseUntil() }, null, attempt).catch((err: unknown) => this.#deps.logger.warn({ err: isCandorError(err) ? err.code : 'error', requestId: row.id }, 'rights request lease not renewed'));
+    }, Math.max(20, Math.floor(this.#leaseMs / 3)));
+    heartbeat.unref();
+    let result: { outcome: Record<string, unknown>; partial: boolean };
+    try {
+      result = await this.#execute(row, actor, attempt);
+    } catch (error) {
+      clearInterval(heartbeat);
+      const code = isCandorError(error) ? error.code : 'INTERNAL_ERROR';
+      if (!isCandorError(error)) this.#deps.logger.error({ err: error, requestId: row.id }, 'rights request failed');
+      return this.#endRun(row, 'in_progress', { last_error: code, run_lease_until: null }, actor, { failed: code, attempt }, attempt);
+    }
+    clearInterval(heartbeat);
+    const now = this.#now().toISOString();
+    const to: RequestState = result.partial ? 'partially_completed' : 'completed';
+    return this.#endRun(row, to, { last_error: null, run_lease_until: null, outcome: JSON.stringify(result.outcome), completed_at: now, ...(row.type === 'erasure' ? { email: null, payload: null } : {}) }, actor, { attempt }, attempt);
+  }
+
+  /** Records the end of a run, unless another process took the run over meanwhile (then the row as it is now). */
+  async #endRun(row: RequestRow, to: RequestState, changes: Partial<RequestRow>, actor: Actor, detail: Record<string, unknown>, attempt: number): Promise<RequestRow> {
+    try {
+      return await this.#move(row, to, changes, actor, detail, attempt);
+    } catch (error) {
+      if (!isCandorError(error, 'RIGHTS_TRANSITION_INVALID')) throw error;
+      this.#deps.logger.warn({ requestId: row.id, attempt }, 'rights request run taken over by another process; its end not recorded');
+      return (await this.#repo.get(row.id)) ?? row;
+    }
+  }
+
+  /**
+   * Resumes the runs cut off by a crash (the kernel calls it at start): each run whose lease ran out is claimed again
+   * (compare-and-set, so of several servers only one runs it) and run; an erasure already carried out is not redone,
+   * the request is completed and its notice sent if it was not. A run whose lease is still live (another process may
+   * be running it) is looked at again when the lease runs out. Returns how many runs were resumed and deferred.
+   */
+  async resumeInterrupted(): Promise<{ resumed: number; deferred: number }> {
+    let resumed = 0;
+    let deferred = 0;
+    for (const row of await this.#repo.runs(RESUME_BATCH)) {
+      if (this.#interrupted(row)) {
+        if (await this.#resume(row)) resumed++;
+      } else {
+        this.#resumeLater(row);
+        deferred++;
+      }
+    }
+    return { resumed, deferred };
+  }
+
+  async #resume(row: RequestRow): Promise<boolean> {
+    let claimed: RequestRow;
+    try {
+      claimed = await this.#move(row, 'in_progress', this.#claim(row), SYSTEM_ACTOR, { resumed: true, interruptedAttempt: Number(row.attempts) }, Number(row.attempts));
+    } catch (error) {
+      // Claimed by another process first.
+      if (isCandorError(error, 'RIGHTS_TRANSITION_INVALID')) return false;
+      throw error;
+    }
+    await this.#runNow(claimed, SYSTEM_ACTOR);
+    return true;
+  }
+
+  #resumeLater(row: RequestRow): void {
+    const left = Date.parse(row.run_lease_until ?? '') - this.#now().getTime();
+    const timer = setTimeout(
+      () => {
+        this.#timers.delete(timer);
+        this.#background(async () => {
+          const now = await this.#repo.get(row.id);
+          if (!now || now.state !== 'in_progress' || now.run_lease_until === null) return;
+          if (this.#interrupted(now)) await this.#resume(now);
+          else this.#resumeLater(now);
+        });
+      },
+      Math.min(Math.max(left, 0), this.#leaseMs) + 50,
+    );
+    timer.unref();
+    this.#timers.add(timer);
+  }
+
+  async #execute(row: RequestRow, actor: Actor, attempt: number): Promise<{ outcome: Record<string, unknown>; partial: boolean }> {
     const deps = this.#deps;
     const profileId = (await deps.identity.canonical(row.profile_id as string)) ?? (row.profile_id as string);
     const members = await deps.identity.members(profileId);
@@ -475,11 +601,20 @@ export class RightsRequests {
         return { outcome: { archive: 'available_by_link', linkHours: DOWNLOAD_TTL_MS / 3_600_000 }, partial: false };
       case 'erasure': {
         const email = await this.#email(row);
-        const subject = await deps.erasure.findSubject({ profileId });
-        if (!subject) return { outcome: { erased: false, reason: 'nothing_held' }, partial: false };
-        const certificate = await deps.erasure.erase(subject, { requestId: row.id }, actor);
-        for (const id of subject.profileIds) await deps.subjectSessions.revokeAll(id);
-        if (email !== null) await this.#mail(email, row, 'erased').catch(() => undefined);
+        // A run cut off after the erasure committed is not redone: the erasure's own row says it was (finished at start).
+        let certificate = await deps.erasure.certificate(row.id);
+        if (!certificate) {
+          const subject = await deps.erasure.findSubject({ profileId });
+          if (!subject) return { outcome: { erased: false, reason: 'nothing_held' }, partial: false };
+          certificate = await deps.erasure.erase(subject, { requestId: row.id }, actor);
+          for (const id of subject.profileIds) await deps.subjectSessions.revokeAll(id);
+        }
+        if (email !== null) {
+          await this.#mail(email, row, 'erased').catch(() => undefined);
+          // Once sent, the address goes (its key, then the ciphertext): a resumed run does not send the notice again.
+          await this.#shredAddress(row, actor);
+          await this.#repo.update(row.id, 'in_progress', { email: null }, null, attempt);
+        }
         return { outcome: { certificate: row.id, status: certificate.status, stores: certificate.stores.length }, partial: certificate.status !== 'complete' };
       }
       case 'restriction':
@@ -655,26 +790,33 @@ export class RightsRequests {
   async approve(requestId: string, actor: Actor): Promise<RequestView> {
     const row = await this.#staffRow(requestId);
     if (row.state !== 'in_progress' || Number(row.awaiting_approval) !== 1) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'not_awaiting_approval' });
-    const approved = await this.#move(row, 'in_progress', { awaiting_approval: 0 }, actor, { approved: true });
+    const approved = await this.#move(row, 'in_progress', { awaiting_approval: 0, ...this.#claim(row) }, actor, { approved: true }, Number(row.attempts));
     return this.#view(await this.#runNow(approved, actor), this.#now());
   }
 
-  /** Runs a failed (or partially completed) request again; it stays in progress if it fails again. */
+  /**
+   * Runs a failed, interrupted (its run cut off by a crash) or partially completed request again; it stays in progress
+   * if it fails again. A request whose run is under way is RIGHTS_TRANSITION_INVALID (reason `running`).
+   */
   async retry(requestId: string, actor: Actor): Promise<RequestView> {
     const row = await this.#staffRow(requestId);
-    const failed = row.state === 'in_progress' && row.last_error !== null && Number(row.awaiting_approval) === 0;
+    const open = row.state === 'in_progress' && Number(row.awaiting_approval) === 0;
+    if (open && row.run_lease_until !== null && !this.#interrupted(row)) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
+    const failed = open && (row.last_error !== null || this.#interrupted(row));
     if (!failed && row.state !== 'partially_completed') throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'nothing_to_retry' });
-    const current = row.state === 'partially_completed' ? await this.#move(row, 'in_progress', {}, actor, { retry: true }) : row;
-    return this.#view(await this.#runNow(current, actor), this.#now());
+    const claimed = await this.#move(row, 'in_progress', this.#claim(row), actor, { retry: true }, Number(row.attempts));
+    return this.#view(await this.#runNow(claimed, actor), this.#now());
   }
 
   /** Denies a request with a reason (said to the subject by mail when an address is on file). */
   async deny(requestId: string, reason: string, actor: Actor): Promise<RequestView> {
     if (typeof reason !== 'string' || reason.trim().length === 0 || reason.length > 1000) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'denial_reason' });
     const row = await this.#staffRow(requestId);
-    const denied = await this.#move(row, 'denied', { denial_reason: reason, code_hash: null, completed_at: this.#now().toISOString() }, actor, { denied: true });
+    if (row.state === 'in_progress' && row.run_lease_until !== null && !this.#interrupted(row)) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
     const email = await this.#email(row);
+    const denied = await this.#move(row, 'denied', { denial_reason: reason, code_hash: null, completed_at: this.#now().toISOString(), run_lease_until: null, ...this.#noAddress(row) }, actor, { denied: true });
     if (email !== null) await this.#mail(email, denied, 'denied', reason).catch(() => undefined);
+    await this.#shredAddress(row, actor);
     return this.#view(denied, this.#now());
   }
 
@@ -712,7 +854,8 @@ export class RightsRequests {
     for (const row of await this.#repo.queue(['verifying'], 1000)) {
       if (row.code_expires_at === null || Date.parse(row.code_expires_at) + UNVERIFIED_CLOSE_MS > now.getTime()) continue;
       try {
-        await this.#move(row, 'denied', { denial_reason: 'not_verified', code_hash: null, completed_at: now.toISOString() }, SYSTEM_ACTOR, { unverified: true });
+        await this.#move(row, 'denied', { denial_reason: 'not_verified', code_hash: null, completed_at: now.toISOString(), ...this.#noAddress(row) }, SYSTEM_ACTOR, { unverified: true });
+        await this.#shredAddress(row, SYSTEM_ACTOR);
         closed++;
       } catch (error) {
         if (!isCandorError(error, 'RIGHTS_TRANSITION_INVALID')) throw error;

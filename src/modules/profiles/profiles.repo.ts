@@ -299,10 +299,12 @@ export class ProfilesRepo {
     return rows.map((r) => ({ ...r, event_count: Number(r.event_count), order_count: Number(r.order_count), priced_order_count: Number(r.priced_order_count), total_order_value: Number(r.total_order_value) }));
   }
 
-  historyOf(profileIds: readonly string[], key: string | undefined, limit: number): Promise<HistoryRow[]> {
+  /** History rows of these profiles (one key or all), newest first; with `before`, only those older than that row. */
+  historyOf(profileIds: readonly string[], key: string | undefined, limit: number, before?: { changedAt: string; id: string }): Promise<HistoryRow[]> {
     if (profileIds.length === 0) return Promise.resolve([]);
     let query = this.#db.selectFrom('profiles_trait_history').selectAll().where('profile_id', 'in', [...profileIds]);
     if (key !== undefined) query = query.where('key', '=', key);
+    if (before) query = query.where((eb) => eb.or([eb('changed_at', '<', before.changedAt), eb.and([eb('changed_at', '=', before.changedAt), eb('id', '<', before.id)])]));
     return query.orderBy('changed_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
   }
 

@@ -35,8 +35,9 @@ export interface TraitsBatchItem {
   messageId?: string;
   at: string;
   /**
-   * Every profile of the person when `profileId` is one of several merged together: a value then counts as unchanged
-   * only if it is the person's newest value for the key (on whichever member), as the person's view shows it.
+   * Every profile of the person when `profileId` is one of several merged together: a value is then written unless
+   * it is both `profileId`'s own value and the person's newest value for the key (on whichever member), the one the
+   * person's view shows.
    */
   person?: readonly string[];
 }
@@ -209,7 +210,8 @@ export class Profiles {
 
   /**
    * Sets traits, in item order, inside the caller's transaction `tx` only. A value older than the stored one is
-   * ignored; an unchanged value writes nothing; every change appends a history entry with the previous value.
+   * ignored; an unchanged value writes nothing; every change appends a history entry with the profile's own previous
+   * value.
    * Personal values need the profile prepared first (prepare), else PROFILES_NOT_PREPARED.
    */
   async setTraitsBatch(tx: SqlExecutor, items: readonly TraitsBatchItem[]): Promise<void> {
@@ -238,7 +240,10 @@ export class Profiles {
           const row = stored(member, trait.key);
           if (row && (!shown || row.updated_at > shown.updated_at)) shown = row;
         }
-        if (shown && this.#unchanged(shown, json, digest, trait)) continue;
+        // Written when either differs: the holder's own value (it is what the profile keeps after an unmerge), or the
+        // value the person's view shows (so that the view shows this one). History readers leave out no-op entries.
+        const ownUnchanged = before !== undefined && this.#unchanged(before, json, digest, trait);
+        if (ownUnchanged && (shown === before || (shown !== undefined && this.#unchanged(shown, json, digest, trait)))) continue;
         const value = trait.personal ? this.#encrypt(item.profileId, json, trait.key) : json;
         if (digest !== undefined) this.#remember(value, digest);
         const row: TraitRow = {
@@ -328,12 +333,8 @@ export class Profiles {
   async #read(value: string, encrypted: number, key: string, decrypt: boolean): Promise<{ value: unknown; state: ValueState }> {
     if (encrypted === 0) return { value: JSON.parse(value) as unknown, state: 'plain' };
     if (!decrypt) return { value: MASKED, state: 'masked' };
-    try {
-      return { value: JSON.parse(await this.#keyring.decrypt(value, context(key))) as unknown, state: 'decrypted' };
-    } catch (error) {
-      if (isCandorError(error, 'CRYPTO_KEY_DESTROYED') || isCandorError(error, 'CRYPTO_KEY_UNKNOWN')) return { value: null, state: 'unreadable' };
-      throw error;
-    }
+    const json = await this.#plaintext(value, key);
+    return json === null ? { value: null, state: 'unreadable' } : { value: JSON.parse(json) as unknown, state: 'decrypted' };
   }
 
   /**
@@ -390,28 +391,85 @@ export class Profiles {
     return out;
   }
 
-  /** Changes of one trait (or all) across these profiles, newest first, with the previous values. */
+  /**
+   * Changes of one trait (or all) across these profiles, newest first. The previous value of a change is what the view
+   * over these profiles showed before it: the next older change of the key on any of them (by event time), or the
+   * holder's own stored previous value when no older change is left. A change that leaves that value as it was (same
+   * value, category and encryption) is left out: for a merged person, a member setting the value another member had
+   * already shown; for one profile, a value re-sent while it was merged so that the person's view would show it.
+   */
   async traitHistory(profileIds: readonly string[], key: string | undefined, options: { decrypt: boolean; limit?: number }): Promise<TraitChange[]> {
-    const rows = await this.#repo.historyOf(profileIds, key, options.limit ?? 100);
+    const limit = options.limit ?? 100;
+    const opened = new Map<string, Opened>();
+    const open = async (id: string, value: string, encrypted: number, category: string, traitKey: string): Promise<Opened> => {
+      let seen = opened.get(id);
+      if (!seen) {
+        seen = { json: encrypted === 0 ? value : await this.#plaintext(value, traitKey), encrypted, category };
+        opened.set(id, seen);
+      }
+      return seen;
+    };
     const out: TraitChange[] = [];
-    for (const row of rows) {
-      const now = await this.#read(row.value, row.encrypted, row.key, options.decrypt);
-      const before = row.previous_value === null ? undefined : await this.#read(row.previous_value, row.previous_encrypted ?? 0, row.key, options.decrypt);
-      out.push({
-        profileId: row.profile_id,
-        key: row.key,
-        changedAt: row.changed_at,
-        value: now.value,
-        valueState: now.state,
-        previousValue: before?.value,
-        previousState: before?.state ?? null,
-        category: row.category,
-        personal: row.encrypted === 1,
-        source: row.source,
-        messageId: row.message_id,
-      });
+    let page = await this.#repo.historyOf(profileIds, key, limit);
+    for (;;) {
+      // Each row's next older row of the same key: in the page, else read (one row per key of the page).
+      const older = new Map<string, HistoryRow | undefined>();
+      const oldestOfKey = new Map<string, HistoryRow>();
+      for (const row of page) {
+        const newer = oldestOfKey.get(row.key);
+        if (newer) older.set(newer.id, row);
+        oldestOfKey.set(row.key, row);
+      }
+      for (const row of oldestOfKey.values()) {
+        const [previous] = await this.#repo.historyOf(profileIds, row.key, 1, { changedAt: row.changed_at, id: row.id });
+        older.set(row.id, previous);
+      }
+      for (const row of page) {
+        if (out.length === limit) break;
+        const now = await open(row.id, row.value, row.encrypted, row.category, row.key);
+        const previousRow = older.get(row.id);
+        const before = previousRow
+          ? await open(previousRow.id, previousRow.value, previousRow.encrypted, previousRow.category, row.key)
+          : row.previous_value === null
+            ? undefined
+            : await open(`${row.id}:previous`, row.previous_value, row.previous_encrypted ?? 0, row.category, row.key);
+        if (before && sameOpened(now, before)) continue;
+        const shown = this.#shown(now, options.decrypt);
+        const shownBefore = before && this.#shown(before, options.decrypt);
+        out.push({
+          profileId: row.profile_id,
+          key: row.key,
+          changedAt: row.changed_at,
+          value: shown.value,
+          valueState: shown.state,
+          previousValue: shownBefore?.value,
+          previousState: shownBefore?.state ?? null,
+          category: row.category,
+          personal: row.encrypted === 1,
+          source: row.source,
+          messageId: row.message_id,
+        });
+      }
+      const last = page.at(-1);
+      if (out.length >= limit || page.length < limit || !last) return out;
+      page = await this.#repo.historyOf(profileIds, key, limit, { changedAt: last.changed_at, id: last.id });
     }
-    return out;
+  }
+
+  /** The JSON text of a stored personal value, or null when its data key is destroyed. */
+  async #plaintext(value: string, key: string): Promise<string | null> {
+    try {
+      return await this.#keyring.decrypt(value, context(key));
+    } catch (error) {
+      if (isCandorError(error, 'CRYPTO_KEY_DESTROYED') || isCandorError(error, 'CRYPTO_KEY_UNKNOWN')) return null;
+      throw error;
+    }
+  }
+
+  #shown(value: Opened, decrypt: boolean): { value: unknown; state: ValueState } {
+    if (value.encrypted === 0) return { value: JSON.parse(value.json as string) as unknown, state: 'plain' };
+    if (!decrypt) return { value: MASKED, state: 'masked' };
+    return value.json === null ? { value: null, state: 'unreadable' } : { value: JSON.parse(value.json) as unknown, state: 'decrypted' };
   }
 
   /** The retention rules of profiles (inactivity) and trait values, and their sweep (registered with `retention`). */
@@ -477,12 +535,23 @@ export class Profiles {
   }
 }
 
+/** Order totals and averages are answered to this many decimals: currencies have 0–3 minor digits. */
+const MONEY_DECIMALS = 4;
+
+/** A sum of money as answered: rounded to MONEY_DECIMALS, so float noise (100.99999999999999) reads 101. */
+function money(value: number): number {
+  const rounded = Number(value.toFixed(MONEY_DECIMALS));
+  return rounded === 0 ? 0 : rounded;
+}
+
 /**
  * Computed traits of merge members as one: the total keeps to the currency of the member with the most orders, and
- * the average divides it by the priced orders it holds.
+ * the average divides it by the priced orders it holds. Members are added in profile id order, and the total and
+ * average rounded (money), so the answer does not depend on the order the database returns them in.
  */
-function combine(rows: readonly ComputedRow[]): ComputedTraits {
-  const currency = [...rows].filter((r) => r.currency !== null).sort((a, b) => b.order_count - a.order_count)[0]?.currency ?? null;
+function combine(unordered: readonly ComputedRow[]): ComputedTraits {
+  const rows = [...unordered].sort((a, b) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0));
+  const currency = rows.filter((r) => r.currency !== null).sort((a, b) => b.order_count - a.order_count)[0]?.currency ?? null;
   let total = 0;
   let pricedOrders = 0;
   for (const row of rows) {
@@ -498,8 +567,18 @@ function combine(rows: readonly ComputedRow[]): ComputedTraits {
     lastSeenAt: lasts.at(-1) ?? null,
     eventCount: rows.reduce((n, r) => n + r.event_count, 0),
     orderCount,
-    totalOrderValue: total,
-    averageOrderValue: pricedOrders > 0 ? total / pricedOrders : null,
+    totalOrderValue: money(total),
+    averageOrderValue: pricedOrders > 0 ? money(total / pricedOrders) : null,
     currency,
   };
 }
+
+/** A history value as compared and shown: its JSON text (null when unreadable), encryption and category. */
+interface Opened {
+  json: string | null;
+  encrypted: number;
+  category: string;
+}
+
+/** Whether two history values are the same (unreadable ones never are). */
+const sameOpened = (a: Opened, b: Opened) => a.json !== null && a.json === b.json && a.encrypted === b.encrypted && a.category === b.category;

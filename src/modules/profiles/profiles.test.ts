@@ -196,6 +196,23 @@ describeEachDialect('profiles', (dialect) => {
     assert.deepEqual([first.orderCount, first.totalOrderValue, first.averageOrderValue, first.currency], [3, 80, 40, 'USD']);
   });
 
+  it('answers order totals and averages rounded to money, whatever order the merge members come in', async () => {
+    const [first, second, third] = [profileId(), profileId(), profileId()];
+    await record([
+      { profileId: first, at: at(1), kind: 'track', event: 'Order Completed', revenue: 10.1, currency: 'EUR' },
+      { profileId: first, at: at(2), kind: 'track', event: 'Order Completed', revenue: 20.2, currency: 'EUR' },
+      { profileId: second, at: at(3), kind: 'track', event: 'Order Completed', revenue: 30.3, currency: 'EUR' },
+      { profileId: third, at: at(4), kind: 'track', event: 'Order Completed', revenue: 40.4, currency: 'EUR' },
+    ]);
+    for (const members of [[first, second, third], [third, second, first], [second, first, third], [third, first, second]]) {
+      const { computed } = await ctx.kernel.profiles.get(members, { decrypt: false });
+      assert.deepEqual([computed.orderCount, computed.totalOrderValue, computed.averageOrderValue], [4, 101, 25.25], members.join());
+    }
+    // Stored as added (10.1 + 20.2 is 30.299999999999997 in a double); answered rounded.
+    const { computed } = await ctx.kernel.profiles.get([first], { decrypt: false });
+    assert.deepEqual([computed.totalOrderValue, computed.averageOrderValue], [30.3, 15.15]);
+  });
+
   it('reads merge members as one profile: the latest value per key, computed traits combined', async () => {
     const [canonical, member] = [profileId(), profileId()];
     await set([
@@ -250,13 +267,65 @@ describeEachDialect('profiles', (dialect) => {
     let view = await ctx.kernel.profiles.get(person, { decrypt: true });
     assert.deepEqual(view.traits.map((t) => [t.key, t.value]), [['email', 'main@shop.io'], ['plan', 'basic']]);
     assert.equal((await historyRows(main)).length, 4);
-    // Now they are what the view shows: nothing is written.
+    // Now they are what the view shows and the main profile's own values: nothing is written.
     await set([{ profileId: main, traits: [plan('basic'), email('main@shop.io')], source: 'web', at: at(4), person }]);
-    await set([{ profileId: device, traits: [plan('basic')], source: 'app', at: at(5), person }]);
     assert.equal((await historyRows(main)).length, 4);
-    assert.equal((await historyRows(device)).length, 2);
+    // The device sends what the view shows but its own value differs: the device keeps it (for an unmerge).
+    await set([{ profileId: device, traits: [plan('basic')], source: 'app', at: at(5), person }]);
+    assert.equal((await historyRows(device)).length, 3);
     view = await ctx.kernel.profiles.get(person, { decrypt: true });
-    assert.equal(view.traits.find((t) => t.key === 'plan')?.updatedAt, at(3));
+    assert.deepEqual(view.traits.map((t) => [t.key, t.value]), [['email', 'main@shop.io'], ['plan', 'basic']]);
+  });
+
+  it('keeps on its own profile a value the person sends while merged that another member already shows', async () => {
+    const [user, device] = [profileId(), profileId()];
+    const person = [user, device];
+    const name = (value: string): TraitInput => ({ key: 'first_name', value, category: 'user.name', personal: true });
+    const country = (value: string): TraitInput => ({ key: 'country', value, category: 'user.contact.address.country', personal: false });
+    await set([{ profileId: user, traits: [name('Bob'), country('FR')], source: 'web', messageId: 'u1', at: at(1) }]);
+    // Merged: the device alone sends Ann/DE (held by the device), then the signed-in user sends Ann/DE.
+    await set([{ profileId: device, traits: [name('Ann'), country('DE')], source: 'app', messageId: 'd1', at: at(3), person }]);
+    await set([{ profileId: user, traits: [name('Ann'), country('DE')], source: 'web', messageId: 'u2', at: at(4), person }]);
+    const merged = await ctx.kernel.profiles.get(person, { decrypt: true });
+    assert.deepEqual(merged.traits.map((t) => [t.key, t.value]), [['country', 'DE'], ['first_name', 'Ann']]);
+    // The merged history shows the view's one change; the user's second message changed nothing there.
+    const mergedHistory = await ctx.kernel.profiles.traitHistory(person, 'first_name', { decrypt: true });
+    assert.deepEqual(mergedHistory.map((h) => [h.value, h.previousValue, h.profileId]), [['Ann', 'Bob', device], ['Bob', undefined, user]]);
+    // Unmerged, the user's profile has what the user sent, and its own history says so.
+    const alone = await ctx.kernel.profiles.get([user], { decrypt: true });
+    assert.deepEqual(alone.traits.map((t) => [t.key, t.value, t.updatedAt, t.messageId]), [['country', 'DE', at(4), 'u2'], ['first_name', 'Ann', at(4), 'u2']]);
+    const own = await ctx.kernel.profiles.traitHistory([user], undefined, { decrypt: true });
+    assert.deepEqual(own.map((h) => [h.key, h.value, h.previousValue]), [['country', 'DE', 'FR'], ['first_name', 'Ann', 'Bob'], ['country', 'FR', undefined], ['first_name', 'Bob', undefined]]);
+  });
+
+  it("names as previous value what the person's view showed, and each profile's own value once unmerged", async () => {
+    const [user, device] = [profileId(), profileId()];
+    const person = [user, device];
+    const name = (value: string): TraitInput => ({ key: 'first_name', value, category: 'user.name', personal: true });
+    await set([{ profileId: device, traits: [name('Ann'), plan('free')], source: 'app', at: at(1) }]);
+    await set([{ profileId: user, traits: [name('Bob'), plan('pro')], source: 'web', at: at(2) }]);
+    // Merged: the view shows the user's newer Bob/pro; the device sends Ann/free again.
+    await set([{ profileId: device, traits: [name('Ann'), plan('free')], source: 'app', at: at(4), person }]);
+    const view = await ctx.kernel.profiles.get(person, { decrypt: true });
+    assert.deepEqual(view.traits.map((t) => [t.key, t.value]), [['first_name', 'Ann'], ['plan', 'free']]);
+    for (const [key, values] of [['first_name', ['Ann', 'Bob']], ['plan', ['free', 'pro']]] as const) {
+      const history = await ctx.kernel.profiles.traitHistory(person, key, { decrypt: true });
+      assert.deepEqual(history.map((h) => [h.value, h.previousValue, h.profileId]), [
+        [values[0], values[1], device],
+        [values[1], values[0], user],
+        [values[0], undefined, device],
+      ]);
+    }
+    const masked = await ctx.kernel.profiles.traitHistory(person, 'first_name', { decrypt: false });
+    assert.deepEqual(masked.map((h) => [h.valueState, h.previousState]), [['masked', 'masked'], ['masked', 'masked'], ['masked', null]]);
+    // Unmerged, each profile reads its own changes: the device's re-sent value changed nothing of its own.
+    const deviceHistory = await ctx.kernel.profiles.traitHistory([device], undefined, { decrypt: true });
+    assert.deepEqual(deviceHistory.map((h) => [h.key, h.value, h.previousValue, h.changedAt]).sort(), [['first_name', 'Ann', undefined, at(1)], ['plan', 'free', undefined, at(1)]]);
+    const userHistory = await ctx.kernel.profiles.traitHistory([user], undefined, { decrypt: true });
+    assert.deepEqual(userHistory.map((h) => [h.key, h.value, h.previousValue]).sort(), [['first_name', 'Bob', undefined], ['plan', 'pro', undefined]]);
+    // A limit counts the changes listed, not the entries left out.
+    const newest = await ctx.kernel.profiles.traitHistory([device], 'plan', { decrypt: true, limit: 1 });
+    assert.deepEqual(newest.map((h) => [h.value, h.changedAt]), [['free', at(1)]]);
   });
 
   it('forgets every row of a profile', async () => {

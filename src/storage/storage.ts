@@ -77,10 +77,14 @@ export interface Storage {
   close(): Promise<void>;
 }
 
-/** Whether an error is a unique or primary-key violation on either backend. */
+/**
+ * Whether an error is a unique or primary-key violation on either backend. On SQLite that includes the trigger that
+ * keeps an append-only table's rows from being replaced (SQLITE_CONSTRAINT_TRIGGER, same message as SQLite's own).
+ */
 export function isUniqueViolation(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
-  const e = error as { code?: unknown; errcode?: unknown };
+  const e = error as { code?: unknown; errcode?: unknown; message?: unknown };
+  if (e.errcode === 1811) return typeof e.message === 'string' && e.message.startsWith('UNIQUE constraint failed');
   return e.code === '23505' || e.errcode === 2067 || e.errcode === 1555;
 }
 

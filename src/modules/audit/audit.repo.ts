@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import { isUniqueViolation, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditEntry } from './audit.chain.ts';
 
 /** The append-only audit table. */
@@ -55,6 +55,18 @@ export const AUDIT_MIGRATIONS: readonly ModuleMigration[] = [
         await sql.raw(`CREATE TRIGGER audit_log_no_update_delete BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()`).execute(db);
         await sql.raw(`CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()`).execute(db);
       }
+    },
+  },
+  {
+    // SQLite's INSERT OR REPLACE (and REPLACE) deletes the row it collides with without firing DELETE triggers: an
+    // insert of an existing sequence number is refused, as a unique violation (PostgreSQL's upsert fires the UPDATE
+    // trigger already).
+    name: '0104_audit_log_no_replace',
+    async up(db, dialect) {
+      if (dialect !== 'sqlite') return;
+      await sql
+        .raw(`CREATE TRIGGER audit_log_no_replace BEFORE INSERT ON audit_log WHEN EXISTS (SELECT 1 FROM audit_log WHERE seq = NEW.seq) BEGIN SELECT RAISE(ABORT, 'UNIQUE constraint failed: audit_log.seq (append-only)'); END`)
+        .execute(db);
     },
   },
 ];
@@ -125,6 +137,35 @@ export class AuditRepo {
   async head(): Promise<AuditEntry | undefined> {
     const row = await this.#db.selectFrom('audit_log').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();
     return row ? fromRow(row) : undefined;
+  }
+
+  /** The last entry's sequence number and hash, read inside the caller's transaction. */
+  async headIn(tx: SqlExecutor): Promise<{ seq: number; hash: string } | undefined> {
+    const compiled = this.#db.selectFrom('audit_log').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).compile();
+    const row = (await tx.all<{ seq: number; hash: string }>(compiled.sql, compiled.parameters))[0];
+    return row ? { seq: Number(row.seq), hash: row.hash } : undefined;
+  }
+
+  /**
+   * Inserts chained entries inside the caller's transaction; false, with nothing inserted, when the first sequence
+   * number was taken meanwhile (PostgreSQL: by a transaction that committed; the insert waits for it rather than failing
+   * the caller's transaction). The others cannot be taken while the first is held.
+   */
+  async insertIn(tx: SqlExecutor, entries: readonly AuditEntry[]): Promise<boolean> {
+    const [first, ...rest] = entries;
+    if (first === undefined) return true;
+    try {
+      if ((await tx.run(`${this.#insertText(1)} ON CONFLICT (seq) DO NOTHING`, toParams(first))) === 0) return false;
+    } catch (error) {
+      // SQLite refuses a taken number by trigger (statement-level: the transaction goes on).
+      if (this.#storage.dialect === 'sqlite' && isUniqueViolation(error)) return false;
+      throw error;
+    }
+    for (let i = 0; i < rest.length; i += 100) {
+      const part = rest.slice(i, i + 100);
+      await tx.run(this.#insertText(part.length), part.flatMap(toParams));
+    }
+    return true;
   }
 
   async list(query: AuditQuery): Promise<AuditEntry[]> {

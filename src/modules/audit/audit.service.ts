@@ -1,4 +1,4 @@
-import { isUniqueViolation, type Storage } from '../../storage/index.ts';
+import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { entryHash, GENESIS_HASH, verifyChain, type AuditEntry, type VerifyResult } from './audit.chain.ts';
 import { AuditRepo, type AuditQuery } from './audit.repo.ts';
@@ -48,6 +48,23 @@ export class AuditLog {
   /** Appends several entries in one transaction. */
   appendBatch(events: readonly AuditEvent[]): Promise<AuditEntry[]> {
     return Promise.all(events.map((event) => this.append(event)));
+  }
+
+  /**
+   * Appends entries inside the caller's transaction, so that they commit with the change they record or not at all.
+   * Chained after the head the transaction reads; a number taken meanwhile by another writer is chained after anew.
+   */
+  async appendIn(tx: SqlExecutor, events: readonly AuditEvent[]): Promise<AuditEntry[]> {
+    if (events.length === 0) return [];
+    for (let attempt = 0; ; attempt++) {
+      const head = (await this.#repo.headIn(tx)) ?? { seq: 0, hash: GENESIS_HASH };
+      const entries = this.#chain(events, head);
+      const inserted = await this.#repo.insertIn(tx, entries);
+      // The queue's head is behind once this commits: it reads the head again rather than collide.
+      this.#head = undefined;
+      if (inserted) return entries;
+      if (attempt >= 50) throw new CandorError('AUDIT_APPEND_FAILED');
+    }
   }
 
   /** Starts a write once the current tick has queued everything it is going to (so they share one commit). */

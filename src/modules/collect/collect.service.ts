@@ -195,6 +195,7 @@ export class Collector {
     await consent.load(known.filter((id): id is string => id !== null));
 
     const pending: Pending[] = [];
+    const refusedGpc: { index: number; profileId: string; resolve: ResolveItem }[] = [];
     const consentVersion = consent.stateVersion;
     accepted.forEach((item, i) => {
       if (suppressed[i]) {
@@ -208,6 +209,7 @@ export class Collector {
       if (!gated) {
         this.#countRefusal(context.source, context.receivedAt, message, item.plan.purposes);
         results[item.index] = { index: item.index, messageId: message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: item.plan.dropped };
+        if (gpc && profileId !== null) refusedGpc.push({ index: item.index, profileId, resolve: item.resolve });
         return;
       }
       const linkable = identifiersOf(message, gated.linkable.traits, gated.linkable.context);
@@ -242,14 +244,33 @@ export class Collector {
     const committed = this.#commit.submit(pending, context.client);
     handOver();
     for (const result of await committed) results[result.index] = result;
+    const gpcNotRecorded = new Set((await this.#recordRefusedGpc(refusedGpc, context)) ? [] : refusedGpc.map((r) => r.index));
     const answered = results.map((r, index): ItemResult => r ?? { index, messageId: undefined, status: 'invalid', code: 'INTERNAL_ERROR' });
     for (const { index, message } of accepted) {
       const result = answered[index] as ItemResult;
-      // Stored under the opt-out, or not processed at all: either way the signal was honoured.
-      if ((context.gpc || message.gpc) && result.status !== 'invalid') result.gpcHonoured = true;
+      // Stored under the opt-out, or not processed at all (a known person's opt-out recorded): honoured either way.
+      if ((context.gpc || message.gpc) && result.status !== 'invalid' && !gpcNotRecorded.has(index)) result.gpcHonoured = true;
     }
     if (this.#observers.length > 0) this.#report(context.source, answered, accepted);
     return answered;
+  }
+
+  /**
+   * A GPC signal on messages refused at the gate is recorded all the same for the known people they were about, and for
+   * every other profile one of their identifiers belongs to (as for stored messages). Whether it was recorded (when it
+   * was not, their answers do not say the signal was honoured; the refusals stand).
+   */
+  async #recordRefusedGpc(refused: readonly { profileId: string; resolve: ResolveItem }[], context: IngestContext): Promise<boolean> {
+    if (refused.length === 0) return true;
+    const { consent, identity, storage } = this.#deps;
+    try {
+      const profiles = new Set(refused.map((r) => r.profileId));
+      for (const owners of await identity.ownersOf(storage.raw, refused.map((r) => r.resolve))) for (const owner of owners) profiles.add(owner);
+      await consent.recordGpc([...profiles], { source: context.source }, context.actor);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Tells the observers the outcomes of a request: a count per outcome, and each refused message with its purposes. */

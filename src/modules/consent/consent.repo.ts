@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 import type { ConsentMechanism, ConsentState, LawfulBasis, LedgerEntry } from './consent.types.ts';
+import { DEFAULT_PURPOSES } from './defaults.ts';
 
 /** The consent module's tables. Booleans are 0/1, lists are JSON text, times ISO-8601 UTC text. */
 export type ConsentTables = {
@@ -108,6 +109,54 @@ async function appendOnly(db: Kysely<unknown>, dialect: string, table: string): 
   } else {
     await sql.raw(`CREATE TRIGGER ${table}_no_update_delete BEFORE UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION consent_append_only()`).execute(db);
     await sql.raw(`CREATE TRIGGER ${table}_no_truncate BEFORE TRUNCATE ON ${table} FOR EACH STATEMENT EXECUTE FUNCTION consent_append_only()`).execute(db);
+  }
+}
+
+/**
+ * SQLite's INSERT OR REPLACE (and REPLACE) deletes the row it collides with without firing DELETE triggers: a trigger
+ * refuses an insert whose key is taken, as a unique violation. (PostgreSQL's upsert fires the UPDATE trigger already.)
+ */
+async function noReplace(db: Kysely<unknown>, table: string, key: string): Promise<void> {
+  await sql
+    .raw(`CREATE TRIGGER ${table}_no_replace BEFORE INSERT ON ${table} WHEN EXISTS (SELECT 1 FROM ${table} WHERE ${key} = NEW.${key}) BEGIN SELECT RAISE(ABORT, 'UNIQUE constraint failed: ${table}.${key} (append-only)'); END`)
+    .execute(db);
+}
+
+type MigrationDb = Parameters<ModuleMigration['up']>[0];
+
+/**
+ * Sets explicit_since of the explicit purposes to the time each has been explicit since without a break, as the audit
+ * log's `consent.purpose.set` entries tell (an entry of the first start's seeding states the default configuration;
+ * an entry that does not say counts as making it explicit), never later than the purpose's last change, which is used
+ * where the log tells nothing. `onlyAtLastChange`: only rows whose explicit_since is their last change.
+ */
+async function explicitSinceFromAudit(db: MigrationDb, onlyAtLastChange: boolean): Promise<void> {
+  const purposes = (await db.selectFrom('consent_purposes').select(['key', 'updated_at', 'explicit_since']).where('explicit', '=', 1).execute()) as Pick<PurposeRow, 'key' | 'updated_at' | 'explicit_since'>[];
+  const candidates = purposes.filter((p) => !onlyAtLastChange || p.explicit_since === p.updated_at);
+  if (candidates.length === 0) return;
+  const changes = (await db
+    .selectFrom('audit_log')
+    .select(['purpose', 'at', 'details'])
+    .where('action', '=', 'consent.purpose.set')
+    .where('purpose', 'in', candidates.map((p) => p.key))
+    .orderBy('seq')
+    .execute()) as { purpose: string; at: string; details: string | null }[];
+  const since = new Map<string, string | null>();
+  for (const change of changes) {
+    let details: { explicit?: unknown; seeded?: unknown } = {};
+    try {
+      details = JSON.parse(change.details ?? '{}') as typeof details;
+    } catch {
+      // Unreadable: says nothing, counted as making the purpose explicit.
+    }
+    const explicit = typeof details.explicit === 'boolean' ? details.explicit : details.seeded === true ? DEFAULT_PURPOSES.find((p) => p.key === change.purpose)?.explicit === true : undefined;
+    if (explicit === false) since.set(change.purpose, null);
+    else if (explicit === undefined || (since.get(change.purpose) ?? null) === null) since.set(change.purpose, change.at);
+  }
+  for (const p of candidates) {
+    const from = since.get(p.key) ?? null;
+    const value = from !== null && from < p.updated_at ? from : p.updated_at;
+    if (value !== p.explicit_since) await db.updateTable('consent_purposes').set({ explicit_since: value }).where('key', '=', p.key).execute();
   }
 }
 
@@ -220,12 +269,12 @@ export const CONSENT_MIGRATIONS: readonly ModuleMigration[] = [
   },
   {
     // A consent counts as explicit only if the purpose asked for explicit consent when it was given: a purpose made
-    // explicit later does not turn earlier consents into explicit ones. Purposes explicit now count from their last
-    // change (the only time known to be on or after the change that made them explicit).
+    // explicit later does not turn earlier consents into explicit ones. Purposes explicit now count from when the audit
+    // log shows them explicit (see explicitSinceFromAudit), else from their last change.
     name: '0094_consent_purposes_explicit_since',
     async up(db) {
       await db.schema.alterTable('consent_purposes').addColumn('explicit_since', 'text').execute();
-      await sql`UPDATE consent_purposes SET explicit_since = updated_at WHERE explicit = 1`.execute(db);
+      await explicitSinceFromAudit(db, false);
     },
   },
   {
@@ -245,6 +294,23 @@ export const CONSENT_MIGRATIONS: readonly ModuleMigration[] = [
         .execute();
       await db.schema.createIndex('consent_receipts_subject').on('consent_receipts').columns(['subject', 'at']).execute();
       await appendOnly(db, dialect, 'consent_receipts');
+    },
+  },
+  {
+    name: '0105_consent_no_replace',
+    async up(db, dialect) {
+      if (dialect !== 'sqlite') return;
+      await noReplace(db, 'consent_ledger', 'id');
+      await noReplace(db, 'consent_notices', 'version');
+      await noReplace(db, 'consent_receipts', 'id');
+    },
+  },
+  {
+    // 0094 as first released counted every explicit purpose from its last change: one whose description was edited
+    // before the upgrade turned every consent given before the edit into one to renew. Moved back as 0094 now does.
+    name: '0106_consent_purposes_explicit_since_repair',
+    async up(db) {
+      await explicitSinceFromAudit(db, true);
     },
   },
 ];

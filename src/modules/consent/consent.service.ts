@@ -293,7 +293,7 @@ export class Consent {
     }
     const runtime = new Map<string, PurposeRuntime>();
     for (const [key, config] of this.#purposeConfigs) {
-      runtime.set(key, { config, optOut: new Set(config.optOutJurisdictions), renewalFrom: renewalFrom.get(key) ?? 0, explicitSince: this.#explicitSince.get(key) ?? '' });
+      runtime.set(key, { config, optOut: new Set(config.optOutJurisdictions), renewalFrom: renewalFrom.get(key) ?? 0, explicitSince: this.#explicitSince.get(key) ?? '', directMarketing: isDirectMarketing(key, this.#taxonomy) });
     }
     this.#purposes = runtime;
   }
@@ -655,14 +655,16 @@ export class Consent {
 
   /**
    * Runs a change in one transaction: reads the subjects' current rows, lets `plan` add entries, appends them to
-   * the ledger and upserts the current rows; then updates this instance's cache at once. Callers hold the subjects'
-   * locks so that two changes in this process never cache an older state over a newer one.
+   * the ledger and upserts the current rows, and appends the audit entries `audit` names for what was written (in the
+   * same transaction: a change is never in force without its audit entry); then updates this instance's cache at once.
+   * Callers hold the subjects' locks so that two changes in this process never cache an older state over a newer one.
    */
   async #write(
     subjects: readonly { id: string | null; pseudonym: string }[],
     plan: (states: Map<string, Map<string, Current>>, add: AddEntry) => void,
     changeFlags?: (tx: SqlExecutor, flags: ReadonlyMap<string, SubjectFlags>) => Promise<void>,
     sign?: (tx: SqlExecutor, entries: readonly LedgerEntry[]) => Promise<void>,
+    audit?: (tx: SqlExecutor, entries: readonly LedgerEntry[]) => Promise<readonly AuditEvent[]> | readonly AuditEvent[],
   ): Promise<{ entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; epoch: number }> {
     const pseudonyms = subjects.map((s) => s.pseudonym);
     let written: { entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; flags: Map<string, SubjectFlags> };
@@ -709,6 +711,8 @@ export class Consent {
         // messages again inside its transaction). What it gives comes into force after the commit, below.
         ahead = true;
         this.#restrictAhead(subjects, states, flags);
+        // Last: on PostgreSQL the audit head is held from here to the commit.
+        if (audit) await this.#audit.appendIn(tx, await audit(tx, entries));
         return { entries, states, flags };
       });
     } catch (error) {
@@ -888,6 +892,12 @@ export class Consent {
     let gpcConflicts = new Set<string>();
     let gpcEntries = 0;
     let receipt = '';
+    // In the order of the request, whichever check refused them.
+    const rejectedOf = (): RejectedChange[] =>
+      changes.flatMap((change) => {
+        const code = invalid.get(change.purpose) ?? (gpcConflicts.has(change.purpose) ? 'CONSENT_GPC_CONFLICT' : undefined);
+        return code === undefined ? [] : [{ purpose: change.purpose, code }];
+      });
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         gpcConflicts = new Set();
@@ -898,8 +908,10 @@ export class Consent {
         for (const change of changes) {
           if (invalid.has(change.purpose)) continue;
           const config = this.#purposeConfigs.get(change.purpose) as PurposeConfig;
-          const gpcOptedOut = isGpcOptOut(current.get(change.purpose));
-          let gpcOverride = false;
+          const existing = current.get(change.purpose);
+          const gpcOptedOut = isGpcOptOut(existing);
+          // The same opt-in saved again (a banner saved while GPC is sent) is still the one confirmed over GPC.
+          let gpcOverride = change.state === 'given' && isGpcPurpose(config) && existing?.state === 'given' && existing.gpcOverride;
           if (change.state === 'given' && isGpcPurpose(config) && gpcOptedOut) {
             // An explicit, separate confirmation: the person's own choice in a privacy center or a banner's saved
             // settings, against an opt-out recorded before this request (not one this very request signals).
@@ -927,19 +939,16 @@ export class Consent {
         }
       }, undefined, async (tx, written) => {
         receipt = await this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries: written });
+      }, (_tx, written) => {
+        const recorded = written.slice(gpcEntries);
+        const events: AuditEvent[] = [];
+        if (gpcEntries > 0) events.push(this.#auditEvent(actor, 'consent.gpc', pseudonym, written.slice(0, gpcEntries), receiptId, {}));
+        if (recorded.length > 0) events.push(this.#auditEvent(actor, 'consent.record', pseudonym, recorded, receiptId, { mechanism: meta.mechanism, rejected: rejectedOf().length }));
+        return events;
       }),
     );
-    // In the order of the request, whichever check refused them.
-    const rejected: RejectedChange[] = changes.flatMap((change) => {
-      const code = invalid.get(change.purpose) ?? (gpcConflicts.has(change.purpose) ? 'CONSENT_GPC_CONFLICT' : undefined);
-      return code === undefined ? [] : [{ purpose: change.purpose, code }];
-    });
+    const rejected = rejectedOf();
     if (entries.length === 0) throw this.#rejectedError(rejected, notice.version);
-    const recorded = entries.slice(gpcEntries);
-    const events: AuditEvent[] = [];
-    if (gpcEntries > 0) events.push(this.#auditEvent(actor, 'consent.gpc', pseudonym, entries.slice(0, gpcEntries), receiptId, {}));
-    if (recorded.length > 0) events.push(this.#auditEvent(actor, 'consent.record', pseudonym, recorded, receiptId, { mechanism: meta.mechanism, rejected: rejected.length }));
-    await this.#audit.appendBatch(events);
     return { receipt, receiptId, gpcHonoured: meta.gpc === true, entries, rejected };
   }
 
@@ -965,13 +974,15 @@ export class Consent {
         }
       }, undefined, async (tx, written) => {
         receipt = await this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries: written });
+      }, async (tx, written) => {
+        receipt ??= await this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries: written });
+        const events: AuditEvent[] = [];
+        if (gpcEntries > 0) events.push(this.#auditEvent(actor, 'consent.gpc', pseudonym, written.slice(0, gpcEntries), receiptId, {}));
+        events.push(this.#auditEvent(actor, 'consent.record', pseudonym, written.slice(gpcEntries), receiptId, { mechanism: meta.mechanism, withdrawAll: true }));
+        return events;
       }),
     );
-    const events: AuditEvent[] = [];
-    if (gpcEntries > 0) events.push(this.#auditEvent(actor, 'consent.gpc', pseudonym, entries.slice(0, gpcEntries), receiptId, {}));
-    events.push(this.#auditEvent(actor, 'consent.record', pseudonym, entries.slice(gpcEntries), receiptId, { mechanism: meta.mechanism, withdrawAll: true }));
-    await this.#audit.appendBatch(events);
-    receipt ??= await this.#repo.transaction((tx) => this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction, mechanism: meta.mechanism, source, notice, entries }));
+    if (receipt === undefined) throw new CandorError('INTERNAL_ERROR');
     return { receipt, receiptId, entries, gpcHonoured: meta.gpc === true };
   }
 
@@ -1003,14 +1014,14 @@ export class Consent {
       }, undefined, async (tx, written) => {
         const principals = [...new Set(written.map((e) => e.subject))];
         receipt = await this.#sign(tx, { receiptId, principal: principals[0] as string, linked: principals.slice(1), jurisdiction, mechanism: 'gpc', source, notice: this.#latestNotice, entries: written });
-      }),
+      }, (_tx, written) =>
+        subjects
+          .map((s) => written.filter((e) => e.subject === s.pseudonym))
+          .filter((list) => list.length > 0)
+          .map((list) => this.#auditEvent(actor, 'consent.gpc', (list[0] as LedgerEntry).subject, list, receiptId, {})),
+      ),
     );
     if (entries.length === 0) return undefined;
-    const events = subjects
-      .map((s) => entries.filter((e) => e.subject === s.pseudonym))
-      .filter((list) => list.length > 0)
-      .map((list) => this.#auditEvent(actor, 'consent.gpc', (list[0] as LedgerEntry).subject, list, receiptId, {}));
-    await this.#audit.appendBatch(events);
     return { receipt, receiptId, entries };
   }
 
@@ -1091,10 +1102,9 @@ export class Consent {
         });
       }, undefined, async (tx, written) => {
         receipt = await this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction: meta.jurisdiction, mechanism: 'notice_opt_out', source, notice, entries: written });
-      }),
+      }, (_tx, written) => (written.length === 0 ? [] : [this.#auditEvent(actor, 'consent.record', pseudonym, written, receiptId, { mechanism: 'notice_opt_out' })])),
     );
     if (kept.length > 0) return { receipt: null, receiptId: null, gpcHonoured, entries, kept };
-    await this.#audit.append(this.#auditEvent(actor, 'consent.record', pseudonym, entries, receiptId, { mechanism: 'notice_opt_out' }));
     return { receipt, receiptId, gpcHonoured, entries, kept: [] };
   }
 
@@ -1128,10 +1138,9 @@ export class Consent {
         if (fromFlags.objectedMarketing && !intoFlags.objectedMarketing) await this.#repo.insertRestriction(tx, restrictionRow(into.pseudonym, 'objection_marketing', null, at, actor));
       }, async (tx, written) => {
         receipt = await this.#sign(tx, { receiptId, principal: into.pseudonym, linked: [], jurisdiction: null, mechanism: 'merge', source: null, notice: this.#latestNotice, entries: written });
-      }),
+      }, (_tx, written) => (written.length === 0 ? [] : [this.#auditEvent(actor, 'consent.merge', into.pseudonym, written, receiptId, since === undefined ? { from: from.pseudonym } : { from: from.pseudonym, since })])),
     );
     if (entries.length === 0) return { entries, receipt: null, receiptId: null };
-    await this.#audit.append(this.#auditEvent(actor, 'consent.merge', into.pseudonym, entries, receiptId, since === undefined ? { from: from.pseudonym } : { from: from.pseudonym, since }));
     return { entries, receipt, receiptId };
   }
 
@@ -1227,7 +1236,7 @@ export class Consent {
     const receiptId = randomUUID();
     const jurisdiction = meta.jurisdiction || null;
     const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
-    const marketing = [...this.#purposeConfigs.values()].filter((c) => isDirectMarketing(c.key) && (c.basis === 'consent' || c.basis === 'legitimate_interests'));
+    const marketing = [...this.#purposeConfigs.values()].filter((c) => isDirectMarketing(c.key, this.#taxonomy) && (c.basis === 'consent' || c.basis === 'legitimate_interests'));
     const flagged: string[] = [];
     const { entries } = await this.#locked(ids, () =>
       this.#write(
@@ -1252,18 +1261,18 @@ export class Consent {
         async (tx, written) => {
           await this.#sign(tx, { receiptId, principal: subjects[0]?.pseudonym as string, linked: subjects.slice(1).map((s) => s.pseudonym), jurisdiction, mechanism: 'privacy_center', source: null, notice: this.#latestNotice, entries: written });
         },
+        (_tx, written) =>
+          subjects.map((s) => ({
+            actor: actor.id,
+            role: actor.role,
+            action: 'consent.object',
+            purpose: 'essential.legal_obligation',
+            subject: s.pseudonym,
+            resource: requestId === null ? null : `rights_request:${requestId}`,
+            details: { kind: 'direct_marketing', withdrawn: written.filter((e) => e.subject === s.pseudonym).length, newlyObjected: flagged.includes(s.pseudonym), ...(written.length > 0 ? { receiptId } : {}) },
+          })),
       ),
     );
-    const events: AuditEvent[] = subjects.map((s) => ({
-      actor: actor.id,
-      role: actor.role,
-      action: 'consent.object',
-      purpose: 'essential.legal_obligation',
-      subject: s.pseudonym,
-      resource: requestId === null ? null : `rights_request:${requestId}`,
-      details: { kind: 'direct_marketing', withdrawn: entries.filter((e) => e.subject === s.pseudonym).length, newlyObjected: flagged.includes(s.pseudonym), ...(entries.length > 0 ? { receiptId } : {}) },
-    }));
-    await this.#audit.appendBatch(events);
     if (entries.length === 0) return { entries, receiptId: null };
     return { entries, receiptId };
   }
@@ -1284,6 +1293,7 @@ export class Consent {
     const receiptId = randomUUID();
     const jurisdiction = meta.jurisdiction || null;
     const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
+    const requestResource = meta.requestId === undefined ? null : `rights_request:${meta.requestId}`;
     const { entries } = await this.#locked(ids, () =>
       this.#write(subjects, (states, add) => {
         for (const s of subjects) {
@@ -1291,19 +1301,17 @@ export class Consent {
         }
       }, undefined, async (tx, written) => {
         await this.#sign(tx, { receiptId, principal: subjects[0]?.pseudonym as string, linked: subjects.slice(1).map((s) => s.pseudonym), jurisdiction, mechanism: 'privacy_center', source: null, notice: this.#latestNotice, entries: written });
-      }),
-    );
-    const requestResource = meta.requestId === undefined ? null : `rights_request:${meta.requestId}`;
-    await this.#audit.appendBatch(
-      subjects.map((s) => ({
-        actor: actor.id,
-        role: actor.role,
-        action: 'consent.opt_out',
-        purpose: 'essential.legal_obligation',
-        subject: s.pseudonym,
-        resource: requestResource,
-        details: { kind: 'sale_sharing', entries: entries.filter((e) => e.subject === s.pseudonym).length, ...(entries.length > 0 ? { receiptId } : {}) },
-      })),
+      }, (_tx, written) =>
+        subjects.map((s) => ({
+          actor: actor.id,
+          role: actor.role,
+          action: 'consent.opt_out',
+          purpose: 'essential.legal_obligation',
+          subject: s.pseudonym,
+          resource: requestResource,
+          details: { kind: 'sale_sharing', entries: written.filter((e) => e.subject === s.pseudonym).length, ...(written.length > 0 ? { receiptId } : {}) },
+        })),
+      ),
     );
     if (entries.length === 0) return { entries, receiptId: null };
     return { entries, receiptId };
@@ -1361,30 +1369,27 @@ export class Consent {
           await this.#repo.insertRestriction(tx, restrictionRow(s.pseudonym, kind, requestId, at, actor));
           set.push(s.pseudonym);
         }
-      }),
+      }, undefined, () => this.#flagEvents(subjects, action, requestId, actor, (pseudonym) => ({ kind, alreadyInForce: !set.includes(pseudonym) }))),
     );
-    await this.#auditFlags(subjects, action, requestId, actor, (pseudonym) => ({ kind, alreadyInForce: !set.includes(pseudonym) }));
   }
 
   /** One audit entry per subject of a restriction or objection change (set or lifted). */
-  #auditFlags(
+  #flagEvents(
     subjects: readonly { pseudonym: string }[],
     action: string,
     requestId: string | null,
     actor: Actor,
     details: (pseudonym: string) => Record<string, string | number | boolean>,
-  ): Promise<unknown> {
-    return this.#audit.appendBatch(
-      subjects.map((s) => ({
-        actor: actor.id,
-        role: actor.role,
-        action,
-        purpose: 'essential.legal_obligation',
-        subject: s.pseudonym,
-        resource: requestId === null ? null : `rights_request:${requestId}`,
-        details: details(s.pseudonym),
-      })),
-    );
+  ): AuditEvent[] {
+    return subjects.map((s) => ({
+      actor: actor.id,
+      role: actor.role,
+      action,
+      purpose: 'essential.legal_obligation',
+      subject: s.pseudonym,
+      resource: requestId === null ? null : `rights_request:${requestId}`,
+      details: details(s.pseudonym),
+    }));
   }
 
   async #liftFlag(subjectIds: readonly string[], kind: RestrictionKind, requestId: string | null, actor: Actor, action: string): Promise<void> {
@@ -1396,9 +1401,8 @@ export class Consent {
         const at = new Date().toISOString();
         for (const s of subjects) lifted.set(s.pseudonym, await this.#repo.liftRestriction(tx, s.pseudonym, kind, at, actor.id));
         if ([...lifted.values()].every((n) => n === 0)) throw new CandorError('CONSENT_RESTRICTION_NOT_FOUND', { kind });
-      }),
+      }, undefined, () => this.#flagEvents(subjects, action, requestId, actor, (pseudonym) => ({ kind, lifted: lifted.get(pseudonym) ?? 0 }))),
     );
-    await this.#auditFlags(subjects, action, requestId, actor, (pseudonym) => ({ kind, lifted: lifted.get(pseudonym) ?? 0 }));
   }
 
   /**
@@ -1448,24 +1452,24 @@ export class Consent {
               await this.#sign(tx, { receiptId: receiptIds.get(pseudonym) as string, principal: pseudonym, linked: [], jurisdiction: first.jurisdiction, mechanism: 'expiry', source: null, notice, entries: list });
             }
           },
+          (_tx, written) => {
+            const counts = new Map<string, number>();
+            for (const e of written) counts.set(e.subject, (counts.get(e.subject) ?? 0) + 1);
+            return [...counts].map(([subject, count]) => ({
+              actor: SYSTEM_ACTOR.id,
+              role: SYSTEM_ACTOR.role,
+              action: 'consent.expire',
+              purpose: 'essential.legal_obligation',
+              subject,
+              resource: null,
+              details: { entries: count, expiryMonths: this.#expiryMonths },
+            }));
+          },
         );
         for (const e of entries) expired.set(e.subject, (expired.get(e.subject) ?? 0) + 1);
         this.#updateCached(states, epoch);
       }
       if (page.length < EXPIRY_PAGE) break;
-    }
-    if (expired.size > 0) {
-      await this.#audit.appendBatch(
-        [...expired].map(([subject, count]) => ({
-          actor: SYSTEM_ACTOR.id,
-          role: SYSTEM_ACTOR.role,
-          action: 'consent.expire',
-          purpose: 'essential.legal_obligation',
-          subject,
-          resource: null,
-          details: { entries: count, expiryMonths: this.#expiryMonths },
-        })),
-      );
     }
     let total = 0;
     for (const count of expired.values()) total += count;

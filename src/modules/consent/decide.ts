@@ -1,3 +1,4 @@
+import { isDataUseUnder, type DataUseLookup } from '../taxonomy/index.ts';
 import type { ConsentMechanism, ConsentState, Decision, LawfulBasis, PurposeConfig } from './consent.types.ts';
 
 /** A subject's latest ledger entry for one purpose, as the hot path needs it. */
@@ -33,9 +34,12 @@ export function unionFlags(a: SubjectFlags, b: SubjectFlags): SubjectFlags {
   return Object.freeze({ restricted: a.restricted || b.restricted, objectedMarketing: a.objectedMarketing || b.objectedMarketing });
 }
 
-/** Direct marketing: the `marketing` data use and everything under it. */
-export function isDirectMarketing(purposeKey: string): boolean {
-  return purposeKey === 'marketing' || purposeKey.startsWith('marketing.');
+/**
+ * Direct marketing: the `marketing` data use and everything under it, by the taxonomy's parent chain when given (a
+ * custom use under `marketing.advertising` is marketing too), else by the key.
+ */
+export function isDirectMarketing(purposeKey: string, uses?: DataUseLookup): boolean {
+  return uses ? isDataUseUnder(uses, purposeKey, ['marketing']) : purposeKey === 'marketing' || purposeKey.startsWith('marketing.');
 }
 
 /** A configured purpose with what decide() needs precomputed. */
@@ -46,6 +50,8 @@ export interface PurposeRuntime {
   readonly renewalFrom: number;
   /** An explicit purpose: the time from which consents given count as explicit (ISO 8601; earlier ones must be renewed). */
   readonly explicitSince: string;
+  /** isDirectMarketing by the taxonomy, worked out when the runtime is built; absent: by the key. */
+  readonly directMarketing?: boolean;
 }
 
 const decision = (allowed: boolean, basis: LawfulBasis | null, reason: Decision['reason'], explicit = false): Decision =>
@@ -80,7 +86,7 @@ export function isOptOut(current: Current | undefined): boolean {
  */
 export function decideFor(purpose: PurposeRuntime, current: Current | undefined, atMs: number, flags: SubjectFlags = NO_FLAGS): Decision {
   if (flags.restricted && purpose.config.basis !== 'legal_obligation') return RESTRICTED;
-  if (flags.objectedMarketing && isDirectMarketing(purpose.config.key)) return OBJECTED;
+  if (flags.objectedMarketing && (purpose.directMarketing ?? isDirectMarketing(purpose.config.key))) return OBJECTED;
   switch (purpose.config.basis) {
     case 'contract':
       return CONTRACT;

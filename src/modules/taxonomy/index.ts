@@ -4,6 +4,7 @@
  */
 export { Taxonomy, TAXONOMY_KINDS, EXTENSIBLE_KINDS, type TaxonomyKind, type ExtensibleKind, type CustomEntryInput } from './taxonomy.service.ts';
 export { TAXONOMY_MIGRATIONS } from './taxonomy.repo.ts';
+export { isDataUseUnder, type DataUseLookup } from './data-use-ancestry.ts';
 export {
   FIDESLANG_ATTRIBUTION,
   IDENTIFYING_CATEGORIES,

@@ -92,7 +92,7 @@ export function registerPlanCommands(program: Command, { out, err, withKernel }:
     .action(async (file: string) => {
       const document = readPlan(file);
       await withKernel(async (kernel) => {
-        const result = kernel.catalog.validatePlan(document);
+        const result = await kernel.catalog.validatePlan(document);
         if (!result.ok) reportProblems(result.problems, err);
         out(`the tracking plan in ${file} is valid`);
       });

@@ -26,6 +26,7 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
       assert.equal(route.access?.purpose, 'essential.service.operations');
     }
     assert.deepEqual(routes.find((r) => r.method === 'PUT')?.access?.roles, ['owner', 'privacy_officer', 'developer']);
+    assert.deepEqual(routes.find((r) => r.url.endsWith('/validate'))?.access?.roles, ['owner', 'privacy_officer', 'developer'], 'checking costs what publishing costs');
   });
 
   it('shows the plan in force to every staff role, document intact', async () => {
@@ -68,10 +69,14 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
     assert.equal(bodyless.statusCode, 400);
   });
 
-  it('validates without publishing', async () => {
-    const ok = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('analyst'), payload: planWithEvent('Another') });
+  it('validates without publishing, for the roles that publish only', async () => {
+    for (const role of ['analyst', 'marketer']) {
+      const denied = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth(role), payload: planWithEvent('Another') });
+      assert.equal(denied.statusCode, 403, role);
+    }
+    const ok = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('developer'), payload: planWithEvent('Another') });
     assert.deepEqual(ok.json(), { ok: true, problems: [] });
-    const bad = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('analyst'), payload: { name: 'x' } });
+    const bad = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('privacy_officer'), payload: { name: 'x' } });
     assert.equal(bad.statusCode, 200);
     assert.deepEqual(bad.json(), { ok: false, problems: [{ path: '/events', problem: 'is required' }] });
     assert.equal(ctx.kernel.catalog.version(), 2);

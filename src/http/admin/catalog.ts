@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
-import { MAX_PLAN_VERSION } from '../../modules/catalog/index.ts';
+import { MAX_PLAN_FIELDS, MAX_PLAN_VERSION } from '../../modules/catalog/index.ts';
 import { STAFF_ROLES, type StaffRole } from '../../modules/access/index.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
@@ -8,6 +8,8 @@ import { actorOf } from './actor.ts';
 const OPERATIONS = 'essential.service.operations';
 const READ: RouteAccess = { audience: 'admin', roles: [...STAFF_ROLES], purpose: OPERATIONS };
 const EDITORS: StaffRole[] = ['owner', 'privacy_officer', 'developer'];
+// Checking a plan compiles it, which costs about as much as publishing it: only those who may publish may check.
+const EDIT: RouteAccess = { audience: 'admin', roles: EDITORS, purpose: OPERATIONS };
 
 const version = {
   type: 'object',
@@ -37,7 +39,7 @@ const statsRow = {
 // The plan is checked by the catalog against its own meta-schema, which reports every problem with its path.
 const planBody = { type: 'object', description: 'A tracking plan document (see src/modules/catalog/README.md).' } as const;
 
-/** The tracking plan: every staff role can read it and its counts; owners, privacy officers and developers publish. */
+/** The tracking plan: every staff role can read it and its counts; owners, privacy officers and developers check and publish. */
 export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): void {
   app.get(
     '/catalog/plan',
@@ -74,7 +76,7 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
   app.put<{ Body: unknown }>(
     '/catalog/plan',
     {
-      config: { access: { audience: 'admin', roles: EDITORS, purpose: OPERATIONS } },
+      config: { access: EDIT },
       schema: {
         tags: ['catalog'],
         summary: 'Publish a new version of the tracking plan (201); it is in force at once. The document of the latest version again answers 200 with unchanged; an invalid one 400 CATALOG_PLAN_INVALID with every problem.',
@@ -95,8 +97,13 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
   app.post<{ Body: unknown }>(
     '/catalog/plan/validate',
     {
-      config: { access: READ },
-      schema: { tags: ['catalog'], summary: 'Check a tracking plan without publishing it: every problem at once.', body: planBody, response: { 200: problems } },
+      config: { access: EDIT },
+      schema: {
+        tags: ['catalog'],
+        summary: `Check a tracking plan without publishing it: every problem at once (at most ${MAX_PLAN_FIELDS} annotated fields).`,
+        body: planBody,
+        response: { 200: problems },
+      },
     },
     async (request) => kernel.catalog.validatePlan(request.body),
   );

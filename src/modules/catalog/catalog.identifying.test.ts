@@ -26,7 +26,7 @@ describeEachDialect('catalog: direct identifiers are personal whatever the plan 
   const ctx = useKernel(dialect);
 
   it('refuses to publish a plan that declares an e-mail, a phone number or an IP address not personal', async () => {
-    const { ok, problems } = ctx.kernel.catalog.validatePlan(identifiersInClear());
+    const { ok, problems } = await ctx.kernel.catalog.validatePlan(identifiersInClear());
     assert.equal(ok, false);
     assert.deepEqual(problems.map((p) => p.path).sort(), [
       '/context/properties/ip/x-candor/personal',

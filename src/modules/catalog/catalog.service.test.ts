@@ -52,7 +52,7 @@ describeEachDialect('catalog', (dialect) => {
     });
     assert.equal(ctx.kernel.catalog.version(), 1);
     assert.equal((await ctx.kernel.catalog.versions()).length, 1);
-    assert.deepEqual(ctx.kernel.catalog.validatePlan(coupon), { ok: true, problems: [] });
+    assert.deepEqual(await ctx.kernel.catalog.validatePlan(coupon), { ok: true, problems: [] });
   });
 
   it('publishes a new version that is in force at once, audited with its hash', async () => {
@@ -120,6 +120,32 @@ describeEachDialect('catalog', (dialect) => {
     assert.equal((await ctx.kernel.catalog.plan()).plan.description, 'from another process');
   });
 
+  it('compiles a large version picked up by refresh in slices, so the event loop keeps turning', async () => {
+    const wide = structuredClone(coupon);
+    const note = { category: 'user.behavior', purposes: ['analytics.reporting'], retention: 'P1Y', personal: false };
+    for (let e = 0; e < 800; e++) {
+      wide.events[`Wide ${e}`] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { a: { type: 'string', 'x-candor': note }, b: { type: 'number', 'x-candor': note } } } };
+    }
+    const other = await second();
+    const { version } = await other.publish(wide, CLI_ACTOR);
+    // Turns of the event loop while the version compiles: a few (the reads) if it compiled in one piece, one per slice
+    // if it lets the loop run between slices. Counted, not timed: the suite keeps timing out of its assertions.
+    let turns = 0;
+    let compiling = true;
+    const spin = () => {
+      turns++;
+      if (compiling) setImmediate(spin);
+    };
+    setImmediate(spin);
+    try {
+      assert.equal(await ctx.kernel.catalog.refresh(), version);
+    } finally {
+      compiling = false;
+    }
+    assert.ok(turns >= 10, `the event loop turned ${turns} times while 800 events compiled`);
+    assert.equal(ctx.kernel.catalog.process('track', 'Wide 799', { properties: { a: 'x', b: 'y' } }, 'wide').violations[0]?.path, 'properties.b');
+  });
+
   it('counts per source and event, including counts not flushed yet', async () => {
     const catalog = await second();
     catalog.process('track', 'Order Completed', { properties: { order_id: 'o1', gift: 'x' } }, 'web');
@@ -151,6 +177,20 @@ describeEachDialect('catalog', (dialect) => {
     assert.equal(added?.accepted, 3, 'flushes add to the stored counts');
     assert.deepEqual(added?.dropped, [{ path: 'properties.gift', count: 2 }]);
     assert.equal(added?.refused.CATALOG_EVENT_INVALID, 1);
+  });
+
+  it('counts a violation once per message and path, and a flat key with dots as a sender key, stored alike', async () => {
+    const catalog = await second();
+    const products = [{ product_id: 'p1', price: 'x' }, { product_id: 'p2', price: 'y' }, { product_id: 'p3', price: 'z' }];
+    const result = catalog.process('track', 'Order Completed', { properties: { order_id: 'o1', products }, context: { 'page.url': 'https://shop.example/?email=a@b.co', page: { path: '/' } } }, 'flat');
+    assert.equal(result.violations.length, 3, 'the answer lists each element');
+    assert.deepEqual(result.dropped, ['context["page.url"]']);
+    catalog.process('track', 'Order Completed', { properties: { order_id: 'o2', products: products.slice(0, 2) } }, 'flat');
+    const expected = { dropped: [{ path: 'context.*', count: 1 }], violations: [{ path: 'properties.products[].price', rule: 'type', count: 2 }] };
+    const pick = (row: { dropped: unknown; violations: unknown } | undefined) => ({ dropped: row?.dropped, violations: row?.violations });
+    assert.deepEqual(pick((await catalog.stats({ source: 'flat' }))[0]), expected);
+    await catalog.flushStats();
+    assert.deepEqual(pick((await (await second()).stats({ source: 'flat' }))[0]), expected);
   });
 
   it('never counts twice when stats are read during a flush', async () => {

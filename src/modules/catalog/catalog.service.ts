@@ -8,7 +8,7 @@ import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
 import type { PlanDocument } from './catalog.schemas.ts';
 import { StatsCounters, statsRows, StoredPaths, type StatsRecord, type StatsRow } from './catalog.stats.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
-import { compilePlan, type CompiledPlan, type MessageKind, type OutlineSection, type PlanProblem, type PlanResult } from './plan-compiler.ts';
+import { compilePlanAsync, type CompiledPlan, type MessageKind, type OutlineSection, type PlanProblem, type PlanResult } from './plan-compiler.ts';
 
 /** A published version, without its document. */
 export interface PlanVersion {
@@ -93,17 +93,18 @@ export class Catalog {
     const catalog = new Catalog(deps);
     const row = await catalog.#repo.latest();
     if (row) {
-      catalog.#install(row);
+      catalog.#install(row, await catalog.#compile(row));
       return catalog;
     }
     const first = catalog.#row(1, DEFAULT_PLAN, SYSTEM_ACTOR);
-    const compiled = catalog.#compile(first);
+    const compiled = await catalog.#compile(first);
     try {
       await catalog.#repo.insertPlan(first);
     } catch (error) {
       // Another process installed a first version at the same moment.
       if (!isUniqueViolation(error)) throw error;
-      catalog.#install((await catalog.#repo.latest()) as PlanRow);
+      const latest = (await catalog.#repo.latest()) as PlanRow;
+      catalog.#install(latest, await catalog.#compile(latest));
       return catalog;
     }
     catalog.#install(first, compiled);
@@ -116,14 +117,17 @@ export class Catalog {
     return { version, name: doc.name, hash: planHash(plan), plan: JSON.stringify(plan), published_at: new Date().toISOString(), published_by: actor.id };
   }
 
-  /** Compiles a stored version; categories unknown to this process count as the most restrictive. */
-  #compile(row: PlanRow): CompiledPlan {
-    const { compiled, problems } = compilePlan(JSON.parse(row.plan), this.#taxonomy, { lenient: true });
+  /**
+   * Compiles a stored version, in slices that let ingestion go on meanwhile; categories unknown to this process count
+   * as the most restrictive.
+   */
+  async #compile(row: PlanRow): Promise<CompiledPlan> {
+    const { compiled, problems } = await compilePlanAsync(JSON.parse(row.plan), this.#taxonomy, { lenient: true });
     if (!compiled) throw new CandorError('CATALOG_PLAN_INVALID', { version: row.version, problems });
     return compiled;
   }
 
-  #install(row: PlanRow, compiled = this.#compile(row)): void {
+  #install(row: PlanRow, compiled: CompiledPlan): void {
     this.#current = { version: Number(row.version), hash: row.hash, publishedAt: row.published_at, publishedBy: row.published_by, text: row.plan, compiled };
   }
 
@@ -176,9 +180,12 @@ export class Catalog {
     return rows.map((r) => ({ version: r.version, hash: r.hash, publishedAt: r.published_at, publishedBy: r.published_by }));
   }
 
-  /** Every problem of a plan at once: meta-schema, unknown categories and purposes, retention, schema compilation. */
-  validatePlan(plan: unknown): { ok: boolean; problems: PlanProblem[] } {
-    const { problems } = compilePlan(plan, this.#taxonomy);
+  /**
+   * Every problem of a plan at once: meta-schema, size, unknown categories and purposes, retention, schema compilation.
+   * Compiles in slices, letting ingestion go on meanwhile.
+   */
+  async validatePlan(plan: unknown): Promise<{ ok: boolean; problems: PlanProblem[] }> {
+    const { problems } = await compilePlanAsync(plan, this.#taxonomy);
     return { ok: problems.length === 0, problems };
   }
 
@@ -187,7 +194,7 @@ export class Catalog {
    * latest version again changes nothing and answers that version with `unchanged: true`.
    */
   async publish(plan: unknown, actor: Actor): Promise<{ version: number; hash: string; unchanged?: boolean }> {
-    const { compiled, problems } = compilePlan(plan, this.#taxonomy);
+    const { compiled, problems } = await compilePlanAsync(plan, this.#taxonomy);
     if (!compiled) throw new CandorError('CATALOG_PLAN_INVALID', { problems });
     for (let attempt = 0; ; attempt++) {
       const latest = await this.#repo.latest();
@@ -221,7 +228,11 @@ export class Catalog {
   /** Puts in force a newer version published by another process, if any; returns the version in force. */
   async refresh(): Promise<number> {
     const latest = await this.#repo.latest();
-    if (latest && Number(latest.version) > this.#current.version) this.#install(latest);
+    if (latest && Number(latest.version) > this.#current.version) {
+      const compiled = await this.#compile(latest);
+      // Another refresh or a publish may have put a newer version in force while this one compiled.
+      if (Number(latest.version) > this.#current.version) this.#install(latest, compiled);
+    }
     return this.#current.version;
   }
 
@@ -235,7 +246,7 @@ export class Catalog {
     if (version === undefined || version === this.#current.version) return this.#current.compiled.outline();
     const row = await this.#storedVersion(version);
     if (!row) throw new CandorError('CATALOG_PLAN_VERSION_NOT_FOUND', { version });
-    return this.#compile(row).outline();
+    return (await this.#compile(row)).outline();
   }
 
   /**

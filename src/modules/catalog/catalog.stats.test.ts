@@ -100,6 +100,26 @@ describe('stats counters', () => {
     assert.equal(countedPath('junk', known), '*');
   });
 
+  it('count a violation once per message, path and rule, however many array elements break it', () => {
+    const counters = new StatsCounters();
+    const missing = (i: number) => ({ path: `properties.products[${i}].product_id`, rule: 'required', message: 'must have required property' });
+    const known = declared('properties.products[].product_id', 'properties.products[].price');
+    counters.count('web', 'track', 'Order Completed', result({ ok: false, code: 'CATALOG_EVENT_INVALID', declared: known, violations: [missing(0), missing(1), missing(2), { path: 'properties.products[1].price', rule: 'type', message: 'must be number' }] }));
+    counters.count('web', 'track', 'Order Completed', result({ ok: false, code: 'CATALOG_EVENT_INVALID', declared: known, violations: [missing(4)] }));
+    assert.deepEqual(statsRows(counters.records())[0]?.violations, [
+      { path: 'properties.products[].product_id', rule: 'required', count: 2 },
+      { path: 'properties.products[].price', rule: 'type', count: 1 },
+    ]);
+  });
+
+  it('count a bracket-quoted key (a flat key with dots) as a sender key below the declared path', () => {
+    const known = planPaths(['properties.customer.email', 'properties.products[].price']);
+    assert.equal(countedPath('properties["customer.email"]', known), 'properties.*');
+    assert.equal(countedPath('properties.customer["a.b"]', known), 'properties.customer.*');
+    assert.equal(countedPath('properties.products[]["x[0]"]', known), 'properties.products[].*');
+    assert.equal(countedPath('properties.customer.email', known), 'properties.customer.email', 'the declared nested path itself');
+  });
+
   it('fit written counts into what the stored row has room for, the rest under *other*', () => {
     const stored = new StoredPaths();
     const rec = (item: string, count = 1, metric: StatsRecord['metric'] = 'dropped', rule = ''): StatsRecord => ({ source: 'web', kind: 'track', event: 'E', metric, item, rule, count });

@@ -10,9 +10,9 @@ export interface StatsRow {
   event: string;
   accepted: number;
   refused: Record<RefusalCode, number>;
-  /** Undeclared fields removed, by path (array elements as `[]`). */
+  /** Undeclared fields removed, by path (array elements as `[]`): messages that had such a field. */
   dropped: { path: string; count: number }[];
-  /** Schema violations by path (array elements as `[]`) and rule. */
+  /** Schema violations by path (array elements as `[]`) and rule: messages that had such a violation. */
   violations: { path: string; rule: string; count: number }[];
 }
 
@@ -78,6 +78,12 @@ function isKnown(path: string, known: ReadonlySet<string>): boolean {
  */
 export function countedPath(path: string, known: ReadonlySet<string>): string {
   if (isKnown(path, known)) return path;
+  // A bracket-quoted key (`properties["customer.email"]`, see keySegment) is a sender's key, never a plain one.
+  const quoted = path.indexOf('["');
+  if (quoted > 0) {
+    const parent = path.slice(0, quoted);
+    return isKnown(parent, known) ? `${parent}.${UNNAMED}` : UNNAMED;
+  }
   for (let cut = path.lastIndexOf('.'); cut > 0; cut = path.lastIndexOf('.', cut - 1)) {
     const parent = path.slice(0, cut);
     if (isKnown(parent, known)) return isPlainKey(path.slice(cut + 1)) ? path : `${parent}.${UNNAMED}`;
@@ -173,8 +179,13 @@ export class StatsCounters {
     }
     if (result.violations.length > 0) {
       const violations = (counter.violations ??= new Map());
+      // Once per message, path and rule, as drops are: three line items missing the same field count once.
+      const seen = result.violations.length > 1 ? new Set<string>() : undefined;
       for (const v of result.violations) {
-        bump(violations, bounded(violations, `${countedFor(result.declared, v.path.replace(/\[\d+\]/g, '[]'))}\n${v.rule}`, OTHER_VIOLATION), 1);
+        const key = bounded(violations, `${countedFor(result.declared, v.path.replace(/\[\d+\]/g, '[]'))}\n${v.rule}`, OTHER_VIOLATION);
+        if (seen?.has(key)) continue;
+        seen?.add(key);
+        bump(violations, key, 1);
       }
     }
   }

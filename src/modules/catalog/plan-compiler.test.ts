@@ -4,7 +4,7 @@ import { CANDOR_DATA_USES, DATA_CATEGORIES, DATA_USES } from '../taxonomy/taxono
 import type { FieldSchema, PlanDocument } from './catalog.schemas.ts';
 import { isRetention } from './catalog.schemas.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
-import { compilePlan, type CompiledPlan, type TaxonomyLookup } from './plan-compiler.ts';
+import { compilePlan, compilePlanAsync, MAX_PLAN_FIELDS, type CompiledPlan, type TaxonomyLookup } from './plan-compiler.ts';
 
 /** The built-in taxonomy, without storage. */
 const taxonomy: TaxonomyLookup = {
@@ -187,6 +187,21 @@ describe('process()', () => {
     const result = plan.process('track', 'Order Completed', { properties: { total: 1 } });
     assert.equal(result.code, 'CATALOG_EVENT_INVALID');
     assert.deepEqual(result.violations.map((v) => [v.path, v.rule]), [['properties.order_id', 'required']]);
+  });
+
+  it('answers a flat key with dots or brackets bracket-quoted, never as a declared nested path', () => {
+    const nested = compile({
+      name: 'P',
+      events: {
+        E: {
+          purposes: ['analytics.reporting'],
+          properties: { type: 'object', properties: { customer: { type: 'object', properties: { email: leaf('string', 'user.contact.email', ['analytics.reporting'], { 'x-candor': { personal: true } } as Partial<FieldSchema>) } } } },
+        },
+      },
+    });
+    const result = nested.process('track', 'E', { properties: { 'customer.email': 'a@b.co', 'a[0]': 1, 'q"': 2, plain: 3, customer: { 'x.y': 4 } } });
+    assert.deepEqual(result.dropped, ['properties["customer.email"]', 'properties["a[0]"]', 'properties["q\\""]', 'properties.plain', 'properties.customer["x.y"]']);
+    assert.deepEqual(result.data.properties, { customer: {} });
   });
 
   it('refuses properties, traits or context that are not objects', () => {
@@ -462,6 +477,66 @@ describe('plan validation', () => {
     const result = compiled?.process('identify', undefined, { traits: { email: 'a@b.co', country: 'FR' }, context: { ip: '10.0.0.1' } });
     const personal = Object.fromEntries((result?.fields ?? []).map((f) => [f.path, f.personal]));
     assert.deepEqual(personal, { 'traits.email': true, 'traits.country': false, 'context.ip': true });
+  });
+
+  it('refuses a special-category field serving a custom data use below marketing or personalize', () => {
+    const customUses: Record<string, string> = { promo_targeting: 'marketing.advertising', deep_promo: 'promo_targeting', my_reco: 'personalize.content', health_stats: 'analytics.reporting' };
+    const custom: TaxonomyLookup = {
+      dataCategory: taxonomy.dataCategory,
+      dataUse: (key) => (customUses[key] ? { key, name: key, description: key, parentKey: customUses[key] } : taxonomy.dataUse(key)),
+    };
+    const health = (purposes: string[]) => ({
+      name: 'P',
+      events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { condition: leaf('string', 'user.health_and_medical', purposes, { 'x-candor': { personal: true } } as Partial<FieldSchema>) } } } },
+    });
+    const problems = compilePlan(health(['promo_targeting', 'deep_promo', 'my_reco', 'health_stats']), custom).problems;
+    const base = '/events/E/properties/properties/condition/x-candor/purposes';
+    assert.deepEqual(problems.map((p) => p.path), [`${base}/0`, `${base}/1`, `${base}/2`]);
+    for (const p of problems) assert.match(p.problem, /must not serve targeting or personalization/);
+    assert.deepEqual(compilePlan(health(['health_stats']), custom).problems, [], 'a custom use under analytics stays possible');
+  });
+
+  it('reports the annotation of a field whose type is missing or unusable with the rest', () => {
+    const bad = { category: 'user.nope', purposes: ['analytics.nope'], retention: 'forever', personal: false };
+    const plan = {
+      name: 'P',
+      events: {
+        E: {
+          purposes: ['analytics.reporting'],
+          properties: { type: 'object', properties: { a: { 'x-candor': bad }, b: { type: 'date', 'x-candor': bad }, c: { type: 'array', items: { type: 'date' }, 'x-candor': bad } } },
+        },
+      },
+    };
+    const paths = problemsOf(plan).map((p) => p.path);
+    for (const field of ['a', 'b', 'c']) {
+      const at = `/events/E/properties/properties/${field}/x-candor`;
+      assert.deepEqual(paths.filter((p) => p.startsWith(at)), [`${at}/category`, `${at}/purposes/0`, `${at}/retention`], field);
+    }
+  });
+
+  it(`refuses a plan of more than ${MAX_PLAN_FIELDS} annotated fields before compiling it, and loads a stored one`, () => {
+    const events: Record<string, unknown> = {};
+    const fields = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`f${i}`, leaf('string', 'user.behavior', ['analytics.reporting'])]));
+    for (let e = 0; e <= MAX_PLAN_FIELDS / 500; e++) events[`E${e}`] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties: e === 0 ? { f: leaf('string', 'user.behavior', ['analytics.reporting']) } : fields } };
+    const started = performance.now();
+    assert.deepEqual(problemsOf({ name: 'Big', events }), [{ path: '/', problem: `declares ${MAX_PLAN_FIELDS + 1} annotated fields; a plan declares at most ${MAX_PLAN_FIELDS} (MAX_PLAN_FIELDS)` }]);
+    assert.ok(performance.now() - started < 2000, 'no validator compiled');
+    delete events.E0;
+    assert.deepEqual(problemsOf({ name: 'Big', events }), [], 'exactly the limit');
+  });
+
+  it('compiles in slices that let timers run, with the same outcome as compilePlan', async () => {
+    const events: Record<string, unknown> = {};
+    for (let e = 0; e < 300; e++) events[`E${e}`] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { a: leaf('string', 'user.behavior', ['analytics.reporting']), b: leaf('number', 'user.behavior', ['analytics.reporting']) } } };
+    const plan = { name: 'Wide', events };
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const outcome = await compilePlanAsync(plan, taxonomy);
+    clearInterval(timer);
+    assert.deepEqual(outcome.problems, []);
+    assert.ok(ticks > 0, 'the event loop had turns while the plan compiled');
+    assert.deepEqual(outcome.compiled?.process('track', 'E7', { properties: { a: 'x', b: 'y' } }).violations, compile(plan).process('track', 'E7', { properties: { a: 'x', b: 'y' } }).violations);
+    assert.deepEqual((await compilePlanAsync({ name: 'x' }, taxonomy)).problems, [{ path: '/events', problem: 'is required' }]);
   });
 
   it('treats a category unknown to this process as special when loading a stored plan', () => {

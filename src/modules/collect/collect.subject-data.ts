@@ -25,7 +25,8 @@ export function mergeParts(plain: unknown, personal: unknown): unknown {
 /** Leaf paths present in data, in the plan's notation (`properties.products[].price`). */
 function leafPaths(value: unknown, path: string, out: Set<string>): void {
   if (Array.isArray(value)) {
-    if (value.every((v) => !isObject(v) && !Array.isArray(v))) out.add(path);
+    // An empty array holds nothing to disclose (and one of objects is no leaf of the plan).
+    if (value.length > 0 && value.every((v) => !isObject(v) && !Array.isArray(v))) out.add(path);
     for (const item of value) if (isObject(item) || Array.isArray(item)) leafPaths(item, `${path}[]`, out);
     return;
   }

@@ -27,6 +27,16 @@ describe('partition', () => {
     assert.deepEqual(out.personal, { properties: { products: [{ engraving: 'For Ada' }, null] } });
   });
 
+  it('keeps an empty array of objects in the plain part, at any depth', () => {
+    const out = partition({ properties: { order_id: 'o1', products: [] } }, rules);
+    assert.deepEqual(out.plain, { properties: { order_id: 'o1', products: [] } });
+    assert.deepEqual(out.personal, {});
+    const nested = partition({ properties: { products: [{ price: 5, engraving: 'For Ada', options: [] }] } }, rules);
+    assert.deepEqual(nested.plain, { properties: { products: [{ price: 5, options: [] }] } });
+    assert.deepEqual(nested.personal, { properties: { products: [{ engraving: 'For Ada' }] } });
+    assert.deepEqual(partition({ properties: { tags: [] } }, rules).plain, { properties: { tags: [] } }, 'an empty array of scalars, as before');
+  });
+
   it('treats a field without a rule as personal', () => {
     assert.deepEqual(partition({ context: { ip: '10.0.0.1' } }, rules).personal, { context: { ip: '10.0.0.1' } });
   });

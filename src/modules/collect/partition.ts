@@ -67,7 +67,8 @@ function allScalars(values: readonly unknown[]): boolean {
 /**
  * Splits minimized event data into a plain part and a personal part by the field rules of the tracking plan
  * (paths like `traits.email` or `properties.products[].price`), leaving out refused fields. Arrays of objects keep
- * their positions in both parts so they can be put back together.
+ * their positions in both parts so they can be put back together; an empty one is kept in the plain part. `data` is
+ * minimized by the plan: every key in it is declared.
  */
 export function partition(data: Record<string, unknown>, rules: FieldRules): Partitioned {
   const refused = new Set<string>();
@@ -87,6 +88,13 @@ export function partition(data: Record<string, unknown>, rules: FieldRules): Par
           personalCount++;
           personalOut = value;
         } else plainOut = value;
+        return;
+      }
+      if (value.length === 0) {
+        // An empty array of objects holds no field: kept in clear, as declared. (The plan copies only declared keys,
+        // so an array here is one it declares as an array.)
+        plainOut = value;
+        personalOut = undefined;
         return;
       }
       const items = itemPath(path);

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { Command } from 'commander';
 import { describeEachDialect } from '../../test/support/databases.ts';
 import { useCli } from '../../test/support/cli.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
+import { CsvImporter } from '../modules/collect/index.ts';
+import { CLI_ACTOR } from '../shared/actor.ts';
 import { registerImportCommands } from './import.ts';
 
 const SUMMARY = /^imported (\d+) rows: (\d+) stored, (\d+) duplicate, (\d+) refused \(no lawful basis\), (\d+) invalid, (\d+) suppressed; report: (.+)$/m;
@@ -67,10 +70,12 @@ describeEachDialect('candor import', (dialect) => {
       assert.ok(!('loyalty_tier' in traits));
       const runs = [];
       for await (const entry of kernel.audit.scan()) if (entry.action === 'import.run') runs.push(entry);
-      assert.equal(runs.length, 1);
-      const details = JSON.parse(runs[0]?.details ?? '{}') as Record<string, unknown>;
-      assert.equal(runs[0]?.purpose, 'essential.legal_obligation');
-      assert.equal(runs[0]?.outcome, 'success');
+      assert.equal(runs.length, 2);
+      assert.deepEqual(JSON.parse(runs[0]?.details ?? '{}'), { phase: 'started', source: 'crm', kind: 'customers', basis: 'consent', purposes: ['marketing.communications.email', 'personalize.profiling'] });
+      const details = JSON.parse(runs[1]?.details ?? '{}') as Record<string, unknown>;
+      assert.equal(runs[1]?.purpose, 'essential.legal_obligation');
+      assert.equal(runs[1]?.outcome, 'success');
+      assert.equal(details.phase, 'finished');
       assert.equal(details.source, 'crm');
       assert.equal(details.basis, 'consent');
       assert.equal(details.rows, 2);
@@ -96,6 +101,34 @@ describeEachDialect('candor import', (dialect) => {
       let last;
       for await (const entry of kernel.audit.scan()) if (entry.action === 'import.run') last = entry;
       assert.deepEqual(JSON.parse(last?.details ?? '{}') as unknown, { ...(JSON.parse(last?.details ?? '{}') as object), stored: 1, invalid: 1, consents: 1 });
+    });
+  });
+
+  it('puts the import on record (import.run, phase started) before its first row is stored, so an import killed midway is accounted for', { timeout: 30_000 }, async () => {
+    await withKernel(async (kernel) => {
+      const importer = new CsvImporter({ storage: kernel.storage, audit: kernel.audit, keyring: kernel.keyring, catalog: kernel.catalog, consent: kernel.consent, identity: kernel.identity, collect: kernel.collect });
+      // The file arrives in parts: what the log holds is read once the first row is stored, before the rest is sent.
+      const input = new PassThrough();
+      input.write('user_id,email\nk1,k1@candor-shop.dev\nk2,k2@candor-shop.dev\n');
+      let onRecord: unknown[] | undefined;
+      let stored = -1;
+      const read = async () => {
+        const entries = [];
+        for await (const entry of kernel.audit.scan()) if (entry.action === 'import.run' && entry.resource === 'import:killed') entries.push(JSON.parse(entry.details ?? '{}') as unknown);
+        onRecord = entries;
+        input.end('k3,k3@candor-shop.dev\n');
+      };
+      const summary = await importer.run(input, { kind: 'customers', source: 'killed', basis: 'contract', batchSize: 1, actor: CLI_ACTOR }, {
+        onProgress: (counts) => {
+          if (stored === -1) {
+            stored = counts.stored;
+            void read();
+          }
+        },
+      });
+      assert.equal(stored, 1);
+      assert.deepEqual(onRecord, [{ phase: 'started', source: 'killed', kind: 'customers', basis: 'contract', purposes: ['essential.service.operations'] }]);
+      assert.equal(summary.stored, 3);
     });
   });
 

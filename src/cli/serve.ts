@@ -7,12 +7,31 @@ import { SYSTEM_ACTOR } from '../shared/actor.ts';
 /** Starts the server; on a first start outside production it also creates and prints the owner token once. */
 export async function serve(config: Config, out: (line: string) => void): Promise<void> {
   const started = performance.now();
-  // One server per data directory; `candor restore` refuses while this lock is held.
-  const releaseDataDir = claimDataDir(config.dataDir);
-  const kernel = await openKernel(config).catch((error: unknown) => {
-    releaseDataDir();
-    throw error;
+  // Listened for from the start: a stop asked for while the server starts (or just after it said it is ready) is a
+  // clean stop once it has started, not the default end of the process.
+  let stop = () => {};
+  const stopRequested = new Promise<void>((resolve) => {
+    stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
   });
+  // One server per data directory (SERVE_DATA_DIR_IN_USE for a second); `candor restore` refuses while it is held.
+  let releaseDataDir: () => void;
+  let kernel: Awaited<ReturnType<typeof openKernel>>;
+  try {
+    releaseDataDir = claimDataDir(config.dataDir);
+    kernel = await openKernel(config).catch((error: unknown) => {
+      releaseDataDir();
+      throw error;
+    });
+  } catch (error) {
+    stop();
+    throw error;
+  }
   let ownerSecret: string | undefined;
   if (config.env !== 'production' && (await kernel.access.count()) === 0) {
     ownerSecret = (await kernel.access.createToken('owner', 'created on first start', SYSTEM_ACTOR)).secret;
@@ -69,15 +88,7 @@ export async function serve(config: Config, out: (line: string) => void): Promis
   for (const timer of housekeeping) timer.unref();
   void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed'));
 
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await stopRequested;
   out('Candor is stopping');
   for (const timer of housekeeping) clearInterval(timer);
   await app.close();

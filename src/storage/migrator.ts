@@ -1,4 +1,4 @@
-import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { CandorError } from '../shared/errors.ts';
 import type { DialectName, Storage } from './storage.ts';
 
@@ -36,16 +36,39 @@ function migrator(storage: Storage, migrations: readonly ModuleMigration[]): Mig
   });
 }
 
+/** Names of the migrations the database records as applied (none before its first migration). */
+async function executedMigrations(storage: Storage): Promise<string[]> {
+  const present =
+    storage.dialect === 'postgres'
+      ? (await sql<{ present: boolean }>`SELECT to_regclass('storage_migrations') IS NOT NULL AS present`.execute(storage.db)).rows[0]?.present === true
+      : (await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'storage_migrations'`.execute(storage.db)).rows.length > 0;
+  if (!present) return [];
+  return (await sql<{ name: string }>`SELECT name FROM storage_migrations ORDER BY name`.execute(storage.db)).rows.map((r) => r.name);
+}
+
+/**
+ * Refuses a database written by a newer release (it records migrations this code does not know) with
+ * STORAGE_NEWER_THAN_CODE, naming them, before anything is changed.
+ */
+async function refuseNewerDatabase(storage: Storage, migrations: readonly ModuleMigration[]): Promise<void> {
+  const known = new Set(migrations.map((m) => m.name));
+  const unknown = (await executedMigrations(storage)).filter((name) => !known.has(name));
+  if (unknown.length > 0) throw new CandorError('STORAGE_NEWER_THAN_CODE', { unknownMigrations: unknown });
+}
+
 /** Names of the migrations not yet applied. */
 export async function pendingMigrations(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
+  await refuseNewerDatabase(storage, migrations);
   const infos = await migrator(storage, migrations).getMigrations();
   return infos.filter((info) => info.executedAt === undefined).map((info) => info.name);
 }
 
 /**
- * Applies every pending migration in one transaction: either all apply or the database is left as it was.
+ * Applies every pending migration in one transaction: either all apply or the database is left as it was. A database
+ * written by a newer release is refused first (STORAGE_NEWER_THAN_CODE).
  */
 export async function migrateToLatest(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
+  await refuseNewerDatabase(storage, migrations);
   const { error, results } = await migrator(storage, migrations).migrateToLatest();
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { ModuleMigration, Storage } from '../../storage/index.ts';
@@ -37,6 +37,15 @@ export const SUBJECT_SESSION_MIGRATIONS: readonly ModuleMigration[] = [
         .addColumn('revoked_at', 'text')
         .execute();
       await db.schema.createIndex('access_subject_sessions_profile').on('access_subject_sessions').column('profile_id').execute();
+    },
+  },
+  {
+    // Sessions are issued only to a session_issuer (or owner) API token now, never to a write key, which browsers
+    // carry: a session a write key obtained before the upgrade ends here instead of living out its hour.
+    name: '0108_access_subject_sessions_revoke_write_key',
+    async up(db) {
+      const now = new Date().toISOString();
+      await sql`UPDATE access_subject_sessions SET revoked_at = ${now} WHERE substr(via, 1, 10) = 'write_key:' AND revoked_at IS NULL AND expires_at > ${now}`.execute(db);
     },
   },
 ];

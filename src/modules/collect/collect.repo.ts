@@ -29,6 +29,13 @@ export type EventRow = CollectTables['collect_events'];
 /** The key that recognises a stored message again: `source NUL dedupAt NUL messageId`. */
 export const messageKey = (source: string, dedupAt: string, messageId: string) => `${source}\u0000${dedupAt}\u0000${messageId}`;
 
+/**
+ * The duplicate key of an event stored before 0090, as the parser makes it now: '' when the sender gave no time (the
+ * event then took the time it was received), otherwise its time. Not recoverable: the time a sender's originalTimestamp
+ * had before Segment's clock-skew correction moved it by sentAt (docs/ingestion.md, Duplicates).
+ */
+const STORED_DEDUP_AT = sql`CASE WHEN occurred_at = received_at THEN '' ELSE occurred_at END`;
+
 export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
   {
     name: '0050_collect_events',
@@ -71,13 +78,12 @@ export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
         // The old constraint goes first, so the update of every stored row does not maintain it too.
         await sql`ALTER TABLE collect_events DROP CONSTRAINT collect_events_message`.execute(db);
         await sql`ALTER TABLE collect_events ADD COLUMN dedup_at text NOT NULL DEFAULT ''`.execute(db);
-        await sql`UPDATE collect_events SET dedup_at = occurred_at`.execute(db);
+        await sql`UPDATE collect_events SET dedup_at = ${STORED_DEDUP_AT}`.execute(db);
         await sql`ALTER TABLE collect_events ALTER COLUMN dedup_at DROP DEFAULT`.execute(db);
         await sql`ALTER TABLE collect_events ADD CONSTRAINT collect_events_message UNIQUE (source, dedup_at, message_id)`.execute(db);
         return;
       }
-      // SQLite cannot drop a table's UNIQUE constraint: the table is built again with the new one. Stored events
-      // keep their time as the key (it is the sender's timestamp whenever one was sent).
+      // SQLite cannot drop a table's UNIQUE constraint: the table is built again with the new one.
       await db.schema
         .createTable('collect_events_next')
         .addColumn('id', 'text', (c) => c.primaryKey())
@@ -97,11 +103,25 @@ export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
         .execute();
       // The columns as they were then, written out: a migration must not change when the live schema does.
       const kept = sql.join(['id', 'source', 'message_id', 'profile_id', 'kind', 'event', 'occurred_at', 'received_at', 'purposes', 'data', 'data_enc', 'plan_version'].map((c) => sql.ref(c)));
-      await sql`INSERT INTO collect_events_next (${kept}, dedup_at) SELECT ${kept}, occurred_at FROM collect_events ORDER BY id`.execute(db);
+      await sql`INSERT INTO collect_events_next (${kept}, dedup_at) SELECT ${kept}, ${STORED_DEDUP_AT} FROM collect_events ORDER BY id`.execute(db);
       await db.schema.dropTable('collect_events').execute();
       await sql`ALTER TABLE collect_events_next RENAME TO collect_events`.execute(db);
       await db.schema.createIndex('collect_events_profile').on('collect_events').columns(['profile_id', 'occurred_at']).execute();
       await db.schema.createIndex('collect_events_occurred').on('collect_events').columns(['occurred_at', 'id']).execute();
+    },
+  },
+  {
+    // 0090 as first released keyed every stored event by its time, also those whose sender gave none (the parser keys
+    // those by ''): their retries, and re-imported CSV rows, were stored again. Events received before 0090 ran that
+    // took the time they were received get '' — unless a retry already stored since holds that key (it stays the
+    // event's second copy, and the older one keeps its time).
+    name: '0103_collect_events_dedup_repair',
+    async up(db) {
+      const ran = (await sql<{ timestamp: string }>`SELECT "timestamp" FROM storage_migrations WHERE name = '0090_collect_events_dedup_by_time'`.execute(db)).rows[0]?.timestamp;
+      if (ran === undefined) return;
+      await sql`UPDATE collect_events SET dedup_at = ''
+        WHERE dedup_at = occurred_at AND occurred_at = received_at AND received_at < ${ran}
+          AND NOT EXISTS (SELECT 1 FROM collect_events AS later WHERE later.source = collect_events.source AND later.dedup_at = '' AND later.message_id = collect_events.message_id)`.execute(db);
     },
   },
 ];

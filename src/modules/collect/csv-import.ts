@@ -341,6 +341,9 @@ function bump(map: Map<string, number>, key: string, n: number): void {
   else if (map.size < MAX_TRACKED_PATHS) map.set(key, n);
 }
 
+/** The purpose an import's audit entries name: the one claimed purpose, or the legal obligation to keep records. */
+const importPurpose = (claim: ImportBasis): string => (claim.purposes.length === 1 ? (claim.purposes[0] as string) : 'essential.legal_obligation');
+
 /**
  * Imports a CSV file through the ingestion pipeline. One instance per kernel; `check` validates the options against
  * the deployment's purposes, `run` streams a file.
@@ -389,7 +392,8 @@ export class CsvImporter {
   /**
    * Streams a CSV file (header first) through the pipeline in batches. Rows that cannot be read or stored are
    * reported through `hooks.onRows` and the import goes on; it stops early (`complete: false`, with `error`) only
-   * when the file itself cannot be read on. One audit entry records the run.
+   * when the file itself cannot be read on. Two `import.run` audit entries record the run: `phase: started` before any
+   * row is stored, `phase: finished` with the counts at the end.
    */
   async run(input: Readable, options: CsvImportOptions, hooks: ImportHooks = {}): Promise<ImportSummary> {
     let run: ImportRun;
@@ -404,6 +408,8 @@ export class CsvImporter {
         if (first) throw new CandorError(first.code, { purposes: rejected.map((r) => r.purpose), noticeVersion: options.noticeVersion });
       }
       run = new ImportRun(this.#deps, options, claim, hooks, await this.#deps.catalog.outline());
+      // On record before the first row is stored: an import killed midway never writes its closing entry.
+      if (!options.dryRun) await this.#auditStart(options, claim);
     } catch (error) {
       input.destroy();
       throw error;
@@ -413,16 +419,29 @@ export class CsvImporter {
     return summary;
   }
 
+  /** The `import.run` entry written before the first batch (`phase: started`): what is about to be stored, and how. */
+  async #auditStart(options: CsvImportOptions, claim: ImportBasis): Promise<void> {
+    await this.#deps.audit.append({
+      actor: options.actor.id,
+      role: options.actor.role,
+      action: 'import.run',
+      purpose: importPurpose(claim),
+      resource: `import:${options.source}`,
+      details: { phase: 'started', source: options.source, kind: options.kind, basis: claim.basis, purposes: claim.purposes },
+    });
+  }
+
+  /** The closing `import.run` entry (`phase: finished`), with the counts and the file's SHA-256. */
   async #audit(options: CsvImportOptions, claim: ImportBasis, summary: ImportSummary): Promise<void> {
-    const purpose = claim.purposes.length === 1 ? (claim.purposes[0] as string) : 'essential.legal_obligation';
     const append = this.#deps.audit.append({
       actor: options.actor.id,
       role: options.actor.role,
       action: 'import.run',
-      purpose,
+      purpose: importPurpose(claim),
       resource: `import:${options.source}`,
       outcome: summary.complete ? 'success' : 'failure',
       details: {
+        phase: 'finished',
         source: options.source,
         kind: options.kind,
         basis: claim.basis,

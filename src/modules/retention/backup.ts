@@ -49,8 +49,10 @@ export interface RestoreResult {
   backupTakenAt: string;
 }
 
-/** The file a running server holds in its data directory: its process id. */
-export const SERVER_LOCK_FILE = 'server.pid';
+/** The file a running server keeps locked in its data directory (an empty SQLite database). */
+export const SERVER_LOCK_FILE = 'server.lock';
+/** Where the holder of the lock writes its process id, for messages only. */
+export const SERVER_PID_FILE = 'server.pid';
 const SQLITE_HEADER = 'SQLite format 3\u0000';
 /** Tables every Candor database has from its first migrations on. */
 const CANDOR_TABLES = ['storage_migrations', 'audit_log', 'crypto_subject_keys'];
@@ -132,38 +134,82 @@ async function appendAudit(target: DatabaseTarget, event: AuditEvent): Promise<v
   }
 }
 
-function alive(pid: number): boolean {
+/** SQLite's result codes for a lock another connection holds. */
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+/** How long a start waits for the lock: a `restore` or `backup` only looking whether a server runs holds it briefly. */
+const LOCK_WAIT_MS = 500;
+
+/**
+ * Takes the data directory's lock: an exclusive SQLite lock on `server.lock` (a POSIX record lock, which the operating
+ * system drops when the process ends, however it ends — so no stale lock survives a crash, whatever process later gets
+ * the same id). Returns the connection that holds it, or null when another process or connection holds it.
+ */
+function lockDataDir(dataDir: string, waitMs: number): DatabaseSync | null {
+  const path = join(dataDir, SERVER_LOCK_FILE);
+  const db = new DatabaseSync(path, { timeout: waitMs });
   try {
-    process.kill(pid, 0);
-    return true;
+    // Exclusive locking mode keeps the lock the first write transaction takes until the connection closes; the
+    // journal in memory leaves no -journal file beside it (the file holds nothing).
+    db.exec('PRAGMA locking_mode = EXCLUSIVE');
+    db.exec('PRAGMA journal_mode = MEMORY');
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('COMMIT');
   } catch (error) {
-    // EPERM: the process exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    db.close();
+    const code = (error as { errcode?: unknown }).errcode;
+    if (code === SQLITE_BUSY || code === SQLITE_LOCKED) return null;
+    throw error;
+  }
+  chmodSync(path, 0o600);
+  return db;
+}
+
+/** The process id the holder of the lock wrote in `server.pid` (for messages only: the lock says who holds it). */
+function recordedPid(dataDir: string): number | null {
+  try {
+    const pid = Number(readFileSync(join(dataDir, SERVER_PID_FILE), 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
   }
 }
 
-/**
- * Marks the data directory as used by this server process; returns the release function. A lock left by a process
- * that is gone is taken over.
- */
-export function claimDataDir(dataDir: string): () => void {
+/** Takes the lock and records this process's id beside it; null when someone else holds it. */
+function holdDataDir(dataDir: string): (() => void) | null {
   // The first start of a fresh checkout has no data directory yet: it is made here, private, as storage makes it.
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const path = join(dataDir, SERVER_LOCK_FILE);
-  const holder = runningServer(dataDir);
-  if (holder !== null && holder !== process.pid) throw new CandorError('BACKUP_SERVER_RUNNING', { pid: holder });
-  writeFileSync(path, String(process.pid), { mode: 0o600 });
+  const lock = lockDataDir(dataDir, LOCK_WAIT_MS);
+  if (!lock) return null;
+  const pidFile = join(dataDir, SERVER_PID_FILE);
+  writeFileSync(pidFile, String(process.pid), { mode: 0o600 });
+  let held = true;
   return () => {
-    if (runningServer(dataDir) === process.pid) rmSync(path, { force: true });
+    if (!held) return;
+    held = false;
+    rmSync(pidFile, { force: true });
+    lock.close();
   };
 }
 
-/** The process id of a live server using the data directory, or null. */
-export function runningServer(dataDir: string): number | null {
-  const path = join(dataDir, SERVER_LOCK_FILE);
-  if (!existsSync(path)) return null;
-  const pid = Number(readFileSync(path, 'utf8').trim());
-  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
+/**
+ * Locks the data directory for this server process for as long as it runs; returns the release function. Throws
+ * SERVE_DATA_DIR_IN_USE while another server (or a restore) holds it. The lock ends with the process that holds it,
+ * so a crash leaves nothing to clean up.
+ */
+export function claimDataDir(dataDir: string): () => void {
+  const release = holdDataDir(dataDir);
+  if (!release) throw new CandorError('SERVE_DATA_DIR_IN_USE', { pid: recordedPid(dataDir) });
+  return release;
+}
+
+/** Whether a server holds the data directory's lock, with the process id it recorded (null: none recorded); null when none does. */
+export function runningServer(dataDir: string): { pid: number | null } | null {
+  if (!existsSync(join(dataDir, SERVER_LOCK_FILE))) return null;
+  const probe = lockDataDir(dataDir, 0);
+  if (probe === null) return { pid: recordedPid(dataDir) };
+  probe.close();
+  return null;
 }
 
 /** Runs a PostgreSQL client tool with the password in the environment (never on the command line). */
@@ -298,15 +344,25 @@ export async function checkPostgresBackup(file: string, databaseUrl: string): Pr
 }
 
 /**
- * Replaces the database with a backup, after checking it; nothing is changed when the check fails. SQLite: refused
- * while a server uses the data directory; the file is swapped in with one rename and the old -wal and -shm files
- * (which belong to the replaced database) are removed first. PostgreSQL: pg_restore --clean in one transaction.
+ * Replaces the database with a backup, after checking it; nothing is changed when the check fails. Refused while a
+ * server uses the data directory, which the restore keeps locked until it is done. SQLite: the file is swapped in with
+ * one rename and the old -wal and -shm files (which belong to the replaced database) are removed first. PostgreSQL: pg_restore --clean in one transaction.
  * The audit log goes back to the backup's with the rest: the head it had is read first and recorded, with the
  * restored head and the backup's time, in a `retention.restore` entry appended right after the restored head.
  */
 export async function restoreDatabase(target: DatabaseTarget, file: string, actor: Actor): Promise<RestoreResult> {
-  const pid = runningServer(target.dataDir);
-  if (pid !== null) throw new CandorError('BACKUP_SERVER_RUNNING', { pid });
+  // The restore holds the server's lock itself, so no server can start on the data directory while it runs.
+  const release = holdDataDir(target.dataDir);
+  if (!release) throw new CandorError('BACKUP_SERVER_RUNNING', { pid: recordedPid(target.dataDir) });
+  try {
+    return await restoreLocked(target, file, actor);
+  } finally {
+    release();
+  }
+}
+
+/** The restore itself, with the data directory locked. */
+async function restoreLocked(target: DatabaseTarget, file: string, actor: Actor): Promise<RestoreResult> {
   const dialect = isPostgres(target) ? 'postgres' : 'sqlite';
   let backupTakenAt: string;
   if (dialect === 'postgres') {

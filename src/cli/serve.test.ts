@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../test/support/databases.ts';
+import { start, stop } from '../../test/support/serve-process.ts';
+import { restoreDatabase } from '../modules/retention/index.ts';
+import { CLI_ACTOR } from '../shared/actor.ts';
+import { isCandorError } from '../shared/errors.ts';
+import { main } from './main.ts';
+
+describeEachDialect('candor serve: one server per data directory', (dialect) => {
+  let env: TestEnvironment;
+  before(async () => {
+    env = await createEnvironment(dialect);
+  });
+  after(async () => {
+    await env.cleanup();
+  });
+
+  it('starts after a crash even when the server.pid left behind names a live process that is not Candor', { timeout: 60_000 }, async () => {
+    const crashed = await start(env);
+    await stop(crashed, 'SIGKILL');
+    // After a reboot or a container restart the crashed server's process id can belong to any other process.
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      writeFileSync(join(env.dataDir, 'server.pid'), String(other.pid));
+      const again = await start(env);
+      try {
+        assert.equal(readFileSync(join(env.dataDir, 'server.pid'), 'utf8'), String(again.child.pid));
+      } finally {
+        assert.equal(await stop(again), 0);
+      }
+    } finally {
+      other.kill();
+    }
+  });
+
+  it('refuses a second server with SERVE_DATA_DIR_IN_USE and a restore with BACKUP_SERVER_RUNNING while one runs', { timeout: 60_000 }, async () => {
+    const first = await start(env);
+    try {
+      await assert.rejects(start(env), (e: Error & { exitCode?: number; stderr?: string }) => {
+        assert.equal(e.exitCode, 1);
+        assert.match(e.stderr ?? '', new RegExp(`error SERVE_DATA_DIR_IN_USE: Another Candor server .*\\{"pid":${first.child.pid}\\}`));
+        return true;
+      });
+      await assert.rejects(restoreDatabase(env.config, join(env.dataDir, 'no-such.backup'), CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_SERVER_RUNNING'));
+      const lines: string[] = [];
+      const code = await main(['node', 'candor', '--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : []), 'restore', join(env.dataDir, 'no-such.backup')], (l) => lines.push(l), (l) => lines.push(l));
+      assert.equal(code, 1);
+      assert.match(lines.join('\n'), /error BACKUP_SERVER_RUNNING/);
+    } finally {
+      assert.equal(await stop(first), 0);
+    }
+    // Stopped: the data directory is free again.
+    await assert.rejects(restoreDatabase(env.config, join(env.dataDir, 'no-such.backup'), CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_CORRUPT'));
+    await stop(await start(env));
+  });
+});

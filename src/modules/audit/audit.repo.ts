@@ -2,6 +2,9 @@ import { sql, type Kysely } from 'kysely';
 import { isUniqueViolation, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditEntry } from './audit.chain.ts';
 
+/** "CDAu": one appender of the audit log at a time on PostgreSQL (see lockIn). */
+const PG_AUDIT_LOCK = 0x43444175;
+
 /** The append-only audit table. */
 export type AuditTables = {
   audit_log: {
@@ -121,22 +124,26 @@ export class AuditRepo {
     return text;
   }
 
-  /** Inserts entries (already chained) in one transaction. */
-  async insert(entries: readonly AuditEntry[]): Promise<void> {
-    const chunk = 100;
-    const write = async (tx: SqlExecutor) => {
-      for (let i = 0; i < entries.length; i += chunk) {
-        const part = entries.slice(i, i + chunk);
-        await tx.run(this.#insertText(part.length), part.flatMap(toParams));
-      }
-    };
-    if (entries.length <= chunk) await this.#storage.raw.run(this.#insertText(entries.length), entries.flatMap(toParams));
-    else await this.#storage.raw.transaction(write);
+  /**
+   * On PostgreSQL, takes the audit log's append lock for the rest of the caller's transaction: appenders (this
+   * process's queue, transactions that append their own entries, other processes) then read the head and insert one
+   * after the other instead of racing for the same number and retrying. SQLite's write lock already serializes them.
+   */
+  async lockIn(tx: SqlExecutor): Promise<void> {
+    if (this.#storage.dialect === 'postgres') await tx.all('select pg_advisory_xact_lock($1)', [PG_AUDIT_LOCK]);
   }
 
-  async head(): Promise<AuditEntry | undefined> {
-    const row = await this.#db.selectFrom('audit_log').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();
-    return row ? fromRow(row) : undefined;
+  /** Chains `chain(head)` after the head read in one transaction with the append lock, inserts it, and returns it. */
+  async appendChained(chain: (head: { seq: number; hash: string } | undefined) => AuditEntry[]): Promise<AuditEntry[]> {
+    return this.#storage.raw.transaction(async (tx) => {
+      await this.lockIn(tx);
+      const entries = chain(await this.headIn(tx));
+      for (let i = 0; i < entries.length; i += 100) {
+        const part = entries.slice(i, i + 100);
+        await tx.run(this.#insertText(part.length), part.flatMap(toParams));
+      }
+      return entries;
+    });
   }
 
   /** The last entry's sequence number and hash, read inside the caller's transaction. */

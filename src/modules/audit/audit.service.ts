@@ -28,7 +28,6 @@ interface Pending {
  */
 export class AuditLog {
   readonly #repo: AuditRepo;
-  #head: { seq: number; hash: string } | undefined;
   #queue: Pending[] = [];
   #writing = false;
   #scheduled = false;
@@ -56,12 +55,11 @@ export class AuditLog {
    */
   async appendIn(tx: SqlExecutor, events: readonly AuditEvent[]): Promise<AuditEntry[]> {
     if (events.length === 0) return [];
+    await this.#repo.lockIn(tx);
     for (let attempt = 0; ; attempt++) {
       const head = (await this.#repo.headIn(tx)) ?? { seq: 0, hash: GENESIS_HASH };
       const entries = this.#chain(events, head);
       const inserted = await this.#repo.insertIn(tx, entries);
-      // The queue's head is behind once this commits: it reads the head again rather than collide.
-      this.#head = undefined;
       if (inserted) return entries;
       if (attempt >= 50) throw new CandorError('AUDIT_APPEND_FAILED');
     }
@@ -92,23 +90,17 @@ export class AuditLog {
   }
 
   async #write(batch: Pending[]): Promise<void> {
+    const events = batch.map((p) => p.event);
     for (let attempt = 0; ; attempt++) {
       try {
-        if (this.#head === undefined) {
-          const head = await this.#repo.head();
-          this.#head = head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_HASH };
-        }
-        const entries = this.#chain(batch.map((p) => p.event), this.#head);
-        await this.#repo.insert(entries);
-        const last = entries.at(-1);
-        if (last) this.#head = { seq: last.seq, hash: last.hash };
+        // The head is read in the same transaction as the insert, under the append lock: no other appender can take
+        // the number in between (a transaction of another module appending its own entries, another process).
+        const entries = await this.#repo.appendChained((head) => this.#chain(events, head ?? { seq: 0, hash: GENESIS_HASH }));
         batch.forEach((p, i) => p.resolve(entries[i] as AuditEntry));
         return;
       } catch (error) {
-        this.#head = undefined;
-        // Another process appended first: re-read the head and chain after it.
+        // A process of an older release appends without the lock (or, on SQLite, between statements): chain again.
         if (isUniqueViolation(error) && attempt < 50) {
-          // Another process appended first: back off a little (jittered) so busy nodes do not collide again.
           await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** attempt, 50)));
           continue;
         }

@@ -102,7 +102,7 @@ describeEachDialect('consent integrity', (dialect) => {
     // SQLite: a second connection in this very process would wait for the write lock blocking the thread that holds it.
     const other = dialect === 'postgres' ? await openKernel(ctx.env.config) : ctx.kernel;
     try {
-      const subjects = Array.from({ length: 12 }, newSubject);
+      const subjects = Array.from({ length: 60 }, newSubject);
       await Promise.all([
         ...subjects.map((s, i) => (i % 2 === 0 ? consent() : other.consent).record(s, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_save' }, actor)),
         ...subjects.map((s, i) => (i % 2 === 0 ? other.audit : ctx.kernel.audit).append({ actor: actor.id, role: actor.role, action: 'test.append', purpose: 'essential.legal_obligation', details: { i } })),

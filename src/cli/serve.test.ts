@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../test/support/databases.ts';
 import { start, stop } from '../../test/support/serve-process.ts';
-import { restoreDatabase } from '../modules/retention/index.ts';
+import { claimDataDir, restoreDatabase } from '../modules/retention/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { isCandorError } from '../shared/errors.ts';
 import { main } from './main.ts';
@@ -34,6 +35,23 @@ describeEachDialect('candor serve: one server per data directory', (dialect) => 
       }
     } finally {
       other.kill();
+    }
+  });
+
+  it('leaves nothing behind when it cannot listen: no signal handlers, no database connections, no lock on the data directory', async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as AddressInfo).port;
+    const handlers = process.listenerCount('SIGTERM');
+    try {
+      const lines: string[] = [];
+      const code = await main(['node', 'candor', '--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : []), 'serve', '--host', '127.0.0.1', '--port', String(port)], (l) => lines.push(l), (l) => lines.push(l));
+      assert.equal(code, 1, lines.join('\n'));
+      assert.match(lines.join('\n'), /EADDRINUSE/);
+      assert.equal(process.listenerCount('SIGTERM'), handlers);
+      claimDataDir(env.dataDir)();
+    } finally {
+      busy.close();
     }
   });
 

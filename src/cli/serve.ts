@@ -1,6 +1,6 @@
 import { describeConfig, type Config } from '../config/index.ts';
 import { buildServer } from '../http/server.ts';
-import { openKernel } from '../kernel.ts';
+import { openKernel, type Kernel } from '../kernel.ts';
 import { claimDataDir } from '../modules/retention/index.ts';
 import { SYSTEM_ACTOR } from '../shared/actor.ts';
 
@@ -19,80 +19,87 @@ export async function serve(config: Config, out: (line: string) => void): Promis
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
-  // One server per data directory (SERVE_DATA_DIR_IN_USE for a second); `candor restore` refuses while it is held.
-  let releaseDataDir: () => void;
-  let kernel: Awaited<ReturnType<typeof openKernel>>;
+  let releaseDataDir: (() => void) | undefined;
+  let kernel: Kernel | undefined;
   try {
+    // One server per data directory (SERVE_DATA_DIR_IN_USE for a second); `candor restore` refuses while it is held.
     releaseDataDir = claimDataDir(config.dataDir);
-    kernel = await openKernel(config).catch((error: unknown) => {
-      releaseDataDir();
-      throw error;
-    });
-  } catch (error) {
+    kernel = await openKernel(config);
+    await run(config, kernel, out, started, stopRequested);
+  } finally {
+    // Also when the start fails (the port is taken, say): nothing is left listening for signals, holding the database's
+    // connections or the data directory.
     stop();
-    throw error;
+    await kernel?.close();
+    releaseDataDir?.();
   }
+}
+
+/** The server on an open kernel, from listening until a stop is asked for. */
+async function run(config: Config, kernel: Kernel, out: (line: string) => void, started: number, stopRequested: Promise<void>): Promise<void> {
   let ownerSecret: string | undefined;
   if (config.env !== 'production' && (await kernel.access.count()) === 0) {
     ownerSecret = (await kernel.access.createToken('owner', 'created on first start', SYSTEM_ACTOR)).secret;
   }
   const { app } = await buildServer(kernel);
-  const address = await app.listen({ port: config.port, host: config.host });
-  const base = config.publicUrl || address.replace('://[::1]', '://localhost');
-  await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.start', purpose: 'essential.service.operations', details: Object.fromEntries(describeConfig(config).map((line) => [line.key, line.value])) });
+  const housekeeping: NodeJS.Timeout[] = [];
+  try {
+    const address = await app.listen({ port: config.port, host: config.host });
+    const base = config.publicUrl || address.replace('://[::1]', '://localhost');
+    await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.start', purpose: 'essential.service.operations', details: Object.fromEntries(describeConfig(config).map((line) => [line.key, line.value])) });
 
-  out(`Candor is listening on ${base} (ready in ${Math.round(performance.now() - started)} ms)`);
-  out(`  data:       ${kernel.storage.location}`);
-  out(`  master key: ${kernel.keyring.keyFilePath}${kernel.keyFileGenerated ? ' (generated now: back it up apart from the database; without it the data cannot be read)' : ''}`);
-  if (ownerSecret) {
-    out(`  owner API token (shown once, store it now): ${ownerSecret}`);
-    out(`    try: curl -H "Authorization: Bearer ${ownerSecret}" ${base}/v1/admin/me`);
-  }
-  out(`  health:     ${base}/healthz   readiness: ${base}/readyz   metrics: ${base}/metrics`);
-  out(`  API:        ${base}/openapi.json`);
-  if (kernel.migrationsApplied.length > 0) out(`  migrations applied: ${kernel.migrationsApplied.join(', ')}`);
+    out(`Candor is listening on ${base} (ready in ${Math.round(performance.now() - started)} ms)`);
+    out(`  data:       ${kernel.storage.location}`);
+    out(`  master key: ${kernel.keyring.keyFilePath}${kernel.keyFileGenerated ? ' (generated now: back it up apart from the database; without it the data cannot be read)' : ''}`);
+    if (ownerSecret) {
+      out(`  owner API token (shown once, store it now): ${ownerSecret}`);
+      out(`    try: curl -H "Authorization: Bearer ${ownerSecret}" ${base}/v1/admin/me`);
+    }
+    out(`  health:     ${base}/healthz   readiness: ${base}/readyz   metrics: ${base}/metrics`);
+    out(`  API:        ${base}/openapi.json`);
+    if (kernel.migrationsApplied.length > 0) out(`  migrations applied: ${kernel.migrationsApplied.join(', ')}`);
 
-  // Housekeeping while the server runs: configuration changed by the CLI or another node (custom taxonomy entries,
-  // consent purposes and notices, the tracking plan) is in force within a second, read only after another process
-  // wrote; consents past their expiry get their `expired` ledger entry (decisions treat them so anyway).
-  let refreshing = false;
-  const refreshConfiguration = async () => {
-    await kernel.taxonomy.refreshIfChanged();
-    await kernel.consent.refreshConfigurationIfChanged();
-    await kernel.catalog.refreshIfChanged();
-  };
-  const housekeeping = [
-    setInterval(() => {
-      if (refreshing) return;
-      refreshing = true;
-      void refreshConfiguration()
-        .catch((err: unknown) => kernel.logger.warn({ err }, 'configuration refresh failed'))
-        .finally(() => (refreshing = false));
-    }, 1_000),
-    // Plan counts of messages that stored nothing (others are written with the events they describe).
-    setInterval(() => void kernel.catalog.flushStats().catch((err: unknown) => kernel.logger.warn({ err }, 'plan counts not written')), 10_000),
-    setInterval(() => void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')), 3_600_000),
-  ];
-  // The retention sweeper: deletes what expired, in batches, with the evidence in the audit log.
-  const sweep = () => void kernel.retention.sweep().catch((err: unknown) => kernel.logger.warn({ err }, 'retention sweep failed'));
-  if (config.retentionSweepMinutes > 0) {
-    housekeeping.push(setInterval(sweep, config.retentionSweepMinutes * 60_000));
-    sweep();
-  }
-  // Scoring: models refitted and everyone who allows profiling rescored on a schedule; models whose statistics an
-  // erasure decremented are refitted within minutes.
-  if (config.scoringIntervalHours > 0) {
-    housekeeping.push(setInterval(() => void kernel.scoring.run(SYSTEM_ACTOR).catch((err: unknown) => kernel.logger.warn({ err }, 'scoring run failed')), config.scoringIntervalHours * 3_600_000));
-  }
-  housekeeping.push(setInterval(() => void kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed')), 300_000));
-  for (const timer of housekeeping) timer.unref();
-  void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed'));
+    // Housekeeping while the server runs: configuration changed by the CLI or another node (custom taxonomy entries,
+    // consent purposes and notices, the tracking plan) is in force within a second, read only after another process
+    // wrote; consents past their expiry get their `expired` ledger entry (decisions treat them so anyway).
+    let refreshing = false;
+    const refreshConfiguration = async () => {
+      await kernel.taxonomy.refreshIfChanged();
+      await kernel.consent.refreshConfigurationIfChanged();
+      await kernel.catalog.refreshIfChanged();
+    };
+    housekeeping.push(
+      setInterval(() => {
+        if (refreshing) return;
+        refreshing = true;
+        void refreshConfiguration()
+          .catch((err: unknown) => kernel.logger.warn({ err }, 'configuration refresh failed'))
+          .finally(() => (refreshing = false));
+      }, 1_000),
+      // Plan counts of messages that stored nothing (others are written with the events they describe).
+      setInterval(() => void kernel.catalog.flushStats().catch((err: unknown) => kernel.logger.warn({ err }, 'plan counts not written')), 10_000),
+      setInterval(() => void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')), 3_600_000),
+    );
+    // The retention sweeper: deletes what expired, in batches, with the evidence in the audit log.
+    const sweep = () => void kernel.retention.sweep().catch((err: unknown) => kernel.logger.warn({ err }, 'retention sweep failed'));
+    if (config.retentionSweepMinutes > 0) {
+      housekeeping.push(setInterval(sweep, config.retentionSweepMinutes * 60_000));
+      sweep();
+    }
+    // Scoring: models refitted and everyone who allows profiling rescored on a schedule; models whose statistics an
+    // erasure decremented are refitted within minutes.
+    if (config.scoringIntervalHours > 0) {
+      housekeeping.push(setInterval(() => void kernel.scoring.run(SYSTEM_ACTOR).catch((err: unknown) => kernel.logger.warn({ err }, 'scoring run failed')), config.scoringIntervalHours * 3_600_000));
+    }
+    housekeeping.push(setInterval(() => void kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed')), 300_000));
+    for (const timer of housekeeping) timer.unref();
+    void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed'));
 
-  await stopRequested;
-  out('Candor is stopping');
-  for (const timer of housekeeping) clearInterval(timer);
-  await app.close();
+    await stopRequested;
+    out('Candor is stopping');
+  } finally {
+    for (const timer of housekeeping) clearInterval(timer);
+    await app.close();
+  }
   await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.stop', purpose: 'essential.service.operations' });
-  await kernel.close();
-  releaseDataDir();
 }

@@ -518,9 +518,7 @@ describe('plan validation', () => {
     const events: Record<string, unknown> = {};
     const fields = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`f${i}`, leaf('string', 'user.behavior', ['analytics.reporting'])]));
     for (let e = 0; e <= MAX_PLAN_FIELDS / 500; e++) events[`E${e}`] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties: e === 0 ? { f: leaf('string', 'user.behavior', ['analytics.reporting']) } : fields } };
-    const started = performance.now();
     assert.deepEqual(problemsOf({ name: 'Big', events }), [{ path: '/', problem: `declares ${MAX_PLAN_FIELDS + 1} annotated fields; a plan declares at most ${MAX_PLAN_FIELDS} (MAX_PLAN_FIELDS)` }]);
-    assert.ok(performance.now() - started < 2000, 'no validator compiled');
     delete events.E0;
     assert.deepEqual(problemsOf({ name: 'Big', events }), [], 'exactly the limit');
   });

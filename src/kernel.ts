@@ -11,7 +11,7 @@ import { Profiles, PROFILES_MIGRATIONS, PROFILES_RETENTION_MIGRATIONS } from './
 import { Retention, RETENTION_MIGRATIONS } from './modules/retention/index.ts';
 import { Scoring, SCORING_MIGRATIONS } from './modules/scoring/index.ts';
 import { ErasureEngine, LEDGER_FILE, RIGHTS_ERASURE_MIGRATIONS, SubjectExporter } from './modules/rights/index.ts';
-import { MailOutbox, Mailer, RightsRequests, RIGHTS_REQUEST_MIGRATIONS } from './modules/rights/index.ts';
+import { DEFAULT_RATE_LIMITS, MailOutbox, Mailer, RightsRequests, RightsSubjectData, RIGHTS_REQUEST_MIGRATIONS } from './modules/rights/index.ts';
 import { Taxonomy, TAXONOMY_MIGRATIONS } from './modules/taxonomy/index.ts';
 import { SYSTEM_ACTOR } from './shared/actor.ts';
 import { CandorError } from './shared/errors.ts';
@@ -158,6 +158,8 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     consent.onChange((ids) => {
       void scoring.forgetUnlawful(ids).catch((err: unknown) => logger.warn({ err }, 'scores not reconciled after a consent change'));
     });
+    // The person's rights requests (kept at erasure) and the rate limit's start counts (deleted after the window).
+    const rightsData = new RightsSubjectData({ storage, keyring, rateWindowMs: DEFAULT_RATE_LIMITS.windowMs });
     // Fixed order: what the subject is (identity) first, then what is known about them, then their keys' metadata.
     const subjectData: SubjectDataHandler[] = [
       identity.subjectData(catalog),
@@ -166,6 +168,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       scoring.subjectData(),
       consent.subjectData(),
       subjectSessions.subjectData(),
+      rightsData,
       keyring.subjectData(),
     ];
     const mailer = new Mailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, outboxDir: join(config.dataDir, 'outbox') });
@@ -204,12 +207,6 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       defaultJurisdiction: config.rightsJurisdiction,
       publicUrl: config.publicUrl || `http://${config.host}:${config.port}`,
     });
-    // Requests whose run a crash cut off run again (after replayMissing: an erasure it finished is only completed).
-    const resumedRuns = await rights.resumeInterrupted().catch((err: unknown) => {
-      logger.warn({ err }, 'interrupted rights requests not resumed; retried at the next start');
-      return { resumed: 0, deferred: 0 };
-    });
-    if (resumedRuns.resumed + resumedRuns.deferred > 0) logger.info(resumedRuns, 'interrupted rights requests resumed');
     const retention = new Retention({
       storage,
       audit,
@@ -225,6 +222,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
         ),
         subjectSessions.retention(),
         outbox,
+        rightsData,
       ],
     });
     return {

@@ -94,6 +94,15 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     housekeeping.push(setInterval(() => void kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed')), 300_000));
     for (const timer of housekeeping) timer.unref();
     void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed'));
+    // Rights requests whose run a crash cut off run again, in the background once the server answers (after the
+    // deletion ledger's replay at open: an erasure it finished is only completed). Only servers resume them: a CLI
+    // command does not run someone's erasure or mail with the shell's settings.
+    void kernel.rights
+      .resumeInterrupted()
+      .then((runs) => {
+        if (runs.resumed + runs.deferred > 0) kernel.logger.info(runs, 'interrupted rights requests resumed');
+      })
+      .catch((err: unknown) => kernel.logger.warn({ err }, 'interrupted rights requests not resumed; retried at the next start'));
 
     await stopRequested;
     out('Candor is stopping');

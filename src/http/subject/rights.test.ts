@@ -76,6 +76,33 @@ describeEachDialect('data-subject requests over HTTP', (dialect) => {
     assert.equal(json(await start({ type: 'erasure', email: 'not-an-address' })).code, 'RIGHTS_REQUEST_INVALID');
   });
 
+  it('answers verifying a request that needs no verification with one error for a known and an unknown address', async () => {
+    assert.equal(json(await business('/v1/identify', { userId: 'h-3', traits: { email: 'h3@candor-example.dev' } })).results[0].status, 'stored');
+    const known = json(await start({ type: 'opt_out_sale_sharing', email: 'h3@candor-example.dev' })).requestId as string;
+    const unknown = json(await start({ type: 'opt_out_sale_sharing', email: 'ghost3@candor-example.dev' })).requestId as string;
+    await ctx.kernel.rights.settled();
+    const verify = (id: string) => app().inject({ method: 'POST', url: `/v1/rights/requests/${id}/verify`, payload: { code: '123456' } });
+    const [a, b] = [await verify(known), await verify(unknown)];
+    assert.equal(a.statusCode, 409, a.body);
+    assert.equal(a.statusCode, b.statusCode);
+    // The bodies differ only by `instance`, the id of the HTTP exchange.
+    assert.deepEqual({ ...json(a), instance: '' }, { ...json(b), instance: '' });
+    assert.ok(!a.body.includes('completed') && !b.body.includes('denied'), a.body);
+  });
+
+  it('answers an old download link of a person erased since with a coded 404', async () => {
+    assert.equal(json(await business('/v1/identify', { userId: 'h-4', traits: { email: 'h4@candor-example.dev' } })).results[0].status, 'stored');
+    const { requestId } = json(await start({ type: 'access', email: 'h4@candor-example.dev' }));
+    await ctx.kernel.rights.settled();
+    const verified = json(await app().inject({ method: 'POST', url: `/v1/rights/requests/${requestId}/verify`, payload: { code: code(requestId), secondIdentifier: { type: 'user_id', value: 'h-4' } } }));
+    assert.equal(verified.request.downloadExpiresAt, verified.download.expiresAt);
+    const erase = await app().inject({ method: 'POST', url: '/v1/me/rights/requests', headers: { authorization: `Bearer ${verified.session.token}` }, payload: { type: 'erasure' } });
+    assert.equal(json(erase).request.state, 'completed', erase.body);
+    const old = await app().inject({ url: verified.download.url });
+    assert.equal(old.statusCode, 404, old.body);
+    assert.equal(json(old).code, 'RIGHTS_DOWNLOAD_INVALID');
+  });
+
   it('refuses another person’s request to a valid session with a coded 404', async () => {
     const session = json(await business('/v1/subject-sessions', { userId: 'h-2' })).token as string;
     const others = await ctx.kernel.rights.queue({ states: ['completed'] });

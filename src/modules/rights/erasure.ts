@@ -25,7 +25,8 @@ export interface ErasureRecipient {
  */
 export interface ErasureFileStore {
   readonly module: string;
-  erase(subject: DataSubject): Promise<EraseOutcome[]>;
+  /** `erasure.requestId`: the erasure request being carried out (or replayed after a restore). */
+  erase(subject: DataSubject, erasure: { readonly requestId: string }): Promise<EraseOutcome[]>;
 }
 
 export interface ErasureDeps {
@@ -216,9 +217,9 @@ export class ErasureEngine {
       if (await keyring.destroySubjectKey(profileId, actor, PURPOSE)) destroyed++;
     }
     const stores = progress.stores.filter((s) => s.store !== 'crypto_subject_keys');
-    stores.push({ module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: every copy of their ciphertexts, backups included, is unreadable' });
+    stores.push({ module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: every copy of their ciphertexts (the encrypted personal fields), backups included, is unreadable; plain non-personal fields stay readable in backup files taken before this erasure until those files are deleted' });
     for (const store of this.#deps.fileStores ?? []) {
-      for (const outcome of await store.erase(subject)) stores.push({ ...outcome, module: store.module });
+      for (const outcome of await store.erase(subject, { requestId: row.request_id })) stores.push({ ...outcome, module: store.module });
     }
     await this.#syncLedgerFile();
     await storage.checkpoint();

@@ -17,3 +17,5 @@ export { REQUEST_TYPES, JURISDICTIONS, OPT_OUT_TYPES, deadlines, extendedDueAt, 
 export { verificationLevel, CODE_TTL_MS, MAX_CODE_ATTEMPTS, DEFAULT_RATE_LIMITS, type VerificationLevel, type RateLimits } from './verification.ts';
 export { Mailer, type Mail, type MailerOptions, type OutboxMessage } from './mailer.ts';
 export { MailOutbox, OUTBOX_RETENTION, OUTBOX_RULE, type MailOutboxDeps } from './outbox.ts';
+// What the module holds about a person: their requests (exported, kept at erasure) and the rate limit's start counts.
+export { RightsSubjectData, RATE_EVENTS_RULE, REQUESTS_KEPT_REASON, type RightsSubjectDataDeps } from './rights.subject-data.ts';

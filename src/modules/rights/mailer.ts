@@ -22,7 +22,12 @@ export interface OutboxMessage {
   readonly to: readonly string[];
   /** Its `X-Candor-Request` header, or null. */
   readonly requestId: string | null;
+  /** Its `Subject` header as written, or null. */
+  readonly subject: string | null;
 }
+
+/** The subject of the notice that an erasure was done: the one message about an erased person the outbox keeps. */
+export const ERASED_NOTICE_SUBJECT = 'Your data was erased';
 
 /** Headers are read from at most this many bytes of a message. */
 const HEADER_BYTES = 16 * 1024;
@@ -164,10 +169,11 @@ function readHead(file: string): string {
   }
 }
 
-/** The addresses of the `To` header and the request id of a header block. */
-function headersOf(head: string): { to: string[]; requestId: string | null } {
+/** The addresses of the `To` header, the request id and the subject of a header block. */
+function headersOf(head: string): { to: string[]; requestId: string | null; subject: string | null } {
   const to: string[] = [];
   let requestId: string | null = null;
+  let subject: string | null = null;
   for (const line of head.split(/\r?\n/)) {
     const colon = line.indexOf(':');
     if (colon === -1) continue;
@@ -179,6 +185,7 @@ function headersOf(head: string): { to: string[]; requestId: string | null } {
         if (address.trim()) to.push(address.trim());
       }
     } else if (name === 'x-candor-request') requestId = value;
+    else if (name === 'subject') subject = value;
   }
-  return { to, requestId };
+  return { to, requestId, subject };
 }

@@ -3,7 +3,7 @@ import type { DataSubject, EraseOutcome, RetentionHandler, RetentionRule, SweepC
 import type { Storage } from '../../storage/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { ErasureFileStore } from './erasure.ts';
-import type { Mailer } from './mailer.ts';
+import { ERASED_NOTICE_SUBJECT, type Mailer } from './mailer.ts';
 import { RequestsRepo } from './requests.repo.ts';
 
 /** How long a message stays in the outbox: long enough to be picked up, never as a record of who wrote to whom. */
@@ -33,12 +33,17 @@ export class MailOutbox implements ErasureFileStore, RetentionHandler {
     this.#requests = new RequestsRepo(deps.storage);
   }
 
-  /** Deletes the outbox messages addressed to any of the subject's e-mail addresses or about any of their requests. */
-  async erase(subject: DataSubject): Promise<EraseOutcome[]> {
+  /**
+   * Deletes the outbox messages addressed to any of the subject's e-mail addresses or about any of their requests,
+   * except the notice that this erasure was done: a replay after a restore finds it written by the live erasure, which
+   * it must not take back (the live erasure writes it after this step).
+   */
+  async erase(subject: DataSubject, erasure: { readonly requestId: string }): Promise<EraseOutcome[]> {
     const { mailer, identity } = this.#deps;
     const addresses = new Set(subject.identifiers.filter((i) => i.type === 'email').map((i) => i.valueHash));
     const requests = new Set(await this.#requests.idsOfProfiles(subject.profileIds));
     const theirs = mailer.outbox().filter((m) => {
+      if (m.requestId === erasure.requestId && m.subject === ERASED_NOTICE_SUBJECT) return false;
       if (m.requestId !== null && requests.has(m.requestId)) return true;
       return m.to.some((address) => {
         const normalized = identity.normalize({ type: 'email', value: address });

@@ -29,9 +29,11 @@ describeEachDialect('data-subject requests cut off by a crash', (dialect) => {
 
   const tables = (k: Kernel) => k.storage.db.withTables<RequestsTables>();
   const row = async (k: Kernel, id: string) => (await tables(k).selectFrom('rights_requests').selectAll().where('id', '=', id).executeTakeFirstOrThrow());
+  /** A server's start: the kernel opens, then the server resumes the interrupted runs (candor serve does it after listen). */
   const restart = async () => {
     await kernel.close();
     kernel = await openKernel(env.config);
+    await kernel.rights.resumeInterrupted();
   };
   /** A person known by an address, with a few stored traits; returns their profile id. */
   const person = async (userId: string, email: string) => {
@@ -117,6 +119,24 @@ describeEachDialect('data-subject requests cut off by a crash', (dialect) => {
     await restart();
     const done = await row(kernel, id);
     assert.deepEqual([done.state, Number(done.attempts), done.run_lease_until], ['completed', 2, null]);
+  });
+
+  it('issues and mails the download link of an access request resumed after a crash, or retried by staff', async () => {
+    await person('crash-7', 'crash7@candor-example.dev');
+    const id = await cutOff('access', 'crash7@candor-example.dev');
+    await restart();
+    const done = await row(kernel, id);
+    assert.deepEqual([done.state, done.last_error], ['completed', null]);
+    assert.ok(done.download_hash);
+    assert.ok(done.download_expires_at);
+    assert.equal(mailsAbout(env.dataDir, id, 'Your data is ready'), 1);
+
+    await person('crash-8', 'crash8@candor-example.dev');
+    const retried = await cutOff('portability', 'crash8@candor-example.dev');
+    const view = await kernel.rights.retry(retried, CLI_ACTOR);
+    assert.equal(view.state, 'completed');
+    assert.ok(view.downloadExpiresAt);
+    assert.equal(mailsAbout(env.dataDir, retried, 'Your data is ready'), 1);
   });
 
   it('lets staff retry an interrupted request, but not one whose run is still under way', async () => {
@@ -224,6 +244,7 @@ describeEachDialect('data-subject requests left cut off by a release before runs
   });
 
   it('resumes at the first start the requests an interrupted run left in progress, and only those', async () => {
+    await ctx.kernel.rights.resumeInterrupted();
     const rows = await ctx.kernel.storage.db.withTables<RequestsTables>().selectFrom('rights_requests').select(['id', 'state', 'attempts', 'last_error', 'run_lease_until']).orderBy('id').execute();
     assert.deepEqual(
       rows.map((r) => [r.id, r.state, Number(r.attempts), r.last_error, r.run_lease_until]),

@@ -173,6 +173,29 @@ export class RequestsRepo {
     });
   }
 
+  /**
+   * Counts one verification attempt in a single statement, before the code is compared: the request must still be
+   * verifying and have attempts left. Returns this attempt's number (1 for the first), or undefined when it is no
+   * longer verifying or its attempts are used up. Parallel attempts each get their own number, so no more than `max`
+   * of them are ever compared.
+   */
+  async countCodeAttempt(id: string, max: number, at: string): Promise<number | undefined> {
+    const row = await this.#db
+      .updateTable('rights_requests')
+      .set((eb) => ({ code_attempts: eb('code_attempts', '+', 1), updated_at: at }))
+      .where('id', '=', id)
+      .where('state', '=', 'verifying')
+      .where('code_attempts', '<', max)
+      .returning('code_attempts')
+      .executeTakeFirst();
+    return row === undefined ? undefined : Number(row.code_attempts);
+  }
+
+  /** Records an event that goes with no change of the request itself. */
+  async addEvent(event: RequestEventRow): Promise<void> {
+    await this.#db.insertInto('rights_request_events').values(event).execute();
+  }
+
   events(requestId: string): Promise<RequestEventRow[]> {
     return this.#db.selectFrom('rights_request_events').selectAll().where('request_id', '=', requestId).orderBy('at').orderBy('id').execute();
   }
@@ -190,7 +213,8 @@ export class RequestsRepo {
   }
 
   /** An earlier request of the same type and profile, open or received since `since`, excluding `except`. */
-  earlier(profileIds: readonly string[], type: string, since: string, except: string): Promise<RequestRow | undefined> {
+  async earlier(profileIds: readonly string[], type: string, since: string, except: string): Promise<RequestRow | undefined> {
+    if (profileIds.length === 0) return undefined;
     return this.#db
       .selectFrom('rights_requests')
       .selectAll()

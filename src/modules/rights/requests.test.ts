@@ -132,6 +132,21 @@ describeEachDialect('data-subject requests', (dialect) => {
     assert.equal((await rights.mineOne(id, known.requestId)).state, 'completed');
   });
 
+  it('closes a second erasure verified after the first erased the person as its duplicate, with no session', async () => {
+    await person('v-twice', 'twice@candor-example.dev');
+    const first = await rights.start({ type: 'erasure', email: 'twice@candor-example.dev', client: '10.0.9.1' });
+    const second = await rights.start({ type: 'erasure', email: 'twice@candor-example.dev', client: '10.0.9.2' });
+    await rights.settled();
+    const codes = [codeFromOutbox(outbox, first.requestId), codeFromOutbox(outbox, second.requestId)] as const;
+    assert.equal((await rights.verify(first.requestId, codes[0])).request.state, 'completed');
+    // The person's profile is gone: their members were none, and the look-up of an earlier request was `IN ()`.
+    await assert.rejects(rights.verify(second.requestId, codes[1]), (e) => isCandorError(e, 'RIGHTS_SUBJECT_ERASED') && (e.details as { duplicateOf?: string }).duplicateOf === first.requestId);
+    const q = 'SELECT state, denial_reason, duplicate_of, email FROM rights_requests WHERE id = $1'.replace('$1', dialect === 'postgres' ? '$1' : '?');
+    const [row] = await ctx.kernel.storage.raw.all<{ state: string; denial_reason: string; duplicate_of: string; email: string | null }>(q, [second.requestId]);
+    assert.deepEqual({ ...row }, { state: 'denied', denial_reason: 'duplicate', duplicate_of: first.requestId, email: null });
+    await assert.rejects(rights.verify(second.requestId, codes[1]), (e) => isCandorError(e, 'RIGHTS_TRANSITION_INVALID'));
+  });
+
   it('rate-limits starts per address and per client', async () => {
     for (let i = 0; i < 3; i++) await rights.start({ type: 'erasure', email: 'limited@candor-example.dev', client: `10.1.0.${i}` });
     await assert.rejects(rights.start({ type: 'erasure', email: 'limited@candor-example.dev', client: '10.1.0.9' }), (e) => isCandorError(e, 'RIGHTS_RATE_LIMITED'));

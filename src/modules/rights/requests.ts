@@ -147,6 +147,11 @@ const hashToken = (token: string) => createHash('sha256').update(token).digest('
  */
 const noticeKey = (requestId: string) => `rights_request:${requestId}`;
 
+/** The one answer to verifying a request that is not waiting for verification: it names no state (see verify). */
+function notVerifying(): CandorError {
+  return new CandorError('RIGHTS_TRANSITION_INVALID', { to: 'in_progress', reason: 'not_verifying' });
+}
+
 function parseJson(text: string | null): Record<string, unknown> | null {
   return text === null ? null : (JSON.parse(text) as Record<string, unknown>);
 }
@@ -318,6 +323,10 @@ export class RightsRequests {
     } else if (profileId === null) {
       row.state = 'denied';
       row.denial_reason = 'unknown_subject';
+    } else {
+      // Stored with its run claimed, as a session start is: a crash before the run leaves it resumable.
+      row.state = 'in_progress';
+      Object.assign(row, this.#claim(row));
     }
     if (profileId !== null) {
       row.profile_id = profileId;
@@ -331,9 +340,8 @@ export class RightsRequests {
         const payload = input.changes ? await keyring.encrypt(profileId, JSON.stringify(input.changes), PAYLOAD_CONTEXT) : null;
         await this.#repo.update(row.id, row.state, { email: encrypted, payload }, null);
         if (level === 'none') {
-          await this.#mail(email, row, 'receipt');
-          const moved = await this.#move({ ...row, email: encrypted, payload }, 'in_progress', this.#claim(row), SYSTEM_ACTOR, { verification: 'none' });
-          await this.#runNow(moved, SYSTEM_ACTOR);
+          // The receipt is mailed once the run ended (#runNow): a mail server that refuses it cannot stop the run.
+          await this.#runNow({ ...row, email: encrypted, payload }, SYSTEM_ACTOR);
         } else {
           await this.#mail(email, row, 'code', code);
         }
@@ -381,7 +389,7 @@ export class RightsRequests {
     await this.#repo.insert(row, this.#event(row.id, null, row.state as RequestState, actor, { channel: 'session', level }));
     await this.#audit(actor, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'session' });
     if (code !== undefined && email !== undefined) await this.#mail(email, row, 'code', code);
-    const current = row.state === 'in_progress' && row.awaiting_approval === 0 ? await this.#runNow(row, actor) : row;
+    const current = row.state === 'in_progress' && row.awaiting_approval === 0 ? (await this.#runNow(row, actor)).row : row;
     return { request: this.#view(current, this.#now()), duplicate: false, next: row.state === 'verifying' ? 'verify' : 'none' };
   }
 
@@ -400,56 +408,85 @@ export class RightsRequests {
 
   /**
    * Checks the code of a request (and, where the type asks for it, a second identifier linked to the same person).
-   * Success issues a subject session, detects a duplicate (answering the earlier request), and moves the request on:
-   * it runs at once unless its type waits for staff approval.
+   * Every attempt is counted before the code is compared, in one statement, so parallel guesses get no more than
+   * three comparisons between them. Success issues a subject session, detects a duplicate (answering the earlier
+   * request), and moves the request on: it runs at once unless its type waits for staff approval. A request that is
+   * not waiting for verification answers one error whatever its state, so that nobody learns from it whether the
+   * address was known (a verification-free request of a known address is completed, of an unknown one denied).
    */
   async verify(requestId: string, code: string, options: { secondIdentifier?: { type: string; value: string } | undefined } = {}): Promise<VerifyAnswer> {
     const row = await this.#repo.get(requestId);
     if (!row) throw new CandorError('RIGHTS_REQUEST_NOT_FOUND');
-    if (row.state !== 'verifying') throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, to: 'in_progress' });
+    if (row.state !== 'verifying') throw notVerifying();
+    const type = row.type as RequestType;
+    const second = options.secondIdentifier;
+    // Depends on the type and channel only, never on the code or the person: checked before an attempt is used.
+    const needsSecond = verificationLevel(type) === 'code_and_identifier' && row.channel !== 'session';
+    if (needsSecond && !second) throw new CandorError('RIGHTS_SECOND_FACTOR_REQUIRED');
     const now = this.#now();
+    const attempt = await this.#repo.countCodeAttempt(row.id, MAX_CODE_ATTEMPTS, now.toISOString());
+    if (attempt === undefined) {
+      if ((await this.#repo.get(row.id))?.state === 'verifying') throw new CandorError('RIGHTS_VERIFICATION_LOCKED');
+      throw notVerifying();
+    }
     const presented = typeof code === 'string' && /^\d{6}$/.test(code) ? this.#codeHash(row.id, code) : '';
     try {
-      checkCode({ hash: row.code_hash, expiresAt: row.code_expires_at, attempts: Number(row.code_attempts) }, presented, now);
+      checkCode({ hash: row.code_hash, expiresAt: row.code_expires_at }, attempt, presented, now);
     } catch (error) {
-      if (isCandorError(error, 'RIGHTS_CODE_INVALID')) await this.#failedAttempt(row);
+      if (isCandorError(error, 'RIGHTS_CODE_INVALID')) await this.#failedAttempt(row.id, attempt);
       throw error;
     }
     const profileId = row.profile_id as string;
-    const type = row.type as RequestType;
-    if (verificationLevel(type) === 'code_and_identifier' && row.channel !== 'session') {
-      const second = options.secondIdentifier;
-      if (!second) throw new CandorError('RIGHTS_SECOND_FACTOR_REQUIRED');
+    if (needsSecond && second) {
       const normalized = second.type === 'email' ? undefined : this.#deps.identity.normalize(second);
       const subject = await this.#deps.erasure.findSubject({ profileId });
       const hash = normalized ? this.#deps.identity.hash(normalized) : '';
       if (!normalized || !subject?.identifiers.some((i) => i.type === normalized.type && i.valueHash === hash)) {
-        await this.#failedAttempt(row);
-        throw new CandorError('RIGHTS_SECOND_FACTOR_INVALID', { attemptsLeft: Math.max(0, MAX_CODE_ATTEMPTS - Number(row.code_attempts) - 1) });
+        await this.#failedAttempt(row.id, attempt);
+        throw new CandorError('RIGHTS_SECOND_FACTOR_INVALID', { attemptsLeft: Math.max(0, MAX_CODE_ATTEMPTS - attempt) });
       }
     }
-    const canonical = (await this.#deps.identity.canonical(profileId)) ?? profileId;
+    const found = await this.#deps.identity.canonical(profileId);
+    if (found === null) return this.#closeErased(row, type, now);
+    const canonical = found;
     const members = await this.#deps.identity.members(canonical);
-    const session = await this.#deps.subjectSessions.issue(canonical, this.#deps.keyring.pseudonym('subject', canonical), { ttlSeconds: SESSION_SECONDS, via: 'rights_verification' }, SYSTEM_ACTOR);
+    // The session is issued once the request has moved on, so that of two verifications at once only one gets one.
+    const issueSession = () => this.#deps.subjectSessions.issue(canonical, this.#deps.keyring.pseudonym('subject', canonical), { ttlSeconds: SESSION_SECONDS, via: 'rights_verification' }, SYSTEM_ACTOR);
     const earlier = await this.#repo.earlier(members, type, new Date(now.getTime() - DUPLICATE_WINDOW_MS).toISOString(), row.id);
     const actor: Actor = { id: `subject:${row.subject}`, role: 'subject' };
     if (earlier) {
       await this.#move(row, 'denied', { verified_at: now.toISOString(), code_hash: null, denial_reason: 'duplicate', duplicate_of: earlier.id, completed_at: now.toISOString(), ...this.#noAddress(row) }, actor, { duplicateOf: earlier.id });
       await this.#shredAddress(row, actor);
-      return { request: this.#view(earlier, now), duplicate: true, session };
+      return { request: this.#view(earlier, now), duplicate: true, session: await issueSession() };
     }
     const approval = NEEDS_APPROVAL.has(type) ? 1 : 0;
     const claim = approval === 1 ? {} : this.#claim(row);
     const moved = await this.#move(row, 'in_progress', { verified_at: now.toISOString(), code_hash: null, awaiting_approval: approval, profile_id: canonical, ...claim }, actor, { verified: true, awaitingApproval: approval === 1 });
-    const done = approval === 1 ? moved : await this.#runNow(moved, actor);
-    const answer: VerifyAnswer = { request: this.#view(done, this.#now()), duplicate: false, session };
-    if (done.state === 'completed' && (type === 'access' || type === 'portability')) answer.download = await this.#issueDownload(done);
+    const session = await issueSession();
+    // The run issues (and mails) the download link of an access or portability request; the view shows its expiry.
+    const done = approval === 1 ? { row: moved } : await this.#runNow(moved, actor);
+    const answer: VerifyAnswer = { request: this.#view(done.row, this.#now()), duplicate: false, session };
+    if (done.download) answer.download = done.download;
     return answer;
   }
 
-  async #failedAttempt(row: RequestRow): Promise<void> {
-    row.code_attempts = Number(row.code_attempts) + 1;
-    await this.#repo.update(row.id, 'verifying', { code_attempts: row.code_attempts, updated_at: this.#now().toISOString() }, this.#event(row.id, 'verifying', 'verifying', SYSTEM_ACTOR, { failedAttempt: row.code_attempts }));
+  /**
+   * Verified after its person was erased (by an earlier request, from another server, say): there is nobody left to act
+   * for, and no session is issued. Closed as a duplicate of that request when it is of the same type (an erasure asked
+   * for twice), else as for an unknown subject; answered RIGHTS_SUBJECT_ERASED.
+   */
+  async #closeErased(row: RequestRow, type: RequestType, now: Date): Promise<never> {
+    const actor: Actor = { id: `subject:${row.subject}`, role: 'subject' };
+    const earlier = await this.#repo.earlier(row.profile_id === null ? [] : [row.profile_id], type, '', row.id);
+    const closed = { verified_at: now.toISOString(), code_hash: null, completed_at: now.toISOString(), ...this.#noAddress(row) };
+    if (earlier) await this.#move(row, 'denied', { ...closed, denial_reason: 'duplicate', duplicate_of: earlier.id }, actor, { duplicateOf: earlier.id });
+    else await this.#move(row, 'denied', { ...closed, denial_reason: 'unknown_subject' }, actor, { subjectErased: true });
+    await this.#shredAddress(row, actor);
+    throw new CandorError('RIGHTS_SUBJECT_ERASED', earlier ? { duplicateOf: earlier.id } : undefined);
+  }
+
+  async #failedAttempt(requestId: string, attempt: number): Promise<void> {
+    await this.#repo.addEvent(this.#event(requestId, 'verifying', 'verifying', SYSTEM_ACTOR, { failedAttempt: attempt }));
   }
 
   // ------------------------------------------------------------------------------------------------------------
@@ -504,37 +541,60 @@ export class RightsRequests {
   /**
    * Runs a request in progress whose run this process claimed (#claim). While it runs, a heartbeat renews the lease;
    * only the claimer records the end (compare-and-set on the attempt count). A failure keeps it in progress with the
-   * attempt count and the error code (never cancelled); staff retry it (retry()) once the cause is fixed.
+   * attempt count and the error code (never cancelled); staff retry it (retry()) once the cause is fixed. When the
+   * end is recorded: a completed access or portability request gets its download link (mailed), and a
+   * verification-free request from the privacy center its receipt; mail that fails then is logged, the run stands.
    */
-  async #runNow(row: RequestRow, actor: Actor): Promise<RequestRow> {
+  async #runNow(row: RequestRow, actor: Actor): Promise<{ row: RequestRow; download?: { token: string; expiresAt: string } }> {
     const attempt = Number(row.attempts);
     const heartbeat = setInterval(() => {
       this.#repo.update(row.id, 'in_progress', { run_lease_until: this.#leaseUntil() }, null, attempt).catch((err: unknown) => this.#deps.logger.warn({ err: isCandorError(err) ? err.code : 'error', requestId: row.id }, 'rights request lease not renewed'));
     }, Math.max(20, Math.floor(this.#leaseMs / 3)));
     heartbeat.unref();
     let result: { outcome: Record<string, unknown>; partial: boolean };
+    let ended: { row: RequestRow; recorded: boolean };
     try {
       result = await this.#execute(row, actor, attempt);
     } catch (error) {
       clearInterval(heartbeat);
       const code = isCandorError(error) ? error.code : 'INTERNAL_ERROR';
       if (!isCandorError(error)) this.#deps.logger.error({ err: error, requestId: row.id }, 'rights request failed');
-      return this.#endRun(row, 'in_progress', { last_error: code, run_lease_until: null }, actor, { failed: code, attempt }, attempt);
+      ended = await this.#endRun(row, 'in_progress', { last_error: code, run_lease_until: null }, actor, { failed: code, attempt }, attempt);
+      if (ended.recorded) await this.#receipt(ended.row);
+      return { row: ended.row };
     }
     clearInterval(heartbeat);
     const now = this.#now().toISOString();
     const to: RequestState = result.partial ? 'partially_completed' : 'completed';
-    return this.#endRun(row, to, { last_error: null, run_lease_until: null, outcome: JSON.stringify(result.outcome), completed_at: now, ...(row.type === 'erasure' ? { email: null, payload: null } : {}) }, actor, { attempt }, attempt);
+    ended = await this.#endRun(row, to, { last_error: null, run_lease_until: null, outcome: JSON.stringify(result.outcome), completed_at: now, ...(row.type === 'erasure' ? { email: null, payload: null } : {}) }, actor, { attempt }, attempt);
+    if (!ended.recorded) return { row: ended.row };
+    await this.#receipt(ended.row);
+    if (ended.row.state === 'completed' && (row.type === 'access' || row.type === 'portability')) {
+      const issued = await this.#issueDownload(ended.row);
+      return { row: issued.row, download: issued.download };
+    }
+    return { row: ended.row };
   }
 
-  /** Records the end of a run, unless another process took the run over meanwhile (then the row as it is now). */
-  async #endRun(row: RequestRow, to: RequestState, changes: Partial<RequestRow>, actor: Actor, detail: Record<string, unknown>, attempt: number): Promise<RequestRow> {
+  /** The receipt of a verification-free request started by address, once its run ended and unless already sent; a failure is logged. */
+  async #receipt(row: RequestRow): Promise<void> {
+    if (row.channel !== 'email' || verificationLevel(row.type as RequestType) !== 'none' || row.acknowledged_at !== null) return;
     try {
-      return await this.#move(row, to, changes, actor, detail, attempt);
+      const email = await this.#email(row);
+      if (email !== null) await this.#mail(email, row, 'receipt');
+    } catch (error) {
+      this.#deps.logger.warn({ err: isCandorError(error) ? error.code : 'error', requestId: row.id }, 'rights request receipt not sent');
+    }
+  }
+
+  /** Records the end of a run, unless another process took the run over meanwhile (then the row as it is now, not recorded). */
+  async #endRun(row: RequestRow, to: RequestState, changes: Partial<RequestRow>, actor: Actor, detail: Record<string, unknown>, attempt: number): Promise<{ row: RequestRow; recorded: boolean }> {
+    try {
+      return { row: await this.#move(row, to, changes, actor, detail, attempt), recorded: true };
     } catch (error) {
       if (!isCandorError(error, 'RIGHTS_TRANSITION_INVALID')) throw error;
       this.#deps.logger.warn({ requestId: row.id, attempt }, 'rights request run taken over by another process; its end not recorded');
-      return (await this.#repo.get(row.id)) ?? row;
+      return { row: (await this.#repo.get(row.id)) ?? row, recorded: false };
     }
   }
 
@@ -610,8 +670,9 @@ export class RightsRequests {
           for (const id of subject.profileIds) await deps.subjectSessions.revokeAll(id);
         }
         if (email !== null) {
-          await this.#mail(email, row, 'erased').catch(() => undefined);
-          // Once sent, the address goes (its key, then the ciphertext): a resumed run does not send the notice again.
+          // Unsent, the notice fails the run (RIGHTS_MAIL_FAILED): the erasure stands, the sealed address is kept and a
+          // retry sends it. Once sent, the address goes (its key, then the ciphertext): a resumed run does not send it again.
+          await this.#mail(email, row, 'erased');
           await this.#shredAddress(row, actor);
           await this.#repo.update(row.id, 'in_progress', { email: null }, null, attempt);
         }
@@ -660,13 +721,19 @@ export class RightsRequests {
     }
   }
 
-  async #issueDownload(row: RequestRow): Promise<{ token: string; expiresAt: string }> {
+  /** A new download link for a completed access or portability request, mailed when an address is on file (a failure is logged). */
+  async #issueDownload(row: RequestRow): Promise<{ row: RequestRow; download: { token: string; expiresAt: string } }> {
     const token = randomBytes(32).toString('base64url');
     const expiresAt = new Date(this.#now().getTime() + DOWNLOAD_TTL_MS).toISOString();
-    await this.#repo.update(row.id, row.state, { download_hash: hashToken(token), download_expires_at: expiresAt }, null);
-    const email = await this.#email(row);
-    if (email !== null) await this.#mail(email, row, 'download', token).catch(() => undefined);
-    return { token, expiresAt };
+    const issued: RequestRow = { ...row, download_hash: hashToken(token), download_expires_at: expiresAt };
+    await this.#repo.update(row.id, row.state, { download_hash: issued.download_hash, download_expires_at: expiresAt }, null);
+    try {
+      const email = await this.#email(issued);
+      if (email !== null) await this.#mail(email, issued, 'download', token);
+    } catch (error) {
+      this.#deps.logger.warn({ err: isCandorError(error) ? error.code : 'error', requestId: row.id }, 'rights request download link not mailed');
+    }
+    return { row: issued, download: { token, expiresAt } };
   }
 
   async #mail(to: string, row: RequestRow, kind: 'code' | 'receipt' | 'download' | 'erased' | 'extended' | 'denied', secret?: string): Promise<void> {
@@ -714,7 +781,7 @@ export class RightsRequests {
   async downloadLink(profileId: string, requestId: string): Promise<{ token: string; expiresAt: string }> {
     const row = await this.#own(profileId, requestId);
     if ((row.type !== 'access' && row.type !== 'portability') || row.state !== 'completed') throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'no_archive' });
-    return this.#issueDownload(row);
+    return (await this.#issueDownload(row)).download;
   }
 
   /** The archive behind a download link, built now by the exporter (which audits it); RIGHTS_DOWNLOAD_INVALID when unknown or expired. */
@@ -723,7 +790,11 @@ export class RightsRequests {
     if (!row || row.download_expires_at === null || this.#now().getTime() > Date.parse(row.download_expires_at) || row.profile_id === null) {
       throw new CandorError('RIGHTS_DOWNLOAD_INVALID');
     }
-    const subject = await this.#deps.erasure.findSubject({ profileId: row.profile_id });
+    // A person erased since the link was issued: the link is simply no longer valid.
+    const subject = await this.#deps.erasure.findSubject({ profileId: row.profile_id }).catch((error: unknown) => {
+      if (isCandorError(error, 'RIGHTS_SUBJECT_ERASED')) return null;
+      throw error;
+    });
     if (!subject) throw new CandorError('RIGHTS_DOWNLOAD_INVALID');
     const archive = await this.#deps.exporter.archive(subject, { requestId: row.id }, { id: `subject:${row.subject}`, role: 'subject' });
     return { requestId: row.id, archive };
@@ -791,7 +862,7 @@ export class RightsRequests {
     const row = await this.#staffRow(requestId);
     if (row.state !== 'in_progress' || Number(row.awaiting_approval) !== 1) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'not_awaiting_approval' });
     const approved = await this.#move(row, 'in_progress', { awaiting_approval: 0, ...this.#claim(row) }, actor, { approved: true }, Number(row.attempts));
-    return this.#view(await this.#runNow(approved, actor), this.#now());
+    return this.#view((await this.#runNow(approved, actor)).row, this.#now());
   }
 
   /**
@@ -805,7 +876,7 @@ export class RightsRequests {
     const failed = open && (row.last_error !== null || this.#interrupted(row));
     if (!failed && row.state !== 'partially_completed') throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'nothing_to_retry' });
     const claimed = await this.#move(row, 'in_progress', this.#claim(row), actor, { retry: true }, Number(row.attempts));
-    return this.#view(await this.#runNow(claimed, actor), this.#now());
+    return this.#view((await this.#runNow(claimed, actor)).row, this.#now());
   }
 
   /** Denies a request with a reason (said to the subject by mail when an address is on file). */

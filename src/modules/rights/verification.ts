@@ -38,25 +38,25 @@ export function newCode(): string {
   return String(randomInt(0, 1_000_000)).padStart(6, '0');
 }
 
-/** What is stored of a code: a keyed hash (the caller's HMAC over request id and code), its expiry and attempts. */
+/** What is stored of a code: a keyed hash (the caller's HMAC over request id and code) and its expiry. */
 export interface StoredCode {
   readonly hash: string | null;
   readonly expiresAt: string | null;
-  readonly attempts: number;
 }
 
 /**
- * Checks a presented code against the stored one at `now`. Throws RIGHTS_VERIFICATION_LOCKED after three wrong
- * attempts, RIGHTS_CODE_EXPIRED after ten minutes, RIGHTS_CODE_INVALID otherwise; a request for an unknown address
- * has a hash no code matches, so it answers exactly like a wrong code.
+ * Checks a presented code against the stored one at `now`. `attempt` is this attempt's number (1 for the first),
+ * counted by the caller atomically *before* the check, so parallel guesses cannot share a count. Throws
+ * RIGHTS_VERIFICATION_LOCKED past three attempts, RIGHTS_CODE_EXPIRED after ten minutes, RIGHTS_CODE_INVALID
+ * otherwise; a request for an unknown address has a hash no code matches, so it answers exactly like a wrong code.
  */
-export function checkCode(stored: StoredCode, presentedHash: string, now: Date): void {
-  if (stored.attempts >= MAX_CODE_ATTEMPTS) throw new CandorError('RIGHTS_VERIFICATION_LOCKED');
-  if (stored.hash === null || stored.expiresAt === null) throw new CandorError('RIGHTS_CODE_INVALID');
+export function checkCode(stored: StoredCode, attempt: number, presentedHash: string, now: Date): void {
+  if (attempt > MAX_CODE_ATTEMPTS) throw new CandorError('RIGHTS_VERIFICATION_LOCKED');
+  if (stored.hash === null || stored.expiresAt === null) throw new CandorError('RIGHTS_CODE_INVALID', { attemptsLeft: MAX_CODE_ATTEMPTS - attempt });
   if (now.getTime() > Date.parse(stored.expiresAt)) throw new CandorError('RIGHTS_CODE_EXPIRED');
   const a = Buffer.from(stored.hash);
   const b = Buffer.from(presentedHash);
-  if (a.length !== b.length || !timingSafeEqual(a, b)) throw new CandorError('RIGHTS_CODE_INVALID', { attemptsLeft: Math.max(0, MAX_CODE_ATTEMPTS - stored.attempts - 1) });
+  if (a.length !== b.length || !timingSafeEqual(a, b)) throw new CandorError('RIGHTS_CODE_INVALID', { attemptsLeft: MAX_CODE_ATTEMPTS - attempt });
 }
 
 /** Limits on starting requests, per address and per client (IP address), in a sliding window. */

@@ -1,0 +1,253 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { buildServer, type CandorServer } from '../../http/server.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
+import type { Keyring } from '../crypto/index.ts';
+import { Mailer, type Mail } from './mailer.ts';
+import type { RequestsTables } from './requests.repo.ts';
+import { RightsRequests, type RightsRequestsDeps } from './requests.ts';
+
+/** A mailer whose server refuses messages with a matching subject line, as an SMTP server answering 554 would. */
+class RefusingMailer extends Mailer {
+  refuse: RegExp | null = null;
+  override async send(mail: Mail): Promise<{ via: 'smtp' | 'outbox'; id: string }> {
+    if (this.refuse?.test(mail.subject)) throw new CandorError('RIGHTS_MAIL_FAILED');
+    return super.send(mail);
+  }
+}
+
+/** The code in the newest outbox message about a request. */
+function codeFromOutbox(dir: string, requestId: string): string {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.eml')).sort().reverse()) {
+    const text = readFileSync(join(dir, file), 'utf8');
+    const match = /Your code is (\d{6})/.exec(text);
+    if (text.includes(requestId) && match) return match[1] as string;
+  }
+  throw new Error(`no code for ${requestId} in the outbox`);
+}
+
+/** How many outbox messages with this subject line are about a request. */
+function mailsAbout(dir: string, requestId: string, subject: string): number {
+  if (!existsSync(dir)) return 0;
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.eml'))
+    .map((f) => readFileSync(join(dir, f), 'utf8'))
+    .filter((text) => text.includes(requestId) && text.includes(`Subject: ${subject}`)).length;
+}
+
+/** What an error looks like to whoever receives it: its code and details. */
+const shown = async (work: Promise<unknown>) => {
+  try {
+    await work;
+  } catch (error) {
+    if (isCandorError(error)) return { code: error.code, details: error.details ?? null };
+    throw error;
+  }
+  return { code: 'none', details: null };
+};
+
+describeEachDialect('data-subject request verification and runs under stress', (dialect) => {
+  const ctx = useKernel(dialect);
+  let server: CandorServer;
+  let writeKey = '';
+  let outbox = '';
+  let client = 0;
+  let mailer: RefusingMailer;
+  let rights: RightsRequests;
+  const send = (url: string, payload: unknown) =>
+    server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+  const person = async (userId: string, email: string, purposes: Record<string, string> = {}) => {
+    if (Object.keys(purposes).length > 0) assert.equal((await send('/v1/consent', { userId, mechanism: 'banner_save', purposes })).statusCode, 200);
+    const identified = await send('/v1/identify', { userId, traits: { email, first_name: 'Ada' } });
+    assert.equal((identified.json() as { results: { status: string }[] }).results[0]?.status, 'stored', identified.body);
+    const subject = await ctx.kernel.erasure.findSubject({ identifier: { type: 'user_id', value: userId } });
+    assert.ok(subject);
+    return subject.profileId;
+  };
+  const deps = (overrides: Partial<RightsRequestsDeps> = {}): RightsRequestsDeps => {
+    const k = ctx.kernel;
+    return {
+      storage: k.storage,
+      audit: k.audit,
+      keyring: k.keyring,
+      identity: k.identity,
+      consent: k.consent,
+      profiles: k.profiles,
+      catalog: k.catalog,
+      subjectSessions: k.subjectSessions,
+      erasure: k.erasure,
+      exporter: k.exporter,
+      logger: k.logger,
+      mailer,
+      defaultJurisdiction: 'gdpr',
+      publicUrl: 'http://candor.test',
+      ...overrides,
+    };
+  };
+  const row = async (id: string) => ctx.kernel.storage.db.withTables<RequestsTables>().selectFrom('rights_requests').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  /** A started request of `type` for `email` whose code mail was written; returns its id and code. */
+  const started = async (type: string, email: string) => {
+    const answer = await rights.start({ type, email, client: `10.9.${dialect.length}.${++client}` });
+    await rights.settled();
+    return { id: answer.requestId, code: codeFromOutbox(outbox, answer.requestId) };
+  };
+
+  before(async () => {
+    server = await buildServer(ctx.kernel);
+    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    outbox = mkdtempSync(join(tmpdir(), 'candor-outbox-'));
+    mailer = new RefusingMailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: outbox });
+    rights = new RightsRequests(deps());
+  });
+  after(async () => {
+    await rights.close();
+    await server.app.close();
+    rmSync(outbox, { recursive: true, force: true });
+  });
+
+  it('compares no more than three of many wrong codes sent at once, then stays locked for the right one', async () => {
+    await person('s-1', 's1@candor-example.dev');
+    const { id, code } = await started('restriction', 's1@candor-example.dev');
+    const wrong = code === '000000' ? '000001' : '000000';
+    const answers = await Promise.all(Array.from({ length: 30 }, () => shown(rights.verify(id, wrong))));
+    assert.equal(answers.filter((a) => a.code === 'RIGHTS_CODE_INVALID').length, 3);
+    assert.equal(answers.filter((a) => a.code === 'RIGHTS_VERIFICATION_LOCKED').length, 27);
+    assert.equal((await shown(rights.verify(id, code))).code, 'RIGHTS_VERIFICATION_LOCKED');
+    assert.deepEqual([(await row(id)).state, Number((await row(id)).code_attempts)], ['verifying', 3]);
+  });
+
+  it('lets the right code through among wrong ones sent at once only within the first three attempts', async () => {
+    await person('s-2', 's2@candor-example.dev', { 'analytics.reporting': 'given' });
+    const { id, code } = await started('erasure', 's2@candor-example.dev');
+    const wrong = code === '000000' ? '000001' : '000000';
+    const guesses = [...Array.from({ length: 30 }, () => wrong), code];
+    const answers = await Promise.all(guesses.map((c) => shown(rights.verify(id, c))));
+    // Every answer but the locked ones was a comparison: three at most, whichever came first.
+    const compared = answers.filter((a) => a.code !== 'RIGHTS_VERIFICATION_LOCKED' && a.code !== 'RIGHTS_TRANSITION_INVALID');
+    assert.ok(compared.length <= 3, JSON.stringify(answers.map((a) => a.code)));
+    assert.ok(Number((await row(id)).code_attempts) <= 3);
+    const erased = (await row(id)).state !== 'verifying';
+    assert.equal(erased, answers.at(-1)?.code === 'none');
+  });
+
+  it('says how many attempts are left after a wrong code or a wrong second identifier', async () => {
+    await person('s-3', 's3@candor-example.dev');
+    const { id, code } = await started('access', 's3@candor-example.dev');
+    const wrong = code === '000000' ? '000001' : '000000';
+    assert.deepEqual(await shown(rights.verify(id, code, { secondIdentifier: { type: 'user_id', value: 'someone-else' } })), { code: 'RIGHTS_SECOND_FACTOR_INVALID', details: { attemptsLeft: 2 } });
+    assert.deepEqual(await shown(rights.verify(id, wrong, { secondIdentifier: { type: 'user_id', value: 's-3' } })), { code: 'RIGHTS_CODE_INVALID', details: { attemptsLeft: 1 } });
+    assert.deepEqual(await shown(rights.verify(id, code, { secondIdentifier: { type: 'user_id', value: 'nobody' } })), { code: 'RIGHTS_SECOND_FACTOR_INVALID', details: { attemptsLeft: 0 } });
+    assert.equal((await shown(rights.verify(id, code, { secondIdentifier: { type: 'user_id', value: 's-3' } }))).code, 'RIGHTS_VERIFICATION_LOCKED');
+  });
+
+  it('answers verifying a request that needs none the same way for a known and an unknown address', async () => {
+    await person('s-4', 's4@candor-example.dev', { third_party_sharing: 'given' });
+    for (const type of ['withdraw_consent', 'opt_out_sale_sharing', 'limit_sensitive']) {
+      const known = await rights.start({ type, email: 's4@candor-example.dev', client: `10.8.${dialect.length}.${++client}` });
+      const unknown = await rights.start({ type, email: `nobody-${type}@candor-example.dev`, client: `10.8.${dialect.length}.${++client}` });
+      await rights.settled();
+      assert.equal((await row(known.requestId)).state, 'completed');
+      assert.equal((await row(unknown.requestId)).state, 'denied');
+      const a = await shown(rights.verify(known.requestId, '123456'));
+      const b = await shown(rights.verify(unknown.requestId, '123456'));
+      assert.equal(a.code, 'RIGHTS_TRANSITION_INVALID');
+      assert.deepEqual(a, b, type);
+      assert.ok(!JSON.stringify(a).includes('from'), 'no state is named');
+    }
+  });
+
+  it('issues the download link of a verified access request once, and shows its expiry in the request', async () => {
+    await person('s-5', 's5@candor-example.dev');
+    const { id, code } = await started('access', 's5@candor-example.dev');
+    const verified = await rights.verify(id, code, { secondIdentifier: { type: 'user_id', value: 's-5' } });
+    assert.ok(verified.download);
+    assert.equal(verified.request.downloadExpiresAt, verified.download.expiresAt);
+    assert.equal(mailsAbout(outbox, id, 'Your data is ready'), 1);
+  });
+
+  it('answers an old download link of a person erased since as an invalid link', async () => {
+    const profileId = await person('s-6', 's6@candor-example.dev');
+    const { id, code } = await started('access', 's6@candor-example.dev');
+    const verified = await rights.verify(id, code, { secondIdentifier: { type: 'user_id', value: 's-6' } });
+    assert.ok(verified.download);
+    const erased = await rights.startForSession(profileId, { type: 'erasure' }, CLI_ACTOR);
+    assert.equal(erased.request.state, 'completed');
+    assert.equal((await shown(rights.download(verified.download.token))).code, 'RIGHTS_DOWNLOAD_INVALID');
+  });
+
+  it('runs an opt-out and a consent withdrawal from the privacy center even when the receipt cannot be mailed', async () => {
+    const profileId = await person('s-7', 's7@candor-example.dev', { third_party_sharing: 'given', 'analytics.reporting': 'given' });
+    mailer.refuse = /We received your request/;
+    try {
+      const optOut = await rights.start({ type: 'opt_out_sale_sharing', email: 's7@candor-example.dev', client: `10.7.${dialect.length}.${++client}` });
+      const withdraw = await rights.start({ type: 'withdraw_consent', email: 's7@candor-example.dev', client: `10.7.${dialect.length}.${++client}` });
+      await rights.settled();
+      for (const id of [optOut.requestId, withdraw.requestId]) {
+        const done = await row(id);
+        assert.deepEqual([done.state, Number(done.attempts), done.last_error, done.run_lease_until, done.acknowledged_at], ['completed', 1, null, null, null]);
+      }
+      const state = await ctx.kernel.consent.state(profileId);
+      assert.equal(state.third_party_sharing?.allowed, false);
+      assert.equal(state['analytics.reporting']?.allowed, false);
+    } finally {
+      mailer.refuse = null;
+    }
+    // When mail works, the receipt follows the run.
+    const later = await rights.start({ type: 'limit_sensitive', email: 's7@candor-example.dev', client: `10.7.${dialect.length}.${++client}` });
+    await rights.settled();
+    assert.equal((await row(later.requestId)).state, 'completed');
+    assert.ok((await row(later.requestId)).acknowledged_at);
+    assert.equal(mailsAbout(outbox, later.requestId, 'We received your request'), 1);
+  });
+
+  it('stores an opt-out from the privacy center with its run claimed, so a crash before the run leaves it to be resumed', async () => {
+    const profileId = await person('s-8', 's8@candor-example.dev', { third_party_sharing: 'given' });
+    const keyring = ctx.kernel.keyring;
+    // The process dies after answering, before its background work got anywhere.
+    const dying = new Proxy(keyring, {
+      get(target, property) {
+        if (property === 'encrypt') return () => Promise.reject(new Error('process killed'));
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as Keyring;
+    const crashed = new RightsRequests(deps({ keyring: dying, runLeaseMs: 50 }));
+    const answer = await crashed.start({ type: 'opt_out_sale_sharing', email: 's8@candor-example.dev', client: `10.6.${dialect.length}.${++client}` });
+    await crashed.close();
+    const stored = await row(answer.requestId);
+    assert.deepEqual([stored.state, Number(stored.attempts)], ['in_progress', 1]);
+    assert.ok(stored.run_lease_until);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal((await rights.resumeInterrupted()).resumed, 1);
+    assert.equal((await row(answer.requestId)).state, 'completed');
+    assert.equal((await ctx.kernel.consent.state(profileId)).third_party_sharing?.allowed, false);
+  });
+
+  it('keeps an erasure request open with its address when the notice cannot be sent, and sends it on retry before shredding the address', async () => {
+    const profileId = await person('s-9', 's9@candor-example.dev');
+    const { id, code } = await started('erasure', 's9@candor-example.dev');
+    mailer.refuse = /Your data was erased/;
+    let failed;
+    try {
+      failed = await rights.verify(id, code);
+    } finally {
+      mailer.refuse = null;
+    }
+    assert.deepEqual([failed.request.state, failed.request.lastError], ['in_progress', 'RIGHTS_MAIL_FAILED']);
+    assert.equal((await ctx.kernel.erasure.certificate(id))?.status, 'complete');
+    await assert.rejects(ctx.kernel.erasure.findSubject({ profileId }), (e) => isCandorError(e, 'RIGHTS_SUBJECT_ERASED'));
+    assert.ok((await row(id)).email, 'the sealed address is kept for the notice');
+    assert.equal(mailsAbout(outbox, id, 'Your data was erased'), 0);
+    const retried = await rights.retry(id, CLI_ACTOR);
+    assert.deepEqual([retried.state, retried.lastError], ['completed', null]);
+    assert.equal(mailsAbout(outbox, id, 'Your data was erased'), 1);
+    assert.equal((await row(id)).email, null);
+    assert.equal((await ctx.kernel.erasure.ledger()).filter((e) => e.requestId === id).length, 1, 'erased once');
+  });
+});

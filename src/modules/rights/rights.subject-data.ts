@@ -1,0 +1,197 @@
+// What the rights module itself holds about a person: their rights requests with every transition (exported; kept at
+// erasure as the record of how each request was answered), and the start counts of the rate limit (a keyed
+// pseudonym of the address, deleted after the rate window). Registered in the kernel's `subjectData` and retention
+// handlers.
+import type { Kysely } from 'kysely';
+import { isCandorError } from '../../shared/errors.ts';
+import { subtractDuration } from '../../shared/duration.ts';
+import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, RetentionHandler, RetentionRule, SubjectDataHandler, SweepCount, SweepOptions } from '../../shared/subject-data.ts';
+import type { SqlExecutor, Storage } from '../../storage/index.ts';
+import type { Keyring } from '../crypto/index.ts';
+import type { RequestEventRow, RequestRow, RequestsTables } from './requests.repo.ts';
+
+/** Why a person's request records stay after their erasure. */
+export const REQUESTS_KEPT_REASON =
+  'GDPR Art. 5(2) and 12, CCPA regulations §7101: the controller must be able to show how and when each request was answered. The rows hold the type, states and their times, deadlines, outcome (counts, receipt and request ids), the profile id and a keyed pseudonym; the address and requested changes are encrypted with a data key this erasure destroys (an erasure request’s own address with the request’s key, destroyed once its notice is sent).';
+
+export const RATE_EVENTS_RULE = 'rights.rate_events';
+const EMAIL_CONTEXT = 'rights.requests.email';
+const PAYLOAD_CONTEXT = 'rights.requests.payload';
+const LEGAL = ['essential.legal_obligation'];
+/** Rows per `in` list: well under the parameter limits of both databases. */
+const CHUNK = 256;
+
+const FIELDS: readonly FieldDisclosure[] = [
+  { field: 'requests[]', category: 'user.privacy_preferences', purposes: LEGAL, source: 'candor', recipients: [], retention: null },
+  { field: 'requests[].email', category: 'user.contact.email', purposes: LEGAL, source: 'privacy center', recipients: [], retention: null },
+  { field: 'requests[].changes', category: 'user', purposes: LEGAL, source: 'privacy center', recipients: [], retention: null },
+  { field: 'requests[].events[]', category: 'user.privacy_preferences', purposes: LEGAL, source: 'candor', recipients: [], retention: null },
+];
+
+export interface RightsSubjectDataDeps {
+  storage: Storage;
+  keyring: Pick<Keyring, 'decrypt' | 'pseudonym'>;
+  /** The rate limit's window: a start older than this counts for nothing and is deleted. */
+  rateWindowMs: number;
+}
+
+/** A value sealed with a data key: the plaintext, or why there is none. */
+type Sealed<T> = { state: 'decrypted'; value: T } | { state: 'none' | 'shredded'; value: null };
+
+/** The person's rights requests (exported, kept at erasure) and the retention of the rate limit's start counts. */
+export class RightsSubjectData implements SubjectDataHandler, RetentionHandler {
+  readonly module = 'rights';
+  readonly #deps: RightsSubjectDataDeps;
+  readonly #db: Kysely<RequestsTables>;
+
+  constructor(deps: RightsSubjectDataDeps) {
+    this.#deps = deps;
+    this.#db = deps.storage.db.withTables<RequestsTables>();
+  }
+
+  async export(subject: DataSubject): Promise<ExportSection> {
+    const rows = await this.#requests(subject.profileIds);
+    const events = await this.#events(rows.map((r) => r.id));
+    const requests = [];
+    for (const row of rows) {
+      const email = await this.#open(row.email, EMAIL_CONTEXT);
+      const changes = await this.#open(row.payload, PAYLOAD_CONTEXT);
+      requests.push({
+        id: row.id,
+        type: row.type,
+        jurisdiction: row.jurisdiction,
+        channel: row.channel,
+        profileId: row.profile_id,
+        state: row.state,
+        receivedAt: row.received_at,
+        acknowledgeBy: row.acknowledge_by,
+        acknowledgedAt: row.acknowledged_at,
+        dueAt: row.due_at,
+        extendedAt: row.extended_at,
+        extensionReason: row.extension_reason,
+        verifiedAt: row.verified_at,
+        awaitingApproval: Number(row.awaiting_approval) === 1,
+        attempts: Number(row.attempts),
+        lastError: row.last_error,
+        denialReason: row.denial_reason,
+        duplicateOf: row.duplicate_of,
+        outcome: row.outcome === null ? null : (JSON.parse(row.outcome) as unknown),
+        completedAt: row.completed_at,
+        updatedAt: row.updated_at,
+        email: email.value,
+        emailState: email.state,
+        changes: changes.value === null ? null : (JSON.parse(changes.value) as unknown),
+        changesState: changes.state,
+        // Who moved it is given by role only: staff members' ids are not the subject's data.
+        events: (events.get(row.id) ?? []).map((e) => ({ at: e.at, from: e.from_state, to: e.to_state, by: e.role, detail: JSON.parse(e.detail) as unknown })),
+      });
+    }
+    return { module: this.module, title: 'Rights requests', data: { requests }, fields: FIELDS };
+  }
+
+  async erase(tx: SqlExecutor, subject: DataSubject): Promise<EraseOutcome[]> {
+    let requests = 0;
+    let events = 0;
+    for (let i = 0; i < subject.profileIds.length; i += CHUNK) {
+      const ids = subject.profileIds.slice(i, i + CHUNK);
+      const count = this.#db.selectFrom('rights_requests').select((eb) => eb.fn.countAll<number>().as('n')).where('profile_id', 'in', ids).compile();
+      requests += Number((await tx.all<{ n: number | string }>(count.sql, count.parameters))[0]?.n ?? 0);
+      const countEvents = this.#db
+        .selectFrom('rights_request_events')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('request_id', 'in', (eb) => eb.selectFrom('rights_requests').select('id').where('profile_id', 'in', ids))
+        .compile();
+      events += Number((await tx.all<{ n: number | string }>(countEvents.sql, countEvents.parameters))[0]?.n ?? 0);
+    }
+    const kept = (count: number) => (count > 0 ? { kept: { count, reason: REQUESTS_KEPT_REASON } } : {});
+    return [
+      { store: 'rights_requests', status: 'confirmed', deleted: 0, ...kept(requests) },
+      { store: 'rights_request_events', status: 'confirmed', deleted: 0, ...kept(events) },
+      {
+        store: 'rights_rate_events',
+        status: 'confirmed',
+        deleted: 0,
+        detail: `starts counted for the rate limit under a keyed pseudonym of the address: those of the addresses on the subject's requests are deleted right after this erasure's commit, every start by retention rule ${RATE_EVENTS_RULE} once older than ${this.#period()}`,
+      },
+    ];
+  }
+
+  /** Deletes the rate limit's start counts of the addresses on the person's requests, while their keys still exist. */
+  async afterErase(subject: DataSubject): Promise<void> {
+    const keys = new Set<string>();
+    for (const row of await this.#requests(subject.profileIds)) {
+      const email = await this.#open(row.email, EMAIL_CONTEXT);
+      if (email.value !== null) keys.add(`id:${this.#deps.keyring.pseudonym('rights.rate', email.value)}`);
+    }
+    const all = [...keys];
+    for (let i = 0; i < all.length; i += CHUNK) await this.#db.deleteFrom('rights_rate_events').where('key', 'in', all.slice(i, i + CHUNK)).execute();
+  }
+
+  async rules(): Promise<readonly RetentionRule[]> {
+    return [
+      {
+        id: RATE_EVENTS_RULE,
+        module: this.module,
+        store: 'rights_rate_events',
+        category: 'user.unique_id.pseudonymous',
+        period: this.#period(),
+        clock: 'at (the start)',
+        action: 'delete',
+        source: 'module',
+        description: 'Starts of rights requests counted for the rate limit, under a keyed pseudonym of the address or client: deleted once older than the rate window, when they count for nothing.',
+      },
+    ];
+  }
+
+  async sweep(now: Date, options: SweepOptions): Promise<SweepCount[]> {
+    const cutoff = subtractDuration(now, this.#period()).toISOString();
+    let count = 0;
+    if (options.dryRun) {
+      const row = await this.#db.selectFrom('rights_rate_events').select((eb) => eb.fn.countAll<number>().as('n')).where('at', '<', cutoff).executeTakeFirst();
+      count = Number(row?.n ?? 0);
+    } else {
+      for (;;) {
+        // The rows have no id: a batch is every expired start up to the batch's last time (ties go with it).
+        const last = await this.#db.selectFrom('rights_rate_events').select('at').where('at', '<', cutoff).orderBy('at').offset(options.batchSize - 1).limit(1).executeTakeFirst();
+        const result = await this.#db.deleteFrom('rights_rate_events').where('at', '<', cutoff).where('at', '<=', last?.at ?? cutoff).executeTakeFirst();
+        count += Number(result.numDeletedRows);
+        if (!last) break;
+      }
+    }
+    return [{ rule: RATE_EVENTS_RULE, store: 'rights_rate_events', category: 'user.unique_id.pseudonymous', count }];
+  }
+
+  /** The rate window as an ISO-8601 duration. */
+  #period(): string {
+    const seconds = Math.max(1, Math.ceil(this.#deps.rateWindowMs / 1000));
+    return seconds % 3600 === 0 ? `PT${seconds / 3600}H` : `PT${seconds}S`;
+  }
+
+  async #requests(profileIds: readonly string[]): Promise<RequestRow[]> {
+    const out: RequestRow[] = [];
+    for (let i = 0; i < profileIds.length; i += CHUNK) {
+      out.push(...(await this.#db.selectFrom('rights_requests').selectAll().where('profile_id', 'in', profileIds.slice(i, i + CHUNK)).execute()));
+    }
+    return out.sort((a, b) => (a.received_at < b.received_at ? -1 : a.received_at > b.received_at ? 1 : a.id < b.id ? -1 : 1));
+  }
+
+  async #events(requestIds: readonly string[]): Promise<Map<string, RequestEventRow[]>> {
+    const out = new Map<string, RequestEventRow[]>();
+    for (let i = 0; i < requestIds.length; i += CHUNK) {
+      const rows = await this.#db.selectFrom('rights_request_events').selectAll().where('request_id', 'in', requestIds.slice(i, i + CHUNK)).orderBy('at').orderBy('id').execute();
+      for (const row of rows) out.set(row.request_id, [...(out.get(row.request_id) ?? []), row]);
+    }
+    return out;
+  }
+
+  /** Decrypts a sealed value; `shredded` once its key is destroyed (after an erasure, or an erasure request's notice). */
+  async #open(ciphertext: string | null, context: string): Promise<Sealed<string>> {
+    if (ciphertext === null) return { state: 'none', value: null };
+    try {
+      return { state: 'decrypted', value: await this.#deps.keyring.decrypt(ciphertext, context) };
+    } catch (error) {
+      if (isCandorError(error, 'CRYPTO_KEY_DESTROYED') || isCandorError(error, 'CRYPTO_KEY_UNKNOWN')) return { state: 'shredded', value: null };
+      throw error;
+    }
+  }
+}

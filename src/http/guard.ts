@@ -2,28 +2,52 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Kernel } from '../kernel.ts';
 import type { Principal } from '../modules/access/index.ts';
 import { CandorError, isCandorError } from '../shared/errors.ts';
-import type { RouteRecord } from './route-access.ts';
+import type { RouteAccess, RouteRecord } from './route-access.ts';
 
 /** Base64 as Basic credentials are written (RFC 7617: RFC 4648's alphabet), the padding optional. */
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
 
+/** A credential read from the Authorization header, and the scheme it came in. */
+interface Presented {
+  readonly value: string;
+  readonly scheme: 'bearer' | 'basic';
+}
+
 /**
- * The credential an Authorization header presents, or undefined when it presents none this audience reads (then a
- * write key in the body may). A Basic header (where allowed) whose value is not base64 is a malformed credential, not
- * a missing one; an empty one, or one with an empty user name, presents none.
+ * The credential an Authorization header presents, or undefined when it presents none (then a write key in the body
+ * may). A Bearer or Basic header with anything after its value, or a Basic value that is not base64, is a malformed
+ * credential, not a missing one; an empty one, or one with an empty user name, presents none.
  */
-function credentialOf(request: FastifyRequest, allowBasic: boolean): string | undefined {
+function credentialOf(request: FastifyRequest): Presented | undefined {
   const header = request.headers.authorization;
   if (!header) return undefined;
-  // RFC 9110: the scheme, then one or more spaces.
-  const [scheme = '', value = ''] = header.trim().split(/ +/, 2);
-  if (scheme.toLowerCase() === 'bearer') return value || undefined;
-  if (allowBasic && scheme.toLowerCase() === 'basic') {
-    // Segment sends the write key as the HTTP Basic user name with an empty password.
-    if (!BASE64.test(value)) throw new CandorError('AUTH_CREDENTIAL_INVALID');
-    return Buffer.from(value, 'base64').toString('utf8').split(':', 1)[0] || undefined;
+  // RFC 9110: the scheme, then one or more spaces, then the credential (a token68 has no space in it).
+  const [scheme = '', value = '', ...rest] = header.trim().split(/ +/);
+  const kind = scheme.toLowerCase();
+  if (kind !== 'bearer' && kind !== 'basic') return undefined;
+  if (rest.length > 0) throw new CandorError('AUTH_CREDENTIAL_INVALID');
+  if (kind === 'bearer') return value ? { value, scheme: kind } : undefined;
+  // Segment sends the write key as the HTTP Basic user name with an empty password.
+  if (!BASE64.test(value)) throw new CandorError('AUTH_CREDENTIAL_INVALID');
+  const user = Buffer.from(value, 'base64').toString('utf8').split(':', 1)[0];
+  return user ? { value: user, scheme: kind } : undefined;
+}
+
+/** API tokens and write keys (kernel.access), as opposed to customer sessions (css_). */
+const ACCESS_CREDENTIAL = /^(?:cnd|cwk)_/;
+
+/** The security requirement /openapi.json shows for each audience (schemes in server.ts), staff roles as its scopes. */
+function securityOf(access: RouteAccess): Record<string, string[]>[] {
+  switch (access.audience) {
+    case 'public':
+      return [];
+    case 'ingest':
+      return [{ writeKey: [] }, { writeKeyBearer: [] }];
+    case 'subject':
+      return [{ subjectSession: [] }];
+    case 'admin':
+      return [{ apiToken: [...(access.roles ?? [])] }];
   }
-  return undefined;
 }
 
 function writeKeyInBody(body: unknown): string | undefined {
@@ -52,24 +76,33 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
     if (!kernel.taxonomy.dataUse(access.purpose)) throw new Error(`route ${route.url} declares unknown purpose ${access.purpose}`);
     if (access.audience === 'admin' && (access.roles ?? []).length === 0) throw new Error(`admin route ${route.url} allows no role`);
     if (access.audience !== 'admin' && access.roles !== undefined) throw new Error(`route ${route.url} lists roles outside the admin audience`);
+    // /openapi.json shows each operation's credential and roles (@fastify/swagger reads the schema after this hook).
+    const extension: Record<string, unknown> = {
+      'x-candor-access': { audience: access.audience, roles: [...(access.roles ?? [])], purpose: access.purpose, personalData: access.personalData === true },
+    };
+    route.schema = { ...route.schema, security: securityOf(access), ...extension };
   });
 
   app.addHook('onRequest', async (request) => {
     const access = request.routeOptions.config.access;
     if (!access || access.audience === 'public') return;
+    const presented = credentialOf(request);
     if (access.audience === 'subject') {
-      const presented = credentialOf(request, false);
-      if (!presented) throw new CandorError('AUTH_SUBJECT_SESSION_REQUIRED');
-      request.subject = await kernel.subjectSessions.authenticate(presented);
+      // An API token or a write key is a credential of the wrong kind here, once it is known to be a real one.
+      if (presented && ACCESS_CREDENTIAL.test(presented.value)) {
+        await kernel.access.authenticate(presented.value);
+        throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'subject_session' });
+      }
+      if (presented?.scheme !== 'bearer') throw new CandorError('AUTH_SUBJECT_SESSION_REQUIRED');
+      request.subject = await kernel.subjectSessions.authenticate(presented.value);
       return;
     }
-    const presented = credentialOf(request, access.audience === 'ingest');
     if (!presented) {
       // Browser clients put the write key in the body; it is checked once the body is parsed.
       if (access.audience === 'ingest') return;
       throw new CandorError('AUTH_CREDENTIAL_MISSING');
     }
-    await admit(request, presented);
+    await admit(request, presented.value, presented.scheme);
   });
 
   app.addHook('preHandler', async (request) => {
@@ -77,14 +110,16 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
     if (access?.audience !== 'ingest' || request.principal) return;
     const presented = writeKeyInBody(request.body);
     if (!presented) throw new CandorError('AUTH_CREDENTIAL_MISSING');
-    await admit(request, presented);
+    await admit(request, presented, 'body');
   });
 
-  async function admit(request: FastifyRequest, presented: string): Promise<void> {
+  async function admit(request: FastifyRequest, presented: string, scheme: Presented['scheme'] | 'body'): Promise<void> {
     const access = request.routeOptions.config.access as NonNullable<typeof request.routeOptions.config.access>;
     const principal: Principal = await kernel.access.authenticate(presented);
     const wanted = access.audience === 'admin' ? 'api' : 'write_key';
     if (principal.kind !== wanted) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: wanted });
+    // Basic is the write keys' (Segment's) way in; staff routes take API tokens as Bearer only.
+    if (access.audience === 'admin' && scheme !== 'bearer') throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: wanted, scheme: 'bearer' });
     if (access.audience === 'admin' && !(access.roles ?? []).includes(principal.role as never)) {
       await auditDenied(request, principal, access.purpose);
       throw new CandorError('AUTH_ROLE_FORBIDDEN', { role: principal.role });

@@ -88,8 +88,10 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
       },
       components: {
         securitySchemes: {
-          apiToken: { type: 'http', scheme: 'bearer', description: 'Staff API token (cnd_…)' },
-          writeKey: { type: 'http', scheme: 'basic', description: 'Write key (cwk_…) as the Basic user name' },
+          apiToken: { type: 'http', scheme: 'bearer', description: 'Staff API token (cnd_…); the operation lists the roles it allows' },
+          writeKey: { type: 'http', scheme: 'basic', description: 'Write key (cwk_…) as the Basic user name, the password empty' },
+          writeKeyBearer: { type: 'http', scheme: 'bearer', description: 'Write key (cwk_…) as Bearer (browsers may put it in the body as `writeKey` instead)' },
+          subjectSession: { type: 'http', scheme: 'bearer', description: 'Privacy-center session of a verified customer (css_…)' },
         },
       },
     },

@@ -106,7 +106,8 @@ describeEachDialect('privacy center consent endpoints (subject sessions)', (dial
     const none = await server.app.inject({ url: '/v1/me/consent' });
     assert.equal((none.json() as { code: string }).code, 'AUTH_SUBJECT_SESSION_REQUIRED');
     const staff = (await ctx.kernel.access.createToken('owner', null, CLI_ACTOR)).secret;
-    assert.equal(((await asCustomer('GET', '/v1/me/consent', undefined, staff)).json() as { code: string }).code, 'AUTH_SUBJECT_SESSION_INVALID');
+    // A real staff token is a credential of the wrong kind here (docs/errors.md), not an unknown session.
+    assert.equal(((await asCustomer('GET', '/v1/me/consent', undefined, staff)).json() as { code: string }).code, 'AUTH_CREDENTIAL_WRONG_KIND');
     assert.equal(((await asCustomer('GET', '/v1/me/consent', undefined, 'css_0000000000000000_' + 'a'.repeat(43))).json() as { code: string }).code, 'AUTH_SUBJECT_SESSION_INVALID');
     const other = ((await asBusiness('/v1/subject-sessions', { userId: 'cust-2' })).json() as { token: string }).token;
     await sql`UPDATE access_subject_sessions SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ${other.slice(4, 20)}`.execute(ctx.kernel.storage.db);

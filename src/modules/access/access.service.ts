@@ -173,7 +173,6 @@ export class AccessControl {
     const [, prefix, id, secret] = match as unknown as [string, string, string, string];
     const row = await this.#row(id);
     if (!row || (prefix === 'cnd') !== (row.kind === 'api')) throw new CandorError('AUTH_CREDENTIAL_INVALID');
-    if (row.revoked_at !== null) throw new CandorError('AUTH_CREDENTIAL_REVOKED');
     const presentedDigest = digest(secret);
     const known = this.#verified.get(id);
     if (!known || !timingSafeEqual(known, presentedDigest)) {
@@ -181,6 +180,8 @@ export class AccessControl {
       if (!timingSafeEqual(hash, Buffer.from(row.hash, 'base64'))) throw new CandorError('AUTH_CREDENTIAL_INVALID');
       this.#verified.set(id, presentedDigest);
     }
+    // Only after the secret: a guessed id with any secret must not learn whether that credential was revoked.
+    if (row.revoked_at !== null) throw new CandorError('AUTH_CREDENTIAL_REVOKED');
     return { tokenId: row.id, kind: row.kind as CredentialKind, role: row.role as Principal['role'], source: row.source };
   }
 }

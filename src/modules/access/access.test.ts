@@ -38,6 +38,17 @@ describeEachDialect('access control', (dialect) => {
     assert.equal(entries.at(-1)?.resource, `credential:${key.id}`);
   });
 
+  it('answers a revoked credential id with a wrong secret as invalid, not revoked', async () => {
+    for (const created of [await ctx.kernel.access.createToken('analyst', null, CLI_ACTOR), await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)]) {
+      // Verified once, so the process holds the right secret's digest too.
+      await ctx.kernel.access.authenticate(created.secret);
+      await ctx.kernel.access.revoke(created.id, CLI_ACTOR);
+      const forged = created.secret.slice(0, -43) + 'A'.repeat(43);
+      await assert.rejects(ctx.kernel.access.authenticate(forged), (e) => isCandorError(e, 'AUTH_CREDENTIAL_INVALID'));
+      await assert.rejects(ctx.kernel.access.authenticate(created.secret), (e) => isCandorError(e, 'AUTH_CREDENTIAL_REVOKED'));
+    }
+  });
+
   it('stops a credential revoked through another connection (the CLI) on its next request', async () => {
     const key = await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR);
     // Read and verified once, so this process holds its row.

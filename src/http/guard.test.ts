@@ -40,6 +40,11 @@ describeEachDialect('HTTP guard', (dialect) => {
     const track = { method: 'POST' as const, url: '/v1/track', payload: { userId: 'u1', event: 'Product Viewed' } };
     assert.equal(code(await server.app.inject({ ...track, headers: { authorization: `Bearer ${owner}` } })), wrong);
     assert.equal(code(await server.app.inject({ ...track, headers: { authorization: basic(owner) } })), wrong);
+    // A customer's session on staff or ingest routes; a session that is not a live one stays invalid.
+    const session = (await ctx.kernel.subjectSessions.issue('prf_guard', ctx.kernel.keyring.pseudonym('subject', 'prf_guard'), { ttlSeconds: 300, via: 'test' }, CLI_ACTOR)).token;
+    assert.equal(code(await get('/v1/admin/me', `Bearer ${session}`)), wrong);
+    assert.equal(code(await server.app.inject({ ...track, headers: { authorization: `Bearer ${session}` } })), wrong);
+    assert.equal(code(await get('/v1/admin/me', 'Bearer css_nope')), '401 AUTH_SUBJECT_SESSION_INVALID');
   });
 
   it('tells a forged or revoked credential from one of the wrong kind, and still takes the right ones', async () => {

@@ -35,6 +35,8 @@ function credentialOf(request: FastifyRequest): Presented | undefined {
 
 /** API tokens and write keys (kernel.access), as opposed to customer sessions (css_). */
 const ACCESS_CREDENTIAL = /^(?:cnd|cwk)_/;
+/** Customer sessions (kernel.subjectSessions). */
+const SUBJECT_SESSION_PREFIX = 'css_';
 
 /** The security requirement /openapi.json shows for each audience (schemes in server.ts), staff roles as its scopes. */
 function securityOf(access: RouteAccess): Record<string, string[]>[] {
@@ -115,8 +117,13 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
 
   async function admit(request: FastifyRequest, presented: string, scheme: Presented['scheme'] | 'body'): Promise<void> {
     const access = request.routeOptions.config.access as NonNullable<typeof request.routeOptions.config.access>;
-    const principal: Principal = await kernel.access.authenticate(presented);
     const wanted = access.audience === 'admin' ? 'api' : 'write_key';
+    // A customer's session is a credential of the wrong kind here, once it is known to be a live one.
+    if (presented.startsWith(SUBJECT_SESSION_PREFIX)) {
+      await kernel.subjectSessions.authenticate(presented);
+      throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: wanted });
+    }
+    const principal: Principal = await kernel.access.authenticate(presented);
     if (principal.kind !== wanted) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: wanted });
     // Basic is the write keys' (Segment's) way in; staff routes take API tokens as Bearer only.
     if (access.audience === 'admin' && scheme !== 'bearer') throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: wanted, scheme: 'bearer' });

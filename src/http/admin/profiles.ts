@@ -170,7 +170,7 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
     },
   );
 
-  app.get<{ Params: { id: string }; Querystring: { key?: string; limit?: number } }>(
+  app.get<{ Params: { id: string }; Querystring: { key?: string; limit?: number; before?: string } }>(
     '/profiles/:id/history',
     {
       config: { access: READ },
@@ -184,12 +184,18 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
           properties: {
             key: { type: 'string', minLength: 1, maxLength: 200, description: 'Only this trait.' },
             limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+            before: { type: 'string', minLength: 1, maxLength: 500, description: 'The `next` of the previous page.' },
           },
         },
         response: {
           200: {
             type: 'object',
-            properties: { id: { type: 'string' }, decrypted: { type: 'boolean' }, changes: { type: 'array', items: change } },
+            properties: {
+              id: { type: 'string' },
+              decrypted: { type: 'boolean' },
+              changes: { type: 'array', items: change },
+              next: { ...nullableString, description: 'Pass as `before` for the next page (which may be short or empty); null at the end.' },
+            },
           },
         },
       },
@@ -198,8 +204,8 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
       const canonical = await canonicalFor(kernel, request, request.params.id);
       const decrypt = decrypts(request);
       const members = await kernel.identity.members(canonical);
-      const changes = await kernel.profiles.traitHistory(members, request.query.key, { decrypt, limit: request.query.limit ?? 100 });
-      return { id: canonical, decrypted: decrypt, changes };
+      const { changes, next } = await kernel.profiles.traitHistoryPage(members, request.query.key, { decrypt, limit: request.query.limit ?? 100, before: request.query.before });
+      return { id: canonical, decrypted: decrypt, changes, next };
     },
   );
 

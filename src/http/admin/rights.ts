@@ -67,7 +67,7 @@ export function registerRightsRoutes(app: FastifyInstance, kernel: Kernel): void
 
   app.post<{ Params: { id: string } }>(
     '/rights/requests/:id/retry',
-    { config: { access: STAFF }, schema: { tags: ['admin'], summary: 'Run a failed or partially completed request again.', params: idParams } },
+    { config: { access: STAFF }, schema: { tags: ['admin'], summary: 'Run a failed, interrupted or partially completed request again, or send again the notice of a denial that could not be mailed.', params: idParams } },
     async (request) => kernel.rights.retry(request.params.id, actorOf(request)),
   );
 

@@ -90,6 +90,12 @@ export interface TraitChange {
   messageId: string | null;
 }
 
+/** A page of trait history: its changes, and the cursor of the next page (null when the history ends here). */
+export interface TraitHistoryPage {
+  changes: TraitChange[];
+  next: string | null;
+}
+
 export interface ProfilesDeps {
   storage: Storage;
   audit: AuditLog;
@@ -107,6 +113,12 @@ export const ORDER_EVENT = 'Order Completed';
 const MAX_ORDER_VALUE = 1e15;
 
 const DIGEST_ENTRIES = 50_000;
+
+/**
+ * A history page reads at most this many stored entries per change it may list: entries that changed nothing of the
+ * view read are left out, and a long run of them ends a page early (with a cursor) instead of being read to the end.
+ */
+export const HISTORY_SCAN_FACTOR = 4;
 
 /** JSON with object keys sorted, so equal values always have equal text. */
 export function stableJson(value: unknown): string {
@@ -392,26 +404,59 @@ export class Profiles {
   }
 
   /**
-   * Changes of one trait (or all) across these profiles, newest first. The previous value of a change is what the view
-   * over these profiles showed before it: the next older change of the key on any of them (by event time), or the
-   * holder's own stored previous value when no older change is left. A change that leaves that value as it was (same
-   * value, category and encryption) is left out: for a merged person, a member setting the value another member had
-   * already shown; for one profile, a value re-sent while it was merged so that the person's view would show it.
+   * The first page of traitHistoryPage (see there), without its cursor: at most `limit` changes, fewer when the page's
+   * scan of stored entries ended first.
    */
   async traitHistory(profileIds: readonly string[], key: string | undefined, options: { decrypt: boolean; limit?: number }): Promise<TraitChange[]> {
+    return (await this.traitHistoryPage(profileIds, key, options)).changes;
+  }
+
+  /**
+   * Changes of one trait (or all) across these profiles, newest first, one page at a time. The previous value of a
+   * change is what the view over these profiles showed before it: the next older change of the key on any of them (by
+   * event time), or the holder's own stored previous value when no older change is left. A change that leaves that
+   * value as it was (same value, category and encryption) is left out: for a merged person, a member setting the value
+   * another member had already shown; for one profile, a value re-sent while it was merged so that the person's view
+   * would show it. A page lists at most `limit` changes and reads at most HISTORY_SCAN_FACTOR × `limit` stored
+   * entries (and as many again at most, for the previous values of the oldest entry of each key read), so a long run
+   * of left-out entries makes short (even empty) pages rather than one slow one: `next` is the cursor (`before`) of the
+   * following page, null at the end of the history.
+   */
+  async traitHistoryPage(
+    profileIds: readonly string[],
+    key: string | undefined,
+    options: { decrypt: boolean; limit?: number; before?: string },
+  ): Promise<TraitHistoryPage> {
     const limit = options.limit ?? 100;
-    const opened = new Map<string, Opened>();
-    const open = async (id: string, value: string, encrypted: number, category: string, traitKey: string): Promise<Opened> => {
-      let seen = opened.get(id);
-      if (!seen) {
-        seen = { json: encrypted === 0 ? value : await this.#plaintext(value, traitKey), encrypted, category };
-        opened.set(id, seen);
-      }
-      return seen;
+    let budget = HISTORY_SCAN_FACTOR * limit;
+    let position = options.before === undefined ? undefined : parseHistoryCursor(options.before);
+    // JSON text of each ciphertext decrypted by this call (null: unreadable).
+    const plaintexts = new Map<string, string | null>();
+    const json = async (stored: Stored): Promise<string | null> => {
+      if (stored.encrypted === 0) return stored.value;
+      if (!plaintexts.has(stored.value)) plaintexts.set(stored.value, await this.#plaintext(stored.value, stored.key));
+      return plaintexts.get(stored.value) ?? null;
+    };
+    // Decrypts only personal values of the same category, and not those whose digest this process already holds.
+    const same = async (a: Stored, b: Stored): Promise<boolean> => {
+      if (a.encrypted !== b.encrypted || a.category !== b.category) return false;
+      if (a.encrypted === 0) return a.value === b.value;
+      const [digestA, digestB] = [this.#digests.get(a.value), this.#digests.get(b.value)];
+      if (digestA !== undefined && digestB !== undefined) return digestA === digestB;
+      const text = await json(a);
+      return text !== null && text === (await json(b));
+    };
+    const shown = async (stored: Stored): Promise<{ value: unknown; state: ValueState }> => {
+      if (stored.encrypted === 0) return { value: JSON.parse(stored.value) as unknown, state: 'plain' };
+      if (!options.decrypt) return { value: MASKED, state: 'masked' };
+      const text = await json(stored);
+      return text === null ? { value: null, state: 'unreadable' } : { value: JSON.parse(text) as unknown, state: 'decrypted' };
     };
     const out: TraitChange[] = [];
-    let page = await this.#repo.historyOf(profileIds, key, limit);
-    for (;;) {
+    while (budget > 0) {
+      const size = Math.min(limit, budget);
+      const page = await this.#repo.historyOf(profileIds, key, size, position);
+      budget -= page.length;
       // Each row's next older row of the same key: in the page, else read (one row per key of the page).
       const older = new Map<string, HistoryRow | undefined>();
       const oldestOfKey = new Map<string, HistoryRow>();
@@ -424,36 +469,39 @@ export class Profiles {
         const [previous] = await this.#repo.historyOf(profileIds, row.key, 1, { changedAt: row.changed_at, id: row.id });
         older.set(row.id, previous);
       }
-      for (const row of page) {
-        if (out.length === limit) break;
-        const now = await open(row.id, row.value, row.encrypted, row.category, row.key);
+      for (const [index, row] of page.entries()) {
+        position = { changedAt: row.changed_at, id: row.id };
+        const now: Stored = { value: row.value, encrypted: row.encrypted, category: row.category, key: row.key };
         const previousRow = older.get(row.id);
-        const before = previousRow
-          ? await open(previousRow.id, previousRow.value, previousRow.encrypted, previousRow.category, row.key)
+        const before: Stored | undefined = previousRow
+          ? { value: previousRow.value, encrypted: previousRow.encrypted, category: previousRow.category, key: row.key }
           : row.previous_value === null
             ? undefined
-            : await open(`${row.id}:previous`, row.previous_value, row.previous_encrypted ?? 0, row.category, row.key);
-        if (before && sameOpened(now, before)) continue;
-        const shown = this.#shown(now, options.decrypt);
-        const shownBefore = before && this.#shown(before, options.decrypt);
+            : { value: row.previous_value, encrypted: row.previous_encrypted ?? 0, category: row.category, key: row.key };
+        if (before && (await same(now, before))) continue;
+        const value = await shown(now);
+        const previous = before && (await shown(before));
         out.push({
           profileId: row.profile_id,
           key: row.key,
           changedAt: row.changed_at,
-          value: shown.value,
-          valueState: shown.state,
-          previousValue: shownBefore?.value,
-          previousState: shownBefore?.state ?? null,
+          value: value.value,
+          valueState: value.state,
+          previousValue: previous?.value,
+          previousState: previous?.state ?? null,
           category: row.category,
           personal: row.encrypted === 1,
           source: row.source,
           messageId: row.message_id,
         });
+        if (out.length === limit) {
+          const last = index === page.length - 1 && page.length < size;
+          return { changes: out, next: last ? null : historyCursor(position) };
+        }
       }
-      const last = page.at(-1);
-      if (out.length >= limit || page.length < limit || !last) return out;
-      page = await this.#repo.historyOf(profileIds, key, limit, { changedAt: last.changed_at, id: last.id });
+      if (page.length < size) return { changes: out, next: null };
     }
+    return { changes: out, next: position === undefined ? null : historyCursor(position) };
   }
 
   /** The JSON text of a stored personal value, or null when its data key is destroyed. */
@@ -466,15 +514,21 @@ export class Profiles {
     }
   }
 
-  #shown(value: Opened, decrypt: boolean): { value: unknown; state: ValueState } {
-    if (value.encrypted === 0) return { value: JSON.parse(value.json as string) as unknown, state: 'plain' };
-    if (!decrypt) return { value: MASKED, state: 'masked' };
-    return value.json === null ? { value: null, state: 'unreadable' } : { value: JSON.parse(value.json) as unknown, state: 'decrypted' };
-  }
-
   /** The retention rules of profiles (inactivity) and trait values, and their sweep (registered with `retention`). */
   retention(deps: ProfilesRetentionDeps, policy: ProfileRetentionPolicy): RetentionHandler {
     return new ProfilesRetention(deps, policy);
+  }
+
+  /** Up to `limit` changes of every trait of these profiles, decrypted, read page by page to the end (for exports). */
+  async #wholeHistory(profileIds: readonly string[], limit: number): Promise<TraitChange[]> {
+    const out: TraitChange[] = [];
+    let before: string | undefined;
+    do {
+      const page = await this.traitHistoryPage(profileIds, undefined, { decrypt: true, limit: Math.min(1000, limit - out.length), before });
+      out.push(...page.changes);
+      before = page.next ?? undefined;
+    } while (before !== undefined && out.length < limit);
+    return out;
   }
 
   /** The profiles module's handler for access and erasure requests. */
@@ -483,7 +537,7 @@ export class Profiles {
       repo: this.#repo,
       fields,
       get: (ids) => this.get(ids, { decrypt: true }),
-      history: (ids, limit) => this.traitHistory(ids, undefined, { decrypt: true, limit }),
+      history: (ids, limit) => this.#wholeHistory(ids, limit),
     });
   }
 
@@ -573,12 +627,26 @@ function combine(unordered: readonly ComputedRow[]): ComputedTraits {
   };
 }
 
-/** A history value as compared and shown: its JSON text (null when unreadable), encryption and category. */
-interface Opened {
-  json: string | null;
+/** A stored history value (current or previous) as compared and shown. */
+interface Stored {
+  value: string;
   encrypted: number;
   category: string;
+  /** the trait key, the context of its encryption */
+  key: string;
 }
 
-/** Whether two history values are the same (unreadable ones never are). */
-const sameOpened = (a: Opened, b: Opened) => a.json !== null && a.json === b.json && a.encrypted === b.encrypted && a.category === b.category;
+/** The opaque cursor of the entry a history page stopped at. */
+function historyCursor(position: { changedAt: string; id: string }): string {
+  return Buffer.from(JSON.stringify([position.changedAt, position.id])).toString('base64url');
+}
+
+function parseHistoryCursor(cursor: string): { changedAt: string; id: string } {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === 'string' && typeof parsed[1] === 'string') return { changedAt: parsed[0], id: parsed[1] };
+  } catch {
+    // answered below
+  }
+  throw new CandorError('PROFILES_HISTORY_CURSOR_INVALID');
+}

@@ -8,9 +8,11 @@ import { useKernel } from '../../../test/support/kernel.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
+import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
-import { Mailer, type Mail } from './mailer.ts';
-import type { RequestsTables } from './requests.repo.ts';
+import type { ErasureEngine } from './erasure.ts';
+import { ERASED_NOTICE_SUBJECT, Mailer, type Mail } from './mailer.ts';
+import { RequestsRepo, type RequestsTables } from './requests.repo.ts';
 import { RightsRequests, type RightsRequestsDeps } from './requests.ts';
 
 /** A mailer whose server refuses messages with a matching subject line, as an SMTP server answering 554 would. */
@@ -249,5 +251,121 @@ describeEachDialect('data-subject request verification and runs under stress', (
     assert.equal(mailsAbout(outbox, id, 'Your data was erased'), 1);
     assert.equal((await row(id)).email, null);
     assert.equal((await ctx.kernel.erasure.ledger()).filter((e) => e.requestId === id).length, 1, 'erased once');
+  });
+
+  it('keeps a denial that cannot be mailed, with the sealed address, shows it to staff and sends it on retry', async () => {
+    await person('s-10', 's10@candor-example.dev');
+    const { id } = await started('erasure', 's10@candor-example.dev');
+    const sealed = (await row(id)).email;
+    assert.ok(sealed);
+    mailer.refuse = /About your request/;
+    let denied;
+    try {
+      denied = await rights.deny(id, 'We could not verify the request', CLI_ACTOR);
+      assert.deepEqual([denied.state, denied.lastError, denied.denialReason], ['denied', 'RIGHTS_MAIL_FAILED', 'We could not verify the request']);
+      assert.equal((await row(id)).email, sealed, 'the sealed address is kept for the notice');
+      assert.equal(await ctx.kernel.keyring.decrypt(sealed, 'rights.requests.email'), 's10@candor-example.dev');
+      assert.ok((await rights.get(id)).events.some((e) => e.to === 'denied' && (e.detail as { noticeFailed?: string }).noticeFailed === 'RIGHTS_MAIL_FAILED'));
+      assert.ok((await rights.queue()).some((v) => v.id === id && v.lastError === 'RIGHTS_MAIL_FAILED'), 'the staff queue lists it');
+      // Refused again: still denied, still waiting for its notice.
+      assert.deepEqual([(await rights.retry(id, CLI_ACTOR)).lastError, (await row(id)).email], ['RIGHTS_MAIL_FAILED', sealed]);
+    } finally {
+      mailer.refuse = null;
+    }
+    assert.equal(mailsAbout(outbox, id, 'About your request'), 0);
+    const sent = await rights.retry(id, CLI_ACTOR);
+    assert.deepEqual([sent.state, sent.lastError, sent.denialReason], ['denied', null, 'We could not verify the request']);
+    assert.equal(mailsAbout(outbox, id, 'About your request'), 1);
+    assert.equal((await row(id)).email, null);
+    await assert.rejects(ctx.kernel.keyring.decrypt(sealed, 'rights.requests.email'), (e) => isCandorError(e, 'CRYPTO_KEY_DESTROYED'));
+    assert.ok((await rights.get(id)).events.some((e) => (e.detail as { noticeSent?: boolean }).noticeSent === true));
+    assert.ok(!(await rights.queue()).some((v) => v.id === id));
+    assert.equal((await shown(rights.retry(id, CLI_ACTOR))).code, 'RIGHTS_TRANSITION_INVALID');
+  });
+
+  it('destroys the sealed address key of an erasure request that found nothing to erase', async () => {
+    await person('s-11', 's11@candor-example.dev');
+    const erasure = ctx.kernel.erasure;
+    // The person's data is gone by the time the run looks (nothing held under the profile).
+    const empty = new Proxy(erasure, {
+      get(target, property) {
+        if (property === 'findSubject') return (by: Parameters<ErasureEngine['findSubject']>[0]) => ('profileId' in by ? Promise.resolve(null) : target.findSubject(by));
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as ErasureEngine;
+    const nothing = new RightsRequests(deps({ erasure: empty }));
+    try {
+      const answer = await nothing.start({ type: 'erasure', email: 's11@candor-example.dev', client: `10.5.${dialect.length}.${++client}` });
+      await nothing.settled();
+      const sealed = (await row(answer.requestId)).email;
+      assert.ok(sealed);
+      const done = await nothing.verify(answer.requestId, codeFromOutbox(outbox, answer.requestId));
+      assert.deepEqual([done.request.state, done.request.outcome], ['completed', { erased: false, reason: 'nothing_held' }]);
+      assert.equal((await row(answer.requestId)).email, null);
+      await assert.rejects(ctx.kernel.keyring.decrypt(sealed, 'rights.requests.email'), (e) => isCandorError(e, 'CRYPTO_KEY_DESTROYED'));
+      assert.equal(mailsAbout(outbox, answer.requestId, ERASED_NOTICE_SUBJECT), 0);
+    } finally {
+      await nothing.close();
+    }
+  });
+
+  it('renews the lease only while the run holds it: a renewal landing after a failed run ended changes nothing', async () => {
+    await person('s-12', 's12@candor-example.dev');
+    // `phone` is declared by the plan but this person has none: the run fails at approval.
+    const answer = await rights.start({ type: 'rectification', email: 's12@candor-example.dev', changes: [{ key: 'phone', value: '+33 1 23 45 67 89' }], client: `10.4.${dialect.length}.${++client}` });
+    await rights.settled();
+    await rights.verify(answer.requestId, codeFromOutbox(outbox, answer.requestId), { secondIdentifier: { type: 'user_id', value: 's-12' } });
+    const failed = await rights.approve(answer.requestId, CLI_ACTOR);
+    assert.deepEqual([failed.state, failed.attempts, failed.lastError], ['in_progress', 1, 'PROFILES_TRAIT_UNKNOWN']);
+    const repo = new RequestsRepo(ctx.kernel.storage);
+    const later = new Date(Date.now() + 30_000).toISOString();
+    // The heartbeat's renewal of attempt 1, landing after its end (a PostgreSQL pool runs it on another connection).
+    assert.equal(await repo.renewLease(answer.requestId, 1, later), false);
+    assert.equal((await row(answer.requestId)).run_lease_until, null);
+    // So retry does not answer `running`, and the next start does not run it again.
+    assert.deepEqual(await rights.resumeInterrupted(), { resumed: 0, deferred: 0 });
+    const again = await rights.retry(answer.requestId, CLI_ACTOR);
+    assert.deepEqual([again.state, again.attempts, again.lastError], ['in_progress', 2, 'PROFILES_TRAIT_UNKNOWN']);
+    // A run that holds its lease renews it; an older attempt's renewal does not.
+    await ctx.kernel.storage.db.withTables<RequestsTables>().updateTable('rights_requests').set({ run_lease_until: new Date().toISOString() }).where('id', '=', answer.requestId).execute();
+    assert.equal(await repo.renewLease(answer.requestId, 1, later), false);
+    assert.equal(await repo.renewLease(answer.requestId, 2, later), true);
+    assert.equal((await row(answer.requestId)).run_lease_until, later);
+    await ctx.kernel.storage.db.withTables<RequestsTables>().updateTable('rights_requests').set({ run_lease_until: null }).where('id', '=', answer.requestId).execute();
+  });
+
+  it('renews the lease while a slow run goes on and leaves none once it failed', async () => {
+    await person('s-13', 's13@candor-example.dev');
+    const leases: (string | null)[] = [];
+    let id = '';
+    const consent = new Proxy(ctx.kernel.consent, {
+      get(target, property) {
+        if (property === 'restrict') {
+          return async () => {
+            for (let i = 0; i < 4; i++) {
+              leases.push((await row(id)).run_lease_until);
+              await new Promise((resolve) => setTimeout(resolve, 40));
+            }
+            throw new CandorError('INTERNAL_ERROR');
+          };
+        }
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as Consent;
+    const slow = new RightsRequests(deps({ consent, runLeaseMs: 60 }));
+    try {
+      const answer = await slow.start({ type: 'restriction', email: 's13@candor-example.dev', client: `10.3.${dialect.length}.${++client}` });
+      id = answer.requestId;
+      await slow.settled();
+      const view = (await slow.verify(id, codeFromOutbox(outbox, id))).request;
+      assert.deepEqual([view.state, view.lastError], ['in_progress', 'INTERNAL_ERROR']);
+      assert.ok(new Set(leases).size > 1, 'the heartbeat renewed the lease');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal((await row(id)).run_lease_until, null);
+    } finally {
+      await slow.close();
+    }
   });
 });

@@ -174,6 +174,23 @@ export class RequestsRepo {
   }
 
   /**
+   * Renews the lease of a run still under way: only while the request is in progress at this attempt and its lease is
+   * still held (the run's end clears it), so a renewal that lands after the end, or after another attempt took the run
+   * over, changes nothing. Returns whether it renewed.
+   */
+  async renewLease(id: string, attempts: number, until: string): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('rights_requests')
+      .set({ run_lease_until: until })
+      .where('id', '=', id)
+      .where('state', '=', 'in_progress')
+      .where('attempts', '=', attempts)
+      .where('run_lease_until', 'is not', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /**
    * Counts one verification attempt in a single statement, before the code is compared: the request must still be
    * verifying and have attempts left. Returns this attempt's number (1 for the first), or undefined when it is no
    * longer verifying or its attempts are used up. Parallel attempts each get their own number, so no more than `max`
@@ -243,9 +260,16 @@ export class RequestsRepo {
       .execute();
   }
 
-  /** The staff queue: requests in the given states, soonest due first. */
-  queue(states: readonly string[], limit: number): Promise<RequestRow[]> {
-    return this.#db.selectFrom('rights_requests').selectAll().where('state', 'in', [...states]).orderBy('due_at').orderBy('id').limit(limit).execute();
+  /** The staff queue: requests in the given states (and denied ones whose last error is `deniedWithError`), soonest due first. */
+  queue(states: readonly string[], limit: number, deniedWithError?: string): Promise<RequestRow[]> {
+    return this.#db
+      .selectFrom('rights_requests')
+      .selectAll()
+      .where((eb) => (deniedWithError === undefined ? eb('state', 'in', [...states]) : eb.or([eb('state', 'in', [...states]), eb.and([eb('state', '=', 'denied'), eb('last_error', '=', deniedWithError)])])))
+      .orderBy('due_at')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
   }
 
   byDownloadHash(hash: string): Promise<RequestRow | undefined> {

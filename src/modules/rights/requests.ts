@@ -14,7 +14,7 @@ import { MASKED, type Profiles, type ValueState } from '../profiles/index.ts';
 import { clockStatus, deadlines, extendedDueAt, JURISDICTIONS, REQUEST_TYPES, type ClockStatus, type Jurisdiction, type RequestType } from './clocks.ts';
 import type { ErasureEngine } from './erasure.ts';
 import type { SubjectExporter } from './export-archive.ts';
-import type { Mailer } from './mailer.ts';
+import { ERASED_NOTICE_SUBJECT, type Mailer } from './mailer.ts';
 import { plannedChanges, type RequestedChange, type TraitPlan } from './rectification.ts';
 import { OPEN_STATES, RequestsRepo, type RequestEventRow, type RequestRow } from './requests.repo.ts';
 import { CODE_TTL_MS, DEFAULT_RATE_LIMITS, MAX_CODE_ATTEMPTS, checkCode, newCode, verificationLevel, type RateLimits, type VerificationLevel } from './verification.ts';
@@ -52,6 +52,8 @@ export const RUN_LEASE_MS = 30_000;
 /** At most this many interrupted runs are resumed by one start; the rest by the next. */
 const RESUME_BATCH = 1000;
 const EMAIL_CONTEXT = 'rights.requests.email';
+/** The lastError of a denied request whose notice the mail server refused (retry() sends it again). */
+const DENIAL_NOT_SENT = 'RIGHTS_MAIL_FAILED';
 const PAYLOAD_CONTEXT = 'rights.requests.payload';
 
 /** What a request looks like to its subject and to staff: ids, states, dates and codes, never personal values. */
@@ -547,23 +549,39 @@ export class RightsRequests {
    */
   async #runNow(row: RequestRow, actor: Actor): Promise<{ row: RequestRow; download?: { token: string; expiresAt: string } }> {
     const attempt = Number(row.attempts);
+    // One renewal at a time, none once the run ended, and the end waits for the one in flight; the renewal itself
+    // changes only a lease still held by this attempt, so one landing after the end (another node) changes nothing.
+    let renewal: Promise<void> | undefined;
+    let running = true;
     const heartbeat = setInterval(() => {
-      this.#repo.update(row.id, 'in_progress', { run_lease_until: this.#leaseUntil() }, null, attempt).catch((err: unknown) => this.#deps.logger.warn({ err: isCandorError(err) ? err.code : 'error', requestId: row.id }, 'rights request lease not renewed'));
+      if (!running || renewal !== undefined) return;
+      renewal = this.#repo
+        .renewLease(row.id, attempt, this.#leaseUntil())
+        .then(() => undefined)
+        .catch((err: unknown) => this.#deps.logger.warn({ err: isCandorError(err) ? err.code : 'error', requestId: row.id }, 'rights request lease not renewed'))
+        .finally(() => {
+          renewal = undefined;
+        });
     }, Math.max(20, Math.floor(this.#leaseMs / 3)));
     heartbeat.unref();
+    const stopHeartbeat = async () => {
+      running = false;
+      clearInterval(heartbeat);
+      await renewal;
+    };
     let result: { outcome: Record<string, unknown>; partial: boolean };
     let ended: { row: RequestRow; recorded: boolean };
     try {
       result = await this.#execute(row, actor, attempt);
     } catch (error) {
-      clearInterval(heartbeat);
+      await stopHeartbeat();
       const code = isCandorError(error) ? error.code : 'INTERNAL_ERROR';
       if (!isCandorError(error)) this.#deps.logger.error({ err: error, requestId: row.id }, 'rights request failed');
       ended = await this.#endRun(row, 'in_progress', { last_error: code, run_lease_until: null }, actor, { failed: code, attempt }, attempt);
       if (ended.recorded) await this.#receipt(ended.row);
       return { row: ended.row };
     }
-    clearInterval(heartbeat);
+    await stopHeartbeat();
     const now = this.#now().toISOString();
     const to: RequestState = result.partial ? 'partially_completed' : 'completed';
     ended = await this.#endRun(row, to, { last_error: null, run_lease_until: null, outcome: JSON.stringify(result.outcome), completed_at: now, ...(row.type === 'erasure' ? { email: null, payload: null } : {}) }, actor, { attempt }, attempt);
@@ -665,7 +683,11 @@ export class RightsRequests {
         let certificate = await deps.erasure.certificate(row.id);
         if (!certificate) {
           const subject = await deps.erasure.findSubject({ profileId });
-          if (!subject) return { outcome: { erased: false, reason: 'nothing_held' }, partial: false };
+          if (!subject) {
+            // Nothing to erase: the sealed address goes as on completion (the run's end clears the ciphertext).
+            await this.#shredAddress(row, actor);
+            return { outcome: { erased: false, reason: 'nothing_held' }, partial: false };
+          }
           certificate = await deps.erasure.erase(subject, { requestId: row.id }, actor);
           for (const id of subject.profileIds) await deps.subjectSessions.revokeAll(id);
         }
@@ -742,7 +764,7 @@ export class RightsRequests {
       code: ['Your verification code', `Your code is ${secret ?? ''}. It is valid for 10 minutes.\n\nRequest ${row.id} (${row.type}). If you did not ask for this, ignore this message.`],
       receipt: ['We received your request', `We received your request ${row.id} (${row.type}) and will answer by ${row.due_at.slice(0, 10)}.`],
       download: ['Your data is ready', `Download your data within 24 hours: ${base}/v1/rights/downloads/${secret ?? ''}\n\nRequest ${row.id}.`],
-      erased: ['Your data was erased', `We erased the data we held about you (request ${row.id}).`],
+      erased: [ERASED_NOTICE_SUBJECT, `We erased the data we held about you (request ${row.id}).`],
       extended: ['We need more time for your request', `We extended the deadline of your request ${row.id} to ${row.due_at.slice(0, 10)}. Reason: ${secret ?? ''}`],
       denied: ['About your request', `We could not carry out your request ${row.id}. Reason: ${secret ?? ''}`],
     };
@@ -803,11 +825,15 @@ export class RightsRequests {
   // ------------------------------------------------------------------------------------------------------------
   // Staff
 
-  /** The queue with due dates: open requests (or those in `states`), soonest due first; `due` narrows to overdue or due-soon ones. */
+  /**
+   * The queue with due dates: open requests and denials whose notice was not sent (or the requests in `states`), soonest
+   * due first; `due` narrows to overdue or due-soon ones.
+   */
   async queue(options: { states?: readonly RequestState[]; due?: 'overdue' | 'due_soon'; soonDays?: number; limit?: number } = {}): Promise<RequestView[]> {
     await this.closeUnverified();
     const now = this.#now();
-    const rows = await this.#repo.queue(options.states ?? OPEN_STATES, options.limit ?? 500);
+    // By default also the denials whose notice was refused: staff have to send it again (retry).
+    const rows = await this.#repo.queue(options.states ?? OPEN_STATES, options.limit ?? 500, options.states === undefined ? DENIAL_NOT_SENT : undefined);
     return rows.map((r) => this.#view(r, now, options.soonDays)).filter((v) => options.due === undefined || v.clock === options.due);
   }
 
@@ -867,10 +893,13 @@ export class RightsRequests {
 
   /**
    * Runs a failed, interrupted (its run cut off by a crash) or partially completed request again; it stays in progress
-   * if it fails again. A request whose run is under way is RIGHTS_TRANSITION_INVALID (reason `running`).
+   * if it fails again. A request whose run is under way is RIGHTS_TRANSITION_INVALID (reason `running`). A denied
+   * request whose notice was refused (lastError RIGHTS_MAIL_FAILED) gets its notice sent again, and stays denied.
    */
   async retry(requestId: string, actor: Actor): Promise<RequestView> {
     const row = await this.#staffRow(requestId);
+    // A denial whose notice was refused: the denial stands, only the notice is sent again.
+    if (row.state === 'denied' && row.last_error === DENIAL_NOT_SENT) return this.#view(await this.#tellDenial(row, actor, true), this.#now());
     const open = row.state === 'in_progress' && Number(row.awaiting_approval) === 0;
     if (open && row.run_lease_until !== null && !this.#interrupted(row)) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
     const failed = open && (row.last_error !== null || this.#interrupted(row));
@@ -879,16 +908,44 @@ export class RightsRequests {
     return this.#view((await this.#runNow(claimed, actor)).row, this.#now());
   }
 
-  /** Denies a request with a reason (said to the subject by mail when an address is on file). */
+  /**
+   * Denies a request with a reason, said to the subject by mail when an address is on file. The denial stands even if
+   * the mail is refused: the request then keeps its (sealed) address and `lastError` RIGHTS_MAIL_FAILED, with an
+   * event, and retry() sends the notice again.
+   */
   async deny(requestId: string, reason: string, actor: Actor): Promise<RequestView> {
     if (typeof reason !== 'string' || reason.trim().length === 0 || reason.length > 1000) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'denial_reason' });
     const row = await this.#staffRow(requestId);
     if (row.state === 'in_progress' && row.run_lease_until !== null && !this.#interrupted(row)) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
-    const email = await this.#email(row);
-    const denied = await this.#move(row, 'denied', { denial_reason: reason, code_hash: null, completed_at: this.#now().toISOString(), run_lease_until: null, ...this.#noAddress(row) }, actor, { denied: true });
-    if (email !== null) await this.#mail(email, denied, 'denied', reason).catch(() => undefined);
+    // A failed run's error is in its events; on a denied request lastError speaks of the denial's notice only.
+    const denied = await this.#move(row, 'denied', { denial_reason: reason, code_hash: null, completed_at: this.#now().toISOString(), run_lease_until: null, last_error: null }, actor, { denied: true });
+    return this.#view(await this.#tellDenial(denied, actor, false), this.#now());
+  }
+
+  /**
+   * Mails a denial to the address on file, then lets an erasure request's sealed address go (its key, then the
+   * ciphertext). A refused mail keeps the address and records DENIAL_NOT_SENT as lastError with an event, for retry().
+   * Without a readable address (none given, or shredded since) there is nobody to tell: the address goes.
+   */
+  async #tellDenial(row: RequestRow, actor: Actor, again: boolean): Promise<RequestRow> {
+    let email: string | null;
+    try {
+      email = await this.#email(row);
+      if (email !== null) await this.#mail(email, row, 'denied', row.denial_reason ?? '');
+    } catch (error) {
+      this.#deps.logger.warn({ err: isCandorError(error) ? error.code : 'error', requestId: row.id }, 'rights request denial not mailed');
+      const failed: RequestRow = { ...row, last_error: DENIAL_NOT_SENT, updated_at: this.#now().toISOString() };
+      await this.#repo.update(row.id, 'denied', { last_error: DENIAL_NOT_SENT, updated_at: failed.updated_at }, this.#event(row.id, 'denied', 'denied', actor, { noticeFailed: DENIAL_NOT_SENT, ...(again ? { retry: true } : {}) }));
+      return failed;
+    }
+    const detail = email !== null ? { noticeSent: true, retry: true } : { noticeSent: false, reason: 'no_address', retry: true };
     await this.#shredAddress(row, actor);
-    return this.#view(denied, this.#now());
+    const changes: Partial<RequestRow> = { last_error: null, ...this.#noAddress(row) };
+    if (again || row.last_error !== null || (row.type === 'erasure' && row.email !== null)) {
+      changes.updated_at = this.#now().toISOString();
+      await this.#repo.update(row.id, 'denied', changes, again ? this.#event(row.id, 'denied', 'denied', actor, detail) : null);
+    }
+    return { ...row, ...changes };
   }
 
   /**

@@ -94,6 +94,8 @@ describeEachDialect('backup and restore', (dialect) => {
     assert.match(lines.join('\n'), /erasures replayed from the deletion ledger: 1/);
     if (dialect === 'sqlite') {
       assert.ok(!existsSync(join(env.dataDir, 'candor.db.restore')));
+      // Checking the backup leaves nothing beside it (a backup in WAL mode opened read-only got a -wal and a -shm).
+      for (const suffix of ['-wal', '-shm']) assert.ok(!existsSync(`${backupFile}${suffix}`), `${backupFile}${suffix}`);
     }
     const kernel = await openKernel(env.config);
     try {

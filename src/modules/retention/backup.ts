@@ -315,7 +315,11 @@ export function checkSqliteBackup(file: string): void {
   if (header.toString('latin1') !== SQLITE_HEADER) throw new CandorError('BACKUP_CORRUPT', { reason: 'not a SQLite database (header)' });
   let db: DatabaseSync | undefined;
   try {
-    db = new DatabaseSync(file, { readOnly: true });
+    // Immutable: a backup in WAL mode opened read-only would still get a -wal and -shm file beside it (and could not be
+    // read at all in a directory this process may not write).
+    const url = pathToFileURL(resolve(file));
+    url.searchParams.set('immutable', '1');
+    db = new DatabaseSync(url, { readOnly: true });
     const rows = db.prepare('PRAGMA integrity_check').all() as { integrity_check: string }[];
     if (rows.length !== 1 || rows[0]?.integrity_check !== 'ok') throw new CandorError('BACKUP_CORRUPT', { reason: 'integrity check failed', problems: rows.length });
     const tables = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));

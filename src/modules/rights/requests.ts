@@ -113,7 +113,8 @@ export interface StartAnswer {
 export interface VerifyAnswer {
   request: RequestView;
   duplicate: boolean;
-  session: { token: string; expiresAt: string };
+  /** None when the request was an erasure that completed: it ended the person's sessions. */
+  session: { token: string; expiresAt: string } | null;
   /** Access and portability: a link token to download the archive (also mailed). */
   download?: { token: string; expiresAt: string };
 }
@@ -464,9 +465,12 @@ export class RightsRequests {
     const approval = NEEDS_APPROVAL.has(type) ? 1 : 0;
     const claim = approval === 1 ? {} : this.#claim(row);
     const moved = await this.#move(row, 'in_progress', { verified_at: now.toISOString(), code_hash: null, awaiting_approval: approval, profile_id: canonical, ...claim }, actor, { verified: true, awaitingApproval: approval === 1 });
-    const session = await issueSession();
+    // An erasure ends the person's sessions: one is issued only if the erasure did not complete (to follow its run).
+    const erasure = type === 'erasure';
+    const issued = erasure ? null : await issueSession();
     // The run issues (and mails) the download link of an access or portability request; the view shows its expiry.
     const done = approval === 1 ? { row: moved } : await this.#runNow(moved, actor);
+    const session = erasure && done.row.state !== 'completed' ? await issueSession() : issued;
     const answer: VerifyAnswer = { request: this.#view(done.row, this.#now()), duplicate: false, session };
     if (done.download) answer.download = done.download;
     return answer;

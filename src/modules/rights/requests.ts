@@ -460,17 +460,17 @@ export class RightsRequests {
     if (earlier) {
       await this.#move(row, 'denied', { verified_at: now.toISOString(), code_hash: null, denial_reason: 'duplicate', duplicate_of: earlier.id, completed_at: now.toISOString(), ...this.#noAddress(row) }, actor, { duplicateOf: earlier.id });
       await this.#shredAddress(row, actor);
-      return { request: this.#view(earlier, now), duplicate: true, session: await issueSession() };
+      // No session for an erasure: the earlier one ends the person's sessions (or already did).
+      return { request: this.#view(earlier, now), duplicate: true, session: type === 'erasure' ? null : await issueSession() };
     }
     const approval = NEEDS_APPROVAL.has(type) ? 1 : 0;
     const claim = approval === 1 ? {} : this.#claim(row);
     const moved = await this.#move(row, 'in_progress', { verified_at: now.toISOString(), code_hash: null, awaiting_approval: approval, profile_id: canonical, ...claim }, actor, { verified: true, awaitingApproval: approval === 1 });
-    // An erasure ends the person's sessions: one is issued only if the erasure did not complete (to follow its run).
-    const erasure = type === 'erasure';
-    const issued = erasure ? null : await issueSession();
+    // No session for an erasure: it ends the person's sessions, and one issued after a run that erased and then failed
+    // (a refused notice) would let the erased person's profile gather consent again.
+    const session = type === 'erasure' ? null : await issueSession();
     // The run issues (and mails) the download link of an access or portability request; the view shows its expiry.
     const done = approval === 1 ? { row: moved } : await this.#runNow(moved, actor);
-    const session = erasure && done.row.state !== 'completed' ? await issueSession() : issued;
     const answer: VerifyAnswer = { request: this.#view(done.row, this.#now()), duplicate: false, session };
     if (done.download) answer.download = done.download;
     return answer;
@@ -686,13 +686,28 @@ export class RightsRequests {
         // A run cut off after the erasure committed is not redone: the erasure's own row says it was (finished at start).
         let certificate = await deps.erasure.certificate(row.id);
         if (!certificate) {
-          const subject = await deps.erasure.findSubject({ profileId });
+          // Erased meanwhile by another request of theirs (two verified at once): that erasure stands for this one, whose
+          // sealed address goes as on completion (the other request sends the notice).
+          const erasedMeanwhile = async () => {
+            await this.#shredAddress(row, actor);
+            return { outcome: { erased: false, reason: 'already_erased' }, partial: false };
+          };
+          const subject = await deps.erasure.findSubject({ profileId }).catch((error: unknown) => {
+            if (isCandorError(error, 'RIGHTS_SUBJECT_ERASED')) return 'erased' as const;
+            throw error;
+          });
+          if (subject === 'erased') return erasedMeanwhile();
           if (!subject) {
             // Nothing to erase: the sealed address goes as on completion (the run's end clears the ciphertext).
             await this.#shredAddress(row, actor);
             return { outcome: { erased: false, reason: 'nothing_held' }, partial: false };
           }
-          certificate = await deps.erasure.erase(subject, { requestId: row.id }, actor);
+          try {
+            certificate = await deps.erasure.erase(subject, { requestId: row.id }, actor);
+          } catch (error) {
+            if (isCandorError(error, 'RIGHTS_SUBJECT_ERASED')) return erasedMeanwhile();
+            throw error;
+          }
           for (const id of subject.profileIds) await deps.subjectSessions.revokeAll(id);
         }
         if (email !== null) {
@@ -903,7 +918,12 @@ export class RightsRequests {
   async retry(requestId: string, actor: Actor): Promise<RequestView> {
     const row = await this.#staffRow(requestId);
     // A denial whose notice was refused: the denial stands, only the notice is sent again.
-    if (row.state === 'denied' && row.last_error === DENIAL_NOT_SENT) return this.#view(await this.#tellDenial(row, actor, true), this.#now());
+    if (row.state === 'denied' && row.last_error === DENIAL_NOT_SENT) {
+      // Claimed first (compare-and-set on the attempt count): of retries sent at once, one sends the notice.
+      const claimed = { ...row, attempts: Number(row.attempts) + 1 };
+      if (!(await this.#repo.update(row.id, 'denied', { attempts: claimed.attempts }, null, Number(row.attempts)))) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
+      return this.#view(await this.#tellDenial(claimed, actor, true), this.#now());
+    }
     const open = row.state === 'in_progress' && Number(row.awaiting_approval) === 0;
     if (open && row.run_lease_until !== null && !this.#interrupted(row)) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
     const failed = open && (row.last_error !== null || this.#interrupted(row));

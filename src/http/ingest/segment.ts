@@ -173,10 +173,13 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
     }
     if (coding === 'identity') return payload;
     // The body limit applies to the inflated body; Fastify checks Content-Length against the bytes received.
-    // pipeline, not pipe: a body that does not inflate is an error on the inflating stream, which the body reader hears
-    // when it reads; a request answered without reading its body (an unsupported content type, a refused credential)
-    // has no reader, and an error nobody listens to would end the process.
-    const inflated = pipeline(payload, coding === 'gzip' ? createGunzip() : createInflate(), () => {}) as unknown as typeof payload & { receivedEncodedLength: number };
+    // A body that does not inflate (garbage, or cut short) is an error on the inflating stream, which the body reader
+    // hears when it reads. A request answered without reading its body (an unsupported content type, a refused
+    // credential) has no reader, and an error nobody listens to would end the process: the inflater keeps a listener of
+    // its own for as long as it lives (pipeline's goes once the source has ended, before a cut-short body's error).
+    const inflater = coding === 'gzip' ? createGunzip() : createInflate();
+    inflater.on('error', () => {});
+    const inflated = pipeline(payload, inflater, () => {}) as unknown as typeof payload & { receivedEncodedLength: number };
     inflated.receivedEncodedLength = 0;
     payload.on('data', (chunk: Buffer) => {
       inflated.receivedEncodedLength += chunk.length;

@@ -54,6 +54,8 @@ const RESUME_BATCH = 1000;
 const EMAIL_CONTEXT = 'rights.requests.email';
 /** The lastError of a denied request whose notice the mail server refused (retry() sends it again). */
 const DENIAL_NOT_SENT = 'RIGHTS_MAIL_FAILED';
+/** lastError of a denial whose notice a retry is sending again (a claim; a crash leaves it, retried a lease later). */
+const DENIAL_SENDING = 'RIGHTS_MAIL_SENDING';
 const PAYLOAD_CONTEXT = 'rights.requests.payload';
 
 /** What a request looks like to its subject and to staff: ids, states, dates and codes, never personal values. */
@@ -918,12 +920,17 @@ export class RightsRequests {
   async retry(requestId: string, actor: Actor): Promise<RequestView> {
     const row = await this.#staffRow(requestId);
     // A denial whose notice was refused: the denial stands, only the notice is sent again.
-    if (row.state === 'denied' && row.last_error === DENIAL_NOT_SENT) {
-      // Claimed first (compare-and-set on the attempt count): of retries sent at once, one sends the notice.
-      const claimed = { ...row, attempts: Number(row.attempts) + 1 };
-      if (!(await this.#repo.update(row.id, 'denied', { attempts: claimed.attempts }, null, Number(row.attempts)))) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
+    // A denial whose notice was refused (or whose re-send was cut off by a crash a lease ago): sent again.
+    const stuckSending = row.last_error === DENIAL_SENDING && Date.parse(row.updated_at) + this.#leaseMs <= this.#now().getTime();
+    if (row.state === 'denied' && (row.last_error === DENIAL_NOT_SENT || stuckSending)) {
+      // Claimed first (compare-and-set on the attempt count, marked as being sent): of retries sent at once, one sends
+      // the notice; the others, and any that reads the row while it is sent, find nothing to retry.
+      const claimed = { ...row, attempts: Number(row.attempts) + 1, last_error: DENIAL_SENDING, updated_at: this.#now().toISOString() };
+      const won = await this.#repo.update(row.id, 'denied', { attempts: claimed.attempts, last_error: DENIAL_SENDING, updated_at: claimed.updated_at }, null, Number(row.attempts));
+      if (!won) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
       return this.#view(await this.#tellDenial(claimed, actor, true), this.#now());
     }
+    if (row.state === 'denied' && row.last_error === DENIAL_SENDING) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
     const open = row.state === 'in_progress' && Number(row.awaiting_approval) === 0;
     if (open && row.run_lease_until !== null && !this.#interrupted(row)) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
     const failed = open && (row.last_error !== null || this.#interrupted(row));

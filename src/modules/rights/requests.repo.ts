@@ -139,6 +139,9 @@ export const RIGHTS_REQUEST_MIGRATIONS: readonly ModuleMigration[] = [
 export const OPEN_STATES = ['received', 'verifying', 'in_progress'] as const;
 
 /** Every SQL statement on the request tables. */
+/** Ids per `in` list: well under the parameter limits of both databases. */
+const CHUNK = 256;
+
 export class RequestsRepo {
   readonly #db: Kysely<RequestsTables>;
 
@@ -223,6 +226,25 @@ export class RequestsRepo {
     return this.#db.selectFrom('rights_requests').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('received_at', 'desc').orderBy('id', 'desc').limit(500).execute();
   }
 
+  /** Every request of these profiles, oldest first (a person's export: no limit). */
+  async allOfProfiles(profileIds: readonly string[]): Promise<RequestRow[]> {
+    const out: RequestRow[] = [];
+    for (let i = 0; i < profileIds.length; i += CHUNK) {
+      out.push(...(await this.#db.selectFrom('rights_requests').selectAll().where('profile_id', 'in', profileIds.slice(i, i + CHUNK)).execute()));
+    }
+    return out.sort((a, b) => (a.received_at < b.received_at ? -1 : a.received_at > b.received_at ? 1 : a.id < b.id ? -1 : 1));
+  }
+
+  /** The events of these requests, each request's in order. */
+  async eventsOf(requestIds: readonly string[]): Promise<Map<string, RequestEventRow[]>> {
+    const out = new Map<string, RequestEventRow[]>();
+    for (let i = 0; i < requestIds.length; i += CHUNK) {
+      const rows = await this.#db.selectFrom('rights_request_events').selectAll().where('request_id', 'in', requestIds.slice(i, i + CHUNK)).orderBy('at').orderBy('id').execute();
+      for (const row of rows) out.set(row.request_id, [...(out.get(row.request_id) ?? []), row]);
+    }
+    return out;
+  }
+
   /** The ids of every request of these profiles. */
   async idsOfProfiles(profileIds: readonly string[]): Promise<string[]> {
     if (profileIds.length === 0) return [];
@@ -284,6 +306,29 @@ export class RequestsRepo {
       out.push(Number(row?.n ?? 0));
     }
     return out;
+  }
+
+  /** Forgets the starts counted under these keys. */
+  async deleteStarts(keys: readonly string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += CHUNK) await this.#db.deleteFrom('rights_rate_events').where('key', 'in', keys.slice(i, i + CHUNK)).execute();
+  }
+
+  /** How many starts are older than `cutoff`. */
+  async countStartsBefore(cutoff: string): Promise<number> {
+    const row = await this.#db.selectFrom('rights_rate_events').select((eb) => eb.fn.countAll<number>().as('n')).where('at', '<', cutoff).executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
+  /** Deletes the starts older than `cutoff`, about `batchSize` at a time; how many. */
+  async deleteStartsBefore(cutoff: string, batchSize: number): Promise<number> {
+    let count = 0;
+    for (;;) {
+      // The rows have no id: a batch is every expired start up to the batch's last time (ties go with it).
+      const last = await this.#db.selectFrom('rights_rate_events').select('at').where('at', '<', cutoff).orderBy('at').offset(batchSize - 1).limit(1).executeTakeFirst();
+      const result = await this.#db.deleteFrom('rights_rate_events').where('at', '<', cutoff).where('at', '<=', last?.at ?? cutoff).executeTakeFirst();
+      count += Number(result.numDeletedRows);
+      if (!last) return count;
+    }
   }
 
   /** Records an accepted start under each key, and forgets starts older than `since` (they say nothing any more). */

@@ -368,7 +368,7 @@ export class RightsRequests {
     const members = await this.#deps.identity.members(profileId);
     const now = this.#now();
     const earlier = await this.#repo.earlier(members, type, new Date(now.getTime() - DUPLICATE_WINDOW_MS).toISOString(), '');
-    if (earlier) return { request: this.#view(earlier, now), duplicate: true, next: 'none' };
+    if (earlier) return { request: requestView(earlier, now), duplicate: true, next: 'none' };
     const row = this.#newRow(type, jurisdiction, 'session', now);
     row.profile_id = profileId;
     row.subject = this.#deps.keyring.pseudonym('subject', profileId);
@@ -395,7 +395,7 @@ export class RightsRequests {
     await this.#audit(actor, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'session' });
     if (code !== undefined && email !== undefined) await this.#mail(email, row, 'code', code);
     const current = row.state === 'in_progress' && row.awaiting_approval === 0 ? (await this.#runNow(row, actor)).row : row;
-    return { request: this.#view(current, this.#now()), duplicate: false, next: row.state === 'verifying' ? 'verify' : 'none' };
+    return { request: requestView(current, this.#now()), duplicate: false, next: row.state === 'verifying' ? 'verify' : 'none' };
   }
 
   /** An address given with a session must be one the person is known by (RIGHTS_SECOND_FACTOR_INVALID otherwise). */
@@ -463,7 +463,7 @@ export class RightsRequests {
       await this.#move(row, 'denied', { verified_at: now.toISOString(), code_hash: null, denial_reason: 'duplicate', duplicate_of: earlier.id, completed_at: now.toISOString(), ...this.#noAddress(row) }, actor, { duplicateOf: earlier.id });
       await this.#shredAddress(row, actor);
       // No session for an erasure: the earlier one ends the person's sessions (or already did).
-      return { request: this.#view(earlier, now), duplicate: true, session: type === 'erasure' ? null : await issueSession() };
+      return { request: requestView(earlier, now), duplicate: true, session: type === 'erasure' ? null : await issueSession() };
     }
     const approval = NEEDS_APPROVAL.has(type) ? 1 : 0;
     const claim = approval === 1 ? {} : this.#claim(row);
@@ -473,7 +473,7 @@ export class RightsRequests {
     const session = type === 'erasure' ? null : await issueSession();
     // The run issues (and mails) the download link of an access or portability request; the view shows its expiry.
     const done = approval === 1 ? { row: moved } : await this.#runNow(moved, actor);
-    const answer: VerifyAnswer = { request: this.#view(done.row, this.#now()), duplicate: false, session };
+    const answer: VerifyAnswer = { request: requestView(done.row, this.#now()), duplicate: false, session };
     if (done.download) answer.download = done.download;
     return answer;
   }
@@ -804,12 +804,12 @@ export class RightsRequests {
   async mine(profileId: string): Promise<RequestView[]> {
     const canonical = (await this.#deps.identity.canonical(profileId)) ?? profileId;
     const now = this.#now();
-    return (await this.#repo.ofProfiles(await this.#deps.identity.members(canonical))).map((r) => this.#view(r, now));
+    return (await this.#repo.ofProfiles(await this.#deps.identity.members(canonical))).map((r) => requestView(r, now));
   }
 
   /** One request of the person behind a session; RIGHTS_REQUEST_NOT_FOUND for anyone else's, as for an unknown id. */
   async mineOne(profileId: string, requestId: string): Promise<RequestView> {
-    return this.#view(await this.#own(profileId, requestId), this.#now());
+    return requestView(await this.#own(profileId, requestId), this.#now());
   }
 
   async #own(profileId: string, requestId: string): Promise<RequestRow> {
@@ -855,7 +855,7 @@ export class RightsRequests {
     const now = this.#now();
     // By default also the denials whose notice was refused: staff have to send it again (retry).
     const rows = await this.#repo.queue(options.states ?? OPEN_STATES, options.limit ?? 500, options.states === undefined ? DENIAL_NOT_SENT : undefined);
-    return rows.map((r) => this.#view(r, now, options.soonDays)).filter((v) => options.due === undefined || v.clock === options.due);
+    return rows.map((r) => requestView(r, now, options.soonDays)).filter((v) => options.due === undefined || v.clock === options.due);
   }
 
   /**
@@ -870,7 +870,7 @@ export class RightsRequests {
     if (!row) throw new CandorError('RIGHTS_REQUEST_NOT_FOUND');
     const events = await this.#repo.events(requestId);
     return {
-      ...this.#view(row, this.#now()),
+      ...requestView(row, this.#now()),
       subject: row.subject,
       ...(row.type === 'rectification' ? { changes: await this.#proposed(row, options.decrypt) } : {}),
       events: events.map((e) => ({ at: e.at, from: e.from_state, to: e.to_state, actor: e.actor, role: e.role, detail: JSON.parse(e.detail) as unknown })),
@@ -909,7 +909,7 @@ export class RightsRequests {
     const row = await this.#staffRow(requestId);
     if (row.state !== 'in_progress' || Number(row.awaiting_approval) !== 1) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'not_awaiting_approval' });
     const approved = await this.#move(row, 'in_progress', { awaiting_approval: 0, ...this.#claim(row) }, actor, { approved: true }, Number(row.attempts));
-    return this.#view((await this.#runNow(approved, actor)).row, this.#now());
+    return requestView((await this.#runNow(approved, actor)).row, this.#now());
   }
 
   /**
@@ -928,7 +928,7 @@ export class RightsRequests {
       const claimed = { ...row, attempts: Number(row.attempts) + 1, last_error: DENIAL_SENDING, updated_at: this.#now().toISOString() };
       const won = await this.#repo.update(row.id, 'denied', { attempts: claimed.attempts, last_error: DENIAL_SENDING, updated_at: claimed.updated_at }, null, Number(row.attempts));
       if (!won) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
-      return this.#view(await this.#tellDenial(claimed, actor, true), this.#now());
+      return requestView(await this.#tellDenial(claimed, actor, true), this.#now());
     }
     if (row.state === 'denied' && row.last_error === DENIAL_SENDING) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
     const open = row.state === 'in_progress' && Number(row.awaiting_approval) === 0;
@@ -936,7 +936,7 @@ export class RightsRequests {
     const failed = open && (row.last_error !== null || this.#interrupted(row));
     if (!failed && row.state !== 'partially_completed') throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'nothing_to_retry' });
     const claimed = await this.#move(row, 'in_progress', this.#claim(row), actor, { retry: true }, Number(row.attempts));
-    return this.#view((await this.#runNow(claimed, actor)).row, this.#now());
+    return requestView((await this.#runNow(claimed, actor)).row, this.#now());
   }
 
   /**
@@ -950,7 +950,7 @@ export class RightsRequests {
     if (row.state === 'in_progress' && row.run_lease_until !== null && !this.#interrupted(row)) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'running' });
     // A failed run's error is in its events; on a denied request lastError speaks of the denial's notice only.
     const denied = await this.#move(row, 'denied', { denial_reason: reason, code_hash: null, completed_at: this.#now().toISOString(), run_lease_until: null, last_error: null }, actor, { denied: true });
-    return this.#view(await this.#tellDenial(denied, actor, false), this.#now());
+    return requestView(await this.#tellDenial(denied, actor, false), this.#now());
   }
 
   /**
@@ -996,7 +996,7 @@ export class RightsRequests {
     const ok = await this.#repo.update(row.id, row.state, { due_at: dueAt, extended_at: extended.extended_at, extension_reason: reason, updated_at: now.toISOString() }, this.#event(row.id, row.state as RequestState, row.state as RequestState, actor, { extendedTo: dueAt }));
     if (!ok) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'changed_meanwhile' });
     await this.#audit(actor, 'rights.request.extend', extended, { dueAt, noticeSent: true });
-    return this.#view(extended, now);
+    return requestView(extended, now);
   }
 
   /** The erasure certificate of a request, or RIGHTS_REQUEST_NOT_FOUND. */
@@ -1022,30 +1022,31 @@ export class RightsRequests {
     }
     return closed;
   }
+}
 
-  #view(row: RequestRow, now: Date, soonDays?: number): RequestView {
-    const state = row.state as RequestState;
-    const open = (OPEN_STATES as readonly string[]).includes(state);
-    return {
-      id: row.id,
-      type: row.type as RequestType,
-      jurisdiction: row.jurisdiction as Jurisdiction,
-      state,
-      receivedAt: row.received_at,
-      dueAt: row.due_at,
-      acknowledgeBy: row.acknowledge_by,
-      acknowledgedAt: row.acknowledged_at,
-      extended: row.extended_at !== null,
-      clock: open ? clockStatus(row.due_at, now, soonDays) : null,
-      verifiedAt: row.verified_at,
-      awaitingApproval: Number(row.awaiting_approval) === 1,
-      attempts: Number(row.attempts),
-      lastError: row.last_error,
-      denialReason: row.denial_reason,
-      duplicateOf: row.duplicate_of,
-      outcome: parseJson(row.outcome),
-      downloadExpiresAt: row.download_expires_at,
-      completedAt: row.completed_at,
-    };
-  }
+/** A request as staff and its subject see it (no address, payload, code or link digest); `clock` for open ones. */
+export function requestView(row: RequestRow, now: Date, soonDays?: number): RequestView {
+  const state = row.state as RequestState;
+  const open = (OPEN_STATES as readonly string[]).includes(state);
+  return {
+    id: row.id,
+    type: row.type as RequestType,
+    jurisdiction: row.jurisdiction as Jurisdiction,
+    state,
+    receivedAt: row.received_at,
+    dueAt: row.due_at,
+    acknowledgeBy: row.acknowledge_by,
+    acknowledgedAt: row.acknowledged_at,
+    extended: row.extended_at !== null,
+    clock: open ? clockStatus(row.due_at, now, soonDays) : null,
+    verifiedAt: row.verified_at,
+    awaitingApproval: Number(row.awaiting_approval) === 1,
+    attempts: Number(row.attempts),
+    lastError: row.last_error,
+    denialReason: row.denial_reason,
+    duplicateOf: row.duplicate_of,
+    outcome: parseJson(row.outcome),
+    downloadExpiresAt: row.download_expires_at,
+    completedAt: row.completed_at,
+  };
 }

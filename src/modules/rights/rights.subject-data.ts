@@ -8,7 +8,8 @@ import { subtractDuration } from '../../shared/duration.ts';
 import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, RetentionHandler, RetentionRule, SubjectDataHandler, SweepCount, SweepOptions } from '../../shared/subject-data.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { Keyring } from '../crypto/index.ts';
-import type { RequestEventRow, RequestRow, RequestsTables } from './requests.repo.ts';
+import { RequestsRepo, type RequestsTables } from './requests.repo.ts';
+import { requestView, type RequestView } from './requests.ts';
 
 /** Why a person's request records stay after their erasure. */
 export const REQUESTS_KEPT_REASON =
@@ -43,40 +44,32 @@ export class RightsSubjectData implements SubjectDataHandler, RetentionHandler {
   readonly module = 'rights';
   readonly #deps: RightsSubjectDataDeps;
   readonly #db: Kysely<RequestsTables>;
+  readonly #repo: RequestsRepo;
 
   constructor(deps: RightsSubjectDataDeps) {
     this.#deps = deps;
     this.#db = deps.storage.db.withTables<RequestsTables>();
+    this.#repo = new RequestsRepo(deps.storage);
   }
 
   async export(subject: DataSubject): Promise<ExportSection> {
-    const rows = await this.#requests(subject.profileIds);
-    const events = await this.#events(rows.map((r) => r.id));
+    const rows = await this.#repo.allOfProfiles(subject.profileIds);
+    const events = await this.#repo.eventsOf(rows.map((r) => r.id));
+    const now = new Date();
     const requests = [];
     for (const row of rows) {
       const email = await this.#open(row.email, EMAIL_CONTEXT);
       const changes = await this.#open(row.payload, PAYLOAD_CONTEXT);
+      // The request as the person sees it in the privacy center, less its download link's expiry (the link is no
+      // data about them), with what only the archive gives.
+      const view: Partial<RequestView> = requestView(row, now);
+      delete view.downloadExpiresAt;
       requests.push({
-        id: row.id,
-        type: row.type,
-        jurisdiction: row.jurisdiction,
+        ...view,
         channel: row.channel,
         profileId: row.profile_id,
-        state: row.state,
-        receivedAt: row.received_at,
-        acknowledgeBy: row.acknowledge_by,
-        acknowledgedAt: row.acknowledged_at,
-        dueAt: row.due_at,
         extendedAt: row.extended_at,
         extensionReason: row.extension_reason,
-        verifiedAt: row.verified_at,
-        awaitingApproval: Number(row.awaiting_approval) === 1,
-        attempts: Number(row.attempts),
-        lastError: row.last_error,
-        denialReason: row.denial_reason,
-        duplicateOf: row.duplicate_of,
-        outcome: row.outcome === null ? null : (JSON.parse(row.outcome) as unknown),
-        completedAt: row.completed_at,
         updatedAt: row.updated_at,
         email: email.value,
         emailState: email.state,
@@ -119,12 +112,11 @@ export class RightsSubjectData implements SubjectDataHandler, RetentionHandler {
   /** Deletes the rate limit's start counts of the addresses on the person's requests, while their keys still exist. */
   async afterErase(subject: DataSubject): Promise<void> {
     const keys = new Set<string>();
-    for (const row of await this.#requests(subject.profileIds)) {
+    for (const row of await this.#repo.allOfProfiles(subject.profileIds)) {
       const email = await this.#open(row.email, EMAIL_CONTEXT);
       if (email.value !== null) keys.add(`id:${this.#deps.keyring.pseudonym('rights.rate', email.value)}`);
     }
-    const all = [...keys];
-    for (let i = 0; i < all.length; i += CHUNK) await this.#db.deleteFrom('rights_rate_events').where('key', 'in', all.slice(i, i + CHUNK)).execute();
+    await this.#repo.deleteStarts([...keys]);
   }
 
   async rules(): Promise<readonly RetentionRule[]> {
@@ -145,19 +137,7 @@ export class RightsSubjectData implements SubjectDataHandler, RetentionHandler {
 
   async sweep(now: Date, options: SweepOptions): Promise<SweepCount[]> {
     const cutoff = subtractDuration(now, this.#period()).toISOString();
-    let count = 0;
-    if (options.dryRun) {
-      const row = await this.#db.selectFrom('rights_rate_events').select((eb) => eb.fn.countAll<number>().as('n')).where('at', '<', cutoff).executeTakeFirst();
-      count = Number(row?.n ?? 0);
-    } else {
-      for (;;) {
-        // The rows have no id: a batch is every expired start up to the batch's last time (ties go with it).
-        const last = await this.#db.selectFrom('rights_rate_events').select('at').where('at', '<', cutoff).orderBy('at').offset(options.batchSize - 1).limit(1).executeTakeFirst();
-        const result = await this.#db.deleteFrom('rights_rate_events').where('at', '<', cutoff).where('at', '<=', last?.at ?? cutoff).executeTakeFirst();
-        count += Number(result.numDeletedRows);
-        if (!last) break;
-      }
-    }
+    const count = options.dryRun ? await this.#repo.countStartsBefore(cutoff) : await this.#repo.deleteStartsBefore(cutoff, options.batchSize);
     return [{ rule: RATE_EVENTS_RULE, store: 'rights_rate_events', category: 'user.unique_id.pseudonymous', count }];
   }
 
@@ -165,23 +145,6 @@ export class RightsSubjectData implements SubjectDataHandler, RetentionHandler {
   #period(): string {
     const seconds = Math.max(1, Math.ceil(this.#deps.rateWindowMs / 1000));
     return seconds % 3600 === 0 ? `PT${seconds / 3600}H` : `PT${seconds}S`;
-  }
-
-  async #requests(profileIds: readonly string[]): Promise<RequestRow[]> {
-    const out: RequestRow[] = [];
-    for (let i = 0; i < profileIds.length; i += CHUNK) {
-      out.push(...(await this.#db.selectFrom('rights_requests').selectAll().where('profile_id', 'in', profileIds.slice(i, i + CHUNK)).execute()));
-    }
-    return out.sort((a, b) => (a.received_at < b.received_at ? -1 : a.received_at > b.received_at ? 1 : a.id < b.id ? -1 : 1));
-  }
-
-  async #events(requestIds: readonly string[]): Promise<Map<string, RequestEventRow[]>> {
-    const out = new Map<string, RequestEventRow[]>();
-    for (let i = 0; i < requestIds.length; i += CHUNK) {
-      const rows = await this.#db.selectFrom('rights_request_events').selectAll().where('request_id', 'in', requestIds.slice(i, i + CHUNK)).orderBy('at').orderBy('id').execute();
-      for (const row of rows) out.set(row.request_id, [...(out.get(row.request_id) ?? []), row]);
-    }
-    return out;
   }
 
   /** Decrypts a sealed value; `shredded` once its key is destroyed (after an erasure, or an erasure request's notice). */

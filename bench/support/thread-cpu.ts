@@ -7,6 +7,8 @@
 // server (after those of `npm start`) and CHILD_OUT=file keeps what the server prints (such as the GC trace);
 // BENCH_CONN=n measures with n connections instead of 16; BENCH_PREFILL=n stores n events (of the same 2,000 people, over
 // the last 90 days, straight into collect_events) before the server starts, to measure against a grown store.
+// STRACE_PAGES=file records the server's pwrite64 calls with their first four bytes (a WAL frame header's page number)
+// and BENCH_KEEP=1 keeps the data directory: bench/support/wal-pages.ts then tells which table or index each page is.
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
@@ -96,7 +98,8 @@ try {
   const batchBody = () => ({ body: JSON.stringify({ batch: Array.from({ length: 100 }, () => makeEvent(random, USERS)) }), events: 100 });
   await load({ url: `${url}/v1/batch`, headers, concurrency: 16, seconds: 2, makeBody: batchBody });
   await load({ url: `${url}${path}`, headers, concurrency: 16, seconds: 1, makeBody });
-  const tracer = process.env.STRACE ? spawn('strace', ['-c', '-f', '-o', process.env.STRACE, '-p', String(child.pid)], { stdio: 'ignore' }) : undefined;
+  const traceArgs = process.env.STRACE_PAGES ? ['-f', '-e', 'trace=pwrite64', '-s', '4', '-xx', '-o', process.env.STRACE_PAGES] : ['-c', '-f', '-o', process.env.STRACE ?? ''];
+  const tracer = process.env.STRACE || process.env.STRACE_PAGES ? spawn('strace', [...traceArgs, '-p', String(child.pid)], { stdio: 'ignore' }) : undefined;
   const before = threads(child.pid as number);
   const result = await load({ url: `${url}${path}`, headers, concurrency: Number(process.env.BENCH_CONN ?? 16), seconds, makeBody });
   const after = threads(child.pid as number);
@@ -123,5 +126,6 @@ try {
   child.kill('SIGTERM');
   await new Promise((resolve) => child.once('exit', resolve));
 } finally {
-  await where.drop();
+  if (process.env.BENCH_KEEP) console.log(`kept: ${where.dataDir}`);
+  else await where.drop();
 }

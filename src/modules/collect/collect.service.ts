@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ErrorCode } from '../../shared/error-codes.ts';
 import type { Actor } from '../../shared/actor.ts';
+import type { Logger } from '../../shared/logger.ts';
 import { sortableId } from '../../shared/random.ts';
 import { DeferredConflict, type DeferredTx, type DeferredWrites, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
@@ -85,6 +86,11 @@ interface Pending {
   consentVersion: number;
   /** The stored form, made ahead of the group commit for the person the gate saw (see #seal). */
   sealed?: Sealed | undefined;
+  /**
+   * Set when a message with a GPC signal was refused before resolution linked it (#regateBeforeLinking): the person the
+   * gate saw (null: nobody known), whose opt-out is recorded after the commit as for a message refused at the gate.
+   */
+  gpcRefusedFor?: string | null;
 }
 
 /** What a stored event's row holds of a message: its purposes and plain part as JSON, its personal part sealed. */
@@ -102,6 +108,8 @@ export interface CollectDeps {
   consent: Consent;
   identity: Identity;
   profiles: Profiles;
+  /** Where a failure that is answered but not thrown is told (a GPC opt-out of refused messages not recorded). */
+  logger?: Logger;
 }
 
 const day = (iso: string) => iso.slice(0, 10);
@@ -195,7 +203,7 @@ export class Collector {
     await consent.load(known.filter((id): id is string => id !== null));
 
     const pending: Pending[] = [];
-    const refusedGpc: { index: number; profileId: string; resolve: ResolveItem }[] = [];
+    const refusedGpc: { index: number; profileId: string | null; resolve: ResolveItem }[] = [];
     const consentVersion = consent.stateVersion;
     accepted.forEach((item, i) => {
       if (suppressed[i]) {
@@ -244,6 +252,9 @@ export class Collector {
     const committed = this.#commit.submit(pending, context.client);
     handOver();
     for (const result of await committed) results[result.index] = result;
+    for (const p of pending) {
+      if (p.gpcRefusedFor !== undefined && results[p.index]?.status === 'refused') refusedGpc.push({ index: p.index, profileId: p.gpcRefusedFor, resolve: p.resolve });
+    }
     const gpcNotRecorded = new Set((await this.#recordRefusedGpc(refusedGpc, context)) ? [] : refusedGpc.map((r) => r.index));
     const answered = results.map((r, index): ItemResult => r ?? { index, messageId: undefined, status: 'invalid', code: 'INTERNAL_ERROR' });
     for (const { index, message } of accepted) {
@@ -256,19 +267,21 @@ export class Collector {
   }
 
   /**
-   * A GPC signal on messages refused at the gate is recorded all the same for the known people they were about, and for
-   * every other profile one of their identifiers belongs to (as for stored messages). Whether it was recorded (when it
-   * was not, their answers do not say the signal was honoured; the refusals stand).
+   * A GPC signal on refused messages (at the gate, or before resolution linked them) is recorded all the same for the
+   * known people they were about, and for every other profile one of their identifiers belongs to (as for stored
+   * messages). Whether it was recorded (when it was not, their answers do not say the signal was honoured, the failure
+   * is logged, and the refusals stand).
    */
-  async #recordRefusedGpc(refused: readonly { profileId: string; resolve: ResolveItem }[], context: IngestContext): Promise<boolean> {
+  async #recordRefusedGpc(refused: readonly { profileId: string | null; resolve: ResolveItem }[], context: IngestContext): Promise<boolean> {
     if (refused.length === 0) return true;
     const { consent, identity, storage } = this.#deps;
     try {
-      const profiles = new Set(refused.map((r) => r.profileId));
+      const profiles = new Set(refused.flatMap((r) => (r.profileId === null ? [] : [r.profileId])));
       for (const owners of await identity.ownersOf(storage.raw, refused.map((r) => r.resolve))) for (const owner of owners) profiles.add(owner);
-      await consent.recordGpc([...profiles], { source: context.source }, context.actor);
+      if (profiles.size > 0) await consent.recordGpc([...profiles], { source: context.source }, context.actor);
       return true;
-    } catch {
+    } catch (err) {
+      this.#deps.logger?.warn({ err, source: context.source, messages: refused.length }, 'GPC opt-out of refused messages not recorded');
       return false;
     }
   }
@@ -500,7 +513,12 @@ export class Collector {
             await consent.load(error.load);
             for (const id of error.load) fresh.add(id);
           }
-          for (const p of error.refused) this.#refuseMoved(p, regated, results);
+          for (const p of error.refused) {
+            // Its resolution is rolled back with the transaction: its GPC signal is recorded after the commit, as for a
+            // message refused at the gate (#recordRefusedGpc).
+            if (p.gpc) p.gpcRefusedFor = p.gatedFor;
+            this.#refuseMoved(p, regated, results);
+          }
           remaining = remaining.filter((p) => !error.refused.has(p));
         }
       }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
+import { after, before, it, mock } from 'node:test';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
@@ -61,10 +61,19 @@ describeEachDialect('GPC on a refused message', (dialect) => {
       await sql`CREATE FUNCTION test_audit_fails() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$`.execute(db);
       await sql`CREATE TRIGGER test_audit_fails BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION test_audit_fails()`.execute(db);
     }
+    const warned: unknown[][] = [];
+    const warn = mock.method(ctx.kernel.logger, 'warn', (...args: unknown[]) => {
+      warned.push(args);
+    });
     try {
       const response = await send('/v1/track', { userId: 'gpc-ref-2', event: 'Product Viewed', properties: { product_id: 'p1' } }, { 'sec-gpc': '1' });
       assert.deepEqual(answer(response).results.map((r) => [r.status, r.gpcHonoured]), [['refused', undefined]]);
+      // The failure is not lost: the operator is told (with no personal data: the source and how many messages).
+      const logged = warned.find((args) => args[1] === 'GPC opt-out of refused messages not recorded');
+      assert.ok(logged, JSON.stringify(warned.map((args) => args[1])));
+      assert.deepEqual([(logged[0] as { source: string }).source, (logged[0] as { messages: number }).messages], ['web', 1]);
     } finally {
+      warn.mock.restore();
       if (dialect === 'sqlite') await sql`DROP TRIGGER test_audit_fails`.execute(db);
       else {
         await sql`DROP TRIGGER test_audit_fails ON audit_log`.execute(db);
@@ -72,5 +81,19 @@ describeEachDialect('GPC on a refused message', (dialect) => {
       }
     }
     assert.equal((await ctx.kernel.consent.state(person))[TARGETED]?.state, 'given');
+  });
+
+  it('records the opt-out for the person the gate saw when the message is refused only once resolution moved it', async () => {
+    // The device's person gave everything; a new user id on that device would become a profile of its own (one user id
+    // per profile), which has no consent: the message is refused before resolution links anything.
+    const given = { [TARGETED]: 'given', 'analytics.reporting': 'given', 'personalize.profiling': 'given' };
+    assert.equal((await send('/v1/consent', { userId: 'gpc-ref-3', anonymousId: 'gpc-ref-3-device', purposes: given, mechanism: 'banner_save' })).statusCode, 200);
+    const person = await profileOf('user_id', 'gpc-ref-3');
+    const response = await send('/v1/identify', { anonymousId: 'gpc-ref-3-device', userId: 'gpc-ref-3-other', messageId: 'gpc-ref-3-m1' }, { 'sec-gpc': '1' });
+    assert.deepEqual(answer(response).results.map((r) => [r.status, r.code, r.gpcHonoured]), [['refused', 'COLLECT_NO_LAWFUL_BASIS', true]]);
+    assert.equal(await profileOf('user_id', 'gpc-ref-3-other'), null, 'nothing was linked');
+    const state = await ctx.kernel.consent.state(person);
+    assert.deepEqual([state[TARGETED]?.state, state[TARGETED]?.gpc, state[TARGETED]?.allowed], ['refused', true, false]);
+    assert.equal(state['analytics.reporting']?.allowed, true, 'other purposes go on');
   });
 });

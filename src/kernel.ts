@@ -129,6 +129,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       consent,
       data: {
         people: () => identity.groups(),
+        membership: (ids) => identity.membership(ids),
         orders: (ids, purpose) => collect.ordersFor(ids, purpose),
         activity: (ids, purpose) => collect.activityFor(ids, purpose),
         // A category the taxonomy does not know is treated as protected: never a feature by accident.
@@ -144,7 +145,8 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     // are ingested, so their scores are reconciled in the background, as after a consent change (a scoring run's save
     // may hold the scoring lock; per-person reads already answer for the merged person's consent meanwhile). A clean-up
     // that fails is logged, not retried with the merge: the next full run forgets the merged-away profile's row, since
-    // it scores canonical profiles only (Scoring.saveRun forgets rows it does not write again). An unmerge
+    // it scores canonical profiles only (Scoring.saveRun forgets rows it does not write again); a merge or unmerge that
+    // commits while a run reads and saves is applied by that run after its save (Scoring #followMembership). An unmerge
     // removes both profiles' scores and statistics at once (each was computed with the other's data; both are scored
     // at the next run).
     identity.onMerge(async (merge) => {

@@ -206,6 +206,17 @@ export class IdentityRepo {
     return found;
   }
 
+  /** These profiles as they are now (those an erasure deleted do not appear): each with the profile it was merged into. */
+  async profilesIn(tx: SqlExecutor, profileIds: readonly string[]): Promise<Pick<ProfileRow, 'id' | 'merged_into'>[]> {
+    const rows: Pick<ProfileRow, 'id' | 'merged_into'>[] = [];
+    for (let i = 0; i < profileIds.length; i += MAX_LIST) {
+      const list = padded(profileIds.slice(i, i + MAX_LIST));
+      const text = this.#text(`profiles-in:${list.length}`, () => this.#db.selectFrom('identity_profiles').select(['id', 'merged_into']).where('id', 'in', this.#idList(list.length)).compile());
+      rows.push(...(await this.#all<Pick<ProfileRow, 'id' | 'merged_into'>>(tx, text, list)));
+    }
+    return rows;
+  }
+
   /** Serializes identity writers across processes on PostgreSQL (SQLite's write transaction already does). */
   async lockForWrite(tx: SqlExecutor): Promise<void> {
     if (this.#storage.dialect !== 'postgres') return;

@@ -578,6 +578,21 @@ export class Identity {
     if (chunk.length > 0) yield chunk;
   }
 
+  /**
+   * For each of these profiles, as committed now: its canonical profile (itself unless merged; null once erased) and,
+   * when it is canonical, the profiles merged into it. Jobs that read people earlier (scoring) check with it that a
+   * merge or unmerge did not commit meanwhile.
+   */
+  async membership(profileIds: readonly string[]): Promise<Map<string, { canonical: string | null; members: string[] }>> {
+    const unique = [...new Set(profileIds)];
+    const out = new Map<string, { canonical: string | null; members: string[] }>(unique.map((id) => [id, { canonical: null, members: [] }]));
+    const rows = await this.#repo.profilesIn(this.#storage.raw, unique);
+    for (const row of rows) (out.get(row.id) as { canonical: string | null }).canonical = row.merged_into ?? row.id;
+    const canonicals = rows.filter((r) => r.merged_into === null).map((r) => r.id);
+    for (const row of await this.#repo.mergedInto(this.#storage.raw, canonicals)) out.get(row.merged_into)?.members.push(row.id);
+    return out;
+  }
+
   /** The canonical profile first, then every profile merged into it (oldest first); empty when unknown. */
   async members(profileId: string): Promise<string[]> {
     const canonical = await this.canonical(profileId);

@@ -148,6 +148,80 @@ describeEachDialect('scoring lineage: merges, unmerges, partial runs, concurrent
     await assertExact();
   });
 
+  /** The kernel's job, whose first read of orders (after it read who is profiled, with whom) runs `meanwhile` first. */
+  const runWith = async (meanwhile: () => Promise<void>) => {
+    const k = ctx.kernel;
+    let done = false;
+    const scoring = new Scoring({
+      storage: k.storage,
+      audit: k.audit,
+      consent: k.consent,
+      data: {
+        people: () => k.identity.groups(),
+        membership: (ids) => k.identity.membership(ids),
+        orders: async (ids, purpose) => {
+          if (!done) {
+            done = true;
+            await meanwhile();
+          }
+          return k.collect.ordersFor(ids, purpose);
+        },
+        activity: (ids, purpose) => k.collect.activityFor(ids, purpose),
+        isProtected: () => false,
+        isAuditAttribute: () => false,
+        auditGroups: async () => new Map(),
+      },
+    });
+    await scoring.run(CLI_ACTOR, { now });
+    assert.ok(done);
+  };
+
+  it('a merge that commits while a run reads is applied to what the run saves: one row for the person', async () => {
+    const device = uniqueId('anon');
+    const user = uniqueId('user');
+    const s = await customer({ anonymousId: device }, given, [260, 130, 45]);
+    const r = await customer({ userId: user }, given, [300, 80, 12]);
+    // The merge's own clean-up runs to its end before the run saves (it finds nothing of theirs to forget yet).
+    const original = ctx.kernel.scoring.merged.bind(ctx.kernel.scoring);
+    const cleanUps: Promise<number>[] = [];
+    const merged = mock.method(ctx.kernel.scoring, 'merged', (from: string, into: string) => {
+      const cleanUp = original(from, into);
+      cleanUps.push(cleanUp);
+      return cleanUp;
+    });
+    try {
+      await runWith(async () => {
+        await stored('/v1/identify', { userId: user, anonymousId: device, messageId: uniqueId('link'), traits: { country: 'DE' } });
+        assert.equal(await ctx.kernel.identity.canonical(s), r);
+        assert.equal(cleanUps.length, 1);
+        await Promise.all(cleanUps);
+      });
+    } finally {
+      merged.mock.restore();
+    }
+    assert.equal((await scored()).has(s), false, 'no row for the merged-away profile');
+    assert.ok((await scored()).has(r), 'the survivor keeps its row (both allow profiling)');
+    await assertExact();
+  });
+
+  it('an unmerge that commits while a run reads is applied to what the run saves: no row computed from both', async () => {
+    const device = uniqueId('anon');
+    const user = uniqueId('user');
+    const d = await customer({ anonymousId: device }, given, [270, 150, 70, 25]);
+    const u = await customer({ userId: user }, given, [320, 160]);
+    await stored('/v1/identify', { userId: user, anonymousId: device, messageId: uniqueId('link'), traits: { country: 'DE' } });
+    assert.equal(await ctx.kernel.identity.canonical(d), u);
+    await runWith(async () => {
+      const [merge] = await ctx.kernel.identity.merges(u);
+      // Its clean-up (awaited by unmerge) finds no row of theirs yet.
+      await ctx.kernel.identity.unmerge(u, merge?.mergeId as string, CLI_ACTOR);
+      assert.equal(await ctx.kernel.identity.canonical(d), d);
+    });
+    assert.equal((await ctx.kernel.scoring.scoresOf(u)).computedAt, null, 'no scores computed with the other person’s orders');
+    assert.equal((await ctx.kernel.scoring.scoresOf(d)).computedAt, null);
+    await assertExact();
+  });
+
   it('a partial run keeps the lineage of still-current models: a later withdrawal still decrements them', async () => {
     await ctx.kernel.scoring.run(CLI_ACTOR, { now });
     const bgnbd = (await ctx.kernel.scoring.models()).find((m) => m.kind === 'bgnbd')?.id;
@@ -192,6 +266,7 @@ describeEachDialect('scoring lineage: merges, unmerges, partial runs, concurrent
         consent: k.consent,
         data: {
           people: () => k.identity.groups(),
+          membership: (ids) => k.identity.membership(ids),
           orders: async (ids, purpose) => {
             if (!withdrawn) {
               withdrawn = true;
@@ -263,6 +338,7 @@ describeEachDialect('scoring lineage: merges, unmerges, partial runs, concurrent
         consent: k.consent,
         data: {
           people: () => k.identity.groups(),
+          membership: (ids) => k.identity.membership(ids),
           orders: (ids, purpose) => k.collect.ordersFor(ids, purpose),
           activity: async (ids, purpose) => {
             if (!waited) {

@@ -24,6 +24,8 @@ export const PROFILING_PURPOSES = ['personalize.profiling', 'marketing.advertisi
 export interface ScoringData {
   /** Every canonical profile with the profiles merged into it, in chunks. */
   people(): AsyncIterable<readonly { profileId: string; members: readonly string[] }[]>;
+  /** These profiles as committed now: each one's canonical profile (null once erased) and, if canonical, its members. */
+  membership(profileIds: readonly string[]): Promise<ReadonlyMap<string, { canonical: string | null; members: readonly string[] }>>;
   /** Orders of these profiles stored for `purpose` (time and order total, never personal fields). */
   orders(profileIds: readonly string[], purpose: string): Promise<readonly { profileId: string; occurredAt: string; total: number | null }[]>;
   /** Page views and product views of these profiles stored for `purpose` (times only). */
@@ -334,7 +336,7 @@ export class Scoring {
       }
     }
     options.onProgress?.(eligible.length, eligible.length, 'saving');
-    const numbered = await this.#save(fitted, scores, purposeOf);
+    const numbered = await this.#save(fitted, scores, purposeOf, new Map(eligible.map((p) => [p.profileId, p.members])));
     // The summary names the models as saved (skipped ones have no id).
     for (const m of report) Object.assign(m, numbered.get(m.id));
     const summary: RunSummary = {
@@ -371,7 +373,12 @@ export class Scoring {
    * right after it (a withdrawal's own forget waits for the save and sees its rows). Either way the count-based
    * models equal the fit without them. Answers the id and version each model was saved under.
    */
-  async #save(fitted: { row: ModelRow; stats: Map<string, number> }[], scores: ScoreRow[], purposeOf: Map<string, string>): Promise<ReadonlyMap<string, { id: string; version: number }>> {
+  async #save(
+    fitted: { row: ModelRow; stats: Map<string, number> }[],
+    scores: ScoreRow[],
+    purposeOf: Map<string, string>,
+    membersOf: ReadonlyMap<string, readonly string[]>,
+  ): Promise<ReadonlyMap<string, { id: string; version: number }>> {
     const { consent, storage } = this.#deps;
     const ids = [...purposeOf.keys()];
     const lapsed = async (): Promise<Set<string>> => {
@@ -403,7 +410,32 @@ export class Scoring {
     // forgetUnlawful refits what it decremented; the people left out before saving need their own refit.
     if (late.size > 0) await this.forgetUnlawful([...late]);
     if (gone.size > 0) await this.refitStale();
+    await this.#followMembership(purposeOf, membersOf);
     return numbered;
+  }
+
+  /**
+   * After a save: a merge or unmerge that committed while the run read and saved had its listener (`merged`,
+   * `unmerged`) find no saved row yet (or a row the save then replaced), so the run applies it to what it saved. Either
+   * the listener ran after the save committed and saw its rows, or the merge committed before this check, which sees
+   * it. Erased people are left to the consent check above (an erased profile has no basis).
+   */
+  async #followMembership(purposeOf: ReadonlyMap<string, string>, membersOf: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    const saved = [...purposeOf.keys()];
+    for (let i = 0; i < saved.length; i += 1000) {
+      const chunk = saved.slice(i, i + 1000);
+      const now = await this.#deps.data.membership(chunk);
+      for (const id of chunk) {
+        const current = now.get(id);
+        if (current === undefined || current.canonical === null) continue;
+        if (current.canonical !== id) {
+          await this.merged(id, current.canonical);
+          continue;
+        }
+        const still = new Set(current.members);
+        for (const member of membersOf.get(id) ?? []) if (!still.has(member)) await this.unmerged(member, id);
+      }
+    }
   }
 
   /**

@@ -3,6 +3,7 @@ import { buildServer } from '../http/server.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
 import { claimDataDir } from '../modules/retention/index.ts';
 import { SYSTEM_ACTOR } from '../shared/actor.ts';
+import { repeat, type Repeating } from '../shared/repeat.ts';
 
 /** Starts the server; on a first start outside production it also creates and prints the owner token once. */
 export async function serve(config: Config, out: (line: string) => void): Promise<void> {
@@ -43,6 +44,7 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
   }
   const { app } = await buildServer(kernel);
   const housekeeping: NodeJS.Timeout[] = [];
+  const schedules: Repeating[] = [];
   try {
     const address = await app.listen({ port: config.port, host: config.host });
     const base = config.publicUrl || address.replace('://[::1]', '://localhost');
@@ -80,16 +82,21 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
       setInterval(() => void kernel.catalog.flushStats().catch((err: unknown) => kernel.logger.warn({ err }, 'plan counts not written')), 10_000),
       setInterval(() => void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')), 3_600_000),
     );
-    // The retention sweeper: deletes what expired, in batches, with the evidence in the audit log.
-    const sweep = () => void kernel.retention.sweep().catch((err: unknown) => kernel.logger.warn({ err }, 'retention sweep failed'));
+    // The retention sweeper: deletes what expired, in batches, with the evidence in the audit log. It and scoring run
+    // on `repeat`, which waits for a run to end before the next wait and takes intervals longer than a Node.js timer
+    // holds (~24.8 days: a longer setInterval would fire every millisecond).
+    const sweepFailed = (err: unknown) => kernel.logger.warn({ err }, 'retention sweep failed');
     if (config.retentionSweepMinutes > 0) {
-      housekeeping.push(setInterval(sweep, config.retentionSweepMinutes * 60_000));
-      sweep();
+      const first = kernel.retention.sweep().catch(sweepFailed);
+      schedules.push(repeat(config.retentionSweepMinutes * 60_000, async () => {
+        await first;
+        await kernel.retention.sweep();
+      }, sweepFailed));
     }
     // Scoring: models refitted and everyone who allows profiling rescored on a schedule; models whose statistics an
     // erasure decremented are refitted within minutes.
     if (config.scoringIntervalHours > 0) {
-      housekeeping.push(setInterval(() => void kernel.scoring.run(SYSTEM_ACTOR).catch((err: unknown) => kernel.logger.warn({ err }, 'scoring run failed')), config.scoringIntervalHours * 3_600_000));
+      schedules.push(repeat(config.scoringIntervalHours * 3_600_000, () => kernel.scoring.run(SYSTEM_ACTOR), (err: unknown) => kernel.logger.warn({ err }, 'scoring run failed')));
     }
     housekeeping.push(setInterval(() => void kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed')), 300_000));
     for (const timer of housekeeping) timer.unref();
@@ -108,6 +115,7 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     out('Candor is stopping');
   } finally {
     for (const timer of housekeeping) clearInterval(timer);
+    for (const schedule of schedules) schedule.stop();
     await app.close();
   }
   await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.stop', purpose: 'essential.service.operations' });

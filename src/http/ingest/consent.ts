@@ -7,8 +7,8 @@ import { CandorError } from '../../shared/errors.ts';
 import { recordGpcForDevice, subjectOf } from './subject.ts';
 
 interface ConsentBody {
-  userId?: string;
-  anonymousId?: string;
+  userId?: string | number;
+  anonymousId?: string | number;
   purposes?: Record<string, 'given' | 'refused' | 'withdrawn'>;
   withdrawAll?: boolean;
   mechanism: (typeof CALLER_MECHANISMS)[number];
@@ -19,7 +19,18 @@ interface ConsentBody {
   gpc?: boolean;
 }
 
-const id = { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH } as const;
+/**
+ * A userId or anonymousId as ingestion takes it: text, or a whole number JSON carries exactly (up to 2^53), read as
+ * text. The length limits apply to text, the bounds to numbers.
+ */
+export const ID_SCHEMA = { type: ['string', 'integer'], minLength: 1, maxLength: MAX_ID_LENGTH, minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER } as const;
+
+/** Turns whole-number ids of a validated body into their text, as ingestion reads a message's ids. */
+export function idsAsText<T extends { userId?: string | number | undefined; anonymousId?: string | number | undefined }>(body: T): T & { userId?: string; anonymousId?: string } {
+  if (typeof body.userId === 'number') body.userId = String(body.userId);
+  if (typeof body.anonymousId === 'number') body.anonymousId = String(body.anonymousId);
+  return body as T & { userId?: string; anonymousId?: string };
+}
 
 /**
  * Refuses (REQUEST_VALIDATION_FAILED) an id that ingestion would refuse — longer than MAX_ID_LENGTH UTF-16 units, not
@@ -55,8 +66,8 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
           additionalProperties: false,
           required: ['mechanism'],
           properties: {
-            userId: id,
-            anonymousId: id,
+            userId: ID_SCHEMA,
+            anonymousId: ID_SCHEMA,
             purposes: { type: 'object', additionalProperties: { type: 'string', enum: ['given', 'refused', 'withdrawn'] }, maxProperties: 100 },
             withdrawAll: { type: 'boolean' },
             mechanism: { type: 'string', enum: [...CALLER_MECHANISMS] },
@@ -84,7 +95,7 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       },
     },
     async (request) => {
-      const body = request.body;
+      const body = idsAsText(request.body);
       const principal = request.principal;
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
       refuseUnusableText(body as unknown as Record<string, unknown>, ['userId', 'anonymousId'], ['source']);
@@ -122,7 +133,7 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
     },
   );
 
-  app.post<{ Body: { userId?: string; anonymousId?: string; purpose: string; jurisdiction: string; noticeVersion: number; source?: string; gpc?: boolean } }>(
+  app.post<{ Body: { userId?: string | number; anonymousId?: string | number; purpose: string; jurisdiction: string; noticeVersion: number; source?: string; gpc?: boolean } }>(
     '/v1/consent/opt-out-notice',
     {
       config: { access: { audience: 'ingest', purpose: 'essential.legal_obligation' } },
@@ -134,8 +145,8 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
           additionalProperties: false,
           required: ['purpose', 'jurisdiction', 'noticeVersion'],
           properties: {
-            userId: id,
-            anonymousId: id,
+            userId: ID_SCHEMA,
+            anonymousId: ID_SCHEMA,
             purpose: { type: 'string', minLength: 1, maxLength: 200 },
             jurisdiction: { type: 'string', pattern: '^[A-Z]{2}(-[A-Z0-9]{1,3})?$' },
             noticeVersion: { type: 'integer', minimum: 1 },
@@ -150,15 +161,16 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
     async (request) => {
       const principal = request.principal;
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
-      refuseUnusableText(request.body, ['userId', 'anonymousId'], ['source']);
-      const { purpose, jurisdiction, noticeVersion, source } = request.body;
+      const body = idsAsText(request.body);
+      refuseUnusableText(body, ['userId', 'anonymousId'], ['source']);
+      const { purpose, jurisdiction, noticeVersion, source } = body;
       const meta = { jurisdiction, noticeVersion, ...(source ? { source } : {}) };
       // Refuse what can be refused before any profile or identifier is created for the person.
       await kernel.consent.checkOptOutNotice(purpose, meta);
-      const profileId = await subjectOf(kernel, request.body, principal.source);
-      const gpc = request.headers['sec-gpc'] === '1' || request.body.gpc === true;
+      const profileId = await subjectOf(kernel, body, principal.source);
+      const gpc = request.headers['sec-gpc'] === '1' || body.gpc === true;
       const actor = { id: principal.tokenId, role: principal.role };
-      if (gpc) await recordGpcForDevice(kernel, profileId, request.body, principal.source, { source, jurisdiction }, actor);
+      if (gpc) await recordGpcForDevice(kernel, profileId, body, principal.source, { source, jurisdiction }, actor);
       const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { ...meta, gpc }, actor);
       return {
         // No receipt when nothing was written: the person's own consent to the purpose stands (`kept`).

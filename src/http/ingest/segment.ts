@@ -115,6 +115,34 @@ function isEmpty(value: object): boolean {
   return true;
 }
 
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** One top-level member of a batch-level context, measured once per batch. */
+interface ContextMember {
+  key: string;
+  /** The exact UTF-8 size of `,"key":value`; TOO_DEEP when the value nests deeper than a message may. */
+  bytes: number;
+  /** Where the member holds a forbidden key, as a path from the message (`context.x.__proto__`), or undefined. */
+  forbidden: string | undefined;
+}
+
+/** The members of a batch-level context, each measured (and searched for forbidden keys when `poisoned`) once. */
+function membersOf(context: Record<string, unknown>, poisoned: boolean): ContextMember[] {
+  return Object.keys(context).map((key) => {
+    const value = context[key];
+    // A computed key defines `__proto__` as a plain member here, as JSON.parse did, instead of setting a prototype.
+    const forbidden = poisoned ? forbiddenKeyPath({ context: { [key]: value } }) : undefined;
+    try {
+      // The value sits at the depth of a message's context member: message 1, context 2, value 3.
+      sizeBound(value, Number.POSITIVE_INFINITY, 3);
+    } catch (error) {
+      if (error === DEEPER) return { key, bytes: TOO_DEEP, forbidden };
+      throw error;
+    }
+    return { key, bytes: memberSize(key, value), forbidden };
+  });
+}
+
 /** Content codings a request body may have (RFC 9110 section 8.4.1; x-gzip is gzip), besides identity. */
 const SUPPORTED_CODINGS = ['gzip', 'x-gzip', 'deflate'];
 /** The Accept-Encoding of a 415 answer to a coding Candor cannot decode (RFC 9110 section 15.5.16). */
@@ -261,25 +289,37 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
         const contextTooDeep = context !== undefined && sizeOf({ context }) === TOO_DEEP;
         // The per-event limit applies to a message as merged: the batch-level parts it takes count for it, measured once.
         let contextBytes: number | undefined;
+        let members: ContextMember[] | undefined;
         let sentAtBytes: number | undefined;
         const messages = batch.map((raw, index) => {
           if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
             const message = raw as Record<string, unknown>;
+            // The batch-level context is merged into a message's own, whose members win (Segment's HTTP API).
+            const own = message.context;
+            const mergesContext = isRecord(context) && isRecord(own);
+            // The batch-level members a message with a context of its own takes: those it does not have.
+            const taken = mergesContext ? (members ??= membersOf(context, poisoned)).filter((m) => !Object.hasOwn(own, m.key)) : [];
             if (poisoned) {
               // Answered here and never copied: the pipeline assigns fields, and assigning `__proto__` sets a prototype.
-              const at = forbiddenKeyPath(message) ?? (message.context === undefined ? contextForbidden : undefined);
+              const at = forbiddenKeyPath(message) ?? (own === undefined ? contextForbidden : taken.find((m) => m.forbidden !== undefined)?.forbidden);
               if (at !== undefined) {
                 forbidden.push(forbiddenIn(message, index, at));
                 return STAND_IN;
               }
             }
-            // Batch-level context and sentAt apply to every message that has none of its own.
+            // Batch-level context and sentAt apply to every message: the sentAt to those with none of their own.
             const merged: Record<string, unknown> = { ...message };
             let extra = 0;
-            if (message.context === undefined && context) {
+            if (own === undefined && context) {
               merged.context = context;
               if (contextTooDeep) return { raw: merged, bytes: TOO_DEEP };
               extra += contextBytes ??= memberSize('context', context);
+            } else if (mergesContext && taken.length > 0) {
+              merged.context = { ...context, ...own };
+              if (taken.some((m) => m.bytes === TOO_DEEP)) return { raw: merged, bytes: TOO_DEEP };
+              // Each member taken adds its `,"key":value`; into an empty context, the first one without its comma.
+              for (const m of taken) extra += m.bytes;
+              if (isEmpty(own)) extra -= 1;
             }
             if (message.sentAt === undefined && sentAt) {
               merged.sentAt = sentAt;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { identifiersOf, MAX_DEPTH, parseMessage, TOO_DEEP } from './segment.ts';
+import { identifiersOf, MAX_DEPTH, parseMessage, planInput, TOO_DEEP } from './segment.ts';
 
 const now = Date.parse('2026-11-22T12:00:00.000Z');
 
@@ -93,6 +93,26 @@ describe('Segment message envelope', () => {
     assert.equal(out.message.occurredAt, '2026-11-22T11:59:50.000Z');
   });
 
+  it("corrects a Segment library's timestamp with its sentAt, keeps the sender's time as the duplicate key, and limits the corrected time", () => {
+    const read = (raw: Record<string, unknown>) => {
+      const out = parseMessage({ anonymousId: 'a', ...raw }, 'page', now, 10);
+      return out.ok ? [out.message.occurredAt, out.message.dedupAt] : [out.code];
+    };
+    // The device clock is ten minutes fast, then three hours slow: the event 10 s before its send, received at noon.
+    assert.deepEqual(read({ timestamp: '2026-11-22T12:09:50Z', sentAt: '2026-11-22T12:10:00Z' }), ['2026-11-22T11:59:50.000Z', '2026-11-22T12:09:50.000Z']);
+    assert.deepEqual(read({ timestamp: '2026-11-22T08:59:50Z', sentAt: '2026-11-22T09:00:00Z' }), ['2026-11-22T11:59:50.000Z', '2026-11-22T08:59:50.000Z']);
+    // timestamp wins over originalTimestamp, as without sentAt.
+    assert.deepEqual(read({ timestamp: '2026-11-22T12:09:50Z', originalTimestamp: '2026-11-22T12:09:00Z', sentAt: '2026-11-22T12:10:00Z' })[0], '2026-11-22T11:59:50.000Z');
+    // A retry is sent later: another corrected time, the same key.
+    assert.deepEqual(read({ timestamp: '2026-11-22T12:09:50Z', sentAt: '2026-11-22T12:11:00Z' })[1], '2026-11-22T12:09:50.000Z');
+    // Without sentAt (an import of history) the timestamp is taken as sent, and the future limit applies to it.
+    assert.deepEqual(read({ timestamp: '2025-01-01T00:00:00Z' }), ['2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z']);
+    assert.deepEqual(read({ timestamp: '2026-11-22T12:10:00Z' }), ['COLLECT_TIMESTAMP_IN_FUTURE']);
+    // With sentAt the limit applies to the corrected time: an event dated ten minutes after the send that carries it.
+    assert.deepEqual(read({ timestamp: '2026-11-22T12:10:00Z', sentAt: '2026-11-22T12:00:00Z' }), ['COLLECT_TIMESTAMP_IN_FUTURE']);
+    assert.deepEqual(read({ timestamp: 8.6e15, sentAt: -8.6e15 }), ['COLLECT_TIMESTAMP_INVALID']);
+  });
+
   it('refuses unknown types, oversized events and malformed parts', () => {
     const type = parseMessage({ type: 'purchase', anonymousId: 'a' }, undefined, now, 10);
     assert.equal(type.ok ? undefined : type.code, 'COLLECT_MESSAGE_TYPE_UNKNOWN');
@@ -113,5 +133,24 @@ describe('Segment message envelope', () => {
       { type: 'email', value: 'A@B.co' },
       { type: 'phone', value: '+31 6 1234 5678' },
     ]);
+  });
+
+  it("takes email and phone from an identify call's traits only: a group's are the company's", () => {
+    for (const kind of ['group', 'track', 'page', 'screen'] as const) {
+      const out = parseMessage({ anonymousId: 'a1', groupId: 'acme', event: 'x', traits: { email: 'info@acme.co', phone: '+31 20 123 4567' } }, kind, now, 10);
+      assert.ok(out.ok, kind);
+      assert.deepEqual(identifiersOf(out.message, { email: 'info@acme.co', phone: '+31 20 123 4567' }), [{ type: 'anonymous_id', value: 'a1' }], kind);
+    }
+  });
+
+  it("puts a screen's top-level category, like a page's, through the plan as its category property", () => {
+    for (const kind of ['page', 'screen'] as const) {
+      const out = parseMessage({ anonymousId: 'a', name: 'Checkout', category: 'Shop' }, kind, now, 10);
+      assert.ok(out.ok);
+      assert.deepEqual(planInput(out.message).data.properties, { name: 'Checkout', category: 'Shop' }, kind);
+    }
+    const track = parseMessage({ anonymousId: 'a', event: 'Viewed', category: 'Shop' }, 'track', now, 10);
+    assert.ok(track.ok);
+    assert.equal(planInput(track.message).data.properties, undefined, 'a track call has no category field');
   });
 });

@@ -36,7 +36,7 @@ export interface ParsedMessage {
   groupId: string | undefined;
   /** Event name (track) or page/screen name. */
   name: string | undefined;
-  /** A page's `category` as sent (Segment's page field): it goes through the plan as the `category` property. */
+  /** A page's or screen's `category` as sent (Segment's field): it goes through the plan as the `category` property. */
   category: unknown;
   occurredAt: string;
   /**
@@ -180,8 +180,11 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   const original = parseTime(raw.originalTimestamp);
   const sentAt = parseTime(raw.sentAt);
   if (timestamp === null || original === null || sentAt === null) return fail('COLLECT_TIMESTAMP_INVALID', timestamp === null ? 'timestamp' : original === null ? 'originalTimestamp' : 'sentAt');
-  // Segment's clock-skew correction: the device's clock is trusted for intervals, not for absolute time.
-  const at = timestamp ?? (original !== undefined && sentAt !== undefined ? receivedAt - (sentAt - original) : (original ?? receivedAt));
+  // The sender's own time of the event: Segment's libraries send `timestamp`, RudderStack's `originalTimestamp`.
+  const given = timestamp ?? original;
+  // Segment's clock-skew correction, whenever the sender also says when it sent (`sentAt`, the message's or its
+  // batch's): the device's clock is trusted for the interval between the event and the send, not for absolute time.
+  const at = given === undefined ? receivedAt : sentAt !== undefined ? receivedAt - (sentAt - given) : given;
   if (Math.abs(at) > MAX_TIME_MS) return fail('COLLECT_TIMESTAMP_INVALID', 'timestamp');
   if (at > receivedAt + MAX_FUTURE_MS) return fail('COLLECT_TIMESTAMP_IN_FUTURE', 'timestamp');
   for (const part of ['properties', 'traits', 'context'] as const) {
@@ -210,9 +213,11 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
       previousId,
       groupId,
       name,
-      category: type === 'page' ? raw.category : undefined,
+      // analytics-swift and analytics-kotlin send a screen's category at the top level, as pages have it.
+      category: type === 'page' || type === 'screen' ? raw.category : undefined,
       occurredAt,
-      dedupAt: timestamp !== undefined ? occurredAt : original !== undefined ? new Date(original).toISOString() : '',
+      // The sender's time, not the corrected one: a retry carries a later sentAt, and so another corrected time.
+      dedupAt: given !== undefined ? new Date(given).toISOString() : '',
       properties: isObject(raw.properties) ? raw.properties : undefined,
       traits,
       context,
@@ -237,7 +242,9 @@ export function identifiersOf(message: ParsedMessage, traits: Record<string, unk
     // alias links the id a person had before (in practice their anonymous id) to their user id.
     out.push({ type: 'anonymous_id', value: message.previousId });
   }
-  if (traits) {
+  // Only an identify call's traits are the person's: a group call's email and phone are the company's, which would
+  // merge everyone who joins it.
+  if (traits && message.kind === 'identify') {
     if (typeof traits.email === 'string') out.push({ type: 'email', value: traits.email });
     if (typeof traits.phone === 'string') out.push({ type: 'phone', value: traits.phone });
   }
@@ -266,7 +273,7 @@ export function planInput(message: ParsedMessage): { name: string | undefined; d
     properties = given.name === undefined ? { ...given, name } : given;
     name = undefined;
   }
-  // A page's category likewise: kept when the plan declares `category` for pages, else dropped and listed as dropped.
+  // A page's or screen's category likewise: kept when the plan declares `category` for them, else dropped and listed.
   if (message.category !== undefined && message.category !== null) {
     const given = (properties ?? {}) as Record<string, unknown>;
     if (given.category === undefined) properties = { ...given, category: message.category };

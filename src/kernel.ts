@@ -219,7 +219,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       handlers: [
         collect.retention({ rawEvents: config.retentionRawEvents, orders: config.retentionOrders, orderFields: config.retentionOrderFields }),
         profiles.retention(
-          { storage, plannedTraits: async () => (await catalog.outline()).find((s) => s.section === 'identify')?.fields ?? [] },
+          { storage, plannedTraits: async () => (await catalog.outline()).find((s) => s.section === 'identify')?.fields ?? [], consentHistory: (id) => consent.history(id) },
           { inactiveProfiles: config.retentionInactiveProfiles },
         ),
         subjectSessions.retention(),

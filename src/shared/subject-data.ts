@@ -64,6 +64,12 @@ export interface EraseOutcome {
   readonly detail?: string;
 }
 
+/**
+ * Why a subject's data is deleted: an erasure (GDPR Art. 17, or its replay after a restore), or the retention rule for
+ * people inactive too long, which keeps what another rule still holds under a legal obligation (reduced orders).
+ */
+export type EraseReason = 'erasure' | 'inactivity';
+
 /** Registered by each module that holds data about a person. */
 export interface SubjectDataHandler {
   readonly module: string;
@@ -71,9 +77,10 @@ export interface SubjectDataHandler {
   export(subject: DataSubject): Promise<ExportSection>;
   /**
    * Deletes what the module holds about the subject (or reduces it to what a legal obligation needs, saying so), using
-   * only `tx`. Running it twice is harmless: the second run deletes nothing and still confirms.
+   * only `tx`. Running it twice is harmless: the second run deletes nothing and still confirms. `reason` is `erasure`
+   * when not given.
    */
-  erase(tx: SqlExecutor, subject: DataSubject): Promise<EraseOutcome[]>;
+  erase(tx: SqlExecutor, subject: DataSubject, reason?: EraseReason): Promise<EraseOutcome[]>;
   /** Optional: drops what the module caches about the subject, once the erasure's transaction has committed. */
   afterErase?(subject: DataSubject): Promise<void>;
 }

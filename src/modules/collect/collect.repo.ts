@@ -217,14 +217,26 @@ export class CollectRepo {
     return this.#db.selectFrom('collect_events').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('occurred_at').orderBy('id').execute();
   }
 
-  /** Deletes every event of these profiles inside the caller's transaction; returns how many. */
-  async deleteEventsOf(tx: SqlExecutor, profileIds: readonly string[]): Promise<number> {
+  /**
+   * Deletes the events of these profiles inside the caller's transaction; returns how many. With `keep`, events of
+   * that name stored for exactly those purposes stay (their personal part, if any, is dropped): `kept` counts them.
+   */
+  async deleteEventsOf(tx: SqlExecutor, profileIds: readonly string[], keep?: { event: string; purposes: string }): Promise<{ deleted: number; kept: number }> {
     let deleted = 0;
+    let kept = 0;
     for (let i = 0; i < profileIds.length; i += 256) {
-      const compiled = this.#db.deleteFrom('collect_events').where('profile_id', 'in', profileIds.slice(i, i + 256)).compile();
+      const ids = profileIds.slice(i, i + 256);
+      let del = this.#db.deleteFrom('collect_events').where('profile_id', 'in', ids);
+      if (keep) del = del.where((eb) => eb.or([eb('event', 'is', null), eb('event', '<>', keep.event), eb('purposes', '<>', keep.purposes)]));
+      const compiled = del.compile();
       deleted += await tx.run(compiled.sql, compiled.parameters);
+      if (!keep) continue;
+      const drop = this.#db.updateTable('collect_events').set({ data_enc: null }).where('profile_id', 'in', ids).where('data_enc', 'is not', null).compile();
+      await tx.run(drop.sql, drop.parameters);
+      const count = this.#db.selectFrom('collect_events').select((eb) => eb.fn.countAll<number>().as('n')).where('profile_id', 'in', ids).compile();
+      kept += Number((await tx.all<{ n: number }>(count.sql, count.parameters))[0]?.n ?? 0);
     }
-    return deleted;
+    return { deleted, kept };
   }
 
   /**

@@ -977,7 +977,7 @@ function traitInputs(fields: readonly KeptField[], plain: Record<string, unknown
 function activityOf(profileId: string, p: Pending): ActivityInput {
   const props = (p.plain.properties ?? {}) as Record<string, unknown>;
   const revenue = typeof props.revenue === 'number' ? props.revenue : typeof props.total === 'number' ? props.total : undefined;
-  const activity: ActivityInput = { profileId, at: p.message.occurredAt, kind: p.message.kind };
+  const activity: ActivityInput = { profileId, at: p.message.occurredAt, receivedAt: p.receivedAt, kind: p.message.kind };
   if (p.message.name) activity.event = p.message.name;
   if (p.message.name === 'Order Completed' && revenue !== undefined) activity.revenue = revenue;
   if (typeof props.currency === 'string') activity.currency = props.currency;

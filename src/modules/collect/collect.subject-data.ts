@@ -1,7 +1,11 @@
 import type { SqlExecutor } from '../../storage/index.ts';
-import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, FieldPlanLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { DataSubject, EraseOutcome, EraseReason, ExportSection, FieldDisclosure, FieldPlanLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectRepo } from './collect.repo.ts';
+import { LEGAL_OBLIGATION, ORDER_EVENT } from './collect.retention.ts';
+
+/** A reduced order (collect.events.orders.reduce): kept under the legal obligation until collect.events.orders. */
+const REDUCED_ORDER = { event: ORDER_EVENT, purposes: JSON.stringify([LEGAL_OBLIGATION]) };
 
 const CSV_HEADER = ['id', 'occurred_at', 'received_at', 'source', 'kind', 'event', 'message_id', 'purposes', 'properties', 'traits', 'context'] as const;
 
@@ -141,10 +145,15 @@ export class CollectSubjectData implements SubjectDataHandler {
     };
   }
 
-  async erase(tx: SqlExecutor, subject: DataSubject): Promise<EraseOutcome[]> {
-    const deleted = await this.#deps.repo.deleteEventsOf(tx, subject.profileIds);
+  /**
+   * An erasure deletes every event. Deleting an inactive person keeps their reduced orders, which the legal obligation
+   * still needs (`collect.events.orders` deletes them); the personal part of a kept order, unreadable once the person's
+   * data key is destroyed, is dropped.
+   */
+  async erase(tx: SqlExecutor, subject: DataSubject, reason: EraseReason = 'erasure'): Promise<EraseOutcome[]> {
+    const { deleted, kept } = await this.#deps.repo.deleteEventsOf(tx, subject.profileIds, reason === 'inactivity' ? REDUCED_ORDER : undefined);
     return [
-      { store: 'collect_events', status: 'confirmed', deleted },
+      { store: 'collect_events', status: 'confirmed', deleted, ...(kept > 0 ? { kept: { count: kept, reason: 'reduced orders kept under the legal obligation until collect.events.orders deletes them' } } : {}) },
       { store: 'collect_refusals', status: 'confirmed', deleted: 0, detail: 'aggregate counts per day, source, event and purpose; nothing about a person' },
     ];
   }

@@ -42,18 +42,24 @@ export type ProfilesTables = {
     /** the currency of the first priced order that named one; revenue in another is not added */
     currency: string | null;
     /**
-     * The day (UTC) of last_seen_at, what the inactivity sweep's index holds: it changes at most once a day per
-     * person, so the index is not rewritten at every event as an index on last_seen_at would be.
+     * When Candor last received activity of the profile (the receipt of an event; a consent change the inactivity
+     * sweep found), whatever time the sender gave: with last_seen_at, the clock of the inactivity rule.
      */
-    last_seen_day: string;
+    last_received_at: string;
+    /**
+     * The day (UTC) of the later of last_seen_at and last_received_at, what the inactivity sweep's index holds: it
+     * changes at most once a day per person, so the index is not rewritten at every event as an index on an instant
+     * would be.
+     */
+    last_active_day: string;
   };
 };
 
 export type TraitRow = ProfilesTables['profiles_traits'];
 export type HistoryRow = ProfilesTables['profiles_trait_history'];
 export type ComputedRow = ProfilesTables['profiles_computed'];
-/** A batch's activity for one profile, as added to its computed traits (the day of last_seen_at is derived). */
-export type ComputedActivity = Omit<ComputedRow, 'last_seen_day'>;
+/** A batch's activity for one profile, as added to its computed traits (the day of the last activity is derived). */
+export type ComputedActivity = Omit<ComputedRow, 'last_active_day'>;
 
 export const PROFILES_MIGRATIONS: readonly ModuleMigration[] = [
   {
@@ -141,10 +147,13 @@ const BLANK_COMPUTED: ComputedRow = {
   priced_order_count: 0,
   total_order_value: 0,
   currency: null,
-  last_seen_day: '',
+  last_received_at: '',
+  last_active_day: '',
 };
-/** The day of an ISO time, as the SQL `substr(last_seen_at, 1, 10)` of seenDayCatchUp gives it. */
-const dayOf = (iso: string) => iso.slice(0, 10);
+/** The later of a row's last_seen_at and last_received_at, the instant of its last activity. */
+export const LAST_ACTIVE = sql<string>`case when last_received_at > last_seen_at then last_received_at else last_seen_at end`;
+/** The day of the last activity, as the SQL `substr(LAST_ACTIVE, 1, 10)` of activeDayCatchUp gives it. */
+const activeDayOf = (row: ComputedActivity) => (row.last_received_at > row.last_seen_at ? row.last_received_at : row.last_seen_at).slice(0, 10);
 
 /** Rows in profile order (the order concurrent writers lock them in). */
 const byProfile = (a: { profile_id: string }, b: { profile_id: string }) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0);
@@ -229,14 +238,14 @@ export class ProfilesRepo {
   async upsertComputed(tx: SqlExecutor, activity: readonly ComputedActivity[], moreOrderValues: readonly ComputedActivity[] = []): Promise<void> {
     // In profile order: concurrent writers (two servers on one PostgreSQL database) then lock the rows in one order and
     // wait for each other instead of deadlocking.
-    const rows = activity.map((a): ComputedRow => ({ ...a, last_seen_day: dayOf(a.last_seen_at) })).sort(byProfile);
+    const rows = activity.map((a): ComputedRow => ({ ...a, last_active_day: activeDayOf(a) })).sort(byProfile);
     // One statement may not update a row twice (PostgreSQL refuses): a profile's further totals go in later rounds.
     const rounds: ComputedRow[][] = [rows];
     const occurrences = new Map<string, number>();
     for (const more of moreOrderValues) {
       const round = (occurrences.get(more.profile_id) ?? 0) + 1;
       occurrences.set(more.profile_id, round);
-      (rounds[round] ??= []).push({ ...more, last_seen_day: dayOf(more.last_seen_at) });
+      (rounds[round] ??= []).push({ ...more, last_active_day: activeDayOf(more) });
     }
     for (const round of rounds.slice(1)) round.sort(byProfile);
     const sameCurrency = sql`excluded.currency is null or profiles_computed.currency is null or excluded.currency = profiles_computed.currency`;
@@ -249,31 +258,50 @@ export class ProfilesRepo {
             oc.column('profile_id').doUpdateSet({
               first_seen_at: sql`case when excluded.first_seen_at < profiles_computed.first_seen_at then excluded.first_seen_at else profiles_computed.first_seen_at end`,
               last_seen_at: sql`case when excluded.last_seen_at > profiles_computed.last_seen_at then excluded.last_seen_at else profiles_computed.last_seen_at end`,
+              last_received_at: sql`case when excluded.last_received_at > profiles_computed.last_received_at then excluded.last_received_at else profiles_computed.last_received_at end`,
               event_count: sql`profiles_computed.event_count + excluded.event_count`,
               order_count: sql`profiles_computed.order_count + excluded.order_count`,
               priced_order_count: sql`profiles_computed.priced_order_count + case when ${sameCurrency} then excluded.priced_order_count else 0 end`,
               total_order_value: sql`profiles_computed.total_order_value + case when ${sameCurrency} then excluded.total_order_value else 0 end`,
               currency: sql`coalesce(profiles_computed.currency, excluded.currency)`,
-              // last_seen_day is left out on purpose: an update that names an indexed column rewrites its index
+              // last_active_day is left out on purpose: an update that names an indexed column rewrites its index
               // entry even when the value stays, so it is brought up to date below, only where the day moved.
             }),
           )
           .compile().sql,
       );
     }
-    // The first activity of a new day moves the profile in the inactivity index; every other one leaves it alone.
+    await this.#activeDayCatchUp(tx, rows.map((r) => r.profile_id));
+  }
+
+  /** The first activity of a new day moves the profile in the inactivity index; every other one leaves it alone. */
+  async #activeDayCatchUp(tx: SqlExecutor, profileIds: readonly string[]): Promise<void> {
     let offset = 0;
-    for (const size of chunkSizes(rows.length)) {
-      const text = this.#texts.get(`seenDayCatchUp:${size}`, () =>
+    for (const size of chunkSizes(profileIds.length)) {
+      const text = this.#texts.get(`activeDayCatchUp:${size}`, () =>
         this.#db
           .updateTable('profiles_computed')
-          .set({ last_seen_day: sql`substr(last_seen_at, 1, 10)` })
+          .set({ last_active_day: sql`substr(${LAST_ACTIVE}, 1, 10)` })
           .where('profile_id', 'in', Array.from({ length: size }, () => ''))
-          .where('last_seen_day', '<>', sql<string>`substr(last_seen_at, 1, 10)`)
+          .where('last_active_day', '<>', sql<string>`substr(${LAST_ACTIVE}, 1, 10)`)
           .compile().sql,
       );
-      await tx.run(text, rows.slice(offset, offset + size).map((r) => r.profile_id));
+      await tx.run(text, profileIds.slice(offset, offset + size));
       offset += size;
+    }
+  }
+
+  /**
+   * Records activity received at `at` on these profiles' computed traits (those that have them) where it is later
+   * than what they hold: a consent change the inactivity sweep found. Rows in profile order, as upsertComputed.
+   */
+  async receivedActivity(tx: SqlExecutor, profileIds: readonly string[], at: string): Promise<void> {
+    const ids = [...profileIds].sort();
+    for (let i = 0; i < ids.length; i += 256) {
+      const part = ids.slice(i, i + 256);
+      const compiled = this.#db.updateTable('profiles_computed').set({ last_received_at: at }).where('profile_id', 'in', part).where('last_received_at', '<', at).compile();
+      await tx.run(compiled.sql, compiled.parameters);
+      await this.#activeDayCatchUp(tx, part);
     }
   }
 

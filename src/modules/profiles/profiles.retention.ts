@@ -6,7 +6,7 @@ import { subtractDuration } from '../../shared/duration.ts';
 import type { DataSubject, RetentionHandler, RetentionRule, SweepCount, SweepOptions } from '../../shared/subject-data.ts';
 import { padded } from '../../storage/batching.ts';
 import type { ModuleMigration, Storage } from '../../storage/index.ts';
-import type { ProfilesTables } from './profiles.repo.ts';
+import { LAST_ACTIVE, ProfilesRepo, type ProfilesTables } from './profiles.repo.ts';
 
 /** A trait the tracking plan declares: its key (`traits.<key>`), data category and retention. */
 export interface PlannedTrait {
@@ -19,7 +19,12 @@ export interface ProfilesRetentionDeps {
   storage: Storage;
   /** The identify traits of the tracking plan in force. */
   plannedTraits(): Promise<readonly PlannedTrait[]>;
+  /** A profile's consent ledger entries (`consent.history`): a change the person made counts as activity. */
+  consentHistory(profileId: string): Promise<readonly { readonly mechanism: string; readonly at: string }[]>;
 }
+
+/** Consent ledger entries Candor writes by itself, not on a person's choice or signal: they are no activity. */
+const NOT_ACTIVITY: ReadonlySet<string> = new Set(['expiry', 'merge']);
 
 export interface ProfileRetentionPolicy {
   /** People with no activity for this long are deleted. */
@@ -53,6 +58,19 @@ export const PROFILES_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
       await db.schema.createIndex('profiles_computed_last_seen_day').on('profiles_computed').columns(['last_seen_day', 'profile_id']).execute();
     },
   },
+  {
+    // Inactivity counted from the sender's time deleted people active today who sent one back-dated event (an imported
+    // history, an offline queue): it counts from the later of that and the time Candor received the activity. Stored
+    // rows have no receipt time; theirs is their last seen time (what the sweep used until now).
+    name: '0109_profiles_computed_last_received',
+    async up(db) {
+      await sql`ALTER TABLE profiles_computed ADD COLUMN last_received_at text NOT NULL DEFAULT ''`.execute(db);
+      await sql`UPDATE profiles_computed SET last_received_at = last_seen_at`.execute(db);
+      await db.schema.dropIndex('profiles_computed_last_seen_day').execute();
+      await sql`ALTER TABLE profiles_computed RENAME COLUMN last_seen_day TO last_active_day`.execute(db);
+      await db.schema.createIndex('profiles_computed_last_active_day').on('profiles_computed').columns(['last_active_day', 'profile_id']).execute();
+    },
+  },
 ];
 
 const INACTIVE = 'profiles.inactive';
@@ -64,10 +82,12 @@ export class ProfilesRetention implements RetentionHandler {
   readonly #db: Kysely<ProfilesTables>;
   readonly #deps: ProfilesRetentionDeps;
   readonly #policy: ProfileRetentionPolicy;
+  readonly #repo: ProfilesRepo;
 
   constructor(deps: ProfilesRetentionDeps, policy: ProfileRetentionPolicy) {
     this.#storage = deps.storage;
     this.#db = deps.storage.db.withTables<ProfilesTables>();
+    this.#repo = new ProfilesRepo(deps.storage);
     this.#deps = deps;
     this.#policy = policy;
   }
@@ -76,8 +96,10 @@ export class ProfilesRetention implements RetentionHandler {
     const period = this.#policy.inactiveProfiles;
     const rules: RetentionRule[] = [
       {
-        id: INACTIVE, module: 'profiles', store: 'every store (subject-data handlers)', category: 'user', period, clock: 'last activity (profiles_computed.last_seen_at of every merged profile)', action: 'delete', source: 'policy',
-        description: `A person with no activity for ${period} is deleted with everything held about them and their data key; their identifiers are not suppressed, so a returning customer starts fresh.`,
+        id: INACTIVE, module: 'profiles', store: 'every store (subject-data handlers)', category: 'user', period,
+        clock: 'last activity of every merged profile: the later of when Candor last received an event of it (profiles_computed.last_received_at) and the latest time its events carry (last_seen_at), or the last consent change the person made',
+        action: 'delete', source: 'policy',
+        description: `A person with no activity for ${period} is deleted with everything held about them and their data key, except reduced orders (kept until collect.events.orders); their identifiers are not suppressed, so a returning customer starts fresh.`,
       },
     ];
     for (const trait of await this.#traits()) {
@@ -145,7 +167,9 @@ export class ProfilesRetention implements RetentionHandler {
 
   /**
    * People whose every profile was last active before the cutoff, in batches by last activity: each batch is handed
-   * to the sweeper's `forget` (its own transaction per person), which reports what it deleted per store.
+   * to the sweeper's `forget` (its own transaction per person), which reports what it deleted per store. Activity is
+   * an event received (or, from a sender's clock ahead of ours, dated) since the cutoff, or a consent change the
+   * person made since then.
    */
   async #inactive(cutoff: string, options: SweepOptions): Promise<SweepCount[]> {
     const { context, batchSize, dryRun } = options;
@@ -158,20 +182,21 @@ export class ProfilesRetention implements RetentionHandler {
       const rows = await this.#run(
         this.#db
           .selectFrom('profiles_computed')
-          .select(['profile_id', 'last_seen_day'])
-          .where((eb) => eb(eb.refTuple('last_seen_day', 'profile_id'), '>', eb.tuple(from.day, from.id)))
-          .where('last_seen_day', '<=', cutoff.slice(0, 10))
+          .select(['profile_id', 'last_active_day'])
+          .where((eb) => eb(eb.refTuple('last_active_day', 'profile_id'), '>', eb.tuple(from.day, from.id)))
+          .where('last_active_day', '<=', cutoff.slice(0, 10))
           .where('last_seen_at', '<', cutoff)
-          .orderBy('last_seen_day')
+          .where('last_received_at', '<', cutoff)
+          .orderBy('last_active_day')
           .orderBy('profile_id')
           .limit(batchSize),
       );
       if (rows.length === 0) break;
-      const last = rows[rows.length - 1] as { profile_id: string; last_seen_day: string };
-      from = { day: last.last_seen_day, id: last.profile_id };
+      const last = rows[rows.length - 1] as { profile_id: string; last_active_day: string };
+      from = { day: last.last_active_day, id: last.profile_id };
       const subjects = (await context.subjects(rows.map((r) => r.profile_id))).filter((s) => !seen.has(s.profileId));
       for (const s of subjects) seen.add(s.profileId);
-      const inactive = await this.#allInactive(subjects, cutoff);
+      const inactive = await this.#withoutConsentActivity(await this.#allInactive(subjects, cutoff), cutoff, dryRun);
       people += inactive.length;
       if (!dryRun && inactive.length > 0) {
         for (const outcome of await context.forget(inactive, `no activity since before ${cutoff} (${this.#policy.inactiveProfiles})`)) {
@@ -189,9 +214,26 @@ export class ProfilesRetention implements RetentionHandler {
     if (members.length === 0) return [];
     const active = new Set<string>();
     for (let i = 0; i < members.length; i += 500) {
-      const rows = await this.#run(this.#db.selectFrom('profiles_computed').select('profile_id').where('profile_id', 'in', padded(members.slice(i, i + 500))).where('last_seen_at', '>=', cutoff));
+      const rows = await this.#run(this.#db.selectFrom('profiles_computed').select('profile_id').where('profile_id', 'in', padded(members.slice(i, i + 500))).where(LAST_ACTIVE, '>=', cutoff));
       for (const r of rows) active.add(r.profile_id);
     }
     return subjects.filter((s) => s.profileIds.every((id) => !active.has(id)));
+  }
+
+  /**
+   * The people who made no consent change since the cutoff. For those who did, the change is recorded as activity on
+   * their computed traits (not in a dry run), so that later sweeps pass over them until it is as old as the cutoff.
+   */
+  async #withoutConsentActivity(subjects: readonly DataSubject[], cutoff: string, dryRun: boolean): Promise<DataSubject[]> {
+    const out: DataSubject[] = [];
+    for (const subject of subjects) {
+      let latest = '';
+      for (const id of subject.profileIds) {
+        for (const entry of await this.#deps.consentHistory(id)) if (!NOT_ACTIVITY.has(entry.mechanism) && entry.at > latest) latest = entry.at;
+      }
+      if (latest < cutoff) out.push(subject);
+      else if (!dryRun) await this.#storage.raw.transaction((tx) => this.#repo.receivedActivity(tx, subject.profileIds, latest));
+    }
+    return out;
   }
 }

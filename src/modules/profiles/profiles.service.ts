@@ -21,7 +21,13 @@ export interface TraitInput {
 /** Something a profile did: every activity counts as an event; an `Order Completed` event counts as an order. */
 export interface ActivityInput {
   profileId: string;
+  /** When it happened, by the sender's clock: first and last seen. */
   at: string;
+  /**
+   * When Candor received it (the inactivity rule counts from the later of this and `at`, so a back-dated event is
+   * activity too); the time of the call when not given.
+   */
+  receivedAt?: string;
   kind: string;
   event?: string;
   revenue?: number;
@@ -296,16 +302,29 @@ export class Profiles {
   async recordActivityBatch(tx: SqlExecutor, items: readonly ActivityInput[]): Promise<void> {
     // row: the batch's activity with its first currency's priced orders; the other currencies only when there are any.
     const byProfile = new Map<string, { row: ComputedActivity; unnamed?: OrderValue; others?: Map<string, OrderValue> }>();
+    const now = new Date().toISOString();
     for (const item of items) {
+      const receivedAt = item.receivedAt ?? now;
       let entry = byProfile.get(item.profileId);
       if (!entry) {
-        const row: ComputedActivity = { profile_id: item.profileId, first_seen_at: item.at, last_seen_at: item.at, event_count: 0, order_count: 0, priced_order_count: 0, total_order_value: 0, currency: null };
+        const row: ComputedActivity = {
+          profile_id: item.profileId,
+          first_seen_at: item.at,
+          last_seen_at: item.at,
+          last_received_at: receivedAt,
+          event_count: 0,
+          order_count: 0,
+          priced_order_count: 0,
+          total_order_value: 0,
+          currency: null,
+        };
         entry = { row };
         byProfile.set(item.profileId, entry);
       }
       const row = entry.row;
       if (item.at < row.first_seen_at) row.first_seen_at = item.at;
       if (item.at > row.last_seen_at) row.last_seen_at = item.at;
+      if (receivedAt > row.last_received_at) row.last_received_at = receivedAt;
       row.event_count++;
       if (item.event !== ORDER_EVENT) continue;
       row.order_count++;

@@ -82,7 +82,8 @@ export class Retention {
     const dryRun = request.dryRun ?? false;
     const batchSize = request.batchSize ?? this.#deps.batchSize;
     const actor = request.actor ?? SYSTEM_ACTOR;
-    const context = this.#context(actor);
+    const forgotten = { people: 0 };
+    const context = this.#context(actor, forgotten);
     const counts: SweepCount[] = [];
     for (const handler of this.#deps.handlers) counts.push(...(await handler.sweep(now, { dryRun, batchSize, context })));
     const total = counts.filter((c) => c.store !== 'people').reduce((n, c) => n + c.count, 0);
@@ -104,10 +105,13 @@ export class Retention {
         },
       });
     }
+    // As after an erasure: the deleted people's plain values leave SQLite's write-ahead log now, not at the next
+    // routine checkpoint. After the evidence, so that a checkpoint that fails leaves the sweep recorded.
+    if (forgotten.people > 0) await this.#deps.storage.checkpoint();
     return report;
   }
 
-  #context(actor: Actor): SweepContext {
+  #context(actor: Actor, forgotten: { people: number }): SweepContext {
     const { identity } = this.#deps;
     return {
       subjects: async (profileIds) => {
@@ -119,7 +123,10 @@ export class Retention {
         }
         return [...out.values()];
       },
-      forget: (subjects, reason) => this.#forget(subjects, reason, actor),
+      forget: (subjects, reason) => {
+        forgotten.people += subjects.length;
+        return this.#forget(subjects, reason, actor);
+      },
       mark: (rule) => this.#repo.mark(rule),
       setMark: (tx, rule, mark) => this.#repo.setMark(tx, rule, mark),
     };
@@ -128,7 +135,8 @@ export class Retention {
   /**
    * Deletes people through every subject-data handler, one transaction per person (a person's rows are bounded;
    * ingestion waits at most that long), after destroying their data keys: should the deletion fail, what is left
-   * is unreadable and the next sweep finds the person again. Identifiers are not suppressed.
+   * is unreadable and the next sweep finds the person again. Identifiers are not suppressed. Handlers erase for
+   * `inactivity`: what another rule keeps under a legal obligation (reduced orders) stays until that rule deletes it.
    */
   async #forget(subjects: readonly DataSubject[], reason: string, actor: Actor): Promise<EraseOutcome[]> {
     const { storage, keyring, audit, subjectData } = this.#deps;
@@ -137,7 +145,7 @@ export class Retention {
       for (const id of subject.profileIds) await keyring.destroySubjectKey(id, actor, PURPOSE);
       const outcomes = await storage.raw.transaction(async (tx) => {
         const all: EraseOutcome[] = [];
-        for (const handler of subjectData) all.push(...(await handler.erase(tx, subject)));
+        for (const handler of subjectData) all.push(...(await handler.erase(tx, subject, 'inactivity')));
         return all;
       });
       // In-memory caches (identity, consent…) let go of the person, as after an erasure.

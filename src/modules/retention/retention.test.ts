@@ -148,8 +148,10 @@ describeEachDialect('retention sweeper', (dialect) => {
   });
 
   it('deletes a person inactive for 24 months with their data and key, without suppressing their identifiers', async () => {
-    // u-old was last active a day before u-new: between the two, only u-old has been inactive for 24 months.
-    const at = new Date(months(start, 24).getTime() - DAY / 2);
+    // Both gave consent and sent their events at the start (u-old's dated a day earlier, which does not count); u-new
+    // came back 20 months later: only u-old has been inactive for 24 months a day after the 24 months.
+    await ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.profiles.recordActivityBatch(tx, [{ profileId: newProfile, at: months(start, 20).toISOString(), receivedAt: months(start, 20).toISOString(), kind: 'track' }]));
+    const at = new Date(months(start, 24).getTime() + DAY);
     const dry = await sweep(at, true);
     assert.equal(count(dry, 'profiles.inactive', 'people'), 1);
     const report = await sweep(at);

@@ -88,6 +88,15 @@ export class AccessRepo {
     });
   }
 
+  /**
+   * Replaces a credential's stored hash, unless it changed since it was read (another server upgraded it first): a
+   * compare-and-set, so processes upgrading the same credential at once leave one value.
+   */
+  async upgradeHash(id: string, from: string, to: string): Promise<boolean> {
+    const result = await this.#db.updateTable('access_tokens').set({ salt: '', hash: to }).where('id', '=', id).where('hash', '=', from).executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
   list(): Promise<TokenRow[]> {
     return this.#db.selectFrom('access_tokens').selectAll().orderBy('created_at').orderBy('id').execute();
   }
@@ -96,5 +105,4 @@ export class AccessRepo {
     const row = await this.#db.selectFrom('access_tokens').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     return Number(row.n);
   }
-
 }

@@ -7,13 +7,17 @@ import type { AuditLog } from '../audit/index.ts';
 import { AccessRepo, type TokenRow } from './access.repo.ts';
 import { INGEST_ROLE, isStaffRole, type StaffRole } from './roles.ts';
 
-const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
+/** scrypt as older releases hashed secrets with it; only credentials they created are still checked with it. */
+export type Scrypt = (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
+const scryptAsync = promisify(scrypt) as Scrypt;
 const SCRYPT = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 const TOKEN_PATTERN = /^(cnd|cwk)_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 const SOURCE_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const SECURITY_PURPOSE = 'essential.service.security';
 /** A credential's row is read again at the latest after this long, even when nobody else wrote. */
 const ROW_RECHECK_MAX_MS = 60_000;
+/** The stored form of a secret: its SHA-256 (a 256-bit random secret gains nothing from a slow hash). */
+const HASH_PREFIX = 'sha256:';
 
 export type CredentialKind = 'api' | 'write_key';
 
@@ -51,16 +55,37 @@ function info(row: TokenRow): CredentialInfo {
 }
 
 const digest = (secret: string) => createHash('sha256').update(secret).digest();
+const stored = (secret: string) => HASH_PREFIX + digest(secret).toString('base64');
+/** Whether the row holds a scrypt hash an older release wrote (upgraded on the credential's first successful check). */
+const isScrypt = (row: TokenRow) => !row.hash.startsWith(HASH_PREFIX);
+
+/** Whether a secret matches a row in the stored (SHA-256) form; constant-time. */
+function matches(row: TokenRow, secret: string): boolean {
+  const known = Buffer.from(row.hash.slice(HASH_PREFIX.length), 'base64');
+  const presented = digest(secret);
+  return known.length === presented.length && timingSafeEqual(known, presented);
+}
+
+export interface AccessControlOptions {
+  /** scrypt for credentials older releases stored (tests count its calls). */
+  scrypt?: Scrypt | undefined;
+}
 
 /**
- * API tokens (staff roles) and write keys (per ingestion source): created with a secret shown once, stored as
- * scrypt hashes, verified per request, revocable at once.
+ * API tokens (staff roles) and write keys (per ingestion source): created with a secret shown once, stored as the
+ * secret's SHA-256, verified per request, revocable at once.
  */
 export class AccessControl {
   readonly #repo: AccessRepo;
   readonly #audit: AuditLog;
-  /** sha256 of secrets already verified by scrypt, so scrypt runs once per token and process. */
-  readonly #verified = new Map<string, Buffer>();
+  readonly #scrypt: Scrypt;
+  /**
+   * Per credential id still stored with scrypt, the end of the last check queued for it: such checks run one after
+   * the other, so wrong secrets for one credential occupy at most one of libuv's threads.
+   */
+  readonly #scryptChecks = new Map<string, Promise<void>>();
+  /** Per credential id still stored with scrypt, the SHA-256 of the secret last refused (a client repeating it). */
+  readonly #scryptRefused = new Map<string, Buffer>();
   /**
    * Credential rows as last read. A row is read again only after another process (the CLI, another server) wrote
    * (`storage.externalWrites()`), so a revocation there counts from its next request; while that cannot be told
@@ -68,11 +93,13 @@ export class AccessControl {
    */
   readonly #rows = new Map<string, { row: TokenRow; at: number }>();
   readonly #freshness: Freshness;
-  #revocations = 0;
+  /** Writes of this process to credential rows (revocations, upgrades), counted while under way. */
+  #ownWrites = 0;
 
-  constructor(storage: Storage, audit: AuditLog) {
+  constructor(storage: Storage, audit: AuditLog, options: AccessControlOptions = {}) {
     this.#repo = new AccessRepo(storage);
     this.#audit = audit;
+    this.#scrypt = options.scrypt ?? scryptAsync;
     this.#freshness = new Freshness(storage, ['access_tokens']);
   }
 
@@ -81,10 +108,10 @@ export class AccessControl {
     this.#freshness.check(now);
     const cached = this.#rows.get(id);
     if (cached && !this.#freshness.due(cached.at, now, 0, ROW_RECHECK_MAX_MS)) return cached.row;
-    const revocations = this.#revocations;
+    const writes = this.#ownWrites;
     const row = await this.#repo.byId(id);
-    // A row read while this process revoked a credential may predate the revocation: used once, not kept.
-    if (row && revocations === this.#revocations) this.#rows.set(id, { row, at: now });
+    // A row read while this process revoked or upgraded a credential may predate that write: used once, not kept.
+    if (row && writes === this.#ownWrites) this.#rows.set(id, { row, at: now });
     else this.#rows.delete(id);
     return row;
   }
@@ -92,16 +119,14 @@ export class AccessControl {
   async #create(kind: CredentialKind, role: string, source: string | null, label: string | null, actor: Actor) {
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
-    const salt = randomBytes(16);
-    const hash = await scryptAsync(secret, salt, 32, SCRYPT);
     const row: TokenRow = {
       id,
       kind,
       role,
       source,
       label,
-      salt: salt.toString('base64'),
-      hash: hash.toString('base64'),
+      salt: '',
+      hash: stored(secret),
       created_at: new Date().toISOString(),
       created_by: actor.id,
       revoked_at: null,
@@ -137,15 +162,14 @@ export class AccessControl {
       const row = await this.#repo.byId(id);
       if (row && row.kind !== onlyKind) throw new CandorError('AUTH_ROLE_FORBIDDEN', { role: actor.role });
     }
-    this.#revocations++;
+    this.#ownWrites++;
     this.#rows.delete(id);
     const outcome = await this.#repo.revoke(id, actor.id);
-    this.#revocations++;
+    this.#ownWrites++;
     this.#rows.delete(id);
     if (outcome === 'missing') throw new CandorError('ACCESS_TOKEN_NOT_FOUND', { id });
     if (outcome === 'already') throw new CandorError('ACCESS_TOKEN_ALREADY_REVOKED', { id });
     if (outcome === 'last_owner') throw new CandorError('ACCESS_LAST_OWNER', { id });
-    this.#verified.delete(id);
     await this.#audit.append({
       actor: actor.id,
       role: actor.role,
@@ -171,17 +195,57 @@ export class AccessControl {
     const match = TOKEN_PATTERN.exec(presented);
     if (!match) throw new CandorError('AUTH_CREDENTIAL_INVALID');
     const [, prefix, id, secret] = match as unknown as [string, string, string, string];
-    const row = await this.#row(id);
+    let row = await this.#row(id);
     if (!row || (prefix === 'cnd') !== (row.kind === 'api')) throw new CandorError('AUTH_CREDENTIAL_INVALID');
-    const presentedDigest = digest(secret);
-    const known = this.#verified.get(id);
-    if (!known || !timingSafeEqual(known, presentedDigest)) {
-      const hash = await scryptAsync(secret, Buffer.from(row.salt, 'base64'), 32, SCRYPT);
-      if (!timingSafeEqual(hash, Buffer.from(row.hash, 'base64'))) throw new CandorError('AUTH_CREDENTIAL_INVALID');
-      this.#verified.set(id, presentedDigest);
-    }
+    if (isScrypt(row)) row = await this.#checkScrypt(id, secret);
+    else if (!matches(row, secret)) throw new CandorError('AUTH_CREDENTIAL_INVALID');
     // Only after the secret: a guessed id with any secret must not learn whether that credential was revoked.
     if (row.revoked_at !== null) throw new CandorError('AUTH_CREDENTIAL_REVOKED');
     return { tokenId: row.id, kind: row.kind as CredentialKind, role: row.role as Principal['role'], source: row.source };
+  }
+
+  /**
+   * Checks a secret against a credential an older release stored with scrypt, one check per credential at a time
+   * (later ones wait, and the secret last refused is refused again without scrypt): the row is read again when its
+   * turn comes, since the check before may have upgraded it. The right secret replaces the scrypt hash by the SHA-256
+   * form (compare-and-set: several servers may do it at once).
+   */
+  async #checkScrypt(id: string, secret: string): Promise<TokenRow> {
+    const previous = this.#scryptChecks.get(id) ?? Promise.resolve();
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    const turn = previous.then(() => mine);
+    this.#scryptChecks.set(id, turn);
+    try {
+      await previous;
+      const row = await this.#row(id);
+      if (!row) throw new CandorError('AUTH_CREDENTIAL_INVALID');
+      if (!isScrypt(row)) {
+        if (!matches(row, secret)) throw new CandorError('AUTH_CREDENTIAL_INVALID');
+        return row;
+      }
+      const presented = digest(secret);
+      const refused = this.#scryptRefused.get(id);
+      if (refused && timingSafeEqual(refused, presented)) throw new CandorError('AUTH_CREDENTIAL_INVALID');
+      const hash = await this.#scrypt(secret, Buffer.from(row.salt, 'base64'), 32, SCRYPT);
+      const known = Buffer.from(row.hash, 'base64');
+      if (hash.length !== known.length || !timingSafeEqual(hash, known)) {
+        this.#scryptRefused.set(id, presented);
+        throw new CandorError('AUTH_CREDENTIAL_INVALID');
+      }
+      this.#ownWrites++;
+      this.#rows.delete(id);
+      try {
+        await this.#repo.upgradeHash(id, row.hash, stored(secret));
+      } finally {
+        this.#ownWrites++;
+        this.#rows.delete(id);
+      }
+      this.#scryptRefused.delete(id);
+      return row;
+    } finally {
+      done();
+      if (this.#scryptChecks.get(id) === turn) this.#scryptChecks.delete(id);
+    }
   }
 }

@@ -1,6 +1,6 @@
 /**
- * Access: API tokens for staff roles and write keys for ingestion sources, hashed at rest with scrypt,
- * verified per request and revocable.
+ * Access: API tokens for staff roles and write keys for ingestion sources, stored as the SHA-256 of their
+ * secret, verified per request and revocable.
  */
 export { AccessControl, type Principal, type CredentialInfo, type CredentialKind } from './access.service.ts';
 export { ACCESS_MIGRATIONS } from './access.repo.ts';

@@ -3,6 +3,7 @@ import type { Config } from '../config/index.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
 import { backupDatabase, restoreDatabase, type BackupResult, type SweepReport } from '../modules/retention/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
+import { isoTime } from '../shared/iso-time.ts';
 
 /** What the retention and backup commands need from the program that hosts them. */
 export interface RetentionCommandHelpers {
@@ -19,10 +20,11 @@ function parsePositive(flag: string) {
   };
 }
 
+/** `--now`: ISO 8601 as events take it (without a zone, UTC, whatever TZ says), from year 1 to 9999; else a usage error. */
 function parseNow(value: string): Date {
-  const at = new Date(value);
-  if (Number.isNaN(at.getTime())) throw new CommanderError(2, 'candor.usage', 'error: --now takes an ISO-8601 date-time');
-  return at;
+  const at = isoTime(value.trim());
+  if (Number.isNaN(at)) throw new CommanderError(2, 'candor.usage', 'error: --now takes an ISO 8601 date-time between 0001-01-01 and 9999-12-31 (UTC unless it names a zone)');
+  return new Date(at);
 }
 
 /** The lines `candor retention sweep` prints: one per rule, store and category that had something, then a total. */
@@ -67,7 +69,7 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
     .description('delete what has expired now, in batches, and record the evidence in the audit log')
     .option('--dry-run', 'show what would be deleted without changing anything')
     .option('--batch-size <n>', 'rows per transaction', parsePositive('--batch-size'))
-    .option('--now <date-time>', 'count periods back from this moment instead of now (testing policies)', parseNow)
+    .option('--now <date-time>', 'count periods back from this moment instead of now (testing policies): ISO 8601, UTC unless it names a zone', parseNow)
     .action(async (options: { dryRun?: boolean; batchSize?: number; now?: Date }) => {
       await withKernel(async (kernel) => {
         const report = await kernel.retention.sweep({ dryRun: options.dryRun ?? false, actor: CLI_ACTOR, ...(options.batchSize ? { batchSize: options.batchSize } : {}), ...(options.now ? { now: options.now } : {}) });

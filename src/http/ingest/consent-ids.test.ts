@@ -88,6 +88,28 @@ describeEachDialect('POST /v1/consent, /v1/consent/opt-out-notice and /v1/subjec
     }
   });
 
+  it('issues a session for a whole-number id, read as text as a consent or a message reads it, and refuses the numbers they refuse', async () => {
+    const given = await consent({ userId: 7788 });
+    assert.equal(given.statusCode, 200, given.body);
+    const person = await profileOf('user_id', '7788');
+    assert.ok(person);
+    for (const [body, profile] of [[{ userId: 7788 }, person], [{ userId: '7788' }, person], [{ anonymousId: 4343 }, undefined]] as const) {
+      const response = await session(body);
+      assert.equal(response.statusCode, 201, `${JSON.stringify(body)}: ${response.body}`);
+      const { profileId } = await ctx.kernel.subjectSessions.authenticate((response.json() as { token: string }).token);
+      assert.equal(profileId, profile ?? (await profileOf('anonymous_id', '4343')), JSON.stringify(body));
+    }
+    assert.ok(await profileOf('anonymous_id', '4343'), 'the number named the anonymous id 4343');
+    const refused = [['userId', '2.5', 'type'], ['userId', '1e21', 'maximum'], ['anonymousId', '9007199254740993', 'maximum'], ['anonymousId', '-9007199254740993', 'minimum'], ['userId', 'true', 'type']] as const;
+    for (const [field, text, rule] of refused) {
+      const response = await session(JSON.parse(`{"${field}":${text}}`) as Record<string, unknown>);
+      assert.equal(response.statusCode, 400, `${field} ${text}: ${response.body}`);
+      assert.equal(problem(response).code, 'REQUEST_VALIDATION_FAILED');
+      assert.deepEqual(problem(response).details?.errors?.map((e) => [e.path, e.rule]), [[`/${field}`, rule]], response.body);
+    }
+    assert.equal(await profileOf('user_id', '2.5'), null);
+  });
+
   it('refuses a control character or a lone surrogate in source with a coded 400, creating no one', async () => {
     for (const source of ['https://shop.example/\u0000', 'web\u0007', 'https://shop.example/\ud83d']) {
       for (const call of [consent, optOutNotice]) {

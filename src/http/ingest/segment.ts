@@ -1,4 +1,4 @@
-import { pipeline } from 'node:stream';
+import { pipeline, Transform } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
@@ -167,6 +167,22 @@ function contentCoding(header: string | undefined): 'identity' | 'gzip' | 'defla
   return coding;
 }
 
+/**
+ * Passes an inflated body on up to the first chunk past `limit` (which Fastify answers 413), then takes nothing more,
+ * so the inflater stalls. Fastify only stops listening at the limit, and the inflater would otherwise go on inflating
+ * all the body it has been given: half a megabyte of gzip inflates to half a gigabyte.
+ */
+function bounded(limit: number): Transform {
+  let passed = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, next) {
+      passed += chunk.length;
+      this.push(chunk);
+      if (passed <= limit) next();
+    },
+  });
+}
+
 /** Headers a browser may always send: the write key, the body's type and encoding, Sec-GPC. */
 const BASE_HEADERS = 'authorization, content-type, content-encoding, sec-gpc';
 /** A list of header names as a preflight asks for them (RFC 9110 tokens, comma-separated), of a sane length. */
@@ -207,10 +223,14 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
     // its own for as long as it lives (pipeline's goes once the source has ended, before a cut-short body's error).
     const inflater = coding === 'gzip' ? createGunzip() : createInflate();
     inflater.on('error', () => {});
-    const inflated = pipeline(payload, inflater, () => {}) as unknown as typeof payload & { receivedEncodedLength: number };
+    const inflated = pipeline(payload, inflater, bounded(request.routeOptions.bodyLimit), () => {}) as unknown as typeof payload & { receivedEncodedLength: number };
     inflated.receivedEncodedLength = 0;
     payload.on('data', (chunk: Buffer) => {
       inflated.receivedEncodedLength += chunk.length;
+    });
+    // Answered (or the connection gone) before the body was read to its end: nothing more of it is inflated or read.
+    reply.raw.once('close', () => {
+      if (!inflated.readableEnded) inflated.destroy();
     });
     return inflated;
   });
@@ -265,7 +285,7 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
   }
 
   for (const path of ['/v1/batch', '/v1/import', '/v1/b']) {
-    app.post<{ Body: { batch: unknown[]; context?: Record<string, unknown>; sentAt?: string; integrations?: unknown } }>(
+    app.post<{ Body: { batch: unknown[]; context?: Record<string, unknown>; sentAt?: unknown; integrations?: unknown } }>(
       path,
       {
         bodyLimit: MAX_BATCH_BYTES,
@@ -323,7 +343,9 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
             }
             if (message.sentAt === undefined && sentAt) {
               merged.sentAt = sentAt;
-              extra += sentAtBytes ??= memberSize('sentAt', sentAt);
+              // Only a string or a number is a time: another sentAt (an array, perhaps nested thousands deep) makes the
+              // message COLLECT_TIMESTAMP_INVALID, and is not measured.
+              if (typeof sentAt === 'string' || typeof sentAt === 'number') extra += sentAtBytes ??= memberSize('sentAt', sentAt);
             }
             return { raw: merged, bytes: sizeOf(message, extra > 0 && isEmpty(message) ? extra - 1 : extra) };
           }

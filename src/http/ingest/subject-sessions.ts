@@ -1,12 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import { MAX_SUBJECT_SESSION_SECONDS, SESSION_ISSUER_ROLE } from '../../modules/access/index.ts';
-import { MAX_ID_LENGTH } from '../../modules/collect/index.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { refuseUnusableText } from './consent.ts';
+import { ID_SCHEMA, idsAsText, refuseUnusableText } from './consent.ts';
 import { subjectOf } from './subject.ts';
 
-const id = { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH } as const;
 /** The source recorded for identifiers a session request links (the backend's sign-in). */
 const SESSION_SOURCE = 'privacy_center';
 
@@ -15,7 +13,7 @@ const SESSION_SOURCE = 'privacy_center';
  * with which that customer's browser reaches the privacy-center endpoints about themselves.
  */
 export function registerSubjectSessionRoute(app: FastifyInstance, kernel: Kernel): void {
-  app.post<{ Body: { userId?: string; anonymousId?: string; ttlSeconds?: number } }>(
+  app.post<{ Body: { userId?: string | number; anonymousId?: string | number; ttlSeconds?: number } }>(
     '/v1/subject-sessions',
     {
       // A secret the backend keeps (an API token with the session_issuer role), never a write key: browsers carry
@@ -27,7 +25,7 @@ export function registerSubjectSessionRoute(app: FastifyInstance, kernel: Kernel
         body: {
           type: 'object',
           additionalProperties: false,
-          properties: { userId: id, anonymousId: id, ttlSeconds: { type: 'integer', minimum: 60, maximum: MAX_SUBJECT_SESSION_SECONDS } },
+          properties: { userId: ID_SCHEMA, anonymousId: ID_SCHEMA, ttlSeconds: { type: 'integer', minimum: 60, maximum: MAX_SUBJECT_SESSION_SECONDS } },
         },
         response: { 201: { type: 'object', properties: { token: { type: 'string' }, expiresAt: { type: 'string' } } } },
       },
@@ -35,11 +33,13 @@ export function registerSubjectSessionRoute(app: FastifyInstance, kernel: Kernel
     async (request, reply) => {
       const principal = request.principal;
       if (!principal) throw new CandorError('AUTH_CREDENTIAL_MISSING');
-      refuseUnusableText(request.body, ['userId', 'anonymousId']);
-      const profileId = await subjectOf(kernel, request.body, SESSION_SOURCE);
+      // Whole-number ids name the person a message's or a consent's `"userId": 777` names.
+      const body = idsAsText(request.body);
+      refuseUnusableText(body, ['userId', 'anonymousId']);
+      const profileId = await subjectOf(kernel, body, SESSION_SOURCE);
       const canonical = (await kernel.identity.canonical(profileId)) ?? profileId;
       reply.code(201);
-      return kernel.subjectSessions.issue(canonical, kernel.keyring.pseudonym('subject', canonical), { ttlSeconds: request.body.ttlSeconds ?? 900, via: `token:${principal.tokenId}` }, { id: principal.tokenId, role: principal.role });
+      return kernel.subjectSessions.issue(canonical, kernel.keyring.pseudonym('subject', canonical), { ttlSeconds: body.ttlSeconds ?? 900, via: `token:${principal.tokenId}` }, { id: principal.tokenId, role: principal.role });
     },
   );
 }

@@ -86,6 +86,34 @@ describe('Segment message envelope', () => {
     assert.equal(invalid({ timestamp: 8.64e15 + 1 }), 'COLLECT_TIMESTAMP_INVALID');
   });
 
+  it('refuses times before year 1 or after 9999, given in any field or reached by the clock correction, which ISO text would sort wrong', () => {
+    const read = (raw: Record<string, unknown>) => {
+      const out = parseMessage({ anonymousId: 'a', ...raw }, 'page', now, 10);
+      return out.ok ? out.message.occurredAt : `${out.code} ${out.detail}`;
+    };
+    for (const [field, value] of [
+      ['timestamp', '-000001-01-01T00:00:00Z'],
+      ['timestamp', -8640000000000000],
+      ['timestamp', '0000-12-31T23:59:59.999Z'],
+      ['timestamp', '0001-01-01T00:30:00+01:00'],
+      ['timestamp', -62_135_596_800_001],
+      ['timestamp', '+010000-01-01T00:00:00Z'],
+      ['originalTimestamp', '-000001-01-01T00:00:00Z'],
+      ['originalTimestamp', 253_402_300_800_000],
+      ['sentAt', '-000001-01-01T00:00:00Z'],
+      ['sentAt', '+010000-01-01T00:00:00Z'],
+    ] as const) {
+      assert.equal(read({ [field]: value, ...(field === 'sentAt' ? { timestamp: '2026-11-22T11:00:00Z' } : {}) }), `COLLECT_TIMESTAMP_INVALID ${field}`, `${field} ${value}`);
+    }
+    // The first and last millisecond of the range are times.
+    assert.equal(read({ timestamp: '0001-01-01T00:00:00Z' }), '0001-01-01T00:00:00.000Z');
+    assert.equal(read({ originalTimestamp: -62_135_596_800_000 }), '0001-01-01T00:00:00.000Z');
+    assert.equal(read({ originalTimestamp: '9999-12-31T23:59:59.999Z', sentAt: '9999-12-31T23:59:59.999Z' }), '2026-11-22T12:00:00.000Z');
+    // Both times in range, the corrected one not: 9,998 years between the event and its send, counted back from now.
+    assert.equal(read({ originalTimestamp: '0001-01-01T00:00:00Z', sentAt: '9999-01-01T00:00:00Z' }), 'COLLECT_TIMESTAMP_INVALID timestamp');
+    assert.equal(read({ timestamp: '9999-01-01T00:00:00Z', sentAt: '0001-01-01T00:00:00Z' }), 'COLLECT_TIMESTAMP_INVALID timestamp');
+  });
+
   it('corrects the device clock with sentAt as Segment does', () => {
     // The device clock is an hour fast: it sent 10 s after the event happened.
     const out = parseMessage({ anonymousId: 'a', originalTimestamp: '2026-11-22T12:59:50Z', sentAt: '2026-11-22T13:00:00Z' }, 'page', now, 10);

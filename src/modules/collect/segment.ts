@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorCode } from '../../shared/error-codes.ts';
+import { inTimeRange, isoTime } from '../../shared/iso-time.ts';
 import { unusableText } from '../../shared/text.ts';
 import { isIdentifierType } from '../identity/index.ts';
 
@@ -79,43 +80,13 @@ function idValue(v: unknown): string | undefined {
   return undefined;
 }
 
-/** The most milliseconds from 1970 a JavaScript date can hold, either way (ECMA-262 time values). */
-const MAX_TIME_MS = 8.64e15;
-
-/**
- * ISO 8601 / RFC 3339 as senders write it: a date, optionally a time (`T` or a space) with seconds and up to nine
- * fractional digits, optionally a zone (`Z`, `±hh:mm`, `±hhmm`); without a zone the time is UTC.
- */
-const ISO_TIME = /^([+-]\d{6}|\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))?)?$/;
-
-/** A time written as ISO 8601 text, in epoch milliseconds; NaN for anything else or a date no calendar has (30 February). */
-function isoTime(text: string): number {
-  const m = ISO_TIME.exec(text);
-  if (!m) return Number.NaN;
-  const [, y, mo, d, h = '0', mi = '0', sec = '0', frac = '', , sign, zh = '0', zm = '0'] = m as unknown as string[];
-  const year = Number(y);
-  const month = Number(mo);
-  const day = Number(d);
-  const hour = Number(h);
-  const minute = Number(mi);
-  const second = Number(sec);
-  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59 || Number(zh) > 23 || Number(zm) > 59) return Number.NaN;
-  const date = new Date(0);
-  date.setUTCFullYear(year, month - 1, day);
-  // Date.UTC would roll 30 February over into March: a day the month does not have is no date.
-  if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return Number.NaN;
-  date.setUTCHours(hour, minute, second, Number(frac.padEnd(3, '0').slice(0, 3)));
-  const offset = sign ? (sign === '-' ? -1 : 1) * (Number(zh) * 60 + Number(zm)) * 60_000 : 0;
-  return date.getTime() - offset;
-}
-
 function parseTime(v: unknown): number | undefined | null {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string' && typeof v !== 'number') return null;
   // Text must be ISO 8601: what Date.parse reads besides ("May 5", "x 1", "2025-02-30") is guesswork about a date.
   const t = typeof v === 'number' ? v : isoTime(v.trim());
-  // A number beyond what a date can hold is no time at all (and could not be written as one).
-  return Number.isFinite(t) && Math.abs(t) <= MAX_TIME_MS ? t : null;
+  // Outside years 1 to 9999 a time is stored as text that sorts wrong (or could not be written as a date at all).
+  return inTimeRange(t) ? t : null;
 }
 
 /** Most characters of a messageId (client libraries send UUIDs or similar; a longer one is not an id). */
@@ -185,7 +156,7 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   // Segment's clock-skew correction, whenever the sender also says when it sent (`sentAt`, the message's or its
   // batch's): the device's clock is trusted for the interval between the event and the send, not for absolute time.
   const at = given === undefined ? receivedAt : sentAt !== undefined ? receivedAt - (sentAt - given) : given;
-  if (Math.abs(at) > MAX_TIME_MS) return fail('COLLECT_TIMESTAMP_INVALID', 'timestamp');
+  if (!inTimeRange(at)) return fail('COLLECT_TIMESTAMP_INVALID', 'timestamp');
   if (at > receivedAt + MAX_FUTURE_MS) return fail('COLLECT_TIMESTAMP_IN_FUTURE', 'timestamp');
   for (const part of ['properties', 'traits', 'context'] as const) {
     if (raw[part] !== undefined && raw[part] !== null && !isObject(raw[part])) return fail('COLLECT_MESSAGE_INVALID', part);

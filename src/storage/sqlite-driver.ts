@@ -57,6 +57,9 @@ export function toSqliteValues(params: readonly unknown[]): readonly SQLInputVal
   return params as readonly SQLInputValue[];
 }
 
+/** How long a statement waits for a lock another connection holds before it fails busy. */
+export const SQLITE_BUSY_TIMEOUT_MS = 5000;
+
 /** A node:sqlite database with a bounded cache of prepared statements. */
 export class SqliteHandle {
   readonly db: DatabaseSync;
@@ -93,7 +96,7 @@ export class SqliteHandle {
   #dataVersionAt = Number.NEGATIVE_INFINITY;
 
   constructor(path: string, synchronous: 'FULL' | 'NORMAL') {
-    this.db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: 5000 });
+    this.db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: SQLITE_BUSY_TIMEOUT_MS });
     this.db.exec('PRAGMA journal_mode = WAL');
     this.db.exec(`PRAGMA synchronous = ${synchronous}`);
     // Deleted content is overwritten with zeros, so an erased subject does not linger in free pages of the file.

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { it } from 'node:test';
 import { sql } from 'kysely';
 import { createEnvironment, describeEachDialect } from '../../test/support/databases.ts';
 import { MIGRATIONS } from '../kernel.ts';
 import { isCandorError } from '../shared/errors.ts';
-import { DeferredConflict, isUniqueViolation, migrateToLatest, openStorage, pendingMigrations, type ModuleMigration, type Storage } from './index.ts';
+import { DeferredConflict, isUniqueViolation, migrateToLatest, openStorage, pendingMigrations, SQLITE_FILE, type ModuleMigration, type Storage } from './index.ts';
 
 type Environment = Awaited<ReturnType<typeof createEnvironment>>;
 /** A storage on a test environment's database (SQLite's writer thread on unless said otherwise). */
@@ -459,4 +462,95 @@ describeEachDialect('storage: plans of large inserts', (dialect) => {
       await env.cleanup();
     }
   });
+});
+
+describeEachDialect('storage: checkpoint', (dialect) => {
+  /** A fresh database with a row whose value the test looks for in the WAL after deleting it. */
+  const withTable = (run: (storage: Storage, env: Environment) => Promise<void>) => async () => {
+    const env = await createEnvironment(dialect);
+    const storage = await openIn(env);
+    try {
+      await sql`CREATE TABLE wal_test (id TEXT PRIMARY KEY, v TEXT NOT NULL)`.execute(storage.db);
+      await sql`INSERT INTO wal_test VALUES (${'a'}, ${'PLAINVALUE-9c41'})`.execute(storage.db);
+      await run(storage, env);
+    } finally {
+      await storage.close();
+      await env.cleanup();
+    }
+  };
+
+  if (dialect === 'postgres') {
+    it('is a no-op on PostgreSQL, whatever another connection reads', withTable(async (storage, env) => {
+      const { default: pg } = await import('pg');
+      const reader = new pg.Client({ connectionString: env.databaseUrl });
+      await reader.connect();
+      try {
+        await reader.query('BEGIN');
+        await reader.query('SELECT count(*) FROM wal_test');
+        await sql`DELETE FROM wal_test`.execute(storage.db);
+        await storage.checkpoint({ waitMs: 0 });
+        await reader.query('COMMIT');
+      } finally {
+        await reader.end();
+      }
+    }));
+    return;
+  }
+
+  const wal = (env: Environment) => join(env.dataDir, `${SQLITE_FILE}-wal`);
+  /** Another connection to the file with a read transaction open, as a CLI command, a backup or a sqlite3 shell has. */
+  const reading = (env: Environment) => {
+    const db = new DatabaseSync(join(env.dataDir, SQLITE_FILE));
+    db.exec('BEGIN');
+    db.prepare('SELECT count(*) AS n FROM wal_test').get();
+    return () => {
+      db.exec('COMMIT');
+      db.close();
+    };
+  };
+
+  it('fails with STORAGE_CHECKPOINT_BUSY while another connection reads, leaving the WAL as it is, and truncates it once the reader ended', withTable(async (storage, env) => {
+    const release = reading(env);
+    try {
+      await sql`DELETE FROM wal_test`.execute(storage.db);
+      await assert.rejects(storage.checkpoint({ waitMs: 30 }), (error) => {
+        assert.ok(isCandorError(error, 'STORAGE_CHECKPOINT_BUSY'));
+        const details = error.details as { busy: number; log: number; checkpointed: number };
+        assert.equal(details.busy, 1);
+        assert.ok(details.log > 0);
+        return true;
+      });
+      assert.ok(readFileSync(wal(env)).includes('PLAINVALUE-9c41'), 'the deleted value is still in the WAL');
+    } finally {
+      release();
+    }
+    await storage.checkpoint({ waitMs: 0 });
+    assert.equal(statSync(wal(env)).size, 0);
+    assert.ok(!readFileSync(join(env.dataDir, SQLITE_FILE)).includes('PLAINVALUE-9c41'));
+  }));
+
+  it('tries again while a reader ends within the wait, and writes of this process go on meanwhile', withTable(async (storage, env) => {
+    const release = reading(env);
+    await sql`DELETE FROM wal_test`.execute(storage.db);
+    let ended = false;
+    const checkpoint = storage.checkpoint({ waitMs: 10_000 }).then(() => assert.ok(ended, 'resolved only after the reader ended'));
+    await sql`INSERT INTO wal_test VALUES (${'b'}, ${'meanwhile'})`.execute(storage.db);
+    await sleep(30);
+    ended = true;
+    release();
+    await checkpoint;
+    assert.equal(statSync(wal(env)).size, 0);
+  }));
+
+  it('is never held up by this process\'s own writer thread, even right after its commits', withTable(async (storage, env) => {
+    const deferred = storage.deferred;
+    assert.ok(deferred);
+    for (let i = 0; i < 20; i++) {
+      // The writer keeps the write lock after a commit for a transaction that may follow: a checkpoint must not fail on it.
+      await deferred.transaction((tx) => tx.run('INSERT INTO wal_test VALUES (?, ?)', [`w${i}`, 'x']));
+      await Promise.all([deferred.transaction((tx) => tx.run('UPDATE wal_test SET v = ? WHERE id = ?', ['y', `w${i}`])), storage.checkpoint({ waitMs: 0 })]);
+    }
+    await storage.checkpoint({ waitMs: 0 });
+    assert.equal(statSync(wal(env)).size, 0);
+  }));
 });

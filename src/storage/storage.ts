@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool, PoolClient } from 'pg';
+import { CandorError } from '../shared/errors.ts';
 import { CommitListener, installCommitNotices, sessionName, tablesWithoutNotices } from './pg-commit-notices.ts';
-import { NodeSqliteDialect, SqliteHandle } from './sqlite-driver.ts';
+import { NodeSqliteDialect, SQLITE_BUSY_TIMEOUT_MS, SqliteHandle } from './sqlite-driver.ts';
 import { SqliteWriter, type DeferredTx } from './sqlite-writer.ts';
 
 export type DialectName = 'sqlite' | 'postgres';
@@ -57,9 +58,13 @@ export interface Storage {
   ping(): Promise<void>;
   /**
    * Moves everything from SQLite's write-ahead log into the database file and truncates the log, so deleted content
-   * survives in neither (after an erasure). A no-op on PostgreSQL, whose dumps are logical.
+   * survives in neither (after an erasure); resolves only once SQLite answered that it did and the log is empty.
+   * Another connection's read transaction (another process: a CLI command, a backup, Litestream, a sqlite3 shell)
+   * keeps the log from being truncated: it is tried again for up to `waitMs` (CHECKPOINT_WAIT_MS), this process's
+   * writes going on in between, then STORAGE_CHECKPOINT_BUSY is thrown. This process's own connections never stand in
+   * the way. A no-op on PostgreSQL, whose dumps are logical.
    */
-  checkpoint(): Promise<void>;
+  checkpoint(options?: { waitMs?: number }): Promise<void>;
   /**
    * A number that changes whenever another connection (another process: the CLI, a second server) has committed to
    * the database since the last call, so in-process caches can tell that they may be stale without reading what
@@ -90,6 +95,18 @@ export function isUniqueViolation(error: unknown): boolean {
 
 /** The file name of the SQLite database inside a data directory. */
 export const SQLITE_FILE = 'candor.db';
+
+/** How long checkpoint() keeps trying while another connection reads (as long as a statement waits for a lock). */
+export const CHECKPOINT_WAIT_MS = SQLITE_BUSY_TIMEOUT_MS;
+/** The longest pause between two tries of a checkpoint. */
+const CHECKPOINT_PAUSE_MS = 250;
+
+/** What `PRAGMA wal_checkpoint(TRUNCATE)` answers: busy 1 when it could not finish, and the log's frames and how many were copied. */
+interface CheckpointAnswer {
+  busy: number;
+  log: number;
+  checkpointed: number;
+}
 
 /** Opens SQLite (default) or PostgreSQL, according to the options. */
 export async function openStorage(options: StorageOptions): Promise<Storage> {
@@ -201,12 +218,35 @@ function openSqlite(options: StorageOptions): Storage {
         }
       },
     },
-    async checkpoint() {
-      const release = await handle.lockForWrites();
-      try {
-        handle.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
-      } finally {
-        release();
+    async checkpoint(options: { waitMs?: number } = {}) {
+      const deadline = performance.now() + (options.waitMs ?? CHECKPOINT_WAIT_MS);
+      // Under the write lock of this process: the writer thread has let go of the lock it may keep after a commit and
+      // no statement of the main connection is open, so only other processes can hold a read transaction.
+      const attempt = async (): Promise<CheckpointAnswer & { walBytes: number }> => {
+        const release = await handle.lockForWrites();
+        try {
+          // Tried without SQLite's busy handler, which would block this thread (every request) while it waits.
+          handle.db.exec('PRAGMA busy_timeout = 0');
+          try {
+            const [answer] = handle.all<CheckpointAnswer>('PRAGMA wal_checkpoint(TRUNCATE)', []);
+            const walBytes = statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+            return { busy: Number(answer?.busy), log: Number(answer?.log), checkpointed: Number(answer?.checkpointed), walBytes };
+          } finally {
+            handle.db.exec(`PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+          }
+        } finally {
+          release();
+        }
+      };
+      let pause = 10;
+      for (;;) {
+        const { busy, log, checkpointed, walBytes } = await attempt();
+        if (busy === 0 && log === checkpointed && walBytes === 0) return;
+        const left = deadline - performance.now();
+        if (left <= 0) throw new CandorError('STORAGE_CHECKPOINT_BUSY', { busy, log, checkpointed });
+        // A reader usually ends soon; meanwhile this process writes on.
+        await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+        pause = Math.min(pause * 2, CHECKPOINT_PAUSE_MS);
       }
     },
     async close() {

@@ -4,9 +4,9 @@ import type { DeletionLedgerEntry, IdentifierPseudonym } from '../../shared/subj
 
 /**
  * Erasure bookkeeping. `rights_erasures` holds one row per erasure request with its certificate (JSON) and its
- * state (`keys_pending` until the data keys are destroyed and the ledger file written, then `done`);
- * `rights_deletion_ledger` is the database copy of the deletion ledger; `rights_erased_profiles` answers "was this
- * profile erased?" for a second request. Only profile ids and pseudonyms, never identifier values.
+ * state (`keys_pending` until the data keys are destroyed, the ledger file written and SQLite's WAL truncated, then
+ * `done`); `rights_deletion_ledger` is the database copy of the deletion ledger; `rights_erased_profiles` answers "was
+ * this profile erased?" for a second request. Only profile ids and pseudonyms, never identifier values.
  */
 export type ErasureTables = {
   rights_erasures: {
@@ -101,8 +101,9 @@ export class ErasureRepo {
     await this.#db.updateTable('rights_erasures').set({ state: 'done', completed_at: completedAt, certificate }).where('request_id', '=', requestId).execute();
   }
 
-  async updateCertificate(requestId: string, certificate: string): Promise<void> {
-    await this.#db.updateTable('rights_erasures').set({ certificate }).where('request_id', '=', requestId).execute();
+  /** Replaces the certificate of an erasure still `keys_pending` (never that of one another attempt finished meanwhile). */
+  async pendingCertificate(requestId: string, certificate: string): Promise<void> {
+    await this.#db.updateTable('rights_erasures').set({ certificate }).where('request_id', '=', requestId).where('state', '=', 'keys_pending').execute();
   }
 
   /** The erasure row of a request (read on `tx` when given: Kysely must not be used inside a raw transaction). */

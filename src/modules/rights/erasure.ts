@@ -1,5 +1,5 @@
-import type { Actor } from '../../shared/actor.ts';
-import { CandorError } from '../../shared/errors.ts';
+import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { DataSubject, DeletionLedgerEntry, EraseOutcome, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
 import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
@@ -41,6 +41,8 @@ export interface ErasureDeps {
   recipients?: readonly ErasureRecipient[];
   /** Stores outside the database: files such as the mail outbox. */
   fileStores?: readonly ErasureFileStore[];
+  /** How long the truncation of SQLite's write-ahead log is tried while another connection reads (storage's default). */
+  checkpointWaitMs?: number;
 }
 
 /** How a subject is asked for: a profile id, or any identifier (user id, anonymous id, email, phone, custom). */
@@ -49,6 +51,11 @@ export type SubjectLookup = { profileId: string } | { identifier: { type: string
 const PURPOSE = 'essential.legal_obligation';
 const SUPPRESSION_REASON = 'erasure';
 const PG_LEDGER_LOCK = 0x43444c67; // "CDLg": one ledger writer at a time on PostgreSQL
+
+/** The certificate's line for the database file: what the erasure did to the bytes the deleted rows leave behind. */
+const STORAGE_LINE = { sqlite: 'sqlite database file', postgres: 'postgresql database' } as const;
+
+const lineKey = (s: { module: string; store: string }) => `${s.module}\u0000${s.store}`;
 
 /** Where an erasure stands between its commit and its certificate. */
 interface Progress {
@@ -66,8 +73,10 @@ interface Progress {
  *    outside the database (files: the mail outbox) delete what they hold about the subject;
  * 3. the ledger line is appended to the file and fsynced; SQLite's WAL is checkpointed and truncated;
  * 4. audit entry; the certificate is stored and the erasure marked `done`.
- * If step 2 or 3 fails the erasure stays `keys_pending` and the error is thrown; `replayMissing()` (run by every
- * kernel start) finishes it. Nothing is skipped silently.
+ * If step 2 or 3 fails the erasure stays `keys_pending` and the error is thrown; `complete()` (a retried request) and
+ * `replayMissing()` (every kernel start) finish it. A WAL another connection keeps from being truncated
+ * (STORAGE_CHECKPOINT_BUSY) is such a failure: the stored certificate then lists the database file as not erased.
+ * Nothing is skipped silently.
  */
 export class ErasureEngine {
   readonly #deps: ErasureDeps;
@@ -116,6 +125,18 @@ export class ErasureEngine {
     return row ? (JSON.parse(row.certificate) as ErasureCertificate) : null;
   }
 
+  /**
+   * The certificate of an erasure request, once steps 2–4 of an erasure still pending (its commit done, its keys,
+   * ledger line or WAL truncation owed) have been run again; null when the request erased nothing. Throws as erase()
+   * does when a step fails again.
+   */
+  async complete(requestId: string, actor: Actor): Promise<ErasureCertificate | null> {
+    const row = await this.#repo.erasure(requestId);
+    if (!row) return null;
+    if (row.state !== 'keys_pending') return JSON.parse(row.certificate) as ErasureCertificate;
+    return this.#resume(row, actor);
+  }
+
   /** The database copy of the deletion ledger, oldest first. */
   ledger(): Promise<DeletionLedgerEntry[]> {
     return this.#repo.ledger();
@@ -147,6 +168,13 @@ export class ErasureEngine {
       if (file[i]?.hash !== db[i]?.hash) throw new CandorError('RIGHTS_LEDGER_TAMPERED', { seq: i + 1, problem: 'file and database differ' });
     }
     let replayed = 0;
+    // A WAL another process keeps from being truncated leaves the erasure pending (retried later) without stopping the
+    // start; once one was, the next ones try once instead of waiting again.
+    let waitMs = this.#deps.checkpointWaitMs;
+    const leavePending = (error: unknown) => {
+      if (!isCandorError(error, 'STORAGE_CHECKPOINT_BUSY')) throw error;
+      waitMs = 0;
+    };
     for (const entry of file.slice(db.length)) {
       const found = await this.#deps.identity.linked({ profileIds: entry.profileIds, identifiers: entry.identifiers });
       const subject: DataSubject = {
@@ -155,16 +183,22 @@ export class ErasureEngine {
         identifiers: uniqueIdentifiers([...entry.identifiers, ...(found?.identifiers ?? [])]),
       };
       const progress = await this.#deps.storage.raw.transaction((tx) => this.#eraseIn(tx, subject, { requestId: entry.requestId, startedAt: new Date().toISOString(), entry }));
-      await this.#finish(progress, { id: 'system', role: 'system' }, { reason: null, replay: true });
       replayed++;
+      await this.#finish(progress, SYSTEM_ACTOR, { reason: null, replay: true, waitMs }).catch(leavePending);
     }
     await this.#syncLedgerFile();
     for (const row of await this.#repo.pending()) {
-      const certificate = JSON.parse(row.certificate) as ErasureCertificate;
-      const subject: DataSubject = { profileId: JSON.parse(row.profile_ids)[0] as string, profileIds: JSON.parse(row.profile_ids) as string[], identifiers: JSON.parse(row.identifiers) as IdentifierPseudonym[] };
-      await this.#finish({ row, subject, stores: [...certificate.stores], ledger: certificate.ledger }, { id: 'system', role: 'system' }, { reason: null, replay: false, resumed: true });
+      await this.#resume(row, SYSTEM_ACTOR, waitMs).catch(leavePending);
     }
     return replayed;
+  }
+
+  /** Steps 2–4 again for an erasure left `keys_pending`, from what its stored certificate recorded. */
+  #resume(row: ErasureRow, actor: Actor, waitMs?: number): Promise<ErasureCertificate> {
+    const certificate = JSON.parse(row.certificate) as ErasureCertificate;
+    const profileIds = JSON.parse(row.profile_ids) as string[];
+    const subject: DataSubject = { profileId: profileIds[0] as string, profileIds, identifiers: JSON.parse(row.identifiers) as IdentifierPseudonym[] };
+    return this.#finish({ row, subject, stores: [...certificate.stores], ledger: certificate.ledger }, actor, { reason: null, replay: false, resumed: true, waitMs });
   }
 
   /** Step 1: everything that commits together. `entry` is the ledger entry being replayed, if any. */
@@ -207,8 +241,12 @@ export class ErasureEngine {
     return { row, subject, stores, ledger };
   }
 
-  /** Steps 2–4: after the commit. Idempotent: a resumed erasure runs it again. */
-  async #finish(progress: Progress, actor: Actor, how: { reason: string | null; replay: boolean; resumed?: boolean }): Promise<ErasureCertificate> {
+  /**
+   * Steps 2–4: after the commit. Idempotent: a resumed erasure runs it again, and its certificate counts what every
+   * attempt deleted. A WAL that cannot be truncated (STORAGE_CHECKPOINT_BUSY) leaves the erasure `keys_pending` with a
+   * certificate that says so, and is thrown.
+   */
+  async #finish(progress: Progress, actor: Actor, how: { reason: string | null; replay: boolean; resumed?: boolean; waitMs?: number | undefined }): Promise<ErasureCertificate> {
     const { storage, keyring, audit, handlers } = this.#deps;
     const { row, subject } = progress;
     for (const handler of handlers) await handler.afterErase?.(subject);
@@ -216,16 +254,38 @@ export class ErasureEngine {
     for (const profileId of subject.profileIds) {
       if (await keyring.destroySubjectKey(profileId, actor, PURPOSE)) destroyed++;
     }
-    const stores = progress.stores.filter((s) => s.store !== 'crypto_subject_keys');
-    stores.push({ module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: every copy of their ciphertexts (the encrypted personal fields), backups included, is unreadable; plain non-personal fields stay readable in backup files taken before this erasure until those files are deleted' });
+    const afterCommit: (EraseOutcome & { module: string })[] = [
+      { module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: every copy of their ciphertexts (the encrypted personal fields), backups included, is unreadable; plain non-personal fields stay readable in backup files taken before this erasure until those files are deleted' },
+    ];
     for (const store of this.#deps.fileStores ?? []) {
-      for (const outcome of await store.erase(subject, { requestId: row.request_id })) stores.push({ ...outcome, module: store.module });
+      for (const outcome of await store.erase(subject, { requestId: row.request_id })) afterCommit.push({ ...outcome, module: store.module });
     }
+    // An earlier attempt's lines of these steps (a resumed erasure) are replaced, adding what that attempt deleted.
+    const earlier = new Map(progress.stores.map((s) => [lineKey(s), s]));
+    const redone = new Set([...afterCommit.map(lineKey), lineKey({ module: 'storage', store: STORAGE_LINE[storage.dialect] })]);
+    const stores = progress.stores.filter((s) => !redone.has(lineKey(s)));
+    for (const line of afterCommit) stores.push({ ...line, deleted: line.deleted + (earlier.get(lineKey(line))?.deleted ?? 0) });
     await this.#syncLedgerFile();
-    await storage.checkpoint();
+    try {
+      const waitMs = how.waitMs ?? this.#deps.checkpointWaitMs;
+      await storage.checkpoint(waitMs === undefined ? {} : { waitMs });
+    } catch (error) {
+      if (isCandorError(error, 'STORAGE_CHECKPOINT_BUSY')) {
+        const { busy, log, checkpointed } = error.details as { busy: number; log: number; checkpointed: number };
+        stores.push({
+          module: 'storage',
+          store: STORAGE_LINE.sqlite,
+          status: 'not_supported',
+          deleted: 0,
+          detail: `the write-ahead log still holds the deleted content: another connection to the database holds a read transaction (busy ${busy}, log ${log}, checkpointed ${checkpointed}); the erasure stays pending and the truncation is tried again`,
+        });
+        await this.#repo.pendingCertificate(row.request_id, JSON.stringify(this.#certificate(row.request_id, row.subject, row.started_at, row.started_at, stores, [], progress.ledger, true)));
+      }
+      throw error;
+    }
     stores.push({
       module: 'storage',
-      store: storage.dialect === 'sqlite' ? 'sqlite database file' : 'postgresql database',
+      store: STORAGE_LINE[storage.dialect],
       status: 'confirmed',
       deleted: 0,
       detail:

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { ModuleMigration, Storage } from '../../storage/index.ts';
 
@@ -141,11 +142,21 @@ export const OPEN_STATES = ['received', 'verifying', 'in_progress'] as const;
 /** Every SQL statement on the request tables. */
 /** Ids per `in` list: well under the parameter limits of both databases. */
 const CHUNK = 256;
+/**
+ * The class of PostgreSQL's two-key advisory locks that serialize the starts counted under one rate-limit key ("CDRr");
+ * the second key is a hash of the rate-limit key. The one-key locks elsewhere are another key space.
+ */
+const PG_RATE_LOCK_CLASS = 0x43445272;
+
+/** The second advisory-lock key of a rate-limit key: the first 32 bits of its SHA-256, signed as PostgreSQL's integer. */
+const rateLockKey = (key: string) => createHash('sha256').update(key).digest().readInt32BE(0);
 
 export class RequestsRepo {
+  readonly #storage: Storage;
   readonly #db: Kysely<RequestsTables>;
 
   constructor(storage: Storage) {
+    this.#storage = storage;
     this.#db = storage.db.withTables<RequestsTables>();
   }
 
@@ -282,6 +293,21 @@ export class RequestsRepo {
       .execute();
   }
 
+  /** Requests in progress whose last run failed with this error code (no lease: no run under way), oldest first. */
+  failedWith(code: string, limit: number): Promise<RequestRow[]> {
+    return this.#db
+      .selectFrom('rights_requests')
+      .selectAll()
+      .where('state', '=', 'in_progress')
+      .where('awaiting_approval', '=', 0)
+      .where('run_lease_until', 'is', null)
+      .where('last_error', '=', code)
+      .orderBy('updated_at')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+  }
+
   /** The staff queue: requests in the given states (and denied ones whose last error is `deniedWithError`), soonest due first. */
   queue(states: readonly string[], limit: number, deniedWithError?: string): Promise<RequestRow[]> {
     return this.#db
@@ -296,16 +322,6 @@ export class RequestsRepo {
 
   byDownloadHash(hash: string): Promise<RequestRow | undefined> {
     return this.#db.selectFrom('rights_requests').selectAll().where('download_hash', '=', hash).executeTakeFirst();
-  }
-
-  /** How many starts each key made since `since`. */
-  async countStarts(keys: readonly string[], since: string): Promise<number[]> {
-    const out: number[] = [];
-    for (const key of keys) {
-      const row = await this.#db.selectFrom('rights_rate_events').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).where('at', '>=', since).executeTakeFirst();
-      out.push(Number(row?.n ?? 0));
-    }
-    return out;
   }
 
   /** Forgets the starts counted under these keys. */
@@ -331,9 +347,30 @@ export class RequestsRepo {
     }
   }
 
-  /** Records an accepted start under each key, and forgets starts older than `since` (they say nothing any more). */
-  async recordStart(keys: readonly string[], at: string, since: string): Promise<void> {
-    await this.#db.insertInto('rights_rate_events').values(keys.map((key) => ({ key, at }))).execute();
-    await this.#db.deleteFrom('rights_rate_events').where('at', '<', since).execute();
+  /**
+   * Records a start under each key unless a key already made its `limit` of starts since `since`; false, with nothing
+   * recorded, then. The counts and the insert are one transaction that holds each key's lock (PostgreSQL: an advisory
+   * lock per key, taken in one order so that starts sharing keys queue instead of deadlocking; SQLite: its write
+   * lock), so concurrent starts cannot all pass a count none of them has added to yet. Starts older than `since` are
+   * forgotten afterwards (they say nothing any more).
+   */
+  async recordStart(keys: readonly { key: string; limit: number }[], at: string, since: string): Promise<boolean> {
+    const recorded = await this.#storage.raw.transaction(async (tx) => {
+      if (this.#storage.dialect === 'postgres') {
+        for (const lock of [...new Set(keys.map((k) => rateLockKey(k.key)))].sort((a, b) => a - b)) {
+          await tx.all('select pg_advisory_xact_lock($1, $2)', [PG_RATE_LOCK_CLASS, lock]);
+        }
+      }
+      for (const { key, limit } of keys) {
+        const count = this.#db.selectFrom('rights_rate_events').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).where('at', '>=', since).compile();
+        const [row] = await tx.all<{ n: number | string }>(count.sql, count.parameters);
+        if (Number(row?.n ?? 0) >= limit) return false;
+      }
+      const insert = this.#db.insertInto('rights_rate_events').values(keys.map(({ key }) => ({ key, at }))).compile();
+      await tx.run(insert.sql, insert.parameters);
+      return true;
+    });
+    if (recorded) await this.#db.deleteFrom('rights_rate_events').where('at', '<', since).execute();
+    return recorded;
   }
 }

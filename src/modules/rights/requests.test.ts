@@ -156,6 +156,18 @@ describeEachDialect('data-subject requests', (dialect) => {
     await assert.rejects(rights.start({ type: 'erasure', email: 'c9@candor-example.dev', client: '10.2.0.1' }), (e) => isCandorError(e, 'RIGHTS_RATE_LIMITED'));
   });
 
+  it('accepts no more starts than the limits when they arrive at the same time', async () => {
+    const accepted = async (starts: { email: string; client: string }[]) => {
+      const results = await Promise.allSettled(starts.map((s) => rights.start({ type: 'erasure', ...s })));
+      for (const r of results) if (r.status === 'rejected') assert.ok(isCandorError(r.reason, 'RIGHTS_RATE_LIMITED'), String(r.reason));
+      return results.filter((r) => r.status === 'fulfilled').length;
+    };
+    // One address from many clients: 3 an hour; one client for many addresses: 6 an hour.
+    assert.equal(await accepted(Array.from({ length: 16 }, (_, i) => ({ email: 'race@candor-example.dev', client: `10.93.0.${i}` }))), 3);
+    assert.equal(await accepted(Array.from({ length: 16 }, (_, i) => ({ email: `race-${i}@candor-example.dev`, client: '10.94.0.1' }))), 6);
+    await rights.settled();
+  });
+
   it('needs a second identifier for access, and answers a repeated request with the first, flagged duplicate', async () => {
     const id = await person('v-4', 'v4@candor-example.dev');
     const first = await rights.start({ type: 'access', email: 'v4@candor-example.dev', client: '10.3.0.1' });
@@ -184,6 +196,27 @@ describeEachDialect('data-subject requests', (dialect) => {
     clock = new Date(clock.getTime() + 24 * 3_600_000 + 1);
     await assert.rejects(rights.download(verified.download.token), (e) => isCandorError(e, 'RIGHTS_DOWNLOAD_INVALID'));
     clock = new Date('2026-03-02T10:00:00.000Z');
+  });
+
+  it('answers a signed-in start of access without an address linked to the person as an invalid request (400), alike for anyone else’s and an unknown one', async () => {
+    const id = await person('v-9', 'v9@candor-example.dev');
+    await person('v-10', 'v10@candor-example.dev');
+    const { token } = await ctx.kernel.subjectSessions.issue(id, ctx.kernel.keyring.pseudonym('subject', id), { ttlSeconds: 900, via: 'test' }, CLI_ACTOR);
+    const startAs = (payload: Record<string, unknown>) => server.app.inject({ method: 'POST', url: '/v1/me/rights/requests', headers: { authorization: `Bearer ${token}` }, payload });
+    const cases: [string | undefined, string][] = [
+      [undefined, 'email_required'],
+      ['not an address', 'email_required'],
+      ['v10@candor-example.dev', 'email_not_linked'],
+      ['nobody-at-all@candor-example.dev', 'email_not_linked'],
+    ];
+    for (const [email, reason] of cases) {
+      const answer = await startAs({ type: 'access', ...(email === undefined ? {} : { email }) });
+      const body = answer.json() as { code: string; details?: { reason?: string } };
+      assert.deepEqual([answer.statusCode, body.code, body.details?.reason], [400, 'RIGHTS_REQUEST_INVALID', reason], `${email}: ${answer.body}`);
+    }
+    const own = await startAs({ type: 'access', email: 'V9@candor-example.dev' });
+    assert.equal(own.statusCode, 201, own.body);
+    assert.equal((own.json() as { request: { state: string } }).request.state, 'verifying');
   });
 
   it('runs rectification after staff approval, recording the change with its request id; failures stay in progress', async () => {

@@ -51,6 +51,14 @@ const SESSION_SECONDS = 900;
 export const RUN_LEASE_MS = 30_000;
 /** At most this many interrupted runs are resumed by one start; the rest by the next. */
 const RESUME_BATCH = 1000;
+/**
+ * The error of an erasure whose only step left is truncating SQLite's write-ahead log, which another connection's read
+ * transaction holds up (ErasureEngine): its run is tried again by itself (#retryLater, resumeInterrupted).
+ */
+const WAL_BUSY = 'STORAGE_CHECKPOINT_BUSY';
+/** The first wait before such a run is tried again; it doubles with each attempt of the request, up to WAL_RETRY_MAX_MS. */
+export const WAL_RETRY_MS = 30_000;
+const WAL_RETRY_MAX_MS = 30 * 60_000;
 const EMAIL_CONTEXT = 'rights.requests.email';
 /** The lastError of a denied request whose notice the mail server refused (retry() sends it again). */
 const DENIAL_NOT_SENT = 'RIGHTS_MAIL_FAILED';
@@ -141,6 +149,8 @@ export interface RightsRequestsDeps {
   rateLimits?: RateLimits | undefined;
   /** How long a run holds its request without renewing it (RUN_LEASE_MS; tests shorten it). */
   runLeaseMs?: number | undefined;
+  /** The first wait before an erasure held up by another connection's read of SQLite's WAL is run again (WAL_RETRY_MS; tests shorten it). */
+  walRetryMs?: number | undefined;
   /** The clock (tests inject one). */
   now?: (() => Date) | undefined;
 }
@@ -174,6 +184,7 @@ export class RightsRequests {
   readonly #now: () => Date;
   readonly #pending = new Set<Promise<void>>();
   readonly #leaseMs: number;
+  readonly #walRetryMs: number;
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
 
   constructor(deps: RightsRequestsDeps) {
@@ -182,6 +193,7 @@ export class RightsRequests {
     this.#limits = deps.rateLimits ?? DEFAULT_RATE_LIMITS;
     this.#now = deps.now ?? (() => new Date());
     this.#leaseMs = deps.runLeaseMs ?? RUN_LEASE_MS;
+    this.#walRetryMs = deps.walRetryMs ?? WAL_RETRY_MS;
   }
 
   /** Waits for mail and work started in the background (tests, shutdown). */
@@ -237,11 +249,10 @@ export class RightsRequests {
   async #rateLimit(keys: string[]): Promise<void> {
     const at = this.#now();
     const since = new Date(at.getTime() - this.#limits.windowMs).toISOString();
-    const counts = await this.#repo.countStarts(keys, since);
-    const limits = keys.map((k) => (k.startsWith('id:') ? this.#limits.perIdentifier : this.#limits.perClient));
+    const limits = keys.map((key) => ({ key, limit: key.startsWith('id:') ? this.#limits.perIdentifier : this.#limits.perClient }));
     // Only accepted starts count: refused ones would let anyone use up a client's (a proxy's) allowance for everyone.
-    if (counts.some((n, i) => n >= (limits[i] as number))) throw new CandorError('RIGHTS_RATE_LIMITED', { windowSeconds: Math.round(this.#limits.windowMs / 1000) });
-    await this.#repo.recordStart(keys, at.toISOString(), since);
+    // Counted and recorded atomically: parallel starts (several servers) get no more than the limit between them.
+    if (!(await this.#repo.recordStart(limits, at.toISOString(), since))) throw new CandorError('RIGHTS_RATE_LIMITED', { windowSeconds: Math.round(this.#limits.windowMs / 1000) });
   }
 
   /** The canonical profile known by an address, or null (also for an erased person: nothing reveals either). */
@@ -398,13 +409,17 @@ export class RightsRequests {
     return { request: requestView(current, this.#now()), duplicate: false, next: row.state === 'verifying' ? 'verify' : 'none' };
   }
 
-  /** An address given with a session must be one the person is known by (RIGHTS_SECOND_FACTOR_INVALID otherwise). */
+  /**
+   * An address given with a session must be one the person is known by: RIGHTS_REQUEST_INVALID with reason
+   * `email_required` when none (or no address) is given, `email_not_linked` when it is not theirs. The session holder
+   * learns only which addresses are linked to themselves, so this reveals nothing about anyone else's.
+   */
   async #linkedEmail(email: string | undefined, profileId: string): Promise<string> {
     const normalized = typeof email === 'string' ? this.#deps.identity.normalize({ type: 'email', value: email }) : undefined;
     if (!normalized) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'email_required' });
     const subject = await this.#deps.erasure.findSubject({ profileId });
     const hash = this.#deps.identity.hash(normalized);
-    if (!subject?.identifiers.some((i) => i.type === 'email' && i.valueHash === hash)) throw new CandorError('RIGHTS_SECOND_FACTOR_INVALID');
+    if (!subject?.identifiers.some((i) => i.type === 'email' && i.valueHash === hash)) throw new CandorError('RIGHTS_REQUEST_INVALID', { reason: 'email_not_linked' });
     return normalized.value;
   }
 
@@ -549,7 +564,8 @@ export class RightsRequests {
   /**
    * Runs a request in progress whose run this process claimed (#claim). While it runs, a heartbeat renews the lease;
    * only the claimer records the end (compare-and-set on the attempt count). A failure keeps it in progress with the
-   * attempt count and the error code (never cancelled); staff retry it (retry()) once the cause is fixed. When the
+   * attempt count and the error code (never cancelled); staff retry it (retry()) once the cause is fixed, and an
+   * erasure held up by another connection's read of SQLite's WAL is retried by itself (#retryLater). When the
    * end is recorded: a completed access or portability request gets its download link (mailed), and a
    * verification-free request from the privacy center its receipt; mail that fails then is logged, the run stands.
    */
@@ -585,6 +601,7 @@ export class RightsRequests {
       if (!isCandorError(error)) this.#deps.logger.error({ err: error, requestId: row.id }, 'rights request failed');
       ended = await this.#endRun(row, 'in_progress', { last_error: code, run_lease_until: null }, actor, { failed: code, attempt }, attempt);
       if (ended.recorded) await this.#receipt(ended.row);
+      if (ended.recorded && code === WAL_BUSY) this.#retryLater(ended.row);
       return { row: ended.row };
     }
     await stopHeartbeat();
@@ -626,26 +643,51 @@ export class RightsRequests {
    * Resumes the runs cut off by a crash (the kernel calls it at start): each run whose lease ran out is claimed again
    * (compare-and-set, so of several servers only one runs it) and run; an erasure already carried out is not redone,
    * the request is completed and its notice sent if it was not. A run whose lease is still live (another process may
-   * be running it) is looked at again when the lease runs out. Returns how many runs were resumed and deferred.
+   * be running it) is looked at again when the lease runs out. Erasures whose last run found SQLite's write-ahead log
+   * held by another connection's read (STORAGE_CHECKPOINT_BUSY) are run again too. Returns how many runs were resumed
+   * (those included) and deferred.
    */
   async resumeInterrupted(): Promise<{ resumed: number; deferred: number }> {
     let resumed = 0;
     let deferred = 0;
     for (const row of await this.#repo.runs(RESUME_BATCH)) {
       if (this.#interrupted(row)) {
-        if (await this.#resume(row)) resumed++;
+        if (await this.#resume(row, { resumed: true, interruptedAttempt: Number(row.attempts) })) resumed++;
       } else {
         this.#resumeLater(row);
         deferred++;
       }
     }
+    for (const row of await this.#repo.failedWith(WAL_BUSY, RESUME_BATCH)) {
+      if (await this.#resume(row, { retry: true, after: WAL_BUSY })) resumed++;
+    }
     return { resumed, deferred };
   }
 
-  async #resume(row: RequestRow): Promise<boolean> {
+  /**
+   * An erasure whose run found SQLite's write-ahead log held by another connection's read (STORAGE_CHECKPOINT_BUSY) is
+   * run again by itself while this process runs: after walRetryMs, doubling with each attempt of the request up to
+   * WAL_RETRY_MAX_MS; unless it was run meanwhile (staff, a start) or ended.
+   */
+  #retryLater(row: RequestRow): void {
+    const delay = Math.min(this.#walRetryMs * 2 ** Math.max(0, Number(row.attempts) - 1), WAL_RETRY_MAX_MS);
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      this.#background(async () => {
+        const now = await this.#repo.get(row.id);
+        if (!now || now.state !== 'in_progress' || now.run_lease_until !== null || now.last_error !== WAL_BUSY || Number(now.attempts) !== Number(row.attempts)) return;
+        await this.#resume(now, { retry: true, after: WAL_BUSY });
+      });
+    }, delay);
+    timer.unref();
+    this.#timers.add(timer);
+  }
+
+  /** Claims a run again (compare-and-set on the attempt count) and runs it; false when another process claimed it first. */
+  async #resume(row: RequestRow, detail: Record<string, unknown>): Promise<boolean> {
     let claimed: RequestRow;
     try {
-      claimed = await this.#move(row, 'in_progress', this.#claim(row), SYSTEM_ACTOR, { resumed: true, interruptedAttempt: Number(row.attempts) }, Number(row.attempts));
+      claimed = await this.#move(row, 'in_progress', this.#claim(row), SYSTEM_ACTOR, detail, Number(row.attempts));
     } catch (error) {
       // Claimed by another process first.
       if (isCandorError(error, 'RIGHTS_TRANSITION_INVALID')) return false;
@@ -663,7 +705,7 @@ export class RightsRequests {
         this.#background(async () => {
           const now = await this.#repo.get(row.id);
           if (!now || now.state !== 'in_progress' || now.run_lease_until === null) return;
-          if (this.#interrupted(now)) await this.#resume(now);
+          if (this.#interrupted(now)) await this.#resume(now, { resumed: true, interruptedAttempt: Number(now.attempts) });
           else this.#resumeLater(now);
         });
       },
@@ -685,8 +727,9 @@ export class RightsRequests {
         return { outcome: { archive: 'available_by_link', linkHours: DOWNLOAD_TTL_MS / 3_600_000 }, partial: false };
       case 'erasure': {
         const email = await this.#email(row);
-        // A run cut off after the erasure committed is not redone: the erasure's own row says it was (finished at start).
-        let certificate = await deps.erasure.certificate(row.id);
+        // A run cut off or failed after the erasure committed is not redone: the erasure's own row says it was, and
+        // what was left of it (keys, ledger line, the WAL's truncation) is finished now, if a start did not already.
+        let certificate = await deps.erasure.complete(row.id, actor);
         if (!certificate) {
           // Erased meanwhile by another request of theirs (two verified at once): that erasure stands for this one, whose
           // sealed address goes as on completion (the other request sends the notice).

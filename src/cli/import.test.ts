@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
 import { it } from 'node:test';
@@ -71,7 +71,14 @@ describeEachDialect('candor import', (dialect) => {
       const runs = [];
       for await (const entry of kernel.audit.scan()) if (entry.action === 'import.run') runs.push(entry);
       assert.equal(runs.length, 2);
-      assert.deepEqual(JSON.parse(runs[0]?.details ?? '{}'), { phase: 'started', source: 'crm', kind: 'customers', basis: 'consent', purposes: ['marketing.communications.email', 'personalize.profiling'] });
+      assert.deepEqual(JSON.parse(runs[0]?.details ?? '{}'), {
+        phase: 'started',
+        source: 'crm',
+        kind: 'customers',
+        basis: 'consent',
+        purposes: ['marketing.communications.email', 'personalize.profiling'],
+        asOf: statSync(file).mtime.toISOString(),
+      });
       const details = JSON.parse(runs[1]?.details ?? '{}') as Record<string, unknown>;
       assert.equal(runs[1]?.purpose, 'essential.legal_obligation');
       assert.equal(runs[1]?.outcome, 'success');
@@ -118,7 +125,7 @@ describeEachDialect('candor import', (dialect) => {
         onRecord = entries;
         input.end('k3,k3@candor-shop.dev\n');
       };
-      const summary = await importer.run(input, { kind: 'customers', source: 'killed', basis: 'contract', batchSize: 1, actor: CLI_ACTOR }, {
+      const summary = await importer.run(input, { kind: 'customers', source: 'killed', basis: 'contract', batchSize: 1, asOf: '2024-04-01T00:00:00Z', actor: CLI_ACTOR }, {
         onProgress: (counts) => {
           if (stored === -1) {
             stored = counts.stored;
@@ -127,7 +134,7 @@ describeEachDialect('candor import', (dialect) => {
         },
       });
       assert.equal(stored, 1);
-      assert.deepEqual(onRecord, [{ phase: 'started', source: 'killed', kind: 'customers', basis: 'contract', purposes: ['essential.service.operations'] }]);
+      assert.deepEqual(onRecord, [{ phase: 'started', source: 'killed', kind: 'customers', basis: 'contract', purposes: ['essential.service.operations'], asOf: '2024-04-01T00:00:00.000Z' }]);
       assert.equal(summary.stored, 3);
     });
   });
@@ -312,6 +319,62 @@ describeEachDialect('candor import', (dialect) => {
       const [u2, u3] = await kernel.identity.lookupBatch(kernel.storage.raw, ['u2', 'u3'].map((value) => ({ identifiers: [{ type: 'user_id', value }], source: 'test', at: new Date().toISOString() })));
       assert.deepEqual([u2, u3], [null, null]);
     });
+  });
+
+  it('exits 1 at a quote that is never closed, naming its lines to the end of the file, after storing the rows before it', async () => {
+    const file = csv('unclosed.csv', ['user_id,email,first_name', 'uc1,uc1@candor-shop.dev,Ann', 'uc2,uc2@candor-shop.dev,"Bo', 'uc3,uc3@candor-shop.dev,Cy', 'uc4,uc4@candor-shop.dev,Di']);
+    const result = await candor('import', 'customers', file, '--source', 'crm-unclosed', '--basis', 'contract');
+    assert.equal(result.code, 1);
+    assert.match(result.err, /error IMPORT_QUOTE_NOT_CLOSED: .*\{"row":3,"lastLine":5\}/);
+    assert.deepEqual(summary(result.out), [2, 1, 0, 0, 1, 0]);
+    assert.equal(readFileSync(`${file}.report.csv`, 'utf8'), 'row,status,code,detail\n3,invalid,IMPORT_QUOTE_NOT_CLOSED,"a quote is never closed (lines 3-5, the end of the file): none of these lines was imported"\n');
+    await withKernel(async (kernel) => {
+      await profileOf(kernel, 'uc1');
+      const [uc3] = await kernel.identity.lookupBatch(kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: 'uc3' }], source: 'test', at: new Date().toISOString() }]);
+      assert.equal(uc3, null);
+    });
+  });
+
+  it("dates a customer list by the file's modification time, or --as-of: a later list sets a value back, the same file again stores nothing", async () => {
+    const lines = (city: string) => ['user_id,email,city', `mt1,mt1@candor-shop.dev,${city}`];
+    const file = csv('sync.csv', lines('Berlin'));
+    const at = (iso: string) => utimesSync(file, new Date(iso), new Date(iso));
+    const sync = (...extra: string[]) => candor('import', 'customers', file, '--source', 'crm-sync', '--basis', 'consent', '--purposes', 'analytics.reporting', ...extra);
+    const city = () => withKernel(async (kernel) => (await kernel.profiles.get([await profileOf(kernel, 'mt1')], { decrypt: true })).traits.find((t) => t.key === 'city'));
+
+    at('2024-01-31T12:00:00Z');
+    const january = await sync();
+    assert.equal(january.code, 0, january.err);
+    assert.match(january.err, /rows without a timestamp are as of 2024-01-31T12:00:00\.000Z \(the file's modification time; --as-of to set another\)/);
+    assert.deepEqual(summary(january.out), [1, 1, 0, 0, 0, 0]);
+    writeFileSync(file, lines('Munich').join('\n') + '\n');
+    at('2024-02-29T12:00:00Z');
+    assert.deepEqual(summary((await sync()).out), [1, 1, 0, 0, 0, 0]);
+    // March's export says Berlin again.
+    writeFileSync(file, lines('Berlin').join('\n') + '\n');
+    at('2024-03-31T12:00:00Z');
+    assert.deepEqual(summary((await sync()).out), [1, 1, 0, 0, 0, 0]);
+    assert.deepEqual([(await city())?.value, (await city())?.updatedAt], ['Berlin', '2024-03-31T12:00:00.000Z']);
+    // The same file again: stored before.
+    assert.deepEqual(summary((await sync()).out), [1, 0, 1, 0, 0, 0]);
+    // An older list given its date: stored, but it changes no newer value.
+    writeFileSync(file, lines('Hamburg').join('\n') + '\n');
+    const older = await sync('--as-of', '2024-03-01');
+    assert.equal(older.code, 0, older.err);
+    assert.match(older.err, /rows without a timestamp are as of 2024-03-01T00:00:00\.000Z$/m);
+    assert.deepEqual(summary(older.out), [1, 1, 0, 0, 0, 0]);
+    assert.equal((await city())?.value, 'Berlin');
+
+    const bad = await sync('--as-of', 'March');
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /error IMPORT_OPTION_INVALID: .*"option":"as-of"/);
+    at(new Date(Date.now() + 3_600_000).toISOString());
+    const ahead = await sync();
+    assert.equal(ahead.code, 1);
+    assert.match(ahead.err, /error IMPORT_OPTION_INVALID: .*"option":"as-of".*modification time/);
+    const events = await candor('import', 'events', file, '--source', 'crm-sync', '--basis', 'contract', '--as-of', '2024-03-01');
+    assert.equal(events.code, 1);
+    assert.match(events.err, /unknown option '--as-of'/);
   });
 
   it('draws a progress bar on a terminal that follows the rows imported, not the bytes the parser read ahead, and ends at 100%', async () => {

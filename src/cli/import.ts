@@ -25,6 +25,7 @@ interface ImportFlags {
   report?: string;
   batchSize: string;
   dryRun?: boolean;
+  asOf?: string;
 }
 
 const KINDS: readonly [ImportKind, string][] = [
@@ -44,9 +45,14 @@ consents the person gave before) let data through.
 
 Cells are trimmed and empty ones left out; numbers and booleans are read only where the plan declares the field so.
 Without a message_id column, a keyed hash of the row is the message id, so importing a file again stores nothing twice.
+A customer row without a timestamp cell is dated by --as-of (default: the file's modification time), which is part of
+its id with the basis and purposes claimed: a list of a later date, or on a wider basis, stores its rows again (a
+trait set back to an earlier value included); a list older than a trait's stored value leaves that trait as it is.
+An event is stored once, whatever the basis.
 Rows not stored are listed in the report (row,status,code,detail; a row is the line its record starts on, the header
 being line 1), never with their values. The file must be UTF-8 (a byte order mark is allowed): the import stops at the
-first row that is not (IMPORT_FILE_NOT_UTF8). A dry run writes nothing to the database, only the report.
+first row that is not (IMPORT_FILE_NOT_UTF8), and it reads nothing past a quote that is never closed
+(IMPORT_QUOTE_NOT_CLOSED). A dry run writes nothing to the database, only the report.
 Exit status 0 when the whole file was read, even with rows in the report; 1 otherwise.`;
 
 function positiveInteger(option: string, value: string | undefined): number | undefined {
@@ -57,7 +63,7 @@ function positiveInteger(option: string, value: string | undefined): number | un
 }
 
 /** Opens the file to import; coded errors for what cannot be read. */
-function openInput(file: string): { fd: number; size: number } {
+function openInput(file: string): { fd: number; size: number; modified: Date } {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -69,7 +75,7 @@ function openInput(file: string): { fd: number; size: number } {
     closeSync(fd);
     throw new CandorError('IMPORT_FILE_UNREADABLE', { file, reason: 'not_a_file' });
   }
-  return { fd, size: stat.size };
+  return { fd, size: stat.size, modified: stat.mtime };
 }
 
 const csvField = (value: string | number): string => {
@@ -154,6 +160,17 @@ class ProgressBar {
   }
 }
 
+/**
+ * The as-of time of a customers import: --as-of, else the file's modification time (a re-run of the same file has the
+ * same one, so it stores nothing twice; a later export of the list has a later one).
+ */
+function asOfOption(flags: ImportFlags, modified: Date): { asOf: string; line: string } {
+  if (flags.asOf !== undefined) return { asOf: flags.asOf, line: '' };
+  if (modified.getTime() > Date.now()) throw new CandorError('IMPORT_OPTION_INVALID', { option: 'as-of', reason: "the file's modification time is later than now: give --as-of" });
+  const asOf = modified.toISOString();
+  return { asOf, line: ` (the file's modification time; --as-of to set another)` };
+}
+
 function describeBasis(claim: ImportBasis, dryRun: boolean): string[] {
   const lines: string[] = [];
   if (claim.basis === 'consent') lines.push(`consent (mechanism import, with a receipt) is recorded for each person who has no record yet for: ${claim.purposes.join(', ')}`);
@@ -173,7 +190,7 @@ function summaryLine(summary: ImportSummary, report: string, dryRun: boolean): s
 export function registerImportCommands(program: Command, { out, err, withKernel, progress = process.stderr }: ImportCommandHelpers): void {
   const group = program.command('import').description('import customer lists and event histories (orders) from CSV through the ingestion pipeline');
   for (const [kind, description] of KINDS) {
-    group
+    const command = group
       .command(`${kind} <file>`)
       .description(description)
       .option('--source <name>', 'the source the rows are stored under (required)')
@@ -183,7 +200,9 @@ export function registerImportCommands(program: Command, { out, err, withKernel,
       .option('--notice-version <n>', 'with --basis consent: the privacy notice version the consents were given under (default: the current one)')
       .option('--report <file>', 'where to write the rows that were not stored (default: FILE.report.csv)')
       .option('--batch-size <n>', 'rows per batch through the pipeline', '500')
-      .option('--dry-run', 'read and check every row against the tracking plan; write nothing but the report')
+      .option('--dry-run', 'read and check every row against the tracking plan; write nothing but the report');
+    if (kind === 'customers') command.option('--as-of <time>', "the time the list is as of, for rows without a timestamp cell (ISO 8601; default: the file's modification time)");
+    command
       .addHelpText('after', HELP)
       .action(async (file: string, flags: ImportFlags) => {
         if (!flags.source) throw new CandorError('IMPORT_OPTION_INVALID', { option: 'source', reason: 'required' });
@@ -204,6 +223,8 @@ export function registerImportCommands(program: Command, { out, err, withKernel,
         const input = openInput(file);
         let fdOwned = true;
         try {
+          const asOf = kind === 'customers' ? asOfOption(flags, input.modified) : undefined;
+          const run = { ...options, asOf: asOf?.asOf };
           const summary = await withKernel(async (kernel) => {
             const importer = new CsvImporter({
               storage: kernel.storage,
@@ -214,15 +235,16 @@ export function registerImportCommands(program: Command, { out, err, withKernel,
               identity: kernel.identity,
               collect: kernel.collect,
             });
-            const claim = importer.check(options);
+            const claim = importer.check(run);
             err(`importing ${kind} from ${file} as source ${options.source} on the basis of ${claim.basis}`);
             for (const line of describeBasis(claim, options.dryRun)) err(line);
+            if (asOf && claim.asOf) err(`rows without a timestamp are as of ${claim.asOf}${asOf.line}`);
             const report = new ReportFile(reportPath);
             const bar = progress.isTTY ? new ProgressBar(progress, input.size) : undefined;
             try {
               fdOwned = false;
               const stream = createReadStream(file, { fd: input.fd, highWaterMark: 256 * 1024 });
-              return await importer.run(stream, options, {
+              return await importer.run(stream, run, {
                 onRows: (rows) => report.write(rows),
                 onProgress: (counts) => bar?.update(counts),
                 onWarning: (message) => {

@@ -272,6 +272,97 @@ describeEachDialect('CSV import', (dialect) => {
     assert.equal(await profileOf('t2'), null);
   });
 
+  it('stops at a quote never closed, naming its lines to the end of the file, after storing the rows before it', async () => {
+    const lines = ['user_id,email,first_name', 'uq1,uq1@candor-shop.dev,Ann', 'uq2,uq2@candor-shop.dev,"Bo', ...Array.from({ length: 28 }, (_, i) => `uq${i + 3},uq${i + 3}@candor-shop.dev,N${i + 3}`)];
+    for (const [n, text] of [lines.join('\n') + '\n', lines.join('\r\n'), lines.join('\r')].entries()) {
+      for (const size of [text.length, 3]) {
+        const bytes = Buffer.from(text);
+        const chunks = Array.from({ length: Math.ceil(bytes.length / size) }, (_, i) => bytes.subarray(i * size, (i + 1) * size));
+        const { summary, reports } = await runBytes(chunks, { kind: 'customers', basis: 'contract', source: `unclosed-${n}-${size}` });
+        assert.equal(summary.complete, false);
+        assert.ok(isCandorError(summary.error, 'IMPORT_QUOTE_NOT_CLOSED'), String(summary.error));
+        assert.deepEqual(summary.error.details, { row: 3, lastLine: 31 });
+        assert.deepEqual([summary.rows, summary.stored, summary.invalid], [2, 1, 1]);
+        assert.deepEqual(reports.map((r) => [r.row, r.code, r.detail]), [[3, 'IMPORT_QUOTE_NOT_CLOSED', 'a quote is never closed (lines 3-31, the end of the file): none of these lines was imported']]);
+      }
+    }
+    assert.ok(await profileOf('uq1'));
+    assert.equal(await profileOf('uq3'), null);
+
+    // On the last line only.
+    const last = await run('user_id,email\nuq40,uq40@candor-shop.dev\nuq41,"uq41@candor-shop.dev', { kind: 'customers', basis: 'contract' });
+    assert.ok(isCandorError(last.summary.error, 'IMPORT_QUOTE_NOT_CLOSED'), String(last.summary.error));
+    assert.deepEqual(last.reports.map((r) => [r.row, r.detail]), [[3, 'a quote is never closed (line 3, the end of the file): none of these lines was imported']]);
+
+    // In the header: refused before any row, not read as a row.
+    const header = await run('user_id,"email\nuq50,uq50@candor-shop.dev\nuq51,uq51@candor-shop.dev\n', { kind: 'customers', basis: 'contract' });
+    assert.ok(isCandorError(header.summary.error, 'IMPORT_HEADER_INVALID'), String(header.summary.error));
+    assert.deepEqual(header.summary.error.details, { reason: 'unclosed_quote' });
+    assert.equal(header.summary.rows, 0);
+    assert.deepEqual(header.reports, []);
+    assert.equal(await profileOf('uq50'), null);
+  });
+
+  it('dates customer rows without a timestamp by the as-of time: a later list sets a value back, an earlier one changes nothing, the same list again stores nothing', async () => {
+    const { kernel } = ctx;
+    const options = { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'], source: 'crm-sync' } as const;
+    const sync = (city: string, asOf: string, extra = '') => run(`user_id,email,city${extra ? ',timestamp' : ''}\nasof-1,asof-1@candor-shop.dev,${city}${extra ? `,${extra}` : ''}\n`, { ...options, asOf });
+    const city = async () => (await kernel.profiles.get([(await profileOf('asof-1')) as string], { decrypt: true })).traits.find((t) => t.key === 'city');
+    const counts = (summary: { stored: number; duplicate: number }) => [summary.stored, summary.duplicate];
+
+    assert.deepEqual(counts((await sync('Berlin', '2024-01-01T00:00:00Z')).summary), [1, 0]);
+    assert.deepEqual(counts((await sync('Munich', '2024-02-01')).summary), [1, 0]);
+    assert.equal((await city())?.value, 'Munich');
+    // March's list says Berlin again: the same cells as January's, of another date.
+    const march = await sync('Berlin', '2024-03-01T01:00:00+01:00');
+    assert.deepEqual(counts(march.summary), [1, 0]);
+    assert.equal(march.summary.asOf, '2024-03-01T00:00:00.000Z');
+    assert.deepEqual([(await city())?.value, (await city())?.updatedAt], ['Berlin', '2024-03-01T00:00:00.000Z']);
+    // The same list again, or January's again: stored before.
+    const again = await sync('Berlin', '2024-03-01T00:00:00Z');
+    assert.deepEqual(counts(again.summary), [0, 1]);
+    assert.deepEqual(again.reports.map((r) => [r.row, r.status, r.detail]), [[2, 'duplicate', 'stored earlier (same source, time and message id)']]);
+    assert.deepEqual(counts((await sync('Berlin', '2024-01-01T00:00:00Z')).summary), [0, 1]);
+    // A list older than the stored value is stored as an event, but changes no trait.
+    assert.deepEqual(counts((await sync('Hamburg', '2023-12-01T00:00:00Z')).summary), [1, 0]);
+    assert.deepEqual([(await city())?.value, (await city())?.updatedAt], ['Berlin', '2024-03-01T00:00:00.000Z']);
+    // A row's own timestamp is its time, whatever the as-of time.
+    assert.deepEqual(counts((await sync('Cologne', '2024-02-01T00:00:00Z', '2024-03-15T00:00:00Z')).summary), [1, 0]);
+    assert.deepEqual([(await city())?.value, (await city())?.updatedAt], ['Cologne', '2024-03-15T00:00:00.000Z']);
+
+    const importer = new CsvImporter(kernel);
+    for (const [kind, asOf] of [
+      ['customers', 'last Tuesday'],
+      ['customers', '2024-02-30'],
+      ['customers', new Date(Date.now() + 3_600_000).toISOString()],
+      ['events', '2024-01-01T00:00:00Z'],
+    ] as const) {
+      assert.throws(() => importer.check({ kind, source: 'crm-sync', basis: 'contract', asOf, actor: CLI_ACTOR }), (error) => isCandorError(error, 'IMPORT_OPTION_INVALID') && error.details?.option === 'as-of', asOf);
+    }
+  });
+
+  it('stores a customer row again under a wider claim, for the fields it lets through, but an event only once whatever the basis', async () => {
+    const { kernel } = ctx;
+    const customers = 'user_id,email,first_name,country\nclaim-1,claim-1@candor-shop.dev,Cee,DE\n';
+    const asOf = '2024-05-01T00:00:00Z';
+    const contract = await run(customers, { kind: 'customers', basis: 'contract', asOf });
+    assert.deepEqual([contract.summary.stored, contract.summary.refusedFields], [1, [{ path: 'traits.country', rows: 1 }]]);
+    const consent = await run(customers, { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting', 'personalize.profiling'], asOf });
+    assert.deepEqual([consent.summary.stored, consent.summary.duplicate, consent.summary.consents], [1, 0, 1]);
+    assert.equal((await traitsOf((await profileOf('claim-1')) as string)).country, 'DE');
+    // The same claim, its purposes in another order: stored before.
+    const same = await run(customers, { kind: 'customers', basis: 'consent', purposes: ['personalize.profiling', 'analytics.reporting'], asOf });
+    assert.deepEqual([same.summary.stored, same.summary.duplicate], [0, 1]);
+
+    const events = 'event,user_id,order_id,total\nOrder Completed,claim-1,8001,12\n';
+    assert.equal((await run(events, { kind: 'events', basis: 'contract' })).summary.stored, 1);
+    const wider = await run(events, { kind: 'events', basis: 'consent', purposes: ['analytics.reporting'] });
+    assert.deepEqual([wider.summary.stored, wider.summary.duplicate], [0, 1]);
+    assert.deepEqual(wider.reports.map((r) => [r.row, r.status, r.detail]), [[2, 'duplicate', 'stored earlier (same source and message id; an event is stored once, whatever the basis)']]);
+    const orders = (await kernel.collect.events([(await profileOf('claim-1')) as string], { decrypt: false, limit: 50 })).filter((e) => e.event === 'Order Completed');
+    assert.equal(orders.length, 1);
+  });
+
   it('refuses a header without ids, with a repeated column, or no header at all', async () => {
     for (const [text, reason] of [
       ['email\nx@candor-shop.dev', 'no_identity_column'],

@@ -1,7 +1,8 @@
 // CSV import: customer lists (one identify call per row) and event files such as order histories (one track, page
 // or screen call per row; consecutive lines of one order become one Order Completed event with products[]), streamed
 // in batches through the same pipeline as the HTTP API: tracking plan, consent gate, suppression list, identity,
-// encryption, durable store. Memory stays flat whatever the file's length.
+// encryption, durable store. The import itself holds one batch and one open order whatever the file's length; the
+// kernel's caches (people, consent states, data keys, SQLite pages) grow with the people it names up to their limits.
 //
 // Mapping rules:
 // - Header names are trimmed; an empty name leaves its column out; a name given twice (in any case) refuses the file.
@@ -16,9 +17,14 @@
 //   field number or integer (and not also string) and the cell is a plain decimal (1234.5, -3, 1e3; not 1,234.50);
 //   true/false become booleans where the plan declares boolean. The rest stays text, for the plan to judge; the plan
 //   keeps declared fields and drops the others (counted for the summary).
+// - A customers row without a timestamp cell is dated by the import's as-of time (default: when the run starts; the
+//   CLI's: the file's modification time): a list says what was true when it was exported, so a later list can set a
+//   trait back to an earlier value, and a list older than the stored values changes none of them.
 // - The message id is the message_id cell, else `imp_` + a keyed HMAC (the pseudonym key) of kind, source and a
-//   SHA-256 of the row's non-empty cells by column name (every line's, for an order): importing the same rows again
-//   stores nothing twice, and the id reveals nothing of the row.
+//   SHA-256 of the row's non-empty cells by column name (every line's, for an order), for customers rows also of the
+//   row's time and the claimed basis and purposes: importing the same rows again stores nothing twice, a customer list
+//   of another date or on a wider basis stores again (an event, a fact, is stored once whatever the basis), and the id
+//   reveals nothing of the row.
 // - A row's number is the line of the file its record starts on (blank lines before it are not part of it), the header
 //   being row 1; a line ends at LF, CRLF or a lone CR, inside quoted fields too.
 // - The file is UTF-8 (a byte order mark is allowed): the import stops at the row holding the first byte that is not.
@@ -29,6 +35,7 @@ import type { Parser } from 'csv-parse';
 import type { Actor } from '../../shared/actor.ts';
 import type { ErrorCode } from '../../shared/error-codes.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
+import { isoTime } from '../../shared/iso-time.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Catalog, KeptField, OutlineSection, PlanResult } from '../catalog/index.ts';
@@ -67,11 +74,18 @@ export interface CsvImportOptions {
   actor: Actor;
   /** Largest row in bytes (default 1 MiB): past it, a quote that is never closed would swallow the rest of the file. */
   maxRowBytes?: number | undefined;
+  /**
+   * customers: the time the list is as of (ISO 8601, not later than now; default: when the run starts): the time of
+   * every row without a timestamp cell, and part of its derived message id.
+   */
+  asOf?: string | undefined;
 }
 
-/** What the basis of an import lets through the consent gate, to tell the operator before the first row. */
+/** What the basis of an import lets through the consent gate, and its as-of time, to tell the operator before the first row. */
 export interface ImportBasis {
   basis: ConfiguredBasis;
+  /** customers: the time of the rows without a timestamp cell (ISO 8601, UTC): the option's, else when it was checked. */
+  asOf?: string;
   /** Purposes the claim covers: the --purposes for consent, otherwise every configured purpose with this basis. */
   purposes: string[];
   /** Purposes with another basis that needs no consent record: the gate lets them through for every row too. */
@@ -105,6 +119,8 @@ export interface ImportCounts {
 export interface ImportSummary extends ImportCounts {
   /** The whole file was read. */
   complete: boolean;
+  /** customers: the as-of time of the rows without a timestamp cell (ISO 8601, UTC). */
+  asOf?: string;
   /** Why the import stopped early (then `complete` is false). */
   error?: unknown;
   fileSha256: string;
@@ -341,6 +357,16 @@ function bump(map: Map<string, number>, key: string, n: number): void {
   else if (map.size < MAX_TRACKED_PATHS) map.set(key, n);
 }
 
+/** The as-of time of a customers import (ISO 8601, UTC): the option checked, else now. */
+function asOfTime(options: CsvImportOptions): string {
+  if (options.asOf === undefined) return new Date().toISOString();
+  if (options.kind !== 'customers') throw new CandorError('IMPORT_OPTION_INVALID', { option: 'as-of', reason: 'only for customers (an event is dated by its timestamp cell)' });
+  const ms = isoTime(options.asOf.trim());
+  if (Number.isNaN(ms)) throw new CandorError('IMPORT_OPTION_INVALID', { option: 'as-of', allowed: 'an ISO 8601 time such as 2026-03-01T00:00:00Z' });
+  if (ms > Date.now()) throw new CandorError('IMPORT_OPTION_INVALID', { option: 'as-of', reason: 'later than now' });
+  return new Date(ms).toISOString();
+}
+
 /** The purpose an import's audit entries name: the one claimed purpose, or the legal obligation to keep records. */
 const importPurpose = (claim: ImportBasis): string => (claim.purposes.length === 1 ? (claim.purposes[0] as string) : 'essential.legal_obligation');
 
@@ -363,13 +389,14 @@ export class CsvImporter {
     if (!SOURCE_NAME.test(options.source)) throw new CandorError('ACCESS_SOURCE_NAME_INVALID');
     const batchSize = options.batchSize ?? DEFAULT_BATCH;
     if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH) throw new CandorError('IMPORT_OPTION_INVALID', { option: 'batch-size', allowed: `1 to ${MAX_BATCH}` });
+    const asOf = options.kind === 'customers' || options.asOf !== undefined ? { asOf: asOfTime(options) } : {};
     const purposes = [...new Set(options.purposes ?? [])];
     const configured = consent.purposes();
     const alsoAllowed = configured.filter((p) => p.basis !== 'consent' && p.basis !== basis).map((p) => ({ purpose: p.key, basis: p.basis }));
     if (basis !== 'consent') {
       const stray = options.purposes !== undefined ? 'purposes' : options.jurisdiction !== undefined ? 'jurisdiction' : options.noticeVersion !== undefined ? 'notice-version' : undefined;
       if (stray) throw new CandorError('IMPORT_OPTION_INVALID', { option: stray, reason: 'only with --basis consent (no consent is recorded on another basis)' });
-      return { basis, purposes: configured.filter((p) => p.basis === basis).map((p) => p.key), alsoAllowed };
+      return { basis, purposes: configured.filter((p) => p.basis === basis).map((p) => p.key), alsoAllowed, ...asOf };
     }
     if (purposes.length === 0) throw new CandorError('IMPORT_PURPOSES_REQUIRED');
     if (options.jurisdiction !== undefined && !JURISDICTION.test(options.jurisdiction)) throw new CandorError('IMPORT_OPTION_INVALID', { option: 'jurisdiction', allowed: 'ISO 3166 code such as DE or US-CA' });
@@ -386,7 +413,7 @@ export class CsvImporter {
         throw new CandorError('CONSENT_PURPOSE_NOT_IN_NOTICE', { purpose, noticeVersion: notice.version });
       }
     }
-    return { basis, purposes, alsoAllowed };
+    return { basis, purposes, alsoAllowed, ...asOf };
   }
 
   /**
@@ -427,7 +454,7 @@ export class CsvImporter {
       action: 'import.run',
       purpose: importPurpose(claim),
       resource: `import:${options.source}`,
-      details: { phase: 'started', source: options.source, kind: options.kind, basis: claim.basis, purposes: claim.purposes },
+      details: { phase: 'started', source: options.source, kind: options.kind, basis: claim.basis, purposes: claim.purposes, ...(claim.asOf !== undefined ? { asOf: claim.asOf } : {}) },
     });
   }
 
@@ -446,6 +473,7 @@ export class CsvImporter {
         kind: options.kind,
         basis: claim.basis,
         purposes: claim.purposes,
+        ...(claim.asOf !== undefined ? { asOf: claim.asOf } : {}),
         rows: summary.rows,
         stored: summary.stored,
         duplicate: summary.duplicate,
@@ -481,6 +509,10 @@ class ImportRun {
   /** Of those, the explicit-consent purposes this import records consent to: only they keep special-category and precise-location fields. */
   readonly #predictedExplicit: readonly string[];
   readonly #warned = new Set<string>();
+  /** customers: the time of rows without a timestamp cell. */
+  readonly #asOf: string | undefined;
+  /** customers: the claimed basis and purposes, as part of a derived message id. */
+  readonly #claimKey: string;
   readonly #hash = createHash('sha256');
   readonly #counts: ImportCounts = { rows: 0, stored: 0, duplicate: 0, refused: 0, invalid: 0, suppressed: 0, events: 0, consents: 0, bytes: 0 };
   readonly #dropped = new Map<string, number>();
@@ -495,6 +527,8 @@ class ImportRun {
   #tooLarge = false;
   /** Line numbers of the file's bytes, for the rows' numbers. */
   readonly #lines = new LineIndex();
+  /** Bytes read from the file so far. */
+  #fed = 0;
   /** Where the last record the parser ended or skipped ends in the file (bytes): the next one starts after it. */
   #recordEnd = 0;
   /** Bytes found to be UTF-8 so far, a sequence the next chunk may complete, and the first byte that is not UTF-8. */
@@ -508,6 +542,8 @@ class ImportRun {
     this.#options = options;
     this.#claim = claim;
     this.#hooks = hooks;
+    this.#asOf = claim.asOf;
+    this.#claimKey = JSON.stringify([claim.basis, claim.basis === 'consent' ? [...claim.purposes].sort() : []]);
     this.#batchSize = options.batchSize ?? DEFAULT_BATCH;
     for (const section of outline) {
       const key = section.section === 'track' ? `track:${section.event ?? ''}` : section.section;
@@ -543,6 +579,7 @@ class ImportRun {
           const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
           this.#hash.update(bytes);
           this.#lines.feed(bytes);
+          this.#fed += bytes.length;
           this.#checkUtf8(bytes);
           callback(null, bytes);
         },
@@ -564,9 +601,13 @@ class ImportRun {
           break;
         }
         if (next.done) break;
-        const { tooLarge, notUtf8 } = next.value as { tooLarge?: number; notUtf8?: NotUtf8 };
+        const { tooLarge, notUtf8, unclosed } = next.value as { tooLarge?: number; notUtf8?: NotUtf8; unclosed?: { row: number; last: number } };
         if (tooLarge !== undefined) {
           error = this.#rowTooLarge(tooLarge);
+          break;
+        }
+        if (unclosed !== undefined) {
+          error = this.#quoteNotClosed(unclosed.row, unclosed.last);
           break;
         }
         if (notUtf8 !== undefined) {
@@ -593,6 +634,7 @@ class ImportRun {
     return {
       ...this.#counts,
       complete: error === undefined,
+      ...(this.#asOf !== undefined ? { asOf: this.#asOf } : {}),
       ...(error !== undefined ? { error } : {}),
       fileSha256: this.#hash.digest('hex'),
       dropped: list(this.#dropped),
@@ -606,6 +648,17 @@ class ImportRun {
     this.#counts.rows++;
     this.#push({ failure: { rows: [row], code: 'IMPORT_ROW_TOO_LARGE', detail: `larger than ${maxBytes} bytes (a quote never closed?); the file was not read past this row` } }, 1, this.#batchedBytes);
     return new CandorError('IMPORT_ROW_TOO_LARGE', { row, maxBytes });
+  }
+
+  /**
+   * A quote opened in `row` and never closed: the rest of the file, up to line `last`, was read as that one row, so
+   * none of it was imported; reported as that row, and the import ends with an error.
+   */
+  #quoteNotClosed(row: number, last: number): CandorError {
+    this.#counts.rows++;
+    const lines = last > row ? `lines ${row}-${last}` : `line ${row}`;
+    this.#push({ failure: { rows: [row], code: 'IMPORT_QUOTE_NOT_CLOSED', detail: `a quote is never closed (${lines}, the end of the file): none of these lines was imported` } }, 1, this.#fed);
+    return new CandorError('IMPORT_QUOTE_NOT_CLOSED', { row, lastLine: last });
   }
 
   /** A row holding bytes that are not UTF-8: reported as that row; the import stops there. */
@@ -658,11 +711,23 @@ class ImportRun {
   /** csv-parse skipped a record it could not read: it joins the stream in file order, as a failure. */
   #skipped(parser: Parser, err: { code?: string } | undefined): undefined {
     if (this.#tooLarge || this.#notUtf8Reported) return undefined;
-    // Where the parser stopped: the record's end, or for a record it gave up inside (too large), a point in it.
-    const at = parser.info.bytes;
+    // Where the parser stopped: the record's end, or for a record it gave up inside (too large), a point in it. A quote
+    // never closed is raised at the end of the file (the parser's count stays at the record's start): the record
+    // runs to there.
+    const unclosed = err?.code === 'CSV_QUOTE_NOT_CLOSED';
+    const at = unclosed ? this.#fed : parser.info.bytes;
     const { row, notUtf8 } = this.#place(at);
     if (notUtf8) {
+      if (this.#columns === undefined) throw new CandorError('IMPORT_FILE_NOT_UTF8', { ...notUtf8 });
       parser.push({ notUtf8 });
+      return undefined;
+    }
+    // The header itself cannot be read: no row is (the parser would take the next record for the header).
+    if (this.#columns === undefined && err?.code !== 'CSV_MAX_RECORD_SIZE') {
+      throw new CandorError('IMPORT_HEADER_INVALID', { reason: unclosed ? 'unclosed_quote' : 'malformed' });
+    }
+    if (unclosed) {
+      parser.push({ unclosed: { row, last: this.#lines.lastLineBefore(at) } });
       return undefined;
     }
     if (err?.code === 'CSV_MAX_RECORD_SIZE') {
@@ -810,13 +875,16 @@ class ImportRun {
     if (messageId) envelope.messageId = messageId;
 
     if (this.#options.kind === 'customers') {
+      // What the list said as of its date: the values of a later list replace these, those of an earlier one do not.
+      if (!timestamp) envelope.timestamp = this.#asOf;
       const traits: Record<string, unknown> = {};
       for (const [column, field] of columns.fields) {
         const value = cell(column);
         if (value !== '') traits[field] = this.#value('identify', `traits.${field}`, value);
       }
       const call: Call = { rows: [row], raw: { ...envelope, traits } };
-      if (!messageId) call.raw.messageId = this.#derivedId(this.#contentHash(record).digest('hex'));
+      // Another date or another claim stores the row again: a value set back, or a field a wider basis now lets through.
+      if (!messageId) call.raw.messageId = this.#derivedId(this.#contentHash(record).digest('hex'), `${this.#claimKey}\u0000${String(envelope.timestamp)}`);
       return { item: { call } };
     }
 
@@ -858,10 +926,13 @@ class ImportRun {
     return into.update(JSON.stringify(cells)).update('\n');
   }
 
-  /** A message id that is the same for the same content of the same source: a re-run stores nothing twice. Keyed, so
-   * it reveals nothing of the row. */
-  #derivedId(contentHash: string): string {
-    return `imp_${this.#deps.keyring.pseudonym('collect.import', `${this.#options.kind}\u0000${this.#options.source}\u0000${contentHash}`)}`;
+  /**
+   * A message id that is the same for the same content of the same source (and, for customers rows, the same time
+   * and claim): a re-run stores nothing twice. Keyed, so it reveals nothing of the row.
+   */
+  #derivedId(contentHash: string, customer?: string): string {
+    const key = `${this.#options.kind}\u0000${this.#options.source}\u0000${customer === undefined ? '' : `${customer}\u0000`}${contentHash}`;
+    return `imp_${this.#deps.keyring.pseudonym('collect.import', key)}`;
   }
 
   #addOrderLine(key: string, call: Call, product: Record<string, unknown>, row: number, record: CsvRecord, end: number): void {
@@ -928,7 +999,7 @@ class ImportRun {
       for (const path of result.dropped ?? []) bump(this.#dropped, path.replace(/\[\d+\]/g, '[]'), rows.length);
       for (const path of result.refusedFields ?? []) bump(this.#refusedFields, path.replace(/\[\d+\]/g, '[]'), rows.length);
       if (result.status === 'stored') continue;
-      const detail = describe(result, this.#claim.basis);
+      const detail = describe(result, this.#claim.basis, this.#options.kind);
       for (const row of rows) reports.push({ row, status: result.status, code: result.code ?? '', detail });
     }
     reports.sort((a, b) => a.row - b.row);
@@ -1059,10 +1130,10 @@ class ImportRun {
 }
 
 /** A value-free explanation of a result: field paths and rules, never what the row held. */
-function describe(result: ItemResult, basis: ConfiguredBasis): string {
+function describe(result: ItemResult, basis: ConfiguredBasis, kind: ImportKind): string {
   switch (result.status) {
     case 'duplicate':
-      return 'already stored (same source and message id)';
+      return kind === 'events' ? 'stored earlier (same source and message id; an event is stored once, whatever the basis)' : 'stored earlier (same source, time and message id)';
     case 'suppressed':
       return 'the person was erased';
     case 'refused':

@@ -42,6 +42,12 @@ export type ProfilesTables = {
     /** the currency of the first priced order that named one; revenue in another is not added */
     currency: string | null;
     /**
+     * When Candor received that first priced order naming a currency (null while the profile has no currency, and
+     * for profiles that had one before migration 0111: unknown): of a merged person's members, the one whose currency
+     * came first gives the person's.
+     */
+    currency_at: string | null;
+    /**
      * When Candor last received activity of the profile (the receipt of an event; a consent change the inactivity
      * sweep found), whatever time the sender gave: with last_seen_at, the clock of the inactivity rule.
      */
@@ -122,6 +128,15 @@ export const PROFILES_MIGRATIONS: readonly ModuleMigration[] = [
       if (dialect === 'postgres') await sql`ALTER TABLE profiles_computed ALTER COLUMN total_order_value TYPE double precision`.execute(db);
     },
   },
+  {
+    // A merged person's currency is that of the first priced order naming one across the members, as one profile's
+    // is: each member keeps when it received the order that gave it its currency. Stored rows cannot tell; theirs stays
+    // null (unknown), and a merged read takes the member's first seen time for it.
+    name: '0111_profiles_computed_currency_at',
+    async up(db) {
+      await db.schema.alterTable('profiles_computed').addColumn('currency_at', 'text').execute();
+    },
+  },
 ];
 
 const BLANK_TRAIT: TraitRow = { profile_id: '', key: '', value: '', encrypted: 0, category: '', updated_at: '', source: '', message_id: null };
@@ -147,6 +162,7 @@ const BLANK_COMPUTED: ComputedRow = {
   priced_order_count: 0,
   total_order_value: 0,
   currency: null,
+  currency_at: null,
   last_received_at: '',
   last_active_day: '',
 };
@@ -231,7 +247,8 @@ export class ProfilesRepo {
 
   /**
    * Adds a batch's activity to each profile's computed traits: earliest first seen, latest last seen, counts added,
-   * and the order total and priced orders added when their currency matches the stored one (or either has none).
+   * and the order total and priced orders added when their currency matches the stored one (or either has none); a
+   * profile without a currency takes the batch's, with its currency_at.
    * `activity` has one row per profile; `moreOrderValues` (rare: a batch with several currencies for one profile)
    * adds further totals after it, in order, each applied the same way to the currency stored by then.
    */
@@ -264,6 +281,8 @@ export class ProfilesRepo {
               priced_order_count: sql`profiles_computed.priced_order_count + case when ${sameCurrency} then excluded.priced_order_count else 0 end`,
               total_order_value: sql`profiles_computed.total_order_value + case when ${sameCurrency} then excluded.total_order_value else 0 end`,
               currency: sql`coalesce(profiles_computed.currency, excluded.currency)`,
+              // Set with the currency, once: a row's currency_at is null whenever its currency is.
+              currency_at: sql`case when profiles_computed.currency is null then excluded.currency_at else profiles_computed.currency_at end`,
               // last_active_day is left out on purpose: an update that names an indexed column rewrites its index
               // entry even when the value stays, so it is brought up to date below, only where the day moved.
             }),

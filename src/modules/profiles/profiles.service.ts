@@ -57,6 +57,7 @@ export interface TraitView {
   state: ValueState;
   category: string;
   personal: boolean;
+  /** The event time of the newest message that sent this value (also one that re-sent it unchanged), its source and id. */
   updatedAt: string;
   source: string;
   messageId: string | null;
@@ -139,6 +140,8 @@ const context = (key: string) => `profiles.traits.${key}`;
 interface OrderValue {
   total: number;
   priced: number;
+  /** when the first of them was received (null for revenue naming no currency) */
+  since: string | null;
 }
 
 /** A further currency's priced orders of a profile in a batch, as a row adding nothing else. */
@@ -149,6 +152,7 @@ const orderValueOf = (row: ComputedActivity, currency: string | null, value: Ord
   priced_order_count: value.priced,
   total_order_value: value.total,
   currency,
+  currency_at: value.since,
 });
 
 /** History ids sort in the order changes were recorded by this process (ties of changed_at). */
@@ -228,7 +232,8 @@ export class Profiles {
 
   /**
    * Sets traits, in item order, inside the caller's transaction `tx` only. A value older than the stored one is
-   * ignored; an unchanged value writes nothing; every change appends a history entry with the profile's own previous
+   * ignored; an unchanged value appends no history entry, but from a newer message it moves the stored time, source
+   * and message id forward (one row written); every change appends a history entry with the profile's own previous
    * value.
    * Personal values need the profile prepared first (prepare), else PROFILES_NOT_PREPARED.
    */
@@ -244,6 +249,7 @@ export class Profiles {
     for (const row of await this.#repo.currentTraits(tx, [...profileIds])) current.set(`${row.profile_id}\u0000${row.key}`, row);
     const history: HistoryRow[] = [];
     const written = new Map<string, TraitRow>();
+    const confirmations = new Set<string>();
     const stored = (profileId: string, key: string) => written.get(`${profileId}\u0000${key}`) ?? current.get(`${profileId}\u0000${key}`);
     for (const item of withTraits) {
       for (const trait of item.traits) {
@@ -261,7 +267,34 @@ export class Profiles {
         // Written when either differs: the holder's own value (it is what the profile keeps after an unmerge), or the
         // value the person's view shows (so that the view shows this one). History readers leave out no-op entries.
         const ownUnchanged = before !== undefined && this.#unchanged(before, json, digest, trait);
-        if (ownUnchanged && (shown === before || (shown !== undefined && this.#unchanged(shown, json, digest, trait)))) continue;
+        if (ownUnchanged && (shown === before || (shown !== undefined && this.#unchanged(shown, json, digest, trait)))) {
+          // Unchanged, but said by a newer message: the value stands as of its time, so that an older message arriving
+          // later (an offline queue) is ignored as older. No history entry: nothing changed.
+          if (item.at > before.updated_at) written.set(slot, { ...before, updated_at: item.at, source: item.source, message_id: item.messageId ?? null });
+          continue;
+        }
+        if (shown !== undefined && shown !== before && shown.updated_at > item.at && !this.#unchanged(shown, json, digest, trait)) {
+          // An older value for this member than the one another member shows, whose time may have been moved forward
+          // without an entry: the view's history gets that value back at its time, after this one (its own value, no
+          // change of its own; readers leave it out where the view did not change).
+          const confirmed = `${shown.profile_id}\u0000${shown.key}\u0000${shown.updated_at}`;
+          if (!confirmations.has(confirmed)) {
+            confirmations.add(confirmed);
+            history.push({
+              id: historyId(),
+              profile_id: shown.profile_id,
+              key: shown.key,
+              changed_at: shown.updated_at,
+              value: shown.value,
+              encrypted: shown.encrypted,
+              previous_value: shown.value,
+              previous_encrypted: shown.encrypted,
+              category: shown.category,
+              source: shown.source,
+              message_id: shown.message_id,
+            });
+          }
+        }
         const value = trait.personal ? this.#encrypt(item.profileId, json, trait.key) : json;
         if (digest !== undefined) this.#remember(value, digest);
         const row: TraitRow = {
@@ -292,7 +325,7 @@ export class Profiles {
     }
     if (written.size === 0) return;
     await this.#repo.upsertTraits(tx, [...written.values()]);
-    await this.#repo.insertHistory(tx, history);
+    if (history.length > 0) await this.#repo.insertHistory(tx, history);
   }
 
   /**
@@ -317,6 +350,7 @@ export class Profiles {
           priced_order_count: 0,
           total_order_value: 0,
           currency: null,
+          currency_at: null,
         };
         entry = { row };
         byProfile.set(item.profileId, entry);
@@ -331,15 +365,16 @@ export class Profiles {
       if (item.revenue === undefined || !(Math.abs(item.revenue) <= MAX_ORDER_VALUE)) continue;
       const currency = item.currency?.toUpperCase() ?? null;
       let value: OrderValue;
-      if (currency === null) value = entry.unnamed ??= { total: 0, priced: 0 };
+      if (currency === null) value = entry.unnamed ??= { total: 0, priced: 0, since: null };
       else if (row.currency === null || row.currency === currency) {
+        if (row.currency === null) row.currency_at = receivedAt;
         row.currency = currency;
         row.total_order_value += item.revenue;
         row.priced_order_count++;
         continue;
       } else {
         entry.others ??= new Map();
-        value = entry.others.get(currency) ?? { total: 0, priced: 0 };
+        value = entry.others.get(currency) ?? { total: 0, priced: 0, since: receivedAt };
         entry.others.set(currency, value);
       }
       value.total += item.revenue;
@@ -618,13 +653,21 @@ function money(value: number): number {
 }
 
 /**
- * Computed traits of merge members as one: the total keeps to the currency of the member with the most orders, and
- * the average divides it by the priced orders it holds. Members are added in profile id order, and the total and
- * average rounded (money), so the answer does not depend on the order the database returns them in.
+ * Computed traits of merge members as one, as one profile with all their orders would have them: the currency is
+ * that of the first priced order naming one that any member received (a member stored before migration 0111 counts
+ * from its first seen time; a tie goes to the lower profile id), the total adds the members in that currency or in
+ * none, and the average divides it by the priced orders it holds. Members are added in profile id order, and the total
+ * and average rounded (money), so the answer does not depend on the order the database returns them in.
  */
 function combine(unordered: readonly ComputedRow[]): ComputedTraits {
   const rows = [...unordered].sort((a, b) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0));
-  const currency = rows.filter((r) => r.currency !== null).sort((a, b) => b.order_count - a.order_count)[0]?.currency ?? null;
+  let first: { currency: string; since: string } | undefined;
+  for (const row of rows) {
+    if (row.currency === null) continue;
+    const since = row.currency_at ?? row.first_seen_at;
+    if (!first || since < first.since) first = { currency: row.currency, since };
+  }
+  const currency = first?.currency ?? null;
   let total = 0;
   let pricedOrders = 0;
   for (const row of rows) {

@@ -95,6 +95,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     const { keyring, generated } = await Keyring.open(storage, audit, {
       keyFile: config.keyFile,
       allowGenerate: config.env !== 'production',
+      logger,
     });
     const access = new AccessControl(storage, audit);
     const subjectSessions = new SubjectSessions(storage, audit);

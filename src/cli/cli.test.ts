@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { describeEachDialect } from '../../test/support/databases.ts';
 import { useCli } from '../../test/support/cli.ts';
 import { openKernel } from '../kernel.ts';
+import { CLI_ACTOR } from '../shared/actor.ts';
 
 describeEachDialect('candor CLI', (dialect) => {
   const cli = useCli(dialect);
@@ -51,6 +52,51 @@ describeEachDialect('candor CLI', (dialect) => {
     assert.match(result.out, /master key version 2 is active/);
     const file = JSON.parse(readFileSync(join(cli.env.dataDir, 'master.key'), 'utf8')) as { masterKeys: unknown[] };
     assert.equal(file.masterKeys.length, 2);
+  });
+
+  it('prunes the retired master key version, refuses the active one, and records the prune in the audit log', async () => {
+    const active = await candor('keys', 'prune', '--version', '2');
+    assert.equal(active.code, 1);
+    assert.match(active.err, /error CRYPTO_MASTER_KEY_IN_USE: .*"active":true/);
+    const pruned = await candor('keys', 'prune');
+    assert.equal(pruned.code, 0, pruned.err);
+    assert.match(pruned.out, /removed master key version 1 from the key file; version 2 is active/);
+    const file = JSON.parse(readFileSync(join(cli.env.dataDir, 'master.key'), 'utf8')) as { masterKeys: { version: number }[] };
+    assert.deepEqual(file.masterKeys.map((k) => k.version), [2]);
+    assert.match((await candor('keys', 'prune')).out, /nothing to prune: the key file holds master key version 2 only/);
+    const exportFile = join(cli.env.dataDir, 'prune-audit.jsonl');
+    assert.equal((await candor('audit', 'export', '--out', exportFile)).code, 0);
+    const entries = readFileSync(exportFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; actor: string; details: string });
+    assert.deepEqual(entries.filter((e) => e.action === 'crypto.master_key.prune').map((e) => [e.actor, JSON.parse(e.details).versions]), [['cli', ['1']]]);
+  });
+
+  it('rotates past a data key that cannot be unwrapped, naming it, and every command still starts', async () => {
+    const kernel = await openKernel(cli.env.config);
+    let keyId: string;
+    try {
+      await kernel.keyring.encrypt('cli-damaged', 'x', 'f');
+      const row = (await sql<{ key_id: string; wrapped_key: string }>`SELECT key_id, wrapped_key FROM crypto_subject_keys WHERE subject_id = 'cli-damaged'`.execute(kernel.storage.db)).rows[0];
+      keyId = row?.key_id as string;
+      const damaged = Buffer.from(row?.wrapped_key as string, 'base64').reverse().toString('base64');
+      await sql`UPDATE crypto_subject_keys SET wrapped_key = ${damaged} WHERE subject_id = 'cli-damaged'`.execute(kernel.storage.db);
+    } finally {
+      await kernel.close();
+    }
+    const rotated = await candor('keys', 'rotate');
+    assert.equal(rotated.code, 0, rotated.err);
+    assert.match(rotated.out, /master key version 3 is active/);
+    assert.match(rotated.out, new RegExp(`1 data key could not be unwrapped[^\\n]*\\n\\s+data key ${keyId} \\(master key version 2\\)`));
+    assert.equal((await candor('keys', 'list')).code, 0);
+    const refused = await candor('keys', 'prune');
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /error CRYPTO_MASTER_KEY_IN_USE: .*"version":2,"dataKeys":1/);
+    // Its person erased, the warning at every start ends with the key.
+    const cleanup = await openKernel(cli.env.config);
+    try {
+      assert.equal(await cleanup.keyring.destroySubjectKey('cli-damaged', CLI_ACTOR, 'essential.legal_obligation'), true);
+    } finally {
+      await cleanup.close();
+    }
   });
 
   it('verifies the audit log, exports it, verifies the export offline, and fails with exit 3 after tampering', async () => {

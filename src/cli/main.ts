@@ -187,8 +187,31 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
     .description('add a master key version and re-wrap every data key with it')
     .action(async () => {
       await withKernel(program, async (kernel) => {
-        const { version, rewrapped } = await kernel.keyring.rotateMasterKey(CLI_ACTOR);
-        out(`master key version ${version} is active; ${rewrapped} data keys re-wrapped; older versions kept for older ciphertexts and backups`);
+        const { version, rewrapped, skipped } = await kernel.keyring.rotateMasterKey(CLI_ACTOR);
+        out(`master key version ${version} is active; ${rewrapped} data keys re-wrapped; older versions kept in the key file (copies made before now stay readable until \`keys prune\` removes them)`);
+        if (skipped.length > 0) {
+          out(`  ${skipped.length} data key${skipped.length > 1 ? 's' : ''} could not be unwrapped (damaged) and stay${skipped.length > 1 ? '' : 's'} on ${skipped.length > 1 ? 'their' : 'its'} version, which cannot be pruned while they do:`);
+          for (const k of skipped) out(`    data key ${k.keyId} (master key version ${k.masterVersion})`);
+        }
+      });
+    });
+  keys
+    .command('prune')
+    .description('remove retired master key versions from the key file: copies of the database made before the rotation that retired them can no longer be read or restored')
+    .option('--version <n>', 'remove this version only', (value: string) => {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 1) throw new CommanderError(2, 'candor.usage', 'error: --version takes a whole number above 0');
+      return n;
+    })
+    .action(async (options: { version?: number }) => {
+      await withKernel(program, async (kernel) => {
+        const { removed, active } = await kernel.keyring.pruneMasterKeys(CLI_ACTOR, options.version === undefined ? {} : { version: options.version });
+        if (removed.length === 0) {
+          out(`nothing to prune: the key file holds master key version ${active} only`);
+          return;
+        }
+        out(`removed master key version${removed.length > 1 ? 's' : ''} ${removed.join(', ')} from the key file; version ${active} is active (recorded in the audit log as crypto.master_key.prune)`);
+        out('  copies of the database made before the rotation that retired it (backups, dumps, WAL archives) can no longer be read, and restore refuses those backups');
       });
     });
 

@@ -78,6 +78,8 @@ export const ERROR_CODES = {
   CRYPTO_KEYFILE_EXISTS: { category: 'conflict', message: 'A key file already exists at this path; it is never overwritten.' },
   CRYPTO_ROTATION_IN_PROGRESS: { category: 'conflict', message: 'Another master key rotation holds the key file lock; if none is running, remove the .lock file beside the key file.' },
   CRYPTO_MASTER_KEY_MISSING: { category: 'internal', message: 'A master key version this database uses is missing from the key file.' },
+  CRYPTO_MASTER_KEY_IN_USE: { category: 'conflict', message: 'A master key version to prune is the active one or still wraps data keys; nothing was removed.' },
+  CRYPTO_MASTER_KEY_UNKNOWN: { category: 'not_found', message: 'The key file holds no master key version with this number.' },
   CRYPTO_KEY_DESTROYED: { category: 'not_found', message: 'The data key for this ciphertext was destroyed; the data is unreadable.' },
   CRYPTO_KEY_UNKNOWN: { category: 'not_found', message: 'No data key has the id named in this ciphertext.' },
   CRYPTO_CIPHERTEXT_INVALID: { category: 'invalid_input', message: 'The ciphertext is not in Candor envelope format.' },

@@ -127,9 +127,19 @@ export class CryptoRepo {
     });
   }
 
-  /** Subject keys still wrapped by an older master key, a page at a time. */
-  wrappedBelow(version: number, limit: number): Promise<SubjectKeyRow[]> {
-    return this.#db.selectFrom('crypto_subject_keys').selectAll().where('master_version', '<', version).orderBy('subject_id').limit(limit).execute();
+  /**
+   * Subject keys still wrapped by an older master key, a page at a time in subject order after `afterSubjectId` (a
+   * key that cannot be re-wrapped stays behind, so the next page starts after it, not at the first row again).
+   */
+  wrappedBelow(version: number, afterSubjectId: string, limit: number): Promise<SubjectKeyRow[]> {
+    return this.#db
+      .selectFrom('crypto_subject_keys')
+      .selectAll()
+      .where('master_version', '<', version)
+      .where('subject_id', '>', afterSubjectId)
+      .orderBy('subject_id')
+      .limit(limit)
+      .execute();
   }
 
   async rewrap(rows: readonly SubjectKeyRow[]): Promise<void> {
@@ -142,6 +152,12 @@ export class CryptoRepo {
           .execute();
       }
     });
+  }
+
+  /** Removes the registrations of wrap versions taken out of the key file (pruned). */
+  async deregisterWrapKeys(versions: readonly number[]): Promise<void> {
+    if (versions.length === 0) return;
+    await this.#db.deleteFrom('crypto_master_keys').where('purpose', '=', 'wrap').where('version', 'in', versions).execute();
   }
 
   async maxWrapVersion(): Promise<number> {

@@ -1,7 +1,8 @@
 import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import type { Actor } from '../../shared/actor.ts';
-import { CandorError } from '../../shared/errors.ts';
+import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/logger.ts';
 import { Freshness, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { SubjectDataHandler } from '../../shared/subject-data.ts';
@@ -33,7 +34,33 @@ export interface KeyringOptions {
   keyFile: string;
   /** Generate a key file when there is none and the database has no keys yet (never in production). */
   allowGenerate: boolean;
+  /** Where a start reports data keys it could not re-wrap (ids only). */
+  logger?: Pick<Logger, 'warn'>;
 }
+
+/** A data key that a re-wrap left on its master key version because it could not be unwrapped (damaged). */
+export interface SkippedKey {
+  keyId: string;
+  masterVersion: number;
+}
+
+/** What a re-wrap did: keys moved to the active version, and keys left behind. */
+export interface RewrapReport {
+  rewrapped: number;
+  skipped: SkippedKey[];
+}
+
+/** A master key registration as the database holds it: the key check value of one key of the file. */
+export interface RegisteredKey {
+  purpose: string;
+  version: number;
+  check_value: string;
+}
+
+/** The errors a data key that cannot be unwrapped fails with (its row damaged, or naming a version not in the file). */
+const UNWRAP_FAILURES = ['CRYPTO_DECRYPT_FAILED', 'CRYPTO_CIPHERTEXT_INVALID', 'CRYPTO_MASTER_KEY_MISSING'] as const;
+/** How many skipped key ids an audit entry or log line names (the count is always complete). */
+const SKIPPED_LISTED = 100;
 
 const CACHE_LIMIT = 100_000;
 const ROTATE_PAGE = 500;
@@ -56,6 +83,41 @@ function keyObjectOf(key: Buffer): KeyObject {
 
 function wrapAad(row: Pick<SubjectKeyRow, 'subject_id' | 'key_id' | 'key_version'>, masterVersion: number): Buffer {
   return Buffer.from(`candor dk v1|${row.subject_id}|${row.key_id}|${row.key_version}|${masterVersion}`, 'utf8');
+}
+
+/** Unwraps a stored data key with a master key; fails with CRYPTO_DECRYPT_FAILED for any other key or altered row. */
+export function unwrapDataKey(masterKey: Buffer | KeyObject, row: Pick<SubjectKeyRow, 'subject_id' | 'key_id' | 'key_version' | 'master_version' | 'wrapped_key'>): Buffer {
+  return open(masterKey, Buffer.from(row.wrapped_key, 'base64'), wrapAad(row, row.master_version));
+}
+
+/**
+ * Checks a key file against the key check values a database registered: every registered key must be in the file
+ * with the same check value (CRYPTO_KEYFILE_TAMPERED, CRYPTO_MASTER_KEY_MISSING). The one exception is a wrap
+ * version below the file's newest that no data key uses (`usedWrapVersions`, asked only then): `keys prune` removed
+ * it, and it is returned. Keyring.open runs it, and `candor restore` against a backup before swapping it in.
+ */
+export async function checkKeyFile(keys: KeyFile, registered: readonly RegisteredKey[], usedWrapVersions: () => Promise<ReadonlySet<number>>): Promise<number[]> {
+  const inFile = new Map(keys.masterKeys.map((k) => [`wrap:${k.version}`, k.key]));
+  inFile.set(`pseudonym:${keys.pseudonymKey.version}`, keys.pseudonymKey.key);
+  const newest = Math.max(...keys.masterKeys.map((k) => k.version));
+  const pruned: number[] = [];
+  let used: ReadonlySet<number> | undefined;
+  for (const row of registered) {
+    const key = inFile.get(`${row.purpose}:${row.version}`);
+    if (key) {
+      if (keyCheckValue(key) !== row.check_value) throw new CandorError('CRYPTO_KEYFILE_TAMPERED', { purpose: row.purpose, version: row.version });
+      continue;
+    }
+    if (row.purpose === 'wrap' && row.version < newest) {
+      used ??= await usedWrapVersions();
+      if (!used.has(row.version)) {
+        pruned.push(row.version);
+        continue;
+      }
+    }
+    throw new CandorError('CRYPTO_MASTER_KEY_MISSING', { purpose: row.purpose, version: row.version });
+  }
+  return pruned;
 }
 
 /**
@@ -94,22 +156,20 @@ export class Keyring {
       generated = true;
     }
     const keys = readKeyFile(options.keyFile);
-    const inFile = new Map(keys.masterKeys.map((k) => [`wrap:${k.version}`, k.key]));
-    inFile.set(`pseudonym:${keys.pseudonymKey.version}`, keys.pseudonymKey.key);
-    for (const row of registered) {
-      const key = inFile.get(`${row.purpose}:${row.version}`);
-      if (!key) throw new CandorError('CRYPTO_MASTER_KEY_MISSING', { purpose: row.purpose, version: row.version });
-      if (keyCheckValue(key) !== row.check_value) throw new CandorError('CRYPTO_KEYFILE_TAMPERED', { purpose: row.purpose, version: row.version });
-    }
+    const pruned = await checkKeyFile(keys, registered, async () => new Set(Object.keys(await repo.countByMasterVersion()).map(Number)));
     const known = new Set(registered.map((r) => `${r.purpose}:${r.version}`));
     const keyring = new Keyring(repo, audit, options.keyFile, keys, new Freshness(storage, ['crypto_subject_keys', 'crypto_destroyed_keys', 'crypto_master_keys']));
-    for (const [id, key] of inFile) {
-      if (known.has(id)) continue;
-      const [purpose, version] = id.split(':') as ['wrap' | 'pseudonym', string];
-      await repo.registerKey(purpose, Number(version), keyCheckValue(key));
+    const inFile = [...keys.masterKeys.map((k) => ({ ...k, purpose: 'wrap' as const })), { ...keys.pseudonymKey, purpose: 'pseudonym' as const }];
+    for (const k of inFile) {
+      if (!known.has(`${k.purpose}:${k.version}`)) await repo.registerKey(k.purpose, k.version, keyCheckValue(k.key));
     }
-    // Finish a rotation that was interrupted after the new key was written.
-    await keyring.rewrapAll();
+    // Versions pruned from the key file after this database was copied (a restored backup) are dropped here too.
+    if (pruned.length > 0) await keyring.#deregister(pruned, SYSTEM_ACTOR, 'not in the key file and used by no data key');
+    // Finish a rotation that was interrupted after the new key was written; a key that cannot be unwrapped stays behind.
+    const { skipped } = await keyring.rewrapAll();
+    if (skipped.length > 0) {
+      options.logger?.warn({ skipped: skipped.length, keyIds: skipped.slice(0, SKIPPED_LISTED).map((k) => k.keyId) }, 'data keys that cannot be unwrapped stay on their master key version');
+    }
     return { keyring, generated };
   }
 
@@ -154,7 +214,7 @@ export class Keyring {
   }
 
   #unwrap(row: SubjectKeyRow): DataKey {
-    const key = open(this.#masterKey(row.master_version), Buffer.from(row.wrapped_key, 'base64'), wrapAad(row, row.master_version));
+    const key = unwrapDataKey(this.#masterKey(row.master_version), row);
     return { subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: Date.now(), frames: new Map() };
   }
 
@@ -301,7 +361,10 @@ export class Keyring {
     return decryptField(dk.key, ciphertext, context);
   }
 
-  /** Crypto-shredding: destroys the subject's data key so every copy of its ciphertexts becomes unreadable. */
+  /**
+   * Crypto-shredding: destroys the subject's data key, so the database can no longer decrypt its ciphertexts wherever
+   * they were copied. Copies of the database made before still hold the key, wrapped, until its master version is pruned.
+   */
   async destroySubjectKey(subjectId: string, actor: Actor, purpose: string): Promise<boolean> {
     const cached = this.#bySubject.get(subjectId);
     if (cached) this.#forget(cached);
@@ -320,19 +383,21 @@ export class Keyring {
 
   /**
    * Adds a master key version, writes it to the key file, then re-wraps every data key with it (data is not
-   * re-encrypted). Older versions stay in the file so older ciphertexts and backups remain readable.
+   * re-encrypted). Older versions stay in the file, so copies of the database made before (backups, dumps, WAL) stay
+   * readable until `pruneMasterKeys` removes them. A data key that cannot be unwrapped stays on its version and is
+   * reported (ids only); that version then cannot be pruned.
    */
-  async rotateMasterKey(actor: Actor): Promise<{ version: number; rewrapped: number }> {
-    const { next, rewrapped } = await withKeyFileLock(this.#keyFilePath, async () => {
+  async rotateMasterKey(actor: Actor): Promise<{ version: number } & RewrapReport> {
+    const { next, report } = await withKeyFileLock(this.#keyFilePath, async () => {
       const current = readKeyFile(this.#keyFilePath);
       const next = newKey(Math.max(...current.masterKeys.map((k) => k.version)) + 1);
       const updated: KeyFile = { ...current, masterKeys: [...current.masterKeys, next] };
       writeKeyFile(this.#keyFilePath, updated);
       this.#keys = updated;
       await this.#repo.registerKey('wrap', next.version, keyCheckValue(next.key));
-      const rewrapped = await this.rewrapAll();
+      const report = await this.rewrapAll();
       await this.#repo.retireWrapKeysBelow(next.version);
-      return { next, rewrapped };
+      return { next, report };
     });
     await this.#audit.append({
       actor: actor.id,
@@ -340,25 +405,84 @@ export class Keyring {
       action: 'crypto.master_key.rotate',
       purpose: 'essential.service.security',
       resource: `master_key:${next.version}`,
-      details: { version: next.version, rewrapped },
+      details: {
+        version: next.version,
+        rewrapped: report.rewrapped,
+        ...(report.skipped.length > 0 ? { skipped: report.skipped.length, skippedKeyIds: report.skipped.slice(0, SKIPPED_LISTED).map((k) => k.keyId) } : {}),
+      },
     });
-    return { version: next.version, rewrapped };
+    return { version: next.version, ...report };
   }
 
-  /** Re-wraps every data key still under an older master key (resumable after an interruption). */
-  async rewrapAll(): Promise<number> {
+  /**
+   * Re-wraps every data key still under an older master key (resumable after an interruption). A key that cannot be
+   * unwrapped (a damaged row) is left on its version and reported, and the others are re-wrapped all the same.
+   */
+  async rewrapAll(): Promise<RewrapReport> {
     const target = this.activeMasterVersion;
-    let total = 0;
+    const skipped: SkippedKey[] = [];
+    let rewrapped = 0;
+    let after = '';
     for (;;) {
-      const page = await this.#repo.wrappedBelow(target, ROTATE_PAGE);
-      if (page.length === 0) return total;
-      const updated = page.map((row) => {
-        const { key } = this.#unwrap(row);
-        return { ...row, master_version: target, wrapped_key: seal(this.#masterKey(target), key.export(), wrapAad(row, target)).toString('base64') };
-      });
+      const page = await this.#repo.wrappedBelow(target, after, ROTATE_PAGE);
+      if (page.length === 0) return { rewrapped, skipped };
+      after = (page.at(-1) as SubjectKeyRow).subject_id;
+      const updated: SubjectKeyRow[] = [];
+      for (const row of page) {
+        let key: Buffer;
+        try {
+          key = unwrapDataKey(this.#masterKey(row.master_version), row);
+        } catch (error) {
+          if (!UNWRAP_FAILURES.some((code) => isCandorError(error, code))) throw error;
+          skipped.push({ keyId: row.key_id, masterVersion: row.master_version });
+          continue;
+        }
+        updated.push({ ...row, master_version: target, wrapped_key: seal(this.#masterKey(target), key, wrapAad(row, target)).toString('base64') });
+      }
       await this.#repo.rewrap(updated);
-      total += updated.length;
+      rewrapped += updated.length;
     }
+  }
+
+  /**
+   * Removes retired master key versions from the key file, so that copies of the database made before the rotation
+   * that retired them (backups, dumps, WAL archives) can no longer be read, erased people's data keys included.
+   * Without `version`: every version below the active one, refused as a whole (CRYPTO_MASTER_KEY_IN_USE, nothing
+   * removed) while a data key still uses one of them. With `version`: that one only. Audited.
+   */
+  async pruneMasterKeys(actor: Actor, options: { version?: number } = {}): Promise<{ removed: number[]; active: number }> {
+    const { removed, active } = await withKeyFileLock(this.#keyFilePath, async () => {
+      const current = readKeyFile(this.#keyFilePath);
+      const active = Math.max(...current.masterKeys.map((k) => k.version));
+      const { version } = options;
+      if (version !== undefined && !current.masterKeys.some((k) => k.version === version)) throw new CandorError('CRYPTO_MASTER_KEY_UNKNOWN', { version });
+      if (version === active) throw new CandorError('CRYPTO_MASTER_KEY_IN_USE', { versions: [{ version, active: true }] });
+      const candidates = version === undefined ? current.masterKeys.filter((k) => k.version < active).map((k) => k.version) : [version];
+      const counts = await this.#repo.countByMasterVersion();
+      const inUse = candidates.filter((v) => (counts[v] ?? 0) > 0);
+      if (inUse.length > 0) throw new CandorError('CRYPTO_MASTER_KEY_IN_USE', { versions: inUse.map((v) => ({ version: v, dataKeys: counts[v] })) });
+      if (candidates.length > 0) {
+        const updated: KeyFile = { ...current, masterKeys: current.masterKeys.filter((k) => !candidates.includes(k.version)) };
+        writeKeyFile(this.#keyFilePath, updated);
+        this.#keys = updated;
+      }
+      return { removed: candidates, active };
+    });
+    if (removed.length > 0) await this.#deregister(removed, actor, 'pruned');
+    return { removed, active };
+  }
+
+  /** Drops the registrations of wrap versions no longer in the key file, and audits it. */
+  async #deregister(versions: readonly number[], actor: Actor, reason: string): Promise<void> {
+    await this.#repo.deregisterWrapKeys(versions);
+    await this.#audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'crypto.master_key.prune',
+      purpose: 'essential.service.security',
+      resource: `master_key:${versions.join(',')}`,
+      details: { versions: versions.map(String), active: this.activeMasterVersion, reason },
+    });
   }
 
   /** The keyring's handler for access requests (key metadata); erasure destroys keys through destroySubjectKey. */

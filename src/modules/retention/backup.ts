@@ -1,6 +1,8 @@
 // Backups of the database and their restore. SQLite: node:sqlite's online backup API, restore checked first (header,
 // integrity check, a Candor schema) and swapped in atomically with the server stopped. PostgreSQL: pg_dump -Fc and
-// pg_restore (checked with --list first, restored in one transaction). The deletion ledger file lives outside the
+// pg_restore (checked with --list first, restored in one transaction). Before either swap the backup's master key
+// registrations are checked against the key file, as a start would check them, so a backup the key file cannot open
+// (another deployment's, or one whose master key version was pruned) is refused with the live database untouched. The deletion ledger file lives outside the
 // database and is never part of a backup: opening the kernel after a restore replays the erasures it lists. Both are
 // audited: a backup with the audit head it holds, a restore with the head of the log it discarded (the entries written
 // after the backup are gone from the database, and this entry is what puts that on record).
@@ -12,14 +14,20 @@ import { backup as sqliteBackup, DatabaseSync } from 'node:sqlite';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Client } from 'pg';
 import type { Actor } from '../../shared/actor.ts';
-import { CandorError } from '../../shared/errors.ts';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
 import { openStorage, SQLITE_FILE } from '../../storage/index.ts';
 import { AuditLog, type AuditEvent } from '../audit/index.ts';
+import { checkKeyFile, readKeyFile, type RegisteredKey } from '../crypto/index.ts';
 
 /** Where the database lives: the same two settings storage opens it with. */
 export interface DatabaseTarget {
   databaseUrl: string;
   dataDir: string;
+}
+
+/** What a restore works on: the database, and the key file the restored database is opened with. */
+export interface RestoreTarget extends DatabaseTarget {
+  keyFile: string;
 }
 
 /** The newest entry of an audit log: its sequence number, hash and time. */
@@ -55,7 +63,7 @@ export const SERVER_LOCK_FILE = 'server.lock';
 export const SERVER_PID_FILE = 'server.pid';
 const SQLITE_HEADER = 'SQLite format 3\u0000';
 /** Tables every Candor database has from its first migrations on. */
-const CANDOR_TABLES = ['storage_migrations', 'audit_log', 'crypto_subject_keys'];
+const CANDOR_TABLES = ['storage_migrations', 'audit_log', 'crypto_master_keys', 'crypto_subject_keys'];
 
 const isPostgres = (target: DatabaseTarget) => /^postgres(ql)?:\/\//.test(target.databaseUrl);
 const AUDIT_PURPOSE = 'essential.service.security';
@@ -212,8 +220,11 @@ export function runningServer(dataDir: string): { pid: number | null } | null {
   return null;
 }
 
-/** Runs a PostgreSQL client tool with the password in the environment (never on the command line). */
-function pgTool(tool: string, args: readonly string[], databaseUrl: string): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Runs a PostgreSQL client tool with the password in the environment (never on the command line). With `onLine`, its
+ * output is handed over line by line instead of kept (a table's data can be large).
+ */
+function pgTool(tool: string, args: readonly string[], databaseUrl: string, onLine?: (line: string) => void): Promise<{ code: number; stdout: string; stderr: string }> {
   const url = new URL(databaseUrl);
   // The tool inherits this process's environment (PATH, PG* settings) and gets the password through it, not argv.
   // eslint-disable-next-line no-restricted-syntax -- passed through to the child process, not read as configuration
@@ -225,10 +236,20 @@ function pgTool(tool: string, args: readonly string[], databaseUrl: string): Pro
     const child = spawn(tool, withUrl, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      stdout += chunk;
+      if (!onLine) return;
+      const lines = stdout.split('\n');
+      stdout = lines.pop() as string;
+      for (const line of lines) onLine(line);
+    });
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
     child.on('error', (error: NodeJS.ErrnoException) => reject(error.code === 'ENOENT' ? new CandorError('BACKUP_TOOL_MISSING', { tool }) : error));
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.on('close', (code) => {
+      if (onLine && stdout) onLine(stdout);
+      resolve({ code: code ?? 1, stdout: onLine ? '' : stdout, stderr });
+    });
   });
 }
 
@@ -347,14 +368,79 @@ export async function checkPostgresBackup(file: string, databaseUrl: string): Pr
   return created ? new Date(`${created[1]}T${created[2]}Z`).toISOString() : null;
 }
 
+/** A backup's master key registrations and the wrap versions its data keys use, read without restoring it. */
+interface BackupKeys {
+  registered: RegisteredKey[];
+  usedWrapVersions: Set<number>;
+}
+
+/** Reads a SQLite backup's key registrations and data key versions (the file opened read-only, immutable). */
+function sqliteBackupKeys(file: string): BackupKeys {
+  const url = pathToFileURL(resolve(file));
+  url.searchParams.set('immutable', '1');
+  const db = new DatabaseSync(url, { readOnly: true });
+  try {
+    const registered = (db.prepare('SELECT purpose, version, check_value FROM crypto_master_keys ORDER BY purpose, version').all() as { purpose: string; version: number | bigint; check_value: string }[]).map((r) => ({ ...r, version: Number(r.version) }));
+    const used = db.prepare('SELECT DISTINCT master_version AS v FROM crypto_subject_keys').all() as { v: number | bigint }[];
+    return { registered, usedWrapVersions: new Set(used.map((r) => Number(r.v))) };
+  } finally {
+    db.close();
+  }
+}
+
 /**
- * Replaces the database with a backup, after checking it; nothing is changed when the check fails. Refused while a
+ * Reads a pg_dump archive's key registrations and data key versions: pg_restore writes the two tables' data as COPY
+ * text to its output (nothing is restored), read line by line.
+ */
+async function postgresBackupKeys(file: string, databaseUrl: string): Promise<BackupKeys> {
+  const keys: BackupKeys = { registered: [], usedWrapVersions: new Set() };
+  let copying: { table: string; columns: string[] } | null = null;
+  const onLine = (line: string) => {
+    if (copying === null) {
+      const copy = /^COPY (?:\S+\.)?"?(crypto_master_keys|crypto_subject_keys)"? \(([^)]*)\) FROM stdin;$/.exec(line);
+      if (copy) copying = { table: copy[1] as string, columns: (copy[2] as string).split(',').map((c) => c.trim().replace(/^"|"$/g, '')) };
+      return;
+    }
+    if (line === '\\.') {
+      copying = null;
+      return;
+    }
+    const values = line.split('\t');
+    const value = (column: string) => values[(copying as { columns: string[] }).columns.indexOf(column)] ?? '';
+    if (copying.table === 'crypto_master_keys') keys.registered.push({ purpose: value('purpose'), version: Number(value('version')), check_value: value('check_value') });
+    else keys.usedWrapVersions.add(Number(value('master_version')));
+  };
+  const result = await pgTool('pg_restore', ['--data-only', '--table=crypto_master_keys', '--table=crypto_subject_keys', '--file=-', file], databaseUrl, onLine);
+  if (result.code !== 0) throw new CandorError('BACKUP_CORRUPT', { reason: 'pg_restore cannot read the key tables', message: toolMessage(result.stderr) });
+  keys.registered.sort((a, b) => a.purpose.localeCompare(b.purpose) || a.version - b.version);
+  return keys;
+}
+
+/**
+ * Checks a backup against the key file the restored database will be opened with, the way a start checks it
+ * (Keyring.open): refused with the same CRYPTO_* code, naming the backup, before anything is changed.
+ */
+async function checkBackupKeys(target: RestoreTarget, file: string, dialect: 'sqlite' | 'postgres'): Promise<void> {
+  const keys = dialect === 'postgres' ? await postgresBackupKeys(file, target.databaseUrl) : sqliteBackupKeys(file);
+  // A database no keyring ever opened has no keys to check: the first start after the restore makes them.
+  if (keys.registered.length === 0) return;
+  try {
+    await checkKeyFile(readKeyFile(target.keyFile), keys.registered, async () => keys.usedWrapVersions);
+  } catch (error) {
+    if (isCandorError(error) && error.code.startsWith('CRYPTO_')) throw new CandorError(error.code, { ...error.details, backup: basename(file) }, { cause: error });
+    throw error;
+  }
+}
+
+/**
+ * Replaces the database with a backup, after checking it (the file, and its master keys against the key file);
+ * nothing is changed when a check fails. Refused while a
  * server uses the data directory, which the restore keeps locked until it is done. SQLite: the file is swapped in with
  * one rename and the old -wal and -shm files (which belong to the replaced database) are removed first. PostgreSQL: pg_restore --clean in one transaction.
  * The audit log goes back to the backup's with the rest: the head it had is read first and recorded, with the
  * restored head and the backup's time, in a `retention.restore` entry appended right after the restored head.
  */
-export async function restoreDatabase(target: DatabaseTarget, file: string, actor: Actor): Promise<RestoreResult> {
+export async function restoreDatabase(target: RestoreTarget, file: string, actor: Actor): Promise<RestoreResult> {
   // The restore holds the server's lock itself, so no server can start on the data directory while it runs.
   const release = holdDataDir(target.dataDir);
   if (!release) throw new CandorError('BACKUP_SERVER_RUNNING', { pid: recordedPid(target.dataDir) });
@@ -366,7 +452,7 @@ export async function restoreDatabase(target: DatabaseTarget, file: string, acto
 }
 
 /** The restore itself, with the data directory locked. */
-async function restoreLocked(target: DatabaseTarget, file: string, actor: Actor): Promise<RestoreResult> {
+async function restoreLocked(target: RestoreTarget, file: string, actor: Actor): Promise<RestoreResult> {
   const dialect = isPostgres(target) ? 'postgres' : 'sqlite';
   let backupTakenAt: string;
   if (dialect === 'postgres') {
@@ -375,6 +461,7 @@ async function restoreLocked(target: DatabaseTarget, file: string, actor: Actor)
     checkSqliteBackup(file);
     backupTakenAt = statSync(file).mtime.toISOString();
   }
+  await checkBackupKeys(target, file, dialect);
   const bytes = statSync(file).size;
   const sha256 = await sha256Of(file);
   const discarded = await currentAuditHead(target);

@@ -255,7 +255,7 @@ export class ErasureEngine {
       if (await keyring.destroySubjectKey(profileId, actor, PURPOSE)) destroyed++;
     }
     const afterCommit: (EraseOutcome & { module: string })[] = [
-      { module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: every copy of their ciphertexts (the encrypted personal fields), backups included, is unreadable; plain non-personal fields stay readable in backup files taken before this erasure until those files are deleted' },
+      { module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: their ciphertexts (the encrypted personal fields) in the database are unreadable. Copies made before this erasure (backup files, PostgreSQL dumps and WAL archives) still hold each data key wrapped with the master key version then active, and stay readable with the key file until that version is removed from it (`candor keys rotate`, then `candor keys prune` once those copies have expired); restoring such a backup replays this erasure. Plain non-personal fields stay readable in backup files taken before this erasure until those files are deleted' },
     ];
     for (const store of this.#deps.fileStores ?? []) {
       for (const outcome of await store.erase(subject, { requestId: row.request_id })) afterCommit.push({ ...outcome, module: store.module });

@@ -103,7 +103,17 @@ export function registerCredentialRoutes(app: FastifyInstance, kernel: Kernel): 
       schema: {
         tags: ['keys'],
         summary: 'Add a master key version and re-wrap every data key with it.',
-        response: { 200: { type: 'object', properties: { version: { type: 'integer' }, rewrapped: { type: 'integer' } } } },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              version: { type: 'integer' },
+              rewrapped: { type: 'integer' },
+              // Data keys left on their version because they could not be unwrapped (ids only): `keys prune` keeps it.
+              skipped: { type: 'array', items: { type: 'object', properties: { keyId: { type: 'string' }, masterVersion: { type: 'integer' } } } },
+            },
+          },
+        },
       },
     },
     async (request) => kernel.keyring.rotateMasterKey(actorOf(request)),

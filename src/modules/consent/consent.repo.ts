@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 import type { ConsentMechanism, ConsentState, LawfulBasis, LedgerEntry } from './consent.types.ts';
@@ -356,6 +357,23 @@ const BLANK_CURRENT: CurrentRow = {
 /** Rows per multi-row statement (and subjects per load query). */
 export const CHUNK = 100;
 
+/**
+ * First key of the per-subject advisory locks ("CDcs"), taken with pg_advisory_xact_lock(int4, int4): that key space
+ * never overlaps the single bigint keys of the other advisory locks (the audit log's, the identity writers', ...).
+ */
+const PG_SUBJECT_LOCK_SPACE = 0x43446373;
+
+/** The second key of a subject's advisory lock: 32 bits of a hash of its pseudonym (a collision only makes two people wait for each other). */
+function subjectLockKey(pseudonym: string): number {
+  return createHash('sha256').update(pseudonym).digest().readInt32BE(0);
+}
+
+/** PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001): the transaction was rolled back whole and may run again. */
+export function isTransient(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+}
+
 /** Every SQL statement on the consent tables. */
 export class ConsentRepo {
   readonly #storage: Storage;
@@ -378,7 +396,8 @@ export class ConsentRepo {
     let text = this.#currentSql.get(cacheKey);
     if (text === undefined) {
       const query = this.#db.selectFrom('consent_current').selectAll().where('subject', 'in', Array.from({ length: n }, () => ''));
-      text = (lock ? query.forUpdate() : query).compile().sql;
+      // Rows locked in key order, not in the order a scan meets their latest versions.
+      text = (lock ? query.orderBy('subject').orderBy('purpose').forUpdate() : query).compile().sql;
       this.#currentSql.set(cacheKey, text);
     }
     return text;
@@ -394,9 +413,9 @@ export class ConsentRepo {
   }
 
   /**
-   * Upsert of n current rows: the entry committed last wins. Writers of one subject are serialised (its rows are
-   * locked by current(..., forUpdate) on PostgreSQL; SQLite runs one write transaction at a time), so commit order
-   * is the order of the changes, whatever the clocks of several API nodes say.
+   * Upsert of n current rows: the entry committed last wins. Writers of one subject are serialised (lockSubjects on
+   * PostgreSQL; SQLite runs one write transaction at a time), so commit order is the order of the changes, whatever
+   * the clocks of several API nodes say.
    */
   #upsertText(n: number): string {
     let text = this.#upsertSql.get(n);
@@ -426,9 +445,22 @@ export class ConsentRepo {
   }
 
   /**
+   * On PostgreSQL, takes a transaction-scoped advisory lock per subject (pseudonym), in one fixed order (of the lock
+   * keys), so that the writers of a person in every process run one after the other and two writers of several people
+   * never wait for each other in a cycle; it also covers a person with no rows yet (a first consent). Taken first in a
+   * consent write, before its row locks and the audit log's lock. Nothing to do on SQLite (one writer at a time).
+   */
+  async lockSubjects(tx: SqlExecutor, subjects: readonly string[]): Promise<void> {
+    if (this.#storage.dialect !== 'postgres' || subjects.length === 0) return;
+    const keys = [...new Set(subjects.map(subjectLockKey))].sort((a, b) => a - b);
+    // unnest yields the keys in array order: locked one after the other in that order.
+    await tx.all(`select pg_advisory_xact_lock(${PG_SUBJECT_LOCK_SPACE}, k) from unnest($1::int4[]) as k`, [keys]);
+  }
+
+  /**
    * The current rows of the subjects (pseudonyms), one query per 100 subjects. Inside a write transaction they are
-   * locked on PostgreSQL, so a concurrent change to the same subject waits and then sees this one (SQLite's write
-   * transactions are serial anyway).
+   * locked on PostgreSQL, in key order, so a concurrent change to the same subject waits and then sees this one
+   * (SQLite's write transactions are serial anyway).
    */
   async current(subjects: readonly string[], executor: SqlExecutor = this.#storage.raw, forUpdate = false): Promise<CurrentRow[]> {
     const out: CurrentRow[] = [];

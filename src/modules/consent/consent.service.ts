@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { JWTPayload } from 'jose';
 import type { Actor } from '../../shared/actor.ts';
 import { SYSTEM_ACTOR } from '../../shared/actor.ts';
@@ -9,7 +10,7 @@ import type { Keyring } from '../crypto/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
 import type { SubjectDataHandler } from '../../shared/subject-data.ts';
 import { ConsentSubjectData } from './consent.subject-data.ts';
-import { ConsentRepo, type CurrentRow, type NoticeRow, type PurposeRow, type RestrictionKind, type RestrictionRow } from './consent.repo.ts';
+import { ConsentRepo, isTransient, type CurrentRow, type NoticeRow, type PurposeRow, type RestrictionKind, type RestrictionRow } from './consent.repo.ts';
 import {
   CALLER_MECHANISMS,
   CONFIGURED_BASES,
@@ -74,6 +75,8 @@ const JURISDICTION = /^[A-Z]{2}(-[A-Z0-9]{1,3})?$/;
 const MAX_SOURCE = 2000;
 const MAX_SUBJECT_ID = 512;
 const EXPIRY_PAGE = 500;
+/** How many times a change is written when PostgreSQL ends its transaction as a deadlock victim or unserializable. */
+const WRITE_ATTEMPTS = 4;
 const EMPTY: ReadonlyMap<string, Current> = new Map();
 const NO_IDS: ReadonlySet<string> = new Set();
 const CHANGE_STATES = new Set(['given', 'refused', 'withdrawn']);
@@ -654,10 +657,14 @@ export class Consent {
   }
 
   /**
-   * Runs a change in one transaction: reads the subjects' current rows, lets `plan` add entries, appends them to
-   * the ledger and upserts the current rows, and appends the audit entries `audit` names for what was written (in the
-   * same transaction: a change is never in force without its audit entry); then updates this instance's cache at once.
-   * Callers hold the subjects' locks so that two changes in this process never cache an older state over a newer one.
+   * Runs a change in one transaction: locks the subjects (across processes, on PostgreSQL) and reads their current
+   * rows, lets `plan` add entries, appends them to the ledger and upserts the current rows, and appends the audit
+   * entries `audit` names for what was written (in the same transaction: a change is never in force without its audit
+   * entry); then updates this instance's cache at once. Callers hold the subjects' locks so that two changes in this
+   * process never cache an older state over a newer one.
+   *
+   * A transaction PostgreSQL ends as a deadlock victim or as unserializable wrote nothing and is run again, callbacks
+   * included (up to WRITE_ATTEMPTS times): a callback that collects into variables outside starts them over each time.
    */
   async #write(
     subjects: readonly { id: string | null; pseudonym: string }[],
@@ -669,8 +676,10 @@ export class Consent {
     const pseudonyms = subjects.map((s) => s.pseudonym);
     let written: { entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; flags: Map<string, SubjectFlags> };
     let ahead = false;
-    try {
-      written = await this.#repo.transaction(async (tx) => {
+    const attempt = () =>
+      this.#repo.transaction(async (tx) => {
+        // First the people's locks, in one order in every process; the audit log's lock comes last (below).
+        await this.#repo.lockSubjects(tx, pseudonyms);
         const grouped = this.#group(await this.#repo.current(pseudonyms, tx, true));
         const states = new Map(pseudonyms.map((p) => [p, grouped.get(p) ?? new Map<string, Current>()]));
         const entries: LedgerEntry[] = [];
@@ -715,6 +724,18 @@ export class Consent {
         if (audit) await this.#audit.appendIn(tx, await audit(tx, entries));
         return { entries, states, flags };
       });
+    try {
+      // A transient failure rolled the whole change back. What a failed attempt put in force ahead (only ever more
+      // restrictive) stays so until the change commits (the cache then takes its states) or fails (below).
+      for (let n = 1; ; n++) {
+        try {
+          written = await attempt();
+          break;
+        } catch (error) {
+          if (n >= WRITE_ATTEMPTS || !isTransient(error)) throw error;
+          await delay(n * 5 + Math.random() * 10);
+        }
+      }
     } catch (error) {
       // Once opt-outs were put in force ahead, the change may or may not have been written: the people's states are
       // read again at their next load.
@@ -966,6 +987,7 @@ export class Consent {
     let receipt: string | undefined;
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
+        receipt = undefined;
         const current = states.get(pseudonym) as Map<string, Current>;
         if (meta.gpc === true) gpcEntries = this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: false });
         for (const { config } of this.#purposes.values()) {
@@ -1081,6 +1103,7 @@ export class Consent {
     const kept: KeptConsent[] = [];
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
+        kept.length = 0;
         const current = states.get(pseudonym)?.get(purpose);
         if (isOptOut(current)) throw new CandorError(current?.gpc ? 'CONSENT_GPC_CONFLICT' : 'CONSENT_ALREADY_OPTED_OUT', { purpose });
         const runtime = this.#purposes.get(purpose);
@@ -1251,6 +1274,7 @@ export class Consent {
           }
         },
         async (tx, flags) => {
+          flagged.length = 0;
           const at = new Date().toISOString();
           for (const s of subjects) {
             if ((flags.get(s.pseudonym) ?? NO_FLAGS).objectedMarketing) continue;
@@ -1362,6 +1386,7 @@ export class Consent {
     const set: string[] = [];
     await this.#locked(ids, () =>
       this.#write(subjects, () => {}, async (tx, flags) => {
+        set.length = 0;
         const at = new Date().toISOString();
         for (const s of subjects) {
           const current = flags.get(s.pseudonym) ?? NO_FLAGS;

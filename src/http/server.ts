@@ -1,3 +1,5 @@
+import type { Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
@@ -20,16 +22,37 @@ export interface CandorServer {
   readonly metrics: HttpMetrics;
 }
 
-/** Builds the HTTP server over a kernel: routes grouped by audience, each guarded by its declaration. */
+/** How long a connection may take, in milliseconds (docs/security.md, Connections). */
+export interface ServerTimeouts {
+  /** A whole request, headers and body, must arrive within this of its first byte; a silent new connection is closed. */
+  request: number;
+  /** How often requests are checked against `request`: a request is cut off at most this much after its time. */
+  requestCheck: number;
+  /** A connection silent this long is closed, unless a request of it is being worked on and not yet answered. */
+  idle: number;
+  /** A kept-alive connection waits this long for its next request. */
+  keepAlive: number;
+}
+
+export const SERVER_TIMEOUTS: Readonly<ServerTimeouts> = Object.freeze({
+  request: 30_000,
+  // Node's default is 30 s: a request could go on for that long past its time.
+  requestCheck: 1_000,
+  idle: 60_000,
+  // Longer than the 60 s idle timeout of common load balancers, so that they close a kept-alive connection first.
+  keepAlive: 72_000,
+});
+
 export interface ServerOptions {
   /** Registers extra routes before the server is sealed (tests, plugins); they pass the same guard. */
   extend?: (app: FastifyInstance) => void | Promise<void>;
+  /** Other time limits than SERVER_TIMEOUTS (tests). */
+  timeouts?: Partial<ServerTimeouts>;
 }
 
-/** How long a whole request (headers and body) may take to arrive. */
-const REQUEST_TIMEOUT_MS = 30_000;
-
+/** Builds the HTTP server over a kernel: routes grouped by audience, each guarded by its declaration. */
 export async function buildServer(kernel: Kernel, options: ServerOptions = {}): Promise<CandorServer> {
+  const timeouts = { ...SERVER_TIMEOUTS, ...options.timeouts };
   const app = Fastify({
     loggerInstance: kernel.logger as FastifyBaseLogger,
     bodyLimit: kernel.config.bodyLimit,
@@ -42,11 +65,17 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
     frameworkErrors: (error, request, reply) => void sendProblem(request, reply, error),
     clientErrorHandler: answerClientError,
     // A request whose body trickles in (a byte every few seconds) would hold its connection for ever: the whole request
-    // must arrive within 30 s (Fastify's default is no limit; headers have Node's 60 s).
-    requestTimeout: REQUEST_TIMEOUT_MS,
+    // must arrive within 30 s (Fastify's default is no limit), checked every second (Node's default: 30 s). Node cuts a
+    // request off no earlier than its headersTimeout either (60 s unless given), so that one is the same.
+    requestTimeout: timeouts.request,
+    http: { requestTimeout: timeouts.request, headersTimeout: timeouts.request, connectionsCheckingInterval: timeouts.requestCheck },
+    // A connection without traffic while none of its requests is worked on (a client that stops reading an answer).
+    connectionTimeout: timeouts.idle,
+    keepAliveTimeout: timeouts.keepAlive,
     // request.ip is the client's address as proxies named in trustProxy report it (the rights rate limit counts it).
     trustProxy: kernel.config.trustProxy,
   });
+  closeWhenIdle(app.server);
   // Answers about a person are never kept by a browser or a proxy cache: subject sessions and their routes, rights
   // requests (codes, download links) and staff reads of personal data. (A callback hook: no promise per request.)
   app.addHook('onSend', (request, reply, payload, done) => {
@@ -103,4 +132,20 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   if (options.extend) await app.register(async (scope) => options.extend?.(scope));
   await app.ready();
   return { app, routes, metrics };
+}
+
+/**
+ * Closes a connection that stayed silent for the server's timeout (Fastify's connectionTimeout): before its first
+ * request, or while an answer waits for the client to read it. A request still being worked on keeps its connection:
+ * a scoring run answers when it is done. (Between requests, Node closes a kept-alive connection at keepAliveTimeout.)
+ */
+function closeWhenIdle(server: Server): void {
+  const answering = new WeakMap<Socket, ServerResponse>();
+  server.on('request', (request: { socket: Socket }, response: ServerResponse) => answering.set(request.socket, response));
+  // With a listener for 'timeout', Node leaves the socket to it instead of destroying it.
+  server.on('timeout', (socket: Socket) => {
+    const response = answering.get(socket);
+    if (response !== undefined && !response.headersSent) return;
+    socket.destroy();
+  });
 }

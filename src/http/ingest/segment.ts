@@ -19,6 +19,7 @@ const result = {
     code: { type: 'string' },
     purposes: { type: 'array', items: { type: 'string' } },
     dropped: { type: 'array', items: { type: 'string' } },
+    droppedUnlisted: { type: 'integer' },
     refusedFields: { type: 'array', items: { type: 'string' } },
     violations: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, rule: { type: 'string' }, message: { type: 'string' } } } },
     detail: { type: 'string' },

@@ -6,7 +6,8 @@ import { useKernel } from '../../../test/support/kernel.ts';
 import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
-import { Catalog, DEFAULT_PLAN, planHash, type PlanDocument } from './index.ts';
+import { OTHER } from './catalog.stats.ts';
+import { Catalog, DEFAULT_PLAN, MAX_DROPPED_LISTED, planHash, type PlanDocument } from './index.ts';
 
 const coupon: PlanDocument = {
   ...structuredClone(DEFAULT_PLAN),
@@ -191,6 +192,25 @@ describeEachDialect('catalog', (dialect) => {
     assert.deepEqual(pick((await catalog.stats({ source: 'flat' }))[0]), expected);
     await catalog.flushStats();
     assert.deepEqual(pick((await (await second()).stats({ source: 'flat' }))[0]), expected);
+  });
+
+  it(`answers the first ${MAX_DROPPED_LISTED} dropped paths of a message and the number of the others, and counts every one`, async () => {
+    const catalog = await second();
+    const context = Object.fromEntries(Array.from({ length: 150 }, (_, i) => [`k${i}`, 1]));
+    const result = catalog.process('track', 'Order Completed', { properties: { order_id: 'o1' }, context }, 'wide-context');
+    const paths = Object.keys(context).map((k) => `context.${k}`);
+    assert.deepEqual(result.dropped, paths.slice(0, MAX_DROPPED_LISTED));
+    assert.equal(result.droppedUnlisted, 150 - MAX_DROPPED_LISTED);
+    assert.deepEqual(catalog.check('track', 'Order Completed', { properties: { order_id: 'o1' }, context }), result, 'check answers alike');
+    const few = catalog.process('track', 'Order Completed', { properties: { order_id: 'o2' }, context: { k0: 1 } }, 'wide-context');
+    assert.deepEqual(few.dropped, ['context.k0']);
+    assert.equal(few.droppedUnlisted, undefined);
+    // 100 paths by name (a row's bound), the other 50 under *other*: 151 drops of two messages, none lost.
+    const expected = new Map([['context.k0', 2], ...paths.slice(1, 100).map((path) => [path, 1] as const), [OTHER, 50]]);
+    const counts = (rows: { dropped: { path: string; count: number }[] }[]) => new Map(rows[0]?.dropped.map((d) => [d.path, d.count]));
+    assert.deepEqual(counts(await catalog.stats({ source: 'wide-context' })), expected);
+    await catalog.flushStats();
+    assert.deepEqual(counts(await (await second()).stats({ source: 'wide-context' })), expected);
   });
 
   it('never counts twice when stats are read during a flush', async () => {

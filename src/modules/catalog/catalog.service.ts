@@ -8,7 +8,7 @@ import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
 import type { PlanDocument } from './catalog.schemas.ts';
 import { StatsCounters, statsRows, StoredPaths, type StatsRecord, type StatsRow } from './catalog.stats.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
-import { compilePlanAsync, type CompiledPlan, type MessageKind, type OutlineSection, type PlanProblem, type PlanResult } from './plan-compiler.ts';
+import { compilePlanAsync, listDropped, type CompiledPlan, type MessageKind, type OutlineSection, type PlanProblem, type PlanResult } from './plan-compiler.ts';
 
 /** A published version, without its document. */
 export interface PlanVersion {
@@ -149,13 +149,14 @@ export class Catalog {
    */
   process(kind: MessageKind, name: string | undefined, message: { properties?: unknown; traits?: unknown; context?: unknown }, source: string): PlanResult {
     const result = this.#current.compiled.process(kind, name, message);
+    // Every dropped path is counted; the result lists the first ones.
     this.#counters.count(source, kind, name, result);
-    return result;
+    return listDropped(result);
   }
 
   /** What process() would answer for a message, without counting it (a check before the pipeline processes it). */
   check(kind: MessageKind, name: string | undefined, message: { properties?: unknown; traits?: unknown; context?: unknown }): PlanResult {
-    return this.#current.compiled.process(kind, name, message);
+    return listDropped(this.#current.compiled.process(kind, name, message));
   }
 
   /** The version number of the plan in force. */

@@ -9,6 +9,7 @@ export { DEFAULT_PLAN } from './default-plan.ts';
 export { isRetention, MAX_RETENTION, type PlanDocument, type EventDefinition, type FieldSchema, type AnnotationInput } from './catalog.schemas.ts';
 export { type StatsRow } from './catalog.stats.ts';
 export {
+  MAX_DROPPED_LISTED,
   MAX_PLAN_FIELDS,
   MESSAGE_KINDS,
   type MessageKind,

@@ -4,7 +4,7 @@ import { CANDOR_DATA_USES, DATA_CATEGORIES, DATA_USES } from '../taxonomy/taxono
 import type { FieldSchema, PlanDocument } from './catalog.schemas.ts';
 import { isRetention } from './catalog.schemas.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
-import { compilePlan, compilePlanAsync, MAX_PLAN_FIELDS, type CompiledPlan, type TaxonomyLookup } from './plan-compiler.ts';
+import { compilePlan, compilePlanAsync, listDropped, MAX_DROPPED_LISTED, MAX_PLAN_FIELDS, type CompiledPlan, type TaxonomyLookup } from './plan-compiler.ts';
 
 /** The built-in taxonomy, without storage. */
 const taxonomy: TaxonomyLookup = {
@@ -98,6 +98,53 @@ describe('process()', () => {
       'properties.products[].engraving',
       'properties.shipping_address',
     ]);
+  });
+
+  it('minimizes a message with 20,000 undeclared keys without searching the dropped paths per key', () => {
+    const keys = Array.from({ length: 20_000 }, (_, i) => `k${i}`);
+    const context = Object.fromEntries(keys.map((k) => [k, 1]));
+    // Three line items with the same 5,000 undeclared keys: their paths recur, and are listed once.
+    const item = Object.fromEntries(keys.slice(0, 5_000).map((k) => [k, 1]));
+    const message = { properties: { ...clone(order.properties), products: [{ ...item, price: 1 }, { ...item }, { ...item }] }, context };
+    // Every search through an array (includes, indexOf, find…) counts the elements it may look at.
+    let looked = 0;
+    const searches = ['includes', 'indexOf', 'lastIndexOf', 'find', 'findIndex', 'findLast', 'findLastIndex', 'some', 'every', 'filter'] as const;
+    const originals = searches.map((name) => [name, Array.prototype[name]] as const);
+    for (const [name, original] of originals) {
+      Object.defineProperty(Array.prototype, name, {
+        configurable: true,
+        writable: true,
+        value(this: unknown[], ...args: unknown[]) {
+          looked += this.length;
+          return (original as (...a: unknown[]) => unknown).apply(this, args);
+        },
+      });
+    }
+    let result;
+    try {
+      result = plan.process('track', 'Order Completed', message);
+    } finally {
+      for (const [name, original] of originals) Object.defineProperty(Array.prototype, name, { configurable: true, writable: true, value: original });
+    }
+    assert.equal(result.dropped.length, 20_000 + 5_000 + 2);
+    assert.equal(new Set(result.dropped).size, result.dropped.length, 'each path once');
+    assert.equal(result.dropped[0], 'properties.gift_message');
+    assert.ok(result.dropped.includes('properties.products[].k4999') && result.dropped.includes('context.k19999'));
+    // Linear: a handful of looks per key at most (a search of the paths so far per key would be some 300 million).
+    assert.ok(looked < 10 * keys.length, `${looked} array elements searched`);
+  });
+
+  it(`lists the first ${MAX_DROPPED_LISTED} dropped paths of a result and the number of the others`, () => {
+    const context = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`k${i}`, 1]));
+    const full = plan.process('track', 'Order Completed', { properties: clone(order.properties), context });
+    const listed = listDropped(full);
+    assert.equal(full.dropped.length, 20_003);
+    assert.deepEqual(listed.dropped, full.dropped.slice(0, MAX_DROPPED_LISTED));
+    assert.equal(listed.droppedUnlisted, 20_003 - MAX_DROPPED_LISTED);
+    assert.deepEqual(listed.data, full.data);
+    const few = plan.process('track', 'Order Completed', clone(order));
+    assert.equal(listDropped(few), few, 'a result with fewer paths as it is, without a count');
+    assert.ok(!('droppedUnlisted' in few));
   });
 
   it('lists each kept leaf once with its annotation, array items by their [] path', () => {

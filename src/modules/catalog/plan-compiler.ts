@@ -51,8 +51,13 @@ export interface PlanResult {
   fields: readonly KeptField[];
   /** Every declared leaf of the message's event and of the context, by path: the same map for every such message. */
   declared: ReadonlyMap<string, KeptField>;
-  /** Paths of undeclared fields that were removed. */
+  /**
+   * Paths of undeclared fields that were removed, each once (array elements as `[]`), in the message's order: every
+   * one from CompiledPlan.process, the first MAX_DROPPED_LISTED from Catalog.process and check (listDropped).
+   */
   dropped: readonly string[];
+  /** How many paths were removed beyond those `dropped` lists; only when some are left out. */
+  droppedUnlisted?: number;
   /** The event's declared purposes and the purposes of its kept fields, in plan order. */
   purposes: readonly string[];
   /**
@@ -60,6 +65,19 @@ export interface PlanResult {
    * the plan's events are attributed by, the purposes of all track, page and screen events together.
    */
   eventPurposes: readonly string[];
+}
+
+/** The most dropped paths Catalog.process and check list per message; the rest are counted in `droppedUnlisted`. */
+export const MAX_DROPPED_LISTED = 100;
+
+/**
+ * A result as the pipeline gets it: at most MAX_DROPPED_LISTED dropped paths, since a message with thousands of
+ * undeclared keys (a batch's context is taken by each of its messages) would otherwise make an answer of megabytes.
+ * The plan's statistics count the result before it is listed, every path.
+ */
+export function listDropped(result: PlanResult): PlanResult {
+  if (result.dropped.length <= MAX_DROPPED_LISTED) return result;
+  return { ...result, dropped: result.dropped.slice(0, MAX_DROPPED_LISTED), droppedUnlisted: result.dropped.length - MAX_DROPPED_LISTED };
 }
 
 /** A problem found in a plan: a JSON pointer into the document and what is wrong there. */
@@ -114,6 +132,8 @@ interface ObjectNode {
   readonly tag: typeof OBJECT;
   readonly path: string;
   readonly children: Map<string, Node>;
+  /** Inside the items of an array: its paths (`properties.products[].x`) recur once per element of a message. */
+  readonly repeated: boolean;
 }
 
 interface ArrayNode {
@@ -151,6 +171,8 @@ class Scratch {
   mask = 0;
   fields: KeptField[] = [];
   dropped: string[] | null = null;
+  /** The dropped paths that can recur (under array items), to list each once: a set, so that a message costs linear time. */
+  droppedRepeated: Set<string> | null = null;
   violations: Violation[] | null = null;
 }
 
@@ -432,7 +454,7 @@ class Builder {
       });
     }
     if (this.problems.length > before) return undefined;
-    return { tag: OBJECT, path, children };
+    return { tag: OBJECT, path, children, repeated: path.includes('[]') };
   }
 
   /** The section of an event, identify, group or context; null when it has problems. Its validator comes later. */
@@ -641,6 +663,7 @@ export class CompiledPlan {
     s.mask = event.mask;
     s.fields = [];
     s.dropped = null;
+    s.droppedRepeated = null;
     s.violations = null;
     const body = event.body;
     let data: PlanResult['data'];
@@ -738,9 +761,16 @@ function markLeaf(leaf: Leaf, s: Scratch): void {
   }
 }
 
-function drop(path: string, s: Scratch): void {
-  const dropped = (s.dropped ??= []);
-  if (!dropped.includes(path)) dropped.push(path);
+// A path outside arrays occurs once per message (an object's keys are unique, and so is each key's path segment);
+// only the paths under array items recur, once per element, and are listed once.
+function drop(node: ObjectNode, key: string, s: Scratch): void {
+  const path = node.path + keySegment(key);
+  if (node.repeated) {
+    const seen = (s.droppedRepeated ??= new Set());
+    if (seen.has(path)) return;
+    seen.add(path);
+  }
+  (s.dropped ??= []).push(path);
 }
 
 /** Copies the declared keys of value; anything else is dropped and its path recorded. */
@@ -751,7 +781,7 @@ function copyObject(node: ObjectNode, value: Record<string, unknown>, s: Scratch
     if (!Object.hasOwn(value, key)) continue;
     const child = children.get(key);
     if (child === undefined) {
-      drop(node.path + keySegment(key), s);
+      drop(node, key, s);
       continue;
     }
     const v = value[key];

@@ -37,14 +37,21 @@ export interface ItemResult {
   code?: ErrorCode;
   /** Purposes the stored event may serve. */
   purposes?: string[];
-  /** Undeclared fields dropped by the tracking plan. */
+  /** Undeclared fields dropped by the tracking plan (the first MAX_DROPPED_LISTED). */
   dropped?: readonly string[];
+  /** How many more undeclared fields were dropped than `dropped` lists. */
+  droppedUnlisted?: number;
   /** Declared fields left out because none of their purposes is allowed for this person. */
   refusedFields?: string[];
   violations?: readonly Violation[];
   detail?: string;
   /** The message carried a GPC signal (the request's `Sec-GPC: 1` or its own `context.gpc`), and it was honoured. */
   gpcHonoured?: boolean;
+}
+
+/** The dropped paths a result lists, and how many others there were when the plan left some out. */
+function droppedOf(plan: PlanResult): Pick<ItemResult, 'dropped' | 'droppedUnlisted'> {
+  return plan.droppedUnlisted === undefined ? { dropped: plan.dropped } : { dropped: plan.dropped, droppedUnlisted: plan.droppedUnlisted };
 }
 
 /**
@@ -183,7 +190,7 @@ export class Collector {
       message.properties = input.data.properties;
       const plan = catalog.process(message.kind, message.name, input.data, context.source);
       if (!plan.ok) {
-        results[index] = { index, messageId: message.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', ...(plan.violations.length > 0 ? { violations: plan.violations } : {}), dropped: plan.dropped };
+        results[index] = { index, messageId: message.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', ...(plan.violations.length > 0 ? { violations: plan.violations } : {}), ...droppedOf(plan) };
         return;
       }
       const traits = plan.data.traits;
@@ -216,7 +223,7 @@ export class Collector {
       const gated = this.#gate(profileId, item.plan, message, gpc);
       if (!gated) {
         this.#countRefusal(context.source, context.receivedAt, message, item.plan.purposes);
-        results[item.index] = { index: item.index, messageId: message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: item.plan.dropped };
+        results[item.index] = { index: item.index, messageId: message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', ...droppedOf(item.plan) };
         if (gpc && profileId !== null) refusedGpc.push({ index: item.index, profileId, resolve: item.resolve });
         return;
       }
@@ -630,7 +637,7 @@ export class Collector {
     this.#countRefusal(p.source, Date.parse(p.receivedAt), p.message, p.plan.purposes, regated);
     // A second write of the group sees no merge: it must gate this message again, not store it as first gated.
     p.gatedFor = null;
-    results.set(p, { index: p.index, messageId: p.message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: p.dropped });
+    results.set(p, { index: p.index, messageId: p.message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', ...droppedOf(p.plan) });
   }
 
   /**
@@ -736,7 +743,7 @@ export class Collector {
       const stored = inserted.has(rowOf.get(p) ?? '');
       const result: ItemResult = { index: p.index, messageId: p.message.messageId, status: stored ? 'stored' : 'duplicate' };
       if (stored) result.purposes = p.purposes;
-      if (p.dropped.length > 0) result.dropped = p.dropped;
+      if (p.dropped.length > 0) Object.assign(result, droppedOf(p.plan));
       if (p.refusedFields.length > 0) result.refusedFields = p.refusedFields;
       results.set(p, result);
     }

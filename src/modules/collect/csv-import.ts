@@ -1078,13 +1078,14 @@ class ImportRun {
     for (const profileId of profiles) {
       const missing = this.#claim.purposes.filter((purpose) => consent.decide(profileId, purpose).reason === 'no_record');
       if (missing.length === 0) continue;
-      await consent.record(
+      // Checked again under the person's lock: another import (or a banner) may have recorded one since.
+      const { entries } = await consent.record(
         profileId,
         missing.map((purpose) => ({ purpose, state: 'given' as const })),
-        { mechanism: 'import', noticeVersion: this.#options.noticeVersion, jurisdiction: this.#options.jurisdiction, source },
+        { mechanism: 'import', noticeVersion: this.#options.noticeVersion, jurisdiction: this.#options.jurisdiction, source, onlyUnrecorded: true },
         actor,
       );
-      recorded++;
+      if (entries.length > 0) recorded++;
     }
     return recorded;
   }

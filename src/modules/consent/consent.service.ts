@@ -930,6 +930,7 @@ export class Consent {
           if (invalid.has(change.purpose)) continue;
           const config = this.#purposeConfigs.get(change.purpose) as PurposeConfig;
           const existing = current.get(change.purpose);
+          if (meta.onlyUnrecorded === true && existing !== undefined) continue;
           const gpcOptedOut = isGpcOptOut(existing);
           // The same opt-in saved again (a banner saved while GPC is sent) is still the one confirmed over GPC.
           let gpcOverride = change.state === 'given' && isGpcPurpose(config) && existing?.state === 'given' && existing.gpcOverride;
@@ -969,7 +970,7 @@ export class Consent {
       }),
     );
     const rejected = rejectedOf();
-    if (entries.length === 0) throw this.#rejectedError(rejected, notice.version);
+    if (entries.length === 0 && !(meta.onlyUnrecorded === true && rejected.length === 0)) throw this.#rejectedError(rejected, notice.version);
     return { receipt, receiptId, gpcHonoured: meta.gpc === true, entries, rejected };
   }
 

@@ -122,6 +122,12 @@ export interface RecordMeta {
   gpc?: boolean | undefined;
   /** The subject explicitly and separately confirmed an opt-in that conflicts with their GPC opt-out. */
   confirmOverGpc?: boolean | undefined;
+  /**
+   * Write only the changes whose purpose has no entry for the subject yet, decided under the subject's lock (an
+   * import's consent, recorded "for people with no record yet": two imports at once record it once). When nothing is
+   * left to write, record() answers no entries and an empty receipt instead of failing.
+   */
+  onlyUnrecorded?: boolean | undefined;
 }
 
 /** A signed consent receipt (compact JWS) and its id. */

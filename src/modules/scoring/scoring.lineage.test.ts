@@ -7,7 +7,7 @@ import { loadShop, type Send } from '../../demo/load.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
-import { compress, fitBgNbd, MODEL_KINDS, Scoring } from './index.ts';
+import { compress, fitBgNbd, MODEL_KINDS, Scoring, type ScoringData } from './index.ts';
 
 // Derived data follows its sources through merges, unmerges, partial runs, withdrawals during a run (by another
 // process) and per-person profiling purposes: the scores go at once and the count-based statistics stay exact.
@@ -46,6 +46,25 @@ describeEachDialect('scoring lineage: merges, unmerges, partial runs, concurrent
   };
   const bgTotal = async () => (await ctx.kernel.scoring.statistics('bgnbd')).reduce((s, r) => s + r.count, 0);
   const scored = async () => ctx.kernel.scoring.memberships();
+  /** The kernel's scoring job on the kernel's data, with some of its reads replaced (to act while a run is under way). */
+  const job = (data: Partial<ScoringData> = {}) => {
+    const k = ctx.kernel;
+    return new Scoring({
+      storage: k.storage,
+      audit: k.audit,
+      consent: k.consent,
+      data: {
+        people: () => k.identity.groups(),
+        membership: (ids) => k.identity.membership(ids),
+        orders: (ids, purpose) => k.collect.ordersFor(ids, purpose),
+        activity: (ids, purpose) => k.collect.activityFor(ids, purpose),
+        isProtected: () => false,
+        isAuditAttribute: () => false,
+        auditGroups: async () => new Map(),
+        ...data,
+      },
+    });
+  };
   const settle = async (done: () => Promise<boolean>) => {
     // Up to 10 s: background work on a loaded machine (it returns as soon as the work is done).
     for (let i = 0; i < 500 && !(await done()); i++) await new Promise((r) => setTimeout(r, 20));
@@ -150,29 +169,16 @@ describeEachDialect('scoring lineage: merges, unmerges, partial runs, concurrent
 
   /** The kernel's job, whose first read of orders (after it read who is profiled, with whom) runs `meanwhile` first. */
   const runWith = async (meanwhile: () => Promise<void>) => {
-    const k = ctx.kernel;
     let done = false;
-    const scoring = new Scoring({
-      storage: k.storage,
-      audit: k.audit,
-      consent: k.consent,
-      data: {
-        people: () => k.identity.groups(),
-        membership: (ids) => k.identity.membership(ids),
-        orders: async (ids, purpose) => {
-          if (!done) {
-            done = true;
-            await meanwhile();
-          }
-          return k.collect.ordersFor(ids, purpose);
-        },
-        activity: (ids, purpose) => k.collect.activityFor(ids, purpose),
-        isProtected: () => false,
-        isAuditAttribute: () => false,
-        auditGroups: async () => new Map(),
+    await job({
+      orders: async (ids, purpose) => {
+        if (!done) {
+          done = true;
+          await meanwhile();
+        }
+        return ctx.kernel.collect.ordersFor(ids, purpose);
       },
-    });
-    await scoring.run(CLI_ACTOR, { now });
+    }).run(CLI_ACTOR, { now });
     assert.ok(done);
   };
 
@@ -260,30 +266,19 @@ describeEachDialect('scoring lineage: merges, unmerges, partial runs, concurrent
       let withdrawn = false;
       const k = ctx.kernel;
       // The same job, whose first read of orders (after it decided who is profiled) waits for the withdrawal.
-      const scoring = new Scoring({
-        storage: k.storage,
-        audit: k.audit,
-        consent: k.consent,
-        data: {
-          people: () => k.identity.groups(),
-          membership: (ids) => k.identity.membership(ids),
-          orders: async (ids, purpose) => {
-            if (!withdrawn) {
-              withdrawn = true;
-              await other.consent.record(withdrawer, [{ purpose: 'personalize.profiling', state: 'withdrawn' }], { mechanism: 'privacy_center' }, CLI_ACTOR);
-              // The other process forgets the old scores; this one hears of the change (data_version, commit notices).
-              await settle(async () => !(await scored()).has(withdrawer));
-              await settle(async () => {
-                await k.consent.load([withdrawer]);
-                return k.consent.allowedPurposes(withdrawer, ['personalize.profiling']).length === 0;
-              });
-            }
-            return k.collect.ordersFor(ids, purpose);
-          },
-          activity: (ids, purpose) => k.collect.activityFor(ids, purpose),
-          isProtected: () => false,
-          isAuditAttribute: () => false,
-          auditGroups: async () => new Map(),
+      const scoring = job({
+        orders: async (ids, purpose) => {
+          if (!withdrawn) {
+            withdrawn = true;
+            await other.consent.record(withdrawer, [{ purpose: 'personalize.profiling', state: 'withdrawn' }], { mechanism: 'privacy_center' }, CLI_ACTOR);
+            // The other process forgets the old scores; this one hears of the change (data_version, commit notices).
+            await settle(async () => !(await scored()).has(withdrawer));
+            await settle(async () => {
+              await k.consent.load([withdrawer]);
+              return k.consent.allowedPurposes(withdrawer, ['personalize.profiling']).length === 0;
+            });
+          }
+          return k.collect.ordersFor(ids, purpose);
         },
       });
       const run = await scoring.run(CLI_ACTOR, { now });
@@ -332,25 +327,14 @@ describeEachDialect('scoring lineage: merges, unmerges, partial runs, concurrent
     /** Another server's job: it waits, after fitting every model but the lead model, until the other has too. */
     const server = () => {
       let waited = false;
-      return new Scoring({
-        storage: k.storage,
-        audit: k.audit,
-        consent: k.consent,
-        data: {
-          people: () => k.identity.groups(),
-          membership: (ids) => k.identity.membership(ids),
-          orders: (ids, purpose) => k.collect.ordersFor(ids, purpose),
-          activity: async (ids, purpose) => {
-            if (!waited) {
-              waited = true;
-              if (++arrived === 2) release();
-              await together;
-            }
-            return k.collect.activityFor(ids, purpose);
-          },
-          isProtected: () => false,
-          isAuditAttribute: () => false,
-          auditGroups: async () => new Map(),
+      return job({
+        activity: async (ids, purpose) => {
+          if (!waited) {
+            waited = true;
+            if (++arrived === 2) release();
+            await together;
+          }
+          return k.collect.activityFor(ids, purpose);
         },
       });
     };

@@ -93,6 +93,15 @@ export function isUniqueViolation(error: unknown): boolean {
   return e.code === '23505' || e.errcode === 2067 || e.errcode === 1555;
 }
 
+/**
+ * PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001): the transaction was rolled back whole and
+ * may simply be run again.
+ */
+export function isTransientFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+}
+
 /** The file name of the SQLite database inside a data directory. */
 export const SQLITE_FILE = 'candor.db';
 

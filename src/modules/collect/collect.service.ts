@@ -3,7 +3,7 @@ import type { ErrorCode } from '../../shared/error-codes.ts';
 import type { Actor } from '../../shared/actor.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { sortableId } from '../../shared/random.ts';
-import { DeferredConflict, type DeferredTx, type DeferredWrites, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { DeferredConflict, isTransientFailure, type DeferredTx, type DeferredWrites, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { Catalog, KeptField, PlanResult, Violation } from '../catalog/index.ts';
 import type { Consent } from '../consent/index.ts';
@@ -412,7 +412,7 @@ export class Collector {
       try {
         return await this.#writeNow(items);
       } catch (error) {
-        if (attempt >= WRITE_ATTEMPTS || !isTransient(error)) throw error;
+        if (attempt >= WRITE_ATTEMPTS || !isTransientFailure(error)) throw error;
         await delay(attempt * 5 + Math.random() * 10);
       }
     }
@@ -915,12 +915,6 @@ class ResolveAgain extends Error {
 
 /** How many times a group is written when PostgreSQL ends its transaction as a deadlock victim or unserializable. */
 const WRITE_ATTEMPTS = 4;
-
-/** PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001): the transaction may simply be run again. */
-function isTransient(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === '40P01' || code === '40001';
-}
 
 /** Thrown inside a deferred transaction to abandon it when the group is not the usual one. */
 const UNUSUAL = new Error('not the usual group');

@@ -368,12 +368,6 @@ function subjectLockKey(pseudonym: string): number {
   return createHash('sha256').update(pseudonym).digest().readInt32BE(0);
 }
 
-/** PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001): the transaction was rolled back whole and may run again. */
-export function isTransient(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === '40P01' || code === '40001';
-}
-
 /** Every SQL statement on the consent tables. */
 export class ConsentRepo {
   readonly #storage: Storage;

@@ -4,13 +4,13 @@ import type { JWTPayload } from 'jose';
 import type { Actor } from '../../shared/actor.ts';
 import { SYSTEM_ACTOR } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { Freshness, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { Freshness, isTransientFailure, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
 import type { SubjectDataHandler } from '../../shared/subject-data.ts';
 import { ConsentSubjectData } from './consent.subject-data.ts';
-import { ConsentRepo, isTransient, type CurrentRow, type NoticeRow, type PurposeRow, type RestrictionKind, type RestrictionRow } from './consent.repo.ts';
+import { ConsentRepo, type CurrentRow, type NoticeRow, type PurposeRow, type RestrictionKind, type RestrictionRow } from './consent.repo.ts';
 import {
   CALLER_MECHANISMS,
   CONFIGURED_BASES,
@@ -732,7 +732,7 @@ export class Consent {
           written = await attempt();
           break;
         } catch (error) {
-          if (n >= WRITE_ATTEMPTS || !isTransient(error)) throw error;
+          if (n >= WRITE_ATTEMPTS || !isTransientFailure(error)) throw error;
           await delay(n * 5 + Math.random() * 10);
         }
       }

@@ -96,18 +96,32 @@ export class CryptoRepo {
   }
 
   /**
-   * Inserts new subject keys in one transaction (one commit for a whole group of new people); returns the subjects
-   * whose key was inserted: a subject that got one concurrently elsewhere keeps that one.
+   * Inserts new subject keys, all wrapped with master key version `masterVersion`, in one transaction (one commit for a
+   * whole group of new people); returns the subjects whose key was inserted: a subject that got one concurrently
+   * elsewhere keeps that one. Returns undefined, inserting nothing, when that version is retired (a rotation by
+   * another process committed; wrap with the new one): no key is ever stored under a version a rotation has passed,
+   * which a prune could then remove. The version's registration is read after the inserts, locked on PostgreSQL (a
+   * rotation retiring it waits for this transaction, and its re-wrap then finds these keys), under the write lock on
+   * SQLite.
    */
-  async insertSubjectKeys(rows: readonly SubjectKeyRow[]): Promise<Set<string>> {
+  async insertSubjectKeys(rows: readonly SubjectKeyRow[], masterVersion: number): Promise<Set<string> | undefined> {
     const inserted = new Set<string>();
-    await this.#db.transaction().execute(async (trx) => {
-      for (let i = 0; i < rows.length; i += 100) {
-        const chunk = rows.slice(i, i + 100);
-        const added = await trx.insertInto('crypto_subject_keys').values(chunk).onConflict((oc) => oc.column('subject_id').doNothing()).returning('subject_id').execute();
-        for (const row of added) inserted.add(row.subject_id);
-      }
-    });
+    const retired = Symbol('retired');
+    try {
+      await this.#db.transaction().execute(async (trx) => {
+        for (let i = 0; i < rows.length; i += 100) {
+          const chunk = rows.slice(i, i + 100);
+          const added = await trx.insertInto('crypto_subject_keys').values(chunk).onConflict((oc) => oc.column('subject_id').doNothing()).returning('subject_id').execute();
+          for (const row of added) inserted.add(row.subject_id);
+        }
+        const registration = trx.selectFrom('crypto_master_keys').select('retired_at').where('purpose', '=', 'wrap').where('version', '=', masterVersion);
+        const row = await (this.#storage.dialect === 'postgres' ? registration.forShare() : registration).executeTakeFirst();
+        if (!row || row.retired_at !== null) throw retired;
+      });
+    } catch (error) {
+      if (error === retired) return undefined;
+      throw error;
+    }
     return inserted;
   }
 

@@ -264,15 +264,22 @@ export class Keyring {
    */
   async #createKeys(subjectIds: readonly string[]): Promise<void> {
     await this.#checkRotation();
-    const masterVersion = this.activeMasterVersion;
-    const createdAt = new Date().toISOString();
-    const made = subjectIds.map((subjectId) => {
-      const key = randomBytes(32);
-      const row: SubjectKeyRow = { subject_id: subjectId, key_id: randomBytes(16).toString('hex'), key_version: 1, master_version: masterVersion, wrapped_key: '', created_at: createdAt };
-      row.wrapped_key = seal(this.#masterKey(masterVersion), key, wrapAad(row, masterVersion)).toString('base64');
-      return { row, key };
-    });
-    const inserted = await this.#repo.insertSubjectKeys(made.map((m) => m.row));
+    let made: { row: SubjectKeyRow; key: Buffer }[] = [];
+    let inserted: Set<string> | undefined;
+    for (let attempt = 0; inserted === undefined; attempt++) {
+      // The version was retired by a rotation this process had not seen yet: the key file has the new one.
+      if (attempt > 0) this.#keys = readKeyFile(this.#keyFilePath);
+      if (attempt > 2) throw new CandorError('CRYPTO_MASTER_KEY_MISSING', { version: this.activeMasterVersion });
+      const masterVersion = this.activeMasterVersion;
+      const createdAt = new Date().toISOString();
+      made = subjectIds.map((subjectId) => {
+        const key = randomBytes(32);
+        const row: SubjectKeyRow = { subject_id: subjectId, key_id: randomBytes(16).toString('hex'), key_version: 1, master_version: masterVersion, wrapped_key: '', created_at: createdAt };
+        row.wrapped_key = seal(this.#masterKey(masterVersion), key, wrapAad(row, masterVersion)).toString('base64');
+        return { row, key };
+      });
+      inserted = await this.#repo.insertSubjectKeys(made.map((m) => m.row), masterVersion);
+    }
     const now = Date.now();
     for (const { row, key } of made) {
       if (inserted.has(row.subject_id)) this.#remember({ subjectId: row.subject_id, keyId: row.key_id, keyVersion: row.key_version, key: createSecretKey(key), checkedAt: now, frames: new Map() });
@@ -395,8 +402,10 @@ export class Keyring {
       writeKeyFile(this.#keyFilePath, updated);
       this.#keys = updated;
       await this.#repo.registerKey('wrap', next.version, keyCheckValue(next.key));
-      const report = await this.rewrapAll();
+      // Retired before the re-wrap: from then on no process stores a new key under an older version (insertSubjectKeys),
+      // so the re-wrap leaves none behind for a prune to strand.
       await this.#repo.retireWrapKeysBelow(next.version);
+      const report = await this.rewrapAll();
       return { next, report };
     });
     await this.#audit.append({

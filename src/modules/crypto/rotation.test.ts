@@ -7,6 +7,7 @@ import { useKernel } from '../../../test/support/kernel.ts';
 import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
+import { CryptoRepo } from './crypto.repo.ts';
 
 const versionsInFile = (path: string) => (JSON.parse(readFileSync(path, 'utf8')) as { masterKeys: { version: number }[] }).masterKeys.map((k) => k.version);
 
@@ -100,5 +101,22 @@ describeEachDialect('keyring rotation with a damaged data key, and pruning', (di
     assert.deepEqual(registered, [4]);
     assert.deepEqual(await keyring.pruneMasterKeys(CLI_ACTOR), { removed: [], active: 4 });
     assert.equal(await keyring.decrypt(texts.get('rot-519') as string, 'f'), 'value of rot-519');
+  });
+
+  it('stores no new data key under a version a rotation retired, even from a process that has not seen the rotation', async () => {
+    const { keyring, storage } = ctx.kernel;
+    const repo = new CryptoRepo(storage);
+    const row = (subject: string, version: number) => ({ subject_id: subject, key_id: `k-${subject}`, key_version: 1, master_version: version, wrapped_key: 'AA==', created_at: new Date().toISOString() });
+    // Version 4 is active; a fifth made by a rotation elsewhere retires it.
+    await keyring.rotateMasterKey(CLI_ACTOR);
+    const keysOf = async (subject: string) => (await sql<{ master_version: number }>`SELECT master_version FROM crypto_subject_keys WHERE subject_id = ${subject}`.execute(storage.db)).rows;
+    assert.equal(await repo.insertSubjectKeys([row('late-old', 4)], 4), undefined, 'a key wrapped with the retired version is refused');
+    assert.deepEqual(await keysOf('late-old'), [], 'and nothing of it is stored');
+    assert.deepEqual(await repo.insertSubjectKeys([row('late-new', 5)], 5), new Set(['late-new']));
+    await sql`DELETE FROM crypto_subject_keys WHERE subject_id = 'late-new'`.execute(storage.db);
+    // The keyring wraps a new person's key with the version in force, and reads it.
+    const text = await keyring.encrypt('late-person', 'late value', 'f');
+    assert.deepEqual((await keysOf('late-person')).map((r) => Number(r.master_version)), [5]);
+    assert.equal(await keyring.decrypt(text, 'f'), 'late value');
   });
 });

@@ -165,7 +165,9 @@ export class Keyring {
     }
     // Versions pruned from the key file after this database was copied (a restored backup) are dropped here too.
     if (pruned.length > 0) await keyring.#deregister(pruned, SYSTEM_ACTOR, 'not in the key file and used by no data key');
-    // Finish a rotation that was interrupted after the new key was written; a key that cannot be unwrapped stays behind.
+    // Finish a rotation that was interrupted after the new key was written (older versions retired first, as a rotation
+    // does: no new key is stored under them); a key that cannot be unwrapped stays behind.
+    await repo.retireWrapKeysBelow(keyring.activeMasterVersion);
     const { skipped } = await keyring.rewrapAll();
     if (skipped.length > 0) {
       options.logger?.warn({ skipped: skipped.length, keyIds: skipped.slice(0, SKIPPED_LISTED).map((k) => k.keyId) }, 'data keys that cannot be unwrapped stay on their master key version');
@@ -467,6 +469,9 @@ export class Keyring {
       if (version !== undefined && !current.masterKeys.some((k) => k.version === version)) throw new CandorError('CRYPTO_MASTER_KEY_UNKNOWN', { version });
       if (version === active) throw new CandorError('CRYPTO_MASTER_KEY_IN_USE', { versions: [{ version, active: true }] });
       const candidates = version === undefined ? current.masterKeys.filter((k) => k.version < active).map((k) => k.version) : [version];
+      // Retired before counting (a rotation did already, unless it was cut short): a key being stored under one of them
+      // now either fails (insertSubjectKeys) or has committed and is counted.
+      await this.#repo.retireWrapKeysBelow(active);
       const counts = await this.#repo.countByMasterVersion();
       const inUse = candidates.filter((v) => (counts[v] ?? 0) > 0);
       if (inUse.length > 0) throw new CandorError('CRYPTO_MASTER_KEY_IN_USE', { versions: inUse.map((v) => ({ version: v, dataKeys: counts[v] })) });

@@ -6,6 +6,7 @@ import { it } from 'node:test';
 import pg from 'pg';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { rightsRequests } from '../../../test/support/rights.ts';
 import { ingestPerson, person, type TestPerson } from '../../../test/support/subjects.ts';
 import type { Kernel } from '../../kernel.ts';
 import type { Actor } from '../../shared/actor.ts';
@@ -14,7 +15,6 @@ import { LEDGER_FILE } from './deletion-ledger.ts';
 import { ErasureEngine, type ErasureCertificate } from './erasure.ts';
 import { Mailer } from './mailer.ts';
 import type { RequestsTables } from './requests.repo.ts';
-import { RightsRequests } from './requests.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -70,23 +70,7 @@ describeEachDialect('erasure while another connection reads the database', (dial
   const workflow = (walRetryMs: number) => {
     const k = ctx.kernel;
     const erasure = new ErasureEngine({ storage: k.storage, audit: k.audit, keyring: k.keyring, identity: k.identity, handlers: k.subjectData, ledgerPath: join(ctx.env.dataDir, LEDGER_FILE), checkpointWaitMs: 50 });
-    const rights = new RightsRequests({
-      storage: k.storage,
-      audit: k.audit,
-      keyring: k.keyring,
-      identity: k.identity,
-      consent: k.consent,
-      profiles: k.profiles,
-      catalog: k.catalog,
-      subjectSessions: k.subjectSessions,
-      erasure,
-      exporter: k.exporter,
-      logger: k.logger,
-      mailer: new Mailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: outboxDir() }),
-      defaultJurisdiction: 'gdpr',
-      publicUrl: 'http://candor.test',
-      walRetryMs,
-    });
+    const rights = rightsRequests(k, { erasure, mailer: new Mailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: outboxDir() }), walRetryMs });
     return { erasure, rights };
   };
 

@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { rightsRequests } from '../../../test/support/rights.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import { ERASED_NOTICE_SUBJECT, Mailer, type Mail } from './mailer.ts';
-import { RightsRequests } from './requests.ts';
+import type { RightsRequests } from './requests.ts';
 
 /** A mailer whose server refuses the messages whose subject matches `refuse`. */
 class RefusingMailer extends Mailer {
@@ -58,7 +59,7 @@ describeEachDialect('data-subject requests: erasures at once, refused notices, r
     outbox = mkdtempSync(join(tmpdir(), 'candor-outbox-'));
     mailer = new RefusingMailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: outbox });
     const k = ctx.kernel;
-    rights = new RightsRequests({ storage: k.storage, audit: k.audit, keyring: k.keyring, identity: k.identity, consent: k.consent, profiles: k.profiles, catalog: k.catalog, subjectSessions: k.subjectSessions, erasure: k.erasure, exporter: k.exporter, logger: k.logger, mailer, defaultJurisdiction: 'gdpr', publicUrl: 'http://candor.test' });
+    rights = rightsRequests(k, { mailer });
   });
   after(async () => {
     await rights.close();

@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
 import { useUpgradedKernel } from '../../../test/support/kernel.ts';
+import { rightsRequests } from '../../../test/support/rights.ts';
 import { openKernel, type Kernel } from '../../kernel.ts';
 import { buildServer } from '../../http/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import { Mailer } from './mailer.ts';
 import type { RequestsTables } from './requests.repo.ts';
-import { RightsRequests } from './requests.ts';
 
 /** How many outbox messages of this kind (subject line) are about a request. */
 function mailsAbout(dataDir: string, requestId: string, subject: string): number {
@@ -173,23 +173,7 @@ describeEachDialect('data-subject requests cut off by a crash', (dialect) => {
     await person('crash-6', 'crash6@candor-example.dev');
     const id = await cutOff('objection', 'crash6@candor-example.dev', -300);
     const k = kernel;
-    const rights = new RightsRequests({
-      storage: k.storage,
-      audit: k.audit,
-      keyring: k.keyring,
-      identity: k.identity,
-      consent: k.consent,
-      profiles: k.profiles,
-      catalog: k.catalog,
-      subjectSessions: k.subjectSessions,
-      erasure: k.erasure,
-      exporter: k.exporter,
-      logger: k.logger,
-      mailer: new Mailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: join(env.dataDir, 'outbox') }),
-      defaultJurisdiction: 'gdpr',
-      publicUrl: 'http://candor.test',
-      runLeaseMs: 300,
-    });
+    const rights = rightsRequests(k, { mailer: new Mailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: join(env.dataDir, 'outbox') }), runLeaseMs: 300 });
     try {
       assert.deepEqual(await rights.resumeInterrupted(), { resumed: 0, deferred: 1 });
       assert.equal((await row(k, id)).state, 'in_progress');

@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { rightsRequests } from '../../../test/support/rights.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import { Mailer } from './mailer.ts';
-import { assertTransition, RightsRequests, TRANSITIONS, type RequestState } from './requests.ts';
+import { assertTransition, TRANSITIONS, type RequestState, type RightsRequests } from './requests.ts';
 
 /** The code in the newest outbox message about a request. */
 export function codeFromOutbox(dir: string, requestId: string): string {
@@ -62,21 +63,8 @@ describeEachDialect('data-subject requests', (dialect) => {
     writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
     outbox = mkdtempSync(join(tmpdir(), 'candor-outbox-'));
     const k = ctx.kernel;
-    rights = new RightsRequests({
-      storage: k.storage,
-      audit: k.audit,
-      keyring: k.keyring,
-      identity: k.identity,
-      consent: k.consent,
-      profiles: k.profiles,
-      catalog: k.catalog,
-      subjectSessions: k.subjectSessions,
-      erasure: k.erasure,
-      exporter: k.exporter,
-      logger: k.logger,
+    rights = rightsRequests(k, {
       mailer: new Mailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: outbox }),
-      defaultJurisdiction: 'gdpr',
-      publicUrl: 'http://candor.test',
       rateLimits: { perIdentifier: 3, perClient: 6, windowMs: 3_600_000 },
       now: () => clock,
     });

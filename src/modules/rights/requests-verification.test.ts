@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { rightsRequests } from '../../../test/support/rights.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
@@ -13,7 +14,7 @@ import type { Keyring } from '../crypto/index.ts';
 import type { ErasureEngine } from './erasure.ts';
 import { ERASED_NOTICE_SUBJECT, Mailer, type Mail } from './mailer.ts';
 import { RequestsRepo, type RequestsTables } from './requests.repo.ts';
-import { RightsRequests, type RightsRequestsDeps } from './requests.ts';
+import type { RightsRequests, RightsRequestsDeps } from './requests.ts';
 
 /** A mailer whose server refuses messages with a matching subject line, as an SMTP server answering 554 would. */
 class RefusingMailer extends Mailer {
@@ -72,26 +73,7 @@ describeEachDialect('data-subject request verification and runs under stress', (
     assert.ok(subject);
     return subject.profileId;
   };
-  const deps = (overrides: Partial<RightsRequestsDeps> = {}): RightsRequestsDeps => {
-    const k = ctx.kernel;
-    return {
-      storage: k.storage,
-      audit: k.audit,
-      keyring: k.keyring,
-      identity: k.identity,
-      consent: k.consent,
-      profiles: k.profiles,
-      catalog: k.catalog,
-      subjectSessions: k.subjectSessions,
-      erasure: k.erasure,
-      exporter: k.exporter,
-      logger: k.logger,
-      mailer,
-      defaultJurisdiction: 'gdpr',
-      publicUrl: 'http://candor.test',
-      ...overrides,
-    };
-  };
+  const workflow = (overrides: Partial<RightsRequestsDeps> = {}) => rightsRequests(ctx.kernel, { mailer, ...overrides });
   const row = async (id: string) => ctx.kernel.storage.db.withTables<RequestsTables>().selectFrom('rights_requests').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
   /** A started request of `type` for `email` whose code mail was written; returns its id and code. */
   const started = async (type: string, email: string) => {
@@ -105,7 +87,7 @@ describeEachDialect('data-subject request verification and runs under stress', (
     writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
     outbox = mkdtempSync(join(tmpdir(), 'candor-outbox-'));
     mailer = new RefusingMailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: outbox });
-    rights = new RightsRequests(deps());
+    rights = workflow();
   });
   after(async () => {
     await rights.close();
@@ -219,7 +201,7 @@ describeEachDialect('data-subject request verification and runs under stress', (
         return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
       },
     }) as Keyring;
-    const crashed = new RightsRequests(deps({ keyring: dying, runLeaseMs: 50 }));
+    const crashed = workflow({ keyring: dying, runLeaseMs: 50 });
     const answer = await crashed.start({ type: 'opt_out_sale_sharing', email: 's8@candor-example.dev', client: `10.6.${dialect.length}.${++client}` });
     await crashed.close();
     const stored = await row(answer.requestId);
@@ -294,7 +276,7 @@ describeEachDialect('data-subject request verification and runs under stress', (
         return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
       },
     }) as ErasureEngine;
-    const nothing = new RightsRequests(deps({ erasure: empty }));
+    const nothing = workflow({ erasure: empty });
     try {
       const answer = await nothing.start({ type: 'erasure', email: 's11@candor-example.dev', client: `10.5.${dialect.length}.${++client}` });
       await nothing.settled();
@@ -354,7 +336,7 @@ describeEachDialect('data-subject request verification and runs under stress', (
         return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
       },
     }) as Consent;
-    const slow = new RightsRequests(deps({ consent, runLeaseMs: 60 }));
+    const slow = workflow({ consent, runLeaseMs: 60 });
     try {
       const answer = await slow.start({ type: 'restriction', email: 's13@candor-example.dev', client: `10.3.${dialect.length}.${++client}` });
       id = answer.requestId;

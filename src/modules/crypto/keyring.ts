@@ -266,21 +266,14 @@ export class Keyring {
    */
   async #createKeys(subjectIds: readonly string[]): Promise<void> {
     await this.#checkRotation();
-    let made: { row: SubjectKeyRow; key: Buffer }[] = [];
-    let inserted: Set<string> | undefined;
-    for (let attempt = 0; inserted === undefined; attempt++) {
+    let made = this.#newKeys(subjectIds);
+    let inserted = await this.#repo.insertSubjectKeys(made.map((m) => m.row), this.activeMasterVersion);
+    if (inserted === undefined) {
       // The version was retired by a rotation this process had not seen yet: the key file has the new one.
-      if (attempt > 0) this.#keys = readKeyFile(this.#keyFilePath);
-      if (attempt > 2) throw new CandorError('CRYPTO_MASTER_KEY_MISSING', { version: this.activeMasterVersion });
-      const masterVersion = this.activeMasterVersion;
-      const createdAt = new Date().toISOString();
-      made = subjectIds.map((subjectId) => {
-        const key = randomBytes(32);
-        const row: SubjectKeyRow = { subject_id: subjectId, key_id: randomBytes(16).toString('hex'), key_version: 1, master_version: masterVersion, wrapped_key: '', created_at: createdAt };
-        row.wrapped_key = seal(this.#masterKey(masterVersion), key, wrapAad(row, masterVersion)).toString('base64');
-        return { row, key };
-      });
-      inserted = await this.#repo.insertSubjectKeys(made.map((m) => m.row), masterVersion);
+      this.#keys = readKeyFile(this.#keyFilePath);
+      made = this.#newKeys(subjectIds);
+      inserted = await this.#repo.insertSubjectKeys(made.map((m) => m.row), this.activeMasterVersion);
+      if (inserted === undefined) throw new CandorError('CRYPTO_MASTER_KEY_MISSING', { version: this.activeMasterVersion });
     }
     const now = Date.now();
     for (const { row, key } of made) {
@@ -294,6 +287,18 @@ export class Keyring {
       if (!row) throw new CandorError('CRYPTO_KEY_UNKNOWN');
       this.#remember(this.#unwrap(row));
     }
+  }
+
+  /** New data keys for these subjects, wrapped with the active master key version. */
+  #newKeys(subjectIds: readonly string[]): { row: SubjectKeyRow; key: Buffer }[] {
+    const masterVersion = this.activeMasterVersion;
+    const createdAt = new Date().toISOString();
+    return subjectIds.map((subjectId) => {
+      const key = randomBytes(32);
+      const row: SubjectKeyRow = { subject_id: subjectId, key_id: randomBytes(16).toString('hex'), key_version: 1, master_version: masterVersion, wrapped_key: '', created_at: createdAt };
+      row.wrapped_key = seal(this.#masterKey(masterVersion), key, wrapAad(row, masterVersion)).toString('base64');
+      return { row, key };
+    });
   }
 
   /**

@@ -153,7 +153,8 @@ const BLANK_HISTORY: HistoryRow = {
   source: '',
   message_id: null,
 };
-const BLANK_COMPUTED: ComputedRow = {
+/** A profile's computed traits before any activity: what a first event's row starts from. */
+export const NO_ACTIVITY: ComputedActivity = {
   profile_id: '',
   first_seen_at: '',
   last_seen_at: '',
@@ -164,8 +165,8 @@ const BLANK_COMPUTED: ComputedRow = {
   currency: null,
   currency_at: null,
   last_received_at: '',
-  last_active_day: '',
 };
+const BLANK_COMPUTED: ComputedRow = { ...NO_ACTIVITY, last_active_day: '' };
 /** The later of a row's last_seen_at and last_received_at, the instant of its last activity. */
 export const LAST_ACTIVE = sql<string>`case when last_received_at > last_seen_at then last_received_at else last_seen_at end`;
 /** The day of the last activity, as the SQL `substr(LAST_ACTIVE, 1, 10)` of activeDayCatchUp gives it. */

@@ -5,7 +5,7 @@ import type { Actor } from '../../shared/actor.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
-import { ProfilesRepo, type ComputedActivity, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
+import { NO_ACTIVITY, ProfilesRepo, type ComputedActivity, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
 import type { FieldPlanLookup, RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
 import { ProfilesSubjectData } from './profiles.subject-data.ts';
 import { ProfilesRetention, type ProfileRetentionPolicy, type ProfilesRetentionDeps } from './profiles.retention.ts';
@@ -340,18 +340,7 @@ export class Profiles {
       const receivedAt = item.receivedAt ?? now;
       let entry = byProfile.get(item.profileId);
       if (!entry) {
-        const row: ComputedActivity = {
-          profile_id: item.profileId,
-          first_seen_at: item.at,
-          last_seen_at: item.at,
-          last_received_at: receivedAt,
-          event_count: 0,
-          order_count: 0,
-          priced_order_count: 0,
-          total_order_value: 0,
-          currency: null,
-          currency_at: null,
-        };
+        const row: ComputedActivity = { ...NO_ACTIVITY, profile_id: item.profileId, first_seen_at: item.at, last_seen_at: item.at, last_received_at: receivedAt };
         entry = { row };
         byProfile.set(item.profileId, entry);
       }

@@ -743,7 +743,8 @@ export class Collector {
       const stored = inserted.has(rowOf.get(p) ?? '');
       const result: ItemResult = { index: p.index, messageId: p.message.messageId, status: stored ? 'stored' : 'duplicate' };
       if (stored) result.purposes = p.purposes;
-      if (p.dropped.length > 0) Object.assign(result, droppedOf(p.plan));
+      if (p.dropped.length > 0) result.dropped = p.dropped;
+      if (p.plan.droppedUnlisted !== undefined) result.droppedUnlisted = p.plan.droppedUnlisted;
       if (p.refusedFields.length > 0) result.refusedFields = p.refusedFields;
       results.set(p, result);
     }

@@ -88,16 +88,16 @@ describe('compat: @segment/analytics-next in headless Chromium [sqlite]', { skip
       });
       await waitFor('seven answers from Candor', () => answers.length >= 7, () => ({ answers, problems }));
 
-      assert.deepEqual(
-        answers.map((a) => new URL(a.url).pathname),
-        ['/v1/i', '/v1/t', '/v1/t', '/v1/p', '/v1/s', '/v1/g', '/v1/a'],
-      );
+      // One request per call, to its short path. The library does not wait for an answer before it sends the next
+      // call, and group commit may answer two requests in flight in either order: the answers' order is not the calls'.
+      const pathOf = (a: (typeof answers)[number]) => new URL(a.url).pathname;
+      assert.deepEqual(answers.map(pathOf).sort(), ['/v1/a', '/v1/g', '/v1/i', '/v1/p', '/v1/s', '/v1/t', '/v1/t']);
       for (const answer of answers) {
         assert.equal(answer.status, 200, JSON.stringify(answer.body));
         assert.equal(answer.body.results?.length, 1, 'one result per event');
         assert.equal(answer.body.results?.[0]?.status, 'stored', JSON.stringify(answer.body));
       }
-      assert.ok(resultsOf(answers)[0]?.dropped?.includes('traits.lunar_module'));
+      assert.ok(resultsOf(answers.filter((a) => pathOf(a) === '/v1/i'))[0]?.dropped?.includes('traits.lunar_module'));
 
       const profileId = await candor.profileOf('user_id', 'browser-user-1');
       assert.ok(profileId);

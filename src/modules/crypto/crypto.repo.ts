@@ -156,6 +156,10 @@ export class CryptoRepo {
       .execute();
   }
 
+  /**
+   * Stores re-wrapped keys. A row is matched by its subject and its key id: a key destroyed since it was read (an
+   * erasure) and a new key made for the same subject meanwhile is left alone, not overwritten with the old key.
+   */
   async rewrap(rows: readonly SubjectKeyRow[]): Promise<void> {
     await this.#db.transaction().execute(async (trx) => {
       for (const row of rows) {
@@ -163,6 +167,7 @@ export class CryptoRepo {
           .updateTable('crypto_subject_keys')
           .set({ wrapped_key: row.wrapped_key, master_version: row.master_version })
           .where('subject_id', '=', row.subject_id)
+          .where('key_id', '=', row.key_id)
           .execute();
       }
     });

@@ -664,21 +664,24 @@ export class Identity {
       await this.#repo.pointAt(tx, withFrom.filter((id) => id !== from.id), from.id);
       await this.#repo.markUndone(tx, mergeId, new Date().toISOString());
       const identifiersMoved = await this.#repo.countIdentifiers(tx, withFrom);
+      // Audited in the unmerge's own transaction (last: on PostgreSQL the audit head is held from here to the commit),
+      // so an unmerge that commits is never without its entries.
+      const details = { mergeId, identifiersMoved };
+      await this.#audit.appendIn(
+        tx,
+        [canonical, from.id].map((subject) => ({
+          actor: actor.id,
+          role: actor.role,
+          action: 'identity.profile.unmerge',
+          purpose,
+          subject: this.#keyring.pseudonym('subject', subject),
+          resource: `merge:${mergeId}`,
+          details,
+        })),
+      );
       return { canonical, restored: from.id, identifiersMoved, rule: merge.rule, at: merge.at };
     });
     this.#cache.dropProfiles([result.canonical]);
-    const details = { mergeId, identifiersMoved: result.identifiersMoved };
-    await this.#audit.appendBatch(
-      [result.canonical, result.restored].map((subject) => ({
-        actor: actor.id,
-        role: actor.role,
-        action: 'identity.profile.unmerge',
-        purpose,
-        subject: this.#keyring.pseudonym('subject', subject),
-        resource: `merge:${mergeId}`,
-        details,
-      })),
-    );
     const failure = await this.#runOne(this.#onUnmerge, { mergeId, from: result.restored, into: result.canonical, rule: result.rule, at: result.at });
     // Left unmarked when a listener failed: the next start runs them again (applyPendingUnmerges).
     if (failure !== undefined) throw failure;

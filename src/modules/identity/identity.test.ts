@@ -52,6 +52,20 @@ describeEachDialect('identity', (dialect) => {
     assert.equal(first.holder, first.profileId);
   });
 
+  it('finds nobody, and links nothing, by an id holding half of a surrogate pair (whose pseudonym would be that of U+FFFD)', async () => {
+    const tail = uid('');
+    const stored = await resolveOne(item({ user_id: `x\uFFFD${tail}` }));
+    assert.ok(stored.profileId);
+    assert.equal(await lookup(item({ user_id: `x\uFFFD${tail}` })), stored.profileId);
+    for (const half of ['\uD800', '\uDFFF']) {
+      assert.equal(await lookup(item({ user_id: `x${half}${tail}` })), null, `look-up by x${JSON.stringify(half)}…`);
+      assert.equal(ctx.kernel.identity.normalize({ type: 'user_id', value: `x${half}${tail}` }), undefined);
+      const refused = await resolveOne(item({ user_id: `x${half}${tail}` }));
+      assert.equal(refused.profileId, null);
+      assert.deepEqual(refused.ignored, [{ type: 'user_id', reason: 'blocked' }]);
+    }
+  });
+
   it('stores identifiers only as keyed pseudonyms, never their values', async () => {
     const email = `${uid('ada')}@shop.io`;
     const { profileId } = await resolveOne(item({ email: email.toUpperCase() }));
@@ -281,6 +295,29 @@ describeEachDialect('identity', (dialect) => {
     const foreign = (await ctx.kernel.identity.merges(second.profileId as string)).find((m) => m.undoneAt === null) as MergeRecord;
     await assert.rejects(ctx.kernel.identity.unmerge(other.profileId as string, foreign.mergeId, CLI_ACTOR), (e) => isCandorError(e, 'IDENTITY_MERGE_NOT_FOUND'));
     await assert.rejects(ctx.kernel.identity.unmerge('prf_aaaaaaaaaaaaaaaaaaaa', foreign.mergeId, CLI_ACTOR), (e) => isCandorError(e, 'IDENTITY_PROFILE_NOT_FOUND'));
+  });
+
+  it('unmerges and audits in one transaction: an audit entry that cannot be written leaves the merge as it was', async () => {
+    const [user, own, anon] = [uid('user'), uid('own'), uid('anon')];
+    await resolveOne(item({ user_id: user, anonymous_id: own }));
+    const device = await resolveOne(item({ anonymous_id: anon }));
+    const joined = await resolveOne(item({ user_id: user, anonymous_id: anon }, 'msg-join'));
+    const merge = joined.merges[0] as MergeRecord;
+    assert.equal(merge.from, device.profileId);
+    const { audit } = ctx.kernel;
+    const appendIn = audit.appendIn.bind(audit);
+    audit.appendIn = () => Promise.reject(new Error('audit log unavailable'));
+    try {
+      await assert.rejects(ctx.kernel.identity.unmerge(joined.profileId as string, merge.mergeId, CLI_ACTOR), /audit log unavailable/);
+    } finally {
+      audit.appendIn = appendIn;
+    }
+    assert.equal((await ctx.kernel.identity.merges(joined.profileId as string)).find((m) => m.mergeId === merge.mergeId)?.undoneAt, null);
+    assert.equal(await ctx.kernel.identity.canonical(device.profileId as string), joined.profileId, 'still merged');
+    assert.equal(await lookup(item({ anonymous_id: anon })), joined.profileId);
+    await ctx.kernel.identity.unmerge(joined.profileId as string, merge.mergeId, CLI_ACTOR);
+    const entries = await ctx.kernel.audit.list({ action: 'identity.profile.unmerge', limit: 100 });
+    assert.equal(entries.filter((e) => e.resource === `merge:${merge.mergeId}`).length, 2);
   });
 
   it('links a new identifier to the profile holding the known one it came with, so an unmerge takes it along', async () => {

@@ -4,7 +4,7 @@ import { MAX_ID_LENGTH } from '../../modules/collect/index.ts';
 import { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
 import { unusableText } from '../../shared/text.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { recordGpcForDevice, subjectOf } from './subject.ts';
+import { knownProfilesOf, recordGpcForDevice, subjectOf } from './subject.ts';
 
 interface ConsentBody {
   userId?: string | number;
@@ -51,7 +51,8 @@ export function refuseUnusableText(body: Readonly<Record<string, unknown>>, ids:
 /**
  * POST /v1/consent: a consent banner, app or server records a person's choices (or withdraws all of them in one
  * call) and gets a signed receipt back. A `Sec-GPC: 1` header is recorded as an opt-out of sale/sharing and
- * targeted advertising first, and the answer says it was honoured.
+ * targeted advertising first, and the answer says it was honoured; a request whose choices are refused still records
+ * it for the known people its ids name, and the refusal says so.
  */
 export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel): void {
   app.post<{ Body: ConsentBody }>(
@@ -99,17 +100,6 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       const principal = request.principal;
       if (!principal?.source) throw new CandorError('AUTH_CREDENTIAL_WRONG_KIND', { expected: 'write_key' });
       refuseUnusableText(body as unknown as Record<string, unknown>, ['userId', 'anonymousId'], ['source']);
-      const changes = Object.entries(body.purposes ?? {}).map(([purpose, state]) => ({ purpose, state }));
-      if (!body.withdrawAll && changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
-      // Withdrawing everything and choosing purposes in one call would leave one of the two unsaid.
-      if (body.withdrawAll && changes.length > 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'withdraw_all_with_purposes' });
-      // Refuse what can be refused before any profile or identifier is created for the person: a request none of
-      // whose changes can be recorded. A request with some is recorded, and answers the others in `rejected`.
-      if (body.noticeVersion !== undefined && body.noticeVersion > kernel.consent.currentNotice().version) {
-        throw new CandorError('CONSENT_NOTICE_UNKNOWN', { noticeVersion: body.noticeVersion });
-      }
-      if (changes.length > 0) await kernel.consent.checkChanges(changes, { noticeVersion: body.noticeVersion });
-      const profileId = await subjectOf(kernel, body, principal.source);
       const { consent } = kernel;
       const actor = { id: principal.tokenId, role: principal.role };
       const meta = {
@@ -120,6 +110,22 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
         gpc: request.headers['sec-gpc'] === '1' || body.gpc === true,
         confirmOverGpc: body.confirmOverGpc,
       };
+      const changes = Object.entries(body.purposes ?? {}).map(([purpose, state]) => ({ purpose, state }));
+      try {
+        if (!body.withdrawAll && changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
+        // Withdrawing everything and choosing purposes in one call would leave one of the two unsaid.
+        if (body.withdrawAll && changes.length > 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'withdraw_all_with_purposes' });
+        // Refuse what can be refused before any profile or identifier is created for the person: a request none of
+        // whose changes can be recorded. A request with some is recorded, and answers the others in `rejected`.
+        if (body.noticeVersion !== undefined && body.noticeVersion > consent.currentNotice().version) {
+          throw new CandorError('CONSENT_NOTICE_UNKNOWN', { noticeVersion: body.noticeVersion });
+        }
+        if (changes.length > 0) await consent.checkChanges(changes, { noticeVersion: body.noticeVersion });
+      } catch (error) {
+        // The signal is an opt-out whatever else the request asks: recorded for the people Candor knows by its ids.
+        throw meta.gpc ? await consent.refusedWithGpc(error, await knownProfilesOf(kernel, body, principal.source), meta, actor) : error;
+      }
+      const profileId = await subjectOf(kernel, body, principal.source);
       // The signal covers the device: first the other profiles its ids belong to, whatever the choices below answer.
       if (meta.gpc) await recordGpcForDevice(kernel, profileId, body, principal.source, { source: body.source, jurisdiction: body.jurisdiction }, actor);
       const result = body.withdrawAll ? await consent.withdrawAll(profileId, meta, actor) : await consent.record(profileId, changes, meta, actor);
@@ -165,11 +171,16 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       refuseUnusableText(body, ['userId', 'anonymousId'], ['source']);
       const { purpose, jurisdiction, noticeVersion, source } = body;
       const meta = { jurisdiction, noticeVersion, ...(source ? { source } : {}) };
-      // Refuse what can be refused before any profile or identifier is created for the person.
-      await kernel.consent.checkOptOutNotice(purpose, meta);
-      const profileId = await subjectOf(kernel, body, principal.source);
       const gpc = request.headers['sec-gpc'] === '1' || body.gpc === true;
       const actor = { id: principal.tokenId, role: principal.role };
+      // Refuse what can be refused before any profile or identifier is created for the person (a GPC signal is
+      // recorded all the same for the people Candor knows by the request's ids).
+      try {
+        await kernel.consent.checkOptOutNotice(purpose, meta);
+      } catch (error) {
+        throw gpc ? await kernel.consent.refusedWithGpc(error, await knownProfilesOf(kernel, body, principal.source), meta, actor) : error;
+      }
+      const profileId = await subjectOf(kernel, body, principal.source);
       if (gpc) await recordGpcForDevice(kernel, profileId, body, principal.source, { source, jurisdiction }, actor);
       const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { ...meta, gpc }, actor);
       return {

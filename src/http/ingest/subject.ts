@@ -32,7 +32,12 @@ export async function subjectOf(kernel: Kernel, ids: NamedIds, source: string): 
  * subject's own profile has it recorded by the consent call itself).
  */
 export async function recordGpcForDevice(kernel: Kernel, profileId: string, ids: NamedIds, source: string, meta: { source?: string | undefined; jurisdiction?: string | undefined }, actor: Actor): Promise<void> {
-  const [owners] = await kernel.identity.ownersOf(kernel.storage.raw, [itemOf(ids, source)]);
-  const others = [...(owners ?? [])].filter((owner) => owner !== profileId);
+  const others = (await knownProfilesOf(kernel, ids, source)).filter((owner) => owner !== profileId);
   if (others.length > 0) await kernel.consent.recordGpc(others, { ...(meta.source ? { source: meta.source } : {}), ...(meta.jurisdiction ? { jurisdiction: meta.jurisdiction } : {}) }, actor);
+}
+
+/** Every profile an id of the request belongs to, creating none (the known people a refused request's GPC covers). */
+export async function knownProfilesOf(kernel: Kernel, ids: NamedIds, source: string): Promise<string[]> {
+  const [owners] = await kernel.identity.ownersOf(kernel.storage.raw, [itemOf(ids, source)]);
+  return [...(owners ?? [])];
 }

@@ -39,7 +39,7 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
       const [state, history] = await Promise.all([kernel.consent.state(profileId), kernel.consent.history(profileId)]);
       return {
         notice: { version: notice.version, hash: notice.hash, text: notice.text, purposes: notice.purposes },
-        // The basis on record for the person, else the one the purpose rests on (state() has none without a record).
+        // state() gives every purpose its basis (on record, else configured); one configured since it ran has none yet.
         purposes: kernel.consent.purposes().map((p) => ({ key: p.key, description: p.description, explicit: p.explicit, ...state[p.key], basis: state[p.key]?.basis ?? p.basis })),
         history: history.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, mechanism: e.mechanism, noticeVersion: e.noticeVersion, at: e.at, receiptId: e.receiptId })),
       };

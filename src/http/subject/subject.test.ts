@@ -74,6 +74,13 @@ describeEachDialect('privacy center consent endpoints (subject sessions)', (dial
     for (const purpose of ctx.kernel.consent.purposes()) assert.equal(shown.get(purpose.key)?.basis, purpose.basis, purpose.key);
     assert.equal(shown.get('analytics.reporting')?.basis, 'consent');
     assert.equal(shown.get('essential.service.operations')?.basis, 'contract');
+    // Staff see the same basis for the same person.
+    const [profileId] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: 'cust-1' }], source: 'web', at: new Date().toISOString() }]);
+    const officer = (await ctx.kernel.access.createToken('privacy_officer', null, CLI_ACTOR)).secret;
+    const admin = await server.app.inject({ url: `/v1/admin/subjects/${String(profileId)}/consent`, headers: { authorization: `Bearer ${officer}` } });
+    assert.equal(admin.statusCode, 200, admin.body);
+    const staffView = (admin.json() as { purposes: Record<string, { state: string; basis: string | null }> }).purposes;
+    for (const [key, purpose] of shown) assert.deepEqual([staffView[key]?.state, staffView[key]?.basis], [purpose.state, purpose.basis], key);
   });
 
   it('lets the customer give consent with a receipt, and withdraw everything in one call', async () => {

@@ -3,7 +3,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { JWTPayload } from 'jose';
 import type { Actor } from '../../shared/actor.ts';
 import { SYSTEM_ACTOR } from '../../shared/actor.ts';
-import { CandorError } from '../../shared/errors.ts';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
 import { Freshness, isTransientFailure, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
@@ -160,6 +160,8 @@ function restrictionRow(subject: string, kind: RestrictionKind, requestId: strin
 }
 /** The entry is an opt-out by a GPC signal (directly, or spread by a merge). */
 const isGpcOptOut = (c: Current | undefined): boolean => c !== undefined && c.gpc && isOptOut(c);
+/** What the refusal of a request says of its GPC signal: honoured, with the receipt of what it wrote when it wrote anything. */
+const gpcHonouredDetails = (written: { receiptId: string } | undefined) => ({ gpcHonoured: true, ...(written ? { receiptId: written.receiptId } : {}) });
 /** Mechanisms by which a person can confirm an opt-in over a GPC opt-out (their own, deliberate choice). */
 const CONFIRMING_MECHANISMS: ReadonlySet<string> = new Set(['privacy_center', 'banner_save']);
 
@@ -604,7 +606,7 @@ export class Consent {
       const onConsent = current?.state === 'given' && current.basis === 'consent';
       out[key] = {
         state: current === undefined ? 'none' : decision.reason === 'expired' ? 'expired' : current.state,
-        basis: current?.basis ?? (runtime.config.basis === 'consent' ? null : runtime.config.basis),
+        basis: current?.basis ?? runtime.config.basis,
         mechanism: current?.mechanism ?? null,
         noticeVersion: current?.noticeVersion ?? null,
         at: current?.at ?? null,
@@ -878,13 +880,27 @@ export class Consent {
    * The error for a request none of whose changes could be recorded: the code of the first change rejected (in the
    * order of the request), with every rejected purpose and its code in the details.
    */
-  #rejectedError(rejected: readonly RejectedChange[], noticeVersion: number): CandorError {
+  #rejectedError(rejected: readonly RejectedChange[], noticeVersion: number, extra: Record<string, unknown> = {}): CandorError {
     const first = rejected[0] as RejectedChange;
     return new CandorError(first.code, {
       purposes: rejected.map((r) => r.purpose),
       rejected: rejected.map((r) => ({ purpose: r.purpose, code: r.code })),
       ...(rejected.some((r) => r.code === 'CONSENT_PURPOSE_NOT_IN_NOTICE') ? { noticeVersion } : {}),
+      ...extra,
     });
+  }
+
+  /**
+   * The refusal of a request that carried a GPC signal, for the known profiles the request names: the signal is an
+   * opt-out whatever else the request asks, so it is recorded first for them (one change with its receipt, as
+   * recordGpc), and the refusal, with its code and details, adds `gpcHonoured: true` and the `receiptId` of what the
+   * signal wrote (none when its opt-outs were all in force already). With no profile, or for anything but a
+   * CandorError, the error is answered as it is.
+   */
+  async refusedWithGpc(error: unknown, subjectIds: readonly string[], meta: { source?: string | undefined; jurisdiction?: string | undefined }, actor: Actor): Promise<unknown> {
+    if (!isCandorError(error) || subjectIds.length === 0) return error;
+    const written = await this.recordGpc(subjectIds, { source: meta.source, jurisdiction: meta.jurisdiction }, actor);
+    return new CandorError(error.code, { ...error.details, ...gpcHonouredDetails(written) });
   }
 
   /**
@@ -892,7 +908,8 @@ export class Consent {
    * first. A change that cannot be recorded — an unknown purpose, one resting on contract or legal obligation, consent
    * to a purpose the notice shown does not describe, or a `given` that conflicts with a GPC opt-out without
    * `confirmOverGpc` — is answered in `rejected` with its code, and the other changes are recorded. When none can be,
-   * nothing is written and the error names every rejected purpose (see #rejectedError).
+   * nothing is written and the error names every rejected purpose (see #rejectedError), but for the GPC opt-out of a
+   * request with `gpc`, recorded all the same (see refusedWithGpc).
    */
   async record(
     subjectId: string,
@@ -902,9 +919,14 @@ export class Consent {
   ): Promise<RecordResult> {
     this.#checkSubject(subjectId);
     this.#checkMeta(meta, true);
-    const screened = await this.#screen(changes, meta.noticeVersion);
+    let screened: { notice: Notice; rejected: RejectedChange[] };
+    try {
+      screened = await this.#screen(changes, meta.noticeVersion);
+      if (screened.rejected.length === changes.length) throw this.#rejectedError(screened.rejected, screened.notice.version);
+    } catch (error) {
+      throw meta.gpc === true ? await this.refusedWithGpc(error, [subjectId], meta, actor) : error;
+    }
     const notice = screened.notice;
-    if (screened.rejected.length === changes.length) throw this.#rejectedError(screened.rejected, notice.version);
     const invalid = new Map(screened.rejected.map((r) => [r.purpose, r.code]));
     const pseudonym = this.pseudonym(subjectId);
     const receiptId = randomUUID();
@@ -970,7 +992,8 @@ export class Consent {
       }),
     );
     const rejected = rejectedOf();
-    if (entries.length === 0 && !(meta.onlyUnrecorded === true && rejected.length === 0)) throw this.#rejectedError(rejected, notice.version);
+    // Nothing written with `gpc`: the opt-out was in force already, so the signal is honoured all the same.
+    if (entries.length === 0 && !(meta.onlyUnrecorded === true && rejected.length === 0)) throw this.#rejectedError(rejected, notice.version, meta.gpc === true ? gpcHonouredDetails(undefined) : {});
     return { receipt, receiptId, gpcHonoured: meta.gpc === true, entries, rejected };
   }
 
@@ -1083,7 +1106,8 @@ export class Consent {
    * that basis (CONSENT_OPT_OUT_NOT_ALLOWED elsewhere). It is its own lawful basis, recorded, never silent. The
    * person's own choice stands over it: it never overrides an opt-out on record (CONSENT_ALREADY_OPTED_OUT, or
    * CONSENT_GPC_CONFLICT for a GPC one), and it does not replace a consent they gave that still counts (nothing is
-   * written, no receipt signed; the answer lists that consent in `kept`).
+   * written, no receipt signed; the answer lists that consent in `kept`). With `gpc`, the GPC opt-out is recorded
+   * first, also when the notice is refused (see refusedWithGpc).
    */
   async recordOptOutNotice(
     subjectId: string,
@@ -1092,21 +1116,28 @@ export class Consent {
     actor: Actor,
   ): Promise<OptOutNoticeResult> {
     this.#checkSubject(subjectId);
-    const notice = await this.#checkOptOutNotice(purpose, meta);
+    // A malformed jurisdiction or source is refused before anything is written, a GPC opt-out included.
+    this.#checkMeta(meta, false);
+    const gpcHonoured = meta.gpc === true;
+    let notice: Notice;
+    try {
+      notice = await this.#checkOptOutNotice(purpose, meta);
+    } catch (error) {
+      throw gpcHonoured ? await this.refusedWithGpc(error, [subjectId], meta, actor) : error;
+    }
     // A GPC signal on this very request is an opt-out of sale/sharing and targeted advertising: it is recorded
     // first, so the notice cannot make such a purpose lawful on the request that refused it.
-    if (meta.gpc) await this.recordGpc([subjectId], { source: meta.source, jurisdiction: meta.jurisdiction }, actor);
+    const gpc = gpcHonoured ? await this.recordGpc([subjectId], { source: meta.source, jurisdiction: meta.jurisdiction }, actor) : undefined;
     const pseudonym = this.pseudonym(subjectId);
     const receiptId = randomUUID();
     const source = recordedSource(meta.source);
-    const gpcHonoured = meta.gpc === true;
     let receipt = '';
     const kept: KeptConsent[] = [];
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         kept.length = 0;
         const current = states.get(pseudonym)?.get(purpose);
-        if (isOptOut(current)) throw new CandorError(current?.gpc ? 'CONSENT_GPC_CONFLICT' : 'CONSENT_ALREADY_OPTED_OUT', { purpose });
+        if (isOptOut(current)) throw new CandorError(current?.gpc ? 'CONSENT_GPC_CONFLICT' : 'CONSENT_ALREADY_OPTED_OUT', { purpose, ...(gpcHonoured ? gpcHonouredDetails(gpc) : {}) });
         const runtime = this.#purposes.get(purpose);
         // A consent that no longer counts (expired, or given under a notice it must be renewed against) is no basis to keep.
         if (current?.state === 'given' && current.basis === 'consent' && runtime !== undefined && decideFor(runtime, current, Date.now()).reason === 'given') {

@@ -47,6 +47,16 @@ describeEachDialect('consent', (dialect) => {
     assert.deepEqual(consent().allowedPurposes(subject, ['analytics.reporting', 'essential.service.operations', 'no.such.purpose']), ['essential.service.operations']);
   });
 
+  it('states the basis of every purpose for a subject with no record: the one the purpose rests on, consent included', async () => {
+    const state = await consent().state(newSubject());
+    for (const purpose of consent().purposes()) {
+      assert.equal(state[purpose.key]?.state, 'none', purpose.key);
+      assert.equal(state[purpose.key]?.basis, purpose.basis, purpose.key);
+    }
+    assert.deepEqual([state['analytics.reporting']?.basis, state['analytics.reporting']?.allowed, state['analytics.reporting']?.reason], ['consent', false, 'no_record']);
+    assert.deepEqual([state['essential.fraud_detection']?.basis, state['essential.fraud_detection']?.allowed], ['legitimate_interests', true]);
+  });
+
   it('refuses to decide for a subject whose state was not loaded', () => {
     assert.throws(() => consent().decide(newSubject(), 'analytics.reporting'), rejectsWith('CONSENT_SUBJECT_NOT_LOADED'));
     assert.throws(() => consent().allowedPurposes(newSubject(), ['analytics.reporting']), rejectsWith('CONSENT_SUBJECT_NOT_LOADED'));
@@ -162,9 +172,21 @@ describeEachDialect('consent', (dialect) => {
       { purpose: 'no.such.purpose', code: 'CONSENT_PURPOSE_UNKNOWN' },
       { purpose: 'essential.service.operations', code: 'CONSENT_BASIS_NOT_CONSENT' },
     ]);
-    // With a GPC signal too: nothing is written, as before.
-    await assert.rejects(consent().record(subject, changes, { ...banner, gpc: true }, actor), rejectsWith('CONSENT_PURPOSE_UNKNOWN'));
     assert.deepEqual(await consent().history(subject), []);
+    // With a GPC signal, the signal alone is recorded (its own receipt), and the refusal says so.
+    let receiptId: unknown;
+    await assert.rejects(consent().record(subject, changes, { ...banner, gpc: true }, actor), (error: unknown) => {
+      assert.ok(isCandorError(error, 'CONSENT_PURPOSE_UNKNOWN'));
+      assert.equal(error.details?.gpcHonoured, true);
+      receiptId = error.details?.receiptId;
+      return true;
+    });
+    const history = await consent().history(subject);
+    assert.deepEqual(history.map((e) => [e.purpose, e.state, e.mechanism, e.gpc]).sort(), [
+      ['marketing.advertising.third_party.targeted', 'refused', 'gpc', true],
+      ['third_party_sharing', 'refused', 'gpc', true],
+    ]);
+    assert.ok(history.every((e) => e.receiptId === receiptId));
   });
 
   it('treats a given consent as expired after the configured months, before and after expireDue writes the entry', async () => {

@@ -174,7 +174,8 @@ export interface OptOutNoticeResult {
 /** One purpose in a subject's current state. */
 export interface PurposeState {
   state: ConsentState | 'none';
-  basis: LawfulBasis | null;
+  /** The basis on record for the subject, else the one the purpose rests on (`consent` for one never answered). */
+  basis: LawfulBasis;
   mechanism: string | null;
   noticeVersion: number | null;
   at: string | null;

@@ -61,7 +61,7 @@ export const CONFIG_SCHEMA = {
   },
   privacyPolicyUrl: {
     env: 'CANDOR_PRIVACY_POLICY_URL', type: 'string', default: '', sensitive: false,
-    description: 'Address of the privacy notice people are shown, linked from every consent receipt.',
+    description: 'Address of the privacy notice people are shown, an https:// URL, linked from every consent receipt; empty gives none.',
   },
   controllerContact: {
     env: 'CANDOR_CONTROLLER_CONTACT', type: 'string', default: '', sensitive: false,

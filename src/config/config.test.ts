@@ -74,6 +74,18 @@ describe('configuration', () => {
     }
   });
 
+  it('accepts an https URL as the privacy policy address, empty by default, and refuses anything else', () => {
+    assert.equal(loadConfig({ environment: {} }).privacyPolicyUrl, '');
+    assert.equal(loadConfig({ environment: { CANDOR_PRIVACY_POLICY_URL: 'https://shoes.example/privacy' } }).privacyPolicyUrl, 'https://shoes.example/privacy');
+    for (const bad of ['not a url', 'http://shoes.example/privacy', 'javascript:alert(1)', 'privacy@shoes.example', 'https://shoes.example/a b']) {
+      assert.throws(
+        () => loadConfig({ environment: { CANDOR_PRIVACY_POLICY_URL: bad } }),
+        (e) => isCandorError(e, 'CONFIG_INVALID') && (e.details?.problems as { key: string; problem: string }[]).some((p) => p.key === 'privacyPolicyUrl' && p.problem === 'must be empty or an https:// URL'),
+        bad,
+      );
+    }
+  });
+
   it('masks sensitive values when shown', () => {
     const lines = describeConfig(loadConfig({ environment: { CANDOR_DATABASE_URL: 'postgres://app:hunter2@db/candor' } }));
     const url = lines.find((l) => l.key === 'databaseUrl');

@@ -63,6 +63,9 @@ interface Problem {
   code?: string;
 }
 
+/** An https:// URL with a dotted host and no whitespace: the privacy policy's address, or the controller's contact. */
+const HTTPS_URL = /^https:\/\/[^\s/]+\.[^\s]+$/;
+
 function coerce(key: string, entry: ConfigEntry, raw: unknown, problems: Problem[]): unknown {
   if (entry.type === 'json') return readJson(key, raw, problems);
   if (entry.type === 'integer') {
@@ -158,8 +161,11 @@ export function loadConfig(input: ConfigInput = {}): Config {
   for (const key of ['retentionRawEvents', 'retentionInactiveProfiles', 'retentionOrders'] as const) {
     if (!parseDuration(String(values[key]))) problems.push({ key, problem: 'must be an ISO-8601 duration longer than zero, such as P13M or P7Y' });
   }
+  // Both go into every signed receipt as given: something a person can follow, or nothing.
+  const policyUrl = String(values.privacyPolicyUrl);
+  if (policyUrl !== '' && !HTTPS_URL.test(policyUrl)) problems.push({ key: 'privacyPolicyUrl', problem: 'must be empty or an https:// URL' });
   const contact = String(values.controllerContact);
-  if (contact !== '' && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(contact) && !/^https:\/\/[^\s/]+\.[^\s]+$/.test(contact)) {
+  if (contact !== '' && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(contact) && !HTTPS_URL.test(contact)) {
     problems.push({ key: 'controllerContact', problem: 'must be empty, an e-mail address or an https:// URL' });
   }
   const trustProxy = parseTrustProxy(String(values.trustProxy));
@@ -188,7 +194,7 @@ export function loadConfig(input: ConfigInput = {}): Config {
     publicUrl: String(values.publicUrl),
     consentExpiryMonths: Number(values.consentExpiryMonths),
     controllerName: String(values.controllerName),
-    privacyPolicyUrl: String(values.privacyPolicyUrl),
+    privacyPolicyUrl: policyUrl,
     controllerContact: contact,
     smtpUrl: String(values.smtpUrl),
     mailFrom: String(values.mailFrom),

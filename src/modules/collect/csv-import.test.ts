@@ -148,6 +148,34 @@ describeEachDialect('CSV import', (dialect) => {
     ]);
   });
 
+  it('refuses a row giving a __proto__ field, as HTTP refuses a message holding that key, and imports the rest', async () => {
+    const customers = ['user_id,__proto__,favourite_colour', 'proto-c1,ada@candor-shop.dev,red', 'proto-c2,,blue'].join('\n');
+    const first = await run(customers, { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'] });
+    assert.deepEqual(first.reports.map((r) => [r.row, r.status, r.code, r.detail]), [[2, 'invalid', 'REQUEST_FORBIDDEN_KEY', 'traits.__proto__']]);
+    assert.equal(first.summary.stored, 1);
+    assert.equal(first.summary.invalid, 1);
+    assert.deepEqual(first.summary.dropped, [{ path: 'traits.favourite_colour', rows: 1 }], 'an empty __proto__ cell gives no field');
+    assert.equal(await profileOf('proto-c1'), null);
+    assert.ok(await profileOf('proto-c2'));
+
+    const events = [
+      'type,order_id,name,anonymous_id,path,total,product_id,product___proto__,__proto__',
+      'page,,Home,anon-proto,/,,,,x',
+      'page,,Home,anon-proto,/a,,,,',
+      'track,proto-o1,,anon-proto,,5,p1,,',
+      'track,proto-o1,,anon-proto,,5,p2,y,',
+      'track,proto-o2,,anon-proto,,5,p1,,',
+    ].join('\n');
+    const second = await run(events, { kind: 'events', basis: 'consent', purposes: ['analytics.reporting'] });
+    assert.deepEqual(second.reports.map((r) => [r.row, r.code, r.detail]), [
+      [2, 'REQUEST_FORBIDDEN_KEY', 'properties.__proto__'],
+      [4, 'REQUEST_FORBIDDEN_KEY', 'properties.products[].__proto__'],
+      [5, 'REQUEST_FORBIDDEN_KEY', 'properties.products[].__proto__'],
+    ]);
+    assert.equal(second.summary.stored, 2, 'the page without the cell and the order without it');
+    assert.equal(second.summary.invalid, 3);
+  });
+
   async function runBytes(chunks: Buffer[], options: Partial<CsvImportOptions> & Pick<CsvImportOptions, 'kind' | 'basis'>) {
     const reports: RowReport[] = [];
     const summary = await importer(ctx.kernel).run(Readable.from(chunks), { source: 'files', actor: CLI_ACTOR, ...options }, {

@@ -13,6 +13,8 @@
 //   without an event but with an order_id is Order Completed. Consecutive Order Completed rows with the same order_id
 //   (and ids) are one event: order-level values from its first line, the product_* cells of each line one products[]
 //   item (product_id stays, product_name → name, product_price → price, product_quantity → quantity, …).
+// - A non-empty cell in a `__proto__` column (product___proto__ in an order) refuses its row (its order), as HTTP
+//   refuses a message holding that key: REQUEST_FORBIDDEN_KEY with the field's path.
 // - Cells are trimmed and empty cells left out. A cell becomes a number only where the tracking plan declares that
 //   field number or integer (and not also string) and the cell is a plain decimal (1234.5, -3, 1e3; not 1,234.50);
 //   true/false become booleans where the plan declares boolean. The rest stays text, for the plan to judge; the plan
@@ -204,6 +206,8 @@ interface OpenOrder {
   rows: number[];
   hash: Hash;
   tooLarge: boolean;
+  /** The path of a forbidden key one of its lines gives it (the whole order is refused), or undefined. */
+  forbidden: string | undefined;
   /** Where its latest line ends in the file (bytes). */
   end: number;
 }
@@ -236,6 +240,13 @@ export function coerceCell(type: string | undefined, value: string): unknown {
   if (types.includes('boolean') && /^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
   return value;
 }
+
+/**
+ * The key no cell may give a message: assigned to an object it would set the object's prototype instead, and the
+ * pipeline assigns fields. A row giving it is refused as HTTP refuses a message holding it (REQUEST_FORBIDDEN_KEY);
+ * `constructor` is forbidden over HTTP only when it holds an object, which a cell never is.
+ */
+const FORBIDDEN_KEY = '__proto__';
 
 /** The line-item key of a `product_*` column: product_id stays, product_name → name, product_price → price, … */
 export function productKey(column: string): string | undefined {
@@ -829,7 +840,7 @@ class ImportRun {
       await this.#flushIfFull();
     }
     if ('order' in mapped) {
-      this.#addOrderLine(mapped.order, mapped.call, mapped.product, row, record, bytes);
+      this.#addOrderLine(mapped.order, mapped.call, mapped.product, mapped.forbidden, row, record, bytes);
     } else {
       this.#push(mapped.item, 1, bytes);
     }
@@ -861,7 +872,7 @@ class ImportRun {
   }
 
   /** One row as a call, an order line, or a failure. */
-  #map(record: CsvRecord, row: number): { item: Item } | { order: string; call: Call; product: Record<string, unknown> } {
+  #map(record: CsvRecord, row: number): { item: Item } | { order: string; call: Call; product: Record<string, unknown>; forbidden: string | undefined } {
     const columns = this.#columns as Columns;
     const cell = (column: string | undefined) => this.#cell(record, column);
     const envelope: Record<string, unknown> = {};
@@ -880,7 +891,9 @@ class ImportRun {
       const traits: Record<string, unknown> = {};
       for (const [column, field] of columns.fields) {
         const value = cell(column);
-        if (value !== '') traits[field] = this.#value('identify', `traits.${field}`, value);
+        if (value === '') continue;
+        if (field === FORBIDDEN_KEY) return { item: { failure: { rows: [row], code: 'REQUEST_FORBIDDEN_KEY', detail: `traits.${field}` } } };
+        traits[field] = this.#value('identify', `traits.${field}`, value);
       }
       const call: Call = { rows: [row], raw: { ...envelope, traits } };
       // Another date or another claim stores the row again: a value set back, or a field a wider basis now lets through.
@@ -897,11 +910,13 @@ class ImportRun {
     const grouped = event === ORDER_COMPLETED && orderId !== '';
     const properties: Record<string, unknown> = {};
     const product: Record<string, unknown> = {};
+    let forbidden: string | undefined;
     for (const [column, field] of columns.fields) {
       const value = cell(column);
       if (value === '') continue;
       const key = grouped ? productKey(column) : undefined;
-      if (key !== undefined) product[key] = this.#value(section, `properties.products[].${key}`, value);
+      if ((key ?? field) === FORBIDDEN_KEY) forbidden ??= key === undefined ? `properties.${field}` : `properties.products[].${key}`;
+      else if (key !== undefined) product[key] = this.#value(section, `properties.products[].${key}`, value);
       else properties[field] = this.#value(section, `properties.${field}`, value);
     }
     const raw: Record<string, unknown> = { type, ...envelope, properties };
@@ -912,7 +927,8 @@ class ImportRun {
       this.#checkPurposes(section, paths);
     }
     const call: Call = { rows: [row], raw };
-    if (grouped) return { order: JSON.stringify([orderId, userId, anonymousId]), call, product };
+    if (grouped) return { order: JSON.stringify([orderId, userId, anonymousId]), call, product, forbidden };
+    if (forbidden) return { item: { failure: { rows: [row], code: 'REQUEST_FORBIDDEN_KEY', detail: forbidden } } };
     if (!messageId) raw.messageId = this.#derivedId(this.#contentHash(record).digest('hex'));
     return { item: { call } };
   }
@@ -935,10 +951,10 @@ class ImportRun {
     return `imp_${this.#deps.keyring.pseudonym('collect.import', key)}`;
   }
 
-  #addOrderLine(key: string, call: Call, product: Record<string, unknown>, row: number, record: CsvRecord, end: number): void {
+  #addOrderLine(key: string, call: Call, product: Record<string, unknown>, forbidden: string | undefined, row: number, record: CsvRecord, end: number): void {
     const open = this.#open;
     if (!open) {
-      this.#open = { key, first: call, products: Object.keys(product).length > 0 ? [product] : [], rows: [row], hash: this.#contentHash(record), tooLarge: false, end };
+      this.#open = { key, first: call, products: Object.keys(product).length > 0 ? [product] : [], rows: [row], hash: this.#contentHash(record), tooLarge: false, forbidden, end };
       return;
     }
     if (open.tooLarge) {
@@ -947,6 +963,7 @@ class ImportRun {
     }
     open.end = end;
     open.rows.push(row);
+    open.forbidden ??= forbidden;
     if (Object.keys(product).length > 0) open.products.push(product);
     this.#contentHash(record, open.hash);
     if (open.rows.length > MAX_ORDER_LINES) {
@@ -962,6 +979,10 @@ class ImportRun {
     const open = this.#open;
     this.#open = undefined;
     if (!open || open.tooLarge) return;
+    if (open.forbidden) {
+      this.#push({ failure: { rows: open.rows, code: 'REQUEST_FORBIDDEN_KEY', detail: open.forbidden } }, open.rows.length, open.end);
+      return;
+    }
     const raw: Record<string, unknown> = { ...open.first.raw, properties: { ...(open.first.raw.properties as Record<string, unknown>) } };
     if (open.products.length > 0) (raw.properties as Record<string, unknown>).products = open.products;
     if (raw.messageId === undefined) raw.messageId = this.#derivedId(open.hash.digest('hex'));

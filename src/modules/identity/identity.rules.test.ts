@@ -48,6 +48,18 @@ describe('identity rules', () => {
     assert.deepEqual(rules.normalize({ type: 'user_id', value: 42 } as unknown as Identifier), { type: 'user_id', value: '42' });
   });
 
+  it('refuses values ingestion refuses as names: half of a surrogate pair, a control character', () => {
+    for (const type of ['user_id', 'anonymous_id', 'email', 'custom:crm_id']) {
+      const value = type === 'email' ? 'ada@shop.io' : 'U-123';
+      assert.equal(norm(type, value), value);
+      assert.equal(norm(type, `\uD800${value}`), undefined, `${type}: lone high surrogate`);
+      assert.equal(norm(type, `${value}\uDFFF`), undefined, `${type}: lone low surrogate`);
+      assert.equal(norm(type, `${value.slice(0, 3)}\u0000${value.slice(3)}`), undefined, `${type}: NUL`);
+    }
+    assert.equal(norm('user_id', 'x\uFFFDy'), 'x\uFFFDy', 'U+FFFD itself is a character like any other');
+    assert.equal(norm('user_id', 'U-123\n'), 'U-123', 'trimmed whitespace is no part of the value');
+  });
+
   it('applies custom:* rules to every custom type and ranks unlisted types last', () => {
     const custom = new CompiledRules({
       blockedValues: { 'custom:*': ['nobody'] },

@@ -1,5 +1,6 @@
 import { compilesAsBlockedPattern, isIdentifierTypeName, isRuleTypeKey } from '../../shared/patterns.ts';
 import { CandorError } from '../../shared/errors.ts';
+import { unusableText } from '../../shared/text.ts';
 
 /** An identifier as it arrives: `user_id`, `anonymous_id`, `email`, `phone` or `custom:<name>`, and its value. */
 export interface Identifier {
@@ -115,13 +116,16 @@ export class CompiledRules {
 
   /**
    * Trims (and NFC-normalizes) the value; e-mail addresses are lower-cased, phone numbers reduced to `+` and digits.
-   * Returns undefined for an unknown type, a malformed e-mail or phone number, or a blocked value.
+   * Returns undefined for an unknown type, a value ingestion refuses as a name (`unusableText`: half of a surrogate
+   * pair, a control character), a malformed e-mail or phone number, or a blocked value.
    */
   normalize(id: Identifier): Identifier | undefined {
     const raw: unknown = id.value;
     const text = typeof raw === 'string' ? raw : typeof raw === 'number' && Number.isFinite(raw) ? String(raw) : undefined;
     if (text === undefined || !isIdentifierTypeName(id.type)) return undefined;
     let value = text.normalize('NFC').trim();
+    // A lone surrogate would be hashed as U+FFFD, and so name whoever holds the id with U+FFFD in its place.
+    if (unusableText(value) !== undefined) return undefined;
     if (id.type === 'email') {
       value = value.toLowerCase();
       if (!EMAIL.test(value)) return undefined;

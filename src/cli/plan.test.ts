@@ -74,4 +74,27 @@ describeEachDialect('candor plan', (dialect) => {
     assert.match(refused.err, /\/events\/E\/properties\/properties\/f: a leaf field must carry an "x-candor" annotation/);
     assert.match((await candor('plan', 'versions')).out, /2 .*\(in force\)$/);
   });
+
+  it('publishes with --base only while that version is the latest, else CATALOG_PLAN_CONFLICT and nothing stored', async () => {
+    const plan = JSON.parse((await candor('plan', 'show', '--json')).out) as { description?: string };
+    const file = join(cli.env.dataDir, 'based.json');
+    plan.description = 'Edited from version 2';
+    writeFileSync(file, JSON.stringify(plan));
+    const published = await candor('plan', 'publish', file, '--base', '2');
+    assert.equal(published.code, 0, published.err);
+    assert.match(published.out, /published tracking plan version 3 /);
+    plan.description = 'Also edited from version 2';
+    writeFileSync(file, JSON.stringify(plan));
+    const refused = await candor('plan', 'publish', file, '--base', '2');
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /error CATALOG_PLAN_CONFLICT: .* \{"baseVersion":2,"latestVersion":3\}/);
+    assert.match((await candor('plan', 'versions')).out, /\n\s+3 .*\(in force\)$/);
+    assert.equal((await candor('plan', 'publish', file, '--base', 'two')).code, 2);
+    const rebased = await candor('plan', 'publish', file, '--base', '3');
+    assert.match(rebased.out, /published tracking plan version 4 /);
+    // Back to version 3's document: a new version, published on the one it was edited from.
+    plan.description = 'Edited from version 2';
+    writeFileSync(file, JSON.stringify(plan));
+    assert.match((await candor('plan', 'publish', file, '--base', '4')).out, /published tracking plan version 5 /);
+  });
 });

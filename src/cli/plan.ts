@@ -27,11 +27,12 @@ function readPlan(file: string): unknown {
   }
 }
 
-function parseVersion(value: string): number {
+/** A version number option's parser (`--version`, `--base`). */
+const versionOption = (option: string) => (value: string): number => {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new CommanderError(2, 'candor.usage', 'error: --version takes a version number (1, 2, …)');
+  if (!Number.isInteger(n) || n < 1) throw new CommanderError(2, 'candor.usage', `error: ${option} takes a version number (1, 2, …)`);
   return n;
-}
+};
 
 function reportProblems(problems: readonly PlanProblem[], err: (line: string) => void): never {
   err(`the tracking plan has ${problems.length} problem${problems.length === 1 ? '' : 's'}:`);
@@ -52,7 +53,7 @@ export function registerPlanCommands(program: Command, { out, err, withKernel }:
   plan
     .command('show')
     .description('print the tracking plan in force (or an earlier version): every field with its category, retention and purposes')
-    .addOption(new Option('--version <n>', 'a published version number').argParser(parseVersion))
+    .addOption(new Option('--version <n>', 'a published version number').argParser(versionOption('--version')))
     .option('--json', 'the plan document as JSON (to edit and publish again)')
     .action(async (options: { version?: number; json?: boolean }) => {
       await withKernel(async (kernel) => {
@@ -101,11 +102,12 @@ export function registerPlanCommands(program: Command, { out, err, withKernel }:
   plan
     .command('publish <file>')
     .description('publish a tracking plan (JSON) as a new version; it is in force for the next event')
-    .action(async (file: string) => {
+    .addOption(new Option('--base <n>', 'the version the file was edited from: publish only if it is still the latest (else CATALOG_PLAN_CONFLICT)').argParser(versionOption('--base')))
+    .action(async (file: string, options: { base?: number }) => {
       const document = readPlan(file);
       await withKernel(async (kernel) => {
         try {
-          const result = await kernel.catalog.publish(document, CLI_ACTOR);
+          const result = await kernel.catalog.publish(document, CLI_ACTOR, { baseVersion: options.base });
           out(result.unchanged ? `tracking plan unchanged: version ${result.version} (sha256 ${result.hash}) is already this document` : `published tracking plan version ${result.version} (sha256 ${result.hash})`);
         } catch (error) {
           if (isCandorError(error, 'CATALOG_PLAN_INVALID')) reportProblems((error.details?.problems ?? []) as PlanProblem[], err);

@@ -36,6 +36,10 @@ const statsRow = {
     violations: counted({ path: { type: 'string' }, rule: { type: 'string' } }),
   },
 } as const;
+/** The ETag of the plan in force: its version number, quoted. */
+const versionTag = (version: number) => `"${version}"`;
+/** An If-Match a publish takes: one version's ETag (its number the base of the publish), or `*` (no base). */
+const IF_MATCH = /^\s*(?:\*|"([1-9][0-9]{0,9})")\s*$/;
 // The plan is checked by the catalog against its own meta-schema, which reports every problem with its path.
 const planBody = { type: 'object', description: 'A tracking plan document (see src/modules/catalog/README.md).' } as const;
 
@@ -45,9 +49,15 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
     '/catalog/plan',
     {
       config: { access: READ },
-      schema: { tags: ['catalog'], summary: 'The tracking plan in force.', response: { 200: published } },
+      schema: { tags: ['catalog'], summary: 'The tracking plan in force (the latest version), with its version as ETag ("N"): the base to publish a change on with If-Match.', response: { 200: published } },
     },
-    async () => kernel.catalog.plan(),
+    async (_request, reply) => {
+      // The latest version, even one another process published a moment ago: its ETag is what a publish's base must be.
+      await kernel.catalog.refresh();
+      const published = await kernel.catalog.plan();
+      reply.header('etag', versionTag(published.version));
+      return published;
+    },
   );
 
   app.get(
@@ -73,13 +83,18 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
     async (request) => kernel.catalog.plan(request.params.version),
   );
 
-  app.put<{ Body: unknown }>(
+  app.put<{ Body: unknown; Headers: { 'if-match'?: string } }>(
     '/catalog/plan',
     {
       config: { access: EDIT },
       schema: {
         tags: ['catalog'],
-        summary: 'Publish a new version of the tracking plan (201); it is in force at once. The document of the latest version again answers 200 with unchanged; an invalid one 400 CATALOG_PLAN_INVALID with every problem.',
+        summary:
+          'Publish a new version of the tracking plan (201); it is in force at once. The document of the latest version again answers 200 with unchanged; an invalid one 400 CATALOG_PLAN_INVALID with every problem. With If-Match: "N" (the ETag of GET …/plan) only if version N is still the latest, else 409 CATALOG_PLAN_CONFLICT.',
+        headers: {
+          type: 'object',
+          properties: { 'if-match': { type: 'string', pattern: IF_MATCH.source, description: 'The version the document was edited from, as GET …/plan tags it ("N"), or *.' } },
+        },
         body: planBody,
         response: {
           200: { type: 'object', properties: { version: { type: 'integer' }, hash: { type: 'string' }, unchanged: { type: 'boolean' } } },
@@ -88,8 +103,9 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
       },
     },
     async (request, reply) => {
-      const result = await kernel.catalog.publish(request.body, actorOf(request));
-      reply.code(result.unchanged ? 200 : 201);
+      const base = IF_MATCH.exec(request.headers['if-match'] ?? '')?.[1];
+      const result = await kernel.catalog.publish(request.body, actorOf(request), { baseVersion: base === undefined ? undefined : Number(base) });
+      reply.code(result.unchanged ? 200 : 201).header('etag', versionTag(result.version));
       return result;
     },
   );

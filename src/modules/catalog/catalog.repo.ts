@@ -90,6 +90,8 @@ const VERSION_COLUMNS = ['version', 'hash', 'published_at', 'published_by'] as c
 const STATS_KEY = ['source', 'kind', 'event', 'metric', 'item', 'rule'] as const;
 /** Writers that may add paths to stored rows take it on PostgreSQL ("CDSt"). */
 const PG_STATS_LOCK = 0x43445374;
+/** Publishers take it on PostgreSQL ("CDPl"), so that reading the latest version and inserting the next are one step. */
+const PG_PLANS_LOCK = 0x4344506c;
 
 /** Every SQL statement on catalog_plans and catalog_stats. */
 export class CatalogRepo {
@@ -115,12 +117,26 @@ export class CatalogRepo {
     return rows.map((r) => ({ ...r, version: Number(r.version) }));
   }
 
-  /** Inserts a plan version; a version taken by a concurrent publish fails with a unique violation. */
-  async insertPlan(row: PlanRow): Promise<void> {
-    await this.#db.insertInto('catalog_plans').values(row).execute();
+  /**
+   * The latest version, read in the caller's transaction after taking the publishers' lock (held until the commit on
+   * PostgreSQL; SQLite's write transaction already is one at a time): no other publish can insert until this one ends.
+   */
+  async latestLockedIn(tx: SqlExecutor): Promise<PlanRow | undefined> {
+    if (this.#storage.dialect === 'postgres') {
+      const lock = sql`select pg_advisory_xact_lock(${PG_PLANS_LOCK})`.compile(this.#db);
+      await tx.all(lock.sql, lock.parameters);
+    }
+    const query = this.#db.selectFrom('catalog_plans').selectAll().orderBy('version', 'desc').limit(1).compile();
+    return (await tx.all<PlanRow>(query.sql, query.parameters))[0];
   }
 
-  /** Runs fn in one write transaction (a flush of the counts). */
+  /** Inserts a plan version in the caller's transaction; a version taken meanwhile fails with a unique violation. */
+  async insertPlanIn(tx: SqlExecutor, row: PlanRow): Promise<void> {
+    const query = this.#db.insertInto('catalog_plans').values(row).compile();
+    await tx.run(query.sql, query.parameters);
+  }
+
+  /** Runs fn in one write transaction (a publish, a flush of the counts). */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     return this.#storage.raw.transaction(fn);
   }

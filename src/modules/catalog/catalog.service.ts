@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
-import { CandorError } from '../../shared/errors.ts';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
 import { Freshness, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
@@ -99,22 +99,19 @@ export class Catalog {
     const first = catalog.#row(1, DEFAULT_PLAN, SYSTEM_ACTOR);
     const compiled = await catalog.#compile(first);
     try {
-      await catalog.#repo.insertPlan(first);
+      catalog.#install((await catalog.#store(DEFAULT_PLAN, SYSTEM_ACTOR, compiled, 0)).row, compiled);
     } catch (error) {
       // Another process installed a first version at the same moment.
-      if (!isUniqueViolation(error)) throw error;
+      if (!isCandorError(error, 'CATALOG_PLAN_CONFLICT')) throw error;
       const latest = (await catalog.#repo.latest()) as PlanRow;
       catalog.#install(latest, await catalog.#compile(latest));
-      return catalog;
     }
-    catalog.#install(first, compiled);
-    await catalog.#auditPublish(first, SYSTEM_ACTOR, compiled);
     return catalog;
   }
 
-  #row(version: number, plan: unknown, actor: Actor): PlanRow {
+  #row(version: number, plan: unknown, actor: Actor, hash = planHash(plan)): PlanRow {
     const doc = plan as PlanDocument;
-    return { version, name: doc.name, hash: planHash(plan), plan: JSON.stringify(plan), published_at: new Date().toISOString(), published_by: actor.id };
+    return { version, name: doc.name, hash, plan: JSON.stringify(plan), published_at: new Date().toISOString(), published_by: actor.id };
   }
 
   /**
@@ -131,16 +128,43 @@ export class Catalog {
     this.#current = { version: Number(row.version), hash: row.hash, publishedAt: row.published_at, publishedBy: row.published_by, text: row.plan, compiled };
   }
 
-  async #auditPublish(row: PlanRow, actor: Actor, compiled: CompiledPlan): Promise<void> {
-    const size = compiled.size();
-    await this.#audit.append({
-      actor: actor.id,
-      role: actor.role,
-      action: 'catalog.plan.publish',
-      purpose: OPERATIONS,
-      resource: `catalog:plan:${row.version}`,
-      details: { version: Number(row.version), hash: row.hash, events: size.events, fields: size.fields },
-    });
+  /**
+   * Stores a plan as the version after the latest, with its audit entry, in one transaction: the two commit together
+   * or not at all. The latest version is read under the publishers' lock, so that no publish comes between that read
+   * and the insert. The document of the latest version answers that version, unchanged; `baseVersion`, when given,
+   * must be the latest version (0: none yet), else CATALOG_PLAN_CONFLICT.
+   */
+  async #store(plan: unknown, actor: Actor, compiled: CompiledPlan, baseVersion: number | undefined): Promise<{ row: PlanRow; unchanged: boolean }> {
+    const hash = planHash(plan);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#repo.transaction(async (tx) => {
+          const latest = await this.#repo.latestLockedIn(tx);
+          if (latest && latest.hash === hash) return { row: latest, unchanged: true };
+          const latestVersion = Number(latest?.version ?? 0);
+          if (baseVersion !== undefined && baseVersion !== latestVersion) throw new CandorError('CATALOG_PLAN_CONFLICT', { baseVersion, latestVersion });
+          const row = this.#row(latestVersion + 1, plan, actor, hash);
+          await this.#repo.insertPlanIn(tx, row);
+          const size = compiled.size();
+          await this.#audit.appendIn(tx, [
+            {
+              actor: actor.id,
+              role: actor.role,
+              action: 'catalog.plan.publish',
+              purpose: OPERATIONS,
+              resource: `catalog:plan:${row.version}`,
+              details: { version: row.version, hash: row.hash, events: size.events, fields: size.fields },
+            },
+          ]);
+          return { row, unchanged: false };
+        });
+      } catch (error) {
+        // A process of an older release published the same version number without the lock: number this one after it.
+        if (isUniqueViolation(error) && attempt < 3) continue;
+        if (isUniqueViolation(error)) throw new CandorError('CATALOG_PLAN_CONFLICT');
+        throw error;
+      }
+    }
   }
 
   /**
@@ -191,31 +215,18 @@ export class Catalog {
   }
 
   /**
-   * Publishes a plan as a new version and puts it in force at once (audited). Publishing the document of the
-   * latest version again changes nothing and answers that version with `unchanged: true`.
+   * Publishes a plan as a new version and puts it in force at once (audited in the same transaction). Publishing the
+   * document of the latest version again changes nothing and answers that version with `unchanged: true`. With
+   * `baseVersion` (the version the document was edited from) it is published only if that is still the latest
+   * version, else CATALOG_PLAN_CONFLICT: so that a change published meanwhile is not undone unseen.
    */
-  async publish(plan: unknown, actor: Actor): Promise<{ version: number; hash: string; unchanged?: boolean }> {
+  async publish(plan: unknown, actor: Actor, options: { baseVersion?: number | undefined } = {}): Promise<{ version: number; hash: string; unchanged?: boolean }> {
     const { compiled, problems } = await compilePlanAsync(plan, this.#taxonomy);
     if (!compiled) throw new CandorError('CATALOG_PLAN_INVALID', { problems });
-    for (let attempt = 0; ; attempt++) {
-      const latest = await this.#repo.latest();
-      const row = this.#row(Number(latest?.version ?? 0) + 1, plan, actor);
-      if (latest && latest.hash === row.hash) {
-        if (Number(latest.version) > this.#current.version) this.#install(latest, compiled);
-        return { version: Number(latest.version), hash: latest.hash, unchanged: true };
-      }
-      try {
-        await this.#repo.insertPlan(row);
-      } catch (error) {
-        // Another process published the same version number first: number this one after it.
-        if (isUniqueViolation(error) && attempt < 3) continue;
-        if (isUniqueViolation(error)) throw new CandorError('CATALOG_PLAN_CONFLICT');
-        throw error;
-      }
-      if (row.version > this.#current.version) this.#install(row, compiled);
-      await this.#auditPublish(row, actor, compiled);
-      return { version: row.version, hash: row.hash };
-    }
+    const { row, unchanged } = await this.#store(plan, actor, compiled, options.baseVersion);
+    const version = Number(row.version);
+    if (version > this.#current.version) this.#install(row, compiled);
+    return unchanged ? { version, hash: row.hash, unchanged } : { version, hash: row.hash };
   }
 
   /**

@@ -77,14 +77,33 @@ describe('stats counters', () => {
     assert.deepEqual(rows.map((r) => r.event), ['*other*', 'Coupon Applied', 'Product Added']);
     assert.deepEqual(rows[0]?.refused.CATALOG_EVENT_UNDECLARED, 2);
     assert.deepEqual(rows[2]?.dropped, [
-      { path: 'properties.*', count: 6 },
       { path: 'context.ip', count: 2 },
       { path: 'context.page.x-ref', count: 2 },
+      { path: 'properties.*', count: 2 },
       { path: 'properties.colour', count: 2 },
       { path: 'properties.products[].*', count: 2 },
       { path: 'properties.products[].engraving', count: 2 },
     ]);
     assert.deepEqual(rows[2]?.violations, [{ path: 'properties.products[].price', rule: 'type', count: 1 }]);
+  });
+
+  it('count a message once per counted path, however many of its keys count under it', () => {
+    const counters = new StatsCounters();
+    const known = declared('properties.product_id', 'context.page.url');
+    // Bracket-quoted and other keys that are no plain keys all count as properties.*.
+    counters.count('web', 'track', 'Product Added', result({ declared: known, dropped: ['properties["a.b"]', 'properties.c d', 'properties.e@f'] }));
+    const wide = Array.from({ length: 3000 }, (_, i) => `context.k${i}`);
+    counters.count('web', 'track', 'Product Added', result({ declared: known, dropped: wide }));
+    counters.count('web', 'track', 'Product Added', result({ declared: known, dropped: wide }));
+    const [row] = statsRows(counters.records());
+    assert.equal(row?.dropped.find((d) => d.path === 'properties.*')?.count, 1, 'one message');
+    assert.equal(row?.dropped.find((d) => d.path === OTHER)?.count, 2, 'two messages had paths beyond the bound');
+    assert.equal(row?.dropped.find((d) => d.path === 'context.k0')?.count, 2);
+    assert.equal(row?.dropped.length, 101);
+    const broken = (i: number) => ({ path: `properties.x${i}`, rule: 'type', message: 'must be string' });
+    counters.count('web', 'track', 'Order Completed', result({ ok: false, code: 'CATALOG_EVENT_INVALID', declared: known, violations: Array.from({ length: 150 }, (_, i) => broken(i)) }));
+    const order = statsRows(counters.records()).find((r) => r.event === 'Order Completed');
+    assert.deepEqual(order?.violations.find((v) => v.path === OTHER), { path: OTHER, rule: '*', count: 1 });
   });
 
   it('end the plan\'s part of a path at the deepest name the plan declares, so no part of a key is kept alone', () => {

@@ -140,6 +140,20 @@ function bounded(map: Map<string, number>, key: string, other: string): string {
   return map.size - (map.has(other) ? 1 : 0) < MAX_PATHS && key.length <= MAX_NAME ? key : other;
 }
 
+/**
+ * Adds one message's paths to a counter: 1 per counted path, however many of the message's paths count under it
+ * (keys that are no plain keys under `*`, array elements under `[]`, paths beyond the bound under OTHER).
+ */
+function countOnce<T>(map: Map<string, number>, items: readonly T[], counted: (item: T) => string, other: string): void {
+  const seen = items.length > 1 ? new Set<string>() : undefined;
+  for (const item of items) {
+    const key = bounded(map, counted(item), other);
+    if (seen?.has(key)) continue;
+    seen?.add(key);
+    bump(map, key, 1);
+  }
+}
+
 /** The counters of one process. */
 export class StatsCounters {
   #counters: Counters = new Map();
@@ -175,18 +189,11 @@ export class StatsCounters {
     else counter.invalid++;
     if (result.dropped.length > 0) {
       const dropped = (counter.dropped ??= new Map());
-      for (const path of result.dropped) bump(dropped, bounded(dropped, countedFor(result.declared, path), OTHER), 1);
+      countOnce(dropped, result.dropped, (path) => countedFor(result.declared, path), OTHER);
     }
     if (result.violations.length > 0) {
       const violations = (counter.violations ??= new Map());
-      // Once per message, path and rule, as drops are: three line items missing the same field count once.
-      const seen = result.violations.length > 1 ? new Set<string>() : undefined;
-      for (const v of result.violations) {
-        const key = bounded(violations, `${countedFor(result.declared, v.path.replace(/\[\d+\]/g, '[]'))}\n${v.rule}`, OTHER_VIOLATION);
-        if (seen?.has(key)) continue;
-        seen?.add(key);
-        bump(violations, key, 1);
-      }
+      countOnce(violations, result.violations, (v) => `${countedFor(result.declared, v.path.replace(/\[\d+\]/g, '[]'))}\n${v.rule}`, OTHER_VIOLATION);
     }
   }
 

@@ -79,6 +79,23 @@ describeEachDialect('catalog: stored counts', (dialect) => {
     assert.equal(row?.dropped.find((d) => d.path === 'properties.a_0')?.count, 2, 'a stored path goes on counting');
   });
 
+  it('count a message once per stored path, however many of its keys count under it', async () => {
+    const event = 'Email Signed Up';
+    await ingest(ctx.kernel, [{ type: 'track', event, anonymousId: 'a-once', properties: { list_id: 'l1', 'a.b': 1, 'c d': 2, 'e@f': 3 } }]);
+    const context = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`k${i}`, 1]));
+    await ingest(ctx.kernel, [
+      { type: 'track', event, anonymousId: 'a-once', properties: { list_id: 'l2' }, context },
+      { type: 'track', event, anonymousId: 'a-once', properties: { list_id: 'l3' }, context },
+    ]);
+    await ctx.kernel.catalog.flushStats();
+    const stored = await storedDropped(ctx.kernel, 'web', event);
+    assert.equal(stored.get('properties.*'), 1, 'one message');
+    assert.equal(stored.get('*other*'), 2, 'two messages');
+    const [row] = await (await open()).stats({ source: 'web', event });
+    assert.equal(row?.dropped.find((d) => d.path === 'properties.*')?.count, 1, 'one message');
+    assert.equal(row?.dropped.find((d) => d.path === '*other*')?.count, 2, 'two messages');
+  });
+
   it('keep no key text of a refused message that could be personal data: such keys count under properties.*', async () => {
     const [result] = await ingest(ctx.kernel, [{ type: 'track', event: 'Product Viewed', anonymousId: 'a-no-consent', properties: { [PERSONAL[0] as string]: true, [PERSONAL[1] as string]: 1, colour: 'red' } }]);
     assert.equal(result?.status, 'refused');
@@ -90,7 +107,7 @@ describeEachDialect('catalog: stored counts', (dialect) => {
     for (const text of texts) assert.ok(!/@|lovelace|jane|1234567/.test(text), `kept: ${text}`);
     const [viewed] = await ctx.kernel.catalog.stats({ source: 'web', event: 'Product Viewed' });
     assert.deepEqual(viewed?.dropped, [
-      { path: 'properties.*', count: 2 },
+      { path: 'properties.*', count: 1 },
       { path: 'properties.colour', count: 1 },
     ]);
     const [order] = await ctx.kernel.catalog.stats({ source: 'web', event: 'Order Completed' });

@@ -8,18 +8,18 @@ import { Consent, CONSENT_MIGRATIONS } from './modules/consent/index.ts';
 import { Keyring, CRYPTO_MIGRATIONS } from './modules/crypto/index.ts';
 import { DEFAULT_IDENTITY_RULES, Identity, IDENTITY_MIGRATIONS } from './modules/identity/index.ts';
 import { Profiles, PROFILES_MIGRATIONS, PROFILES_RETENTION_MIGRATIONS } from './modules/profiles/index.ts';
-import { Retention, RETENTION_MIGRATIONS } from './modules/retention/index.ts';
+import { Retention, RETENTION_MIGRATIONS, whileHoldingDataDir } from './modules/retention/index.ts';
 import { Scoring, SCORING_MIGRATIONS } from './modules/scoring/index.ts';
 import { ErasureEngine, LEDGER_FILE, RIGHTS_ERASURE_MIGRATIONS, SubjectExporter } from './modules/rights/index.ts';
 import { DEFAULT_RATE_LIMITS, MailOutbox, Mailer, RightsRequests, RightsSubjectData, RIGHTS_REQUEST_MIGRATIONS } from './modules/rights/index.ts';
 import { Taxonomy, TAXONOMY_MIGRATIONS } from './modules/taxonomy/index.ts';
 import { SYSTEM_ACTOR } from './shared/actor.ts';
-import { CandorError } from './shared/errors.ts';
+import { CandorError, isCandorError } from './shared/errors.ts';
 import { createLogger, type Logger } from './shared/logger.ts';
 import type { SubjectDataHandler } from './shared/subject-data.ts';
 import { migrateToLatest, openStorage, pendingMigrations, type ModuleMigration, type Storage } from './storage/index.ts';
 
-/** Every module's migrations, in the order their names sort. */
+/** Every module's migrations, in the order Kysely applies them (their names in code-unit order). */
 export const MIGRATIONS: readonly ModuleMigration[] = [
   ...CRYPTO_MIGRATIONS,
   ...AUDIT_MIGRATIONS,
@@ -37,7 +37,23 @@ export const MIGRATIONS: readonly ModuleMigration[] = [
   ...COLLECT_RETENTION_MIGRATIONS,
   ...PROFILES_RETENTION_MIGRATIONS,
   ...SCORING_MIGRATIONS,
-].sort((a, b) => a.name.localeCompare(b.name));
+].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+
+/**
+ * Applies pending migrations. On SQLite they are applied holding the data directory's lock, as a server holds it: a
+ * command of a newer release refuses (SERVE_DATA_DIR_IN_USE) to change the schema under a running server, which could
+ * not use it any more; with nothing to apply, commands run beside a server. A failure is logged with its cause.
+ */
+async function migrate(storage: Storage, dataDir: string, logger: Logger): Promise<string[]> {
+  try {
+    const pending = storage.dialect === 'sqlite' ? await pendingMigrations(storage, MIGRATIONS) : [];
+    if (pending.length === 0) return await migrateToLatest(storage, MIGRATIONS);
+    return await whileHoldingDataDir(dataDir, { pendingMigrations: pending }, () => migrateToLatest(storage, MIGRATIONS));
+  } catch (error) {
+    if (isCandorError(error, 'STORAGE_MIGRATION_FAILED')) logger.error({ err: error.cause, ...error.details }, 'database migration failed; the database was left as it was');
+    throw error;
+  }
+}
 
 /** The privacy kernel, wired once and shared by the HTTP server, the CLI and jobs. */
 export interface Kernel {
@@ -86,7 +102,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
   try {
     let migrationsApplied: string[] = [];
     if (options.migrate ?? true) {
-      migrationsApplied = await migrateToLatest(storage, MIGRATIONS);
+      migrationsApplied = await migrate(storage, config.dataDir, logger);
     } else {
       const pending = await pendingMigrations(storage, MIGRATIONS);
       if (pending.length > 0) throw new CandorError('STORAGE_NOT_MIGRATED', { pending });

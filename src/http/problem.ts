@@ -1,6 +1,8 @@
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { CandorError, toProblem } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import { isMissingTableOrColumn, unknownMigrations, type ModuleMigration, type Storage } from '../storage/index.ts';
 
 /** Longest path parameter the router reads (Fastify's `maxParamLength`); a longer one is answered REQUEST_VALIDATION_FAILED. */
 export const MAX_PARAM_LENGTH = 200;
@@ -45,6 +47,34 @@ export function toCandorError(error: unknown): CandorError {
   }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) return new CandorError('REQUEST_INVALID');
   return new CandorError('INTERNAL_ERROR', undefined, { cause: error });
+}
+
+/** Whether an error, or an internal error's cause, is the database saying a table or column does not exist. */
+function missingTableOrColumn(error: unknown): boolean {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isMissingTableOrColumn(e)) return true;
+    if (e instanceof CandorError && e.category !== 'internal') return false;
+  }
+  return false;
+}
+
+/**
+ * Explains a request that failed on a missing table or column while the database records migrations this code does
+ * not know: a newer release migrated the database under this server, which answers STORAGE_NEWER_THAN_CODE (naming
+ * them) instead of INTERNAL_ERROR, and says so in the log once. Any other error is returned as it is.
+ */
+export function newerSchemaCheck(storage: Storage, migrations: readonly ModuleMigration[], logger: Logger): (error: unknown) => Promise<unknown> {
+  let logged = false;
+  return async (error) => {
+    if (!missingTableOrColumn(error)) return error;
+    const unknown = await unknownMigrations(storage, migrations).catch(() => []);
+    if (unknown.length === 0) return error;
+    if (!logged) {
+      logged = true;
+      logger.error({ err: error, unknownMigrations: unknown }, 'a newer Candor release migrated the database under this server, which can no longer use it: stop it and run that release (STORAGE_NEWER_THAN_CODE)');
+    }
+    return new CandorError('STORAGE_NEWER_THAN_CODE', { unknownMigrations: unknown }, { cause: error });
+  };
 }
 
 /** Answers an error as application/problem+json. */

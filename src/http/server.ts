@@ -3,14 +3,14 @@ import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
-import type { Kernel } from '../kernel.ts';
+import { MIGRATIONS, type Kernel } from '../kernel.ts';
 import { CandorError } from '../shared/errors.ts';
 import { registerAdminRoutes } from './admin/index.ts';
 import { registerIngestRoutes } from './ingest/index.ts';
 import { installGuard } from './guard.ts';
 import { jsonParser, PARSE_AS } from './json.ts';
 import { HttpMetrics } from './metrics.ts';
-import { answerClientError, MAX_PARAM_LENGTH, sendProblem } from './problem.ts';
+import { answerClientError, MAX_PARAM_LENGTH, newerSchemaCheck, sendProblem } from './problem.ts';
 import { registerPublicRoutes } from './public/index.ts';
 import { registerSubjectRoutes } from './subject/index.ts';
 import type { RouteRecord } from './route-access.ts';
@@ -101,7 +101,9 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   const unobserve = kernel.collect.observe((source, status, refused, count) => metrics.ingested(source, status, refused, count));
   app.addHook('onClose', async () => unobserve());
 
-  app.setErrorHandler((error, request, reply) => sendProblem(request, reply, error));
+  // A newer release's migrations applied under this server break its statements: answered as such, not as a 500.
+  const newerSchema = newerSchemaCheck(kernel.storage, MIGRATIONS, kernel.logger);
+  app.setErrorHandler(async (error, request, reply) => sendProblem(request, reply, await newerSchema(error)));
   app.setNotFoundHandler((request, reply) => sendProblem(request, reply, new CandorError('ROUTE_NOT_FOUND')));
   app.addHook('onResponse', async (request, reply) => {
     metrics.observe(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);

@@ -2,8 +2,8 @@
  * Storage: one schema on SQLite (node:sqlite, the embedded default) or PostgreSQL (pg), one typed query layer
  * (Kysely), forward-only migrations applied in one transaction.
  */
-export { openStorage, isUniqueViolation, isTransientFailure, SQLITE_FILE, type Storage, type StorageOptions, type RawSql, type SqlExecutor, type DialectName, type DeferredWrites } from './storage.ts';
+export { openStorage, isUniqueViolation, isTransientFailure, isMissingTableOrColumn, SQLITE_FILE, type Storage, type StorageOptions, type RawSql, type SqlExecutor, type DialectName, type DeferredWrites } from './storage.ts';
 export { DeferredConflict, type DeferredTx } from './sqlite-writer.ts';
 export { Freshness } from './freshness.ts';
 export { StatementTexts } from './statement-texts.ts';
-export { migrateToLatest, pendingMigrations, type ModuleMigration } from './migrator.ts';
+export { migrateToLatest, pendingMigrations, unknownMigrations, type ModuleMigration } from './migrator.ts';

@@ -1,8 +1,12 @@
 import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { CandorError } from '../shared/errors.ts';
+import { redact } from '../shared/logger.ts';
 import type { DialectName, Storage } from './storage.ts';
 
-/** A forward-only schema change owned by one module. Names sort in the order they apply. */
+/**
+ * A forward-only schema change owned by one module. Names sort in the order they apply; one added later with a name
+ * that sorts before migrations a database already has is applied after them, so it must not need a later-named one.
+ */
 export interface ModuleMigration {
   readonly name: string;
   // Schema changes address tables that the typed schema does not know yet.
@@ -33,6 +37,9 @@ function migrator(storage: Storage, migrations: readonly ModuleMigration[]): Mig
     provider: new ListProvider(migrations, storage.dialect),
     migrationTableName: 'storage_migrations',
     migrationLockTableName: 'storage_migration_lock',
+    // Some migrations were added with numbers below ones already released: a database that has the later ones gets
+    // the missing earlier ones, in name order, instead of being refused.
+    allowUnorderedMigrations: true,
   });
 }
 
@@ -46,13 +53,18 @@ async function executedMigrations(storage: Storage): Promise<string[]> {
   return (await sql<{ name: string }>`SELECT name FROM storage_migrations ORDER BY name`.execute(storage.db)).rows.map((r) => r.name);
 }
 
+/** Names of the migrations the database records that are not in `migrations` (a newer release applied them). */
+export async function unknownMigrations(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
+  const known = new Set(migrations.map((m) => m.name));
+  return (await executedMigrations(storage)).filter((name) => !known.has(name));
+}
+
 /**
  * Refuses a database written by a newer release (it records migrations this code does not know) with
  * STORAGE_NEWER_THAN_CODE, naming them, before anything is changed.
  */
 async function refuseNewerDatabase(storage: Storage, migrations: readonly ModuleMigration[]): Promise<void> {
-  const known = new Set(migrations.map((m) => m.name));
-  const unknown = (await executedMigrations(storage)).filter((name) => !known.has(name));
+  const unknown = await unknownMigrations(storage, migrations);
   if (unknown.length > 0) throw new CandorError('STORAGE_NEWER_THAN_CODE', { unknownMigrations: unknown });
 }
 
@@ -65,14 +77,17 @@ export async function pendingMigrations(storage: Storage, migrations: readonly M
 
 /**
  * Applies every pending migration in one transaction: either all apply or the database is left as it was. A database
- * written by a newer release is refused first (STORAGE_NEWER_THAN_CODE).
+ * written by a newer release is refused first (STORAGE_NEWER_THAN_CODE). A failure is STORAGE_MIGRATION_FAILED with
+ * the migration that failed (when one did) and the reason.
  */
 export async function migrateToLatest(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
   await refuseNewerDatabase(storage, migrations);
   const { error, results } = await migrator(storage, migrations).migrateToLatest();
   if (error !== undefined) {
-    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new CandorError('STORAGE_MIGRATION_FAILED', { migration: failed }, { cause: error });
+    // Without results the migrator failed before running any migration (its bookkeeping, the list of migrations).
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? null;
+    const reason = redact(error instanceof Error ? error.message : String(error));
+    throw new CandorError('STORAGE_MIGRATION_FAILED', { migration: failed, reason }, { cause: error });
   }
   // Tables only appear through migrations: on PostgreSQL each gets its commit-notice trigger now.
   await storage.afterMigrations();

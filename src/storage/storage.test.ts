@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { createEnvironment, describeEachDialect } from '../../test/support/databases.ts';
 import { MIGRATIONS } from '../kernel.ts';
 import { isCandorError } from '../shared/errors.ts';
-import { DeferredConflict, isUniqueViolation, migrateToLatest, openStorage, pendingMigrations, SQLITE_FILE, type ModuleMigration, type Storage } from './index.ts';
+import { DeferredConflict, isMissingTableOrColumn, isUniqueViolation, migrateToLatest, openStorage, pendingMigrations, SQLITE_FILE, type ModuleMigration, type Storage } from './index.ts';
 
 type Environment = Awaited<ReturnType<typeof createEnvironment>>;
 /** A storage on a test environment's database (SQLite's writer thread on unless said otherwise). */
@@ -89,6 +89,23 @@ describeEachDialect('storage', (dialect) => {
       const error = await sql`INSERT INTO u VALUES (1)`.execute(storage.db).then(() => undefined, (e: unknown) => e);
       assert.equal(isUniqueViolation(error), true);
       assert.equal(isUniqueViolation(new Error('other')), false);
+    }));
+
+  it('recognises a statement on a table or column that does not exist, through Kysely and raw statements', () =>
+    withStorage(dialect, async (storage) => {
+      await sql`CREATE TABLE m (id INTEGER PRIMARY KEY, kept TEXT)`.execute(storage.db);
+      const failure = (run: () => Promise<unknown>) => run().then(() => undefined, (e: unknown) => e);
+      const missing = [
+        await failure(() => sql`SELECT gone FROM m`.execute(storage.db)),
+        await failure(() => sql`SELECT id FROM no_such_table`.execute(storage.db)),
+        await failure(() => sql`INSERT INTO m (id, gone) VALUES (1, 'x')`.execute(storage.db)),
+        await failure(() => sql`UPDATE m SET gone = 'x'`.execute(storage.db)),
+        await failure(() => storage.raw.transaction((tx) => tx.run('INSERT INTO m (id, gone) VALUES (1, 2)', []))),
+      ];
+      for (const error of missing) assert.equal(isMissingTableOrColumn(error), true, String(error));
+      await sql`INSERT INTO m (id, kept) VALUES (1, 'x')`.execute(storage.db);
+      assert.equal(isMissingTableOrColumn(await failure(() => sql`INSERT INTO m (id, kept) VALUES (1, 'x')`.execute(storage.db))), false);
+      assert.equal(isMissingTableOrColumn(new Error('other')), false);
     }));
 
   it('keeps interleaved Kysely transactions and raw statements apart', () =>

@@ -102,6 +102,18 @@ export function isTransientFailure(error: unknown): boolean {
   return code === '40P01' || code === '40001';
 }
 
+/**
+ * Whether an error says that a table or column a statement names does not exist: PostgreSQL's undefined_table (42P01)
+ * and undefined_column (42703), SQLite's `no such table`, `no such column` and `has no column named`. Candor's own
+ * statements fail so only on a schema they were not written for.
+ */
+export function isMissingTableOrColumn(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const e = error as { code?: unknown; message?: unknown };
+  if (e.code === '42P01' || e.code === '42703') return true;
+  return typeof e.message === 'string' && /no such (table|column): |has no column named /.test(e.message);
+}
+
 /** The file name of the SQLite database inside a data directory. */
 export const SQLITE_FILE = 'candor.db';
 

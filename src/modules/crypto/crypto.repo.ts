@@ -66,14 +66,16 @@ export class CryptoRepo {
       .execute();
   }
 
-  async retireWrapKeysBelow(version: number): Promise<void> {
-    await this.#db
+  /** Marks the wrap versions below `version` retired; returns how many were not retired yet. */
+  async retireWrapKeysBelow(version: number): Promise<number> {
+    const result = await this.#db
       .updateTable('crypto_master_keys')
       .set({ retired_at: new Date().toISOString() })
       .where('purpose', '=', 'wrap')
       .where('version', '<', version)
       .where('retired_at', 'is', null)
-      .execute();
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
   }
 
   async bySubject(subjectId: string): Promise<SubjectKeyRow | undefined> {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { CandorError } from '../../shared/errors.ts';
+import { lockFile } from '../../shared/file-lock.ts';
 
 /** One key in the key file. */
 export interface StoredKey {
@@ -17,6 +18,9 @@ export interface KeyFile {
 }
 
 const FORMAT = 'candor-keyring';
+/** The random part of a temporary key file's name: `<key file>.<12 hex digits>.tmp`. */
+const TEMPORARY_ID_BYTES = 6;
+const TEMPORARY_ID = new RegExp(`^[0-9a-f]{${TEMPORARY_ID_BYTES * 2}}$`);
 
 /** A fresh 256-bit key. */
 export function newKey(version: number): StoredKey {
@@ -71,15 +75,21 @@ export function writeKeyFile(path: string, keys: KeyFile): void {
     null,
     2,
   );
-  const temporary = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const temporary = `${path}.${randomBytes(TEMPORARY_ID_BYTES).toString('hex')}.tmp`;
   const fd = openSync(temporary, 'wx', 0o600);
   try {
-    writeSync(fd, body + '\n');
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      writeSync(fd, body + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    // The temporary file holds every key: none is left behind (a prune must leave no copy of a removed version).
+    rmSync(temporary, { force: true });
+    throw error;
   }
-  renameSync(temporary, path);
   const dir = openSync(dirname(path), 'r');
   try {
     fsyncSync(dir);
@@ -94,21 +104,37 @@ export function createKeyFile(path: string): void {
   writeKeyFile(path, { masterKeys: [newKey(1)], pseudonymKey: newKey(1) });
 }
 
-/** Runs fn while holding an exclusive lock file beside the key file, so two rotations never race. */
+/** The lock beside the key file that rotations, prunes and a start completing a rotation hold. */
+export const keyFileLockPath = (path: string): string => `${path}.rotation.lock`;
+
+/**
+ * The temporary key files beside the key file (`<key file>.<12 hex digits>.tmp`, as writeKeyFile names them). Outside a
+ * write in progress, each was left by a writer killed before its rename, and holds every master key version of its
+ * time, versions a prune removed among them.
+ */
+export function temporaryKeyFiles(path: string): string[] {
+  const prefix = `${basename(path)}.`;
+  const isTemporary = (file: string) => file.startsWith(prefix) && file.endsWith('.tmp') && TEMPORARY_ID.test(file.slice(prefix.length, -'.tmp'.length));
+  return readdirSync(dirname(path))
+    .filter(isTemporary)
+    .map((file) => join(dirname(path), file));
+}
+
+/**
+ * Runs fn while holding the key file's lock (lockFile: it ends with the process that holds it, so a crash leaves none
+ * behind), so that two rotations or prunes never race; CRYPTO_ROTATION_IN_PROGRESS while another process or
+ * connection holds it. Temporary key files left by a killed writer are removed first.
+ */
 export async function withKeyFileLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
-  const lock = `${path}.lock`;
-  let fd: number;
+  const lock = lockFile(keyFileLockPath(path), 0);
+  if (!lock) throw new CandorError('CRYPTO_ROTATION_IN_PROGRESS', { lock: keyFileLockPath(path) });
   try {
-    fd = openSync(lock, 'wx', 0o600);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new CandorError('CRYPTO_ROTATION_IN_PROGRESS', { lock });
-    throw error;
-  }
-  try {
-    writeSync(fd, String(process.pid));
+    // Every writer holds the lock (but createKeyFile, before there is a key file): a temporary file found now is a stray.
+    for (const file of temporaryKeyFiles(path)) rmSync(file, { force: true });
+    // The plain lock file of earlier releases (`<key file>.lock`, created exclusively), which a crash left behind.
+    rmSync(`${path}.lock`, { force: true });
     return await fn();
   } finally {
-    closeSync(fd);
-    unlinkSync(lock);
+    lock.close();
   }
 }

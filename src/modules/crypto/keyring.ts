@@ -7,9 +7,9 @@ import { Freshness, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { SubjectDataHandler } from '../../shared/subject-data.ts';
 import { CryptoSubjectData } from './crypto.subject-data.ts';
-import { CryptoRepo, type SubjectKeyRow } from './crypto.repo.ts';
+import { CryptoRepo, type CryptoTables, type SubjectKeyRow } from './crypto.repo.ts';
 import { decryptField, encryptField, fieldFrame, keyCheckValue, open, parseEnvelope, seal, type FieldFrame } from './envelope.ts';
-import { createKeyFile, newKey, readKeyFile, withKeyFileLock, writeKeyFile, type KeyFile } from './key-file.ts';
+import { createKeyFile, newKey, readKeyFile, temporaryKeyFiles, withKeyFileLock, writeKeyFile, type KeyFile, type StoredKey } from './key-file.ts';
 
 interface DataKey {
   subjectId: string;
@@ -120,6 +120,11 @@ export async function checkKeyFile(keys: KeyFile, registered: readonly Registere
   return pruned;
 }
 
+/** The wrap versions data keys use, for checkKeyFile. */
+async function usedWrapVersions(repo: CryptoRepo): Promise<ReadonlySet<number>> {
+  return new Set(Object.keys(await repo.countByMasterVersion()).map(Number));
+}
+
 /**
  * The keyring: versioned master keys from the key file, per-subject data keys wrapped by them, field encryption
  * (AES-256-GCM) and keyed HMAC pseudonyms. Destroying a subject's data key makes all its ciphertexts unreadable.
@@ -145,7 +150,9 @@ export class Keyring {
 
   /**
    * Loads the key file and checks it against the key check values in the database. On a first start (no file and
-   * no keys registered) it generates the file when allowed. Returns whether a key file was generated.
+   * no keys registered) it generates the file when allowed. A rotation cut short (by a crash, a kill) is completed
+   * under the key file lock, unless another process holds the lock (a rotation, a prune or a start, each of which
+   * completes it). Returns whether a key file was generated.
    */
   static async open(storage: Storage, audit: AuditLog, options: KeyringOptions): Promise<{ keyring: Keyring; generated: boolean }> {
     const repo = new CryptoRepo(storage);
@@ -156,23 +163,66 @@ export class Keyring {
       generated = true;
     }
     const keys = readKeyFile(options.keyFile);
-    const pruned = await checkKeyFile(keys, registered, async () => new Set(Object.keys(await repo.countByMasterVersion()).map(Number)));
-    const known = new Set(registered.map((r) => `${r.purpose}:${r.version}`));
+    const pruned = await checkKeyFile(keys, registered, () => usedWrapVersions(repo));
     const keyring = new Keyring(repo, audit, options.keyFile, keys, new Freshness(storage, ['crypto_subject_keys', 'crypto_destroyed_keys', 'crypto_master_keys']));
-    const inFile = [...keys.masterKeys.map((k) => ({ ...k, purpose: 'wrap' as const })), { ...keys.pseudonymKey, purpose: 'pseudonym' as const }];
-    for (const k of inFile) {
-      if (!known.has(`${k.purpose}:${k.version}`)) await repo.registerKey(k.purpose, k.version, keyCheckValue(k.key));
-    }
-    // Versions pruned from the key file after this database was copied (a restored backup) are dropped here too.
-    if (pruned.length > 0) await keyring.#deregister(pruned, SYSTEM_ACTOR, 'not in the key file and used by no data key');
-    // Finish a rotation that was interrupted after the new key was written (older versions retired first, as a rotation
-    // does: no new key is stored under them); a key that cannot be unwrapped stays behind.
-    await repo.retireWrapKeysBelow(keyring.activeMasterVersion);
-    const { skipped } = await keyring.rewrapAll();
-    if (skipped.length > 0) {
-      options.logger?.warn({ skipped: skipped.length, keyIds: skipped.slice(0, SKIPPED_LISTED).map((k) => k.keyId) }, 'data keys that cannot be unwrapped stay on their master key version');
+    if (registered.length === 0) {
+      // A first start: the keys of the file are registered, older versions retired; there is no rotation to complete.
+      for (const k of keyring.#keysInFile()) await repo.registerKey(k.purpose, k.version, keyCheckValue(k.key));
+      await repo.retireWrapKeysBelow(keyring.activeMasterVersion);
+    } else if (pruned.length > 0 || temporaryKeyFiles(options.keyFile).length > 0 || (await keyring.#rotationUnfinished(registered))) {
+      try {
+        const { skipped } = await withKeyFileLock(options.keyFile, () => keyring.#finishRotation());
+        if (skipped.length > 0) {
+          options.logger?.warn({ skipped: skipped.length, keyIds: skipped.slice(0, SKIPPED_LISTED).map((k) => k.keyId) }, 'data keys that cannot be unwrapped stay on their master key version');
+        }
+      } catch (error) {
+        if (!isCandorError(error, 'CRYPTO_ROTATION_IN_PROGRESS')) throw error;
+      }
     }
     return { keyring, generated };
+  }
+
+  /** The keys of the key file with their purpose, as the database registers them. */
+  #keysInFile(): (StoredKey & { purpose: 'wrap' | 'pseudonym' })[] {
+    return [...this.#keys.masterKeys.map((k) => ({ ...k, purpose: 'wrap' as const })), { ...this.#keys.pseudonymKey, purpose: 'pseudonym' as const }];
+  }
+
+  /**
+   * Whether the key file and the registrations tell of a rotation cut short, or of data keys a start must try again:
+   * a key of the file not registered, an older wrap version not retired, a data key under an older version.
+   */
+  async #rotationUnfinished(registered: readonly CryptoTables['crypto_master_keys'][]): Promise<boolean> {
+    const known = new Set(registered.map((r) => `${r.purpose}:${r.version}`));
+    if (this.#keysInFile().some((k) => !known.has(`${k.purpose}:${k.version}`))) return true;
+    if (registered.some((r) => r.purpose === 'wrap' && r.version < this.activeMasterVersion && r.retired_at === null)) return true;
+    return (await this.#repo.wrappedBelow(this.activeMasterVersion, '', 1)).length > 0;
+  }
+
+  /**
+   * Completes a rotation cut short, as the rotation would have: reads the key file again, registers its versions the
+   * database lacks, drops the registrations of versions pruned from it, retires the older versions, then re-wraps the
+   * data keys left on them. When that changed anything, audits it as the rotation's end (`resumed: true`, actor
+   * system). Runs under the key file lock: at a start, and before a rotation or a prune.
+   */
+  async #finishRotation(): Promise<RewrapReport> {
+    const registered = await this.#repo.registeredKeys();
+    this.#keys = readKeyFile(this.#keyFilePath);
+    const pruned = await checkKeyFile(this.#keys, registered, () => usedWrapVersions(this.#repo));
+    const known = new Set(registered.map((r) => `${r.purpose}:${r.version}`));
+    let added = false;
+    for (const k of this.#keysInFile()) {
+      if (known.has(`${k.purpose}:${k.version}`)) continue;
+      await this.#repo.registerKey(k.purpose, k.version, keyCheckValue(k.key));
+      added ||= k.purpose === 'wrap';
+    }
+    // Versions pruned from the key file after this database was copied (a restored backup) are dropped here too.
+    if (pruned.length > 0) await this.#deregister(pruned, SYSTEM_ACTOR, 'not in the key file and used by no data key');
+    // Older versions retired first, as a rotation does: no new key is stored under them; a key that cannot be
+    // unwrapped stays behind.
+    const retired = await this.#repo.retireWrapKeysBelow(this.activeMasterVersion);
+    const report = await this.rewrapAll();
+    if (added || retired > 0 || report.rewrapped > 0) await this.#auditRotated(SYSTEM_ACTOR, this.activeMasterVersion, report, true);
+    return report;
   }
 
   /** The master key version new data keys are wrapped with. */
@@ -399,12 +449,24 @@ export class Keyring {
    * Adds a master key version, writes it to the key file, then re-wraps every data key with it (data is not
    * re-encrypted). Older versions stay in the file, so copies of the database made before (backups, dumps, WAL) stay
    * readable until `pruneMasterKeys` removes them. A data key that cannot be unwrapped stays on its version and is
-   * reported (ids only); that version then cannot be pruned.
+   * reported (ids only); that version then cannot be pruned. Audited as it starts and as it ends; a rotation cut short
+   * before is completed first.
    */
   async rotateMasterKey(actor: Actor): Promise<{ version: number } & RewrapReport> {
-    const { next, report } = await withKeyFileLock(this.#keyFilePath, async () => {
-      const current = readKeyFile(this.#keyFilePath);
-      const next = newKey(Math.max(...current.masterKeys.map((k) => k.version)) + 1);
+    return withKeyFileLock(this.#keyFilePath, async () => {
+      await this.#finishRotation();
+      const current = this.#keys;
+      const next = newKey(this.activeMasterVersion + 1);
+      // Audited before the key file changes, so that a rotation cut short from here on leaves its trail (with who
+      // started it); the start that completes it audits the end.
+      await this.#audit.append({
+        actor: actor.id,
+        role: actor.role,
+        action: 'crypto.master_key.rotate',
+        purpose: 'essential.service.security',
+        resource: `master_key:${next.version}`,
+        details: { phase: 'started', version: next.version },
+      });
       const updated: KeyFile = { ...current, masterKeys: [...current.masterKeys, next] };
       writeKeyFile(this.#keyFilePath, updated);
       this.#keys = updated;
@@ -413,21 +475,27 @@ export class Keyring {
       // so the re-wrap leaves none behind for a prune to strand.
       await this.#repo.retireWrapKeysBelow(next.version);
       const report = await this.rewrapAll();
-      return { next, report };
+      await this.#auditRotated(actor, next.version, report, false);
+      return { version: next.version, ...report };
     });
+  }
+
+  /** Audits the end of a rotation to `version`: what it re-wrapped and left behind, and whether a later run completed it. */
+  async #auditRotated(actor: Actor, version: number, report: RewrapReport, resumed: boolean): Promise<void> {
     await this.#audit.append({
       actor: actor.id,
       role: actor.role,
       action: 'crypto.master_key.rotate',
       purpose: 'essential.service.security',
-      resource: `master_key:${next.version}`,
+      resource: `master_key:${version}`,
       details: {
-        version: next.version,
+        phase: 'finished',
+        version,
         rewrapped: report.rewrapped,
+        ...(resumed ? { resumed: true } : {}),
         ...(report.skipped.length > 0 ? { skipped: report.skipped.length, skippedKeyIds: report.skipped.slice(0, SKIPPED_LISTED).map((k) => k.keyId) } : {}),
       },
     });
-    return { version: next.version, ...report };
   }
 
   /**
@@ -468,15 +536,15 @@ export class Keyring {
    */
   async pruneMasterKeys(actor: Actor, options: { version?: number } = {}): Promise<{ removed: number[]; active: number }> {
     const { removed, active } = await withKeyFileLock(this.#keyFilePath, async () => {
-      const current = readKeyFile(this.#keyFilePath);
-      const active = Math.max(...current.masterKeys.map((k) => k.version));
+      // A rotation cut short is completed first: its older versions retired (from then on a key being stored under one
+      // of them either fails, insertSubjectKeys, or has committed and is counted) and its data keys re-wrapped.
+      await this.#finishRotation();
+      const current = this.#keys;
+      const active = this.activeMasterVersion;
       const { version } = options;
       if (version !== undefined && !current.masterKeys.some((k) => k.version === version)) throw new CandorError('CRYPTO_MASTER_KEY_UNKNOWN', { version });
       if (version === active) throw new CandorError('CRYPTO_MASTER_KEY_IN_USE', { versions: [{ version, active: true }] });
       const candidates = version === undefined ? current.masterKeys.filter((k) => k.version < active).map((k) => k.version) : [version];
-      // Retired before counting (a rotation did already, unless it was cut short): a key being stored under one of them
-      // now either fails (insertSubjectKeys) or has committed and is counted.
-      await this.#repo.retireWrapKeysBelow(active);
       const counts = await this.#repo.countByMasterVersion();
       const inUse = candidates.filter((v) => (counts[v] ?? 0) > 0);
       if (inUse.length > 0) throw new CandorError('CRYPTO_MASTER_KEY_IN_USE', { versions: inUse.map((v) => ({ version: v, dataKeys: counts[v] })) });

@@ -36,8 +36,9 @@ describeEachDialect('keyring rotation with a damaged data key, and pruning', (di
     assert.equal(counts[1], 1, 'the damaged key stays on its version');
     assert.equal(counts[2], rotated.rewrapped);
     assert.ok(rotated.rewrapped >= 519);
-    const [entry] = await ctx.kernel.audit.list({ action: 'crypto.master_key.rotate', limit: 1 });
-    const details = JSON.parse(entry?.details ?? '{}') as { skipped?: number; skippedKeyIds?: string[] };
+    const entries = await ctx.kernel.audit.list({ action: 'crypto.master_key.rotate', limit: 5 });
+    assert.deepEqual(entries.map((e) => JSON.parse(e.details ?? '{}').phase), ['started', 'finished']);
+    const details = JSON.parse(entries[1]?.details ?? '{}') as { skipped?: number; skippedKeyIds?: string[] };
     assert.equal(details.skipped, 1);
     assert.deepEqual(details.skippedKeyIds, [damagedKeyId]);
 

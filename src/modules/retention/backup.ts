@@ -14,7 +14,8 @@ import { backup as sqliteBackup, DatabaseSync } from 'node:sqlite';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Client } from 'pg';
 import type { Actor } from '../../shared/actor.ts';
-import { CandorError, isCandorError } from '../../shared/errors.ts';
+import { CandorError, isCandorError, type ErrorDetails } from '../../shared/errors.ts';
+import { lockFile } from '../../shared/file-lock.ts';
 import { openStorage, SQLITE_FILE } from '../../storage/index.ts';
 import { AuditLog, type AuditEvent } from '../audit/index.ts';
 import { checkKeyFile, readKeyFile, type RegisteredKey } from '../crypto/index.ts';
@@ -142,35 +143,15 @@ async function appendAudit(target: DatabaseTarget, event: AuditEvent): Promise<v
   }
 }
 
-/** SQLite's result codes for a lock another connection holds. */
-const SQLITE_BUSY = 5;
-const SQLITE_LOCKED = 6;
 /** How long a start waits for the lock: a `restore` or `backup` only looking whether a server runs holds it briefly. */
 const LOCK_WAIT_MS = 500;
 
 /**
- * Takes the data directory's lock: an exclusive SQLite lock on `server.lock` (a POSIX record lock, which the operating
- * system drops when the process ends, however it ends — so no stale lock survives a crash, whatever process later gets
- * the same id). Returns the connection that holds it, or null when another process or connection holds it.
+ * Takes the data directory's lock, `server.lock` (lockFile: an operating-system lock, so no stale lock survives a crash).
+ * Returns the connection that holds it, or null when another process or connection holds it.
  */
 function lockDataDir(dataDir: string, waitMs: number): DatabaseSync | null {
-  const path = join(dataDir, SERVER_LOCK_FILE);
-  const db = new DatabaseSync(path, { timeout: waitMs });
-  try {
-    // Exclusive locking mode keeps the lock the first write transaction takes until the connection closes; the
-    // journal in memory leaves no -journal file beside it (the file holds nothing).
-    db.exec('PRAGMA locking_mode = EXCLUSIVE');
-    db.exec('PRAGMA journal_mode = MEMORY');
-    db.exec('BEGIN EXCLUSIVE');
-    db.exec('COMMIT');
-  } catch (error) {
-    db.close();
-    const code = (error as { errcode?: unknown }).errcode;
-    if (code === SQLITE_BUSY || code === SQLITE_LOCKED) return null;
-    throw error;
-  }
-  chmodSync(path, 0o600);
-  return db;
+  return lockFile(join(dataDir, SERVER_LOCK_FILE), waitMs);
 }
 
 /** The process id the holder of the lock wrote in `server.pid` (for messages only: the lock says who holds it). */
@@ -183,6 +164,9 @@ function recordedPid(dataDir: string): number | null {
   }
 }
 
+/** The data directories whose lock this process holds (a second connection of its own would be refused the lock). */
+const heldHere = new Set<string>();
+
 /** Takes the lock and records this process's id beside it; null when someone else holds it. */
 function holdDataDir(dataDir: string): (() => void) | null {
   // The first start of a fresh checkout has no data directory yet: it is made here, private, as storage makes it.
@@ -191,10 +175,13 @@ function holdDataDir(dataDir: string): (() => void) | null {
   if (!lock) return null;
   const pidFile = join(dataDir, SERVER_PID_FILE);
   writeFileSync(pidFile, String(process.pid), { mode: 0o600 });
+  const key = resolve(dataDir);
+  heldHere.add(key);
   let held = true;
   return () => {
     if (!held) return;
     held = false;
+    heldHere.delete(key);
     rmSync(pidFile, { force: true });
     lock.close();
   };
@@ -209,6 +196,21 @@ export function claimDataDir(dataDir: string): () => void {
   const release = holdDataDir(dataDir);
   if (!release) throw new CandorError('SERVE_DATA_DIR_IN_USE', { pid: recordedPid(dataDir) });
   return release;
+}
+
+/**
+ * Runs `work` with the data directory locked as a server locks it, unless this process holds the lock already (it is
+ * the server); throws SERVE_DATA_DIR_IN_USE, with `details`, while another process (a server, a restore) holds it.
+ */
+export async function whileHoldingDataDir<T>(dataDir: string, details: ErrorDetails, work: () => Promise<T>): Promise<T> {
+  if (heldHere.has(resolve(dataDir))) return await work();
+  const release = holdDataDir(dataDir);
+  if (!release) throw new CandorError('SERVE_DATA_DIR_IN_USE', { pid: recordedPid(dataDir), ...details });
+  try {
+    return await work();
+  } finally {
+    release();
+  }
 }
 
 /** Whether a server holds the data directory's lock, with the process id it recorded (null: none recorded); null when none does. */

@@ -93,7 +93,7 @@ export const ERROR_CODES = {
   CATALOG_EVENT_INVALID: { category: 'invalid_input', message: 'The event does not match its schema in the tracking plan; the violations are listed by path.' },
   COLLECT_MESSAGE_INVALID: { category: 'invalid_input', message: 'The message does not follow the Segment spec (a required field is missing or has the wrong shape).' },
   COLLECT_MESSAGE_TYPE_UNKNOWN: { category: 'invalid_input', message: 'The message type is not one of identify, track, page, screen, group, alias.' },
-  COLLECT_IDENTITY_MISSING: { category: 'invalid_input', message: 'The message has neither userId nor anonymousId.' },
+  COLLECT_IDENTITY_MISSING: { category: 'invalid_input', message: 'The message has neither userId nor anonymousId, or only identifiers the identity rules block.' },
   COLLECT_TIMESTAMP_INVALID: { category: 'invalid_input', message: 'A timestamp of the message cannot be read as a date.' },
   COLLECT_TIMESTAMP_IN_FUTURE: { category: 'invalid_input', message: 'The message is dated more than five minutes in the future.' },
   COLLECT_EVENT_TOO_LARGE: { category: 'payload_too_large', message: 'The event is larger than 32 KB.' },

@@ -134,29 +134,35 @@ export async function waitFor(what: string, condition: () => boolean, seen: () =
 }
 
 /**
- * A pass-through to Candor that answers the first POST to `path` with a 500 (a transient server error) and forwards
- * every other request unchanged, CORS preflights included, so Candor's own preflight answers are what the browser sees.
- * `retryHeaders` lists the named header of each later POST to `path`.
+ * A pass-through to Candor that forwards the first POST to `path` and, once Candor has answered it, answers the client
+ * with a 500 instead (a transient failure after the server stored the message: the answer was lost), so that the resend
+ * must be recognised as a duplicate. Every other request is forwarded unchanged, CORS preflights included, so Candor's
+ * own preflight answers are what the browser sees. `retryHeaders` lists the named header of each later POST to `path`;
+ * `firstAnswer` is what Candor answered to the first one.
  */
-export function failFirst(upstream: string, path: string, retryHeader: string): Promise<{ port: number; retryHeaders: () => (string | undefined)[]; close: () => Promise<void> }> {
+export function failFirst(upstream: string, path: string, retryHeader: string): Promise<{ port: number; retryHeaders: () => (string | undefined)[]; firstAnswer: () => RecordedAnswer['body'] | undefined; close: () => Promise<void> }> {
   let failed = false;
+  let first: RecordedAnswer['body'] | undefined;
   const retryHeaders: (string | undefined)[] = [];
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
-      if (request.method === 'POST' && request.url === path && !failed) {
-        failed = true;
-        response.writeHead(500, { 'access-control-allow-origin': '*', 'content-type': 'application/json' }).end('{}');
-        return;
-      }
-      if (request.method === 'POST' && request.url === path) retryHeaders.push(request.headers[retryHeader] as string | undefined);
+      const failing = request.method === 'POST' && request.url === path && !failed;
+      if (failing) failed = true;
+      else if (request.method === 'POST' && request.url === path) retryHeaders.push(request.headers[retryHeader] as string | undefined);
       const headers = Object.fromEntries(Object.entries(request.headers).filter(([name]) => !['host', 'connection', 'content-length'].includes(name))) as Record<string, string>;
       const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined;
       fetch(`${upstream}${request.url ?? '/'}`, { method: request.method, headers, body, signal: AbortSignal.timeout(10_000) })
         .then(async (answer) => {
+          const text = Buffer.from(await answer.arrayBuffer());
+          if (failing) {
+            first = parseAnswer(text.toString());
+            response.writeHead(500, { 'access-control-allow-origin': '*', 'content-type': 'application/json' }).end('{}');
+            return;
+          }
           const relayed = Object.fromEntries([...answer.headers].filter(([name]) => !['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(name)));
-          response.writeHead(answer.status, relayed).end(Buffer.from(await answer.arrayBuffer()));
+          response.writeHead(answer.status, relayed).end(text);
         })
         .catch(() => response.writeHead(502).end());
     });
@@ -166,6 +172,7 @@ export function failFirst(upstream: string, path: string, retryHeader: string): 
       resolve({
         port: (server.address() as { port: number }).port,
         retryHeaders: () => retryHeaders,
+        firstAnswer: () => first,
         close: () => new Promise((done) => server.close(() => done())),
       }),
     ),
@@ -195,13 +202,19 @@ export async function checkBatchOfThree(candor: ListeningCandor, opened: OpenPag
   assert.deepEqual(problems, []);
 }
 
-/** A 'Product Viewed' event answered 500 once (by `failFirst`) was resent with the retry header and stored once. */
-export async function checkResentOnce(candor: ListeningCandor, opened: OpenPage, anonymousId: string, retryHeaders: () => (string | undefined)[]): Promise<void> {
+/**
+ * A 'Product Viewed' event stored by Candor but answered 500 (by `failFirst`) was resent with the retry header,
+ * recognised as a duplicate, and is stored once.
+ */
+export async function checkResentOnce(candor: ListeningCandor, opened: OpenPage, anonymousId: string, flaky: { retryHeaders: () => (string | undefined)[]; firstAnswer: () => RecordedAnswer['body'] | undefined }): Promise<void> {
   const { answers, outside, problems } = opened;
   await waitFor('the resent event to be answered', () => answers.some((a) => a.status === 200), () => ({ answers, problems }));
   assert.deepEqual(answers.map((a) => a.status), [500, 200]);
-  assert.equal(retryHeaders()[0], '1', 'the resend carried the retry header');
-  assert.equal(answers[1]?.body.results?.[0]?.status, 'stored', JSON.stringify(answers[1]?.body));
+  assert.equal(flaky.retryHeaders()[0], '1', 'the resend carried the retry header');
+  const first = flaky.firstAnswer()?.results?.[0];
+  const resent = answers[1]?.body.results?.[0];
+  assert.equal(first?.status, 'stored', JSON.stringify(flaky.firstAnswer()));
+  assert.deepEqual([resent?.status, resent?.messageId], ['duplicate', first.messageId], JSON.stringify(answers[1]?.body));
   const profileId = await candor.profileOf('anonymous_id', anonymousId);
   assert.ok(profileId);
   assert.equal((await candor.eventsOf(profileId)).filter((e) => e.event === 'Product Viewed').length, 1);

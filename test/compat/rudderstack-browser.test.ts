@@ -20,7 +20,7 @@ const PAGE = `<!doctype html>
 <script type="module">
 import { RudderAnalytics } from '/rudderstack/analytics.mjs';
 window.shop = {
-  load({ writeKey, dataPlaneUrl, batching }) {
+  load({ writeKey, dataPlaneUrl, batching, consentManagement }) {
     const analytics = new RudderAnalytics();
     window.rudderanalytics = analytics;
     return new Promise((resolve) => {
@@ -32,6 +32,7 @@ window.shop = {
         ...(batching ? { queueOptions: { batch: { enabled: true, maxItems: 3, flushInterval: 300 } } } : {}),
         // Retries come quickly in the test.
         ...(batching ? {} : { queueOptions: { minRetryDelay: 100, maxRetryDelay: 500 } }),
+        ...(consentManagement ? { consentManagement } : {}),
       });
       analytics.ready(() => resolve(analytics.getAnonymousId()));
     });
@@ -41,7 +42,7 @@ ${CONSENT_METHOD}
 </script></head><body><h1>Shop</h1></body></html>`;
 
 interface Shop {
-  load(config: { writeKey: string; dataPlaneUrl: string; batching: boolean }): Promise<string>;
+  load(config: { writeKey: string; dataPlaneUrl: string; batching: boolean; consentManagement?: Record<string, unknown> }): Promise<string>;
   consent(config: { candorUrl: string; writeKey: string; anonymousId: string; purposes: Record<string, string> }): Promise<{ status: number; body: Record<string, unknown> }>;
 }
 /** The SDK calls the tests make (a subset of its API, as the page sees it). */
@@ -62,10 +63,10 @@ describe('compat: @rudderstack/analytics-js in headless Chromium [sqlite]', { sk
     file: (path) => (path === '/rudderstack/analytics.mjs' ? { type: 'text/javascript; charset=utf-8', body: readFileSync(SDK) } : undefined),
   });
 
-  const loadIn = async (page: Page, batching: boolean, port = candor.port) => {
+  const loadIn = async (page: Page, batching: boolean, port = candor.port, consentManagement?: Record<string, unknown>) => {
     // The page's module script runs after the SDK module has been fetched.
     await page.waitForFunction(() => (globalThis as unknown as Partial<PageGlobals>).shop !== undefined);
-    return page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [{ writeKey: candor.writeKey, dataPlaneUrl: `http://127.0.0.1:${port}`, batching }] as const);
+    return page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.load(config), [{ writeKey: candor.writeKey, dataPlaneUrl: `http://127.0.0.1:${port}`, batching, consentManagement }] as const);
   };
   const consentIn = (page: Page, anonymousId: string, purposes: Record<string, string>) =>
     page.evaluate(([config]) => (globalThis as unknown as PageGlobals).shop.consent(config), [{ candorUrl: candor.url, writeKey: candor.writeKey, anonymousId, purposes }] as const);
@@ -135,7 +136,7 @@ describe('compat: @rudderstack/analytics-js in headless Chromium [sqlite]', { sk
     }
   });
 
-  it('resends an event after a server error (its Rsa-Retry-Attempt header passes the CORS preflight) and stores it once', { timeout: TIMEOUT }, async () => {
+  it('resends an event after a server error (its Rsa-Retry-Attempt header passes the CORS preflight): the lost answer was to a stored event, so the resend is answered duplicate and stored once', { timeout: TIMEOUT }, async () => {
     const flaky = await failFirst(candor.url, '/v1/track', 'rsa-retry-attempt');
     const opened = await browser.open();
     const { context, page } = opened;
@@ -144,10 +145,36 @@ describe('compat: @rudderstack/analytics-js in headless Chromium [sqlite]', { sk
       const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given' });
       assert.equal(consent.status, 200, JSON.stringify(consent.body));
       await page.evaluate(() => (globalThis as unknown as PageGlobals).rudderanalytics.track('Product Viewed', { product_id: 'p-retry' }));
-      await checkResentOnce(candor, opened, anonymousId, flaky.retryHeaders);
+      await checkResentOnce(candor, opened, anonymousId, flaky);
     } finally {
       await context.close();
       await flaky.close();
+    }
+  });
+
+  it('takes a purpose the visitor denied in its consent manager away from every event it sends, and stores nothing of the signal', { timeout: TIMEOUT }, async () => {
+    const opened = await browser.open();
+    const { context, page, answers, problems } = opened;
+    try {
+      // The custom provider: the site tells the SDK the visitor's choices, by Candor's purpose keys.
+      const consentManagement = { enabled: true, provider: 'custom', allowedConsentIds: ['analytics.reporting'], deniedConsentIds: ['personalize.profiling'] };
+      const anonymousId = await loadIn(page, false, candor.port, consentManagement);
+      // Consent on record for both purposes: the denial on the events still takes profiling away from them.
+      const consent = await consentIn(page, anonymousId, { 'analytics.reporting': 'given', 'personalize.profiling': 'given' });
+      assert.equal(consent.status, 200, JSON.stringify(consent.body));
+      await page.evaluate(() => (globalThis as unknown as PageGlobals).rudderanalytics.track('Product Viewed', { product_id: 'p-cm' }));
+      await waitFor('the track answer', () => answers.length >= 1, () => ({ answers, problems }));
+      const [result] = resultsOf(answers);
+      assert.deepEqual([result?.status, result?.purposes], ['stored', ['analytics.reporting']], JSON.stringify(answers));
+      assert.ok(!result?.dropped?.some((path) => path.startsWith('context.consentManagement')), JSON.stringify(result));
+      const profileId = await candor.profileOf('anonymous_id', anonymousId);
+      assert.ok(profileId);
+      const events = await candor.eventsOf(profileId);
+      assert.deepEqual(events.map((e) => e.purposes), [['analytics.reporting']]);
+      assert.ok(!JSON.stringify(events).includes('consentManagement'));
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
     }
   });
 

@@ -1,6 +1,7 @@
 // @rudderstack/rudder-sdk-node, unchanged, pointed at Candor over a loopback socket (gzip bodies, Basic auth).
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import Analytics from '@rudderstack/rudder-sdk-node';
 import { describeEachDialect } from '../support/databases.ts';
 import { useListeningCandor } from '../support/listening.ts';
@@ -10,6 +11,8 @@ const TIMEOUT = 30_000;
 
 interface Recorded extends RecordedAnswer {
   contentEncoding: string | undefined;
+  /** The size of the request's JSON, inflated. */
+  bytes: number;
 }
 
 /** A client as an application would create one, plus what Candor answered and what the library reported as errors. */
@@ -27,8 +30,9 @@ function client(url: string, writeKey: string) {
       timeout: 10_000,
       // Observes each answer (the library ignores answer bodies); the request is left as the library built it.
       transformResponse: [
-        function (this: { url: string; headers: Record<string, string | undefined> }, data: string, _headers: unknown, status: number) {
-          answers.push({ url: this.url, status, body: parseAnswer(data), contentEncoding: this.headers['Content-Encoding'] });
+        function (this: { url: string; headers: Record<string, string | undefined>; data: Buffer | string }, data: string, _headers: unknown, status: number) {
+          const bytes = typeof this.data === 'string' ? Buffer.byteLength(this.data) : gunzipSync(this.data).length;
+          answers.push({ url: this.url, status, body: parseAnswer(data), contentEncoding: this.headers['Content-Encoding'], bytes });
           return data;
         },
       ],
@@ -108,6 +112,23 @@ describeEachDialect('compat: @rudderstack/rudder-sdk-node', (dialect) => {
     assert.equal(trait('favourite_engine'), undefined);
     assert.equal(view.computed.orderCount, 1);
     assert.equal(await candor.profileOf('anonymous_id', 'rs-anon-1'), profileId);
+  });
+
+  it('stores every message of a batch the library builds past 500 KB: what queued during a flush goes in one batch', { timeout: TIMEOUT }, async () => {
+    const { analytics, answers, errors } = client(candor.url, candor.writeKey);
+    const userId = 'rs-user-1';
+    // The first call is sent at once. The next ones queue while it is in flight: past the library's 450 KB (counted in
+    // characters) each asks for a flush, which waits for the one in flight and then sends up to flushAt (50) messages.
+    analytics.track({ userId, messageId: 'rs-large-0', event: 'Product Viewed', properties: { product_id: 'p-0' } } as Analytics.TrackParams);
+    const ids = Array.from({ length: 20 }, (_, i) => `rs-large-${i + 1}`);
+    for (const [i, messageId] of ids.entries()) analytics.track({ userId, messageId, event: 'Product Viewed', properties: { product_id: `p-${i}`, notes: 'x'.repeat(30_000) } } as Analytics.TrackParams);
+    // The first flush returns once the large batch is on its way (the queue is empty then); the second waits for it.
+    await analytics.flush();
+    await analytics.flush();
+    assert.deepEqual(errors, []);
+    assert.deepEqual(answers.map((a) => a.status), [200, 200], JSON.stringify(answers.map((a) => [a.status, a.bytes, a.body.code])));
+    assert.ok((answers[1]?.bytes ?? 0) > 600_000, `a batch of ${answers[1]?.bytes} bytes`);
+    for (const id of ['rs-large-0', ...ids]) assert.equal(resultFor(answers, id).status, 'stored', id);
   });
 
   it('gets a refusal per message, and no library error, for a person without consent; nothing is stored', { timeout: TIMEOUT }, async () => {

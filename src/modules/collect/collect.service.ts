@@ -15,7 +15,7 @@ import { CollectRetention, type EventRetentionPolicy } from './collect.retention
 import { CollectSubjectData } from './collect.subject-data.ts';
 import { GroupCommit } from './group-commit.ts';
 import { partition, type FieldRule, type FieldRules } from './partition.ts';
-import { identifiersOf, parseMessage, planInput, type MessageKind, type ParsedMessage, type RawIdentifier } from './segment.ts';
+import { identifiersOf, parseMessage, planInput, undeniedPurposes, type MessageKind, type ParsedMessage, type RawIdentifier } from './segment.ts';
 
 /** Where a batch came from: the write key's source, and whether the request carried Sec-GPC: 1. */
 export interface IngestContext {
@@ -43,7 +43,10 @@ export interface ItemResult {
   droppedUnlisted?: number;
   /** Declared fields left out because none of their purposes is allowed for this person. */
   refusedFields?: string[];
+  /** Schema violations (the first MAX_VIOLATIONS_LISTED). */
   violations?: readonly Violation[];
+  /** How many more violations there were than `violations` lists. */
+  violationsUnlisted?: number;
   detail?: string;
   /** The message carried a GPC signal (the request's `Sec-GPC: 1` or its own `context.gpc`), and it was honoured. */
   gpcHonoured?: boolean;
@@ -98,6 +101,12 @@ interface Pending {
    * gate saw (null: nobody known), whose opt-out is recorded after the commit as for a message refused at the gate.
    */
   gpcRefusedFor?: string | null;
+  /**
+   * Set (to the look-up's item, every identifier of the message) when the gate saw nobody known and refused the message
+   * or left identifiers out of it, while an earlier message of the request carries one of them: it is judged again
+   * inside the group's transaction, after the others are resolved (#judgeAfterEarlier).
+   */
+  afterEarlier: ResolveItem | undefined;
 }
 
 /** What a stored event's row holds of a message: its purposes and plain part as JSON, its personal part sealed. */
@@ -190,7 +199,7 @@ export class Collector {
       message.properties = input.data.properties;
       const plan = catalog.process(message.kind, message.name, input.data, context.source);
       if (!plan.ok) {
-        results[index] = { index, messageId: message.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', ...(plan.violations.length > 0 ? { violations: plan.violations } : {}), ...droppedOf(plan) };
+        results[index] = { index, messageId: message.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', ...(plan.violations.length > 0 ? { violations: plan.violations } : {}), ...(plan.violationsUnlisted === undefined ? {} : { violationsUnlisted: plan.violationsUnlisted }), ...droppedOf(plan) };
         return;
       }
       const traits = plan.data.traits;
@@ -212,6 +221,28 @@ export class Collector {
     const pending: Pending[] = [];
     const refusedGpc: { index: number; profileId: string | null; resolve: ResolveItem }[] = [];
     const consentVersion = consent.stateVersion;
+    // The identifiers (normalized) of the messages handed over so far: gathered only once a message of someone unknown
+    // that the gate refused or narrowed asks whether an earlier message carries one of its identifiers.
+    let carried: Set<string> | undefined;
+    const keyOf = (id: RawIdentifier) => {
+      const normalized = identity.normalize(id);
+      return normalized && `${normalized.type}\u0000${normalized.value}`;
+    };
+    const carry = (item: ResolveItem) => {
+      if (carried === undefined) return;
+      for (const id of item.identifiers) {
+        const key = keyOf(id);
+        if (key !== undefined) carried.add(key);
+      }
+    };
+    const carriedEarlier = (item: ResolveItem) => {
+      if (carried === undefined) {
+        carried = new Set();
+        for (const p of pending) carry(p.afterEarlier ?? p.resolve);
+      }
+      const keys = carried;
+      return item.identifiers.some((id) => keys.has(keyOf(id) ?? ''));
+    };
     accepted.forEach((item, i) => {
       if (suppressed[i]) {
         results[item.index] = { index: item.index, messageId: item.message.messageId, status: 'suppressed', code: 'COLLECT_SUBJECT_SUPPRESSED' };
@@ -221,22 +252,24 @@ export class Collector {
       const { message } = item;
       const gpc = context.gpc || message.gpc;
       const gated = this.#gate(profileId, item.plan, message, gpc);
-      if (!gated) {
+      const resolve = gated && linkableItem(message, gated.linkable, item.resolve);
+      // Nobody known, and the gate refused the message or left some of its identifiers out: if an earlier message of
+      // this request carries one of them, the message is judged again once that one is resolved, as a later request.
+      const afterEarlier = profileId === null && resolve !== item.resolve && pending.length > 0 && carriedEarlier(item.resolve) ? item.resolve : undefined;
+      if (!gated && afterEarlier === undefined) {
         this.#countRefusal(context.source, context.receivedAt, message, item.plan.purposes);
         results[item.index] = { index: item.index, messageId: message.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', ...droppedOf(item.plan) };
         if (gpc && profileId !== null) refusedGpc.push({ index: item.index, profileId, resolve: item.resolve });
         return;
       }
-      const linkable = identifiersOf(message, gated.linkable.traits, gated.linkable.context);
-      const { stored } = gated;
-      pending.push({
+      const stored = gated?.stored ?? { purposes: [], plain: {}, personal: {}, hasPersonal: false, refusedFields: [], traits: [] };
+      const p: Pending = {
         index: item.index,
         message,
         plan: item.plan,
         gatedFor: profileId,
         actor: context.actor,
-        // The lookup's item is reused when the gate kept every identifier: its preparation is then reused too.
-        resolve: sameIdentifiers(linkable, item.resolve.identifiers) ? item.resolve : { ...item.resolve, identifiers: linkable },
+        resolve: resolve ?? item.resolve,
         purposes: stored.purposes,
         plain: stored.plain,
         personal: stored.personal,
@@ -249,7 +282,10 @@ export class Collector {
         receivedAt,
         planVersion,
         consentVersion,
-      });
+        afterEarlier,
+      };
+      pending.push(p);
+      carry(afterEarlier ?? p.resolve);
     });
 
     // Each message's stored form (its JSON and envelope) is made now, while an earlier group is being written, rather
@@ -324,9 +360,10 @@ export class Collector {
    */
   #gate(profileId: string | null, plan: PlanResult, message: ParsedMessage, gpc: boolean) {
     const { consent } = this.#deps;
-    // The purposes of the plan's list that have a lawful basis, in its order: the purposes the event is stored for.
+    // The purposes of the plan's list that the message does not deny and that have a lawful basis, in its order: the
+    // purposes the event is stored for.
     // (A few per event: arrays, no sets.)
-    const allowed = this.#allowed(profileId, plan.purposes, gpc);
+    const allowed = this.#allowed(profileId, undeniedPurposes(message, plan.purposes), gpc);
     if (allowed.length === 0) return undefined;
     let explicit: readonly string[] = NONE;
     if (profileId !== null) {
@@ -426,7 +463,7 @@ export class Collector {
    */
   async #writeDeferred(deferred: DeferredWrites, items: readonly Pending[], handedOver: () => void): Promise<ItemResult[] | undefined> {
     const { identity, catalog } = this.#deps;
-    if (items.some((p) => p.gatedFor === null || p.gpc)) return undefined;
+    if (items.some((p) => p.gatedFor === null || p.gpc || p.afterEarlier !== undefined)) return undefined;
     await this.#prepareKnown(items);
     const counts = this.#takeCounts();
     const results = new Map<Pending, ItemResult>();
@@ -486,9 +523,11 @@ export class Collector {
     // Refusals of the gates after resolution are written with the events, and dropped on failure: a second write of
     // the group counts them.
     const regated = new Map<string, number>();
+    // Refusals of messages judged after earlier ones: judged again by every round, so counted per round.
+    let judgedRefusals = new Map<string, number>();
     const withRegated = () => {
       const written = new Map(refusals);
-      for (const [key, n] of regated) written.set(key, (written.get(key) ?? 0) + n);
+      for (const counted of [regated, judgedRefusals]) for (const [key, n] of counted) written.set(key, (written.get(key) ?? 0) + n);
       return written;
     };
 
@@ -498,6 +537,7 @@ export class Collector {
     let resolved: { pending: Pending; resolution: Resolution | undefined }[] = [];
     let remaining = items;
     const fresh = new Set(items.flatMap((p) => (p.gatedFor === null ? [] : [p.gatedFor])));
+    const waiting = items.some((p) => p.afterEarlier !== undefined);
     const storedAtOnce = await (async () => {
       // Each round leaves messages out or loads consent (once per set of messages left): more rounds than that would
       // mean states evicted as they are loaded.
@@ -506,10 +546,19 @@ export class Collector {
         try {
           return await storage.raw.transaction(async (tx) => {
             remaining = await this.#leaveOutErased(tx, remaining, (p) => p.gatedFor, results);
-            const resolutions = await identity.resolveBatch(tx, remaining.map((p) => p.resolve));
-            resolved = remaining.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
+            const first = waiting ? remaining.filter((p) => p.afterEarlier === undefined) : remaining;
+            const resolutions = await identity.resolveBatch(tx, first.map((p) => p.resolve));
+            resolved = first.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
+            // Messages judged after the others are stored by the second transaction, with the keys it prepares.
+            let judged = 0;
+            if (waiting) {
+              judgedRefusals = new Map();
+              const later = await this.#judgeAfterEarlier(tx, remaining.filter((p) => p.afterEarlier !== undefined), resolved, fresh, judgedRefusals, results);
+              judged = later.length;
+              resolved = resolved.concat(later);
+            }
             this.#regateBeforeLinking(resolved, fresh);
-            if (!storableAtOnce(resolved, keyring)) return false;
+            if (judged > 0 || !storableAtOnce(resolved, keyring)) return false;
             await this.#store(tx, resolved, withRegated(), results);
             await catalog.writeStats(tx, planCounts);
             return true;
@@ -538,7 +587,7 @@ export class Collector {
       if (merges.length > 0) await identity.notifyMerges(merges);
       const withProfile = resolved.filter((r): r is Resolved => typeof r.resolution?.profileId === 'string');
       for (const r of resolved) {
-        if (typeof r.resolution?.profileId !== 'string') results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING' });
+        if (typeof r.resolution?.profileId !== 'string') results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING', detail: 'blocked' });
       }
       // Sec-GPC: 1 is recorded per request origin (source and write key), for the profiles its messages resolved to and
       // every other profile one of their identifiers belongs to (the device's anonymous id may be another person's: a
@@ -591,7 +640,8 @@ export class Collector {
   async #leaveOutErased(tx: SqlExecutor, items: readonly Pending[], profileOf: (p: Pending) => string | null, results: Map<Pending, ItemResult>): Promise<readonly Pending[]> {
     const { identity } = this.#deps;
     if (items.length === 0) return items;
-    const suppressed = await identity.suppressedInGroup(tx, items.map((p) => p.resolve));
+    // A message judged after earlier ones is checked with all its identifiers: which of them it links is decided later.
+    const suppressed = await identity.suppressedInGroup(tx, items.map((p) => p.afterEarlier ?? p.resolve));
     const written: string[] = [];
     items.forEach((p, i) => {
       const profileId = profileOf(p);
@@ -629,6 +679,83 @@ export class Collector {
     }
     Object.assign(p, gated.stored);
     p.sealed = undefined;
+    return true;
+  }
+
+  /**
+   * Inside the resolution's transaction, once the group's other messages are resolved: judges the messages waiting for
+   * earlier ones (Pending.afterEarlier) as a request sent after them would be, and returns the resolutions of those
+   * judged storable. Each is looked up with all its identifiers (what this transaction linked included), gated for the
+   * person found, and resolved with the identifiers the gate kept. Those whose person is not found yet wait while
+   * others are stored (one may link the identifier another waits for); then they are judged for nobody known, as at
+   * the first gate. A profile this transaction made or merged has no consent state of its own yet: it counts as nobody
+   * known (fail closed). Throws ResolveAgain naming the people whose consent is not loaded for this write (`fresh`).
+   */
+  async #judgeAfterEarlier(
+    tx: SqlExecutor,
+    waiting: readonly Pending[],
+    resolved: readonly { pending: Pending; resolution: Resolution | undefined }[],
+    fresh: ReadonlySet<string>,
+    refusals: Map<string, number>,
+    results: Map<Pending, ItemResult>,
+  ): Promise<{ pending: Pending; resolution: Resolution | undefined }[]> {
+    const { identity, consent } = this.#deps;
+    const touched = new Set<string>();
+    const touch = (rs: readonly { resolution: Resolution | undefined }[]) => {
+      for (const { resolution: r } of rs) {
+        if (r?.created && r.holder !== null) touched.add(r.holder);
+        for (const m of r?.merges ?? []) touched.add(m.from).add(m.into);
+      }
+    };
+    touch(resolved);
+    const out: { pending: Pending; resolution: Resolution | undefined }[] = [];
+    let left = waiting;
+    while (left.length > 0) {
+      const found = await identity.lookupBatch(tx, left.map((p) => p.afterEarlier as ResolveItem));
+      const named = found.map((id) => (id !== null && !touched.has(id) ? id : null));
+      const load = named.filter((id): id is string => id !== null && !(fresh.has(id) && consent.isLoaded(id)));
+      if (load.length > 0) throw new ResolveAgain([...new Set(load)], new Set());
+      // Everyone found, or nobody: this is the last look-up.
+      const last = !named.includes(null) || named.every((id) => id === null);
+      const judged: Pending[] = [];
+      const unnamed: Pending[] = [];
+      left.forEach((p, i) => {
+        const profileId = named[i] ?? null;
+        if (profileId === null && !last) unnamed.push(p);
+        else if (this.#judge(p, profileId, refusals, results)) judged.push(p);
+      });
+      if (judged.length > 0) {
+        const resolutions = await identity.resolveBatch(tx, judged.map((p) => p.resolve));
+        const wave = judged.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
+        touch(wave);
+        out.push(...wave);
+      }
+      left = unnamed;
+    }
+    return out;
+  }
+
+  /**
+   * Gates a message waiting for earlier ones for `profileId` (null: nobody known): true when a purpose is allowed, with
+   * its parts and the identifiers it links set for that person; else it is answered refused (counted in `refusals`).
+   */
+  #judge(p: Pending, profileId: string | null, refusals: Map<string, number>, results: Map<Pending, ItemResult>): boolean {
+    const lookup = p.afterEarlier as ResolveItem;
+    const gated = this.#gate(profileId, p.plan, p.message, p.gpc);
+    p.gatedFor = profileId;
+    p.consentVersion = this.#deps.consent.stateVersion;
+    p.sealed = undefined;
+    if (!gated) {
+      p.resolve = lookup;
+      // As at the first gate: the GPC signal of a message refused for a known person is recorded for them.
+      p.gpcRefusedFor = p.gpc && profileId !== null ? profileId : undefined;
+      this.#refuseMoved(p, refusals, results);
+      return false;
+    }
+    Object.assign(p, gated.stored);
+    p.resolve = linkableItem(p.message, gated.linkable, lookup);
+    p.gpcRefusedFor = undefined;
+    results.delete(p);
     return true;
   }
 
@@ -677,7 +804,7 @@ export class Collector {
     if (load.size > 0) throw new ResolveAgain([...load], new Set());
     const refused = new Set<Pending>();
     for (const { pending: p, resolution } of moved) {
-      const allowed = this.#deps.consent.allowedPurposesMerged(resolution.profileId, mergedInto.get(resolution.profileId) ?? [], p.plan.purposes, unstored);
+      const allowed = this.#deps.consent.allowedPurposesMerged(resolution.profileId, mergedInto.get(resolution.profileId) ?? [], undeniedPurposes(p.message, p.plan.purposes), unstored);
       if (this.#withGpc(unstored.has(resolution.profileId) ? null : resolution.profileId, allowed, p.gpc).length === 0) refused.add(p);
     }
     if (refused.size > 0) throw new ResolveAgain([], refused);
@@ -930,7 +1057,6 @@ function ruleOf(personal: boolean, allowed: boolean): FieldRule {
   return allowed ? PLAIN : PLAIN_REFUSED;
 }
 
-/** Whether two identifier lists name the same identifiers in the same order. */
 /**
  * An array of objects put back together from its plain and personal parts (partition keeps positions in both, null
  * where a part holds nothing of an item); undefined when neither part kept any of it.
@@ -945,6 +1071,16 @@ function keptItems(plain: unknown, personal: unknown): unknown[] | undefined {
   });
 }
 
+/**
+ * The item resolution links for a message: the identifiers of the fields the gate kept. The look-up's item itself when
+ * the gate kept every identifier (its preparation is then reused too).
+ */
+function linkableItem(message: ParsedMessage, linkable: { traits: Record<string, unknown> | undefined; context: Record<string, unknown> | undefined }, lookup: ResolveItem): ResolveItem {
+  const identifiers = identifiersOf(message, linkable.traits, linkable.context);
+  return sameIdentifiers(identifiers, lookup.identifiers) ? lookup : { ...lookup, identifiers };
+}
+
+/** Whether two identifier lists name the same identifiers in the same order. */
 function sameIdentifiers(a: readonly RawIdentifier[], b: readonly RawIdentifier[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {

@@ -90,6 +90,13 @@ describeEachDialect('ingestion pipeline', (dialect) => {
     ]);
   });
 
+  it('answers a message whose only identifier is blocked with the identity missing, detail blocked', async () => {
+    const response = await send('/v1/track', { userId: 'unknown', event: 'Order Completed', messageId: 'blocked-1', properties: { order_id: 'ob1', revenue: 5, currency: 'EUR' } });
+    assert.equal(response.statusCode, 200);
+    const [result] = results(response);
+    assert.deepEqual([result?.status, result?.code, result?.detail], ['invalid', 'COLLECT_IDENTITY_MISSING', 'blocked'], JSON.stringify(result));
+  });
+
   it('stores a duplicate messageId once', async () => {
     const message = { type: 'track', anonymousId: 'anon-1', event: 'Product Viewed', messageId: 'dup-1', properties: { product_id: 'p2' } };
     const first = await send('/v1/batch', { batch: [message, message] });

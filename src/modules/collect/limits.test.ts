@@ -21,7 +21,7 @@ describeEachDialect('ingestion limits and inputs', (dialect) => {
     const batch: Record<string, unknown>[] = [];
     let size = 20;
     for (let i = 0; size < bytes; i++) {
-      const message = { type: 'page', anonymousId: 'anon-limits', messageId: `${prefix}-${i}`, properties: { path: `/p/${'x'.repeat(400)}` } };
+      const message = { type: 'page', anonymousId: 'anon-limits', messageId: `${prefix}-${i}`, properties: { path: `/p/${'x'.repeat(1_900)}` } };
       batch.push(message);
       size += JSON.stringify(message).length + 1;
     }
@@ -38,18 +38,33 @@ describeEachDialect('ingestion limits and inputs', (dialect) => {
     await server.app.close();
   });
 
-  it('accepts a batch body just under 500 KB and refuses one over it with 413 REQUEST_BODY_TOO_LARGE', async () => {
-    assert.equal(MAX_BATCH_BYTES, 512_000);
-    const under = batchOf(MAX_BATCH_BYTES - 1_000, 'under');
+  it('accepts a batch body just under 4 MB (the limit of RudderStack servers) and refuses one over it with 413 REQUEST_BODY_TOO_LARGE', async () => {
+    assert.equal(MAX_BATCH_BYTES, 4 * 1024 * 1024);
+    const under = batchOf(MAX_BATCH_BYTES - 3_000, 'under');
     assert.ok(Buffer.byteLength(under) <= MAX_BATCH_BYTES);
     const accepted = await post('/v1/batch', under);
     assert.equal(accepted.statusCode, 200, accepted.body.slice(0, 300));
     const over = batchOf(MAX_BATCH_BYTES + 1, 'over');
     assert.ok(Buffer.byteLength(over) > MAX_BATCH_BYTES);
-    const refused = await post('/v1/batch', over);
-    assert.equal(refused.statusCode, 413, refused.body.slice(0, 300));
-    assert.equal(answer(refused).code, 'REQUEST_BODY_TOO_LARGE');
-    assert.match(String(refused.headers['content-type']), /^application\/problem\+json/);
+    for (const url of ['/v1/batch', '/v1/import']) {
+      const refused = await post(url, over);
+      assert.equal(refused.statusCode, 413, `${url}: ${refused.body.slice(0, 300)}`);
+      assert.equal(answer(refused).code, 'REQUEST_BODY_TOO_LARGE');
+      assert.match(String(refused.headers['content-type']), /^application\/problem\+json/);
+    }
+  });
+
+  it('stores every message of a batch past the 500 KB Segment documents, as the RudderStack libraries send them, plain or gzipped', async () => {
+    // rudder-sdk-node flushes at 450 KB counted in UTF-16 units: 20 messages of 31,000 characters, each under 32 KB.
+    const batch = (prefix: string) =>
+      JSON.stringify({ batch: Array.from({ length: 20 }, (_, i) => ({ type: 'track', anonymousId: 'anon-limits', messageId: `${prefix}-${i}`, event: 'Product Viewed', properties: { product_id: `p${i}`, blob: 'x'.repeat(31_000) } })) });
+    for (const [prefix, url, coding] of [['rs-plain', '/v1/batch', undefined], ['rs-gzip', '/v1/import', 'gzip']] as const) {
+      const body = batch(prefix);
+      assert.ok(Buffer.byteLength(body) > 600_000, `${Buffer.byteLength(body)} bytes`);
+      const response = await post(url, coding ? gzipSync(body) : body, coding ? { 'content-encoding': coding } : {});
+      assert.equal(response.statusCode, 200, response.body.slice(0, 300));
+      assert.deepEqual(answer(response).results?.map((r) => r.status), Array(20).fill('stored'), prefix);
+    }
   });
 
   it('applies the limit to the inflated size of a gzip body, not to the compressed bytes', async () => {

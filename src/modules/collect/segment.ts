@@ -10,8 +10,13 @@ export const MESSAGE_KINDS: readonly MessageKind[] = ['identify', 'track', 'page
 
 /** Largest single event, as Segment documents it. */
 export const MAX_EVENT_BYTES = 32 * 1024;
-/** Largest batch request, as Segment documents it. */
-export const MAX_BATCH_BYTES = 500 * 1024;
+/**
+ * Largest batch request body (after inflating): RudderStack's server's 4 MB, beyond the 500 KB Segment documents, since
+ * RudderStack's libraries build larger batches (rudder-sdk-node measures 450 KB in UTF-16 units, not bytes, and may send
+ * a batch whatever its size after waiting for one in flight; the browser SDK's ceiling is 524,288 characters) and retry
+ * no 4xx answer: a batch refused whole is lost.
+ */
+export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 /** Deepest nesting of objects and arrays in a message (deeper ones are refused before anything walks them). */
 export const MAX_DEPTH = 64;
 /** The `bytes` of a message nested deeper than MAX_DEPTH (its size was not measured). */
@@ -55,12 +60,19 @@ export interface ParsedMessage {
    * a browser's `Sec-GPC: 1`): a protocol field, taken out of the context, never stored with the event.
    */
   gpc: boolean;
+  /**
+   * Purposes the person denied for this message, as RudderStack's browser SDK says (`context.consentManagement`'s
+   * `deniedConsentIds`; entries that name no purpose match none): a protocol field, taken out of the context, never
+   * stored. It only takes purposes away; its `allowedConsentIds` grants nothing.
+   */
+  denied: readonly string[];
   bytes: number;
 }
 
 export type ParseOutcome = { ok: true; message: ParsedMessage } | { ok: false; code: ErrorCode; messageId: string | undefined; detail: string };
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const NONE: readonly string[] = Object.freeze([]);
 
 /** Fields holding ids: strings, or whole numbers read as text; null, absent or blank when there is none. */
 const ID_FIELDS = ['messageId', 'userId', 'anonymousId', 'previousId', 'groupId'] as const;
@@ -170,8 +182,25 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
     gpc = signal as boolean;
     context = rest;
   }
-  // Segment clients send identify traits at the top level; older ones put them in context.traits.
-  const traits = isObject(raw.traits) ? raw.traits : type === 'identify' && context && isObject(context.traits) ? context.traits : undefined;
+  let denied: readonly string[] = NONE;
+  if (context !== undefined && context.consentManagement !== undefined) {
+    const { consentManagement: given, ...rest } = context;
+    if (!isObject(given)) return fail('COLLECT_MESSAGE_INVALID', 'context.consentManagement (an object)');
+    const ids = given.deniedConsentIds;
+    if (ids !== undefined) {
+      if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) return fail('COLLECT_MESSAGE_INVALID', 'context.consentManagement.deniedConsentIds (an array of strings)');
+      if (ids.length > 0) denied = ids as string[];
+    }
+    context = rest;
+  }
+  // Segment clients send identify traits at the top level; older ones put them in context.traits, which are then the
+  // traits (and no longer part of the context, so the answer does not list them as dropped).
+  let traits = isObject(raw.traits) ? raw.traits : undefined;
+  if (traits === undefined && type === 'identify' && context !== undefined && isObject(context.traits)) {
+    const { traits: fallback, ...rest } = context;
+    traits = fallback as Record<string, unknown>;
+    context = rest;
+  }
   const occurredAt = new Date(at).toISOString();
   return {
     ok: true,
@@ -194,9 +223,15 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
       context,
       writeKey: typeof raw.writeKey === 'string' ? raw.writeKey : undefined,
       gpc,
+      denied,
       bytes,
     },
   };
+}
+
+/** The purposes of `purposes` the message does not deny, in their order (the same array when it denies none). */
+export function undeniedPurposes(message: ParsedMessage, purposes: readonly string[]): readonly string[] {
+  return message.denied.length === 0 ? purposes : purposes.filter((p) => !message.denied.includes(p));
 }
 
 /**

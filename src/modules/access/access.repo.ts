@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { ModuleMigration, Storage } from '../../storage/index.ts';
+import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 
 export type AccessTables = {
   access_tokens: {
@@ -18,6 +18,8 @@ export type AccessTables = {
 };
 
 export type TokenRow = AccessTables['access_tokens'];
+/** What a revocation found: done, no such credential, revoked before, or the last active owner token (kept). */
+export type RevokeOutcome = 'revoked' | 'missing' | 'already' | 'last_owner';
 
 export const ACCESS_MIGRATIONS: readonly ModuleMigration[] = [
   {
@@ -58,34 +60,37 @@ export class AccessRepo {
     return rows[0];
   }
 
-  async insert(row: TokenRow): Promise<void> {
-    await this.#db.insertInto('access_tokens').values(row).execute();
+  /** Inserts a credential inside the caller's transaction. */
+  async insert(tx: SqlExecutor, row: TokenRow): Promise<void> {
+    const query = this.#db.insertInto('access_tokens').values(row).compile();
+    await tx.run(query.sql, query.parameters);
   }
 
   /**
-   * Revokes a credential unless it is the last active owner token; the check and the update happen in one
-   * transaction (owner rows locked on PostgreSQL; SQLite write transactions are serial).
+   * Revokes a credential unless it is the last active owner token, inside the caller's transaction: the check and the
+   * update are one transaction (owner rows locked on PostgreSQL; SQLite write transactions are serial).
    */
-  async revoke(id: string, by: string): Promise<'revoked' | 'missing' | 'already' | 'last_owner'> {
+  async revoke(tx: SqlExecutor, id: string, by: string): Promise<RevokeOutcome> {
     const lock = this.#storage.dialect === 'postgres';
-    return this.#db.transaction().execute(async (trx) => {
-      const row = await trx.selectFrom('access_tokens').selectAll().where('id', '=', id).executeTakeFirst();
-      if (!row) return 'missing';
-      if (row.kind === 'api' && row.role === 'owner') {
-        // Lock every active owner row in one order, so concurrent revocations queue instead of deadlocking.
-        let owners = trx.selectFrom('access_tokens').select('id').where('kind', '=', 'api').where('role', '=', 'owner').where('revoked_at', 'is', null).orderBy('id');
-        if (lock) owners = owners.forUpdate();
-        const active = (await owners.execute()).map((o) => o.id);
-        if (!active.includes(id)) return 'already';
-        if (active.length <= 1) return 'last_owner';
-      } else {
-        let current = trx.selectFrom('access_tokens').select('revoked_at').where('id', '=', id);
-        if (lock) current = current.forUpdate();
-        if ((await current.executeTakeFirst())?.revoked_at != null) return 'already';
-      }
-      await trx.updateTable('access_tokens').set({ revoked_at: new Date().toISOString(), revoked_by: by }).where('id', '=', id).execute();
-      return 'revoked';
-    });
+    const [row] = await tx.all<TokenRow>(this.#byIdSql, [id]);
+    if (!row) return 'missing';
+    if (row.kind === 'api' && row.role === 'owner') {
+      // Lock every active owner row in one order, so concurrent revocations queue instead of deadlocking.
+      let owners = this.#db.selectFrom('access_tokens').select('id').where('kind', '=', 'api').where('role', '=', 'owner').where('revoked_at', 'is', null).orderBy('id');
+      if (lock) owners = owners.forUpdate();
+      const query = owners.compile();
+      const active = (await tx.all<{ id: string }>(query.sql, query.parameters)).map((o) => o.id);
+      if (!active.includes(id)) return 'already';
+      if (active.length <= 1) return 'last_owner';
+    } else {
+      let current = this.#db.selectFrom('access_tokens').select('revoked_at').where('id', '=', id);
+      if (lock) current = current.forUpdate();
+      const query = current.compile();
+      if ((await tx.all<{ revoked_at: string | null }>(query.sql, query.parameters))[0]?.revoked_at != null) return 'already';
+    }
+    const update = this.#db.updateTable('access_tokens').set({ revoked_at: new Date().toISOString(), revoked_by: by }).where('id', '=', id).compile();
+    await tx.run(update.sql, update.parameters);
+    return 'revoked';
   }
 
   /**

@@ -4,7 +4,7 @@ import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { Freshness, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
-import { AccessRepo, type TokenRow } from './access.repo.ts';
+import { AccessRepo, type RevokeOutcome, type TokenRow } from './access.repo.ts';
 import { INGEST_ROLE, isStaffRole, type StaffRole } from './roles.ts';
 
 /** scrypt as older releases hashed secrets with it; only credentials they created are still checked with it. */
@@ -76,6 +76,7 @@ export interface AccessControlOptions {
  * secret's SHA-256, verified per request, revocable at once.
  */
 export class AccessControl {
+  readonly #storage: Storage;
   readonly #repo: AccessRepo;
   readonly #audit: AuditLog;
   readonly #scrypt: Scrypt;
@@ -97,6 +98,7 @@ export class AccessControl {
   #ownWrites = 0;
 
   constructor(storage: Storage, audit: AuditLog, options: AccessControlOptions = {}) {
+    this.#storage = storage;
     this.#repo = new AccessRepo(storage);
     this.#audit = audit;
     this.#scrypt = options.scrypt ?? scryptAsync;
@@ -132,14 +134,19 @@ export class AccessControl {
       revoked_at: null,
       revoked_by: null,
     };
-    await this.#repo.insert(row);
-    await this.#audit.append({
-      actor: actor.id,
-      role: actor.role,
-      action: kind === 'api' ? 'access.token.create' : 'access.write_key.create',
-      purpose: SECURITY_PURPOSE,
-      resource: `credential:${id}`,
-      details: kind === 'api' ? { role } : { source: source ?? '' },
+    // Audited in the creation's own transaction (last: on PostgreSQL the audit head is held from there to the commit).
+    await this.#storage.raw.transaction(async (tx) => {
+      await this.#repo.insert(tx, row);
+      await this.#audit.appendIn(tx, [
+        {
+          actor: actor.id,
+          role: actor.role,
+          action: kind === 'api' ? 'access.token.create' : 'access.write_key.create',
+          purpose: SECURITY_PURPOSE,
+          resource: `credential:${id}`,
+          details: kind === 'api' ? { role } : { source: source ?? '' },
+        },
+      ]);
     });
     return { ...info(row), secret: `${kind === 'api' ? 'cnd' : 'cwk'}_${id}_${secret}` };
   }
@@ -164,19 +171,23 @@ export class AccessControl {
     }
     this.#ownWrites++;
     this.#rows.delete(id);
-    const outcome = await this.#repo.revoke(id, actor.id);
-    this.#ownWrites++;
-    this.#rows.delete(id);
+    let outcome: RevokeOutcome;
+    try {
+      // Audited in the revocation's own transaction, last: a revocation that commits always has its entry.
+      outcome = await this.#storage.raw.transaction(async (tx) => {
+        const result = await this.#repo.revoke(tx, id, actor.id);
+        if (result === 'revoked') {
+          await this.#audit.appendIn(tx, [{ actor: actor.id, role: actor.role, action: 'access.credential.revoke', purpose: SECURITY_PURPOSE, resource: `credential:${id}` }]);
+        }
+        return result;
+      });
+    } finally {
+      this.#ownWrites++;
+      this.#rows.delete(id);
+    }
     if (outcome === 'missing') throw new CandorError('ACCESS_TOKEN_NOT_FOUND', { id });
     if (outcome === 'already') throw new CandorError('ACCESS_TOKEN_ALREADY_REVOKED', { id });
     if (outcome === 'last_owner') throw new CandorError('ACCESS_LAST_OWNER', { id });
-    await this.#audit.append({
-      actor: actor.id,
-      role: actor.role,
-      action: 'access.credential.revoke',
-      purpose: SECURITY_PURPOSE,
-      resource: `credential:${id}`,
-    });
     return info((await this.#repo.byId(id)) as TokenRow);
   }
 

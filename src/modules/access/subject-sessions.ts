@@ -67,10 +67,12 @@ export interface SubjectPrincipal {
  * write key, or Candor's own verification — stored as SHA-256 digests (the secret is 256 random bits), revocable.
  */
 export class SubjectSessions {
+  readonly #storage: Storage;
   readonly #db: Kysely<SubjectSessionTables>;
   readonly #audit: AuditLog;
 
   constructor(storage: Storage, audit: AuditLog) {
+    this.#storage = storage;
     this.#db = storage.db.withTables<SubjectSessionTables>();
     this.#audit = audit;
   }
@@ -82,11 +84,17 @@ export class SubjectSessions {
     const secret = randomBytes(32).toString('base64url');
     const now = Date.now();
     const expiresAt = new Date(now + ttl * 1000).toISOString();
-    await this.#db
+    const insert = this.#db
       .insertInto('access_subject_sessions')
       .values({ id, digest: digest(secret), profile_id: profileId, issued_by: actor.id, via: options.via, created_at: new Date(now).toISOString(), expires_at: expiresAt, revoked_at: null })
-      .execute();
-    await this.#audit.append({ actor: actor.id, role: actor.role, action: 'access.subject_session.issue', purpose: 'essential.service.authentication', subject, resource: `subject_session:${id}`, details: { via: options.via, ttlSeconds: ttl } });
+      .compile();
+    // Audited in the issue's own transaction, last: a session that exists always has its entry.
+    await this.#storage.raw.transaction(async (tx) => {
+      await tx.run(insert.sql, insert.parameters);
+      await this.#audit.appendIn(tx, [
+        { actor: actor.id, role: actor.role, action: 'access.subject_session.issue', purpose: 'essential.service.authentication', subject, resource: `subject_session:${id}`, details: { via: options.via, ttlSeconds: ttl } },
+      ]);
+    });
     return { token: `css_${id}_${secret}`, expiresAt };
   }
 

@@ -356,6 +356,22 @@ export class ProfilesRepo {
     return query.orderBy('changed_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
   }
 
+  /** The history entries of these profiles from one message and source (a rectification's request id), inside the caller's transaction. */
+  async historyOfMessage(tx: SqlExecutor, profileIds: readonly string[], messageId: string, source: string): Promise<Pick<HistoryRow, 'id' | 'key'>[]> {
+    const out: Pick<HistoryRow, 'id' | 'key'>[] = [];
+    for (let i = 0; i < profileIds.length; i += 256) {
+      const query = this.#db
+        .selectFrom('profiles_trait_history')
+        .select(['id', 'key'])
+        .where('profile_id', 'in', profileIds.slice(i, i + 256))
+        .where('message_id', '=', messageId)
+        .where('source', '=', source)
+        .compile();
+      out.push(...(await tx.all<Pick<HistoryRow, 'id' | 'key'>>(query.sql, query.parameters)));
+    }
+    return out;
+  }
+
   /** Deletes every row of these profiles in the three tables inside the caller's transaction; rows per table. */
   async deleteProfiles(tx: SqlExecutor, profileIds: readonly string[]): Promise<{ traits: number; history: number; computed: number }> {
     const out = { traits: 0, history: 0, computed: 0 };

@@ -115,7 +115,8 @@ export const MASKED = '••••';
 export const ORDER_EVENT = 'Order Completed';
 /**
  * Largest order value (in absolute terms) added to a profile's total: no real order is worth 10^15 of a currency, and
- * sums of values under it stay finite and exact to the cent in a double for far more orders than anyone places.
+ * sums of values under it stay finite. Not exact to the cent: above 2^46 (about 7×10^13) neighbouring doubles are more
+ * than a cent apart (10^15 + 0.01 is 10^15), and below it the rounding of each addition adds up.
  */
 const MAX_ORDER_VALUE = 1e15;
 
@@ -588,7 +589,7 @@ export class Profiles {
    * Rectification (GDPR Art. 16): corrects traits a person already has, across their merge members. The changes come
    * checked against the tracking plan by the caller (rights), with the plan's category and personal flag: a personal
    * value is encrypted like any trait. Each change goes to the history with source `rectification` and the request
-   * id as message id; PROFILES_TRAIT_UNKNOWN when a key is not held. Audited without values.
+   * id as message id; PROFILES_TRAIT_UNKNOWN when a key is not held. Audited without values, in the same transaction.
    */
   async rectify(profileIds: readonly string[], changes: readonly TraitInput[], meta: { requestId: string }, actor: Actor): Promise<{ changed: string[] }> {
     const latest = new Map<string, TraitRow>();
@@ -610,18 +611,25 @@ export class Profiles {
       // Never older than the stored value, which a timestamp from a sender's clock may be.
       at: row.updated_at > now ? row.updated_at : now,
     }));
-    const before = new Set((await this.#repo.historyOf(profileIds, undefined, 1000)).filter((h) => h.message_id === meta.requestId).map((h) => h.id));
-    await this.#storage.raw.transaction((tx) => this.setTraitsBatch(tx, items));
-    const written = (await this.#repo.historyOf(profileIds, undefined, 1000)).filter((h) => h.message_id === meta.requestId && h.source === 'rectification' && !before.has(h.id));
-    const changed = [...new Set(written.map((h) => h.key))].sort();
-    await this.#audit.append({
-      actor: actor.id,
-      role: actor.role,
-      action: 'profiles.rectify',
-      purpose: 'essential.legal_obligation',
-      subject: this.#keyring.pseudonym('subject', profileIds[0] as string),
-      resource: `rights_request:${meta.requestId}`,
-      details: { keys: changes.map((c) => c.key), changed: changed.length },
+    const subject = this.#keyring.pseudonym('subject', profileIds[0] as string);
+    const changed = await this.#storage.raw.transaction(async (tx) => {
+      const before = new Set((await this.#repo.historyOfMessage(tx, profileIds, meta.requestId, 'rectification')).map((h) => h.id));
+      await this.setTraitsBatch(tx, items);
+      const written = (await this.#repo.historyOfMessage(tx, profileIds, meta.requestId, 'rectification')).filter((h) => !before.has(h.id));
+      const keys = [...new Set(written.map((h) => h.key))].sort();
+      // Audited in the rectification's own transaction, last: values that change always have their entry.
+      await this.#audit.appendIn(tx, [
+        {
+          actor: actor.id,
+          role: actor.role,
+          action: 'profiles.rectify',
+          purpose: 'essential.legal_obligation',
+          subject,
+          resource: `rights_request:${meta.requestId}`,
+          details: { keys: changes.map((c) => c.key), changed: keys.length },
+        },
+      ]);
+      return keys;
     });
     return { changed };
   }

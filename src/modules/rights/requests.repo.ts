@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import type { ModuleMigration, Storage } from '../../storage/index.ts';
+import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 
 /**
  * The request workflow's tables. Personal values (the subject's e-mail address, rectified values) are stored only
@@ -160,11 +160,16 @@ export class RequestsRepo {
     this.#db = storage.db.withTables<RequestsTables>();
   }
 
-  async insert(row: RequestRow, event: RequestEventRow): Promise<void> {
-    await this.#db.transaction().execute(async (trx) => {
-      await trx.insertInto('rights_requests').values(row).execute();
-      await trx.insertInto('rights_request_events').values(event).execute();
-    });
+  /** Runs `fn` in one write transaction (the statements below that take `tx`, and the audit entries of the change). */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return this.#storage.raw.transaction(fn);
+  }
+
+  /** Inserts a request with its first event, inside the caller's transaction. */
+  async insert(tx: SqlExecutor, row: RequestRow, event: RequestEventRow): Promise<void> {
+    for (const query of [this.#db.insertInto('rights_requests').values(row).compile(), this.#db.insertInto('rights_request_events').values(event).compile()]) {
+      await tx.run(query.sql, query.parameters);
+    }
   }
 
   get(id: string): Promise<RequestRow | undefined> {
@@ -177,14 +182,20 @@ export class RequestsRepo {
    * only the claimer finishes it), with the event in the same transaction. Returns whether it changed.
    */
   async update(id: string, from: string, changes: Partial<RequestRow>, event: RequestEventRow | null, attempts?: number): Promise<boolean> {
-    return this.#db.transaction().execute(async (trx) => {
-      let query = trx.updateTable('rights_requests').set(changes).where('id', '=', id).where('state', '=', from);
-      if (attempts !== undefined) query = query.where('attempts', '=', attempts);
-      const result = await query.executeTakeFirst();
-      if (Number(result.numUpdatedRows) !== 1) return false;
-      if (event) await trx.insertInto('rights_request_events').values(event).execute();
-      return true;
-    });
+    return this.transaction((tx) => this.updateIn(tx, id, from, changes, event, attempts));
+  }
+
+  /** update() inside the caller's transaction. */
+  async updateIn(tx: SqlExecutor, id: string, from: string, changes: Partial<RequestRow>, event: RequestEventRow | null, attempts?: number): Promise<boolean> {
+    let query = this.#db.updateTable('rights_requests').set(changes).where('id', '=', id).where('state', '=', from);
+    if (attempts !== undefined) query = query.where('attempts', '=', attempts);
+    const update = query.compile();
+    if ((await tx.run(update.sql, update.parameters)) !== 1) return false;
+    if (event) {
+      const insert = this.#db.insertInto('rights_request_events').values(event).compile();
+      await tx.run(insert.sql, insert.parameters);
+    }
+    return true;
   }
 
   /**

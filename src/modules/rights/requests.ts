@@ -4,7 +4,7 @@ import { SYSTEM_ACTOR } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { sortableId } from '../../shared/random.ts';
-import type { Storage } from '../../storage/index.ts';
+import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { SubjectSessions } from '../access/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Consent } from '../consent/index.ts';
@@ -348,8 +348,10 @@ export class RightsRequests {
       row.profile_id = profileId;
       row.subject = keyring.pseudonym('subject', profileId);
     }
-    await this.#repo.insert(row, this.#event(row.id, null, row.state as RequestState, SYSTEM_ACTOR, { channel: 'email', level }));
-    await this.#audit(SYSTEM_ACTOR, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'email' });
+    await this.#repo.transaction(async (tx) => {
+      await this.#repo.insert(tx, row, this.#event(row.id, null, row.state as RequestState, SYSTEM_ACTOR, { channel: 'email', level }));
+      await this.#audit(tx, SYSTEM_ACTOR, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'email' });
+    });
     if (profileId !== null) {
       this.#background(async () => {
         const encrypted = await keyring.encrypt(this.#addressKey(row, profileId), email, EMAIL_CONTEXT);
@@ -402,8 +404,10 @@ export class RightsRequests {
     if (row.state === 'in_progress' && NEEDS_APPROVAL.has(type)) row.awaiting_approval = 1;
     // A request that runs at once is stored with its run claimed, so a crash during the run leaves it resumable.
     if (row.state === 'in_progress' && row.awaiting_approval === 0) Object.assign(row, this.#claim(row));
-    await this.#repo.insert(row, this.#event(row.id, null, row.state as RequestState, actor, { channel: 'session', level }));
-    await this.#audit(actor, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'session' });
+    await this.#repo.transaction(async (tx) => {
+      await this.#repo.insert(tx, row, this.#event(row.id, null, row.state as RequestState, actor, { channel: 'session', level }));
+      await this.#audit(tx, actor, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'session' });
+    });
     if (code !== undefined && email !== undefined) await this.#mail(email, row, 'code', code);
     const current = row.state === 'in_progress' && row.awaiting_approval === 0 ? (await this.#runNow(row, actor)).row : row;
     return { request: requestView(current, this.#now()), duplicate: false, next: row.state === 'verifying' ? 'verify' : 'none' };
@@ -520,14 +524,21 @@ export class RightsRequests {
     const from = row.state as RequestState;
     assertTransition(from, to);
     const updated: RequestRow = { ...row, ...changes, state: to, updated_at: this.#now().toISOString() };
-    const ok = await this.#repo.update(row.id, from, { ...changes, state: to, updated_at: updated.updated_at }, this.#event(row.id, from, to, actor, detail), attempts);
+    const ok = await this.#repo.transaction(async (tx) => {
+      if (!(await this.#repo.updateIn(tx, row.id, from, { ...changes, state: to, updated_at: updated.updated_at }, this.#event(row.id, from, to, actor, detail), attempts))) return false;
+      await this.#audit(tx, actor, `rights.request.${to}`, updated, { from, ...detail });
+      return true;
+    });
     if (!ok) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from, to, reason: 'changed_meanwhile' });
-    await this.#audit(actor, `rights.request.${to}`, updated, { from, ...detail });
     return updated;
   }
 
-  async #audit(actor: Actor, action: string, row: RequestRow, details: Record<string, unknown>): Promise<void> {
-    await this.#deps.audit.append({ actor: actor.id, role: actor.role, action, purpose: 'essential.legal_obligation', subject: row.subject, resource: `rights_request:${row.id}`, details: { type: row.type, ...details } });
+  /**
+   * Audits a change inside the transaction that makes it, as its last statement (on PostgreSQL the audit head is held
+   * from there to the commit): a change that commits always has its entry; one whose entry cannot be written is not made.
+   */
+  async #audit(tx: SqlExecutor, actor: Actor, action: string, row: RequestRow, details: Record<string, unknown>): Promise<void> {
+    await this.#deps.audit.appendIn(tx, [{ actor: actor.id, role: actor.role, action, purpose: 'essential.legal_obligation', subject: row.subject, resource: `rights_request:${row.id}`, details: { type: row.type, ...details } }]);
   }
 
   /** The key an address is sealed with: the request's own for an erasure (see noticeKey), the person's otherwise. */
@@ -1036,9 +1047,13 @@ export class RightsRequests {
     if (email === null) throw new CandorError('RIGHTS_MAIL_FAILED', { reason: 'no_address' });
     const extended: RequestRow = { ...row, due_at: dueAt, extended_at: now.toISOString(), extension_reason: reason };
     await this.#mail(email, extended, 'extended', reason);
-    const ok = await this.#repo.update(row.id, row.state, { due_at: dueAt, extended_at: extended.extended_at, extension_reason: reason, updated_at: now.toISOString() }, this.#event(row.id, row.state as RequestState, row.state as RequestState, actor, { extendedTo: dueAt }));
+    const ok = await this.#repo.transaction(async (tx) => {
+      const event = this.#event(row.id, row.state as RequestState, row.state as RequestState, actor, { extendedTo: dueAt });
+      if (!(await this.#repo.updateIn(tx, row.id, row.state, { due_at: dueAt, extended_at: extended.extended_at, extension_reason: reason, updated_at: now.toISOString() }, event))) return false;
+      await this.#audit(tx, actor, 'rights.request.extend', extended, { dueAt, noticeSent: true });
+      return true;
+    });
     if (!ok) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from: row.state, reason: 'changed_meanwhile' });
-    await this.#audit(actor, 'rights.request.extend', extended, { dueAt, noticeSent: true });
     return requestView(extended, now);
   }
 

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { ModuleMigration, Storage } from '../../storage/index.ts';
+import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 
 export type TaxonomyTables = {
   taxonomy_custom_entries: {
@@ -48,7 +48,9 @@ export class TaxonomyRepo {
     return this.#db.selectFrom('taxonomy_custom_entries').selectAll().orderBy('kind').orderBy('key').execute();
   }
 
-  async insert(row: CustomEntryRow): Promise<void> {
-    await this.#db.insertInto('taxonomy_custom_entries').values(row).execute();
+  /** Inserts a custom entry inside the caller's transaction. */
+  async insert(tx: SqlExecutor, row: CustomEntryRow): Promise<void> {
+    const query = this.#db.insertInto('taxonomy_custom_entries').values(row).compile();
+    await tx.run(query.sql, query.parameters);
   }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
+import { failsWhileAuditFails } from '../../../test/support/audit.ts';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { openKernel } from '../../kernel.ts';
@@ -38,5 +39,18 @@ describeEachDialect('taxonomy service', (dialect) => {
       await ctx.kernel.taxonomy.refreshIfChanged();
     }
     assert.equal(ctx.kernel.taxonomy.dataCategory('user.behavior.loyalty_tier')?.name, 'Loyalty tier');
+  });
+
+  it('adds no custom entry whose audit entry cannot be written, here or in the database', async () => {
+    const entry = { key: 'user.behavior.store_visits', name: 'Store visits', description: 'How often someone visits a shop.' };
+    await failsWhileAuditFails(ctx.kernel.audit, () => ctx.kernel.taxonomy.addCustom('data-categories', entry, CLI_ACTOR));
+    assert.equal(ctx.kernel.taxonomy.dataCategory(entry.key), undefined);
+    const { Taxonomy } = await import('./index.ts');
+    assert.equal((await Taxonomy.open(ctx.kernel.storage, ctx.kernel.audit)).dataCategory(entry.key), undefined, 'nothing stored');
+    await ctx.kernel.taxonomy.addCustom('data-categories', entry, CLI_ACTOR);
+    assert.equal(ctx.kernel.taxonomy.dataCategory(entry.key)?.name, 'Store visits');
+    assert.equal((ctx.kernel.taxonomy.list('data-categories') as { key: string }[]).filter((e) => e.key === entry.key).length, 1);
+    const audited = await ctx.kernel.audit.list({ action: 'config.taxonomy.add', limit: 1000 });
+    assert.equal(audited.filter((e) => e.resource === `taxonomy:data-categories:${entry.key}`).length, 1);
   });
 });

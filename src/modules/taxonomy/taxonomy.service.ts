@@ -45,6 +45,7 @@ function isKind(kind: string): kind is TaxonomyKind {
  * own descriptions), GDPR legal bases and special categories, plus custom entries added per deployment.
  */
 export class Taxonomy {
+  readonly #storage: Storage;
   readonly #repo: TaxonomyRepo;
   readonly #audit: AuditLog;
   #custom: CustomEntryRow[] = [];
@@ -54,6 +55,7 @@ export class Taxonomy {
   #epoch = 0;
 
   private constructor(repo: TaxonomyRepo, audit: AuditLog, storage: Storage) {
+    this.#storage = storage;
     this.#repo = repo;
     this.#audit = audit;
     this.#freshness = new Freshness(storage, ['taxonomy_custom_entries']);
@@ -160,20 +162,20 @@ export class Taxonomy {
       created_by: actor.id,
     };
     try {
-      await this.#repo.insert(row);
+      // Audited in the entry's own transaction, last: an entry that is stored always has its audit entry.
+      await this.#storage.raw.transaction(async (tx) => {
+        await this.#repo.insert(tx, row);
+        await this.#audit.appendIn(tx, [
+          { actor: actor.id, role: actor.role, action: 'config.taxonomy.add', purpose: 'essential.service.operations', resource: `taxonomy:${extensible}:${input.key}` },
+        ]);
+      });
     } catch (error) {
       if (isUniqueViolation(error)) throw new CandorError('TAXONOMY_KEY_EXISTS', { key: input.key });
       throw error;
     }
+    // Known here only once committed; a reload that read meanwhile may hold it already.
     this.#epoch++;
-    this.#custom.push(row);
-    await this.#audit.append({
-      actor: actor.id,
-      role: actor.role,
-      action: 'config.taxonomy.add',
-      purpose: 'essential.service.operations',
-      resource: `taxonomy:${extensible}:${input.key}`,
-    });
+    if (!this.#custom.some((r) => r.kind === row.kind && r.key === row.key)) this.#custom.push(row);
     return (this.list(extensible) as Entry[]).find((e) => e.key === input.key) as object;
   }
 }

@@ -16,7 +16,7 @@ describeEachDialect('ingestion pipeline', (dialect) => {
   const basic = () => ({ authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` });
   const send = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
     server.app.inject({ method: 'POST', url, headers: { ...basic(), 'content-type': 'application/json', ...headers }, payload: JSON.stringify(payload) });
-  const results = (response: { json: () => unknown }) => (response.json() as { results: { status: string; code?: string; purposes?: string[]; dropped?: string[]; refusedFields?: string[] }[] }).results;
+  const results = (response: { json: () => unknown }) => (response.json() as { results: { status: string; code?: string; purposes?: string[]; dropped?: string[]; refusedFields?: string[]; detail?: string }[] }).results;
   const consent = (body: Record<string, unknown>, headers: Record<string, string> = {}) => send('/v1/consent', { mechanism: 'banner_save', ...body }, headers);
   const storedRows = async () => (await sql<{ n: number }>`SELECT count(*) AS n FROM collect_events`.execute(ctx.kernel.storage.db)).rows[0]?.n;
 

@@ -13,6 +13,7 @@ import { HttpMetrics } from './metrics.ts';
 import { answerClientError, MAX_PARAM_LENGTH, newerSchemaCheck, sendProblem } from './problem.ts';
 import { registerPublicRoutes } from './public/index.ts';
 import { registerSubjectRoutes } from './subject/index.ts';
+import { addTextFormats } from './text-formats.ts';
 import type { RouteRecord } from './route-access.ts';
 
 export interface CandorServer {
@@ -88,8 +89,8 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   });
   // Bodies are validated strictly (no coercion, no silent removal of unknown fields); query strings and path
   // parameters arrive as text and are coerced to the declared types.
-  const strict = new Ajv({ allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: true, strict: false });
-  const coercing = new Ajv({ allErrors: true, removeAdditional: false, coerceTypes: true, useDefaults: true, strict: false });
+  const strict = addTextFormats(new Ajv({ allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: true, strict: false }));
+  const coercing = addTextFormats(new Ajv({ allErrors: true, removeAdditional: false, coerceTypes: true, useDefaults: true, strict: false }));
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   app.removeAllContentTypeParsers();

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import type { RouteAccess } from '../route-access.ts';
+import { LINE } from '../text-formats.ts';
 
 const ACCOUNTABILITY: RouteAccess = { audience: 'admin', roles: ['owner', 'privacy_officer'], purpose: 'essential.legal_obligation', personalData: true };
 
@@ -37,8 +38,8 @@ export function registerAuditRoutes(app: FastifyInstance, kernel: Kernel): void 
           properties: {
             after: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 },
             limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-            action: { type: 'string', maxLength: 100 },
-            subject: { type: 'string', maxLength: 100, description: 'A subject pseudonym.' },
+            action: { ...LINE, maxLength: 100 },
+            subject: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$', description: 'A subject pseudonym (43 characters of base64url): anything else, an e-mail address say, is refused and never written into the log.' },
           },
         },
         response: { 200: { type: 'array', items: entry } },

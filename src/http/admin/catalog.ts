@@ -3,6 +3,7 @@ import type { Kernel } from '../../kernel.ts';
 import { MAX_PLAN_FIELDS, MAX_PLAN_VERSION } from '../../modules/catalog/index.ts';
 import { STAFF_ROLES, type StaffRole } from '../../modules/access/index.ts';
 import type { RouteAccess } from '../route-access.ts';
+import { LINE } from '../text-formats.ts';
 import { actorOf } from './actor.ts';
 
 const OPERATIONS = 'essential.service.operations';
@@ -134,7 +135,7 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { source: { type: 'string', maxLength: 64 }, event: { type: 'string', maxLength: 200 } },
+          properties: { source: { ...LINE, maxLength: 64 }, event: { ...LINE, maxLength: 200 } },
         },
         response: { 200: { type: 'array', items: statsRow } },
       },

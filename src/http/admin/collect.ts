@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import { STAFF_ROLES, type StaffRole } from '../../modules/access/index.ts';
 import { CandorError } from '../../shared/errors.ts';
+import { LINE } from '../text-formats.ts';
 
 const DECRYPTING: readonly StaffRole[] = ['owner', 'privacy_officer'];
 
@@ -23,7 +24,7 @@ export function registerCollectRoutes(app: FastifyInstance, kernel: Kernel): voi
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { source: { type: 'string', maxLength: 64 }, since: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } },
+          properties: { source: { ...LINE, maxLength: 64 }, since: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } },
         },
         response: {
           200: {

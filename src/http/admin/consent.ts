@@ -5,6 +5,7 @@ import { CONFIGURED_BASES, CONSENT_MECHANISMS, type ConfiguredBasis, type Notice
 import { CandorError } from '../../shared/errors.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
+import { LINE, PROSE } from '../text-formats.ts';
 
 const OPERATIONS = 'essential.service.operations';
 const PRIVACY_STAFF: StaffRole[] = ['owner', 'privacy_officer'];
@@ -125,7 +126,7 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
             targetedAdvertising: { type: 'boolean', default: false, description: 'Targeted advertising; a GPC signal opts out of it.' },
             explicit: { type: 'boolean', default: false, description: 'Needs explicit consent (GDPR Art. 9(2)(a)).' },
             optOutJurisdictions: { type: 'array', maxItems: 100, uniqueItems: true, items: JURISDICTION, default: [], description: 'Where an opt-out notice is a lawful basis.' },
-            description: { type: 'string', minLength: 1, maxLength: 2000 },
+            description: { ...PROSE, minLength: 1, maxLength: 2000 },
           },
         },
         response: { 200: purpose },
@@ -155,7 +156,7 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
           additionalProperties: false,
           required: ['text', 'purposes'],
           properties: {
-            text: { type: 'string', minLength: 1, maxLength: 100_000 },
+            text: { ...PROSE, minLength: 1, maxLength: 100_000 },
             purposes: {
               type: 'array',
               minItems: 1,
@@ -236,7 +237,7 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
         params: {
           type: 'object',
           required: ['subjectId', 'receiptId'],
-          properties: { subjectId: PROFILE_ID, receiptId: { type: 'string', minLength: 1, maxLength: 100 } },
+          properties: { subjectId: PROFILE_ID, receiptId: { ...LINE, minLength: 1, maxLength: 100 } },
         },
         response: {
           200: {

@@ -3,6 +3,7 @@ import type { Kernel } from '../../kernel.ts';
 import { STAFF_ROLES, TOKEN_ROLES } from '../../modules/access/index.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
+import { LINE } from '../text-formats.ts';
 
 const SECURITY = 'essential.service.security';
 const OWNER: RouteAccess = { audience: 'admin', roles: ['owner'], purpose: SECURITY };
@@ -21,7 +22,7 @@ const credential = {
   },
 } as const;
 const withSecret = { ...credential, properties: { ...credential.properties, secret: { type: 'string', description: 'Shown once; store it now.' } } } as const;
-const label = { type: 'string', minLength: 1, maxLength: 100 } as const;
+const label = { ...LINE, minLength: 1, maxLength: 100 } as const;
 
 /** API tokens and write keys: list, create (secret shown once), revoke. */
 export function registerCredentialRoutes(app: FastifyInstance, kernel: Kernel): void {

@@ -5,6 +5,7 @@ import { isIdentifierType } from '../../modules/identity/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
+import { LINE } from '../text-formats.ts';
 
 // Staff look at a person's profile to serve and support them, not to profile them.
 const PURPOSE = 'essential.service.operations.support';
@@ -114,7 +115,7 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
           type: 'object',
           additionalProperties: false,
           required: ['type', 'value'],
-          properties: { type: { type: 'string', minLength: 1, maxLength: 100 }, value: { type: 'string', minLength: 1, maxLength: 1000 } },
+          properties: { type: { ...LINE, minLength: 1, maxLength: 100 }, value: { ...LINE, minLength: 1, maxLength: 1000 } },
         },
         response: { 200: { type: 'object', properties: { id: { type: 'string', description: 'The canonical profile.' } } } },
       },
@@ -182,9 +183,9 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
           type: 'object',
           additionalProperties: false,
           properties: {
-            key: { type: 'string', minLength: 1, maxLength: 200, description: 'Only this trait.' },
+            key: { ...LINE, minLength: 1, maxLength: 200, description: 'Only this trait.' },
             limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-            before: { type: 'string', minLength: 1, maxLength: 500, description: 'The `next` of the previous page.' },
+            before: { ...LINE, minLength: 1, maxLength: 500, description: 'The `next` of the previous page.' },
           },
         },
         response: {

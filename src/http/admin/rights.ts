@@ -3,6 +3,7 @@ import type { Kernel } from '../../kernel.ts';
 import type { RequestState } from '../../modules/rights/index.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
+import { PROSE } from '../text-formats.ts';
 
 // Staff handle data-subject requests to meet a legal obligation; only the roles accountable for privacy may.
 const STAFF: RouteAccess = { audience: 'admin', roles: ['owner', 'privacy_officer'], purpose: 'essential.legal_obligation' };
@@ -10,7 +11,7 @@ const READ: RouteAccess = { ...STAFF, personalData: true };
 const STATES = ['received', 'verifying', 'in_progress', 'completed', 'partially_completed', 'denied'] as const;
 
 const idParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', pattern: '^rr_[0-9a-z]{13}[0-9a-f]{16}$' } } } as const;
-const reasonBody = { type: 'object', additionalProperties: false, required: ['reason'], properties: { reason: { type: 'string', minLength: 1, maxLength: 1000 } } } as const;
+const reasonBody = { type: 'object', additionalProperties: false, required: ['reason'], properties: { reason: { ...PROSE, minLength: 1, maxLength: 1000 } } } as const;
 
 /**
  * The staff queue of data-subject requests: due dates, overdue and due-soon lists, approve, deny with a reason,

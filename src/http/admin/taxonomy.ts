@@ -3,6 +3,7 @@ import type { Kernel } from '../../kernel.ts';
 import { STAFF_ROLES, type StaffRole } from '../../modules/access/index.ts';
 import { EXTENSIBLE_KINDS, TAXONOMY_KINDS, type CustomEntryInput } from '../../modules/taxonomy/index.ts';
 import { actorOf } from './actor.ts';
+import { LINE, PROSE } from '../text-formats.ts';
 
 const OPERATIONS = 'essential.service.operations';
 const PRIVACY_STAFF: StaffRole[] = ['owner', 'privacy_officer'];
@@ -35,10 +36,10 @@ export function registerTaxonomyRoutes(app: FastifyInstance, kernel: Kernel): vo
           additionalProperties: false,
           required: ['key', 'name', 'description'],
           properties: {
-            key: { type: 'string', minLength: 1, maxLength: 200 },
-            name: { type: 'string', minLength: 1, maxLength: 200 },
-            description: { type: 'string', minLength: 1, maxLength: 2000 },
-            parentKey: { type: ['string', 'null'], maxLength: 200 },
+            key: { ...LINE, minLength: 1, maxLength: 200 },
+            name: { ...LINE, minLength: 1, maxLength: 200 },
+            description: { ...PROSE, minLength: 1, maxLength: 2000 },
+            parentKey: { ...LINE, type: ['string', 'null'], maxLength: 200 },
             specialCategory: {
               type: ['string', 'null'],
               enum: [null, 'racial_or_ethnic_origin', 'political_opinions', 'religious_or_philosophical_beliefs', 'trade_union_membership', 'genetic', 'biometric', 'health', 'sex_life_or_sexual_orientation', 'criminal_convictions'],

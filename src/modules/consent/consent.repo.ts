@@ -637,20 +637,24 @@ export class ConsentRepo {
     return this.#db.selectFrom('consent_purposes').selectAll().orderBy('key').execute();
   }
 
-  /** Inserts every row or none (another process seeding at the same time wins); returns whether these were written. */
-  async seedPurposes(rows: readonly PurposeRow[], notice: NoticeRow): Promise<boolean> {
-    return this.#db.transaction().execute(async (trx) => {
-      const existing = await trx.selectFrom('consent_purposes').select('key').limit(1).execute();
-      if (existing.length > 0) return false;
-      await trx.insertInto('consent_purposes').values([...rows]).execute();
-      const notices = await trx.selectFrom('consent_notices').select('version').limit(1).execute();
-      if (notices.length === 0) await trx.insertInto('consent_notices').values(notice).execute();
-      return true;
-    });
+  /**
+   * Inserts the default purposes, and notice version 1 when there is no notice yet, in the caller's transaction, unless
+   * a purpose exists; returns whether these were written (another process seeding at the same moment fails with a
+   * unique violation).
+   */
+  async seedPurposesIn(tx: SqlExecutor, rows: readonly PurposeRow[], notice: NoticeRow): Promise<boolean> {
+    const anyPurpose = this.#db.selectFrom('consent_purposes').select('key').limit(1).compile();
+    if ((await tx.all(anyPurpose.sql, anyPurpose.parameters)).length > 0) return false;
+    const purposes = this.#db.insertInto('consent_purposes').values([...rows]).compile();
+    await tx.run(purposes.sql, purposes.parameters);
+    const anyNotice = this.#db.selectFrom('consent_notices').select('version').limit(1).compile();
+    if ((await tx.all(anyNotice.sql, anyNotice.parameters)).length === 0) await this.insertNoticeIn(tx, notice);
+    return true;
   }
 
-  async upsertPurpose(row: PurposeRow): Promise<void> {
-    await this.#db
+  /** Adds or changes a purpose in the caller's transaction. */
+  async upsertPurposeIn(tx: SqlExecutor, row: PurposeRow): Promise<void> {
+    const query = this.#db
       .insertInto('consent_purposes')
       .values(row)
       .onConflict((oc) =>
@@ -666,15 +670,18 @@ export class ConsentRepo {
           updated_by: row.updated_by,
         }),
       )
-      .execute();
+      .compile();
+    await tx.run(query.sql, query.parameters);
   }
 
   notices(): Promise<NoticeRow[]> {
     return this.#db.selectFrom('consent_notices').selectAll().orderBy('version').execute();
   }
 
-  async insertNotice(row: NoticeRow): Promise<void> {
-    await this.#db.insertInto('consent_notices').values(row).execute();
+  /** Inserts a notice version in the caller's transaction; a version taken meanwhile fails with a unique violation. */
+  async insertNoticeIn(tx: SqlExecutor, row: NoticeRow): Promise<void> {
+    const query = this.#db.insertInto('consent_notices').values(row).compile();
+    await tx.run(query.sql, query.parameters);
   }
 
   signingKeys(): Promise<SigningKeyRow[]> {

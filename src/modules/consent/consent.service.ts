@@ -247,20 +247,21 @@ export class Consent {
       published_at: at,
       published_by: SYSTEM_ACTOR.id,
     };
-    let seeded: boolean;
+    const base = { actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role };
     try {
-      seeded = await repo.seedPurposes(DEFAULT_PURPOSES.map((p) => purposeToRow(p, SYSTEM_ACTOR, at, at)), notice);
+      await repo.transaction(async (tx) => {
+        if (!(await repo.seedPurposesIn(tx, DEFAULT_PURPOSES.map((p) => purposeToRow(p, SYSTEM_ACTOR, at, at)), notice))) return;
+        // In the seeding transaction, last (on PostgreSQL the audit head is held from here to the commit).
+        await deps.audit.appendIn(tx, [
+          ...DEFAULT_PURPOSES.map((p) => ({ ...base, action: 'consent.purpose.set', purpose: p.key, resource: `consent_purpose:${p.key}`, details: { basis: p.basis, seeded: true } })),
+          { ...base, action: 'consent.notice.publish', purpose: 'essential.legal_obligation', resource: 'consent_notice:1', details: { version: 1, material: false, seeded: true } },
+        ]);
+      });
     } catch (error) {
       // Another process seeded at the same moment.
       if (isUniqueViolation(error)) return;
       throw error;
     }
-    if (!seeded) return;
-    const base = { actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role };
-    await deps.audit.appendBatch([
-      ...DEFAULT_PURPOSES.map((p) => ({ ...base, action: 'consent.purpose.set', purpose: p.key, resource: `consent_purpose:${p.key}`, details: { basis: p.basis, seeded: true } })),
-      { ...base, action: 'consent.notice.publish', purpose: 'essential.legal_obligation', resource: 'consent_notice:1', details: { version: 1, material: false, seeded: true } },
-    ]);
   }
 
   async #reloadConfiguration(): Promise<void> {
@@ -322,25 +323,31 @@ export class Consent {
     const at = new Date().toISOString();
     // Made explicit now: only consents given from now on are explicit ones. Already explicit: that time stays.
     const explicitSince = normalized.explicit && this.#purposeConfigs.get(normalized.key)?.explicit === true ? (this.#explicitSince.get(normalized.key) ?? at) : at;
-    await this.#repo.upsertPurpose(purposeToRow(normalized, actor, at, explicitSince));
+    await this.#repo.transaction(async (tx) => {
+      await this.#repo.upsertPurposeIn(tx, purposeToRow(normalized, actor, at, explicitSince));
+      // In the change's transaction, last (on PostgreSQL the audit head is held from here to the commit).
+      await this.#audit.appendIn(tx, [
+        {
+          actor: actor.id,
+          role: actor.role,
+          action: 'consent.purpose.set',
+          purpose: normalized.key,
+          resource: `consent_purpose:${normalized.key}`,
+          details: {
+            basis: normalized.basis,
+            saleOrSharing: normalized.saleOrSharing,
+            targetedAdvertising: normalized.targetedAdvertising,
+            explicit: normalized.explicit,
+            optOutJurisdictions: normalized.optOutJurisdictions,
+          },
+        },
+      ]);
+    });
+    // In force here once committed with its audit entry.
     this.#configEpoch++;
     this.#purposeConfigs.set(normalized.key, normalized);
     this.#explicitSince.set(normalized.key, normalized.explicit ? explicitSince : '');
     this.#rebuildRuntime();
-    await this.#audit.append({
-      actor: actor.id,
-      role: actor.role,
-      action: 'consent.purpose.set',
-      purpose: normalized.key,
-      resource: `consent_purpose:${normalized.key}`,
-      details: {
-        basis: normalized.basis,
-        saleOrSharing: normalized.saleOrSharing,
-        targetedAdvertising: normalized.targetedAdvertising,
-        explicit: normalized.explicit,
-        optOutJurisdictions: normalized.optOutJurisdictions,
-      },
-    });
     return normalized;
   }
 
@@ -413,24 +420,30 @@ export class Consent {
         published_by: actor.id,
       };
       try {
-        await this.#repo.insertNotice(row);
+        await this.#repo.transaction(async (tx) => {
+          await this.#repo.insertNoticeIn(tx, row);
+          // In the publish's transaction, last (on PostgreSQL the audit head is held from here to the commit).
+          await this.#audit.appendIn(tx, [
+            {
+              actor: actor.id,
+              role: actor.role,
+              action: 'consent.notice.publish',
+              purpose: 'essential.legal_obligation',
+              resource: `consent_notice:${row.version}`,
+              details: { version: row.version, material: row.material === 1, renewalRequired },
+            },
+          ]);
+        });
       } catch (error) {
         if (isUniqueViolation(error) && attempt < 3) continue;
         throw error;
       }
+      // In force here once committed with its audit entry.
       const notice = noticeFromRow(row);
       this.#configEpoch++;
       this.#notices.set(notice.version, notice);
       this.#latestNotice = notice;
       this.#rebuildRuntime();
-      await this.#audit.append({
-        actor: actor.id,
-        role: actor.role,
-        action: 'consent.notice.publish',
-        purpose: 'essential.legal_obligation',
-        resource: `consent_notice:${notice.version}`,
-        details: { version: notice.version, material: notice.material, renewalRequired },
-      });
       return { version: notice.version, hash, material: notice.material, renewalRequired };
     }
   }
@@ -1181,6 +1194,7 @@ export class Consent {
     const into = { id: intoId, pseudonym: this.pseudonym(intoId) };
     const receiptId = randomUUID();
     let receipt: string | null = null;
+    let spread: { restricted?: true; objectedMarketing?: true } = {};
     const { entries } = await this.#locked([fromId, intoId], () =>
       this.#write([from, into], (states, add) => {
         this.#planMerge(into.pseudonym, states.get(from.pseudonym) as Map<string, Current>, states.get(into.pseudonym) as Map<string, Current>, since, add, receiptId);
@@ -1189,11 +1203,23 @@ export class Consent {
         const fromFlags = since === undefined ? (flags.get(from.pseudonym) ?? NO_FLAGS) : (flagsOf((await this.#repo.restrictions([from.pseudonym], tx)).filter((row) => row.since >= since)).get(from.pseudonym) ?? NO_FLAGS);
         const intoFlags = flags.get(into.pseudonym) ?? NO_FLAGS;
         const at = new Date().toISOString();
-        if (fromFlags.restricted && !intoFlags.restricted) await this.#repo.insertRestriction(tx, restrictionRow(into.pseudonym, 'restriction', null, at, actor));
-        if (fromFlags.objectedMarketing && !intoFlags.objectedMarketing) await this.#repo.insertRestriction(tx, restrictionRow(into.pseudonym, 'objection_marketing', null, at, actor));
+        spread = {};
+        if (fromFlags.restricted && !intoFlags.restricted) {
+          await this.#repo.insertRestriction(tx, restrictionRow(into.pseudonym, 'restriction', null, at, actor));
+          spread.restricted = true;
+        }
+        if (fromFlags.objectedMarketing && !intoFlags.objectedMarketing) {
+          await this.#repo.insertRestriction(tx, restrictionRow(into.pseudonym, 'objection_marketing', null, at, actor));
+          spread.objectedMarketing = true;
+        }
       }, async (tx, written) => {
         receipt = await this.#sign(tx, { receiptId, principal: into.pseudonym, linked: [], jurisdiction: null, mechanism: 'merge', source: null, notice: this.#latestNotice, entries: written });
-      }, (_tx, written) => (written.length === 0 ? [] : [this.#auditEvent(actor, 'consent.merge', into.pseudonym, written, receiptId, since === undefined ? { from: from.pseudonym } : { from: from.pseudonym, since })])),
+      }, (_tx, written) => {
+        const details = { from: from.pseudonym, ...(since === undefined ? {} : { since }), ...spread };
+        if (written.length > 0) return [this.#auditEvent(actor, 'consent.merge', into.pseudonym, written, receiptId, details)];
+        // A restriction or objection carried over alone (no entry, so no receipt) is a change too.
+        return Object.keys(spread).length === 0 ? [] : this.#flagEvents([into], 'consent.merge', null, actor, () => ({ entries: 0, ...details }));
+      }),
     );
     if (entries.length === 0) return { entries, receipt: null, receiptId: null };
     return { entries, receipt, receiptId };

@@ -134,6 +134,13 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     identity.onMerge(async (merge) => {
       await consent.mergeSubjects(merge.from, merge.into, SYSTEM_ACTOR);
     });
+    // A wrong merge split back out: every privacy-center session of either side ends (sessions are cheap to issue
+    // again). Each reaches only its own side's person already; this also ends those issued for the merged person's
+    // canonical profile (by releases that tied a session to it), which a device of the other side may hold.
+    identity.onUnmerge(async (unmerge) => {
+      const [from, into] = await Promise.all([identity.members(unmerge.from), identity.members(unmerge.into)]);
+      await subjectSessions.revokeAll([unmerge.from, unmerge.into, ...from, ...into]);
+    });
     // A wrong merge split back out: the refusals, withdrawals, GPC opt-outs and restrictions recorded on the person
     // while merged (on the surviving profile, whichever device made them) bind the split-out profile too.
     identity.onUnmerge(async (unmerge) => {

@@ -3,7 +3,7 @@ import type { Kernel } from '../../kernel.ts';
 import { MAX_SUBJECT_SESSION_SECONDS, SESSION_ISSUER_ROLE } from '../../modules/access/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { ID_SCHEMA, idsAsText, refuseUnusableText } from './consent.ts';
-import { subjectOf } from './subject.ts';
+import { resolveSubject } from './subject.ts';
 
 /** The source recorded for identifiers a session request links (the backend's sign-in). */
 const SESSION_SOURCE = 'privacy_center';
@@ -36,10 +36,11 @@ export function registerSubjectSessionRoute(app: FastifyInstance, kernel: Kernel
       // Whole-number ids name the person a message's or a consent's `"userId": 777` names.
       const body = idsAsText(request.body);
       refuseUnusableText(body, ['userId', 'anonymousId']);
-      const profileId = await subjectOf(kernel, body, SESSION_SOURCE);
-      const canonical = (await kernel.identity.canonical(profileId)) ?? profileId;
+      // Tied to the profile holding the id signed in, not to the person it is merged into: each request reaches that
+      // profile's person as it is then, so after an unmerge the session reaches its own side only.
+      const { holder } = await resolveSubject(kernel, body, SESSION_SOURCE);
       reply.code(201);
-      return kernel.subjectSessions.issue(canonical, kernel.keyring.pseudonym('subject', canonical), { ttlSeconds: body.ttlSeconds ?? 900, via: `token:${principal.tokenId}` }, { id: principal.tokenId, role: principal.role });
+      return kernel.subjectSessions.issue(holder, kernel.keyring.pseudonym('subject', holder), { ttlSeconds: body.ttlSeconds ?? 900, via: `token:${principal.tokenId}` }, { id: principal.tokenId, role: principal.role });
     },
   );
 }

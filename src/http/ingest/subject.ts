@@ -2,7 +2,6 @@ import type { Kernel } from '../../kernel.ts';
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
 
-/** The profile of the person the request names (created if new); erased people are refused. */
 type NamedIds = { userId?: string | undefined; anonymousId?: string | undefined };
 
 /** The identity item of the ids a request names. */
@@ -14,7 +13,16 @@ function itemOf(ids: NamedIds, source: string) {
   return { identifiers, source, at: new Date().toISOString() };
 }
 
+/** The profile of the person the request names (created if new); erased people are refused. */
 export async function subjectOf(kernel: Kernel, ids: NamedIds, source: string): Promise<string> {
+  return (await resolveSubject(kernel, ids, source)).profileId;
+}
+
+/**
+ * The person the request names (created if new): their canonical profile, and the profile holding the strongest id
+ * named (the canonical one or one merged into it); erased people are refused.
+ */
+export async function resolveSubject(kernel: Kernel, ids: NamedIds, source: string): Promise<{ profileId: string; holder: string }> {
   if (!ids.userId && !ids.anonymousId) throw new CandorError('COLLECT_IDENTITY_MISSING');
   const item = itemOf(ids, source);
   const { storage, identity } = kernel;
@@ -24,7 +32,7 @@ export async function subjectOf(kernel: Kernel, ids: NamedIds, source: string): 
   });
   if (resolution?.merges.length) await identity.notifyMerges(resolution.merges);
   if (!resolution?.profileId) throw new CandorError('COLLECT_IDENTITY_MISSING');
-  return resolution.profileId;
+  return { profileId: resolution.profileId, holder: resolution.holder ?? resolution.profileId };
 }
 
 /**

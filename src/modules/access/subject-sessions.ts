@@ -55,7 +55,10 @@ const TOKEN_PATTERN = /^css_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 export const MAX_SUBJECT_SESSION_SECONDS = 3600;
 const digest = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
-/** A verified customer: the profile a subject session was issued for. */
+/**
+ * A verified customer: the profile a subject session was issued for — the one holding the identifier that was
+ * verified, which may be merged into another; routes act for its canonical profile as it is at each request.
+ */
 export interface SubjectPrincipal {
   sessionId: string;
   profileId: string;
@@ -64,7 +67,8 @@ export interface SubjectPrincipal {
 /**
  * Subject sessions: short-lived credentials (`css_…`) with which a customer reaches the endpoints about themselves
  * (the privacy center). Issued for a profile by a party that verified the person — the business's backend with its
- * write key, or Candor's own verification — stored as SHA-256 digests (the secret is 256 random bits), revocable.
+ * session_issuer token, or Candor's own verification — stored as SHA-256 digests (the secret is 256 random bits),
+ * revocable.
  */
 export class SubjectSessions {
   readonly #storage: Storage;
@@ -125,8 +129,11 @@ export class SubjectSessions {
     return new SubjectSessionsRetention(this.#db);
   }
 
-  /** Ends every session of a profile (erasure, objection). */
-  async revokeAll(profileId: string): Promise<void> {
-    await this.#db.updateTable('access_subject_sessions').set({ revoked_at: new Date().toISOString() }).where('profile_id', '=', profileId).where('revoked_at', 'is', null).execute();
+  /** Ends every session issued for any of these profiles (erasure, an unmerge). */
+  async revokeAll(profileIds: readonly string[]): Promise<void> {
+    const at = new Date().toISOString();
+    for (let i = 0; i < profileIds.length; i += 256) {
+      await this.#db.updateTable('access_subject_sessions').set({ revoked_at: at }).where('profile_id', 'in', profileIds.slice(i, i + 256)).where('revoked_at', 'is', null).execute();
+    }
   }
 }

@@ -475,7 +475,10 @@ export class RightsRequests {
     const canonical = found;
     const members = await this.#deps.identity.members(canonical);
     // The session is issued once the request has moved on, so that of two verifications at once only one gets one.
-    const issueSession = () => this.#deps.subjectSessions.issue(canonical, this.#deps.keyring.pseudonym('subject', canonical), { ttlSeconds: SESSION_SECONDS, via: 'rights_verification' }, SYSTEM_ACTOR);
+    const issueSession = async () => {
+      const holder = await this.#addressHolder(row, canonical);
+      return this.#deps.subjectSessions.issue(holder, this.#deps.keyring.pseudonym('subject', holder), { ttlSeconds: SESSION_SECONDS, via: 'rights_verification' }, SYSTEM_ACTOR);
+    };
     const earlier = await this.#repo.earlier(members, type, new Date(now.getTime() - DUPLICATE_WINDOW_MS).toISOString(), row.id);
     const actor: Actor = { id: `subject:${row.subject}`, role: 'subject' };
     if (earlier) {
@@ -510,6 +513,20 @@ export class RightsRequests {
     else await this.#move(row, 'denied', { ...closed, denial_reason: 'unknown_subject' }, actor, { subjectErased: true });
     await this.#shredAddress(row, actor);
     throw new CandorError('RIGHTS_SUBJECT_ERASED', earlier ? { duplicateOf: earlier.id } : undefined);
+  }
+
+  /**
+   * The profile holding the address a request's code was sent to (the canonical profile or one merged into it): a
+   * verification's session is tied to it, so that after an unmerge it reaches that side only. The canonical profile
+   * when the address cannot be read.
+   */
+  async #addressHolder(row: RequestRow, canonical: string): Promise<string> {
+    const email = await this.#email(row);
+    const normalized = email === null ? undefined : this.#deps.identity.normalize({ type: 'email', value: email });
+    if (!normalized) return canonical;
+    const hash = this.#deps.identity.hash(normalized);
+    const held = (await this.#deps.identity.identifiersOf(canonical)).find((i) => i.type === 'email' && i.valueHash === hash);
+    return held?.profileId ?? canonical;
   }
 
   async #failedAttempt(requestId: string, attempt: number): Promise<void> {
@@ -764,7 +781,7 @@ export class RightsRequests {
             if (isCandorError(error, 'RIGHTS_SUBJECT_ERASED')) return erasedMeanwhile();
             throw error;
           }
-          for (const id of subject.profileIds) await deps.subjectSessions.revokeAll(id);
+          await deps.subjectSessions.revokeAll(subject.profileIds);
         }
         if (email !== null) {
           // Unsent, the notice fails the run (RIGHTS_MAIL_FAILED): the erasure stands, the sealed address is kept and a
@@ -887,6 +904,11 @@ export class RightsRequests {
     if (!row || row.download_expires_at === null || this.#now().getTime() > Date.parse(row.download_expires_at) || row.profile_id === null) {
       throw new CandorError('RIGHTS_DOWNLOAD_INVALID');
     }
+    // A merge of the person undone since the link was issued: whoever got it may be on the other side (a device merged
+    // in by mistake), so it is no longer valid either; the person gets a fresh one with a session.
+    const issuedAt = Date.parse(row.download_expires_at) - DOWNLOAD_TTL_MS;
+    const merges = await this.#deps.identity.merges(row.profile_id);
+    if (merges.some((m) => m.undoneAt !== null && Date.parse(m.undoneAt) >= issuedAt)) throw new CandorError('RIGHTS_DOWNLOAD_INVALID');
     // A person erased since the link was issued: the link is simply no longer valid.
     const subject = await this.#deps.erasure.findSubject({ profileId: row.profile_id }).catch((error: unknown) => {
       if (isCandorError(error, 'RIGHTS_SUBJECT_ERASED')) return null;

@@ -6,6 +6,7 @@ import { MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, TOO_DEEP, type MessageKind
 import { CandorError } from '../../shared/errors.ts';
 import { carriesForbiddenKey, forbiddenKeyPath, jsonParser, messagesJsonParser, PARSE_AS } from '../json.ts';
 import type { RouteAccess } from '../route-access.ts';
+import { listWithinBudget } from './answer-listing.ts';
 
 const INGEST: RouteAccess = { audience: 'ingest', purpose: 'analytics.reporting' };
 const SINGLE: readonly MessageKind[] = ['identify', 'track', 'page', 'screen', 'group', 'alias'];
@@ -22,6 +23,7 @@ const result = {
     droppedUnlisted: { type: 'integer' },
     refusedFields: { type: 'array', items: { type: 'string' } },
     violations: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, rule: { type: 'string' }, message: { type: 'string' } } } },
+    violationsUnlisted: { type: 'integer' },
     detail: { type: 'string' },
     gpcHonoured: { type: 'boolean' },
   },
@@ -58,7 +60,7 @@ async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyRep
   for (const { index, messageId, path } of forbidden) results[index] = { index, messageId, status: 'invalid', code: 'REQUEST_FORBIDDEN_KEY', detail: path };
   reply.code(200);
   // A request-wide Sec-GPC: 1, or a message's own context.gpc: the answer says the signal was honoured.
-  return { success: true, ...(gpc || results.some((r) => r.gpcHonoured === true) ? { gpcHonoured: true } : {}), results };
+  return { success: true, ...(gpc || results.some((r) => r.gpcHonoured === true) ? { gpcHonoured: true } : {}), results: listWithinBudget(results) };
 }
 
 /** Thrown by sizeBound when a value nests deeper than MAX_DEPTH. */

@@ -16,6 +16,8 @@ export interface AnnotationInput {
   special?: boolean;
   /** Derived from the category; may be written out but must agree with it. */
   preciseLocation?: boolean;
+  /** Derived from the category; may be written out but must agree with it. */
+  protectedAttribute?: boolean;
   description?: string;
 }
 
@@ -65,6 +67,12 @@ export const FORBIDDEN_NAMES: readonly string[] = ['__proto__', 'constructor', '
 const text = (max: number) => ({ type: 'string', maxLength: max });
 const count = { type: 'integer', minimum: 0 };
 
+/**
+ * The deepest a plan document nests, counting every object and array (values of `const`, `enum` and `examples`
+ * included). Checked before the meta-schema, whose validator, like the canonical JSON of a version, recurses.
+ */
+export const MAX_DOCUMENT_DEPTH = 64;
+
 /** Meta-schema of a plan document (JSON Schema draft-07 as Ajv runs it). */
 export const PLAN_META_SCHEMA = {
   type: 'object',
@@ -73,7 +81,8 @@ export const PLAN_META_SCHEMA = {
   properties: {
     $schema: text(500),
     $comment: text(2000),
-    name: { type: 'string', minLength: 1, maxLength: 200 },
+    // Stored in a text column too: no control character (PostgreSQL refuses NUL) and no unpaired surrogate.
+    name: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[^\\p{Cc}\\p{Cs}]*$' },
     description: text(2000),
     events: {
       type: 'object',
@@ -116,6 +125,7 @@ export const PLAN_META_SCHEMA = {
         personal: { type: 'boolean' },
         special: { type: 'boolean' },
         preciseLocation: { type: 'boolean' },
+        protectedAttribute: { type: 'boolean' },
         description: text(2000),
       },
     },
@@ -146,6 +156,7 @@ export const PLAN_META_SCHEMA = {
         enum: { type: 'array', minItems: 1 },
         const: true,
         format: { type: 'string', maxLength: 50 },
+        // Checked further by the compiler: it must run in linear time (linearPattern).
         pattern: { type: 'string', maxLength: 500 },
         minLength: count,
         maxLength: count,

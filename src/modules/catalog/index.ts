@@ -10,6 +10,7 @@ export { isRetention, MAX_RETENTION, type PlanDocument, type EventDefinition, ty
 export { type StatsRow } from './catalog.stats.ts';
 export {
   MAX_DROPPED_LISTED,
+  MAX_VIOLATIONS_LISTED,
   MAX_PLAN_FIELDS,
   MESSAGE_KINDS,
   type MessageKind,

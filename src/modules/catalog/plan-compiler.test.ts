@@ -4,7 +4,7 @@ import { CANDOR_DATA_USES, DATA_CATEGORIES, DATA_USES } from '../taxonomy/taxono
 import type { FieldSchema, PlanDocument } from './catalog.schemas.ts';
 import { isRetention } from './catalog.schemas.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
-import { compilePlan, compilePlanAsync, listDropped, MAX_DROPPED_LISTED, MAX_PLAN_FIELDS, type CompiledPlan, type TaxonomyLookup } from './plan-compiler.ts';
+import { compilePlan, compilePlanAsync, listDropped, MAX_DROPPED_LISTED, MAX_PLAN_FIELDS, MAX_VIOLATIONS_LISTED, type CompiledPlan, type TaxonomyLookup } from './plan-compiler.ts';
 
 /** The built-in taxonomy, without storage. */
 const taxonomy: TaxonomyLookup = {
@@ -145,6 +145,38 @@ describe('process()', () => {
     const few = plan.process('track', 'Order Completed', clone(order));
     assert.equal(listDropped(few), few, 'a result with fewer paths as it is, without a count');
     assert.ok(!('droppedUnlisted' in few));
+  });
+
+  it(`lists the first ${MAX_VIOLATIONS_LISTED} violations of a result and the number of the others`, () => {
+    // 15,000 allergies of the wrong type, and too many of them.
+    const full = plan.process('track', 'Survey Answered', { properties: { survey_id: 's', allergies: new Array(15_000).fill(1) } });
+    assert.equal(full.violations.length, 15_001, 'CompiledPlan.process has every one, for the statistics');
+    const listed = listDropped(full);
+    assert.equal(listed.code, 'CATALOG_EVENT_INVALID');
+    assert.equal(listed.violations.length, MAX_VIOLATIONS_LISTED);
+    assert.deepEqual(listed.violations, full.violations.slice(0, MAX_VIOLATIONS_LISTED));
+    assert.equal(listed.violationsUnlisted, 15_001 - MAX_VIOLATIONS_LISTED);
+    assert.ok(!('droppedUnlisted' in listed), 'nothing was dropped');
+    const few = plan.process('track', 'Survey Answered', { properties: { survey_id: 's', allergies: [1, 2] } });
+    assert.equal(listDropped(few), few, 'a result with fewer violations as it is, without a count');
+    assert.ok(!('violationsUnlisted' in few));
+  });
+
+  it('trims the strings of a field declared format: email before validating and keeping them, and no other', () => {
+    const identify = plan.process('identify', undefined, { traits: { email: ' Ada@Shop.io ', first_name: ' Ada ' } });
+    assert.deepEqual(identify.violations, []);
+    assert.deepEqual(identify.data.traits, { email: 'Ada@Shop.io', first_name: ' Ada ' });
+    const signup = plan.process('track', 'Email Signed Up', { properties: { email: '\tada@shop.io\n' } });
+    assert.equal(signup.ok, true);
+    assert.equal(signup.data.properties?.email, 'ada@shop.io');
+    assert.equal(plan.process('identify', undefined, { traits: { email: ' not an address ' } }).violations[0]?.rule, 'format');
+    const list = compile({
+      name: 'P',
+      events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { to: { type: 'array', items: { type: 'string', format: 'email' }, 'x-candor': { category: 'user.contact.email', purposes: ['analytics.reporting'], retention: 'P1Y', personal: true } } } } } },
+    });
+    const result = list.process('track', 'E', { properties: { to: [' a@b.io', 'c@d.io '] } });
+    assert.equal(result.ok, true);
+    assert.deepEqual(result.data.properties, { to: ['a@b.io', 'c@d.io'] });
   });
 
   it('lists each kept leaf once with its annotation, array items by their [] path', () => {
@@ -394,7 +426,7 @@ describe('plan validation', () => {
             },
           },
         },
-        Other: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { n: leaf('string', 'user.behavior', ['analytics.reporting'], { pattern: '([' }) } } },
+        Other: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { n: leaf('string', 'user.behavior', ['analytics.reporting'], { format: 'emial' }) } } },
       },
       traits: { type: 'object', properties: { email: { type: 'string', 'x-candor': { category: 'user.contact.email', purposes: [], retention: 'P0D', personal: true } } } },
     };
@@ -415,6 +447,7 @@ describe('plan validation', () => {
     assert.match(at(`${base}/properties/g/x-candor/purposes/0`)[0] ?? '', /special-category field must not serve targeting/);
     assert.match(at(`${base}/properties/h/x-candor/preciseLocation`)[0] ?? '', /contradicts the taxonomy/);
     assert.match(at(`${base}/properties/h/x-candor/personal`)[0] ?? '', /must be true/);
+    assert.match(at(`${base}/properties/i/pattern`)[0] ?? '', /not a valid regular expression/);
     assert.ok(at(`${base}/properties/k.l`).length === 1, 'dotted name');
     assert.match(at(`${base}/properties/m`)[0] ?? '', /type/);
     assert.match(at('/events/Other/properties')[0] ?? '', /does not compile/, 'Ajv compile errors of sections without other problems');
@@ -459,6 +492,51 @@ describe('plan validation', () => {
       },
     };
     assert.deepEqual(problemsOf(plan), []);
+  });
+
+  it('accepts protectedAttribute written out when it agrees with the taxonomy, and refuses it when it contradicts', () => {
+    const field = (category: string, protectedAttribute: boolean): FieldSchema => ({ type: 'string', 'x-candor': { category, purposes: ['fairness_audit'], retention: 'P1Y', personal: true, protectedAttribute } });
+    const plan = (properties: Record<string, FieldSchema>) => ({ name: 'P', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties } } } });
+    assert.deepEqual(problemsOf(plan({ g: field('user.demographic.gender', true), c: field('user.behavior', false) })), []);
+    assert.deepEqual(problemsOf(plan({ g: field('user.demographic.gender', false), c: field('user.behavior', true) })), [
+      { path: '/events/E/properties/properties/g/x-candor/protectedAttribute', problem: 'contradicts the taxonomy: category user.demographic.gender is a protected attribute' },
+      { path: '/events/E/properties/properties/c/x-candor/protectedAttribute', problem: 'contradicts the taxonomy: category user.behavior is not a protected attribute' },
+    ]);
+  });
+
+  it('refuses a plan name with a control character or an unpaired surrogate (a text column on PostgreSQL refuses NUL)', () => {
+    for (const name of ['Shop\u0000plan', 'Shop\u0007bell', 'Shop\u009bplan', 'Shop \ud800 plan']) {
+      assert.deepEqual(problemsOf({ ...clone(DEFAULT_PLAN), name }), [{ path: '/name', problem: 'must not contain control characters (such as NUL) or unpaired surrogates' }], JSON.stringify(name));
+    }
+    assert.deepEqual(problemsOf({ ...clone(DEFAULT_PLAN), name: 'Boutique été 🛍' }), []);
+  });
+
+  it('refuses a document nested deeper than MAX_DOCUMENT_DEPTH anywhere, values included, before the meta-schema runs', () => {
+    const annotation = { category: 'user.behavior', purposes: ['analytics.reporting'], retention: 'P1Y', personal: false };
+    const withField = (x: unknown) => ({ ...clone(DEFAULT_PLAN), events: { Deep: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { x } } } } });
+    const nest = (depth: number, wrap: (inner: unknown) => unknown, inner: unknown) => {
+      let value = inner;
+      for (let i = 0; i < depth; i++) value = wrap(value);
+      return value;
+    };
+    const base = '/events/Deep/properties/properties/x';
+    // items and properties 5,000 deep overflowed the stack of the meta-schema's validator; const and examples values
+    // that deep passed and overflowed the canonical JSON of publish.
+    const items = problemsOf(withField(nest(5_000, (s) => ({ type: 'array', items: s }), { type: 'string', 'x-candor': annotation })));
+    assert.deepEqual(items.map((p) => p.problem), ['nests deeper than 64 levels (MAX_DOCUMENT_DEPTH); values of const, enum and examples count too']);
+    assert.ok(items[0]?.path.startsWith(`${base}/items/items/`));
+    const properties = problemsOf(withField(nest(3_000, (s) => ({ type: 'object', properties: { a: s } }), { type: 'string', 'x-candor': annotation })));
+    assert.ok(properties.length === 1 && properties[0]?.path.startsWith(`${base}/properties/a/properties/a/`));
+    for (const keyword of ['const', 'examples', 'enum']) {
+      const value = nest(5_000, (v) => [v], 1);
+      const problems = problemsOf(withField({ type: 'string', 'x-candor': annotation, [keyword]: keyword === 'const' ? value : [value] }));
+      assert.equal(problems.length, 1, keyword);
+      assert.ok(problems[0]?.path.startsWith(`${base}/${keyword}/0/0/`), problems[0]?.path);
+    }
+    // 64 levels in all: the const value of this field is the 7th.
+    const constOf = (depth: number) => problemsOf(withField({ type: 'array', items: { type: 'integer' }, 'x-candor': annotation, const: nest(depth, (v) => [v], []) }));
+    assert.deepEqual(constOf(57), []);
+    assert.deepEqual(constOf(58).map((p) => p.path), [`${base}/const${'/0'.repeat(58)}`]);
   });
 
   it('refuses personal: false for a direct identifier, as it does for a special category', () => {

@@ -1,11 +1,12 @@
 // Compiles a tracking plan once per version into what the ingestion hot path runs: for each event a minimizer tree
 // that copies only declared fields, the list of its annotated leaves, and an Ajv validator run on the minimized copy.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { _, Ajv, str, type AnySchemaObject, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import { RE2JS } from 're2js';
 import { parseDuration } from '../../shared/duration.ts';
 import { IDENTIFYING_CATEGORIES, isDataUseUnder, type Taxonomy } from '../taxonomy/index.ts';
-import { FORBIDDEN_NAMES, isRetention, MAX_RETENTION, PLAN_META_SCHEMA, SCALAR_TYPES, type AnnotationInput, type EventDefinition, type FieldSchema, type PlanDocument } from './catalog.schemas.ts';
+import { FORBIDDEN_NAMES, isRetention, MAX_DOCUMENT_DEPTH, MAX_RETENTION, PLAN_META_SCHEMA, SCALAR_TYPES, type AnnotationInput, type EventDefinition, type FieldSchema, type PlanDocument } from './catalog.schemas.ts';
 
 /** The Segment call types. */
 export type MessageKind = 'track' | 'identify' | 'page' | 'screen' | 'group' | 'alias';
@@ -44,7 +45,10 @@ export interface PlanResult {
   /** False: the event is refused (undeclared event, or type violations). */
   ok: boolean;
   code?: RefusalCode;
+  /** Every violation from CompiledPlan.process, the first MAX_VIOLATIONS_LISTED from Catalog.process and check (listDropped). */
   violations: readonly Violation[];
+  /** How many violations there were beyond those `violations` lists; only when some are left out. */
+  violationsUnlisted?: number;
   /** Minimized deep copies holding only declared fields. */
   data: { properties?: Record<string, unknown>; traits?: Record<string, unknown>; context?: Record<string, unknown> };
   /** One entry per declared leaf present in `data` (per distinct path, not per array element). */
@@ -69,15 +73,28 @@ export interface PlanResult {
 
 /** The most dropped paths Catalog.process and check list per message; the rest are counted in `droppedUnlisted`. */
 export const MAX_DROPPED_LISTED = 100;
+/** The most violations Catalog.process and check list per message; the rest are counted in `violationsUnlisted`. */
+export const MAX_VIOLATIONS_LISTED = 100;
 
 /**
- * A result as the pipeline gets it: at most MAX_DROPPED_LISTED dropped paths, since a message with thousands of
- * undeclared keys (a batch's context is taken by each of its messages) would otherwise make an answer of megabytes.
- * The plan's statistics count the result before it is listed, every path.
+ * A result as the pipeline gets it: at most MAX_DROPPED_LISTED dropped paths and MAX_VIOLATIONS_LISTED violations,
+ * since a message with thousands of undeclared keys (a batch's context is taken by each of its messages) or of wrong
+ * array items would otherwise make an answer of megabytes. The plan's statistics count the result before it is
+ * listed, every path and every violation.
  */
 export function listDropped(result: PlanResult): PlanResult {
-  if (result.dropped.length <= MAX_DROPPED_LISTED) return result;
-  return { ...result, dropped: result.dropped.slice(0, MAX_DROPPED_LISTED), droppedUnlisted: result.dropped.length - MAX_DROPPED_LISTED };
+  const { dropped, violations } = result;
+  if (dropped.length <= MAX_DROPPED_LISTED && violations.length <= MAX_VIOLATIONS_LISTED) return result;
+  const listed = { ...result };
+  if (dropped.length > MAX_DROPPED_LISTED) {
+    listed.dropped = dropped.slice(0, MAX_DROPPED_LISTED);
+    listed.droppedUnlisted = dropped.length - MAX_DROPPED_LISTED;
+  }
+  if (violations.length > MAX_VIOLATIONS_LISTED) {
+    listed.violations = violations.slice(0, MAX_VIOLATIONS_LISTED);
+    listed.violationsUnlisted = violations.length - MAX_VIOLATIONS_LISTED;
+  }
+  return listed;
 }
 
 /** A problem found in a plan: a JSON pointer into the document and what is wrong there. */
@@ -123,6 +140,8 @@ interface Leaf {
   readonly type: string;
   /** An array of scalars, annotated as one field. */
   readonly scalarArray: boolean;
+  /** Its strings are trimmed before validation: the field (or its items) declares `format: "email"`. */
+  readonly trim: boolean;
   readonly mask: number;
   /** The process() call that last saw this leaf, to list it once per message. */
   seen: number;
@@ -198,7 +217,133 @@ function pointerUnescape(segment: string): string {
   return segment.replaceAll('~1', '/').replaceAll('~0', '~');
 }
 
-function createAjv(): Ajv {
+/**
+ * The largest program (RE2 instructions) a plan's `pattern` may compile to. Matching takes time linear in the value
+ * times this size; `^.{1,255}$` compiles to about 510.
+ */
+export const MAX_PATTERN_SIZE = 1000;
+
+/** What runs a plan's `pattern`. */
+interface PatternMatcher {
+  test(value: string): boolean;
+}
+
+// ECMAScript's `\s` (JSON Schema patterns are ECMA-262) as the members of an RE2 character class; RE2's has ASCII only.
+const JS_SPACE = '\\t\\n\\x0B\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}';
+// ECMAScript's `.`: any code point but a line terminator (RE2's leaves out \n only).
+const JS_DOT = '[^\\n\\r\\x{2028}\\x{2029}]';
+const QUANTIFIER = /\{(\d+)(,(\d*))?\}/y;
+const UNICODE_ESCAPE = /u(?:\{([0-9A-Fa-f]+)\}|([0-9A-Fa-f]{4}))/y;
+const PROPERTY_ESCAPE = /[pP]\{[^}]*\}/y;
+
+/**
+ * A valid ECMA-262 pattern in RE2 syntax with the same meaning (`.`, `\s`, `\S`, `\u…` rewritten), and an estimate of
+ * its program size made before RE2 compiles it (a pattern of a few hundred characters can expand to a million
+ * instructions); or why it cannot be written so.
+ */
+function toRe2(pattern: string): { source: string; size: number } | string {
+  interface Group {
+    size: number;
+    /** The instructions of the group's last item, which a quantifier repeats. */
+    last: number;
+  }
+  const outer: Group = { size: 0, last: 0 };
+  const open: Group[] = [];
+  let group = outer;
+  const item = (size: number) => {
+    group.size += size;
+    group.last = size;
+  };
+  const sticky = (re: RegExp, at: number) => {
+    re.lastIndex = at;
+    return re.exec(pattern);
+  };
+  let source = '';
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i] as string;
+    const repeat = c === '{' && !inClass ? sticky(QUANTIFIER, i) : null;
+    if (c === '\\') {
+      const next = pattern[i + 1] ?? '';
+      const long = next === 'u' ? sticky(UNICODE_ESCAPE, i + 1) : next === 'p' || next === 'P' ? sticky(PROPERTY_ESCAPE, i + 1) : null;
+      if (next === 'S' && inClass) return 'uses \\S inside brackets, which the linear-time engine cannot express; list the characters instead';
+      if (long) source += next === 'u' ? `\\x{${long[1] ?? long[2]}}` : `\\${long[0]}`;
+      else if (next === 's') source += inClass ? JS_SPACE : `[${JS_SPACE}]`;
+      else if (next === 'S') source += `[^${JS_SPACE}]`;
+      else source += c + next;
+      i += long ? long[0].length : 1;
+      if (!inClass) item(1);
+    } else if (inClass) {
+      inClass = c !== ']';
+      source += c;
+    } else if (repeat) {
+      const [text, min, range, max] = repeat;
+      const times = range === undefined ? Number(min) : max === '' ? Number(min) + 1 : Number(max);
+      group.size += group.last * (times - 1) + times;
+      group.last *= times;
+      source += text;
+      i += text.length - 1;
+    } else if (c === '(') {
+      source += c;
+      open.push(group);
+      group = { size: 0, last: 0 };
+    } else if (c === ')') {
+      source += c;
+      const inner = group.size + 2;
+      group = open.pop() ?? outer;
+      item(inner);
+    } else if (c === '*' || c === '+' || c === '?') {
+      source += c;
+      group.size += 1;
+    } else {
+      source += c === '.' ? JS_DOT : c;
+      inClass = c === '[';
+      item(1);
+    }
+  }
+  return { source, size: outer.size };
+}
+
+/**
+ * A plan's `pattern` (ECMA-262 in unicode mode, as JSON Schema has it) as an RE2 matcher with the same meaning, which
+ * runs in time linear in the value; or why it cannot be one: RE2 has no lookahead, lookbehind or backreference, and
+ * a program over MAX_PATTERN_SIZE would cost too much per character.
+ */
+export function linearPattern(pattern: string): PatternMatcher | string {
+  try {
+    new RegExp(pattern, 'u');
+  } catch {
+    return 'is not a valid regular expression (ECMA-262, unicode mode)';
+  }
+  const re2 = toRe2(pattern);
+  if (typeof re2 === 'string') return re2;
+  const tooLarge = `expands to more than ${MAX_PATTERN_SIZE} instructions (MAX_PATTERN_SIZE): use smaller repetition counts, and maxLength for the length`;
+  if (re2.size > MAX_PATTERN_SIZE) return tooLarge;
+  try {
+    const compiled = RE2JS.compile(re2.source);
+    return compiled.programSize() > MAX_PATTERN_SIZE ? tooLarge : compiled;
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    return `is not supported by the linear-time engine (RE2: no lookahead, lookbehind or backreference): ${why}`;
+  }
+}
+
+/** A pattern of a stored version that the linear engine cannot run: the version loads, without that check. */
+const ANY_VALUE: PatternMatcher = { test: () => true };
+
+/** Whether a string has more code points than max (as maxLength counts them: a surrogate pair is one). */
+function overLength(value: string, max: number): boolean {
+  if (value.length <= max) return false;
+  let points = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && (value.charCodeAt(i + 1) & 0xfc00) === 0xdc00) i++;
+    if (++points > max) return true;
+  }
+  return false;
+}
+
+function createAjv(matcher: (pattern: string) => PatternMatcher): Ajv {
   const ajv = new Ajv({
     allErrors: true,
     strict: true,
@@ -210,11 +355,39 @@ function createAjv(): Ajv {
     useDefaults: false,
     removeAdditional: false,
     logger: false,
+    // No regular expression of a plan runs on V8's backtracking engine.
+    code: { regExp: Object.assign((pattern: string) => matcher(pattern), { code: 'linearPattern' }) },
   });
   addFormats.default(ajv);
   // The field annotation: kept in the schema for the compiler, ignored by validation.
   ajv.addKeyword({ keyword: 'x-candor', schemaType: 'object' });
+  // `pattern` as Ajv has it, but not run on a string longer than the schema's maxLength (which already fails it).
+  ajv.removeKeyword('pattern');
+  ajv.addKeyword({
+    keyword: 'pattern',
+    type: 'string',
+    schemaType: 'string',
+    errors: false,
+    error: { message: ({ schemaCode }) => str`must match pattern "${schemaCode}"`, params: ({ schemaCode }) => _`{pattern: ${schemaCode}}` },
+    compile: (pattern: string, parent: AnySchemaObject) => {
+      const re = matcher(pattern);
+      const max: unknown = parent.maxLength;
+      return typeof max === 'number' ? (value: string) => overLength(value, max) || re.test(value) : (value: string) => re.test(value);
+    },
+  });
   return ajv;
+}
+
+/** Where a plan document first nests deeper than MAX_DOCUMENT_DEPTH, as a JSON pointer; walked without recursion. */
+function tooDeep(plan: unknown): string | undefined {
+  const stack: { value: unknown; pointer: string; depth: number }[] = [{ value: plan, pointer: '', depth: 0 }];
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const { value, pointer, depth } = next;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth >= MAX_DOCUMENT_DEPTH) return pointer;
+    for (const [key, child] of Object.entries(value)) stack.push({ value: child, pointer: `${pointer}/${pointerEscape(key)}`, depth: depth + 1 });
+  }
+  return undefined;
 }
 
 const metaAjv = new Ajv({ allErrors: true, strict: false, logger: false });
@@ -231,6 +404,7 @@ function metaProblems(plan: unknown): PlanProblem[] {
     if (e.keyword === 'required') problems.push({ path: `${e.instancePath}/${pointerEscape(String(p.missingProperty))}`, problem: 'is required' });
     else if (e.keyword === 'additionalProperties') problems.push({ path: `${e.instancePath}/${pointerEscape(String(p.additionalProperty))}`, problem: 'is not allowed here' });
     else if (e.keyword === 'propertyNames') problems.push({ path: `${e.instancePath}/${pointerEscape(String(p.propertyName))}`, problem: 'is not an allowed name (1 to 100 characters without dots or brackets for fields, 1 to 200 for events; never __proto__, constructor or prototype)' });
+    else if (e.keyword === 'pattern' && e.instancePath === '/name') problems.push({ path: '/name', problem: 'must not contain control characters (such as NUL) or unpaired surrogates' });
     else if (e.keyword === 'anyOf' && e.instancePath.endsWith('/type')) problems.push({ path: e.instancePath, problem: `must be one of ${['object', 'array', ...SCALAR_TYPES].join(', ')}, or a list of them` });
     else problems.push({ path: e.instancePath || '/', problem: e.message ?? e.keyword });
   }
@@ -240,6 +414,13 @@ function metaProblems(plan: unknown): PlanProblem[] {
 function isUnder(path: string, pointer: string): boolean {
   return path === pointer || path.startsWith(pointer + '/');
 }
+
+/** The flags an annotation may write out, which must agree with the taxonomy, and what each says. */
+const DERIVED_FLAGS = [
+  ['special', 'a special category'],
+  ['preciseLocation', 'precise location'],
+  ['protectedAttribute', 'a protected attribute'],
+] as const;
 
 interface ResolvedCategory {
   special: boolean;
@@ -256,7 +437,9 @@ class Builder {
   readonly #purposeIndex = new Map<string, number>();
   readonly #taxonomy: TaxonomyLookup;
   readonly #lenient: boolean;
-  readonly #ajv = createAjv();
+  /** Each `pattern` of the plan compiled once (linearPattern): its matcher, or why there is none. */
+  readonly #patterns = new Map<string, PatternMatcher | string>();
+  readonly #ajv = createAjv((pattern) => this.#matcher(pattern));
   readonly #categories = new Map<string, ResolvedCategory | undefined>();
   readonly #uses = new Map<string, ReturnType<TaxonomyLookup['dataUse']>>();
   readonly #useLookup = { dataUse: (key: string) => this.#dataUse(key) };
@@ -279,6 +462,30 @@ class Builder {
 
   #problem(path: string, problem: string): void {
     this.problems.push({ path, problem });
+  }
+
+  #pattern(pattern: string): PatternMatcher | string {
+    let entry = this.#patterns.get(pattern);
+    if (entry === undefined) {
+      entry = linearPattern(pattern);
+      this.#patterns.set(pattern, entry);
+    }
+    return entry;
+  }
+
+  /** What Ajv runs for a pattern; a section whose pattern cannot run is not compiled, but for a stored version. */
+  #matcher(pattern: string): PatternMatcher {
+    const entry = this.#pattern(pattern);
+    if (typeof entry !== 'string') return entry;
+    if (this.#lenient) return ANY_VALUE;
+    throw new Error(`the pattern ${entry}`);
+  }
+
+  /** Reports, at its path, a schema's `pattern` that cannot run in linear time. */
+  #checkPattern(schema: FieldSchema, pointer: string): void {
+    if (typeof schema.pattern !== 'string' || this.#lenient) return;
+    const entry = this.#pattern(schema.pattern);
+    if (typeof entry === 'string') this.#problem(`${pointer}/pattern`, entry);
   }
 
   /** A bit per purpose (the first 32 purposes of a plan); 0 for the rest, which take the slow path. */
@@ -340,11 +547,11 @@ class Builder {
     }
     // A category this process does not know (added elsewhere since start) is treated as the most restrictive.
     const flags = category ?? { special: true, preciseLocation: false, protectedAttribute: true, identifying: true };
-    if (category && typeof input.special === 'boolean' && input.special !== flags.special) {
-      this.#problem(`${at}/special`, `contradicts the taxonomy: category ${input.category} is ${flags.special ? '' : 'not '}a special category`);
-    }
-    if (category && typeof input.preciseLocation === 'boolean' && input.preciseLocation !== flags.preciseLocation) {
-      this.#problem(`${at}/preciseLocation`, `contradicts the taxonomy: category ${input.category} is ${flags.preciseLocation ? '' : 'not '}precise location`);
+    for (const [flag, what] of DERIVED_FLAGS) {
+      const written = input[flag];
+      if (category && typeof written === 'boolean' && written !== flags[flag]) {
+        this.#problem(`${at}/${flag}`, `contradicts the taxonomy: category ${input.category} is ${flags[flag] ? '' : 'not '}${what}`);
+      }
     }
     // Such a field is stored encrypted with the person's key whatever the plan says (DESIGN.md invariant 3): a stored
     // version published before its category had to be personal is loaded with the field made personal.
@@ -376,6 +583,7 @@ class Builder {
   /** A field schema as a node of the minimizer tree; undefined when it has problems. */
   #node(schema: FieldSchema, pointer: string, path: string, depth: number, leaves: Leaf[]): Node | undefined {
     if (!isObject(schema)) return undefined;
+    this.#checkPattern(schema, pointer);
     const type = schema.type;
     const types = Array.isArray(type) ? type : type === undefined ? [] : [type];
     if (types.length === 0) {
@@ -404,6 +612,7 @@ class Builder {
         return undefined;
       }
       if (items['x-candor'] !== undefined) this.#problem(`${pointer}/items/x-candor`, 'annotate an array of scalars on the array itself');
+      this.#checkPattern(items, `${pointer}/items`);
       return this.#leaf(schema, pointer, path, true, `array of ${itemTypes.join('|')}`, leaves);
     }
     if (!types.every((t) => (SCALAR_TYPES as readonly string[]).includes(t))) {
@@ -428,13 +637,15 @@ class Builder {
     }
     const field = this.#annotation(input as unknown as AnnotationInput, pointer, path);
     if (!field) return undefined;
-    const leaf: Leaf = { tag: LEAF, field, type, scalarArray, mask: this.maskOf(field.purposes), seen: 0 };
+    const format = scalarArray ? (schema.items as FieldSchema).format : schema.format;
+    const leaf: Leaf = { tag: LEAF, field, type, scalarArray, trim: format === 'email', mask: this.maskOf(field.purposes), seen: 0 };
     leaves.push(leaf);
     return leaf;
   }
 
   #object(schema: FieldSchema, pointer: string, path: string, depth: number, leaves: Leaf[]): ObjectNode | undefined {
     const before = this.problems.length;
+    this.#checkPattern(schema, pointer);
     if (schema.type !== 'object') this.#problem(`${pointer}/type`, 'an object with properties must declare "type": "object"');
     if (schema['x-candor'] !== undefined) this.#problem(`${pointer}/x-candor`, 'annotate the fields of an object, not the object');
     if (depth > MAX_DEPTH) this.#problem(pointer, `fields nest at most ${MAX_DEPTH} levels deep`);
@@ -523,6 +734,9 @@ export async function compilePlanAsync(plan: unknown, taxonomy: TaxonomyLookup, 
 
 /** The work of compiling a plan, yielding after each event built and each validator compiled. */
 function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: CompileOptions): Generator<void, CompileOutcome> {
+  // Before the meta-schema, whose validator recurses; a stored version passed it when it was published.
+  const deep = options.lenient ? undefined : tooDeep(plan);
+  if (deep !== undefined) return { problems: [{ path: deep, problem: `nests deeper than ${MAX_DOCUMENT_DEPTH} levels (MAX_DOCUMENT_DEPTH); values of const, enum and examples count too` }] };
   const meta = metaProblems(plan);
   const builder = new Builder(taxonomy, options.lenient ?? false);
   builder.problems.push(...meta);
@@ -796,13 +1010,13 @@ function copyObject(node: ObjectNode, value: Record<string, unknown>, s: Scratch
 function copyValue(node: Node, v: unknown, s: Scratch): unknown {
   if (node.tag === LEAF) {
     markLeaf(node, s);
-    if (typeof v !== 'object' || v === null) return v;
+    if (typeof v !== 'object' || v === null) return node.trim && typeof v === 'string' ? v.trim() : v;
     if (!Array.isArray(v)) return {};
     if (!node.scalarArray) return [];
     const copy = new Array<unknown>(v.length);
     for (let i = 0; i < v.length; i++) {
       const item: unknown = v[i];
-      copy[i] = typeof item !== 'object' || item === null ? item : Array.isArray(item) ? [] : {};
+      copy[i] = typeof item !== 'object' || item === null ? (node.trim && typeof item === 'string' ? item.trim() : item) : Array.isArray(item) ? [] : {};
     }
     return copy;
   }

@@ -106,6 +106,95 @@ describe('stats counters', () => {
     assert.deepEqual(order?.violations.find((v) => v.path === OTHER), { path: OTHER, rule: '*', count: 1 });
   });
 
+  it('count a batch whose messages share a batch-level context as when its messages are counted one by one', async () => {
+    // Two events whose plans count the same sender paths differently, their messages interleaved in one batch.
+    const viewed = declared('properties.product_id', 'context.page.url');
+    const completed = declared('properties.products[].price', 'context.extra.note');
+    const long = (i: number) => `k${String(i).padStart(3, '0')}${'x'.repeat(290)}`;
+    const shared = [
+      ...Array.from({ length: 100 }, (_, i) => `context.${long(i)}`),
+      `context[${JSON.stringify(`a.${long(0)}`)}]`,
+      'context.k1 x',
+      'context.order_20240',
+      'context.plain_key',
+      'context.extra.k y',
+      'context.extra.ok',
+    ];
+    const batch = Array.from({ length: 300 }, (_, i) => {
+      const own = [`properties.own_${i}`, `properties.own ${i % 3}`];
+      return i % 2 === 0
+        ? { name: 'Product Viewed', result: result({ declared: viewed, dropped: [...own, ...shared] }) }
+        : { name: 'Order Completed', result: result({ ok: false, code: 'CATALOG_EVENT_INVALID', declared: completed, dropped: [...shared, ...own], violations: [{ path: 'properties.products[0].price', rule: 'type', message: 'must be number' }] }) };
+    });
+    const together = new StatsCounters();
+    for (const m of batch) together.count('web', 'track', m.name, m.result);
+    const oneByOne = new StatsCounters();
+    for (const m of batch) {
+      oneByOne.count('web', 'track', m.name, m.result);
+      // Each message in a run of its own, as if it came in a request of its own.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const rows = statsRows(together.records());
+    assert.deepEqual(rows, statsRows(oneByOne.records()));
+    const dropped = (event: string) => new Map(rows.find((r) => r.event === event)?.dropped.map((d) => [d.path, d.count]));
+    assert.deepEqual(
+      [...dropped('Product Viewed')].filter(([path]) => path.startsWith('context')),
+      [
+        ['context.*', 150],
+        ['context.plain_key', 150],
+      ],
+    );
+    assert.deepEqual(
+      [...dropped('Order Completed')].filter(([path]) => path.startsWith('context')),
+      [
+        ['context.*', 150],
+        ['context.extra.*', 150],
+        ['context.extra.ok', 150],
+        ['context.plain_key', 150],
+      ],
+    );
+    assert.equal(dropped('Product Viewed').get('properties.*'), 150);
+    assert.equal(dropped('Product Viewed').size, 101);
+    assert.equal(dropped('Product Viewed').get(OTHER), 150 - 97, 'the own paths of 97 messages fill the row with the 3 shared ones');
+  });
+
+  it('work out each path of a batch-level context once per batch', () => {
+    const known = declared('properties.product_id');
+    const keys = Array.from({ length: 20 }, (_, i) => `k${i} x`);
+    const tested = new Map<string, number>();
+    const test = RegExp.prototype.test;
+    RegExp.prototype.test = function (this: RegExp, value: string) {
+      if (keys.includes(value)) tested.set(value, (tested.get(value) ?? 0) + 1);
+      return test.call(this, value);
+    };
+    try {
+      const counters = new StatsCounters();
+      for (let i = 0; i < 50; i++) counters.count('web', 'track', 'Product Viewed', result({ declared: known, dropped: keys.map((k) => `context.${k}`) }));
+      assert.equal(statsRows(counters.records())[0]?.dropped.find((d) => d.path === 'context.*')?.count, 50);
+    } finally {
+      RegExp.prototype.test = test;
+    }
+    assert.deepEqual([...tested.values()], keys.map(() => 1));
+  });
+
+  it('look up no sender key longer than every path the plan names', () => {
+    const lengths: number[] = [];
+    class Looked extends Set<string> {
+      override has(value: string): boolean {
+        lengths.push(value.length);
+        return super.has(value);
+      }
+    }
+    const known = new Looked(planPaths(['properties.products[].price', 'context.page.url']));
+    const longest = Math.max(...[...known].map((p) => p.length));
+    const key = 'x'.repeat(300);
+    assert.equal(countedPath(`context.${key}`, known), 'context.*');
+    assert.equal(countedPath(`properties.products[].${key}`, known), 'properties.products[].*');
+    assert.equal(countedPath(`properties[${JSON.stringify(`a.${key}`)}]`, known), 'properties.*');
+    assert.equal(countedPath(`${key}.${key}`, known), '*');
+    assert.ok(lengths.length > 0 && Math.max(...lengths) <= longest, `looked up ${Math.max(...lengths)} characters`);
+  });
+
   it('end the plan\'s part of a path at the deepest name the plan declares, so no part of a key is kept alone', () => {
     const known = planPaths(['properties.products[].price', 'properties.tags', 'context.page.url']);
     assert.equal(countedPath('properties.products[].price', known), 'properties.products[].price');

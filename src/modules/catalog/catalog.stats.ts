@@ -46,7 +46,7 @@ const NOT_IN_NAME = /[@\p{Cc}]/u;
 
 /** Whether a key a sender wrote may be counted by name: 1–64 letters, digits, `_` or `-`, of which at most 4 digits. */
 export function isPlainKey(key: string): boolean {
-  return PLAIN_KEY.test(key) && !FIVE_DIGITS.test(key);
+  return key.length <= 64 && PLAIN_KEY.test(key) && !FIVE_DIGITS.test(key);
 }
 
 /** Whether an undeclared event name may be counted by name: 1–200 characters, no `@` or control character, at most 4 digits. */
@@ -64,11 +64,26 @@ export function planPaths(leaves: Iterable<string>): Set<string> {
   return known;
 }
 
-function isKnown(path: string, known: ReadonlySet<string>): boolean {
+/** The length of the longest known path, per set of known paths. */
+const longestByKnown = new WeakMap<ReadonlySet<string>, number>();
+
+function longestOf(known: ReadonlySet<string>): number {
+  let longest = longestByKnown.get(known);
+  if (longest === undefined) {
+    longest = 0;
+    for (const path of known) longest = Math.max(longest, path.length);
+    longestByKnown.set(known, longest);
+  }
+  return longest;
+}
+
+// A path longer than every known one is not looked up: hashing a sender's long key costs more than the rest.
+function isKnown(path: string, known: ReadonlySet<string>, longest: number): boolean {
   // Array elements (`[]`) below a declared path are no sender text.
-  let p = path;
-  while (!known.has(p) && p.endsWith('[]')) p = p.slice(0, -2);
-  return known.has(p);
+  for (let p = path; ; p = p.slice(0, -2)) {
+    if (p.length <= longest && known.has(p)) return true;
+    if (!p.endsWith('[]')) return false;
+  }
 }
 
 /**
@@ -77,16 +92,17 @@ function isKnown(path: string, known: ReadonlySet<string>): boolean {
  * follows is one key of the sender (which may itself contain dots), so no part of a key is ever kept on its own.
  */
 export function countedPath(path: string, known: ReadonlySet<string>): string {
-  if (isKnown(path, known)) return path;
+  const longest = longestOf(known);
+  if (isKnown(path, known, longest)) return path;
   // A bracket-quoted key (`properties["customer.email"]`, see keySegment) is a sender's key, never a plain one.
   const quoted = path.indexOf('["');
   if (quoted > 0) {
     const parent = path.slice(0, quoted);
-    return isKnown(parent, known) ? `${parent}.${UNNAMED}` : UNNAMED;
+    return isKnown(parent, known, longest) ? `${parent}.${UNNAMED}` : UNNAMED;
   }
   for (let cut = path.lastIndexOf('.'); cut > 0; cut = path.lastIndexOf('.', cut - 1)) {
     const parent = path.slice(0, cut);
-    if (isKnown(parent, known)) return isPlainKey(path.slice(cut + 1)) ? path : `${parent}.${UNNAMED}`;
+    if (isKnown(parent, known, longest)) return isPlainKey(path.slice(cut + 1)) ? path : `${parent}.${UNNAMED}`;
   }
   return UNNAMED;
 }
@@ -105,15 +121,46 @@ const plainByDeclared = new WeakMap<ReadonlyMap<string, unknown>, Set<string>>()
 const MAX_REMEMBERED_PATHS = 1000;
 
 /**
+ * The other paths up to MAX_NAME counted in the current synchronous run, as counted, per map of declared leaves: the
+ * messages of a request are counted in one run, and those of a batch share its batch-level context, so each such path
+ * is worked out once per request, not once per message. At most MAX_RUN_PATHS; dropped when the run ends, so that no
+ * sender's key is kept beyond the request.
+ */
+let runPaths: Map<ReadonlyMap<string, unknown>, Map<string, string>> | null = null;
+let runSize = 0;
+const MAX_RUN_PATHS = 10_000;
+
+function runMemo(declared: ReadonlyMap<string, unknown>): Map<string, string> {
+  if (runPaths === null) {
+    runPaths = new Map();
+    runSize = 0;
+    queueMicrotask(() => (runPaths = null));
+  }
+  let memo = runPaths.get(declared);
+  if (memo === undefined) runPaths.set(declared, (memo = new Map()));
+  return memo;
+}
+
+/**
  * countedPath for a message's event, remembering the paths counted as they are (only those: a path with a key
- * that is no plain key is worked out each time, so that no sender's free text is kept, in memory either).
+ * that is no plain key is remembered for the current run only, so that no sender's free text is kept, in memory
+ * either).
  */
 function countedFor(declared: ReadonlyMap<string, unknown>, path: string): string {
+  // A longer path counts under OTHER or `*` anyway; working it out costs less than hashing it to look it up.
+  if (path.length > MAX_NAME) return countedPath(path, knownPaths(declared));
   let plain = plainByDeclared.get(declared);
   if (plain === undefined) plainByDeclared.set(declared, (plain = new Set()));
   if (plain.has(path)) return path;
-  const counted = countedPath(path, knownPaths(declared));
+  const memo = runMemo(declared);
+  let counted = memo.get(path);
+  if (counted !== undefined) return counted;
+  counted = countedPath(path, knownPaths(declared));
   if (counted === path && plain.size < MAX_REMEMBERED_PATHS) plain.add(path);
+  else if (runSize < MAX_RUN_PATHS) {
+    memo.set(path, counted);
+    runSize++;
+  }
   return counted;
 }
 

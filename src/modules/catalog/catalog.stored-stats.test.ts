@@ -8,11 +8,11 @@ import { Catalog, DEFAULT_PLAN, planHash } from './index.ts';
 
 const PERSONAL = ['ada.lovelace@example.org', 'jane doe +49 170 1234567'];
 
-async function ingest(kernel: Kernel, messages: Record<string, unknown>[]) {
+async function ingest(kernel: Kernel, messages: Record<string, unknown>[], source = 'web') {
   return kernel.collect.ingest(
     messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })),
     undefined,
-    { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR },
+    { source, gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR },
   );
 }
 
@@ -94,6 +94,23 @@ describeEachDialect('catalog: stored counts', (dialect) => {
     const [row] = await (await open()).stats({ source: 'web', event });
     assert.equal(row?.dropped.find((d) => d.path === 'properties.*')?.count, 1, 'one message');
     assert.equal(row?.dropped.find((d) => d.path === '*other*')?.count, 2, 'two messages');
+  });
+
+  it('count each message of a batch that shares a context of long undeclared keys, keeping no key', async () => {
+    const event = 'Product Viewed';
+    const context = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${String(i).padStart(3, '0')}${'x'.repeat(290)}`, 1]));
+    Object.assign(context, { 'k1 x': 1, plain_key: 1 });
+    const messages = Array.from({ length: 60 }, (_, i) => ({ type: 'track', event, anonymousId: `a-shared-${i}`, properties: { product_id: `p${i}` }, context }));
+    const results = await ingest(ctx.kernel, messages, 'shared');
+    assert.equal(results[59]?.dropped?.[0], `context.${Object.keys(context)[0]}`, 'the sender is told what was dropped, as sent');
+    await ctx.kernel.catalog.flushStats();
+    assert.deepEqual(
+      [...(await storedDropped(ctx.kernel, 'shared', event))].sort(),
+      [
+        ['context.*', 60],
+        ['context.plain_key', 60],
+      ],
+    );
   });
 
   it('keep no key text of a refused message that could be personal data: such keys count under properties.*', async () => {

@@ -6,4 +6,5 @@ export { openStorage, isUniqueViolation, isTransientFailure, isMissingTableOrCol
 export { DeferredConflict, type DeferredTx } from './sqlite-writer.ts';
 export { Freshness } from './freshness.ts';
 export { StatementTexts } from './statement-texts.ts';
+export { textOrder, compareText, type OrderModifiers } from './text-order.ts';
 export { migrateToLatest, pendingMigrations, unknownMigrations, type ModuleMigration } from './migrator.ts';

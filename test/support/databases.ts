@@ -40,8 +40,11 @@ async function reachable(): Promise<boolean> {
   }
 }
 
-/** Creates a fresh data directory and, on PostgreSQL, a fresh database. */
-export async function createEnvironment(dialect: DialectName): Promise<TestEnvironment> {
+/**
+ * Creates a fresh data directory and, on PostgreSQL, a fresh database: with `icuLocale`, one whose collation is that
+ * ICU locale's (linguistic, as on most production installs) instead of the server's default.
+ */
+export async function createEnvironment(dialect: DialectName, options: { icuLocale?: string } = {}): Promise<TestEnvironment> {
   const dataDir = mkdtempSync(join(tmpdir(), 'candor-test-'));
   let databaseUrl = '';
   let dbName = '';
@@ -50,7 +53,8 @@ export async function createEnvironment(dialect: DialectName): Promise<TestEnvir
     const admin = new pg.Client({ connectionString: TEST_PG_URL });
     await admin.connect();
     try {
-      await admin.query(`CREATE DATABASE ${dbName}`);
+      const locale = options.icuLocale === undefined ? '' : ` TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE ${admin.escapeLiteral(options.icuLocale)}`;
+      await admin.query(`CREATE DATABASE ${dbName}${locale}`);
     } finally {
       await admin.end();
     }

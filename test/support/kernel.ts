@@ -4,11 +4,14 @@ import { MIGRATIONS, openKernel, type Kernel } from '../../src/kernel.ts';
 import { migrateToLatest, openStorage, type DialectName } from '../../src/storage/index.ts';
 import { createEnvironment, type TestEnvironment } from './databases.ts';
 
-/** A kernel on a fresh database of the dialect, opened before the suite's tests and closed after. */
-export function useKernel(dialect: DialectName): { readonly kernel: Kernel; readonly env: TestEnvironment } {
+/**
+ * A kernel on a fresh database of the dialect (`database`: as createEnvironment takes it), opened before the suite's
+ * tests and closed after.
+ */
+export function useKernel(dialect: DialectName, database: { icuLocale?: string } = {}): { readonly kernel: Kernel; readonly env: TestEnvironment } {
   const holder = {} as { kernel: Kernel; env: TestEnvironment };
   before(async () => {
-    holder.env = await createEnvironment(dialect);
+    holder.env = await createEnvironment(dialect, database);
     holder.kernel = await openKernel(holder.env.config);
   });
   after(async () => {

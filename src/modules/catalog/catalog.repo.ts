@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import { textOrder, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import { restated, type StatsRecord, type StatsRowKey, type StoredPath, type StoredStat } from './catalog.stats.ts';
 
 export type CatalogTables = {
@@ -182,10 +182,16 @@ export class CatalogRepo {
     }
   }
 
+  /**
+   * Stored counts in one order on both databases, by their key (source, kind, event, metric, item, rule; by code
+   * point): statsRows takes a row's paths in this order, which decides the ones it counts under OTHER past MAX_PATHS.
+   */
   async stats(filter: { source?: string | undefined; event?: string | undefined }): Promise<StatsRecord[]> {
+    const { asc } = textOrder(this.#storage.dialect);
     let query = this.#db.selectFrom('catalog_stats').select(['source', 'kind', 'event', 'metric', 'item', 'rule', 'count']);
     if (filter.source !== undefined) query = query.where('source', '=', filter.source);
     if (filter.event !== undefined) query = query.where('event', '=', filter.event);
+    for (const column of STATS_KEY) query = query.orderBy(column, asc);
     const rows = await query.execute();
     return rows.map((r) => ({ ...r, metric: r.metric as StatsRecord['metric'], count: Number(r.count) }));
   }

@@ -36,6 +36,23 @@ describe('stats counters', () => {
     assert.equal(statsRows(counters.records(), { event: 'Order Completed' }).length, 1);
   });
 
+  it('list rows, paths and rules in one order whatever order the records come in: count, then path and rule by code point', () => {
+    const record = (source: string, metric: 'dropped' | 'violation', item: string, rule: string): StatsRecord => ({ source, kind: 'track', event: 'E', metric, item, rule, count: 1 });
+    const records = [
+      record('web', 'violation', 'properties.a', 'type'),
+      record('web', 'violation', 'properties.a', 'minimum'),
+      record('Web', 'dropped', 'properties.b', ''),
+      record('web', 'dropped', 'properties.Z', ''),
+      record('web', 'dropped', 'properties.a', ''),
+    ];
+    for (const input of [records, [...records].reverse()]) {
+      const rows = statsRows(input);
+      assert.deepEqual(rows.map((r) => r.source), ['Web', 'web']);
+      assert.deepEqual(rows[1]?.violations.map((v) => v.rule), ['minimum', 'type']);
+      assert.deepEqual(rows[1]?.dropped.map((d) => d.path), ['properties.Z', 'properties.a']);
+    }
+  });
+
   it('hand over their counts once, and take them back after a failed flush', () => {
     const counters = new StatsCounters();
     counters.count('web', 'identify', undefined, result({ dropped: ['traits.password'] }));

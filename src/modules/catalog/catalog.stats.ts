@@ -1,6 +1,7 @@
 // In-memory counters of what the plan did to incoming messages, per source, kind and event name. Counting happens
 // on the hot path in plain Maps; flushing moves the counts to catalog_stats, where they are added up.
 import type { MessageKind, PlanResult, RefusalCode } from './plan-compiler.ts';
+import { compareText } from '../../storage/index.ts';
 
 /** Counts of one source, kind and event name. */
 export interface StatsRow {
@@ -320,7 +321,8 @@ export function statsRows(records: Iterable<StatsRecord>, filter: { source?: str
       bump(map, bounded(map, `${r.item}\n${r.rule}`, OTHER_VIOLATION), r.count);
     }
   }
-  const byCount = (a: { count: number; path: string }, b: { count: number; path: string }) => b.count - a.count || a.path.localeCompare(b.path);
+  const byCount = (a: { count: number; path: string; rule?: string }, b: { count: number; path: string; rule?: string }) =>
+    b.count - a.count || compareText(a.path, b.path) || compareText(a.rule ?? '', b.rule ?? '');
   for (const row of rows.values()) {
     row.dropped = [...(dropped.get(row) ?? [])].map(([path, count]) => ({ path, count })).sort(byCount);
     row.violations = [...(violations.get(row) ?? [])]
@@ -330,7 +332,7 @@ export function statsRows(records: Iterable<StatsRecord>, filter: { source?: str
       })
       .sort(byCount);
   }
-  return [...rows.values()].sort((a, b) => a.source.localeCompare(b.source) || a.kind.localeCompare(b.kind) || a.event.localeCompare(b.event));
+  return [...rows.values()].sort((a, b) => compareText(a.source, b.source) || compareText(a.kind, b.kind) || compareText(a.event, b.event));
 }
 
 /** A stored row's dropped or violation counters: source, kind, event and metric. */

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { DeferredTx, ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import { textOrder, type DeferredTx, type ModuleMigration, type OrderModifiers, type SqlExecutor, type Storage } from '../../storage/index.ts';
 
 /** The field context the personal envelope of a stored event is bound to (its associated data). */
 export const EVENT_DATA_CONTEXT = 'collect.events.data';
@@ -25,6 +25,9 @@ export type CollectTables = {
 };
 
 export type EventRow = CollectTables['collect_events'];
+
+/** The most refusal-count rows one read answers. */
+export const MAX_REFUSAL_ROWS = 1000;
 
 /** The key that recognises a stored message again: `source NUL dedupAt NUL messageId`. */
 export const messageKey = (source: string, dedupAt: string, messageId: string) => `${source}\u0000${dedupAt}\u0000${messageId}`;
@@ -145,9 +148,11 @@ export class CollectRepo {
   readonly #db: Kysely<CollectTables>;
   readonly #insert = new Map<number, string>();
   readonly #refusalSql: string;
+  readonly #byText: OrderModifiers;
 
   constructor(storage: Storage) {
     this.#db = storage.db.withTables<CollectTables>();
+    this.#byText = textOrder(storage.dialect).asc;
     this.#refusalSql = this.#db
       .insertInto('collect_refusals')
       .values({ day: '', source: '', event: '', purpose: '', count: 0 })
@@ -199,16 +204,29 @@ export class CollectRepo {
     }
   }
 
+  /** Refusal counts, newest day first, then by source, event and purpose (by code point); at most MAX_REFUSAL_ROWS. */
   refusals(filter: { source?: string | undefined; since?: string | undefined }): Promise<CollectTables['collect_refusals'][]> {
     let q = this.#db.selectFrom('collect_refusals').selectAll();
     if (filter.source) q = q.where('source', '=', filter.source);
     if (filter.since) q = q.where('day', '>=', filter.since);
-    return q.orderBy('day', 'desc').orderBy('source').orderBy('event').orderBy('purpose').limit(1000).execute();
+    return q.orderBy('day', 'desc').orderBy('source', this.#byText).orderBy('event', this.#byText).orderBy('purpose', this.#byText).limit(MAX_REFUSAL_ROWS).execute();
   }
 
+  /**
+   * The latest `limit` events of these profiles, newest first: by event time, then time received, then id (ids grow
+   * with the time they were made), so events of one instant come in one order on both databases, and `limit` cuts it.
+   */
   eventsOf(profileIds: readonly string[], limit: number): Promise<EventRow[]> {
     if (profileIds.length === 0) return Promise.resolve([]);
-    return this.#db.selectFrom('collect_events').selectAll().where('profile_id', 'in', profileIds).orderBy('occurred_at', 'desc').limit(limit).execute();
+    return this.#db
+      .selectFrom('collect_events')
+      .selectAll()
+      .where('profile_id', 'in', profileIds)
+      .orderBy('occurred_at', 'desc')
+      .orderBy('received_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
   }
 
   /** Every event of these profiles, oldest first (an access archive). */

@@ -3,14 +3,14 @@ import type { ErrorCode } from '../../shared/error-codes.ts';
 import type { Actor } from '../../shared/actor.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { sortableId } from '../../shared/random.ts';
-import { DeferredConflict, isTransientFailure, type DeferredTx, type DeferredWrites, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { compareText, DeferredConflict, isTransientFailure, type DeferredTx, type DeferredWrites, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { Catalog, KeptField, PlanResult, Violation } from '../catalog/index.ts';
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
 import { ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
-import { CollectRepo, EVENT_DATA_CONTEXT, messageKey, type EventRow } from './collect.repo.ts';
+import { CollectRepo, EVENT_DATA_CONTEXT, MAX_REFUSAL_ROWS, messageKey, type EventRow } from './collect.repo.ts';
 import { CollectRetention, type EventRetentionPolicy } from './collect.retention.ts';
 import { CollectSubjectData } from './collect.subject-data.ts';
 import { GroupCommit } from './group-commit.ts';
@@ -883,7 +883,10 @@ export class Collector {
     return { profileId, purposes: JSON.stringify(p.purposes), data: JSON.stringify(p.plain), dataEnc };
   }
 
-  /** Refusal counts per day, source, event and purpose (no personal data), including counts not yet written. */
+  /**
+   * Refusal counts per day, source, event and purpose (no personal data), including counts not yet written: newest day
+   * first, then by source, event and purpose (by code point, as stored rows are read); at most MAX_REFUSAL_ROWS.
+   */
   async refusals(filter: { source?: string; since?: string } = {}) {
     const rows = await this.#repo.refusals(filter);
     const merged = new Map(rows.map((r) => [[r.day, r.source, r.event, r.purpose].join('\u0000'), { ...r, count: Number(r.count) }]));
@@ -894,7 +897,9 @@ export class Collector {
       row.count += n;
       merged.set(key, row);
     }
-    return [...merged.values()];
+    return [...merged.values()]
+      .sort((a, b) => compareText(b.day, a.day) || compareText(a.source, b.source) || compareText(a.event, b.event) || compareText(a.purpose, b.purpose))
+      .slice(0, MAX_REFUSAL_ROWS);
   }
 
   /** Writes refusal counts still held in memory (also done with every commit of stored events). */

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import { textOrder, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import { padded, chunkSizes } from '../../storage/batching.ts';
 
 /** The identity graph's tables. Identifier values appear only as keyed pseudonyms (value_hash). */
@@ -412,15 +412,17 @@ export class IdentityRepo {
     return this.#all<ProfileRow>(tx, text, [canonical, canonical]);
   }
 
-  /** Identifiers held by the members of a canonical profile. */
+  /** Identifiers held by the members of a canonical profile, oldest first (then by type and pseudonym, by code point). */
   async identifiersOfMembers(canonical: string): Promise<IdentifierRow[]> {
+    const { asc } = textOrder(this.#storage.dialect);
     return this.#db
       .selectFrom('identity_identifiers as i')
       .innerJoin('identity_profiles as p', 'p.id', 'i.profile_id')
       .selectAll('i')
       .where((eb) => eb.or([eb('p.id', '=', canonical), eb('p.merged_into', '=', canonical)]))
       .orderBy('i.first_seen_at')
-      .orderBy('i.type')
+      .orderBy('i.type', asc)
+      .orderBy('i.value_hash', asc)
       .execute();
   }
 
@@ -573,10 +575,18 @@ export class IdentityRepo {
     return this.#db.selectFrom('identity_profiles').selectAll().where('id', 'in', [...profileIds]).orderBy('created_at').orderBy('id').execute();
   }
 
-  /** Identifiers held by these profiles. */
+  /** Identifiers held by these profiles, oldest first (then by type and pseudonym, by code point). */
   identifiersOfProfiles(profileIds: readonly string[]): Promise<IdentifierRow[]> {
     if (profileIds.length === 0) return Promise.resolve([]);
-    return this.#db.selectFrom('identity_identifiers').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('first_seen_at').orderBy('type').execute();
+    const { asc } = textOrder(this.#storage.dialect);
+    return this.#db
+      .selectFrom('identity_identifiers')
+      .selectAll()
+      .where('profile_id', 'in', [...profileIds])
+      .orderBy('first_seen_at')
+      .orderBy('type', asc)
+      .orderBy('value_hash', asc)
+      .execute();
   }
 
   async countIdentifiers(tx: SqlExecutor, profileIds: readonly string[]): Promise<number> {

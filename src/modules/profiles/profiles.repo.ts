@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { StatementTexts, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { StatementTexts, textOrder, type ModuleMigration, type OrderModifiers, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import { bucket, chunkSizes } from '../../storage/batching.ts';
 
 /** Traits (current value per key), their append-only history, and computed traits per profile. */
@@ -182,9 +182,11 @@ const byProfile = (a: { profile_id: string }, b: { profile_id: string }) => (a.p
 export class ProfilesRepo {
   readonly #db: Kysely<ProfilesTables>;
   readonly #texts = new StatementTexts();
+  readonly #byText: OrderModifiers;
 
   constructor(storage: Storage) {
     this.#db = storage.db.withTables<ProfilesTables>();
+    this.#byText = textOrder(storage.dialect).asc;
   }
 
   /** Current traits of these profiles (every key). */
@@ -331,9 +333,10 @@ export class ProfilesRepo {
     return this.#db.selectFrom('profiles_traits').select(['profile_id', 'value', 'encrypted', 'updated_at']).where('profile_id', 'in', [...profileIds]).where('key', '=', key).execute();
   }
 
+  /** Traits of these profiles, by key (by code point), then profile. */
   traitsOf(profileIds: readonly string[]): Promise<TraitRow[]> {
     if (profileIds.length === 0) return Promise.resolve([]);
-    return this.#db.selectFrom('profiles_traits').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('key').execute();
+    return this.#db.selectFrom('profiles_traits').selectAll().where('profile_id', 'in', [...profileIds]).orderBy('key', this.#byText).orderBy('profile_id').execute();
   }
 
   encryptedTraitsOf(profileIds: readonly string[]): Promise<TraitRow[]> {

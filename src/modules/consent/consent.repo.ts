@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import { textOrder, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { ConsentMechanism, ConsentState, LawfulBasis, LedgerEntry } from './consent.types.ts';
 import { DEFAULT_PURPOSES } from './defaults.ts';
 
@@ -633,8 +633,9 @@ export class ConsentRepo {
     return q.orderBy('at').orderBy('subject').orderBy('purpose').limit(limit).execute();
   }
 
+  /** Configured purposes by key (by code point, whatever the database's collation). */
   purposes(): Promise<PurposeRow[]> {
-    return this.#db.selectFrom('consent_purposes').selectAll().orderBy('key').execute();
+    return this.#db.selectFrom('consent_purposes').selectAll().orderBy('key', textOrder(this.#storage.dialect).asc).execute();
   }
 
   /**
@@ -688,8 +689,10 @@ export class ConsentRepo {
     return this.#db.selectFrom('consent_signing_keys').selectAll().orderBy('created_at').orderBy('kid').execute();
   }
 
-  async insertSigningKey(row: SigningKeyRow): Promise<void> {
-    await this.#db.insertInto('consent_signing_keys').values(row).execute();
+  /** Inserts a receipt signing key inside the caller's transaction (the one that audits its creation). */
+  async insertSigningKeyIn(tx: SqlExecutor, row: SigningKeyRow): Promise<void> {
+    const query = this.#db.insertInto('consent_signing_keys').values(row).compile();
+    await tx.run(query.sql, query.parameters);
   }
 }
 

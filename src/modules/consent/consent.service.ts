@@ -227,7 +227,7 @@ export class Consent {
     if (!Number.isSafeInteger(deps.expiryMonths) || deps.expiryMonths < 1) throw new CandorError('CONFIG_INVALID', { problems: [{ key: 'consentExpiryMonths', problem: 'must be at least 1' }] });
     const repo = new ConsentRepo(deps.storage);
     await Consent.#seed(repo, deps);
-    const signer = await ReceiptSigner.open(repo, deps.keyring);
+    const signer = await ReceiptSigner.open(repo, deps.keyring, deps.audit);
     const consent = new Consent(deps, repo, signer);
     await consent.#reloadConfiguration();
     return consent;

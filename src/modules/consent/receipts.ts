@@ -1,6 +1,8 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { JWK, JWTPayload } from 'jose';
+import { SYSTEM_ACTOR } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
+import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { ConsentRepo } from './consent.repo.ts';
 
@@ -32,21 +34,31 @@ export class ReceiptSigner {
     this.#jwks = jwks;
   }
 
-  /** Loads the active signing key, generating one on first open. */
-  static async open(repo: ConsentRepo, keyring: Keyring): Promise<ReceiptSigner> {
+  /**
+   * Loads the active signing key, generating one on first open: stored and audited (`crypto.signing_key.create`, actor
+   * `system`, the key id as resource) in one transaction, so a key that signs receipts always has its entry, and none
+   * is stored when the entry cannot be written (the open fails).
+   */
+  static async open(repo: ConsentRepo, keyring: Keyring, audit: AuditLog): Promise<ReceiptSigner> {
     let rows = await repo.signingKeys();
     if (!rows.some((r) => r.retired_at === null)) {
       const { publicKey, privateKey } = generateKeyPairSync('ed25519');
       const jwk = publicKey.export({ format: 'jwk' }) as JWK;
       const kid = await (await jose()).calculateJwkThumbprint(jwk);
       const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64');
-      await repo.insertSigningKey({
-        kid,
-        alg: RECEIPT_ALG,
-        public_jwk: JSON.stringify({ ...jwk, kid, alg: RECEIPT_ALG, use: 'sig' }),
-        private_key: await keyring.encrypt(KEY_SUBJECT, pkcs8, KEY_CONTEXT),
-        created_at: new Date().toISOString(),
-        retired_at: null,
+      // Sealed before the transaction: the keyring may create its data key (its own transaction).
+      const sealed = await keyring.encrypt(KEY_SUBJECT, pkcs8, KEY_CONTEXT);
+      await repo.transaction(async (tx) => {
+        await repo.insertSigningKeyIn(tx, {
+          kid,
+          alg: RECEIPT_ALG,
+          public_jwk: JSON.stringify({ ...jwk, kid, alg: RECEIPT_ALG, use: 'sig' }),
+          private_key: sealed,
+          created_at: new Date().toISOString(),
+          retired_at: null,
+        });
+        // Last: on PostgreSQL the audit head is held from here to the commit.
+        await audit.appendIn(tx, [{ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'crypto.signing_key.create', purpose: 'essential.service.security', resource: `signing_key:${kid}`, details: { alg: RECEIPT_ALG, use: 'consent_receipts' } }]);
       });
       rows = await repo.signingKeys();
     }

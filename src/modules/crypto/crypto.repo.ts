@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { type ModuleMigration, type Storage } from '../../storage/index.ts';
+import { type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 
 export type CryptoTables = {
   crypto_master_keys: { purpose: string; version: number; check_value: string; created_at: string; retired_at: string | null };
@@ -47,12 +47,16 @@ export class CryptoRepo {
   readonly #db: Kysely<CryptoTables>;
   readonly #byKeyIdSql: string;
   readonly #bySubjectSql: string;
+  readonly #destroySql: string;
+  readonly #tombstoneSql: string;
 
   constructor(storage: Storage) {
     this.#storage = storage;
     this.#db = storage.db.withTables<CryptoTables>();
     this.#byKeyIdSql = this.#db.selectFrom('crypto_subject_keys').selectAll().where('key_id', '=', '').compile().sql;
     this.#bySubjectSql = this.#db.selectFrom('crypto_subject_keys').selectAll().where('subject_id', '=', '').compile().sql;
+    this.#destroySql = this.#db.deleteFrom('crypto_subject_keys').where('subject_id', '=', '').returning('key_id').compile().sql;
+    this.#tombstoneSql = this.#db.insertInto('crypto_destroyed_keys').values({ key_id: '', destroyed_at: '' }).compile().sql;
   }
 
   registeredKeys(): Promise<CryptoTables['crypto_master_keys'][]> {
@@ -132,15 +136,20 @@ export class CryptoRepo {
     return row !== undefined;
   }
 
-  /** Deletes a subject's key and leaves a tombstone naming only the key id. */
-  async destroySubjectKey(subjectId: string): Promise<string | undefined> {
-    return this.#db.transaction().execute(async (trx) => {
-      const row = await trx.selectFrom('crypto_subject_keys').select('key_id').where('subject_id', '=', subjectId).executeTakeFirst();
-      if (!row) return undefined;
-      await trx.deleteFrom('crypto_subject_keys').where('subject_id', '=', subjectId).execute();
-      await trx.insertInto('crypto_destroyed_keys').values({ key_id: row.key_id, destroyed_at: new Date().toISOString() }).execute();
-      return row.key_id;
-    });
+  /** Runs fn in one write transaction on the raw path. */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return this.#storage.raw.transaction(fn);
+  }
+
+  /**
+   * Deletes a subject's key and leaves a tombstone naming only the key id, inside the caller's transaction; returns
+   * the key id, or undefined when the subject had no key (a concurrent destruction that committed first took it).
+   */
+  async destroySubjectKeyIn(tx: SqlExecutor, subjectId: string): Promise<string | undefined> {
+    const [row] = await tx.all<{ key_id: string }>(this.#destroySql, [subjectId]);
+    if (!row) return undefined;
+    await tx.run(this.#tombstoneSql, [row.key_id, new Date().toISOString()]);
+    return row.key_id;
   }
 
   /**

@@ -428,19 +428,26 @@ export class Keyring {
   /**
    * Crypto-shredding: destroys the subject's data key, so the database can no longer decrypt its ciphertexts wherever
    * they were copied. Copies of the database made before still hold the key, wrapped, until its master version is pruned.
+   * Audited (`crypto.data_key.destroy`; outcome `failure` when the subject had no key) in the destruction's own
+   * transaction, last: a key destroyed always has its entry, and one whose entry cannot be written is not destroyed.
    */
   async destroySubjectKey(subjectId: string, actor: Actor, purpose: string): Promise<boolean> {
     const cached = this.#bySubject.get(subjectId);
     if (cached) this.#forget(cached);
-    const keyId = await this.#repo.destroySubjectKey(subjectId);
-    await this.#audit.append({
-      actor: actor.id,
-      role: actor.role,
-      action: 'crypto.data_key.destroy',
-      purpose,
-      subject: this.pseudonym('subject', subjectId),
-      resource: keyId ? `data_key:${keyId}` : null,
-      outcome: keyId ? 'success' : 'failure',
+    const keyId = await this.#repo.transaction(async (tx) => {
+      const destroyed = await this.#repo.destroySubjectKeyIn(tx, subjectId);
+      await this.#audit.appendIn(tx, [
+        {
+          actor: actor.id,
+          role: actor.role,
+          action: 'crypto.data_key.destroy',
+          purpose,
+          subject: this.pseudonym('subject', subjectId),
+          resource: destroyed ? `data_key:${destroyed}` : null,
+          outcome: destroyed ? 'success' : 'failure',
+        },
+      ]);
+      return destroyed;
     });
     return keyId !== undefined;
   }

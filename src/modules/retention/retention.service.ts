@@ -84,18 +84,21 @@ export class Retention {
     const actor = request.actor ?? SYSTEM_ACTOR;
     const forgotten = { people: 0 };
     const context = this.#context(actor, forgotten);
+    const entry = { actor: actor.id, role: actor.role, action: 'retention.sweep', purpose: PURPOSE, resource: 'retention' };
+    // The handlers delete in many short transactions of their own, which the sweep's summary cannot join: a sweep is
+    // audited before it deletes anything (none is made when that entry cannot be written), so one cut short after
+    // some batches (a crash, a failing handler or a failing summary) still has its entry with the moment it deleted up
+    // to. Each inactive person's deletion is audited in its own transaction (#forget).
+    if (!dryRun) await this.#deps.audit.append({ ...entry, details: { phase: 'started', at: now.toISOString(), batchSize } });
     const counts: SweepCount[] = [];
     for (const handler of this.#deps.handlers) counts.push(...(await handler.sweep(now, { dryRun, batchSize, context })));
     const total = counts.filter((c) => c.store !== 'people').reduce((n, c) => n + c.count, 0);
     const report: SweepReport = { at: now.toISOString(), dryRun, counts, total, ms: Math.round(performance.now() - started) };
     if (!dryRun) {
       await this.#deps.audit.append({
-        actor: actor.id,
-        role: actor.role,
-        action: 'retention.sweep',
-        purpose: PURPOSE,
-        resource: 'retention',
+        ...entry,
         details: {
+          phase: 'finished',
           at: report.at,
           deleted: total,
           people: counts.filter((c) => c.store === 'people').reduce((n, c) => n + c.count, 0),
@@ -146,6 +149,23 @@ export class Retention {
       const outcomes = await storage.raw.transaction(async (tx) => {
         const all: EraseOutcome[] = [];
         for (const handler of subjectData) all.push(...(await handler.erase(tx, subject, 'inactivity')));
+        // Audited in the deletion's own transaction, last (on PostgreSQL the audit head is held from here to the
+        // commit): a person deleted always has the entry, and one whose entry cannot be written is not deleted.
+        await audit.appendIn(tx, [
+          {
+            actor: actor.id,
+            role: actor.role,
+            action: 'retention.subject.delete',
+            purpose: PURPOSE,
+            subject: keyring.pseudonym('subject', subject.profileId),
+            resource: 'retention:profiles.inactive',
+            details: {
+              reason,
+              profiles: subject.profileIds.length,
+              stores: all.map((o) => `${o.store} ${o.status} ${o.deleted}${o.kept ? ` kept ${o.kept.count}` : ''}`),
+            },
+          },
+        ]);
         return all;
       });
       // In-memory caches (identity, consent…) let go of the person, as after an erasure.
@@ -154,19 +174,6 @@ export class Retention {
         const prev = totals.get(o.store);
         totals.set(o.store, { store: o.store, status: o.status, deleted: (prev?.deleted ?? 0) + o.deleted, ...(o.kept ? { kept: { count: (prev?.kept?.count ?? 0) + o.kept.count, reason: o.kept.reason } } : {}) });
       }
-      await audit.append({
-        actor: actor.id,
-        role: actor.role,
-        action: 'retention.subject.delete',
-        purpose: PURPOSE,
-        subject: keyring.pseudonym('subject', subject.profileId),
-        resource: 'retention:profiles.inactive',
-        details: {
-          reason,
-          profiles: subject.profileIds.length,
-          stores: outcomes.map((o) => `${o.store} ${o.status} ${o.deleted}${o.kept ? ` kept ${o.kept.count}` : ''}`),
-        },
-      });
     }
     return [...totals.values()];
   }

@@ -1,4 +1,4 @@
-import type { AuditLog } from '../audit/index.ts';
+import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Consent } from '../consent/index.ts';
 import { fitPersonas, rfmSegments, explainRfm, type PersonaInput, type PersonaModel, type RfmSegment } from '../segments/index.ts';
 import type { Actor } from '../../shared/actor.ts';
@@ -336,7 +336,19 @@ export class Scoring {
       }
     }
     options.onProgress?.(eligible.length, eligible.length, 'saving');
-    const numbered = await this.#save(fitted, scores, purposeOf, new Map(eligible.map((p) => [p.profileId, p.members])));
+    // One entry per purpose data was read for (the first profiling purpose when nobody was profiled), naming the models
+    // as saved (skipped ones have no id); written in the save's transaction.
+    const byPurpose = idsFor.size > 0 ? [...idsFor.keys()] : [PROFILING_PURPOSES[0]];
+    const entries = (numbered: ReadonlyMap<string, { id: string }>): AuditEvent[] =>
+      byPurpose.map((purpose) => ({
+        actor: actor.id,
+        role: actor.role,
+        action: 'scoring.run',
+        purpose,
+        resource: runId,
+        details: { people, profiled: eligible.length, profiledForPurpose: eligible.filter((p) => p.purpose === purpose).length, buyers: summaries.length, models: report.filter((m) => !m.skipped).map((m) => numbered.get(m.id)?.id ?? m.id) },
+      }));
+    const numbered = await this.#save(fitted, scores, purposeOf, new Map(eligible.map((p) => [p.profileId, p.members])), entries);
     // The summary names the models as saved (skipped ones have no id).
     for (const m of report) Object.assign(m, numbered.get(m.id));
     const summary: RunSummary = {
@@ -351,18 +363,6 @@ export class Scoring {
       personas: personas ? personas.personas.map((p) => ({ name: p.name, description: p.description, size: p.size })) : [],
       seconds: (performance.now() - started) / 1000,
     };
-    // One entry per purpose data was read for (the first profiling purpose when nobody was profiled).
-    const byPurpose = idsFor.size > 0 ? [...idsFor.keys()] : [PROFILING_PURPOSES[0]];
-    await this.#deps.audit.appendBatch(
-      byPurpose.map((purpose) => ({
-        actor: actor.id,
-        role: actor.role,
-        action: 'scoring.run',
-        purpose,
-        resource: runId,
-        details: { people, profiled: eligible.length, profiledForPurpose: eligible.filter((p) => p.purpose === purpose).length, buyers: summaries.length, models: report.filter((m) => !m.skipped).map((m) => m.id) },
-      })),
-    );
     return summary;
   }
 
@@ -371,13 +371,16 @@ export class Scoring {
    * since the run began (a withdrawal by another process) is left out and their contribution taken out of the
    * models' statistics before anything is written; and anyone whose basis goes while the save commits is forgotten
    * right after it (a withdrawal's own forget waits for the save and sees its rows). Either way the count-based
-   * models equal the fit without them. Answers the id and version each model was saved under.
+   * models equal the fit without them. The run's audit entries (`audit`, given the ids the models were saved under)
+   * are appended in the save's transaction, last: a run whose scores are saved always has them, and one whose entries
+   * cannot be written saves nothing. Answers the id and version each model was saved under.
    */
   async #save(
     fitted: { row: ModelRow; stats: Map<string, number> }[],
     scores: ScoreRow[],
     purposeOf: Map<string, string>,
     membersOf: ReadonlyMap<string, readonly string[]>,
+    audit: (numbered: ReadonlyMap<string, { id: string }>) => AuditEvent[],
   ): Promise<ReadonlyMap<string, { id: string; version: number }>> {
     const { consent, storage } = this.#deps;
     const ids = [...purposeOf.keys()];
@@ -405,7 +408,12 @@ export class Scoring {
       }
       for (const id of gone) purposeOf.delete(id);
     }
-    const { numbered } = await storage.raw.transaction((tx) => this.#repo.saveRun(tx, fitted, scores, purposeOf));
+    const numbered = await storage.raw.transaction(async (tx) => {
+      const saved = await this.#repo.saveRun(tx, fitted, scores, purposeOf);
+      // Last: on PostgreSQL the audit head is held from here to the commit.
+      await this.#deps.audit.appendIn(tx, audit(saved.numbered));
+      return saved.numbered;
+    });
     const late = await lapsed();
     // forgetUnlawful refits what it decremented; the people left out before saving need their own refit.
     if (late.size > 0) await this.forgetUnlawful([...late]);

@@ -84,8 +84,6 @@ export class BatchResolution {
   readonly #repo: IdentityRepo;
   readonly #rules: CompiledRules;
   readonly #tx: SqlExecutor;
-  // Strictly increasing (microseconds): merges made one after the other in one millisecond keep their order.
-  readonly #now = preciseNow();
   /** identifier key → the profile that holds it */
   readonly #owner = new Map<string, string>();
   /** profile → its canonical profile, for profiles whose canonical is not themselves */
@@ -234,7 +232,8 @@ export class BatchResolution {
     this.losers.add(from);
     this.#merges.push({
       id: mergeId,
-      at: this.#now,
+      // Its own instant, strictly after the previous merge's: the merges of one batch list and replay in made order.
+      at: preciseNow(),
       from_profile: from,
       into_profile: into,
       rule,

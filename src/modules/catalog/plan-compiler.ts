@@ -232,50 +232,102 @@ interface PatternMatcher {
 const JS_SPACE = '\\t\\n\\x0B\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}';
 // ECMAScript's `.`: any code point but a line terminator (RE2's leaves out \n only).
 const JS_DOT = '[^\\n\\r\\x{2028}\\x{2029}]';
+// ECMAScript's `[^]` (and `.` under the s modifier), and its `[]`, which matches nothing.
+const ANY_CODE_POINT = '[\\x00-\\x{10FFFF}]';
+const NO_CODE_POINT = '[^\\x00-\\x{10FFFF}]';
 const QUANTIFIER = /\{(\d+)(,(\d*))?\}/y;
 const UNICODE_ESCAPE = /u(?:\{([0-9A-Fa-f]+)\}|([0-9A-Fa-f]{4}))/y;
-const PROPERTY_ESCAPE = /[pP]\{[^}]*\}/y;
+const TRAIL_SURROGATE_ESCAPE = /\\u([Dd][C-Fc-f][0-9A-Fa-f]{2})/y;
+const PROPERTY_ESCAPE = /[pP]\{(?:(?:General_Category|gc|Script|sc)=)?([^}]*)\}/y;
+const MODIFIERS = /\(\?([ims]*)(?:-([ims]*))?:/y;
+const LONE_SURROGATE = 'has a lone surrogate (U+D800 to U+DFFF outside a pair), which could only match ill-formed text; write a pair as its one code point (\\u{1F600})';
+
+function stickyMatch(re: RegExp, text: string, at: number): RegExpExecArray | null {
+  re.lastIndex = at;
+  return re.exec(text);
+}
 
 /**
- * A valid ECMA-262 pattern in RE2 syntax with the same meaning (`.`, `\s`, `\S`, `\u…` rewritten), and an estimate of
- * its program size made before RE2 compiles it (a pattern of a few hundred characters can expand to a million
- * instructions); or why it cannot be written so.
+ * The escape at `at` (its backslash) of a valid pattern in RE2 syntax with ECMAScript's meaning, and how many
+ * characters of the pattern it takes; or why it cannot be written so. `fold`: under the i modifier.
+ */
+function escapeToRe2(pattern: string, at: number, inClass: boolean, fold: boolean): { text: string; length: number } | string {
+  const next = pattern[at + 1] ?? '';
+  if (next === 'u') {
+    const [text, braced, hex] = stickyMatch(UNICODE_ESCAPE, pattern, at + 1) as RegExpExecArray;
+    let point = Number.parseInt(braced ?? (hex as string), 16);
+    let length = 1 + text.length;
+    // In unicode mode `\uD83D\uDE00` is one code point (😀), as one atom.
+    const trail = hex !== undefined && point >= 0xd800 && point <= 0xdbff ? stickyMatch(TRAIL_SURROGATE_ESCAPE, pattern, at + length) : null;
+    if (trail) {
+      point = 0x10000 + ((point - 0xd800) << 10) + (Number.parseInt(trail[1] as string, 16) - 0xdc00);
+      length += trail[0].length;
+    }
+    if (point >= 0xd800 && point <= 0xdfff) return LONE_SURROGATE;
+    return { text: `\\x{${point.toString(16)}}`, length };
+  }
+  if (next === 'p' || next === 'P') {
+    if (next === 'P' && fold) return 'uses \\P{…} under the i modifier, which the linear-time engine reads differently; write it outside (?i:…)';
+    const [text, name] = stickyMatch(PROPERTY_ESCAPE, pattern, at + 1) as RegExpExecArray;
+    return { text: `\\${next}{${name as string}}`, length: 1 + text.length };
+  }
+  if ((next === 'b' || next === 'B') && fold && !inClass) {
+    return `uses \\${next} under the i modifier, whose word characters the linear-time engine does not know; write it outside (?i:…)`;
+  }
+  if (next === 'S' && inClass) return 'uses \\S inside brackets, which the linear-time engine cannot express; list the characters instead';
+  if (next === 'S') return { text: `[^${JS_SPACE}]`, length: 2 };
+  if (next === 's') return { text: inClass ? JS_SPACE : `[${JS_SPACE}]`, length: 2 };
+  if (next === 'b' && inClass) return { text: '\\x08', length: 2 };
+  if (next === '0') return { text: '\\x00', length: 2 };
+  if (next === 'c') return { text: `\\x{${(pattern.charCodeAt(at + 2) % 32).toString(16)}}`, length: 3 };
+  return { text: `\\${next}`, length: 2 };
+}
+
+/**
+ * A valid ECMA-262 pattern in RE2 syntax with the same meaning (`.`, `\s`, `\S`, `\u…`, `\0`, `\c…`, `[\b]`, `[]`,
+ * `[^]`, a `[` inside brackets rewritten), and an estimate of its program size made before RE2 compiles it (a pattern
+ * of a few hundred characters can expand to a million instructions); or why it cannot be written so.
  */
 function toRe2(pattern: string): { source: string; size: number } | string {
+  if (!pattern.isWellFormed()) return LONE_SURROGATE;
   interface Group {
     size: number;
     /** The instructions of the group's last item, which a quantifier repeats. */
     last: number;
+    /** Under the i modifier, and under the s one. */
+    fold: boolean;
+    dotAll: boolean;
   }
-  const outer: Group = { size: 0, last: 0 };
+  const outer: Group = { size: 0, last: 0, fold: false, dotAll: false };
   const open: Group[] = [];
   let group = outer;
   const item = (size: number) => {
     group.size += size;
     group.last = size;
   };
-  const sticky = (re: RegExp, at: number) => {
-    re.lastIndex = at;
-    return re.exec(pattern);
-  };
   let source = '';
   let inClass = false;
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i] as string;
-    const repeat = c === '{' && !inClass ? sticky(QUANTIFIER, i) : null;
+    const repeat = c === '{' && !inClass ? stickyMatch(QUANTIFIER, pattern, i) : null;
     if (c === '\\') {
-      const next = pattern[i + 1] ?? '';
-      const long = next === 'u' ? sticky(UNICODE_ESCAPE, i + 1) : next === 'p' || next === 'P' ? sticky(PROPERTY_ESCAPE, i + 1) : null;
-      if (next === 'S' && inClass) return 'uses \\S inside brackets, which the linear-time engine cannot express; list the characters instead';
-      if (long) source += next === 'u' ? `\\x{${long[1] ?? long[2]}}` : `\\${long[0]}`;
-      else if (next === 's') source += inClass ? JS_SPACE : `[${JS_SPACE}]`;
-      else if (next === 'S') source += `[^${JS_SPACE}]`;
-      else source += c + next;
-      i += long ? long[0].length : 1;
+      const escape = escapeToRe2(pattern, i, inClass, group.fold);
+      if (typeof escape === 'string') return escape;
+      source += escape.text;
+      i += escape.length - 1;
       if (!inClass) item(1);
     } else if (inClass) {
+      // RE2 reads `[:alpha:]` inside brackets as a class; ECMAScript a `[` there as itself.
+      source += c === '[' ? '\\[' : c;
       inClass = c !== ']';
-      source += c;
+    } else if (c === '[') {
+      // RE2 reads a `]` right after `[` or `[^` as a member; ECMAScript as the end of an empty class.
+      const negated = pattern[i + 1] === '^';
+      const empty = pattern[i + (negated ? 2 : 1)] === ']';
+      source += empty ? (negated ? ANY_CODE_POINT : NO_CODE_POINT) : negated ? '[^' : '[';
+      i += empty ? (negated ? 2 : 1) : negated ? 1 : 0;
+      inClass = !empty;
+      item(1);
     } else if (repeat) {
       const [text, min, range, max] = repeat;
       const times = range === undefined ? Number(min) : max === '' ? Number(min) + 1 : Number(max);
@@ -284,9 +336,13 @@ function toRe2(pattern: string): { source: string; size: number } | string {
       source += text;
       i += text.length - 1;
     } else if (c === '(') {
+      const modifiers = stickyMatch(MODIFIERS, pattern, i);
+      const [, on = '', off = ''] = modifiers ?? [];
+      if (on.includes('m')) return 'uses the m modifier, whose line ends (\\r, U+2028, U+2029) the linear-time engine does not know; match \\n explicitly';
       source += c;
       open.push(group);
-      group = { size: 0, last: 0 };
+      const flag = (name: string, inherited: boolean) => on.includes(name) || (inherited && !off.includes(name));
+      group = { size: 0, last: 0, fold: flag('i', group.fold), dotAll: flag('s', group.dotAll) };
     } else if (c === ')') {
       source += c;
       const inner = group.size + 2;
@@ -296,8 +352,7 @@ function toRe2(pattern: string): { source: string; size: number } | string {
       source += c;
       group.size += 1;
     } else {
-      source += c === '.' ? JS_DOT : c;
-      inClass = c === '[';
+      source += c === '.' ? (group.dotAll ? ANY_CODE_POINT : JS_DOT) : c;
       item(1);
     }
   }

@@ -60,6 +60,91 @@ describe('plan patterns', () => {
     }
   });
 
+  it('match as ECMAScript patterns in unicode mode do where RE2 reads the same text otherwise, or are refused', () => {
+    const patterns = [
+      '^\\uD83D\\uDE00$', // a surrogate pair of escapes is one code point
+      '^[\\uD83D\\uDE00]$',
+      '^[\\uD83D\\uDE00-\\uD83D\\uDE4F]$',
+      '^\\uD83D\\uDE00{2}$',
+      '^\\u{1F600}$',
+      '^[\\u{1F600}-\\u{1F64F}]$',
+      '^[^][]$', // `[^]` then `[]`, not one class without `]` and `[`
+      '^[]$',
+      '^[^]$',
+      '^[^]{2}$',
+      '^a[]|b$',
+      '^[[:alpha:][x]$', // no POSIX class in brackets
+      '^[[:a]$',
+      '^\\0$',
+      '^[\\0]$',
+      '^[\\b]$', // backspace in brackets
+      '\\b',
+      '\\B',
+      '^\\cA$',
+      '^[\\cj]$',
+      '^\\x41$',
+      '^\\v$',
+      '^(?<y>\\d{4})$',
+      '^(?i:abc)$',
+      '^(?i:k)$',
+      '^(?i:\\w)$',
+      '^(?i:\\W)$',
+      '^(?i:[^a])$',
+      '^(?i:\\p{Lu})$',
+      '^(?i:ß)$',
+      '^(?i:a(?-i:b))$',
+      '^(?s:.)$',
+      '^(?s:a(?-s:.))$',
+      '^(?i-s:.)$',
+      '^\\p{Script=Greek}$',
+      '^\\p{gc=Lu}$',
+      '^\\P{L}$',
+      'a$',
+      '^a',
+      '^\\w+$',
+      '^[\\d]$',
+      '^\\D$',
+      '^\\s$',
+      '^[^\\s]$',
+      '^\\S$',
+      '^.{2}$',
+      '^[😀]$',
+      '^😀{2}$',
+      '^\\$$',
+      '^[\\-a]$',
+      '^(?:a|)$',
+    ];
+    const values = ['', 'a', 'A', 'b', 'ab', 'aB', 'Ab', 'abc', 'ABC', ']', '[', ':', 'x', '😀', '😀😀', '🙏', '\0', '\b', '\u0001', '\n', '\r', '\v', '\u2028', 'a\n', '\na', 'K', 'k', '\u212A', '\u017F', 's', 'ß', 'ẞ', 'é', '٣', '3', '2024', 'α', 'Ǆ', '1', ' ', '\u0085', '\uFEFF', '$', '-', '.', '!'];
+    for (const pattern of patterns) {
+      const matcher = linearPattern(pattern);
+      assert.ok(typeof matcher !== 'string', `${pattern}: ${String(matcher)}`);
+      const ecma = new RegExp(pattern, 'u');
+      for (const value of values) assert.equal(matcher.test(value), ecma.test(value), `${pattern} on ${JSON.stringify(value)}`);
+    }
+    const refused: [string, RegExp][] = [
+      ['^\\uD83D$', /lone surrogate/], // can never match: ingestion refuses lone surrogates
+      ['^[\\uDE00]$', /lone surrogate/],
+      ['^\\u{D83D}\\u{DE00}$', /lone surrogate/],
+      ['^\\uD83D\\u{DE00}$', /lone surrogate/],
+      ['^\ud83d$', /lone surrogate/],
+      ['(?i:\\b)', /\\b under the i modifier/],
+      ['(?i:a\\B)', /\\B under the i modifier/],
+      ['^(?i:\\P{Lu})$', /\\P\{…\} under the i modifier/],
+      ['^(?m:a$)', /m modifier/],
+      ['^\\p{Letter}$', /linear-time engine/],
+      ['^\\p{sc=Grek}$', /linear-time engine/],
+      ['^(?:(?<a>x)|(?<a>y))$', /linear-time engine/],
+      ['^a{,3}$', /not a valid regular expression/],
+      ['^[[:alpha:]]$', /not a valid regular expression/],
+      ['^\\x{41}$', /not a valid regular expression/],
+    ];
+    for (const [pattern, why] of refused) {
+      const matcher = linearPattern(pattern);
+      assert.equal(typeof matcher, 'string', pattern);
+      assert.match(String(matcher), why, pattern);
+    }
+  });
+
   it('refuse at its path a pattern that cannot run in linear time, in a field or in the items of an array', () => {
     const refused = {
       lookahead: '^(?=a)\\w+$',

@@ -6,7 +6,7 @@ import { MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, TOO_DEEP, type MessageKind
 import { CandorError } from '../../shared/errors.ts';
 import { carriesForbiddenKey, forbiddenKeyPath, jsonParser, messagesJsonParser, PARSE_AS } from '../json.ts';
 import type { RouteAccess } from '../route-access.ts';
-import { listWithinBudget } from './answer-listing.ts';
+import { listWithinBudget, shortPath } from './answer-listing.ts';
 
 const INGEST: RouteAccess = { audience: 'ingest', purpose: 'analytics.reporting' };
 const SINGLE: readonly MessageKind[] = ['identify', 'track', 'page', 'screen', 'group', 'alias'];
@@ -37,7 +37,7 @@ function isGpc(request: FastifyRequest): boolean {
   return request.headers['sec-gpc'] === '1';
 }
 
-/** A message answered invalid for a forbidden key (`__proto__`, `constructor`), at its path. */
+/** A message answered invalid for a forbidden key (`__proto__`, `constructor`), at its path (shortened: shortPath). */
 interface Forbidden {
   index: number;
   messageId: string | undefined;
@@ -47,9 +47,10 @@ interface Forbidden {
 /** What the pipeline gets in place of a message with a forbidden key: no object, so it is answered (and counted) invalid. */
 const STAND_IN = { raw: null, bytes: 0 } as const;
 
+/** `path`: already shortened when it is a batch-level context's, which up to 2,500 messages take. */
 function forbiddenIn(message: Record<string, unknown>, index: number, path: string): Forbidden {
   const id = message.messageId;
-  return { index, messageId: typeof id === 'string' ? id : typeof id === 'number' && Number.isFinite(id) ? String(id) : undefined, path };
+  return { index, messageId: typeof id === 'string' ? id : typeof id === 'number' && Number.isFinite(id) ? String(id) : undefined, path: shortPath(path) };
 }
 
 async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyReply, messages: { raw: unknown; bytes: number }[], kind: MessageKind | undefined, forbidden: readonly Forbidden[] = []) {
@@ -119,6 +120,8 @@ function isEmpty(value: object): boolean {
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A part sent as `null` is no part, as parseMessage reads it. */
+const isAbsent = (v: unknown): v is undefined | null => v === undefined || v === null;
 
 /** One top-level member of a batch-level context, measured once per batch. */
 interface ContextMember {
@@ -129,12 +132,32 @@ interface ContextMember {
   forbidden: string | undefined;
 }
 
+/**
+ * The privacy signals of a batch-level context that a message's own context would otherwise override: `gpc: true`
+ * over the message's `gpc: false`, and the batch's `consentManagement.deniedConsentIds` added to the message's own
+ * list. Undefined when there is nothing to add (a malformed value of either side is left for the message's checks).
+ */
+function withBatchSignals(batch: Record<string, unknown>, own: Record<string, unknown>): Record<string, unknown> | undefined {
+  let signals: Record<string, unknown> | undefined;
+  if (batch.gpc === true && own.gpc === false) signals = { gpc: true };
+  const batchCm = batch.consentManagement;
+  const ownCm = own.consentManagement;
+  if (isRecord(batchCm) && isRecord(ownCm) && Array.isArray(batchCm.deniedConsentIds) && batchCm.deniedConsentIds.length > 0) {
+    const ownDenied = ownCm.deniedConsentIds;
+    if (ownDenied === undefined || Array.isArray(ownDenied)) {
+      signals = { ...signals, consentManagement: { ...ownCm, deniedConsentIds: [...((ownDenied as unknown[] | undefined) ?? []), ...batchCm.deniedConsentIds] } };
+    }
+  }
+  return signals;
+}
+
 /** The members of a batch-level context, each measured (and searched for forbidden keys when `poisoned`) once. */
 function membersOf(context: Record<string, unknown>, poisoned: boolean): ContextMember[] {
   return Object.keys(context).map((key) => {
     const value = context[key];
     // A computed key defines `__proto__` as a plain member here, as JSON.parse did, instead of setting a prototype.
-    const forbidden = poisoned ? forbiddenKeyPath({ context: { [key]: value } }) : undefined;
+    const at = poisoned ? forbiddenKeyPath({ context: { [key]: value } }) : undefined;
+    const forbidden = at === undefined ? undefined : shortPath(at);
     try {
       // The value sits at the depth of a message's context member: message 1, context 2, value 3.
       sizeBound(value, Number.POSITIVE_INFINITY, 3);
@@ -288,7 +311,7 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
   }
 
   for (const path of ['/v1/batch', '/v1/import', '/v1/b']) {
-    app.post<{ Body: { batch: unknown[]; context?: Record<string, unknown>; sentAt?: unknown; integrations?: unknown } }>(
+    app.post<{ Body: { batch: unknown[]; context?: unknown; sentAt?: unknown; integrations?: unknown } }>(
       path,
       {
         bodyLimit: MAX_BATCH_BYTES,
@@ -306,10 +329,15 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
         const poisoned = carriesForbiddenKey(request.body);
         // Anywhere but in the messages and the batch-level context they take, a forbidden key spoils the request.
         if (poisoned && forbiddenKeyPath(request.body, MESSAGE_PARTS) !== undefined) throw new CandorError('REQUEST_FORBIDDEN_KEY');
-        const contextForbidden = poisoned ? forbiddenKeyPath({ context }) : undefined;
+        const contextPath = poisoned ? forbiddenKeyPath({ context }) : undefined;
+        // Shortened once: every message that takes the context is answered with it.
+        const contextForbidden = contextPath === undefined ? undefined : shortPath(contextPath);
         const forbidden: Forbidden[] = [];
+        // `null` is no batch-level part, as it is no part of a message: the message's own null takes the batch's.
+        const hasContext = !isAbsent(context);
+        const hasSentAt = !isAbsent(sentAt);
         // A batch-level context nested too deep makes every message that takes it too deep.
-        const contextTooDeep = context !== undefined && sizeOf({ context }) === TOO_DEEP;
+        const contextTooDeep = hasContext && sizeOf({ context }) === TOO_DEEP;
         // The per-event limit applies to a message as merged: the batch-level parts it takes count for it, measured once.
         let contextBytes: number | undefined;
         let members: ContextMember[] | undefined;
@@ -317,14 +345,17 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
         const messages = batch.map((raw, index) => {
           if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
             const message = raw as Record<string, unknown>;
-            // The batch-level context is merged into a message's own, whose members win (Segment's HTTP API).
+            // The batch-level context is merged into a message's own, whose members win (Segment's HTTP API). A message
+            // with no context (or `null`) takes it whole, and so does every message when it is no object: each is then
+            // answered COLLECT_MESSAGE_INVALID, never stored without the consent signals the batch may have carried.
             const own = message.context;
+            const takesContext = hasContext && (isAbsent(own) || !isRecord(context));
             const mergesContext = isRecord(context) && isRecord(own);
             // The batch-level members a message with a context of its own takes: those it does not have.
             const taken = mergesContext ? (members ??= membersOf(context, poisoned)).filter((m) => !Object.hasOwn(own, m.key)) : [];
             if (poisoned) {
               // Answered here and never copied: the pipeline assigns fields, and assigning `__proto__` sets a prototype.
-              const at = forbiddenKeyPath(message) ?? (own === undefined ? contextForbidden : taken.find((m) => m.forbidden !== undefined)?.forbidden);
+              const at = forbiddenKeyPath(message) ?? (takesContext ? contextForbidden : taken.find((m) => m.forbidden !== undefined)?.forbidden);
               if (at !== undefined) {
                 forbidden.push(forbiddenIn(message, index, at));
                 return STAND_IN;
@@ -332,8 +363,16 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
             }
             // Batch-level context and sentAt apply to every message: the sentAt to those with none of their own.
             const merged: Record<string, unknown> = { ...message };
+            // The message as measured: without a null the batch-level part replaces.
+            let measured = message;
+            const replace = (key: string) => {
+              if (message[key] !== null) return;
+              if (measured === message) measured = { ...message };
+              delete measured[key];
+            };
             let extra = 0;
-            if (own === undefined && context) {
+            if (takesContext) {
+              replace('context');
               merged.context = context;
               if (contextTooDeep) return { raw: merged, bytes: TOO_DEEP };
               extra += contextBytes ??= memberSize('context', context);
@@ -344,13 +383,24 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
               for (const m of taken) extra += m.bytes;
               if (isEmpty(own)) extra -= 1;
             }
-            if (message.sentAt === undefined && sentAt) {
+            // The batch's privacy signals are never weakened by a message's own members (fail closed): its GPC signal
+            // stands over a message's `gpc: false`, and its denied consent ids are added to the message's own.
+            if (mergesContext) {
+              const signals = withBatchSignals(context, own);
+              if (signals !== undefined) {
+                merged.context = { ...(merged.context as Record<string, unknown>), ...signals };
+                // Counted as the batch's whole member would be: never less than what the message now carries.
+                for (const m of (members ??= membersOf(context, poisoned))) if (Object.hasOwn(signals, m.key)) extra += m.bytes;
+              }
+            }
+            if (isAbsent(message.sentAt) && hasSentAt) {
+              replace('sentAt');
               merged.sentAt = sentAt;
               // Only a string or a number is a time: another sentAt (an array, perhaps nested thousands deep) makes the
               // message COLLECT_TIMESTAMP_INVALID, and is not measured.
               if (typeof sentAt === 'string' || typeof sentAt === 'number') extra += sentAtBytes ??= memberSize('sentAt', sentAt);
             }
-            return { raw: merged, bytes: sizeOf(message, extra > 0 && isEmpty(message) ? extra - 1 : extra) };
+            return { raw: merged, bytes: sizeOf(measured, extra > 0 && isEmpty(measured) ? extra - 1 : extra) };
           }
           return { raw, bytes: 0 };
         });

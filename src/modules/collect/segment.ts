@@ -62,8 +62,8 @@ export interface ParsedMessage {
   gpc: boolean;
   /**
    * Purposes the person denied for this message, as RudderStack's browser SDK says (`context.consentManagement`'s
-   * `deniedConsentIds`; entries that name no purpose match none): a protocol field, taken out of the context, never
-   * stored. It only takes purposes away; its `allowedConsentIds` grants nothing.
+   * `deniedConsentIds`, trimmed and lower-cased; see undeniedPurposes for what an entry denies): a protocol field, taken
+   * out of the context, never stored. It only takes purposes away; its `allowedConsentIds` grants nothing.
    */
   denied: readonly string[];
   bytes: number;
@@ -189,7 +189,8 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
     const ids = given.deniedConsentIds;
     if (ids !== undefined) {
       if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) return fail('COLLECT_MESSAGE_INVALID', 'context.consentManagement.deniedConsentIds (an array of strings)');
-      if (ids.length > 0) denied = ids as string[];
+      // Read so as to deny more rather than less: ` Analytics.Reporting` is the purpose a person meant.
+      if (ids.length > 0) denied = (ids as string[]).map((id) => id.trim().toLowerCase());
     }
     context = rest;
   }
@@ -229,9 +230,17 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   };
 }
 
-/** The purposes of `purposes` the message does not deny, in their order (the same array when it denies none). */
+/**
+ * The purposes of `purposes` the message does not deny, in their order (the same array when it denies none). An entry
+ * denies the purpose it names and, as a parent key, every purpose under it (`analytics` denies `analytics.reporting`),
+ * as data-use keys nest in the taxonomy; matched without regard to case.
+ */
 export function undeniedPurposes(message: ParsedMessage, purposes: readonly string[]): readonly string[] {
-  return message.denied.length === 0 ? purposes : purposes.filter((p) => !message.denied.includes(p));
+  if (message.denied.length === 0) return purposes;
+  return purposes.filter((purpose) => {
+    const key = purpose.toLowerCase();
+    return !message.denied.some((entry) => key === entry || key.startsWith(`${entry}.`));
+  });
 }
 
 /**

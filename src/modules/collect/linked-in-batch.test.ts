@@ -34,6 +34,17 @@ describeEachDialect('a message that an earlier message of its batch links to a p
     assert.deepEqual(await storedFor(person), ['lb-1', 'lb-2']);
   });
 
+  it('stores a message the first gate allowed only in part with every purpose the linked person allows', async () => {
+    await consent('lb-u5', both);
+    // Alone, the device's order is someone unknown's: stored for the service only. After the identify that links the
+    // device to a person who consented, as a later request it is stored for that person's purposes too.
+    const order = { type: 'track', messageId: 'lb-14', anonymousId: 'lb-dev5', event: 'Order Completed', properties: { order_id: 'o14', revenue: 12, currency: 'EUR' } };
+    const results = await batch([{ type: 'identify', messageId: 'lb-13', userId: 'lb-u5', anonymousId: 'lb-dev5' }, order]);
+    assert.deepEqual(outcomes(results), ['stored', 'stored'], JSON.stringify(results));
+    assert.deepEqual(results[1]?.purposes, ['analytics.reporting', 'personalize.profiling', 'essential.service.operations']);
+    assert.deepEqual(await storedFor(await profileOf('user_id', 'lb-u5')), ['lb-13', 'lb-14']);
+  });
+
   it('stores it when the earlier message brings the anonymous id, and follows a chain of such messages', async () => {
     await consent('lb-u2', both);
     const results = await batch([

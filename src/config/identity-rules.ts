@@ -4,6 +4,7 @@
  */
 
 import { compilesAsBlockedPattern, isRuleTypeKey } from '../shared/patterns.ts';
+import { isRecord } from '../shared/objects.ts';
 
 /** The shape of the identity module's merge rules (config depends on no module, so it is restated here). */
 export interface IdentityRulesShape {
@@ -44,12 +45,10 @@ export interface IdentityRulesProblem {
 const isBlockKey = (key: string) => isRuleTypeKey(key) || key === '*';
 const KEYS = ['replaceDefaultBlocked', 'blockedValues', 'blockedPatterns', 'limits', 'priority'];
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-
 /** Checks the setting's value (already parsed from JSON) and returns it typed, or every problem found. */
 export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSetting; problems: IdentityRulesProblem[] } {
   const problems: IdentityRulesProblem[] = [];
-  if (!isObject(raw)) return { setting: {}, problems: [{ path: '', code: 'IDENTITY_RULES_NOT_OBJECT', problem: 'must be a JSON object' }] };
+  if (!isRecord(raw)) return { setting: {}, problems: [{ path: '', code: 'IDENTITY_RULES_NOT_OBJECT', problem: 'must be a JSON object' }] };
   for (const key of Object.keys(raw)) {
     if (!KEYS.includes(key)) problems.push({ path: key, code: 'IDENTITY_RULES_KEY_UNKNOWN', problem: `is not one of ${KEYS.join(', ')}` });
   }
@@ -63,7 +62,7 @@ export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSettin
   const lists = (name: 'blockedValues' | 'blockedPatterns'): Record<string, string[]> | undefined => {
     const value = raw[name];
     if (value === undefined) return undefined;
-    if (!isObject(value)) {
+    if (!isRecord(value)) {
       problems.push({ path: name, code: 'IDENTITY_RULES_NOT_OBJECT', problem: 'must be an object of lists keyed by identifier type' });
       return undefined;
     }
@@ -95,7 +94,7 @@ export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSettin
   if (blockedPatterns) setting.blockedPatterns = blockedPatterns;
 
   if (raw.limits !== undefined) {
-    if (!isObject(raw.limits)) {
+    if (!isRecord(raw.limits)) {
       problems.push({ path: 'limits', code: 'IDENTITY_RULES_NOT_OBJECT', problem: 'must be an object of whole numbers keyed by identifier type' });
     } else {
       const limits: Record<string, number> = {};
@@ -123,7 +122,6 @@ export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSettin
   }
   return { setting, problems };
 }
-
 
 /** The merge rules in force: the defaults (the identity module's) with the setting applied over them. */
 export function applyIdentityRules(defaults: IdentityRulesShape, setting: IdentityRulesSetting): IdentityRulesShape {

@@ -7,6 +7,7 @@ import { CandorError } from '../../shared/errors.ts';
 import { carriesForbiddenKey, forbiddenKeyPath, jsonParser, messagesJsonParser, PARSE_AS } from '../json.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { listWithinBudget, shortPath } from './answer-listing.ts';
+import { isRecord } from '../../shared/objects.ts';
 
 const INGEST: RouteAccess = { audience: 'ingest', purpose: 'analytics.reporting' };
 const SINGLE: readonly MessageKind[] = ['identify', 'track', 'page', 'screen', 'group', 'alias'];
@@ -119,7 +120,6 @@ function isEmpty(value: object): boolean {
   return true;
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 /** A part sent as `null` is no part, as parseMessage reads it. */
 const isAbsent = (v: unknown): v is undefined | null => v === undefined || v === null;
 

@@ -2,6 +2,7 @@
 // on the hot path in plain Maps; flushing moves the counts to catalog_stats, where they are added up.
 import type { MessageKind, PlanResult, RefusalCode } from './plan-compiler.ts';
 import { compareText } from '../../storage/index.ts';
+import { isRecord } from '../../shared/objects.ts';
 
 /** Counts of one source, kind and event name. */
 export interface StatsRow {
@@ -414,27 +415,23 @@ export interface StoredStat extends StatsRecord {
   updated_at: string;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** The paths and track event names plan documents declare (any version, as stored). */
 function documentNames(plans: readonly unknown[]): { paths: Set<string>; events: Set<string> } {
   const leaves = new Set<string>();
   const walk = (schema: unknown, path: string, depth: number) => {
     leaves.add(path);
-    if (!isObject(schema) || depth > 20) return;
-    if (isObject(schema.properties)) for (const [key, child] of Object.entries(schema.properties)) walk(child, `${path}.${key}`, depth + 1);
-    if (isObject(schema.items)) walk(schema.items, `${path}[]`, depth + 1);
+    if (!isRecord(schema) || depth > 20) return;
+    if (isRecord(schema.properties)) for (const [key, child] of Object.entries(schema.properties)) walk(child, `${path}.${key}`, depth + 1);
+    if (isRecord(schema.items)) walk(schema.items, `${path}[]`, depth + 1);
   };
   const events = new Set<string>();
   for (const plan of plans) {
-    if (!isObject(plan)) continue;
-    for (const [name, event] of Object.entries(isObject(plan.events) ? plan.events : {})) {
+    if (!isRecord(plan)) continue;
+    for (const [name, event] of Object.entries(isRecord(plan.events) ? plan.events : {})) {
       events.add(name);
-      if (isObject(event)) walk(event.properties, 'properties', 0);
+      if (isRecord(event)) walk(event.properties, 'properties', 0);
     }
-    for (const section of ['pages', 'screens']) if (isObject(plan[section])) walk(plan[section].properties, 'properties', 0);
+    for (const section of ['pages', 'screens']) if (isRecord(plan[section])) walk(plan[section].properties, 'properties', 0);
     walk(plan.traits, 'traits', 0);
     walk(plan.groupTraits, 'traits', 0);
     walk(plan.context, 'context', 0);

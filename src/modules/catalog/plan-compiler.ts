@@ -7,6 +7,7 @@ import { RE2JS } from 're2js';
 import { parseDuration } from '../../shared/duration.ts';
 import { IDENTIFYING_CATEGORIES, isDataUseUnder, type Taxonomy } from '../taxonomy/index.ts';
 import { FORBIDDEN_NAMES, isRetention, MAX_DOCUMENT_DEPTH, MAX_RETENTION, PLAN_META_SCHEMA, SCALAR_TYPES, type AnnotationInput, type EventDefinition, type FieldSchema, type PlanDocument } from './catalog.schemas.ts';
+import { isRecord } from '../../shared/objects.ts';
 
 /** The Segment call types. */
 export type MessageKind = 'track' | 'identify' | 'page' | 'screen' | 'group' | 'alias';
@@ -193,10 +194,6 @@ class Scratch {
   /** The dropped paths that can recur (under array items), to list each once: a set, so that a message costs linear time. */
   droppedRepeated: Set<string> | null = null;
   violations: Violation[] | null = null;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 const BARE_KEY = /^[^.[\]"\\]+$/;
@@ -637,7 +634,7 @@ class Builder {
 
   /** A field schema as a node of the minimizer tree; undefined when it has problems. */
   #node(schema: FieldSchema, pointer: string, path: string, depth: number, leaves: Leaf[]): Node | undefined {
-    if (!isObject(schema)) return undefined;
+    if (!isRecord(schema)) return undefined;
     this.#checkPattern(schema, pointer);
     const type = schema.type;
     const types = Array.isArray(type) ? type : type === undefined ? [] : [type];
@@ -651,7 +648,7 @@ class Builder {
     }
     if (type === 'array') {
       const items = schema.items;
-      if (!isObject(items)) {
+      if (!isRecord(items)) {
         this.#problem(pointer, 'an array must declare its "items"');
         return undefined;
       }
@@ -681,12 +678,12 @@ class Builder {
   /** Reports the problems of the annotation of a field that cannot become a leaf for other reasons (every problem at once). */
   #annotationOf(schema: FieldSchema, pointer: string, path: string): void {
     const input = schema['x-candor'];
-    if (isObject(input)) this.#annotation(input as unknown as AnnotationInput, pointer, path);
+    if (isRecord(input)) this.#annotation(input as unknown as AnnotationInput, pointer, path);
   }
 
   #leaf(schema: FieldSchema, pointer: string, path: string, scalarArray: boolean, type: string, leaves: Leaf[]): Leaf | undefined {
     const input = schema['x-candor'];
-    if (!isObject(input)) {
+    if (!isRecord(input)) {
       this.#problem(pointer, 'a leaf field must carry an "x-candor" annotation (category, purposes, retention, personal)');
       return undefined;
     }
@@ -704,7 +701,7 @@ class Builder {
     if (schema.type !== 'object') this.#problem(`${pointer}/type`, 'an object with properties must declare "type": "object"');
     if (schema['x-candor'] !== undefined) this.#problem(`${pointer}/x-candor`, 'annotate the fields of an object, not the object');
     if (depth > MAX_DEPTH) this.#problem(pointer, `fields nest at most ${MAX_DEPTH} levels deep`);
-    if (!isObject(schema.properties)) {
+    if (!isRecord(schema.properties)) {
       if (schema.properties === undefined) this.#problem(pointer, 'an object must declare its "properties" (a free-form object would keep undeclared data)');
       return undefined;
     }
@@ -727,7 +724,7 @@ class Builder {
   section(schema: unknown, pointer: string, prefix: Section['prefix'], metaFailed: boolean): Section | null {
     const before = this.problems.length;
     const leaves: Leaf[] = [];
-    const root = isObject(schema) ? this.#object(schema as FieldSchema, pointer, prefix, 0, leaves) : undefined;
+    const root = isRecord(schema) ? this.#object(schema as FieldSchema, pointer, prefix, 0, leaves) : undefined;
     this.leafCount += leaves.length;
     if (!root || this.problems.length > before || metaFailed) return null;
     const section: Section = { prefix, root, validate: NOT_COMPILED, leaves };
@@ -795,13 +792,13 @@ function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: Compile
   const meta = metaProblems(plan);
   const builder = new Builder(taxonomy, options.lenient ?? false);
   builder.problems.push(...meta);
-  if (!isObject(plan)) return { problems: builder.problems };
+  if (!isRecord(plan)) return { problems: builder.problems };
   const doc = plan as unknown as PlanDocument;
   const failed = (pointer: string) => meta.some((p) => isUnder(p.path, pointer));
 
   const events = new Map<string, CompiledEvent>();
   const event = (kind: MessageKind, name: string, definition: EventDefinition, pointer: string): CompiledEvent | undefined => {
-    if (!isObject(definition)) return undefined;
+    if (!isRecord(definition)) return undefined;
     builder.checkPurposes(definition.purposes, `${pointer}/purposes`);
     const purposes = Array.isArray(definition.purposes) ? definition.purposes.filter((p) => typeof p === 'string') : [];
     const mask = builder.maskOf(purposes);
@@ -810,7 +807,7 @@ function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: Compile
     const description = typeof definition.description === 'string' ? definition.description : undefined;
     return { kind, name, description, purposes: Object.freeze([...purposes]), mask, body };
   };
-  if (isObject(doc.events)) {
+  if (isRecord(doc.events)) {
     for (const [name, definition] of Object.entries(doc.events)) {
       if (FORBIDDEN_NAMES.includes(name)) continue;
       const compiled = event('track', name, definition, `/events/${pointerEscape(name)}`);
@@ -967,7 +964,7 @@ export class CompiledPlan {
   #section(section: Section, value: unknown, s: Scratch): Record<string, unknown> {
     let out: Record<string, unknown>;
     if (value === undefined || value === null) out = {};
-    else if (isObject(value)) out = copyObject(section.root, value, s);
+    else if (isRecord(value)) out = copyObject(section.root, value, s);
     else {
       (s.violations ??= []).push({ path: section.prefix, rule: 'type', message: 'must be object' });
       return {};
@@ -1076,14 +1073,14 @@ function copyValue(node: Node, v: unknown, s: Scratch): unknown {
     return copy;
   }
   if (node.tag === OBJECT) {
-    if (isObject(v)) return copyObject(node, v, s);
+    if (isRecord(v)) return copyObject(node, v, s);
     return Array.isArray(v) ? [] : v;
   }
-  if (!Array.isArray(v)) return isObject(v) ? {} : v;
+  if (!Array.isArray(v)) return isRecord(v) ? {} : v;
   const copy = new Array<unknown>(v.length);
   for (let i = 0; i < v.length; i++) {
     const item: unknown = v[i];
-    copy[i] = isObject(item) ? copyObject(node.items, item, s) : Array.isArray(item) ? [] : item;
+    copy[i] = isRecord(item) ? copyObject(node.items, item, s) : Array.isArray(item) ? [] : item;
   }
   return copy;
 }

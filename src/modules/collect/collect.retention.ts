@@ -9,6 +9,7 @@ import { StatementTexts, type ModuleMigration, type Storage } from '../../storag
 import type { Catalog, OutlineSection } from '../catalog/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectTables } from './collect.repo.ts';
+import { isRecord } from '../../shared/objects.ts';
 
 /** The event the legal obligation keeps (invoices, tax records). */
 export const ORDER_EVENT = 'Order Completed';
@@ -74,12 +75,10 @@ interface Rewrite {
   apply(plain: Record<string, unknown>, personal: () => Promise<Record<string, unknown> | null>): Promise<{ plain: Record<string, unknown>; personal: Record<string, unknown> | null | undefined; purposes?: string[] } | undefined>;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /** Drops objects left empty by removals (arrays keep their positions); returns undefined when nothing is left. */
 export function prune(value: unknown): unknown {
   if (Array.isArray(value)) return value.map((item) => prune(item) ?? null);
-  if (!isObject(value)) return value;
+  if (!isRecord(value)) return value;
   const out: Record<string, unknown> = {};
   for (const [key, inner] of Object.entries(value)) {
     const kept = prune(inner);
@@ -94,7 +93,7 @@ export function removePath(data: unknown, path: string): boolean {
   if (head === undefined) return false;
   const each = head.endsWith('[]');
   const key = each ? head.slice(0, -2) : head;
-  if (!isObject(data) || !(key in data)) return false;
+  if (!isRecord(data) || !(key in data)) return false;
   if (rest.length === 0 && !each) {
     delete data[key];
     return true;
@@ -243,7 +242,7 @@ export class CollectRetention implements RetentionHandler {
           apply: async (plain, personal) => {
             const secret = await personal();
             const keep = (part: Record<string, unknown> | null) => {
-              const props = isObject(part?.properties) ? part.properties : {};
+              const props = isRecord(part?.properties) ? part.properties : {};
               const kept = Object.fromEntries(orderFields.filter((f) => f in props).map((f) => [f, props[f]]));
               return Object.keys(kept).length > 0 ? { properties: kept } : null;
             };

@@ -3,13 +3,12 @@ import type { DataSubject, EraseOutcome, EraseReason, ExportSection, FieldDisclo
 import type { Keyring } from '../crypto/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectRepo } from './collect.repo.ts';
 import { LEGAL_OBLIGATION, ORDER_EVENT } from './collect.retention.ts';
+import { isRecord } from '../../shared/objects.ts';
 
 /** A reduced order (collect.events.orders.reduce): kept under the legal obligation until collect.events.orders. */
 const REDUCED_ORDER = { event: ORDER_EVENT, purposes: JSON.stringify([LEGAL_OBLIGATION]) };
 
 const CSV_HEADER = ['id', 'occurred_at', 'received_at', 'source', 'kind', 'event', 'message_id', 'purposes', 'properties', 'traits', 'context'] as const;
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Puts an event's plain and personal parts back together (partition.ts keeps array positions in both). */
 export function mergeParts(plain: unknown, personal: unknown): unknown {
@@ -18,7 +17,7 @@ export function mergeParts(plain: unknown, personal: unknown): unknown {
   if (Array.isArray(plain) && Array.isArray(personal)) {
     return Array.from({ length: Math.max(plain.length, personal.length) }, (_, i) => mergeParts(plain[i], personal[i]));
   }
-  if (isObject(plain) && isObject(personal)) {
+  if (isRecord(plain) && isRecord(personal)) {
     const out: Record<string, unknown> = { ...plain };
     for (const [key, value] of Object.entries(personal)) out[key] = mergeParts(plain[key], value);
     return out;
@@ -30,11 +29,11 @@ export function mergeParts(plain: unknown, personal: unknown): unknown {
 function leafPaths(value: unknown, path: string, out: Set<string>): void {
   if (Array.isArray(value)) {
     // An empty array holds nothing to disclose (and one of objects is no leaf of the plan).
-    if (value.length > 0 && value.every((v) => !isObject(v) && !Array.isArray(v))) out.add(path);
-    for (const item of value) if (isObject(item) || Array.isArray(item)) leafPaths(item, `${path}[]`, out);
+    if (value.length > 0 && value.every((v) => !isRecord(v) && !Array.isArray(v))) out.add(path);
+    for (const item of value) if (isRecord(item) || Array.isArray(item)) leafPaths(item, `${path}[]`, out);
     return;
   }
-  if (isObject(value)) {
+  if (isRecord(value)) {
     for (const [key, v] of Object.entries(value)) leafPaths(v, path === '' ? key : `${path}.${key}`, out);
     return;
   }

@@ -1,3 +1,5 @@
+import { isRecord } from '../../shared/objects.ts';
+
 /** How a kept field is treated when an event is split for storage. */
 export interface FieldRule {
   personal: boolean;
@@ -19,8 +21,6 @@ export interface Partitioned {
   refused: string[];
   personalCount: number;
 }
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * Paths of object keys (`parent.key`) and array items (`parent[]`), made once: rule look-ups then hash the same
@@ -114,7 +114,7 @@ export function partition(data: Record<string, unknown>, rules: FieldRules): Par
       personalOut = anyPersonal ? personal : undefined;
       return;
     }
-    if (isObject(value)) {
+    if (isRecord(value)) {
       let plain: Record<string, unknown> | undefined;
       let personal: Record<string, unknown> | undefined;
       for (const key in value) {

@@ -3,6 +3,7 @@ import type { ErrorCode } from '../../shared/error-codes.ts';
 import { inTimeRange, isoTime } from '../../shared/iso-time.ts';
 import { unusableText } from '../../shared/text.ts';
 import { isIdentifierType } from '../identity/index.ts';
+import { isRecord } from '../../shared/objects.ts';
 
 /** The Segment message types Candor accepts. */
 export type MessageKind = 'identify' | 'track' | 'page' | 'screen' | 'group' | 'alias';
@@ -71,7 +72,6 @@ export interface ParsedMessage {
 
 export type ParseOutcome = { ok: true; message: ParsedMessage } | { ok: false; code: ErrorCode; messageId: string | undefined; detail: string };
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const NONE: readonly string[] = Object.freeze([]);
 
 /** Fields holding ids: strings, or whole numbers read as text; null, absent or blank when there is none. */
@@ -126,7 +126,7 @@ function unusableField(field: string, value: string | undefined): string | undef
  * Segment spec's field names. `kind` is fixed by the endpoint for single calls and read from `type` in batches.
  */
 export function parseMessage(raw: unknown, kind: MessageKind | undefined, receivedAt: number, bytes: number): ParseOutcome {
-  if (!isObject(raw)) return { ok: false, code: 'COLLECT_MESSAGE_INVALID', messageId: undefined, detail: 'not an object' };
+  if (!isRecord(raw)) return { ok: false, code: 'COLLECT_MESSAGE_INVALID', messageId: undefined, detail: 'not an object' };
   const givenId = idValue(raw.messageId);
   const fail = (code: ErrorCode, detail: string): ParseOutcome => ({ ok: false, code, messageId: givenId, detail });
   if (bytes === TOO_DEEP) return fail('COLLECT_MESSAGE_INVALID', `nested deeper than ${MAX_DEPTH} levels`);
@@ -171,9 +171,9 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   if (!inTimeRange(at)) return fail('COLLECT_TIMESTAMP_INVALID', 'timestamp');
   if (at > receivedAt + MAX_FUTURE_MS) return fail('COLLECT_TIMESTAMP_IN_FUTURE', 'timestamp');
   for (const part of ['properties', 'traits', 'context'] as const) {
-    if (raw[part] !== undefined && raw[part] !== null && !isObject(raw[part])) return fail('COLLECT_MESSAGE_INVALID', part);
+    if (raw[part] !== undefined && raw[part] !== null && !isRecord(raw[part])) return fail('COLLECT_MESSAGE_INVALID', part);
   }
-  let context = isObject(raw.context) ? raw.context : undefined;
+  let context = isRecord(raw.context) ? raw.context : undefined;
   let gpc = false;
   if (context !== undefined && context.gpc !== undefined) {
     // A privacy signal that cannot be read is not ignored: the message is refused, and the sender told why.
@@ -185,7 +185,7 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   let denied: readonly string[] = NONE;
   if (context !== undefined && context.consentManagement !== undefined) {
     const { consentManagement: given, ...rest } = context;
-    if (!isObject(given)) return fail('COLLECT_MESSAGE_INVALID', 'context.consentManagement (an object)');
+    if (!isRecord(given)) return fail('COLLECT_MESSAGE_INVALID', 'context.consentManagement (an object)');
     const ids = given.deniedConsentIds;
     if (ids !== undefined) {
       if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) return fail('COLLECT_MESSAGE_INVALID', 'context.consentManagement.deniedConsentIds (an array of strings)');
@@ -196,8 +196,8 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   }
   // Segment clients send identify traits at the top level; older ones put them in context.traits, which are then the
   // traits (and no longer part of the context, so the answer does not list them as dropped).
-  let traits = isObject(raw.traits) ? raw.traits : undefined;
-  if (traits === undefined && type === 'identify' && context !== undefined && isObject(context.traits)) {
+  let traits = isRecord(raw.traits) ? raw.traits : undefined;
+  if (traits === undefined && type === 'identify' && context !== undefined && isRecord(context.traits)) {
     const { traits: fallback, ...rest } = context;
     traits = fallback as Record<string, unknown>;
     context = rest;
@@ -219,7 +219,7 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
       occurredAt,
       // The sender's time, not the corrected one: a retry carries a later sentAt, and so another corrected time.
       dedupAt: given !== undefined ? new Date(given).toISOString() : '',
-      properties: isObject(raw.properties) ? raw.properties : undefined,
+      properties: isRecord(raw.properties) ? raw.properties : undefined,
       traits,
       context,
       writeKey: typeof raw.writeKey === 'string' ? raw.writeKey : undefined,
@@ -266,7 +266,7 @@ export function identifiersOf(message: ParsedMessage, traits: Record<string, unk
   const external = context?.externalIds;
   if (Array.isArray(external)) {
     for (const entry of external) {
-      if (!isObject(entry) || typeof entry.type !== 'string') continue;
+      if (!isRecord(entry) || typeof entry.type !== 'string') continue;
       const type = `custom:${entry.type.toLowerCase()}`;
       const value = idValue(entry.id);
       if (value === undefined || !isIdentifierType(type) || unusableText(value) !== undefined) continue;

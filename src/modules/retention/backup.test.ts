@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { sql } from 'kysely';
@@ -47,6 +47,19 @@ describeEachDialect('backup and restore', (dialect) => {
   });
   after(async () => {
     await env?.cleanup();
+  });
+
+  it('removes what a killed backup to the same file left beside it, and nothing a live one is writing', async () => {
+    const file = `${backupFile}.again`;
+    const stem = join(env.dataDir, '..', `.${file.split('/').pop()}`);
+    const killed = [`${stem}.0a1b2c3d.partial`, `${stem}.0a1b2c3d.partial-journal`];
+    const live = `${stem}.4e5f6a7b.partial`;
+    for (const path of [...killed, live]) writeFileSync(path, 'pages of the database');
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    for (const path of killed) utimesSync(path, hourAgo, hourAgo);
+    await backupDatabase(env.config, file, CLI_ACTOR);
+    assert.deepEqual(killed.map((path) => existsSync(path)), [false, false]);
+    assert.ok(existsSync(live), 'a partial copy written to just now is left alone');
   });
 
   it('refuses to overwrite an existing file', async () => {

@@ -7,7 +7,7 @@
 // audited: a backup with the audit head it holds, a restore with the head of the log it discarded (the entries written
 // after the backup are gone from the database, and this entry is what puts that on record).
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, createReadStream, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, createReadStream, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { backup as sqliteBackup, DatabaseSync } from 'node:sqlite';
@@ -258,6 +258,26 @@ function pgTool(tool: string, args: readonly string[], databaseUrl: string, onLi
 /** First lines of a tool's error output, without anything that could carry a connection secret. */
 const toolMessage = (stderr: string) => stderr.split('\n').filter(Boolean).slice(0, 3).join(' | ').replace(/postgres(ql)?:\/\/\S+/g, 'postgres://…');
 
+/** Pages per backup step: all of them (node:sqlite takes no -1). */
+const ONE_STEP = 0x7fffffff;
+/** A partial copy untouched this long belongs to a backup that was killed (a live one writes to it all along). */
+const STALE_PARTIAL_MS = 10 * 60 * 1000;
+
+/**
+ * Removes what a killed backup to the same file left beside it (its partial copy and SQLite's journal of it): a copy
+ * of the database pages, wrapped data keys included, that nothing else would ever delete.
+ */
+function removeStalePartials(file: string): void {
+  const prefix = `.${basename(file)}.`;
+  const dir = dirname(file);
+  const now = Date.now();
+  for (const name of readdirSync(dir)) {
+    if (!name.startsWith(prefix) || !/^[0-9a-f]{8}\.partial(-journal)?$/.test(name.slice(prefix.length))) continue;
+    const path = join(dir, name);
+    if (now - statSync(path).mtimeMs > STALE_PARTIAL_MS) rmSync(path, { force: true });
+  }
+}
+
 /**
  * Writes a consistent copy of the database to `file` (not overwriting an existing file); the server may be running.
  * Appends `retention.backup` (file name, size, SHA-256, the audit head the copy holds) before the file appears: no
@@ -265,6 +285,7 @@ const toolMessage = (stderr: string) => stderr.split('\n').filter(Boolean).slice
  */
 export async function backupDatabase(target: DatabaseTarget, file: string, actor: Actor): Promise<BackupResult> {
   if (existsSync(file)) throw new CandorError('BACKUP_FILE_EXISTS', { file: basename(file) });
+  removeStalePartials(file);
   const partial = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.partial`);
   const dialect = isPostgres(target) ? 'postgres' : 'sqlite';
   let auditHead: AuditHead | null;
@@ -295,7 +316,10 @@ export async function backupDatabase(target: DatabaseTarget, file: string, actor
       if (!existsSync(source)) throw new CandorError('BACKUP_FAILED', { reason: 'no database in the data directory' });
       const db = new DatabaseSync(source, { readOnly: true });
       try {
-        await sqliteBackup(db, partial);
+        // In one step: SQLite starts an online backup over whenever another connection writes between two steps, so
+        // a copy made a hundred pages at a time beside a busy server never finished (it holds a read meanwhile; WAL
+        // lets the writers go on).
+        await sqliteBackup(db, partial, { rate: ONE_STEP });
       } finally {
         db.close();
       }

@@ -182,7 +182,7 @@ function describeBasis(claim: ImportBasis, dryRun: boolean): string[] {
 }
 
 function summaryLine(summary: ImportSummary, report: string, dryRun: boolean): string {
-  const counts = `${summary.duplicate} duplicate, ${summary.refused} refused (no lawful basis), ${summary.invalid} invalid, ${summary.suppressed} suppressed; report: ${report}`;
+  const counts = `${summary.duplicate} duplicate, ${summary.refused} refused (no lawful basis), ${summary.invalid} invalid, ${summary.suppressed} suppressed${summary.notProcessed > 0 ? `, ${summary.notProcessed} not processed` : ''}; report: ${report}`;
   return dryRun ? `checked ${summary.rows} rows (dry run, nothing written): ${summary.stored} would be stored, ${counts}` : `imported ${summary.rows} rows: ${summary.stored} stored, ${counts}`;
 }
 

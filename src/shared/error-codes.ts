@@ -149,6 +149,7 @@ export const ERROR_CODES = {
   STORAGE_NOT_MIGRATED: { category: 'unavailable', message: 'The database has migrations that are not applied yet.' },
   STORAGE_NEWER_THAN_CODE: { category: 'unavailable', message: 'This database was written by a newer Candor release (it has migrations this release does not know); run that release or a newer one. Nothing was changed.' },
   STORAGE_CHECKPOINT_BUSY: { category: 'unavailable', message: "SQLite's write-ahead log could not be truncated: another connection to the database holds a read transaction; it is tried again later." },
+  STORAGE_BUSY: { category: 'unavailable', message: 'The database is busy: another connection (another process) held its write lock longer than a write waits; nothing of the failed write was stored, and it may be tried again.' },
   TAXONOMY_KIND_UNKNOWN: { category: 'not_found', message: 'The taxonomy has no list of this kind.' },
   TAXONOMY_KEY_INVALID: { category: 'invalid_input', message: 'A taxonomy key is lower-case words joined by dots, each word letters, digits or underscores.' },
   TAXONOMY_KEY_EXISTS: { category: 'conflict', message: 'The taxonomy already has an entry with this key.' },

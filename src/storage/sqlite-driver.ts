@@ -13,6 +13,7 @@ import {
   type QueryCompiler,
   type QueryResult,
 } from 'kysely';
+import { CandorError } from '../shared/errors.ts';
 
 /** SQLite accepts DDL inside transactions, so a failed migration batch rolls back whole. */
 class TransactionalSqliteAdapter extends SqliteAdapter {
@@ -59,6 +60,21 @@ export function toSqliteValues(params: readonly unknown[]): readonly SQLInputVal
 
 /** How long a statement waits for a lock another connection holds before it fails busy. */
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * Whether an error is SQLite's SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included (the low byte): another
+ * connection held a lock longer than the busy timeout. What the failed statement would have written is not stored.
+ */
+export function isSqliteBusy(error: unknown): boolean {
+  const errcode = (error as { errcode?: unknown } | null)?.errcode;
+  return typeof errcode === 'number' && ((errcode & 0xff) === 5 || (errcode & 0xff) === 6);
+}
+
+/** A busy or locked SQLite error as the coded, retryable STORAGE_BUSY; any other error as it is. */
+export function codedBusy(error: unknown): unknown {
+  if (!isSqliteBusy(error)) return error;
+  return new CandorError('STORAGE_BUSY', { errcode: (error as { errcode: number }).errcode }, { cause: error });
+}
 
 /** A node:sqlite database with a bounded cache of prepared statements. */
 export class SqliteHandle {
@@ -128,12 +144,29 @@ export class SqliteHandle {
   }
 
   all<R>(sql: string, params: readonly unknown[]): R[] {
-    return this.prepare(sql).all(...toSqliteValues(params)) as R[];
+    try {
+      return this.prepare(sql).all(...toSqliteValues(params)) as R[];
+    } catch (error) {
+      throw codedBusy(error);
+    }
   }
 
   run(sql: string, params: readonly unknown[]): { changes: number } {
-    const result = this.prepare(sql).run(...toSqliteValues(params));
-    return { changes: Number(result.changes) };
+    try {
+      const result = this.prepare(sql).run(...toSqliteValues(params));
+      return { changes: Number(result.changes) };
+    } catch (error) {
+      throw codedBusy(error);
+    }
+  }
+
+  /** Runs SQL without parameters (BEGIN IMMEDIATE, COMMIT) on this connection. */
+  exec(sql: string): void {
+    try {
+      this.db.exec(sql);
+    } catch (error) {
+      throw codedBusy(error);
+    }
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { SQLInputValue } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
-import { toSqliteValues } from './sqlite-driver.ts';
+import { codedBusy, toSqliteValues } from './sqlite-driver.ts';
 import type { SqlExecutor } from './storage.ts';
 
 /** One write of a deferred transaction, as sent to the writer thread. */
@@ -127,7 +127,7 @@ export class SqliteWriter {
     const error = new Error(reply.error?.message ?? 'SQLite writer thread failed') as Error & { code?: string; errcode?: number };
     if (reply.error?.code !== undefined) error.code = reply.error.code;
     if (reply.error?.errcode !== undefined) error.errcode = reply.error.errcode;
-    throw error;
+    throw codedBusy(error);
   }
 
   /**

@@ -183,10 +183,10 @@ function openSqlite(options: StorageOptions): Storage {
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
       const release = await handle.lockForWrites();
       try {
-        handle.db.exec('BEGIN IMMEDIATE');
+        handle.exec('BEGIN IMMEDIATE');
         try {
           const result = await fn(direct);
-          handle.db.exec('COMMIT');
+          handle.exec('COMMIT');
           return result;
         } catch (error) {
           if (handle.db.isTransaction) handle.db.exec('ROLLBACK');

@@ -97,7 +97,8 @@ export interface ImportBasis {
 /** One row that was not stored: its number in the file (the header is row 1), status, code and a value-free detail. */
 export interface RowReport {
   row: number;
-  status: Exclude<ItemStatus, 'stored'>;
+  /** `not_processed`: read, but the import stopped on a database failure before the row went through the pipeline. */
+  status: Exclude<ItemStatus, 'stored'> | 'not_processed';
   code: ErrorCode | '';
   detail: string;
 }
@@ -110,6 +111,8 @@ export interface ImportCounts {
   refused: number;
   invalid: number;
   suppressed: number;
+  /** Rows read but not sent through the pipeline: the import stopped on a database failure first (their batch's). */
+  notProcessed: number;
   /** Calls sent through the pipeline (an order of several lines is one). */
   events: number;
   /** People whose consent this import recorded (basis consent). */
@@ -147,6 +150,9 @@ const ORDER_COMPLETED = 'Order Completed';
 /** Consecutive lines of one order beyond this are not grouped (the plan allows 500 line items per order). */
 export const MAX_ORDER_LINES = 1000;
 const DEFAULT_BATCH = 500;
+/** Tries of a batch whose write found the database busy (STORAGE_BUSY), and the pause before the second one. */
+const BUSY_ATTEMPTS = 4;
+const BUSY_PAUSE_MS = 200;
 const MAX_BATCH = 10_000;
 const DEFAULT_MAX_ROW_BYTES = 1024 * 1024;
 /** Distinct field paths counted for the end-of-import summary. */
@@ -429,8 +435,9 @@ export class CsvImporter {
 
   /**
    * Streams a CSV file (header first) through the pipeline in batches. Rows that cannot be read or stored are
-   * reported through `hooks.onRows` and the import goes on; it stops early (`complete: false`, with `error`) only
-   * when the file itself cannot be read on. Two `import.run` audit entries record the run: `phase: started` before any
+   * reported through `hooks.onRows` and the import goes on; it stops early (`complete: false`, with `error`) when
+   * the file itself cannot be read on, or when a batch cannot be written (a busy database is tried again first): the
+   * rows read but not sent through the pipeline are then reported `not_processed`, so the counts add up to the rows. Two `import.run` audit entries record the run: `phase: started` before any
    * row is stored, `phase: finished` with the counts at the end.
    */
   async run(input: Readable, options: CsvImportOptions, hooks: ImportHooks = {}): Promise<ImportSummary> {
@@ -491,6 +498,7 @@ export class CsvImporter {
         refused: summary.refused,
         invalid: summary.invalid,
         suppressed: summary.suppressed,
+        notProcessed: summary.notProcessed,
         events: summary.events,
         consents: summary.consents,
         fileSha256: summary.fileSha256,
@@ -525,7 +533,7 @@ class ImportRun {
   /** customers: the claimed basis and purposes, as part of a derived message id. */
   readonly #claimKey: string;
   readonly #hash = createHash('sha256');
-  readonly #counts: ImportCounts = { rows: 0, stored: 0, duplicate: 0, refused: 0, invalid: 0, suppressed: 0, events: 0, consents: 0, bytes: 0 };
+  readonly #counts: ImportCounts = { rows: 0, stored: 0, duplicate: 0, refused: 0, invalid: 0, suppressed: 0, notProcessed: 0, events: 0, consents: 0, bytes: 0 };
   readonly #dropped = new Map<string, number>();
   readonly #refusedFields = new Map<string, number>();
   #columns: Columns | undefined;
@@ -547,6 +555,8 @@ class ImportRun {
   #utf8Carry: Buffer = Buffer.alloc(0);
   #notUtf8At: number | undefined;
   #notUtf8Reported = false;
+  /** The failure of a batch's write: the import stops, and the rows not written are reported not processed. */
+  #writeFailure: unknown;
 
   constructor(deps: CsvImportDeps, options: CsvImportOptions, claim: ImportBasis, hooks: ImportHooks, outline: readonly OutlineSection[]) {
     this.#deps = deps;
@@ -626,7 +636,9 @@ class ImportRun {
           break;
         }
         await this.#row(next.value);
+        if (this.#writeFailure !== undefined) break;
       }
+      error ??= this.#writeFailure;
       if (error === undefined && this.#columns === undefined) error = new CandorError('IMPORT_HEADER_INVALID', { reason: 'empty_file' });
       // Bytes that are not UTF-8 past the point where the parser gave up on a record (a quote never closed): refused too.
       if (error === undefined && this.#notUtf8At !== undefined) error = new CandorError('IMPORT_FILE_NOT_UTF8', { offset: this.#notUtf8At });
@@ -634,6 +646,7 @@ class ImportRun {
       // The whole file was read (trailing blank lines included): the last progress report says so.
       if (error === undefined) this.#batchedBytes = parser.info.bytes;
       await this.#flush(true);
+      error ??= this.#writeFailure;
     } catch (failure) {
       error ??= failure;
     } finally {
@@ -1004,8 +1017,8 @@ class ImportRun {
     }
     const calls = items.flatMap((item) => ('call' in item ? [item.call] : []));
     const messages = calls.map((call) => ({ raw: call.raw, bytes: Buffer.byteLength(JSON.stringify(call.raw)) }));
-    const results = calls.length === 0 ? [] : this.#options.dryRun ? this.#predict(messages) : await this.#ingest(messages);
-    this.#counts.events += calls.length;
+    const results = calls.length === 0 ? [] : this.#options.dryRun ? this.#predict(messages) : await this.#written(messages);
+    if (results !== undefined) this.#counts.events += calls.length;
     const reports: RowReport[] = [];
     let next = 0;
     for (const item of items) {
@@ -1014,8 +1027,15 @@ class ImportRun {
         this.#counts.invalid += item.failure.rows.length;
         continue;
       }
-      const result = results[next++] as ItemResult;
       const rows = item.call.rows;
+      if (results === undefined) {
+        const failure = this.#writeFailure;
+        const code = isCandorError(failure) ? failure.code : 'INTERNAL_ERROR';
+        for (const row of rows) reports.push({ row, status: 'not_processed', code, detail: 'the import stopped on a database failure before this row was written; import the file again (rows stored already are answered duplicate)' });
+        this.#counts.notProcessed += rows.length;
+        continue;
+      }
+      const result = results[next++] as ItemResult;
       this.#counts[result.status] += rows.length;
       for (const path of result.dropped ?? []) bump(this.#dropped, path.replace(/\[\d+\]/g, '[]'), rows.length);
       for (const path of result.refusedFields ?? []) bump(this.#refusedFields, path.replace(/\[\d+\]/g, '[]'), rows.length);
@@ -1026,6 +1046,27 @@ class ImportRun {
     reports.sort((a, b) => a.row - b.row);
     if (reports.length > 0) await this.#hooks.onRows?.(reports);
     this.#hooks.onProgress?.(this.#counts);
+  }
+
+  /**
+   * The batch's results, or undefined once a write failed (this one, or an earlier batch's): the failure is kept and
+   * the import stops. A busy database (STORAGE_BUSY) is tried again a few times first: the messages' ids are the same
+   * each time, so what a failed try did store is answered duplicate, never stored twice.
+   */
+  async #written(messages: { raw: unknown; bytes: number }[]): Promise<ItemResult[] | undefined> {
+    if (this.#writeFailure !== undefined) return undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#ingest(messages);
+      } catch (error) {
+        if (attempt < BUSY_ATTEMPTS && isCandorError(error, 'STORAGE_BUSY')) {
+          await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS * attempt));
+          continue;
+        }
+        this.#writeFailure = error;
+        return undefined;
+      }
+    }
   }
 
   async #ingest(messages: { raw: unknown; bytes: number }[]): Promise<ItemResult[]> {

@@ -1,9 +1,6 @@
 import { chmodSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
-
-/** SQLite's result codes for a lock another connection holds. */
-const SQLITE_BUSY = 5;
-const SQLITE_LOCKED = 6;
+import { isSqliteBusy } from './sqlite-codes.ts';
 
 /**
  * Takes an exclusive lock on a file: an SQLite lock on an empty database (a POSIX record lock, which the operating
@@ -22,8 +19,7 @@ export function lockFile(path: string, waitMs: number): DatabaseSync | null {
     db.exec('COMMIT');
   } catch (error) {
     db.close();
-    const code = (error as { errcode?: unknown }).errcode;
-    if (code === SQLITE_BUSY || code === SQLITE_LOCKED) return null;
+    if (isSqliteBusy(error)) return null;
     throw error;
   }
   chmodSync(path, 0o600);

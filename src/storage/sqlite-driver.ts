@@ -14,6 +14,7 @@ import {
   type QueryResult,
 } from 'kysely';
 import { CandorError } from '../shared/errors.ts';
+import { isSqliteBusy } from '../shared/sqlite-codes.ts';
 
 /** SQLite accepts DDL inside transactions, so a failed migration batch rolls back whole. */
 class TransactionalSqliteAdapter extends SqliteAdapter {
@@ -60,15 +61,6 @@ export function toSqliteValues(params: readonly unknown[]): readonly SQLInputVal
 
 /** How long a statement waits for a lock another connection holds before it fails busy. */
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
-
-/**
- * Whether an error is SQLite's SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included (the low byte): another
- * connection held a lock longer than the busy timeout. What the failed statement would have written is not stored.
- */
-export function isSqliteBusy(error: unknown): boolean {
-  const errcode = (error as { errcode?: unknown } | null)?.errcode;
-  return typeof errcode === 'number' && ((errcode & 0xff) === 5 || (errcode & 0xff) === 6);
-}
 
 /** A busy or locked SQLite error as the coded, retryable STORAGE_BUSY; any other error as it is. */
 export function codedBusy(error: unknown): unknown {

@@ -669,17 +669,18 @@ export class Collector {
 
   /**
    * Gates a message again for `profileId` with the consent in force now: answered refused (and counted in `regated`)
-   * when no purpose is left, false then; else its purposes and parts are those of the new decision, sealed again.
+   * when no purpose is left, undefined then; else its purposes and parts are those of the new decision (returned, with
+   * the identifiers it may link), sealed again.
    */
-  #gateAgain(p: Pending, profileId: string, regated: Map<string, number>, results: Map<Pending, ItemResult>): boolean {
+  #gateAgain(p: Pending, profileId: string | null, regated: Map<string, number>, results: Map<Pending, ItemResult>) {
     const gated = this.#gate(profileId, p.plan, p.message, p.gpc);
     if (!gated) {
       this.#refuseMoved(p, regated, results);
-      return false;
+      return undefined;
     }
     Object.assign(p, gated.stored);
     p.sealed = undefined;
-    return true;
+    return gated;
   }
 
   /**
@@ -741,18 +742,13 @@ export class Collector {
    */
   #judge(p: Pending, profileId: string | null, refusals: Map<string, number>, results: Map<Pending, ItemResult>): boolean {
     const lookup = p.afterEarlier as ResolveItem;
-    const gated = this.#gate(profileId, p.plan, p.message, p.gpc);
     p.gatedFor = profileId;
     p.consentVersion = this.#deps.consent.stateVersion;
-    p.sealed = undefined;
-    if (!gated) {
-      p.resolve = lookup;
-      // As at the first gate: the GPC signal of a message refused for a known person is recorded for them.
-      p.gpcRefusedFor = p.gpc && profileId !== null ? profileId : undefined;
-      this.#refuseMoved(p, refusals, results);
-      return false;
-    }
-    Object.assign(p, gated.stored);
+    p.resolve = lookup;
+    // As at the first gate: the GPC signal of a message refused for a known person is recorded for them.
+    p.gpcRefusedFor = p.gpc && profileId !== null ? profileId : undefined;
+    const gated = this.#gateAgain(p, profileId, refusals, results);
+    if (!gated) return false;
     p.resolve = linkableItem(p.message, gated.linkable, lookup);
     p.gpcRefusedFor = undefined;
     results.delete(p);

@@ -117,7 +117,7 @@ export const CONFIG_SCHEMA = {
   },
   identityRules: {
     env: 'CANDOR_IDENTITY_RULES', type: 'json', default: '', sensitive: false,
-    description: 'Changes to the identity merge rules: blocked values and patterns per type (added to the built-in ones), limits per type, priority order. An object in the file; JSON text or the path of a JSON file.',
+    description: 'Changes to the identity merge rules: blocked values and patterns per type (added to the built-in ones), limits per type, priority order, defaultPhoneRegion (ISO 3166-1 alpha-2, e.g. US: the region of phone numbers written without + or 00; without it they are ignored). An object in the file; JSON text or the path of a JSON file.',
   },
 } as const satisfies Record<string, ConfigEntry>;
 

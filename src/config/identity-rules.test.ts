@@ -153,6 +153,19 @@ describe('identityRules setting', () => {
     ]);
   });
 
+  it('reads a default phone region and keeps it when the rules are applied over the defaults', () => {
+    const config = loadConfig({ environment: { CANDOR_IDENTITY_RULES: JSON.stringify({ defaultPhoneRegion: 'US' }) } });
+    assert.deepEqual(config.identityRules, { defaultPhoneRegion: 'US' });
+    assert.equal(applyIdentityRules(DEFAULTS, config.identityRules).defaultPhoneRegion, 'US');
+    assert.equal(applyIdentityRules(DEFAULTS, {}).defaultPhoneRegion, undefined, 'no region by default');
+  });
+
+  it('refuses a default phone region that is not an upper-case ISO 3166-1 alpha-2 code with a numbering plan', () => {
+    for (const region of ['us', 'USA', 'XX', 'ZZ', '', 1, null]) {
+      assert.deepEqual(problemsOf({ defaultPhoneRegion: region }), [['defaultPhoneRegion', 'IDENTITY_RULES_REGION_INVALID']], JSON.stringify(region));
+    }
+  });
+
   it('reports rule problems together with the other settings’ problems', () => {
     assert.throws(
       () => loadConfig({ environment: { CANDOR_PORT: 'eighty', CANDOR_IDENTITY_RULES: JSON.stringify({ limits: { email: 0 } }) } }),

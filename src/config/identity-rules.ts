@@ -1,8 +1,10 @@
 /**
  * The `identityRules` setting: changes to the identity graph's merge rules (blocked values and patterns, limits per
- * type, priority), checked when the configuration loads and applied over the identity module's defaults by the kernel.
+ * type, priority, the default region of phone numbers), checked when the configuration loads and applied over the
+ * identity module's defaults by the kernel.
  */
 
+import { isSupportedCountry } from 'libphonenumber-js';
 import { compilesAsBlockedPattern, isRuleTypeKey } from '../shared/patterns.ts';
 import { isRecord } from '../shared/objects.ts';
 
@@ -12,6 +14,7 @@ export interface IdentityRulesShape {
   blockedPatterns?: Record<string, readonly string[]>;
   limits: Record<string, number>;
   priority: readonly string[];
+  defaultPhoneRegion?: string;
 }
 
 /** What the setting changes; keys left out keep the defaults. */
@@ -26,6 +29,8 @@ export interface IdentityRulesSetting {
   readonly limits?: Readonly<Record<string, number>>;
   /** Replaces the whole priority order. */
   readonly priority?: readonly string[];
+  /** Region (ISO 3166-1 alpha-2, upper case) phone numbers written without `+` or `00` are read in. */
+  readonly defaultPhoneRegion?: string;
 }
 
 /** One problem of the setting: where (a path inside it), a stable code, and what is wrong. Never the value. */
@@ -38,12 +43,13 @@ export interface IdentityRulesProblem {
     | 'IDENTITY_RULES_VALUE_INVALID'
     | 'IDENTITY_RULES_PATTERN_INVALID'
     | 'IDENTITY_RULES_LIMIT_INVALID'
-    | 'IDENTITY_RULES_PRIORITY_INVALID';
+    | 'IDENTITY_RULES_PRIORITY_INVALID'
+    | 'IDENTITY_RULES_REGION_INVALID';
   problem: string;
 }
 
 const isBlockKey = (key: string) => isRuleTypeKey(key) || key === '*';
-const KEYS = ['replaceDefaultBlocked', 'blockedValues', 'blockedPatterns', 'limits', 'priority'];
+const KEYS = ['replaceDefaultBlocked', 'blockedValues', 'blockedPatterns', 'limits', 'priority', 'defaultPhoneRegion'];
 
 /** Checks the setting's value (already parsed from JSON) and returns it typed, or every problem found. */
 export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSetting; problems: IdentityRulesProblem[] } {
@@ -120,6 +126,13 @@ export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSettin
       setting.priority = raw.priority.filter((type): type is string => typeof type === 'string');
     }
   }
+
+  if (raw.defaultPhoneRegion !== undefined) {
+    // Upper case only, as ISO 3166 writes them: a lower-case `us` would be a second spelling to document and match.
+    const region = raw.defaultPhoneRegion;
+    if (typeof region === 'string' && /^[A-Z]{2}$/.test(region) && isSupportedCountry(region)) setting.defaultPhoneRegion = region;
+    else problems.push({ path: 'defaultPhoneRegion', code: 'IDENTITY_RULES_REGION_INVALID', problem: 'must be a region code with a telephone numbering plan (ISO 3166-1 alpha-2, upper case, e.g. US)' });
+  }
   return { setting, problems };
 }
 
@@ -136,10 +149,12 @@ export function applyIdentityRules(defaults: IdentityRulesShape, setting: Identi
     blockedPatterns: union(defaults.blockedPatterns, setting.blockedPatterns),
     limits: { ...defaults.limits, ...setting.limits },
     priority: setting.priority ?? defaults.priority,
+    ...(setting.defaultPhoneRegion ?? defaults.defaultPhoneRegion ? { defaultPhoneRegion: setting.defaultPhoneRegion ?? defaults.defaultPhoneRegion } : {}),
   };
 }
 
-// Values are compared with normalized (trimmed, NFC) identifiers, so a configured value is normalized the same way.
+// Values are compared with normalized (trimmed, NFC) identifiers, so a configured value is normalized the same way
+// (phone numbers are read as numbers, with the region in force, when the identity module compiles the rules).
 function trimmed(lists: Readonly<Record<string, readonly string[]>> | undefined): Record<string, readonly string[]> | undefined {
   return lists && Object.fromEntries(Object.entries(lists).map(([type, list]) => [type, list.map((v) => v.normalize('NFC').trim())]));
 }

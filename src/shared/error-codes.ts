@@ -66,6 +66,7 @@ export const ERROR_CODES = {
   CONSENT_NOTICE_UNKNOWN: { category: 'invalid_input', message: 'No notice with this version has been published.' },
   CONSENT_NOTICE_INVALID: { category: 'invalid_input', message: 'The notice is not valid: see details.reason.' },
   CONSENT_PURPOSE_NOT_IN_NOTICE: { category: 'invalid_input', message: 'The notice version shown does not describe this purpose, so consent to it cannot be recorded.' },
+  CONSENT_NOTICE_OUTDATED: { category: 'conflict', message: 'A later notice version changed this purpose materially: show the current notice (details.currentNoticeVersion) and ask again.' },
   CONSENT_CHANGE_INVALID: { category: 'invalid_input', message: 'The consent change is not valid: see details.reason.' },
   CONSENT_RECEIPT_INVALID: { category: 'invalid_input', message: 'The consent receipt does not verify against the published keys.' },
   CONSENT_RESTRICTION_NOT_FOUND: { category: 'not_found', message: 'No restriction or objection of this kind is in force for this subject.' },

@@ -29,6 +29,8 @@ const MAX_FUTURE_MS = 5 * 60 * 1000;
 export interface RawIdentifier {
   type: string;
   value: string;
+  /** Another type the value is also checked under on the suppression list (identity's `Identifier.alsoSuppressedAs`). */
+  alsoSuppressedAs?: string;
 }
 
 /** A Segment message after envelope checks: ids, name, timestamps; payload still as sent. */
@@ -254,8 +256,9 @@ export function identifiersOf(message: ParsedMessage, traits: Record<string, unk
   if (message.userId) out.push({ type: 'user_id', value: message.userId });
   if (message.anonymousId) out.push({ type: 'anonymous_id', value: message.anonymousId });
   if (message.kind === 'alias' && message.previousId) {
-    // alias links the id a person had before (in practice their anonymous id) to their user id.
-    out.push({ type: 'anonymous_id', value: message.previousId });
+    // alias links the id a person had before (in practice their anonymous id) to their user id. It may be a former
+    // user id too, so an erased person's user id given as previousId is suppressed like their user id.
+    out.push({ type: 'anonymous_id', value: message.previousId, alsoSuppressedAs: 'user_id' });
   }
   // Only an identify call's traits are the person's: a group call's email and phone are the company's, which would
   // merge everyone who joins it.

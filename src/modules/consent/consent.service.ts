@@ -566,14 +566,29 @@ export class Consent {
   }
 
   /**
-   * Whether a loaded subject's consent to a purpose is one they confirmed explicitly over a GPC opt-out (`gpcOverride`):
-   * it stands against later GPC signals, those of the browser that keeps sending one included.
+   * Whether a loaded subject's consent to a purpose is one they confirmed explicitly over a GPC opt-out (`gpcOverride`)
+   * and that still counts: it stands against later GPC signals, those of the browser that keeps sending one included.
    */
   confirmedOverGpc(subjectId: string, purpose: string): boolean {
     const state = this.#cache.peek(subjectId);
     if (state === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
-    const current = state.purposes.get(purpose);
-    return current !== undefined && current.state === 'given' && current.gpcOverride;
+    return this.#standsOverGpc(purpose, state.purposes.get(purpose), Date.now());
+  }
+
+  /**
+   * Whether an entry is an opt-in confirmed over GPC that still counts at `atMs`. Once it stops counting (expired, even
+   * before the sweep writes `expired`, or to be renewed after a material notice change) the confirmation is spent: a
+   * GPC signal opts the person out again, and a new opt-in over it needs a new confirmation.
+   */
+  #standsOverGpc(purpose: string, current: Current | undefined, atMs: number): boolean {
+    if (current === undefined || current.state !== 'given' || !current.gpcOverride) return false;
+    const runtime = this.#purposes.get(purpose);
+    return runtime !== undefined && decideFor(runtime, current, atMs).allowed;
+  }
+
+  /** An opt-in once confirmed over GPC that no longer counts: the GPC opt-out it overrode is what stands again. */
+  #lapsedOverGpc(purpose: string, current: Current | undefined, atMs: number): boolean {
+    return current !== undefined && current.state === 'given' && current.gpcOverride && !this.#standsOverGpc(purpose, current, atMs);
   }
 
   /** The purposes among `purposes` that have a lawful basis for a loaded subject now (or at `at`). */
@@ -836,12 +851,13 @@ export class Consent {
     context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean },
   ): number {
     let written = 0;
+    const atMs = Date.now();
     for (const { config } of this.#purposes.values()) {
       if (!isGpcPurpose(config) || (config.basis !== 'consent' && config.basis !== 'legitimate_interests')) continue;
       const entry = current.get(config.key);
       if (isGpcOptOut(entry)) continue;
-      // An opt-in the subject confirmed explicitly over GPC stands against later signals of the same profile.
-      if (context.keepConfirmed && entry?.state === 'given' && entry.gpcOverride) continue;
+      // An opt-in the subject confirmed explicitly over GPC stands against later signals of the same profile, while it counts.
+      if (context.keepConfirmed && this.#standsOverGpc(config.key, entry, atMs)) continue;
       add({
         subject,
         purpose: config.key,
@@ -885,6 +901,9 @@ export class Consent {
       if (!config) rejected.push({ purpose: change.purpose, code: 'CONSENT_PURPOSE_UNKNOWN' });
       else if (config.basis === 'contract' || config.basis === 'legal_obligation') rejected.push({ purpose: change.purpose, code: 'CONSENT_BASIS_NOT_CONSENT' });
       else if (change.state === 'given' && !notice.purposes.some((p) => p.purpose === change.purpose)) rejected.push({ purpose: change.purpose, code: 'CONSENT_PURPOSE_NOT_IN_NOTICE' });
+      // Given under a notice a later version changed materially for the purpose, it would need renewal at once: the
+      // person saw a stale notice. A refusal or withdrawal under any version is always recorded.
+      else if (change.state === 'given' && this.#outdatedFor(change.purpose, notice)) rejected.push({ purpose: change.purpose, code: 'CONSENT_NOTICE_OUTDATED' });
     }
     return { notice, rejected };
   }
@@ -895,12 +914,19 @@ export class Consent {
    */
   #rejectedError(rejected: readonly RejectedChange[], noticeVersion: number, extra: Record<string, unknown> = {}): CandorError {
     const first = rejected[0] as RejectedChange;
+    const outdated = rejected.some((r) => r.code === 'CONSENT_NOTICE_OUTDATED');
     return new CandorError(first.code, {
       purposes: rejected.map((r) => r.purpose),
       rejected: rejected.map((r) => ({ purpose: r.purpose, code: r.code })),
-      ...(rejected.some((r) => r.code === 'CONSENT_PURPOSE_NOT_IN_NOTICE') ? { noticeVersion } : {}),
+      ...(outdated || rejected.some((r) => r.code === 'CONSENT_PURPOSE_NOT_IN_NOTICE') ? { noticeVersion } : {}),
+      ...(outdated ? { currentNoticeVersion: this.#latestNotice?.version ?? noticeVersion } : {}),
       ...extra,
     });
+  }
+
+  /** Whether a later notice version changed the purpose materially: what is given under `notice` needs renewal at once. */
+  #outdatedFor(purpose: string, notice: Notice): boolean {
+    return notice.version < (this.#purposes.get(purpose)?.renewalFrom ?? 0);
   }
 
   /**
@@ -919,9 +945,9 @@ export class Consent {
   /**
    * Records a subject's choices for purposes and returns a signed receipt. With `gpc`, the GPC opt-out is applied
    * first. A change that cannot be recorded — an unknown purpose, one resting on contract or legal obligation, consent
-   * to a purpose the notice shown does not describe, or a `given` that conflicts with a GPC opt-out without
-   * `confirmOverGpc` — is answered in `rejected` with its code, and the other changes are recorded. When none can be,
-   * nothing is written and the error names every rejected purpose (see #rejectedError), but for the GPC opt-out of a
+   * to a purpose the notice shown does not describe or that a later notice version changed materially, or a `given`
+   * that conflicts with a GPC opt-out without `confirmOverGpc` — is answered in `rejected` with its code, and the other
+   * changes are recorded. When none can be, nothing is written and the error names every rejected purpose (see #rejectedError), but for the GPC opt-out of a
    * request with `gpc`, recorded all the same (see refusedWithGpc).
    */
   async record(
@@ -960,6 +986,7 @@ export class Consent {
         const current = states.get(pseudonym) as Map<string, Current>;
         // What was in force before this request: a confirmation must be separate from the signal it overrides.
         const before = new Map(current);
+        const atMs = Date.now();
         if (meta.gpc === true) gpcEntries = this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: true });
         for (const change of changes) {
           if (invalid.has(change.purpose)) continue;
@@ -967,17 +994,19 @@ export class Consent {
           const existing = current.get(change.purpose);
           if (meta.onlyUnrecorded === true && existing !== undefined) continue;
           const gpcOptedOut = isGpcOptOut(existing);
-          // The same opt-in saved again (a banner saved while GPC is sent) is still the one confirmed over GPC.
-          let gpcOverride = change.state === 'given' && isGpcPurpose(config) && existing?.state === 'given' && existing.gpcOverride;
-          if (change.state === 'given' && isGpcPurpose(config) && gpcOptedOut) {
+          // The same opt-in saved again while it counts (a banner saved while GPC is sent) is still the one confirmed over GPC.
+          let gpcOverride = change.state === 'given' && isGpcPurpose(config) && this.#standsOverGpc(change.purpose, existing, atMs);
+          if (change.state === 'given' && isGpcPurpose(config)) {
             // An explicit, separate confirmation: the person's own choice in a privacy center or a banner's saved
-            // settings, against an opt-out recorded before this request (not one this very request signals).
-            const confirmed = meta.confirmOverGpc === true && CONFIRMING_MECHANISMS.has(meta.mechanism) && isGpcOptOut(before.get(change.purpose));
-            if (!confirmed) {
+            // settings, against a GPC opt-out recorded before this request (not one this very request signals), or
+            // one that an earlier confirmation overrode and that stands again since that consent stopped counting.
+            const previous = before.get(change.purpose);
+            const confirmed = meta.confirmOverGpc === true && CONFIRMING_MECHANISMS.has(meta.mechanism) && (isGpcOptOut(previous) || this.#lapsedOverGpc(change.purpose, previous, atMs));
+            if (gpcOptedOut && !confirmed) {
               gpcConflicts.add(change.purpose);
               continue;
             }
-            gpcOverride = true;
+            if (confirmed) gpcOverride = true;
           }
           add({
             subject: pseudonym,
@@ -1085,18 +1114,20 @@ export class Consent {
   }
 
   #needsGpc(current: ReadonlyMap<string, Current>): boolean {
+    const atMs = Date.now();
     for (const { config } of this.#purposes.values()) {
       if (!isGpcPurpose(config) || (config.basis !== 'consent' && config.basis !== 'legitimate_interests')) continue;
       const entry = current.get(config.key);
-      if (!isGpcOptOut(entry) && !(entry?.state === 'given' && entry.gpcOverride)) return true;
+      if (!isGpcOptOut(entry) && !this.#standsOverGpc(config.key, entry, atMs)) return true;
     }
     return false;
   }
 
   /**
    * Checks an opt-out notice against the purpose, the jurisdiction and the notice version, writing nothing: throws
-   * CONSENT_PURPOSE_UNKNOWN, CONSENT_OPT_OUT_NOT_ALLOWED, CONSENT_NOTICE_UNKNOWN or CONSENT_PURPOSE_NOT_IN_NOTICE. A
-   * route calls it before it creates a profile for the person the request names.
+   * CONSENT_PURPOSE_UNKNOWN, CONSENT_OPT_OUT_NOT_ALLOWED, CONSENT_NOTICE_UNKNOWN, CONSENT_PURPOSE_NOT_IN_NOTICE or
+   * CONSENT_NOTICE_OUTDATED (a later version changed the purpose materially). A route calls it before it creates a
+   * profile for the person the request names.
    */
   async checkOptOutNotice(purpose: string, meta: { jurisdiction: string; noticeVersion: number; source?: string | undefined }): Promise<void> {
     await this.#checkOptOutNotice(purpose, meta);
@@ -1111,6 +1142,10 @@ export class Consent {
     }
     const notice = await this.#notice(meta.noticeVersion);
     if (!notice.purposes.some((p) => p.purpose === purpose)) throw new CandorError('CONSENT_PURPOSE_NOT_IN_NOTICE', { purpose, noticeVersion: notice.version });
+    // A notice shown under a version a later one changed materially for the purpose would need renewal at once.
+    if (this.#outdatedFor(purpose, notice)) {
+      throw new CandorError('CONSENT_NOTICE_OUTDATED', { purpose, noticeVersion: notice.version, currentNoticeVersion: this.#latestNotice?.version ?? notice.version });
+    }
     return notice;
   }
 
@@ -1507,32 +1542,37 @@ export class Consent {
       if (due.length > 0) {
         const ids = new Map(due.map((row) => [`${row.subject}\0${row.purpose}`, row.entry_id]));
         const pseudonyms = [...new Set(due.map((row) => row.subject))];
-        // Each person's expiry is a change of their consent like any other: it has its own signed receipt, which
-        // their consent history names (the person may fetch it, as any other of their receipts).
-        const receiptIds = new Map(pseudonyms.map((pseudonym) => [pseudonym, randomUUID()]));
         const { entries, states, epoch } = await this.#write(
           pseudonyms.map((pseudonym) => ({ id: null, pseudonym })),
           (states, add) => {
+            // Each person's expiry is a change of their consent like any other, with its own signed receipt, which their
+            // consent history names: one per notice version and jurisdiction the expired consents were given under, so
+            // that each receipt's header (notice, jurisdiction) is true of every entry it lists.
+            const receiptIds = new Map<string, string>();
             for (const [pseudonym, current] of states) {
               for (const [purpose, entry] of current) {
                 // Only the very entry found due: a consent given again meanwhile is left alone.
                 if (ids.get(`${pseudonym}\0${purpose}`) !== entry.entryId) continue;
-                add({ subject: pseudonym, purpose, state: 'expired', basis: entry.basis, mechanism: 'expiry', noticeVersion: entry.noticeVersion, jurisdiction: entry.jurisdiction, source: null, receiptId: receiptIds.get(pseudonym) ?? null });
+                const group = `${pseudonym}\0${entry.noticeVersion ?? ''}\0${entry.jurisdiction ?? ''}`;
+                let receiptId = receiptIds.get(group);
+                if (receiptId === undefined) receiptIds.set(group, (receiptId = randomUUID()));
+                add({ subject: pseudonym, purpose, state: 'expired', basis: entry.basis, mechanism: 'expiry', noticeVersion: entry.noticeVersion, jurisdiction: entry.jurisdiction, source: null, receiptId });
               }
             }
           },
           undefined,
           async (tx, written) => {
-            const bySubject = new Map<string, LedgerEntry[]>();
+            const byReceipt = new Map<string, LedgerEntry[]>();
             for (const entry of written) {
-              const list = bySubject.get(entry.subject);
-              if (list === undefined) bySubject.set(entry.subject, [entry]);
+              const receiptId = entry.receiptId as string;
+              const list = byReceipt.get(receiptId);
+              if (list === undefined) byReceipt.set(receiptId, [entry]);
               else list.push(entry);
             }
-            for (const [pseudonym, list] of bySubject) {
+            for (const [receiptId, list] of byReceipt) {
               const first = list[0] as LedgerEntry;
               const notice = first.noticeVersion === null ? undefined : this.#notices.get(first.noticeVersion);
-              await this.#sign(tx, { receiptId: receiptIds.get(pseudonym) as string, principal: pseudonym, linked: [], jurisdiction: first.jurisdiction, mechanism: 'expiry', source: null, notice, entries: list });
+              await this.#sign(tx, { receiptId, principal: first.subject, linked: [], jurisdiction: first.jurisdiction, mechanism: 'expiry', source: null, notice, entries: list });
             }
           },
           (_tx, written) => {

@@ -273,7 +273,7 @@ describeEachDialect('consent', (dialect) => {
     assert.equal(state['analytics.reporting']?.needsRenewal, true);
     assert.equal(state['marketing.communications.email']?.needsRenewal, false);
 
-    await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'given' }], { ...banner, noticeVersion: before.version }, actor);
+    await assert.rejects(consent().record(subject, [{ purpose: 'analytics.reporting', state: 'given' }], { ...banner, noticeVersion: before.version }, actor), rejectsWith('CONSENT_NOTICE_OUTDATED'));
     assert.equal(consent().decide(subject, 'analytics.reporting').reason, 'renewal_required', 'consent under the old notice does not renew');
     await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'given' }], { ...banner, noticeVersion: material.version }, actor);
     assert.equal(consent().decide(subject, 'analytics.reporting').allowed, true);

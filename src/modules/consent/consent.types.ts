@@ -137,7 +137,12 @@ export interface Receipt {
 }
 
 /** Why record() did not write one change (an error code, as the whole request would have failed with it). */
-export type RejectedChangeCode = 'CONSENT_PURPOSE_UNKNOWN' | 'CONSENT_BASIS_NOT_CONSENT' | 'CONSENT_PURPOSE_NOT_IN_NOTICE' | 'CONSENT_GPC_CONFLICT';
+export type RejectedChangeCode =
+  | 'CONSENT_PURPOSE_UNKNOWN'
+  | 'CONSENT_BASIS_NOT_CONSENT'
+  | 'CONSENT_PURPOSE_NOT_IN_NOTICE'
+  | 'CONSENT_NOTICE_OUTDATED'
+  | 'CONSENT_GPC_CONFLICT';
 
 /** A change that record() did not write, with the code saying why. */
 export interface RejectedChange {

@@ -111,6 +111,22 @@ describe('consent receipt payload', () => {
     ]);
   });
 
+  it('says of each entry whether it is an opt-in the person confirmed over their GPC opt-out', () => {
+    const items = purposes(payload({
+      items: [
+        item('third_party_sharing', { state: 'refused', mechanism: 'gpc', gpc: true }),
+        item('third_party_sharing', { mechanism: 'privacy_center', gpcOverride: true }),
+        item('analytics.reporting'),
+      ],
+    }));
+    assert.deepEqual(items.map((p) => [p.gpc, p.gpcOverride]), [[true, false], [false, true], [false, false]]);
+  });
+
+  it('gives the jurisdiction of the change, and "unspecified" when it named none (Kantara asks for a non-empty string)', () => {
+    assert.equal((payload({ jurisdiction: 'US-CA' }) as unknown as { jurisdiction: unknown }).jurisdiction, 'US-CA');
+    assert.equal((payload({ jurisdiction: null }) as unknown as { jurisdiction: unknown }).jurisdiction, 'unspecified');
+  });
+
   it('names the person by pseudonym only', () => {
     const p = payload({ controllerContact: 'privacy@shoes.example' });
     assert.deepEqual([...new Set(purposes(p).map((x) => x.piiPrincipalId))], [PRINCIPAL]);

@@ -5,6 +5,9 @@ import { addMonths } from './decide.ts';
 /** Version string of the Kantara Consent Receipt specification the payload follows. */
 export const RECEIPT_VERSION = 'KI-CR-v1.1.0';
 
+/** `jurisdiction` of a receipt for a change that named none (Kantara v1.1 requires a non-empty string). */
+export const UNSPECIFIED_JURISDICTION = 'unspecified';
+
 export interface ReceiptItem {
   entry: LedgerEntry;
   purpose: PurposeConfig | undefined;
@@ -25,6 +28,7 @@ export interface ReceiptInput {
   /** Where to ask the controller about privacy: an e-mail address or a URL; absent or null when none is configured. */
   controllerContact?: string | null | undefined;
   policyUrl: string | null;
+  /** The change's ISO 3166 code; null when it named none (signed as UNSPECIFIED_JURISDICTION). */
   jurisdiction: string | null;
   mechanism: ConsentMechanism;
   source: string | null;
@@ -84,7 +88,7 @@ export function receiptPayload(input: ReceiptInput): JWTPayload {
   const spiCat = [...new Set(input.items.flatMap((i) => i.sensitiveCategories))].sort();
   return {
     version: RECEIPT_VERSION,
-    jurisdiction: input.jurisdiction,
+    jurisdiction: input.jurisdiction ?? UNSPECIFIED_JURISDICTION,
     consentTimestamp: Math.floor(input.at.getTime() / 1000),
     collectionMethod: input.mechanism,
     consentReceiptID: input.receiptId,
@@ -114,6 +118,8 @@ export function receiptPayload(input: ReceiptInput): JWTPayload {
           // Recipients are not known when consent is recorded; the privacy notice (policyUrl) names them.
           ...(item.purpose?.saleOrSharing === true ? { thirdPartyName: null } : {}),
           gpc: item.entry.gpc,
+          // An opt-in the person confirmed explicitly over their GPC opt-out (the ledger's gpcOverride).
+          gpcOverride: item.entry.gpcOverride,
           noticeVersion: item.entry.noticeVersion,
           entryId: item.entry.id,
           termination: termination(item.entry, input.expiryMonths),

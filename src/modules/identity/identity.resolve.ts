@@ -43,6 +43,8 @@ export interface PreparedIdentifier {
 /** The usable identifiers of an item, strongest first, and the ones dropped at normalization. */
 export interface PreparedItem {
   ids: PreparedIdentifier[];
+  /** Identifiers only checked against the suppression list, never looked up or linked (`Identifier.alsoSuppressedAs`). */
+  suppressedOnly: PreparedIdentifier[];
   ignored: { type: string; reason: IgnoredReason }[];
   source: string;
   messageId: string | undefined;

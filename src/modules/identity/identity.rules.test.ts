@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isCandorError } from '../../shared/errors.ts';
 import { CompiledRules, DEFAULT_IDENTITY_RULES, type Identifier } from './identity.rules.ts';
 
 const rules = new CompiledRules(DEFAULT_IDENTITY_RULES);
@@ -13,14 +14,53 @@ describe('identity rules', () => {
     assert.equal(norm('custom:crm_id', ' C-9 '), 'C-9');
   });
 
-  it('reduces phone numbers to + and digits, and refuses numbers without a country code', () => {
+  it('writes phone numbers as E.164 and refuses numbers without + or 00 when no default region is set', () => {
     assert.equal(norm('phone', '+44 (20) 7946-0018'), '+442079460018');
     assert.equal(norm('phone', '0044 20 7946 0018'), '+442079460018');
-    assert.equal(norm('phone', '1.415.555.0134'), '+14155550134');
+    assert.equal(norm('phone', '+1.415.555.0134'), '+14155550134');
     assert.equal(norm('phone', '020 7946 0018'), undefined);
+    // A national number is no international one: (479) 123-4467 in Arkansas is not +47 912 34 467 in Norway.
+    assert.equal(norm('phone', '(479) 123-4467'), undefined);
+    assert.equal(norm('phone', '4791234467'), undefined);
+    assert.equal(norm('phone', '1.415.555.0134'), undefined);
     assert.equal(norm('phone', '+12'), undefined);
     assert.equal(norm('phone', 'call me'), undefined);
     assert.equal(norm('phone', '+1111111111'), undefined);
+    assert.equal(norm('phone', '+999 1234 5678'), undefined, 'no country has the calling code 999');
+    assert.equal(norm('phone', '+1 415 555 01'), undefined, 'too short for its country');
+    assert.equal(norm('phone', '+1 415 555 0134 ext. 7'), undefined, 'an extension is a line of an office, not a person');
+  });
+
+  it('reads national numbers in the default region, and international ones as before', () => {
+    const us = new CompiledRules({ ...DEFAULT_IDENTITY_RULES, defaultPhoneRegion: 'US' });
+    const phone = (value: string) => us.normalize({ type: 'phone', value })?.value;
+    assert.equal(phone('(479) 123-4467'), '+14791234467');
+    assert.equal(phone('1-415-555-0134'), '+14155550134');
+    assert.equal(phone('011 44 20 7946 0018'), '+442079460018', "the region's own international prefix");
+    assert.equal(phone('+47 912 34 467'), '+4791234467');
+    assert.equal(phone('555-0134'), undefined, 'a local number without its area code');
+    const gb = new CompiledRules({ ...DEFAULT_IDENTITY_RULES, defaultPhoneRegion: 'GB' });
+    assert.equal(gb.normalize({ type: 'phone', value: '020 7946 0018' })?.value, '+442079460018');
+  });
+
+  it('reads a trunk prefix written after the country code as no part of the number', () => {
+    for (const value of ['+44 (0)20 7946 0018', '+44 020 7946 0018', '+44(0)2079460018', '(+44) 20 7946 0018']) assert.equal(norm('phone', value), '+442079460018', value);
+  });
+
+  it('reads dashes of every kind, fullwidth digits, invisible characters and tel: URIs as the plain number', () => {
+    const fw = (s: string) => [...s].map((c) => (c >= '!' && c <= '~' ? String.fromCharCode(c.charCodeAt(0) + 0xfee0) : c)).join('');
+    for (const value of ['+44 20 7946\u20130018', '+44 20 7946\u20110018', '+44\u221220\u22127946\u22120018', fw('+44 20 7946 0018'), 'tel:+44-20-7946-0018', 'TEL:+442079460018', '+44207946\u200b0018', '\u00a0+44\u00a020\u00a07946\u00a00018']) {
+      assert.equal(norm('phone', value), '+442079460018', JSON.stringify(value));
+    }
+    assert.equal(norm('phone', 'tel:+44-20-7946-0018;ext=12'), undefined, 'a tel: URI with parameters');
+    assert.equal(norm('phone', 'tel:020-7946-0018'), undefined);
+  });
+
+  it('keeps the pseudonym input of numbers stored in E.164 as it was: E.164 in, the same E.164 out', () => {
+    for (const value of ['+442079460018', '+4791234467', '+390612345678', '+4915112345678', '+14155550134', '+8613800138000']) {
+      assert.equal(norm('phone', value), value);
+      assert.equal(norm('phone', norm('phone', value) as string), value, 'normalizing twice changes nothing');
+    }
   });
 
   it('refuses blocked values of every type after normalization, whatever their case', () => {
@@ -37,6 +77,46 @@ describe('identity rules', () => {
     assert.equal(norm('email', 'ada@test.io'), 'ada@test.io', 'only the top-level domain counts');
     assert.equal(norm('anonymous_id', '00000000-0000-0000-0000-000000000000'), undefined, 'the nil UUID');
   });
+
+  it('compares blocked values NFKC, without invisible characters and without one pair of quotes or brackets', () => {
+    const junk = ['(null)', '<nil>', '"null"', "'null'", '<null>', '(none)', 'N.A.', 'n.a', '#N/A', 'null\u200b', '\u200bnull', '\u00a0null\u00a0', 'ｎｕｌｌ', 'ＵＮＤＥＦＩＮＥＤ', '{00000000-0000-0000-0000-000000000000}', '"undefined"'];
+    for (const value of junk) {
+      assert.equal(norm('user_id', value), undefined, JSON.stringify(value));
+      assert.equal(norm('anonymous_id', value), undefined, JSON.stringify(value));
+      assert.equal(norm('custom:crm_id', value), undefined, JSON.stringify(value));
+    }
+    for (const value of ['(alice)', 'null-island', 'u-null', 'nullable']) assert.equal(norm('user_id', value), value, 'only the whole value is compared');
+  });
+
+  it('refuses addresses at any subdomain of the example domains and the usual no-reply mailboxes', () => {
+    for (const value of ['someone@mail.example.com', 'a@x.y.example.org', 'no_reply@shop.io', 'no.reply@shop.io', 'do_not_reply@shop.io', 'Do.Not.Reply@shop.io']) assert.equal(norm('email', value), undefined, value);
+    for (const value of ['ada@example.community', 'ada@myexample.com', 'reply@shop.io']) assert.equal(norm('email', value), value);
+  });
+
+  it('refuses placeholder numbers by their national digits too', () => {
+    for (const value of ['+1 555-555-5555', '+1 (000) 000-0000', '+1 111-111-1111', '+44 0000 000000', '+33 0 00 00 00 00']) assert.equal(norm('phone', value), undefined, value);
+    assert.equal(norm('phone', '+1 415 555 5555'), '+14155555555');
+  });
+
+  it('reads configured blocked numbers like identifiers, in the default region', () => {
+    const configured = new CompiledRules({ ...DEFAULT_IDENTITY_RULES, blockedValues: { ...DEFAULT_IDENTITY_RULES.blockedValues, phone: ['+1 (555) 010-0100', '0044 20 7946 0099', '(415) 555-0199'] } });
+    for (const value of ['+15550100100', '+1 555 010 0100', '+442079460099', '+44 (0)20 7946 0099']) assert.equal(configured.normalize({ type: 'phone', value }), undefined, value);
+    assert.equal(configured.normalize({ type: 'phone', value: '+14155550199' })?.value, '+14155550199', 'a national number is no number without a region');
+    const us = new CompiledRules({ ...configured.rules, defaultPhoneRegion: 'US' });
+    assert.equal(us.normalize({ type: 'phone', value: '+14155550199' }), undefined);
+    assert.equal(us.normalize({ type: 'phone', value: '415-555-0199' }), undefined);
+  });
+
+  it('refuses a default phone region that is no region code (CONFIG_INVALID, by path)', () => {
+    for (const region of ['us', 'USA', 'XX', '']) {
+      assert.throws(
+        () => new CompiledRules({ ...DEFAULT_IDENTITY_RULES, defaultPhoneRegion: region }),
+        (error) => isCandorError(error, 'CONFIG_INVALID') && JSON.stringify(error.details?.problems).includes('"path":"defaultPhoneRegion"'),
+        region,
+      );
+    }
+  });
+
 
   it('refuses malformed e-mail addresses, unknown types and values that are not text', () => {
     assert.equal(norm('email', 'not-an-email'), undefined);

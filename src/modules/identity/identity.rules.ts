@@ -1,11 +1,18 @@
 import { compilesAsBlockedPattern, isIdentifierTypeName, isRuleTypeKey } from '../../shared/patterns.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { unusableText } from '../../shared/text.ts';
+import type { CountryCode } from 'libphonenumber-js';
+import { isPhoneRegion, parsePhone } from './identity.phone.ts';
 
 /** An identifier as it arrives: `user_id`, `anonymous_id`, `email`, `phone` or `custom:<name>`, and its value. */
 export interface Identifier {
   type: string;
   value: string;
+  /**
+   * Another type the value is checked under on the suppression list, never linked as: an alias's previousId is linked
+   * as an anonymous id but may be the user id of someone erased.
+   */
+  alsoSuppressedAs?: string;
 }
 
 /** Merge rules of the identity graph. Values are compared after normalization, case-insensitively. */
@@ -18,25 +25,46 @@ export interface IdentityRules {
   limits: Record<string, number>;
   /** Identifier types, strongest first (`custom:*` stands for every custom type); unlisted types rank last. */
   priority: readonly string[];
+  /** Region (ISO 3166-1 alpha-2, e.g. `US`) of phone numbers written without `+` or `00`; without it they are refused. */
+  defaultPhoneRegion?: string;
 }
 
 export const DEFAULT_IDENTITY_RULES: IdentityRules = {
+  // Compared NFKC, without zero-width characters, trimmed and lower-cased, and also without one pair of quotes or
+  // brackets around the value: `"null"`, `(null)`, `<nil>` and `ｎｕｌｌ` are `null`.
   blockedValues: {
-    '*': ['null', 'undefined', 'unknown', 'none', 'nil', 'nan', '0', '-1', 'n/a', 'na', '-', '', 'true', 'false', '[object object]', 'anonymous', 'guest', 'test', '00000000-0000-0000-0000-000000000000'],
+    '*': ['null', 'undefined', 'unknown', 'none', 'nil', 'nan', '0', '-1', 'n/a', 'na', 'n.a.', 'n.a', '#n/a', '-', '', 'true', 'false', '[object object]', 'anonymous', 'guest', 'test', '00000000-0000-0000-0000-000000000000'],
     email: ['test@test.com', 'test@example.com', 'noreply@example.com', 'no-reply@example.com', 'user@example.com', 'email@example.com', 'a@a.com'],
   },
   blockedPatterns: {
-    // example.com/.org/.net and the top-level domains reserved for tests and examples (RFC 2606, RFC 6761).
-    email: ['@example\\.(com|org|net)$', '^(no-?reply|do-?not-?reply)@', '\\.(test|invalid|localhost|example)$'],
-    // All one digit repeated, or a leading zero (no E.164 country code starts with 0).
-    phone: ['^\\+(\\d)\\1+$', '^\\+0'],
+    // Any address at example.com/.org/.net or a subdomain, and the top-level domains reserved for tests and examples
+    // (RFC 2606, RFC 6761).
+    email: ['[@.]example\\.(com|org|net)$', '^(no[-_.]?reply|do[-_.]?not[-_.]?reply)@', '\\.(test|invalid|localhost|example)$'],
+    // All one digit repeated; phone patterns are matched against the E.164 number and the national number, so
+    // `+1 555-555-5555` and `+1 (000) 000-0000` are caught by their national digits.
+    phone: ['^\\+?(\\d)\\1+$'],
   },
   limits: { user_id: 1, email: 5, phone: 5 },
   priority: ['user_id', 'email', 'phone', 'custom:*', 'anonymous_id'],
 };
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-const PHONE = /^\+\d{7,15}$/;
+/** Characters that show as nothing: zero-width space, joiners, word joiner, BOM, soft hyphen. */
+const INVISIBLE = /[\u00ad\u200b-\u200d\u2060\ufeff]/g;
+/** A value wrapped in one pair of quotes or brackets. */
+const WRAPPED = /^(?:"(.*)"|'(.*)'|\((.*)\)|<(.*)>|\[(.*)\]|\{(.*)\})$/s;
+
+/** The form blocked values are compared in: NFKC (fullwidth as plain), without invisible characters, trimmed, lower case. */
+function comparable(value: string): string {
+  return value.normalize('NFKC').replace(INVISIBLE, '').trim().toLowerCase();
+}
+
+/** The comparable form and, if it is wrapped in quotes or brackets, the comparable form of what is inside. */
+function comparableForms(value: string): string[] {
+  const form = comparable(value);
+  const inner = WRAPPED.exec(form)?.slice(1).find((group) => group !== undefined);
+  return inner === undefined ? [form] : [form, inner.trim()];
+}
 
 /** Whether a string names an identifier type this graph accepts. */
 export function isIdentifierType(type: string): boolean {
@@ -66,6 +94,9 @@ export function identityRulesProblems(rules: IdentityRules): { path: string; pro
     if (!isRuleTypeKey(type)) problems.push({ path: `priority[${index}]`, problem: 'is not an identifier type' });
     else if (rules.priority.indexOf(type) !== index) problems.push({ path: `priority[${index}]`, problem: 'is listed twice' });
   });
+  if (rules.defaultPhoneRegion !== undefined && !isPhoneRegion(rules.defaultPhoneRegion)) {
+    problems.push({ path: 'defaultPhoneRegion', problem: 'must be a region code (ISO 3166-1 alpha-2, upper case, e.g. US)' });
+  }
   return problems;
 }
 
@@ -74,15 +105,27 @@ export function identityRulesProblems(rules: IdentityRules): { path: string; pro
 export class CompiledRules {
   readonly rules: IdentityRules;
   readonly #blocked = new Map<string, ReadonlySet<string>>();
+  /** The E.164 form of every blocked value (of `phone` or `*`) that is a phone number, as identifiers are compared. */
+  readonly #blockedPhones = new Set<string>();
   readonly #patterns = new Map<string, readonly RegExp[]>();
   readonly #rank = new Map<string, number>();
+  readonly #region: CountryCode | undefined;
 
   /** Compiles the rules; rules with problems are refused (`CONFIG_INVALID`, problems under `identityRules`). */
   constructor(rules: IdentityRules) {
     const problems = identityRulesProblems(rules);
     if (problems.length > 0) throw new CandorError('CONFIG_INVALID', { problems: problems.map((p) => ({ key: 'identityRules', ...p })) });
     this.rules = rules;
-    for (const [type, values] of Object.entries(rules.blockedValues)) this.#blocked.set(type, new Set(values.map((v) => v.toLowerCase())));
+    this.#region = rules.defaultPhoneRegion as CountryCode | undefined;
+    for (const [type, values] of Object.entries(rules.blockedValues)) {
+      this.#blocked.set(type, new Set(values.map(comparable)));
+      if (type !== 'phone' && type !== '*') continue;
+      // A configured number is read like an identifier: `+1 (555) 010-0100` blocks `+15550100100`.
+      for (const value of values) {
+        const phone = parsePhone(value, this.#region);
+        if (phone) this.#blockedPhones.add(phone.e164);
+      }
+    }
     for (const [type, sources] of Object.entries(rules.blockedPatterns ?? {})) this.#patterns.set(type, sources.map((s) => new RegExp(s, 'i')));
     rules.priority.forEach((type, index) => {
       if (!this.#rank.has(type)) this.#rank.set(type, index);
@@ -105,19 +148,28 @@ export class CompiledRules {
     return limits[type] ?? (type.startsWith('custom:') ? limits['custom:*'] : undefined) ?? Number.POSITIVE_INFINITY;
   }
 
-  isBlocked(type: string, value: string): boolean {
-    const lower = value.toLowerCase();
+  /**
+   * Whether a normalized value is blocked for its type: on a blocked list (compared NFKC, without invisible characters,
+   * case-insensitively, and also without one pair of quotes or brackets around it) or matching a blocked pattern. A
+   * phone number is also compared by E.164 with configured numbers, and its patterns are matched against `national`.
+   */
+  isBlocked(type: string, value: string, national?: string): boolean {
+    const forms = comparableForms(value);
+    if (type === 'phone' && this.#blockedPhones.has(value)) return true;
     for (const key of this.#keysOf(type)) {
-      if (this.#blocked.get(key)?.has(lower)) return true;
-      if (this.#patterns.get(key)?.some((p) => p.test(value))) return true;
+      const blocked = this.#blocked.get(key);
+      if (blocked && forms.some((form) => blocked.has(form))) return true;
+      const patterns = this.#patterns.get(key);
+      if (patterns?.some((p) => p.test(value) || (forms[0] !== value && p.test(forms[0] as string)) || (national !== undefined && p.test(national)))) return true;
     }
     return false;
   }
 
   /**
-   * Trims (and NFC-normalizes) the value; e-mail addresses are lower-cased, phone numbers reduced to `+` and digits.
-   * Returns undefined for an unknown type, a value ingestion refuses as a name (`unusableText`: half of a surrogate
-   * pair, a control character), a malformed e-mail or phone number, or a blocked value.
+   * Trims (and NFC-normalizes) the value; e-mail addresses are lower-cased, phone numbers read by libphonenumber and
+   * written as E.164 (`parsePhone`, national numbers only with `defaultPhoneRegion`). Returns undefined for an unknown
+   * type, a value ingestion refuses as a name (`unusableText`: half of a surrogate pair, a control character), a
+   * malformed e-mail or phone number, or a blocked value.
    */
   normalize(id: Identifier): Identifier | undefined {
     const raw: unknown = id.value;
@@ -130,18 +182,11 @@ export class CompiledRules {
       value = value.toLowerCase();
       if (!EMAIL.test(value)) return undefined;
     } else if (id.type === 'phone') {
-      value = normalizePhone(value) ?? '';
-      if (!PHONE.test(value)) return undefined;
+      const phone = parsePhone(value, this.#region);
+      if (phone === undefined || this.isBlocked(id.type, phone.e164, phone.national)) return undefined;
+      return { type: id.type, value: phone.e164 };
     }
     if (this.isBlocked(id.type, value)) return undefined;
     return { type: id.type, value };
   }
-}
-
-/** `+44 (20) 7946-0018` → `+442079460018`; `0044…` → `+44…`; digits without a prefix get a `+`. */
-function normalizePhone(value: string): string | undefined {
-  const compact = value.replace(/[\s().\-/]/g, '');
-  if (compact.startsWith('+')) return compact;
-  if (compact.startsWith('00')) return '+' + compact.slice(2);
-  return /^\d+$/.test(compact) ? '+' + compact : undefined;
 }

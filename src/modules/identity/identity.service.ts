@@ -203,8 +203,13 @@ export class Identity {
     const known = this.#prepared.get(item);
     if (known) return known;
     const ids: PreparedIdentifier[] = [];
+    const suppressedOnly: PreparedIdentifier[] = [];
     const ignored: PreparedItem['ignored'] = [];
     for (const raw of item.identifiers) {
+      if (raw.alsoSuppressedAs !== undefined) {
+        const also = this.#prepareId({ type: raw.alsoSuppressedAs, value: raw.value });
+        if (also !== BLOCKED) suppressedOnly.push(also);
+      }
       const id = this.#prepareId(raw);
       if (id === BLOCKED) {
         ignored.push({ type: raw.type, reason: 'blocked' });
@@ -223,7 +228,7 @@ export class Identity {
       }
       ids[j + 1] = id;
     }
-    const prepared = { ids, ignored, source: item.source, messageId: item.messageId, at: item.at };
+    const prepared = { ids, suppressedOnly, ignored, source: item.source, messageId: item.messageId, at: item.at };
     this.#prepared.set(item, prepared);
     return prepared;
   }
@@ -457,16 +462,16 @@ export class Identity {
   async isSuppressedBatch(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<boolean[]> {
     const prepared = items.map((item) => this.#prepare(item));
     const inMemory = await this.#suppressedList(tx);
-    if (inMemory) return prepared.map((item) => item.ids.some((id) => inMemory.has(id.key)));
+    if (inMemory) return prepared.map((item) => item.ids.some((id) => inMemory.has(id.key)) || item.suppressedOnly.some((id) => inMemory.has(id.key)));
     return this.#suppressedInDatabase(tx, prepared);
   }
 
   /** Which of these items carry an identifier on the suppression list, as the database says in `tx`. */
   async #suppressedInDatabase(tx: SqlExecutor, prepared: readonly PreparedItem[]): Promise<boolean[]> {
     const pairs = new Map<string, Pair>();
-    for (const item of prepared) for (const id of item.ids) pairs.set(id.key, [id.type, id.hash]);
+    for (const item of prepared) for (const id of [...item.ids, ...item.suppressedOnly]) pairs.set(id.key, [id.type, id.hash]);
     const suppressed = new Set((await this.#repo.suppressedAmong(tx, [...pairs.values()])).map(([type, hash]) => keyOf(type, hash)));
-    return prepared.map((item) => item.ids.some((id) => suppressed.has(id.key)));
+    return prepared.map((item) => item.ids.some((id) => suppressed.has(id.key)) || item.suppressedOnly.some((id) => suppressed.has(id.key)));
   }
 
   /** The suppression list in memory (keys), read again whenever another process has written; undefined while that cannot be told (PostgreSQL without commit notices) or when too long. */

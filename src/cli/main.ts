@@ -8,6 +8,7 @@ import { TOKEN_ROLES } from '../modules/access/index.ts';
 import { createKeyFile } from '../modules/crypto/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { CandorError, isCandorError } from '../shared/errors.ts';
+import { registerCompactCommand } from './compact.ts';
 import { registerImportCommands } from './import.ts';
 import { registerPlanCommands } from './plan.ts';
 import { registerRetentionCommands } from './retention.ts';
@@ -280,6 +281,7 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
   registerImportCommands(program, { out, err, withKernel: (run) => withKernel(program, run) });
   registerRetentionCommands(program, { out, withKernel: (run) => withKernel(program, run), config: () => configFrom(program, { logLevel: 'warn' }) });
   registerScoringCommands(program, { out, withKernel: (run) => withKernel(program, run) });
+  registerCompactCommand(program, { out, withKernel: (run) => withKernel(program, run) });
 
   return program;
 }

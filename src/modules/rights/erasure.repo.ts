@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 import type { DeletionLedgerEntry, IdentifierPseudonym } from '../../shared/subject-data.ts';
 
@@ -162,6 +162,55 @@ export class ErasureRepo {
   async ledger(): Promise<DeletionLedgerEntry[]> {
     const rows = await this.#db.selectFrom('rights_deletion_ledger').selectAll().orderBy('seq').execute();
     return rows.map(ledgerEntryOf);
+  }
+
+  /**
+   * PostgreSQL: the tables of the current schema that an erasure's certificate names as a store — where erasures
+   * delete or change rows — by name.
+   */
+  async erasedTables(): Promise<string[]> {
+    const { rows } = await sql<{ name: string }>`
+      SELECT tablename AS name FROM pg_tables
+      WHERE schemaname = current_schema()
+        AND tablename IN (SELECT jsonb_array_elements(certificate::jsonb -> 'stores') ->> 'store' FROM rights_erasures)
+      ORDER BY tablename`.execute(this.#db);
+    return rows.map((r) => r.name);
+  }
+
+  /**
+   * PostgreSQL: what keeps rows deleted by the last erasure from being removed by a rewrite (VACUUM FULL copies a
+   * deleted row that a transaction still running may see): transactions of the whole server open since before that
+   * erasure ended, prepared transactions as old, and replication slots that hold back removal (`xmin`). Sessions of
+   * other users are seen only with the pg_read_all_stats role. None when no erasure was done.
+   */
+  async removalHolders(): Promise<{ kind: 'transaction' | 'prepared_transaction' | 'replication_slot'; name: string; database: string | null; since: string | null }[]> {
+    const { rows } = await sql<{ kind: 'transaction' | 'prepared_transaction' | 'replication_slot'; name: string; database: string | null; since: string | null }>`
+      WITH last AS (SELECT max(completed_at)::timestamptz AS at FROM rights_erasures WHERE state = 'done')
+      SELECT 'transaction' AS kind, 'pid ' || a.pid AS name, a.datname AS database, a.xact_start::text AS since
+        FROM pg_stat_activity a, last
+        WHERE a.pid <> pg_backend_pid() AND (a.backend_xid IS NOT NULL OR a.backend_xmin IS NOT NULL) AND a.xact_start < last.at
+      UNION ALL
+      SELECT 'prepared_transaction', p.gid, p.database, p.prepared::text FROM pg_prepared_xacts p, last WHERE p.prepared < last.at
+      UNION ALL
+      SELECT 'replication_slot', r.slot_name, r.database, NULL FROM pg_replication_slots r, last WHERE r.xmin IS NOT NULL AND last.at IS NOT NULL
+      ORDER BY 4, 2`.execute(this.#db);
+    return rows;
+  }
+
+  /** PostgreSQL: the bytes a table of the current schema takes on disk, with its indexes and TOAST data. */
+  async tableBytes(table: string): Promise<number> {
+    const { rows } = await sql<{ bytes: number | string }>`
+      SELECT pg_total_relation_size(c.oid) AS bytes FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = current_schema() AND c.relname = ${table}`.execute(this.#db);
+    return Number(rows[0]?.bytes ?? 0);
+  }
+
+  /**
+   * PostgreSQL: rewrites a table into new files (VACUUM FULL; its indexes are rebuilt), so the bytes of its deleted
+   * rows leave the data files. The table is locked (ACCESS EXCLUSIVE) while it is rewritten. Not in a transaction.
+   */
+  async rewriteTable(table: string): Promise<void> {
+    await sql`VACUUM FULL ${sql.table(table)}`.execute(this.#db);
   }
 
   async ledgerOf(requestId: string): Promise<DeletionLedgerEntry | undefined> {

@@ -1,13 +1,15 @@
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { DataSubject, DeletionLedgerEntry, EraseOutcome, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
+import { sortableId } from '../../shared/random.ts';
 import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
-import type { AuditLog } from '../audit/index.ts';
+import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity } from '../identity/index.ts';
 import { certificateStatus, NO_RECIPIENTS, type ErasureCertificate, type RecipientOutcome } from './certificate.ts';
 import { DeletionLedger, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';
 import { ErasureRepo, type ErasureRow } from './erasure.repo.ts';
+import { noticeKey, RequestsRepo, type RequestRow } from './requests.repo.ts';
 
 export type { ErasureCertificate } from './certificate.ts';
 
@@ -45,6 +47,19 @@ export interface ErasureDeps {
   checkpointWaitMs?: number;
 }
 
+/** What compact() did: each table rewritten, with the bytes it took before and after (none on SQLite). */
+export interface CompactReport {
+  readonly dialect: 'sqlite' | 'postgres';
+  readonly tables: readonly { readonly table: string; readonly bytesBefore: number; readonly bytesAfter: number }[];
+  /**
+   * What kept the rewrite from dropping the rows the last erasure deleted (VACUUM FULL copies a deleted row that a
+   * transaction still running may see): transactions open since before it ended, prepared transactions, replication
+   * slots holding back removal. Empty when nothing did; otherwise end them and compact again.
+   */
+  readonly heldBy: readonly { readonly kind: 'transaction' | 'prepared_transaction' | 'replication_slot'; readonly name: string; readonly database: string | null; readonly since: string | null }[];
+  readonly ms: number;
+}
+
 /** How a subject is asked for: a profile id, or any identifier (user id, anonymous id, email, phone, custom). */
 export type SubjectLookup = { profileId: string } | { identifier: { type: string; value: string } };
 
@@ -54,6 +69,11 @@ const PG_LEDGER_LOCK = 0x43444c67; // "CDLg": one ledger writer at a time on Pos
 
 /** The certificate's line for the database file: what the erasure did to the bytes the deleted rows leave behind. */
 const STORAGE_LINE = { sqlite: 'sqlite database file', postgres: 'postgresql database' } as const;
+/** What the PostgreSQL line says: the rows are gone from every query and dump, their bytes not yet from the files. */
+export const POSTGRES_STORAGE_DETAIL =
+  'deleted rows are gone from every query and from logical dumps (pg_dump) taken from now on. Their bytes stay in the tables\' data files (and in WAL segments not yet recycled) until the tables are rewritten: VACUUM and autovacuum only mark the space reusable, `candor compact` (VACUUM FULL of the tables erasures name) removes them. Until then those bytes hold the plain fields in clear (non-personal event properties and traits, order ids, totals, times, profile ids) and the personal fields as ciphertexts, next to the destroyed data key wrapped with the master key: readable with the key file until the rewrite, or until that master key version is pruned (`candor keys rotate`, then `candor keys prune`)';
+/** The certificate's line for the person's other rights requests, closed by the erasure. */
+const OTHER_REQUESTS_LINE = 'rights_requests (the person\'s other requests)';
 
 const lineKey = (s: { module: string; store: string }) => `${s.module}\u0000${s.store}`;
 
@@ -67,10 +87,12 @@ interface Progress {
 
 /**
  * Erasure you can prove. Order, and what happens when a step fails:
- * 1. one transaction: every handler's erase, the identifiers onto the suppression list, the profiles marked erased,
- *    the deletion ledger row, the erasure row in state `keys_pending` — a failure rolls all of it back;
- * 2. after the commit: handlers drop their caches; every profile's data key is destroyed (crypto-shredding); stores
- *    outside the database (files: the mail outbox) delete what they hold about the subject;
+ * 1. one transaction: every handler's erase, the identifiers onto the suppression list, the person's other rights
+ *    requests closed (with their audit entries), the profiles marked erased, the deletion ledger row, the erasure row
+ *    in state `keys_pending` — a failure rolls all of it back;
+ * 2. after the commit: handlers drop their caches; every profile's data key is destroyed (crypto-shredding), and the
+ *    keys sealing the addresses of the person's other erasure requests; stores outside the database (files: the mail
+ *    outbox) delete what they hold about the subject;
  * 3. the ledger line is appended to the file and fsynced; SQLite's WAL is checkpointed and truncated;
  * 4. audit entry; the certificate is stored and the erasure marked `done`.
  * If step 2 or 3 fails the erasure stays `keys_pending` and the error is thrown; `complete()` (a retried request) and
@@ -82,10 +104,12 @@ export class ErasureEngine {
   readonly #deps: ErasureDeps;
   readonly #repo: ErasureRepo;
   readonly #ledger: DeletionLedger;
+  readonly #requests: RequestsRepo;
 
   constructor(deps: ErasureDeps) {
     this.#deps = deps;
     this.#repo = new ErasureRepo(deps.storage);
+    this.#requests = new RequestsRepo(deps.storage);
     this.#ledger = new DeletionLedger(deps.ledgerPath);
   }
 
@@ -111,7 +135,7 @@ export class ErasureEngine {
     const startedAt = new Date().toISOString();
     let progress: Progress;
     try {
-      progress = await this.#deps.storage.raw.transaction((tx) => this.#eraseIn(tx, subject, { requestId: request.requestId, startedAt, entry: undefined }));
+      progress = await this.#deps.storage.raw.transaction((tx) => this.#eraseIn(tx, subject, { requestId: request.requestId, startedAt, entry: undefined, actor }));
     } catch (error) {
       if (isUniqueViolation(error)) throw new CandorError('RIGHTS_SUBJECT_ERASED', undefined, { cause: error });
       throw error;
@@ -135,6 +159,42 @@ export class ErasureEngine {
     if (!row) return null;
     if (row.state !== 'keys_pending') return JSON.parse(row.certificate) as ErasureCertificate;
     return this.#resume(row, actor);
+  }
+
+  /**
+   * PostgreSQL keeps the bytes of deleted rows in its data files until a table is rewritten (VACUUM only marks the
+   * space reusable): this rewrites (VACUUM FULL) every table an erasure's certificate names, one at a time, each locked
+   * while it is, so what erasures (and retention) deleted leaves the files; a row that a transaction still running may
+   * see is copied, so `heldBy` names what was open since before the last erasure ended (audited with outcome
+   * `failure` then). Audited as `rights.erasure.compact`.
+   * On SQLite there is nothing to do: secure_delete overwrote the rows as they were deleted.
+   */
+  async compact(actor: Actor): Promise<CompactReport> {
+    const started = Date.now();
+    if (this.#deps.storage.dialect === 'sqlite') return { dialect: 'sqlite', tables: [], heldBy: [], ms: 0 };
+    const heldBy = await this.#repo.removalHolders();
+    const tables: { table: string; bytesBefore: number; bytesAfter: number }[] = [];
+    for (const table of await this.#repo.erasedTables()) {
+      const bytesBefore = await this.#repo.tableBytes(table);
+      await this.#repo.rewriteTable(table);
+      tables.push({ table, bytesBefore, bytesAfter: await this.#repo.tableBytes(table) });
+    }
+    await this.#deps.audit.append({
+      actor: actor.id,
+      role: actor.role,
+      action: 'rights.erasure.compact',
+      purpose: PURPOSE,
+      subject: null,
+      resource: 'database',
+      details: {
+        tables: tables.map((t) => t.table),
+        bytesBefore: tables.reduce((n, t) => n + t.bytesBefore, 0),
+        bytesAfter: tables.reduce((n, t) => n + t.bytesAfter, 0),
+        heldBy: heldBy.map((h) => h.kind),
+      },
+      outcome: heldBy.length === 0 ? 'success' : 'failure',
+    });
+    return { dialect: 'postgres', tables, heldBy, ms: Date.now() - started };
   }
 
   /** The database copy of the deletion ledger, oldest first. */
@@ -182,7 +242,7 @@ export class ErasureEngine {
         profileIds: [...new Set([...entry.profileIds, ...(found?.profileIds ?? [])])],
         identifiers: uniqueIdentifiers([...entry.identifiers, ...(found?.identifiers ?? [])]),
       };
-      const progress = await this.#deps.storage.raw.transaction((tx) => this.#eraseIn(tx, subject, { requestId: entry.requestId, startedAt: new Date().toISOString(), entry }));
+      const progress = await this.#deps.storage.raw.transaction((tx) => this.#eraseIn(tx, subject, { requestId: entry.requestId, startedAt: new Date().toISOString(), entry, actor: SYSTEM_ACTOR }));
       replayed++;
       await this.#finish(progress, SYSTEM_ACTOR, { reason: null, replay: true, waitMs }).catch(leavePending);
     }
@@ -202,7 +262,7 @@ export class ErasureEngine {
   }
 
   /** Step 1: everything that commits together. `entry` is the ledger entry being replayed, if any. */
-  async #eraseIn(tx: SqlExecutor, subject: DataSubject, at: { requestId: string; startedAt: string; entry: DeletionLedgerEntry | undefined }): Promise<Progress> {
+  async #eraseIn(tx: SqlExecutor, subject: DataSubject, at: { requestId: string; startedAt: string; entry: DeletionLedgerEntry | undefined; actor: Actor }): Promise<Progress> {
     // First of all, on PostgreSQL: wait for the ingestion groups in flight and keep new ones out until this commits, so
     // that none stores anything for this person after it (they check the suppression list under the same lock).
     await this.#deps.identity.lockForErasure(tx);
@@ -221,6 +281,14 @@ export class ErasureEngine {
       deleted: 0,
       detail: `${subject.identifiers.length} identifier pseudonyms on the suppression list (${suppressed} added): events carrying them are dropped`,
     });
+    const closed = await this.#closeOtherRequestsIn(tx, subject, at);
+    stores.push({
+      module: 'rights',
+      store: OTHER_REQUESTS_LINE,
+      status: 'confirmed',
+      deleted: 0,
+      detail: `${closed.entries.length} other requests of the person closed by this erasure: open ones denied (an erasure request as this one's duplicate, the others \`subject_erased\`) with their verification codes, addresses and requested changes cleared, and denials whose notice was not sent left without it; the data keys sealing erasure requests' addresses are destroyed after the commit, then the addresses cleared. A request whose run is under way (or was cut off) ends by itself and lets its address go`,
+    });
     await this.#repo.markErased(tx, subject.profileIds, at.requestId);
     const entry = at.entry ?? nextLedgerEntry(await this.#repo.lastLedger(tx), { requestId: at.requestId, at: at.startedAt, profileIds: subject.profileIds, identifiers: subject.identifiers });
     await this.#repo.insertLedger(tx, entry);
@@ -238,7 +306,69 @@ export class ErasureEngine {
     };
     // A replayed request may already have its row (it was restored with the data it erased): keep that one.
     if (!at.entry || !(await this.#repo.erasure(at.requestId, tx))) await this.#repo.insertErasure(tx, row);
+    // Last (on PostgreSQL the audit head is held from here to the commit): the closed requests' entries commit with them.
+    await this.#deps.audit.appendIn(tx, closed.entries);
     return { row, subject, stores, ledger };
+  }
+
+  /**
+   * Closes the person's other requests in the erasure's transaction, each with its event (the audit entries are
+   * returned, for the end of the transaction): an open one is denied — an erasure request as this one's duplicate,
+   * any other `subject_erased` — and loses its code, address and changes (an erasure request's address, sealed with its
+   * own key, goes after the commit with that key: #shredOtherAddresses); a denied erasure request whose notice was
+   * refused no longer waits to send it. A run under way, or cut off, is left to end by itself (its erasure finds the
+   * person erased and lets its address go).
+   */
+  async #closeOtherRequestsIn(tx: SqlExecutor, subject: DataSubject, at: { requestId: string; startedAt: string; actor: Actor }): Promise<{ entries: AuditEvent[] }> {
+    const entries: AuditEvent[] = [];
+    for (const row of await this.#requests.closableIn(tx, subject.profileIds, at.requestId)) {
+      const from = row.state;
+      let changes: Partial<RequestRow>;
+      let detail: Record<string, unknown>;
+      if (from === 'denied') {
+        changes = { last_error: null, updated_at: at.startedAt };
+        detail = { noticeDropped: 'subject_erased', erasureRequest: at.requestId };
+      } else {
+        const duplicate = row.type === 'erasure';
+        changes = {
+          state: 'denied',
+          denial_reason: duplicate ? 'duplicate' : 'subject_erased',
+          // An erasure request's address goes with its key, after the commit; any other's key is the person's.
+          ...(duplicate ? { duplicate_of: at.requestId } : { email: null }),
+          code_hash: null,
+          payload: null,
+          awaiting_approval: 0,
+          run_lease_until: null,
+          last_error: null,
+          completed_at: at.startedAt,
+          updated_at: at.startedAt,
+        };
+        detail = { subjectErased: true, erasureRequest: at.requestId, ...(duplicate ? { duplicateOf: at.requestId } : {}) };
+      }
+      const event = { id: sortableId('rre_'), request_id: row.id, at: at.startedAt, from_state: from, to_state: 'denied', actor: at.actor.id, role: at.actor.role, detail: JSON.stringify(detail) };
+      // Compare-and-set: a request that moved meanwhile (its verification won the race) is left to its run.
+      if (!(await this.#requests.updateIn(tx, row.id, from, changes, event))) continue;
+      entries.push({
+        actor: at.actor.id,
+        role: at.actor.role,
+        action: 'rights.request.denied',
+        purpose: PURPOSE,
+        subject: row.subject,
+        resource: `rights_request:${row.id}`,
+        details: { type: row.type, from, ...detail },
+      });
+    }
+    return { entries };
+  }
+
+  /** After the commit: the keys sealing the addresses of the person's other (closed) erasure requests, then the addresses. */
+  async #shredOtherAddresses(subject: DataSubject, requestId: string, actor: Actor): Promise<number> {
+    let destroyed = 0;
+    for (const id of await this.#requests.sealedAddresses(subject.profileIds, requestId)) {
+      if (await this.#deps.keyring.destroySubjectKey(noticeKey(id), actor, PURPOSE)) destroyed++;
+      await this.#requests.clearAddress(id);
+    }
+    return destroyed;
   }
 
   /**
@@ -254,6 +384,7 @@ export class ErasureEngine {
     for (const profileId of subject.profileIds) {
       if (await keyring.destroySubjectKey(profileId, actor, PURPOSE)) destroyed++;
     }
+    destroyed += await this.#shredOtherAddresses(subject, row.request_id, actor);
     const afterCommit: (EraseOutcome & { module: string })[] = [
       { module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: their ciphertexts (the encrypted personal fields) in the database are unreadable. Copies made before this erasure (backup files, PostgreSQL dumps and WAL archives) still hold each data key wrapped with the master key version then active, and stay readable with the key file until that version is removed from it (`candor keys rotate`, then `candor keys prune` once those copies have expired); restoring such a backup replays this erasure. Plain non-personal fields stay readable in backup files taken before this erasure until those files are deleted' },
     ];
@@ -291,7 +422,7 @@ export class ErasureEngine {
       detail:
         storage.dialect === 'sqlite'
           ? 'secure_delete overwrote the deleted content; the write-ahead log was checkpointed and truncated'
-          : 'deleted rows are absent from logical dumps (pg_dump); their space is reclaimed by autovacuum',
+          : POSTGRES_STORAGE_DETAIL,
     });
     const recipients: RecipientOutcome[] = [];
     for (const recipient of this.#deps.recipients ?? []) {

@@ -4,7 +4,7 @@
  * a hash-chained deletion ledger kept both in the database and in a file outside it, so that a restored backup has
  * its erasures replayed; access and portability produce a zip archive annotated with GDPR Art. 15(1) metadata.
  */
-export { ErasureEngine, type ErasureDeps, type ErasureFileStore, type ErasureRecipient, type SubjectLookup } from './erasure.ts';
+export { ErasureEngine, POSTGRES_STORAGE_DETAIL, type CompactReport, type ErasureDeps, type ErasureFileStore, type ErasureRecipient, type SubjectLookup } from './erasure.ts';
 export { NO_RECIPIENTS, certificateStatus, type ErasureCertificate, type RecipientOutcome } from './certificate.ts';
 export { RIGHTS_ERASURE_MIGRATIONS } from './erasure.repo.ts';
 export { DeletionLedger, GENESIS_HASH, LEDGER_FILE, ledgerHash, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';
@@ -12,7 +12,7 @@ export { SubjectExporter, ARCHIVE_SCHEMA_VERSION, csvCell, escapeHtml, toCsv, ty
 // Data-subject requests: intake, verification, legal clocks, execution and the staff queue.
 export { RightsRequests, TRANSITIONS, NEEDS_APPROVAL, DUPLICATE_WINDOW_MS, DOWNLOAD_TTL_MS, assertTransition, type ProposedChange, type RequestState, type RequestView, type StartInput, type StartAnswer, type VerifyAnswer, type RightsRequestsDeps } from './requests.ts';
 export { plannedChanges, type RequestedChange, type RectificationProblem, type TraitPlan } from './rectification.ts';
-export { RIGHTS_REQUEST_MIGRATIONS } from './requests.repo.ts';
+export { RIGHTS_REQUEST_MIGRATIONS, REASON_REMOVED } from './requests.repo.ts';
 export { REQUEST_TYPES, JURISDICTIONS, OPT_OUT_TYPES, deadlines, extendedDueAt, clockStatus, addBusinessDays, addCalendarMonths, type RequestType, type Jurisdiction, type Deadlines, type ClockStatus } from './clocks.ts';
 export { verificationLevel, CODE_TTL_MS, MAX_CODE_ATTEMPTS, DEFAULT_RATE_LIMITS, type VerificationLevel, type RateLimits } from './verification.ts';
 export { Mailer, type Mail, type MailerOptions, type OutboxMessage } from './mailer.ts';

@@ -139,6 +139,18 @@ export const RIGHTS_REQUEST_MIGRATIONS: readonly ModuleMigration[] = [
 /** States a request stays open in. */
 export const OPEN_STATES = ['received', 'verifying', 'in_progress'] as const;
 
+/**
+ * The data key that seals an erasure request's address: it outlives the person's own key, so the notice that their
+ * data was erased can be sent even when the run was cut off after the erasure; it is destroyed once the notice is (or
+ * when the request closes without one).
+ */
+export const noticeKey = (requestId: string) => `rights_request:${requestId}`;
+
+/** The denial reasons Candor itself writes (codes); any other denial reason is a staff member's free text. */
+export const DENIAL_CODES = ['not_verified', 'duplicate', 'unknown_subject', 'subject_erased'] as const;
+/** What replaces a staff member's free-text denial or extension reason when the person is erased. */
+export const REASON_REMOVED = '[removed at erasure]';
+
 /** Every SQL statement on the request tables. */
 /** Ids per `in` list: well under the parameter limits of both databases. */
 const CHUNK = 256;
@@ -329,6 +341,84 @@ export class RequestsRepo {
       .orderBy('id')
       .limit(limit)
       .execute();
+  }
+
+  /**
+   * The other requests of these profiles that an erasure closes, read on its transaction: the open ones without a run
+   * under way or cut off (a run in progress ends by itself), and denied erasure requests whose notice is still owed
+   * (their address kept, sealed with their own key, for the retry).
+   */
+  async closableIn(tx: SqlExecutor, profileIds: readonly string[], except: string): Promise<RequestRow[]> {
+    const out: RequestRow[] = [];
+    for (let i = 0; i < profileIds.length; i += CHUNK) {
+      const query = this.#db
+        .selectFrom('rights_requests')
+        .selectAll()
+        .where('profile_id', 'in', profileIds.slice(i, i + CHUNK))
+        .where('id', '!=', except)
+        .where((eb) =>
+          eb.or([
+            eb('state', 'in', ['received', 'verifying']),
+            eb.and([eb('state', '=', 'in_progress'), eb('run_lease_until', 'is', null)]),
+            eb.and([eb('state', '=', 'denied'), eb('type', '=', 'erasure'), eb('email', 'is not', null)]),
+          ]),
+        )
+        .orderBy('id')
+        .compile();
+      out.push(...(await tx.all<RequestRow>(query.sql, query.parameters)));
+    }
+    return out;
+  }
+
+  /** The ids of these profiles' denied erasure requests (but `except`) whose address is still stored, sealed with their own key. */
+  async sealedAddresses(profileIds: readonly string[], except: string): Promise<string[]> {
+    const ids: string[] = [];
+    for (let i = 0; i < profileIds.length; i += CHUNK) {
+      const rows = await this.#db
+        .selectFrom('rights_requests')
+        .select('id')
+        .where('profile_id', 'in', profileIds.slice(i, i + CHUNK))
+        .where('id', '!=', except)
+        .where('type', '=', 'erasure')
+        .where('state', '=', 'denied')
+        .where('email', 'is not', null)
+        .execute();
+      ids.push(...rows.map((r) => r.id));
+    }
+    return ids;
+  }
+
+  /** Clears a request's stored address (once the key sealing it is destroyed). */
+  async clearAddress(id: string): Promise<void> {
+    await this.#db.updateTable('rights_requests').set({ email: null }).where('id', '=', id).execute();
+  }
+
+  /**
+   * Replaces staff members' free-text reasons (denial, extension) on these profiles' requests with REASON_REMOVED,
+   * inside the erasure's transaction; the codes Candor writes stay. Returns how many reasons were replaced.
+   */
+  async removeStaffReasonsIn(tx: SqlExecutor, profileIds: readonly string[]): Promise<number> {
+    let count = 0;
+    for (let i = 0; i < profileIds.length; i += CHUNK) {
+      const ids = profileIds.slice(i, i + CHUNK);
+      const denial = this.#db
+        .updateTable('rights_requests')
+        .set({ denial_reason: REASON_REMOVED })
+        .where('profile_id', 'in', ids)
+        .where('denial_reason', 'is not', null)
+        .where('denial_reason', 'not in', [...DENIAL_CODES, REASON_REMOVED])
+        .compile();
+      count += await tx.run(denial.sql, denial.parameters);
+      const extension = this.#db
+        .updateTable('rights_requests')
+        .set({ extension_reason: REASON_REMOVED })
+        .where('profile_id', 'in', ids)
+        .where('extension_reason', 'is not', null)
+        .where('extension_reason', '!=', REASON_REMOVED)
+        .compile();
+      count += await tx.run(extension.sql, extension.parameters);
+    }
+    return count;
   }
 
   byDownloadHash(hash: string): Promise<RequestRow | undefined> {

@@ -16,7 +16,7 @@ import type { ErasureEngine } from './erasure.ts';
 import type { SubjectExporter } from './export-archive.ts';
 import { ERASED_NOTICE_SUBJECT, type Mailer } from './mailer.ts';
 import { plannedChanges, type RequestedChange, type TraitPlan } from './rectification.ts';
-import { OPEN_STATES, RequestsRepo, type RequestEventRow, type RequestRow } from './requests.repo.ts';
+import { noticeKey, OPEN_STATES, RequestsRepo, type RequestEventRow, type RequestRow } from './requests.repo.ts';
 import { CODE_TTL_MS, DEFAULT_RATE_LIMITS, MAX_CODE_ATTEMPTS, checkCode, newCode, verificationLevel, type RateLimits, type VerificationLevel } from './verification.ts';
 
 export type RequestState = 'received' | 'verifying' | 'in_progress' | 'completed' | 'partially_completed' | 'denied';
@@ -156,11 +156,6 @@ export interface RightsRequestsDeps {
 }
 
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
-/**
- * The data key that seals an erasure request's address: it outlives the person's own key, so the notice that their
- * data was erased can be sent even when the run was cut off after the erasure; it is destroyed once the notice is.
- */
-const noticeKey = (requestId: string) => `rights_request:${requestId}`;
 
 /** The one answer to verifying a request that is not waiting for verification: it names no state (see verify). */
 function notVerifying(): CandorError {

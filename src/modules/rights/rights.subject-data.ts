@@ -8,12 +8,12 @@ import { subtractDuration } from '../../shared/duration.ts';
 import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, RetentionHandler, RetentionRule, SubjectDataHandler, SweepCount, SweepOptions } from '../../shared/subject-data.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { Keyring } from '../crypto/index.ts';
-import { RequestsRepo, type RequestsTables } from './requests.repo.ts';
+import { REASON_REMOVED, RequestsRepo, type RequestsTables } from './requests.repo.ts';
 import { requestView, type RequestView } from './requests.ts';
 
 /** Why a person's request records stay after their erasure. */
 export const REQUESTS_KEPT_REASON =
-  'GDPR Art. 5(2) and 12, CCPA regulations §7101: the controller must be able to show how and when each request was answered. The rows hold the type, states and their times, deadlines, outcome (counts, receipt and request ids), the profile id and a keyed pseudonym; the address and requested changes are encrypted with a data key this erasure destroys (an erasure request’s own address with the request’s key, destroyed once its notice is sent).';
+  'GDPR Art. 5(2) and 12, CCPA regulations §7101: the controller must be able to show how and when each request was answered. The rows hold the type, states and their times, deadlines, outcome (counts, receipt and request ids), the codes of Candor’s own denial reasons, the profile id and a keyed pseudonym; staff members’ free-text denial and extension reasons are replaced with “[removed at erasure]”; the address and requested changes are encrypted with a data key this erasure destroys (an erasure request’s own address with the request’s key: this erasure’s once its notice is sent, any other’s right after the commit).';
 
 export const RATE_EVENTS_RULE = 'rights.rate_events';
 const EMAIL_CONTEXT = 'rights.requests.email';
@@ -96,9 +96,11 @@ export class RightsSubjectData implements SubjectDataHandler, RetentionHandler {
         .compile();
       events += Number((await tx.all<{ n: number | string }>(countEvents.sql, countEvents.parameters))[0]?.n ?? 0);
     }
+    // Staff members' free text may name or describe the person: it goes, the record of the answer stays.
+    const reasons = await this.#repo.removeStaffReasonsIn(tx, subject.profileIds);
     const kept = (count: number) => (count > 0 ? { kept: { count, reason: REQUESTS_KEPT_REASON } } : {});
     return [
-      { store: 'rights_requests', status: 'confirmed', deleted: 0, ...kept(requests) },
+      { store: 'rights_requests', status: 'confirmed', deleted: 0, ...kept(requests), detail: `${reasons} free-text staff reasons (denial, extension) replaced with "${REASON_REMOVED}"` },
       { store: 'rights_request_events', status: 'confirmed', deleted: 0, ...kept(events) },
       {
         store: 'rights_rate_events',

@@ -197,10 +197,14 @@ export class RequestsRepo {
     return this.transaction((tx) => this.updateIn(tx, id, from, changes, event, attempts));
   }
 
-  /** update() inside the caller's transaction. */
-  async updateIn(tx: SqlExecutor, id: string, from: string, changes: Partial<RequestRow>, event: RequestEventRow | null, attempts?: number): Promise<boolean> {
+  /**
+   * update() inside the caller's transaction. With `maxCodeAttempts`, the change also counts the verification attempt
+   * it ends, and is made only while fewer than that many were counted: a verification and its attempt commit together.
+   */
+  async updateIn(tx: SqlExecutor, id: string, from: string, changes: Partial<RequestRow>, event: RequestEventRow | null, attempts?: number, maxCodeAttempts?: number): Promise<boolean> {
     let query = this.#db.updateTable('rights_requests').set(changes).where('id', '=', id).where('state', '=', from);
     if (attempts !== undefined) query = query.where('attempts', '=', attempts);
+    if (maxCodeAttempts !== undefined) query = query.set((eb) => ({ code_attempts: eb('code_attempts', '+', 1) })).where('code_attempts', '<', maxCodeAttempts);
     const update = query.compile();
     if ((await tx.run(update.sql, update.parameters)) !== 1) return false;
     if (event) {
@@ -228,10 +232,10 @@ export class RequestsRepo {
   }
 
   /**
-   * Counts one verification attempt in a single statement, before the code is compared: the request must still be
-   * verifying and have attempts left. Returns this attempt's number (1 for the first), or undefined when it is no
-   * longer verifying or its attempts are used up. Parallel attempts each get their own number, so no more than `max`
-   * of them are ever compared.
+   * Counts one failed verification attempt (a wrong or expired code, a wrong second identifier) in a single statement
+   * that commits by itself, before anything else is written: the request must still be verifying and have attempts
+   * left. Returns this attempt's number (1 for the first), or undefined when it is no longer verifying or its attempts
+   * are used up. Parallel attempts each get their own number, so no more than `max` are ever counted.
    */
   async countCodeAttempt(id: string, max: number, at: string): Promise<number | undefined> {
     const row = await this.#db

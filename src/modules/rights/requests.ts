@@ -427,11 +427,14 @@ export class RightsRequests {
 
   /**
    * Checks the code of a request (and, where the type asks for it, a second identifier linked to the same person).
-   * Every attempt is counted before the code is compared, in one statement, so parallel guesses get no more than
-   * three comparisons between them. Success issues a subject session, detects a duplicate (answering the earlier
-   * request), and moves the request on: it runs at once unless its type waits for staff approval. A request that is
-   * not waiting for verification answers one error whatever its state, so that nobody learns from it whether the
-   * address was known (a verification-free request of a known address is completed, of an unknown one denied).
+   * A failed attempt (wrong or expired code, wrong second identifier) is counted by one conditional statement that
+   * commits before anything else is written; a right one is counted by the conditional update that moves the request
+   * on, so that a verification the server fails to record uses up none of the person's attempts. Either way an attempt
+   * counts only while fewer than three are counted: of guesses sent in parallel no more than three get an answer that
+   * depends on the code. Success issues a subject session, detects a duplicate (answering the earlier request), and
+   * moves the request on: it runs at once unless its type waits for staff approval. A request that is not waiting
+   * for verification answers one error whatever its state, so that nobody learns from it whether the address was known
+   * (a verification-free request of a known address is completed, of an unknown one denied).
    */
   async verify(requestId: string, code: string, options: { secondIdentifier?: { type: string; value: string } | undefined } = {}): Promise<VerifyAnswer> {
     const row = await this.#repo.get(requestId);
@@ -443,17 +446,14 @@ export class RightsRequests {
     const needsSecond = verificationLevel(type) === 'code_and_identifier' && row.channel !== 'session';
     if (needsSecond && !second) throw new CandorError('RIGHTS_SECOND_FACTOR_REQUIRED');
     const now = this.#now();
-    const attempt = await this.#repo.countCodeAttempt(row.id, MAX_CODE_ATTEMPTS, now.toISOString());
-    if (attempt === undefined) {
-      if ((await this.#repo.get(row.id))?.state === 'verifying') throw new CandorError('RIGHTS_VERIFICATION_LOCKED');
-      throw notVerifying();
-    }
     const presented = typeof code === 'string' && /^\d{6}$/.test(code) ? this.#codeHash(row.id, code) : '';
     try {
-      checkCode({ hash: row.code_hash, expiresAt: row.code_expires_at }, attempt, presented, now);
+      // Past three counted attempts this answers RIGHTS_VERIFICATION_LOCKED before comparing.
+      checkCode({ hash: row.code_hash, expiresAt: row.code_expires_at }, Number(row.code_attempts) + 1, presented, now);
     } catch (error) {
-      if (isCandorError(error, 'RIGHTS_CODE_INVALID')) await this.#failedAttempt(row.id, attempt);
-      throw error;
+      if (!isCandorError(error, 'RIGHTS_CODE_INVALID') && !isCandorError(error, 'RIGHTS_CODE_EXPIRED')) throw error;
+      const attempt = await this.#countFailedAttempt(row.id, now, error.code === 'RIGHTS_CODE_INVALID');
+      throw error.code === 'RIGHTS_CODE_INVALID' ? new CandorError('RIGHTS_CODE_INVALID', { attemptsLeft: MAX_CODE_ATTEMPTS - attempt }) : error;
     }
     const profileId = row.profile_id as string;
     if (needsSecond && second) {
@@ -461,7 +461,7 @@ export class RightsRequests {
       const subject = await this.#deps.erasure.findSubject({ profileId });
       const hash = normalized ? this.#deps.identity.hash(normalized) : '';
       if (!normalized || !subject?.identifiers.some((i) => i.type === normalized.type && i.valueHash === hash)) {
-        await this.#failedAttempt(row.id, attempt);
+        const attempt = await this.#countFailedAttempt(row.id, now, true);
         throw new CandorError('RIGHTS_SECOND_FACTOR_INVALID', { attemptsLeft: Math.max(0, MAX_CODE_ATTEMPTS - attempt) });
       }
     }
@@ -477,14 +477,14 @@ export class RightsRequests {
     const earlier = await this.#repo.earlier(members, type, new Date(now.getTime() - DUPLICATE_WINDOW_MS).toISOString(), row.id);
     const actor: Actor = { id: `subject:${row.subject}`, role: 'subject' };
     if (earlier) {
-      await this.#move(row, 'denied', { verified_at: now.toISOString(), code_hash: null, denial_reason: 'duplicate', duplicate_of: earlier.id, completed_at: now.toISOString(), ...this.#noAddress(row) }, actor, { duplicateOf: earlier.id });
+      await this.#verifiedMove(row, 'denied', { verified_at: now.toISOString(), code_hash: null, denial_reason: 'duplicate', duplicate_of: earlier.id, completed_at: now.toISOString(), ...this.#noAddress(row) }, actor, { duplicateOf: earlier.id });
       await this.#shredAddress(row, actor);
       // No session for an erasure: the earlier one ends the person's sessions (or already did).
       return { request: requestView(earlier, now), duplicate: true, session: type === 'erasure' ? null : await issueSession() };
     }
     const approval = NEEDS_APPROVAL.has(type) ? 1 : 0;
     const claim = approval === 1 ? {} : this.#claim(row);
-    const moved = await this.#move(row, 'in_progress', { verified_at: now.toISOString(), code_hash: null, awaiting_approval: approval, profile_id: canonical, ...claim }, actor, { verified: true, awaitingApproval: approval === 1 });
+    const moved = await this.#verifiedMove(row, 'in_progress', { verified_at: now.toISOString(), code_hash: null, awaiting_approval: approval, profile_id: canonical, ...claim }, actor, { verified: true, awaitingApproval: approval === 1 });
     // No session for an erasure: it ends the person's sessions, and one issued after a run that erased and then failed
     // (a refused notice) would let the erased person's profile gather consent again.
     const session = type === 'erasure' ? null : await issueSession();
@@ -504,8 +504,8 @@ export class RightsRequests {
     const actor: Actor = { id: `subject:${row.subject}`, role: 'subject' };
     const earlier = await this.#repo.earlier(row.profile_id === null ? [] : [row.profile_id], type, '', row.id);
     const closed = { verified_at: now.toISOString(), code_hash: null, completed_at: now.toISOString(), ...this.#noAddress(row) };
-    if (earlier) await this.#move(row, 'denied', { ...closed, denial_reason: 'duplicate', duplicate_of: earlier.id }, actor, { duplicateOf: earlier.id });
-    else await this.#move(row, 'denied', { ...closed, denial_reason: 'unknown_subject' }, actor, { subjectErased: true });
+    if (earlier) await this.#verifiedMove(row, 'denied', { ...closed, denial_reason: 'duplicate', duplicate_of: earlier.id }, actor, { duplicateOf: earlier.id });
+    else await this.#verifiedMove(row, 'denied', { ...closed, denial_reason: 'unknown_subject' }, actor, { subjectErased: true });
     await this.#shredAddress(row, actor);
     throw new CandorError('RIGHTS_SUBJECT_ERASED', earlier ? { duplicateOf: earlier.id } : undefined);
   }
@@ -524,20 +524,49 @@ export class RightsRequests {
     return held?.profileId ?? canonical;
   }
 
-  async #failedAttempt(requestId: string, attempt: number): Promise<void> {
-    await this.#repo.addEvent(this.#event(requestId, 'verifying', 'verifying', SYSTEM_ACTOR, { failedAttempt: attempt }));
+  /**
+   * Counts a failed verification attempt on its own (it stays counted whatever fails after it) and, when `recorded`,
+   * records it as an event; returns its number. RIGHTS_VERIFICATION_LOCKED when three were counted meanwhile.
+   */
+  async #countFailedAttempt(requestId: string, now: Date, recorded: boolean): Promise<number> {
+    const attempt = await this.#repo.countCodeAttempt(requestId, MAX_CODE_ATTEMPTS, now.toISOString());
+    if (attempt === undefined) throw await this.#notCounted(requestId);
+    if (recorded) await this.#repo.addEvent(this.#event(requestId, 'verifying', 'verifying', SYSTEM_ACTOR, { failedAttempt: attempt }));
+    return attempt;
+  }
+
+  /** The answer to a verification attempt that could not be counted: locked while still verifying, else not verifying. */
+  async #notCounted(requestId: string): Promise<CandorError> {
+    return (await this.#repo.get(requestId))?.state === 'verifying' ? new CandorError('RIGHTS_VERIFICATION_LOCKED') : notVerifying();
+  }
+
+  /**
+   * The move that ends a verification with the right code, counting its attempt in the same update (only while fewer
+   * than three are counted): if the move fails, the attempt is not used up. RIGHTS_VERIFICATION_LOCKED when failed
+   * attempts used up the rest meanwhile.
+   */
+  async #verifiedMove(row: RequestRow, to: RequestState, changes: Partial<RequestRow>, actor: Actor, detail: Record<string, unknown>): Promise<RequestRow> {
+    try {
+      return await this.#move(row, to, changes, actor, detail, undefined, MAX_CODE_ATTEMPTS);
+    } catch (error) {
+      if (isCandorError(error, 'RIGHTS_TRANSITION_INVALID') && error.details?.reason === 'changed_meanwhile') throw await this.#notCounted(row.id);
+      throw error;
+    }
   }
 
   // ------------------------------------------------------------------------------------------------------------
   // Execution
 
-  /** Moves a request, checking the state machine and that nobody moved it meanwhile; records and audits the change. */
-  async #move(row: RequestRow, to: RequestState, changes: Partial<RequestRow>, actor: Actor, detail: Record<string, unknown>, attempts?: number): Promise<RequestRow> {
+  /**
+   * Moves a request, checking the state machine and that nobody moved it meanwhile (and, with `maxCodeAttempts`,
+   * counting the verification attempt the move ends, see RequestsRepo.updateIn); records and audits the change.
+   */
+  async #move(row: RequestRow, to: RequestState, changes: Partial<RequestRow>, actor: Actor, detail: Record<string, unknown>, attempts?: number, maxCodeAttempts?: number): Promise<RequestRow> {
     const from = row.state as RequestState;
     assertTransition(from, to);
     const updated: RequestRow = { ...row, ...changes, state: to, updated_at: this.#now().toISOString() };
     const ok = await this.#repo.transaction(async (tx) => {
-      if (!(await this.#repo.updateIn(tx, row.id, from, { ...changes, state: to, updated_at: updated.updated_at }, this.#event(row.id, from, to, actor, detail), attempts))) return false;
+      if (!(await this.#repo.updateIn(tx, row.id, from, { ...changes, state: to, updated_at: updated.updated_at }, this.#event(row.id, from, to, actor, detail), attempts, maxCodeAttempts))) return false;
       await this.#audit(tx, actor, `rights.request.${to}`, updated, { from, ...detail });
       return true;
     });

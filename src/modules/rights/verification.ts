@@ -45,9 +45,9 @@ export interface StoredCode {
 }
 
 /**
- * Checks a presented code against the stored one at `now`. `attempt` is this attempt's number (1 for the first),
- * counted by the caller atomically *before* the check, so parallel guesses cannot share a count. Throws
- * RIGHTS_VERIFICATION_LOCKED past three attempts, RIGHTS_CODE_EXPIRED after ten minutes, RIGHTS_CODE_INVALID
+ * Checks a presented code against the stored one at `now`. `attempt` is this attempt's number (1 for the first); the
+ * caller counts it atomically within the limit (a failed one before answering, a right one with the verification).
+ * Throws RIGHTS_VERIFICATION_LOCKED past three attempts, RIGHTS_CODE_EXPIRED after ten minutes, RIGHTS_CODE_INVALID
  * otherwise; a request for an unknown address has a hash no code matches, so it answers exactly like a wrong code.
  */
 export function checkCode(stored: StoredCode, attempt: number, presentedHash: string, now: Date): void {

@@ -44,11 +44,22 @@ export const MIGRATIONS: readonly ModuleMigration[] = [
  * command of a newer release refuses (SERVE_DATA_DIR_IN_USE) to change the schema under a running server, which could
  * not use it any more; with nothing to apply, commands run beside a server. A failure is logged with its cause.
  */
-async function migrate(storage: Storage, dataDir: string, logger: Logger): Promise<string[]> {
+async function migrate(storage: Storage, config: Config, logger: Logger): Promise<string[]> {
   try {
-    const pending = storage.dialect === 'sqlite' ? await pendingMigrations(storage, MIGRATIONS) : [];
+    if (storage.dialect === 'postgres') {
+      if ((await pendingMigrations(storage, MIGRATIONS)).length === 0) return await migrateToLatest(storage, MIGRATIONS);
+      // On storage of their own without PostgreSQL's timeouts: a migration (an index built on a large table) may run
+      // longer than the statement timeout that bounds a request, and is rolled back whole if it fails.
+      const untimed = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, sqliteSynchronous: config.sqliteSynchronous, postgresTimeoutMs: 0 });
+      try {
+        return await migrateToLatest(untimed, MIGRATIONS);
+      } finally {
+        await untimed.close();
+      }
+    }
+    const pending = await pendingMigrations(storage, MIGRATIONS);
     if (pending.length === 0) return await migrateToLatest(storage, MIGRATIONS);
-    return await whileHoldingDataDir(dataDir, { pendingMigrations: pending }, () => migrateToLatest(storage, MIGRATIONS));
+    return await whileHoldingDataDir(config.dataDir, { pendingMigrations: pending }, () => migrateToLatest(storage, MIGRATIONS));
   } catch (error) {
     if (isCandorError(error, 'STORAGE_MIGRATION_FAILED')) logger.error({ err: error.cause, ...error.details }, 'database migration failed; the database was left as it was');
     throw error;
@@ -98,11 +109,11 @@ export interface KernelOptions {
 /** Opens storage, applies migrations, loads the keyring and wires every module. */
 export async function openKernel(config: Config, options: KernelOptions = {}): Promise<Kernel> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, sqliteSynchronous: config.sqliteSynchronous, sqliteWriterThread: config.sqliteWriterThread });
+  const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, sqliteSynchronous: config.sqliteSynchronous, sqliteWriterThread: config.sqliteWriterThread, postgresTimeoutMs: config.postgresTimeoutMs });
   try {
     let migrationsApplied: string[] = [];
     if (options.migrate ?? true) {
-      migrationsApplied = await migrate(storage, config.dataDir, logger);
+      migrationsApplied = await migrate(storage, config, logger);
     } else {
       const pending = await pendingMigrations(storage, MIGRATIONS);
       if (pending.length > 0) throw new CandorError('STORAGE_NOT_MIGRATED', { pending });
@@ -134,6 +145,8 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     identity.onMerge(async (merge) => {
       await consent.mergeSubjects(merge.from, merge.into, SYSTEM_ACTOR);
     });
+    // A merged person's trait history ends with the value the view shows, from the merge's own transaction on.
+    identity.onMergedIn((tx, persons) => profiles.merged(tx, persons));
     // A wrong merge split back out: every privacy-center session of either side ends (sessions are cheap to issue
     // again). Each reaches only its own side's person already; this also ends those issued for the merged person's
     // canonical profile (by releases that tied a session to it), which a device of the other side may hold.

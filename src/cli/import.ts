@@ -1,9 +1,10 @@
-import { closeSync, createReadStream, fchmodSync, fstatSync, openSync, writeSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, createReadStream, fchmodSync, fstatSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Kernel } from '../kernel.ts';
 import { CsvImporter, type ImportBasis, type ImportCounts, type ImportKind, type ImportSummary, type RowReport } from '../modules/collect/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
+import { appendWhole, fsyncDirectory } from '../shared/durable-write.ts';
 import { CandorError } from '../shared/errors.ts';
 
 /** What the import commands need from the program that hosts them. */
@@ -50,9 +51,13 @@ its id with the basis and purposes claimed: a list of a later date, or on a wide
 trait set back to an earlier value included); a list older than a trait's stored value leaves that trait as it is.
 An event is stored once, whatever the basis.
 Rows not stored are listed in the report (row,status,code,detail; a row is the line its record starts on, the header
-being line 1), never with their values. The file must be UTF-8 (a byte order mark is allowed): the import stops at the
-first row that is not (IMPORT_FILE_NOT_UTF8), and it reads nothing past a quote that is never closed
-(IMPORT_QUOTE_NOT_CLOSED). A dry run writes nothing to the database, only the report.
+being line 1), never with their values; a report that cannot be written (the disk full) stops the import with
+IMPORT_REPORT_WRITE_FAILED and keeps whole lines only (none at all: it is removed). The report is written as
+REPORT.PID.partial (PID: the import's process id, so two imports at once do not share one) and renamed when the
+import ends: a .partial one is what an interrupted import had reported so far
+(its rows up to there are stored; run the import again). The file must be UTF-8 (a byte
+order mark is allowed): the import stops at the first row that is not (IMPORT_FILE_NOT_UTF8), and it reads nothing
+past a quote that is never closed (IMPORT_QUOTE_NOT_CLOSED). A dry run writes nothing to the database, only the report.
 Exit status 0 when the whole file was read, even with rows in the report; 1 otherwise.`;
 
 function positiveInteger(option: string, value: string | undefined): number | undefined {
@@ -83,26 +88,60 @@ const csvField = (value: string | number): string => {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 };
 
-/** The per-row report: owner-only (it says which rows of a customer file failed), never a row's values. */
+/**
+ * The per-row report: owner-only (it says which rows of a customer file failed), never a row's values. Each write is
+ * whole lines or nothing (IMPORT_REPORT_WRITE_FAILED, the file cut back); a report whose header cannot be written is
+ * removed rather than left empty. It is written as `REPORT.<pid>.partial` (two imports at once each have their own) and
+ * renamed once the import has ended, so that an
+ * import killed part of the way (Ctrl-C, a crash) leaves a report named for what it is, and no earlier run's report.
+ */
 class ReportFile {
   readonly #fd: number;
+  readonly #path: string;
+  readonly #final: string;
 
   constructor(path: string) {
+    this.#final = path;
+    this.#path = `${path}.${process.pid}.partial`;
     try {
-      this.#fd = openSync(path, 'w', 0o600);
+      rmSync(path, { force: true });
+      this.#fd = openSync(this.#path, 'w', 0o600);
       fchmodSync(this.#fd, 0o600);
     } catch (error) {
       throw new CandorError('IMPORT_OPTION_INVALID', { option: 'report', reason: (error as NodeJS.ErrnoException).code ?? 'cannot_write' });
     }
-    writeSync(this.#fd, 'row,status,code,detail\n');
+    try {
+      this.#append('row,status,code,detail\n');
+    } catch (error) {
+      closeSync(this.#fd);
+      rmSync(this.#path, { force: true });
+      throw error;
+    }
   }
 
   write(rows: readonly RowReport[]): void {
-    writeSync(this.#fd, rows.map((r) => `${r.row},${r.status},${r.code},${csvField(r.detail)}\n`).join(''));
+    this.#append(rows.map((r) => `${r.row},${r.status},${r.code},${csvField(r.detail)}\n`).join(''));
   }
 
+  #append(text: string): void {
+    appendWhole(this.#fd, this.#path, text, { code: 'IMPORT_REPORT_WRITE_FAILED' });
+  }
+
+  /** Closes the report once it is on disk and gives it its name. */
   close(): void {
-    closeSync(this.#fd);
+    try {
+      fsyncSync(this.#fd);
+    } catch (error) {
+      throw new CandorError('IMPORT_REPORT_WRITE_FAILED', { file: this.#path, reason: (error as NodeJS.ErrnoException).code ?? 'fsync_failed' }, { cause: error });
+    } finally {
+      closeSync(this.#fd);
+    }
+    try {
+      renameSync(this.#path, this.#final);
+      fsyncDirectory(dirname(this.#final));
+    } catch (error) {
+      throw new CandorError('IMPORT_REPORT_WRITE_FAILED', { file: this.#final, reason: (error as NodeJS.ErrnoException).code ?? 'rename_failed' }, { cause: error });
+    }
   }
 }
 

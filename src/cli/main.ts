@@ -1,4 +1,5 @@
 import { accessSync, constants, createReadStream, createWriteStream, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, Option } from 'commander';
 import { describeConfig, loadConfig, type Config, type ConfigKey } from '../config/index.ts';
@@ -27,7 +28,9 @@ function configFrom(program: Command, extra: Partial<Record<ConfigKey, string | 
 }
 
 async function withKernel<T>(program: Command, run: (kernel: Kernel) => Promise<T>): Promise<T> {
-  const kernel = await openKernel(configFrom(program, { logLevel: 'warn' }));
+  // Commands run without PostgreSQL's statement timeouts, which bound the server's requests: an operator runs them and
+  // can stop them, and some run long statements on purpose (compact's VACUUM FULL, a sweep's deletes, a large import).
+  const kernel = await openKernel({ ...configFrom(program, { logLevel: 'warn' }), postgresTimeoutMs: 0 });
   try {
     return await run(kernel);
   } finally {
@@ -300,7 +303,9 @@ export async function main(argv: readonly string[], out: (line: string) => void 
     }
     if (isCandorError(error)) {
       err(`error ${error.code}: ${error.message}${error.details ? ' ' + JSON.stringify(error.details) : ''}`);
-      return 1;
+      // A command stopped by a signal it got exits as a shell reports one: 128 + its number (130 SIGINT, 143 SIGTERM).
+      const signal = error.details?.signal;
+      return signal === 'SIGINT' || signal === 'SIGTERM' ? 128 + osConstants.signals[signal] : 1;
     }
     const wrapped = new CandorError('INTERNAL_ERROR', undefined, { cause: error });
     err(`error ${wrapped.code}: ${wrapped.message} (${error instanceof Error ? error.message : String(error)})`);

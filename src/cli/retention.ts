@@ -81,7 +81,25 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
     .command('backup <file>')
     .description('write a consistent copy of the database (SQLite online backup, or pg_dump -Fc); the server may be running')
     .action(async (file: string) => {
-      const result = await backupDatabase(config(), file, CLI_ACTOR);
+      // SIGINT or SIGTERM stops pg_dump and removes the partial copy (BACKUP_INTERRUPTED, exit 130 or 143) instead of
+      // ending the process at once, which left both behind; a second signal ends it at once.
+      const interrupt = new AbortController();
+      const onSignal = (signal: NodeJS.Signals) => {
+        stopListening();
+        interrupt.abort(signal);
+      };
+      const stopListening = () => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      let result: BackupResult;
+      try {
+        result = await backupDatabase(config(), file, CLI_ACTOR, { signal: interrupt.signal });
+      } finally {
+        stopListening();
+      }
       out(`backup written to ${result.file} (${result.dialect}, ${result.bytes} bytes, sha256 ${result.sha256})`);
       out(`  audit head in the backup: ${describeHead(result.auditHead)} (recorded in the audit log as retention.backup)`);
       out('  the master key file is not in it: keep a copy of the key apart from the backup, or the backup cannot be read');

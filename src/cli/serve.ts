@@ -1,5 +1,6 @@
 import { describeConfig, type Config } from '../config/index.ts';
-import { buildServer } from '../http/server.ts';
+import { buildServer, type CandorServer } from '../http/server.ts';
+import type { Stopping } from '../http/stopping.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
 import { claimDataDir } from '../modules/retention/index.ts';
 import { SYSTEM_ACTOR } from '../shared/actor.ts';
@@ -9,42 +10,55 @@ import { repeat, type Repeating } from '../shared/repeat.ts';
 export async function serve(config: Config, out: (line: string) => void): Promise<void> {
   const started = performance.now();
   // Listened for from the start: a stop asked for while the server starts (or just after it said it is ready) is a
-  // clean stop once it has started, not the default end of the process.
-  let stop = () => {};
-  const stopRequested = new Promise<void>((resolve) => {
-    stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  // clean stop once it has started, not the default end of the process. A second signal cuts the drain short (the
+  // database is still closed and the stop recorded); a third one ends the process at once.
+  let signals = 0;
+  let requestStop = () => {};
+  let requestForce = () => {};
+  const stopRequested = new Promise<void>((resolve) => (requestStop = resolve));
+  const forceRequested = new Promise<void>((resolve) => (requestForce = resolve));
+  const stop = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  const onSignal = () => {
+    signals += 1;
+    if (signals === 1) return requestStop();
+    stop();
+    requestForce();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   let releaseDataDir: (() => void) | undefined;
   let kernel: Kernel | undefined;
   try {
     // One server per data directory (SERVE_DATA_DIR_IN_USE for a second); `candor restore` refuses while it is held.
     releaseDataDir = claimDataDir(config.dataDir);
     kernel = await openKernel(config);
-    await run(config, kernel, out, started, stopRequested);
+    await run(config, kernel, out, started, stopRequested, forceRequested);
   } finally {
     // Also when the start fails (the port is taken, say): nothing is left listening for signals, holding the database's
-    // connections or the data directory.
-    stop();
-    await kernel?.close();
-    releaseDataDir?.();
+    // connections or the data directory. Signals are listened for until the database is closed: a second one while it
+    // closes does not cut the close off.
+    try {
+      await kernel?.close();
+      releaseDataDir?.();
+    } finally {
+      stop();
+    }
   }
 }
 
-/** The server on an open kernel, from listening until a stop is asked for. */
-async function run(config: Config, kernel: Kernel, out: (line: string) => void, started: number, stopRequested: Promise<void>): Promise<void> {
+/** The server on an open kernel, from listening until a stop is asked for and the requests in flight are drained. */
+async function run(config: Config, kernel: Kernel, out: (line: string) => void, started: number, stopRequested: Promise<void>, forceRequested: Promise<void>): Promise<void> {
   let ownerSecret: string | undefined;
   if (config.env !== 'production' && (await kernel.access.count()) === 0) {
     ownerSecret = (await kernel.access.createToken('owner', 'created on first start', SYSTEM_ACTOR)).secret;
   }
-  const { app } = await buildServer(kernel);
+  const { app, stopping } = await buildServer(kernel);
   const housekeeping: NodeJS.Timeout[] = [];
   const schedules: Repeating[] = [];
+  let forcedConnections = 0;
   try {
     const address = await app.listen({ port: config.port, host: config.host });
     const base = config.publicUrl || address.replace('://[::1]', '://localhost');
@@ -116,7 +130,39 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
   } finally {
     for (const timer of housekeeping) clearInterval(timer);
     for (const schedule of schedules) schedule.stop();
-    await app.close();
+    forcedConnections = await drain(app, stopping, config.shutdownTimeoutMs, forceRequested, kernel.logger);
   }
-  await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.stop', purpose: 'essential.service.operations' });
+  await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.stop', purpose: 'essential.service.operations', details: { connectionsClosedAtDeadline: forcedConnections } });
+}
+
+/** Resolves with true when `work` settles, with false after `ms` milliseconds or at `force`, whichever comes first. */
+async function within(work: Promise<unknown>, ms: number, force: Promise<void>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([work.then(() => true), new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms))), force.then(() => false)]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Stops the HTTP server within `timeoutMs` (or at `forceRequested`, a second signal): no new connections; idle ones
+ * closed at once; requests in flight answered with `Connection: close`, and requests arriving on open connections
+ * SERVER_STOPPING. At the deadline the connections still open (a client that sent headers and no body, one that
+ * trickles its body or does not read its answer) are closed, then route handlers still at work get as long again (or
+ * until a second signal) to finish, so that their writes are committed before the database is closed. Returns how
+ * many connections the deadline closed.
+ */
+async function drain(app: CandorServer['app'], stopping: Stopping, timeoutMs: number, forceRequested: Promise<void>, logger: Kernel['logger']): Promise<number> {
+  const closed = app.close();
+  const drained = await within(closed, timeoutMs, forceRequested);
+  let forced = 0;
+  if (!drained) {
+    forced = await new Promise<number>((resolve) => app.server.getConnections((error, count) => resolve(error ? 0 : count)));
+    logger.warn({ connections: forced, timeoutMs }, 'connections still open at the shutdown deadline are closed');
+    app.server.closeAllConnections();
+    await closed;
+  }
+  if (!(await within(stopping.settled(), timeoutMs, forceRequested))) logger.warn({ timeoutMs }, 'requests still being worked on at the shutdown deadline are abandoned');
+  return forced;
 }

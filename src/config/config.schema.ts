@@ -39,6 +39,10 @@ export const CONFIG_SCHEMA = {
     env: 'CANDOR_BODY_LIMIT', type: 'integer', default: 1_048_576, min: 1024, max: 104_857_600, sensitive: false,
     description: 'Largest request body accepted, in bytes.',
   },
+  shutdownTimeoutMs: {
+    env: 'CANDOR_SHUTDOWN_TIMEOUT_MS', type: 'integer', default: 10_000, min: 0, max: 600_000, sensitive: false,
+    description: 'On SIGTERM or SIGINT the server answers the requests in flight for at most this many milliseconds, then closes the connections still open and stops.',
+  },
   logLevel: {
     env: 'CANDOR_LOG_LEVEL', type: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], sensitive: false,
     description: 'Least severe log level written.',
@@ -50,6 +54,10 @@ export const CONFIG_SCHEMA = {
   sqliteWriterThread: {
     env: 'CANDOR_SQLITE_WRITER_THREAD', type: 'enum', default: 'on', values: ['on', 'off'], sensitive: false,
     description: 'SQLite: write ingestion group commits from a second connection on a writer thread, so the server prepares the next group while one is written.',
+  },
+  postgresTimeoutMs: {
+    env: 'CANDOR_POSTGRES_TIMEOUT_MS', type: 'integer', default: 30_000, min: 0, max: 86_400_000, sensitive: false,
+    description: 'PostgreSQL: longest a statement may run (statement_timeout) and, with a grace of up to 5 s, wait for an answer before its connection is taken for lost (STORAGE_UNAVAILABLE); a transaction left idle is ended after twice this. 0 turns these timeouts off.',
   },
   publicUrl: {
     env: 'CANDOR_PUBLIC_URL', type: 'string', default: '', sensitive: false,

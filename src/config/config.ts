@@ -15,9 +15,13 @@ export interface Config {
   readonly databaseUrl: string;
   readonly keyFile: string;
   readonly bodyLimit: number;
+  /** How long a stopping server answers the requests in flight before it closes the connections still open. */
+  readonly shutdownTimeoutMs: number;
   readonly logLevel: string;
   readonly sqliteSynchronous: 'FULL' | 'NORMAL';
   readonly sqliteWriterThread: 'on' | 'off';
+  /** PostgreSQL: statement timeout in milliseconds (0: none); see StorageOptions.postgresTimeoutMs. */
+  readonly postgresTimeoutMs: number;
   readonly publicUrl: string;
   readonly consentExpiryMonths: number;
   readonly controllerName: string;
@@ -188,9 +192,11 @@ export function loadConfig(input: ConfigInput = {}): Config {
     databaseUrl: String(values.databaseUrl),
     keyFile: explicitKeyFile ? resolve(explicitKeyFile) : join(dataDir, 'master.key'),
     bodyLimit: Number(values.bodyLimit),
+    shutdownTimeoutMs: Number(values.shutdownTimeoutMs),
     logLevel: String(values.logLevel),
     sqliteSynchronous: values.sqliteSynchronous as Config['sqliteSynchronous'],
     sqliteWriterThread: values.sqliteWriterThread as Config['sqliteWriterThread'],
+    postgresTimeoutMs: Number(values.postgresTimeoutMs),
     publicUrl: String(values.publicUrl),
     consentExpiryMonths: Number(values.consentExpiryMonths),
     controllerName: String(values.controllerName),

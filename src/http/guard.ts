@@ -52,6 +52,12 @@ function securityOf(access: RouteAccess): Record<string, string[]>[] {
   }
 }
 
+/** Whether a request's body comes in a content coding (Content-Encoding other than identity), supported or not. */
+function isCompressed(request: FastifyRequest): boolean {
+  const header = request.headers['content-encoding'];
+  return header !== undefined && header.split(',').some((coding) => !['', 'identity'].includes(coding.trim().toLowerCase()));
+}
+
 function writeKeyInBody(body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
   const record = body as Record<string, unknown>;
@@ -100,9 +106,11 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
       return;
     }
     if (!presented) {
-      // Browser clients put the write key in the body; it is checked once the body is parsed.
-      if (access.audience === 'ingest') return;
-      throw new CandorError('AUTH_CREDENTIAL_MISSING');
+      // Browser clients put the write key in the body; it is checked once the body is parsed. A compressed body would
+      // be inflated first, for anyone (a few KB of gzip hold megabytes): it needs the key in the header. Browsers do not
+      // compress; the server libraries that do send the key as HTTP Basic.
+      if (access.audience === 'ingest' && !isCompressed(request)) return;
+      throw new CandorError('AUTH_CREDENTIAL_MISSING', access.audience === 'ingest' ? { reason: 'a compressed body needs the write key in the Authorization header' } : undefined);
     }
     await admit(request, presented.value, presented.scheme);
   });

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { CandorError, toProblem } from '../shared/errors.ts';
@@ -77,26 +78,47 @@ export function newerSchemaCheck(storage: Storage, migrations: readonly ModuleMi
   };
 }
 
+/** Seconds a client is asked to wait (Retry-After) before it repeats a write refused with STORAGE_FULL. */
+export const STORAGE_FULL_RETRY_AFTER_S = 30;
+/** Seconds a client is asked to wait before it repeats a request refused with STORAGE_UNAVAILABLE or STORAGE_BUSY. */
+export const STORAGE_UNAVAILABLE_RETRY_AFTER_S = 5;
+
 /** Answers an error as application/problem+json. */
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
   const candor = toCandorError(error);
   if (candor.category === 'internal' || candor.category === 'unavailable') {
     request.log.error({ err: candor.cause ?? candor, code: candor.code }, 'request failed');
   }
+  // A full disk is freed by an operator, not in a moment: clients are asked to wait before they try again.
+  if (candor.code === 'STORAGE_FULL') reply.header('retry-after', String(STORAGE_FULL_RETRY_AFTER_S));
+  // The database away, busy or a write queue full: a moment, as for a server that is stopping.
+  else if (candor.code === 'STORAGE_UNAVAILABLE' || candor.code === 'STORAGE_BUSY') reply.header('retry-after', String(STORAGE_UNAVAILABLE_RETRY_AFTER_S));
   return reply.code(candor.status).type('application/problem+json').send(toProblem(candor, request.id));
 }
 
 /**
  * Answers a request Node's HTTP parser could not read (a bare CR or NUL in a header, two Content-Length headers, headers
  * over the size limit, a request that took too long) with a problem+json REQUEST_INVALID and closes the connection:
- * Fastify's own answer to these is neither problem+json nor coded.
+ * Fastify's own answer to these is neither problem+json nor coded. `answered`: an answer is being written on the
+ * connection, or the request was answered before its body arrived (the error is about that body); then nothing is
+ * written, which would go after that answer as an answer to no request, and the connection is only closed.
  */
-export function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+export function answerClientError(error: NodeJS.ErrnoException, socket: Socket, answered = false): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  if (socket.writable) {
+  if (socket.writable && !answered) {
     const reason = error.code === 'HPE_HEADER_OVERFLOW' ? 'the request headers are larger than the server accepts' : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'the request took too long to arrive' : 'the request is not well-formed HTTP';
     const body = JSON.stringify(toProblem(new CandorError('REQUEST_INVALID', { reason })));
     socket.write(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   }
   socket.destroy();
+}
+
+/**
+ * Answers a request with an Expect header other than 100-continue (Node's 'checkExpectation'): 417 as problem+json,
+ * REQUEST_EXPECTATION_UNSUPPORTED, where Node's own answer has no body. The body, if any, is not read: the connection
+ * is closed once the answer is out.
+ */
+export function answerUnsupportedExpectation(_request: IncomingMessage, response: ServerResponse): void {
+  const body = JSON.stringify(toProblem(new CandorError('REQUEST_EXPECTATION_UNSUPPORTED', { header: 'expect', supported: ['100-continue'] })));
+  response.writeHead(417, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
 }

@@ -1,5 +1,5 @@
-import type { Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
@@ -10,8 +10,9 @@ import { registerIngestRoutes } from './ingest/index.ts';
 import { installGuard } from './guard.ts';
 import { jsonParser, PARSE_AS } from './json.ts';
 import { HttpMetrics } from './metrics.ts';
-import { answerClientError, MAX_PARAM_LENGTH, newerSchemaCheck, sendProblem } from './problem.ts';
+import { answerClientError, answerUnsupportedExpectation, MAX_PARAM_LENGTH, newerSchemaCheck, sendProblem } from './problem.ts';
 import { registerPublicRoutes } from './public/index.ts';
+import { installStopping, type Stopping } from './stopping.ts';
 import { registerSubjectRoutes } from './subject/index.ts';
 import { addTextFormats } from './text-formats.ts';
 import type { RouteRecord } from './route-access.ts';
@@ -21,6 +22,8 @@ export interface CandorServer {
   /** Every registered route with its access declaration. */
   readonly routes: readonly RouteRecord[];
   readonly metrics: HttpMetrics;
+  /** Once `app.close()` has begun: new requests answered SERVER_STOPPING, and when the route handlers are done. */
+  readonly stopping: Stopping;
 }
 
 /** How long a connection may take, in milliseconds (docs/security.md, Connections). */
@@ -44,6 +47,13 @@ export const SERVER_TIMEOUTS: Readonly<ServerTimeouts> = Object.freeze({
   keepAlive: 72_000,
 });
 
+/**
+ * Requests of one connection let through and not yet answered in full (answer handed to the operating system): past
+ * this, the connection is not read and the requests already read wait. A client that pipelines requests and never
+ * reads the answers would otherwise have the server work on and keep every answer (docs/security.md, Connections).
+ */
+export const MAX_UNANSWERED = 16;
+
 export interface ServerOptions {
   /** Registers extra routes before the server is sealed (tests, plugins); they pass the same guard. */
   extend?: (app: FastifyInstance) => void | Promise<void>;
@@ -54,17 +64,19 @@ export interface ServerOptions {
 /** Builds the HTTP server over a kernel: routes grouped by audience, each guarded by its declaration. */
 export async function buildServer(kernel: Kernel, options: ServerOptions = {}): Promise<CandorServer> {
   const timeouts = { ...SERVER_TIMEOUTS, ...options.timeouts };
+  const connections = new WeakMap<Socket, Connection>();
   const app = Fastify({
     loggerInstance: kernel.logger as FastifyBaseLogger,
     bodyLimit: kernel.config.bodyLimit,
     // Per-request lines would carry request details into logs; metrics count requests instead.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
+    // Answered SERVER_STOPPING (problem+json, Retry-After) by installStopping instead of Fastify's uncoded 503.
+    return503OnClosing: false,
     exposeHeadRoutes: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
     // Requests the router or Node's HTTP parser could not take are answered as problem+json with a code, like the rest.
     frameworkErrors: (error, request, reply) => void sendProblem(request, reply, error),
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, answeredOn(connections.get(socket))),
     // A request whose body trickles in (a byte every few seconds) would hold its connection for ever: the whole request
     // must arrive within 30 s (Fastify's default is no limit), checked every second (Node's default: 30 s). Node cuts a
     // request off no earlier than its headersTimeout either (60 s unless given), so that one is the same.
@@ -76,7 +88,11 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
     // request.ip is the client's address as proxies named in trustProxy report it (the rights rate limit counts it).
     trustProxy: kernel.config.trustProxy,
   });
-  closeWhenIdle(app.server);
+  boundUnanswered(app, connections);
+  closeWhenIdle(app.server, connections);
+  // Node answers an Expect other than 100-continue with a bare 417 of its own.
+  app.server.on('checkExpectation', answerUnsupportedExpectation);
+  const stopping = installStopping(app);
   // Answers about a person are never kept by a browser or a proxy cache: subject sessions and their routes, rights
   // requests (codes, download links) and staff reads of personal data. (A callback hook: no promise per request.)
   app.addHook('onSend', (request, reply, payload, done) => {
@@ -85,6 +101,9 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
     if (access && (access.audience === 'subject' || access.personalData === true || url.startsWith('/v1/rights/') || url === '/v1/subject-sessions')) {
       reply.header('cache-control', 'no-store');
     }
+    // Answered before its body arrived (a refused credential, an unknown route): instead of reading the rest of the body,
+    // which could take as long as the client likes, the connection is closed once the answer is out.
+    if (request.raw.complete === false && hasBody(request.raw)) reply.header('connection', 'close');
     done(null, payload);
   });
   // Bodies are validated strictly (no coercion, no silent removal of unknown fields); query strings and path
@@ -134,21 +153,105 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   await app.register(async (scope) => registerAdminRoutes(scope, kernel), { prefix: '/v1/admin' });
   if (options.extend) await app.register(async (scope) => options.extend?.(scope));
   await app.ready();
-  return { app, routes, metrics };
+  return { app, routes, metrics, stopping };
+}
+
+/** Whether a request announces a body (RFC 9112 section 6.3): a Content-Length other than 0, or a Transfer-Encoding. */
+function hasBody(request: IncomingMessage): boolean {
+  const length = request.headers['content-length'];
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** What the server knows of one connection's requests. */
+interface Connection {
+  /** Answers of requests let through, in the order of the requests, until written out in full (or the connection is gone). */
+  readonly open: Set<ServerResponse>;
+  /** Requests read while MAX_UNANSWERED were open, in order: each is let through when an answer is written out. */
+  readonly waiting: (() => void)[];
+  /** Whether the server stopped reading the connection. */
+  held: boolean;
+  /** The last request let through, and its answer. */
+  last: { readonly request: IncomingMessage; readonly response: ServerResponse } | undefined;
+}
+
+/**
+ * Lets at most MAX_UNANSWERED requests of a connection be worked on or wait for their answers to be written out, and
+ * stops reading the connection meanwhile. Node stops reading a connection whose answers pile up only once a whole
+ * chunk of requests (64 KB, some 1,600 small GETs) has been read and each of them handed on: with answers made
+ * asynchronously, a client that pipelines requests and reads none of the answers has the server make and keep all of
+ * them. (A callback hook, run before the others: no promise per request, and nothing is done for a waiting request.)
+ */
+function boundUnanswered(app: FastifyInstance, connections: WeakMap<Socket, Connection>): void {
+  app.addHook('onRequest', (request, reply, done) => {
+    const socket = request.raw.socket;
+    // Requests injected in tests have no connection.
+    if (!(socket instanceof Socket)) return done();
+    let connection = connections.get(socket);
+    if (connection === undefined) connection = watch(socket, connections);
+    const tracked = connection;
+    const admit = () => {
+      tracked.open.add(reply.raw);
+      tracked.last = { request: request.raw, response: reply.raw };
+      reply.raw.once('close', () => settle(socket, tracked, reply.raw));
+      if (tracked.open.size >= MAX_UNANSWERED && !tracked.held) {
+        tracked.held = true;
+        socket.pause();
+      }
+      done();
+    };
+    if (tracked.open.size >= MAX_UNANSWERED) tracked.waiting.push(admit);
+    else admit();
+  });
+}
+
+/** Starts tracking a connection. */
+function watch(socket: Socket, connections: WeakMap<Socket, Connection>): Connection {
+  const connection: Connection = { open: new Set(), waiting: [], held: false, last: undefined };
+  connections.set(socket, connection);
+  // Node resumes reading on its own (its backpressure gone, a request's body wanted): not while this holds it.
+  socket.on('resume', () => {
+    if (connection.held) socket.pause();
+  });
+  // Requests still waiting are not worked on for a connection that is gone.
+  socket.once('close', () => {
+    connection.waiting.length = 0;
+  });
+  return connection;
+}
+
+/** An answer of the connection was written out (or the connection is gone): the next request waiting goes on. */
+function settle(socket: Socket, connection: Connection, response: ServerResponse): void {
+  connection.open.delete(response);
+  if (socket.destroyed) return;
+  const next = connection.waiting.shift();
+  if (next !== undefined) return next();
+  if (connection.held && connection.open.size < MAX_UNANSWERED) {
+    connection.held = false;
+    socket.resume();
+  }
+}
+
+/**
+ * Whether something was already answered on a connection where the answer to a client error would go: an answer being
+ * written, or the last request's answer written before its body arrived in full (the error is about that body).
+ */
+function answeredOn(connection: Connection | undefined): boolean {
+  if (connection === undefined) return false;
+  for (const response of connection.open) if (response.headersSent) return true;
+  return connection.last !== undefined && connection.last.response.headersSent && !connection.last.request.complete;
 }
 
 /**
  * Closes a connection that stayed silent for the server's timeout (Fastify's connectionTimeout): before its first
- * request, or while an answer waits for the client to read it. A request still being worked on keeps its connection:
- * a scoring run answers when it is done. (Between requests, Node closes a kept-alive connection at keepAliveTimeout.)
+ * request, or while an answer waits for the client to read it. A request still being worked on, the first of its
+ * connection not yet answered, keeps its connection: a scoring run answers when it is done. (Between requests, Node
+ * closes a kept-alive connection at keepAliveTimeout.)
  */
-function closeWhenIdle(server: Server): void {
-  const answering = new WeakMap<Socket, ServerResponse>();
-  server.on('request', (request: { socket: Socket }, response: ServerResponse) => answering.set(request.socket, response));
+function closeWhenIdle(server: Server, connections: WeakMap<Socket, Connection>): void {
   // With a listener for 'timeout', Node leaves the socket to it instead of destroying it.
   server.on('timeout', (socket: Socket) => {
-    const response = answering.get(socket);
-    if (response !== undefined && !response.headersSent) return;
+    const first = connections.get(socket)?.open.values().next().value;
+    if (first !== undefined && !first.headersSent) return;
     socket.destroy();
   });
 }

@@ -10,6 +10,7 @@ export type ErrorCategory =
   | 'conflict'
   | 'payload_too_large'
   | 'unsupported_media_type'
+  | 'expectation_failed'
   | 'rate_limited'
   | 'unavailable'
   | 'internal';
@@ -23,6 +24,7 @@ export const CATEGORY_STATUS: Readonly<Record<ErrorCategory, number>> = {
   conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  expectation_failed: 417,
   rate_limited: 429,
   unavailable: 503,
   internal: 500,
@@ -40,6 +42,7 @@ export const ERROR_CODES = {
   REQUEST_FORBIDDEN_KEY: { category: 'invalid_input', message: 'The request body contains a forbidden key (__proto__ or constructor).' },
   REQUEST_BODY_TOO_LARGE: { category: 'payload_too_large', message: 'The request body is larger than this server accepts.' },
   REQUEST_UNSUPPORTED_MEDIA_TYPE: { category: 'unsupported_media_type', message: 'The request body has a content type this endpoint does not accept.' },
+  REQUEST_EXPECTATION_UNSUPPORTED: { category: 'expectation_failed', message: 'The request has an Expect header other than 100-continue, the only expectation this server meets.' },
   REQUEST_INVALID: { category: 'invalid_input', message: 'The request could not be read.' },
   ROUTE_NOT_FOUND: { category: 'not_found', message: 'No endpoint matches this method and path.' },
   AUTH_CREDENTIAL_MISSING: { category: 'unauthenticated', message: 'This endpoint needs a credential and none was sent.' },
@@ -77,6 +80,7 @@ export const ERROR_CODES = {
   CRYPTO_KEYFILE_TAMPERED: { category: 'internal', message: 'The master key file does not match the keys this database was encrypted with.' },
   CRYPTO_KEYFILE_PERMISSIONS: { category: 'internal', message: 'The master key file is readable by users other than its owner.' },
   CRYPTO_KEYFILE_EXISTS: { category: 'conflict', message: 'A key file already exists at this path; it is never overwritten.' },
+  CRYPTO_KEYFILE_WRITE_FAILED: { category: 'unavailable', message: 'The master key file could not be written in full (details.reason, e.g. ENOSPC: the disk is full): it still holds the keys it held and no data key was re-wrapped; try again once there is space.' },
   CRYPTO_ROTATION_IN_PROGRESS: { category: 'conflict', message: 'Another process is rotating or pruning the master keys (it holds the key file lock); try again once it has finished.' },
   CRYPTO_MASTER_KEY_MISSING: { category: 'internal', message: 'A master key version this database uses is missing from the key file.' },
   CRYPTO_MASTER_KEY_IN_USE: { category: 'conflict', message: 'A master key version to prune is the active one or still wraps data keys; nothing was removed.' },
@@ -135,6 +139,7 @@ export const ERROR_CODES = {
   RIGHTS_SUBJECT_ERASED: { category: 'conflict', message: 'This subject was already erased; nothing was done.' },
   RIGHTS_ERASURE_REQUEST_USED: { category: 'conflict', message: 'An erasure was already carried out under this request id.' },
   RIGHTS_LEDGER_TAMPERED: { category: 'internal', message: 'The deletion ledger does not verify (edited, reordered or out of step with the database); nothing was replayed.' },
+  RIGHTS_LEDGER_WRITE_FAILED: { category: 'unavailable', message: 'The deletion ledger file could not be appended to (details.reason, e.g. ENOSPC: the disk is full): nothing partial was left in it, and the erasure stays pending until its line is written.' },
   SCORING_AUDIT_ATTRIBUTE_INVALID: { category: 'invalid_input', message: 'Only a trait the tracking plan declares for the fairness_audit purpose can group a fairness audit.' },
   SCORING_PROTECTED_FEATURE: { category: 'invalid_input', message: 'A special category or protected attribute can never be a model feature or segment rule.' },
   RETENTION_SWEEP_RUNNING: { category: 'conflict', message: 'A retention sweep is already running in this process; try again when it has finished.' },
@@ -143,14 +148,18 @@ export const ERROR_CODES = {
   BACKUP_TOOL_MISSING: { category: 'unavailable', message: 'The PostgreSQL client tool (pg_dump or pg_restore) is not installed or not on the PATH.' },
   BACKUP_CORRUPT: { category: 'invalid_input', message: 'The backup file is damaged or not a database backup; nothing was changed.' },
   BACKUP_NOT_CANDOR: { category: 'invalid_input', message: 'The backup is a readable database but not a Candor database; nothing was changed.' },
+  BACKUP_INTERRUPTED: { category: 'unavailable', message: 'The backup was interrupted by a signal (details.signal) before it was recorded: pg_dump was stopped, the partial copy removed and nothing recorded; run it again.' },
   BACKUP_SERVER_RUNNING: { category: 'conflict', message: 'A Candor server is using this data directory; stop it before restoring.' },
+  SERVER_STOPPING: { category: 'unavailable', message: 'The server is stopping and takes no new requests; try again in a few seconds (Retry-After), when it or another server answers.' },
   SERVE_DATA_DIR_IN_USE: { category: 'conflict', message: 'Another Candor server (or a restore) is using this data directory: stop it first, or give a second server a data directory of its own. A command does not apply migrations under a running server.' },
+  SERVE_DATA_DIR_NOT_WRITABLE: { category: 'unavailable', message: 'A file of the data directory could not be written (details.reason, e.g. ENOSPC: the disk is full): the server did not start.' },
   STORAGE_MIGRATION_FAILED: { category: 'internal', message: 'A database migration failed; the database was left as it was.' },
   STORAGE_UNAVAILABLE: { category: 'unavailable', message: 'The database cannot be reached.' },
   STORAGE_NOT_MIGRATED: { category: 'unavailable', message: 'The database has migrations that are not applied yet.' },
   STORAGE_NEWER_THAN_CODE: { category: 'unavailable', message: 'This database was written by a newer Candor release (it has migrations this release does not know); run that release or a newer one. Nothing was changed.' },
   STORAGE_CHECKPOINT_BUSY: { category: 'unavailable', message: "SQLite's write-ahead log could not be truncated: another connection to the database holds a read transaction; it is tried again later." },
   STORAGE_BUSY: { category: 'unavailable', message: 'The database is busy: another connection (another process) held its write lock longer than a write waits; nothing of the failed write was stored, and it may be tried again.' },
+  STORAGE_FULL: { category: 'unavailable', message: 'The database or the disk it is on is full (SQLite: database or disk is full; PostgreSQL: SQLSTATE 53100): nothing of the failed write was stored; it may be tried again once space has been freed.' },
   TAXONOMY_KIND_UNKNOWN: { category: 'not_found', message: 'The taxonomy has no list of this kind.' },
   TAXONOMY_KEY_INVALID: { category: 'invalid_input', message: 'A taxonomy key is lower-case words joined by dots, each word letters, digits or underscores.' },
   TAXONOMY_KEY_EXISTS: { category: 'conflict', message: 'The taxonomy already has an entry with this key.' },
@@ -158,6 +167,7 @@ export const ERROR_CODES = {
   INTERNAL_ERROR: { category: 'internal', message: 'Something went wrong on our side; the request was not completed.' },
   RIGHTS_RECTIFICATION_INVALID: { category: 'invalid_input', message: 'A requested correction is not a value the tracking plan accepts for a declared trait; the problems are listed by key, path and rule.' },
   IMPORT_FILE_NOT_UTF8: { category: 'invalid_input', message: 'The import file is not UTF-8 text: a row holds bytes that are not UTF-8 (details name its line and byte offset); the file was not read past that row.' },
+  IMPORT_REPORT_WRITE_FAILED: { category: 'unavailable', message: 'The import report could not be written (details.reason, e.g. ENOSPC: the disk is full): the import stopped; the report holds whole lines only.' },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,5 +1,5 @@
 import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
-import { CandorError } from '../shared/errors.ts';
+import { CandorError, isCandorError } from '../shared/errors.ts';
 import { redact } from '../shared/logger.ts';
 import type { DialectName, Storage } from './storage.ts';
 
@@ -78,7 +78,8 @@ export async function pendingMigrations(storage: Storage, migrations: readonly M
 /**
  * Applies every pending migration in one transaction: either all apply or the database is left as it was. A database
  * written by a newer release is refused first (STORAGE_NEWER_THAN_CODE). A failure is STORAGE_MIGRATION_FAILED with
- * the migration that failed (when one did) and the reason.
+ * the migration that failed (when one did) and the reason; one the storage layer coded as retryable (STORAGE_FULL,
+ * STORAGE_BUSY) keeps its code, with the migration added to its details.
  */
 export async function migrateToLatest(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
   await refuseNewerDatabase(storage, migrations);
@@ -86,6 +87,8 @@ export async function migrateToLatest(storage: Storage, migrations: readonly Mod
   if (error !== undefined) {
     // Without results the migrator failed before running any migration (its bookkeeping, the list of migrations).
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? null;
+    // A coded, retryable storage failure (STORAGE_FULL: the disk is full; STORAGE_BUSY) keeps its code.
+    if (isCandorError(error) && error.category === 'unavailable') throw new CandorError(error.code, { ...error.details, migration: failed }, { cause: error });
     const reason = redact(error instanceof Error ? error.message : String(error));
     throw new CandorError('STORAGE_MIGRATION_FAILED', { migration: failed, reason }, { cause: error });
   }

@@ -13,6 +13,18 @@ const COMMIT_CHANNEL = 'candor_commits';
 const TRIGGER = 'candor_commit_notice';
 /** Serializes trigger installation between processes that start at the same moment. */
 const INSTALL_LOCK = 0x63616e64;
+/**
+ * How often the listening connection is asked for an answer (SELECT 1): notices come in order on it, so an answer
+ * also says that every notice sent before it has been heard.
+ */
+export const HEARTBEAT_MS = 500;
+/**
+ * An answer not come within this: the connection is taken for lost (a network that silently dropped it sends no reset):
+ * untracked, so that caches refresh by age, and a new one is made.
+ */
+export const HEARTBEAT_TIMEOUT_MS = 1000;
+/** Longest wait for the listening connection to be made. */
+const LISTEN_CONNECT_TIMEOUT_MS = 5000;
 
 /** The application_name of this process's sessions: `candor-` and a random name of this process. */
 export function sessionName(): string {
@@ -66,9 +78,10 @@ export async function installCommitNotices(db: Kysely<object>): Promise<string[]
 
 /**
  * Listens for commit notices of other sessions than this process's own. `count` moves with each, `countFor(tables)`
- * with those about one of the tables; `tracked` is false while the listening connection is down (commits may then be
- * missed: callers treat everything as possibly changed), and a new connection counts as a change of every table, for
- * what it may have missed.
+ * with those about one of the tables; `tracked` is false while the listening connection is down or silent (commits may
+ * then be missed: callers treat everything as possibly changed), and a new connection counts as a change of every
+ * table, for what it may have missed. A connection that stops answering without ending (no TCP reset ever comes) is
+ * found by a heartbeat: no answer within HEARTBEAT_TIMEOUT_MS, and it is given up for a new one.
  */
 export class CommitListener {
   readonly #config: ClientConfig;
@@ -84,7 +97,7 @@ export class CommitListener {
   #retry: ReturnType<typeof setTimeout> | undefined;
 
   constructor(config: ClientConfig, own: string, connect: (config: ClientConfig) => Client) {
-    this.#config = { ...config, application_name: `${own}-listen` };
+    this.#config = { keepAlive: true, keepAliveInitialDelayMillis: HEARTBEAT_MS, connectionTimeoutMillis: LISTEN_CONNECT_TIMEOUT_MS, ...config, application_name: `${own}-listen` };
     this.#own = own;
     this.#connect = connect;
   }
@@ -120,14 +133,7 @@ export class CommitListener {
   async start(): Promise<void> {
     if (this.#closed) return;
     const client = this.#connect(this.#config);
-    const lost = () => {
-      if (this.#client !== client) return;
-      this.#client = undefined;
-      this.#tracked = false;
-      client.removeAllListeners('notification');
-      void client.end().catch(() => undefined);
-      this.#later();
-    };
+    const lost = () => this.#lose(client);
     client.on('error', lost);
     client.on('end', lost);
     client.on('notification', (notice: Notification) => {
@@ -142,12 +148,51 @@ export class CommitListener {
       this.#count++;
       this.#everyTable++;
       this.#tracked = true;
+      this.#beat(client);
     } catch {
       client.removeAllListeners();
       client.on('error', () => undefined);
       await client.end().catch(() => undefined);
       this.#later();
     }
+  }
+
+  /** Gives up the listening connection (ended, failed or silent) and makes a new one a moment later. */
+  #lose(client: Client): void {
+    if (this.#client !== client) return;
+    this.#client = undefined;
+    this.#tracked = false;
+    client.removeAllListeners('notification');
+    // With a heartbeat still unanswered, ending the client closes its socket at once.
+    void client.end().catch(() => undefined);
+    this.#later();
+  }
+
+  /** Asks the connection for an answer every HEARTBEAT_MS while it is the listening one; gives it up on silence. */
+  #beat(client: Client): void {
+    let waiting = false;
+    const timer = setInterval(() => {
+      if (this.#client !== client) {
+        clearInterval(timer);
+        return;
+      }
+      if (waiting) return;
+      waiting = true;
+      const silent = setTimeout(() => {
+        clearInterval(timer);
+        this.#lose(client);
+      }, HEARTBEAT_TIMEOUT_MS);
+      silent.unref();
+      client.query('SELECT 1').then(
+        () => {
+          clearTimeout(silent);
+          waiting = false;
+        },
+        // Failed: the connection is lost, and its 'error' or 'end' said so (or the silence timer will).
+        () => undefined,
+      );
+    }, HEARTBEAT_MS);
+    timer.unref();
   }
 
   #later(): void {
@@ -168,7 +213,10 @@ export class CommitListener {
     if (client) {
       client.removeAllListeners();
       client.on('error', () => undefined);
-      await client.end().catch(() => undefined);
+      // A silent connection never acknowledges its end: not waited for longer than a heartbeat's answer.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([client.end().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, HEARTBEAT_TIMEOUT_MS)))]);
+      clearTimeout(timer);
     }
   }
 }

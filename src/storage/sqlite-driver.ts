@@ -14,7 +14,8 @@ import {
   type QueryResult,
 } from 'kysely';
 import { CandorError } from '../shared/errors.ts';
-import { isSqliteBusy } from '../shared/sqlite-codes.ts';
+import { isSqliteBusy, isSqliteFull } from '../shared/sqlite-codes.ts';
+import type { DiskFullState } from './disk-full.ts';
 
 /** SQLite accepts DDL inside transactions, so a failed migration batch rolls back whole. */
 class TransactionalSqliteAdapter extends SqliteAdapter {
@@ -62,11 +63,21 @@ export function toSqliteValues(params: readonly unknown[]): readonly SQLInputVal
 /** How long a statement waits for a lock another connection holds before it fails busy. */
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
 
-/** A busy or locked SQLite error as the coded, retryable STORAGE_BUSY; any other error as it is. */
-export function codedBusy(error: unknown): unknown {
-  if (!isSqliteBusy(error)) return error;
-  return new CandorError('STORAGE_BUSY', { errcode: (error as { errcode: number }).errcode }, { cause: error });
+/**
+ * A SQLite error as the coded, retryable error it stands for: busy or locked as STORAGE_BUSY, database or disk full as
+ * STORAGE_FULL; any other error as it is.
+ */
+export function codedSqliteError(error: unknown): unknown {
+  if (isSqliteBusy(error)) return new CandorError('STORAGE_BUSY', { errcode: (error as { errcode: number }).errcode }, { cause: error });
+  if (isSqliteFull(error)) return new CandorError('STORAGE_FULL', { errcode: (error as { errcode: number }).errcode }, { cause: error });
+  return error;
 }
+
+/**
+ * The most SQLite lets its write-ahead log keep after a checkpoint: the first commit after a checkpoint that copied
+ * the whole log cuts the file back to this size (without it the log keeps the ~80 MB it grew to between checkpoints).
+ */
+export const SQLITE_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 
 /** A node:sqlite database with a bounded cache of prepared statements. */
 export class SqliteHandle {
@@ -80,6 +91,8 @@ export class SqliteHandle {
   readonly writes = new Mutex();
   /** Run after `writes` is taken, before this connection writes (the writer thread lets go of its lock). */
   beforeWrites: () => Promise<void> = async () => {};
+  /** Told of every write that fails for a full disk and of writes that succeed (src/storage/disk-full.ts). */
+  diskFull: DiskFullState | undefined;
 
   /**
    * For anything that may write on this connection: takes `writes`, makes sure no other connection of this process
@@ -105,6 +118,16 @@ export class SqliteHandle {
 
   constructor(path: string, synchronous: 'FULL' | 'NORMAL') {
     this.db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: SQLITE_BUSY_TIMEOUT_MS });
+    try {
+      this.#configure(synchronous);
+    } catch (error) {
+      // Switching to WAL writes the database header: on a full disk this is the first statement to fail.
+      this.db.close();
+      throw codedSqliteError(error);
+    }
+  }
+
+  #configure(synchronous: 'FULL' | 'NORMAL'): void {
     this.db.exec('PRAGMA journal_mode = WAL');
     this.db.exec(`PRAGMA synchronous = ${synchronous}`);
     // Deleted content is overwritten with zeros, so an erased subject does not linger in free pages of the file.
@@ -115,6 +138,8 @@ export class SqliteHandle {
     // unchanged (every commit still syncs the WAL); an erasure checkpoints at once, whatever this says.
     this.db.exec('PRAGMA cache_size = -65536');
     this.db.exec('PRAGMA wal_autocheckpoint = 20000');
+    // ...and once a checkpoint has copied the whole log, the log is cut back to 64 MB rather than kept at its largest.
+    this.db.exec(`PRAGMA journal_size_limit = ${SQLITE_JOURNAL_SIZE_LIMIT}`);
     // Statement journals and temporary tables stay in memory: SQLite would otherwise write them to unlinked files in
     // the system's temporary directory, where old page images (pseudonyms, ciphertexts) outlive the statement in free
     // disk blocks that no erasure can reach; it also saves a file created and unlinked per ingestion commit and ~5 page
@@ -137,18 +162,21 @@ export class SqliteHandle {
 
   all<R>(sql: string, params: readonly unknown[]): R[] {
     try {
-      return this.prepare(sql).all(...toSqliteValues(params)) as R[];
+      const rows = this.prepare(sql).all(...toSqliteValues(params)) as R[];
+      this.#succeeded(sql);
+      return rows;
     } catch (error) {
-      throw codedBusy(error);
+      throw this.#coded(error);
     }
   }
 
   run(sql: string, params: readonly unknown[]): { changes: number } {
     try {
       const result = this.prepare(sql).run(...toSqliteValues(params));
+      this.#succeeded(sql);
       return { changes: Number(result.changes) };
     } catch (error) {
-      throw codedBusy(error);
+      throw this.#coded(error);
     }
   }
 
@@ -156,9 +184,21 @@ export class SqliteHandle {
   exec(sql: string): void {
     try {
       this.db.exec(sql);
+      this.#succeeded(sql);
     } catch (error) {
-      throw codedBusy(error);
+      throw this.#coded(error);
     }
+  }
+
+  /** Tells the disk-full state of a statement that succeeded (only while it is set: the hot path pays nothing). */
+  #succeeded(sql: string): void {
+    if (this.diskFull?.full) this.diskFull.succeeded(sql, this.db.isTransaction);
+  }
+
+  #coded(error: unknown): unknown {
+    const coded = codedSqliteError(error);
+    this.diskFull?.failed(coded);
+    return coded;
   }
 
   /**
@@ -168,14 +208,23 @@ export class SqliteHandle {
   dataVersion(fresh = false): number {
     const now = performance.now();
     if (fresh || now - this.#dataVersionAt >= 1) {
-      this.#dataVersion = Number((this.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
+      try {
+        this.#dataVersion = Number((this.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
+      } catch (error) {
+        // The first read of a connection maps the WAL's shared memory: on a full disk it cannot be extended.
+        throw this.#coded(error);
+      }
       this.#dataVersionAt = now;
     }
     return this.#dataVersion;
   }
 
   isReader(sql: string): boolean {
-    return this.prepare(sql).columns().length > 0;
+    try {
+      return this.prepare(sql).columns().length > 0;
+    } catch (error) {
+      throw this.#coded(error);
+    }
   }
 
   close(): void {
@@ -236,7 +285,8 @@ class NodeSqliteDriver implements Driver {
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('ROLLBACK'));
+    // SQLite may have rolled back already (a full disk, an I/O error): a ROLLBACK then fails and hides the cause.
+    if (this.#handle.db.isTransaction) await connection.executeQuery(CompiledQuery.raw('ROLLBACK'));
   }
 
   async releaseConnection(): Promise<void> {

@@ -1,6 +1,7 @@
 import type { SQLInputValue } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
-import { codedBusy, toSqliteValues } from './sqlite-driver.ts';
+import type { DiskFullState } from './disk-full.ts';
+import { codedSqliteError, toSqliteValues } from './sqlite-driver.ts';
 import type { SqlExecutor } from './storage.ts';
 
 /** One write of a deferred transaction, as sent to the writer thread. */
@@ -69,6 +70,8 @@ export class SqliteWriter {
   /** The writer took the lock again after its last commit and keeps it for a transaction that starts at once. */
   #holding = false;
   #inTransaction = false;
+  /** Told of deferred transactions that fail for a full disk and of those that commit (src/storage/disk-full.ts). */
+  diskFull: DiskFullState | undefined;
   readonly #pending = new Map<number, { resolve: (reply: WriterReply) => void; reject: (error: Error) => void }>();
 
   constructor(path: string, synchronous: 'FULL' | 'NORMAL') {
@@ -121,13 +124,15 @@ export class SqliteWriter {
     this.#start().postMessage({ ...request, id: this.#next++ });
   }
 
-  static #check(reply: WriterReply): WriterReply {
+  #check(reply: WriterReply): WriterReply {
     if (reply.ok) return reply;
     if (reply.conflict) throw new DeferredConflict(reply.conflict);
     const error = new Error(reply.error?.message ?? 'SQLite writer thread failed') as Error & { code?: string; errcode?: number };
     if (reply.error?.code !== undefined) error.code = reply.error.code;
     if (reply.error?.errcode !== undefined) error.errcode = reply.error.errcode;
-    throw codedBusy(error);
+    const coded = codedSqliteError(error);
+    this.diskFull?.failed(coded);
+    throw coded;
   }
 
   /**
@@ -157,7 +162,7 @@ export class SqliteWriter {
   ): Promise<T> {
     // After a commit the writer holds the lock again: a transaction that follows at once needs no new begin.
     if (this.#holding) this.#holding = false;
-    else SqliteWriter.#check(await this.#send({ op: 'begin' }));
+    else this.#check(await this.#send({ op: 'begin' }));
     hooks.locked();
     // Each write goes to the writer at once: it runs there while this thread prepares the next ones (it is seen by
     // nobody before the commit; reads here never see it, as they would not see it at the end either).
@@ -185,7 +190,8 @@ export class SqliteWriter {
     }
     const sent = this.#send({ op: 'commit' });
     hooks.dispatched?.();
-    const reply = SqliteWriter.#check(await sent);
+    const reply = this.#check(await sent);
+    this.diskFull?.committed();
     hooks.committed(reply.othersMayHaveCommitted !== false);
     if (reply.relocked) {
       // Kept for a transaction that starts in this turn of the event loop (the next group commit), else released.

@@ -3,6 +3,7 @@
 // needs on its own connection while this thread holds the lock, sending each write here as it is made (exec, run at
 // once, unanswered), and finally asks for the commit, whose answer reports the first failed write if there was one.
 import { parentPort, workerData } from 'node:worker_threads';
+import { isCandorError } from '../shared/errors.ts';
 import { SqliteHandle } from './sqlite-driver.ts';
 import type { DeferredStatement, WriterReply, WriterRequest } from './sqlite-writer.ts';
 
@@ -12,7 +13,9 @@ const connection = new SqliteHandle(path, synchronous);
 const db = connection.db;
 
 function failure(error: unknown): WriterReply['error'] {
-  const e = error as { message?: unknown; code?: unknown; errcode?: unknown };
+  // A statement's error coded by the connection (STORAGE_BUSY, STORAGE_FULL) is sent as SQLite's, for the main thread
+  // to code again (a CandorError does not cross threads as one).
+  const e = (isCandorError(error) && error.cause !== undefined ? error.cause : error) as { message?: unknown; code?: unknown; errcode?: unknown };
   return { message: String(e.message ?? error), code: typeof e.code === 'string' ? e.code : undefined, errcode: typeof e.errcode === 'number' ? e.errcode : undefined };
 }
 

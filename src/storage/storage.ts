@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kysely, PostgresDialect, sql } from 'kysely';
-import type { Pool, PoolClient } from 'pg';
+import { Kysely, sql, type PostgresPool, type PostgresPoolClient } from 'kysely';
+import type { Pool, PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { CandorError } from '../shared/errors.ts';
+import { DiskFullState } from './disk-full.ts';
+import { CodedPostgresDialect, codedPostgresError, isConnectionLost } from './pg-coded.ts';
 import { CommitListener, installCommitNotices, sessionName, tablesWithoutNotices } from './pg-commit-notices.ts';
 import { NodeSqliteDialect, SQLITE_BUSY_TIMEOUT_MS, SqliteHandle } from './sqlite-driver.ts';
 import { SqliteWriter, type DeferredTx } from './sqlite-writer.ts';
@@ -28,7 +30,22 @@ export interface StorageOptions {
   sqliteSynchronous: 'FULL' | 'NORMAL';
   /** SQLite: run deferred transactions (group commits of ingestion) on a writer thread (default on). */
   sqliteWriterThread?: 'on' | 'off';
+  /**
+   * PostgreSQL: how long a statement may run (statement_timeout; the client gives up POSTGRES_REPLY_GRACE_MS later, at
+   * most twice this, when no answer comes at all), twice that for a transaction left idle; 0: no timeouts. Default
+   * POSTGRES_TIMEOUT_MS.
+   */
+  postgresTimeoutMs?: number;
 }
+
+/** Default of StorageOptions.postgresTimeoutMs (CANDOR_POSTGRES_TIMEOUT_MS). */
+export const POSTGRES_TIMEOUT_MS = 30_000;
+/** How much longer than statement_timeout the client waits for an answer before it takes the connection for lost. */
+export const POSTGRES_REPLY_GRACE_MS = 5_000;
+/** Longest wait for a new connection to PostgreSQL (TCP, TLS and authentication). */
+const POSTGRES_CONNECT_TIMEOUT_MS = 10_000;
+/** Idle time after which the operating system starts probing a PostgreSQL connection (TCP keepalive). */
+const POSTGRES_KEEPALIVE_DELAY_MS = 10_000;
 
 /**
  * Transactions whose reads run at once and whose writes are committed together on SQLite's writer thread, so the
@@ -79,6 +96,17 @@ export interface Storage {
   afterMigrations(): Promise<void>;
   /** SQLite's writer thread, unless it is off or the database is PostgreSQL. */
   readonly deferred: DeferredWrites | undefined;
+  /**
+   * PostgreSQL: how long a write may go unanswered before it is given up (STORAGE_UNAVAILABLE; its statements' timeout
+   * and the grace the client adds); undefined where writes cannot hang on a network (SQLite) or timeouts are off.
+   */
+  readonly writeTimeoutMs?: number;
+  /**
+   * Whether the last write failed with STORAGE_FULL (SQLite: database or disk is full; PostgreSQL: disk_full, 53100),
+   * until a later write of this process succeeds (a commit, or a write outside a transaction): `/readyz` answers
+   * STORAGE_FULL meanwhile.
+   */
+  readonly diskFull: boolean;
   close(): Promise<void>;
 }
 
@@ -132,7 +160,7 @@ interface CheckpointAnswer {
 /** Opens SQLite (default) or PostgreSQL, according to the options. */
 export async function openStorage(options: StorageOptions): Promise<Storage> {
   if (options.databaseUrl.startsWith('postgres://') || options.databaseUrl.startsWith('postgresql://')) {
-    return openPostgres(options.databaseUrl);
+    return openPostgres(options.databaseUrl, options.postgresTimeoutMs ?? POSTGRES_TIMEOUT_MS);
   }
   return openSqlite(options);
 }
@@ -143,10 +171,13 @@ function openSqlite(options: StorageOptions): Storage {
   // Owner-only from the start; SQLite gives its -wal and -shm files the same mode.
   if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
   const handle = new SqliteHandle(path, options.sqliteSynchronous);
+  const diskFull = new DiskFullState();
+  handle.diskFull = diskFull;
   const db = new Kysely<object>({ dialect: new NodeSqliteDialect(handle) });
   const writer = options.sqliteWriterThread === 'off' ? undefined : new SqliteWriter(path, options.sqliteSynchronous);
   // Anything that may write on the main connection (handle.lockForWrites) first has the writer thread let go of a lock it kept.
   if (writer) handle.beforeWrites = () => writer.release();
+  if (writer) writer.diskFull = diskFull;
   // Commits by other connections, counted. The writer thread is another connection too: its own commits are
   // absorbed while it holds the write lock again right after them, so only other processes' commits count.
   let seenVersion = handle.dataVersion(true);
@@ -212,6 +243,9 @@ function openSqlite(options: StorageOptions): Storage {
     },
     async afterMigrations() {
       // data_version sees every writer: nothing to set up.
+    },
+    get diskFull() {
+      return diskFull.full;
     },
     deferred: writer && {
       get usable() {
@@ -282,7 +316,52 @@ const GENERIC_MIN_PARAMS = 400;
 /** An `INSERT … VALUES (…)` with no query inside (upserts included): the same plan whatever its parameters. */
 const VALUES_INSERT = /^\s*insert\s+into\s[^(]*\([^)]*\)\s*values\s*\((?![\s\S]*\bselect\b)/i;
 
-async function openPostgres(url: string): Promise<Storage> {
+/** A pooled connection checked out for a transaction (raw.transaction, Kysely's). */
+interface Session {
+  query<R extends QueryResultRow>(config: QueryConfig | string, values?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** Gives the connection back; one that was lost (or left in an unknown state) is discarded by the pool. */
+  release(): void;
+  /** Marks the connection unusable: release() then has the pool discard it. */
+  discard(error: unknown): void;
+}
+
+/**
+ * Checks a connection out of the pool for as long as a transaction holds it. Once a statement on it fails for a lost
+ * connection (reset, ended by the server, its answer not coming within query_timeout), it is discarded on release
+ * rather than handed out again (a timed-out statement may still be running on it), and further statements on it fail
+ * at once with that error, without waiting behind the lost one.
+ */
+async function checkOut(pool: Pool): Promise<Session> {
+  let client: PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (error) {
+    throw codedPostgresError(error);
+  }
+  let lost: Error | undefined;
+  let released = false;
+  return {
+    async query<R extends QueryResultRow>(config: QueryConfig | string, values?: readonly unknown[]) {
+      if (lost) throw lost;
+      try {
+        return await client.query<R>(config as QueryConfig, values && [...values]);
+      } catch (error) {
+        if (isConnectionLost(error)) lost = error as Error;
+        throw error;
+      }
+    },
+    release() {
+      if (released) return;
+      released = true;
+      client.release(lost);
+    },
+    discard(error) {
+      lost ??= error instanceof Error ? error : new Error('connection discarded');
+    },
+  };
+}
+
+async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
   const { default: pg } = await import('pg');
   // int8 (counts, sequence numbers) as JS numbers: every such value here stays below 2^53.
   const types = {
@@ -294,20 +373,57 @@ async function openPostgres(url: string): Promise<Storage> {
   // Plans are made per execution: a generic plan cached while a table was still empty stays slow for good. Sessions
   // carry this process's name, so that commit notices from them are told apart from other processes' (below).
   const name = sessionName();
-  const pool = new pg.Pool({ connectionString: url, max: 10, types, options: '-c plan_cache_mode=force_custom_plan', application_name: name });
+  // No operation waits for ever on a connection that stopped answering (a half-open one: no reset ever comes): the
+  // server ends a statement after statement_timeout and a transaction left idle after twice that; the client gives up
+  // on an answer POSTGRES_REPLY_GRACE_MS after statement_timeout (query_timeout) and on a connect after
+  // POSTGRES_CONNECT_TIMEOUT_MS; TCP keepalive finds idle connections that died.
+  const replyTimeoutMs = timeoutMs + Math.min(POSTGRES_REPLY_GRACE_MS, timeoutMs);
+  const timeouts = timeoutMs > 0 ? { statement_timeout: timeoutMs, idle_in_transaction_session_timeout: 2 * timeoutMs, query_timeout: replyTimeoutMs } : {};
+  const pool = new pg.Pool({
+    connectionString: url, max: 10, types, options: '-c plan_cache_mode=force_custom_plan', application_name: name,
+    connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: POSTGRES_KEEPALIVE_DELAY_MS, ...timeouts,
+  });
   pool.on('error', () => {
     // An idle client lost its connection; the pool replaces it on next use.
   });
-  const db = new Kysely<object>({ dialect: new PostgresDialect({ pool }) });
+  pool.on('connect', (client) => {
+    // pg-pool listens for a client's errors only while it is idle: without a listener of its own, a connection lost
+    // while a transaction holds it would be an unhandled 'error' event (the process would crash). The statement that
+    // was running fails by itself and the client is discarded on release (checkOut).
+    client.on('error', () => undefined);
+  });
+  /** The pool as Kysely takes it: connects coded (STORAGE_UNAVAILABLE), connections checked out as by raw.transaction. */
+  const kyselyPool: PostgresPool = {
+    async connect() {
+      const session = await checkOut(pool);
+      return {
+        // Kysely streams through a cursor only when given one in its config (it is not): statements only.
+        query: ((text: string, parameters?: readonly unknown[]) => session.query(text, parameters)) as unknown as PostgresPoolClient['query'],
+        release: () => session.release(),
+      };
+    },
+    end: () => pool.end(),
+  };
+  const diskFull = new DiskFullState();
+  const db = new Kysely<object>({ dialect: new CodedPostgresDialect({ pool: kyselyPool }, diskFull) });
   const statementName = (text: string) => 'c_' + createHash('sha1').update(text).digest('hex').slice(0, 20);
-  const on = (client: Pool | PoolClient): SqlExecutor => ({
+  /** Runs a statement on the pool (autocommit) or a transaction's client, its error coded (a full disk: STORAGE_FULL). */
+  const query = async (client: Pool | Session, text: string, params: readonly unknown[]) => {
+    try {
+      const config = { name: statementName(text), text, values: [...params] };
+      const result = client === pool ? await pool.query(config) : await (client as Session).query(config);
+      diskFull.succeeded(text, client !== pool);
+      return result;
+    } catch (error) {
+      throw diskFull.failed(codedPostgresError(error));
+    }
+  };
+  const on = (client: Pool | Session): SqlExecutor => ({
     async all<R>(text: string, params: readonly unknown[] = []) {
-      const result = await client.query({ name: statementName(text), text, values: [...params] });
-      return result.rows as R[];
+      return (await query(client, text, params)).rows as R[];
     },
     async run(text: string, params: readonly unknown[] = []) {
-      const result = await client.query({ name: statementName(text), text, values: [...params] });
-      return result.rowCount ?? 0;
+      return (await query(client, text, params)).rowCount ?? 0;
     },
   });
   const poolExec = on(pool);
@@ -318,7 +434,7 @@ async function openPostgres(url: string): Promise<Storage> {
    * choice a table's size could change. The mode is switched only when the next statement needs the other one, and
    * `SET LOCAL` ends with the transaction.
    */
-  const inTransaction = (client: PoolClient): SqlExecutor => {
+  const inTransaction = (client: Session): SqlExecutor => {
     const plain = on(client);
     let generic = false;
     const mode = async (text: string, params: readonly unknown[]) => {
@@ -326,7 +442,11 @@ async function openPostgres(url: string): Promise<Storage> {
       if (params.length < GENERIC_MIN_PARAMS && !generic) return;
       const wanted = VALUES_INSERT.test(text);
       if (wanted === generic) return;
-      await client.query(wanted ? 'SET LOCAL plan_cache_mode = force_generic_plan' : 'SET LOCAL plan_cache_mode = force_custom_plan');
+      try {
+        await client.query(wanted ? 'SET LOCAL plan_cache_mode = force_generic_plan' : 'SET LOCAL plan_cache_mode = force_custom_plan');
+      } catch (error) {
+        throw codedPostgresError(error);
+      }
       generic = wanted;
     };
     return {
@@ -344,15 +464,26 @@ async function openPostgres(url: string): Promise<Storage> {
     all: poolExec.all,
     run: poolExec.run,
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
+      const client = await checkOut(pool);
       try {
-        await client.query('BEGIN');
+        try {
+          await client.query('BEGIN');
+        } catch (error) {
+          throw codedPostgresError(error);
+        }
         try {
           const result = await fn(inTransaction(client));
-          await client.query('COMMIT');
+          try {
+            await client.query('COMMIT');
+          } catch (error) {
+            throw diskFull.failed(codedPostgresError(error));
+          }
+          diskFull.committed();
           return result;
         } catch (error) {
-          await client.query('ROLLBACK');
+          // On a lost connection this fails at once (the server rolls back by itself); a connection whose rollback
+          // failed is not handed out again, and the transaction's own error is what the caller learns.
+          await client.query('ROLLBACK').catch((rollbackError: unknown) => client.discard(rollbackError));
           throw error;
         }
       } finally {
@@ -383,6 +514,10 @@ async function openPostgres(url: string): Promise<Storage> {
       everyTableNotifies = (await installCommitNotices(db)).length === 0;
     },
     deferred: undefined,
+    writeTimeoutMs: timeoutMs > 0 ? replyTimeoutMs : undefined,
+    get diskFull() {
+      return diskFull.full;
+    },
     async close() {
       await listener.close();
       await db.destroy();

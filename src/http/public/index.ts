@@ -18,7 +18,7 @@ export function registerPublicRoutes(app: FastifyInstance, kernel: Kernel, metri
 
   app.get(
     '/readyz',
-    { config: { access: OPERATIONS }, schema: { tags: ['operations'], summary: 'The database is reachable and fully migrated.', response: { 200: status } } },
+    { config: { access: OPERATIONS }, schema: { tags: ['operations'], summary: 'The database is reachable, fully migrated and not full.', response: { 200: status } } },
     async () => {
       try {
         await kernel.storage.ping();
@@ -27,6 +27,10 @@ export function registerPublicRoutes(app: FastifyInstance, kernel: Kernel, metri
       }
       const pending = await pendingMigrations(kernel.storage, MIGRATIONS);
       if (pending.length > 0) throw new CandorError('STORAGE_NOT_MIGRATED', { pending });
+      // Reads still work, but writes would fail until space is freed and a write goes through again.
+      if (kernel.storage.diskFull) throw new CandorError('STORAGE_FULL', { reason: 'the last write failed: the database or its disk is full' });
+      // The database answers a ping, but an ingestion write has gone unanswered for longer than its timeout.
+      if (kernel.collect.writesStalled) throw new CandorError('STORAGE_UNAVAILABLE', { reason: 'an ingestion write has not completed within the storage timeout' });
       return { status: 'ready' };
     },
   );
@@ -38,7 +42,10 @@ export function registerPublicRoutes(app: FastifyInstance, kernel: Kernel, metri
 
   registerWellKnownRoutes(app, kernel);
 
-  app.get('/openapi.json', { config: { access: OPERATIONS }, schema: { tags: ['operations'], summary: 'This API, described in OpenAPI 3.1.' } }, async () =>
-    app.swagger(),
-  );
+  // Serialized once (~75 KB): routes do not change after start.
+  let openapi: string | undefined;
+  app.get('/openapi.json', { config: { access: OPERATIONS }, schema: { tags: ['operations'], summary: 'This API, described in OpenAPI 3.1.' } }, async (_request, reply) => {
+    openapi ??= JSON.stringify(app.swagger());
+    return reply.type('application/json; charset=utf-8').send(openapi);
+  });
 }

@@ -23,7 +23,10 @@ export interface IngestContext {
   gpc: boolean;
   receivedAt: number;
   actor: Actor;
-  /** Who sent the request (its connection): requests of the same client are not waited for together. */
+  /**
+   * Who sent the request (its connection, a socket): requests of the same client are not waited for together, and once
+   * the connection is destroyed the request's messages still waiting for their group commit are not written.
+   */
   client?: object;
 }
 
@@ -162,7 +165,15 @@ export class Collector {
     this.#repo = new CollectRepo(deps.storage);
     // A commit waits (a few milliseconds at most) for requests still in their checks, so concurrent requests share it.
     // Groups of at most GROUP_EVENTS: with SQLite's writer thread, one group is prepared here while the last is written.
-    this.#commit = new GroupCommit((items, handedOver) => this.#write(items, handedOver), { moreComing: () => this.#checking > 0, maxItems: GROUP_EVENTS, gatherMs: GATHER_MS });
+    // A write PostgreSQL does not answer fails its requests after the storage's timeout (SQLite's never hang on a network).
+    this.#commit = new GroupCommit((items, handedOver) => this.#write(items, handedOver), {
+      moreComing: () => this.#checking > 0, maxItems: GROUP_EVENTS, gatherMs: GATHER_MS, timeoutMs: deps.storage.writeTimeoutMs, gone: (client) => (client as { destroyed?: unknown }).destroyed === true,
+    });
+  }
+
+  /** Whether ingestion's writes are stalled: a group commit has outlived the storage's write timeout (for readiness). */
+  get writesStalled(): boolean {
+    return this.#commit.stalled;
   }
 
   /** Ingests messages of one request (kind fixed for single-call endpoints, read from `type` in batches). */
@@ -1116,7 +1127,8 @@ function traitInputs(fields: readonly KeptField[], plain: Record<string, unknown
 function activityOf(profileId: string, p: Pending): ActivityInput {
   const props = (p.plain.properties ?? {}) as Record<string, unknown>;
   const revenue = typeof props.revenue === 'number' ? props.revenue : typeof props.total === 'number' ? props.total : undefined;
-  const activity: ActivityInput = { profileId, at: p.message.occurredAt, receivedAt: p.receivedAt, kind: p.message.kind };
+  // Its position in its request orders it among the messages received with it (a batch is its messages one by one).
+  const activity: ActivityInput = { profileId, at: p.message.occurredAt, receivedAt: p.receivedAt, position: p.index, kind: p.message.kind };
   if (p.message.name) activity.event = p.message.name;
   if (p.message.name === 'Order Completed' && revenue !== undefined) activity.revenue = revenue;
   if (typeof props.currency === 'string') activity.currency = props.currency;

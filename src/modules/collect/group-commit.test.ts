@@ -1,7 +1,22 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
 import { GroupCommit } from './group-commit.ts';
+
+/** A gate a flush waits at until it is opened (a database that stopped answering, until it answers again). */
+function gate() {
+  let open: () => void = () => {};
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { opened, open };
+}
+
+const unavailable = (error: unknown) => isCandorError(error, 'STORAGE_UNAVAILABLE');
+
+/** Waits until `ok` holds (a flush started, say). */
+async function until(ok: () => boolean): Promise<void> {
+  while (!ok()) await sleep(1);
+}
 
 /** A group commit whose flushes are recorded (items of each) and answer each item doubled. */
 function recorded(options: ConstructorParameters<typeof GroupCommit<number, number>>[1] = {}) {
@@ -129,6 +144,80 @@ describe('group commit', () => {
       const started = performance.now();
       await commit.submit([3], a);
       assert.ok((flushes[1]?.at ?? Infinity) - started < 100);
+    });
+  });
+
+  describe('when the store does not keep up or stops answering', () => {
+    it('refuses a submission beyond maxQueued with STORAGE_UNAVAILABLE, writing the ones it took', async () => {
+      const held = gate();
+      const flushes: number[][] = [];
+      const commit = new GroupCommit<number, number>(async (items) => {
+        flushes.push([...items]);
+        await held.opened;
+        return [...items];
+      }, { maxQueued: 3 });
+      const first = commit.submit([1]);
+      await until(() => flushes.length === 1);
+      const waiting = commit.submit([2, 3]);
+      await assert.rejects(commit.submit([4, 5]), unavailable);
+      assert.equal(commit.queued, 2, 'the refused one is not queued');
+      const fits = commit.submit([6]);
+      held.open();
+      assert.deepEqual(await Promise.all([first, waiting, fits]), [[1], [2, 3], [6]]);
+      assert.deepEqual(flushes, [[1], [2, 3, 6]]);
+    });
+
+    it('drops the waiting submissions of a client gone before their group started, never one whose group started', async () => {
+      const held = gate();
+      const flushes: number[][] = [];
+      const gone = new Set<object>();
+      const a = {};
+      const b = {};
+      const commit = new GroupCommit<number, number>(async (items) => {
+        flushes.push([...items]);
+        await held.opened;
+        return [...items];
+      }, { gone: (client) => gone.has(client) });
+      const started = commit.submit([1], a);
+      await until(() => flushes.length === 1);
+      const waiting = commit.submit([2], b);
+      const stays = commit.submit([3], a);
+      gone.add(a);
+      gone.add(b);
+      held.open();
+      assert.deepEqual(await started, [1], 'its group had started: it may commit, so it is answered');
+      await assert.rejects(waiting, unavailable);
+      await assert.rejects(stays, unavailable);
+      assert.deepEqual(flushes, [[1]], 'nothing of theirs written');
+    });
+
+    it('fails a flush that outlives timeoutMs with STORAGE_UNAVAILABLE, refuses submissions until it settles, then writes on', async () => {
+      const held = gate();
+      let calls = 0;
+      const commit = new GroupCommit<number, number>(async (items) => {
+        calls++;
+        if (calls === 1) await held.opened;
+        return items.map((i) => i * 2);
+      }, { timeoutMs: 50 });
+      const results = await Promise.allSettled([commit.submit([1]), commit.submit([2])]);
+      assert.ok(results.every((r) => r.status === 'rejected' && unavailable(r.reason)), 'never acknowledged');
+      assert.equal(commit.stalled, true);
+      await assert.rejects(commit.submit([3]), unavailable);
+      held.open();
+      await until(() => !commit.stalled);
+      assert.deepEqual(await commit.submit([4]), [8]);
+      assert.equal(calls, 2, 'the refused ones were not written');
+    });
+
+    it('rejects every submitter of a group that failed for the store as a whole, without writing each again', async () => {
+      let calls = 0;
+      const commit = new GroupCommit<number, number>(async () => {
+        calls++;
+        throw new CandorError('STORAGE_UNAVAILABLE', { reason: 'ECONNREFUSED' });
+      });
+      const results = await Promise.allSettled([commit.submit([1]), commit.submit([2]), commit.submit([3])]);
+      assert.ok(results.every((r) => r.status === 'rejected' && unavailable(r.reason)));
+      assert.equal(calls, 1);
     });
   });
 });

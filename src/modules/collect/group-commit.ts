@@ -1,7 +1,10 @@
+import { CandorError, isCandorError } from '../../shared/errors.ts';
+
 interface Waiting<T, R> {
   items: readonly T[];
   resolve: (results: R[]) => void;
   reject: (error: unknown) => void;
+  client: object | undefined;
 }
 
 /**
@@ -21,12 +24,36 @@ export interface GroupCommitOptions {
    * serves them all instead of two commits serving half each.
    */
   gatherMs?: number;
+  /**
+   * Most items waiting for a flush (the one running not counted; default 10 × maxItems): a submission beyond it is
+   * refused at once with STORAGE_UNAVAILABLE instead of waiting, so that a store that stopped answering does not make
+   * the queue (and memory) grow without end. A submission larger than the bound is taken while nothing waits.
+   */
+  maxQueued?: number;
+  /**
+   * A flush that has not settled after this many milliseconds (default: never given up) fails its submitters with
+   * STORAGE_UNAVAILABLE, never acknowledging them (it may still commit: they may send again, as after any failure), and
+   * so are the submissions waiting behind it and those made until it settles (see `stalled`).
+   */
+  timeoutMs?: number;
+  /**
+   * Whether a client (as given to submit) has gone away, such as a closed connection: its submissions still waiting
+   * when their group is formed are dropped (rejected, never written: nobody would learn their outcome). A submission
+   * whose group has started is never dropped, as it may commit.
+   */
+  gone?: (client: object) => boolean;
 }
 
 const noop = () => {};
 
 /** A client counts as active for gathering while it submitted within this many milliseconds. */
 const ACTIVE_MS = 10;
+
+/**
+ * Whether a failed flush failed for the store as a whole (it cannot be reached or did not answer in time), not for one
+ * submission's data: writing each submission again on its own would only fail (or wait) once per submission.
+ */
+const storeFailed = (error: unknown) => isCandorError(error, 'STORAGE_UNAVAILABLE');
 
 /**
  * Writes one group. A flush that hands its writes to another thread calls `handedOver` then: the previous group's
@@ -43,7 +70,14 @@ export class GroupCommit<T, R> {
   readonly #moreComing: () => boolean;
   readonly #maxWaitMs: number;
   readonly #gatherMs: number;
+  readonly #maxQueued: number;
+  readonly #timeoutMs: number | undefined;
+  readonly #gone: ((client: object) => boolean) | undefined;
   #queue: Waiting<T, R>[] = [];
+  /** Items in the queue. */
+  #queued = 0;
+  /** Set while a flush that outlived timeoutMs has not settled yet. */
+  #stalled = false;
   #running = false;
   #scheduled = false;
   /** When each client (a connection) last submitted; clients quiet for ACTIVE_MS are dropped. */
@@ -58,12 +92,25 @@ export class GroupCommit<T, R> {
     this.#moreComing = options.moreComing ?? (() => false);
     this.#maxWaitMs = options.maxWaitMs ?? 5;
     this.#gatherMs = options.gatherMs ?? 0;
+    this.#maxQueued = options.maxQueued ?? 10 * this.#maxItems;
+    this.#timeoutMs = options.timeoutMs;
+    this.#gone = options.gone;
+  }
+
+  /** Whether a flush has outlived timeoutMs and not settled yet: submissions are refused meanwhile (for readiness). */
+  get stalled(): boolean {
+    return this.#stalled;
+  }
+
+  /** Items waiting for a flush (for tests and metrics). */
+  get queued(): number {
+    return this.#queued;
   }
 
   /** Starts a flush once the current turn of the event loop is over and no more work is about to join. */
   #schedule(since: number): void {
     setImmediate(() => {
-      const queued = this.#queue.reduce((n, w) => n + w.items.length, 0);
+      const queued = this.#queued;
       if (queued < this.#maxItems && this.#moreComing() && performance.now() - since < this.#maxWaitMs) {
         this.#schedule(since);
         return;
@@ -126,10 +173,15 @@ export class GroupCommit<T, R> {
   /** Queues items for the next flush; `client` (a connection, say) identifies who submits, for gathering. */
   submit(items: readonly T[], client?: object): Promise<R[]> {
     if (items.length === 0) return Promise.resolve([]);
+    if (this.#stalled) return Promise.reject(new CandorError('STORAGE_UNAVAILABLE', { reason: `a write has not completed within ${this.#timeoutMs} ms` }));
+    if (this.#queued > 0 && this.#queued + items.length > this.#maxQueued) {
+      return Promise.reject(new CandorError('STORAGE_UNAVAILABLE', { reason: `too many writes waiting (${this.#queued} items): the database does not keep up` }));
+    }
     if (client !== undefined && this.#gatherMs > 0) this.#active(client);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ items, resolve, reject });
-      if (this.#gather && (this.#queue.length >= this.#gather.target || this.#queue.reduce((n, w) => n + w.items.length, 0) >= this.#maxItems)) {
+      this.#queue.push({ items, resolve, reject, client });
+      this.#queued += items.length;
+      if (this.#gather && (this.#queue.length >= this.#gather.target || this.#queued >= this.#maxItems)) {
         this.#startGathered();
         return;
       }
@@ -153,6 +205,7 @@ export class GroupCommit<T, R> {
     };
     try {
       while (this.#queue.length > 0) {
+        this.#dropGone();
         const group: Waiting<T, R>[] = [];
         let count = 0;
         while (this.#queue.length > 0 && (group.length === 0 || count + (this.#queue[0] as Waiting<T, R>).items.length <= this.#maxItems)) {
@@ -160,11 +213,15 @@ export class GroupCommit<T, R> {
           group.push(next);
           count += next.items.length;
         }
+        this.#queued -= count;
+        if (group.length === 0) break;
+        const deadline = this.#deadline(group, answerPrevious);
         try {
           const results = await this.#flush(
             group.flatMap((w) => w.items),
             answerPrevious,
           );
+          if (deadline.passed()) continue;
           answerPrevious();
           answer = () => {
             let offset = 0;
@@ -174,19 +231,26 @@ export class GroupCommit<T, R> {
             }
           };
         } catch (error) {
+          if (deadline.passed()) continue;
           answerPrevious();
-          if (group.length === 1) {
-            answer = () => (group[0] as Waiting<T, R>).reject(error);
+          if (group.length === 1 || storeFailed(error)) {
+            answer = () => {
+              for (const w of group) w.reject(error);
+            };
             continue;
           }
           // One submission's bad data must not fail the others: each is written again on its own (the failed flush
           // stored nothing, see Flush), once and in order, and only those whose own write fails are rejected.
           const settled: (() => void)[] = [];
-          for (const w of group) {
+          for (const [i, w] of group.entries()) {
+            // Past the deadline, this one and those after it have failed (STORAGE_UNAVAILABLE); those before stand.
+            const alone = this.#deadline(group.slice(i), noop);
             try {
               const results = await this.#flush(w.items, noop);
+              if (alone.passed()) break;
               settled.push(() => w.resolve(results));
             } catch (own) {
+              if (alone.passed()) break;
               settled.push(() => w.reject(own));
             }
           }
@@ -199,5 +263,47 @@ export class GroupCommit<T, R> {
       this.#running = false;
       answerPrevious();
     }
+  }
+
+  /** Drops the waiting submissions of clients that have gone away (see GroupCommit.gone). */
+  #dropGone(): void {
+    const gone = this.#gone;
+    if (!gone) return;
+    const kept: Waiting<T, R>[] = [];
+    for (const w of this.#queue) {
+      if (w.client !== undefined && gone(w.client)) {
+        this.#queued -= w.items.length;
+        w.reject(new CandorError('STORAGE_UNAVAILABLE', { reason: 'the request went away before its write started: nothing was written' }));
+      } else kept.push(w);
+    }
+    this.#queue = kept;
+  }
+
+  /**
+   * Arms timeoutMs for a group's flush: when it passes first, the group (and everything waiting) fails with
+   * STORAGE_UNAVAILABLE and submissions are refused until the flush settles; `passed()` then says its outcome is to be
+   * ignored.
+   */
+  #deadline(group: readonly Waiting<T, R>[], answerPrevious: () => void): { passed(): boolean } {
+    if (this.#timeoutMs === undefined) return { passed: () => false };
+    let passed = false;
+    const timer = setTimeout(() => {
+      passed = true;
+      this.#stalled = true;
+      // The previous group committed: its answer stands.
+      answerPrevious();
+      const error = new CandorError('STORAGE_UNAVAILABLE', { reason: `a write has not completed within ${this.#timeoutMs} ms` });
+      const waiting = this.#queue;
+      this.#queue = [];
+      this.#queued = 0;
+      for (const w of [...group, ...waiting]) w.reject(error);
+    }, this.#timeoutMs);
+    return {
+      passed: () => {
+        clearTimeout(timer);
+        this.#stalled = false;
+        return passed;
+      },
+    };
   }
 }

@@ -18,7 +18,8 @@ const FILE_LOCK = pathToFileURL(join(import.meta.dirname, '../../shared/file-loc
 
 /** Another process holding the key file lock, as a rotation in progress does; resolves once it holds it. */
 async function holdLockElsewhere(keyFile: string): Promise<ChildProcess> {
-  const code = `import { lockFile } from ${JSON.stringify(FILE_LOCK)}; console.log(lockFile(process.argv[1], 0) ? 'locked' : 'busy'); setInterval(() => {}, 60_000);`;
+  // The lock's connection is kept referenced: a garbage-collected connection is closed, and its lock with it.
+  const code = `import { lockFile } from ${JSON.stringify(FILE_LOCK)}; globalThis.held = lockFile(process.argv[1], 0); console.log(globalThis.held ? 'locked' : 'busy'); setInterval(() => {}, 60_000);`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', code, keyFileLockPath(keyFile)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const [line] = (await once(child.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
   assert.equal(line.toString().trim(), 'locked');

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { writeFileAtomic, type WriteFunction } from '../../shared/durable-write.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { lockFile } from '../../shared/file-lock.ts';
 
@@ -60,8 +61,13 @@ export function readKeyFile(path: string): KeyFile {
   }
 }
 
-/** Writes the key file atomically (temporary file, fsync, rename), readable by its owner only. */
-export function writeKeyFile(path: string, keys: KeyFile): void {
+/**
+ * Writes the key file atomically, readable by its owner only: a temporary file written in full (a short write on a
+ * nearly full disk is continued, and CRYPTO_KEYFILE_WRITE_FAILED when the disk takes no more), fsynced, read back and
+ * parsed to the same keys, renamed over the key file, the directory fsynced. On a failure the key file is left as it
+ * was and no temporary file stays behind. `write` replaces the write system call (tests).
+ */
+export function writeKeyFile(path: string, keys: KeyFile, options: { write?: WriteFunction } = {}): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const encode = (k: StoredKey) => ({ version: k.version, key: k.key.toString('base64'), createdAt: k.createdAt });
   const body = JSON.stringify(
@@ -75,27 +81,23 @@ export function writeKeyFile(path: string, keys: KeyFile): void {
     null,
     2,
   );
-  const temporary = `${path}.${randomBytes(TEMPORARY_ID_BYTES).toString('hex')}.tmp`;
-  const fd = openSync(temporary, 'wx', 0o600);
-  try {
-    try {
-      writeSync(fd, body + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temporary, path);
-  } catch (error) {
-    // The temporary file holds every key: none is left behind (a prune must leave no copy of a removed version).
-    rmSync(temporary, { force: true });
-    throw error;
-  }
-  const dir = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  // The temporary file holds every key: writeFileAtomic leaves none behind (a prune must leave no copy of a removed version).
+  writeFileAtomic(path, body + '\n', {
+    code: 'CRYPTO_KEYFILE_WRITE_FAILED',
+    temporary: `${path}.${randomBytes(TEMPORARY_ID_BYTES).toString('hex')}.tmp`,
+    mode: 0o600,
+    write: options.write,
+    verify: (temporary) => {
+      if (!sameKeys(readKeyFile(temporary), keys)) throw Object.assign(new Error('the key file read back holds other keys'), { code: 'EIO' });
+    },
+  });
+}
+
+/** Whether two key files hold the same keys, versions and dates (the order of master keys aside). */
+function sameKeys(a: KeyFile, b: KeyFile): boolean {
+  const line = (k: StoredKey) => `${k.version}:${k.key.toString('base64')}:${k.createdAt}`;
+  const all = (f: KeyFile) => [...f.masterKeys.map(line).sort(), `pseudonym ${line(f.pseudonymKey)}`].join('\n');
+  return all(a) === all(b);
 }
 
 /** Creates a new key file with fresh keys; never overwrites an existing one. */

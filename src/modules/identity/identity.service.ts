@@ -38,6 +38,8 @@ export interface IdentifierView {
 }
 
 export type MergeListener = (merge: MergeRecord) => Promise<void>;
+/** Run inside the transaction that merges profiles, with the members of each person it made (canonical first). */
+export type MergedInListener = (tx: SqlExecutor, persons: readonly (readonly string[])[]) => Promise<void>;
 
 export interface IdentityDeps {
   storage: Storage;
@@ -115,6 +117,7 @@ export class Identity {
   /** Items prepared once per object: ingestion passes the same items to lookup, suppression check and resolution. */
   readonly #prepared = new WeakMap<ResolveItem, PreparedItem>();
   readonly #onMerge: MergeListener[] = [];
+  readonly #onMergedIn: MergedInListener[] = [];
   /** The suppression list as keys (SQLite), read under freshness generation #suppressedGeneration; undefined when too long to hold. */
   #suppressed: Set<string> | undefined;
   #suppressedGeneration = -1;
@@ -344,6 +347,13 @@ export class Identity {
     if (!mayMerge && resolutions.some((r) => r.merges.length > 0)) return undefined;
     if (batch.losers.size > 0) this.#cache.dropProfiles(batch.losers);
     await batch.flush();
+    const merges = resolutions.flatMap((r) => r.merges);
+    if (merges.length > 0 && this.#onMergedIn.length > 0) {
+      // A later merge of the batch may have moved an earlier one's survivor: each person by its canonical profile now.
+      const canonicals = (await this.#repo.profilesIn(tx, [...new Set(merges.map((m) => m.into))])).map((r) => r.merged_into ?? r.id);
+      const persons = [...(await this.membersIn(tx, canonicals)).values()];
+      for (const listener of this.#onMergedIn) await listener(tx, persons);
+    }
     return resolutions;
   }
 
@@ -751,6 +761,14 @@ export class Identity {
    */
   onMerge(listener: MergeListener): void {
     this.#onMerge.push(listener);
+  }
+
+  /**
+   * Registers a listener run inside each transaction that merges profiles, before it commits (a failure rolls the
+   * merge back): for what must change with the merge itself.
+   */
+  onMergedIn(listener: MergedInListener): void {
+    this.#onMergedIn.push(listener);
   }
 
   /** Registers a listener run after each committed unmerge (`from`: the profile split out; `at`: when it had merged). */

@@ -48,6 +48,12 @@ export type ProfilesTables = {
      */
     currency_at: string | null;
     /**
+     * The place of that order among the messages Candor received at currency_at (its position in its request), which
+     * orders the currencies of members received in one request: null with currency_at, and for profiles that had a
+     * currency before migration 0112 (counted as the first of their time).
+     */
+    currency_position: number | null;
+    /**
      * When Candor last received activity of the profile (the receipt of an event; a consent change the inactivity
      * sweep found), whatever time the sender gave: with last_seen_at, the clock of the inactivity rule.
      */
@@ -137,6 +143,14 @@ export const PROFILES_MIGRATIONS: readonly ModuleMigration[] = [
       await db.schema.alterTable('profiles_computed').addColumn('currency_at', 'text').execute();
     },
   },
+  {
+    // The messages of one request are received at one time: a merged person's currency is that of the member whose
+    // order came first in the request, not of the lower profile id. Stored rows keep null (counted as first).
+    name: '0112_profiles_computed_currency_position',
+    async up(db) {
+      await db.schema.alterTable('profiles_computed').addColumn('currency_position', 'integer').execute();
+    },
+  },
 ];
 
 const BLANK_TRAIT: TraitRow = { profile_id: '', key: '', value: '', encrypted: 0, category: '', updated_at: '', source: '', message_id: null };
@@ -164,6 +178,7 @@ export const NO_ACTIVITY: ComputedActivity = {
   total_order_value: 0,
   currency: null,
   currency_at: null,
+  currency_position: null,
   last_received_at: '',
 };
 const BLANK_COMPUTED: ComputedRow = { ...NO_ACTIVITY, last_active_day: '' };
@@ -286,6 +301,7 @@ export class ProfilesRepo {
               currency: sql`coalesce(profiles_computed.currency, excluded.currency)`,
               // Set with the currency, once: a row's currency_at is null whenever its currency is.
               currency_at: sql`case when profiles_computed.currency is null then excluded.currency_at else profiles_computed.currency_at end`,
+              currency_position: sql`case when profiles_computed.currency is null then excluded.currency_position else profiles_computed.currency_position end`,
               // last_active_day is left out on purpose: an update that names an indexed column rewrites its index
               // entry even when the value stays, so it is brought up to date below, only where the day moved.
             }),
@@ -347,7 +363,14 @@ export class ProfilesRepo {
   async computedOf(profileIds: readonly string[]): Promise<ComputedRow[]> {
     if (profileIds.length === 0) return [];
     const rows = await this.#db.selectFrom('profiles_computed').selectAll().where('profile_id', 'in', [...profileIds]).execute();
-    return rows.map((r) => ({ ...r, event_count: Number(r.event_count), order_count: Number(r.order_count), priced_order_count: Number(r.priced_order_count), total_order_value: Number(r.total_order_value) }));
+    return rows.map((r) => ({
+      ...r,
+      event_count: Number(r.event_count),
+      order_count: Number(r.order_count),
+      priced_order_count: Number(r.priced_order_count),
+      total_order_value: Number(r.total_order_value),
+      currency_position: r.currency_position === null ? null : Number(r.currency_position),
+    }));
   }
 
   /** History rows of these profiles (one key or all), newest first; with `before`, only those older than that row. */
@@ -357,6 +380,39 @@ export class ProfilesRepo {
     if (key !== undefined) query = query.where('key', '=', key);
     if (before) query = query.where((eb) => eb.or([eb('changed_at', '<', before.changedAt), eb.and([eb('changed_at', '=', before.changedAt), eb('id', '<', before.id)])]));
     return query.orderBy('changed_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+  }
+
+  /** The newest history entry of a key among these profiles (by event time, then recording order), on `executor`. */
+  async newestEntry(executor: SqlExecutor, profileIds: readonly string[], key: string): Promise<HistoryRow | undefined> {
+    if (profileIds.length === 0) return undefined;
+    const query = this.#db
+      .selectFrom('profiles_trait_history')
+      .selectAll()
+      .where('profile_id', 'in', [...profileIds])
+      .where('key', '=', key)
+      .orderBy('changed_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(1)
+      .compile();
+    return (await executor.all<HistoryRow>(query.sql, query.parameters))[0];
+  }
+
+  /**
+   * Of these profiles, the one whose history entry of `key` at exactly `changedAt` was recorded last (the value
+   * received last at that time), on `executor`; undefined when none of them has an entry at that time.
+   */
+  async recordedLastAt(executor: SqlExecutor, profileIds: readonly string[], key: string, changedAt: string): Promise<string | undefined> {
+    if (profileIds.length === 0) return undefined;
+    const query = this.#db
+      .selectFrom('profiles_trait_history')
+      .select('profile_id')
+      .where('profile_id', 'in', [...profileIds])
+      .where('key', '=', key)
+      .where('changed_at', '=', changedAt)
+      .orderBy('id', 'desc')
+      .limit(1)
+      .compile();
+    return (await executor.all<{ profile_id: string }>(query.sql, query.parameters))[0]?.profile_id;
   }
 
   /** The history entries of these profiles from one message and source (a rectification's request id), inside the caller's transaction. */

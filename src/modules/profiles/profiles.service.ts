@@ -28,6 +28,11 @@ export interface ActivityInput {
    * activity too); the time of the call when not given.
    */
   receivedAt?: string;
+  /**
+   * Its place among the messages received at `receivedAt` (its position in its request): of orders received at one
+   * time, the one with the lower position came first. Its place in the batch given when not given.
+   */
+  position?: number;
   kind: string;
   event?: string;
   revenue?: number;
@@ -143,6 +148,8 @@ interface OrderValue {
   priced: number;
   /** when the first of them was received (null for revenue naming no currency) */
   since: string | null;
+  /** that first one's position among the messages received then (null with since) */
+  position: number | null;
 }
 
 /** A further currency's priced orders of a profile in a batch, as a row adding nothing else. */
@@ -154,7 +161,41 @@ const orderValueOf = (row: ComputedActivity, currency: string | null, value: Ord
   total_order_value: value.total,
   currency,
   currency_at: value.since,
+  currency_position: value.position,
 });
+
+/**
+ * A history entry of a member's current value at its time (its own value again: no change of its own), after a change
+ * of another member it is newer than, so that the person's history ends with the value the view shows.
+ */
+function confirmationOf(shown: TraitRow): HistoryRow {
+  return {
+    id: historyId(),
+    profile_id: shown.profile_id,
+    key: shown.key,
+    changed_at: shown.updated_at,
+    value: shown.value,
+    encrypted: shown.encrypted,
+    previous_value: shown.value,
+    previous_encrypted: shown.encrypted,
+    category: shown.category,
+    source: shown.source,
+    message_id: shown.message_id,
+  };
+}
+
+/**
+ * Activity in the order Candor received it: by receipt time, then by position among the messages received then (an
+ * item without one counts at its place in the batch). The batch's order where it is that already (the usual case).
+ */
+function inReceiptOrder(items: readonly ActivityInput[], now: string): { item: ActivityInput; receivedAt: string; position: number }[] {
+  const out = items.map((item, index) => ({ item, receivedAt: item.receivedAt ?? now, position: item.position ?? index }));
+  const before = (a: (typeof out)[number], b: (typeof out)[number]) => (a.receivedAt < b.receivedAt ? -1 : a.receivedAt > b.receivedAt ? 1 : a.position - b.position);
+  for (let i = 1; i < out.length; i++) {
+    if (before(out[i - 1] as (typeof out)[number], out[i] as (typeof out)[number]) > 0) return out.sort(before);
+  }
+  return out;
+}
 
 /** History ids sort in the order changes were recorded by this process (ties of changed_at). */
 const historyId = () => sortableId('th_');
@@ -259,12 +300,19 @@ export class Profiles {
         if (before && before.updated_at > item.at) continue;
         const json = stableJson(trait.value ?? null);
         const digest = trait.personal ? this.#digest(json) : undefined;
-        // What the person's view shows now: this profile's value, or a newer one on another member of a merge.
+        // What the person's view shows now: this profile's value, or a newer one on another member of a merge (at equal
+        // times, the one received last).
         let shown = before;
+        let tied: TraitRow[] | undefined;
         for (const member of item.person ?? []) {
-          const row = stored(member, trait.key);
-          if (row && (!shown || row.updated_at > shown.updated_at)) shown = row;
+          const row = member === item.profileId ? undefined : stored(member, trait.key);
+          if (!row) continue;
+          if (!shown || row.updated_at > shown.updated_at) {
+            shown = row;
+            tied = undefined;
+          } else if (row.updated_at === shown.updated_at) (tied ??= [shown]).push(row);
         }
+        if (tied) shown = await this.#receivedLast(tx, tied, history);
         // Written when either differs: the holder's own value (it is what the profile keeps after an unmerge), or the
         // value the person's view shows (so that the view shows this one). History readers leave out no-op entries.
         const ownUnchanged = before !== undefined && this.#unchanged(before, json, digest, trait);
@@ -281,19 +329,7 @@ export class Profiles {
           const confirmed = `${shown.profile_id}\u0000${shown.key}\u0000${shown.updated_at}`;
           if (!confirmations.has(confirmed)) {
             confirmations.add(confirmed);
-            history.push({
-              id: historyId(),
-              profile_id: shown.profile_id,
-              key: shown.key,
-              changed_at: shown.updated_at,
-              value: shown.value,
-              encrypted: shown.encrypted,
-              previous_value: shown.value,
-              previous_encrypted: shown.encrypted,
-              category: shown.category,
-              source: shown.source,
-              message_id: shown.message_id,
-            });
+            history.push(confirmationOf(shown));
           }
         }
         const value = trait.personal ? this.#encrypt(item.profileId, json, trait.key) : json;
@@ -337,8 +373,7 @@ export class Profiles {
     // row: the batch's activity with its first currency's priced orders; the other currencies only when there are any.
     const byProfile = new Map<string, { row: ComputedActivity; unnamed?: OrderValue; others?: Map<string, OrderValue> }>();
     const now = new Date().toISOString();
-    for (const item of items) {
-      const receivedAt = item.receivedAt ?? now;
+    for (const { item, receivedAt, position } of inReceiptOrder(items, now)) {
       let entry = byProfile.get(item.profileId);
       if (!entry) {
         const row: ComputedActivity = { ...NO_ACTIVITY, profile_id: item.profileId, first_seen_at: item.at, last_seen_at: item.at, last_received_at: receivedAt };
@@ -355,16 +390,19 @@ export class Profiles {
       if (item.revenue === undefined || !(Math.abs(item.revenue) <= MAX_ORDER_VALUE)) continue;
       const currency = item.currency?.toUpperCase() ?? null;
       let value: OrderValue;
-      if (currency === null) value = entry.unnamed ??= { total: 0, priced: 0, since: null };
+      if (currency === null) value = entry.unnamed ??= { total: 0, priced: 0, since: null, position: null };
       else if (row.currency === null || row.currency === currency) {
-        if (row.currency === null) row.currency_at = receivedAt;
+        if (row.currency === null) {
+          row.currency_at = receivedAt;
+          row.currency_position = position;
+        }
         row.currency = currency;
         row.total_order_value += item.revenue;
         row.priced_order_count++;
         continue;
       } else {
         entry.others ??= new Map();
-        value = entry.others.get(currency) ?? { total: 0, priced: 0, since: receivedAt };
+        value = entry.others.get(currency) ?? { total: 0, priced: 0, since: receivedAt, position };
         entry.others.set(currency, value);
       }
       value.total += item.revenue;
@@ -394,18 +432,78 @@ export class Profiles {
   }
 
   /**
-   * The canonical view over merge members (canonical profile first): per key the latest value across members, and
-   * computed traits combined (counts summed, first seen the earliest, last seen the latest).
+   * Of trait rows of merge members, per key the one the person's view shows: the newest by event time; at equal times
+   * the one received last (its history entry at that time was recorded last, as one profile keeps the value it received
+   * last), and without such an entry the lower profile id. On `executor` (the caller's transaction, or the database).
+   */
+  async #shown(executor: SqlExecutor, rows: readonly TraitRow[]): Promise<Map<string, TraitRow>> {
+    const newest = new Map<string, TraitRow[]>();
+    for (const row of rows) {
+      const seen = newest.get(row.key);
+      if (!seen || row.updated_at > (seen[0] as TraitRow).updated_at) newest.set(row.key, [row]);
+      else if (row.updated_at === (seen[0] as TraitRow).updated_at) seen.push(row);
+    }
+    const out = new Map<string, TraitRow>();
+    for (const [key, tied] of newest) out.set(key, tied.length === 1 ? (tied[0] as TraitRow) : await this.#receivedLast(executor, tied));
+    return out;
+  }
+
+  /**
+   * Of rows of one key on different members with the same time, the one received last: whose history entry at that
+   * time was recorded last (those of `pending`, recorded by this batch and not yet written, first), else the lower
+   * profile id.
+   */
+  async #receivedLast<R extends Pick<TraitRow, 'profile_id' | 'key' | 'updated_at'>>(executor: SqlExecutor, tied: readonly R[], pending: readonly HistoryRow[] = []): Promise<R> {
+    const first = tied[0] as R;
+    const holders = new Set(tied.map((row) => row.profile_id));
+    let last: string | undefined;
+    for (let i = pending.length - 1; i >= 0 && last === undefined; i--) {
+      const entry = pending[i] as HistoryRow;
+      if (entry.key === first.key && entry.changed_at === first.updated_at && holders.has(entry.profile_id)) last = entry.profile_id;
+    }
+    last ??= await this.#repo.recordedLastAt(executor, [...holders], first.key, first.updated_at);
+    return tied.find((row) => row.profile_id === last) ?? ([...tied].sort((a, b) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0))[0] as R);
+  }
+
+  /**
+   * In the transaction that merges profiles, with the members of each person it made or grew: where the value the
+   * person's view shows is not the newest entry of the person's history (its time was moved forward without an entry
+   * by a message that re-sent it, past another member's change), the history gets that value again at its time on the
+   * member that holds it, as setTraitsBatch does for values written while merged, so that it ends with what the view
+   * shows. Copies stored values only: nothing is encrypted or decrypted.
+   */
+  async merged(tx: SqlExecutor, persons: readonly (readonly string[])[]): Promise<void> {
+    const ids = [...new Set(persons.flat())];
+    if (ids.length < 2) return;
+    const rows = await this.#repo.currentTraits(tx, ids);
+    const history: HistoryRow[] = [];
+    for (const members of persons) {
+      const inPerson = new Set(members);
+      const byKey = new Map<string, TraitRow[]>();
+      for (const row of rows) {
+        if (!inPerson.has(row.profile_id)) continue;
+        const list = byKey.get(row.key);
+        if (list) list.push(row);
+        else byKey.set(row.key, [row]);
+      }
+      // A key only one member holds: its own history ends with its own value.
+      const contested = [...byKey.values()].filter((list) => list.length > 1).flat();
+      for (const shown of (await this.#shown(tx, contested)).values()) {
+        const newest = await this.#repo.newestEntry(tx, members, shown.key);
+        if (newest === undefined || (newest.value === shown.value && newest.encrypted === shown.encrypted && newest.category === shown.category)) continue;
+        history.push(confirmationOf(shown));
+      }
+    }
+    if (history.length > 0) await this.#repo.insertHistory(tx, history);
+  }
+
+  /**
+   * The canonical view over merge members (canonical profile first): per key the latest value across members (at equal
+   * times the one received last), and computed traits combined (counts summed, first seen the earliest, last seen the
+   * latest).
    */
   async get(profileIds: readonly string[], options: { decrypt: boolean }): Promise<ProfileView> {
-    const order = new Map(profileIds.map((id, index) => [id, index]));
-    const latest = new Map<string, TraitRow>();
-    for (const row of await this.#repo.traitsOf(profileIds)) {
-      const seen = latest.get(row.key);
-      const newer =
-        !seen || row.updated_at > seen.updated_at || (row.updated_at === seen.updated_at && (order.get(row.profile_id) ?? 0) < (order.get(seen.profile_id) ?? 0));
-      if (newer) latest.set(row.key, row);
-    }
+    const latest = await this.#shown(this.#storage.raw, await this.#repo.traitsOf(profileIds));
     const traits: TraitView[] = [];
     for (const row of [...latest.values()].sort((a, b) => (a.key < b.key ? -1 : 1))) {
       const { value, state } = await this.#read(row.value, row.encrypted, row.key, options.decrypt);
@@ -431,16 +529,21 @@ export class Profiles {
    */
   async traitValues(owner: ReadonlyMap<string, string>, key: string): Promise<Map<string, string>> {
     const ids = [...owner.keys()];
-    const newest = new Map<string, { value: string; encrypted: number; at: string }>();
+    type Row = { profile_id: string; key: string; value: string; encrypted: number; updated_at: string };
+    // Per person, the rows at the newest time (several only when members tie: the one received last wins, as in get).
+    const newest = new Map<string, Row[]>();
     for (let i = 0; i < ids.length; i += 500) {
-      for (const row of await this.#repo.traitOfMany(ids.slice(i, i + 500), key)) {
+      for (const found of await this.#repo.traitOfMany(ids.slice(i, i + 500), key)) {
+        const row: Row = { ...found, key, encrypted: Number(found.encrypted) };
         const person = owner.get(row.profile_id) as string;
         const seen = newest.get(person);
-        if (!seen || row.updated_at > seen.at) newest.set(person, { value: row.value, encrypted: Number(row.encrypted), at: row.updated_at });
+        if (!seen || row.updated_at > (seen[0] as Row).updated_at) newest.set(person, [row]);
+        else if (row.updated_at === (seen[0] as Row).updated_at) seen.push(row);
       }
     }
     const out = new Map<string, string>();
-    for (const [person, row] of newest) {
+    for (const [person, tied] of newest) {
+      const row = tied.length === 1 ? (tied[0] as Row) : await this.#receivedLast(this.#storage.raw, tied);
       const { value, state } = await this.#read(row.value, row.encrypted, key, true);
       if (state !== 'unreadable' && value !== null && value !== undefined) out.set(person, String(value));
     }
@@ -592,11 +695,7 @@ export class Profiles {
    * id as message id; PROFILES_TRAIT_UNKNOWN when a key is not held. Audited without values, in the same transaction.
    */
   async rectify(profileIds: readonly string[], changes: readonly TraitInput[], meta: { requestId: string }, actor: Actor): Promise<{ changed: string[] }> {
-    const latest = new Map<string, TraitRow>();
-    for (const row of await this.#repo.traitsOf(profileIds)) {
-      const seen = latest.get(row.key);
-      if (!seen || row.updated_at > seen.updated_at) latest.set(row.key, row);
-    }
+    const latest = await this.#shown(this.#storage.raw, await this.#repo.traitsOf(profileIds));
     for (const change of changes) {
       if (!latest.has(change.key)) throw new CandorError('PROFILES_TRAIT_UNKNOWN', { key: change.key });
     }
@@ -651,18 +750,21 @@ function money(value: number): number {
 
 /**
  * Computed traits of merge members as one, as one profile with all their orders would have them: the currency is
- * that of the first priced order naming one that any member received (a member stored before migration 0111 counts
- * from its first seen time; a tie goes to the lower profile id), the total adds the members in that currency or in
- * none, and the average divides it by the priced orders it holds. Members are added in profile id order, and the total
- * and average rounded (money), so the answer does not depend on the order the database returns them in.
+ * that of the first priced order naming one that any member received, by the time Candor received it and then its
+ * position among the messages received then (a member stored before migration 0111 counts from its first seen time,
+ * one stored before 0112 as the first of its time; a tie goes to the lower profile id), the total adds the members in
+ * that currency or in none, and the average divides it by the priced orders it holds. Members are added in profile id
+ * order, and the total and average rounded (money), so the answer does not depend on the order the database returns
+ * them in.
  */
 function combine(unordered: readonly ComputedRow[]): ComputedTraits {
   const rows = [...unordered].sort((a, b) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0));
-  let first: { currency: string; since: string } | undefined;
+  let first: { currency: string; since: string; position: number } | undefined;
   for (const row of rows) {
     if (row.currency === null) continue;
     const since = row.currency_at ?? row.first_seen_at;
-    if (!first || since < first.since) first = { currency: row.currency, since };
+    const position = row.currency_position ?? 0;
+    if (!first || since < first.since || (since === first.since && position < first.position)) first = { currency: row.currency, since, position };
   }
   const currency = first?.currency ?? null;
   let total = 0;

@@ -7,13 +7,14 @@
 // audited: a backup with the audit head it holds, a restore with the head of the log it discarded (the entries written
 // after the backup are gone from the database, and this entry is what puts that on record).
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, createReadStream, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, createReadStream, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { backup as sqliteBackup, DatabaseSync } from 'node:sqlite';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Client } from 'pg';
 import type { Actor } from '../../shared/actor.ts';
+import { writeFileAtomic } from '../../shared/durable-write.ts';
 import { CandorError, isCandorError, type ErrorDetails } from '../../shared/errors.ts';
 import { lockFile } from '../../shared/file-lock.ts';
 import { openStorage, SQLITE_FILE } from '../../storage/index.ts';
@@ -126,10 +127,13 @@ async function currentAuditHead(target: DatabaseTarget): Promise<RestoreResult['
   }
 }
 
-/** SHA-256 of a file, read as a stream. */
-async function sha256Of(file: string): Promise<string> {
+/** SHA-256 of a file, read as a stream (given up with BACKUP_INTERRUPTED once `signal` aborts). */
+async function sha256Of(file: string, signal?: AbortSignal): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(file)) {
+    checkInterrupted(signal);
+    hash.update(chunk as Buffer);
+  }
   return hash.digest('hex');
 }
 
@@ -174,7 +178,14 @@ function holdDataDir(dataDir: string): (() => void) | null {
   const lock = lockDataDir(dataDir, LOCK_WAIT_MS);
   if (!lock) return null;
   const pidFile = join(dataDir, SERVER_PID_FILE);
-  writeFileSync(pidFile, String(process.pid), { mode: 0o600 });
+  try {
+    // Whole or not at all: a full disk leaves no empty pid file (a temporary one a crash left is replaced).
+    rmSync(`${pidFile}.tmp`, { force: true });
+    writeFileAtomic(pidFile, String(process.pid), { code: 'SERVE_DATA_DIR_NOT_WRITABLE', temporary: `${pidFile}.tmp`, mode: 0o600 });
+  } catch (error) {
+    lock.close();
+    throw error;
+  }
   const key = resolve(dataDir);
   heldHere.add(key);
   let held = true;
@@ -224,9 +235,10 @@ export function runningServer(dataDir: string): { pid: number | null } | null {
 
 /**
  * Runs a PostgreSQL client tool with the password in the environment (never on the command line). With `onLine`, its
- * output is handed over line by line instead of kept (a table's data can be large).
+ * output is handed over line by line instead of kept (a table's data can be large). When `signal` aborts, the tool is
+ * stopped (SIGTERM) and waited for, and the promise rejects with BACKUP_INTERRUPTED.
  */
-function pgTool(tool: string, args: readonly string[], databaseUrl: string, onLine?: (line: string) => void): Promise<{ code: number; stdout: string; stderr: string }> {
+function pgTool(tool: string, args: readonly string[], databaseUrl: string, onLine?: (line: string) => void, signal?: AbortSignal): Promise<{ code: number; stdout: string; stderr: string }> {
   const url = new URL(databaseUrl);
   // The tool inherits this process's environment (PATH, PG* settings) and gets the password through it, not argv.
   // eslint-disable-next-line no-restricted-syntax -- passed through to the child process, not read as configuration
@@ -247,12 +259,31 @@ function pgTool(tool: string, args: readonly string[], databaseUrl: string, onLi
       for (const line of lines) onLine(line);
     });
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const stop = () => child.kill('SIGTERM');
+    signal?.addEventListener('abort', stop, { once: true });
+    if (signal?.aborted) stop();
     child.on('error', (error: NodeJS.ErrnoException) => reject(error.code === 'ENOENT' ? new CandorError('BACKUP_TOOL_MISSING', { tool }) : error));
     child.on('close', (code) => {
+      signal?.removeEventListener('abort', stop);
+      // Only once the tool has exited: it writes no more into a file that is about to be removed.
+      if (signal?.aborted) {
+        reject(interruption(signal));
+        return;
+      }
       if (onLine && stdout) onLine(stdout);
       resolve({ code: code ?? 1, stdout: onLine ? '' : stdout, stderr });
     });
   });
+}
+
+/** BACKUP_INTERRUPTED, naming the signal the command got (the abort reason). */
+function interruption(signal: AbortSignal): CandorError {
+  return new CandorError('BACKUP_INTERRUPTED', { signal: typeof signal.reason === 'string' ? signal.reason : 'abort' });
+}
+
+/** Throws BACKUP_INTERRUPTED once `signal` has aborted. */
+function checkInterrupted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw interruption(signal);
 }
 
 /** First lines of a tool's error output, without anything that could carry a connection secret. */
@@ -264,18 +295,27 @@ const ONE_STEP = 0x7fffffff;
 const STALE_PARTIAL_MS = 10 * 60 * 1000;
 
 /**
- * Removes what a killed backup to the same file left beside it (its partial copy and SQLite's journal of it): a copy
- * of the database pages, wrapped data keys included, that nothing else would ever delete.
+ * Removes what killed backups left in the target's directory (partial copies, `.NAME.8 hex digits.partial`, and SQLite's
+ * journals of them), whatever file they were for: copies of the database pages, wrapped data keys included, that
+ * nothing else would ever delete.
  */
 function removeStalePartials(file: string): void {
-  const prefix = `.${basename(file)}.`;
   const dir = dirname(file);
   const now = Date.now();
   for (const name of readdirSync(dir)) {
-    if (!name.startsWith(prefix) || !/^[0-9a-f]{8}\.partial(-journal)?$/.test(name.slice(prefix.length))) continue;
+    if (!/^\..+\.[0-9a-f]{8}\.partial(-journal)?$/.test(name)) continue;
     const path = join(dir, name);
     if (now - statSync(path).mtimeMs > STALE_PARTIAL_MS) rmSync(path, { force: true });
   }
+}
+
+export interface BackupOptions {
+  /**
+   * Interrupts the backup (the CLI's SIGINT or SIGTERM; the reason names it): pg_dump is stopped and waited for, the
+   * partial copy removed and BACKUP_INTERRUPTED thrown, unless the `retention.backup` entry was written already (the
+   * backup then completes). SQLite's copy is made in one step, which is let finish first.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -283,7 +323,9 @@ function removeStalePartials(file: string): void {
  * Appends `retention.backup` (file name, size, SHA-256, the audit head the copy holds) before the file appears: no
  * backup without its entry. The entry itself is not in the backup.
  */
-export async function backupDatabase(target: DatabaseTarget, file: string, actor: Actor): Promise<BackupResult> {
+export async function backupDatabase(target: DatabaseTarget, file: string, actor: Actor, options: BackupOptions = {}): Promise<BackupResult> {
+  const { signal } = options;
+  checkInterrupted(signal);
   if (existsSync(file)) throw new CandorError('BACKUP_FILE_EXISTS', { file: basename(file) });
   removeStalePartials(file);
   const partial = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.partial`);
@@ -305,7 +347,8 @@ export async function backupDatabase(target: DatabaseTarget, file: string, actor
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
         const snapshot = (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]?.id as string;
         auditHead = await postgresAuditHead(client);
-        const result = await pgTool('pg_dump', ['--format=custom', '--no-owner', `--snapshot=${snapshot}`, '--file', partial, '--dbname', '{url}'], target.databaseUrl);
+        checkInterrupted(signal);
+        const result = await pgTool('pg_dump', ['--format=custom', '--no-owner', `--snapshot=${snapshot}`, '--file', partial, '--dbname', '{url}'], target.databaseUrl, undefined, signal);
         if (result.code !== 0) throw new CandorError('BACKUP_FAILED', { tool: 'pg_dump', message: toolMessage(result.stderr) });
         await client.query('COMMIT');
       } finally {
@@ -323,6 +366,7 @@ export async function backupDatabase(target: DatabaseTarget, file: string, actor
       } finally {
         db.close();
       }
+      checkInterrupted(signal);
       auditHead = sqliteAuditHead(partial, true);
     }
     const fd = openSync(partial, 'r');
@@ -332,7 +376,9 @@ export async function backupDatabase(target: DatabaseTarget, file: string, actor
       closeSync(fd);
     }
     const bytes = statSync(partial).size;
-    const sha256 = await sha256Of(partial);
+    const sha256 = await sha256Of(partial, signal);
+    // The last moment to give up: once the entry is written, the file it records is put in place.
+    checkInterrupted(signal);
     await appendAudit(target, {
       actor: actor.id,
       role: actor.role,

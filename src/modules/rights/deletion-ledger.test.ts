@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import type { WriteFunction } from '../../shared/durable-write.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import type { DeletionLedgerEntry } from '../../shared/subject-data.ts';
 import { DeletionLedger, GENESIS_HASH, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';
@@ -97,6 +98,102 @@ describe('deletion ledger chain', () => {
       assert.deepEqual(ledger.read(), entries, 'nothing written');
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** write(2) as on a disk with `room` bytes left: a short write up to it, then ENOSPC. */
+function diskWithRoom(room: number): WriteFunction {
+  let left = room;
+  return (fd, buffer, offset, length) => {
+    if (left === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+    const written = writeSync(fd, buffer, offset, Math.min(length, left));
+    left -= written;
+    return written;
+  };
+}
+
+describe('deletion ledger file on a full disk', () => {
+  const line = (e: DeletionLedgerEntry) => JSON.stringify({ seq: e.seq, requestId: e.requestId, at: e.at, profileIds: e.profileIds, identifiers: e.identifiers, prevHash: e.prevHash, hash: e.hash });
+
+  /** A ledger in a fresh directory, and what it is told of torn lines cut away. */
+  function ledgerIn(options: { write?: WriteFunction } = {}): { ledger: DeletionLedger; warnings: unknown[]; done(): void } {
+    const dir = mkdtempSync(join(tmpdir(), 'candor-ledger-'));
+    const warnings: unknown[] = [];
+    const ledger = new DeletionLedger(join(dir, 'deletion-ledger.jsonl'), { ...options, logger: { warn: (fields: unknown) => void warnings.push(fields) } });
+    return { ledger, warnings, done: () => rmSync(dir, { recursive: true, force: true }) };
+  }
+
+  it('appends whole lines or nothing: a short write is cut back and fails coded, and the append succeeds once there is space', () => {
+    const entries = chain(3);
+    const { ledger, done } = ledgerIn();
+    try {
+      ledger.append(entries.slice(0, 2));
+      const before = readFileSync(ledger.path);
+      // Room for part of the line only: write(2) answers a short count, then ENOSPC.
+      const full = new DeletionLedger(ledger.path, { write: diskWithRoom(100) });
+      assert.throws(() => full.append(entries.slice(2)), (e) => isCandorError(e, 'RIGHTS_LEDGER_WRITE_FAILED') && e.details?.reason === 'ENOSPC');
+      assert.deepEqual(readFileSync(ledger.path), before, 'no torn line is left');
+      assert.deepEqual(ledger.read(), entries.slice(0, 2));
+      assert.equal(ledger.appendMissing(entries), 1);
+      assert.deepEqual(ledger.read(), entries);
+    } finally {
+      done();
+    }
+  });
+
+  it('cuts away a torn last line (no newline, not a whole entry) when read, reports it, and appends after it as if it was never written', () => {
+    const entries = chain(3);
+    const { ledger, warnings, done } = ledgerIn();
+    try {
+      ledger.append(entries.slice(0, 2));
+      const whole = readFileSync(ledger.path);
+      appendFileSync(ledger.path, line(entries[2] as DeletionLedgerEntry).slice(0, 150));
+      assert.deepEqual(ledger.read(), entries.slice(0, 2));
+      assert.deepEqual(readFileSync(ledger.path), whole, 'the torn line is cut from the file');
+      assert.deepEqual(warnings, [{ file: ledger.path, cutBytes: 150, length: whole.length }]);
+      // What an older version left: the torn line, then an append (here the next one after a crash) goes on cleanly.
+      appendFileSync(ledger.path, '{"seq":3,"requ');
+      assert.equal(ledger.appendMissing(entries), 1);
+      assert.deepEqual(ledger.read(), entries);
+      assert.equal(readFileSync(ledger.path, 'utf8').split('\n').filter((l) => l !== '').length, 3);
+      // A file that is only a torn line.
+      writeFileSync(ledger.path, '{"seq":1,"requestId":"r0","at":"2026');
+      assert.deepEqual(ledger.read(), []);
+      assert.equal(statSync(ledger.path).size, 0);
+    } finally {
+      done();
+    }
+  });
+
+  it('still refuses a torn line in the middle of the file, and a last line that is not the start of one entry', () => {
+    const entries = chain(3);
+    const { ledger, warnings, done } = ledgerIn();
+    try {
+      writeFileSync(ledger.path, `${line(entries[0] as DeletionLedgerEntry)}\n${line(entries[1] as DeletionLedgerEntry).slice(0, 90)}\n${line(entries[2] as DeletionLedgerEntry)}\n`);
+      assert.throws(() => ledger.read(), (e) => isCandorError(e, 'RIGHTS_LEDGER_TAMPERED'));
+      // A torn line followed by a whole one without a newline: the last line is whole, so the torn one is in the middle.
+      writeFileSync(ledger.path, `${line(entries[0] as DeletionLedgerEntry)}\n${line(entries[1] as DeletionLedgerEntry).slice(0, 90)}${line(entries[1] as DeletionLedgerEntry)}`);
+      assert.throws(() => ledger.read(), (e) => isCandorError(e, 'RIGHTS_LEDGER_TAMPERED'));
+      writeFileSync(ledger.path, `${line(entries[0] as DeletionLedgerEntry)}\nnot a ledger line`);
+      assert.throws(() => ledger.read(), (e) => isCandorError(e, 'RIGHTS_LEDGER_TAMPERED'));
+      assert.deepEqual(warnings, []);
+    } finally {
+      done();
+    }
+  });
+
+  it('keeps a whole last entry that lacks only its newline, and starts the next append on a line of its own', () => {
+    const entries = chain(3);
+    const { ledger, warnings, done } = ledgerIn();
+    try {
+      writeFileSync(ledger.path, `${line(entries[0] as DeletionLedgerEntry)}\n${line(entries[1] as DeletionLedgerEntry)}`);
+      assert.deepEqual(ledger.read(), entries.slice(0, 2));
+      assert.equal(ledger.appendMissing(entries), 1);
+      assert.deepEqual(ledger.read(), entries);
+      assert.deepEqual(warnings, []);
+    } finally {
+      done();
     }
   });
 });

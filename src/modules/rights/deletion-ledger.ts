@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { appendFileDurably, type WriteFunction } from '../../shared/durable-write.ts';
 import { CandorError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/logger.ts';
 import type { DeletionLedgerEntry, IdentifierPseudonym } from '../../shared/subject-data.ts';
 
 /** The previous hash of the first entry. */
@@ -65,6 +67,28 @@ function parseLine(line: string, lineNo: number): DeletionLedgerEntry {
   throw new CandorError('RIGHTS_LEDGER_TAMPERED', { line: lineNo, problem: 'unreadable line' });
 }
 
+/** Whether a line (without its newline) is a whole, well-formed entry. */
+function isEntryLine(line: string): boolean {
+  try {
+    parseLine(line, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** How every line starts (lineOf): `"` is escaped inside a JSON string, so it starts an entry wherever it stands. */
+const LINE_START = '{"seq":';
+
+/**
+ * Whether what follows the file's last newline is the start of one entry line cut short, as an append that never
+ * completed leaves it: a prefix of an entry as written, not a whole one. Anything else there is read as a line.
+ */
+function isTornLine(tail: string): boolean {
+  if (tail === '' || isEntryLine(tail)) return false;
+  return tail.startsWith(LINE_START) ? !tail.includes(LINE_START, 1) : LINE_START.startsWith(tail);
+}
+
 /** The line an entry is written as (fields in a fixed order). */
 function lineOf(e: DeletionLedgerEntry): string {
   return JSON.stringify({ seq: e.seq, requestId: e.requestId, at: e.at, profileIds: e.profileIds, identifiers: e.identifiers, prevHash: e.prevHash, hash: e.hash });
@@ -73,25 +97,39 @@ function lineOf(e: DeletionLedgerEntry): string {
 /** The tail of each ledger file's queue of writers in this process, by absolute path. */
 const writers = new Map<string, Promise<unknown>>();
 
+/** What a DeletionLedger is told to use besides its path. */
+export interface DeletionLedgerOptions {
+  /** Where a torn last line cut away is reported (default: a process warning, CANDOR_LEDGER_TORN_LINE). */
+  logger?: Pick<Logger, 'warn'>;
+  /** Replaces the write system call (tests). */
+  write?: WriteFunction;
+}
+
 /**
  * The deletion ledger file: one JSON line per erasure, appended and fsynced, outside the database so that a restored
  * backup cannot take it back. Writers in one process take turns (`exclusive`) and append only what follows the
  * file's last entry. A line may still repeat an earlier one (two processes catching up at once, or two erasures of
  * an older version finishing together): a line identical to the entry of its sequence number is ignored, anything
- * else breaks the chain.
+ * else breaks the chain. An append is whole or cut back; a last line without its newline that is not a whole entry
+ * (an append cut short by a crash, or by a full disk before this was fixed) was never acknowledged, and is cut away.
  */
 export class DeletionLedger {
   readonly path: string;
+  readonly #options: DeletionLedgerOptions;
 
-  constructor(path: string) {
+  constructor(path: string, options: DeletionLedgerOptions = {}) {
     this.path = path;
+    this.#options = options;
   }
 
-  /** Every entry, verified; RIGHTS_LEDGER_TAMPERED when the file was edited, truncated in the middle or reordered. */
+  /**
+   * Every entry, verified; RIGHTS_LEDGER_TAMPERED when the file was edited, truncated in the middle or reordered. A
+   * torn last line (no newline, not a whole entry) is cut from the file first, and reported.
+   */
   read(): DeletionLedgerEntry[] {
     if (!existsSync(this.path)) return [];
     const entries: DeletionLedgerEntry[] = [];
-    const lines = readFileSync(this.path, 'utf8').split('\n');
+    const lines = this.#contents().toString('utf8').split('\n');
     for (const [index, line] of lines.entries()) {
       if (line.trim() === '') continue;
       const entry = parseLine(line, index + 1);
@@ -107,6 +145,52 @@ export class DeletionLedger {
     const verdict = verifyLedgerLines(entries);
     if (!verdict.ok) throw new CandorError('RIGHTS_LEDGER_TAMPERED', { seq: verdict.seq, problem: verdict.problem });
     return entries;
+  }
+
+  /** The file's bytes, with a torn last line cut away from the file (and from what is returned). */
+  #contents(): Buffer {
+    const bytes = readFileSync(this.path);
+    const end = bytes.lastIndexOf(0x0a) + 1;
+    if (!isTornLine(bytes.subarray(end).toString('utf8'))) return bytes;
+    const fd = this.#open('r+');
+    try {
+      // Cut only the tail read: a file that grew meanwhile is read as it is (and its torn line in the middle refused).
+      if (fstatSync(fd).size !== bytes.length) return bytes;
+      ftruncateSync(fd, end);
+      fsyncSync(fd);
+    } catch (error) {
+      throw new CandorError('RIGHTS_LEDGER_WRITE_FAILED', { file: this.path, reason: (error as NodeJS.ErrnoException).code ?? 'truncate_failed' }, { cause: error });
+    } finally {
+      closeSync(fd);
+    }
+    const report = { file: this.path, cutBytes: bytes.length - end, length: end };
+    const message = 'deletion ledger: a torn last line (no newline, not a whole entry: an append that never completed, so never acknowledged) was cut away';
+    if (this.#options.logger) this.#options.logger.warn(report, message);
+    else process.emitWarning(`${message} (${report.file}: ${report.cutBytes} bytes, ${report.length} kept)`, { code: 'CANDOR_LEDGER_TORN_LINE' });
+    return bytes.subarray(0, end);
+  }
+
+  #open(flags: string): number {
+    try {
+      return openSync(this.path, flags);
+    } catch (error) {
+      throw new CandorError('RIGHTS_LEDGER_WRITE_FAILED', { file: this.path, reason: (error as NodeJS.ErrnoException).code ?? 'open_failed' }, { cause: error });
+    }
+  }
+
+  /** Whether the file ends inside a line (its last byte is not a newline). */
+  #endsInsideLine(): boolean {
+    if (!existsSync(this.path)) return false;
+    const fd = this.#open('r');
+    try {
+      const size = fstatSync(fd).size;
+      if (size === 0) return false;
+      const last = Buffer.alloc(1);
+      readSync(fd, last, 0, 1, size - 1);
+      return last[0] !== 0x0a;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Runs `fn` when every earlier call for the same file in this process has settled: one writer at a time. */
@@ -137,16 +221,17 @@ export class DeletionLedger {
     return missing.length;
   }
 
-  /** Appends entries as lines and waits until they are on disk. */
+  /**
+   * Appends entries as lines and waits until they are on disk: all of them or none, the file cut back to its length
+   * on a failure (RIGHTS_LEDGER_WRITE_FAILED, e.g. reason ENOSPC), so that no torn line is left for later reads.
+   */
   append(entries: readonly DeletionLedgerEntry[]): void {
     if (entries.length === 0) return;
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
-    const fd = openSync(this.path, 'a', 0o600);
-    try {
-      writeSync(fd, entries.map((e) => lineOf(e) + '\n').join(''));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    // A file ending inside a line: a torn line is cut away; a whole entry lacking only its newline gets it first.
+    const last = this.#endsInsideLine() ? this.#contents().at(-1) : undefined;
+    const unterminated = last !== undefined && last !== 0x0a;
+    const lines = entries.map((e) => lineOf(e) + '\n').join('');
+    appendFileDurably(this.path, (unterminated ? '\n' : '') + lines, { code: 'RIGHTS_LEDGER_WRITE_FAILED', mode: 0o600, write: this.#options.write });
   }
 }

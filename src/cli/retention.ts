@@ -1,6 +1,6 @@
 import { CommanderError, type Command } from 'commander';
 import type { Config } from '../config/index.ts';
-import { openKernel, type Kernel } from '../kernel.ts';
+import { MIGRATIONS, openKernel, type Kernel } from '../kernel.ts';
 import { backupDatabase, restoreDatabase, type BackupResult, type SweepReport } from '../modules/retention/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { isoTime } from '../shared/iso-time.ts';
@@ -110,7 +110,7 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
     .description('replace the database with a backup (checked first; the server must be stopped), then replay erasures made since')
     .action(async (file: string) => {
       const settings = config();
-      const { dialect, discarded, restored, backupTakenAt } = await restoreDatabase(settings, file, CLI_ACTOR);
+      const { dialect, discarded, restored, backupTakenAt } = await restoreDatabase(settings, file, CLI_ACTOR, MIGRATIONS);
       out(`restored ${dialect} database from ${file} (backup taken ${backupTakenAt})`);
       // The audit log went back with the rest: what it held after the backup is gone, and this says how far it reached.
       out(`  audit log rolled back from ${typeof discarded === 'string' ? `(${discarded})` : describeHead(discarded)} to ${describeHead(restored)}; recorded as retention.restore`);

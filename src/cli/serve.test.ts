@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../test/support/databases.ts';
 import { start, stop } from '../../test/support/serve-process.ts';
+import { MIGRATIONS } from '../kernel.ts';
 import { claimDataDir, restoreDatabase } from '../modules/retention/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { isCandorError } from '../shared/errors.ts';
@@ -63,7 +64,7 @@ describeEachDialect('candor serve: one server per data directory', (dialect) => 
         assert.match(e.stderr ?? '', new RegExp(`error SERVE_DATA_DIR_IN_USE: Another Candor server .*\\{"pid":${first.child.pid}\\}`));
         return true;
       });
-      await assert.rejects(restoreDatabase(env.config, join(env.dataDir, 'no-such.backup'), CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_SERVER_RUNNING'));
+      await assert.rejects(restoreDatabase(env.config, join(env.dataDir, 'no-such.backup'), CLI_ACTOR, MIGRATIONS), (e) => isCandorError(e, 'BACKUP_SERVER_RUNNING'));
       const lines: string[] = [];
       const code = await main(['node', 'candor', '--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : []), 'restore', join(env.dataDir, 'no-such.backup')], (l) => lines.push(l), (l) => lines.push(l));
       assert.equal(code, 1);
@@ -72,7 +73,7 @@ describeEachDialect('candor serve: one server per data directory', (dialect) => 
       assert.equal(await stop(first), 0);
     }
     // Stopped: the data directory is free again.
-    await assert.rejects(restoreDatabase(env.config, join(env.dataDir, 'no-such.backup'), CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_CORRUPT'));
+    await assert.rejects(restoreDatabase(env.config, join(env.dataDir, 'no-such.backup'), CLI_ACTOR, MIGRATIONS), (e) => isCandorError(e, 'BACKUP_CORRUPT'));
     await stop(await start(env));
   });
 });

@@ -150,6 +150,7 @@ export const ERROR_CODES = {
   BACKUP_NOT_CANDOR: { category: 'invalid_input', message: 'The backup is a readable database but not a Candor database; nothing was changed.' },
   BACKUP_INTERRUPTED: { category: 'unavailable', message: 'The backup was interrupted by a signal (details.signal) before it was recorded: pg_dump was stopped, the partial copy removed and nothing recorded; run it again.' },
   BACKUP_SERVER_RUNNING: { category: 'conflict', message: 'A Candor server is using this data directory; stop it before restoring.' },
+  BACKUP_NEWER_THAN_CODE: { category: 'invalid_input', message: 'The backup was made by a newer Candor release (it records migrations this release does not know, details.unknownMigrations); restore it with that release or a newer one. Nothing was changed.' },
   SERVER_STOPPING: { category: 'unavailable', message: 'The server is stopping and takes no new requests; try again in a few seconds (Retry-After), when it or another server answers.' },
   SERVE_DATA_DIR_IN_USE: { category: 'conflict', message: 'Another Candor server (or a restore) is using this data directory: stop it first, or give a second server a data directory of its own. A command does not apply migrations under a running server.' },
   SERVE_DATA_DIR_NOT_WRITABLE: { category: 'unavailable', message: 'A file of the data directory could not be written (details.reason, e.g. ENOSPC: the disk is full): the server did not start.' },

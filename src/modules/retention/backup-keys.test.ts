@@ -6,7 +6,7 @@ import { after, before, it } from 'node:test';
 import { DatabaseSync } from 'node:sqlite';
 import { promisify } from 'node:util';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
-import { openKernel, type Kernel } from '../../kernel.ts';
+import { MIGRATIONS, openKernel, type Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import { readKeyFile, unwrapDataKey } from '../crypto/index.ts';
@@ -89,7 +89,7 @@ describeEachDialect('restore checks the key file; erasures made final in copies 
   });
 
   it("refuses a backup the key file cannot open with the start's code, and leaves the live database as it was", { timeout: 60_000 }, async () => {
-    await assert.rejects(restoreDatabase(env.config, backups.otherDeployment, CLI_ACTOR), (e) => isCandorError(e, 'CRYPTO_KEYFILE_TAMPERED') && e.details?.backup === basename(backups.otherDeployment));
+    await assert.rejects(restoreDatabase(env.config, backups.otherDeployment, CLI_ACTOR, MIGRATIONS), (e) => isCandorError(e, 'CRYPTO_KEYFILE_TAMPERED') && e.details?.backup === basename(backups.otherDeployment));
     const kernel = await openKernel(env.config);
     try {
       assert.equal(await kernel.keyring.decrypt(keptText, 'f'), 'still readable');
@@ -142,7 +142,7 @@ describeEachDialect('restore checks the key file; erasures made final in copies 
     assert.throws(() => unwrapDataKey(keys.masterKeys[0]?.key as Buffer, { ...row, master_version: 2 }), (e) => isCandorError(e, 'CRYPTO_DECRYPT_FAILED'));
 
     // The backup from before the rotation is refused whole; the live database stays.
-    await assert.rejects(restoreDatabase(env.config, backups.beforeErasure, CLI_ACTOR), (e) => isCandorError(e, 'CRYPTO_MASTER_KEY_MISSING') && e.details?.version === 1 && e.details?.backup === basename(backups.beforeErasure));
+    await assert.rejects(restoreDatabase(env.config, backups.beforeErasure, CLI_ACTOR, MIGRATIONS), (e) => isCandorError(e, 'CRYPTO_MASTER_KEY_MISSING') && e.details?.version === 1 && e.details?.backup === basename(backups.beforeErasure));
     const after = await openKernel(env.config);
     try {
       assert.equal(await after.keyring.decrypt(keptText, 'f'), 'still readable');
@@ -153,7 +153,7 @@ describeEachDialect('restore checks the key file; erasures made final in copies 
   });
 
   it('restores a backup taken after the rotation, before the prune: its registration of the pruned version is dropped and audited', { timeout: 60_000 }, async () => {
-    await restoreDatabase(env.config, backups.afterRotation, CLI_ACTOR);
+    await restoreDatabase(env.config, backups.afterRotation, CLI_ACTOR, MIGRATIONS);
     const kernel = await openKernel(env.config);
     try {
       assert.equal(await kernel.keyring.decrypt(keptText, 'f'), 'still readable');

@@ -5,7 +5,7 @@ import { after, before, it } from 'node:test';
 import { sql } from 'kysely';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
 import { main } from '../../cli/main.ts';
-import { openKernel, type Kernel } from '../../kernel.ts';
+import { MIGRATIONS, openKernel, type Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import { backupDatabase, claimDataDir, restoreDatabase } from './index.ts';
@@ -75,7 +75,7 @@ describeEachDialect('backup and restore', (dialect) => {
     const notADatabase = `${backupFile}.txt`;
     writeFileSync(notADatabase, 'hello, this is not a backup');
     for (const file of [corrupt, notADatabase]) {
-      await assert.rejects(restoreDatabase(env.config, file, CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_CORRUPT') || isCandorError(e, 'BACKUP_FAILED'), file);
+      await assert.rejects(restoreDatabase(env.config, file, CLI_ACTOR, MIGRATIONS), (e) => isCandorError(e, 'BACKUP_CORRUPT') || isCandorError(e, 'BACKUP_FAILED'), file);
     }
     const lines: string[] = [];
     const code = await main(['node', 'candor', '--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : []), 'restore', notADatabase], (l) => lines.push(l), (l) => lines.push(l));
@@ -94,7 +94,7 @@ describeEachDialect('backup and restore', (dialect) => {
   it('refuses to restore while a server holds the data directory', async () => {
     const release = claimDataDir(env.dataDir);
     try {
-      await assert.rejects(restoreDatabase(env.config, backupFile, CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_SERVER_RUNNING'));
+      await assert.rejects(restoreDatabase(env.config, backupFile, CLI_ACTOR, MIGRATIONS), (e) => isCandorError(e, 'BACKUP_SERVER_RUNNING'));
     } finally {
       release();
     }

@@ -1,7 +1,8 @@
 // Backups of the database and their restore. SQLite: node:sqlite's online backup API, restore checked first (header,
 // integrity check, a Candor schema) and swapped in atomically with the server stopped. PostgreSQL: pg_dump -Fc and
-// pg_restore (checked with --list first, restored in one transaction). Before either swap the backup's master key
-// registrations are checked against the key file, as a start would check them, so a backup the key file cannot open
+// pg_restore (checked with --list first, restored in one transaction). Before either swap the backup's applied migrations
+// are checked against the ones this code knows (a newer release's backup could not be opened once restored) and its
+// master key registrations against the key file, as a start would check them, so a backup the key file cannot open
 // (another deployment's, or one whose master key version was pruned) is refused with the live database untouched. The deletion ledger file lives outside the
 // database and is never part of a backup: opening the kernel after a restore replays the erasures it lists. Both are
 // audited: a backup with the audit head it holds, a restore with the head of the log it discarded (the entries written
@@ -17,7 +18,7 @@ import type { Actor } from '../../shared/actor.ts';
 import { writeFileAtomic } from '../../shared/durable-write.ts';
 import { CandorError, isCandorError, type ErrorDetails } from '../../shared/errors.ts';
 import { lockFile } from '../../shared/file-lock.ts';
-import { openStorage, SQLITE_FILE } from '../../storage/index.ts';
+import { openStorage, SQLITE_FILE, type ModuleMigration } from '../../storage/index.ts';
 import { AuditLog, type AuditEvent } from '../audit/index.ts';
 import { checkKeyFile, readKeyFile, type RegisteredKey } from '../crypto/index.ts';
 
@@ -460,16 +461,23 @@ function sqliteBackupKeys(file: string): BackupKeys {
   }
 }
 
+/** A COPY text field as PostgreSQL writes it (backslash escapes; `\N` is NULL, read as an empty string). */
+function copyField(field: string): string {
+  if (field === '\\N') return '';
+  const escapes: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+  return field.replace(/\\(.)/g, (_, c: string) => escapes[c] ?? c);
+}
+
 /**
- * Reads a pg_dump archive's key registrations and data key versions: pg_restore writes the two tables' data as COPY
- * text to its output (nothing is restored), read line by line.
+ * Reads tables' rows from a pg_dump archive without restoring anything: pg_restore writes their data as COPY text to
+ * its output, handed to `onRow` line by line (a table's data can be large) with a reader of the row's columns.
  */
-async function postgresBackupKeys(file: string, databaseUrl: string): Promise<BackupKeys> {
-  const keys: BackupKeys = { registered: [], usedWrapVersions: new Set() };
+async function archiveRows(file: string, databaseUrl: string, tables: readonly string[], onRow: (table: string, value: (column: string) => string) => void): Promise<void> {
+  const copyLine = new RegExp(`^COPY (?:\\S+\\.)?"?(${tables.join('|')})"? \\(([^)]*)\\) FROM stdin;$`);
   let copying: { table: string; columns: string[] } | null = null;
   const onLine = (line: string) => {
     if (copying === null) {
-      const copy = /^COPY (?:\S+\.)?"?(crypto_master_keys|crypto_subject_keys)"? \(([^)]*)\) FROM stdin;$/.exec(line);
+      const copy = copyLine.exec(line);
       if (copy) copying = { table: copy[1] as string, columns: (copy[2] as string).split(',').map((c) => c.trim().replace(/^"|"$/g, '')) };
       return;
     }
@@ -478,14 +486,50 @@ async function postgresBackupKeys(file: string, databaseUrl: string): Promise<Ba
       return;
     }
     const values = line.split('\t');
-    const value = (column: string) => values[(copying as { columns: string[] }).columns.indexOf(column)] ?? '';
-    if (copying.table === 'crypto_master_keys') keys.registered.push({ purpose: value('purpose'), version: Number(value('version')), check_value: value('check_value') });
-    else keys.usedWrapVersions.add(Number(value('master_version')));
+    const { table, columns } = copying as { table: string; columns: string[] };
+    onRow(table, (column) => copyField(values[columns.indexOf(column)] ?? ''));
   };
-  const result = await pgTool('pg_restore', ['--data-only', '--table=crypto_master_keys', '--table=crypto_subject_keys', '--file=-', file], databaseUrl, onLine);
-  if (result.code !== 0) throw new CandorError('BACKUP_CORRUPT', { reason: 'pg_restore cannot read the key tables', message: toolMessage(result.stderr) });
+  const result = await pgTool('pg_restore', ['--data-only', ...tables.map((t) => `--table=${t}`), '--file=-', file], databaseUrl, onLine);
+  if (result.code !== 0) throw new CandorError('BACKUP_CORRUPT', { reason: `pg_restore cannot read ${tables.join(', ')}`, message: toolMessage(result.stderr) });
+}
+
+/** Reads a pg_dump archive's key registrations and data key versions (nothing is restored). */
+async function postgresBackupKeys(file: string, databaseUrl: string): Promise<BackupKeys> {
+  const keys: BackupKeys = { registered: [], usedWrapVersions: new Set() };
+  await archiveRows(file, databaseUrl, ['crypto_master_keys', 'crypto_subject_keys'], (table, value) => {
+    if (table === 'crypto_master_keys') keys.registered.push({ purpose: value('purpose'), version: Number(value('version')), check_value: value('check_value') });
+    else keys.usedWrapVersions.add(Number(value('master_version')));
+  });
   keys.registered.sort((a, b) => a.purpose.localeCompare(b.purpose) || a.version - b.version);
   return keys;
+}
+
+/** The names of the migrations a backup records as applied, read without restoring it. */
+async function backupMigrations(file: string, dialect: 'sqlite' | 'postgres', databaseUrl: string): Promise<string[]> {
+  if (dialect === 'postgres') {
+    const names: string[] = [];
+    await archiveRows(file, databaseUrl, ['storage_migrations'], (_, value) => names.push(value('name')));
+    return names.sort();
+  }
+  const url = pathToFileURL(resolve(file));
+  url.searchParams.set('immutable', '1');
+  const db = new DatabaseSync(url, { readOnly: true });
+  try {
+    return (db.prepare('SELECT name FROM storage_migrations ORDER BY name').all() as { name: string }[]).map((r) => r.name);
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Refuses a backup made by a newer release (it records migrations that are not in `migrations`, the ones this code
+ * knows) with BACKUP_NEWER_THAN_CODE, naming them: once restored, the database could not be opened (a start refuses it
+ * with STORAGE_NEWER_THAN_CODE), so the deletion ledger could not be replayed into it either.
+ */
+async function checkBackupMigrations(target: RestoreTarget, file: string, dialect: 'sqlite' | 'postgres', migrations: readonly ModuleMigration[]): Promise<void> {
+  const known = new Set(migrations.map((m) => m.name));
+  const unknown = (await backupMigrations(file, dialect, target.databaseUrl)).filter((name) => !known.has(name));
+  if (unknown.length > 0) throw new CandorError('BACKUP_NEWER_THAN_CODE', { unknownMigrations: unknown, backup: basename(file) });
 }
 
 /**
@@ -505,26 +549,26 @@ async function checkBackupKeys(target: RestoreTarget, file: string, dialect: 'sq
 }
 
 /**
- * Replaces the database with a backup, after checking it (the file, and its master keys against the key file);
- * nothing is changed when a check fails. Refused while a
+ * Replaces the database with a backup, after checking it (the file, its migrations against `migrations`, the ones this
+ * code knows, and its master keys against the key file); nothing is changed when a check fails. Refused while a
  * server uses the data directory, which the restore keeps locked until it is done. SQLite: the file is swapped in with
  * one rename and the old -wal and -shm files (which belong to the replaced database) are removed first. PostgreSQL: pg_restore --clean in one transaction.
  * The audit log goes back to the backup's with the rest: the head it had is read first and recorded, with the
  * restored head and the backup's time, in a `retention.restore` entry appended right after the restored head.
  */
-export async function restoreDatabase(target: RestoreTarget, file: string, actor: Actor): Promise<RestoreResult> {
+export async function restoreDatabase(target: RestoreTarget, file: string, actor: Actor, migrations: readonly ModuleMigration[]): Promise<RestoreResult> {
   // The restore holds the server's lock itself, so no server can start on the data directory while it runs.
   const release = holdDataDir(target.dataDir);
   if (!release) throw new CandorError('BACKUP_SERVER_RUNNING', { pid: recordedPid(target.dataDir) });
   try {
-    return await restoreLocked(target, file, actor);
+    return await restoreLocked(target, file, actor, migrations);
   } finally {
     release();
   }
 }
 
 /** The restore itself, with the data directory locked. */
-async function restoreLocked(target: RestoreTarget, file: string, actor: Actor): Promise<RestoreResult> {
+async function restoreLocked(target: RestoreTarget, file: string, actor: Actor, migrations: readonly ModuleMigration[]): Promise<RestoreResult> {
   const dialect = isPostgres(target) ? 'postgres' : 'sqlite';
   let backupTakenAt: string;
   if (dialect === 'postgres') {
@@ -533,6 +577,7 @@ async function restoreLocked(target: RestoreTarget, file: string, actor: Actor):
     checkSqliteBackup(file);
     backupTakenAt = statSync(file).mtime.toISOString();
   }
+  await checkBackupMigrations(target, file, dialect, migrations);
   await checkBackupKeys(target, file, dialect);
   const bytes = statSync(file).size;
   const sha256 = await sha256Of(file);

@@ -6,7 +6,7 @@ import { strFromU8, unzipSync } from 'fflate';
 import { sql } from 'kysely';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { openKernel, type Kernel } from '../../kernel.ts';
+import { MIGRATIONS, openKernel, type Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { backupDatabase, restoreDatabase } from '../retention/index.ts';
 import { RATE_EVENTS_RULE, REQUESTS_KEPT_REASON } from './rights.subject-data.ts';
@@ -157,7 +157,7 @@ describeEachDialect('a restore replaying an erasure done by request', (dialect) 
   it('keeps the notice that the erasure was done in the outbox', { timeout: 60_000 }, async () => {
     const notices = () => messages(env.dataDir).filter((m) => m.includes(`X-Candor-Request: ${requestId}`) && /Subject: Your data was erased/.test(m));
     assert.equal(notices().length, 1);
-    await restoreDatabase(env.config, backupFile, CLI_ACTOR);
+    await restoreDatabase(env.config, backupFile, CLI_ACTOR, MIGRATIONS);
     const kernel = await openKernel(env.config);
     try {
       assert.equal(kernel.erasuresReplayed, 1);

@@ -40,3 +40,22 @@ export function parsePhone(text: string, region: CountryCode | undefined): Parse
   if (phone === undefined || phone.ext !== undefined || !phone.isPossible()) return undefined;
   return { e164: phone.number, national: phone.nationalNumber };
 }
+
+/** The separators the legacy normalization removed (JavaScript's `\s`: white space, Unicode spaces included). */
+const LEGACY_SEPARATORS = /[\s().\-/]/g;
+const LEGACY_E164 = /^\+\d{7,15}$/;
+
+/**
+ * A phone number's LEGACY form: the number as releases before libphonenumber (up to 4b72e03) normalized it, and so as
+ * they stored its pseudonym and put it on the suppression list. Kept unchanged, only to find what those releases
+ * stored; new identifiers are never stored in it. NFC, trimmed, white space, parentheses, dots, dashes and slashes
+ * removed; a leading `00` read as `+`; bare digits given a `+`; then `+` and 7 to 15 digits, or undefined. It differs
+ * from `parsePhone` for a trunk prefix after the country code (`+44 (0)20 7946 0018` was `+4402079460018`, now
+ * `+442079460018`), for a number without `+` or `00` (`4155550123` was `+4155550123`; now refused, or `+14155550123`
+ * in region US), and for numbers libphonenumber refuses (`+5215512345678`, `+12345678`).
+ */
+export function legacyPhone(text: string): string | undefined {
+  const compact = text.normalize('NFC').trim().replace(LEGACY_SEPARATORS, '');
+  const value = compact.startsWith('+') ? compact : compact.startsWith('00') ? `+${compact.slice(2)}` : /^\d+$/.test(compact) ? `+${compact}` : undefined;
+  return value !== undefined && LEGACY_E164.test(value) ? value : undefined;
+}

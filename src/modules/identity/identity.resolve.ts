@@ -38,13 +38,28 @@ export interface PreparedIdentifier {
   hash: string;
   key: string;
   rank: number;
+  /**
+   * A phone number's legacy form (`legacyPhone`), when it differs: what a release before libphonenumber stored for the
+   * same text. Checked against the suppression list; if `matchable`, stands for this identifier where only it is
+   * stored. Never stored itself.
+   */
+  legacy: PreparedIdentifier | undefined;
+  /** This is the legacy form of a number libphonenumber refuses. */
+  legacyOnly: boolean;
+  /** For a legacy form: whether it may find a person (false when it is a number this release stores, maybe another's). */
+  matchable: boolean;
 }
 
 /** The usable identifiers of an item, strongest first, and the ones dropped at normalization. */
 export interface PreparedItem {
   ids: PreparedIdentifier[];
-  /** Identifiers only checked against the suppression list, never looked up or linked (`Identifier.alsoSuppressedAs`). */
+  /**
+   * Identifiers only checked against the suppression list, never looked up or linked (`Identifier.alsoSuppressedAs`),
+   * and the legacy forms of the item's phone numbers (an erasure by an earlier release suppressed those).
+   */
   suppressedOnly: PreparedIdentifier[];
+  /** Matchable legacy forms of numbers libphonenumber refuses: they join `ids` where stored (`asStored`), else are ignored. */
+  legacyOnly: PreparedIdentifier[];
   ignored: { type: string; reason: IgnoredReason }[];
   source: string;
   messageId: string | undefined;
@@ -79,6 +94,33 @@ export function preciseNow(): string {
 export const keyOf = (type: string, hash: string): string => `${type}\u0000${hash}`;
 
 /**
+ * The item with its phone numbers as they are stored (`known`: whether an identifier key is linked to a profile): an
+ * identifier whose own form is unknown but whose legacy form is known stands as that legacy form, and a legacy-only
+ * number joins the identifiers (in priority order) when known, else is ignored as blocked. The item itself when it
+ * has no legacy forms.
+ */
+export function asStored(item: PreparedItem, known: (key: string) => boolean): PreparedItem {
+  let legacy = item.legacyOnly.length > 0;
+  for (const id of item.ids) if (id.legacy?.matchable) legacy = true;
+  if (!legacy) return item;
+  const ids: PreparedIdentifier[] = [];
+  const add = (id: PreparedIdentifier) => {
+    if (ids.some((other) => other.key === id.key)) return;
+    // After every identifier of the same or a stronger rank: priority order, ties in arrival order.
+    let at = ids.length;
+    while (at > 0 && (ids[at - 1] as PreparedIdentifier).rank > id.rank) at--;
+    ids.splice(at, 0, id);
+  };
+  for (const id of item.ids) add(id.legacy?.matchable && !known(id.key) && known(id.legacy.key) ? id.legacy : id);
+  const ignored = [...item.ignored];
+  for (const id of item.legacyOnly) {
+    if (known(id.key)) add(id);
+    else ignored.push({ type: id.type, reason: 'blocked' });
+  }
+  return { ...item, ids, ignored, legacyOnly: [] };
+}
+
+/**
  * One resolveBatch: reads what the batch's identifiers already belong to, decides item by item in memory (later
  * items see earlier items' effects), then writes new profiles, links and merges in a few multi-row statements.
  */
@@ -109,7 +151,13 @@ export class BatchResolution {
   /** Loads owners of every identifier of the batch, and the identifier counts of profiles that may need them. */
   async load(items: readonly PreparedItem[]): Promise<void> {
     const pairs = new Map<string, Pair>();
-    for (const item of items) for (const id of item.ids) pairs.set(id.key, [id.type, id.hash]);
+    for (const item of items) {
+      for (const id of item.ids) {
+        pairs.set(id.key, [id.type, id.hash]);
+        if (id.legacy?.matchable) pairs.set(id.legacy.key, [id.legacy.type, id.legacy.hash]);
+      }
+      for (const id of item.legacyOnly) pairs.set(id.key, [id.type, id.hash]);
+    }
     for (const row of await this.#repo.owners(this.#tx, [...pairs.values()])) {
       this.#owner.set(keyOf(row.type, row.value_hash), row.profile_id);
       if (row.canonical !== row.profile_id) this.#canon.set(row.profile_id, row.canonical);
@@ -119,7 +167,7 @@ export class BatchResolution {
     for (const item of items) {
       const known = new Set<string>();
       let limitedNew = false;
-      for (const id of item.ids) {
+      for (const id of asStored(item, (key) => this.#owner.has(key)).ids) {
         const owner = this.#owner.get(id.key);
         if (owner !== undefined) known.add(this.#canonical(owner));
         else if (Number.isFinite(this.#rules.limit(id.type))) limitedNew = true;
@@ -255,7 +303,9 @@ export class BatchResolution {
    * first known profile that may take it, or a new profile. Every other identifier then joins that profile, or
    * brings its own profile to merge, as far as the limits per type and earlier unmerges allow.
    */
-  async resolve(item: PreparedItem): Promise<Resolution> {
+  async resolve(prepared: PreparedItem): Promise<Resolution> {
+    // Phone numbers an earlier release stored in their legacy form are matched in it (earlier items of the batch count).
+    const item = asStored(prepared, (key) => this.#owner.has(key));
     const ignored = [...item.ignored];
     const [anchor, ...rest] = item.ids;
     if (!anchor) return { profileId: null, holder: null, created: false, merges: [], ignored };

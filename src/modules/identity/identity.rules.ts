@@ -2,7 +2,7 @@ import { compilesAsBlockedPattern, isIdentifierTypeName, isRuleTypeKey } from '.
 import { CandorError } from '../../shared/errors.ts';
 import { unusableText } from '../../shared/text.ts';
 import type { CountryCode } from 'libphonenumber-js';
-import { isPhoneRegion, parsePhone } from './identity.phone.ts';
+import { isPhoneRegion, legacyPhone, parsePhone } from './identity.phone.ts';
 
 /** An identifier as it arrives: `user_id`, `anonymous_id`, `email`, `phone` or `custom:<name>`, and its value. */
 export interface Identifier {
@@ -172,12 +172,8 @@ export class CompiledRules {
    * malformed e-mail or phone number, or a blocked value.
    */
   normalize(id: Identifier): Identifier | undefined {
-    const raw: unknown = id.value;
-    const text = typeof raw === 'string' ? raw : typeof raw === 'number' && Number.isFinite(raw) ? String(raw) : undefined;
-    if (text === undefined || !isIdentifierTypeName(id.type)) return undefined;
-    let value = text.normalize('NFC').trim();
-    // A lone surrogate would be hashed as U+FFFD, and so name whoever holds the id with U+FFFD in its place.
-    if (unusableText(value) !== undefined) return undefined;
+    let value = usableText(id.value);
+    if (value === undefined || !isIdentifierTypeName(id.type)) return undefined;
     if (id.type === 'email') {
       value = value.toLowerCase();
       if (!EMAIL.test(value)) return undefined;
@@ -189,4 +185,34 @@ export class CompiledRules {
     if (this.isBlocked(id.type, value)) return undefined;
     return { type: id.type, value };
   }
+
+  /**
+   * A phone number's LEGACY form (`legacyPhone`: how releases before libphonenumber stored it) when it differs from
+   * `normalized` (what `normalize` made of `id`), also when libphonenumber refused the number as malformed; undefined
+   * for other types, for a legacy form equal to the normalized one or blocked, and for a number blocked now.
+   * `matchable` is false when the legacy form is itself a number in E.164 form, which this release stores for whoever
+   * has that number (`(479) 123-4467` was `+4791234467`, a Norwegian number): such a form may be someone else's.
+   */
+  legacy(id: Identifier, normalized: Identifier | undefined): { id: Identifier; matchable: boolean } | undefined {
+    if (id.type !== 'phone') return undefined;
+    const value = usableText(id.value);
+    if (value === undefined) return undefined;
+    // Refused as blocked (a placeholder such as +1 (000) 000-0000), not as malformed: no form of it links anyone.
+    if (normalized === undefined && parsePhone(value, this.#region) !== undefined) return undefined;
+    const legacy = legacyPhone(value);
+    if (legacy === undefined || legacy === normalized?.value || this.isBlocked(id.type, legacy)) return undefined;
+    return { id: { type: id.type, value: legacy }, matchable: parsePhone(legacy, undefined)?.e164 !== legacy };
+  }
+}
+
+/**
+ * An identifier's value as text, NFC and trimmed (a finite number as its decimal text), or undefined when it is
+ * neither or holds what ingestion refuses in a name: a lone surrogate would be hashed as U+FFFD, and so name whoever
+ * holds the id with U+FFFD in its place.
+ */
+function usableText(raw: unknown): string | undefined {
+  const text = typeof raw === 'string' ? raw : typeof raw === 'number' && Number.isFinite(raw) ? String(raw) : undefined;
+  if (text === undefined) return undefined;
+  const value = text.normalize('NFC').trim();
+  return unusableText(value) === undefined ? value : undefined;
 }

@@ -6,7 +6,7 @@ import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { CanonicalCache } from './identity.cache.ts';
 import { IdentityRepo, type MergeRow, type Pair, type PendingMergeRow } from './identity.repo.ts';
-import { BatchResolution, keyOf, type MergeRecord, type PreparedIdentifier, type PreparedItem, type Resolution } from './identity.resolve.ts';
+import { asStored, BatchResolution, keyOf, type MergeRecord, type PreparedIdentifier, type PreparedItem, type Resolution } from './identity.resolve.ts';
 import { CompiledRules, DEFAULT_IDENTITY_RULES, type Identifier, type IdentityRules } from './identity.rules.ts';
 import { IdentitySubjectData } from './identity.subject-data.ts';
 
@@ -157,6 +157,19 @@ export class Identity {
     return this.#rules.normalize(id);
   }
 
+  /**
+   * The pseudonyms an identifier may be stored under: its normalized form's and, for a phone number a release before
+   * libphonenumber stored in another (legacy) form, that form's; the legacy form alone for a number libphonenumber
+   * refuses but those releases took. Empty when the identifier is invalid or blocked. For checking that a person holds
+   * an identifier (a rights request's second identifier).
+   */
+  pseudonymsOf(id: Identifier): IdentifierPseudonym[] {
+    const prepared = this.#prepareId(id);
+    if (prepared === BLOCKED || !prepared.matchable) return [];
+    const forms = prepared.legacy?.matchable ? [prepared, prepared.legacy] : [prepared];
+    return forms.map((form) => ({ type: form.type, valueHash: form.hash }));
+  }
+
   /** The keyed pseudonym stored for an identifier: keyring.pseudonym(type, normalized value). */
   hash(id: Identifier): string {
     const normalized = this.#rules.normalize(id);
@@ -178,18 +191,29 @@ export class Identity {
     return hash;
   }
 
-  /** The normalized type, pseudonym, key and rank of a raw identifier (shared, never mutated), or BLOCKED. */
+  /** An identifier's prepared form from its normalized form. */
+  #preparedFrom(normalized: Identifier, legacy: PreparedIdentifier | undefined, legacyOnly = false, matchable = true): PreparedIdentifier {
+    const hash = this.#hashNormalized(normalized.type, normalized.value);
+    return { type: normalized.type, hash, key: keyOf(normalized.type, hash), rank: this.#rules.rank(normalized.type), legacy, legacyOnly, matchable };
+  }
+
+  /**
+   * The normalized type, pseudonym, key and rank of a raw identifier (shared, never mutated), with a phone number's
+   * legacy form where it differs; or, for a number only the legacy normalization takes, that form (`legacyOnly`); or
+   * BLOCKED.
+   */
   #prepareId(raw: Identifier): PreparedIdentifier | typeof BLOCKED {
     // Keyed by type, then value: no concatenated key per look-up. Values that are not strings are not cached.
     let byValue = this.#preparedIds.get(raw.type);
     const cached = typeof raw.value === 'string' ? byValue?.get(raw.value) : undefined;
     if (cached !== undefined) return cached;
     const normalized = this.#rules.normalize(raw);
+    // Computed once per raw value, and for phone numbers only.
+    const legacyForm = raw.type === 'phone' ? this.#rules.legacy(raw, normalized) : undefined;
+    const legacy = legacyForm && this.#preparedFrom(legacyForm.id, undefined, normalized === undefined, legacyForm.matchable);
     let prepared: PreparedIdentifier | typeof BLOCKED = BLOCKED;
-    if (normalized) {
-      const hash = this.#hashNormalized(normalized.type, normalized.value);
-      prepared = { type: normalized.type, hash, key: keyOf(normalized.type, hash), rank: this.#rules.rank(normalized.type) };
-    }
+    if (normalized) prepared = this.#preparedFrom(normalized, legacy);
+    else if (legacy) prepared = legacy;
     if (typeof raw.value !== 'string') return prepared;
     if (this.#preparedIdCount >= PREPARED_CACHE_ENTRIES) {
       this.#preparedIds.clear();
@@ -207,17 +231,27 @@ export class Identity {
     if (known) return known;
     const ids: PreparedIdentifier[] = [];
     const suppressedOnly: PreparedIdentifier[] = [];
+    const legacyOnly: PreparedIdentifier[] = [];
     const ignored: PreparedItem['ignored'] = [];
     for (const raw of item.identifiers) {
       if (raw.alsoSuppressedAs !== undefined) {
         const also = this.#prepareId({ type: raw.alsoSuppressedAs, value: raw.value });
         if (also !== BLOCKED) suppressedOnly.push(also);
+        if (also !== BLOCKED && also.legacy !== undefined) suppressedOnly.push(also.legacy);
       }
       const id = this.#prepareId(raw);
       if (id === BLOCKED) {
         ignored.push({ type: raw.type, reason: 'blocked' });
         continue;
       }
+      // An erasure by a release before libphonenumber suppressed the number in its legacy form.
+      if (id.legacyOnly) {
+        suppressedOnly.push(id);
+        if (!id.matchable) ignored.push({ type: raw.type, reason: 'blocked' });
+        else if (!hasKey(legacyOnly, id.key)) legacyOnly.push(id);
+        continue;
+      }
+      if (id.legacy !== undefined) suppressedOnly.push(id.legacy);
       if (!hasKey(ids, id.key)) ids.push(id);
     }
     // Strongest first, ties in arrival order: an insertion sort, as items carry a few identifiers and
@@ -231,7 +265,7 @@ export class Identity {
       }
       ids[j + 1] = id;
     }
-    const prepared = { ids, suppressedOnly, ignored, source: item.source, messageId: item.messageId, at: item.at };
+    const prepared = { ids, suppressedOnly, legacyOnly, ignored, source: item.source, messageId: item.messageId, at: item.at };
     this.#prepared.set(item, prepared);
     return prepared;
   }
@@ -246,12 +280,17 @@ export class Identity {
     const missing = new Map<string, Pair>();
     const now = Date.now();
     this.#graphFreshness.check(now);
+    /** Whether the identifier is cached (else it is looked up). */
+    const seek = (id: PreparedIdentifier): boolean => {
+      const cached = this.#cache.get(id.key, now);
+      if (cached === undefined) missing.set(id.key, [id.type, id.hash]);
+      else found.set(id.key, cached);
+      return cached !== undefined;
+    };
     for (const item of prepared) {
-      for (const id of item.ids) {
-        const cached = this.#cache.get(id.key, now);
-        if (cached !== undefined) found.set(id.key, cached);
-        else missing.set(id.key, [id.type, id.hash]);
-      }
+      // A legacy form matters only where the identifier's own form is not stored.
+      for (const id of item.ids) if (!seek(id) && id.legacy?.matchable) seek(id.legacy);
+      for (const id of item.legacyOnly) seek(id);
     }
     if (missing.size > 0) {
       const generation = this.#cache.generation;
@@ -262,7 +301,7 @@ export class Identity {
       if (tx === this.#storage.raw) this.#cache.fill(entries, generation);
     }
     return prepared.map((item) => {
-      for (const id of item.ids) {
+      for (const id of asStored(item, (key) => found.has(key)).ids) {
         const canonical = found.get(id.key);
         if (canonical !== undefined) return canonical;
       }
@@ -293,13 +332,16 @@ export class Identity {
     this.#graphFreshness.check(now);
     return prepared.map((item) => {
       let profileId: string | null = null;
-      for (const id of item.ids) {
+      // Every identifier in its own form (its legacy form counts only where its own form is known not to be stored,
+      // which the cache cannot tell), and every number only a legacy form names, cached on one profile.
+      const ids = item.legacyOnly.length === 0 ? item.ids : asStored(item, () => true).ids;
+      for (const id of ids) {
         const cached = this.#cache.get(id.key, now);
         if (cached === undefined || (profileId !== null && cached !== profileId)) return undefined;
         profileId = cached;
       }
       // The strongest identifier comes first: its holder is the profile the item's data is written to.
-      const anchor = item.ids[0];
+      const anchor = ids[0];
       const holder = anchor === undefined ? null : (this.#cache.holder(anchor.key) ?? profileId);
       return { profileId, holder, created: false, merges: [], ignored: [...item.ignored] };
     });
@@ -541,7 +583,7 @@ export class Identity {
     }
     for (const byValue of this.#preparedIds.values()) {
       for (const [value, prepared] of byValue) {
-        if (prepared !== BLOCKED && gone.has(prepared.key)) {
+        if (prepared !== BLOCKED && (gone.has(prepared.key) || (prepared.legacy !== undefined && gone.has(prepared.legacy.key)))) {
           byValue.delete(value);
           this.#preparedIdCount--;
         }

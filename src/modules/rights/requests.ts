@@ -457,10 +457,10 @@ export class RightsRequests {
     }
     const profileId = row.profile_id as string;
     if (needsSecond && second) {
-      const normalized = second.type === 'email' ? undefined : this.#deps.identity.normalize(second);
+      // Every pseudonym the identifier may be stored under (a phone number also in a release's earlier form).
+      const forms = second.type === 'email' ? [] : this.#deps.identity.pseudonymsOf(second);
       const subject = await this.#deps.erasure.findSubject({ profileId });
-      const hash = normalized ? this.#deps.identity.hash(normalized) : '';
-      if (!normalized || !subject?.identifiers.some((i) => i.type === normalized.type && i.valueHash === hash)) {
+      if (!subject?.identifiers.some((i) => forms.some((f) => f.type === i.type && f.valueHash === i.valueHash))) {
         const attempt = await this.#countFailedAttempt(row.id, now, true);
         throw new CandorError('RIGHTS_SECOND_FACTOR_INVALID', { attemptsLeft: Math.max(0, MAX_CODE_ATTEMPTS - attempt) });
       }

@@ -168,7 +168,12 @@ export class CommitListener {
     this.#later();
   }
 
-  /** Asks the connection for an answer every HEARTBEAT_MS while it is the listening one; gives it up on silence. */
+  /**
+   * Asks the connection for an answer every HEARTBEAT_MS while it is the listening one; gives it up on silence. The
+   * timeout is judged by whether the answer has been read, not by the clock alone: after a stall of the event loop (a
+   * long synchronous step) timers run before the socket is read, so when the timeout fires the answer that may have
+   * come meanwhile is read first (one turn of the loop, setImmediate runs after its I/O) and only then judged missing.
+   */
   #beat(client: Client): void {
     let waiting = false;
     const timer = setInterval(() => {
@@ -178,13 +183,18 @@ export class CommitListener {
       }
       if (waiting) return;
       waiting = true;
+      let answered = false;
       const silent = setTimeout(() => {
-        clearInterval(timer);
-        this.#lose(client);
+        setImmediate(() => {
+          if (answered) return;
+          clearInterval(timer);
+          this.#lose(client);
+        }).unref();
       }, HEARTBEAT_TIMEOUT_MS);
       silent.unref();
       client.query('SELECT 1').then(
         () => {
+          answered = true;
           clearTimeout(silent);
           waiting = false;
         },

@@ -1,13 +1,14 @@
 // The connection that listens for other processes' commit notices (pg-commit-notices.ts) can go silent without ending
 // (a network that dropped the flow sends no reset): the heartbeat finds it, so that caches stop trusting the notices
-// and refresh by age, and a new connection is made once the network answers again. PostgreSQL only (SQLite reads
-// data_version, with no connection to lose).
+// and refresh by age, and a new connection is made once the network answers again; a busy process (a long synchronous
+// step) is not taken for a silent connection. PostgreSQL only (SQLite reads data_version, with no connection to lose).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createEnvironment, DIALECTS, type TestEnvironment } from '../../test/support/databases.ts';
 import { startTcpProxy, type TcpProxy } from '../../test/support/tcp-proxy.ts';
 import { openStorage, type Storage } from './index.ts';
+import { CommitListener, HEARTBEAT_TIMEOUT_MS, sessionName } from './pg-commit-notices.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /**
@@ -67,5 +68,67 @@ describe('commit notices over a listening connection that goes silent', { skip: 
     proxy.resume();
     await within('a new listening connection', () => storage.externalWrites(['watched']) !== undefined);
     assert.notEqual(storage.externalWrites(['watched']), before, 'what was missed counts as a change');
+  });
+});
+
+describe('commit notices over a listening connection while this process is busy', { skip: !DIALECTS.includes('postgres') }, () => {
+  let env: TestEnvironment;
+
+  before(async () => {
+    env = await createEnvironment('postgres');
+  });
+  after(async () => {
+    await env.cleanup();
+  });
+
+  it('keeps a connection whose heartbeat was answered during a synchronous step longer than the heartbeat timeout', async () => {
+    let connects = 0;
+    let blocked = false;
+    let answeredSince = 0;
+    let untrackedSince = false;
+    const listener: CommitListener = new CommitListener({ connectionString: env.databaseUrl }, sessionName(), (config) => {
+      connects++;
+      // A real client; only its heartbeats are watched, and the first one still unanswered is followed by the block.
+      const client = new pg.Client(config);
+      const query = client.query.bind(client) as unknown as (text: string) => Promise<unknown>;
+      client.query = ((text: string) => {
+        const answer = query(text);
+        if (text !== 'SELECT 1') return answer;
+        let read = false;
+        void answer.then(
+          () => {
+            read = true;
+            if (!blocked) return;
+            answeredSince++;
+            if (!listener.tracked) untrackedSince = true;
+          },
+          () => undefined,
+        );
+        // After the step, timers run before the socket is read: the answer, come long before, is not read yet.
+        setImmediate(() => {
+          if (read || blocked) return;
+          blocked = true;
+          const until = Date.now() + HEARTBEAT_TIMEOUT_MS * 1.5;
+          while (Date.now() < until) {
+            // a long synchronous step: a large request, a long garbage collection
+          }
+        });
+        return answer;
+      }) as unknown as typeof client.query;
+      return client;
+    });
+    try {
+      await listener.start();
+      const before = listener.countFor(['watched']);
+      assert.equal(listener.tracked, true);
+      // The blocked heartbeat's answer and two more.
+      await within('heartbeats answered after the block', () => answeredSince >= 3);
+      assert.equal(connects, 1, 'the listening connection was kept');
+      assert.equal(untrackedSince, false, 'tracking stayed on');
+      assert.equal(listener.tracked, true);
+      assert.equal(listener.countFor(['watched']), before, 'no reconnection counted as a change of every table');
+    } finally {
+      await listener.close();
+    }
   });
 });

@@ -6,7 +6,8 @@ import { describe, it } from 'node:test';
 import type { WriteFunction } from '../../shared/durable-write.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import type { DeletionLedgerEntry } from '../../shared/subject-data.ts';
-import { DeletionLedger, GENESIS_HASH, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';
+import { lockFile } from '../../shared/file-lock.ts';
+import { DeletionLedger, GENESIS_HASH, ledgerLockPath, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';
 
 function chain(n: number): DeletionLedgerEntry[] {
   const out: DeletionLedgerEntry[] = [];
@@ -142,25 +143,85 @@ describe('deletion ledger file on a full disk', () => {
     }
   });
 
-  it('cuts away a torn last line (no newline, not a whole entry) when read, reports it, and appends after it as if it was never written', () => {
+  it('leaves a torn last line (no newline, not a whole entry) out when read, the file untouched, and the next append cuts it away', () => {
     const entries = chain(3);
     const { ledger, warnings, done } = ledgerIn();
     try {
       ledger.append(entries.slice(0, 2));
       const whole = readFileSync(ledger.path);
       appendFileSync(ledger.path, line(entries[2] as DeletionLedgerEntry).slice(0, 150));
+      const torn = readFileSync(ledger.path);
       assert.deepEqual(ledger.read(), entries.slice(0, 2));
-      assert.deepEqual(readFileSync(ledger.path), whole, 'the torn line is cut from the file');
-      assert.deepEqual(warnings, [{ file: ledger.path, cutBytes: 150, length: whole.length }]);
-      // What an older version left: the torn line, then an append (here the next one after a crash) goes on cleanly.
-      appendFileSync(ledger.path, '{"seq":3,"requ');
+      assert.deepEqual(ledger.read(), entries.slice(0, 2));
+      assert.deepEqual(readFileSync(ledger.path), torn, 'a read changes nothing');
+      assert.deepEqual(warnings, [{ file: ledger.path, skippedBytes: 150, length: whole.length }], 'reported once');
+      // What an older version left (or a crash): the next append, holding the lock, cuts it and goes on cleanly.
+      warnings.length = 0;
       assert.equal(ledger.appendMissing(entries), 1);
+      assert.deepEqual(warnings, [{ file: ledger.path, cutBytes: 150, length: whole.length }]);
       assert.deepEqual(ledger.read(), entries);
       assert.equal(readFileSync(ledger.path, 'utf8').split('\n').filter((l) => l !== '').length, 3);
+      // With nothing missing, catching up still cuts it.
+      appendFileSync(ledger.path, '{"seq":4,"requ');
+      assert.equal(ledger.appendMissing(entries), 0);
+      assert.equal(readFileSync(ledger.path, 'utf8').endsWith('\n'), true);
+      assert.deepEqual(ledger.read(), entries);
       // A file that is only a torn line.
-      writeFileSync(ledger.path, '{"seq":1,"requestId":"r0","at":"2026');
+      const only = '{"seq":1,"requestId":"r0","at":"2026';
+      writeFileSync(ledger.path, only);
       assert.deepEqual(ledger.read(), []);
-      assert.equal(statSync(ledger.path).size, 0);
+      assert.equal(statSync(ledger.path).size, only.length);
+      ledger.append(entries.slice(0, 1));
+      assert.deepEqual(ledger.read(), entries.slice(0, 1));
+    } finally {
+      done();
+    }
+  });
+
+  it('leaves a line another writer is appending untouched when read between its two writes', () => {
+    const entries = chain(3);
+    const { ledger, warnings, done } = ledgerIn();
+    try {
+      ledger.append(entries.slice(0, 2));
+      const reader = new DeletionLedger(ledger.path, { logger: { warn: () => undefined } });
+      let seen: DeletionLedgerEntry[] | undefined;
+      let during: Buffer | undefined;
+      // The writer's line goes out in two writes (a multi-page write, a short write on a nearly full disk), the reader between them.
+      const split: WriteFunction = (fd, buffer, offset, length) => {
+        if (seen !== undefined) return writeSync(fd, buffer, offset, length);
+        const written = writeSync(fd, buffer, offset, Math.min(length, 100));
+        during = readFileSync(ledger.path);
+        seen = reader.read();
+        assert.deepEqual(readFileSync(ledger.path), during, 'the reader changed nothing');
+        return written;
+      };
+      new DeletionLedger(ledger.path, { write: split }).append(entries.slice(2));
+      assert.deepEqual(seen, entries.slice(0, 2), 'the line in progress is left out');
+      assert.deepEqual(ledger.read(), entries, 'the completed line is intact');
+      assert.equal(readFileSync(ledger.path, 'utf8'), entries.map((e) => `${line(e)}\n`).join(''));
+      assert.deepEqual(warnings, []);
+    } finally {
+      done();
+    }
+  });
+
+  it('appends only holding the file\'s lock, which appends of every process take', () => {
+    const entries = chain(2);
+    const { ledger, done } = ledgerIn();
+    try {
+      ledger.append(entries.slice(0, 1));
+      const before = readFileSync(ledger.path);
+      // Another process's append in progress holds the lock (a second connection is refused it as another process is).
+      const held = lockFile(ledgerLockPath(ledger.path), 0);
+      assert.ok(held);
+      try {
+        assert.throws(() => ledger.appendMissing(entries), (e) => isCandorError(e, 'RIGHTS_LEDGER_WRITE_FAILED') && e.details?.reason === 'locked');
+        assert.deepEqual(readFileSync(ledger.path), before, 'nothing written');
+      } finally {
+        held.close();
+      }
+      assert.equal(ledger.appendMissing(entries), 1);
+      assert.deepEqual(ledger.read(), entries);
     } finally {
       done();
     }

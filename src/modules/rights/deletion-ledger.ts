@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { appendFileDurably, type WriteFunction } from '../../shared/durable-write.ts';
-import { CandorError } from '../../shared/errors.ts';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
+import { lockFile } from '../../shared/file-lock.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { DeletionLedgerEntry, IdentifierPseudonym } from '../../shared/subject-data.ts';
 
@@ -89,6 +90,12 @@ function isTornLine(tail: string): boolean {
   return tail.startsWith(LINE_START) ? !tail.includes(LINE_START, 1) : LINE_START.startsWith(tail);
 }
 
+/** The file's torn last line, if it ends in one. */
+function tornTail(bytes: Buffer): TornTail | undefined {
+  const end = bytes.lastIndexOf(0x0a) + 1;
+  return isTornLine(bytes.subarray(end).toString('utf8')) ? { end, size: bytes.length } : undefined;
+}
+
 /** The line an entry is written as (fields in a fixed order). */
 function lineOf(e: DeletionLedgerEntry): string {
   return JSON.stringify({ seq: e.seq, requestId: e.requestId, at: e.at, profileIds: e.profileIds, identifiers: e.identifiers, prevHash: e.prevHash, hash: e.hash });
@@ -97,9 +104,24 @@ function lineOf(e: DeletionLedgerEntry): string {
 /** The tail of each ledger file's queue of writers in this process, by absolute path. */
 const writers = new Map<string, Promise<unknown>>();
 
+/**
+ * How long an append waits for another process's append to the same file (the lock is held for one append: a few
+ * milliseconds, an fsync included).
+ */
+const APPEND_LOCK_WAIT_MS = 2000;
+
+/** The lock file beside the ledger that appends from every process take (lockFile: released when its holder ends). */
+export const ledgerLockPath = (path: string): string => `${path}.lock`;
+
+/** Where a last line without its newline that is not a whole entry starts, and the file's length, when it ends in one. */
+interface TornTail {
+  end: number;
+  size: number;
+}
+
 /** What a DeletionLedger is told to use besides its path. */
 export interface DeletionLedgerOptions {
-  /** Where a torn last line cut away is reported (default: a process warning, CANDOR_LEDGER_TORN_LINE). */
+  /** Where a torn last line skipped or cut away is reported (default: a process warning, CANDOR_LEDGER_TORN_LINE). */
   logger?: Pick<Logger, 'warn'>;
   /** Replaces the write system call (tests). */
   write?: WriteFunction;
@@ -107,15 +129,19 @@ export interface DeletionLedgerOptions {
 
 /**
  * The deletion ledger file: one JSON line per erasure, appended and fsynced, outside the database so that a restored
- * backup cannot take it back. Writers in one process take turns (`exclusive`) and append only what follows the
- * file's last entry. A line may still repeat an earlier one (two processes catching up at once, or two erasures of
- * an older version finishing together): a line identical to the entry of its sequence number is ignored, anything
- * else breaks the chain. An append is whole or cut back; a last line without its newline that is not a whole entry
- * (an append cut short by a crash, or by a full disk before this was fixed) was never acknowledged, and is cut away.
+ * backup cannot take it back. Writers in one process take turns (`exclusive`); appends of every process take the file's
+ * lock (`<file>.lock`) and append only what follows the file's last entry. A line may still repeat an earlier one (two
+ * erasures of an older version finishing together): a line identical to the entry of its sequence number is ignored,
+ * anything else breaks the chain. An append is whole or cut back; a last line without its newline that is not a whole
+ * entry is an append in progress (another process's) or one that never completed (a crash, or a full disk before this
+ * was fixed), never acknowledged: reading leaves it out and leaves the file as it is; the next append, holding the lock
+ * (so no append is in progress), cuts it away.
  */
 export class DeletionLedger {
   readonly path: string;
   readonly #options: DeletionLedgerOptions;
+  /** The length of the file when its torn last line was last reported as skipped (reported once per file state). */
+  #skippedAt: number | undefined;
 
   constructor(path: string, options: DeletionLedgerOptions = {}) {
     this.path = path;
@@ -124,12 +150,27 @@ export class DeletionLedger {
 
   /**
    * Every entry, verified; RIGHTS_LEDGER_TAMPERED when the file was edited, truncated in the middle or reordered. A
-   * torn last line (no newline, not a whole entry) is cut from the file first, and reported.
+   * torn last line (no newline, not a whole entry) is left out and reported; the file is never changed by a read.
    */
   read(): DeletionLedgerEntry[] {
-    if (!existsSync(this.path)) return [];
+    const { entries, torn } = this.#load();
+    if (torn && this.#skippedAt !== torn.size) {
+      this.#skippedAt = torn.size;
+      this.#report(
+        { file: this.path, skippedBytes: torn.size - torn.end, length: torn.end },
+        'deletion ledger: a last line without its newline that is not a whole entry was left out (an append in progress, or one that never completed and was never acknowledged, which the next append cuts away)',
+      );
+    }
+    return entries;
+  }
+
+  /** The file's entries, verified, and its torn last line if it ends in one (left out of the entries). */
+  #load(): { entries: DeletionLedgerEntry[]; torn: TornTail | undefined } {
+    if (!existsSync(this.path)) return { entries: [], torn: undefined };
+    const bytes = readFileSync(this.path);
+    const torn = tornTail(bytes);
     const entries: DeletionLedgerEntry[] = [];
-    const lines = this.#contents().toString('utf8').split('\n');
+    const lines = bytes.subarray(0, torn?.end ?? bytes.length).toString('utf8').split('\n');
     for (const [index, line] of lines.entries()) {
       if (line.trim() === '') continue;
       const entry = parseLine(line, index + 1);
@@ -144,38 +185,52 @@ export class DeletionLedger {
     }
     const verdict = verifyLedgerLines(entries);
     if (!verdict.ok) throw new CandorError('RIGHTS_LEDGER_TAMPERED', { seq: verdict.seq, problem: verdict.problem });
-    return entries;
+    return { entries, torn };
   }
 
-  /** The file's bytes, with a torn last line cut away from the file (and from what is returned). */
-  #contents(): Buffer {
-    const bytes = readFileSync(this.path);
-    const end = bytes.lastIndexOf(0x0a) + 1;
-    if (!isTornLine(bytes.subarray(end).toString('utf8'))) return bytes;
+  #report(fields: Record<string, unknown>, message: string): void {
+    if (this.#options.logger) this.#options.logger.warn(fields, message);
+    else process.emitWarning(`${message} (${Object.entries(fields).map(([k, v]) => `${k}: ${String(v)}`).join(', ')})`, { code: 'CANDOR_LEDGER_TORN_LINE' });
+  }
+
+  /**
+   * Runs `fn` holding the file's lock, which every append of every process takes: no other append is in progress
+   * meanwhile. RIGHTS_LEDGER_WRITE_FAILED (reason `locked`) when another process holds it for longer than an append.
+   */
+  #locked<T>(fn: () => T): T {
+    const lockPath = ledgerLockPath(this.path);
+    let lock: ReturnType<typeof lockFile>;
+    try {
+      mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+      lock = lockFile(lockPath, APPEND_LOCK_WAIT_MS);
+    } catch (error) {
+      const full = isCandorError(error, 'STORAGE_FULL') ? (error.details?.reason === 'EDQUOT' ? 'EDQUOT' : 'ENOSPC') : undefined;
+      const reason = full ?? (error as NodeJS.ErrnoException).code ?? 'lock_failed';
+      throw new CandorError('RIGHTS_LEDGER_WRITE_FAILED', { file: this.path, reason }, { cause: error });
+    }
+    if (!lock) throw new CandorError('RIGHTS_LEDGER_WRITE_FAILED', { file: this.path, reason: 'locked', lock: lockPath });
+    try {
+      return fn();
+    } finally {
+      lock.close();
+    }
+  }
+
+  /** Cuts a torn last line away (call it holding the lock: it is then no append in progress), and reports it. */
+  #cut(torn: TornTail): void {
     const fd = this.#open('r+');
     try {
-      // Cut only the tail read: a file that grew meanwhile is read as it is (and its torn line in the middle refused).
-      if (fstatSync(fd).size !== bytes.length) return bytes;
-      ftruncateSync(fd, end);
+      ftruncateSync(fd, torn.end);
       fsyncSync(fd);
     } catch (error) {
       throw new CandorError('RIGHTS_LEDGER_WRITE_FAILED', { file: this.path, reason: (error as NodeJS.ErrnoException).code ?? 'truncate_failed' }, { cause: error });
     } finally {
       closeSync(fd);
     }
-    const report = { file: this.path, cutBytes: bytes.length - end, length: end };
-    const message = 'deletion ledger: a torn last line (no newline, not a whole entry: an append that never completed, so never acknowledged) was cut away';
-    if (this.#options.logger) this.#options.logger.warn(report, message);
-    else process.emitWarning(`${message} (${report.file}: ${report.cutBytes} bytes, ${report.length} kept)`, { code: 'CANDOR_LEDGER_TORN_LINE' });
-    return bytes.subarray(0, end);
-  }
-
-  #open(flags: string): number {
-    try {
-      return openSync(this.path, flags);
-    } catch (error) {
-      throw new CandorError('RIGHTS_LEDGER_WRITE_FAILED', { file: this.path, reason: (error as NodeJS.ErrnoException).code ?? 'open_failed' }, { cause: error });
-    }
+    this.#report(
+      { file: this.path, cutBytes: torn.size - torn.end, length: torn.end },
+      'deletion ledger: a torn last line (no newline, not a whole entry: an append that never completed, so never acknowledged) was cut away',
+    );
   }
 
   /** Whether the file ends inside a line (its last byte is not a newline). */
@@ -190,6 +245,14 @@ export class DeletionLedger {
       return last[0] !== 0x0a;
     } finally {
       closeSync(fd);
+    }
+  }
+
+  #open(flags: string): number {
+    try {
+      return openSync(this.path, flags);
+    } catch (error) {
+      throw new CandorError('RIGHTS_LEDGER_WRITE_FAILED', { file: this.path, reason: (error as NodeJS.ErrnoException).code ?? 'open_failed' }, { cause: error });
     }
   }
 
@@ -209,16 +272,26 @@ export class DeletionLedger {
 
   /**
    * Appends the entries of `authority` (the database's chain, oldest first) that follow the file's last entry, read
-   * now; returns how many. Call it inside `exclusive`. RIGHTS_LEDGER_TAMPERED, writing nothing, when they would not
-   * link to the file's last entry.
+   * now under the file's lock; returns how many. A torn last line is cut away even when nothing is missing. Call it
+   * inside `exclusive`. RIGHTS_LEDGER_TAMPERED, writing nothing, when they would not link to the file's last entry.
    */
   appendMissing(authority: readonly DeletionLedgerEntry[]): number {
-    const last = this.read().at(-1);
-    const missing = authority.filter((e) => e.seq > (last?.seq ?? 0));
-    if (missing.length === 0) return 0;
-    if (missing[0]?.prevHash !== (last?.hash ?? GENESIS_HASH)) throw new CandorError('RIGHTS_LEDGER_TAMPERED', { seq: missing[0]?.seq, problem: 'file and database differ' });
-    this.append(missing);
-    return missing.length;
+    const missingFrom = (entries: readonly DeletionLedgerEntry[]) => {
+      const last = entries.at(-1);
+      const missing = authority.filter((e) => e.seq > (last?.seq ?? 0));
+      if (missing.length > 0 && missing[0]?.prevHash !== (last?.hash ?? GENESIS_HASH)) throw new CandorError('RIGHTS_LEDGER_TAMPERED', { seq: missing[0]?.seq, problem: 'file and database differ' });
+      return missing;
+    };
+    // Nothing to write (the usual start): the lock is not taken, and a data directory that is not writable will do.
+    const seen = this.#load();
+    if (!seen.torn && missingFrom(seen.entries).length === 0) return 0;
+    return this.#locked(() => {
+      const { entries, torn } = this.#load();
+      const missing = missingFrom(entries);
+      if (torn) this.#cut(torn);
+      this.#appendLocked(missing);
+      return missing.length;
+    });
   }
 
   /**
@@ -227,10 +300,18 @@ export class DeletionLedger {
    */
   append(entries: readonly DeletionLedgerEntry[]): void {
     if (entries.length === 0) return;
-    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
-    // A file ending inside a line: a torn line is cut away; a whole entry lacking only its newline gets it first.
-    const last = this.#endsInsideLine() ? this.#contents().at(-1) : undefined;
-    const unterminated = last !== undefined && last !== 0x0a;
+    this.#locked(() => this.#appendLocked(entries));
+  }
+
+  /** append(), holding the lock: a torn last line is cut away; a whole entry lacking only its newline gets it first. */
+  #appendLocked(entries: readonly DeletionLedgerEntry[]): void {
+    if (entries.length === 0) return;
+    let unterminated = false;
+    if (this.#endsInsideLine()) {
+      const torn = tornTail(readFileSync(this.path));
+      if (torn) this.#cut(torn);
+      else unterminated = true;
+    }
     const lines = entries.map((e) => lineOf(e) + '\n').join('');
     appendFileDurably(this.path, (unterminated ? '\n' : '') + lines, { code: 'RIGHTS_LEDGER_WRITE_FAILED', mode: 0o600, write: this.#options.write });
   }

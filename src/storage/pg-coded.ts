@@ -5,10 +5,27 @@ import type { DiskFullState } from './disk-full.ts';
 /** PostgreSQL's disk_full: the server could not extend a file (a table, an index, the WAL) for want of space. */
 const DISK_FULL = '53100';
 
-/** A PostgreSQL error as the coded, retryable error it stands for (disk_full as STORAGE_FULL); any other as it is. */
+/**
+ * SQLSTATEs of a statement the server ended because it waited or ran too long: query_canceled (57014, statement_timeout,
+ * such as a write waiting on a lock another session holds) and lock_not_available (55P03, lock_timeout or NOWAIT). The
+ * connection stays usable (unlike isConnectionLost), but the database did not do the work in time: STORAGE_UNAVAILABLE.
+ */
+const TIMED_OUT: ReadonlyMap<string, string> = new Map([
+  ['57014', 'statement_timeout'],
+  ['55P03', 'lock_not_available'],
+]);
+
+/**
+ * A PostgreSQL error as the coded, retryable error it stands for (disk_full as STORAGE_FULL; a lost connection and a
+ * statement ended at its timeout as STORAGE_UNAVAILABLE); any other as it is.
+ */
 export function codedPostgresError(error: unknown): unknown {
-  if ((error as { code?: unknown } | null)?.code === DISK_FULL) return new CandorError('STORAGE_FULL', { sqlstate: DISK_FULL }, { cause: error });
-  if (!isCandorError(error) && isConnectionLost(error)) return new CandorError('STORAGE_UNAVAILABLE', { reason: connectionLostReason(error) }, { cause: error });
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === DISK_FULL) return new CandorError('STORAGE_FULL', { sqlstate: DISK_FULL }, { cause: error });
+  if (isCandorError(error)) return error;
+  const timedOut = typeof code === 'string' ? TIMED_OUT.get(code) : undefined;
+  if (timedOut !== undefined) return new CandorError('STORAGE_UNAVAILABLE', { reason: timedOut, sqlstate: code }, { cause: error });
+  if (isConnectionLost(error)) return new CandorError('STORAGE_UNAVAILABLE', { reason: connectionLostReason(error) }, { cause: error });
   return error;
 }
 

@@ -171,9 +171,13 @@ export class Collector {
     });
   }
 
-  /** Whether ingestion's writes are stalled: a group commit has outlived the storage's write timeout (for readiness). */
+  /**
+   * Whether ingestion's writes are stalled (for readiness): a group commit has outlived the storage's write timeout, or
+   * the last one failed for the database as a whole (STORAGE_UNAVAILABLE: a statement timeout, a lost connection) and
+   * none has succeeded since (see GroupCommit.failing).
+   */
   get writesStalled(): boolean {
-    return this.#commit.stalled;
+    return this.#commit.failing;
   }
 
   /** Ingests messages of one request (kind fixed for single-call endpoints, read from `type` in batches). */

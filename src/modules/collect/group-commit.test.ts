@@ -148,6 +148,79 @@ describe('group commit', () => {
   });
 
   describe('when the store does not keep up or stops answering', () => {
+    it('queues a burst of 100 concurrent submissions of 100 items on a store that keeps up, refusing none', async () => {
+      // Collect's settings; each commit takes 20 ms: the burst is written in well under a second.
+      const commit = new GroupCommit<number, number>(async (items) => {
+        await sleep(20);
+        return [...items];
+      }, { maxItems: 800, gatherMs: 2 });
+      const outcomes = await Promise.allSettled(Array.from({ length: 100 }, (_, c) => commit.submit(Array.from({ length: 100 }, (_, i) => c * 100 + i), {})));
+      const refused = outcomes.filter((o) => o.status === 'rejected');
+      assert.equal(refused.length, 0, String((refused[0] as PromiseRejectedResult | undefined)?.reason));
+      assert.deepEqual(outcomes.map((o) => (o.status === 'fulfilled' ? o.value[0] : -1)), Array.from({ length: 100 }, (_, c) => c * 100));
+    });
+
+    it('refuses new submissions once the oldest waiting one has waited longer than maxQueuedMs, and takes them again once the store answers', async () => {
+      const held = gate();
+      const flushes: number[][] = [];
+      const commit = new GroupCommit<number, number>(async (items) => {
+        flushes.push([...items]);
+        await held.opened;
+        return [...items];
+      }, { maxQueuedMs: 50 });
+      const first = commit.submit([1]);
+      await until(() => flushes.length === 1);
+      const waiting = commit.submit([2]);
+      const alsoTaken = commit.submit([3]);
+      await sleep(80);
+      // Refused at once: a submission taken would wait for the held flush.
+      const refused = await Promise.race([commit.submit([4]).catch((error: unknown) => error), sleep(20).then(() => 'taken')]);
+      assert.ok(unavailable(refused), String(refused));
+      assert.match(String((refused as CandorError).details?.reason), /the database does not keep up/);
+      assert.equal(commit.queued, 2, 'the refused one is not queued');
+      held.open();
+      assert.deepEqual(await Promise.all([first, waiting, alsoTaken]), [[1], [2], [3]]);
+      assert.deepEqual(await commit.submit([5]), [5], 'nothing waits any more');
+      assert.deepEqual(flushes, [[1], [2, 3], [5]]);
+    });
+
+    it('says it is failing after a flush failed for the store as a whole, until one succeeds or failingMs passes', async () => {
+      let down = true;
+      const commit = new GroupCommit<number, number>(async (items) => {
+        if (down) throw new CandorError('STORAGE_UNAVAILABLE', { reason: 'statement_timeout', sqlstate: '57014' });
+        return [...items];
+      }, { failingMs: 60_000 });
+      assert.equal(commit.failing, false);
+      await assert.rejects(commit.submit([1]), unavailable);
+      assert.equal(commit.failing, true, 'the database answers pings, but writes fail');
+      assert.equal(commit.stalled, false, 'submissions are still taken: the next one may go through');
+      down = false;
+      assert.deepEqual(await commit.submit([2]), [2]);
+      assert.equal(commit.failing, false);
+
+      const lapsing = new GroupCommit<number, number>(async () => {
+        throw new CandorError('STORAGE_UNAVAILABLE', { reason: 'statement_timeout' });
+      }, { failingMs: 30 });
+      await assert.rejects(lapsing.submit([1]), unavailable);
+      assert.equal(lapsing.failing, true);
+      await sleep(50);
+      assert.equal(lapsing.failing, false, 'an idle server is taken for ready again');
+    });
+
+    it('stops writing the submissions of a failed group one by one once the store as a whole fails', async () => {
+      const flushes: number[][] = [];
+      const commit = new GroupCommit<number, number>(async (items) => {
+        flushes.push([...items]);
+        await sleep(1);
+        if (flushes.length === 1) throw new Error('bad row');
+        throw new CandorError('STORAGE_UNAVAILABLE', { reason: 'statement_timeout' });
+      });
+      const results = await Promise.allSettled([commit.submit([1]), commit.submit([2]), commit.submit([3])]);
+      assert.ok(results.every((r) => r.status === 'rejected' && unavailable(r.reason)), JSON.stringify(results));
+      assert.deepEqual(flushes, [[1, 2, 3], [1]], 'the others would each have waited the timeout again');
+      assert.equal(commit.failing, true);
+    });
+
     it('refuses a submission beyond maxQueued with STORAGE_UNAVAILABLE, writing the ones it took', async () => {
       const held = gate();
       const flushes: number[][] = [];

@@ -5,6 +5,8 @@ interface Waiting<T, R> {
   resolve: (results: R[]) => void;
   reject: (error: unknown) => void;
   client: object | undefined;
+  /** When it was queued (performance.now()). */
+  at: number;
 }
 
 /**
@@ -25,11 +27,22 @@ export interface GroupCommitOptions {
    */
   gatherMs?: number;
   /**
-   * Most items waiting for a flush (the one running not counted; default 10 × maxItems): a submission beyond it is
-   * refused at once with STORAGE_UNAVAILABLE instead of waiting, so that a store that stopped answering does not make
-   * the queue (and memory) grow without end. A submission larger than the bound is taken while nothing waits.
+   * How long the oldest waiting submission may have waited for its flush (default: timeoutMs when given, else
+   * DEFAULT_MAX_QUEUED_MS) before new submissions are refused at once with STORAGE_UNAVAILABLE: the store does not keep
+   * up (or stopped answering). A burst that the store writes in time is never refused, however large (up to maxQueued).
+   */
+  maxQueuedMs?: number;
+  /**
+   * Most items waiting for a flush (the one running not counted; default DEFAULT_MAX_QUEUED): a bound on memory only,
+   * far above what concurrent clients queue on a healthy store; a submission beyond it is refused at once with
+   * STORAGE_UNAVAILABLE. A submission larger than the bound is taken while nothing waits.
    */
   maxQueued?: number;
+  /**
+   * How long after a flush failed for the store as a whole `failing` stays true unless a flush succeeds first (default:
+   * the larger of timeoutMs and DEFAULT_FAILING_MS), so that an idle server is taken for ready again in the end.
+   */
+  failingMs?: number;
   /**
    * A flush that has not settled after this many milliseconds (default: never given up) fails its submitters with
    * STORAGE_UNAVAILABLE, never acknowledging them (it may still commit: they may send again, as after any failure), and
@@ -46,12 +59,20 @@ export interface GroupCommitOptions {
 
 const noop = () => {};
 
+/** Default of GroupCommitOptions.maxQueuedMs without a timeoutMs. */
+export const DEFAULT_MAX_QUEUED_MS = 10_000;
+/** Default of GroupCommitOptions.maxQueued: 80 batches of 2,500 events, say (a memory bound, not a load bound). */
+export const DEFAULT_MAX_QUEUED = 200_000;
+/** Least default of GroupCommitOptions.failingMs. */
+export const DEFAULT_FAILING_MS = 10_000;
+
 /** A client counts as active for gathering while it submitted within this many milliseconds. */
 const ACTIVE_MS = 10;
 
 /**
- * Whether a failed flush failed for the store as a whole (it cannot be reached or did not answer in time), not for one
- * submission's data: writing each submission again on its own would only fail (or wait) once per submission.
+ * Whether a failed flush failed for the store as a whole (it cannot be reached, did not answer in time, or ended the
+ * statement at its timeout), not for one submission's data: writing each submission again on its own would only fail
+ * (or wait the whole timeout again) once per submission.
  */
 const storeFailed = (error: unknown) => isCandorError(error, 'STORAGE_UNAVAILABLE');
 
@@ -71,6 +92,8 @@ export class GroupCommit<T, R> {
   readonly #maxWaitMs: number;
   readonly #gatherMs: number;
   readonly #maxQueued: number;
+  readonly #maxQueuedMs: number;
+  readonly #failingMs: number;
   readonly #timeoutMs: number | undefined;
   readonly #gone: ((client: object) => boolean) | undefined;
   #queue: Waiting<T, R>[] = [];
@@ -78,6 +101,8 @@ export class GroupCommit<T, R> {
   #queued = 0;
   /** Set while a flush that outlived timeoutMs has not settled yet. */
   #stalled = false;
+  /** When the last flush failed for the store as a whole (storeFailed); cleared by a flush that succeeds. */
+  #storeFailedAt: number | undefined;
   #running = false;
   #scheduled = false;
   /** When each client (a connection) last submitted; clients quiet for ACTIVE_MS are dropped. */
@@ -92,14 +117,25 @@ export class GroupCommit<T, R> {
     this.#moreComing = options.moreComing ?? (() => false);
     this.#maxWaitMs = options.maxWaitMs ?? 5;
     this.#gatherMs = options.gatherMs ?? 0;
-    this.#maxQueued = options.maxQueued ?? 10 * this.#maxItems;
+    this.#maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED;
     this.#timeoutMs = options.timeoutMs;
+    this.#maxQueuedMs = options.maxQueuedMs ?? this.#timeoutMs ?? DEFAULT_MAX_QUEUED_MS;
+    this.#failingMs = options.failingMs ?? Math.max(this.#timeoutMs ?? 0, DEFAULT_FAILING_MS);
     this.#gone = options.gone;
   }
 
   /** Whether a flush has outlived timeoutMs and not settled yet: submissions are refused meanwhile (for readiness). */
   get stalled(): boolean {
     return this.#stalled;
+  }
+
+  /**
+   * Whether writes fail for the store as a whole (for readiness): a flush is stalled (see `stalled`), or the last one
+   * failed with STORAGE_UNAVAILABLE (such as a statement ended by its timeout while the database answers pings) less
+   * than failingMs ago.
+   */
+  get failing(): boolean {
+    return this.#stalled || (this.#storeFailedAt !== undefined && performance.now() - this.#storeFailedAt < this.#failingMs);
   }
 
   /** Items waiting for a flush (for tests and metrics). */
@@ -174,12 +210,18 @@ export class GroupCommit<T, R> {
   submit(items: readonly T[], client?: object): Promise<R[]> {
     if (items.length === 0) return Promise.resolve([]);
     if (this.#stalled) return Promise.reject(new CandorError('STORAGE_UNAVAILABLE', { reason: `a write has not completed within ${this.#timeoutMs} ms` }));
+    const oldest = this.#queue[0];
+    const now = performance.now();
+    if (oldest !== undefined && now - oldest.at > this.#maxQueuedMs) {
+      const waited = Math.round(now - oldest.at);
+      return Promise.reject(new CandorError('STORAGE_UNAVAILABLE', { reason: `writes have waited ${waited} ms (more than ${this.#maxQueuedMs} ms): the database does not keep up` }));
+    }
     if (this.#queued > 0 && this.#queued + items.length > this.#maxQueued) {
-      return Promise.reject(new CandorError('STORAGE_UNAVAILABLE', { reason: `too many writes waiting (${this.#queued} items): the database does not keep up` }));
+      return Promise.reject(new CandorError('STORAGE_UNAVAILABLE', { reason: `too many writes waiting (${this.#queued} items)` }));
     }
     if (client !== undefined && this.#gatherMs > 0) this.#active(client);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ items, resolve, reject, client });
+      this.#queue.push({ items, resolve, reject, client, at: now });
       this.#queued += items.length;
       if (this.#gather && (this.#queue.length >= this.#gather.target || this.#queued >= this.#maxItems)) {
         this.#startGathered();
@@ -222,6 +264,7 @@ export class GroupCommit<T, R> {
             answerPrevious,
           );
           if (deadline.passed()) continue;
+          this.#storeFailedAt = undefined;
           answerPrevious();
           answer = () => {
             let offset = 0;
@@ -233,6 +276,7 @@ export class GroupCommit<T, R> {
         } catch (error) {
           if (deadline.passed()) continue;
           answerPrevious();
+          if (storeFailed(error)) this.#storeFailedAt = performance.now();
           if (group.length === 1 || storeFailed(error)) {
             answer = () => {
               for (const w of group) w.reject(error);
@@ -248,9 +292,19 @@ export class GroupCommit<T, R> {
             try {
               const results = await this.#flush(w.items, noop);
               if (alone.passed()) break;
+              this.#storeFailedAt = undefined;
               settled.push(() => w.resolve(results));
             } catch (own) {
               if (alone.passed()) break;
+              if (storeFailed(own)) {
+                // The store as a whole failed meanwhile: the rest would each fail (or wait the timeout) the same way.
+                this.#storeFailedAt = performance.now();
+                const rest = group.slice(i);
+                settled.push(() => {
+                  for (const r of rest) r.reject(own);
+                });
+                break;
+              }
               settled.push(() => w.reject(own));
             }
           }

@@ -35,14 +35,14 @@ describe('deletion ledger chain', () => {
     assert.equal(verifyLedgerLines([entries[0], relinked] as DeletionLedgerEntry[]).ok, false);
   });
 
-  it('reads back what it appended, ignores an identical duplicate line and refuses an edited file', () => {
+  it('reads back what it appended, ignores an identical duplicate line and refuses an edited file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'candor-ledger-'));
     try {
       const ledger = new DeletionLedger(join(dir, 'deletion-ledger.jsonl'));
       assert.deepEqual(ledger.read(), []);
       const entries = chain(3);
-      ledger.append(entries.slice(0, 2));
-      ledger.append(entries.slice(1));
+      await ledger.append(entries.slice(0, 2));
+      await ledger.append(entries.slice(1));
       assert.deepEqual(ledger.read(), entries);
       const text = readFileSync(ledger.path, 'utf8');
       writeFileSync(ledger.path, text.replace('prf_1', 'prf_9'));
@@ -54,17 +54,17 @@ describe('deletion ledger chain', () => {
     }
   });
 
-  it('ignores a block of lines written again after later ones, and refuses another entry under a used number', () => {
+  it('ignores a block of lines written again after later ones, and refuses another entry under a used number', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'candor-ledger-'));
     try {
       const ledger = new DeletionLedger(join(dir, 'deletion-ledger.jsonl'));
       const entries = chain(4);
       // What two erasures of an older version finishing together wrote: 1, 2, 3, 4, 3, 4.
-      ledger.append(entries);
-      ledger.append(entries.slice(2));
+      await ledger.append(entries);
+      await ledger.append(entries.slice(2));
       assert.deepEqual(ledger.read(), entries);
       const other = nextLedgerEntry(entries[1], { requestId: 'rX', at: '2026-02-01T00:00:00.000Z', profileIds: ['prf_x'], identifiers: [] });
-      ledger.append([other]);
+      await ledger.append([other]);
       assert.throws(() => ledger.read(), (e) => isCandorError(e, 'RIGHTS_LEDGER_TAMPERED'));
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -76,7 +76,7 @@ describe('deletion ledger chain', () => {
     try {
       const ledger = new DeletionLedger(join(dir, 'deletion-ledger.jsonl'));
       const entries = chain(5);
-      assert.equal(ledger.appendMissing(entries.slice(0, 2)), 2);
+      assert.equal(await ledger.appendMissing(entries.slice(0, 2)), 2);
       // Writers that each see the whole chain: the first appends the rest, the others nothing.
       let active = 0;
       let most = 0;
@@ -95,7 +95,7 @@ describe('deletion ledger chain', () => {
       // A database chain that forked from the file's at entry 5: its entry 6 does not follow the file's entry 5.
       const fork = nextLedgerEntry(entries[3], { requestId: 'rX', at: '2026-03-01T00:00:00.000Z', profileIds: [], identifiers: [] });
       const sixth = nextLedgerEntry(fork, { requestId: 'r6', at: '2026-03-02T00:00:00.000Z', profileIds: [], identifiers: [] });
-      assert.throws(() => ledger.appendMissing([...entries.slice(0, 4), fork, sixth]), (e) => isCandorError(e, 'RIGHTS_LEDGER_TAMPERED'));
+      await assert.rejects(ledger.appendMissing([...entries.slice(0, 4), fork, sixth]), (e) => isCandorError(e, 'RIGHTS_LEDGER_TAMPERED'));
       assert.deepEqual(ledger.read(), entries, 'nothing written');
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -125,29 +125,29 @@ describe('deletion ledger file on a full disk', () => {
     return { ledger, warnings, done: () => rmSync(dir, { recursive: true, force: true }) };
   }
 
-  it('appends whole lines or nothing: a short write is cut back and fails coded, and the append succeeds once there is space', () => {
+  it('appends whole lines or nothing: a short write is cut back and fails coded, and the append succeeds once there is space', async () => {
     const entries = chain(3);
     const { ledger, done } = ledgerIn();
     try {
-      ledger.append(entries.slice(0, 2));
+      await ledger.append(entries.slice(0, 2));
       const before = readFileSync(ledger.path);
       // Room for part of the line only: write(2) answers a short count, then ENOSPC.
       const full = new DeletionLedger(ledger.path, { write: diskWithRoom(100) });
-      assert.throws(() => full.append(entries.slice(2)), (e) => isCandorError(e, 'RIGHTS_LEDGER_WRITE_FAILED') && e.details?.reason === 'ENOSPC');
+      await assert.rejects(full.append(entries.slice(2)), (e) => isCandorError(e, 'RIGHTS_LEDGER_WRITE_FAILED') && e.details?.reason === 'ENOSPC');
       assert.deepEqual(readFileSync(ledger.path), before, 'no torn line is left');
       assert.deepEqual(ledger.read(), entries.slice(0, 2));
-      assert.equal(ledger.appendMissing(entries), 1);
+      assert.equal(await ledger.appendMissing(entries), 1);
       assert.deepEqual(ledger.read(), entries);
     } finally {
       done();
     }
   });
 
-  it('leaves a torn last line (no newline, not a whole entry) out when read, the file untouched, and the next append cuts it away', () => {
+  it('leaves a torn last line (no newline, not a whole entry) out when read, the file untouched, and the next append cuts it away', async () => {
     const entries = chain(3);
     const { ledger, warnings, done } = ledgerIn();
     try {
-      ledger.append(entries.slice(0, 2));
+      await ledger.append(entries.slice(0, 2));
       const whole = readFileSync(ledger.path);
       appendFileSync(ledger.path, line(entries[2] as DeletionLedgerEntry).slice(0, 150));
       const torn = readFileSync(ledger.path);
@@ -157,13 +157,13 @@ describe('deletion ledger file on a full disk', () => {
       assert.deepEqual(warnings, [{ file: ledger.path, skippedBytes: 150, length: whole.length }], 'reported once');
       // What an older version left (or a crash): the next append, holding the lock, cuts it and goes on cleanly.
       warnings.length = 0;
-      assert.equal(ledger.appendMissing(entries), 1);
+      assert.equal(await ledger.appendMissing(entries), 1);
       assert.deepEqual(warnings, [{ file: ledger.path, cutBytes: 150, length: whole.length }]);
       assert.deepEqual(ledger.read(), entries);
       assert.equal(readFileSync(ledger.path, 'utf8').split('\n').filter((l) => l !== '').length, 3);
       // With nothing missing, catching up still cuts it.
       appendFileSync(ledger.path, '{"seq":4,"requ');
-      assert.equal(ledger.appendMissing(entries), 0);
+      assert.equal(await ledger.appendMissing(entries), 0);
       assert.equal(readFileSync(ledger.path, 'utf8').endsWith('\n'), true);
       assert.deepEqual(ledger.read(), entries);
       // A file that is only a torn line.
@@ -171,18 +171,18 @@ describe('deletion ledger file on a full disk', () => {
       writeFileSync(ledger.path, only);
       assert.deepEqual(ledger.read(), []);
       assert.equal(statSync(ledger.path).size, only.length);
-      ledger.append(entries.slice(0, 1));
+      await ledger.append(entries.slice(0, 1));
       assert.deepEqual(ledger.read(), entries.slice(0, 1));
     } finally {
       done();
     }
   });
 
-  it('leaves a line another writer is appending untouched when read between its two writes', () => {
+  it('leaves a line another writer is appending untouched when read between its two writes', async () => {
     const entries = chain(3);
     const { ledger, warnings, done } = ledgerIn();
     try {
-      ledger.append(entries.slice(0, 2));
+      await ledger.append(entries.slice(0, 2));
       const reader = new DeletionLedger(ledger.path, { logger: { warn: () => undefined } });
       let seen: DeletionLedgerEntry[] | undefined;
       let during: Buffer | undefined;
@@ -195,7 +195,7 @@ describe('deletion ledger file on a full disk', () => {
         assert.deepEqual(readFileSync(ledger.path), during, 'the reader changed nothing');
         return written;
       };
-      new DeletionLedger(ledger.path, { write: split }).append(entries.slice(2));
+      await new DeletionLedger(ledger.path, { write: split }).append(entries.slice(2));
       assert.deepEqual(seen, entries.slice(0, 2), 'the line in progress is left out');
       assert.deepEqual(ledger.read(), entries, 'the completed line is intact');
       assert.equal(readFileSync(ledger.path, 'utf8'), entries.map((e) => `${line(e)}\n`).join(''));
@@ -205,22 +205,55 @@ describe('deletion ledger file on a full disk', () => {
     }
   });
 
-  it('appends only holding the file\'s lock, which appends of every process take', () => {
+  it('appends only holding the file\'s lock, which appends of every process take', async () => {
     const entries = chain(2);
     const { ledger, done } = ledgerIn();
     try {
-      ledger.append(entries.slice(0, 1));
+      await ledger.append(entries.slice(0, 1));
       const before = readFileSync(ledger.path);
       // Another process's append in progress holds the lock (a second connection is refused it as another process is).
       const held = lockFile(ledgerLockPath(ledger.path), 0);
       assert.ok(held);
       try {
-        assert.throws(() => ledger.appendMissing(entries), (e) => isCandorError(e, 'RIGHTS_LEDGER_WRITE_FAILED') && e.details?.reason === 'locked');
+        await assert.rejects(ledger.appendMissing(entries), (e) => isCandorError(e, 'RIGHTS_LEDGER_WRITE_FAILED') && e.details?.reason === 'locked');
         assert.deepEqual(readFileSync(ledger.path), before, 'nothing written');
       } finally {
         held.close();
       }
-      assert.equal(ledger.appendMissing(entries), 1);
+      assert.equal(await ledger.appendMissing(entries), 1);
+      assert.deepEqual(ledger.read(), entries);
+    } finally {
+      done();
+    }
+  });
+
+  it('waits for the file\'s lock without blocking the event loop, and appends once it is released', async () => {
+    const entries = chain(2);
+    const { ledger, done } = ledgerIn();
+    try {
+      await ledger.append(entries.slice(0, 1));
+      // Another process's append holds the lock (a slow fsync, a process suspended with Ctrl-Z).
+      const held = lockFile(ledgerLockPath(ledger.path), 0);
+      assert.ok(held);
+      let settled = false;
+      let appending: Promise<number>;
+      try {
+        appending = ledger.appendMissing(entries).finally(() => (settled = true));
+        // Timers of this process keep firing while the append waits (a blocking wait would run none of them).
+        let ticks = 0;
+        await new Promise<void>((ready) => {
+          const ticker = setInterval(() => {
+            if (++ticks < 30) return;
+            clearInterval(ticker);
+            ready();
+          }, 10);
+        });
+        assert.equal(settled, false, 'the append waits while the lock is held');
+        assert.deepEqual(ledger.read(), entries.slice(0, 1));
+      } finally {
+        held.close();
+      }
+      assert.equal(await appending, 1, 'appended once the lock is released');
       assert.deepEqual(ledger.read(), entries);
     } finally {
       done();
@@ -244,13 +277,13 @@ describe('deletion ledger file on a full disk', () => {
     }
   });
 
-  it('keeps a whole last entry that lacks only its newline, and starts the next append on a line of its own', () => {
+  it('keeps a whole last entry that lacks only its newline, and starts the next append on a line of its own', async () => {
     const entries = chain(3);
     const { ledger, warnings, done } = ledgerIn();
     try {
       writeFileSync(ledger.path, `${line(entries[0] as DeletionLedgerEntry)}\n${line(entries[1] as DeletionLedgerEntry)}`);
       assert.deepEqual(ledger.read(), entries.slice(0, 2));
-      assert.equal(ledger.appendMissing(entries), 1);
+      assert.equal(await ledger.appendMissing(entries), 1);
       assert.deepEqual(ledger.read(), entries);
       assert.deepEqual(warnings, []);
     } finally {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { appendFileDurably, type WriteFunction } from '../../shared/durable-write.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import { lockFile } from '../../shared/file-lock.ts';
@@ -110,6 +111,10 @@ const writers = new Map<string, Promise<unknown>>();
  */
 const APPEND_LOCK_WAIT_MS = 2000;
 
+/** The pauses between tries for that lock: the first, doubled after each try up to the longest. */
+const APPEND_LOCK_FIRST_PAUSE_MS = 5;
+const APPEND_LOCK_MAX_PAUSE_MS = 50;
+
 /** The lock file beside the ledger that appends from every process take (lockFile: released when its holder ends). */
 export const ledgerLockPath = (path: string): string => `${path}.lock`;
 
@@ -195,18 +200,28 @@ export class DeletionLedger {
 
   /**
    * Runs `fn` holding the file's lock, which every append of every process takes: no other append is in progress
-   * meanwhile. RIGHTS_LEDGER_WRITE_FAILED (reason `locked`) when another process holds it for longer than an append.
+   * meanwhile. While another process holds it, tries again after short pauses (the event loop runs on meanwhile: a
+   * blocking wait would stall the server); RIGHTS_LEDGER_WRITE_FAILED (reason `locked`) when it holds it for longer
+   * than an append. `fn` runs synchronously, so appends of this process never contend for the lock among themselves.
    */
-  #locked<T>(fn: () => T): T {
+  async #locked<T>(fn: () => T): Promise<T> {
     const lockPath = ledgerLockPath(this.path);
+    const deadline = performance.now() + APPEND_LOCK_WAIT_MS;
+    let pauseMs = APPEND_LOCK_FIRST_PAUSE_MS;
     let lock: ReturnType<typeof lockFile>;
-    try {
-      mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
-      lock = lockFile(lockPath, APPEND_LOCK_WAIT_MS);
-    } catch (error) {
-      const full = isCandorError(error, 'STORAGE_FULL') ? (error.details?.reason === 'EDQUOT' ? 'EDQUOT' : 'ENOSPC') : undefined;
-      const reason = full ?? (error as NodeJS.ErrnoException).code ?? 'lock_failed';
-      throw new CandorError('RIGHTS_LEDGER_WRITE_FAILED', { file: this.path, reason }, { cause: error });
+    for (;;) {
+      try {
+        mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+        lock = lockFile(lockPath, 0);
+      } catch (error) {
+        const full = isCandorError(error, 'STORAGE_FULL') ? (error.details?.reason === 'EDQUOT' ? 'EDQUOT' : 'ENOSPC') : undefined;
+        const reason = full ?? (error as NodeJS.ErrnoException).code ?? 'lock_failed';
+        throw new CandorError('RIGHTS_LEDGER_WRITE_FAILED', { file: this.path, reason }, { cause: error });
+      }
+      const left = deadline - performance.now();
+      if (lock || left <= 0) break;
+      await sleep(Math.min(pauseMs, left));
+      pauseMs = Math.min(pauseMs * 2, APPEND_LOCK_MAX_PAUSE_MS);
     }
     if (!lock) throw new CandorError('RIGHTS_LEDGER_WRITE_FAILED', { file: this.path, reason: 'locked', lock: lockPath });
     try {
@@ -275,7 +290,7 @@ export class DeletionLedger {
    * now under the file's lock; returns how many. A torn last line is cut away even when nothing is missing. Call it
    * inside `exclusive`. RIGHTS_LEDGER_TAMPERED, writing nothing, when they would not link to the file's last entry.
    */
-  appendMissing(authority: readonly DeletionLedgerEntry[]): number {
+  async appendMissing(authority: readonly DeletionLedgerEntry[]): Promise<number> {
     const missingFrom = (entries: readonly DeletionLedgerEntry[]) => {
       const last = entries.at(-1);
       const missing = authority.filter((e) => e.seq > (last?.seq ?? 0));
@@ -298,9 +313,9 @@ export class DeletionLedger {
    * Appends entries as lines and waits until they are on disk: all of them or none, the file cut back to its length
    * on a failure (RIGHTS_LEDGER_WRITE_FAILED, e.g. reason ENOSPC), so that no torn line is left for later reads.
    */
-  append(entries: readonly DeletionLedgerEntry[]): void {
+  async append(entries: readonly DeletionLedgerEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    this.#locked(() => this.#appendLocked(entries));
+    await this.#locked(() => this.#appendLocked(entries));
   }
 
   /** append(), holding the lock: a torn last line is cut away; a whole entry lacking only its newline gets it first. */

@@ -464,7 +464,7 @@ export class ErasureEngine {
    */
   async #syncLedgerFile(): Promise<void> {
     await this.#ledger.exclusive(async () => {
-      this.#ledger.appendMissing(await this.#repo.ledger());
+      await this.#ledger.appendMissing(await this.#repo.ledger());
     });
   }
 

@@ -163,7 +163,40 @@ describeEachDialect('phone numbers stored by the release before libphonenumber (
 });
 
 describeEachDialect('phone numbers stored by the release before libphonenumber (default phone region US)', (dialect) => {
-  const { flows, person, newDevice, phoneHashes } = legacyPhoneSuite(dialect, { defaultPhoneRegion: 'US' });
+  const { ctx, flows, person, newDevice, phoneHashes } = legacyPhoneSuite(dialect, { defaultPhoneRegion: 'US' });
+
+  it("keeps storing a known customer's national number whose legacy form is an erased person's foreign number", async () => {
+    // (479) 123-4490 was +4791234490 to that release: the Norwegian number of another person, erased by this one.
+    const t = tag();
+    const norway = `no-${t}`;
+    const us = `us-${t}`;
+    await flows.consent({ userId: norway });
+    await flows.consent({ userId: us });
+    assert.equal(await flows.identify({ userId: norway }, { phone: '+47 912 34 490' }), 'stored');
+    assert.equal(await flows.identify({ userId: us }, { phone: '(479) 123-4490' }), 'stored');
+    const usProfile = await flows.profileOf('user_id', us);
+    assert.equal(await flows.profileOf('phone', '+1 479 123 4490'), usProfile);
+    await flows.erase('user_id', norway);
+    assert.equal(await flows.identify({ userId: us }, { phone: '(479) 123-4490' }), 'stored', 'the known customer is not suppressed');
+    const device = await newDevice('479-123-4490');
+    assert.equal(device.status, 'stored');
+    assert.equal(device.profileId, usProfile, 'a new device joins the customer the number is stored for');
+    // The group's own check in its transaction, with the number looked up in the database (no cache of this process).
+    const item = { identifiers: [{ type: 'anonymous_id', value: `g-${tag()}` }, { type: 'phone', value: '(479) 123-4490' }], source: 'web', at: new Date().toISOString() };
+    const fresh = await openKernel(ctx.env.configWith({ CANDOR_IDENTITY_RULES: JSON.stringify({ defaultPhoneRegion: 'US' }) }));
+    try {
+      assert.deepEqual(await fresh.storage.raw.transaction((tx) => fresh.identity.suppressedInGroup(tx, [item])), [false]);
+      assert.deepEqual(await fresh.identity.isSuppressedBatch(fresh.storage.raw, [item]), [false]);
+    } finally {
+      await fresh.close();
+    }
+    // A number stored for nobody is still judged by its legacy form (the ambiguity the README states).
+    const t2 = tag();
+    await flows.consent({ userId: `no2-${t2}` });
+    assert.equal(await flows.identify({ userId: `no2-${t2}` }, { phone: '+47 912 34 491' }), 'stored');
+    await flows.erase('user_id', `no2-${t2}`);
+    assert.equal((await newDevice('(479) 123-4491')).status, 'suppressed');
+  });
 
   it('joins a person by a national number that release stored as + and its digits, and suppresses it once they are erased', async () => {
     const known = await person('4155550123');

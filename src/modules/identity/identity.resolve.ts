@@ -58,6 +58,11 @@ export interface PreparedItem {
    * and the legacy forms of the item's phone numbers (an erasure by an earlier release suppressed those).
    */
   suppressedOnly: PreparedIdentifier[];
+  /**
+   * Phone numbers whose legacy form is itself a valid E.164 number (not `matchable`), with that form: it suppresses
+   * the item only while the number's own form is stored for nobody, as it may be another person's erased number.
+   */
+  suppressedUnlessStored: { own: PreparedIdentifier; legacy: PreparedIdentifier }[];
   /** Matchable legacy forms of numbers libphonenumber refuses: they join `ids` where stored (`asStored`), else are ignored. */
   legacyOnly: PreparedIdentifier[];
   ignored: { type: string; reason: IgnoredReason }[];

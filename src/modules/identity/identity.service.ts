@@ -231,6 +231,7 @@ export class Identity {
     if (known) return known;
     const ids: PreparedIdentifier[] = [];
     const suppressedOnly: PreparedIdentifier[] = [];
+    const suppressedUnlessStored: PreparedItem['suppressedUnlessStored'] = [];
     const legacyOnly: PreparedIdentifier[] = [];
     const ignored: PreparedItem['ignored'] = [];
     for (const raw of item.identifiers) {
@@ -251,7 +252,9 @@ export class Identity {
         else if (!hasKey(legacyOnly, id.key)) legacyOnly.push(id);
         continue;
       }
-      if (id.legacy !== undefined) suppressedOnly.push(id.legacy);
+      // A legacy form that is a valid E.164 number may be someone else's: it suppresses a number stored for nobody only.
+      if (id.legacy?.matchable) suppressedOnly.push(id.legacy);
+      else if (id.legacy !== undefined) suppressedUnlessStored.push({ own: id, legacy: id.legacy });
       if (!hasKey(ids, id.key)) ids.push(id);
     }
     // Strongest first, ties in arrival order: an insertion sort, as items carry a few identifiers and
@@ -265,7 +268,7 @@ export class Identity {
       }
       ids[j + 1] = id;
     }
-    const prepared = { ids, suppressedOnly, legacyOnly, ignored, source: item.source, messageId: item.messageId, at: item.at };
+    const prepared = { ids, suppressedOnly, suppressedUnlessStored, legacyOnly, ignored, source: item.source, messageId: item.messageId, at: item.at };
     this.#prepared.set(item, prepared);
     return prepared;
   }
@@ -514,16 +517,39 @@ export class Identity {
   async isSuppressedBatch(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<boolean[]> {
     const prepared = items.map((item) => this.#prepare(item));
     const inMemory = await this.#suppressedList(tx);
-    if (inMemory) return prepared.map((item) => item.ids.some((id) => inMemory.has(id.key)) || item.suppressedOnly.some((id) => inMemory.has(id.key)));
+    if (inMemory) return this.#suppressedItems(tx, prepared, inMemory);
     return this.#suppressedInDatabase(tx, prepared);
   }
 
   /** Which of these items carry an identifier on the suppression list, as the database says in `tx`. */
   async #suppressedInDatabase(tx: SqlExecutor, prepared: readonly PreparedItem[]): Promise<boolean[]> {
     const pairs = new Map<string, Pair>();
-    for (const item of prepared) for (const id of [...item.ids, ...item.suppressedOnly]) pairs.set(id.key, [id.type, id.hash]);
+    for (const item of prepared) {
+      for (const id of [...item.ids, ...item.suppressedOnly]) pairs.set(id.key, [id.type, id.hash]);
+      for (const { legacy } of item.suppressedUnlessStored) pairs.set(legacy.key, [legacy.type, legacy.hash]);
+    }
     const suppressed = new Set((await this.#repo.suppressedAmong(tx, [...pairs.values()])).map(([type, hash]) => keyOf(type, hash)));
-    return prepared.map((item) => item.ids.some((id) => suppressed.has(id.key)) || item.suppressedOnly.some((id) => suppressed.has(id.key)));
+    return this.#suppressedItems(tx, prepared, suppressed);
+  }
+
+  /**
+   * Which items the suppression list (`suppressed`, keys) names: an identifier of theirs, or the legacy form of a phone
+   * number whose own form is stored for nobody (in `tx`; read only for the rare number whose such form is suppressed).
+   */
+  async #suppressedItems(tx: SqlExecutor, prepared: readonly PreparedItem[], suppressed: ReadonlySet<string>): Promise<boolean[]> {
+    const result = prepared.map((item) => item.ids.some((id) => suppressed.has(id.key)) || item.suppressedOnly.some((id) => suppressed.has(id.key)));
+    const unknown = new Map<string, Pair>();
+    const now = Date.now();
+    prepared.forEach((item, i) => {
+      if (result[i]) return;
+      for (const { own, legacy } of item.suppressedUnlessStored) {
+        // A number cached as stored is stored still (its erasure would have suppressed its own form).
+        if (suppressed.has(legacy.key) && this.#cache.get(own.key, now) === undefined) unknown.set(own.key, [own.type, own.hash]);
+      }
+    });
+    if (unknown.size === 0) return result;
+    const stored = new Set((await this.#repo.owners(tx, [...unknown.values()])).map((row) => keyOf(row.type, row.value_hash)));
+    return prepared.map((item, i) => result[i] || item.suppressedUnlessStored.some(({ own, legacy }) => suppressed.has(legacy.key) && unknown.has(own.key) && !stored.has(own.key)));
   }
 
   /** The suppression list in memory (keys), read again whenever another process has written; undefined while that cannot be told (PostgreSQL without commit notices) or when too long. */

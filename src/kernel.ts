@@ -10,7 +10,7 @@ import { DEFAULT_IDENTITY_RULES, Identity, IDENTITY_MIGRATIONS } from './modules
 import { Profiles, PROFILES_MIGRATIONS, PROFILES_RETENTION_MIGRATIONS } from './modules/profiles/index.ts';
 import { Retention, RETENTION_MIGRATIONS, whileHoldingDataDir } from './modules/retention/index.ts';
 import { Scoring, SCORING_MIGRATIONS } from './modules/scoring/index.ts';
-import { ErasureEngine, LEDGER_FILE, RIGHTS_ERASURE_MIGRATIONS, SubjectExporter } from './modules/rights/index.ts';
+import { ErasureEngine, LEDGER_FILE, OtherRequests, RIGHTS_ERASURE_MIGRATIONS, SubjectExporter } from './modules/rights/index.ts';
 import { DEFAULT_RATE_LIMITS, MailOutbox, Mailer, RightsRequests, RightsSubjectData, RIGHTS_REQUEST_MIGRATIONS } from './modules/rights/index.ts';
 import { Taxonomy, TAXONOMY_MIGRATIONS } from './modules/taxonomy/index.ts';
 import { SYSTEM_ACTOR } from './shared/actor.ts';
@@ -252,6 +252,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       keyring,
       identity,
       subjectData,
+      rightsRequests: new OtherRequests({ storage, keyring }),
       batchSize: config.retentionBatchSize,
       handlers: [
         collect.retention({ rawEvents: config.retentionRawEvents, orders: config.retentionOrders, orderFields: config.retentionOrderFields }),

@@ -1,15 +1,14 @@
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { DataSubject, DeletionLedgerEntry, EraseOutcome, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
-import { sortableId } from '../../shared/random.ts';
 import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
-import type { AuditEvent, AuditLog } from '../audit/index.ts';
+import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity } from '../identity/index.ts';
 import { certificateStatus, NO_RECIPIENTS, type ErasureCertificate, type RecipientOutcome } from './certificate.ts';
 import { DeletionLedger, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';
 import { ErasureRepo, type ErasureRow } from './erasure.repo.ts';
-import { noticeKey, RequestsRepo, type RequestRow } from './requests.repo.ts';
+import { OtherRequests } from './other-requests.ts';
 
 export type { ErasureCertificate } from './certificate.ts';
 
@@ -104,12 +103,12 @@ export class ErasureEngine {
   readonly #deps: ErasureDeps;
   readonly #repo: ErasureRepo;
   readonly #ledger: DeletionLedger;
-  readonly #requests: RequestsRepo;
+  readonly #otherRequests: OtherRequests;
 
   constructor(deps: ErasureDeps) {
     this.#deps = deps;
     this.#repo = new ErasureRepo(deps.storage);
-    this.#requests = new RequestsRepo(deps.storage);
+    this.#otherRequests = new OtherRequests(deps);
     this.#ledger = new DeletionLedger(deps.ledgerPath);
   }
 
@@ -281,7 +280,7 @@ export class ErasureEngine {
       deleted: 0,
       detail: `${subject.identifiers.length} identifier pseudonyms on the suppression list (${suppressed} added): events carrying them are dropped`,
     });
-    const closed = await this.#closeOtherRequestsIn(tx, subject, at);
+    const closed = await this.#otherRequests.closeIn(tx, subject, { by: { erasureRequest: at.requestId }, startedAt: at.startedAt, actor: at.actor });
     stores.push({
       module: 'rights',
       store: OTHER_REQUESTS_LINE,
@@ -312,66 +311,6 @@ export class ErasureEngine {
   }
 
   /**
-   * Closes the person's other requests in the erasure's transaction, each with its event (the audit entries are
-   * returned, for the end of the transaction): an open one is denied — an erasure request as this one's duplicate,
-   * any other `subject_erased` — and loses its code, address and changes (an erasure request's address, sealed with its
-   * own key, goes after the commit with that key: #shredOtherAddresses); a denied erasure request whose notice was
-   * refused no longer waits to send it. A run under way, or cut off, is left to end by itself (its erasure finds the
-   * person erased and lets its address go).
-   */
-  async #closeOtherRequestsIn(tx: SqlExecutor, subject: DataSubject, at: { requestId: string; startedAt: string; actor: Actor }): Promise<{ entries: AuditEvent[] }> {
-    const entries: AuditEvent[] = [];
-    for (const row of await this.#requests.closableIn(tx, subject.profileIds, at.requestId)) {
-      const from = row.state;
-      let changes: Partial<RequestRow>;
-      let detail: Record<string, unknown>;
-      if (from === 'denied') {
-        changes = { last_error: null, updated_at: at.startedAt };
-        detail = { noticeDropped: 'subject_erased', erasureRequest: at.requestId };
-      } else {
-        const duplicate = row.type === 'erasure';
-        changes = {
-          state: 'denied',
-          denial_reason: duplicate ? 'duplicate' : 'subject_erased',
-          // An erasure request's address goes with its key, after the commit; any other's key is the person's.
-          ...(duplicate ? { duplicate_of: at.requestId } : { email: null }),
-          code_hash: null,
-          payload: null,
-          awaiting_approval: 0,
-          run_lease_until: null,
-          last_error: null,
-          completed_at: at.startedAt,
-          updated_at: at.startedAt,
-        };
-        detail = { subjectErased: true, erasureRequest: at.requestId, ...(duplicate ? { duplicateOf: at.requestId } : {}) };
-      }
-      const event = { id: sortableId('rre_'), request_id: row.id, at: at.startedAt, from_state: from, to_state: 'denied', actor: at.actor.id, role: at.actor.role, detail: JSON.stringify(detail) };
-      // Compare-and-set: a request that moved meanwhile (its verification won the race) is left to its run.
-      if (!(await this.#requests.updateIn(tx, row.id, from, changes, event))) continue;
-      entries.push({
-        actor: at.actor.id,
-        role: at.actor.role,
-        action: 'rights.request.denied',
-        purpose: PURPOSE,
-        subject: row.subject,
-        resource: `rights_request:${row.id}`,
-        details: { type: row.type, from, ...detail },
-      });
-    }
-    return { entries };
-  }
-
-  /** After the commit: the keys sealing the addresses of the person's other (closed) erasure requests, then the addresses. */
-  async #shredOtherAddresses(subject: DataSubject, requestId: string, actor: Actor): Promise<number> {
-    let destroyed = 0;
-    for (const id of await this.#requests.sealedAddresses(subject.profileIds, requestId)) {
-      if (await this.#deps.keyring.destroySubjectKey(noticeKey(id), actor, PURPOSE)) destroyed++;
-      await this.#requests.clearAddress(id);
-    }
-    return destroyed;
-  }
-
-  /**
    * Steps 2–4: after the commit. Idempotent: a resumed erasure runs it again, and its certificate counts what every
    * attempt deleted. A WAL that cannot be truncated (STORAGE_CHECKPOINT_BUSY) leaves the erasure `keys_pending` with a
    * certificate that says so, and is thrown.
@@ -384,7 +323,7 @@ export class ErasureEngine {
     for (const profileId of subject.profileIds) {
       if (await keyring.destroySubjectKey(profileId, actor, PURPOSE)) destroyed++;
     }
-    destroyed += await this.#shredOtherAddresses(subject, row.request_id, actor);
+    destroyed += await this.#otherRequests.shredAddresses(subject, { erasureRequest: row.request_id }, actor);
     const afterCommit: (EraseOutcome & { module: string })[] = [
       { module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: their ciphertexts (the encrypted personal fields) in the database are unreadable. Copies made before this erasure (backup files, PostgreSQL dumps and WAL archives) still hold each data key wrapped with the master key version then active, and stay readable with the key file until that version is removed from it (`candor keys rotate`, then `candor keys prune` once those copies have expired); restoring such a backup replays this erasure. Plain non-personal fields stay readable in backup files taken before this erasure until those files are deleted' },
     ];

@@ -5,6 +5,8 @@
  * its erasures replayed; access and portability produce a zip archive annotated with GDPR Art. 15(1) metadata.
  */
 export { ErasureEngine, POSTGRES_STORAGE_DETAIL, type CompactReport, type ErasureDeps, type ErasureFileStore, type ErasureRecipient, type SubjectLookup } from './erasure.ts';
+// A deleted person's other requests (an erasure's, or retention's deletion of an inactive person): closed, their addresses' keys destroyed.
+export { OtherRequests, type DeletedBy } from './other-requests.ts';
 export { NO_RECIPIENTS, certificateStatus, type ErasureCertificate, type RecipientOutcome } from './certificate.ts';
 export { RIGHTS_ERASURE_MIGRATIONS } from './erasure.repo.ts';
 export { DeletionLedger, GENESIS_HASH, LEDGER_FILE, ledgerHash, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';

@@ -350,16 +350,16 @@ export class RequestsRepo {
   /**
    * The other requests of these profiles that an erasure closes, read on its transaction: the open ones without a run
    * under way or cut off (a run in progress ends by itself), and denied erasure requests whose notice is still owed
-   * (their address kept, sealed with their own key, for the retry).
+   * (their address kept, sealed with their own key, for the retry). `except`: the erasing request, if any.
    */
-  async closableIn(tx: SqlExecutor, profileIds: readonly string[], except: string): Promise<RequestRow[]> {
+  async closableIn(tx: SqlExecutor, profileIds: readonly string[], except: string | null): Promise<RequestRow[]> {
     const out: RequestRow[] = [];
     for (let i = 0; i < profileIds.length; i += CHUNK) {
       const query = this.#db
         .selectFrom('rights_requests')
         .selectAll()
         .where('profile_id', 'in', profileIds.slice(i, i + CHUNK))
-        .where('id', '!=', except)
+        .where('id', '!=', except ?? '')
         .where((eb) =>
           eb.or([
             eb('state', 'in', ['received', 'verifying']),
@@ -374,15 +374,15 @@ export class RequestsRepo {
     return out;
   }
 
-  /** The ids of these profiles' denied erasure requests (but `except`) whose address is still stored, sealed with their own key. */
-  async sealedAddresses(profileIds: readonly string[], except: string): Promise<string[]> {
+  /** The ids of these profiles' denied erasure requests (but `except`, if any) whose address is still stored, sealed with their own key. */
+  async sealedAddresses(profileIds: readonly string[], except: string | null): Promise<string[]> {
     const ids: string[] = [];
     for (let i = 0; i < profileIds.length; i += CHUNK) {
       const rows = await this.#db
         .selectFrom('rights_requests')
         .select('id')
         .where('profile_id', 'in', profileIds.slice(i, i + CHUNK))
-        .where('id', '!=', except)
+        .where('id', '!=', except ?? '')
         .where('type', '=', 'erasure')
         .where('state', '=', 'denied')
         .where('email', 'is not', null)

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { sql } from 'kysely';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { rightsRequests } from '../../../test/support/rights.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { CandorError } from '../../shared/errors.ts';
+import { Mailer, REASON_REMOVED, type Mail, type RightsRequests } from '../rights/index.ts';
+
+/** A mailer whose server refuses the messages whose subject matches `refuse`. */
+class RefusingMailer extends Mailer {
+  refuse: RegExp | null = null;
+  override async send(mail: Mail): Promise<{ via: 'smtp' | 'outbox'; id: string }> {
+    if (this.refuse?.test(mail.subject)) throw new CandorError('RIGHTS_MAIL_FAILED');
+    return super.send(mail);
+  }
+}
+
+/** `n` calendar months after `at`. */
+const months = (at: Date, n: number) => {
+  const out = new Date(at.getTime());
+  out.setUTCMonth(out.getUTCMonth() + n);
+  return out;
+};
+
+describeEachDialect('the inactivity rule and the person’s rights requests', (dialect) => {
+  const ctx = useKernel(dialect);
+  let outbox = '';
+  let mailer: RefusingMailer;
+  let rights: RightsRequests;
+  const db = () => ctx.kernel.storage.db;
+
+  before(() => {
+    outbox = mkdtempSync(join(tmpdir(), 'candor-outbox-'));
+    mailer = new RefusingMailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: outbox });
+    rights = rightsRequests(ctx.kernel, { mailer });
+  });
+  after(async () => {
+    await rights.close();
+    rmSync(outbox, { recursive: true, force: true });
+  });
+
+  it('closes an inactive person’s open requests when it deletes them and leaves no key that opens their address', async () => {
+    const userId = `inactive-${dialect}`;
+    const email = `inactive.${dialect}@candor-example.dev`;
+    const [r] = await ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]));
+    const profileId = r?.profileId as string;
+    await ctx.kernel.consent.record(profileId, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
+    const stored = await ctx.kernel.collect.ingest([{ raw: { type: 'identify', userId, messageId: `${userId}-id`, traits: { email } }, bytes: 200 }], undefined, { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR });
+    assert.equal(stored[0]?.status, 'stored', JSON.stringify(stored));
+    const start = async (type: string, client: string) => {
+      const { requestId } = await rights.start({ type, email, client });
+      await rights.settled();
+      return requestId;
+    };
+    // Never verified: an access request (address sealed with the person's key) and an erasure request (its own key).
+    const access = await start('access', '10.78.0.1');
+    const erasure = await start('erasure', '10.78.0.2');
+    // Denied by staff, the notice refused: the address is kept, sealed with the request's own key, for the retry.
+    const refused = await start('erasure', '10.78.0.3');
+    mailer.refuse = /About your request/;
+    try {
+      assert.equal((await rights.deny(refused, 'Asked twice.', CLI_ACTOR)).lastError, 'RIGHTS_MAIL_FAILED');
+    } finally {
+      mailer.refuse = null;
+    }
+    const ids = [access, erasure, refused];
+    const rows = async () =>
+      (await sql<{ id: string; profile_id: string | null; state: string; denial_reason: string | null; email: string | null; code_hash: string | null; last_error: string | null }>`SELECT id, profile_id, state, denial_reason, email, code_hash, last_error FROM rights_requests WHERE id IN (${sql.join(ids)}) ORDER BY id`.execute(db())).rows;
+    const noticeKeys = async () => (await sql<{ subject_id: string }>`SELECT subject_id FROM crypto_subject_keys WHERE subject_id IN (${sql.join(ids.map((id) => `rights_request:${id}`))})`.execute(db())).rows.map((k) => k.subject_id);
+    assert.ok((await rows()).every((row) => row.profile_id === profileId), JSON.stringify(await rows()));
+    assert.deepEqual((await noticeKeys()).sort(), [erasure, refused].map((id) => `rights_request:${id}`).sort());
+
+    // 25 months on the person has not been active for 24 months (the codes expired long before: closing unverified
+    // requests is not what clears them here).
+    const report = await ctx.kernel.retention.sweep({ now: months(new Date(), 25) });
+    assert.ok(report.counts.some((c) => c.rule === 'profiles.inactive' && c.store === 'people' && c.count >= 1), JSON.stringify(report.counts));
+    assert.equal(await ctx.kernel.identity.canonical(profileId), null);
+
+    const byId = new Map((await rows()).map((row) => [row.id, row]));
+    for (const id of [access, erasure]) {
+      assert.deepEqual({ ...byId.get(id) }, { id, profile_id: profileId, state: 'denied', denial_reason: 'subject_erased', email: null, code_hash: null, last_error: null });
+    }
+    assert.deepEqual({ ...byId.get(refused) }, { id: refused, profile_id: profileId, state: 'denied', denial_reason: REASON_REMOVED, email: null, code_hash: null, last_error: null });
+    assert.deepEqual(await noticeKeys(), []);
+    assert.ok(!(await rights.queue()).some((v) => ids.includes(v.id)));
+
+    // Each closure is an event and an audit entry.
+    const events = (await sql<{ request_id: string; detail: string }>`SELECT request_id, detail FROM rights_request_events WHERE request_id IN (${sql.join(ids)}) AND to_state = 'denied'`.execute(db())).rows;
+    for (const id of ids) assert.ok(events.some((e) => e.request_id === id && (JSON.parse(e.detail) as { deletedFor?: string }).deletedFor === 'inactivity'), id);
+    const audited = (await sql<{ resource: string }>`SELECT resource FROM audit_log WHERE action = 'rights.request.denied' AND details LIKE ${'%"deletedFor":"inactivity"%'}`.execute(db())).rows.map((a) => a.resource);
+    assert.deepEqual(audited.sort(), ids.map((id) => `rights_request:${id}`).sort());
+  });
+});

@@ -1,21 +1,12 @@
 import assert from 'node:assert/strict';
+import { diskWithRoom } from '../../test/support/full-disk.ts';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { appendFileDurably, appendWhole, writeAll, writeFileAtomic, type WriteFunction } from './durable-write.ts';
+import { appendFileDurably, appendWhole, writeAll, writeFileAtomic } from './durable-write.ts';
 import { isCandorError } from './errors.ts';
 
-/** write(2) as on a disk with `room` bytes left: a short write up to it, then ENOSPC. */
-function diskWithRoom(room: number): WriteFunction {
-  let left = room;
-  return (fd, buffer, offset, length) => {
-    if (left === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    const written = writeSync(fd, buffer, offset, Math.min(length, left));
-    left -= written;
-    return written;
-  };
-}
 
 describe('durable writes', () => {
   let dir = '';

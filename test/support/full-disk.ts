@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, ftruncateSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { WriteFunction } from '../../src/shared/durable-write.ts';
 
 const PAGE = 4096;
 
@@ -67,3 +68,14 @@ export function mountSmallDisk(kilobytes: number): SmallDisk | null {
   return disk;
 }
 
+
+/** write(2) as on a disk with `room` bytes left: a short write up to it, then ENOSPC (for tests on any machine). */
+export function diskWithRoom(room: number): WriteFunction {
+  let left = room;
+  return (fd, buffer, offset, length) => {
+    if (left === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+    const written = writeSync(fd, buffer, offset, Math.min(length, left));
+    left -= written;
+    return written;
+  };
+}

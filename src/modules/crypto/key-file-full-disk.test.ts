@@ -4,23 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
-import { mountSmallDisk, type SmallDisk } from '../../../test/support/full-disk.ts';
+import { diskWithRoom, mountSmallDisk, type SmallDisk } from '../../../test/support/full-disk.ts';
 import { openKernel, type Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
-import type { WriteFunction } from '../../shared/durable-write.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import { newKey, readKeyFile, temporaryKeyFiles, writeKeyFile, type KeyFile } from './key-file.ts';
 
-/** write(2) as on a disk with `room` bytes left: a short write up to it, then ENOSPC. */
-function diskWithRoom(room: number): WriteFunction {
-  let left = room;
-  return (fd, buffer, offset, length) => {
-    if (left === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
-    const written = writeSync(fd, buffer, offset, Math.min(length, left));
-    left -= written;
-    return written;
-  };
-}
 
 /** A key file past one 4 KB page, as a few dozen rotations make it. */
 function bigKeyFile(versions: number): KeyFile {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { diskWithRoom } from '../../../test/support/full-disk.ts';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,16 +104,6 @@ describe('deletion ledger chain', () => {
   });
 });
 
-/** write(2) as on a disk with `room` bytes left: a short write up to it, then ENOSPC. */
-function diskWithRoom(room: number): WriteFunction {
-  let left = room;
-  return (fd, buffer, offset, length) => {
-    if (left === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
-    const written = writeSync(fd, buffer, offset, Math.min(length, left));
-    left -= written;
-    return written;
-  };
-}
 
 describe('deletion ledger file on a full disk', () => {
   const line = (e: DeletionLedgerEntry) => JSON.stringify({ seq: e.seq, requestId: e.requestId, at: e.at, profileIds: e.profileIds, identifiers: e.identifiers, prevHash: e.prevHash, hash: e.hash });

@@ -1,5 +1,6 @@
 import type { Kernel } from '../../src/kernel.ts';
-import { RightsRequests, type RightsRequestsDeps } from '../../src/modules/rights/index.ts';
+import { Mailer, RightsRequests, type Mail, type RightsRequestsDeps } from '../../src/modules/rights/index.ts';
+import { CandorError } from '../../src/shared/errors.ts';
 
 /**
  * A rights-request workflow on a kernel's modules, for tests that need their own (a clock, rate limits, a lease, a mail
@@ -22,4 +23,13 @@ export function rightsRequests(k: Kernel, deps: Partial<RightsRequestsDeps> & Pi
     publicUrl: 'http://candor.test',
     ...deps,
   });
+}
+
+/** A mailer whose sends fail (RIGHTS_MAIL_FAILED) for subjects matching `refuse`, as a refusing mail server would. */
+export class RefusingMailer extends Mailer {
+  refuse: RegExp | null = null;
+  override async send(mail: Mail): Promise<{ via: 'smtp' | 'outbox'; id: string }> {
+    if (this.refuse?.test(mail.subject)) throw new CandorError('RIGHTS_MAIL_FAILED');
+    return super.send(mail);
+  }
 }

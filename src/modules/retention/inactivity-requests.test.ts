@@ -6,20 +6,11 @@ import { after, before, it } from 'node:test';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { rightsRequests } from '../../../test/support/rights.ts';
+import { RefusingMailer, rightsRequests } from '../../../test/support/rights.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
-import { CandorError } from '../../shared/errors.ts';
-import { Mailer, REASON_REMOVED, type Mail, type RightsRequests } from '../rights/index.ts';
+import { REASON_REMOVED, type RightsRequests } from '../rights/index.ts';
 
 /** A mailer whose server refuses the messages whose subject matches `refuse`. */
-class RefusingMailer extends Mailer {
-  refuse: RegExp | null = null;
-  override async send(mail: Mail): Promise<{ via: 'smtp' | 'outbox'; id: string }> {
-    if (this.refuse?.test(mail.subject)) throw new CandorError('RIGHTS_MAIL_FAILED');
-    return super.send(mail);
-  }
-}
-
 /** `n` calendar months after `at`. */
 const months = (at: Date, n: number) => {
   const out = new Date(at.getTime());

@@ -6,24 +6,15 @@ import { after, before, it } from 'node:test';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { rightsRequests } from '../../../test/support/rights.ts';
+import { RefusingMailer, rightsRequests } from '../../../test/support/rights.ts';
 import type { Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
-import { CandorError, isCandorError } from '../../shared/errors.ts';
+import { isCandorError } from '../../shared/errors.ts';
 import { SQLITE_FILE } from '../../storage/index.ts';
-import { Mailer, type Mail } from './mailer.ts';
 import type { RightsRequests } from './requests.ts';
 import { REASON_REMOVED } from './requests.repo.ts';
 
 /** A mailer whose server refuses the messages whose subject matches `refuse`. */
-class RefusingMailer extends Mailer {
-  refuse: RegExp | null = null;
-  override async send(mail: Mail): Promise<{ via: 'smtp' | 'outbox'; id: string }> {
-    if (this.refuse?.test(mail.subject)) throw new CandorError('RIGHTS_MAIL_FAILED');
-    return super.send(mail);
-  }
-}
-
 /** A person known by a user id and an e-mail address, with consent to what their identify needs. */
 async function seed(kernel: Kernel, userId: string, email: string): Promise<void> {
   const [r] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]));

@@ -5,22 +5,14 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { rightsRequests } from '../../../test/support/rights.ts';
+import { RefusingMailer, rightsRequests } from '../../../test/support/rights.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
-import { CandorError, isCandorError } from '../../shared/errors.ts';
-import { ERASED_NOTICE_SUBJECT, Mailer, type Mail } from './mailer.ts';
+import { isCandorError, type CandorError } from '../../shared/errors.ts';
+import { ERASED_NOTICE_SUBJECT } from './mailer.ts';
 import type { RightsRequests } from './requests.ts';
 
 /** A mailer whose server refuses the messages whose subject matches `refuse`. */
-class RefusingMailer extends Mailer {
-  refuse: RegExp | null = null;
-  override async send(mail: Mail): Promise<{ via: 'smtp' | 'outbox'; id: string }> {
-    if (this.refuse?.test(mail.subject)) throw new CandorError('RIGHTS_MAIL_FAILED');
-    return super.send(mail);
-  }
-}
-
 function mails(dir: string, requestId: string, subject: string): string[] {
   return readdirSync(dir)
     .filter((f) => f.endsWith('.eml'))

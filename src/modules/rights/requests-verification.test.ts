@@ -5,26 +5,18 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { rightsRequests } from '../../../test/support/rights.ts';
+import { RefusingMailer, rightsRequests } from '../../../test/support/rights.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { ErasureEngine } from './erasure.ts';
-import { ERASED_NOTICE_SUBJECT, Mailer, type Mail } from './mailer.ts';
+import { ERASED_NOTICE_SUBJECT } from './mailer.ts';
 import { RequestsRepo, type RequestsTables } from './requests.repo.ts';
 import type { RightsRequests, RightsRequestsDeps } from './requests.ts';
 
 /** A mailer whose server refuses messages with a matching subject line, as an SMTP server answering 554 would. */
-class RefusingMailer extends Mailer {
-  refuse: RegExp | null = null;
-  override async send(mail: Mail): Promise<{ via: 'smtp' | 'outbox'; id: string }> {
-    if (this.refuse?.test(mail.subject)) throw new CandorError('RIGHTS_MAIL_FAILED');
-    return super.send(mail);
-  }
-}
-
 /** The code in the newest outbox message about a request. */
 function codeFromOutbox(dir: string, requestId: string): string {
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.eml')).sort().reverse()) {

@@ -159,7 +159,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     identity.onUnmerge(async (unmerge) => {
       await consent.mergeSubjects(unmerge.into, unmerge.from, SYSTEM_ACTOR, { since: unmerge.at ?? '' });
     });
-    const collect = new Collector({ storage, keyring, catalog, consent, identity, profiles, logger });
+    const collect = new Collector({ storage, keyring, catalog, consent, identity, profiles, uses: taxonomy, logger });
     const scoring = new Scoring({
       storage,
       audit,

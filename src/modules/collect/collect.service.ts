@@ -16,6 +16,7 @@ import { CollectSubjectData } from './collect.subject-data.ts';
 import { GroupCommit } from './group-commit.ts';
 import { partition, type FieldRule, type FieldRules } from './partition.ts';
 import { identifiersOf, parseMessage, planInput, undeniedPurposes, type MessageKind, type ParsedMessage, type RawIdentifier } from './segment.ts';
+import type { DataUseLookup } from '../taxonomy/index.ts';
 
 /** Where a batch came from: the write key's source, and whether the request carried Sec-GPC: 1. */
 export interface IngestContext {
@@ -127,6 +128,8 @@ export interface CollectDeps {
   consent: Consent;
   identity: Identity;
   profiles: Profiles;
+  /** The taxonomy's data uses: a denied consent id denies the purposes under it by their parent chain. */
+  uses: DataUseLookup;
   /** Where a failure that is answered but not thrown is told (a GPC opt-out of refused messages not recorded). */
   logger?: Logger;
 }
@@ -378,7 +381,7 @@ export class Collector {
     // The purposes of the plan's list that the message does not deny and that have a lawful basis, in its order: the
     // purposes the event is stored for.
     // (A few per event: arrays, no sets.)
-    const allowed = this.#allowed(profileId, undeniedPurposes(message, plan.purposes), gpc);
+    const allowed = this.#allowed(profileId, undeniedPurposes(message, plan.purposes, this.#deps.uses), gpc);
     if (allowed.length === 0) return undefined;
     let explicit: readonly string[] = NONE;
     if (profileId !== null) {
@@ -815,7 +818,7 @@ export class Collector {
     if (load.size > 0) throw new ResolveAgain([...load], new Set());
     const refused = new Set<Pending>();
     for (const { pending: p, resolution } of moved) {
-      const allowed = this.#deps.consent.allowedPurposesMerged(resolution.profileId, mergedInto.get(resolution.profileId) ?? [], undeniedPurposes(p.message, p.plan.purposes), unstored);
+      const allowed = this.#deps.consent.allowedPurposesMerged(resolution.profileId, mergedInto.get(resolution.profileId) ?? [], undeniedPurposes(p.message, p.plan.purposes, this.#deps.uses), unstored);
       if (this.#withGpc(unstored.has(resolution.profileId) ? null : resolution.profileId, allowed, p.gpc).length === 0) refused.add(p);
     }
     if (refused.size > 0) throw new ResolveAgain([], refused);

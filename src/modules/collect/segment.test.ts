@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { identifiersOf, MAX_DEPTH, parseMessage, planInput, TOO_DEEP } from './segment.ts';
+import { identifiersOf, MAX_DEPTH, parseMessage, planInput, TOO_DEEP, undeniedPurposes } from './segment.ts';
 
 const now = Date.parse('2026-11-22T12:00:00.000Z');
 
@@ -180,5 +180,23 @@ describe('Segment message envelope', () => {
     const track = parseMessage({ anonymousId: 'a', event: 'Viewed', category: 'Shop' }, 'track', now, 10);
     assert.ok(track.ok);
     assert.equal(planInput(track.message).data.properties, undefined, 'a track call has no category field');
+  });
+});
+
+describe('purposes a message denies (context.consentManagement.deniedConsentIds)', () => {
+  // The taxonomy's parent chain: a custom purpose under marketing.advertising, whose key does not start with `marketing.`.
+  const parents: Record<string, string | null> = { promo_targeting: 'marketing.advertising', 'marketing.advertising': 'marketing', marketing: null, 'analytics.reporting': 'analytics', analytics: null };
+  const uses = { dataUse: (key: string) => (key in parents ? { key, parentKey: parents[key] } : undefined) };
+  const denying = (denied: readonly string[]) => {
+    const out = parseMessage({ type: 'track', event: 'x', anonymousId: 'a1', context: { consentManagement: { deniedConsentIds: denied } } }, undefined, now, 10);
+    assert.ok(out.ok);
+    return out.message;
+  };
+
+  it('denies a purpose below a denied id by the taxonomy, not only by its name', () => {
+    assert.deepEqual(undeniedPurposes(denying(['Marketing']), ['promo_targeting', 'analytics.reporting', 'marketing.advertising'], uses), ['analytics.reporting']);
+    assert.deepEqual(undeniedPurposes(denying(['analytics']), ['promo_targeting', 'analytics.reporting'], uses), ['promo_targeting']);
+    const none = ['promo_targeting'];
+    assert.equal(undeniedPurposes(denying([]), none, uses), none, 'nothing denied: the same array');
   });
 });

@@ -3,6 +3,7 @@ import type { ErrorCode } from '../../shared/error-codes.ts';
 import { inTimeRange, isoTime } from '../../shared/iso-time.ts';
 import { unusableText } from '../../shared/text.ts';
 import { isIdentifierType } from '../identity/index.ts';
+import { isDataUseUnder, type DataUseLookup } from '../taxonomy/index.ts';
 import { isRecord } from '../../shared/objects.ts';
 
 /** The Segment message types Candor accepts. */
@@ -234,15 +235,13 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
 
 /**
  * The purposes of `purposes` the message does not deny, in their order (the same array when it denies none). An entry
- * denies the purpose it names and, as a parent key, every purpose under it (`analytics` denies `analytics.reporting`),
- * as data-use keys nest in the taxonomy; matched without regard to case.
+ * denies the purpose it names and every purpose under it in the taxonomy (`analytics` denies `analytics.reporting`,
+ * `marketing` a custom `promo_targeting` whose parent is `marketing.advertising`: isDataUseUnder, as consent
+ * decisions class purposes); matched without regard to case (taxonomy keys are lower case).
  */
-export function undeniedPurposes(message: ParsedMessage, purposes: readonly string[]): readonly string[] {
+export function undeniedPurposes(message: ParsedMessage, purposes: readonly string[], uses: DataUseLookup): readonly string[] {
   if (message.denied.length === 0) return purposes;
-  return purposes.filter((purpose) => {
-    const key = purpose.toLowerCase();
-    return !message.denied.some((entry) => key === entry || key.startsWith(`${entry}.`));
-  });
+  return purposes.filter((purpose) => !isDataUseUnder(uses, purpose.toLowerCase(), message.denied));
 }
 
 /**

@@ -4,7 +4,7 @@
  * identity module's defaults by the kernel.
  */
 
-import { isSupportedCountry } from 'libphonenumber-js';
+import { isPhoneRegion } from '../shared/phone-region.ts';
 import { compilesAsBlockedPattern, isRuleTypeKey } from '../shared/patterns.ts';
 import { isRecord } from '../shared/objects.ts';
 
@@ -128,9 +128,8 @@ export function parseIdentityRules(raw: unknown): { setting: IdentityRulesSettin
   }
 
   if (raw.defaultPhoneRegion !== undefined) {
-    // Upper case only, as ISO 3166 writes them: a lower-case `us` would be a second spelling to document and match.
     const region = raw.defaultPhoneRegion;
-    if (typeof region === 'string' && /^[A-Z]{2}$/.test(region) && isSupportedCountry(region)) setting.defaultPhoneRegion = region;
+    if (typeof region === 'string' && isPhoneRegion(region)) setting.defaultPhoneRegion = region;
     else problems.push({ path: 'defaultPhoneRegion', code: 'IDENTITY_RULES_REGION_INVALID', problem: 'must be a region code with a telephone numbering plan (ISO 3166-1 alpha-2, upper case, e.g. US)' });
   }
   return { setting, problems };

@@ -1,6 +1,6 @@
 // Phone numbers as identifiers: read by libphonenumber (its metadata knows each country's calling code, national
 // prefix and possible lengths), written as E.164, so one number written several ways is one identifier.
-import { isSupportedCountry, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
+import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
 
 /** A phone number read as an identifier: its E.164 form and its national significant number (after the country code). */
 export interface ParsedPhone {
@@ -9,17 +9,12 @@ export interface ParsedPhone {
 }
 
 /** Characters that are no part of a number: zero-width characters and the soft hyphen. */
-const INVISIBLE = /[\u00ad\u200b-\u200d\u2060\ufeff]/g;
+export const INVISIBLE = /[\u00ad\u200b-\u200d\u2060\ufeff]/g;
 /** Dashes of every kind (en dash, non-breaking hyphen, minus sign …) and spaces of every width. */
 const DASHES = /[\p{Pd}\u2212]/gu;
 const SEPARATORS = /[\s().\-/]/g;
 /** Longest text read as a number, separators left out (E.164 has at most 15 digits; an international prefix adds a few). */
 const MAX_DIGITS = 20;
-
-/** Whether a code names a region libphonenumber knows (ISO 3166-1 alpha-2, upper case: `US`, `GB`). */
-export function isPhoneRegion(code: string): code is CountryCode {
-  return /^[A-Z]{2}$/.test(code) && isSupportedCountry(code);
-}
 
 /**
  * The number in E.164 form (`+442079460018`), or undefined when the text is no phone number: anything but digits,

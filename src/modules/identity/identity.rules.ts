@@ -2,7 +2,8 @@ import { compilesAsBlockedPattern, isIdentifierTypeName, isRuleTypeKey } from '.
 import { CandorError } from '../../shared/errors.ts';
 import { unusableText } from '../../shared/text.ts';
 import type { CountryCode } from 'libphonenumber-js';
-import { isPhoneRegion, legacyPhone, parsePhone } from './identity.phone.ts';
+import { isPhoneRegion } from '../../shared/phone-region.ts';
+import { INVISIBLE, legacyPhone, parsePhone } from './identity.phone.ts';
 
 /** An identifier as it arrives: `user_id`, `anonymous_id`, `email`, `phone` or `custom:<name>`, and its value. */
 export interface Identifier {
@@ -49,8 +50,6 @@ export const DEFAULT_IDENTITY_RULES: IdentityRules = {
 };
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-/** Characters that show as nothing: zero-width space, joiners, word joiner, BOM, soft hyphen. */
-const INVISIBLE = /[\u00ad\u200b-\u200d\u2060\ufeff]/g;
 /** A value wrapped in one pair of quotes or brackets. */
 const WRAPPED = /^(?:"(.*)"|'(.*)'|\((.*)\)|<(.*)>|\[(.*)\]|\{(.*)\})$/s;
 

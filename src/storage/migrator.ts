@@ -1,7 +1,7 @@
 import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
-import { CandorError, isCandorError } from '../shared/errors.ts';
+import { CandorError } from '../shared/errors.ts';
 import { redact } from '../shared/logger.ts';
-import type { DialectName, Storage } from './storage.ts';
+import { isRetryableStorageError, type DialectName, type Storage } from './storage.ts';
 
 /**
  * A forward-only schema change owned by one module. Names sort in the order they apply; one added later with a name
@@ -87,8 +87,8 @@ export async function migrateToLatest(storage: Storage, migrations: readonly Mod
   if (error !== undefined) {
     // Without results the migrator failed before running any migration (its bookkeeping, the list of migrations).
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? null;
-    // A coded, retryable storage failure (STORAGE_FULL: the disk is full; STORAGE_BUSY) keeps its code.
-    if (isCandorError(error) && error.category === 'unavailable') throw new CandorError(error.code, { ...error.details, migration: failed }, { cause: error });
+    // A coded, retryable storage failure (STORAGE_FULL: the disk is full; STORAGE_BUSY; STORAGE_UNAVAILABLE) keeps its code.
+    if (isRetryableStorageError(error)) throw new CandorError(error.code, { ...error.details, migration: failed }, { cause: error });
     const reason = redact(error instanceof Error ? error.message : String(error));
     throw new CandorError('STORAGE_MIGRATION_FAILED', { migration: failed, reason }, { cause: error });
   }

@@ -3,7 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kysely, sql, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import type { Pool, PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
-import { CandorError } from '../shared/errors.ts';
+import { CandorError, isCandorError } from '../shared/errors.ts';
 import { DiskFullState } from './disk-full.ts';
 import { CodedPostgresDialect, codedPostgresError, isConnectionLost } from './pg-coded.ts';
 import { CommitListener, installCommitNotices, sessionName, tablesWithoutNotices } from './pg-commit-notices.ts';
@@ -119,6 +119,14 @@ export function isUniqueViolation(error: unknown): boolean {
   const e = error as { code?: unknown; errcode?: unknown; message?: unknown };
   if (e.errcode === 1811) return typeof e.message === 'string' && e.message.startsWith('UNIQUE constraint failed');
   return e.code === '23505' || e.errcode === 2067 || e.errcode === 1555;
+}
+
+/**
+ * Whether an error is a storage failure the storage layer coded as retryable — STORAGE_FULL (the disk is full),
+ * STORAGE_BUSY (a lock held too long), STORAGE_UNAVAILABLE (the database away or slow): callers keep its code.
+ */
+export function isRetryableStorageError(error: unknown): error is CandorError {
+  return isCandorError(error, 'STORAGE_FULL') || isCandorError(error, 'STORAGE_BUSY') || isCandorError(error, 'STORAGE_UNAVAILABLE');
 }
 
 /**

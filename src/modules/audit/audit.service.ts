@@ -1,5 +1,5 @@
-import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
-import { CandorError, isCandorError } from '../../shared/errors.ts';
+import { isRetryableStorageError, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { CandorError } from '../../shared/errors.ts';
 import { entryHash, GENESIS_HASH, verifyChain, type AuditEntry, type VerifyResult } from './audit.chain.ts';
 import { AuditRepo, type AuditQuery } from './audit.repo.ts';
 
@@ -104,8 +104,8 @@ export class AuditLog {
           await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** attempt, 50)));
           continue;
         }
-        // A storage failure that is coded and retryable (STORAGE_FULL, STORAGE_BUSY) keeps its code for the caller.
-        const failure = isCandorError(error) && error.category === 'unavailable' ? error : new CandorError('AUDIT_APPEND_FAILED', undefined, { cause: error });
+        // A storage failure that is coded and retryable (STORAGE_FULL, STORAGE_BUSY, STORAGE_UNAVAILABLE) keeps its code.
+        const failure = isRetryableStorageError(error) ? error : new CandorError('AUDIT_APPEND_FAILED', undefined, { cause: error });
         for (const p of batch) p.reject(failure);
         return;
       }

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { CandorError, toProblem } from '../shared/errors.ts';
+import type { ErrorCode } from '../shared/error-codes.ts';
 import type { Logger } from '../shared/logger.ts';
 import { isMissingTableOrColumn, unknownMigrations, type ModuleMigration, type Storage } from '../storage/index.ts';
 
@@ -83,16 +84,26 @@ export const STORAGE_FULL_RETRY_AFTER_S = 30;
 /** Seconds a client is asked to wait before it repeats a request refused with STORAGE_UNAVAILABLE or STORAGE_BUSY. */
 export const STORAGE_UNAVAILABLE_RETRY_AFTER_S = 5;
 
+/**
+ * Retry-After (seconds) of the codes that ask a client to come back: a full disk is freed by an operator, not in a
+ * moment; the database away, busy or a write queue full, or a server that is stopping, a moment.
+ */
+const RETRY_AFTER_S: Partial<Record<ErrorCode, number>> = {
+  STORAGE_FULL: STORAGE_FULL_RETRY_AFTER_S,
+  STORAGE_UNAVAILABLE: STORAGE_UNAVAILABLE_RETRY_AFTER_S,
+  STORAGE_BUSY: STORAGE_UNAVAILABLE_RETRY_AFTER_S,
+  SERVER_STOPPING: 5,
+};
+
 /** Answers an error as application/problem+json. */
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
   const candor = toCandorError(error);
-  if (candor.category === 'internal' || candor.category === 'unavailable') {
+  // A request refused by a server that is stopping is no failure to look into.
+  if ((candor.category === 'internal' || candor.category === 'unavailable') && candor.code !== 'SERVER_STOPPING') {
     request.log.error({ err: candor.cause ?? candor, code: candor.code }, 'request failed');
   }
-  // A full disk is freed by an operator, not in a moment: clients are asked to wait before they try again.
-  if (candor.code === 'STORAGE_FULL') reply.header('retry-after', String(STORAGE_FULL_RETRY_AFTER_S));
-  // The database away, busy or a write queue full: a moment, as for a server that is stopping.
-  else if (candor.code === 'STORAGE_UNAVAILABLE' || candor.code === 'STORAGE_BUSY') reply.header('retry-after', String(STORAGE_UNAVAILABLE_RETRY_AFTER_S));
+  const retryAfter = RETRY_AFTER_S[candor.code];
+  if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
   return reply.code(candor.status).type('application/problem+json').send(toProblem(candor, request.id));
 }
 

@@ -1,8 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { CandorError, toProblem } from '../shared/errors.ts';
-
-/** Seconds a client is asked to wait before it tries a request again that a stopping server refused. */
-export const STOPPING_RETRY_AFTER_S = 5;
+import { CandorError } from '../shared/errors.ts';
+import { sendProblem } from './problem.ts';
 
 /** What the server tells the one stopping it (docs/security.md, Stopping). */
 export interface Stopping {
@@ -28,26 +26,25 @@ export function installStopping(app: FastifyInstance): Stopping {
       done();
       return;
     }
-    const error = new CandorError('SERVER_STOPPING');
-    void reply.code(error.status).header('retry-after', String(STOPPING_RETRY_AFTER_S)).header('connection', 'close').type('application/problem+json').send(toProblem(error, request.id));
+    void sendProblem(request, reply.header('connection', 'close'), new CandorError('SERVER_STOPPING'));
   });
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
     done(null, payload);
   });
 
-  const working = new Set<Promise<unknown>>();
+  let working = 0;
   const waiting: (() => void)[] = [];
   app.addHook('onRoute', (route) => {
     const handler = route.handler;
-    // The handler's own result is returned as it is: only a promise (an async handler) is watched until it settles.
+    // The handler's own result is returned as it is: only a promise (an async handler) is counted until it settles.
     route.handler = function (this: FastifyInstance, request, reply) {
       const result: unknown = handler.call(this, request, reply);
       if (result instanceof Promise) {
-        working.add(result);
+        working++;
         const done = () => {
-          working.delete(result);
-          if (working.size === 0) for (const resolve of waiting.splice(0)) resolve();
+          working--;
+          if (working === 0) for (const resolve of waiting.splice(0)) resolve();
         };
         result.then(done, done);
       }
@@ -55,6 +52,6 @@ export function installStopping(app: FastifyInstance): Stopping {
     } as typeof handler;
   });
   return {
-    settled: () => (working.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve))),
+    settled: () => (working === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve))),
   };
 }

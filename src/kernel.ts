@@ -213,7 +213,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     const mailer = new Mailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, outboxDir: join(config.dataDir, 'outbox') });
     // The outbox names subjects' addresses in clear: erasures delete their messages, the sweeper every old one.
     const outbox = new MailOutbox({ mailer, identity, storage });
-    const erasure = new ErasureEngine({ storage, audit, keyring, identity, handlers: subjectData, ledgerPath: join(config.dataDir, LEDGER_FILE), fileStores: [outbox] });
+    const erasure = new ErasureEngine({ storage, audit, keyring, identity, handlers: subjectData, ledgerPath: join(config.dataDir, LEDGER_FILE), fileStores: [outbox], logger });
     const exporter = new SubjectExporter({ audit, keyring, handlers: subjectData, controllerName: config.controllerName });
     // A restored backup may predate erasures: they are replayed before the kernel serves anything.
     const erasuresReplayed = await erasure.replayMissing();

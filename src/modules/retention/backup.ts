@@ -461,11 +461,13 @@ function sqliteBackupKeys(file: string): BackupKeys {
   }
 }
 
+const COPY_ESCAPES: Readonly<Record<string, string>> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+
 /** A COPY text field as PostgreSQL writes it (backslash escapes; `\N` is NULL, read as an empty string). */
 function copyField(field: string): string {
   if (field === '\\N') return '';
-  const escapes: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
-  return field.replace(/\\(.)/g, (_, c: string) => escapes[c] ?? c);
+  if (!field.includes('\\')) return field;
+  return field.replace(/\\(.)/g, (_, c: string) => COPY_ESCAPES[c] ?? c);
 }
 
 /**

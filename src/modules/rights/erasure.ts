@@ -1,6 +1,7 @@
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { DataSubject, DeletionLedgerEntry, EraseOutcome, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { Logger } from '../../shared/logger.ts';
 import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
@@ -44,6 +45,8 @@ export interface ErasureDeps {
   fileStores?: readonly ErasureFileStore[];
   /** How long the truncation of SQLite's write-ahead log is tried while another connection reads (storage's default). */
   checkpointWaitMs?: number;
+  /** Where the ledger reports a torn last line it skipped or cut away (default: a process warning). */
+  logger?: Pick<Logger, 'warn'>;
 }
 
 /** What compact() did: each table rewritten, with the bytes it took before and after (none on SQLite). */
@@ -109,7 +112,7 @@ export class ErasureEngine {
     this.#deps = deps;
     this.#repo = new ErasureRepo(deps.storage);
     this.#otherRequests = new OtherRequests(deps);
-    this.#ledger = new DeletionLedger(deps.ledgerPath);
+    this.#ledger = new DeletionLedger(deps.ledgerPath, deps.logger ? { logger: deps.logger } : {});
   }
 
   /** Everyone linked to the profile or identifier (follows merges); null when unknown. Throws RIGHTS_SUBJECT_ERASED if the identifier is on the suppression list. */

@@ -4,7 +4,7 @@
  * a hash-chained deletion ledger kept both in the database and in a file outside it, so that a restored backup has
  * its erasures replayed; access and portability produce a zip archive annotated with GDPR Art. 15(1) metadata.
  */
-export { ErasureEngine, POSTGRES_STORAGE_DETAIL, type CompactReport, type ErasureDeps, type ErasureFileStore, type ErasureRecipient, type SubjectLookup } from './erasure.ts';
+export { ErasureEngine, type CompactReport, type ErasureDeps, type ErasureFileStore, type ErasureRecipient, type SubjectLookup } from './erasure.ts';
 // A deleted person's other requests (an erasure's, or retention's deletion of an inactive person): closed, their addresses' keys destroyed.
 export { OtherRequests, type DeletedBy } from './other-requests.ts';
 export { NO_RECIPIENTS, certificateStatus, type ErasureCertificate, type RecipientOutcome } from './certificate.ts';

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, it } from 'node:test';
 import pg from 'pg';
@@ -57,15 +58,20 @@ describeEachDialect('backup: interrupted', (dialect) => {
     assert.equal(await backupEntries(env), before);
   });
 
-  it("removes stale partial copies of another backup's name in the target directory, not a live one", async () => {
-    const killed = [join(dir, '.nightly.backup.0a1b2c3d.partial'), join(dir, '.nightly.backup.0a1b2c3d.partial-journal')];
-    const live = join(dir, '.hourly.backup.4e5f6a7b.partial');
-    const other = join(dir, '.notes.partial');
-    for (const path of [...killed, live, other]) writeFileSync(path, 'pages of the database');
+  it("removes partial copies of killed backups of any name in the target directory, not a live one's", async () => {
+    const gone = spawn(process.execPath, ['-e', '']);
+    await once(gone, 'exit');
+    // A killed backup of this release (its process is gone), one of an earlier release untouched for an hour, a live
+    // one (this process, untouched for an hour: a pg_dump waiting for a lock writes nothing) and a file of another kind.
+    const killed = [join(dir, `.nightly.backup.${gone.pid}-0a1b2c3d.partial`), join(dir, `.nightly.backup.${gone.pid}-0a1b2c3d.partial-journal`), join(dir, '.old.backup.0a1b2c3d.partial')];
+    const live = `.hourly.backup.${process.pid}-4e5f6a7b.partial`;
+    const recentOld = '.recent.backup.5f6a7b8c.partial';
+    const other = '.notes.partial';
+    for (const path of [...killed, join(dir, live), join(dir, recentOld), join(dir, other)]) writeFileSync(path, 'pages of the database');
     const hourAgo = new Date(Date.now() - 3_600_000);
-    for (const path of [...killed, other]) utimesSync(path, hourAgo, hourAgo);
+    for (const path of [...killed, join(dir, live), join(dir, other)]) utimesSync(path, hourAgo, hourAgo);
     await backupDatabase(env.config, join(dir, 'weekly.backup'), CLI_ACTOR);
-    assert.deepEqual(readdirSync(dir).sort(), ['.hourly.backup.4e5f6a7b.partial', '.notes.partial', 'weekly.backup']);
+    assert.deepEqual(readdirSync(dir).sort(), [live, other, recentOld, 'weekly.backup'].sort());
   });
 });
 

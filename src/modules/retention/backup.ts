@@ -292,21 +292,37 @@ const toolMessage = (stderr: string) => stderr.split('\n').filter(Boolean).slice
 
 /** Pages per backup step: all of them (node:sqlite takes no -1). */
 const ONE_STEP = 0x7fffffff;
-/** A partial copy untouched this long belongs to a backup that was killed (a live one writes to it all along). */
+/** A partial copy of an earlier release (no process id in its name) untouched this long belongs to a killed backup. */
 const STALE_PARTIAL_MS = 10 * 60 * 1000;
+/** `.NAME.PID-8 hex digits.partial` (this release) or `.NAME.8 hex digits.partial` (earlier ones), and their journals. */
+const PARTIAL_NAME = /^\..+\.(?:(\d+)-)?[0-9a-f]{8}\.partial(-journal)?$/;
+
+/** Whether a process with this id is running (a signal 0 is refused for a live process of another user: it lives). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /**
- * Removes what killed backups left in the target's directory (partial copies, `.NAME.8 hex digits.partial`, and SQLite's
- * journals of them), whatever file they were for: copies of the database pages, wrapped data keys included, that
- * nothing else would ever delete.
+ * Removes what killed backups left in the target's directory (partial copies and SQLite's journals of them), whatever
+ * file they were for: copies of the database pages, wrapped data keys included, that nothing else would ever delete.
+ * A partial copy is a killed backup's when the process named in it is gone — not by its age: a live pg_dump waiting for
+ * a lock (a `candor compact` rewriting a table) writes nothing for as long as it waits. Partial copies of earlier
+ * releases, which name no process, go once untouched for 10 minutes.
  */
 function removeStalePartials(file: string): void {
   const dir = dirname(file);
   const now = Date.now();
   for (const name of readdirSync(dir)) {
-    if (!/^\..+\.[0-9a-f]{8}\.partial(-journal)?$/.test(name)) continue;
+    const match = PARTIAL_NAME.exec(name);
+    if (!match) continue;
     const path = join(dir, name);
-    if (now - statSync(path).mtimeMs > STALE_PARTIAL_MS) rmSync(path, { force: true });
+    const stale = match[1] !== undefined ? !processAlive(Number(match[1])) : now - statSync(path).mtimeMs > STALE_PARTIAL_MS;
+    if (stale) rmSync(path, { force: true });
   }
 }
 
@@ -329,7 +345,7 @@ export async function backupDatabase(target: DatabaseTarget, file: string, actor
   checkInterrupted(signal);
   if (existsSync(file)) throw new CandorError('BACKUP_FILE_EXISTS', { file: basename(file) });
   removeStalePartials(file);
-  const partial = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.partial`);
+  const partial = join(dirname(file), `.${basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.partial`);
   const dialect = isPostgres(target) ? 'postgres' : 'sqlite';
   let auditHead: AuditHead | null;
   try {

@@ -3,7 +3,7 @@ import { CandorError } from '../../shared/errors.ts';
 import { unusableText } from '../../shared/text.ts';
 import type { CountryCode } from 'libphonenumber-js';
 import { isPhoneRegion } from '../../shared/phone-region.ts';
-import { INVISIBLE, legacyPhone, parsePhone } from './identity.phone.ts';
+import { INVISIBLE, legacyPhone, parsePhone, PhoneReader } from './identity.phone.ts';
 
 /** An identifier as it arrives: `user_id`, `anonymous_id`, `email`, `phone` or `custom:<name>`, and its value. */
 export interface Identifier {
@@ -109,6 +109,8 @@ export class CompiledRules {
   readonly #patterns = new Map<string, readonly RegExp[]>();
   readonly #rank = new Map<string, number>();
   readonly #region: CountryCode | undefined;
+  /** Reads phone numbers in #region, each new one by libphonenumber once (normalize and legacy both ask for it). */
+  readonly #phones: PhoneReader;
 
   /** Compiles the rules; rules with problems are refused (`CONFIG_INVALID`, problems under `identityRules`). */
   constructor(rules: IdentityRules) {
@@ -116,6 +118,7 @@ export class CompiledRules {
     if (problems.length > 0) throw new CandorError('CONFIG_INVALID', { problems: problems.map((p) => ({ key: 'identityRules', ...p })) });
     this.rules = rules;
     this.#region = rules.defaultPhoneRegion as CountryCode | undefined;
+    this.#phones = new PhoneReader(this.#region);
     for (const [type, values] of Object.entries(rules.blockedValues)) {
       this.#blocked.set(type, new Set(values.map(comparable)));
       if (type !== 'phone' && type !== '*') continue;
@@ -177,7 +180,7 @@ export class CompiledRules {
       value = value.toLowerCase();
       if (!EMAIL.test(value)) return undefined;
     } else if (id.type === 'phone') {
-      const phone = parsePhone(value, this.#region);
+      const phone = this.#phones.read(value);
       if (phone === undefined || this.isBlocked(id.type, phone.e164, phone.national)) return undefined;
       return { type: id.type, value: phone.e164 };
     }
@@ -197,10 +200,11 @@ export class CompiledRules {
     const value = usableText(id.value);
     if (value === undefined) return undefined;
     // Refused as blocked (a placeholder such as +1 (000) 000-0000), not as malformed: no form of it links anyone.
-    if (normalized === undefined && parsePhone(value, this.#region) !== undefined) return undefined;
+    if (normalized === undefined && this.#phones.read(value) !== undefined) return undefined;
     const legacy = legacyPhone(value);
     if (legacy === undefined || legacy === normalized?.value || this.isBlocked(id.type, legacy)) return undefined;
-    return { id: { type: id.type, value: legacy }, matchable: parsePhone(legacy, undefined)?.e164 !== legacy };
+    // A legacy form starts with `+`: the default region plays no part in reading it.
+    return { id: { type: id.type, value: legacy }, matchable: this.#phones.read(legacy)?.e164 !== legacy };
   }
 }
 

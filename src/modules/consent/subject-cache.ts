@@ -1,3 +1,4 @@
+import { makeRoom } from '../../shared/make-room.ts';
 import type { Current, SubjectFlags } from './decide.ts';
 
 /** What this process knows of one subject: its pseudonym and latest entry per purpose. */
@@ -35,12 +36,8 @@ export class SubjectCache {
   set(subjectId: string, state: SubjectState): void {
     this.#version++;
     this.#map.delete(subjectId);
+    makeRoom(this.#map, this.#limit);
     this.#map.set(subjectId, state);
-    while (this.#map.size > this.#limit) {
-      const oldest = this.#map.keys().next();
-      if (oldest.done) break;
-      this.#map.delete(oldest.value);
-    }
   }
 
   /** Moves a subject to the newest position. */

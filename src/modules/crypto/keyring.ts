@@ -2,6 +2,7 @@ import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:c
 import { existsSync } from 'node:fs';
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
+import { makeRoom } from '../../shared/make-room.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { Freshness, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
@@ -251,10 +252,7 @@ export class Keyring {
   }
 
   #remember(dk: DataKey): DataKey {
-    if (this.#bySubject.size >= CACHE_LIMIT) {
-      const oldest = this.#bySubject.values().next().value;
-      if (oldest) this.#forget(oldest);
-    }
+    makeRoom(this.#bySubject, CACHE_LIMIT, (_subject, oldest) => this.#forget(oldest));
     this.#bySubject.set(dk.subjectId, dk);
     this.#byKeyId.set(dk.keyId, dk);
     return dk;

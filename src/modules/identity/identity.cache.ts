@@ -1,3 +1,5 @@
+import { makeRoom } from '../../shared/make-room.ts';
+
 /**
  * Identifier → canonical profile, per process, oldest entry out first. Entries come only from committed
  * reads; a merge, unmerge or suppression in this process drops the entries it affects at once and bumps the
@@ -46,10 +48,7 @@ export class CanonicalCache {
     for (const [key, canonical, holder] of entries) {
       const old = this.#byKey.get(key);
       if (old) this.#delete(key, old.canonical);
-      if (this.#byKey.size >= this.#limit) {
-        const oldest = this.#byKey.entries().next().value;
-        if (oldest) this.#delete(oldest[0], oldest[1].canonical);
-      }
+      makeRoom(this.#byKey, this.#limit, (oldest, { canonical: held }) => this.#delete(oldest, held));
       this.#byKey.set(key, { canonical, holder, at: now });
       let keys = this.#byCanonical.get(canonical);
       if (!keys) this.#byCanonical.set(canonical, (keys = new Set()));

@@ -1,5 +1,6 @@
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
+import { makeRoom } from '../../shared/make-room.ts';
 import { Freshness, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { DataSubject, FieldPlanLookup, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { AuditLog } from '../audit/index.ts';
@@ -182,10 +183,7 @@ export class Identity {
     let hash = this.#hashes.get(cacheKey);
     if (hash === undefined) {
       hash = this.#keyring.pseudonym(type, value);
-      if (this.#hashes.size >= HASH_CACHE_ENTRIES) {
-        const oldest = this.#hashes.keys().next().value;
-        if (oldest !== undefined) this.#hashes.delete(oldest);
-      }
+      makeRoom(this.#hashes, HASH_CACHE_ENTRIES);
       this.#hashes.set(cacheKey, hash);
     }
     return hash;

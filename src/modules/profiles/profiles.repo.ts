@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { StatementTexts, textOrder, type ModuleMigration, type OrderModifiers, type SqlExecutor, type Storage } from '../../storage/index.ts';
-import { bucket, chunkSizes } from '../../storage/batching.ts';
+import { bucket, chunkSizes, padded } from '../../storage/batching.ts';
 
 /** Traits (current value per key), their append-only history, and computed traits per profile. */
 export type ProfilesTables = {
@@ -167,6 +167,7 @@ const BLANK_HISTORY: HistoryRow = {
   source: '',
   message_id: null,
 };
+const HISTORY_COLUMNS = Object.keys(BLANK_HISTORY) as (keyof HistoryRow)[];
 /** A profile's computed traits before any activity: what a first event's row starts from. */
 export const NO_ACTIVITY: ComputedActivity = {
   profile_id: '',
@@ -382,37 +383,59 @@ export class ProfilesRepo {
     return query.orderBy('changed_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
   }
 
-  /** The newest history entry of a key among these profiles (by event time, then recording order), on `executor`. */
-  async newestEntry(executor: SqlExecutor, profileIds: readonly string[], key: string): Promise<HistoryRow | undefined> {
-    if (profileIds.length === 0) return undefined;
-    const query = this.#db
-      .selectFrom('profiles_trait_history')
-      .selectAll()
-      .where('profile_id', 'in', [...profileIds])
-      .where('key', '=', key)
-      .orderBy('changed_at', 'desc')
-      .orderBy('id', 'desc')
-      .limit(1)
-      .compile();
-    return (await executor.all<HistoryRow>(query.sql, query.parameters))[0];
+  /**
+   * The newest history entry (by event time, then recording order) of each of these profiles for each of these keys
+   * that has one, on `executor`: one statement per 256 profiles and 1024 keys, each pair looked up in the index as a
+   * per-key query would be (not every entry of the keys read).
+   */
+  async newestEntries(executor: SqlExecutor, profileIds: readonly string[], keys: readonly string[]): Promise<HistoryRow[]> {
+    const out: HistoryRow[] = [];
+    const values = (n: number) => sql.join(Array.from({ length: n }, () => sql`(${''})`));
+    for (let i = 0; i < profileIds.length; i += 256) {
+      const ids = padded(profileIds.slice(i, i + 256));
+      for (let j = 0; j < keys.length; j += 1024) {
+        const keyList = padded(keys.slice(j, j + 1024));
+        const text = this.#texts.get(`newestEntries:${ids.length}:${keyList.length}`, () => {
+          const [h, p, k] = ['h', 'p', 'k'].map((alias) => sql.id(alias));
+          const newest = sql`select ${sql.ref('h.id')} from profiles_trait_history as ${h} where ${sql.ref('h.profile_id')} = ${sql.ref('p.column1')} and ${sql.ref('h.key')} = ${sql.ref('k.column1')} order by ${sql.ref('h.changed_at')} desc, ${sql.ref('h.id')} desc limit 1`;
+          const pairs = sql<string>`(select (${newest}) from (values ${values(ids.length)}) as ${p} cross join (values ${values(keyList.length)}) as ${k})`;
+          return this.#db.selectFrom('profiles_trait_history').select(HISTORY_COLUMNS).where('id', 'in', pairs).compile().sql;
+        });
+        out.push(...(await executor.all<HistoryRow>(text, [...ids, ...keyList])));
+      }
+    }
+    return out;
   }
 
   /**
-   * Of these profiles, the one whose history entry of `key` at exactly `changedAt` was recorded last (the value
-   * received last at that time), on `executor`; undefined when none of them has an entry at that time.
+   * For values of one key held at one time by several profiles (`ties`), the id of each holder's last recorded history
+   * entry of that key at exactly that time (none for a holder without one), on `executor`: one statement per 256 ties
+   * and 256 holders. Rows for a holder, key and time of different ties may come too; callers look up what they need.
    */
-  async recordedLastAt(executor: SqlExecutor, profileIds: readonly string[], key: string, changedAt: string): Promise<string | undefined> {
-    if (profileIds.length === 0) return undefined;
-    const query = this.#db
-      .selectFrom('profiles_trait_history')
-      .select('profile_id')
-      .where('profile_id', 'in', [...profileIds])
-      .where('key', '=', key)
-      .where('changed_at', '=', changedAt)
-      .orderBy('id', 'desc')
-      .limit(1)
-      .compile();
-    return (await executor.all<{ profile_id: string }>(query.sql, query.parameters))[0]?.profile_id;
+  async lastRecordedAt(executor: SqlExecutor, ties: readonly { key: string; changedAt: string; profileIds: readonly string[] }[]): Promise<Pick<HistoryRow, 'profile_id' | 'key' | 'changed_at' | 'id'>[]> {
+    const out: Pick<HistoryRow, 'profile_id' | 'key' | 'changed_at' | 'id'>[] = [];
+    for (let i = 0; i < ties.length; i += 256) {
+      const part = ties.slice(i, i + 256);
+      const holders = [...new Set(part.flatMap((tie) => tie.profileIds))];
+      const keys = padded([...new Set(part.map((tie) => tie.key))]);
+      const times = padded([...new Set(part.map((tie) => tie.changedAt))]);
+      for (let j = 0; j < holders.length; j += 256) {
+        const ids = padded(holders.slice(j, j + 256));
+        const text = this.#texts.get(`lastRecordedAt:${ids.length}:${keys.length}:${times.length}`, () =>
+          this.#db
+            .selectFrom('profiles_trait_history')
+            .select(['profile_id', 'key', 'changed_at'])
+            .select((eb) => eb.fn.max('id').as('id'))
+            .where('profile_id', 'in', ids.map(() => ''))
+            .where('key', 'in', keys.map(() => ''))
+            .where('changed_at', 'in', times.map(() => ''))
+            .groupBy(['profile_id', 'key', 'changed_at'])
+            .compile().sql,
+        );
+        out.push(...(await executor.all<Pick<HistoryRow, 'profile_id' | 'key' | 'changed_at' | 'id'>>(text, [...ids, ...keys, ...times])));
+      }
+    }
+    return out;
   }
 
   /** The history entries of these profiles from one message and source (a rectification's request id), inside the caller's transaction. */

@@ -1,5 +1,6 @@
 import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
+import { makeRoom } from '../../shared/make-room.ts';
 import { sortableId } from '../../shared/random.ts';
 import type { Actor } from '../../shared/actor.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
@@ -231,10 +232,7 @@ export class Profiles {
   }
 
   #remember(ciphertext: string, digest: string): void {
-    if (this.#digests.size >= DIGEST_ENTRIES) {
-      const oldest = this.#digests.keys().next().value;
-      if (oldest !== undefined) this.#digests.delete(oldest);
-    }
+    makeRoom(this.#digests, DIGEST_ENTRIES);
     this.#digests.set(ciphertext, digest);
   }
 
@@ -437,14 +435,29 @@ export class Profiles {
    * last), and without such an entry the lower profile id. On `executor` (the caller's transaction, or the database).
    */
   async #shown(executor: SqlExecutor, rows: readonly TraitRow[]): Promise<Map<string, TraitRow>> {
-    const newest = new Map<string, TraitRow[]>();
-    for (const row of rows) {
-      const seen = newest.get(row.key);
-      if (!seen || row.updated_at > (seen[0] as TraitRow).updated_at) newest.set(row.key, [row]);
-      else if (row.updated_at === (seen[0] as TraitRow).updated_at) seen.push(row);
+    return (await this.#shownOfPersons(executor, [rows]))[0] as Map<string, TraitRow>;
+  }
+
+  /** #shown for several persons (the trait rows of each), with the ties of all of them read in one statement. */
+  async #shownOfPersons(executor: SqlExecutor, persons: readonly (readonly TraitRow[])[]): Promise<Map<string, TraitRow>[]> {
+    const out: Map<string, TraitRow>[] = [];
+    const ties: { shown: Map<string, TraitRow>; tied: TraitRow[] }[] = [];
+    for (const rows of persons) {
+      const newest = new Map<string, TraitRow[]>();
+      for (const row of rows) {
+        const seen = newest.get(row.key);
+        if (!seen || row.updated_at > (seen[0] as TraitRow).updated_at) newest.set(row.key, [row]);
+        else if (row.updated_at === (seen[0] as TraitRow).updated_at) seen.push(row);
+      }
+      const shown = new Map<string, TraitRow>();
+      for (const [key, tied] of newest) {
+        shown.set(key, tied[0] as TraitRow);
+        if (tied.length > 1) ties.push({ shown, tied });
+      }
+      out.push(shown);
     }
-    const out = new Map<string, TraitRow>();
-    for (const [key, tied] of newest) out.set(key, tied.length === 1 ? (tied[0] as TraitRow) : await this.#receivedLast(executor, tied));
+    const received = await this.#receivedLastOfMany(executor, ties.map((tie) => tie.tied));
+    for (const [index, { shown, tied }] of ties.entries()) shown.set((tied[0] as TraitRow).key, received[index] as TraitRow);
     return out;
   }
 
@@ -456,13 +469,34 @@ export class Profiles {
   async #receivedLast<R extends Pick<TraitRow, 'profile_id' | 'key' | 'updated_at'>>(executor: SqlExecutor, tied: readonly R[], pending: readonly HistoryRow[] = []): Promise<R> {
     const first = tied[0] as R;
     const holders = new Set(tied.map((row) => row.profile_id));
-    let last: string | undefined;
-    for (let i = pending.length - 1; i >= 0 && last === undefined; i--) {
+    for (let i = pending.length - 1; i >= 0; i--) {
       const entry = pending[i] as HistoryRow;
-      if (entry.key === first.key && entry.changed_at === first.updated_at && holders.has(entry.profile_id)) last = entry.profile_id;
+      if (entry.key === first.key && entry.changed_at === first.updated_at && holders.has(entry.profile_id)) return tied.find((row) => row.profile_id === entry.profile_id) as R;
     }
-    last ??= await this.#repo.recordedLastAt(executor, [...holders], first.key, first.updated_at);
-    return tied.find((row) => row.profile_id === last) ?? ([...tied].sort((a, b) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0))[0] as R);
+    return (await this.#receivedLastOfMany(executor, [tied]))[0] as R;
+  }
+
+  /**
+   * #receivedLast (without pending entries) for each of several sets of tied rows, with the history of all of them read
+   * in one statement (per 256 sets) instead of one per key.
+   */
+  async #receivedLastOfMany<R extends Pick<TraitRow, 'profile_id' | 'key' | 'updated_at'>>(executor: SqlExecutor, ties: readonly (readonly R[])[]): Promise<R[]> {
+    if (ties.length === 0) return [];
+    const recorded = new Map<string, string>();
+    const slot = (profileId: string, key: string, at: string) => `${profileId}\u0000${key}\u0000${at}`;
+    const found = await this.#repo.lastRecordedAt(
+      executor,
+      ties.map((tied) => ({ key: (tied[0] as R).key, changedAt: (tied[0] as R).updated_at, profileIds: tied.map((row) => row.profile_id) })),
+    );
+    for (const row of found) recorded.set(slot(row.profile_id, row.key, row.changed_at), row.id);
+    return ties.map((tied) => {
+      let last: { row: R; id: string } | undefined;
+      for (const row of tied) {
+        const id = recorded.get(slot(row.profile_id, row.key, row.updated_at));
+        if (id !== undefined && (last === undefined || id > last.id)) last = { row, id };
+      }
+      return last?.row ?? ([...tied].sort((a, b) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0))[0] as R);
+    });
   }
 
   /**
@@ -470,14 +504,16 @@ export class Profiles {
    * person's view shows is not the newest entry of the person's history (its time was moved forward without an entry
    * by a message that re-sent it, past another member's change), the history gets that value again at its time on the
    * member that holds it, as setTraitsBatch does for values written while merged, so that it ends with what the view
-   * shows. Copies stored values only: nothing is encrypted or decrypted.
+   * shows. Copies stored values only: nothing is encrypted or decrypted. A constant number of statements whatever the
+   * number of keys (the transaction holds the write lock): the current traits, the ties' history and the newest
+   * history entries, each read for every key at once.
    */
   async merged(tx: SqlExecutor, persons: readonly (readonly string[])[]): Promise<void> {
     const ids = [...new Set(persons.flat())];
     if (ids.length < 2) return;
     const rows = await this.#repo.currentTraits(tx, ids);
-    const history: HistoryRow[] = [];
-    for (const members of persons) {
+    // Per person, the rows of keys several members hold: a key only one member holds ends its history with its own value.
+    const contested = persons.map((members) => {
       const inPerson = new Set(members);
       const byKey = new Map<string, TraitRow[]>();
       for (const row of rows) {
@@ -486,12 +522,30 @@ export class Profiles {
         if (list) list.push(row);
         else byKey.set(row.key, [row]);
       }
-      // A key only one member holds: its own history ends with its own value.
-      const contested = [...byKey.values()].filter((list) => list.length > 1).flat();
-      for (const shown of (await this.#shown(tx, contested)).values()) {
-        const newest = await this.#repo.newestEntry(tx, members, shown.key);
-        if (newest === undefined || (newest.value === shown.value && newest.encrypted === shown.encrypted && newest.category === shown.category)) continue;
-        history.push(confirmationOf(shown));
+      return [...byKey.values()].filter((list) => list.length > 1).flat();
+    });
+    const shownOf = await this.#shownOfPersons(tx, contested);
+    const readIds = new Set<string>();
+    const readKeys = new Set<string>();
+    for (const [index, shown] of shownOf.entries()) {
+      if (shown.size === 0) continue;
+      for (const member of persons[index] as readonly string[]) readIds.add(member);
+      for (const key of shown.keys()) readKeys.add(key);
+    }
+    // The newest entry of each member and key (more than needed when persons differ in keys); per person, the newest of
+    // its members' (timestamps and generated ids: compared in memory as the database orders them).
+    const newestOf = new Map<string, HistoryRow>();
+    for (const entry of await this.#repo.newestEntries(tx, [...readIds], [...readKeys])) newestOf.set(`${entry.profile_id}\u0000${entry.key}`, entry);
+    const history: HistoryRow[] = [];
+    for (const [index, shown] of shownOf.entries()) {
+      for (const row of shown.values()) {
+        let newest: HistoryRow | undefined;
+        for (const member of persons[index] as readonly string[]) {
+          const entry = newestOf.get(`${member}\u0000${row.key}`);
+          if (entry && (!newest || entry.changed_at > newest.changed_at || (entry.changed_at === newest.changed_at && entry.id > newest.id))) newest = entry;
+        }
+        if (newest === undefined || (newest.value === row.value && newest.encrypted === row.encrypted && newest.category === row.category)) continue;
+        history.push(confirmationOf(row));
       }
     }
     if (history.length > 0) await this.#repo.insertHistory(tx, history);
@@ -541,9 +595,12 @@ export class Profiles {
         else if (row.updated_at === (seen[0] as Row).updated_at) seen.push(row);
       }
     }
+    const persons = [...newest.keys()];
+    const tiedOnes = persons.filter((person) => (newest.get(person) as Row[]).length > 1);
+    const received = new Map((await this.#receivedLastOfMany(this.#storage.raw, tiedOnes.map((person) => newest.get(person) as Row[]))).map((row, i) => [tiedOnes[i] as string, row]));
     const out = new Map<string, string>();
-    for (const [person, tied] of newest) {
-      const row = tied.length === 1 ? (tied[0] as Row) : await this.#receivedLast(this.#storage.raw, tied);
+    for (const person of persons) {
+      const row = received.get(person) ?? ((newest.get(person) as Row[])[0] as Row);
       const { value, state } = await this.#read(row.value, row.encrypted, key, true);
       if (state !== 'unreadable' && value !== null && value !== undefined) out.set(person, String(value));
     }

@@ -5,12 +5,12 @@ import { AuditLog, AUDIT_MIGRATIONS } from './modules/audit/index.ts';
 import { Catalog, CATALOG_MIGRATIONS } from './modules/catalog/index.ts';
 import { Collector, COLLECT_MIGRATIONS, COLLECT_RETENTION_MIGRATIONS } from './modules/collect/index.ts';
 import { Consent, CONSENT_MIGRATIONS } from './modules/consent/index.ts';
-import { Keyring, CRYPTO_MIGRATIONS } from './modules/crypto/index.ts';
+import { Keyring, CRYPTO_MIGRATIONS, readKeyFile } from './modules/crypto/index.ts';
 import { DEFAULT_IDENTITY_RULES, Identity, IDENTITY_MIGRATIONS } from './modules/identity/index.ts';
 import { Profiles, PROFILES_MIGRATIONS, PROFILES_RETENTION_MIGRATIONS } from './modules/profiles/index.ts';
 import { Retention, RETENTION_MIGRATIONS, whileHoldingDataDir } from './modules/retention/index.ts';
 import { Scoring, SCORING_MIGRATIONS } from './modules/scoring/index.ts';
-import { ErasureEngine, LEDGER_FILE, OtherRequests, RIGHTS_ERASURE_MIGRATIONS, SubjectExporter } from './modules/rights/index.ts';
+import { ErasureEngine, LEDGER_FILE, RIGHTS_ERASURE_MIGRATIONS, SubjectExporter } from './modules/rights/index.ts';
 import { DEFAULT_RATE_LIMITS, MailOutbox, Mailer, RightsRequests, RightsSubjectData, RIGHTS_REQUEST_MIGRATIONS } from './modules/rights/index.ts';
 import { Taxonomy, TAXONOMY_MIGRATIONS } from './modules/taxonomy/index.ts';
 import { SYSTEM_ACTOR } from './shared/actor.ts';
@@ -46,17 +46,8 @@ export const MIGRATIONS: readonly ModuleMigration[] = [
  */
 async function migrate(storage: Storage, config: Config, logger: Logger): Promise<string[]> {
   try {
-    if (storage.dialect === 'postgres') {
-      if ((await pendingMigrations(storage, MIGRATIONS)).length === 0) return await migrateToLatest(storage, MIGRATIONS);
-      // On storage of their own without PostgreSQL's timeouts: a migration (an index built on a large table) may run
-      // longer than the statement timeout that bounds a request, and is rolled back whole if it fails.
-      const untimed = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, sqliteSynchronous: config.sqliteSynchronous, postgresTimeoutMs: 0 });
-      try {
-        return await migrateToLatest(untimed, MIGRATIONS);
-      } finally {
-        await untimed.close();
-      }
-    }
+    // On PostgreSQL without its timeouts (migrateToLatest): an index built on a large table may run longer than a request may.
+    if (storage.dialect === 'postgres') return await migrateToLatest(storage, MIGRATIONS);
     const pending = await pendingMigrations(storage, MIGRATIONS);
     if (pending.length === 0) return await migrateToLatest(storage, MIGRATIONS);
     return await whileHoldingDataDir(config.dataDir, { pendingMigrations: pending }, () => migrateToLatest(storage, MIGRATIONS));
@@ -109,6 +100,9 @@ export interface KernelOptions {
 /** Opens storage, applies migrations, loads the keyring and wires every module. */
 export async function openKernel(config: Config, options: KernelOptions = {}): Promise<Kernel> {
   const logger = options.logger ?? createLogger(config.logLevel);
+  // In production the key file is never generated: a missing or unreadable one is refused before the database is
+  // created or migrated (it was refused only after, leaving a new database behind).
+  if (config.env === 'production') readKeyFile(config.keyFile);
   const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, sqliteSynchronous: config.sqliteSynchronous, sqliteWriterThread: config.sqliteWriterThread, postgresTimeoutMs: config.postgresTimeoutMs });
   try {
     let migrationsApplied: string[] = [];
@@ -252,7 +246,6 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       keyring,
       identity,
       subjectData,
-      rightsRequests: new OtherRequests({ storage, keyring }),
       batchSize: config.retentionBatchSize,
       handlers: [
         collect.retention({ rawEvents: config.retentionRawEvents, orders: config.retentionOrders, orderFields: config.retentionOrderFields }),

@@ -4,6 +4,7 @@
  * retention rules of its stores.
  */
 import type { SqlExecutor } from '../storage/index.ts';
+import type { Actor } from './actor.ts';
 
 /** An identifier as stored: its type and keyed HMAC pseudonym, never the value. */
 export interface IdentifierPseudonym {
@@ -70,6 +71,37 @@ export interface EraseOutcome {
  */
 export type EraseReason = 'erasure' | 'inactivity';
 
+/** One deletion of a subject, as the handlers' `closeIn` and `destroyKeys` see it. */
+export interface SubjectDeletion {
+  readonly reason: EraseReason;
+  /** The erasure request carried out (or replayed after a restore); null when retention deletes an inactive person. */
+  readonly requestId: string | null;
+  readonly actor: Actor;
+  /** When the deletion started (ISO-8601, UTC). */
+  readonly at: string;
+}
+
+/** An audit entry a handler gives the deletion to append in its transaction (the audit module's `AuditEvent`). */
+export interface DeletionAuditEntry {
+  readonly actor: string;
+  readonly role: string;
+  readonly action: string;
+  readonly purpose: string;
+  readonly subject?: string | null;
+  readonly resource?: string | null;
+  readonly details?: Readonly<Record<string, string | number | boolean | null | readonly string[]>>;
+}
+
+/** What a handler closed for a deletion (`SubjectDataHandler.closeIn`). */
+export interface SubjectClosing {
+  /** Its line in an erasure's certificate. */
+  readonly outcome: EraseOutcome;
+  /** Counts for the deletion's own audit entry (retention's `retention.subject.delete`), e.g. `{ requestsClosed: 2 }`. */
+  readonly counts: Readonly<Record<string, number>>;
+  /** The entries of what it closed, which the caller appends last in the deletion's transaction. */
+  readonly audit: readonly DeletionAuditEntry[];
+}
+
 /** Registered by each module that holds data about a person. */
 export interface SubjectDataHandler {
   readonly module: string;
@@ -81,8 +113,20 @@ export interface SubjectDataHandler {
    * when not given.
    */
   erase(tx: SqlExecutor, subject: DataSubject, reason?: EraseReason): Promise<EraseOutcome[]>;
+  /**
+   * Optional: closes what is still open on the subject's behalf (the rights module: their other requests), in the
+   * deletion's transaction once every handler has erased. An erasure and retention's deletion of an inactive person
+   * both run it.
+   */
+  closeIn?(tx: SqlExecutor, subject: DataSubject, deletion: SubjectDeletion): Promise<SubjectClosing>;
   /** Optional: drops what the module caches about the subject, once the erasure's transaction has committed. */
   afterErase?(subject: DataSubject): Promise<void>;
+  /**
+   * Optional: after the deletion's commit (and, at an erasure, the destruction of the subject's data keys), destroys
+   * the other keys the module sealed the subject's data with; returns how many. Run again when an erasure is resumed:
+   * a second run destroys nothing.
+   */
+  destroyKeys?(subject: DataSubject, deletion: SubjectDeletion): Promise<number>;
 }
 
 /**

@@ -31,10 +31,10 @@ class ListProvider implements MigrationProvider {
   }
 }
 
-function migrator(storage: Storage, migrations: readonly ModuleMigration[]): Migrator {
+function migrator(db: Kysely<object>, dialect: DialectName, migrations: readonly ModuleMigration[]): Migrator {
   return new Migrator({
-    db: storage.db,
-    provider: new ListProvider(migrations, storage.dialect),
+    db,
+    provider: new ListProvider(migrations, dialect),
     migrationTableName: 'storage_migrations',
     migrationLockTableName: 'storage_migration_lock',
     // Some migrations were added with numbers below ones already released: a database that has the later ones gets
@@ -53,37 +53,52 @@ async function executedMigrations(storage: Storage): Promise<string[]> {
   return (await sql<{ name: string }>`SELECT name FROM storage_migrations ORDER BY name`.execute(storage.db)).rows.map((r) => r.name);
 }
 
+/** Of the names of applied migrations, those not in `migrations`. */
+function notIn(migrations: readonly ModuleMigration[], executed: readonly string[]): string[] {
+  const known = new Set(migrations.map((m) => m.name));
+  return executed.filter((name) => !known.has(name));
+}
+
 /** Names of the migrations the database records that are not in `migrations` (a newer release applied them). */
 export async function unknownMigrations(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
-  const known = new Set(migrations.map((m) => m.name));
-  return (await executedMigrations(storage)).filter((name) => !known.has(name));
+  return notIn(migrations, await executedMigrations(storage));
 }
 
 /**
  * Refuses a database written by a newer release (it records migrations this code does not know) with
- * STORAGE_NEWER_THAN_CODE, naming them, before anything is changed.
+ * STORAGE_NEWER_THAN_CODE, naming them, before anything is changed. Returns the names of the migrations it records.
  */
-async function refuseNewerDatabase(storage: Storage, migrations: readonly ModuleMigration[]): Promise<void> {
-  const unknown = await unknownMigrations(storage, migrations);
+async function refuseNewerDatabase(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
+  const executed = await executedMigrations(storage);
+  const unknown = notIn(migrations, executed);
   if (unknown.length > 0) throw new CandorError('STORAGE_NEWER_THAN_CODE', { unknownMigrations: unknown });
+  return executed;
 }
 
 /** Names of the migrations not yet applied. */
 export async function pendingMigrations(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
   await refuseNewerDatabase(storage, migrations);
-  const infos = await migrator(storage, migrations).getMigrations();
+  const infos = await migrator(storage.db, storage.dialect, migrations).getMigrations();
   return infos.filter((info) => info.executedAt === undefined).map((info) => info.name);
 }
 
 /**
  * Applies every pending migration in one transaction: either all apply or the database is left as it was. A database
- * written by a newer release is refused first (STORAGE_NEWER_THAN_CODE). A failure is STORAGE_MIGRATION_FAILED with
- * the migration that failed (when one did) and the reason; one the storage layer coded as retryable (STORAGE_FULL,
- * STORAGE_BUSY) keeps its code, with the migration added to its details.
+ * written by a newer release is refused first (STORAGE_NEWER_THAN_CODE). Pending migrations run on a connection that
+ * PostgreSQL's timeouts do not bound (storage.withoutTimeouts): a migration may run longer than a request may. A
+ * failure is STORAGE_MIGRATION_FAILED with the migration that failed (when one did) and the reason; one the storage
+ * layer coded as retryable (STORAGE_FULL, STORAGE_BUSY) keeps its code, with the migration added to its details.
  */
 export async function migrateToLatest(storage: Storage, migrations: readonly ModuleMigration[]): Promise<string[]> {
-  await refuseNewerDatabase(storage, migrations);
-  const { error, results } = await migrator(storage, migrations).migrateToLatest();
+  const executed = new Set(await refuseNewerDatabase(storage, migrations));
+  const migrate = async (db: Kysely<object>) => {
+    const outcome = await migrator(db, storage.dialect, migrations).migrateToLatest();
+    // Tables only appear through migrations: on PostgreSQL each gets its commit-notice trigger now.
+    if (outcome.error === undefined) await storage.afterMigrations(db);
+    return outcome;
+  };
+  // With nothing pending the migrator only reads (and creates its own tables once): no connection of its own for that.
+  const { error, results } = migrations.some((m) => !executed.has(m.name)) ? await storage.withoutTimeouts(migrate) : await migrate(storage.db);
   if (error !== undefined) {
     // Without results the migrator failed before running any migration (its bookkeeping, the list of migrations).
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? null;
@@ -92,7 +107,5 @@ export async function migrateToLatest(storage: Storage, migrations: readonly Mod
     const reason = redact(error instanceof Error ? error.message : String(error));
     throw new CandorError('STORAGE_MIGRATION_FAILED', { migration: failed, reason }, { cause: error });
   }
-  // Tables only appear through migrations: on PostgreSQL each gets its commit-notice trigger now.
-  await storage.afterMigrations();
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

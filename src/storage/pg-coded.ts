@@ -1,4 +1,4 @@
-import { PostgresDialect, PostgresDriver, type CompiledQuery, type DatabaseConnection, type Driver, type PostgresDialectConfig, type QueryResult } from 'kysely';
+import type { QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { CandorError, isCandorError } from '../shared/errors.ts';
 import type { DiskFullState } from './disk-full.ts';
 
@@ -58,65 +58,30 @@ function connectionLostReason(error: unknown): string {
 const BEGIN = /^\s*(begin|start\s+transaction)\b/i;
 const END = /^\s*(commit|rollback|end|abort)\b/i;
 
-/** A pooled connection whose errors are coded and whose writes are told to the disk-full state. */
-class CodedConnection implements DatabaseConnection {
-  readonly inner: DatabaseConnection;
-  readonly #diskFull: DiskFullState;
-  #inTransaction = false;
+/** Where statements are sent: a connection (pooled or one of its own) or the pool itself (autocommit). */
+export type SendStatement = (config: QueryConfig) => Promise<QueryResult>;
 
-  constructor(inner: DatabaseConnection, diskFull: DiskFullState) {
-    this.inner = inner;
-    this.#diskFull = diskFull;
-  }
+/** Runs one statement: its rows typed as the caller expects them. */
+export type RunStatement = <R extends QueryResultRow>(config: QueryConfig) => Promise<QueryResult<R>>;
 
-  async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
+/**
+ * Runs statements through `send`, and is the one place where the errors of PostgreSQL statements are coded: every
+ * failure as codedPostgresError codes it, told to the disk-full state (STORAGE_FULL sets it); every success told to it
+ * with whether a transaction is open (a write outside one, or a COMMIT, clears it). Whether one is open is followed
+ * from the statements themselves (BEGIN … COMMIT or ROLLBACK), whoever sends them: raw.transaction or Kysely.
+ */
+export function codedStatements(send: SendStatement, diskFull: DiskFullState): RunStatement {
+  let inTransaction = false;
+  return async <R extends QueryResultRow>(config: QueryConfig) => {
     try {
-      const result = await this.inner.executeQuery<R>(compiled);
-      if (BEGIN.test(compiled.sql)) this.#inTransaction = true;
-      else if (END.test(compiled.sql)) this.#inTransaction = false;
-      this.#diskFull.succeeded(compiled.sql, this.#inTransaction);
-      return result;
+      const result = await send(config);
+      if (BEGIN.test(config.text)) inTransaction = true;
+      else if (END.test(config.text)) inTransaction = false;
+      diskFull.succeeded(config.text, inTransaction);
+      return result as QueryResult<R>;
     } catch (error) {
-      if (END.test(compiled.sql)) this.#inTransaction = false;
-      throw this.#diskFull.failed(codedPostgresError(error));
+      if (END.test(config.text)) inTransaction = false;
+      throw diskFull.failed(codedPostgresError(error));
     }
-  }
-
-  streamQuery<R>(compiled: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
-    return this.inner.streamQuery<R>(compiled, chunkSize);
-  }
-}
-
-class CodedPostgresDriver extends PostgresDriver {
-  readonly #diskFull: DiskFullState;
-
-  constructor(config: PostgresDialectConfig, diskFull: DiskFullState) {
-    super(config);
-    this.#diskFull = diskFull;
-  }
-
-  override async acquireConnection(): Promise<DatabaseConnection> {
-    return new CodedConnection(await super.acquireConnection(), this.#diskFull);
-  }
-
-  // Transactions and savepoints run through the connection's executeQuery; only the release needs the pooled one.
-  override async releaseConnection(connection: DatabaseConnection): Promise<void> {
-    await super.releaseConnection((connection as CodedConnection).inner as Parameters<PostgresDriver['releaseConnection']>[0]);
-  }
-}
-
-/** Kysely's PostgreSQL dialect, with errors coded as on the raw path (a full disk: STORAGE_FULL). */
-export class CodedPostgresDialect extends PostgresDialect {
-  readonly #config: PostgresDialectConfig;
-  readonly #diskFull: DiskFullState;
-
-  constructor(config: PostgresDialectConfig, diskFull: DiskFullState) {
-    super(config);
-    this.#config = config;
-    this.#diskFull = diskFull;
-  }
-
-  override createDriver(): Driver {
-    return new CodedPostgresDriver(this.#config, this.#diskFull);
-  }
+  };
 }

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kysely, sql, type PostgresPool, type PostgresPoolClient } from 'kysely';
-import type { Pool, PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import { Kysely, PostgresDialect, sql, type PostgresPool, type PostgresPoolClient } from 'kysely';
+import type { ClientBase, ClientConfig, Pool, PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { CandorError, isCandorError } from '../shared/errors.ts';
 import { DiskFullState } from './disk-full.ts';
-import { CodedPostgresDialect, codedPostgresError, isConnectionLost } from './pg-coded.ts';
+import { codedPostgresError, codedStatements, isConnectionLost, type RunStatement } from './pg-coded.ts';
 import { CommitListener, installCommitNotices, sessionName, tablesWithoutNotices } from './pg-commit-notices.ts';
 import { NodeSqliteDialect, SQLITE_BUSY_TIMEOUT_MS, SqliteHandle } from './sqlite-driver.ts';
 import { SqliteWriter, type DeferredTx } from './sqlite-writer.ts';
@@ -92,8 +92,18 @@ export interface Storage {
    * not refreshed because another server stored events); SQLite cannot tell tables apart and counts every commit.
    */
   externalWrites(tables?: readonly string[]): number | undefined;
-  /** Run by migrateToLatest once the schema is current (PostgreSQL: gives new tables their commit-notice trigger). */
-  afterMigrations(): Promise<void>;
+  /**
+   * Run by migrateToLatest once the schema is current (PostgreSQL: gives new tables their commit-notice trigger), on
+   * `db`: the connection the migrations ran on (withoutTimeouts), or by default this storage's.
+   */
+  afterMigrations(db?: Kysely<object>): Promise<void>;
+  /**
+   * Runs `fn` with a Kysely instance on one connection that PostgreSQL's timeouts do not bound (no statement_timeout,
+   * idle_in_transaction_session_timeout or client-side reply timeout), opened for it and closed after it; its errors
+   * are coded as this storage's are. For migrations: an index built on a large table may take longer than a request
+   * may. SQLite, and PostgreSQL with its timeouts off: `fn(db)`.
+   */
+  withoutTimeouts<T>(fn: (db: Kysely<object>) => Promise<T>): Promise<T>;
   /** SQLite's writer thread, unless it is off or the database is PostgreSQL. */
   readonly deferred: DeferredWrites | undefined;
   /**
@@ -252,6 +262,7 @@ function openSqlite(options: StorageOptions): Storage {
     async afterMigrations() {
       // data_version sees every writer: nothing to set up.
     },
+    withoutTimeouts: (fn) => fn(db),
     get diskFull() {
       return diskFull.full;
     },
@@ -324,48 +335,69 @@ const GENERIC_MIN_PARAMS = 400;
 /** An `INSERT … VALUES (…)` with no query inside (upserts included): the same plan whatever its parameters. */
 const VALUES_INSERT = /^\s*insert\s+into\s[^(]*\([^)]*\)\s*values\s*\((?![\s\S]*\bselect\b)/i;
 
-/** A pooled connection checked out for a transaction (raw.transaction, Kysely's). */
+/** Where statements run, each one's errors coded (codedStatements). */
+interface Statements {
+  query: RunStatement;
+}
+
+/** A connection checked out for a transaction (raw.transaction, Kysely's) or a migration (withoutTimeouts). */
 interface Session {
-  query<R extends QueryResultRow>(config: QueryConfig | string, values?: readonly unknown[]): Promise<QueryResult<R>>;
-  /** Gives the connection back; one that was lost (or left in an unknown state) is discarded by the pool. */
+  query<R extends QueryResultRow>(config: QueryConfig | string): Promise<QueryResult<R>>;
+  /** Gives the connection back; one that was lost (or left in an unknown state) is discarded. */
   release(): void;
-  /** Marks the connection unusable: release() then has the pool discard it. */
+  /** Marks the connection unusable: release() then has it discarded. */
   discard(error: unknown): void;
 }
 
 /**
- * Checks a connection out of the pool for as long as a transaction holds it. Once a statement on it fails for a lost
- * connection (reset, ended by the server, its answer not coming within query_timeout), it is discarded on release
- * rather than handed out again (a timed-out statement may still be running on it), and further statements on it fail
- * at once with that error, without waiting behind the lost one.
+ * A connection held for as long as a transaction (or a migration) holds it, every statement's error coded
+ * (codedStatements). Once a statement on it fails for a lost connection (reset, ended by the server, its answer not
+ * coming within query_timeout), it is discarded on release rather than used again (a timed-out statement may still
+ * be running on it), and further statements on it fail at once with that error, without waiting behind the lost one.
+ * `giveBack` gets the error it was lost for, if it was.
  */
-async function checkOut(pool: Pool): Promise<Session> {
+function session(client: ClientBase, diskFull: DiskFullState, giveBack: (lost: Error | undefined) => void): Session {
+  let lost: Error | undefined;
+  let released = false;
+  const run = codedStatements(async (config) => {
+    if (lost) throw lost;
+    try {
+      return await client.query(config);
+    } catch (error) {
+      if (isConnectionLost(error)) lost = error as Error;
+      throw error;
+    }
+  }, diskFull);
+  return {
+    query: <R extends QueryResultRow>(config: QueryConfig | string) => run<R>(typeof config === 'string' ? { text: config } : config),
+    release() {
+      if (released) return;
+      released = true;
+      giveBack(lost);
+    },
+    discard(error) {
+      lost ??= error instanceof Error ? error : new Error('connection discarded');
+    },
+  };
+}
+
+/** Checks a connection out of the pool (connect failures coded: STORAGE_UNAVAILABLE); a lost one is discarded on release. */
+async function checkOut(pool: Pool, diskFull: DiskFullState): Promise<Session> {
   let client: PoolClient;
   try {
     client = await pool.connect();
   } catch (error) {
     throw codedPostgresError(error);
   }
-  let lost: Error | undefined;
-  let released = false;
+  return session(client, diskFull, (lost) => client.release(lost));
+}
+
+/** A session as Kysely's PostgreSQL driver takes a pooled client. */
+function kyselyClient(checkedOut: Session): PostgresPoolClient {
   return {
-    async query<R extends QueryResultRow>(config: QueryConfig | string, values?: readonly unknown[]) {
-      if (lost) throw lost;
-      try {
-        return await client.query<R>(config as QueryConfig, values && [...values]);
-      } catch (error) {
-        if (isConnectionLost(error)) lost = error as Error;
-        throw error;
-      }
-    },
-    release() {
-      if (released) return;
-      released = true;
-      client.release(lost);
-    },
-    discard(error) {
-      lost ??= error instanceof Error ? error : new Error('connection discarded');
-    },
+    // Kysely streams through a cursor only when given one in its config (it is not): statements only.
+    query: ((text: string, parameters?: readonly unknown[]) => checkedOut.query({ text, values: parameters && [...parameters] })) as unknown as PostgresPoolClient['query'],
+    release: () => checkedOut.release(),
   };
 }
 
@@ -381,52 +413,39 @@ async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
   // Plans are made per execution: a generic plan cached while a table was still empty stays slow for good. Sessions
   // carry this process's name, so that commit notices from them are told apart from other processes' (below).
   const name = sessionName();
+  const connection: ClientConfig = {
+    connectionString: url, types, options: '-c plan_cache_mode=force_custom_plan', application_name: name,
+    connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: POSTGRES_KEEPALIVE_DELAY_MS,
+  };
   // No operation waits for ever on a connection that stopped answering (a half-open one: no reset ever comes): the
   // server ends a statement after statement_timeout and a transaction left idle after twice that; the client gives up
   // on an answer POSTGRES_REPLY_GRACE_MS after statement_timeout (query_timeout) and on a connect after
   // POSTGRES_CONNECT_TIMEOUT_MS; TCP keepalive finds idle connections that died.
   const replyTimeoutMs = timeoutMs + Math.min(POSTGRES_REPLY_GRACE_MS, timeoutMs);
   const timeouts = timeoutMs > 0 ? { statement_timeout: timeoutMs, idle_in_transaction_session_timeout: 2 * timeoutMs, query_timeout: replyTimeoutMs } : {};
-  const pool = new pg.Pool({
-    connectionString: url, max: 10, types, options: '-c plan_cache_mode=force_custom_plan', application_name: name,
-    connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: POSTGRES_KEEPALIVE_DELAY_MS, ...timeouts,
-  });
+  const pool = new pg.Pool({ ...connection, max: 10, ...timeouts });
   pool.on('error', () => {
     // An idle client lost its connection; the pool replaces it on next use.
   });
   pool.on('connect', (client) => {
     // pg-pool listens for a client's errors only while it is idle: without a listener of its own, a connection lost
     // while a transaction holds it would be an unhandled 'error' event (the process would crash). The statement that
-    // was running fails by itself and the client is discarded on release (checkOut).
+    // was running fails by itself and the client is discarded on release (session).
     client.on('error', () => undefined);
   });
-  /** The pool as Kysely takes it: connects coded (STORAGE_UNAVAILABLE), connections checked out as by raw.transaction. */
+  const diskFull = new DiskFullState();
+  /** The pool as Kysely takes it: each connection checked out as by raw.transaction, its statements coded. */
   const kyselyPool: PostgresPool = {
-    async connect() {
-      const session = await checkOut(pool);
-      return {
-        // Kysely streams through a cursor only when given one in its config (it is not): statements only.
-        query: ((text: string, parameters?: readonly unknown[]) => session.query(text, parameters)) as unknown as PostgresPoolClient['query'],
-        release: () => session.release(),
-      };
-    },
+    connect: async () => kyselyClient(await checkOut(pool, diskFull)),
     end: () => pool.end(),
   };
-  const diskFull = new DiskFullState();
-  const db = new Kysely<object>({ dialect: new CodedPostgresDialect({ pool: kyselyPool }, diskFull) });
+  const db = new Kysely<object>({ dialect: new PostgresDialect({ pool: kyselyPool }) });
   const statementName = (text: string) => 'c_' + createHash('sha1').update(text).digest('hex').slice(0, 20);
-  /** Runs a statement on the pool (autocommit) or a transaction's client, its error coded (a full disk: STORAGE_FULL). */
-  const query = async (client: Pool | Session, text: string, params: readonly unknown[]) => {
-    try {
-      const config = { name: statementName(text), text, values: [...params] };
-      const result = client === pool ? await pool.query(config) : await (client as Session).query(config);
-      diskFull.succeeded(text, client !== pool);
-      return result;
-    } catch (error) {
-      throw diskFull.failed(codedPostgresError(error));
-    }
-  };
-  const on = (client: Pool | Session): SqlExecutor => ({
+  /** Statements outside a transaction, each on a connection of the pool (autocommit), coded as a session's are. */
+  const autocommit: Statements = { query: codedStatements((config) => pool.query(config), diskFull) };
+  /** Runs a hot-path statement (a named prepared statement) outside a transaction or on a transaction's session. */
+  const query = (client: Statements, text: string, params: readonly unknown[]) => client.query({ name: statementName(text), text, values: [...params] });
+  const on = (client: Statements): SqlExecutor => ({
     async all<R>(text: string, params: readonly unknown[] = []) {
       return (await query(client, text, params)).rows as R[];
     },
@@ -434,7 +453,7 @@ async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
       return (await query(client, text, params)).rowCount ?? 0;
     },
   });
-  const poolExec = on(pool);
+  const poolExec = on(autocommit);
   /**
    * A transaction's executor: large multi-row `INSERT … VALUES` statements (ingestion's event inserts, upserts of
    * computed traits) run with a generic plan, the rest with a plan per execution as the pool's sessions do. Planning a
@@ -450,11 +469,7 @@ async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
       if (params.length < GENERIC_MIN_PARAMS && !generic) return;
       const wanted = VALUES_INSERT.test(text);
       if (wanted === generic) return;
-      try {
-        await client.query(wanted ? 'SET LOCAL plan_cache_mode = force_generic_plan' : 'SET LOCAL plan_cache_mode = force_custom_plan');
-      } catch (error) {
-        throw codedPostgresError(error);
-      }
+      await client.query(wanted ? 'SET LOCAL plan_cache_mode = force_generic_plan' : 'SET LOCAL plan_cache_mode = force_custom_plan');
       generic = wanted;
     };
     return {
@@ -472,21 +487,13 @@ async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
     all: poolExec.all,
     run: poolExec.run,
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-      const client = await checkOut(pool);
+      const client = await checkOut(pool, diskFull);
       try {
-        try {
-          await client.query('BEGIN');
-        } catch (error) {
-          throw codedPostgresError(error);
-        }
+        await client.query('BEGIN');
         try {
           const result = await fn(inTransaction(client));
-          try {
-            await client.query('COMMIT');
-          } catch (error) {
-            throw diskFull.failed(codedPostgresError(error));
-          }
-          diskFull.committed();
+          // Its success clears the disk-full state (codedStatements).
+          await client.query('COMMIT');
           return result;
         } catch (error) {
           // On a lost connection this fails at once (the server rolls back by itself); a connection whose rollback
@@ -518,8 +525,34 @@ async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
       // pg_dump reads rows, not pages: deleted tuples never reach a dump.
     },
     externalWrites: (tables) => (listener.tracked && everyTableNotifies ? (tables ? listener.countFor(tables) : listener.count) : undefined),
-    async afterMigrations() {
-      everyTableNotifies = (await installCommitNotices(db)).length === 0;
+    async afterMigrations(on = db) {
+      everyTableNotifies = (await installCommitNotices(on)).length === 0;
+    },
+    async withoutTimeouts(fn) {
+      if (timeoutMs === 0) return fn(db);
+      // A client of its own, not one of the pool's: pg's query_timeout can be raised for a statement but not lifted.
+      const client = new pg.Client(connection);
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+      } catch (error) {
+        throw codedPostgresError(error);
+      }
+      let handedOut = false;
+      const own: PostgresPool = {
+        async connect() {
+          if (handedOut) throw new Error('withoutTimeouts has one connection');
+          handedOut = true;
+          // Ended below, whether lost or not.
+          return kyselyClient(session(client, diskFull, () => undefined));
+        },
+        end: async () => undefined,
+      };
+      try {
+        return await new Kysely<object>({ dialect: new PostgresDialect({ pool: own }) }).connection().execute(fn);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
     },
     deferred: undefined,
     writeTimeoutMs: timeoutMs > 0 ? replyTimeoutMs : undefined,

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { it } from 'node:test';
+import { describe, it } from 'node:test';
+import { loadConfig } from '../../config/index.ts';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { openKernel } from '../../kernel.ts';
@@ -199,5 +201,18 @@ describeEachDialect('keyring', (dialect) => {
     }
     const reopened = await openKernel(ctx.env.config);
     await reopened.close();
+  });
+});
+
+describe('keyring in production', () => {
+  it('refuses a missing key file before the database is created or migrated', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'candor-prod-key-'));
+    try {
+      const config = loadConfig({ environment: { NODE_ENV: 'production', CANDOR_DATA_DIR: dataDir, CANDOR_KEY_FILE: join(dataDir, 'absent.key'), CANDOR_LOG_LEVEL: 'silent' } });
+      await assert.rejects(openKernel(config), (e) => isCandorError(e, 'CRYPTO_KEYFILE_MISSING'));
+      assert.deepEqual(readdirSync(dataDir), []);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

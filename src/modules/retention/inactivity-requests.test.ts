@@ -8,7 +8,9 @@ import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { RefusingMailer, rightsRequests } from '../../../test/support/rights.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
+import type { RetentionHandler } from '../../shared/subject-data.ts';
 import { REASON_REMOVED, type RightsRequests } from '../rights/index.ts';
+import { Retention } from './retention.service.ts';
 
 /** A mailer whose server refuses the messages whose subject matches `refuse`. */
 /** `n` calendar months after `at`. */
@@ -85,5 +87,49 @@ describeEachDialect('the inactivity rule and the person’s rights requests', (d
     for (const id of ids) assert.ok(events.some((e) => e.request_id === id && (JSON.parse(e.detail) as { deletedFor?: string }).deletedFor === 'inactivity'), id);
     const audited = (await sql<{ resource: string }>`SELECT resource FROM audit_log WHERE action = 'rights.request.denied' AND details LIKE ${'%"deletedFor":"inactivity"%'}`.execute(db())).rows.map((a) => a.resource);
     assert.deepEqual(audited.sort(), ids.map((id) => `rights_request:${id}`).sort());
+  });
+
+  it('leaves the closing of the requests to the rights module’s subject-data handler: a deletion without it closes none', async () => {
+    const k = ctx.kernel;
+    const userId = `seam-${dialect}`;
+    const email = `seam.${dialect}@candor-example.dev`;
+    const [r] = await k.storage.raw.transaction((tx) => k.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]));
+    const profileId = r?.profileId as string;
+    await k.consent.record(profileId, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
+    const stored = await k.collect.ingest([{ raw: { type: 'identify', userId, messageId: `${userId}-id`, traits: { email } }, bytes: 200 }], undefined, { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR });
+    assert.equal(stored[0]?.status, 'stored', JSON.stringify(stored));
+    const ids: string[] = [];
+    for (const [type, client] of [['access', '10.78.1.1'], ['erasure', '10.78.1.2']] as const) {
+      ids.push((await rights.start({ type, email, client })).requestId);
+      await rights.settled();
+    }
+    const subject = await k.erasure.findSubject({ profileId });
+    assert.ok(subject);
+    const states = async () => (await sql<{ state: string }>`SELECT state FROM rights_requests WHERE id IN (${sql.join(ids)}) ORDER BY id`.execute(db())).rows.map((row) => row.state);
+    const noticeKeys = async () => (await sql<{ subject_id: string }>`SELECT subject_id FROM crypto_subject_keys WHERE subject_id IN (${sql.join(ids.map((id) => `rights_request:${id}`))})`.execute(db())).rows.length;
+    const deletions = async () => (await sql<{ details: string }>`SELECT details FROM audit_log WHERE action = 'retention.subject.delete' AND subject = ${k.keyring.pseudonym('subject', profileId)} ORDER BY seq`.execute(db())).rows.map((e) => JSON.parse(e.details) as Record<string, unknown>);
+    // A rule that forgets this one person, run by a retention whose subject-data handlers are the ones given.
+    const forgetting: RetentionHandler = {
+      module: 'test',
+      rules: async () => [],
+      sweep: async (_now, { context }) => {
+        await context.forget([subject], 'test');
+        return [];
+      },
+    };
+    const retention = (handlers: typeof k.subjectData) => new Retention({ storage: k.storage, audit: k.audit, keyring: k.keyring, identity: k.identity, handlers: [forgetting], subjectData: handlers, batchSize: 100 });
+
+    // Every handler but the rights module's: the person is deleted, their requests stay as they were.
+    await retention(k.subjectData.filter((h) => h.module !== 'rights')).sweep();
+    assert.equal(await k.identity.canonical(profileId), null);
+    assert.deepEqual(await states(), ['verifying', 'verifying']);
+    assert.equal(await noticeKeys(), 1);
+    assert.deepEqual((await deletions()).map((d) => d.requestsClosed), [undefined]);
+
+    // The rights module's handler alone closes them, counts them and destroys the key sealing the erasure request's address.
+    await retention(k.subjectData.filter((h) => h.module === 'rights')).sweep();
+    assert.deepEqual(await states(), ['denied', 'denied']);
+    assert.equal(await noticeKeys(), 0);
+    assert.deepEqual((await deletions()).map((d) => d.requestsClosed), [undefined, 2]);
   });
 });

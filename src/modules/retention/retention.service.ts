@@ -1,11 +1,10 @@
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import type { DataSubject, EraseOutcome, RetentionHandler, RetentionRule, SubjectDataHandler, SweepContext, SweepCount } from '../../shared/subject-data.ts';
+import type { DataSubject, DeletionAuditEntry, EraseOutcome, RetentionHandler, RetentionRule, SubjectDataHandler, SubjectDeletion, SweepContext, SweepCount } from '../../shared/subject-data.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity } from '../identity/index.ts';
-import type { OtherRequests } from '../rights/index.ts';
 import { RetentionRepo } from './retention.repo.ts';
 
 /** Retention is the storage-limitation duty of GDPR Art. 5(1)(e): evidence is recorded under that purpose. */
@@ -18,10 +17,8 @@ export interface RetentionDeps {
   identity: Identity;
   /** Every module's retention handler, in the kernel's order. */
   handlers: readonly RetentionHandler[];
-  /** Every module's subject-data handler: deleting an inactive person goes through all of them. */
+  /** Every module's subject-data handler: deleting an inactive person goes through all of them, as an erasure does. */
   subjectData: readonly SubjectDataHandler[];
-  /** Closes an inactive person's open rights requests and destroys the keys sealing their addresses, as an erasure does. */
-  rightsRequests: Pick<OtherRequests, 'closeIn' | 'shredAddresses'>;
   /** Rows per batch (one transaction each). */
   batchSize: number;
 }
@@ -143,23 +140,30 @@ export class Retention {
    * ingestion waits at most that long), after destroying their data keys: should the deletion fail, what is left
    * is unreadable and the next sweep finds the person again. Identifiers are not suppressed. Handlers erase for
    * `inactivity`: what another rule keeps under a legal obligation (reduced orders) stays until that rule deletes it.
-   * As an erasure does, the transaction closes the person's other open rights requests (with their audit entries),
-   * and after the commit the keys sealing their erasure requests' addresses are destroyed.
+   * As an erasure does, the transaction then runs every handler's closeIn (what is still open on the person's behalf
+   * closes, with its audit entries), and after the commit every handler's destroyKeys.
    */
   async #forget(subjects: readonly DataSubject[], reason: string, actor: Actor): Promise<EraseOutcome[]> {
-    const { storage, keyring, audit, subjectData, rightsRequests } = this.#deps;
-    const by = { inactivity: true } as const;
+    const { storage, keyring, audit, subjectData } = this.#deps;
     const totals = new Map<string, EraseOutcome>();
     for (const subject of subjects) {
       for (const id of subject.profileIds) await keyring.destroySubjectKey(id, actor, PURPOSE);
+      const deletion: SubjectDeletion = { reason: 'inactivity', requestId: null, actor, at: new Date().toISOString() };
       const outcomes = await storage.raw.transaction(async (tx) => {
         const all: EraseOutcome[] = [];
         for (const handler of subjectData) all.push(...(await handler.erase(tx, subject, 'inactivity')));
-        const closed = await rightsRequests.closeIn(tx, subject, { by, startedAt: new Date().toISOString(), actor });
+        const closedEntries: DeletionAuditEntry[] = [];
+        let closedCounts: Record<string, number> = {};
+        for (const handler of subjectData) {
+          const closed = await handler.closeIn?.(tx, subject, deletion);
+          if (!closed) continue;
+          closedEntries.push(...closed.audit);
+          closedCounts = { ...closedCounts, ...closed.counts };
+        }
         // Audited in the deletion's own transaction, last (on PostgreSQL the audit head is held from here to the
         // commit): a person deleted always has the entry, and one whose entry cannot be written is not deleted.
         await audit.appendIn(tx, [
-          ...closed.entries,
+          ...closedEntries,
           {
             actor: actor.id,
             role: actor.role,
@@ -171,7 +175,7 @@ export class Retention {
               reason,
               profiles: subject.profileIds.length,
               stores: all.map((o) => `${o.store} ${o.status} ${o.deleted}${o.kept ? ` kept ${o.kept.count}` : ''}`),
-              requestsClosed: closed.entries.length,
+              ...closedCounts,
             },
           },
         ]);
@@ -179,7 +183,7 @@ export class Retention {
       });
       // In-memory caches (identity, consent…) let go of the person, as after an erasure.
       for (const handler of subjectData) await handler.afterErase?.(subject);
-      await rightsRequests.shredAddresses(subject, by, actor);
+      for (const handler of subjectData) await handler.destroyKeys?.(subject, deletion);
       for (const o of outcomes) {
         const prev = totals.get(o.store);
         totals.set(o.store, { store: o.store, status: o.status, deleted: (prev?.deleted ?? 0) + o.deleted, ...(o.kept ? { kept: { count: (prev?.kept?.count ?? 0) + o.kept.count, reason: o.kept.reason } } : {}) });

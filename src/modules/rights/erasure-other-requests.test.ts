@@ -11,6 +11,8 @@ import type { Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import { SQLITE_FILE } from '../../storage/index.ts';
+import { LEDGER_FILE } from './deletion-ledger.ts';
+import { ErasureEngine } from './erasure.ts';
 import type { RightsRequests } from './requests.ts';
 import { REASON_REMOVED } from './requests.repo.ts';
 
@@ -129,5 +131,21 @@ describeEachDialect('an erasure and the person’s other rights requests', (dial
       const bytes = readFileSync(join(ctx.env.dataDir, SQLITE_FILE));
       assert.ok(!bytes.includes(Buffer.from('Zq7Lovelace')));
     }
+  });
+
+  it('leaves the closing of the other requests to the rights module’s subject-data handler: an erasure without it closes none', async () => {
+    const k = ctx.kernel;
+    const email = `seam.${dialect}@candor-example.dev`;
+    await seed(k, `seam-${dialect}`, email);
+    const pending = await start('erasure', email);
+    const access = await start('access', email);
+    const subject = await k.erasure.findSubject({ identifier: { type: 'email', value: email } });
+    assert.ok(subject);
+    const engine = new ErasureEngine({ storage: k.storage, audit: k.audit, keyring: k.keyring, identity: k.identity, handlers: k.subjectData.filter((h) => h.module !== 'rights'), ledgerPath: join(ctx.env.dataDir, LEDGER_FILE) });
+    const certificate = await engine.erase(subject, { requestId: `req-seam-${dialect}` }, CLI_ACTOR);
+
+    assert.deepEqual([(await row(pending))?.state, (await row(access))?.state], ['verifying', 'verifying']);
+    assert.deepEqual(await noticeKeys([pending]), [`rights_request:${pending}`]);
+    assert.ok(!certificate.stores.some((s) => s.module === 'rights'), JSON.stringify(certificate.stores.map((s) => s.store)));
   });
 });

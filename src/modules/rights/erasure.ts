@@ -1,6 +1,6 @@
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
-import type { DataSubject, DeletionLedgerEntry, EraseOutcome, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { DataSubject, DeletionAuditEntry, DeletionLedgerEntry, EraseOutcome, IdentifierPseudonym, SubjectDataHandler, SubjectDeletion } from '../../shared/subject-data.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
@@ -9,7 +9,6 @@ import type { Identity } from '../identity/index.ts';
 import { certificateStatus, NO_RECIPIENTS, type ErasureCertificate, type RecipientOutcome } from './certificate.ts';
 import { DeletionLedger, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';
 import { ErasureRepo, type ErasureRow } from './erasure.repo.ts';
-import { OtherRequests } from './other-requests.ts';
 
 export type { ErasureCertificate } from './certificate.ts';
 
@@ -74,8 +73,6 @@ const STORAGE_LINE = { sqlite: 'sqlite database file', postgres: 'postgresql dat
 /** What the PostgreSQL line says: the rows are gone from every query and dump, their bytes not yet from the files. */
 export const POSTGRES_STORAGE_DETAIL =
   'deleted rows are gone from every query and from logical dumps (pg_dump) taken from now on. Their bytes stay in the tables\' data files (and in WAL segments not yet recycled) until the tables are rewritten: VACUUM and autovacuum only mark the space reusable, `candor compact` (VACUUM FULL of the tables erasures name) removes them. Until then those bytes hold the plain fields in clear (non-personal event properties and traits, order ids, totals, times, profile ids) and the personal fields as ciphertexts, next to the destroyed data key wrapped with the master key: readable with the key file until the rewrite, or until that master key version is pruned (`candor keys rotate`, then `candor keys prune`)';
-/** The certificate's line for the person's other rights requests, closed by the erasure. */
-const OTHER_REQUESTS_LINE = 'rights_requests (the person\'s other requests)';
 
 const lineKey = (s: { module: string; store: string }) => `${s.module}\u0000${s.store}`;
 
@@ -89,12 +86,12 @@ interface Progress {
 
 /**
  * Erasure you can prove. Order, and what happens when a step fails:
- * 1. one transaction: every handler's erase, the identifiers onto the suppression list, the person's other rights
- *    requests closed (with their audit entries), the profiles marked erased, the deletion ledger row, the erasure row
- *    in state `keys_pending` — a failure rolls all of it back;
- * 2. after the commit: handlers drop their caches; every profile's data key is destroyed (crypto-shredding), and the
- *    keys sealing the addresses of the person's other erasure requests; stores outside the database (files: the mail
- *    outbox) delete what they hold about the subject;
+ * 1. one transaction: every handler's erase, the identifiers onto the suppression list, every handler's closeIn (the
+ *    rights handler closes the person's other requests, with their audit entries), the profiles marked erased, the
+ *    deletion ledger row, the erasure row in state `keys_pending` — a failure rolls all of it back;
+ * 2. after the commit: handlers drop their caches; every profile's data key is destroyed (crypto-shredding), then the
+ *    handlers' own keys for the subject (destroyKeys: those sealing the addresses of the person's other erasure
+ *    requests); stores outside the database (files: the mail outbox) delete what they hold about the subject;
  * 3. the ledger line is appended to the file and fsynced; SQLite's WAL is checkpointed and truncated;
  * 4. audit entry; the certificate is stored and the erasure marked `done`.
  * If step 2 or 3 fails the erasure stays `keys_pending` and the error is thrown; `complete()` (a retried request) and
@@ -106,12 +103,10 @@ export class ErasureEngine {
   readonly #deps: ErasureDeps;
   readonly #repo: ErasureRepo;
   readonly #ledger: DeletionLedger;
-  readonly #otherRequests: OtherRequests;
 
   constructor(deps: ErasureDeps) {
     this.#deps = deps;
     this.#repo = new ErasureRepo(deps.storage);
-    this.#otherRequests = new OtherRequests(deps);
     this.#ledger = new DeletionLedger(deps.ledgerPath, deps.logger ? { logger: deps.logger } : {});
   }
 
@@ -283,14 +278,15 @@ export class ErasureEngine {
       deleted: 0,
       detail: `${subject.identifiers.length} identifier pseudonyms on the suppression list (${suppressed} added): events carrying them are dropped`,
     });
-    const closed = await this.#otherRequests.closeIn(tx, subject, { by: { erasureRequest: at.requestId }, startedAt: at.startedAt, actor: at.actor });
-    stores.push({
-      module: 'rights',
-      store: OTHER_REQUESTS_LINE,
-      status: 'confirmed',
-      deleted: 0,
-      detail: `${closed.entries.length} other requests of the person closed by this erasure: open ones denied (an erasure request as this one's duplicate, the others \`subject_erased\`) with their verification codes, addresses and requested changes cleared, and denials whose notice was not sent left without it; the data keys sealing erasure requests' addresses are destroyed after the commit, then the addresses cleared. A request whose run is under way (or was cut off) ends by itself and lets its address go`,
-    });
+    // What is still open on the person's behalf (the rights module: their other requests) closes with them.
+    const deletion: SubjectDeletion = { reason: 'erasure', requestId: at.requestId, actor: at.actor, at: at.startedAt };
+    const closedEntries: DeletionAuditEntry[] = [];
+    for (const handler of this.#deps.handlers) {
+      const closed = await handler.closeIn?.(tx, subject, deletion);
+      if (!closed) continue;
+      stores.push({ ...closed.outcome, module: handler.module });
+      closedEntries.push(...closed.audit);
+    }
     await this.#repo.markErased(tx, subject.profileIds, at.requestId);
     const entry = at.entry ?? nextLedgerEntry(await this.#repo.lastLedger(tx), { requestId: at.requestId, at: at.startedAt, profileIds: subject.profileIds, identifiers: subject.identifiers });
     await this.#repo.insertLedger(tx, entry);
@@ -308,8 +304,8 @@ export class ErasureEngine {
     };
     // A replayed request may already have its row (it was restored with the data it erased): keep that one.
     if (!at.entry || !(await this.#repo.erasure(at.requestId, tx))) await this.#repo.insertErasure(tx, row);
-    // Last (on PostgreSQL the audit head is held from here to the commit): the closed requests' entries commit with them.
-    await this.#deps.audit.appendIn(tx, closed.entries);
+    // Last (on PostgreSQL the audit head is held from here to the commit): the entries of what closed commit with it.
+    await this.#deps.audit.appendIn(tx, closedEntries);
     return { row, subject, stores, ledger };
   }
 
@@ -326,7 +322,8 @@ export class ErasureEngine {
     for (const profileId of subject.profileIds) {
       if (await keyring.destroySubjectKey(profileId, actor, PURPOSE)) destroyed++;
     }
-    destroyed += await this.#otherRequests.shredAddresses(subject, { erasureRequest: row.request_id }, actor);
+    const deletion: SubjectDeletion = { reason: 'erasure', requestId: row.request_id, actor, at: row.started_at };
+    for (const handler of handlers) destroyed += (await handler.destroyKeys?.(subject, deletion)) ?? 0;
     const afterCommit: (EraseOutcome & { module: string })[] = [
       { module: 'crypto', store: 'crypto_subject_keys', status: 'confirmed', deleted: destroyed, detail: 'data keys destroyed: their ciphertexts (the encrypted personal fields) in the database are unreadable. Copies made before this erasure (backup files, PostgreSQL dumps and WAL archives) still hold each data key wrapped with the master key version then active, and stay readable with the key file until that version is removed from it (`candor keys rotate`, then `candor keys prune` once those copies have expired); restoring such a backup replays this erasure. Plain non-personal fields stay readable in backup files taken before this erasure until those files are deleted' },
     ];

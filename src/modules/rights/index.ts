@@ -5,8 +5,6 @@
  * its erasures replayed; access and portability produce a zip archive annotated with GDPR Art. 15(1) metadata.
  */
 export { ErasureEngine, type CompactReport, type ErasureDeps, type ErasureFileStore, type ErasureRecipient, type SubjectLookup } from './erasure.ts';
-// A deleted person's other requests (an erasure's, or retention's deletion of an inactive person): closed, their addresses' keys destroyed.
-export { OtherRequests, type DeletedBy } from './other-requests.ts';
 export { NO_RECIPIENTS, certificateStatus, type ErasureCertificate, type RecipientOutcome } from './certificate.ts';
 export { RIGHTS_ERASURE_MIGRATIONS } from './erasure.repo.ts';
 export { DeletionLedger, GENESIS_HASH, LEDGER_FILE, ledgerHash, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';
@@ -19,5 +17,6 @@ export { REQUEST_TYPES, JURISDICTIONS, OPT_OUT_TYPES, deadlines, extendedDueAt, 
 export { verificationLevel, CODE_TTL_MS, MAX_CODE_ATTEMPTS, DEFAULT_RATE_LIMITS, type VerificationLevel, type RateLimits } from './verification.ts';
 export { Mailer, type Mail, type MailerOptions, type OutboxMessage } from './mailer.ts';
 export { MailOutbox, OUTBOX_RETENTION, OUTBOX_RULE, type MailOutboxDeps } from './outbox.ts';
-// What the module holds about a person: their requests (exported, kept at erasure) and the rate limit's start counts.
+// What the module holds about a person: their requests (exported, kept at erasure, the other open ones closed when the
+// person goes: an erasure or retention's deletion of an inactive person) and the rate limit's start counts.
 export { RightsSubjectData, RATE_EVENTS_RULE, REQUESTS_KEPT_REASON, type RightsSubjectDataDeps } from './rights.subject-data.ts';

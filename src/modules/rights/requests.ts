@@ -16,6 +16,7 @@ import type { ErasureEngine } from './erasure.ts';
 import type { SubjectExporter } from './export-archive.ts';
 import { ERASED_NOTICE_SUBJECT, type Mailer } from './mailer.ts';
 import { plannedChanges, type RequestedChange, type TraitPlan } from './rectification.ts';
+import { moveRequestIn, requestAudit, requestEvent } from './request-moves.ts';
 import { noticeKey, OPEN_STATES, RequestsRepo, type RequestEventRow, type RequestRow } from './requests.repo.ts';
 import { CODE_TTL_MS, DEFAULT_RATE_LIMITS, MAX_CODE_ATTEMPTS, checkCode, newCode, verificationLevel, type RateLimits, type VerificationLevel } from './verification.ts';
 
@@ -299,7 +300,7 @@ export class RightsRequests {
   }
 
   #event(requestId: string, from: RequestState | null, to: RequestState, actor: Actor, detail: Record<string, unknown> = {}): RequestEventRow {
-    return { id: sortableId('rre_'), request_id: requestId, at: this.#now().toISOString(), from_state: from, to_state: to, actor: actor.id, role: actor.role, detail: JSON.stringify(detail) };
+    return requestEvent(requestId, from, to, actor, this.#now().toISOString(), detail);
   }
 
   #codeHash(requestId: string, code: string): string {
@@ -564,14 +565,15 @@ export class RightsRequests {
   async #move(row: RequestRow, to: RequestState, changes: Partial<RequestRow>, actor: Actor, detail: Record<string, unknown>, attempts?: number, maxCodeAttempts?: number): Promise<RequestRow> {
     const from = row.state as RequestState;
     assertTransition(from, to);
-    const updated: RequestRow = { ...row, ...changes, state: to, updated_at: this.#now().toISOString() };
-    const ok = await this.#repo.transaction(async (tx) => {
-      if (!(await this.#repo.updateIn(tx, row.id, from, { ...changes, state: to, updated_at: updated.updated_at }, this.#event(row.id, from, to, actor, detail), attempts, maxCodeAttempts))) return false;
-      await this.#audit(tx, actor, `rights.request.${to}`, updated, { from, ...detail });
-      return true;
+    const at = this.#now().toISOString();
+    const moved = await this.#repo.transaction(async (tx) => {
+      const done = await moveRequestIn(this.#repo, tx, row, { to, changes, actor, at, detail, attempts, maxCodeAttempts });
+      // Last in the transaction (see #audit).
+      if (done) await this.#deps.audit.appendIn(tx, [done.audit]);
+      return done?.row;
     });
-    if (!ok) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from, to, reason: 'changed_meanwhile' });
-    return updated;
+    if (!moved) throw new CandorError('RIGHTS_TRANSITION_INVALID', { from, to, reason: 'changed_meanwhile' });
+    return moved;
   }
 
   /**
@@ -579,7 +581,7 @@ export class RightsRequests {
    * from there to the commit): a change that commits always has its entry; one whose entry cannot be written is not made.
    */
   async #audit(tx: SqlExecutor, actor: Actor, action: string, row: RequestRow, details: Record<string, unknown>): Promise<void> {
-    await this.#deps.audit.appendIn(tx, [{ actor: actor.id, role: actor.role, action, purpose: 'essential.legal_obligation', subject: row.subject, resource: `rights_request:${row.id}`, details: { type: row.type, ...details } }]);
+    await this.#deps.audit.appendIn(tx, [requestAudit(actor, action, row, details)]);
   }
 
   /** The key an address is sealed with: the request's own for an erasure (see noticeKey), the person's otherwise. */

@@ -1,13 +1,27 @@
 // What the rights module itself holds about a person: their rights requests with every transition (exported; kept at
 // erasure as the record of how each request was answered), and the start counts of the rate limit (a keyed
-// pseudonym of the address, deleted after the rate window). Registered in the kernel's `subjectData` and retention
-// handlers.
+// pseudonym of the address, deleted after the rate window). When the person goes (an erasure, or retention's deletion
+// of an inactive person) it closes their other requests and destroys the keys sealing their addresses. Registered in
+// the kernel's `subjectData` and retention handlers.
 import type { Kysely } from 'kysely';
 import { isCandorError } from '../../shared/errors.ts';
 import { subtractDuration } from '../../shared/duration.ts';
-import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, RetentionHandler, RetentionRule, SubjectDataHandler, SweepCount, SweepOptions } from '../../shared/subject-data.ts';
+import type {
+  DataSubject,
+  EraseOutcome,
+  ExportSection,
+  FieldDisclosure,
+  RetentionHandler,
+  RetentionRule,
+  SubjectClosing,
+  SubjectDataHandler,
+  SubjectDeletion,
+  SweepCount,
+  SweepOptions,
+} from '../../shared/subject-data.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { Keyring } from '../crypto/index.ts';
+import { OtherRequests } from './other-requests.ts';
 import { REASON_REMOVED, RequestsRepo, type RequestsTables } from './requests.repo.ts';
 import { requestView, type RequestView } from './requests.ts';
 
@@ -16,6 +30,8 @@ export const REQUESTS_KEPT_REASON =
   'GDPR Art. 5(2) and 12, CCPA regulations §7101: the controller must be able to show how and when each request was answered. The rows hold the type, states and their times, deadlines, outcome (counts, receipt and request ids), the codes of Candor’s own denial reasons, the profile id and a keyed pseudonym; staff members’ free-text denial and extension reasons are replaced with “[removed at erasure]”; the address and requested changes are encrypted with a data key this erasure destroys (an erasure request’s own address with the request’s key: this erasure’s once its notice is sent, any other’s right after the commit).';
 
 export const RATE_EVENTS_RULE = 'rights.rate_events';
+/** The erasure certificate's line for the person's other rights requests, closed by the erasure. */
+export const OTHER_REQUESTS_LINE = 'rights_requests (the person\'s other requests)';
 const EMAIL_CONTEXT = 'rights.requests.email';
 const PAYLOAD_CONTEXT = 'rights.requests.payload';
 const LEGAL = ['essential.legal_obligation'];
@@ -31,7 +47,7 @@ const FIELDS: readonly FieldDisclosure[] = [
 
 export interface RightsSubjectDataDeps {
   storage: Storage;
-  keyring: Pick<Keyring, 'decrypt' | 'pseudonym'>;
+  keyring: Pick<Keyring, 'decrypt' | 'pseudonym' | 'destroySubjectKey'>;
   /** The rate limit's window: a start older than this counts for nothing and is deleted. */
   rateWindowMs: number;
 }
@@ -39,17 +55,22 @@ export interface RightsSubjectDataDeps {
 /** A value sealed with a data key: the plaintext, or why there is none. */
 type Sealed<T> = { state: 'decrypted'; value: T } | { state: 'none' | 'shredded'; value: null };
 
-/** The person's rights requests (exported, kept at erasure) and the retention of the rate limit's start counts. */
+/**
+ * The person's rights requests (exported, kept at erasure, their other open ones closed when the person goes) and the
+ * retention of the rate limit's start counts.
+ */
 export class RightsSubjectData implements SubjectDataHandler, RetentionHandler {
   readonly module = 'rights';
   readonly #deps: RightsSubjectDataDeps;
   readonly #db: Kysely<RequestsTables>;
   readonly #repo: RequestsRepo;
+  readonly #otherRequests: OtherRequests;
 
   constructor(deps: RightsSubjectDataDeps) {
     this.#deps = deps;
     this.#db = deps.storage.db.withTables<RequestsTables>();
     this.#repo = new RequestsRepo(deps.storage);
+    this.#otherRequests = new OtherRequests(deps);
   }
 
   async export(subject: DataSubject): Promise<ExportSection> {
@@ -109,6 +130,33 @@ export class RightsSubjectData implements SubjectDataHandler, RetentionHandler {
         detail: `starts counted for the rate limit under a keyed pseudonym of the address: those of the addresses on the subject's requests are deleted right after this erasure's commit, every start by retention rule ${RATE_EVENTS_RULE} once older than ${this.#period()}`,
       },
     ];
+  }
+
+  /**
+   * Closes the person's other requests (all but the erasing one) in the deletion's transaction: see OtherRequests.closeIn.
+   * Their audit entries go back to the caller, to be appended last in that transaction.
+   */
+  async closeIn(tx: SqlExecutor, subject: DataSubject, deletion: SubjectDeletion): Promise<SubjectClosing> {
+    const { entries } = await this.#otherRequests.closeIn(tx, subject, deletion);
+    const how =
+      deletion.requestId === null
+        ? `${entries.length} other requests of the person closed by this deletion: open ones denied (\`subject_erased\`)`
+        : `${entries.length} other requests of the person closed by this erasure: open ones denied (an erasure request as this one's duplicate, the others \`subject_erased\`)`;
+    return {
+      outcome: {
+        store: OTHER_REQUESTS_LINE,
+        status: 'confirmed',
+        deleted: 0,
+        detail: `${how} with their verification codes, addresses and requested changes cleared, and denials whose notice was not sent left without it; the data keys sealing erasure requests' addresses are destroyed after the commit, then the addresses cleared. A request whose run is under way (or was cut off) ends by itself and lets its address go`,
+      },
+      counts: { requestsClosed: entries.length },
+      audit: entries,
+    };
+  }
+
+  /** After the deletion's commit: the keys sealing the addresses of the person's other erasure requests, then the addresses. */
+  destroyKeys(subject: DataSubject, deletion: SubjectDeletion): Promise<number> {
+    return this.#otherRequests.shredAddresses(subject, deletion);
   }
 
   /** Deletes the rate limit's start counts of the addresses on the person's requests, while their keys still exist. */

@@ -35,7 +35,7 @@ describeEachDialect('candor plan', (dialect) => {
     writeFileSync(bad, JSON.stringify(plan));
     const refused = await candor('plan', 'validate', bad);
     assert.equal(refused.code, 1);
-    assert.match(refused.err, /the tracking plan has 2 problems:/);
+    assert.match(refused.err, /^error CATALOG_PLAN_INVALID: the tracking plan has 2 problems:/m);
     assert.match(refused.err, /\/colour: is not allowed here/);
     assert.match(refused.err, /\/events\/Order Completed\/purposes\/0: "analytics\.nope" is not a data use/);
 

@@ -35,7 +35,8 @@ const versionOption = (option: string) => (value: string): number => {
 };
 
 function reportProblems(problems: readonly PlanProblem[], err: (line: string) => void): never {
-  err(`the tracking plan has ${problems.length} problem${problems.length === 1 ? '' : 's'}:`);
+  // Coded as every CLI error is (`error CODE: …`), then one line per problem.
+  err(`error CATALOG_PLAN_INVALID: the tracking plan has ${problems.length} problem${problems.length === 1 ? '' : 's'}:`);
   for (const p of problems) err(`  ${p.path}: ${p.problem}`);
   throw new CommanderError(1, 'candor.plan_invalid', '');
 }

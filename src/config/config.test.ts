@@ -93,4 +93,12 @@ describe('configuration', () => {
     assert.ok(!JSON.stringify(lines).includes('hunter2'));
     assert.equal(lines.find((l) => l.key === 'port')?.value, '8080');
   });
+
+  it('shows every value in a form it accepts back (no trusted proxy: empty)', () => {
+    const lines = describeConfig(loadConfig({ environment: {} }));
+    const environment = Object.fromEntries(lines.filter((l) => !l.sensitive && l.source === 'default').map((l) => [l.env, l.value]));
+    assert.equal(environment.CANDOR_TRUST_PROXY, '');
+    assert.deepEqual(describeConfig(loadConfig({ environment })).map((l) => l.value), lines.map((l) => l.value));
+    assert.equal(describeConfig(loadConfig({ environment: { CANDOR_TRUST_PROXY: 'loopback' } })).find((l) => l.key === 'trustProxy')?.value, 'loopback');
+  });
 });

@@ -236,7 +236,8 @@ export interface ConfigLine {
 export function describeConfig(config: Config): ConfigLine[] {
   return (Object.keys(CONFIG_SCHEMA) as ConfigKey[]).map((key) => {
     const entry: ConfigEntry = CONFIG_SCHEMA[key];
-    const value = entry.type === 'json' ? JSON.stringify(config[key]) : String(config[key]);
+    // Shown as it is configured, so that a value copied from here is accepted back (no proxy: empty, not `false`).
+    const value = entry.type === 'json' ? JSON.stringify(config[key]) : key === 'trustProxy' && config.trustProxy === false ? '' : String(config[key]);
     return {
       key,
       env: entry.env,

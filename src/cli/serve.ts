@@ -57,7 +57,11 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
   }
   const { app, stopping } = await buildServer(kernel);
   const housekeeping: NodeJS.Timeout[] = [];
-  const schedules: Repeating[] = [];
+  const schedules: { what: string; schedule: Repeating }[] = [];
+  // Background work in progress, waited for at a stop before the database is closed; a scoring run is also told to
+  // end early (between its reads, before it saves).
+  const background = new Background();
+  const stopScoring = new AbortController();
   let forcedConnections = 0;
   try {
     const address = await app.listen({ port: config.port, host: config.host });
@@ -88,51 +92,97 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
       setInterval(() => {
         if (refreshing) return;
         refreshing = true;
-        void refreshConfiguration()
-          .catch((err: unknown) => kernel.logger.warn({ err }, 'configuration refresh failed'))
-          .finally(() => (refreshing = false));
+        background.track(
+          'configuration refresh',
+          refreshConfiguration()
+            .catch((err: unknown) => kernel.logger.warn({ err }, 'configuration refresh failed'))
+            .finally(() => (refreshing = false)),
+        );
       }, 1_000),
       // Plan counts of messages that stored nothing (others are written with the events they describe).
-      setInterval(() => void kernel.catalog.flushStats().catch((err: unknown) => kernel.logger.warn({ err }, 'plan counts not written')), 10_000),
-      setInterval(() => void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')), 3_600_000),
+      setInterval(() => background.track('plan counts', kernel.catalog.flushStats().catch((err: unknown) => kernel.logger.warn({ err }, 'plan counts not written'))), 10_000),
+      setInterval(() => background.track('consent expiry', kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed'))), 3_600_000),
     );
     // The retention sweeper: deletes what expired, in batches, with the evidence in the audit log. It and scoring run
     // on `repeat`, which waits for a run to end before the next wait and takes intervals longer than a Node.js timer
     // holds (~24.8 days: a longer setInterval would fire every millisecond).
     const sweepFailed = (err: unknown) => kernel.logger.warn({ err }, 'retention sweep failed');
     if (config.retentionSweepMinutes > 0) {
-      const first = kernel.retention.sweep().catch(sweepFailed);
-      schedules.push(repeat(config.retentionSweepMinutes * 60_000, async () => {
-        await first;
-        await kernel.retention.sweep();
-      }, sweepFailed));
+      const first = background.track('retention sweep', kernel.retention.sweep().catch(sweepFailed));
+      schedules.push({
+        what: 'retention sweep',
+        schedule: repeat(config.retentionSweepMinutes * 60_000, async () => {
+          await first;
+          await kernel.retention.sweep();
+        }, sweepFailed),
+      });
     }
     // Scoring: models refitted and everyone who allows profiling rescored on a schedule; models whose statistics an
     // erasure decremented are refitted within minutes.
     if (config.scoringIntervalHours > 0) {
-      schedules.push(repeat(config.scoringIntervalHours * 3_600_000, () => kernel.scoring.run(SYSTEM_ACTOR), (err: unknown) => kernel.logger.warn({ err }, 'scoring run failed')));
+      const scoringFailed = (err: unknown) => {
+        if (stopScoring.signal.aborted && err === stopScoring.signal.reason) kernel.logger.info('scoring run ended early by the stop; nothing of it was saved');
+        else kernel.logger.warn({ err }, 'scoring run failed');
+      };
+      schedules.push({ what: 'scoring run', schedule: repeat(config.scoringIntervalHours * 3_600_000, () => kernel.scoring.run(SYSTEM_ACTOR, { signal: stopScoring.signal }), scoringFailed) });
     }
-    housekeeping.push(setInterval(() => void kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed')), 300_000));
+    housekeeping.push(setInterval(() => background.track('model refit', kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed'))), 300_000));
     for (const timer of housekeeping) timer.unref();
-    void kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed'));
+    background.track('consent expiry', kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')));
     // Rights requests whose run a crash cut off run again, in the background once the server answers (after the
     // deletion ledger's replay at open: an erasure it finished is only completed). Only servers resume them: a CLI
     // command does not run someone's erasure or mail with the shell's settings.
-    void kernel.rights
-      .resumeInterrupted()
-      .then((runs) => {
-        if (runs.resumed + runs.deferred > 0) kernel.logger.info(runs, 'interrupted rights requests resumed');
-      })
-      .catch((err: unknown) => kernel.logger.warn({ err }, 'interrupted rights requests not resumed; retried at the next start'));
+    background.track(
+      'interrupted rights requests',
+      kernel.rights
+        .resumeInterrupted()
+        .then((runs) => {
+          if (runs.resumed + runs.deferred > 0) kernel.logger.info(runs, 'interrupted rights requests resumed');
+        })
+        .catch((err: unknown) => kernel.logger.warn({ err }, 'interrupted rights requests not resumed; retried at the next start')),
+    );
 
     await stopRequested;
     out('Candor is stopping');
   } finally {
+    // Nothing new is started; what runs is waited for alongside the drain, within the same timeout, so that it ends
+    // (or is abandoned, at the deadline or a second signal) before the database is closed.
     for (const timer of housekeeping) clearInterval(timer);
-    for (const schedule of schedules) schedule.stop();
+    stopScoring.abort();
+    for (const { what, schedule } of schedules) {
+      if (schedule.running) background.track(what, schedule.stop());
+      else void schedule.stop();
+    }
+    const running = background.running();
+    if (running.length > 0) kernel.logger.info({ running }, 'waiting for background work to finish');
+    const settled = within(background.settled(), config.shutdownTimeoutMs, forceRequested);
     forcedConnections = await drain(app, stopping, config.shutdownTimeoutMs, forceRequested, kernel.logger);
+    if (!(await settled)) kernel.logger.warn({ abandoned: background.running(), timeoutMs: config.shutdownTimeoutMs }, 'background work still running at the shutdown deadline is abandoned');
   }
   await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.stop', purpose: 'essential.service.operations', details: { connectionsClosedAtDeadline: forcedConnections } });
+}
+
+/** Background runs in progress, by what they do; a run is forgotten once it settles. */
+class Background {
+  readonly #runs = new Set<{ what: string; settled: Promise<void> }>();
+
+  /** Keeps `work` (which handles its own errors) until it settles, and answers it. */
+  track<T>(what: string, work: Promise<T>): Promise<T> {
+    const run = { what, settled: work.then(() => {}, () => {}) };
+    this.#runs.add(run);
+    void run.settled.then(() => this.#runs.delete(run));
+    return work;
+  }
+
+  /** What is still running (a name once per run). */
+  running(): string[] {
+    return [...this.#runs].map((run) => run.what);
+  }
+
+  /** Resolves once every run tracked so far has settled. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.#runs].map((run) => run.settled));
+  }
 }
 
 /** Resolves with true when `work` settles, with false after `ms` milliseconds or at `force`, whichever comes first. */

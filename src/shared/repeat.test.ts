@@ -39,7 +39,7 @@ describe('repeat', () => {
       await settle();
       assert.equal(runs, 2, 'and again one interval later');
     } finally {
-      job.stop();
+      await job.stop();
     }
   });
 
@@ -67,7 +67,7 @@ describe('repeat', () => {
       assert.equal(running, 1, 'the next run, an interval after the slow one ended');
       finish();
     } finally {
-      job.stop();
+      await job.stop();
     }
   });
 
@@ -86,18 +86,55 @@ describe('repeat', () => {
       assert.equal(runs, 3);
       assert.deepEqual(errors.map((e) => (e as Error).message), ['run 1', 'run 2', 'run 3']);
     } finally {
-      job.stop();
+      await job.stop();
     }
   });
 
   it('runs nothing once stopped, and refuses an interval that is not a positive number', async () => {
     let runs = 0;
     const job = repeat(1_000, () => void runs++, unexpected);
-    job.stop();
+    await job.stop();
     mock.timers.tick(5_000);
     await settle();
     assert.equal(runs, 0);
     assert.throws(() => repeat(0, () => {}, unexpected), RangeError);
     assert.throws(() => repeat(Number.NaN, () => {}, unexpected), RangeError);
+  });
+
+  it('stop resolves once the run under way has finished, its failure handed to onError first', async () => {
+    const events: string[] = [];
+    let finish: () => void = () => {};
+    const job = repeat(1_000, async () => {
+      events.push('run started');
+      await new Promise<void>((resolve) => (finish = resolve));
+      events.push('run finished');
+      throw new Error('late failure');
+    }, () => events.push('onError'));
+    assert.equal(job.running, false);
+    mock.timers.tick(1_000);
+    await settle();
+    assert.equal(job.running, true);
+    const stopped = job.stop().then(() => events.push('stopped'));
+    await settle();
+    assert.deepEqual(events, ['run started'], 'the stop waits for the run');
+    finish();
+    await stopped;
+    assert.deepEqual(events, ['run started', 'run finished', 'onError', 'stopped']);
+    assert.equal(job.running, false);
+    mock.timers.tick(5_000);
+    await settle();
+    assert.equal(events.filter((e) => e === 'run started').length, 1, 'and nothing runs after it');
+  });
+
+  it('stop resolves at once when no run is under way', async () => {
+    let runs = 0;
+    const job = repeat(1_000, () => void runs++, unexpected);
+    mock.timers.tick(1_000);
+    await settle();
+    assert.equal(runs, 1);
+    let stopped = false;
+    void job.stop().then(() => (stopped = true));
+    await settle();
+    assert.equal(stopped, true);
   });
 });

@@ -1,9 +1,12 @@
 /** The longest delay a Node.js timer takes: a longer one is cut to 1 ms (with a TimeoutOverflowWarning). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** A task run on a schedule by `repeat`; `stop` ends it (a run under way finishes). */
+/** A task run on a schedule by `repeat`. */
 export interface Repeating {
-  stop(): void;
+  /** Whether a run is under way. */
+  readonly running: boolean;
+  /** Runs nothing more; resolves once a run under way has finished and its error gone to `onError` (at once when none is). */
+  stop(): Promise<void>;
 }
 
 /**
@@ -16,6 +19,8 @@ export function repeat(intervalMs: number, task: () => Promise<unknown> | unknow
   if (!(intervalMs > 0) || !Number.isFinite(intervalMs)) throw new RangeError(`repeat: the interval must be a positive number of milliseconds, not ${intervalMs}`);
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  // The run under way, settled once its error (if any) has been handed to onError.
+  let running: Promise<void> | undefined;
   const wait = (remaining: number) => {
     if (stopped) return;
     const step = Math.min(remaining, MAX_TIMER_MS);
@@ -26,18 +31,33 @@ export function repeat(intervalMs: number, task: () => Promise<unknown> | unknow
     timer.unref();
   };
   const run = async () => {
+    running = (async () => {
+      try {
+        await task();
+      } catch (error) {
+        onError(error);
+      }
+    })();
     try {
-      await task();
-    } catch (error) {
-      onError(error);
+      await running;
+    } finally {
+      running = undefined;
     }
     wait(intervalMs);
   };
   wait(intervalMs);
   return {
+    get running() {
+      return running !== undefined;
+    },
     stop() {
       stopped = true;
       clearTimeout(timer);
+      // A stop waits for the run, not for onError's own failure (which reaches the process as before).
+      return running?.then(
+        () => {},
+        () => {},
+      ) ?? Promise.resolve();
     },
   };
 }

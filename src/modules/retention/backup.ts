@@ -463,15 +463,22 @@ interface BackupKeys {
   usedWrapVersions: Set<number>;
 }
 
-/** Reads a SQLite backup's key registrations and data key versions (the file opened read-only, immutable). */
-function sqliteBackupKeys(file: string): BackupKeys {
+/** What a restore checks in a backup before changing anything: the migrations it records as applied, and its keys. */
+interface BackupContents {
+  migrations: string[];
+  keys: BackupKeys;
+}
+
+/** Reads what the restore checks from a SQLite backup (the file opened read-only, immutable). */
+function sqliteBackupContents(file: string): BackupContents {
   const url = pathToFileURL(resolve(file));
   url.searchParams.set('immutable', '1');
   const db = new DatabaseSync(url, { readOnly: true });
   try {
+    const migrations = (db.prepare('SELECT name FROM storage_migrations ORDER BY name').all() as { name: string }[]).map((r) => r.name);
     const registered = (db.prepare('SELECT purpose, version, check_value FROM crypto_master_keys ORDER BY purpose, version').all() as { purpose: string; version: number | bigint; check_value: string }[]).map((r) => ({ ...r, version: Number(r.version) }));
     const used = db.prepare('SELECT DISTINCT master_version AS v FROM crypto_subject_keys').all() as { v: number | bigint }[];
-    return { registered, usedWrapVersions: new Set(used.map((r) => Number(r.v))) };
+    return { migrations, keys: { registered, usedWrapVersions: new Set(used.map((r) => Number(r.v))) } };
   } finally {
     db.close();
   }
@@ -511,32 +518,17 @@ async function archiveRows(file: string, databaseUrl: string, tables: readonly s
   if (result.code !== 0) throw new CandorError('BACKUP_CORRUPT', { reason: `pg_restore cannot read ${tables.join(', ')}`, message: toolMessage(result.stderr) });
 }
 
-/** Reads a pg_dump archive's key registrations and data key versions (nothing is restored). */
-async function postgresBackupKeys(file: string, databaseUrl: string): Promise<BackupKeys> {
-  const keys: BackupKeys = { registered: [], usedWrapVersions: new Set() };
-  await archiveRows(file, databaseUrl, ['crypto_master_keys', 'crypto_subject_keys'], (table, value) => {
-    if (table === 'crypto_master_keys') keys.registered.push({ purpose: value('purpose'), version: Number(value('version')), check_value: value('check_value') });
-    else keys.usedWrapVersions.add(Number(value('master_version')));
+/** Reads what the restore checks from a pg_dump archive, in one pass of pg_restore over it (nothing is restored). */
+async function postgresBackupContents(file: string, databaseUrl: string): Promise<BackupContents> {
+  const contents: BackupContents = { migrations: [], keys: { registered: [], usedWrapVersions: new Set() } };
+  await archiveRows(file, databaseUrl, ['storage_migrations', 'crypto_master_keys', 'crypto_subject_keys'], (table, value) => {
+    if (table === 'storage_migrations') contents.migrations.push(value('name'));
+    else if (table === 'crypto_master_keys') contents.keys.registered.push({ purpose: value('purpose'), version: Number(value('version')), check_value: value('check_value') });
+    else contents.keys.usedWrapVersions.add(Number(value('master_version')));
   });
-  keys.registered.sort((a, b) => a.purpose.localeCompare(b.purpose) || a.version - b.version);
-  return keys;
-}
-
-/** The names of the migrations a backup records as applied, read without restoring it. */
-async function backupMigrations(file: string, dialect: 'sqlite' | 'postgres', databaseUrl: string): Promise<string[]> {
-  if (dialect === 'postgres') {
-    const names: string[] = [];
-    await archiveRows(file, databaseUrl, ['storage_migrations'], (_, value) => names.push(value('name')));
-    return names.sort();
-  }
-  const url = pathToFileURL(resolve(file));
-  url.searchParams.set('immutable', '1');
-  const db = new DatabaseSync(url, { readOnly: true });
-  try {
-    return (db.prepare('SELECT name FROM storage_migrations ORDER BY name').all() as { name: string }[]).map((r) => r.name);
-  } finally {
-    db.close();
-  }
+  contents.migrations.sort();
+  contents.keys.registered.sort((a, b) => a.purpose.localeCompare(b.purpose) || a.version - b.version);
+  return contents;
 }
 
 /**
@@ -544,9 +536,9 @@ async function backupMigrations(file: string, dialect: 'sqlite' | 'postgres', da
  * knows) with BACKUP_NEWER_THAN_CODE, naming them: once restored, the database could not be opened (a start refuses it
  * with STORAGE_NEWER_THAN_CODE), so the deletion ledger could not be replayed into it either.
  */
-async function checkBackupMigrations(target: RestoreTarget, file: string, dialect: 'sqlite' | 'postgres', migrations: readonly ModuleMigration[]): Promise<void> {
+function checkBackupMigrations(file: string, contents: BackupContents, migrations: readonly ModuleMigration[]): void {
   const known = new Set(migrations.map((m) => m.name));
-  const unknown = (await backupMigrations(file, dialect, target.databaseUrl)).filter((name) => !known.has(name));
+  const unknown = contents.migrations.filter((name) => !known.has(name));
   if (unknown.length > 0) throw new CandorError('BACKUP_NEWER_THAN_CODE', { unknownMigrations: unknown, backup: basename(file) });
 }
 
@@ -554,8 +546,7 @@ async function checkBackupMigrations(target: RestoreTarget, file: string, dialec
  * Checks a backup against the key file the restored database will be opened with, the way a start checks it
  * (Keyring.open): refused with the same CRYPTO_* code, naming the backup, before anything is changed.
  */
-async function checkBackupKeys(target: RestoreTarget, file: string, dialect: 'sqlite' | 'postgres'): Promise<void> {
-  const keys = dialect === 'postgres' ? await postgresBackupKeys(file, target.databaseUrl) : sqliteBackupKeys(file);
+async function checkBackupKeys(target: RestoreTarget, file: string, { keys }: BackupContents): Promise<void> {
   // A database no keyring ever opened has no keys to check: the first start after the restore makes them.
   if (keys.registered.length === 0) return;
   try {
@@ -595,8 +586,9 @@ async function restoreLocked(target: RestoreTarget, file: string, actor: Actor, 
     checkSqliteBackup(file);
     backupTakenAt = statSync(file).mtime.toISOString();
   }
-  await checkBackupMigrations(target, file, dialect, migrations);
-  await checkBackupKeys(target, file, dialect);
+  const contents = dialect === 'postgres' ? await postgresBackupContents(file, target.databaseUrl) : sqliteBackupContents(file);
+  checkBackupMigrations(file, contents, migrations);
+  await checkBackupKeys(target, file, contents);
   const bytes = statSync(file).size;
   const sha256 = await sha256Of(file);
   const discarded = await currentAuditHead(target);

@@ -89,6 +89,11 @@ export interface RunOptions {
   /** Only these models (the others keep their current version, and each person keeps their scores from it, with lineage). */
   models?: readonly ModelKind[];
   onProgress?: (done: number, total: number, stage: string) => void;
+  /**
+   * Ends the run early (a server stopping): checked between the reads and the fits and once more before the save, it
+   * makes the run throw the signal's reason with nothing written. Once the save has begun the run completes.
+   */
+  signal?: AbortSignal;
 }
 
 const DAY_MS = 86_400_000;
@@ -131,12 +136,15 @@ export class Scoring {
     const runId = sortableId('run');
     const { consent, data } = this.#deps;
     const endDay = Math.floor(now.getTime() / DAY_MS);
+    const { signal } = options;
+    signal?.throwIfAborted();
 
     // 1. Who may be profiled, and for which purpose their data is read (consent and restriction decide, per person, now).
     const eligible: { profileId: string; members: readonly string[]; purpose: string }[] = [];
     const notProfiled: Record<string, number> = {};
     let people = 0;
     for await (const chunk of data.people()) {
+      signal?.throwIfAborted();
       await consent.load(chunk.map((p) => p.profileId));
       for (const person of chunk) {
         people++;
@@ -167,6 +175,7 @@ export class Scoring {
     const chunks = [...idsFor].flatMap(([purpose, list]) => Array.from({ length: Math.ceil(list.length / 500) }, (_, k) => ({ purpose, ids: list.slice(k * 500, k * 500 + 500) })));
     let read = 0;
     for (const chunk of chunks) {
+      signal?.throwIfAborted();
       for (const order of await data.orders(chunk.ids, chunk.purpose)) {
         const at = Date.parse(order.occurredAt);
         if (!Number.isFinite(at) || at > now.getTime()) continue;
@@ -176,6 +185,7 @@ export class Scoring {
       read += chunk.ids.length;
       options.onProgress?.(read, owner.size, 'reading orders');
     }
+    signal?.throwIfAborted();
     const summaries = summarize(transactions, { endDay, unitDays: 7 });
     const timing = new Map<string, { weekday: number; morning: number }>();
     for (const t of transactions) {
@@ -225,6 +235,7 @@ export class Scoring {
       report.push({ kind: 'personas', id: personaModel.id, version: personaModel.version, customers: summaries.length });
     } else if (kinds.has('personas')) skip('personas', `needs at least 30 buyers (has ${summaries.length})`);
 
+    signal?.throwIfAborted();
     const repeaters = summaries.filter((s) => s.x > 0);
     let bg: BgNbdParams | undefined;
     let bgModel: ModelRow | undefined;
@@ -256,7 +267,8 @@ export class Scoring {
     let leads: Map<string, { probability: number; reason: string }> | undefined;
     let leadModel: ModelRow | undefined;
     if (kinds.has('leads')) {
-      const lead = await this.#leads(eligible.map((p) => p.profileId), owner, chunks, transactions, now);
+      signal?.throwIfAborted();
+      const lead = await this.#leads(eligible.map((p) => p.profileId), owner, chunks, transactions, now, signal);
       if ('skipped' in lead) skip('leads', lead.skipped);
       else {
         leads = lead.scores;
@@ -335,6 +347,8 @@ export class Scoring {
         });
       }
     }
+    // The last point a stop ends the run at: from here the save and what follows it are one unit.
+    signal?.throwIfAborted();
     options.onProgress?.(eligible.length, eligible.length, 'saving');
     // One entry per purpose data was read for (the first profiling purpose when nobody was profiled), naming the models
     // as saved (skipped ones have no id); written in the save's transaction.
@@ -458,12 +472,14 @@ export class Scoring {
     chunks: readonly { purpose: string; ids: readonly string[] }[],
     transactions: readonly { customerId: string; day: number; value: number }[],
     now: Date,
+    signal: AbortSignal | undefined,
   ): Promise<{ skipped: string } | { scores: Map<string, { probability: number; reason: string }>; params: unknown; details: unknown; trainedOn: number }> {
     const WINDOW = 90;
     const nowDay = now.getTime() / DAY_MS;
     const views = new Map<string, number[]>();
     const pages = new Map<string, number[]>();
     for (const chunk of chunks) {
+      signal?.throwIfAborted();
       for (const a of await this.#deps.data.activity(chunk.ids, chunk.purpose)) {
         const person = owner.get(a.profileId);
         const at = Date.parse(a.occurredAt) / DAY_MS;
@@ -517,6 +533,7 @@ export class Scoring {
     if (train.length < 40 || positives < 5 || train.length - positives < 5) {
       return { skipped: `needs at least 40 people known 90 days ago, with 5 who ordered since and 5 who did not (has ${train.length}, ${positives} ordered)` };
     }
+    signal?.throwIfAborted();
     const encoder = FeatureEncoder.fit(specs, train, this.#deps.data.isProtected);
     const data: Dataset = { x: encoder.encode(train), y: Uint8Array.from(outcome), n: train.length, d: encoder.columns.length };
     // Out-of-fold predictions judge the model honestly; the scores come from the model fitted on everyone.

@@ -156,6 +156,7 @@ export const ERROR_CODES = {
   SERVE_DATA_DIR_NOT_WRITABLE: { category: 'unavailable', message: 'A file of the data directory could not be written (details.reason, e.g. ENOSPC: the disk is full): the server did not start.' },
   STORAGE_MIGRATION_FAILED: { category: 'internal', message: 'A database migration failed; the database was left as it was.' },
   STORAGE_UNAVAILABLE: { category: 'unavailable', message: 'The database cannot be reached.' },
+  STORAGE_CONNECTION_REFUSED: { category: 'unavailable', message: 'PostgreSQL refused the connection for its settings (details.reason: the database does not exist, the role does not exist or may not connect, the password was refused): check CANDOR_DATABASE_URL, and create the database (createdb) before the first start.' },
   STORAGE_NOT_MIGRATED: { category: 'unavailable', message: 'The database has migrations that are not applied yet.' },
   STORAGE_NEWER_THAN_CODE: { category: 'unavailable', message: 'This database was written by a newer Candor release (it has migrations this release does not know); run that release or a newer one. Nothing was changed.' },
   STORAGE_CHECKPOINT_BUSY: { category: 'unavailable', message: "SQLite's write-ahead log could not be truncated: another connection to the database holds a read transaction; it is tried again later." },

@@ -16,8 +16,20 @@ const TIMED_OUT: ReadonlyMap<string, string> = new Map([
 ]);
 
 /**
+ * SQLSTATEs of a connection the server refused for its settings, not for a moment: invalid_catalog_name (3D000, the
+ * database does not exist), invalid_authorization_specification (28000, no such role, or pg_hba.conf refuses it) and
+ * invalid_password (28P01). STORAGE_CONNECTION_REFUSED, with the reason (never the names, which are in the URL).
+ */
+const REFUSED: ReadonlyMap<string, string> = new Map([
+  ['3D000', 'the database does not exist'],
+  ['28000', 'the role does not exist or may not connect'],
+  ['28P01', 'the password was refused'],
+]);
+
+/**
  * A PostgreSQL error as the coded, retryable error it stands for (disk_full as STORAGE_FULL; a lost connection and a
- * statement ended at its timeout as STORAGE_UNAVAILABLE); any other as it is.
+ * statement ended at its timeout as STORAGE_UNAVAILABLE), a connection refused for its settings as
+ * STORAGE_CONNECTION_REFUSED; any other as it is.
  */
 export function codedPostgresError(error: unknown): unknown {
   const code = (error as { code?: unknown } | null)?.code;
@@ -26,6 +38,8 @@ export function codedPostgresError(error: unknown): unknown {
   const timedOut = typeof code === 'string' ? TIMED_OUT.get(code) : undefined;
   if (timedOut !== undefined) return new CandorError('STORAGE_UNAVAILABLE', { reason: timedOut, sqlstate: code }, { cause: error });
   if (isConnectionLost(error)) return new CandorError('STORAGE_UNAVAILABLE', { reason: connectionLostReason(error) }, { cause: error });
+  const refused = typeof code === 'string' ? REFUSED.get(code) : undefined;
+  if (refused !== undefined) return new CandorError('STORAGE_CONNECTION_REFUSED', { reason: refused, sqlstate: code }, { cause: error });
   return error;
 }
 

@@ -143,6 +143,7 @@ export const ERROR_CODES = {
   SCORING_AUDIT_ATTRIBUTE_INVALID: { category: 'invalid_input', message: 'Only a trait the tracking plan declares for the fairness_audit purpose can group a fairness audit.' },
   SCORING_PROTECTED_FEATURE: { category: 'invalid_input', message: 'A special category or protected attribute can never be a model feature or segment rule.' },
   RETENTION_SWEEP_RUNNING: { category: 'conflict', message: 'A retention sweep is already running in this process; try again when it has finished.' },
+  BACKUP_DIRECTORY_UNUSABLE: { category: 'invalid_input', message: 'The directory the backup was to be written to does not exist, is not a directory or takes no new files (details.reason: ENOENT, ENOTDIR, EACCES, EROFS); create it or choose another; nothing was written.' },
   BACKUP_FILE_EXISTS: { category: 'conflict', message: 'A file already exists where the backup was to be written; nothing was overwritten.' },
   BACKUP_FAILED: { category: 'internal', message: 'The backup or restore tool failed; see details (the database was left as it was).' },
   BACKUP_TOOL_MISSING: { category: 'unavailable', message: 'The PostgreSQL client tool (pg_dump or pg_restore) is not installed or not on the PATH.' },

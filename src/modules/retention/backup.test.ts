@@ -66,6 +66,15 @@ describeEachDialect('backup and restore', (dialect) => {
     await assert.rejects(backupDatabase(env.config, backupFile, CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_FILE_EXISTS'));
   });
 
+  it('refuses a directory that does not exist or is a file, coded, and writes nothing', async () => {
+    const missing = join(env.dataDir, 'no-such-directory', 'candor.backup');
+    await assert.rejects(backupDatabase(env.config, missing, CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_DIRECTORY_UNUSABLE') && e.details?.reason === 'ENOENT');
+    assert.ok(!existsSync(join(env.dataDir, 'no-such-directory')));
+    const notADirectory = join(env.dataDir, 'plain-file');
+    writeFileSync(notADirectory, '');
+    await assert.rejects(backupDatabase(env.config, join(notADirectory, 'candor.backup'), CLI_ACTOR), (e) => isCandorError(e, 'BACKUP_DIRECTORY_UNUSABLE') && e.details?.reason === 'ENOTDIR');
+  });
+
   it('refuses a corrupt backup with a specific code and leaves the database as it was', async () => {
     const corrupt = `${backupFile}.corrupt`;
     const bytes = readFileSync(backupFile);

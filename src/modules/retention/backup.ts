@@ -8,7 +8,7 @@
 // audited: a backup with the audit head it holds, a restore with the head of the log it discarded (the entries written
 // after the backup are gone from the database, and this entry is what puts that on record).
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, createReadStream, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, copyFileSync, createReadStream, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { backup as sqliteBackup, DatabaseSync } from 'node:sqlite';
@@ -326,6 +326,18 @@ function removeStalePartials(file: string): void {
   }
 }
 
+/** The backup's directory must exist and take new files: BACKUP_DIRECTORY_UNUSABLE (details.reason) otherwise. */
+function checkBackupDirectory(file: string): void {
+  const dir = dirname(file);
+  try {
+    if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unknown';
+    throw new CandorError('BACKUP_DIRECTORY_UNUSABLE', { reason: code, file: basename(file) }, { cause: error });
+  }
+}
+
 export interface BackupOptions {
   /**
    * Interrupts the backup (the CLI's SIGINT or SIGTERM; the reason names it): pg_dump is stopped and waited for, the
@@ -344,6 +356,7 @@ export async function backupDatabase(target: DatabaseTarget, file: string, actor
   const { signal } = options;
   checkInterrupted(signal);
   if (existsSync(file)) throw new CandorError('BACKUP_FILE_EXISTS', { file: basename(file) });
+  checkBackupDirectory(file);
   removeStalePartials(file);
   const partial = join(dirname(file), `.${basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.partial`);
   const dialect = isPostgres(target) ? 'postgres' : 'sqlite';

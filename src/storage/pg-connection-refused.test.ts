@@ -15,7 +15,7 @@ const skip = !(process.env.CANDOR_TEST_DIALECTS ?? 'sqlite,postgres').includes('
 describe('PostgreSQL refusing a connection for its settings', { skip }, () => {
   it('names a database that does not exist: STORAGE_CONNECTION_REFUSED, not an internal error', async () => {
     const databaseUrl = urlWith((url) => (url.pathname = '/candor_no_such_database'));
-    await assert.rejects(openStorage({ databaseUrl, dataDir: '/nonexistent', postgresTimeoutMs: 0 }), (error) => {
+    await assert.rejects(openStorage({ databaseUrl, dataDir: '/nonexistent', sqliteSynchronous: 'FULL', postgresTimeoutMs: 0 }), (error) => {
       assert.ok(isCandorError(error, 'STORAGE_CONNECTION_REFUSED'), String(error));
       assert.deepEqual(error.details, { reason: 'the database does not exist', sqlstate: '3D000' });
       assert.ok(!JSON.stringify(error.details).includes('candor_no_such_database'));
@@ -25,7 +25,7 @@ describe('PostgreSQL refusing a connection for its settings', { skip }, () => {
 
   it('names a role that does not exist the same way', async () => {
     const databaseUrl = urlWith((url) => (url.username = 'candor_no_such_role'));
-    await assert.rejects(openStorage({ databaseUrl, dataDir: '/nonexistent', postgresTimeoutMs: 0 }), (error) => {
+    await assert.rejects(openStorage({ databaseUrl, dataDir: '/nonexistent', sqliteSynchronous: 'FULL', postgresTimeoutMs: 0 }), (error) => {
       assert.ok(isCandorError(error, 'STORAGE_CONNECTION_REFUSED'), String(error));
       assert.equal(error.details?.sqlstate, '28000');
       return true;

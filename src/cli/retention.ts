@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { CommanderError, type Command } from 'commander';
 import type { Config } from '../config/index.ts';
 import { MIGRATIONS, openKernel, type Kernel } from '../kernel.ts';
@@ -110,7 +111,7 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
     .description('replace the database with a backup (checked first; the server must be stopped), then replay erasures made since')
     .action(async (file: string) => {
       const settings = config();
-      const { dialect, discarded, restored, backupTakenAt } = await restoreDatabase(settings, file, CLI_ACTOR, MIGRATIONS);
+      const { dialect, discarded, restored, backupTakenAt, revokedInReplaced } = await restoreDatabase(settings, file, CLI_ACTOR, MIGRATIONS);
       out(`restored ${dialect} database from ${file} (backup taken ${backupTakenAt})`);
       // The audit log went back with the rest: what it held after the backup is gone, and this says how far it reached.
       out(`  audit log rolled back from ${typeof discarded === 'string' ? `(${discarded})` : describeHead(discarded)} to ${describeHead(restored)}; recorded as retention.restore`);
@@ -120,6 +121,14 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
       try {
         out(`  erasures replayed from the deletion ledger: ${kernel.erasuresReplayed}`);
         if (kernel.migrationsApplied.length > 0) out(`  migrations applied: ${kernel.migrationsApplied.join(', ')}`);
+        // A credential revoked after the backup was taken must not work again (a leaked key revoked since).
+        if (Array.isArray(revokedInReplaced)) {
+          const { revoked, keptLastOwner } = await kernel.access.revokeAgainAfterRestore(revokedInReplaced, basename(file), CLI_ACTOR);
+          out(`  credentials revoked again (revoked in the replaced database, active in the backup): ${revoked.length}${revoked.length > 0 ? ` (${revoked.join(', ')})` : ''}`);
+          for (const id of keptLastOwner) out(`  owner token ${id} was revoked in the replaced database but is the restored database's last active owner token: create another owner token (keys create --role owner), then revoke it`);
+        } else if (revokedInReplaced === 'unreadable') {
+          out(`  credentials revoked since the backup: not known (the replaced database could not be read): revoke again any revoked after ${backupTakenAt}`);
+        }
       } finally {
         await kernel.close();
       }

@@ -21,6 +21,17 @@ export type TokenRow = AccessTables['access_tokens'];
 /** What a revocation found: done, no such credential, revoked before, or the last active owner token (kept). */
 export type RevokeOutcome = 'revoked' | 'missing' | 'already' | 'last_owner';
 
+/** The statement that lists revoked credentials (`revokedCredentials`): plain SQL, the same on both databases. */
+export const REVOKED_CREDENTIALS_SQL = 'SELECT id, revoked_at FROM access_tokens WHERE revoked_at IS NOT NULL ORDER BY id';
+
+/**
+ * The credentials a database records as revoked, read with any executor of plain SQL: a restore reads them from the
+ * database it is about to replace (SQLite opened read-only, or a PostgreSQL client), before any migration.
+ */
+export async function revokedCredentials(all: (sql: string) => Promise<readonly Record<string, unknown>[]> | readonly Record<string, unknown>[]): Promise<{ id: string; revokedAt: string }[]> {
+  return (await all(REVOKED_CREDENTIALS_SQL)).map((row) => ({ id: String(row.id), revokedAt: String(row.revoked_at) }));
+}
+
 export const ACCESS_MIGRATIONS: readonly ModuleMigration[] = [
   {
     name: '0003_access_tokens',

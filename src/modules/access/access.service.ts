@@ -169,15 +169,39 @@ export class AccessControl {
       const row = await this.#repo.byId(id);
       if (row && row.kind !== onlyKind) throw new CandorError('AUTH_ROLE_FORBIDDEN', { role: actor.role });
     }
+    const outcome = await this.#revoke(id, actor);
+    if (outcome === 'missing') throw new CandorError('ACCESS_TOKEN_NOT_FOUND', { id });
+    if (outcome === 'already') throw new CandorError('ACCESS_TOKEN_ALREADY_REVOKED', { id });
+    if (outcome === 'last_owner') throw new CandorError('ACCESS_LAST_OWNER', { id });
+    return info((await this.#repo.byId(id)) as TokenRow);
+  }
+
+  /**
+   * After a restore: revokes again the credentials that the replaced database had revoked and the restored one holds
+   * active (a key revoked after the backup was taken must not work again). Each is audited as a revocation, with
+   * `restoredFrom` naming the backup. The last active owner token is kept (ACCESS_LAST_OWNER: create another owner
+   * token, then revoke it); credentials the restored database does not have, or has revoked too, need nothing.
+   */
+  async revokeAgainAfterRestore(ids: readonly string[], backup: string, actor: Actor): Promise<{ revoked: string[]; keptLastOwner: string[] }> {
+    const revoked: string[] = [];
+    const keptLastOwner: string[] = [];
+    for (const id of ids) {
+      const outcome = await this.#revoke(id, actor, { restoredFrom: backup });
+      if (outcome === 'revoked') revoked.push(id);
+      if (outcome === 'last_owner') keptLastOwner.push(id);
+    }
+    return { revoked, keptLastOwner };
+  }
+
+  /** Revokes in one transaction, audited in it, last: a revocation that commits always has its entry. */
+  async #revoke(id: string, actor: Actor, details?: Record<string, string>): Promise<RevokeOutcome> {
     this.#ownWrites++;
     this.#rows.delete(id);
-    let outcome: RevokeOutcome;
     try {
-      // Audited in the revocation's own transaction, last: a revocation that commits always has its entry.
-      outcome = await this.#storage.raw.transaction(async (tx) => {
+      return await this.#storage.raw.transaction(async (tx) => {
         const result = await this.#repo.revoke(tx, id, actor.id);
         if (result === 'revoked') {
-          await this.#audit.appendIn(tx, [{ actor: actor.id, role: actor.role, action: 'access.credential.revoke', purpose: SECURITY_PURPOSE, resource: `credential:${id}` }]);
+          await this.#audit.appendIn(tx, [{ actor: actor.id, role: actor.role, action: 'access.credential.revoke', purpose: SECURITY_PURPOSE, resource: `credential:${id}`, ...(details ? { details } : {}) }]);
         }
         return result;
       });
@@ -185,10 +209,6 @@ export class AccessControl {
       this.#ownWrites++;
       this.#rows.delete(id);
     }
-    if (outcome === 'missing') throw new CandorError('ACCESS_TOKEN_NOT_FOUND', { id });
-    if (outcome === 'already') throw new CandorError('ACCESS_TOKEN_ALREADY_REVOKED', { id });
-    if (outcome === 'last_owner') throw new CandorError('ACCESS_LAST_OWNER', { id });
-    return info((await this.#repo.byId(id)) as TokenRow);
   }
 
   /** Every credential, without secrets. */

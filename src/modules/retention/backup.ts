@@ -19,6 +19,7 @@ import { writeFileAtomic } from '../../shared/durable-write.ts';
 import { CandorError, isCandorError, type ErrorDetails } from '../../shared/errors.ts';
 import { lockFile } from '../../shared/file-lock.ts';
 import { openStorage, SQLITE_FILE, type ModuleMigration } from '../../storage/index.ts';
+import { revokedCredentials } from '../access/index.ts';
 import { AuditLog, type AuditEvent } from '../audit/index.ts';
 import { checkKeyFile, readKeyFile, type RegisteredKey } from '../crypto/index.ts';
 
@@ -58,6 +59,12 @@ export interface RestoreResult {
   restored: AuditHead | null;
   /** When the backup was made: pg_dump's archive time on PostgreSQL, the file's modification time on SQLite. */
   backupTakenAt: string;
+  /**
+   * The credentials (API tokens, write keys) the replaced database had revoked, to be revoked again in the restored
+   * one (`AccessControl.revokeAgainAfterRestore`; the CLI does it once the kernel is open); `none` when there was no
+   * database, `unreadable` when it could not be read. Also in the `retention.restore` entry (`revokedInReplaced`).
+   */
+  revokedInReplaced: string[] | 'none' | 'unreadable';
 }
 
 /** The file a running server keeps locked in its data directory (an empty SQLite database). */
@@ -124,6 +131,37 @@ async function currentAuditHead(target: DatabaseTarget): Promise<RestoreResult['
     return existsSync(path) ? (sqliteAuditHead(path) ?? 'none') : 'none';
   } catch {
     // A damaged database is a reason to restore: it must not stand in the way.
+    return 'unreadable';
+  }
+}
+
+/**
+ * The credentials revoked in the database a restore is about to replace (read as the audit head is: a damaged
+ * database is `unreadable` and does not stop the restore). A revocation made after the backup was taken would
+ * otherwise be undone by the restore: a leaked key would work again.
+ */
+async function currentRevocations(target: DatabaseTarget): Promise<RestoreResult['revokedInReplaced']> {
+  try {
+    if (isPostgres(target)) {
+      const client = await postgresClient(target.databaseUrl);
+      try {
+        const present = await client.query<{ present: boolean }>("SELECT to_regclass('access_tokens') IS NOT NULL AS present");
+        if (!present.rows[0]?.present) return 'none';
+        return (await revokedCredentials(async (text) => (await client.query(text)).rows)).map((c) => c.id);
+      } finally {
+        await client.end();
+      }
+    }
+    const path = join(target.dataDir, SQLITE_FILE);
+    if (!existsSync(path)) return 'none';
+    const db = new DatabaseSync(path, { readOnly: true });
+    try {
+      if (!db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'access_tokens'").get()) return 'none';
+      return (await revokedCredentials((text) => db.prepare(text).all())).map((c) => c.id);
+    } finally {
+      db.close();
+    }
+  } catch {
     return 'unreadable';
   }
 }
@@ -605,6 +643,7 @@ async function restoreLocked(target: RestoreTarget, file: string, actor: Actor, 
   const bytes = statSync(file).size;
   const sha256 = await sha256Of(file);
   const discarded = await currentAuditHead(target);
+  const revokedInReplaced = await currentRevocations(target);
   if (dialect === 'postgres') {
     const result = await pgTool('pg_restore', ['--clean', '--if-exists', '--no-owner', '--single-transaction', '--exit-on-error', '--dbname', '{url}', file], target.databaseUrl);
     if (result.code !== 0) throw new CandorError('BACKUP_FAILED', { tool: 'pg_restore', message: toolMessage(result.stderr) });
@@ -630,9 +669,10 @@ async function restoreLocked(target: RestoreTarget, file: string, actor: Actor, 
       restoredHeadAt: restored?.at ?? null,
       discardedHead: typeof discarded === 'string' ? discarded : headText(discarded),
       discardedHeadAt: head(discarded)?.at ?? null,
+      revokedInReplaced,
     },
   });
-  return { dialect, discarded, restored, backupTakenAt };
+  return { dialect, discarded, restored, backupTakenAt, revokedInReplaced };
 }
 
 /** SQLite: copies the backup next to the database, fsyncs it and renames it over the database. */

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
+import { main } from '../../cli/main.ts';
+import { openKernel } from '../../kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { backupDatabase } from './index.ts';
+
+describeEachDialect('a restore and the credentials revoked since the backup', (dialect) => {
+  let env: TestEnvironment;
+  let backupFile = '';
+  const ids: Record<'leaked' | 'revokedBefore' | 'createdAfter' | 'firstOwner' | 'secondOwner' | 'kept', string> = { leaked: '', revokedBefore: '', createdAfter: '', firstOwner: '', secondOwner: '', kept: '' };
+
+  before(async () => {
+    env = await createEnvironment(dialect);
+    const kernel = await openKernel(env.config);
+    try {
+      ids.firstOwner = (await kernel.access.createToken('owner', 'the only owner at backup time', CLI_ACTOR)).id;
+      ids.leaked = (await kernel.access.createWriteKey('web', 'leaked after the backup', CLI_ACTOR)).id;
+      ids.revokedBefore = (await kernel.access.createWriteKey('app', 'revoked before the backup', CLI_ACTOR)).id;
+      ids.kept = (await kernel.access.createWriteKey('pos', 'never revoked', CLI_ACTOR)).id;
+      await kernel.access.revoke(ids.revokedBefore, CLI_ACTOR);
+      backupFile = join(env.dataDir, '..', `${env.dataDir.split('/').pop()}.revocations.backup`);
+      await backupDatabase(env.config, backupFile, CLI_ACTOR);
+      await kernel.access.revoke(ids.leaked, CLI_ACTOR);
+      ids.createdAfter = (await kernel.access.createWriteKey('web', 'created and revoked after the backup', CLI_ACTOR)).id;
+      await kernel.access.revoke(ids.createdAfter, CLI_ACTOR);
+      ids.secondOwner = (await kernel.access.createToken('owner', 'created after the backup', CLI_ACTOR)).id;
+      await kernel.access.revoke(ids.firstOwner, CLI_ACTOR);
+    } finally {
+      await kernel.close();
+    }
+  });
+  after(async () => {
+    await env?.cleanup();
+  });
+
+  it('revokes again what the replaced database had revoked, audited, and keeps the last owner token with a notice', { timeout: 60_000 }, async () => {
+    const lines: string[] = [];
+    const code = await main(['node', 'candor', '--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : []), 'restore', backupFile], (l) => lines.push(l), (l) => lines.push(l));
+    const output = lines.join('\n');
+    assert.equal(code, 0, output);
+    assert.match(output, new RegExp(`credentials revoked again \\(revoked in the replaced database, active in the backup\\): 1 \\(${ids.leaked}\\)`));
+    assert.match(output, new RegExp(`owner token ${ids.firstOwner} was revoked in the replaced database but is the restored database's last active owner token`));
+
+    const kernel = await openKernel(env.config);
+    try {
+      const state = new Map((await kernel.access.list()).map((c) => [c.id, c.revokedAt === null ? 'active' : 'revoked']));
+      assert.equal(state.get(ids.leaked), 'revoked', 'a key revoked after the backup does not work again');
+      assert.equal(state.get(ids.revokedBefore), 'revoked');
+      assert.equal(state.get(ids.kept), 'active');
+      assert.equal(state.get(ids.firstOwner), 'active', 'the last owner token is kept');
+      assert.equal(state.has(ids.createdAfter), false);
+      assert.equal(state.has(ids.secondOwner), false);
+      const entries = (await kernel.audit.list({ action: 'access.credential.revoke', limit: 1000 })).filter((e) => e.resource === `credential:${ids.leaked}`);
+      assert.equal(entries.length, 1, 'the restored log lost the first revocation; the second is the one after the restore');
+      assert.deepEqual(JSON.parse(entries[0]?.details ?? '{}'), { restoredFrom: backupFile.split('/').pop() });
+      const restore = (await kernel.audit.list({ action: 'retention.restore', limit: 1000 })).at(-1);
+      assert.deepEqual(JSON.parse(restore?.details ?? '{}').revokedInReplaced, [ids.createdAfter, ids.firstOwner, ids.leaked, ids.revokedBefore].sort());
+    } finally {
+      await kernel.close();
+    }
+  });
+});

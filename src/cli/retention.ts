@@ -46,6 +46,11 @@ function describeHead(head: BackupResult['auditHead']): string {
   return head ? `${head.seq}:${head.hash} (${head.at})` : 'an empty log';
 }
 
+/** The restored database's profile ids (merged ones included), in chunks: the people consent states belong to. */
+async function* profileIdsOf(kernel: Kernel): AsyncGenerator<string[]> {
+  for await (const groups of kernel.identity.groups()) yield groups.flatMap((g) => [g.profileId, ...g.members]);
+}
+
 /** Registers `candor retention policies|sweep`, `candor backup FILE` and `candor restore FILE`. */
 export function registerRetentionCommands(program: Command, { out, withKernel, config }: RetentionCommandHelpers): void {
   const retention = program.command('retention').description('retention policies and the sweeper that enforces them');
@@ -111,7 +116,7 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
     .description('replace the database with a backup (checked first; the server must be stopped), then replay erasures made since')
     .action(async (file: string) => {
       const settings = config();
-      const { dialect, discarded, restored, backupTakenAt, revokedInReplaced } = await restoreDatabase(settings, file, CLI_ACTOR, MIGRATIONS);
+      const { dialect, discarded, restored, backupTakenAt, revokedInReplaced, consentInReplaced } = await restoreDatabase(settings, file, CLI_ACTOR, MIGRATIONS);
       out(`restored ${dialect} database from ${file} (backup taken ${backupTakenAt})`);
       // The audit log went back with the rest: what it held after the backup is gone, and this says how far it reached.
       out(`  audit log rolled back from ${typeof discarded === 'string' ? `(${discarded})` : describeHead(discarded)} to ${describeHead(restored)}; recorded as retention.restore`);
@@ -128,6 +133,23 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
           for (const id of keptLastOwner) out(`  owner token ${id} was revoked in the replaced database but is the restored database's last active owner token: create another owner token (keys create --role owner), then revoke it`);
         } else if (revokedInReplaced === 'unreadable') {
           out(`  credentials revoked since the backup: not known (the replaced database could not be read): revoke again any revoked after ${backupTakenAt}`);
+        }
+        // A withdrawal, GPC opt-out, restriction or objection recorded after the backup must not let processing resume.
+        if (typeof consentInReplaced === 'object') {
+          const done = await kernel.consent.reapplyAfterRestore(consentInReplaced, profileIdsOf(kernel), basename(file), CLI_ACTOR);
+          out(`  refusals and withdrawals written again (in force in the replaced database, not in the backup): ${done.optOuts}`);
+          out(`  GPC opt-outs written again: ${done.gpcOptOuts}`);
+          out(`  restrictions of processing put in force again: ${done.restrictions}`);
+          out(`  objections to direct marketing put in force again: ${done.objections}`);
+          if (done.keptLater > 0) out(`  consent states left as restored (the backup holds a later entry, or a later lifting): ${done.keptLater}`);
+          if (done.purposeNotConfigured > 0) out(`  refusals and withdrawals of purposes the restored configuration lacks or does not base on consent or legitimate interests: ${done.purposeNotConfigured} (set such a purpose again, then record them again by hand)`);
+          if (done.notInRestored > 0) out(`  people with restrictive consent states the restored database does not know (profiles created after the backup, or erased): ${done.notInRestored}`);
+          if (done.failed.length > 0) {
+            out(`  people whose consent states could not be written again: ${done.failed.map((f) => `${f.people} (${f.code})`).join(', ')}: their withdrawals, opt-outs and restrictions since ${backupTakenAt} must be recorded again by hand (audit export)`);
+            throw new CommanderError(1, 'candor.restore.incomplete', 'consent states not written again');
+          }
+        } else if (consentInReplaced === 'unreadable') {
+          out(`  consent withdrawals, opt-outs, restrictions and objections since the backup: not known (the replaced database could not be read): record again any recorded after ${backupTakenAt}`);
         }
       } finally {
         await kernel.close();

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { textOrder, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
-import type { ConsentMechanism, ConsentState, LawfulBasis, LedgerEntry } from './consent.types.ts';
+import type { ConsentMechanism, ConsentState, LawfulBasis, LedgerEntry, RestrictiveConsentStates } from './consent.types.ts';
 import { DEFAULT_PURPOSES } from './defaults.ts';
 
 /** The consent module's tables. Booleans are 0/1, lists are JSON text, times ISO-8601 UTC text. */
@@ -353,6 +353,36 @@ const BLANK_LEDGER: LedgerRow = {
 const BLANK_CURRENT: CurrentRow = {
   subject: '', purpose: '', entry_id: '', state: '', basis: '', notice_version: null, mechanism: '', jurisdiction: null, gpc: 0, gpc_override: 0, at: '',
 };
+
+/**
+ * The statements `restrictiveConsentStates` runs: plain SQL, the same on both databases. Every GPC opt-out
+ * (`gpc` = 1 on a refusal or withdrawal, as the service's isGpcOptOut tells one) is among the refusals and withdrawals.
+ */
+export const RESTRICTIVE_CONSENT_SQL = {
+  optOuts: "SELECT subject, purpose, state, gpc, at FROM consent_current WHERE state IN ('refused', 'withdrawn')",
+  restrictions: "SELECT subject, kind, since FROM consent_restrictions WHERE lifted_at IS NULL AND kind IN ('restriction', 'objection_marketing')",
+} as const;
+
+/**
+ * The restrictive consent states a database holds (current refusals and withdrawals, GPC opt-outs among them;
+ * restrictions and objections in force), read with any executor of plain SQL: a restore reads them from the database
+ * it is about to replace (SQLite opened read-only, or a PostgreSQL client), before any migration.
+ */
+export async function restrictiveConsentStates(all: (sql: string) => Promise<readonly Record<string, unknown>[]> | readonly Record<string, unknown>[]): Promise<RestrictiveConsentStates> {
+  const optOuts = (await all(RESTRICTIVE_CONSENT_SQL.optOuts)).map((row) => ({
+    subject: String(row.subject),
+    purpose: String(row.purpose),
+    state: row.state === 'refused' ? ('refused' as const) : ('withdrawn' as const),
+    gpc: Number(row.gpc) === 1,
+    at: String(row.at),
+  }));
+  const restrictions = (await all(RESTRICTIVE_CONSENT_SQL.restrictions)).map((row) => ({
+    subject: String(row.subject),
+    kind: row.kind === 'restriction' ? ('restriction' as const) : ('objection_marketing' as const),
+    since: String(row.since),
+  }));
+  return { optOuts, restrictions };
+}
 
 /** Rows per multi-row statement (and subjects per load query). */
 export const CHUNK = 100;

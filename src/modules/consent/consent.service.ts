@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { basename } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { JWTPayload } from 'jose';
 import type { Actor } from '../../shared/actor.ts';
@@ -10,7 +11,7 @@ import type { Keyring } from '../crypto/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
 import type { SubjectDataHandler } from '../../shared/subject-data.ts';
 import { ConsentSubjectData } from './consent.subject-data.ts';
-import { ConsentRepo, type CurrentRow, type NoticeRow, type PurposeRow, type RestrictionKind, type RestrictionRow } from './consent.repo.ts';
+import { CHUNK, ConsentRepo, type CurrentRow, type NoticeRow, type PurposeRow, type RestrictionKind, type RestrictionRow } from './consent.repo.ts';
 import {
   CALLER_MECHANISMS,
   CONFIGURED_BASES,
@@ -28,7 +29,9 @@ import {
   type Receipt,
   type RecordMeta,
   type RecordResult,
+  type ReappliedAfterRestore,
   type RejectedChange,
+  type RestrictiveConsentStates,
 } from './consent.types.ts';
 import { addMonths, decideFor, isDirectMarketing, isOptOut, NO_FLAGS, unionFlags, UNKNOWN_PURPOSE, type Current, type PurposeRuntime, type SubjectFlags } from './decide.ts';
 import { DEFAULT_NOTICE_PURPOSES, DEFAULT_NOTICE_TEXT, DEFAULT_PURPOSES } from './defaults.ts';
@@ -1456,6 +1459,162 @@ export class Consent {
         return category !== undefined && (category.specialCategory !== null || category.sensitivePersonalInformation);
       }))
       .map((c) => c.key);
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // After a restore
+
+  /**
+   * After a restore: writes again, for each person the restored database knows, the restrictive states the replaced
+   * database held (`restrictiveConsentStates`, read before the swap) where the restored state is less restrictive, so
+   * that a refusal, withdrawal, GPC opt-out, restriction or objection recorded after the backup was taken is not undone
+   * by the restore. `profileIds` are the restored database's profile ids (in chunks): people are matched by pseudonym,
+   * so an erased person (gone from the restored database once the deletion ledger is replayed) is left alone.
+   *
+   * Per person, one change as any other: ledger entries (mechanism `import`, source `restore:<backup>`, the GPC flag
+   * kept), one signed receipt, restrictions and objections in force again, audited in the change's transaction
+   * (`consent.record`, `consent.gpc`, `consent.restrict`, `consent.object`, details `restoredFrom`). Nothing is written
+   * where the restored state binds as much (an opt-out; a GPC opt-out for a GPC one; the restriction in force), nor
+   * where it holds a later entry for the purpose or lifted the restriction later (`keptLater`); nothing is ever made
+   * less restrictive. A person whose change fails is counted in `failed` and the others are written.
+   */
+  async reapplyAfterRestore(
+    replaced: RestrictiveConsentStates,
+    profileIds: AsyncIterable<readonly string[]> | Iterable<readonly string[]>,
+    backup: string,
+    actor: Actor,
+  ): Promise<ReappliedAfterRestore> {
+    const result: ReappliedAfterRestore = { optOuts: 0, gpcOptOuts: 0, restrictions: 0, objections: 0, people: 0, keptLater: 0, purposeNotConfigured: 0, notInRestored: 0, failed: [] };
+    const wanted = new Map<string, RestrictiveConsentStates>();
+    const wantedOf = (subject: string) => {
+      let want = wanted.get(subject);
+      if (want === undefined) wanted.set(subject, (want = { optOuts: [], restrictions: [] }));
+      return want;
+    };
+    for (const optOut of replaced.optOuts) wantedOf(optOut.subject).optOuts.push(optOut);
+    for (const restriction of replaced.restrictions) wantedOf(restriction.subject).restrictions.push(restriction);
+    if (wanted.size === 0) return result;
+    // Pseudonyms are keyed hashes: the restored database's profile ids are hashed to find the people.
+    const found = new Map<string, string>();
+    for await (const chunk of profileIds) {
+      for (const id of chunk) {
+        const pseudonym = this.#keyring.pseudonym('subject', id);
+        if (wanted.has(pseudonym) && !found.has(pseudonym)) found.set(pseudonym, id);
+      }
+      if (found.size === wanted.size) break;
+    }
+    result.notInRestored = wanted.size - found.size;
+    const restoredFrom = basename(backup);
+    const sourceText = `restore:${restoredFrom}`;
+    const source = sourceText.length <= MAX_SOURCE && unusableText(sourceText) === undefined ? recordedSource(sourceText) : 'restore';
+    const failed = new Map<string, number>();
+    const people = [...found];
+    for (let i = 0; i < people.length; i += CHUNK) {
+      const part = people.slice(i, i + CHUNK);
+      const loaded = await this.#fetch(part.map(([, id]) => id));
+      for (const [pseudonym, id] of part) {
+        const want = wanted.get(pseudonym) as RestrictiveConsentStates;
+        const before = loaded.get(id) as SubjectState;
+        // A restriction the restored database lifted after the replaced one's began: that lifting is the later choice.
+        const liftedLater = new Set<RestrictionKind>();
+        if (want.restrictions.some((r) => !this.#flagOf(before.flags, r.kind))) {
+          const history = await this.#repo.restrictionHistory(pseudonym);
+          for (const r of want.restrictions) {
+            if (history.some((row) => row.kind === r.kind && row.lifted_at !== null && row.lifted_at > r.since)) liftedLater.add(r.kind);
+          }
+        }
+        let optOuts = this.#restoreOptOuts(pseudonym, want.optOuts, before.purposes, source);
+        let flagged = this.#restoreFlags(want.restrictions, before.flags, liftedLater);
+        if (optOuts.entries.length > 0 || flagged.kinds.length > 0) {
+          const receiptId = randomUUID();
+          try {
+            await this.#locked([id], () =>
+              this.#write([{ id, pseudonym }], (states, add) => {
+                optOuts = this.#restoreOptOuts(pseudonym, want.optOuts, states.get(pseudonym) ?? EMPTY, source);
+                for (const fields of optOuts.entries) add({ ...fields, receiptId });
+              }, async (tx, flags) => {
+                flagged = this.#restoreFlags(want.restrictions, flags.get(pseudonym) ?? NO_FLAGS, liftedLater);
+                const at = new Date().toISOString();
+                for (const kind of flagged.kinds) await this.#repo.insertRestriction(tx, restrictionRow(pseudonym, kind, null, at, actor));
+              }, async (tx, written) => {
+                await this.#sign(tx, { receiptId, principal: pseudonym, linked: [], jurisdiction: null, mechanism: 'import', source, notice: this.#latestNotice, entries: written });
+              }, (_tx, written) => {
+                const events: AuditEvent[] = [];
+                const gpc = written.filter((e) => e.gpc);
+                const other = written.filter((e) => !e.gpc);
+                if (gpc.length > 0) events.push(this.#auditEvent(actor, 'consent.gpc', pseudonym, gpc, receiptId, { restoredFrom }));
+                if (other.length > 0) events.push(this.#auditEvent(actor, 'consent.record', pseudonym, other, receiptId, { mechanism: 'import', restoredFrom }));
+                for (const kind of flagged.kinds) {
+                  const details: Record<string, string | boolean> = kind === 'restriction' ? { kind, alreadyInForce: false, restoredFrom } : { kind: 'direct_marketing', newlyObjected: true, restoredFrom };
+                  events.push(...this.#flagEvents([{ pseudonym }], kind === 'restriction' ? 'consent.restrict' : 'consent.object', null, actor, () => details));
+                }
+                return events;
+              }),
+            );
+          } catch (error) {
+            const code = isCandorError(error) ? error.code : 'INTERNAL_ERROR';
+            failed.set(code, (failed.get(code) ?? 0) + 1);
+            continue;
+          }
+          const gpcWritten = optOuts.entries.filter((e) => e.gpc === true).length;
+          result.gpcOptOuts += gpcWritten;
+          result.optOuts += optOuts.entries.length - gpcWritten;
+          result.restrictions += flagged.kinds.filter((k) => k === 'restriction').length;
+          result.objections += flagged.kinds.filter((k) => k === 'objection_marketing').length;
+          if (optOuts.entries.length > 0 || flagged.kinds.length > 0) result.people++;
+        }
+        result.keptLater += optOuts.keptLater + flagged.keptLater;
+        result.purposeNotConfigured += optOuts.purposeNotConfigured;
+      }
+    }
+    result.failed = [...failed].map(([code, n]) => ({ code, people: n }));
+    return result;
+  }
+
+  #flagOf(flags: SubjectFlags, kind: RestrictionKind): boolean {
+    return kind === 'restriction' ? flags.restricted : flags.objectedMarketing;
+  }
+
+  /**
+   * The opt-outs a restore writes again for one person: each replaced one the restored state does not bind as much (any
+   * opt-out binds as much as a plain one, only a GPC opt-out as much as a GPC one), unless the restored entry is later.
+   */
+  #restoreOptOuts(
+    pseudonym: string,
+    optOuts: RestrictiveConsentStates['optOuts'],
+    current: ReadonlyMap<string, Current>,
+    source: string | null,
+  ): { entries: Omit<EntryFields, 'receiptId'>[]; keptLater: number; purposeNotConfigured: number } {
+    const entries: Omit<EntryFields, 'receiptId'>[] = [];
+    let keptLater = 0;
+    let purposeNotConfigured = 0;
+    for (const optOut of optOuts) {
+      const config = this.#purposeConfigs.get(optOut.purpose);
+      if (config === undefined || (config.basis !== 'consent' && config.basis !== 'legitimate_interests')) {
+        purposeNotConfigured++;
+        continue;
+      }
+      const existing = current.get(optOut.purpose);
+      if (optOut.gpc ? isGpcOptOut(existing) : isOptOut(existing)) continue;
+      if (existing !== undefined && existing.at > optOut.at) {
+        keptLater++;
+        continue;
+      }
+      entries.push({ subject: pseudonym, purpose: optOut.purpose, state: optOut.state, basis: config.basis, mechanism: 'import', noticeVersion: this.#latestNotice?.version ?? null, jurisdiction: null, source, gpc: optOut.gpc });
+    }
+    return { entries, keptLater, purposeNotConfigured };
+  }
+
+  /** The restrictions and objections a restore puts in force again: those not in force, unless lifted later. */
+  #restoreFlags(restrictions: RestrictiveConsentStates['restrictions'], flags: SubjectFlags, liftedLater: ReadonlySet<RestrictionKind>): { kinds: RestrictionKind[]; keptLater: number } {
+    const kinds: RestrictionKind[] = [];
+    let keptLater = 0;
+    for (const kind of new Set(restrictions.map((r) => r.kind))) {
+      if (this.#flagOf(flags, kind)) continue;
+      if (liftedLater.has(kind)) keptLater++;
+      else kinds.push(kind);
+    }
+    return { kinds, keptLater };
   }
 
   /** Whether a restriction or an objection to direct marketing is in force for a subject, read fresh. */

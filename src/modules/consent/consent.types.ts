@@ -193,3 +193,37 @@ export interface PurposeState {
   /** The current entry is an opt-out by a GPC signal. */
   gpc: boolean;
 }
+
+/**
+ * The restrictive states a database holds (`restrictiveConsentStates`): a restore reads them from the database it is
+ * about to replace and writes them again where the restored one is less restrictive (`Consent.reapplyAfterRestore`).
+ * Subjects are pseudonyms.
+ */
+export interface RestrictiveConsentStates {
+  /** Current refusals and withdrawals (objections, for a purpose on legitimate interests); `gpc`: a GPC opt-out. */
+  optOuts: { subject: string; purpose: string; state: 'refused' | 'withdrawn'; gpc: boolean; at: string }[];
+  /** Restrictions of processing and objections to direct marketing in force (not lifted). */
+  restrictions: { subject: string; kind: 'restriction' | 'objection_marketing'; since: string }[];
+}
+
+/** What `Consent.reapplyAfterRestore` wrote again, and what it left. */
+export interface ReappliedAfterRestore {
+  /** Refusals and withdrawals written again (GPC opt-outs not counted). */
+  optOuts: number;
+  /** GPC opt-outs written again. */
+  gpcOptOuts: number;
+  /** Restrictions of processing put in force again. */
+  restrictions: number;
+  /** Objections to direct marketing put in force again. */
+  objections: number;
+  /** People with at least one of the above. */
+  people: number;
+  /** Left as restored: the restored database holds a later entry for the purpose, or lifted the restriction later. */
+  keptLater: number;
+  /** Opt-outs of purposes the restored configuration does not have, or does not base on consent or legitimate interests. */
+  purposeNotConfigured: number;
+  /** People of the replaced database the restored one does not know (profiles created after the backup, or erased). */
+  notInRestored: number;
+  /** People whose states could not be written, by error code (nothing is written for such a person). */
+  failed: { code: string; people: number }[];
+}

@@ -6,7 +6,7 @@
  * processing for a consent-based purpose.
  */
 export { Consent, type ConsentDeps } from './consent.service.ts';
-export { CONSENT_MIGRATIONS } from './consent.repo.ts';
+export { CONSENT_MIGRATIONS, restrictiveConsentStates } from './consent.repo.ts';
 export { GPC_LAST_UPDATE } from './gpc.ts';
 
 export type { PublicJwk } from './receipts.ts';
@@ -33,5 +33,7 @@ export {
   type OptOutNoticeResult,
   type Receipt,
   type PurposeState,
+  type RestrictiveConsentStates,
+  type ReappliedAfterRestore,
 } from './consent.types.ts';
 export { ConsentSubjectData, LEDGER_KEPT_REASON } from './consent.subject-data.ts';

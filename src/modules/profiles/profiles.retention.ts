@@ -20,11 +20,16 @@ export interface ProfilesRetentionDeps {
   /** The identify traits of the tracking plan in force. */
   plannedTraits(): Promise<readonly PlannedTrait[]>;
   /** A profile's consent ledger entries (`consent.history`): a change the person made counts as activity. */
-  consentHistory(profileId: string): Promise<readonly { readonly mechanism: string; readonly at: string }[]>;
+  consentHistory(profileId: string): Promise<readonly { readonly mechanism: string; readonly at: string; readonly source?: string | null }[]>;
 }
 
-/** Consent ledger entries Candor writes by itself, not on a person's choice or signal: they are no activity. */
+/**
+ * Consent ledger entries Candor writes by itself, not on a person's choice or signal, are no activity: expiries,
+ * merges, and the person's own earlier choices written again after a restore (source `restore…`, see
+ * Consent.reapplyAfterRestore), which would otherwise restart the inactivity clock at the restore.
+ */
 const NOT_ACTIVITY: ReadonlySet<string> = new Set(['expiry', 'merge']);
+const isActivity = (entry: { mechanism: string; source?: string | null }) => !NOT_ACTIVITY.has(entry.mechanism) && !(entry.mechanism === 'import' && (entry.source === 'restore' || (entry.source ?? '').startsWith('restore:')));
 
 export interface ProfileRetentionPolicy {
   /** People with no activity for this long are deleted. */
@@ -229,7 +234,7 @@ export class ProfilesRetention implements RetentionHandler {
     for (const subject of subjects) {
       let latest = '';
       for (const id of subject.profileIds) {
-        for (const entry of await this.#deps.consentHistory(id)) if (!NOT_ACTIVITY.has(entry.mechanism) && entry.at > latest) latest = entry.at;
+        for (const entry of await this.#deps.consentHistory(id)) if (isActivity(entry) && entry.at > latest) latest = entry.at;
       }
       if (latest < cutoff) out.push(subject);
       else if (!dryRun) await this.#storage.raw.transaction((tx) => this.#repo.receivedActivity(tx, subject.profileIds, latest));

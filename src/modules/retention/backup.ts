@@ -21,6 +21,7 @@ import { lockFile } from '../../shared/file-lock.ts';
 import { openStorage, SQLITE_FILE, type ModuleMigration } from '../../storage/index.ts';
 import { revokedCredentials } from '../access/index.ts';
 import { AuditLog, type AuditEvent } from '../audit/index.ts';
+import { restrictiveConsentStates, type RestrictiveConsentStates } from '../consent/index.ts';
 import { checkKeyFile, readKeyFile, type RegisteredKey } from '../crypto/index.ts';
 
 /** Where the database lives: the same two settings storage opens it with. */
@@ -65,6 +66,13 @@ export interface RestoreResult {
    * database, `unreadable` when it could not be read. Also in the `retention.restore` entry (`revokedInReplaced`).
    */
   revokedInReplaced: string[] | 'none' | 'unreadable';
+  /**
+   * The restrictive consent states the replaced database held (refusals, withdrawals and GPC opt-outs; restrictions and
+   * objections in force), to be written again where the restored one is less restrictive (`Consent.reapplyAfterRestore`;
+   * the CLI does it once the kernel is open); `none` when there was no database (or no consent tables), `unreadable`
+   * when it could not be read. Counted in the `retention.restore` entry (`consentInReplaced` and the counts after it).
+   */
+  consentInReplaced: RestrictiveConsentStates | 'none' | 'unreadable';
 }
 
 /** The file a running server keeps locked in its data directory (an empty SQLite database). */
@@ -136,18 +144,18 @@ async function currentAuditHead(target: DatabaseTarget): Promise<RestoreResult['
 }
 
 /**
- * The credentials revoked in the database a restore is about to replace (read as the audit head is: a damaged
- * database is `unreadable` and does not stop the restore). A revocation made after the backup was taken would
- * otherwise be undone by the restore: a leaked key would work again.
+ * Reads from the database a restore is about to replace, through a plain-SQL executor: `none` when there is no
+ * database or it lacks one of `tables` (an older release's), `unreadable` when it cannot be read (a damaged database is
+ * a reason to restore: it must not stand in the way). SQLite is opened read-only.
  */
-async function currentRevocations(target: DatabaseTarget): Promise<RestoreResult['revokedInReplaced']> {
+async function readReplaced<T>(target: DatabaseTarget, tables: readonly string[], read: (all: (text: string) => Promise<readonly Record<string, unknown>[]>) => Promise<T>): Promise<T | 'none' | 'unreadable'> {
   try {
     if (isPostgres(target)) {
       const client = await postgresClient(target.databaseUrl);
       try {
-        const present = await client.query<{ present: boolean }>("SELECT to_regclass('access_tokens') IS NOT NULL AS present");
-        if (!present.rows[0]?.present) return 'none';
-        return (await revokedCredentials(async (text) => (await client.query(text)).rows)).map((c) => c.id);
+        const present = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM unnest($1::text[]) AS t(name) WHERE to_regclass(t.name) IS NOT NULL', [tables]);
+        if ((present.rows[0]?.n ?? 0) < tables.length) return 'none';
+        return await read(async (text) => (await client.query(text)).rows);
       } finally {
         await client.end();
       }
@@ -156,14 +164,44 @@ async function currentRevocations(target: DatabaseTarget): Promise<RestoreResult
     if (!existsSync(path)) return 'none';
     const db = new DatabaseSync(path, { readOnly: true });
     try {
-      if (!db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'access_tokens'").get()) return 'none';
-      return (await revokedCredentials((text) => db.prepare(text).all())).map((c) => c.id);
+      const found = db.prepare(`SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN (${tables.map(() => '?').join(', ')})`).get(...tables) as { n: number | bigint };
+      if (Number(found.n) < tables.length) return 'none';
+      return await read(async (text) => db.prepare(text).all());
     } finally {
       db.close();
     }
   } catch {
     return 'unreadable';
   }
+}
+
+/**
+ * The credentials revoked in the database a restore is about to replace. A revocation made after the backup was taken
+ * would otherwise be undone by the restore: a leaked key would work again.
+ */
+async function currentRevocations(target: DatabaseTarget): Promise<RestoreResult['revokedInReplaced']> {
+  return readReplaced(target, ['access_tokens'], async (all) => (await revokedCredentials(all)).map((c) => c.id));
+}
+
+/**
+ * The restrictive consent states of the database a restore is about to replace. A withdrawal, a GPC opt-out, a
+ * restriction or an objection recorded after the backup was taken would otherwise be undone: processing would resume.
+ */
+function currentConsentStates(target: DatabaseTarget): Promise<RestoreResult['consentInReplaced']> {
+  return readReplaced(target, ['consent_current', 'consent_restrictions'], (all) => restrictiveConsentStates(all));
+}
+
+/** What the `retention.restore` entry says of the replaced database's consent states: counts only, no pseudonyms. */
+function consentCounts(states: RestoreResult['consentInReplaced']): Record<string, string | number | null> {
+  if (typeof states === 'string') return { consentInReplaced: states, optOutsInReplaced: null, gpcOptOutsInReplaced: null, restrictionsInReplaced: null, objectionsInReplaced: null };
+  const gpc = states.optOuts.filter((o) => o.gpc).length;
+  return {
+    consentInReplaced: 'read',
+    optOutsInReplaced: states.optOuts.length - gpc,
+    gpcOptOutsInReplaced: gpc,
+    restrictionsInReplaced: states.restrictions.filter((r) => r.kind === 'restriction').length,
+    objectionsInReplaced: states.restrictions.filter((r) => r.kind === 'objection_marketing').length,
+  };
 }
 
 /** SHA-256 of a file, read as a stream (given up with BACKUP_INTERRUPTED once `signal` aborts). */
@@ -644,6 +682,7 @@ async function restoreLocked(target: RestoreTarget, file: string, actor: Actor, 
   const sha256 = await sha256Of(file);
   const discarded = await currentAuditHead(target);
   const revokedInReplaced = await currentRevocations(target);
+  const consentInReplaced = await currentConsentStates(target);
   if (dialect === 'postgres') {
     const result = await pgTool('pg_restore', ['--clean', '--if-exists', '--no-owner', '--single-transaction', '--exit-on-error', '--dbname', '{url}', file], target.databaseUrl);
     if (result.code !== 0) throw new CandorError('BACKUP_FAILED', { tool: 'pg_restore', message: toolMessage(result.stderr) });
@@ -670,9 +709,10 @@ async function restoreLocked(target: RestoreTarget, file: string, actor: Actor, 
       discardedHead: typeof discarded === 'string' ? discarded : headText(discarded),
       discardedHeadAt: head(discarded)?.at ?? null,
       revokedInReplaced,
+      ...consentCounts(consentInReplaced),
     },
   });
-  return { dialect, discarded, restored, backupTakenAt, revokedInReplaced };
+  return { dialect, discarded, restored, backupTakenAt, revokedInReplaced, consentInReplaced };
 }
 
 /** SQLite: copies the backup next to the database, fsyncs it and renames it over the database. */

@@ -79,6 +79,16 @@ describeEachDialect('the inactivity rule', (dialect) => {
     assert.equal(row.last_seen_at, longAgo);
   });
 
+  it('does not count a choice written again after a restore as activity: the inactive person still goes', async () => {
+    const restored = await resolve('u-restored-withdrawal');
+    await receivedThen(restored, longAgo);
+    // What Consent.reapplyAfterRestore writes: the person's earlier choice, mechanism import, source restore:<file>.
+    await ctx.kernel.consent.record(restored, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { mechanism: 'import', source: 'restore:candor-2026-12-01.backup' }, CLI_ACTOR);
+    const report = await sweep(new Date());
+    assert.equal(count(report, 'profiles.inactive', 'people'), 1);
+    assert.equal(await ctx.kernel.identity.canonical(restored), null);
+  });
+
   it('deletes a person whose last activity reached Candor before the cutoff', async () => {
     const gone = await resolve('u-gone');
     await receivedThen(gone, longAgo);

@@ -91,6 +91,19 @@ export async function sendMessages(kernel: Kernel, messages: readonly Record<str
   return results;
 }
 
+/** A new buyer who allows profiling and completed one order a day ago (a person every scoring model can score). */
+export async function buyerWithAnOrder(kernel: Kernel): Promise<{ userId: string; profileId: string }> {
+  const userId = uniqueId('buyer');
+  const [resolved] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]));
+  const profileId = resolved?.profileId;
+  assert.ok(profileId);
+  await kernel.consent.record(profileId, ['analytics.reporting', 'personalize.profiling'].map((purpose) => ({ purpose, state: 'given' as const })), { mechanism: 'banner_save' }, CLI_ACTOR);
+  const orderId = uniqueId('order');
+  const order = await sendMessages(kernel, [{ type: 'track', userId, messageId: orderId, timestamp: new Date(Date.now() - 86_400_000).toISOString(), event: 'Order Completed', properties: { order_id: orderId, total: 30, currency: 'EUR' } }]);
+  assert.equal(order[0]?.status, 'stored', JSON.stringify(order));
+  return { userId, profileId };
+}
+
 /** A value no other test uses: `prefix-` and 12 random hex digits. */
 export const uniqueId = (prefix: string) => `${prefix}-${randomBytes(6).toString('hex')}`;
 

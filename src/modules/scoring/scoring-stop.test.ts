@@ -2,21 +2,14 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { sendMessages, uniqueId } from '../../../test/support/subjects.ts';
+import { buyerWithAnOrder } from '../../../test/support/subjects.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 
 describeEachDialect('scoring: a run given a stop signal', (dialect) => {
   const ctx = useKernel(dialect);
 
   it('ends between its reads with nothing written when stopped, and completes when stopped once it saves', async () => {
-    const userId = uniqueId('buyer');
-    const [resolved] = await ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]));
-    const profileId = resolved?.profileId;
-    assert.ok(profileId);
-    await ctx.kernel.consent.record(profileId, ['analytics.reporting', 'personalize.profiling'].map((purpose) => ({ purpose, state: 'given' as const })), { mechanism: 'banner_save' }, CLI_ACTOR);
-    const orderId = uniqueId('order');
-    const order = await sendMessages(ctx.kernel, [{ type: 'track', userId, messageId: orderId, timestamp: new Date(Date.now() - 86_400_000).toISOString(), event: 'Order Completed', properties: { order_id: orderId, total: 30, currency: 'EUR' } }]);
-    assert.equal(order[0]?.status, 'stored', JSON.stringify(order));
+    const { profileId } = await buyerWithAnOrder(ctx.kernel);
     const runs = () => ctx.kernel.audit.list({ action: 'scoring.run', limit: 1000 });
 
     // Stopped once it knows who may be profiled, before it reads their orders.

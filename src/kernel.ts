@@ -8,7 +8,7 @@ import { Consent, CONSENT_MIGRATIONS } from './modules/consent/index.ts';
 import { Keyring, CRYPTO_MIGRATIONS, readKeyFile } from './modules/crypto/index.ts';
 import { DEFAULT_IDENTITY_RULES, Identity, IDENTITY_MIGRATIONS } from './modules/identity/index.ts';
 import { Profiles, PROFILES_MIGRATIONS, PROFILES_RETENTION_MIGRATIONS } from './modules/profiles/index.ts';
-import { Retention, RETENTION_MIGRATIONS, whileHoldingDataDir } from './modules/retention/index.ts';
+import { applyPendingRestore, Retention, RETENTION_MIGRATIONS, whileHoldingDataDir, type RestoreCarried } from './modules/retention/index.ts';
 import { Scoring, SCORING_MIGRATIONS } from './modules/scoring/index.ts';
 import { ErasureEngine, LEDGER_FILE, RIGHTS_ERASURE_MIGRATIONS, SubjectExporter } from './modules/rights/index.ts';
 import { DEFAULT_RATE_LIMITS, MailOutbox, Mailer, RightsRequests, RightsSubjectData, RIGHTS_REQUEST_MIGRATIONS } from './modules/rights/index.ts';
@@ -84,6 +84,8 @@ export interface Kernel {
   readonly retention: Retention;
   /** Erasures replayed from the deletion ledger file by this start (after a restore). */
   readonly erasuresReplayed: number;
+  /** What a restore carried over from the database it replaced, applied at this open (null: no restore pending). */
+  readonly restoreCarried: RestoreCarried | null;
   /** Whether this start generated the master key file. */
   readonly keyFileGenerated: boolean;
   /** Migrations applied by this start. */
@@ -224,6 +226,11 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     if (pendingUnmerges.failed.length > 0) {
       logger.warn({ err: pendingUnmerges.failed[0]?.error, mergeIds: pendingUnmerges.failed.slice(0, 20).map((f) => f.mergeId), failed: pendingUnmerges.failed.length }, 'unmerge listeners failed again; retried at the next start');
     }
+    // After a restore: what it carried over from the replaced database (revocations, withdrawals, opt-outs,
+    // restrictions) is applied now, before the kernel serves anything; after the erasures and merges, so that each
+    // state lands on the person's profile as the graph stands.
+    const restoreCarried = await applyPendingRestore({ dataDir: config.dataDir, access, consent, people: () => identity.groups(), actor: SYSTEM_ACTOR });
+    if (restoreCarried) logger.info({ revoked: restoreCarried.revoked.length, keptLastOwner: restoreCarried.keptLastOwner.length, people: restoreCarried.consent.people, failed: restoreCarried.consent.failed, unknown: restoreCarried.unknown }, 'what the last restore carried over from the replaced database applied');
     const rights = new RightsRequests({
       storage,
       audit,
@@ -279,6 +286,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       rights,
       retention,
       erasuresReplayed,
+      restoreCarried,
       keyFileGenerated: generated,
       migrationsApplied,
       close: async () => {

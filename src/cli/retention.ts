@@ -1,8 +1,7 @@
-import { basename } from 'node:path';
 import { CommanderError, type Command } from 'commander';
 import type { Config } from '../config/index.ts';
 import { MIGRATIONS, openKernel, type Kernel } from '../kernel.ts';
-import { backupDatabase, restoreDatabase, type BackupResult, type SweepReport } from '../modules/retention/index.ts';
+import { backupDatabase, restoreDatabase, RESTORE_PENDING_FILE, type BackupResult, type SweepReport } from '../modules/retention/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { isoTime } from '../shared/iso-time.ts';
 
@@ -44,11 +43,6 @@ export function describeSweep(report: SweepReport): string[] {
 /** An audit head as `audit verify` prints it, with its time. */
 function describeHead(head: BackupResult['auditHead']): string {
   return head ? `${head.seq}:${head.hash} (${head.at})` : 'an empty log';
-}
-
-/** The restored database's profile ids (merged ones included), in chunks: the people consent states belong to. */
-async function* profileIdsOf(kernel: Kernel): AsyncGenerator<string[]> {
-  for await (const groups of kernel.identity.groups()) yield groups.flatMap((g) => [g.profileId, ...g.members]);
 }
 
 /** Registers `candor retention policies|sweep`, `candor backup FILE` and `candor restore FILE`. */
@@ -116,27 +110,25 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
     .description('replace the database with a backup (checked first; the server must be stopped), then replay erasures made since')
     .action(async (file: string) => {
       const settings = config();
-      const { dialect, discarded, restored, backupTakenAt, revokedInReplaced, consentInReplaced } = await restoreDatabase(settings, file, CLI_ACTOR, MIGRATIONS);
+      const { dialect, discarded, restored, backupTakenAt } = await restoreDatabase(settings, file, CLI_ACTOR, MIGRATIONS);
       out(`restored ${dialect} database from ${file} (backup taken ${backupTakenAt})`);
       // The audit log went back with the rest: what it held after the backup is gone, and this says how far it reached.
       out(`  audit log rolled back from ${typeof discarded === 'string' ? `(${discarded})` : describeHead(discarded)} to ${describeHead(restored)}; recorded as retention.restore`);
       out('  entries written after the backup are no longer in the database: check the discarded head against an audit export kept earlier (docs/security.md)');
-      // Opening the kernel applies pending migrations and replays the deletion ledger before anything else runs.
+      // Opening the kernel applies pending migrations, replays the deletion ledger and applies what the restore carried
+      // over from the replaced database (revocations, consent opt-outs and restrictions) before anything else runs.
       const kernel = await openKernel(settings);
+      let byHand = false;
       try {
         out(`  erasures replayed from the deletion ledger: ${kernel.erasuresReplayed}`);
         if (kernel.migrationsApplied.length > 0) out(`  migrations applied: ${kernel.migrationsApplied.join(', ')}`);
-        // A credential revoked after the backup was taken must not work again (a leaked key revoked since).
-        if (Array.isArray(revokedInReplaced)) {
-          const { revoked, keptLastOwner } = await kernel.access.revokeAgainAfterRestore(revokedInReplaced, basename(file), CLI_ACTOR);
-          out(`  credentials revoked again (revoked in the replaced database, active in the backup): ${revoked.length}${revoked.length > 0 ? ` (${revoked.join(', ')})` : ''}`);
-          for (const id of keptLastOwner) out(`  owner token ${id} was revoked in the replaced database but is the restored database's last active owner token: create another owner token (keys create --role owner), then revoke it`);
-        } else if (revokedInReplaced === 'unreadable') {
-          out(`  credentials revoked since the backup: not known (the replaced database could not be read): revoke again any revoked after ${backupTakenAt}`);
-        }
-        // A withdrawal, GPC opt-out, restriction or objection recorded after the backup must not let processing resume.
-        if (typeof consentInReplaced === 'object') {
-          const done = await kernel.consent.reapplyAfterRestore(consentInReplaced, profileIdsOf(kernel), basename(file), CLI_ACTOR);
+        const carried = kernel.restoreCarried;
+        if (carried) {
+          // A credential revoked after the backup was taken must not work again (a leaked key revoked since).
+          out(`  credentials revoked again (revoked in the replaced database, active in the backup): ${carried.revoked.length}${carried.revoked.length > 0 ? ` (${carried.revoked.join(', ')})` : ''}`);
+          for (const id of carried.keptLastOwner) out(`  owner token ${id} was revoked in the replaced database but is the restored database's last active owner token: create another owner token (keys create --role owner), then revoke it`);
+          // A withdrawal, GPC opt-out, restriction or objection recorded after the backup must not let processing resume.
+          const done = carried.consent;
           out(`  refusals and withdrawals written again (in force in the replaced database, not in the backup): ${done.optOuts}`);
           out(`  GPC opt-outs written again: ${done.gpcOptOuts}`);
           out(`  restrictions of processing put in force again: ${done.restrictions}`);
@@ -144,15 +136,15 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
           if (done.keptLater > 0) out(`  consent states left as restored (the backup holds a later entry, or a later lifting): ${done.keptLater}`);
           if (done.purposeNotConfigured > 0) out(`  refusals and withdrawals of purposes the restored configuration lacks or does not base on consent or legitimate interests: ${done.purposeNotConfigured} (set such a purpose again, then record them again by hand)`);
           if (done.notInRestored > 0) out(`  people with restrictive consent states the restored database does not know (profiles created after the backup, or erased): ${done.notInRestored}`);
-          if (done.failed.length > 0) {
-            out(`  people whose consent states could not be written again: ${done.failed.map((f) => `${f.people} (${f.code})`).join(', ')}: their withdrawals, opt-outs and restrictions since ${backupTakenAt} must be recorded again by hand (audit export)`);
-            throw new CommanderError(1, 'candor.restore.incomplete', 'consent states not written again');
-          }
-        } else if (consentInReplaced === 'unreadable') {
-          out(`  consent withdrawals, opt-outs, restrictions and objections since the backup: not known (the replaced database could not be read): record again any recorded after ${backupTakenAt}`);
+          if (done.failed.length > 0) out(`  people whose consent states could not be written again: ${done.failed.map((f) => `${f.people} (${f.code})`).join(', ')}: tried again at the next start (${RESTORE_PENDING_FILE} stays)`);
+          if (carried.unknown.includes('credentials')) out(`  credentials revoked since the backup: not known (the replaced database could not be read): revoke again any revoked after ${backupTakenAt}`);
+          if (carried.unknown.includes('consent')) out(`  consent withdrawals, opt-outs, restrictions and objections since the backup: not known (the replaced database could not be read): record again any recorded after ${backupTakenAt}`);
+          byHand = carried.keptLastOwner.length > 0 || done.purposeNotConfigured > 0 || done.failed.length > 0 || carried.unknown.length > 0;
         }
       } finally {
         await kernel.close();
       }
+      // Restored, with something left to do by hand (listed above): exit 3, as `compact` does when work is left.
+      if (byHand) throw new CommanderError(3, 'candor.restore.by_hand', '');
     });
 }

@@ -535,7 +535,11 @@ async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
       client.on('error', () => undefined);
       try {
         await client.connect();
+        // Off for this session, also where the role or the database sets a default (ALTER ROLE … SET statement_timeout).
+        await client.query('SET statement_timeout = 0');
+        await client.query('SET idle_in_transaction_session_timeout = 0');
       } catch (error) {
+        await client.end().catch(() => undefined);
         throw codedPostgresError(error);
       }
       let handedOut = false;

@@ -1480,7 +1480,7 @@ export class Consent {
    */
   async reapplyAfterRestore(
     replaced: RestrictiveConsentStates,
-    profileIds: AsyncIterable<readonly string[]> | Iterable<readonly string[]>,
+    people: AsyncIterable<readonly { profileId: string; members: readonly string[] }[]> | Iterable<readonly { profileId: string; members: readonly string[] }[]>,
     backup: string,
     actor: Actor,
   ): Promise<ReappliedAfterRestore> {
@@ -1494,26 +1494,44 @@ export class Consent {
     for (const optOut of replaced.optOuts) wantedOf(optOut.subject).optOuts.push(optOut);
     for (const restriction of replaced.restrictions) wantedOf(restriction.subject).restrictions.push(restriction);
     if (wanted.size === 0) return result;
-    // Pseudonyms are keyed hashes: the restored database's profile ids are hashed to find the people.
-    const found = new Map<string, string>();
-    for await (const chunk of profileIds) {
-      for (const id of chunk) {
-        const pseudonym = this.#keyring.pseudonym('subject', id);
-        if (wanted.has(pseudonym) && !found.has(pseudonym)) found.set(pseudonym, id);
+    // Pseudonyms are keyed hashes: the restored database's profile ids are hashed to find the people. A state recorded
+    // on a profile that the restored database holds merged into another binds the person, so it is written on the
+    // canonical profile, which decisions read (with what other members of the same person carried).
+    const canonicalOf = new Map<string, string>();
+    for await (const chunk of people) {
+      for (const group of chunk) {
+        for (const id of [group.profileId, ...group.members]) {
+          const pseudonym = this.#keyring.pseudonym('subject', id);
+          if (wanted.has(pseudonym) && !canonicalOf.has(pseudonym)) canonicalOf.set(pseudonym, group.profileId);
+        }
       }
-      if (found.size === wanted.size) break;
+      if (canonicalOf.size === wanted.size) break;
     }
-    result.notInRestored = wanted.size - found.size;
+    result.notInRestored = wanted.size - canonicalOf.size;
+    const found = new Map<string, string>();
+    const wantedBy = new Map<string, RestrictiveConsentStates>();
+    for (const [pseudonym, canonical] of canonicalOf) {
+      const own = this.#keyring.pseudonym('subject', canonical);
+      const want = wanted.get(pseudonym) as RestrictiveConsentStates;
+      const joined = wantedBy.get(own);
+      if (joined) {
+        joined.optOuts.push(...want.optOuts);
+        joined.restrictions.push(...want.restrictions);
+      } else {
+        wantedBy.set(own, { optOuts: [...want.optOuts], restrictions: [...want.restrictions] });
+        found.set(own, canonical);
+      }
+    }
     const restoredFrom = basename(backup);
     const sourceText = `restore:${restoredFrom}`;
     const source = sourceText.length <= MAX_SOURCE && unusableText(sourceText) === undefined ? recordedSource(sourceText) : 'restore';
     const failed = new Map<string, number>();
-    const people = [...found];
-    for (let i = 0; i < people.length; i += CHUNK) {
-      const part = people.slice(i, i + CHUNK);
+    const persons = [...found];
+    for (let i = 0; i < persons.length; i += CHUNK) {
+      const part = persons.slice(i, i + CHUNK);
       const loaded = await this.#fetch(part.map(([, id]) => id));
       for (const [pseudonym, id] of part) {
-        const want = wanted.get(pseudonym) as RestrictiveConsentStates;
+        const want = wantedBy.get(pseudonym) as RestrictiveConsentStates;
         const before = loaded.get(id) as SubjectState;
         // A restriction the restored database lifted after the replaced one's began: that lifting is the later choice.
         const liftedLater = new Set<RestrictionKind>();
@@ -1588,7 +1606,13 @@ export class Consent {
     const entries: Omit<EntryFields, 'receiptId'>[] = [];
     let keptLater = 0;
     let purposeNotConfigured = 0;
+    // One per purpose when several profiles of the person had one: a GPC opt-out binds more, else the later one.
+    const byPurpose = new Map<string, RestrictiveConsentStates['optOuts'][number]>();
     for (const optOut of optOuts) {
+      const other = byPurpose.get(optOut.purpose);
+      if (other === undefined || (optOut.gpc && !other.gpc) || (optOut.gpc === other.gpc && optOut.at > other.at)) byPurpose.set(optOut.purpose, optOut);
+    }
+    for (const optOut of byPurpose.values()) {
       const config = this.#purposeConfigs.get(optOut.purpose);
       if (config === undefined || (config.basis !== 'consent' && config.basis !== 'legitimate_interests')) {
         purposeNotConfigured++;

@@ -13,7 +13,7 @@ describeEachDialect('consent states written again after a restore', (dialect) =>
   const meta = { mechanism: 'privacy_center' as const };
   const now = () => new Date().toISOString();
   const optOut = (id: string, purpose: string, state: 'refused' | 'withdrawn', gpc: boolean, at = now()) => ({ subject: ctx.kernel.consent.pseudonym(id), purpose, state, gpc, at });
-  const reapply = (states: RestrictiveConsentStates, known: readonly string[]) => ctx.kernel.consent.reapplyAfterRestore(states, [known], BACKUP, CLI_ACTOR);
+  const reapply = (states: RestrictiveConsentStates, known: readonly string[]) => ctx.kernel.consent.reapplyAfterRestore(states, [known.map((profileId) => ({ profileId, members: [] }))], BACKUP, CLI_ACTOR);
   const targeted = 'marketing.advertising.third_party.targeted';
 
   it('reads the refusals, withdrawals (GPC flag kept) and the restrictions in force with plain SQL, nothing else', async () => {
@@ -110,5 +110,23 @@ describeEachDialect('consent states written again after a restore', (dialect) =>
     const actions = (await ctx.kernel.audit.list({ limit: 100_000 })).filter((e) => e.subject === consent.pseudonym('flag-1')).slice(-3);
     assert.deepEqual(actions.map((e) => [e.action, JSON.parse(e.details ?? '{}').restoredFrom]), [['consent.record', BACKUP], ['consent.restrict', BACKUP], ['consent.object', BACKUP]]);
     assert.deepEqual((await consent.history('flag-1')).at(-1)?.state, 'withdrawn');
+  });
+  it('writes a state the replaced database held on a profile merged away in the restored one on the person\'s canonical profile', async () => {
+    const { consent } = ctx.kernel;
+    await consent.record('canon-1', [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'personalize.profiling', state: 'given' }], meta, CLI_ACTOR);
+    const result = await ctx.kernel.consent.reapplyAfterRestore(
+      {
+        optOuts: [optOut('member-1', 'analytics.reporting', 'withdrawn', false), optOut('canon-1', 'analytics.reporting', 'refused', false, EARLIER)],
+        restrictions: [{ subject: consent.pseudonym('member-1'), kind: 'restriction', since: now() }],
+      },
+      [[{ profileId: 'canon-1', members: ['member-1'] }]],
+      BACKUP,
+      CLI_ACTOR,
+    );
+    assert.deepEqual([result.people, result.optOuts, result.restrictions, result.notInRestored], [1, 1, 1, 0]);
+    assert.equal((await consent.state('canon-1'))['analytics.reporting']?.state, 'withdrawn', 'one entry, the later of the two');
+    assert.equal((await consent.state('canon-1'))['personalize.profiling']?.state, 'given');
+    assert.equal((await consent.restrictions('canon-1')).restricted, true);
+    assert.deepEqual(await consent.history('member-1'), [], 'nothing on the merged-away profile, which decisions do not read');
   });
 });

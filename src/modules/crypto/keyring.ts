@@ -37,6 +37,8 @@ export interface KeyringOptions {
   allowGenerate: boolean;
   /** Where a start reports data keys it could not re-wrap (ids only). */
   logger?: Pick<Logger, 'warn'>;
+  /** How many data keys stay in memory (100,000; tests set fewer). */
+  cacheLimit?: number;
 }
 
 /** A data key that a re-wrap left on its master key version because it could not be unwrapped (damaged). */
@@ -140,8 +142,10 @@ export class Keyring {
   #rotationCheckedAt = 0;
   /** Whether another connection wrote since a key was checked: if not, its row cannot have been destroyed. */
   readonly #freshness: Freshness;
+  readonly #cacheLimit: number;
 
-  private constructor(repo: CryptoRepo, audit: AuditLog, keyFilePath: string, keys: KeyFile, freshness: Freshness) {
+  private constructor(repo: CryptoRepo, audit: AuditLog, keyFilePath: string, keys: KeyFile, freshness: Freshness, cacheLimit: number) {
+    this.#cacheLimit = cacheLimit;
     this.#repo = repo;
     this.#freshness = freshness;
     this.#audit = audit;
@@ -165,7 +169,7 @@ export class Keyring {
     }
     const keys = readKeyFile(options.keyFile);
     const pruned = await checkKeyFile(keys, registered, () => usedWrapVersions(repo));
-    const keyring = new Keyring(repo, audit, options.keyFile, keys, new Freshness(storage, ['crypto_subject_keys', 'crypto_destroyed_keys', 'crypto_master_keys']));
+    const keyring = new Keyring(repo, audit, options.keyFile, keys, new Freshness(storage, ['crypto_subject_keys', 'crypto_destroyed_keys', 'crypto_master_keys']), options.cacheLimit ?? CACHE_LIMIT);
     if (registered.length === 0) {
       // A first start: the keys of the file are registered, older versions retired; there is no rotation to complete.
       for (const k of keyring.#keysInFile()) await repo.registerKey(k.purpose, k.version, keyCheckValue(k.key));
@@ -252,7 +256,7 @@ export class Keyring {
   }
 
   #remember(dk: DataKey): DataKey {
-    makeRoom(this.#bySubject, CACHE_LIMIT, (_subject, oldest) => this.#forget(oldest));
+    makeRoom(this.#bySubject, this.#cacheLimit, (_subject, oldest) => this.#forget(oldest));
     this.#bySubject.set(dk.subjectId, dk);
     this.#byKeyId.set(dk.keyId, dk);
     return dk;
@@ -359,7 +363,11 @@ export class Keyring {
     // Cached keys checked recently need no I/O; the rest are read (or re-checked) in one query.
     const due = [...new Set(subjectIds)].filter((id) => {
       const dk = this.#bySubject.get(id);
-      return !dk || this.#due(dk, now);
+      if (!dk) return true;
+      // The newest in the cache's order: a key asked for is not among the oldest that room is made by (makeRoom).
+      this.#bySubject.delete(id);
+      this.#bySubject.set(id, dk);
+      return this.#due(dk, now);
     });
     if (due.length === 0) return;
     const rows = new Map((await this.#repo.bySubjects(due)).map((row) => [row.subject_id, row]));

@@ -19,9 +19,9 @@ import { writeFileAtomic } from '../../shared/durable-write.ts';
 import { CandorError, isCandorError, type ErrorDetails } from '../../shared/errors.ts';
 import { lockFile } from '../../shared/file-lock.ts';
 import { openStorage, SQLITE_FILE, type ModuleMigration } from '../../storage/index.ts';
-import { revokedCredentials } from '../access/index.ts';
+import { revokedCredentials, type AccessControl } from '../access/index.ts';
 import { AuditLog, type AuditEvent } from '../audit/index.ts';
-import { restrictiveConsentStates, type RestrictiveConsentStates } from '../consent/index.ts';
+import { restrictiveConsentStates, type Consent, type ReappliedAfterRestore, type RestrictiveConsentStates } from '../consent/index.ts';
 import { checkKeyFile, readKeyFile, type RegisteredKey } from '../crypto/index.ts';
 
 /** Where the database lives: the same two settings storage opens it with. */
@@ -189,6 +189,85 @@ async function currentRevocations(target: DatabaseTarget): Promise<RestoreResult
  */
 function currentConsentStates(target: DatabaseTarget): Promise<RestoreResult['consentInReplaced']> {
   return readReplaced(target, ['consent_current', 'consent_restrictions'], (all) => restrictiveConsentStates(all));
+}
+
+/** The file, in the data directory, of what a restore carries over and the kernel has not applied yet. */
+export const RESTORE_PENDING_FILE = 'restore-pending.json';
+const PENDING_FORMAT = 'candor-restore-pending';
+
+/**
+ * What a restore carries over from the replaced database: credential ids and consent states (pseudonyms, purposes,
+ * times: no personal values); `unknown` names what could not be read from it (a damaged database).
+ */
+export interface PendingRestore {
+  backup: string;
+  revoked: string[];
+  consent: RestrictiveConsentStates;
+  unknown: ('credentials' | 'consent')[];
+}
+
+function readPending(path: string): PendingRestore | null {
+  if (!existsSync(path)) return null;
+  const parsed = JSON.parse(readFileSync(path, 'utf8')) as PendingRestore & { format?: string };
+  if (parsed.format !== PENDING_FORMAT) throw new CandorError('BACKUP_CORRUPT', { reason: `${RESTORE_PENDING_FILE} is not a pending restore`, file: RESTORE_PENDING_FILE });
+  return { backup: parsed.backup, revoked: parsed.revoked, consent: parsed.consent, unknown: parsed.unknown };
+}
+
+function writePending(path: string, pending: PendingRestore): void {
+  writeFileAtomic(path, JSON.stringify({ format: PENDING_FORMAT, ...pending }), { temporary: `${path}.${randomBytes(6).toString('hex')}.tmp`, mode: 0o600, code: 'BACKUP_FAILED' });
+}
+
+/**
+ * Writes (0600, fsynced) what the restore carries over, added to what an earlier restore left unapplied (its kernel
+ * never opened); returns a function that puts the file back as it was, for a restore that fails before its swap.
+ */
+function savePendingRestore(dataDir: string, backup: string, revoked: RestoreResult['revokedInReplaced'], consent: RestoreResult['consentInReplaced']): () => void {
+  const path = join(dataDir, RESTORE_PENDING_FILE);
+  if (revoked === 'none' && consent === 'none') return () => undefined;
+  const earlier = readPending(path);
+  const pending: PendingRestore = {
+    backup,
+    revoked: [...new Set([...(earlier?.revoked ?? []), ...(Array.isArray(revoked) ? revoked : [])])],
+    consent: {
+      optOuts: [...(earlier?.consent.optOuts ?? []), ...(typeof consent === 'object' ? consent.optOuts : [])],
+      restrictions: [...(earlier?.consent.restrictions ?? []), ...(typeof consent === 'object' ? consent.restrictions : [])],
+    },
+    unknown: [...new Set([...(earlier?.unknown ?? []), ...(revoked === 'unreadable' ? ['credentials' as const] : []), ...(consent === 'unreadable' ? ['consent' as const] : [])])],
+  };
+  writePending(path, pending);
+  return () => (earlier ? writePending(path, earlier) : rmSync(path, { force: true }));
+}
+
+/** What the kernel did with a pending restore's carry-over (Kernel.restoreCarried). */
+export interface RestoreCarried {
+  backup: string;
+  /** Credentials revoked again, and the last owner tokens kept (revoked in the replaced database). */
+  revoked: string[];
+  keptLastOwner: string[];
+  consent: ReappliedAfterRestore;
+  /** What could not be read from the replaced database: to be done again by hand. */
+  unknown: ('credentials' | 'consent')[];
+}
+
+/**
+ * Applies what a restore carried over (RESTORE_PENDING_FILE), when the kernel opens after it: credentials revoked again,
+ * restrictive consent states written again (on each person's canonical profile). The file goes once everything was
+ * written; when some people's states could not be, it stays and the next open tries again. Null without a file.
+ */
+export async function applyPendingRestore(deps: {
+  dataDir: string;
+  access: Pick<AccessControl, 'revokeAgainAfterRestore'>;
+  consent: Pick<Consent, 'reapplyAfterRestore'>;
+  people: () => AsyncIterable<{ profileId: string; members: string[] }[]>;
+  actor: Actor;
+}): Promise<RestoreCarried | null> {
+  const path = join(deps.dataDir, RESTORE_PENDING_FILE);
+  const pending = readPending(path);
+  if (!pending) return null;
+  const { revoked, keptLastOwner } = await deps.access.revokeAgainAfterRestore(pending.revoked, pending.backup, deps.actor);
+  const consent = await deps.consent.reapplyAfterRestore(pending.consent, deps.people(), pending.backup, deps.actor);
+  if (consent.failed.length === 0) rmSync(path, { force: true });
+  return { backup: pending.backup, revoked, keptLastOwner, consent, unknown: pending.unknown };
 }
 
 /** What the `retention.restore` entry says of the replaced database's consent states: counts only, no pseudonyms. */
@@ -407,7 +486,7 @@ function checkBackupDirectory(file: string): void {
   const dir = dirname(file);
   try {
     if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-    accessSync(dir, constants.W_OK | constants.X_OK);
+    accessSync(dir, constants.R_OK | constants.W_OK | constants.X_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'unknown';
     throw new CandorError('BACKUP_DIRECTORY_UNUSABLE', { reason: code, file: basename(file) }, { cause: error });
@@ -683,11 +762,19 @@ async function restoreLocked(target: RestoreTarget, file: string, actor: Actor, 
   const discarded = await currentAuditHead(target);
   const revokedInReplaced = await currentRevocations(target);
   const consentInReplaced = await currentConsentStates(target);
-  if (dialect === 'postgres') {
-    const result = await pgTool('pg_restore', ['--clean', '--if-exists', '--no-owner', '--single-transaction', '--exit-on-error', '--dbname', '{url}', file], target.databaseUrl);
-    if (result.code !== 0) throw new CandorError('BACKUP_FAILED', { tool: 'pg_restore', message: toolMessage(result.stderr) });
-  } else {
-    swapSqlite(target, file);
+  // Kept in a file before the swap, applied when the kernel next opens (the command's own open, or a server's start if
+  // the command stopped before it): the states are not lost with the replaced database, whatever stops the restore.
+  const undoPending = savePendingRestore(target.dataDir, basename(file), revokedInReplaced, consentInReplaced);
+  try {
+    if (dialect === 'postgres') {
+      const result = await pgTool('pg_restore', ['--clean', '--if-exists', '--no-owner', '--single-transaction', '--exit-on-error', '--dbname', '{url}', file], target.databaseUrl);
+      if (result.code !== 0) throw new CandorError('BACKUP_FAILED', { tool: 'pg_restore', message: toolMessage(result.stderr) });
+    } else {
+      swapSqlite(target, file);
+    }
+  } catch (error) {
+    undoPending();
+    throw error;
   }
   // A restored log that cannot be read (the backup was checked, so hardly ever) also fails the append below.
   const restoredHead = await currentAuditHead(target);

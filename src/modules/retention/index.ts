@@ -5,4 +5,4 @@
  */
 export { Retention, type RetentionDeps, type SweepReport, type SweepRequest, type EffectiveRule } from './retention.service.ts';
 export { RETENTION_MIGRATIONS } from './retention.repo.ts';
-export { backupDatabase, restoreDatabase, checkSqliteBackup, checkPostgresBackup, claimDataDir, runningServer, whileHoldingDataDir, SERVER_LOCK_FILE, type BackupResult, type DatabaseTarget, type RestoreTarget } from './backup.ts';
+export { applyPendingRestore, RESTORE_PENDING_FILE, type RestoreCarried, backupDatabase, restoreDatabase, checkSqliteBackup, checkPostgresBackup, claimDataDir, runningServer, whileHoldingDataDir, SERVER_LOCK_FILE, type BackupResult, type DatabaseTarget, type RestoreTarget } from './backup.ts';

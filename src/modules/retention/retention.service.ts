@@ -153,12 +153,12 @@ export class Retention {
         const all: EraseOutcome[] = [];
         for (const handler of subjectData) all.push(...(await handler.erase(tx, subject, 'inactivity')));
         const closedEntries: DeletionAuditEntry[] = [];
-        let closedCounts: Record<string, number> = {};
+        const closedCounts: Record<string, number> = {};
         for (const handler of subjectData) {
           const closed = await handler.closeIn?.(tx, subject, deletion);
           if (!closed) continue;
           closedEntries.push(...closed.audit);
-          closedCounts = { ...closedCounts, ...closed.counts };
+          for (const [key, n] of Object.entries(closed.counts)) closedCounts[key] = (closedCounts[key] ?? 0) + n;
         }
         // Audited in the deletion's own transaction, last (on PostgreSQL the audit head is held from here to the
         // commit): a person deleted always has the entry, and one whose entry cannot be written is not deleted.

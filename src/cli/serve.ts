@@ -127,8 +127,22 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
       schedules.push({ what: 'scoring run', schedule: repeat(config.scoringIntervalHours * 3_600_000, () => kernel.scoring.run(SYSTEM_ACTOR, { signal: stopScoring.signal }), scoringFailed) });
     }
     housekeeping.push(setInterval(() => background.track('model refit', kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed'))), 300_000));
+    // PostgreSQL's planner statistics, where autovacuum has not refreshed them (it is off on some servers): at start,
+    // then every 10 minutes; a table never analyzed is planned as empty and scanned whole on every look-up.
+    const refreshStatistics = () =>
+      background.track(
+        'table statistics',
+        kernel.storage
+          .refreshStatistics()
+          .then((tables) => {
+            if (tables.length > 0) kernel.logger.info({ tables }, 'table statistics refreshed (ANALYZE), which autovacuum had not done');
+          })
+          .catch((err: unknown) => kernel.logger.warn({ err }, 'table statistics not refreshed')),
+      );
+    if (kernel.storage.dialect === 'postgres') housekeeping.push(setInterval(refreshStatistics, 600_000));
     for (const timer of housekeeping) timer.unref();
     background.track('consent expiry', kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')));
+    if (kernel.storage.dialect === 'postgres') refreshStatistics();
     // Rights requests whose run a crash cut off run again, in the background once the server answers (after the
     // deletion ledger's replay at open: an erasure it finished is only completed). Only servers resume them: a CLI
     // command does not run someone's erasure or mail with the shell's settings.

@@ -15,6 +15,7 @@ import {
 } from 'kysely';
 import { CandorError } from '../shared/errors.ts';
 import { isSqliteBusy, isSqliteFull } from '../shared/sqlite-codes.ts';
+import { makeRoom } from '../shared/make-room.ts';
 import type { DiskFullState } from './disk-full.ts';
 
 /** SQLite accepts DDL inside transactions, so a failed migration batch rolls back whole. */
@@ -150,10 +151,7 @@ export class SqliteHandle {
   prepare(sql: string): StatementSync {
     let stmt = this.#statements.get(sql);
     if (!stmt) {
-      if (this.#statements.size >= 500) {
-        const oldest = this.#statements.keys().next().value;
-        if (oldest !== undefined) this.#statements.delete(oldest);
-      }
+      makeRoom(this.#statements, 500);
       stmt = this.db.prepare(sql);
       this.#statements.set(sql, stmt);
     }

@@ -104,6 +104,13 @@ export interface Storage {
    * may. SQLite, and PostgreSQL with its timeouts off: `fn(db)`.
    */
   withoutTimeouts<T>(fn: (db: Kysely<object>) => Promise<T>): Promise<T>;
+  /**
+   * PostgreSQL: runs ANALYZE on each table whose planner statistics are missing or stale by autovacuum's own rule
+   * (never analyzed, or more than 50 + 10% of its rows changed since), and returns their names. Where autovacuum runs
+   * this finds nothing; where it is off (some managed or hand-tuned servers) a table never analyzed is planned as if it
+   * were empty, and every look-up scans it whole. SQLite: nothing (its plans here need no statistics), `[]`.
+   */
+  refreshStatistics(): Promise<string[]>;
   /** SQLite's writer thread, unless it is off or the database is PostgreSQL. */
   readonly deferred: DeferredWrites | undefined;
   /**
@@ -254,6 +261,9 @@ function openSqlite(options: StorageOptions): Storage {
     async ping() {
       await raw.all('SELECT 1');
     },
+    async refreshStatistics() {
+      return [];
+    },
     externalWrites() {
       // While the writer thread commits, a change seen here may be its own; other commits are caught after it.
       if (!writerCommitting) lookForExternalCommits(false);
@@ -401,6 +411,12 @@ function kyselyClient(checkedOut: Session): PostgresPoolClient {
   };
 }
 
+/** Tables of this schema whose statistics autovacuum would refresh: never analyzed, or changed by > 50 + 10% of rows. */
+const STALE_STATISTICS_SQL = `SELECT relname AS name FROM pg_stat_user_tables
+  WHERE schemaname = current_schema() AND n_live_tup + n_dead_tup + n_mod_since_analyze > 0
+    AND (coalesce(last_analyze, last_autoanalyze) IS NULL OR n_mod_since_analyze > 50 + 0.1 * n_live_tup)
+  ORDER BY relname`;
+
 async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
   const { default: pg } = await import('pg');
   // int8 (counts, sequence numbers) as JS numbers: every such value here stays below 2^53.
@@ -523,6 +539,11 @@ async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
     },
     async checkpoint() {
       // pg_dump reads rows, not pages: deleted tuples never reach a dump.
+    },
+    async refreshStatistics() {
+      const stale = await poolExec.all<{ name: string }>(STALE_STATISTICS_SQL);
+      for (const { name } of stale) await poolExec.run(`ANALYZE "${name.replaceAll('"', '""')}"`);
+      return stale.map((t) => t.name);
     },
     externalWrites: (tables) => (listener.tracked && everyTableNotifies ? (tables ? listener.countFor(tables) : listener.count) : undefined),
     async afterMigrations(on = db) {

@@ -1,6 +1,7 @@
 // Phone numbers as identifiers: read by libphonenumber (its metadata knows each country's calling code, national
 // prefix and possible lengths), written as E.164, so one number written several ways is one identifier.
 import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
+import { makeRoom } from '../../shared/make-room.ts';
 
 /** A phone number read as an identifier: its E.164 form and its national significant number (after the country code). */
 export interface ParsedPhone {
@@ -65,18 +66,13 @@ export function parsePhone(text: string, region: CountryCode | undefined): Parse
  */
 export class PhoneReader {
   readonly #region: CountryCode | undefined;
-  /** Input → reading; null for a number libphonenumber refused. */
+  /** Input → reading; null for a number libphonenumber refused. Oldest first: room is made with makeRoom. */
   readonly #readings = new Map<string, ParsedPhone | null>();
-  /**
-   * The inputs in #readings, in a ring: the slot written next holds the oldest. Evicting through the Map's own order
-   * would cost microseconds a time, as V8 walks past every entry deleted since the table was last rebuilt.
-   */
-  readonly #order: (string | undefined)[];
-  #next = 0;
+  readonly #limit: number;
 
   constructor(region: CountryCode | undefined, limit = READINGS) {
     this.#region = region;
-    this.#order = new Array<string | undefined>(limit).fill(undefined);
+    this.#limit = limit;
   }
 
   /** `parsePhone(text, region)`, read by libphonenumber only if this input was not read lately. */
@@ -86,10 +82,7 @@ export class PhoneReader {
     const known = this.#readings.get(input);
     if (known !== undefined) return known ?? undefined;
     const phone = readInput(input, this.#region);
-    const oldest = this.#order[this.#next];
-    if (oldest !== undefined) this.#readings.delete(oldest);
-    this.#order[this.#next] = input;
-    this.#next = (this.#next + 1) % this.#order.length;
+    makeRoom(this.#readings, this.#limit);
     this.#readings.set(input, phone ?? null);
     return phone;
   }

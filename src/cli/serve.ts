@@ -128,7 +128,8 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     }
     housekeeping.push(setInterval(() => background.track('model refit', kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed'))), 300_000));
     // PostgreSQL's planner statistics, where autovacuum has not refreshed them (it is off on some servers): at start,
-    // then every 10 minutes; a table never analyzed is planned as empty and scanned whole on every look-up.
+    // then every 10 minutes; a table never analyzed is planned as empty and scanned whole on every look-up. (SQLite:
+    // nothing to do.)
     const refreshStatistics = () =>
       background.track(
         'table statistics',
@@ -139,10 +140,10 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
           })
           .catch((err: unknown) => kernel.logger.warn({ err }, 'table statistics not refreshed')),
       );
-    if (kernel.storage.dialect === 'postgres') housekeeping.push(setInterval(refreshStatistics, 600_000));
+    housekeeping.push(setInterval(refreshStatistics, 600_000));
     for (const timer of housekeeping) timer.unref();
     background.track('consent expiry', kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')));
-    if (kernel.storage.dialect === 'postgres') refreshStatistics();
+    void refreshStatistics();
     // Rights requests whose run a crash cut off run again, in the background once the server answers (after the
     // deletion ledger's replay at open: an erasure it finished is only completed). Only servers resume them: a CLI
     // command does not run someone's erasure or mail with the shell's settings.

@@ -145,6 +145,11 @@ function noticeFromRow(row: NoticeRow): Notice {
 
 const isGpcPurpose = (p: PurposeConfig): boolean => p.saleOrSharing || p.targetedAdvertising;
 
+/** Whether a restriction (or an objection to direct marketing) of this kind is in force in `flags`. */
+function hasFlag(flags: SubjectFlags, kind: RestrictionKind): boolean {
+  return kind === 'restriction' ? flags.restricted : flags.objectedMarketing;
+}
+
 /** The flags in force per subject pseudonym, from its restriction rows. */
 function flagsOf(rows: readonly RestrictionRow[]): Map<string, SubjectFlags> {
   const out = new Map<string, SubjectFlags>();
@@ -1535,7 +1540,7 @@ export class Consent {
         const before = loaded.get(id) as SubjectState;
         // A restriction the restored database lifted after the replaced one's began: that lifting is the later choice.
         const liftedLater = new Set<RestrictionKind>();
-        if (want.restrictions.some((r) => !this.#flagOf(before.flags, r.kind))) {
+        if (want.restrictions.some((r) => !hasFlag(before.flags, r.kind))) {
           const history = await this.#repo.restrictionHistory(pseudonym);
           for (const r of want.restrictions) {
             if (history.some((row) => row.kind === r.kind && row.lifted_at !== null && row.lifted_at > r.since)) liftedLater.add(r.kind);
@@ -1589,10 +1594,6 @@ export class Consent {
     return result;
   }
 
-  #flagOf(flags: SubjectFlags, kind: RestrictionKind): boolean {
-    return kind === 'restriction' ? flags.restricted : flags.objectedMarketing;
-  }
-
   /**
    * The opt-outs a restore writes again for one person: each replaced one the restored state does not bind as much (any
    * opt-out binds as much as a plain one, only a GPC opt-out as much as a GPC one), unless the restored entry is later.
@@ -1634,7 +1635,7 @@ export class Consent {
     const kinds: RestrictionKind[] = [];
     let keptLater = 0;
     for (const kind of new Set(restrictions.map((r) => r.kind))) {
-      if (this.#flagOf(flags, kind)) continue;
+      if (hasFlag(flags, kind)) continue;
       if (liftedLater.has(kind)) keptLater++;
       else kinds.push(kind);
     }
@@ -1666,7 +1667,7 @@ export class Consent {
         const at = new Date().toISOString();
         for (const s of subjects) {
           const current = flags.get(s.pseudonym) ?? NO_FLAGS;
-          if (kind === 'restriction' ? current.restricted : current.objectedMarketing) continue;
+          if (hasFlag(current, kind)) continue;
           await this.#repo.insertRestriction(tx, restrictionRow(s.pseudonym, kind, requestId, at, actor));
           set.push(s.pseudonym);
         }

@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before } from 'node:test';
 import type { Kernel } from '../../src/kernel.ts';
 import { Mailer, RightsRequests, type Mail, type RightsRequestsDeps } from '../../src/modules/rights/index.ts';
 import { CandorError } from '../../src/shared/errors.ts';
@@ -32,4 +36,37 @@ export class RefusingMailer extends Mailer {
     if (this.refuse?.test(mail.subject)) throw new CandorError('RIGHTS_MAIL_FAILED');
     return super.send(mail);
   }
+}
+
+/**
+ * A rights-request workflow whose mail goes to an outbox directory of its own through a RefusingMailer, made before
+ * the suite's tests and closed after them (its directory removed): `outbox`, `mailer` and `rights` once made.
+ */
+export function useRefusingRights(ctx: { readonly kernel: Kernel }): { readonly outbox: string; readonly mailer: RefusingMailer; readonly rights: RightsRequests } {
+  let made: { outbox: string; mailer: RefusingMailer; rights: RightsRequests } | undefined;
+  const get = () => {
+    if (!made) throw new Error('useRefusingRights: used before the suite started');
+    return made;
+  };
+  before(() => {
+    const outbox = mkdtempSync(join(tmpdir(), 'candor-outbox-'));
+    const mailer = new RefusingMailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: outbox });
+    made = { outbox, mailer, rights: rightsRequests(ctx.kernel, { mailer }) };
+  });
+  after(async () => {
+    if (!made) return;
+    await made.rights.close();
+    rmSync(made.outbox, { recursive: true, force: true });
+  });
+  return {
+    get outbox() {
+      return get().outbox;
+    },
+    get mailer() {
+      return get().mailer;
+    },
+    get rights() {
+      return get().rights;
+    },
+  };
 }

@@ -1,18 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, it } from 'node:test';
+import { it } from 'node:test';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { RefusingMailer, rightsRequests } from '../../../test/support/rights.ts';
+import { useRefusingRights } from '../../../test/support/rights.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import type { RetentionHandler } from '../../shared/subject-data.ts';
-import { REASON_REMOVED, type RightsRequests } from '../rights/index.ts';
+import { REASON_REMOVED } from '../rights/index.ts';
 import { Retention } from './retention.service.ts';
 
-/** A mailer whose server refuses the messages whose subject matches `refuse`. */
 /** `n` calendar months after `at`. */
 const months = (at: Date, n: number) => {
   const out = new Date(at.getTime());
@@ -22,20 +18,8 @@ const months = (at: Date, n: number) => {
 
 describeEachDialect('the inactivity rule and the person’s rights requests', (dialect) => {
   const ctx = useKernel(dialect);
-  let outbox = '';
-  let mailer: RefusingMailer;
-  let rights: RightsRequests;
+  const refusing = useRefusingRights(ctx);
   const db = () => ctx.kernel.storage.db;
-
-  before(() => {
-    outbox = mkdtempSync(join(tmpdir(), 'candor-outbox-'));
-    mailer = new RefusingMailer({ smtpUrl: '', from: 'privacy@candor-example.dev', outboxDir: outbox });
-    rights = rightsRequests(ctx.kernel, { mailer });
-  });
-  after(async () => {
-    await rights.close();
-    rmSync(outbox, { recursive: true, force: true });
-  });
 
   it('closes an inactive person’s open requests when it deletes them and leaves no key that opens their address', async () => {
     const userId = `inactive-${dialect}`;
@@ -46,8 +30,8 @@ describeEachDialect('the inactivity rule and the person’s rights requests', (d
     const stored = await ctx.kernel.collect.ingest([{ raw: { type: 'identify', userId, messageId: `${userId}-id`, traits: { email } }, bytes: 200 }], undefined, { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR });
     assert.equal(stored[0]?.status, 'stored', JSON.stringify(stored));
     const start = async (type: string, client: string) => {
-      const { requestId } = await rights.start({ type, email, client });
-      await rights.settled();
+      const { requestId } = await refusing.rights.start({ type, email, client });
+      await refusing.rights.settled();
       return requestId;
     };
     // Never verified: an access request (address sealed with the person's key) and an erasure request (its own key).
@@ -55,11 +39,11 @@ describeEachDialect('the inactivity rule and the person’s rights requests', (d
     const erasure = await start('erasure', '10.78.0.2');
     // Denied by staff, the notice refused: the address is kept, sealed with the request's own key, for the retry.
     const refused = await start('erasure', '10.78.0.3');
-    mailer.refuse = /About your request/;
+    refusing.mailer.refuse = /About your request/;
     try {
-      assert.equal((await rights.deny(refused, 'Asked twice.', CLI_ACTOR)).lastError, 'RIGHTS_MAIL_FAILED');
+      assert.equal((await refusing.rights.deny(refused, 'Asked twice.', CLI_ACTOR)).lastError, 'RIGHTS_MAIL_FAILED');
     } finally {
-      mailer.refuse = null;
+      refusing.mailer.refuse = null;
     }
     const ids = [access, erasure, refused];
     const rows = async () =>
@@ -80,7 +64,7 @@ describeEachDialect('the inactivity rule and the person’s rights requests', (d
     }
     assert.deepEqual({ ...byId.get(refused) }, { id: refused, profile_id: profileId, state: 'denied', denial_reason: REASON_REMOVED, email: null, code_hash: null, last_error: null });
     assert.deepEqual(await noticeKeys(), []);
-    assert.ok(!(await rights.queue()).some((v) => ids.includes(v.id)));
+    assert.ok(!(await refusing.rights.queue()).some((v) => ids.includes(v.id)));
 
     // Each closure is an event and an audit entry.
     const events = (await sql<{ request_id: string; detail: string }>`SELECT request_id, detail FROM rights_request_events WHERE request_id IN (${sql.join(ids)}) AND to_state = 'denied'`.execute(db())).rows;
@@ -100,8 +84,8 @@ describeEachDialect('the inactivity rule and the person’s rights requests', (d
     assert.equal(stored[0]?.status, 'stored', JSON.stringify(stored));
     const ids: string[] = [];
     for (const [type, client] of [['access', '10.78.1.1'], ['erasure', '10.78.1.2']] as const) {
-      ids.push((await rights.start({ type, email, client })).requestId);
-      await rights.settled();
+      ids.push((await refusing.rights.start({ type, email, client })).requestId);
+      await refusing.rights.settled();
     }
     const subject = await k.erasure.findSubject({ profileId });
     assert.ok(subject);

@@ -124,38 +124,24 @@ async function postgresClient(databaseUrl: string): Promise<Client> {
   return client;
 }
 
-/** The audit head of the database a restore is about to replace, or why there is none. */
-async function currentAuditHead(target: DatabaseTarget): Promise<RestoreResult['discarded']> {
-  try {
-    if (isPostgres(target)) {
-      const client = await postgresClient(target.databaseUrl);
-      try {
-        return (await postgresAuditHead(client)) ?? 'none';
-      } finally {
-        await client.end();
-      }
-    }
-    const path = join(target.dataDir, SQLITE_FILE);
-    return existsSync(path) ? (sqliteAuditHead(path) ?? 'none') : 'none';
-  } catch {
-    // A damaged database is a reason to restore: it must not stand in the way.
-    return 'unreadable';
-  }
+/** A database read through plain SQL: its rows, and which tables it has (an older release's may lack some). */
+interface DatabaseReader {
+  all(text: string): Promise<readonly Record<string, unknown>[]>;
+  has(table: string): boolean;
 }
 
 /**
- * Reads from the database a restore is about to replace, through a plain-SQL executor: `none` when there is no
- * database or it lacks one of `tables` (an older release's), `unreadable` when it cannot be read (a damaged database is
- * a reason to restore: it must not stand in the way). SQLite is opened read-only.
+ * Reads the configured database (the one a restore is about to replace, or has just put in place) on one connection:
+ * `none` when there is no database, `unreadable` when it cannot be read (a damaged database is a reason to restore: it
+ * must not stand in the way). SQLite is opened read-only.
  */
-async function readReplaced<T>(target: DatabaseTarget, tables: readonly string[], read: (all: (text: string) => Promise<readonly Record<string, unknown>[]>) => Promise<T>): Promise<T | 'none' | 'unreadable'> {
+async function readDatabase<T>(target: DatabaseTarget, read: (db: DatabaseReader) => Promise<T>): Promise<T | 'none' | 'unreadable'> {
   try {
     if (isPostgres(target)) {
       const client = await postgresClient(target.databaseUrl);
       try {
-        const present = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM unnest($1::text[]) AS t(name) WHERE to_regclass(t.name) IS NOT NULL', [tables]);
-        if ((present.rows[0]?.n ?? 0) < tables.length) return 'none';
-        return await read(async (text) => (await client.query(text)).rows);
+        const tables = new Set((await client.query<{ name: string }>('SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()')).rows.map((r) => r.name));
+        return await read({ all: async (text) => (await client.query(text)).rows, has: (table) => tables.has(table) });
       } finally {
         await client.end();
       }
@@ -164,9 +150,8 @@ async function readReplaced<T>(target: DatabaseTarget, tables: readonly string[]
     if (!existsSync(path)) return 'none';
     const db = new DatabaseSync(path, { readOnly: true });
     try {
-      const found = db.prepare(`SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN (${tables.map(() => '?').join(', ')})`).get(...tables) as { n: number | bigint };
-      if (Number(found.n) < tables.length) return 'none';
-      return await read(async (text) => db.prepare(text).all());
+      const tables = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
+      return await read({ all: async (text) => db.prepare(text).all(), has: (table) => tables.has(table) });
     } finally {
       db.close();
     }
@@ -175,20 +160,32 @@ async function readReplaced<T>(target: DatabaseTarget, tables: readonly string[]
   }
 }
 
-/**
- * The credentials revoked in the database a restore is about to replace. A revocation made after the backup was taken
- * would otherwise be undone by the restore: a leaked key would work again.
- */
-async function currentRevocations(target: DatabaseTarget): Promise<RestoreResult['revokedInReplaced']> {
-  return readReplaced(target, ['access_tokens'], async (all) => (await revokedCredentials(all)).map((c) => c.id));
+/** The newest audit entry a database holds (null: no entry, or no audit table). */
+async function auditHeadOf(db: DatabaseReader): Promise<AuditHead | null> {
+  if (!db.has('audit_log')) return null;
+  const row = (await db.all(HEAD_SQL))[0] as { seq: number | bigint | string; hash: string; at: string } | undefined;
+  return row ? { seq: Number(row.seq), hash: row.hash, at: row.at } : null;
+}
+
+/** The audit head of the configured database, or why there is none. */
+async function currentAuditHead(target: DatabaseTarget): Promise<RestoreResult['discarded']> {
+  const head = await readDatabase(target, auditHeadOf);
+  return head ?? 'none';
 }
 
 /**
- * The restrictive consent states of the database a restore is about to replace. A withdrawal, a GPC opt-out, a
- * restriction or an objection recorded after the backup was taken would otherwise be undone: processing would resume.
+ * What a restore must know of the database it is about to replace, read in one go: its audit head, the credentials
+ * it revoked, and its restrictive consent states. A revocation, withdrawal, GPC opt-out, restriction or objection
+ * recorded after the backup was taken would otherwise be undone by the restore (a leaked key would work again,
+ * processing would resume).
  */
-function currentConsentStates(target: DatabaseTarget): Promise<RestoreResult['consentInReplaced']> {
-  return readReplaced(target, ['consent_current', 'consent_restrictions'], (all) => restrictiveConsentStates(all));
+async function replacedDatabase(target: DatabaseTarget): Promise<Pick<RestoreResult, 'discarded' | 'revokedInReplaced' | 'consentInReplaced'>> {
+  const read = await readDatabase(target, async (db) => ({
+    discarded: (await auditHeadOf(db)) ?? ('none' as const),
+    revokedInReplaced: db.has('access_tokens') ? (await revokedCredentials((text) => db.all(text))).map((c) => c.id) : ('none' as const),
+    consentInReplaced: db.has('consent_current') && db.has('consent_restrictions') ? await restrictiveConsentStates((text) => db.all(text)) : ('none' as const),
+  }));
+  return typeof read === 'string' ? { discarded: read, revokedInReplaced: read, consentInReplaced: read } : read;
 }
 
 /** The file, in the data directory, of what a restore carries over and the kernel has not applied yet. */
@@ -759,9 +756,7 @@ async function restoreLocked(target: RestoreTarget, file: string, actor: Actor, 
   await checkBackupKeys(target, file, contents);
   const bytes = statSync(file).size;
   const sha256 = await sha256Of(file);
-  const discarded = await currentAuditHead(target);
-  const revokedInReplaced = await currentRevocations(target);
-  const consentInReplaced = await currentConsentStates(target);
+  const { discarded, revokedInReplaced, consentInReplaced } = await replacedDatabase(target);
   // Kept in a file before the swap, applied when the kernel next opens (the command's own open, or a server's start if
   // the command stopped before it): the states are not lost with the replaced database, whatever stops the restore.
   const undoPending = savePendingRestore(target.dataDir, basename(file), revokedInReplaced, consentInReplaced);

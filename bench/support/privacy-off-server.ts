@@ -4,7 +4,7 @@
 // timestamp, messageId), so both servers pay the same for their B-trees but for Candor's per-person index.
 import Fastify from 'fastify';
 import { sql } from 'kysely';
-import { GroupCommit } from '../../src/modules/collect/index.ts';
+import { GroupCommit } from '../../src/shared/group-commit.ts';
 import { openStorage } from '../../src/storage/index.ts';
 import { sortableId } from '../../src/shared/random.ts';
 

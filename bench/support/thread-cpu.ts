@@ -1,6 +1,7 @@
-// Where a server's CPU goes under load, per thread: `node bench/support/thread-cpu.ts [candor|off] [seconds] [batch|single]`.
+// Where a server's CPU goes under load, per thread: `node bench/support/thread-cpu.ts [candor|off] [seconds] [batch|single|consent]`.
 // Starts the server as bench:ingest does (Candor or the privacy-off baseline), sends batches of 100 events (or single
-// track calls) from 16 connections, and reads every thread's CPU time (user and kernel) from /proc before and after:
+// track calls, or `consent`: a new visitor's banner choice per request) from 16 connections, and reads every
+// thread's CPU time (user and kernel) from /proc before and after:
 // CPU per event is steadier than throughput on a shared machine. Options: BENCH_CPU_PROFILE=dir writes a CPU profile of
 // the server (from start-up); STRACE=file counts the server's system calls during the measured run (strace -c -f);
 // BENCH_SYNC=NORMAL runs SQLite without a sync per commit; BENCH_DIALECT=postgres stores in PostgreSQL; NODE_FLAGS='--trace-gc …' adds Node/V8 flags to Candor's
@@ -90,10 +91,15 @@ try {
   const headers: Record<string, string> = writeKey ? { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` } : {};
   const random = rng(7);
   const single = shape === 'single';
-  const makeBody = single
-    ? () => ({ body: JSON.stringify({ ...makeEvent(random, USERS), type: undefined, event: 'Product Viewed', properties: { product_id: 'p-1', price: 10 } }), events: 1 })
-    : () => ({ body: JSON.stringify({ batch: Array.from({ length: 100 }, () => makeEvent(random, USERS)) }), events: 100 });
-  const path = single ? '/v1/track' : '/v1/batch';
+  // Consent: every request a new visitor's banner choice (a profile made for its anonymous id, then the choice recorded).
+  let visitor = 0;
+  const makeBody =
+    shape === 'consent'
+      ? () => ({ body: JSON.stringify({ anonymousId: `visitor-${process.pid}-${visitor++}`, purposes: { 'analytics.reporting': 'given', 'personalize.profiling': 'given' }, mechanism: 'banner_accept' }), events: 1 })
+      : single
+        ? () => ({ body: JSON.stringify({ ...makeEvent(random, USERS), type: undefined, event: 'Product Viewed', properties: { product_id: 'p-1', price: 10 } }), events: 1 })
+        : () => ({ body: JSON.stringify({ batch: Array.from({ length: 100 }, () => makeEvent(random, USERS)) }), events: 100 });
+  const path = shape === 'consent' ? '/v1/consent' : single ? '/v1/track' : '/v1/batch';
   // Batches first, as in bench:ingest: everyone has a data key and stored traits before the measured run.
   const batchBody = () => ({ body: JSON.stringify({ batch: Array.from({ length: 100 }, () => makeEvent(random, USERS)) }), events: 100 });
   await load({ url: `${url}/v1/batch`, headers, concurrency: 16, seconds: 2, makeBody: batchBody });

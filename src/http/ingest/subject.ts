@@ -24,14 +24,10 @@ export async function subjectOf(kernel: Kernel, ids: NamedIds, source: string): 
  */
 export async function resolveSubject(kernel: Kernel, ids: NamedIds, source: string): Promise<{ profileId: string; holder: string }> {
   if (!ids.userId && !ids.anonymousId) throw new CandorError('COLLECT_IDENTITY_MISSING');
-  const item = itemOf(ids, source);
-  const { storage, identity } = kernel;
-  const resolution = await storage.raw.transaction(async (tx) => {
-    if ((await identity.isSuppressedBatch(tx, [item]))[0]) throw new CandorError('COLLECT_SUBJECT_SUPPRESSED');
-    return (await identity.resolveBatch(tx, [item]))[0];
-  });
-  if (resolution?.merges.length) await identity.notifyMerges(resolution.merges);
-  if (!resolution?.profileId) throw new CandorError('COLLECT_IDENTITY_MISSING');
+  const { identity } = kernel;
+  const resolution = await identity.resolveSubject(itemOf(ids, source));
+  if (resolution.merges.length) await identity.notifyMerges(resolution.merges);
+  if (!resolution.profileId) throw new CandorError('COLLECT_IDENTITY_MISSING');
   return { profileId: resolution.profileId, holder: resolution.holder ?? resolution.profileId };
 }
 

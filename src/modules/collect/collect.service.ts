@@ -13,7 +13,7 @@ import { ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from 
 import { CollectRepo, EVENT_DATA_CONTEXT, MAX_REFUSAL_ROWS, messageKey, type EventRow } from './collect.repo.ts';
 import { CollectRetention, type EventRetentionPolicy } from './collect.retention.ts';
 import { CollectSubjectData } from './collect.subject-data.ts';
-import { GroupCommit } from './group-commit.ts';
+import { GroupCommit } from '../../shared/group-commit.ts';
 import { partition, type FieldRule, type FieldRules } from './partition.ts';
 import { identifiersOf, parseMessage, planInput, undeniedPurposes, type MessageKind, type ParsedMessage, type RawIdentifier } from './segment.ts';
 import type { DataUseLookup } from '../taxonomy/index.ts';

@@ -4,6 +4,7 @@ import { after, before, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import { describeEachDialect } from '../../../test/support/databases.ts';
+import { intercepted, type TransactionHooks } from '../../../test/support/intercept.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { openKernel, type Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
@@ -19,49 +20,6 @@ const banner = { mechanism: 'banner_save', noticeVersion: 1, jurisdiction: 'DE' 
 
 /** Every purpose set to `state`, in the order given. */
 const all = (order: readonly string[], state: 'given' | 'withdrawn') => order.map((purpose) => ({ purpose, state }));
-
-interface Hooks {
-  /** Before each statement of a transaction. */
-  statement?: (text: string) => Promise<void> | void;
-  /** Once a transaction's work is done, before its commit, with its statements (throwing rolls it back). */
-  commit?: (statements: readonly string[]) => void;
-  /** Gets the statements of every transaction begun. */
-  transactions?: string[][];
-  /** Gets the error of every statement that failed. */
-  errors?: unknown[];
-}
-
-/** Runs `fn` with a kernel's raw transactions passed through `hooks`. */
-async function intercepted<T>(kernel: Kernel, hooks: Hooks, fn: () => Promise<T>): Promise<T> {
-  const raw = kernel.storage.raw;
-  const original = raw.transaction.bind(raw);
-  raw.transaction = async (work) =>
-    original(async (tx) => {
-      const statements: string[] = [];
-      hooks.transactions?.push(statements);
-      const watched = async <R>(text: string, statement: () => Promise<R>): Promise<R> => {
-        statements.push(text);
-        await hooks.statement?.(text);
-        try {
-          return await statement();
-        } catch (error) {
-          hooks.errors?.push(error);
-          throw error;
-        }
-      };
-      const out = await work({
-        all: (text, params) => watched(text, () => tx.all(text, params)),
-        run: (text, params) => watched(text, () => tx.run(text, params)),
-      });
-      hooks.commit?.(statements);
-      return out;
-    });
-  try {
-    return await fn();
-  } finally {
-    raw.transaction = original;
-  }
-}
 
 const deadlock = () => Object.assign(new Error('deadlock detected'), { code: '40P01' });
 const LEDGER_INSERT = /insert into "consent_ledger"/i;
@@ -235,7 +193,7 @@ describeEachDialect('concurrent consent changes', (dialect) => {
     const atLedger = new Promise<void>((resolve) => (reached = resolve));
     let resume!: () => void;
     const resumed = new Promise<void>((resolve) => (resume = resolve));
-    const hooks: Hooks = {
+    const hooks: TransactionHooks = {
       async statement(text) {
         if (!LEDGER_INSERT.test(text)) return;
         reached();

@@ -5,6 +5,7 @@ import type { JWTPayload } from 'jose';
 import type { Actor } from '../../shared/actor.ts';
 import { SYSTEM_ACTOR } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
+import { GroupCommit } from '../../shared/group-commit.ts';
 import { Freshness, isTransientFailure, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
@@ -85,6 +86,22 @@ const NO_IDS: ReadonlySet<string> = new Set();
 const CHANGE_STATES = new Set(['given', 'refused', 'withdrawn']);
 
 type AddEntry = (fields: EntryFields) => LedgerEntry;
+/** One change for #write: its subjects and what it writes (see #write). */
+interface WriteJob {
+  subjects: readonly { id: string | null; pseudonym: string }[];
+  plan: (states: Map<string, Map<string, Current>>, add: AddEntry) => void;
+  changeFlags: ((tx: SqlExecutor, flags: ReadonlyMap<string, SubjectFlags>) => Promise<void>) | undefined;
+  sign: ((tx: SqlExecutor, entries: readonly LedgerEntry[]) => Promise<void>) | undefined;
+  audit: ((tx: SqlExecutor, entries: readonly LedgerEntry[]) => Promise<readonly AuditEvent[]> | readonly AuditEvent[]) | undefined;
+}
+/** What a change wrote: its entries, its subjects' states after it, and the cache epoch it took. */
+interface WriteDone {
+  entries: LedgerEntry[];
+  states: Map<string, Map<string, Current>>;
+  epoch: number;
+}
+/** Most changes written in one transaction (a bound on its locks and on the time a change waits behind the others). */
+const GROUP_CHANGES = 64;
 interface EntryFields {
   subject: string;
   purpose: string;
@@ -191,6 +208,8 @@ export class Consent {
   readonly #controllerContact: string | null;
   readonly #cache: SubjectCache;
   readonly #locks = new KeyedLock();
+  /** Changes made while one is written share the next transaction (see #write). */
+  readonly #writes: GroupCommit<WriteJob, WriteDone>;
   readonly #changeListeners: ((subjectIds: readonly string[]) => void)[] = [];
   #purposeConfigs = new Map<string, PurposeConfig>();
   /** Per explicit purpose, since when consents count as explicit (see PurposeRuntime.explicitSince). */
@@ -228,6 +247,11 @@ export class Consent {
     // A subject's state is read from consent_current and consent_restrictions (the ledger is written with them).
     this.#freshness = new Freshness(deps.storage, ['consent_current', 'consent_restrictions']);
     this.#configFreshness = new Freshness(deps.storage, ['consent_purposes', 'consent_notices']);
+    // Nothing is handed to another thread: the group before is answered as soon as this one starts.
+    this.#writes = new GroupCommit((jobs, handedOver) => {
+      handedOver();
+      return this.#writeGroup(jobs);
+    }, { maxItems: GROUP_CHANGES });
   }
 
   /** Opens the module: seeds the default purposes and notice version 1 on a first start, loads them and the signing key. */
@@ -701,6 +725,10 @@ export class Consent {
    * entry); then updates this instance's cache at once. Callers hold the subjects' locks so that two changes in this
    * process never cache an older state over a newer one.
    *
+   * Changes made while another is being written share the next transaction (#writeGroup): one commit for every
+   * visitor's banner choice of the moment instead of one each. A group that fails is written again one change at a
+   * time, so one change's failure is its own.
+   *
    * A transaction PostgreSQL ends as a deadlock victim or as unserializable wrote nothing and is run again, callbacks
    * included (up to WRITE_ATTEMPTS times): a callback that collects into variables outside starts them over each time.
    */
@@ -710,9 +738,19 @@ export class Consent {
     changeFlags?: (tx: SqlExecutor, flags: ReadonlyMap<string, SubjectFlags>) => Promise<void>,
     sign?: (tx: SqlExecutor, entries: readonly LedgerEntry[]) => Promise<void>,
     audit?: (tx: SqlExecutor, entries: readonly LedgerEntry[]) => Promise<readonly AuditEvent[]> | readonly AuditEvent[],
-  ): Promise<{ entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; epoch: number }> {
-    const pseudonyms = subjects.map((s) => s.pseudonym);
-    let written: { entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; flags: Map<string, SubjectFlags> };
+  ): Promise<WriteDone> {
+    const [done] = await this.#writes.submit([{ subjects, plan, changeFlags, sign, audit }]);
+    return done as WriteDone;
+  }
+
+  /**
+   * Writes a group of changes in one transaction, in the order they were made: every subject of the group locked
+   * first (one order, across processes on PostgreSQL) and their current rows read once; then each change planned on
+   * the states the changes before it left, its entries, receipt and flags written and its opt-outs put in force
+   * ahead; the group's audit entries last, in one append. After the commit each change's states are cached, in order.
+   */
+  async #writeGroup(jobs: readonly WriteJob[]): Promise<WriteDone[]> {
+    const pseudonyms = [...new Set(jobs.flatMap((job) => job.subjects.map((s) => s.pseudonym)))];
     let ahead = false;
     const attempt = () =>
       this.#repo.transaction(async (tx) => {
@@ -720,50 +758,60 @@ export class Consent {
         await this.#repo.lockSubjects(tx, pseudonyms);
         const grouped = this.#group(await this.#repo.current(pseudonyms, tx, true));
         const states = new Map(pseudonyms.map((p) => [p, grouped.get(p) ?? new Map<string, Current>()]));
-        const entries: LedgerEntry[] = [];
-        const add: AddEntry = (fields) => {
-          const { id, at } = this.#stamp();
-          const notice = fields.noticeVersion === null ? undefined : this.#notices.get(fields.noticeVersion);
-          const entry: LedgerEntry = {
-            id,
-            subject: fields.subject,
-            purpose: fields.purpose,
-            state: fields.state,
-            basis: fields.basis,
-            noticeVersion: fields.noticeVersion,
-            noticeHash: notice?.hash ?? null,
-            mechanism: fields.mechanism,
-            jurisdiction: fields.jurisdiction,
-            source: fields.source,
-            gpc: fields.gpc ?? false,
-            gpcOverride: fields.gpcOverride ?? false,
-            receiptId: fields.receiptId,
-            at,
+        const events: AuditEvent[] = [];
+        const written: { entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; flags: Map<string, SubjectFlags> }[] = [];
+        for (const job of jobs) {
+          const own = job.subjects.map((s) => s.pseudonym);
+          const entries: LedgerEntry[] = [];
+          const add: AddEntry = (fields) => {
+            const { id, at } = this.#stamp();
+            const notice = fields.noticeVersion === null ? undefined : this.#notices.get(fields.noticeVersion);
+            const entry: LedgerEntry = {
+              id,
+              subject: fields.subject,
+              purpose: fields.purpose,
+              state: fields.state,
+              basis: fields.basis,
+              noticeVersion: fields.noticeVersion,
+              noticeHash: notice?.hash ?? null,
+              mechanism: fields.mechanism,
+              jurisdiction: fields.jurisdiction,
+              source: fields.source,
+              gpc: fields.gpc ?? false,
+              gpcOverride: fields.gpcOverride ?? false,
+              receiptId: fields.receiptId,
+              at,
+            };
+            entries.push(entry);
+            states.get(entry.subject)?.set(entry.purpose, this.#current({ ...entry, entryId: entry.id }));
+            return entry;
           };
-          entries.push(entry);
-          states.get(entry.subject)?.set(entry.purpose, this.#current({ ...entry, entryId: entry.id }));
-          return entry;
-        };
-        plan(states, add);
-        if (entries.length > 0) await this.#repo.append(tx, entries);
-        // The receipt commits with the entries that carry its id, so every receipt id in the ledger can be fetched.
-        if (entries.length > 0 && sign) await sign(tx, entries);
-        let flags = flagsOf(await this.#repo.restrictions(pseudonyms, tx));
-        if (changeFlags) {
-          await changeFlags(tx, flags);
-          flags = flagsOf(await this.#repo.restrictions(pseudonyms, tx));
+          job.plan(new Map(own.map((p) => [p, states.get(p) as Map<string, Current>])), add);
+          if (entries.length > 0) await this.#repo.append(tx, entries);
+          // The receipt commits with the entries that carry its id, so every receipt id in the ledger can be fetched.
+          if (entries.length > 0 && job.sign) await job.sign(tx, entries);
+          let flags = flagsOf(await this.#repo.restrictions(own, tx));
+          if (job.changeFlags) {
+            await job.changeFlags(tx, flags);
+            flags = flagsOf(await this.#repo.restrictions(own, tx));
+          }
+          // Before the commit, what this change takes away is in force in memory already: a group of events being
+          // written after the commit (and so answered after this change's answer) is checked against it (the
+          // collector gates its messages again inside its transaction). What it gives comes into force after the
+          // commit, below.
+          ahead = true;
+          this.#restrictAhead(job.subjects, states, flags);
+          if (job.audit) events.push(...(await job.audit(tx, entries)));
+          // As this change left them: a later change of the group to the same person does not alter what this one answers.
+          written.push({ entries, states: new Map(own.map((p) => [p, new Map(states.get(p))])), flags });
         }
-        // Before the commit, what this change takes away is in force in memory already: a group of events being written
-        // after the commit (and so answered after this change's answer) is checked against it (the collector gates its
-        // messages again inside its transaction). What it gives comes into force after the commit, below.
-        ahead = true;
-        this.#restrictAhead(subjects, states, flags);
         // Last: on PostgreSQL the audit head is held from here to the commit.
-        if (audit) await this.#audit.appendIn(tx, await audit(tx, entries));
-        return { entries, states, flags };
+        await this.#audit.appendIn(tx, events);
+        return written;
       });
+    let written: Awaited<ReturnType<typeof attempt>>;
     try {
-      // A transient failure rolled the whole change back. What a failed attempt put in force ahead (only ever more
+      // A transient failure rolled the whole group back. What a failed attempt put in force ahead (only ever more
       // restrictive) stays so until the change commits (the cache then takes its states) or fails (below).
       for (let n = 1; ; n++) {
         try {
@@ -775,23 +823,25 @@ export class Consent {
         }
       }
     } catch (error) {
-      // Once opt-outs were put in force ahead, the change may or may not have been written: the people's states are
+      // Once opt-outs were put in force ahead, the changes may or may not have been written: the people's states are
       // read again at their next load.
-      if (ahead) for (const subject of subjects) if (subject.id !== null) this.#cache.delete(subject.id);
+      if (ahead) for (const job of jobs) for (const subject of job.subjects) if (subject.id !== null) this.#cache.delete(subject.id);
       throw error;
     } finally {
-      for (const subject of subjects) if (subject.id !== null) this.#pendingOptOuts.delete(subject.id);
+      for (const job of jobs) for (const subject of job.subjects) if (subject.id !== null) this.#pendingOptOuts.delete(subject.id);
     }
-    const { entries, states, flags } = written;
-    const epoch = ++this.#epoch;
-    const loadedAt = Date.now();
-    for (const subject of subjects) {
-      if (subject.id === null) continue;
-      this.#cache.set(subject.id, { pseudonym: subject.pseudonym, purposes: states.get(subject.pseudonym) ?? EMPTY, flags: flags.get(subject.pseudonym) ?? NO_FLAGS, freshAsOf: epoch, loadedAt });
-    }
-    const changed = subjects.flatMap((s) => (s.id === null ? [] : [s.id]));
-    if (changed.length > 0) for (const listener of this.#changeListeners) listener(changed);
-    return { entries, states, epoch };
+    return jobs.map((job, i) => {
+      const { entries, states, flags } = written[i] as (typeof written)[number];
+      const epoch = ++this.#epoch;
+      const loadedAt = Date.now();
+      for (const subject of job.subjects) {
+        if (subject.id === null) continue;
+        this.#cache.set(subject.id, { pseudonym: subject.pseudonym, purposes: states.get(subject.pseudonym) ?? EMPTY, flags: flags.get(subject.pseudonym) ?? NO_FLAGS, freshAsOf: epoch, loadedAt });
+      }
+      const changed = job.subjects.flatMap((s) => (s.id === null ? [] : [s.id]));
+      if (changed.length > 0) for (const listener of this.#changeListeners) listener(changed);
+      return { entries, states, epoch };
+    });
   }
 
   /**

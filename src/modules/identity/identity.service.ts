@@ -1,5 +1,6 @@
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
+import { GroupCommit } from '../../shared/group-commit.ts';
 import { makeRoom } from '../../shared/make-room.ts';
 import { Freshness, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { DataSubject, FieldPlanLookup, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
@@ -55,6 +56,8 @@ const HASH_CACHE_ENTRIES = 100_000;
 /** Up to this many suppressed identifiers are kept in memory (SQLite); a longer list is queried per batch. */
 const SUPPRESSED_IN_MEMORY = 200_000;
 const PREPARED_CACHE_ENTRIES = 100_000;
+/** Most people resolved in one transaction by resolveSubject. */
+const SUBJECTS_PER_GROUP = 256;
 /** Up to this many merges whose listeners failed are retried by this process at its next notifyMerges (all at the next start). */
 const RETRY_ENTRIES = 10_000;
 /** Pending merges read per page when they are applied at start. */
@@ -126,6 +129,15 @@ export class Identity {
   readonly #onUnmerge: MergeListener[] = [];
   /** Ids of merges whose listeners failed in this process: retried, oldest first, before the next announced merges. */
   readonly #retry = new Set<string>();
+  /** Requests that each name one person (resolveSubject) made while one is resolved share the next transaction. */
+  readonly #subjects = new GroupCommit<ResolveItem, Resolution | null>(
+    (items, handedOver) => {
+      // Nothing is handed to another thread: the group before is answered as soon as this one starts.
+      handedOver();
+      return this.#resolveSubjects(items);
+    },
+    { maxItems: SUBJECTS_PER_GROUP },
+  );
 
   private constructor(deps: IdentityDeps) {
     this.#storage = deps.storage;
@@ -398,6 +410,28 @@ export class Identity {
       for (const listener of this.#onMergedIn) await listener(tx, persons);
     }
     return resolutions;
+  }
+
+  /**
+   * The person one request names (a consent choice, a privacy-center sign-in), created if new, in a transaction of its
+   * own that requests of the same moment share (one commit for every new visitor's banner choice of that moment
+   * instead of one each; a group that fails is resolved again one request at a time). Erased people are refused with
+   * COLLECT_SUBJECT_SUPPRESSED. The caller passes the resolution's merges to notifyMerges.
+   */
+  async resolveSubject(item: ResolveItem): Promise<Resolution> {
+    const [resolution] = await this.#subjects.submit([item]);
+    if (!resolution) throw new CandorError('COLLECT_SUBJECT_SUPPRESSED');
+    return resolution;
+  }
+
+  /** One transaction for a group of resolveSubject requests: the suppressed ones answered null, the others resolved together. */
+  async #resolveSubjects(items: readonly ResolveItem[]): Promise<(Resolution | null)[]> {
+    return this.#storage.raw.transaction(async (tx) => {
+      const suppressed = await this.isSuppressedBatch(tx, items);
+      const resolved = await this.resolveBatch(tx, items.filter((_, i) => !suppressed[i]));
+      let next = 0;
+      return items.map((_, i) => (suppressed[i] ? null : (resolved[next++] as Resolution)));
+    });
   }
 
   /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CandorError, isCandorError } from '../../shared/errors.ts';
+import { CandorError, isCandorError } from './errors.ts';
 import { GroupCommit } from './group-commit.ts';
 
 /** A gate a flush waits at until it is opened (a database that stopped answering, until it answers again). */

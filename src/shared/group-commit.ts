@@ -1,4 +1,4 @@
-import { CandorError, isCandorError } from '../../shared/errors.ts';
+import { CandorError, isCandorError } from './errors.ts';
 
 interface Waiting<T, R> {
   items: readonly T[];

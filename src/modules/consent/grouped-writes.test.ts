@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { intercepted } from '../../../test/support/intercept.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+
+const banner = { mechanism: 'banner_accept', noticeVersion: 1 } as const;
+const CHOICES = [
+  { purpose: 'analytics.reporting', state: 'given' },
+  { purpose: 'personalize.profiling', state: 'given' },
+] as const;
+const LEDGER_INSERT = /insert into "consent_ledger"/i;
+const isConsentWrite = (statements: readonly string[]) => statements.some((text) => LEDGER_INSERT.test(text));
+
+// Consent changes made while another is being written share the next transaction (one commit for every visitor's
+// banner choice of the moment, instead of one each), and each is still recorded as if it had been written alone: its
+// own entries, receipt and audit entry, its own answer, and its own failure.
+describeEachDialect('consent changes made at the same moment', (dialect) => {
+  const ctx = useKernel(dialect);
+
+  it('share transactions, and each is recorded with its own receipt and audit entry', async () => {
+    const { consent, audit } = ctx.kernel;
+    const people = Array.from({ length: 12 }, () => `grouped-${randomUUID()}`);
+    const transactions: string[][] = [];
+    const results = await intercepted(ctx.kernel, { transactions }, () => Promise.all(people.map((person) => consent.record(person, CHOICES, banner, CLI_ACTOR))));
+    const writes = transactions.filter(isConsentWrite);
+    // Written alone, each change would have had its own transaction.
+    assert.ok(writes.length < people.length, `${writes.length} transactions for ${people.length} changes`);
+    assert.equal(new Set(results.map((r) => r.receiptId)).size, people.length);
+    await consent.load(people);
+    for (const [i, person] of people.entries()) {
+      const result = results[i];
+      assert.ok(result);
+      assert.deepEqual(result.entries.map((e) => [e.subject, e.purpose, e.state]), CHOICES.map((c) => [consent.pseudonym(person), c.purpose, c.state]));
+      const payload = await consent.verifyReceipt(result.receipt);
+      assert.equal(payload.jti, result.receiptId);
+      assert.equal(payload.sub, consent.pseudonym(person));
+      assert.deepEqual((await consent.history(person)).map((e) => e.receiptId), [result.receiptId, result.receiptId]);
+      assert.equal(consent.decide(person, 'analytics.reporting').allowed, true);
+      const audited = await audit.list({ action: 'consent.record', subject: consent.pseudonym(person), limit: 10 });
+      assert.deepEqual(audited.map((e) => e.resource), [`consent_receipt:${result.receiptId}`]);
+    }
+    assert.equal((await audit.verify()).ok, true);
+  });
+
+  it('a change that fails fails alone: the others of its group are recorded', async () => {
+    const { consent } = ctx.kernel;
+    const people = Array.from({ length: 9 }, () => `grouped-${randomUUID()}`);
+    const failing = people[4] as string;
+    const refused = new Error('the test refuses this person’s ledger entries');
+    const transactions: string[][] = [];
+    const statement = (text: string, params: readonly unknown[]) => {
+      if (LEDGER_INSERT.test(text) && params.includes(consent.pseudonym(failing))) throw refused;
+    };
+    const settled = await intercepted(ctx.kernel, { transactions, statement }, () => Promise.allSettled(people.map((person) => consent.record(person, CHOICES, banner, CLI_ACTOR))));
+    assert.deepEqual(settled.map((s) => s.status), people.map((p) => (p === failing ? 'rejected' : 'fulfilled')));
+    assert.equal((settled[4] as PromiseRejectedResult).reason, refused);
+    // A group held the failing change with others: it was rolled back whole and its changes written one by one.
+    assert.ok(transactions.filter(isConsentWrite).length > people.length, `${transactions.filter(isConsentWrite).length} transactions`);
+    await consent.load(people);
+    for (const person of people) {
+      const history = await consent.history(person);
+      assert.equal(history.length, person === failing ? 0 : 2, person);
+      assert.equal(consent.decide(person, 'analytics.reporting').allowed, person !== failing, person);
+    }
+  });
+
+  it('a withdrawal and a choice for the same person at the same moment are written in the order they were made', async () => {
+    const { consent } = ctx.kernel;
+    const person = `grouped-${randomUUID()}`;
+    const others = Array.from({ length: 5 }, () => `grouped-${randomUUID()}`);
+    await consent.record(person, CHOICES, banner, CLI_ACTOR);
+    await Promise.all([
+      ...others.map((other) => consent.record(other, CHOICES, banner, CLI_ACTOR)),
+      consent.record(person, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], banner, CLI_ACTOR),
+      consent.record(person, [{ purpose: 'personalize.profiling', state: 'refused' }], banner, CLI_ACTOR),
+    ]);
+    assert.equal(consent.decide(person, 'analytics.reporting').reason, 'withdrawn');
+    assert.equal(consent.decide(person, 'personalize.profiling').reason, 'refused');
+    await consent.load([person]);
+    assert.deepEqual((await consent.history(person)).map((e) => [e.purpose, e.state]).slice(-2), [['analytics.reporting', 'withdrawn'], ['personalize.profiling', 'refused']]);
+  });
+});

@@ -6,6 +6,7 @@ import type { Actor } from '../../shared/actor.ts';
 import { SYSTEM_ACTOR } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import { GroupCommit } from '../../shared/group-commit.ts';
+import { randomHexPooled } from '../../shared/random.ts';
 import { Freshness, isTransientFailure, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
@@ -714,7 +715,7 @@ export class Consent {
       this.#lastMs = ms;
       this.#sequence = 0;
     }
-    const id = `ce_${ms.toString(36).padStart(9, '0')}${this.#sequence.toString(36).padStart(4, '0')}${randomBytes(6).toString('hex')}`;
+    const id = `ce_${ms.toString(36).padStart(9, '0')}${this.#sequence.toString(36).padStart(4, '0')}${randomHexPooled(6)}`;
     return { id, at: new Date(ms).toISOString() };
   }
 
@@ -830,18 +831,21 @@ export class Consent {
     } finally {
       for (const job of jobs) for (const subject of job.subjects) if (subject.id !== null) this.#pendingOptOuts.delete(subject.id);
     }
-    return jobs.map((job, i) => {
+    const changed = new Set<string>();
+    const done = jobs.map((job, i) => {
       const { entries, states, flags } = written[i] as (typeof written)[number];
       const epoch = ++this.#epoch;
       const loadedAt = Date.now();
       for (const subject of job.subjects) {
         if (subject.id === null) continue;
         this.#cache.set(subject.id, { pseudonym: subject.pseudonym, purposes: states.get(subject.pseudonym) ?? EMPTY, flags: flags.get(subject.pseudonym) ?? NO_FLAGS, freshAsOf: epoch, loadedAt });
+        changed.add(subject.id);
       }
-      const changed = job.subjects.flatMap((s) => (s.id === null ? [] : [s.id]));
-      if (changed.length > 0) for (const listener of this.#changeListeners) listener(changed);
       return { entries, states, epoch };
     });
+    // Once for the group: derived data is reconciled for its people together.
+    if (changed.size > 0) for (const listener of this.#changeListeners) listener([...changed]);
+    return done;
   }
 
   /**

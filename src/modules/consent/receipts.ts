@@ -1,4 +1,5 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type * as JoseApi from 'jose';
 import type { JWK, JWTPayload } from 'jose';
 import { SYSTEM_ACTOR } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
@@ -10,8 +11,10 @@ import type { ConsentRepo } from './consent.repo.ts';
 const KEY_SUBJECT = 'system:consent-receipts';
 const KEY_CONTEXT = 'consent.signing_key';
 export const RECEIPT_ALG = 'EdDSA';
-/** jose, loaded when a receipt is first signed or checked (~50 ms that a server start need not pay). */
-const jose = () => import('jose');
+const encoder = new TextEncoder();
+/** jose, loaded when a receipt is first signed or checked (~50 ms that a server start need not pay), then kept. */
+let loaded: Promise<typeof JoseApi> | undefined;
+const jose = () => (loaded ??= import('jose'));
 
 /** A public verification key as published at /.well-known/jwks.json. */
 export type PublicJwk = JWK & { kid: string; alg: string; use: 'sig' };
@@ -77,13 +80,10 @@ export class ReceiptSigner {
 
   /** Signs a receipt payload as a JWT (compact JWS) with the key id in the protected header. */
   async sign(payload: JWTPayload, receiptId: string, subject: string, issuedAt: Date): Promise<string> {
-    const { SignJWT } = await jose();
-    return new SignJWT(payload)
-      .setProtectedHeader({ alg: RECEIPT_ALG, kid: this.#kid, typ: 'JWT' })
-      .setJti(receiptId)
-      .setSubject(subject)
-      .setIssuedAt(Math.floor(issuedAt.getTime() / 1000))
-      .sign(this.#privateKey);
+    const { CompactSign } = await jose();
+    // The JWT's claims as SignJWT would set them, serialized once: SignJWT deep-copies the payload first.
+    const claims = { ...payload, jti: receiptId, sub: subject, iat: Math.floor(issuedAt.getTime() / 1000) };
+    return new CompactSign(encoder.encode(JSON.stringify(claims))).setProtectedHeader({ alg: RECEIPT_ALG, kid: this.#kid, typ: 'JWT' }).sign(this.#privateKey);
   }
 
   /** Every verification key (re-read, so keys added by other processes are published too). */

@@ -424,11 +424,20 @@ export class Identity {
     return resolution;
   }
 
-  /** One transaction for a group of resolveSubject requests: the suppressed ones answered null, the others resolved together. */
+  /**
+   * One transaction for a group of resolveSubject requests: the suppressed ones answered null, the others resolved
+   * together. A request merged into another person by a later one of the group is answered that person (as it would
+   * be, resolved after it): its change then lands where the merge put its device.
+   */
   async #resolveSubjects(items: readonly ResolveItem[]): Promise<(Resolution | null)[]> {
     return this.#storage.raw.transaction(async (tx) => {
       const suppressed = await this.isSuppressedBatch(tx, items);
-      const resolved = await this.resolveBatch(tx, items.filter((_, i) => !suppressed[i]));
+      let resolved = await this.resolveBatch(tx, items.filter((_, i) => !suppressed[i]));
+      if (resolved.some((r) => r.merges.length > 0)) {
+        const ids = [...new Set(resolved.flatMap((r) => (r.profileId === null ? [] : [r.profileId])))];
+        const canonical = new Map((await this.#repo.profilesIn(tx, ids)).map((row) => [row.id, row.merged_into ?? row.id]));
+        resolved = resolved.map((r) => (r.profileId === null || canonical.get(r.profileId) === r.profileId ? r : { ...r, profileId: canonical.get(r.profileId) ?? r.profileId }));
+      }
       let next = 0;
       return items.map((_, i) => (suppressed[i] ? null : (resolved[next++] as Resolution)));
     });

@@ -31,6 +31,24 @@ describeEachDialect('people named by requests at the same moment', (dialect) => 
     }
   });
 
+  it('a request whose person a later request of the same moment merges into another is answered the merged person', async () => {
+    const { identity } = ctx.kernel;
+    const device = `anon-${randomUUID()}`;
+    const account = `user-${randomUUID()}`;
+    const [alone] = await Promise.all([identity.resolveSubject(visitor(device)), identity.resolveSubject({ identifiers: [{ type: 'user_id', value: account }], source: 'web', at: new Date().toISOString() })]);
+    // At once: the device alone (a consent change sent from it), and the device with the account (it merges them).
+    const [fromDevice, merging] = await Promise.all([
+      identity.resolveSubject(visitor(device)),
+      identity.resolveSubject({ identifiers: [{ type: 'user_id', value: account }, { type: 'anonymous_id', value: device }], source: 'web', at: new Date().toISOString() }),
+    ]);
+    assert.equal(merging.merges.length, 1);
+    assert.equal(await identity.canonical(alone?.profileId as string), merging.profileId);
+    // The device's change must land on the person the device now belongs to, not on the profile merged away.
+    assert.equal(fromDevice.profileId, merging.profileId);
+    assert.equal(fromDevice.holder, alone?.profileId);
+    await identity.notifyMerges(merging.merges);
+  });
+
   it('an erased visitor among them is refused; the others are resolved', async () => {
     const { identity } = ctx.kernel;
     const ids = Array.from({ length: 6 }, () => `anon-${randomUUID()}`);

@@ -101,8 +101,14 @@ interface WriteDone {
   states: Map<string, Map<string, Current>>;
   epoch: number;
 }
+/** A change's outcome in its group: what it wrote, or the error it failed with alone (nothing of it was stored). */
+type WriteOutcome = { done: WriteDone } | { failed: unknown };
 /** Most changes written in one transaction (a bound on its locks and on the time a change waits behind the others). */
 const GROUP_CHANGES = 64;
+/** Each change of a group is written inside a savepoint of its own (one at a time: the name is reused). */
+const SAVEPOINT = 'SAVEPOINT consent_change';
+const RELEASE = 'RELEASE SAVEPOINT consent_change';
+const ROLLBACK_TO = 'ROLLBACK TO SAVEPOINT consent_change';
 interface EntryFields {
   subject: string;
   purpose: string;
@@ -210,7 +216,7 @@ export class Consent {
   readonly #cache: SubjectCache;
   readonly #locks = new KeyedLock();
   /** Changes made while one is written share the next transaction (see #write). */
-  readonly #writes: GroupCommit<WriteJob, WriteDone>;
+  readonly #writes: GroupCommit<WriteJob, WriteOutcome>;
   readonly #changeListeners: ((subjectIds: readonly string[]) => void)[] = [];
   #purposeConfigs = new Map<string, PurposeConfig>();
   /** Per explicit purpose, since when consents count as explicit (see PurposeRuntime.explicitSince). */
@@ -740,19 +746,25 @@ export class Consent {
     sign?: (tx: SqlExecutor, entries: readonly LedgerEntry[]) => Promise<void>,
     audit?: (tx: SqlExecutor, entries: readonly LedgerEntry[]) => Promise<readonly AuditEvent[]> | readonly AuditEvent[],
   ): Promise<WriteDone> {
-    const [done] = await this.#writes.submit([{ subjects, plan, changeFlags, sign, audit }]);
-    return done as WriteDone;
+    const [outcome] = (await this.#writes.submit([{ subjects, plan, changeFlags, sign, audit }])) as [WriteOutcome];
+    if ('failed' in outcome) throw outcome.failed;
+    return outcome.done;
   }
 
   /**
    * Writes a group of changes in one transaction, in the order they were made: every subject of the group locked
-   * first (one order, across processes on PostgreSQL) and their current rows read once; then each change planned on
-   * the states the changes before it left, its entries, receipt and flags written and its opt-outs put in force
-   * ahead; the group's audit entries last, in one append. After the commit each change's states are cached, in order.
+   * first (one order, across processes on PostgreSQL) and their current rows read once; then each change, inside a
+   * savepoint of its own, planned on the states the changes before it left, its entries, receipt and flags written,
+   * and its opt-outs put in force ahead; the group's audit entries last, in one append. A change that fails (a refusal
+   * its callbacks throw, a statement of its own) is rolled back to its savepoint and answered its error; the others
+   * go on. A failure of the store as a whole, or a transient one, fails the group (run again as a whole, see #write).
+   * After the commit each change's states are cached, in order.
    */
-  async #writeGroup(jobs: readonly WriteJob[]): Promise<WriteDone[]> {
+  async #writeGroup(jobs: readonly WriteJob[]): Promise<WriteOutcome[]> {
     const pseudonyms = [...new Set(jobs.flatMap((job) => job.subjects.map((s) => s.pseudonym)))];
+    const alone = jobs.length === 1;
     let ahead = false;
+    type Written = { entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; flags: Map<string, SubjectFlags> } | { failed: unknown };
     const attempt = () =>
       this.#repo.transaction(async (tx) => {
         // First the people's locks, in one order in every process; the audit log's lock comes last (below).
@@ -760,57 +772,30 @@ export class Consent {
         const grouped = this.#group(await this.#repo.current(pseudonyms, tx, true));
         const states = new Map(pseudonyms.map((p) => [p, grouped.get(p) ?? new Map<string, Current>()]));
         const events: AuditEvent[] = [];
-        const written: { entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; flags: Map<string, SubjectFlags> }[] = [];
+        const written: Written[] = [];
         for (const job of jobs) {
           const own = job.subjects.map((s) => s.pseudonym);
-          const entries: LedgerEntry[] = [];
-          const add: AddEntry = (fields) => {
-            const { id, at } = this.#stamp();
-            const notice = fields.noticeVersion === null ? undefined : this.#notices.get(fields.noticeVersion);
-            const entry: LedgerEntry = {
-              id,
-              subject: fields.subject,
-              purpose: fields.purpose,
-              state: fields.state,
-              basis: fields.basis,
-              noticeVersion: fields.noticeVersion,
-              noticeHash: notice?.hash ?? null,
-              mechanism: fields.mechanism,
-              jurisdiction: fields.jurisdiction,
-              source: fields.source,
-              gpc: fields.gpc ?? false,
-              gpcOverride: fields.gpcOverride ?? false,
-              receiptId: fields.receiptId,
-              at,
-            };
-            entries.push(entry);
-            states.get(entry.subject)?.set(entry.purpose, this.#current({ ...entry, entryId: entry.id }));
-            return entry;
-          };
-          job.plan(new Map(own.map((p) => [p, states.get(p) as Map<string, Current>])), add);
-          if (entries.length > 0) await this.#repo.append(tx, entries);
-          // The receipt commits with the entries that carry its id, so every receipt id in the ledger can be fetched.
-          if (entries.length > 0 && job.sign) await job.sign(tx, entries);
-          let flags = flagsOf(await this.#repo.restrictions(own, tx));
-          if (job.changeFlags) {
-            await job.changeFlags(tx, flags);
-            flags = flagsOf(await this.#repo.restrictions(own, tx));
+          const before = own.map((p) => [p, new Map(states.get(p))] as const);
+          if (!alone) await tx.run(SAVEPOINT);
+          try {
+            written.push(await this.#writeOne(tx, job, own, states, events));
+            if (!alone) await tx.run(RELEASE);
+          } catch (error) {
+            // Alone, or when the store failed as a whole (or the transaction is to be run again), the group fails.
+            if (alone || isTransientFailure(error) || (isCandorError(error) && error.category === 'unavailable')) throw error;
+            await tx.run(ROLLBACK_TO);
+            await tx.run(RELEASE);
+            for (const [p, kept] of before) states.set(p, kept);
+            written.push({ failed: error });
+            continue;
           }
-          // Before the commit, what this change takes away is in force in memory already: a group of events being
-          // written after the commit (and so answered after this change's answer) is checked against it (the
-          // collector gates its messages again inside its transaction). What it gives comes into force after the
-          // commit, below.
           ahead = true;
-          this.#restrictAhead(job.subjects, states, flags);
-          if (job.audit) events.push(...(await job.audit(tx, entries)));
-          // As this change left them: a later change of the group to the same person does not alter what this one answers.
-          written.push({ entries, states: new Map(own.map((p) => [p, new Map(states.get(p))])), flags });
         }
         // Last: on PostgreSQL the audit head is held from here to the commit.
         await this.#audit.appendIn(tx, events);
         return written;
       });
-    let written: Awaited<ReturnType<typeof attempt>>;
+    let written: Written[];
     try {
       // A transient failure rolled the whole group back. What a failed attempt put in force ahead (only ever more
       // restrictive) stays so until the change commits (the cache then takes its states) or fails (below).
@@ -832,8 +817,10 @@ export class Consent {
       for (const job of jobs) for (const subject of job.subjects) if (subject.id !== null) this.#pendingOptOuts.delete(subject.id);
     }
     const changed = new Set<string>();
-    const done = jobs.map((job, i) => {
-      const { entries, states, flags } = written[i] as (typeof written)[number];
+    const outcomes = jobs.map((job, i): WriteOutcome => {
+      const one = written[i] as Written;
+      if ('failed' in one) return one;
+      const { entries, states, flags } = one;
       const epoch = ++this.#epoch;
       const loadedAt = Date.now();
       for (const subject of job.subjects) {
@@ -841,11 +828,66 @@ export class Consent {
         this.#cache.set(subject.id, { pseudonym: subject.pseudonym, purposes: states.get(subject.pseudonym) ?? EMPTY, flags: flags.get(subject.pseudonym) ?? NO_FLAGS, freshAsOf: epoch, loadedAt });
         changed.add(subject.id);
       }
-      return { entries, states, epoch };
+      return { done: { entries, states, epoch } };
     });
-    // Once for the group: derived data is reconciled for its people together.
-    if (changed.size > 0) for (const listener of this.#changeListeners) listener([...changed]);
-    return done;
+    // Once for the group: derived data is reconciled for its people together. The changes are committed: a listener
+    // that throws (they must not) cannot make them fail.
+    if (changed.size > 0) {
+      for (const listener of this.#changeListeners) {
+        try {
+          listener([...changed]);
+        } catch {
+          // Nothing to undo; the listener's own work is lost, as if it had failed later.
+        }
+      }
+    }
+    return outcomes;
+  }
+
+  /** One change of a group (see #writeGroup), inside its savepoint; its audit events are added to `events` once it is written. */
+  async #writeOne(tx: SqlExecutor, job: WriteJob, own: readonly string[], states: Map<string, Map<string, Current>>, events: AuditEvent[]): Promise<{ entries: LedgerEntry[]; states: Map<string, Map<string, Current>>; flags: Map<string, SubjectFlags> }> {
+    const entries: LedgerEntry[] = [];
+    const add: AddEntry = (fields) => {
+      const { id, at } = this.#stamp();
+      const notice = fields.noticeVersion === null ? undefined : this.#notices.get(fields.noticeVersion);
+      const entry: LedgerEntry = {
+        id,
+        subject: fields.subject,
+        purpose: fields.purpose,
+        state: fields.state,
+        basis: fields.basis,
+        noticeVersion: fields.noticeVersion,
+        noticeHash: notice?.hash ?? null,
+        mechanism: fields.mechanism,
+        jurisdiction: fields.jurisdiction,
+        source: fields.source,
+        gpc: fields.gpc ?? false,
+        gpcOverride: fields.gpcOverride ?? false,
+        receiptId: fields.receiptId,
+        at,
+      };
+      entries.push(entry);
+      states.get(entry.subject)?.set(entry.purpose, this.#current({ ...entry, entryId: entry.id }));
+      return entry;
+    };
+    job.plan(new Map(own.map((p) => [p, states.get(p) as Map<string, Current>])), add);
+    if (entries.length > 0) await this.#repo.append(tx, entries);
+    // The receipt commits with the entries that carry its id, so every receipt id in the ledger can be fetched.
+    if (entries.length > 0 && job.sign) await job.sign(tx, entries);
+    let flags = flagsOf(await this.#repo.restrictions(own, tx));
+    if (job.changeFlags) {
+      await job.changeFlags(tx, flags);
+      flags = flagsOf(await this.#repo.restrictions(own, tx));
+    }
+    const audited = job.audit ? await job.audit(tx, entries) : [];
+    // Before the commit, what this change takes away is in force in memory already: a group of events being written
+    // after the commit (and so answered after this change's answer) is checked against it (the collector gates its
+    // messages again inside its transaction). What it gives comes into force after the commit. Last, so that a change
+    // that fails puts nothing in force.
+    this.#restrictAhead(job.subjects, states, flags);
+    events.push(...audited);
+    // As this change left them: a later change of the group to the same person does not alter what this one answers.
+    return { entries, states: new Map(own.map((p) => [p, new Map(states.get(p))])), flags };
   }
 
   /**
@@ -1045,6 +1087,8 @@ export class Consent {
     const { entries } = await this.#locked([subjectId], () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         gpcConflicts = new Set();
+        // A run again after a failed attempt starts over: a receipt signed by that attempt was never stored.
+        receipt = '';
         const current = states.get(pseudonym) as Map<string, Current>;
         // What was in force before this request: a confirmation must be separate from the signal it overrides.
         const before = new Map(current);

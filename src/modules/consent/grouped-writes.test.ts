@@ -5,6 +5,7 @@ import { describeEachDialect } from '../../../test/support/databases.ts';
 import { intercepted } from '../../../test/support/intercept.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
+import { isCandorError } from '../../shared/errors.ts';
 
 const banner = { mechanism: 'banner_accept', noticeVersion: 1 } as const;
 const CHOICES = [
@@ -57,13 +58,75 @@ describeEachDialect('consent changes made at the same moment', (dialect) => {
     const settled = await intercepted(ctx.kernel, { transactions, statement }, () => Promise.allSettled(people.map((person) => consent.record(person, CHOICES, banner, CLI_ACTOR))));
     assert.deepEqual(settled.map((s) => s.status), people.map((p) => (p === failing ? 'rejected' : 'fulfilled')));
     assert.equal((settled[4] as PromiseRejectedResult).reason, refused);
-    // A group held the failing change with others: it was rolled back whole and its changes written one by one.
-    assert.ok(transactions.filter(isConsentWrite).length > people.length, `${transactions.filter(isConsentWrite).length} transactions`);
+    // Rolled back to its own savepoint: the others of its group went on in the same transaction, not one by one.
+    assert.ok(transactions.filter(isConsentWrite).length < people.length, `${transactions.filter(isConsentWrite).length} transactions`);
     await consent.load(people);
     for (const person of people) {
       const history = await consent.history(person);
       assert.equal(history.length, person === failing ? 0 : 2, person);
       assert.equal(consent.decide(person, 'analytics.reporting').allowed, person !== failing, person);
+    }
+  });
+
+  it('a withdrawal in force ahead of its commit stays in force while another change of its group fails', async () => {
+    const { consent } = ctx.kernel;
+    const withdrawing = `grouped-${randomUUID()}`;
+    const failing = `grouped-${randomUUID()}`;
+    await consent.record(withdrawing, CHOICES, banner, CLI_ACTOR);
+    await consent.load([withdrawing]);
+    const seen: string[] = [];
+    let answered = false;
+    const statement = async (text: string, params: readonly unknown[]) => {
+      // Once the withdrawal is in force (ahead of its commit), every decision until it is answered must say so, also
+      // after a load of what the database holds meanwhile.
+      if (!answered && (seen.length > 0 || consent.decide(withdrawing, 'analytics.reporting').reason === 'withdrawn')) {
+        // (A load on SQLite would wait for this very transaction: there the state must simply stay in memory.)
+        if (dialect === 'postgres') await consent.load([withdrawing]);
+        seen.push(consent.isLoaded(withdrawing) ? consent.decide(withdrawing, 'analytics.reporting').reason : 'not loaded');
+      }
+      if (LEDGER_INSERT.test(text) && params.includes(consent.pseudonym(failing))) throw new Error('refused by the test');
+    };
+    const settled = await intercepted(ctx.kernel, { statement }, () =>
+      Promise.allSettled([
+        consent.record(`grouped-${randomUUID()}`, CHOICES, banner, CLI_ACTOR),
+        consent.record(withdrawing, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], banner, CLI_ACTOR).finally(() => (answered = true)),
+        consent.record(failing, CHOICES, banner, CLI_ACTOR),
+      ]),
+    );
+    assert.ok(seen.length > 0, 'statements ran after the withdrawal was put in force');
+    assert.deepEqual(settled.map((r) => r.status), ['fulfilled', 'fulfilled', 'rejected']);
+    assert.ok(seen.every((reason) => reason === 'withdrawn'), seen.join(', '));
+    assert.equal(consent.decide(withdrawing, 'analytics.reporting').reason, 'withdrawn');
+  });
+
+  it('a change refused by its own check costs the others of its group nothing', async () => {
+    const { consent } = ctx.kernel;
+    const people = Array.from({ length: 8 }, () => `grouped-${randomUUID()}`);
+    const transactions: string[][] = [];
+    const settled = await intercepted(ctx.kernel, { transactions }, () =>
+      Promise.allSettled([
+        ...people.map((person) => consent.record(person, CHOICES, banner, CLI_ACTOR)),
+        // Nothing to lift: refused from inside the change (CONSENT_RESTRICTION_NOT_FOUND).
+        consent.liftRestriction([`grouped-${randomUUID()}`], {}, CLI_ACTOR),
+      ]),
+    );
+    assert.deepEqual(settled.map((r) => r.status), [...people.map(() => 'fulfilled'), 'rejected']);
+    assert.ok(isCandorError((settled.at(-1) as PromiseRejectedResult).reason, 'CONSENT_RESTRICTION_NOT_FOUND'));
+    assert.ok(transactions.length < people.length, `${transactions.length} transactions for ${people.length + 1} changes`);
+  });
+
+  it('changes committed are answered as written even if a change listener throws', async () => {
+    const { consent } = ctx.kernel;
+    let thrown = 0;
+    consent.onChange(() => {
+      if (thrown++ === 0) throw new Error('a listener that must not throw');
+    });
+    const people = Array.from({ length: 5 }, () => `grouped-${randomUUID()}`);
+    const results = await Promise.all(people.map((person) => consent.record(person, CHOICES, banner, CLI_ACTOR)));
+    assert.ok(thrown > 0);
+    await consent.load(people);
+    for (const [i, person] of people.entries()) {
+      assert.deepEqual((await consent.history(person)).map((e) => e.receiptId), [results[i]?.receiptId, results[i]?.receiptId]);
     }
   });
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { tempDir } from '../../test/support/temp-dir.ts';
 import { isCandorError } from '../shared/errors.ts';
 import { describeConfig, loadConfig } from './index.ts';
 
@@ -18,7 +18,7 @@ describe('configuration', () => {
   });
 
   it('layers file < environment < flags', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'candor-config-'));
+    const dir = tempDir('candor-config-');
     const file = join(dir, 'c.json');
     writeFileSync(file, JSON.stringify({ port: 9000, host: '0.0.0.0', logLevel: 'debug' }));
     const config = loadConfig({ configFile: file, environment: { CANDOR_PORT: '9001', CANDOR_LOG_LEVEL: 'warn' }, flags: { port: '9002' } });
@@ -29,13 +29,13 @@ describe('configuration', () => {
   });
 
   it('reads candor.config.json from the data directory when present', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'candor-config-'));
+    const dir = tempDir('candor-config-');
     writeFileSync(join(dir, 'candor.config.json'), JSON.stringify({ bodyLimit: 4096 }));
     assert.equal(loadConfig({ environment: { CANDOR_DATA_DIR: dir } }).bodyLimit, 4096);
   });
 
   it('reports every problem at once', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'candor-config-'));
+    const dir = tempDir('candor-config-');
     const file = join(dir, 'c.json');
     writeFileSync(file, JSON.stringify({ colour: 'blue' }));
     assert.throws(
@@ -50,7 +50,7 @@ describe('configuration', () => {
   });
 
   it('names an unreadable configuration file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'candor-config-'));
+    const dir = tempDir('candor-config-');
     const file = join(dir, 'c.json');
     writeFileSync(file, '{ not json');
     assert.throws(() => loadConfig({ configFile: file, environment: {} }), (e) => isCandorError(e, 'CONFIG_FILE_UNREADABLE'));

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { tempDir } from '../../test/support/temp-dir.ts';
 import { isCandorError } from '../shared/errors.ts';
 import { applyIdentityRules, describeConfig, loadConfig, type IdentityRulesShape } from './index.ts';
 
@@ -35,7 +36,7 @@ describe('identityRules setting', () => {
   });
 
   it('reads an object from the configuration file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'candor-config-'));
+    const dir = tempDir('candor-config-');
     const file = join(dir, 'c.json');
     writeFileSync(file, JSON.stringify({ identityRules: { limits: { email: 1 }, blockedValues: { email: ['info@shop.io'] } } }));
     const config = loadConfig({ configFile: file, environment: {} });
@@ -45,7 +46,7 @@ describe('identityRules setting', () => {
   });
 
   it('reads JSON text or the path of a JSON file from CANDOR_IDENTITY_RULES, replacing the file value whole', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'candor-config-'));
+    const dir = tempDir('candor-config-');
     const file = join(dir, 'c.json');
     writeFileSync(file, JSON.stringify({ identityRules: { limits: { email: 1 } } }));
     const rulesFile = join(dir, 'rules.json');
@@ -95,7 +96,7 @@ describe('identityRules setting', () => {
 
   it('refuses a value that is not an object, or JSON that cannot be read', () => {
     assert.deepEqual(problemsOf(['user_id']), [['', 'IDENTITY_RULES_NOT_OBJECT']]);
-    const file = join(mkdtempSync(join(tmpdir(), 'candor-config-')), 'c.json');
+    const file = join(tempDir('candor-config-'), 'c.json');
     writeFileSync(file, JSON.stringify({ identityRules: 5 }));
     assert.throws(
       () => loadConfig({ configFile: file, environment: {} }),

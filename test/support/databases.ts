@@ -1,6 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe } from 'node:test';
 import pg from 'pg';
@@ -72,6 +72,11 @@ export async function createEnvironment(dialect: DialectName, options: { icuLoca
     configWith,
     async cleanup() {
       rmSync(dataDir, { recursive: true, force: true });
+      // Files tests write beside the data directory (backups named after it, and their temporary files).
+      const name = basename(dataDir);
+      for (const entry of readdirSync(dirname(dataDir))) {
+        if (entry.startsWith(`${name}.`) || entry.startsWith(`.${name}.`)) rmSync(join(dirname(dataDir), entry), { recursive: true, force: true });
+      }
       if (dbName) {
         const admin = new pg.Client({ connectionString: TEST_PG_URL });
         await admin.connect();

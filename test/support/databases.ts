@@ -24,6 +24,8 @@ export interface TestEnvironment {
   databaseUrl: string;
   /** Configuration with overrides, same database and data directory. */
   configWith(overrides: Record<string, string>): Config;
+  /** A path beside the data directory, named after it (`<dataDir>.<suffix>`: a backup file, say); cleanup removes it. */
+  beside(suffix: string): string;
   cleanup(): Promise<void>;
 }
 
@@ -70,9 +72,10 @@ export async function createEnvironment(dialect: DialectName, options: { icuLoca
     dataDir,
     databaseUrl,
     configWith,
+    beside: (suffix) => join(dirname(dataDir), `${basename(dataDir)}.${suffix}`),
     async cleanup() {
       rmSync(dataDir, { recursive: true, force: true });
-      // Files tests write beside the data directory (backups named after it, and their temporary files).
+      // Files tests write beside the data directory (`beside`: backups, and their temporary files).
       const name = basename(dataDir);
       for (const entry of readdirSync(dirname(dataDir))) {
         if (entry.startsWith(`${name}.`) || entry.startsWith(`.${name}.`)) rmSync(join(dirname(dataDir), entry), { recursive: true, force: true });

@@ -775,7 +775,8 @@ export class Consent {
         const written: Written[] = [];
         for (const job of jobs) {
           const own = job.subjects.map((s) => s.pseudonym);
-          const before = own.map((p) => [p, new Map(states.get(p))] as const);
+          // What a change that fails alone restores (alone, a failure fails the whole transaction).
+          const before = alone ? [] : own.map((p) => [p, new Map(states.get(p))] as const);
           if (!alone) await tx.run(SAVEPOINT);
           try {
             written.push(await this.#writeOne(tx, job, own, states, events));

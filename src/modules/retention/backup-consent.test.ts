@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { basename, join } from 'node:path';
-import { after, before, it } from 'node:test';
-import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
-import { main } from '../../cli/main.ts';
+import { basename } from 'node:path';
+import { before, it } from 'node:test';
+import { useCli } from '../../../test/support/cli.ts';
+import { describeEachDialect } from '../../../test/support/databases.ts';
 import { openKernel, type Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { backupDatabase } from './index.ts';
@@ -11,7 +11,7 @@ const PEOPLE = ['withdrew', 'gpc', 'restricted', 'objected', 'refusedBefore', 'c
 type Person = (typeof PEOPLE)[number];
 
 describeEachDialect('a restore and the consent states recorded since the backup', (dialect) => {
-  let env: TestEnvironment;
+  const cli = useCli(dialect);
   let backupFile = '';
   const ids = {} as Record<Person, string>;
   /** The marketing purposes an objection withdraws (on consent or legitimate interests). */
@@ -19,15 +19,12 @@ describeEachDialect('a restore and the consent states recorded since the backup'
   /** The purposes a GPC signal opts out of. */
   let gpcPurposes: string[] = [];
 
-  const profile = async (kernel: Kernel, userId: string): Promise<string> => {
-    const [resolved] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]));
-    return resolved?.profileId as string;
-  };
+  const profile = async (kernel: Kernel, userId: string): Promise<string> =>
+    (await kernel.identity.resolveSubject({ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() })).profileId as string;
   const meta = { mechanism: 'privacy_center' as const };
 
   before(async () => {
-    env = await createEnvironment(dialect);
-    const kernel = await openKernel(env.config);
+    const kernel = await openKernel(cli.env.config);
     try {
       for (const person of PEOPLE.filter((p) => p !== 'createdAfter')) ids[person] = await profile(kernel, `u-${person}`);
       marketing = kernel.consent.purposes().filter((p) => p.key.startsWith('marketing.') && (p.basis === 'consent' || p.basis === 'legitimate_interests')).map((p) => p.key);
@@ -37,8 +34,8 @@ describeEachDialect('a restore and the consent states recorded since the backup'
       await kernel.consent.record(ids.restricted, [{ purpose: 'analytics.reporting', state: 'given' }], meta, CLI_ACTOR);
       await kernel.consent.record(ids.objected, [{ purpose: 'marketing.communications.email', state: 'given' }], meta, CLI_ACTOR);
       await kernel.consent.record(ids.refusedBefore, [{ purpose: 'analytics.reporting', state: 'refused' }], meta, CLI_ACTOR);
-      backupFile = join(env.dataDir, '..', `${basename(env.dataDir)}.consent.backup`);
-      await backupDatabase(env.config, backupFile, CLI_ACTOR);
+      backupFile = cli.env.beside('consent.backup');
+      await backupDatabase(cli.env.config, backupFile, CLI_ACTOR);
 
       // After the backup: what the restore must not undo, and what it must not bring back.
       await kernel.consent.record(ids.withdrew, [{ purpose: 'analytics.reporting', state: 'withdrawn' }, { purpose: 'essential.fraud_detection', state: 'refused' }], meta, CLI_ACTOR);
@@ -52,14 +49,10 @@ describeEachDialect('a restore and the consent states recorded since the backup'
       await kernel.close();
     }
   });
-  after(async () => {
-    await env?.cleanup();
-  });
 
   it('writes again the withdrawals, refusals, GPC opt-outs, restrictions and objections the backup lacks, audited, and nothing else', { timeout: 60_000 }, async () => {
-    const lines: string[] = [];
-    const code = await main(['node', 'candor', '--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : []), 'restore', backupFile], (l) => lines.push(l), (l) => lines.push(l));
-    const output = lines.join('\n');
+    const { code, out, err } = await cli.candor('restore', backupFile);
+    const output = `${out}\n${err}`;
     assert.equal(code, 0, output);
     // The withdrawal and the objection to fraud detection, and the objection's withdrawals of every marketing purpose.
     assert.match(output, new RegExp(`refusals and withdrawals written again \\(in force in the replaced database, not in the backup\\): ${2 + marketing.length}\\n`));
@@ -69,7 +62,7 @@ describeEachDialect('a restore and the consent states recorded since the backup'
     assert.match(output, /people with restrictive consent states the restored database does not know \(profiles created after the backup, or erased\): 1/);
     assert.doesNotMatch(output, /left as restored/);
 
-    const kernel = await openKernel(env.config);
+    const kernel = await openKernel(cli.env.config);
     try {
       const { consent } = kernel;
       await consent.load(Object.values(ids));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
 import { MIGRATIONS, openKernel } from '../../kernel.ts';
@@ -13,7 +13,7 @@ describeEachDialect('restore: the backup is read once for its checks', (dialect)
   let file = '';
   before(async () => {
     env = await createEnvironment(dialect);
-    file = join(env.dataDir, '..', `${basename(env.dataDir)}.reads.backup`);
+    file = env.beside('reads.backup');
     await (await openKernel(env.config)).close();
     await backupDatabase(env.config, file, CLI_ACTOR);
   });

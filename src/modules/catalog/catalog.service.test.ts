@@ -9,6 +9,8 @@ import { isCandorError } from '../../shared/errors.ts';
 import { OTHER } from './catalog.stats.ts';
 import { Catalog, DEFAULT_PLAN, MAX_DROPPED_LISTED, planHash, type PlanDocument } from './index.ts';
 
+/** Events of the wide plan whose compile must be sliced (a plan holds at most 2,000 events). */
+const WIDE_EVENTS = 1000;
 const coupon: PlanDocument = {
   ...structuredClone(DEFAULT_PLAN),
   events: {
@@ -124,8 +126,11 @@ describeEachDialect('catalog', (dialect) => {
   it('compiles a large version picked up by refresh in slices, so the event loop keeps turning', async () => {
     const wide = structuredClone(coupon);
     const note = { category: 'user.behavior', purposes: ['analytics.reporting'], retention: 'P1Y', personal: false };
-    for (let e = 0; e < 800; e++) {
-      wide.events[`Wide ${e}`] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { a: { type: 'string', 'x-candor': note }, b: { type: 'number', 'x-candor': note } } } };
+    // Large enough that its compile lasts many 10 ms slices also when the machine is fast (800 events of two properties
+    // took 9 turns once).
+    for (let e = 0; e < WIDE_EVENTS; e++) {
+      const more = Object.fromEntries(['c', 'd', 'e', 'f', 'g', 'h'].map((key) => [key, { type: 'string', 'x-candor': note }]));
+      wide.events[`Wide ${e}`] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { a: { type: 'string', 'x-candor': note }, b: { type: 'number', 'x-candor': note }, ...more } } };
     }
     const other = await second();
     const { version } = await other.publish(wide, CLI_ACTOR);
@@ -143,8 +148,8 @@ describeEachDialect('catalog', (dialect) => {
     } finally {
       compiling = false;
     }
-    assert.ok(turns >= 10, `the event loop turned ${turns} times while 800 events compiled`);
-    assert.equal(ctx.kernel.catalog.process('track', 'Wide 799', { properties: { a: 'x', b: 'y' } }, 'wide').violations[0]?.path, 'properties.b');
+    assert.ok(turns >= 10, `the event loop turned ${turns} times while ${WIDE_EVENTS} events compiled`);
+    assert.equal(ctx.kernel.catalog.process('track', `Wide ${WIDE_EVENTS - 1}`, { properties: { a: 'x', b: 'y' } }, 'wide').violations[0]?.path, 'properties.b');
   });
 
   it('counts per source and event, including counts not flushed yet', async () => {

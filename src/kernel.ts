@@ -141,6 +141,8 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     identity.onMerge(async (merge) => {
       await consent.mergeSubjects(merge.from, merge.into, SYSTEM_ACTOR);
     });
+    // An opt-out written for a profile merged away (meanwhile, or long before) is carried over to the person it is now.
+    consent.followMergesWith((profileId) => identity.canonical(profileId));
     // A merged person's trait history ends with the value the view shows, from the merge's own transaction on.
     identity.onMergedIn((tx, persons) => profiles.merged(tx, persons));
     // A wrong merge split back out: every privacy-center session of either side ends (sessions are cheap to issue

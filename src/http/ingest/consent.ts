@@ -4,7 +4,7 @@ import { MAX_ID_LENGTH } from '../../modules/collect/index.ts';
 import { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
 import { unusableText } from '../../shared/text.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { followMerge, knownProfilesOf, recordGpcForDevice, subjectOf } from './subject.ts';
+import { knownProfilesOf, recordGpcForDevice, subjectOf } from './subject.ts';
 
 interface ConsentBody {
   userId?: string | number;
@@ -129,7 +129,6 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       // The signal covers the device: first the other profiles its ids belong to, whatever the choices below answer.
       if (meta.gpc) await recordGpcForDevice(kernel, profileId, body, principal.source, { source: body.source, jurisdiction: body.jurisdiction }, actor);
       const result = body.withdrawAll ? await consent.withdrawAll(profileId, meta, actor) : await consent.record(profileId, changes, meta, actor);
-      await followMerge(kernel, profileId);
       return {
         receipt: result.receipt,
         receiptId: result.receiptId,
@@ -184,7 +183,6 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       const profileId = await subjectOf(kernel, body, principal.source);
       if (gpc) await recordGpcForDevice(kernel, profileId, body, principal.source, { source, jurisdiction }, actor);
       const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { ...meta, gpc }, actor);
-      await followMerge(kernel, profileId);
       return {
         // No receipt when nothing was written: the person's own consent to the purpose stands (`kept`).
         ...(result.receipt !== null ? { receipt: result.receipt, receiptId: result.receiptId } : {}),

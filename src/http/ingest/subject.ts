@@ -1,5 +1,5 @@
 import type { Kernel } from '../../kernel.ts';
-import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
+import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
 
 type NamedIds = { userId?: string | undefined; anonymousId?: string | undefined };
@@ -29,16 +29,6 @@ export async function resolveSubject(kernel: Kernel, ids: NamedIds, source: stri
   if (resolution.merges.length) await identity.notifyMerges(resolution.merges);
   if (!resolution.profileId) throw new CandorError('COLLECT_IDENTITY_MISSING');
   return { profileId: resolution.profileId, holder: resolution.holder ?? resolution.profileId };
-}
-
-/**
- * After a consent change recorded for `profileId`: if another request merged that profile into another person
- * between the moment it was resolved and the change's write, the merge carried over what the profile held before the
- * change only, so the change's opt-outs are carried over now (the most restrictive state wins, as at any merge).
- */
-export async function followMerge(kernel: Kernel, profileId: string): Promise<void> {
-  const canonical = await kernel.identity.canonical(profileId);
-  if (canonical !== null && canonical !== profileId) await kernel.consent.mergeSubjects(profileId, canonical, SYSTEM_ACTOR);
 }
 
 /**

@@ -3,7 +3,6 @@ import type { Kernel } from '../../kernel.ts';
 import type { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { RouteAccess } from '../route-access.ts';
-import { followMerge } from '../ingest/subject.ts';
 import { registerSubjectRightsRoutes } from './rights.ts';
 import { registerSubjectScoreRoutes } from './scores.ts';
 
@@ -97,8 +96,6 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
         { mechanism, noticeVersion: request.body.noticeVersion, jurisdiction: request.body.jurisdiction, gpc: request.headers['sec-gpc'] === '1', confirmOverGpc: request.body.confirmOverGpc },
         actor,
       );
-      // Merged into another person since `me` read the canonical profile: the change's opt-outs follow (as ingest's).
-      await followMerge(kernel, profileId);
       return { receipt: result.receipt, receiptId: result.receiptId, gpcHonoured: result.gpcHonoured, rejected: result.rejected, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })) };
     },
   );
@@ -109,7 +106,6 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
     async (request) => {
       const { profileId, actor } = await me(kernel, request);
       const result = await kernel.consent.withdrawAll(profileId, { mechanism: 'privacy_center', gpc: request.headers['sec-gpc'] === '1' }, actor);
-      await followMerge(kernel, profileId);
       return { receipt: result.receipt, receiptId: result.receiptId, gpcHonoured: result.gpcHonoured, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })) };
     },
   );

@@ -103,6 +103,8 @@ interface WriteDone {
 }
 /** A change's outcome in its group: what it wrote, or the error it failed with alone (nothing of it was stored). */
 type WriteOutcome = { done: WriteDone } | { failed: unknown };
+/** How many merges in a row a change follows (see #followMerges). */
+const FOLLOW_ROUNDS = 3;
 /** Most changes written in one transaction (a bound on its locks and on the time a change waits behind the others). */
 const GROUP_CHANGES = 64;
 /** Each change of a group is written inside a savepoint of its own (one at a time: the name is reused). */
@@ -121,6 +123,11 @@ interface EntryFields {
   gpc?: boolean;
   gpcOverride?: boolean;
   receiptId: string | null;
+}
+
+/** Whether a change wrote an opt-out (a refusal or withdrawal, GPC ones included): what a merge carries over. */
+function optsOut(entries: readonly LedgerEntry[]): boolean {
+  return entries.some((e) => e.state === 'refused' || e.state === 'withdrawn');
 }
 
 function purposeFromRow(row: PurposeRow): PurposeConfig {
@@ -218,6 +225,8 @@ export class Consent {
   /** Changes made while one is written share the next transaction (see #write). */
   readonly #writes: GroupCommit<WriteJob, WriteOutcome>;
   readonly #changeListeners: ((subjectIds: readonly string[]) => void)[] = [];
+  /** Where a profile has been merged by now (see followMergesWith). */
+  #canonicalOf: ((profileId: string) => Promise<string | null>) | undefined;
   #purposeConfigs = new Map<string, PurposeConfig>();
   /** Per explicit purpose, since when consents count as explicit (see PurposeRuntime.explicitSince). */
   #explicitSince = new Map<string, string>();
@@ -931,6 +940,36 @@ export class Consent {
     }
   }
 
+  /**
+   * Lets changes follow merges: `canonicalOf` answers the profile a profile has been merged into by now (itself when it
+   * was not merged, null when it does not exist). The kernel wires it to identity.
+   */
+  followMergesWith(canonicalOf: (profileId: string) => Promise<string | null>): void {
+    this.#canonicalOf = canonicalOf;
+  }
+
+  /**
+   * After an opt-out (a refusal, withdrawal, GPC opt-out, restriction or objection) written for `subjectIds` from
+   * `since` on: a subject merged into another profile — by a request that committed between the moment the change's
+   * subject was resolved and its write, so that the merge carried over only what the subject held before; or long
+   * before, for a change made on a device's own profile — has what it recorded from `since` on carried over to the
+   * profile it belongs to now, by the merge rule (mergeSubjects with `since`: its older choices are not written again
+   * over the person's later ones). A merge of that profile in turn during the carry is followed too (a few rounds).
+   */
+  async #followMerges(subjectIds: readonly string[], since: string): Promise<void> {
+    const canonicalOf = this.#canonicalOf;
+    if (canonicalOf === undefined) return;
+    for (const id of new Set(subjectIds)) {
+      let carriedTo = id;
+      for (let round = 0; round < FOLLOW_ROUNDS; round++) {
+        const canonical = await canonicalOf(id);
+        if (canonical === null || canonical === id || canonical === carriedTo) break;
+        await this.mergeSubjects(id, canonical, SYSTEM_ACTOR, { since });
+        carriedTo = canonical;
+      }
+    }
+  }
+
   #checkSubject(subjectId: unknown): asserts subjectId is string {
     if (typeof subjectId !== 'string' || subjectId.length === 0 || subjectId.length > MAX_SUBJECT_ID) {
       throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'subject_id' });
@@ -1076,6 +1115,7 @@ export class Consent {
     const receiptId = randomUUID();
     const jurisdiction = meta.jurisdiction || null;
     const source = recordedSource(meta.source);
+    const since = new Date().toISOString();
     let gpcConflicts = new Set<string>();
     let gpcEntries = 0;
     let receipt = '';
@@ -1140,6 +1180,7 @@ export class Consent {
         return events;
       }),
     );
+    if (optsOut(entries)) await this.#followMerges([subjectId], since);
     const rejected = rejectedOf();
     // Nothing written with `gpc`: the opt-out was in force already, so the signal is honoured all the same.
     if (entries.length === 0 && !(meta.onlyUnrecorded === true && rejected.length === 0)) throw this.#rejectedError(rejected, notice.version, meta.gpc === true ? gpcHonouredDetails(undefined) : {});
@@ -1156,6 +1197,7 @@ export class Consent {
     const jurisdiction = meta.jurisdiction || null;
     const source = recordedSource(meta.source);
     let gpcEntries = 0;
+    const since = new Date().toISOString();
     // Signed (and stored) even when nothing was left to withdraw: the answer always carries a receipt.
     let receipt: string | undefined;
     const { entries } = await this.#locked([subjectId], () =>
@@ -1178,6 +1220,7 @@ export class Consent {
       }),
     );
     if (receipt === undefined) throw new CandorError('INTERNAL_ERROR');
+    if (optsOut(entries)) await this.#followMerges([subjectId], since);
     return { receipt, receiptId, entries, gpcHonoured: meta.gpc === true };
   }
 
@@ -1202,6 +1245,7 @@ export class Consent {
     const jurisdiction = meta.jurisdiction || null;
     const source = recordedSource(meta.source);
     const subjects = pending.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
+    const since = new Date().toISOString();
     let receipt = '';
     const { entries } = await this.#locked(pending, () =>
       this.#write(subjects, (states, add) => {
@@ -1217,6 +1261,7 @@ export class Consent {
       ),
     );
     if (entries.length === 0) return undefined;
+    await this.#followMerges(subjects.filter((s) => entries.some((e) => e.subject === s.pseudonym)).map((s) => s.id), since);
     return { receipt, receiptId, entries };
   }
 
@@ -1461,6 +1506,7 @@ export class Consent {
     const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
     const marketing = [...this.#purposeConfigs.values()].filter((c) => isDirectMarketing(c.key, this.#taxonomy) && (c.basis === 'consent' || c.basis === 'legitimate_interests'));
     const flagged: string[] = [];
+    const since = new Date().toISOString();
     const { entries } = await this.#locked(ids, () =>
       this.#write(
         subjects,
@@ -1497,6 +1543,7 @@ export class Consent {
           })),
       ),
     );
+    await this.#followMerges(subjects.filter((s) => flagged.includes(s.pseudonym) || entries.some((e) => e.subject === s.pseudonym)).map((s) => s.id), since);
     if (entries.length === 0) return { entries, receiptId: null };
     return { entries, receiptId };
   }
@@ -1518,6 +1565,7 @@ export class Consent {
     const jurisdiction = meta.jurisdiction || null;
     const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
     const requestResource = meta.requestId === undefined ? null : `rights_request:${meta.requestId}`;
+    const since = new Date().toISOString();
     const { entries } = await this.#locked(ids, () =>
       this.#write(subjects, (states, add) => {
         for (const s of subjects) {
@@ -1537,6 +1585,7 @@ export class Consent {
         })),
       ),
     );
+    await this.#followMerges(subjects.filter((s) => entries.some((e) => e.subject === s.pseudonym)).map((s) => s.id), since);
     if (entries.length === 0) return { entries, receiptId: null };
     return { entries, receiptId };
   }
@@ -1760,6 +1809,7 @@ export class Consent {
     const ids = this.#checkIds(subjectIds);
     const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
     const set: string[] = [];
+    const since = new Date().toISOString();
     await this.#locked(ids, () =>
       this.#write(subjects, () => {}, async (tx, flags) => {
         set.length = 0;
@@ -1772,6 +1822,7 @@ export class Consent {
         }
       }, undefined, () => this.#flagEvents(subjects, action, requestId, actor, (pseudonym) => ({ kind, alreadyInForce: !set.includes(pseudonym) }))),
     );
+    await this.#followMerges(subjects.filter((s) => set.includes(s.pseudonym)).map((s) => s.id), since);
   }
 
   /** One audit entry per subject of a restriction or objection change (set or lifted). */

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import type { Kernel } from '../../kernel.ts';
+
+const banner = { mechanism: 'banner_save', noticeVersion: 1 } as const;
+const named = (identifiers: { type: string; value: string }[]) => ({ identifiers, source: 'web', at: new Date().toISOString() });
+
+/** A device's profile and an account's, each with analytics consented, then the device merged into the account. */
+async function mergedDevice(kernel: Kernel): Promise<{ device: string; person: string }> {
+  const { identity, consent } = kernel;
+  const deviceId = `anon-${randomUUID()}`;
+  const account = `user-${randomUUID()}`;
+  const device = (await identity.resolveSubject(named([{ type: 'anonymous_id', value: deviceId }]))).profileId as string;
+  const person = (await identity.resolveSubject(named([{ type: 'user_id', value: account }]))).profileId as string;
+  for (const id of [device, person]) await consent.record(id, [{ purpose: 'analytics.reporting', state: 'given' }], banner, CLI_ACTOR);
+  const merging = await identity.resolveSubject(named([{ type: 'user_id', value: account }, { type: 'anonymous_id', value: deviceId }]));
+  await identity.notifyMerges(merging.merges);
+  assert.equal(await identity.canonical(device), person);
+  return { device, person };
+}
+
+// A change is recorded for the profile its request resolved to. When that profile was merged into another person
+// meanwhile (a request of the same moment merged the device into an account, after the change's subject was resolved
+// and before its write: the merge carried over only what the profile held before the change), or long before (a
+// device's own profile an ingestion or an import names), the change's opt-outs are carried over to the person by the
+// consent service itself, whichever caller made the change: a withdrawal answered 200 is in force for the person.
+describeEachDialect('an opt-out recorded for a profile merged into another person', (dialect) => {
+  const ctx = useKernel(dialect);
+
+  it('is carried over to that person, once', async () => {
+    const { consent } = ctx.kernel;
+    const { device, person } = await mergedDevice(ctx.kernel);
+    await consent.record(device, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], banner, CLI_ACTOR);
+    assert.equal(consent.decide(person, 'analytics.reporting').reason, 'withdrawn');
+    const carried = (await consent.history(person)).filter((e) => e.mechanism === 'merge');
+    assert.deepEqual(carried.map((e) => [e.purpose, e.state]), [['analytics.reporting', 'withdrawn']]);
+    // The same withdrawal again writes nothing more on either profile.
+    const before = (await consent.history(person)).length;
+    await consent.record(device, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], banner, CLI_ACTOR);
+    assert.equal((await consent.history(person)).length, before);
+  });
+
+  it('carries over only the new change, not the profile’s older choices over the person’s later ones', async () => {
+    const { consent, identity } = ctx.kernel;
+    const deviceId = `anon-${randomUUID()}`;
+    const account = `user-${randomUUID()}`;
+    const device = (await identity.resolveSubject(named([{ type: 'anonymous_id', value: deviceId }]))).profileId as string;
+    const person = (await identity.resolveSubject(named([{ type: 'user_id', value: account }]))).profileId as string;
+    await consent.record(device, [{ purpose: 'marketing.communications.email', state: 'refused' }], banner, CLI_ACTOR);
+    const merging = await identity.resolveSubject(named([{ type: 'user_id', value: account }, { type: 'anonymous_id', value: deviceId }]));
+    await identity.notifyMerges(merging.merges);
+    assert.equal(consent.decide(person, 'marketing.communications.email').reason, 'refused', 'the merge carried the refusal over');
+    // Later the person, signed in, subscribes; then a change reaches the device's old profile.
+    await consent.record(person, [{ purpose: 'marketing.communications.email', state: 'given' }], banner, CLI_ACTOR);
+    await consent.record(device, [{ purpose: 'analytics.reporting', state: 'refused' }], banner, CLI_ACTOR);
+    assert.equal(consent.decide(person, 'analytics.reporting').reason, 'refused');
+    assert.equal(consent.decide(person, 'marketing.communications.email').allowed, true, 'the person’s later subscription stands');
+  });
+
+  it('carries GPC opt-outs and restrictions, and never a consent', async () => {
+    const { consent } = ctx.kernel;
+    const { device, person } = await mergedDevice(ctx.kernel);
+    await consent.record(device, [{ purpose: 'personalize.profiling', state: 'given' }], banner, CLI_ACTOR);
+    assert.equal(consent.decide(person, 'personalize.profiling').allowed, false, 'a consent on the old profile creates none on the person');
+    await consent.record(person, [{ purpose: 'marketing.advertising.third_party.targeted', state: 'given' }], banner, CLI_ACTOR);
+    const gpc = await consent.recordGpc([device], { source: 'web' }, CLI_ACTOR);
+    assert.ok(gpc);
+    const decision = consent.decide(person, 'marketing.advertising.third_party.targeted');
+    assert.equal(decision.allowed, false);
+    await consent.restrict([device], {}, CLI_ACTOR);
+    assert.equal((await consent.restrictions(person)).restricted, true);
+  });
+
+  it('writes nothing more for a profile that was not merged', async () => {
+    const { consent, identity } = ctx.kernel;
+    const alone = (await identity.resolveSubject(named([{ type: 'anonymous_id', value: `anon-${randomUUID()}` }]))).profileId as string;
+    await consent.record(alone, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], banner, CLI_ACTOR);
+    assert.deepEqual((await consent.history(alone)).map((e) => [e.purpose, e.state, e.mechanism]), [['analytics.reporting', 'withdrawn', 'banner_save']]);
+  });
+});

@@ -231,8 +231,8 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     // After a restore: what it carried over from the replaced database (revocations, withdrawals, opt-outs,
     // restrictions) is applied now, before the kernel serves anything; after the erasures and merges, so that each
     // state lands on the person's profile as the graph stands.
-    const restoreCarried = await applyPendingRestore({ dataDir: config.dataDir, access, consent, people: () => identity.groups(), actor: SYSTEM_ACTOR });
-    if (restoreCarried) logger.info({ revoked: restoreCarried.revoked.length, keptLastOwner: restoreCarried.keptLastOwner.length, people: restoreCarried.consent.people, failed: restoreCarried.consent.failed, unknown: restoreCarried.unknown }, 'what the last restore carried over from the replaced database applied');
+    const restoreCarried = await applyPendingRestore({ dataDir: config.dataDir, access, subjectSessions, consent, people: () => identity.groups(), actor: SYSTEM_ACTOR });
+    if (restoreCarried) logger.info({ revoked: restoreCarried.revoked.length, sessionsEnded: restoreCarried.sessionsEnded, keptLastOwner: restoreCarried.keptLastOwner.length, people: restoreCarried.consent.people, failed: restoreCarried.consent.failed, unknown: restoreCarried.unknown }, 'what the last restore carried over from the replaced database applied');
     const rights = new RightsRequests({
       storage,
       audit,

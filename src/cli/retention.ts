@@ -126,6 +126,8 @@ export function registerRetentionCommands(program: Command, { out, withKernel, c
         if (carried) {
           // A credential revoked after the backup was taken must not work again (a leaked key revoked since).
           out(`  credentials revoked again (revoked in the replaced database, active in the backup): ${carried.revoked.length}${carried.revoked.length > 0 ? ` (${carried.revoked.join(', ')})` : ''}`);
+          // A privacy-center session ended after the backup (a sign-out, an unmerge) must not work again: all end.
+          out(`  privacy-center sessions ended (issued before the backup; customers sign in again): ${carried.sessionsEnded}`);
           for (const id of carried.keptLastOwner) out(`  owner token ${id} was revoked in the replaced database but is the restored database's last active owner token: create another owner token (keys create --role owner), then revoke it`);
           // A withdrawal, GPC opt-out, restriction or objection recorded after the backup must not let processing resume.
           const done = carried.consent;

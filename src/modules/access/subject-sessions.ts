@@ -119,6 +119,26 @@ export class SubjectSessions {
     await this.#db.updateTable('access_subject_sessions').set({ revoked_at: new Date().toISOString() }).where('id', '=', sessionId).where('revoked_at', 'is', null).execute();
   }
 
+  /**
+   * After a restore: ends every session the restored database holds active. Each was issued before the backup was
+   * taken, and some were ended since (a sign-out, an unmerge, an erasure) in the database the restore replaced, which
+   * this one does not know: none may work again. Sessions are cheap to issue again. Audited in the same transaction
+   * (`access.subject_session.revoke`, details: how many, `restoredFrom`); answers how many were ended.
+   */
+  async endAllAfterRestore(backup: string, actor: Actor): Promise<number> {
+    const at = new Date().toISOString();
+    const update = this.#db.updateTable('access_subject_sessions').set({ revoked_at: at }).where('revoked_at', 'is', null).where('expires_at', '>', at).compile();
+    return this.#storage.raw.transaction(async (tx) => {
+      const ended = await tx.run(update.sql, update.parameters);
+      if (ended > 0) {
+        await this.#audit.appendIn(tx, [
+          { actor: actor.id, role: actor.role, action: 'access.subject_session.revoke', purpose: 'essential.service.authentication', resource: null, details: { sessions: ended, restoredFrom: backup } },
+        ]);
+      }
+      return ended;
+    });
+  }
+
   /** The subject sessions' handler for access and erasure requests. */
   subjectData(): SubjectDataHandler {
     return new AccessSubjectData(this.#db);

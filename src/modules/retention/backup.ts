@@ -19,7 +19,7 @@ import { writeFileAtomic } from '../../shared/durable-write.ts';
 import { CandorError, isCandorError, type ErrorDetails } from '../../shared/errors.ts';
 import { lockFile } from '../../shared/file-lock.ts';
 import { openStorage, SQLITE_FILE, type ModuleMigration } from '../../storage/index.ts';
-import { revokedCredentials, type AccessControl } from '../access/index.ts';
+import { revokedCredentials, type AccessControl, type SubjectSessions } from '../access/index.ts';
 import { AuditLog, type AuditEvent } from '../audit/index.ts';
 import { restrictiveConsentStates, type Consent, type ReappliedAfterRestore, type RestrictiveConsentStates } from '../consent/index.ts';
 import { checkKeyFile, readKeyFile, type RegisteredKey } from '../crypto/index.ts';
@@ -201,13 +201,15 @@ export interface PendingRestore {
   revoked: string[];
   consent: RestrictiveConsentStates;
   unknown: ('credentials' | 'consent')[];
+  /** Privacy-center sessions still to be ended (files of earlier versions lack it: ended all the same). */
+  sessions?: boolean;
 }
 
 function readPending(path: string): PendingRestore | null {
   if (!existsSync(path)) return null;
   const parsed = JSON.parse(readFileSync(path, 'utf8')) as PendingRestore & { format?: string };
   if (parsed.format !== PENDING_FORMAT) throw new CandorError('BACKUP_CORRUPT', { reason: `${RESTORE_PENDING_FILE} is not a pending restore`, file: RESTORE_PENDING_FILE });
-  return { backup: parsed.backup, revoked: parsed.revoked, consent: parsed.consent, unknown: parsed.unknown };
+  return { backup: parsed.backup, revoked: parsed.revoked, consent: parsed.consent, unknown: parsed.unknown, sessions: parsed.sessions !== false };
 }
 
 function writePending(path: string, pending: PendingRestore): void {
@@ -220,7 +222,7 @@ function writePending(path: string, pending: PendingRestore): void {
  */
 function savePendingRestore(dataDir: string, backup: string, revoked: RestoreResult['revokedInReplaced'], consent: RestoreResult['consentInReplaced']): () => void {
   const path = join(dataDir, RESTORE_PENDING_FILE);
-  if (revoked === 'none' && consent === 'none') return () => undefined;
+  // Written for every restore: the restored database's privacy-center sessions are ended whatever else is carried.
   const earlier = readPending(path);
   const pending: PendingRestore = {
     backup,
@@ -230,6 +232,7 @@ function savePendingRestore(dataDir: string, backup: string, revoked: RestoreRes
       restrictions: [...(earlier?.consent.restrictions ?? []), ...(typeof consent === 'object' ? consent.restrictions : [])],
     },
     unknown: [...new Set([...(earlier?.unknown ?? []), ...(revoked === 'unreadable' ? ['credentials' as const] : []), ...(consent === 'unreadable' ? ['consent' as const] : [])])],
+    sessions: true,
   };
   writePending(path, pending);
   return () => (earlier ? writePending(path, earlier) : rmSync(path, { force: true }));
@@ -242,18 +245,21 @@ export interface RestoreCarried {
   revoked: string[];
   keptLastOwner: string[];
   consent: ReappliedAfterRestore;
+  /** Privacy-center sessions the restored database held active, ended. */
+  sessionsEnded: number;
   /** What could not be read from the replaced database: to be done again by hand. */
   unknown: ('credentials' | 'consent')[];
 }
 
 /**
  * Applies what a restore carried over (RESTORE_PENDING_FILE), when the kernel opens after it: credentials revoked again,
- * restrictive consent states written again (on each person's canonical profile). The file goes once everything was
+ * privacy-center sessions ended, restrictive consent states written again (on each person's canonical profile). The file goes once everything was
  * written; when some people's states could not be, it stays and the next open tries again. Null without a file.
  */
 export async function applyPendingRestore(deps: {
   dataDir: string;
   access: Pick<AccessControl, 'revokeAgainAfterRestore'>;
+  subjectSessions: Pick<SubjectSessions, 'endAllAfterRestore'>;
   consent: Pick<Consent, 'reapplyAfterRestore'>;
   people: () => AsyncIterable<{ profileId: string; members: string[] }[]>;
   actor: Actor;
@@ -262,9 +268,11 @@ export async function applyPendingRestore(deps: {
   const pending = readPending(path);
   if (!pending) return null;
   const { revoked, keptLastOwner } = await deps.access.revokeAgainAfterRestore(pending.revoked, pending.backup, deps.actor);
+  const sessionsEnded = pending.sessions === false ? 0 : await deps.subjectSessions.endAllAfterRestore(pending.backup, deps.actor);
   const consent = await deps.consent.reapplyAfterRestore(pending.consent, deps.people(), pending.backup, deps.actor);
   if (consent.failed.length === 0) rmSync(path, { force: true });
-  return { backup: pending.backup, revoked, keptLastOwner, consent, unknown: pending.unknown };
+  else writePending(path, { ...pending, sessions: false });
+  return { backup: pending.backup, revoked, keptLastOwner, consent, sessionsEnded, unknown: pending.unknown };
 }
 
 /** What the `retention.restore` entry says of the replaced database's consent states: counts only, no pseudonyms. */

@@ -9,7 +9,12 @@ export interface LoadResult {
   p99: number;
 }
 
-/** Sends POSTs from `concurrency` keep-alive connections for `seconds`; each body comes from makeBody. */
+/**
+ * Sends POSTs from `concurrency` keep-alive connections for `seconds`; each body comes from makeBody. Closed loop by
+ * default (each connection sends its next request once answered); with `rate`, open loop: requests are sent on a fixed
+ * schedule of `rate` a second whatever the answers (waiting for a free connection when all `concurrency` are busy), and
+ * each latency counts from the request's scheduled time, so a server that falls behind shows it in full.
+ */
 export async function load(options: {
   url: string;
   headers: Record<string, string>;
@@ -17,6 +22,7 @@ export async function load(options: {
   seconds: number;
   makeBody: () => { body: string; events: number };
   check?: (status: number, body: string) => boolean;
+  rate?: number;
 }): Promise<LoadResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency });
   const target = new URL(options.url);
@@ -25,9 +31,8 @@ export async function load(options: {
   let errors = 0;
   const deadline = performance.now() + options.seconds * 1000;
   const started = performance.now();
-  const one = (payload: { body: string; events: number }) =>
+  const one = (payload: { body: string; events: number }, t0 = performance.now()) =>
     new Promise<void>((resolve) => {
-      const t0 = performance.now();
       const req = request(
         { agent, method: 'POST', hostname: target.hostname, port: target.port, path: target.pathname, headers: { ...options.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload.body) } },
         (res) => {
@@ -51,7 +56,22 @@ export async function load(options: {
   const worker = async () => {
     while (performance.now() < deadline) await one(options.makeBody());
   };
-  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  const scheduled = async (rate: number) => {
+    // Bodies are made ahead, so that making one never delays a send.
+    const total = Math.floor(rate * options.seconds);
+    const bodies = Array.from({ length: total }, () => options.makeBody());
+    const sent: Promise<void>[] = [];
+    const begin = performance.now();
+    for (let i = 0; i < total; i++) {
+      const at = begin + (i * 1000) / rate;
+      const wait = at - performance.now();
+      if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+      sent.push(one(bodies[i] as { body: string; events: number }, at));
+    }
+    await Promise.all(sent);
+  };
+  if (options.rate === undefined) await Promise.all(Array.from({ length: options.concurrency }, worker));
+  else await scheduled(options.rate);
   const seconds = (performance.now() - started) / 1000;
   agent.destroy();
   latencies.sort((a, b) => a - b);

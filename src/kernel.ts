@@ -201,7 +201,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     const subjectData: SubjectDataHandler[] = [
       identity.subjectData(catalog),
       profiles.subjectData(catalog),
-      collect.subjectData(),
+      collect.subjectData({ orders: config.retentionOrders, orderFields: config.retentionOrderFields }),
       scoring.subjectData(),
       consent.subjectData(),
       subjectSessions.subjectData(),

@@ -239,6 +239,33 @@ export class CollectRepo {
    * Deletes the events of these profiles inside the caller's transaction; returns how many. With `keep`, events of
    * that name stored for exactly those purposes stay (their personal part, if any, is dropped): `kept` counts them.
    */
+  /**
+   * The track events named `event` of these profiles that happened at `since` or later and do not serve exactly
+   * `purposes` (orders not reduced yet, for a deletion that reduces them first), in the transaction.
+   */
+  async eventsNotServingOnly(tx: SqlExecutor, profileIds: readonly string[], event: string, purposes: string, since: string): Promise<Pick<EventRow, 'id' | 'data'>[]> {
+    const rows: Pick<EventRow, 'id' | 'data'>[] = [];
+    for (let i = 0; i < profileIds.length; i += 256) {
+      const compiled = this.#db
+        .selectFrom('collect_events')
+        .select(['id', 'data'])
+        .where('profile_id', 'in', profileIds.slice(i, i + 256))
+        .where('kind', '=', 'track')
+        .where('event', '=', event)
+        .where('purposes', '<>', purposes)
+        .where('occurred_at', '>=', since)
+        .compile();
+      rows.push(...(await tx.all<Pick<EventRow, 'id' | 'data'>>(compiled.sql, compiled.parameters)));
+    }
+    return rows;
+  }
+
+  /** Rewrites a stored event's plain part and purposes and drops its personal envelope, in the transaction. */
+  async rewritePlain(tx: SqlExecutor, id: string, data: string, purposes: string): Promise<void> {
+    const compiled = this.#db.updateTable('collect_events').set({ data, data_enc: null, purposes }).where('id', '=', id).compile();
+    await tx.run(compiled.sql, compiled.parameters);
+  }
+
   async deleteEventsOf(tx: SqlExecutor, profileIds: readonly string[], keep?: { event: string; purposes: string }): Promise<{ deleted: number; kept: number }> {
     let deleted = 0;
     let kept = 0;

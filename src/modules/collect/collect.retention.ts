@@ -26,6 +26,13 @@ export interface EventRetentionPolicy {
   readonly orderFields: readonly string[];
 }
 
+/** The part of an order's data (plain or personal) the legal obligation keeps: its `orderFields` properties; null for none. */
+export function reducedOrderPart(part: Record<string, unknown> | null, orderFields: readonly string[]): { properties: Record<string, unknown> } | null {
+  const props = isRecord(part?.properties) ? part.properties : {};
+  const kept = Object.fromEntries(orderFields.filter((f) => f in props).map((f) => [f, props[f]]));
+  return Object.keys(kept).length > 0 ? { properties: kept } : null;
+}
+
 /** The index the sweeps walk: stored events by time (the profile index starts with the profile id). */
 export const COLLECT_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
   {
@@ -241,12 +248,7 @@ export class CollectRetention implements RetentionHandler {
           cutoff: rawCutoff,
           apply: async (plain, personal) => {
             const secret = await personal();
-            const keep = (part: Record<string, unknown> | null) => {
-              const props = isRecord(part?.properties) ? part.properties : {};
-              const kept = Object.fromEntries(orderFields.filter((f) => f in props).map((f) => [f, props[f]]));
-              return Object.keys(kept).length > 0 ? { properties: kept } : null;
-            };
-            return { plain: keep(plain) ?? {}, personal: keep(secret), purposes: [LEGAL_OBLIGATION] };
+            return { plain: reducedOrderPart(plain, orderFields) ?? {}, personal: reducedOrderPart(secret, orderFields), purposes: [LEGAL_OBLIGATION] };
           },
         },
         options,

@@ -949,9 +949,12 @@ export class Collector {
     );
   }
 
-  /** The collect module's handler for access and erasure requests (annotated from the tracking plan in force). */
-  subjectData(): SubjectDataHandler {
-    return new CollectSubjectData({ repo: this.#repo, keyring: this.#deps.keyring, fields: this.#deps.catalog });
+  /**
+   * The collect module's handler for access and erasure requests (annotated from the tracking plan in force); with the
+   * orders' retention, deleting an inactive person keeps the orders the legal obligation still needs.
+   */
+  subjectData(orders?: Pick<EventRetentionPolicy, 'orders' | 'orderFields'>): SubjectDataHandler {
+    return new CollectSubjectData({ repo: this.#repo, keyring: this.#deps.keyring, fields: this.#deps.catalog, orders });
   }
 
   /** The retention rules of stored events and refusal counts, and their sweep (registered with `retention`). */

@@ -2,7 +2,8 @@ import type { SqlExecutor } from '../../storage/index.ts';
 import type { DataSubject, EraseOutcome, EraseReason, ExportSection, FieldDisclosure, FieldPlanLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectRepo } from './collect.repo.ts';
-import { LEGAL_OBLIGATION, ORDER_EVENT } from './collect.retention.ts';
+import { LEGAL_OBLIGATION, ORDER_EVENT, reducedOrderPart, type EventRetentionPolicy } from './collect.retention.ts';
+import { subtractDuration } from '../../shared/duration.ts';
 import { isRecord } from '../../shared/objects.ts';
 
 /** A reduced order (collect.events.orders.reduce): kept under the legal obligation until collect.events.orders. */
@@ -52,6 +53,8 @@ export interface CollectSubjectDataDeps {
   repo: CollectRepo;
   keyring: Keyring;
   fields: FieldPlanLookup | undefined;
+  /** The retention of orders: deleting an inactive person reduces their orders still within it (see erase). */
+  orders?: Pick<EventRetentionPolicy, 'orders' | 'orderFields'> | undefined;
 }
 
 /**
@@ -145,12 +148,22 @@ export class CollectSubjectData implements SubjectDataHandler {
   }
 
   /**
-   * An erasure deletes every event. Deleting an inactive person keeps their reduced orders, which the legal obligation
-   * still needs (`collect.events.orders` deletes them); the personal part of a kept order, unreadable once the person's
+   * An erasure deletes every event. Deleting an inactive person keeps their orders the legal obligation still needs
+   * (`collect.events.orders` deletes them once their period is over): those reduced already, and those within the
+   * orders' period not reduced yet (an inactivity period shorter than the raw events' one), reduced now as
+   * `collect.events.orders.reduce` would reduce them. The personal part of a kept order, unreadable once the person's
    * data key is destroyed, is dropped.
    */
   async erase(tx: SqlExecutor, subject: DataSubject, reason: EraseReason = 'erasure'): Promise<EraseOutcome[]> {
-    const { deleted, kept } = await this.#deps.repo.deleteEventsOf(tx, subject.profileIds, reason === 'inactivity' ? REDUCED_ORDER : undefined);
+    const { repo, orders } = this.#deps;
+    if (reason === 'inactivity' && orders !== undefined) {
+      const since = subtractDuration(new Date(), orders.orders).toISOString();
+      for (const row of await repo.eventsNotServingOnly(tx, subject.profileIds, ORDER_EVENT, REDUCED_ORDER.purposes, since)) {
+        const reduced = reducedOrderPart(JSON.parse(row.data) as Record<string, unknown>, orders.orderFields) ?? {};
+        await repo.rewritePlain(tx, row.id, JSON.stringify(reduced), REDUCED_ORDER.purposes);
+      }
+    }
+    const { deleted, kept } = await repo.deleteEventsOf(tx, subject.profileIds, reason === 'inactivity' ? REDUCED_ORDER : undefined);
     return [
       { store: 'collect_events', status: 'confirmed', deleted, ...(kept > 0 ? { kept: { count: kept, reason: 'reduced orders kept under the legal obligation until collect.events.orders deletes them' } } : {}) },
       { store: 'collect_refusals', status: 'confirmed', deleted: 0, detail: 'aggregate counts per day, source, event and purpose; nothing about a person' },

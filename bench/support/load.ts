@@ -72,7 +72,8 @@ export async function load(options: {
   };
   if (options.rate === undefined) await Promise.all(Array.from({ length: options.concurrency }, worker));
   else await scheduled(options.rate);
-  const seconds = (performance.now() - started) / 1000;
+  // On a schedule, the rate is the one sent (the answers' tail after the last send is not part of it).
+  const seconds = options.rate === undefined ? (performance.now() - started) / 1000 : Math.floor(options.rate * options.seconds) / options.rate;
   agent.destroy();
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;

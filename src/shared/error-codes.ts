@@ -74,6 +74,7 @@ export const ERROR_CODES = {
   CONSENT_RECEIPT_INVALID: { category: 'invalid_input', message: 'The consent receipt does not verify against the published keys.' },
   CONSENT_RESTRICTION_NOT_FOUND: { category: 'not_found', message: 'No restriction or objection of this kind is in force for this subject.' },
   CONSENT_RECEIPT_NOT_FOUND: { category: 'not_found', message: 'No consent receipt with this id concerns this person.' },
+  CONSENT_MERGE_NOT_FOLLOWED: { category: 'unavailable', message: 'The change was recorded for a profile merged into another person meanwhile, but carrying it over to that person failed: send it again (it then reaches the person).' },
   CONSENT_SUBJECT_NOT_LOADED: { category: 'internal', message: 'A consent decision was asked for a subject whose state was not loaded first.' },
   CRYPTO_KEYFILE_MISSING: { category: 'internal', message: 'The master key file does not exist.' },
   CRYPTO_KEYFILE_INVALID: { category: 'internal', message: 'The master key file is not a valid Candor key file.' },

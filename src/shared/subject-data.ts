@@ -110,9 +110,10 @@ export interface SubjectDataHandler {
   /**
    * Deletes what the module holds about the subject (or reduces it to what a legal obligation needs, saying so), using
    * only `tx`. Running it twice is harmless: the second run deletes nothing and still confirms. `reason` is `erasure`
-   * when not given.
+   * when not given; `at` is the time the deletion is made at by the retention rules (a sweep's `now`; the clock when
+   * not given).
    */
-  erase(tx: SqlExecutor, subject: DataSubject, reason?: EraseReason): Promise<EraseOutcome[]>;
+  erase(tx: SqlExecutor, subject: DataSubject, reason?: EraseReason, at?: Date): Promise<EraseOutcome[]>;
   /**
    * Optional: closes what is still open on the subject's behalf (the rights module: their other requests), in the
    * deletion's transaction once every handler has erased. An erasure and retention's deletion of an inactive person

@@ -154,10 +154,10 @@ export class CollectSubjectData implements SubjectDataHandler {
    * `collect.events.orders.reduce` would reduce them. The personal part of a kept order, unreadable once the person's
    * data key is destroyed, is dropped.
    */
-  async erase(tx: SqlExecutor, subject: DataSubject, reason: EraseReason = 'erasure'): Promise<EraseOutcome[]> {
+  async erase(tx: SqlExecutor, subject: DataSubject, reason: EraseReason = 'erasure', at: Date = new Date()): Promise<EraseOutcome[]> {
     const { repo, orders } = this.#deps;
     if (reason === 'inactivity' && orders !== undefined) {
-      const since = subtractDuration(new Date(), orders.orders).toISOString();
+      const since = subtractDuration(at, orders.orders).toISOString();
       for (const row of await repo.eventsNotServingOnly(tx, subject.profileIds, ORDER_EVENT, REDUCED_ORDER.purposes, since)) {
         const reduced = reducedOrderPart(JSON.parse(row.data) as Record<string, unknown>, orders.orderFields) ?? {};
         await repo.rewritePlain(tx, row.id, JSON.stringify(reduced), REDUCED_ORDER.purposes);

@@ -105,6 +105,9 @@ interface WriteDone {
 type WriteOutcome = { done: WriteDone } | { failed: unknown };
 /** How many merges in a row a change follows (see #followMerges). */
 const FOLLOW_ROUNDS = 3;
+/** How many times following one merge is tried after a failure, and the pause before each retry (times the attempt). */
+const FOLLOW_ATTEMPTS = 3;
+const FOLLOW_RETRY_MS = 50;
 /** Most changes written in one transaction (a bound on its locks and on the time a change waits behind the others). */
 const GROUP_CHANGES = 64;
 /** Each change of a group is written inside a savepoint of its own (one at a time: the name is reused). */
@@ -962,9 +965,20 @@ export class Consent {
     for (const id of new Set(subjectIds)) {
       let carriedTo = id;
       for (let round = 0; round < FOLLOW_ROUNDS; round++) {
-        const canonical = await canonicalOf(id);
+        // The change is committed: a failure here is tried again (a few times), then answered as one that sending the
+        // change again mends (it is then resolved to the person and written there).
+        let canonical: string | null = null;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            canonical = await canonicalOf(id);
+            if (canonical !== null && canonical !== id && canonical !== carriedTo) await this.mergeSubjects(id, canonical, SYSTEM_ACTOR, { since });
+            break;
+          } catch (error) {
+            if (attempt >= FOLLOW_ATTEMPTS) throw new CandorError('CONSENT_MERGE_NOT_FOLLOWED', { attempts: attempt, cause: isCandorError(error) ? error.code : 'error' });
+            await delay(FOLLOW_RETRY_MS * attempt);
+          }
+        }
         if (canonical === null || canonical === id || canonical === carriedTo) break;
-        await this.mergeSubjects(id, canonical, SYSTEM_ACTOR, { since });
         carriedTo = canonical;
       }
     }
@@ -992,7 +1006,7 @@ export class Consent {
     subject: string,
     current: ReadonlyMap<string, Current>,
     add: (fields: EntryFields) => unknown,
-    context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean },
+    context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean; notAfter?: string },
   ): number {
     let written = 0;
     const atMs = Date.now();
@@ -1000,6 +1014,8 @@ export class Consent {
       if (!isGpcPurpose(config) || (config.basis !== 'consent' && config.basis !== 'legitimate_interests')) continue;
       const entry = current.get(config.key);
       if (isGpcOptOut(entry)) continue;
+      // A choice made after the signal being carried (a merge's `since`) stands.
+      if (context.notAfter !== undefined && entry !== undefined && entry.at > context.notAfter) continue;
       // An opt-in the subject confirmed explicitly over GPC stands against later signals of the same profile, while it counts.
       if (context.keepConfirmed && this.#standsOverGpc(config.key, entry, atMs)) continue;
       add({
@@ -1418,14 +1434,16 @@ export class Consent {
    * opt-outs of every sale/sharing and targeted-advertising purpose when one of those opt-outs came from GPC.
    */
   #planMerge(into: string, source: ReadonlyMap<string, Current>, target: ReadonlyMap<string, Current>, since: string | undefined, add: (fields: EntryFields) => unknown, receiptId: string | null): void {
-    let fromGpc = false;
+    let fromGpc: string | undefined;
     for (const [key, entry] of source) {
       if (!isOptOut(entry) || (since !== undefined && entry.at < since)) continue;
-      if (entry.gpc) fromGpc = true;
+      if (entry.gpc && (fromGpc === undefined || entry.at > fromGpc)) fromGpc = entry.at;
       const config = this.#purposeConfigs.get(key);
       if (!config || config.basis === 'contract' || config.basis === 'legal_obligation') continue;
       const existing = target.get(key);
       if (isOptOut(existing) && (existing?.gpc === true || !entry.gpc)) continue;
+      // With `since` (a change carried after it was made, an unmerge's split), a later choice of the target stands.
+      if (since !== undefined && existing !== undefined && existing.at > entry.at) continue;
       add({
         subject: into,
         purpose: key,
@@ -1439,7 +1457,7 @@ export class Consent {
         receiptId,
       });
     }
-    if (fromGpc) this.#planGpc(into, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId, keepConfirmed: false });
+    if (fromGpc !== undefined) this.#planGpc(into, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId, keepConfirmed: false, ...(since === undefined ? {} : { notAfter: fromGpc }) });
   }
 
   /**

@@ -4,6 +4,7 @@ import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
+import { isCandorError } from '../../shared/errors.ts';
 import type { Kernel } from '../../kernel.ts';
 
 const banner = { mechanism: 'banner_save', noticeVersion: 1 } as const;
@@ -73,6 +74,53 @@ describeEachDialect('an opt-out recorded for a profile merged into another perso
     assert.equal(decision.allowed, false);
     await consent.restrict([device], {}, CLI_ACTOR);
     assert.equal((await consent.restrictions(person)).restricted, true);
+  });
+
+  it('leaves a choice the person made after the change stands, when the change is carried over after it', async () => {
+    const { consent, identity } = ctx.kernel;
+    const { device, person } = await mergedDevice(ctx.kernel);
+    try {
+      // Between the device's withdrawal and its carry-over, the signed-in person consents again (and so for GPC).
+      consent.followMergesWith(async (profileId) => {
+        // A later millisecond than the withdrawal's entry.
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        await consent.record(person, [{ purpose: 'analytics.reporting', state: 'given' }], banner, CLI_ACTOR);
+        await consent.record(person, [{ purpose: 'third_party_sharing', state: 'given' }], banner, CLI_ACTOR);
+        return identity.canonical(profileId);
+      });
+      await consent.record(device, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { ...banner, gpc: true }, CLI_ACTOR);
+    } finally {
+      consent.followMergesWith((profileId) => identity.canonical(profileId));
+    }
+    assert.equal(consent.decide(person, 'analytics.reporting').allowed, true, 'the later consent stands');
+    assert.equal(consent.decide(person, 'third_party_sharing').allowed, true, 'the later consent stands over the earlier signal');
+    // An opt-out the person had not answered since is carried: the GPC signal reaches targeted advertising.
+    assert.equal(consent.decide(person, 'marketing.advertising.third_party.targeted').allowed, false);
+    assert.ok((await consent.history(person)).some((e) => e.mechanism === 'merge' && e.purpose === 'marketing.advertising.third_party.targeted' && e.gpc));
+  });
+
+  it('tries a failed carry-over again, and says so when it keeps failing', async () => {
+    const { consent, identity } = ctx.kernel;
+    const { device, person } = await mergedDevice(ctx.kernel);
+    let calls = 0;
+    try {
+      consent.followMergesWith(async (profileId) => {
+        calls++;
+        if (calls === 1) throw new Error('the database went away for a moment');
+        return identity.canonical(profileId);
+      });
+      await consent.record(device, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], banner, CLI_ACTOR);
+      assert.equal(consent.decide(person, 'analytics.reporting').reason, 'withdrawn', 'carried over at the second attempt');
+      consent.followMergesWith(() => Promise.reject(new Error('the database is gone')));
+      await assert.rejects(
+        consent.record(device, [{ purpose: 'personalize.profiling', state: 'refused' }], banner, CLI_ACTOR),
+        (error) => isCandorError(error) && error.code === 'CONSENT_MERGE_NOT_FOLLOWED',
+      );
+    } finally {
+      consent.followMergesWith((profileId) => identity.canonical(profileId));
+    }
+    // The change itself was recorded; sending it again for the person (as a resolved request does) reaches them.
+    assert.equal(consent.decide(device, 'personalize.profiling').reason, 'refused');
   });
 
   it('writes nothing more for a profile that was not merged', async () => {

@@ -83,7 +83,7 @@ export class Retention {
     const batchSize = request.batchSize ?? this.#deps.batchSize;
     const actor = request.actor ?? SYSTEM_ACTOR;
     const forgotten = { people: 0 };
-    const context = this.#context(actor, forgotten);
+    const context = this.#context(actor, forgotten, now);
     const entry = { actor: actor.id, role: actor.role, action: 'retention.sweep', purpose: PURPOSE, resource: 'retention' };
     // The handlers delete in many short transactions of their own, which the sweep's summary cannot join: a sweep is
     // audited before it deletes anything (none is made when that entry cannot be written), so one cut short after
@@ -114,7 +114,7 @@ export class Retention {
     return report;
   }
 
-  #context(actor: Actor, forgotten: { people: number }): SweepContext {
+  #context(actor: Actor, forgotten: { people: number }, now: Date): SweepContext {
     const { identity } = this.#deps;
     return {
       subjects: async (profileIds) => {
@@ -128,7 +128,7 @@ export class Retention {
       },
       forget: (subjects, reason) => {
         forgotten.people += subjects.length;
-        return this.#forget(subjects, reason, actor);
+        return this.#forget(subjects, reason, actor, now);
       },
       mark: (rule) => this.#repo.mark(rule),
       setMark: (tx, rule, mark) => this.#repo.setMark(tx, rule, mark),
@@ -139,11 +139,12 @@ export class Retention {
    * Deletes people through every subject-data handler, one transaction per person (a person's rows are bounded;
    * ingestion waits at most that long), after destroying their data keys: should the deletion fail, what is left
    * is unreadable and the next sweep finds the person again. Identifiers are not suppressed. Handlers erase for
-   * `inactivity`: what another rule keeps under a legal obligation (reduced orders) stays until that rule deletes it.
+   * `inactivity`, at the sweep's `now`: what another rule keeps under a legal obligation (orders) stays until that rule
+   * deletes it.
    * As an erasure does, the transaction then runs every handler's closeIn (what is still open on the person's behalf
    * closes, with its audit entries), and after the commit every handler's destroyKeys.
    */
-  async #forget(subjects: readonly DataSubject[], reason: string, actor: Actor): Promise<EraseOutcome[]> {
+  async #forget(subjects: readonly DataSubject[], reason: string, actor: Actor, now: Date): Promise<EraseOutcome[]> {
     const { storage, keyring, audit, subjectData } = this.#deps;
     const totals = new Map<string, EraseOutcome>();
     for (const subject of subjects) {
@@ -151,7 +152,7 @@ export class Retention {
       const deletion: SubjectDeletion = { reason: 'inactivity', requestId: null, actor, at: new Date().toISOString() };
       const outcomes = await storage.raw.transaction(async (tx) => {
         const all: EraseOutcome[] = [];
-        for (const handler of subjectData) all.push(...(await handler.erase(tx, subject, 'inactivity')));
+        for (const handler of subjectData) all.push(...(await handler.erase(tx, subject, 'inactivity', now)));
         const closedEntries: DeletionAuditEntry[] = [];
         const closedCounts: Record<string, number> = {};
         for (const handler of subjectData) {

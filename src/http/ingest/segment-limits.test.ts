@@ -60,6 +60,47 @@ describeEachDialect('Segment ingest: sizes as merged, content codings, malformed
     assert.deepEqual(answer(empty).results?.map((r) => [r.code, r.detail]), [['COLLECT_EVENT_TOO_LARGE', `${Buffer.byteLength(JSON.stringify({ context: large, sentAt }))} bytes`]]);
   });
 
+  it('measures a large batch-level context once: messages with a context of their own that it makes too large are answered so, each with its exact size', async () => {
+    // 20,000 members taken by 400 messages with an empty context (merged copies would be ~100 MB: none is made).
+    const context: Record<string, number> = {};
+    for (let i = 0; i < 20_000; i++) context[`k${i}`] = 0;
+    const batch = Array.from({ length: 400 }, (_, i) => track(`fan-${i}`, { context: i % 2 === 0 ? {} : { k1: 1, locale: 'de' } }));
+    const response = await post('/v1/batch', JSON.stringify({ context, batch }));
+    assert.equal(response.statusCode, 200);
+    const results = answer(response).results ?? [];
+    assert.equal(results.length, 400);
+    assert.ok(results.every((r) => r.code === 'COLLECT_EVENT_TOO_LARGE'));
+    assert.equal(results[0]?.detail, `${Buffer.byteLength(JSON.stringify({ ...(batch[0] as object), context }))} bytes`);
+    assert.equal(results[1]?.detail, `${Buffer.byteLength(JSON.stringify({ ...(batch[1] as object), context: { ...context, k1: 1, locale: 'de' } }))} bytes`);
+  });
+
+  it('answers the messages past 16 MB as merged with the batch-level context COLLECT_BATCH_CONTEXT_TOO_LARGE, the earlier ones processed', async () => {
+    // A 3 MB request: 30 KB of batch-level context taken by 2,500 messages would be 75 MB of events.
+    const context = { junk: 'j'.repeat(30_000) };
+    const batch = Array.from({ length: 2_500 }, (_, i) => track(`amp-${i}`, i === 2_499 ? { context: { junk: 'own' } } : {}));
+    const response = await post('/v1/batch', JSON.stringify({ context, batch }));
+    assert.equal(response.statusCode, 200);
+    const results = answer(response).results ?? [];
+    // Each message counts at least its exact size as merged (a bound a little above it while under 32 KB).
+    const fit = Math.floor((16 * 1024 * 1024) / Buffer.byteLength(JSON.stringify({ ...track('amp-1000'), context })));
+    const tally = (list: typeof results) => [...new Set(list.map((r) => `${r.status}:${r.code ?? ''}`))];
+    assert.deepEqual(tally(results.slice(0, Math.floor(fit * 0.9))), ['stored:']);
+    assert.deepEqual(tally(results.slice(fit + 1, 2_499)), ['invalid:COLLECT_BATCH_CONTEXT_TOO_LARGE']);
+    assert.equal(results[2_499]?.status, 'stored', 'a message that takes nothing of the batch context goes on');
+  });
+
+  it('refuses a page or screen name that is no string, COLLECT_MESSAGE_INVALID (it would be dropped unreported)', async () => {
+    const batch = [5, { a: 1 }, true, null, 'Home'].map((name, i) => ({ type: i % 2 === 0 ? 'page' : 'screen', userId: 'u-limits', messageId: `named-${i}`, name }));
+    const response = await post('/v1/batch', JSON.stringify({ batch }));
+    assert.deepEqual(answer(response).results?.map((r) => [r.status, r.code, r.detail]), [
+      ['invalid', 'COLLECT_MESSAGE_INVALID', 'name'],
+      ['invalid', 'COLLECT_MESSAGE_INVALID', 'name'],
+      ['invalid', 'COLLECT_MESSAGE_INVALID', 'name'],
+      ['stored', undefined, undefined],
+      ['stored', undefined, undefined],
+    ]);
+  });
+
   it('inflates gzip whatever the case of its name, and x-gzip, with identity listed or not', async () => {
     const body = (messageId: string) => gzipSync(JSON.stringify(track(messageId)));
     for (const [i, coding] of ['GZIP', 'x-gzip', 'X-Gzip', 'identity, gzip', 'gzip , identity', 'Deflate'].entries()) {

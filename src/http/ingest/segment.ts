@@ -2,7 +2,7 @@ import { pipeline, Transform } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
-import { MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, TOO_DEEP, type MessageKind } from '../../modules/collect/index.ts';
+import { MAX_BATCH_BYTES, MAX_BATCH_EXPANDED_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, OVER_BATCH_BUDGET, TOO_DEEP, type MessageKind } from '../../modules/collect/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { carriesForbiddenKey, forbiddenKeyPath, jsonParser, messagesJsonParser, PARSE_AS } from '../json.ts';
 import type { RouteAccess } from '../route-access.ts';
@@ -138,17 +138,79 @@ interface ContextMember {
  * list. Undefined when there is nothing to add (a malformed value of either side is left for the message's checks).
  */
 function withBatchSignals(batch: Record<string, unknown>, own: Record<string, unknown>): Record<string, unknown> | undefined {
-  let signals: Record<string, unknown> | undefined;
-  if (batch.gpc === true && own.gpc === false) signals = { gpc: true };
+  const which = batchSignalKeys(batch, own);
+  if (which.length === 0) return undefined;
+  const signals: Record<string, unknown> = {};
+  if (which.includes('gpc')) signals.gpc = true;
+  if (which.includes('consentManagement')) {
+    const ownCm = own.consentManagement as Record<string, unknown>;
+    const denied = (batch.consentManagement as Record<string, unknown>).deniedConsentIds as unknown[];
+    signals.consentManagement = { ...ownCm, deniedConsentIds: [...((ownCm.deniedConsentIds as unknown[] | undefined) ?? []), ...denied] };
+  }
+  return signals;
+}
+
+/** The members withBatchSignals adds to a message's own context (`gpc`, `consentManagement`), found without copying. */
+function batchSignalKeys(batch: Record<string, unknown>, own: Record<string, unknown>): ('gpc' | 'consentManagement')[] {
+  const keys: ('gpc' | 'consentManagement')[] = [];
+  if (batch.gpc === true && own.gpc === false) keys.push('gpc');
   const batchCm = batch.consentManagement;
   const ownCm = own.consentManagement;
   if (isRecord(batchCm) && isRecord(ownCm) && Array.isArray(batchCm.deniedConsentIds) && batchCm.deniedConsentIds.length > 0) {
     const ownDenied = ownCm.deniedConsentIds;
-    if (ownDenied === undefined || Array.isArray(ownDenied)) {
-      signals = { ...signals, consentManagement: { ...ownCm, deniedConsentIds: [...((ownDenied as unknown[] | undefined) ?? []), ...batchCm.deniedConsentIds] } };
-    }
+    if (ownDenied === undefined || Array.isArray(ownDenied)) keys.push('consentManagement');
   }
-  return signals;
+  return keys;
+}
+
+/**
+ * A batch-level context's members summed once, so that what a message with a context of its own takes is found in
+ * time linear in that message's own keys, never in the batch context's size times the number of messages.
+ */
+interface MemberIndex {
+  byKey: Map<string, ContextMember>;
+  /** How many members, and their bytes (TOO_DEEP ones not counted in the bytes). */
+  count: number;
+  bytes: number;
+  /** The members nested too deep, and those holding a forbidden key, in order. */
+  tooDeep: ContextMember[];
+  forbidden: ContextMember[];
+}
+
+function indexMembers(members: readonly ContextMember[]): MemberIndex {
+  const index: MemberIndex = { byKey: new Map(), count: members.length, bytes: 0, tooDeep: [], forbidden: [] };
+  for (const m of members) {
+    index.byKey.set(m.key, m);
+    if (m.bytes === TOO_DEEP) index.tooDeep.push(m);
+    else index.bytes += m.bytes;
+    if (m.forbidden !== undefined) index.forbidden.push(m);
+  }
+  return index;
+}
+
+/**
+ * What a message with a context of its own takes of the batch-level one (the members it does not have): how many,
+ * their bytes, whether one nests too deep, and the first forbidden key among them. Linear in the message's own keys:
+ * a member it does not override is found by skipping the ones it does.
+ */
+function takenOf(index: MemberIndex, own: Record<string, unknown>): { count: number; bytes: number; tooDeep: boolean; forbidden: string | undefined } {
+  let count = index.count;
+  let bytes = index.bytes;
+  let tooDeep = index.tooDeep.length;
+  for (const key of Object.keys(own)) {
+    const m = index.byKey.get(key);
+    if (m === undefined) continue;
+    count--;
+    if (m.bytes === TOO_DEEP) tooDeep--;
+    else bytes -= m.bytes;
+  }
+  let forbidden: string | undefined;
+  for (const m of index.forbidden) {
+    if (Object.hasOwn(own, m.key)) continue;
+    forbidden = m.forbidden;
+    break;
+  }
+  return { count, bytes, tooDeep: tooDeep > 0, forbidden };
 }
 
 /** The members of a batch-level context, each measured (and searched for forbidden keys when `poisoned`) once. */
@@ -340,8 +402,10 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
         const contextTooDeep = hasContext && sizeOf({ context }) === TOO_DEEP;
         // The per-event limit applies to a message as merged: the batch-level parts it takes count for it, measured once.
         let contextBytes: number | undefined;
-        let members: ContextMember[] | undefined;
+        let memberIndex: MemberIndex | undefined;
         let sentAtBytes: number | undefined;
+        // The messages' bytes as merged so far (see MAX_BATCH_EXPANDED_BYTES).
+        let expanded = 0;
         const messages = batch.map((raw, index) => {
           if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
             const message = raw as Record<string, unknown>;
@@ -352,17 +416,15 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
             const takesContext = hasContext && (isAbsent(own) || !isRecord(context));
             const mergesContext = isRecord(context) && isRecord(own);
             // The batch-level members a message with a context of its own takes: those it does not have.
-            const taken = mergesContext ? (members ??= membersOf(context, poisoned)).filter((m) => !Object.hasOwn(own, m.key)) : [];
+            const taken = mergesContext ? takenOf((memberIndex ??= indexMembers(membersOf(context, poisoned))), own as Record<string, unknown>) : undefined;
             if (poisoned) {
               // Answered here and never copied: the pipeline assigns fields, and assigning `__proto__` sets a prototype.
-              const at = forbiddenKeyPath(message) ?? (takesContext ? contextForbidden : taken.find((m) => m.forbidden !== undefined)?.forbidden);
+              const at = forbiddenKeyPath(message) ?? (takesContext ? contextForbidden : taken?.forbidden);
               if (at !== undefined) {
                 forbidden.push(forbiddenIn(message, index, at));
                 return STAND_IN;
               }
             }
-            // Batch-level context and sentAt apply to every message: the sentAt to those with none of their own.
-            const merged: Record<string, unknown> = { ...message };
             // The message as measured: without a null the batch-level part replaces.
             let measured = message;
             const replace = (key: string) => {
@@ -370,37 +432,43 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
               if (measured === message) measured = { ...message };
               delete measured[key];
             };
+            // Measured first, from the sizes of the parts it takes; built only when within the limit, so that a batch
+            // whose context is large costs no copy per message (a copy within the limit is at most MAX_EVENT_BYTES).
             let extra = 0;
             if (takesContext) {
               replace('context');
-              merged.context = context;
-              if (contextTooDeep) return { raw: merged, bytes: TOO_DEEP };
+              if (contextTooDeep) return { raw: message, bytes: TOO_DEEP };
               extra += contextBytes ??= memberSize('context', context);
-            } else if (mergesContext && taken.length > 0) {
-              merged.context = { ...context, ...own };
-              if (taken.some((m) => m.bytes === TOO_DEEP)) return { raw: merged, bytes: TOO_DEEP };
+            } else if (taken !== undefined && taken.count > 0) {
+              if (taken.tooDeep) return { raw: message, bytes: TOO_DEEP };
               // Each member taken adds its `,"key":value`; into an empty context, the first one without its comma.
-              for (const m of taken) extra += m.bytes;
-              if (isEmpty(own)) extra -= 1;
+              extra += taken.bytes;
+              if (isEmpty(own as Record<string, unknown>)) extra -= 1;
             }
             // The batch's privacy signals are never weakened by a message's own members (fail closed): its GPC signal
             // stands over a message's `gpc: false`, and its denied consent ids are added to the message's own.
-            if (mergesContext) {
-              const signals = withBatchSignals(context, own);
-              if (signals !== undefined) {
-                merged.context = { ...(merged.context as Record<string, unknown>), ...signals };
-                // Counted as the batch's whole member would be: never less than what the message now carries.
-                for (const m of (members ??= membersOf(context, poisoned))) if (Object.hasOwn(signals, m.key)) extra += m.bytes;
-              }
-            }
-            if (isAbsent(message.sentAt) && hasSentAt) {
+            const signals = mergesContext ? batchSignalKeys(context, own as Record<string, unknown>) : [];
+            // Counted as the batch's whole member would be: never less than what the message now carries.
+            for (const key of signals) extra += memberIndex?.byKey.get(key)?.bytes ?? 0;
+            // Batch-level context and sentAt apply to every message: the sentAt to those with none of their own.
+            const takesSentAt = isAbsent(message.sentAt) && hasSentAt;
+            if (takesSentAt) {
               replace('sentAt');
-              merged.sentAt = sentAt;
               // Only a string or a number is a time: another sentAt (an array, perhaps nested thousands deep) makes the
               // message COLLECT_TIMESTAMP_INVALID, and is not measured.
               if (typeof sentAt === 'string' || typeof sentAt === 'number') extra += sentAtBytes ??= memberSize('sentAt', sentAt);
             }
-            return { raw: merged, bytes: sizeOf(measured, extra > 0 && isEmpty(measured) ? extra - 1 : extra) };
+            const bytes = sizeOf(measured, extra > 0 && isEmpty(measured) ? extra - 1 : extra);
+            if (bytes === TOO_DEEP || bytes > MAX_EVENT_BYTES) return { raw: message, bytes };
+            // A message that takes batch-level parts past the batch's budget is answered, not merged.
+            if (extra > 0 && expanded + bytes > MAX_BATCH_EXPANDED_BYTES) return { raw: message, bytes: OVER_BATCH_BUDGET };
+            expanded += bytes;
+            const merged: Record<string, unknown> = { ...message };
+            if (takesContext) merged.context = context;
+            else if (taken !== undefined && taken.count > 0) merged.context = isEmpty(own as Record<string, unknown>) ? context : { ...context, ...(own as Record<string, unknown>) };
+            if (signals.length > 0) merged.context = { ...(merged.context as Record<string, unknown>), ...withBatchSignals(context as Record<string, unknown>, own as Record<string, unknown>) };
+            if (takesSentAt) merged.sentAt = sentAt;
+            return { raw: merged, bytes };
           }
           return { raw, bytes: 0 };
         });

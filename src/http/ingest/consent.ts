@@ -4,7 +4,7 @@ import { MAX_ID_LENGTH } from '../../modules/collect/index.ts';
 import { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
 import { unusableText } from '../../shared/text.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { knownProfilesOf, recordGpcForDevice, subjectOf } from './subject.ts';
+import { knownProfilesOf, recordGpcForDevice, resolveSubject } from './subject.ts';
 
 interface ConsentBody {
   userId?: string | number;
@@ -125,10 +125,12 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
         // The signal is an opt-out whatever else the request asks: recorded for the people Candor knows by its ids.
         throw meta.gpc ? await consent.refusedWithGpc(error, await knownProfilesOf(kernel, body, principal.source), meta, actor) : error;
       }
-      const profileId = await subjectOf(kernel, body, principal.source);
+      const { profileId, holder } = await resolveSubject(kernel, body, principal.source);
       // The signal covers the device: first the other profiles its ids belong to, whatever the choices below answer.
       if (meta.gpc) await recordGpcForDevice(kernel, profileId, body, principal.source, { source: body.source, jurisdiction: body.jurisdiction }, actor);
-      const result = body.withdrawAll ? await consent.withdrawAll(profileId, meta, actor) : await consent.record(profileId, changes, meta, actor);
+      // The device's own profile (holder): should an unmerge split it off the person meanwhile, the change follows it.
+      const written = { ...meta, holder };
+      const result = body.withdrawAll ? await consent.withdrawAll(profileId, written, actor) : await consent.record(profileId, changes, written, actor);
       return {
         receipt: result.receipt,
         receiptId: result.receiptId,
@@ -180,9 +182,9 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       } catch (error) {
         throw gpc ? await kernel.consent.refusedWithGpc(error, await knownProfilesOf(kernel, body, principal.source), meta, actor) : error;
       }
-      const profileId = await subjectOf(kernel, body, principal.source);
+      const { profileId, holder } = await resolveSubject(kernel, body, principal.source);
       if (gpc) await recordGpcForDevice(kernel, profileId, body, principal.source, { source, jurisdiction }, actor);
-      const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { ...meta, gpc }, actor);
+      const result = await kernel.consent.recordOptOutNotice(profileId, purpose, { ...meta, gpc, holder }, actor);
       return {
         // No receipt when nothing was written: the person's own consent to the purpose stands (`kept`).
         ...(result.receipt !== null ? { receipt: result.receipt, receiptId: result.receiptId } : {}),

@@ -13,7 +13,8 @@ async function me(kernel: Kernel, request: { subject: { profileId: string; sessi
   const subject = request.subject;
   if (!subject) throw new CandorError('AUTH_SUBJECT_SESSION_REQUIRED');
   const profileId = (await kernel.identity.canonical(subject.profileId)) ?? subject.profileId;
-  return { profileId, actor: { id: `subject_session:${subject.sessionId}`, role: 'subject' } };
+  // The session's own profile: should an unmerge split it off the person meanwhile, a change made now follows it.
+  return { profileId, holder: subject.profileId, actor: { id: `subject_session:${subject.sessionId}`, role: 'subject' } };
 }
 
 /**
@@ -87,13 +88,13 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
       },
     },
     async (request) => {
-      const { profileId, actor } = await me(kernel, request);
+      const { profileId, holder, actor } = await me(kernel, request);
       const changes = Object.entries(request.body.purposes).map(([purpose, state]) => ({ purpose, state }));
       const mechanism: (typeof CALLER_MECHANISMS)[number] = 'privacy_center';
       const result = await kernel.consent.record(
         profileId,
         changes,
-        { mechanism, noticeVersion: request.body.noticeVersion, jurisdiction: request.body.jurisdiction, gpc: request.headers['sec-gpc'] === '1', confirmOverGpc: request.body.confirmOverGpc },
+        { mechanism, noticeVersion: request.body.noticeVersion, jurisdiction: request.body.jurisdiction, gpc: request.headers['sec-gpc'] === '1', confirmOverGpc: request.body.confirmOverGpc, holder },
         actor,
       );
       return { receipt: result.receipt, receiptId: result.receiptId, gpcHonoured: result.gpcHonoured, rejected: result.rejected, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })) };
@@ -104,8 +105,8 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
     '/v1/me/consent/withdraw-all',
     { config: { access: OWN_CONSENT }, schema: { tags: ['subject'], summary: 'Withdraw every consent in one call, as easily as it was given.' } },
     async (request) => {
-      const { profileId, actor } = await me(kernel, request);
-      const result = await kernel.consent.withdrawAll(profileId, { mechanism: 'privacy_center', gpc: request.headers['sec-gpc'] === '1' }, actor);
+      const { profileId, holder, actor } = await me(kernel, request);
+      const result = await kernel.consent.withdrawAll(profileId, { mechanism: 'privacy_center', gpc: request.headers['sec-gpc'] === '1', holder }, actor);
       return { receipt: result.receipt, receiptId: result.receiptId, gpcHonoured: result.gpcHonoured, recorded: result.entries.map((e) => ({ purpose: e.purpose, state: e.state, basis: e.basis, at: e.at })) };
     },
   );

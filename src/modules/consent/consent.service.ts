@@ -108,6 +108,9 @@ const FOLLOW_ROUNDS = 3;
 /** How many times following one merge is tried after a failure, and the pause before each retry (times the attempt). */
 const FOLLOW_ATTEMPTS = 3;
 const FOLLOW_RETRY_MS = 50;
+const NO_HOLDERS: ReadonlyMap<string, readonly string[]> = new Map();
+/** The holders of a change's subject (see RecordMeta.holder), for #followMerges. */
+const holdersOf = (subjectId: string, holder: string | undefined): ReadonlyMap<string, readonly string[]> => (holder === undefined || holder === subjectId ? NO_HOLDERS : new Map([[subjectId, [holder]]]));
 /** Most changes written in one transaction (a bound on its locks and on the time a change waits behind the others). */
 const GROUP_CHANGES = 64;
 /** Each change of a group is written inside a savepoint of its own (one at a time: the name is reused). */
@@ -953,33 +956,47 @@ export class Consent {
 
   /**
    * After an opt-out (a refusal, withdrawal, GPC opt-out, restriction or objection) written for `subjectIds` from
-   * `since` on: a subject merged into another profile — by a request that committed between the moment the change's
-   * subject was resolved and its write, so that the merge carried over only what the subject held before; or long
-   * before, for a change made on a device's own profile — has what it recorded from `since` on carried over to the
-   * profile it belongs to now, by the merge rule (mergeSubjects with `since`: its older choices are not written again
-   * over the person's later ones). A merge of that profile in turn during the carry is followed too (a few rounds).
+   * `since` on, what each subject recorded from then on is carried over, by the merge rule (mergeSubjects with `since`:
+   * its older choices are not written again over the person's later ones), to every profile the change belongs to by
+   * now that is not the subject itself:
+   * - the profile the subject has been merged into: by a request that committed between the moment the change's subject
+   *   was resolved and its write (the merge then carried over only what the subject held before), or long before, for
+   *   a change made on a device's own profile; a merge of that profile in turn is followed too (a few rounds);
+   * - the person each of the subject's `holders` (the profiles holding the strongest id of the requests that made the
+   *   change, such as a device merged into the subject) belongs to now: an unmerge that split a device off after its
+   *   request was resolved to the person, and copied the person's opt-outs to it before this change was written.
    */
-  async #followMerges(subjectIds: readonly string[], since: string): Promise<void> {
+  async #followMerges(subjectIds: readonly string[], since: string, holders: ReadonlyMap<string, readonly string[]> = NO_HOLDERS): Promise<void> {
     const canonicalOf = this.#canonicalOf;
     if (canonicalOf === undefined) return;
     for (const id of new Set(subjectIds)) {
-      let carriedTo = id;
+      const carried = new Set([id]);
       for (let round = 0; round < FOLLOW_ROUNDS; round++) {
-        // The change is committed: a failure here is tried again (a few times), then answered as one that sending the
-        // change again mends (it is then resolved to the person and written there).
-        let canonical: string | null = null;
-        for (let attempt = 1; ; attempt++) {
-          try {
-            canonical = await canonicalOf(id);
-            if (canonical !== null && canonical !== id && canonical !== carriedTo) await this.mergeSubjects(id, canonical, SYSTEM_ACTOR, { since });
-            break;
-          } catch (error) {
-            if (attempt >= FOLLOW_ATTEMPTS) throw new CandorError('CONSENT_MERGE_NOT_FOLLOWED', { attempts: attempt, cause: isCandorError(error) ? error.code : 'error' });
-            await delay(FOLLOW_RETRY_MS * attempt);
-          }
+        const targets = new Set<string>();
+        for (const profile of [id, ...(holders.get(id) ?? [])]) {
+          const canonical = await this.#followAttempts(() => canonicalOf(profile));
+          if (canonical !== null && !carried.has(canonical)) targets.add(canonical);
         }
-        if (canonical === null || canonical === id || canonical === carriedTo) break;
-        carriedTo = canonical;
+        if (targets.size === 0) break;
+        for (const target of targets) {
+          await this.#followAttempts(() => this.mergeSubjects(id, target, SYSTEM_ACTOR, { since }));
+          carried.add(target);
+        }
+      }
+    }
+  }
+
+  /**
+   * One step of #followMerges. The change is committed: a failure here is tried again (a few times), then answered as
+   * one that sending the change again mends (it is then resolved to the person and written there).
+   */
+  async #followAttempts<T>(step: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await step();
+      } catch (error) {
+        if (attempt >= FOLLOW_ATTEMPTS) throw new CandorError('CONSENT_MERGE_NOT_FOLLOWED', { attempts: attempt, cause: isCandorError(error) ? error.code : 'error' });
+        await delay(FOLLOW_RETRY_MS * attempt);
       }
     }
   }
@@ -1196,7 +1213,7 @@ export class Consent {
         return events;
       }),
     );
-    if (optsOut(entries)) await this.#followMerges([subjectId], since);
+    if (optsOut(entries)) await this.#followMerges([subjectId], since, holdersOf(subjectId, meta.holder));
     const rejected = rejectedOf();
     // Nothing written with `gpc`: the opt-out was in force already, so the signal is honoured all the same.
     if (entries.length === 0 && !(meta.onlyUnrecorded === true && rejected.length === 0)) throw this.#rejectedError(rejected, notice.version, meta.gpc === true ? gpcHonouredDetails(undefined) : {});
@@ -1236,20 +1253,34 @@ export class Consent {
       }),
     );
     if (receipt === undefined) throw new CandorError('INTERNAL_ERROR');
-    if (optsOut(entries)) await this.#followMerges([subjectId], since);
+    if (optsOut(entries)) await this.#followMerges([subjectId], since, holdersOf(subjectId, meta.holder));
     return { receipt, receiptId, entries, gpcHonoured: meta.gpc === true };
   }
 
   /**
    * Records a Global Privacy Control signal for a device's subject and every profile linked to it: an opt-out of each
    * sale/sharing and targeted-advertising purpose, skipped where one is already in force. One receipt covers all of
-   * them (for the first subject, listing the others as linked); undefined when nothing needed writing.
+   * them (for the first subject, listing the others as linked); undefined when nothing needed writing. `holders`: per
+   * subject, the profiles holding the strongest id of the requests that carried the signal (devices merged into the
+   * subject): one split off by an unmerge by now is covered too (see #followMerges).
    */
-  async recordGpc(subjectIds: readonly string[], meta: { source?: string; jurisdiction?: string }, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] }) | undefined> {
+  async recordGpc(subjectIds: readonly string[], meta: { source?: string; jurisdiction?: string; holders?: ReadonlyMap<string, readonly string[]> }, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] }) | undefined> {
     const ids = [...new Set(subjectIds)];
     for (const id of ids) this.#checkSubject(id);
     this.#checkMeta(meta, false);
     if (ids.length === 0) return undefined;
+    const holders = meta.holders ?? NO_HOLDERS;
+    // A device split off its person since its request was resolved is the signal's own profile now.
+    const canonicalOf = this.#canonicalOf;
+    if (canonicalOf !== undefined) {
+      for (const [subject, list] of holders) {
+        for (const holder of list) {
+          if (holder === subject) continue;
+          const now = await canonicalOf(holder);
+          if (now !== null && now !== subject && !ids.includes(now)) ids.push(now);
+        }
+      }
+    }
     // Nothing to write for subjects already opted out (checked from memory first, then again in the transaction).
     await this.load(ids);
     const pending = ids.filter((id) => {
@@ -1277,7 +1308,7 @@ export class Consent {
       ),
     );
     if (entries.length === 0) return undefined;
-    await this.#followMerges(subjects.filter((s) => entries.some((e) => e.subject === s.pseudonym)).map((s) => s.id), since);
+    await this.#followMerges(subjects.filter((s) => entries.some((e) => e.subject === s.pseudonym)).map((s) => s.id), since, holders);
     return { receipt, receiptId, entries };
   }
 
@@ -1328,7 +1359,7 @@ export class Consent {
   async recordOptOutNotice(
     subjectId: string,
     purpose: string,
-    meta: { jurisdiction: string; noticeVersion: number; source?: string; gpc?: boolean },
+    meta: { jurisdiction: string; noticeVersion: number; source?: string; gpc?: boolean; holder?: string | undefined },
     actor: Actor,
   ): Promise<OptOutNoticeResult> {
     this.#checkSubject(subjectId);
@@ -1343,7 +1374,7 @@ export class Consent {
     }
     // A GPC signal on this very request is an opt-out of sale/sharing and targeted advertising: it is recorded
     // first, so the notice cannot make such a purpose lawful on the request that refused it.
-    const gpc = gpcHonoured ? await this.recordGpc([subjectId], { source: meta.source, jurisdiction: meta.jurisdiction }, actor) : undefined;
+    const gpc = gpcHonoured ? await this.recordGpc([subjectId], { source: meta.source, jurisdiction: meta.jurisdiction, holders: holdersOf(subjectId, meta.holder) }, actor) : undefined;
     const pseudonym = this.pseudonym(subjectId);
     const receiptId = randomUUID();
     const source = recordedSource(meta.source);

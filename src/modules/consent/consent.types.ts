@@ -128,6 +128,12 @@ export interface RecordMeta {
    * left to write, record() answers no entries and an empty receipt instead of failing.
    */
   onlyUnrecorded?: boolean | undefined;
+  /**
+   * The profile holding the strongest id of the request that made the change (a device's own profile), when the
+   * change is written for the person it belongs to: should an unmerge split it off meanwhile, the change's opt-outs
+   * follow it there (see Consent.#followMerges).
+   */
+  holder?: string | undefined;
 }
 
 /** A signed consent receipt (compact JWS) and its id. */

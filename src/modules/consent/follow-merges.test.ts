@@ -11,7 +11,7 @@ const banner = { mechanism: 'banner_save', noticeVersion: 1 } as const;
 const named = (identifiers: { type: string; value: string }[]) => ({ identifiers, source: 'web', at: new Date().toISOString() });
 
 /** A device's profile and an account's, each with analytics consented, then the device merged into the account. */
-async function mergedDevice(kernel: Kernel): Promise<{ device: string; person: string }> {
+async function mergedDevice(kernel: Kernel): Promise<{ device: string; person: string; mergeId: string }> {
   const { identity, consent } = kernel;
   const deviceId = `anon-${randomUUID()}`;
   const account = `user-${randomUUID()}`;
@@ -21,7 +21,7 @@ async function mergedDevice(kernel: Kernel): Promise<{ device: string; person: s
   const merging = await identity.resolveSubject(named([{ type: 'user_id', value: account }, { type: 'anonymous_id', value: deviceId }]));
   await identity.notifyMerges(merging.merges);
   assert.equal(await identity.canonical(device), person);
-  return { device, person };
+  return { device, person, mergeId: (merging.merges[0] as { mergeId: string }).mergeId };
 }
 
 // A change is recorded for the profile its request resolved to. When that profile was merged into another person
@@ -121,6 +121,26 @@ describeEachDialect('an opt-out recorded for a profile merged into another perso
     }
     // The change itself was recorded; sending it again for the person (as a resolved request does) reaches them.
     assert.equal(consent.decide(device, 'personalize.profiling').reason, 'refused');
+  });
+
+  it('follows the device that made it when an unmerge split the device off after its request was resolved to the person', async () => {
+    const { consent, identity } = ctx.kernel;
+    const { device, person, mergeId } = await mergedDevice(ctx.kernel);
+    await consent.record(device, [{ purpose: 'marketing.advertising.third_party.targeted', state: 'given' }], banner, CLI_ACTOR);
+    // The device's withdrawal was resolved to the person; the unmerge commits, and copies the person's opt-outs of the
+    // merged time to the device, before the withdrawal is written.
+    await identity.unmerge(person, mergeId, CLI_ACTOR);
+    assert.equal(await identity.canonical(device), device);
+    await consent.record(person, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { ...banner, holder: device }, CLI_ACTOR);
+    assert.equal(consent.decide(person, 'analytics.reporting').reason, 'withdrawn');
+    assert.equal(consent.decide(device, 'analytics.reporting').reason, 'withdrawn', 'the device that sent it has it too');
+    // A GPC signal of the device's message, recorded for the person its message was resolved to.
+    await consent.recordGpc([person], { source: 'web', holders: new Map([[person, [device]]]) }, CLI_ACTOR);
+    assert.equal(consent.decide(device, 'marketing.advertising.third_party.targeted').allowed, false);
+    // Not split off: nothing more is written on the device.
+    const before = (await consent.history(device)).length;
+    await consent.record(person, [{ purpose: 'personalize.profiling', state: 'refused' }], { ...banner, holder: person }, CLI_ACTOR);
+    assert.equal((await consent.history(device)).length, before);
   });
 
   it('writes nothing more for a profile that was not merged', async () => {

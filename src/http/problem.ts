@@ -46,6 +46,10 @@ export function toCandorError(error: unknown): CandorError {
       return new CandorError('REQUEST_BODY_TOO_LARGE');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new CandorError('REQUEST_UNSUPPORTED_MEDIA_TYPE');
+    // A compressed body that does not inflate: not the coding it says, or cut short.
+    case 'Z_DATA_ERROR':
+    case 'Z_BUF_ERROR':
+      return new CandorError('REQUEST_INVALID', { reason: 'body_not_inflatable', detail: 'the body is not valid in its Content-Encoding (not that coding, or cut short)' });
   }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) return new CandorError('REQUEST_INVALID');
   return new CandorError('INTERNAL_ERROR', undefined, { cause: error });

@@ -159,6 +159,7 @@ describeEachDialect('Segment ingest: sizes as merged, content codings, malformed
     for (const [, body] of bodies) {
       const garbled = await post('/v1/track', body, { 'content-encoding': 'gzip' });
       assert.equal(garbled.statusCode, 400, garbled.body);
+      assert.deepEqual([answer(garbled).code, answer(garbled).details?.reason], ['REQUEST_INVALID', 'body_not_inflatable'], garbled.body);
     }
     const after = await post('/v1/track', JSON.stringify(track('after-bad-gzip')));
     assert.deepEqual(answer(after).results?.map((r) => r.status), ['stored'], after.body);

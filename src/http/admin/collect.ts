@@ -51,7 +51,7 @@ export function registerCollectRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['ingest'],
         summary: 'Events stored about a person (all merged profiles), newest first; personal fields decrypted for owner and privacy officer only.',
-        params: { type: 'object', properties: { id: { type: 'string', pattern: '^prf_[A-Za-z0-9]{1,64}$' } }, required: ['id'] },
+        params: { type: 'object', properties: { id: { type: 'string', pattern: '^prf_[a-z2-7]{20}$' } }, required: ['id'] },
         querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } } },
       },
     },

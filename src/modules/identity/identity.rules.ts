@@ -34,7 +34,7 @@ export const DEFAULT_IDENTITY_RULES: IdentityRules = {
   // Compared NFKC, without zero-width characters, trimmed and lower-cased, and also without one pair of quotes or
   // brackets around the value: `"null"`, `(null)`, `<nil>` and `ｎｕｌｌ` are `null`.
   blockedValues: {
-    '*': ['null', 'undefined', 'unknown', 'none', 'nil', 'nan', '0', '-1', 'n/a', 'na', 'n.a.', 'n.a', '#n/a', '-', '', 'true', 'false', '[object object]', 'anonymous', 'guest', 'test', '00000000-0000-0000-0000-000000000000'],
+    '*': ['null', 'undefined', 'unknown', 'none', 'nil', 'nan', '0', '-1', 'n/a', 'na', 'n.a.', 'n.a', '#n/a', '-', '', 'true', 'false', '[object object]', 'anonymous', 'guest', 'test', '00000000-0000-0000-0000-000000000000', '00000000000000000000000000000000'],
     email: ['test@test.com', 'test@example.com', 'noreply@example.com', 'no-reply@example.com', 'user@example.com', 'email@example.com', 'a@a.com'],
   },
   blockedPatterns: {

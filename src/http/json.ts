@@ -112,9 +112,17 @@ function decodeBody(body: string | Buffer): string {
 /** How the JSON parsers below take a body from Fastify: as bytes, which they decode strictly (decodeBody). */
 export const PARSE_AS = 'buffer';
 
+/** Methods whose requests carry no body to read: an empty one is no body, whatever Content-Type a client sets. */
+const BODILESS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS']);
+
 /** A Fastify content-type parser (parseAs: PARSE_AS) over a body parser. */
 function parserOf(parse: (body: string) => unknown) {
-  return (_request: unknown, body: string | Buffer, done: (error: Error | null, value?: unknown) => void): void => {
+  return (request: { method?: string }, body: string | Buffer, done: (error: Error | null, value?: unknown) => void): void => {
+    // A client library that sets `Content-Type: application/json` on every request sends it on a DELETE without a body.
+    if (body.length === 0 && BODILESS.has(request.method ?? '')) {
+      done(null, undefined);
+      return;
+    }
     try {
       done(null, parse(decodeBody(body)));
     } catch (error) {

@@ -14,6 +14,17 @@ const CHANGE_CONFIG: RouteAccess = { audience: 'admin', roles: PRIVACY_STAFF, pu
 const SUBJECT_READ: RouteAccess = { audience: 'admin', roles: PRIVACY_STAFF, purpose: 'essential.legal_obligation', personalData: true };
 
 const KEY = { type: 'string', minLength: 1, maxLength: 200, pattern: '^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)*$' } as const;
+/** A published notice (201 when this request created it, 200 for the content already in force). */
+const NOTICE_PUBLISHED = {
+  type: 'object',
+  required: ['version', 'hash', 'material', 'renewalRequired'],
+  properties: {
+    version: { type: 'integer' },
+    hash: { type: 'string' },
+    material: { type: 'boolean' },
+    renewalRequired: { type: 'array', items: { type: 'string' }, description: 'Purposes whose earlier consents must be given again.' },
+  },
+} as const;
 const PROFILE_ID = { type: 'string', pattern: '^prf_[a-z2-7]{20}$', description: 'A profile id; a merged-away one reads its canonical profile.' } as const;
 const JURISDICTION = { type: 'string', pattern: '^[A-Z]{2}(-[A-Z0-9]{1,3})?$', description: 'ISO 3166-1 alpha-2 or ISO 3166-2 code, e.g. DE or US-CA.' } as const;
 const BASES = [...CONFIGURED_BASES];
@@ -173,23 +184,14 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
             },
           },
         },
-        response: {
-          201: {
-            type: 'object',
-            required: ['version', 'hash', 'material', 'renewalRequired'],
-            properties: {
-              version: { type: 'integer' },
-              hash: { type: 'string' },
-              material: { type: 'boolean' },
-              renewalRequired: { type: 'array', items: { type: 'string' }, description: 'Purposes whose earlier consents must be given again.' },
-            },
-          },
-        },
+        response: { 201: NOTICE_PUBLISHED, 200: NOTICE_PUBLISHED },
       },
     },
     async (request, reply) => {
-      reply.code(201);
-      return kernel.consent.publishNotice(request.body, actorOf(request));
+      const { created, ...published } = await kernel.consent.publishNotice(request.body, actorOf(request));
+      // The content in force already: no version is created, and the one in force is answered as it was published.
+      reply.code(created ? 201 : 200);
+      return published;
     },
   );
 

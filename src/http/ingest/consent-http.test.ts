@@ -74,7 +74,7 @@ describeEachDialect('POST /v1/consent and /v1/me/consent answer refused changes 
     const response = await consent({ anonymousId: 'anon-narrow', purposes: { 'personalize.profiling': 'given' }, noticeVersion: narrower.version });
     assert.equal(response.statusCode, 400, response.body);
     assert.equal(answer(response).code, 'CONSENT_PURPOSE_NOT_IN_NOTICE');
-    assert.deepEqual(answer(response).details, { purposes: ['personalize.profiling'], rejected: [{ purpose: 'personalize.profiling', code: 'CONSENT_PURPOSE_NOT_IN_NOTICE' }], noticeVersion: narrower.version });
+    assert.deepEqual(answer(response).details, { purposes: ['personalize.profiling'], rejected: [{ purpose: 'personalize.profiling', code: 'CONSENT_PURPOSE_NOT_IN_NOTICE' }], noticeVersion: narrower.version, currentNoticeVersion: narrower.version });
     // With a change that can be recorded, that one is, and the other is listed in rejected.
     const mixed = await consent({ anonymousId: 'anon-narrow-2', purposes: { 'personalize.profiling': 'given', 'analytics.reporting': 'refused' }, noticeVersion: narrower.version });
     assert.equal(mixed.statusCode, 200, mixed.body);

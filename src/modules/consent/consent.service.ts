@@ -440,7 +440,7 @@ export class Consent {
   async publishNotice(
     input: { text: string; purposes: NoticePurpose[] },
     actor: Actor,
-  ): Promise<{ version: number; hash: string; material: boolean; renewalRequired: string[] }> {
+  ): Promise<{ version: number; hash: string; material: boolean; renewalRequired: string[]; created: boolean }> {
     const invalid = (reason: string, extra: Record<string, unknown> = {}) => new CandorError('CONSENT_NOTICE_INVALID', { reason, ...extra });
     if (typeof input.text !== 'string' || input.text.trim() === '') throw invalid('text');
     if (!Array.isArray(input.purposes) || input.purposes.length === 0) throw invalid('no_purposes');
@@ -461,7 +461,8 @@ export class Consent {
       // Another process may have published since this one loaded: compare with the real latest.
       await this.#reloadConfiguration();
       const previous = this.#latestNotice;
-      if (previous && previous.hash === hash) return { version: previous.version, hash, material: false, renewalRequired: [] };
+      // The content in force already: that version, as it was published (a retried publish learns what it required).
+      if (previous && previous.hash === hash) return { version: previous.version, hash, material: previous.material, renewalRequired: [...previous.renewalRequired], created: false };
       const renewalRequired = materialChanges(previous?.purposes, purposes, parentOf);
       const row: NoticeRow = {
         version: (previous?.version ?? 0) + 1,
@@ -498,7 +499,7 @@ export class Consent {
       this.#notices.set(notice.version, notice);
       this.#latestNotice = notice;
       this.#rebuildRuntime();
-      return { version: notice.version, hash, material: notice.material, renewalRequired };
+      return { version: notice.version, hash, material: notice.material, renewalRequired, created: true };
     }
   }
 
@@ -1016,6 +1017,11 @@ export class Consent {
     if (meta.source !== undefined && (typeof meta.source !== 'string' || meta.source.length > MAX_SOURCE || unusableText(meta.source) !== undefined)) {
       throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'source' });
     }
+    // `restore` and `restore:<backup>` name what Candor writes again after a restore: a caller's entry cannot pass for it.
+    const recorded = recordedSource(meta.source);
+    if (recorded !== null && (recorded.toLowerCase() === 'restore' || recorded.toLowerCase().startsWith('restore:'))) {
+      throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'source_reserved' });
+    }
   }
 
   /** Adds GPC opt-outs (refusals) of every sale/sharing and targeted-advertising purpose not already opted out by GPC. */
@@ -1095,8 +1101,7 @@ export class Consent {
     return new CandorError(first.code, {
       purposes: rejected.map((r) => r.purpose),
       rejected: rejected.map((r) => ({ purpose: r.purpose, code: r.code })),
-      ...(outdated || rejected.some((r) => r.code === 'CONSENT_PURPOSE_NOT_IN_NOTICE') ? { noticeVersion } : {}),
-      ...(outdated ? { currentNoticeVersion: this.#latestNotice?.version ?? noticeVersion } : {}),
+      ...(outdated || rejected.some((r) => r.code === 'CONSENT_PURPOSE_NOT_IN_NOTICE') ? { noticeVersion, currentNoticeVersion: this.#latestNotice?.version ?? noticeVersion } : {}),
       ...extra,
     });
   }

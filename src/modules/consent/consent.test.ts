@@ -57,6 +57,14 @@ describeEachDialect('consent', (dialect) => {
     assert.deepEqual([state['essential.fraud_detection']?.basis, state['essential.fraud_detection']?.allowed], ['legitimate_interests', true]);
   });
 
+  it('refuses a source that would pass for what Candor writes again after a restore (restore:<backup>)', async () => {
+    const subject = newSubject();
+    for (const source of ['restore', 'restore:backup.db', 'RESTORE:x', 'restore:b.db?x=1']) {
+      await assert.rejects(consent().record(subject, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { mechanism: 'import', source }, actor), (error) => rejectsWith('CONSENT_CHANGE_INVALID')(error) && (error as { details?: { reason?: string } }).details?.reason === 'source_reserved');
+    }
+    await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { mechanism: 'import', source: 'restored-shop' }, actor);
+  });
+
   it('refuses to decide for a subject whose state was not loaded', () => {
     assert.throws(() => consent().decide(newSubject(), 'analytics.reporting'), rejectsWith('CONSENT_SUBJECT_NOT_LOADED'));
     assert.throws(() => consent().allowedPurposes(newSubject(), ['analytics.reporting']), rejectsWith('CONSENT_SUBJECT_NOT_LOADED'));
@@ -267,6 +275,10 @@ describeEachDialect('consent', (dialect) => {
     const material = await consent().publishNotice({ text: 'Widened.', purposes: widened }, actor);
     assert.equal(material.material, true);
     assert.deepEqual(material.renewalRequired, ['analytics.reporting']);
+    assert.equal(material.created, true);
+    // Published again (a retry after a timeout): no new version, answered as it was published.
+    const retried = await consent().publishNotice({ text: 'Widened.', purposes: widened }, actor);
+    assert.deepEqual(retried, { ...material, created: false });
     assert.deepEqual(consent().decide(subject, 'analytics.reporting'), { allowed: false, basis: null, reason: 'renewal_required', explicit: false });
     assert.equal(consent().decide(subject, 'marketing.communications.email').allowed, true);
     const state = await consent().state(subject);
@@ -278,6 +290,12 @@ describeEachDialect('consent', (dialect) => {
     await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'given' }], { ...banner, noticeVersion: material.version }, actor);
     assert.equal(consent().decide(subject, 'analytics.reporting').allowed, true);
     assert.equal((await consent().state(subject))['analytics.reporting']?.needsRenewal, false);
+
+    // A later notice that drops a purpose: consent to it is refused under that notice, naming the version in force.
+    const dropped = await consent().publishNotice({ text: 'Without SMS.', purposes: widened.filter((p) => p.purpose !== 'marketing.communications.sms') }, actor);
+    const sms = newSubject();
+    await assert.rejects(consent().record(sms, [{ purpose: 'marketing.communications.sms', state: 'given' }], banner, actor), (error) => rejectsWith('CONSENT_PURPOSE_NOT_IN_NOTICE')(error) && (error as { details?: Record<string, unknown> }).details?.currentNoticeVersion === dropped.version);
+    await consent().publishNotice({ text: 'Widened.', purposes: widened }, actor);
 
     await assert.rejects(consent().publishNotice({ text: 'x', purposes: [{ purpose: 'analytics.reporting', categories: ['user.no_such_category'] }] }, actor), rejectsWith('CONSENT_NOTICE_INVALID'));
     await assert.rejects(consent().publishNotice({ text: 'x', purposes: [{ purpose: 'no.such.purpose', categories: ['user.contact.email'] }] }, actor), rejectsWith('CONSENT_NOTICE_INVALID'));

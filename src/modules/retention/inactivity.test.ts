@@ -82,8 +82,12 @@ describeEachDialect('the inactivity rule', (dialect) => {
   it('does not count a choice written again after a restore as activity: the inactive person still goes', async () => {
     const restored = await resolve('u-restored-withdrawal');
     await receivedThen(restored, longAgo);
-    // What Consent.reapplyAfterRestore writes: the person's earlier choice, mechanism import, source restore:<file>.
-    await ctx.kernel.consent.record(restored, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { mechanism: 'import', source: 'restore:candor-2026-12-01.backup' }, CLI_ACTOR);
+    // What a restore writes again (Consent.reapplyAfterRestore): the person's earlier choice, mechanism import, source
+    // restore:<file>.
+    const states = { optOuts: [{ subject: ctx.kernel.consent.pseudonym(restored), purpose: 'analytics.reporting', state: 'withdrawn' as const, gpc: false, at: new Date().toISOString() }], restrictions: [] };
+    const reapplied = await ctx.kernel.consent.reapplyAfterRestore(states, [[{ profileId: restored, members: [] }]], 'candor-2026-12-01.backup', CLI_ACTOR);
+    assert.equal(reapplied.optOuts, 1);
+    assert.equal((await ctx.kernel.consent.history(restored)).at(-1)?.source, 'restore:candor-2026-12-01.backup');
     const report = await sweep(new Date());
     assert.equal(count(report, 'profiles.inactive', 'people'), 1);
     assert.equal(await ctx.kernel.identity.canonical(restored), null);

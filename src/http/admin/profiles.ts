@@ -122,7 +122,7 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
     },
     async (request) => {
       // A custom type's name is lower-cased, as ingestion stores it (`custom:CRM` is `custom:crm`).
-      if (request.body.type.startsWith('custom:')) request.body.type = request.body.type.toLowerCase();
+      if (request.body.type.toLowerCase().startsWith('custom:')) request.body.type = request.body.type.toLowerCase();
       // An identifier type Candor does not have is a mistake to name, not a person nobody holds.
       if (!isIdentifierType(request.body.type)) {
         throw new CandorError('REQUEST_VALIDATION_FAILED', { errors: [{ in: 'body', path: '/type', rule: 'enum', message: 'user_id, anonymous_id, email, phone or custom:<name>' }] });

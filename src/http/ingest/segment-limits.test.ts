@@ -74,19 +74,28 @@ describeEachDialect('Segment ingest: sizes as merged, content codings, malformed
     assert.equal(results[1]?.detail, `${Buffer.byteLength(JSON.stringify({ ...(batch[1] as object), context: { ...context, k1: 1, locale: 'de' } }))} bytes`);
   });
 
-  it('answers the messages past 16 MB as merged with the batch-level context COLLECT_BATCH_CONTEXT_TOO_LARGE, the earlier ones processed', async () => {
+  it('answers the messages whose share of the batch-level parts passes 12 MB COLLECT_BATCH_CONTEXT_TOO_LARGE, the others processed', async () => {
     // A 3 MB request: 30 KB of batch-level context taken by 2,500 messages would be 75 MB of events.
     const context = { junk: 'j'.repeat(30_000) };
     const batch = Array.from({ length: 2_500 }, (_, i) => track(`amp-${i}`, i === 2_499 ? { context: { junk: 'own' } } : {}));
     const response = await post('/v1/batch', JSON.stringify({ context, batch }));
     assert.equal(response.statusCode, 200);
     const results = answer(response).results ?? [];
-    // Each message counts at least its exact size as merged (a bound a little above it while under 32 KB).
-    const fit = Math.floor((16 * 1024 * 1024) / Buffer.byteLength(JSON.stringify({ ...track('amp-1000'), context })));
+    // Each message that takes the context counts its exact `,"context":{…}` against the 12 MB.
+    const share = Buffer.byteLength(`,"context":${JSON.stringify(context)}`);
+    const fit = Math.floor((12 * 1024 * 1024) / share);
     const tally = (list: typeof results) => [...new Set(list.map((r) => `${r.status}:${r.code ?? ''}`))];
-    assert.deepEqual(tally(results.slice(0, Math.floor(fit * 0.9))), ['stored:']);
-    assert.deepEqual(tally(results.slice(fit + 1, 2_499)), ['invalid:COLLECT_BATCH_CONTEXT_TOO_LARGE']);
+    assert.deepEqual(tally(results.slice(0, fit)), ['stored:']);
+    assert.deepEqual(tally(results.slice(fit, 2_499)), ['invalid:COLLECT_BATCH_CONTEXT_TOO_LARGE']);
     assert.equal(results[2_499]?.status, 'stored', 'a message that takes nothing of the batch context goes on');
+  });
+
+  it('takes a batch-level sentAt for every message of a full batch of ordinary messages (the budget counts what is taken, exactly)', async () => {
+    // 700 messages of ~5 KB of text each (3.6 MB): each takes only the batch's sentAt.
+    const batch = Array.from({ length: 700 }, (_, i) => track(`sent-${i}`, { properties: { product_id: 'p', note: 'n'.repeat(5_000) } }));
+    const response = await post('/v1/batch', JSON.stringify({ sentAt: new Date().toISOString(), batch }));
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual([...new Set((answer(response).results ?? []).map((r) => r.status))], ['stored']);
   });
 
   it('refuses a page or screen name that is no string, COLLECT_MESSAGE_INVALID (it would be dropped unreported)', async () => {

@@ -2,7 +2,7 @@ import { pipeline, Transform } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
-import { MAX_BATCH_BYTES, MAX_BATCH_EXPANDED_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, OVER_BATCH_BUDGET, TOO_DEEP, type MessageKind } from '../../modules/collect/index.ts';
+import { MAX_BATCH_BYTES, MAX_BATCH_TAKEN_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, OVER_BATCH_BUDGET, TOO_DEEP, type MessageKind } from '../../modules/collect/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { carriesForbiddenKey, forbiddenKeyPath, jsonParser, messagesJsonParser, PARSE_AS } from '../json.ts';
 import type { RouteAccess } from '../route-access.ts';
@@ -404,8 +404,8 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
         let contextBytes: number | undefined;
         let memberIndex: MemberIndex | undefined;
         let sentAtBytes: number | undefined;
-        // The messages' bytes as merged so far (see MAX_BATCH_EXPANDED_BYTES).
-        let expanded = 0;
+        // The bytes of batch-level parts the messages took so far, exactly (see MAX_BATCH_TAKEN_BYTES).
+        let takenTotal = 0;
         const messages = batch.map((raw, index) => {
           if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
             const message = raw as Record<string, unknown>;
@@ -461,8 +461,8 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
             const bytes = sizeOf(measured, extra > 0 && isEmpty(measured) ? extra - 1 : extra);
             if (bytes === TOO_DEEP || bytes > MAX_EVENT_BYTES) return { raw: message, bytes };
             // A message that takes batch-level parts past the batch's budget is answered, not merged.
-            if (extra > 0 && expanded + bytes > MAX_BATCH_EXPANDED_BYTES) return { raw: message, bytes: OVER_BATCH_BUDGET };
-            expanded += bytes;
+            if (extra > 0 && takenTotal + extra > MAX_BATCH_TAKEN_BYTES) return { raw: message, bytes: OVER_BATCH_BUDGET };
+            takenTotal += extra;
             const merged: Record<string, unknown> = { ...message };
             if (takesContext) merged.context = context;
             else if (taken !== undefined && taken.count > 0) merged.context = isEmpty(own as Record<string, unknown>) ? context : { ...context, ...(own as Record<string, unknown>) };

@@ -610,20 +610,26 @@ export class Collector {
       // Sec-GPC: 1 is recorded per request origin (source and write key), for the profiles its messages resolved to and
       // every other profile one of their identifiers belongs to (the device's anonymous id may be another person's: a
       // shared device whose signal covers everyone on it).
-      const gpcGroups = new Map<string, { actor: Actor; source: string; profiles: Set<string>; holders: Map<string, string[]> }>();
+      const gpcGroups = new Map<string, { actor: Actor; source: string; profiles: Set<string>; holders: Map<string, Set<string>> }>();
       const signalled = withProfile.filter((r) => r.pending.gpc);
       const owners = signalled.length === 0 ? [] : await identity.ownersOf(storage.raw, signalled.map((r) => r.pending.resolve));
       signalled.forEach(({ pending: p, resolution }, i) => {
         const key = `${p.source}\u0000${p.actor.id}`;
-        const group = gpcGroups.get(key) ?? { actor: p.actor, source: p.source, profiles: new Set<string>(), holders: new Map<string, string[]>() };
+        const group = gpcGroups.get(key) ?? { actor: p.actor, source: p.source, profiles: new Set<string>(), holders: new Map<string, Set<string>>() };
         group.profiles.add(resolution.profileId);
         for (const owner of owners[i] ?? []) group.profiles.add(owner);
         // The device the message came from, should an unmerge split it off its person meanwhile.
         const holder = resolution.holder;
-        if (holder !== null && holder !== undefined && holder !== resolution.profileId) group.holders.set(resolution.profileId, [...(group.holders.get(resolution.profileId) ?? []), holder]);
+        if (holder !== null && holder !== undefined && holder !== resolution.profileId) {
+          const held = group.holders.get(resolution.profileId) ?? new Set<string>();
+          group.holders.set(resolution.profileId, held.add(holder));
+        }
         gpcGroups.set(key, group);
       });
-      for (const group of gpcGroups.values()) await consent.recordGpc([...group.profiles], { source: group.source, holders: group.holders }, group.actor);
+      for (const group of gpcGroups.values()) {
+        const holders = new Map([...group.holders].map(([profileId, held]) => [profileId, [...held]]));
+        await consent.recordGpc([...group.profiles], { source: group.source, holders }, group.actor);
+      }
 
       // Resolution may land on another profile than the lookup saw (a merge, a limit), and a merge changes the consent
       // of the profile that survives it (the most restrictive of both): the gate is run again for every message stored

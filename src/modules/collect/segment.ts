@@ -24,12 +24,13 @@ export const MAX_DEPTH = 64;
 /** The `bytes` of a message nested deeper than MAX_DEPTH (its size was not measured). */
 export const TOO_DEEP = -1;
 /**
- * Most bytes a batch's messages may add up to as merged with the batch-level parts they take (context members, sentAt):
- * a batch-level context is copied into every message, so a small request could otherwise cost the work (and memory) of
- * a very large one. Four times the body limit: far above what real batch contexts (a few hundred bytes) make.
+ * Most bytes of batch-level parts (context members, sentAt) a batch's messages may take in all, counted exactly: a
+ * batch-level context is copied into every message, so a small request could otherwise cost the work (and memory) of
+ * a very large one. Three times the body limit (with the body, 16 MB as merged): far above what real batch-level parts
+ * make (a `sentAt` of ~40 bytes, a context of a few hundred, times 2,500 messages).
  */
-export const MAX_BATCH_EXPANDED_BYTES = 4 * MAX_BATCH_BYTES;
-/** The `bytes` of a message of a batch past MAX_BATCH_EXPANDED_BYTES (not merged, not processed). */
+export const MAX_BATCH_TAKEN_BYTES = 3 * MAX_BATCH_BYTES;
+/** The `bytes` of a message of a batch past MAX_BATCH_TAKEN_BYTES (not merged, not processed). */
 export const OVER_BATCH_BUDGET = -2;
 /** How far in the future a timestamp may be (clock skew) before the event is refused. */
 const MAX_FUTURE_MS = 5 * 60 * 1000;
@@ -141,7 +142,7 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
   const givenId = idValue(raw.messageId);
   const fail = (code: ErrorCode, detail: string): ParseOutcome => ({ ok: false, code, messageId: givenId, detail });
   if (bytes === TOO_DEEP) return fail('COLLECT_MESSAGE_INVALID', `nested deeper than ${MAX_DEPTH} levels`);
-  if (bytes === OVER_BATCH_BUDGET) return fail('COLLECT_BATCH_CONTEXT_TOO_LARGE', `over ${MAX_BATCH_EXPANDED_BYTES} bytes as merged`);
+  if (bytes === OVER_BATCH_BUDGET) return fail('COLLECT_BATCH_CONTEXT_TOO_LARGE', `over ${MAX_BATCH_TAKEN_BYTES} bytes taken`);
   if (bytes > MAX_EVENT_BYTES) return fail('COLLECT_EVENT_TOO_LARGE', `${bytes} bytes`);
   if (givenId !== undefined) {
     if (givenId.length > MAX_MESSAGE_ID_LENGTH) return fail('COLLECT_MESSAGE_INVALID', `messageId longer than ${MAX_MESSAGE_ID_LENGTH} characters`);

@@ -988,6 +988,16 @@ export class Consent {
   }
 
   /**
+   * A change that carried a GPC signal from a device merged into the subject (`meta.holder`): should an unmerge have
+   * split the device off meanwhile, the signal is recorded for it too, also when the subject had it in force already (so
+   * that the change wrote nothing for the signal to follow).
+   */
+  async #gpcForSplitHolder(subjectId: string, meta: RecordMeta, actor: Actor): Promise<void> {
+    if (meta.gpc !== true || meta.holder === undefined || meta.holder === subjectId) return;
+    await this.recordGpc([subjectId], { ...(meta.source === undefined ? {} : { source: meta.source }), ...(meta.jurisdiction ? { jurisdiction: meta.jurisdiction } : {}), holders: holdersOf(subjectId, meta.holder) }, actor);
+  }
+
+  /**
    * One step of #followMerges. The change is committed: a failure here is tried again (a few times), then answered as
    * one that sending the change again mends (it is then resolved to the person and written there).
    */
@@ -1017,9 +1027,10 @@ export class Consent {
     if (meta.source !== undefined && (typeof meta.source !== 'string' || meta.source.length > MAX_SOURCE || unusableText(meta.source) !== undefined)) {
       throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'source' });
     }
-    // `restore` and `restore:<backup>` name what Candor writes again after a restore: a caller's entry cannot pass for it.
+    // `restore:<backup>` names what Candor writes again after a restore: a caller's entry cannot pass for it. (A source
+    // named `restore`, such as a write key's, is an ordinary one.)
     const recorded = recordedSource(meta.source);
-    if (recorded !== null && (recorded.toLowerCase() === 'restore' || recorded.toLowerCase().startsWith('restore:'))) {
+    if (recorded !== null && recorded.toLowerCase().startsWith('restore:')) {
       throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'source_reserved' });
     }
   }
@@ -1219,6 +1230,7 @@ export class Consent {
       }),
     );
     if (optsOut(entries)) await this.#followMerges([subjectId], since, holdersOf(subjectId, meta.holder));
+    await this.#gpcForSplitHolder(subjectId, meta, actor);
     const rejected = rejectedOf();
     // Nothing written with `gpc`: the opt-out was in force already, so the signal is honoured all the same.
     if (entries.length === 0 && !(meta.onlyUnrecorded === true && rejected.length === 0)) throw this.#rejectedError(rejected, notice.version, meta.gpc === true ? gpcHonouredDetails(undefined) : {});
@@ -1259,6 +1271,7 @@ export class Consent {
     );
     if (receipt === undefined) throw new CandorError('INTERNAL_ERROR');
     if (optsOut(entries)) await this.#followMerges([subjectId], since, holdersOf(subjectId, meta.holder));
+    await this.#gpcForSplitHolder(subjectId, meta, actor);
     return { receipt, receiptId, entries, gpcHonoured: meta.gpc === true };
   }
 
@@ -1275,13 +1288,15 @@ export class Consent {
     this.#checkMeta(meta, false);
     if (ids.length === 0) return undefined;
     const holders = meta.holders ?? NO_HOLDERS;
-    // A device split off its person since its request was resolved is the signal's own profile now.
+    // A device split off its person since its request was resolved is the signal's own profile now (each looked up once).
     const canonicalOf = this.#canonicalOf;
     if (canonicalOf !== undefined) {
+      const looked = new Set<string>();
       for (const [subject, list] of holders) {
         for (const holder of list) {
-          if (holder === subject) continue;
-          const now = await canonicalOf(holder);
+          if (holder === subject || looked.has(holder)) continue;
+          looked.add(holder);
+          const now = await this.#followAttempts(() => canonicalOf(holder));
           if (now !== null && now !== subject && !ids.includes(now)) ids.push(now);
         }
       }
@@ -1731,7 +1746,7 @@ export class Consent {
     }
     const restoredFrom = basename(backup);
     const sourceText = `restore:${restoredFrom}`;
-    const source = sourceText.length <= MAX_SOURCE && unusableText(sourceText) === undefined ? recordedSource(sourceText) : 'restore';
+    const source = sourceText.length <= MAX_SOURCE && unusableText(sourceText) === undefined ? recordedSource(sourceText) : 'restore:backup';
     const failed = new Map<string, number>();
     const persons = [...found];
     for (let i = 0; i < persons.length; i += CHUNK) {

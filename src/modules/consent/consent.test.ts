@@ -59,10 +59,12 @@ describeEachDialect('consent', (dialect) => {
 
   it('refuses a source that would pass for what Candor writes again after a restore (restore:<backup>)', async () => {
     const subject = newSubject();
-    for (const source of ['restore', 'restore:backup.db', 'RESTORE:x', 'restore:b.db?x=1']) {
+    for (const source of ['restore:backup.db', 'RESTORE:x', 'restore:b.db?x=1', 'Restore:']) {
       await assert.rejects(consent().record(subject, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { mechanism: 'import', source }, actor), (error) => rejectsWith('CONSENT_CHANGE_INVALID')(error) && (error as { details?: { reason?: string } }).details?.reason === 'source_reserved');
     }
+    // A source named `restore` (a write key's, say) is an ordinary one.
     await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { mechanism: 'import', source: 'restored-shop' }, actor);
+    await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'refused' }], { mechanism: 'banner_save', source: 'restore' }, actor);
   });
 
   it('refuses to decide for a subject whose state was not loaded', () => {

@@ -137,10 +137,36 @@ describeEachDialect('an opt-out recorded for a profile merged into another perso
     // A GPC signal of the device's message, recorded for the person its message was resolved to.
     await consent.recordGpc([person], { source: 'web', holders: new Map([[person, [device]]]) }, CLI_ACTOR);
     assert.equal(consent.decide(device, 'marketing.advertising.third_party.targeted').allowed, false);
-    // Not split off: nothing more is written on the device.
+  });
+
+  it('records a GPC signal for the split-off device also when the person had it in force already', async () => {
+    const { consent, identity } = ctx.kernel;
+    const deviceId = `anon-${randomUUID()}`;
+    const account = `user-${randomUUID()}`;
+    const device = (await identity.resolveSubject(named([{ type: 'anonymous_id', value: deviceId }]))).profileId as string;
+    const person = (await identity.resolveSubject(named([{ type: 'user_id', value: account }]))).profileId as string;
+    await consent.record(device, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'marketing.advertising.third_party.targeted', state: 'given' }], banner, CLI_ACTOR);
+    // The person's GPC opt-out predates the merge: the unmerge does not copy it to the device.
+    await consent.recordGpc([person], { source: 'web' }, CLI_ACTOR);
+    const merging = await identity.resolveSubject(named([{ type: 'user_id', value: account }, { type: 'anonymous_id', value: deviceId }]));
+    await identity.notifyMerges(merging.merges);
+    await identity.unmerge(person, (merging.merges[0] as { mergeId: string }).mergeId, CLI_ACTOR);
+    assert.equal(consent.decide(device, 'marketing.advertising.third_party.targeted').allowed, true);
+    // The device's request, resolved to the person before the unmerge, carried the signal.
+    const result = await consent.record(person, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { ...banner, gpc: true, holder: device }, CLI_ACTOR);
+    assert.equal(result.gpcHonoured, true);
+    assert.equal(consent.decide(device, 'marketing.advertising.third_party.targeted').allowed, false, 'the signal reached the device that sent it');
+    assert.equal(consent.decide(device, 'analytics.reporting').reason, 'withdrawn');
+  });
+
+  it('writes nothing more on a device that is still merged into the person it names as holder', async () => {
+    const { consent } = ctx.kernel;
+    const { device, person } = await mergedDevice(ctx.kernel);
     const before = (await consent.history(device)).length;
-    await consent.record(person, [{ purpose: 'personalize.profiling', state: 'refused' }], { ...banner, holder: person }, CLI_ACTOR);
+    await consent.record(person, [{ purpose: 'personalize.profiling', state: 'refused' }], { ...banner, gpc: true, holder: device }, CLI_ACTOR);
+    await consent.recordGpc([person], { source: 'web', holders: new Map([[person, [device, device]]]) }, CLI_ACTOR);
     assert.equal((await consent.history(device)).length, before);
+    assert.equal(consent.decide(person, 'personalize.profiling').reason, 'refused');
   });
 
   it('writes nothing more for a profile that was not merged', async () => {

@@ -152,8 +152,9 @@ export const PLAN_META_SCHEMA = {
         title: text(200),
         description: text(2000),
         $comment: text(2000),
-        examples: { type: 'array' },
-        enum: { type: 'array', minItems: 1 },
+        // Bounded: checking a schema compares every pair of an enum's items (uniqueItems), which holds the server up.
+        examples: { type: 'array', maxItems: 100 },
+        enum: { type: 'array', minItems: 1, maxItems: 1000 },
         const: true,
         format: { type: 'string', maxLength: 50 },
         // Checked further by the compiler: it must run in linear time (linearPattern).

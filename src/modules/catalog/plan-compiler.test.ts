@@ -268,6 +268,33 @@ describe('process()', () => {
     assert.deepEqual(result.violations.map((v) => [v.path, v.rule]), [['properties.order_id', 'required']]);
   });
 
+  it('takes a field named after a member of every object as absent when the message lacks it', () => {
+    const document = clone(DEFAULT_PLAN) as unknown as PlanDocument & { events: Record<string, { properties: { properties: Record<string, unknown>; required?: string[] } }> };
+    const viewed = document.events['Product Viewed'] as { properties: { properties: Record<string, unknown>; required?: string[] } };
+    const named = (entries: [string, FieldSchema][]) => Object.assign(viewed.properties.properties, Object.fromEntries(entries));
+    named([['valueOf', leaf('number', 'user.behavior.browsing_history', ['analytics.reporting'])], ['hasOwnProperty', leaf('boolean', 'user.behavior.browsing_history', ['analytics.reporting'])]]);
+    const compiled = compile(document);
+    const without = compiled.process('track', 'Product Viewed', { properties: { product_id: 'p-1' } });
+    assert.deepEqual([without.ok, without.violations], [true, []]);
+    const withThem = compiled.process('track', 'Product Viewed', { properties: { product_id: 'p-1', valueOf: 3, hasOwnProperty: 'yes' } });
+    assert.deepEqual(withThem.violations.map((v) => [v.path, v.rule]), [['properties.hasOwnProperty', 'type']]);
+    viewed.properties.required = ['product_id', 'toString'];
+    named([['toString', leaf('string', 'user.behavior.browsing_history', ['analytics.reporting'])]]);
+    const missing = compile(document).process('track', 'Product Viewed', { properties: { product_id: 'p-1' } });
+    assert.deepEqual(missing.violations.map((v) => [v.path, v.rule]), [['properties.toString', 'required']]);
+  });
+
+  it('refuses an enum of more than 1,000 values and uniqueItems on an array of objects, which compare every pair', () => {
+    const document = clone(DEFAULT_PLAN) as unknown as { events: Record<string, { properties: { properties: Record<string, Record<string, unknown>> } }> };
+    const viewed = (document.events['Product Viewed'] as { properties: { properties: Record<string, Record<string, unknown>> } }).properties.properties;
+    (viewed.product_id as Record<string, unknown>).enum = Array.from({ length: 1_001 }, (_, i) => `p-${i}`);
+    const order = (document.events['Order Completed'] as { properties: { properties: Record<string, Record<string, unknown>> } }).properties.properties;
+    (order.products as Record<string, unknown>).uniqueItems = true;
+    const { problems } = compilePlan(document, taxonomy);
+    assert.ok(problems.some((p) => p.path === '/events/Product Viewed/properties/properties/product_id/enum'), JSON.stringify(problems));
+    assert.ok(problems.some((p) => p.path === '/events/Order Completed/properties/properties/products/uniqueItems'), JSON.stringify(problems));
+  });
+
   it('answers a flat key with dots or brackets bracket-quoted, never as a declared nested path', () => {
     const nested = compile({
       name: 'P',

@@ -406,6 +406,9 @@ function createAjv(matcher: (pattern: string) => PatternMatcher): Ajv {
     coerceTypes: false,
     useDefaults: false,
     removeAdditional: false,
+    // A field named after a member of every object (`valueOf`, `hasOwnProperty`) is absent when the message lacks it,
+    // not the inherited method (which failed every message without it as a type violation).
+    ownProperties: true,
     logger: false,
     // No regular expression of a plan runs on V8's backtracking engine.
     code: { regExp: Object.assign((pattern: string) => matcher(pattern), { code: 'linearPattern' }) },
@@ -654,6 +657,8 @@ class Builder {
       }
       if (items.type === 'object' || items.properties !== undefined) {
         if (schema['x-candor'] !== undefined) this.#problem(`${pointer}/x-candor`, 'annotate the fields of the array items, not the array');
+        // Comparing every pair of objects: a message of a few thousand items would hold the server up.
+        if (schema.uniqueItems === true) this.#problem(`${pointer}/uniqueItems`, 'uniqueItems is allowed on arrays of scalars only (on objects every pair would be compared)');
         const node = this.#object(items, `${pointer}/items`, `${path}[]`, depth + 1, leaves);
         return node && { tag: ARRAY, path, items: node };
       }

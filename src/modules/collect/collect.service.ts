@@ -402,6 +402,16 @@ export class Collector {
       },
     };
     const split = partition(plan.data as Record<string, unknown>, rules);
+    // A purpose that only refused fields declared serves nothing stored: the event is not kept for it (a precise
+    // location refused for want of explicit consent is no basis for storing the event under its other purposes).
+    let purposes = allowed;
+    if (split.refused.length > 0) {
+      const refused = new Set(split.refused);
+      const served = new Set(plan.eventPurposes);
+      for (const field of plan.fields) if (!refused.has(field.path)) for (const p of field.purposes) served.add(p);
+      purposes = allowed.filter((p) => served.has(p));
+      if (purposes.length === 0) return undefined;
+    }
     // Identity resolution links only identifiers whose fields may be processed for this person.
     const plainTraits = split.plain.traits as Record<string, unknown> | undefined;
     const personalTraits = split.personal.traits as Record<string, unknown> | undefined;
@@ -410,7 +420,7 @@ export class Collector {
     return {
       linkable: { traits, context: externalIds === undefined ? undefined : { externalIds } },
       stored: {
-        purposes: allowed,
+        purposes,
         // A group call's groupId names the account or company it is about (Segment's required field): kept with it.
         plain: message.kind === 'group' && message.groupId !== undefined ? { ...split.plain, groupId: message.groupId } : split.plain,
         personal: split.personal,

@@ -47,6 +47,27 @@ describeEachDialect('special-category and precise-location fields need explicit 
     assert.ok(raw && !JSON.stringify(raw).includes('latex'), 'encrypted unless decrypted');
   });
 
+  it('stores nothing for a purpose only a refused field declares: a refused precise location is no basis for the event', async () => {
+    // A plan whose precise location also declares a purpose needing no consent record (the operations of the shop).
+    const { plan } = await ctx.kernel.catalog.plan();
+    const withOperations = JSON.parse(JSON.stringify(plan)) as { context: { properties: { location: { properties: Record<string, { 'x-candor': { purposes: string[] } }> } } } };
+    for (const key of ['latitude', 'longitude']) {
+      const field = withOperations.context.properties.location.properties[key] as { 'x-candor': { purposes: string[] } };
+      field['x-candor'].purposes = ['personalize.content.limited', 'essential.service.operations'];
+    }
+    const published = await ctx.kernel.catalog.publish(withOperations, CLI_ACTOR);
+    try {
+      // Someone unknown, with no consent: a product view is refused, with a precise location or without one.
+      const view = (messageId: string, context: Record<string, unknown>) => ({ type: 'track', anonymousId: 'anon-located', messageId, event: 'Product Viewed', properties: { product_id: 'p-42' }, context });
+      const results = await sendMessages(ctx.kernel, [view('loc-1', { locale: 'de-DE' }), view('loc-2', { locale: 'de-DE', location: { latitude: 52.52, longitude: 13.4 } })]);
+      assert.deepEqual(results.map((r) => [r.status, r.code]), [['refused', 'COLLECT_NO_LAWFUL_BASIS'], ['refused', 'COLLECT_NO_LAWFUL_BASIS']], JSON.stringify(results));
+      const [profile] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'anonymous_id', value: 'anon-located' }], source: 'web', at: at() }]);
+      assert.equal(profile, null, 'no profile is made for it');
+    } finally {
+      await ctx.kernel.catalog.publish(plan, CLI_ACTOR, { baseVersion: published.version });
+    }
+  });
+
   it('keeps precise location with explicit consent to personalize.content.limited', async () => {
     const profileId = await personWith('u-nearby', ['analytics.reporting', 'personalize.content.limited']);
     const [result] = await sendMessages(ctx.kernel, [located('u-nearby', 'near-1')]);

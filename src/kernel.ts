@@ -198,10 +198,12 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     // The person's rights requests (kept at erasure) and the rate limit's start counts (deleted after the window).
     const rightsData = new RightsSubjectData({ storage, keyring, rateWindowMs: DEFAULT_RATE_LIMITS.windowMs });
     // Fixed order: what the subject is (identity) first, then what is known about them, then their keys' metadata.
+    // The periods of stored events: the sweep's, and the deletion of an inactive person's (which keeps their orders).
+    const eventRetention = { rawEvents: config.retentionRawEvents, orders: config.retentionOrders, orderFields: config.retentionOrderFields };
     const subjectData: SubjectDataHandler[] = [
       identity.subjectData(catalog),
       profiles.subjectData(catalog),
-      collect.subjectData({ orders: config.retentionOrders, orderFields: config.retentionOrderFields }),
+      collect.subjectData(eventRetention),
       scoring.subjectData(),
       consent.subjectData(),
       subjectSessions.subjectData(),
@@ -257,7 +259,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       subjectData,
       batchSize: config.retentionBatchSize,
       handlers: [
-        collect.retention({ rawEvents: config.retentionRawEvents, orders: config.retentionOrders, orderFields: config.retentionOrderFields }),
+        collect.retention(eventRetention),
         profiles.retention(
           { storage, plannedTraits: async () => (await catalog.outline()).find((s) => s.section === 'identify')?.fields ?? [], consentHistory: (id) => consent.history(id) },
           { inactiveProfiles: config.retentionInactiveProfiles },

@@ -122,12 +122,13 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
     },
     async (request) => {
       // A custom type's name is lower-cased, as ingestion stores it (`custom:CRM` is `custom:crm`).
-      if (request.body.type.toLowerCase().startsWith('custom:')) request.body.type = request.body.type.toLowerCase();
+      const lowered = request.body.type.toLowerCase();
+      const type = lowered.startsWith('custom:') ? lowered : request.body.type;
       // An identifier type Candor does not have is a mistake to name, not a person nobody holds.
-      if (!isIdentifierType(request.body.type)) {
+      if (!isIdentifierType(type)) {
         throw new CandorError('REQUEST_VALIDATION_FAILED', { errors: [{ in: 'body', path: '/type', rule: 'enum', message: 'user_id, anonymous_id, email, phone or custom:<name>' }] });
       }
-      const [found] = await kernel.identity.lookupBatch(kernel.storage.raw, [{ identifiers: [request.body], source: 'admin', at: new Date().toISOString() }]);
+      const [found] = await kernel.identity.lookupBatch(kernel.storage.raw, [{ identifiers: [{ type, value: request.body.value }], source: 'admin', at: new Date().toISOString() }]);
       if (!found) throw new CandorError('IDENTITY_PROFILE_NOT_FOUND');
       request.auditSubject = kernel.keyring.pseudonym('subject', found);
       return { id: found };

@@ -133,13 +133,11 @@ interface ContextMember {
 }
 
 /**
- * The privacy signals of a batch-level context that a message's own context would otherwise override: `gpc: true`
- * over the message's `gpc: false`, and the batch's `consentManagement.deniedConsentIds` added to the message's own
- * list. Undefined when there is nothing to add (a malformed value of either side is left for the message's checks).
+ * The privacy signals of a batch-level context that a message's own context would otherwise override, `which` of them
+ * batchSignalKeys found: `gpc: true` over the message's `gpc: false`, and the batch's
+ * `consentManagement.deniedConsentIds` added to the message's own list.
  */
-function withBatchSignals(batch: Record<string, unknown>, own: Record<string, unknown>): Record<string, unknown> | undefined {
-  const which = batchSignalKeys(batch, own);
-  if (which.length === 0) return undefined;
+function withBatchSignals(batch: Record<string, unknown>, own: Record<string, unknown>, which: readonly ('gpc' | 'consentManagement')[]): Record<string, unknown> {
   const signals: Record<string, unknown> = {};
   if (which.includes('gpc')) signals.gpc = true;
   if (which.includes('consentManagement')) {
@@ -150,7 +148,10 @@ function withBatchSignals(batch: Record<string, unknown>, own: Record<string, un
   return signals;
 }
 
-/** The members withBatchSignals adds to a message's own context (`gpc`, `consentManagement`), found without copying. */
+/**
+ * The members withBatchSignals adds to a message's own context (`gpc`, `consentManagement`), found without copying;
+ * none when there is nothing to add (a malformed value of either side is left for the message's checks).
+ */
 function batchSignalKeys(batch: Record<string, unknown>, own: Record<string, unknown>): ('gpc' | 'consentManagement')[] {
   const keys: ('gpc' | 'consentManagement')[] = [];
   if (batch.gpc === true && own.gpc === false) keys.push('gpc');
@@ -466,7 +467,7 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
             const merged: Record<string, unknown> = { ...message };
             if (takesContext) merged.context = context;
             else if (taken !== undefined && taken.count > 0) merged.context = isEmpty(own as Record<string, unknown>) ? context : { ...context, ...(own as Record<string, unknown>) };
-            if (signals.length > 0) merged.context = { ...(merged.context as Record<string, unknown>), ...withBatchSignals(context as Record<string, unknown>, own as Record<string, unknown>) };
+            if (signals.length > 0) merged.context = { ...(merged.context as Record<string, unknown>), ...withBatchSignals(context as Record<string, unknown>, own as Record<string, unknown>, signals) };
             if (takesSentAt) merged.sentAt = sentAt;
             return { raw: merged, bytes };
           }

@@ -236,10 +236,6 @@ export class CollectRepo {
   }
 
   /**
-   * Deletes the events of these profiles inside the caller's transaction; returns how many. With `keep`, events of
-   * that name stored for exactly those purposes stay (their personal part, if any, is dropped): `kept` counts them.
-   */
-  /**
    * The track events named `event` of these profiles that happened at `since` or later and do not serve exactly
    * `purposes` (orders not reduced yet, for a deletion that reduces them first), in the transaction.
    */
@@ -266,6 +262,10 @@ export class CollectRepo {
     await tx.run(compiled.sql, compiled.parameters);
   }
 
+  /**
+   * Deletes the events of these profiles inside the caller's transaction; returns how many. With `keep`, events of
+   * that name stored for exactly those purposes stay (their personal part, if any, is dropped): `kept` counts them.
+   */
   async deleteEventsOf(tx: SqlExecutor, profileIds: readonly string[], keep?: { event: string; purposes: string }): Promise<{ deleted: number; kept: number }> {
     let deleted = 0;
     let kept = 0;

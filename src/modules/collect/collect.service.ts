@@ -404,12 +404,12 @@ export class Collector {
     const split = partition(plan.data as Record<string, unknown>, rules);
     // A purpose that only refused fields declared serves nothing stored: the event is not kept for it (a precise
     // location refused for want of explicit consent is no basis for storing the event under its other purposes).
+    // (A few each: arrays, and nothing allocated when every allowed purpose is served, as usual.)
     let purposes = allowed;
-    if (split.refused.length > 0) {
-      const refused = new Set(split.refused);
-      const served = new Set(plan.eventPurposes);
-      for (const field of plan.fields) if (!refused.has(field.path)) for (const p of field.purposes) served.add(p);
-      purposes = allowed.filter((p) => served.has(p));
+    const { refused } = split;
+    if (refused.length > 0) {
+      const serves = (p: string) => plan.eventPurposes.includes(p) || plan.fields.some((f) => f.purposes.includes(p) && !refused.includes(f.path));
+      if (!allowed.every(serves)) purposes = allowed.filter(serves);
       if (purposes.length === 0) return undefined;
     }
     // Identity resolution links only identifiers whose fields may be processed for this person.
@@ -636,10 +636,7 @@ export class Collector {
         }
         gpcGroups.set(key, group);
       });
-      for (const group of gpcGroups.values()) {
-        const holders = new Map([...group.holders].map(([profileId, held]) => [profileId, [...held]]));
-        await consent.recordGpc([...group.profiles], { source: group.source, holders }, group.actor);
-      }
+      for (const group of gpcGroups.values()) await consent.recordGpc([...group.profiles], { source: group.source, holders: group.holders }, group.actor);
 
       // Resolution may land on another profile than the lookup saw (a merge, a limit), and a merge changes the consent
       // of the profile that survives it (the most restrictive of both): the gate is run again for every message stored

@@ -108,9 +108,9 @@ const FOLLOW_ROUNDS = 3;
 /** How many times following one merge is tried after a failure, and the pause before each retry (times the attempt). */
 const FOLLOW_ATTEMPTS = 3;
 const FOLLOW_RETRY_MS = 50;
-const NO_HOLDERS: ReadonlyMap<string, readonly string[]> = new Map();
+const NO_HOLDERS: ReadonlyMap<string, Iterable<string>> = new Map();
 /** The holders of a change's subject (see RecordMeta.holder), for #followMerges. */
-const holdersOf = (subjectId: string, holder: string | undefined): ReadonlyMap<string, readonly string[]> => (holder === undefined || holder === subjectId ? NO_HOLDERS : new Map([[subjectId, [holder]]]));
+const holdersOf = (subjectId: string, holder: string | undefined): ReadonlyMap<string, Iterable<string>> => (holder === undefined || holder === subjectId ? NO_HOLDERS : new Map([[subjectId, [holder]]]));
 /** Most changes written in one transaction (a bound on its locks and on the time a change waits behind the others). */
 const GROUP_CHANGES = 64;
 /** Each change of a group is written inside a savepoint of its own (one at a time: the name is reused). */
@@ -134,6 +134,11 @@ interface EntryFields {
 /** Whether a change wrote an opt-out (a refusal or withdrawal, GPC ones included): what a merge carries over. */
 function optsOut(entries: readonly LedgerEntry[]): boolean {
   return entries.some((e) => e.state === 'refused' || e.state === 'withdrawn');
+}
+
+/** The subjects an entry of a change was written for. */
+function writtenFor(subjects: readonly { id: string; pseudonym: string }[], entries: readonly LedgerEntry[]): string[] {
+  return subjects.filter((s) => entries.some((e) => e.subject === s.pseudonym)).map((s) => s.id);
 }
 
 function purposeFromRow(row: PurposeRow): PurposeConfig {
@@ -967,7 +972,7 @@ export class Consent {
    *   change, such as a device merged into the subject) belongs to now: an unmerge that split a device off after its
    *   request was resolved to the person, and copied the person's opt-outs to it before this change was written.
    */
-  async #followMerges(subjectIds: readonly string[], since: string, holders: ReadonlyMap<string, readonly string[]> = NO_HOLDERS): Promise<void> {
+  async #followMerges(subjectIds: readonly string[], since: string, holders: ReadonlyMap<string, Iterable<string>>): Promise<void> {
     const canonicalOf = this.#canonicalOf;
     if (canonicalOf === undefined) return;
     for (const id of new Set(subjectIds)) {
@@ -985,6 +990,17 @@ export class Consent {
         }
       }
     }
+  }
+
+  /**
+   * A change that may write opt-outs: written under its subjects' locks, then, once the locks are let go (a carry-over
+   * takes locks of its own), followed (#followMerges) for the subjects `followed` names from what it wrote.
+   */
+  async #changeFollowed(ids: readonly string[], followed: (done: WriteDone) => readonly string[], holders: ReadonlyMap<string, Iterable<string>>, write: () => Promise<WriteDone>): Promise<WriteDone> {
+    const since = new Date().toISOString();
+    const done = await this.#locked(ids, write);
+    await this.#followMerges(followed(done), since, holders);
+    return done;
   }
 
   /**
@@ -1164,7 +1180,6 @@ export class Consent {
     const receiptId = randomUUID();
     const jurisdiction = meta.jurisdiction || null;
     const source = recordedSource(meta.source);
-    const since = new Date().toISOString();
     let gpcConflicts = new Set<string>();
     let gpcEntries = 0;
     let receipt = '';
@@ -1174,7 +1189,7 @@ export class Consent {
         const code = invalid.get(change.purpose) ?? (gpcConflicts.has(change.purpose) ? 'CONSENT_GPC_CONFLICT' : undefined);
         return code === undefined ? [] : [{ purpose: change.purpose, code }];
       });
-    const { entries } = await this.#locked([subjectId], () =>
+    const { entries } = await this.#changeFollowed([subjectId], ({ entries: written }) => (optsOut(written) ? [subjectId] : []), holdersOf(subjectId, meta.holder), () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         gpcConflicts = new Set();
         // A run again after a failed attempt starts over: a receipt signed by that attempt was never stored.
@@ -1229,7 +1244,6 @@ export class Consent {
         return events;
       }),
     );
-    if (optsOut(entries)) await this.#followMerges([subjectId], since, holdersOf(subjectId, meta.holder));
     await this.#gpcForSplitHolder(subjectId, meta, actor);
     const rejected = rejectedOf();
     // Nothing written with `gpc`: the opt-out was in force already, so the signal is honoured all the same.
@@ -1247,10 +1261,9 @@ export class Consent {
     const jurisdiction = meta.jurisdiction || null;
     const source = recordedSource(meta.source);
     let gpcEntries = 0;
-    const since = new Date().toISOString();
     // Signed (and stored) even when nothing was left to withdraw: the answer always carries a receipt.
     let receipt: string | undefined;
-    const { entries } = await this.#locked([subjectId], () =>
+    const { entries } = await this.#changeFollowed([subjectId], ({ entries: written }) => (optsOut(written) ? [subjectId] : []), holdersOf(subjectId, meta.holder), () =>
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         receipt = undefined;
         const current = states.get(pseudonym) as Map<string, Current>;
@@ -1270,7 +1283,6 @@ export class Consent {
       }),
     );
     if (receipt === undefined) throw new CandorError('INTERNAL_ERROR');
-    if (optsOut(entries)) await this.#followMerges([subjectId], since, holdersOf(subjectId, meta.holder));
     await this.#gpcForSplitHolder(subjectId, meta, actor);
     return { receipt, receiptId, entries, gpcHonoured: meta.gpc === true };
   }
@@ -1282,7 +1294,7 @@ export class Consent {
    * subject, the profiles holding the strongest id of the requests that carried the signal (devices merged into the
    * subject): one split off by an unmerge by now is covered too (see #followMerges).
    */
-  async recordGpc(subjectIds: readonly string[], meta: { source?: string; jurisdiction?: string; holders?: ReadonlyMap<string, readonly string[]> }, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] }) | undefined> {
+  async recordGpc(subjectIds: readonly string[], meta: { source?: string; jurisdiction?: string; holders?: ReadonlyMap<string, Iterable<string>> }, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] }) | undefined> {
     const ids = [...new Set(subjectIds)];
     for (const id of ids) this.#checkSubject(id);
     this.#checkMeta(meta, false);
@@ -1312,9 +1324,8 @@ export class Consent {
     const jurisdiction = meta.jurisdiction || null;
     const source = recordedSource(meta.source);
     const subjects = pending.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
-    const since = new Date().toISOString();
     let receipt = '';
-    const { entries } = await this.#locked(pending, () =>
+    const { entries } = await this.#changeFollowed(pending, ({ entries: written }) => writtenFor(subjects, written), holders, () =>
       this.#write(subjects, (states, add) => {
         for (const s of subjects) this.#planGpc(s.pseudonym, states.get(s.pseudonym) as Map<string, Current>, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: true });
       }, undefined, async (tx, written) => {
@@ -1328,7 +1339,6 @@ export class Consent {
       ),
     );
     if (entries.length === 0) return undefined;
-    await this.#followMerges(subjects.filter((s) => entries.some((e) => e.subject === s.pseudonym)).map((s) => s.id), since, holders);
     return { receipt, receiptId, entries };
   }
 
@@ -1575,8 +1585,7 @@ export class Consent {
     const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
     const marketing = [...this.#purposeConfigs.values()].filter((c) => isDirectMarketing(c.key, this.#taxonomy) && (c.basis === 'consent' || c.basis === 'legitimate_interests'));
     const flagged: string[] = [];
-    const since = new Date().toISOString();
-    const { entries } = await this.#locked(ids, () =>
+    const { entries } = await this.#changeFollowed(ids, ({ entries: written }) => subjects.filter((s) => flagged.includes(s.pseudonym) || written.some((e) => e.subject === s.pseudonym)).map((s) => s.id), NO_HOLDERS, () =>
       this.#write(
         subjects,
         (states, add) => {
@@ -1612,7 +1621,6 @@ export class Consent {
           })),
       ),
     );
-    await this.#followMerges(subjects.filter((s) => flagged.includes(s.pseudonym) || entries.some((e) => e.subject === s.pseudonym)).map((s) => s.id), since);
     if (entries.length === 0) return { entries, receiptId: null };
     return { entries, receiptId };
   }
@@ -1634,8 +1642,7 @@ export class Consent {
     const jurisdiction = meta.jurisdiction || null;
     const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
     const requestResource = meta.requestId === undefined ? null : `rights_request:${meta.requestId}`;
-    const since = new Date().toISOString();
-    const { entries } = await this.#locked(ids, () =>
+    const { entries } = await this.#changeFollowed(ids, ({ entries: written }) => writtenFor(subjects, written), NO_HOLDERS, () =>
       this.#write(subjects, (states, add) => {
         for (const s of subjects) {
           this.#planGpc(s.pseudonym, states.get(s.pseudonym) as Map<string, Current>, add, { mechanism: 'privacy_center', jurisdiction, source: null, receiptId, keepConfirmed: false });
@@ -1654,7 +1661,6 @@ export class Consent {
         })),
       ),
     );
-    await this.#followMerges(subjects.filter((s) => entries.some((e) => e.subject === s.pseudonym)).map((s) => s.id), since);
     if (entries.length === 0) return { entries, receiptId: null };
     return { entries, receiptId };
   }
@@ -1878,8 +1884,7 @@ export class Consent {
     const ids = this.#checkIds(subjectIds);
     const subjects = ids.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
     const set: string[] = [];
-    const since = new Date().toISOString();
-    await this.#locked(ids, () =>
+    await this.#changeFollowed(ids, () => subjects.filter((s) => set.includes(s.pseudonym)).map((s) => s.id), NO_HOLDERS, () =>
       this.#write(subjects, () => {}, async (tx, flags) => {
         set.length = 0;
         const at = new Date().toISOString();
@@ -1891,7 +1896,6 @@ export class Consent {
         }
       }, undefined, () => this.#flagEvents(subjects, action, requestId, actor, (pseudonym) => ({ kind, alreadyInForce: !set.includes(pseudonym) }))),
     );
-    await this.#followMerges(subjects.filter((s) => set.includes(s.pseudonym)).map((s) => s.id), since);
   }
 
   /** One audit entry per subject of a restriction or objection change (set or lifted). */

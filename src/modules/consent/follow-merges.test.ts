@@ -10,14 +10,18 @@ import type { Kernel } from '../../kernel.ts';
 const banner = { mechanism: 'banner_save', noticeVersion: 1 } as const;
 const named = (identifiers: { type: string; value: string }[]) => ({ identifiers, source: 'web', at: new Date().toISOString() });
 
-/** A device's profile and an account's, each with analytics consented, then the device merged into the account. */
-async function mergedDevice(kernel: Kernel): Promise<{ device: string; person: string; mergeId: string }> {
+/**
+ * A device's profile and an account's, each with analytics consented (and what `beforeMerge` records), then the device
+ * merged into the account.
+ */
+async function mergedDevice(kernel: Kernel, beforeMerge?: (device: string, person: string) => Promise<unknown>): Promise<{ device: string; person: string; mergeId: string }> {
   const { identity, consent } = kernel;
   const deviceId = `anon-${randomUUID()}`;
   const account = `user-${randomUUID()}`;
   const device = (await identity.resolveSubject(named([{ type: 'anonymous_id', value: deviceId }]))).profileId as string;
   const person = (await identity.resolveSubject(named([{ type: 'user_id', value: account }]))).profileId as string;
   for (const id of [device, person]) await consent.record(id, [{ purpose: 'analytics.reporting', state: 'given' }], banner, CLI_ACTOR);
+  await beforeMerge?.(device, person);
   const merging = await identity.resolveSubject(named([{ type: 'user_id', value: account }, { type: 'anonymous_id', value: deviceId }]));
   await identity.notifyMerges(merging.merges);
   assert.equal(await identity.canonical(device), person);
@@ -141,16 +145,12 @@ describeEachDialect('an opt-out recorded for a profile merged into another perso
 
   it('records a GPC signal for the split-off device also when the person had it in force already', async () => {
     const { consent, identity } = ctx.kernel;
-    const deviceId = `anon-${randomUUID()}`;
-    const account = `user-${randomUUID()}`;
-    const device = (await identity.resolveSubject(named([{ type: 'anonymous_id', value: deviceId }]))).profileId as string;
-    const person = (await identity.resolveSubject(named([{ type: 'user_id', value: account }]))).profileId as string;
-    await consent.record(device, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'marketing.advertising.third_party.targeted', state: 'given' }], banner, CLI_ACTOR);
-    // The person's GPC opt-out predates the merge: the unmerge does not copy it to the device.
-    await consent.recordGpc([person], { source: 'web' }, CLI_ACTOR);
-    const merging = await identity.resolveSubject(named([{ type: 'user_id', value: account }, { type: 'anonymous_id', value: deviceId }]));
-    await identity.notifyMerges(merging.merges);
-    await identity.unmerge(person, (merging.merges[0] as { mergeId: string }).mergeId, CLI_ACTOR);
+    const { device, person, mergeId } = await mergedDevice(ctx.kernel, async (device, person) => {
+      await consent.record(device, [{ purpose: 'marketing.advertising.third_party.targeted', state: 'given' }], banner, CLI_ACTOR);
+      // The person's GPC opt-out predates the merge: the unmerge does not copy it to the device.
+      await consent.recordGpc([person], { source: 'web' }, CLI_ACTOR);
+    });
+    await identity.unmerge(person, mergeId, CLI_ACTOR);
     assert.equal(consent.decide(device, 'marketing.advertising.third_party.targeted').allowed, true);
     // The device's request, resolved to the person before the unmerge, carried the signal.
     const result = await consent.record(person, [{ purpose: 'analytics.reporting', state: 'withdrawn' }], { ...banner, gpc: true, holder: device }, CLI_ACTOR);

@@ -1056,7 +1056,7 @@ export class Consent {
     subject: string,
     current: ReadonlyMap<string, Current>,
     add: (fields: EntryFields) => unknown,
-    context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean; notAfter?: string },
+    context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean },
   ): number {
     let written = 0;
     const atMs = Date.now();
@@ -1064,8 +1064,6 @@ export class Consent {
       if (!isGpcPurpose(config) || (config.basis !== 'consent' && config.basis !== 'legitimate_interests')) continue;
       const entry = current.get(config.key);
       if (isGpcOptOut(entry)) continue;
-      // A choice made after the signal being carried (a merge's `since`) stands.
-      if (context.notAfter !== undefined && entry !== undefined && entry.at > context.notAfter) continue;
       // An opt-in the subject confirmed explicitly over GPC stands against later signals of the same profile, while it counts.
       if (context.keepConfirmed && this.#standsOverGpc(config.key, entry, atMs)) continue;
       add({
@@ -1145,9 +1143,10 @@ export class Consent {
    * signal wrote (none when its opt-outs were all in force already). With no profile, or for anything but a
    * CandorError, the error is answered as it is.
    */
-  async refusedWithGpc(error: unknown, subjectIds: readonly string[], meta: { source?: string | undefined; jurisdiction?: string | undefined }, actor: Actor): Promise<unknown> {
+  async refusedWithGpc(error: unknown, subjectIds: readonly string[], meta: { source?: string | undefined; jurisdiction?: string | undefined; holder?: string | undefined }, actor: Actor): Promise<unknown> {
     if (!isCandorError(error) || subjectIds.length === 0) return error;
-    const written = await this.recordGpc(subjectIds, { source: meta.source, jurisdiction: meta.jurisdiction }, actor);
+    const holders = subjectIds.length === 1 ? holdersOf(subjectIds[0] as string, meta.holder) : NO_HOLDERS;
+    const written = await this.recordGpc(subjectIds, { source: meta.source, jurisdiction: meta.jurisdiction, holders }, actor);
     return new CandorError(error.code, { ...error.details, ...gpcHonouredDetails(written) });
   }
 
@@ -1302,6 +1301,7 @@ export class Consent {
     const holders = meta.holders ?? NO_HOLDERS;
     // A device split off its person since its request was resolved is the signal's own profile now (each looked up once).
     const canonicalOf = this.#canonicalOf;
+    const stillMerged: string[] = [];
     if (canonicalOf !== undefined) {
       const looked = new Set<string>();
       for (const [subject, list] of holders) {
@@ -1310,9 +1310,25 @@ export class Consent {
           looked.add(holder);
           const now = await this.#followAttempts(() => canonicalOf(holder));
           if (now !== null && now !== subject && !ids.includes(now)) ids.push(now);
+          else if (now === subject) stillMerged.push(holder);
         }
       }
     }
+    const result = await this.#recordGpcFor(ids, meta, actor);
+    // One split off after that look-up: nothing written for the person follows it (they had the signal in force
+    // already, or the unmerge's copy went before this write), so it is looked up once more after the write.
+    const split: string[] = [];
+    for (const holder of stillMerged) {
+      const now = await this.#followAttempts(() => (canonicalOf as NonNullable<typeof canonicalOf>)(holder));
+      if (now !== null && !ids.includes(now) && !split.includes(now)) split.push(now);
+    }
+    const more = split.length > 0 ? await this.#recordGpcFor(split, { ...(meta.source === undefined ? {} : { source: meta.source }), ...(meta.jurisdiction === undefined ? {} : { jurisdiction: meta.jurisdiction }) }, actor) : undefined;
+    return result ?? more;
+  }
+
+  /** recordGpc for profiles found: one receipt for what they need, undefined when nothing needed writing. */
+  async #recordGpcFor(ids: string[], meta: { source?: string; jurisdiction?: string; holders?: ReadonlyMap<string, Iterable<string>> }, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] }) | undefined> {
+    const holders = meta.holders ?? NO_HOLDERS;
     // Nothing to write for subjects already opted out (checked from memory first, then again in the transaction).
     await this.load(ids);
     const pending = ids.filter((id) => {
@@ -1495,16 +1511,17 @@ export class Consent {
    * opt-outs of every sale/sharing and targeted-advertising purpose when one of those opt-outs came from GPC.
    */
   #planMerge(into: string, source: ReadonlyMap<string, Current>, target: ReadonlyMap<string, Current>, since: string | undefined, add: (fields: EntryFields) => unknown, receiptId: string | null): void {
-    let fromGpc: string | undefined;
+    let fromGpc = false;
     for (const [key, entry] of source) {
       if (!isOptOut(entry) || (since !== undefined && entry.at < since)) continue;
-      if (entry.gpc && (fromGpc === undefined || entry.at > fromGpc)) fromGpc = entry.at;
+      if (entry.gpc) fromGpc = true;
       const config = this.#purposeConfigs.get(key);
       if (!config || config.basis === 'contract' || config.basis === 'legal_obligation') continue;
       const existing = target.get(key);
+      // Carried whatever the target recorded meanwhile (with `since`: a change carried after its commit, an unmerge's
+      // split), as a merge writes the more restrictive state: which of two moments of a race came later is not told
+      // by times several nodes' clocks wrote, and an opt-out over the person's choice of that moment fails closed.
       if (isOptOut(existing) && (existing?.gpc === true || !entry.gpc)) continue;
-      // With `since` (a change carried after it was made, an unmerge's split), a later choice of the target stands.
-      if (since !== undefined && existing !== undefined && existing.at > entry.at) continue;
       add({
         subject: into,
         purpose: key,
@@ -1518,7 +1535,7 @@ export class Consent {
         receiptId,
       });
     }
-    if (fromGpc !== undefined) this.#planGpc(into, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId, keepConfirmed: false, ...(since === undefined ? {} : { notAfter: fromGpc }) });
+    if (fromGpc) this.#planGpc(into, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId, keepConfirmed: false });
   }
 
   /**

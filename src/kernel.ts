@@ -154,8 +154,11 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     });
     // A wrong merge split back out: the refusals, withdrawals, GPC opt-outs and restrictions recorded on the person
     // while merged (on the surviving profile, whichever device made them) bind the split-out profile too.
+    // Only what each recorded while one person with the split-out side: not a survivor's own choices of before.
     identity.onUnmerge(async (unmerge) => {
-      await consent.mergeSubjects(unmerge.into, unmerge.from, SYSTEM_ACTOR, { since: unmerge.at ?? '' });
+      for (const { profile, since } of unmerge.joined ?? [{ profile: unmerge.into, since: unmerge.at ?? '' }]) {
+        await consent.mergeSubjects(profile, unmerge.from, SYSTEM_ACTOR, { since });
+      }
     });
     const collect = new Collector({ storage, keyring, catalog, consent, identity, profiles, uses: taxonomy, logger });
     const scoring = new Scoring({

@@ -133,6 +133,41 @@ describeEachDialect('unmerge: what arrived during a merge', (dialect) => {
     assert.ok(result?.status === 'refused' || !result?.purposes?.includes('analytics.reporting'), JSON.stringify(result));
   });
 
+  it('binds a profile merged in two steps only by what each side recorded while one person with it', async () => {
+    const device = uniqueId('anon-device');
+    const other = uniqueId('anon-other');
+    const user = uniqueId('user');
+    const email = `${uniqueId('chain')}@shop-customer.net`;
+    const all = { ...purposes, 'marketing.communications.email': 'given', 'marketing.communications.sms': 'given' };
+    for (const ids of [{ anonymousId: device }, { anonymousId: other }, { userId: user }]) {
+      assert.equal((await send('/v1/consent', { ...ids, mechanism: 'banner_save', purposes: all })).statusCode, 200);
+    }
+    const profileOf = async (type: string, value: string) => (await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type, value }], source: 'web', at: new Date().toISOString() }]))[0] as string;
+    const deviceProfile = await profileOf('anonymous_id', device);
+    const otherProfile = await profileOf('anonymous_id', other);
+    // t1: the device joins the other device's person (one e-mail address); the user is still someone else.
+    assert.deepEqual(await statuses('/v1/identify', { anonymousId: other, messageId: `${other}-mail`, traits: { email } }), ['stored']);
+    assert.deepEqual(await statuses('/v1/identify', { anonymousId: device, messageId: `${device}-mail`, traits: { email } }), ['stored']);
+    assert.equal(await ctx.kernel.identity.canonical(deviceProfile), otherProfile);
+    // Before they are one person: the user withdraws SMS; the device's person withdraws e-mail.
+    assert.equal((await send('/v1/consent', { userId: user, mechanism: 'privacy_center', purposes: { 'marketing.communications.sms': 'withdrawn' } })).statusCode, 200);
+    assert.equal((await send('/v1/consent', { anonymousId: other, mechanism: 'privacy_center', purposes: { 'marketing.communications.email': 'withdrawn' } })).statusCode, 200);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // t2: the user signs in with that address: both devices join the user.
+    assert.deepEqual(await statuses('/v1/identify', { userId: user, messageId: `${user}-mail`, traits: { email } }), ['stored']);
+    const userProfile = await profileOf('user_id', user);
+    assert.equal(await ctx.kernel.identity.canonical(deviceProfile), userProfile);
+    const merges = await ctx.kernel.identity.merges(userProfile);
+    const deviceMerge = merges.find((m) => m.from === deviceProfile);
+    assert.ok(deviceMerge);
+    await ctx.kernel.identity.unmerge(userProfile, deviceMerge.mergeId, CLI_ACTOR);
+    assert.equal(await ctx.kernel.identity.canonical(deviceProfile), deviceProfile);
+    await ctx.kernel.consent.load([deviceProfile]);
+    assert.equal(ctx.kernel.consent.decide(deviceProfile, 'marketing.communications.sms').allowed, true, 'the user withdrew before the device was one person with them');
+    assert.equal(ctx.kernel.consent.decide(deviceProfile, 'marketing.communications.email').allowed, false, 'the other device withdrew while one person with the device');
+    assert.equal(ctx.kernel.consent.decide(deviceProfile, 'analytics.reporting').allowed, true);
+  });
+
   it('stores what a merged-in device sends alone without personal data in one transaction (no data key needed)', async () => {
     const device = uniqueId('anon-device');
     const user = uniqueId('user');

@@ -11,6 +11,12 @@ export interface MergeRecord {
   rule: string;
   /** When the merge was made (given to unmerge listeners: what happened since belongs to the merged person). */
   at?: string;
+  /**
+   * Given to unmerge listeners: each profile the split-off side was one person with, and since when (the merge's
+   * survivor from the merge on; each profile the survivor was merged into in turn, up to the canonical one, from that
+   * later merge on). Absent when an unmerge is run again at a start: then `into` since `at`.
+   */
+  joined?: readonly { profile: string; since: string }[];
 }
 
 export type IgnoredReason = 'blocked' | 'limit' | 'unmerged';

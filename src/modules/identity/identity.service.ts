@@ -803,10 +803,24 @@ export class Identity {
           details,
         })),
       );
-      return { canonical, restored: from.id, identifiersMoved, rule: merge.rule, at: merge.at };
+      // Whom `from`'s side was one person with, and since when: the merge's survivor from the merge on, and each profile
+      // the survivor was merged into in turn (up to the canonical one) from that later merge on — not before, when
+      // they were still other people.
+      const byFrom = new Map(lost.map((m) => [m.from_profile, m]));
+      const joined: { profile: string; since: string }[] = [];
+      let since = merge.at;
+      for (let at: string | undefined = merge.into_profile; at !== undefined && !joined.some((j) => j.profile === at); ) {
+        joined.push({ profile: at, since });
+        if (at === canonical) break;
+        const next = byFrom.get(at);
+        if (next === undefined) break;
+        if (next.at > since) since = next.at;
+        at = next.into_profile;
+      }
+      return { canonical, restored: from.id, identifiersMoved, rule: merge.rule, at: merge.at, joined };
     });
     this.#cache.dropProfiles([result.canonical]);
-    const failure = await this.#runOne(this.#onUnmerge, { mergeId, from: result.restored, into: result.canonical, rule: result.rule, at: result.at });
+    const failure = await this.#runOne(this.#onUnmerge, { mergeId, from: result.restored, into: result.canonical, rule: result.rule, at: result.at, joined: result.joined });
     // Left unmarked when a listener failed: the next start runs them again (applyPendingUnmerges).
     if (failure !== undefined) throw failure;
     await this.#repo.markUnmergeApplied(mergeId, new Date().toISOString());

@@ -5,9 +5,10 @@ import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { compareDurations, subtractDuration } from '../../shared/duration.ts';
 import type { RetentionHandler, RetentionRule, SweepCount, SweepMark, SweepOptions } from '../../shared/subject-data.ts';
-import { StatementTexts, type ModuleMigration, type Storage } from '../../storage/index.ts';
+import { StatementTexts, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { Catalog, OutlineSection } from '../catalog/index.ts';
 import type { Keyring } from '../crypto/index.ts';
+import type { ActivityRevision, Profiles } from '../profiles/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectTables } from './collect.repo.ts';
 import { isRecord } from '../../shared/objects.ts';
 
@@ -15,6 +16,13 @@ import { isRecord } from '../../shared/objects.ts';
 export const ORDER_EVENT = 'Order Completed';
 /** The only purpose a reduced order still serves; also how a reduced order is recognised. */
 export const LEGAL_OBLIGATION = 'essential.legal_obligation';
+
+/** The value an order's plain part gives computed traits (as ingestion reads it: revenue, else total) and its currency. */
+function orderValueOf(plain: Record<string, unknown>): { value: number; currency: string | null } | undefined {
+  const props = isRecord(plain.properties) ? plain.properties : {};
+  const value = typeof props.revenue === 'number' ? props.revenue : typeof props.total === 'number' ? props.total : undefined;
+  return value === undefined ? undefined : { value, currency: typeof props.currency === 'string' ? props.currency : null };
+}
 
 /** The per-purpose policies that apply to stored events (from the configuration). */
 export interface EventRetentionPolicy {
@@ -43,7 +51,9 @@ export const COLLECT_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
   },
 ];
 
-type Row = Pick<CollectTables['collect_events'], 'id' | 'profile_id' | 'occurred_at' | 'data' | 'data_enc' | 'purposes'>;
+type Row = Pick<CollectTables['collect_events'], 'id' | 'profile_id' | 'event' | 'occurred_at' | 'data' | 'data_enc' | 'purposes'>;
+/** What a deleted event leaves to take out of computed traits (its plain part only for orders). */
+type Deleted = Pick<CollectTables['collect_events'], 'profile_id' | 'event'> & { data?: string };
 type Filter = { kind?: string; event?: string; notEvent?: string };
 
 /** The nearest category above every one of these (`user.location` for `user.location.precise` and `user.location.imprecise`). */
@@ -139,9 +149,11 @@ export class CollectRetention implements RetentionHandler {
   readonly #catalog: Catalog;
   readonly #keyring: Keyring;
   readonly #policy: EventRetentionPolicy;
+  readonly #profiles: Pick<Profiles, 'reviseActivityIn'> | undefined;
   readonly #texts = new StatementTexts();
 
-  constructor(deps: { storage: Storage; catalog: Catalog; keyring: Keyring }, policy: EventRetentionPolicy) {
+  constructor(deps: { storage: Storage; catalog: Catalog; keyring: Keyring; profiles?: Pick<Profiles, 'reviseActivityIn'> }, policy: EventRetentionPolicy) {
+    this.#profiles = deps.profiles;
     this.#storage = deps.storage;
     this.#db = deps.storage.db.withTables<CollectTables>();
     this.#catalog = deps.catalog;
@@ -273,7 +285,7 @@ export class CollectRetention implements RetentionHandler {
 
   /** `floor`: the late pass leaves out events older than it (a rule that deletes whole events takes them in the same sweep). */
   #select(pass: 'time' | 'late', filter: Filter, from: { at: string; id: string }, until: string, limit: number, columns: 'id' | 'row', floor = '') {
-    const selected: (keyof Row)[] = columns === 'id' ? ['id', 'occurred_at'] : ['id', 'profile_id', 'occurred_at', 'data', 'data_enc', 'purposes'];
+    const selected: (keyof Row)[] = columns === 'id' ? ['id', 'occurred_at'] : ['id', 'profile_id', 'event', 'occurred_at', 'data', 'data_enc', 'purposes'];
     let q = this.#db.selectFrom('collect_events').select(selected);
     if (pass === 'time') {
       // A row-value comparison, so that both databases walk the (occurred_at, id) index instead of scanning.
@@ -330,6 +342,8 @@ export class CollectRetention implements RetentionHandler {
   async #delete(rule: RetentionRule, filter: Filter, cutoff: string, options: SweepOptions): Promise<number> {
     if (options.dryRun) return this.#walk(rule, filter, { floor: '', cutoff }, options, 'id', (rows) => Promise.resolve(rows.length));
     const { context, batchSize } = options;
+    // What computed traits need of each deleted event: an order's plain part holds the value they added.
+    const returned: (keyof Deleted)[] = filter.notEvent === ORDER_EVENT ? ['profile_id', 'event'] : ['profile_id', 'event', 'data'];
     const startedId = `evt_${(Date.now() - 60_000).toString(36).padStart(9, '0')}`;
     const mark: SweepMark = (await context.mark(markKey(rule))) ?? { at: '', id: '' };
     let total = 0;
@@ -350,8 +364,8 @@ export class CollectRetention implements RetentionHandler {
           const notEvent = filter.notEvent;
           if (notEvent !== undefined) batch = batch.where((eb) => eb.or([eb('event', 'is', null), eb('event', '<>', notEvent)]));
           batch = batch.limit(batchSize);
-          const compiled = this.#db.deleteFrom('collect_events').where(sql<boolean>`ctid = any(array(${batch}))`).compile();
-          const n = await this.#storage.raw.run(compiled.sql, compiled.parameters);
+          const compiled = this.#db.deleteFrom('collect_events').where(sql<boolean>`ctid = any(array(${batch}))`).returning(returned).compile();
+          const n = await this.#deleteRevising(compiled);
           total += n;
           if (n < batchSize) break;
         }
@@ -372,8 +386,8 @@ export class CollectRetention implements RetentionHandler {
         if (filter.event !== undefined) del = del.where('event', '=', filter.event);
         const notEvent = filter.notEvent;
         if (notEvent !== undefined) del = del.where((eb) => eb.or([eb('event', 'is', null), eb('event', '<>', notEvent)]));
-        const compiled = del.compile();
-        total += await this.#storage.raw.run(compiled.sql, compiled.parameters);
+        const compiled = del.returning(returned).compile();
+        total += await this.#deleteRevising(compiled);
         if (!bound) break;
         from = pass === 'time' ? { at: bound.occurred_at, id: bound.id } : { at: '', id: bound.id };
       }
@@ -388,6 +402,7 @@ export class CollectRetention implements RetentionHandler {
     return this.#walk(rewrite.rule, rewrite.filter, { floor: rewrite.floor, cutoff: rewrite.cutoff }, options, 'row', async (rows) => {
       // Decrypting and re-encrypting happen outside the transaction (a key load may need the database).
       const changes: unknown[][] = [];
+      const revisions: ActivityRevision[] = [];
       for (const row of rows) {
         const personal = async () => {
           if (row.data_enc === null) return null;
@@ -412,14 +427,63 @@ export class CollectRetention implements RetentionHandler {
         }
         const dataEnc = keepSealed ? row.data_enc : hasPersonal ? await this.#keyring.encrypt(row.profile_id, JSON.stringify(result.personal), EVENT_DATA_CONTEXT) : null;
         changes.push([data, dataEnc, purposes, row.id]);
+        // An order whose value field went (a reduced order keeps `total`, not `revenue`) is now worth what is left.
+        if (row.event === ORDER_EVENT && row.profile_id !== null) {
+          const before = orderValueOf(JSON.parse(row.data) as Record<string, unknown>);
+          const after = orderValueOf(result.plain);
+          if (before?.value !== after?.value || before?.currency !== after?.currency) {
+            revisions.push({ profileId: row.profile_id, events: 0, orders: 0, out: before ? [before] : [], back: after ? [after] : [] });
+          }
+        }
       }
       if (changes.length === 0 || options.dryRun) return changes.length;
       return this.#storage.raw.transaction(async (tx) => {
         let n = 0;
         for (const params of changes) n += await tx.run(update, params);
+        await this.#revise(tx, revisions, false);
         return n;
       });
     });
+  }
+
+  /**
+   * Runs one batch's DELETE … RETURNING and takes what it deleted out of the people's computed traits in the same
+   * transaction (their earliest event left read after the delete).
+   */
+  async #deleteRevising(compiled: { sql: string; parameters: readonly unknown[] }): Promise<number> {
+    return this.#storage.raw.transaction(async (tx) => {
+      const deleted = await tx.all<Deleted>(compiled.sql, compiled.parameters);
+      const revisions = new Map<string, ActivityRevision & { out: { value: number; currency: string | null }[] }>();
+      for (const row of deleted) {
+        if (row.profile_id === null) continue;
+        let revision = revisions.get(row.profile_id);
+        if (revision === undefined) {
+          revision = { profileId: row.profile_id, events: 0, orders: 0, out: [], back: [] };
+          revisions.set(row.profile_id, revision);
+        }
+        revision.events++;
+        if (row.event !== ORDER_EVENT) continue;
+        revision.orders++;
+        const value = row.data === undefined ? undefined : orderValueOf(JSON.parse(row.data) as Record<string, unknown>);
+        if (value !== undefined) revision.out.push(value);
+      }
+      await this.#revise(tx, [...revisions.values()], true);
+      return deleted.length;
+    });
+  }
+
+  /** Hands revisions of computed traits to profiles, with each person's earliest event left when events were deleted. */
+  async #revise(tx: SqlExecutor, revisions: readonly ActivityRevision[], deleted: boolean): Promise<void> {
+    if (this.#profiles === undefined || revisions.length === 0) return;
+    const firstSeen = new Map<string, string | null>();
+    if (deleted) {
+      const text = this.#texts.get('first-left', () => this.#db.selectFrom('collect_events').select('occurred_at').where('profile_id', '=', '').orderBy('occurred_at').limit(1).compile().sql);
+      for (const { profileId } of revisions) {
+        const [first] = await tx.all<{ occurred_at: string }>(text, [profileId, 1]);
+        firstSeen.set(profileId, first?.occurred_at ?? null);
+      }
+    }
+    await this.#profiles.reviseActivityIn(tx, revisions, firstSeen);
   }
 
   async #deleteRefusals(beforeDay: string, options: SweepOptions): Promise<number> {

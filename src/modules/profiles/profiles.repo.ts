@@ -200,9 +200,50 @@ export class ProfilesRepo {
   readonly #texts = new StatementTexts();
   readonly #byText: OrderModifiers;
 
+  readonly #dialect: Storage['dialect'];
+
   constructor(storage: Storage) {
     this.#db = storage.db.withTables<ProfilesTables>();
     this.#byText = textOrder(storage.dialect).asc;
+    this.#dialect = storage.dialect;
+  }
+
+  /**
+   * Computed rows of these profiles in `tx`, locked until its end on PostgreSQL (SQLite's writer holds the whole
+   * database already), so a change written from them does not lose an ingestion's additions of the moment.
+   */
+  async computedForUpdate(tx: SqlExecutor, profileIds: readonly string[]): Promise<ComputedRow[]> {
+    const out: ComputedRow[] = [];
+    for (let i = 0; i < profileIds.length; i += 256) {
+      const part = [...profileIds.slice(i, i + 256)].sort();
+      const compiled = this.#db.selectFrom('profiles_computed').selectAll().where('profile_id', 'in', part).orderBy('profile_id').compile();
+      const rows = await tx.all<ComputedRow>(compiled.sql + (this.#dialect === 'postgres' ? ' FOR UPDATE' : ''), compiled.parameters);
+      for (const r of rows) {
+        out.push({ ...r, event_count: Number(r.event_count), order_count: Number(r.order_count), priced_order_count: Number(r.priced_order_count), total_order_value: Number(r.total_order_value), currency_position: r.currency_position === null ? null : Number(r.currency_position) });
+      }
+    }
+    return out;
+  }
+
+  /** Writes the counts, order value, currency and first seen time of computed rows (see Profiles.reviseActivityIn). */
+  async reviseComputed(tx: SqlExecutor, rows: readonly ComputedRow[]): Promise<void> {
+    for (const row of rows) {
+      const compiled = this.#db
+        .updateTable('profiles_computed')
+        .set({
+          first_seen_at: row.first_seen_at,
+          event_count: row.event_count,
+          order_count: row.order_count,
+          priced_order_count: row.priced_order_count,
+          total_order_value: row.total_order_value,
+          currency: row.currency,
+          currency_at: row.currency_at,
+          currency_position: row.currency_position,
+        })
+        .where('profile_id', '=', row.profile_id)
+        .compile();
+      await tx.run(compiled.sql, compiled.parameters);
+    }
   }
 
   /** Current traits of these profiles (every key). */

@@ -20,6 +20,17 @@ export interface TraitInput {
 }
 
 /** Something a profile did: every activity counts as an event; an `Order Completed` event counts as an order. */
+/** What retention took from one profile's stored events (see Profiles.reviseActivityIn). */
+export interface ActivityRevision {
+  profileId: string;
+  /** Events deleted, and how many of them were orders. */
+  events: number;
+  orders: number;
+  /** Order values taken out (an order deleted, or rewritten) and put back (what a rewritten order is worth now). */
+  out: readonly { value: number; currency: string | null }[];
+  back: readonly { value: number; currency: string | null }[];
+}
+
 export interface ActivityInput {
   profileId: string;
   /** When it happened, by the sender's clock: first and last seen. */
@@ -420,6 +431,51 @@ export class Profiles {
       for (const [currency, value] of others ?? []) more.push(orderValueOf(row, currency, value));
     }
     await this.#repo.upsertComputed(tx, rows, more);
+  }
+
+  /**
+   * Takes events that retention deleted or rewrote out of computed traits, in `tx` (the one that deletes or rewrites
+   * them): derived data follows its source. Counts and orders go down; an order's value (as recordActivityBatch added
+   * it: revenue naming no currency or the profile's) comes out, and what a rewritten order is worth now goes back in;
+   * a profile left with no priced order has no currency. `firstSeen`: per profile, its earliest event left (null: none
+   * left, first seen then reads as its last seen). Last seen and the activity clock of the inactivity rule stay.
+   */
+  async reviseActivityIn(tx: SqlExecutor, changes: readonly ActivityRevision[], firstSeen: ReadonlyMap<string, string | null>): Promise<void> {
+    const ids = [...new Set([...changes.map((c) => c.profileId), ...firstSeen.keys()])];
+    if (ids.length === 0) return;
+    const rows = await this.#repo.computedForUpdate(tx, ids);
+    const byId = new Map(rows.map((row) => [row.profile_id, row]));
+    for (const change of changes) {
+      const row = byId.get(change.profileId);
+      if (row === undefined) continue;
+      row.event_count = Math.max(0, row.event_count - change.events);
+      row.order_count = Math.max(0, row.order_count - change.orders);
+      const counted = (currency: string | null) => currency === null || (row.currency !== null && row.currency === currency.toUpperCase());
+      for (const out of change.out) {
+        if (!(Math.abs(out.value) <= MAX_ORDER_VALUE) || !counted(out.currency)) continue;
+        row.total_order_value -= out.value;
+        row.priced_order_count--;
+      }
+      for (const back of change.back) {
+        if (!(Math.abs(back.value) <= MAX_ORDER_VALUE) || !counted(back.currency)) continue;
+        row.total_order_value += back.value;
+        row.priced_order_count++;
+      }
+      if (row.priced_order_count <= 0) {
+        row.priced_order_count = 0;
+        row.total_order_value = 0;
+        row.currency = null;
+        row.currency_at = null;
+        row.currency_position = null;
+      }
+    }
+    for (const [profileId, first] of firstSeen) {
+      const row = byId.get(profileId);
+      if (row === undefined) continue;
+      const earliest = first ?? row.last_seen_at;
+      if (earliest > row.first_seen_at) row.first_seen_at = earliest < row.last_seen_at ? earliest : row.last_seen_at;
+    }
+    await this.#repo.reviseComputed(tx, rows);
   }
 
   async #read(value: string, encrypted: number, key: string, decrypt: boolean): Promise<{ value: unknown; state: ValueState }> {

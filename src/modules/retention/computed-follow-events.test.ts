@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
+import { openKernel, type Kernel } from '../../kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+
+const DAY = 86_400_000;
+
+// Computed traits are derived from stored events: when retention deletes events or reduces an order, what they added
+// comes out of the person's counts, order value and first seen time, in the same transaction (derived data follows
+// its source). Last seen and the inactivity clock stay.
+describeEachDialect('computed traits after retention deletes and reduces events', (dialect) => {
+  let env: TestEnvironment;
+  let kernel: Kernel;
+  before(async () => {
+    env = await createEnvironment(dialect);
+    kernel = await openKernel(env.config);
+  });
+  after(async () => {
+    await kernel?.close();
+    await env?.cleanup();
+  });
+
+  it('takes deleted events out, and counts a reduced order at what is left of it', async () => {
+    const now = Date.now();
+    const ago = (days: number) => new Date(now - days * DAY).toISOString();
+    const [resolved] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-kept-buyer' }], source: 'web', at: new Date(now).toISOString() }]));
+    const buyer = resolved?.profileId as string;
+    await kernel.consent.record(buyer, ['analytics.reporting', 'personalize.profiling'].map((purpose) => ({ purpose, state: 'given' as const })), { mechanism: 'banner_save' }, CLI_ACTOR);
+    const order = (messageId: string, days: number, properties: Record<string, unknown>) => ({ type: 'track', userId: 'u-kept-buyer', messageId, event: 'Order Completed', timestamp: ago(days), properties });
+    const messages = [
+      { type: 'page', userId: 'u-kept-buyer', messageId: 'old-page', name: 'Home', properties: { path: '/' }, timestamp: ago(500) },
+      order('ancient-order', 8 * 366, { order_id: 'A-1', revenue: 1000, total: 1010, currency: 'USD' }),
+      order('old-order', 700, { order_id: 'A-2', revenue: 40, total: 42.5, currency: 'USD' }),
+      order('new-order', 5, { order_id: 'A-3', revenue: 10, currency: 'USD' }),
+      { type: 'page', userId: 'u-kept-buyer', messageId: 'new-page', name: 'Home', properties: { path: '/' }, timestamp: ago(1) },
+    ];
+    const stored = await kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt: now, actor: CLI_ACTOR });
+    assert.ok(stored.every((r) => r.status === 'stored'), JSON.stringify(stored));
+    const before = (await kernel.profiles.get([buyer], { decrypt: false })).computed;
+    assert.equal(before.eventCount, 5);
+    assert.equal(before.orderCount, 3);
+    assert.equal(before.totalOrderValue, 1050);
+    assert.equal(before.firstSeenAt, ago(8 * 366));
+
+    await kernel.retention.sweep({ batchSize: 2 });
+    const after = (await kernel.profiles.get([buyer], { decrypt: false })).computed;
+    // The 500-day page and the 8-year order are gone; the 700-day order is reduced to its total.
+    assert.equal(after.eventCount, 3);
+    assert.equal(after.orderCount, 2);
+    assert.equal(after.totalOrderValue, 52.5);
+    assert.equal(after.averageOrderValue, 26.25);
+    assert.equal(after.currency, 'USD');
+    assert.equal(after.firstSeenAt, ago(700));
+    assert.equal(after.lastSeenAt, ago(1));
+
+    // Run again: nothing more comes out.
+    await kernel.retention.sweep({ batchSize: 2 });
+    assert.deepEqual((await kernel.profiles.get([buyer], { decrypt: false })).computed, after);
+  });
+
+  it('leaves a person whose every event went with no count, no order value and no currency', async () => {
+    const now = Date.now();
+    const ago = (days: number) => new Date(now - days * DAY).toISOString();
+    const [resolved] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-gone-buyer' }], source: 'web', at: new Date(now).toISOString() }]));
+    const buyer = resolved?.profileId as string;
+    await kernel.consent.record(buyer, ['analytics.reporting', 'personalize.profiling'].map((purpose) => ({ purpose, state: 'given' as const })), { mechanism: 'banner_save' }, CLI_ACTOR);
+    const messages = [
+      { type: 'page', userId: 'u-gone-buyer', messageId: 'gone-page', name: 'Home', properties: { path: '/' }, timestamp: ago(600) },
+      { type: 'track', userId: 'u-gone-buyer', messageId: 'gone-order', event: 'Order Completed', timestamp: ago(9 * 366), properties: { order_id: 'G-1', total: 99, currency: 'EUR' } },
+    ];
+    const stored = await kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt: now, actor: CLI_ACTOR });
+    assert.ok(stored.every((r) => r.status === 'stored'), JSON.stringify(stored));
+    await kernel.retention.sweep({ batchSize: 2 });
+    const after = (await kernel.profiles.get([buyer], { decrypt: false })).computed;
+    assert.equal(after.eventCount, 0);
+    assert.equal(after.orderCount, 0);
+    assert.equal(after.totalOrderValue, 0);
+    assert.equal(after.averageOrderValue, null);
+    assert.equal(after.currency, null);
+    assert.equal(after.lastSeenAt, ago(600), 'last seen stays: the inactivity rule counts from it');
+    assert.equal(after.firstSeenAt, after.lastSeenAt);
+  });
+});

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import type { Kernel } from '../../kernel.ts';
+import { openKernel, type Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import { coerceCell, CsvImporter, MAX_ORDER_LINES, productKey, type CsvImportOptions, type RowReport } from './index.ts';
@@ -82,6 +82,55 @@ describeEachDialect('CSV import', (dialect) => {
     assert.equal(reports.length, MAX_ORDER_LINES + 2);
     assert.ok(reports.every((r) => r.code === 'IMPORT_ORDER_TOO_LARGE'));
     assert.deepEqual(reports.map((r) => r.row), Array.from({ length: MAX_ORDER_LINES + 2 }, (_, i) => i + 2));
+  });
+
+  it('records a consent for the person the row is stored for, not for another holder of one of its identifiers', async () => {
+    const { kernel } = ctx;
+    await run('user_id,email\nshare-a,family@candor-shop.dev\n', { kind: 'customers', basis: 'contract' });
+    // A new user id next to an address the first account holds: one user id per profile, so the row is someone new.
+    const { summary } = await run('user_id,email\nshare-b,family@candor-shop.dev\n', { kind: 'customers', basis: 'consent', purposes: ['marketing.communications.email'] });
+    assert.equal(summary.stored, 1);
+    const a = (await profileOf('share-a')) as string;
+    const b = (await profileOf('share-b')) as string;
+    assert.ok(a && b && a !== b);
+    await kernel.consent.load([a, b]);
+    assert.equal(kernel.consent.decide(a, 'marketing.communications.email').reason, 'no_record', 'nobody consented for the first account');
+    assert.equal(kernel.consent.decide(b, 'marketing.communications.email').allowed, true);
+  });
+
+  it('stores the rows read after another process published a tracking plan under that plan', async () => {
+    const { kernel } = ctx;
+    const original = (await kernel.catalog.plan()).plan;
+    const withoutCity = structuredClone(original) as unknown as { traits: { properties: Record<string, unknown> } };
+    delete withoutCity.traits.properties.city;
+    const other = await openKernel(ctx.env.config);
+    let published = 0;
+    try {
+      const options = { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'], source: 'files', actor: CLI_ACTOR, batchSize: 1 } as const;
+      await importer(kernel).run(Readable.from(['user_id,city\nplan-a,Delft\n']), options);
+      // The first row names nobody: its report, after the first batch, is when the other process publishes.
+      const text = ['user_id,city', ',Nowhere', 'plan-b,Leiden', 'plan-c,Gouda', 'plan-d,Breda'].join('\n');
+      await importer(kernel).run(Readable.from([text]), options, {
+        onRows: async () => {
+          if (published === 0) published = (await other.catalog.publish(withoutCity, CLI_ACTOR)).version;
+          // PostgreSQL's commit notice arrives a moment after the commit.
+          await new Promise((resolve) => setTimeout(resolve, 150));
+        },
+      });
+      assert.ok(published > 0);
+      assert.equal(kernel.catalog.version(), published, 'the import put the new version in force');
+      assert.equal((await traitsOf((await profileOf('plan-a')) as string)).city, 'Delft', 'stored under the plan before');
+      assert.equal((await traitsOf((await profileOf('plan-d')) as string)).city, undefined, 'the new plan keeps no city');
+    } finally {
+      await kernel.catalog.publish(original, CLI_ACTOR);
+      await other.close();
+    }
+  });
+
+  it('reads rows ending in LF under a header ending in CRLF, one record each', async () => {
+    const { summary } = await run('user_id,email\r\nmixed-1,mixed-1@candor-shop.dev\nmixed-2,mixed-2@candor-shop.dev\rmixed-3,mixed-3@candor-shop.dev\r\n', { kind: 'customers', basis: 'contract' });
+    assert.equal(summary.stored, 3);
+    for (const id of ['mixed-1', 'mixed-2', 'mixed-3']) assert.ok(await profileOf(id), id);
   });
 
   it('never overrides a withdrawal on the basis of consent, and leaves erased people out', async () => {

@@ -523,6 +523,8 @@ class ImportRun {
   readonly #types = new Map<string, Map<string, string>>();
   /** Purposes per plan section: the event's own and, per field path, the field's. */
   readonly #purposes = new Map<string, { event: readonly string[]; fields: Map<string, readonly string[]> }>();
+  /** The plan version #types and #purposes were read from. */
+  #planVersion: number;
   /** What the gate lets through without looking at a person's ledger (for warnings and the dry run's prediction). */
   readonly #predicted: readonly string[];
   /** Of those, the explicit-consent purposes this import records consent to: only they keep special-category and precise-location fields. */
@@ -566,11 +568,8 @@ class ImportRun {
     this.#asOf = claim.asOf;
     this.#claimKey = JSON.stringify([claim.basis, claim.basis === 'consent' ? [...claim.purposes].sort() : []]);
     this.#batchSize = options.batchSize ?? DEFAULT_BATCH;
-    for (const section of outline) {
-      const key = section.section === 'track' ? `track:${section.event ?? ''}` : section.section;
-      this.#types.set(key, new Map(section.fields.map((f) => [f.path, f.type])));
-      this.#purposes.set(key, { event: section.purposes, fields: new Map(section.fields.map((f) => [f.path, f.purposes])) });
-    }
+    this.#readOutline(outline);
+    this.#planVersion = deps.catalog.version();
     this.#predicted = [...new Set([...claim.purposes, ...claim.alsoAllowed.map((a) => a.purpose)])];
     // Consent recorded by the import is given now, so it counts as explicit where the purpose asks for that.
     this.#predictedExplicit = claim.basis === 'consent' ? claim.purposes.filter((p) => deps.consent.purpose(p)?.explicit === true) : [];
@@ -586,6 +585,9 @@ class ImportRun {
       parser = parse({
         columns: (header: string[]) => this.#header(parser as Parser, header),
         bom: true,
+        // Each of LF, CRLF and a lone CR ends a record wherever it appears (csv-parse otherwise settles on the first one
+        // it meets: a header ending in CRLF above rows ending in LF ran every row into one record).
+        record_delimiter: ['\r\n', '\n', '\r'],
         skip_empty_lines: true,
         // Quotes inside a field are kept as written; only an opening quote that is never closed breaks a row.
         relax_quotes: true,
@@ -1006,7 +1008,34 @@ class ImportRun {
    * Sends the batch through the pipeline and reports every row that was not stored, then the progress: up to the end
    * of the batch's last row (the last flush reports even an empty batch).
    */
+  /** Field types and purposes per plan section, from the plan in force. */
+  #readOutline(outline: readonly OutlineSection[]): void {
+    this.#types.clear();
+    this.#purposes.clear();
+    for (const section of outline) {
+      const key = section.section === 'track' ? `track:${section.event ?? ''}` : section.section;
+      this.#types.set(key, new Map(section.fields.map((f) => [f.path, f.type])));
+      this.#purposes.set(key, { event: section.purposes, fields: new Map(section.fields.map((f) => [f.path, f.purposes])) });
+    }
+  }
+
+  /**
+   * What another process changed while the import runs (a tracking plan published, purposes or notices changed) is in
+   * force from the next batch on, as on a server within a second: a long import does not keep storing under the plan
+   * it started with. Costs no query while nobody else writes.
+   */
+  async #refreshConfiguration(): Promise<void> {
+    const { catalog, consent } = this.#deps;
+    await consent.refreshConfigurationIfChanged();
+    const version = await catalog.refreshIfChanged();
+    if (version !== this.#planVersion) {
+      this.#planVersion = version;
+      this.#readOutline(await catalog.outline());
+    }
+  }
+
   async #flush(last = false): Promise<void> {
+    if (!this.#options.dryRun) await this.#refreshConfiguration();
     const items = this.#batch;
     this.#batch = [];
     this.#batchRows = 0;
@@ -1121,15 +1150,16 @@ class ImportRun {
     // As the Collector does before its gate: the suppression list, then who is known already (looking up creates nothing).
     const all = [...people.values()];
     const suppressed = await identity.isSuppressedBatch(storage.raw, all.map((p) => p.lookup));
-    const open = all.filter((_, i) => !suppressed[i]);
-    const known = open.length > 0 ? await identity.lookupBatch(storage.raw, open.map((p) => p.lookup)) : [];
-    const profiles = new Set(known.filter((id): id is string => id !== null));
-    const unknown = open.filter((_, i) => known[i] === null).map((p) => p.link);
-    if (unknown.length > 0) {
-      // Checked again where the profiles are made (an erasure committed since the check above: nobody is made for it).
+    const open = all.filter((_, i) => !suppressed[i]).map((p) => p.link);
+    const profiles = new Set<string>();
+    if (open.length > 0) {
+      // The person each row will be stored for, resolved as the pipeline resolves it (the strongest identifier first,
+      // the limit per identifier type): a look-up by whichever identifier is known could name someone else, such as
+      // the account that holds a shared e-mail address next to a new user id. Checked again where profiles are made
+      // (an erasure committed since the check above: nobody is made for it).
       const resolutions = await storage.raw.transaction(async (tx) => {
-        const erased = await identity.suppressedInGroup(tx, unknown);
-        return identity.resolveBatch(tx, unknown.filter((_, i) => !erased[i]));
+        const erased = await identity.suppressedInGroup(tx, open);
+        return identity.resolveBatch(tx, open.filter((_, i) => !erased[i]));
       });
       const merges = resolutions.flatMap((r) => r.merges);
       if (merges.length > 0) await identity.notifyMerges(merges);

@@ -1015,13 +1015,15 @@ export class Consent {
 
   /**
    * One step of #followMerges. The change is committed: a failure here is tried again (a few times), then answered as
-   * one that sending the change again mends (it is then resolved to the person and written there).
+   * one that sending the change again mends (it is then resolved to the person and written there). With `written`
+   * false (a look-up before anything was written), the last failure is answered as it is.
    */
-  async #followAttempts<T>(step: () => Promise<T>): Promise<T> {
+  async #followAttempts<T>(step: () => Promise<T>, written = true): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await step();
       } catch (error) {
+        if (attempt >= FOLLOW_ATTEMPTS && !written) throw error;
         if (attempt >= FOLLOW_ATTEMPTS) throw new CandorError('CONSENT_MERGE_NOT_FOLLOWED', { attempts: attempt, cause: isCandorError(error) ? error.code : 'error' });
         await delay(FOLLOW_RETRY_MS * attempt);
       }
@@ -1308,7 +1310,8 @@ export class Consent {
         for (const holder of list) {
           if (holder === subject || looked.has(holder)) continue;
           looked.add(holder);
-          const now = await this.#followAttempts(() => canonicalOf(holder));
+          // Before anything is written: a failure is the store's own (nothing was recorded to carry over).
+          const now = await this.#followAttempts(() => canonicalOf(holder), false);
           if (now !== null && now !== subject && !ids.includes(now)) ids.push(now);
           else if (now === subject) stillMerged.push(holder);
         }

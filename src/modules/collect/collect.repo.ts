@@ -5,6 +5,12 @@ import { textOrder, type DeferredTx, type ModuleMigration, type OrderModifiers, 
 export const EVENT_DATA_CONTEXT = 'collect.events.data';
 
 export type CollectTables = {
+  /** The messageIds of the last day's stored events (migration 0113): kept by a trigger, deleted by retention. */
+  collect_recent_ids: {
+    source: string;
+    message_id: string;
+    received_at: string;
+  };
   collect_events: {
     id: string;
     source: string;
@@ -125,6 +131,46 @@ export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
       await sql`UPDATE collect_events SET dedup_at = ''
         WHERE dedup_at = occurred_at AND occurred_at = received_at AND received_at < ${ran}
           AND NOT EXISTS (SELECT 1 FROM collect_events AS later WHERE later.source = collect_events.source AND later.dedup_at = '' AND later.message_id = collect_events.message_id)`.execute(db);
+    },
+  },
+  {
+    // A messageId a source stored in the last day is a duplicate whatever its time (docs/ingestion.md, Duplicates):
+    // senders that set their own messageId to make a call idempotent get a new timestamp from the client library on
+    // every call. A trigger keeps the ids of the events it inserts and skips an event whose id is kept already, for
+    // every insert (ingestion, imports), as a duplicate on the table's own key is skipped (not returned, not counted).
+    // The retention sweep deletes ids older than the window (collect.recent_ids).
+    name: '0113_collect_recent_message_ids',
+    async up(db, dialect) {
+      await db.schema
+        .createTable('collect_recent_ids')
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('message_id', 'text', (c) => c.notNull())
+        .addColumn('received_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('collect_recent_ids_pk', ['source', 'message_id'])
+        .modifyEnd(dialect === 'sqlite' ? sql`WITHOUT ROWID` : sql``)
+        .execute();
+      await db.schema.createIndex('collect_recent_ids_received').on('collect_recent_ids').columns(['received_at']).execute();
+      if (dialect === 'postgres') {
+        await sql`CREATE FUNCTION collect_events_recent_id() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            -- The very same message again: skipped by the table's own key, without keeping its id once more.
+            IF EXISTS (SELECT 1 FROM collect_events WHERE source = NEW.source AND dedup_at = NEW.dedup_at AND message_id = NEW.message_id) THEN RETURN NULL; END IF;
+            -- Kept here, before the row: a transaction inserting the same id waits for this one, then skips its row.
+            INSERT INTO collect_recent_ids (source, message_id, received_at) VALUES (NEW.source, NEW.message_id, NEW.received_at) ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN RETURN NULL; END IF;
+            RETURN NEW;
+          END $$`.execute(db);
+        await sql`CREATE TRIGGER collect_events_recent_id BEFORE INSERT ON collect_events FOR EACH ROW EXECUTE FUNCTION collect_events_recent_id()`.execute(db);
+      } else {
+        await sql`CREATE TRIGGER collect_events_recent_id BEFORE INSERT ON collect_events
+          WHEN EXISTS (SELECT 1 FROM collect_recent_ids WHERE source = NEW.source AND message_id = NEW.message_id)
+          BEGIN SELECT RAISE(IGNORE); END`.execute(db);
+        await sql`CREATE TRIGGER collect_events_recent_id_kept AFTER INSERT ON collect_events
+          BEGIN INSERT INTO collect_recent_ids (source, message_id, received_at) VALUES (NEW.source, NEW.message_id, NEW.received_at) ON CONFLICT DO NOTHING; END`.execute(db);
+      }
+      // The ids of the last day's events, so the window holds from the upgrade on.
+      const since = new Date(Date.now() - 86_400_000).toISOString();
+      await sql`INSERT INTO collect_recent_ids (source, message_id, received_at) SELECT source, message_id, max(received_at) FROM collect_events WHERE received_at >= ${since} GROUP BY source, message_id`.execute(db);
     },
   },
 ];
@@ -271,6 +317,10 @@ export class CollectRepo {
     let kept = 0;
     for (let i = 0; i < profileIds.length; i += 256) {
       const ids = profileIds.slice(i, i + 256);
+      // Their messageIds kept for duplicate detection go too (a sender may have put something of the person in one).
+      const messages = this.#db.selectFrom('collect_events').select(['source', 'message_id']).where('profile_id', 'in', ids).compile();
+      const forget = this.#db.deleteFrom('collect_recent_ids').where('source', '=', '').where('message_id', '=', '').compile().sql;
+      for (const m of await tx.all<{ source: string; message_id: string }>(messages.sql, messages.parameters)) await tx.run(forget, [m.source, m.message_id]);
       let del = this.#db.deleteFrom('collect_events').where('profile_id', 'in', ids);
       if (keep) del = del.where((eb) => eb.or([eb('event', 'is', null), eb('event', '<>', keep.event), eb('purposes', '<>', keep.purposes)]));
       const compiled = del.compile();

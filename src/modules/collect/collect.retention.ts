@@ -12,6 +12,9 @@ import type { ActivityRevision, Profiles } from '../profiles/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectTables } from './collect.repo.ts';
 import { isRecord } from '../../shared/objects.ts';
 
+/** How long a stored event's messageId makes a message sent again with it a duplicate, whatever its time. */
+export const RECENT_ID_WINDOW = 'P1D';
+
 /** The event the legal obligation keeps (invoices, tax records). */
 export const ORDER_EVENT = 'Order Completed';
 /** The only purpose a reduced order still serves; also how a reduced order is recognised. */
@@ -180,6 +183,10 @@ export class CollectRetention implements RetentionHandler {
         id: 'collect.refusals', module: 'collect', store: 'collect_refusals', category: 'system.operations', period: rawEvents, clock: 'day', action: 'delete', source: 'policy',
         description: `Daily refusal counts (no personal data) are deleted after ${rawEvents}.`,
       },
+      {
+        id: 'collect.recent_ids', module: 'collect', store: 'collect_recent_ids', category: 'system.operations', period: RECENT_ID_WINDOW, clock: 'received_at', action: 'delete', source: 'policy',
+        description: `The messageIds of stored events, kept to answer a message sent again with the same messageId as a duplicate whatever its time, are deleted ${RECENT_ID_WINDOW} after they were received.`,
+      },
     ];
     return [...rules, ...(await this.#fieldRules()).map((r) => r.rule)];
   }
@@ -270,6 +277,8 @@ export class CollectRetention implements RetentionHandler {
     count(old, await this.#delete(old, { kind: 'track', event: ORDER_EVENT }, orderCutoff, options));
     const refusals = rule('collect.refusals');
     count(refusals, await this.#deleteRefusals(rawCutoff.slice(0, 10), options));
+    const recent = rule('collect.recent_ids');
+    count(recent, await this.#deleteRecentIds(subtractDuration(now, RECENT_ID_WINDOW).toISOString(), options));
     return counts;
   }
 
@@ -484,6 +493,24 @@ export class CollectRetention implements RetentionHandler {
       }
     }
     await this.#profiles.reviseActivityIn(tx, revisions, firstSeen);
+  }
+
+  /** The kept messageIds received before `before`, a batch per transaction (the index on received_at finds them). */
+  async #deleteRecentIds(before: string, options: SweepOptions): Promise<number> {
+    if (options.dryRun) {
+      const compiled = this.#db.selectFrom('collect_recent_ids').select((eb) => eb.fn.countAll<number>().as('n')).where('received_at', '<', before).compile();
+      const [row] = await this.#storage.raw.all<{ n: number }>(compiled.sql, compiled.parameters);
+      return Number(row?.n ?? 0);
+    }
+    const batch = this.#db.selectFrom('collect_recent_ids').select('received_at').where('received_at', '<', before).orderBy('received_at').offset(options.batchSize - 1).limit(1).compile();
+    let total = 0;
+    for (;;) {
+      // The batch's last time: everything up to it goes (a few more rows of that very time are harmless).
+      const [bound] = await this.#storage.raw.all<{ received_at: string }>(batch.sql, batch.parameters);
+      const del = bound ? this.#db.deleteFrom('collect_recent_ids').where('received_at', '<=', bound.received_at).compile() : this.#db.deleteFrom('collect_recent_ids').where('received_at', '<', before).compile();
+      total += await this.#storage.raw.transaction((tx) => tx.run(del.sql, del.parameters));
+      if (!bound) return total;
+    }
   }
 
   async #deleteRefusals(beforeDay: string, options: SweepOptions): Promise<number> {

@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { after, before, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { EVENT_DATA_CONTEXT } from '../../modules/collect/collect.repo.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { buildServer, type CandorServer } from '../server.ts';
 
@@ -19,7 +20,7 @@ describeEachDialect('Segment ingest: ids as sent, group ids, page categories, UT
     return (response.json() as { results: Result[] }).results;
   };
   const p = (n: number) => (dialect === 'postgres' ? `$${n}` : '?');
-  const stored = (messageId: string) => ctx.kernel.storage.raw.all<{ profile_id: string; data: string }>(`select profile_id, data from collect_events where message_id = ${p(1)}`, [messageId]);
+  const stored = (messageId: string) => ctx.kernel.storage.raw.all<{ profile_id: string; data: string; data_enc: string | null }>(`select profile_id, data, data_enc from collect_events where message_id = ${p(1)}`, [messageId]);
   const consent = async (id: Record<string, unknown>) => {
     const response = await post('/v1/consent', JSON.stringify({ mechanism: 'banner_save', ...id, purposes: { 'analytics.reporting': 'given', 'personalize.profiling': 'given' } }));
     assert.equal(response.statusCode, 200, response.body);
@@ -58,12 +59,14 @@ describeEachDialect('Segment ingest: ids as sent, group ids, page categories, UT
     assert.equal(fits?.status, 'stored');
   });
 
-  it("keeps a group call's groupId with the stored event", async () => {
+  it("keeps a group call's groupId with the stored event, sealed with the person's key (it may name a household or a person)", async () => {
     await consent({ userId: 'u-group' });
     const [answer] = await results('/v1/group', { userId: 'u-group', groupId: 'acme-1', messageId: 'grp-1', traits: { name: 'ACME' } });
     assert.equal(answer?.status, 'stored');
     const [row] = await stored('grp-1');
-    assert.equal((JSON.parse(row?.data ?? '{}') as { groupId?: string }).groupId, 'acme-1');
+    assert.equal((JSON.parse(row?.data ?? '{}') as { groupId?: string }).groupId, undefined, 'not in the plain part');
+    assert.ok(row?.data_enc);
+    assert.equal((JSON.parse(await ctx.kernel.keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT)) as { groupId?: string }).groupId, 'acme-1');
   });
 
   it("takes a page's category through the plan as the category property, checked as the plan declares it", async () => {

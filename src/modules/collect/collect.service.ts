@@ -417,14 +417,16 @@ export class Collector {
     const personalTraits = split.personal.traits as Record<string, unknown> | undefined;
     const traits = plainTraits === undefined ? personalTraits : personalTraits === undefined ? plainTraits : { ...plainTraits, ...personalTraits };
     const externalIds = keptItems((split.plain.context as Record<string, unknown> | undefined)?.externalIds, (split.personal.context as Record<string, unknown> | undefined)?.externalIds);
+    // A group call's groupId (Segment's required field) names the account, company or household it is about, which may
+    // name a person (a household, an e-mail address): kept in the event's personal envelope, sealed with the person's key.
+    const groupId = message.kind === 'group' ? message.groupId : undefined;
     return {
       linkable: { traits, context: externalIds === undefined ? undefined : { externalIds } },
       stored: {
         purposes,
-        // A group call's groupId names the account or company it is about (Segment's required field): kept with it.
-        plain: message.kind === 'group' && message.groupId !== undefined ? { ...split.plain, groupId: message.groupId } : split.plain,
-        personal: split.personal,
-        hasPersonal: split.personalCount > 0,
+        plain: split.plain,
+        personal: groupId === undefined ? split.personal : { ...split.personal, groupId },
+        hasPersonal: split.personalCount > 0 || groupId !== undefined,
         refusedFields: split.refused,
         traits: message.kind === 'identify' ? traitInputs(plan.fields, split.plain, split.personal, rules) : [],
       },

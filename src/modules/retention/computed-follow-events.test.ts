@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
-import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
-import { openKernel, type Kernel } from '../../kernel.ts';
+import { it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 
 const DAY = 86_400_000;
@@ -10,23 +10,22 @@ const DAY = 86_400_000;
 // comes out of the person's counts, order value and first seen time, in the same transaction (derived data follows
 // its source). Last seen and the inactivity clock stay.
 describeEachDialect('computed traits after retention deletes and reduces events', (dialect) => {
-  let env: TestEnvironment;
-  let kernel: Kernel;
-  before(async () => {
-    env = await createEnvironment(dialect);
-    kernel = await openKernel(env.config);
-  });
-  after(async () => {
-    await kernel?.close();
-    await env?.cleanup();
-  });
-
-  it('takes deleted events out, and counts a reduced order at what is left of it', async () => {
-    const now = Date.now();
-    const ago = (days: number) => new Date(now - days * DAY).toISOString();
-    const [resolved] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-kept-buyer' }], source: 'web', at: new Date(now).toISOString() }]));
+  const ctx = useKernel(dialect);
+  /** A person who consented to reporting and profiling, and what they sent, received now; their profile id. */
+  const buyerWith = async (userId: string, messages: Record<string, unknown>[], now: number) => {
+    const { kernel } = ctx;
+    const [resolved] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date(now).toISOString() }]));
     const buyer = resolved?.profileId as string;
     await kernel.consent.record(buyer, ['analytics.reporting', 'personalize.profiling'].map((purpose) => ({ purpose, state: 'given' as const })), { mechanism: 'banner_save' }, CLI_ACTOR);
+    const stored = await kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt: now, actor: CLI_ACTOR });
+    assert.ok(stored.every((r) => r.status === 'stored'), JSON.stringify(stored));
+    return buyer;
+  };
+
+  it('takes deleted events out, and counts a reduced order at what is left of it', async () => {
+    const { kernel } = ctx;
+    const now = Date.now();
+    const ago = (days: number) => new Date(now - days * DAY).toISOString();
     const order = (messageId: string, days: number, properties: Record<string, unknown>) => ({ type: 'track', userId: 'u-kept-buyer', messageId, event: 'Order Completed', timestamp: ago(days), properties });
     const messages = [
       { type: 'page', userId: 'u-kept-buyer', messageId: 'old-page', name: 'Home', properties: { path: '/' }, timestamp: ago(500) },
@@ -35,8 +34,7 @@ describeEachDialect('computed traits after retention deletes and reduces events'
       order('new-order', 5, { order_id: 'A-3', revenue: 10, currency: 'USD' }),
       { type: 'page', userId: 'u-kept-buyer', messageId: 'new-page', name: 'Home', properties: { path: '/' }, timestamp: ago(1) },
     ];
-    const stored = await kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt: now, actor: CLI_ACTOR });
-    assert.ok(stored.every((r) => r.status === 'stored'), JSON.stringify(stored));
+    const buyer = await buyerWith('u-kept-buyer', messages, now);
     const before = (await kernel.profiles.get([buyer], { decrypt: false })).computed;
     assert.equal(before.eventCount, 5);
     assert.equal(before.orderCount, 3);
@@ -60,17 +58,14 @@ describeEachDialect('computed traits after retention deletes and reduces events'
   });
 
   it('leaves a person whose every event went with no count, no order value and no currency', async () => {
+    const { kernel } = ctx;
     const now = Date.now();
     const ago = (days: number) => new Date(now - days * DAY).toISOString();
-    const [resolved] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-gone-buyer' }], source: 'web', at: new Date(now).toISOString() }]));
-    const buyer = resolved?.profileId as string;
-    await kernel.consent.record(buyer, ['analytics.reporting', 'personalize.profiling'].map((purpose) => ({ purpose, state: 'given' as const })), { mechanism: 'banner_save' }, CLI_ACTOR);
     const messages = [
       { type: 'page', userId: 'u-gone-buyer', messageId: 'gone-page', name: 'Home', properties: { path: '/' }, timestamp: ago(600) },
       { type: 'track', userId: 'u-gone-buyer', messageId: 'gone-order', event: 'Order Completed', timestamp: ago(9 * 366), properties: { order_id: 'G-1', total: 99, currency: 'EUR' } },
     ];
-    const stored = await kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt: now, actor: CLI_ACTOR });
-    assert.ok(stored.every((r) => r.status === 'stored'), JSON.stringify(stored));
+    const buyer = await buyerWith('u-gone-buyer', messages, now);
     await kernel.retention.sweep({ batchSize: 2 });
     const after = (await kernel.profiles.get([buyer], { decrypt: false })).computed;
     assert.equal(after.eventCount, 0);

@@ -98,6 +98,21 @@ describeEachDialect('CSV import', (dialect) => {
     assert.equal(kernel.consent.decide(b, 'marketing.communications.email').allowed, true);
   });
 
+  it('merges nobody for a consent import row the merged person would refuse', async () => {
+    const { kernel } = ctx;
+    const at = new Date().toISOString();
+    const [a] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'refusing-acct' }], source: 'files', at }]));
+    const [b] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'anonymous_id', value: 'refusing-dev' }], source: 'files', at }]));
+    const account = a?.profileId as string;
+    const device = b?.profileId as string;
+    assert.ok(account && device && account !== device);
+    // The account refused the import's purposes: the row is refused, and links nobody.
+    await kernel.consent.record(account, [{ purpose: 'analytics.reporting', state: 'refused' }, { purpose: 'personalize.profiling', state: 'refused' }], { mechanism: 'banner_save' }, CLI_ACTOR);
+    const { summary } = await run('user_id,anonymous_id,event\nrefusing-acct,refusing-dev,Product Viewed\n', { kind: 'events', basis: 'consent', purposes: ['analytics.reporting', 'personalize.profiling'] });
+    assert.equal(summary.refused, 1);
+    assert.equal(await kernel.identity.canonical(device), device, 'a refused row merges nobody');
+  });
+
   it('stores the rows read after another process published a tracking plan under that plan', async () => {
     const { kernel } = ctx;
     const original = (await kernel.catalog.plan()).plan;

@@ -1150,16 +1150,21 @@ class ImportRun {
     // As the Collector does before its gate: the suppression list, then who is known already (looking up creates nothing).
     const all = [...people.values()];
     const suppressed = await identity.isSuppressedBatch(storage.raw, all.map((p) => p.lookup));
-    const open = all.filter((_, i) => !suppressed[i]).map((p) => p.link);
-    const profiles = new Set<string>();
-    if (open.length > 0) {
-      // The person each row will be stored for, resolved as the pipeline resolves it (the strongest identifier first,
-      // the limit per identifier type): a look-up by whichever identifier is known could name someone else, such as
-      // the account that holds a shared e-mail address next to a new user id. Checked again where profiles are made
-      // (an erasure committed since the check above: nobody is made for it).
+    const open = all.filter((_, i) => !suppressed[i]);
+    // The person each row will be stored for: the holder of its strongest identifier when that is known (the pipeline
+    // writes the row there; looking up creates and merges nothing, so a row the gate refuses merges nobody). Not
+    // whichever identifier is known: that could be someone else, such as the account holding a shared e-mail address
+    // next to a new user id.
+    const known = open.length > 0 ? await identity.lookupBatch(storage.raw, open.map((p) => p.lookup), { strongestOnly: true }) : [];
+    const profiles = new Set(known.filter((id): id is string => id !== null));
+    const unknown = open.filter((_, i) => known[i] === null).map((p) => p.link);
+    if (unknown.length > 0) {
+      // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's
+      // address is someone new). Checked again where profiles are made (an erasure committed since the check above:
+      // nobody is made for it).
       const resolutions = await storage.raw.transaction(async (tx) => {
-        const erased = await identity.suppressedInGroup(tx, open);
-        return identity.resolveBatch(tx, open.filter((_, i) => !erased[i]));
+        const erased = await identity.suppressedInGroup(tx, unknown);
+        return identity.resolveBatch(tx, unknown.filter((_, i) => !erased[i]));
       });
       const merges = resolutions.flatMap((r) => r.merges);
       if (merges.length > 0) await identity.notifyMerges(merges);

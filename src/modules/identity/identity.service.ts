@@ -285,9 +285,11 @@ export class Identity {
 
   /**
    * The canonical profile of each item as far as the graph knows it (that of its strongest known identifier), or
-   * null. Creates nothing. Run outside a transaction (tx = storage.raw), what it reads also warms the cache.
+   * null. Creates nothing. Run outside a transaction (tx = storage.raw), what it reads also warms the cache. With
+   * `strongestOnly`, only an item whose strongest identifier is known has one: the profile its data is written to
+   * (a weaker identifier's profile may not be, such as one holding another user id).
    */
-  async lookupBatch(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<(string | null)[]> {
+  async lookupBatch(tx: SqlExecutor, items: readonly ResolveItem[], options: { strongestOnly?: boolean } = {}): Promise<(string | null)[]> {
     const prepared = items.map((item) => this.#prepare(item));
     const found = new Map<string, string>();
     const missing = new Map<string, Pair>();
@@ -317,6 +319,7 @@ export class Identity {
       for (const id of asStored(item, (key) => found.has(key)).ids) {
         const canonical = found.get(id.key);
         if (canonical !== undefined) return canonical;
+        if (options.strongestOnly) return null;
       }
       return null;
     });

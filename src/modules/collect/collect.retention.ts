@@ -8,7 +8,7 @@ import type { RetentionHandler, RetentionRule, SweepCount, SweepMark, SweepOptio
 import { StatementTexts, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { Catalog, OutlineSection } from '../catalog/index.ts';
 import type { Keyring } from '../crypto/index.ts';
-import type { ActivityRevision, Profiles } from '../profiles/index.ts';
+import type { Profiles, StoredActivity } from '../profiles/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectTables } from './collect.repo.ts';
 import { isRecord } from '../../shared/objects.ts';
 
@@ -56,7 +56,7 @@ export const COLLECT_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
 
 type Row = Pick<CollectTables['collect_events'], 'id' | 'profile_id' | 'event' | 'occurred_at' | 'data' | 'data_enc' | 'purposes'>;
 /** What a deleted event leaves to take out of computed traits (its plain part only for orders). */
-type Deleted = Pick<CollectTables['collect_events'], 'profile_id' | 'event'> & { data?: string };
+type Deleted = Pick<CollectTables['collect_events'], 'profile_id'>;
 type Filter = { kind?: string; event?: string; notEvent?: string };
 
 /** The nearest category above every one of these (`user.location` for `user.location.precise` and `user.location.imprecise`). */
@@ -152,10 +152,10 @@ export class CollectRetention implements RetentionHandler {
   readonly #catalog: Catalog;
   readonly #keyring: Keyring;
   readonly #policy: EventRetentionPolicy;
-  readonly #profiles: Pick<Profiles, 'reviseActivityIn'> | undefined;
+  readonly #profiles: Pick<Profiles, 'recountActivityIn'> | undefined;
   readonly #texts = new StatementTexts();
 
-  constructor(deps: { storage: Storage; catalog: Catalog; keyring: Keyring; profiles?: Pick<Profiles, 'reviseActivityIn'> }, policy: EventRetentionPolicy) {
+  constructor(deps: { storage: Storage; catalog: Catalog; keyring: Keyring; profiles?: Pick<Profiles, 'recountActivityIn'> }, policy: EventRetentionPolicy) {
     this.#profiles = deps.profiles;
     this.#storage = deps.storage;
     this.#db = deps.storage.db.withTables<CollectTables>();
@@ -351,8 +351,8 @@ export class CollectRetention implements RetentionHandler {
   async #delete(rule: RetentionRule, filter: Filter, cutoff: string, options: SweepOptions): Promise<number> {
     if (options.dryRun) return this.#walk(rule, filter, { floor: '', cutoff }, options, 'id', (rows) => Promise.resolve(rows.length));
     const { context, batchSize } = options;
-    // What computed traits need of each deleted event: an order's plain part holds the value they added.
-    const returned: (keyof Deleted)[] = filter.notEvent === ORDER_EVENT ? ['profile_id', 'event'] : ['profile_id', 'event', 'data'];
+    // Whose computed traits are counted again.
+    const returned: (keyof Deleted)[] = ['profile_id'];
     const startedId = `evt_${(Date.now() - 60_000).toString(36).padStart(9, '0')}`;
     const mark: SweepMark = (await context.mark(markKey(rule))) ?? { at: '', id: '' };
     let total = 0;
@@ -407,11 +407,12 @@ export class CollectRetention implements RetentionHandler {
   }
 
   async #rewrite(rewrite: Rewrite, options: SweepOptions): Promise<number> {
-    const update = this.#texts.get('rewrite', () => this.#db.updateTable('collect_events').set({ data: '', data_enc: null, purposes: '' }).where('id', '=', '').compile().sql);
+    const update = this.#texts.get('rewrite', () => this.#db.updateTable('collect_events').set({ data: '', data_enc: null, purposes: '' }).where('id', '=', '').where('data', '=', '').where('purposes', '=', '').compile().sql);
     return this.#walk(rewrite.rule, rewrite.filter, { floor: rewrite.floor, cutoff: rewrite.cutoff }, options, 'row', async (rows) => {
       // Decrypting and re-encrypting happen outside the transaction (a key load may need the database).
       const changes: unknown[][] = [];
-      const revisions: ActivityRevision[] = [];
+      // People whose orders change value (a reduced order keeps `total`, not `revenue`): counted again.
+      const recount = new Set<string>();
       for (const row of rows) {
         const personal = async () => {
           if (row.data_enc === null) return null;
@@ -435,64 +436,52 @@ export class CollectRetention implements RetentionHandler {
           continue;
         }
         const dataEnc = keepSealed ? row.data_enc : hasPersonal ? await this.#keyring.encrypt(row.profile_id, JSON.stringify(result.personal), EVENT_DATA_CONTEXT) : null;
-        changes.push([data, dataEnc, purposes, row.id]);
-        // An order whose value field went (a reduced order keeps `total`, not `revenue`) is now worth what is left.
-        if (row.event === ORDER_EVENT && row.profile_id !== null) {
-          const before = orderValueOf(JSON.parse(row.data) as Record<string, unknown>);
-          const after = orderValueOf(result.plain);
-          if (before?.value !== after?.value || before?.currency !== after?.currency) {
-            revisions.push({ profileId: row.profile_id, events: 0, orders: 0, out: before ? [before] : [], back: after ? [after] : [] });
-          }
-        }
+        // Only while the row is as read: another sweep (a server and `candor retention sweep`, two nodes) may have
+        // rewritten it since, and then this one changes and counts nothing.
+        changes.push([data, dataEnc, purposes, row.id, row.data, row.purposes]);
+        if (row.event === ORDER_EVENT && row.profile_id !== null) recount.add(row.profile_id);
       }
       if (changes.length === 0 || options.dryRun) return changes.length;
       return this.#storage.raw.transaction(async (tx) => {
         let n = 0;
         for (const params of changes) n += await tx.run(update, params);
-        await this.#revise(tx, revisions, false);
+        await this.#recount(tx, [...recount]);
         return n;
       });
     });
   }
 
   /**
-   * Runs one batch's DELETE … RETURNING and takes what it deleted out of the people's computed traits in the same
-   * transaction (their earliest event left read after the delete).
+   * Runs one batch's DELETE … RETURNING and counts the people's computed traits again in the same transaction.
    */
   async #deleteRevising(compiled: { sql: string; parameters: readonly unknown[] }): Promise<number> {
     return this.#storage.raw.transaction(async (tx) => {
       const deleted = await tx.all<Deleted>(compiled.sql, compiled.parameters);
-      const revisions = new Map<string, ActivityRevision & { out: { value: number; currency: string | null }[] }>();
-      for (const row of deleted) {
-        if (row.profile_id === null) continue;
-        let revision = revisions.get(row.profile_id);
-        if (revision === undefined) {
-          revision = { profileId: row.profile_id, events: 0, orders: 0, out: [], back: [] };
-          revisions.set(row.profile_id, revision);
-        }
-        revision.events++;
-        if (row.event !== ORDER_EVENT) continue;
-        revision.orders++;
-        const value = row.data === undefined ? undefined : orderValueOf(JSON.parse(row.data) as Record<string, unknown>);
-        if (value !== undefined) revision.out.push(value);
-      }
-      await this.#revise(tx, [...revisions.values()], true);
+      await this.#recount(tx, [...new Set(deleted.flatMap((row) => (row.profile_id === null ? [] : [row.profile_id])))]);
       return deleted.length;
     });
   }
 
-  /** Hands revisions of computed traits to profiles, with each person's earliest event left when events were deleted. */
-  async #revise(tx: SqlExecutor, revisions: readonly ActivityRevision[], deleted: boolean): Promise<void> {
-    if (this.#profiles === undefined || revisions.length === 0) return;
-    const firstSeen = new Map<string, string | null>();
-    if (deleted) {
-      const text = this.#texts.get('first-left', () => this.#db.selectFrom('collect_events').select('occurred_at').where('profile_id', '=', '').orderBy('occurred_at').limit(1).compile().sql);
-      for (const { profileId } of revisions) {
-        const [first] = await tx.all<{ occurred_at: string }>(text, [profileId, 1]);
-        firstSeen.set(profileId, first?.occurred_at ?? null);
+  /** Counts these people's computed traits again from the events left (Profiles.recountActivityIn). */
+  async #recount(tx: SqlExecutor, profileIds: readonly string[]): Promise<void> {
+    if (this.#profiles === undefined || profileIds.length === 0) return;
+    await this.#profiles.recountActivityIn(tx, profileIds, async (ids) => {
+      const left = new Map<string, StoredActivity & { orders: StoredActivity['orders'][number][] }>();
+      for (let i = 0; i < ids.length; i += 256) {
+        const part = ids.slice(i, i + 256);
+        const counts = this.#db.selectFrom('collect_events').select((eb) => ['profile_id', eb.fn.countAll<number>().as('n'), eb.fn.min('occurred_at').as('first')]).where('profile_id', 'in', part).groupBy('profile_id').compile();
+        for (const row of await tx.all<{ profile_id: string; n: number; first: string | null }>(counts.sql, counts.parameters)) {
+          left.set(row.profile_id, { events: Number(row.n), firstSeenAt: row.first, orders: [] });
+        }
+        // In the order received; the ids of one request's events follow the messages' order in it.
+        const orders = this.#db.selectFrom('collect_events').select(['profile_id', 'received_at', 'data']).where('profile_id', 'in', part).where('kind', '=', 'track').where('event', '=', ORDER_EVENT).orderBy('received_at').orderBy('id').compile();
+        for (const row of await tx.all<{ profile_id: string; received_at: string; data: string }>(orders.sql, orders.parameters)) {
+          const value = orderValueOf(JSON.parse(row.data) as Record<string, unknown>);
+          left.get(row.profile_id)?.orders.push({ value: value?.value, currency: value?.currency ?? null, receivedAt: row.received_at });
+        }
       }
-    }
-    await this.#profiles.reviseActivityIn(tx, revisions, firstSeen);
+      return left;
+    });
   }
 
   /** The kept messageIds received before `before`, a batch per transaction (the index on received_at finds them). */

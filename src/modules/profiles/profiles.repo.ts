@@ -214,8 +214,10 @@ export class ProfilesRepo {
    */
   async computedForUpdate(tx: SqlExecutor, profileIds: readonly string[]): Promise<ComputedRow[]> {
     const out: ComputedRow[] = [];
-    for (let i = 0; i < profileIds.length; i += 256) {
-      const part = [...profileIds.slice(i, i + 256)].sort();
+    // One order for all (ingestion upserts its rows sorted too), so two writers never wait for each other in a circle.
+    const ids = [...new Set(profileIds)].sort();
+    for (let i = 0; i < ids.length; i += 256) {
+      const part = ids.slice(i, i + 256);
       const compiled = this.#db.selectFrom('profiles_computed').selectAll().where('profile_id', 'in', part).orderBy('profile_id').compile();
       const rows = await tx.all<ComputedRow>(compiled.sql + (this.#dialect === 'postgres' ? ' FOR UPDATE' : ''), compiled.parameters);
       for (const r of rows) {
@@ -225,7 +227,7 @@ export class ProfilesRepo {
     return out;
   }
 
-  /** Writes the counts, order value, currency and first seen time of computed rows (see Profiles.reviseActivityIn). */
+  /** Writes the counts, order value, currency and first seen time of computed rows (see Profiles.recountActivityIn). */
   async reviseComputed(tx: SqlExecutor, rows: readonly ComputedRow[]): Promise<void> {
     for (const row of rows) {
       const compiled = this.#db

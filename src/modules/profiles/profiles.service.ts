@@ -20,15 +20,13 @@ export interface TraitInput {
 }
 
 /** Something a profile did: every activity counts as an event; an `Order Completed` event counts as an order. */
-/** What retention took from one profile's stored events (see Profiles.reviseActivityIn). */
-export interface ActivityRevision {
-  profileId: string;
-  /** Events deleted, and how many of them were orders. */
+/** What is left of one profile's stored events, for Profiles.recountActivityIn. */
+export interface StoredActivity {
+  /** How many events are stored, and the earliest one's time (null: none). */
   events: number;
-  orders: number;
-  /** Order values taken out (an order deleted, or rewritten) and put back (what a rewritten order is worth now). */
-  out: readonly { value: number; currency: string | null }[];
-  back: readonly { value: number; currency: string | null }[];
+  firstSeenAt: string | null;
+  /** Its stored orders in the order Candor received them, each with its value as ingestion reads it (revenue, else total). */
+  orders: readonly { value: number | undefined; currency: string | null; receivedAt: string }[];
 }
 
 export interface ActivityInput {
@@ -434,46 +432,42 @@ export class Profiles {
   }
 
   /**
-   * Takes events that retention deleted or rewrote out of computed traits, in `tx` (the one that deletes or rewrites
-   * them): derived data follows its source. Counts and orders go down; an order's value (as recordActivityBatch added
-   * it: revenue naming no currency or the profile's) comes out, and what a rewritten order is worth now goes back in;
-   * a profile left with no priced order has no currency. `firstSeen`: per profile, its earliest event left (null: none
-   * left, first seen then reads as its last seen). Last seen and the activity clock of the inactivity rule stay.
+   * Counts computed traits again from what is stored, in `tx` (the transaction that deleted or rewrote events): derived
+   * data follows its source. The rows are locked first (PostgreSQL; SQLite's writer holds the database), then `stored`
+   * reads what is left, so an ingestion of the moment is either in that read or adds to the row after it. Events and
+   * orders are counted, the currency and order value worked out as recordActivityBatch does (the first priced order
+   * naming a currency, in the order received, gives the currency; revenue in another is not added, revenue naming none
+   * is), first seen is the earliest event left (none left: the last seen time). Last seen and the activity clock of the
+   * inactivity rule stay. Counting again, not subtracting: two sweeps at once end with the same result.
    */
-  async reviseActivityIn(tx: SqlExecutor, changes: readonly ActivityRevision[], firstSeen: ReadonlyMap<string, string | null>): Promise<void> {
-    const ids = [...new Set([...changes.map((c) => c.profileId), ...firstSeen.keys()])];
-    if (ids.length === 0) return;
-    const rows = await this.#repo.computedForUpdate(tx, ids);
-    const byId = new Map(rows.map((row) => [row.profile_id, row]));
-    for (const change of changes) {
-      const row = byId.get(change.profileId);
-      if (row === undefined) continue;
-      row.event_count = Math.max(0, row.event_count - change.events);
-      row.order_count = Math.max(0, row.order_count - change.orders);
-      const counted = (currency: string | null) => currency === null || (row.currency !== null && row.currency === currency.toUpperCase());
-      for (const out of change.out) {
-        if (!(Math.abs(out.value) <= MAX_ORDER_VALUE) || !counted(out.currency)) continue;
-        row.total_order_value -= out.value;
-        row.priced_order_count--;
-      }
-      for (const back of change.back) {
-        if (!(Math.abs(back.value) <= MAX_ORDER_VALUE) || !counted(back.currency)) continue;
-        row.total_order_value += back.value;
+  async recountActivityIn(tx: SqlExecutor, profileIds: readonly string[], stored: (ids: readonly string[]) => Promise<ReadonlyMap<string, StoredActivity>>): Promise<void> {
+    if (profileIds.length === 0) return;
+    const rows = await this.#repo.computedForUpdate(tx, profileIds);
+    if (rows.length === 0) return;
+    const left = await stored(rows.map((row) => row.profile_id));
+    for (const row of rows) {
+      const activity = left.get(row.profile_id) ?? { events: 0, firstSeenAt: null, orders: [] };
+      const before = { currency: row.currency, currencyAt: row.currency_at };
+      row.event_count = activity.events;
+      row.order_count = activity.orders.length;
+      row.total_order_value = 0;
+      row.priced_order_count = 0;
+      row.currency = null;
+      row.currency_at = null;
+      for (const order of activity.orders) {
+        if (order.value === undefined || !(Math.abs(order.value) <= MAX_ORDER_VALUE)) continue;
+        const currency = order.currency?.toUpperCase() ?? null;
+        if (currency !== null && row.currency === null) {
+          row.currency = currency;
+          row.currency_at = order.receivedAt;
+        } else if (currency !== null && currency !== row.currency) continue;
+        row.total_order_value += order.value;
         row.priced_order_count++;
       }
-      if (row.priced_order_count <= 0) {
-        row.priced_order_count = 0;
-        row.total_order_value = 0;
-        row.currency = null;
-        row.currency_at = null;
-        row.currency_position = null;
-      }
-    }
-    for (const [profileId, first] of firstSeen) {
-      const row = byId.get(profileId);
-      if (row === undefined) continue;
-      const earliest = first ?? row.last_seen_at;
-      if (earliest > row.first_seen_at) row.first_seen_at = earliest < row.last_seen_at ? earliest : row.last_seen_at;
+      // Its place in its request is not stored with the event: kept while the currency came from the same order.
+      if (row.currency !== before.currency || row.currency_at !== before.currencyAt) row.currency_position = null;
+      const first = activity.firstSeenAt ?? row.last_seen_at;
+      row.first_seen_at = first < row.last_seen_at ? first : row.last_seen_at;
     }
     await this.#repo.reviseComputed(tx, rows);
   }

@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
+import type { ComputedTraits } from '../profiles/index.ts';
+
+const pick = (c: ComputedTraits) => ({ orderCount: c.orderCount, totalOrderValue: c.totalOrderValue, currency: c.currency });
 
 const DAY = 86_400_000;
 
@@ -75,5 +79,36 @@ describeEachDialect('computed traits after retention deletes and reduces events'
     assert.equal(after.currency, null);
     assert.equal(after.lastSeenAt, ago(600), 'last seen stays: the inactivity rule counts from it');
     assert.equal(after.firstSeenAt, after.lastSeenAt);
+  });
+
+  it('takes the currency of the next priced order left when the one that gave it goes', async () => {
+    const { kernel } = ctx;
+    const now = Date.now();
+    const ago = (days: number) => new Date(now - days * DAY).toISOString();
+    const order = (messageId: string, days: number, properties: Record<string, unknown>) => ({ type: 'track', userId: 'u-two-currencies', messageId, event: 'Order Completed', timestamp: ago(days), properties });
+    // The USD order comes first in the request: the profile's currency is USD, and the EUR order is not added.
+    const buyer = await buyerWith('u-two-currencies', [order('usd-old', 8 * 366, { order_id: 'C-1', total: 100, currency: 'USD' }), order('eur-new', 5, { order_id: 'C-2', total: 20, currency: 'EUR' })], now);
+    assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), { orderCount: 2, totalOrderValue: 100, currency: 'USD' });
+    await kernel.retention.sweep({ batchSize: 2 });
+    assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), { orderCount: 1, totalOrderValue: 20, currency: 'EUR' });
+    const more = await kernel.collect.ingest([order('eur-later', 1, { order_id: 'C-3', total: 30, currency: 'EUR' })].map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR });
+    assert.equal(more[0]?.status, 'stored');
+    assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), { orderCount: 2, totalOrderValue: 50, currency: 'EUR' });
+  });
+
+  // Several nodes share a PostgreSQL database; on SQLite one process writes at a time (a second sweep waits for it).
+  it('ends with the same counts when two processes sweep at once', { skip: dialect === 'sqlite' ? 'several nodes: PostgreSQL' : false }, async () => {
+    const { kernel } = ctx;
+    const now = Date.now();
+    const ago = (days: number) => new Date(now - days * DAY).toISOString();
+    const orders = Array.from({ length: 6 }, (_, i) => ({ type: 'track', userId: 'u-two-sweeps', messageId: `two-sweeps-${i}`, event: 'Order Completed', timestamp: ago(600 + i), properties: { order_id: `S-${i}`, revenue: 40, total: 42.5, currency: 'USD' } }));
+    const buyer = await buyerWith('u-two-sweeps', orders, now);
+    const other = await openKernel(ctx.env.config);
+    try {
+      await Promise.all([kernel.retention.sweep({ batchSize: 2 }), other.retention.sweep({ batchSize: 2 })]);
+    } finally {
+      await other.close();
+    }
+    assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), { orderCount: 6, totalOrderValue: 255, currency: 'USD' });
   });
 });

@@ -113,6 +113,16 @@ describeEachDialect('CSV import', (dialect) => {
     assert.equal(await kernel.identity.canonical(device), device, 'a refused row merges nobody');
   });
 
+  it('links no new user id to a device whose person opted out of the imported purposes', async () => {
+    const { kernel } = ctx;
+    const [b] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'anonymous_id', value: 'opted-out-dev' }], source: 'files', at: new Date().toISOString() }]));
+    const device = b?.profileId as string;
+    await kernel.consent.record(device, [{ purpose: 'analytics.reporting', state: 'refused' }, { purpose: 'personalize.profiling', state: 'refused' }], { mechanism: 'banner_save' }, CLI_ACTOR);
+    const { summary } = await run('user_id,anonymous_id,event\nopted-out-new,opted-out-dev,Product Viewed\n', { kind: 'events', basis: 'consent', purposes: ['analytics.reporting', 'personalize.profiling'] });
+    assert.equal(summary.refused, 1);
+    assert.equal(await profileOf('opted-out-new'), null, 'the new user id is linked to nobody');
+  });
+
   it('stores the rows read after another process published a tracking plan under that plan', async () => {
     const { kernel } = ctx;
     const original = (await kernel.catalog.plan()).plan;

@@ -1157,14 +1157,25 @@ class ImportRun {
     // next to a new user id.
     const known = open.length > 0 ? await identity.lookupBatch(storage.raw, open.map((p) => p.lookup), { strongestOnly: true }) : [];
     const profiles = new Set(known.filter((id): id is string => id !== null));
-    const unknown = open.filter((_, i) => known[i] === null).map((p) => p.link);
+    let unknown = open.filter((_, i) => known[i] === null);
+    if (unknown.length > 0) {
+      // A new strongest identifier beside one a person holds who opted out of every claimed purpose: the import records
+      // nothing for them and the gate refuses the row, which must then link nobody; resolving it here would commit the
+      // link first. Left to the pipeline.
+      const weaker = await identity.lookupBatch(storage.raw, unknown.map((p) => p.lookup));
+      const holders = [...new Set(weaker.filter((id): id is string => id !== null))];
+      if (holders.length > 0) await consent.load(holders);
+      const optedOut = (id: string | null) => id !== null && this.#claim.purposes.every((purpose) => { const reason = consent.decide(id, purpose).reason; return reason === 'refused' || reason === 'withdrawn'; });
+      unknown = unknown.filter((_, i) => !optedOut(weaker[i] ?? null));
+    }
     if (unknown.length > 0) {
       // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's
       // address is someone new). Checked again where profiles are made (an erasure committed since the check above:
       // nobody is made for it).
+      const links = unknown.map((p) => p.link);
       const resolutions = await storage.raw.transaction(async (tx) => {
-        const erased = await identity.suppressedInGroup(tx, unknown);
-        return identity.resolveBatch(tx, unknown.filter((_, i) => !erased[i]));
+        const erased = await identity.suppressedInGroup(tx, links);
+        return identity.resolveBatch(tx, links.filter((_, i) => !erased[i]));
       });
       const merges = resolutions.flatMap((r) => r.merges);
       if (merges.length > 0) await identity.notifyMerges(merges);

@@ -895,7 +895,8 @@ export class Collector {
       tx,
       withTraits.map((r) => ({ profileId: holderOf(r), traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt, person: persons?.get(r.resolution.profileId) })),
     );
-    await profiles.recordActivityBatch(tx, fresh.map((r) => activityOf(holderOf(r), r.pending)));
+    // Positions in the group's order, which is the order of the events' ids (retention counts orders again by those).
+    await profiles.recordActivityBatch(tx, fresh.map((r, position) => activityOf(holderOf(r), r.pending, position)));
     await this.#repo.addRefusals(tx, counts);
     for (const { pending: p } of storable) {
       if (results.has(p)) continue;
@@ -1152,11 +1153,12 @@ function traitInputs(fields: readonly KeptField[], plain: Record<string, unknown
   return out;
 }
 
-function activityOf(profileId: string, p: Pending): ActivityInput {
+function activityOf(profileId: string, p: Pending, position: number): ActivityInput {
   const props = (p.plain.properties ?? {}) as Record<string, unknown>;
   const revenue = typeof props.revenue === 'number' ? props.revenue : typeof props.total === 'number' ? props.total : undefined;
-  // Its position in its request orders it among the messages received with it (a batch is its messages one by one).
-  const activity: ActivityInput = { profileId, at: p.message.occurredAt, receivedAt: p.receivedAt, position: p.index, kind: p.message.kind };
+  // Its place among the messages received with it: the group's order, in which each request's messages come one by one
+  // (a batch is its messages one by one), so positions of two requests received in one millisecond compare too.
+  const activity: ActivityInput = { profileId, at: p.message.occurredAt, receivedAt: p.receivedAt, position, kind: p.message.kind };
   if (p.message.name) activity.event = p.message.name;
   if (p.message.name === 'Order Completed' && revenue !== undefined) activity.revenue = revenue;
   if (typeof props.currency === 'string') activity.currency = props.currency;

@@ -99,6 +99,25 @@ describeEachDialect('computed traits after retention deletes and reduces events'
     assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), { orderCount: 2, totalOrderValue: 50, currency: 'EUR' });
   });
 
+  it('orders two requests received in one millisecond as ingestion did, when it counts again', async () => {
+    const { kernel } = ctx;
+    const now = Date.now();
+    const ago = (days: number) => new Date(now - days * DAY).toISOString();
+    const buyer = await buyerWith('u-one-ms', [{ type: 'page', userId: 'u-one-ms', messageId: 'one-ms-old', name: 'Home', properties: { path: '/' }, timestamp: ago(600) }], now - 5000);
+    const receivedAt = Date.now();
+    const send = (messages: Record<string, unknown>[]) => kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt, actor: CLI_ACTOR });
+    const pages = Array.from({ length: 5 }, (_, i) => ({ type: 'page', userId: 'u-one-ms', messageId: `one-ms-a${i}`, name: 'Home', properties: { path: '/' }, timestamp: ago(1) }));
+    // The EUR order is the sixth message of its request, the USD one the first of the other's.
+    const first = [...pages, { type: 'track', userId: 'u-one-ms', messageId: 'one-ms-eur', event: 'Order Completed', properties: { order_id: 'M-1', revenue: 5, currency: 'EUR' }, timestamp: ago(1) }];
+    const second = [{ type: 'track', userId: 'u-one-ms', messageId: 'one-ms-usd', event: 'Order Completed', properties: { order_id: 'M-2', revenue: 7, currency: 'USD' }, timestamp: ago(1) }];
+    const results = await Promise.all([send(first), send(second)]);
+    assert.ok(results.flat().every((r) => r.status === 'stored'));
+    const ingested = pick((await kernel.profiles.get([buyer], { decrypt: false })).computed);
+    // Only the 600-day-old page goes: the orders are counted again, and must read as they did.
+    await kernel.retention.sweep({ batchSize: 100 });
+    assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), ingested);
+  });
+
   it('ends with the same counts when two processes sweep at once', async () => {
     const { kernel } = ctx;
     const now = Date.now();

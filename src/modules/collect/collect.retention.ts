@@ -8,7 +8,7 @@ import type { RetentionHandler, RetentionRule, SweepCount, SweepMark, SweepOptio
 import { StatementTexts, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { Catalog, OutlineSection } from '../catalog/index.ts';
 import type { Keyring } from '../crypto/index.ts';
-import type { Profiles, StoredActivity } from '../profiles/index.ts';
+import type { ActivityRevision, Profiles, StoredActivity } from '../profiles/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectTables } from './collect.repo.ts';
 import { isRecord } from '../../shared/objects.ts';
 
@@ -56,7 +56,7 @@ export const COLLECT_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
 
 type Row = Pick<CollectTables['collect_events'], 'id' | 'profile_id' | 'event' | 'occurred_at' | 'data' | 'data_enc' | 'purposes'>;
 /** What a deleted event leaves to take out of computed traits (its plain part only for orders). */
-type Deleted = Pick<CollectTables['collect_events'], 'profile_id'>;
+type Deleted = Pick<CollectTables['collect_events'], 'profile_id' | 'kind' | 'event'>;
 type Filter = { kind?: string; event?: string; notEvent?: string };
 
 /** The nearest category above every one of these (`user.location` for `user.location.precise` and `user.location.imprecise`). */
@@ -152,10 +152,10 @@ export class CollectRetention implements RetentionHandler {
   readonly #catalog: Catalog;
   readonly #keyring: Keyring;
   readonly #policy: EventRetentionPolicy;
-  readonly #profiles: Pick<Profiles, 'recountActivityIn'> | undefined;
+  readonly #profiles: Pick<Profiles, 'reviseActivityIn'> | undefined;
   readonly #texts = new StatementTexts();
 
-  constructor(deps: { storage: Storage; catalog: Catalog; keyring: Keyring; profiles?: Pick<Profiles, 'recountActivityIn'> }, policy: EventRetentionPolicy) {
+  constructor(deps: { storage: Storage; catalog: Catalog; keyring: Keyring; profiles?: Pick<Profiles, 'reviseActivityIn'> }, policy: EventRetentionPolicy) {
     this.#profiles = deps.profiles;
     this.#storage = deps.storage;
     this.#db = deps.storage.db.withTables<CollectTables>();
@@ -351,8 +351,8 @@ export class CollectRetention implements RetentionHandler {
   async #delete(rule: RetentionRule, filter: Filter, cutoff: string, options: SweepOptions): Promise<number> {
     if (options.dryRun) return this.#walk(rule, filter, { floor: '', cutoff }, options, 'id', (rows) => Promise.resolve(rows.length));
     const { context, batchSize } = options;
-    // Whose computed traits are counted again.
-    const returned: (keyof Deleted)[] = ['profile_id'];
+    // Whose computed traits lose what, and whether an order went.
+    const returned: (keyof Deleted)[] = ['profile_id', 'kind', 'event'];
     const startedId = `evt_${(Date.now() - 60_000).toString(36).padStart(9, '0')}`;
     const mark: SweepMark = (await context.mark(markKey(rule))) ?? { at: '', id: '' };
     let total = 0;
@@ -445,39 +445,58 @@ export class CollectRetention implements RetentionHandler {
       return this.#storage.raw.transaction(async (tx) => {
         let n = 0;
         for (const params of changes) n += await tx.run(update, params);
-        await this.#recount(tx, [...recount]);
+        await this.#revise(tx, [...recount].map((profileId) => ({ profileId, deleted: 0, deletedOrders: 0, ordersChanged: true })));
         return n;
       });
     });
   }
 
   /**
-   * Runs one batch's DELETE … RETURNING and counts the people's computed traits again in the same transaction.
+   * Runs one batch's DELETE … RETURNING and revises the people's computed traits in the same transaction.
    */
   async #deleteRevising(compiled: { sql: string; parameters: readonly unknown[] }): Promise<number> {
     return this.#storage.raw.transaction(async (tx) => {
       const deleted = await tx.all<Deleted>(compiled.sql, compiled.parameters);
-      await this.#recount(tx, [...new Set(deleted.flatMap((row) => (row.profile_id === null ? [] : [row.profile_id])))]);
+      const revisions = new Map<string, ActivityRevision & { deleted: number; deletedOrders: number; ordersChanged: boolean }>();
+      for (const row of deleted) {
+        if (row.profile_id === null) continue;
+        let revision = revisions.get(row.profile_id);
+        if (revision === undefined) {
+          revision = { profileId: row.profile_id, deleted: 0, deletedOrders: 0, ordersChanged: false };
+          revisions.set(row.profile_id, revision);
+        }
+        revision.deleted++;
+        if (row.kind === 'track' && row.event === ORDER_EVENT) {
+          revision.deletedOrders++;
+          revision.ordersChanged = true;
+        }
+      }
+      await this.#revise(tx, [...revisions.values()]);
       return deleted.length;
     });
   }
 
-  /** Counts these people's computed traits again from the events left (Profiles.recountActivityIn). */
-  async #recount(tx: SqlExecutor, profileIds: readonly string[]): Promise<void> {
-    if (this.#profiles === undefined || profileIds.length === 0) return;
-    await this.#profiles.recountActivityIn(tx, profileIds, async (ids) => {
-      const left = new Map<string, StoredActivity & { orders: StoredActivity['orders'][number][] }>();
-      for (let i = 0; i < ids.length; i += 256) {
-        const part = ids.slice(i, i + 256);
-        const counts = this.#db.selectFrom('collect_events').select((eb) => ['profile_id', eb.fn.countAll<number>().as('n'), eb.fn.min('occurred_at').as('first')]).where('profile_id', 'in', part).groupBy('profile_id').compile();
-        for (const row of await tx.all<{ profile_id: string; n: number; first: string | null }>(counts.sql, counts.parameters)) {
-          left.set(row.profile_id, { events: Number(row.n), firstSeenAt: row.first, orders: [] });
-        }
-        // In the order received; the ids of one request's events follow the messages' order in it.
+  /** Revises these people's computed traits (Profiles.reviseActivityIn), reading only what it asks for. */
+  async #revise(tx: SqlExecutor, revisions: readonly ActivityRevision[]): Promise<void> {
+    if (this.#profiles === undefined || revisions.length === 0) return;
+    await this.#profiles.reviseActivityIn(tx, revisions, async (firstSeenOf, ordersOf) => {
+      const left = new Map<string, { firstSeenAt?: string | null; orders?: StoredActivity['orders'] & unknown[] }>();
+      const entry = (id: string) => {
+        let e = left.get(id);
+        if (e === undefined) left.set(id, (e = {}));
+        return e;
+      };
+      // One look into the per-person index each: the earliest event left.
+      const first = this.#texts.get('first-left', () => this.#db.selectFrom('collect_events').select('occurred_at').where('profile_id', '=', '').orderBy('occurred_at').limit(1).compile().sql);
+      for (const id of firstSeenOf) entry(id).firstSeenAt = (await tx.all<{ occurred_at: string }>(first, [id, 1]))[0]?.occurred_at ?? null;
+      for (let i = 0; i < ordersOf.length; i += 256) {
+        const part = ordersOf.slice(i, i + 256);
+        for (const id of part) entry(id).orders = [];
+        // In the order received; the ids of one commit's events follow the order ingestion counted them in.
         const orders = this.#db.selectFrom('collect_events').select(['profile_id', 'received_at', 'data']).where('profile_id', 'in', part).where('kind', '=', 'track').where('event', '=', ORDER_EVENT).orderBy('received_at').orderBy('id').compile();
         for (const row of await tx.all<{ profile_id: string; received_at: string; data: string }>(orders.sql, orders.parameters)) {
           const value = orderValueOf(JSON.parse(row.data) as Record<string, unknown>);
-          left.get(row.profile_id)?.orders.push({ value: value?.value, currency: value?.currency ?? null, receivedAt: row.received_at });
+          entry(row.profile_id).orders?.push({ value: value?.value, currency: value?.currency ?? null, receivedAt: row.received_at });
         }
       }
       return left;

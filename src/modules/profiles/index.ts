@@ -10,6 +10,7 @@ export {
   HISTORY_SCAN_FACTOR,
   type TraitInput,
   type ActivityInput,
+  type ActivityRevision,
   type StoredActivity,
   type TraitsBatchItem,
   type TraitView,

@@ -227,7 +227,7 @@ export class ProfilesRepo {
     return out;
   }
 
-  /** Writes the counts, order value, currency and first seen time of computed rows (see Profiles.recountActivityIn). */
+  /** Writes the counts, order value, currency and first seen time of computed rows (see Profiles.reviseActivityIn). */
   async reviseComputed(tx: SqlExecutor, rows: readonly ComputedRow[]): Promise<void> {
     for (const row of rows) {
       const compiled = this.#db

@@ -20,13 +20,22 @@ export interface TraitInput {
 }
 
 /** Something a profile did: every activity counts as an event; an `Order Completed` event counts as an order. */
-/** What is left of one profile's stored events, for Profiles.recountActivityIn. */
+/** What retention did to one profile's stored events, for Profiles.reviseActivityIn. */
+export interface ActivityRevision {
+  profileId: string;
+  /** Events it deleted, and how many of them were orders. */
+  deleted: number;
+  deletedOrders: number;
+  /** Whether an order's value may have changed (an order deleted or rewritten): the orders are counted again. */
+  ordersChanged: boolean;
+}
+
+/** What is left of a profile's stored events that reviseActivityIn asks for. */
 export interface StoredActivity {
-  /** How many events are stored, and the earliest one's time (null: none). */
-  events: number;
-  firstSeenAt: string | null;
-  /** Its stored orders in the order Candor received them, each with its value as ingestion reads it (revenue, else total). */
-  orders: readonly { value: number | undefined; currency: string | null; receivedAt: string }[];
+  /** The earliest event's time (null: none left); asked for profiles that lost events. */
+  firstSeenAt?: string | null;
+  /** Its stored orders in the order Candor received them, each with its value as ingestion reads it (revenue, else total); asked for profiles whose orders changed. */
+  orders?: readonly { value: number | undefined; currency: string | null; receivedAt: string }[];
 }
 
 export interface ActivityInput {
@@ -392,7 +401,8 @@ export class Profiles {
       if (item.at > row.last_seen_at) row.last_seen_at = item.at;
       if (receivedAt > row.last_received_at) row.last_received_at = receivedAt;
       row.event_count++;
-      if (item.event !== ORDER_EVENT) continue;
+      // An order is a track call of that name (a page or screen may carry any name).
+      if (item.event !== ORDER_EVENT || item.kind !== 'track') continue;
       row.order_count++;
       if (item.revenue === undefined || !(Math.abs(item.revenue) <= MAX_ORDER_VALUE)) continue;
       const currency = item.currency?.toUpperCase() ?? null;
@@ -432,42 +442,64 @@ export class Profiles {
   }
 
   /**
-   * Counts computed traits again from what is stored, in `tx` (the transaction that deleted or rewrote events): derived
+   * Revises computed traits after retention deleted or rewrote events, in `tx` (the transaction that did it): derived
    * data follows its source. The rows are locked first (PostgreSQL; SQLite's writer holds the database), then `stored`
-   * reads what is left, so an ingestion of the moment is either in that read or adds to the row after it. Events and
-   * orders are counted, the currency and order value worked out as recordActivityBatch does (the first priced order
-   * naming a currency, in the order received, gives the currency; revenue in another is not added, revenue naming none
-   * is), first seen is the earliest event left (none left: the last seen time). Last seen and the activity clock of the
-   * inactivity rule stay. Counting again, not subtracting: two sweeps at once end with the same result.
+   * reads what is left, so an ingestion of the moment is either in that read or adds to the row after it. The events
+   * and orders deleted come off the counts (each deleted row is returned to one deleter only: exact also when two
+   * sweeps run at once); first seen becomes the earliest event left (none left: the last seen time); where an order was
+   * deleted or rewritten, the orders left are counted again and the currency and order value worked out as
+   * recordActivityBatch does (the first priced order naming a currency, in the order received, gives the currency;
+   * revenue in another is not added, revenue naming none is). Only those people's orders are read, once per batch: a
+   * person's other events are never read again. Last seen and the activity clock of the inactivity rule stay.
    */
-  async recountActivityIn(tx: SqlExecutor, profileIds: readonly string[], stored: (ids: readonly string[]) => Promise<ReadonlyMap<string, StoredActivity>>): Promise<void> {
-    if (profileIds.length === 0) return;
-    const rows = await this.#repo.computedForUpdate(tx, profileIds);
+  async reviseActivityIn(
+    tx: SqlExecutor,
+    revisions: readonly ActivityRevision[],
+    stored: (firstSeenOf: readonly string[], ordersOf: readonly string[]) => Promise<ReadonlyMap<string, StoredActivity>>,
+  ): Promise<void> {
+    if (revisions.length === 0) return;
+    const byProfile = new Map<string, ActivityRevision>();
+    for (const r of revisions) {
+      const seen = byProfile.get(r.profileId);
+      byProfile.set(r.profileId, seen === undefined ? r : { profileId: r.profileId, deleted: seen.deleted + r.deleted, deletedOrders: seen.deletedOrders + r.deletedOrders, ordersChanged: seen.ordersChanged || r.ordersChanged });
+    }
+    const rows = await this.#repo.computedForUpdate(tx, [...byProfile.keys()]);
     if (rows.length === 0) return;
-    const left = await stored(rows.map((row) => row.profile_id));
+    const revised = rows.map((row) => byProfile.get(row.profile_id) as ActivityRevision);
+    const left = await stored(
+      revised.filter((r) => r.deleted > 0).map((r) => r.profileId),
+      revised.filter((r) => r.ordersChanged).map((r) => r.profileId),
+    );
     for (const row of rows) {
-      const activity = left.get(row.profile_id) ?? { events: 0, firstSeenAt: null, orders: [] };
-      const before = { currency: row.currency, currencyAt: row.currency_at };
-      row.event_count = activity.events;
-      row.order_count = activity.orders.length;
-      row.total_order_value = 0;
-      row.priced_order_count = 0;
-      row.currency = null;
-      row.currency_at = null;
-      for (const order of activity.orders) {
-        if (order.value === undefined || !(Math.abs(order.value) <= MAX_ORDER_VALUE)) continue;
-        const currency = order.currency?.toUpperCase() ?? null;
-        if (currency !== null && row.currency === null) {
-          row.currency = currency;
-          row.currency_at = order.receivedAt;
-        } else if (currency !== null && currency !== row.currency) continue;
-        row.total_order_value += order.value;
-        row.priced_order_count++;
+      const revision = byProfile.get(row.profile_id) as ActivityRevision;
+      const activity = left.get(row.profile_id) ?? {};
+      row.event_count = Math.max(0, row.event_count - revision.deleted);
+      row.order_count = Math.max(0, row.order_count - revision.deletedOrders);
+      if (revision.ordersChanged) {
+        const orders = activity.orders ?? [];
+        const before = { currency: row.currency, currencyAt: row.currency_at };
+        row.order_count = orders.length;
+        row.total_order_value = 0;
+        row.priced_order_count = 0;
+        row.currency = null;
+        row.currency_at = null;
+        for (const order of orders) {
+          if (order.value === undefined || !(Math.abs(order.value) <= MAX_ORDER_VALUE)) continue;
+          const currency = order.currency?.toUpperCase() ?? null;
+          if (currency !== null && row.currency === null) {
+            row.currency = currency;
+            row.currency_at = order.receivedAt;
+          } else if (currency !== null && currency !== row.currency) continue;
+          row.total_order_value += order.value;
+          row.priced_order_count++;
+        }
+        // Its place in its commit is not stored with the event: kept while the currency came from the same order.
+        if (row.currency !== before.currency || row.currency_at !== before.currencyAt) row.currency_position = null;
       }
-      // Its place in its request is not stored with the event: kept while the currency came from the same order.
-      if (row.currency !== before.currency || row.currency_at !== before.currencyAt) row.currency_position = null;
-      const first = activity.firstSeenAt ?? row.last_seen_at;
-      row.first_seen_at = first < row.last_seen_at ? first : row.last_seen_at;
+      if (revision.deleted > 0) {
+        const first = activity.firstSeenAt ?? row.last_seen_at;
+        row.first_seen_at = first < row.last_seen_at ? first : row.last_seen_at;
+      }
     }
     await this.#repo.reviseComputed(tx, rows);
   }

@@ -339,7 +339,17 @@ export class Collector {
     try {
       const profiles = new Set(refused.flatMap((r) => (r.profileId === null ? [] : [r.profileId])));
       for (const owners of await identity.ownersOf(storage.raw, refused.map((r) => r.resolve))) for (const owner of owners) profiles.add(owner);
-      if (profiles.size > 0) await consent.recordGpc([...profiles], { source: context.source }, context.actor);
+      // Each message's device (the holder of its strongest identifier): one an unmerge splits off meanwhile gets it too.
+      const holders = new Map<string, Set<string>>();
+      const known = refused.filter((r) => r.profileId !== null);
+      const held = known.length === 0 ? [] : await identity.lookupBatch(storage.raw, known.map((r) => r.resolve), { holders: true });
+      known.forEach((r, i) => {
+        const holder = held[i];
+        if (holder === null || holder === undefined || holder === r.profileId) return;
+        const list = holders.get(r.profileId as string) ?? new Set<string>();
+        holders.set(r.profileId as string, list.add(holder));
+      });
+      if (profiles.size > 0) await consent.recordGpc([...profiles], { source: context.source, holders }, context.actor);
       return true;
     } catch (err) {
       this.#deps.logger?.warn({ err, source: context.source, messages: refused.length }, 'GPC opt-out of refused messages not recorded');

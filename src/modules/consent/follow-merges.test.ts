@@ -14,7 +14,7 @@ const named = (identifiers: { type: string; value: string }[]) => ({ identifiers
  * A device's profile and an account's, each with analytics consented (and what `beforeMerge` records), then the device
  * merged into the account.
  */
-async function mergedDevice(kernel: Kernel, beforeMerge?: (device: string, person: string) => Promise<unknown>): Promise<{ device: string; person: string; mergeId: string }> {
+async function mergedDevice(kernel: Kernel, beforeMerge?: (device: string, person: string) => Promise<unknown>): Promise<{ device: string; person: string; mergeId: string; anonymousId: string }> {
   const { identity, consent } = kernel;
   const deviceId = `anon-${randomUUID()}`;
   const account = `user-${randomUUID()}`;
@@ -25,7 +25,7 @@ async function mergedDevice(kernel: Kernel, beforeMerge?: (device: string, perso
   const merging = await identity.resolveSubject(named([{ type: 'user_id', value: account }, { type: 'anonymous_id', value: deviceId }]));
   await identity.notifyMerges(merging.merges);
   assert.equal(await identity.canonical(device), person);
-  return { device, person, mergeId: (merging.merges[0] as { mergeId: string }).mergeId };
+  return { device, person, mergeId: (merging.merges[0] as { mergeId: string }).mergeId, anonymousId: deviceId };
 }
 
 // A change is recorded for the profile its request resolved to. When that profile was merged into another person
@@ -217,6 +217,33 @@ describeEachDialect('an opt-out recorded for a profile merged into another perso
     assert.equal(split, true);
     assert.equal(await identity.canonical(device), device);
     assert.equal(consent.decide(device, 'marketing.advertising.third_party.targeted').allowed, false, 'the signal reached the device that sent it');
+  });
+
+  it('records the GPC signal of a refused message for its device, when an unmerge splits the device off meanwhile', async () => {
+    const { consent, identity, collect } = ctx.kernel;
+    const { device, person, mergeId, anonymousId } = await mergedDevice(ctx.kernel, async (device) => {
+      await consent.record(device, [{ purpose: 'marketing.advertising.third_party.targeted', state: 'given' }], banner, CLI_ACTOR);
+    });
+    // The person refuses what a page view serves: the device's page view is refused at the gate.
+    await consent.record(person, [{ purpose: 'analytics.reporting', state: 'refused' }, { purpose: 'personalize.profiling', state: 'refused' }], banner, CLI_ACTOR);
+    let split = false;
+    try {
+      consent.followMergesWith(async (profileId) => {
+        // The unmerge commits after the message was resolved to the person, before its GPC signal is written.
+        if (profileId === device && !split) {
+          split = true;
+          await identity.unmerge(person, mergeId, CLI_ACTOR);
+        }
+        return identity.canonical(profileId);
+      });
+      const [result] = await collect.ingest([{ raw: { type: 'page', anonymousId, messageId: `gpc-${randomUUID()}`, name: 'Home', properties: { path: '/' }, context: { gpc: true } }, bytes: 200 }], undefined, { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR });
+      assert.equal(result?.status, 'refused');
+      assert.equal(result?.gpcHonoured, true);
+    } finally {
+      consent.followMergesWith((profileId) => identity.canonical(profileId));
+    }
+    assert.equal(split, true);
+    assert.equal(consent.decide(device, 'marketing.advertising.third_party.targeted').allowed, false, 'the device that sent the signal has it');
   });
 
   it('writes nothing more on a device that is still merged into the person it names as holder', async () => {

@@ -287,19 +287,26 @@ export class Identity {
    * The canonical profile of each item as far as the graph knows it (that of its strongest known identifier), or
    * null. Creates nothing. Run outside a transaction (tx = storage.raw), what it reads also warms the cache. With
    * `strongestOnly`, only an item whose strongest identifier is known has one: the profile its data is written to
-   * (a weaker identifier's profile may not be, such as one holding another user id).
+   * (a weaker identifier's profile may not be, such as one holding another user id). With `holders`, the profile that
+   * holds that identifier instead (the canonical one, or one merged into it: a device's own profile).
    */
-  async lookupBatch(tx: SqlExecutor, items: readonly ResolveItem[], options: { strongestOnly?: boolean } = {}): Promise<(string | null)[]> {
+  async lookupBatch(tx: SqlExecutor, items: readonly ResolveItem[], options: { strongestOnly?: boolean; holders?: boolean } = {}): Promise<(string | null)[]> {
     const prepared = items.map((item) => this.#prepare(item));
     const found = new Map<string, string>();
+    const held = new Map<string, string>();
     const missing = new Map<string, Pair>();
     const now = Date.now();
     this.#graphFreshness.check(now);
     /** Whether the identifier is cached (else it is looked up). */
     const seek = (id: PreparedIdentifier): boolean => {
       const cached = this.#cache.get(id.key, now);
-      if (cached === undefined) missing.set(id.key, [id.type, id.hash]);
-      else found.set(id.key, cached);
+      const holder = options.holders && cached !== undefined ? this.#cache.holder(id.key) : undefined;
+      // Asked for holders, one the cache does not know is read with the rest.
+      if (cached === undefined || (options.holders && holder === undefined)) missing.set(id.key, [id.type, id.hash]);
+      else {
+        found.set(id.key, cached);
+        if (holder !== undefined) held.set(id.key, holder);
+      }
       return cached !== undefined;
     };
     for (const item of prepared) {
@@ -311,14 +318,17 @@ export class Identity {
       const generation = this.#cache.generation;
       const rows = await this.#repo.owners(tx, [...missing.values()]);
       const entries = rows.map((row) => [keyOf(row.type, row.value_hash), row.canonical, row.profile_id] as const);
-      for (const [key, canonical] of entries) found.set(key, canonical);
+      for (const [key, canonical, holder] of entries) {
+        found.set(key, canonical);
+        held.set(key, holder);
+      }
       // Only reads outside any transaction are known to be committed.
       if (tx === this.#storage.raw) this.#cache.fill(entries, generation);
     }
     return prepared.map((item) => {
       for (const id of asStored(item, (key) => found.has(key)).ids) {
         const canonical = found.get(id.key);
-        if (canonical !== undefined) return canonical;
+        if (canonical !== undefined) return options.holders ? (held.get(id.key) ?? canonical) : canonical;
         if (options.strongestOnly) return null;
       }
       return null;

@@ -55,7 +55,7 @@ export const COLLECT_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
 ];
 
 type Row = Pick<CollectTables['collect_events'], 'id' | 'profile_id' | 'event' | 'occurred_at' | 'data' | 'data_enc' | 'purposes'>;
-/** What a deleted event leaves to take out of computed traits (its plain part only for orders). */
+/** What a deleted event takes out of computed traits: one event of the profile, and whether it was an order. */
 type Deleted = Pick<CollectTables['collect_events'], 'profile_id' | 'kind' | 'event'>;
 type Filter = { kind?: string; event?: string; notEvent?: string };
 
@@ -411,7 +411,7 @@ export class CollectRetention implements RetentionHandler {
     return this.#walk(rewrite.rule, rewrite.filter, { floor: rewrite.floor, cutoff: rewrite.cutoff }, options, 'row', async (rows) => {
       // Decrypting and re-encrypting happen outside the transaction (a key load may need the database).
       const changes: unknown[][] = [];
-      // People whose orders change value (a reduced order keeps `total`, not `revenue`): counted again.
+      // People whose orders were rewritten (a reduced order keeps `total`, not `revenue`): their orders are counted again.
       const recount = new Set<string>();
       for (const row of rows) {
         const personal = async () => {

@@ -121,6 +121,14 @@ describeEachDialect('CSV import', (dialect) => {
     const { summary } = await run('user_id,anonymous_id,event\nopted-out-new,opted-out-dev,Product Viewed\n', { kind: 'events', basis: 'consent', purposes: ['analytics.reporting', 'personalize.profiling'] });
     assert.equal(summary.refused, 1);
     assert.equal(await profileOf('opted-out-new'), null, 'the new user id is linked to nobody');
+    // Nor beside a device whose person's processing is restricted (their consent stands, but allows nothing now).
+    const [c] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'anonymous_id', value: 'restricted-dev' }], source: 'files', at: new Date().toISOString() }]));
+    const restricted = c?.profileId as string;
+    await kernel.consent.record(restricted, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'personalize.profiling', state: 'given' }], { mechanism: 'banner_save' }, CLI_ACTOR);
+    await kernel.consent.restrict([restricted], {}, CLI_ACTOR);
+    const again = await run('user_id,anonymous_id,event\nrestricted-new,restricted-dev,Product Viewed\n', { kind: 'events', basis: 'consent', purposes: ['analytics.reporting', 'personalize.profiling'] });
+    assert.equal(again.summary.refused, 1);
+    assert.equal(await profileOf('restricted-new'), null, 'the new user id is linked to nobody');
   });
 
   it('stores the rows read after another process published a tracking plan under that plan', async () => {

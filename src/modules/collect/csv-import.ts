@@ -1159,14 +1159,14 @@ class ImportRun {
     const profiles = new Set(known.filter((id): id is string => id !== null));
     let unknown = open.filter((_, i) => known[i] === null);
     if (unknown.length > 0) {
-      // A new strongest identifier beside one a person holds who opted out of every claimed purpose: the import records
-      // nothing for them and the gate refuses the row, which must then link nobody; resolving it here would commit the
-      // link first. Left to the pipeline.
+      // A new strongest identifier beside one a person holds for whom no claimed purpose is allowed and none can be
+      // recorded (an opt-out, a restriction, an expired consent): the import records nothing for them and the gate
+      // refuses the row, which must then link nobody; resolving it here would commit the link first. Left to the pipeline.
       const weaker = await identity.lookupBatch(storage.raw, unknown.map((p) => p.lookup));
       const holders = [...new Set(weaker.filter((id): id is string => id !== null))];
       if (holders.length > 0) await consent.load(holders);
-      const optedOut = (id: string | null) => id !== null && this.#claim.purposes.every((purpose) => { const reason = consent.decide(id, purpose).reason; return reason === 'refused' || reason === 'withdrawn'; });
-      unknown = unknown.filter((_, i) => !optedOut(weaker[i] ?? null));
+      const refuses = (id: string | null) => id !== null && this.#claim.purposes.every((purpose) => { const decision = consent.decide(id, purpose); return !decision.allowed && decision.reason !== 'no_record'; });
+      unknown = unknown.filter((_, i) => !refuses(weaker[i] ?? null));
     }
     if (unknown.length > 0) {
       // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's

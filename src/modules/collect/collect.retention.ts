@@ -492,8 +492,9 @@ export class CollectRetention implements RetentionHandler {
       for (let i = 0; i < ordersOf.length; i += 256) {
         const part = ordersOf.slice(i, i + 256);
         for (const id of part) entry(id).orders = [];
-        // In the order received; the ids of one commit's events follow the order ingestion counted them in.
-        const orders = this.#db.selectFrom('collect_events').select(['profile_id', 'received_at', 'data']).where('profile_id', 'in', part).where('kind', '=', 'track').where('event', '=', ORDER_EVENT).orderBy('received_at').orderBy('id').compile();
+        // In the order they were stored, as ingestion counted them: the first committed order naming a currency gave
+        // it, and within a commit, the order of its events (their sortable ids follow both).
+        const orders = this.#db.selectFrom('collect_events').select(['profile_id', 'received_at', 'data']).where('profile_id', 'in', part).where('kind', '=', 'track').where('event', '=', ORDER_EVENT).orderBy('id').compile();
         for (const row of await tx.all<{ profile_id: string; received_at: string; data: string }>(orders.sql, orders.parameters)) {
           const value = orderValueOf(JSON.parse(row.data) as Record<string, unknown>);
           entry(row.profile_id).orders?.push({ value: value?.value, currency: value?.currency ?? null, receivedAt: row.received_at });

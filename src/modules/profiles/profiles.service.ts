@@ -34,7 +34,7 @@ export interface ActivityRevision {
 export interface StoredActivity {
   /** The earliest event's time (null: none left); asked for profiles that lost events. */
   firstSeenAt?: string | null;
-  /** Its stored orders in the order Candor received them, each with its value as ingestion reads it (revenue, else total); asked for profiles whose orders changed. */
+  /** Its stored orders in the order Candor stored them, each with its value as ingestion reads it (revenue, else total); asked for profiles whose orders changed. */
   orders?: readonly { value: number | undefined; currency: string | null; receivedAt: string }[];
 }
 
@@ -448,7 +448,7 @@ export class Profiles {
    * and orders deleted come off the counts (each deleted row is returned to one deleter only: exact also when two
    * sweeps run at once); first seen becomes the earliest event left (none left: the last seen time); where an order was
    * deleted or rewritten, the orders left are counted again and the currency and order value worked out as
-   * recordActivityBatch does (the first priced order naming a currency, in the order received, gives the currency;
+   * recordActivityBatch does (the first priced order naming a currency, in the order stored, gives the currency;
    * revenue in another is not added, revenue naming none is). Only those people's orders are read, once per batch: a
    * person's other events are never read again. Last seen and the activity clock of the inactivity rule stay.
    */

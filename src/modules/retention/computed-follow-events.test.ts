@@ -118,6 +118,23 @@ describeEachDialect('computed traits after retention deletes and reduces events'
     assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), ingested);
   });
 
+  it('keeps the currency of the order stored first when a request received earlier was written later', async () => {
+    const { kernel } = ctx;
+    const now = Date.now();
+    const ago = (days: number) => new Date(now - days * DAY).toISOString();
+    const order = (messageId: string, properties: Record<string, unknown>, days = 1) => ({ type: 'track', userId: 'u-late-commit', messageId, event: 'Order Completed', timestamp: ago(days), properties });
+    // An unpriced order old enough to be reduced (the sweep then counts this person's orders again).
+    const buyer = await buyerWith('u-late-commit', [order('late-old', { order_id: 'L-0' }, 700)], now - 10_000);
+    const send = (message: Record<string, unknown>, receivedAt: number) => kernel.collect.ingest([{ raw: message, bytes: JSON.stringify(message).length }], undefined, { source: 'web', gpc: false, receivedAt, actor: CLI_ACTOR });
+    assert.equal((await send(order('late-usd', { order_id: 'L-1', revenue: 10, currency: 'USD' }), now))[0]?.status, 'stored');
+    // Received 5 ms before the USD order, written after it (a request whose checks took longer).
+    assert.equal((await send(order('late-eur', { order_id: 'L-2', revenue: 20, currency: 'EUR' }), now - 5))[0]?.status, 'stored');
+    const ingested = pick((await kernel.profiles.get([buyer], { decrypt: false })).computed);
+    assert.deepEqual(ingested, { orderCount: 3, totalOrderValue: 10, currency: 'USD' });
+    await kernel.retention.sweep({ batchSize: 100 });
+    assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), ingested);
+  });
+
   it('ends with the same counts when two processes sweep at once', async () => {
     const { kernel } = ctx;
     const now = Date.now();

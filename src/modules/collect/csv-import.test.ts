@@ -131,6 +131,39 @@ describeEachDialect('CSV import', (dialect) => {
     assert.equal(await profileOf('restricted-new'), null, 'the new user id is linked to nobody');
   });
 
+  it('makes and links nobody for a row whose purposes the gate will refuse, whatever else the import claims', async () => {
+    const { kernel } = ctx;
+    const device = async (value: string) => (await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'anonymous_id', value }], source: 'files', at: new Date().toISOString() }])))[0]?.profileId as string;
+    const refused = { mechanism: 'banner_save' } as const;
+    const claim = { kind: 'events', basis: 'consent', purposes: ['analytics.reporting', 'personalize.profiling', 'marketing.communications.email'] } as const;
+    // A claimed purpose the page view does not serve (e-mail), with no record: the row is still refused.
+    const a = await device('gate-dev-a');
+    await kernel.consent.record(a, [{ purpose: 'analytics.reporting', state: 'refused' }, { purpose: 'personalize.profiling', state: 'refused' }], refused, CLI_ACTOR);
+    assert.equal((await run('user_id,anonymous_id,event\ngate-new-a,gate-dev-a,Product Viewed\n', claim)).summary.refused, 1);
+    assert.equal(await profileOf('gate-new-a'), null);
+    // E-mail given, what a page view serves refused: refused.
+    const b = await device('gate-dev-b');
+    await kernel.consent.record(b, [{ purpose: 'analytics.reporting', state: 'refused' }, { purpose: 'personalize.profiling', state: 'refused' }, { purpose: 'marketing.communications.email', state: 'given' }], refused, CLI_ACTOR);
+    assert.equal((await run('user_id,anonymous_id,event\ngate-new-b,gate-dev-b,Product Viewed\n', claim)).summary.refused, 1);
+    assert.equal(await profileOf('gate-new-b'), null);
+    // Nobody known, only e-mail claimed: a page view serves nothing the import can make lawful.
+    assert.equal((await run('user_id,event\ngate-new-c,Product Viewed\n', { kind: 'events', basis: 'consent', purposes: ['marketing.communications.email'] })).summary.refused, 1);
+    assert.equal(await profileOf('gate-new-c'), null);
+  });
+
+  it('records the claimed consent for someone new beside a refusing person when the row is stored anyway (an order)', async () => {
+    const { kernel } = ctx;
+    const [held] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'gate-old-d' }, { type: 'anonymous_id', value: 'gate-dev-d' }], source: 'files', at: new Date().toISOString() }]));
+    await kernel.consent.record(held?.profileId as string, [{ purpose: 'analytics.reporting', state: 'refused' }, { purpose: 'personalize.profiling', state: 'refused' }], { mechanism: 'banner_save' }, CLI_ACTOR);
+    // The new user id cannot join the device's person (one user id each): someone new, whose row an order's contract fields store.
+    const { summary } = await run('user_id,anonymous_id,event,order_id,revenue\ngate-new-d,gate-dev-d,Order Completed,D-1,10\n', { kind: 'events', basis: 'consent', purposes: ['analytics.reporting', 'personalize.profiling'] });
+    assert.equal(summary.stored, 1);
+    const person = (await profileOf('gate-new-d')) as string;
+    assert.ok(person);
+    await kernel.consent.load([person]);
+    assert.equal(kernel.consent.decide(person, 'analytics.reporting').allowed, true, 'the claimed consent is theirs');
+  });
+
   it('stores the rows read after another process published a tracking plan under that plan', async () => {
     const { kernel } = ctx;
     const original = (await kernel.catalog.plan()).plan;

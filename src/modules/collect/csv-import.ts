@@ -1137,14 +1137,18 @@ class ImportRun {
   async #recordConsent(checked: readonly { message: ParsedMessage; plan: PlanResult }[]): Promise<number> {
     const { storage, identity, consent } = this.#deps;
     const { source, actor } = this.#options;
-    const people = new Map<string, { lookup: ResolveItem; link: ResolveItem }>();
+    const people = new Map<string, { lookup: ResolveItem; link: ResolveItem; purposes: Set<string> }>();
     for (const { message, plan } of checked) {
       const identifiers = identifiersOf(message, plan.data.traits, plan.data.context);
       const key = JSON.stringify(identifiers);
-      if (people.has(key)) continue;
+      const seen = people.get(key);
+      if (seen) {
+        for (const purpose of plan.purposes) seen.purposes.add(purpose);
+        continue;
+      }
       const item = { source, messageId: message.messageId, at: message.occurredAt };
       // The rows of an import carry no context (no external ids).
-      people.set(key, { lookup: { identifiers, ...item }, link: { identifiers: identifiersOf(message, this.#predictedTraits(plan)), ...item } });
+      people.set(key, { lookup: { identifiers, ...item }, link: { identifiers: identifiersOf(message, this.#predictedTraits(plan)), ...item }, purposes: new Set(plan.purposes) });
     }
     if (people.size === 0) return 0;
     // As the Collector does before its gate: the suppression list, then who is known already (looking up creates nothing).
@@ -1159,14 +1163,27 @@ class ImportRun {
     const profiles = new Set(known.filter((id): id is string => id !== null));
     let unknown = open.filter((_, i) => known[i] === null);
     if (unknown.length > 0) {
-      // A new strongest identifier beside one a person holds for whom no claimed purpose is allowed and none can be
-      // recorded (an opt-out, a restriction, an expired consent): the import records nothing for them and the gate
-      // refuses the row, which must then link nobody; resolving it here would commit the link first. Left to the pipeline.
+      // A row the gate will refuse must link nobody and make nobody; resolving it here would commit that first. The gate
+      // is predicted as it will decide once this import's consents are recorded: a purpose of the row (its event's and
+      // its kept fields') is allowed when the person beside whose identifier the new one sits allows it, or has no
+      // record of it and the import claims it (someone nobody knows: a purpose needing no consent record, or a claimed
+      // one). A row with none is left to the pipeline, which refuses it (an opt-out, a restriction, an expired consent).
       const weaker = await identity.lookupBatch(storage.raw, unknown.map((p) => p.lookup));
       const holders = [...new Set(weaker.filter((id): id is string => id !== null))];
       if (holders.length > 0) await consent.load(holders);
-      const refuses = (id: string | null) => id !== null && this.#claim.purposes.every((purpose) => { const decision = consent.decide(id, purpose); return !decision.allowed && decision.reason !== 'no_record'; });
-      unknown = unknown.filter((_, i) => !refuses(weaker[i] ?? null));
+      const claimed = new Set(this.#claim.purposes);
+      const storable = (id: string | null, purposes: ReadonlySet<string>) => {
+        for (const purpose of purposes) {
+          if (id === null) {
+            if (claimed.has(purpose) || (consent.purpose(purpose)?.basis ?? 'consent') !== 'consent') return true;
+            continue;
+          }
+          const decision = consent.decide(id, purpose);
+          if (decision.allowed || (claimed.has(purpose) && decision.reason === 'no_record')) return true;
+        }
+        return false;
+      };
+      unknown = unknown.filter((p, i) => storable(weaker[i] ?? null, p.purposes));
     }
     if (unknown.length > 0) {
       // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's

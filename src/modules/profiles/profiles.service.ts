@@ -48,8 +48,8 @@ export interface ActivityInput {
    */
   receivedAt?: string;
   /**
-   * Its place among the messages received at `receivedAt` (its position in its request): of orders received at one
-   * time, the one with the lower position came first. Its place in the batch given when not given.
+   * Its place in the order stored (the collector gives each message its place in the commit, the order of the events'
+   * ids): of orders, the one with the lower position came first. Its place in the batch when not given.
    */
   position?: number;
   kind: string;
@@ -204,12 +204,13 @@ function confirmationOf(shown: TraitRow): HistoryRow {
 }
 
 /**
- * Activity in the order Candor received it: by receipt time, then by position among the messages received then (an
- * item without one counts at its place in the batch). The batch's order where it is that already (the usual case).
+ * Activity in the order Candor stored it: by position (the collector gives each message its place in the commit, the
+ * order of the events' ids; an item without one counts at its place in the batch). The batch's order where it is that
+ * already (the usual case). Its receipt time still gives last received and the currency's time.
  */
-function inReceiptOrder(items: readonly ActivityInput[], now: string): { item: ActivityInput; receivedAt: string; position: number }[] {
+function inStoredOrder(items: readonly ActivityInput[], now: string): { item: ActivityInput; receivedAt: string; position: number }[] {
   const out = items.map((item, index) => ({ item, receivedAt: item.receivedAt ?? now, position: item.position ?? index }));
-  const before = (a: (typeof out)[number], b: (typeof out)[number]) => (a.receivedAt < b.receivedAt ? -1 : a.receivedAt > b.receivedAt ? 1 : a.position - b.position);
+  const before = (a: (typeof out)[number], b: (typeof out)[number]) => a.position - b.position;
   for (let i = 1; i < out.length; i++) {
     if (before(out[i - 1] as (typeof out)[number], out[i] as (typeof out)[number]) > 0) return out.sort(before);
   }
@@ -389,7 +390,7 @@ export class Profiles {
     // row: the batch's activity with its first currency's priced orders; the other currencies only when there are any.
     const byProfile = new Map<string, { row: ComputedActivity; unnamed?: OrderValue; others?: Map<string, OrderValue> }>();
     const now = new Date().toISOString();
-    for (const { item, receivedAt, position } of inReceiptOrder(items, now)) {
+    for (const { item, receivedAt, position } of inStoredOrder(items, now)) {
       let entry = byProfile.get(item.profileId);
       if (!entry) {
         const row: ComputedActivity = { ...NO_ACTIVITY, profile_id: item.profileId, first_seen_at: item.at, last_seen_at: item.at, last_received_at: receivedAt };

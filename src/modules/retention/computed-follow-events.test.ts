@@ -135,6 +135,24 @@ describeEachDialect('computed traits after retention deletes and reduces events'
     assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), ingested);
   });
 
+  it('keeps the currency of the order stored first when two requests share a commit in the other order than received', async () => {
+    const { kernel } = ctx;
+    const now = Date.now();
+    const ago = (days: number) => new Date(now - days * DAY).toISOString();
+    const order = (messageId: string, properties: Record<string, unknown>, days = 1) => ({ type: 'track', userId: 'u-shared-commit', messageId, event: 'Order Completed', timestamp: ago(days), properties });
+    const buyer = await buyerWith('u-shared-commit', [order('shared-old', { order_id: 'SC-0' }, 700)], now - 10_000);
+    const send = (messages: Record<string, unknown>[], receivedAt: number) => kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt, actor: CLI_ACTOR });
+    // A large request keeps a commit busy; the USD order (received later) and the EUR one (received earlier) queue
+    // behind it, the USD one first.
+    const filler = Array.from({ length: 300 }, (_, i) => ({ type: 'track', anonymousId: `shared-filler-${i}`, messageId: `shared-filler-${i}`, event: 'Order Completed', properties: { order_id: `SF-${i}` } }));
+    const results = await Promise.all([send(filler, now - 20), send([order('shared-usd', { order_id: 'SC-1', revenue: 10, currency: 'USD' })], now), send([order('shared-eur', { order_id: 'SC-2', revenue: 20, currency: 'EUR' })], now - 5)]);
+    assert.equal(results[1]?.[0]?.status, 'stored');
+    assert.equal(results[2]?.[0]?.status, 'stored');
+    const ingested = pick((await kernel.profiles.get([buyer], { decrypt: false })).computed);
+    await kernel.retention.sweep({ batchSize: 100 });
+    assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), ingested);
+  });
+
   it('ends with the same counts when two processes sweep at once', async () => {
     const { kernel } = ctx;
     const now = Date.now();

@@ -151,6 +151,16 @@ describeEachDialect('CSV import', (dialect) => {
     assert.equal(await profileOf('gate-new-c'), null);
   });
 
+  it('makes nobody for a row that lands on someone new whom the claimed purposes do not serve, beside a consenting person', async () => {
+    const { kernel } = ctx;
+    const [held] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'gate-old-e' }, { type: 'anonymous_id', value: 'gate-dev-e' }], source: 'files', at: new Date().toISOString() }]));
+    await kernel.consent.record(held?.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'personalize.profiling', state: 'given' }], { mechanism: 'banner_save' }, CLI_ACTOR);
+    // The new user id is someone new (one user id each), who has only the import's e-mail claim: a page view is refused.
+    const { summary } = await run('user_id,anonymous_id,event\ngate-new-e,gate-dev-e,Product Viewed\n', { kind: 'events', basis: 'consent', purposes: ['marketing.communications.email'] });
+    assert.equal(summary.refused, 1);
+    assert.equal(await profileOf('gate-new-e'), null, 'a refused row makes nobody');
+  });
+
   it('records the claimed consent for someone new beside a refusing person when the row is stored anyway (an order)', async () => {
     const { kernel } = ctx;
     const [held] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'gate-old-d' }, { type: 'anonymous_id', value: 'gate-dev-d' }], source: 'files', at: new Date().toISOString() }]));

@@ -1183,7 +1183,28 @@ class ImportRun {
         }
         return false;
       };
-      unknown = unknown.filter((p, i) => storable(weaker[i] ?? null, p.purposes));
+      // The person the row is stored for: the one beside it, unless the row's strongest identifier cannot join them
+      // (they hold as many of its type as a profile may, such as another user id): then someone new, as unknown.
+      const { priority, limits } = identity.rules;
+      const rank = (type: string) => {
+        const at = priority.indexOf(type);
+        const custom = type.startsWith('custom:') ? priority.indexOf('custom:*') : -1;
+        return at >= 0 ? at : custom >= 0 ? custom : priority.length;
+      };
+      const limitOf = (type: string) => limits[type] ?? (type.startsWith('custom:') ? limits['custom:*'] : undefined) ?? Number.POSITIVE_INFINITY;
+      const heldTypes = new Map<string, Map<string, number>>();
+      for (const holder of holders) {
+        const counts = new Map<string, number>();
+        for (const id of await identity.identifiersOf(holder)) counts.set(id.type, (counts.get(id.type) ?? 0) + 1);
+        heldTypes.set(holder, counts);
+      }
+      const storedFor = (p: { lookup: ResolveItem }, beside: string | null): string | null => {
+        if (beside === null) return null;
+        const strongest = [...p.lookup.identifiers].sort((a, b) => rank(a.type) - rank(b.type))[0];
+        if (strongest === undefined) return beside;
+        return (heldTypes.get(beside)?.get(strongest.type) ?? 0) >= limitOf(strongest.type) ? null : beside;
+      };
+      unknown = unknown.filter((p, i) => storable(storedFor(p, weaker[i] ?? null), p.purposes));
     }
     if (unknown.length > 0) {
       // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's

@@ -20,8 +20,8 @@ export const ORDER_EVENT = 'Order Completed';
 /** The only purpose a reduced order still serves; also how a reduced order is recognised. */
 export const LEGAL_OBLIGATION = 'essential.legal_obligation';
 
-/** The value an order's plain part gives computed traits (as ingestion reads it: revenue, else total) and its currency. */
-function orderValueOf(plain: Record<string, unknown>): { value: number; currency: string | null } | undefined {
+/** The value an order's plain part gives computed traits (revenue, else total) and its currency: ingestion and retention alike. */
+export function orderValueOf(plain: Record<string, unknown>): { value: number; currency: string | null } | undefined {
   const props = isRecord(plain.properties) ? plain.properties : {};
   const value = typeof props.revenue === 'number' ? props.revenue : typeof props.total === 'number' ? props.total : undefined;
   return value === undefined ? undefined : { value, currency: typeof props.currency === 'string' ? props.currency : null };

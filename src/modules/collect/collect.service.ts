@@ -11,7 +11,7 @@ import type { Keyring } from '../crypto/index.ts';
 import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
 import { ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
 import { CollectRepo, EVENT_DATA_CONTEXT, MAX_REFUSAL_ROWS, messageKey, type EventRow } from './collect.repo.ts';
-import { CollectRetention, type EventRetentionPolicy } from './collect.retention.ts';
+import { CollectRetention, orderValueOf, type EventRetentionPolicy } from './collect.retention.ts';
 import { CollectSubjectData } from './collect.subject-data.ts';
 import { GroupCommit } from '../../shared/group-commit.ts';
 import { partition, type FieldRule, type FieldRules } from './partition.ts';
@@ -1164,13 +1164,14 @@ function traitInputs(fields: readonly KeptField[], plain: Record<string, unknown
 }
 
 function activityOf(profileId: string, p: Pending, position: number): ActivityInput {
-  const props = (p.plain.properties ?? {}) as Record<string, unknown>;
-  const revenue = typeof props.revenue === 'number' ? props.revenue : typeof props.total === 'number' ? props.total : undefined;
-  // Its place among the messages received with it: the group's order, in which each request's messages come one by one
-  // (a batch is its messages one by one), so positions of two requests received in one millisecond compare too.
+  // Its place among the messages stored with it: the group's order, in which each request's messages come one by one
+  // (a batch is its messages one by one), the order of the events' ids.
   const activity: ActivityInput = { profileId, at: p.message.occurredAt, receivedAt: p.receivedAt, position, kind: p.message.kind };
   if (p.message.name) activity.event = p.message.name;
-  if (p.message.name === 'Order Completed' && revenue !== undefined) activity.revenue = revenue;
-  if (typeof props.currency === 'string') activity.currency = props.currency;
+  const order = p.message.name === ORDER_EVENT ? orderValueOf(p.plain) : undefined;
+  if (order !== undefined) {
+    activity.revenue = order.value;
+    if (order.currency !== null) activity.currency = order.currency;
+  }
   return activity;
 }

@@ -1185,13 +1185,6 @@ class ImportRun {
       };
       // The person the row is stored for: the one beside it, unless the row's strongest identifier cannot join them
       // (they hold as many of its type as a profile may, such as another user id): then someone new, as unknown.
-      const { priority, limits } = identity.rules;
-      const rank = (type: string) => {
-        const at = priority.indexOf(type);
-        const custom = type.startsWith('custom:') ? priority.indexOf('custom:*') : -1;
-        return at >= 0 ? at : custom >= 0 ? custom : priority.length;
-      };
-      const limitOf = (type: string) => limits[type] ?? (type.startsWith('custom:') ? limits['custom:*'] : undefined) ?? Number.POSITIVE_INFINITY;
       const heldTypes = new Map<string, Map<string, number>>();
       for (const holder of holders) {
         const counts = new Map<string, number>();
@@ -1200,9 +1193,9 @@ class ImportRun {
       }
       const storedFor = (p: { lookup: ResolveItem }, beside: string | null): string | null => {
         if (beside === null) return null;
-        const strongest = [...p.lookup.identifiers].sort((a, b) => rank(a.type) - rank(b.type))[0];
+        const strongest = [...p.lookup.identifiers].sort((a, b) => identity.rank(a.type) - identity.rank(b.type))[0];
         if (strongest === undefined) return beside;
-        return (heldTypes.get(beside)?.get(strongest.type) ?? 0) >= limitOf(strongest.type) ? null : beside;
+        return (heldTypes.get(beside)?.get(strongest.type) ?? 0) >= identity.limit(strongest.type) ? null : beside;
       };
       unknown = unknown.filter((p, i) => storable(storedFor(p, weaker[i] ?? null), p.purposes));
     }

@@ -161,6 +161,16 @@ export class Identity {
   }
 
   /** The merge rules in force. */
+  /** Rank of an identifier type in the priority order: 0 is strongest (the configured rules). */
+  rank(type: string): number {
+    return this.#rules.rank(type);
+  }
+
+  /** How many identifiers of a type one canonical profile may hold (the configured rules). */
+  limit(type: string): number {
+    return this.#rules.limit(type);
+  }
+
   get rules(): IdentityRules {
     return this.#rules.rules;
   }
@@ -320,7 +330,7 @@ export class Identity {
       const entries = rows.map((row) => [keyOf(row.type, row.value_hash), row.canonical, row.profile_id] as const);
       for (const [key, canonical, holder] of entries) {
         found.set(key, canonical);
-        held.set(key, holder);
+        if (options.holders) held.set(key, holder);
       }
       // Only reads outside any transaction are known to be committed.
       if (tx === this.#storage.raw) this.#cache.fill(entries, generation);

@@ -195,11 +195,20 @@ const byProfile = (a: { profile_id: string }, b: { profile_id: string }) => (a.p
  * Every SQL statement on the profiles tables. Batch statements are compiled once per size by Kysely and run on the
  * caller's transaction.
  */
+/** A computed row with its counts as numbers (PostgreSQL's bigint and numeric columns come back as text). */
+const computedNumbers = (r: ComputedRow): ComputedRow => ({
+  ...r,
+  event_count: Number(r.event_count),
+  order_count: Number(r.order_count),
+  priced_order_count: Number(r.priced_order_count),
+  total_order_value: Number(r.total_order_value),
+  currency_position: r.currency_position === null ? null : Number(r.currency_position),
+});
+
 export class ProfilesRepo {
   readonly #db: Kysely<ProfilesTables>;
   readonly #texts = new StatementTexts();
   readonly #byText: OrderModifiers;
-
   readonly #dialect: Storage['dialect'];
 
   constructor(storage: Storage) {
@@ -218,11 +227,9 @@ export class ProfilesRepo {
     const ids = [...new Set(profileIds)].sort();
     for (let i = 0; i < ids.length; i += 256) {
       const part = ids.slice(i, i + 256);
-      const compiled = this.#db.selectFrom('profiles_computed').selectAll().where('profile_id', 'in', part).orderBy('profile_id').compile();
-      const rows = await tx.all<ComputedRow>(compiled.sql + (this.#dialect === 'postgres' ? ' FOR UPDATE' : ''), compiled.parameters);
-      for (const r of rows) {
-        out.push({ ...r, event_count: Number(r.event_count), order_count: Number(r.order_count), priced_order_count: Number(r.priced_order_count), total_order_value: Number(r.total_order_value), currency_position: r.currency_position === null ? null : Number(r.currency_position) });
-      }
+      const query = this.#db.selectFrom('profiles_computed').selectAll().where('profile_id', 'in', part).orderBy('profile_id');
+      const compiled = (this.#dialect === 'postgres' ? query.forUpdate() : query).compile();
+      for (const r of await tx.all<ComputedRow>(compiled.sql, compiled.parameters)) out.push(computedNumbers(r));
     }
     return out;
   }
@@ -407,14 +414,7 @@ export class ProfilesRepo {
   async computedOf(profileIds: readonly string[]): Promise<ComputedRow[]> {
     if (profileIds.length === 0) return [];
     const rows = await this.#db.selectFrom('profiles_computed').selectAll().where('profile_id', 'in', [...profileIds]).execute();
-    return rows.map((r) => ({
-      ...r,
-      event_count: Number(r.event_count),
-      order_count: Number(r.order_count),
-      priced_order_count: Number(r.priced_order_count),
-      total_order_value: Number(r.total_order_value),
-      currency_position: r.currency_position === null ? null : Number(r.currency_position),
-    }));
+    return rows.map(computedNumbers);
   }
 
   /** History rows of these profiles (one key or all), newest first; with `before`, only those older than that row. */

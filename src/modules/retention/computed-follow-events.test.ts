@@ -24,9 +24,19 @@ describeEachDialect('computed traits after retention deletes and reduces events'
     const [resolved] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date(now).toISOString() }]));
     const buyer = resolved?.profileId as string;
     await kernel.consent.record(buyer, ['analytics.reporting', 'personalize.profiling'].map((purpose) => ({ purpose, state: 'given' as const })), { mechanism: 'banner_save' }, CLI_ACTOR);
-    const stored = await kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt: now, actor: CLI_ACTOR });
+    const stored = await sendAt(messages, now);
     assert.ok(stored.every((r) => r.status === 'stored'), JSON.stringify(stored));
     return buyer;
+  };
+  const sendAt = (messages: Record<string, unknown>[], receivedAt: number) =>
+    ctx.kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt, actor: CLI_ACTOR });
+  const computed = async (profileId: string) => pick((await ctx.kernel.profiles.get([profileId], { decrypt: false })).computed);
+  /** A sweep that counts the person's orders again must leave what ingestion counted; returns that. */
+  const sweepKeeps = async (profileId: string) => {
+    const ingested = await computed(profileId);
+    await ctx.kernel.retention.sweep({ batchSize: 100 });
+    assert.deepEqual(await computed(profileId), ingested);
+    return ingested;
   };
 
   it('takes deleted events out, and counts a reduced order at what is left of it', async () => {
@@ -100,57 +110,45 @@ describeEachDialect('computed traits after retention deletes and reduces events'
   });
 
   it('orders two requests received in one millisecond as ingestion did, when it counts again', async () => {
-    const { kernel } = ctx;
     const now = Date.now();
     const ago = (days: number) => new Date(now - days * DAY).toISOString();
     const buyer = await buyerWith('u-one-ms', [{ type: 'page', userId: 'u-one-ms', messageId: 'one-ms-old', name: 'Home', properties: { path: '/' }, timestamp: ago(600) }], now - 5000);
     const receivedAt = Date.now();
-    const send = (messages: Record<string, unknown>[]) => kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt, actor: CLI_ACTOR });
+    const send = (messages: Record<string, unknown>[]) => sendAt(messages, receivedAt);
     const pages = Array.from({ length: 5 }, (_, i) => ({ type: 'page', userId: 'u-one-ms', messageId: `one-ms-a${i}`, name: 'Home', properties: { path: '/' }, timestamp: ago(1) }));
     // The EUR order is the sixth message of its request, the USD one the first of the other's.
     const first = [...pages, { type: 'track', userId: 'u-one-ms', messageId: 'one-ms-eur', event: 'Order Completed', properties: { order_id: 'M-1', revenue: 5, currency: 'EUR' }, timestamp: ago(1) }];
     const second = [{ type: 'track', userId: 'u-one-ms', messageId: 'one-ms-usd', event: 'Order Completed', properties: { order_id: 'M-2', revenue: 7, currency: 'USD' }, timestamp: ago(1) }];
     const results = await Promise.all([send(first), send(second)]);
     assert.ok(results.flat().every((r) => r.status === 'stored'));
-    const ingested = pick((await kernel.profiles.get([buyer], { decrypt: false })).computed);
     // Only the 600-day-old page goes: the orders are counted again, and must read as they did.
-    await kernel.retention.sweep({ batchSize: 100 });
-    assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), ingested);
+    await sweepKeeps(buyer);
   });
 
   it('keeps the currency of the order stored first when a request received earlier was written later', async () => {
-    const { kernel } = ctx;
     const now = Date.now();
     const ago = (days: number) => new Date(now - days * DAY).toISOString();
     const order = (messageId: string, properties: Record<string, unknown>, days = 1) => ({ type: 'track', userId: 'u-late-commit', messageId, event: 'Order Completed', timestamp: ago(days), properties });
     // An unpriced order old enough to be reduced (the sweep then counts this person's orders again).
     const buyer = await buyerWith('u-late-commit', [order('late-old', { order_id: 'L-0' }, 700)], now - 10_000);
-    const send = (message: Record<string, unknown>, receivedAt: number) => kernel.collect.ingest([{ raw: message, bytes: JSON.stringify(message).length }], undefined, { source: 'web', gpc: false, receivedAt, actor: CLI_ACTOR });
-    assert.equal((await send(order('late-usd', { order_id: 'L-1', revenue: 10, currency: 'USD' }), now))[0]?.status, 'stored');
+    assert.equal((await sendAt([order('late-usd', { order_id: 'L-1', revenue: 10, currency: 'USD' })], now))[0]?.status, 'stored');
     // Received 5 ms before the USD order, written after it (a request whose checks took longer).
-    assert.equal((await send(order('late-eur', { order_id: 'L-2', revenue: 20, currency: 'EUR' }), now - 5))[0]?.status, 'stored');
-    const ingested = pick((await kernel.profiles.get([buyer], { decrypt: false })).computed);
-    assert.deepEqual(ingested, { orderCount: 3, totalOrderValue: 10, currency: 'USD' });
-    await kernel.retention.sweep({ batchSize: 100 });
-    assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), ingested);
+    assert.equal((await sendAt([order('late-eur', { order_id: 'L-2', revenue: 20, currency: 'EUR' })], now - 5))[0]?.status, 'stored');
+    assert.deepEqual(await sweepKeeps(buyer), { orderCount: 3, totalOrderValue: 10, currency: 'USD' });
   });
 
   it('keeps the currency of the order stored first when two requests share a commit in the other order than received', async () => {
-    const { kernel } = ctx;
     const now = Date.now();
     const ago = (days: number) => new Date(now - days * DAY).toISOString();
     const order = (messageId: string, properties: Record<string, unknown>, days = 1) => ({ type: 'track', userId: 'u-shared-commit', messageId, event: 'Order Completed', timestamp: ago(days), properties });
     const buyer = await buyerWith('u-shared-commit', [order('shared-old', { order_id: 'SC-0' }, 700)], now - 10_000);
-    const send = (messages: Record<string, unknown>[], receivedAt: number) => kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt, actor: CLI_ACTOR });
     // A large request keeps a commit busy; the USD order (received later) and the EUR one (received earlier) queue
     // behind it, the USD one first.
     const filler = Array.from({ length: 300 }, (_, i) => ({ type: 'track', anonymousId: `shared-filler-${i}`, messageId: `shared-filler-${i}`, event: 'Order Completed', properties: { order_id: `SF-${i}` } }));
-    const results = await Promise.all([send(filler, now - 20), send([order('shared-usd', { order_id: 'SC-1', revenue: 10, currency: 'USD' })], now), send([order('shared-eur', { order_id: 'SC-2', revenue: 20, currency: 'EUR' })], now - 5)]);
+    const results = await Promise.all([sendAt(filler, now - 20), sendAt([order('shared-usd', { order_id: 'SC-1', revenue: 10, currency: 'USD' })], now), sendAt([order('shared-eur', { order_id: 'SC-2', revenue: 20, currency: 'EUR' })], now - 5)]);
     assert.equal(results[1]?.[0]?.status, 'stored');
     assert.equal(results[2]?.[0]?.status, 'stored');
-    const ingested = pick((await kernel.profiles.get([buyer], { decrypt: false })).computed);
-    await kernel.retention.sweep({ batchSize: 100 });
-    assert.deepEqual(pick((await kernel.profiles.get([buyer], { decrypt: false })).computed), ingested);
+    await sweepKeeps(buyer);
   });
 
   it('ends with the same counts when two processes sweep at once', async () => {

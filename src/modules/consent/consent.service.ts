@@ -1303,18 +1303,17 @@ export class Consent {
     const holders = meta.holders ?? NO_HOLDERS;
     // A device split off its person since its request was resolved is the signal's own profile now (each looked up once).
     const canonicalOf = this.#canonicalOf;
+    if (canonicalOf === undefined) return this.#recordGpcFor(ids, meta, actor);
     const stillMerged: string[] = [];
-    if (canonicalOf !== undefined) {
-      const looked = new Set<string>();
-      for (const [subject, list] of holders) {
-        for (const holder of list) {
-          if (holder === subject || looked.has(holder)) continue;
-          looked.add(holder);
-          // Before anything is written: a failure is the store's own (nothing was recorded to carry over).
-          const now = await this.#followAttempts(() => canonicalOf(holder), false);
-          if (now !== null && now !== subject && !ids.includes(now)) ids.push(now);
-          else if (now === subject) stillMerged.push(holder);
-        }
+    const looked = new Set<string>();
+    for (const [subject, list] of holders) {
+      for (const holder of list) {
+        if (holder === subject || looked.has(holder)) continue;
+        looked.add(holder);
+        // Before anything is written: a failure is the store's own (nothing was recorded to carry over).
+        const now = await this.#followAttempts(() => canonicalOf(holder), false);
+        if (now !== null && now !== subject && !ids.includes(now)) ids.push(now);
+        else if (now === subject) stillMerged.push(holder);
       }
     }
     const result = await this.#recordGpcFor(ids, meta, actor);
@@ -1322,7 +1321,7 @@ export class Consent {
     // already, or the unmerge's copy went before this write), so it is looked up once more after the write.
     const split: string[] = [];
     for (const holder of stillMerged) {
-      const now = await this.#followAttempts(() => (canonicalOf as NonNullable<typeof canonicalOf>)(holder));
+      const now = await this.#followAttempts(() => canonicalOf(holder));
       if (now !== null && !ids.includes(now) && !split.includes(now)) split.push(now);
     }
     const more = split.length > 0 ? await this.#recordGpcFor(split, { ...(meta.source === undefined ? {} : { source: meta.source }), ...(meta.jurisdiction === undefined ? {} : { jurisdiction: meta.jurisdiction }) }, actor) : undefined;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { mergeParts } from './collect.subject-data.ts';
 import { partition, type FieldRule } from './partition.ts';
 
 const rules = new Map<string, FieldRule>([
@@ -35,6 +36,15 @@ describe('partition', () => {
     assert.deepEqual(nested.plain, { properties: { products: [{ price: 5, options: [] }] } });
     assert.deepEqual(nested.personal, { properties: { products: [{ engraving: 'For Ada' }] } });
     assert.deepEqual(partition({ properties: { tags: [] } }, rules).plain, { properties: { tags: [] } }, 'an empty array of scalars, as before');
+  });
+
+  it('keeps an item left with no field as an empty object, so it reads back as one', () => {
+    const out = partition({ properties: { products: [{ price: 5 }, {}, { engraving: 'For Ada' }] } }, rules);
+    assert.deepEqual(out.plain, { properties: { products: [{ price: 5 }, {}, null] } });
+    assert.deepEqual(out.personal, { properties: { products: [null, null, { engraving: 'For Ada' }] } });
+    assert.deepEqual(mergeParts(out.plain, out.personal), { properties: { products: [{ price: 5 }, {}, { engraving: 'For Ada' }] } });
+    const onlyPersonal = partition({ properties: { products: [{ engraving: 'For Ada' }, {}] } }, rules);
+    assert.deepEqual(mergeParts(onlyPersonal.plain, onlyPersonal.personal), { properties: { products: [{ engraving: 'For Ada' }, {}] } });
   });
 
   it('treats a field without a rule as personal', () => {

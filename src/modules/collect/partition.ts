@@ -104,7 +104,11 @@ export function partition(data: Record<string, unknown>, rules: FieldRules): Par
       let anyPersonal = false;
       // An index loop: the iterator of for…of showed up in allocation profiles of this walk.
       for (let i = 0; i < value.length; i++) {
-        walk(value[i], items);
+        const item = value[i];
+        walk(item, items);
+        // An item left with no field (all of them refused or none sent) keeps its shape in clear, so it reads back as
+        // what it is ({}), not as null.
+        if (plainOut === undefined && personalOut === undefined && typeof item === 'object' && item !== null) plainOut = Array.isArray(item) ? [] : {};
         plain.push(plainOut ?? null);
         personal.push(personalOut ?? null);
         anyPlain ||= plainOut !== undefined;

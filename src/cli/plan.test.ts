@@ -97,4 +97,18 @@ describeEachDialect('candor plan', (dialect) => {
     writeFileSync(file, JSON.stringify(plan));
     assert.match((await candor('plan', 'publish', file, '--base', '4')).out, /published tracking plan version 5 /);
   });
+  it('warns of fields the consent gate can never store, and still validates and publishes', async () => {
+    const plan = JSON.parse((await candor('plan', 'show', '--json')).out) as { events: Record<string, { properties: { properties: Record<string, unknown> } }> };
+    plan.events['Survey Answered']!.properties.properties.mood = { type: 'string', 'x-candor': { category: 'user.health_and_medical', purposes: ['analytics.reporting'], retention: 'P6M', personal: true } };
+    const file = join(cli.env.dataDir, 'mood.json');
+    writeFileSync(file, JSON.stringify(plan));
+    const warning = /^warning: track "Survey Answered" properties\.mood: never stored: a special category needs explicit consent, and none of its purposes \(analytics\.reporting\) asks for it$/m;
+    const checked = await candor('plan', 'validate', file);
+    assert.equal(checked.code, 0, checked.err);
+    assert.match(checked.err, warning);
+    const published = await candor('plan', 'publish', file);
+    assert.equal(published.code, 0, published.err);
+    assert.match(published.out, /published tracking plan version/);
+    assert.match(published.err, warning);
+  });
 });

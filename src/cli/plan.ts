@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { CommanderError, Option, type Command } from 'commander';
 import type { Kernel } from '../kernel.ts';
-import type { OutlineSection, PlanProblem } from '../modules/catalog/index.ts';
+import type { OutlineSection, PlanProblem, PlanWarning } from '../modules/catalog/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { isCandorError } from '../shared/errors.ts';
 
@@ -39,6 +39,11 @@ function reportProblems(problems: readonly PlanProblem[], err: (line: string) =>
   err(`error CATALOG_PLAN_INVALID: the tracking plan has ${problems.length} problem${problems.length === 1 ? '' : 's'}:`);
   for (const p of problems) err(`  ${p.path}: ${p.problem}`);
   throw new CommanderError(1, 'candor.plan_invalid', '');
+}
+
+/** Fields the consent gate can never store with the purposes configured now: a line each, after the outcome. */
+function reportWarnings(warnings: readonly PlanWarning[] | undefined, err: (line: string) => void): void {
+  for (const w of warnings ?? []) err(`warning: ${w.section === 'track' ? `track "${w.event}"` : w.section} ${w.path}: ${w.warning}`);
 }
 
 function describeSection(section: OutlineSection): string {
@@ -94,9 +99,10 @@ export function registerPlanCommands(program: Command, { out, err, withKernel }:
     .action(async (file: string) => {
       const document = readPlan(file);
       await withKernel(async (kernel) => {
-        const result = await kernel.catalog.validatePlan(document);
+        const result = await kernel.catalog.validatePlan(document, { purposes: kernel.consent.purposes() });
         if (!result.ok) reportProblems(result.problems, err);
         out(`the tracking plan in ${file} is valid`);
+        reportWarnings(result.warnings, err);
       });
     });
 
@@ -108,8 +114,9 @@ export function registerPlanCommands(program: Command, { out, err, withKernel }:
       const document = readPlan(file);
       await withKernel(async (kernel) => {
         try {
-          const result = await kernel.catalog.publish(document, CLI_ACTOR, { baseVersion: options.base });
+          const result = await kernel.catalog.publish(document, CLI_ACTOR, { baseVersion: options.base, purposes: kernel.consent.purposes() });
           out(result.unchanged ? `tracking plan unchanged: version ${result.version} (sha256 ${result.hash}) is already this document` : `published tracking plan version ${result.version} (sha256 ${result.hash})`);
+          reportWarnings(result.warnings, err);
         } catch (error) {
           if (isCandorError(error, 'CATALOG_PLAN_INVALID')) reportProblems((error.details?.problems ?? []) as PlanProblem[], err);
           throw error;

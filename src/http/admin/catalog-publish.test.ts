@@ -5,7 +5,8 @@ import { useKernel } from '../../../test/support/kernel.ts';
 import { planWithEvent } from '../../../test/support/plans.ts';
 import { useServer } from '../../../test/support/server.ts';
 import { openKernel } from '../../kernel.ts';
-import type { PlanDocument } from '../../modules/catalog/index.ts';
+import { DEFAULT_PLAN, type PlanDocument } from '../../modules/catalog/index.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
 import { buildServer } from '../server.ts';
 
 describeEachDialect('admin API: publishing the tracking plan on a base version', (dialect) => {
@@ -70,5 +71,30 @@ describeEachDialect('admin API: publishing the tracking plan on a base version',
       await other.app.close();
       await otherKernel.close();
     }
+  });
+  it('lists the fields the consent gate can never store with the purposes configured now, and publishes anyway', async () => {
+    const app = harness.server.app;
+    const plan = planWithEvent('Symptoms Logged');
+    const symptoms = plan.events['Symptoms Logged'] as { properties: { properties: Record<string, unknown> } };
+    symptoms.properties.properties.symptom = { type: 'string', 'x-candor': { category: 'user.health_and_medical', purposes: ['analytics.reporting'], retention: 'P6M', personal: true } };
+    symptoms.properties.properties.clip = { type: 'string', 'x-candor': { category: 'user.behavior', purposes: ['analytics.reporting.ad_performance'], retention: 'P6M', personal: false } };
+    const expected = [
+      { section: 'track', event: 'Symptoms Logged', path: 'properties.symptom', warning: 'never stored: a special category needs explicit consent, and none of its purposes (analytics.reporting) asks for it' },
+      { section: 'track', event: 'Symptoms Logged', path: 'properties.clip', warning: 'never stored: none of its purposes (analytics.reporting.ad_performance) is configured' },
+    ];
+    const checked = await app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('developer'), payload: plan });
+    assert.equal(checked.statusCode, 200, checked.body);
+    assert.deepEqual(checked.json(), { ok: true, problems: [], warnings: expected });
+    const published = await app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('developer'), payload: plan });
+    assert.equal(published.statusCode, 201, published.body);
+    assert.deepEqual(published.json().warnings, expected);
+    // Once a purpose of the field asks for explicit consent (and the other is configured), nothing is left to warn of.
+    await ctx.kernel.consent.setPurpose({ ...ctx.kernel.consent.purpose('analytics.reporting')!, explicit: true }, CLI_ACTOR);
+    await ctx.kernel.consent.setPurpose({ ...ctx.kernel.consent.purpose('analytics.reporting')!, key: 'analytics.reporting.ad_performance', explicit: false }, CLI_ACTOR);
+    const again = await app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('developer'), payload: plan });
+    assert.equal(again.statusCode, 200, again.body);
+    assert.deepEqual(again.json(), { version: published.json().version, hash: published.json().hash, unchanged: true, warnings: [] });
+    const defaults = await app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('developer'), payload: DEFAULT_PLAN });
+    assert.deepEqual(defaults.json().warnings, [], 'the default plan stores every field with the default purposes');
   });
 });

@@ -17,11 +17,17 @@ const version = {
   properties: { version: { type: 'integer' }, hash: { type: 'string' }, publishedAt: { type: 'string' }, publishedBy: { type: 'string' } },
 } as const;
 const published = { type: 'object', properties: { ...version.properties, plan: { type: 'object', additionalProperties: true } } } as const;
+/** Fields the consent gate can never store with the purposes configured now (publishing is not refused for them). */
+const warnings = {
+  type: 'array',
+  items: { type: 'object', properties: { section: { type: 'string' }, event: { type: 'string' }, path: { type: 'string' }, warning: { type: 'string' } } },
+} as const;
 const problems = {
   type: 'object',
   properties: {
     ok: { type: 'boolean' },
     problems: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, problem: { type: 'string' } } } },
+    warnings,
   },
 } as const;
 const counted = (extra: Record<string, object>) => ({ type: 'array', items: { type: 'object', properties: { ...extra, count: { type: 'integer' } } } });
@@ -91,21 +97,21 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['catalog'],
         summary:
-          'Publish a new version of the tracking plan (201); it is in force at once. The document of the latest version again answers 200 with unchanged; an invalid one 400 CATALOG_PLAN_INVALID with every problem. With If-Match: "N" (the ETag of GET …/plan) only if version N is still the latest, else 409 CATALOG_PLAN_CONFLICT.',
+          'Publish a new version of the tracking plan (201); it is in force at once. `warnings` lists fields the consent gate can never store with the purposes configured now. The document of the latest version again answers 200 with unchanged; an invalid one 400 CATALOG_PLAN_INVALID with every problem. With If-Match: "N" (the ETag of GET …/plan) only if version N is still the latest, else 409 CATALOG_PLAN_CONFLICT.',
         headers: {
           type: 'object',
           properties: { 'if-match': { type: 'string', pattern: IF_MATCH.source, description: 'The version the document was edited from, as GET …/plan tags it ("N"), or *.' } },
         },
         body: planBody,
         response: {
-          200: { type: 'object', properties: { version: { type: 'integer' }, hash: { type: 'string' }, unchanged: { type: 'boolean' } } },
-          201: { type: 'object', properties: { version: { type: 'integer' }, hash: { type: 'string' } } },
+          200: { type: 'object', properties: { version: { type: 'integer' }, hash: { type: 'string' }, unchanged: { type: 'boolean' }, warnings } },
+          201: { type: 'object', properties: { version: { type: 'integer' }, hash: { type: 'string' }, warnings } },
         },
       },
     },
     async (request, reply) => {
       const base = IF_MATCH.exec(request.headers['if-match'] ?? '')?.[1];
-      const result = await kernel.catalog.publish(request.body, actorOf(request), { baseVersion: base === undefined ? undefined : Number(base) });
+      const result = await kernel.catalog.publish(request.body, actorOf(request), { baseVersion: base === undefined ? undefined : Number(base), purposes: kernel.consent.purposes() });
       reply.code(result.unchanged ? 200 : 201).header('etag', versionTag(result.version));
       return result;
     },
@@ -122,7 +128,7 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
         response: { 200: problems },
       },
     },
-    async (request) => kernel.catalog.validatePlan(request.body),
+    async (request) => kernel.catalog.validatePlan(request.body, { purposes: kernel.consent.purposes() }),
   );
 
   app.get<{ Querystring: { source?: string; event?: string } }>(

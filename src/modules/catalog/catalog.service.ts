@@ -209,9 +209,10 @@ export class Catalog {
    * Every problem of a plan at once: meta-schema, size, unknown categories and purposes, retention, schema compilation.
    * Compiles in slices, letting ingestion go on meanwhile.
    */
-  async validatePlan(plan: unknown): Promise<{ ok: boolean; problems: PlanProblem[] }> {
-    const { problems } = await compilePlanAsync(plan, this.#taxonomy);
-    return { ok: problems.length === 0, problems };
+  async validatePlan(plan: unknown, options: { purposes?: readonly ConfiguredPurpose[] } = {}): Promise<{ ok: boolean; problems: PlanProblem[]; warnings?: PlanWarning[] }> {
+    const { compiled, problems } = await compilePlanAsync(plan, this.#taxonomy);
+    const warnings = compiled && options.purposes ? planWarnings(compiled.outline(), options.purposes) : undefined;
+    return { ok: problems.length === 0, problems, ...(warnings ? { warnings } : {}) };
   }
 
   /**
@@ -220,13 +221,18 @@ export class Catalog {
    * `baseVersion` (the version the document was edited from) it is published only if that is still the latest
    * version, else CATALOG_PLAN_CONFLICT: so that a change published meanwhile is not undone unseen.
    */
-  async publish(plan: unknown, actor: Actor, options: { baseVersion?: number | undefined } = {}): Promise<{ version: number; hash: string; unchanged?: boolean }> {
+  async publish(
+    plan: unknown,
+    actor: Actor,
+    options: { baseVersion?: number | undefined; purposes?: readonly ConfiguredPurpose[] } = {},
+  ): Promise<{ version: number; hash: string; unchanged?: boolean; warnings?: PlanWarning[] }> {
     const { compiled, problems } = await compilePlanAsync(plan, this.#taxonomy);
     if (!compiled) throw new CandorError('CATALOG_PLAN_INVALID', { problems });
     const { row, unchanged } = await this.#store(plan, actor, compiled, options.baseVersion);
     const version = Number(row.version);
     if (version > this.#current.version) this.#install(row, compiled);
-    return unchanged ? { version, hash: row.hash, unchanged } : { version, hash: row.hash };
+    const warnings = options.purposes ? { warnings: planWarnings(compiled.outline(), options.purposes) } : {};
+    return unchanged ? { version, hash: row.hash, unchanged, ...warnings } : { version, hash: row.hash, ...warnings };
   }
 
   /**
@@ -347,4 +353,44 @@ export class Catalog {
     this.#queuedFlush = flush;
     return flush;
   }
+}
+
+/** A purpose as the consent configuration has it, for planWarnings. */
+export interface ConfiguredPurpose {
+  key: string;
+  explicit: boolean;
+}
+
+/** A declared field that no purpose configured now can let through: the gate leaves it out of every event. */
+export interface PlanWarning {
+  section: OutlineSection['section'];
+  event?: string;
+  path: string;
+  warning: string;
+}
+
+/**
+ * The fields of a plan the consent gate can never store with the purposes configured now: a special-category or
+ * precise-location field none of whose purposes asks for explicit consent, or a field none of whose purposes is
+ * configured at all. Publishing is not refused for them (a purpose may be configured or made explicit later); the
+ * answer lists them, so a plan that collects nothing where it meant to is seen at once.
+ */
+export function planWarnings(sections: readonly OutlineSection[], purposes: readonly ConfiguredPurpose[]): PlanWarning[] {
+  const configured = new Set(purposes.map((p) => p.key));
+  const explicit = new Set(purposes.filter((p) => p.explicit).map((p) => p.key));
+  const warnings: PlanWarning[] = [];
+  for (const section of sections) {
+    for (const field of section.fields) {
+      const listed = field.purposes.join(', ');
+      let warning: string | undefined;
+      if (!field.purposes.some((p) => configured.has(p))) {
+        warning = `never stored: none of its purposes (${listed}) is configured`;
+      } else if ((field.special || field.preciseLocation) && !field.purposes.some((p) => explicit.has(p))) {
+        const what = field.special ? 'a special category' : 'precise location';
+        warning = `never stored: ${what} needs explicit consent, and none of its purposes (${listed}) asks for it`;
+      }
+      if (warning) warnings.push({ section: section.section, ...(section.event === undefined ? {} : { event: section.event }), path: field.path, warning });
+    }
+  }
+  return warnings;
 }

@@ -1,5 +1,9 @@
 import { sql, type Kysely } from 'kysely';
+import { sortableId } from '../../shared/random.ts';
 import { textOrder, type DeferredTx, type ModuleMigration, type OrderModifiers, type SqlExecutor, type Storage } from '../../storage/index.ts';
+
+/** The prefix of the id a kept reduced order gets when its person is deleted: not a profile id (prf_…), nobody's. */
+export const DETACHED_PREFIX = 'gone_';
 
 /** The field context the personal envelope of a stored event is bound to (its associated data). */
 export const EVENT_DATA_CONTEXT = 'collect.events.data';
@@ -328,8 +332,14 @@ export class CollectRepo {
       if (!keep) continue;
       const drop = this.#db.updateTable('collect_events').set({ data_enc: null }).where('profile_id', 'in', ids).where('data_enc', 'is not', null).compile();
       await tx.run(drop.sql, drop.parameters);
-      const count = this.#db.selectFrom('collect_events').select((eb) => eb.fn.countAll<number>().as('n')).where('profile_id', 'in', ids).compile();
-      kept += Number((await tx.all<{ n: number }>(count.sql, count.parameters))[0]?.n ?? 0);
+      // Each kept order is detached from the person: its own new id instead of the deleted profile's, so the kept
+      // records neither group one person's orders together nor join the consent ledger's pseudonym of that id.
+      const left = this.#db.selectFrom('collect_events').select('id').where('profile_id', 'in', ids).compile();
+      const detach = this.#db.updateTable('collect_events').set({ profile_id: '' }).where('id', '=', '').compile().sql;
+      for (const row of await tx.all<{ id: string }>(left.sql, left.parameters)) {
+        await tx.run(detach, [sortableId(DETACHED_PREFIX), row.id]);
+        kept++;
+      }
     }
     return { deleted, kept };
   }

@@ -631,6 +631,30 @@ describe('plan validation', () => {
     assert.deepEqual(personal, { 'traits.email': true, 'traits.country': false, 'context.ip': true });
   });
 
+  it('refuses field and event names with a control character or an unpaired surrogate; a stored version leaves them out', () => {
+    const plan = {
+      name: 'Names',
+      events: {
+        E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { ok: leaf('string', 'user.behavior', ['analytics.reporting']), 'a\u0000b': leaf('string', 'user.behavior', ['analytics.reporting']), 'c\uD800': leaf('string', 'user.behavior', ['analytics.reporting']) } } },
+        'Tab\tEvent': { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { n: leaf('string', 'user.behavior', ['analytics.reporting']) } } },
+        'Emoji \uD83D\uDE00': { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { n: leaf('string', 'user.behavior', ['analytics.reporting']) } } },
+      },
+    };
+    const refused = compilePlan(plan, taxonomy);
+    assert.equal(refused.compiled, undefined);
+    assert.deepEqual(
+      refused.problems.filter((p) => /control characters/.test(p.problem)).map((p) => p.path),
+      ['/events/E/properties/properties/a\u0000b', '/events/E/properties/properties/c\uD800', '/events/Tab\tEvent'],
+    );
+    // A stored version may hold control characters (an unpaired surrogate never compiled, so none was published).
+    delete (plan.events.E.properties.properties as Record<string, unknown>)['c\uD800'];
+    const { compiled, problems } = compilePlan(plan, taxonomy, { lenient: true });
+    assert.deepEqual(problems, []);
+    assert.ok(compiled && !compiled.declares('Tab\tEvent') && compiled.declares('Emoji \uD83D\uDE00'), 'a paired surrogate is a character like any other');
+    const result = compiled.process('track', 'E', { properties: { ok: 'x', 'a\u0000b': 'y' } });
+    assert.deepEqual(result.fields.map((f) => f.path), ['properties.ok']);
+  });
+
   it('refuses a special-category field serving a custom data use below marketing or personalize', () => {
     const customUses: Record<string, string> = { promo_targeting: 'marketing.advertising', deep_promo: 'promo_targeting', my_reco: 'personalize.content', health_stats: 'analytics.reporting' };
     const custom: TaxonomyLookup = {

@@ -130,6 +130,8 @@ const PRECISE_LOCATION = 'user.location.precise';
 // use below these in the taxonomy (custom ones included).
 const TARGETING_ROOTS = ['marketing', 'personalize'];
 const EMPTY: readonly never[] = Object.freeze([]);
+/** A control character or an unpaired surrogate (see Builder.nameUsable). */
+const UNUSABLE_NAME = /[\p{Cc}\p{Cs}]/u;
 
 const LEAF = 0;
 const OBJECT = 1;
@@ -515,6 +517,17 @@ class Builder {
     return entry;
   }
 
+  /**
+   * Whether a field or event name can be kept: its path is written to text columns (counts, traits), where PostgreSQL
+   * refuses NUL and no control character or unpaired surrogate belongs. Refused in a plan being published; in a stored
+   * version (published before this check) the field is left out, as if undeclared, so it cannot fail every commit.
+   */
+  nameUsable(name: string, pointer: string): boolean {
+    if (!UNUSABLE_NAME.test(name)) return true;
+    if (!this.#lenient) this.#problem(pointer, 'a name must not contain control characters or unpaired surrogates');
+    return false;
+  }
+
   #problem(path: string, problem: string): void {
     this.problems.push({ path, problem });
   }
@@ -713,6 +726,7 @@ class Builder {
     const children = new Map<string, Node>();
     for (const [key, child] of Object.entries(schema.properties)) {
       if (FORBIDDEN_NAMES.includes(key)) continue;
+      if (!this.nameUsable(key, `${pointer}/properties/${pointerEscape(key)}`)) continue;
       const node = this.#node(child, `${pointer}/properties/${pointerEscape(key)}`, `${path}.${key}`, depth + 1, leaves);
       if (node) children.set(key, node);
     }
@@ -815,6 +829,7 @@ function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: Compile
   if (isRecord(doc.events)) {
     for (const [name, definition] of Object.entries(doc.events)) {
       if (FORBIDDEN_NAMES.includes(name)) continue;
+      if (!builder.nameUsable(name, `/events/${pointerEscape(name)}`)) continue;
       const compiled = event('track', name, definition, `/events/${pointerEscape(name)}`);
       if (compiled) events.set(name, compiled);
       yield;

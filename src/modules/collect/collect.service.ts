@@ -483,6 +483,9 @@ export class Collector {
       const done = await this.#writeDeferred(deferred, items, handedOver);
       if (done) return done;
     }
+    // Written on this thread: nothing is handed over to overlap with, so the group written before is answered now
+    // rather than after this whole commit (GroupCommit holds each group's answer until the next one is handed over).
+    handedOver();
     // PostgreSQL may end a transaction that waits in a cycle with another process's (a deadlock) or that cannot be
     // serialized: nothing of it was stored, and the same write goes through a moment later.
     for (let attempt = 1; ; attempt++) {

@@ -1,0 +1,43 @@
+// A request is answered once its own group is committed, not once the next group is: a group written on the main
+// thread (PostgreSQL, and SQLite's small groups) hands nothing over, so the group before it is answered at once.
+import assert from 'node:assert/strict';
+import { before, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useIngestServer } from '../../../test/support/ingest-server.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+
+describeEachDialect('collect: answering a committed group', (dialect) => {
+  const ctx = useKernel(dialect);
+  const ingest = useIngestServer(ctx);
+  before(async () => {
+    for (const userId of ['u-first', 'u-slow']) await ingest.consent(userId, { 'analytics.reporting': 'given', 'personalize.profiling': 'given' });
+  });
+
+  it('answers a single event when its group commits, while a slow group after it is still being written', async () => {
+    // The second group's write takes 1.5 s (inside its transaction, after the first group committed).
+    const identity = ctx.kernel.identity;
+    const resolveBatch = identity.resolveBatch.bind(identity);
+    identity.resolveBatch = async (tx, items) => {
+      if (items.some((item) => item.identifiers.some((id) => id.value === 'u-slow'))) await sleep(1500);
+      return resolveBatch(tx, items);
+    };
+    try {
+      const event = (userId: string, messageId: string) => ({ userId, messageId, event: 'Product Viewed', properties: { product_id: 'p1' } });
+      const started = performance.now();
+      const first = ingest.send('/v1/track', event('u-first', 'answer-first')).then((r) => ({ r, ms: performance.now() - started }));
+      const slow = (async () => {
+        // Sent while the first group is queued or being written, so that it forms the next group.
+        await sleep(5);
+        return ingest.send('/v1/track', event('u-slow', 'answer-slow')).then((r) => ({ r, ms: performance.now() - started }));
+      })();
+      const [a, b] = await Promise.all([first, slow]);
+      assert.equal(a.r.statusCode, 200, a.r.body);
+      assert.equal(b.r.statusCode, 200, b.r.body);
+      assert.ok(b.ms >= 1500, `the slow group took ${Math.round(b.ms)} ms`);
+      assert.ok(a.ms < 1000, `the first event was answered after ${Math.round(a.ms)} ms, with the slow group after it`);
+    } finally {
+      identity.resolveBatch = resolveBatch;
+    }
+  });
+});

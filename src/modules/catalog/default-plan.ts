@@ -57,7 +57,8 @@ export const DEFAULT_PLAN: PlanDocument = {
       object({
         ...productFields(() => browsing()),
         currency: leaf('string', browsing(), currency),
-        url: leaf('string', browsing(), text(2000)),
+        // Personal, as a page's url: an address's query string often carries an e-mail, a user id or a position.
+        url: leaf('string', browsing(true), text(2000)),
       }),
     ),
     'Product Added': event(

@@ -25,6 +25,11 @@ export type ProfilesTables = {
     /** null when the trait had no value before */
     previous_value: string | null;
     previous_encrypted: number | null;
+    /**
+     * When the previous value was last set (its profiles_traits.updated_at then), the clock of its retention: null
+     * with the previous value, which the trait's retention sweep clears once this time is past the trait's period.
+     */
+    previous_updated_at: string | null;
     category: string;
     source: string;
     message_id: string | null;
@@ -151,6 +156,23 @@ export const PROFILES_MIGRATIONS: readonly ModuleMigration[] = [
       await db.schema.alterTable('profiles_computed').addColumn('currency_position', 'integer').execute();
     },
   },
+  {
+    // A history entry kept the value it replaced for as long as the entry itself, past that value's retention: each
+    // entry now records when the value it replaced was last set, and the trait's sweep clears the previous value once
+    // that is past the period (indexed per key for it). Stored entries take the time of their profile's next older
+    // entry of the key, which set that value (a later re-send moved no entry, so this errs early), or their own time
+    // where the previous value is their own (an entry of a merged person's shown value); with no older entry left
+    // (retention deleted it) the time is unknown and the empty text, cleared at the next sweep.
+    name: '0114_profiles_trait_history_previous_updated_at',
+    async up(db) {
+      await db.schema.alterTable('profiles_trait_history').addColumn('previous_updated_at', 'text').execute();
+      await sql`UPDATE profiles_trait_history SET previous_updated_at = CASE WHEN previous_value = value THEN changed_at ELSE coalesce((
+        SELECT max(o.changed_at) FROM profiles_trait_history AS o
+        WHERE o.profile_id = profiles_trait_history.profile_id AND o.key = profiles_trait_history.key AND o.changed_at < profiles_trait_history.changed_at
+      ), '') END WHERE previous_value IS NOT NULL`.execute(db);
+      await db.schema.createIndex('profiles_trait_history_key_previous').on('profiles_trait_history').columns(['key', 'previous_updated_at']).execute();
+    },
+  },
 ];
 
 const BLANK_TRAIT: TraitRow = { profile_id: '', key: '', value: '', encrypted: 0, category: '', updated_at: '', source: '', message_id: null };
@@ -163,6 +185,7 @@ const BLANK_HISTORY: HistoryRow = {
   encrypted: 0,
   previous_value: null,
   previous_encrypted: null,
+  previous_updated_at: null,
   category: '',
   source: '',
   message_id: null,

@@ -1,6 +1,7 @@
 // Retention of profiles: people inactive for the configured period are deleted with everything held about them (the
 // sweeper's `forget`: every registered subject-data handler, then the data key), and trait values older than the
-// tracking plan's retention for their key are deleted with their history. Registered through `Profiles.retention()`.
+// tracking plan's retention for their key are deleted with their history, including the previous values that newer
+// history entries hold. Registered through `Profiles.retention()`.
 import { sql, type Kysely } from 'kysely';
 import { subtractDuration } from '../../shared/duration.ts';
 import type { DataSubject, RetentionHandler, RetentionRule, SweepCount, SweepOptions } from '../../shared/subject-data.ts';
@@ -109,8 +110,8 @@ export class ProfilesRetention implements RetentionHandler {
     ];
     for (const trait of await this.#traits()) {
       rules.push({
-        id: `profiles.traits:${trait.key}`, module: 'profiles', store: 'profiles_traits, profiles_trait_history', category: trait.category, period: trait.retention, clock: 'updated_at / changed_at', action: 'delete', source: 'plan',
-        description: `The trait ${trait.key} (current value and history) is deleted ${trait.retention} after it was last set (tracking plan).`,
+        id: `profiles.traits:${trait.key}`, module: 'profiles', store: 'profiles_traits, profiles_trait_history', category: trait.category, period: trait.retention, clock: 'updated_at / changed_at / previous_updated_at', action: 'delete', source: 'plan',
+        description: `The trait ${trait.key} (current value, history and the previous value each change replaced) is deleted ${trait.retention} after it was last set (tracking plan).`,
       });
     }
     return rules;
@@ -129,6 +130,7 @@ export class ProfilesRetention implements RetentionHandler {
       const rule = `profiles.traits:${trait.key}`;
       counts.push({ rule, store: 'profiles_traits', category: trait.category, count: await this.#expireTraits(trait.key, cutoff, options) });
       counts.push({ rule, store: 'profiles_trait_history', category: trait.category, count: await this.#expireHistory(trait.key, cutoff, options) });
+      counts.push({ rule, store: 'profiles_trait_history.previous_value', category: trait.category, count: await this.#expirePrevious(trait.key, cutoff, options) });
     }
     counts.push(...(await this.#inactive(subtractDuration(now, this.#policy.inactiveProfiles).toISOString(), options)));
     return counts;
@@ -161,6 +163,30 @@ export class ProfilesRetention implements RetentionHandler {
       if (rows.length === 0) return n;
       const del = this.#db.deleteFrom('profiles_trait_history').where('id', 'in', padded(rows.map((r) => r.id))).compile();
       n += await this.#storage.raw.transaction((tx) => tx.run(del.sql, del.parameters));
+      if (rows.length < options.batchSize) return n;
+    }
+  }
+
+  /**
+   * Clears the previous value of the entries left whose replaced value was last set before the cutoff: the entry that
+   * set it may be gone, but the value would otherwise stay, and be read as the previous value, as long as the entry
+   * that replaced it. Entries older than the cutoff are not counted: `#expireHistory` deletes them.
+   */
+  async #expirePrevious(key: string, cutoff: string, options: SweepOptions): Promise<number> {
+    let n = 0;
+    for (;;) {
+      if (options.dryRun) {
+        const [row] = await this.#run(this.#db.selectFrom('profiles_trait_history').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).where('previous_updated_at', '<', cutoff).where('changed_at', '>=', cutoff));
+        return Number(row?.n ?? 0);
+      }
+      const rows = await this.#run(this.#db.selectFrom('profiles_trait_history').select('id').where('key', '=', key).where('previous_updated_at', '<', cutoff).limit(options.batchSize));
+      if (rows.length === 0) return n;
+      const clear = this.#db
+        .updateTable('profiles_trait_history')
+        .set({ previous_value: null, previous_encrypted: null, previous_updated_at: null })
+        .where('id', 'in', padded(rows.map((r) => r.id)))
+        .compile();
+      n += await this.#storage.raw.transaction((tx) => tx.run(clear.sql, clear.parameters));
       if (rows.length < options.batchSize) return n;
     }
   }

@@ -521,13 +521,56 @@ describe('plan validation', () => {
     assert.deepEqual(problemsOf(plan), []);
   });
 
-  it('accepts protectedAttribute written out when it agrees with the taxonomy, and refuses it when it contradicts', () => {
+  it('accepts protectedAttribute written out when it agrees with the taxonomy or is stricter, and refuses it when looser', () => {
     const field = (category: string, protectedAttribute: boolean): FieldSchema => ({ type: 'string', 'x-candor': { category, purposes: ['fairness_audit'], retention: 'P1Y', personal: true, protectedAttribute } });
     const plan = (properties: Record<string, FieldSchema>) => ({ name: 'P', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties } } } });
     assert.deepEqual(problemsOf(plan({ g: field('user.demographic.gender', true), c: field('user.behavior', false) })), []);
     assert.deepEqual(problemsOf(plan({ g: field('user.demographic.gender', false), c: field('user.behavior', true) })), [
       { path: '/events/E/properties/properties/g/x-candor/protectedAttribute', problem: 'contradicts the taxonomy: category user.demographic.gender is a protected attribute' },
-      { path: '/events/E/properties/properties/c/x-candor/protectedAttribute', problem: 'contradicts the taxonomy: category user.behavior is not a protected attribute' },
+    ]);
+    const compiled = compile(plan({ c: field('user.behavior', true) }));
+    assert.equal(compiled.outline()[0]?.fields[0]?.protectedAttribute, true, 'stricter than the taxonomy: kept as written');
+  });
+
+  it('reads special and precise location written on a category that is neither the strict way', () => {
+    const plan = {
+      name: 'P',
+      events: {
+        E: {
+          purposes: ['analytics.reporting'],
+          properties: {
+            type: 'object',
+            properties: {
+              pulse: { type: 'number', 'x-candor': { category: 'user.sensor', purposes: ['analytics.reporting'], retention: 'P1Y', personal: true, special: true } },
+              spot: { type: 'string', 'x-candor': { category: 'user.location.imprecise', purposes: ['analytics.reporting'], retention: 'P1Y', personal: true, preciseLocation: true } },
+            },
+          },
+        },
+      },
+    };
+    const fields = compile(plan).outline()[0]?.fields ?? [];
+    assert.deepEqual(fields.map((f) => [f.path, f.special, f.preciseLocation, f.personal]), [
+      ['properties.pulse', true, false, true],
+      ['properties.spot', false, true, true],
+    ]);
+    const clear = clone(plan);
+    (clear.events.E.properties.properties.pulse['x-candor'] as { personal: boolean }).personal = false;
+    assert.deepEqual(problemsOf(clear), [{ path: '/events/E/properties/properties/pulse/x-candor/personal', problem: 'must be true: category user.sensor is a special category' }]);
+  });
+
+  it('refuses a category that also covers precise location or special categories below it, and reads a stored one the strict way', () => {
+    const field = (category: string) => ({ type: 'number', 'x-candor': { category, purposes: ['analytics.reporting'], retention: 'P1Y', personal: false } });
+    const plan = { name: 'P', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { lat: field('user.location'), who: field('user.demographic'), ok: field('user.location.imprecise') } } } } };
+    assert.deepEqual(problemsOf(plan).filter((p) => p.path.endsWith('/category')), [
+      { path: '/events/E/properties/properties/lat/x-candor/category', problem: 'user.location also covers precise location: choose the narrower category the field holds' },
+      { path: '/events/E/properties/properties/who/x-candor/category', problem: 'user.demographic also covers special categories: choose the narrower category the field holds' },
+    ]);
+    const { compiled } = compilePlan(plan, taxonomy, { lenient: true });
+    const fields = compiled?.outline()[0]?.fields ?? [];
+    assert.deepEqual(fields.map((f) => [f.path, f.special, f.preciseLocation, f.personal]), [
+      ['properties.lat', false, true, true],
+      ['properties.who', true, false, true],
+      ['properties.ok', false, false, false],
     ]);
   });
 

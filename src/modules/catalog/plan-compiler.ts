@@ -5,7 +5,7 @@ import { _, Ajv, str, type AnySchemaObject, type ErrorObject, type ValidateFunct
 import addFormats from 'ajv-formats';
 import { RE2JS } from 're2js';
 import { parseDuration } from '../../shared/duration.ts';
-import { IDENTIFYING_CATEGORIES, isDataUseUnder, type Taxonomy } from '../taxonomy/index.ts';
+import { DATA_CATEGORIES, IDENTIFYING_CATEGORIES, isDataUseUnder, type DataCategoryEntry, type Taxonomy } from '../taxonomy/index.ts';
 import { FORBIDDEN_NAMES, isRetention, MAX_DOCUMENT_DEPTH, MAX_RETENTION, PLAN_META_SCHEMA, SCALAR_TYPES, type AnnotationInput, type EventDefinition, type FieldSchema, type PlanDocument } from './catalog.schemas.ts';
 import { isRecord } from '../../shared/objects.ts';
 
@@ -115,7 +115,10 @@ export interface OutlineSection {
 }
 
 /** The taxonomy look-ups the compiler needs. */
-export type TaxonomyLookup = Pick<Taxonomy, 'dataCategory' | 'dataUse'>;
+export type TaxonomyLookup = Pick<Taxonomy, 'dataCategory' | 'dataUse'> & {
+  /** Every data category, custom ones included (the built-in ones when not given). */
+  dataCategories?: () => readonly DataCategoryEntry[];
+};
 
 const MAX_DEPTH = 8;
 /**
@@ -485,6 +488,11 @@ interface ResolvedCategory {
   protectedAttribute: boolean;
   /** The category, or the nearest listed one above it, identifies a person or is personal by nature. */
   identifying: boolean;
+  /**
+   * What the category covers below it that it is not itself (`user.location` covers precise location,
+   * `user.demographic` special categories): a field of it could hold either, so it is read the strict way.
+   */
+  covers?: string;
 }
 
 /** Builds the compiled form of a plan, collecting every problem on the way. */
@@ -585,9 +593,26 @@ class Builder {
         current = current.parentKey ? this.#taxonomy.dataCategory(current.parentKey) : undefined;
       }
       resolved = { special: entry.specialCategory !== null, preciseLocation: precise, protectedAttribute: entry.protectedAttribute, identifying: identifying ?? false };
+      const below = this.#restrictedBelow(key);
+      const covered = [below.special && !resolved.special ? 'special categories' : '', below.precise && !precise ? 'precise location' : ''].filter(Boolean);
+      if (covered.length > 0) {
+        resolved = { special: resolved.special || below.special, preciseLocation: precise || below.precise, protectedAttribute: resolved.protectedAttribute || below.special, identifying: resolved.identifying, covers: covered.join(' and ') };
+      }
     }
     this.#categories.set(key, resolved);
     return resolved;
+  }
+
+  /** Whether a special category or precise location lies below `key` in the taxonomy (custom categories included). */
+  #restrictedBelow(key: string): { special: boolean; precise: boolean } {
+    const out = { special: false, precise: false };
+    const prefix = `${key}.`;
+    for (const entry of this.#taxonomy.dataCategories?.() ?? DATA_CATEGORIES) {
+      if (!entry.key.startsWith(prefix)) continue;
+      if (entry.specialCategory !== null) out.special = true;
+      if (entry.key === PRECISE_LOCATION) out.precise = true;
+    }
+    return out;
   }
 
   checkPurposes(purposes: unknown, pointer: string): void {
@@ -613,12 +638,19 @@ class Builder {
       // A stored version is loaded as it is: the sweeper counts an overlong period from its earliest cutoff.
       this.#problem(`${at}/retention`, `must be at most ${MAX_RETENTION} (100 years)`);
     }
+    if (category?.covers !== undefined && !this.#lenient) {
+      // A stored version is loaded with the field read the strict way (as the category's most restricted part).
+      this.#problem(`${at}/category`, `${input.category} also covers ${category.covers}: choose the narrower category the field holds`);
+    }
     // A category this process does not know (added elsewhere since start) is treated as the most restrictive.
-    const flags = category ?? { special: true, preciseLocation: false, protectedAttribute: true, identifying: true };
+    const known = category ?? { special: true, preciseLocation: false, protectedAttribute: true, identifying: true };
+    const flags = { ...known };
     for (const [flag, what] of DERIVED_FLAGS) {
       const written = input[flag];
-      if (category && typeof written === 'boolean' && written !== flags[flag]) {
-        this.#problem(`${at}/${flag}`, `contradicts the taxonomy: category ${input.category} is ${flags[flag] ? '' : 'not '}${what}`);
+      // Stricter than the taxonomy is the plan's choice (a sensor reading treated as health data, say); looser is not.
+      if (category && written === true && !known[flag]) flags[flag] = true;
+      else if (category && written === false && known[flag]) {
+        this.#problem(`${at}/${flag}`, `contradicts the taxonomy: category ${input.category} is ${what}`);
       }
     }
     // Such a field is stored encrypted with the person's key whatever the plan says (DESIGN.md invariant 3): a stored

@@ -6,6 +6,7 @@ export { Taxonomy, TAXONOMY_KINDS, EXTENSIBLE_KINDS, type TaxonomyKind, type Ext
 export { TAXONOMY_MIGRATIONS } from './taxonomy.repo.ts';
 export { isDataUseUnder, type DataUseLookup } from './data-use-ancestry.ts';
 export {
+  DATA_CATEGORIES,
   FIDESLANG_ATTRIBUTION,
   IDENTIFYING_CATEGORIES,
   type DataCategoryEntry,

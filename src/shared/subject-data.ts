@@ -220,11 +220,13 @@ export interface RetentionHandler {
   sweep(now: Date, options: SweepOptions): Promise<SweepCount[]>;
 }
 
-/** A declared field's annotation in the tracking plan in force (category, purposes, retention). */
+/** A declared field's annotation in the tracking plan in force (category, purposes, retention, personal). */
 export interface PlannedField {
   readonly category: string;
   readonly purposes: readonly string[];
   readonly retention: string;
+  /** The plan declares the field personal: stored encrypted from now on, and masked for readers who may not decrypt. */
+  readonly personal: boolean;
 }
 
 /**

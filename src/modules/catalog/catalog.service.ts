@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
+import type { PlannedField } from '../../shared/subject-data.ts';
 import { Freshness, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
@@ -69,7 +70,7 @@ export class Catalog {
   readonly #storedPaths = new StoredPaths();
   /** Tells whether another process wrote since the plan was last looked for (refreshIfChanged). */
   readonly #freshness: Freshness;
-  #fieldIndex: { version: number; fields: Map<string, { category: string; purposes: readonly string[]; retention: string }> } | undefined;
+  #fieldIndex: { version: number; fields: Map<string, PlannedField> } | undefined;
   #current!: Current;
   /** Serialises flushes and stats reads so that a count is never in neither place, nor in both. */
   #lock: Promise<unknown> = Promise.resolve();
@@ -268,14 +269,15 @@ export class Catalog {
   }
 
   /**
-   * A declared field's annotation in the plan in force (for the Art. 15(1) metadata of an access archive):
-   * `section` as in outline(), `event` for track events, `path` like `traits.email` or `properties.total`.
+   * A declared field's annotation in the plan in force (for the Art. 15(1) metadata of an access archive, and for
+   * masking what the plan declares personal): `section` as in outline(), `event` for track events, `path` like
+   * `traits.email` or `properties.total`.
    */
-  plannedField(section: string, event: string | null, path: string): { category: string; purposes: readonly string[]; retention: string } | undefined {
+  plannedField(section: string, event: string | null, path: string): PlannedField | undefined {
     if (this.#fieldIndex?.version !== this.#current.version) {
-      const fields = new Map<string, { category: string; purposes: readonly string[]; retention: string }>();
+      const fields = new Map<string, PlannedField>();
       for (const s of this.#current.compiled.outline()) {
-        for (const f of s.fields) fields.set(`${s.section}\u0000${s.event ?? ''}\u0000${f.path}`, { category: f.category, purposes: f.purposes, retention: f.retention });
+        for (const f of s.fields) fields.set(`${s.section}\u0000${s.event ?? ''}\u0000${f.path}`, { category: f.category, purposes: f.purposes, retention: f.retention, personal: f.personal });
       }
       this.#fieldIndex = { version: this.#current.version, fields };
     }

@@ -12,7 +12,7 @@ import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
 import { ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
 import { CollectRepo, EVENT_DATA_CONTEXT, MAX_REFUSAL_ROWS, messageKey, type EventRow } from './collect.repo.ts';
 import { CollectRetention, orderValueOf, type EventRetentionPolicy } from './collect.retention.ts';
-import { CollectSubjectData } from './collect.subject-data.ts';
+import { CollectSubjectData, deleteFields, sectionOf } from './collect.subject-data.ts';
 import { GroupCommit } from '../../shared/group-commit.ts';
 import { partition, type FieldRule, type FieldRules } from './partition.ts';
 import { identifiersOf, parseMessage, planInput, undeniedPurposes, type MessageKind, type ParsedMessage, type RawIdentifier } from './segment.ts';
@@ -961,23 +961,36 @@ export class Collector {
     }
   }
 
-  /** Events stored about these profiles, newest first; personal fields decrypted on request. */
+  /**
+   * Events stored about these profiles, newest first; personal fields decrypted on request. Otherwise the personal part
+   * reads 'masked', and fields the plan in force declares personal that were stored in clear before it did are left
+   * out of `data` (the personal part then reads 'masked' too), as if they had been stored encrypted.
+   */
   async events(profileIds: readonly string[], options: { decrypt: boolean; limit: number }) {
     const rows = await this.#repo.eventsOf(profileIds, options.limit);
+    const { catalog, keyring } = this.#deps;
+    const personalInPlan = (row: EventRow, path: string) => {
+      const section = sectionOf(row.kind, path);
+      return section !== undefined && catalog.plannedField(section, row.event, path)?.personal === true;
+    };
     return Promise.all(
-      rows.map(async (row) => ({
-        id: row.id,
-        source: row.source,
-        messageId: row.message_id,
-        profileId: row.profile_id,
-        kind: row.kind,
-        event: row.event,
-        occurredAt: row.occurred_at,
-        receivedAt: row.received_at,
-        purposes: JSON.parse(row.purposes) as string[],
-        data: JSON.parse(row.data) as Record<string, unknown>,
-        personal: row.data_enc === null ? null : options.decrypt ? (JSON.parse(await this.#deps.keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT)) as Record<string, unknown>) : 'masked',
-      })),
+      rows.map(async (row) => {
+        const data = JSON.parse(row.data) as Record<string, unknown>;
+        const masked = !options.decrypt && (deleteFields(data, '', (path) => personalInPlan(row, path)) || row.data_enc !== null);
+        return {
+          id: row.id,
+          source: row.source,
+          messageId: row.message_id,
+          profileId: row.profile_id,
+          kind: row.kind,
+          event: row.event,
+          occurredAt: row.occurred_at,
+          receivedAt: row.received_at,
+          purposes: JSON.parse(row.purposes) as string[],
+          data,
+          personal: masked ? 'masked' : row.data_enc === null ? null : (JSON.parse(await keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT)) as Record<string, unknown>),
+        };
+      }),
     );
   }
 

@@ -41,8 +41,29 @@ function leafPaths(value: unknown, path: string, out: Set<string>): void {
   if (path !== '') out.add(path);
 }
 
+/**
+ * Deletes from an event's stored data, in place, the fields `named` (paths in the plan's notation, as leafPaths lists
+ * them; a field holding an array of scalars is named as a whole); an object or array item left with no field keeps its
+ * shape. Whether any was deleted.
+ */
+export function deleteFields(value: unknown, path: string, named: (path: string) => boolean): boolean {
+  let deleted = false;
+  if (Array.isArray(value)) {
+    for (const item of value) if (deleteFields(item, `${path}[]`, named)) deleted = true;
+  } else if (isRecord(value)) {
+    for (const [key, v] of Object.entries(value)) {
+      const at = path === '' ? key : `${path}.${key}`;
+      if (named(at)) {
+        delete value[key];
+        deleted = true;
+      } else if (deleteFields(v, at, named)) deleted = true;
+    }
+  }
+  return deleted;
+}
+
 /** The plan section a field of an event of this kind is declared in. */
-function sectionOf(kind: string, path: string): string | undefined {
+export function sectionOf(kind: string, path: string): string | undefined {
   if (path.startsWith('context.')) return 'context';
   if (path.startsWith('traits.')) return kind === 'group' ? 'group' : 'identify';
   if (path.startsWith('properties.')) return kind === 'track' || kind === 'page' || kind === 'screen' ? kind : undefined;

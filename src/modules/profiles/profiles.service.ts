@@ -80,6 +80,7 @@ export interface TraitView {
   value: unknown;
   state: ValueState;
   category: string;
+  /** The value is stored encrypted (one stored in clear before the plan made the trait personal is not, yet is masked). */
   personal: boolean;
   /** The event time of the newest message that sent this value (also one that re-sent it unchanged), its source and id. */
   updatedAt: string;
@@ -116,6 +117,7 @@ export interface TraitChange {
   previousValue: unknown;
   previousState: ValueState | null;
   category: string;
+  /** The value is stored encrypted, as in TraitView. */
   personal: boolean;
   source: string;
   messageId: string | null;
@@ -131,6 +133,11 @@ export interface ProfilesDeps {
   storage: Storage;
   audit: AuditLog;
   keyring: Keyring;
+  /**
+   * The tracking plan in force: a trait it declares personal is masked for a reader who may not decrypt, also a value
+   * stored in clear before the plan made it personal.
+   */
+  fields?: FieldPlanLookup;
 }
 
 /** What a masked personal value reads as. */
@@ -230,6 +237,7 @@ export class Profiles {
   readonly #repo: ProfilesRepo;
   readonly #storage: Storage;
   readonly #audit: AuditLog;
+  readonly #fields: FieldPlanLookup | undefined;
   /** Per-process key for digests of decrypted values; never stored, so digests say nothing after a restart. A KeyObject: HMAC with a Buffer key imports it on every call. */
   readonly #digestKey = createSecretKey(randomBytes(32));
   /** ciphertext of a stored personal value → digest of its plaintext, to skip writes that change nothing */
@@ -240,6 +248,7 @@ export class Profiles {
     this.#repo = new ProfilesRepo(deps.storage);
     this.#storage = deps.storage;
     this.#audit = deps.audit;
+    this.#fields = deps.fields;
   }
 
   /** Opens the profiles module. */
@@ -508,7 +517,7 @@ export class Profiles {
   }
 
   async #read(value: string, encrypted: number, key: string, decrypt: boolean): Promise<{ value: unknown; state: ValueState }> {
-    if (encrypted === 0) return { value: JSON.parse(value) as unknown, state: 'plain' };
+    if (encrypted === 0 && (decrypt || !this.#personalInPlan(key))) return { value: JSON.parse(value) as unknown, state: 'plain' };
     if (!decrypt) return { value: MASKED, state: 'masked' };
     const json = await this.#plaintext(value, key);
     return json === null ? { value: null, state: 'unreadable' } : { value: JSON.parse(json) as unknown, state: 'decrypted' };
@@ -736,7 +745,7 @@ export class Profiles {
       return text !== null && text === (await json(b));
     };
     const shown = async (stored: Stored): Promise<{ value: unknown; state: ValueState }> => {
-      if (stored.encrypted === 0) return { value: JSON.parse(stored.value) as unknown, state: 'plain' };
+      if (stored.encrypted === 0 && (options.decrypt || !this.#personalInPlan(stored.key))) return { value: JSON.parse(stored.value) as unknown, state: 'plain' };
       if (!options.decrypt) return { value: MASKED, state: 'masked' };
       const text = await json(stored);
       return text === null ? { value: null, state: 'unreadable' } : { value: JSON.parse(text) as unknown, state: 'decrypted' };
@@ -791,6 +800,14 @@ export class Profiles {
       if (page.length < size) return { changes: out, next: null };
     }
     return { changes: out, next: position === undefined ? null : historyCursor(position) };
+  }
+
+  /**
+   * Whether the plan in force declares the trait personal: a value stored in clear before it did is masked like an
+   * encrypted one for a reader who may not decrypt (it stays stored in clear until retention deletes it).
+   */
+  #personalInPlan(key: string): boolean {
+    return this.#fields?.plannedField('identify', null, `traits.${key}`)?.personal === true;
   }
 
   /** The JSON text of a stored personal value, or null when its data key is destroyed. */

@@ -663,6 +663,25 @@ export class ConsentRepo {
     return q.orderBy('at').orderBy('subject').orderBy('purpose').limit(limit).execute();
   }
 
+  /**
+   * Subjects (pseudonyms) with a GPC opt-out in force — a current GPC refusal or withdrawal of some purpose, or an opt-in
+   * confirmed over one — but none for `purpose`, a page at a time in subject order after `after`.
+   */
+  async gpcSubjectsWithout(purpose: string, after: string | undefined, limit: number): Promise<string[]> {
+    const optOut = ['refused', 'withdrawn'];
+    let q = this.#db
+      .selectFrom('consent_current as c')
+      .select('c.subject')
+      .distinct()
+      .where((eb) => eb.or([eb.and([eb('c.gpc', '=', 1), eb('c.state', 'in', optOut)]), eb('c.gpc_override', '=', 1)]))
+      .where(({ not, exists, selectFrom }) =>
+        not(exists(selectFrom('consent_current as p').select('p.subject').whereRef('p.subject', '=', 'c.subject').where('p.purpose', '=', purpose).where('p.gpc', '=', 1).where('p.state', 'in', optOut))),
+      );
+    if (after !== undefined) q = q.where('c.subject', '>', after);
+    const rows = await q.orderBy('c.subject').limit(limit).execute();
+    return rows.map((row) => row.subject);
+  }
+
   /** Configured purposes by key (by code point, whatever the database's collation). */
   purposes(): Promise<PurposeRow[]> {
     return this.#db.selectFrom('consent_purposes').selectAll().orderBy('key', textOrder(this.#storage.dialect).asc).execute();

@@ -141,6 +141,33 @@ function writtenFor(subjects: readonly { id: string; pseudonym: string }[], entr
   return subjects.filter((s) => entries.some((e) => e.subject === s.pseudonym)).map((s) => s.id);
 }
 
+/**
+ * A receipt id per subject, notice version and jurisdiction of the entries a change writes, so that each receipt's
+ * header (notice, jurisdiction) is true of every entry it lists: a change that ends or copies entries (expiry, merge)
+ * keeps the notice version and jurisdiction each was given under.
+ */
+function receiptPerGroup(): (fields: Pick<EntryFields, 'subject' | 'noticeVersion' | 'jurisdiction'>) => string {
+  const ids = new Map<string, string>();
+  return (fields) => {
+    const group = `${fields.subject}\0${fields.noticeVersion ?? ''}\0${fields.jurisdiction ?? ''}`;
+    let receiptId = ids.get(group);
+    if (receiptId === undefined) ids.set(group, (receiptId = randomUUID()));
+    return receiptId;
+  };
+}
+
+/** Entries by the receipt that covers them, in the order of each receipt's first entry. */
+function byReceipt(entries: readonly LedgerEntry[]): Map<string, LedgerEntry[]> {
+  const out = new Map<string, LedgerEntry[]>();
+  for (const entry of entries) {
+    const receiptId = entry.receiptId as string;
+    const list = out.get(receiptId);
+    if (list === undefined) out.set(receiptId, [entry]);
+    else list.push(entry);
+  }
+  return out;
+}
+
 function purposeFromRow(row: PurposeRow): PurposeConfig {
   return {
     key: row.key,
@@ -376,7 +403,10 @@ export class Consent {
     return this.#purposeConfigs.get(key);
   }
 
-  /** Adds or changes a purpose (an audited configuration change). */
+  /**
+   * Adds or changes a purpose (an audited configuration change). A purpose flagged sale/sharing or targeted
+   * advertising is then opted out for every person whose GPC opt-out is in force (see #gpcForFlagged).
+   */
   async setPurpose(config: PurposeConfig, actor: Actor): Promise<PurposeConfig> {
     const normalized = this.#validatePurpose(config);
     const at = new Date().toISOString();
@@ -407,7 +437,48 @@ export class Consent {
     this.#purposeConfigs.set(normalized.key, normalized);
     this.#explicitSince.set(normalized.key, normalized.explicit ? explicitSince : '');
     this.#rebuildRuntime();
+    if (isGpcPurpose(normalized)) await this.#gpcForFlagged(normalized.key);
     return normalized;
+  }
+
+  /**
+   * A GPC signal opts out of the purposes flagged when it is recorded. For a purpose flagged sale/sharing or targeted
+   * advertising (newly or again), every person whose GPC opt-out is in force by then (see gpcSubjectsWithout) gets the
+   * refusal the signal would write now, over a consent given before: mechanism `gpc`, the `gpc` flag, a receipt per
+   * person, audited as `consent.gpc` (Candor's own change, details `purposeFlagged`). So a later opt-in still needs the
+   * explicit confirmation, and merges carry it as any GPC opt-out. An opt-in the person confirmed over GPC for this
+   * very purpose stands while it counts. A page of people per change; other processes read the people again at their
+   * next load (the current rows changed). Idempotent: setting the purpose again finishes a sweep that failed.
+   */
+  async #gpcForFlagged(purpose: string): Promise<void> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.#repo.gpcSubjectsWithout(purpose, after, EXPIRY_PAGE);
+      const last = page.at(-1);
+      if (last === undefined) break;
+      after = last;
+      const { states, epoch } = await this.#write(
+        page.map((pseudonym) => ({ id: null, pseudonym })),
+        (states, add) => {
+          for (const [pseudonym, current] of states) {
+            // The signal's jurisdiction, as its latest GPC entry recorded it (none: a person whose signal is gone meanwhile).
+            let signal: Current | undefined;
+            for (const entry of current.values()) {
+              if ((isGpcOptOut(entry) || (entry.state === 'given' && entry.gpcOverride)) && (signal === undefined || entry.at > signal.at)) signal = entry;
+            }
+            if (signal === undefined) continue;
+            this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction: signal.jurisdiction, source: null, receiptId: randomUUID(), keepConfirmed: true, only: purpose });
+          }
+        },
+        undefined,
+        async (tx, written) => {
+          await this.#signPerReceipt(tx, written, 'gpc');
+        },
+        (_tx, written) => [...byReceipt(written)].map(([receiptId, list]) => this.#auditEvent(SYSTEM_ACTOR, 'consent.gpc', (list[0] as LedgerEntry).subject, list, receiptId, { purposeFlagged: purpose })),
+      );
+      this.#updateCached(states, epoch);
+      if (page.length < EXPIRY_PAGE) break;
+    }
   }
 
   #validatePurpose(config: PurposeConfig): PurposeConfig {
@@ -691,14 +762,17 @@ export class Consent {
     for (const [key, runtime] of this.#purposes) {
       const current = state.purposes.get(key);
       const decision = decideFor(runtime, current, atMs, state.flags);
+      // What the person's own record says, whatever restriction or objection overrides it now (those show in `reason`):
+      // an expired consent is expired, and one to be renewed is so, also while processing is restricted.
+      const recorded = decideFor(runtime, current, atMs);
       const onConsent = current?.state === 'given' && current.basis === 'consent';
       out[key] = {
-        state: current === undefined ? 'none' : decision.reason === 'expired' ? 'expired' : current.state,
+        state: current === undefined ? 'none' : recorded.reason === 'expired' ? 'expired' : current.state,
         basis: current?.basis ?? runtime.config.basis,
         mechanism: current?.mechanism ?? null,
         noticeVersion: current?.noticeVersion ?? null,
         at: current?.at ?? null,
-        needsRenewal: decision.reason === 'renewal_required',
+        needsRenewal: recorded.reason === 'renewal_required',
         allowed: decision.allowed,
         reason: decision.reason,
         expiresAt: onConsent ? new Date(current.expiresAtMs).toISOString() : null,
@@ -1053,16 +1127,20 @@ export class Consent {
     }
   }
 
-  /** Adds GPC opt-outs (refusals) of every sale/sharing and targeted-advertising purpose not already opted out by GPC. */
+  /**
+   * Adds GPC opt-outs (refusals) of every sale/sharing and targeted-advertising purpose not already opted out by GPC
+   * (`only`: of that purpose alone, if it is one).
+   */
   #planGpc(
     subject: string,
     current: ReadonlyMap<string, Current>,
     add: (fields: EntryFields) => unknown,
-    context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean },
+    context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean; only?: string },
   ): number {
     let written = 0;
     const atMs = Date.now();
     for (const { config } of this.#purposes.values()) {
+      if (context.only !== undefined && config.key !== context.only) continue;
       if (!isGpcPurpose(config) || (config.basis !== 'consent' && config.basis !== 'legitimate_interests')) continue;
       const entry = current.get(config.key);
       if (isGpcOptOut(entry)) continue;
@@ -1462,24 +1540,26 @@ export class Consent {
    * Merges `from`'s consent state into `into`: per purpose the most restrictive state wins on `into` (a refusal,
    * withdrawal or objection on `from` is written on `into`; `from`'s consents never create one on `into`), and a GPC
    * opt-out on `from` spreads to every sale/sharing and targeted-advertising purpose of `into`. Entries use
-   * mechanism `merge`; a receipt is returned when anything was written.
+   * mechanism `merge` and keep the notice version and jurisdiction of the entry they copy. When anything was written,
+   * `receipts` holds one signed receipt per notice version and jurisdiction of the entries (each receipt's header true
+   * of every entry it lists), and `receipt` and `receiptId` are the first of them, the one covering `entries[0]`.
    *
    * `since` (an unmerge splitting `into` back out of `from`): only what `from` recorded from that moment on counts,
    * the choices and restrictions made while the two were one person, whichever of its devices made them.
    */
-  async mergeSubjects(fromId: string, intoId: string, actor: Actor, options: { since?: string } = {}): Promise<{ entries: LedgerEntry[]; receipt: string | null; receiptId: string | null }> {
+  async mergeSubjects(fromId: string, intoId: string, actor: Actor, options: { since?: string } = {}): Promise<{ entries: LedgerEntry[]; receipt: string | null; receiptId: string | null; receipts: Receipt[] }> {
     const since = options.since;
     this.#checkSubject(fromId);
     this.#checkSubject(intoId);
     if (fromId === intoId) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'merge_into_itself' });
     const from = { id: fromId, pseudonym: this.pseudonym(fromId) };
     const into = { id: intoId, pseudonym: this.pseudonym(intoId) };
-    const receiptId = randomUUID();
-    let receipt: string | null = null;
+    let receipts: Receipt[] = [];
     let spread: { restricted?: true; objectedMarketing?: true } = {};
     const { entries } = await this.#locked([fromId, intoId], () =>
       this.#write([from, into], (states, add) => {
-        this.#planMerge(into.pseudonym, states.get(from.pseudonym) as Map<string, Current>, states.get(into.pseudonym) as Map<string, Current>, since, add, receiptId);
+        const receiptFor = receiptPerGroup();
+        this.#planMerge(into.pseudonym, states.get(from.pseudonym) as Map<string, Current>, states.get(into.pseudonym) as Map<string, Current>, since, (fields) => add({ ...fields, receiptId: receiptFor(fields) }));
       }, async (tx, flags) => {
         // A restriction or objection of either profile binds the merged person.
         const fromFlags = since === undefined ? (flags.get(from.pseudonym) ?? NO_FLAGS) : (flagsOf((await this.#repo.restrictions([from.pseudonym], tx)).filter((row) => row.since >= since)).get(from.pseudonym) ?? NO_FLAGS);
@@ -1495,24 +1575,27 @@ export class Consent {
           spread.objectedMarketing = true;
         }
       }, async (tx, written) => {
-        receipt = await this.#sign(tx, { receiptId, principal: into.pseudonym, linked: [], jurisdiction: null, mechanism: 'merge', source: null, notice: this.#latestNotice, entries: written });
+        receipts = await this.#signPerReceipt(tx, written, 'merge');
       }, (_tx, written) => {
         const details = { from: from.pseudonym, ...(since === undefined ? {} : { since }), ...spread };
-        if (written.length > 0) return [this.#auditEvent(actor, 'consent.merge', into.pseudonym, written, receiptId, details)];
+        // One entry per receipt, naming it and the entries it covers.
+        if (written.length > 0) return [...byReceipt(written)].map(([receiptId, list]) => this.#auditEvent(actor, 'consent.merge', into.pseudonym, list, receiptId, details));
         // A restriction or objection carried over alone (no entry, so no receipt) is a change too.
         return Object.keys(spread).length === 0 ? [] : this.#flagEvents([into], 'consent.merge', null, actor, () => ({ entries: 0, ...details }));
       }),
     );
-    if (entries.length === 0) return { entries, receipt: null, receiptId: null };
-    return { entries, receipt, receiptId };
+    const [first] = receipts;
+    if (entries.length === 0 || first === undefined) return { entries, receipt: null, receiptId: null, receipts: [] };
+    return { entries, receipt: first.receipt, receiptId: first.receiptId, receipts };
   }
 
   /**
    * The entries a merge writes on the surviving profile: per purpose, an opt-out of the merged one (a refusal or a
    * withdrawal; with `since`, only those made from then on) where the survivor has none that binds as much, and GPC
-   * opt-outs of every sale/sharing and targeted-advertising purpose when one of those opt-outs came from GPC.
+   * opt-outs of every sale/sharing and targeted-advertising purpose when one of those opt-outs came from GPC. Entries
+   * are added with no receipt id: the caller names the receipt that covers each (see receiptPerGroup).
    */
-  #planMerge(into: string, source: ReadonlyMap<string, Current>, target: ReadonlyMap<string, Current>, since: string | undefined, add: (fields: EntryFields) => unknown, receiptId: string | null): void {
+  #planMerge(into: string, source: ReadonlyMap<string, Current>, target: ReadonlyMap<string, Current>, since: string | undefined, add: (fields: EntryFields) => unknown): void {
     let fromGpc = false;
     for (const [key, entry] of source) {
       if (!isOptOut(entry) || (since !== undefined && entry.at < since)) continue;
@@ -1534,10 +1617,10 @@ export class Consent {
         jurisdiction: entry.jurisdiction,
         source: null,
         gpc: entry.gpc,
-        receiptId,
+        receiptId: null,
       });
     }
-    if (fromGpc) this.#planGpc(into, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId, keepConfirmed: false });
+    if (fromGpc) this.#planGpc(into, target, add, { mechanism: 'merge', jurisdiction: null, source: null, receiptId: null, keepConfirmed: false });
   }
 
   /**
@@ -1563,7 +1646,7 @@ export class Consent {
     for (const fromId of fromIds) {
       const from = stateOf(fromId);
       if (from === undefined) continue;
-      this.#planMerge(intoId, from.purposes, merged, undefined, add, null);
+      this.#planMerge(intoId, from.purposes, merged, undefined, add);
       flags = unionFlags(flags, from.flags);
     }
     const atMs = Date.now();
@@ -1971,35 +2054,21 @@ export class Consent {
         const { entries, states, epoch } = await this.#write(
           pseudonyms.map((pseudonym) => ({ id: null, pseudonym })),
           (states, add) => {
-            // Each person's expiry is a change of their consent like any other, with its own signed receipt, which their
-            // consent history names: one per notice version and jurisdiction the expired consents were given under, so
-            // that each receipt's header (notice, jurisdiction) is true of every entry it lists.
-            const receiptIds = new Map<string, string>();
+            // Each person's expiry is a change of their consent like any other, with its own signed receipts, which their
+            // consent history names: one per notice version and jurisdiction the expired consents were given under.
+            const receiptFor = receiptPerGroup();
             for (const [pseudonym, current] of states) {
               for (const [purpose, entry] of current) {
                 // Only the very entry found due: a consent given again meanwhile is left alone.
                 if (ids.get(`${pseudonym}\0${purpose}`) !== entry.entryId) continue;
-                const group = `${pseudonym}\0${entry.noticeVersion ?? ''}\0${entry.jurisdiction ?? ''}`;
-                let receiptId = receiptIds.get(group);
-                if (receiptId === undefined) receiptIds.set(group, (receiptId = randomUUID()));
-                add({ subject: pseudonym, purpose, state: 'expired', basis: entry.basis, mechanism: 'expiry', noticeVersion: entry.noticeVersion, jurisdiction: entry.jurisdiction, source: null, receiptId });
+                const fields = { subject: pseudonym, purpose, state: 'expired', basis: entry.basis, mechanism: 'expiry', noticeVersion: entry.noticeVersion, jurisdiction: entry.jurisdiction, source: null } as const;
+                add({ ...fields, receiptId: receiptFor(fields) });
               }
             }
           },
           undefined,
           async (tx, written) => {
-            const byReceipt = new Map<string, LedgerEntry[]>();
-            for (const entry of written) {
-              const receiptId = entry.receiptId as string;
-              const list = byReceipt.get(receiptId);
-              if (list === undefined) byReceipt.set(receiptId, [entry]);
-              else list.push(entry);
-            }
-            for (const [receiptId, list] of byReceipt) {
-              const first = list[0] as LedgerEntry;
-              const notice = first.noticeVersion === null ? undefined : this.#notices.get(first.noticeVersion);
-              await this.#sign(tx, { receiptId, principal: first.subject, linked: [], jurisdiction: first.jurisdiction, mechanism: 'expiry', source: null, notice, entries: list });
-            }
+            await this.#signPerReceipt(tx, written, 'expiry');
           },
           (_tx, written) => {
             const counts = new Map<string, number>();
@@ -2106,6 +2175,20 @@ export class Consent {
       at: at.toISOString(),
     });
     return jws;
+  }
+
+  /**
+   * Signs and stores a receipt for each receipt id of the entries (see receiptPerGroup), naming their subject, notice
+   * version and jurisdiction; answered in the order of each receipt's first entry.
+   */
+  async #signPerReceipt(tx: SqlExecutor, entries: readonly LedgerEntry[], mechanism: ConsentMechanism): Promise<Receipt[]> {
+    const out: Receipt[] = [];
+    for (const [receiptId, list] of byReceipt(entries)) {
+      const first = list[0] as LedgerEntry;
+      const notice = first.noticeVersion === null ? undefined : this.#notices.get(first.noticeVersion);
+      out.push({ receiptId, receipt: await this.#sign(tx, { receiptId, principal: first.subject, linked: [], jurisdiction: first.jurisdiction, mechanism, source: null, notice, entries: list }) });
+    }
+    return out;
   }
 
   #auditEvent(actor: Actor, action: string, subject: string, entries: readonly LedgerEntry[], receiptId: string, extra: Record<string, string | number | boolean>): AuditEvent {

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
+import { addMonths } from './decide.ts';
 
 describeEachDialect('restriction, objection and opt-outs enforced in the decision path', (dialect) => {
   const ctx = useKernel(dialect);
@@ -122,5 +124,20 @@ describeEachDialect('restriction, objection and opt-outs enforced in the decisio
     const canonical = survivor;
     await ctx.kernel.consent.load([canonical]);
     assert.equal(ctx.kernel.consent.decide(canonical, 'analytics.reporting').reason, 'restricted');
+  });
+
+  it("a restricted person's state still shows an expired consent as expired and one to be renewed as such", async () => {
+    const subject = `user-${randomUUID()}`;
+    const { entries } = await ctx.kernel.consent.record(subject, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'personalize.content.profiling', state: 'given' }], { mechanism: 'banner_save' }, CLI_ACTOR);
+    const notice = ctx.kernel.consent.currentNotice();
+    const widened = notice.purposes.map((p) => (p.purpose === 'personalize.content.profiling' ? { ...p, categories: [...p.categories, 'user.contact.email'] } : p));
+    assert.equal((await ctx.kernel.consent.publishNotice({ text: `${notice.text}\n\nContent choices use e-mail addresses.`, purposes: widened }, CLI_ACTOR)).material, true);
+    await ctx.kernel.consent.restrict([subject], {}, CLI_ACTOR);
+
+    const renewal = (await ctx.kernel.consent.state(subject))['personalize.content.profiling'];
+    assert.deepEqual([renewal?.state, renewal?.needsRenewal, renewal?.allowed, renewal?.reason], ['given', true, false, 'restricted']);
+    const later = new Date(addMonths(Date.parse(entries[0]?.at as string), 13) + 1000);
+    const expired = (await ctx.kernel.consent.state(subject, later))['analytics.reporting'];
+    assert.deepEqual([expired?.state, expired?.needsRenewal, expired?.allowed, expired?.reason], ['expired', false, false, 'restricted']);
   });
 });

@@ -79,7 +79,7 @@ describeEachDialect('identity merge listeners', (dialect) => {
     const spy = mock.method(ctx.kernel.consent, 'mergeSubjects', async (from: string) => {
       heard.push(from);
       if (fail) throw new Error('temporarily down');
-      return { entries: [], receipt: null, receiptId: null };
+      return { entries: [], receipt: null, receiptId: null, receipts: [] };
     });
     try {
       const first = await twoProfiles();

@@ -49,7 +49,7 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
     assert.equal(ctx.kernel.catalog.version(), 2);
     const same = await harness.server.app.inject({ method: 'PUT', url: '/v1/admin/catalog/plan', headers: auth('owner'), payload: planWithEvent('Searched') });
     assert.equal(same.statusCode, 200);
-    assert.deepEqual(same.json(), { version: 2, hash: (created.json() as { hash: string }).hash, unchanged: true });
+    assert.deepEqual(same.json(), { version: 2, hash: (created.json() as { hash: string }).hash, unchanged: true, warnings: [] });
     const entry = (await ctx.kernel.audit.list({ action: 'catalog.plan.publish', limit: 10 })).at(-1);
     assert.equal(entry?.role, 'developer');
   });
@@ -75,7 +75,7 @@ describeEachDialect('admin API: tracking plan', (dialect) => {
       assert.equal(denied.statusCode, 403, role);
     }
     const ok = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('developer'), payload: planWithEvent('Another') });
-    assert.deepEqual(ok.json(), { ok: true, problems: [] });
+    assert.deepEqual(ok.json(), { ok: true, problems: [], warnings: [] });
     const bad = await harness.server.app.inject({ method: 'POST', url: '/v1/admin/catalog/plan/validate', headers: auth('privacy_officer'), payload: { name: 'x' } });
     assert.equal(bad.statusCode, 200);
     assert.deepEqual(bad.json(), { ok: false, problems: [{ path: '/events', problem: 'is required' }] });

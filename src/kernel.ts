@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { applyIdentityRules, type Config } from './config/index.ts';
 import { AccessControl, ACCESS_MIGRATIONS, SubjectSessions, SUBJECT_SESSION_MIGRATIONS } from './modules/access/index.ts';
 import { AuditLog, AUDIT_MIGRATIONS } from './modules/audit/index.ts';
-import { Catalog, CATALOG_MIGRATIONS } from './modules/catalog/index.ts';
+import { Catalog, CATALOG_MIGRATIONS, type WarningOptions } from './modules/catalog/index.ts';
 import { Collector, COLLECT_MIGRATIONS, COLLECT_RETENTION_MIGRATIONS } from './modules/collect/index.ts';
 import { Consent, CONSENT_MIGRATIONS } from './modules/consent/index.ts';
 import { Keyring, CRYPTO_MIGRATIONS, readKeyFile } from './modules/crypto/index.ts';
@@ -93,6 +93,11 @@ export interface Kernel {
   close(): Promise<void>;
 }
 
+/** What a tracking plan is checked against when it is validated or published (Catalog's warnings): consent's purposes and notice in force. */
+export function planWarningOptions(kernel: Pick<Kernel, 'consent'>): WarningOptions {
+  return { purposes: kernel.consent.purposes(), describes: (purpose, category) => kernel.consent.describes(purpose, category) };
+}
+
 export interface KernelOptions {
   /** Apply pending migrations (the server and CLI do); otherwise refuse to run on an old schema. */
   migrate?: boolean;
@@ -175,7 +180,11 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
           const entry = taxonomy.dataCategory(category);
           return entry === undefined || entry.protectedAttribute === true || entry.specialCategory != null;
         },
-        isAuditAttribute: (attribute) => catalog.plannedField('identify', null, `traits.${attribute}`)?.purposes.includes('fairness_audit') === true,
+        // Declared for the audit, and described for it by the notice (see Consent.describes).
+        isAuditAttribute: (attribute) => {
+          const field = catalog.plannedField('identify', null, `traits.${attribute}`);
+          return field !== undefined && field.purposes.includes('fairness_audit') && consent.describes('fairness_audit', field.category);
+        },
         auditGroups: (owner, attribute) => profiles.traitValues(owner, attribute),
       },
     });

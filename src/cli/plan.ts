@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { CommanderError, Option, type Command } from 'commander';
-import type { Kernel } from '../kernel.ts';
+import { planWarningOptions, type Kernel } from '../kernel.ts';
 import type { OutlineSection, PlanProblem, PlanWarning } from '../modules/catalog/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { isCandorError } from '../shared/errors.ts';
@@ -99,7 +99,7 @@ export function registerPlanCommands(program: Command, { out, err, withKernel }:
     .action(async (file: string) => {
       const document = readPlan(file);
       await withKernel(async (kernel) => {
-        const result = await kernel.catalog.validatePlan(document, { purposes: kernel.consent.purposes() });
+        const result = await kernel.catalog.validatePlan(document, planWarningOptions(kernel));
         if (!result.ok) reportProblems(result.problems, err);
         out(`the tracking plan in ${file} is valid`);
         reportWarnings(result.warnings, err);
@@ -114,7 +114,7 @@ export function registerPlanCommands(program: Command, { out, err, withKernel }:
       const document = readPlan(file);
       await withKernel(async (kernel) => {
         try {
-          const result = await kernel.catalog.publish(document, CLI_ACTOR, { baseVersion: options.base, purposes: kernel.consent.purposes() });
+          const result = await kernel.catalog.publish(document, CLI_ACTOR, { baseVersion: options.base, ...planWarningOptions(kernel) });
           out(result.unchanged ? `tracking plan unchanged: version ${result.version} (sha256 ${result.hash}) is already this document` : `published tracking plan version ${result.version} (sha256 ${result.hash})`);
           reportWarnings(result.warnings, err);
         } catch (error) {

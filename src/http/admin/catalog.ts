@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Kernel } from '../../kernel.ts';
+import { planWarningOptions, type Kernel } from '../../kernel.ts';
 import { MAX_PLAN_FIELDS, MAX_PLAN_VERSION } from '../../modules/catalog/index.ts';
 import { STAFF_ROLES, type StaffRole } from '../../modules/access/index.ts';
 import type { RouteAccess } from '../route-access.ts';
@@ -111,7 +111,7 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
     },
     async (request, reply) => {
       const base = IF_MATCH.exec(request.headers['if-match'] ?? '')?.[1];
-      const result = await kernel.catalog.publish(request.body, actorOf(request), { baseVersion: base === undefined ? undefined : Number(base), purposes: kernel.consent.purposes() });
+      const result = await kernel.catalog.publish(request.body, actorOf(request), { baseVersion: base === undefined ? undefined : Number(base), ...planWarningOptions(kernel) });
       reply.code(result.unchanged ? 200 : 201).header('etag', versionTag(result.version));
       return result;
     },
@@ -128,7 +128,7 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
         response: { 200: problems },
       },
     },
-    async (request) => kernel.catalog.validatePlan(request.body, { purposes: kernel.consent.purposes() }),
+    async (request) => kernel.catalog.validatePlan(request.body, planWarningOptions(kernel)),
   );
 
   app.get<{ Querystring: { source?: string; event?: string } }>(

@@ -45,6 +45,10 @@ describeEachDialect('catalog: direct identifiers are personal whatever the plan 
 
     const [resolved] = await ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-contact' }], source: 'web', at: new Date().toISOString() }]));
     const profileId = resolved?.profileId as string;
+    // The notice describes contact details for reporting, as that version of the plan declares them.
+    const notice = ctx.kernel.consent.currentNotice();
+    const purposes = notice.purposes.map((p) => (p.purpose === 'analytics.reporting' ? { ...p, categories: [...p.categories, 'user.contact'] } : p));
+    await ctx.kernel.consent.publishNotice({ text: `${notice.text} We report on contact details.`, purposes }, CLI_ACTOR);
     await ctx.kernel.consent.record(profileId, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_save' }, CLI_ACTOR);
     const message = { type: 'track', userId: 'u-contact', messageId: 'contact-1', event: 'Contact Given', properties: { email: 'ada@shop.example', phone: '+31612345678', country: 'NL' }, context: { ip: '192.0.2.77' } };
     const [result] = await sendMessages(ctx.kernel, [message]);

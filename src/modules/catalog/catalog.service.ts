@@ -210,9 +210,9 @@ export class Catalog {
    * Every problem of a plan at once: meta-schema, size, unknown categories and purposes, retention, schema compilation.
    * Compiles in slices, letting ingestion go on meanwhile.
    */
-  async validatePlan(plan: unknown, options: { purposes?: readonly ConfiguredPurpose[] } = {}): Promise<{ ok: boolean; problems: PlanProblem[]; warnings?: PlanWarning[] }> {
+  async validatePlan(plan: unknown, options: WarningOptions = {}): Promise<{ ok: boolean; problems: PlanProblem[]; warnings?: PlanWarning[] }> {
     const { compiled, problems } = await compilePlanAsync(plan, this.#taxonomy);
-    const warnings = compiled && options.purposes ? planWarnings(compiled.outline(), options.purposes) : undefined;
+    const warnings = compiled && options.purposes ? planWarnings(compiled.outline(), options.purposes, options.describes) : undefined;
     return { ok: problems.length === 0, problems, ...(warnings ? { warnings } : {}) };
   }
 
@@ -225,14 +225,14 @@ export class Catalog {
   async publish(
     plan: unknown,
     actor: Actor,
-    options: { baseVersion?: number | undefined; purposes?: readonly ConfiguredPurpose[] } = {},
+    options: { baseVersion?: number | undefined } & WarningOptions = {},
   ): Promise<{ version: number; hash: string; unchanged?: boolean; warnings?: PlanWarning[] }> {
     const { compiled, problems } = await compilePlanAsync(plan, this.#taxonomy);
     if (!compiled) throw new CandorError('CATALOG_PLAN_INVALID', { problems });
     const { row, unchanged } = await this.#store(plan, actor, compiled, options.baseVersion);
     const version = Number(row.version);
     if (version > this.#current.version) this.#install(row, compiled);
-    const warnings = options.purposes ? { warnings: planWarnings(compiled.outline(), options.purposes) } : {};
+    const warnings = options.purposes ? { warnings: planWarnings(compiled.outline(), options.purposes, options.describes) } : {};
     return unchanged ? { version, hash: row.hash, unchanged, ...warnings } : { version, hash: row.hash, ...warnings };
   }
 
@@ -357,6 +357,12 @@ export class Catalog {
   }
 }
 
+/** What planWarnings checks a plan against: the purposes configured now and what the notice in force describes. */
+export interface WarningOptions {
+  purposes?: readonly ConfiguredPurpose[];
+  describes?: (purpose: string, category: string) => boolean;
+}
+
 /** A purpose as the consent configuration has it, for planWarnings. */
 export interface ConfiguredPurpose {
   key: string;
@@ -372,24 +378,33 @@ export interface PlanWarning {
 }
 
 /**
- * The fields of a plan the consent gate can never store with the purposes configured now: a special-category or
- * precise-location field none of whose purposes asks for explicit consent, or a field none of whose purposes is
- * configured at all. Publishing is not refused for them (a purpose may be configured or made explicit later); the
- * answer lists them, so a plan that collects nothing where it meant to is seen at once.
+ * The fields of a plan the consent gate can never store, or cannot store for some of their purposes, with the purposes
+ * and notice in force now: a field none of whose purposes is configured; a special-category or precise-location field
+ * none of whose purposes asks for explicit consent; and a field whose category the notice does not describe for one of
+ * its consent-based purposes (`describes`, Consent.describes: the gate keeps it only for the others). Publishing is not
+ * refused for them (a purpose may be configured, or a notice published, later); the answer lists them, so a plan that
+ * collects nothing where it meant to is seen at once.
  */
-export function planWarnings(sections: readonly OutlineSection[], purposes: readonly ConfiguredPurpose[]): PlanWarning[] {
+export function planWarnings(sections: readonly OutlineSection[], purposes: readonly ConfiguredPurpose[], describes: (purpose: string, category: string) => boolean = () => true): PlanWarning[] {
   const configured = new Set(purposes.map((p) => p.key));
   const explicit = new Set(purposes.filter((p) => p.explicit).map((p) => p.key));
   const warnings: PlanWarning[] = [];
   for (const section of sections) {
     for (const field of section.fields) {
       const listed = field.purposes.join(', ');
+      const strict = field.special || field.preciseLocation;
+      const usable = field.purposes.filter((p) => (strict ? explicit : configured).has(p));
+      const undescribed = usable.filter((p) => !describes(p, field.category));
       let warning: string | undefined;
       if (!field.purposes.some((p) => configured.has(p))) {
         warning = `never stored: none of its purposes (${listed}) is configured`;
-      } else if ((field.special || field.preciseLocation) && !field.purposes.some((p) => explicit.has(p))) {
+      } else if (usable.length === 0) {
         const what = field.special ? 'a special category' : 'precise location';
         warning = `never stored: ${what} needs explicit consent, and none of its purposes (${listed}) asks for it`;
+      } else if (undescribed.length === usable.length) {
+        warning = `never stored: the notice in force does not describe ${field.category} for its purposes (${undescribed.join(', ')})`;
+      } else if (undescribed.length > 0) {
+        warning = `not kept for ${undescribed.join(', ')}: the notice in force does not describe ${field.category} for ${undescribed.length === 1 ? 'it' : 'them'}`;
       }
       if (warning) warnings.push({ section: section.section, ...(section.event === undefined ? {} : { event: section.event }), path: field.path, warning });
     }

@@ -18,8 +18,12 @@ describeEachDialect('collect: answering a committed group', (dialect) => {
     // The second group's write takes 1.5 s (inside its transaction, after the first group committed).
     const identity = ctx.kernel.identity;
     const resolveBatch = identity.resolveBatch.bind(identity);
+    let firstWritten: () => void = () => undefined;
+    const firstBeingWritten = new Promise<void>((resolve) => (firstWritten = resolve));
     identity.resolveBatch = async (tx, items) => {
-      if (items.some((item) => item.identifiers.some((id) => id.value === 'u-slow'))) await sleep(1500);
+      const names = (value: string) => items.some((item) => item.identifiers.some((id) => id.value === value));
+      if (names('u-first')) firstWritten();
+      if (names('u-slow')) await sleep(1500);
       return resolveBatch(tx, items);
     };
     try {
@@ -27,8 +31,8 @@ describeEachDialect('collect: answering a committed group', (dialect) => {
       const started = performance.now();
       const first = ingest.send('/v1/track', event('u-first', 'answer-first')).then((r) => ({ r, ms: performance.now() - started }));
       const slow = (async () => {
-        // Sent while the first group is queued or being written, so that it forms the next group.
-        await sleep(5);
+        // Sent while the first group is being written, so that it forms the next group.
+        await firstBeingWritten;
         return ingest.send('/v1/track', event('u-slow', 'answer-slow')).then((r) => ({ r, ms: performance.now() - started }));
       })();
       const [a, b] = await Promise.all([first, slow]);

@@ -154,17 +154,20 @@ const newEventId = () => sortableId('evt_');
  */
 export class Collector {
   readonly #deps: CollectDeps;
+  /** Consent.describes, bound once (the gate asks it for every kept field). */
+  readonly #describes: DescribesCategory;
   readonly #repo: CollectRepo;
   readonly #commit: GroupCommit<Pending, ItemResult>;
   #refusals = new Map<string, number>();
   readonly #observers: OutcomeObserver[] = [];
   /** Per plan version and purpose, the order-total fields declared for that purpose (see #orderFieldsFor). */
-  readonly #orderFields = new Map<string, ReadonlySet<string>>();
+  readonly #orderFields = new Map<string, ReadonlyMap<string, string>>();
   /** Requests between arrival and their hand-over to the group commit. */
   #checking = 0;
 
   constructor(deps: CollectDeps) {
     this.#deps = deps;
+    this.#describes = (purpose, category) => deps.consent.describes(purpose, category);
     this.#repo = new CollectRepo(deps.storage);
     // A commit waits (a few milliseconds at most) for requests still in their checks, so concurrent requests share it.
     // Groups of at most GROUP_EVENTS: with SQLite's writer thread, one group is prepared here while the last is written.
@@ -388,6 +391,7 @@ export class Collector {
    */
   #gate(profileId: string | null, plan: PlanResult, message: ParsedMessage, gpc: boolean) {
     const { consent } = this.#deps;
+    const describes = this.#describes;
     // The purposes of the plan's list that the message does not deny and that have a lawful basis, in its order: the
     // purposes the event is stored for.
     // (A few per event: arrays, no sets.)
@@ -408,7 +412,7 @@ export class Collector {
     const rules: FieldRules = {
       get(path) {
         const field = declared.get(path);
-        return field && ruleOf(field.personal, fieldAllowed(field, allowed, explicit));
+        return field && ruleOf(field.personal, fieldAllowed(field, allowed, explicit, describes));
       },
     };
     const split = partition(plan.data as Record<string, unknown>, rules);
@@ -1025,16 +1029,24 @@ export class Collector {
     });
   }
 
-  /** Which of the order-total fields a stored plan version declares for `purpose` (versions never change: cached). */
+  /**
+   * Which of the order-total fields a stored plan version declares for `purpose` and the notice in force describes
+   * for it (see fieldAllowed). A version's fields never change: cached with their categories; the notice is asked
+   * at every read.
+   */
   async #orderFieldsFor(version: number, purpose: string): Promise<ReadonlySet<string>> {
     const key = `${version}\u0000${purpose}`;
     let fields = this.#orderFields.get(key);
     if (fields === undefined) {
       const section = (await this.#deps.catalog.outline(version)).find((s) => s.section === 'track' && s.event === ORDER_EVENT);
-      fields = new Set(ORDER_TOTAL_FIELDS.filter((name) => section?.fields.some((f) => f.path === `properties.${name}` && f.purposes.includes(purpose))));
-      this.#orderFields.set(key, fields);
+      const declared = new Map<string, string>();
+      for (const name of ORDER_TOTAL_FIELDS) {
+        const field = section?.fields.find((f) => f.path === `properties.${name}` && f.purposes.includes(purpose));
+        if (field) declared.set(name, field.category);
+      }
+      this.#orderFields.set(key, (fields = declared));
     }
-    return fields;
+    return new Set([...fields].filter(([, category]) => this.#describes(purpose, category)).map(([name]) => name));
   }
 
   /** Page views and product views of these profiles stored for `purpose`: their times only (purpose-bound). */
@@ -1051,10 +1063,17 @@ export class Collector {
 /** The order-total fields ordersFor reads, in order of preference. */
 const ORDER_TOTAL_FIELDS = ['total', 'revenue'] as const;
 
-/** A field is stored when one of its purposes is allowed; special-category and precise-location fields need explicit consent. */
-export function fieldAllowed(field: KeptField, allowed: readonly string[], explicit: readonly string[]): boolean {
+/** Whether the notice describes a field's category for a purpose (Consent.describes). */
+export type DescribesCategory = (purpose: string, category: string) => boolean;
+
+/**
+ * A field is stored when one of its purposes is allowed and, for a purpose resting on consent, the notice describes
+ * the field's category for it (a person consented to what the notice told them); special-category and
+ * precise-location fields need explicit consent.
+ */
+export function fieldAllowed(field: KeptField, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
   const pool = field.special || field.preciseLocation ? explicit : allowed;
-  for (const p of field.purposes) if (pool.includes(p)) return true;
+  for (const p of field.purposes) if (pool.includes(p) && describes(p, field.category)) return true;
   return false;
 }
 

@@ -44,7 +44,7 @@ import type { Catalog, KeptField, OutlineSection, PlanResult } from '../catalog/
 import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, ResolveItem } from '../identity/index.ts';
-import { fieldAllowed, type Collector, type ItemResult, type ItemStatus } from './collect.service.ts';
+import { fieldAllowed, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
 import { identifiersOf, MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
 
 export type ImportKind = 'customers' | 'events';
@@ -529,6 +529,8 @@ class ImportRun {
   readonly #predicted: readonly string[];
   /** Of those, the explicit-consent purposes this import records consent to: only they keep special-category and precise-location fields. */
   readonly #predictedExplicit: readonly string[];
+  /** Consent.describes, as the gate asks it. */
+  readonly #describes: DescribesCategory;
   readonly #warned = new Set<string>();
   /** customers: the time of rows without a timestamp cell. */
   readonly #asOf: string | undefined;
@@ -573,6 +575,7 @@ class ImportRun {
     this.#predicted = [...new Set([...claim.purposes, ...claim.alsoAllowed.map((a) => a.purpose)])];
     // Consent recorded by the import is given now, so it counts as explicit where the purpose asks for that.
     this.#predictedExplicit = claim.basis === 'consent' ? claim.purposes.filter((p) => deps.consent.purpose(p)?.explicit === true) : [];
+    this.#describes = (purpose, category) => deps.consent.describes(purpose, category);
   }
 
   async execute(input: Readable): Promise<ImportSummary> {
@@ -1246,7 +1249,7 @@ class ImportRun {
 
   /** The gate's own field rule, with the purposes the claimed basis allows. */
   #predictedAllowed(field: KeptField): boolean {
-    return fieldAllowed(field, this.#predicted, this.#predictedExplicit);
+    return fieldAllowed(field, this.#predicted, this.#predictedExplicit, this.#describes);
   }
 
   /** Dry run: the envelope and the tracking plan as the pipeline checks them; the gate predicted from the purposes' bases. */

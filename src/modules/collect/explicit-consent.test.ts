@@ -28,6 +28,10 @@ describeEachDialect('explicit consent is judged by what the person agreed to, no
     const purpose = ctx.kernel.consent.purpose('analytics.reporting');
     assert.ok(purpose);
     await ctx.kernel.consent.setPurpose({ ...purpose, explicit: true }, CLI_ACTOR);
+    // The notice now describes health data for reporting too (a material change, as making it explicit is).
+    const notice = ctx.kernel.consent.currentNotice();
+    const purposes = notice.purposes.map((p) => (p.purpose === 'analytics.reporting' ? { ...p, categories: [...p.categories, 'user.health_and_medical'] } : p));
+    await ctx.kernel.consent.publishNotice({ text: `${notice.text} Reports, with explicit consent, include allergies.`, purposes }, CLI_ACTOR);
     const decision = ctx.kernel.consent.decide(await profileId(), 'analytics.reporting');
     assert.deepEqual([decision.allowed, decision.reason, decision.explicit], [false, 'renewal_required', false]);
     const [after] = await sendMessages(ctx.kernel, [survey('s-2')]);

@@ -45,6 +45,9 @@ describe('partition', () => {
     assert.deepEqual(mergeParts(out.plain, out.personal), { properties: { products: [{ price: 5 }, {}, { engraving: 'For Ada' }] } });
     const onlyPersonal = partition({ properties: { products: [{ engraving: 'For Ada' }, {}] } }, rules);
     assert.deepEqual(mergeParts(onlyPersonal.plain, onlyPersonal.personal), { properties: { products: [{ engraving: 'For Ada' }, {}] } });
+    // None kept anything: the array is left out whole, as before.
+    const nothing = partition({ properties: { order_id: 'o1', products: [{}, {}] } }, rules);
+    assert.deepEqual([nothing.plain, nothing.personal], [{ properties: { order_id: 'o1' } }, {}]);
   });
 
   it('treats a field without a rule as personal', () => {

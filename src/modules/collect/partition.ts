@@ -102,19 +102,26 @@ export function partition(data: Record<string, unknown>, rules: FieldRules): Par
       const personal: unknown[] = [];
       let anyPlain = false;
       let anyPersonal = false;
+      let anyEmpty = false;
       // An index loop: the iterator of for…of showed up in allocation profiles of this walk.
       for (let i = 0; i < value.length; i++) {
         const item = value[i];
         walk(item, items);
-        // An item left with no field (all of them refused or none sent) keeps its shape in clear, so it reads back as
-        // what it is ({}), not as null.
-        if (plainOut === undefined && personalOut === undefined && typeof item === 'object' && item !== null) plainOut = Array.isArray(item) ? [] : {};
+        if (plainOut === undefined && personalOut === undefined && typeof item === 'object' && item !== null) {
+          // An item left with no field (all refused, or none sent) keeps its shape in clear beside items that kept
+          // something, so it reads back as what it is ({}), not as null.
+          plain.push(Array.isArray(item) ? [] : {});
+          personal.push(null);
+          anyEmpty = true;
+          continue;
+        }
         plain.push(plainOut ?? null);
         personal.push(personalOut ?? null);
         anyPlain ||= plainOut !== undefined;
         anyPersonal ||= personalOut !== undefined;
       }
-      plainOut = anyPlain ? plain : undefined;
+      // An array none of whose items kept anything is left out whole (not even how many items it had is kept).
+      plainOut = anyPlain || (anyEmpty && anyPersonal) ? plain : undefined;
       personalOut = anyPersonal ? personal : undefined;
       return;
     }

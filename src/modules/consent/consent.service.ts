@@ -271,6 +271,8 @@ export class Consent {
   #purposes = new Map<string, PurposeRuntime>();
   #notices = new Map<number, Notice>();
   #latestNotice: Notice | undefined;
+  /** describes() per purpose and category, for the purposes and notices in force (emptied when they change). */
+  #described = new Map<string, Map<string, boolean>>();
   /** Incremented by every committed write; a load that started before a write never overwrites its result. */
   #epoch = 0;
   /**
@@ -388,6 +390,38 @@ export class Consent {
       runtime.set(key, { config, optOut: new Set(config.optOutJurisdictions), renewalFrom: renewalFrom.get(key) ?? 0, explicitSince: this.#explicitSince.get(key) ?? '', directMarketing: isDirectMarketing(key, this.#taxonomy) });
     }
     this.#purposes = runtime;
+    this.#described = new Map();
+  }
+
+  /**
+   * Whether a field of `category` may serve `purpose` as far as the notice goes: always for a purpose that does not
+   * rest on consent; for one that does, only when the latest notice describes the category (or one above it) for it.
+   * That notice is the one to check for everyone: a consent given under an earlier version counts only while no
+   * version since widened the purpose's categories (a material change requires renewal), so the earlier version
+   * described at least what the latest does. Cached until purposes or notices change.
+   */
+  describes(purpose: string, category: string): boolean {
+    let byCategory = this.#described.get(purpose);
+    if (byCategory === undefined) this.#described.set(purpose, (byCategory = new Map()));
+    let answer = byCategory.get(category);
+    if (answer === undefined) {
+      answer = this.#describesNow(purpose, category);
+      byCategory.set(category, answer);
+    }
+    return answer;
+  }
+
+  #describesNow(purpose: string, category: string): boolean {
+    const config = this.#purposeConfigs.get(purpose);
+    if (config !== undefined && config.basis !== 'consent') return true;
+    // Data about the system (a library's name, an app's version) is no one's personal data: no notice lists it.
+    if (category === 'system' || category.startsWith('system.')) return true;
+    const listed = this.#latestNotice?.purposes.find((p) => p.purpose === purpose)?.categories;
+    if (listed === undefined) return false;
+    for (let c: string | null | undefined = category, depth = 0; c && depth < 32; c = this.#taxonomy.dataCategory(c)?.parentKey, depth++) {
+      if (listed.includes(c)) return true;
+    }
+    return false;
   }
 
   // ------------------------------------------------------------------------------------------------------------

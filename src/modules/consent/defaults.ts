@@ -31,12 +31,44 @@ export const DEFAULT_PURPOSES: readonly PurposeConfig[] = [
   purpose('fairness_audit', 'consent', 'Checking, only in aggregate, that our offers treat groups of people fairly; never used to target you.', { explicit: true }),
 ];
 
-/** What notice version 1 describes: the data categories each default purpose uses. */
+/**
+ * What notice version 1 describes: the data categories each default purpose uses. It covers every field the default
+ * tracking plan declares for a consent-based purpose (the gate keeps a field for such a purpose only where the notice
+ * describes its category: Consent.describes).
+ */
 export const DEFAULT_NOTICE_PURPOSES: readonly NoticePurpose[] = [
-  { purpose: 'analytics.reporting', categories: ['user.behavior.browsing_history', 'user.behavior.purchase_history', 'user.device.cookie_id', 'user.location.imprecise'] },
-  { purpose: 'personalize.profiling', categories: ['user.behavior', 'user.contact.address.country'] },
+  {
+    purpose: 'analytics.reporting',
+    categories: [
+      'user.behavior',
+      'user.content.private',
+      'user.device',
+      'user.location.imprecise',
+      'user.contact.address.country',
+      'user.contact.address.city',
+      'user.demographic.language',
+      'user.workplace',
+      'user.account',
+      'user.unique_id',
+    ],
+  },
+  {
+    purpose: 'personalize.profiling',
+    categories: [
+      'user.behavior',
+      'user.contact.email',
+      'user.contact.address.country',
+      'user.contact.address.city',
+      'user.location.imprecise',
+      'user.demographic.language',
+      'user.demographic.date_of_birth',
+      'user.workplace',
+      'user.account',
+      'user.unique_id',
+    ],
+  },
   { purpose: 'personalize.content.profiling', categories: ['user.behavior.browsing_history', 'user.behavior.purchase_history', 'user.device.cookie_id'] },
-  { purpose: 'marketing.communications.email', categories: ['user.contact.email', 'user.name', 'user.behavior.purchase_history'] },
+  { purpose: 'marketing.communications.email', categories: ['user.contact.email', 'user.name', 'user.behavior', 'user.demographic.date_of_birth'] },
   { purpose: 'marketing.advertising.third_party.targeted', categories: ['user.device.cookie_id', 'user.device.device_id', 'user.behavior.browsing_history'] },
   { purpose: 'third_party_sharing', categories: ['user.contact.email', 'user.name', 'user.behavior.purchase_history'] },
   { purpose: 'essential.service.operations', categories: ['user.account', 'user.contact', 'user.name', 'user.behavior.purchase_history'] },

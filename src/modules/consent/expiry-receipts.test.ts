@@ -19,8 +19,8 @@ describeEachDialect('expiry receipts', (dialect) => {
     const subject = `user-${randomUUID()}`;
     const v1 = consent().currentNotice();
     await consent().record(subject, [{ purpose: 'analytics.reporting', state: 'given' }, { purpose: 'marketing.communications.email', state: 'given' }], { mechanism: 'banner_save', jurisdiction: 'DE' }, actor);
-    const widened = v1.purposes.map((p) => (p.purpose === 'personalize.profiling' ? { ...p, categories: [...p.categories, 'user.contact.email'] } : p));
-    const v2 = await consent().publishNotice({ text: `${v1.text}\n\nProfiling uses e-mail addresses.`, purposes: widened }, actor);
+    const widened = v1.purposes.map((p) => (p.purpose === 'personalize.profiling' ? { ...p, categories: [...p.categories, 'user.name'] } : p));
+    const v2 = await consent().publishNotice({ text: `${v1.text}\n\nProfiling uses names.`, purposes: widened }, actor);
     assert.equal(v2.material, true);
     await consent().record(subject, [{ purpose: 'personalize.profiling', state: 'given' }], { mechanism: 'banner_save', jurisdiction: 'FR' }, actor);
     await consent().record(subject, [{ purpose: 'personalize.content.profiling', state: 'given' }], { mechanism: 'banner_save' }, actor);

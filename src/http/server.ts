@@ -92,6 +92,7 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   closeWhenIdle(app.server, connections);
   // Node answers an Expect other than 100-continue with a bare 417 of its own.
   app.server.on('checkExpectation', answerUnsupportedExpectation);
+  continueOnceChecked(app);
   const stopping = installStopping(app);
   // Answers about a person are never kept by a browser or a proxy cache: subject sessions and their routes, rights
   // requests (codes, download links) and staff reads of personal data. (A callback hook: no promise per request.)
@@ -154,6 +155,28 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   if (options.extend) await app.register(async (scope) => options.extend?.(scope));
   await app.ready();
   return { app, routes, metrics, stopping };
+}
+
+/**
+ * Meets `Expect: 100-continue` once the request has been routed and let through (its credential checked, the server
+ * not stopping), and only when its Content-Length is within the route's body limit: otherwise the coded answer (401,
+ * 413 REQUEST_BODY_TOO_LARGE, …) goes out before the client sends the body. Node would answer 100 Continue at once,
+ * before anything is checked, and a client still uploading when the answer comes and the connection closes may see a
+ * reset instead of the answer (curl, and clients built on it such as analytics-php, send the header for larger
+ * bodies). (A callback hook: no promise per request.)
+ */
+function continueOnceChecked(app: FastifyInstance): void {
+  const expecting = new WeakSet<IncomingMessage>();
+  // With a listener for 'checkContinue', Node neither answers 100 Continue nor emits 'request' on its own.
+  app.server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    expecting.add(request);
+    app.server.emit('request', request, response);
+  });
+  // The last step before the body is read; Fastify then refuses a Content-Length over the limit without reading it.
+  app.addHook('preParsing', (request, reply, payload, done) => {
+    if (expecting.delete(request.raw) && !(Number(request.headers['content-length']) > request.routeOptions.bodyLimit)) reply.raw.writeContinue();
+    done(null, payload);
+  });
 }
 
 /** Whether a request announces a body (RFC 9112 section 6.3): a Content-Length other than 0, or a Transfer-Encoding. */

@@ -41,7 +41,7 @@ export function shortPath(path: string): string {
  * The results of an answer with at most MAX_ANSWER_LISTED entries of `violations` and `dropped` listed, of at most
  * MAX_ANSWER_LISTED_CHARS characters, in order (by result, its violations before its dropped paths). Past the budget
  * a result lists nothing more and counts the rest in `violationsUnlisted` and `droppedUnlisted`: a batch-level context
- * is taken by each of up to 2,500 messages, and each would otherwise list its undeclared keys again (tens of
+ * is taken by each message of a batch, and each would otherwise list its undeclared keys again (tens of
  * megabytes of answer to a request of a few hundred kilobytes). The `detail` of a REQUEST_FORBIDDEN_KEY result, the
  * path of a forbidden key (which a batch-level context gives every message that takes it), is an entry of the same
  * budget, listed before the rest of its result; past the budget the result has no `detail` (its code still says why).

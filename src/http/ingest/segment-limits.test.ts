@@ -98,6 +98,29 @@ describeEachDialect('Segment ingest: sizes as merged, content codings, malformed
     assert.deepEqual([...new Set((answer(response).results ?? []).map((r) => r.status))], ['stored']);
   });
 
+  it('measures a single message as compact JSON, as in a batch: sent escaped or pretty-printed it is answered by its size, not by the body\'s', async () => {
+    // 20 KB of text, sent as \u006e escapes: a body of 120 KB.
+    const escaped = JSON.stringify(track('single-escaped', { properties: { product_id: 'p', note: 'n'.repeat(20_000) } })).replace('n'.repeat(20_000), '\\u006e'.repeat(20_000));
+    // 3,000 numbers, one a line under a deep indent: a body of 100 KB for 6 KB of JSON.
+    const pretty = JSON.stringify(track('single-pretty', { properties: { product_id: 'p', note: Array<number>(3_000).fill(0) } }), null, 10);
+    for (const [what, body] of [['escaped', escaped], ['pretty-printed', pretty]] as const) {
+      assert.ok(Buffer.byteLength(body) > 2 * MAX_EVENT_BYTES, what);
+      for (const url of ['/v1/track', '/v1/t']) {
+        const single = await post(url, body);
+        assert.equal(single.statusCode, 200, `${what} on ${url}: ${single.body.slice(0, 300)}`);
+        assert.deepEqual(answer(single).results?.map((r) => r.status), [url === '/v1/track' ? 'stored' : 'duplicate'], what);
+      }
+    }
+    // Over 32 KB as compact JSON (ü: two bytes of UTF-8, six escaped): answered as a batch answers it, with its exact size.
+    const large = track('single-large', { properties: { product_id: 'p', note: 'ü'.repeat(17_000) } });
+    const response = await post('/v1/track', JSON.stringify(large).replace('ü'.repeat(17_000), '\\u00fc'.repeat(17_000)));
+    assert.equal(response.statusCode, 200, response.body);
+    assert.deepEqual(answer(response).results?.map((r) => [r.status, r.code, r.detail]), [['invalid', 'COLLECT_EVENT_TOO_LARGE', `${Buffer.byteLength(JSON.stringify(large))} bytes`]]);
+    // A body over six times the message limit is refused unread.
+    const huge = await post('/v1/track', JSON.stringify(track('single-huge', { properties: { product_id: 'p', note: 'x'.repeat(6 * MAX_EVENT_BYTES) } })));
+    assert.deepEqual([huge.statusCode, answer(huge).code], [413, 'REQUEST_BODY_TOO_LARGE']);
+  });
+
   it('refuses a page or screen name that is no string, COLLECT_MESSAGE_INVALID (it would be dropped unreported)', async () => {
     const batch = [5, { a: 1 }, true, null, 'Home'].map((name, i) => ({ type: i % 2 === 0 ? 'page' : 'screen', userId: 'u-limits', messageId: `named-${i}`, name }));
     const response = await post('/v1/batch', JSON.stringify({ batch }));

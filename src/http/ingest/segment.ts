@@ -2,12 +2,14 @@ import { pipeline, Transform } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
-import { MAX_BATCH_BYTES, MAX_BATCH_TAKEN_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, OVER_BATCH_BUDGET, TOO_DEEP, type MessageKind } from '../../modules/collect/index.ts';
+import type { ItemResult } from '../../modules/collect/index.ts';
+import { MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_BATCH_TAKEN_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, OVER_BATCH_BUDGET, TOO_DEEP, type MessageKind } from '../../modules/collect/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { carriesForbiddenKey, forbiddenKeyPath, jsonParser, messagesJsonParser, PARSE_AS } from '../json.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { listWithinBudget, shortPath } from './answer-listing.ts';
 import { isRecord } from '../../shared/objects.ts';
+import { inSlices } from '../../shared/in-slices.ts';
 
 const INGEST: RouteAccess = { audience: 'ingest', purpose: 'analytics.reporting' };
 const SINGLE: readonly MessageKind[] = ['identify', 'track', 'page', 'screen', 'group', 'alias'];
@@ -29,10 +31,18 @@ const result = {
     gpcHonoured: { type: 'boolean' },
   },
 } as const;
+const resultList = { type: 'array', items: result } as const;
 const answer = {
   type: 'object',
-  properties: { success: { type: 'boolean' }, gpcHonoured: { type: 'boolean' }, results: { type: 'array', items: result } },
+  properties: { success: { type: 'boolean' }, gpcHonoured: { type: 'boolean' }, results: resultList },
 } as const;
+
+/**
+ * Most bytes of a single-message request body: a message's own limit (MAX_EVENT_BYTES, measured as compact UTF-8 JSON
+ * by sizeOf, as in a batch) six times over, since a `\uXXXX` escape takes six bytes for at most three of UTF-8. A message
+ * sent escaped or pretty-printed is then answered as it would be in a batch, COLLECT_EVENT_TOO_LARGE only when it is.
+ */
+const MAX_SINGLE_BODY_BYTES = 6 * MAX_EVENT_BYTES;
 
 function isGpc(request: FastifyRequest): boolean {
   return request.headers['sec-gpc'] === '1';
@@ -48,7 +58,7 @@ interface Forbidden {
 /** What the pipeline gets in place of a message with a forbidden key: no object, so it is answered (and counted) invalid. */
 const STAND_IN = { raw: null, bytes: 0 } as const;
 
-/** `path`: already shortened when it is a batch-level context's, which up to 2,500 messages take. */
+/** `path`: already shortened when it is a batch-level context's, which every message of a batch may take. */
 function forbiddenIn(message: Record<string, unknown>, index: number, path: string): Forbidden {
   const id = message.messageId;
   return { index, messageId: typeof id === 'string' ? id : typeof id === 'number' && Number.isFinite(id) ? String(id) : undefined, path: shortPath(path) };
@@ -60,9 +70,14 @@ async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyRep
   const gpc = isGpc(request);
   const results = await kernel.collect.ingest(messages, kind, { source: principal.source, gpc, receivedAt: Date.now(), actor: { id: principal.tokenId, role: principal.role }, client: request.raw.socket });
   for (const { index, messageId, path } of forbidden) results[index] = { index, messageId, status: 'invalid', code: 'REQUEST_FORBIDDEN_KEY', detail: path };
-  reply.code(200);
+  // Written as the answer's schema has it, a slice of results at a time: a batch of small messages may have 155,000.
+  // (Fastify types a serializer's input as an object, whatever the schema.)
+  const serialize = reply.compileSerializationSchema(resultList) as unknown as (list: readonly ItemResult[]) => string;
+  const listed = await inSlices(listWithinBudget(results), (slice) => [serialize(slice).slice(1, -1)]);
   // A request-wide Sec-GPC: 1, or a message's own context.gpc: the answer says the signal was honoured.
-  return { success: true, ...(gpc || results.some((r) => r.gpcHonoured === true) ? { gpcHonoured: true } : {}), results: listWithinBudget(results) };
+  const gpcHonoured = gpc || results.some((r) => r.gpcHonoured === true);
+  reply.code(200).type('application/json; charset=utf-8');
+  return `{"success":true,${gpcHonoured ? '"gpcHonoured":true,' : ''}"results":[${listed.join(',')}]}`;
 }
 
 /** Thrown by sizeBound when a value nests deeper than MAX_DEPTH. */
@@ -360,7 +375,7 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
       app.post(
         path,
         {
-          bodyLimit: MAX_EVENT_BYTES + 1024,
+          bodyLimit: MAX_SINGLE_BODY_BYTES,
           config: { access: INGEST },
           schema: { tags: ['ingest'], summary: `Segment ${kind} call.`, body: { type: 'object' }, response: { 200: answer } },
         },
@@ -388,7 +403,7 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
       },
       async (request, reply) => {
         const { batch, context, sentAt } = request.body;
-        if (!Array.isArray(batch) || batch.length === 0 || batch.length > 2500) throw new CandorError('COLLECT_BATCH_INVALID');
+        if (!Array.isArray(batch) || batch.length === 0 || batch.length > MAX_BATCH_MESSAGES) throw new CandorError('COLLECT_BATCH_INVALID');
         const poisoned = carriesForbiddenKey(request.body);
         // Anywhere but in the messages and the batch-level context they take, a forbidden key spoils the request.
         if (poisoned && forbiddenKeyPath(request.body, MESSAGE_PARTS) !== undefined) throw new CandorError('REQUEST_FORBIDDEN_KEY');
@@ -407,7 +422,9 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
         let sentAtBytes: number | undefined;
         // The bytes of batch-level parts the messages took so far, exactly (see MAX_BATCH_TAKEN_BYTES).
         let takenTotal = 0;
-        const messages = batch.map((raw, index) => {
+        // A slice at a time: a batch of small messages may have 155,000 (the pipeline takes them so too).
+        const messages = await inSlices(batch, (slice, start) => slice.map((raw, i) => {
+          const index = start + i;
           if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
             const message = raw as Record<string, unknown>;
             // The batch-level context is merged into a message's own, whose members win (Segment's HTTP API). A message
@@ -472,7 +489,7 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
             return { raw: merged, bytes };
           }
           return { raw, bytes: 0 };
-        });
+        }));
         return ingest(kernel, request, reply, messages, undefined, forbidden);
       },
     );

@@ -14,6 +14,7 @@ import { CollectRepo, EVENT_DATA_CONTEXT, MAX_REFUSAL_ROWS, messageKey, type Eve
 import { CollectRetention, orderValueOf, type EventRetentionPolicy } from './collect.retention.ts';
 import { CollectSubjectData, deleteFields, sectionOf } from './collect.subject-data.ts';
 import { GroupCommit } from '../../shared/group-commit.ts';
+import { inSlices } from '../../shared/in-slices.ts';
 import { partition, type FieldRule, type FieldRules } from './partition.ts';
 import { identifiersOf, parseMessage, planInput, undeniedPurposes, type MessageKind, type ParsedMessage, type RawIdentifier } from './segment.ts';
 import type { DataUseLookup } from '../taxonomy/index.ts';
@@ -186,8 +187,20 @@ export class Collector {
     return this.#commit.failing;
   }
 
-  /** Ingests messages of one request (kind fixed for single-call endpoints, read from `type` in batches). */
-  async ingest(messages: readonly { raw: unknown; bytes: number }[], kind: MessageKind | undefined, context: IngestContext): Promise<ItemResult[]> {
+  /**
+   * Ingests messages of one request (kind fixed for single-call endpoints, read from `type` in batches). More than
+   * SLICE_ITEMS are ingested a slice at a time, in order, each committed before the next is checked: the checks of a
+   * slice run in one synchronous go. A later message then finds what an earlier slice stored, as in a later request.
+   */
+  ingest(messages: readonly { raw: unknown; bytes: number }[], kind: MessageKind | undefined, context: IngestContext): Promise<ItemResult[]> {
+    return inSlices(messages, async (slice, start) => {
+      const results = await this.#ingestSlice(slice, kind, context);
+      if (start > 0) for (const r of results) r.index += start;
+      return results;
+    });
+  }
+
+  async #ingestSlice(messages: readonly { raw: unknown; bytes: number }[], kind: MessageKind | undefined, context: IngestContext): Promise<ItemResult[]> {
     this.#checking++;
     let handedOver = false;
     const handOver = () => {

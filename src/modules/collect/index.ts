@@ -7,6 +7,6 @@
 export { Collector, type CollectDeps, type IngestContext, type ItemResult, type ItemStatus, type OutcomeObserver } from './collect.service.ts';
 export { COLLECT_MIGRATIONS } from './collect.repo.ts';
 export { CsvImporter, MAX_ORDER_LINES, coerceCell, productKey, type CsvImportDeps, type CsvImportOptions, type ImportBasis, type ImportCounts, type ImportHooks, type ImportKind, type ImportSummary, type RowReport } from './csv-import.ts';
-export { MAX_BATCH_BYTES, MAX_BATCH_TAKEN_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, MAX_ID_LENGTH, MESSAGE_KINDS, OVER_BATCH_BUDGET, TOO_DEEP, parseMessage, type MessageKind, type ParsedMessage } from './segment.ts';
+export { MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_BATCH_TAKEN_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, MAX_ID_LENGTH, MESSAGE_KINDS, OVER_BATCH_BUDGET, TOO_DEEP, parseMessage, type MessageKind, type ParsedMessage } from './segment.ts';
 export { CollectSubjectData, mergeParts } from './collect.subject-data.ts';
 export { COLLECT_RETENTION_MIGRATIONS, CollectRetention, removePath, LEGAL_OBLIGATION, ORDER_EVENT, type EventRetentionPolicy } from './collect.retention.ts';

@@ -19,6 +19,13 @@ export const MAX_EVENT_BYTES = 32 * 1024;
  * no 4xx answer: a batch refused whole is lost.
  */
 export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Most messages of a batch: as many as MAX_BATCH_BYTES holds of the smallest valid one (`{"type":"page","userId":1}`
+ * and its comma, 27 bytes), so that no batch within the body limit is refused for its count (client libraries put no
+ * bound on it and resend no 4xx). It bounds the work and the answer (a result per message) of a body of empty
+ * messages (`[0,0,…]`, two bytes each, or a few KB of gzip).
+ */
+export const MAX_BATCH_MESSAGES = Math.floor(MAX_BATCH_BYTES / '{"type":"page","userId":1},'.length);
 /** Deepest nesting of objects and arrays in a message (deeper ones are refused before anything walks them). */
 export const MAX_DEPTH = 64;
 /** The `bytes` of a message nested deeper than MAX_DEPTH (its size was not measured). */
@@ -27,7 +34,7 @@ export const TOO_DEEP = -1;
  * Most bytes of batch-level parts (context members, sentAt) a batch's messages may take in all, counted exactly: a
  * batch-level context is copied into every message, so a small request could otherwise cost the work (and memory) of
  * a very large one. Three times the body limit (with the body, 16 MB as merged): far above what real batch-level parts
- * make (a `sentAt` of ~40 bytes, a context of a few hundred, times 2,500 messages).
+ * make (a `sentAt` of ~40 bytes, a context of a few hundred, times a few thousand messages).
  */
 export const MAX_BATCH_TAKEN_BYTES = 3 * MAX_BATCH_BYTES;
 /** The `bytes` of a message of a batch past MAX_BATCH_TAKEN_BYTES (not merged, not processed). */

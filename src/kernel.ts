@@ -110,7 +110,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
   // In production the key file is never generated: a missing or unreadable one is refused before the database is
   // created or migrated (it was refused only after, leaving a new database behind).
   if (config.env === 'production') readKeyFile(config.keyFile);
-  const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, sqliteSynchronous: config.sqliteSynchronous, sqliteWriterThread: config.sqliteWriterThread, postgresTimeoutMs: config.postgresTimeoutMs });
+  const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, sqliteSynchronous: config.sqliteSynchronous, sqliteWriterThread: config.sqliteWriterThread, postgresTimeoutMs: config.postgresTimeoutMs, logger });
   try {
     let migrationsApplied: string[] = [];
     if (options.migrate ?? true) {

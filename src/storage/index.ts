@@ -3,7 +3,7 @@
  * (Kysely), forward-only migrations applied in one transaction.
  */
 export { openStorage, isUniqueViolation, isTransientFailure, isRetryableStorageError, isMissingTableOrColumn, SQLITE_FILE, type Storage, type StorageOptions, type RawSql, type SqlExecutor, type DialectName, type DeferredWrites } from './storage.ts';
-export { DeferredConflict, type DeferredTx } from './sqlite-writer.ts';
+export { DeferredConflict, WriterExited, type DeferredTx } from './sqlite-writer.ts';
 export { Freshness } from './freshness.ts';
 export { StatementTexts } from './statement-texts.ts';
 export { textOrder, compareText, type OrderModifiers } from './text-order.ts';

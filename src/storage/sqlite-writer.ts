@@ -1,5 +1,6 @@
 import type { SQLInputValue } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
+import { CandorError } from '../shared/errors.ts';
 import type { DiskFullState } from './disk-full.ts';
 import { codedSqliteError, toSqliteValues } from './sqlite-driver.ts';
 import type { SqlExecutor } from './storage.ts';
@@ -44,6 +45,20 @@ export class DeferredConflict extends Error {
 }
 
 /**
+ * SQLite's writer thread ended (it failed, or was stopped) before it answered: STORAGE_UNAVAILABLE, as the database
+ * itself may be fine and the write may be sent again. From then on the writer is unusable and callers use the main
+ * connection. `mayHaveCommitted`: the thread ended with a commit unanswered, which may have been made; when false,
+ * nothing of the transaction was stored.
+ */
+export class WriterExited extends CandorError {
+  readonly mayHaveCommitted: boolean;
+  constructor(mayHaveCommitted: boolean, options?: { cause?: unknown }) {
+    super('STORAGE_UNAVAILABLE', { reason: mayHaveCommitted ? 'the SQLite writer thread exited during a commit: the write may have been committed' : 'the SQLite writer thread exited: nothing of the write was committed' }, options);
+    this.mayHaveCommitted = mayHaveCommitted;
+  }
+}
+
+/**
  * A transaction whose reads run at once, on the main connection, while the writer thread holds SQLite's write lock
  * (so they see the latest committed state and nobody can change it), and whose writes run on the writer thread as
  * they are made (seen by nobody, these reads included, before the commit) and are committed there once the
@@ -66,13 +81,17 @@ export class SqliteWriter {
   readonly #synchronous: 'FULL' | 'NORMAL';
   #worker: Worker | undefined;
   #broken: Error | undefined;
+  /** Set by close(): the thread's end is then expected. */
+  #closing = false;
   #next = 1;
   /** The writer took the lock again after its last commit and keeps it for a transaction that starts at once. */
   #holding = false;
   #inTransaction = false;
   /** Told of deferred transactions that fail for a full disk and of those that commit (src/storage/disk-full.ts). */
   diskFull: DiskFullState | undefined;
-  readonly #pending = new Map<number, { resolve: (reply: WriterReply) => void; reject: (error: Error) => void }>();
+  /** Told once when the thread ends other than by close(), which leaves the writer unusable (for a log line). */
+  exited: ((error: WriterExited) => void) | undefined;
+  readonly #pending = new Map<number, { resolve: (reply: WriterReply) => void; reject: (error: Error) => void; commit: boolean }>();
 
   constructor(path: string, synchronous: 'FULL' | 'NORMAL') {
     this.#path = path;
@@ -93,10 +112,15 @@ export class SqliteWriter {
       if (this.#pending.size === 0) worker.unref();
       waiting?.resolve(reply);
     });
-    const fail = (error: Error) => {
-      this.#broken ??= error;
+    const fail = (cause: Error) => {
+      const error = new WriterExited(false, { cause });
+      if (this.#broken === undefined) {
+        this.#broken = error;
+        if (!this.#closing) this.exited?.(error);
+      }
       this.#worker = undefined;
-      for (const waiting of this.#pending.values()) waiting.reject(error);
+      // A commit sent and unanswered may have been made before the thread ended.
+      for (const waiting of this.#pending.values()) waiting.reject(waiting.commit ? new WriterExited(true, { cause }) : error);
       this.#pending.clear();
     };
     worker.on('error', fail);
@@ -113,7 +137,7 @@ export class SqliteWriter {
     const id = this.#next++;
     return new Promise((resolve, reject) => {
       if (this.#pending.size === 0) worker.ref();
-      this.#pending.set(id, { resolve, reject });
+      this.#pending.set(id, { resolve, reject, commit: request.op === 'commit' });
       worker.postMessage({ ...request, id });
     });
   }
@@ -213,6 +237,7 @@ export class SqliteWriter {
   async close(): Promise<void> {
     const worker = this.#worker;
     if (!worker || this.#broken) return;
+    this.#closing = true;
     await this.#send({ op: 'close' }).catch(() => undefined);
     this.#broken = new Error('SQLite writer thread closed');
     await worker.terminate();

@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import type { ClientBase, ClientConfig, Pool, PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { CandorError, isCandorError } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
 import { DiskFullState } from './disk-full.ts';
 import { codedPostgresError, codedStatements, isConnectionLost, type RunStatement } from './pg-coded.ts';
 import { CommitListener, installCommitNotices, sessionName, tablesWithoutNotices } from './pg-commit-notices.ts';
 import { NodeSqliteDialect, SQLITE_BUSY_TIMEOUT_MS, SqliteHandle } from './sqlite-driver.ts';
-import { SqliteWriter, type DeferredTx } from './sqlite-writer.ts';
+import { SqliteWriter, WriterExited, type DeferredTx } from './sqlite-writer.ts';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -36,6 +37,8 @@ export interface StorageOptions {
    * POSTGRES_TIMEOUT_MS.
    */
   postgresTimeoutMs?: number;
+  /** Where a failure the process works around is told (SQLite's writer thread exited). */
+  logger?: Logger | undefined;
 }
 
 /** Default of StorageOptions.postgresTimeoutMs (CANDOR_POSTGRES_TIMEOUT_MS). */
@@ -58,7 +61,10 @@ export interface DeferredWrites {
    * and are committed after `fn` resolved; the promise settles once they are durable. If `fn` throws or a write
    * fails, nothing is written. A write whose expected row count is not met rolls everything back with
    * DeferredConflict. `dispatched` is called when the writes
-   * have been handed to the writer thread (the caller may then answer earlier work while they are written).
+   * have been handed to the writer thread (the caller may then answer earlier work while they are written). If the
+   * thread ends first, the promise rejects with WriterExited: `mayHaveCommitted` is false when nothing was stored
+   * (the commit was not sent, or nobody committed since the thread took the write lock), and true when it may have
+   * been (the caller then writes again in a way that finds what is stored).
    */
   transaction<T>(fn: (tx: DeferredTx) => Promise<T>, dispatched?: () => void): Promise<T>;
   /** False once the writer thread has failed: callers then use raw.transaction. */
@@ -203,6 +209,7 @@ function openSqlite(options: StorageOptions): Storage {
   // Anything that may write on the main connection (handle.lockForWrites) first has the writer thread let go of a lock it kept.
   if (writer) handle.beforeWrites = () => writer.release();
   if (writer) writer.diskFull = diskFull;
+  if (writer) writer.exited = (error) => options.logger?.warn({ err: error.cause }, "SQLite's writer thread exited: ingestion writes on the main connection from now on");
   // Commits by other connections, counted. The writer thread is another connection too: its own commits are
   // absorbed while it holds the write lock again right after them, so only other processes' commits count.
   let seenVersion = handle.dataVersion(true);
@@ -282,11 +289,13 @@ function openSqlite(options: StorageOptions): Storage {
       },
       async transaction<T>(fn: (tx: DeferredTx) => Promise<T>, dispatched?: () => void): Promise<T> {
         const releaseWrites = await handle.writes.lock();
+        let versionLocked: number | undefined;
         try {
           return await writer.transaction((text, params) => handle.all(text, params), fn, {
             locked() {
               // Nobody can commit now: whatever changed since the last look was another connection.
               lookForExternalCommits(true);
+              versionLocked = seenVersion;
               writerCommitting = true;
             },
             committed(othersMayHaveCommitted) {
@@ -296,6 +305,12 @@ function openSqlite(options: StorageOptions): Storage {
             },
             dispatched,
           });
+        } catch (error) {
+          // The thread ended with its commit unanswered. Nobody else could commit while it held the write lock, so if
+          // nobody has since, it did not commit; a commit seen may also be another process's after the thread ended,
+          // and is taken for the thread's (the caller writes again; nothing acknowledged goes missing).
+          if (error instanceof WriterExited && error.mayHaveCommitted && handle.dataVersion(true) === versionLocked) throw new WriterExited(false, { cause: error.cause });
+          throw error;
         } finally {
           writerCommitting = false;
           releaseWrites();

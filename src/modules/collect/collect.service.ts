@@ -3,7 +3,7 @@ import type { ErrorCode } from '../../shared/error-codes.ts';
 import type { Actor } from '../../shared/actor.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { sortableId } from '../../shared/random.ts';
-import { compareText, DeferredConflict, isTransientFailure, type DeferredTx, type DeferredWrites, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { compareText, DeferredConflict, isTransientFailure, WriterExited, type DeferredTx, type DeferredWrites, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { Catalog, KeptField, PlanResult, Violation } from '../catalog/index.ts';
 import type { Consent } from '../consent/index.ts';
@@ -519,7 +519,8 @@ export class Collector {
    * The usual group (people already known, nobody merged, no GPC to record) written by SQLite's writer thread: this
    * thread reads and prepares while the writer holds the write lock, then goes on with the next requests while the
    * writer inserts and commits. Undefined when the group is not the usual one or a message turned out to be stored
-   * already (nothing was written then): #writeNow handles it.
+   * already (nothing was written then), or when the writer thread ended (it may have committed): #writeNow handles
+   * it, and finds what was committed as duplicates.
    */
   async #writeDeferred(deferred: DeferredWrites, items: readonly Pending[], handedOver: () => void): Promise<ItemResult[] | undefined> {
     const { identity, catalog } = this.#deps;
@@ -537,8 +538,10 @@ export class Collector {
         await catalog.writeStats(tx, counts.plan);
       }, handedOver);
     } catch (error) {
-      this.#restoreCounts(counts);
-      if (error === UNUSUAL || error instanceof DeferredConflict) return undefined;
+      // Counts a commit may have written are not put back: written twice they would be wrong for good, while a commit
+      // that did not happen after all loses this group's counts only (its events are written again).
+      if (!(error instanceof WriterExited && error.mayHaveCommitted)) this.#restoreCounts(counts);
+      if (error === UNUSUAL || error instanceof DeferredConflict || error instanceof WriterExited) return undefined;
       throw error;
     }
     return answerAll(items, results);

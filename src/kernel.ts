@@ -86,7 +86,7 @@ export interface Kernel {
   readonly erasuresReplayed: number;
   /** What a restore carried over from the database it replaced, applied at this open (null: no restore pending). */
   readonly restoreCarried: RestoreCarried | null;
-  /** Whether this start generated the master key file. */
+  /** Whether the master key file was generated (by this open or an earlier one) and no server printed its notice yet. */
   readonly keyFileGenerated: boolean;
   /** Migrations applied by this start. */
   readonly migrationsApplied: readonly string[];

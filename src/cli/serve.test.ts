@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { after, before, it } from 'node:test';
+import { after, before, it, type TestContext } from 'node:test';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../test/support/databases.ts';
 import { start, stop } from '../../test/support/serve-process.ts';
-import { MIGRATIONS } from '../kernel.ts';
+import { MIGRATIONS, openKernel } from '../kernel.ts';
 import { claimDataDir, restoreDatabase } from '../modules/retention/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { isCandorError } from '../shared/errors.ts';
@@ -75,5 +75,74 @@ describeEachDialect('candor serve: one server per data directory', (dialect) => 
     // Stopped: the data directory is free again.
     await assert.rejects(restoreDatabase(env.config, join(env.dataDir, 'no-such.backup'), CLI_ACTOR, MIGRATIONS), (e) => isCandorError(e, 'BACKUP_CORRUPT'));
     await stop(await start(env));
+  });
+});
+
+describeEachDialect('candor serve: what a first start prints', (dialect) => {
+  // A fresh data directory and database for each test: each is a first start.
+  const fresh = async (t: TestContext) => {
+    const env = await createEnvironment(dialect);
+    t.after(() => env.cleanup());
+    return env;
+  };
+
+  it('prints the owner token and the key file reminder at the next start when the first one could not listen', { timeout: 60_000 }, async (t) => {
+    const env = await fresh(t);
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    try {
+      const lines: string[] = [];
+      const code = await main(['node', 'candor', '--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : []), 'serve', '--host', '127.0.0.1', '--port', String((busy.address() as AddressInfo).port)], (l) => lines.push(l), (l) => lines.push(l));
+      assert.equal(code, 1, lines.join('\n'));
+      assert.doesNotMatch(lines.join('\n'), /owner API token|generated now/);
+    } finally {
+      busy.close();
+    }
+    const running = await start(env);
+    let ownerToken = '';
+    try {
+      const out = running.stdout();
+      ownerToken = /owner API token \(shown once, store it now\): (cnd_\S+)/.exec(out)?.[1] ?? '';
+      assert.ok(ownerToken, out);
+      assert.match(out, /master key: .*master\.key \(generated now/);
+      const me = await fetch(`${running.url}/v1/admin/me`, { headers: { authorization: `Bearer ${ownerToken}` } });
+      assert.equal(me.status, 200);
+    } finally {
+      assert.equal(await stop(running), 0);
+    }
+    // The printed token is the only credential: the failed start left none behind.
+    const kernel = await openKernel(env.configWith({ NODE_ENV: 'development' }));
+    try {
+      assert.deepEqual((await kernel.access.list()).map((c) => [c.role, c.label, c.revokedAt]), [['owner', 'created on first start', null]]);
+    } finally {
+      await kernel.close();
+    }
+    // Printed once: the start after prints neither.
+    const again = await start(env);
+    try {
+      assert.doesNotMatch(again.stdout(), /owner API token|generated now/);
+    } finally {
+      assert.equal(await stop(again), 0);
+    }
+    assert.equal(existsSync(join(env.dataDir, 'master.key.generated')), false);
+  });
+
+  it('prints the key file reminder at the first start after a CLI command generated the key file', { timeout: 60_000 }, async (t) => {
+    const env = await fresh(t);
+    const kernel = await openKernel(env.configWith({ NODE_ENV: 'development' }));
+    assert.equal(kernel.keyFileGenerated, true);
+    await kernel.close();
+    const running = await start(env);
+    try {
+      assert.match(running.stdout(), /master key: .*master\.key \(generated now/);
+    } finally {
+      assert.equal(await stop(running), 0);
+    }
+    const again = await start(env);
+    try {
+      assert.doesNotMatch(again.stdout(), /generated now/);
+    } finally {
+      assert.equal(await stop(again), 0);
+    }
   });
 });

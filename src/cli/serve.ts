@@ -51,10 +51,6 @@ export async function serve(config: Config, out: (line: string) => void): Promis
 
 /** The server on an open kernel, from listening until a stop is asked for and the requests in flight are drained. */
 async function run(config: Config, kernel: Kernel, out: (line: string) => void, started: number, stopRequested: Promise<void>, forceRequested: Promise<void>): Promise<void> {
-  let ownerSecret: string | undefined;
-  if (config.env !== 'production' && (await kernel.access.count()) === 0) {
-    ownerSecret = (await kernel.access.createToken('owner', 'created on first start', SYSTEM_ACTOR)).secret;
-  }
   const { app, stopping } = await buildServer(kernel);
   const housekeeping: NodeJS.Timeout[] = [];
   const schedules: { what: string; schedule: Repeating }[] = [];
@@ -67,10 +63,24 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     const address = await app.listen({ port: config.port, host: config.host });
     const base = config.publicUrl || address.replace('://[::1]', '://localhost');
     await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.start', purpose: 'essential.service.operations', details: Object.fromEntries(describeConfig(config).map((line) => [line.key, line.value])) });
+    // The first owner token is created only once the server listens, right before it is printed: a start that fails
+    // or is killed before (the port is taken, say) leaves no token that nobody saw, and the next start creates it.
+    let ownerSecret: string | undefined;
+    if (config.env !== 'production' && (await kernel.access.count()) === 0) {
+      ownerSecret = (await kernel.access.createToken('owner', 'created on first start', SYSTEM_ACTOR)).secret;
+    }
 
     out(`Candor is listening on ${base} (ready in ${Math.round(performance.now() - started)} ms)`);
     out(`  data:       ${kernel.storage.location}`);
     out(`  master key: ${kernel.keyring.keyFilePath}${kernel.keyFileGenerated ? ' (generated now: back it up apart from the database; without it the data cannot be read)' : ''}`);
+    // Printed by every start until one gets here: a start that generated the key file and failed before does not hide it.
+    if (kernel.keyFileGenerated) {
+      try {
+        kernel.keyring.generatedNoticeShown();
+      } catch (err) {
+        kernel.logger.warn({ err }, 'the marker of the generated key file was not removed; the next start prints its notice again');
+      }
+    }
     if (ownerSecret) {
       out(`  owner API token (shown once, store it now): ${ownerSecret}`);
       out(`    try: curl -H "Authorization: Bearer ${ownerSecret}" ${base}/v1/admin/me`);

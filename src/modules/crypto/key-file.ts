@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic, type WriteFunction } from '../../shared/durable-write.ts';
 import { CandorError } from '../../shared/errors.ts';
@@ -104,6 +104,19 @@ function sameKeys(a: KeyFile, b: KeyFile): boolean {
 export function createKeyFile(path: string): void {
   if (existsSync(path)) throw new CandorError('CRYPTO_KEYFILE_EXISTS', { file: path });
   writeKeyFile(path, { masterKeys: [newKey(1)], pseudonymKey: newKey(1) });
+}
+
+/**
+ * The marker beside a generated key file (`<key file>.generated`), there until a server has printed the notice to back
+ * the key file up: a start killed or failed between generating the key file and printing the notice leaves it to the
+ * next start.
+ */
+export const generatedMarkerPath = (path: string): string => `${path}.generated`;
+
+/** Writes the marker of a key file about to be generated (before it, so that no kill leaves a key file unmarked). */
+export function markGenerated(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(generatedMarkerPath(path), `Removed once a Candor server has printed the notice to back up ${basename(path)}.\n`, { mode: 0o600 });
 }
 
 /** The lock beside the key file that rotations, prunes and a start completing a rotation hold. */

@@ -1,5 +1,5 @@
 import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import { makeRoom } from '../../shared/make-room.ts';
@@ -10,7 +10,7 @@ import type { SubjectDataHandler } from '../../shared/subject-data.ts';
 import { CryptoSubjectData } from './crypto.subject-data.ts';
 import { CryptoRepo, type CryptoTables, type SubjectKeyRow } from './crypto.repo.ts';
 import { decryptField, encryptField, fieldFrame, keyCheckValue, open, parseEnvelope, seal, type FieldFrame } from './envelope.ts';
-import { createKeyFile, newKey, readKeyFile, temporaryKeyFiles, withKeyFileLock, writeKeyFile, type KeyFile, type StoredKey } from './key-file.ts';
+import { createKeyFile, generatedMarkerPath, markGenerated, newKey, readKeyFile, temporaryKeyFiles, withKeyFileLock, writeKeyFile, type KeyFile, type StoredKey } from './key-file.ts';
 
 interface DataKey {
   subjectId: string;
@@ -157,16 +157,23 @@ export class Keyring {
    * Loads the key file and checks it against the key check values in the database. On a first start (no file and
    * no keys registered) it generates the file when allowed. A rotation cut short (by a crash, a kill) is completed
    * under the key file lock, unless another process holds the lock (a rotation, a prune or a start, each of which
-   * completes it). Returns whether a key file was generated.
+   * completes it). Returns whether a key file was generated (by this open or an earlier one) and no server has printed
+   * the notice to back it up yet (`generatedNoticeShown`).
    */
   static async open(storage: Storage, audit: AuditLog, options: KeyringOptions): Promise<{ keyring: Keyring; generated: boolean }> {
     const repo = new CryptoRepo(storage);
     const registered = await repo.registeredKeys();
-    let generated = false;
     if (!existsSync(options.keyFile) && registered.length === 0 && options.allowGenerate) {
-      createKeyFile(options.keyFile);
-      generated = true;
+      markGenerated(options.keyFile);
+      try {
+        createKeyFile(options.keyFile);
+      } catch (error) {
+        // No key file was made: a key file put in its place later is the operator's own, not one to announce.
+        rmSync(generatedMarkerPath(options.keyFile), { force: true });
+        throw error;
+      }
     }
+    const generated = existsSync(generatedMarkerPath(options.keyFile));
     const keys = readKeyFile(options.keyFile);
     const pruned = await checkKeyFile(keys, registered, () => usedWrapVersions(repo));
     const keyring = new Keyring(repo, audit, options.keyFile, keys, new Freshness(storage, ['crypto_subject_keys', 'crypto_destroyed_keys', 'crypto_master_keys']), options.cacheLimit ?? CACHE_LIMIT);
@@ -233,6 +240,11 @@ export class Keyring {
   /** The master key version new data keys are wrapped with. */
   get activeMasterVersion(): number {
     return (this.#keys.masterKeys.at(-1) as { version: number }).version;
+  }
+
+  /** Records that a server printed the notice to back up the generated key file: later starts do not print it. */
+  generatedNoticeShown(): void {
+    rmSync(generatedMarkerPath(this.#keyFilePath), { force: true });
   }
 
   /** Where the key file is. */

@@ -87,6 +87,8 @@ describeEachDialect('compat: @rudderstack/rudder-sdk-node', (dialect) => {
     assert.deepEqual(resultsOf(answers).map((r) => r.messageId).sort(), [...ids].sort(), 'one result per message');
     for (const id of ids) assert.equal(resultFor(answers, id).status, 'stored', JSON.stringify(resultFor(answers, id)));
     assert.ok(resultFor(answers, 'rs-identify').dropped?.includes('traits.favourite_engine'), 'undeclared trait dropped');
+    // The library's envelope (`_metadata`, `channel`, `integrations`, …) is protocol: no top-level key is listed as dropped.
+    assert.deepEqual(resultsOf(answers).flatMap((r) => r.dropped ?? []).filter((path) => !/^(properties|traits|context)[.[]/.test(path)), []);
 
     const profileId = await candor.profileOf('user_id', userId);
     assert.ok(profileId);

@@ -9,7 +9,7 @@ import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
 import type { PlanDocument } from './catalog.schemas.ts';
 import { StatsCounters, statsRows, StoredPaths, type StatsRecord, type StatsRow } from './catalog.stats.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
-import { compilePlanAsync, listDropped, type CompiledPlan, type MessageKind, type OutlineSection, type PlanProblem, type PlanResult } from './plan-compiler.ts';
+import { compilePlanAsync, listDropped, type CompiledPlan, type MessageKind, type OutlineSection, type PlanInput, type PlanProblem, type PlanResult } from './plan-compiler.ts';
 
 /** A published version, without its document. */
 export interface PlanVersion {
@@ -172,7 +172,7 @@ export class Catalog {
    * Validates and minimizes one message against the plan in force, and counts the outcome for its source.
    * Synchronous: the hot path of ingestion.
    */
-  process(kind: MessageKind, name: string | undefined, message: { properties?: unknown; traits?: unknown; context?: unknown }, source: string): PlanResult {
+  process(kind: MessageKind, name: string | undefined, message: PlanInput, source: string): PlanResult {
     const result = this.#current.compiled.process(kind, name, message);
     // Every dropped path is counted; the result lists the first ones.
     this.#counters.count(source, kind, name, result);
@@ -180,7 +180,7 @@ export class Catalog {
   }
 
   /** What process() would answer for a message, without counting it (a check before the pipeline processes it). */
-  check(kind: MessageKind, name: string | undefined, message: { properties?: unknown; traits?: unknown; context?: unknown }): PlanResult {
+  check(kind: MessageKind, name: string | undefined, message: PlanInput): PlanResult {
     return listDropped(this.#current.compiled.process(kind, name, message));
   }
 

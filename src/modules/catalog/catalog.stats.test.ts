@@ -222,7 +222,16 @@ describe('stats counters', () => {
     assert.equal(countedPath('properties.x'.padEnd(80, 'x'), known), 'properties.*', 'longer than 64 characters');
     assert.equal(countedPath('properties.order_2024', known), 'properties.order_2024', 'up to four digits');
     assert.equal(countedPath('properties.order_20240', known), 'properties.*');
-    assert.equal(countedPath('junk', known), '*');
+  });
+
+  it('count a top-level key of a message by name only if it is a plain key', () => {
+    const known = planPaths(['properties.product_id']);
+    assert.equal(countedPath('traits', known), 'traits', 'a section the call type does not take');
+    assert.equal(countedPath('email', known), 'email');
+    assert.equal(countedPath('ada@example', known), '*');
+    assert.equal(countedPath('["ada.lovelace@example.org"]', known), '*');
+    assert.equal(countedPath('["a.b"]', known), '*', 'a bracket-quoted key');
+    assert.equal(countedPath('phone_0170123456', known), '*', 'five digits or more');
   });
 
   it('count a violation once per message, path and rule, however many array elements break it', () => {

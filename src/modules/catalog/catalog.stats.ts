@@ -91,7 +91,8 @@ function isKnown(path: string, known: ReadonlySet<string>, longest: number): boo
 /**
  * A dropped or violated path as counted: the plan's own names as they are, followed by the sender's key only if it
  * is a plain key, else by UNNAMED. The deepest path the plan names that the path is under ends the plan's part; what
- * follows is one key of the sender (which may itself contain dots), so no part of a key is ever kept on its own.
+ * follows is one key of the sender (which may itself contain dots), so no part of a key is ever kept on its own. A
+ * path under no section is a message's top-level key, kept under the same rule (`email`, else `*`).
  */
 export function countedPath(path: string, known: ReadonlySet<string>): string {
   const longest = longestOf(known);
@@ -106,7 +107,8 @@ export function countedPath(path: string, known: ReadonlySet<string>): string {
     const parent = path.slice(0, cut);
     if (isKnown(parent, known, longest)) return isPlainKey(path.slice(cut + 1)) ? path : `${parent}.${UNNAMED}`;
   }
-  return UNNAMED;
+  // Under no section: a top-level key of the message outside the protocol (`email`), one key of the sender.
+  return isPlainKey(path) ? path : UNNAMED;
 }
 
 /** Known paths per map of declared leaves (PlanResult.declared: one map per event and plan version). */

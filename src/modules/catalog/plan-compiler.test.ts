@@ -362,6 +362,22 @@ describe('process()', () => {
     assert.deepEqual(alias.data, { context: { locale: 'fr-FR' } });
   });
 
+  it('drops and lists a section the call type does not take, whole, and the top-level keys outside the protocol', () => {
+    const track = plan.process('track', 'Product Viewed', { properties: { product_id: 'p4' }, traits: { email: 'x@example.org' }, otherKeys: ['email', 'customer.email'] });
+    assert.equal(track.ok, true);
+    assert.deepEqual(track.data, { properties: { product_id: 'p4' }, context: {} });
+    assert.deepEqual(track.dropped, ['traits', 'email', '["customer.email"]']);
+    const identify = plan.process('identify', undefined, { traits: { email: 'ana@example.com' }, properties: { plan: 'pro' } });
+    assert.deepEqual(identify.dropped, ['properties']);
+    const alias = plan.process('alias', undefined, { properties: { a: 1 }, traits: { b: 2 } });
+    assert.deepEqual(alias.dropped, ['properties', 'traits']);
+    // An empty section drops nothing: RudderStack's browser SDK sends `properties: null` on every call type.
+    for (const empty of [{}, null, undefined]) {
+      assert.deepEqual(plan.process('identify', undefined, { traits: { email: 'ana@example.com' }, properties: empty }).dropped, []);
+      assert.deepEqual(plan.process('track', 'Product Viewed', { properties: { product_id: 'p4' }, traits: empty, otherKeys: [] }).dropped, []);
+    }
+  });
+
   it('gives identify, group and alias the purposes of the plan\'s events as a whole, even with no traits or context', () => {
     const linking = ['analytics.reporting', 'personalize.profiling', 'marketing.communications.email'];
     for (const kind of ['identify', 'group', 'alias'] as const) {

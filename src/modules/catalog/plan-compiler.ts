@@ -41,6 +41,14 @@ export interface Violation {
 
 export type RefusalCode = 'CATALOG_EVENT_UNDECLARED' | 'CATALOG_EVENT_INVALID';
 
+/** The parts of a message the plan checks: its sections, and its top-level keys outside the protocol. */
+export interface PlanInput {
+  properties?: unknown;
+  traits?: unknown;
+  context?: unknown;
+  otherKeys?: readonly string[];
+}
+
 /** The outcome of running one message through the plan. */
 export interface PlanResult {
   /** False: the event is refused (undeclared event, or type violations). */
@@ -58,7 +66,9 @@ export interface PlanResult {
   declared: ReadonlyMap<string, KeptField>;
   /**
    * Paths of undeclared fields that were removed, each once (array elements as `[]`), in the message's order: every
-   * one from CompiledPlan.process, the first MAX_DROPPED_LISTED from Catalog.process and check (listDropped).
+   * one from CompiledPlan.process, the first MAX_DROPPED_LISTED from Catalog.process and check (listDropped). A
+   * section the call type does not take (`traits` on a track call) and the top-level keys outside the protocol
+   * (`email`) come last.
    */
   dropped: readonly string[];
   /** How many paths were removed beyond those `dropped` lists; only when some are left out. */
@@ -209,6 +219,18 @@ const BARE_KEY = /^[^.[\]"\\]+$/;
  */
 export function keySegment(key: string): string {
   return BARE_KEY.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+}
+
+/** A sender's top-level key of a message as a path: as it is when unambiguous, else bracket-quoted (`["a.b"]`). */
+export function topLevelPath(key: string): string {
+  return BARE_KEY.test(key) ? key : `[${JSON.stringify(key)}]`;
+}
+
+/** Whether a value is an object with a key of its own: an empty or absent section carries nothing to drop. */
+function hasKeys(value: unknown): boolean {
+  if (!isRecord(value)) return false;
+  for (const key in value) if (Object.hasOwn(value, key)) return true;
+  return false;
 }
 
 function pointerEscape(key: string): string {
@@ -972,8 +994,11 @@ export class CompiledPlan {
     }
   }
 
-  /** Validates and minimizes one message. Synchronous and allocation-light: the hot path of ingestion. */
-  process(kind: MessageKind, name: string | undefined, message: { properties?: unknown; traits?: unknown; context?: unknown }): PlanResult {
+  /**
+   * Validates and minimizes one message. Synchronous and allocation-light: the hot path of ingestion. `otherKeys` are
+   * the message's top-level keys outside the Segment and RudderStack protocols, dropped and listed as such.
+   */
+  process(kind: MessageKind, name: string | undefined, message: PlanInput): PlanResult {
     const event = this.#eventFor(kind, name);
     if (event === undefined) return UNDECLARED;
     const s = this.#scratch;
@@ -994,6 +1019,11 @@ export class CompiledPlan {
       const traits = this.#section(body, message.traits, s);
       data = { traits, context: this.#section(this.#parts.context, message.context, s) };
     }
+    // A section the call type does not take is dropped whole (never read), as is every other top-level key.
+    if (body?.prefix !== 'properties' && hasKeys(message.properties)) (s.dropped ??= []).push('properties');
+    if (body?.prefix !== 'traits' && hasKeys(message.traits)) (s.dropped ??= []).push('traits');
+    const other = message.otherKeys;
+    if (other !== undefined && other.length > 0) for (const key of other) (s.dropped ??= []).push(topLevelPath(key));
     const fields = s.fields;
     const dropped = s.dropped ?? EMPTY;
     const purposes = this.#masked ? this.#purposesOf(s.mask) : this.#purposesSlow(event, fields);

@@ -14,6 +14,21 @@ describe('Segment message envelope', () => {
     assert.equal(out.message.messageIdGiven, true);
   });
 
+  it('gives the plan the top-level keys outside the Segment and RudderStack protocols, and none of the envelope', () => {
+    const envelope = {
+      type: 'track', event: 'x', userId: 'u1', anonymousId: 'a1', messageId: 'm1', timestamp: '2026-11-22T11:00:00Z', originalTimestamp: '2026-11-22T11:00:00Z', sentAt: '2026-11-22T11:00:01Z',
+      receivedAt: '2026-11-22T11:00:02Z', properties: {}, traits: {}, context: {}, integrations: {}, channel: 'mobile', version: 2, _metadata: {}, writeKey: 'k', action: '', destinationProps: {},
+      previousId: null, groupId: null, name: null, category: null,
+    };
+    const plain = parseMessage(envelope, undefined, now, 100);
+    assert.ok(plain.ok);
+    assert.deepEqual(plain.message.otherKeys, []);
+    const extra = parseMessage({ ...envelope, email: 'top@example.org', userProperties: { plan: 'pro' }, 'a.b': 1 }, undefined, now, 100);
+    assert.ok(extra.ok);
+    assert.deepEqual(extra.message.otherKeys, ['email', 'userProperties', 'a.b']);
+    assert.deepEqual(planInput(extra.message).data.otherKeys, ['email', 'userProperties', 'a.b']);
+  });
+
   it('refuses a message without userId or anonymousId', () => {
     const out = parseMessage({ type: 'track', event: 'x' }, undefined, now, 10);
     assert.deepEqual(out.ok ? undefined : out.code, 'COLLECT_IDENTITY_MISSING');

@@ -86,12 +86,34 @@ export interface ParsedMessage {
    * out of the context, never stored. It only takes purposes away; its `allowedConsentIds` grants nothing.
    */
   denied: readonly string[];
+  /**
+   * The message's own top-level keys outside the protocol (PROTOCOL_FIELDS), as sent; NONE when it has none. Never
+   * kept: the tracking plan lists and counts them as dropped.
+   */
+  otherKeys: readonly string[];
   bytes: number;
 }
 
 export type ParseOutcome = { ok: true; message: ParsedMessage } | { ok: false; code: ErrorCode; messageId: string | undefined; detail: string };
 
 const NONE: readonly string[] = Object.freeze([]);
+
+/**
+ * The top-level fields of a message in the Segment and RudderStack protocols, on any call type: those Candor reads,
+ * and the envelope their libraries and servers write (routing, library metadata, times), which says nothing about the
+ * person. Whether a call type takes `properties` or `traits` is the tracking plan's to say. Any other key (a stray
+ * `email`, RudderStack's mobile `userProperties`) is dropped, and the plan lists and counts it.
+ */
+const PROTOCOL_FIELDS: ReadonlySet<string> = new Set([
+  // Read by Candor.
+  'type', 'messageId', 'userId', 'anonymousId', 'previousId', 'groupId', 'event', 'name', 'category',
+  'properties', 'traits', 'context', 'timestamp', 'originalTimestamp', 'sentAt', 'writeKey',
+  // Envelope: `integrations` and `_metadata` (analytics.js, analytics-node, rudder-sdk-node), `channel` (RudderStack's
+  // libraries), and what Segment's servers add to events they relay (`receivedAt`, `version`).
+  'integrations', '_metadata', 'channel', 'receivedAt', 'version',
+  // Envelope: RudderStack's mobile libraries (rudder-sdk-android, rudder-sdk-ios).
+  'action', 'destinationProps',
+]);
 
 /** Fields holding ids: strings, or whole numbers read as text; null, absent or blank when there is none. */
 const ID_FIELDS = ['messageId', 'userId', 'anonymousId', 'previousId', 'groupId'] as const;
@@ -225,6 +247,9 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
     context = rest;
   }
   const occurredAt = new Date(at).toISOString();
+  // Checked without allocating: most messages have no other key.
+  let otherKeys: string[] | undefined;
+  for (const key in raw) if (!PROTOCOL_FIELDS.has(key) && Object.hasOwn(raw, key)) (otherKeys ??= []).push(key);
   return {
     ok: true,
     message: {
@@ -247,6 +272,7 @@ export function parseMessage(raw: unknown, kind: MessageKind | undefined, receiv
       writeKey: typeof raw.writeKey === 'string' ? raw.writeKey : undefined,
       gpc,
       denied,
+      otherKeys: otherKeys ?? NONE,
       bytes,
     },
   };
@@ -302,7 +328,7 @@ export function identifiersOf(message: ParsedMessage, traits: Record<string, unk
  * The parts of a message the tracking plan checks, and the event name it checks them under: a page or screen name is
  * free text, so it goes through the plan as the `name` property (unless one is given), never around it.
  */
-export function planInput(message: ParsedMessage): { name: string | undefined; data: { properties: unknown; traits: unknown; context: unknown } } {
+export function planInput(message: ParsedMessage): { name: string | undefined; data: { properties: unknown; traits: unknown; context: unknown; otherKeys: readonly string[] } } {
   let { name, properties } = message;
   if ((message.kind === 'page' || message.kind === 'screen') && name !== undefined) {
     const given = (properties ?? {}) as Record<string, unknown>;
@@ -314,5 +340,5 @@ export function planInput(message: ParsedMessage): { name: string | undefined; d
     const given = (properties ?? {}) as Record<string, unknown>;
     if (given.category === undefined) properties = { ...given, category: message.category };
   }
-  return { name, data: { properties, traits: message.traits, context: message.context } };
+  return { name, data: { properties, traits: message.traits, context: message.context, otherKeys: message.otherKeys } };
 }

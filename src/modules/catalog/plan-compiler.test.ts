@@ -537,15 +537,14 @@ describe('plan validation', () => {
     assert.deepEqual(problemsOf(plan), []);
   });
 
-  it('accepts protectedAttribute written out when it agrees with the taxonomy or is stricter, and refuses it when looser', () => {
+  it('accepts protectedAttribute written out when it agrees with the taxonomy, and refuses it when it contradicts', () => {
     const field = (category: string, protectedAttribute: boolean): FieldSchema => ({ type: 'string', 'x-candor': { category, purposes: ['fairness_audit'], retention: 'P1Y', personal: true, protectedAttribute } });
     const plan = (properties: Record<string, FieldSchema>) => ({ name: 'P', events: { E: { purposes: ['analytics.reporting'], properties: { type: 'object', properties } } } });
     assert.deepEqual(problemsOf(plan({ g: field('user.demographic.gender', true), c: field('user.behavior', false) })), []);
     assert.deepEqual(problemsOf(plan({ g: field('user.demographic.gender', false), c: field('user.behavior', true) })), [
       { path: '/events/E/properties/properties/g/x-candor/protectedAttribute', problem: 'contradicts the taxonomy: category user.demographic.gender is a protected attribute' },
+      { path: '/events/E/properties/properties/c/x-candor/protectedAttribute', problem: 'contradicts the taxonomy: category user.behavior is not a protected attribute' },
     ]);
-    const compiled = compile(plan({ c: field('user.behavior', true) }));
-    assert.equal(compiled.outline()[0]?.fields[0]?.protectedAttribute, true, 'stricter than the taxonomy: kept as written');
   });
 
   it('reads special and precise location written on a category that is neither the strict way', () => {
@@ -588,6 +587,20 @@ describe('plan validation', () => {
       ['properties.who', true, false, true],
       ['properties.ok', false, false, false],
     ]);
+    // A stored version whose broad field serves personalization still loads (the gate then needs explicit consent).
+    const personalized = { name: 'P', events: { E: { purposes: ['personalize.content'], properties: { type: 'object', properties: { household: { type: 'string', 'x-candor': { category: 'user.demographic', purposes: ['personalize.content'], retention: 'P1Y', personal: false } } } } } } };
+    const stored = compilePlan(personalized, taxonomy, { lenient: true });
+    assert.deepEqual(stored.problems, []);
+    assert.equal(stored.compiled?.outline()[0]?.fields[0]?.special, true);
+  });
+
+  it('reads a category the same way when a custom special category is added below it', () => {
+    const custom: TaxonomyLookup = {
+      dataCategory: (key) => (key === 'user.behavior.pharmacy' ? { ...(taxonomy.dataCategory('user.behavior') as NonNullable<ReturnType<TaxonomyLookup['dataCategory']>>), key, parentKey: 'user.behavior', specialCategory: 'health' } : taxonomy.dataCategory(key)),
+      dataUse: taxonomy.dataUse,
+    };
+    assert.deepEqual(compilePlan(DEFAULT_PLAN, custom).problems, []);
+    assert.deepEqual(compilePlan(DEFAULT_PLAN, custom, { lenient: true }).problems, []);
   });
 
   it('refuses a plan name with a control character or an unpaired surrogate (a text column on PostgreSQL refuses NUL)', () => {

@@ -5,7 +5,7 @@ import { _, Ajv, str, type AnySchemaObject, type ErrorObject, type ValidateFunct
 import addFormats from 'ajv-formats';
 import { RE2JS } from 're2js';
 import { parseDuration } from '../../shared/duration.ts';
-import { DATA_CATEGORIES, IDENTIFYING_CATEGORIES, isDataUseUnder, type DataCategoryEntry, type Taxonomy } from '../taxonomy/index.ts';
+import { DATA_CATEGORIES, IDENTIFYING_CATEGORIES, isDataUseUnder, type Taxonomy } from '../taxonomy/index.ts';
 import { FORBIDDEN_NAMES, isRetention, MAX_DOCUMENT_DEPTH, MAX_RETENTION, PLAN_META_SCHEMA, SCALAR_TYPES, type AnnotationInput, type EventDefinition, type FieldSchema, type PlanDocument } from './catalog.schemas.ts';
 import { isRecord } from '../../shared/objects.ts';
 
@@ -125,10 +125,7 @@ export interface OutlineSection {
 }
 
 /** The taxonomy look-ups the compiler needs. */
-export type TaxonomyLookup = Pick<Taxonomy, 'dataCategory' | 'dataUse'> & {
-  /** Every data category, custom ones included (the built-in ones when not given). */
-  dataCategories?: () => readonly DataCategoryEntry[];
-};
+export type TaxonomyLookup = Pick<Taxonomy, 'dataCategory' | 'dataUse'>;
 
 const MAX_DEPTH = 8;
 /**
@@ -625,11 +622,15 @@ class Builder {
     return resolved;
   }
 
-  /** Whether a special category or precise location lies below `key` in the taxonomy (custom categories included). */
+  /**
+   * Whether a special category or precise location lies below `key` in the built-in taxonomy. Custom categories do not
+   * count: one added under a category plans already use (a special `user.behavior.pharmacy`) would otherwise change
+   * how every field of that category is read, and refuse or fail to load plans that were valid.
+   */
   #restrictedBelow(key: string): { special: boolean; precise: boolean } {
     const out = { special: false, precise: false };
     const prefix = `${key}.`;
-    for (const entry of this.#taxonomy.dataCategories?.() ?? DATA_CATEGORIES) {
+    for (const entry of DATA_CATEGORIES) {
       if (!entry.key.startsWith(prefix)) continue;
       if (entry.specialCategory !== null) out.special = true;
       if (entry.key === PRECISE_LOCATION) out.precise = true;
@@ -669,10 +670,12 @@ class Builder {
     const flags = { ...known };
     for (const [flag, what] of DERIVED_FLAGS) {
       const written = input[flag];
-      // Stricter than the taxonomy is the plan's choice (a sensor reading treated as health data, say); looser is not.
-      if (category && written === true && !known[flag]) flags[flag] = true;
-      else if (category && written === false && known[flag]) {
-        this.#problem(`${at}/${flag}`, `contradicts the taxonomy: category ${input.category} is ${what}`);
+      // `special` and `preciseLocation` stricter than the taxonomy are the plan's choice (a sensor reading treated as
+      // health data, say), and the gate and the plan's rules then treat the field so; looser is not. A protected
+      // attribute is known by its category wherever it is checked (scoring), so that flag must agree.
+      if (category && written === true && !known[flag] && flag !== 'protectedAttribute') flags[flag] = true;
+      else if (category && typeof written === 'boolean' && written !== known[flag]) {
+        this.#problem(`${at}/${flag}`, `contradicts the taxonomy: category ${input.category} is ${known[flag] ? '' : 'not '}${what}`);
       }
     }
     // Such a field is stored encrypted with the person's key whatever the plan says (DESIGN.md invariant 3): a stored
@@ -682,7 +685,9 @@ class Builder {
       const why = flags.special ? 'is a special category' : flags.preciseLocation ? 'is precise location' : 'identifies a person or is personal whatever the context';
       this.#problem(`${at}/personal`, `must be true: category ${input.category} ${why}`);
     }
-    if (category && flags.special && Array.isArray(input.purposes)) {
+    // A stored version is loaded as it is (a field of a category read more strictly since, say): its fields serve what
+    // the gate allows, and a special one only with explicit consent.
+    if (category && flags.special && Array.isArray(input.purposes) && !this.#lenient) {
       input.purposes.forEach((purpose, i) => {
         if (typeof purpose === 'string' && isDataUseUnder(this.#useLookup, purpose, TARGETING_ROOTS)) {
           this.#problem(`${at}/purposes/${i}`, `a special-category field must not serve targeting or personalization (${purpose})`);

@@ -118,11 +118,6 @@ export class Taxonomy {
     }
   }
 
-  /** Every data category, built-in and custom. */
-  dataCategories(): readonly DataCategoryEntry[] {
-    return this.list('data-categories') as DataCategoryEntry[];
-  }
-
   /** A data category by key, built-in or custom. */
   dataCategory(key: string): DataCategoryEntry | undefined {
     return (this.list('data-categories') as DataCategoryEntry[]).find((e) => e.key === key);

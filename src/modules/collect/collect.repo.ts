@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { sortableId } from '../../shared/random.ts';
+import { randomHexPooled } from '../../shared/random.ts';
 import { textOrder, type DeferredTx, type ModuleMigration, type OrderModifiers, type SqlExecutor, type Storage } from '../../storage/index.ts';
 
 /** The prefix of the id a kept reduced order gets when its person is deleted: not a profile id (prf_…), nobody's. */
@@ -332,12 +332,13 @@ export class CollectRepo {
       if (!keep) continue;
       const drop = this.#db.updateTable('collect_events').set({ data_enc: null }).where('profile_id', 'in', ids).where('data_enc', 'is not', null).compile();
       await tx.run(drop.sql, drop.parameters);
-      // Each kept order is detached from the person: its own new id instead of the deleted profile's, so the kept
-      // records neither group one person's orders together nor join the consent ledger's pseudonym of that id.
+      // Each kept order is detached from the person: its own new, wholly random id instead of the deleted profile's
+      // (no time or sequence in it, which would group one person's orders and date them to the deletion's audit
+      // entry), so the kept records neither group one person's orders together nor join the ledger's pseudonym.
       const left = this.#db.selectFrom('collect_events').select('id').where('profile_id', 'in', ids).compile();
       const detach = this.#db.updateTable('collect_events').set({ profile_id: '' }).where('id', '=', '').compile().sql;
       for (const row of await tx.all<{ id: string }>(left.sql, left.parameters)) {
-        await tx.run(detach, [sortableId(DETACHED_PREFIX), row.id]);
+        await tx.run(detach, [`${DETACHED_PREFIX}${randomHexPooled(16)}`, row.id]);
         kept++;
       }
     }

@@ -219,6 +219,17 @@ export function buildProgram(out: (line: string) => void, err: (line: string) =>
       });
     });
 
+  keys
+    .command('rotate-receipt-key')
+    .description('retire the consent receipt signing key and make a new one active; retired keys stay in /.well-known/jwks.json, so receipts signed with them keep verifying')
+    .action(async () => {
+      await withKernel(program, async (kernel) => {
+        const { kid, retired } = await kernel.consent.rotateReceiptKey(CLI_ACTOR);
+        out(`consent receipt signing key ${kid} is active (recorded in the audit log as crypto.signing_key.rotate); a running server signs with it within about a second`);
+        if (retired.length > 0) out(`  retired ${retired.join(', ')}: still published in /.well-known/jwks.json, so receipts signed with ${retired.length > 1 ? 'them' : 'it'} keep verifying`);
+      });
+    });
+
   const audit = program.command('audit').description('the hash-chained audit log');
   audit
     .command('verify')

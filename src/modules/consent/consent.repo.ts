@@ -738,6 +738,23 @@ export class ConsentRepo {
     return this.#db.selectFrom('consent_signing_keys').selectAll().orderBy('created_at').orderBy('kid').execute();
   }
 
+  /**
+   * Retires every active receipt signing key inside the caller's transaction (a rotation, before it adds the new one);
+   * answers their key ids. On PostgreSQL every key row is locked first: of two rotations at the same moment, the second
+   * waits for the first to commit and then retires the key it made, so one key is active after both.
+   */
+  async retireSigningKeysIn(tx: SqlExecutor, at: string): Promise<string[]> {
+    if (this.#storage.dialect === 'postgres') {
+      const lock = this.#db.selectFrom('consent_signing_keys').select('kid').orderBy('kid').forUpdate().compile();
+      await tx.all(lock.sql, lock.parameters);
+    }
+    const active = this.#db.selectFrom('consent_signing_keys').select('kid').where('retired_at', 'is', null).orderBy('created_at').orderBy('kid').compile();
+    const kids = (await tx.all<{ kid: string }>(active.sql, active.parameters)).map((r) => r.kid);
+    const retire = this.#db.updateTable('consent_signing_keys').set({ retired_at: at }).where('retired_at', 'is', null).compile();
+    await tx.run(retire.sql, retire.parameters);
+    return kids;
+  }
+
   /** Inserts a receipt signing key inside the caller's transaction (the one that audits its creation). */
   async insertSigningKeyIn(tx: SqlExecutor, row: SigningKeyRow): Promise<void> {
     const query = this.#db.insertInto('consent_signing_keys').values(row).compile();

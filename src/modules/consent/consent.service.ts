@@ -315,7 +315,7 @@ export class Consent {
     if (!Number.isSafeInteger(deps.expiryMonths) || deps.expiryMonths < 1) throw new CandorError('CONFIG_INVALID', { problems: [{ key: 'consentExpiryMonths', problem: 'must be at least 1' }] });
     const repo = new ConsentRepo(deps.storage);
     await Consent.#seed(repo, deps);
-    const signer = await ReceiptSigner.open(repo, deps.keyring, deps.audit);
+    const signer = await ReceiptSigner.open(repo, deps.keyring, deps.audit, new Freshness(deps.storage, ['consent_signing_keys']));
     const consent = new Consent(deps, repo, signer);
     await consent.#reloadConfiguration();
     return consent;
@@ -370,13 +370,15 @@ export class Consent {
   }
 
   /**
-   * Reads purposes and notices again when another process may have changed them since the last look (the database
-   * tells: SQLite's data_version, PostgreSQL's commit notices; when it cannot tell, at every call). A running server
-   * calls it every second, so a purpose's new basis or a material notice change made elsewhere (the CLI, another
-   * server) governs its decisions within about a second.
+   * Reads purposes and notices, and the active receipt signing key, again when another process may have changed them
+   * since the last look (the database tells: SQLite's data_version, PostgreSQL's commit notices; when it cannot tell,
+   * at every call). A running server calls it every second, so a purpose's new basis or a material notice change made
+   * elsewhere (the CLI, another server) governs its decisions within about a second, and a receipt key rotated
+   * elsewhere signs every receipt from then on.
    */
   async refreshConfigurationIfChanged(): Promise<void> {
-    if (this.#configFreshness.lookAgain()) await this.#reloadConfiguration();
+    // Side by side: a reload that fails does not hold the other back (the key's is tried again at the next call).
+    await Promise.all([this.#signer.refreshIfChanged(), this.#configFreshness.lookAgain() ? this.#reloadConfiguration() : undefined]);
   }
 
   /** Recomputes what decide() needs per purpose: opt-out jurisdictions and the notice version consents must be under. */
@@ -2141,6 +2143,15 @@ export class Consent {
   // ------------------------------------------------------------------------------------------------------------
   // Receipts
 
+  /**
+   * Retires the receipt signing key and makes a new one active, audited (`crypto.signing_key.rotate`) in the
+   * transaction that does it. This instance signs with the new key at once, other processes from their next
+   * refreshConfigurationIfChanged() (a running server: within about a second); the retired key stays in the JWKS.
+   */
+  rotateReceiptKey(actor: Actor): Promise<{ kid: string; retired: string[] }> {
+    return this.#signer.rotate(actor);
+  }
+
   /** The public keys receipts are signed with (JWKS). */
   jwks(): Promise<{ keys: PublicJwk[] }> {
     return this.#signer.jwks();
@@ -2198,13 +2209,13 @@ export class Consent {
       expiryMonths: this.#expiryMonths,
       items,
     });
-    const jws = await this.#signer.sign(payload, input.receiptId, input.principal, at);
+    const { jws, kid } = await this.#signer.sign(payload, input.receiptId, input.principal, at);
     await this.#repo.insertReceipt(tx, {
       id: input.receiptId,
       subject: input.principal,
       subjects: JSON.stringify([input.principal, ...input.linked.filter((p) => p !== input.principal)]),
       mechanism: input.mechanism,
-      kid: this.#signer.kid,
+      kid,
       jws,
       at: at.toISOString(),
     });

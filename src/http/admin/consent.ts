@@ -83,7 +83,7 @@ const ledgerEntry = {
   type: 'object',
   properties: {
     id: { type: 'string' },
-    subject: { type: 'string', description: 'The subject pseudonym.' },
+    subject: { type: 'string', description: "The pseudonym of the profile the entry was recorded for: the person's, or one merged into theirs." },
     purpose: { type: 'string' },
     state: { type: 'string', enum: STATES },
     basis: { type: 'string', enum: LAWFUL_BASES },
@@ -201,7 +201,7 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
       config: { access: SUBJECT_READ },
       schema: {
         tags: ['consent'],
-        summary: "A subject's current consent state per purpose and the full ledger history (of the canonical profile, for a merged-away id); audited as a personal-data read.",
+        summary: "A subject's current consent state per purpose (of the canonical profile, for a merged-away id) and the full ledger history of every profile of the person; audited as a personal-data read.",
         params: { type: 'object', required: ['subjectId'], properties: { subjectId: PROFILE_ID } },
         response: {
           200: {
@@ -217,11 +217,13 @@ export function registerConsentRoutes(app: FastifyInstance, kernel: Kernel): voi
       },
     },
     async (request) => {
-      // State is kept on the canonical profile: a merged-away id would show the state it had before the merge.
-      const canonical = await kernel.identity.canonical(request.params.subjectId);
+      // State is kept on the canonical profile: a merged-away id would show the state it had before the merge. The
+      // history is the person's: the entries of every profile merged into it too, each naming its own pseudonym.
+      const members = await kernel.identity.members(request.params.subjectId);
+      const canonical = members[0] ?? null;
       const profileId = canonical ?? request.params.subjectId;
       const subject = kernel.consent.pseudonym(profileId);
-      const [purposes, history] = await Promise.all([kernel.consent.state(profileId), kernel.consent.history(profileId)]);
+      const [purposes, history] = await Promise.all([kernel.consent.state(profileId), kernel.consent.personHistory(members.length > 0 ? members : [profileId])]);
       // A person erased since keeps their ledger (the proof of what they agreed to); an id nobody had is not "no consent".
       if (canonical === null && history.length === 0) throw new CandorError('IDENTITY_PROFILE_NOT_FOUND');
       request.auditSubject = subject;

@@ -37,7 +37,9 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
       const { profileId } = await me(kernel, request);
       request.auditSubject = kernel.consent.pseudonym(profileId);
       const notice = kernel.consent.currentNotice();
-      const [state, history] = await Promise.all([kernel.consent.state(profileId), kernel.consent.history(profileId)]);
+      // The person's profiles: entries made on a profile merged into this one (a consent before sign-in) are theirs too.
+      const members = await kernel.identity.members(profileId);
+      const [state, history] = await Promise.all([kernel.consent.state(profileId), kernel.consent.personHistory(members.length > 0 ? members : [profileId])]);
       return {
         notice: { version: notice.version, hash: notice.hash, text: notice.text, purposes: notice.purposes },
         // state() gives every purpose its basis (on record, else configured); one configured since it ran has none yet.

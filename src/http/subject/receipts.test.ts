@@ -61,13 +61,15 @@ describeEachDialect('consent receipts by id (privacy center and admin)', (dialec
     const mechanisms = new Set(history.map((e) => e.mechanism));
     assert.ok(mechanisms.has('gpc') && mechanisms.has('merge'), JSON.stringify([...mechanisms]));
     const pseudonym = ctx.kernel.consent.pseudonym(main);
+    // The person's profiles: the device merged into theirs recorded some of the entries listed.
+    const theirs = [pseudonym, ctx.kernel.consent.pseudonym(device)];
     for (const id of new Set(history.flatMap((e) => (e.receiptId ? [e.receiptId] : [])))) {
       const response = await asCustomer(`/v1/me/consent/receipts/${id}`, token);
       assert.equal(response.statusCode, 200, response.body);
       const body = response.json() as { receiptId: string; receipt: string; mechanism: string };
       assert.equal(body.receiptId, id);
       const payload = await ctx.kernel.consent.verifyReceipt(body.receipt);
-      assert.equal(payload.sub, pseudonym);
+      assert.ok(theirs.includes(payload.sub as string));
       const text = JSON.stringify(decodeJwt(body.receipt));
       for (const plain of [user, email, main, deviceAnon]) assert.ok(!text.includes(plain), 'pseudonyms only');
     }
@@ -104,6 +106,37 @@ describeEachDialect('consent receipts by id (privacy center and admin)', (dialec
     const notTheirs = await asStaff(`/v1/admin/subjects/${stranger}/consent/receipts/${mergeReceipt}`, 'owner');
     assert.equal(notTheirs.statusCode, 404);
     assert.equal((notTheirs.json() as { code: string }).code, 'CONSENT_RECEIPT_NOT_FOUND');
+  });
+
+  it('lists in the history of the customer and of staff the ledger entries of a profile merged into the person, oldest first', async () => {
+    const { consent } = ctx.kernel;
+    const own = await consent.history(main);
+    const merged = await consent.history(device);
+    const deviceReceipt = merged.find((e) => e.purpose === 'marketing.communications.email')?.receiptId as string;
+    assert.ok(deviceReceipt);
+    const ordered = (list: { at: string }[]) => list.every((e, i) => i === 0 || (list[i - 1] as { at: string }).at <= e.at);
+
+    const response = await asCustomer('/v1/me/consent', await session(user));
+    assert.equal(response.statusCode, 200, response.body);
+    const history = (response.json() as { history: Record<string, unknown>[] }).history;
+    assert.equal(history.length, own.length + merged.length);
+    assert.ok(ordered(history as { at: string }[]));
+    // The consent the device gave before sign-in, with the receipt the customer can fetch; the answer's shape is unchanged.
+    const given = history.find((e) => e.receiptId === deviceReceipt && e.purpose === 'marketing.communications.email');
+    assert.deepEqual(given && Object.keys(given).sort(), ['at', 'basis', 'mechanism', 'noticeVersion', 'purpose', 'receiptId', 'state']);
+    assert.deepEqual([given?.state, given?.mechanism], ['given', 'banner_save']);
+    assert.ok(!response.body.includes(consent.pseudonym(device)) && !response.body.includes(device), 'no id of the merged profile');
+
+    for (const profileId of [main, device]) {
+      const read = await asStaff(`/v1/admin/subjects/${profileId}/consent`, 'privacy_officer');
+      assert.equal(read.statusCode, 200, read.body);
+      const body = read.json() as { subject: string; history: { id: string; subject: string; receiptId: string | null; at: string }[] };
+      assert.equal(body.subject, consent.pseudonym(main));
+      assert.deepEqual(new Set(body.history.map((e) => e.id)), new Set([...own, ...merged].map((e) => e.id)));
+      assert.ok(ordered(body.history));
+      // Each entry names the profile it was recorded for, as the ledger does.
+      assert.deepEqual(new Set(body.history.filter((e) => e.receiptId === deviceReceipt).map((e) => e.subject)), new Set([consent.pseudonym(device)]));
+    }
   });
 
   it("answers the admin consent read for a merged-away profile id with the canonical profile's state, not a stale one", async () => {

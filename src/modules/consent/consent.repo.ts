@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import { textOrder, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { compareText, textOrder, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { ConsentMechanism, ConsentState, LawfulBasis, LedgerEntry, RestrictiveConsentStates } from './consent.types.ts';
 import { DEFAULT_PURPOSES } from './defaults.ts';
 
@@ -646,6 +646,18 @@ export class ConsentRepo {
   async history(subject: string): Promise<LedgerEntry[]> {
     const rows = await this.#db.selectFrom('consent_ledger').selectAll().where('subject', '=', subject).orderBy('at').orderBy('id').execute();
     return rows.map(entryFromRow);
+  }
+
+  /**
+   * The ledger entries of several subjects (the profiles of one person), oldest first (by time, then entry id, in
+   * code point order); one query per 100 subjects.
+   */
+  async historyOf(subjects: readonly string[]): Promise<LedgerEntry[]> {
+    const rows: LedgerRow[] = [];
+    for (let i = 0; i < subjects.length; i += CHUNK) {
+      rows.push(...(await this.#db.selectFrom('consent_ledger').selectAll().where('subject', 'in', subjects.slice(i, i + CHUNK)).execute()));
+    }
+    return rows.sort((a, b) => compareText(a.at, b.at) || compareText(a.id, b.id)).map(entryFromRow);
   }
 
   /** Current given consents recorded before a time, a page at a time in (at, subject, purpose) order. */

@@ -823,6 +823,16 @@ export class Consent {
     return this.#repo.history(this.#keyring.pseudonym('subject', subjectId));
   }
 
+  /**
+   * A person's ledger entries, oldest first: those of every one of their profiles (`identity.members`, the canonical
+   * profile and the profiles merged into it), each naming its own profile's pseudonym in `subject`. A profile merged in
+   * keeps its own entries (a consent given on a device before sign-in, a GPC opt-out), and their receipts are the
+   * person's too.
+   */
+  personHistory(profileIds: readonly string[]): Promise<LedgerEntry[]> {
+    return this.#repo.historyOf([...new Set(profileIds.map((id) => this.pseudonym(id)))]);
+  }
+
   /** The consent module's handler for access and erasure requests. */
   subjectData(): SubjectDataHandler {
     return new ConsentSubjectData({

@@ -44,6 +44,7 @@ describe('partition', () => {
     assert.deepEqual(out.personal, { properties: { products: [null, null, { engraving: 'For Ada' }] } });
     assert.deepEqual(mergeParts(out.plain, out.personal), { properties: { products: [{ price: 5 }, {}, { engraving: 'For Ada' }] } });
     const onlyPersonal = partition({ properties: { products: [{ engraving: 'For Ada' }, {}] } }, rules);
+    assert.deepEqual([onlyPersonal.plain, onlyPersonal.personal], [{}, { properties: { products: [{ engraving: 'For Ada' }, {}] } }], 'nothing in clear tells how many items there were');
     assert.deepEqual(mergeParts(onlyPersonal.plain, onlyPersonal.personal), { properties: { products: [{ engraving: 'For Ada' }, {}] } });
     // None kept anything: the array is left out whole, as before.
     const nothing = partition({ properties: { order_id: 'o1', products: [{}, {}] } }, rules);

@@ -102,26 +102,26 @@ export function partition(data: Record<string, unknown>, rules: FieldRules): Par
       const personal: unknown[] = [];
       let anyPlain = false;
       let anyPersonal = false;
-      let anyEmpty = false;
+      let empty: number[] | undefined;
       // An index loop: the iterator of for…of showed up in allocation profiles of this walk.
       for (let i = 0; i < value.length; i++) {
         const item = value[i];
         walk(item, items);
-        if (plainOut === undefined && personalOut === undefined && typeof item === 'object' && item !== null) {
-          // An item left with no field (all refused, or none sent) keeps its shape in clear beside items that kept
-          // something, so it reads back as what it is ({}), not as null.
-          plain.push(Array.isArray(item) ? [] : {});
-          personal.push(null);
-          anyEmpty = true;
-          continue;
-        }
+        if (plainOut === undefined && personalOut === undefined && typeof item === 'object' && item !== null) (empty ??= []).push(i);
         plain.push(plainOut ?? null);
         personal.push(personalOut ?? null);
         anyPlain ||= plainOut !== undefined;
         anyPersonal ||= personalOut !== undefined;
       }
+      if (empty !== undefined && (anyPlain || anyPersonal)) {
+        // An item left with no field (all refused, or none sent) keeps its shape beside items that kept something, so it
+        // reads back as what it is ({}), not as null: in clear where other items have clear fields, else in the
+        // envelope (a clear part of an array whose kept fields are all personal would tell how many items it had).
+        const into = anyPlain ? plain : personal;
+        for (const i of empty) into[i] = Array.isArray(value[i]) ? [] : {};
+      }
       // An array none of whose items kept anything is left out whole (not even how many items it had is kept).
-      plainOut = anyPlain || (anyEmpty && anyPersonal) ? plain : undefined;
+      plainOut = anyPlain ? plain : undefined;
       personalOut = anyPersonal ? personal : undefined;
       return;
     }

@@ -416,14 +416,16 @@ export class Consent {
   #describesNow(purpose: string, category: string): boolean {
     const config = this.#purposeConfigs.get(purpose);
     if (config !== undefined && config.basis !== 'consent') return true;
-    // Data about the system (a library's name, an app's version) is no one's personal data: no notice lists it.
-    if (category === 'system' || category.startsWith('system.')) return true;
-    const listed = this.#latestNotice?.purposes.find((p) => p.purpose === purpose)?.categories;
-    if (listed === undefined) return false;
+    const listed = this.#latestNotice?.purposes.find((p) => p.purpose === purpose)?.categories ?? [];
+    // Up the taxonomy from the category: listed itself or under one listed. Data about the system (a library's name, an
+    // app's version: a category whose root is `system`, wherever its key says it is) is no one's personal data, and
+    // no notice lists it.
+    let root = '';
     for (let c: string | null | undefined = category, depth = 0; c && depth < 32; c = this.#taxonomy.dataCategory(c)?.parentKey, depth++) {
       if (listed.includes(c)) return true;
+      root = c;
     }
-    return false;
+    return root === 'system';
   }
 
   // ------------------------------------------------------------------------------------------------------------

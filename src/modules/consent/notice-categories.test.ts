@@ -43,6 +43,13 @@ describeEachDialect('consent: the notice describes what a consent covers', (dial
     assert.equal(consent().describes('no.such.purpose', 'user.behavior'), false);
   });
 
+  it('knows system data by where the category sits in the taxonomy, not by its key', async () => {
+    await ctx.kernel.taxonomy.addCustom('data-categories', { key: 'system.crm_notes', name: 'CRM notes', description: 'Notes about a customer', parentKey: 'user.contact' }, CLI_ACTOR);
+    await ctx.kernel.taxonomy.addCustom('data-categories', { key: 'system.build_host', name: 'Build host', description: 'Where an app was built', parentKey: 'system.operations' }, CLI_ACTOR);
+    assert.equal(consent().describes('marketing.communications.sms', 'system.crm_notes'), false, 'under user.contact');
+    assert.equal(consent().describes('marketing.communications.sms', 'system.build_host'), true, 'under system');
+  });
+
   it('the default notice describes every field the default plan declares for a consent-based purpose', async () => {
     const plan = await ctx.kernel.catalog.outline();
     const undescribed = plan.flatMap((s) =>

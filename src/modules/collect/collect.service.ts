@@ -429,16 +429,10 @@ export class Collector {
       },
     };
     const split = partition(plan.data as Record<string, unknown>, rules);
-    // A purpose that only refused fields declared serves nothing stored: the event is not kept for it (a precise
-    // location refused for want of explicit consent is no basis for storing the event under its other purposes).
-    // (A few each: arrays, and nothing allocated when every allowed purpose is served, as usual.)
-    let purposes = allowed;
-    const { refused } = split;
-    if (refused.length > 0) {
-      const serves = (p: string) => plan.eventPurposes.includes(p) || plan.fields.some((f) => f.purposes.includes(p) && !refused.includes(f.path));
-      if (!allowed.every(serves)) purposes = allowed.filter(serves);
-      if (purposes.length === 0) return undefined;
-    }
+    // The event is kept only for the purposes it serves (servedPurposes): a precise location refused for want of
+    // explicit consent, or a field kept for another purpose only, is no basis for storing it under a purpose.
+    const purposes = servedPurposes(plan, allowed, explicit, describes);
+    if (purposes.length === 0) return undefined;
     // Identity resolution links only identifiers whose fields may be processed for this person.
     const plainTraits = split.plain.traits as Record<string, unknown> | undefined;
     const personalTraits = split.personal.traits as Record<string, unknown> | undefined;
@@ -1088,8 +1082,35 @@ export type DescribesCategory = (purpose: string, category: string) => boolean;
  * precise-location fields need explicit consent.
  */
 export function fieldAllowed(field: KeptField, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
-  const pool = field.special || field.preciseLocation ? explicit : allowed;
-  for (const p of field.purposes) if (pool.includes(p) && describes(p, field.category)) return true;
+  for (const p of field.purposes) if (allowedFor(field, p, allowed, explicit, describes)) return true;
+  return false;
+}
+
+/** Whether a field is stored for one purpose of its own (fieldAllowed's rule for that purpose alone). */
+function allowedFor(field: KeptField, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
+  return (field.special || field.preciseLocation ? explicit : allowed).includes(purpose) && describes(purpose, field.category);
+}
+
+/**
+ * The purposes among `allowed` a message serves as the consent gate stores it: those its event declares, and those for
+ * which one of its fields is stored (fieldAllowed's rule for that very purpose; a field stored for another purpose
+ * serves none of the rest). The gate, the CSV import's prediction and its dry run all ask this, so they agree.
+ * `allowed` itself when every one is served, as usual: nothing allocated.
+ */
+export function servedPurposes<T extends readonly string[]>(plan: Pick<PlanResult, 'eventPurposes' | 'fields'>, allowed: T, explicit: readonly string[], describes: DescribesCategory): T | string[] {
+  let served: string[] | undefined;
+  for (let i = 0; i < allowed.length; i++) {
+    const purpose = allowed[i] as string;
+    if (serves(plan, purpose, allowed, explicit, describes)) served?.push(purpose);
+    else served ??= allowed.slice(0, i);
+  }
+  return served ?? allowed;
+}
+
+/** Whether a message serves one allowed purpose (see servedPurposes). */
+function serves(plan: Pick<PlanResult, 'eventPurposes' | 'fields'>, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
+  if (plan.eventPurposes.includes(purpose)) return true;
+  for (const field of plan.fields) if (field.purposes.includes(purpose) && allowedFor(field, purpose, allowed, explicit, describes)) return true;
   return false;
 }
 

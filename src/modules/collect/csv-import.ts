@@ -44,7 +44,7 @@ import type { Catalog, KeptField, OutlineSection, PlanResult } from '../catalog/
 import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, ResolveItem } from '../identity/index.ts';
-import { fieldAllowed, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
+import { fieldAllowed, servedPurposes, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
 import { identifiersOf, MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
 
 export type ImportKind = 'customers' | 'events';
@@ -1140,18 +1140,18 @@ class ImportRun {
   async #recordConsent(checked: readonly { message: ParsedMessage; plan: PlanResult }[]): Promise<number> {
     const { storage, identity, consent } = this.#deps;
     const { source, actor } = this.#options;
-    const people = new Map<string, { lookup: ResolveItem; link: ResolveItem; purposes: Set<string> }>();
+    const people = new Map<string, { lookup: ResolveItem; link: ResolveItem; plans: PlanResult[] }>();
     for (const { message, plan } of checked) {
       const identifiers = identifiersOf(message, plan.data.traits, plan.data.context);
       const key = JSON.stringify(identifiers);
       const seen = people.get(key);
       if (seen) {
-        for (const purpose of plan.purposes) seen.purposes.add(purpose);
+        seen.plans.push(plan);
         continue;
       }
       const item = { source, messageId: message.messageId, at: message.occurredAt };
       // The rows of an import carry no context (no external ids).
-      people.set(key, { lookup: { identifiers, ...item }, link: { identifiers: identifiersOf(message, this.#predictedTraits(plan)), ...item }, purposes: new Set(plan.purposes) });
+      people.set(key, { lookup: { identifiers, ...item }, link: { identifiers: identifiersOf(message, this.#predictedTraits(plan)), ...item }, plans: [plan] });
     }
     if (people.size === 0) return 0;
     // As the Collector does before its gate: the suppression list, then who is known already (looking up creates nothing).
@@ -1167,24 +1167,33 @@ class ImportRun {
     let unknown = open.filter((_, i) => known[i] === null);
     if (unknown.length > 0) {
       // A row the gate will refuse must link nobody and make nobody; resolving it here would commit that first. The gate
-      // is predicted as it will decide once this import's consents are recorded: a purpose of the row (its event's and
-      // its kept fields') is allowed when the person beside whose identifier the new one sits allows it, or has no
-      // record of it and the import claims it (someone nobody knows: a purpose needing no consent record, or a claimed
-      // one). A row with none is left to the pipeline, which refuses it (an opt-out, a restriction, an expired consent).
+      // is predicted as it will decide once this import's consents are recorded: a purpose of the row is allowed when
+      // the person beside whose identifier the new one sits allows it, or has no record of it and the import claims it
+      // (someone nobody knows: a purpose needing no consent record, or a claimed one), and the row is stored when it
+      // serves one of them as the gate counts it (servedPurposes: its event's, or one a field of it is kept for). A row
+      // with none is left to the pipeline, which refuses it (an opt-out, a restriction, an expired consent, a field the
+      // notice does not describe for the purpose).
       const weaker = await identity.lookupBatch(storage.raw, unknown.map((p) => p.lookup));
       const holders = [...new Set(weaker.filter((id): id is string => id !== null))];
       if (holders.length > 0) await consent.load(holders);
       const claimed = new Set(this.#claim.purposes);
-      const storable = (id: string | null, purposes: ReadonlySet<string>) => {
-        for (const purpose of purposes) {
-          if (id === null) {
-            if (claimed.has(purpose) || (consent.purpose(purpose)?.basis ?? 'consent') !== 'consent') return true;
-            continue;
+      const storable = (id: string | null, plans: readonly PlanResult[]) => {
+        const allowed: string[] = [];
+        const explicit: string[] = [];
+        for (const purpose of new Set(plans.flatMap((plan) => plan.purposes))) {
+          const decision = id === null ? undefined : consent.decide(id, purpose);
+          if (decision?.allowed) {
+            allowed.push(purpose);
+            if (decision.explicit) explicit.push(purpose);
+          } else if (claimed.has(purpose) && (decision === undefined || decision.reason === 'no_record')) {
+            // Recorded by this import, explicit where the purpose asks for it (as #predictedExplicit).
+            allowed.push(purpose);
+            if (consent.purpose(purpose)?.explicit === true) explicit.push(purpose);
+          } else if (decision === undefined && (consent.purpose(purpose)?.basis ?? 'consent') !== 'consent') {
+            allowed.push(purpose);
           }
-          const decision = consent.decide(id, purpose);
-          if (decision.allowed || (claimed.has(purpose) && decision.reason === 'no_record')) return true;
         }
-        return false;
+        return plans.some((plan) => servedPurposes(plan, allowed, explicit, this.#describes).length > 0);
       };
       // The person the row is stored for: the one beside it, unless the row's strongest identifier cannot join them
       // (they hold as many of its type as a profile may, such as another user id): then someone new, as unknown.
@@ -1200,7 +1209,7 @@ class ImportRun {
         if (strongest === undefined) return beside;
         return (heldTypes.get(beside)?.get(strongest.type) ?? 0) >= identity.limit(strongest.type) ? null : beside;
       };
-      unknown = unknown.filter((p, i) => storable(storedFor(p, weaker[i] ?? null), p.purposes));
+      unknown = unknown.filter((p, i) => storable(storedFor(p, weaker[i] ?? null), p.plans));
     }
     if (unknown.length > 0) {
       // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's
@@ -1264,7 +1273,7 @@ class ImportRun {
       const { name, data } = planInput(m);
       const plan = catalog.check(m.kind, name, data);
       if (!plan.ok) return { index, messageId: m.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
-      const allowed = plan.purposes.filter((p) => this.#predicted.includes(p));
+      const allowed = servedPurposes(plan, plan.purposes.filter((p) => this.#predicted.includes(p)), this.#predictedExplicit, this.#describes);
       const refusedFields = plan.fields.filter((f) => !this.#predictedAllowed(f)).map((f) => f.path);
       if (allowed.length === 0) return { index, messageId: m.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: plan.dropped };
       return { index, messageId: m.messageId, status: 'stored', purposes: allowed, dropped: plan.dropped, refusedFields };

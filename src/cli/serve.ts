@@ -91,8 +91,19 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
 
     // Housekeeping while the server runs: configuration changed by the CLI or another node (custom taxonomy entries,
     // consent purposes and notices, the tracking plan) is in force within a second, read only after another process
-    // wrote; consents past their expiry get their `expired` ledger entry (decisions treat them so anyway).
+    // wrote; consents past their expiry get their `expired` ledger entry (decisions treat them so anyway), and people
+    // whose GPC opt-out is in force the GPC refusal of every purpose flagged sale/sharing or targeted advertising that
+    // the sweep at the flag's change missed (a signal another server recorded with the flags of the second before).
     let refreshing = false;
+    const consentHousekeeping = () =>
+      background.track(
+        'consent expiry and GPC opt-outs',
+        kernel.consent
+          .expireDue()
+          .catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed'))
+          .then(() => kernel.consent.applyGpcToFlaggedPurposes())
+          .catch((err: unknown) => kernel.logger.warn({ err }, 'GPC opt-outs of flagged purposes not written')),
+      );
     const refreshConfiguration = async () => {
       await kernel.taxonomy.refreshIfChanged();
       await kernel.consent.refreshConfigurationIfChanged();
@@ -111,7 +122,7 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
       }, 1_000),
       // Plan counts of messages that stored nothing (others are written with the events they describe).
       setInterval(() => background.track('plan counts', kernel.catalog.flushStats().catch((err: unknown) => kernel.logger.warn({ err }, 'plan counts not written'))), 10_000),
-      setInterval(() => background.track('consent expiry', kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed'))), 3_600_000),
+      setInterval(consentHousekeeping, 3_600_000),
     );
     // The retention sweeper: deletes what expired, in batches, with the evidence in the audit log. It and scoring run
     // on `repeat`, which waits for a run to end before the next wait and takes intervals longer than a Node.js timer
@@ -152,7 +163,7 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
       );
     housekeeping.push(setInterval(refreshStatistics, 600_000));
     for (const timer of housekeeping) timer.unref();
-    background.track('consent expiry', kernel.consent.expireDue().catch((err: unknown) => kernel.logger.warn({ err }, 'consent expiry failed')));
+    consentHousekeeping();
     void refreshStatistics();
     // Rights requests whose run a crash cut off run again, in the background once the server answers (after the
     // deletion ledger's replay at open: an erasure it finished is only completed). Only servers resume them: a CLI

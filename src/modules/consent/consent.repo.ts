@@ -314,6 +314,19 @@ export const CONSENT_MIGRATIONS: readonly ModuleMigration[] = [
       await explicitSinceFromAudit(db, true);
     },
   },
+  {
+    // The rows that put a GPC opt-out in force, for the sweep that writes a flagged purpose's GPC refusals
+    // (gpcSubjectsWithout), which runs every hour: it reads those people's rows, not every consent of everyone.
+    name: '0115_consent_current_gpc',
+    async up(db) {
+      await db.schema
+        .createIndex('consent_current_gpc')
+        .on('consent_current')
+        .column('subject')
+        .where(sql<boolean>`(gpc = 1 AND state IN ('refused', 'withdrawn')) OR gpc_override = 1`)
+        .execute();
+    },
+  },
 ];
 
 export function entryFromRow(row: LedgerRow): LedgerEntry {
@@ -677,7 +690,8 @@ export class ConsentRepo {
 
   /**
    * Subjects (pseudonyms) with a GPC opt-out in force — a current GPC refusal or withdrawal of some purpose, or an opt-in
-   * confirmed over one — but none for `purpose`, a page at a time in subject order after `after`.
+   * confirmed over one — but none for `purpose`, a page at a time in subject order after `after`. Reads the rows of
+   * people with a GPC opt-out in force only (index consent_current_gpc), not every consent of everyone.
    */
   async gpcSubjectsWithout(purpose: string, after: string | undefined, limit: number): Promise<string[]> {
     const optOut = ['refused', 'withdrawn'];
@@ -685,7 +699,9 @@ export class ConsentRepo {
       .selectFrom('consent_current as c')
       .select('c.subject')
       .distinct()
-      .where((eb) => eb.or([eb.and([eb('c.gpc', '=', 1), eb('c.state', 'in', optOut)]), eb('c.gpc_override', '=', 1)]))
+      // Literally the condition of the partial index consent_current_gpc, which holds only these rows: SQLite uses a partial
+      // index only where it can see that the query's condition implies the index's, which bound parameters hide.
+      .where(sql<boolean>`((c.gpc = 1 AND c.state IN ('refused', 'withdrawn')) OR c.gpc_override = 1)`)
       .where(({ not, exists, selectFrom }) =>
         not(exists(selectFrom('consent_current as p').select('p.subject').whereRef('p.subject', '=', 'c.subject').where('p.purpose', '=', purpose).where('p.gpc', '=', 1).where('p.state', 'in', optOut))),
       );

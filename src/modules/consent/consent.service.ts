@@ -442,11 +442,12 @@ export class Consent {
   }
 
   /**
-   * Adds or changes a purpose (an audited configuration change). A purpose flagged sale/sharing or targeted
+   * Adds or changes a purpose (an audited configuration change). A purpose newly flagged sale/sharing or targeted
    * advertising is then opted out for every person whose GPC opt-out is in force (see #gpcForFlagged).
    */
   async setPurpose(config: PurposeConfig, actor: Actor): Promise<PurposeConfig> {
     const normalized = this.#validatePurpose(config);
+    const previous = this.#purposeConfigs.get(normalized.key);
     const at = new Date().toISOString();
     // Made explicit now: only consents given from now on are explicit ones. Already explicit: that time stays.
     const explicitSince = normalized.explicit && this.#purposeConfigs.get(normalized.key)?.explicit === true ? (this.#explicitSince.get(normalized.key) ?? at) : at;
@@ -475,8 +476,25 @@ export class Consent {
     this.#purposeConfigs.set(normalized.key, normalized);
     this.#explicitSince.set(normalized.key, normalized.explicit ? explicitSince : '');
     this.#rebuildRuntime();
-    if (isGpcPurpose(normalized)) await this.#gpcForFlagged(normalized.key);
+    // Only when the flags change: the periodic run (applyGpcToFlaggedPurposes) writes what this sweep misses, so a change
+    // that keeps them (a new description) costs the admin's request no sweep.
+    const flagsChanged = previous?.saleOrSharing !== normalized.saleOrSharing || previous.targetedAdvertising !== normalized.targetedAdvertising;
+    if (isGpcPurpose(normalized) && flagsChanged) await this.#gpcForFlagged(normalized.key);
     return normalized;
+  }
+
+  /**
+   * Writes, for every purpose flagged sale/sharing or targeted advertising, the GPC refusals that people whose GPC
+   * opt-out is in force still lack (see #gpcForFlagged); returns the number of entries written. The sweep setPurpose
+   * runs when it flags a purpose cannot see a signal another server records with its configuration of the second
+   * before (or a merge or a change of this process planned before the flag) that commits after the sweep read, nor
+   * finish after a crash: `candor serve` calls this every hour, with the consent expiry, so such a person is opted out
+   * within the hour. Idempotent.
+   */
+  async applyGpcToFlaggedPurposes(): Promise<number> {
+    let written = 0;
+    for (const config of [...this.#purposeConfigs.values()].filter(isGpcPurpose)) written += await this.#gpcForFlagged(config.key);
+    return written;
   }
 
   /**
@@ -486,16 +504,18 @@ export class Consent {
    * person, audited as `consent.gpc` (Candor's own change, details `purposeFlagged`). So a later opt-in still needs the
    * explicit confirmation, and merges carry it as any GPC opt-out. An opt-in the person confirmed over GPC for this
    * very purpose stands while it counts. A page of people per change; other processes read the people again at their
-   * next load (the current rows changed). Idempotent: setting the purpose again finishes a sweep that failed.
+   * next load (the current rows changed). Idempotent: the periodic run (applyGpcToFlaggedPurposes) finishes a sweep that
+   * failed. Returns the number of entries written.
    */
-  async #gpcForFlagged(purpose: string): Promise<void> {
+  async #gpcForFlagged(purpose: string): Promise<number> {
+    let written = 0;
     let after: string | undefined;
     for (;;) {
       const page = await this.#repo.gpcSubjectsWithout(purpose, after, EXPIRY_PAGE);
       const last = page.at(-1);
       if (last === undefined) break;
       after = last;
-      const { states, epoch } = await this.#write(
+      const { entries, states, epoch } = await this.#write(
         page.map((pseudonym) => ({ id: null, pseudonym })),
         (states, add) => {
           for (const [pseudonym, current] of states) {
@@ -514,9 +534,11 @@ export class Consent {
         },
         (_tx, written) => [...byReceipt(written)].map(([receiptId, list]) => this.#auditEvent(SYSTEM_ACTOR, 'consent.gpc', (list[0] as LedgerEntry).subject, list, receiptId, { purposeFlagged: purpose })),
       );
+      written += entries.length;
       this.#updateCached(states, epoch);
       if (page.length < EXPIRY_PAGE) break;
     }
+    return written;
   }
 
   #validatePurpose(config: PurposeConfig): PurposeConfig {

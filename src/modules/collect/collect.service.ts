@@ -1059,8 +1059,12 @@ export class Collector {
     return new Set([...fields].filter(([, category]) => this.#describes(purpose, category)).map(([name]) => name));
   }
 
-  /** Page views and product views of these profiles stored for `purpose`: their times only (purpose-bound). */
+  /**
+   * Page views and product views of these profiles stored for `purpose`: their times only (purpose-bound). They are
+   * browsing history: none when the notice in force does not describe that for the purpose (see fieldAllowed).
+   */
   async activityFor(profileIds: readonly string[], purpose: string): Promise<{ profileId: string; occurredAt: string; kind: 'page' | 'product_view' }[]> {
+    if (!this.#describes(purpose, BROWSING_HISTORY)) return [];
     const rows = await this.#repo.purposeBoundActivity(profileIds, purpose);
     return rows.map((row) => ({ profileId: row.profile_id, occurredAt: row.occurred_at, kind: row.kind === 'page' ? 'page' : 'product_view' }));
   }
@@ -1072,6 +1076,8 @@ export class Collector {
 
 /** The order-total fields ordersFor reads, in order of preference. */
 const ORDER_TOTAL_FIELDS = ['total', 'revenue'] as const;
+/** The data category of page and product views read as activity (activityFor). */
+const BROWSING_HISTORY = 'user.behavior.browsing_history';
 
 /** Whether the notice describes a field's category for a purpose (Consent.describes). */
 export type DescribesCategory = (purpose: string, category: string) => boolean;

@@ -86,6 +86,19 @@ describeEachDialect('consent: the notice describes what a consent covers', (dial
     assert.deepEqual(await traitsOf(userId), { country: 'NL', birthday: '1990-01-02' });
   });
 
+  it('reads no page or product views for a purpose whose notice does not describe browsing history', async () => {
+    const userId = `u-${randomUUID()}`;
+    await publishProfiling(['user.contact.email']);
+    const given = await send('/v1/consent', { userId, mechanism: 'banner_save', purposes: { 'personalize.profiling': 'given' } });
+    assert.equal(given.statusCode, 200, given.body);
+    const page = await send('/v1/page', { userId, messageId: `m-${randomUUID()}`, name: 'Home' });
+    assert.equal((page.json() as { results: { status: string }[] }).results[0]?.status, 'stored');
+    const [profileId] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]);
+    assert.deepEqual(await ctx.kernel.collect.activityFor([profileId as string], 'personalize.profiling'), []);
+    await publishProfiling(DEFAULT_NOTICE_PURPOSES.find((p) => p.purpose === 'personalize.profiling')?.categories ?? []);
+    assert.equal((await ctx.kernel.collect.activityFor([profileId as string], 'personalize.profiling')).length, 1, 'described again: read');
+  });
+
   it('lists the fields a plan declares for a purpose the notice does not describe them for, when it is checked', async () => {
     await publishProfiling(['user.behavior']);
     const checked = await ctx.kernel.catalog.validatePlan(DEFAULT_PLAN, { purposes: consent().purposes(), describes: (p, c) => consent().describes(p, c) });

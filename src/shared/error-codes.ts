@@ -104,7 +104,7 @@ export const ERROR_CODES = {
   COLLECT_TIMESTAMP_IN_FUTURE: { category: 'invalid_input', message: 'The message is dated more than five minutes in the future.' },
   COLLECT_EVENT_TOO_LARGE: { category: 'payload_too_large', message: 'The event is larger than 32 KB.' },
   COLLECT_BATCH_CONTEXT_TOO_LARGE: { category: 'payload_too_large', message: 'The batch-level context and sentAt taken by the messages of the batch exceed 12 MB in all: this message was not processed; send it in a smaller batch or with a smaller batch-level context.' },
-  COLLECT_BATCH_INVALID: { category: 'invalid_input', message: 'The batch is not an array of 1 to 155,344 messages (as many as 4 MB holds of the smallest valid message).' },
+  COLLECT_BATCH_INVALID: { category: 'invalid_input', message: 'The batch is not an array of 1 to 27,962 messages (as many as 4 MB holds of the smallest message a client library sends).' },
   COLLECT_NO_LAWFUL_BASIS: { category: 'forbidden', message: 'No purpose of this event has a lawful basis for this person; nothing was stored.' },
   COLLECT_SUBJECT_SUPPRESSED: { category: 'forbidden', message: 'The person was erased; events about them are not stored again.' },
   IMPORT_FILE_UNREADABLE: { category: 'invalid_input', message: 'The import file cannot be opened or read.' },

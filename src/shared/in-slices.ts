@@ -1,7 +1,7 @@
 /**
  * Most items of one request a step works through in one synchronous go: a batch of more is worked through in slices
- * of this many, the event loop given a turn between them (other requests, timers). A 4 MB batch can hold some 155,000
- * small messages, which in one go would keep the process from everything else for seconds.
+ * of this many, the event loop given a turn between them (other requests, timers). A batch may hold 27,962 messages
+ * (MAX_BATCH_MESSAGES), which in one go would keep the process from everything else for seconds.
  */
 export const SLICE_ITEMS = 2_500;
 

@@ -40,7 +40,8 @@ const answer = {
 /**
  * Most bytes of a single-message request body: a message's own limit (MAX_EVENT_BYTES, measured as compact UTF-8 JSON
  * by sizeOf, as in a batch) six times over, since a `\uXXXX` escape takes six bytes for at most three of UTF-8. A message
- * sent escaped or pretty-printed is then answered as it would be in a batch, COLLECT_EVENT_TOO_LARGE only when it is.
+ * sent escaped, or modestly indented, is then answered as it would be in a batch, COLLECT_EVENT_TOO_LARGE only when it
+ * is.
  */
 const MAX_SINGLE_BODY_BYTES = 6 * MAX_EVENT_BYTES;
 
@@ -70,7 +71,7 @@ async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyRep
   const gpc = isGpc(request);
   const results = await kernel.collect.ingest(messages, kind, { source: principal.source, gpc, receivedAt: Date.now(), actor: { id: principal.tokenId, role: principal.role }, client: request.raw.socket });
   for (const { index, messageId, path } of forbidden) results[index] = { index, messageId, status: 'invalid', code: 'REQUEST_FORBIDDEN_KEY', detail: path };
-  // Written as the answer's schema has it, a slice of results at a time: a batch of small messages may have 155,000.
+  // Written as the answer's schema has it, a slice of results at a time: a batch may have MAX_BATCH_MESSAGES (27,962).
   // (Fastify types a serializer's input as an object, whatever the schema.)
   const serialize = reply.compileSerializationSchema(resultList) as unknown as (list: readonly ItemResult[]) => string;
   const listed = await inSlices(listWithinBudget(results), (slice) => [serialize(slice).slice(1, -1)]);
@@ -327,6 +328,9 @@ export function registerSegmentRoutes(app: FastifyInstance, kernel: Kernel): voi
     // its own for as long as it lives (pipeline's goes once the source has ended, before a cut-short body's error).
     const inflater = coding === 'gzip' ? createGunzip() : createInflate();
     inflater.on('error', () => {});
+    // The inflated body is held to the route's limit, not to a ratio of the compressed size: a request then costs no more
+    // than an uncompressed one at the limit, and real batches of repeated events inflate 80 times and more, so a ratio
+    // low enough to matter would refuse some of them whole.
     const inflated = pipeline(payload, inflater, bounded(request.routeOptions.bodyLimit), () => {}) as unknown as typeof payload & { receivedEncodedLength: number };
     inflated.receivedEncodedLength = 0;
     payload.on('data', (chunk: Buffer) => {
@@ -422,7 +426,7 @@ function registerMessageRoutes(app: FastifyInstance, kernel: Kernel): void {
         let sentAtBytes: number | undefined;
         // The bytes of batch-level parts the messages took so far, exactly (see MAX_BATCH_TAKEN_BYTES).
         let takenTotal = 0;
-        // A slice at a time: a batch of small messages may have 155,000 (the pipeline takes them so too).
+        // A slice at a time: a batch may have MAX_BATCH_MESSAGES (27,962; the pipeline takes them so too).
         const messages = await inSlices(batch, (slice, start) => slice.map((raw, i) => {
           const index = start + i;
           if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {

@@ -20,12 +20,21 @@ export const MAX_EVENT_BYTES = 32 * 1024;
  */
 export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 /**
- * Most messages of a batch: as many as MAX_BATCH_BYTES holds of the smallest valid one (`{"type":"page","userId":1}`
- * and its comma, 27 bytes), so that no batch within the body limit is refused for its count (client libraries put no
- * bound on it and resend no 4xx). It bounds the work and the answer (a result per message) of a body of empty
- * messages (`[0,0,…]`, two bytes each, or a few KB of gzip).
+ * Fewest bytes a message takes in a batch a client library builds, with its comma. Every message Segment's and
+ * RudderStack's libraries send carries, besides its type and id, a messageId (a UUID or longer: 50 bytes with its key),
+ * a time (`timestamp` or `originalTimestamp`, 38 bytes) and `context.library` (46 bytes even with an empty name and
+ * version): with `{"type":"page","userId":1}` and its comma, 164 bytes at the least, which this rounds down for a margin.
+ * A bare page call weighs 286 bytes from @rudderstack/rudder-sdk-node and 309 from @segment/analytics-node; the browser
+ * libraries add the page and the user agent.
  */
-export const MAX_BATCH_MESSAGES = Math.floor(MAX_BATCH_BYTES / '{"type":"page","userId":1},'.length);
+const MIN_LIBRARY_MESSAGE_BYTES = 150;
+/**
+ * Most messages of a batch: as many as MAX_BATCH_BYTES holds of the smallest message a client library sends, so that
+ * no batch a library builds within the body limit is refused for its count (libraries put no bound on it and resend no
+ * 4xx). It bounds the work and the answer (a result per message, some 90 bytes each) of a body of messages no library
+ * sends: `[0,0,…]`, two bytes each, which a few hundred bytes of gzip hold.
+ */
+export const MAX_BATCH_MESSAGES = Math.floor(MAX_BATCH_BYTES / MIN_LIBRARY_MESSAGE_BYTES);
 /** Deepest nesting of objects and arrays in a message (deeper ones are refused before anything walks them). */
 export const MAX_DEPTH = 64;
 /** The `bytes` of a message nested deeper than MAX_DEPTH (its size was not measured). */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { describeEachDialect } from '../../test/support/databases.ts';
 import { useKernel } from '../../test/support/kernel.ts';
 import { MAX_BATCH_BYTES, MAX_EVENT_BYTES } from '../modules/collect/index.ts';
@@ -36,22 +37,25 @@ describeEachDialect('HTTP: Expect: 100-continue', (dialect) => {
   let port = 0;
   let writeKey = '';
   const opened: Socket[] = [];
-  /** Sends a request's head with Expect: 100-continue; the body is sent by the test, if at all. */
-  const ask = (path: string, length: number, key = writeKey) => {
+  /**
+   * Sends a request's head with Expect: 100-continue; the body is sent by the test, if at all. `body`: the headers that
+   * describe it (JSON unless told).
+   */
+  const ask = (path: string, length: number, key = writeKey, body = 'Content-Type: application/json\r\n') => {
     const socket = connect(port, '127.0.0.1');
     opened.push(socket);
     let received = '';
     socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
     socket.on('error', () => {});
-    socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ${Buffer.from(`${key}:`).toString('base64')}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\nExpect: 100-continue\r\n\r\n`);
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ${Buffer.from(`${key}:`).toString('base64')}\r\n${body}Content-Length: ${length}\r\nExpect: 100-continue\r\n\r\n`);
     return { socket, received: () => received };
   };
   /** The first answer on a connection that is closed after it, with its problem body. */
-  const refused = async (path: string, length: number, key?: string) => {
-    const { socket, received } = ask(path, length, key);
+  const refused = async (path: string, length: number, key?: string, body?: string) => {
+    const { socket, received } = ask(path, length, key, body);
     const text = await until(socket, received, () => socket.destroyed || socket.readableEnded);
-    const [head = '', body = ''] = text.split('\r\n\r\n');
-    return { head, problem: JSON.parse(body) as { status: number; code: string } };
+    const [head = '', answer = ''] = text.split('\r\n\r\n');
+    return { head, problem: JSON.parse(answer) as { status: number; code: string; details?: { header?: string } } };
   };
 
   before(async () => {
@@ -83,6 +87,44 @@ describeEachDialect('HTTP: Expect: 100-continue', (dialect) => {
     const { head, problem } = await refused('/v1/batch', 100_000, 'cwk_nobody_secret');
     assert.match(head, /^HTTP\/1\.1 401 /, head);
     assert.equal(problem.code, 'AUTH_CREDENTIAL_INVALID');
+  });
+
+  it('answers a body in a coding or of a type the route does not take 415 instead of 100 Continue', async () => {
+    const cases: [string, string | undefined][] = [
+      // An ingest route's own check, in a hook of its scope.
+      ['Content-Type: application/json\r\nContent-Encoding: br\r\n', 'content-encoding'],
+      // No parser for the type, or no type at all.
+      ['Content-Type: application/xml\r\n', undefined],
+      ['', undefined],
+    ];
+    for (const [headers, header] of cases) {
+      const { head, problem } = await refused('/v1/batch', 1_000, writeKey, headers);
+      assert.match(head, /^HTTP\/1\.1 415 /, `${JSON.stringify(headers)}: ${head}`);
+      assert.match(head, /^connection: close\r?$/im);
+      assert.deepEqual([problem.code, problem.details?.header], ['REQUEST_UNSUPPORTED_MEDIA_TYPE', header], headers);
+    }
+  });
+
+  it('answers 100 Continue to a gzip body of a type only the ingest routes parse, then inflates and answers it', async () => {
+    const body = gzipSync(JSON.stringify({ batch: [{ type: 'track', userId: 'u-continue', event: 'Product Viewed', messageId: 'c-gzip' }] }));
+    const { socket, received } = ask('/v1/batch', body.length, writeKey, 'Content-Type: text/plain\r\nContent-Encoding: gzip\r\n');
+    await until(socket, received, (text) => text.includes('\r\n\r\n'));
+    assert.equal(received(), 'HTTP/1.1 100 Continue\r\n\r\n');
+    socket.write(body);
+    const text = await until(socket, received, (t) => /\r\n\r\n[^]*\]\}$/.test(t.slice(25)));
+    const [, head = '', answer = ''] = text.split('\r\n\r\n');
+    assert.match(head, /^HTTP\/1\.1 200 /, head);
+    assert.equal((JSON.parse(answer) as { results: { messageId: string }[] }).results[0]?.messageId, 'c-gzip');
+  });
+
+  it('answers 100 Continue on an unknown route, whose not-found handler reads the body, and then 404', async () => {
+    const body = '{}';
+    const { socket, received } = ask('/v1/nothing-here', body.length);
+    await until(socket, received, (text) => text.includes('\r\n\r\n'));
+    assert.equal(received(), 'HTTP/1.1 100 Continue\r\n\r\n');
+    socket.write(body);
+    const text = await until(socket, received, (t) => t.endsWith('}'));
+    assert.match(text.split('\r\n\r\n')[1] ?? '', /^HTTP\/1\.1 404 /);
   });
 
   it('answers 100 Continue to a request it takes, then reads the body and answers it', async () => {

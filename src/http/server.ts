@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type preParsingHookHandler } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import { MIGRATIONS, type Kernel } from '../kernel.ts';
@@ -158,12 +158,13 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
 }
 
 /**
- * Meets `Expect: 100-continue` once the request has been routed and let through (its credential checked, the server
- * not stopping), and only when its Content-Length is within the route's body limit: otherwise the coded answer (401,
- * 413 REQUEST_BODY_TOO_LARGE, …) goes out before the client sends the body. Node would answer 100 Continue at once,
- * before anything is checked, and a client still uploading when the answer comes and the connection closes may see a
- * reset instead of the answer (curl, and clients built on it such as analytics-php, send the header for larger
- * bodies). (A callback hook: no promise per request.)
+ * Meets `Expect: 100-continue` once the request has been routed and has passed its route's checks (its credential, the
+ * server not stopping, an ingest route's Content-Encoding), and only when the route would read its body: a
+ * Content-Length within the route's body limit, a Content-Type the route parses. Otherwise the coded answer (401, 413
+ * REQUEST_BODY_TOO_LARGE, 415 REQUEST_UNSUPPORTED_MEDIA_TYPE, …) goes out before the client sends the body. Node would
+ * answer 100 Continue at once, before anything is checked, and a client still uploading when the answer comes and the
+ * connection closes may see a reset instead of the answer (curl, and clients built on it such as analytics-php, send
+ * the header for larger bodies). (A callback hook: no promise per request.)
  */
 function continueOnceChecked(app: FastifyInstance): void {
   const expecting = new WeakSet<IncomingMessage>();
@@ -172,11 +173,32 @@ function continueOnceChecked(app: FastifyInstance): void {
     expecting.add(request);
     app.server.emit('request', request, response);
   });
-  // The last step before the body is read; Fastify then refuses a Content-Length over the limit without reading it.
-  app.addHook('preParsing', (request, reply, payload, done) => {
-    if (expecting.delete(request.raw) && !(Number(request.headers['content-length']) > request.routeOptions.bodyLimit)) reply.raw.writeContinue();
+  const meet: preParsingHookHandler = (request, reply, payload, done) => {
+    if (expecting.delete(request.raw) && readsBody(request)) reply.raw.writeContinue();
     done(null, payload);
+  };
+  // The last step before the body is read: a route's own hooks run after those of its scopes, so this one runs after
+  // every other preParsing hook of the route (which may refuse the request) wherever the route is registered.
+  app.addHook('onRoute', (route) => {
+    route.preParsing = [...(route.preParsing === undefined ? [] : [route.preParsing].flat()), meet];
   });
+  // An unknown route is no route of onRoute's: its not-found handler reads a body it has a parser for, and runs only the
+  // hooks of its scope.
+  app.addHook('preParsing', (request, reply, payload, done) => {
+    if (request.is404) meet.call(app, request, reply, payload, done);
+    else done(null, payload);
+  });
+}
+
+/**
+ * Whether the route would read a request's body: Fastify refuses without reading it a Content-Length over the route's
+ * limit, and a body of a type (or of none) no parser of the route's scope takes. (Candor's parsers are registered by
+ * media type, which is what Fastify then looks them up by.)
+ */
+function readsBody(request: FastifyRequest): boolean {
+  if (Number(request.headers['content-length']) > request.routeOptions.bodyLimit) return false;
+  const mediaType = request.headers['content-type']?.split(';')[0] ?? '';
+  return request.server.hasContentTypeParser(mediaType);
 }
 
 /** Whether a request announces a body (RFC 9112 section 6.3): a Content-Length other than 0, or a Transfer-Encoding. */

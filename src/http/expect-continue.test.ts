@@ -127,6 +127,18 @@ describeEachDialect('HTTP: Expect: 100-continue', (dialect) => {
     assert.match(text.split('\r\n\r\n')[1] ?? '', /^HTTP\/1\.1 404 /);
   });
 
+  it('answers a GET with a body and Expect at once, without 100 Continue (its body is never read)', async () => {
+    const socket = connect(port, '127.0.0.1');
+    opened.push(socket);
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+    socket.on('error', () => {});
+    socket.write('GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n');
+    const text = await until(socket, () => received, (t) => t.includes('\r\n\r\n'));
+    assert.doesNotMatch(text, /^HTTP\/1\.1 100 /);
+    assert.match(text, /^HTTP\/1\.1 \d{3} /);
+  });
+
   it('answers 100 Continue to a request it takes, then reads the body and answers it', async () => {
     // Over the single-message limit, within the batch limit: a batch route's own limit is the one that counts.
     const batch = Array.from({ length: 3_000 }, (_, i) => ({ type: 'track', userId: 'u-continue', event: 'Product Viewed', messageId: `c${i}` }));

@@ -114,6 +114,7 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   app.removeAllContentTypeParsers();
+  // By media type only: readsBody (Expect: 100-continue) finds parsers that way, not RegExp or '*' ones.
   app.addContentTypeParser('application/json', { parseAs: PARSE_AS }, jsonParser);
 
   const routes: RouteRecord[] = [];
@@ -193,9 +194,12 @@ function continueOnceChecked(app: FastifyInstance): void {
 /**
  * Whether the route would read a request's body: Fastify refuses without reading it a Content-Length over the route's
  * limit, and a body of a type (or of none) no parser of the route's scope takes. (Candor's parsers are registered by
- * media type, which is what Fastify then looks them up by.)
+ * media type, which is what Fastify then looks them up by: a parser added by RegExp or as the '*' catch-all would be
+ * used by Fastify but not found here, and a client waiting for 100 Continue would wait for nothing.)
  */
 function readsBody(request: FastifyRequest): boolean {
+  // Fastify never reads the body of these.
+  if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'TRACE') return false;
   if (Number(request.headers['content-length']) > request.routeOptions.bodyLimit) return false;
   const mediaType = request.headers['content-type']?.split(';')[0] ?? '';
   return request.server.hasContentTypeParser(mediaType);

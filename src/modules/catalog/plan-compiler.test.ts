@@ -545,6 +545,10 @@ describe('plan validation', () => {
       { path: '/events/E/properties/properties/g/x-candor/protectedAttribute', problem: 'contradicts the taxonomy: category user.demographic.gender is a protected attribute' },
       { path: '/events/E/properties/properties/c/x-candor/protectedAttribute', problem: 'contradicts the taxonomy: category user.behavior is not a protected attribute' },
     ]);
+    // A stored version (one published when a stricter flag was taken) loads, with the taxonomy's flag.
+    const stored = compilePlan(plan({ c: field('user.behavior', true) }), taxonomy, { lenient: true });
+    assert.deepEqual(stored.problems, []);
+    assert.equal(stored.compiled?.outline()[0]?.fields[0]?.protectedAttribute, false);
   });
 
   it('reads special and precise location written on a category that is neither the strict way', () => {

@@ -674,7 +674,8 @@ class Builder {
       // health data, say), and the gate and the plan's rules then treat the field so; looser is not. A protected
       // attribute is known by its category wherever it is checked (scoring), so that flag must agree.
       if (category && written === true && !known[flag] && flag !== 'protectedAttribute') flags[flag] = true;
-      else if (category && typeof written === 'boolean' && written !== known[flag]) {
+      // A stored version is loaded with the taxonomy's flag (one published when a stricter protectedAttribute was taken).
+      else if (category && typeof written === 'boolean' && written !== known[flag] && !this.#lenient) {
         this.#problem(`${at}/${flag}`, `contradicts the taxonomy: category ${input.category} is ${known[flag] ? '' : 'not '}${what}`);
       }
     }

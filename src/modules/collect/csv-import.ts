@@ -1111,8 +1111,9 @@ class ImportRun {
 
   /**
    * The messages the pipeline will not reject as invalid, with what the tracking plan makes of them: their envelope
-   * and the plan checked as the Collector checks them, so that no consent is recorded (and no profile made) for a row
-   * that is not stored.
+   * and the plan checked as the Collector checks them, so that no profile is made for a row that is not stored and no
+   * consent recorded for it. (A person already known who has no record of a claimed purpose gets the import's consent
+   * to it whatever their rows: the business claims it for the person, as docs/ingestion.md says.)
    */
   #valid(messages: readonly { raw: unknown; bytes: number }[], receivedAt: number): { message: ParsedMessage; plan: PlanResult }[] {
     const { catalog } = this.#deps;

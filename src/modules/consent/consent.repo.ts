@@ -702,8 +702,18 @@ export class ConsentRepo {
       // Literally the condition of the partial index consent_current_gpc, which holds only these rows: SQLite uses a partial
       // index only where it can see that the query's condition implies the index's, which bound parameters hide.
       .where(sql<boolean>`((c.gpc = 1 AND c.state IN ('refused', 'withdrawn')) OR c.gpc_override = 1)`)
+      // Not those who have the refusal already, nor those who confirmed an opt-in to the purpose over their GPC opt-out
+      // (it stands: read every run, they would each cost a locked, empty write).
       .where(({ not, exists, selectFrom }) =>
-        not(exists(selectFrom('consent_current as p').select('p.subject').whereRef('p.subject', '=', 'c.subject').where('p.purpose', '=', purpose).where('p.gpc', '=', 1).where('p.state', 'in', optOut))),
+        not(
+          exists(
+            selectFrom('consent_current as p')
+              .select('p.subject')
+              .whereRef('p.subject', '=', 'c.subject')
+              .where('p.purpose', '=', purpose)
+              .where((w) => w.or([w.and([w('p.gpc', '=', 1), w('p.state', 'in', optOut)]), w.and([w('p.state', '=', 'given'), w('p.gpc_override', '=', 1)])])),
+          ),
+        ),
       );
     if (after !== undefined) q = q.where('c.subject', '>', after);
     const rows = await q.orderBy('c.subject').limit(limit).execute();

@@ -74,4 +74,17 @@ describeEachDialect('GPC opt-outs of flagged purposes, written again periodicall
       await b.close();
     }
   });
+  it('does not read again, run after run, a person who confirmed an opt-in to the purpose over their GPC opt-out', async () => {
+    const PURPOSE = 'third_party_sharing';
+    const a = ctx.kernel.consent;
+    const subject = newSubject();
+    await a.recordGpc([subject], { jurisdiction: 'US-CA' }, actor);
+    const confirmed = await a.record(subject, [{ purpose: PURPOSE, state: 'given' }], { mechanism: 'privacy_center', confirmOverGpc: true }, actor);
+    assert.equal(confirmed.entries[0]?.gpcOverride, true);
+    const read = await new ConsentRepo(ctx.kernel.storage).gpcSubjectsWithout(PURPOSE, undefined, 500);
+    assert.ok(!read.includes(a.pseudonym(subject)), 'their confirmation stands: nothing to write for them');
+    await a.applyGpcToFlaggedPurposes();
+    await a.load([subject]);
+    assert.equal(a.decide(subject, PURPOSE).allowed, true);
+  });
 });

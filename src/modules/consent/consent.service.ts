@@ -37,7 +37,7 @@ import {
 } from './consent.types.ts';
 import { addMonths, decideFor, isDirectMarketing, isOptOut, NO_FLAGS, unionFlags, UNKNOWN_PURPOSE, type Current, type PurposeRuntime, type SubjectFlags } from './decide.ts';
 import { DEFAULT_NOTICE_PURPOSES, DEFAULT_NOTICE_TEXT, DEFAULT_PURPOSES } from './defaults.ts';
-import { materialChanges, noticeHash, normalizePurposes } from './notices.ts';
+import { isCovered, lineage, materialChanges, noticeHash, normalizePurposes } from './notices.ts';
 import { receiptPayload, type ReceiptItem } from './receipt-payload.ts';
 import { unusableText } from '../../shared/text.ts';
 import { recordedSource } from './source.ts';
@@ -271,6 +271,8 @@ export class Consent {
   #purposes = new Map<string, PurposeRuntime>();
   #notices = new Map<number, Notice>();
   #latestNotice: Notice | undefined;
+  /** A data category's parent in the taxonomy (custom entries included). */
+  readonly #parentOf = (key: string): string | null | undefined => this.#taxonomy.dataCategory(key)?.parentKey;
   /** describes() per purpose and category, for the purposes and notices in force (emptied when they change). */
   #described = new Map<string, Map<string, boolean>>();
   /** Incremented by every committed write; a load that started before a write never overwrites its result. */
@@ -416,16 +418,12 @@ export class Consent {
   #describesNow(purpose: string, category: string): boolean {
     const config = this.#purposeConfigs.get(purpose);
     if (config !== undefined && config.basis !== 'consent') return true;
-    const listed = this.#latestNotice?.purposes.find((p) => p.purpose === purpose)?.categories ?? [];
-    // Up the taxonomy from the category: listed itself or under one listed. Data about the system (a library's name, an
-    // app's version: a category whose root is `system`, wherever its key says it is) is no one's personal data, and
-    // no notice lists it.
-    let root = '';
-    for (let c: string | null | undefined = category, depth = 0; c && depth < 32; c = this.#taxonomy.dataCategory(c)?.parentKey, depth++) {
-      if (listed.includes(c)) return true;
-      root = c;
-    }
-    return root === 'system';
+    const parentOf = this.#parentOf;
+    const listed = new Set(this.#latestNotice?.purposes.find((p) => p.purpose === purpose)?.categories);
+    if (isCovered(category, listed, parentOf)) return true;
+    // Data about the system (a library's name, an app's version: a category whose root is `system`, wherever its key
+    // says it is) is no one's personal data, and no notice lists it.
+    return [...lineage(category, parentOf)].at(-1) === 'system';
   }
 
   // ------------------------------------------------------------------------------------------------------------
@@ -592,7 +590,7 @@ export class Consent {
     }
     const purposes = normalizePurposes(input.purposes);
     const hash = noticeHash(input.text, purposes);
-    const parentOf = (key: string) => this.#taxonomy.dataCategory(key)?.parentKey;
+    const parentOf = this.#parentOf;
     for (let attempt = 0; ; attempt++) {
       // Another process may have published since this one loaded: compare with the real latest.
       await this.#reloadConfiguration();

@@ -32,13 +32,18 @@ export function materialChanges(
       affected.push(p.purpose);
       continue;
     }
-    const covered = (category: string): boolean => {
-      for (let c: string | null | undefined = category, depth = 0; c && depth < 32; c = parentOf(c), depth++) {
-        if (old.has(c)) return true;
-      }
-      return false;
-    };
-    if (p.categories.some((c) => !covered(c))) affected.push(p.purpose);
+    if (p.categories.some((c) => !isCovered(c, old, parentOf))) affected.push(p.purpose);
   }
   return affected.sort();
+}
+
+/** A category and those above it in the taxonomy, itself first (bounded, in case of a cycle among custom entries). */
+export function* lineage(category: string, parentOf: (category: string) => string | null | undefined): Generator<string> {
+  for (let c: string | null | undefined = category, depth = 0; c && depth < 32; c = parentOf(c), depth++) yield c;
+}
+
+/** Whether a category is listed, or lies under one listed: what a notice's list of categories covers. */
+export function isCovered(category: string, listed: ReadonlySet<string>, parentOf: (category: string) => string | null | undefined): boolean {
+  for (const c of lineage(category, parentOf)) if (listed.has(c)) return true;
+  return false;
 }

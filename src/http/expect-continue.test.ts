@@ -50,6 +50,16 @@ describeEachDialect('HTTP: Expect: 100-continue', (dialect) => {
     socket.write(`${method} ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ${Buffer.from(`${key}:`).toString('base64')}\r\n${body}Content-Length: ${length}\r\nExpect: 100-continue\r\n\r\n`);
     return { socket, received: () => received };
   };
+  /** Sends a body once the server answered 100 Continue (and nothing else); the answer that follows, head and body. */
+  const continued = async (path: string, body: string | Buffer, headers?: string) => {
+    const { socket, received } = ask(path, Buffer.byteLength(body), writeKey, headers);
+    await until(socket, received, (text) => text.includes('\r\n\r\n'));
+    assert.equal(received(), 'HTTP/1.1 100 Continue\r\n\r\n');
+    socket.write(body);
+    const text = await until(socket, received, (t) => /\r\n\r\n[^]*\]\}$/.test(t.slice(25)));
+    const [, head = '', answer = ''] = text.split('\r\n\r\n');
+    return { head, answer };
+  };
   /** The first answer on a connection that is closed after it, with its problem body. */
   const refused = async (path: string, length: number, key?: string, body?: string) => {
     const { socket, received } = ask(path, length, key, body);
@@ -107,12 +117,7 @@ describeEachDialect('HTTP: Expect: 100-continue', (dialect) => {
 
   it('answers 100 Continue to a gzip body of a type only the ingest routes parse, then inflates and answers it', async () => {
     const body = gzipSync(JSON.stringify({ batch: [{ type: 'track', userId: 'u-continue', event: 'Product Viewed', messageId: 'c-gzip' }] }));
-    const { socket, received } = ask('/v1/batch', body.length, writeKey, 'Content-Type: text/plain\r\nContent-Encoding: gzip\r\n');
-    await until(socket, received, (text) => text.includes('\r\n\r\n'));
-    assert.equal(received(), 'HTTP/1.1 100 Continue\r\n\r\n');
-    socket.write(body);
-    const text = await until(socket, received, (t) => /\r\n\r\n[^]*\]\}$/.test(t.slice(25)));
-    const [, head = '', answer = ''] = text.split('\r\n\r\n');
+    const { head, answer } = await continued('/v1/batch', body, 'Content-Type: text/plain\r\nContent-Encoding: gzip\r\n');
     assert.match(head, /^HTTP\/1\.1 200 /, head);
     assert.equal((JSON.parse(answer) as { results: { messageId: string }[] }).results[0]?.messageId, 'c-gzip');
   });
@@ -139,12 +144,7 @@ describeEachDialect('HTTP: Expect: 100-continue', (dialect) => {
     const batch = Array.from({ length: 3_000 }, (_, i) => ({ type: 'track', userId: 'u-continue', event: 'Product Viewed', messageId: `c${i}` }));
     const body = JSON.stringify({ batch });
     assert.ok(body.length > 6 * MAX_EVENT_BYTES);
-    const { socket, received } = ask('/v1/batch', Buffer.byteLength(body));
-    await until(socket, received, (text) => text.includes('\r\n\r\n'));
-    assert.equal(received(), 'HTTP/1.1 100 Continue\r\n\r\n');
-    socket.write(body);
-    const text = await until(socket, received, (t) => /\r\n\r\n[^]*\]\}$/.test(t.slice(25)));
-    const [, head = '', answer = ''] = text.split('\r\n\r\n');
+    const { head, answer } = await continued('/v1/batch', body);
     assert.match(head, /^HTTP\/1\.1 200 /, head);
     assert.equal((JSON.parse(answer) as { results: unknown[] }).results.length, 3_000);
   });

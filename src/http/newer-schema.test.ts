@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { it } from 'node:test';
 import { sql } from 'kysely';
 import { createEnvironment, describeEachDialect } from '../../test/support/databases.ts';
@@ -7,17 +6,12 @@ import { openKernel } from '../kernel.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { createLogger } from '../shared/logger.ts';
 import { buildServer } from './server.ts';
+import { captureLog } from '../../test/support/log-capture.ts';
 
 describeEachDialect('a database migrated by a newer release under a running server', (dialect) => {
   it('answers the requests that fail on its schema STORAGE_NEWER_THAN_CODE, naming the unknown migrations, and logs why once', async () => {
     const env = await createEnvironment(dialect);
-    const lines: string[] = [];
-    const stream = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(chunk.toString());
-        done();
-      },
-    });
+    const { lines, stream } = captureLog();
     const logger = createLogger('error', stream);
     const kernel = await openKernel(env.config, { logger });
     const server = await buildServer(kernel);

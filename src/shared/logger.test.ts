@@ -1,18 +1,8 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
+import { captureLog as capture } from '../../test/support/log-capture.ts';
 import { createLogger, redact } from './logger.ts';
 
-function capture(): { lines: string[]; stream: Writable } {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(chunk.toString());
-      done();
-    },
-  });
-  return { lines, stream };
-}
 
 describe('logger', () => {
   it('redacts personal fields by name at any depth', () => {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { sql } from 'kysely';
@@ -9,6 +8,7 @@ import { openKernel, type Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { createLogger } from '../../shared/logger.ts';
 import { Catalog } from '../catalog/index.ts';
+import { captureLog } from '../../../test/support/log-capture.ts';
 
 // SQLite's writer thread ends in the middle of a group's write: the thread is terminated where the test says, as a
 // crash of the thread (not of the process) would end it.
@@ -52,13 +52,7 @@ describeEachDialect("SQLite's writer thread ends during a group commit", (dialec
   /** A kernel of its own (the writer thread does not come back once ended), with its server and log. */
   const withServer = async (run: (harness: Harness) => Promise<void>) => {
     const env = await createEnvironment(dialect);
-    const lines: string[] = [];
-    const stream = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(chunk.toString());
-        done();
-      },
-    });
+    const { lines, stream } = captureLog();
     const kernel = await openKernel(env.config, { logger: createLogger('warn', stream) });
     const server = await buildServer(kernel);
     try {

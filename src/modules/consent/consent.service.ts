@@ -271,8 +271,6 @@ export class Consent {
   #purposes = new Map<string, PurposeRuntime>();
   #notices = new Map<number, Notice>();
   #latestNotice: Notice | undefined;
-  /** A data category's parent in the taxonomy (custom entries included). */
-  readonly #parentOf = (key: string): string | null | undefined => this.#taxonomy.dataCategory(key)?.parentKey;
   /** describes() per purpose and category, for the purposes and notices in force (emptied when they change). */
   #described = new Map<string, Map<string, boolean>>();
   /** Incremented by every committed write; a load that started before a write never overwrites its result. */
@@ -418,7 +416,7 @@ export class Consent {
   #describesNow(purpose: string, category: string): boolean {
     const config = this.#purposeConfigs.get(purpose);
     if (config !== undefined && config.basis !== 'consent') return true;
-    const parentOf = this.#parentOf;
+    const parentOf = (key: string) => this.#taxonomy.dataCategory(key)?.parentKey;
     const listed = new Set(this.#latestNotice?.purposes.find((p) => p.purpose === purpose)?.categories);
     if (isCovered(category, listed, parentOf)) return true;
     // Data about the system (a library's name, an app's version: a category whose root is `system`, wherever its key
@@ -590,7 +588,7 @@ export class Consent {
     }
     const purposes = normalizePurposes(input.purposes);
     const hash = noticeHash(input.text, purposes);
-    const parentOf = this.#parentOf;
+    const parentOf = (key: string) => this.#taxonomy.dataCategory(key)?.parentKey;
     for (let attempt = 0; ; attempt++) {
       // Another process may have published since this one loaded: compare with the real latest.
       await this.#reloadConfiguration();

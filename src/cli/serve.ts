@@ -66,8 +66,9 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     // The first owner token is created only once the server listens, right before it is printed: a start that fails
     // or is killed before (the port is taken, say) leaves no token that nobody saw, and the next start creates it.
     let ownerSecret: string | undefined;
+    // Checked and created in one transaction: of servers doing a first start on one database at once, one creates it.
     if (config.env !== 'production' && (await kernel.access.count()) === 0) {
-      ownerSecret = (await kernel.access.createToken('owner', 'created on first start', SYSTEM_ACTOR)).secret;
+      ownerSecret = (await kernel.access.createFirstOwnerToken('created on first start', SYSTEM_ACTOR))?.secret;
     }
 
     out(`Candor is listening on ${base} (ready in ${Math.round(performance.now() - started)} ms)`);

@@ -21,6 +21,9 @@ export type TokenRow = AccessTables['access_tokens'];
 /** What a revocation found: done, no such credential, revoked before, or the last active owner token (kept). */
 export type RevokeOutcome = 'revoked' | 'missing' | 'already' | 'last_owner';
 
+/** The advisory lock ("CDAc") that serializes first starts' checks for a credential on PostgreSQL. */
+const PG_FIRST_TOKEN_LOCK = 0x43444163;
+
 /** The statement that lists revoked credentials (`revokedCredentials`): plain SQL, the same on both databases. */
 export const REVOKED_CREDENTIALS_SQL = 'SELECT id, revoked_at FROM access_tokens WHERE revoked_at IS NOT NULL ORDER BY id';
 
@@ -120,5 +123,16 @@ export class AccessRepo {
   async countAll(): Promise<number> {
     const row = await this.#db.selectFrom('access_tokens').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     return Number(row.n);
+  }
+
+  /**
+   * Whether any credential exists, inside the caller's transaction, which it serializes with every other transaction
+   * that asks (PostgreSQL: an advisory lock held to the commit; SQLite write transactions are serial): two servers
+   * doing a first start on one database at once then create one first owner token, not two.
+   */
+  async anyLocked(tx: SqlExecutor): Promise<boolean> {
+    if (this.#storage.dialect === 'postgres') await tx.all('select pg_advisory_xact_lock($1)', [PG_FIRST_TOKEN_LOCK]);
+    const rows = await tx.all<{ id: string }>('SELECT id FROM access_tokens LIMIT 1', []);
+    return rows.length > 0;
   }
 }

@@ -118,7 +118,9 @@ export class AccessControl {
     return row;
   }
 
-  async #create(kind: CredentialKind, role: string, source: string | null, label: string | null, actor: Actor) {
+  #create(kind: CredentialKind, role: string, source: string | null, label: string | null, actor: Actor): Promise<CredentialInfo & { secret: string }>;
+  #create(kind: CredentialKind, role: string, source: string | null, label: string | null, actor: Actor, onlyIfFirst: true): Promise<(CredentialInfo & { secret: string }) | undefined>;
+  async #create(kind: CredentialKind, role: string, source: string | null, label: string | null, actor: Actor, onlyIfFirst = false): Promise<(CredentialInfo & { secret: string }) | undefined> {
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const row: TokenRow = {
@@ -135,7 +137,8 @@ export class AccessControl {
       revoked_by: null,
     };
     // Audited in the creation's own transaction (last: on PostgreSQL the audit head is held from there to the commit).
-    await this.#storage.raw.transaction(async (tx) => {
+    const created = await this.#storage.raw.transaction(async (tx) => {
+      if (onlyIfFirst && (await this.#repo.anyLocked(tx))) return false;
       await this.#repo.insert(tx, row);
       await this.#audit.appendIn(tx, [
         {
@@ -147,14 +150,23 @@ export class AccessControl {
           details: kind === 'api' ? { role } : { source: source ?? '' },
         },
       ]);
+      return true;
     });
-    return { ...info(row), secret: `${kind === 'api' ? 'cnd' : 'cwk'}_${id}_${secret}` };
+    return created ? { ...info(row), secret: `${kind === 'api' ? 'cnd' : 'cwk'}_${id}_${secret}` } : undefined;
   }
 
   /** Creates an API token for a staff role; the returned secret is shown once and never stored. */
   async createToken(role: string, label: string | null, actor: Actor): Promise<CredentialInfo & { secret: string }> {
     if (!isStaffRole(role)) throw new CandorError('ACCESS_ROLE_UNKNOWN', { role });
     return this.#create('api', role, null, label, actor);
+  }
+
+  /**
+   * A first start's owner token: created only while the database holds no credential at all, checked and created in
+   * one transaction, so servers starting together on one database create one (the others get undefined).
+   */
+  createFirstOwnerToken(label: string, actor: Actor): Promise<(CredentialInfo & { secret: string }) | undefined> {
+    return this.#create('api', 'owner', null, label, actor, true);
   }
 
   /** Creates a write key for one ingestion source; the returned secret is shown once. */

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes, scryptSync } from 'node:crypto';
 import { it } from 'node:test';
 import { sql } from 'kysely';
-import { describeEachDialect } from '../../../test/support/databases.ts';
+import { createEnvironment, describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { openKernel } from '../../kernel.ts';
+import { openKernel, type Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
 import type { Storage } from '../../storage/index.ts';
@@ -137,6 +137,29 @@ describeEachDialect('access control', (dialect) => {
     assert.equal((await active()).length, 1);
     assert.equal(results.filter((r) => r.status === 'rejected').length, 1);
     assert.ok(owners.length === 3);
+  });
+});
+
+describeEachDialect('the first start\'s owner token', (dialect) => {
+  it('is created once when servers do a first start on one database at once, and never beside another credential', async () => {
+    const env = await createEnvironment(dialect);
+    const kernels: Kernel[] = [];
+    try {
+      for (let i = 0; i < 3; i++) kernels.push(await openKernel(env.config));
+      const first = (k: Kernel) => k.access.createFirstOwnerToken('created on first start', CLI_ACTOR);
+      // On PostgreSQL the three transactions run at once. SQLite connections of one process wait for each other's write
+      // lock synchronously (a deadlock in one thread); their write transactions begin IMMEDIATE, serial by construction.
+      const made = dialect === 'postgres' ? await Promise.all(kernels.map(first)) : [await first(kernels[0]!), await first(kernels[1]!), await first(kernels[2]!)];
+      const secrets = made.filter((m) => m !== undefined);
+      assert.equal(secrets.length, 1);
+      const listed = await kernels[0]!.access.list();
+      assert.deepEqual(listed.map((c) => [c.role, c.id]), [['owner', secrets[0]!.id]]);
+      assert.equal((await kernels[1]!.access.authenticate(secrets[0]!.secret)).role, 'owner');
+      assert.equal(await kernels[2]!.access.createFirstOwnerToken('created on first start', CLI_ACTOR), undefined);
+    } finally {
+      await Promise.all(kernels.map((k) => k.close()));
+      await env.cleanup();
+    }
   });
 });
 

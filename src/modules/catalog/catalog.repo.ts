@@ -112,6 +112,11 @@ export class CatalogRepo {
     return this.#db.selectFrom('catalog_plans').selectAll().where('version', '=', version).executeTakeFirst();
   }
 
+  /** The first stored version after `version` (versions are read one at a time: a document may be large). */
+  after(version: number): Promise<PlanRow | undefined> {
+    return this.#db.selectFrom('catalog_plans').selectAll().where('version', '>', version).orderBy('version', 'asc').limit(1).executeTakeFirst();
+  }
+
   async versions(): Promise<PlanVersionRow[]> {
     const rows = await this.#db.selectFrom('catalog_plans').select(VERSION_COLUMNS).orderBy('version', 'asc').execute();
     return rows.map((r) => ({ ...r, version: Number(r.version) }));

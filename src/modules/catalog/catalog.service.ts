@@ -9,7 +9,7 @@ import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
 import type { PlanDocument } from './catalog.schemas.ts';
 import { StatsCounters, statsRows, StoredPaths, type StatsRecord, type StatsRow } from './catalog.stats.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
-import { compilePlanAsync, listDropped, type CompiledPlan, type MessageKind, type OutlineSection, type PlanInput, type PlanProblem, type PlanResult } from './plan-compiler.ts';
+import { compilePlanAsync, listDropped, outlineStoredAsync, type CompiledPlan, type KeptField, type MessageKind, type OutlineSection, type PlanInput, type PlanProblem, type PlanResult } from './plan-compiler.ts';
 
 /** A published version, without its document. */
 export interface PlanVersion {
@@ -23,6 +23,41 @@ export interface PlanVersion {
 export interface PublishedPlan extends PlanVersion {
   plan: PlanDocument;
 }
+
+/** A field the plan in force does not declare, with its annotation in the latest stored version that declares it. */
+export interface RetiredField extends KeptField {
+  readonly type: string;
+  /** That version. */
+  readonly version: number;
+}
+
+/** The retired fields of one plan section (as in outline(): `event` for track events). */
+export interface RetiredSection {
+  readonly section: OutlineSection['section'];
+  readonly event?: string;
+  readonly fields: readonly RetiredField[];
+}
+
+/** What declarations() answers: the fields of the plan in force, and those only other stored versions declare. */
+export interface Declarations {
+  /** The version in force in this process and its outline, as outline() answers them. */
+  readonly version: number;
+  readonly inForce: readonly OutlineSection[];
+  /** Fields of stored versions the plan in force does not declare, each as the latest stored version declares it. */
+  readonly retired: readonly RetiredSection[];
+  /** Stored versions that could not be read: what they declared is unknown (none, normally). */
+  readonly unreadable: readonly number[];
+}
+
+interface DeclaredField {
+  readonly section: OutlineSection['section'];
+  readonly event: string | undefined;
+  readonly field: KeptField & { type: string };
+  readonly version: number;
+}
+
+/** A field's key across versions: its section, event (track only) and path. */
+const declaredKey = (section: string, event: string | undefined, path: string) => `${section}\u0000${event ?? ''}\u0000${path}`;
 
 export interface CatalogDeps {
   storage: Storage;
@@ -71,6 +106,14 @@ export class Catalog {
   /** Tells whether another process wrote since the plan was last looked for (refreshIfChanged). */
   readonly #freshness: Freshness;
   #fieldIndex: { version: number; fields: Map<string, PlannedField> } | undefined;
+  /**
+   * Every field some stored version declares, with the latest such version's annotation: versions are immutable, so
+   * each is read once per process (`upTo`: the versions folded in so far).
+   */
+  readonly #declared = { upTo: 0, fields: new Map<string, DeclaredField>(), unreadable: [] as number[] };
+  /** Serialises the folding of newly stored versions into #declared. */
+  #folding: Promise<unknown> = Promise.resolve();
+  #inForceKeys: { version: number; keys: Set<string> } | undefined;
   #current!: Current;
   /** Serialises flushes and stats reads so that a count is never in neither place, nor in both. */
   #lock: Promise<unknown> = Promise.resolve();
@@ -266,6 +309,63 @@ export class Catalog {
     const row = await this.#storedVersion(version);
     if (!row) throw new CandorError('CATALOG_PLAN_VERSION_NOT_FOUND', { version });
     return (await this.#compile(row)).outline();
+  }
+
+  /**
+   * The fields of the plan in force, and those stored versions declared that it does not (removed since, or declared by
+   * a version newer than the one in force in this process) each with its annotation in the latest stored version that
+   * declares it: what the retention sweeper keeps stored values of a field by. Both read at one moment, so a field is in
+   * one list or the other whatever is published meanwhile. Each version is read once per process, without compiling
+   * its validators.
+   */
+  async declarations(): Promise<Declarations> {
+    const fold = this.#folding.then(() => this.#foldVersions());
+    this.#folding = fold.catch(() => undefined);
+    await fold;
+    const current = this.#current;
+    const outline = current.compiled.outline();
+    if (this.#inForceKeys?.version !== current.version) {
+      const keys = new Set<string>();
+      for (const s of outline) for (const f of s.fields) keys.add(declaredKey(s.section, s.event, f.path));
+      this.#inForceKeys = { version: current.version, keys };
+    }
+    const inForce = this.#inForceKeys.keys;
+    const sections = new Map<string, { section: OutlineSection['section']; event?: string; fields: RetiredField[] }>();
+    for (const [key, declared] of this.#declared.fields) {
+      if (inForce.has(key)) continue;
+      const at = declaredKey(declared.section, declared.event, '');
+      let section = sections.get(at);
+      if (section === undefined) {
+        section = { section: declared.section, ...(declared.event === undefined ? {} : { event: declared.event }), fields: [] };
+        sections.set(at, section);
+      }
+      section.fields.push({ ...declared.field, version: declared.version });
+    }
+    return { version: current.version, inForce: outline, retired: [...sections.values()], unreadable: [...this.#declared.unreadable] };
+  }
+
+  /** Folds the versions stored since the last call into #declared, oldest first, so that the latest declaration wins. */
+  async #foldVersions(): Promise<void> {
+    const declared = this.#declared;
+    for (;;) {
+      const row = await this.#repo.after(declared.upTo);
+      if (!row) return;
+      const version = Number(row.version);
+      let outline: OutlineSection[] | undefined;
+      if (version === this.#current.version) outline = this.#current.compiled.outline();
+      else {
+        try {
+          outline = await outlineStoredAsync(JSON.parse(row.plan), this.#taxonomy);
+        } catch {
+          outline = undefined;
+        }
+      }
+      if (outline === undefined) declared.unreadable.push(version);
+      for (const s of outline ?? []) {
+        for (const field of s.fields) declared.fields.set(declaredKey(s.section, s.event, field.path), { section: s.section, event: s.event, field, version });
+      }
+      declared.upTo = version;
+    }
   }
 
   /**

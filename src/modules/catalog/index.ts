@@ -3,7 +3,7 @@
  * personal flag on every field, compiled once per version into validators and minimizers that keep only declared
  * fields; versioned, audited on publish, with per-source counts of what was accepted, refused and dropped.
  */
-export { Catalog, MAX_PLAN_VERSION, planHash, planWarnings, type CatalogDeps, type ConfiguredPurpose, type PlanVersion, type PlanWarning, type PublishedPlan, type WarningOptions } from './catalog.service.ts';
+export { Catalog, MAX_PLAN_VERSION, planHash, planWarnings, type CatalogDeps, type ConfiguredPurpose, type PlanVersion, type PlanWarning, type PublishedPlan, type Declarations, type RetiredField, type RetiredSection, type WarningOptions } from './catalog.service.ts';
 export { CATALOG_MIGRATIONS } from './catalog.repo.ts';
 export { DEFAULT_PLAN } from './default-plan.ts';
 export { isRetention, MAX_RETENTION, type PlanDocument, type EventDefinition, type FieldSchema, type AnnotationInput } from './catalog.schemas.ts';

@@ -863,8 +863,29 @@ export async function compilePlanAsync(plan: unknown, taxonomy: TaxonomyLookup, 
   }
 }
 
-/** The work of compiling a plan, yielding after each event built and each validator compiled. */
-function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: CompileOptions): Generator<void, CompileOutcome> {
+/**
+ * The fields a stored version declares, as `outline()` lists them, without compiling its validators (the costly part):
+ * read as a stored version is (leniently). Undefined when the version cannot be read. For what only needs the
+ * declarations (the retention of fields later versions no longer declare); such an outline validates nothing.
+ */
+export async function outlineStoredAsync(plan: unknown, taxonomy: TaxonomyLookup): Promise<OutlineSection[] | undefined> {
+  const steps = compileSteps(plan, taxonomy, { lenient: true }, false);
+  let sliceStart = performance.now();
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value.compiled?.outline();
+    if (performance.now() - sliceStart >= SLICE_MS) {
+      await yieldToLoop();
+      sliceStart = performance.now();
+    }
+  }
+}
+
+/**
+ * The work of compiling a plan, yielding after each event built and each validator compiled; without `validators`,
+ * only the declarations (the plan returned then must not process messages: it never escapes outlineStoredAsync).
+ */
+function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: CompileOptions, validators = true): Generator<void, CompileOutcome> {
   // Before the meta-schema, whose validator recurses; a stored version passed it when it was published.
   const deep = options.lenient ? undefined : tooDeep(plan);
   if (deep !== undefined) return { problems: [{ path: deep, problem: `nests deeper than ${MAX_DOCUMENT_DEPTH} levels (MAX_DOCUMENT_DEPTH); values of const, enum and examples count too` }] };
@@ -914,7 +935,7 @@ function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: Compile
     builder.problems.push({ path: '/', problem: `declares ${builder.leafCount} annotated fields; a plan declares at most ${MAX_PLAN_FIELDS} (MAX_PLAN_FIELDS)` });
     return { problems: dedupe(builder.problems) };
   }
-  yield* builder.compileSections();
+  if (validators) yield* builder.compileSections();
 
   const problems = dedupe(builder.problems);
   if (problems.length > 0 || !identify || !group || !context) return { problems };

@@ -273,7 +273,19 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       handlers: [
         collect.retention(eventRetention),
         profiles.retention(
-          { storage, plannedTraits: async () => (await catalog.outline()).find((s) => s.section === 'identify')?.fields ?? [], consentHistory: (id) => consent.history(id) },
+          {
+            storage,
+            traitDeclarations: async () => {
+              const plan = await catalog.declarations();
+              return {
+                version: plan.version,
+                inForce: plan.inForce.find((s) => s.section === 'identify')?.fields ?? [],
+                retired: plan.retired.find((s) => s.section === 'identify')?.fields ?? [],
+                complete: plan.unreadable.length === 0,
+              };
+            },
+            consentHistory: (id) => consent.history(id),
+          },
           { inactiveProfiles: config.retentionInactiveProfiles },
         ),
         subjectSessions.retention(),

@@ -133,7 +133,7 @@ export function removePath(data: unknown, path: string): boolean {
 }
 
 /** Where a plan section's fields are stored: which events they belong to. */
-function sectionFilter(section: OutlineSection): { filter: Filter; label: string } {
+function sectionFilter(section: Pick<OutlineSection, 'section' | 'event'>): { filter: Filter; label: string } {
   switch (section.section) {
     case 'track':
       return { filter: { kind: 'track', event: section.event ?? '' }, label: `track:${section.event ?? ''}` };
@@ -191,31 +191,43 @@ export class CollectRetention implements RetentionHandler {
     return [...rules, ...(await this.#fieldRules()).map((r) => r.rule)];
   }
 
-  /** Fields the plan in force keeps for less time than their event: one rule per plan section and period. */
+  /**
+   * Fields kept for less time than their event: one rule per plan section and period. A field the plan in force
+   * declares has its period there; one it no longer declares (stored events still hold it), the period of the latest
+   * stored version that declared it, so that removing a field from the plan does not keep it longer.
+   */
   async #fieldRules(): Promise<{ rule: RetentionRule; filter: Filter; paths: string[]; personal: boolean }[]> {
     const out: { rule: RetentionRule; filter: Filter; paths: string[]; personal: boolean }[] = [];
-    for (const section of await this.#catalog.outline()) {
-      const byPeriod = new Map<string, typeof section.fields[number][]>();
+    const { inForce, retired } = await this.#catalog.declarations();
+    type Field = { path: string; category: string; retention: string; personal: boolean; version?: number };
+    const groups = new Map<string, { filter: Filter; label: string; period: string; fields: Field[] }>();
+    const sections: readonly (Pick<OutlineSection, 'section' | 'event'> & { fields: readonly Field[] })[] = [...inForce, ...retired];
+    for (const section of sections) {
+      const { filter, label } = sectionFilter(section);
       for (const field of section.fields) {
         // Identify traits are also events here; the trait store has its own rules (profiles).
         if (compareDurations(field.retention, this.#policy.rawEvents) >= 0) continue;
-        const list = byPeriod.get(field.retention) ?? [];
-        list.push(field);
-        byPeriod.set(field.retention, list);
+        const key = `${label}\u0000${field.retention}`;
+        let group = groups.get(key);
+        if (group === undefined) {
+          group = { filter, label, period: field.retention, fields: [] };
+          groups.set(key, group);
+        }
+        group.fields.push(field);
       }
-      const { filter, label } = sectionFilter(section);
-      for (const [period, fields] of byPeriod) {
-        const paths = fields.map((f) => f.path);
-        out.push({
-          rule: {
-            id: `collect.events.fields:${label}:${period}`, module: 'collect', store: 'collect_events', category: commonCategory(fields.map((f) => f.category)), period, clock: 'occurred_at', action: 'remove_fields', source: 'plan', fields: paths,
-            description: `${paths.join(', ')} ${paths.length === 1 ? 'is' : 'are'} removed from ${label === 'context' ? 'every stored event' : `stored ${label} events`} ${period} after they happened (tracking plan).`,
-          },
-          filter,
-          paths,
-          personal: fields.some((f) => f.personal),
-        });
-      }
+    }
+    for (const { filter, label, period, fields } of groups.values()) {
+      const paths = fields.map((f) => f.path);
+      const gone = fields.filter((f) => f.version !== undefined).map((f) => `${f.path} (plan version ${f.version})`);
+      out.push({
+        rule: {
+          id: `collect.events.fields:${label}:${period}`, module: 'collect', store: 'collect_events', category: commonCategory(fields.map((f) => f.category)), period, clock: 'occurred_at', action: 'remove_fields', source: 'plan', fields: paths,
+          description: `${paths.join(', ')} ${paths.length === 1 ? 'is' : 'are'} removed from ${label === 'context' ? 'every stored event' : `stored ${label} events`} ${period} after they happened (tracking plan${gone.length > 0 ? `; no longer declared, with the period of the latest version that declared ${gone.length === 1 ? 'it' : 'them'}: ${gone.join(', ')}` : ''}).`,
+        },
+        filter,
+        paths,
+        personal: fields.some((f) => f.personal),
+      });
     }
     return out;
   }

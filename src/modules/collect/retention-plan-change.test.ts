@@ -3,8 +3,23 @@ import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
+import { DEFAULT_PLAN, type PlanDocument } from '../catalog/index.ts';
+import { EVENT_DATA_CONTEXT } from './collect.repo.ts';
 
 const DAY = 86_400_000;
+
+/** The default plan with the event `Promo Viewed`: `slot` kept P13M and, unless `removed`, `promo` and the personal `voucher` kept P30D. */
+function promoPlan(removed = false): PlanDocument {
+  const note = (retention: string, personal: boolean) => ({ category: 'user.behavior.browsing_history', purposes: ['analytics.reporting'], retention, personal });
+  const properties: Record<string, unknown> = { slot: { type: 'string', 'x-candor': note('P13M', false) } };
+  if (!removed) {
+    properties.promo = { type: 'string', 'x-candor': note('P30D', false) };
+    properties.voucher = { type: 'string', 'x-candor': note('P30D', true) };
+  }
+  const plan = structuredClone(DEFAULT_PLAN) as unknown as { events: Record<string, unknown> };
+  plan.events['Promo Viewed'] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties } };
+  return plan as unknown as PlanDocument;
+}
 
 describeEachDialect('field retention after a plan change', (dialect) => {
   const ctx = useKernel(dialect);
@@ -37,6 +52,33 @@ describeEachDialect('field retention after a plan change', (dialect) => {
     const report = await kernel.retention.sweep({ now: new Date(now.getTime() + 1000), dryRun: false, batchSize: 100 });
     assert.equal(await campaign(), undefined, 'the 50-day-old event lost the field');
     assert.ok(report.counts.some((c) => c.rule === 'collect.events.fields:context:P30D' && c.count >= 1), JSON.stringify(report.counts));
+  });
+
+  it('removes a field the plan no longer declares by the period of the latest version that declared it', async () => {
+    const kernel = ctx.kernel;
+    const [r] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-promo' }], source: 'web', at: new Date().toISOString() }]));
+    await kernel.consent.record(r?.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
+    await kernel.catalog.publish(promoPlan(), CLI_ACTOR);
+    const now = new Date();
+    const timestamp = new Date(now.getTime() - 10 * DAY).toISOString();
+    const message = { type: 'track', userId: 'u-promo', messageId: 'promo-1', timestamp, event: 'Promo Viewed', properties: { slot: 'top', promo: 'spring', voucher: 'V-7731' } };
+    const [stored] = await kernel.collect.ingest([{ raw: message, bytes: JSON.stringify(message).length }], undefined, { source: 'web', gpc: false, receivedAt: now.getTime(), actor: CLI_ACTOR });
+    assert.equal(stored?.status, 'stored');
+    const properties = async () => {
+      const [row] = await kernel.storage.raw.all<{ data: string; data_enc: string | null }>(`select data, data_enc from collect_events where message_id = ${p(1)}`, ['promo-1']);
+      const sealed = row?.data_enc ? (JSON.parse(await kernel.keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT)) as { properties?: object }) : {};
+      return { ...(JSON.parse(row?.data ?? '{}') as { properties?: object }).properties, ...sealed.properties };
+    };
+    // The fields go from the plan; the stored event keeps them for their 30 days.
+    await kernel.catalog.publish(promoPlan(true), CLI_ACTOR);
+    const rule = 'collect.events.fields:track:Promo Viewed:P30D';
+    await kernel.retention.sweep({ now, batchSize: 100 });
+    await kernel.retention.sweep({ now: new Date(now.getTime() + 19 * DAY), batchSize: 100 });
+    assert.deepEqual(await properties(), { slot: 'top', promo: 'spring', voucher: 'V-7731' }, '29 days old: kept');
+    const report = await kernel.retention.sweep({ now: new Date(now.getTime() + 21 * DAY), batchSize: 100 });
+    assert.deepEqual(await properties(), { slot: 'top' }, '31 days old: gone from the plain and the sealed part');
+    assert.equal(report.counts.filter((c) => c.rule === rule).reduce((n, c) => n + c.count, 0), 1, JSON.stringify(report.counts));
+    assert.match((await kernel.retention.policies()).find((x) => x.id === rule)?.description ?? '', /no longer declared.*properties\.promo \(plan version/);
   });
 
   it('counts an old order imported late once: deleted, not also reduced in the same sweep', async () => {

@@ -23,4 +23,4 @@ export {
 } from './profiles.service.ts';
 export { PROFILES_MIGRATIONS } from './profiles.repo.ts';
 export { ProfilesSubjectData } from './profiles.subject-data.ts';
-export { PROFILES_RETENTION_MIGRATIONS, ProfilesRetention, type PlannedTrait, type ProfileRetentionPolicy, type ProfilesRetentionDeps } from './profiles.retention.ts';
+export { PROFILES_RETENTION_MIGRATIONS, ProfilesRetention, type PlannedTrait, type ProfileRetentionPolicy, type ProfilesRetentionDeps, type RetiredTrait, type TraitDeclarations } from './profiles.retention.ts';

@@ -1,7 +1,9 @@
 // Retention of profiles: people inactive for the configured period are deleted with everything held about them (the
 // sweeper's `forget`: every registered subject-data handler, then the data key), and trait values older than the
 // tracking plan's retention for their key are deleted with their history, including the previous values that newer
-// history entries hold. Registered through `Profiles.retention()`.
+// history entries hold. A trait the plan in force no longer declares keeps the retention of the latest stored plan
+// version that declared it; one no stored version declared goes at the next sweep. Registered through
+// `Profiles.retention()`.
 import { sql, type Kysely } from 'kysely';
 import { subtractDuration } from '../../shared/duration.ts';
 import type { DataSubject, RetentionHandler, RetentionRule, SweepCount, SweepOptions } from '../../shared/subject-data.ts';
@@ -16,10 +18,28 @@ export interface PlannedTrait {
   readonly retention: string;
 }
 
+/** A trait only stored plan versions other than the one in force declare, as the latest of them declares it. */
+export interface RetiredTrait extends PlannedTrait {
+  /** That version. */
+  readonly version: number;
+}
+
+/** The identify traits of the tracking plan, read at one moment. */
+export interface TraitDeclarations {
+  /** The version in force. */
+  readonly version: number;
+  /** The traits the plan in force declares. */
+  readonly inForce: readonly PlannedTrait[];
+  /** The traits other stored versions declare and the plan in force does not, each as the latest of them declares it. */
+  readonly retired: readonly RetiredTrait[];
+  /** Whether every stored version could be read: if not, a trait no version is known to declare is left alone. */
+  readonly complete: boolean;
+}
+
 export interface ProfilesRetentionDeps {
   storage: Storage;
-  /** The identify traits of the tracking plan in force. */
-  plannedTraits(): Promise<readonly PlannedTrait[]>;
+  /** The identify traits of the plan in force and of the other stored versions (`catalog.declarations()`). */
+  traitDeclarations(): Promise<TraitDeclarations>;
   /** A profile's consent ledger entries (`consent.history`): a change the person made counts as activity. */
   consentHistory(profileId: string): Promise<readonly { readonly mechanism: string; readonly at: string; readonly source?: string | null }[]>;
 }
@@ -80,6 +100,22 @@ export const PROFILES_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
 ];
 
 const INACTIVE = 'profiles.inactive';
+/** Values of trait keys no stored plan version declared: counted together, the keys (not the plan's names) unnamed. */
+const UNDECLARED = 'profiles.traits.undeclared';
+
+/** How long a trait's values are kept: its rule, category and retention. */
+interface TraitRule {
+  readonly id: string;
+  readonly key: string;
+  readonly category: string;
+  readonly retention: string;
+  /** The stored version that gives the retention of a trait the plan in force no longer declares. */
+  readonly version?: number;
+}
+
+/** A trait of a plan section that is stored as a trait: a plain key, not under an array. */
+const storedAsTrait = (t: PlannedTrait) => t.path.startsWith('traits.') && !t.path.includes('[]');
+const keyOf = (t: PlannedTrait) => t.path.slice('traits.'.length);
 
 /** The retention handler of profiles (inactivity) and of trait values (the plan's retention per trait). */
 export class ProfilesRetention implements RetentionHandler {
@@ -108,58 +144,116 @@ export class ProfilesRetention implements RetentionHandler {
         description: `A person with no activity for ${period} is deleted with everything held about them and their data key, except reduced orders (kept until collect.events.orders); their identifiers are not suppressed, so a returning customer starts fresh.`,
       },
     ];
-    for (const trait of await this.#traits()) {
+    const { rules: traits, version } = await this.#traitRules();
+    for (const trait of traits) {
+      const what = `The trait ${trait.key} (current value, history and the previous value each change replaced)`;
       rules.push({
-        id: `profiles.traits:${trait.key}`, module: 'profiles', store: 'profiles_traits, profiles_trait_history', category: trait.category, period: trait.retention, clock: 'updated_at / changed_at / previous_updated_at', action: 'delete', source: 'plan',
-        description: `The trait ${trait.key} (current value, history and the previous value each change replaced) is deleted ${trait.retention} after it was last set (tracking plan).`,
+        id: trait.id, module: 'profiles', store: 'profiles_traits, profiles_trait_history', category: trait.category, period: trait.retention, clock: 'updated_at / changed_at / previous_updated_at', action: 'delete', source: 'plan',
+        description:
+          trait.version === undefined
+            ? `${what} is deleted ${trait.retention} after it was last set (tracking plan).`
+            : `${what} is no longer declared by the plan in force (version ${version}); its values are deleted ${trait.retention} after they were last set, the retention of plan version ${trait.version}, the latest that declared it.`,
       });
     }
+    rules.push({
+      id: UNDECLARED, module: 'profiles', store: 'profiles_traits, profiles_trait_history', category: 'user', period: 'PT0S', clock: 'none', action: 'delete', source: 'plan',
+      description: 'Values, history and previous values of a trait no stored version of the tracking plan declares (no declared purpose ever needed them) are deleted at the next sweep, whenever they were set; none while a stored version cannot be read.',
+    });
     return rules;
   }
 
-  async #traits(): Promise<{ key: string; category: string; retention: string }[]> {
-    return (await this.#deps.plannedTraits())
-      .filter((t) => t.path.startsWith('traits.') && !t.path.includes('[]'))
-      .map((t) => ({ key: t.path.slice('traits.'.length), category: t.category, retention: t.retention }));
+  /**
+   * The rule of every trait: those the plan in force declares, those still stored that only other stored versions
+   * declare (the latest of them gives the retention), and one for the stored keys no version declares. The stored keys
+   * are read before the plan's versions: a trait is only written under a version stored before it, so every key found
+   * is declared by a version read after.
+   */
+  async #traitRules(): Promise<{ rules: TraitRule[]; undeclared: string[]; version: number }> {
+    const stored = await this.#storedKeys();
+    const plan = await this.#deps.traitDeclarations();
+    const rules: TraitRule[] = plan.inForce.filter(storedAsTrait).map((t) => ({ id: `profiles.traits:${keyOf(t)}`, key: keyOf(t), category: t.category, retention: t.retention }));
+    const inForce = new Set(rules.map((r) => r.key));
+    const retired = new Map(plan.retired.filter(storedAsTrait).map((t) => [keyOf(t), t]));
+    const undeclared: string[] = [];
+    for (const key of stored) {
+      if (inForce.has(key)) continue;
+      const trait = retired.get(key);
+      if (trait !== undefined) rules.push({ id: `profiles.traits:${key}`, key, category: trait.category, retention: trait.retention, version: trait.version });
+      else if (plan.complete) undeclared.push(key);
+    }
+    return { rules, undeclared, version: plan.version };
+  }
+
+  /**
+   * Every key that has a value or a history entry, in one statement per table: a walk of the key indexes from one key
+   * to the next (a look-up per distinct key, however many rows each has).
+   */
+  async #storedKeys(): Promise<string[]> {
+    const keys = new Set<string>();
+    for (const table of ['profiles_traits', 'profiles_trait_history'] as const) {
+      const column = sql.ref(`${table}.key`);
+      const first = sql`(SELECT ${column} FROM ${sql.table(table)} ORDER BY ${column} LIMIT 1)`;
+      const next = sql`(SELECT ${column} FROM ${sql.table(table)} WHERE ${column} > ${sql.ref('stored.key')} ORDER BY ${column} LIMIT 1)`;
+      const walk = sql<{ key: string }>`WITH RECURSIVE ${sql.ref('stored')}(${sql.ref('key')}) AS (SELECT ${first} UNION ALL SELECT ${next} FROM ${sql.ref('stored')} WHERE ${sql.ref('stored.key')} IS NOT NULL) SELECT ${sql.ref('key')} FROM ${sql.ref('stored')} WHERE ${sql.ref('key')} IS NOT NULL`.compile(this.#db);
+      for (const row of await this.#storage.raw.all<{ key: string }>(walk.sql, walk.parameters)) keys.add(row.key);
+    }
+    return [...keys];
   }
 
   async sweep(now: Date, options: SweepOptions): Promise<SweepCount[]> {
     const counts: SweepCount[] = [];
-    for (const trait of await this.#traits()) {
+    const { rules, undeclared } = await this.#traitRules();
+    for (const trait of rules) {
       const cutoff = subtractDuration(now, trait.retention).toISOString();
-      const rule = `profiles.traits:${trait.key}`;
+      const rule = trait.id;
       counts.push({ rule, store: 'profiles_traits', category: trait.category, count: await this.#expireTraits(trait.key, cutoff, options) });
       counts.push({ rule, store: 'profiles_trait_history', category: trait.category, count: await this.#expireHistory(trait.key, cutoff, options) });
       counts.push({ rule, store: 'profiles_trait_history.previous_value', category: trait.category, count: await this.#expirePrevious(trait.key, cutoff, options) });
+    }
+    // No declared purpose ever needed them: every value and history entry goes, whatever its time (previous values with their entries).
+    const gone = { traits: 0, history: 0 };
+    for (const key of undeclared) {
+      gone.traits += await this.#expireTraits(key, undefined, options);
+      gone.history += await this.#expireHistory(key, undefined, options);
+    }
+    if (undeclared.length > 0) {
+      counts.push({ rule: UNDECLARED, store: 'profiles_traits', category: 'user', count: gone.traits });
+      counts.push({ rule: UNDECLARED, store: 'profiles_trait_history', category: 'user', count: gone.history });
     }
     counts.push(...(await this.#inactive(subtractDuration(now, this.#policy.inactiveProfiles).toISOString(), options)));
     return counts;
   }
 
-  async #expireTraits(key: string, cutoff: string, options: SweepOptions): Promise<number> {
+  /** Deletes the values of a key last set before the cutoff (without one: all of them), a batch per transaction. */
+  async #expireTraits(key: string, cutoff: string | undefined, options: SweepOptions): Promise<number> {
+    const timed = cutoff !== undefined;
+    const at = cutoff ?? '';
     let n = 0;
     for (;;) {
       if (options.dryRun) {
-        const [row] = await this.#run(this.#db.selectFrom('profiles_traits').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).where('updated_at', '<', cutoff));
+        const [row] = await this.#run(this.#db.selectFrom('profiles_traits').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).$if(timed, (q) => q.where('updated_at', '<', at)));
         return Number(row?.n ?? 0);
       }
-      const rows = await this.#run(this.#db.selectFrom('profiles_traits').select('profile_id').where('key', '=', key).where('updated_at', '<', cutoff).limit(options.batchSize));
+      const rows = await this.#run(this.#db.selectFrom('profiles_traits').select('profile_id').where('key', '=', key).$if(timed, (q) => q.where('updated_at', '<', at)).limit(options.batchSize));
       if (rows.length === 0) return n;
       const ids = padded(rows.map((r) => r.profile_id));
-      const del = this.#db.deleteFrom('profiles_traits').where('key', '=', key).where('updated_at', '<', cutoff).where('profile_id', 'in', ids).compile();
+      const del = this.#db.deleteFrom('profiles_traits').where('key', '=', key).$if(timed, (q) => q.where('updated_at', '<', at)).where('profile_id', 'in', ids).compile();
       n += await this.#storage.raw.transaction((tx) => tx.run(del.sql, del.parameters));
       if (rows.length < options.batchSize) return n;
     }
   }
 
-  async #expireHistory(key: string, cutoff: string, options: SweepOptions): Promise<number> {
+  /** Deletes the history entries of a key made before the cutoff (without one: all of them), a batch per transaction. */
+  async #expireHistory(key: string, cutoff: string | undefined, options: SweepOptions): Promise<number> {
+    const timed = cutoff !== undefined;
+    const at = cutoff ?? '';
     let n = 0;
     for (;;) {
       if (options.dryRun) {
-        const [row] = await this.#run(this.#db.selectFrom('profiles_trait_history').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).where('changed_at', '<', cutoff));
+        const [row] = await this.#run(this.#db.selectFrom('profiles_trait_history').select((eb) => eb.fn.countAll<number>().as('n')).where('key', '=', key).$if(timed, (q) => q.where('changed_at', '<', at)));
         return Number(row?.n ?? 0);
       }
-      const rows = await this.#run(this.#db.selectFrom('profiles_trait_history').select('id').where('key', '=', key).where('changed_at', '<', cutoff).limit(options.batchSize));
+      const rows = await this.#run(this.#db.selectFrom('profiles_trait_history').select('id').where('key', '=', key).$if(timed, (q) => q.where('changed_at', '<', at)).limit(options.batchSize));
       if (rows.length === 0) return n;
       const del = this.#db.deleteFrom('profiles_trait_history').where('id', 'in', padded(rows.map((r) => r.id))).compile();
       n += await this.#storage.raw.transaction((tx) => tx.run(del.sql, del.parameters));

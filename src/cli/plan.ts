@@ -43,13 +43,14 @@ function reportProblems(problems: readonly PlanProblem[], err: (line: string) =>
 
 /** Fields the consent gate can never store with the purposes configured now: a line each, after the outcome. */
 function reportWarnings(warnings: readonly PlanWarning[] | undefined, err: (line: string) => void): void {
-  for (const w of warnings ?? []) err(`warning: ${w.section === 'track' ? `track "${w.event}"` : w.section} ${w.path}: ${w.warning}`);
+  for (const w of warnings ?? []) err(`warning: ${w.section === 'track' ? `track "${w.event}"` : w.section}${w.path === undefined ? '' : ` ${w.path}`}: ${w.warning}`);
 }
 
 function describeSection(section: OutlineSection): string {
   const title =
     section.section === 'track' ? `track "${section.event}"` : section.section === 'context' ? 'context (kept on every call)' : `${section.section}${section.section === 'identify' || section.section === 'group' ? ' traits' : ''}`;
-  return section.purposes.length > 0 ? `${title}: ${section.purposes.join(', ')}` : title;
+  const occurrence = section.occurrence ? ` (occurrence: ${section.occurrence.category}${section.occurrence.declared ? '' : ', no category declared'})` : '';
+  return section.purposes.length > 0 ? `${title}: ${section.purposes.join(', ')}${occurrence}` : title;
 }
 
 /** Registers `candor plan show|versions|validate|publish`. */

@@ -35,6 +35,12 @@ export interface FieldSchema {
 /** A track event, or the page and screen calls. */
 export interface EventDefinition {
   description?: string;
+  /**
+   * The data category of the event's occurrence: its name, its time, that the person did it (a page view is
+   * `user.behavior.browsing_history`). The consent gate keeps the event for a purpose of `purposes` resting on consent
+   * only where the notice describes this category for it. Read as `user.behavior` when left out (DEFAULT_EVENT_CATEGORY).
+   */
+  category?: string;
   /** The purposes the event as a whole serves. */
   purposes: string[];
   /** Schema of `properties`. */
@@ -110,6 +116,7 @@ export const PLAN_META_SCHEMA = {
       required: ['purposes', 'properties'],
       properties: {
         description: text(2000),
+        category: { type: 'string', minLength: 1, maxLength: 200 },
         purposes: { $ref: '#/$defs/purposes' },
         properties: { $ref: '#/$defs/field' },
       },

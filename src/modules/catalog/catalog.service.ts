@@ -9,7 +9,7 @@ import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
 import type { PlanDocument } from './catalog.schemas.ts';
 import { StatsCounters, statsRows, StoredPaths, type StatsRecord, type StatsRow } from './catalog.stats.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
-import { compilePlanAsync, listDropped, outlineStoredAsync, type CompiledPlan, type KeptField, type MessageKind, type OutlineSection, type PlanInput, type PlanProblem, type PlanResult } from './plan-compiler.ts';
+import { compilePlanAsync, listDropped, outlineStoredAsync, type CompiledPlan, type EventOccurrence, type KeptField, type MessageKind, type OutlineSection, type PlanInput, type PlanProblem, type PlanResult } from './plan-compiler.ts';
 
 /** A published version, without its document. */
 export interface PlanVersion {
@@ -469,44 +469,61 @@ export interface ConfiguredPurpose {
   explicit: boolean;
 }
 
-/** A declared field that no purpose configured now can let through: the gate leaves it out of every event. */
+/**
+ * A declared field that no purpose configured now can let through (the gate leaves it out of every event), or that is
+ * left out for some of its purposes; or an event whose occurrence is so (no `path`).
+ */
 export interface PlanWarning {
   section: OutlineSection['section'];
   event?: string;
-  path: string;
+  /** The field; absent for the event's occurrence (its `category`). */
+  path?: string;
   warning: string;
 }
+
+type Annotated = Pick<EventOccurrence, 'category' | 'purposes' | 'special' | 'preciseLocation'>;
 
 /**
  * The fields of a plan the consent gate can never store, or cannot store for some of their purposes, with the purposes
  * and notice in force now: a field none of whose purposes is configured; a special-category or precise-location field
  * none of whose purposes asks for explicit consent; and a field whose category the notice does not describe for one of
- * its consent-based purposes (`describes`, Consent.describes: the gate keeps it only for the others). Publishing is not
- * refused for them (a purpose may be configured, or a notice published, later); the answer lists them, so a plan that
- * collects nothing where it meant to is seen at once.
+ * its consent-based purposes (`describes`, Consent.describes: the gate keeps it only for the others). An event's
+ * occurrence (its `category`, for the event's purposes) is checked the same way: where it is not kept for a purpose,
+ * the event is stored for that purpose only through a field kept for it. Publishing is not refused for them (a purpose
+ * may be configured, or a notice published, later); the answer lists them, so a plan that collects nothing where it
+ * meant to is seen at once.
  */
 export function planWarnings(sections: readonly OutlineSection[], purposes: readonly ConfiguredPurpose[], describes: (purpose: string, category: string) => boolean = () => true): PlanWarning[] {
   const configured = new Set(purposes.map((p) => p.key));
   const explicit = new Set(purposes.filter((p) => p.explicit).map((p) => p.key));
+  /** Why an annotated field or occurrence is never kept (`never`) or not kept for some purposes (`some`). */
+  const problem = (annotated: Annotated): { never: boolean; why: string } | undefined => {
+    const listed = annotated.purposes.join(', ');
+    const strict = annotated.special || annotated.preciseLocation;
+    const usable = annotated.purposes.filter((p) => (strict ? explicit : configured).has(p));
+    const undescribed = usable.filter((p) => !describes(p, annotated.category));
+    if (!annotated.purposes.some((p) => configured.has(p))) return { never: true, why: `none of its purposes (${listed}) is configured` };
+    if (usable.length === 0) {
+      const what = annotated.special ? 'a special category' : 'precise location';
+      return { never: true, why: `${what} needs explicit consent, and none of its purposes (${listed}) asks for it` };
+    }
+    if (undescribed.length === usable.length) return { never: true, why: `the notice in force does not describe ${annotated.category} for its purposes (${undescribed.join(', ')})` };
+    if (undescribed.length > 0) return { never: false, why: `${undescribed.join(', ')}: the notice in force does not describe ${annotated.category} for ${undescribed.length === 1 ? 'it' : 'them'}` };
+    return undefined;
+  };
   const warnings: PlanWarning[] = [];
   for (const section of sections) {
+    const where = { section: section.section, ...(section.event === undefined ? {} : { event: section.event }) };
+    const occurrence = section.occurrence;
+    const found = occurrence && problem(occurrence);
+    if (occurrence && found) {
+      // An event that declares no category is read as DEFAULT_EVENT_CATEGORY: say so, the fix is often to declare one.
+      const read = occurrence.declared ? '' : ` (the event declares no category: read as ${occurrence.category})`;
+      warnings.push({ ...where, warning: found.never ? `occurrence never kept for the event's purposes: ${found.why}${read}` : `occurrence not kept for ${found.why}${read}` });
+    }
     for (const field of section.fields) {
-      const listed = field.purposes.join(', ');
-      const strict = field.special || field.preciseLocation;
-      const usable = field.purposes.filter((p) => (strict ? explicit : configured).has(p));
-      const undescribed = usable.filter((p) => !describes(p, field.category));
-      let warning: string | undefined;
-      if (!field.purposes.some((p) => configured.has(p))) {
-        warning = `never stored: none of its purposes (${listed}) is configured`;
-      } else if (usable.length === 0) {
-        const what = field.special ? 'a special category' : 'precise location';
-        warning = `never stored: ${what} needs explicit consent, and none of its purposes (${listed}) asks for it`;
-      } else if (undescribed.length === usable.length) {
-        warning = `never stored: the notice in force does not describe ${field.category} for its purposes (${undescribed.join(', ')})`;
-      } else if (undescribed.length > 0) {
-        warning = `not kept for ${undescribed.join(', ')}: the notice in force does not describe ${field.category} for ${undescribed.length === 1 ? 'it' : 'them'}`;
-      }
-      if (warning) warnings.push({ section: section.section, ...(section.event === undefined ? {} : { event: section.event }), path: field.path, warning });
+      const about = problem(field);
+      if (about) warnings.push({ ...where, path: field.path, warning: about.never ? `never stored: ${about.why}` : `not kept for ${about.why}` });
     }
   }
   return warnings;

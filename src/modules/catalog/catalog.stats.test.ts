@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { countedPath, OTHER, planPaths, StatsCounters, statsRows, StoredPaths, type StatsRecord } from './catalog.stats.ts';
 import type { KeptField, PlanResult } from './plan-compiler.ts';
 
-const result = (over: Partial<PlanResult>): PlanResult => ({ ok: true, violations: [], data: {}, fields: [], declared: new Map(), dropped: [], purposes: [], eventPurposes: [], ...over });
+const result = (over: Partial<PlanResult>): PlanResult => ({ ok: true, violations: [], data: {}, fields: [], declared: new Map(), dropped: [], purposes: [], eventPurposes: [], occurrences: [], ...over });
 /** The declared leaves of an event, by path (the counters only read the paths). */
 const declared = (...paths: string[]): PlanResult['declared'] => new Map(paths.map((path) => [path, { path } as KeptField]));
 

@@ -42,9 +42,13 @@ function productFields(annotate: () => AnnotationInput): Record<string, FieldSch
   };
 }
 
-function event(description: string, purposes: string[], properties: FieldSchema): EventDefinition {
-  return { description, purposes, properties };
+/** An event definition: `category` is what its occurrence (its name, its time, that the person did it) is. */
+function event(description: string, category: string, purposes: string[], properties: FieldSchema): EventDefinition {
+  return { description, category, purposes, properties };
 }
+
+const BROWSING_HISTORY = 'user.behavior.browsing_history';
+const PURCHASE_HISTORY = 'user.behavior.purchase_history';
 
 /** The default plan of an online shop. */
 export const DEFAULT_PLAN: PlanDocument = {
@@ -53,6 +57,7 @@ export const DEFAULT_PLAN: PlanDocument = {
   events: {
     'Product Viewed': event(
       'A visitor looked at a product page.',
+      BROWSING_HISTORY,
       [REPORTING, PROFILING],
       object({
         ...productFields(() => browsing()),
@@ -63,6 +68,7 @@ export const DEFAULT_PLAN: PlanDocument = {
     ),
     'Product Added': event(
       'A visitor added a product to the cart.',
+      PURCHASE_HISTORY,
       [REPORTING, PROFILING],
       object({
         cart_id: leaf('string', browsing(), text(100)),
@@ -73,6 +79,7 @@ export const DEFAULT_PLAN: PlanDocument = {
     ),
     'Order Completed': event(
       'A customer placed an order; products lists its line items.',
+      PURCHASE_HISTORY,
       [REPORTING, PROFILING],
       object(
         {
@@ -101,6 +108,8 @@ export const DEFAULT_PLAN: PlanDocument = {
     ),
     'Email Signed Up': event(
       'A visitor subscribed to the newsletter.',
+      // That someone subscribed, and when: what they did, as the list they chose (list_id, list_name).
+      'user.behavior',
       [EMAIL],
       object({
         email: leaf('string', note('user.contact.email', [EMAIL], 'P3Y', true), { format: 'email', maxLength: 320 }),
@@ -110,6 +119,9 @@ export const DEFAULT_PLAN: PlanDocument = {
     ),
     'Survey Answered': event(
       'A customer answered a product survey. allergies is health data: a special category, kept only with explicit consent and used only in aggregate.',
+      // That someone answered a survey, and when: private content they gave, as their answers (a special category only
+      // in the allergies field, which is kept only with explicit consent).
+      'user.content.private',
       [REPORTING],
       object({
         survey_id: leaf('string', note('user.content.private', [REPORTING], 'P1Y'), text(100)),
@@ -125,6 +137,7 @@ export const DEFAULT_PLAN: PlanDocument = {
   },
   pages: event(
     'A page view on the web.',
+    BROWSING_HISTORY,
     [REPORTING, PROFILING],
     object({
       name: leaf('string', browsing(), text(300)),
@@ -135,7 +148,7 @@ export const DEFAULT_PLAN: PlanDocument = {
       url: leaf('string', browsing(true), text(2000)),
     }),
   ),
-  screens: event('A screen view in a mobile app.', [REPORTING, PROFILING], object({ name: leaf('string', browsing(), text(300)) })),
+  screens: event('A screen view in a mobile app.', BROWSING_HISTORY, [REPORTING, PROFILING], object({ name: leaf('string', browsing(), text(300)) })),
   traits: object({
     email: leaf('string', note('user.contact.email', [OPERATIONS, EMAIL, PROFILING], 'P3Y', true), { format: 'email', maxLength: 320 }),
     first_name: leaf('string', note('user.name.first', [OPERATIONS, EMAIL], 'P3Y', true), text(200)),

@@ -9,11 +9,13 @@ export { DEFAULT_PLAN } from './default-plan.ts';
 export { isRetention, MAX_RETENTION, type PlanDocument, type EventDefinition, type FieldSchema, type AnnotationInput } from './catalog.schemas.ts';
 export { type StatsRow } from './catalog.stats.ts';
 export {
+  DEFAULT_EVENT_CATEGORY,
   MAX_DROPPED_LISTED,
   MAX_VIOLATIONS_LISTED,
   MAX_PLAN_FIELDS,
   MESSAGE_KINDS,
   type MessageKind,
+  type EventOccurrence,
   type FieldAnnotation,
   type KeptField,
   type Violation,

@@ -811,3 +811,96 @@ describe('retention', () => {
     for (const bad of ['P101Y', 'P1201M', 'P36525D', 'P300000Y', `P${'9'.repeat(30)}Y`]) assert.equal(isRetention(bad), false, bad);
   });
 });
+
+describe('the category of an event\'s occurrence', () => {
+  const body = { type: 'object', properties: {} };
+  const noCategories = (plan: PlanDocument): PlanDocument => {
+    const stripped = clone(plan);
+    for (const event of [...Object.values(stripped.events), stripped.pages, stripped.screens]) if (event) delete event.category;
+    return stripped;
+  };
+
+  it('is declared for every event of the default plan, and carried with the event\'s purposes', () => {
+    const plan = compile();
+    const categories = Object.fromEntries(plan.outline().filter((s) => s.occurrence).map((s) => [s.event ?? s.section, s.occurrence?.category]));
+    assert.deepEqual(categories, {
+      'Product Viewed': 'user.behavior.browsing_history',
+      'Product Added': 'user.behavior.purchase_history',
+      'Order Completed': 'user.behavior.purchase_history',
+      'Email Signed Up': 'user.behavior',
+      'Survey Answered': 'user.content.private',
+      page: 'user.behavior.browsing_history',
+      screen: 'user.behavior.browsing_history',
+    });
+    const order = plan.process('track', 'Order Completed', { properties: { order_id: 'o1' } });
+    assert.deepEqual(order.occurrences, [{ category: 'user.behavior.purchase_history', purposes: ['analytics.reporting', 'personalize.profiling'], special: false, preciseLocation: false, declared: true }]);
+    assert.equal(plan.process('track', 'Order Completed', { properties: { order_id: 'o2' } }).occurrences, order.occurrences, 'resolved once per compiled plan');
+    assert.deepEqual(plan.process('track', 'Nope', {}).occurrences, []);
+  });
+
+  it('gives identify, group and alias the occurrences of the events they link, one per category', () => {
+    const plan = compile();
+    for (const kind of ['identify', 'group', 'alias'] as const) {
+      assert.deepEqual(
+        plan.process(kind, undefined, {}).occurrences.map((o) => [o.category, o.purposes]),
+        [
+          ['user.behavior.browsing_history', ['analytics.reporting', 'personalize.profiling']],
+          ['user.behavior.purchase_history', ['analytics.reporting', 'personalize.profiling']],
+          ['user.behavior', ['marketing.communications.email']],
+          ['user.content.private', ['analytics.reporting']],
+        ],
+        kind,
+      );
+    }
+    assert.equal(plan.outline().find((s) => s.section === 'identify')?.occurrence, undefined, 'shown with the events they link');
+  });
+
+  it('reads an event without a category as user.behavior, in a plan being published and in a stored version', () => {
+    for (const lenient of [false, true]) {
+      const { compiled, problems } = compilePlan(noCategories(DEFAULT_PLAN), taxonomy, { lenient });
+      assert.deepEqual(problems, []);
+      const page = compiled?.process('page', undefined, {});
+      assert.deepEqual(page?.occurrences, [{ category: 'user.behavior', purposes: ['analytics.reporting', 'personalize.profiling'], special: false, preciseLocation: false, declared: false }]);
+      assert.deepEqual(compiled?.process('alias', undefined, {}).occurrences.map((o) => [o.category, o.declared]), [['user.behavior', false]]);
+    }
+  });
+
+  it('refuses a category the taxonomy does not know, one that covers special categories or precise location, and a special one serving targeting', () => {
+    const plan = {
+      name: 'Occurrences',
+      events: {
+        Unknown: { category: 'user.no_such_category', purposes: ['analytics.reporting'], properties: body },
+        Broad: { category: 'user.location', purposes: ['analytics.reporting'], properties: body },
+        Pharmacy: { category: 'user.health_and_medical', purposes: ['analytics.reporting', 'personalize.profiling'], properties: body },
+        Empty: { category: '', purposes: ['analytics.reporting'], properties: body },
+      },
+    };
+    assert.deepEqual(compilePlan(plan, taxonomy).problems, [
+      { path: '/events/Empty/category', problem: 'must NOT have fewer than 1 characters' },
+      { path: '/events/Unknown/category', problem: '"user.no_such_category" is not a data category of the taxonomy' },
+      { path: '/events/Broad/category', problem: 'user.location also covers precise location: choose the narrower category the event\'s occurrence is' },
+      { path: '/events/Pharmacy/purposes/1', problem: 'an event of a special category must not serve targeting or personalization (personalize.profiling)' },
+      { path: '/events/Empty/category', problem: '"" is not a data category of the taxonomy' },
+    ]);
+  });
+
+  it('loads a stored version with such a category, read the strict way', () => {
+    const plan = {
+      name: 'Stored',
+      events: {
+        Unknown: { category: 'user.custom_removed', purposes: ['analytics.reporting'], properties: body },
+        Broad: { category: 'user.location', purposes: ['analytics.reporting'], properties: body },
+        Pharmacy: { category: 'user.health_and_medical', purposes: ['personalize.profiling'], properties: body },
+      },
+    };
+    const { compiled, problems } = compilePlan(plan, taxonomy, { lenient: true });
+    assert.deepEqual(problems, []);
+    const flags = (name: string) => {
+      const [o] = compiled?.process('track', name, {}).occurrences ?? [];
+      return { special: o?.special, preciseLocation: o?.preciseLocation };
+    };
+    assert.deepEqual(flags('Unknown'), { special: true, preciseLocation: false }, 'an unknown category is the most restrictive');
+    assert.deepEqual(flags('Broad'), { special: false, preciseLocation: true });
+    assert.deepEqual(flags('Pharmacy'), { special: true, preciseLocation: false });
+  });
+});

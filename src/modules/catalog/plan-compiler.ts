@@ -27,6 +27,31 @@ export interface FieldAnnotation {
   protectedAttribute: boolean;
 }
 
+/**
+ * What an event's occurrence is (its name, its time, that the person did it: an `Order Completed` at 14:02, a page
+ * view): the data category the event definition declares (DEFAULT_EVENT_CATEGORY when it declares none), with the
+ * taxonomy's flags, and the purposes the event declares. The consent gate keeps the event for one of those purposes,
+ * when it rests on consent, only where the notice describes the category for it, as it keeps a field.
+ */
+export interface EventOccurrence {
+  category: string;
+  purposes: readonly string[];
+  /** The category is a GDPR Art. 9 special category (or Art. 10), or one this process does not know. */
+  special: boolean;
+  /** The category is `user.location.precise` or one of its children. */
+  preciseLocation: boolean;
+  /** The event definition declares `category` (false: DEFAULT_EVENT_CATEGORY is read). */
+  declared: boolean;
+}
+
+/**
+ * The category of the occurrence of an event whose definition declares none (stored versions published before event
+ * categories, plans written without one). Every event is at least something the person did; as the parent of the
+ * narrower behaviour categories (browsing, purchase, search history…), it is described only by a notice that names
+ * the person's behaviour as a whole (or all their data) for the purpose, never by one naming only a narrower part.
+ */
+export const DEFAULT_EVENT_CATEGORY = 'user.behavior';
+
 /** A declared leaf that is present in a minimized message, e.g. `traits.email` or `properties.products[].price`. */
 export interface KeptField extends FieldAnnotation {
   path: string;
@@ -80,6 +105,12 @@ export interface PlanResult {
    * the plan's events are attributed by, the purposes of all track, page and screen events together.
    */
   eventPurposes: readonly string[];
+  /**
+   * The event's occurrence (track, page, screen: one); for identify, group and alias those of every track event, pages
+   * and screens, which they link (one per category, with the purposes of its events). Their purposes together are
+   * `eventPurposes`.
+   */
+  occurrences: readonly EventOccurrence[];
 }
 
 /** The most dropped paths Catalog.process and check list per message; the rest are counted in `droppedUnlisted`. */
@@ -121,6 +152,8 @@ export interface OutlineSection {
   event?: string;
   description?: string;
   purposes: readonly string[];
+  /** The occurrence of the event (track, page, screen). */
+  occurrence?: EventOccurrence;
   fields: readonly (KeptField & { type: string })[];
 }
 
@@ -193,6 +226,7 @@ interface CompiledEvent {
   readonly name: string;
   readonly description: string | undefined;
   readonly purposes: readonly string[];
+  readonly occurrences: readonly EventOccurrence[];
   readonly mask: number;
   readonly body: Section | null;
 }
@@ -647,6 +681,32 @@ class Builder {
     });
   }
 
+  /**
+   * An event definition's occurrence, resolved once per compiled plan: its `category` (DEFAULT_EVENT_CATEGORY when it
+   * declares none) is checked as a field's is. Refused: a category the taxonomy does not know, one that also covers
+   * special categories or precise location below it, and a special one for an event serving targeting. A stored version
+   * is loaded with such a category read the strict way (one this process does not know as special).
+   */
+  occurrence(input: unknown, purposes: readonly string[], pointer: string): EventOccurrence {
+    const declared = typeof input === 'string';
+    const key = declared ? input : DEFAULT_EVENT_CATEGORY;
+    const at = `${pointer}/category`;
+    const category = this.#category(key);
+    if (!category && !this.#lenient) this.#problem(at, `"${key}" is not a data category of the taxonomy`);
+    if (category?.covers !== undefined && !this.#lenient) {
+      this.#problem(at, `${key} also covers ${category.covers}: choose the narrower category the event's occurrence is`);
+    }
+    const special = category?.special ?? true;
+    if (category && special && !this.#lenient) {
+      purposes.forEach((purpose, i) => {
+        if (isDataUseUnder(this.#useLookup, purpose, TARGETING_ROOTS)) {
+          this.#problem(`${pointer}/purposes/${i}`, `an event of a special category must not serve targeting or personalization (${purpose})`);
+        }
+      });
+    }
+    return Object.freeze({ category: key, purposes, special, preciseLocation: category?.preciseLocation ?? false, declared });
+  }
+
   #annotation(input: AnnotationInput, pointer: string, path: string): KeptField | undefined {
     const at = `${pointer}/x-candor`;
     const before = this.problems.length;
@@ -900,12 +960,13 @@ function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: Compile
   const event = (kind: MessageKind, name: string, definition: EventDefinition, pointer: string): CompiledEvent | undefined => {
     if (!isRecord(definition)) return undefined;
     builder.checkPurposes(definition.purposes, `${pointer}/purposes`);
-    const purposes = Array.isArray(definition.purposes) ? definition.purposes.filter((p) => typeof p === 'string') : [];
+    const purposes = Object.freeze(Array.isArray(definition.purposes) ? definition.purposes.filter((p) => typeof p === 'string') : []);
     const mask = builder.maskOf(purposes);
+    const occurrence = builder.occurrence(definition.category, purposes, pointer);
     const body = builder.section(definition.properties, `${pointer}/properties`, 'properties', failed(pointer));
     if (!body) return undefined;
     const description = typeof definition.description === 'string' ? definition.description : undefined;
-    return { kind, name, description, purposes: Object.freeze([...purposes]), mask, body };
+    return { kind, name, description, purposes, occurrences: Object.freeze([occurrence]), mask, body };
   };
   if (isRecord(doc.events)) {
     for (const [name, definition] of Object.entries(doc.events)) {
@@ -920,11 +981,15 @@ function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: Compile
   const screen = doc.screens === undefined ? undefined : event('screen', '', doc.screens, '/screens');
   // Identify, group and alias carry no behaviour of their own: they link the ids by which the plan's events are
   // attributed to one person, so they serve what those events as a whole serve (not what single fields add).
-  const linking = identityPurposes([...events.values(), page, screen], builder.purposeOrder);
+  // Their occurrence is described for a purpose wherever that of an event they link is: a link kept for a purpose no
+  // event can be kept for would attribute nothing the purpose may read.
+  const linked = [...events.values(), page, screen];
+  const linking = identityPurposes(linked, builder.purposeOrder);
+  const linkingOccurrences = occurrencesOf(linked, builder.purposeOrder);
   const linkingMask = builder.maskOf(linking);
   const traitsSection = (schema: FieldSchema | undefined, pointer: string, kind: MessageKind): CompiledEvent | undefined => {
     const body = builder.section(schema ?? NOTHING_DECLARED, pointer, 'traits', failed(pointer));
-    return body ? { kind, name: '', description: undefined, purposes: linking, mask: linkingMask, body } : undefined;
+    return body ? { kind, name: '', description: undefined, purposes: linking, occurrences: linkingOccurrences, mask: linkingMask, body } : undefined;
   };
   const identify = traitsSection(doc.traits, '/traits', 'identify');
   const group = traitsSection(doc.groupTraits, '/groupTraits', 'group');
@@ -939,7 +1004,7 @@ function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: Compile
 
   const problems = dedupe(builder.problems);
   if (problems.length > 0 || !identify || !group || !context) return { problems };
-  const alias: CompiledEvent = { kind: 'alias', name: '', description: undefined, purposes: linking, mask: linkingMask, body: null };
+  const alias: CompiledEvent = { kind: 'alias', name: '', description: undefined, purposes: linking, occurrences: linkingOccurrences, mask: linkingMask, body: null };
   return { compiled: new CompiledPlan({ events, page, screen, identify, group, alias, context, purposeOrder: builder.purposeOrder }), problems };
 }
 
@@ -948,6 +1013,29 @@ function identityPurposes(events: readonly (CompiledEvent | undefined)[], order:
   const served = new Set<string>();
   for (const event of events) for (const purpose of event?.purposes ?? EMPTY) served.add(purpose);
   return served.size === 0 ? EMPTY : Object.freeze(order.filter((p) => served.has(p)));
+}
+
+/**
+ * The occurrences of the given events together, one per category and flags, each with the purposes of the events of
+ * it in the plan's purpose order: what identify, group and alias, which link them, are kept for.
+ */
+function occurrencesOf(events: readonly (CompiledEvent | undefined)[], order: readonly string[]): readonly EventOccurrence[] {
+  const byCategory = new Map<string, { first: EventOccurrence; purposes: Set<string>; declared: boolean }>();
+  for (const event of events) {
+    for (const occurrence of event?.occurrences ?? EMPTY) {
+      const key = `${occurrence.category}\u0000${occurrence.special}\u0000${occurrence.preciseLocation}`;
+      let entry = byCategory.get(key);
+      if (entry === undefined) byCategory.set(key, (entry = { first: occurrence, purposes: new Set(), declared: true }));
+      for (const purpose of occurrence.purposes) entry.purposes.add(purpose);
+      entry.declared &&= occurrence.declared;
+    }
+  }
+  if (byCategory.size === 0) return EMPTY;
+  return Object.freeze(
+    [...byCategory.values()].map(({ first, purposes, declared }) =>
+      Object.freeze({ category: first.category, purposes: Object.freeze(order.filter((p) => purposes.has(p))), special: first.special, preciseLocation: first.preciseLocation, declared }),
+    ),
+  );
 }
 
 function dedupe(problems: PlanProblem[]): PlanProblem[] {
@@ -970,6 +1058,7 @@ const UNDECLARED: PlanResult = Object.freeze({
   dropped: EMPTY,
   purposes: EMPTY,
   eventPurposes: EMPTY,
+  occurrences: EMPTY,
 });
 
 interface CompiledParts {
@@ -1055,8 +1144,8 @@ export class CompiledPlan {
     const dropped = s.dropped ?? EMPTY;
     const purposes = this.#masked ? this.#purposesOf(s.mask) : this.#purposesSlow(event, fields);
     const declared = this.#declared(event);
-    if (s.violations === null) return { ok: true, violations: EMPTY, data, fields, declared, dropped, purposes, eventPurposes: event.purposes };
-    return { ok: false, code: 'CATALOG_EVENT_INVALID', violations: s.violations, data, fields, declared, dropped, purposes, eventPurposes: event.purposes };
+    if (s.violations === null) return { ok: true, violations: EMPTY, data, fields, declared, dropped, purposes, eventPurposes: event.purposes, occurrences: event.occurrences };
+    return { ok: false, code: 'CATALOG_EVENT_INVALID', violations: s.violations, data, fields, declared, dropped, purposes, eventPurposes: event.purposes, occurrences: event.occurrences };
   }
 
   /** The declared leaves of an event and of the context by path, made once per event of this plan. */
@@ -1109,7 +1198,16 @@ export class CompiledPlan {
     const sections: OutlineSection[] = [];
     const add = (section: OutlineSection['section'], event: CompiledEvent) => {
       if (!event.body) return;
-      sections.push({ section, ...(section === 'track' ? { event: event.name } : {}), ...(event.description ? { description: event.description } : {}), purposes: event.purposes, fields: fieldsOf(event.body) });
+      // An identify or group call's occurrences are those of the events it links, shown with those events.
+      const occurrence = section === 'identify' || section === 'group' ? undefined : event.occurrences[0];
+      sections.push({
+        section,
+        ...(section === 'track' ? { event: event.name } : {}),
+        ...(event.description ? { description: event.description } : {}),
+        purposes: event.purposes,
+        ...(occurrence ? { occurrence } : {}),
+        fields: fieldsOf(event.body),
+      });
     };
     for (const event of this.#parts.events.values()) add('track', event);
     if (this.#parts.page) add('page', this.#parts.page);

@@ -1092,18 +1092,23 @@ export function fieldAllowed(field: KeptField, allowed: readonly string[], expli
   return false;
 }
 
-/** Whether a field is stored for one purpose of its own (fieldAllowed's rule for that purpose alone). */
-function allowedFor(field: KeptField, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
-  return (field.special || field.preciseLocation ? explicit : allowed).includes(purpose) && describes(purpose, field.category);
+/**
+ * Whether a field, or an event's occurrence, is stored for one purpose of its own (fieldAllowed's rule for that purpose
+ * alone).
+ */
+function allowedFor(annotated: Pick<KeptField, 'category' | 'special' | 'preciseLocation'>, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
+  return (annotated.special || annotated.preciseLocation ? explicit : allowed).includes(purpose) && describes(purpose, annotated.category);
 }
 
 /**
- * The purposes among `allowed` a message serves as the consent gate stores it: those its event declares, and those for
+ * The purposes among `allowed` a message serves as the consent gate stores it: those its event declares where its
+ * occurrence is stored for them (fieldAllowed's rule, for the event's category: for a purpose resting on consent the
+ * notice must describe it; identify, group and alias are described wherever an event they link is), and those for
  * which one of its fields is stored (fieldAllowed's rule for that very purpose; a field stored for another purpose
  * serves none of the rest). The gate, the CSV import's prediction and its dry run all ask this, so they agree.
  * `allowed` itself when every one is served, as usual: nothing allocated.
  */
-export function servedPurposes<T extends readonly string[]>(plan: Pick<PlanResult, 'eventPurposes' | 'fields'>, allowed: T, explicit: readonly string[], describes: DescribesCategory): T | string[] {
+export function servedPurposes<T extends readonly string[]>(plan: Pick<PlanResult, 'occurrences' | 'fields'>, allowed: T, explicit: readonly string[], describes: DescribesCategory): T | string[] {
   let served: string[] | undefined;
   for (let i = 0; i < allowed.length; i++) {
     const purpose = allowed[i] as string;
@@ -1114,8 +1119,8 @@ export function servedPurposes<T extends readonly string[]>(plan: Pick<PlanResul
 }
 
 /** Whether a message serves one allowed purpose (see servedPurposes). */
-function serves(plan: Pick<PlanResult, 'eventPurposes' | 'fields'>, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
-  if (plan.eventPurposes.includes(purpose)) return true;
+function serves(plan: Pick<PlanResult, 'occurrences' | 'fields'>, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
+  for (const occurrence of plan.occurrences) if (occurrence.purposes.includes(purpose) && allowedFor(occurrence, purpose, allowed, explicit, describes)) return true;
   for (const field of plan.fields) if (field.purposes.includes(purpose) && allowedFor(field, purpose, allowed, explicit, describes)) return true;
   return false;
 }

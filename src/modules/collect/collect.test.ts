@@ -320,7 +320,8 @@ describeEachDialect('ingestion pipeline', (dialect) => {
   });
 
   it('keeps an opt-in confirmed over GPC for events that carry the signal again (the browser keeps sending it)', async () => {
-    await ctx.kernel.catalog.publish(planWithEvent('Partner Offer Viewed', ['analytics.reporting', 'third_party_sharing']), CLI_ACTOR);
+    // Of a category notice 1 describes for both purposes (the occurrence is kept for a purpose only where it does).
+    await ctx.kernel.catalog.publish(planWithEvent('Partner Offer Viewed', ['analytics.reporting', 'third_party_sharing'], 'user.behavior.purchase_history'), CLI_ACTOR);
     const offer = { anonymousId: 'anon-confirmed', event: 'Partner Offer Viewed', properties: { query: 'lamps' } };
     const first = await consent({ anonymousId: 'anon-confirmed', purposes: { 'analytics.reporting': 'given', third_party_sharing: 'given' } }, { 'sec-gpc': '1' });
     assert.deepEqual((first.json() as { rejected: { purpose: string; code: string }[] }).rejected, [{ purpose: 'third_party_sharing', code: 'CONSENT_GPC_CONFLICT' }]);

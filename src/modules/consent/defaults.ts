@@ -33,8 +33,9 @@ export const DEFAULT_PURPOSES: readonly PurposeConfig[] = [
 
 /**
  * What notice version 1 describes: the data categories each default purpose uses. It covers every field the default
- * tracking plan declares for a consent-based purpose (the gate keeps a field for such a purpose only where the notice
- * describes its category: Consent.describes).
+ * tracking plan declares for a consent-based purpose, and every event's occurrence category for the event's purposes
+ * (`user.behavior` covers browsing and purchase history; `user.content.private` survey answers): the gate keeps a field
+ * or an event for such a purpose only where the notice describes its category (Consent.describes).
  */
 export const DEFAULT_NOTICE_PURPOSES: readonly NoticePurpose[] = [
   {

@@ -88,13 +88,17 @@ describeEachDialect('consent: the notice describes what a consent covers', (dial
 
   it('reads no page or product views for a purpose whose notice does not describe browsing history', async () => {
     const userId = `u-${randomUUID()}`;
-    await publishProfiling(['user.contact.email']);
     const given = await send('/v1/consent', { userId, mechanism: 'banner_save', purposes: { 'personalize.profiling': 'given' } });
     assert.equal(given.statusCode, 200, given.body);
+    // Stored while the notice describes browsing history for profiling; a narrower notice (not material) follows.
     const page = await send('/v1/page', { userId, messageId: `m-${randomUUID()}`, name: 'Home' });
     assert.equal((page.json() as { results: { status: string }[] }).results[0]?.status, 'stored');
+    await publishProfiling(['user.contact.email']);
     const [profileId] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]);
     assert.deepEqual(await ctx.kernel.collect.activityFor([profileId as string], 'personalize.profiling'), []);
+    // Nor is a page view stored for it any more (its occurrence is browsing history, and so is every field of it).
+    const later = await send('/v1/page', { userId, messageId: `m-${randomUUID()}`, name: 'Home' });
+    assert.equal((later.json() as { results: { status: string }[] }).results[0]?.status, 'refused');
     await publishProfiling(DEFAULT_NOTICE_PURPOSES.find((p) => p.purpose === 'personalize.profiling')?.categories ?? []);
     assert.equal((await ctx.kernel.collect.activityFor([profileId as string], 'personalize.profiling')).length, 1, 'described again: read');
   });

@@ -161,8 +161,11 @@ export class Collector {
   readonly #commit: GroupCommit<Pending, ItemResult>;
   #refusals = new Map<string, number>();
   readonly #observers: OutcomeObserver[] = [];
-  /** Per plan version and purpose, the order-total fields declared for that purpose (see #orderFieldsFor). */
-  readonly #orderFields = new Map<string, ReadonlyMap<string, string>>();
+  /**
+   * Per plan version and purpose, the categories by which an order could be stored for that purpose and the order-total
+   * fields declared for it (see #orderFieldsFor).
+   */
+  readonly #orderFields = new Map<string, { storedBy: readonly string[]; totals: ReadonlyMap<string, string> }>();
   /** Requests between arrival and their hand-over to the group commit. */
   #checking = 0;
 
@@ -1026,37 +1029,47 @@ export class Collector {
    * Orders of these profiles that were stored for `purpose` (a purpose-bound read: events stored without it are not
    * returned), with the order total from the plain part, read only from a field (`total`, else `revenue`) that the
    * plan version the event was stored under declares for `purpose` (null otherwise); personal fields are never read.
+   * An order is read only while the notice in force describes for the purpose what could store it for it under that
+   * version (the event's occurrence category, or the category of one of its fields declared for the purpose: the gate's
+   * rule, servedPurposes), so a notice narrowed since hides the orders it no longer covers.
    */
   async ordersFor(profileIds: readonly string[], purpose: string): Promise<{ profileId: string; occurredAt: string; total: number | null }[]> {
     const rows = await this.#repo.purposeBoundEvents(profileIds, ORDER_EVENT, purpose);
-    const readable = new Map<number, ReadonlySet<string>>();
+    const readable = new Map<number, ReadonlySet<string> | undefined>();
     for (const version of new Set(rows.map((row) => Number(row.plan_version)))) readable.set(version, await this.#orderFieldsFor(version, purpose));
-    return rows.map((row) => {
-      const fields = readable.get(Number(row.plan_version)) as ReadonlySet<string>;
+    const orders: { profileId: string; occurredAt: string; total: number | null }[] = [];
+    for (const row of rows) {
+      const fields = readable.get(Number(row.plan_version));
+      if (fields === undefined) continue;
       const properties = (JSON.parse(row.data) as { properties?: Record<string, unknown> }).properties ?? {};
       const total = fields.has('total') && typeof properties.total === 'number' ? properties.total : fields.has('revenue') && typeof properties.revenue === 'number' ? properties.revenue : null;
-      return { profileId: row.profile_id, occurredAt: row.occurred_at, total };
-    });
+      orders.push({ profileId: row.profile_id, occurredAt: row.occurred_at, total });
+    }
+    return orders;
   }
 
   /**
    * Which of the order-total fields a stored plan version declares for `purpose` and the notice in force describes
-   * for it (see fieldAllowed). A version's fields never change: cached with their categories; the notice is asked
-   * at every read.
+   * for it (see fieldAllowed); undefined when the notice describes for it nothing that could store an order for it under
+   * that version (ordersFor). A version's fields never change: cached with their categories; the notice is asked at
+   * every read.
    */
-  async #orderFieldsFor(version: number, purpose: string): Promise<ReadonlySet<string>> {
+  async #orderFieldsFor(version: number, purpose: string): Promise<ReadonlySet<string> | undefined> {
     const key = `${version}\u0000${purpose}`;
-    let fields = this.#orderFields.get(key);
-    if (fields === undefined) {
+    let cached = this.#orderFields.get(key);
+    if (cached === undefined) {
       const section = (await this.#deps.catalog.outline(version)).find((s) => s.section === 'track' && s.event === ORDER_EVENT);
-      const declared = new Map<string, string>();
+      const totals = new Map<string, string>();
       for (const name of ORDER_TOTAL_FIELDS) {
         const field = section?.fields.find((f) => f.path === `properties.${name}` && f.purposes.includes(purpose));
-        if (field) declared.set(name, field.category);
+        if (field) totals.set(name, field.category);
       }
-      this.#orderFields.set(key, (fields = declared));
+      const storedBy = new Set(section?.fields.filter((f) => f.purposes.includes(purpose)).map((f) => f.category));
+      if (section?.occurrence?.purposes.includes(purpose)) storedBy.add(section.occurrence.category);
+      this.#orderFields.set(key, (cached = { storedBy: [...storedBy], totals }));
     }
-    return new Set([...fields].filter(([, category]) => this.#describes(purpose, category)).map(([name]) => name));
+    if (!cached.storedBy.some((category) => this.#describes(purpose, category))) return undefined;
+    return new Set([...cached.totals].filter(([, category]) => this.#describes(purpose, category)).map(([name]) => name));
   }
 
   /**

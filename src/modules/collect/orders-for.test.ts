@@ -53,4 +53,19 @@ describeEachDialect('collect: orders read for a purpose, field by field', (diale
     assert.deepEqual(await totals('analytics.reporting'), [40, 75]);
     await ctx.kernel.catalog.publish(structuredClone(DEFAULT_PLAN), CLI_ACTOR);
   });
+
+  it('reads no order for a purpose once the notice describes neither the purchase nor a field of it for that purpose', async () => {
+    const user = uniqueId('buyer');
+    await send('/v1/consent', { userId: user, mechanism: 'banner_save', purposes: { 'analytics.reporting': 'given', 'personalize.profiling': 'given' } });
+    assert.deepEqual((await send('/v1/batch', { batch: [order(user, `${user}-1`, 40)] })).results?.map((r) => r.status), ['stored']);
+    const [profileId] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: user }], source: 'web', at: new Date().toISOString() }]);
+    assert.ok(profileId);
+    assert.deepEqual((await ctx.kernel.collect.ordersFor([profileId], 'personalize.profiling')).map((o) => o.total), [40]);
+    // A narrower notice (not material): profiling now describes browsing history only, not purchases.
+    const current = ctx.kernel.consent.currentNotice();
+    const purposes = current.purposes.map((p) => (p.purpose === 'personalize.profiling' ? { ...p, categories: ['user.behavior.browsing_history'] } : p));
+    await ctx.kernel.consent.publishNotice({ text: `${current.text}\n\nNarrower.`, purposes }, CLI_ACTOR);
+    assert.deepEqual(await ctx.kernel.collect.ordersFor([profileId], 'personalize.profiling'), []);
+    assert.deepEqual((await ctx.kernel.collect.ordersFor([profileId], 'analytics.reporting')).map((o) => o.total), [40], 'still described for reporting');
+  });
 });

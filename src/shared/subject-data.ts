@@ -236,3 +236,20 @@ export interface PlannedField {
 export interface FieldPlanLookup {
   plannedField(section: string, event: string | null, path: string): PlannedField | undefined;
 }
+
+/** The fields one version of the tracking plan declares, looked up as in FieldPlanLookup. */
+export interface PlanFields extends FieldPlanLookup {
+  /**
+   * Whether the plan declares fields inside `path`: an object or an array of objects (`properties.products`, its items
+   * `properties.products[]`), or a part of an event (`properties`, `traits`, `context`).
+   */
+  declaresInside(section: string, event: string | null, path: string): boolean;
+}
+
+/**
+ * The tracking plan in force, for reads that mask by it: a read takes the fields once, so that one answer follows one
+ * version (and looks the plan up once).
+ */
+export interface PlanInForce {
+  fieldsInForce(): PlanFields;
+}

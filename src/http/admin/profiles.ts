@@ -55,7 +55,7 @@ const trait = {
     value: { description: 'The value; `••••` when masked, null when unreadable.' },
     state: valueState,
     category: { type: 'string' },
-    personal: { type: 'boolean' },
+    personal: { type: 'boolean', description: 'Stored encrypted. A value stored in clear is masked as well where the plan in force declares the trait personal or no longer declares it.' },
     updatedAt: { type: 'string' },
     source: { type: 'string' },
     messageId: nullableString,
@@ -85,7 +85,7 @@ const change = {
     previousValue: { description: 'Absent when the trait had no value before.' },
     previousState: { type: ['string', 'null'], enum: ['plain', 'decrypted', 'masked', 'unreadable', null] },
     category: { type: 'string' },
-    personal: { type: 'boolean' },
+    personal: { type: 'boolean', description: 'Stored encrypted, as in a trait.' },
     source: { type: 'string' },
     messageId: nullableString,
   },
@@ -142,7 +142,8 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['profiles'],
         summary: 'A profile as one view over its merge members: identifiers (types and pseudonyms), merge provenance, traits and computed traits.',
-        description: 'Personal trait values are decrypted for owner and privacy_officer and masked for other roles.',
+        description:
+          'Personal trait values are decrypted for owner and privacy_officer and masked for other roles: values stored encrypted, and values stored in clear of a trait the plan in force declares personal or no longer declares (only a trait it declares not personal is shown in clear).',
         params,
         response: {
           200: {
@@ -181,6 +182,7 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['profiles'],
         summary: 'Changes of the traits of a profile and its merge members, newest first, with previous values.',
+        description: 'Values and previous values are masked for roles other than owner and privacy_officer as in the profile.',
         params,
         querystring: {
           type: 'object',

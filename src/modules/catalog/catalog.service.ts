@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
-import type { PlannedField } from '../../shared/subject-data.ts';
+import type { PlanFields, PlannedField } from '../../shared/subject-data.ts';
 import { Freshness, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
@@ -9,6 +9,7 @@ import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
 import type { PlanDocument } from './catalog.schemas.ts';
 import { StatsCounters, statsRows, StoredPaths, type StatsRecord, type StatsRow } from './catalog.stats.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
+import { PlanFieldIndex } from './plan-fields.ts';
 import { compilePlanAsync, listDropped, outlineStoredAsync, type CompiledPlan, type EventOccurrence, type KeptField, type MessageKind, type OutlineSection, type PlanInput, type PlanProblem, type PlanResult } from './plan-compiler.ts';
 
 /** A published version, without its document. */
@@ -105,7 +106,7 @@ export class Catalog {
   readonly #storedPaths = new StoredPaths();
   /** Tells whether another process wrote since the plan was last looked for (refreshIfChanged). */
   readonly #freshness: Freshness;
-  #fieldIndex: { version: number; fields: Map<string, PlannedField> } | undefined;
+  #fieldIndex: PlanFieldIndex | undefined;
   /**
    * Every field some stored version declares, with the latest such version's annotation: versions are immutable, so
    * each is read once per process (`upTo`: the versions folded in so far).
@@ -370,18 +371,20 @@ export class Catalog {
 
   /**
    * A declared field's annotation in the plan in force (for the Art. 15(1) metadata of an access archive, and for
-   * masking what the plan declares personal): `section` as in outline(), `event` for track events, `path` like
+   * masking what the plan declares personal, and the audit attributes of fairness reports): `section` as in outline(), `event` for track events, `path` like
    * `traits.email` or `properties.total`.
    */
   plannedField(section: string, event: string | null, path: string): PlannedField | undefined {
-    if (this.#fieldIndex?.version !== this.#current.version) {
-      const fields = new Map<string, PlannedField>();
-      for (const s of this.#current.compiled.outline()) {
-        for (const f of s.fields) fields.set(`${s.section}\u0000${s.event ?? ''}\u0000${f.path}`, { category: f.category, purposes: f.purposes, retention: f.retention, personal: f.personal });
-      }
-      this.#fieldIndex = { version: this.#current.version, fields };
-    }
-    return this.#fieldIndex.fields.get(`${section}\u0000${section === 'track' ? (event ?? '') : ''}\u0000${path}`);
+    return this.fieldsInForce().plannedField(section, event, path);
+  }
+
+  /**
+   * The fields of the plan in force, indexed once per version and never changed: a read that takes them once masks all
+   * it shows by one version, even if another is put in force meanwhile.
+   */
+  fieldsInForce(): PlanFields {
+    if (this.#fieldIndex?.version !== this.#current.version) this.#fieldIndex = new PlanFieldIndex(this.#current.version, this.#current.compiled.outline());
+    return this.#fieldIndex;
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -12,7 +12,7 @@ import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
 import { ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
 import { CollectRepo, EVENT_DATA_CONTEXT, MAX_REFUSAL_ROWS, messageKey, type EventRow } from './collect.repo.ts';
 import { CollectRetention, orderValueOf, type EventRetentionPolicy } from './collect.retention.ts';
-import { CollectSubjectData, deleteFields, sectionOf } from './collect.subject-data.ts';
+import { CollectSubjectData, deleteFields, hiddenByPlan } from './collect.subject-data.ts';
 import { GroupCommit } from '../../shared/group-commit.ts';
 import { inSlices } from '../../shared/in-slices.ts';
 import { partition, type FieldRule, type FieldRules } from './partition.ts';
@@ -980,20 +980,18 @@ export class Collector {
 
   /**
    * Events stored about these profiles, newest first; personal fields decrypted on request. Otherwise the personal part
-   * reads 'masked', and fields the plan in force declares personal that were stored in clear before it did are left
-   * out of `data` (the personal part then reads 'masked' too), as if they had been stored encrypted.
+   * reads 'masked', and fields stored in clear that the plan in force declares personal, or no longer declares, are
+   * left out of `data` (the personal part then reads 'masked' too), as if they had been stored encrypted.
    */
   async events(profileIds: readonly string[], options: { decrypt: boolean; limit: number }) {
     const rows = await this.#repo.eventsOf(profileIds, options.limit);
     const { catalog, keyring } = this.#deps;
-    const personalInPlan = (row: EventRow, path: string) => {
-      const section = sectionOf(row.kind, path);
-      return section !== undefined && catalog.plannedField(section, row.event, path)?.personal === true;
-    };
+    // One version for the whole answer.
+    const plan = options.decrypt ? undefined : catalog.fieldsInForce();
     return Promise.all(
       rows.map(async (row) => {
         const data = JSON.parse(row.data) as Record<string, unknown>;
-        const masked = !options.decrypt && (deleteFields(data, '', (path) => personalInPlan(row, path)) || row.data_enc !== null);
+        const masked = plan !== undefined && (deleteFields(data, '', hiddenByPlan(plan, row.kind, row.event)) || row.data_enc !== null);
         return {
           id: row.id,
           source: row.source,

@@ -1,5 +1,5 @@
 import type { SqlExecutor } from '../../storage/index.ts';
-import type { DataSubject, EraseOutcome, EraseReason, ExportSection, FieldDisclosure, FieldPlanLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { DataSubject, EraseOutcome, EraseReason, ExportSection, FieldDisclosure, FieldPlanLookup, PlanFields, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectRepo } from './collect.repo.ts';
 import { LEGAL_OBLIGATION, ORDER_EVENT, reducedOrderPart, type EventRetentionPolicy } from './collect.retention.ts';
@@ -42,18 +42,19 @@ function leafPaths(value: unknown, path: string, out: Set<string>): void {
 }
 
 /**
- * Deletes from an event's stored data, in place, the fields `named` (paths in the plan's notation, as leafPaths lists
- * them; a field holding an array of scalars is named as a whole); an object or array item left with no field keeps its
+ * Deletes from an event's stored data, in place, the values `named` (with their paths in the plan's notation, as
+ * leafPaths lists them: a field holding an array of scalars is named as a whole; every object key is asked, from the
+ * parts down, and an object or array not named is walked into); an object or array item left with no field keeps its
  * shape. Whether any was deleted.
  */
-export function deleteFields(value: unknown, path: string, named: (path: string) => boolean): boolean {
+export function deleteFields(value: unknown, path: string, named: (path: string, value: unknown) => boolean): boolean {
   let deleted = false;
   if (Array.isArray(value)) {
     for (const item of value) if (deleteFields(item, `${path}[]`, named)) deleted = true;
   } else if (isRecord(value)) {
     for (const [key, v] of Object.entries(value)) {
       const at = path === '' ? key : `${path}.${key}`;
-      if (named(at)) {
+      if (named(at, v)) {
         delete value[key];
         deleted = true;
       } else if (deleteFields(v, at, named)) deleted = true;
@@ -68,6 +69,30 @@ export function sectionOf(kind: string, path: string): string | undefined {
   if (path.startsWith('traits.')) return kind === 'group' ? 'group' : 'identify';
   if (path.startsWith('properties.')) return kind === 'track' || kind === 'page' || kind === 'screen' ? kind : undefined;
   return undefined;
+}
+
+/** An object, or an array holding one: what holds fields, not a field (a field is a scalar or an array of scalars). */
+function holdsFields(value: unknown): boolean {
+  return isRecord(value) || (Array.isArray(value) && value.some((item) => typeof item === 'object' && item !== null));
+}
+
+/**
+ * What a reader who may not decrypt is kept from in the clear part of an event of this kind (for deleteFields), by the
+ * plan in force: a field it declares personal, and one it does not declare (a newer version removed it, or its event:
+ * nothing then says it is not personal). An object or array of objects it declares fields inside is walked into, so
+ * that only those fields go (a line item keeps its other fields); one it declares nothing inside goes whole.
+ */
+export function hiddenByPlan(plan: PlanFields, kind: string, event: string | null): (path: string, value: unknown) => boolean {
+  return (path, value) => {
+    // A part (`properties`, `traits`, `context`) is in the section of its fields.
+    const section = sectionOf(kind, path.includes('.') ? path : `${path}.`);
+    if (section === undefined) return true;
+    if (holdsFields(value)) return !plan.declaresInside(section, event, path);
+    const planned = plan.plannedField(section, event, path);
+    if (planned !== undefined) return planned.personal;
+    // An empty array is kept where the plan declares an array of objects there, as ingestion keeps it in clear.
+    return !(Array.isArray(value) && value.length === 0 && plan.declaresInside(section, event, path));
+  };
 }
 
 export interface CollectSubjectDataDeps {

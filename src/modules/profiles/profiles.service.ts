@@ -7,7 +7,7 @@ import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { NO_ACTIVITY, ProfilesRepo, type ComputedActivity, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
-import type { FieldPlanLookup, RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { FieldPlanLookup, PlanFields, PlanInForce, RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
 import { ProfilesSubjectData } from './profiles.subject-data.ts';
 import { ProfilesRetention, type ProfileRetentionPolicy, type ProfilesRetentionDeps } from './profiles.retention.ts';
 
@@ -80,7 +80,10 @@ export interface TraitView {
   value: unknown;
   state: ValueState;
   category: string;
-  /** The value is stored encrypted (one stored in clear before the plan made the trait personal is not, yet is masked). */
+  /**
+   * The value is stored encrypted. One stored in clear is not, yet is masked where the plan in force declares the trait
+   * personal or no longer declares it.
+   */
   personal: boolean;
   /** The event time of the newest message that sent this value (also one that re-sent it unchanged), its source and id. */
   updatedAt: string;
@@ -134,10 +137,11 @@ export interface ProfilesDeps {
   audit: AuditLog;
   keyring: Keyring;
   /**
-   * The tracking plan in force: a trait it declares personal is masked for a reader who may not decrypt, also a value
-   * stored in clear before the plan made it personal.
+   * The tracking plan in force (the kernel always gives it): a reader who may not decrypt sees a value stored in clear
+   * only where it declares the trait not personal; one it declares personal, or no longer declares, is masked. Without
+   * it (the module used alone) how a value is stored decides.
    */
-  fields?: FieldPlanLookup;
+  fields?: PlanInForce;
 }
 
 /** What a masked personal value reads as. */
@@ -225,6 +229,16 @@ function inStoredOrder(items: readonly ActivityInput[], now: string): { item: Ac
   return out;
 }
 
+/**
+ * Whether a reader who may not decrypt sees a trait's value stored in clear: only where the plan in force declares the
+ * trait, not personal. One it declares personal, or no longer declares (nothing then says it is not personal), is
+ * masked like an encrypted one; what is stored does not change. Without a plan (`Profiles` opened without `fields`),
+ * as stored.
+ */
+function shownInClear(plan: PlanFields | undefined, key: string): boolean {
+  return plan === undefined || plan.plannedField('identify', null, `traits.${key}`)?.personal === false;
+}
+
 /** History ids sort in the order changes were recorded by this process (ties of changed_at). */
 const historyId = () => sortableId('th_');
 
@@ -237,7 +251,7 @@ export class Profiles {
   readonly #repo: ProfilesRepo;
   readonly #storage: Storage;
   readonly #audit: AuditLog;
-  readonly #fields: FieldPlanLookup | undefined;
+  readonly #fields: PlanInForce | undefined;
   /** Per-process key for digests of decrypted values; never stored, so digests say nothing after a restart. A KeyObject: HMAC with a Buffer key imports it on every call. */
   readonly #digestKey = createSecretKey(randomBytes(32));
   /** ciphertext of a stored personal value → digest of its plaintext, to skip writes that change nothing */
@@ -516,8 +530,9 @@ export class Profiles {
     await this.#repo.reviseComputed(tx, rows);
   }
 
-  async #read(value: string, encrypted: number, key: string, decrypt: boolean): Promise<{ value: unknown; state: ValueState }> {
-    if (encrypted === 0 && (decrypt || !this.#personalInPlan(key))) return { value: JSON.parse(value) as unknown, state: 'plain' };
+  /** A stored value as a reader sees it; `plan`: the plan in force, taken once by the read (masked reads only). */
+  async #read(value: string, encrypted: number, key: string, decrypt: boolean, plan: PlanFields | undefined): Promise<{ value: unknown; state: ValueState }> {
+    if (encrypted === 0 && (decrypt || shownInClear(plan, key))) return { value: JSON.parse(value) as unknown, state: 'plain' };
     if (!decrypt) return { value: MASKED, state: 'masked' };
     const json = await this.#plaintext(value, key);
     return json === null ? { value: null, state: 'unreadable' } : { value: JSON.parse(json) as unknown, state: 'decrypted' };
@@ -652,9 +667,10 @@ export class Profiles {
    */
   async get(profileIds: readonly string[], options: { decrypt: boolean }): Promise<ProfileView> {
     const latest = await this.#shown(this.#storage.raw, await this.#repo.traitsOf(profileIds));
+    const plan = options.decrypt ? undefined : this.#fields?.fieldsInForce();
     const traits: TraitView[] = [];
     for (const row of [...latest.values()].sort((a, b) => (a.key < b.key ? -1 : 1))) {
-      const { value, state } = await this.#read(row.value, row.encrypted, row.key, options.decrypt);
+      const { value, state } = await this.#read(row.value, row.encrypted, row.key, options.decrypt, plan);
       traits.push({
         key: row.key,
         value,
@@ -695,7 +711,7 @@ export class Profiles {
     const out = new Map<string, string>();
     for (const person of persons) {
       const row = received.get(person) ?? ((newest.get(person) as Row[])[0] as Row);
-      const { value, state } = await this.#read(row.value, row.encrypted, key, true);
+      const { value, state } = await this.#read(row.value, row.encrypted, key, true, undefined);
       if (state !== 'unreadable' && value !== null && value !== undefined) out.set(person, String(value));
     }
     return out;
@@ -744,8 +760,9 @@ export class Profiles {
       const text = await json(a);
       return text !== null && text === (await json(b));
     };
+    const plan = options.decrypt ? undefined : this.#fields?.fieldsInForce();
     const shown = async (stored: Stored): Promise<{ value: unknown; state: ValueState }> => {
-      if (stored.encrypted === 0 && (options.decrypt || !this.#personalInPlan(stored.key))) return { value: JSON.parse(stored.value) as unknown, state: 'plain' };
+      if (stored.encrypted === 0 && (options.decrypt || shownInClear(plan, stored.key))) return { value: JSON.parse(stored.value) as unknown, state: 'plain' };
       if (!options.decrypt) return { value: MASKED, state: 'masked' };
       const text = await json(stored);
       return text === null ? { value: null, state: 'unreadable' } : { value: JSON.parse(text) as unknown, state: 'decrypted' };
@@ -800,14 +817,6 @@ export class Profiles {
       if (page.length < size) return { changes: out, next: null };
     }
     return { changes: out, next: position === undefined ? null : historyCursor(position) };
-  }
-
-  /**
-   * Whether the plan in force declares the trait personal: a value stored in clear before it did is masked like an
-   * encrypted one for a reader who may not decrypt (it stays stored in clear until retention deletes it).
-   */
-  #personalInPlan(key: string): boolean {
-    return this.#fields?.plannedField('identify', null, `traits.${key}`)?.personal === true;
   }
 
   /** The JSON text of a stored personal value, or null when its data key is destroyed. */

@@ -45,13 +45,21 @@ describeEachDialect('profiles', (dialect) => {
     );
   });
 
-  it('masks personal values for readers who may not decrypt them', async () => {
+  it('masks personal values, and values of traits the plan in force does not declare, for readers who may not decrypt them', async () => {
     const id = profileId();
-    await set([{ profileId: id, traits: [email('grace@shop.io'), plan('basic')], source: 'web', at: at(1) }]);
+    const country: TraitInput = { key: 'country', value: 'FR', category: 'user.contact.address.country', personal: false };
+    await set([{ profileId: id, traits: [email('grace@shop.io'), plan('basic'), country], source: 'web', at: at(1) }]);
     const view = await ctx.kernel.profiles.get([id], { decrypt: false });
+    // `plan` is no trait of the plan in force (the default plan): nothing says it is not personal.
     assert.deepEqual(view.traits.map((t) => [t.key, t.value, t.state]), [
+      ['country', 'FR', 'plain'],
       ['email', MASKED, 'masked'],
-      ['plan', 'basic', 'plain'],
+      ['plan', MASKED, 'masked'],
+    ]);
+    assert.deepEqual((await ctx.kernel.profiles.get([id], { decrypt: true })).traits.map((t) => [t.key, t.state]), [
+      ['country', 'plain'],
+      ['email', 'decrypted'],
+      ['plan', 'plain'],
     ]);
   });
 
@@ -237,7 +245,7 @@ describeEachDialect('profiles', (dialect) => {
     assert.equal(view.computed.averageOrderValue, 20);
     assert.equal(view.computed.firstSeenAt, at(1));
     assert.equal(view.computed.lastSeenAt, at(6));
-    const history = await ctx.kernel.profiles.traitHistory([canonical, member], 'plan', { decrypt: false });
+    const history = await ctx.kernel.profiles.traitHistory([canonical, member], 'plan', { decrypt: true });
     assert.deepEqual(history.map((h) => [h.value, h.profileId]), [['pro', member], ['basic', canonical]]);
   });
 

@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useKernel } from '../../../test/support/kernel.ts';
+import { uniqueId } from '../../../test/support/subjects.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { DEFAULT_PLAN } from '../../modules/catalog/index.ts';
+import { buildServer, type CandorServer } from '../server.ts';
+
+interface Trait {
+  key: string;
+  value: unknown;
+  state: string;
+  personal: boolean;
+}
+interface Change {
+  value: unknown;
+  valueState: string;
+  previousValue: unknown;
+  previousState: string | null;
+}
+interface StoredEvent {
+  event: string | null;
+  kind: string;
+  data: { traits?: Record<string, unknown>; properties?: Record<string, unknown>; context?: Record<string, unknown> };
+  personal: unknown;
+}
+
+// A field the plan in force no longer declares is treated as personal: nothing says it is not.
+describeEachDialect('admin reads mask what the plan in force no longer declares', (dialect) => {
+  const ctx = useKernel(dialect);
+  let server: CandorServer;
+  let writeKey = '';
+  const tokens: Record<string, string> = {};
+  const userId = uniqueId('u');
+  const orderId = uniqueId('o');
+  // Values no other test sends, so that a body holding them shows a leak.
+  const [firstCity, secondCity, country, coupon, productName, cartId, campaign, productId] = [
+    'Wendravik',
+    'Ossmerholt',
+    'Quellandia',
+    'UNDECLARED-77',
+    'Sablequill',
+    'cart-kv91x',
+    'spring-zq48',
+    'sku-pm73q',
+  ];
+  let profile = '';
+  const send = (url: string, payload: unknown) =>
+    server.app.inject({
+      method: 'POST',
+      url,
+      headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' },
+      payload: JSON.stringify(payload),
+    });
+  const read = async <T>(role: string, url: string): Promise<{ body: string; json: T }> => {
+    const response = await server.app.inject({ url, headers: { authorization: `Bearer ${tokens[role]}` } });
+    assert.equal(response.statusCode, 200, response.body);
+    return { body: response.body, json: response.json() as T };
+  };
+  const traitsOf = (view: { traits: Trait[] }) => Object.fromEntries(view.traits.map((t) => [t.key, [t.value, t.state, t.personal]]));
+  const changesOf = (history: { changes: Change[] }) => history.changes.map((c) => [c.value, c.valueState, c.previousValue, c.previousState]);
+
+  before(async () => {
+    server = await buildServer(ctx.kernel);
+    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    for (const role of ['owner', 'privacy_officer', 'marketer', 'analyst']) tokens[role] = (await ctx.kernel.access.createToken(role, null, CLI_ACTOR)).secret;
+    const purposes = { 'analytics.reporting': 'given', 'personalize.profiling': 'given' };
+    assert.equal((await send('/v1/consent', { userId, mechanism: 'banner_save', purposes })).statusCode, 200);
+    // Stored in clear under version 1 (the default plan): none of these fields is personal there.
+    const messages = [
+      { type: 'identify', userId, messageId: uniqueId('m'), timestamp: '2025-03-01T10:00:00.000Z', traits: { city: firstCity, country } },
+      { type: 'identify', userId, messageId: uniqueId('m'), timestamp: '2025-03-02T10:00:00.000Z', traits: { city: secondCity } },
+      {
+        type: 'track',
+        event: 'Order Completed',
+        userId,
+        messageId: uniqueId('m'),
+        timestamp: '2025-03-03T10:00:00.000Z',
+        properties: { order_id: orderId, total: 30, coupon, products: [{ name: productName, price: 30 }] },
+        context: { locale: 'nb-NO', campaign: { name: campaign } },
+      },
+      { type: 'track', event: 'Product Added', userId, messageId: uniqueId('m'), timestamp: '2025-03-04T10:00:00.000Z', properties: { cart_id: cartId, price: 12 } },
+      { type: 'track', event: 'Product Viewed', userId, messageId: uniqueId('m'), timestamp: '2025-03-05T10:00:00.000Z', properties: { product_id: productId, price: 12 } },
+    ];
+    const answer = await send('/v1/batch', { batch: messages });
+    assert.equal(answer.statusCode, 200, answer.body);
+    for (const item of (answer.json() as { results?: { status: string }[] }).results ?? []) assert.equal(item.status, 'stored');
+    // Version 2 removes a trait, an event property, a field of the line items, the campaign object of the context and a
+    // whole event; the country, the order's id, total and prices, the locale and product views stay declared, in clear.
+    const plan = structuredClone(DEFAULT_PLAN) as any; // eslint-disable-line @typescript-eslint/no-explicit-any -- a test edits the plan document by path
+    delete plan.traits.properties.city;
+    const order = plan.events['Order Completed'].properties.properties;
+    delete order.coupon;
+    delete order.products.items.properties.name;
+    delete plan.context.properties.campaign;
+    delete plan.events['Product Added'];
+    await ctx.kernel.catalog.publish(plan, CLI_ACTOR);
+    const [id] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]);
+    profile = id as string;
+  });
+  after(async () => {
+    await server.app.close();
+  });
+
+  it('masks a trait the plan no longer declares, in the profile and in every history entry, for marketers and analysts', async () => {
+    for (const role of ['marketer', 'analyst']) {
+      const view = await read<{ traits: Trait[] }>(role, `/v1/admin/profiles/${profile}`);
+      assert.ok(!view.body.includes(firstCity) && !view.body.includes(secondCity), `${role} reads the city in clear`);
+      // Masked as a trait the plan made personal reads: `personal` tells it is stored in clear.
+      const traits = traitsOf(view.json);
+      assert.deepEqual(traits.city, ['••••', 'masked', false]);
+      assert.deepEqual(traits.country, [country, 'plain', false]);
+      const history = await read<{ changes: Change[] }>(role, `/v1/admin/profiles/${profile}/history?key=city`);
+      assert.ok(!history.body.includes(firstCity) && !history.body.includes(secondCity), `${role} reads a city of the history in clear`);
+      assert.deepEqual(changesOf(history.json), [
+        ['••••', 'masked', '••••', 'masked'],
+        ['••••', 'masked', undefined, null],
+      ]);
+      assert.deepEqual(changesOf((await read<{ changes: Change[] }>(role, `/v1/admin/profiles/${profile}/history?key=country`)).json), [[country, 'plain', undefined, null]]);
+    }
+  });
+
+  it('leaves fields the plan no longer declares out of the events, and reads the personal part masked', async () => {
+    for (const role of ['marketer', 'analyst']) {
+      const events = await read<StoredEvent[]>(role, `/v1/admin/subjects/${profile}/events`);
+      for (const value of [firstCity, secondCity, coupon, productName, cartId, campaign]) assert.ok(!events.body.includes(value), `${role} reads an undeclared field of an event in clear`);
+      const order = events.json.find((e) => e.event === 'Order Completed');
+      // The line item keeps its declared price; the context its declared locale.
+      assert.deepEqual(order?.data, { properties: { order_id: orderId, total: 30, products: [{ price: 30 }] }, context: { locale: 'nb-NO' } });
+      assert.equal(order?.personal, 'masked');
+      // An event the plan no longer declares: nothing of its properties is declared any more.
+      const added = events.json.find((e) => e.event === 'Product Added');
+      assert.equal(added?.data.properties, undefined);
+      assert.equal(added?.personal, 'masked');
+      const identifies = events.json.filter((e) => e.kind === 'identify');
+      assert.deepEqual(
+        identifies.map((e) => [e.data.traits, e.personal]),
+        [
+          [{}, 'masked'],
+          [{ country }, 'masked'],
+        ],
+      );
+      // Nothing undeclared in it: read as stored, nothing masked.
+      const viewed = events.json.find((e) => e.event === 'Product Viewed');
+      assert.deepEqual(viewed?.data.properties, { product_id: productId, price: 12 });
+      assert.equal(viewed?.personal, null);
+    }
+  });
+
+  it('still shows owners and privacy officers the values as stored, in clear', async () => {
+    for (const role of ['owner', 'privacy_officer']) {
+      const traits = traitsOf((await read<{ traits: Trait[] }>(role, `/v1/admin/profiles/${profile}`)).json);
+      assert.deepEqual(traits.city, [secondCity, 'plain', false]);
+      assert.deepEqual(traits.country, [country, 'plain', false]);
+      assert.deepEqual(changesOf((await read<{ changes: Change[] }>(role, `/v1/admin/profiles/${profile}/history?key=city`)).json), [
+        [secondCity, 'plain', firstCity, 'plain'],
+        [firstCity, 'plain', undefined, null],
+      ]);
+      const events = (await read<StoredEvent[]>(role, `/v1/admin/subjects/${profile}/events`)).json;
+      const order = events.find((e) => e.event === 'Order Completed');
+      assert.deepEqual(order?.data, {
+        properties: { order_id: orderId, total: 30, coupon, products: [{ name: productName, price: 30 }] },
+        context: { locale: 'nb-NO', campaign: { name: campaign } },
+      });
+      assert.equal(order?.personal, null);
+      assert.deepEqual(events.find((e) => e.event === 'Product Added')?.data.properties, { cart_id: cartId, price: 12 });
+      assert.deepEqual(
+        events.filter((e) => e.kind === 'identify').map((e) => e.data.traits),
+        [{ city: secondCity }, { city: firstCity, country }],
+      );
+    }
+  });
+});

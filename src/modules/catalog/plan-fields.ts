@@ -1,0 +1,37 @@
+import type { PlanFields, PlannedField } from '../../shared/subject-data.ts';
+import type { OutlineSection } from './plan-compiler.ts';
+
+/** A look-up key: the section, the event for track events only, the path. */
+const slot = (section: string, event: string | null | undefined, path: string) => `${section}\u0000${section === 'track' ? (event ?? '') : ''}\u0000${path}`;
+
+/**
+ * The declared fields of one plan version, indexed by section, event and path: each leaf with its annotation, and every
+ * path that holds leaves (parts, objects, arrays of objects and their items). Built once per version, never changed.
+ */
+export class PlanFieldIndex implements PlanFields {
+  readonly version: number;
+  readonly #fields = new Map<string, PlannedField>();
+  readonly #inside = new Set<string>();
+
+  constructor(version: number, sections: readonly OutlineSection[]) {
+    this.version = version;
+    for (const s of sections) {
+      for (const f of s.fields) {
+        this.#fields.set(slot(s.section, s.event, f.path), { category: f.category, purposes: f.purposes, retention: f.retention, personal: f.personal });
+        // `properties.products[].name` is inside `properties`, `properties.products` and `properties.products[]`.
+        for (let i = 0; i < f.path.length; i++) {
+          const c = f.path[i];
+          if (c === '.' || c === '[') this.#inside.add(slot(s.section, s.event, f.path.slice(0, i)));
+        }
+      }
+    }
+  }
+
+  plannedField(section: string, event: string | null, path: string): PlannedField | undefined {
+    return this.#fields.get(slot(section, event, path));
+  }
+
+  declaresInside(section: string, event: string | null, path: string): boolean {
+    return this.#inside.has(slot(section, event, path));
+  }
+}

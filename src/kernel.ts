@@ -214,7 +214,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     const eventRetention = { rawEvents: config.retentionRawEvents, orders: config.retentionOrders, orderFields: config.retentionOrderFields };
     const subjectData: SubjectDataHandler[] = [
       identity.subjectData(catalog),
-      profiles.subjectData(catalog),
+      profiles.subjectData(catalog, catalog),
       collect.subjectData(eventRetention),
       scoring.subjectData(),
       consent.subjectData(),

@@ -237,6 +237,27 @@ export interface FieldPlanLookup {
   plannedField(section: string, event: string | null, path: string): PlannedField | undefined;
 }
 
+/** A field the plan in force no longer declares, as the latest stored version that declared it did. */
+export interface RetiredPlannedField extends PlannedField {
+  /** That version. */
+  readonly version: number;
+}
+
+/**
+ * The fields stored plan versions declared and the plan in force does not, read at one moment (`field` looks them up as
+ * FieldPlanLookup does): their stored values are kept by the latest declaration's retention. `complete` is false while a
+ * stored version cannot be read (what it declared is unknown).
+ */
+export interface RetiredFields {
+  field(section: string, event: string | null, path: string): RetiredPlannedField | undefined;
+  readonly complete: boolean;
+}
+
+/** Where handlers find the fields the plan in force no longer declares (`catalog.retiredFields()`). */
+export interface RetiredFieldLookup {
+  retiredFields(): Promise<RetiredFields>;
+}
+
 /** The fields one version of the tracking plan declares, looked up as in FieldPlanLookup. */
 export interface PlanFields extends FieldPlanLookup {
   /**

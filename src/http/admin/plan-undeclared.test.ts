@@ -171,4 +171,20 @@ describeEachDialect('admin reads mask what the plan in force no longer declares'
       );
     }
   });
+
+  it('discloses in the access archive what the plan no longer declares with the retention of the version that declared it, serving no purpose now', async () => {
+    const subject = { profileId: profile, profileIds: [profile], identifiers: [] };
+    const disclosed = async (module: string) => {
+      const section = await ctx.kernel.subjectData.find((h) => h.module === module)?.export(subject);
+      return new Map((section?.fields ?? []).map((f) => [f.field, [f.category, f.purposes, f.retention]]));
+    };
+    const traits = await disclosed('profiles');
+    // Kept by the sweeper for version 1's period (P3Y), for no purpose of the plan in force.
+    assert.deepEqual(traits.get('traits.city'), ['user.contact.address.city', [], 'P3Y']);
+    assert.deepEqual(traits.get('traits.country'), ['user.contact.address.country', ['analytics.reporting', 'personalize.profiling'], 'P3Y']);
+    const events = await disclosed('collect');
+    const coupon = events.get('events[event=Order Completed].properties.coupon');
+    assert.deepEqual([coupon?.[1], coupon?.[2]], [[], 'P7Y']);
+    assert.equal(events.get('events[event=Order Completed].properties.total')?.[2], 'P7Y');
+  });
 });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
-import type { PlanFields, PlannedField } from '../../shared/subject-data.ts';
+import type { PlanFields, PlannedField, RetiredFields } from '../../shared/subject-data.ts';
 import { Freshness, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
@@ -9,7 +9,7 @@ import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
 import type { PlanDocument } from './catalog.schemas.ts';
 import { StatsCounters, statsRows, StoredPaths, type StatsRecord, type StatsRow } from './catalog.stats.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
-import { PlanFieldIndex } from './plan-fields.ts';
+import { PlanFieldIndex, RetiredFieldIndex } from './plan-fields.ts';
 import { compilePlanAsync, listDropped, outlineStoredAsync, type CompiledPlan, type EventOccurrence, type KeptField, type MessageKind, type OutlineSection, type PlanInput, type PlanProblem, type PlanResult } from './plan-compiler.ts';
 
 /** A published version, without its document. */
@@ -343,6 +343,12 @@ export class Catalog {
       section.fields.push({ ...declared.field, version: declared.version });
     }
     return { version: current.version, inForce: outline, retired: [...sections.values()], unreadable: [...this.#declared.unreadable] };
+  }
+
+  /** The fields the plan in force no longer declares, for look-ups (declarations()' `retired`): an access archive's disclosures. */
+  async retiredFields(): Promise<RetiredFields> {
+    const declared = await this.declarations();
+    return new RetiredFieldIndex(declared.retired, declared.unreadable.length === 0);
   }
 
   /** Folds the versions stored since the last call into #declared, oldest first, so that the latest declaration wins. */

@@ -1,4 +1,4 @@
-import type { PlanFields, PlannedField } from '../../shared/subject-data.ts';
+import type { PlanFields, PlannedField, RetiredFields, RetiredPlannedField } from '../../shared/subject-data.ts';
 import type { OutlineSection } from './plan-compiler.ts';
 
 /** A look-up key: the section, the event for track events only, the path. */
@@ -33,5 +33,22 @@ export class PlanFieldIndex implements PlanFields {
 
   declaresInside(section: string, event: string | null, path: string): boolean {
     return this.#inside.has(slot(section, event, path));
+  }
+}
+
+/** The fields stored versions declared and the plan in force does not (Catalog.retiredFields), indexed as above. */
+export class RetiredFieldIndex implements RetiredFields {
+  readonly complete: boolean;
+  readonly #fields = new Map<string, RetiredPlannedField>();
+
+  constructor(sections: readonly { section: string; event?: string; fields: readonly (PlannedField & { path: string; version: number })[] }[], complete: boolean) {
+    this.complete = complete;
+    for (const s of sections) {
+      for (const f of s.fields) this.#fields.set(slot(s.section, s.event, f.path), { category: f.category, purposes: f.purposes, retention: f.retention, personal: f.personal, version: f.version });
+    }
+  }
+
+  field(section: string, event: string | null, path: string): RetiredPlannedField | undefined {
+    return this.#fields.get(slot(section, event, path));
   }
 }

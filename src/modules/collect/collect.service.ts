@@ -1014,7 +1014,7 @@ export class Collector {
    * orders' retention, deleting an inactive person keeps the orders the legal obligation still needs.
    */
   subjectData(orders?: Pick<EventRetentionPolicy, 'orders' | 'orderFields'>): SubjectDataHandler {
-    return new CollectSubjectData({ repo: this.#repo, keyring: this.#deps.keyring, fields: this.#deps.catalog, orders });
+    return new CollectSubjectData({ repo: this.#repo, keyring: this.#deps.keyring, fields: this.#deps.catalog, retired: this.#deps.catalog, orders });
   }
 
   /** The retention rules of stored events and refusal counts, and their sweep (registered with `retention`). */

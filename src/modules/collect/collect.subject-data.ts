@@ -1,5 +1,5 @@
 import type { SqlExecutor } from '../../storage/index.ts';
-import type { DataSubject, EraseOutcome, EraseReason, ExportSection, FieldDisclosure, FieldPlanLookup, PlanFields, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { DataSubject, EraseOutcome, EraseReason, ExportSection, FieldDisclosure, FieldPlanLookup, PlanFields, RetiredFieldLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectRepo } from './collect.repo.ts';
 import { LEGAL_OBLIGATION, ORDER_EVENT, reducedOrderPart, type EventRetentionPolicy } from './collect.retention.ts';
@@ -99,6 +99,8 @@ export interface CollectSubjectDataDeps {
   repo: CollectRepo;
   keyring: Keyring;
   fields: FieldPlanLookup | undefined;
+  /** The fields the plan in force no longer declares: a stored field of one is kept by its latest declaration. */
+  retired?: RetiredFieldLookup | undefined;
   /** The retention of orders: deleting an inactive person reduces their orders still within it (see erase). */
   orders?: Pick<EventRetentionPolicy, 'orders' | 'orderFields'> | undefined;
 }
@@ -118,6 +120,7 @@ export class CollectSubjectData implements SubjectDataHandler {
   async export(subject: DataSubject): Promise<ExportSection> {
     const rows = await this.#deps.repo.allEventsOf(subject.profileIds);
     const fields = new Map<string, { planned: { category: string; purposes: readonly string[]; retention: string } | undefined; sources: Set<string> }>();
+    const retired = this.#deps.retired === undefined || rows.length === 0 ? undefined : await this.#deps.retired.retiredFields();
     const events: Record<string, unknown>[] = [];
     const csvRows: (string | number | boolean | null)[][] = [];
     for (const row of rows) {
@@ -168,7 +171,11 @@ export class CollectSubjectData implements SubjectDataHandler {
         const key = `events[${scope}].${path}`;
         let seen = fields.get(key);
         if (!seen) {
-          seen = { planned: this.#deps.fields?.plannedField(section, row.event, path), sources: new Set() };
+          // A field the plan in force no longer declares serves no purpose now; the sweeper keeps its values for the period
+          // of the latest version that declared it.
+          const planned = this.#deps.fields?.plannedField(section, row.event, path);
+          const old = planned === undefined ? retired?.field(section, row.event, path) : undefined;
+          seen = { planned: planned ?? (old === undefined ? undefined : { category: old.category, purposes: [], retention: old.retention }), sources: new Set() };
           fields.set(key, seen);
         }
         seen.sources.add(row.source);

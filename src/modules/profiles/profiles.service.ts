@@ -7,7 +7,7 @@ import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { NO_ACTIVITY, ProfilesRepo, type ComputedActivity, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
-import type { FieldPlanLookup, PlanFields, PlanInForce, RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { FieldPlanLookup, PlanFields, PlanInForce, RetentionHandler, RetiredFieldLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
 import { ProfilesSubjectData } from './profiles.subject-data.ts';
 import { ProfilesRetention, type ProfileRetentionPolicy, type ProfilesRetentionDeps } from './profiles.retention.ts';
 
@@ -847,10 +847,11 @@ export class Profiles {
   }
 
   /** The profiles module's handler for access and erasure requests. */
-  subjectData(fields?: FieldPlanLookup): SubjectDataHandler {
+  subjectData(fields?: FieldPlanLookup, retired?: RetiredFieldLookup): SubjectDataHandler {
     return new ProfilesSubjectData({
       repo: this.#repo,
       fields,
+      retired,
       get: (ids) => this.get(ids, { decrypt: true }),
       history: (ids, limit) => this.#wholeHistory(ids, limit),
     });

@@ -1,5 +1,5 @@
 import type { SqlExecutor } from '../../storage/index.ts';
-import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, FieldPlanLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, FieldPlanLookup, RetiredFieldLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { ProfilesRepo } from './profiles.repo.ts';
 import type { ComputedTraits, ProfileView, TraitChange } from './profiles.service.ts';
 
@@ -11,6 +11,8 @@ const COMPUTED_FIELDS: readonly (keyof ComputedTraits)[] = ['firstSeenAt', 'last
 export interface ProfilesSubjectDataDeps {
   repo: ProfilesRepo;
   fields: FieldPlanLookup | undefined;
+  /** The fields the plan in force no longer declares: a stored trait of one is kept by its latest declaration. */
+  retired: RetiredFieldLookup | undefined;
   get(profileIds: readonly string[]): Promise<ProfileView>;
   history(profileIds: readonly string[], limit: number): Promise<TraitChange[]>;
 }
@@ -35,15 +37,21 @@ export class ProfilesSubjectData implements SubjectDataHandler {
     };
     for (const t of view.traits) note(t.key, t.category, t.source);
     for (const h of history) note(h.key, h.category, h.source);
+    const retired = this.#deps.retired === undefined || keys.size === 0 ? undefined : await this.#deps.retired.retiredFields();
     const fields: FieldDisclosure[] = [...keys].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, { category, sources }]) => {
-      const planned = this.#deps.fields?.plannedField('identify', null, `traits.${key}`);
+      const path = `traits.${key}`;
+      const planned = this.#deps.fields?.plannedField('identify', null, path);
+      // A trait the plan in force no longer declares serves no purpose now and is kept by the retention sweeper for the
+      // period of the latest version that declared it; one no version declared goes at the next sweep.
+      const old = planned === undefined ? retired?.field('identify', null, path) : undefined;
+      const retention = planned?.retention ?? old?.retention ?? (this.#deps.fields !== undefined && retired?.complete === true ? 'PT0S' : null);
       return {
-        field: `traits.${key}`,
-        category: planned?.category ?? category,
+        field: path,
+        category: planned?.category ?? old?.category ?? category,
         purposes: planned?.purposes ?? [],
         source: [...sources].sort().join(', '),
         recipients: [],
-        retention: planned?.retention ?? null,
+        retention,
       };
     });
     for (const key of COMPUTED_FIELDS) {

@@ -282,8 +282,10 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
                 inForce: plan.inForce.find((s) => s.section === 'identify')?.fields ?? [],
                 retired: plan.retired.find((s) => s.section === 'identify')?.fields ?? [],
                 complete: plan.unreadable.length === 0,
+                latest: plan.latest,
               };
             },
+            latestPlanVersionIn: (tx) => catalog.latestVersionIn(tx),
             consentHistory: (id) => consent.history(id),
           },
           { inactiveProfiles: config.retentionInactiveProfiles },

@@ -52,7 +52,7 @@ export function registerCollectRoutes(app: FastifyInstance, kernel: Kernel): voi
         tags: ['ingest'],
         summary: 'Events stored about a person (all merged profiles), newest first; personal fields decrypted for owner and privacy officer only.',
         description:
-          'For other roles `personal` reads `masked`, and `data` leaves out the fields stored in clear that the plan in force declares personal or no longer declares (an object or array of objects it declares no field inside goes whole).',
+          'For other roles `personal` reads `masked` (null when the event holds nothing personal and nothing was left out), and `data` leaves out the fields stored in clear that the plan in force declares personal or no longer declares (an object or array of objects it declares no field inside goes whole).',
         params: { type: 'object', properties: { id: { type: 'string', pattern: '^prf_[a-z2-7]{20}$' } }, required: ['id'] },
         querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } } },
       },

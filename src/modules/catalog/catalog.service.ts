@@ -44,9 +44,17 @@ export interface Declarations {
   /** The version in force in this process and its outline, as outline() answers them. */
   readonly version: number;
   readonly inForce: readonly OutlineSection[];
-  /** Fields of stored versions the plan in force does not declare, each as the latest stored version declares it. */
+  /**
+   * Fields of stored versions the plan in force does not declare, each as the latest stored version declares it; not
+   * one that a later version which cannot be read may declare otherwise (left alone).
+   */
   readonly retired: readonly RetiredSection[];
-  /** Stored versions that could not be read: what they declared is unknown (none, normally). */
+  /** The latest stored version read. */
+  readonly latest: number;
+  /**
+   * Stored versions that could not be read, or only in part (names left out): what they declared is not wholly known
+   * (none, normally).
+   */
   readonly unreadable: readonly number[];
 }
 
@@ -332,8 +340,11 @@ export class Catalog {
     }
     const inForce = this.#inForceKeys.keys;
     const sections = new Map<string, { section: OutlineSection['section']; event?: string; fields: RetiredField[] }>();
+    const unreadable = this.#declared.unreadable;
     for (const [key, declared] of this.#declared.fields) {
       if (inForce.has(key)) continue;
+      // A version after this declaration that cannot be read may declare the field for longer: left alone.
+      if (unreadable.some((v) => v > declared.version)) continue;
       const at = declaredKey(declared.section, declared.event, '');
       let section = sections.get(at);
       if (section === undefined) {
@@ -342,7 +353,15 @@ export class Catalog {
       }
       section.fields.push({ ...declared.field, version: declared.version });
     }
-    return { version: current.version, inForce: outline, retired: [...sections.values()], unreadable: [...this.#declared.unreadable] };
+    return { version: current.version, inForce: outline, retired: [...sections.values()], latest: this.#declared.upTo, unreadable: [...unreadable] };
+  }
+
+  /**
+   * The latest stored version, read in the caller's transaction holding the publishers' lock (PostgreSQL; SQLite's write
+   * transactions are serial): no version is stored until that transaction ends.
+   */
+  async latestVersionIn(tx: SqlExecutor): Promise<number> {
+    return Number((await this.#repo.latestLockedIn(tx))?.version ?? 0);
   }
 
   /** The fields the plan in force no longer declares, for look-ups (declarations()' `retired`): an access archive's disclosures. */
@@ -358,17 +377,18 @@ export class Catalog {
       const row = await this.#repo.after(declared.upTo);
       if (!row) return;
       const version = Number(row.version);
-      let outline: OutlineSection[] | undefined;
-      if (version === this.#current.version) outline = this.#current.compiled.outline();
+      let read: { outline: OutlineSection[]; complete: boolean } | undefined;
+      if (version === this.#current.version) read = { outline: this.#current.compiled.outline(), complete: this.#current.compiled.complete };
       else {
         try {
-          outline = await outlineStoredAsync(JSON.parse(row.plan), this.#taxonomy);
+          read = await outlineStoredAsync(JSON.parse(row.plan), this.#taxonomy);
         } catch {
-          outline = undefined;
+          read = undefined;
         }
       }
-      if (outline === undefined) declared.unreadable.push(version);
-      for (const s of outline ?? []) {
+      // Read in part (names left out) counts as unreadable too: what it declared is not wholly known.
+      if (read === undefined || !read.complete) declared.unreadable.push(version);
+      for (const s of read?.outline ?? []) {
         for (const field of s.fields) declared.fields.set(declaredKey(s.section, s.event, field.path), { section: s.section, event: s.event, field, version });
       }
       declared.upTo = version;

@@ -201,10 +201,21 @@ export class CollectRetention implements RetentionHandler {
     const { inForce, retired } = await this.#catalog.declarations();
     type Field = { path: string; category: string; retention: string; personal: boolean; version?: number };
     const groups = new Map<string, { filter: Filter; label: string; period: string; fields: Field[] }>();
+    // The paths that hold fields the plan in force declares (`properties.promo` of `properties.promo.code`): a field no
+    // longer declared at such a path (a scalar since made an object or an array of objects) has no rule, for removing
+    // it would take the declared fields inside with it.
+    const holding = new Set<string>();
+    for (const section of inForce) {
+      const { label } = sectionFilter(section);
+      for (const field of section.fields) {
+        for (let i = 0; i < field.path.length; i++) if (field.path[i] === '.' || field.path[i] === '[') holding.add(`${label}\u0000${field.path.slice(0, i)}`);
+      }
+    }
     const sections: readonly (Pick<OutlineSection, 'section' | 'event'> & { fields: readonly Field[] })[] = [...inForce, ...retired];
     for (const section of sections) {
       const { filter, label } = sectionFilter(section);
       for (const field of section.fields) {
+        if (field.version !== undefined && holding.has(`${label}\u0000${field.path}`)) continue;
         // Identify traits are also events here; the trait store has its own rules (profiles).
         if (compareDurations(field.retention, this.#policy.rawEvents) >= 0) continue;
         const key = `${label}\u0000${field.retention}`;

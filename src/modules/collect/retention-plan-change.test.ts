@@ -98,3 +98,35 @@ describeEachDialect('field retention after a plan change', (dialect) => {
     assert.equal(counted('collect.events.orders.reduce'), 0, JSON.stringify(report.counts));
   });
 });
+
+/** The default plan with `Promo Viewed`: `slot` kept P13M, and `promo` a string kept P30D, or an object whose `code` is kept P1Y. */
+function promoAsObjectPlan(asObject: boolean): PlanDocument {
+  const note = (retention: string) => ({ category: 'user.behavior.browsing_history', purposes: ['analytics.reporting'], retention, personal: false });
+  const promo = asObject ? { type: 'object', properties: { code: { type: 'string', 'x-candor': note('P1Y') } } } : { type: 'string', 'x-candor': note('P30D') };
+  const plan = structuredClone(DEFAULT_PLAN) as unknown as { events: Record<string, unknown> };
+  plan.events['Promo Viewed'] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { slot: { type: 'string', 'x-candor': note('P13M') }, promo } } };
+  return plan as unknown as PlanDocument;
+}
+
+// A field no longer declared at a path the plan in force declares fields inside (a scalar made an object): removing it
+// would take the declared fields with it.
+describeEachDialect('event fields: a field retired where the plan in force now declares fields inside it', (dialect) => {
+  const ctx = useKernel(dialect);
+  const p = (n: number) => (dialect === 'postgres' ? `$${n}` : '?');
+
+  it('keeps the declared promo.code (P1Y) of a 40-day-old event although promo as a string was kept P30D', async () => {
+    const kernel = ctx.kernel;
+    const [r] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-promo-object' }], source: 'web', at: new Date().toISOString() }]));
+    await kernel.consent.record(r?.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
+    await kernel.catalog.publish(promoAsObjectPlan(false), CLI_ACTOR);
+    await kernel.catalog.publish(promoAsObjectPlan(true), CLI_ACTOR);
+    const now = new Date();
+    const message = { type: 'track', userId: 'u-promo-object', messageId: 'promo-object-1', timestamp: new Date(now.getTime() - 40 * DAY).toISOString(), event: 'Promo Viewed', properties: { slot: 'top', promo: { code: 'SPRING' } } };
+    const [stored] = await kernel.collect.ingest([{ raw: message, bytes: JSON.stringify(message).length }], undefined, { source: 'web', gpc: false, receivedAt: now.getTime(), actor: CLI_ACTOR });
+    assert.equal(stored?.status, 'stored');
+    assert.ok(!(await kernel.retention.policies()).some((rule) => rule.id.startsWith('collect.events.fields:track:Promo Viewed:P30D')), 'no rule for the retired promo');
+    await kernel.retention.sweep({ now, batchSize: 100 });
+    const [row] = await kernel.storage.raw.all<{ data: string }>(`select data from collect_events where message_id = ${p(1)}`, ['promo-object-1']);
+    assert.deepEqual(JSON.parse(row?.data ?? '{}').properties, { slot: 'top', promo: { code: 'SPRING' } });
+  });
+});

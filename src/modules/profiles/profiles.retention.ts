@@ -8,7 +8,7 @@ import { sql, type Kysely } from 'kysely';
 import { subtractDuration } from '../../shared/duration.ts';
 import type { DataSubject, RetentionHandler, RetentionRule, SweepCount, SweepOptions } from '../../shared/subject-data.ts';
 import { padded } from '../../storage/batching.ts';
-import type { ModuleMigration, Storage } from '../../storage/index.ts';
+import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 import { LAST_ACTIVE, ProfilesRepo, type ProfilesTables } from './profiles.repo.ts';
 
 /** A trait the tracking plan declares: its key (`traits.<key>`), data category and retention. */
@@ -34,12 +34,22 @@ export interface TraitDeclarations {
   readonly retired: readonly RetiredTrait[];
   /** Whether every stored version could be read: if not, a trait no version is known to declare is left alone. */
   readonly complete: boolean;
+  /** The latest stored version these were read from. */
+  readonly latest: number;
 }
+
+/** Whether, in the caller's transaction, the key a sweep found undeclared still is (no version stored since). */
+type StillUndeclared = (tx: SqlExecutor) => Promise<boolean>;
 
 export interface ProfilesRetentionDeps {
   storage: Storage;
   /** The identify traits of the plan in force and of the other stored versions (`catalog.declarations()`). */
   traitDeclarations(): Promise<TraitDeclarations>;
+  /**
+   * The latest stored plan version, read in the caller's transaction holding the publishers' lock (no version can be
+   * stored until it ends): a key no version declared is deleted only while no version was stored since it was found.
+   */
+  latestPlanVersionIn(tx: SqlExecutor): Promise<number>;
   /** A profile's consent ledger entries (`consent.history`): a change the person made counts as activity. */
   consentHistory(profileId: string): Promise<readonly { readonly mechanism: string; readonly at: string; readonly source?: string | null }[]>;
 }
@@ -168,7 +178,7 @@ export class ProfilesRetention implements RetentionHandler {
    * are read before the plan's versions: a trait is only written under a version stored before it, so every key found
    * is declared by a version read after.
    */
-  async #traitRules(): Promise<{ rules: TraitRule[]; undeclared: string[]; version: number }> {
+  async #traitRules(): Promise<{ rules: TraitRule[]; undeclared: string[]; version: number; latest: number }> {
     const stored = await this.#storedKeys();
     const plan = await this.#deps.traitDeclarations();
     const rules: TraitRule[] = plan.inForce.filter(storedAsTrait).map((t) => ({ id: `profiles.traits:${keyOf(t)}`, key: keyOf(t), category: t.category, retention: t.retention }));
@@ -181,7 +191,7 @@ export class ProfilesRetention implements RetentionHandler {
       if (trait !== undefined) rules.push({ id: `profiles.traits:${key}`, key, category: trait.category, retention: trait.retention, version: trait.version });
       else if (plan.complete) undeclared.push(key);
     }
-    return { rules, undeclared, version: plan.version };
+    return { rules, undeclared, version: plan.version, latest: plan.latest };
   }
 
   /**
@@ -202,7 +212,7 @@ export class ProfilesRetention implements RetentionHandler {
 
   async sweep(now: Date, options: SweepOptions): Promise<SweepCount[]> {
     const counts: SweepCount[] = [];
-    const { rules, undeclared } = await this.#traitRules();
+    const { rules, undeclared, latest } = await this.#traitRules();
     for (const trait of rules) {
       const cutoff = subtractDuration(now, trait.retention).toISOString();
       const rule = trait.id;
@@ -211,10 +221,13 @@ export class ProfilesRetention implements RetentionHandler {
       counts.push({ rule, store: 'profiles_trait_history.previous_value', category: trait.category, count: await this.#expirePrevious(trait.key, cutoff, options) });
     }
     // No declared purpose ever needed them: every value and history entry goes, whatever its time (previous values with their entries).
+    // Each batch only while no plan version was stored since the keys were found (one that declares the key, and values
+    // written under it since, must not go with them): checked in the batch's transaction, under the publishers' lock.
     const gone = { traits: 0, history: 0 };
+    const stillUndeclared: StillUndeclared = async (tx) => (await this.#deps.latestPlanVersionIn(tx)) === latest;
     for (const key of undeclared) {
-      gone.traits += await this.#expireTraits(key, undefined, options);
-      gone.history += await this.#expireHistory(key, undefined, options);
+      gone.traits += await this.#expireTraits(key, undefined, options, stillUndeclared);
+      gone.history += await this.#expireHistory(key, undefined, options, stillUndeclared);
     }
     if (undeclared.length > 0) {
       counts.push({ rule: UNDECLARED, store: 'profiles_traits', category: 'user', count: gone.traits });
@@ -224,8 +237,11 @@ export class ProfilesRetention implements RetentionHandler {
     return counts;
   }
 
-  /** Deletes the values of a key last set before the cutoff (without one: all of them), a batch per transaction. */
-  async #expireTraits(key: string, cutoff: string | undefined, options: SweepOptions): Promise<number> {
+  /**
+   * Deletes the values of a key last set before the cutoff (without one: all of them), a batch per transaction; with
+   * `guard`, a batch only while it holds in that transaction (the key is still undeclared), else no more.
+   */
+  async #expireTraits(key: string, cutoff: string | undefined, options: SweepOptions, guard?: StillUndeclared): Promise<number> {
     const timed = cutoff !== undefined;
     const at = cutoff ?? '';
     let n = 0;
@@ -238,13 +254,15 @@ export class ProfilesRetention implements RetentionHandler {
       if (rows.length === 0) return n;
       const ids = padded(rows.map((r) => r.profile_id));
       const del = this.#db.deleteFrom('profiles_traits').where('key', '=', key).$if(timed, (q) => q.where('updated_at', '<', at)).where('profile_id', 'in', ids).compile();
-      n += await this.#storage.raw.transaction((tx) => tx.run(del.sql, del.parameters));
+      const deleted = await this.#storage.raw.transaction(async (tx) => (guard === undefined || (await guard(tx)) ? tx.run(del.sql, del.parameters) : undefined));
+      if (deleted === undefined) return n;
+      n += deleted;
       if (rows.length < options.batchSize) return n;
     }
   }
 
-  /** Deletes the history entries of a key made before the cutoff (without one: all of them), a batch per transaction. */
-  async #expireHistory(key: string, cutoff: string | undefined, options: SweepOptions): Promise<number> {
+  /** Deletes the history entries of a key made before the cutoff (without one: all of them) as #expireTraits its values. */
+  async #expireHistory(key: string, cutoff: string | undefined, options: SweepOptions, guard?: StillUndeclared): Promise<number> {
     const timed = cutoff !== undefined;
     const at = cutoff ?? '';
     let n = 0;
@@ -256,7 +274,9 @@ export class ProfilesRetention implements RetentionHandler {
       const rows = await this.#run(this.#db.selectFrom('profiles_trait_history').select('id').where('key', '=', key).$if(timed, (q) => q.where('changed_at', '<', at)).limit(options.batchSize));
       if (rows.length === 0) return n;
       const del = this.#db.deleteFrom('profiles_trait_history').where('id', 'in', padded(rows.map((r) => r.id))).compile();
-      n += await this.#storage.raw.transaction((tx) => tx.run(del.sql, del.parameters));
+      const deleted = await this.#storage.raw.transaction(async (tx) => (guard === undefined || (await guard(tx)) ? tx.run(del.sql, del.parameters) : undefined));
+      if (deleted === undefined) return n;
+      n += deleted;
       if (rows.length < options.batchSize) return n;
     }
   }

@@ -6,7 +6,7 @@ import { useKernel } from '../../../test/support/kernel.ts';
 import { resolveItem, uniqueId } from '../../../test/support/subjects.ts';
 import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
-import { DEFAULT_PLAN, type PlanDocument } from '../catalog/index.ts';
+import { DEFAULT_PLAN, planHash, type PlanDocument } from '../catalog/index.ts';
 
 const DAY = 86_400_000;
 const ago = (now: number, days: number) => new Date(now - days * DAY).toISOString();
@@ -152,6 +152,96 @@ describeEachDialect('traits no version is known to declare, while a stored versi
       assert.equal(Number(left?.n), 1);
       const plan = await other.catalog.declarations();
       assert.deepEqual(plan.unreadable, [1]);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describeEachDialect('traits of a stored version read in part (a name with a control character, published before the check)', (dialect) => {
+  const ctx = useKernel(dialect);
+
+  it('are not deleted as undeclared: the version counts as not wholly read', async () => {
+    const key = 'nick\tname';
+    const plan = structuredClone(DEFAULT_PLAN) as unknown as { name: string; traits: { properties: Record<string, unknown> } };
+    plan.name = 'Shop, published by an older release';
+    plan.traits.properties[key] = { type: 'string', 'x-candor': { category: 'user.behavior.purchase_history', purposes: ['analytics.reporting'], retention: 'P5Y', personal: false } };
+    const db = ctx.kernel.storage.db;
+    // What an older release stored on publish (the document as given) and on ingestion (the key: the path after `traits.`).
+    await sql`INSERT INTO catalog_plans (version, name, hash, plan, published_at, published_by) VALUES (2, ${plan.name}, ${planHash(plan)}, ${JSON.stringify(plan)}, ${new Date().toISOString()}, 'cli')`.execute(db);
+    const at = new Date(Date.now() - DAY).toISOString();
+    await sql`INSERT INTO profiles_traits (profile_id, key, value, encrypted, category, updated_at, source, message_id) VALUES ('prf_partly', ${key}, '"Bo"', 0, 'user.behavior.purchase_history', ${at}, 'web', 'm1')`.execute(db);
+    const other = await openKernel(ctx.env.config);
+    try {
+      assert.equal(other.catalog.version(), 2);
+      assert.deepEqual((await other.catalog.declarations()).unreadable, [2]);
+      await other.retention.sweep({ now: new Date(), batchSize: 10 });
+      const [left] = (await sql<{ n: number | string }>`SELECT count(*) AS n FROM profiles_traits WHERE key = ${key}`.execute(db)).rows;
+      assert.equal(Number(left?.n), 1);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describeEachDialect('an undeclared trait declared by a version published while a sweep runs', (dialect) => {
+  const ctx = useKernel(dialect);
+
+  it('keeps the values written under that version: each batch is deleted only while no version was stored since', async () => {
+    const { catalog, identity, profiles, storage } = ctx.kernel;
+    const db = storage.db;
+    const old = new Date(Date.now() - 10 * DAY).toISOString();
+    await sql`INSERT INTO profiles_traits (profile_id, key, value, encrypted, category, updated_at, source, message_id) VALUES ('prf_legacy', 'shoe_size', '"44"', 0, 'user', ${old}, 'web', NULL)`.execute(db);
+    const [resolved] = await storage.raw.transaction((tx) => identity.resolveBatch(tx, [resolveItem({ user_id: uniqueId('u') }, uniqueId('m'))]));
+    const profileId = resolved?.profileId as string;
+    const original = catalog.declarations.bind(catalog);
+    let fired = false;
+    (catalog as { declarations: typeof catalog.declarations }).declarations = async () => {
+      const answer = await original();
+      if (!fired && (new Error().stack ?? '').includes('profiles.retention')) {
+        fired = true;
+        // Meanwhile, on another server: the trait is declared, and an identify sets it.
+        await catalog.publish(planWithTrait('shoe_size', 'P1Y'), CLI_ACTOR);
+        await profiles.prepare([profileId]);
+        await storage.raw.transaction((tx) =>
+          profiles.setTraitsBatch(tx, [{ profileId, traits: [{ key: 'shoe_size', value: '42', category: 'user.behavior.purchase_history', personal: false }], source: 'web', messageId: uniqueId('m'), at: new Date().toISOString() }]),
+        );
+      }
+      return answer;
+    };
+    try {
+      await ctx.kernel.retention.sweep({ now: new Date(), batchSize: 10 });
+    } finally {
+      (catalog as { declarations: typeof catalog.declarations }).declarations = original;
+    }
+    assert.ok(fired);
+    const rows = (await sql<{ profile_id: string }>`SELECT profile_id FROM profiles_traits WHERE key = 'shoe_size'`.execute(db)).rows.map((r) => r.profile_id);
+    assert.ok(rows.includes(profileId), JSON.stringify(rows));
+  });
+});
+
+describeEachDialect('a trait no longer declared whose latest declaring version cannot be read', (dialect) => {
+  const ctx = useKernel(dialect);
+  const plan = (retention?: string): PlanDocument => {
+    const doc = (retention ? planWithTrait('tier', retention) : structuredClone(DEFAULT_PLAN)) as unknown as { name: string };
+    doc.name = `Shop ${retention ?? 'without tier'}`;
+    return doc as unknown as PlanDocument;
+  };
+
+  it('is left alone, not swept by an older version\'s shorter period', async () => {
+    const { catalog } = ctx.kernel;
+    await catalog.publish(plan('P30D'), CLI_ACTOR);
+    const long = await catalog.publish(plan('P1Y'), CLI_ACTOR);
+    await catalog.publish(plan(), CLI_ACTOR);
+    const db = ctx.kernel.storage.db;
+    await sql`UPDATE catalog_plans SET plan = ${'{"events": 7'} WHERE version = ${long.version}`.execute(db);
+    const at = new Date(Date.now() - 40 * DAY).toISOString();
+    await sql`INSERT INTO profiles_traits (profile_id, key, value, encrypted, category, updated_at, source, message_id) VALUES ('prf_tier', 'tier', '"gold"', 0, 'user.behavior.purchase_history', ${at}, 'web', 'm1')`.execute(db);
+    const other = await openKernel(ctx.env.config);
+    try {
+      await other.retention.sweep({ now: new Date(), batchSize: 10 });
+      const [left] = (await sql<{ n: number | string }>`SELECT count(*) AS n FROM profiles_traits WHERE key = 'tier'`.execute(db)).rows;
+      assert.equal(Number(left?.n), 1);
     } finally {
       await other.close();
     }

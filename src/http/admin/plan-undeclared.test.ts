@@ -188,3 +188,53 @@ describeEachDialect('admin reads mask what the plan in force no longer declares'
     assert.equal(events.get('events[event=Order Completed].properties.total')?.[2], 'P7Y');
   });
 });
+
+// A computed figure summed from order fields stored in clear before a version made them personal or removed them is
+// masked as those fields are.
+describeEachDialect('admin reads mask the order figures of computed traits as the order fields they come from', (dialect) => {
+  const ctx = useKernel(dialect);
+  let server: CandorServer;
+  let writeKey = '';
+  const tokens: Record<string, string> = {};
+  const userId = uniqueId('u');
+  let profile = '';
+  const send = (url: string, payload: unknown) =>
+    server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+  const computedFor = async (role: string) => {
+    const response = await server.app.inject({ url: `/v1/admin/profiles/${profile}`, headers: { authorization: `Bearer ${tokens[role]}` } });
+    assert.equal(response.statusCode, 200, response.body);
+    return (response.json() as { computed: Record<string, unknown> }).computed;
+  };
+
+  before(async () => {
+    server = await buildServer(ctx.kernel);
+    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    for (const role of ['owner', 'marketer', 'analyst']) tokens[role] = (await ctx.kernel.access.createToken(role, null, CLI_ACTOR)).secret;
+    assert.equal((await send('/v1/consent', { userId, mechanism: 'banner_save', purposes: { 'analytics.reporting': 'given', 'personalize.profiling': 'given' } })).statusCode, 200);
+    const order = { type: 'track', event: 'Order Completed', userId, messageId: uniqueId('m'), timestamp: new Date(Date.now() - 86_400_000).toISOString(), properties: { order_id: uniqueId('o'), total: 4321.5, currency: 'NOK' } };
+    assert.equal((await send('/v1/batch', { batch: [order] })).statusCode, 200);
+    const [id] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]);
+    profile = id as string;
+  });
+  after(async () => {
+    await server.app.close();
+  });
+
+  it('shows them while the plan declares the order fields not personal, and masks them once it does not', async () => {
+    const shown = await computedFor('marketer');
+    assert.deepEqual([shown.totalOrderValue, shown.averageOrderValue, shown.currency, shown.masked], [4321.5, 4321.5, 'NOK', undefined]);
+    // Version 2: the order's total is declared personal, its currency no longer declared.
+    const plan = structuredClone(DEFAULT_PLAN) as any; // eslint-disable-line @typescript-eslint/no-explicit-any -- a test edits the plan document by path
+    const properties = plan.events['Order Completed'].properties.properties;
+    properties.total['x-candor'].personal = true;
+    delete properties.currency;
+    await ctx.kernel.catalog.publish(plan, CLI_ACTOR);
+    for (const role of ['marketer', 'analyst']) {
+      const computed = await computedFor(role);
+      assert.deepEqual([computed.totalOrderValue, computed.averageOrderValue, computed.currency, computed.orderCount], [null, null, null, 1], role);
+      assert.deepEqual(computed.masked, ['totalOrderValue', 'averageOrderValue', 'currency']);
+    }
+    const owner = await computedFor('owner');
+    assert.deepEqual([owner.totalOrderValue, owner.currency, owner.masked], [4321.5, 'NOK', undefined]);
+  });
+});

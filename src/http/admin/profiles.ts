@@ -69,9 +69,14 @@ const computed = {
     lastSeenAt: nullableString,
     eventCount: { type: 'integer' },
     orderCount: { type: 'integer' },
-    totalOrderValue: { type: 'number' },
+    totalOrderValue: { type: ['number', 'null'] },
     averageOrderValue: { type: ['number', 'null'] },
     currency: nullableString,
+    masked: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'For roles other than owner and privacy_officer: the order figures shown null because the plan in force does not declare the order fields they come from (`total` and `revenue`, `currency` of Order Completed) not personal.',
+    },
   },
 } as const;
 const change = {

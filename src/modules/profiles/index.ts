@@ -17,6 +17,8 @@ export {
   type TraitChange,
   type TraitHistoryPage,
   type ComputedTraits,
+  type ComputedTraitsView,
+  type OrderFigure,
   type ProfileView,
   type ValueState,
   type ProfilesDeps,

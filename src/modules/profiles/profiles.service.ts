@@ -103,11 +103,23 @@ export interface ComputedTraits {
   currency: string | null;
 }
 
+/** The order figures of computed traits that come from order fields (`properties.total`/`revenue`, `currency`). */
+export type OrderFigure = 'totalOrderValue' | 'averageOrderValue' | 'currency';
+
+/**
+ * Computed traits as a reader sees them: for one who may not decrypt, the order figures are null and listed in `masked`
+ * unless the plan in force declares the order fields they come from not personal (as a trait or field is masked).
+ */
+export interface ComputedTraitsView extends Omit<ComputedTraits, 'totalOrderValue'> {
+  totalOrderValue: number | null;
+  masked?: OrderFigure[];
+}
+
 /** The canonical view over a profile's merge members. */
 export interface ProfileView {
   profileIds: string[];
   traits: TraitView[];
-  computed: ComputedTraits;
+  computed: ComputedTraitsView;
 }
 
 export interface TraitChange {
@@ -683,7 +695,8 @@ export class Profiles {
         profileId: row.profile_id,
       });
     }
-    return { profileIds: [...profileIds], traits, computed: combine(await this.#repo.computedOf(profileIds)) };
+    const computed = combine(await this.#repo.computedOf(profileIds));
+    return { profileIds: [...profileIds], traits, computed: plan === undefined ? computed : maskOrderFigures(computed, plan) };
   }
 
   /**
@@ -926,6 +939,28 @@ function money(value: number): number {
  * order, and the total and average rounded (money), so the answer does not depend on the order the database returns
  * them in.
  */
+/**
+ * The order figures masked where the plan in force does not declare their order fields not personal: the value comes
+ * from an order's `revenue` or `total` (both must be declared not personal), the currency from its `currency`. A
+ * stored figure may have been summed from values stored in clear before a version made the field personal or removed it.
+ */
+function maskOrderFigures(computed: ComputedTraits, plan: PlanFields): ComputedTraitsView {
+  const plain = (path: string) => plan.plannedField('track', ORDER_EVENT, path)?.personal === false;
+  const masked: OrderFigure[] = [];
+  const out: ComputedTraitsView = { ...computed };
+  if (!plain('properties.total') || !plain('properties.revenue')) {
+    out.totalOrderValue = null;
+    out.averageOrderValue = null;
+    masked.push('totalOrderValue', 'averageOrderValue');
+  }
+  if (!plain('properties.currency')) {
+    out.currency = null;
+    masked.push('currency');
+  }
+  if (masked.length > 0) out.masked = masked;
+  return out;
+}
+
 function combine(unordered: readonly ComputedRow[]): ComputedTraits {
   const rows = [...unordered].sort((a, b) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0));
   let first: { currency: string; since: string; position: number } | undefined;

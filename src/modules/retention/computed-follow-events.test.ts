@@ -6,9 +6,9 @@ import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
-import type { ComputedTraits } from '../profiles/index.ts';
+import type { ComputedTraitsView } from '../profiles/index.ts';
 
-const pick = (c: ComputedTraits) => ({ orderCount: c.orderCount, totalOrderValue: c.totalOrderValue, currency: c.currency });
+const pick = (c: ComputedTraitsView) => ({ orderCount: c.orderCount, totalOrderValue: c.totalOrderValue, currency: c.currency });
 
 const DAY = 86_400_000;
 const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'candor.js');

@@ -41,7 +41,7 @@ function reportProblems(problems: readonly PlanProblem[], err: (line: string) =>
   throw new CommanderError(1, 'candor.plan_invalid', '');
 }
 
-/** Fields the consent gate can never store with the purposes configured now: a line each, after the outcome. */
+/** Fields and events the consent gate can never keep, or not for some of their purposes: a line each, after the outcome. */
 function reportWarnings(warnings: readonly PlanWarning[] | undefined, err: (line: string) => void): void {
   for (const w of warnings ?? []) err(`warning: ${w.section === 'track' ? `track "${w.event}"` : w.section}${w.path === undefined ? '' : ` ${w.path}`}: ${w.warning}`);
 }

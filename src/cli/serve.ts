@@ -3,6 +3,7 @@ import { buildServer, type CandorServer } from '../http/server.ts';
 import type { Stopping } from '../http/stopping.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
 import { claimDataDir } from '../modules/retention/index.ts';
+import { LIST_PLAN_WARNINGS, PlanWarningWatch, type PlanWarningSummary } from '../plan-warning-watch.ts';
 import { SYSTEM_ACTOR } from '../shared/actor.ts';
 import { repeat, type Repeating } from '../shared/repeat.ts';
 
@@ -70,6 +71,11 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     if (config.env !== 'production' && (await kernel.access.count()) === 0) {
       ownerSecret = (await kernel.access.createFirstOwnerToken('created on first start', SYSTEM_ACTOR))?.secret;
     }
+    // What the consent gate can never keep of the plan in force (an older stored version after an upgrade, say): logged
+    // now, and again whenever the plan, the notice or the purposes in force change and the set with them.
+    const warningWatch = new PlanWarningWatch(kernel);
+    const checkPlanWarnings = () => warningWatch.check().catch((err: unknown) => kernel.logger.warn({ err }, 'the tracking plan in force not checked for warnings'));
+    const warned = await checkPlanWarnings();
 
     out(`Candor is listening on ${base} (ready in ${Math.round(performance.now() - started)} ms)`);
     out(`  data:       ${kernel.storage.location}`);
@@ -89,12 +95,14 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     out(`  health:     ${base}/healthz   readiness: ${base}/readyz   metrics: ${base}/metrics`);
     out(`  API:        ${base}/openapi.json`);
     if (kernel.migrationsApplied.length > 0) out(`  migrations applied: ${kernel.migrationsApplied.join(', ')}`);
+    if (warned && warned.warnings.length > 0) out(`  plan warnings: ${describeWarnings(warned)}; list them: ${LIST_PLAN_WARNINGS}`);
 
     // Housekeeping while the server runs: configuration changed by the CLI or another node (custom taxonomy entries,
     // consent purposes and notices, the tracking plan) is in force within a second, read only after another process
-    // wrote; consents past their expiry get their `expired` ledger entry (decisions treat them so anyway), and people
-    // whose GPC opt-out is in force the GPC refusal of every purpose flagged sale/sharing or targeted advertising that
-    // the sweep at the flag's change missed (a signal another server recorded with the flags of the second before).
+    // wrote, and the plan's warnings under it, or under a change made here, are logged; consents past their expiry get
+    // their `expired` ledger entry (decisions treat them so anyway), and people whose GPC opt-out is in force the GPC
+    // refusal of every purpose flagged sale/sharing or targeted advertising that the sweep at the flag's change missed
+    // (a signal another server recorded with the flags of the second before).
     let refreshing = false;
     const consentHousekeeping = () =>
       background.track(
@@ -118,6 +126,7 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
           'configuration refresh',
           refreshConfiguration()
             .catch((err: unknown) => kernel.logger.warn({ err }, 'configuration refresh failed'))
+            .then(checkPlanWarnings)
             .finally(() => (refreshing = false)),
         );
       }, 1_000),
@@ -197,6 +206,13 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     if (!(await settled)) kernel.logger.warn({ abandoned: background.running(), timeoutMs: config.shutdownTimeoutMs }, 'background work still running at the shutdown deadline is abandoned');
   }
   await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.stop', purpose: 'essential.service.operations', details: { connectionsClosedAtDeadline: forcedConnections } });
+}
+
+/** The start summary's account of the plan's warnings: how many, of which versions. */
+function describeWarnings(summary: PlanWarningSummary): string {
+  const counted = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  const what = [summary.fields > 0 && counted(summary.fields, 'field'), summary.events > 0 && counted(summary.events, 'event')].filter(Boolean).join(' and ');
+  return `${what} of plan version ${summary.planVersion} not kept for all of their purposes under notice version ${summary.noticeVersion}`;
 }
 
 /** Background runs in progress, by what they do; a run is forgotten once it settles. */

@@ -17,7 +17,10 @@ const version = {
   properties: { version: { type: 'integer' }, hash: { type: 'string' }, publishedAt: { type: 'string' }, publishedBy: { type: 'string' } },
 } as const;
 const published = { type: 'object', properties: { ...version.properties, plan: { type: 'object', additionalProperties: true } } } as const;
-/** Fields the consent gate can never store with the purposes configured now (publishing is not refused for them). */
+/**
+ * Fields (`path`) and events (no `path`: the event's occurrence) the consent gate can never keep, or not for some of their
+ * purposes, with the purposes and notice in force (publishing is not refused for them).
+ */
 const warnings = {
   type: 'array',
   items: { type: 'object', properties: { section: { type: 'string' }, event: { type: 'string' }, path: { type: 'string' }, warning: { type: 'string' } } },
@@ -97,7 +100,7 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['catalog'],
         summary:
-          'Publish a new version of the tracking plan (201); it is in force at once. `warnings` lists fields the consent gate can never store with the purposes configured now. The document of the latest version again answers 200 with unchanged; an invalid one 400 CATALOG_PLAN_INVALID with every problem. With If-Match: "N" (the ETag of GET …/plan) only if version N is still the latest, else 409 CATALOG_PLAN_CONFLICT.',
+          'Publish a new version of the tracking plan (201); it is in force at once. `warnings` lists the fields (with `path`) and events (without `path`: the event\'s occurrence) that the consent gate can never keep, or not for some of their purposes, with the purposes and notice in force. The document of the latest version again answers 200 with unchanged; an invalid one 400 CATALOG_PLAN_INVALID with every problem. With If-Match: "N" (the ETag of GET …/plan) only if version N is still the latest, else 409 CATALOG_PLAN_CONFLICT.',
         headers: {
           type: 'object',
           properties: { 'if-match': { type: 'string', pattern: IF_MATCH.source, description: 'The version the document was edited from, as GET …/plan tags it ("N"), or *.' } },
@@ -123,7 +126,7 @@ export function registerCatalogRoutes(app: FastifyInstance, kernel: Kernel): voi
       config: { access: EDIT },
       schema: {
         tags: ['catalog'],
-        summary: `Check a tracking plan without publishing it: every problem at once (at most ${MAX_PLAN_FIELDS} annotated fields).`,
+        summary: `Check a tracking plan without publishing it: every problem at once (at most ${MAX_PLAN_FIELDS} annotated fields), and the warnings publishing it would answer (fields with \`path\`, events without).`,
         body: planBody,
         response: { 200: problems },
       },

@@ -1,0 +1,87 @@
+import { planWarningOptions, type Kernel } from './kernel.ts';
+import { planWarnings, type PlanWarning } from './modules/catalog/index.ts';
+import type { PurposeConfig } from './modules/consent/index.ts';
+import { isCandorError } from './shared/errors.ts';
+
+/** The command that lists the warnings of the plan in force (docs/ingestion.md, Changing the plan). */
+export const LIST_PLAN_WARNINGS = 'candor plan show --json > plan.json && candor plan validate plan.json';
+
+/** How many warnings the log line names; the count covers them all. */
+const LOGGED = 10;
+
+/** The warnings of the plan in force under the purposes and notice in force. */
+export interface PlanWarningSummary {
+  readonly planVersion: number;
+  /** The notice version in force (0: none published). */
+  readonly noticeVersion: number;
+  readonly warnings: readonly PlanWarning[];
+  /** Of them, about fields (with a `path`) and about events' occurrences (without). */
+  readonly fields: number;
+  readonly events: number;
+}
+
+/**
+ * Tells a running server's log when the tracking plan in force has fields or events the consent gate can never keep, or
+ * not for some of their purposes, under the purposes and notice in force (planWarnings): after an upgrade, a publish
+ * here or a change another process made. Computed again only when the plan version, the notice version or the
+ * configured purposes change (never per event); one warning per distinct set, nothing when there is none.
+ */
+export class PlanWarningWatch {
+  readonly #kernel: Pick<Kernel, 'catalog' | 'consent' | 'logger'>;
+  /** What the last check was computed from, and its answer. */
+  #last: { planVersion: number; noticeVersion: number; purposes: readonly PurposeConfig[]; summary: PlanWarningSummary } | undefined;
+  /** The plan version, notice version and warnings last logged ('' when the last answer had none). */
+  #logged = '';
+
+  constructor(kernel: Pick<Kernel, 'catalog' | 'consent' | 'logger'>) {
+    this.#kernel = kernel;
+  }
+
+  /** The warnings of the plan in force, computed again (and logged once) only when what they depend on changed. */
+  async check(): Promise<PlanWarningSummary> {
+    const { catalog, consent, logger } = this.#kernel;
+    const planVersion = catalog.version();
+    const noticeVersion = this.#noticeVersion();
+    // Purposes are frozen objects replaced by every change and reload: the same objects mean the same configuration.
+    const purposes = consent.purposes();
+    const last = this.#last;
+    if (last && last.planVersion === planVersion && last.noticeVersion === noticeVersion && samePurposes(last.purposes, purposes)) return last.summary;
+    // The outline of the version in force is taken at the call, before anything else can be put in force.
+    const outline = catalog.outline(planVersion);
+    const options = planWarningOptions(this.#kernel);
+    const warnings = planWarnings(await outline, options.purposes ?? [], options.describes);
+    const events = warnings.filter((w) => w.path === undefined).length;
+    const summary: PlanWarningSummary = { planVersion, noticeVersion, warnings, fields: warnings.length - events, events };
+    this.#last = { planVersion, noticeVersion, purposes, summary };
+    const logged = warnings.length === 0 ? '' : JSON.stringify([planVersion, noticeVersion, warnings]);
+    if (logged !== this.#logged && warnings.length > 0) {
+      // Field paths, event names, categories and purpose keys only: the plan's own names, never a value.
+      logger.warn(
+        {
+          planVersion,
+          noticeVersion,
+          fields: summary.fields,
+          events,
+          first: warnings.slice(0, LOGGED).map((w) => ({ section: w.section, ...(w.event === undefined ? {} : { event: w.event }), ...(w.path === undefined ? {} : { path: w.path }), warning: w.warning })),
+          list: LIST_PLAN_WARNINGS,
+        },
+        `the tracking plan in force has ${warnings.length} field${warnings.length === 1 ? '' : 's'} or event${warnings.length === 1 ? '' : 's'} the consent gate cannot keep for all of their purposes under the notice in force`,
+      );
+    }
+    this.#logged = logged;
+    return summary;
+  }
+
+  #noticeVersion(): number {
+    try {
+      return this.#kernel.consent.currentNotice().version;
+    } catch (error) {
+      if (isCandorError(error, 'CONSENT_NOTICE_UNKNOWN')) return 0;
+      throw error;
+    }
+  }
+}
+
+function samePurposes(a: readonly PurposeConfig[], b: readonly PurposeConfig[]): boolean {
+  return a.length === b.length && a.every((purpose, i) => purpose === b[i]);
+}

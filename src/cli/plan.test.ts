@@ -20,6 +20,13 @@ describeEachDialect('candor plan', (dialect) => {
     assert.match(shown.out, /context\.location\.latitude .*\[personal, precise location\]/);
   });
 
+  it('prints the default plan this release ships, which a store set up on it holds as version 1', async () => {
+    const printed = await candor('plan', 'default');
+    assert.equal(printed.code, 0, printed.err);
+    assert.deepEqual(JSON.parse(printed.out), JSON.parse((await candor('plan', 'show', '--version', '1', '--json')).out));
+    assert.equal((JSON.parse(printed.out) as { events: Record<string, { category?: string }> }).events['Order Completed']?.category, 'user.behavior.purchase_history');
+  });
+
   it('validates a file and lists every problem, exit 1', async () => {
     const json = await candor('plan', 'show', '--json');
     const plan = JSON.parse(json.out) as { events: Record<string, { purposes: string[] }>; name: string };

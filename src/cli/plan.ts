@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { CommanderError, Option, type Command } from 'commander';
 import { planWarningOptions, type Kernel } from '../kernel.ts';
-import type { OutlineSection, PlanProblem, PlanWarning } from '../modules/catalog/index.ts';
+import { DEFAULT_PLAN, type OutlineSection, type PlanProblem, type PlanWarning } from '../modules/catalog/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { isCandorError } from '../shared/errors.ts';
 
@@ -53,7 +53,7 @@ function describeSection(section: OutlineSection): string {
   return section.purposes.length > 0 ? `${title}: ${section.purposes.join(', ')}${occurrence}` : title;
 }
 
-/** Registers `candor plan show|versions|validate|publish`. */
+/** Registers `candor plan show|default|versions|validate|publish`. */
 export function registerPlanCommands(program: Command, { out, err, withKernel }: PlanCommandHelpers): void {
   const plan = program.command('plan').description('the tracking plan: which events and fields are kept, for which purposes');
 
@@ -80,6 +80,13 @@ export function registerPlanCommands(program: Command, { out, err, withKernel }:
           }
         }
       });
+    });
+
+  plan
+    .command('default')
+    .description('print the default tracking plan this release ships, as JSON (to compare with the plan in force, edit and publish)')
+    .action(() => {
+      out(JSON.stringify(DEFAULT_PLAN, null, 2));
     });
 
   plan

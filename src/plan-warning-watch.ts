@@ -4,7 +4,7 @@ import type { PurposeConfig } from './modules/consent/index.ts';
 import { isCandorError } from './shared/errors.ts';
 
 /** The command that lists the warnings of the plan in force (docs/ingestion.md, Changing the plan). */
-export const LIST_PLAN_WARNINGS = 'candor plan show --json > plan.json && candor plan validate plan.json';
+export const LIST_PLAN_WARNINGS = 'candor plan warnings';
 
 /** How many warnings the log line names; the count covers them all. */
 const LOGGED = 10;
@@ -18,6 +18,30 @@ export interface PlanWarningSummary {
   /** Of them, about fields (with a `path`) and about events' occurrences (without). */
   readonly fields: number;
   readonly events: number;
+}
+
+/**
+ * The warnings of a plan version (the one in force) under the purposes and notice in force, as a running server computes
+ * them: read leniently, as the server loads a stored version (`candor plan warnings`; `candor plan validate` checks a
+ * file strictly, as a publish would).
+ */
+export async function planWarningSummary(kernel: Pick<Kernel, 'catalog' | 'consent'>, planVersion = kernel.catalog.version(), noticeVersion = currentNoticeVersion(kernel)): Promise<PlanWarningSummary> {
+  // The outline of the version is taken at the call, before anything else can be put in force.
+  const outline = kernel.catalog.outline(planVersion);
+  const options = planWarningOptions(kernel);
+  const warnings = planWarnings(await outline, options.purposes ?? [], options.describes);
+  const events = warnings.filter((w) => w.path === undefined).length;
+  return { planVersion, noticeVersion, warnings, fields: warnings.length - events, events };
+}
+
+/** The notice version in force (0: none published). */
+function currentNoticeVersion(kernel: Pick<Kernel, 'consent'>): number {
+  try {
+    return kernel.consent.currentNotice().version;
+  } catch (error) {
+    if (isCandorError(error, 'CONSENT_NOTICE_UNKNOWN')) return 0;
+    throw error;
+  }
 }
 
 /**
@@ -41,17 +65,13 @@ export class PlanWarningWatch {
   async check(): Promise<PlanWarningSummary> {
     const { catalog, consent, logger } = this.#kernel;
     const planVersion = catalog.version();
-    const noticeVersion = this.#noticeVersion();
+    const noticeVersion = currentNoticeVersion(this.#kernel);
     // Purposes are frozen objects replaced by every change and reload: the same objects mean the same configuration.
     const purposes = consent.purposes();
     const last = this.#last;
     if (last && last.planVersion === planVersion && last.noticeVersion === noticeVersion && samePurposes(last.purposes, purposes)) return last.summary;
-    // The outline of the version in force is taken at the call, before anything else can be put in force.
-    const outline = catalog.outline(planVersion);
-    const options = planWarningOptions(this.#kernel);
-    const warnings = planWarnings(await outline, options.purposes ?? [], options.describes);
-    const events = warnings.filter((w) => w.path === undefined).length;
-    const summary: PlanWarningSummary = { planVersion, noticeVersion, warnings, fields: warnings.length - events, events };
+    const summary = await planWarningSummary(this.#kernel, planVersion, noticeVersion);
+    const { warnings, events } = summary;
     this.#last = { planVersion, noticeVersion, purposes, summary };
     const logged = warnings.length === 0 ? '' : JSON.stringify([planVersion, noticeVersion, warnings]);
     if (logged !== this.#logged && warnings.length > 0) {
@@ -72,14 +92,6 @@ export class PlanWarningWatch {
     return summary;
   }
 
-  #noticeVersion(): number {
-    try {
-      return this.#kernel.consent.currentNotice().version;
-    } catch (error) {
-      if (isCandorError(error, 'CONSENT_NOTICE_UNKNOWN')) return 0;
-      throw error;
-    }
-  }
 }
 
 function samePurposes(a: readonly PurposeConfig[], b: readonly PurposeConfig[]): boolean {

@@ -20,6 +20,12 @@ describeEachDialect('candor plan', (dialect) => {
     assert.match(shown.out, /context\.location\.latitude .*\[personal, precise location\]/);
   });
 
+  it('lists no warnings for the default plan under the default notice', async () => {
+    const listed = await candor('plan', 'warnings');
+    assert.equal(listed.code, 0, listed.err);
+    assert.match(listed.out, /^tracking plan version 1, notice version 1: no warnings$/);
+  });
+
   it('prints the default plan this release ships, which a store set up on it holds as version 1', async () => {
     const printed = await candor('plan', 'default');
     assert.equal(printed.code, 0, printed.err);

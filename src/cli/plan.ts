@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { CommanderError, Option, type Command } from 'commander';
 import { planWarningOptions, type Kernel } from '../kernel.ts';
+import { planWarningSummary } from '../plan-warning-watch.ts';
 import { DEFAULT_PLAN, type OutlineSection, type PlanProblem, type PlanWarning } from '../modules/catalog/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 import { isCandorError } from '../shared/errors.ts';
@@ -53,7 +54,7 @@ function describeSection(section: OutlineSection): string {
   return section.purposes.length > 0 ? `${title}: ${section.purposes.join(', ')}${occurrence}` : title;
 }
 
-/** Registers `candor plan show|default|versions|validate|publish`. */
+/** Registers `candor plan show|warnings|default|versions|validate|publish`. */
 export function registerPlanCommands(program: Command, { out, err, withKernel }: PlanCommandHelpers): void {
   const plan = program.command('plan').description('the tracking plan: which events and fields are kept, for which purposes');
 
@@ -79,6 +80,17 @@ export function registerPlanCommands(program: Command, { out, err, withKernel }:
             out(`  ${f.path.padEnd(width)}  ${f.type.padEnd(8)}  ${f.category.padEnd(32)}  ${f.retention.padEnd(5)}  ${f.purposes.join(', ')}${flags ? `  [${flags}]` : ''}`);
           }
         }
+      });
+    });
+
+  plan
+    .command('warnings')
+    .description('list the fields and events of the plan in force that the consent gate cannot keep, or not for all of their purposes, under the notice in force')
+    .action(async () => {
+      await withKernel(async (kernel) => {
+        const summary = await planWarningSummary(kernel);
+        out(`tracking plan version ${summary.planVersion}, notice version ${summary.noticeVersion}: ${summary.warnings.length === 0 ? 'no warnings' : `${summary.fields} field${summary.fields === 1 ? '' : 's'} and ${summary.events} event${summary.events === 1 ? '' : 's'} with warnings`}`);
+        reportWarnings(summary.warnings, out);
       });
     });
 

@@ -236,5 +236,14 @@ describeEachDialect('admin reads mask the order figures of computed traits as th
     }
     const owner = await computedFor('owner');
     assert.deepEqual([owner.totalOrderValue, owner.currency, owner.masked], [4321.5, 'NOK', undefined]);
+    // A plan that drops `revenue` (values of it stored before may be in the sum) masks the value figures; declared again,
+    // not personal, with `total` and `currency`, they show.
+    const withoutRevenue = structuredClone(DEFAULT_PLAN) as any; // eslint-disable-line @typescript-eslint/no-explicit-any -- a test edits the plan document by path
+    delete withoutRevenue.events['Order Completed'].properties.properties.revenue;
+    await ctx.kernel.catalog.publish(withoutRevenue, CLI_ACTOR);
+    assert.deepEqual((await computedFor('marketer')).masked, ['totalOrderValue', 'averageOrderValue']);
+    await ctx.kernel.catalog.publish(structuredClone(DEFAULT_PLAN), CLI_ACTOR);
+    const again = await computedFor('marketer');
+    assert.deepEqual([again.totalOrderValue, again.currency, again.masked], [4321.5, 'NOK', undefined]);
   });
 });

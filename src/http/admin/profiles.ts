@@ -75,7 +75,7 @@ const computed = {
     masked: {
       type: 'array',
       items: { type: 'string' },
-      description: 'For roles other than owner and privacy_officer: the order figures shown null because the plan in force does not declare the order fields they come from (`total` and `revenue`, `currency` of Order Completed) not personal.',
+      description: 'For roles other than owner and privacy_officer: the order figures shown null because the plan in force declares an order field they come from (`total` or `revenue`, `currency` of Order Completed) personal, or no longer declares one an earlier version did.',
     },
   },
 } as const;

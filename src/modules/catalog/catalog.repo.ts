@@ -127,12 +127,23 @@ export class CatalogRepo {
    * PostgreSQL; SQLite's write transaction already is one at a time): no other publish can insert until this one ends.
    */
   async latestLockedIn(tx: SqlExecutor): Promise<PlanRow | undefined> {
-    if (this.#storage.dialect === 'postgres') {
-      const lock = sql`select pg_advisory_xact_lock(${PG_PLANS_LOCK})`.compile(this.#db);
-      await tx.all(lock.sql, lock.parameters);
-    }
+    await this.#lockPlans(tx);
     const query = this.#db.selectFrom('catalog_plans').selectAll().orderBy('version', 'desc').limit(1).compile();
     return (await tx.all<PlanRow>(query.sql, query.parameters))[0];
+  }
+
+  /** The latest version's number, read as latestLockedIn reads it (the publishers' lock held), without its document. */
+  async latestVersionLockedIn(tx: SqlExecutor): Promise<number> {
+    await this.#lockPlans(tx);
+    const query = this.#db.selectFrom('catalog_plans').select('version').orderBy('version', 'desc').limit(1).compile();
+    return Number((await tx.all<{ version: number | string }>(query.sql, query.parameters))[0]?.version ?? 0);
+  }
+
+  /** Takes the publishers' lock on PostgreSQL, held until the commit (SQLite's write transaction already is one at a time). */
+  async #lockPlans(tx: SqlExecutor): Promise<void> {
+    if (this.#storage.dialect !== 'postgres') return;
+    const lock = sql`select pg_advisory_xact_lock(${PG_PLANS_LOCK})`.compile(this.#db);
+    await tx.all(lock.sql, lock.parameters);
   }
 
   /** Inserts a plan version in the caller's transaction; a version taken meanwhile fails with a unique violation. */

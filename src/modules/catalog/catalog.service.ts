@@ -51,10 +51,7 @@ export interface Declarations {
   readonly retired: readonly RetiredSection[];
   /** The latest stored version read. */
   readonly latest: number;
-  /**
-   * Stored versions that could not be read, or only in part (names left out): what they declared is not wholly known
-   * (none, normally).
-   */
+  /** Stored versions that could not be read: what they declared is unknown (none, normally). */
   readonly unreadable: readonly number[];
 }
 
@@ -361,7 +358,7 @@ export class Catalog {
    * transactions are serial): no version is stored until that transaction ends.
    */
   async latestVersionIn(tx: SqlExecutor): Promise<number> {
-    return Number((await this.#repo.latestLockedIn(tx))?.version ?? 0);
+    return this.#repo.latestVersionLockedIn(tx);
   }
 
   /** The fields the plan in force no longer declares, for look-ups (declarations()' `retired`): an access archive's disclosures. */
@@ -377,18 +374,17 @@ export class Catalog {
       const row = await this.#repo.after(declared.upTo);
       if (!row) return;
       const version = Number(row.version);
-      let read: { outline: OutlineSection[]; complete: boolean } | undefined;
-      if (version === this.#current.version) read = { outline: this.#current.compiled.outline(), complete: this.#current.compiled.complete };
+      let outline: OutlineSection[] | undefined;
+      if (version === this.#current.version) outline = this.#current.compiled.outline();
       else {
         try {
-          read = await outlineStoredAsync(JSON.parse(row.plan), this.#taxonomy);
+          outline = await outlineStoredAsync(JSON.parse(row.plan), this.#taxonomy);
         } catch {
-          read = undefined;
+          outline = undefined;
         }
       }
-      // Read in part (names left out) counts as unreadable too: what it declared is not wholly known.
-      if (read === undefined || !read.complete) declared.unreadable.push(version);
-      for (const s of read?.outline ?? []) {
+      if (outline === undefined) declared.unreadable.push(version);
+      for (const s of outline ?? []) {
         for (const field of s.fields) declared.fields.set(declaredKey(s.section, s.event, field.path), { section: s.section, event: s.event, field, version });
       }
       declared.upTo = version;

@@ -552,8 +552,6 @@ interface ResolvedCategory {
 class Builder {
   readonly problems: PlanProblem[] = [];
   readonly purposeOrder: string[] = [];
-  /** Names a stored version declares that were left out (nameUsable): its declarations are then read only in part. */
-  namesLeftOut = 0;
   readonly #purposeIndex = new Map<string, number>();
   readonly #taxonomy: TaxonomyLookup;
   readonly #lenient: boolean;
@@ -588,7 +586,6 @@ class Builder {
   nameUsable(name: string, pointer: string): boolean {
     if (!UNUSABLE_NAME.test(name)) return true;
     if (!this.#lenient) this.#problem(pointer, 'a name must not contain control characters or unpaired surrogates');
-    this.namesLeftOut++;
     return false;
   }
 
@@ -928,19 +925,15 @@ export async function compilePlanAsync(plan: unknown, taxonomy: TaxonomyLookup, 
 
 /**
  * The fields a stored version declares, as `outline()` lists them, without compiling its validators (the costly part):
- * read as a stored version is (leniently). Undefined when the version cannot be read; `complete` false when it was
- * read in part (names left out: CompiledPlan.complete). For what only needs the declarations (the retention of fields
- * later versions no longer declare); such an outline validates nothing.
+ * read as a stored version is (leniently). Undefined when the version cannot be read. For what only needs the
+ * declarations (the retention of fields later versions no longer declare); such an outline validates nothing.
  */
-export async function outlineStoredAsync(plan: unknown, taxonomy: TaxonomyLookup): Promise<{ outline: OutlineSection[]; complete: boolean } | undefined> {
+export async function outlineStoredAsync(plan: unknown, taxonomy: TaxonomyLookup): Promise<OutlineSection[] | undefined> {
   const steps = compileSteps(plan, taxonomy, { lenient: true }, false);
   let sliceStart = performance.now();
   for (;;) {
     const step = steps.next();
-    if (step.done) {
-      const compiled = step.value.compiled;
-      return compiled === undefined ? undefined : { outline: compiled.outline(), complete: compiled.complete };
-    }
+    if (step.done) return step.value.compiled?.outline();
     if (performance.now() - sliceStart >= SLICE_MS) {
       await yieldToLoop();
       sliceStart = performance.now();
@@ -1012,7 +1005,7 @@ function* compileSteps(plan: unknown, taxonomy: TaxonomyLookup, options: Compile
   const problems = dedupe(builder.problems);
   if (problems.length > 0 || !identify || !group || !context) return { problems };
   const alias: CompiledEvent = { kind: 'alias', name: '', description: undefined, purposes: linking, occurrences: linkingOccurrences, mask: linkingMask, body: null };
-  return { compiled: new CompiledPlan({ events, page, screen, identify, group, alias, context, purposeOrder: builder.purposeOrder, namesLeftOut: builder.namesLeftOut }), problems };
+  return { compiled: new CompiledPlan({ events, page, screen, identify, group, alias, context, purposeOrder: builder.purposeOrder }), problems };
 }
 
 /** The event-level purposes of the given events together, in the plan's purpose order. */
@@ -1077,7 +1070,6 @@ interface CompiledParts {
   alias: CompiledEvent;
   context: Section;
   purposeOrder: readonly string[];
-  namesLeftOut: number;
 }
 
 /** A plan compiled for the hot path. */
@@ -1092,14 +1084,6 @@ export class CompiledPlan {
   constructor(parts: CompiledParts) {
     this.#parts = parts;
     this.#masked = parts.purposeOrder.length <= 32;
-  }
-
-  /**
-   * Whether every name the document declares was read: a stored version published before names with control characters
-   * or unpaired surrogates were refused is loaded with those fields and events left out (nameUsable).
-   */
-  get complete(): boolean {
-    return this.#parts.namesLeftOut === 0;
   }
 
   /** Whether a track event name is declared. */

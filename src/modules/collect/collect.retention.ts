@@ -107,7 +107,11 @@ export function prune(value: unknown): unknown {
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
-/** Removes a field path (`context.location.latitude`, `properties.products[].price`) from data; true when something went. */
+/**
+ * Removes a field path (`context.location.latitude`, `properties.products[].price`) from data; true when something went.
+ * A field is a value or an array of values: an object (or an array holding one) found at its path holds other fields,
+ * which their own rules decide (a field once a text, since declared an object whose fields are kept longer), and stays.
+ */
 export function removePath(data: unknown, path: string): boolean {
   const [head, ...rest] = path.split('.');
   if (head === undefined) return false;
@@ -115,6 +119,8 @@ export function removePath(data: unknown, path: string): boolean {
   const key = each ? head.slice(0, -2) : head;
   if (!isRecord(data) || !(key in data)) return false;
   if (rest.length === 0 && !each) {
+    const value = data[key];
+    if (isRecord(value) || (Array.isArray(value) && value.some((item) => typeof item === 'object' && item !== null))) return false;
     delete data[key];
     return true;
   }
@@ -201,21 +207,10 @@ export class CollectRetention implements RetentionHandler {
     const { inForce, retired } = await this.#catalog.declarations();
     type Field = { path: string; category: string; retention: string; personal: boolean; version?: number };
     const groups = new Map<string, { filter: Filter; label: string; period: string; fields: Field[] }>();
-    // The paths that hold fields the plan in force declares (`properties.promo` of `properties.promo.code`): a field no
-    // longer declared at such a path (a scalar since made an object or an array of objects) has no rule, for removing
-    // it would take the declared fields inside with it.
-    const holding = new Set<string>();
-    for (const section of inForce) {
-      const { label } = sectionFilter(section);
-      for (const field of section.fields) {
-        for (let i = 0; i < field.path.length; i++) if (field.path[i] === '.' || field.path[i] === '[') holding.add(`${label}\u0000${field.path.slice(0, i)}`);
-      }
-    }
     const sections: readonly (Pick<OutlineSection, 'section' | 'event'> & { fields: readonly Field[] })[] = [...inForce, ...retired];
     for (const section of sections) {
       const { filter, label } = sectionFilter(section);
       for (const field of section.fields) {
-        if (field.version !== undefined && holding.has(`${label}\u0000${field.path}`)) continue;
         // Identify traits are also events here; the trait store has its own rules (profiles).
         if (compareDurations(field.retention, this.#policy.rawEvents) >= 0) continue;
         const key = `${label}\u0000${field.retention}`;

@@ -108,25 +108,43 @@ function promoAsObjectPlan(asObject: boolean): PlanDocument {
   return plan as unknown as PlanDocument;
 }
 
-// A field no longer declared at a path the plan in force declares fields inside (a scalar made an object): removing it
-// would take the declared fields with it.
+// A field once a text, since declared an object whose fields are kept longer: its rule removes the old texts, never the
+// objects, which hold fields their own rules decide.
 describeEachDialect('event fields: a field retired where the plan in force now declares fields inside it', (dialect) => {
   const ctx = useKernel(dialect);
   const p = (n: number) => (dialect === 'postgres' ? `$${n}` : '?');
 
-  it('keeps the declared promo.code (P1Y) of a 40-day-old event although promo as a string was kept P30D', async () => {
+  it('removes a 40-day-old promo text (P30D) and keeps the declared promo.code (P1Y) of an event as old', async () => {
     const kernel = ctx.kernel;
     const [r] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-promo-object' }], source: 'web', at: new Date().toISOString() }]));
     await kernel.consent.record(r?.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
-    await kernel.catalog.publish(promoAsObjectPlan(false), CLI_ACTOR);
-    await kernel.catalog.publish(promoAsObjectPlan(true), CLI_ACTOR);
     const now = new Date();
-    const message = { type: 'track', userId: 'u-promo-object', messageId: 'promo-object-1', timestamp: new Date(now.getTime() - 40 * DAY).toISOString(), event: 'Promo Viewed', properties: { slot: 'top', promo: { code: 'SPRING' } } };
+    const send = async (messageId: string, promo: unknown) => {
+      const message = { type: 'track', userId: 'u-promo-object', messageId, timestamp: new Date(now.getTime() - 40 * DAY).toISOString(), event: 'Promo Viewed', properties: { slot: 'top', promo } };
+      const [stored] = await kernel.collect.ingest([{ raw: message, bytes: JSON.stringify(message).length }], undefined, { source: 'web', gpc: false, receivedAt: now.getTime(), actor: CLI_ACTOR });
+      assert.equal(stored?.status, 'stored');
+    };
+    await kernel.catalog.publish(promoAsObjectPlan(false), CLI_ACTOR);
+    await send('promo-text-1', 'SPRING');
+    await kernel.catalog.publish(promoAsObjectPlan(true), CLI_ACTOR);
+    await send('promo-object-1', { code: 'SUMMER' });
+    await kernel.retention.sweep({ now, batchSize: 100 });
+    const properties = async (messageId: string) => JSON.parse((await kernel.storage.raw.all<{ data: string }>(`select data from collect_events where message_id = ${p(1)}`, [messageId]))[0]?.data ?? '{}').properties;
+    assert.deepEqual(await properties('promo-text-1'), { slot: 'top' });
+    assert.deepEqual(await properties('promo-object-1'), { slot: 'top', promo: { code: 'SUMMER' } });
+  });
+
+  it('keeps promo.code (P1Y) once the object is removed too, although the text before it was kept P30D', async () => {
+    const kernel = ctx.kernel;
+    const now = new Date();
+    await kernel.catalog.publish(promoAsObjectPlan(true), CLI_ACTOR);
+    const message = { type: 'track', userId: 'u-promo-object', messageId: 'promo-object-2', timestamp: new Date(now.getTime() - 40 * DAY).toISOString(), event: 'Promo Viewed', properties: { slot: 'top', promo: { code: 'AUTUMN' } } };
     const [stored] = await kernel.collect.ingest([{ raw: message, bytes: JSON.stringify(message).length }], undefined, { source: 'web', gpc: false, receivedAt: now.getTime(), actor: CLI_ACTOR });
     assert.equal(stored?.status, 'stored');
-    assert.ok(!(await kernel.retention.policies()).some((rule) => rule.id.startsWith('collect.events.fields:track:Promo Viewed:P30D')), 'no rule for the retired promo');
+    // Both promo (a text, P30D, version n) and promo.code (P1Y, version n+1) are no longer declared.
+    await kernel.catalog.publish(promoPlan(true), CLI_ACTOR);
     await kernel.retention.sweep({ now, batchSize: 100 });
-    const [row] = await kernel.storage.raw.all<{ data: string }>(`select data from collect_events where message_id = ${p(1)}`, ['promo-object-1']);
-    assert.deepEqual(JSON.parse(row?.data ?? '{}').properties, { slot: 'top', promo: { code: 'SPRING' } });
+    const [row] = await kernel.storage.raw.all<{ data: string }>(`select data from collect_events where message_id = ${p(1)}`, ['promo-object-2']);
+    assert.deepEqual(JSON.parse(row?.data ?? '{}').properties, { slot: 'top', promo: { code: 'AUTUMN' } });
   });
 });

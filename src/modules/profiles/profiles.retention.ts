@@ -110,6 +110,11 @@ export const PROFILES_RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
 ];
 
 const INACTIVE = 'profiles.inactive';
+/**
+ * A control character or an unpaired surrogate: a plan version published before such names were refused is read with
+ * those fields left out, so a key holding one may be declared by a stored version; it is never deleted as undeclared.
+ */
+const UNUSABLE_NAME = /[\p{Cc}\p{Cs}]/u;
 /** Values of trait keys no stored plan version declared: counted together, the keys (not the plan's names) unnamed. */
 const UNDECLARED = 'profiles.traits.undeclared';
 
@@ -189,7 +194,7 @@ export class ProfilesRetention implements RetentionHandler {
       if (inForce.has(key)) continue;
       const trait = retired.get(key);
       if (trait !== undefined) rules.push({ id: `profiles.traits:${key}`, key, category: trait.category, retention: trait.retention, version: trait.version });
-      else if (plan.complete) undeclared.push(key);
+      else if (plan.complete && !UNUSABLE_NAME.test(key)) undeclared.push(key);
     }
     return { rules, undeclared, version: plan.version, latest: plan.latest };
   }

@@ -7,7 +7,7 @@ import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { NO_ACTIVITY, ProfilesRepo, type ComputedActivity, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
-import type { FieldPlanLookup, PlanFields, PlanInForce, RetentionHandler, RetiredFieldLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { FieldPlanLookup, PlanFields, PlanInForce, RetentionHandler, RetiredFieldLookup, RetiredFields, SubjectDataHandler } from '../../shared/subject-data.ts';
 import { ProfilesSubjectData } from './profiles.subject-data.ts';
 import { ProfilesRetention, type ProfileRetentionPolicy, type ProfilesRetentionDeps } from './profiles.retention.ts';
 
@@ -103,6 +103,9 @@ export interface ComputedTraits {
   currency: string | null;
 }
 
+/** The order fields the computed order figures come from. */
+const ORDER_FIGURE_FIELDS = ['properties.total', 'properties.revenue', 'properties.currency'] as const;
+
 /** The order figures of computed traits that come from order fields (`properties.total`/`revenue`, `currency`). */
 export type OrderFigure = 'totalOrderValue' | 'averageOrderValue' | 'currency';
 
@@ -154,6 +157,8 @@ export interface ProfilesDeps {
    * it (the module used alone) how a value is stored decides.
    */
   fields?: PlanInForce;
+  /** The fields stored versions declared and the plan in force does not (masking the computed order figures). */
+  retired?: RetiredFieldLookup;
 }
 
 /** What a masked personal value reads as. */
@@ -264,6 +269,7 @@ export class Profiles {
   readonly #storage: Storage;
   readonly #audit: AuditLog;
   readonly #fields: PlanInForce | undefined;
+  readonly #retired: RetiredFieldLookup | undefined;
   /** Per-process key for digests of decrypted values; never stored, so digests say nothing after a restart. A KeyObject: HMAC with a Buffer key imports it on every call. */
   readonly #digestKey = createSecretKey(randomBytes(32));
   /** ciphertext of a stored personal value → digest of its plaintext, to skip writes that change nothing */
@@ -275,6 +281,7 @@ export class Profiles {
     this.#storage = deps.storage;
     this.#audit = deps.audit;
     this.#fields = deps.fields;
+    this.#retired = deps.retired;
   }
 
   /** Opens the profiles module. */
@@ -696,7 +703,11 @@ export class Profiles {
       });
     }
     const computed = combine(await this.#repo.computedOf(profileIds));
-    return { profileIds: [...profileIds], traits, computed: plan === undefined ? computed : maskOrderFigures(computed, plan) };
+    if (plan === undefined) return { profileIds: [...profileIds], traits, computed };
+    // Stored versions are read only when the plan in force leaves an order field out.
+    const complete = ORDER_FIGURE_FIELDS.every((path) => plan.plannedField('track', ORDER_EVENT, path) !== undefined);
+    const retired = complete ? undefined : await this.#retired?.retiredFields();
+    return { profileIds: [...profileIds], traits, computed: maskOrderFigures(computed, plan, retired) };
   }
 
   /**
@@ -931,6 +942,33 @@ function money(value: number): number {
 }
 
 /**
+ * The order figures masked for a reader who may not decrypt where an order field they come from may hold a value the plan
+ * in force keeps from that reader: the value comes from an order's `revenue` or `total`, the currency from its
+ * `currency`; a field the plan in force declares personal, or does not declare while an earlier stored version did
+ * (`retired`: values of it stored in clear may have been summed), masks its figures. A field no version ever declared
+ * was never stored, and masks nothing.
+ */
+function maskOrderFigures(computed: ComputedTraits, plan: PlanFields, retired: RetiredFields | undefined): ComputedTraitsView {
+  const hidden = (path: string) => {
+    const planned = plan.plannedField('track', ORDER_EVENT, path);
+    return planned === undefined ? retired === undefined || retired.field('track', ORDER_EVENT, path) !== undefined || !retired.complete : planned.personal;
+  };
+  const masked: OrderFigure[] = [];
+  const out: ComputedTraitsView = { ...computed };
+  if (hidden('properties.total') || hidden('properties.revenue')) {
+    out.totalOrderValue = null;
+    out.averageOrderValue = null;
+    masked.push('totalOrderValue', 'averageOrderValue');
+  }
+  if (hidden('properties.currency')) {
+    out.currency = null;
+    masked.push('currency');
+  }
+  if (masked.length > 0) out.masked = masked;
+  return out;
+}
+
+/**
  * Computed traits of merge members as one, as one profile with all their orders would have them: the currency is
  * that of the first priced order naming one that any member received, by the time Candor received it and then its
  * position among the messages received then (a member stored before migration 0111 counts from its first seen time,
@@ -939,28 +977,6 @@ function money(value: number): number {
  * order, and the total and average rounded (money), so the answer does not depend on the order the database returns
  * them in.
  */
-/**
- * The order figures masked where the plan in force does not declare their order fields not personal: the value comes
- * from an order's `revenue` or `total` (both must be declared not personal), the currency from its `currency`. A
- * stored figure may have been summed from values stored in clear before a version made the field personal or removed it.
- */
-function maskOrderFigures(computed: ComputedTraits, plan: PlanFields): ComputedTraitsView {
-  const plain = (path: string) => plan.plannedField('track', ORDER_EVENT, path)?.personal === false;
-  const masked: OrderFigure[] = [];
-  const out: ComputedTraitsView = { ...computed };
-  if (!plain('properties.total') || !plain('properties.revenue')) {
-    out.totalOrderValue = null;
-    out.averageOrderValue = null;
-    masked.push('totalOrderValue', 'averageOrderValue');
-  }
-  if (!plain('properties.currency')) {
-    out.currency = null;
-    masked.push('currency');
-  }
-  if (masked.length > 0) out.masked = masked;
-  return out;
-}
-
 function combine(unordered: readonly ComputedRow[]): ComputedTraits {
   const rows = [...unordered].sort((a, b) => (a.profile_id < b.profile_id ? -1 : a.profile_id > b.profile_id ? 1 : 0));
   let first: { currency: string; since: string; position: number } | undefined;

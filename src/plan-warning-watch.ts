@@ -91,7 +91,6 @@ export class PlanWarningWatch {
     this.#logged = logged;
     return summary;
   }
-
 }
 
 function samePurposes(a: readonly PurposeConfig[], b: readonly PurposeConfig[]): boolean {

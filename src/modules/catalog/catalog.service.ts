@@ -51,6 +51,11 @@ export interface Declarations {
   readonly retired: readonly RetiredSection[];
   /** The latest stored version read. */
   readonly latest: number;
+  /**
+   * Whether a stored version declared the field personal (`section` and `event` as in outline()): values of it stored
+   * then are in events' sealed part, even where a later version declares it not personal.
+   */
+  everPersonal(section: string, event: string | undefined, path: string): boolean;
   /** Stored versions that could not be read: what they declared is unknown (none, normally). */
   readonly unreadable: readonly number[];
 }
@@ -60,6 +65,8 @@ interface DeclaredField {
   readonly event: string | undefined;
   readonly field: KeptField & { type: string };
   readonly version: number;
+  /** Whether any stored version read so far declared it personal. */
+  readonly everPersonal: boolean;
 }
 
 /** A field's key across versions: its section, event (track only) and path. */
@@ -350,7 +357,9 @@ export class Catalog {
       }
       section.fields.push({ ...declared.field, version: declared.version });
     }
-    return { version: current.version, inForce: outline, retired: [...sections.values()], latest: this.#declared.upTo, unreadable: [...unreadable] };
+    const fields = this.#declared.fields;
+    const everPersonal = (section: string, event: string | undefined, path: string) => fields.get(declaredKey(section, event, path))?.everPersonal === true;
+    return { version: current.version, inForce: outline, retired: [...sections.values()], latest: this.#declared.upTo, unreadable: [...unreadable], everPersonal };
   }
 
   /**
@@ -385,7 +394,11 @@ export class Catalog {
       }
       if (outline === undefined) declared.unreadable.push(version);
       for (const s of outline ?? []) {
-        for (const field of s.fields) declared.fields.set(declaredKey(s.section, s.event, field.path), { section: s.section, event: s.event, field, version });
+        for (const field of s.fields) {
+          const key = declaredKey(s.section, s.event, field.path);
+          const everPersonal = field.personal || declared.fields.get(key)?.everPersonal === true;
+          declared.fields.set(key, { section: s.section, event: s.event, field, version, everPersonal });
+        }
       }
       declared.upTo = version;
     }

@@ -204,9 +204,10 @@ export class CollectRetention implements RetentionHandler {
    */
   async #fieldRules(): Promise<{ rule: RetentionRule; filter: Filter; paths: string[]; personal: boolean }[]> {
     const out: { rule: RetentionRule; filter: Filter; paths: string[]; personal: boolean }[] = [];
-    const { inForce, retired } = await this.#catalog.declarations();
+    const { inForce, retired, everPersonal } = await this.#catalog.declarations();
     type Field = { path: string; category: string; retention: string; personal: boolean; version?: number };
-    const groups = new Map<string, { filter: Filter; label: string; period: string; fields: Field[] }>();
+    // `sealed`: a version declared one of the group's fields personal, so events may hold it in their sealed part.
+    const groups = new Map<string, { filter: Filter; label: string; period: string; fields: Field[]; sealed: boolean }>();
     const sections: readonly (Pick<OutlineSection, 'section' | 'event'> & { fields: readonly Field[] })[] = [...inForce, ...retired];
     for (const section of sections) {
       const { filter, label } = sectionFilter(section);
@@ -216,13 +217,14 @@ export class CollectRetention implements RetentionHandler {
         const key = `${label}\u0000${field.retention}`;
         let group = groups.get(key);
         if (group === undefined) {
-          group = { filter, label, period: field.retention, fields: [] };
+          group = { filter, label, period: field.retention, fields: [], sealed: false };
           groups.set(key, group);
         }
         group.fields.push(field);
+        if (field.personal || everPersonal(section.section, section.event, field.path)) group.sealed = true;
       }
     }
-    for (const { filter, label, period, fields } of groups.values()) {
+    for (const { filter, label, period, fields, sealed } of groups.values()) {
       const paths = fields.map((f) => f.path);
       const gone = fields.filter((f) => f.version !== undefined).map((f) => `${f.path} (plan version ${f.version})`);
       out.push({
@@ -232,7 +234,7 @@ export class CollectRetention implements RetentionHandler {
         },
         filter,
         paths,
-        personal: fields.some((f) => f.personal),
+        personal: sealed,
       });
     }
     return out;

@@ -137,6 +137,7 @@ describeEachDialect('event fields: a field retired where the plan in force now d
   it('keeps promo.code (P1Y) once the object is removed too, although the text before it was kept P30D', async () => {
     const kernel = ctx.kernel;
     const now = new Date();
+    await kernel.catalog.publish(promoAsObjectPlan(false), CLI_ACTOR);
     await kernel.catalog.publish(promoAsObjectPlan(true), CLI_ACTOR);
     const message = { type: 'track', userId: 'u-promo-object', messageId: 'promo-object-2', timestamp: new Date(now.getTime() - 40 * DAY).toISOString(), event: 'Promo Viewed', properties: { slot: 'top', promo: { code: 'AUTUMN' } } };
     const [stored] = await kernel.collect.ingest([{ raw: message, bytes: JSON.stringify(message).length }], undefined, { source: 'web', gpc: false, receivedAt: now.getTime(), actor: CLI_ACTOR });
@@ -147,4 +148,43 @@ describeEachDialect('event fields: a field retired where the plan in force now d
     const [row] = await kernel.storage.raw.all<{ data: string }>(`select data from collect_events where message_id = ${p(1)}`, ['promo-object-2']);
     assert.deepEqual(JSON.parse(row?.data ?? '{}').properties, { slot: 'top', promo: { code: 'AUTUMN' } });
   });
+});
+
+/** The default plan with `Promo Viewed`: `slot` kept P13M and `voucher` kept P30D, personal or not, or removed. */
+function voucherPlan(personal: boolean, removed = false): PlanDocument {
+  const note = (retention: string, isPersonal: boolean) => ({ category: 'user.behavior.browsing_history', purposes: ['analytics.reporting'], retention, personal: isPersonal });
+  const properties: Record<string, unknown> = { slot: { type: 'string', 'x-candor': note('P13M', false) } };
+  if (!removed) properties.voucher = { type: 'string', 'x-candor': note('P30D', personal) };
+  const plan = structuredClone(DEFAULT_PLAN) as unknown as { events: Record<string, unknown> };
+  plan.events['Promo Viewed'] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties } };
+  return plan as unknown as PlanDocument;
+}
+
+// A value stored sealed while its field was declared personal stays sealed when a later version declares it not
+// personal (or removes it): the field's rule opens the sealed part as long as any stored version declared it personal.
+describeEachDialect('event fields: a field declared personal once, not personal (or removed) since', (dialect) => {
+  const ctx = useKernel(dialect);
+  const p = (n: number) => (dialect === 'postgres' ? `$${n}` : '?');
+
+  for (const removed of [false, true]) {
+    it(`removes a 40-day-old sealed voucher (P30D) once a version ${removed ? 'removed it' : 'declared it not personal'}`, async () => {
+      const kernel = ctx.kernel;
+      const userId = `u-flip-${removed}`;
+      const [r] = await kernel.storage.raw.transaction((tx) => kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]));
+      await kernel.consent.record(r?.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
+      await kernel.catalog.publish(voucherPlan(true), CLI_ACTOR);
+      const now = new Date();
+      const messageId = `flip-${removed}`;
+      const message = { type: 'track', userId, messageId, timestamp: new Date(now.getTime() - 40 * DAY).toISOString(), event: 'Promo Viewed', properties: { slot: 'top', voucher: 'V-7731' } };
+      const [stored] = await kernel.collect.ingest([{ raw: message, bytes: JSON.stringify(message).length }], undefined, { source: 'web', gpc: false, receivedAt: now.getTime(), actor: CLI_ACTOR });
+      assert.equal(stored?.status, 'stored');
+      await kernel.catalog.publish(voucherPlan(false), CLI_ACTOR);
+      if (removed) await kernel.catalog.publish(voucherPlan(false, true), CLI_ACTOR);
+      await kernel.retention.sweep({ now, batchSize: 100 });
+      const [row] = await kernel.storage.raw.all<{ data: string; data_enc: string | null }>(`select data, data_enc from collect_events where message_id = ${p(1)}`, [messageId]);
+      const sealed = row?.data_enc ? (JSON.parse(await kernel.keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT)) as { properties?: Record<string, unknown> } | null) : null;
+      assert.equal(sealed?.properties?.voucher, undefined);
+      assert.deepEqual(JSON.parse(row?.data ?? '{}').properties, { slot: 'top' });
+    });
+  }
 });

@@ -115,6 +115,9 @@ const INACTIVE = 'profiles.inactive';
  * those fields left out, so a key holding one may be declared by a stored version; it is never deleted as undeclared.
  */
 const UNUSABLE_NAME = /[\p{Cc}\p{Cs}]/u;
+
+/** Whether a trait key holds a character a plan name may no longer hold (UNUSABLE_NAME): it has no retention rule. */
+export const unusableKey = (key: string): boolean => UNUSABLE_NAME.test(key);
 /** Values of trait keys no stored plan version declared: counted together, the keys (not the plan's names) unnamed. */
 const UNDECLARED = 'profiles.traits.undeclared';
 
@@ -194,7 +197,7 @@ export class ProfilesRetention implements RetentionHandler {
       if (inForce.has(key)) continue;
       const trait = retired.get(key);
       if (trait !== undefined) rules.push({ id: `profiles.traits:${key}`, key, category: trait.category, retention: trait.retention, version: trait.version });
-      else if (plan.complete && !UNUSABLE_NAME.test(key)) undeclared.push(key);
+      else if (plan.complete && !unusableKey(key)) undeclared.push(key);
     }
     return { rules, undeclared, version: plan.version, latest: plan.latest };
   }

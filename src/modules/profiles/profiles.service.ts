@@ -948,7 +948,7 @@ function money(value: number): number {
  * (`retired`: values of it stored in clear may have been summed), masks its figures. A field no version ever declared
  * was never stored, and masks nothing.
  */
-function maskOrderFigures(computed: ComputedTraits, plan: PlanFields, retired: RetiredFields | undefined): ComputedTraitsView {
+export function maskOrderFigures(computed: ComputedTraits, plan: PlanFields, retired: RetiredFields | undefined): ComputedTraitsView {
   const hidden = (path: string) => {
     const planned = plan.plannedField('track', ORDER_EVENT, path);
     return planned === undefined ? retired === undefined || retired.field('track', ORDER_EVENT, path) !== undefined || !retired.complete : planned.personal;

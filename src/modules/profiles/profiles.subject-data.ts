@@ -1,6 +1,7 @@
 import type { SqlExecutor } from '../../storage/index.ts';
 import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, FieldPlanLookup, RetiredFieldLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { ProfilesRepo } from './profiles.repo.ts';
+import { unusableKey } from './profiles.retention.ts';
 import type { ComputedTraits, ProfileView, TraitChange } from './profiles.service.ts';
 
 /** Every change of a subject's traits fits in one archive; the limit only guards against a runaway profile. */
@@ -44,7 +45,8 @@ export class ProfilesSubjectData implements SubjectDataHandler {
       // A trait the plan in force no longer declares serves no purpose now and is kept by the retention sweeper for the
       // period of the latest version that declared it; one no version declared goes at the next sweep.
       const old = planned === undefined ? retired?.field('identify', null, path) : undefined;
-      const retention = planned?.retention ?? old?.retention ?? (this.#deps.fields !== undefined && retired?.complete === true ? 'PT0S' : null);
+      // A key no version is known to declare goes at the next sweep, unless one may have been read without it (unusableKey).
+      const retention = planned?.retention ?? old?.retention ?? (this.#deps.fields !== undefined && retired?.complete === true && !unusableKey(key) ? 'PT0S' : null);
       return {
         field: path,
         category: planned?.category ?? old?.category ?? category,

@@ -180,6 +180,9 @@ describeEachDialect('traits of a stored version read in part (a name with a cont
       const count = async (k: string) => Number((await sql<{ n: number | string }>`SELECT count(*) AS n FROM profiles_traits WHERE key = ${k}`.execute(db)).rows[0]?.n);
       assert.equal(await count(key), 1);
       assert.equal(await count('by_hand'), 0);
+      // No rule keeps it for a period: the access archive says it is kept until erasure.
+      const section = await other.subjectData.find((h) => h.module === 'profiles')?.export({ profileId: 'prf_partly', profileIds: ['prf_partly'], identifiers: [] });
+      assert.equal(section?.fields.find((f) => f.field === `traits.${key}`)?.retention, null);
     } finally {
       await other.close();
     }

@@ -1115,8 +1115,8 @@ function allowedFor(annotated: Pick<KeptField, 'category' | 'special' | 'precise
  * The purposes among `allowed` a message serves as the consent gate stores it: those its event declares where its
  * occurrence is stored for them (fieldAllowed's rule, for the event's category: for a purpose resting on consent the
  * notice must describe it; identify, group and alias are described wherever an event they link is), and those for
- * which one of its fields is stored (fieldAllowed's rule for that very purpose; a field stored for another purpose
- * serves none of the rest). The gate, the CSV import's prediction and its dry run all ask this, so they agree.
+ * which one of its fields about the person is stored (fieldAllowed's rule for that very purpose; a field stored for
+ * another purpose serves none of the rest, and one about the system, such as `context.library`, none). The gate, the CSV import's prediction and its dry run all ask this, so they agree.
  * `allowed` itself when every one is served, as usual: nothing allocated.
  */
 export function servedPurposes<T extends readonly string[]>(plan: Pick<PlanResult, 'occurrences' | 'fields'>, allowed: T, explicit: readonly string[], describes: DescribesCategory): T | string[] {
@@ -1132,8 +1132,17 @@ export function servedPurposes<T extends readonly string[]>(plan: Pick<PlanResul
 /** Whether a message serves one allowed purpose (see servedPurposes). */
 function serves(plan: Pick<PlanResult, 'occurrences' | 'fields'>, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
   for (const occurrence of plan.occurrences) if (occurrence.purposes.includes(purpose) && allowedFor(occurrence, purpose, allowed, explicit, describes)) return true;
-  for (const field of plan.fields) if (field.purposes.includes(purpose) && allowedFor(field, purpose, allowed, explicit, describes)) return true;
+  for (const field of plan.fields) if (field.purposes.includes(purpose) && !aboutTheSystem(field.category) && allowedFor(field, purpose, allowed, explicit, describes)) return true;
   return false;
+}
+
+/**
+ * Whether a category is data about the system (`system`, `system.*`: a client library's name, an app's version): such a
+ * field needs no description in the notice, so keeping it shows nothing the notice covers of the person, and it does
+ * not make the event serve its purposes (every library sends one with every message).
+ */
+function aboutTheSystem(category: string): boolean {
+  return category === 'system' || category.startsWith('system.');
 }
 
 /**

@@ -38,11 +38,14 @@ describeEachDialect('collect: an event is kept for a purpose only where the noti
 
   it('does not store an event for a consented purpose whose notice does not describe its occurrence: refused when it serves nothing else', async () => {
     const { userId, profileId } = await consenting(['analytics.reporting']);
+    // As every client library sends it: its name and version are data about the system, kept for reporting, and they
+    // tell nothing about what the notice describes of the person.
+    const context = { library: { name: 'analytics-node', version: '2.1.0' } };
     const results = await sendMessages(ctx.kernel, [
-      { type: 'page', userId, messageId: uniqueId('m'), name: 'Home' },
-      { type: 'track', userId, messageId: uniqueId('m'), event: 'Product Viewed', properties: { product_id: 'p1' } },
-      { type: 'track', userId, messageId: uniqueId('m'), event: 'Order Completed', properties: { order_id: 'o1', total: 12, coupon: 'X' } },
-      { type: 'alias', userId, previousId: uniqueId('anon'), messageId: uniqueId('m') },
+      { type: 'page', userId, messageId: uniqueId('m'), name: 'Home', context },
+      { type: 'track', userId, messageId: uniqueId('m'), event: 'Product Viewed', properties: { product_id: 'p1' }, context },
+      { type: 'track', userId, messageId: uniqueId('m'), event: 'Order Completed', properties: { order_id: 'o1', total: 12, coupon: 'X' }, context },
+      { type: 'alias', userId, previousId: uniqueId('anon'), messageId: uniqueId('m'), context },
     ]);
     assert.deepEqual(results.map(outcome), [
       { status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS' },

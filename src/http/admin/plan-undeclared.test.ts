@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
+import { before, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { uniqueId } from '../../../test/support/subjects.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { DEFAULT_PLAN } from '../../modules/catalog/index.ts';
-import { buildServer, type CandorServer } from '../server.ts';
+import { useServer, type ServerHarness } from '../../../test/support/server.ts';
+import type { Kernel } from '../../kernel.ts';
 
 interface Trait {
   key: string;
@@ -26,12 +27,26 @@ interface StoredEvent {
   personal: unknown;
 }
 
+/** Sending with a write key of source `web` (made before the suite's first send) and reading as a staff role. */
+function ingestAndRead(ctx: { readonly kernel: Kernel }, harness: ServerHarness) {
+  let writeKey: string | undefined;
+  const send = async (url: string, payload: unknown) => {
+    writeKey ??= (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
+    return harness.server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+  };
+  const read = async <T>(role: string, url: string): Promise<{ body: string; json: T }> => {
+    const response = await harness.server.app.inject({ url, headers: harness.auth(role) });
+    assert.equal(response.statusCode, 200, response.body);
+    return { body: response.body, json: response.json() as T };
+  };
+  return { send, read };
+}
+
 // A field the plan in force no longer declares is treated as personal: nothing says it is not.
 describeEachDialect('admin reads mask what the plan in force no longer declares', (dialect) => {
   const ctx = useKernel(dialect);
-  let server: CandorServer;
-  let writeKey = '';
-  const tokens: Record<string, string> = {};
+  const harness = useServer(ctx);
+  const { send, read } = ingestAndRead(ctx, harness);
   const userId = uniqueId('u');
   const orderId = uniqueId('o');
   // Values no other test sends, so that a body holding them shows a leak.
@@ -46,25 +61,10 @@ describeEachDialect('admin reads mask what the plan in force no longer declares'
     'sku-pm73q',
   ];
   let profile = '';
-  const send = (url: string, payload: unknown) =>
-    server.app.inject({
-      method: 'POST',
-      url,
-      headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' },
-      payload: JSON.stringify(payload),
-    });
-  const read = async <T>(role: string, url: string): Promise<{ body: string; json: T }> => {
-    const response = await server.app.inject({ url, headers: { authorization: `Bearer ${tokens[role]}` } });
-    assert.equal(response.statusCode, 200, response.body);
-    return { body: response.body, json: response.json() as T };
-  };
   const traitsOf = (view: { traits: Trait[] }) => Object.fromEntries(view.traits.map((t) => [t.key, [t.value, t.state, t.personal]]));
   const changesOf = (history: { changes: Change[] }) => history.changes.map((c) => [c.value, c.valueState, c.previousValue, c.previousState]);
 
   before(async () => {
-    server = await buildServer(ctx.kernel);
-    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
-    for (const role of ['owner', 'privacy_officer', 'marketer', 'analyst']) tokens[role] = (await ctx.kernel.access.createToken(role, null, CLI_ACTOR)).secret;
     const purposes = { 'analytics.reporting': 'given', 'personalize.profiling': 'given' };
     assert.equal((await send('/v1/consent', { userId, mechanism: 'banner_save', purposes })).statusCode, 200);
     // Stored in clear under version 1 (the default plan): none of these fields is personal there.
@@ -99,10 +99,6 @@ describeEachDialect('admin reads mask what the plan in force no longer declares'
     const [id] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]);
     profile = id as string;
   });
-  after(async () => {
-    await server.app.close();
-  });
-
   it('masks a trait the plan no longer declares, in the profile and in every history entry, for marketers and analysts', async () => {
     for (const role of ['marketer', 'analyst']) {
       const view = await read<{ traits: Trait[] }>(role, `/v1/admin/profiles/${profile}`);
@@ -193,33 +189,19 @@ describeEachDialect('admin reads mask what the plan in force no longer declares'
 // masked as those fields are.
 describeEachDialect('admin reads mask the order figures of computed traits as the order fields they come from', (dialect) => {
   const ctx = useKernel(dialect);
-  let server: CandorServer;
-  let writeKey = '';
-  const tokens: Record<string, string> = {};
+  const harness = useServer(ctx);
+  const { send, read } = ingestAndRead(ctx, harness);
   const userId = uniqueId('u');
   let profile = '';
-  const send = (url: string, payload: unknown) =>
-    server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
-  const computedFor = async (role: string) => {
-    const response = await server.app.inject({ url: `/v1/admin/profiles/${profile}`, headers: { authorization: `Bearer ${tokens[role]}` } });
-    assert.equal(response.statusCode, 200, response.body);
-    return (response.json() as { computed: Record<string, unknown> }).computed;
-  };
+  const computedFor = async (role: string) => (await read<{ computed: Record<string, unknown> }>(role, `/v1/admin/profiles/${profile}`)).json.computed;
 
   before(async () => {
-    server = await buildServer(ctx.kernel);
-    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
-    for (const role of ['owner', 'marketer', 'analyst']) tokens[role] = (await ctx.kernel.access.createToken(role, null, CLI_ACTOR)).secret;
     assert.equal((await send('/v1/consent', { userId, mechanism: 'banner_save', purposes: { 'analytics.reporting': 'given', 'personalize.profiling': 'given' } })).statusCode, 200);
     const order = { type: 'track', event: 'Order Completed', userId, messageId: uniqueId('m'), timestamp: new Date(Date.now() - 86_400_000).toISOString(), properties: { order_id: uniqueId('o'), total: 4321.5, currency: 'NOK' } };
     assert.equal((await send('/v1/batch', { batch: [order] })).statusCode, 200);
     const [id] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]);
     profile = id as string;
   });
-  after(async () => {
-    await server.app.close();
-  });
-
   it('shows them while the plan declares the order fields not personal, and masks them once it does not', async () => {
     const shown = await computedFor('marketer');
     assert.deepEqual([shown.totalOrderValue, shown.averageOrderValue, shown.currency, shown.masked], [4321.5, 4321.5, 'NOK', undefined]);

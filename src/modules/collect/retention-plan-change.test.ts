@@ -8,18 +8,18 @@ import { EVENT_DATA_CONTEXT } from './collect.repo.ts';
 
 const DAY = 86_400_000;
 
-/** The default plan with the event `Promo Viewed`: `slot` kept P13M and, unless `removed`, `promo` and the personal `voucher` kept P30D. */
-function promoPlan(removed = false): PlanDocument {
-  const note = (retention: string, personal: boolean) => ({ category: 'user.behavior.browsing_history', purposes: ['analytics.reporting'], retention, personal });
-  const properties: Record<string, unknown> = { slot: { type: 'string', 'x-candor': note('P13M', false) } };
-  if (!removed) {
-    properties.promo = { type: 'string', 'x-candor': note('P30D', false) };
-    properties.voucher = { type: 'string', 'x-candor': note('P30D', true) };
-  }
+/** A field of `Promo Viewed`, kept for reporting. */
+const text = (retention: string, personal = false) => ({ type: 'string', 'x-candor': { category: 'user.behavior.browsing_history', purposes: ['analytics.reporting'], retention, personal } });
+
+/** The default plan with the event `Promo Viewed`: `slot` kept P13M, and `properties`. */
+function promoViewedPlan(properties: Record<string, unknown> = {}): PlanDocument {
   const plan = structuredClone(DEFAULT_PLAN) as unknown as { events: Record<string, unknown> };
-  plan.events['Promo Viewed'] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties } };
+  plan.events['Promo Viewed'] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { slot: text('P13M'), ...properties } } };
   return plan as unknown as PlanDocument;
 }
+
+/** `Promo Viewed` with, unless `removed`, `promo` and the personal `voucher` kept P30D. */
+const promoPlan = (removed = false) => promoViewedPlan(removed ? {} : { promo: text('P30D'), voucher: text('P30D', true) });
 
 describeEachDialect('field retention after a plan change', (dialect) => {
   const ctx = useKernel(dialect);
@@ -99,14 +99,8 @@ describeEachDialect('field retention after a plan change', (dialect) => {
   });
 });
 
-/** The default plan with `Promo Viewed`: `slot` kept P13M, and `promo` a string kept P30D, or an object whose `code` is kept P1Y. */
-function promoAsObjectPlan(asObject: boolean): PlanDocument {
-  const note = (retention: string) => ({ category: 'user.behavior.browsing_history', purposes: ['analytics.reporting'], retention, personal: false });
-  const promo = asObject ? { type: 'object', properties: { code: { type: 'string', 'x-candor': note('P1Y') } } } : { type: 'string', 'x-candor': note('P30D') };
-  const plan = structuredClone(DEFAULT_PLAN) as unknown as { events: Record<string, unknown> };
-  plan.events['Promo Viewed'] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties: { slot: { type: 'string', 'x-candor': note('P13M') }, promo } } };
-  return plan as unknown as PlanDocument;
-}
+/** `Promo Viewed` with `promo` a text kept P30D, or an object whose `code` is kept P1Y. */
+const promoAsObjectPlan = (asObject: boolean) => promoViewedPlan({ promo: asObject ? { type: 'object', properties: { code: text('P1Y') } } : text('P30D') });
 
 // A field once a text, since declared an object whose fields are kept longer: its rule removes the old texts, never the
 // objects, which hold fields their own rules decide.
@@ -150,15 +144,8 @@ describeEachDialect('event fields: a field retired where the plan in force now d
   });
 });
 
-/** The default plan with `Promo Viewed`: `slot` kept P13M and `voucher` kept P30D, personal or not, or removed. */
-function voucherPlan(personal: boolean, removed = false): PlanDocument {
-  const note = (retention: string, isPersonal: boolean) => ({ category: 'user.behavior.browsing_history', purposes: ['analytics.reporting'], retention, personal: isPersonal });
-  const properties: Record<string, unknown> = { slot: { type: 'string', 'x-candor': note('P13M', false) } };
-  if (!removed) properties.voucher = { type: 'string', 'x-candor': note('P30D', personal) };
-  const plan = structuredClone(DEFAULT_PLAN) as unknown as { events: Record<string, unknown> };
-  plan.events['Promo Viewed'] = { purposes: ['analytics.reporting'], properties: { type: 'object', properties } };
-  return plan as unknown as PlanDocument;
-}
+/** `Promo Viewed` with `voucher` kept P30D, personal or not, or removed. */
+const voucherPlan = (personal: boolean, removed = false) => promoViewedPlan(removed ? {} : { voucher: text('P30D', personal) });
 
 // A value stored sealed while its field was declared personal stays sealed when a later version declares it not
 // personal (or removes it): the field's rule opens the sealed part as long as any stored version declared it personal.

@@ -171,7 +171,7 @@ export class Collector {
 
   constructor(deps: CollectDeps) {
     this.#deps = deps;
-    this.#describes = (purpose, category) => deps.consent.describes(purpose, category);
+    this.#describes = describesBy(deps.consent);
     this.#repo = new CollectRepo(deps.storage);
     // A commit waits (a few milliseconds at most) for requests still in their checks, so concurrent requests share it.
     // Groups of at most GROUP_EVENTS: with SQLite's writer thread, one group is prepared here while the last is written.
@@ -423,19 +423,21 @@ export class Collector {
         }
       }
     }
-    // Each field's rule is worked out when partition meets it (no map of rules per message).
+    // The event is kept only for the purposes it serves (servedPurposes): a precise location refused for want of
+    // explicit consent, a field kept for another purpose only, or a field about the system, is no basis for storing it
+    // under a purpose.
+    const purposes = servedPurposes(plan, allowed, explicit, describes);
+    if (purposes.length === 0) return undefined;
+    // Each field's rule is worked out when partition meets it (no map of rules per message). Kept for the purposes the
+    // event is stored for: the same as for `allowed`, but for a field about the system, which serves none by itself.
     const declared = plan.declared;
     const rules: FieldRules = {
       get(path) {
         const field = declared.get(path);
-        return field && ruleOf(field.personal, fieldAllowed(field, allowed, explicit, describes));
+        return field && ruleOf(field.personal, fieldAllowed(field, purposes, explicit, describes));
       },
     };
     const split = partition(plan.data as Record<string, unknown>, rules);
-    // The event is kept only for the purposes it serves (servedPurposes): a precise location refused for want of
-    // explicit consent, or a field kept for another purpose only, is no basis for storing it under a purpose.
-    const purposes = servedPurposes(plan, allowed, explicit, describes);
-    if (purposes.length === 0) return undefined;
     // Identity resolution links only identifiers whose fields may be processed for this person.
     const plainTraits = split.plain.traits as Record<string, unknown> | undefined;
     const personalTraits = split.personal.traits as Record<string, unknown> | undefined;
@@ -1062,7 +1064,8 @@ export class Collector {
         const field = section?.fields.find((f) => f.path === `properties.${name}` && f.purposes.includes(purpose));
         if (field) totals.set(name, field.category);
       }
-      const storedBy = new Set(section?.fields.filter((f) => f.purposes.includes(purpose)).map((f) => f.category));
+      // What could store an order for the purpose, as servedPurposes decides: its occurrence, or a field about the person.
+      const storedBy = new Set(section?.fields.filter((f) => f.purposes.includes(purpose) && !aboutTheSystem(f.category, this.#describes)).map((f) => f.category));
       if (section?.occurrence?.purposes.includes(purpose)) storedBy.add(section.occurrence.category);
       this.#orderFields.set(key, (cached = { storedBy: [...storedBy], totals }));
     }
@@ -1090,8 +1093,16 @@ const ORDER_TOTAL_FIELDS = ['total', 'revenue'] as const;
 /** The data category of page and product views read as activity (activityFor). */
 const BROWSING_HISTORY = 'user.behavior.browsing_history';
 
-/** Whether the notice describes a field's category for a purpose (Consent.describes). */
-export type DescribesCategory = (purpose: string, category: string) => boolean;
+/**
+ * Whether the notice describes a field's category for a purpose (Consent.describes), with `aboutTheSystem`
+ * (Consent.aboutTheSystem: a category whose root is `system`; without it, one whose key says so).
+ */
+export type DescribesCategory = ((purpose: string, category: string) => boolean) & { readonly aboutTheSystem?: (category: string) => boolean };
+
+/** Consent.describes and Consent.aboutTheSystem as the gate asks them. */
+export function describesBy(consent: Pick<Consent, 'describes' | 'aboutTheSystem'>): DescribesCategory {
+  return Object.assign((purpose: string, category: string) => consent.describes(purpose, category), { aboutTheSystem: (category: string) => consent.aboutTheSystem(category) });
+}
 
 /**
  * A field is stored when one of its purposes is allowed and, for a purpose resting on consent, the notice describes
@@ -1132,17 +1143,17 @@ export function servedPurposes<T extends readonly string[]>(plan: Pick<PlanResul
 /** Whether a message serves one allowed purpose (see servedPurposes). */
 function serves(plan: Pick<PlanResult, 'occurrences' | 'fields'>, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
   for (const occurrence of plan.occurrences) if (occurrence.purposes.includes(purpose) && allowedFor(occurrence, purpose, allowed, explicit, describes)) return true;
-  for (const field of plan.fields) if (field.purposes.includes(purpose) && !aboutTheSystem(field.category) && allowedFor(field, purpose, allowed, explicit, describes)) return true;
+  for (const field of plan.fields) if (field.purposes.includes(purpose) && !aboutTheSystem(field.category, describes) && allowedFor(field, purpose, allowed, explicit, describes)) return true;
   return false;
 }
 
 /**
- * Whether a category is data about the system (`system`, `system.*`: a client library's name, an app's version): such a
- * field needs no description in the notice, so keeping it shows nothing the notice covers of the person, and it does
- * not make the event serve its purposes (every library sends one with every message).
+ * Whether a category is data about the system (a client library's name, an app's version): such a field needs no
+ * description in the notice, so keeping it shows nothing the notice covers of the person, and it does not make the
+ * event serve its purposes (every library sends one with every message), whatever their basis.
  */
-function aboutTheSystem(category: string): boolean {
-  return category === 'system' || category.startsWith('system.');
+function aboutTheSystem(category: string, describes: DescribesCategory): boolean {
+  return describes.aboutTheSystem ? describes.aboutTheSystem(category) : category === 'system' || category.startsWith('system.');
 }
 
 /**

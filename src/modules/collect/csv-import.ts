@@ -44,7 +44,7 @@ import type { Catalog, KeptField, OutlineSection, PlanResult } from '../catalog/
 import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, ResolveItem } from '../identity/index.ts';
-import { fieldAllowed, servedPurposes, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
+import { describesBy, fieldAllowed, servedPurposes, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
 import { identifiersOf, MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
 
 export type ImportKind = 'customers' | 'events';
@@ -575,7 +575,7 @@ class ImportRun {
     this.#predicted = [...new Set([...claim.purposes, ...claim.alsoAllowed.map((a) => a.purpose)])];
     // Consent recorded by the import is given now, so it counts as explicit where the purpose asks for that.
     this.#predictedExplicit = claim.basis === 'consent' ? claim.purposes.filter((p) => deps.consent.purpose(p)?.explicit === true) : [];
-    this.#describes = (purpose, category) => deps.consent.describes(purpose, category);
+    this.#describes = describesBy(deps.consent);
   }
 
   async execute(input: Readable): Promise<ImportSummary> {

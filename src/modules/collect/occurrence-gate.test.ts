@@ -7,6 +7,7 @@ import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { sendMessages, uniqueId } from '../../../test/support/subjects.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
+import { DEFAULT_PLAN, type PlanDocument } from '../catalog/index.ts';
 import { DEFAULT_NOTICE_PURPOSES } from '../consent/defaults.ts';
 import { CsvImporter, type CsvImportOptions } from './index.ts';
 
@@ -55,8 +56,27 @@ describeEachDialect('collect: an event is kept for a purpose only where the noti
       // Identify, group and alias link the events: no event of the plan can be kept for reporting, so no link either.
       { status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS' },
     ]);
-    const stored = await ctx.kernel.collect.events([profileId], { decrypt: false, limit: 10 });
+    const stored = await ctx.kernel.collect.events([profileId], { decrypt: true, limit: 10 });
     assert.deepEqual(stored.map((e) => [e.event, e.purposes]), [['Order Completed', ['essential.service.operations']]]);
+    // The library's name is declared for reporting only: not kept in an event stored for operations.
+    assert.equal((stored[0]?.data as { context?: unknown }).context, undefined);
+  });
+
+  it('treats a custom category under system as about the system: it stores no event for a purpose', async () => {
+    await ctx.kernel.taxonomy.addCustom('data-categories', { key: 'acme_build', name: 'Build', description: 'The build of the app that sent it.', parentKey: 'system' }, CLI_ACTOR);
+    const plan = structuredClone(DEFAULT_PLAN) as unknown as { context: { properties: { app: { properties: { build: { 'x-candor': { category: string } } } } } } };
+    plan.context.properties.app.properties.build['x-candor'].category = 'acme_build';
+    await ctx.kernel.catalog.publish(plan as unknown as PlanDocument, CLI_ACTOR);
+    const { userId } = await consenting(['analytics.reporting']);
+    // Email Signed Up's occurrence serves e-mail marketing only; its app version and build are about the system.
+    const results = await sendMessages(ctx.kernel, [
+      { type: 'track', event: 'Email Signed Up', userId, messageId: uniqueId('m'), context: { app: { version: '1.2' } } },
+      { type: 'track', event: 'Email Signed Up', userId, messageId: uniqueId('m'), context: { app: { build: '7' } } },
+    ]);
+    assert.deepEqual(results.map(outcome), [
+      { status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS' },
+      { status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS' },
+    ]);
   });
 
   it('stores an event for a consented purpose whose notice describes its occurrence, with no field kept for it', async () => {

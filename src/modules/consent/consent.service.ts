@@ -419,9 +419,16 @@ export class Consent {
     const parentOf = (key: string) => this.#taxonomy.dataCategory(key)?.parentKey;
     const listed = new Set(this.#latestNotice?.purposes.find((p) => p.purpose === purpose)?.categories);
     if (isCovered(category, listed, parentOf)) return true;
-    // Data about the system (a library's name, an app's version: a category whose root is `system`, wherever its key
-    // says it is) is no one's personal data, and no notice lists it.
-    return [...lineage(category, parentOf)].at(-1) === 'system';
+    // Data about the system is no one's personal data, and no notice lists it.
+    return this.aboutTheSystem(category);
+  }
+
+  /**
+   * Whether a data category is about the system (a library's name, an app's version): its root in the taxonomy is
+   * `system`, wherever its key says it is (a custom entry may sit under it).
+   */
+  aboutTheSystem(category: string): boolean {
+    return [...lineage(category, (key) => this.#taxonomy.dataCategory(key)?.parentKey)].at(-1) === 'system';
   }
 
   // ------------------------------------------------------------------------------------------------------------

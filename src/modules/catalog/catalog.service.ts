@@ -126,7 +126,6 @@ export class Catalog {
   readonly #declared = { upTo: 0, fields: new Map<string, DeclaredField>(), unreadable: [] as number[] };
   /** Serialises the folding of newly stored versions into #declared. */
   #folding: Promise<unknown> = Promise.resolve();
-  #inForceKeys: { version: number; keys: Set<string> } | undefined;
   #current!: Current;
   /** Serialises flushes and stats reads so that a count is never in neither place, nor in both. */
   #lock: Promise<unknown> = Promise.resolve();
@@ -337,16 +336,11 @@ export class Catalog {
     await fold;
     const current = this.#current;
     const outline = current.compiled.outline();
-    if (this.#inForceKeys?.version !== current.version) {
-      const keys = new Set<string>();
-      for (const s of outline) for (const f of s.fields) keys.add(declaredKey(s.section, s.event, f.path));
-      this.#inForceKeys = { version: current.version, keys };
-    }
-    const inForce = this.#inForceKeys.keys;
+    const inForce = this.fieldsInForce();
     const sections = new Map<string, { section: OutlineSection['section']; event?: string; fields: RetiredField[] }>();
     const unreadable = this.#declared.unreadable;
-    for (const [key, declared] of this.#declared.fields) {
-      if (inForce.has(key)) continue;
+    for (const declared of this.#declared.fields.values()) {
+      if (inForce.plannedField(declared.section, declared.event ?? null, declared.field.path) !== undefined) continue;
       // A version after this declaration that cannot be read may declare the field for longer: left alone.
       if (unreadable.some((v) => v > declared.version)) continue;
       const at = declaredKey(declared.section, declared.event, '');

@@ -107,6 +107,11 @@ export function prune(value: unknown): unknown {
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
+/** An object, or an array holding one: what holds fields, not a field (a field is a value or an array of values). */
+export function holdsFields(value: unknown): boolean {
+  return isRecord(value) || (Array.isArray(value) && value.some((item) => typeof item === 'object' && item !== null));
+}
+
 /**
  * Removes a field path (`context.location.latitude`, `properties.products[].price`) from data; true when something went.
  * A field is a value or an array of values: an object (or an array holding one) found at its path holds other fields,
@@ -119,8 +124,7 @@ export function removePath(data: unknown, path: string): boolean {
   const key = each ? head.slice(0, -2) : head;
   if (!isRecord(data) || !(key in data)) return false;
   if (rest.length === 0 && !each) {
-    const value = data[key];
-    if (isRecord(value) || (Array.isArray(value) && value.some((item) => typeof item === 'object' && item !== null))) return false;
+    if (holdsFields(data[key])) return false;
     delete data[key];
     return true;
   }

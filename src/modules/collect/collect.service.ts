@@ -1065,7 +1065,7 @@ export class Collector {
         if (field) totals.set(name, field.category);
       }
       // What could store an order for the purpose, as servedPurposes decides: its occurrence, or a field about the person.
-      const storedBy = new Set(section?.fields.filter((f) => f.purposes.includes(purpose) && !aboutTheSystem(f.category, this.#describes)).map((f) => f.category));
+      const storedBy = new Set(section?.fields.filter((f) => f.purposes.includes(purpose) && !this.#describes.aboutTheSystem(f.category)).map((f) => f.category));
       if (section?.occurrence?.purposes.includes(purpose)) storedBy.add(section.occurrence.category);
       this.#orderFields.set(key, (cached = { storedBy: [...storedBy], totals }));
     }
@@ -1095,9 +1095,9 @@ const BROWSING_HISTORY = 'user.behavior.browsing_history';
 
 /**
  * Whether the notice describes a field's category for a purpose (Consent.describes), with `aboutTheSystem`
- * (Consent.aboutTheSystem: a category whose root is `system`; without it, one whose key says so).
+ * (Consent.aboutTheSystem: a category whose root in the taxonomy is `system`).
  */
-export type DescribesCategory = ((purpose: string, category: string) => boolean) & { readonly aboutTheSystem?: (category: string) => boolean };
+export type DescribesCategory = ((purpose: string, category: string) => boolean) & { readonly aboutTheSystem: (category: string) => boolean };
 
 /** Consent.describes and Consent.aboutTheSystem as the gate asks them. */
 export function describesBy(consent: Pick<Consent, 'describes' | 'aboutTheSystem'>): DescribesCategory {
@@ -1143,18 +1143,13 @@ export function servedPurposes<T extends readonly string[]>(plan: Pick<PlanResul
 /** Whether a message serves one allowed purpose (see servedPurposes). */
 function serves(plan: Pick<PlanResult, 'occurrences' | 'fields'>, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
   for (const occurrence of plan.occurrences) if (occurrence.purposes.includes(purpose) && allowedFor(occurrence, purpose, allowed, explicit, describes)) return true;
-  for (const field of plan.fields) if (field.purposes.includes(purpose) && !aboutTheSystem(field.category, describes) && allowedFor(field, purpose, allowed, explicit, describes)) return true;
+  // A field about the system (a library's name) needs no description in the notice, so it shows nothing the notice
+  // covers of the person: it serves no purpose by itself (every library sends one with every message).
+  for (const field of plan.fields) if (field.purposes.includes(purpose) && !describes.aboutTheSystem(field.category) && allowedFor(field, purpose, allowed, explicit, describes)) return true;
   return false;
 }
 
-/**
- * Whether a category is data about the system (a client library's name, an app's version): such a field needs no
- * description in the notice, so keeping it shows nothing the notice covers of the person, and it does not make the
- * event serve its purposes (every library sends one with every message), whatever their basis.
- */
-function aboutTheSystem(category: string, describes: DescribesCategory): boolean {
-  return describes.aboutTheSystem ? describes.aboutTheSystem(category) : category === 'system' || category.startsWith('system.');
-}
+
 
 /**
  * Whether a group resolved to the very people the consent gate checked, with no merge and no GPC to record: then it is

@@ -2,7 +2,7 @@ import type { SqlExecutor } from '../../storage/index.ts';
 import type { DataSubject, EraseOutcome, EraseReason, ExportSection, FieldDisclosure, FieldPlanLookup, PlanFields, RetiredFieldLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectRepo } from './collect.repo.ts';
-import { LEGAL_OBLIGATION, ORDER_EVENT, reducedOrderPart, type EventRetentionPolicy } from './collect.retention.ts';
+import { holdsFields, LEGAL_OBLIGATION, ORDER_EVENT, reducedOrderPart, type EventRetentionPolicy } from './collect.retention.ts';
 import { subtractDuration } from '../../shared/duration.ts';
 import { isRecord } from '../../shared/objects.ts';
 
@@ -69,11 +69,6 @@ export function sectionOf(kind: string, path: string): string | undefined {
   if (path.startsWith('traits.')) return kind === 'group' ? 'group' : 'identify';
   if (path.startsWith('properties.')) return kind === 'track' || kind === 'page' || kind === 'screen' ? kind : undefined;
   return undefined;
-}
-
-/** An object, or an array holding one: what holds fields, not a field (a field is a scalar or an array of scalars). */
-function holdsFields(value: unknown): boolean {
-  return isRecord(value) || (Array.isArray(value) && value.some((item) => typeof item === 'object' && item !== null));
 }
 
 /**

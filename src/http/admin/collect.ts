@@ -1,10 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
-import { STAFF_ROLES, type StaffRole } from '../../modules/access/index.ts';
+import { STAFF_ROLES } from '../../modules/access/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import { LINE } from '../text-formats.ts';
-
-const DECRYPTING: readonly StaffRole[] = ['owner', 'privacy_officer'];
+import { decrypts } from './profiles.ts';
 
 /** Whether YYYY-MM-DD text names a day of the calendar (not 2026-02-30 or 2026-13-45). */
 function isCalendarDay(text: string): boolean {
@@ -61,7 +60,7 @@ export function registerCollectRoutes(app: FastifyInstance, kernel: Kernel): voi
       const canonical = await kernel.identity.canonical(request.params.id);
       if (!canonical) throw new CandorError('IDENTITY_PROFILE_NOT_FOUND', { id: request.params.id });
       request.auditSubject = kernel.keyring.pseudonym('subject', canonical);
-      const decrypt = DECRYPTING.includes(request.principal?.role as StaffRole);
+      const decrypt = decrypts(request);
       return kernel.collect.events(await kernel.identity.members(canonical), { decrypt, limit: request.query.limit ?? 100 });
     },
   );

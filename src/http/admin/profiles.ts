@@ -104,7 +104,8 @@ async function canonicalFor(kernel: Kernel, request: FastifyRequest, id: string)
   return canonical;
 }
 
-const decrypts = (request: FastifyRequest) => (DECRYPTING as readonly string[]).includes(request.principal?.role ?? '');
+/** Whether the request's role reads personal values decrypted (owner, privacy officer). */
+export const decrypts = (request: FastifyRequest): boolean => (DECRYPTING as readonly string[]).includes(request.principal?.role ?? '');
 
 /** Profiles for staff: the merged view, trait history and unmerge. Every read is audited with the subject's pseudonym. */
 export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): void {

@@ -4,6 +4,7 @@ import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { useServer } from '../../../test/support/server.ts';
 import { loadShop } from '../../demo/load.ts';
+import { DEFAULT_PLAN } from '../../modules/catalog/index.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 
 describeEachDialect('scoring over HTTP', (dialect) => {
@@ -66,6 +67,53 @@ describeEachDialect('scoring over HTTP', (dialect) => {
     assert.equal(mine.statusCode, 200, mine.body);
     assert.equal((mine.json() as { profileId: string }).profileId, scored);
     assert.match((mine.json() as { reasons: Record<string, string> }).reasons.clv ?? '', /worth about/);
+  });
+
+  it('masks the money in scores and reasons for staff who may not read order totals, as the profile masks the totals', async () => {
+    type Scores = { scores: { clv?: { value: number | null; spend: number | null; purchases: number } }; reasons: Record<string, string>; masked?: string[] };
+    let id = '';
+    for (let i = 1; i <= 80 && !id; i++) {
+      const candidate = await profileOf(`c9-${i}`);
+      const s = (await http.server.app.inject({ method: 'GET', url: `/v1/admin/profiles/${candidate}/scores`, headers: http.auth('owner') })).json() as Scores;
+      if (s.scores.clv && s.reasons.rfm) id = candidate;
+    }
+    assert.ok(id, 'someone has a lifetime value');
+    const read = async (role: string) => {
+      const r = await http.server.app.inject({ method: 'GET', url: `/v1/admin/profiles/${id}/scores`, headers: http.auth(role) });
+      assert.equal(r.statusCode, 200, r.body);
+      return r.json() as Scores;
+    };
+    // The default plan declares the order total not personal: everyone reads the amounts, and only the reasons.
+    const shown = await read('marketer');
+    assert.match(shown.reasons.rfm ?? '', /spent in all/);
+    assert.equal(typeof shown.scores.clv?.value, 'number');
+    assert.equal(shown.masked, undefined);
+    assert.deepEqual(Object.keys(shown.reasons).filter((k) => k.endsWith('WithoutAmounts')), []);
+    // A version declaring the total personal: marketers and analysts read no amount, owners and the person every one.
+    const plan = structuredClone(DEFAULT_PLAN) as any; // eslint-disable-line @typescript-eslint/no-explicit-any -- a test edits the plan document by path
+    plan.events['Order Completed'].properties.properties.total['x-candor'].personal = true;
+    await ctx.kernel.catalog.publish(plan, CLI_ACTOR);
+    try {
+      // A run of one model keeps the other models' reasons, and their variants without amounts with them.
+      const rerun = await http.server.app.inject({ method: 'POST', url: '/v1/admin/scoring/run', headers: { ...http.auth('analyst'), 'content-type': 'application/json' }, payload: '{"models":["rfm"]}' });
+      assert.equal(rerun.statusCode, 200, rerun.body);
+      for (const role of ['marketer', 'analyst']) {
+        const masked = await read(role);
+        assert.deepEqual([masked.scores.clv?.value, masked.scores.clv?.spend, typeof masked.scores.clv?.purchases], [null, null, 'number'], role);
+        assert.match(masked.reasons.rfm ?? '', /^In segment .*monetary \d of 5 \(the amount spent is masked\)\.$/);
+        assert.match(masked.reasons.clv ?? '', /^Expected to order about [\d.]+ times in the next 12 months \(the amounts are masked\)\.$/);
+        assert.ok(!/\d\.\d\d\b/.test(JSON.stringify(masked.reasons)), `no amount in ${JSON.stringify(masked.reasons)}`);
+        assert.deepEqual(masked.masked, ['clv.value', 'clv.spend', 'reasons.rfm', 'reasons.clv']);
+        assert.deepEqual(Object.keys(masked.reasons).filter((k) => k.endsWith('WithoutAmounts')), []);
+      }
+      const owner = await read('owner');
+      assert.deepEqual([owner.reasons.rfm, owner.scores.clv?.value, owner.masked], [shown.reasons.rfm, shown.scores.clv?.value, undefined]);
+      const session = await ctx.kernel.subjectSessions.issue(id, ctx.kernel.keyring.pseudonym('subject', id), { ttlSeconds: 300, via: 'test' }, CLI_ACTOR);
+      const mine = (await http.server.app.inject({ method: 'GET', url: '/v1/me/scores', headers: { authorization: `Bearer ${session.token}` } })).json() as Scores;
+      assert.deepEqual([mine.reasons.rfm, mine.reasons.clv, mine.masked], [shown.reasons.rfm, shown.reasons.clv, undefined]);
+    } finally {
+      await ctx.kernel.catalog.publish(structuredClone(DEFAULT_PLAN), CLI_ACTOR);
+    }
   });
 
   it('audits every selection by the four-fifths rule, only with fairness_audit data and only as aggregates', async () => {

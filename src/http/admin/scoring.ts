@@ -4,6 +4,7 @@ import { MODEL_KINDS, PROFILING_PURPOSES, type ModelKind } from '../../modules/s
 import { CandorError } from '../../shared/errors.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
+import { decrypts } from './profiles.ts';
 
 const PURPOSE = PROFILING_PURPOSES[0];
 const RUN: RouteAccess = { audience: 'admin', roles: ['owner', 'analyst'], purpose: PURPOSE };
@@ -21,6 +22,12 @@ const scoresSchema = {
     scores: { type: 'object', additionalProperties: true },
     reasons: { type: 'object', additionalProperties: { type: 'string' }, description: 'Each score explained in words.' },
     models: { type: 'object', additionalProperties: { type: 'object', properties: { id: { type: 'string' }, version: { type: 'integer' } } } },
+    masked: {
+      type: 'array',
+      items: { type: 'string' },
+      description:
+        'For staff who may not decrypt, where the plan in force masks the profile order totals: what was masked (`clv.value` and `clv.spend` read null; `reasons.rfm` and `reasons.clv` are written without the amounts). Absent otherwise.',
+    },
   },
 } as const;
 
@@ -80,7 +87,9 @@ export function registerScoringRoutes(app: FastifyInstance, kernel: Kernel): voi
       if (canonical === null) throw new CandorError('IDENTITY_PROFILE_NOT_FOUND', { profileId: request.params.id });
       request.auditSubject = kernel.keyring.pseudonym('subject', canonical);
       const members = await kernel.identity.members(canonical);
-      return kernel.scoring.scoresOf(canonical, members);
+      // The money in scores and reasons is masked where the profile's order totals are, for the same readers.
+      const amounts = decrypts(request) || !(await kernel.profiles.maskedOrderFigures()).includes('totalOrderValue');
+      return kernel.scoring.scoresOf(canonical, members, { amounts });
     },
   );
 }

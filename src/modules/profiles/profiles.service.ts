@@ -704,10 +704,22 @@ export class Profiles {
     }
     const computed = combine(await this.#repo.computedOf(profileIds));
     if (plan === undefined) return { profileIds: [...profileIds], traits, computed };
-    // Stored versions are read only when the plan in force leaves an order field out.
+    return { profileIds: [...profileIds], traits, computed: maskOrderFigures(computed, plan, await this.#retiredOrderFields(plan)) };
+  }
+
+  /**
+   * The order figures a reader who may not decrypt reads masked under the plan in force (as `get` masks them), for other
+   * figures that come from the same order fields: the money in a person's scores and their reasons.
+   */
+  async maskedOrderFigures(): Promise<OrderFigure[]> {
+    const plan = this.#fields?.fieldsInForce();
+    return plan === undefined ? [] : hiddenOrderFigures(plan, await this.#retiredOrderFields(plan));
+  }
+
+  /** Stored versions of the plan, read only when the plan in force leaves an order field out. */
+  async #retiredOrderFields(plan: PlanFields): Promise<RetiredFields | undefined> {
     const complete = ORDER_FIGURE_FIELDS.every((path) => plan.plannedField('track', ORDER_EVENT, path) !== undefined);
-    const retired = complete ? undefined : await this.#retired?.retiredFields();
-    return { profileIds: [...profileIds], traits, computed: maskOrderFigures(computed, plan, retired) };
+    return complete ? undefined : this.#retired?.retiredFields();
   }
 
   /**
@@ -949,23 +961,23 @@ function money(value: number): number {
  * was never stored, and masks nothing.
  */
 export function maskOrderFigures(computed: ComputedTraits, plan: PlanFields, retired: RetiredFields | undefined): ComputedTraitsView {
+  const masked = hiddenOrderFigures(plan, retired);
+  const out: ComputedTraitsView = { ...computed };
+  for (const figure of masked) out[figure] = null;
+  if (masked.length > 0) out.masked = masked;
+  return out;
+}
+
+/** Which order figures `maskOrderFigures` masks under `plan`. */
+function hiddenOrderFigures(plan: PlanFields, retired: RetiredFields | undefined): OrderFigure[] {
   const hidden = (path: string) => {
     const planned = plan.plannedField('track', ORDER_EVENT, path);
     return planned === undefined ? retired === undefined || retired.field('track', ORDER_EVENT, path) !== undefined || !retired.complete : planned.personal;
   };
   const masked: OrderFigure[] = [];
-  const out: ComputedTraitsView = { ...computed };
-  if (hidden('properties.total') || hidden('properties.revenue')) {
-    out.totalOrderValue = null;
-    out.averageOrderValue = null;
-    masked.push('totalOrderValue', 'averageOrderValue');
-  }
-  if (hidden('properties.currency')) {
-    out.currency = null;
-    masked.push('currency');
-  }
-  if (masked.length > 0) out.masked = masked;
-  return out;
+  if (hidden('properties.total') || hidden('properties.revenue')) masked.push('totalOrderValue', 'averageOrderValue');
+  if (hidden('properties.currency')) masked.push('currency');
+  return masked;
 }
 
 /**

@@ -57,10 +57,10 @@ const PG_SCORING_LOCK = 0x43445363; // "CDSc": serializes writers of scores on P
 
 /** The scores (and reasons) each model kind gives. */
 const PARTS: Record<string, readonly string[]> = {
-  rfm: ['rfm'],
+  rfm: ['rfm', 'rfmWithoutAmounts'],
   personas: ['persona'],
   bgnbd: ['pAlive', 'expectedOrders90d', 'churn'],
-  gamma_gamma: ['clv'],
+  gamma_gamma: ['clv', 'clvWithoutAmounts'],
   leads: ['lead'],
 };
 

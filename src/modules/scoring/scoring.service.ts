@@ -66,9 +66,52 @@ export interface SubjectScores {
   /** Why someone is not profiled ("no consent for profiling", "restricted"), or null. */
   notProfiledReason: string | null;
   computedAt: string | null;
-  scores: ProfileScores;
-  reasons: Partial<Record<keyof ProfileScores, string>>;
+  scores: ScoresView;
+  reasons: Reasons;
   models: Record<string, { id: string; version: number }>;
+  /** What was masked for a reader who may not read order totals (`clv.value`, `clv.spend`, `reasons.rfm`, `reasons.clv`). */
+  masked?: string[];
+}
+
+/** Scores as a reader sees them: the money in a lifetime value is null where it is masked. */
+export type ScoresView = Omit<ProfileScores, 'clv'> & { clv?: { value: number | null; purchases: number; spend: number | null; months: number } };
+
+type Reasons = Partial<Record<keyof ProfileScores, string>>;
+
+/**
+ * The reasons naming an amount of money, and the key of the same reason written without it, stored beside it at the
+ * run and shown to staff who may not read order totals (`ProfileService.maskedOrderFigures`).
+ */
+export const REASONS_WITHOUT_AMOUNTS = { rfm: 'rfmWithoutAmounts', clv: 'clvWithoutAmounts' } as const;
+type StoredReasons = Reasons & Partial<Record<(typeof REASONS_WITHOUT_AMOUNTS)[keyof typeof REASONS_WITHOUT_AMOUNTS], string>>;
+
+/** The reasons a stored row shows to one who may read amounts: without the variants written for those who may not. */
+function shownReasons(stored: StoredReasons): Reasons {
+  const out: StoredReasons = { ...stored };
+  for (const key of Object.values(REASONS_WITHOUT_AMOUNTS)) delete out[key];
+  return out;
+}
+
+/**
+ * `scores` and `reasons` with the money masked: a lifetime value's amounts are null, and a reason naming an amount is
+ * replaced by its variant without it, or left out when the row was scored before variants were stored.
+ */
+function withoutAmounts(scores: ProfileScores, stored: StoredReasons): { scores: ScoresView; reasons: Reasons; masked: string[] } {
+  const masked: string[] = [];
+  const view: ScoresView = { ...scores };
+  if (scores.clv) {
+    view.clv = { ...scores.clv, value: null, spend: null };
+    masked.push('clv.value', 'clv.spend');
+  }
+  const reasons = shownReasons(stored);
+  for (const [key, variant] of Object.entries(REASONS_WITHOUT_AMOUNTS) as [keyof typeof REASONS_WITHOUT_AMOUNTS, string][]) {
+    if (reasons[key] === undefined) continue;
+    const text = (stored as Record<string, string | undefined>)[variant];
+    if (text === undefined) delete reasons[key];
+    else reasons[key] = text;
+    masked.push(`reasons.${key}`);
+  }
+  return { scores: view, reasons, masked };
 }
 
 export interface RunSummary {
@@ -282,13 +325,15 @@ export class Scoring {
     const scores: ScoreRow[] = [];
     summaries.forEach((s, i) => {
       const out: ProfileScores = {};
-      const reasons: SubjectScores['reasons'] = {};
+      const reasons: StoredReasons = {};
       const models: Record<string, { id: string; version: number }> = {};
       const stats: { modelId: string; key: string }[] = [];
       if (rfm && rfmModel) {
         const r = rfm.results[i] as (typeof rfm.results)[number];
         out.rfm = r;
-        reasons.rfm = explainRfm({ daysSinceLast: s.daysSinceLast, orders: s.orders, total: s.total }, r, rfm.thresholds);
+        const input = { daysSinceLast: s.daysSinceLast, orders: s.orders, total: s.total };
+        reasons.rfm = explainRfm(input, r, rfm.thresholds);
+        reasons[REASONS_WITHOUT_AMOUNTS.rfm] = explainRfm(input, r, rfm.thresholds, { amounts: false });
         models.rfm = { id: rfmModel.id, version: rfmModel.version };
       }
       if (personas && personaModel) {
@@ -314,6 +359,7 @@ export class Scoring {
         const clv = lifetimeValue(bg, gg, s);
         out.clv = { value: clv.value, purchases: clv.purchases, spend: clv.spend, months: DEFAULT_CLV.months };
         reasons.clv = `Expected to order about ${clv.purchases.toFixed(1)} times in the next ${DEFAULT_CLV.months} months at about ${money(clv.spend)} per order: worth about ${money(clv.value)} today (future orders discounted ${DEFAULT_CLV.annualDiscount * 100}% a year).`;
+        reasons[REASONS_WITHOUT_AMOUNTS.clv] = `Expected to order about ${clv.purchases.toFixed(1)} times in the next ${DEFAULT_CLV.months} months (the amounts are masked).`;
         models.gamma_gamma = { id: ggModel.id, version: ggModel.version };
         if (s.x > 0) stats.push({ modelId: ggModel.id, key: statKeyGg(s) });
       }
@@ -590,7 +636,7 @@ export class Scoring {
    * One person's scores through a purpose-bound read: when no profiling purpose has a lawful basis now (refused,
    * withdrawn, restricted) the answer is "not profiled" with the reason, whatever is stored.
    */
-  async scoresOf(profileId: string, members: readonly string[] = []): Promise<SubjectScores> {
+  async scoresOf(profileId: string, members: readonly string[] = [], options: { amounts?: boolean } = {}): Promise<SubjectScores> {
     const { consent } = this.#deps;
     await consent.load([profileId]);
     const reason = this.#notProfiledReason(profileId, new Date());
@@ -601,15 +647,12 @@ export class Scoring {
     const lineage = JSON.parse(row.lineage) as Lineage;
     // Computed from data read for a purpose the person no longer allows (they still allow another): not shown.
     if (!consent.allowedPurposes(profileId, PROFILING_PURPOSES).includes(purposeOfLineage(lineage))) return { ...empty, profiled: true, notProfiledReason: null };
-    return {
-      profileId,
-      profiled: true,
-      notProfiledReason: null,
-      computedAt: row.computed_at,
-      scores: JSON.parse(row.data) as ProfileScores,
-      reasons: JSON.parse(row.reasons) as SubjectScores['reasons'],
-      models: lineage.models,
-    };
+    const scores = JSON.parse(row.data) as ProfileScores;
+    const reasons = JSON.parse(row.reasons) as StoredReasons;
+    const shown = { profileId, profiled: true, notProfiledReason: null, computedAt: row.computed_at, models: lineage.models };
+    if (options.amounts !== false) return { ...shown, scores, reasons: shownReasons(reasons) };
+    const masked = withoutAmounts(scores, reasons);
+    return { ...shown, scores: masked.scores, reasons: masked.reasons, ...(masked.masked.length > 0 ? { masked: masked.masked } : {}) };
   }
 
   /** The current models with their parameters and what they were fitted on. */
@@ -782,7 +825,7 @@ export class Scoring {
         return {
           module: 'scoring',
           title: 'Scores and segments, with their reasons',
-          data: rows.map((r) => ({ computedAt: r.computed_at, scores: JSON.parse(r.data) as unknown, reasons: JSON.parse(r.reasons) as unknown, models: (JSON.parse(r.lineage) as { models: unknown }).models })),
+          data: rows.map((r) => ({ computedAt: r.computed_at, scores: JSON.parse(r.data) as unknown, reasons: shownReasons(JSON.parse(r.reasons) as StoredReasons), models: (JSON.parse(r.lineage) as { models: unknown }).models })),
           fields: [
             { field: 'scores', category: 'user.behavior.purchase_history', purposes: [...PROFILING_PURPOSES], source: 'candor', recipients: [], retention: null },
             { field: 'reasons', category: 'user.behavior.purchase_history', purposes: [...PROFILING_PURPOSES], source: 'candor', recipients: [], retention: null },

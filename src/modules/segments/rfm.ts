@@ -69,8 +69,17 @@ export function scoreRfm(input: RfmInput, thresholds: RfmThresholds & { spend: r
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
-/** The reason for a membership, in words: the thresholds the person's values crossed. */
-export function explainRfm(input: RfmInput, result: RfmResult, thresholds: RfmThresholds & { spend: readonly [number, number, number, number] }, currency = ''): string {
+/**
+ * The reason for a membership, in words: the thresholds the person's values crossed. With `amounts: false` the amount
+ * spent is left out (for staff who may not read order totals), the monetary score kept.
+ */
+export function explainRfm(
+  input: RfmInput,
+  result: RfmResult,
+  thresholds: RfmThresholds & { spend: readonly [number, number, number, number] },
+  options: { currency?: string; amounts?: boolean } = {},
+): string {
+  const { currency = '', amounts = true } = options;
   const [r1, r2, r3, r4] = thresholds.recencyDays;
   const recencyText =
     result.recency === 5 ? `within ${r1} days` : result.recency === 4 ? `within ${r2} days` : result.recency === 3 ? `within ${r3} days` : result.recency === 2 ? `within ${r4} days` : `more than ${r4} days ago`;
@@ -80,7 +89,7 @@ export function explainRfm(input: RfmInput, result: RfmResult, thresholds: RfmTh
   return (
     `In segment ${result.segment}: last order ${plural(Math.round(input.daysSinceLast), 'day')} ago (recency ${result.recency} of 5: ${recencyText}), ` +
     `${plural(input.orders, 'order')} (frequency ${result.frequency} of 5: ${frequencyText}), ` +
-    `${money(input.total)} spent in all (monetary ${result.monetary} of 5).`
+    (amounts ? `${money(input.total)} spent in all (monetary ${result.monetary} of 5).` : `monetary ${result.monetary} of 5 (the amount spent is masked).`)
   );
 }
 

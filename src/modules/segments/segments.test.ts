@@ -46,8 +46,12 @@ describe('RFM segments', () => {
     const result = scoreRfm(input, thresholds);
     assert.deepEqual(result, { recency: 2, frequency: 3, monetary: 4, segment: 'At risk' });
     assert.equal(
-      explainRfm(input, result, thresholds, '$'),
+      explainRfm(input, result, thresholds, { currency: '$' }),
       'In segment At risk: last order 190 days ago (recency 2 of 5: within 365 days), 3 orders (frequency 3 of 5: at least 3 orders), $120.00 spent in all (monetary 4 of 5).',
+    );
+    assert.equal(
+      explainRfm(input, result, thresholds, { currency: '$', amounts: false }),
+      'In segment At risk: last order 190 days ago (recency 2 of 5: within 365 days), 3 orders (frequency 3 of 5: at least 3 orders), monetary 4 of 5 (the amount spent is masked).',
     );
   });
 });

@@ -47,32 +47,34 @@ function currentNoticeVersion(kernel: Pick<Kernel, 'consent'>): number {
 /**
  * Tells a running server's log when the tracking plan in force has fields or events the consent gate can never keep, or
  * not for some of their purposes, under the purposes and notice in force (planWarnings): after an upgrade, a publish
- * here or a change another process made. Computed again only when the plan version, the notice version or the
- * configured purposes change (never per event); one warning per distinct set, nothing when there is none.
+ * here or a change another process made. Computed again only when the plan version, the notice version, the
+ * configured purposes or the custom taxonomy entries change (never per event); one warning per distinct set, nothing when there is none.
  */
 export class PlanWarningWatch {
-  readonly #kernel: Pick<Kernel, 'catalog' | 'consent' | 'logger'>;
+  readonly #kernel: Pick<Kernel, 'catalog' | 'consent' | 'logger' | 'taxonomy'>;
   /** What the last check was computed from, and its answer. */
-  #last: { planVersion: number; noticeVersion: number; purposes: readonly PurposeConfig[]; summary: PlanWarningSummary } | undefined;
+  #last: { planVersion: number; noticeVersion: number; purposes: readonly PurposeConfig[]; customEntries: number; summary: PlanWarningSummary } | undefined;
   /** The plan version, notice version and warnings last logged ('' when the last answer had none). */
   #logged = '';
 
-  constructor(kernel: Pick<Kernel, 'catalog' | 'consent' | 'logger'>) {
+  constructor(kernel: Pick<Kernel, 'catalog' | 'consent' | 'logger' | 'taxonomy'>) {
     this.#kernel = kernel;
   }
 
   /** The warnings of the plan in force, computed again (and logged once) only when what they depend on changed. */
   async check(): Promise<PlanWarningSummary> {
-    const { catalog, consent, logger } = this.#kernel;
+    const { catalog, consent, logger, taxonomy } = this.#kernel;
     const planVersion = catalog.version();
     const noticeVersion = currentNoticeVersion(this.#kernel);
     // Purposes are frozen objects replaced by every change and reload: the same objects mean the same configuration.
     const purposes = consent.purposes();
+    // Custom taxonomy entries are only ever added: a new count is a category a notice may now describe through its parent.
+    const customEntries = taxonomy.customCount();
     const last = this.#last;
-    if (last && last.planVersion === planVersion && last.noticeVersion === noticeVersion && samePurposes(last.purposes, purposes)) return last.summary;
+    if (last && last.planVersion === planVersion && last.noticeVersion === noticeVersion && last.customEntries === customEntries && samePurposes(last.purposes, purposes)) return last.summary;
     const summary = await planWarningSummary(this.#kernel, planVersion, noticeVersion);
     const { warnings, events } = summary;
-    this.#last = { planVersion, noticeVersion, purposes, summary };
+    this.#last = { planVersion, noticeVersion, purposes, customEntries, summary };
     const logged = warnings.length === 0 ? '' : JSON.stringify([planVersion, noticeVersion, warnings]);
     if (logged !== this.#logged && warnings.length > 0) {
       // Field paths, event names, categories and purpose keys only: the plan's own names, never a value.

@@ -113,7 +113,7 @@ describeEachDialect('candor import', (dialect) => {
 
   it('puts the import on record (import.run, phase started) before its first row is stored, so an import killed midway is accounted for', { timeout: 30_000 }, async () => {
     await withKernel(async (kernel) => {
-      const importer = new CsvImporter({ storage: kernel.storage, audit: kernel.audit, keyring: kernel.keyring, catalog: kernel.catalog, consent: kernel.consent, identity: kernel.identity, collect: kernel.collect });
+      const importer = new CsvImporter({ storage: kernel.storage, audit: kernel.audit, keyring: kernel.keyring, catalog: kernel.catalog, consent: kernel.consent, identity: kernel.identity, collect: kernel.collect, taxonomy: kernel.taxonomy });
       // The file arrives in parts: what the log holds is read once the first row is stored, before the rest is sent.
       const input = new PassThrough();
       input.write('user_id,email\nk1,k1@candor-shop.dev\nk2,k2@candor-shop.dev\n');

@@ -273,6 +273,7 @@ export function registerImportCommands(program: Command, { out, err, withKernel,
               consent: kernel.consent,
               identity: kernel.identity,
               collect: kernel.collect,
+              taxonomy: kernel.taxonomy,
             });
             const claim = importer.check(run);
             err(`importing ${kind} from ${file} as source ${options.source} on the basis of ${claim.basis}`);

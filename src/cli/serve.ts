@@ -2,6 +2,7 @@ import { describeConfig, type Config } from '../config/index.ts';
 import { buildServer, type CandorServer } from '../http/server.ts';
 import type { Stopping } from '../http/stopping.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
+import { refreshConfiguration } from '../modules/catalog/index.ts';
 import { claimDataDir } from '../modules/retention/index.ts';
 import { LIST_PLAN_WARNINGS, PlanWarningWatch, type PlanWarningSummary } from '../plan-warning-watch.ts';
 import { SYSTEM_ACTOR } from '../shared/actor.ts';
@@ -113,18 +114,13 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
           .then(() => kernel.consent.applyGpcToFlaggedPurposes())
           .catch((err: unknown) => kernel.logger.warn({ err }, 'GPC opt-outs of flagged purposes not written')),
       );
-    const refreshConfiguration = async () => {
-      await kernel.taxonomy.refreshIfChanged();
-      await kernel.consent.refreshConfigurationIfChanged();
-      await kernel.catalog.refreshIfChanged();
-    };
     housekeeping.push(
       setInterval(() => {
         if (refreshing) return;
         refreshing = true;
         background.track(
           'configuration refresh',
-          refreshConfiguration()
+          refreshConfiguration(kernel)
             .catch((err: unknown) => kernel.logger.warn({ err }, 'configuration refresh failed'))
             .then(checkPlanWarnings)
             .finally(() => (refreshing = false)),

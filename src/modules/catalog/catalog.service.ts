@@ -182,6 +182,7 @@ export class Catalog {
 
   #install(row: PlanRow, compiled: CompiledPlan): void {
     this.#current = { version: Number(row.version), hash: row.hash, publishedAt: row.published_at, publishedBy: row.published_by, text: row.plan, compiled };
+    this.#fieldIndex = undefined;
   }
 
   /**
@@ -307,6 +308,27 @@ export class Catalog {
       // Another refresh or a publish may have put a newer version in force while this one compiled.
       if (Number(latest.version) > this.#current.version) this.#install(latest, compiled);
     }
+    return this.#current.version;
+  }
+
+  /**
+   * The taxonomy has entries this process did not hold (added by another process): the plan in force is compiled again,
+   * as a category it did not know was read as the most restrictive (special, so refused without explicit consent), and
+   * the stored versions are folded again for `declarations()`. Answers the version in force.
+   */
+  async taxonomyChanged(): Promise<number> {
+    const current = this.#current;
+    const row: PlanRow = { version: current.version, name: (JSON.parse(current.text) as PlanDocument).name, hash: current.hash, plan: current.text, published_at: current.publishedAt, published_by: current.publishedBy };
+    const compiled = await this.#compile(row);
+    // A refresh or a publish may have put another version in force while this one compiled: it was compiled since.
+    if (this.#current === current) this.#install(row, compiled);
+    const refold = this.#folding.then(() => {
+      this.#declared.upTo = 0;
+      this.#declared.fields.clear();
+      this.#declared.unreadable.length = 0;
+    });
+    this.#folding = refold.catch(() => undefined);
+    await refold;
     return this.#current.version;
   }
 

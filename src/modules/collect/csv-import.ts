@@ -40,10 +40,11 @@ import { CandorError, isCandorError } from '../../shared/errors.ts';
 import { isoTime } from '../../shared/iso-time.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
-import type { Catalog, KeptField, OutlineSection, PlanResult } from '../catalog/index.ts';
+import { refreshConfiguration, type Catalog, type KeptField, type OutlineSection, type PlanResult } from '../catalog/index.ts';
 import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, ResolveItem } from '../identity/index.ts';
+import type { Taxonomy } from '../taxonomy/index.ts';
 import { describesBy, fieldAllowed, servedPurposes, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
 import { identifiersOf, MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
 
@@ -57,6 +58,7 @@ export interface CsvImportDeps {
   consent: Consent;
   identity: Identity;
   collect: Collector;
+  taxonomy: Taxonomy;
 }
 
 export interface CsvImportOptions {
@@ -1023,15 +1025,14 @@ class ImportRun {
   }
 
   /**
-   * What another process changed while the import runs (a tracking plan published, purposes or notices changed) is in
-   * force from the next batch on, as on a server within a second: a long import does not keep storing under the plan
-   * it started with. Costs no query while nobody else writes.
+   * What another process changed while the import runs (custom taxonomy entries added, a tracking plan published,
+   * purposes or notices changed) is in force from the next batch on, as on a server within a second: a long import does
+   * not keep storing under the plan it started with. Costs no query while nobody else writes.
    */
   async #refreshConfiguration(): Promise<void> {
-    const { catalog, consent } = this.#deps;
-    await consent.refreshConfigurationIfChanged();
-    const version = await catalog.refreshIfChanged();
-    if (version !== this.#planVersion) {
+    const { catalog } = this.#deps;
+    const { planVersion: version, taxonomyChanged } = await refreshConfiguration(this.#deps);
+    if (version !== this.#planVersion || taxonomyChanged) {
       this.#planVersion = version;
       this.#readOutline(await catalog.outline());
     }

@@ -381,6 +381,14 @@ export class Consent {
     await Promise.all([this.#signer.refreshIfChanged(), this.#configFreshness.lookAgain() ? this.#reloadConfiguration() : undefined]);
   }
 
+  /**
+   * The taxonomy has entries this process did not hold (added by another process): what was derived from it (whether a
+   * notice describes a category through one above it, which purposes are direct marketing) is derived again.
+   */
+  taxonomyChanged(): void {
+    this.#rebuildRuntime();
+  }
+
   /** Recomputes what decide() needs per purpose: opt-out jurisdictions and the notice version consents must be under. */
   #rebuildRuntime(): void {
     const renewalFrom = new Map<string, number>();

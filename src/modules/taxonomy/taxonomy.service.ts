@@ -70,17 +70,25 @@ export class Taxonomy {
 
   /**
    * Reads the custom entries again when another process may have added some since the last look (the database tells;
-   * when it cannot, at every call). A running server calls it every second.
+   * when it cannot, at every call). A running server calls it every second, through `refreshConfiguration`, which
+   * tells what was derived from the taxonomy when this answers true: entries were read that this process did not hold.
    */
-  async refreshIfChanged(): Promise<void> {
-    if (!this.#freshness.lookAgain()) return;
+  async refreshIfChanged(): Promise<boolean> {
+    if (!this.#freshness.lookAgain()) return false;
     for (let attempt = 0; ; attempt++) {
       const epoch = this.#epoch;
       const rows = await this.#repo.all();
       if (epoch !== this.#epoch && attempt < 5) continue;
+      const held = new Set(this.#custom.map((row) => `${row.kind}\u0000${row.key}`));
+      const added = rows.some((row) => !held.has(`${row.kind}\u0000${row.key}`));
       this.#custom = rows;
-      return;
+      return added;
     }
+  }
+
+  /** How many custom entries this process holds (entries are only ever added: a new count means new entries). */
+  customCount(): number {
+    return this.#custom.length;
   }
 
   #customOf(kind: ExtensibleKind): Entry[] {

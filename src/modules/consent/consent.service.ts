@@ -716,10 +716,12 @@ export class Consent {
   async #fetch(subjectIds: readonly string[]): Promise<Map<string, SubjectState>> {
     const started = this.#epoch;
     const pseudonyms = subjectIds.map((id) => this.#cache.peek(id)?.pseudonym ?? this.#keyring.pseudonym('subject', id));
+    // Taken before the read: another connection's commit noticed while the read runs (PostgreSQL reads are
+    // asynchronous, and its snapshot may predate that commit) leaves the states suspect, read again at the next load.
+    const loadedAt = Date.now();
     const { current, restrictions } = await this.#repo.currentAndRestrictions(pseudonyms);
     const flags = flagsOf(restrictions);
     const byPseudonym = this.#group(current);
-    const loadedAt = Date.now();
     const out = new Map<string, SubjectState>();
     subjectIds.forEach((id, i) => {
       const pseudonym = pseudonyms[i] as string;

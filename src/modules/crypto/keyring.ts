@@ -295,8 +295,10 @@ export class Keyring {
   /** A cached key, unless it is due for a check and its row is gone (destroyed by another process). */
   async #fresh(dk: DataKey | undefined): Promise<DataKey | undefined> {
     if (!dk || !this.#due(dk, Date.now())) return dk;
+    // Taken before the look-up: a destruction by another connection noticed while it runs is checked again next time.
+    const checkedAt = Date.now();
     if (await this.#repo.byKeyId(dk.keyId)) {
-      dk.checkedAt = Date.now();
+      dk.checkedAt = checkedAt;
       return dk;
     }
     this.#forget(dk);

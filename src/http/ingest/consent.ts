@@ -117,9 +117,8 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
         if (body.withdrawAll && changes.length > 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'withdraw_all_with_purposes' });
         // Refuse what can be refused before any profile or identifier is created for the person: a request none of
         // whose changes can be recorded. A request with some is recorded, and answers the others in `rejected`.
-        if (body.noticeVersion !== undefined && body.noticeVersion > consent.currentNotice().version) {
-          throw new CandorError('CONSENT_NOTICE_UNKNOWN', { noticeVersion: body.noticeVersion });
-        }
+        // A version another process published a moment ago is read now (a withdrawal under it is never refused).
+        if (body.noticeVersion !== undefined) await consent.checkNotice(body.noticeVersion);
         if (changes.length > 0) await consent.checkChanges(changes, { noticeVersion: body.noticeVersion });
       } catch (error) {
         // The signal is an opt-out whatever else the request asks: recorded for the people Candor knows by its ids.

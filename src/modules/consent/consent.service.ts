@@ -1247,6 +1247,15 @@ export class Consent {
   }
 
   /**
+   * Throws CONSENT_NOTICE_UNKNOWN unless `version` is a published notice version, reading the notices again when it is
+   * not known here yet (another server or the CLI may have published it a moment ago). A route calls it before it
+   * creates a profile for the person the request names.
+   */
+  async checkNotice(version: number): Promise<void> {
+    await this.#notice(version);
+  }
+
+  /**
    * Checks consent changes against the purposes and the notice version shown, writing nothing. Throws for a malformed
    * request (CONSENT_CHANGE_INVALID, CONSENT_NOTICE_UNKNOWN), and when none of the changes could be recorded whatever
    * the subject's state (see #rejectedError); otherwise answers the changes record() will reject. A route calls it

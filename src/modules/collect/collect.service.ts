@@ -920,12 +920,17 @@ export class Collector {
     }
     const inserted = await this.#repo.insertEvents(tx, rows);
     const fresh = storable.filter((r) => inserted.has(rowOf.get(r.pending) ?? ''));
-    // Traits of a person whose profiles are merged are unchanged only if the person's newest value is the same.
+    // Traits of a person whose profiles are merged are unchanged only if the person's newest value is the same. The
+    // person is the one the group's merges leave (read in `tx`): an earlier message's resolution names the profile it
+    // found, which a later message of the group may have merged into another person.
     const withTraits = fresh.filter((r) => r.pending.traits.length > 0);
-    const persons = withTraits.length === 0 ? undefined : await this.#deps.identity.membersIn(tx, withTraits.map((r) => r.resolution.profileId));
+    const { identity } = this.#deps;
+    const canonical = withTraits.length === 0 ? undefined : await identity.canonicalsIn(tx, withTraits.map((r) => r.resolution.profileId));
+    const personOf = (r: Resolved) => canonical?.get(r.resolution.profileId) ?? r.resolution.profileId;
+    const persons = withTraits.length === 0 ? undefined : await identity.membersIn(tx, withTraits.map(personOf));
     await profiles.setTraitsBatch(
       tx,
-      withTraits.map((r) => ({ profileId: holderOf(r), traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt, person: persons?.get(r.resolution.profileId) })),
+      withTraits.map((r) => ({ profileId: holderOf(r), traits: r.pending.traits, source: r.pending.source, messageId: r.pending.message.messageId, at: r.pending.message.occurredAt, person: persons?.get(personOf(r)) })),
     );
     // Positions in the group's order, which is the order of the events' ids (retention counts orders again by those).
     await profiles.recordActivityBatch(tx, fresh.map((r, position) => activityOf(holderOf(r), r.pending, position)));

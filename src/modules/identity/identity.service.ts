@@ -763,6 +763,15 @@ export class Identity {
     return out;
   }
 
+  /**
+   * Each profile's canonical profile as `tx` sees it (itself when not merged): for a group that merged people, whose
+   * earlier resolutions still name a profile a later message merged away.
+   */
+  async canonicalsIn(tx: SqlExecutor, profileIds: readonly string[]): Promise<Map<string, string>> {
+    if (profileIds.length === 0) return new Map();
+    return new Map((await this.#repo.profilesIn(tx, [...new Set(profileIds)])).map((row) => [row.id, row.merged_into ?? row.id]));
+  }
+
   /** Identifiers (types and pseudonyms) held by every member of the profile's canonical profile. */
   async identifiersOf(profileId: string): Promise<IdentifierView[]> {
     const canonical = await this.canonical(profileId);

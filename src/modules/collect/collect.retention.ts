@@ -93,6 +93,11 @@ interface Rewrite {
    * sealed personal part as it is (a rule about plain fields only); null drops it.
    */
   apply(plain: Record<string, unknown>, personal: () => Promise<Record<string, unknown> | null>): Promise<{ plain: Record<string, unknown>; personal: Record<string, unknown> | null | undefined; purposes?: string[] } | undefined>;
+  /**
+   * Checked in each batch's transaction: while it holds the batch is written, else the walk stops there and leaves the
+   * rule's mark where it was (the next sweep walks that range again, under the rule as it then is).
+   */
+  stillInForce?(tx: SqlExecutor): Promise<boolean>;
 }
 
 /** Drops objects left empty by removals (arrays keep their positions); returns undefined when nothing is left. */
@@ -198,7 +203,7 @@ export class CollectRetention implements RetentionHandler {
         description: `The messageIds of stored events, kept to answer a message sent again with the same messageId as a duplicate whatever its time, are deleted ${RECENT_ID_WINDOW} after they were received.`,
       },
     ];
-    return [...rules, ...(await this.#fieldRules()).map((r) => r.rule)];
+    return [...rules, ...(await this.#fieldRules()).rules.map((r) => r.rule)];
   }
 
   /**
@@ -206,9 +211,9 @@ export class CollectRetention implements RetentionHandler {
    * declares has its period there; one it no longer declares (stored events still hold it), the period of the latest
    * stored version that declared it, so that removing a field from the plan does not keep it longer.
    */
-  async #fieldRules(): Promise<{ rule: RetentionRule; filter: Filter; paths: string[]; personal: boolean }[]> {
+  async #fieldRules(): Promise<{ rules: { rule: RetentionRule; filter: Filter; paths: string[]; personal: boolean }[]; latest: number }> {
     const out: { rule: RetentionRule; filter: Filter; paths: string[]; personal: boolean }[] = [];
-    const { inForce, retired, everPersonal } = await this.#catalog.declarations();
+    const { inForce, retired, everPersonal, latest } = await this.#catalog.declarations();
     type Field = { path: string; category: string; retention: string; personal: boolean; version?: number };
     // `sealed`: a version declared one of the group's fields personal, so events may hold it in their sealed part.
     const groups = new Map<string, { filter: Filter; label: string; period: string; fields: Field[]; sealed: boolean }>();
@@ -241,7 +246,7 @@ export class CollectRetention implements RetentionHandler {
         personal: sealed,
       });
     }
-    return out;
+    return { rules: out, latest };
   }
 
   async sweep(now: Date, options: SweepOptions): Promise<SweepCount[]> {
@@ -253,8 +258,12 @@ export class CollectRetention implements RetentionHandler {
     const rule = (id: string) => rules.get(id) as RetentionRule;
     const count = (r: RetentionRule, n: number) => counts.push({ rule: r.id, store: r.store, category: r.category, count: n });
 
-    // Shortest first: fields expire before the events that hold them are reduced or deleted.
-    for (const field of await this.#fieldRules()) {
+    // Shortest first: fields expire before the events that hold them are reduced or deleted. Each batch only while no
+    // plan version was stored since the rules were read (checked under the publishers' lock): one published meanwhile
+    // may give a field a longer period, or declare again one no longer declared.
+    const { rules: fieldRules, latest } = await this.#fieldRules();
+    const stillInForce = async (tx: SqlExecutor) => (await this.#catalog.latestVersionIn(tx)) === latest;
+    for (const field of fieldRules) {
       const cutoff = subtractDuration(now, field.rule.period).toISOString();
       const n = await this.#rewrite(
         {
@@ -272,6 +281,7 @@ export class CollectRetention implements RetentionHandler {
             const kept = field.personal ? ((prune(secret) as Record<string, unknown> | undefined) ?? null) : undefined;
             return { plain: (prune(plain) as Record<string, unknown> | undefined) ?? {}, personal: kept };
           },
+          stillInForce,
         },
         options,
       );
@@ -339,7 +349,7 @@ export class CollectRetention implements RetentionHandler {
    * Walks the events a rule covers (both passes) from `floor` on, handing each batch to `handle` (which returns how
    * many rows it changed, or would change in a dry run), then records the rule's mark.
    */
-  async #walk(rule: RetentionRule, filter: Filter, range: { floor: string; cutoff: string }, options: SweepOptions, columns: 'id' | 'row', handle: (rows: Row[]) => Promise<number>): Promise<number> {
+  async #walk(rule: RetentionRule, filter: Filter, range: { floor: string; cutoff: string }, options: SweepOptions, columns: 'id' | 'row', handle: (rows: Row[]) => Promise<number | undefined>): Promise<number> {
     const { context, batchSize, dryRun } = options;
     const { floor, cutoff } = range;
     // Ids are sortable by insertion time: everything stored from here on is looked at by the next sweep's late pass.
@@ -356,7 +366,10 @@ export class CollectRetention implements RetentionHandler {
         if (rows.length === 0) break;
         const last = rows[rows.length - 1] as Row;
         from = pass === 'time' ? { at: last.occurred_at, id: last.id } : { at: '', id: last.id };
-        total += await handle(rows);
+        const handled = await handle(rows);
+        // The rule changed meanwhile: its mark stays, and the next sweep walks on from there.
+        if (handled === undefined) return total;
+        total += handled;
         if (rows.length < batchSize) break;
       }
     }
@@ -467,6 +480,7 @@ export class CollectRetention implements RetentionHandler {
       }
       if (changes.length === 0 || options.dryRun) return changes.length;
       return this.#storage.raw.transaction(async (tx) => {
+        if (rewrite.stillInForce !== undefined && !(await rewrite.stillInForce(tx))) return undefined;
         let n = 0;
         for (const params of changes) n += await tx.run(update, params);
         await this.#revise(tx, [...recount].map((profileId) => ({ profileId, deleted: 0, deletedOrders: 0, ordersChanged: true })));

@@ -38,8 +38,11 @@ export interface TraitDeclarations {
   readonly latest: number;
 }
 
-/** Whether, in the caller's transaction, the key a sweep found undeclared still is (no version stored since). */
-type StillUndeclared = (tx: SqlExecutor) => Promise<boolean>;
+/**
+ * Whether, in the caller's transaction, the plan versions a sweep read its trait rules from are still all there are (no
+ * version stored since): a key found undeclared may be declared since, and a trait's period changed.
+ */
+type PlanUnchanged = (tx: SqlExecutor) => Promise<boolean>;
 
 export interface ProfilesRetentionDeps {
   storage: Storage;
@@ -221,21 +224,23 @@ export class ProfilesRetention implements RetentionHandler {
   async sweep(now: Date, options: SweepOptions): Promise<SweepCount[]> {
     const counts: SweepCount[] = [];
     const { rules, undeclared, latest } = await this.#traitRules();
+    // Each batch only while no plan version was stored since the rules were read, checked in the batch's transaction
+    // under the publishers' lock: a version published meanwhile may give a trait a longer period (values past the old
+    // cutoff must then stay) or declare a key found undeclared (values written under it must not go). Once one was, the
+    // rules of the sweep delete nothing more; the next sweep reads the new ones.
+    const unchanged: PlanUnchanged = async (tx) => (await this.#deps.latestPlanVersionIn(tx)) === latest;
     for (const trait of rules) {
       const cutoff = subtractDuration(now, trait.retention).toISOString();
       const rule = trait.id;
-      counts.push({ rule, store: 'profiles_traits', category: trait.category, count: await this.#expireTraits(trait.key, cutoff, options) });
-      counts.push({ rule, store: 'profiles_trait_history', category: trait.category, count: await this.#expireHistory(trait.key, cutoff, options) });
-      counts.push({ rule, store: 'profiles_trait_history.previous_value', category: trait.category, count: await this.#expirePrevious(trait.key, cutoff, options) });
+      counts.push({ rule, store: 'profiles_traits', category: trait.category, count: await this.#expireTraits(trait.key, cutoff, options, unchanged) });
+      counts.push({ rule, store: 'profiles_trait_history', category: trait.category, count: await this.#expireHistory(trait.key, cutoff, options, unchanged) });
+      counts.push({ rule, store: 'profiles_trait_history.previous_value', category: trait.category, count: await this.#expirePrevious(trait.key, cutoff, options, unchanged) });
     }
     // No declared purpose ever needed them: every value and history entry goes, whatever its time (previous values with their entries).
-    // Each batch only while no plan version was stored since the keys were found (one that declares the key, and values
-    // written under it since, must not go with them): checked in the batch's transaction, under the publishers' lock.
     const gone = { traits: 0, history: 0 };
-    const stillUndeclared: StillUndeclared = async (tx) => (await this.#deps.latestPlanVersionIn(tx)) === latest;
     for (const key of undeclared) {
-      gone.traits += await this.#expireTraits(key, undefined, options, stillUndeclared);
-      gone.history += await this.#expireHistory(key, undefined, options, stillUndeclared);
+      gone.traits += await this.#expireTraits(key, undefined, options, unchanged);
+      gone.history += await this.#expireHistory(key, undefined, options, unchanged);
     }
     if (undeclared.length > 0) {
       counts.push({ rule: UNDECLARED, store: 'profiles_traits', category: 'user', count: gone.traits });
@@ -246,10 +251,10 @@ export class ProfilesRetention implements RetentionHandler {
   }
 
   /**
-   * Deletes the values of a key last set before the cutoff (without one: all of them), a batch per transaction; with
-   * `guard`, a batch only while it holds in that transaction (the key is still undeclared), else no more.
+   * Deletes the values of a key last set before the cutoff (without one: all of them), a batch per transaction, each
+   * only while `guard` holds in that transaction (no plan version stored since the rule was read), else no more.
    */
-  async #expireTraits(key: string, cutoff: string | undefined, options: SweepOptions, guard?: StillUndeclared): Promise<number> {
+  async #expireTraits(key: string, cutoff: string | undefined, options: SweepOptions, guard: PlanUnchanged): Promise<number> {
     const timed = cutoff !== undefined;
     const at = cutoff ?? '';
     let n = 0;
@@ -262,7 +267,7 @@ export class ProfilesRetention implements RetentionHandler {
       if (rows.length === 0) return n;
       const ids = padded(rows.map((r) => r.profile_id));
       const del = this.#db.deleteFrom('profiles_traits').where('key', '=', key).$if(timed, (q) => q.where('updated_at', '<', at)).where('profile_id', 'in', ids).compile();
-      const deleted = await this.#storage.raw.transaction(async (tx) => (guard === undefined || (await guard(tx)) ? tx.run(del.sql, del.parameters) : undefined));
+      const deleted = await this.#storage.raw.transaction(async (tx) => ((await guard(tx)) ? tx.run(del.sql, del.parameters) : undefined));
       if (deleted === undefined) return n;
       n += deleted;
       if (rows.length < options.batchSize) return n;
@@ -270,7 +275,7 @@ export class ProfilesRetention implements RetentionHandler {
   }
 
   /** Deletes the history entries of a key made before the cutoff (without one: all of them) as #expireTraits its values. */
-  async #expireHistory(key: string, cutoff: string | undefined, options: SweepOptions, guard?: StillUndeclared): Promise<number> {
+  async #expireHistory(key: string, cutoff: string | undefined, options: SweepOptions, guard: PlanUnchanged): Promise<number> {
     const timed = cutoff !== undefined;
     const at = cutoff ?? '';
     let n = 0;
@@ -282,7 +287,7 @@ export class ProfilesRetention implements RetentionHandler {
       const rows = await this.#run(this.#db.selectFrom('profiles_trait_history').select('id').where('key', '=', key).$if(timed, (q) => q.where('changed_at', '<', at)).limit(options.batchSize));
       if (rows.length === 0) return n;
       const del = this.#db.deleteFrom('profiles_trait_history').where('id', 'in', padded(rows.map((r) => r.id))).compile();
-      const deleted = await this.#storage.raw.transaction(async (tx) => (guard === undefined || (await guard(tx)) ? tx.run(del.sql, del.parameters) : undefined));
+      const deleted = await this.#storage.raw.transaction(async (tx) => ((await guard(tx)) ? tx.run(del.sql, del.parameters) : undefined));
       if (deleted === undefined) return n;
       n += deleted;
       if (rows.length < options.batchSize) return n;
@@ -294,7 +299,7 @@ export class ProfilesRetention implements RetentionHandler {
    * set it may be gone, but the value would otherwise stay, and be read as the previous value, as long as the entry
    * that replaced it. Entries older than the cutoff are not counted: `#expireHistory` deletes them.
    */
-  async #expirePrevious(key: string, cutoff: string, options: SweepOptions): Promise<number> {
+  async #expirePrevious(key: string, cutoff: string, options: SweepOptions, guard: PlanUnchanged): Promise<number> {
     let n = 0;
     for (;;) {
       if (options.dryRun) {
@@ -308,7 +313,9 @@ export class ProfilesRetention implements RetentionHandler {
         .set({ previous_value: null, previous_encrypted: null, previous_updated_at: null })
         .where('id', 'in', padded(rows.map((r) => r.id)))
         .compile();
-      n += await this.#storage.raw.transaction((tx) => tx.run(clear.sql, clear.parameters));
+      const cleared = await this.#storage.raw.transaction(async (tx) => ((await guard(tx)) ? tx.run(clear.sql, clear.parameters) : undefined));
+      if (cleared === undefined) return n;
+      n += cleared;
       if (rows.length < options.batchSize) return n;
     }
   }

@@ -252,3 +252,45 @@ describeEachDialect('a trait no longer declared whose latest declaring version c
     }
   });
 });
+
+describeEachDialect('a trait whose period a version published while a sweep runs makes longer', (dialect) => {
+  const ctx = useKernel(dialect);
+
+  it('keeps the values the new period keeps: each batch is deleted only while no version was stored since', async () => {
+    const { catalog, identity, profiles, storage } = ctx.kernel;
+    await catalog.publish(planWithTrait('club_rank', 'P30D'), CLI_ACTOR);
+    const now = Date.now();
+    const people: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const [resolved] = await storage.raw.transaction((tx) => identity.resolveBatch(tx, [resolveItem({ user_id: uniqueId('u') }, uniqueId('m'))]));
+      const profileId = resolved?.profileId as string;
+      people.push(profileId);
+      await profiles.prepare([profileId]);
+      await storage.raw.transaction((tx) =>
+        profiles.setTraitsBatch(tx, [{ profileId, traits: [{ key: 'club_rank', value: `rank-${i}`, category: 'user.behavior.purchase_history', personal: true }], source: 'web', messageId: uniqueId('m'), at: ago(now, 40 + i) }]),
+      );
+    }
+    const original = catalog.declarations.bind(catalog);
+    let fired = false;
+    (catalog as { declarations: typeof catalog.declarations }).declarations = async () => {
+      const answer = await original();
+      if (!fired && (new Error().stack ?? '').includes('profiles.retention')) {
+        fired = true;
+        // Meanwhile, on another server: the trait is kept 90 days from now on.
+        await catalog.publish(planWithTrait('club_rank', 'P90D'), CLI_ACTOR);
+      }
+      return answer;
+    };
+    try {
+      await ctx.kernel.retention.sweep({ now: new Date(now), batchSize: 1 });
+    } finally {
+      (catalog as { declarations: typeof catalog.declarations }).declarations = original;
+    }
+    assert.ok(fired);
+    const rows = (await sql<{ n: number | string }>`SELECT count(*) AS n FROM profiles_traits WHERE key = 'club_rank'`.execute(storage.db)).rows;
+    assert.equal(Number(rows[0]?.n), 3, 'values 40 to 42 days old stay under a 90-day period');
+    // The next sweep reads the period in force: nothing of them goes yet.
+    await ctx.kernel.retention.sweep({ now: new Date(now), batchSize: 1 });
+    assert.equal(Number((await sql<{ n: number | string }>`SELECT count(*) AS n FROM profiles_traits WHERE key = 'club_rank'`.execute(storage.db)).rows[0]?.n), 3);
+  });
+});

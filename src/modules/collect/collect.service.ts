@@ -356,19 +356,15 @@ export class Collector {
     if (refused.length === 0) return true;
     const { consent, identity, storage } = this.#deps;
     try {
-      const profiles = new Set(refused.flatMap((r) => (r.profileId === null ? [] : [r.profileId])));
-      for (const owners of await identity.ownersOf(storage.raw, refused.map((r) => r.resolve))) for (const owner of owners) profiles.add(owner);
+      const owners = await identity.ownersOf(storage.raw, refused.map((r) => r.resolve));
       // Each message's device (the holder of its strongest identifier): one an unmerge splits off meanwhile gets it too.
-      const holders = new Map<string, Set<string>>();
-      const known = refused.filter((r) => r.profileId !== null);
-      const held = known.length === 0 ? [] : await identity.lookupBatch(storage.raw, known.map((r) => r.resolve), { holders: true });
-      known.forEach((r, i) => {
-        const holder = held[i];
-        if (holder === null || holder === undefined || holder === r.profileId) return;
-        const list = holders.get(r.profileId as string) ?? new Set<string>();
-        holders.set(r.profileId as string, list.add(holder));
-      });
-      if (profiles.size > 0) await consent.recordGpc([...profiles], { source: context.source, holders }, context.actor);
+      const knownAt = refused.flatMap((r, i) => (r.profileId === null ? [] : [i]));
+      const held = knownAt.length === 0 ? [] : await identity.lookupBatch(storage.raw, knownAt.map((i) => (refused[i] as (typeof refused)[number]).resolve), { holders: true });
+      const holderAt = new Map(knownAt.map((at, n) => [at, held[n]]));
+      const people = gpcDevices();
+      refused.forEach((r, i) => people.add(r.profileId, owners[i] ?? [], holderAt.get(i)));
+      const devices = people.devices();
+      if (devices.length > 0) await consent.recordGpcEach(devices, { source: context.source, holders: people.holders }, context.actor);
       return true;
     } catch (err) {
       this.#deps.logger?.warn({ err, source: context.source, messages: refused.length }, 'GPC opt-out of refused messages not recorded');
@@ -651,26 +647,21 @@ export class Collector {
       for (const r of resolved) {
         if (typeof r.resolution?.profileId !== 'string') results.set(r.pending, { index: r.pending.index, messageId: r.pending.message.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING', detail: 'blocked' });
       }
-      // Sec-GPC: 1 is recorded per request origin (source and write key), for the profiles its messages resolved to and
-      // every other profile one of their identifiers belongs to (the device's anonymous id may be another person's: a
-      // shared device whose signal covers everyone on it).
-      const gpcGroups = new Map<string, { actor: Actor; source: string; profiles: Set<string>; holders: Map<string, Set<string>> }>();
+      // Sec-GPC: 1 is recorded per request origin (source and write key), for the profile each message resolved to and
+      // every other profile one of its identifiers belongs to (the device's anonymous id may be another person's: a
+      // shared device whose signal covers everyone on it): a receipt per person, linking only their messages' devices
+      // (a server relays one batch for many people).
+      const gpcGroups = new Map<string, { actor: Actor; source: string; people: GpcDevices }>();
       const signalled = withProfile.filter((r) => r.pending.gpc);
       const owners = signalled.length === 0 ? [] : await identity.ownersOf(storage.raw, signalled.map((r) => r.pending.resolve));
       signalled.forEach(({ pending: p, resolution }, i) => {
         const key = `${p.source}\u0000${p.actor.id}`;
-        const group = gpcGroups.get(key) ?? { actor: p.actor, source: p.source, profiles: new Set<string>(), holders: new Map<string, Set<string>>() };
-        group.profiles.add(resolution.profileId);
-        for (const owner of owners[i] ?? []) group.profiles.add(owner);
+        const group = gpcGroups.get(key) ?? { actor: p.actor, source: p.source, people: gpcDevices() };
         // The device the message came from, should an unmerge split it off its person meanwhile.
-        const holder = resolution.holder;
-        if (holder !== null && holder !== undefined && holder !== resolution.profileId) {
-          const held = group.holders.get(resolution.profileId) ?? new Set<string>();
-          group.holders.set(resolution.profileId, held.add(holder));
-        }
+        group.people.add(resolution.profileId, owners[i] ?? [], resolution.holder);
         gpcGroups.set(key, group);
       });
-      for (const group of gpcGroups.values()) await consent.recordGpc([...group.profiles], { source: group.source, holders: group.holders }, group.actor);
+      for (const group of gpcGroups.values()) await consent.recordGpcEach(group.people.devices(), { source: group.source, holders: group.people.holders }, group.actor);
 
       // Resolution may land on another profile than the lookup saw (a merge, a limit), and a merge changes the consent
       // of the profile that survives it (the most restrictive of both): the gate is run again for every message stored
@@ -1184,6 +1175,38 @@ function memberReady(p: Pending, profileId: string, holder: string | null, keyri
 /** The profile a resolved message is written to: the one holding its strongest identifier (see Resolution.holder). */
 function holderOf(r: Resolved): string {
   return r.resolution.holder ?? r.resolution.profileId;
+}
+
+/** The devices a GPC signal is recorded for, a receipt each (Consent.recordGpcEach), and their holders. */
+interface GpcDevices {
+  /**
+   * A message with the signal: the person it is about (null: nobody known) and the other profiles its identifiers
+   * belong to; messages about one person make one device, that person first.
+   */
+  add(profileId: string | null, owners: Iterable<string>, holder: string | null | undefined): void;
+  devices(): string[][];
+  /** Per person, the devices their messages came from (see Consent.recordGpc's holders). */
+  readonly holders: Map<string, Set<string>>;
+}
+
+function gpcDevices(): GpcDevices {
+  const byPerson = new Map<string, Set<string>>();
+  const unknown: Set<string>[] = [];
+  const holders = new Map<string, Set<string>>();
+  return {
+    holders,
+    add(profileId, owners, holder) {
+      let device = profileId === null ? undefined : byPerson.get(profileId);
+      if (device === undefined) {
+        device = new Set(profileId === null ? [] : [profileId]);
+        if (profileId === null) unknown.push(device);
+        else byPerson.set(profileId, device);
+      }
+      for (const owner of owners) device.add(owner);
+      if (profileId !== null && holder !== null && holder !== undefined && holder !== profileId) holders.set(profileId, (holders.get(profileId) ?? new Set<string>()).add(holder));
+    },
+    devices: () => [...byPerson.values(), ...unknown].map((device) => [...device]).filter((device) => device.length > 0),
+  };
 }
 
 /** One result per item, in order; an item with none (a failure no step reported) is an internal error. */

@@ -30,6 +30,7 @@ import {
   type PurposeState,
   type Receipt,
   type RecordMeta,
+  type GpcMeta,
   type RecordResult,
   type ReappliedAfterRestore,
   type RejectedChange,
@@ -1212,13 +1213,14 @@ export class Consent {
 
   /**
    * Adds GPC opt-outs (refusals) of every sale/sharing and targeted-advertising purpose not already opted out by GPC
-   * (`only`: of that purpose alone, if it is one).
+   * (`only`: of that purpose alone, if it is one), under `noticeVersion` (the notice their receipt names; by default
+   * the latest).
    */
   #planGpc(
     subject: string,
     current: ReadonlyMap<string, Current>,
     add: (fields: EntryFields) => unknown,
-    context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean; only?: string },
+    context: { mechanism: ConsentMechanism; jurisdiction: string | null; source: string | null; receiptId: string | null; keepConfirmed: boolean; only?: string; noticeVersion?: number },
   ): number {
     let written = 0;
     const atMs = Date.now();
@@ -1235,7 +1237,7 @@ export class Consent {
         state: 'refused',
         basis: config.basis,
         mechanism: context.mechanism,
-        noticeVersion: this.#latestNotice?.version ?? null,
+        noticeVersion: context.noticeVersion ?? this.#latestNotice?.version ?? null,
         jurisdiction: context.jurisdiction,
         source: context.source,
         gpc: true,
@@ -1369,7 +1371,8 @@ export class Consent {
         // What was in force before this request: a confirmation must be separate from the signal it overrides.
         const before = new Map(current);
         const atMs = Date.now();
-        if (meta.gpc === true) gpcEntries = this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: true });
+        // Under the notice shown, which the receipt names: a refusal may be recorded under any version.
+        if (meta.gpc === true) gpcEntries = this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: true, noticeVersion: notice.version });
         for (const change of changes) {
           if (invalid.has(change.purpose)) continue;
           const config = this.#purposeConfigs.get(change.purpose) as PurposeConfig;
@@ -1438,7 +1441,7 @@ export class Consent {
       this.#write([{ id: subjectId, pseudonym }], (states, add) => {
         receipt = undefined;
         const current = states.get(pseudonym) as Map<string, Current>;
-        if (meta.gpc === true) gpcEntries = this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: false });
+        if (meta.gpc === true) gpcEntries = this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: false, noticeVersion: notice.version });
         for (const { config } of this.#purposes.values()) {
           if (config.basis !== 'consent' || isGpcOptOut(current.get(config.key))) continue;
           add({ subject: pseudonym, purpose: config.key, state: 'withdrawn', basis: 'consent', mechanism: meta.mechanism, noticeVersion: notice.version, jurisdiction, source, receiptId });
@@ -1465,69 +1468,104 @@ export class Consent {
    * subject, the profiles holding the strongest id of the requests that carried the signal (devices merged into the
    * subject): one split off by an unmerge by now is covered too (see #followMerges).
    */
-  async recordGpc(subjectIds: readonly string[], meta: { source?: string; jurisdiction?: string; holders?: ReadonlyMap<string, Iterable<string>> }, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] }) | undefined> {
-    const ids = [...new Set(subjectIds)];
-    for (const id of ids) this.#checkSubject(id);
+  async recordGpc(subjectIds: readonly string[], meta: GpcMeta, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] }) | undefined> {
+    return (await this.recordGpcEach([subjectIds], meta, actor))[0];
+  }
+
+  /**
+   * recordGpc for the devices of several requests or messages at once (a batch a server relays for several people), in
+   * one transaction: each device (its person's profile first, then the other profiles its ids belong to) gets a receipt
+   * of its own, which names none of the other devices' profiles. Answers the receipts signed, in the order of the
+   * devices, then those of devices an unmerge split off meanwhile.
+   */
+  async recordGpcEach(devices: readonly (readonly string[])[], meta: GpcMeta, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] })[]> {
+    const groups = devices.map((device) => [...new Set(device)]).filter((group) => group.length > 0);
+    for (const group of groups) for (const id of group) this.#checkSubject(id);
     this.#checkMeta(meta, false);
-    if (ids.length === 0) return undefined;
+    if (groups.length === 0) return [];
     const holders = meta.holders ?? NO_HOLDERS;
     // A device split off its person since its request was resolved is the signal's own profile now (each looked up once).
     const canonicalOf = this.#canonicalOf;
-    if (canonicalOf === undefined) return this.#recordGpcFor(ids, meta, actor);
-    const stillMerged: string[] = [];
+    if (canonicalOf === undefined) return this.#recordGpcFor(groups, meta, actor);
+    const stillMerged: { holder: string; group: string[] }[] = [];
     const looked = new Set<string>();
-    for (const [subject, list] of holders) {
-      for (const holder of list) {
-        if (holder === subject || looked.has(holder)) continue;
-        looked.add(holder);
-        // Before anything is written: a failure is the store's own (nothing was recorded to carry over).
-        const now = await this.#followAttempts(() => canonicalOf(holder), false);
-        if (now !== null && now !== subject && !ids.includes(now)) ids.push(now);
-        else if (now === subject) stillMerged.push(holder);
+    for (const group of groups) {
+      for (const subject of [...group]) {
+        for (const holder of holders.get(subject) ?? []) {
+          if (holder === subject || looked.has(holder)) continue;
+          looked.add(holder);
+          // Before anything is written: a failure is the store's own (nothing was recorded to carry over).
+          const now = await this.#followAttempts(() => canonicalOf(holder), false);
+          if (now !== null && now !== subject && !group.includes(now)) group.push(now);
+          else if (now === subject) stillMerged.push({ holder, group });
+        }
       }
     }
-    const result = await this.#recordGpcFor(ids, meta, actor);
+    const written = await this.#recordGpcFor(groups, meta, actor);
     // One split off after that look-up: nothing written for the person follows it (they had the signal in force
     // already, or the unmerge's copy went before this write), so it is looked up once more after the write.
-    const split: string[] = [];
-    for (const holder of stillMerged) {
+    const split = new Map<string[], string[]>();
+    for (const { holder, group } of stillMerged) {
       const now = await this.#followAttempts(() => canonicalOf(holder));
-      if (now !== null && !ids.includes(now) && !split.includes(now)) split.push(now);
+      const list = split.get(group) ?? [];
+      if (now !== null && !group.includes(now) && !list.includes(now)) split.set(group, [...list, now]);
     }
-    const more = split.length > 0 ? await this.#recordGpcFor(split, { ...(meta.source === undefined ? {} : { source: meta.source }), ...(meta.jurisdiction === undefined ? {} : { jurisdiction: meta.jurisdiction }) }, actor) : undefined;
-    return result ?? more;
+    if (split.size === 0) return written;
+    const more = await this.#recordGpcFor([...split.values()], { ...(meta.source === undefined ? {} : { source: meta.source }), ...(meta.jurisdiction === undefined ? {} : { jurisdiction: meta.jurisdiction }) }, actor);
+    return [...written, ...more];
   }
 
-  /** recordGpc for profiles found: one receipt for what they need, undefined when nothing needed writing. */
-  async #recordGpcFor(ids: string[], meta: { source?: string; jurisdiction?: string; holders?: ReadonlyMap<string, Iterable<string>> }, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] }) | undefined> {
+  /**
+   * recordGpcEach for profiles found: one transaction, one receipt per device for what its profiles need (none for a
+   * device that needed nothing). Each device's own person is written first, then the other profiles of every device,
+   * so that a profile that is also another device's (a shared one) has its opt-outs in its own device's receipt.
+   */
+  async #recordGpcFor(groups: readonly (readonly string[])[], meta: GpcMeta, actor: Actor): Promise<(Receipt & { entries: LedgerEntry[] })[]> {
     const holders = meta.holders ?? NO_HOLDERS;
     // Nothing to write for subjects already opted out (checked from memory first, then again in the transaction).
+    const ids = [...new Set(groups.flat())];
     await this.load(ids);
-    const pending = ids.filter((id) => {
-      const state = this.#cache.peek(id);
-      return state === undefined || this.#needsGpc(state.purposes);
-    });
-    if (pending.length === 0) return undefined;
-    const receiptId = randomUUID();
+    const needed = new Set(
+      ids.filter((id) => {
+        const state = this.#cache.peek(id);
+        return state === undefined || this.#needsGpc(state.purposes);
+      }),
+    );
+    const devices = groups
+      .map((group) => ({ person: group[0], receiptId: randomUUID(), subjects: group.filter((id) => needed.has(id)).map((id) => ({ id, pseudonym: this.pseudonym(id) })) }))
+      .filter((device) => device.subjects.length > 0);
+    if (devices.length === 0) return [];
+    const subjects = [...new Map(devices.flatMap((device) => device.subjects.map((s) => [s.id, s] as const))).values()];
     const jurisdiction = meta.jurisdiction || null;
     const source = recordedSource(meta.source);
-    const subjects = pending.map((id) => ({ id, pseudonym: this.pseudonym(id) }));
-    let receipt = '';
-    const { entries } = await this.#changeFollowed(pending, ({ entries: written }) => writtenFor(subjects, written), holders, () =>
+    let notice: Notice | undefined;
+    const receipts = new Map<string, string>();
+    const { entries } = await this.#changeFollowed(subjects.map((s) => s.id), ({ entries: written }) => writtenFor(subjects, written), holders, () =>
       this.#write(subjects, (states, add) => {
-        for (const s of subjects) this.#planGpc(s.pseudonym, states.get(s.pseudonym) as Map<string, Current>, add, { mechanism: 'gpc', jurisdiction, source, receiptId, keepConfirmed: true });
+        // The notice the receipts name, the same for every entry.
+        notice = this.#latestNotice;
+        const context = { mechanism: 'gpc' as const, jurisdiction, source, keepConfirmed: true, ...(notice === undefined ? {} : { noticeVersion: notice.version }) };
+        const plan = (device: (typeof devices)[number], own: boolean) => {
+          for (const s of device.subjects) if ((s.id === device.person) === own) this.#planGpc(s.pseudonym, states.get(s.pseudonym) as Map<string, Current>, add, { ...context, receiptId: device.receiptId });
+        };
+        for (const device of devices) plan(device, true);
+        for (const device of devices) plan(device, false);
       }, undefined, async (tx, written) => {
-        const principals = [...new Set(written.map((e) => e.subject))];
-        receipt = await this.#sign(tx, { receiptId, principal: principals[0] as string, linked: principals.slice(1), jurisdiction, mechanism: 'gpc', source, notice: this.#latestNotice, entries: written });
+        receipts.clear();
+        for (const [receiptId, list] of byReceipt(written)) {
+          const principals = [...new Set(list.map((e) => e.subject))];
+          receipts.set(receiptId, await this.#sign(tx, { receiptId, principal: principals[0] as string, linked: principals.slice(1), jurisdiction, mechanism: 'gpc', source, notice, entries: list }));
+        }
       }, (_tx, written) =>
-        subjects
-          .map((s) => written.filter((e) => e.subject === s.pseudonym))
-          .filter((list) => list.length > 0)
-          .map((list) => this.#auditEvent(actor, 'consent.gpc', (list[0] as LedgerEntry).subject, list, receiptId, {})),
+        [...byReceipt(written)].flatMap(([receiptId, list]) =>
+          [...new Set(list.map((e) => e.subject))].map((subject) => this.#auditEvent(actor, 'consent.gpc', subject, list.filter((e) => e.subject === subject), receiptId, {})),
+        ),
       ),
     );
-    if (entries.length === 0) return undefined;
-    return { receipt, receiptId, entries };
+    return devices.flatMap(({ receiptId }) => {
+      const receipt = receipts.get(receiptId);
+      return receipt === undefined ? [] : [{ receipt, receiptId, entries: entries.filter((e) => e.receiptId === receiptId) }];
+    });
   }
 
   #needsGpc(current: ReadonlyMap<string, Current>): boolean {

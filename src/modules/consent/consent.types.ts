@@ -136,6 +136,19 @@ export interface RecordMeta {
   holder?: string | undefined;
 }
 
+/** Context of a GPC signal recorded on its own (recordGpc, recordGpcEach). */
+export interface GpcMeta {
+  /** The property or URL the signal came from. */
+  source?: string | undefined;
+  /** ISO 3166 code of the subject's jurisdiction. */
+  jurisdiction?: string | undefined;
+  /**
+   * Per subject, the profiles holding the strongest id of the requests that carried the signal (devices merged into
+   * the subject): one an unmerge split off meanwhile is covered too (see Consent.#followMerges).
+   */
+  holders?: ReadonlyMap<string, Iterable<string>> | undefined;
+}
+
 /** A signed consent receipt (compact JWS) and its id. */
 export interface Receipt {
   receipt: string;

@@ -26,6 +26,7 @@ export {
   type Notice,
   type NoticePurpose,
   type RecordMeta,
+  type GpcMeta,
   type RecordResult,
   type RejectedChange,
   type RejectedChangeCode,

@@ -55,6 +55,7 @@ export interface ActivityInput {
   kind: string;
   event?: string;
   revenue?: number;
+  /** As the order gives it: only a three-letter code counts (currencyCode), anything else names no currency. */
   currency?: string;
 }
 
@@ -173,6 +174,20 @@ export const ORDER_EVENT = 'Order Completed';
 const MAX_ORDER_VALUE = 1e15;
 
 const DIGEST_ENTRIES = 50_000;
+
+/** An ISO 4217 code's shape: three letters (upper-cased once read). */
+const CURRENCY_CODE = /^[A-Za-z]{3}$/;
+
+/**
+ * The currency an order names for the computed figures: its text trimmed and upper-cased when that is three letters
+ * (`' eur '` is EUR), else none. A plan that does not pin the field lets anything through (`E\u0000R`, which
+ * PostgreSQL cannot store in a text column, `€`, `euro`): such an order's value then counts as revenue naming no
+ * currency, while the event keeps the text as sent.
+ */
+export function currencyCode(text: string | null | undefined): string | null {
+  const code = text?.trim();
+  return code !== undefined && CURRENCY_CODE.test(code) ? code.toUpperCase() : null;
+}
 
 /**
  * A history page reads at most this many stored entries per change it may list: entries that changed nothing of the
@@ -450,7 +465,7 @@ export class Profiles {
       if (item.event !== ORDER_EVENT || item.kind !== 'track') continue;
       row.order_count++;
       if (item.revenue === undefined || !(Math.abs(item.revenue) <= MAX_ORDER_VALUE)) continue;
-      const currency = item.currency?.toUpperCase() ?? null;
+      const currency = currencyCode(item.currency);
       let value: OrderValue;
       if (currency === null) value = entry.unnamed ??= { total: 0, priced: 0, since: null, position: null };
       else if (row.currency === null || row.currency === currency) {
@@ -530,7 +545,7 @@ export class Profiles {
         row.currency_at = null;
         for (const order of orders) {
           if (order.value === undefined || !(Math.abs(order.value) <= MAX_ORDER_VALUE)) continue;
-          const currency = order.currency?.toUpperCase() ?? null;
+          const currency = currencyCode(order.currency);
           if (currency !== null && row.currency === null) {
             row.currency = currency;
             row.currency_at = order.receivedAt;

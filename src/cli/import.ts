@@ -33,7 +33,7 @@ const KINDS: readonly [ImportKind, string][] = [
   ['customers', 'import a customer list: one person per row — user_id (or userId, customer_id, id), anonymous_id, email, phone; every other column is a trait'],
   [
     'events',
-    'import events: one per row — event (or type page/screen with name), user_id or anonymous_id, timestamp, message_id; other columns are properties. Consecutive lines of one order_id become one Order Completed event with product_* columns as products[]',
+    'import events: one per row — event (or type page/screen with name), user_id or anonymous_id, timestamp, message_id; other columns are properties. Consecutive lines of one order_id (a line with empty id cells joins the order before it) become one Order Completed event with product_* columns as products[]; a line of an order after other orders\' lines is reported IMPORT_ORDER_NOT_CONSECUTIVE (sort the file by order_id)',
   ],
 ];
 

@@ -117,6 +117,7 @@ export const ERROR_CODES = {
   IMPORT_QUOTE_NOT_CLOSED: { category: 'invalid_input', message: 'A quote in the import file is never closed: the rest of the file was read as one row and not imported (details name its first and last line).' },
   IMPORT_ROW_TYPE_UNSUPPORTED: { category: 'invalid_input', message: 'An events import takes rows of type track, page or screen.' },
   IMPORT_ORDER_TOO_LARGE: { category: 'invalid_input', message: 'An order has more consecutive lines than an import groups into one event; none of its lines were imported.' },
+  IMPORT_ORDER_NOT_CONSECUTIVE: { category: 'invalid_input', message: 'A line of an order that comes after other orders\' lines in the import file (details name the row its order starts on): not imported, so that the order is not stored twice; sort the file by order_id.' },
   IDENTITY_IDENTIFIER_INVALID: { category: 'invalid_input', message: 'The identifier has an unknown type, or its value is malformed or on the blocked list.' },
   IDENTITY_PROFILE_NOT_FOUND: { category: 'not_found', message: 'No profile has this id.' },
   IDENTITY_MERGE_NOT_FOUND: { category: 'not_found', message: 'No merge with this id is part of this profile.' },

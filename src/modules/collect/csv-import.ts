@@ -1,8 +1,8 @@
 // CSV import: customer lists (one identify call per row) and event files such as order histories (one track, page
 // or screen call per row; consecutive lines of one order become one Order Completed event with products[]), streamed
 // in batches through the same pipeline as the HTTP API: tracking plan, consent gate, suppression list, identity,
-// encryption, durable store. The import itself holds one batch and one open order whatever the file's length; the
-// kernel's caches (people, consent states, data keys, SQLite pages) grow with the people it names up to their limits.
+// encryption, durable store. The import itself holds one batch, one open order and the keys of the latest orders it
+// closed (MAX_CLOSED_ORDERS) whatever the file's length; the kernel's caches (people, consent states, data keys, SQLite pages) grow with the people it names up to their limits.
 //
 // Mapping rules:
 // - Header names are trimmed; an empty name leaves its column out; a name given twice (in any case) refuses the file.
@@ -11,8 +11,11 @@
 // - events: event, or type (track, page, screen; track by default) with name for pages and screens; user_id (userId,
 //   customer_id), anonymous_id, timestamp, message_id; every other column is a property of the same name. A track row
 //   without an event but with an order_id is Order Completed. Consecutive Order Completed rows with the same order_id
-//   (and ids) are one event: order-level values from its first line, the product_* cells of each line one products[]
-//   item (product_id stays, product_name → name, product_price → price, product_quantity → quantity, …).
+//   (and ids, or no ids at all: an export that fills them on an order's first line only) are one event: order-level
+//   values from its first line, the product_* cells of each line one products[] item (product_id stays, product_name →
+//   name, product_price → price, product_quantity → quantity, …). Lines of an order that come after another order's
+//   (a file sorted by date) are reported IMPORT_ORDER_NOT_CONSECUTIVE, not stored as a second order: the import
+//   remembers the last MAX_CLOSED_ORDERS orders it closed.
 // - A non-empty cell in a `__proto__` column (product___proto__ in an order) refuses its row (its order), as HTTP
 //   refuses a message holding that key: REQUEST_FORBIDDEN_KEY with the field's path.
 // - Cells are trimmed and empty cells left out. A cell becomes a number only where the tracking plan declares that
@@ -23,15 +26,16 @@
 //   CLI's: the file's modification time): a list says what was true when it was exported, so a later list can set a
 //   trait back to an earlier value, and a list older than the stored values changes none of them.
 // - The message id is the message_id cell, else `imp_` + a keyed HMAC (the pseudonym key) of kind, source and a
-//   SHA-256 of the row's non-empty cells by column name (every line's, for an order), for customers rows also of the
-//   row's time and the claimed basis and purposes: importing the same rows again stores nothing twice, a customer list
-//   of another date or on a wider basis stores again (an event, a fact, is stored once whatever the basis), and the id
+//   SHA-256 of the row's non-empty cells by column name, for customers rows also of the row's time and the claimed
+//   basis and purposes, for an order of its order_id and its first line's ids instead: importing the same rows again
+//   stores nothing twice, nor do lines of an order stored before (another file, more line items), a customer list of
+//   another date or on a wider basis stores again (an event, a fact, is stored once whatever the basis), and the id
 //   reveals nothing of the row.
 // - A row's number is the line of the file its record starts on (blank lines before it are not part of it), the header
 //   being row 1; a line ends at LF, CRLF or a lone CR, inside quoted fields too.
 // - The file is UTF-8 (a byte order mark is allowed): the import stops at the row holding the first byte that is not.
 import { isUtf8 } from 'node:buffer';
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import type { Parser } from 'csv-parse';
 import type { Actor } from '../../shared/actor.ts';
@@ -151,6 +155,12 @@ const NUMERIC = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 const ORDER_COMPLETED = 'Order Completed';
 /** Consecutive lines of one order beyond this are not grouped (the plan allows 500 line items per order). */
 export const MAX_ORDER_LINES = 1000;
+/**
+ * Orders an import remembers having closed (the latest), to report lines of one that come after another order's
+ * (IMPORT_ORDER_NOT_CONSECUTIVE): a few tens of MB with ids of usual lengths. Past it, such lines of an order stored are answered duplicate
+ * (its message id comes from its order_id and ids), and lines without ids COLLECT_IDENTITY_MISSING.
+ */
+const MAX_CLOSED_ORDERS = 100_000;
 const DEFAULT_BATCH = 500;
 /** Tries of a batch whose write found the database busy (STORAGE_BUSY), and the pause before the second one. */
 const BUSY_ATTEMPTS = 4;
@@ -206,13 +216,21 @@ interface Failure {
 
 type Item = { call: Call } | { failure: Failure };
 
+/** An Order Completed line: its order's key (order_id and the line's ids), its order_id, and whether it gives no id. */
+interface OrderLine {
+  key: string;
+  orderId: string;
+  idless: boolean;
+}
+
 /** Lines of one order being gathered into one event. */
 interface OpenOrder {
+  /** The key of its first line: the line's ids give the order's person, and with its order_id its message id. */
   key: string;
+  orderId: string;
   first: Call;
   products: Record<string, unknown>[];
   rows: number[];
-  hash: Hash;
   tooLarge: boolean;
   /** The path of a forbidden key one of its lines gives it (the whole order is refused), or undefined. */
   forbidden: string | undefined;
@@ -548,6 +566,11 @@ class ImportRun {
   /** Where the last row put in a batch ends in the file (bytes): what progress reports once that batch is flushed. */
   #batchedBytes = 0;
   #open: OpenOrder | undefined;
+  /**
+   * The orders closed so far (the latest MAX_CLOSED_ORDERS), by key and by `[order_id]` (for lines without ids), with
+   * the row each started on: a later line of one is reported, not stored as a second order.
+   */
+  readonly #closed = new Map<string, number>();
   #lastSkipped = 0;
   #tooLarge = false;
   /** Line numbers of the file's bytes, for the rows' numbers. */
@@ -854,13 +877,20 @@ class ImportRun {
     const { record, row, bytes } = value as ParsedRow;
     this.#counts.rows++;
     const mapped = this.#map(record, row);
-    const orderKey = 'order' in mapped ? mapped.order : undefined;
-    if (this.#open && this.#open.key !== orderKey) {
+    const line = 'order' in mapped ? mapped.order : undefined;
+    const open = this.#open;
+    // A line without ids joins the open order of its order_id: the export gave the person on the order's first line.
+    const joins = open !== undefined && line !== undefined && (line.key === open.key || (line.idless && line.orderId === open.orderId));
+    if (open && !joins) {
       this.#closeOrder();
       await this.#flushIfFull();
     }
-    if ('order' in mapped) {
-      this.#addOrderLine(mapped.order, mapped.call, mapped.product, mapped.forbidden, row, record, bytes);
+    const earlier = line === undefined || joins ? undefined : this.#closed.get(line.idless ? JSON.stringify([line.orderId]) : line.key);
+    if (earlier !== undefined) {
+      const detail = `a line of the order that starts at row ${earlier}, after other orders' lines: not imported (sort the file by order_id)`;
+      this.#push({ failure: { rows: [row], code: 'IMPORT_ORDER_NOT_CONSECUTIVE', detail } }, 1, bytes);
+    } else if ('order' in mapped) {
+      this.#addOrderLine(mapped.order, mapped.call, mapped.product, mapped.forbidden, row, bytes);
     } else {
       this.#push(mapped.item, 1, bytes);
     }
@@ -892,7 +922,7 @@ class ImportRun {
   }
 
   /** One row as a call, an order line, or a failure. */
-  #map(record: CsvRecord, row: number): { item: Item } | { order: string; call: Call; product: Record<string, unknown>; forbidden: string | undefined } {
+  #map(record: CsvRecord, row: number): { item: Item } | { order: OrderLine; call: Call; product: Record<string, unknown>; forbidden: string | undefined } {
     const columns = this.#columns as Columns;
     const cell = (column: string | undefined) => this.#cell(record, column);
     const envelope: Record<string, unknown> = {};
@@ -917,7 +947,7 @@ class ImportRun {
       }
       const call: Call = { rows: [row], raw: { ...envelope, traits } };
       // Another date or another claim stores the row again: a value set back, or a field a wider basis now lets through.
-      if (!messageId) call.raw.messageId = this.#derivedId(this.#contentHash(record).digest('hex'), `${this.#claimKey}\u0000${String(envelope.timestamp)}`);
+      if (!messageId) call.raw.messageId = this.#derivedId(this.#contentHash(record), `${this.#claimKey}\u0000${String(envelope.timestamp)}`);
       return { item: { call } };
     }
 
@@ -947,34 +977,35 @@ class ImportRun {
       this.#checkPurposes(section, paths);
     }
     const call: Call = { rows: [row], raw };
-    if (grouped) return { order: JSON.stringify([orderId, userId, anonymousId]), call, product, forbidden };
+    if (grouped) return { order: { key: JSON.stringify([orderId, userId, anonymousId]), orderId, idless: !userId && !anonymousId }, call, product, forbidden };
     if (forbidden) return { item: { failure: { rows: [row], code: 'REQUEST_FORBIDDEN_KEY', detail: forbidden } } };
-    if (!messageId) raw.messageId = this.#derivedId(this.#contentHash(record).digest('hex'));
+    if (!messageId) raw.messageId = this.#derivedId(this.#contentHash(record));
     return { item: { call } };
   }
 
   /** SHA-256 over a row's non-empty cells by column name (column order and empty columns do not change it). */
-  #contentHash(record: CsvRecord, into: Hash = createHash('sha256')): Hash {
+  #contentHash(record: CsvRecord): string {
     const cells = Object.entries(record)
       .map(([k, v]) => [k, (v ?? '').trim()] as const)
       .filter(([, v]) => v !== '')
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return into.update(JSON.stringify(cells)).update('\n');
+    return createHash('sha256').update(JSON.stringify(cells)).update('\n').digest('hex');
   }
 
   /**
-   * A message id that is the same for the same content of the same source (and, for customers rows, the same time
-   * and claim): a re-run stores nothing twice. Keyed, so it reveals nothing of the row.
+   * A message id that is the same for the same content of the same source (a row's contentHash, or for an order its
+   * order_id and first line's ids; for customers rows, also the same time and claim): a re-run stores nothing twice.
+   * Keyed, so it reveals nothing of the row.
    */
-  #derivedId(contentHash: string, customer?: string): string {
-    const key = `${this.#options.kind}\u0000${this.#options.source}\u0000${customer === undefined ? '' : `${customer}\u0000`}${contentHash}`;
+  #derivedId(content: string, customer?: string): string {
+    const key = `${this.#options.kind}\u0000${this.#options.source}\u0000${customer === undefined ? '' : `${customer}\u0000`}${content}`;
     return `imp_${this.#deps.keyring.pseudonym('collect.import', key)}`;
   }
 
-  #addOrderLine(key: string, call: Call, product: Record<string, unknown>, forbidden: string | undefined, row: number, record: CsvRecord, end: number): void {
+  #addOrderLine(line: OrderLine, call: Call, product: Record<string, unknown>, forbidden: string | undefined, row: number, end: number): void {
     const open = this.#open;
     if (!open) {
-      this.#open = { key, first: call, products: Object.keys(product).length > 0 ? [product] : [], rows: [row], hash: this.#contentHash(record), tooLarge: false, forbidden, end };
+      this.#open = { key: line.key, orderId: line.orderId, first: call, products: Object.keys(product).length > 0 ? [product] : [], rows: [row], tooLarge: false, forbidden, end };
       return;
     }
     if (open.tooLarge) {
@@ -985,7 +1016,6 @@ class ImportRun {
     open.rows.push(row);
     open.forbidden ??= forbidden;
     if (Object.keys(product).length > 0) open.products.push(product);
-    this.#contentHash(record, open.hash);
     if (open.rows.length > MAX_ORDER_LINES) {
       open.tooLarge = true;
       this.#push({ failure: { rows: open.rows, code: 'IMPORT_ORDER_TOO_LARGE', detail: `more than ${MAX_ORDER_LINES} lines` } }, open.rows.length, end);
@@ -998,15 +1028,31 @@ class ImportRun {
   #closeOrder(): void {
     const open = this.#open;
     this.#open = undefined;
-    if (!open || open.tooLarge) return;
+    if (!open) return;
+    this.#remember(open);
+    if (open.tooLarge) return;
     if (open.forbidden) {
       this.#push({ failure: { rows: open.rows, code: 'REQUEST_FORBIDDEN_KEY', detail: open.forbidden } }, open.rows.length, open.end);
       return;
     }
     const raw: Record<string, unknown> = { ...open.first.raw, properties: { ...(open.first.raw.properties as Record<string, unknown>) } };
     if (open.products.length > 0) (raw.properties as Record<string, unknown>).products = open.products;
-    if (raw.messageId === undefined) raw.messageId = this.#derivedId(open.hash.digest('hex'));
+    // One order, one id: its lines in another file, or more of them, are answered duplicate instead of stored again.
+    if (raw.messageId === undefined) raw.messageId = this.#derivedId(`order\u0000${open.key}`);
     this.#push({ call: { rows: open.rows, raw } }, open.rows.length, open.end);
+  }
+
+  /** Remembers a closed order by its key and its order_id, with the row it started on; the oldest go past the bound. */
+  #remember(open: OpenOrder): void {
+    const first = open.first.rows[0] as number;
+    for (const key of [open.key, JSON.stringify([open.orderId])]) {
+      this.#closed.delete(key);
+      this.#closed.set(key, first);
+    }
+    for (const key of this.#closed.keys()) {
+      if (this.#closed.size <= 2 * MAX_CLOSED_ORDERS) break;
+      this.#closed.delete(key);
+    }
   }
 
   /**

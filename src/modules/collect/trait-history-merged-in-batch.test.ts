@@ -2,32 +2,21 @@
 // message of the same batch merges its profile into another person (the re-send is compared with the person the
 // merge leaves, not with the profile it was resolved to).
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
+import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
+import { useIngestServer } from '../../../test/support/ingest-server.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { uniqueId } from '../../../test/support/subjects.ts';
-import { buildServer, type CandorServer } from '../../http/server.ts';
-import { CLI_ACTOR } from '../../shared/actor.ts';
 
 describeEachDialect('trait history: a message whose person a later message of the batch merges away', (dialect) => {
   const ctx = useKernel(dialect);
-  let server: CandorServer;
-  let writeKey = '';
-  const send = (url: string, payload: unknown) =>
-    server.app.inject({ method: 'POST', url, headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+  const { send } = useIngestServer(ctx);
   const statuses = async (url: string, payload: unknown) => {
     const response = await send(url, payload);
     assert.equal(response.statusCode, 200, response.body);
     return (response.json() as { results: { status: string }[] }).results.map((r) => r.status);
   };
   const purposes = { 'analytics.reporting': 'given', 'personalize.profiling': 'given' };
-  before(async () => {
-    server = await buildServer(ctx.kernel);
-    writeKey = (await ctx.kernel.access.createWriteKey('web', null, CLI_ACTOR)).secret;
-  });
-  after(async () => {
-    await server.app.close();
-  });
   const at = (hoursAgo: number) => new Date(Date.now() - hoursAgo * 3600_000).toISOString();
 
   for (const together of [false, true]) {

@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { resolveItem, uniqueId } from '../../../test/support/subjects.ts';
+import { sweepWhile } from '../../../test/support/sweep-meanwhile.ts';
 import { openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { DEFAULT_PLAN, planHash, type PlanDocument } from '../catalog/index.ts';
@@ -199,27 +200,15 @@ describeEachDialect('an undeclared trait declared by a version published while a
     await sql`INSERT INTO profiles_traits (profile_id, key, value, encrypted, category, updated_at, source, message_id) VALUES ('prf_legacy', 'shoe_size', '"44"', 0, 'user', ${old}, 'web', NULL)`.execute(db);
     const [resolved] = await storage.raw.transaction((tx) => identity.resolveBatch(tx, [resolveItem({ user_id: uniqueId('u') }, uniqueId('m'))]));
     const profileId = resolved?.profileId as string;
-    const original = catalog.declarations.bind(catalog);
-    let fired = false;
-    (catalog as { declarations: typeof catalog.declarations }).declarations = async () => {
-      const answer = await original();
-      if (!fired && (new Error().stack ?? '').includes('profiles.retention')) {
-        fired = true;
-        // Meanwhile, on another server: the trait is declared, and an identify sets it.
-        await catalog.publish(planWithTrait('shoe_size', 'P1Y'), CLI_ACTOR);
-        await profiles.prepare([profileId]);
-        await storage.raw.transaction((tx) =>
-          profiles.setTraitsBatch(tx, [{ profileId, traits: [{ key: 'shoe_size', value: '42', category: 'user.behavior.purchase_history', personal: false }], source: 'web', messageId: uniqueId('m'), at: new Date().toISOString() }]),
-        );
-      }
-      return answer;
+    // Meanwhile, on another server: the trait is declared, and an identify sets it.
+    const meanwhile = async () => {
+      await catalog.publish(planWithTrait('shoe_size', 'P1Y'), CLI_ACTOR);
+      await profiles.prepare([profileId]);
+      await storage.raw.transaction((tx) =>
+        profiles.setTraitsBatch(tx, [{ profileId, traits: [{ key: 'shoe_size', value: '42', category: 'user.behavior.purchase_history', personal: false }], source: 'web', messageId: uniqueId('m'), at: new Date().toISOString() }]),
+      );
     };
-    try {
-      await ctx.kernel.retention.sweep({ now: new Date(), batchSize: 10 });
-    } finally {
-      (catalog as { declarations: typeof catalog.declarations }).declarations = original;
-    }
-    assert.ok(fired);
+    assert.ok(await sweepWhile(catalog, 'profiles.retention', meanwhile, () => ctx.kernel.retention.sweep({ now: new Date(), batchSize: 10 })));
     const rows = (await sql<{ profile_id: string }>`SELECT profile_id FROM profiles_traits WHERE key = 'shoe_size'`.execute(db)).rows.map((r) => r.profile_id);
     assert.ok(rows.includes(profileId), JSON.stringify(rows));
   });
@@ -270,23 +259,9 @@ describeEachDialect('a trait whose period a version published while a sweep runs
         profiles.setTraitsBatch(tx, [{ profileId, traits: [{ key: 'club_rank', value: `rank-${i}`, category: 'user.behavior.purchase_history', personal: true }], source: 'web', messageId: uniqueId('m'), at: ago(now, 40 + i) }]),
       );
     }
-    const original = catalog.declarations.bind(catalog);
-    let fired = false;
-    (catalog as { declarations: typeof catalog.declarations }).declarations = async () => {
-      const answer = await original();
-      if (!fired && (new Error().stack ?? '').includes('profiles.retention')) {
-        fired = true;
-        // Meanwhile, on another server: the trait is kept 90 days from now on.
-        await catalog.publish(planWithTrait('club_rank', 'P90D'), CLI_ACTOR);
-      }
-      return answer;
-    };
-    try {
-      await ctx.kernel.retention.sweep({ now: new Date(now), batchSize: 1 });
-    } finally {
-      (catalog as { declarations: typeof catalog.declarations }).declarations = original;
-    }
-    assert.ok(fired);
+    // Meanwhile, on another server: the trait is kept 90 days from now on.
+    const meanwhile = () => catalog.publish(planWithTrait('club_rank', 'P90D'), CLI_ACTOR);
+    assert.ok(await sweepWhile(catalog, 'profiles.retention', meanwhile, () => ctx.kernel.retention.sweep({ now: new Date(now), batchSize: 1 })));
     const rows = (await sql<{ n: number | string }>`SELECT count(*) AS n FROM profiles_traits WHERE key = 'club_rank'`.execute(storage.db)).rows;
     assert.equal(Number(rows[0]?.n), 3, 'values 40 to 42 days old stay under a 90-day period');
     // The next sweep reads the period in force: nothing of them goes yet.

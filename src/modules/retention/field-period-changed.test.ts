@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { sweepWhile } from '../../../test/support/sweep-meanwhile.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { DEFAULT_PLAN, type PlanDocument } from '../catalog/index.ts';
 
@@ -21,34 +22,18 @@ describeEachDialect('a field whose period a version published while a sweep runs
     const messages = [0, 1, 2].map((i) => ({ type: 'track', userId: 'u-survey', messageId: `survey-${i}`, timestamp: new Date(start.getTime() - i * 1000).toISOString(), event: 'Survey Answered', properties: { survey_id: 's1', rating: 9, allergies: ['nuts'] } }));
     const results = await collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR });
     assert.ok(results.every((r) => r.status === 'stored'), JSON.stringify(results));
-    const allergies = () => (DEFAULT_PLAN as unknown as { events: Record<string, { properties: { properties: Record<string, { 'x-candor': { retention: string } }> } }> }).events['Survey Answered']?.properties.properties.allergies?.['x-candor'].retention;
-    assert.equal(allergies(), 'P6M');
-    const longer = structuredClone(DEFAULT_PLAN) as unknown as { events: Record<string, { properties: { properties: Record<string, { 'x-candor': { retention: string } }> } }> };
-    const field = longer.events['Survey Answered']?.properties.properties.allergies;
-    assert.ok(field);
-    field['x-candor'].retention = 'P2Y';
+    const longer = structuredClone(DEFAULT_PLAN) as any; // eslint-disable-line @typescript-eslint/no-explicit-any -- a test edits the plan document by path
+    const annotation = longer.events['Survey Answered'].properties.properties.allergies['x-candor'];
+    assert.equal(annotation.retention, 'P6M');
+    annotation.retention = 'P2Y';
 
-    const original = catalog.declarations.bind(catalog);
-    let fired = false;
-    let calls = 0;
-    (catalog as { declarations: typeof catalog.declarations }).declarations = async () => {
-      const answer = await original();
-      // The sweep reads the rules twice (the list of rules, then the field rules it runs): after the second.
-      if (!fired && (new Error().stack ?? '').includes('collect.retention') && ++calls === 2) {
-        fired = true;
-        // Meanwhile, on another server: allergies are kept two years from now on.
-        await catalog.publish(longer as unknown as PlanDocument, CLI_ACTOR);
-      }
-      return answer;
-    };
     const at = new Date(start.getTime() + 200 * DAY);
-    let report;
-    try {
-      report = await ctx.kernel.retention.sweep({ now: at, batchSize: 1 });
-    } finally {
-      (catalog as { declarations: typeof catalog.declarations }).declarations = original;
-    }
-    assert.ok(fired);
+    let report: Awaited<ReturnType<typeof ctx.kernel.retention.sweep>> | undefined;
+    // Meanwhile, on another server: allergies are kept two years from now on. The sweep reads the rules twice (the
+    // list of rules, then the field rules it runs): after the second.
+    const meanwhile = () => catalog.publish(longer as PlanDocument, CLI_ACTOR);
+    assert.ok(await sweepWhile(catalog, 'collect.retention', meanwhile, async () => (report = await ctx.kernel.retention.sweep({ now: at, batchSize: 1 })), 2));
+    assert.ok(report);
     assert.equal(report.counts.filter((c) => c.rule === 'collect.events.fields:track:Survey Answered:P6M').reduce((n, c) => n + c.count, 0), 0);
     const kept = async () => {
       const stored = await collect.events([profileId], { decrypt: true, limit: 10 });

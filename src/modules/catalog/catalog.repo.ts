@@ -62,29 +62,38 @@ export const CATALOG_MIGRATIONS: readonly ModuleMigration[] = [
   {
     // Rows written before counts kept key text only for plain keys and 100 paths per row across commits.
     name: '0098_catalog_stats_key_text',
-    async up(db) {
-      const plans = (await db.selectFrom('catalog_plans').select('plan').execute()) as { plan: string }[];
-      const rows = ((await db.selectFrom('catalog_stats').selectAll().execute()) as StoredStat[]).map((r) => ({ ...r, count: Number(r.count) }));
-      const keyOf = (r: StoredStat) => JSON.stringify([r.source, r.kind, r.event, r.metric, r.item, r.rule]);
-      const before = new Map(rows.map((r) => [keyOf(r), r]));
-      const after = new Map(restated(rows, plans.map((p) => JSON.parse(p.plan) as unknown)).map((r) => [keyOf(r), r]));
-      for (const [key, r] of before) {
-        if (after.get(key)?.count === r.count) continue;
-        await db
-          .deleteFrom('catalog_stats')
-          .where('source', '=', r.source)
-          .where('kind', '=', r.kind)
-          .where('event', '=', r.event)
-          .where('metric', '=', r.metric)
-          .where('item', '=', r.item)
-          .where('rule', '=', r.rule)
-          .execute();
-      }
-      const changed = [...after].filter(([key, r]) => before.get(key)?.count !== r.count).map(([, r]) => r);
-      for (let i = 0; i < changed.length; i += 100) await db.insertInto('catalog_stats').values(changed.slice(i, i + 100)).execute();
-    },
+    up: restateStoredStats,
+  },
+  {
+    // Undeclared event names counted by name with digits or an at sign outside ASCII (a phone number in full-width
+    // digits, `ada＠example.org`): the rule for names now reads every script's digits and at signs.
+    name: '0116_catalog_stats_event_names_unicode',
+    up: restateStoredStats,
   },
 ];
+
+/** Rewrites the stored counts as this version keeps them (`restated`): the rows it changes are deleted and written again. */
+async function restateStoredStats(db: Kysely<any>): Promise<void> { // eslint-disable-line @typescript-eslint/no-explicit-any -- a migration sees the schema of its time
+  const plans = (await db.selectFrom('catalog_plans').select('plan').execute()) as { plan: string }[];
+  const rows = ((await db.selectFrom('catalog_stats').selectAll().execute()) as StoredStat[]).map((r) => ({ ...r, count: Number(r.count) }));
+  const keyOf = (r: StoredStat) => JSON.stringify([r.source, r.kind, r.event, r.metric, r.item, r.rule]);
+  const before = new Map(rows.map((r) => [keyOf(r), r]));
+  const after = new Map(restated(rows, plans.map((p) => JSON.parse(p.plan) as unknown)).map((r) => [keyOf(r), r]));
+  for (const [key, r] of before) {
+    if (after.get(key)?.count === r.count) continue;
+    await db
+      .deleteFrom('catalog_stats')
+      .where('source', '=', r.source)
+      .where('kind', '=', r.kind)
+      .where('event', '=', r.event)
+      .where('metric', '=', r.metric)
+      .where('item', '=', r.item)
+      .where('rule', '=', r.rule)
+      .execute();
+  }
+  const changed = [...after].filter(([key, r]) => before.get(key)?.count !== r.count).map(([, r]) => r);
+  for (let i = 0; i < changed.length; i += 100) await db.insertInto('catalog_stats').values(changed.slice(i, i + 100)).execute();
+}
 
 const VERSION_COLUMNS = ['version', 'hash', 'published_at', 'published_by'] as const;
 const STATS_KEY = ['source', 'kind', 'event', 'metric', 'item', 'rule'] as const;

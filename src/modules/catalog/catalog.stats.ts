@@ -44,6 +44,9 @@ export const MAX_PATHS = 100;
 const SECTIONS = ['properties', 'traits', 'context'];
 const PLAIN_KEY = /^[A-Za-z0-9_-]{1,64}$/;
 const FIVE_DIGITS = /\d(?:\D*\d){4}/;
+/** Five digits of any script (full-width, Arabic-Indic, …), in an event name read after NFKC folding. */
+const FIVE_DIGITS_ANY = /\p{Nd}(?:\P{Nd}*\p{Nd}){4}/u;
+/** An at sign (NFKC folds the full-width and small ones to `@`) or a control character. */
 const NOT_IN_NAME = /[@\p{Cc}]/u;
 
 /** Whether a key a sender wrote may be counted by name: 1–64 letters, digits, `_` or `-`, of which at most 4 digits. */
@@ -51,9 +54,14 @@ export function isPlainKey(key: string): boolean {
   return key.length <= 64 && PLAIN_KEY.test(key) && !FIVE_DIGITS.test(key);
 }
 
-/** Whether an undeclared event name may be counted by name: 1–200 characters, no `@` or control character, at most 4 digits. */
+/**
+ * Whether an undeclared event name may be counted by name: 1–200 characters, no `@` or control character, at most 4
+ * digits, read after NFKC folding and in every script (`Call ＋４４ ２０ ７９４６ ００１８` and `ada＠example.org` are not).
+ */
 export function isPlainEventName(name: string): boolean {
-  return name.length > 0 && name.length <= MAX_NAME && !NOT_IN_NAME.test(name) && !FIVE_DIGITS.test(name);
+  if (name.length === 0 || name.length > MAX_NAME) return false;
+  const folded = name.normalize('NFKC');
+  return !NOT_IN_NAME.test(folded) && !FIVE_DIGITS_ANY.test(folded);
 }
 
 /** The paths a plan names itself: the section roots, its declared leaves and every object and array above them. */

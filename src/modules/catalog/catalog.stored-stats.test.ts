@@ -5,6 +5,7 @@ import { useKernel, useUpgradedKernel } from '../../../test/support/kernel.ts';
 import type { Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { Catalog, DEFAULT_PLAN, planHash } from './index.ts';
+import { isPlainEventName } from './catalog.stats.ts';
 
 const PERSONAL = ['ada.lovelace@example.org', 'jane doe +49 170 1234567'];
 
@@ -184,5 +185,25 @@ describeEachDialect('catalog: stored counts from before key text was bounded (mi
     assert.ok(added?.dropped.every((d) => d.path === '*other*' || Number(d.path.slice('properties.junk_'.length)) < 100), 'the most counted paths keep their name');
     assert.equal(added?.dropped.find((d) => d.path === '*other*')?.count, 57);
     assert.equal(added?.dropped.reduce((n, d) => n + d.count, 0), 257);
+  });
+});
+
+describeEachDialect('catalog: undeclared event names with digits or an at sign outside ASCII (migration 0116)', (dialect) => {
+  const at = '2026-01-01T00:00:00.000Z';
+  const stat = (event: string, count: number) => ({ source: 'web', kind: 'track', event, metric: 'refused', item: 'CATALOG_EVENT_UNDECLARED', rule: '', count, updated_at: at });
+  const ctx = useUpgradedKernel(dialect, '0116_catalog_stats_event_names_unicode', async (db) => {
+    const plan = { version: 1, name: DEFAULT_PLAN.name, hash: planHash(DEFAULT_PLAN), plan: JSON.stringify(DEFAULT_PLAN), published_at: at, published_by: 'system' };
+    await db.withTables<{ catalog_plans: typeof plan }>().insertInto('catalog_plans').values(plan).execute();
+    const rows = [stat('Call ＋４４ ２０ ７９４６ ００１８', 1), stat('Mail ada＠example.org', 2), stat('Ruf ٠١٢٣٤٥', 1), stat('Coupon Applied', 2), stat('*other*', 3)];
+    await db.withTables<{ catalog_stats: (typeof rows)[number] }>().insertInto('catalog_stats').values(rows).execute();
+  });
+
+  it('counts them under *other* from now on and rewrites those stored, keeping every count', async () => {
+    const texts = await storedTexts(ctx.kernel);
+    for (const text of texts) assert.ok(!/＠|４４|٠١٢/.test(text), `kept: ${text}`);
+    const rows = await ctx.kernel.catalog.stats({ source: 'web' });
+    assert.deepEqual(rows.map((r) => [r.event, r.refused.CATALOG_EVENT_UNDECLARED]).sort(), [['*other*', 7], ['Coupon Applied', 2]]);
+    for (const name of ['Call ＋４４ ２０ ７９４６ ００１８', 'Mail ada﹫example.org', 'Ruf ٠١٢٣٤٥']) assert.equal(isPlainEventName(name), false, name);
+    assert.equal(isPlainEventName('Coupon Applied ２０２６'), true);
   });
 });

@@ -55,3 +55,42 @@ describe('SQLite write lock held by another connection', () => {
     }
   });
 });
+
+describe('SQLite write lock held by another process for a while', () => {
+  it('lets this process answer other work while a transaction waits for the lock, then writes once it is let go', { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'candor-sqlite-busy-'));
+    const storage = await openStorage({ databaseUrl: '', dataDir: dir, sqliteSynchronous: 'FULL', sqliteWriterThread: 'off' });
+    const other = new DatabaseSync(join(dir, SQLITE_FILE));
+    let letGo: NodeJS.Timeout | undefined;
+    try {
+      await storage.raw.transaction((tx) => tx.run('CREATE TABLE t (n INTEGER)'));
+      other.exec('BEGIN IMMEDIATE');
+      const held = 800;
+      letGo = setTimeout(() => other.isTransaction && other.exec('ROLLBACK'), held);
+      // The event loop turns while the transaction waits (SQLite's busy handler would block it the whole time).
+      let ticks = 0;
+      const ticking = setInterval(() => ticks++, 10);
+      const started = performance.now();
+      await storage.raw.transaction((tx) => tx.run('INSERT INTO t (n) VALUES (1)'));
+      const waited = performance.now() - started;
+      clearInterval(ticking);
+      assert.ok(waited >= held - 50, `waited ${waited.toFixed(0)} ms for the lock`);
+      assert.ok(ticks >= 20, `the event loop turned ${ticks} times in ${waited.toFixed(0)} ms`);
+      assert.deepEqual((await storage.raw.all<{ n: number }>('SELECT n FROM t')).map((r) => r.n), [1]);
+      // A read of this process answers at once meanwhile: only writes wait.
+      other.exec('BEGIN IMMEDIATE');
+      const read = performance.now();
+      await storage.raw.all('SELECT n FROM t');
+      assert.ok(performance.now() - read < 200);
+      other.exec('ROLLBACK');
+      // The connection's busy timeout is as it was.
+      assert.deepEqual((await storage.raw.all<{ timeout: number }>('PRAGMA busy_timeout')).map((r) => r.timeout), [5000]);
+    } finally {
+      clearTimeout(letGo);
+      if (other.isTransaction) other.exec('ROLLBACK');
+      other.close();
+      await storage.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -13,7 +13,7 @@ import {
   type QueryCompiler,
   type QueryResult,
 } from 'kysely';
-import { CandorError } from '../shared/errors.ts';
+import { CandorError, isCandorError } from '../shared/errors.ts';
 import { isSqliteBusy, isSqliteFull } from '../shared/sqlite-codes.ts';
 import { makeRoom } from '../shared/make-room.ts';
 import type { DiskFullState } from './disk-full.ts';
@@ -63,6 +63,8 @@ export function toSqliteValues(params: readonly unknown[]): readonly SQLInputVal
 
 /** How long a statement waits for a lock another connection holds before it fails busy. */
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
+/** The longest pause between two tries of beginImmediate() while another connection holds the write lock. */
+const BEGIN_PAUSE_MS = 50;
 
 /**
  * A SQLite error as the coded, retryable error it stands for: busy or locked as STORAGE_BUSY, database or disk full as
@@ -178,6 +180,41 @@ export class SqliteHandle {
     }
   }
 
+  /**
+   * Begins a write transaction (BEGIN IMMEDIATE) without SQLite's busy handler, which would block this thread (every
+   * request) while another process holds the write lock: tried at once, then again after growing pauses for as long as
+   * the connection's busy timeout (SQLITE_BUSY_TIMEOUT_MS), then STORAGE_BUSY as the handler would give. The caller
+   * holds `lockForWrites()`.
+   */
+  async beginImmediate(): Promise<void> {
+    // Prepared once each (cached statements): every write transaction of the main connection passes here.
+    const timeout = Number((this.prepare('PRAGMA busy_timeout').get() as { timeout: number }).timeout);
+    this.prepare('PRAGMA busy_timeout = 0').run();
+    try {
+      try {
+        this.exec('BEGIN IMMEDIATE');
+        return;
+      } catch (error) {
+        if (!isCandorError(error, 'STORAGE_BUSY')) throw error;
+      }
+      const deadline = performance.now() + timeout;
+      let pause = 1;
+      for (;;) {
+        const left = deadline - performance.now();
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(pause, left))));
+        pause = Math.min(pause * 2, BEGIN_PAUSE_MS);
+        try {
+          this.exec('BEGIN IMMEDIATE');
+          return;
+        } catch (error) {
+          if (!isCandorError(error, 'STORAGE_BUSY') || performance.now() >= deadline) throw error;
+        }
+      }
+    } finally {
+      this.prepare(`PRAGMA busy_timeout = ${timeout}`).run();
+    }
+  }
+
   /** Runs SQL without parameters (BEGIN IMMEDIATE, COMMIT) on this connection. */
   exec(sql: string): void {
     try {
@@ -273,9 +310,9 @@ class NodeSqliteDriver implements Driver {
     return this.#connection;
   }
 
-  async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    // IMMEDIATE takes the write lock up front, so two processes never deadlock on upgrade.
-    await connection.executeQuery(CompiledQuery.raw('BEGIN IMMEDIATE'));
+  async beginTransaction(): Promise<void> {
+    // IMMEDIATE takes the write lock up front, so two processes never deadlock on upgrade; waited for without blocking.
+    await this.#handle.beginImmediate();
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {

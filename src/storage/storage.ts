@@ -246,7 +246,7 @@ function openSqlite(options: StorageOptions): Storage {
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
       const release = await handle.lockForWrites();
       try {
-        handle.exec('BEGIN IMMEDIATE');
+        await handle.beginImmediate();
         try {
           const result = await fn(direct);
           handle.exec('COMMIT');

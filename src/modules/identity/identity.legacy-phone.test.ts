@@ -99,7 +99,7 @@ describeEachDialect('phone numbers stored by the release before libphonenumber (
     await flows.erase('user_id', erased.userId);
     // The erasure suppressed what was stored: the legacy form's pseudonym.
     assert.deepEqual(await ctx.kernel.identity.suppressedOf([{ type: 'phone', valueHash: erased.valueHash }]), [{ type: 'phone', valueHash: erased.valueHash }]);
-    for (const spelling of [written, written.replace('(0)20', '020')]) {
+    for (const spelling of [written, written.replace('(0)20', '020'), `${written} x12`]) {
       const device = await newDevice(spelling);
       assert.equal(device.status, 'suppressed', spelling);
       assert.equal(await flows.profileOf('phone', spelling), null, spelling);

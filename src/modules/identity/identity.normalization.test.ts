@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { fullwidth, identityFlows, london, tag } from '../../../test/support/identity-flows.ts';
 import { useIngestServer } from '../../../test/support/ingest-server.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { CLI_ACTOR } from '../../shared/actor.ts';
+import { CsvImporter } from '../collect/index.ts';
 
 // Identifiers written the way people and client libraries write them, sent through ingestion, erasure and rights
 // verification: one number in any written form is one identifier, and placeholders link no one.
@@ -65,6 +68,64 @@ describeEachDialect('identifier normalization (built-in rules)', (dialect) => {
       await consent({ anonymousId: anon });
       assert.equal(await identify({ anonymousId: anon }, { phone: written }), 'suppressed', JSON.stringify(written));
       assert.deepEqual(await identifierTypes(await profileOf('anonymous_id', anon)), ['anonymous_id'], JSON.stringify(written));
+    }
+  });
+
+  it("suppresses an erased person's number written with an extension or a label, over HTTP, in a CSV import and in the group's own check", async () => {
+    const t = tag();
+    const phone = london();
+    const compact = phone.replace(/ /g, '');
+    await consent({ userId: `ext-${t}` });
+    assert.equal(await identify({ userId: `ext-${t}` }, { email: `ext.${t}@shop.io`, phone }), 'stored');
+    await erase('user_id', `ext-${t}`);
+    const forms = [
+      `${phone} x12`,
+      `${compact};ext=12`,
+      `tel:${compact};ext=12`,
+      `${phone} ext. 12`,
+      `${phone.replace('+44 20', '+44 (0)20')} x7`,
+      `${fullwidth(phone)} x12`,
+      `${phone} (mobile)`,
+      `Tel. ${phone}`,
+      `Kim: ${compact}`,
+      `+${compact}`,
+      `${london()} (home), ${phone} (work)`,
+    ];
+    for (const [i, written] of forms.entries()) {
+      const anon = `ext-dev-${t}-${i}`;
+      await consent({ anonymousId: anon });
+      assert.equal(await identify({ anonymousId: anon }, { phone: written }), 'suppressed', JSON.stringify(written));
+      assert.deepEqual(await identifierTypes(await profileOf('anonymous_id', anon)), ['anonymous_id'], JSON.stringify(written));
+      // The check an ingestion group makes in its transaction (PostgreSQL: against the database itself).
+      const item = { identifiers: [{ type: 'anonymous_id', value: `g-${tag()}` }, { type: 'phone', value: written }], source: 'web', at: new Date().toISOString() };
+      assert.deepEqual(await ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.identity.suppressedInGroup(tx, [item])), [true], JSON.stringify(written));
+    }
+    const userId = `ext-csv-${t}`;
+    const reports: { row: number; status: string; code: string }[] = [];
+    const summary = await new CsvImporter(ctx.kernel).run(
+      Readable.from([`user_id,phone\n${userId},"${phone} x12"\n`]),
+      { source: 'files', actor: CLI_ACTOR, kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'] },
+      { onRows: (rows) => void reports.push(...rows), onWarning: () => {} },
+    );
+    assert.deepEqual([summary.stored, summary.suppressed], [0, 1]);
+    assert.deepEqual(reports.map((r) => [r.row, r.status, r.code]), [[2, 'suppressed', 'COLLECT_SUBJECT_SUPPRESSED']]);
+    assert.equal(await profileOf('user_id', userId), null);
+  });
+
+  it('links no one by a number written with an extension or a label', async () => {
+    const t = tag();
+    const phone = london();
+    await consent({ userId: `known-${t}` });
+    assert.equal(await identify({ userId: `known-${t}` }, { phone }), 'stored');
+    const known = await profileOf('user_id', `known-${t}`);
+    for (const [i, written] of [`${phone} x12`, `Tel. ${phone}`].entries()) {
+      const anon = `known-dev-${t}-${i}`;
+      await consent({ anonymousId: anon });
+      assert.equal(await identify({ anonymousId: anon }, { phone: written }), 'stored', written);
+      const device = await profileOf('anonymous_id', anon);
+      assert.notEqual(device, known, written);
+      assert.deepEqual(await identifierTypes(device), ['anonymous_id'], written);
+      assert.equal(await profileOf('phone', written), null, written);
     }
   });
 

@@ -40,7 +40,7 @@ describeEachDialect('identifier normalization (default phone region US, a config
     assert.equal(await identify({ userId: `us-${t}` }, { email: `us.${t}@shop.us`, phone: '+1 415 555 0134' }), 'stored');
     assert.equal(await accessWithPhone(`us.${t}@shop.us`, '(415) 555-0134'), 'verified');
     await erase('user_id', `us-${t}`);
-    for (const [i, written] of ['(415) 555-0134', '415.555.0134', '1-415-555-0134', '011 1 415 555 0134'].entries()) {
+    for (const [i, written] of ['(415) 555-0134', '415.555.0134', '1-415-555-0134', '011 1 415 555 0134', 'Mobile: (415) 555-0134 x2'].entries()) {
       await consent({ anonymousId: `us-dev-${t}-${i}` });
       assert.equal(await identify({ anonymousId: `us-dev-${t}-${i}` }, { phone: written }), 'suppressed', written);
     }

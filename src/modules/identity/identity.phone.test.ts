@@ -4,7 +4,7 @@ import { describeEachDialect } from '../../../test/support/databases.ts';
 import { identityFlows, london, tag } from '../../../test/support/identity-flows.ts';
 import { useIngestServer } from '../../../test/support/ingest-server.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
-import { parsePhone, phoneLibrary, PhoneReader } from './identity.phone.ts';
+import { parsePhone, phoneLibrary, PhoneReader, phonesWithin } from './identity.phone.ts';
 
 // libphonenumber takes tens of microseconds per number: a new number is read by it once, however often normalization,
 // the blocked check and the legacy form ask for it.
@@ -32,6 +32,40 @@ describe('PhoneReader', () => {
     // The London number was read first: it made room for the third.
     assert.equal(reader.read('+4402079460018')?.e164, '+442079460018');
     assert.equal(parse.mock.callCount(), 4);
+  });
+});
+
+describe('phonesWithin (numbers in a text that is no number, for the suppression check)', () => {
+  it('finds the number without its extension or label, as text its legacy form can be read from', () => {
+    const cases: [string, string[], string[]][] = [
+      ['+44 20 7946 0018 x12', ['+44 20 7946 0018'], ['+44 20 7946 0018']],
+      ['+442079460018;ext=12', ['+442079460018'], ['+442079460018']],
+      ['tel:+442079460018;ext=12', ['+442079460018'], ['+442079460018']],
+      ['+44 (0)20 7946 0018 ext. 7', ['+44 (0)20 7946 0018'], ['+44 (0)20 7946 0018']],
+      ['Tel. +44 20 7946 0018', ['+44 20 7946 0018'], ['+44 20 7946 0018']],
+      ['+44 20 7946 0018 (mobile)', ['+44 20 7946 0018'], ['+44 20 7946 0018']],
+      ['++442079460018', ['+442079460018'], ['+442079460018']],
+      ['0044 20 7946 0018 ext 3', ['+44 20 7946 0018'], ['+44 20 7946 0018']],
+      ['+４４ ２０ ７９４６ ００１８ x12', ['+44 20 7946 0018'], ['+44 20 7946 0018']],
+      ['+44 20 7946 0018 (home), +44 20 7946 0019 (work)', ['+44 20 7946 0018', '+44 20 7946 0019'], ['+44 20 7946 0018', '+44 20 7946 0019']],
+      // A national number only in a region.
+      ['Mobile: (415) 555-0134 x2', [], ['(415) 555-0134']],
+      ['n/a', [], []],
+      // Only the first 100 characters are searched.
+      [`${'.'.repeat(100)} +44 20 7946 0018`, [], []],
+    ];
+    for (const [text, none, us] of cases) {
+      assert.deepEqual(phonesWithin(text, undefined), none, text);
+      assert.deepEqual(phonesWithin(text, 'US'), us, `${text} in US`);
+      assert.deepEqual(new PhoneReader('US').within(text), us, `${text} in US (reader)`);
+    }
+  });
+
+  it('searches a text once while it is among the last readings', (t) => {
+    const find = t.mock.method(phoneLibrary, 'find');
+    const reader = new PhoneReader(undefined, 2);
+    for (let i = 0; i < 3; i++) assert.deepEqual(reader.within('+44 20 7946 0018 x12'), ['+44 20 7946 0018']);
+    assert.equal(find.mock.callCount(), 1);
   });
 });
 

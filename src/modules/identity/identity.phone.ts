@@ -1,6 +1,6 @@
 // Phone numbers as identifiers: read by libphonenumber (its metadata knows each country's calling code, national
 // prefix and possible lengths), written as E.164, so one number written several ways is one identifier.
-import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
+import { findPhoneNumbersInText, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
 import { makeRoom } from '../../shared/make-room.ts';
 
 /** A phone number read as an identifier: its E.164 form and its national significant number (after the country code). */
@@ -9,14 +9,22 @@ export interface ParsedPhone {
   readonly national: string;
 }
 
-/** libphonenumber's reader, behind a seam so that tests can count how often numbers are read. */
-export const phoneLibrary = { parse: parsePhoneNumberFromString };
+/** libphonenumber's reader and finder, behind a seam so that tests can count how often numbers are read. */
+export const phoneLibrary = { parse: parsePhoneNumberFromString, find: findPhoneNumbersInText };
 
 /** Characters that are no part of a number: zero-width characters and the soft hyphen. */
 export const INVISIBLE = /[\u00ad\u200b-\u200d\u2060\ufeff]/g;
 /** Dashes of every kind (en dash, non-breaking hyphen, minus sign …) and spaces of every width. */
 const DASHES = /[\p{Pd}\u2212]/gu;
 const SEPARATORS = /[\s().\-/]/g;
+/** A run of `+` (`++44…`), read as one. */
+const PLUSES = /\+{2,}/g;
+const DIGIT = /\p{Nd}/u;
+/**
+ * Characters of a text searched for numbers (`phonesWithin`): libphonenumber takes about 15 µs per character of a text
+ * of digits and separators, and two numbers with extensions and labels fit.
+ */
+const MAX_SEARCHED = 100;
 /** Longest text read as a number, separators left out (E.164 has at most 15 digits; an international prefix adds a few). */
 const MAX_DIGITS = 20;
 /**
@@ -59,6 +67,46 @@ export function parsePhone(text: string, region: CountryCode | undefined): Parse
   return input === undefined ? undefined : readInput(input, region);
 }
 
+/** The text up to its last digit before the last `digits` digits: a number without the extension libphonenumber read after it. */
+function withoutLastDigits(text: string, digits: number): string {
+  let left = digits;
+  for (let i = text.length - 1; i >= 0; i--) {
+    if (DIGIT.test(text[i] as string) && left-- === 0) return text.slice(0, i + 1);
+  }
+  return text;
+}
+
+/**
+ * The phone numbers libphonenumber finds in a text's first MAX_SEARCHED characters (any possible number; a national one
+ * only with `region`), each as the text of the number alone, without extension or label (`+44 (0)20 7946 0018` of
+ * `Tel. +44 (0)20 7946 0018 x12`), or its E.164 form where `read` does not read that text as the same number; each
+ * once. The text is read as `parsePhone` reads it (NFKC, invisible characters dropped, a leading `00` as `+`), a run of
+ * `+` as one.
+ */
+function findPhones(text: string, region: CountryCode | undefined, read: (text: string) => ParsedPhone | undefined): string[] {
+  let value = text.normalize('NFKC').replace(INVISIBLE, '').replace(DASHES, '-').replace(PLUSES, '+').trim();
+  if (value.startsWith('00')) value = `+${value.slice(2)}`;
+  value = value.slice(0, MAX_SEARCHED);
+  const found: string[] = [];
+  for (const match of phoneLibrary.find(value, region === undefined ? { extended: true } : { defaultCountry: region, extended: true })) {
+    const written = value.slice(match.startsAt, match.endsAt);
+    const number = match.number.ext === undefined ? written.trim() : withoutLastDigits(written, match.number.ext.length);
+    const phone = read(number)?.e164 === match.number.number ? number : match.number.number;
+    if (!found.includes(phone)) found.push(phone);
+  }
+  return found;
+}
+
+/**
+ * The phone numbers written in a text that is no number itself (`parsePhone` refuses it): with an extension
+ * (`+44 20 7946 0018 x12`, `…;ext=12`), a label (`Tel. +44…`, `+44… (mobile)`), a doubled `+`, several numbers. Each is
+ * the text of the number alone (read by `parsePhone` as the number found, its legacy form that of this text) or its
+ * E.164 form. Such a text is no identifier: this is for the suppression check only.
+ */
+export function phonesWithin(text: string, region: CountryCode | undefined): string[] {
+  return findPhones(text, region, (number) => parsePhone(number, region));
+}
+
 /**
  * `parsePhone` in one region that keeps libphonenumber's last READINGS readings (oldest out first), keyed by what
  * libphonenumber was handed: a new number is read once, though normalization and its legacy form ask for it up to three
@@ -69,6 +117,8 @@ export class PhoneReader {
   /** Input → reading; null for a number libphonenumber refused. Oldest first: room is made with makeRoom. */
   readonly #readings = new Map<string, ParsedPhone | null>();
   readonly #limit: number;
+  /** Text → the numbers found in it (`within`), oldest first like #readings. */
+  readonly #found = new Map<string, readonly string[]>();
 
   constructor(region: CountryCode | undefined, limit = READINGS) {
     this.#region = region;
@@ -85,6 +135,16 @@ export class PhoneReader {
     makeRoom(this.#readings, this.#limit);
     this.#readings.set(input, phone ?? null);
     return phone;
+  }
+
+  /** `phonesWithin(text, region)`, found by libphonenumber only if this text was not searched lately. */
+  within(text: string): readonly string[] {
+    const known = this.#found.get(text);
+    if (known !== undefined) return known;
+    const found = findPhones(text, this.#region, (number) => this.read(number));
+    makeRoom(this.#found, this.#limit);
+    this.#found.set(text, found);
+    return found;
   }
 }
 

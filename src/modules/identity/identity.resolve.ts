@@ -61,7 +61,8 @@ export interface PreparedItem {
   ids: PreparedIdentifier[];
   /**
    * Identifiers only checked against the suppression list, never looked up or linked (`Identifier.alsoSuppressedAs`),
-   * and the legacy forms of the item's phone numbers (an erasure by an earlier release suppressed those).
+   * the legacy forms of the item's phone numbers (an erasure by an earlier release suppressed those), and the numbers
+   * in a phone value that is no number itself (`CompiledRules.phonesWithin`: an extension, a label).
    */
   suppressedOnly: PreparedIdentifier[];
   /**

@@ -206,6 +206,16 @@ export class CompiledRules {
     // A legacy form starts with `+`: the default region plays no part in reading it.
     return { id: { type: id.type, value: legacy }, matchable: this.#phones.read(legacy)?.e164 !== legacy };
   }
+
+  /**
+   * The phone numbers written in a phone value that is no number itself (`phonesWithin`: with an extension, a label, a
+   * doubled `+`), as phone identifiers of the number alone, for the suppression check only: such a value links no one.
+   * Empty for other types and for a value that reads as one number (refused because blocked).
+   */
+  phonesWithin(id: Identifier): Identifier[] {
+    if (id.type !== 'phone' || typeof id.value !== 'string' || this.#phones.read(id.value) !== undefined) return [];
+    return this.#phones.within(id.value).map((value) => ({ type: id.type, value }));
+  }
 }
 
 /**

@@ -263,6 +263,14 @@ export class Identity {
       const id = this.#prepareId(raw);
       if (id === BLOCKED) {
         ignored.push({ type: raw.type, reason: 'blocked' });
+        // A number written with an extension or a label links no one, but an erased number in it suppresses the item.
+        for (const within of this.#rules.phonesWithin(raw)) {
+          const number = this.#prepareId(within);
+          if (number === BLOCKED) continue;
+          suppressedOnly.push(number);
+          if (number.legacy?.matchable) suppressedOnly.push(number.legacy);
+          else if (number.legacy !== undefined) suppressedUnlessStored.push({ own: number, legacy: number.legacy });
+        }
         continue;
       }
       // An erasure by a release before libphonenumber suppressed the number in its legacy form.

@@ -575,18 +575,20 @@ export class IdentityRepo {
     return this.#db.selectFrom('identity_profiles').selectAll().where('id', 'in', [...profileIds]).orderBy('created_at').orderBy('id').execute();
   }
 
-  /** Identifiers held by these profiles, oldest first (then by type and pseudonym, by code point). */
-  identifiersOfProfiles(profileIds: readonly string[]): Promise<IdentifierRow[]> {
+  /** Identifiers held by these profiles, oldest first (then by type and pseudonym, by code point); in `tx` when given. */
+  identifiersOfProfiles(profileIds: readonly string[], tx?: SqlExecutor): Promise<IdentifierRow[]> {
     if (profileIds.length === 0) return Promise.resolve([]);
     const { asc } = textOrder(this.#storage.dialect);
-    return this.#db
+    const query = this.#db
       .selectFrom('identity_identifiers')
       .selectAll()
       .where('profile_id', 'in', [...profileIds])
       .orderBy('first_seen_at')
       .orderBy('type', asc)
-      .orderBy('value_hash', asc)
-      .execute();
+      .orderBy('value_hash', asc);
+    if (tx === undefined) return query.execute();
+    const compiled = query.compile();
+    return tx.all<IdentifierRow>(compiled.sql, compiled.parameters);
   }
 
   async countIdentifiers(tx: SqlExecutor, profileIds: readonly string[]): Promise<number> {

@@ -458,11 +458,12 @@ export class Identity {
   /**
    * One transaction for a group of resolveSubject requests: the suppressed ones answered null, the others resolved
    * together. A request merged into another person by a later one of the group is answered that person (as it would
-   * be, resolved after it): its change then lands where the merge put its device.
+   * be, resolved after it): its change then lands where the merge put its device. Holds off erasures as an ingestion
+   * group does (suppressedInGroup), so that none commits between its look at the person and its link.
    */
   async #resolveSubjects(items: readonly ResolveItem[]): Promise<(Resolution | null)[]> {
     return this.#storage.raw.transaction(async (tx) => {
-      const suppressed = await this.isSuppressedBatch(tx, items);
+      const suppressed = await this.suppressedInGroup(tx, items);
       let resolved = await this.resolveBatch(tx, items.filter((_, i) => !suppressed[i]));
       if (resolved.some((r) => r.merges.length > 0)) {
         const ids = [...new Set(resolved.flatMap((r) => (r.profileId === null ? [] : [r.profileId])))];
@@ -894,10 +895,9 @@ export class Identity {
   /**
    * Everyone linked to these profiles or pseudonyms: the canonical profiles they belong to, every member of those,
    * and every identifier the members hold. Null when none of them is known. The canonical profile of the first
-   * known seed comes first.
+   * known seed comes first. Read in `tx` when given (an erasure reads its subject again under its lock).
    */
-  async linked(seed: { profileIds: readonly string[]; identifiers: readonly IdentifierPseudonym[] }): Promise<DataSubject | null> {
-    const tx = this.#storage.raw;
+  async linked(seed: { profileIds: readonly string[]; identifiers: readonly IdentifierPseudonym[] }, tx: SqlExecutor = this.#storage.raw): Promise<DataSubject | null> {
     const canonicals: string[] = [];
     for (const id of seed.profileIds) {
       const row = await this.#repo.profile(tx, id);
@@ -914,7 +914,7 @@ export class Identity {
       for (const member of await this.#repo.members(tx, canonical)) if (member.id !== canonical) profileIds.push(member.id);
     }
     const ids = [...new Set(profileIds)];
-    const identifiers = (await this.#repo.identifiersOfProfiles(ids)).map((r) => ({ type: r.type, valueHash: r.value_hash }));
+    const identifiers = (await this.#repo.identifiersOfProfiles(ids, tx)).map((r) => ({ type: r.type, valueHash: r.value_hash }));
     return { profileId: unique[0] as string, profileIds: ids, identifiers };
   }
 

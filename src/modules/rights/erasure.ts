@@ -259,11 +259,13 @@ export class ErasureEngine {
   }
 
   /** Step 1: everything that commits together. `entry` is the ledger entry being replayed, if any. */
-  async #eraseIn(tx: SqlExecutor, subject: DataSubject, at: { requestId: string; startedAt: string; entry: DeletionLedgerEntry | undefined; actor: Actor }): Promise<Progress> {
+  async #eraseIn(tx: SqlExecutor, found: DataSubject, at: { requestId: string; startedAt: string; entry: DeletionLedgerEntry | undefined; actor: Actor }): Promise<Progress> {
     // First of all, on PostgreSQL: wait for the ingestion groups in flight and keep new ones out until this commits, so
-    // that none stores anything for this person after it (they check the suppression list under the same lock).
+    // that none stores or links anything for this person after it (they check the suppression list under the same
+    // lock); on SQLite this transaction's write lock does that.
     await this.#deps.identity.lockForErasure(tx);
     if (this.#deps.storage.dialect === 'postgres') await tx.all('select pg_advisory_xact_lock($1)', [PG_LEDGER_LOCK]);
+    const subject = await this.#subjectNow(tx, found);
     // Checked again under the lock: a concurrent erasure of the same subject may have committed meanwhile.
     if (!at.entry && (await this.#repo.erasedBy(subject.profileIds, tx)) !== undefined) throw new CandorError('RIGHTS_SUBJECT_ERASED');
     const stores: (EraseOutcome & { module: string })[] = [];
@@ -307,6 +309,24 @@ export class ErasureEngine {
     // Last (on PostgreSQL the audit head is held from here to the commit): the entries of what closed commit with it.
     await this.#deps.audit.appendIn(tx, closedEntries);
     return { row, subject, stores, ledger };
+  }
+
+  /**
+   * The subject as the graph holds it under the erasure's lock, with what was found before: a device linked to the
+   * person, or a profile merged into them (or they into it), since `found` was read is theirs too. Read from the
+   * profile the subject was found as (its merges followed), so that a member unmerged meanwhile is erased as found but
+   * whoever it has joined since is not; from every profile and identifier found when that profile is gone.
+   */
+  async #subjectNow(tx: SqlExecutor, found: DataSubject): Promise<DataSubject> {
+    const { identity } = this.#deps;
+    const now =
+      (await identity.linked({ profileIds: [found.profileId], identifiers: [] }, tx)) ??
+      (await identity.linked({ profileIds: found.profileIds, identifiers: found.identifiers }, tx));
+    return {
+      profileId: found.profileId,
+      profileIds: [...new Set([...found.profileIds, ...(now?.profileIds ?? [])])],
+      identifiers: uniqueIdentifiers([...found.identifiers, ...(now?.identifiers ?? [])]),
+    };
   }
 
   /**

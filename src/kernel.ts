@@ -148,6 +148,10 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     });
     // An opt-out written for a profile merged away (meanwhile, or long before) is carried over to the person it is now.
     consent.followMergesWith((profileId) => identity.canonical(profileId));
+    // Until a merge's or unmerge's propagation above has run (it failed, or is running; this process's or another's),
+    // decisions for the person take the other side's opt-outs as it will write them: fail closed, never the survivor's
+    // consent alone.
+    consent.gatePendingMerges(identity.pendingMerges());
     // A merged person's trait history ends with the value the view shows, from the merge's own transaction on.
     identity.onMergedIn((tx, persons) => profiles.merged(tx, persons));
     // A wrong merge split back out: every privacy-center session of either side ends (sessions are cheap to issue

@@ -153,6 +153,27 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
       };
       schedules.push({ what: 'scoring run', schedule: repeat(config.scoringIntervalHours * 3_600_000, () => kernel.scoring.run(SYSTEM_ACTOR, { signal: stopScoring.signal }), scoringFailed) });
     }
+    // A merge or unmerge whose consent propagation failed (or another process left unapplied) is run again within about
+    // two seconds, not only at the next merge or start; its person is gated as it will be meanwhile. Nothing pending:
+    // nothing is read.
+    let retrying = false;
+    housekeeping.push(
+      setInterval(() => {
+        if (retrying) return;
+        retrying = true;
+        background.track(
+          'pending merges',
+          kernel.identity
+            .retryPending()
+            .then(({ applied, failed }) => {
+              if (applied > 0) kernel.logger.info({ applied }, 'merges and unmerges left unapplied applied');
+              if (failed.length > 0) kernel.logger.warn({ err: failed[0]?.error, mergeIds: failed.slice(0, 20).map((f) => f.mergeId), failed: failed.length }, 'merge or unmerge listeners failed again; retried in a second');
+            })
+            .catch((err: unknown) => kernel.logger.warn({ err }, 'pending merges not retried'))
+            .finally(() => (retrying = false)),
+        );
+      }, 1_000),
+    );
     housekeeping.push(setInterval(() => background.track('model refit', kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed'))), 300_000));
     // PostgreSQL's planner statistics, where autovacuum has not refreshed them (it is off on some servers): at start,
     // then every 10 minutes; a table never analyzed is planned as empty and scanned whole on every look-up. (SQLite:

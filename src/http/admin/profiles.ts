@@ -228,7 +228,8 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['profiles'],
         summary: 'Split a wrong merge back out: the merged-in profile becomes canonical again with its identifiers.',
-        description: 'Audited for both profiles. The two sides are not merged again automatically.',
+        description:
+          'Audited for both profiles. The two sides are not merged again automatically. When the consent split that follows failed (answered with the error; the unmerge itself is done), sending it again runs the split and answers identifiersMoved 0; once it has run, IDENTITY_MERGE_ALREADY_UNDONE.',
         params,
         body: {
           type: 'object',

@@ -85,7 +85,36 @@ const EXPIRY_PAGE = 500;
 const WRITE_ATTEMPTS = 4;
 const EMPTY: ReadonlyMap<string, Current> = new Map();
 const NO_IDS: ReadonlySet<string> = new Set();
+const NO_SOURCES: readonly PendingSource[] = [];
+/** The flags a decision takes when a profile whose opt-outs bind the subject is not in memory: nothing but a legal obligation. */
+const UNKNOWN_SOURCE_FLAGS: SubjectFlags = Object.freeze({ restricted: true, objectedMarketing: true });
 const CHANGE_STATES = new Set(['given', 'refused', 'withdrawn']);
+
+/** A profile whose opt-outs bind a subject while a merge's or unmerge's propagation is pending (see PendingMergeSources). */
+interface PendingSource {
+  readonly profileId: string;
+  readonly since?: string;
+}
+
+/**
+ * Where merges and unmerges whose propagation to consent (mergeSubjects, run after their commit) is pending bind a
+ * subject meanwhile (the kernel wires it to identity): a survivor by its merged-away profile's opt-outs, a split-out
+ * profile by its other side's of the merged time.
+ */
+export interface PendingMergeSources {
+  /** The profiles whose opt-outs bind this subject now (from `since` on, when given); undefined for none. Synchronous. */
+  sourcesOf(subjectId: string): readonly PendingSource[] | undefined;
+  /** Moves whenever sourcesOf may answer otherwise. */
+  version(): number;
+  /** Brings sourcesOf up to date with what other processes committed; undefined when there is nothing to read. */
+  refresh(): Promise<void> | undefined;
+}
+
+/**
+ * Each Consent's pending merges' sources (see gatePendingMerges), kept outside the class: members added to it broke
+ * started processes whose modules came from Node's compile cache ("Receiver must be class #…").
+ */
+const pendingMergesOf = new WeakMap<Consent, PendingMergeSources>();
 
 type AddEntry = (fields: EntryFields) => LedgerEntry;
 /** One change for #write: its subjects and what it writes (see #write). */
@@ -674,17 +703,41 @@ export class Consent {
   // ------------------------------------------------------------------------------------------------------------
   // The hot path: load, then decide from memory
 
-  /** Warms the cache for subjects: one query per 100 subjects not cached, or stale (see #stale). */
+  /**
+   * Warms the cache for subjects, and for the profiles whose opt-outs bind them while a merge's or unmerge's
+   * propagation is pending (read again first when another process may have committed one): one query per 100 subjects
+   * not cached, or stale (see #stale).
+   */
   async load(subjectIds: readonly string[]): Promise<void> {
+    const pending = pendingMergesOf.get(this);
+    const reading = pending?.refresh();
+    if (reading !== undefined) await reading;
     const now = Date.now();
     this.#freshness.check(now);
     const need: string[] = [];
-    for (const id of new Set(subjectIds)) {
+    const ids = new Set(subjectIds);
+    if (pending !== undefined) {
+      let sources: string[] | undefined;
+      for (const id of ids) for (const source of pending.sourcesOf(id) ?? NO_SOURCES) (sources ??= []).push(source.profileId);
+      if (sources !== undefined) for (const id of sources) ids.add(id);
+    }
+    for (const id of ids) {
       const state = this.#cache.peek(id);
       if (state === undefined || this.#stale(state, now)) need.push(id);
       else this.#cache.touch(id);
     }
     if (need.length > 0) await this.#fetch(need);
+  }
+
+  /**
+   * Lets decisions follow merges and unmerges committed whose propagation (mergeSubjects) has not run yet: until it
+   * has, decide(), allowedPurposes(), confirmedOverGpc() and allowedPurposesMerged() answer for a subject with the
+   * opt-outs, restrictions and objections of the profiles `pending` names for it applied by the merge rule, as the
+   * propagation will write them (fail closed: no consent of theirs counts; a restriction or objection binds whenever it
+   * was made; one whose state is not in memory allows nothing but a legal obligation). The kernel wires it to identity.
+   */
+  gatePendingMerges(pending: PendingMergeSources): void {
+    pendingMergesOf.set(this, pending);
   }
 
   /**
@@ -705,12 +758,15 @@ export class Consent {
    * one value still holds while it has not moved.
    */
   get stateVersion(): number {
-    return this.#cache.version;
+    // Both only grow: the sum moves whenever either does.
+    return this.#cache.version + (pendingMergesOf.get(this)?.version() ?? 0);
   }
 
-  /** Whether a subject's state is in memory, so decide() can answer for it. */
+  /** Whether a subject's state is in memory, so decide() can answer for it (with those of its pending merges' sources). */
   isLoaded(subjectId: string): boolean {
-    return this.#cache.peek(subjectId) !== undefined;
+    if (this.#cache.peek(subjectId) === undefined) return false;
+    const sources = pendingMergesOf.get(this)?.sourcesOf(subjectId);
+    return sources === undefined || sources.every((source) => this.#cache.peek(source.profileId) !== undefined);
   }
 
   /** Reads subjects' current rows and caches them, unless a write through this instance happened meanwhile. */
@@ -763,8 +819,11 @@ export class Consent {
    * allocation. Throws CONSENT_SUBJECT_NOT_LOADED when load() was not called for the subject first.
    */
   decide(subjectId: string, purpose: string, at?: Date): Decision {
-    const state = this.#cache.peek(subjectId);
-    if (state === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
+    const cached = this.#cache.peek(subjectId);
+    if (cached === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
+    // With the opt-outs of merges not propagated yet (nothing pending: one Map size check).
+    const sources = pendingMergesOf.get(this)?.sourcesOf(subjectId);
+    const state = sources === undefined ? cached : this.#withPending(subjectId, cached, sources);
     const runtime = this.#purposes.get(purpose);
     if (runtime === undefined) return UNKNOWN_PURPOSE;
     return decideFor(runtime, state.purposes.get(purpose), at === undefined ? Date.now() : at.getTime(), state.flags);
@@ -775,8 +834,11 @@ export class Consent {
    * and that still counts: it stands against later GPC signals, those of the browser that keeps sending one included.
    */
   confirmedOverGpc(subjectId: string, purpose: string): boolean {
-    const state = this.#cache.peek(subjectId);
-    if (state === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
+    const cached = this.#cache.peek(subjectId);
+    if (cached === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
+    // With the opt-outs of merges not propagated yet (nothing pending: one Map size check).
+    const sources = pendingMergesOf.get(this)?.sourcesOf(subjectId);
+    const state = sources === undefined ? cached : this.#withPending(subjectId, cached, sources);
     return this.#standsOverGpc(purpose, state.purposes.get(purpose), Date.now());
   }
 
@@ -798,8 +860,11 @@ export class Consent {
 
   /** The purposes among `purposes` that have a lawful basis for a loaded subject now (or at `at`). */
   allowedPurposes(subjectId: string, purposes: readonly string[], at?: Date): string[] {
-    const state = this.#cache.peek(subjectId);
-    if (state === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
+    const cached = this.#cache.peek(subjectId);
+    if (cached === undefined) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
+    // With the opt-outs of merges not propagated yet (nothing pending: one Map size check).
+    const sources = pendingMergesOf.get(this)?.sourcesOf(subjectId);
+    const state = sources === undefined ? cached : this.#withPending(subjectId, cached, sources);
     const atMs = at === undefined ? Date.now() : at.getTime();
     const out: string[] = [];
     for (const purpose of purposes) {
@@ -1086,17 +1151,39 @@ export class Consent {
     }
   }
 
-  /** A state with the opt-outs and restrictions of a change being written applied (the state itself if none). */
-  #withPending(subjectId: string, state: SubjectState): SubjectState {
+  /**
+   * A state with what is pending applied (the state itself if nothing is): the opt-outs and restrictions of a change
+   * being written, and with `sources` (a decision's: pendingMergesOf), those of the profiles whose merge or unmerge
+   * into this one has not been propagated yet, by the merge rule from each one's `since` on (a source not in memory:
+   * nothing but a legal obligation). Not cached.
+   */
+  #withPending(subjectId: string, state: SubjectState, sources: readonly PendingSource[] = NO_SOURCES): SubjectState {
     const pending = this.#pendingOptOuts.get(subjectId);
-    if (pending === undefined) return state;
+    if (pending === undefined && sources.length === 0) return state;
     let purposes: Map<string, Current> | undefined;
-    for (const [purpose, current] of pending.purposes) {
+    let flags = state.flags;
+    for (const [purpose, current] of pending?.purposes ?? EMPTY) {
       if (state.purposes.get(purpose) === current) continue;
       purposes ??= new Map(state.purposes);
       purposes.set(purpose, current);
     }
-    const flags = unionFlags(state.flags, pending.flags);
+    if (pending !== undefined) flags = unionFlags(flags, pending.flags);
+    if (sources.length > 0) {
+      const merged = (purposes ??= new Map(state.purposes));
+      const at = new Date().toISOString();
+      const add = (fields: EntryFields) => {
+        merged.set(fields.purpose, this.#current({ entryId: '', state: fields.state, basis: fields.basis, mechanism: fields.mechanism, noticeVersion: fields.noticeVersion, jurisdiction: fields.jurisdiction, gpc: fields.gpc === true, gpcOverride: false, at }));
+      };
+      for (const source of sources) {
+        const from = this.#cache.peek(source.profileId);
+        if (from === undefined) {
+          flags = unionFlags(flags, UNKNOWN_SOURCE_FLAGS);
+          continue;
+        }
+        this.#planMerge(state.pseudonym, from.purposes, merged, source.since, add);
+        flags = unionFlags(flags, from.flags);
+      }
+    }
     if (purposes === undefined && flags === state.flags) return state;
     return { ...state, purposes: purposes ?? state.purposes, flags };
   }
@@ -1766,7 +1853,10 @@ export class Consent {
       if (state === undefined && !unstored.has(id)) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
       return state;
     };
-    const into = stateOf(intoId);
+    // With the opt-outs of its own merges not propagated yet, as decide() takes it.
+    const stored = stateOf(intoId);
+    const pendingSources = stored && pendingMergesOf.get(this)?.sourcesOf(intoId);
+    const into = stored === undefined || pendingSources === undefined ? stored : this.#withPending(intoId, stored, pendingSources);
     const merged = new Map(into?.purposes ?? EMPTY);
     let flags = into?.flags ?? NO_FLAGS;
     const at = new Date().toISOString();

@@ -5,7 +5,7 @@
  * a jurisdiction allows them, expiry and renewal after material notice changes. Default deny: no record, no
  * processing for a consent-based purpose.
  */
-export { Consent, type ConsentDeps } from './consent.service.ts';
+export { Consent, type ConsentDeps, type PendingMergeSources } from './consent.service.ts';
 export { CONSENT_MIGRATIONS, restrictiveConsentStates } from './consent.repo.ts';
 export { GPC_LAST_UPDATE } from './gpc.ts';
 

@@ -7,7 +7,8 @@ import type { DataSubject, FieldPlanLookup, IdentifierPseudonym, SubjectDataHand
 import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { CanonicalCache } from './identity.cache.ts';
-import { IdentityRepo, type MergeRow, type Pair, type PendingMergeRow } from './identity.repo.ts';
+import { PendingPropagation, type PendingEntry, type PendingSource } from './identity.pending.ts';
+import { IdentityRepo, type MergeRow, type Pair, type PendingMergeRow, type PendingUnmergeRow } from './identity.repo.ts';
 import { asStored, BatchResolution, keyOf, type MergeRecord, type PreparedIdentifier, type PreparedItem, type Resolution } from './identity.resolve.ts';
 import { CompiledRules, DEFAULT_IDENTITY_RULES, type Identifier, type IdentityRules } from './identity.rules.ts';
 import { IdentitySubjectData } from './identity.subject-data.ts';
@@ -62,6 +63,8 @@ const SUBJECTS_PER_GROUP = 256;
 const RETRY_ENTRIES = 10_000;
 /** Pending merges read per page when they are applied at start. */
 const PENDING_PAGE = 500;
+/** How long a pending propagation another process committed is left to that process before retryPending runs it too. */
+const RETRY_GRACE_MS = 1000;
 /** A raw identifier that normalization rejects (unknown type, malformed or blocked value). */
 const BLOCKED = Symbol('blocked');
 
@@ -79,6 +82,72 @@ function hasKey(ids: readonly PreparedIdentifier[], key: string): boolean {
 function replayed(row: PendingMergeRow): MergeRecord {
   const into = row.holder !== null && row.holder !== row.from_profile ? row.holder : row.into_profile;
   return { mergeId: row.id, from: row.from_profile, into, rule: row.rule };
+}
+
+/** What a pending merge binds meanwhile: the profile holding the merged-away one now, by the merged-away one's opt-outs. */
+function pendingMerge(merge: MergeRecord): PendingEntry {
+  return { key: `merge:${merge.mergeId}`, subject: merge.into, sources: [{ profileId: merge.from }] };
+}
+
+/** What a pending unmerge binds meanwhile: the split-out side, by what its other side recorded while they were one person. */
+function pendingUnmerge(unmerge: MergeRecord): PendingEntry {
+  const joined = unmerge.joined ?? [{ profile: unmerge.into, since: unmerge.at ?? '' }];
+  return { key: `unmerge:${unmerge.mergeId}`, subject: unmerge.from, sources: joined.map((j) => ({ profileId: j.profile, since: j.since })) };
+}
+
+/** A pending unmerge as its listeners hear it when run again: both sides' canonical profiles now. */
+function unmergeReplayed(row: PendingUnmergeRow): MergeRecord {
+  return { mergeId: row.id, from: row.from_canonical as string, into: row.into_canonical as string, rule: row.rule, at: row.at };
+}
+
+/**
+ * Each Identity's merges and unmerges committed whose listeners have not all run (see pendingSourcesOf), kept outside
+ * the class: members added to a class like it broke started processes whose modules came from Node's compile cache
+ * ("Receiver must be class #…").
+ */
+const propagations = new WeakMap<Identity, PendingPropagation>();
+
+function propagationOf(identity: Identity): PendingPropagation {
+  return propagations.get(identity) as PendingPropagation;
+}
+
+/** Every pending propagation stored: each merge not applied and not undone, each unmerge not applied (with two sides). */
+async function storedPending(repo: IdentityRepo): Promise<PendingEntry[]> {
+  const entries: PendingEntry[] = [];
+  for (let after: { at: string; id: string } | null = null; ; ) {
+    const page = await repo.pendingMerges(after, PENDING_PAGE);
+    for (const row of page) entries.push(pendingMerge(replayed(row)));
+    const last = page.at(-1);
+    if (last === undefined || page.length < PENDING_PAGE) break;
+    after = { at: last.at, id: last.id };
+  }
+  for (let after: { undoneAt: string; id: string } | null = null; ; ) {
+    const page = await repo.pendingUnmerges(after, PENDING_PAGE);
+    for (const row of page) {
+      if (row.from_canonical !== null && row.into_canonical !== null && row.from_canonical !== row.into_canonical) entries.push(pendingUnmerge(unmergeReplayed(row)));
+    }
+    const last = page.at(-1);
+    if (last === undefined || page.length < PENDING_PAGE) break;
+    after = { undoneAt: last.undone_at, id: last.id };
+  }
+  return entries;
+}
+
+/**
+ * Runs the onUnmerge listeners of a pending unmerge again (`run`), with both sides' canonical profiles as they are now,
+ * and marks it applied when they succeed; the failure, or undefined. A side erased since, or both sides one person
+ * again: nothing is left to split.
+ */
+async function splitAgain(row: PendingUnmergeRow, repo: IdentityRepo, propagation: PendingPropagation, run: (unmerge: MergeRecord) => Promise<unknown>): Promise<unknown> {
+  if (row.from_canonical !== null && row.into_canonical !== null && row.from_canonical !== row.into_canonical) {
+    const unmerge = unmergeReplayed(row);
+    propagation.hold(pendingUnmerge(unmerge));
+    const error = await run(unmerge);
+    if (error !== undefined) return error;
+  }
+  await repo.markUnmergeApplied(row.id, new Date().toISOString());
+  propagation.release(`unmerge:${row.id}`);
+  return undefined;
 }
 
 function provenance(row: MergeRow): MergeRecordWithProvenance {
@@ -145,6 +214,7 @@ export class Identity {
     this.#keyring = deps.keyring;
     this.#rules = new CompiledRules(deps.rules ?? DEFAULT_IDENTITY_RULES);
     this.#repo = new IdentityRepo(deps.storage);
+    propagations.set(this, new PendingPropagation(deps.storage));
     // It governs the suppression list held in memory: read again after another process changed that table.
     this.#freshness = new Freshness(deps.storage, ['identity_suppressed']);
     // A cached identifier changes owner only through a merge or an unmerge, which both write identity_merges, or is
@@ -484,13 +554,26 @@ export class Identity {
   async notifyMerges(merges: readonly MergeRecord[]): Promise<void> {
     if (merges.length === 0) return;
     this.#cache.dropProfiles(merges.map((m) => m.from));
+    // Until its listeners have run, the person is decided on with the merged-away profile's opt-outs too (a later merge
+    // of the same announcement may have moved its survivor).
+    propagationOf(this).graphChanged();
+    const intoOf = new Map(merges.map((m) => [m.from, m.into]));
+    for (const merge of merges) {
+      let into = merge.into;
+      for (let next = intoOf.get(into), steps = 0; next !== undefined && steps < merges.length; next = intoOf.get(into), steps++) into = next;
+      propagationOf(this).hold(pendingMerge({ ...merge, into }));
+    }
     let failure: unknown;
     if (this.#retry.size > 0) {
       try {
         const retried = [...this.#retry];
         const pending = await this.#repo.pendingAmong(retried);
         // Those not pending were applied elsewhere, undone or erased since: nothing left to retry.
-        for (const id of retried) this.#retry.delete(id);
+        const left = new Set(pending.map((row) => row.id));
+        for (const id of retried) {
+          this.#retry.delete(id);
+          if (!left.has(id)) propagationOf(this).release(`merge:${id}`);
+        }
         failure = (await this.#apply(pending.map(replayed))).failures[0]?.error;
       } catch (error) {
         failure = error;
@@ -538,18 +621,67 @@ export class Identity {
       if (last === undefined) break;
       after = { undoneAt: last.undone_at, id: last.id };
       for (const row of page) {
-        // A side erased since, or both sides one person again: nothing is left to split.
-        const error =
-          row.from_canonical === null || row.into_canonical === null || row.from_canonical === row.into_canonical
-            ? undefined
-            : await this.#runOne(this.#onUnmerge, { mergeId: row.id, from: row.from_canonical, into: row.into_canonical, rule: row.rule, at: row.at });
-        if (error === undefined) {
-          await this.#repo.markUnmergeApplied(row.id, new Date().toISOString());
-          applied++;
-        } else failed.push({ mergeId: row.id, error });
+        const error = await splitAgain(row, this.#repo, propagationOf(this), (unmerge) => this.#runOne(this.#onUnmerge, unmerge));
+        if (error === undefined) applied++;
+        else failed.push({ mergeId: row.id, error });
       }
     }
     return { applied, failed };
+  }
+
+  /**
+   * The profiles whose opt-outs bind a canonical profile now because a merge or unmerge between them committed and its
+   * consent propagation has not run yet (it failed, or is running): a merge's merged-away profile (all its opt-outs) for
+   * the survivor, an unmerge's other side (what it recorded from `since` on, while they were one person) for the
+   * split-out profile. Undefined for none. Includes other processes' as of the last refreshPending. Synchronous, from
+   * memory (the consent service asks it for every decision; nothing pending: one Map size check).
+   */
+  pendingSourcesOf(profileId: string): readonly PendingSource[] | undefined {
+    return propagationOf(this).sourcesOf(profileId);
+  }
+
+  /** Moves whenever pendingSourcesOf may answer otherwise. */
+  get pendingVersion(): number {
+    return propagationOf(this).version;
+  }
+
+  /** pendingSourcesOf, pendingVersion and refreshPending for the consent service (Consent.gatePendingMerges). */
+  pendingMerges(): { sourcesOf(profileId: string): readonly PendingSource[] | undefined; version(): number; refresh(): Promise<void> | undefined } {
+    const propagation = propagationOf(this);
+    const repo = this.#repo;
+    return { sourcesOf: (profileId) => propagation.sourcesOf(profileId), version: () => propagation.version, refresh: () => propagation.refresh(() => storedPending(repo)) };
+  }
+
+  /**
+   * Reads the pending propagations stored (every merge not applied and not undone, every unmerge not applied) again
+   * when another process wrote identity_merges since the last read, or this process moved the graph while some were
+   * pending; undefined (no query) otherwise. The consent service calls it before it loads states.
+   */
+  refreshPending(): Promise<void> | undefined {
+    const repo = this.#repo;
+    return propagationOf(this).refresh(() => storedPending(repo));
+  }
+
+  /**
+   * Runs the listeners of every pending merge and unmerge again (applyPendingMerges, applyPendingUnmerges) when one
+   * has been known here for `graceMs` (default RETRY_GRACE_MS: another process's is left to it for that long); nothing
+   * (no query, unless another process wrote) otherwise. After a retry that failed, the next waits longer (1 s doubling
+   * up to a minute). A running server calls it every second.
+   */
+  async retryPending(options: { graceMs?: number } = {}): Promise<{ applied: number; failed: { mergeId: string; error: unknown }[] }> {
+    await this.refreshPending();
+    if (!propagationOf(this).retryDue(options.graceMs ?? RETRY_GRACE_MS)) return { applied: 0, failed: [] };
+    let failed = true;
+    try {
+      const merges = await this.applyPendingMerges();
+      const unmerges = await this.applyPendingUnmerges();
+      failed = merges.failed.length + unmerges.failed.length > 0;
+      return { applied: merges.applied + unmerges.applied, failed: [...merges.failed, ...unmerges.failed] };
+    } finally {
+      propagationOf(this).retried(failed);
+      // One held here may be gone from the database (erased, undone elsewhere): the list is read again.
+      propagationOf(this).readAgain();
+    }
   }
 
   /** Runs every onMerge listener for each merge in order and marks the merges all of whose listeners succeeded. */
@@ -562,11 +694,14 @@ export class Identity {
         done.push(merge.mergeId);
         this.#retry.delete(merge.mergeId);
       } else {
+        // Held until its listeners succeed (notifyMerges held it already, on the person's canonical profile).
+        propagationOf(this).hold(pendingMerge(merge), { unlessHeld: true });
         failures.push({ mergeId: merge.mergeId, error });
         if (this.#retry.size < RETRY_ENTRIES) this.#retry.add(merge.mergeId);
       }
     }
     if (done.length > 0) await this.#repo.markApplied(done, new Date().toISOString());
+    for (const mergeId of done) propagationOf(this).release(`merge:${mergeId}`);
     return { applied: done.length, failures };
   }
 
@@ -798,7 +933,10 @@ export class Identity {
   /**
    * Splits a wrong merge back out: the merge's from-profile becomes canonical again with every profile that came
    * in with it, and so with the identifiers they hold. Later merges of the two sides are refused. Audited for both
-   * sides; onUnmerge listeners run after commit with `into` = the canonical profile it was split from.
+   * sides; onUnmerge listeners run after commit with `into` = the canonical profile it was split from. Until they have
+   * all run, the split-out profile is decided on with its other side's opt-outs of the merged time (pendingSourcesOf).
+   * An unmerge whose listeners failed is run again when asked again (of a profile of either side): its listeners run,
+   * with both sides as they are now, and it answers with nothing moved; once they have run, IDENTITY_MERGE_ALREADY_UNDONE.
    */
   async unmerge(profileId: string, mergeId: string, actor: Actor, purpose = 'essential.service.operations.support'): Promise<{ restored: string; identifiersMoved: number }> {
     const result = await this.#storage.raw.transaction(async (tx) => {
@@ -808,6 +946,17 @@ export class Identity {
       const canonical = requested.merged_into ?? requested.id;
       const merge = await this.#repo.merge(tx, mergeId);
       if (!merge) throw new CandorError('IDENTITY_MERGE_NOT_FOUND', { profileId, mergeId });
+      if (merge.undone_at !== null && merge.unmerge_applied_at === null) {
+        // Undone, but its listeners have not all run (they failed): asked again, they are run again.
+        const sides = await this.#repo.profilesIn(tx, [merge.from_profile, merge.into_profile]);
+        const canonicalOf = (id: string) => {
+          const row = sides.find((r) => r.id === id);
+          return row === undefined ? null : (row.merged_into ?? row.id);
+        };
+        const row: PendingUnmergeRow = { id: merge.id, at: merge.at, undone_at: merge.undone_at, rule: merge.rule, from_canonical: canonicalOf(merge.from_profile), into_canonical: canonicalOf(merge.into_profile) };
+        if (canonical !== row.from_canonical && canonical !== row.into_canonical) throw new CandorError('IDENTITY_MERGE_NOT_FOUND', { profileId, mergeId });
+        return { again: true as const, row };
+      }
       if (merge.undone_at !== null) throw new CandorError('IDENTITY_MERGE_ALREADY_UNDONE', { mergeId });
       const from = await this.#repo.profile(tx, merge.from_profile);
       if (!from || from.merged_into !== canonical) throw new CandorError('IDENTITY_MERGE_NOT_FOUND', { profileId, mergeId });
@@ -858,13 +1007,25 @@ export class Identity {
         if (next.at > since) since = next.at;
         at = next.into_profile;
       }
-      return { canonical, restored: from.id, identifiersMoved, rule: merge.rule, at: merge.at, joined };
+      return { again: false as const, canonical, restored: from.id, identifiersMoved, rule: merge.rule, at: merge.at, joined };
     });
+    if (result.again) {
+      const error = await splitAgain(result.row, this.#repo, propagationOf(this), (unmerge) => this.#runOne(this.#onUnmerge, unmerge));
+      if (error !== undefined) throw error;
+      return { restored: result.row.from_canonical ?? profileId, identifiersMoved: 0 };
+    }
     this.#cache.dropProfiles([result.canonical]);
-    const failure = await this.#runOne(this.#onUnmerge, { mergeId, from: result.restored, into: result.canonical, rule: result.rule, at: result.at, joined: result.joined });
-    // Left unmarked when a listener failed: the next start runs them again (applyPendingUnmerges).
+    const unmerge: MergeRecord = { mergeId, from: result.restored, into: result.canonical, rule: result.rule, at: result.at, joined: result.joined };
+    // The merge's own propagation is moot now (an undone merge is never applied); the split's is pending until it ran.
+    propagationOf(this).graphChanged();
+    propagationOf(this).release(`merge:${mergeId}`);
+    propagationOf(this).hold(pendingUnmerge(unmerge));
+    const failure = await this.#runOne(this.#onUnmerge, unmerge);
+    // Left unmarked when a listener failed: run again when the unmerge is asked again, by retryPending (a running
+    // server: within seconds) and at the next start (applyPendingUnmerges).
     if (failure !== undefined) throw failure;
     await this.#repo.markUnmergeApplied(mergeId, new Date().toISOString());
+    propagationOf(this).release(`unmerge:${mergeId}`);
     return { restored: result.restored, identifiersMoved: result.identifiersMoved };
   }
 

@@ -6,5 +6,6 @@
 export { Identity, type ResolveItem, type MergeRecordWithProvenance, type IdentifierView, type MergeListener, type MergedInListener, type IdentityDeps } from './identity.service.ts';
 export { DEFAULT_IDENTITY_RULES, isIdentifierType, type Identifier, type IdentityRules } from './identity.rules.ts';
 export type { MergeRecord, Resolution, IgnoredReason } from './identity.resolve.ts';
+export type { PendingSource } from './identity.pending.ts';
 export { IDENTITY_MIGRATIONS } from './identity.repo.ts';
 export { IdentitySubjectData } from './identity.subject-data.ts';

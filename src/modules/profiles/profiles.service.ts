@@ -719,7 +719,7 @@ export class Profiles {
     }
     const computed = combine(await this.#repo.computedOf(profileIds));
     if (plan === undefined) return { profileIds: [...profileIds], traits, computed };
-    return { profileIds: [...profileIds], traits, computed: maskOrderFigures(computed, plan, await this.#retiredOrderFields(plan)) };
+    return { profileIds: [...profileIds], traits, computed: maskOrderFigures(computed, plan, await retiredOrderFields(plan, this.#retired)) };
   }
 
   /**
@@ -728,13 +728,7 @@ export class Profiles {
    */
   async maskedOrderFigures(): Promise<OrderFigure[]> {
     const plan = this.#fields?.fieldsInForce();
-    return plan === undefined ? [] : hiddenOrderFigures(plan, await this.#retiredOrderFields(plan));
-  }
-
-  /** Stored versions of the plan, read only when the plan in force leaves an order field out. */
-  async #retiredOrderFields(plan: PlanFields): Promise<RetiredFields | undefined> {
-    const complete = ORDER_FIGURE_FIELDS.every((path) => plan.plannedField('track', ORDER_EVENT, path) !== undefined);
-    return complete ? undefined : this.#retired?.retiredFields();
+    return plan === undefined ? [] : hiddenOrderFigures(plan, await retiredOrderFields(plan, this.#retired));
   }
 
   /**
@@ -981,6 +975,15 @@ export function maskOrderFigures(computed: ComputedTraits, plan: PlanFields, ret
   for (const figure of masked) out[figure] = null;
   if (masked.length > 0) out.masked = masked;
   return out;
+}
+
+/**
+ * Stored versions of the plan, read only when the plan in force leaves an order field out. (A function, not a private
+ * method: private members added to an existing class break processes started from Node's compile cache, docs/dev/conventions.md.)
+ */
+async function retiredOrderFields(plan: PlanFields, retired: RetiredFieldLookup | undefined): Promise<RetiredFields | undefined> {
+  const complete = ORDER_FIGURE_FIELDS.every((path) => plan.plannedField('track', ORDER_EVENT, path) !== undefined);
+  return complete ? undefined : retired?.retiredFields();
 }
 
 /** Which order figures `maskOrderFigures` masks under `plan`. */

@@ -95,7 +95,7 @@ export interface Kernel {
 
 /** What a tracking plan is checked against when it is validated or published (Catalog's warnings): consent's purposes and notice in force. */
 export function planWarningOptions(kernel: Pick<Kernel, 'consent'>): WarningOptions {
-  return { purposes: kernel.consent.purposes(), describes: (purpose, category) => kernel.consent.describes(purpose, category) };
+  return { purposes: kernel.consent.purposes(), describes: (purpose, category) => kernel.consent.describes(purpose, category), aboutTheSystem: (category) => kernel.consent.aboutTheSystem(category) };
 }
 
 export interface KernelOptions {

@@ -29,7 +29,7 @@ export async function planWarningSummary(kernel: Pick<Kernel, 'catalog' | 'conse
   // The outline of the version is taken at the call, before anything else can be put in force.
   const outline = kernel.catalog.outline(planVersion);
   const options = planWarningOptions(kernel);
-  const warnings = planWarnings(await outline, options.purposes ?? [], options.describes);
+  const warnings = planWarnings(await outline, options.purposes ?? [], options.describes, options.aboutTheSystem);
   const events = warnings.filter((w) => w.path === undefined).length;
   return { planVersion, noticeVersion, warnings, fields: warnings.length - events, events };
 }

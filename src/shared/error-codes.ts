@@ -170,6 +170,7 @@ export const ERROR_CODES = {
   TAXONOMY_KEY_INVALID: { category: 'invalid_input', message: 'A taxonomy key is lower-case words joined by dots, each word letters, digits or underscores.' },
   TAXONOMY_KEY_EXISTS: { category: 'conflict', message: 'The taxonomy already has an entry with this key.' },
   TAXONOMY_PARENT_UNKNOWN: { category: 'invalid_input', message: 'The parent key of this taxonomy entry does not exist.' },
+  TAXONOMY_PARENT_MISMATCH: { category: 'invalid_input', message: 'A taxonomy key under an entry of the list (user.health_and_medical.genome under user.health_and_medical, details.under) must have that entry, or one below it, as its parent key.' },
   INTERNAL_ERROR: { category: 'internal', message: 'Something went wrong on our side; the request was not completed.' },
   RIGHTS_RECTIFICATION_INVALID: { category: 'invalid_input', message: 'A requested correction is not a value the tracking plan accepts for a declared trait; the problems are listed by key, path and rule.' },
   IMPORT_FILE_NOT_UTF8: { category: 'invalid_input', message: 'The import file is not UTF-8 text: a row holds bytes that are not UTF-8 (details name its line and byte offset); the file was not read past that row.' },

@@ -6,6 +6,7 @@ import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
 import { sendMessages, uniqueId } from '../../../test/support/subjects.ts';
 import { planWarningOptions } from '../../kernel.ts';
+import { planWarningSummary } from '../../plan-warning-watch.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { DATA_CATEGORIES, CANDOR_DATA_USES, DATA_USES } from '../taxonomy/taxonomy.data.ts';
 import { DEFAULT_PLAN, planHash, planWarnings, type ConfiguredPurpose, type PlanDocument } from './index.ts';
@@ -72,6 +73,74 @@ describe('planWarnings: an event whose occurrence the gate cannot keep for its p
   });
 });
 
+describe('planWarnings: a field about the system, kept only in an event stored for one of its purposes', () => {
+  const purposes: ConfiguredPurpose[] = ['analytics.reporting', 'personalize.profiling', 'marketing.communications.email', 'essential.fraud_detection'].map((key) => ({ key, explicit: false }));
+  const aboutTheSystem = (category: string) => category === 'system' || category.startsWith('system.');
+  const annotated = (category: string, fieldPurposes: string[]) => ({ type: 'string', 'x-candor': { category, purposes: fieldPurposes, retention: 'P1Y', personal: false } });
+  const warningsOf = (plan: unknown, lenient = false) => {
+    const { compiled, problems } = compilePlan(plan, taxonomy, { lenient });
+    assert.deepEqual(problems, []);
+    return planWarnings(compiled?.outline() ?? [], purposes, () => true, aboutTheSystem);
+  };
+
+  it('says a field is never stored when none of its purposes is its event\'s, or one of its event\'s fields about the person; for a context field, of any section', () => {
+    const plan = {
+      name: 'System fields',
+      events: {
+        Viewed: {
+          category: 'user.behavior.browsing_history',
+          purposes: ['analytics.reporting'],
+          properties: {
+            type: 'object',
+            properties: {
+              build: annotated('system.operations', ['marketing.communications.email']),
+              version: annotated('system.operations', ['analytics.reporting']),
+              topic: annotated('user.behavior.browsing_history', ['personalize.profiling']),
+              region: annotated('system.operations', ['personalize.profiling', 'marketing.communications.email']),
+            },
+          },
+        },
+      },
+      context: {
+        type: 'object',
+        properties: {
+          library: { type: 'object', properties: { name: annotated('system.operations', ['essential.fraud_detection']), version: annotated('system.operations', ['personalize.profiling']) } },
+        },
+      },
+    };
+    assert.deepEqual(warningsOf(plan), [
+      {
+        section: 'track',
+        event: 'Viewed',
+        path: 'properties.build',
+        warning: 'never stored: system.operations is about the system, kept only in an event stored for one of its purposes (marketing.communications.email), and the event is stored for none of them',
+      },
+      {
+        section: 'context',
+        path: 'context.library.name',
+        warning: 'never stored: system.operations is about the system, kept only in an event stored for one of its purposes (essential.fraud_detection), and no event, page or screen of the plan is stored for any of them',
+      },
+    ]);
+    // Without aboutTheSystem (a caller that does not pass it), no field is read as about the system.
+    const { compiled } = compilePlan(plan, taxonomy);
+    assert.deepEqual(planWarnings(compiled?.outline() ?? [], purposes, () => true), []);
+  });
+
+  it('lists a stored version\'s occurrence about the system, read as user.behavior', () => {
+    const plan = { name: 'Stored', events: { Pinged: { category: 'system.operations', purposes: ['analytics.reporting'], properties: { type: 'object', properties: {} } } } };
+    assert.deepEqual(compilePlan(plan, taxonomy).problems, [{ path: '/events/Pinged/category', problem: 'system.operations is about the system, and an occurrence is something the person did: choose a user.* category' }]);
+    assert.deepEqual(warningsOf(plan, true), [{ section: 'track', event: 'Pinged', warning: 'occurrence category system.operations is about the system, not something the person did: read as user.behavior' }]);
+    const { compiled } = compilePlan(plan, taxonomy, { lenient: true });
+    assert.deepEqual(planWarnings(compiled?.outline() ?? [], purposes, (_p, category) => category !== 'user.behavior'), [
+      {
+        section: 'track',
+        event: 'Pinged',
+        warning: 'occurrence never kept for the event\'s purposes: the notice in force does not describe user.behavior for its purposes (analytics.reporting) (the event\'s category system.operations is about the system, not something the person did: read as user.behavior)',
+      },
+    ]);
+  });
+});
+
 describeEachDialect('catalog: the category of an event\'s occurrence', (dialect) => {
   const ctx = useKernel(dialect);
 
@@ -99,6 +168,21 @@ describeEachDialect('catalog: the category of an event\'s occurrence', (dialect)
     ]);
     assert.deepEqual({ status: page?.status, purposes: page?.purposes }, { status: 'stored', purposes: ['analytics.reporting'] });
     assert.equal(custom?.status, 'refused', 'an occurrence of an unknown category needs explicit consent');
+    await ctx.kernel.catalog.publish(structuredClone(DEFAULT_PLAN), CLI_ACTOR);
+  });
+
+  it('warns, when publishing and in `candor plan warnings`, about a context field about the system whose purposes no event is stored for', async () => {
+    const { plan, version } = await ctx.kernel.catalog.plan();
+    const doc = structuredClone(plan) as PlanDocument & { context: { properties: { library: { properties: { name: { 'x-candor': { purposes: string[] } } } } } } };
+    doc.context.properties.library.properties.name['x-candor'].purposes = ['essential.fraud_detection'];
+    const expected = {
+      section: 'context',
+      path: 'context.library.name',
+      warning: 'never stored: system.operations is about the system, kept only in an event stored for one of its purposes (essential.fraud_detection), and no event, page or screen of the plan is stored for any of them',
+    };
+    const published = await ctx.kernel.catalog.publish(doc, CLI_ACTOR, { baseVersion: version, ...planWarningOptions(ctx.kernel) });
+    assert.deepEqual(published.warnings, [expected]);
+    assert.deepEqual((await planWarningSummary(ctx.kernel)).warnings, [expected]);
     await ctx.kernel.catalog.publish(structuredClone(DEFAULT_PLAN), CLI_ACTOR);
   });
 });

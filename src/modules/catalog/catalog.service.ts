@@ -268,7 +268,7 @@ export class Catalog {
    */
   async validatePlan(plan: unknown, options: WarningOptions = {}): Promise<{ ok: boolean; problems: PlanProblem[]; warnings?: PlanWarning[] }> {
     const { compiled, problems } = await compilePlanAsync(plan, this.#taxonomy);
-    const warnings = compiled && options.purposes ? planWarnings(compiled.outline(), options.purposes, options.describes) : undefined;
+    const warnings = compiled && options.purposes ? planWarnings(compiled.outline(), options.purposes, options.describes, options.aboutTheSystem) : undefined;
     return { ok: problems.length === 0, problems, ...(warnings ? { warnings } : {}) };
   }
 
@@ -288,7 +288,7 @@ export class Catalog {
     const { row, unchanged } = await this.#store(plan, actor, compiled, options.baseVersion);
     const version = Number(row.version);
     if (version > this.#current.version) this.#install(row, compiled);
-    const warnings = options.purposes ? { warnings: planWarnings(compiled.outline(), options.purposes, options.describes) } : {};
+    const warnings = options.purposes ? { warnings: planWarnings(compiled.outline(), options.purposes, options.describes, options.aboutTheSystem) } : {};
     return unchanged ? { version, hash: row.hash, unchanged, ...warnings } : { version, hash: row.hash, ...warnings };
   }
 
@@ -511,10 +511,14 @@ export class Catalog {
   }
 }
 
-/** What planWarnings checks a plan against: the purposes configured now and what the notice in force describes. */
+/**
+ * What planWarnings checks a plan against: the purposes configured now, what the notice in force describes, and which
+ * categories are about the system (Consent.aboutTheSystem).
+ */
 export interface WarningOptions {
   purposes?: readonly ConfiguredPurpose[];
   describes?: (purpose: string, category: string) => boolean;
+  aboutTheSystem?: (category: string) => boolean;
 }
 
 /** A purpose as the consent configuration has it, for planWarnings. */
@@ -543,11 +547,19 @@ type Annotated = Pick<EventOccurrence, 'category' | 'purposes' | 'special' | 'pr
  * none of whose purposes asks for explicit consent; and a field whose category the notice does not describe for one of
  * its consent-based purposes (`describes`, Consent.describes: the gate keeps it only for the others). An event's
  * occurrence (its `category`, for the event's purposes) is checked the same way: where it is not kept for a purpose,
- * the event is stored for that purpose only through a field kept for it. Publishing is not refused for them (a purpose
- * may be configured, or a notice published, later); the answer lists them, so a plan that collects nothing where it
- * meant to is seen at once.
+ * the event is stored for that purpose only through a field kept for it. A field about the system (`aboutTheSystem`, a
+ * library's name) serves no purpose by itself: it is kept only in an event stored for one of its purposes, so it is
+ * never stored when none of them is the event's or one of the event's fields about the person (for a context field:
+ * of any section of the plan). A stored version's occurrence about the system, read as DEFAULT_EVENT_CATEGORY, is
+ * listed too. Publishing is not refused for them (a purpose may be configured, or a notice published, later); the
+ * answer lists them, so a plan that collects nothing where it meant to is seen at once.
  */
-export function planWarnings(sections: readonly OutlineSection[], purposes: readonly ConfiguredPurpose[], describes: (purpose: string, category: string) => boolean = () => true): PlanWarning[] {
+export function planWarnings(
+  sections: readonly OutlineSection[],
+  purposes: readonly ConfiguredPurpose[],
+  describes: (purpose: string, category: string) => boolean = () => true,
+  aboutTheSystem: (category: string) => boolean = () => false,
+): PlanWarning[] {
   const configured = new Set(purposes.map((p) => p.key));
   const explicit = new Set(purposes.filter((p) => p.explicit).map((p) => p.key));
   /** Why an annotated field or occurrence is never kept (`never`) or not kept for some purposes (`some`). */
@@ -565,19 +577,41 @@ export function planWarnings(sections: readonly OutlineSection[], purposes: read
     if (undescribed.length > 0) return { never: false, why: `${undescribed.join(', ')}: the notice in force does not describe ${annotated.category} for ${undescribed.length === 1 ? 'it' : 'them'}` };
     return undefined;
   };
+  /** The purposes a message of a section can be stored for: its event's, and those of its fields about the person. */
+  const storable = (section: OutlineSection): Set<string> => {
+    const out = new Set(section.purposes);
+    for (const field of section.fields) if (!aboutTheSystem(field.category)) for (const p of field.purposes) out.add(p);
+    return out;
+  };
+  const bySection = new Map(sections.map((section) => [section, storable(section)]));
+  // A context field comes with every call: what any section (and the context's own fields about the person) is for.
+  const anySection = new Set([...bySection.values()].flatMap((purposesOf) => [...purposesOf]));
   const warnings: PlanWarning[] = [];
   for (const section of sections) {
     const where = { section: section.section, ...(section.event === undefined ? {} : { event: section.event }) };
     const occurrence = section.occurrence;
     const found = occurrence && problem(occurrence);
+    // An event that declares no category, or one about the system (a stored version), is read as DEFAULT_EVENT_CATEGORY:
+    // say so, the fix is often to declare one.
+    const read =
+      occurrence?.aboutTheSystem !== undefined
+        ? ` (the event's category ${occurrence.aboutTheSystem} is about the system, not something the person did: read as ${occurrence.category})`
+        : occurrence?.declared === false
+          ? ` (the event declares no category: read as ${occurrence.category})`
+          : '';
     if (occurrence && found) {
-      // An event that declares no category is read as DEFAULT_EVENT_CATEGORY: say so, the fix is often to declare one.
-      const read = occurrence.declared ? '' : ` (the event declares no category: read as ${occurrence.category})`;
       warnings.push({ ...where, warning: found.never ? `occurrence never kept for the event's purposes: ${found.why}${read}` : `occurrence not kept for ${found.why}${read}` });
+    } else if (occurrence?.aboutTheSystem !== undefined) {
+      warnings.push({ ...where, warning: `occurrence category ${occurrence.aboutTheSystem} is about the system, not something the person did: read as ${occurrence.category}` });
     }
+    const served = section.section === 'context' ? anySection : (bySection.get(section) as Set<string>);
     for (const field of section.fields) {
       const about = problem(field);
-      if (about) warnings.push({ ...where, path: field.path, warning: about.never ? `never stored: ${about.why}` : `not kept for ${about.why}` });
+      if (about?.never) warnings.push({ ...where, path: field.path, warning: `never stored: ${about.why}` });
+      else if (aboutTheSystem(field.category) && !field.purposes.some((p) => served.has(p))) {
+        const none = section.section === 'context' ? 'no event, page or screen of the plan is stored for any of them' : `${section.section === 'track' ? 'the event' : `a ${section.section} call`} is stored for none of them`;
+        warnings.push({ ...where, path: field.path, warning: `never stored: ${field.category} is about the system, kept only in an event stored for one of its purposes (${field.purposes.join(', ')}), and ${none}` });
+      } else if (about) warnings.push({ ...where, path: field.path, warning: `not kept for ${about.why}` });
     }
   }
   return warnings;

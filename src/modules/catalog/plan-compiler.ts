@@ -42,6 +42,11 @@ export interface EventOccurrence {
   preciseLocation: boolean;
   /** The event definition declares `category` (false: DEFAULT_EVENT_CATEGORY is read). */
   declared: boolean;
+  /**
+   * The category the event definition declares when it is about the system (its root in the taxonomy is `system`): a
+   * stored version published before such were refused. `category` is then DEFAULT_EVENT_CATEGORY.
+   */
+  aboutTheSystem?: string;
 }
 
 /**
@@ -541,6 +546,8 @@ interface ResolvedCategory {
   protectedAttribute: boolean;
   /** The category, or the nearest listed one above it, identifies a person or is personal by nature. */
   identifying: boolean;
+  /** Its root in the taxonomy (by parent) is `system`: data about the system, which no notice needs to describe. */
+  aboutTheSystem: boolean;
   /**
    * What the category covers below it that it is not itself (`user.location` covers precise location,
    * `user.demographic` special categories): a field of it could hold either, so it is read the strict way.
@@ -634,22 +641,12 @@ class Builder {
 
   #category(key: string): ResolvedCategory | undefined {
     if (this.#categories.has(key)) return this.#categories.get(key);
-    const entry = this.#taxonomy.dataCategory(key);
-    let resolved: ResolvedCategory | undefined;
-    if (entry) {
-      let precise = false;
-      let identifying: boolean | undefined;
-      let current: typeof entry | undefined = entry;
-      for (let hops = 0; current && hops < 20; hops++) {
-        if (current.key === PRECISE_LOCATION) precise = true;
-        identifying ??= IDENTIFYING_CATEGORIES.get(current.key);
-        current = current.parentKey ? this.#taxonomy.dataCategory(current.parentKey) : undefined;
-      }
-      resolved = { special: entry.specialCategory !== null, preciseLocation: precise, protectedAttribute: entry.protectedAttribute, identifying: identifying ?? false };
+    let resolved: ResolvedCategory | undefined = categoryFlags(this.#taxonomy, key);
+    if (resolved) {
       const below = this.#restrictedBelow(key);
-      const covered = [below.special && !resolved.special ? 'special categories' : '', below.precise && !precise ? 'precise location' : ''].filter(Boolean);
+      const covered = [below.special && !resolved.special ? 'special categories' : '', below.precise && !resolved.preciseLocation ? 'precise location' : ''].filter(Boolean);
       if (covered.length > 0) {
-        resolved = { special: resolved.special || below.special, preciseLocation: precise || below.precise, protectedAttribute: resolved.protectedAttribute || below.special, identifying: resolved.identifying, covers: covered.join(' and ') };
+        resolved = { ...resolved, special: resolved.special || below.special, preciseLocation: resolved.preciseLocation || below.precise, protectedAttribute: resolved.protectedAttribute || below.special, covers: covered.join(' and ') };
       }
     }
     this.#categories.set(key, resolved);
@@ -684,14 +681,24 @@ class Builder {
   /**
    * An event definition's occurrence, resolved once per compiled plan: its `category` (DEFAULT_EVENT_CATEGORY when it
    * declares none) is checked as a field's is. Refused: a category the taxonomy does not know, one that also covers
-   * special categories or precise location below it, and a special one for an event serving targeting. A stored version
-   * is loaded with such a category read the strict way (one this process does not know as special).
+   * special categories or precise location below it, a special one for an event serving targeting, and one about the
+   * system (its root in the taxonomy, by parent, is `system`): data about the system is described for every purpose
+   * (Consent.describes), so the event would be kept whatever the notice tells. A stored version is loaded with such a
+   * category read the strict way (one this process does not know as special; one about the system as
+   * DEFAULT_EVENT_CATEGORY, `aboutTheSystem` naming it).
    */
   occurrence(input: unknown, purposes: readonly string[], pointer: string): EventOccurrence {
     const declared = typeof input === 'string';
-    const key = declared ? input : DEFAULT_EVENT_CATEGORY;
+    let key = declared ? input : DEFAULT_EVENT_CATEGORY;
     const at = `${pointer}/category`;
-    const category = this.#category(key);
+    let category = this.#category(key);
+    let aboutTheSystem: string | undefined;
+    if (category?.aboutTheSystem) {
+      if (!this.#lenient) this.#problem(at, `${key} is about the system, and an occurrence is something the person did: choose a user.* category`);
+      aboutTheSystem = key;
+      key = DEFAULT_EVENT_CATEGORY;
+      category = this.#category(key);
+    }
     if (!category && !this.#lenient) this.#problem(at, `"${key}" is not a data category of the taxonomy`);
     if (category?.covers !== undefined && !this.#lenient) {
       this.#problem(at, `${key} also covers ${category.covers}: choose the narrower category the event's occurrence is`);
@@ -704,7 +711,7 @@ class Builder {
         }
       });
     }
-    return Object.freeze({ category: key, purposes, special, preciseLocation: category?.preciseLocation ?? false, declared });
+    return Object.freeze({ category: key, purposes, special, preciseLocation: category?.preciseLocation ?? false, declared, ...(aboutTheSystem === undefined ? {} : { aboutTheSystem }) });
   }
 
   #annotation(input: AnnotationInput, pointer: string, path: string): KeptField | undefined {
@@ -1036,6 +1043,42 @@ function occurrencesOf(events: readonly (CompiledEvent | undefined)[], order: re
       Object.freeze({ category: first.category, purposes: Object.freeze(order.filter((p) => purposes.has(p))), special: first.special, preciseLocation: first.preciseLocation, declared }),
     ),
   );
+}
+
+/**
+ * A category's own flags, without what it covers below it: by its parent chain in the taxonomy, and, when its key sits
+ * under another known category than its parent (`user.health_and_medical.genome` under `user.behavior`: a custom entry
+ * stored before Taxonomy.addCustom refused such), the stricter of that chain and the deepest such category's flags.
+ * `aboutTheSystem` is by the parent chain alone (as Consent.aboutTheSystem).
+ */
+function categoryFlags(taxonomy: TaxonomyLookup, key: string): Omit<ResolvedCategory, 'covers'> | undefined {
+  const entry = taxonomy.dataCategory(key);
+  if (!entry) return undefined;
+  let precise = false;
+  let identifying: boolean | undefined;
+  let root = entry.key;
+  let current: typeof entry | undefined = entry;
+  for (let hops = 0; current && hops < 20; hops++) {
+    if (current.key === PRECISE_LOCATION) precise = true;
+    identifying ??= IDENTIFYING_CATEGORIES.get(current.key);
+    root = current.key;
+    current = current.parentKey ? taxonomy.dataCategory(current.parentKey) : undefined;
+  }
+  const flags = { special: entry.specialCategory !== null, preciseLocation: precise, protectedAttribute: entry.protectedAttribute, identifying: identifying ?? false, aboutTheSystem: root === 'system' };
+  for (let dot = key.lastIndexOf('.'); dot > 0; dot = key.lastIndexOf('.', dot - 1)) {
+    const above = key.slice(0, dot);
+    if (above === entry.parentKey) break;
+    const prefixed = taxonomy.dataCategory(above) && categoryFlags(taxonomy, above);
+    if (!prefixed) continue;
+    return {
+      special: flags.special || prefixed.special,
+      preciseLocation: flags.preciseLocation || prefixed.preciseLocation,
+      protectedAttribute: flags.protectedAttribute || prefixed.protectedAttribute,
+      identifying: flags.identifying || prefixed.identifying,
+      aboutTheSystem: flags.aboutTheSystem,
+    };
+  }
+  return flags;
 }
 
 function dedupe(problems: PlanProblem[]): PlanProblem[] {

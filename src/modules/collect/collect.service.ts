@@ -5,7 +5,7 @@ import type { Logger } from '../../shared/logger.ts';
 import { sortableId } from '../../shared/random.ts';
 import { compareText, DeferredConflict, isTransientFailure, WriterExited, type DeferredTx, type DeferredWrites, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { RetentionHandler, SubjectDataHandler } from '../../shared/subject-data.ts';
-import type { Catalog, KeptField, PlanResult, Violation } from '../catalog/index.ts';
+import type { Catalog, EventOccurrence, KeptField, PlanResult, Violation } from '../catalog/index.ts';
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
@@ -162,10 +162,10 @@ export class Collector {
   #refusals = new Map<string, number>();
   readonly #observers: OutcomeObserver[] = [];
   /**
-   * Per plan version and purpose, the categories by which an order could be stored for that purpose and the order-total
-   * fields declared for it (see #orderFieldsFor).
+   * Per plan version and purpose, the categories by which an order could be stored for that purpose (its fields' and,
+   * declared for it, its occurrence's) and the order-total fields declared for it (see #orderFieldsFor).
    */
-  readonly #orderFields = new Map<string, { storedBy: readonly string[]; totals: ReadonlyMap<string, string> }>();
+  readonly #orderFields = new Map<string, { storedBy: readonly string[]; occurrence: string | undefined; totals: ReadonlyMap<string, string> }>();
   /** Requests between arrival and their hand-over to the group commit. */
   #checking = 0;
 
@@ -1062,10 +1062,11 @@ export class Collector {
       }
       // What could store an order for the purpose, as servedPurposes decides: its occurrence, or a field about the person.
       const storedBy = new Set(section?.fields.filter((f) => f.purposes.includes(purpose) && !this.#describes.aboutTheSystem(f.category)).map((f) => f.category));
-      if (section?.occurrence?.purposes.includes(purpose)) storedBy.add(section.occurrence.category);
-      this.#orderFields.set(key, (cached = { storedBy: [...storedBy], totals }));
+      const occurrence = section?.occurrence?.purposes.includes(purpose) ? section.occurrence.category : undefined;
+      this.#orderFields.set(key, (cached = { storedBy: [...storedBy], occurrence, totals }));
     }
-    if (!cached.storedBy.some((category) => this.#describes(purpose, category))) return undefined;
+    const stored = (cached.occurrence !== undefined && this.#describes.occurrence(purpose, cached.occurrence)) || cached.storedBy.some((category) => this.#describes(purpose, category));
+    if (!stored) return undefined;
     return new Set([...cached.totals].filter(([, category]) => this.#describes(purpose, category)).map(([name]) => name));
   }
 
@@ -1091,13 +1092,20 @@ const BROWSING_HISTORY = 'user.behavior.browsing_history';
 
 /**
  * Whether the notice describes a field's category for a purpose (Consent.describes), with `aboutTheSystem`
- * (Consent.aboutTheSystem: a category whose root in the taxonomy is `system`).
+ * (Consent.aboutTheSystem: a category whose root in the taxonomy is `system`) and `occurrence` (Consent.describes of an
+ * occurrence: the same for an event's occurrence, never through data about the system).
  */
-export type DescribesCategory = ((purpose: string, category: string) => boolean) & { readonly aboutTheSystem: (category: string) => boolean };
+export type DescribesCategory = ((purpose: string, category: string) => boolean) & {
+  readonly aboutTheSystem: (category: string) => boolean;
+  readonly occurrence: (purpose: string, category: string) => boolean;
+};
 
-/** Consent.describes and Consent.aboutTheSystem as the gate asks them. */
+/** Consent.describes (of a field, of an occurrence) and Consent.aboutTheSystem as the gate asks them. */
 export function describesBy(consent: Pick<Consent, 'describes' | 'aboutTheSystem'>): DescribesCategory {
-  return Object.assign((purpose: string, category: string) => consent.describes(purpose, category), { aboutTheSystem: (category: string) => consent.aboutTheSystem(category) });
+  return Object.assign((purpose: string, category: string) => consent.describes(purpose, category), {
+    aboutTheSystem: (category: string) => consent.aboutTheSystem(category),
+    occurrence: (purpose: string, category: string) => consent.describes(purpose, category, 'occurrence'),
+  });
 }
 
 /**
@@ -1110,18 +1118,25 @@ export function fieldAllowed(field: KeptField, allowed: readonly string[], expli
   return false;
 }
 
-/**
- * Whether a field, or an event's occurrence, is stored for one purpose of its own (fieldAllowed's rule for that purpose
- * alone).
- */
+/** Whether a field is stored for one purpose of its own (fieldAllowed's rule for that purpose alone). */
 function allowedFor(annotated: Pick<KeptField, 'category' | 'special' | 'preciseLocation'>, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
   return (annotated.special || annotated.preciseLocation ? explicit : allowed).includes(purpose) && describes(purpose, annotated.category);
 }
 
 /**
+ * Whether an event's occurrence is stored for one purpose of its own: a field's rule, but the notice must describe its
+ * category as something the person did (an occurrence about the system is described by no notice: the compiler refuses
+ * one, and reads a stored one as DEFAULT_EVENT_CATEGORY).
+ */
+function occurrenceAllowed(occurrence: EventOccurrence, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
+  return (occurrence.special || occurrence.preciseLocation ? explicit : allowed).includes(purpose) && describes.occurrence(purpose, occurrence.category);
+}
+
+/**
  * The purposes among `allowed` a message serves as the consent gate stores it: those its event declares where its
  * occurrence is stored for them (fieldAllowed's rule, for the event's category: for a purpose resting on consent the
- * notice must describe it; identify, group and alias are described wherever an event they link is), and those for
+ * notice must describe it, never through data about the system; identify, group and alias are described wherever an
+ * event they link is), and those for
  * which one of its fields about the person is stored (fieldAllowed's rule for that very purpose; a field stored for
  * another purpose serves none of the rest, and one about the system, such as `context.library`, none). The gate, the CSV import's prediction and its dry run all ask this, so they agree.
  * `allowed` itself when every one is served, as usual: nothing allocated.
@@ -1138,7 +1153,7 @@ export function servedPurposes<T extends readonly string[]>(plan: Pick<PlanResul
 
 /** Whether a message serves one allowed purpose (see servedPurposes). */
 function serves(plan: Pick<PlanResult, 'occurrences' | 'fields'>, purpose: string, allowed: readonly string[], explicit: readonly string[], describes: DescribesCategory): boolean {
-  for (const occurrence of plan.occurrences) if (occurrence.purposes.includes(purpose) && allowedFor(occurrence, purpose, allowed, explicit, describes)) return true;
+  for (const occurrence of plan.occurrences) if (occurrence.purposes.includes(purpose) && occurrenceAllowed(occurrence, purpose, allowed, explicit, describes)) return true;
   // A field about the system (a library's name) needs no description in the notice, so it shows nothing the notice
   // covers of the person: it serves no purpose by itself (every library sends one with every message).
   for (const field of plan.fields) if (field.purposes.includes(purpose) && !describes.aboutTheSystem(field.category) && allowedFor(field, purpose, allowed, explicit, describes)) return true;

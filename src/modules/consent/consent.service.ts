@@ -84,6 +84,10 @@ const EXPIRY_PAGE = 500;
 /** How many times a change is written when PostgreSQL ends its transaction as a deadlock victim or unserializable. */
 const WRITE_ATTEMPTS = 4;
 const EMPTY: ReadonlyMap<string, Current> = new Map();
+/** For what the notice describes a category for a purpose (bits of #describesNow): a field (Consent.describes) … */
+const DESCRIBED = 1;
+/** … and an event's occurrence, never through data about the system (Consent.describes of an occurrence). */
+const DESCRIBED_AS_PERSONAL = 2;
 const NO_IDS: ReadonlySet<string> = new Set();
 const NO_SOURCES: readonly PendingSource[] = [];
 /** The flags a decision takes when a profile whose opt-outs bind the subject is not in memory: nothing but a legal obligation. */
@@ -301,8 +305,8 @@ export class Consent {
   #purposes = new Map<string, PurposeRuntime>();
   #notices = new Map<number, Notice>();
   #latestNotice: Notice | undefined;
-  /** describes() per purpose and category, for the purposes and notices in force (emptied when they change). */
-  #described = new Map<string, Map<string, boolean>>();
+  /** #describesNow() per purpose and category, for the purposes and notices in force (emptied when they change). */
+  #described = new Map<string, Map<string, number>>();
   /** Incremented by every committed write; a load that started before a write never overwrites its result. */
   #epoch = 0;
   /**
@@ -438,9 +442,11 @@ export class Consent {
    * rest on consent; for one that does, only when the latest notice describes the category (or one above it) for it.
    * That notice is the one to check for everyone: a consent given under an earlier version counts only while no
    * version since widened the purpose's categories (a material change requires renewal), so the earlier version
-   * described at least what the latest does. Cached until purposes or notices change.
+   * described at least what the latest does. Data about the system (aboutTheSystem) is described for every purpose,
+   * but `of` an event's occurrence, never that way: an occurrence is something the person did. Cached until purposes
+   * or notices change.
    */
-  describes(purpose: string, category: string): boolean {
+  describes(purpose: string, category: string, of: 'field' | 'occurrence' = 'field'): boolean {
     let byCategory = this.#described.get(purpose);
     if (byCategory === undefined) this.#described.set(purpose, (byCategory = new Map()));
     let answer = byCategory.get(category);
@@ -448,17 +454,17 @@ export class Consent {
       answer = this.#describesNow(purpose, category);
       byCategory.set(category, answer);
     }
-    return answer;
+    return (answer & (of === 'field' ? DESCRIBED : DESCRIBED_AS_PERSONAL)) !== 0;
   }
 
-  #describesNow(purpose: string, category: string): boolean {
+  #describesNow(purpose: string, category: string): number {
     const config = this.#purposeConfigs.get(purpose);
-    if (config !== undefined && config.basis !== 'consent') return true;
+    if (config !== undefined && config.basis !== 'consent') return DESCRIBED | DESCRIBED_AS_PERSONAL;
     const parentOf = (key: string) => this.#taxonomy.dataCategory(key)?.parentKey;
     const listed = new Set(this.#latestNotice?.purposes.find((p) => p.purpose === purpose)?.categories);
-    if (isCovered(category, listed, parentOf)) return true;
+    if (isCovered(category, listed, parentOf)) return DESCRIBED | DESCRIBED_AS_PERSONAL;
     // Data about the system is no one's personal data, and no notice lists it.
-    return this.aboutTheSystem(category);
+    return this.aboutTheSystem(category) ? DESCRIBED : 0;
   }
 
   /**

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, it } from 'node:test';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { storeLegacyCategory } from '../../../test/support/legacy-taxonomy.ts';
 import { buildServer, type CandorServer } from '../../http/server.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { DEFAULT_PLAN } from '../catalog/index.ts';
@@ -44,7 +45,8 @@ describeEachDialect('consent: the notice describes what a consent covers', (dial
   });
 
   it('knows system data by where the category sits in the taxonomy, not by its key', async () => {
-    await ctx.kernel.taxonomy.addCustom('data-categories', { key: 'system.crm_notes', name: 'CRM notes', description: 'Notes about a customer', parentKey: 'user.contact' }, CLI_ACTOR);
+    // Stored before a key under another entry than its parent was refused (TAXONOMY_PARENT_MISMATCH).
+    await storeLegacyCategory(ctx.kernel, ctx.env, 'system.crm_notes', 'user.contact');
     await ctx.kernel.taxonomy.addCustom('data-categories', { key: 'system.build_host', name: 'Build host', description: 'Where an app was built', parentKey: 'system.operations' }, CLI_ACTOR);
     assert.equal(consent().describes('marketing.communications.sms', 'system.crm_notes'), false, 'under user.contact');
     assert.equal(consent().describes('marketing.communications.sms', 'system.build_host'), true, 'under system');

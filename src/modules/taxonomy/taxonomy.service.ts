@@ -36,6 +36,23 @@ export interface CustomEntryInput {
 
 type Entry = (DataCategoryEntry | DataUseEntry | DataSubjectEntry) & { custom?: boolean };
 
+/** The deepest entry of `entries` whose key prefixes `key` (its key and a dot), if any. */
+function keyPrefixIn(key: string, entries: readonly Entry[]): string | undefined {
+  const keys = new Set(entries.map((e) => e.key));
+  for (let dot = key.lastIndexOf('.'); dot > 0; dot = key.lastIndexOf('.', dot - 1)) {
+    if (keys.has(key.slice(0, dot))) return key.slice(0, dot);
+  }
+  return undefined;
+}
+
+/** An entry's key and those of the entries above it by parent, itself first (bounded, in case of a cycle). */
+function lineageOf(key: string | null, entries: readonly Entry[]): string[] {
+  const parents = new Map(entries.map((e) => [e.key, 'parentKey' in e ? e.parentKey : null]));
+  const out: string[] = [];
+  for (let at: string | null | undefined = key; at !== null && at !== undefined && out.length < 32; at = parents.get(at)) out.push(at);
+  return out;
+}
+
 function isKind(kind: string): kind is TaxonomyKind {
   return (TAXONOMY_KINDS as readonly string[]).includes(kind);
 }
@@ -144,9 +161,17 @@ export class Taxonomy {
     if (!KEY_PATTERN.test(input.key)) throw new CandorError('TAXONOMY_KEY_INVALID', { key: input.key });
     const entries = this.list(extensible) as Entry[];
     if (entries.some((e) => e.key === input.key)) throw new CandorError('TAXONOMY_KEY_EXISTS', { key: input.key });
-    const parentKey = extensible === 'data-subjects' ? null : (input.parentKey ?? null);
+    // The deepest entry whose key prefixes this one (`user.health_and_medical` for `user.health_and_medical.genome`):
+    // the key says the entry is one of its kind, so it is the parent when none is given, and must be the parent or
+    // above it otherwise. What is derived from the parent (a special category, precise location, marketing) then
+    // agrees with what the key says.
+    const above = extensible === 'data-subjects' ? undefined : keyPrefixIn(input.key, entries);
+    const parentKey = extensible === 'data-subjects' ? null : (input.parentKey ?? above ?? null);
     if (parentKey !== null && !entries.some((e) => e.key === parentKey)) {
       throw new CandorError('TAXONOMY_PARENT_UNKNOWN', { parentKey });
+    }
+    if (above !== undefined && !lineageOf(parentKey, entries).includes(above)) {
+      throw new CandorError('TAXONOMY_PARENT_MISMATCH', { key: input.key, parentKey, under: above });
     }
     const parent = parentKey ? this.dataCategory(parentKey) : undefined;
     const specialCategory = input.specialCategory ?? parent?.specialCategory ?? null;

@@ -779,10 +779,13 @@ export class Consent {
   async #fetch(subjectIds: readonly string[]): Promise<Map<string, SubjectState>> {
     const started = this.#epoch;
     const pseudonyms = subjectIds.map((id) => this.#cache.peek(id)?.pseudonym ?? this.#keyring.pseudonym('subject', id));
-    // Taken before the read: another connection's commit noticed while the read runs (PostgreSQL reads are
-    // asynchronous, and its snapshot may predate that commit) leaves the states suspect, read again at the next load.
-    const loadedAt = Date.now();
+    const generation = this.#freshness.generation;
+    const readFrom = Date.now();
     const { current, restrictions } = await this.#repo.currentAndRestrictions(pseudonyms);
+    // Another connection's commit noticed while the read ran (another load looked meanwhile; PostgreSQL reads are
+    // asynchronous, and the snapshot may predate that commit): the states count as read before it, read again at the
+    // next load. Otherwise they are as of now, as a change noticed from here on is later.
+    const loadedAt = this.#freshness.generation === generation ? Date.now() : readFrom - 1;
     const flags = flagsOf(restrictions);
     const byPseudonym = this.#group(current);
     const out = new Map<string, SubjectState>();

@@ -126,7 +126,12 @@ export async function buildServer(kernel: Kernel, options: ServerOptions = {}): 
   // A newer release's migrations applied under this server break its statements: answered as such, not as a 500.
   const newerSchema = newerSchemaCheck(kernel.storage, MIGRATIONS, kernel.logger);
   app.setErrorHandler(async (error, request, reply) => sendProblem(request, reply, await newerSchema(error)));
-  app.setNotFoundHandler((request, reply) => sendProblem(request, reply, new CandorError('ROUTE_NOT_FOUND')));
+  app.setNotFoundHandler((request, reply) => {
+    // The ingest and subject routes answer any origin (OPTIONS /v1/* says so): a path under them this server does not
+    // have (another API version's) is answered the coded 404 a browser can read, not a CORS failure.
+    if (request.url.startsWith('/v1/') && !request.url.startsWith('/v1/admin/')) reply.header('access-control-allow-origin', '*');
+    return sendProblem(request, reply, new CandorError('ROUTE_NOT_FOUND'));
+  });
   app.addHook('onResponse', async (request, reply) => {
     metrics.observe(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });

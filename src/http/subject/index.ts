@@ -3,6 +3,7 @@ import type { Kernel } from '../../kernel.ts';
 import type { CALLER_MECHANISMS } from '../../modules/consent/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { RouteAccess } from '../route-access.ts';
+import { LINE } from '../text-formats.ts';
 import { registerSubjectRightsRoutes } from './rights.ts';
 import { registerSubjectScoreRoutes } from './scores.ts';
 
@@ -56,7 +57,7 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
       schema: {
         tags: ['subject'],
         summary: 'One of my consent receipts (a signed JWS), by the id my consent history lists; only receipts about me.',
-        params: { type: 'object', required: ['receiptId'], properties: { receiptId: { type: 'string', minLength: 1, maxLength: 100 } } },
+        params: { type: 'object', required: ['receiptId'], properties: { receiptId: { ...LINE, minLength: 1, maxLength: 100 } } },
       },
     },
     async (request) => {

@@ -88,7 +88,11 @@ export function installGuard(app: FastifyInstance, kernel: Kernel, routes: Route
     const extension: Record<string, unknown> = {
       'x-candor-access': { audience: access.audience, roles: [...(access.roles ?? [])], purpose: access.purpose, personalData: access.personalData === true },
     };
-    route.schema = { ...route.schema, security: securityOf(access), ...extension };
+    // A staff or privacy-center route that declares no query string takes none: one sent is refused as an unknown field
+    // (REQUEST_UNKNOWN_FIELD), as on the routes that declare theirs, instead of being ignored (`?limit=5` read as paging
+    // it is not). Ingestion's routes take what client libraries may append.
+    const querystring = route.schema?.querystring ?? ((access.audience === 'admin' || access.audience === 'subject') ? { type: 'object', additionalProperties: false } : undefined);
+    route.schema = { ...route.schema, ...(querystring === undefined ? {} : { querystring }), security: securityOf(access), ...extension };
   });
 
   app.addHook('onRequest', async (request) => {

@@ -12,7 +12,7 @@ describeEachDialect('privacy center edges', (dialect) => {
   const ctx = useKernel(dialect);
   const http = useServer(ctx);
 
-  it('refuses a receipt id with a NUL or half a surrogate pair as invalid, and answers an unknown one 404', async () => {
+  it('refuses a receipt id with a NUL or half a surrogate pair and a query string it does not take, and answers an unknown receipt 404', async () => {
     const app = http.server.app;
     const issuer = (await ctx.kernel.access.createToken('session_issuer', null, CLI_ACTOR)).secret;
     const session = await app.inject({ method: 'POST', url: '/v1/subject-sessions', headers: { authorization: `Bearer ${issuer}` }, payload: { userId: 'edge-1' } });
@@ -24,6 +24,9 @@ describeEachDialect('privacy center edges', (dialect) => {
       const r = await receipt(id);
       assert.deepEqual([r.statusCode, (r.json() as { code: string }).code], [400, code], r.body);
     }
+    // A query string the route does not take is refused, not ignored.
+    const paged = await app.inject({ method: 'GET', url: '/v1/me/consent?limit=5', headers: { authorization: `Bearer ${token}` } });
+    assert.deepEqual([paged.statusCode, (paged.json() as { code: string }).code], [400, 'REQUEST_UNKNOWN_FIELD']);
     const unknown = await receipt('rcpt_nothing');
     assert.deepEqual([unknown.statusCode, (unknown.json() as { code: string }).code], [404, 'CONSENT_RECEIPT_NOT_FOUND']);
   });

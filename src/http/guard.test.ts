@@ -83,6 +83,11 @@ describeEachDialect('HTTP guard', (dialect) => {
     assert.deepEqual(track?.['x-candor-access'], { audience: 'ingest', roles: [], purpose: 'analytics.reporting', personalData: false });
     assert.deepEqual(spec.paths['/v1/me/consent']?.get?.security, [{ subjectSession: [] }]);
     assert.deepEqual(spec.paths['/healthz']?.get?.security, []);
+    // The status codes the privacy center's routes answer with, as they answer them.
+    const statuses = (path: string, method: string) => Object.keys((spec.paths[path]?.[method] as { responses?: object } | undefined)?.responses ?? {}).sort();
+    assert.deepEqual(statuses('/v1/rights/requests', 'post'), ['202']);
+    assert.deepEqual(statuses('/v1/me/rights/requests', 'post'), ['200', '201']);
+    assert.deepEqual(statuses('/v1/me/session', 'delete'), ['204']);
     for (const operations of Object.values(spec.paths)) {
       for (const operation of Object.values(operations)) {
         for (const requirement of (operation.security ?? []) as Record<string, unknown>[]) {

@@ -119,7 +119,10 @@ export function registerSubjectRoutes(app: FastifyInstance, kernel: Kernel): voi
 
   app.delete(
     '/v1/me/session',
-    { config: { access: { audience: 'subject', purpose: 'essential.service.authentication' } }, schema: { tags: ['subject'], summary: 'Sign out: end this session.' } },
+    {
+      config: { access: { audience: 'subject', purpose: 'essential.service.authentication' } },
+      schema: { tags: ['subject'], summary: 'Sign out: end this session.', response: { 204: { description: 'Signed out; no body.', type: 'null' } } },
+    },
     async (request, reply) => {
       if (request.subject) await kernel.subjectSessions.revoke(request.subject.sessionId);
       reply.code(204);

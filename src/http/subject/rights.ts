@@ -55,6 +55,7 @@ export function registerSubjectRightsRoutes(app: FastifyInstance, kernel: Kernel
         tags: ['subject'],
         summary: 'Start a data-subject request with an e-mail address; a code is sent if we know it (the answer never says).',
         body: { ...startBody, required: ['type', 'email'] },
+        response: { 202: { description: 'Accepted: the request is started (whether a code was sent is not said).', type: 'object', additionalProperties: true } },
       },
     },
     async (request, reply) => {
@@ -121,6 +122,10 @@ export function registerSubjectRightsRoutes(app: FastifyInstance, kernel: Kernel
         tags: ['subject'],
         summary: 'Start a request as the signed-in customer; opt-outs and withdrawal run at once, access needs a code sent to an address we know you by.',
         body: startBody,
+        response: {
+          201: { description: 'A new request.', type: 'object', additionalProperties: true },
+          200: { description: 'The same request started a moment ago (`duplicate: true`).', type: 'object', additionalProperties: true },
+        },
       },
     },
     async (request, reply) => {

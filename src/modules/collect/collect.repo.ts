@@ -373,6 +373,31 @@ export class CollectRepo {
       .execute();
   }
 
+  /**
+   * Of these messages, the keys (`messageKey`) of those an insert now would skip as duplicates: the same key stored,
+   * or the same source and message id among the recent ids (read only, as the insert's trigger reads them).
+   */
+  async storedKeys(messages: readonly { source: string; dedupAt: string; messageId: string }[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    for (let i = 0; i < messages.length; i += 100) {
+      const part = messages.slice(i, i + 100);
+      const stored = await this.#db
+        .selectFrom('collect_events')
+        .select(['source', 'dedup_at', 'message_id'])
+        .where((eb) => eb.or(part.map((m) => eb.and([eb('source', '=', m.source), eb('dedup_at', '=', m.dedupAt), eb('message_id', '=', m.messageId)]))))
+        .execute();
+      for (const r of stored) found.add(messageKey(r.source, r.dedup_at, r.message_id));
+      const recent = await this.#db
+        .selectFrom('collect_recent_ids')
+        .select(['source', 'message_id'])
+        .where((eb) => eb.or(part.map((m) => eb.and([eb('source', '=', m.source), eb('message_id', '=', m.messageId)]))))
+        .execute();
+      const kept = new Set(recent.map((r) => `${r.source}\u0000${r.message_id}`));
+      for (const m of part) if (kept.has(`${m.source}\u0000${m.messageId}`)) found.add(messageKey(m.source, m.dedupAt, m.messageId));
+    }
+    return found;
+  }
+
   async countEvents(): Promise<number> {
     const row = await this.#db.selectFrom('collect_events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     return Number(row.n);

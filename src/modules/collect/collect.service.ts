@@ -1080,6 +1080,14 @@ export class Collector {
     return rows.map((row) => ({ profileId: row.profile_id, occurredAt: row.occurred_at, kind: row.kind === 'page' ? 'page' : 'product_view' }));
   }
 
+  /**
+   * Of these messages (their source, ParsedMessage.dedupAt and messageId), the keys (`messageKey`) of those that would
+   * be answered duplicate if stored now: what a CSV import leaves out before it records consent, and its dry run predicts.
+   */
+  storedKeys(messages: readonly { source: string; dedupAt: string; messageId: string }[]): Promise<Set<string>> {
+    return messages.length === 0 ? Promise.resolve(new Set()) : this.#repo.storedKeys(messages);
+  }
+
   countEvents(): Promise<number> {
     return this.#repo.countEvents();
   }

@@ -228,6 +228,67 @@ describeEachDialect('CSV import', (dialect) => {
     assert.equal(await profileOf('gone-1'), null);
   });
 
+  it('a dry run predicts erased people, rows without a usable identifier and duplicate message ids as the real run answers them', async () => {
+    const { kernel } = ctx;
+    const options = { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'], source: 'dry-like-real', asOf: '2026-03-01T00:00:00Z' } as const;
+    await run('user_id,message_id,email\ndk-1,m-0,dk-1@candor-shop.dev\n', options);
+    await kernel.identity.suppress([{ type: 'user_id', valueHash: kernel.identity.hash({ type: 'user_id', value: 'dg-1' }) }], 'erasure');
+    const text = [
+      'user_id,anonymous_id,message_id,email,city',
+      'unknown,,m-1,,Berlin', // only a blocked user id
+      'guest,,m-2,dk-1@candor-shop.dev,Paris', // a blocked user id next to a known address
+      'dg-1,,m-3,,Rome', // erased
+      'df-1,,m-4,,Oslo',
+      'df-2,,m-4,,Lima', // the message id of an earlier row
+      'dk-1,,m-0,,Porto', // a message id stored already
+      ',null,m-5,,Kyiv', // only a blocked anonymous id
+    ].join('\n');
+    const answers = (r: { reports: RowReport[] }) => r.reports.map((x) => [x.row, x.status, x.code]);
+    const expected = [
+      [2, 'refused', 'COLLECT_NO_LAWFUL_BASIS'],
+      [4, 'suppressed', 'COLLECT_SUBJECT_SUPPRESSED'],
+      [6, 'duplicate', ''],
+      [7, 'duplicate', ''],
+      [8, 'refused', 'COLLECT_NO_LAWFUL_BASIS'],
+    ];
+    for (const batchSize of [500, 1]) {
+      const dry = await run(text, { ...options, dryRun: true, batchSize });
+      assert.deepEqual(answers(dry), expected, `dry run, batches of ${batchSize}`);
+      assert.equal(dry.summary.stored, 2);
+    }
+    const real = await run(text, options);
+    assert.deepEqual(answers(real), expected);
+    assert.deepEqual([real.summary.stored, real.summary.consents], [2, 1]);
+    assert.equal(await profileOf('df-2'), null, 'a duplicate row makes nobody');
+    assert.equal(await profileOf('unknown'), null);
+
+    // The same file again: every message id is stored now.
+    const again = [[2, 'refused', 'COLLECT_NO_LAWFUL_BASIS'], [3, 'duplicate', ''], [4, 'suppressed', 'COLLECT_SUBJECT_SUPPRESSED'], [5, 'duplicate', ''], [6, 'duplicate', ''], [7, 'duplicate', ''], [8, 'refused', 'COLLECT_NO_LAWFUL_BASIS']];
+    assert.deepEqual(answers(await run(text, { ...options, dryRun: true })), again);
+    assert.deepEqual(answers(await run(text, options)), again);
+
+    // Where the gate lets a row through for nobody (a purpose needing no consent record), it has no one to be stored for.
+    const contract = 'user_id,email\nunknown,test@example.com\n';
+    const dry = await run(contract, { kind: 'customers', basis: 'contract', source: 'dry-like-real', dryRun: true });
+    const stored = await run(contract, { kind: 'customers', basis: 'contract', source: 'dry-like-real' });
+    assert.deepEqual(answers(dry), [[2, 'invalid', 'COLLECT_IDENTITY_MISSING']]);
+    assert.deepEqual(answers(stored), answers(dry));
+  });
+
+  it('on the basis of consent records no consent and makes no profile for a row answered duplicate', async () => {
+    const { kernel } = ctx;
+    const options = { kind: 'customers', basis: 'consent', purposes: ['analytics.reporting'], source: 'dup-consent', asOf: '2026-03-01T00:00:00Z' } as const;
+    const { summary, reports } = await run('user_id,message_id,city\nd1,m-1,Berlin\nd2,m-1,Oslo\n', options);
+    assert.deepEqual([summary.stored, summary.duplicate, summary.consents], [1, 1, 1]);
+    assert.deepEqual(reports.map((r) => [r.row, r.status, r.detail]), [[3, 'duplicate', 'an earlier row of the file has the same message id']]);
+    assert.equal(await profileOf('d2'), null);
+    // Stored before: d3's row is a duplicate too.
+    const next = await run('user_id,message_id,city\nd3,m-1,Rome\n', options);
+    assert.deepEqual([next.summary.duplicate, next.summary.consents], [1, 0]);
+    assert.equal(await profileOf('d3'), null);
+    assert.equal((await kernel.consent.history((await profileOf('d1')) as string)).length, 1);
+  });
+
   it('on the basis of consent records consent only for people whose rows pass the envelope and the plan; a dry run records none', async () => {
     const { kernel } = ctx;
     const text = [

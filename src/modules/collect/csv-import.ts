@@ -49,6 +49,7 @@ import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, ResolveItem } from '../identity/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
+import { messageKey } from './collect.repo.ts';
 import { describesBy, fieldAllowed, servedPurposes, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
 import { identifiersOf, MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
 
@@ -161,6 +162,11 @@ export const MAX_ORDER_LINES = 1000;
  * (its message id comes from its order_id and ids), and lines without ids COLLECT_IDENTITY_MISSING.
  */
 const MAX_CLOSED_ORDERS = 100_000;
+/**
+ * Message ids an import remembers from the rows it sent through the pipeline (the latest), to answer a later row with
+ * one duplicate: past it, such a row is a duplicate only when the earlier one was stored (the pipeline finds it).
+ */
+const MAX_RUN_IDS = 100_000;
 const DEFAULT_BATCH = 500;
 /** Tries of a batch whose write found the database busy (STORAGE_BUSY), and the pause before the second one. */
 const BUSY_ATTEMPTS = 4;
@@ -586,6 +592,8 @@ class ImportRun {
   #notUtf8Reported = false;
   /** The failure of a batch's write: the import stops, and the rows not written are reported not processed. */
   #writeFailure: unknown;
+  /** The source and message id (`runKey`) of the latest rows sent through the pipeline, or predicted in a dry run (MAX_RUN_IDS). */
+  private readonly runIds = new Set<string>();
 
   constructor(deps: CsvImportDeps, options: CsvImportOptions, claim: ImportBasis, hooks: ImportHooks, outline: readonly OutlineSection[]) {
     this.#deps = deps;
@@ -1096,7 +1104,7 @@ class ImportRun {
     }
     const calls = items.flatMap((item) => ('call' in item ? [item.call] : []));
     const messages = calls.map((call) => ({ raw: call.raw, bytes: Buffer.byteLength(JSON.stringify(call.raw)) }));
-    const results = calls.length === 0 ? [] : this.#options.dryRun ? this.#predict(messages) : await this.#written(messages);
+    const results = calls.length === 0 ? [] : this.#options.dryRun ? await this.#predict(messages) : await this.#written(messages);
     if (results !== undefined) this.#counts.events += calls.length;
     const reports: RowReport[] = [];
     let next = 0;
@@ -1134,9 +1142,12 @@ class ImportRun {
    */
   async #written(messages: { raw: unknown; bytes: number }[]): Promise<ItemResult[] | undefined> {
     if (this.#writeFailure !== undefined) return undefined;
+    // Once: a try again must not find the batch's own rows as earlier ones.
+    let repeated: Map<number, ItemResult> | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#ingest(messages);
+        repeated ??= await this.#repeated(messages);
+        return await this.#ingest(messages, repeated);
       } catch (error) {
         if (attempt < BUSY_ATTEMPTS && isCandorError(error, 'STORAGE_BUSY')) {
           await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS * attempt));
@@ -1148,12 +1159,47 @@ class ImportRun {
     }
   }
 
-  async #ingest(messages: { raw: unknown; bytes: number }[]): Promise<ItemResult[]> {
+  /**
+   * The batch through the pipeline, but for its rows answered duplicate already (`repeated`): those make no profile
+   * and record no consent.
+   */
+  async #ingest(messages: { raw: unknown; bytes: number }[], repeated: ReadonlyMap<number, ItemResult>): Promise<ItemResult[]> {
     const { collect } = this.#deps;
     const { kind, source, actor } = this.#options;
     const receivedAt = Date.now();
-    if (this.#claim.basis === 'consent') this.#counts.consents += await this.#recordConsent(this.#valid(messages, receivedAt));
-    return collect.ingest(messages, kind === 'customers' ? 'identify' : undefined, { source, gpc: false, receivedAt, actor });
+    const sent = repeated.size === 0 ? messages : messages.filter((_, index) => !repeated.has(index));
+    if (this.#claim.basis === 'consent') this.#counts.consents += await this.#recordConsent(this.#valid(sent, receivedAt));
+    const answers = sent.length === 0 ? [] : await collect.ingest(sent, kind === 'customers' ? 'identify' : undefined, { source, gpc: false, receivedAt, actor });
+    if (repeated.size === 0) return answers;
+    let next = 0;
+    return messages.map((_, index) => repeated.get(index) ?? { ...(answers[next++] as ItemResult), index });
+  }
+
+  /**
+   * The rows of a batch answered duplicate before the pipeline sees them, by index: a message id stored already
+   * (collect.storedKeys), or given by an earlier row of the run that went through the pipeline (whatever its answer: a
+   * message id names one message, and its first row's answer stands). The others' ids are remembered. Reads only.
+   */
+  async #repeated(messages: readonly { raw: unknown; bytes: number }[]): Promise<Map<number, ItemResult>> {
+    const { source } = this.#options;
+    const checked = this.#valid(messages, Date.now());
+    const stored = await this.#deps.collect.storedKeys(checked.map(({ message }) => ({ source, dedupAt: message.dedupAt, messageId: message.messageId })));
+    const repeated = new Map<number, ItemResult>();
+    for (const { index, message, plan } of checked) {
+      const key = runKey(source, message.messageId);
+      const dropped = plan.dropped.length > 0 ? { dropped: plan.dropped } : {};
+      if (stored.has(messageKey(source, message.dedupAt, message.messageId))) {
+        repeated.set(index, { index, messageId: message.messageId, status: 'duplicate', ...dropped });
+        continue;
+      }
+      if (this.runIds.has(key)) {
+        repeated.set(index, { index, messageId: message.messageId, status: 'duplicate', detail: 'an earlier row of the file has the same message id', ...dropped });
+        continue;
+      }
+      this.runIds.add(key);
+      if (this.runIds.size > MAX_RUN_IDS) this.runIds.delete(this.runIds.values().next().value as string);
+    }
+    return repeated;
   }
 
   /**
@@ -1162,17 +1208,17 @@ class ImportRun {
    * consent recorded for it. (A person already known who has no record of a claimed purpose gets the import's consent
    * to it whatever their rows: the business claims it for the person, as docs/ingestion.md says.)
    */
-  #valid(messages: readonly { raw: unknown; bytes: number }[], receivedAt: number): { message: ParsedMessage; plan: PlanResult }[] {
+  #valid(messages: readonly { raw: unknown; bytes: number }[], receivedAt: number): { index: number; message: ParsedMessage; plan: PlanResult }[] {
     const { catalog } = this.#deps;
     const kind = this.#options.kind === 'customers' ? 'identify' : undefined;
-    const valid: { message: ParsedMessage; plan: PlanResult }[] = [];
+    const valid: { index: number; message: ParsedMessage; plan: PlanResult }[] = [];
     // Only a check, not counted: the Collector counts these messages in the plan's statistics when it processes them.
-    for (const { raw, bytes } of messages) {
+    for (const [index, { raw, bytes }] of messages.entries()) {
       const parsed = parseMessage(raw, kind, receivedAt, bytes);
       if (!parsed.ok) continue;
       const { name, data } = planInput(parsed.message);
       const plan = catalog.check(parsed.message.kind, name, data);
-      if (plan.ok) valid.push({ message: parsed.message, plan });
+      if (plan.ok) valid.push({ index, message: parsed.message, plan });
     }
     return valid;
   }
@@ -1309,11 +1355,20 @@ class ImportRun {
     return fieldAllowed(field, this.#predicted, this.#predictedExplicit, this.#describes);
   }
 
-  /** Dry run: the envelope and the tracking plan as the pipeline checks them; the gate predicted from the purposes' bases. */
-  #predict(messages: readonly { raw: unknown; bytes: number }[]): ItemResult[] {
-    const { catalog } = this.#deps;
+  /**
+   * Dry run: the envelope and the tracking plan as the pipeline checks them, duplicates as the import answers them
+   * (#repeated), then the suppression list, the gate predicted from the purposes' bases and identifiers the identity
+   * rules refuse (blocked or malformed values), in the pipeline's order. Reads only.
+   */
+  async #predict(messages: readonly { raw: unknown; bytes: number }[]): Promise<ItemResult[]> {
+    const { catalog, identity, storage, consent } = this.#deps;
+    const { source } = this.#options;
     const now = Date.now();
-    return messages.map(({ raw, bytes }, index): ItemResult => {
+    const checked: { index: number; message: ParsedMessage; plan: PlanResult; lookup: ResolveItem }[] = [];
+    const repeated = await this.#repeated(messages);
+    const results = messages.map(({ raw, bytes }, index): ItemResult | undefined => {
+      const duplicate = repeated.get(index);
+      if (duplicate !== undefined) return duplicate;
       const parsed = parseMessage(raw, this.#options.kind === 'customers' ? 'identify' : undefined, now, bytes);
       if (!parsed.ok) return { index, messageId: parsed.messageId, status: 'invalid', code: parsed.code, detail: parsed.detail };
       const m = parsed.message;
@@ -1321,18 +1376,50 @@ class ImportRun {
       const { name, data } = planInput(m);
       const plan = catalog.check(m.kind, name, data);
       if (!plan.ok) return { index, messageId: m.messageId, status: 'invalid', code: plan.code ?? 'CATALOG_EVENT_INVALID', violations: plan.violations, dropped: plan.dropped };
-      const allowed = servedPurposes(plan, plan.purposes.filter((p) => this.#predicted.includes(p)), this.#predictedExplicit, this.#describes);
-      const refusedFields = plan.fields.filter((f) => !this.#predictedAllowed(f)).map((f) => f.path);
-      if (allowed.length === 0) return { index, messageId: m.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: plan.dropped };
-      return { index, messageId: m.messageId, status: 'stored', purposes: allowed, dropped: plan.dropped, refusedFields };
+      checked.push({ index, message: m, plan, lookup: { identifiers: identifiersOf(m, plan.data.traits, plan.data.context), source, messageId: m.messageId, at: m.occurredAt } });
+      return undefined;
     });
+    if (checked.length === 0) return results as ItemResult[];
+    const suppressed = await identity.isSuppressedBatch(storage.raw, checked.map((c) => c.lookup));
+    // Someone with no identifier left is nobody: the import records no consent for them, and the gate lets through only
+    // the purposes that need no consent record.
+    const forNobody = this.#predicted.filter((p) => (consent.purpose(p)?.basis ?? 'consent') !== 'consent');
+    checked.forEach(({ index, message: m, plan, lookup }, i) => {
+      if (suppressed[i]) {
+        results[index] = { index, messageId: m.messageId, status: 'suppressed', code: 'COLLECT_SUBJECT_SUPPRESSED' };
+        return;
+      }
+      const nobody = !lookup.identifiers.some((id) => identity.normalize(id) !== undefined);
+      const allowed = nobody
+        ? servedPurposes(plan, plan.purposes.filter((p) => forNobody.includes(p)), [], this.#describes)
+        : servedPurposes(plan, plan.purposes.filter((p) => this.#predicted.includes(p)), this.#predictedExplicit, this.#describes);
+      if (allowed.length === 0) {
+        results[index] = { index, messageId: m.messageId, status: 'refused', code: 'COLLECT_NO_LAWFUL_BASIS', dropped: plan.dropped };
+        return;
+      }
+      if (nobody) {
+        // The gate let it through, but resolution finds no one to store it for (as the pipeline answers it).
+        results[index] = { index, messageId: m.messageId, status: 'invalid', code: 'COLLECT_IDENTITY_MISSING', detail: 'blocked' };
+        return;
+      }
+      const refusedFields = plan.fields.filter((f) => !this.#predictedAllowed(f)).map((f) => f.path);
+      results[index] = { index, messageId: m.messageId, status: 'stored', purposes: allowed, dropped: plan.dropped, refusedFields };
+    });
+    return results as ItemResult[];
   }
 }
+
+/**
+ * A message id of the run, whatever its row's time: every row is received during the run, so the recent ids
+ * (collect_recent_ids) make a later one a duplicate of an earlier one stored.
+ */
+const runKey = (source: string, messageId: string): string => `${source}\u0000${messageId}`;
 
 /** A value-free explanation of a result: field paths and rules, never what the row held. */
 function describe(result: ItemResult, basis: ConfiguredBasis, kind: ImportKind): string {
   switch (result.status) {
     case 'duplicate':
+      if (result.detail !== undefined) return result.detail;
       return kind === 'events' ? 'stored earlier (same source and message id; an event is stored once, whatever the basis)' : 'stored earlier (same source, time and message id)';
     case 'suppressed':
       return 'the person was erased';

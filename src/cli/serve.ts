@@ -104,7 +104,15 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     // their `expired` ledger entry (decisions treat them so anyway), and people whose GPC opt-out is in force the GPC
     // refusal of every purpose flagged sale/sharing or targeted advertising that the sweep at the flag's change missed
     // (a signal another server recorded with the flags of the second before).
-    let refreshing = false;
+    /** Runs `run` every `ms`, skipping a turn while the previous run is still going. */
+    const oneAtATime = (what: string, ms: number, run: () => Promise<unknown>) => {
+      let running = false;
+      return setInterval(() => {
+        if (running) return;
+        running = true;
+        background.track(what, run().finally(() => (running = false)));
+      }, ms);
+    };
     const consentHousekeeping = () =>
       background.track(
         'consent expiry and GPC opt-outs',
@@ -115,17 +123,11 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
           .catch((err: unknown) => kernel.logger.warn({ err }, 'GPC opt-outs of flagged purposes not written')),
       );
     housekeeping.push(
-      setInterval(() => {
-        if (refreshing) return;
-        refreshing = true;
-        background.track(
-          'configuration refresh',
-          refreshConfiguration(kernel)
-            .catch((err: unknown) => kernel.logger.warn({ err }, 'configuration refresh failed'))
-            .then(checkPlanWarnings)
-            .finally(() => (refreshing = false)),
-        );
-      }, 1_000),
+      oneAtATime('configuration refresh', 1_000, () =>
+        refreshConfiguration(kernel)
+          .catch((err: unknown) => kernel.logger.warn({ err }, 'configuration refresh failed'))
+          .then(checkPlanWarnings),
+      ),
       // Plan counts of messages that stored nothing (others are written with the events they describe).
       setInterval(() => background.track('plan counts', kernel.catalog.flushStats().catch((err: unknown) => kernel.logger.warn({ err }, 'plan counts not written'))), 10_000),
       setInterval(consentHousekeeping, 3_600_000),
@@ -156,23 +158,16 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     // A merge or unmerge whose consent propagation failed (or another process left unapplied) is run again within about
     // two seconds, not only at the next merge or start; its person is gated as it will be meanwhile. Nothing pending:
     // nothing is read.
-    let retrying = false;
     housekeeping.push(
-      setInterval(() => {
-        if (retrying) return;
-        retrying = true;
-        background.track(
-          'pending merges',
-          kernel.identity
-            .retryPending()
-            .then(({ applied, failed }) => {
-              if (applied > 0) kernel.logger.info({ applied }, 'merges and unmerges left unapplied applied');
-              if (failed.length > 0) kernel.logger.warn({ err: failed[0]?.error, mergeIds: failed.slice(0, 20).map((f) => f.mergeId), failed: failed.length }, 'merge or unmerge listeners failed again; retried in a second');
-            })
-            .catch((err: unknown) => kernel.logger.warn({ err }, 'pending merges not retried'))
-            .finally(() => (retrying = false)),
-        );
-      }, 1_000),
+      oneAtATime('pending merges', 1_000, () =>
+        kernel.identity
+          .retryPending()
+          .then(({ applied, failed }) => {
+            if (applied > 0) kernel.logger.info({ applied }, 'merges and unmerges left unapplied applied');
+            if (failed.length > 0) kernel.logger.warn({ err: failed[0]?.error, mergeIds: failed.slice(0, 20).map((f) => f.mergeId), failed: failed.length }, 'merge or unmerge listeners failed again; retried in a second');
+          })
+          .catch((err: unknown) => kernel.logger.warn({ err }, 'pending merges not retried')),
+      ),
     );
     housekeeping.push(setInterval(() => background.track('model refit', kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed'))), 300_000));
     // PostgreSQL's planner statistics, where autovacuum has not refreshed them (it is off on some servers): at start,

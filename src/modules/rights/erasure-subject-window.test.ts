@@ -126,6 +126,32 @@ describeEachDialect('an erasure and what was linked to the person after its subj
     assert.deepEqual(new Set((await erasureRow(requestId)).profileIds), new Set([subject.profileId, into]));
   });
 
+  /**
+   * Runs `act`; when its transaction has resolved identifiers naming `watch` (linked them, not yet committed), starts
+   * `erase` and holds the transaction 300 ms: the erasure must wait for it.
+   */
+  const eraseWhileResolving = async (watch: string, erase: () => Promise<unknown>, act: () => Promise<void>) => {
+    const { identity } = ctx.kernel;
+    const resolveBatch = identity.resolveBatch.bind(identity);
+    let erasing: Promise<unknown> | undefined;
+    let settled = false;
+    identity.resolveBatch = async (tx, items) => {
+      const resolutions = await resolveBatch(tx, items);
+      if (erasing === undefined && items.some((item) => item.identifiers.some((i) => i.value === watch))) {
+        erasing = erase();
+        erasing.then(() => (settled = true), () => (settled = true));
+        await sleep(300);
+      }
+      return resolutions;
+    };
+    try {
+      await act();
+    } finally {
+      identity.resolveBatch = resolveBatch;
+    }
+    return { erasing, settledEarly: () => settled };
+  };
+
   it('waits for an ingestion transaction that linked a device before the erasure took its lock, and erases that device too', async () => {
     const kim = person(`window-inflight-${dialect}`);
     await ingestPerson(ctx.kernel, kim, 1);
@@ -134,27 +160,12 @@ describeEachDialect('an erasure and what was linked to the person after its subj
     const watch = `anon-window-watch-${dialect}`;
     const requestId = `req-window-inflight-${dialect}`;
     // The erasure starts right after the group's transaction resolved (linked the new device), before it commits.
-    const { identity } = ctx.kernel;
-    const resolveBatch = identity.resolveBatch.bind(identity);
-    let erasing: Promise<unknown> | undefined;
-    let settledEarly = false;
-    identity.resolveBatch = async (tx, items) => {
-      const resolutions = await resolveBatch(tx, items);
-      if (erasing === undefined && items.some((item) => item.identifiers.some((i) => i.value === watch))) {
-        erasing = ctx.kernel.erasure.erase(subject, { requestId }, CLI_ACTOR);
-        erasing.then(() => (settledEarly = true), () => (settledEarly = true));
-        await sleep(300);
-      }
-      return resolutions;
-    };
-    let sent;
-    try {
+    let sent: Awaited<ReturnType<typeof sendMessages>> = [];
+    const { erasing, settledEarly } = await eraseWhileResolving(watch, () => ctx.kernel.erasure.erase(subject, { requestId }, CLI_ACTOR), async () => {
       sent = await sendMessages(ctx.kernel, [{ type: 'track', messageId: `window-inflight-1-${dialect}`, userId: kim.userId, anonymousId: watch, event: 'Product Viewed', properties: { product_id: kim.productId } }]);
-    } finally {
-      identity.resolveBatch = resolveBatch;
-    }
+    });
     assert.ok(erasing, 'the erasure started inside the group transaction');
-    assert.equal(settledEarly, false, 'the erasure waited for the group transaction');
+    assert.equal(settledEarly(), false, 'the erasure waited for the group transaction');
     await erasing;
     // Stored before the erasure (and erased by it), or refused by the group's own check: never kept.
     assert.ok(sent.every((r) => r.status === 'stored' || r.status === 'suppressed'), JSON.stringify(sent));
@@ -174,28 +185,13 @@ describeEachDialect('an erasure and what was linked to the person after its subj
     const subject = await ctx.kernel.erasure.findSubject({ identifier: { type: 'user_id', value: kim.userId } });
     assert.ok(subject);
     const laptop = `anon-window-laptop-${dialect}`;
-    const { identity } = ctx.kernel;
-    const resolveBatch = identity.resolveBatch.bind(identity);
-    let erasing: Promise<unknown> | undefined;
-    let settledEarly = false;
-    identity.resolveBatch = async (tx, items) => {
-      const resolutions = await resolveBatch(tx, items);
-      if (erasing === undefined && items.some((item) => item.identifiers.some((i) => i.value === laptop))) {
-        erasing = ctx.kernel.erasure.erase(subject, { requestId: `req-window-subject-${dialect}` }, CLI_ACTOR);
-        erasing.then(() => (settledEarly = true), () => (settledEarly = true));
-        await sleep(300);
-      }
-      return resolutions;
-    };
-    try {
+    const { erasing, settledEarly } = await eraseWhileResolving(laptop, () => ctx.kernel.erasure.erase(subject, { requestId: `req-window-subject-${dialect}` }, CLI_ACTOR), async () => {
       // The banner's choice on Kim's laptop names her user id and the laptop's anonymous id: one transaction links them.
       const at = new Date().toISOString();
-      await identity.resolveSubject({ identifiers: [{ type: 'user_id', value: kim.userId }, { type: 'anonymous_id', value: laptop }], source: 'web', at });
-    } finally {
-      identity.resolveBatch = resolveBatch;
-    }
+      await ctx.kernel.identity.resolveSubject({ identifiers: [{ type: 'user_id', value: kim.userId }, { type: 'anonymous_id', value: laptop }], source: 'web', at });
+    });
     assert.ok(erasing, 'the erasure started inside the resolution transaction');
-    assert.equal(settledEarly, false, 'the erasure waited for the resolution transaction');
+    assert.equal(settledEarly(), false, 'the erasure waited for the resolution transaction');
     await erasing;
     assert.equal((await ctx.kernel.identity.suppressedOf([device(laptop)])).length, 1, 'the laptop is on the suppression list');
     assert.equal(await profileOf(laptop), null);

@@ -45,9 +45,9 @@ import { isoTime } from '../../shared/iso-time.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import { refreshConfiguration, type Catalog, type KeptField, type OutlineSection, type PlanResult } from '../catalog/index.ts';
-import { CONFIGURED_BASES, type ConfiguredBasis, type Consent } from '../consent/index.ts';
+import { CONFIGURED_BASES, type ConfiguredBasis, type Consent, type Decision } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
-import type { Identity, ResolveItem } from '../identity/index.ts';
+import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
 import { messageKey } from './collect.repo.ts';
 import { describesBy, fieldAllowed, servedPurposes, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
@@ -1259,6 +1259,7 @@ class ImportRun {
     const known = open.length > 0 ? await identity.lookupBatch(storage.raw, open.map((p) => p.lookup), { strongestOnly: true }) : [];
     const profiles = new Set(known.filter((id): id is string => id !== null));
     let unknown = open.filter((_, i) => known[i] === null);
+    const gate: ImportGate = { claimed: new Set(this.#claim.purposes), describes: this.#describes, consent };
     if (unknown.length > 0) {
       // A row the gate will refuse must link nobody and make nobody; resolving it here would commit that first. The gate
       // is predicted as it will decide once this import's consents are recorded: a purpose of the row is allowed when
@@ -1270,25 +1271,7 @@ class ImportRun {
       const weaker = await identity.lookupBatch(storage.raw, unknown.map((p) => p.lookup));
       const holders = [...new Set(weaker.filter((id): id is string => id !== null))];
       if (holders.length > 0) await consent.load(holders);
-      const claimed = new Set(this.#claim.purposes);
-      const storable = (id: string | null, plans: readonly PlanResult[]) => {
-        const allowed: string[] = [];
-        const explicit: string[] = [];
-        for (const purpose of new Set(plans.flatMap((plan) => plan.purposes))) {
-          const decision = id === null ? undefined : consent.decide(id, purpose);
-          if (decision?.allowed) {
-            allowed.push(purpose);
-            if (decision.explicit) explicit.push(purpose);
-          } else if (claimed.has(purpose) && (decision === undefined || decision.reason === 'no_record')) {
-            // Recorded by this import, explicit where the purpose asks for it (as #predictedExplicit).
-            allowed.push(purpose);
-            if (consent.purpose(purpose)?.explicit === true) explicit.push(purpose);
-          } else if (decision === undefined && (consent.purpose(purpose)?.basis ?? 'consent') !== 'consent') {
-            allowed.push(purpose);
-          }
-        }
-        return plans.some((plan) => servedPurposes(plan, allowed, explicit, this.#describes).length > 0);
-      };
+      const storable = (id: string | null, plans: readonly PlanResult[]) => storableWith(gate, plans, (purpose) => (id === null ? undefined : consent.decide(id, purpose)));
       // The person the row is stored for: the one beside it, unless the row's strongest identifier cannot join them
       // (they hold as many of its type as a profile may, such as another user id): then someone new, as unknown.
       const heldTypes = new Map<string, Map<string, number>>();
@@ -1309,11 +1292,7 @@ class ImportRun {
       // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's
       // address is someone new). Checked again where profiles are made (an erasure committed since the check above:
       // nobody is made for it).
-      const links = unknown.map((p) => p.link);
-      const resolutions = await storage.raw.transaction(async (tx) => {
-        const erased = await identity.suppressedInGroup(tx, links);
-        return identity.resolveBatch(tx, links.filter((_, i) => !erased[i]));
-      });
+      const resolutions = await resolveGated(this.#deps, gate, unknown);
       const merges = resolutions.flatMap((r) => r.merges);
       if (merges.length > 0) await identity.notifyMerges(merges);
       for (const r of resolutions) if (r.profileId !== null) profiles.add(r.profileId);
@@ -1406,6 +1385,107 @@ class ImportRun {
       results[index] = { index, messageId: m.messageId, status: 'stored', purposes: allowed, dropped: plan.dropped, refusedFields };
     });
     return results as ItemResult[];
+  }
+}
+
+/** What the gate of an import with basis consent needs to judge a row for a person: the purposes it claims. */
+interface ImportGate {
+  claimed: ReadonlySet<string>;
+  describes: DescribesCategory;
+  consent: Consent;
+}
+
+/**
+ * Whether the gate will store one of a person's rows once the import's consents are recorded: a purpose of the rows is
+ * allowed when the person's decision allows it (`decisionOf`; undefined: nobody known), or when the import claims it
+ * and the person has no record of it (recorded by this import, explicit where the purpose asks for it), or, for
+ * nobody known, when it needs no consent record; the rows are stored when they serve one of them as the gate counts it
+ * (servedPurposes).
+ */
+function storableWith(gate: ImportGate, plans: readonly PlanResult[], decisionOf: (purpose: string) => Decision | undefined): boolean {
+  const { claimed, consent } = gate;
+  const allowed: string[] = [];
+  const explicit: string[] = [];
+  for (const purpose of new Set(plans.flatMap((plan) => plan.purposes))) {
+    const decision = decisionOf(purpose);
+    if (decision?.allowed) {
+      allowed.push(purpose);
+      if (decision.explicit) explicit.push(purpose);
+    } else if (claimed.has(purpose) && (decision === undefined || decision.reason === 'no_record')) {
+      allowed.push(purpose);
+      if (consent.purpose(purpose)?.explicit === true) explicit.push(purpose);
+    } else if (decision === undefined && (consent.purpose(purpose)?.basis ?? 'consent') !== 'consent') {
+      allowed.push(purpose);
+    }
+  }
+  return plans.some((plan) => servedPurposes(plan, allowed, explicit, gate.describes).length > 0);
+}
+
+/** Thrown inside resolveGated's transaction (rolling it back): consent to load first, or rows to leave out. */
+class ResolveAgain extends Error {
+  readonly load: readonly string[];
+  readonly refused: ReadonlySet<number>;
+  constructor(load: readonly string[], refused: ReadonlySet<number>) {
+    super('resolve again');
+    this.load = load;
+    this.refused = refused;
+  }
+}
+
+/**
+ * Resolves the rows of people nobody knew when the import looked them up, as the pipeline resolves a group
+ * (collect.service #regateBeforeLinking): inside the transaction, before it commits, each resolution is gated for the
+ * person it lands on, with the consent that person will have once the merges it makes are applied (every merged
+ * profile's refusals, withdrawals, GPC opt-outs and restrictions bind it; a profile made by this transaction has no
+ * record). A row that person would refuse is left out and the resolution made again without it, so that it links,
+ * merges and makes nothing; the consent of people not loaded for this write is loaded first. Rows an erasure
+ * committed meanwhile suppressed are left out too.
+ */
+async function resolveGated(deps: CsvImportDeps, gate: ImportGate, people: readonly { link: ResolveItem; plans: readonly PlanResult[] }[]): Promise<Resolution[]> {
+  const { storage, identity, consent } = deps;
+  const fresh = new Set<string>();
+  let left = people;
+  for (let round = 0; ; round++) {
+    if (round > 2 * people.length + 2) throw new Error('identity resolution did not settle');
+    try {
+      return await storage.raw.transaction(async (tx) => {
+        const erased = await identity.suppressedInGroup(tx, left.map((p) => p.link));
+        left = left.filter((_, i) => !erased[i]);
+        const resolutions = await identity.resolveBatch(tx, left.map((p) => p.link));
+        const merges = resolutions.flatMap((r) => r.merges);
+        const made = new Set(resolutions.flatMap((r) => (r.created && r.holder !== null ? [r.holder] : [])));
+        const intoOf = new Map(merges.map((m) => [m.from, m.into]));
+        const survivorOf = (id: string) => {
+          let at = id;
+          for (let next = intoOf.get(at); next !== undefined; next = intoOf.get(at)) at = next;
+          return at;
+        };
+        const mergedInto = new Map<string, string[]>();
+        for (const m of merges) mergedInto.set(survivorOf(m.into), [...(mergedInto.get(survivorOf(m.into)) ?? []), m.from]);
+        const load = new Set<string>();
+        for (const r of resolutions) {
+          if (r.profileId === null) continue;
+          for (const id of [r.profileId, ...(mergedInto.get(r.profileId) ?? [])]) if (!made.has(id) && (!fresh.has(id) || !consent.isLoaded(id))) load.add(id);
+        }
+        if (load.size > 0) throw new ResolveAgain([...load], new Set());
+        const refused = new Set<number>();
+        resolutions.forEach((r, i) => {
+          const person = left[i];
+          if (r.profileId === null || person === undefined) return;
+          const decisions = consent.decideMerged(r.profileId, mergedInto.get(r.profileId) ?? [], [...new Set(person.plans.flatMap((plan) => plan.purposes))], made);
+          if (!storableWith(gate, person.plans, (purpose) => decisions.get(purpose))) refused.add(i);
+        });
+        if (refused.size > 0) throw new ResolveAgain([], refused);
+        return resolutions;
+      });
+    } catch (error) {
+      if (!(error instanceof ResolveAgain)) throw error;
+      if (error.load.length > 0) {
+        await consent.load(error.load);
+        for (const id of error.load) fresh.add(id);
+      }
+      left = left.filter((_, i) => !error.refused.has(i));
+    }
   }
 }
 

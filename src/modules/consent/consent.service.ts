@@ -1857,6 +1857,16 @@ export class Consent {
    * no record; every other one must be loaded (CONSENT_SUBJECT_NOT_LOADED).
    */
   allowedPurposesMerged(intoId: string, fromIds: readonly string[], purposes: readonly string[], unstored: ReadonlySet<string> = NO_IDS): string[] {
+    const decisions = this.decideMerged(intoId, fromIds, purposes, unstored);
+    return purposes.filter((purpose) => decisions.get(purpose)?.allowed === true);
+  }
+
+  /**
+   * decide() for each of `purposes`, as allowedPurposesMerged() takes it: for `intoId` once the profiles `fromIds` are
+   * merged into it, with the reason of every refusal (`no_record` where no merged profile has a record). Profiles in
+   * `unstored` have no state yet (made by the transaction asking).
+   */
+  decideMerged(intoId: string, fromIds: readonly string[], purposes: readonly string[], unstored: ReadonlySet<string> = NO_IDS): Map<string, Decision> {
     const stateOf = (id: string): SubjectState | undefined => {
       const state = this.#cache.peek(id);
       if (state === undefined && !unstored.has(id)) throw new CandorError('CONSENT_SUBJECT_NOT_LOADED');
@@ -1879,10 +1889,12 @@ export class Consent {
       flags = unionFlags(flags, from.flags);
     }
     const atMs = Date.now();
-    return purposes.filter((purpose) => {
+    const decisions = new Map<string, Decision>();
+    for (const purpose of purposes) {
       const runtime = this.#purposes.get(purpose);
-      return runtime !== undefined && decideFor(runtime, merged.get(purpose), atMs, flags).allowed;
-    });
+      decisions.set(purpose, runtime === undefined ? UNKNOWN_PURPOSE : decideFor(runtime, merged.get(purpose), atMs, flags));
+    }
+    return decisions;
   }
 
   // ------------------------------------------------------------------------------------------------------------

@@ -454,7 +454,7 @@ export class CollectRetention implements RetentionHandler {
         const personal = async () => {
           if (row.data_enc === null) return null;
           try {
-            return JSON.parse(await this.#keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT)) as Record<string, unknown>;
+            return JSON.parse(await this.#keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT, row.profile_id)) as Record<string, unknown>;
           } catch {
             // Unreadable (key destroyed): the envelope holds nothing anyone can use; it is dropped.
             return {};

@@ -1001,7 +1001,7 @@ export class Collector {
           receivedAt: row.received_at,
           purposes: JSON.parse(row.purposes) as string[],
           data,
-          personal: masked ? 'masked' : row.data_enc === null ? null : (JSON.parse(await keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT)) as Record<string, unknown>),
+          personal: masked ? 'masked' : row.data_enc === null ? null : (JSON.parse(await keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT, row.profile_id)) as Record<string, unknown>),
         };
       }),
     );

@@ -124,7 +124,7 @@ export class CollectSubjectData implements SubjectDataHandler {
       let unreadable = false;
       if (row.data_enc !== null) {
         try {
-          personal = JSON.parse(await this.#deps.keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT));
+          personal = JSON.parse(await this.#deps.keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT, row.profile_id));
         } catch {
           // The subject's data key is destroyed: nothing readable is left of the personal part.
           unreadable = true;

@@ -430,8 +430,12 @@ export class Keyring {
     return encryptField(dk.key, dk, plaintext, context, frameOf(dk, context));
   }
 
-  /** Decrypts a field value; fails with CRYPTO_KEY_DESTROYED once the subject's key was destroyed. */
-  async decrypt(ciphertext: string, context: string): Promise<string> {
+  /**
+   * Decrypts a field value; fails with CRYPTO_KEY_DESTROYED once the subject's key was destroyed. `subjectId`, where the
+   * reader knows whose value it is (the profile of the event or trait row), binds it to that person: a ciphertext
+   * sealed with another subject's data key (copied from another person's row) fails with CRYPTO_DECRYPT_FAILED.
+   */
+  async decrypt(ciphertext: string, context: string, subjectId?: string): Promise<string> {
     const { keyId } = parseEnvelope(ciphertext);
     let dk = await this.#fresh(this.#byKeyId.get(keyId));
     if (!dk) {
@@ -442,6 +446,7 @@ export class Keyring {
       }
       dk = this.#remember(this.#unwrap(row));
     }
+    if (subjectId !== undefined && dk.subjectId !== subjectId) throw new CandorError('CRYPTO_DECRYPT_FAILED', { keyId, reason: 'sealed for another subject' });
     return decryptField(dk.key, ciphertext, context);
   }
 

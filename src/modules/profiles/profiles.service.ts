@@ -324,7 +324,7 @@ export class Profiles {
     for (const row of await this.#repo.encryptedTraitsOf(ids)) {
       if (this.#digests.has(row.value)) continue;
       try {
-        this.#remember(row.value, this.#digest(await this.#keyring.decrypt(row.value, context(row.key))));
+        this.#remember(row.value, this.#digest(await this.#keyring.decrypt(row.value, context(row.key), row.profile_id)));
       } catch (error) {
         // An unreadable stored value is simply treated as changed by the next write.
         if (!isCandorError(error)) throw error;
@@ -564,11 +564,14 @@ export class Profiles {
     await this.#repo.reviseComputed(tx, rows);
   }
 
-  /** A stored value as a reader sees it; `plan`: the plan in force, taken once by the read (masked reads only). */
-  async #read(value: string, encrypted: number, key: string, decrypt: boolean, plan: PlanFields | undefined): Promise<{ value: unknown; state: ValueState }> {
+  /**
+   * A stored value as a reader sees it; `plan`: the plan in force, taken once by the read (masked reads only);
+   * `profileId`: the profile of the trait row, whose data key must have sealed it.
+   */
+  async #read(value: string, encrypted: number, key: string, decrypt: boolean, plan: PlanFields | undefined, profileId: string): Promise<{ value: unknown; state: ValueState }> {
     if (encrypted === 0 && (decrypt || shownInClear(plan, key))) return { value: JSON.parse(value) as unknown, state: 'plain' };
     if (!decrypt) return { value: MASKED, state: 'masked' };
-    const json = await this.#plaintext(value, key);
+    const json = await this.#plaintext(value, key, profileId);
     return json === null ? { value: null, state: 'unreadable' } : { value: JSON.parse(json) as unknown, state: 'decrypted' };
   }
 
@@ -704,7 +707,7 @@ export class Profiles {
     const plan = options.decrypt ? undefined : this.#fields?.fieldsInForce();
     const traits: TraitView[] = [];
     for (const row of [...latest.values()].sort((a, b) => (a.key < b.key ? -1 : 1))) {
-      const { value, state } = await this.#read(row.value, row.encrypted, row.key, options.decrypt, plan);
+      const { value, state } = await this.#read(row.value, row.encrypted, row.key, options.decrypt, plan, row.profile_id);
       traits.push({
         key: row.key,
         value,
@@ -756,7 +759,7 @@ export class Profiles {
     const out = new Map<string, string>();
     for (const person of persons) {
       const row = received.get(person) ?? ((newest.get(person) as Row[])[0] as Row);
-      const { value, state } = await this.#read(row.value, row.encrypted, key, true, undefined);
+      const { value, state } = await this.#read(row.value, row.encrypted, key, true, undefined, row.profile_id);
       if (state !== 'unreadable' && value !== null && value !== undefined) out.set(person, String(value));
     }
     return out;
@@ -864,10 +867,13 @@ export class Profiles {
     return { changes: out, next: position === undefined ? null : historyCursor(position) };
   }
 
-  /** The JSON text of a stored personal value, or null when its data key is destroyed. */
-  async #plaintext(value: string, key: string): Promise<string | null> {
+  /**
+   * The JSON text of a stored personal value, or null when its data key is destroyed; `profileId` binds it to the
+   * profile whose row holds it (a trait row; history entries may hold a value another member of a merge sealed).
+   */
+  async #plaintext(value: string, key: string, profileId?: string): Promise<string | null> {
     try {
-      return await this.#keyring.decrypt(value, context(key));
+      return await this.#keyring.decrypt(value, context(key), profileId);
     } catch (error) {
       if (isCandorError(error, 'CRYPTO_KEY_DESTROYED') || isCandorError(error, 'CRYPTO_KEY_UNKNOWN')) return null;
       throw error;

@@ -193,10 +193,12 @@ export interface SweepContext {
   subjects(profileIds: readonly string[]): Promise<DataSubject[]>;
   /**
    * Deletes everything held about these people through every registered `SubjectDataHandler` and destroys their
-   * data keys, without suppressing their identifiers (a returning customer starts fresh). Returns rows deleted per
-   * store.
+   * data keys, without suppressing their identifiers (a returning customer starts fresh). Each person is checked again
+   * inside the transaction that deletes them, with ingestion kept out until it commits: a person whose profiles
+   * changed since (a merge, an unmerge) or for whom `stillDue` answers false is left alone. Returns rows deleted per
+   * store and the number of people deleted.
    */
-  forget(subjects: readonly DataSubject[], reason: string): Promise<EraseOutcome[]>;
+  forget(subjects: readonly DataSubject[], reason: string, stillDue?: (tx: SqlExecutor, subject: DataSubject) => Promise<boolean>): Promise<{ outcomes: EraseOutcome[]; people: number }>;
   /** The mark a rewrite rule reached in an earlier sweep, or null. */
   mark(rule: string): Promise<SweepMark | null>;
   /** Records a rule's mark inside the transaction of the batch that reached it. */

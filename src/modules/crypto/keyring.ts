@@ -4,8 +4,8 @@ import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
 import { makeRoom } from '../../shared/make-room.ts';
 import type { Logger } from '../../shared/logger.ts';
-import { Freshness, type Storage } from '../../storage/index.ts';
-import type { AuditLog } from '../audit/index.ts';
+import { Freshness, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { SubjectDataHandler } from '../../shared/subject-data.ts';
 import { CryptoSubjectData } from './crypto.subject-data.ts';
 import { CryptoRepo, type CryptoTables, type SubjectKeyRow } from './crypto.repo.ts';
@@ -457,24 +457,41 @@ export class Keyring {
    * transaction, last: a key destroyed always has its entry, and one whose entry cannot be written is not destroyed.
    */
   async destroySubjectKey(subjectId: string, actor: Actor, purpose: string): Promise<boolean> {
-    const cached = this.#bySubject.get(subjectId);
-    if (cached) this.#forget(cached);
+    this.forgetSubject(subjectId);
     const keyId = await this.#repo.transaction(async (tx) => {
-      const destroyed = await this.#repo.destroySubjectKeyIn(tx, subjectId);
-      await this.#audit.appendIn(tx, [
-        {
-          actor: actor.id,
-          role: actor.role,
-          action: 'crypto.data_key.destroy',
-          purpose,
-          subject: this.pseudonym('subject', subjectId),
-          resource: destroyed ? `data_key:${destroyed}` : null,
-          outcome: destroyed ? 'success' : 'failure',
-        },
-      ]);
+      const { destroyed, audit } = await this.destroySubjectKeyIn(tx, subjectId, actor, purpose);
+      await this.#audit.appendIn(tx, [audit]);
       return destroyed;
     });
     return keyId !== undefined;
+  }
+
+  /**
+   * destroySubjectKey inside the caller's transaction, which deletes what the key protects and appends the returned
+   * audit entry (`crypto.data_key.destroy`) with its own: the key goes with the rows, or neither does. Call
+   * forgetSubject() before (and after the commit, should a reader have loaded the key meanwhile). Returns the key id
+   * destroyed, or undefined when the subject had none.
+   */
+  async destroySubjectKeyIn(tx: SqlExecutor, subjectId: string, actor: Actor, purpose: string): Promise<{ destroyed: string | undefined; audit: AuditEvent }> {
+    const destroyed = await this.#repo.destroySubjectKeyIn(tx, subjectId);
+    return {
+      destroyed,
+      audit: {
+        actor: actor.id,
+        role: actor.role,
+        action: 'crypto.data_key.destroy',
+        purpose,
+        subject: this.pseudonym('subject', subjectId),
+        resource: destroyed ? `data_key:${destroyed}` : null,
+        outcome: destroyed ? 'success' : 'failure',
+      },
+    };
+  }
+
+  /** Lets go of a subject's data key held in this process (it is read again from the database when next needed). */
+  forgetSubject(subjectId: string): void {
+    const cached = this.#bySubject.get(subjectId);
+    if (cached) this.#forget(cached);
   }
 
   /**

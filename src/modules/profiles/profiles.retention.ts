@@ -357,11 +357,12 @@ export class ProfilesRetention implements RetentionHandler {
       const subjects = (await context.subjects(rows.map((r) => r.profile_id))).filter((s) => !seen.has(s.profileId));
       for (const s of subjects) seen.add(s.profileId);
       const inactive = await this.#withoutConsentActivity(await this.#allInactive(subjects, cutoff), cutoff, dryRun);
-      people += inactive.length;
-      if (!dryRun && inactive.length > 0) {
-        for (const outcome of await context.forget(inactive, `no activity since before ${cutoff} (${this.#policy.inactiveProfiles})`)) {
-          perStore.set(outcome.store, (perStore.get(outcome.store) ?? 0) + outcome.deleted);
-        }
+      if (dryRun) people += inactive.length;
+      else if (inactive.length > 0) {
+        // Judged again inside each person's deleting transaction: an event stored since counts as activity.
+        const done = await context.forget(inactive, `no activity since before ${cutoff} (${this.#policy.inactiveProfiles})`, async (tx, subject) => (await this.#activeIn(tx, subject.profileIds, cutoff)).size === 0);
+        people += done.people;
+        for (const outcome of done.outcomes) perStore.set(outcome.store, (perStore.get(outcome.store) ?? 0) + outcome.deleted);
       }
       if (rows.length < batchSize) break;
     }
@@ -370,14 +371,18 @@ export class ProfilesRetention implements RetentionHandler {
 
   /** The people none of whose profiles was active since the cutoff. */
   async #allInactive(subjects: readonly DataSubject[], cutoff: string): Promise<DataSubject[]> {
-    const members = subjects.flatMap((s) => s.profileIds);
-    if (members.length === 0) return [];
-    const active = new Set<string>();
-    for (let i = 0; i < members.length; i += 500) {
-      const rows = await this.#run(this.#db.selectFrom('profiles_computed').select('profile_id').where('profile_id', 'in', padded(members.slice(i, i + 500))).where(LAST_ACTIVE, '>=', cutoff));
-      for (const r of rows) active.add(r.profile_id);
-    }
+    const active = await this.#activeIn(this.#storage.raw, subjects.flatMap((s) => s.profileIds), cutoff);
     return subjects.filter((s) => s.profileIds.every((id) => !active.has(id)));
+  }
+
+  /** The profiles among `profileIds` active since the cutoff, read on `executor`. */
+  async #activeIn(executor: SqlExecutor, profileIds: readonly string[], cutoff: string): Promise<Set<string>> {
+    const active = new Set<string>();
+    for (let i = 0; i < profileIds.length; i += 500) {
+      const compiled = this.#db.selectFrom('profiles_computed').select('profile_id').where('profile_id', 'in', padded(profileIds.slice(i, i + 500))).where(LAST_ACTIVE, '>=', cutoff).compile();
+      for (const r of await executor.all<{ profile_id: string }>(compiled.sql, compiled.parameters)) active.add(r.profile_id);
+    }
+    return active;
   }
 
   /**

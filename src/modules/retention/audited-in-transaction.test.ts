@@ -52,12 +52,14 @@ describeEachDialect('retention: deletions audited before or with the change', (d
     await failsWhileAuditFails(ctx.kernel.audit, () => ctx.kernel.retention.sweep({ batchSize: 2 }), 'retention.subject.delete');
     assert.equal(await ctx.kernel.identity.canonical(profileId), profileId, 'nothing of the person deleted');
     assert.equal((await entries('retention.subject.delete', subject)).length, 0);
-    // The key went first, as designed (what is left is unreadable), with its own entry.
-    assert.equal(Number(await keyRows(profileId)), 0);
-    assert.equal((await entries('crypto.data_key.destroy', subject)).filter((e) => e.outcome === 'success').length, 1);
+    // The key is destroyed in the deleting transaction: it stays with the person, readable, and so does its entry.
+    assert.equal(Number(await keyRows(profileId)), 1);
+    assert.equal((await entries('crypto.data_key.destroy', subject)).length, 0);
 
     await ctx.kernel.retention.sweep({ batchSize: 2 });
     assert.equal(await ctx.kernel.identity.canonical(profileId), null);
+    assert.equal(Number(await keyRows(profileId)), 0);
+    assert.equal((await entries('crypto.data_key.destroy', subject)).filter((e) => e.outcome === 'success').length, 1);
     const [deleted, ...more] = await entries('retention.subject.delete', subject);
     assert.equal(more.length, 0);
     assert.equal(JSON.parse(deleted?.details ?? 'null').profiles, 1);

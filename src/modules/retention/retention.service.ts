@@ -1,8 +1,8 @@
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { DataSubject, DeletionAuditEntry, EraseOutcome, RetentionHandler, RetentionRule, SubjectDataHandler, SubjectDeletion, SweepContext, SweepCount } from '../../shared/subject-data.ts';
-import type { Storage } from '../../storage/index.ts';
-import type { AuditLog } from '../audit/index.ts';
+import type { SqlExecutor, Storage } from '../../storage/index.ts';
+import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity } from '../identity/index.ts';
 import { RetentionRepo } from './retention.repo.ts';
@@ -126,9 +126,10 @@ export class Retention {
         }
         return [...out.values()];
       },
-      forget: (subjects, reason) => {
-        forgotten.people += subjects.length;
-        return this.#forget(subjects, reason, actor, now);
+      forget: async (subjects, reason, stillDue) => {
+        const done = await this.#forget(subjects, reason, actor, now, stillDue);
+        forgotten.people += done.people;
+        return done;
       },
       mark: (rule) => this.#repo.mark(rule),
       setMark: (tx, rule, mark) => this.#repo.setMark(tx, rule, mark),
@@ -137,20 +138,33 @@ export class Retention {
 
   /**
    * Deletes people through every subject-data handler, one transaction per person (a person's rows are bounded;
-   * ingestion waits at most that long), after destroying their data keys: should the deletion fail, what is left
-   * is unreadable and the next sweep finds the person again. Identifiers are not suppressed. Handlers erase for
+   * ingestion waits at most that long), in which the person is judged again (same profiles, `stillDue`) and their data
+   * keys destroyed first: should the deletion fail, the person stays whole, keys included, and the next sweep finds
+   * them again. Identifiers are not suppressed. Handlers erase for
    * `inactivity`, at the sweep's `now`: what another rule keeps under a legal obligation (orders) stays until that rule
    * deletes it.
    * As an erasure does, the transaction then runs every handler's closeIn (what is still open on the person's behalf
    * closes, with its audit entries), and after the commit every handler's destroyKeys.
    */
-  async #forget(subjects: readonly DataSubject[], reason: string, actor: Actor, now: Date): Promise<EraseOutcome[]> {
-    const { storage, keyring, audit, subjectData } = this.#deps;
+  async #forget(subjects: readonly DataSubject[], reason: string, actor: Actor, now: Date, stillDue?: (tx: SqlExecutor, subject: DataSubject) => Promise<boolean>): Promise<{ outcomes: EraseOutcome[]; people: number }> {
+    const { storage, keyring, audit, subjectData, identity } = this.#deps;
     const totals = new Map<string, EraseOutcome>();
+    let people = 0;
     for (const subject of subjects) {
-      for (const id of subject.profileIds) await keyring.destroySubjectKey(id, actor, PURPOSE);
+      for (const id of subject.profileIds) keyring.forgetSubject(id);
       const deletion: SubjectDeletion = { reason: 'inactivity', requestId: null, actor, at: new Date().toISOString() };
       const outcomes = await storage.raw.transaction(async (tx) => {
+        // Ingestion groups in flight commit first and new ones wait until this one commits (PostgreSQL: the erasure
+        // lock; SQLite's write lock does that), so the person is judged again on what is committed: an event stored
+        // since the sweep looked (activity), or a merge or unmerge that changed who the person is, keeps them, and no
+        // event is stored for them once they are gone (the pipeline answers it `suppressed`).
+        await identity.lockForErasure(tx);
+        const current = await identity.linked({ profileIds: [subject.profileId], identifiers: [] }, tx);
+        if (current === null || !sameMembers(current, subject) || (stillDue !== undefined && !(await stillDue(tx, current)))) return null;
+        // The keys go with the rows, in this transaction: should it fail, the person stays whole and readable, and
+        // the next sweep finds them again.
+        const keyEntries: AuditEvent[] = [];
+        for (const id of subject.profileIds) keyEntries.push((await keyring.destroySubjectKeyIn(tx, id, actor, PURPOSE)).audit);
         const all: EraseOutcome[] = [];
         for (const handler of subjectData) all.push(...(await handler.erase(tx, subject, 'inactivity', now)));
         const closedEntries: DeletionAuditEntry[] = [];
@@ -164,6 +178,7 @@ export class Retention {
         // Audited in the deletion's own transaction, last (on PostgreSQL the audit head is held from here to the
         // commit): a person deleted always has the entry, and one whose entry cannot be written is not deleted.
         await audit.appendIn(tx, [
+          ...keyEntries,
           ...closedEntries,
           {
             actor: actor.id,
@@ -182,6 +197,9 @@ export class Retention {
         ]);
         return all;
       });
+      if (outcomes === null) continue;
+      people++;
+      for (const id of subject.profileIds) keyring.forgetSubject(id);
       // In-memory caches (identity, consent…) let go of the person, as after an erasure.
       for (const handler of subjectData) await handler.afterErase?.(subject);
       for (const handler of subjectData) await handler.destroyKeys?.(subject, deletion);
@@ -190,6 +208,13 @@ export class Retention {
         totals.set(o.store, { store: o.store, status: o.status, deleted: (prev?.deleted ?? 0) + o.deleted, ...(o.kept ? { kept: { count: (prev?.kept?.count ?? 0) + o.kept.count, reason: o.kept.reason } } : {}) });
       }
     }
-    return [...totals.values()];
+    return { outcomes: [...totals.values()], people };
   }
+}
+
+/** Whether two readings of a person name the same profiles. */
+function sameMembers(a: DataSubject, b: DataSubject): boolean {
+  if (a.profileId !== b.profileId || a.profileIds.length !== b.profileIds.length) return false;
+  const ids = new Set(a.profileIds);
+  return b.profileIds.every((id) => ids.has(id));
 }

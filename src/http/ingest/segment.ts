@@ -75,8 +75,9 @@ async function ingest(kernel: Kernel, request: FastifyRequest, reply: FastifyRep
   // (Fastify types a serializer's input as an object, whatever the schema.)
   const serialize = reply.compileSerializationSchema(resultList) as unknown as (list: readonly ItemResult[]) => string;
   const listed = await inSlices(listWithinBudget(results), (slice) => [serialize(slice).slice(1, -1)]);
-  // A request-wide Sec-GPC: 1, or a message's own context.gpc: the answer says the signal was honoured.
-  const gpcHonoured = gpc || results.some((r) => r.gpcHonoured === true);
+  // The answer says the signal was honoured when a message's result does (Sec-GPC: 1 or its own context.gpc, and the
+  // opt-out in force for it): not for a request whose messages were all invalid, or whose opt-out could not be written.
+  const gpcHonoured = results.some((r) => r.gpcHonoured === true);
   reply.code(200).type('application/json; charset=utf-8');
   return `{"success":true,${gpcHonoured ? '"gpcHonoured":true,' : ''}"results":[${listed.join(',')}]}`;
 }

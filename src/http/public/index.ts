@@ -12,13 +12,13 @@ const status = { type: 'object', properties: { status: { type: 'string' } }, req
 
 /** Health, readiness, metrics and the API description: no credential, no personal data. */
 export function registerPublicRoutes(app: FastifyInstance, kernel: Kernel, metrics: HttpMetrics): void {
-  app.get('/healthz', { config: { access: OPERATIONS }, schema: { tags: ['operations'], summary: 'The process is up.', response: { 200: status } } }, async () => ({
+  app.get('/healthz', { exposeHeadRoute: true, config: { access: OPERATIONS }, schema: { tags: ['operations'], summary: 'The process is up.', response: { 200: status } } }, async () => ({
     status: 'ok',
   }));
 
   app.get(
     '/readyz',
-    { config: { access: OPERATIONS }, schema: { tags: ['operations'], summary: 'The database is reachable, fully migrated and not full.', response: { 200: status } } },
+    { exposeHeadRoute: true, config: { access: OPERATIONS }, schema: { tags: ['operations'], summary: 'The database is reachable, fully migrated and not full.', response: { 200: status } } },
     async () => {
       try {
         await kernel.storage.ping();

@@ -23,6 +23,8 @@ export function registerWellKnownRoutes(app: FastifyInstance, kernel: Kernel): v
   app.get(
     '/.well-known/jwks.json',
     {
+      // Also answered to HEAD (as every public document): checkers probe with it.
+      exposeHeadRoute: true,
       config: { access: OPERATIONS },
       schema: {
         tags: ['consent'],
@@ -39,6 +41,7 @@ export function registerWellKnownRoutes(app: FastifyInstance, kernel: Kernel): v
   app.get(
     '/.well-known/gpc.json',
     {
+      exposeHeadRoute: true,
       config: { access: OPERATIONS },
       schema: {
         tags: ['consent'],

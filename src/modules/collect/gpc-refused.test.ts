@@ -68,6 +68,8 @@ describeEachDialect('GPC on a refused message', (dialect) => {
     try {
       const response = await send('/v1/track', { userId: 'gpc-ref-2', event: 'Product Viewed', properties: { product_id: 'p1' } }, { 'sec-gpc': '1' });
       assert.deepEqual(answer(response).results.map((r) => [r.status, r.gpcHonoured]), [['refused', undefined]]);
+      // Nor does the answer as a whole: no message of it had the signal honoured.
+      assert.equal(answer(response).gpcHonoured, undefined, response.body);
       // The failure is not lost: the operator is told (with no personal data: the source and how many messages).
       const logged = warned.find((args) => args[1] === 'GPC opt-out of refused messages not recorded');
       assert.ok(logged, JSON.stringify(warned.map((args) => args[1])));

@@ -40,6 +40,17 @@ describeEachDialect('consent over HTTP', (dialect) => {
     assert.match(GPC_LAST_UPDATE, /^\d{4}-\d{2}-\d{2}$/);
   });
 
+  it('answers HEAD on the public documents as GET, without a body (a GPC checker may probe with HEAD)', async () => {
+    for (const url of ['/.well-known/gpc.json', '/.well-known/jwks.json', '/healthz', '/readyz']) {
+      const response = await harness.server.app.inject({ method: 'HEAD', url });
+      assert.equal(response.statusCode, 200, `${url} ${response.body}`);
+      assert.match(String(response.headers['content-type']), /^application\/json/, url);
+      assert.equal(response.body, '', url);
+    }
+    // Only those: a HEAD elsewhere is still no route.
+    assert.equal((await harness.server.app.inject({ method: 'HEAD', url: '/v1/admin/consent/purposes' })).statusCode, 404);
+  });
+
   it('lists purposes to every staff role and lets only privacy staff change one', async () => {
     const listed = await harness.server.app.inject({ url: '/v1/admin/consent/purposes', headers: auth('analyst') });
     assert.equal(listed.statusCode, 200);

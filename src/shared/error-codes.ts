@@ -149,7 +149,7 @@ export const ERROR_CODES = {
   BACKUP_DIRECTORY_UNUSABLE: { category: 'invalid_input', message: 'The directory the backup was to be written to does not exist, is not a directory or takes no new files (details.reason: ENOENT, ENOTDIR, EACCES, EROFS); create it or choose another; nothing was written.' },
   BACKUP_FILE_EXISTS: { category: 'conflict', message: 'A file already exists where the backup was to be written; nothing was overwritten.' },
   BACKUP_FAILED: { category: 'internal', message: 'The backup or restore tool failed; see details (the database was left as it was).' },
-  BACKUP_TOOL_MISSING: { category: 'unavailable', message: 'The PostgreSQL client tool (pg_dump or pg_restore) is not installed or not on the PATH.' },
+  BACKUP_TOOL_MISSING: { category: 'unavailable', message: 'The PostgreSQL client tool (pg_dump, pg_restore or psql; details.tool) is not installed or not on the PATH.' },
   BACKUP_CORRUPT: { category: 'invalid_input', message: 'The backup file is damaged or not a database backup; nothing was changed.' },
   BACKUP_NOT_CANDOR: { category: 'invalid_input', message: 'The backup is a readable database but not a Candor database; nothing was changed.' },
   BACKUP_INTERRUPTED: { category: 'unavailable', message: 'The backup was interrupted by a signal (details.signal) before it was recorded: pg_dump was stopped, the partial copy removed and nothing recorded; run it again.' },

@@ -1,9 +1,10 @@
 // Backups of the database and their restore. SQLite: node:sqlite's online backup API, restore checked first (header,
 // integrity check, a Candor schema) and swapped in atomically with the server stopped. PostgreSQL: pg_dump -Fc and
-// pg_restore (checked with --list first, restored in one transaction). Before either swap the backup's applied migrations
-// are checked against the ones this code knows (a newer release's backup could not be opened once restored) and its
-// master key registrations against the key file, as a start would check them, so a backup the key file cannot open
-// (another deployment's, or one whose master key version was pruned) is refused with the live database untouched. The deletion ledger file lives outside the
+// pg_restore (checked with --list first; its script run by psql into the emptied schema, in one transaction). Before
+// either swap the backup's applied migrations are checked against the ones this code knows (a newer release's backup
+// could not be opened once restored) and its master key registrations against the key file, as a start would check
+// them, so a backup the key file cannot open (another deployment's, or one whose master key version was pruned) is
+// refused with the live database untouched. The deletion ledger file lives outside the
 // database and is never part of a backup: opening the kernel after a restore replays the erasures it lists. Both are
 // audited: a backup with the audit head it holds, a restore with the head of the log it discarded (the entries written
 // after the backup are gone from the database, and this entry is what puts that on record).
@@ -400,13 +401,7 @@ export function runningServer(dataDir: string): { pid: number | null } | null {
  * stopped (SIGTERM) and waited for, and the promise rejects with BACKUP_INTERRUPTED.
  */
 function pgTool(tool: string, args: readonly string[], databaseUrl: string, onLine?: (line: string) => void, signal?: AbortSignal): Promise<{ code: number; stdout: string; stderr: string }> {
-  const url = new URL(databaseUrl);
-  // The tool inherits this process's environment (PATH, PG* settings) and gets the password through it, not argv.
-  // eslint-disable-next-line no-restricted-syntax -- passed through to the child process, not read as configuration
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  if (url.password) env.PGPASSWORD = decodeURIComponent(url.password);
-  url.password = '';
-  const withUrl = args.map((a) => (a === '{url}' ? url.toString() : a));
+  const { env, withUrl } = pgToolSetup(args, databaseUrl);
   return new Promise((resolve, reject) => {
     const child = spawn(tool, withUrl, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -434,6 +429,104 @@ function pgTool(tool: string, args: readonly string[], databaseUrl: string, onLi
       if (onLine && stdout) onLine(stdout);
       resolve({ code: code ?? 1, stdout: onLine ? '' : stdout, stderr });
     });
+  });
+}
+
+/**
+ * A PostgreSQL client tool's environment and arguments: this process's environment (PATH, PG* settings) with the
+ * password in PGPASSWORD, never on the command line, and `{url}` in `args` replaced by the URL without it.
+ */
+function pgToolSetup(args: readonly string[], databaseUrl: string): { env: NodeJS.ProcessEnv; withUrl: string[] } {
+  const url = new URL(databaseUrl);
+  // eslint-disable-next-line no-restricted-syntax -- passed through to the child process, not read as configuration
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (url.password) env.PGPASSWORD = decodeURIComponent(url.password);
+  url.password = '';
+  return { env, withUrl: args.map((a) => (a === '{url}' ? url.toString() : a)) };
+}
+
+/**
+ * Empties the schema Candor's tables live in (the session's current schema): every table, view, sequence, function,
+ * procedure, aggregate and type in it, with what depends on them (triggers, indexes, constraints), except the members
+ * of extensions. Sent ahead of pg_restore's script, in its transaction: what later migrations added (tables, functions,
+ * the commit-notice triggers on them) goes with the rest, so the schema becomes exactly the archive's. Without the
+ * timeouts a role may set, as pg_restore's script sets them (it follows a moment later); the messages of the nested
+ * BEGIN the script starts with, and of each DROP … IF EXISTS, are not wanted.
+ */
+const EMPTY_SCHEMA_SQL = `SET client_min_messages = error;
+SET statement_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+BEGIN;
+DO $candor_restore$
+DECLARE
+  item record;
+BEGIN
+  FOR item IN SELECT p.prokind, format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS name
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = current_schema()
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('DROP %s IF EXISTS %s CASCADE', CASE item.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, item.name);
+  END LOOP;
+  FOR item IN SELECT c.relkind, format('%I.%I', n.nspname, c.relname) AS name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('DROP %s IF EXISTS %s CASCADE', CASE item.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END, item.name);
+  END LOOP;
+  FOR item IN SELECT format('%I.%I', n.nspname, t.typname) AS name
+      FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+      WHERE n.nspname = current_schema() AND t.typtype IN ('d', 'e', 'r')
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('DROP TYPE IF EXISTS %s CASCADE', item.name);
+  END LOOP;
+END $candor_restore$;
+`;
+
+/**
+ * Restores a pg_dump archive in one transaction of one psql session: the schema emptied first (EMPTY_SCHEMA_SQL), then
+ * pg_restore's script (`--clean --if-exists --single-transaction`, read from its output as it writes it). Only the
+ * script's last statement commits: a pg_restore that fails or stops partway leaves psql a script without its COMMIT, and
+ * psql stops at the first failing statement (ON_ERROR_STOP), so the session ends with nothing changed. BACKUP_FAILED
+ * names the tool that failed first (pg_restore, or psql); BACKUP_TOOL_MISSING when one is not installed.
+ */
+function pgRestoreInto(databaseUrl: string, file: string): Promise<void> {
+  const restoreArgs = pgToolSetup(['--clean', '--if-exists', '--no-owner', '--single-transaction', '--file=-', file], databaseUrl);
+  const psqlArgs = pgToolSetup(['--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--dbname', '{url}'], databaseUrl);
+  return new Promise((resolve, reject) => {
+    const psql = spawn('psql', psqlArgs.withUrl, { env: psqlArgs.env, stdio: ['pipe', 'ignore', 'pipe'] });
+    const restore = spawn('pg_restore', restoreArgs.withUrl, { env: restoreArgs.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const stderr = { psql: '', pg_restore: '' };
+    let failed: CandorError | undefined;
+    let running = 2;
+    const fail = (error: CandorError) => {
+      failed ??= error;
+      // Whichever failed first is the cause; the other is stopped (psql ending without the COMMIT changes nothing).
+      restore.kill('SIGTERM');
+      psql.kill('SIGTERM');
+    };
+    const done = () => {
+      if (--running > 0) return;
+      if (failed) reject(failed);
+      else resolve();
+    };
+    psql.stderr.on('data', (chunk: Buffer) => (stderr.psql += chunk.toString('utf8')));
+    restore.stderr.on('data', (chunk: Buffer) => (stderr.pg_restore += chunk.toString('utf8')));
+    // psql gone (failed, or not installed) while the script is still being written to it: reported by its exit below.
+    psql.stdin.on('error', () => undefined);
+    psql.stdin.write(EMPTY_SCHEMA_SQL);
+    restore.stdout.pipe(psql.stdin);
+    for (const [tool, child] of [['psql', psql], ['pg_restore', restore]] as const) {
+      child.on('error', (error: NodeJS.ErrnoException) => {
+        fail(error.code === 'ENOENT' ? new CandorError('BACKUP_TOOL_MISSING', { tool }) : new CandorError('BACKUP_FAILED', { tool, message: error.message }));
+      });
+      child.on('close', (code, signal) => {
+        if (code !== 0) fail(new CandorError('BACKUP_FAILED', { tool, message: toolMessage(stderr[tool]) || `exit ${code ?? signal}` }));
+        done();
+      });
+    }
   });
 }
 
@@ -734,7 +827,9 @@ async function checkBackupKeys(target: RestoreTarget, file: string, { keys }: Ba
  * Replaces the database with a backup, after checking it (the file, its migrations against `migrations`, the ones this
  * code knows, and its master keys against the key file); nothing is changed when a check fails. Refused while a
  * server uses the data directory, which the restore keeps locked until it is done. SQLite: the file is swapped in with
- * one rename and the old -wal and -shm files (which belong to the replaced database) are removed first. PostgreSQL: pg_restore --clean in one transaction.
+ * one rename and the old -wal and -shm files (which belong to the replaced database) are removed first. PostgreSQL: the
+ * schema emptied and pg_restore's script run after it, in one transaction (pgRestoreInto): the schema becomes exactly
+ * the backup's (what later migrations added goes: a backup older than the code is migrated by the next start).
  * The audit log goes back to the backup's with the rest: the head it had is read first and recorded, with the
  * restored head and the backup's time, in a `retention.restore` entry appended right after the restored head.
  */
@@ -770,8 +865,7 @@ async function restoreLocked(target: RestoreTarget, file: string, actor: Actor, 
   const undoPending = savePendingRestore(target.dataDir, basename(file), revokedInReplaced, consentInReplaced);
   try {
     if (dialect === 'postgres') {
-      const result = await pgTool('pg_restore', ['--clean', '--if-exists', '--no-owner', '--single-transaction', '--exit-on-error', '--dbname', '{url}', file], target.databaseUrl);
-      if (result.code !== 0) throw new CandorError('BACKUP_FAILED', { tool: 'pg_restore', message: toolMessage(result.stderr) });
+      await pgRestoreInto(target.databaseUrl, file);
     } else {
       swapSqlite(target, file);
     }

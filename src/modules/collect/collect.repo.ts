@@ -347,7 +347,7 @@ export class CollectRepo {
 
   /**
    * Events of one name stored for a purpose (plain part only, with the plan version each was stored under: which of
-   * its fields the purpose may read), for purpose-bound reads by jobs.
+   * its fields the purpose may read), for purpose-bound reads by jobs; by profile, time and id (code point order).
    */
   purposeBoundEvents(profileIds: readonly string[], event: string, purpose: string): Promise<Pick<EventRow, 'profile_id' | 'occurred_at' | 'data' | 'plan_version'>[]> {
     if (profileIds.length === 0) return Promise.resolve([]);
@@ -358,10 +358,16 @@ export class CollectRepo {
       .where('kind', '=', 'track')
       .where('event', '=', event)
       .where('purposes', 'like', `%${JSON.stringify(purpose)}%`)
+      // Models fitted on what jobs read depend on its order (seeded k-means++ over customers in the order first read,
+      // sums in row order): the same rows come in the same order on both databases, whatever their collation or the
+      // table's physical order (a copy, a restore, VACUUM FULL). SQLite's index serves all but the id; PostgreSQL sorts.
+      .orderBy('profile_id', this.#byText)
+      .orderBy('occurred_at', this.#byText)
+      .orderBy('id', this.#byText)
       .execute();
   }
 
-  /** Page views and product views stored for a purpose (times only), for behavioural features. */
+  /** Page views and product views stored for a purpose (times only), for behavioural features; as purposeBoundEvents orders them. */
   purposeBoundActivity(profileIds: readonly string[], purpose: string): Promise<Pick<EventRow, 'profile_id' | 'occurred_at' | 'kind'>[]> {
     if (profileIds.length === 0) return Promise.resolve([]);
     return this.#db
@@ -370,6 +376,9 @@ export class CollectRepo {
       .where('profile_id', 'in', profileIds)
       .where((eb) => eb.or([eb('kind', '=', 'page'), eb.and([eb('kind', '=', 'track'), eb('event', '=', 'Product Viewed')])]))
       .where('purposes', 'like', `%${JSON.stringify(purpose)}%`)
+      .orderBy('profile_id', this.#byText)
+      .orderBy('occurred_at', this.#byText)
+      .orderBy('id', this.#byText)
       .execute();
   }
 

@@ -9,6 +9,17 @@ export type CryptoTables = {
 
 export type SubjectKeyRow = CryptoTables['crypto_subject_keys'];
 
+/** A key of the key file as a first start registers it: its key check value, and whether it is an older wrap version. */
+export interface FirstRegistration {
+  purpose: 'wrap' | 'pseudonym';
+  version: number;
+  checkValue: string;
+  retired: boolean;
+}
+
+/** The advisory lock ("CDKr") that serializes first starts' registrations of the key file on PostgreSQL. */
+const PG_KEY_REGISTRATION_LOCK = 0x43444b72;
+
 export const CRYPTO_MIGRATIONS: readonly ModuleMigration[] = [
   {
     name: '0001_crypto_keyring',
@@ -61,6 +72,23 @@ export class CryptoRepo {
 
   registeredKeys(): Promise<CryptoTables['crypto_master_keys'][]> {
     return this.#db.selectFrom('crypto_master_keys').selectAll().orderBy('purpose').orderBy('version').execute();
+  }
+
+  /**
+   * Registers the keys of a key file, older wrap versions retired, when the database has no key registered: in one
+   * transaction that excludes every other that asks (PostgreSQL: an advisory lock held to the commit; SQLite write
+   * transactions are serial), so starts at once on a new database register one key file, whole, and the others find
+   * it registered. Returns whether these keys were registered (false: another start's were, to be checked).
+   */
+  async registerFirstKeys(keys: readonly FirstRegistration[]): Promise<boolean> {
+    const insert = this.#db.insertInto('crypto_master_keys').values({ purpose: '', version: 0, check_value: '', created_at: '', retired_at: null }).compile().sql;
+    return this.#storage.raw.transaction(async (tx) => {
+      if (this.#storage.dialect === 'postgres') await tx.all('select pg_advisory_xact_lock($1)', [PG_KEY_REGISTRATION_LOCK]);
+      if ((await tx.all('SELECT purpose FROM crypto_master_keys LIMIT 1', [])).length > 0) return false;
+      const at = new Date().toISOString();
+      for (const k of keys) await tx.run(insert, [k.purpose, k.version, k.checkValue, at, k.retired ? at : null]);
+      return true;
+    });
   }
 
   async registerKey(purpose: 'wrap' | 'pseudonym', version: number, checkValue: string): Promise<void> {

@@ -8,7 +8,7 @@ import { Freshness, type SqlExecutor, type Storage } from '../../storage/index.t
 import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { SubjectDataHandler } from '../../shared/subject-data.ts';
 import { CryptoSubjectData } from './crypto.subject-data.ts';
-import { CryptoRepo, type CryptoTables, type SubjectKeyRow } from './crypto.repo.ts';
+import { CryptoRepo, type CryptoTables, type FirstRegistration, type SubjectKeyRow } from './crypto.repo.ts';
 import { decryptField, encryptField, fieldFrame, keyCheckValue, open, parseEnvelope, seal, type FieldFrame } from './envelope.ts';
 import { createKeyFile, generatedMarkerPath, markGenerated, newKey, readKeyFile, temporaryKeyFiles, withKeyFileLock, writeKeyFile, type KeyFile, type StoredKey } from './key-file.ts';
 
@@ -123,6 +123,15 @@ export async function checkKeyFile(keys: KeyFile, registered: readonly Registere
   return pruned;
 }
 
+/** The keys of a key file as a first start registers them: the wrap versions below the active one (the last) retired. */
+function firstRegistrations(keys: KeyFile): FirstRegistration[] {
+  const active = (keys.masterKeys.at(-1) as { version: number }).version;
+  return [
+    ...keys.masterKeys.map((k) => ({ purpose: 'wrap' as const, version: k.version, checkValue: keyCheckValue(k.key), retired: k.version < active })),
+    { purpose: 'pseudonym' as const, version: keys.pseudonymKey.version, checkValue: keyCheckValue(keys.pseudonymKey.key), retired: false },
+  ];
+}
+
 /** The wrap versions data keys use, for checkKeyFile. */
 async function usedWrapVersions(repo: CryptoRepo): Promise<ReadonlySet<number>> {
   return new Set(Object.keys(await repo.countByMasterVersion()).map(Number));
@@ -162,7 +171,7 @@ export class Keyring {
    */
   static async open(storage: Storage, audit: AuditLog, options: KeyringOptions): Promise<{ keyring: Keyring; generated: boolean }> {
     const repo = new CryptoRepo(storage);
-    const registered = await repo.registeredKeys();
+    let registered = await repo.registeredKeys();
     if (!existsSync(options.keyFile) && registered.length === 0 && options.allowGenerate) {
       markGenerated(options.keyFile);
       try {
@@ -175,13 +184,17 @@ export class Keyring {
     }
     const generated = existsSync(generatedMarkerPath(options.keyFile));
     const keys = readKeyFile(options.keyFile);
-    const pruned = await checkKeyFile(keys, registered, () => usedWrapVersions(repo));
-    const keyring = new Keyring(repo, audit, options.keyFile, keys, new Freshness(storage, ['crypto_subject_keys', 'crypto_destroyed_keys', 'crypto_master_keys']), options.cacheLimit ?? CACHE_LIMIT);
+    let firstStart = false;
     if (registered.length === 0) {
       // A first start: the keys of the file are registered, older versions retired; there is no rotation to complete.
-      for (const k of keyring.#keysInFile()) await repo.registerKey(k.purpose, k.version, keyCheckValue(k.key));
-      await repo.retireWrapKeysBelow(keyring.activeMasterVersion);
-    } else if (pruned.length > 0 || temporaryKeyFiles(options.keyFile).length > 0 || (await keyring.#rotationUnfinished(registered))) {
+      firstStart = await repo.registerFirstKeys(firstRegistrations(keys));
+      // Another start registered its key file first (servers starting at once on a new database): checked as at any start.
+      if (!firstStart) registered = await repo.registeredKeys();
+    }
+    const pruned = await checkKeyFile(keys, registered, () => usedWrapVersions(repo));
+    const keyring = new Keyring(repo, audit, options.keyFile, keys, new Freshness(storage, ['crypto_subject_keys', 'crypto_destroyed_keys', 'crypto_master_keys']), options.cacheLimit ?? CACHE_LIMIT);
+    if (firstStart) return { keyring, generated };
+    if (pruned.length > 0 || temporaryKeyFiles(options.keyFile).length > 0 || (await keyring.#rotationUnfinished(registered))) {
       try {
         const { skipped } = await withKeyFileLock(options.keyFile, () => keyring.#finishRotation());
         if (skipped.length > 0) {

@@ -16,7 +16,7 @@ export function registerTaxonomyRoutes(app: FastifyInstance, kernel: Kernel): vo
       config: { access: { audience: 'admin', roles: [...STAFF_ROLES], purpose: OPERATIONS } },
       schema: {
         tags: ['taxonomy'],
-        summary: 'One list of the taxonomy (built-in and custom entries).',
+        summary: 'One list of the taxonomy: built-in entries, then custom ones by key in code point order.',
         params: { type: 'object', properties: { kind: { type: 'string', enum: [...TAXONOMY_KINDS] } }, required: ['kind'] },
       },
     },

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import { textOrder, type ModuleMigration, type OrderModifiers, type SqlExecutor, type Storage } from '../../storage/index.ts';
 
 export type TaxonomyTables = {
   taxonomy_custom_entries: {
@@ -39,13 +39,17 @@ export const TAXONOMY_MIGRATIONS: readonly ModuleMigration[] = [
 /** Every SQL statement on the taxonomy tables. */
 export class TaxonomyRepo {
   readonly #db: Kysely<TaxonomyTables>;
+  /** Text in code point order on this database (textOrder); public: a new private member of an existing class breaks warm compile caches (docs/dev/conventions.md). */
+  readonly byText: OrderModifiers;
 
   constructor(storage: Storage) {
     this.#db = storage.db.withTables<TaxonomyTables>();
+    this.byText = textOrder(storage.dialect).asc;
   }
 
+  /** Every custom entry, by list and key in code point order (not the database's collation). */
   all(): Promise<CustomEntryRow[]> {
-    return this.#db.selectFrom('taxonomy_custom_entries').selectAll().orderBy('kind').orderBy('key').execute();
+    return this.#db.selectFrom('taxonomy_custom_entries').selectAll().orderBy('kind', this.byText).orderBy('key', this.byText).execute();
   }
 
   /** Inserts a custom entry inside the caller's transaction. */

@@ -1,6 +1,6 @@
 import type { Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import { Freshness, isUniqueViolation, type Storage } from '../../storage/index.ts';
+import { compareText, Freshness, isUniqueViolation, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import {
   DATA_CATEGORIES,
@@ -23,6 +23,9 @@ export const TAXONOMY_KINDS = [...EXTENSIBLE_KINDS, 'legal-bases', 'special-cate
 export type TaxonomyKind = (typeof TAXONOMY_KINDS)[number];
 
 const KEY_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$/;
+
+/** Custom entries by list and key, in code point order: as TaxonomyRepo.all reads them on both databases. */
+const byKindAndKey = (a: CustomEntryRow, b: CustomEntryRow): number => compareText(a.kind, b.kind) || compareText(a.key, b.key);
 
 export interface CustomEntryInput {
   key: string;
@@ -126,7 +129,7 @@ export class Taxonomy {
       });
   }
 
-  /** One list of the taxonomy, built-in entries first. */
+  /** One list of the taxonomy: built-in entries first, then custom ones by key in code point order. */
   list(kind: string): readonly object[] {
     if (!isKind(kind)) throw new CandorError('TAXONOMY_KIND_UNKNOWN', { kind });
     switch (kind) {
@@ -208,7 +211,7 @@ export class Taxonomy {
     }
     // Known here only once committed; a reload that read meanwhile may hold it already.
     this.#epoch++;
-    if (!this.#custom.some((r) => r.kind === row.kind && r.key === row.key)) this.#custom.push(row);
+    if (!this.#custom.some((r) => r.kind === row.kind && r.key === row.key)) this.#custom = [...this.#custom, row].sort(byKindAndKey);
     return (this.list(extensible) as Entry[]).find((e) => e.key === input.key) as object;
   }
 }

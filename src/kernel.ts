@@ -291,6 +291,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
             },
             latestPlanVersionIn: (tx) => catalog.latestVersionIn(tx),
             consentHistory: (id) => consent.history(id),
+            consentHistoryIn: (tx, id) => consent.historyIn(tx, id),
           },
           { inactiveProfiles: config.retentionInactiveProfiles },
         ),

@@ -655,6 +655,12 @@ export class ConsentRepo {
     return this.#db.selectFrom('consent_receipts').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
+  /** A subject's ledger entries, oldest first, read on `tx` (inside the caller's transaction). */
+  async historyIn(tx: SqlExecutor, subject: string): Promise<LedgerEntry[]> {
+    const compiled = this.#db.selectFrom('consent_ledger').selectAll().where('subject', '=', subject).orderBy('at').orderBy('id').compile();
+    return (await tx.all<LedgerRow>(compiled.sql, compiled.parameters)).map(entryFromRow);
+  }
+
   /** A subject's ledger entries, oldest first. */
   async history(subject: string): Promise<LedgerEntry[]> {
     const rows = await this.#db.selectFrom('consent_ledger').selectAll().where('subject', '=', subject).orderBy('at').orderBy('id').execute();

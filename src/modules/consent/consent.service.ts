@@ -935,6 +935,11 @@ export class Consent {
     return this.#repo.history(this.#keyring.pseudonym('subject', subjectId));
   }
 
+  /** history(), read inside the caller's transaction (what it sees committed, and its own writes). */
+  historyIn(tx: SqlExecutor, subjectId: string): Promise<LedgerEntry[]> {
+    return this.#repo.historyIn(tx, this.#keyring.pseudonym('subject', subjectId));
+  }
+
   /**
    * A person's ledger entries, oldest first: those of every one of their profiles (`identity.members`, the canonical
    * profile and the profiles merged into it), each naming its own profile's pseudonym in `subject`. A profile merged in

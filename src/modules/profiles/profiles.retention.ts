@@ -55,6 +55,8 @@ export interface ProfilesRetentionDeps {
   latestPlanVersionIn(tx: SqlExecutor): Promise<number>;
   /** A profile's consent ledger entries (`consent.history`): a change the person made counts as activity. */
   consentHistory(profileId: string): Promise<readonly { readonly mechanism: string; readonly at: string; readonly source?: string | null }[]>;
+  /** consentHistory read inside the caller's transaction (the deleting one judges the person again). */
+  consentHistoryIn(tx: SqlExecutor, profileId: string): Promise<readonly { readonly mechanism: string; readonly at: string; readonly source?: string | null }[]>;
 }
 
 /**
@@ -360,7 +362,7 @@ export class ProfilesRetention implements RetentionHandler {
       if (dryRun) people += inactive.length;
       else if (inactive.length > 0) {
         // Judged again inside each person's deleting transaction: an event stored since counts as activity.
-        const done = await context.forget(inactive, `no activity since before ${cutoff} (${this.#policy.inactiveProfiles})`, async (tx, subject) => (await this.#activeIn(tx, subject.profileIds, cutoff)).size === 0);
+        const done = await context.forget(inactive, `no activity since before ${cutoff} (${this.#policy.inactiveProfiles})`, (tx, subject) => this.#stillInactiveIn(tx, subject, cutoff));
         people += done.people;
         for (const outcome of done.outcomes) perStore.set(outcome.store, (perStore.get(outcome.store) ?? 0) + outcome.deleted);
       }
@@ -373,6 +375,18 @@ export class ProfilesRetention implements RetentionHandler {
   async #allInactive(subjects: readonly DataSubject[], cutoff: string): Promise<DataSubject[]> {
     const active = await this.#activeIn(this.#storage.raw, subjects.flatMap((s) => s.profileIds), cutoff);
     return subjects.filter((s) => s.profileIds.every((id) => !active.has(id)));
+  }
+
+  /**
+   * Inside the transaction that deletes a person (ingestion kept out): whether they are still inactive, on what is
+   * committed now — no event stored and no consent change made since the cutoff.
+   */
+  async #stillInactiveIn(tx: SqlExecutor, subject: DataSubject, cutoff: string): Promise<boolean> {
+    if ((await this.#activeIn(tx, subject.profileIds, cutoff)).size > 0) return false;
+    for (const id of subject.profileIds) {
+      for (const entry of await this.#deps.consentHistoryIn(tx, id)) if (isActivity(entry) && entry.at >= cutoff) return false;
+    }
+    return true;
   }
 
   /** The profiles among `profileIds` active since the cutoff, read on `executor`. */

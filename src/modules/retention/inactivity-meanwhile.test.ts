@@ -26,17 +26,21 @@ describeEachDialect('the inactivity rule judges a person again as it deletes the
   const ingest = (messages: Record<string, unknown>[], receivedAt: number) =>
     ctx.kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt, actor: CLI_ACTOR });
 
-  /** Runs `meanwhile` once, after the sweep has found the inactive people and before it deletes them. */
+  /**
+   * Runs `meanwhile` once, after the sweep has found the inactive people (its last read: their consent history) and
+   * before it deletes them.
+   */
   async function sweepWhile(meanwhile: () => Promise<unknown>, now: Date) {
     const consent = ctx.kernel.consent;
     const original = consent.history.bind(consent);
     let ran = false;
     (consent as { history: typeof consent.history }).history = async (...args) => {
+      const answer = await original(...args);
       if (!ran && (new Error().stack ?? '').includes('profiles.retention')) {
         ran = true;
         await meanwhile();
       }
-      return original(...args);
+      return answer;
     };
     try {
       return { report: await ctx.kernel.retention.sweep({ now, batchSize: 10 }), ran };
@@ -82,5 +86,24 @@ describeEachDialect('the inactivity rule judges a person again as it deletes the
     assert.equal(Number(keys?.n), 0);
     const actions = (await sql<{ action: string }>`SELECT action FROM audit_log WHERE subject = ${ctx.kernel.keyring.pseudonym('subject', profileId)} AND action IN ('retention.subject.delete', 'crypto.data_key.destroy') ORDER BY seq`.execute(ctx.kernel.storage.db)).rows.map((r) => r.action);
     assert.deepEqual(actions, ['crypto.data_key.destroy', 'retention.subject.delete']);
+  });
+
+  it('keeps a person who gave consent between the sweep finding them inactive and deleting them', async () => {
+    // An order stored for the service (no consent needed), then nothing for 30 months.
+    const [order] = await ingest([{ type: 'track', userId: 'u-consenting', messageId: 'cons-1', event: 'Order Completed', properties: { order_id: 'C-1', total: 20, currency: 'EUR' } }], Date.now());
+    assert.equal(order?.status, 'stored', JSON.stringify(order));
+    const profileId = await resolve('u-consenting');
+    const longAgo = months(new Date(), -30).toISOString();
+    await sql`UPDATE profiles_computed SET last_seen_at = ${longAgo}, last_received_at = ${longAgo}, last_active_day = ${longAgo.slice(0, 10)} WHERE profile_id = ${profileId}`.execute(ctx.kernel.storage.db);
+    const { report, ran } = await sweepWhile(async () => {
+      await ctx.kernel.consent.record(profileId, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_save' }, CLI_ACTOR);
+    }, new Date());
+    assert.ok(ran);
+    const people = report.counts.filter((c) => c.rule === 'profiles.inactive' && c.store === 'people').reduce((n, c) => n + c.count, 0);
+    assert.equal(people, 0, JSON.stringify(report.counts));
+    // The consent answered is in force for the person, who is still there.
+    assert.equal(await ctx.kernel.identity.canonical(profileId), profileId);
+    await ctx.kernel.consent.load([profileId]);
+    assert.equal(ctx.kernel.consent.decide(profileId, 'analytics.reporting').allowed, true);
   });
 });

@@ -48,7 +48,10 @@ describeEachDialect('candor serve: one server per data directory', (dialect) => 
       const lines: string[] = [];
       const code = await main(['node', 'candor', '--data-dir', env.dataDir, ...(env.databaseUrl ? ['--database-url', env.databaseUrl] : []), 'serve', '--host', '127.0.0.1', '--port', String(port)], (l) => lines.push(l), (l) => lines.push(l));
       assert.equal(code, 1, lines.join('\n'));
+      // A setting of the operator's, named by its own code, not an internal error.
+      assert.match(lines.join('\n'), /SERVE_LISTEN_FAILED/);
       assert.match(lines.join('\n'), /EADDRINUSE/);
+      assert.doesNotMatch(lines.join('\n'), /INTERNAL_ERROR/);
       assert.equal(process.listenerCount('SIGTERM'), handlers);
       claimDataDir(env.dataDir)();
     } finally {

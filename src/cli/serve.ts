@@ -6,6 +6,7 @@ import { refreshConfiguration } from '../modules/catalog/index.ts';
 import { claimDataDir } from '../modules/retention/index.ts';
 import { LIST_PLAN_WARNINGS, PlanWarningWatch, type PlanWarningSummary } from '../plan-warning-watch.ts';
 import { SYSTEM_ACTOR } from '../shared/actor.ts';
+import { CandorError } from '../shared/errors.ts';
 import { repeat, type Repeating } from '../shared/repeat.ts';
 
 /** Starts the server; on a first start outside production it also creates and prints the owner token once. */
@@ -62,7 +63,7 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
   const stopScoring = new AbortController();
   let forcedConnections = 0;
   try {
-    const address = await app.listen({ port: config.port, host: config.host });
+    const address = await listen(app, config);
     const base = config.publicUrl || address.replace('://[::1]', '://localhost');
     await kernel.audit.append({ actor: SYSTEM_ACTOR.id, role: SYSTEM_ACTOR.role, action: 'server.start', purpose: 'essential.service.operations', details: Object.fromEntries(describeConfig(config).map((line) => [line.key, line.value])) });
     // The first owner token is created only once the server listens, right before it is printed: a start that fails
@@ -280,4 +281,18 @@ async function drain(app: CandorServer['app'], stopping: Stopping, timeoutMs: nu
   }
   if (!(await within(stopping.settled(), timeoutMs, forceRequested))) logger.warn({ timeoutMs }, 'requests still being worked on at the shutdown deadline are abandoned');
   return forced;
+}
+
+/** The errors of listening that are the host's or port's setting, not Candor's fault: answered SERVE_LISTEN_FAILED. */
+const LISTEN_SETTING_ERRORS: ReadonlySet<string> = new Set(['EADDRINUSE', 'EADDRNOTAVAIL', 'EACCES', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME']);
+
+/** Starts listening on the configured host and port; a port taken or a host not of this machine is a coded error. */
+async function listen(app: { listen(options: { port: number; host: string }): Promise<string> }, config: Config): Promise<string> {
+  try {
+    return await app.listen({ port: config.port, host: config.host });
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && LISTEN_SETTING_ERRORS.has(code)) throw new CandorError('SERVE_LISTEN_FAILED', { reason: code, host: config.host, port: config.port }, { cause: error });
+    throw error;
+  }
 }

@@ -158,6 +158,7 @@ export const ERROR_CODES = {
   SERVER_STOPPING: { category: 'unavailable', message: 'The server is stopping and takes no new requests; try again in a few seconds (Retry-After), when it or another server answers.' },
   SERVE_DATA_DIR_IN_USE: { category: 'conflict', message: 'Another Candor server (or a restore) is using this data directory: stop it first, or give a second server a data directory of its own. A command does not apply migrations under a running server.' },
   SERVE_DATA_DIR_NOT_WRITABLE: { category: 'unavailable', message: 'A file of the data directory could not be written (details.reason, e.g. ENOSPC: the disk is full): the server did not start.' },
+  SERVE_LISTEN_FAILED: { category: 'unavailable', message: 'The server could not listen on its host and port (details.reason: EADDRINUSE, the port is taken; EADDRNOTAVAIL or ENOTFOUND, the host is no address of this machine; EACCES, the port needs privileges): choose another with --port / --host (CANDOR_PORT, CANDOR_HOST). Nothing was changed.' },
   STORAGE_MIGRATION_FAILED: { category: 'internal', message: 'A database migration failed; the database was left as it was.' },
   STORAGE_UNAVAILABLE: { category: 'unavailable', message: 'The database cannot be reached.' },
   STORAGE_CONNECTION_REFUSED: { category: 'unavailable', message: 'PostgreSQL refused the connection for its settings (details.reason: the database does not exist, the role does not exist or may not connect, the password was refused): check CANDOR_DATABASE_URL, and create the database (createdb) before the first start.' },

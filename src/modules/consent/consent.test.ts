@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { it } from 'node:test';
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
@@ -495,6 +495,16 @@ describeEachDialect('consent', (dialect) => {
     assert.equal((await consent().state(into))[SALE]?.gpc, true);
     assert.equal((await consent().mergeSubjects(from, into, actor)).entries.length, 0, 'merging again changes nothing');
     await assert.rejects(consent().mergeSubjects(into, into, actor), rejectsWith('CONSENT_CHANGE_INVALID'));
+  });
+
+  it("marks a purpose sensitive in a receipt when a category it covers is, as the receipt's own flag does", async () => {
+    // Reporting is not explicit, but its notice describes survey answers (private content, a sensitive category).
+    const { receipt } = await consent().record(newSubject(), [{ purpose: 'analytics.reporting', state: 'given' }], banner, actor);
+    const payload = decodeJwt(receipt) as { sensitive: boolean; spiCat: string[]; services: { purposes: { sensitive: boolean; piiCategory: string[] }[] }[] };
+    const [item] = payload.services[0]?.purposes ?? [];
+    assert.equal(payload.sensitive, true);
+    assert.ok(payload.spiCat.length > 0 && payload.spiCat.every((c) => item?.piiCategory.includes(c)), JSON.stringify(payload.spiCat));
+    assert.equal(item?.sensitive, true);
   });
 
   it('issues receipts that verify with the published JWKS, naming the subject only by pseudonym', async () => {

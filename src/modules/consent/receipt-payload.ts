@@ -113,7 +113,8 @@ export function receiptPayload(input: ReceiptInput): JWTPayload {
           collectionMethod: item.entry.mechanism,
           piiPrincipalId: item.entry.subject,
           piiCategory: [...item.categories],
-          sensitive: item.purpose?.explicit === true,
+          // As the receipt's own flag, for this purpose: it asks for explicit consent, or a category it covers is sensitive.
+          sensitive: item.purpose?.explicit === true || item.sensitiveCategories.length > 0,
           thirdPartyDisclosure: item.purpose?.saleOrSharing === true,
           // Recipients are not known when consent is recorded; the privacy notice (policyUrl) names them.
           ...(item.purpose?.saleOrSharing === true ? { thirdPartyName: null } : {}),

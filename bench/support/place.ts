@@ -16,11 +16,17 @@ export interface Place {
 export async function place(dialect: 'sqlite' | 'postgres', label: string): Promise<Place> {
   const dataDir = mkdtempSync(join(tmpdir(), `candor-bench-${label}-`));
   if (dialect === 'sqlite') return { dataDir, databaseUrl: '', drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
-  const name = `bench_${label}_${process.pid}_${Date.now()}`;
+  const name = `bench_${label.replace(/\W/g, '_')}_${process.pid}_${Date.now()}`;
   const admin = new pg.Client({ connectionString: PG_URL });
   await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } catch (error) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  } finally {
+    await admin.end();
+  }
   const url = new URL(PG_URL);
   url.pathname = `/${name}`;
   return {

@@ -76,7 +76,7 @@ try {
     await kernel.close();
   }
   const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`, `--cpu-prof-name=${which}.cpuprofile`] : [];
-  const args = which === 'candor' ? [...profile, ...startFlags(), ...(process.env.NODE_FLAGS ? process.env.NODE_FLAGS.split(' ') : []), 'bin/candor.js', 'serve', '--port', '0'] : [...profile, 'bench/support/privacy-off-server.ts', where.dataDir, ''];
+  const args = which === 'candor' ? [...profile, ...startFlags(), ...(process.env.NODE_FLAGS ? process.env.NODE_FLAGS.split(' ') : []), 'bin/candor.js', 'serve', '--port', '0'] : [...profile, ...startFlags(), 'bench/support/privacy-off-server.ts', where.dataDir, where.databaseUrl, process.env.BENCH_SYNC ?? 'FULL'];
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', CANDOR_DATA_DIR: where.dataDir, CANDOR_DATABASE_URL: where.databaseUrl, CANDOR_LOG_LEVEL: 'warn', ...(process.env.BENCH_SYNC ? { CANDOR_SQLITE_SYNCHRONOUS: process.env.BENCH_SYNC } : {}) }, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';

@@ -31,12 +31,14 @@ describeEachDialect('CSV import: a row is gated on the resolution the import mak
     await ctx.kernel.catalog.publish(planWithConsentOnlyContact(), CLI_ACTOR);
   });
 
-  async function person(identifiers: { type: string; value: string }[], state: 'given' | 'refused' | null): Promise<string> {
+  async function person(identifiers: { type: string; value: string }[], state: 'given' | 'refused' | null | Record<string, 'given' | 'refused'>): Promise<string> {
     const { storage, identity, consent } = ctx.kernel;
     const [resolution] = await storage.raw.transaction((tx) => identity.resolveBatch(tx, [{ identifiers, source: 'setup', at }]));
     const profileId = resolution?.profileId;
     assert.ok(typeof profileId === 'string');
-    if (state !== null) await consent.record(profileId, [EMAIL, SMS].map((purpose) => ({ purpose, state })), { mechanism: 'api', noticeVersion: 1, jurisdiction: 'NL', source: 'setup' }, CLI_ACTOR);
+    const states = state === null ? {} : typeof state === 'string' ? { [EMAIL]: state, [SMS]: state } : state;
+    const changes = Object.entries(states).map(([purpose, s]) => ({ purpose, state: s }));
+    if (changes.length > 0) await consent.record(profileId, changes, { mechanism: 'api', noticeVersion: 1, jurisdiction: 'NL', source: 'setup' }, CLI_ACTOR);
     return profileId;
   }
 
@@ -85,5 +87,22 @@ describeEachDialect('CSV import: a row is gated on the resolution the import mak
     assert.equal(await holderOf('user_id', 'rg-old'), refusing);
     await ctx.kernel.consent.load([refusing]);
     assert.equal(ctx.kernel.consent.decide(refusing, EMAIL).reason, 'refused');
+  });
+
+  it('judges a row for the person a later row of the batch merges its profile into', async () => {
+    // C refused e-mail marketing and gave text messages; B, known by an anonymous id, has no record.
+    const c = await person([{ type: 'email', value: 'chain-c@candor-shop.dev' }, { type: 'phone', value: '+31612349001' }], { [EMAIL]: 'refused', [SMS]: 'given' });
+    const b = await person([{ type: 'anonymous_id', value: 'chain-anon-b' }], null);
+    // Row 1 (a new e-mail beside B's anonymous id) serves e-mail marketing only; row 2 (a new user id, B's anonymous id
+    // and C's phone) serves text messages and merges B into C.
+    const summary = await run('user_id,anonymous_id,email,phone\n,chain-anon-b,chain-b1@candor-shop.dev,\nchain-u,chain-anon-b,,+31612349001');
+    assert.deepEqual([summary.stored, summary.refused], [1, 1], JSON.stringify(summary));
+    // Row 1 is refused for the merged person (C refused what it serves): its e-mail is linked to nobody.
+    assert.equal(await holderOf('email', 'chain-b1@candor-shop.dev'), null);
+    assert.equal((await ctx.kernel.identity.canonicalsIn(ctx.kernel.storage.raw, [b])).get(b), c);
+    // The import's consent goes to the person as merged, never to the profile merged away.
+    assert.deepEqual((await ctx.kernel.consent.history(b)).filter((e) => e.mechanism === 'import'), []);
+    await ctx.kernel.consent.load([c]);
+    assert.equal(ctx.kernel.consent.decide(c, EMAIL).reason, 'refused');
   });
 });

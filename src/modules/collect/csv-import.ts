@@ -1292,14 +1292,23 @@ class ImportRun {
       // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's
       // address is someone new). Checked again where profiles are made (an erasure committed since the check above:
       // nobody is made for it).
-      const resolutions = await resolveGated(this.#deps, gate, unknown);
+      const { resolutions, persons } = await resolveGated(this.#deps, gate, unknown);
       const merges = resolutions.flatMap((r) => r.merges);
       if (merges.length > 0) await identity.notifyMerges(merges);
-      for (const r of resolutions) if (r.profileId !== null) profiles.add(r.profileId);
+      // The import's consent goes to each person as they are once the merges are applied, not to a profile merged away.
+      for (const person of persons) profiles.add(person);
     }
-    await consent.load([...profiles]);
+    // People found before the resolution may have been merged into someone by it: their consent is the survivor's.
+    const canonicals = await identity.canonicalsIn(storage.raw, [...profiles]);
+    const persons = new Set(
+      [...profiles].flatMap((id) => {
+        const canonical = canonicals.get(id);
+        return canonical === undefined ? [] : [canonical];
+      }),
+    );
+    await consent.load([...persons]);
     let recorded = 0;
-    for (const profileId of profiles) {
+    for (const profileId of persons) {
       const missing = this.#claim.purposes.filter((purpose) => consent.decide(profileId, purpose).reason === 'no_record');
       if (missing.length === 0) continue;
       // Checked again under the person's lock: another import (or a banner) may have recorded one since.
@@ -1441,7 +1450,7 @@ class ResolveAgain extends Error {
  * merges and makes nothing; the consent of people not loaded for this write is loaded first. Rows an erasure
  * committed meanwhile suppressed are left out too.
  */
-async function resolveGated(deps: CsvImportDeps, gate: ImportGate, people: readonly { link: ResolveItem; plans: readonly PlanResult[] }[]): Promise<Resolution[]> {
+async function resolveGated(deps: CsvImportDeps, gate: ImportGate, people: readonly { link: ResolveItem; plans: readonly PlanResult[] }[]): Promise<{ resolutions: Resolution[]; persons: string[] }> {
   const { storage, identity, consent } = deps;
   const fresh = new Set<string>();
   let left = people;
@@ -1462,21 +1471,24 @@ async function resolveGated(deps: CsvImportDeps, gate: ImportGate, people: reado
         };
         const mergedInto = new Map<string, string[]>();
         for (const m of merges) mergedInto.set(survivorOf(m.into), [...(mergedInto.get(survivorOf(m.into)) ?? []), m.from]);
+        // Each row is judged for the person its profile belongs to once every merge of the batch is applied (a later
+        // row may merge it into someone else), as the pipeline will judge it after this commit.
+        const persons = resolutions.map((r) => (r.profileId === null ? null : survivorOf(r.profileId)));
         const load = new Set<string>();
-        for (const r of resolutions) {
-          if (r.profileId === null) continue;
-          for (const id of [r.profileId, ...(mergedInto.get(r.profileId) ?? [])]) if (!made.has(id) && (!fresh.has(id) || !consent.isLoaded(id))) load.add(id);
+        for (const person of persons) {
+          if (person === null) continue;
+          for (const id of [person, ...(mergedInto.get(person) ?? [])]) if (!made.has(id) && (!fresh.has(id) || !consent.isLoaded(id))) load.add(id);
         }
         if (load.size > 0) throw new ResolveAgain([...load], new Set());
         const refused = new Set<number>();
-        resolutions.forEach((r, i) => {
-          const person = left[i];
-          if (r.profileId === null || person === undefined) return;
-          const decisions = consent.decideMerged(r.profileId, mergedInto.get(r.profileId) ?? [], [...new Set(person.plans.flatMap((plan) => plan.purposes))], made);
-          if (!storableWith(gate, person.plans, (purpose) => decisions.get(purpose))) refused.add(i);
+        persons.forEach((person, i) => {
+          const row = left[i];
+          if (person === null || row === undefined) return;
+          const decisions = consent.decideMerged(person, mergedInto.get(person) ?? [], [...new Set(row.plans.flatMap((plan) => plan.purposes))], made);
+          if (!storableWith(gate, row.plans, (purpose) => decisions.get(purpose))) refused.add(i);
         });
         if (refused.size > 0) throw new ResolveAgain([], refused);
-        return resolutions;
+        return { resolutions, persons: [...new Set(persons.filter((id): id is string => id !== null))] };
       });
     } catch (error) {
       if (!(error instanceof ResolveAgain)) throw error;

@@ -1,6 +1,6 @@
 import { CommanderError, type Command } from 'commander';
 import type { Kernel } from '../kernel.ts';
-import type { CompactReport } from '../modules/rights/index.ts';
+import { STATISTICS_LOCK_WAIT_MS, type CompactReport } from '../modules/rights/index.ts';
 import { CLI_ACTOR } from '../shared/actor.ts';
 
 /** What `candor compact` needs from the program that hosts it. */
@@ -25,6 +25,14 @@ export function describeCompact(report: CompactReport): string[] {
       : `rewrote ${report.tables.length} tables (VACUUM FULL) in ${report.ms} ms: ${megabytes(before)} -> ${megabytes(after)}; NOT ALL deleted rows are gone: a row a transaction still running may see is copied into the new files`,
     ...report.tables.map((t) => `  ${t.table.padEnd(40)} ${megabytes(t.bytesBefore).padStart(10)} -> ${megabytes(t.bytesAfter)}`),
   ];
+  const kept = 'the statistics rows replaced stay in its file until PostgreSQL vacuums it and new rows overwrite them';
+  lines.push(
+    report.statisticsCatalog === 'rewritten'
+      ? 'their planner statistics were taken again from the rows left (ANALYZE), and pg_statistic rewritten: the statistics rows replaced are gone from its file'
+      : report.statisticsCatalog === 'busy'
+        ? `their planner statistics were taken again from the rows left (ANALYZE); pg_statistic was not rewritten: a session held it for more than ${STATISTICS_LOCK_WAIT_MS / 1000} s (a transaction that read pg_stats; run candor compact again): ${kept}`
+        : `their planner statistics were taken again from the rows left (ANALYZE); pg_statistic was not rewritten (only a superuser may): ${kept}`,
+  );
   if (report.heldBy.length > 0) {
     lines.push('open since before the last erasure ended (end them, then run candor compact again):');
     for (const h of report.heldBy) lines.push(`  ${h.kind.replace('_', ' ')} ${h.name}${h.database ? ` in database ${h.database}` : ''}${h.since ? ` since ${h.since}` : ''}`);
@@ -36,7 +44,7 @@ export function describeCompact(report: CompactReport): string[] {
 export function registerCompactCommand(program: Command, { out, withKernel }: CompactCommandHelpers): void {
   program
     .command('compact')
-    .description('PostgreSQL: rewrite the tables erasures delete from (VACUUM FULL), so the bytes of deleted rows leave the database files; each table is locked while it is rewritten; exit 3 when a transaction open since before the last erasure kept some')
+    .description('PostgreSQL: rewrite the tables erasures delete from (VACUUM FULL, with ANALYZE), so the bytes of deleted rows leave the database files and their planner statistics, and pg_statistic where allowed (a superuser); each table is locked while it is rewritten; exit 3 when a transaction open since before the last erasure kept some')
     .action(async () => {
       const report = await withKernel((kernel) => kernel.erasure.compact(CLI_ACTOR));
       for (const line of describeCompact(report)) out(line);

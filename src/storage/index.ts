@@ -7,4 +7,5 @@ export { DeferredConflict, WriterExited, type DeferredTx } from './sqlite-writer
 export { Freshness } from './freshness.ts';
 export { StatementTexts } from './statement-texts.ts';
 export { textOrder, compareText, type OrderModifiers } from './text-order.ts';
+export { keepOutOfStatistics } from './column-statistics.ts';
 export { migrateToLatest, pendingMigrations, unknownMigrations, type ModuleMigration } from './migrator.ts';

@@ -117,6 +117,17 @@ export interface Storage {
    * were empty, and every look-up scans it whole. SQLite: nothing (its plans here need no statistics), `[]`.
    */
   refreshStatistics(): Promise<string[]>;
+  /**
+   * After rows were deleted from these tables (an erasure, a retention sweep): planner statistics that hold sample
+   * values of their rows are taken again from the rows left, so the deleted values leave them; returns the tables
+   * renewed. PostgreSQL: ANALYZE of each that is a table of the current schema (other names are skipped), which reads
+   * a sample of live rows only and takes no lock that blocks reads or writes; a call made while the same table's
+   * ANALYZE runs waits for it and then has its own, shared with the calls made meanwhile. What pg_statistic held
+   * before stays in that catalog's file until PostgreSQL vacuums it. SQLite: node:sqlite is built without STAT4 and
+   * Candor runs no ANALYZE there, so only a sqlite_stat4 (or stat3) table another SQLite build wrote can hold values
+   * (samples of index keys): its rows of these tables are deleted (secure_delete overwrites them).
+   */
+  renewStatistics(tables: readonly string[]): Promise<string[]>;
   /** SQLite's writer thread, unless it is off or the database is PostgreSQL. */
   readonly deferred: DeferredWrites | undefined;
   /**
@@ -270,6 +281,18 @@ function openSqlite(options: StorageOptions): Storage {
     },
     async refreshStatistics() {
       return [];
+    },
+    async renewStatistics(tables) {
+      const stat = await raw.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('sqlite_stat4', 'sqlite_stat3')");
+      if (stat.length === 0 || tables.length === 0) return [];
+      const wanted = [...new Set(tables)];
+      const placeholders = wanted.map(() => '?').join(', ');
+      const renewed = new Set<string>();
+      for (const { name } of stat) {
+        for (const r of await raw.all<{ tbl: string }>(`SELECT DISTINCT tbl FROM ${name} WHERE tbl IN (${placeholders})`, wanted)) renewed.add(r.tbl);
+        await raw.run(`DELETE FROM ${name} WHERE tbl IN (${placeholders})`, wanted);
+      }
+      return [...renewed].sort();
     },
     externalWrites() {
       // While the writer thread commits, a change seen here may be its own; other commits are caught after it.
@@ -432,6 +455,37 @@ const STALE_STATISTICS_SQL = `SELECT relname AS name FROM pg_stat_user_tables
     AND (coalesce(last_analyze, last_autoanalyze) IS NULL OR n_mod_since_analyze > 50 + 0.1 * n_live_tup)
   ORDER BY relname`;
 
+/** Of these names, the tables of the current schema, by name. */
+const TABLES_OF_SCHEMA_SQL = `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname = ANY($1::text[])
+  ORDER BY c.relname`;
+
+const analyzeSql = (table: string) => `ANALYZE "${table.replaceAll('"', '""')}"`;
+
+/**
+ * Runs `run(key)` for each call so that a run starts after the call was made; calls made while a run of the same key
+ * waits to start share it, and a run waits for the one before it of the same key. So that many callers at once
+ * (erasures finishing together) cause at most one run in progress and one waiting per key, not one each.
+ */
+export function coalesced(run: (key: string) => Promise<unknown>): (key: string) => Promise<void> {
+  const last = new Map<string, { started: boolean; done: Promise<void> }>();
+  return (key) => {
+    const previous = last.get(key);
+    if (previous && !previous.started) return previous.done;
+    const entry = { started: false, done: Promise.resolve() };
+    entry.done = (previous?.done.catch(() => undefined) ?? Promise.resolve())
+      .then(async () => {
+        entry.started = true;
+        await run(key);
+      })
+      .finally(() => {
+        if (last.get(key) === entry) last.delete(key);
+      });
+    last.set(key, entry);
+    return entry.done;
+  };
+}
+
 async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
   const { default: pg } = await import('pg');
   // int8 (counts, sequence numbers) as JS numbers: every such value here stays below 2^53.
@@ -542,6 +596,7 @@ async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
   const listener = new CommitListener({ connectionString: url }, name, (config) => new pg.Client(config));
   await listener.start();
   let everyTableNotifies = (await tablesWithoutNotices(db)).length === 0;
+  const analyze = coalesced((name) => poolExec.run(analyzeSql(name)));
   const parsed = new URL(url);
   parsed.password = '';
   return {
@@ -557,8 +612,14 @@ async function openPostgres(url: string, timeoutMs: number): Promise<Storage> {
     },
     async refreshStatistics() {
       const stale = await poolExec.all<{ name: string }>(STALE_STATISTICS_SQL);
-      for (const { name } of stale) await poolExec.run(`ANALYZE "${name.replaceAll('"', '""')}"`);
+      for (const { name } of stale) await poolExec.run(analyzeSql(name));
       return stale.map((t) => t.name);
+    },
+    async renewStatistics(tables) {
+      if (tables.length === 0) return [];
+      const found = await poolExec.all<{ name: string }>(TABLES_OF_SCHEMA_SQL, [[...new Set(tables)]]);
+      for (const { name } of found) await analyze(name);
+      return found.map((t) => t.name);
     },
     externalWrites: (tables) => (listener.tracked && everyTableNotifies ? (tables ? listener.countFor(tables) : listener.count) : undefined),
     async afterMigrations(on = db) {

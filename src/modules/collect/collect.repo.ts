@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { randomHexPooled } from '../../shared/random.ts';
-import { textOrder, type DeferredTx, type ModuleMigration, type OrderModifiers, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { keepOutOfStatistics, textOrder, type DeferredTx, type ModuleMigration, type OrderModifiers, type SqlExecutor, type Storage } from '../../storage/index.ts';
 
 /** The prefix of the id a kept reduced order gets when its person is deleted: not a profile id (prf_…), nobody's. */
 export const DETACHED_PREFIX = 'gone_';
@@ -175,6 +175,14 @@ export const COLLECT_MIGRATIONS: readonly ModuleMigration[] = [
       // The ids of the last day's events, so the window holds from the upgrade on.
       const since = new Date(Date.now() - 86_400_000).toISOString();
       await sql`INSERT INTO collect_recent_ids (source, message_id, received_at) SELECT source, message_id, max(received_at) FROM collect_events WHERE received_at >= ${since} GROUP BY source, message_id`.execute(db);
+    },
+  },
+  {
+    // ANALYZE copies sample values into pg_statistic, readable through pg_stats and kept after their rows are deleted:
+    // none of the events' sealed personal parts (keepOutOfStatistics).
+    name: '0123_collect_events_no_statistics',
+    async up(db, dialect) {
+      await keepOutOfStatistics(db, dialect, 'collect_events', ['data_enc']);
     },
   },
 ];

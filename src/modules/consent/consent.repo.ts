@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import { compareText, textOrder, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { compareText, keepOutOfStatistics, textOrder, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { ConsentMechanism, ConsentState, LawfulBasis, LedgerEntry, RestrictiveConsentStates } from './consent.types.ts';
 import { DEFAULT_PURPOSES } from './defaults.ts';
 
@@ -325,6 +325,14 @@ export const CONSENT_MIGRATIONS: readonly ModuleMigration[] = [
         .column('subject')
         .where(sql<boolean>`(gpc = 1 AND state IN ('refused', 'withdrawn')) OR gpc_override = 1`)
         .execute();
+    },
+  },
+  {
+    // ANALYZE copies sample values into pg_statistic, readable through pg_stats and kept after their rows are deleted:
+    // none of the sealed private keys receipts are signed with (keepOutOfStatistics).
+    name: '0121_consent_signing_keys_no_statistics',
+    async up(db, dialect) {
+      await keepOutOfStatistics(db, dialect, 'consent_signing_keys', ['private_key']);
     },
   },
 ];

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { keepOutOfStatistics, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 
 export type CryptoTables = {
   crypto_master_keys: { purpose: string; version: number; check_value: string; created_at: string; retired_at: string | null };
@@ -48,6 +48,14 @@ export const CRYPTO_MIGRATIONS: readonly ModuleMigration[] = [
         .addColumn('key_id', 'text', (c) => c.primaryKey())
         .addColumn('destroyed_at', 'text', (c) => c.notNull())
         .execute();
+    },
+  },
+  {
+    // ANALYZE copies sample values into pg_statistic, readable through pg_stats and kept after their rows are deleted:
+    // none of the wrapped data keys (keepOutOfStatistics).
+    name: '0120_crypto_subject_keys_no_statistics',
+    async up(db, dialect) {
+      await keepOutOfStatistics(db, dialect, 'crypto_subject_keys', ['wrapped_key']);
     },
   },
 ];

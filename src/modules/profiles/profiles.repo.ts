@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { StatementTexts, textOrder, type ModuleMigration, type OrderModifiers, type SqlExecutor, type Storage } from '../../storage/index.ts';
+import { keepOutOfStatistics, StatementTexts, textOrder, type ModuleMigration, type OrderModifiers, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import { bucket, chunkSizes, padded } from '../../storage/batching.ts';
 
 /** Traits (current value per key), their append-only history, and computed traits per profile. */
@@ -171,6 +171,15 @@ export const PROFILES_MIGRATIONS: readonly ModuleMigration[] = [
         WHERE o.profile_id = profiles_trait_history.profile_id AND o.key = profiles_trait_history.key AND o.changed_at < profiles_trait_history.changed_at
       ), '') END WHERE previous_value IS NOT NULL`.execute(db);
       await db.schema.createIndex('profiles_trait_history_key_previous').on('profiles_trait_history').columns(['key', 'previous_updated_at']).execute();
+    },
+  },
+  {
+    // ANALYZE copies sample values into pg_statistic, readable through pg_stats and kept after their rows are deleted:
+    // none of the trait values (personal ones are ciphertexts), current or past (keepOutOfStatistics).
+    name: '0122_profiles_traits_no_statistics',
+    async up(db, dialect) {
+      await keepOutOfStatistics(db, dialect, 'profiles_traits', ['value']);
+      await keepOutOfStatistics(db, dialect, 'profiles_trait_history', ['value', 'previous_value']);
     },
   },
 ];

@@ -82,7 +82,7 @@ export class Retention {
     const dryRun = request.dryRun ?? false;
     const batchSize = request.batchSize ?? this.#deps.batchSize;
     const actor = request.actor ?? SYSTEM_ACTOR;
-    const forgotten = { people: 0 };
+    const forgotten = { people: 0, tables: new Set<string>() };
     const context = this.#context(actor, forgotten, now);
     const entry = { actor: actor.id, role: actor.role, action: 'retention.sweep', purpose: PURPOSE, resource: 'retention' };
     // The handlers delete in many short transactions of their own, which the sweep's summary cannot join: a sweep is
@@ -108,13 +108,18 @@ export class Retention {
         },
       });
     }
-    // As after an erasure: the deleted people's plain values leave SQLite's write-ahead log now, not at the next
-    // routine checkpoint. After the evidence, so that a checkpoint that fails leaves the sweep recorded.
+    // As after an erasure: what was deleted leaves the planner statistics of the tables it was deleted from
+    // (PostgreSQL's pg_stats), and the deleted people's plain values SQLite's write-ahead log now, not at the next
+    // routine checkpoint. After the evidence, so that a step that fails leaves the sweep recorded.
+    if (!dryRun) {
+      const tables = new Set([...forgotten.tables, ...counts.filter((c) => c.count > 0).map((c) => c.store.split('.')[0] ?? c.store)]);
+      if (tables.size > 0) await this.#deps.storage.renewStatistics([...tables]);
+    }
     if (forgotten.people > 0) await this.#deps.storage.checkpoint();
     return report;
   }
 
-  #context(actor: Actor, forgotten: { people: number }, now: Date): SweepContext {
+  #context(actor: Actor, forgotten: { people: number; tables: Set<string> }, now: Date): SweepContext {
     const { identity } = this.#deps;
     return {
       subjects: async (profileIds) => {
@@ -127,7 +132,7 @@ export class Retention {
         return [...out.values()];
       },
       forget: async (subjects, reason, stillDue) => {
-        const done = await this.#forget(subjects, reason, actor, now, stillDue);
+        const done = await this.#forget(subjects, reason, actor, now, forgotten.tables, stillDue);
         forgotten.people += done.people;
         return done;
       },
@@ -144,9 +149,17 @@ export class Retention {
    * `inactivity`, at the sweep's `now`: what another rule keeps under a legal obligation (orders) stays until that rule
    * deletes it.
    * As an erasure does, the transaction then runs every handler's closeIn (what is still open on the person's behalf
-   * closes, with its audit entries), and after the commit every handler's destroyKeys.
+   * closes, with its audit entries), and after the commit every handler's destroyKeys. `touched` gathers the tables
+   * the people were deleted from.
    */
-  async #forget(subjects: readonly DataSubject[], reason: string, actor: Actor, now: Date, stillDue?: (tx: SqlExecutor, subject: DataSubject) => Promise<boolean>): Promise<{ outcomes: EraseOutcome[]; people: number }> {
+  async #forget(
+    subjects: readonly DataSubject[],
+    reason: string,
+    actor: Actor,
+    now: Date,
+    touched: Set<string>,
+    stillDue?: (tx: SqlExecutor, subject: DataSubject) => Promise<boolean>,
+  ): Promise<{ outcomes: EraseOutcome[]; people: number }> {
     const { storage, keyring, audit, subjectData, identity } = this.#deps;
     const totals = new Map<string, EraseOutcome>();
     let people = 0;
@@ -173,6 +186,7 @@ export class Retention {
           const closed = await handler.closeIn?.(tx, subject, deletion);
           if (!closed) continue;
           closedEntries.push(...closed.audit);
+          touched.add(closed.outcome.store);
           for (const [key, n] of Object.entries(closed.counts)) closedCounts[key] = (closedCounts[key] ?? 0) + n;
         }
         // Audited in the deletion's own transaction, last (on PostgreSQL the audit head is held from here to the
@@ -198,6 +212,9 @@ export class Retention {
         return all;
       });
       if (outcomes === null) continue;
+      // The tables the person was deleted from, their data keys' (crypto_subject_keys) with them: their statistics are renewed.
+      for (const o of outcomes) touched.add(o.store);
+      touched.add('crypto_subject_keys');
       people++;
       for (const id of subject.profileIds) keyring.forgetSubject(id);
       // In-memory caches (identity, consent…) let go of the person, as after an erasure.

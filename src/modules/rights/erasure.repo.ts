@@ -69,6 +69,12 @@ export const RIGHTS_ERASURE_MIGRATIONS: readonly ModuleMigration[] = [
   },
 ];
 
+/** The SQLSTATE of a PostgreSQL error, also when the storage layer coded it (its details or its cause). */
+function sqlstateOf(error: unknown): unknown {
+  const e = error as { code?: unknown; details?: { sqlstate?: unknown }; cause?: { code?: unknown } } | null;
+  return e?.details?.sqlstate ?? e?.cause?.code ?? e?.code;
+}
+
 export function ledgerEntryOf(row: LedgerRow): DeletionLedgerEntry {
   return {
     seq: Number(row.seq),
@@ -207,10 +213,41 @@ export class ErasureRepo {
 
   /**
    * PostgreSQL: rewrites a table into new files (VACUUM FULL; its indexes are rebuilt), so the bytes of its deleted
-   * rows leave the data files. The table is locked (ACCESS EXCLUSIVE) while it is rewritten. Not in a transaction.
+   * rows leave the data files, and takes its planner statistics again from the rows left (ANALYZE), so their values
+   * leave pg_stats too. The table is locked (ACCESS EXCLUSIVE) while it is rewritten. Not in a transaction.
    */
   async rewriteTable(table: string): Promise<void> {
-    await sql`VACUUM FULL ${sql.table(table)}`.execute(this.#db);
+    await sql`VACUUM (FULL, ANALYZE) ${sql.table(table)}`.execute(this.#db);
+  }
+
+  /** PostgreSQL: whether this role may rewrite the pg_statistic catalog: a superuser, or a member of its owner. */
+  async mayRewriteStatistics(): Promise<boolean> {
+    const { rows } = await sql<{ may: boolean }>`
+      SELECT r.rolsuper OR pg_has_role(current_user, c.relowner, 'MEMBER') AS may
+      FROM pg_roles r, pg_class c WHERE r.rolname = current_user AND c.oid = 'pg_catalog.pg_statistic'::regclass`.execute(this.#db);
+    return rows[0]?.may === true;
+  }
+
+  /**
+   * PostgreSQL: rewrites the pg_statistic catalog (VACUUM FULL), so the statistics rows that ANALYZE replaced (with
+   * sample values of deleted rows) leave its file; false, with nothing done, when its lock was not had within
+   * `waitMs` (a session reading pg_stats in a transaction still open holds it). While the rewrite waits for the lock
+   * and while it runs (milliseconds), planning that reads statistics in this database waits too: hence the bound.
+   * Not in a transaction.
+   */
+  async rewriteStatistics(waitMs: number): Promise<boolean> {
+    return this.#db.connection().execute(async (db) => {
+      await sql`SELECT set_config('lock_timeout', ${`${waitMs}ms`}, false)`.execute(db);
+      try {
+        await sql`VACUUM FULL pg_catalog.pg_statistic`.execute(db);
+        return true;
+      } catch (error) {
+        if (sqlstateOf(error) === '55P03') return false;
+        throw error;
+      } finally {
+        await sql`RESET lock_timeout`.execute(db);
+      }
+    });
   }
 
   async ledgerOf(requestId: string): Promise<DeletionLedgerEntry | undefined> {

@@ -58,6 +58,13 @@ export interface CompactReport {
    * slots holding back removal. Empty when nothing did; otherwise end them and compact again.
    */
   readonly heldBy: readonly { readonly kind: 'transaction' | 'prepared_transaction' | 'replication_slot'; readonly name: string; readonly database: string | null; readonly since: string | null }[];
+  /**
+   * PostgreSQL, when tables were rewritten: whether the pg_statistic catalog was rewritten too (`rewritten`), so the
+   * statistics rows that ANALYZE replaced left its file, or was not: only a superuser may (`not_allowed`), or a
+   * session held it longer than STATISTICS_LOCK_WAIT_MS (`busy`); then they stay until PostgreSQL vacuums it and new
+   * rows overwrite them. Null on SQLite and when nothing was rewritten.
+   */
+  readonly statisticsCatalog: 'rewritten' | 'not_allowed' | 'busy' | null;
   readonly ms: number;
 }
 
@@ -67,12 +74,14 @@ export type SubjectLookup = { profileId: string } | { identifier: { type: string
 const PURPOSE = 'essential.legal_obligation';
 const SUPPRESSION_REASON = 'erasure';
 const PG_LEDGER_LOCK = 0x43444c67; // "CDLg": one ledger writer at a time on PostgreSQL
+/** How long compact() waits for pg_statistic's lock, during which planning in the database waits behind it. */
+export const STATISTICS_LOCK_WAIT_MS = 1000;
 
 /** The certificate's line for the database file: what the erasure did to the bytes the deleted rows leave behind. */
 const STORAGE_LINE = { sqlite: 'sqlite database file', postgres: 'postgresql database' } as const;
 /** What the PostgreSQL line says: the rows are gone from every query and dump, their bytes not yet from the files. */
 export const POSTGRES_STORAGE_DETAIL =
-  'deleted rows are gone from every query and from logical dumps (pg_dump) taken from now on. Their bytes stay in the tables\' data files (and in WAL segments not yet recycled) until the tables are rewritten: VACUUM and autovacuum only mark the space reusable, `candor compact` (VACUUM FULL of the tables erasures name) removes them. Until then those bytes hold the plain fields in clear (non-personal event properties and traits, order ids, totals, times, profile ids) and the personal fields as ciphertexts, next to the destroyed data key wrapped with the master key: readable with the key file until the rewrite, or until that master key version is pruned (`candor keys rotate`, then `candor keys prune`)';
+  'deleted rows are gone from every query and from logical dumps (pg_dump) taken from now on. Their bytes stay in the tables\' data files (and in WAL segments not yet recycled) until the tables are rewritten: VACUUM and autovacuum only mark the space reusable, `candor compact` (VACUUM FULL of the tables erasures name) removes them. Until then those bytes hold the plain fields in clear (non-personal event properties and traits, order ids, totals, times, profile ids) and the personal fields as ciphertexts, next to the destroyed data key wrapped with the master key: readable with the key file until the rewrite, or until that master key version is pruned (`candor keys rotate`, then `candor keys prune`). The planner statistics of those tables were taken again from the rows left (ANALYZE), so pg_stats holds none of the deleted values; the statistics rows they replaced stay in the pg_statistic catalog\'s file until PostgreSQL vacuums it. Columns holding key material or ciphertexts are never sampled';
 
 const lineKey = (s: { module: string; store: string }) => `${s.module}\u0000${s.store}`;
 
@@ -160,21 +169,28 @@ export class ErasureEngine {
 
   /**
    * PostgreSQL keeps the bytes of deleted rows in its data files until a table is rewritten (VACUUM only marks the
-   * space reusable): this rewrites (VACUUM FULL) every table an erasure's certificate names, one at a time, each locked
-   * while it is, so what erasures (and retention) deleted leaves the files; a row that a transaction still running may
+   * space reusable): this rewrites (VACUUM FULL, with ANALYZE) every table an erasure's certificate names, one at a
+   * time, each locked while it is, so what erasures (and retention) deleted leaves the files and the planner
+   * statistics, then the pg_statistic catalog where this role may (a superuser); a row that a transaction still running may
    * see is copied, so `heldBy` names what was open since before the last erasure ended (audited with outcome
    * `failure` then). Audited as `rights.erasure.compact`.
    * On SQLite there is nothing to do: secure_delete overwrote the rows as they were deleted.
    */
   async compact(actor: Actor): Promise<CompactReport> {
     const started = Date.now();
-    if (this.#deps.storage.dialect === 'sqlite') return { dialect: 'sqlite', tables: [], heldBy: [], ms: 0 };
+    if (this.#deps.storage.dialect === 'sqlite') return { dialect: 'sqlite', tables: [], heldBy: [], statisticsCatalog: null, ms: 0 };
     const heldBy = await this.#repo.removalHolders();
     const tables: { table: string; bytesBefore: number; bytesAfter: number }[] = [];
     for (const table of await this.#repo.erasedTables()) {
       const bytesBefore = await this.#repo.tableBytes(table);
       await this.#repo.rewriteTable(table);
       tables.push({ table, bytesBefore, bytesAfter: await this.#repo.tableBytes(table) });
+    }
+    // Last: the rewrites' own ANALYZE replaced statistics rows too.
+    let statisticsCatalog: CompactReport['statisticsCatalog'] = null;
+    if (tables.length > 0) {
+      if (!(await this.#repo.mayRewriteStatistics())) statisticsCatalog = 'not_allowed';
+      else statisticsCatalog = (await this.#repo.rewriteStatistics(STATISTICS_LOCK_WAIT_MS)) ? 'rewritten' : 'busy';
     }
     await this.#deps.audit.append({
       actor: actor.id,
@@ -188,10 +204,11 @@ export class ErasureEngine {
         bytesBefore: tables.reduce((n, t) => n + t.bytesBefore, 0),
         bytesAfter: tables.reduce((n, t) => n + t.bytesAfter, 0),
         heldBy: heldBy.map((h) => h.kind),
+        statisticsCatalog,
       },
       outcome: heldBy.length === 0 ? 'success' : 'failure',
     });
-    return { dialect: 'postgres', tables, heldBy, ms: Date.now() - started };
+    return { dialect: 'postgres', tables, heldBy, statisticsCatalog, ms: Date.now() - started };
   }
 
   /** The database copy of the deletion ledger, oldest first. */
@@ -356,6 +373,9 @@ export class ErasureEngine {
     const stores = progress.stores.filter((s) => !redone.has(lineKey(s)));
     for (const line of afterCommit) stores.push({ ...line, deleted: line.deleted + (earlier.get(lineKey(line))?.deleted ?? 0) });
     await this.#syncLedgerFile();
+    // The person's values leave the planner statistics of every table the certificate names (PostgreSQL's pg_stats):
+    // before the checkpoint, which on SQLite also takes what a sqlite_stat4 table held of them out of the log.
+    await storage.renewStatistics(stores.map((s) => s.store));
     try {
       const waitMs = how.waitMs ?? this.#deps.checkpointWaitMs;
       await storage.checkpoint(waitMs === undefined ? {} : { waitMs });

@@ -4,7 +4,7 @@
  * a hash-chained deletion ledger kept both in the database and in a file outside it, so that a restored backup has
  * its erasures replayed; access and portability produce a zip archive annotated with GDPR Art. 15(1) metadata.
  */
-export { ErasureEngine, type CompactReport, type ErasureDeps, type ErasureFileStore, type ErasureRecipient, type SubjectLookup } from './erasure.ts';
+export { ErasureEngine, STATISTICS_LOCK_WAIT_MS, type CompactReport, type ErasureDeps, type ErasureFileStore, type ErasureRecipient, type SubjectLookup } from './erasure.ts';
 export { NO_RECIPIENTS, certificateStatus, type ErasureCertificate, type RecipientOutcome } from './certificate.ts';
 export { RIGHTS_ERASURE_MIGRATIONS } from './erasure.repo.ts';
 export { DeletionLedger, GENESIS_HASH, LEDGER_FILE, ledgerHash, nextLedgerEntry, verifyLedgerLines } from './deletion-ledger.ts';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
+import { keepOutOfStatistics, type ModuleMigration, type SqlExecutor, type Storage } from '../../storage/index.ts';
 
 /**
  * The request workflow's tables. Personal values (the subject's e-mail address, rectified values) are stored only
@@ -132,6 +132,14 @@ export const RIGHTS_REQUEST_MIGRATIONS: readonly ModuleMigration[] = [
       // Before this column, a request in progress that neither waited for approval nor recorded a failure had been
       // cut off while it ran: its lease has run out.
       await sql`UPDATE rights_requests SET run_lease_until = updated_at WHERE state = 'in_progress' AND awaiting_approval = 0 AND last_error IS NULL`.execute(db);
+    },
+  },
+  {
+    // ANALYZE copies sample values into pg_statistic, readable through pg_stats and kept after their rows are deleted:
+    // none of the requests' sealed addresses and changes (keepOutOfStatistics).
+    name: '0124_rights_requests_no_statistics',
+    async up(db, dialect) {
+      await keepOutOfStatistics(db, dialect, 'rights_requests', ['email', 'payload']);
     },
   },
 ];

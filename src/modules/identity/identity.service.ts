@@ -787,11 +787,12 @@ export class Identity {
   }
 
   /**
-   * After suppressedInGroup and resolution, in the same transaction: the resolved profiles an erasure by another
-   * process deleted while this process's cache still named them (PostgreSQL; on SQLite none can be).
+   * After suppressedInGroup and resolution, in the same transaction: the resolved profiles deleted since this process
+   * resolved them or its cache named them — by an erasure of another process (PostgreSQL), or by the inactivity rule,
+   * which suppresses no identifier, between a group's two transactions (both databases).
    */
   async erasedProfiles(tx: SqlExecutor, profileIds: readonly string[]): Promise<Set<string>> {
-    if (this.#storage.dialect !== 'postgres' || profileIds.length === 0) return new Set();
+    if (profileIds.length === 0) return new Set();
     const unique = [...new Set(profileIds)];
     const existing = await this.#repo.existingProfiles(tx, unique);
     const gone = new Set(unique.filter((id) => !existing.has(id)));

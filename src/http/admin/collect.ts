@@ -51,7 +51,7 @@ export function registerCollectRoutes(app: FastifyInstance, kernel: Kernel): voi
         tags: ['ingest'],
         summary: 'Events stored about a person (all merged profiles), newest first; personal fields decrypted for owner and privacy officer only.',
         description:
-          'For other roles `personal` reads `masked` (null when the event holds nothing personal and nothing was left out), and `data` leaves out the fields stored in clear that the plan in force declares personal or no longer declares (an object or array of objects it declares no field inside goes whole).',
+          'For other roles `personal` reads `masked` (null when the event holds nothing personal and nothing was left out), and `data` leaves out the fields stored in clear that the plan in force declares personal or no longer declares (an object or array of objects it declares no field inside goes whole). An event whose occurrence is of a special category or precise location in the plan in force (for an event it no longer declares, in the version it was stored under) reads for them only as something that happened then: `event` `••••`, `purposes` and `data` empty, `personal` `masked`, and `masked` lists `event`, `purposes` and `data` (absent on other events).',
         params: { type: 'object', properties: { id: { type: 'string', pattern: '^prf_[a-z2-7]{20}$' } }, required: ['id'] },
         querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } } },
       },

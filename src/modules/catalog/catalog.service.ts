@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError, isCandorError } from '../../shared/errors.ts';
-import type { PlanFields, PlannedField, RetiredFields } from '../../shared/subject-data.ts';
+import type { PlannedField, RetiredFields } from '../../shared/subject-data.ts';
 import { Freshness, isUniqueViolation, type SqlExecutor, type Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
@@ -9,7 +9,7 @@ import { CatalogRepo, type PlanRow } from './catalog.repo.ts';
 import type { PlanDocument } from './catalog.schemas.ts';
 import { StatsCounters, statsRows, StoredPaths, type StatsRecord, type StatsRow } from './catalog.stats.ts';
 import { DEFAULT_PLAN } from './default-plan.ts';
-import { PlanFieldIndex, RetiredFieldIndex } from './plan-fields.ts';
+import { PlanFieldIndex, RetiredFieldIndex, type VersionFields } from './plan-fields.ts';
 import { compilePlanAsync, listDropped, outlineStoredAsync, type CompiledPlan, type EventOccurrence, type KeptField, type MessageKind, type OutlineSection, type PlanInput, type PlanProblem, type PlanResult } from './plan-compiler.ts';
 
 /** A published version, without its document. */
@@ -85,6 +85,11 @@ interface Current extends PlanVersion {
 }
 
 const OPERATIONS = 'essential.service.operations';
+/**
+ * The fields of stored versions other than the one in force, read once per process (versions never change); undefined
+ * for a version that cannot be read. Kept beside the class (docs/dev/conventions.md, compile cache).
+ */
+const STORED_FIELDS = new WeakMap<Catalog, Map<number, Promise<VersionFields | undefined>>>();
 /** The largest plan version number: versions are 32-bit integers in the database. */
 export const MAX_PLAN_VERSION = 2_147_483_647;
 
@@ -433,9 +438,37 @@ export class Catalog {
    * The fields of the plan in force, indexed once per version and never changed: a read that takes them once masks all
    * it shows by one version, even if another is put in force meanwhile.
    */
-  fieldsInForce(): PlanFields {
+  fieldsInForce(): VersionFields {
     if (this.#fieldIndex?.version !== this.#current.version) this.#fieldIndex = new PlanFieldIndex(this.#current.version, this.#current.compiled.outline());
     return this.#fieldIndex;
+  }
+
+  /**
+   * The fields and occurrences a stored version declares (the one in force: fieldsInForce()), read without compiling
+   * its validators, once per process; undefined when the version is not stored or cannot be read (what it declared is
+   * unknown). For masking an event the plan in force no longer declares by the version it was stored under.
+   */
+  async fieldsOf(version: number): Promise<VersionFields | undefined> {
+    if (version === this.#current.version) return this.fieldsInForce();
+    let cache = STORED_FIELDS.get(this);
+    if (cache === undefined) STORED_FIELDS.set(this, (cache = new Map()));
+    let fields = cache.get(version);
+    if (fields === undefined) {
+      fields = this.#storedVersion(version).then(async (row) => {
+        if (!row) return undefined;
+        let outline: OutlineSection[] | undefined;
+        try {
+          outline = await outlineStoredAsync(JSON.parse(row.plan), this.#taxonomy);
+        } catch {
+          outline = undefined;
+        }
+        return outline === undefined ? undefined : new PlanFieldIndex(version, outline);
+      });
+      cache.set(version, fields);
+      // A failed read (the database) is tried again by the next caller.
+      fields.catch(() => cache.delete(version));
+    }
+    return fields;
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {

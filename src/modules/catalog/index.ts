@@ -6,6 +6,7 @@
 export { Catalog, MAX_PLAN_VERSION, planHash, planWarnings, type CatalogDeps, type ConfiguredPurpose, type PlanVersion, type PlanWarning, type PublishedPlan, type Declarations, type RetiredField, type RetiredSection, type WarningOptions } from './catalog.service.ts';
 export { CATALOG_MIGRATIONS } from './catalog.repo.ts';
 export { refreshConfiguration, type ConfigurationRefresh } from './configuration-refresh.ts';
+export { type VersionFields } from './plan-fields.ts';
 export { DEFAULT_PLAN } from './default-plan.ts';
 export { isRetention, MAX_RETENTION, type PlanDocument, type EventDefinition, type FieldSchema, type AnnotationInput } from './catalog.schemas.ts';
 export { type StatsRow } from './catalog.stats.ts';

@@ -9,10 +9,10 @@ import type { Catalog, EventOccurrence, KeptField, PlanResult, Violation } from 
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
-import { ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
+import { MASKED, ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
 import { CollectRepo, EVENT_DATA_CONTEXT, MAX_REFUSAL_ROWS, messageKey, type EventRow } from './collect.repo.ts';
 import { CollectRetention, orderValueOf, type EventRetentionPolicy } from './collect.retention.ts';
-import { CollectSubjectData, deleteFields, hiddenByPlan } from './collect.subject-data.ts';
+import { CollectSubjectData, deleteFields, hiddenByPlan, occurrenceHidden } from './collect.subject-data.ts';
 import { GroupCommit } from '../../shared/group-commit.ts';
 import { inSlices } from '../../shared/in-slices.ts';
 import { partition, type FieldRule, type FieldRules } from './partition.ts';
@@ -146,6 +146,28 @@ const DEFERRED_MIN_EVENTS = 64;
  */
 const GATHER_MS = 2;
 const newEventId = () => sortableId('evt_');
+/** What a reader who may not decrypt is kept from in an event whose occurrence is masked (Collector.events). */
+const MASKED_OCCURRENCE: readonly string[] = Object.freeze(['event', 'purposes', 'data']);
+
+/** A stored event as staff read it (Collector.events). */
+export interface StoredEventView {
+  id: string;
+  source: string;
+  messageId: string;
+  profileId: string;
+  kind: string;
+  /** The event's name (a page's or screen's name; null for identify, group, alias); MASKED where its occurrence is masked. */
+  event: string | null;
+  occurredAt: string;
+  receivedAt: string;
+  purposes: string[];
+  /** The part stored in clear, less what the reader is kept from. */
+  data: Record<string, unknown>;
+  /** The personal part decrypted; 'masked' for a reader who may not decrypt and is kept from some of the event; else null. */
+  personal: Record<string, unknown> | 'masked' | null;
+  /** Where the event's occurrence is masked: what was ('event', 'purposes', 'data'). Absent otherwise. */
+  masked?: readonly string[];
+}
 
 /**
  * The ingestion pipeline: envelope checks → tracking plan (validate, minimize) → identity lookup → consent gate
@@ -979,26 +1001,29 @@ export class Collector {
   /**
    * Events stored about these profiles, newest first; personal fields decrypted on request. Otherwise the personal part
    * reads 'masked', and fields stored in clear that the plan in force declares personal, or no longer declares, are
-   * left out of `data` (the personal part then reads 'masked' too), as if they had been stored encrypted.
+   * left out of `data` (the personal part then reads 'masked' too), as if they had been stored encrypted; and an event
+   * whose occurrence is of a special category or precise location (occurrenceHidden) reads only as something that
+   * happened then: its name MASKED, no purposes and no data, listed in `masked`.
    */
-  async events(profileIds: readonly string[], options: { decrypt: boolean; limit: number }) {
+  async events(profileIds: readonly string[], options: { decrypt: boolean; limit: number }): Promise<StoredEventView[]> {
     const rows = await this.#repo.eventsOf(profileIds, options.limit);
     const { catalog, keyring } = this.#deps;
     // One version for the whole answer.
     const plan = options.decrypt ? undefined : catalog.fieldsInForce();
+    const storedUnder = (version: number) => catalog.fieldsOf(version);
     return Promise.all(
       rows.map(async (row) => {
+        const shown = { id: row.id, source: row.source, messageId: row.message_id, profileId: row.profile_id, kind: row.kind };
+        const times = { occurredAt: row.occurred_at, receivedAt: row.received_at };
+        if (plan !== undefined && (await occurrenceHidden(plan, row, storedUnder))) {
+          return { ...shown, event: MASKED, ...times, purposes: [], data: {}, personal: 'masked', masked: MASKED_OCCURRENCE };
+        }
         const data = JSON.parse(row.data) as Record<string, unknown>;
         const masked = plan !== undefined && (deleteFields(data, '', hiddenByPlan(plan, row.kind, row.event)) || row.data_enc !== null);
         return {
-          id: row.id,
-          source: row.source,
-          messageId: row.message_id,
-          profileId: row.profile_id,
-          kind: row.kind,
+          ...shown,
           event: row.event,
-          occurredAt: row.occurred_at,
-          receivedAt: row.received_at,
+          ...times,
           purposes: JSON.parse(row.purposes) as string[],
           data,
           personal: masked ? 'masked' : row.data_enc === null ? null : (JSON.parse(await keyring.decrypt(row.data_enc, EVENT_DATA_CONTEXT, row.profile_id)) as Record<string, unknown>),

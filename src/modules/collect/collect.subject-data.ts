@@ -1,5 +1,6 @@
 import type { SqlExecutor } from '../../storage/index.ts';
 import type { DataSubject, EraseOutcome, EraseReason, ExportSection, FieldDisclosure, FieldPlanLookup, PlanFields, RetiredFieldLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { VersionFields } from '../catalog/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { EVENT_DATA_CONTEXT, type CollectRepo } from './collect.repo.ts';
 import { holdsFields, LEGAL_OBLIGATION, ORDER_EVENT, reducedOrderPart, type EventRetentionPolicy } from './collect.retention.ts';
@@ -88,6 +89,28 @@ export function hiddenByPlan(plan: PlanFields, kind: string, event: string | nul
     // An empty array is kept where the plan declares an array of objects there, as ingestion keeps it in clear.
     return !(Array.isArray(value) && value.length === 0 && plan.declaresInside(section, event, path));
   };
+}
+
+/** The plan section an event of this kind is an occurrence of: identify, group and alias calls have none of their own. */
+function occurrenceSection(kind: string): 'track' | 'page' | 'screen' | undefined {
+  return kind === 'track' || kind === 'page' || kind === 'screen' ? kind : undefined;
+}
+
+/**
+ * Whether a reader who may not decrypt is kept from what an event was (its name, purposes and data; not that something
+ * happened then): where its occurrence is of a special category or precise location in the plan in force, and, for an
+ * event the plan in force does not declare, in the version it was stored under (`storedUnder`; one that cannot be read
+ * says nothing, so the event is kept from them).
+ */
+export async function occurrenceHidden(
+  plan: VersionFields,
+  row: { kind: string; event: string | null; plan_version: number },
+  storedUnder: (version: number) => Promise<VersionFields | undefined>,
+): Promise<boolean> {
+  const section = occurrenceSection(row.kind);
+  if (section === undefined) return false;
+  const occurrence = plan.occurrence(section, row.event) ?? (await storedUnder(Number(row.plan_version)))?.occurrence(section, row.event);
+  return occurrence === undefined || occurrence.special || occurrence.preciseLocation;
 }
 
 export interface CollectSubjectDataDeps {

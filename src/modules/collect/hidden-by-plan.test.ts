@@ -4,7 +4,7 @@ import { DEFAULT_PLAN } from '../catalog/index.ts';
 import { PlanFieldIndex } from '../catalog/plan-fields.ts';
 import { compilePlan } from '../catalog/plan-compiler.ts';
 import { CANDOR_DATA_USES, DATA_CATEGORIES, DATA_USES } from '../taxonomy/taxonomy.data.ts';
-import { deleteFields, hiddenByPlan } from './collect.subject-data.ts';
+import { deleteFields, hiddenByPlan, occurrenceHidden } from './collect.subject-data.ts';
 
 const taxonomy = {
   dataCategory: (key: string) => DATA_CATEGORIES.find((e) => e.key === key),
@@ -67,5 +67,38 @@ describe('hiddenByPlan', () => {
     const data = { traits: { country: 'DE', city: 'Bonn' }, context: { externalIds: [{ id: 'x1', type: 'crm' }] } };
     const plan = fields((p) => (p.traits.properties.city['x-candor'].personal = true));
     assert.deepEqual(masked(plan, 'identify', null, data), [{ traits: { country: 'DE' }, context: { externalIds: [{ type: 'crm' }] } }, true]);
+  });
+});
+
+// What an event was is itself special-category data (or precise location) where its occurrence is.
+describe('occurrenceHidden', () => {
+  // A special category serves no personalization: the event keeps its reporting purpose only.
+  const recategorized = (definition: any, category: string) => Object.assign(definition, { category, purposes: ['analytics.reporting'] }); // eslint-disable-line @typescript-eslint/no-explicit-any -- a test edits the plan document by path
+  const special = (p: any) => recategorized(p.events['Order Completed'], 'user.health_and_medical'); // eslint-disable-line @typescript-eslint/no-explicit-any -- as above
+  const row = (kind: string, event: string | null, version = 2) => ({ kind, event, plan_version: version });
+  const never = () => Promise.reject(new Error('the plan in force declares the event: no stored version is read'));
+
+  it('hides an occurrence the plan in force declares of a special category or precise location, not another', async () => {
+    assert.equal(await occurrenceHidden(fields(), row('track', 'Order Completed'), never), false);
+    assert.equal(await occurrenceHidden(fields(special), row('track', 'Order Completed'), never), true);
+    const precise = fields((p) => recategorized(p.events['Order Completed'], 'user.location.precise'));
+    assert.equal(await occurrenceHidden(precise, row('track', 'Order Completed'), never), true);
+    const pages = fields((p) => recategorized(p.pages, 'user.health_and_medical'));
+    assert.equal(await occurrenceHidden(pages, row('page', 'Allergy advice'), never), true);
+    assert.equal(await occurrenceHidden(fields(), row('page', 'Home'), never), false);
+    // Identify, group and alias calls have no occurrence of their own.
+    assert.equal(await occurrenceHidden(fields(special), row('identify', null), never), false);
+  });
+
+  it('judges an event the plan in force no longer declares by the version it was stored under, and hides it when that cannot be read', async () => {
+    const removed = fields((p) => delete p.events['Order Completed']);
+    const versions = new Map([
+      [1, fields()],
+      [3, fields(special)],
+    ]);
+    const storedUnder = (version: number) => Promise.resolve(versions.get(version));
+    assert.equal(await occurrenceHidden(removed, row('track', 'Order Completed', 1), storedUnder), false);
+    assert.equal(await occurrenceHidden(removed, row('track', 'Order Completed', 3), storedUnder), true);
+    assert.equal(await occurrenceHidden(removed, row('track', 'Order Completed', 4), storedUnder), true);
   });
 });

@@ -50,7 +50,7 @@ describeEachDialect('lists answer in one order on both databases, whatever the d
     assert.deepEqual((await ingest(ctx.kernel, [track('t1'), track('t2')], now)).map((r) => r.status), ['stored', 'stored']);
     // Stored last, received (by the sender's clock of the request) a minute earlier.
     assert.deepEqual((await ingest(ctx.kernel, [track('t3')], now - 60_000)).map((r) => r.status), ['stored']);
-    const listed = async (limit: number) => (await ctx.kernel.collect.events([profileId], { decrypt: false, limit })).map((e) => e.messageId);
+    const listed = async (limit: number) => (await ctx.kernel.collect.events([profileId], { decrypt: true, limit })).map((e) => e.messageId);
     assert.deepEqual(await listed(10), ['t2', 't1', 't3']);
     assert.deepEqual(await listed(2), ['t2', 't1']);
     assert.deepEqual(await listed(1), ['t2']);

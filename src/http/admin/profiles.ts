@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Kernel } from '../../kernel.ts';
 import type { StaffRole } from '../../modules/access/index.ts';
 import { isIdentifierType } from '../../modules/identity/index.ts';
+import { shownMessageId } from '../../modules/profiles/index.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { RouteAccess } from '../route-access.ts';
 import { actorOf } from './actor.ts';
@@ -15,6 +16,7 @@ const READ: RouteAccess = { audience: 'admin', roles: ['owner', 'privacy_officer
 const UNMERGE: RouteAccess = { audience: 'admin', roles: DECRYPTING, purpose: PURPOSE };
 
 const nullableString = { type: ['string', 'null'] } as const;
+const MESSAGE_ID = { ...nullableString, description: 'The messageId of the message, as its sender chose it; `••••` for roles other than owner and privacy_officer (it may hold personal data).' } as const;
 const valueState = { type: 'string', enum: ['plain', 'decrypted', 'masked', 'unreadable'] } as const;
 const params = {
   type: 'object',
@@ -44,7 +46,7 @@ const merge = {
     triggerType: { type: 'string' },
     triggerHash: { type: 'string' },
     source: { type: 'string' },
-    messageId: nullableString,
+    messageId: MESSAGE_ID,
     undoneAt: nullableString,
   },
 } as const;
@@ -58,7 +60,7 @@ const trait = {
     personal: { type: 'boolean', description: 'Stored encrypted. A value stored in clear is masked as well where the plan in force declares the trait personal or no longer declares it.' },
     updatedAt: { type: 'string' },
     source: { type: 'string' },
-    messageId: nullableString,
+    messageId: MESSAGE_ID,
     profileId: { type: 'string' },
   },
 } as const;
@@ -92,7 +94,7 @@ const change = {
     category: { type: 'string' },
     personal: { type: 'boolean', description: 'Stored encrypted, as in a trait.' },
     source: { type: 'string' },
-    messageId: nullableString,
+    messageId: MESSAGE_ID,
   },
 } as const;
 
@@ -177,7 +179,9 @@ export function registerProfileRoutes(app: FastifyInstance, kernel: Kernel): voi
         kernel.identity.merges(canonical),
         kernel.profiles.get(members, { decrypt }),
       ]);
-      return { id: canonical, requestedId: request.params.id, members, decrypted: decrypt, identifiers, merges, traits: view.traits, computed: view.computed };
+      // The merge's messageId is masked as the traits' are (identity knows nothing of readers).
+      const shownMerges = merges.map((m) => ({ ...m, messageId: shownMessageId(m.messageId, decrypt) }));
+      return { id: canonical, requestedId: request.params.id, members, decrypted: decrypt, identifiers, merges: shownMerges, traits: view.traits, computed: view.computed };
     },
   );
 

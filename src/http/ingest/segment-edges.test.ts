@@ -110,7 +110,7 @@ describeEachDialect('Segment ingest at its edges: gzip bombs, a batch sentAt tha
     assert.deepEqual(stored, ['stored', 'stored', 'stored']);
     const [profile] = await ctx.kernel.identity.lookupBatch(ctx.kernel.storage.raw, [{ identifiers: [{ type: 'user_id', value: 'u-years' }], source: 'web', at: now }]);
     assert.ok(profile);
-    const events = await ctx.kernel.collect.events([profile], { decrypt: false, limit: 10 });
+    const events = await ctx.kernel.collect.events([profile], { decrypt: true, limit: 10 });
     assert.deepEqual(events.map((e) => e.messageId), ['year-now', 'year-1999', 'year-1'], 'newest first');
     const { computed } = await ctx.kernel.profiles.get([profile], { decrypt: false });
     assert.deepEqual([computed.firstSeenAt, computed.lastSeenAt], ['0001-01-01T00:00:00.000Z', new Date(Date.parse(now)).toISOString()]);

@@ -54,12 +54,13 @@ describeEachDialect('catalog: direct identifiers are personal whatever the plan 
     const [result] = await sendMessages(ctx.kernel, [message]);
     assert.equal(result?.status, 'stored', JSON.stringify(result));
 
-    const [raw] = (await ctx.kernel.collect.events([profileId], { decrypt: false, limit: 10 })).filter((e) => e.messageId === 'contact-1');
+    // The messageId reads masked unless decrypted: the masked read is found by the event's id.
+    const [read] = (await ctx.kernel.collect.events([profileId], { decrypt: true, limit: 10 })).filter((e) => e.messageId === 'contact-1');
+    const raw = (await ctx.kernel.collect.events([profileId], { decrypt: false, limit: 10 })).find((e) => e.id === read?.id);
     assert.ok(raw, 'stored');
     const atRest = JSON.stringify(raw);
     for (const value of ['ada@shop.example', '+31612345678', '192.0.2.77']) assert.ok(!atRest.includes(value), `${value} is not stored in clear: ${atRest}`);
     assert.equal((raw.data as { properties?: Record<string, unknown> }).properties?.country, 'NL');
-    const [read] = (await ctx.kernel.collect.events([profileId], { decrypt: true, limit: 10 })).filter((e) => e.messageId === 'contact-1');
     const personal = JSON.parse(JSON.stringify(read?.personal)) as { properties?: Record<string, unknown>; context?: Record<string, unknown> };
     assert.deepEqual(personal, { properties: { email: 'ada@shop.example', phone: '+31612345678' }, context: { ip: '192.0.2.77' } });
   });

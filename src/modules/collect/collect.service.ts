@@ -9,7 +9,7 @@ import type { Catalog, EventOccurrence, KeptField, PlanResult, Violation } from 
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
-import { MASKED, ORDER_EVENT, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
+import { MASKED, ORDER_EVENT, shownMessageId, type ActivityInput, type Profiles, type TraitInput } from '../profiles/index.ts';
 import { CollectRepo, EVENT_DATA_CONTEXT, MAX_REFUSAL_ROWS, messageKey, type EventRow } from './collect.repo.ts';
 import { CollectRetention, orderValueOf, type EventRetentionPolicy } from './collect.retention.ts';
 import { CollectSubjectData, deleteFields, hiddenByPlan, occurrenceHidden } from './collect.subject-data.ts';
@@ -153,6 +153,7 @@ const MASKED_OCCURRENCE: readonly string[] = Object.freeze(['event', 'purposes',
 export interface StoredEventView {
   id: string;
   source: string;
+  /** As sent; MASKED for a reader who may not decrypt (shownMessageId). */
   messageId: string;
   profileId: string;
   kind: string;
@@ -1003,7 +1004,8 @@ export class Collector {
    * reads 'masked', and fields stored in clear that the plan in force declares personal, or no longer declares, are
    * left out of `data` (the personal part then reads 'masked' too), as if they had been stored encrypted; and an event
    * whose occurrence is of a special category or precise location (occurrenceHidden) reads only as something that
-   * happened then: its name MASKED, no purposes and no data, listed in `masked`.
+   * happened then: its name MASKED, no purposes and no data, listed in `masked`. Its messageId reads MASKED too
+   * (shownMessageId: the sender chose it).
    */
   async events(profileIds: readonly string[], options: { decrypt: boolean; limit: number }): Promise<StoredEventView[]> {
     const rows = await this.#repo.eventsOf(profileIds, options.limit);
@@ -1013,7 +1015,7 @@ export class Collector {
     const storedUnder = (version: number) => catalog.fieldsOf(version);
     return Promise.all(
       rows.map(async (row) => {
-        const shown = { id: row.id, source: row.source, messageId: row.message_id, profileId: row.profile_id, kind: row.kind };
+        const shown = { id: row.id, source: row.source, messageId: shownMessageId(row.message_id, options.decrypt), profileId: row.profile_id, kind: row.kind };
         const times = { occurredAt: row.occurred_at, receivedAt: row.received_at };
         if (plan !== undefined && (await occurrenceHidden(plan, row, storedUnder))) {
           return { ...shown, event: MASKED, ...times, purposes: [], data: {}, personal: 'masked', masked: MASKED_OCCURRENCE };

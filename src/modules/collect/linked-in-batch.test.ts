@@ -19,7 +19,7 @@ describeEachDialect('a message that an earlier message of its batch links to a p
     return (response.json() as { results: MessageResult[] }).results;
   };
   const outcomes = (results: readonly MessageResult[]) => results.map((r) => r.code ?? r.status);
-  const storedFor = async (profileId: string | null) => (profileId === null ? [] : (await ctx.kernel.collect.events([profileId], { decrypt: false, limit: 100 })).map((e) => e.messageId).sort());
+  const storedFor = async (profileId: string | null) => (profileId === null ? [] : (await ctx.kernel.collect.events([profileId], { decrypt: true, limit: 100 })).map((e) => e.messageId).sort());
 
   it('stores it with the consent of the person an external id of the batch names (as two requests would)', async () => {
     await consent('lb-u1', both);

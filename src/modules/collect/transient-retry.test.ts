@@ -31,7 +31,7 @@ describeEachDialect('a group whose transaction is ended as a deadlock victim', (
     } finally {
       raw.transaction = original;
     }
-    const events = await ctx.kernel.collect.events([(await ctx.kernel.identity.lookupBatch(raw, [{ identifiers: [{ type: 'user_id', value: 'tr-u1' }], source: 'web', at: new Date().toISOString() }]))[0] as string], { decrypt: false, limit: 10 });
+    const events = await ctx.kernel.collect.events([(await ctx.kernel.identity.lookupBatch(raw, [{ identifiers: [{ type: 'user_id', value: 'tr-u1' }], source: 'web', at: new Date().toISOString() }]))[0] as string], { decrypt: true, limit: 10 });
     assert.equal(events.filter((e) => e.messageId === 'tr-m1').length, 1);
   });
 

@@ -6,6 +6,7 @@
 export {
   Profiles,
   MASKED,
+  shownMessageId,
   ORDER_EVENT,
   HISTORY_SCAN_FACTOR,
   type TraitInput,

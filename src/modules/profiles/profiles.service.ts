@@ -86,7 +86,10 @@ export interface TraitView {
    * personal or no longer declares it.
    */
   personal: boolean;
-  /** The event time of the newest message that sent this value (also one that re-sent it unchanged), its source and id. */
+  /**
+   * The event time of the newest message that sent this value (also one that re-sent it unchanged), its source and id
+   * (MASKED for a reader who may not decrypt: shownMessageId).
+   */
   updatedAt: string;
   source: string;
   messageId: string | null;
@@ -139,6 +142,7 @@ export interface TraitChange {
   /** The value is stored encrypted, as in TraitView. */
   personal: boolean;
   source: string;
+  /** MASKED for a reader who may not decrypt, as in TraitView. */
   messageId: string | null;
 }
 
@@ -164,6 +168,14 @@ export interface ProfilesDeps {
 
 /** What a masked personal value reads as. */
 export const MASKED = '••••';
+
+/**
+ * A messageId as a reader sees it: text the sender chose, which may hold personal data (`welcome-ada@shop.io`), so
+ * MASKED for a reader who may not decrypt; null (none given) stays null.
+ */
+export function shownMessageId<T extends string | null>(messageId: T, decrypt: boolean): T | typeof MASKED {
+  return messageId === null || decrypt ? messageId : MASKED;
+}
 
 export const ORDER_EVENT = 'Order Completed';
 /**
@@ -716,7 +728,7 @@ export class Profiles {
         personal: row.encrypted === 1,
         updatedAt: row.updated_at,
         source: row.source,
-        messageId: row.message_id,
+        messageId: shownMessageId(row.message_id, options.decrypt),
         profileId: row.profile_id,
       });
     }
@@ -855,7 +867,7 @@ export class Profiles {
           category: row.category,
           personal: row.encrypted === 1,
           source: row.source,
-          messageId: row.message_id,
+          messageId: shownMessageId(row.message_id, options.decrypt),
         });
         if (out.length === limit) {
           const last = index === page.length - 1 && page.length < size;

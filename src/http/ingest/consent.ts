@@ -25,6 +25,13 @@ interface ConsentBody {
  */
 export const ID_SCHEMA = { type: ['string', 'integer'], minLength: 1, maxLength: MAX_ID_LENGTH, minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER } as const;
 
+/** Where the change was made: an http(s) URL (recorded without query, fragment, credentials) or a property token. */
+const SOURCE = {
+  type: 'string',
+  maxLength: 2000,
+  description: 'An http(s) URL, recorded as its origin and path, or a property token (letters, digits and . _ : / -, at most 200); anything else is refused with CONSENT_CHANGE_INVALID, reason source.',
+} as const;
+
 /** Turns whole-number ids of a validated body into their text, as ingestion reads a message's ids. */
 export function idsAsText<T extends { userId?: string | number | undefined; anonymousId?: string | number | undefined }>(body: T): T & { userId?: string; anonymousId?: string } {
   if (typeof body.userId === 'number') body.userId = String(body.userId);
@@ -74,7 +81,7 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
             mechanism: { type: 'string', enum: [...CALLER_MECHANISMS] },
             noticeVersion: { type: 'integer', minimum: 1 },
             jurisdiction: { type: 'string', pattern: '^[A-Z]{2}(-[A-Z0-9]{1,3})?$' },
-            source: { type: 'string', maxLength: 2000 },
+            source: SOURCE,
             confirmOverGpc: { type: 'boolean' },
             // A GPC signal sent by an SDK or a server relaying a browser's Sec-GPC: 1, as the header counts.
             gpc: { type: 'boolean' },
@@ -112,6 +119,8 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
       };
       const changes = Object.entries(body.purposes ?? {}).map(([purpose, state]) => ({ purpose, state }));
       try {
+        // Free text in `source` would be kept for good: refused before anything is written (a GPC signal is recorded without it).
+        consent.checkSource(body.source);
         if (!body.withdrawAll && changes.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'no_changes' });
         // Withdrawing everything and choosing purposes in one call would leave one of the two unsaid.
         if (body.withdrawAll && changes.length > 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'withdraw_all_with_purposes' });
@@ -157,7 +166,7 @@ export function registerConsentIngestRoute(app: FastifyInstance, kernel: Kernel)
             purpose: { type: 'string', minLength: 1, maxLength: 200 },
             jurisdiction: { type: 'string', pattern: '^[A-Z]{2}(-[A-Z0-9]{1,3})?$' },
             noticeVersion: { type: 'integer', minimum: 1 },
-            source: { type: 'string', maxLength: 2000 },
+            source: SOURCE,
             // The SDK's GPC flag, as the Sec-GPC: 1 header counts.
             gpc: { type: 'boolean' },
             writeKey: { type: 'string' },

@@ -40,8 +40,7 @@ import { addMonths, decideFor, isDirectMarketing, isOptOut, NO_FLAGS, unionFlags
 import { DEFAULT_NOTICE_PURPOSES, DEFAULT_NOTICE_TEXT, DEFAULT_PURPOSES } from './defaults.ts';
 import { isCovered, lineage, materialChanges, noticeHash, normalizePurposes } from './notices.ts';
 import { receiptPayload, type ReceiptItem } from './receipt-payload.ts';
-import { unusableText } from '../../shared/text.ts';
-import { recordedSource } from './source.ts';
+import { ownSource, recordedSource, sourceProblem } from './source.ts';
 import { ReceiptSigner, type PublicJwk } from './receipts.ts';
 import { KeyedLock, SubjectCache, type SubjectState } from './subject-cache.ts';
 
@@ -78,7 +77,6 @@ export interface ConsentDeps {
 }
 
 const JURISDICTION = /^[A-Z]{2}(-[A-Z0-9]{1,3})?$/;
-const MAX_SOURCE = 2000;
 const MAX_SUBJECT_ID = 512;
 const EXPIRY_PAGE = 500;
 /** How many times a change is written when PostgreSQL ends its transaction as a deadlock victim or unserializable. */
@@ -1300,16 +1298,18 @@ export class Consent {
       throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'mechanism', allowed: [...CALLER_MECHANISMS] });
     }
     if (meta.jurisdiction && !JURISDICTION.test(meta.jurisdiction)) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'jurisdiction' });
-    // A control character or a lone surrogate cannot be stored as given (PostgreSQL refuses NUL in text).
-    if (meta.source !== undefined && (typeof meta.source !== 'string' || meta.source.length > MAX_SOURCE || unusableText(meta.source) !== undefined)) {
-      throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'source' });
-    }
-    // `restore:<backup>` names what Candor writes again after a restore: a caller's entry cannot pass for it. (A source
-    // named `restore`, such as a write key's, is an ordinary one.)
-    const recorded = recordedSource(meta.source);
-    if (recorded !== null && recorded.toLowerCase().startsWith('restore:')) {
-      throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'source_reserved' });
-    }
+    this.checkSource(meta.source);
+  }
+
+  /**
+   * Checks the source a caller's change names, writing nothing: CONSENT_CHANGE_INVALID with reason `source` unless it is,
+   * once reduced (recordedSource), an http(s) URL or a property token (free text could name the person, and the ledger
+   * is kept for good; nor can a control character or a lone surrogate be stored), `source_reserved` for `restore:…`
+   * (what Candor writes again after a restore). A route calls it before it creates a profile for the person.
+   */
+  checkSource(source: unknown): void {
+    const reason = sourceProblem(source);
+    if (reason !== undefined) throw new CandorError('CONSENT_CHANGE_INVALID', { reason });
   }
 
   /**
@@ -1421,7 +1421,9 @@ export class Consent {
   async refusedWithGpc(error: unknown, subjectIds: readonly string[], meta: { source?: string | undefined; jurisdiction?: string | undefined; holder?: string | undefined }, actor: Actor): Promise<unknown> {
     if (!isCandorError(error) || subjectIds.length === 0) return error;
     const holders = subjectIds.length === 1 ? holdersOf(subjectIds[0] as string, meta.holder) : NO_HOLDERS;
-    const written = await this.recordGpc(subjectIds, { source: meta.source, jurisdiction: meta.jurisdiction, holders }, actor);
+    // A source the request was refused for is not kept: the signal is recorded without it.
+    const source = sourceProblem(meta.source) === undefined ? meta.source : undefined;
+    const written = await this.recordGpc(subjectIds, { source, jurisdiction: meta.jurisdiction, holders }, actor);
     return new CandorError(error.code, { ...error.details, ...gpcHonouredDetails(written) });
   }
 
@@ -2099,8 +2101,7 @@ export class Consent {
       }
     }
     const restoredFrom = basename(backup);
-    const sourceText = `restore:${restoredFrom}`;
-    const source = sourceText.length <= MAX_SOURCE && unusableText(sourceText) === undefined ? recordedSource(sourceText) : 'restore:backup';
+    const source = ownSource(`restore:${restoredFrom}`, 'restore:backup');
     const failed = new Map<string, number>();
     const persons = [...found];
     for (let i = 0; i < persons.length; i += CHUNK) {

@@ -207,9 +207,16 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       await scoring.unmerged(unmerge.from, unmerge.into);
     });
     // Derived data follows its sources: a withdrawal, refusal or restriction removes the person from scores and
-    // model statistics at once (the models are refitted from the decremented statistics).
+    // model statistics at once (the models are refitted from the decremented statistics). The clean-up is owed from
+    // the change's commit on (recorded in its transaction, for people with stored scores) and runs right after it, in
+    // the background (a scoring run's save may hold the scoring lock); one that fails or is cut off by a stop is done
+    // at the next start and by the server's periodic reconcile, and close() waits for those still running.
+    consent.onChangeIn((tx, ids) => scoring.owedIn(tx, ids));
+    const reconciling = new Set<Promise<unknown>>();
     consent.onChange((ids) => {
-      void scoring.forgetUnlawful(ids).catch((err: unknown) => logger.warn({ err }, 'scores not reconciled after a consent change'));
+      const work = scoring.reconcile(ids).catch((err: unknown) => logger.warn({ err }, 'scores not reconciled after a consent change; retried at the next reconcile'));
+      reconciling.add(work);
+      void work.finally(() => reconciling.delete(work));
     });
     // The person's rights requests (kept at erasure) and the rate limit's start counts (deleted after the window).
     const rightsData = new RightsSubjectData({ storage, keyring, rateWindowMs: DEFAULT_RATE_LIMITS.windowMs });
@@ -251,6 +258,14 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
     // state lands on the person's profile as the graph stands.
     const restoreCarried = await applyPendingRestore({ dataDir: config.dataDir, access, subjectSessions, consent, people: () => identity.groups(), actor: SYSTEM_ACTOR });
     if (restoreCarried) logger.info({ revoked: restoreCarried.revoked.length, sessionsEnded: restoreCarried.sessionsEnded, keptLastOwner: restoreCarried.keptLastOwner.length, people: restoreCarried.consent.people, failed: restoreCarried.consent.failed, unknown: restoreCarried.unknown }, 'what the last restore carried over from the replaced database applied');
+    // Scores whose clean-up after a consent change an earlier run left owed (it stopped, or the clean-up failed), and
+    // those of the consent states a restore just wrote again: forgotten before the kernel serves anything.
+    try {
+      const removed = await scoring.reconcile();
+      if (removed > 0) logger.info({ removed }, 'scores owed a clean-up after consent changes forgotten');
+    } catch (err) {
+      logger.warn({ err }, 'scores owed a clean-up after consent changes not reconciled; retried by the server and at the next start');
+    }
     const rights = new RightsRequests({
       storage,
       audit,
@@ -325,6 +340,8 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       keyFileGenerated: generated,
       migrationsApplied,
       close: async () => {
+        // Clean-ups after consent changes still running finish first (a failed one stays owed).
+        while (reconciling.size > 0) await Promise.all(reconciling);
         // Counts of the tracking plan not flushed yet; losing them must not keep storage open.
         await catalog.flushStats().catch((err: unknown) => logger.warn({ err }, 'catalog stats not flushed'));
         await collect.flush().catch((err: unknown) => logger.warn({ err }, 'refusal counts not flushed'));

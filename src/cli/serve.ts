@@ -171,6 +171,18 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
       ),
     );
     housekeeping.push(setInterval(() => background.track('model refit', kernel.scoring.refitStale().catch((err: unknown) => kernel.logger.warn({ err }, 'model refit failed'))), 300_000));
+    // Scores whose clean-up after a consent change failed, or was left by another process that stopped: forgotten
+    // within a minute (one read of an empty table when nothing is owed).
+    housekeeping.push(
+      oneAtATime('owed score clean-ups', 60_000, () =>
+        kernel.scoring
+          .reconcile()
+          .then((removed) => {
+            if (removed > 0) kernel.logger.info({ removed }, 'scores owed a clean-up after consent changes forgotten');
+          })
+          .catch((err: unknown) => kernel.logger.warn({ err }, 'scores owed a clean-up after consent changes not reconciled; retried in a minute')),
+      ),
+    );
     // PostgreSQL's planner statistics, where autovacuum has not refreshed them (it is off on some servers): at start,
     // then every 10 minutes; a table never analyzed is planned as empty and scanned whole on every look-up. (SQLite:
     // nothing to do.)

@@ -118,6 +118,12 @@ export interface PendingMergeSources {
  */
 const pendingMergesOf = new WeakMap<Consent, PendingMergeSources>();
 
+/**
+ * Each Consent's listeners called inside a change's transaction (see onChangeIn), kept outside the class for the same
+ * reason as pendingMergesOf.
+ */
+const changeInListenersOf = new WeakMap<Consent, ((tx: SqlExecutor, subjectIds: readonly string[]) => Promise<void>)[]>();
+
 type AddEntry = (fields: EntryFields) => LedgerEntry;
 /** One change for #write: its subjects and what it writes (see #write). */
 interface WriteJob {
@@ -889,6 +895,18 @@ export class Consent {
     this.#changeListeners.push(listener);
   }
 
+  /**
+   * Calls back inside each change's transaction, after its entries and flags are written and before its audit entries,
+   * with the subjects it changes, so that what derived data owes them (a clean-up after the commit) is recorded with
+   * the change: durable once the change is answered. A listener that throws fails the change; it must only write its
+   * own tables (no lock that another transaction may hold while it waits for a consent change).
+   */
+  onChangeIn(listener: (tx: SqlExecutor, subjectIds: readonly string[]) => Promise<void>): void {
+    const listeners = changeInListenersOf.get(this) ?? [];
+    listeners.push(listener);
+    changeInListenersOf.set(this, listeners);
+  }
+
   /** Drops a subject's cached state (erasure). */
   forgetSubject(subjectId: string): Promise<void> {
     this.#cache.delete(subjectId);
@@ -1047,6 +1065,15 @@ export class Consent {
             continue;
           }
           ahead = true;
+        }
+        // What derived data owes the people changed is recorded with the change (onChangeIn).
+        const inTransaction = changeInListenersOf.get(this);
+        if (inTransaction !== undefined) {
+          const ids = new Set<string>();
+          jobs.forEach((job, i) => {
+            if (!('failed' in (written[i] as Written))) for (const subject of job.subjects) if (subject.id !== null) ids.add(subject.id);
+          });
+          if (ids.size > 0) for (const listener of inTransaction) await listener(tx, [...ids]);
         }
         // Last: on PostgreSQL the audit head is held from here to the commit.
         await this.#audit.appendIn(tx, events);

@@ -31,9 +31,21 @@ export type ScoringTables = {
     /** Model ids and the statistics keys this profile contributed (for decrementing on erasure or withdrawal). */
     lineage: string;
   };
+  /**
+   * Clean-ups owed (see Scoring.reconcile): a profile whose consent changed while it had scores, recorded in the
+   * change's transaction; or a run (its id) whose saved rows are still to be checked against the consent changes
+   * that committed while it saved. `token` tells a row written again since it was read from the one read. Erasure
+   * leaves a profile's row (a random id, nothing else) to the next reconcile, which finds nothing to forget and
+   * deletes it: deleting it in the erasure's transaction would take its lock after the scoring lock, against a consent
+   * change that takes it while holding the person's lock.
+   */
+  scoring_owed: { kind: OwedKind; subject: string; token: string; at: string };
 };
 
 export type ModelRow = ScoringTables['scoring_models'];
+/** What an owed row is about: a profile's stored scores, or a run's saved rows. */
+export type OwedKind = 'profile' | 'run';
+export type Owed = Pick<ScoringTables['scoring_owed'], 'kind' | 'subject' | 'token' | 'at'>;
 export type ScoreRow = ScoringTables['scoring_scores'];
 
 /** What a score row was computed from: the models (and statistics) per kind, and the purpose its data was read for. */
@@ -146,6 +158,19 @@ export const SCORING_MIGRATIONS: readonly ModuleMigration[] = [
         .addColumn('data', 'text', (c) => c.notNull())
         .addColumn('reasons', 'text', (c) => c.notNull())
         .addColumn('lineage', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+  {
+    name: '0117_scoring_owed',
+    async up(db) {
+      await db.schema
+        .createTable('scoring_owed')
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('token', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('scoring_owed_pk', ['kind', 'subject'])
         .execute();
     },
   },
@@ -294,8 +319,52 @@ export class ScoringRepo {
     return this.#db.selectFrom('scoring_scores').selectAll().where('profile_id', 'in', profileIds).execute();
   }
 
-  async allScores(): Promise<Pick<ScoreRow, 'profile_id' | 'data'>[]> {
-    return this.#db.selectFrom('scoring_scores').select(['profile_id', 'data']).execute();
+  async allScores(): Promise<Pick<ScoreRow, 'profile_id' | 'data' | 'lineage'>[]> {
+    return this.#db.selectFrom('scoring_scores').select(['profile_id', 'data', 'lineage']).execute();
+  }
+
+  /**
+   * Records in `tx` (a consent change's) that these profiles' stored scores are owed a check against their consent:
+   * only profiles with a stored row, one row each, its token replaced when already owed.
+   */
+  async oweIn(tx: SqlExecutor, profileIds: readonly string[], token: string, at: string): Promise<void> {
+    for (let i = 0; i < profileIds.length; i += 500) {
+      const ids = profileIds.slice(i, i + 500);
+      await this.#run(
+        tx,
+        this.#db
+          .insertInto('scoring_owed')
+          .columns(['kind', 'subject', 'token', 'at'])
+          .expression((eb) => eb.selectFrom('scoring_scores').select((s) => [s.val('profile').as('kind'), 'profile_id', s.val(token).as('token'), s.val(at).as('at')]).where('profile_id', 'in', ids))
+          .onConflict((oc) => oc.columns(['kind', 'subject']).doUpdateSet((eb) => ({ token: eb.ref('excluded.token'), at: eb.ref('excluded.at') }))),
+      );
+    }
+  }
+
+  /** Records in `tx` (a run's save) that the run's rows are owed a check against consent once it has committed. */
+  async oweRunIn(tx: SqlExecutor, runId: string, at: string): Promise<void> {
+    await this.#run(tx, this.#db.insertInto('scoring_owed').values({ kind: 'run', subject: runId, token: runId, at }));
+  }
+
+  /** Owed rows of these profiles, or (without) up to `limit` rows of `kind` after `after` in subject order. */
+  async owed(kind: OwedKind, subjects: readonly string[] | undefined, after = '', limit = 500): Promise<Owed[]> {
+    const rows = this.#db.selectFrom('scoring_owed').select(['kind', 'subject', 'token', 'at']).where('kind', '=', kind);
+    if (subjects !== undefined) return subjects.length === 0 ? [] : rows.where('subject', 'in', subjects).execute();
+    return rows.where('subject', '>', after).orderBy('subject').limit(limit).execute();
+  }
+
+  /** Profile ids of the stored rows a run wrote, up to `limit` after `after`. */
+  async rowsOfRun(runId: string, after: string, limit: number): Promise<string[]> {
+    const rows = await this.#db.selectFrom('scoring_scores').select('profile_id').where('run_id', '=', runId).where('profile_id', '>', after).orderBy('profile_id').limit(limit).execute();
+    return rows.map((r) => r.profile_id);
+  }
+
+  /**
+   * Deletes an owed row unless it was written again since it was read (another token). One statement per row: it
+   * holds no other row's lock meanwhile, so it cannot deadlock with a consent change recording several.
+   */
+  async settleOwed(owed: Pick<Owed, 'kind' | 'subject' | 'token'>): Promise<void> {
+    await this.#db.deleteFrom('scoring_owed').where('kind', '=', owed.kind).where('subject', '=', owed.subject).where('token', '=', owed.token).execute();
   }
 
   /** Removes profiles' scores and decrements what they contributed to the models' statistics, using only `tx`. */

@@ -9,7 +9,7 @@ import { compress, fitBgNbd, probabilityAlive, expectedPurchases, type BgNbdPara
 import { churnRisk, type ChurnRisk } from './churn.ts';
 import { lifetimeValue, DEFAULT_CLV } from './clv.ts';
 import { fitGammaGamma, type GammaGammaParams } from './gamma-gamma.ts';
-import { ScoringRepo, pendingModelId, purposeOfLineage, type Lineage, type ModelRow, type ScoreRow } from './scoring.repo.ts';
+import { ScoringRepo, pendingModelId, purposeOfLineage, type Lineage, type ModelRow, type Owed, type ScoreRow } from './scoring.repo.ts';
 import { summarize, type CustomerSummary } from './summary.ts';
 import { fourFifths, type FairnessReport } from './fairness.ts';
 import { FeatureEncoder, topContributions, type FeatureSpec } from './features.ts';
@@ -144,6 +144,20 @@ const statKeyBg = (s: CustomerSummary) => `${s.x}|${s.tx.toFixed(4)}|${s.T.toFix
 const statKeyGg = (s: CustomerSummary) => `${s.x}|${s.m.toFixed(4)}`;
 const money = (v: number) => v.toFixed(2);
 const leadBand = (p: number): 'hot' | 'warm' | 'cold' => (p >= 0.5 ? 'hot' : p >= 0.2 ? 'warm' : 'cold');
+/** A run's owed check is left to the run itself this long after its save (reconcile takes it over after). */
+const RUN_CHECK_GRACE_MS = 10 * 60_000;
+
+/** The stored rows whose purpose still has a lawful basis for their person now (consent loaded in chunks). */
+async function lawfulRows<R extends Pick<ScoreRow, 'profile_id' | 'lineage'>>(consent: Consent, rows: readonly R[]): Promise<R[]> {
+  const out: R[] = [];
+  const at = new Date();
+  for (let i = 0; i < rows.length; i += 500) {
+    const chunk = rows.slice(i, i + 500);
+    await consent.load(chunk.map((r) => r.profile_id));
+    for (const row of chunk) if (consent.allowedPurposes(row.profile_id, PROFILING_PURPOSES, at).includes(purposeOfLineage(JSON.parse(row.lineage) as Lineage))) out.push(row);
+  }
+  return out;
+}
 
 /**
  * The scoring job and the purpose-bound read of its results. Only people whose lawful basis covers a profiling
@@ -408,7 +422,7 @@ export class Scoring {
         resource: runId,
         details: { people, profiled: eligible.length, profiledForPurpose: eligible.filter((p) => p.purpose === purpose).length, buyers: summaries.length, models: report.filter((m) => !m.skipped).map((m) => numbered.get(m.id)?.id ?? m.id) },
       }));
-    const numbered = await this.#save(fitted, scores, purposeOf, new Map(eligible.map((p) => [p.profileId, p.members])), entries);
+    const numbered = await this.#save(runId, fitted, scores, purposeOf, new Map(eligible.map((p) => [p.profileId, p.members])), entries);
     // The summary names the models as saved (skipped ones have no id).
     for (const m of report) Object.assign(m, numbered.get(m.id));
     const summary: RunSummary = {
@@ -433,9 +447,12 @@ export class Scoring {
    * right after it (a withdrawal's own forget waits for the save and sees its rows). Either way the count-based
    * models equal the fit without them. The run's audit entries (`audit`, given the ids the models were saved under)
    * are appended in the save's transaction, last: a run whose scores are saved always has them, and one whose entries
-   * cannot be written saves nothing. Answers the id and version each model was saved under.
+   * cannot be written saves nothing. The check after the commit is owed from the commit on (a `run` row written in the
+   * save's transaction, deleted once it is done): one that does not complete is done by `reconcile`. Answers the id and
+   * version each model was saved under.
    */
   async #save(
+    runId: string,
     fitted: { row: ModelRow; stats: Map<string, number> }[],
     scores: ScoreRow[],
     purposeOf: Map<string, string>,
@@ -470,6 +487,8 @@ export class Scoring {
     }
     const numbered = await storage.raw.transaction(async (tx) => {
       const saved = await this.#repo.saveRun(tx, fitted, scores, purposeOf);
+      // A withdrawal that commits while this transaction runs may not see its rows (PostgreSQL): checked below.
+      if (scores.length > 0) await this.#repo.oweRunIn(tx, runId, new Date().toISOString());
       // Last: on PostgreSQL the audit head is held from here to the commit.
       await this.#deps.audit.appendIn(tx, audit(saved.numbered));
       return saved.numbered;
@@ -477,6 +496,7 @@ export class Scoring {
     const late = await lapsed();
     // forgetUnlawful refits what it decremented; the people left out before saving need their own refit.
     if (late.size > 0) await this.forgetUnlawful([...late]);
+    if (scores.length > 0) await this.#repo.settleOwed({ kind: 'run', subject: runId, token: runId });
     if (gone.size > 0) await this.refitStale();
     await this.#followMembership(purposeOf, membersOf);
     return numbered;
@@ -660,9 +680,12 @@ export class Scoring {
     return (await this.#repo.currentModels()).map((m) => ({ id: m.id, kind: m.kind, version: m.version, params: JSON.parse(m.params), details: JSON.parse(m.details), customers: Number(m.customers), fittedAt: m.fitted_at, stale: m.stale === 1 }));
   }
 
-  /** Segment sizes, persona descriptions and score distributions (aggregates only). */
+  /**
+   * Segment sizes, persona descriptions and score distributions (aggregates only), of the stored scores whose purpose
+   * still has a lawful basis for their person: a row whose clean-up after a consent change is still owed is not counted.
+   */
   async overview(): Promise<{ segments: Record<string, number>; personas: { name: string; description: string; size: number }[]; churnBands: Record<string, number>; clv: { count: number; mean: number; quartiles: [number, number, number] } | null }> {
-    const rows = await this.#repo.allScores();
+    const rows = await lawfulRows(this.#deps.consent, await this.#repo.allScores());
     const segments: Record<string, number> = {};
     const personas = new Map<string, number>();
     const churnBands: Record<string, number> = {};
@@ -689,12 +712,13 @@ export class Scoring {
   /**
    * The four-fifths audit of every selection the models make (each RFM segment, each persona, the churn "At risk"
    * band, the "hot" lead band) by an audit attribute: a trait the tracking plan declares for `fairness_audit`, read only for people whose
-   * consent covers that purpose, and reported only as aggregates (small groups pooled).
+   * consent covers that purpose, and reported only as aggregates (small groups pooled). Only stored scores whose
+   * purpose still has a lawful basis for their person are audited (as in the overview).
    */
   async fairness(attribute: string, actor: Actor): Promise<{ attribute: string; people: number; withGroup: number; reports: FairnessReport[] }> {
     const { consent, data } = this.#deps;
     if (!data.isAuditAttribute(attribute)) throw new CandorError('SCORING_AUDIT_ATTRIBUTE_INVALID', { attribute });
-    const scored = await this.memberships();
+    const scored = new Map((await lawfulRows(consent, await this.#repo.allScores())).map((r) => [r.profile_id, JSON.parse(r.data) as ProfileScores]));
     const owner = new Map<string, string>();
     for await (const chunk of data.people()) {
       const inAudit = chunk.filter((p) => scored.has(p.profileId));
@@ -725,7 +749,7 @@ export class Scoring {
     return { attribute, people: people.length, withGroup: groups.size, reports };
   }
 
-  /** Profile ids with a stored score and the segment each is in (for fairness audits and audiences). */
+  /** Profile ids with a stored score and the scores of each, as stored (whatever consent says now; see overview). */
   async memberships(): Promise<Map<string, ProfileScores>> {
     return new Map((await this.#repo.allScores()).map((r) => [r.profile_id, JSON.parse(r.data) as ProfileScores]));
   }
@@ -756,6 +780,59 @@ export class Scoring {
       ).scores;
     }
     if (removed > 0) await this.refitStale();
+    return removed;
+  }
+
+  /**
+   * Records, inside a consent change's transaction (`Consent.onChangeIn`), that the stored scores of the people it
+   * changes are owed a check against their consent (only people with a stored row): the record commits with the
+   * change, so a clean-up that does not run after it (the process stopped, the forget failed) is done by `reconcile`.
+   */
+  async owedIn(tx: SqlExecutor, profileIds: readonly string[]): Promise<void> {
+    await this.#repo.oweIn(tx, profileIds, sortableId('owe'), new Date().toISOString());
+  }
+
+  /**
+   * Settles clean-ups owed after consent changes: with `profileIds` (right after a change), those people's scores are
+   * checked (`forgetUnlawful`); without, every profile recorded as owed (at start and periodically), and every run
+   * whose check of the rows it saved did not finish within RUN_CHECK_GRACE_MS (each of its rows checked). Each owed
+   * record read is deleted once its check is done, unless a later change recorded it again meanwhile. Answers the
+   * number of score rows removed; a failure leaves the records for the next call.
+   */
+  async reconcile(profileIds?: readonly string[], now: Date = new Date()): Promise<number> {
+    if (profileIds !== undefined) {
+      const owed: Owed[] = [];
+      for (let i = 0; i < profileIds.length; i += 500) owed.push(...(await this.#repo.owed('profile', profileIds.slice(i, i + 500))));
+      const removed = await this.forgetUnlawful(profileIds);
+      for (const row of owed) await this.#repo.settleOwed(row);
+      return removed;
+    }
+    let removed = 0;
+    for (let after = ''; ; ) {
+      const owed = await this.#repo.owed('profile', undefined, after);
+      const last = owed.at(-1);
+      if (last === undefined) break;
+      after = last.subject;
+      removed += await this.forgetUnlawful(owed.map((o) => o.subject));
+      for (const row of owed) await this.#repo.settleOwed(row);
+    }
+    for (let after = ''; ; ) {
+      const runs = await this.#repo.owed('run', undefined, after);
+      const last = runs.at(-1);
+      if (last === undefined) break;
+      after = last.subject;
+      for (const run of runs) {
+        if (now.getTime() - Date.parse(run.at) < RUN_CHECK_GRACE_MS) continue;
+        for (let row = ''; ; ) {
+          const ids = await this.#repo.rowsOfRun(run.subject, row, 500);
+          const id = ids.at(-1);
+          if (id === undefined) break;
+          row = id;
+          removed += await this.forgetUnlawful(ids);
+        }
+        await this.#repo.settleOwed(run);
+      }
+    }
     return removed;
   }
 

@@ -445,6 +445,9 @@ function pgToolSetup(args: readonly string[], databaseUrl: string): { env: NodeJ
   return { env, withUrl: args.map((a) => (a === '{url}' ? url.toString() : a)) };
 }
 
+/** Starts the message of the error EMPTY_SCHEMA_SQL raises when objects of other schemas depend on Candor's. */
+const DEPENDENTS_MARKER = 'candor_restore_dependents';
+
 /**
  * Empties the schema Candor's tables live in (the session's current schema): every table, view, sequence, function,
  * procedure, aggregate and type in it, with what depends on them (triggers, indexes, constraints), except the members
@@ -452,15 +455,79 @@ function pgToolSetup(args: readonly string[], databaseUrl: string): { env: NodeJ
  * the commit-notice triggers on them) goes with the rest, so the schema becomes exactly the archive's. Without the
  * timeouts a role may set, as pg_restore's script sets them (it follows a moment later); the messages of the nested
  * BEGIN the script starts with, and of each DROP … IF EXISTS, are not wanted.
+ *
+ * Nothing outside the schema may go with it: before dropping, with the schema's tables locked (a view or a foreign key
+ * being created over one waits for the restore's end), the objects a DROP … CASCADE would take from other schemas are
+ * looked for in pg_depend: the schema's objects and, recursively, what goes with them anyway (their rules, triggers,
+ * constraints, defaults, indexes, TOAST tables: dependents that are not normal ones, or that belong to a relation of
+ * the schema), then the normal dependents of those that belong elsewhere (a view or a table's foreign key, trigger,
+ * default or column in another schema; a cast, say, in none). When there are any, the block raises an error naming
+ * them (DEPENDENTS_MARKER, then JSON: the schema, the objects) and the transaction ends with nothing changed.
  */
 const EMPTY_SCHEMA_SQL = `SET client_min_messages = error;
 SET statement_timeout = 0;
+SET lock_timeout = 0;
 SET idle_in_transaction_session_timeout = 0;
 BEGIN;
 DO $candor_restore$
 DECLARE
   item record;
+  candor_schema oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = current_schema());
+  tables text;
+  dependents json;
 BEGIN
+  SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ' ORDER BY c.oid) INTO tables
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.oid = candor_schema AND c.relkind IN ('r', 'p')
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e');
+  IF tables IS NOT NULL THEN
+    EXECUTE 'LOCK TABLE ' || tables || ' IN ACCESS EXCLUSIVE MODE';
+  END IF;
+  -- What goes: the objects the loops below drop and, recursively, what goes with them anyway (indexes, TOAST tables,
+  -- row types: dependents that are not normal ones) or belongs to the schema (a rule, trigger, default or policy: by
+  -- its relation; a view or function of the schema over another of its objects).
+  WITH RECURSIVE dropped(classid, objid) AS (
+      SELECT 'pg_proc'::regclass::oid, p.oid FROM pg_proc p
+        WHERE p.pronamespace = candor_schema
+          AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e')
+    UNION SELECT 'pg_class'::regclass::oid, c.oid FROM pg_class c
+        WHERE c.relnamespace = candor_schema AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+          AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid AND e.deptype = 'e')
+    UNION SELECT 'pg_type'::regclass::oid, t.oid FROM pg_type t
+        WHERE t.typnamespace = candor_schema AND t.typtype IN ('d', 'e', 'r')
+          AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_type'::regclass AND e.objid = t.oid AND e.deptype = 'e')
+    UNION SELECT x.classid, x.objid FROM pg_depend x JOIN dropped o ON o.classid = x.refclassid AND o.objid = x.refobjid
+        WHERE x.deptype IN ('a', 'i', 'P', 'S')
+          OR (x.deptype = 'n' AND COALESCE(
+            (SELECT c.relnamespace FROM pg_class c WHERE c.oid = CASE x.classid
+              WHEN 'pg_class'::regclass THEN x.objid
+              WHEN 'pg_rewrite'::regclass THEN (SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = x.objid)
+              WHEN 'pg_trigger'::regclass THEN (SELECT t.tgrelid FROM pg_trigger t WHERE t.oid = x.objid)
+              WHEN 'pg_attrdef'::regclass THEN (SELECT a.adrelid FROM pg_attrdef a WHERE a.oid = x.objid)
+              WHEN 'pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = x.objid) END),
+            (SELECT n.oid FROM pg_namespace n WHERE n.nspname = (pg_identify_object(x.classid, x.objid, 0)).schema)) = candor_schema)
+  )
+  -- What would go with it but is not the schema's: the other normal dependents, extension members aside.
+  SELECT json_agg(name ORDER BY name COLLATE "C") INTO dependents FROM (
+    SELECT DISTINCT CASE
+        -- A view reads what it reads through its _RETURN rule: named as the view.
+        WHEN r.rulename = '_RETURN' THEN format('%s (%s)', v.identity, v.type)
+        WHEN a.oid IS NOT NULL THEN format('%s (default value)', c.identity)
+        ELSE format('%s (%s)', o.identity, o.type) END AS name
+      FROM pg_depend x
+      JOIN dropped d ON d.classid = x.refclassid AND d.objid = x.refobjid
+      LEFT JOIN pg_rewrite r ON x.classid = 'pg_rewrite'::regclass AND r.oid = x.objid
+      LEFT JOIN pg_attrdef a ON x.classid = 'pg_attrdef'::regclass AND a.oid = x.objid
+      CROSS JOIN LATERAL pg_identify_object(x.classid, x.objid, x.objsubid) o
+      LEFT JOIN LATERAL pg_identify_object('pg_class'::regclass, r.ev_class, 0) v ON true
+      LEFT JOIN LATERAL pg_identify_object('pg_class'::regclass, a.adrelid, a.adnum) c ON true
+      WHERE x.deptype = 'n'
+        AND NOT EXISTS (SELECT 1 FROM dropped y WHERE y.classid = x.classid AND y.objid = x.objid)
+        AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = x.classid AND e.objid = x.objid AND e.deptype = 'e')
+  ) found;
+  IF dependents IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist', MESSAGE = '${DEPENDENTS_MARKER} ' || json_build_object('schema', current_schema(), 'dependents', dependents)::text;
+  END IF;
   FOR item IN SELECT p.prokind, format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS name
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
       WHERE n.nspname = current_schema()
@@ -523,10 +590,27 @@ function pgRestoreInto(databaseUrl: string, file: string): Promise<void> {
         fail(error.code === 'ENOENT' ? new CandorError('BACKUP_TOOL_MISSING', { tool }) : new CandorError('BACKUP_FAILED', { tool, message: error.message }));
       });
       child.on('close', (code, signal) => {
-        if (code !== 0) fail(new CandorError('BACKUP_FAILED', { tool, message: toolMessage(stderr[tool]) || `exit ${code ?? signal}` }));
+        if (code !== 0) fail(dependentsRefusal(tool, stderr[tool]) ?? new CandorError('BACKUP_FAILED', { tool, message: toolMessage(stderr[tool]) || `exit ${code ?? signal}` }));
         done();
       });
     }
+  });
+}
+
+/**
+ * BACKUP_FAILED for EMPTY_SCHEMA_SQL's refusal, read from psql's error output: the schema and the objects of other
+ * schemas that depend on it (`reporting.daily_refusals (view)`), with what to do; undefined for any other failure.
+ */
+function dependentsRefusal(tool: string, stderr: string): CandorError | undefined {
+  if (tool !== 'psql') return undefined;
+  const found = new RegExp(`${DEPENDENTS_MARKER} (\\{.*\\})$`, 'm').exec(stderr);
+  if (!found) return undefined;
+  const { schema, dependents } = JSON.parse(found[1] as string) as { schema: string; dependents: string[] };
+  return new CandorError('BACKUP_FAILED', {
+    tool,
+    reason: `objects in other schemas depend on objects of schema ${schema}, which the restore empties, and would be dropped with them: drop or move them first (nothing was changed)`,
+    schema,
+    dependents,
   });
 }
 

@@ -542,7 +542,9 @@ export class Collector {
    */
   async #writeDeferred(deferred: DeferredWrites, items: readonly Pending[], handedOver: () => void): Promise<ItemResult[] | undefined> {
     const { identity, catalog } = this.#deps;
-    if (items.some((p) => p.gatedFor === null || p.gpc || p.afterEarlier !== undefined)) return undefined;
+    // A GPC message whose person has the opt-outs in force already has nothing to record (checked again on its
+    // resolution, storableAtOnce).
+    if (items.some((p) => p.gatedFor === null || (p.gpc && this.#deps.consent.gpcWouldRecord(p.gatedFor)) || p.afterEarlier !== undefined)) return undefined;
     await this.#prepareKnown(items);
     const counts = this.#takeCounts();
     const results = new Map<Pending, ItemResult>();
@@ -551,7 +553,7 @@ export class Collector {
         const kept = await this.#leaveOutErased(tx, items, (p) => p.gatedFor, results);
         const resolutions = await identity.resolveBatch(tx, kept.map((p) => p.resolve));
         const resolved = kept.map((p, i) => ({ pending: p, resolution: resolutions[i] }));
-        if (!storableAtOnce(resolved, this.#deps.keyring)) throw UNUSUAL;
+        if (!storableAtOnce(resolved, this.#deps.keyring, this.#deps.consent)) throw UNUSUAL;
         await this.#store(tx, resolved, counts.refusals, results);
         await catalog.writeStats(tx, counts.plan);
       }, handedOver);
@@ -593,7 +595,7 @@ export class Collector {
     const answer = () => answerAll(items, results);
     // Keys of people already known are loaded first, so that a group about known people (the usual case) is
     // resolved and stored in one transaction: one commit per group.
-    await this.#prepareKnown(items.filter((p) => p.gatedFor !== null && !p.gpc));
+    await this.#prepareKnown(items.filter((p) => p.gatedFor !== null && (!p.gpc || !this.#deps.consent.gpcWouldRecord(p.gatedFor))));
     const counts = this.#takeCounts();
     const { refusals, plan: planCounts } = counts;
     const restore = (error: unknown) => {
@@ -639,7 +641,7 @@ export class Collector {
               resolved = resolved.concat(later);
             }
             this.#regateBeforeLinking(resolved, fresh);
-            if (judged > 0 || !storableAtOnce(resolved, keyring)) return false;
+            if (judged > 0 || !storableAtOnce(resolved, keyring, consent)) return false;
             await this.#store(tx, resolved, withRegated(), results);
             await catalog.writeStats(tx, planCounts);
             return true;
@@ -1201,15 +1203,25 @@ function serves(plan: Pick<PlanResult, 'occurrences' | 'fields'>, purpose: strin
  * Whether a group resolved to the very people the consent gate checked, with no merge and no GPC to record: then it is
  * stored in the transaction that resolved it.
  */
-function storableAtOnce(resolved: readonly { pending: Pending; resolution: Resolution | undefined }[], keyring: Keyring): resolved is Resolved[] {
+function storableAtOnce(resolved: readonly { pending: Pending; resolution: Resolution | undefined }[], keyring: Keyring, consent: Consent): resolved is Resolved[] {
   return resolved.every(
     (r) =>
       r.resolution?.profileId != null &&
       r.resolution.profileId === r.pending.gatedFor &&
       r.resolution.merges.length === 0 &&
-      !r.pending.gpc &&
+      (!r.pending.gpc || gpcInForce(r.resolution, consent)) &&
       memberReady(r.pending, r.resolution.profileId, r.resolution.holder, keyring),
   );
+}
+
+/**
+ * Whether a GPC message's signal has nothing to record: every identifier of it is the person's (none ignored, so none
+ * is another person's, as on a shared device; written to the person's own profile) and their GPC opt-outs are in
+ * force already. Then it is stored with the usual group, as the two-transaction path would record nothing between.
+ */
+function gpcInForce(resolution: Resolution, consent: Consent): boolean {
+  const profileId = resolution.profileId;
+  return profileId !== null && resolution.ignored.length === 0 && (resolution.holder === null || resolution.holder === profileId) && !consent.gpcWouldRecord(profileId);
 }
 
 /**

@@ -1698,6 +1698,16 @@ export class Consent {
     });
   }
 
+  /**
+   * Whether a GPC signal for this subject would record anything (recordGpc, recordGpcEach): true unless their state is
+   * in memory and every GPC purpose already has its opt-out in force, or a consent confirmed over GPC that stands.
+   * The collector stores a GPC message of such a person with the usual group, as there is nothing to record first.
+   */
+  gpcWouldRecord(subjectId: string): boolean {
+    const state = this.#cache.peek(subjectId);
+    return state === undefined || this.#needsGpc(state.purposes);
+  }
+
   #needsGpc(current: ReadonlyMap<string, Current>): boolean {
     const atMs = Date.now();
     for (const { config } of this.#purposes.values()) {

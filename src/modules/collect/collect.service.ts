@@ -648,17 +648,18 @@ export class Collector {
           });
         } catch (error) {
           if (!(error instanceof ResolveAgain)) throw error;
-          if (error.load.length > 0) {
-            await consent.load(error.load);
-            for (const id of error.load) fresh.add(id);
+          const again = error as ResolveAgain<Pending>;
+          if (again.load.length > 0) {
+            await consent.load(again.load);
+            for (const id of again.load) fresh.add(id);
           }
-          for (const p of error.refused) {
+          for (const p of again.refused) {
             // Its resolution is rolled back with the transaction: its GPC signal is recorded after the commit, as for a
             // message refused at the gate (#recordRefusedGpc).
             if (p.gpc) p.gpcRefusedFor = p.gatedFor;
             this.#refuseMoved(p, regated, results);
           }
-          remaining = remaining.filter((p) => !error.refused.has(p));
+          remaining = remaining.filter((p) => !again.refused.has(p));
         }
       }
     })().catch(restore);
@@ -799,7 +800,7 @@ export class Collector {
       const found = await identity.lookupBatch(tx, left.map((p) => p.afterEarlier as ResolveItem));
       const named = found.map((id) => (id !== null && !touched.has(id) ? id : null));
       const load = named.filter((id): id is string => id !== null && !(fresh.has(id) && consent.isLoaded(id)));
-      if (load.length > 0) throw new ResolveAgain([...new Set(load)], new Set());
+      if (load.length > 0) throw new ResolveAgain<Pending>([...new Set(load)], new Set());
       // Everyone found, or nobody: this is the last look-up.
       const last = !named.includes(null) || named.every((id) => id === null);
       const judged: Pending[] = [];
@@ -861,33 +862,20 @@ export class Collector {
     const moved = resolved.filter((r): r is Resolved => typeof r.resolution?.profileId === 'string' && (r.pending.gatedFor !== r.resolution.profileId || survivors.has(r.resolution.profileId)));
     if (moved.length === 0) return;
     const unstored = new Set(resolved.flatMap((r) => (r.resolution?.created && r.resolution.holder !== null ? [r.resolution.holder] : [])));
-    // Everyone merged into each surviving profile in this batch, directly or through another.
-    const intoOf = new Map(merges.map((m) => [m.from, m.into]));
-    const survivorOf = (id: string) => {
-      let at = id;
-      for (let next = intoOf.get(at); next !== undefined; next = intoOf.get(at)) at = next;
-      return at;
-    };
-    const mergedInto = new Map<string, string[]>();
-    for (const m of merges) {
-      const survivor = survivorOf(m.into);
-      const list = mergedInto.get(survivor);
-      if (list === undefined) mergedInto.set(survivor, [m.from]);
-      else list.push(m.from);
-    }
+    const { mergedInto } = mergeSurvivors(merges);
     const load = new Set<string>();
     for (const r of moved) {
       for (const id of [r.resolution.profileId, ...(mergedInto.get(r.resolution.profileId) ?? [])]) {
         if (!unstored.has(id) && (!fresh.has(id) || !this.#deps.consent.isLoaded(id))) load.add(id);
       }
     }
-    if (load.size > 0) throw new ResolveAgain([...load], new Set());
+    if (load.size > 0) throw new ResolveAgain<Pending>([...load], new Set());
     const refused = new Set<Pending>();
     for (const { pending: p, resolution } of moved) {
       const allowed = this.#deps.consent.allowedPurposesMerged(resolution.profileId, mergedInto.get(resolution.profileId) ?? [], undeniedPurposes(p.message, p.plan.purposes, this.#deps.uses), unstored);
       if (this.#withGpc(unstored.has(resolution.profileId) ? null : resolution.profileId, allowed, p.gpc).length === 0) refused.add(p);
     }
-    if (refused.size > 0) throw new ResolveAgain([], refused);
+    if (refused.size > 0) throw new ResolveAgain<Pending>([], refused);
   }
 
   /** Stores a group's events (one encrypted envelope each), traits, computed traits and refusal counts in `tx`. */
@@ -1277,14 +1265,36 @@ function answerAll(items: readonly Pending[], results: ReadonlyMap<Pending, Item
 }
 
 const NONE: readonly string[] = Object.freeze([]);
+
 /**
- * Thrown inside the resolution's transaction to roll it back and resolve again: after loading the consent of `load`,
- * or without the messages in `refused`.
+ * The merges of one resolution batch followed to their end: the profile each ends in (`survivorOf`, through chains)
+ * and everyone merged into each surviving profile, directly or through another (`mergedInto`).
  */
-class ResolveAgain extends Error {
+export function mergeSurvivors(merges: readonly { from: string; into: string }[]): { survivorOf: (id: string) => string; mergedInto: Map<string, string[]> } {
+  const intoOf = new Map(merges.map((m) => [m.from, m.into]));
+  const survivorOf = (id: string) => {
+    let at = id;
+    for (let next = intoOf.get(at); next !== undefined; next = intoOf.get(at)) at = next;
+    return at;
+  };
+  const mergedInto = new Map<string, string[]>();
+  for (const m of merges) {
+    const survivor = survivorOf(m.into);
+    const list = mergedInto.get(survivor);
+    if (list === undefined) mergedInto.set(survivor, [m.from]);
+    else list.push(m.from);
+  }
+  return { survivorOf, mergedInto };
+}
+
+/**
+ * Thrown inside a resolution's transaction to roll it back and resolve again: after loading the consent of `load`,
+ * or without the items in `refused` (the pipeline's messages, the CSV import's rows).
+ */
+export class ResolveAgain<T> extends Error {
   readonly load: readonly string[];
-  readonly refused: ReadonlySet<Pending>;
-  constructor(load: readonly string[], refused: ReadonlySet<Pending>) {
+  readonly refused: ReadonlySet<T>;
+  constructor(load: readonly string[], refused: ReadonlySet<T>) {
     super('resolve again');
     this.load = load;
     this.refused = refused;

@@ -50,7 +50,7 @@ import type { Keyring } from '../crypto/index.ts';
 import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
 import { messageKey } from './collect.repo.ts';
-import { describesBy, fieldAllowed, servedPurposes, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
+import { describesBy, fieldAllowed, mergeSurvivors, ResolveAgain, servedPurposes, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
 import { identifiersOf, MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
 
 export type ImportKind = 'customers' | 'events';
@@ -1430,17 +1430,6 @@ function storableWith(gate: ImportGate, plans: readonly PlanResult[], decisionOf
   return plans.some((plan) => servedPurposes(plan, allowed, explicit, gate.describes).length > 0);
 }
 
-/** Thrown inside resolveGated's transaction (rolling it back): consent to load first, or rows to leave out. */
-class ResolveAgain extends Error {
-  readonly load: readonly string[];
-  readonly refused: ReadonlySet<number>;
-  constructor(load: readonly string[], refused: ReadonlySet<number>) {
-    super('resolve again');
-    this.load = load;
-    this.refused = refused;
-  }
-}
-
 /**
  * Resolves the rows of people nobody knew when the import looked them up, as the pipeline resolves a group
  * (collect.service #regateBeforeLinking): inside the transaction, before it commits, each resolution is gated for the
@@ -1463,14 +1452,7 @@ async function resolveGated(deps: CsvImportDeps, gate: ImportGate, people: reado
         const resolutions = await identity.resolveBatch(tx, left.map((p) => p.link));
         const merges = resolutions.flatMap((r) => r.merges);
         const made = new Set(resolutions.flatMap((r) => (r.created && r.holder !== null ? [r.holder] : [])));
-        const intoOf = new Map(merges.map((m) => [m.from, m.into]));
-        const survivorOf = (id: string) => {
-          let at = id;
-          for (let next = intoOf.get(at); next !== undefined; next = intoOf.get(at)) at = next;
-          return at;
-        };
-        const mergedInto = new Map<string, string[]>();
-        for (const m of merges) mergedInto.set(survivorOf(m.into), [...(mergedInto.get(survivorOf(m.into)) ?? []), m.from]);
+        const { survivorOf, mergedInto } = mergeSurvivors(merges);
         // Each row is judged for the person its profile belongs to once every merge of the batch is applied (a later
         // row may merge it into someone else), as the pipeline will judge it after this commit.
         const persons = resolutions.map((r) => (r.profileId === null ? null : survivorOf(r.profileId)));
@@ -1479,7 +1461,7 @@ async function resolveGated(deps: CsvImportDeps, gate: ImportGate, people: reado
           if (person === null) continue;
           for (const id of [person, ...(mergedInto.get(person) ?? [])]) if (!made.has(id) && (!fresh.has(id) || !consent.isLoaded(id))) load.add(id);
         }
-        if (load.size > 0) throw new ResolveAgain([...load], new Set());
+        if (load.size > 0) throw new ResolveAgain<number>([...load], new Set());
         const refused = new Set<number>();
         persons.forEach((person, i) => {
           const row = left[i];
@@ -1487,16 +1469,17 @@ async function resolveGated(deps: CsvImportDeps, gate: ImportGate, people: reado
           const decisions = consent.decideMerged(person, mergedInto.get(person) ?? [], [...new Set(row.plans.flatMap((plan) => plan.purposes))], made);
           if (!storableWith(gate, row.plans, (purpose) => decisions.get(purpose))) refused.add(i);
         });
-        if (refused.size > 0) throw new ResolveAgain([], refused);
+        if (refused.size > 0) throw new ResolveAgain<number>([], refused);
         return { resolutions, persons: [...new Set(persons.filter((id): id is string => id !== null))] };
       });
     } catch (error) {
       if (!(error instanceof ResolveAgain)) throw error;
-      if (error.load.length > 0) {
-        await consent.load(error.load);
-        for (const id of error.load) fresh.add(id);
+      const again = error as ResolveAgain<number>;
+      if (again.load.length > 0) {
+        await consent.load(again.load);
+        for (const id of again.load) fresh.add(id);
       }
-      left = left.filter((_, i) => !error.refused.has(i));
+      left = left.filter((_, i) => !again.refused.has(i));
     }
   }
 }

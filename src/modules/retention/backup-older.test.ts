@@ -5,10 +5,11 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { sql } from 'kysely';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
+import { withStorage } from '../../../test/support/with-storage.ts';
 import { MIGRATIONS, openKernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
-import { migrateToLatest, openStorage, type Storage } from '../../storage/index.ts';
+import { migrateToLatest, type Storage } from '../../storage/index.ts';
 import { backupDatabase, restoreDatabase } from './index.ts';
 
 /** The first migration the older release lacks: it adds a table (collect_recent_ids), a function and triggers. */
@@ -28,15 +29,6 @@ async function schemaObjects(storage: Storage): Promise<string[]> {
       WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal
     ORDER BY 1`.execute(storage.db);
   return rows.rows.map((r) => r.object);
-}
-
-async function withStorage<T>(env: TestEnvironment, work: (storage: Storage) => Promise<T>): Promise<T> {
-  const storage = await openStorage({ dataDir: env.dataDir, databaseUrl: env.databaseUrl, sqliteSynchronous: 'FULL', sqliteWriterThread: 'off' });
-  try {
-    return await work(storage);
-  } finally {
-    await storage.close();
-  }
 }
 
 const migrationsOf = async (storage: Storage) => (await sql<{ name: string }>`SELECT name FROM storage_migrations ORDER BY name`.execute(storage.db)).rows.map((r) => r.name);

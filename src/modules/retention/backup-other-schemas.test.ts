@@ -2,20 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { sql } from 'kysely';
 import { createEnvironment, describeEachDialect, type TestEnvironment } from '../../../test/support/databases.ts';
+import { withStorage } from '../../../test/support/with-storage.ts';
 import { MIGRATIONS } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 import { isCandorError } from '../../shared/errors.ts';
-import { migrateToLatest, openStorage, type Storage } from '../../storage/index.ts';
+import { migrateToLatest } from '../../storage/index.ts';
 import { backupDatabase, restoreDatabase } from './index.ts';
-
-async function withStorage<T>(env: TestEnvironment, work: (storage: Storage) => Promise<T>): Promise<T> {
-  const storage = await openStorage({ dataDir: env.dataDir, databaseUrl: env.databaseUrl, sqliteSynchronous: 'FULL', sqliteWriterThread: 'off' });
-  try {
-    return await work(storage);
-  } finally {
-    await storage.close();
-  }
-}
 
 const onlyPostgres = (dialect: string) => dialect !== 'postgres' && 'objects in other schemas: a PostgreSQL matter';
 

@@ -3,13 +3,8 @@ import { it } from 'node:test';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { months } from '../../../test/support/months.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
-
-const months = (at: Date, n: number) => {
-  const out = new Date(at.getTime());
-  out.setUTCMonth(out.getUTCMonth() + n);
-  return out;
-};
 
 // An ingestion group written the two-transaction way (here: a message with the GPC signal, recorded between them)
 // resolves its person in the first transaction and stores in the second. An inactivity deletion committed in between

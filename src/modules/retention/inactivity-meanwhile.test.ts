@@ -3,14 +3,8 @@ import { it } from 'node:test';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/support/databases.ts';
 import { useKernel } from '../../../test/support/kernel.ts';
+import { months } from '../../../test/support/months.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
-
-/** `n` calendar months after `at`. */
-const months = (at: Date, n: number) => {
-  const out = new Date(at.getTime());
-  out.setUTCMonth(out.getUTCMonth() + n);
-  return out;
-};
 
 // The inactivity rule reads who is inactive before it deletes them; each person is judged again inside the
 // transaction that deletes them, with ingestion kept out: an event stored meanwhile keeps the person, their keys and

@@ -83,19 +83,21 @@ export async function pipelineSteps(kernel: Kernel, makeGroup: () => Record<stri
   wrap(profiles, 'setTraitsBatch', 'traits written (with the person read)');
   wrap(profiles, 'recordActivityBatch', 'computed traits written');
 
-  const context = { source: 'web', gpc: false, actor: CLI_ACTOR };
-  const run = async (ms: number) => {
+  /** Groups made and handed to `work` one at a time, until `ms` of work was timed: the time taken and the events. */
+  const timeGroups = async (ms: number, work: (group: Record<string, unknown>[]) => Promise<unknown>) => {
     let total = 0;
     let events = 0;
     while (total < ms) {
       const group = makeGroup();
       const started = performance.now();
-      await kernel.collect.ingest(group.map((raw) => ({ raw, bytes: 1000 })), undefined, { ...context, receivedAt: Date.now() });
+      await work(group);
       total += performance.now() - started;
       events += group.length;
     }
     return { total, events };
   };
+  const context = { source: 'web', gpc: false, actor: CLI_ACTOR };
+  const run = (ms: number) => timeGroups(ms, (group) => kernel.collect.ingest(group.map((raw) => ({ raw, bytes: 1000 })), undefined, { ...context, receivedAt: Date.now() }));
   await run(500);
   for (const step of spent.keys()) spent.set(step, 0);
   const candor = await run(seconds * 1000);
@@ -111,17 +113,11 @@ export async function pipelineSteps(kernel: Kernel, makeGroup: () => Record<stri
     await createEventsStore(plain);
     const insert = eventsInserter(plain);
     const store = async (ms: number) => {
-      let total = 0;
-      let events = 0;
-      while (total < ms) {
-        const group = makeGroup();
-        const started = performance.now();
+      const { total, events } = await timeGroups(ms, (group) => {
         const receivedAt = new Date().toISOString();
         const rows = group.map((m) => plainRow(m, receivedAt));
-        await plain.raw.transaction((tx) => insert(tx, rows));
-        total += performance.now() - started;
-        events += group.length;
-      }
+        return plain.raw.transaction((tx) => insert(tx, rows));
+      });
       return (total * 1000) / events;
     };
     await store(300);

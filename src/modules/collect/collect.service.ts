@@ -719,8 +719,9 @@ export class Collector {
   /**
    * At the start of a group's transaction: the messages an erasure (or the inactivity rule's deletion, between the
    * group's two transactions) committed since their request was checked made unstorable — an identifier of theirs now
-   * suppressed, or the person they are written for (`profileOf`) deleted — are answered suppressed and left out. On PostgreSQL no erasure commits until this transaction does (the erasure
-   * lock, taken shared by identity.suppressedInGroup); on SQLite the write lock keeps erasures out.
+   * suppressed, or the person they are written for (`profileOf`) deleted — are answered suppressed and left out. On
+   * PostgreSQL no erasure commits until this transaction does (the erasure lock, taken shared by
+   * identity.suppressedInGroup); on SQLite the write lock keeps erasures out.
    */
   async #leaveOutErased(tx: SqlExecutor, items: readonly Pending[], profileOf: (p: Pending) => string | null, results: Map<Pending, ItemResult>): Promise<readonly Pending[]> {
     const { identity } = this.#deps;

@@ -131,9 +131,12 @@ interface ServerRuns {
 /**
  * One server's runs: batches of the fastest path (closed loop), then, with `full`, the same at a steady rate (open
  * loop), then single events, then, with `full`, mixed traffic. Candor's store is prepared first (people, consent,
- * a write key); both servers start with `npm start`'s Node flags and the same SQLite synchronous setting.
+ * a write key); both servers start with `npm start`'s Node flags and the same SQLite synchronous setting. With
+ * `only`, one run alone (BENCH_ONLY): the fastest path's batches or the mixed traffic.
  */
-async function serverRuns(server: 'candor' | 'off', dialect: Dialect, options: { writerThread?: 'on' | 'off'; full: boolean }): Promise<ServerRuns> {
+async function serverRuns(server: 'candor' | 'off', dialect: Dialect, options: { writerThread?: 'on' | 'off'; full: boolean }): Promise<ServerRuns>;
+async function serverRuns(server: 'candor' | 'off', dialect: Dialect, options: { only: 'batch' | 'mixed' }): Promise<{ batch?: LoadResult; mixed?: MixedRun }>;
+async function serverRuns(server: 'candor' | 'off', dialect: Dialect, options: { writerThread?: 'on' | 'off'; full?: boolean; only?: 'batch' | 'mixed' }): Promise<ServerRuns | { batch?: LoadResult; mixed?: MixedRun }> {
   const where = await place(dialect, 'ingest');
   try {
     let headers: Record<string, string> = {};
@@ -154,7 +157,17 @@ async function serverRuns(server: 'candor' | 'off', dialect: Dialect, options: {
     const random = rng(7);
     const run = (path: string, makeBody: () => Payload, seconds: number, extra: { rate?: number; count?: (body: string, payload: Payload) => number } = {}) =>
       load({ url: `${url}${path}`, headers, concurrency: extra.rate === undefined ? CONCURRENCY : CONCURRENCY * 4, seconds, makeBody, count: extra.count ?? stored, ...(extra.rate === undefined ? {} : { rate: extra.rate }) });
+    if (options.only === 'mixed') {
+      const mixed = await mixedRun(run, random, server);
+      await stopChild(child);
+      return { mixed };
+    }
     await run('/v1/batch', batchBody(random), 1);
+    if (options.only === 'batch') {
+      const batch = await run('/v1/batch', batchBody(random), SECONDS);
+      await stopChild(child);
+      return { batch };
+    }
     const cpuBefore = cpuSeconds(child.pid);
     const ownBefore = process.cpuUsage();
     const batch = await run('/v1/batch', batchBody(random), SECONDS);
@@ -164,26 +177,30 @@ async function serverRuns(server: 'candor' | 'off', dialect: Dialect, options: {
     // Single events get a second of warm-up too (a code path of its own), on both servers.
     await run('/v1/track', singleBody(random), 1);
     const single = await run('/v1/track', singleBody(random), Math.max(3, SECONDS / 2));
-    let mixed: MixedRun | undefined;
-    if (options.full) {
-      const traffic = mixedTraffic(random, USERS, server === 'candor');
-      await run('/v1/batch', traffic.next, 1);
-      const statuses: Record<string, number> = {};
-      const result = await run('/v1/batch', traffic.next, SECONDS, {
-        count: (body, payload) => {
-          if (payload.kind !== 'batch') return 0;
-          for (const [status, n] of Object.entries(statusCounts(body))) statuses[status] = (statuses[status] ?? 0) + n;
-          return storedCount(body);
-        },
-      });
-      const answered = Object.values(statuses).reduce((a, b) => a + b, 0);
-      mixed = { result, answered: answered / result.seconds, statuses };
-    }
+    const mixed = options.full ? await mixedRun(run, random, server) : undefined;
     await stopChild(child);
     return { batch, steady, single, mixed, cpu, schema: dialect === 'sqlite' ? sqliteEventsSchema(where.dataDir) : undefined };
   } finally {
     await where.drop();
   }
+}
+
+type Run = (path: string, makeBody: () => Payload, seconds: number, extra?: { rate?: number; count?: (body: string, payload: Payload) => number }) => Promise<LoadResult>;
+
+/** Mixed traffic (support/mixed.ts) after a second of warm-up: Candor's runs include first-time visitors' consent calls. */
+async function mixedRun(run: Run, random: () => number, server: 'candor' | 'off'): Promise<MixedRun> {
+  const traffic = mixedTraffic(random, USERS, server === 'candor');
+  await run('/v1/batch', traffic.next, 1);
+  const statuses: Record<string, number> = {};
+  const result = await run('/v1/batch', traffic.next, SECONDS, {
+    count: (body, payload) => {
+      if (payload.kind !== 'batch') return 0;
+      for (const [status, n] of Object.entries(statusCounts(body))) statuses[status] = (statuses[status] ?? 0) + n;
+      return storedCount(body);
+    },
+  });
+  const answered = Object.values(statuses).reduce((a, b) => a + b, 0);
+  return { result, answered: answered / result.seconds, statuses };
 }
 
 /** Transactions of raw inserts: the most a group commit of the privacy-off server writes with 16 batches of 100 in flight. */
@@ -299,6 +316,26 @@ function report(dialect: Dialect, on: ServerRuns, off: ServerRuns, raw: number):
   line(`${tag} single-event requests: ${fmt(rate(on.single))} requests/s, ${latency(on.single)} (closed loop)${judge(`goal ≥ 5,000/s ${verdict(rate(on.single) >= 5000)}`)}; privacy off ${fmt(rate(off.single))} requests/s, ${latency(off.single)}, ratio ${(rate(on.single) / rate(off.single)).toFixed(2)}`);
   const cpuNote = dialect === 'postgres' ? " (PostgreSQL's own processes not counted)" : '';
   line(`${tag} CPU during the fastest-path runs (of 2 cores = 200%)${cpuNote}: Candor server ${pct(on.cpu.server)} + load generator ${pct(on.cpu.load)}; privacy-off server ${pct(off.cpu.server)} + load generator ${pct(off.cpu.load)}`);
+}
+
+const only = process.env.BENCH_ONLY;
+if (only === 'mixed' || only === 'batch') {
+  // One run alone on SQLite, the privacy-off server first: a quick comparison while working on that path.
+  try {
+    const off = await serverRuns('off', 'sqlite', { only });
+    const on = await serverRuns('candor', 'sqlite', { only });
+    if (on.batch && off.batch) {
+      line(`[sqlite] fastest path, ${SECONDS} s, closed loop: Candor ${fmt(rate(on.batch))} events/s stored, ${latency(on.batch)}, errors ${on.batch.errors}; privacy off ${fmt(rate(off.batch))}, ${latency(off.batch)}  | ratio ${(rate(on.batch) / rate(off.batch)).toFixed(2)}`);
+    }
+    if (on.mixed && off.mixed) {
+      line(`[sqlite] mixed traffic (${MIXED_SHAPE}), ${SECONDS} s, closed loop: Candor ${fmt(on.mixed.answered)} events/s answered, ${fmt(rate(on.mixed.result))} stored, errors ${on.mixed.result.errors}; privacy off ${fmt(off.mixed.answered)} answered  | ratio ${(on.mixed.answered / off.mixed.answered).toFixed(2)}`);
+      const consent = on.mixed.result.kinds.consent;
+      if (consent) line(`[sqlite] mixed traffic, Candor's consent calls: ${fmt(consent.requests / on.mixed.result.seconds)} requests/s, ${latency(consent)}`);
+    }
+  } finally {
+    for (const child of children) await stopChild(child);
+  }
+  process.exit(0);
 }
 
 try {

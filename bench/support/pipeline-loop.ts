@@ -1,5 +1,7 @@
 // In-process ingestion loop (no HTTP): the Candor pipeline fed pre-parsed batches from `concurrency` callers, for
-// profiling where its time goes. `node bench/support/pipeline-loop.ts [seconds]`; add --cpu-prof to profile.
+// profiling where its time goes. `node bench/support/pipeline-loop.ts [seconds]`; add --cpu-prof to profile, or
+// `--import ./bench/support/alloc-probe.ts` for where its memory is allocated. BATCH=n: events per call (default 100).
+import type { AllocationHooks } from './alloc-probe.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { openKernel } from '../../src/kernel.ts';
 import { CLI_ACTOR } from '../../src/shared/actor.ts';
@@ -29,6 +31,8 @@ const run = async (until: number) => {
   }
 };
 await run(performance.now() + 1000);
+const allocation = (globalThis as { allocationHooks?: AllocationHooks }).allocationHooks;
+await allocation?.start();
 events = 0;
 const started = performance.now();
 const cpu = process.cpuUsage();
@@ -39,5 +43,6 @@ const used = process.cpuUsage(cpu);
 // The main thread's busy time per event (its event loop's active time): less noisy than throughput on a shared machine.
 const mainBusy = performance.eventLoopUtilization(elu).active;
 console.log(`${Math.round(events / elapsed)} events/s, ${((1e6 * elapsed) / events).toFixed(1)} µs/event wall, main thread busy ${((1000 * mainBusy) / events).toFixed(1)} µs/event, cpu ${(((used.user + used.system) / 1e6 / elapsed) * 100).toFixed(0)}%`);
+await allocation?.stop(events);
 await kernel.close();
 await where.drop();

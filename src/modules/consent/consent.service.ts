@@ -86,6 +86,8 @@ const EMPTY: ReadonlyMap<string, Current> = new Map();
 const DESCRIBED = 1;
 /** … and an event's occurrence, never through data about the system (Consent.describes of an occurrence). */
 const DESCRIBED_AS_PERSONAL = 2;
+/** Consent.aboutTheSystem's answers per category, kept beside the describes() answers they are dropped with. */
+const aboutTheSystemAnswers = new WeakMap<object, Map<string, boolean>>();
 const NO_IDS: ReadonlySet<string> = new Set();
 const NO_SOURCES: readonly PendingSource[] = [];
 /** The flags a decision takes when a profile whose opt-outs bind the subject is not in memory: nothing but a legal obligation. */
@@ -476,7 +478,18 @@ export class Consent {
    * `system`, wherever its key says it is (a custom entry may sit under it).
    */
   aboutTheSystem(category: string): boolean {
-    return [...lineage(category, (key) => this.#taxonomy.dataCategory(key)?.parentKey)].at(-1) === 'system';
+    // Kept with the answers of describes() (dropped with them), for categories the taxonomy has: entries are only ever
+    // added, each with its parent, so a known category's chain never changes.
+    let known = aboutTheSystemAnswers.get(this.#described);
+    if (known === undefined) aboutTheSystemAnswers.set(this.#described, (known = new Map()));
+    let answer = known.get(category);
+    if (answer === undefined) {
+      let root = category;
+      for (const c of lineage(category, (key) => this.#taxonomy.dataCategory(key)?.parentKey)) root = c;
+      answer = root === 'system';
+      if (this.#taxonomy.dataCategory(category) !== undefined) known.set(category, answer);
+    }
+    return answer;
   }
 
   // ------------------------------------------------------------------------------------------------------------

@@ -41,6 +41,23 @@ describeEachDialect('taxonomy service', (dialect) => {
     assert.equal(ctx.kernel.taxonomy.dataCategory('user.behavior.loyalty_tier')?.name, 'Loyalty tier');
   });
 
+  it('looks entries up by key, a custom one as soon as it is added, and tells a custom category under system as about the system though asked before', async () => {
+    const { taxonomy, consent } = ctx.kernel;
+    assert.equal(taxonomy.dataCategory('system.build_number'), undefined);
+    assert.equal(consent.aboutTheSystem('system.build_number'), false, 'unknown: its own root');
+    assert.equal(consent.aboutTheSystem('user.contact.email'), false);
+    assert.equal(consent.aboutTheSystem('system.operations'), true);
+    await taxonomy.addCustom('data-categories', { key: 'system.build_number', parentKey: 'system', name: 'Build number', description: 'The build of the app that sent an event.' }, CLI_ACTOR);
+    await taxonomy.addCustom('data-categories', { key: 'user.behavior.wish_list', parentKey: 'user.behavior', name: 'Wish list', description: 'What someone saved for later.' }, CLI_ACTOR);
+    assert.equal(taxonomy.dataCategory('system.build_number')?.parentKey, 'system');
+    assert.equal(taxonomy.dataCategory('user.behavior.wish_list')?.name, 'Wish list');
+    assert.equal(taxonomy.dataUse('user.behavior.wish_list'), undefined, 'a category is not a use');
+    assert.equal(consent.aboutTheSystem('system.build_number'), true);
+    assert.equal(consent.aboutTheSystem('user.behavior.wish_list'), false);
+    // The first of a key in list order, as before: the built-in entry.
+    assert.equal(taxonomy.dataCategory('user.contact.email'), (taxonomy.list('data-categories') as { key: string }[]).find((e) => e.key === 'user.contact.email'));
+  });
+
   it('adds no custom entry whose audit entry cannot be written, here or in the database', async () => {
     const entry = { key: 'user.behavior.store_visits', name: 'Store visits', description: 'How often someone visits a shop.' };
     await failsWhileAuditFails(ctx.kernel.audit, () => ctx.kernel.taxonomy.addCustom('data-categories', entry, CLI_ACTOR));

@@ -27,6 +27,25 @@ const KEY_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$/;
 /** Custom entries by list and key, in code point order: as TaxonomyRepo.all reads them on both databases. */
 const byKindAndKey = (a: CustomEntryRow, b: CustomEntryRow): number => compareText(a.kind, b.kind) || compareText(a.key, b.key);
 
+/**
+ * A list's entries by key (the first of a key, as a search of the list finds it), per set of custom entries held: that
+ * array is replaced, never changed in place, when entries are read or added, so a new one makes a new index. The
+ * ingestion gate asks for categories many times per event (their parent chains).
+ */
+const indexes = new WeakMap<readonly CustomEntryRow[], Map<string, Map<string, object>>>();
+
+function byKey<E extends { key: string }>(custom: readonly CustomEntryRow[], kind: string, list: () => readonly E[]): Map<string, E> {
+  let forCustom = indexes.get(custom);
+  if (forCustom === undefined) indexes.set(custom, (forCustom = new Map()));
+  let index = forCustom.get(kind) as Map<string, E> | undefined;
+  if (index === undefined) {
+    index = new Map();
+    for (const entry of list()) if (!index.has(entry.key)) index.set(entry.key, entry);
+    forCustom.set(kind, index);
+  }
+  return index;
+}
+
 export interface CustomEntryInput {
   key: string;
   name: string;
@@ -148,12 +167,12 @@ export class Taxonomy {
 
   /** A data category by key, built-in or custom. */
   dataCategory(key: string): DataCategoryEntry | undefined {
-    return (this.list('data-categories') as DataCategoryEntry[]).find((e) => e.key === key);
+    return byKey(this.#custom, 'data-categories', () => this.list('data-categories') as DataCategoryEntry[]).get(key);
   }
 
   /** A data use (purpose) by key, built-in or custom. */
   dataUse(key: string): DataUseEntry | undefined {
-    return (this.list('data-uses') as DataUseEntry[]).find((e) => e.key === key);
+    return byKey(this.#custom, 'data-uses', () => this.list('data-uses') as DataUseEntry[]).get(key);
   }
 
   /** Adds a custom entry to an extensible list; audited as a configuration change. */

@@ -1,11 +1,13 @@
 // In-process ingestion loop (no HTTP): the Candor pipeline fed pre-parsed batches from `concurrency` callers, for
 // profiling where its time goes. `node bench/support/pipeline-loop.ts [seconds]`; add --cpu-prof to profile, or
-// `--import ./bench/support/alloc-probe.ts` for where its memory is allocated. BATCH=n: events per call (default 100).
+// `--import ./bench/support/alloc-probe.ts` for where its memory is allocated. BATCH=n: events per call (default 100);
+// MIXED=1: mixed traffic.
 import type { AllocationHooks } from './alloc-probe.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { openKernel } from '../../src/kernel.ts';
 import { CLI_ACTOR } from '../../src/shared/actor.ts';
 import { makeEvent, rng } from './events.ts';
+import { mixedTraffic } from './mixed.ts';
 import { place } from './place.ts';
 
 const USERS = 2000;
@@ -22,12 +24,15 @@ const bodies = Array.from({ length: 200 }, () => JSON.stringify(Array.from({ len
 const context = { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR };
 let events = 0;
 let n = 0;
+// MIXED=1: bench:ingest's mixed traffic (support/mixed.ts) without its consent calls, made as it goes (new devices and
+// visitors every batch); every event answered counts, refused ones included.
+const mixed = process.env.MIXED === '1' ? mixedTraffic(random, USERS, false) : undefined;
 const run = async (until: number) => {
   while (performance.now() < until) {
-    const batch = JSON.parse(bodies[n++ % bodies.length] as string) as Record<string, unknown>[];
-    for (const m of batch) m.messageId = `${n}-${m.messageId as string}`;
+    const batch = mixed ? (JSON.parse(mixed.next().body) as { batch: Record<string, unknown>[] }).batch : (JSON.parse(bodies[n++ % bodies.length] as string) as Record<string, unknown>[]);
+    if (!mixed) for (const m of batch) m.messageId = `${n}-${m.messageId as string}`;
     const results = await kernel.collect.ingest(batch.map((raw) => ({ raw, bytes: 1000 })), undefined, { ...context, receivedAt: Date.now() });
-    events += results.filter((r) => r.status === 'stored').length;
+    events += mixed ? results.length : results.filter((r) => r.status === 'stored').length;
   }
 };
 await run(performance.now() + 1000);

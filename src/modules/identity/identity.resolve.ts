@@ -174,17 +174,18 @@ export class BatchResolution {
       this.#owner.set(keyOf(row.type, row.value_hash), row.profile_id);
       if (row.canonical !== row.profile_id) this.#canon.set(row.profile_id, row.canonical);
     }
-    // Counts are needed where two profiles may meet or a limited identifier may join an existing profile.
+    // Counts are needed where two profiles may meet or a new identifier may join an existing profile (a limited one is
+    // checked against them, and every link counts in them): read here in one query rather than one per profile.
     const needed = new Set<string>();
     for (const item of items) {
       const known = new Set<string>();
-      let limitedNew = false;
+      let anyNew = false;
       for (const id of asStored(item, (key) => this.#owner.has(key)).ids) {
         const owner = this.#owner.get(id.key);
         if (owner !== undefined) known.add(this.#canonical(owner));
-        else if (Number.isFinite(this.#rules.limit(id.type))) limitedNew = true;
+        else anyNew = true;
       }
-      if (known.size > 1 || (limitedNew && known.size > 0)) for (const c of known) needed.add(c);
+      if (known.size > 1 || (anyNew && known.size > 0)) for (const c of known) needed.add(c);
     }
     await this.#loadStats([...needed]);
   }

@@ -467,8 +467,8 @@ export class Identity {
    * after the transaction commits, the caller passes them to notifyMerges.
    *
    * An item whose identifiers are all cached on one profile (committed links) changes nothing and needs no query;
-   * the others are resolved from the database. Only if they merge profiles — which may move a cached item too — is
-   * the whole batch resolved from the database together.
+   * the others are resolved from the database. Only if they merge away a profile a cached item resolved to (or holds
+   * its identifier) — which moves that item too — is the whole batch resolved from the database together.
    */
   async resolveBatch(tx: SqlExecutor, items: readonly ResolveItem[]): Promise<Resolution[]> {
     const prepared = items.map((item) => this.#prepare(item));
@@ -476,17 +476,27 @@ export class Identity {
     const uncached = prepared.filter((_, i) => cached[i] === undefined);
     if (uncached.length === 0) return cached as Resolution[];
     if (uncached.length < prepared.length) {
-      const resolved = await this.#resolveStored(tx, uncached, false);
+      // A merge moves only the profile merged away (and those merged into it): a cached item on another profile stays
+      // where the cache put it, whatever its place in the batch.
+      const onCached = new Set<string>();
+      for (const r of cached) {
+        if (r?.profileId) onCached.add(r.profileId);
+        if (r?.holder) onCached.add(r.holder);
+      }
+      const resolved = await this.#resolveStored(tx, uncached, (merges) => merges.every((m) => !onCached.has(m.from)));
       if (resolved) {
         let next = 0;
         return cached.map((r) => r ?? (resolved[next++] as Resolution));
       }
     }
-    return (await this.#resolveStored(tx, prepared, true)) as Resolution[];
+    return (await this.#resolveStored(tx, prepared, () => true)) as Resolution[];
   }
 
-  /** Resolves items from the stored graph and writes what changed; undefined (nothing written) if it would merge and may not. */
-  async #resolveStored(tx: SqlExecutor, prepared: readonly PreparedItem[], mayMerge: boolean): Promise<Resolution[] | undefined> {
+  /**
+   * Resolves items from the stored graph and writes what changed; undefined (nothing written) if it would merge and
+   * `mayMerge` says those merges may not be made here.
+   */
+  async #resolveStored(tx: SqlExecutor, prepared: readonly PreparedItem[], mayMerge: (merges: readonly MergeRecord[]) => boolean): Promise<Resolution[] | undefined> {
     let batch = new BatchResolution(this.#repo, this.#rules, tx);
     await batch.load(prepared);
     let resolutions: Resolution[] = [];
@@ -500,7 +510,8 @@ export class Identity {
       resolutions = [];
       for (const item of prepared) resolutions.push(await batch.resolve(item));
     }
-    if (!mayMerge && resolutions.some((r) => r.merges.length > 0)) return undefined;
+    const made = resolutions.flatMap((r) => r.merges);
+    if (made.length > 0 && !mayMerge(made)) return undefined;
     if (batch.losers.size > 0) this.#cache.dropProfiles(batch.losers);
     await batch.flush();
     const merges = resolutions.flatMap((r) => r.merges);

@@ -120,7 +120,10 @@ export interface ImportCounts {
   suppressed: number;
   /** Rows read but not sent through the pipeline: the import stopped on a database failure first (their batch's). */
   notProcessed: number;
-  /** Calls sent through the pipeline (an order of several lines is one). */
+  /**
+   * Calls sent through the pipeline (an order of several lines is one), whatever it answered; not those the import
+   * answered duplicate itself (a message id stored already, or an earlier row's). A dry run: those a real run would send.
+   */
   events: number;
   /** People whose consent this import recorded (basis consent). */
   consents: number;
@@ -1105,7 +1108,6 @@ class ImportRun {
     const calls = items.flatMap((item) => ('call' in item ? [item.call] : []));
     const messages = calls.map((call) => ({ raw: call.raw, bytes: Buffer.byteLength(JSON.stringify(call.raw)) }));
     const results = calls.length === 0 ? [] : this.#options.dryRun ? await this.#predict(messages) : await this.#written(messages);
-    if (results !== undefined) this.#counts.events += calls.length;
     const reports: RowReport[] = [];
     let next = 0;
     for (const item of items) {
@@ -1170,6 +1172,8 @@ class ImportRun {
     const sent = repeated.size === 0 ? messages : messages.filter((_, index) => !repeated.has(index));
     if (this.#claim.basis === 'consent') this.#counts.consents += await this.#recordConsent(this.#valid(sent, receivedAt));
     const answers = sent.length === 0 ? [] : await collect.ingest(sent, kind === 'customers' ? 'identify' : undefined, { source, gpc: false, receivedAt, actor });
+    // Counted once the pipeline answered (a try again after a busy database sends them again, counted then).
+    this.#counts.events += sent.length;
     if (repeated.size === 0) return answers;
     let next = 0;
     return messages.map((_, index) => repeated.get(index) ?? { ...(answers[next++] as ItemResult), index });
@@ -1354,6 +1358,8 @@ class ImportRun {
     const now = Date.now();
     const checked: { index: number; message: ParsedMessage; plan: PlanResult; lookup: ResolveItem }[] = [];
     const repeated = await this.#repeated(messages);
+    // The calls a real run would send through the pipeline: all but those the import answers duplicate itself.
+    this.#counts.events += messages.length - repeated.size;
     const results = messages.map(({ raw, bytes }, index): ItemResult | undefined => {
       const duplicate = repeated.get(index);
       if (duplicate !== undefined) return duplicate;

@@ -521,11 +521,13 @@ export class Collector {
     // Written on this thread: nothing is handed over to overlap with, so the group written before is answered now
     // rather than after this whole commit (GroupCommit holds each group's answer until the next one is handed over).
     handedOver();
+    // A large group's events are still stored by the writer thread, once resolution is done here (#writeNow).
+    const writer = deferred?.usable && items.length >= DEFERRED_MIN_EVENTS ? deferred : undefined;
     // PostgreSQL may end a transaction that waits in a cycle with another process's (a deadlock) or that cannot be
     // serialized: nothing of it was stored, and the same write goes through a moment later.
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#writeNow(items);
+        return await this.#writeNow(items, writer);
       } catch (error) {
         if (attempt >= WRITE_ATTEMPTS || !isTransientFailure(error)) throw error;
         await delay(attempt * 5 + Math.random() * 10);
@@ -588,8 +590,12 @@ export class Collector {
     this.#deps.catalog.restoreStats(counts.plan);
   }
 
-  /** Writes a group on this thread: resolution, then (in the same transaction when nothing changed) the events. */
-  async #writeNow(items: readonly Pending[]): Promise<ItemResult[]> {
+  /**
+   * Writes a group on this thread: resolution, then (in the same transaction when nothing changed) the events. When the
+   * events need a second transaction (someone new, a merge, a GPC signal recorded between), that one is run by SQLite's
+   * writer thread when `writer` is given (#storeResolved).
+   */
+  async #writeNow(items: readonly Pending[], writer?: DeferredWrites): Promise<ItemResult[]> {
     const { storage, identity, keyring, profiles, consent, catalog } = this.#deps;
     const results = new Map<Pending, ItemResult>();
     const answer = () => answerAll(items, results);
@@ -704,16 +710,45 @@ export class Collector {
       await profiles.prepare(kept.filter((r) => r.pending.traits.length > 0).flatMap((r) => [holderOf(r), r.resolution.profileId]));
       return kept;
     })().catch(restore);
-    await storage.raw
-      .transaction(async (tx) => {
-        // An erasure may have committed since the resolution's transaction.
-        const profileOf = new Map(storable.map((r) => [r.pending, r.resolution.profileId]));
-        const kept = new Set(await this.#leaveOutErased(tx, storable.map((r) => r.pending), (p) => profileOf.get(p) ?? null, results));
-        await this.#store(tx, kept.size === storable.length ? storable : storable.filter((r) => kept.has(r.pending)), withRegated(), results);
-        await catalog.writeStats(tx, planCounts);
-      })
-      .catch(restore);
+    await this.#storeResolved(storable, { refusals: withRegated(), plan: planCounts }, results, writer, restore);
     return answer();
+  }
+
+  /**
+   * The second transaction of #writeNow: the resolved messages' events, traits and computed traits, with the group's
+   * counts. By SQLite's writer thread when `writer` is given (the bulk of a group's writing, off this thread, as for
+   * the usual group); on this thread when it is not, or when the writer's transaction could not be used (a message
+   * stored meanwhile: DeferredConflict; the thread ended: WriterExited). Counts a commit of the writer may have written
+   * are neither written again nor put back (`restore`, called on a failure otherwise; see #writeDeferred).
+   */
+  async #storeResolved(storable: readonly Resolved[], counts: GroupCounts, results: Map<Pending, ItemResult>, writer: DeferredWrites | undefined, restore: (error: unknown) => never): Promise<void> {
+    const { storage, catalog } = this.#deps;
+    const profileOf = new Map(storable.map((r) => [r.pending, r.resolution.profileId]));
+    const storeIn = async (tx: SqlExecutor | DeferredTx, into: Map<Pending, ItemResult>, counted: GroupCounts) => {
+      // An erasure may have committed since the resolution's transaction.
+      const kept = new Set(await this.#leaveOutErased(tx, storable.map((r) => r.pending), (p) => profileOf.get(p) ?? null, into));
+      await this.#store(tx, kept.size === storable.length ? storable : storable.filter((r) => kept.has(r.pending)), counted.refusals, into);
+      await catalog.writeStats(tx, counted.plan);
+    };
+    let mayHaveCommitted = false;
+    if (writer?.usable) {
+      const into = new Map<Pending, ItemResult>();
+      try {
+        await writer.transaction((tx) => storeIn(tx, into, counts));
+        for (const [p, result] of into) results.set(p, result);
+        return;
+      } catch (error) {
+        if (!(error instanceof DeferredConflict || error instanceof WriterExited)) restore(error);
+        mayHaveCommitted = error instanceof WriterExited && error.mayHaveCommitted;
+      }
+    }
+    try {
+      // What the writer may have committed is found again as duplicates; its counts are not written twice.
+      await storage.raw.transaction((tx) => storeIn(tx, results, mayHaveCommitted ? { refusals: new Map(), plan: [] } : counts));
+    } catch (error) {
+      if (mayHaveCommitted) throw error;
+      restore(error);
+    }
   }
 
   /**

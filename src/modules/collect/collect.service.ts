@@ -593,7 +593,7 @@ export class Collector {
   /**
    * Writes a group on this thread: resolution, then (in the same transaction when nothing changed) the events. When the
    * events need a second transaction (someone new, a merge, a GPC signal recorded between), that one is run by SQLite's
-   * writer thread when `writer` is given (#storeResolved).
+   * writer thread when `writer` is given (storeSecond).
    */
   async #writeNow(items: readonly Pending[], writer?: DeferredWrites): Promise<ItemResult[]> {
     const { storage, identity, keyring, profiles, consent, catalog } = this.#deps;
@@ -710,19 +710,7 @@ export class Collector {
       await profiles.prepare(kept.filter((r) => r.pending.traits.length > 0).flatMap((r) => [holderOf(r), r.resolution.profileId]));
       return kept;
     })().catch(restore);
-    await this.#storeResolved(storable, { refusals: withRegated(), plan: planCounts }, results, writer, restore);
-    return answer();
-  }
-
-  /**
-   * The second transaction of #writeNow: the resolved messages' events, traits and computed traits, with the group's
-   * counts. By SQLite's writer thread when `writer` is given (the bulk of a group's writing, off this thread, as for
-   * the usual group); on this thread when it is not, or when the writer's transaction could not be used (a message
-   * stored meanwhile: DeferredConflict; the thread ended: WriterExited). Counts a commit of the writer may have written
-   * are neither written again nor put back (`restore`, called on a failure otherwise; see #writeDeferred).
-   */
-  async #storeResolved(storable: readonly Resolved[], counts: GroupCounts, results: Map<Pending, ItemResult>, writer: DeferredWrites | undefined, restore: (error: unknown) => never): Promise<void> {
-    const { storage, catalog } = this.#deps;
+    // 3. The events: by SQLite's writer thread when `writer` is given (storeSecond).
     const profileOf = new Map(storable.map((r) => [r.pending, r.resolution.profileId]));
     const storeIn = async (tx: SqlExecutor | DeferredTx, into: Map<Pending, ItemResult>, counted: GroupCounts) => {
       // An erasure may have committed since the resolution's transaction.
@@ -730,25 +718,8 @@ export class Collector {
       await this.#store(tx, kept.size === storable.length ? storable : storable.filter((r) => kept.has(r.pending)), counted.refusals, into);
       await catalog.writeStats(tx, counted.plan);
     };
-    let mayHaveCommitted = false;
-    if (writer?.usable) {
-      const into = new Map<Pending, ItemResult>();
-      try {
-        await writer.transaction((tx) => storeIn(tx, into, counts));
-        for (const [p, result] of into) results.set(p, result);
-        return;
-      } catch (error) {
-        if (!(error instanceof DeferredConflict || error instanceof WriterExited)) restore(error);
-        mayHaveCommitted = error instanceof WriterExited && error.mayHaveCommitted;
-      }
-    }
-    try {
-      // What the writer may have committed is found again as duplicates; its counts are not written twice.
-      await storage.raw.transaction((tx) => storeIn(tx, results, mayHaveCommitted ? { refusals: new Map(), plan: [] } : counts));
-    } catch (error) {
-      if (mayHaveCommitted) throw error;
-      restore(error);
-    }
+    await storeSecond(storage, writer, storeIn, { refusals: withRegated(), plan: planCounts }, results, restore);
+    return answer();
   }
 
   /**
@@ -1339,6 +1310,43 @@ export class ResolveAgain<T> extends Error {
 
 /** How many times a group is written when PostgreSQL ends its transaction as a deadlock victim or unserializable. */
 const WRITE_ATTEMPTS = 4;
+
+/**
+ * The second transaction of Collector.#writeNow (`storeIn`: the resolved messages' events, traits and computed traits,
+ * with the group's counts). By SQLite's writer thread when `writer` is given (the bulk of a group's writing, off the
+ * main thread, as for the usual group); on the main connection when it is not, or when the writer's transaction could
+ * not be used (a message stored meanwhile: DeferredConflict; the thread ended: WriterExited). Counts a commit of the
+ * writer may have written are neither written again nor put back (`restore`, called on a failure otherwise). A module
+ * function, not a private method: see docs/dev/conventions.md on Node's compile cache.
+ */
+async function storeSecond<P>(
+  storage: Storage,
+  writer: DeferredWrites | undefined,
+  storeIn: (tx: SqlExecutor | DeferredTx, into: Map<P, ItemResult>, counted: GroupCounts) => Promise<void>,
+  counts: GroupCounts,
+  results: Map<P, ItemResult>,
+  restore: (error: unknown) => never,
+): Promise<void> {
+  let mayHaveCommitted = false;
+  if (writer?.usable) {
+    const into = new Map<P, ItemResult>();
+    try {
+      await writer.transaction((tx) => storeIn(tx, into, counts));
+      for (const [p, result] of into) results.set(p, result);
+      return;
+    } catch (error) {
+      if (!(error instanceof DeferredConflict || error instanceof WriterExited)) restore(error);
+      mayHaveCommitted = error instanceof WriterExited && error.mayHaveCommitted;
+    }
+  }
+  try {
+    // What the writer may have committed is found again as duplicates; its counts are not written twice.
+    await storage.raw.transaction((tx) => storeIn(tx, results, mayHaveCommitted ? { refusals: new Map(), plan: [] } : counts));
+  } catch (error) {
+    if (mayHaveCommitted) throw error;
+    restore(error);
+  }
+}
 
 /** Thrown inside a deferred transaction to abandon it when the group is not the usual one. */
 const UNUSUAL = new Error('not the usual group');

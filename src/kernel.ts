@@ -140,7 +140,9 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       controllerContact: config.controllerContact || undefined,
     });
     const identity = await Identity.open({ storage, audit, keyring, rules: applyIdentityRules(DEFAULT_IDENTITY_RULES, config.identityRules) });
-    const profiles = await Profiles.open({ storage, audit, keyring, fields: catalog, retired: catalog });
+    // A rectification keeps erasures and inactivity deletions out of its transaction, and writes nothing for a person
+    // one of them deleted.
+    const profiles = await Profiles.open({ storage, audit, keyring, fields: catalog, retired: catalog, deletedIn: (tx, ids) => identity.deletedIn(tx, ids) });
     // When two profiles turn out to be one person, the most restrictive consent of the two applies to both. Run
     // again at start for a merge whose listeners did not all finish (mergeSubjects changes nothing the second time).
     identity.onMerge(async (merge) => {

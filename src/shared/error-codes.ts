@@ -124,6 +124,7 @@ export const ERROR_CODES = {
   IDENTITY_MERGE_ALREADY_UNDONE: { category: 'conflict', message: 'This merge was already undone.' },
   PROFILES_NOT_PREPARED: { category: 'internal', message: 'Personal traits were written for a profile whose data key was not prepared before the transaction.' },
   PROFILES_TRAIT_UNKNOWN: { category: 'not_found', message: 'The profile has no trait with this key to correct.' },
+  PROFILES_SUBJECT_DELETED: { category: 'conflict', message: 'The person was deleted (erased, or by the inactivity rule) before the change could be written; nothing was written.' },
   PROFILES_HISTORY_CURSOR_INVALID: { category: 'invalid_input', message: 'The history cursor (before) is not one a history page answered as next.' },
   RIGHTS_REQUEST_INVALID: { category: 'invalid_input', message: 'The data-subject request is not valid: see details.reason.' },
   RIGHTS_REQUEST_NOT_FOUND: { category: 'not_found', message: 'No data-subject request with this id is yours to see.' },

@@ -20,11 +20,12 @@ describeEachDialect('an erasure committed while messages are in flight', (dialec
     const prepare = keyring.prepare.bind(keyring);
     let erased = false;
     keyring.prepare = async (ids) => {
-      await prepare(ids);
+      const made = await prepare(ids);
       if (!erased) {
         erased = true;
         await ctx.kernel.erasure.erase(subject, { requestId: `req-inflight-${dialect}` }, CLI_ACTOR);
       }
+      return made;
     };
     try {
       const messages = [

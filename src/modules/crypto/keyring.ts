@@ -382,9 +382,10 @@ export class Keyring {
 
   /**
    * Loads (or creates) the data keys of these subjects into memory, so that encryptPrepared can run without I/O,
-   * for example inside a database transaction. Call it outside any transaction.
+   * for example inside a database transaction. Call it outside any transaction. Answers the subjects it found without
+   * a key, for whom one was made (here, or concurrently elsewhere).
    */
-  async prepare(subjectIds: Iterable<string>): Promise<void> {
+  async prepare(subjectIds: Iterable<string>): Promise<string[]> {
     const now = Date.now();
     this.#freshness.check(now);
     // Cached keys checked recently need no I/O; the rest are read (or re-checked) in one query.
@@ -396,7 +397,7 @@ export class Keyring {
       this.#bySubject.set(id, dk);
       return this.#due(dk, now);
     });
-    if (due.length === 0) return;
+    if (due.length === 0) return [];
     const rows = new Map((await this.#repo.bySubjects(due)).map((row) => [row.subject_id, row]));
     const missing: string[] = [];
     for (const id of due) {
@@ -412,6 +413,7 @@ export class Keyring {
     }
     // New people's keys are created together: one commit, not one per person.
     if (missing.length > 0) await this.#createKeys(missing);
+    return missing;
   }
 
   /** Encrypts with a data key loaded by prepare(); synchronous, no I/O. Throws if the key was not prepared. */

@@ -811,6 +811,16 @@ export class Identity {
     return gone;
   }
 
+  /**
+   * Inside a transaction that writes a person's data outside ingestion (a rectification), before it writes: keeps
+   * erasures and the inactivity rule's deletions out until it commits (PostgreSQL: the erasure lock, shared; SQLite's
+   * write lock does that already) and answers those of these profiles deleted already.
+   */
+  async deletedIn(tx: SqlExecutor, profileIds: readonly string[]): Promise<Set<string>> {
+    await this.#repo.lockAgainstErasure(tx, false);
+    return this.erasedProfiles(tx, profileIds);
+  }
+
   /** PostgreSQL: an erasure's transaction waits for the ingestion groups in flight and keeps new ones out until it commits. */
   lockForErasure(tx: SqlExecutor): Promise<void> {
     return this.#repo.lockAgainstErasure(tx, true);

@@ -4,7 +4,7 @@ import { makeRoom } from '../../shared/make-room.ts';
 import { sortableId } from '../../shared/random.ts';
 import type { Actor } from '../../shared/actor.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
-import type { AuditLog } from '../audit/index.ts';
+import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { NO_ACTIVITY, ProfilesRepo, type ComputedActivity, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
 import type { FieldPlanLookup, PlanFields, PlanInForce, RetentionHandler, RetiredFieldLookup, RetiredFields, SubjectDataHandler } from '../../shared/subject-data.ts';
@@ -164,7 +164,16 @@ export interface ProfilesDeps {
   fields?: PlanInForce;
   /** The fields stored versions declared and the plan in force does not (masking the computed order figures). */
   retired?: RetiredFieldLookup;
+  /**
+   * Called first in a rectification's transaction: keeps erasures and the inactivity rule's deletions out until it
+   * commits and answers those of these profiles deleted already (`identity.deletedIn`; the kernel always gives it).
+   * Without it (the module used alone) nothing else deletes people.
+   */
+  deletedIn?: (tx: SqlExecutor, profileIds: readonly string[]) => Promise<ReadonlySet<string>>;
 }
+
+/** Each Profiles' deps.deletedIn (a WeakMap, not a private field: docs/dev/conventions.md, Node's compile cache). */
+const deletionChecks = new WeakMap<Profiles, NonNullable<ProfilesDeps['deletedIn']>>();
 
 /** What a masked personal value reads as. */
 export const MASKED = '••••';
@@ -309,6 +318,7 @@ export class Profiles {
     this.#audit = deps.audit;
     this.#fields = deps.fields;
     this.#retired = deps.retired;
+    if (deps.deletedIn) deletionChecks.set(this, deps.deletedIn);
   }
 
   /** Opens the profiles module. */
@@ -328,11 +338,12 @@ export class Profiles {
   /**
    * Call outside any transaction before setTraitsBatch: loads (or creates) the profiles' data keys, and reads their
    * stored personal values once so that unchanged values are recognized without decrypting inside the transaction.
+   * Answers the profiles it found without a data key, for whom one was made.
    */
-  async prepare(profileIds: Iterable<string>): Promise<void> {
+  async prepare(profileIds: Iterable<string>): Promise<string[]> {
     const ids = [...new Set(profileIds)];
-    if (ids.length === 0) return;
-    await this.#keyring.prepare(ids);
+    if (ids.length === 0) return [];
+    const made = await this.#keyring.prepare(ids);
     for (const row of await this.#repo.encryptedTraitsOf(ids)) {
       if (this.#digests.has(row.value)) continue;
       try {
@@ -342,6 +353,7 @@ export class Profiles {
         if (!isCandorError(error)) throw error;
       }
     }
+    return made;
   }
 
   #encrypt(profileId: string, json: string, key: string): string {
@@ -925,14 +937,20 @@ export class Profiles {
    * checked against the tracking plan by the caller (rights), with the plan's category and personal flag: a personal
    * value is encrypted like any trait. Each change goes to the history with source `rectification` and the request
    * id as message id; PROFILES_TRAIT_UNKNOWN when a key is not held. Audited without values, in the same transaction.
+   * A person deleted (an erasure, or the inactivity rule) before the write commits fails it with
+   * PROFILES_SUBJECT_DELETED: nothing is written, and a data key made for them meanwhile is destroyed.
    */
   async rectify(profileIds: readonly string[], changes: readonly TraitInput[], meta: { requestId: string }, actor: Actor): Promise<{ changed: string[] }> {
+    const deletedIn = deletionChecks.get(this);
     const latest = await this.#shown(this.#storage.raw, await this.#repo.traitsOf(profileIds));
     for (const change of changes) {
-      if (!latest.has(change.key)) throw new CandorError('PROFILES_TRAIT_UNKNOWN', { key: change.key });
+      if (latest.has(change.key)) continue;
+      // No trait held may mean no person left: said as such.
+      if (deletedIn && (await this.#storage.raw.transaction((tx) => deletedIn(tx, profileIds))).size > 0) throw new CandorError('PROFILES_SUBJECT_DELETED');
+      throw new CandorError('PROFILES_TRAIT_UNKNOWN', { key: change.key });
     }
     const rows = changes.map((change) => ({ change, row: latest.get(change.key) as TraitRow }));
-    await this.prepare(rows.map(({ row }) => row.profile_id));
+    const made = await this.prepare(rows.map(({ row }) => row.profile_id));
     const now = new Date().toISOString();
     const items: TraitsBatchItem[] = rows.map(({ change, row }) => ({
       profileId: row.profile_id,
@@ -944,6 +962,20 @@ export class Profiles {
     }));
     const subject = this.#keyring.pseudonym('subject', profileIds[0] as string);
     const changed = await this.#storage.raw.transaction(async (tx) => {
+      // First: no deletion commits until this does. One that committed since the traits were read leaves nothing to
+      // write and no key made since: prepare made one where the deletion had destroyed theirs. A key prepare found is
+      // the erasure's to destroy (after its commit, counted in its certificate).
+      const gone = deletedIn ? await deletedIn(tx, profileIds) : new Set<string>();
+      if (gone.size > 0) {
+        const destroyed: AuditEvent[] = [];
+        for (const id of made.filter((id) => gone.has(id))) {
+          this.#keyring.forgetSubject(id);
+          const key = await this.#keyring.destroySubjectKeyIn(tx, id, actor, 'essential.legal_obligation');
+          if (key.destroyed !== undefined) destroyed.push(key.audit);
+        }
+        await this.#audit.appendIn(tx, destroyed);
+        return null;
+      }
       const before = new Set((await this.#repo.historyOfMessage(tx, profileIds, meta.requestId, 'rectification')).map((h) => h.id));
       await this.setTraitsBatch(tx, items);
       const written = (await this.#repo.historyOfMessage(tx, profileIds, meta.requestId, 'rectification')).filter((h) => !before.has(h.id));
@@ -962,6 +994,11 @@ export class Profiles {
       ]);
       return keys;
     });
+    if (changed === null) {
+      // A reader may have loaded a destroyed key again while the transaction ran.
+      for (const id of made) this.#keyring.forgetSubject(id);
+      throw new CandorError('PROFILES_SUBJECT_DELETED');
+    }
     return { changed };
   }
 

@@ -14,7 +14,8 @@ describeEachDialect('profiles: a rectification audited in its own transaction', 
   const p = (n: number) => (dialect === 'postgres' ? `$${n}` : '?');
 
   it('changes nothing when its audit entry cannot be written, and is audited with what it changed when it can', async () => {
-    const id = 'prf_rectifyaudited000001';
+    const [resolved] = await ctx.kernel.storage.raw.transaction((tx) => ctx.kernel.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: 'u-rectify-audited' }], source: 'web', at: new Date().toISOString() }]));
+    const id = resolved?.profileId as string;
     const profiles = ctx.kernel.profiles;
     await profiles.prepare([id]);
     await ctx.kernel.storage.raw.transaction((tx) => profiles.setTraitsBatch(tx, [{ profileId: id, traits: [plan('basic'), email('ada@shop.io')], source: 'web', at: new Date(Date.now() - 60_000).toISOString() }]));

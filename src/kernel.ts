@@ -309,6 +309,8 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
             latestPlanVersionIn: (tx) => catalog.latestVersionIn(tx),
             consentHistory: (id) => consent.history(id),
             consentHistoryIn: (tx, id) => consent.historyIn(tx, id),
+            rightsActivityIn: (executor, ids) => rightsData.lastActivityIn(executor, ids),
+            restrictedIn: (executor, ids) => consent.restrictedIn(executor, ids),
           },
           { inactiveProfiles: config.retentionInactiveProfiles },
         ),

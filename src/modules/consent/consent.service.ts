@@ -2272,6 +2272,11 @@ export class Consent {
     return { ...flags, history: history.map((r) => ({ kind: r.kind, since: r.since, liftedAt: r.lifted_at, requestId: r.request_id })) };
   }
 
+  /** Whether a restriction of processing (Art. 18) is in force for any of these subjects, read on `executor`. */
+  async restrictedIn(executor: SqlExecutor, subjectIds: readonly string[]): Promise<boolean> {
+    return (await this.#repo.restrictions([...new Set(subjectIds.map((id) => this.pseudonym(id)))], executor)).some((r) => r.kind === 'restriction');
+  }
+
   #checkIds(subjectIds: readonly string[]): string[] {
     const ids = [...new Set(subjectIds)];
     if (ids.length === 0) throw new CandorError('CONSENT_CHANGE_INVALID', { reason: 'subject_id' });

@@ -44,6 +44,9 @@ export interface TraitDeclarations {
  */
 type PlanUnchanged = (tx: SqlExecutor) => Promise<boolean>;
 
+/** What the inactivity rule reads of a consent ledger entry. */
+type ConsentEntry = { readonly mechanism: string; readonly at: string; readonly source?: string | null };
+
 export interface ProfilesRetentionDeps {
   storage: Storage;
   /** The identify traits of the plan in force and of the other stored versions (`catalog.declarations()`). */
@@ -54,9 +57,19 @@ export interface ProfilesRetentionDeps {
    */
   latestPlanVersionIn(tx: SqlExecutor): Promise<number>;
   /** A profile's consent ledger entries (`consent.history`): a change the person made counts as activity. */
-  consentHistory(profileId: string): Promise<readonly { readonly mechanism: string; readonly at: string; readonly source?: string | null }[]>;
+  consentHistory(profileId: string): Promise<readonly ConsentEntry[]>;
   /** consentHistory read inside the caller's transaction (the deleting one judges the person again). */
-  consentHistoryIn(tx: SqlExecutor, profileId: string): Promise<readonly { readonly mechanism: string; readonly at: string; readonly source?: string | null }[]>;
+  consentHistoryIn(tx: SqlExecutor, profileId: string): Promise<readonly ConsentEntry[]>;
+  /**
+   * The latest time a rights request of these profiles was received, verified or completed, read on `executor`
+   * (`RightsSubjectData.lastActivityIn`); null when there is none. A request the person made counts as activity.
+   */
+  rightsActivityIn(executor: SqlExecutor, profileIds: readonly string[]): Promise<string | null>;
+  /**
+   * Whether a restriction of processing (Art. 18) is in force for any of these profiles, read on `executor`
+   * (`consent.restrictedIn`): the person asked for their data to be kept, so it is not deleted while it holds.
+   */
+  restrictedIn(executor: SqlExecutor, profileIds: readonly string[]): Promise<boolean>;
 }
 
 /**
@@ -66,6 +79,44 @@ export interface ProfilesRetentionDeps {
  */
 const NOT_ACTIVITY: ReadonlySet<string> = new Set(['expiry', 'merge']);
 const isActivity = (entry: { mechanism: string; source?: string | null }) => !NOT_ACTIVITY.has(entry.mechanism) && !(entry.mechanism === 'import' && (entry.source === 'restore' || (entry.source ?? '').startsWith('restore:')));
+
+/** What a person did besides sending events, as the inactivity rule counts it. */
+interface OtherActivity {
+  /** The latest consent change they made, or time a rights request of theirs was received, verified or completed ('' for none). */
+  readonly latest: string;
+  /** A restriction of processing is in force: they asked for their data to be kept (Art. 18(1)(b), (c)). */
+  readonly restricted: boolean;
+}
+
+/**
+ * A person's activity besides their events, read on `executor` and with `history` (in the deleting transaction: what
+ * is committed then).
+ */
+async function otherActivity(deps: ProfilesRetentionDeps, executor: SqlExecutor, profileIds: readonly string[], history: (profileId: string) => Promise<readonly ConsentEntry[]>): Promise<OtherActivity> {
+  if (await deps.restrictedIn(executor, profileIds)) return { latest: '', restricted: true };
+  let latest = (await deps.rightsActivityIn(executor, profileIds)) ?? '';
+  for (const id of profileIds) {
+    for (const entry of await history(id)) if (isActivity(entry) && entry.at > latest) latest = entry.at;
+  }
+  return { latest, restricted: false };
+}
+
+/**
+ * The people among `subjects` with no activity besides their events since the cutoff (see otherActivity). For those
+ * with a later consent change or rights request, its time is recorded as activity on their computed traits (not in a
+ * dry run), so that later sweeps pass over them until it is as old as the cutoff. A restriction has no such time: its
+ * person is judged again at every sweep while it holds.
+ */
+async function withoutOtherActivity(deps: ProfilesRetentionDeps, repo: ProfilesRepo, subjects: readonly DataSubject[], cutoff: string, dryRun: boolean): Promise<DataSubject[]> {
+  const out: DataSubject[] = [];
+  for (const subject of subjects) {
+    const { latest, restricted } = await otherActivity(deps, deps.storage.raw, subject.profileIds, (id) => deps.consentHistory(id));
+    if (restricted) continue;
+    if (latest < cutoff) out.push(subject);
+    else if (!dryRun) await deps.storage.raw.transaction((tx) => repo.receivedActivity(tx, subject.profileIds, latest));
+  }
+  return out;
+}
 
 export interface ProfileRetentionPolicy {
   /** People with no activity for this long are deleted. */
@@ -162,7 +213,7 @@ export class ProfilesRetention implements RetentionHandler {
     const rules: RetentionRule[] = [
       {
         id: INACTIVE, module: 'profiles', store: 'every store (subject-data handlers)', category: 'user', period,
-        clock: 'last activity of every merged profile: the later of when Candor last received an event of it (profiles_computed.last_received_at) and the latest time its events carry (last_seen_at), or the last consent change the person made',
+        clock: 'last activity of every merged profile: the later of when Candor last received an event of it (profiles_computed.last_received_at) and the latest time its events carry (last_seen_at), or the last consent change the person made, or the last time a rights request of theirs was received, verified or completed; never while a restriction of processing is in force',
         action: 'delete', source: 'policy',
         description: `A person with no activity for ${period} is deleted with everything held about them and their data key, except reduced orders (kept until collect.events.orders); their identifiers are not suppressed, so a returning customer starts fresh.`,
       },
@@ -330,8 +381,9 @@ export class ProfilesRetention implements RetentionHandler {
   /**
    * People whose every profile was last active before the cutoff, in batches by last activity: each batch is handed
    * to the sweeper's `forget` (its own transaction per person), which reports what it deleted per store. Activity is
-   * an event received (or, from a sender's clock ahead of ours, dated) since the cutoff, or a consent change the
-   * person made since then.
+   * an event received (or, from a sender's clock ahead of ours, dated) since the cutoff, a consent change the person
+   * made or a rights request of theirs received, verified or completed since then, or a restriction of processing in
+   * force (see otherActivity).
    */
   async #inactive(cutoff: string, options: SweepOptions): Promise<SweepCount[]> {
     const { context, batchSize, dryRun } = options;
@@ -358,7 +410,7 @@ export class ProfilesRetention implements RetentionHandler {
       from = { day: last.last_active_day, id: last.profile_id };
       const subjects = (await context.subjects(rows.map((r) => r.profile_id))).filter((s) => !seen.has(s.profileId));
       for (const s of subjects) seen.add(s.profileId);
-      const inactive = await this.#withoutConsentActivity(await this.#allInactive(subjects, cutoff), cutoff, dryRun);
+      const inactive = await withoutOtherActivity(this.#deps, this.#repo, await this.#allInactive(subjects, cutoff), cutoff, dryRun);
       if (dryRun) people += inactive.length;
       else if (inactive.length > 0) {
         // Judged again inside each person's deleting transaction: an event stored since counts as activity.
@@ -379,14 +431,13 @@ export class ProfilesRetention implements RetentionHandler {
 
   /**
    * Inside the transaction that deletes a person (ingestion kept out): whether they are still inactive, on what is
-   * committed now — no event stored and no consent change made since the cutoff.
+   * committed now — no event stored, no consent change made and no rights request received, verified or completed
+   * since the cutoff, and no restriction of processing in force.
    */
   async #stillInactiveIn(tx: SqlExecutor, subject: DataSubject, cutoff: string): Promise<boolean> {
     if ((await this.#activeIn(tx, subject.profileIds, cutoff)).size > 0) return false;
-    for (const id of subject.profileIds) {
-      for (const entry of await this.#deps.consentHistoryIn(tx, id)) if (isActivity(entry) && entry.at >= cutoff) return false;
-    }
-    return true;
+    const other = await otherActivity(this.#deps, tx, subject.profileIds, (id) => this.#deps.consentHistoryIn(tx, id));
+    return !other.restricted && other.latest < cutoff;
   }
 
   /** The profiles among `profileIds` active since the cutoff, read on `executor`. */
@@ -397,22 +448,5 @@ export class ProfilesRetention implements RetentionHandler {
       for (const r of await executor.all<{ profile_id: string }>(compiled.sql, compiled.parameters)) active.add(r.profile_id);
     }
     return active;
-  }
-
-  /**
-   * The people who made no consent change since the cutoff. For those who did, the change is recorded as activity on
-   * their computed traits (not in a dry run), so that later sweeps pass over them until it is as old as the cutoff.
-   */
-  async #withoutConsentActivity(subjects: readonly DataSubject[], cutoff: string, dryRun: boolean): Promise<DataSubject[]> {
-    const out: DataSubject[] = [];
-    for (const subject of subjects) {
-      let latest = '';
-      for (const id of subject.profileIds) {
-        for (const entry of await this.#deps.consentHistory(id)) if (isActivity(entry) && entry.at > latest) latest = entry.at;
-      }
-      if (latest < cutoff) out.push(subject);
-      else if (!dryRun) await this.#storage.raw.transaction((tx) => this.#repo.receivedActivity(tx, subject.profileIds, latest));
-    }
-    return out;
   }
 }

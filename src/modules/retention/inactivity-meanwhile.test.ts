@@ -21,16 +21,16 @@ describeEachDialect('the inactivity rule judges a person again as it deletes the
     ctx.kernel.collect.ingest(messages.map((raw) => ({ raw, bytes: JSON.stringify(raw).length })), undefined, { source: 'web', gpc: false, receivedAt, actor: CLI_ACTOR });
 
   /**
-   * Runs `meanwhile` once, after the sweep has found the inactive people (its last read: their consent history) and
-   * before it deletes them.
+   * Runs `meanwhile` once, after the sweep has found the inactive people (its last read: their consent history; with
+   * `of`, that of this profile) and before it deletes them.
    */
-  async function sweepWhile(meanwhile: () => Promise<unknown>, now: Date) {
+  async function sweepWhile(meanwhile: () => Promise<unknown>, now: Date, of?: string) {
     const consent = ctx.kernel.consent;
     const original = consent.history.bind(consent);
     let ran = false;
     (consent as { history: typeof consent.history }).history = async (...args) => {
       const answer = await original(...args);
-      if (!ran && (new Error().stack ?? '').includes('profiles.retention')) {
+      if (!ran && (of === undefined || args[0] === of) && (new Error().stack ?? '').includes('profiles.retention')) {
         ran = true;
         await meanwhile();
       }
@@ -99,5 +99,18 @@ describeEachDialect('the inactivity rule judges a person again as it deletes the
     assert.equal(await ctx.kernel.identity.canonical(profileId), profileId);
     await ctx.kernel.consent.load([profileId]);
     assert.equal(ctx.kernel.consent.decide(profileId, 'analytics.reporting').allowed, true);
+  });
+
+  it('keeps a person who restricted processing between the sweep finding them inactive and deleting them', async () => {
+    const profileId = await resolve('u-restricting');
+    const [first] = await ingest([{ type: 'track', userId: 'u-restricting', messageId: 'restr-1', event: 'Order Completed', properties: { order_id: 'R-1', total: 20, currency: 'EUR' } }], Date.now());
+    assert.equal(first?.status, 'stored', JSON.stringify(first));
+    const longAgo = months(new Date(), -30).toISOString();
+    await sql`UPDATE profiles_computed SET last_seen_at = ${longAgo}, last_received_at = ${longAgo}, last_active_day = ${longAgo.slice(0, 10)} WHERE profile_id = ${profileId}`.execute(ctx.kernel.storage.db);
+    const { report, ran } = await sweepWhile(() => ctx.kernel.consent.restrict([profileId], { requestId: 'req-meanwhile' }, CLI_ACTOR), new Date(), profileId);
+    assert.ok(ran);
+    const people = report.counts.filter((c) => c.rule === 'profiles.inactive' && c.store === 'people').reduce((n, c) => n + c.count, 0);
+    assert.equal(people, 0, JSON.stringify(report.counts));
+    assert.equal(await ctx.kernel.identity.canonical(profileId), profileId);
   });
 });

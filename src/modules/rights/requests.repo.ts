@@ -281,6 +281,22 @@ export class RequestsRepo {
     return out.sort((a, b) => (a.received_at < b.received_at ? -1 : a.received_at > b.received_at ? 1 : a.id < b.id ? -1 : 1));
   }
 
+  /**
+   * The latest time a request of these profiles was received, verified or completed (`completed` or
+   * `partially_completed`: a denial is no answer the person asked for), read on `executor`; null when they have none.
+   */
+  async lastActivityIn(executor: SqlExecutor, profileIds: readonly string[]): Promise<string | null> {
+    let latest: string | null = null;
+    for (let i = 0; i < profileIds.length; i += CHUNK) {
+      const compiled = this.#db.selectFrom('rights_requests').select(['state', 'received_at', 'verified_at', 'completed_at']).where('profile_id', 'in', profileIds.slice(i, i + CHUNK)).compile();
+      for (const row of await executor.all<Pick<RequestRow, 'state' | 'received_at' | 'verified_at' | 'completed_at'>>(compiled.sql, compiled.parameters)) {
+        const answered = row.state === 'completed' || row.state === 'partially_completed' ? row.completed_at : null;
+        for (const at of [row.received_at, row.verified_at, answered]) if (at !== null && (latest === null || at > latest)) latest = at;
+      }
+    }
+    return latest;
+  }
+
   /** The events of these requests, each request's in order. */
   async eventsOf(requestIds: readonly string[]): Promise<Map<string, RequestEventRow[]>> {
     const out = new Map<string, RequestEventRow[]>();

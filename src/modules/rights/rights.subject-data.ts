@@ -169,6 +169,14 @@ export class RightsSubjectData implements SubjectDataHandler, RetentionHandler {
     await this.#repo.deleteStarts([...keys]);
   }
 
+  /**
+   * When the person last acted on their rights, read on `executor` (retention's inactivity rule counts it as activity):
+   * the latest time one of their requests was received, verified or completed; null when they made none.
+   */
+  lastActivityIn(executor: SqlExecutor, profileIds: readonly string[]): Promise<string | null> {
+    return this.#repo.lastActivityIn(executor, profileIds);
+  }
+
   async rules(): Promise<readonly RetentionRule[]> {
     return [
       {

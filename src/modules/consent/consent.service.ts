@@ -40,7 +40,7 @@ import { addMonths, decideFor, isDirectMarketing, isOptOut, NO_FLAGS, unionFlags
 import { DEFAULT_NOTICE_PURPOSES, DEFAULT_NOTICE_TEXT, DEFAULT_PURPOSES } from './defaults.ts';
 import { isCovered, lineage, materialChanges, noticeHash, normalizePurposes } from './notices.ts';
 import { receiptPayload, type ReceiptItem } from './receipt-payload.ts';
-import { ownSource, recordedSource, sourceProblem } from './source.ts';
+import { FLAGGED_SOURCE, ownSource, recordedSource, sourceProblem } from './source.ts';
 import { ReceiptSigner, type PublicJwk } from './receipts.ts';
 import { KeyedLock, SubjectCache, type SubjectState } from './subject-cache.ts';
 
@@ -565,13 +565,16 @@ export class Consent {
    * A GPC signal opts out of the purposes flagged when it is recorded. For a purpose flagged sale/sharing or targeted
    * advertising (newly or again), every person whose GPC opt-out is in force by then (see gpcSubjectsWithout) gets the
    * refusal the signal would write now, over a consent given before: mechanism `gpc`, the `gpc` flag, a receipt per
-   * person, audited as `consent.gpc` (Candor's own change, details `purposeFlagged`). So a later opt-in still needs the
-   * explicit confirmation, and merges carry it as any GPC opt-out. An opt-in the person confirmed over GPC for this
-   * very purpose stands while it counts. A page of people per change; other processes read the people again at their
-   * next load (the current rows changed). Idempotent: the periodic run (applyGpcToFlaggedPurposes) finishes a sweep that
-   * failed. Returns the number of entries written.
+   * person, audited as `consent.gpc` (Candor's own change, details `purposeFlagged`), with the source
+   * `purpose-flagged:<purpose>` (FLAGGED_SOURCE: by it the ledger tells the entry from a signal, and retention counts
+   * it as no activity of the person's). So a later opt-in still needs the explicit confirmation, and merges carry it as
+   * any GPC opt-out. An opt-in the person confirmed over GPC for this very purpose stands while it counts. A page of
+   * people per change; other processes read the people again at their next load (the current rows changed).
+   * Idempotent: the periodic run (applyGpcToFlaggedPurposes) finishes a sweep that failed. Returns the number of
+   * entries written.
    */
   async #gpcForFlagged(purpose: string): Promise<number> {
+    const source = ownSource(`${FLAGGED_SOURCE}${purpose}`, `${FLAGGED_SOURCE}purpose`);
     let written = 0;
     let after: string | undefined;
     for (;;) {
@@ -589,12 +592,12 @@ export class Consent {
               if ((isGpcOptOut(entry) || (entry.state === 'given' && entry.gpcOverride)) && (signal === undefined || entry.at > signal.at)) signal = entry;
             }
             if (signal === undefined) continue;
-            this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction: signal.jurisdiction, source: null, receiptId: randomUUID(), keepConfirmed: true, only: purpose });
+            this.#planGpc(pseudonym, current, add, { mechanism: 'gpc', jurisdiction: signal.jurisdiction, source, receiptId: randomUUID(), keepConfirmed: true, only: purpose });
           }
         },
         undefined,
         async (tx, written) => {
-          await this.#signPerReceipt(tx, written, 'gpc');
+          await this.#signPerReceipt(tx, written, 'gpc', source);
         },
         (_tx, written) => [...byReceipt(written)].map(([receiptId, list]) => this.#auditEvent(SYSTEM_ACTOR, 'consent.gpc', (list[0] as LedgerEntry).subject, list, receiptId, { purposeFlagged: purpose })),
       );
@@ -2490,14 +2493,14 @@ export class Consent {
 
   /**
    * Signs and stores a receipt for each receipt id of the entries (see receiptPerGroup), naming their subject, notice
-   * version and jurisdiction; answered in the order of each receipt's first entry.
+   * version, jurisdiction and `source` (the entries' own); answered in the order of each receipt's first entry.
    */
-  async #signPerReceipt(tx: SqlExecutor, entries: readonly LedgerEntry[], mechanism: ConsentMechanism): Promise<Receipt[]> {
+  async #signPerReceipt(tx: SqlExecutor, entries: readonly LedgerEntry[], mechanism: ConsentMechanism, source: string | null = null): Promise<Receipt[]> {
     const out: Receipt[] = [];
     for (const [receiptId, list] of byReceipt(entries)) {
       const first = list[0] as LedgerEntry;
       const notice = first.noticeVersion === null ? undefined : this.#notices.get(first.noticeVersion);
-      out.push({ receiptId, receipt: await this.#sign(tx, { receiptId, principal: first.subject, linked: [], jurisdiction: first.jurisdiction, mechanism, source: null, notice, entries: list }) });
+      out.push({ receiptId, receipt: await this.#sign(tx, { receiptId, principal: first.subject, linked: [], jurisdiction: first.jurisdiction, mechanism, source, notice, entries: list }) });
     }
     return out;
   }

@@ -37,10 +37,11 @@ describeEachDialect('a purpose flagged sale/sharing after a GPC signal', (dialec
     assert.equal((await consent().state(gpc))[PURPOSE]?.gpc, true);
 
     const entry = (await consent().history(gpc)).at(-1);
-    assert.deepEqual([entry?.purpose, entry?.state, entry?.mechanism, entry?.gpc, entry?.jurisdiction], [PURPOSE, 'refused', 'gpc', true, 'US-CA']);
+    // Candor's own entry, told from a signal by its source (retention counts it as no activity of the person's).
+    assert.deepEqual([entry?.purpose, entry?.state, entry?.mechanism, entry?.gpc, entry?.jurisdiction, entry?.source], [PURPOSE, 'refused', 'gpc', true, 'US-CA', `purpose-flagged:${PURPOSE}`]);
     const stored = await consent().receipt(entry?.receiptId as string, [gpc]);
-    const payload = (await consent().verifyReceipt(stored.receipt)) as unknown as { jurisdiction: string; services: { purposes: { entryId: string; gpc: boolean }[] }[] };
-    assert.deepEqual([stored.mechanism, payload.jurisdiction, payload.services[0]?.purposes.map((p) => [p.entryId, p.gpc])], ['gpc', 'US-CA', [[entry?.id, true]]]);
+    const payload = (await consent().verifyReceipt(stored.receipt)) as unknown as { jurisdiction: string; source: string | null; services: { purposes: { entryId: string; gpc: boolean }[] }[] };
+    assert.deepEqual([stored.mechanism, payload.jurisdiction, payload.source, payload.services[0]?.purposes.map((p) => [p.entryId, p.gpc])], ['gpc', 'US-CA', `purpose-flagged:${PURPOSE}`, [[entry?.id, true]]]);
     const audited = await ctx.kernel.audit.list({ subject: consent().pseudonym(gpc), action: 'consent.gpc', limit: 10 });
     assert.ok(audited.some((e) => e.resource === `consent_receipt:${entry?.receiptId}` && JSON.parse(e.details ?? '{}').purposeFlagged === PURPOSE));
 

@@ -65,8 +65,9 @@ describe('sourceProblem', () => {
     for (const source of refused) assert.equal(sourceProblem(source), 'source', String(source));
   });
 
-  it('reserves restore: for what Candor writes again after a restore', () => {
-    for (const source of ['restore:backup.db', 'RESTORE:x', 'restore:x?y']) assert.equal(sourceProblem(source), 'source_reserved', source);
+  it('reserves restore: and purpose-flagged: for what Candor writes by itself', () => {
+    for (const source of ['restore:backup.db', 'RESTORE:x', 'restore:x?y', 'purpose-flagged:marketing.advertising', 'Purpose-Flagged:x', 'purpose-flagged:']) assert.equal(sourceProblem(source), 'source_reserved', source);
+    for (const source of ['restore', 'purpose-flagged', 'web:purpose-flagged:x']) assert.equal(sourceProblem(source), undefined, source);
     assert.equal(ownSource('restore:candor-2026-01-01.db', 'restore:backup'), 'restore:candor-2026-01-01.db');
     assert.equal(ownSource('restore:my backup (Ada).db', 'restore:backup'), 'restore:backup');
   });

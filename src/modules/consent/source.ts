@@ -32,10 +32,20 @@ function recordable(reduced: string): boolean {
 }
 
 /**
+ * The start of the source of the GPC refusals Candor writes by itself for a purpose flagged sale/sharing or targeted
+ * advertising after a person's signal (`purpose-flagged:<purpose>`): retention tells them from a signal by it.
+ */
+export const FLAGGED_SOURCE = 'purpose-flagged:';
+
+/** Sources that name what Candor writes by itself: a caller's change may not start with one (any case). */
+const RESERVED = ['restore:', FLAGGED_SOURCE];
+
+/**
  * Why a caller's consent change may not name this source (the `reason` of CONSENT_CHANGE_INVALID), or undefined when it
  * may: `source` for one too long, with a control character or a lone surrogate, or whose recorded form is neither an
  * http(s) URL nor a property token (free text: `Ada Lovelace +44 20 …`); `source_reserved` for `restore:…`, which
- * names what Candor writes again after a restore.
+ * names what Candor writes again after a restore, and `purpose-flagged:…`, the GPC refusals it writes for a purpose
+ * flagged after a signal.
  */
 export function sourceProblem(source: unknown): 'source' | 'source_reserved' | undefined {
   if (source === undefined) return undefined;
@@ -44,10 +54,14 @@ export function sourceProblem(source: unknown): 'source' | 'source_reserved' | u
   if (recorded === null) return undefined;
   if (!recordable(recorded)) return 'source';
   // (A source named `restore`, such as a write key's, is an ordinary one.)
-  return recorded.toLowerCase().startsWith('restore:') ? 'source_reserved' : undefined;
+  const lower = recorded.toLowerCase();
+  return RESERVED.some((prefix) => lower.startsWith(prefix)) ? 'source_reserved' : undefined;
 }
 
-/** The source Candor records of its own (`restore:<backup file>`): that text when it is recordable, else `fallback`. */
+/**
+ * The source Candor records of its own (`restore:<backup file>`, `purpose-flagged:<purpose>`): that text when it is
+ * recordable, else `fallback`.
+ */
 export function ownSource(text: string, fallback: string): string {
   const recorded = text.length <= MAX_SOURCE && unusableText(text) === undefined ? recordedSource(text) : null;
   return recorded !== null && recordable(recorded) ? recorded : fallback;

@@ -74,11 +74,20 @@ export interface ProfilesRetentionDeps {
 
 /**
  * Consent ledger entries Candor writes by itself, not on a person's choice or signal, are no activity: expiries,
- * merges, and the person's own earlier choices written again after a restore (source `restore…`, see
- * Consent.reapplyAfterRestore), which would otherwise restart the inactivity clock at the restore.
+ * merges, the person's own earlier choices written again after a restore (source `restore…`, see
+ * Consent.reapplyAfterRestore), which would otherwise restart the inactivity clock at the restore, and the GPC
+ * refusals written for a purpose flagged sale/sharing or targeted advertising after the person's signal (source
+ * `purpose-flagged:<purpose>`, consent's FLAGGED_SOURCE), which would restart every GPC person's clock at one
+ * configuration change.
  */
 const NOT_ACTIVITY: ReadonlySet<string> = new Set(['expiry', 'merge']);
-const isActivity = (entry: { mechanism: string; source?: string | null }) => !NOT_ACTIVITY.has(entry.mechanism) && !(entry.mechanism === 'import' && (entry.source === 'restore' || (entry.source ?? '').startsWith('restore:')));
+const isActivity = (entry: { mechanism: string; source?: string | null }) => {
+  if (NOT_ACTIVITY.has(entry.mechanism)) return false;
+  const source = entry.source ?? '';
+  if (entry.mechanism === 'import') return source !== 'restore' && !source.startsWith('restore:');
+  if (entry.mechanism === 'gpc') return !source.startsWith('purpose-flagged:');
+  return true;
+};
 
 /** What a person did besides sending events, as the inactivity rule counts it. */
 interface OtherActivity {

@@ -17,3 +17,13 @@ export function planWithEvent(name: string, purposes: readonly string[] = ['anal
     },
   };
 }
+
+/** The default plan with e-mail and phone kept only for marketing by e-mail and by text message (consent-based purposes). */
+export function planWithConsentOnlyContact(): PlanDocument {
+  const plan = structuredClone(DEFAULT_PLAN);
+  const { email, phone } = (plan.traits as { properties: Record<string, { 'x-candor': { purposes: string[] } } | undefined> }).properties;
+  if (!email || !phone) throw new Error('the default plan declares email and phone traits');
+  email['x-candor'].purposes = ['marketing.communications.email'];
+  phone['x-candor'].purposes = ['marketing.communications.sms'];
+  return plan;
+}

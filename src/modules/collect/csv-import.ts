@@ -51,7 +51,7 @@ import type { Identity, Resolution, ResolveItem } from '../identity/index.ts';
 import type { Taxonomy } from '../taxonomy/index.ts';
 import { messageKey } from './collect.repo.ts';
 import { describesBy, fieldAllowed, mergeSurvivors, ResolveAgain, servedPurposes, type Collector, type DescribesCategory, type ItemResult, type ItemStatus } from './collect.service.ts';
-import { identifiersOf, MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage } from './segment.ts';
+import { identifiersOf, MAX_EVENT_BYTES, parseMessage, planInput, type ParsedMessage, type RawIdentifier } from './segment.ts';
 
 export type ImportKind = 'customers' | 'events';
 
@@ -1238,22 +1238,13 @@ class ImportRun {
   async #recordConsent(checked: readonly { message: ParsedMessage; plan: PlanResult }[]): Promise<number> {
     const { storage, identity, consent } = this.#deps;
     const { source, actor } = this.#options;
-    const people = new Map<string, { lookup: ResolveItem; link: ResolveItem; plans: PlanResult[] }>();
-    for (const { message, plan } of checked) {
-      const identifiers = identifiersOf(message, plan.data.traits, plan.data.context);
-      const key = JSON.stringify(identifiers);
-      const seen = people.get(key);
-      if (seen) {
-        seen.plans.push(plan);
-        continue;
-      }
+    const all = checked.map(({ message, plan }): ImportRow => {
       const item = { source, messageId: message.messageId, at: message.occurredAt };
       // The rows of an import carry no context (no external ids).
-      people.set(key, { lookup: { identifiers, ...item }, link: { identifiers: identifiersOf(message, this.#predictedTraits(plan)), ...item }, plans: [plan] });
-    }
-    if (people.size === 0) return 0;
+      return { message, plan, lookup: { identifiers: identifiersOf(message, plan.data.traits, plan.data.context), ...item }, link: { identifiers: identifiersOf(message, this.#predictedTraits(plan)), ...item } };
+    });
+    if (all.length === 0) return 0;
     // As the Collector does before its gate: the suppression list, then who is known already (looking up creates nothing).
-    const all = [...people.values()];
     const suppressed = await identity.isSuppressedBatch(storage.raw, all.map((p) => p.lookup));
     const open = all.filter((_, i) => !suppressed[i]);
     // The person each row will be stored for: the holder of its strongest identifier when that is known (the pipeline
@@ -1275,7 +1266,7 @@ class ImportRun {
       const weaker = await identity.lookupBatch(storage.raw, unknown.map((p) => p.lookup));
       const holders = [...new Set(weaker.filter((id): id is string => id !== null))];
       if (holders.length > 0) await consent.load(holders);
-      const storable = (id: string | null, plans: readonly PlanResult[]) => storableWith(gate, plans, (purpose) => (id === null ? undefined : consent.decide(id, purpose)));
+      const storable = (id: string | null, plan: PlanResult) => gateRow(gate, plan, id === null ? undefined : consent.decideMerged(id, [], plan.purposes), true).served.length > 0;
       // The person the row is stored for: the one beside it, unless the row's strongest identifier cannot join them
       // (they hold as many of its type as a profile may, such as another user id): then someone new, as unknown.
       const heldTypes = new Map<string, Map<string, number>>();
@@ -1284,13 +1275,13 @@ class ImportRun {
         for (const id of await identity.identifiersOf(holder)) counts.set(id.type, (counts.get(id.type) ?? 0) + 1);
         heldTypes.set(holder, counts);
       }
-      const storedFor = (p: { lookup: ResolveItem }, beside: string | null): string | null => {
+      const storedFor = (p: ImportRow, beside: string | null): string | null => {
         if (beside === null) return null;
         const strongest = [...p.lookup.identifiers].sort((a, b) => identity.rank(a.type) - identity.rank(b.type))[0];
         if (strongest === undefined) return beside;
         return (heldTypes.get(beside)?.get(strongest.type) ?? 0) >= identity.limit(strongest.type) ? null : beside;
       };
-      unknown = unknown.filter((p, i) => storable(storedFor(p, weaker[i] ?? null), p.plans));
+      unknown = unknown.filter((p, i) => storable(storedFor(p, weaker[i] ?? null), p.plan));
     }
     if (unknown.length > 0) {
       // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's
@@ -1410,82 +1401,146 @@ interface ImportGate {
   consent: Consent;
 }
 
-/**
- * Whether the gate will store one of a person's rows once the import's consents are recorded: a purpose of the rows is
- * allowed when the person's decision allows it (`decisionOf`; undefined: nobody known), or when the import claims it
- * and the person has no record of it (recorded by this import, explicit where the purpose asks for it), or, for
- * nobody known, when it needs no consent record; the rows are stored when they serve one of them as the gate counts it
- * (servedPurposes).
- */
-function storableWith(gate: ImportGate, plans: readonly PlanResult[], decisionOf: (purpose: string) => Decision | undefined): boolean {
-  const { claimed, consent } = gate;
-  const allowed: string[] = [];
-  const explicit: string[] = [];
-  for (const purpose of new Set(plans.flatMap((plan) => plan.purposes))) {
-    const decision = decisionOf(purpose);
-    if (decision?.allowed) {
-      allowed.push(purpose);
-      if (decision.explicit) explicit.push(purpose);
-    } else if (claimed.has(purpose) && (decision === undefined || decision.reason === 'no_record')) {
-      allowed.push(purpose);
-      if (consent.purpose(purpose)?.explicit === true) explicit.push(purpose);
-    } else if (decision === undefined && (consent.purpose(purpose)?.basis ?? 'consent') !== 'consent') {
-      allowed.push(purpose);
-    }
-  }
-  return plans.some((plan) => servedPurposes(plan, allowed, explicit, gate.describes).length > 0);
+/** A row of an import with basis consent, as the import resolves it before the pipeline stores it. */
+interface ImportRow {
+  message: ParsedMessage;
+  plan: PlanResult;
+  /** Every identifier of the row: the pipeline looks its person up by them. */
+  lookup: ResolveItem;
+  /** The identifiers to link first: those of the fields the gate keeps for the person the row is expected to land on. */
+  link: ResolveItem;
 }
 
 /**
- * Resolves the rows of people nobody knew when the import looked them up, as the pipeline resolves a group
- * (collect.service #regateBeforeLinking): inside the transaction, before it commits, each resolution is gated for the
- * person it lands on, with the consent that person will have once the merges it makes are applied (every merged
- * profile's refusals, withdrawals, GPC opt-outs and restrictions bind it; a profile made by this transaction has no
- * record). A row that person would refuse is left out and the resolution made again without it, so that it links,
- * merges and makes nothing; the consent of people not loaded for this write is loaded first. Rows an erasure
- * committed meanwhile suppressed are left out too.
+ * The consent gate for one row and one person, as it will decide once this import's consents are recorded: a purpose
+ * of the row is allowed when the person's decision allows it (`decisions`; undefined: nobody known), or, where the
+ * import's consent goes to that person (`withClaim`), when the import claims it and the person has no record of it
+ * (recorded by this import, explicit where the purpose asks for it), or, for nobody known, when it needs no consent
+ * record. Returns the purposes the row is stored for (servedPurposes; none: refused) and those allowed explicitly.
  */
-async function resolveGated(deps: CsvImportDeps, gate: ImportGate, people: readonly { link: ResolveItem; plans: readonly PlanResult[] }[]): Promise<{ resolutions: Resolution[]; persons: string[] }> {
+function gateRow(gate: ImportGate, plan: PlanResult, decisions: ReadonlyMap<string, Decision> | undefined, withClaim: boolean): { served: readonly string[]; explicit: string[] } {
+  const { claimed, consent } = gate;
+  const allowed: string[] = [];
+  const explicit: string[] = [];
+  for (const purpose of plan.purposes) {
+    const decision = decisions?.get(purpose);
+    if (decision?.allowed) {
+      allowed.push(purpose);
+      if (decision.explicit) explicit.push(purpose);
+    } else if (withClaim && claimed.has(purpose) && (decision === undefined || decision.reason === 'no_record')) {
+      allowed.push(purpose);
+      if (consent.purpose(purpose)?.explicit === true) explicit.push(purpose);
+    } else if (decisions === undefined && (consent.purpose(purpose)?.basis ?? 'consent') !== 'consent') {
+      allowed.push(purpose);
+    }
+  }
+  return { served: servedPurposes(plan, allowed, explicit, gate.describes), explicit };
+}
+
+/**
+ * The identifiers resolution links for a row the gate lets through: those of the fields it keeps for the purposes the
+ * row is stored for, as the pipeline's gate keeps them (collect.service #gate, linkableItem).
+ */
+function linkedBy(gate: ImportGate, row: ImportRow, gated: { served: readonly string[]; explicit: readonly string[] }): RawIdentifier[] {
+  const traits = row.plan.data.traits;
+  if (traits === undefined) return identifiersOf(row.message, undefined);
+  const kept: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(traits)) {
+    const field = row.plan.declared.get(`traits.${key}`);
+    if (field !== undefined && fieldAllowed(field, gated.served, gated.explicit, gate.describes)) kept[key] = value;
+  }
+  return identifiersOf(row.message, kept);
+}
+
+const linkKey = (identifiers: readonly RawIdentifier[]): string => JSON.stringify(identifiers.map((id) => [id.type, id.value]));
+
+/**
+ * Resolves rows of an import with basis consent as the pipeline will find them once they are stored
+ * (collect.service #regateBeforeLinking): inside the transaction, before it commits, each row is gated for the person
+ * the pipeline will gate it for once this commits (the one its strongest known identifier belongs to) and for the
+ * person it lands on, with the consent they will have once the merges it makes are applied (every merged profile's
+ * refusals, withdrawals, GPC opt-outs and restrictions bind it; a profile made by this transaction has no record; the
+ * import's consent counts for the people rows land on). A row whose links are not the ones that gate keeps is resolved
+ * again with those (one it comes back to never settles: it is refused), so that the pipeline links nothing more and
+ * nothing the gate leaves out; a row that person would refuse is left out and the resolution made again without it,
+ * so that it links, merges and makes nothing. The consent of people not loaded for this write is loaded first. Rows
+ * an erasure committed meanwhile suppressed are left out too. Returns the resolutions and the people rows land on.
+ */
+async function resolveGated(deps: CsvImportDeps, gate: ImportGate, rows: readonly ImportRow[]): Promise<{ resolutions: Resolution[]; persons: string[] }> {
   const { storage, identity, consent } = deps;
   const fresh = new Set<string>();
-  let left = people;
+  const links = new Map(rows.map((row) => [row, row.link]));
+  // The links each row was resolved with since a row was last left out.
+  let tried = new Map(rows.map((row) => [row, new Set([linkKey(row.link.identifiers)])]));
+  let left = rows;
   for (let round = 0; ; round++) {
-    if (round > 2 * people.length + 2) throw new Error('identity resolution did not settle');
+    if (round > 8 * rows.length + 8) throw new Error('identity resolution did not settle');
     try {
       return await storage.raw.transaction(async (tx) => {
-        const erased = await identity.suppressedInGroup(tx, left.map((p) => p.link));
+        const erased = await identity.suppressedInGroup(tx, left.map((row) => row.lookup));
         left = left.filter((_, i) => !erased[i]);
-        const resolutions = await identity.resolveBatch(tx, left.map((p) => p.link));
+        const resolutions = await identity.resolveBatch(tx, left.map((row) => links.get(row) ?? row.link));
         const merges = resolutions.flatMap((r) => r.merges);
         const made = new Set(resolutions.flatMap((r) => (r.created && r.holder !== null ? [r.holder] : [])));
         const { survivorOf, mergedInto } = mergeSurvivors(merges);
         // Each row is judged for the person its profile belongs to once every merge of the batch is applied (a later
         // row may merge it into someone else), as the pipeline will judge it after this commit.
         const persons = resolutions.map((r) => (r.profileId === null ? null : survivorOf(r.profileId)));
+        // The person the pipeline's look-up will find: another than the row's own where the row leaves out its
+        // strongest identifier (a field the gate does not keep) and someone else holds it.
+        const found = await identity.lookupBatch(tx, left.map((row) => row.lookup));
+        const gatedFor = persons.map((person, i) => (person === null ? null : survivorOf(found[i] ?? person)));
         const load = new Set<string>();
-        for (const person of persons) {
+        for (const person of [...persons, ...gatedFor]) {
           if (person === null) continue;
           for (const id of [person, ...(mergedInto.get(person) ?? [])]) if (!made.has(id) && (!fresh.has(id) || !consent.isLoaded(id))) load.add(id);
         }
-        if (load.size > 0) throw new ResolveAgain<number>([...load], new Set());
-        const refused = new Set<number>();
-        persons.forEach((person, i) => {
-          const row = left[i];
-          if (person === null || row === undefined) return;
-          const decisions = consent.decideMerged(person, mergedInto.get(person) ?? [], [...new Set(row.plans.flatMap((plan) => plan.purposes))], made);
-          if (!storableWith(gate, row.plans, (purpose) => decisions.get(purpose))) refused.add(i);
+        if (load.size > 0) throw new ResolveAgain<ImportRow>([...load], new Set());
+        const receiving = new Set(persons.filter((id): id is string => id !== null));
+        const gated = (person: string, row: ImportRow) => gateRow(gate, row.plan, consent.decideMerged(person, mergedInto.get(person) ?? [], row.plan.purposes, made), receiving.has(person));
+        const refused = new Set<ImportRow>();
+        const relinked = new Map<ImportRow, RawIdentifier[]>();
+        left.forEach((row, i) => {
+          const person = persons[i] ?? null;
+          const at = gatedFor[i] ?? null;
+          if (person === null || at === null) return;
+          const atGate = gated(at, row);
+          if (atGate.served.length === 0) refused.add(row);
+          else {
+            const identifiers = linkedBy(gate, row, atGate);
+            if (linkKey(identifiers) !== linkKey((links.get(row) ?? row.link).identifiers)) relinked.set(row, identifiers);
+            else if (at !== person && gated(person, row).served.length === 0) refused.add(row);
+          }
         });
-        if (refused.size > 0) throw new ResolveAgain<number>([], refused);
-        return { resolutions, persons: [...new Set(persons.filter((id): id is string => id !== null))] };
+        let again = false;
+        for (const [row, identifiers] of relinked) {
+          const seen = tried.get(row) ?? new Set<string>();
+          const key = linkKey(identifiers);
+          if (seen.has(key)) {
+            refused.add(row);
+            continue;
+          }
+          seen.add(key);
+          tried.set(row, seen);
+          links.set(row, { ...row.link, identifiers });
+          again = true;
+        }
+        // Links first: a row refused with the others' links may be stored with theirs settled.
+        if (again) throw new ResolveAgain<ImportRow>([], new Set());
+        if (refused.size > 0) throw new ResolveAgain<ImportRow>([], refused);
+        return { resolutions, persons: [...receiving] };
       });
     } catch (error) {
       if (!(error instanceof ResolveAgain)) throw error;
-      const again = error as ResolveAgain<number>;
+      const again = error as ResolveAgain<ImportRow>;
       if (again.load.length > 0) {
         await consent.load(again.load);
         for (const id of again.load) fresh.add(id);
       }
-      left = left.filter((_, i) => !again.refused.has(i));
+      if (again.refused.size > 0) {
+        left = left.filter((row) => !again.refused.has(row));
+        tried = new Map(left.map((row) => [row, new Set([linkKey((links.get(row) ?? row.link).identifiers)])]));
+      }
     }
   }
 }

@@ -1241,7 +1241,8 @@ class ImportRun {
     const all = checked.map(({ message, plan }): ImportRow => {
       const item = { source, messageId: message.messageId, at: message.occurredAt };
       // The rows of an import carry no context (no external ids).
-      return { message, plan, lookup: { identifiers: identifiersOf(message, plan.data.traits, plan.data.context), ...item }, link: { identifiers: identifiersOf(message, this.#predictedTraits(plan)), ...item } };
+      const lookup = { identifiers: identifiersOf(message, plan.data.traits, plan.data.context), ...item };
+      return { message, plan, lookup, link: lookup };
     });
     if (all.length === 0) return 0;
     // As the Collector does before its gate: the suppression list, then who is known already (looking up creates nothing).
@@ -1281,7 +1282,15 @@ class ImportRun {
         if (strongest === undefined) return beside;
         return (heldTypes.get(beside)?.get(strongest.type) ?? 0) >= identity.limit(strongest.type) ? null : beside;
       };
-      unknown = unknown.filter((p, i) => storable(storedFor(p, weaker[i] ?? null), p.plan));
+      unknown = unknown.flatMap((p, i) => {
+        const beside = weaker[i] ?? null;
+        if (!storable(storedFor(p, beside), p.plan)) return [];
+        // Linked first as the pipeline links the message: by the fields the gate keeps for the person its look-up finds
+        // (the holder of its strongest known identifier), whatever purposes the import claims; resolveGated checks
+        // these links on the resolution.
+        const gated = gateRow(gate, p.plan, beside === null ? undefined : consent.decideMerged(beside, [], p.plan.purposes), true);
+        return [{ ...p, link: { ...p.link, identifiers: linkedBy(gate, p, gated) } }];
+      });
     }
     if (unknown.length > 0) {
       // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's
@@ -1316,21 +1325,6 @@ class ImportRun {
       if (entries.length > 0) recorded++;
     }
     return recorded;
-  }
-
-  /**
-   * The traits the consent gate keeps for someone whose only lawful bases are this import's (its consent, given now,
-   * and the purposes that need no consent record): the identifiers among them are the ones the pipeline links.
-   */
-  #predictedTraits(plan: PlanResult): Record<string, unknown> | undefined {
-    const traits = plan.data.traits;
-    if (traits === undefined) return undefined;
-    const kept: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(traits)) {
-      const field = plan.declared.get(`traits.${key}`);
-      if (field !== undefined && this.#predictedAllowed(field)) kept[key] = value;
-    }
-    return kept;
   }
 
   /** The gate's own field rule, with the purposes the claimed basis allows. */

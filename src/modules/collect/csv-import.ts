@@ -1209,8 +1209,7 @@ class ImportRun {
   /**
    * The messages the pipeline will not reject as invalid, with what the tracking plan makes of them: their envelope
    * and the plan checked as the Collector checks them, so that no profile is made for a row that is not stored and no
-   * consent recorded for it. (A person already known who has no record of a claimed purpose gets the import's consent
-   * to it whatever their rows: the business claims it for the person, as docs/ingestion.md says.)
+   * consent recorded for it.
    */
   #valid(messages: readonly { raw: unknown; bytes: number }[], receivedAt: number): { index: number; message: ParsedMessage; plan: PlanResult }[] {
     const { catalog } = this.#deps;
@@ -1228,84 +1227,53 @@ class ImportRun {
   }
 
   /**
-   * Basis consent: finds each person the batch names as the pipeline will find them — by every identifier the plan
-   * keeps (user id, anonymous id, e-mail, phone), blocked values ignored and erased people (any of their identifiers
-   * suppressed) left out first — and records `given` for the claimed purposes where the ledger has no record yet: an
-   * import never overrides a refusal, a withdrawal, a GPC opt-out or an expired consent, and a re-run records nothing
-   * twice. Someone nobody knows yet gets a profile, linked by the identifiers the pipeline will link once this consent
-   * is recorded.
+   * Basis consent: resolves each row of the batch as the pipeline will resolve it — looked up by every identifier the
+   * plan keeps (user id, anonymous id, e-mail, phone), blocked values ignored and erased people (any of their
+   * identifiers suppressed) left out first, linked by those the gate keeps for the person — and records `given` for the
+   * claimed purposes where the ledger has no record yet, for the people the rows the gate lets through are stored for
+   * only: an import never overrides a refusal, a withdrawal, a GPC opt-out or an expired consent, and a re-run records
+   * nothing twice. Someone nobody knows yet gets a profile, linked by the identifiers the pipeline will link once this
+   * consent is recorded.
    */
   async #recordConsent(checked: readonly { message: ParsedMessage; plan: PlanResult }[]): Promise<number> {
     const { storage, identity, consent } = this.#deps;
     const { source, actor } = this.#options;
-    const all = checked.map(({ message, plan }): ImportRow => {
-      const item = { source, messageId: message.messageId, at: message.occurredAt };
+    const all = checked.map(({ message, plan }) => {
       // The rows of an import carry no context (no external ids).
-      const lookup = { identifiers: identifiersOf(message, plan.data.traits, plan.data.context), ...item };
-      return { message, plan, lookup, link: lookup };
+      const lookup: ResolveItem = { identifiers: identifiersOf(message, plan.data.traits, plan.data.context), source, messageId: message.messageId, at: message.occurredAt };
+      return { message, plan, lookup };
     });
     if (all.length === 0) return 0;
     // As the Collector does before its gate: the suppression list, then who is known already (looking up creates nothing).
     const suppressed = await identity.isSuppressedBatch(storage.raw, all.map((p) => p.lookup));
     const open = all.filter((_, i) => !suppressed[i]);
-    // The person each row will be stored for: the holder of its strongest identifier when that is known (the pipeline
-    // writes the row there; looking up creates and merges nothing, so a row the gate refuses merges nobody). Not
-    // whichever identifier is known: that could be someone else, such as the account holding a shared e-mail address
-    // next to a new user id.
-    const known = open.length > 0 ? await identity.lookupBatch(storage.raw, open.map((p) => p.lookup), { strongestOnly: true }) : [];
-    const profiles = new Set(known.filter((id): id is string => id !== null));
-    let unknown = open.filter((_, i) => known[i] === null);
+    if (open.length === 0) return 0;
+    // The person the pipeline's gate will see: the holder of the row's strongest known identifier.
+    const found = await identity.lookupBatch(storage.raw, open.map((p) => p.lookup));
+    const seen = [...new Set(found.filter((id): id is string => id !== null))];
+    if (seen.length > 0) await consent.load(seen);
     const gate: ImportGate = { claimed: new Set(this.#claim.purposes), describes: this.#describes, consent };
-    if (unknown.length > 0) {
-      // A row the gate will refuse must link nobody and make nobody; resolving it here would commit that first. The gate
-      // is predicted as it will decide once this import's consents are recorded: a purpose of the row is allowed when
-      // the person beside whose identifier the new one sits allows it, or has no record of it and the import claims it
-      // (someone nobody knows: a purpose needing no consent record, or a claimed one), and the row is stored when it
-      // serves one of them as the gate counts it (servedPurposes: its event's, or one a field of it is kept for). A row
-      // with none is left to the pipeline, which refuses it (an opt-out, a restriction, an expired consent, a field the
-      // notice does not describe for the purpose).
-      const weaker = await identity.lookupBatch(storage.raw, unknown.map((p) => p.lookup));
-      const holders = [...new Set(weaker.filter((id): id is string => id !== null))];
-      if (holders.length > 0) await consent.load(holders);
-      const storable = (id: string | null, plan: PlanResult) => gateRow(gate, plan, id === null ? undefined : consent.decideMerged(id, [], plan.purposes), true).served.length > 0;
-      // The person the row is stored for: the one beside it, unless the row's strongest identifier cannot join them
-      // (they hold as many of its type as a profile may, such as another user id): then someone new, as unknown.
-      const heldTypes = new Map<string, Map<string, number>>();
-      for (const holder of holders) {
-        const counts = new Map<string, number>();
-        for (const id of await identity.identifiersOf(holder)) counts.set(id.type, (counts.get(id.type) ?? 0) + 1);
-        heldTypes.set(holder, counts);
-      }
-      const storedFor = (p: ImportRow, beside: string | null): string | null => {
-        if (beside === null) return null;
-        const strongest = [...p.lookup.identifiers].sort((a, b) => identity.rank(a.type) - identity.rank(b.type))[0];
-        if (strongest === undefined) return beside;
-        return (heldTypes.get(beside)?.get(strongest.type) ?? 0) >= identity.limit(strongest.type) ? null : beside;
-      };
-      unknown = unknown.flatMap((p, i) => {
-        const beside = weaker[i] ?? null;
-        if (!storable(storedFor(p, beside), p.plan)) return [];
-        // Linked first as the pipeline links the message: by the fields the gate keeps for the person its look-up finds
-        // (the holder of its strongest known identifier), whatever purposes the import claims; resolveGated checks
-        // these links on the resolution.
-        const gated = gateRow(gate, p.plan, beside === null ? undefined : consent.decideMerged(beside, [], p.plan.purposes), true);
-        return [{ ...p, link: { ...p.link, identifiers: linkedBy(gate, p, gated) } }];
-      });
-    }
-    if (unknown.length > 0) {
-      // Resolved as the pipeline resolves it (the limit per identifier type: a new user id next to another account's
-      // address is someone new). Checked again where profiles are made (an erasure committed since the check above:
-      // nobody is made for it).
-      const { resolutions, persons } = await resolveGated(this.#deps, gate, unknown);
-      const merges = resolutions.flatMap((r) => r.merges);
-      if (merges.length > 0) await identity.notifyMerges(merges);
-      // The import's consent goes to each person as they are once the merges are applied, not to a profile merged away.
-      for (const person of persons) profiles.add(person);
-    }
-    // People found before the resolution may have been merged into someone by it: their consent is the survivor's.
-    const canonicals = await identity.canonicalsIn(storage.raw, [...profiles]);
+    // Linked first as the pipeline links the message: by the fields the gate keeps for that person, whatever purposes
+    // the import claims, with the import's consent where they have no record (nobody known: a purpose needing no
+    // consent record, or a claimed one).
+    const rows = open.map((p, i): ImportRow => {
+      const at = found[i] ?? null;
+      const gated = gateRow(gate, p.plan, at === null ? undefined : consent.decideMerged(at, [], p.plan.purposes), true);
+      return { ...p, link: { ...p.lookup, identifiers: linkedBy(gate, p, gated) } };
+    });
+    // Every row is resolved and judged here, a known person's too: a row the gate will refuse must link, merge and make
+    // nothing, nor get its person the import's consent, and a merge the pipeline would make for one row (its person
+    // merged into someone who refused) changes what another row of the batch may do. Resolved as the pipeline resolves
+    // it (the limit per identifier type: a new user id next to another account's address is someone new); an erasure
+    // committed since the check above makes nobody.
+    const { resolutions, persons: landed } = await resolveGated(this.#deps, gate, rows, seen);
+    const merges = resolutions.flatMap((r) => r.merges);
+    if (merges.length > 0) await identity.notifyMerges(merges);
+    // The import's consent goes to each person a row is stored for, as they are once the merges are applied (not to a
+    // profile merged away), and to nobody else.
+    const canonicals = await identity.canonicalsIn(storage.raw, landed);
     const persons = new Set(
-      [...profiles].flatMap((id) => {
+      landed.flatMap((id) => {
         const canonical = canonicals.get(id);
         return canonical === undefined ? [] : [canonical];
       }),
@@ -1435,7 +1403,7 @@ function gateRow(gate: ImportGate, plan: PlanResult, decisions: ReadonlyMap<stri
  * The identifiers resolution links for a row the gate lets through: those of the fields it keeps for the purposes the
  * row is stored for, as the pipeline's gate keeps them (collect.service #gate, linkableItem).
  */
-function linkedBy(gate: ImportGate, row: ImportRow, gated: { served: readonly string[]; explicit: readonly string[] }): RawIdentifier[] {
+function linkedBy(gate: ImportGate, row: { message: ParsedMessage; plan: PlanResult }, gated: { served: readonly string[]; explicit: readonly string[] }): RawIdentifier[] {
   const traits = row.plan.data.traits;
   if (traits === undefined) return identifiersOf(row.message, undefined);
   const kept: Record<string, unknown> = {};
@@ -1457,12 +1425,13 @@ const linkKey = (identifiers: readonly RawIdentifier[]): string => JSON.stringif
  * import's consent counts for the people rows land on). A row whose links are not the ones that gate keeps is resolved
  * again with those (one it comes back to never settles: it is refused), so that the pipeline links nothing more and
  * nothing the gate leaves out; a row that person would refuse is left out and the resolution made again without it,
- * so that it links, merges and makes nothing. The consent of people not loaded for this write is loaded first. Rows
+ * so that it links, merges and makes nothing. The consent of people not loaded for this write (`loaded`) is loaded
+ * first. Rows
  * an erasure committed meanwhile suppressed are left out too. Returns the resolutions and the people rows land on.
  */
-async function resolveGated(deps: CsvImportDeps, gate: ImportGate, rows: readonly ImportRow[]): Promise<{ resolutions: Resolution[]; persons: string[] }> {
+async function resolveGated(deps: CsvImportDeps, gate: ImportGate, rows: readonly ImportRow[], loaded: readonly string[]): Promise<{ resolutions: Resolution[]; persons: string[] }> {
   const { storage, identity, consent } = deps;
-  const fresh = new Set<string>();
+  const fresh = new Set(loaded);
   const links = new Map(rows.map((row) => [row, row.link]));
   // The links each row was resolved with since a row was last left out.
   let tried = new Map(rows.map((row) => [row, new Set([linkKey(row.link.identifiers)])]));

@@ -60,4 +60,16 @@ describeEachDialect('CSV import: an identifier whose field the person refused is
     assert.notEqual(await personOf(ctx.kernel, p), await personOf(ctx.kernel, q));
     assert.equal(await profileOf('email', 'lr-q@candor-shop.dev'), q);
   });
+
+  it('refuses a row whose links never settle, and links nothing of it', async () => {
+    // Q holds the row's address and refused e-mail marketing. Without the address the row lands on someone new, whose
+    // gate (the import's consent) keeps it; with it, the row lands on Q, whose gate does not: no set of links is the
+    // one the gate keeps for the person it lands on. Over HTTP the message is refused (someone new has no consent).
+    const q = await knownPerson(ctx.kernel, [{ type: 'email', value: 'lr-never@candor-shop.dev' }], { [EMAIL]: 'refused', [SMS]: 'given' });
+    const summary = await importRows('user_id,email,phone\nlr-never-u,lr-never@candor-shop.dev,+31612345005\n');
+    assert.deepEqual([summary.stored, summary.refused, summary.consents], [0, 1, 0], JSON.stringify(summary));
+    assert.equal(await profileOf('user_id', 'lr-never-u'), null);
+    assert.equal(await profileOf('phone', '+31612345005'), null);
+    assert.equal(await profileOf('email', 'lr-never@candor-shop.dev'), q);
+  });
 });

@@ -1163,15 +1163,32 @@ class ImportRun {
 
   /**
    * The batch through the pipeline, but for its rows answered duplicate already (`repeated`): those make no profile
-   * and record no consent.
+   * and record no consent. With basis consent, the rows the import's gate refused go through it after the others, as
+   * a later request would: the pipeline leaves a group's refused messages out of its resolution all at once, so a row
+   * refused only because of a merge another refused row would make is refused with it there, while the import judged
+   * it without that merge (and recorded its person's consent).
    */
   async #ingest(messages: { raw: unknown; bytes: number }[], repeated: ReadonlyMap<number, ItemResult>): Promise<ItemResult[]> {
     const { collect } = this.#deps;
     const { kind, source, actor } = this.#options;
     const receivedAt = Date.now();
     const sent = repeated.size === 0 ? messages : messages.filter((_, index) => !repeated.has(index));
-    if (this.#claim.basis === 'consent') this.#counts.consents += await this.#recordConsent(this.#valid(sent, receivedAt));
-    const answers = sent.length === 0 ? [] : await collect.ingest(sent, kind === 'customers' ? 'identify' : undefined, { source, gpc: false, receivedAt, actor });
+    let refused: ReadonlySet<number> = new Set();
+    if (this.#claim.basis === 'consent') {
+      const recorded = await this.#recordConsent(this.#valid(sent, receivedAt));
+      this.#counts.consents += recorded.consents;
+      refused = recorded.refused;
+    }
+    const ingest = async (part: { raw: unknown; bytes: number }[]) => (part.length === 0 ? [] : await collect.ingest(part, kind === 'customers' ? 'identify' : undefined, { source, gpc: false, receivedAt, actor }));
+    let answers: ItemResult[];
+    if (refused.size === 0) answers = await ingest(sent);
+    else {
+      const first = await ingest(sent.filter((_, index) => !refused.has(index)));
+      const later = await ingest(sent.filter((_, index) => refused.has(index)));
+      let nextFirst = 0;
+      let nextLater = 0;
+      answers = sent.map((_, index) => ({ ...((refused.has(index) ? later[nextLater++] : first[nextFirst++]) as ItemResult), index }));
+    }
     // Counted once the pipeline answered (a try again after a busy database sends them again, counted then).
     this.#counts.events += sent.length;
     if (repeated.size === 0) return answers;
@@ -1235,19 +1252,20 @@ class ImportRun {
    * nothing twice. Someone nobody knows yet gets a profile, linked by the identifiers the pipeline will link once this
    * consent is recorded.
    */
-  async #recordConsent(checked: readonly { message: ParsedMessage; plan: PlanResult }[]): Promise<number> {
+  async #recordConsent(checked: readonly { index: number; message: ParsedMessage; plan: PlanResult }[]): Promise<{ consents: number; refused: ReadonlySet<number> }> {
     const { storage, identity, consent } = this.#deps;
     const { source, actor } = this.#options;
-    const all = checked.map(({ message, plan }) => {
+    const all = checked.map(({ index, message, plan }) => {
       // The rows of an import carry no context (no external ids).
       const lookup: ResolveItem = { identifiers: identifiersOf(message, plan.data.traits, plan.data.context), source, messageId: message.messageId, at: message.occurredAt };
-      return { message, plan, lookup };
+      return { index, message, plan, lookup };
     });
-    if (all.length === 0) return 0;
+    const none = { consents: 0, refused: new Set<number>() };
+    if (all.length === 0) return none;
     // As the Collector does before its gate: the suppression list, then who is known already (looking up creates nothing).
     const suppressed = await identity.isSuppressedBatch(storage.raw, all.map((p) => p.lookup));
     const open = all.filter((_, i) => !suppressed[i]);
-    if (open.length === 0) return 0;
+    if (open.length === 0) return none;
     // The person the pipeline's gate will see: the holder of the row's strongest known identifier.
     const found = await identity.lookupBatch(storage.raw, open.map((p) => p.lookup));
     const seen = [...new Set(found.filter((id): id is string => id !== null))];
@@ -1266,7 +1284,7 @@ class ImportRun {
     // merged into someone who refused) changes what another row of the batch may do. Resolved as the pipeline resolves
     // it (the limit per identifier type: a new user id next to another account's address is someone new); an erasure
     // committed since the check above makes nobody.
-    const { resolutions, persons: landed } = await resolveGated(this.#deps, gate, rows, seen);
+    const { resolutions, persons: landed, refused } = await resolveGated(this.#deps, gate, rows, seen);
     const merges = resolutions.flatMap((r) => r.merges);
     if (merges.length > 0) await identity.notifyMerges(merges);
     // The import's consent goes to each person a row is stored for, as they are once the merges are applied (not to a
@@ -1292,7 +1310,7 @@ class ImportRun {
       );
       if (entries.length > 0) recorded++;
     }
-    return recorded;
+    return { consents: recorded, refused: new Set(refused.map((row) => row.index)) };
   }
 
   /** The gate's own field rule, with the purposes the claimed basis allows. */
@@ -1365,11 +1383,13 @@ interface ImportGate {
 
 /** A row of an import with basis consent, as the import resolves it before the pipeline stores it. */
 interface ImportRow {
+  /** Its place among the messages of the batch sent through the pipeline. */
+  index: number;
   message: ParsedMessage;
   plan: PlanResult;
   /** Every identifier of the row: the pipeline looks its person up by them. */
   lookup: ResolveItem;
-  /** The identifiers to link first: those of the fields the gate keeps for the person the row is expected to land on. */
+  /** The identifiers to link first: those of the fields the gate keeps for the person its look-up finds beforehand. */
   link: ResolveItem;
 }
 
@@ -1424,18 +1444,19 @@ const linkKey = (identifiers: readonly RawIdentifier[]): string => JSON.stringif
  * refusals, withdrawals, GPC opt-outs and restrictions bind it; a profile made by this transaction has no record; the
  * import's consent counts for the people rows land on). A row whose links are not the ones that gate keeps is resolved
  * again with those (one it comes back to never settles: it is refused), so that the pipeline links nothing more and
- * nothing the gate leaves out; a row that person would refuse is left out and the resolution made again without it,
- * so that it links, merges and makes nothing. The consent of people not loaded for this write (`loaded`) is loaded
- * first. Rows
- * an erasure committed meanwhile suppressed are left out too. Returns the resolutions and the people rows land on.
+ * nothing the gate leaves out; a row that person would refuse is left out (one at a time in file order: firstRefused)
+ * and the resolution made again without it, so that it links, merges and makes nothing. The consent of people not
+ * loaded for this write (`loaded`) is loaded first. Rows an erasure committed meanwhile suppressed are left out too.
+ * Returns the resolutions, the people rows land on and the rows refused.
  */
-async function resolveGated(deps: CsvImportDeps, gate: ImportGate, rows: readonly ImportRow[], loaded: readonly string[]): Promise<{ resolutions: Resolution[]; persons: string[] }> {
+async function resolveGated(deps: CsvImportDeps, gate: ImportGate, rows: readonly ImportRow[], loaded: readonly string[]): Promise<{ resolutions: Resolution[]; persons: string[]; refused: ImportRow[] }> {
   const { storage, identity, consent } = deps;
   const fresh = new Set(loaded);
   const links = new Map(rows.map((row) => [row, row.link]));
   // The links each row was resolved with since a row was last left out.
   let tried = new Map(rows.map((row) => [row, new Set([linkKey(row.link.identifiers)])]));
   let left = rows;
+  const refusedRows: ImportRow[] = [];
   for (let round = 0; ; round++) {
     if (round > 8 * rows.length + 8) throw new Error('identity resolution did not settle');
     try {
@@ -1490,8 +1511,12 @@ async function resolveGated(deps: CsvImportDeps, gate: ImportGate, rows: readonl
         }
         // Links first: a row refused with the others' links may be stored with theirs settled.
         if (again) throw new ResolveAgain<ImportRow>([], new Set());
-        if (refused.size > 0) throw new ResolveAgain<ImportRow>([], refused);
-        return { resolutions, persons: [...receiving] };
+        if (refused.size > 0) {
+          // Whether a row is refused for its person as the merges of the rows up to some row leave it.
+          const refusedBy = (row: ImportRow, person: string, merged: readonly string[]) => gateRow(gate, row.plan, consent.decideMerged(person, merged, row.plan.purposes, made), true).served.length === 0;
+          throw new ResolveAgain<ImportRow>([], firstRefused(left, resolutions, gatedFor, refused, refusedBy));
+        }
+        return { resolutions, persons: [...receiving], refused: refusedRows };
       });
     } catch (error) {
       if (!(error instanceof ResolveAgain)) throw error;
@@ -1501,11 +1526,81 @@ async function resolveGated(deps: CsvImportDeps, gate: ImportGate, rows: readonl
         for (const id of again.load) fresh.add(id);
       }
       if (again.refused.size > 0) {
+        refusedRows.push(...again.refused);
         left = left.filter((row) => !again.refused.has(row));
         tried = new Map(left.map((row) => [row, new Set([linkKey((links.get(row) ?? row.link).identifiers)])]));
       }
     }
   }
+}
+
+/**
+ * The rows to leave out of a resolution first, of those refused (`refused`): one per group of rows that share a person
+ * (a profile one resolves to, holds, merges or is gated for; rows of separate groups change nothing of each other's
+ * resolution). Rows are taken as if one at a time in file order, each judged for its person as the merges of the rows
+ * up to it leave it (`refusedBy`): the first row refused by then is left out, or, when a row is stored but its merge
+ * makes earlier rows refused, the earliest of those. A row refused only because of a merge that a row refused itself
+ * would make is thus judged again without that merge, whatever the batch size. (A row refused for the person the
+ * pipeline gates it for, or for links that never settle, counts as refused by its own turn.)
+ */
+function firstRefused(
+  rows: readonly ImportRow[],
+  resolutions: readonly Resolution[],
+  gatedFor: readonly (string | null)[],
+  refused: ReadonlySet<ImportRow>,
+  refusedBy: (row: ImportRow, person: string, merged: readonly string[]) => boolean,
+): Set<ImportRow> {
+  const parent = new Map<string, string>();
+  const find = (key: string): string => {
+    let root = key;
+    for (let up = parent.get(root); up !== undefined && up !== root; up = parent.get(root)) root = up;
+    parent.set(key, root);
+    return root;
+  };
+  const join = (a: string, b: string) => {
+    const ra = find(a);
+    const rb = find(b);
+    if (ra !== rb) parent.set(ra, rb);
+  };
+  resolutions.forEach((r, i) => {
+    const row = `\u0000${i}`;
+    for (const id of [r.profileId, r.holder, gatedFor[i] ?? null, ...r.merges.flatMap((m) => [m.from, m.into])]) if (id !== null) join(row, id);
+  });
+  // The merges of the rows up to each one, followed to their end (computed where asked).
+  const upTo = new Map<number, ReturnType<typeof mergeSurvivors>>();
+  const survivorsUpTo = (step: number) => {
+    let known = upTo.get(step);
+    if (known === undefined) {
+      known = mergeSurvivors(resolutions.slice(0, step + 1).flatMap((r) => r.merges));
+      upTo.set(step, known);
+    }
+    return known;
+  };
+  // The turn at which a refused row is first refused: its own, or that of the later row whose merge makes it refused.
+  const turnOf = (i: number): number => {
+    const row = rows[i] as ImportRow;
+    const profileId = resolutions[i]?.profileId ?? null;
+    if (profileId === null) return i;
+    for (let step = i; step < resolutions.length; step++) {
+      if (step > i && (resolutions[step]?.merges.length ?? 0) === 0) continue;
+      const { survivorOf, mergedInto } = survivorsUpTo(step);
+      const person = survivorOf(profileId);
+      if (refusedBy(row, person, mergedInto.get(person) ?? [])) return step;
+    }
+    return i;
+  };
+  // Per group, the earliest turn at which a row is refused: the row whose turn it is when it is refused itself (it is
+  // never stored, nor its merge made), else the earliest row refused then.
+  const first = new Map<string, { turn: number; at: number }>();
+  rows.forEach((row, i) => {
+    if (!refused.has(row)) return;
+    const group = find(`\u0000${i}`);
+    const turn = turnOf(i);
+    const best = first.get(group);
+    if (best === undefined || turn < best.turn) first.set(group, { turn, at: i });
+    else if (turn === best.turn && best.at !== turn && i === turn) first.set(group, { turn, at: i });
+  });
+  return new Set([...first.values()].map(({ at }) => rows[at] as ImportRow));
 }
 
 /**

@@ -812,9 +812,9 @@ export class Identity {
   }
 
   /**
-   * Inside a transaction that writes a person's data outside ingestion (a rectification), before it writes: keeps
-   * erasures and the inactivity rule's deletions out until it commits (PostgreSQL: the erasure lock, shared; SQLite's
-   * write lock does that already) and answers those of these profiles deleted already.
+   * Inside a transaction that writes a person's data outside ingestion (a rectification, a rights request), before it
+   * writes: keeps erasures and the inactivity rule's deletions out until it commits (PostgreSQL: the erasure lock,
+   * shared; SQLite's write lock does that already) and answers those of these profiles deleted already.
    */
   async deletedIn(tx: SqlExecutor, profileIds: readonly string[]): Promise<Set<string>> {
     await this.#repo.lockAgainstErasure(tx, false);

@@ -185,10 +185,10 @@ describeEachDialect('data-subject request verification and runs under stress', (
   it('stores an opt-out from the privacy center with its run claimed, so a crash before the run leaves it to be resumed', async () => {
     const profileId = await person('s-8', 's8@candor-example.dev', { third_party_sharing: 'given' });
     const keyring = ctx.kernel.keyring;
-    // The process dies after answering, before its background work got anywhere.
+    // The process dies after answering, before its background work (preparing the keys that seal the address) got anywhere.
     const dying = new Proxy(keyring, {
       get(target, property) {
-        if (property === 'encrypt') return () => Promise.reject(new Error('process killed'));
+        if (property === 'encrypt' || property === 'prepare') return () => Promise.reject(new Error('process killed'));
         const value = Reflect.get(target, property, target) as unknown;
         return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
       },

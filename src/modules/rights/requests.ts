@@ -6,7 +6,7 @@ import type { Logger } from '../../shared/logger.ts';
 import { sortableId } from '../../shared/random.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { SubjectSessions } from '../access/index.ts';
-import type { AuditLog } from '../audit/index.ts';
+import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity } from '../identity/index.ts';
@@ -168,6 +168,34 @@ function parseJson(text: string | null): Record<string, unknown> | null {
 }
 
 /**
+ * Seals a value with a subject's data key as keyring.encrypt does, adding the subject to `made` when it had no key and
+ * one was made for it (Keyring.prepare): what a request that is not stored after all must destroy.
+ */
+async function sealFor(keyring: Keyring, subjectId: string, plaintext: string, context: string, made: Set<string>): Promise<string> {
+  for (const id of await keyring.prepare([subjectId])) made.add(id);
+  // Right after prepare, with no await between: the key used is one prepare found or made, never one made unseen.
+  return keyring.encryptPrepared(subjectId, plaintext, context);
+}
+
+/**
+ * First in the transaction that stores what a request sealed for a person: keeps erasures and the inactivity rule's
+ * deletions out until it commits (identity.deletedIn) and tells whether the person is gone already. If so the caller
+ * writes nothing, and the data keys made while sealing (`made`: the person's, where the deletion had destroyed theirs,
+ * and an erasure request's own) are destroyed here, audited; a key found is left to the deletion, which destroys it.
+ */
+async function deletedMeanwhile(deps: Pick<RightsRequestsDeps, 'identity' | 'keyring' | 'audit'>, tx: SqlExecutor, profileId: string, made: ReadonlySet<string>, actor: Actor): Promise<boolean> {
+  if ((await deps.identity.deletedIn(tx, [profileId])).size === 0) return false;
+  const destroyed: AuditEvent[] = [];
+  for (const id of made) {
+    deps.keyring.forgetSubject(id);
+    const key = await deps.keyring.destroySubjectKeyIn(tx, id, actor, 'essential.legal_obligation');
+    if (key.destroyed !== undefined) destroyed.push(key.audit);
+  }
+  await deps.audit.appendIn(tx, destroyed);
+  return true;
+}
+
+/**
  * Data-subject requests (GDPR Art. 15–22, CCPA/CPRA): intake by e-mail address or subject session, proportional
  * verification, the state machine with every transition recorded and audited, duplicate detection, the legal
  * clocks, execution through the erasure engine, the exporter, consent and profiles, retries that keep a failed
@@ -321,38 +349,58 @@ export class RightsRequests {
     const email = normalized.value;
     const keyring = this.#deps.keyring;
     await this.#rateLimit([`id:${keyring.pseudonym('rights.rate', email)}`, `client:${keyring.pseudonym('rights.rate', input.client ?? 'unknown')}`]);
-    const profileId = await this.#profileByEmail(email);
+    const found = await this.#profileByEmail(email);
     const now = this.#now();
-    const row = this.#newRow(type, jurisdiction, 'email', now);
     const level = verificationLevel(type);
     const code = newCode();
-    // A request nobody can verify still gets a code hash (of a code never sent), so that verifying it answers exactly as a wrong code.
-    const codeHash = this.#codeHash(row.id, profileId === null ? newCode() + randomBytes(8).toString('hex') : code);
-    if (level !== 'none') {
-      row.state = 'verifying';
-      row.code_hash = codeHash;
-      row.code_expires_at = new Date(now.getTime() + CODE_TTL_MS).toISOString();
-    } else if (profileId === null) {
-      row.state = 'denied';
-      row.denial_reason = 'unknown_subject';
-    } else {
-      // Stored with its run claimed, as a session start is: a crash before the run leaves it resumable.
-      row.state = 'in_progress';
-      Object.assign(row, this.#claim(row));
-    }
-    if (profileId !== null) {
-      row.profile_id = profileId;
-      row.subject = keyring.pseudonym('subject', profileId);
-    }
-    await this.#repo.transaction(async (tx) => {
+    const { row, profileId } = await this.#repo.transaction(async (tx) => {
+      // First: no deletion commits until this does. A person deleted since the look-up is an unknown address, as an
+      // erased person's is: the answer and what is stored are the same.
+      const gone = await this.#deps.identity.deletedIn(tx, found === null ? [] : [found]);
+      const profileId = found !== null && !gone.has(found) ? found : null;
+      const row = this.#newRow(type, jurisdiction, 'email', now);
+      // A request nobody can verify still gets a code hash (of a code never sent), so that verifying it answers exactly as a wrong code.
+      const codeHash = this.#codeHash(row.id, profileId === null ? newCode() + randomBytes(8).toString('hex') : code);
+      if (level !== 'none') {
+        row.state = 'verifying';
+        row.code_hash = codeHash;
+        row.code_expires_at = new Date(now.getTime() + CODE_TTL_MS).toISOString();
+      } else if (profileId === null) {
+        row.state = 'denied';
+        row.denial_reason = 'unknown_subject';
+      } else {
+        // Stored with its run claimed, as a session start is: a crash before the run leaves it resumable.
+        row.state = 'in_progress';
+        Object.assign(row, this.#claim(row));
+      }
+      if (profileId !== null) {
+        row.profile_id = profileId;
+        row.subject = keyring.pseudonym('subject', profileId);
+      }
       await this.#repo.insert(tx, row, this.#event(row.id, null, row.state as RequestState, SYSTEM_ACTOR, { channel: 'email', level }));
       await this.#audit(tx, SYSTEM_ACTOR, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'email' });
+      return { row, profileId };
     });
     if (profileId !== null) {
       this.#background(async () => {
-        const encrypted = await keyring.encrypt(this.#addressKey(row, profileId), email, EMAIL_CONTEXT);
-        const payload = input.changes ? await keyring.encrypt(profileId, JSON.stringify(input.changes), PAYLOAD_CONTEXT) : null;
-        await this.#repo.update(row.id, row.state, { email: encrypted, payload }, null);
+        const made = new Set<string>();
+        const encrypted = await sealFor(keyring, this.#addressKey(row, profileId), email, EMAIL_CONTEXT, made);
+        const payload = input.changes ? await sealFor(keyring, profileId, JSON.stringify(input.changes), PAYLOAD_CONTEXT, made) : null;
+        const sealed = await this.#repo.transaction(async (tx) => {
+          if (await deletedMeanwhile(this.#deps, tx, profileId, made, SYSTEM_ACTOR)) return false;
+          await this.#repo.updateIn(tx, row.id, row.state, { email: encrypted, payload }, null);
+          return true;
+        });
+        if (!sealed) {
+          // A reader may have loaded a destroyed key again while the transaction ran.
+          for (const id of made) keyring.forgetSubject(id);
+          // The deletion closed a request waiting for its code (none is sent); one stored with its run claimed was left
+          // to end by itself, which it does here as the deletion would have closed it.
+          if (level === 'none') {
+            await this.#endRun(row, 'denied', { denial_reason: 'subject_erased', run_lease_until: null, completed_at: this.#now().toISOString() }, SYSTEM_ACTOR, { subjectErased: true }, Number(row.attempts));
+          }
+          return;
+        }
         if (level === 'none') {
           // The receipt is mailed once the run ended (#runNow): a mail server that refuses it cannot stop the run.
           await this.#runNow({ ...row, email: encrypted, payload }, SYSTEM_ACTOR);
@@ -382,6 +430,9 @@ export class RightsRequests {
     row.profile_id = profileId;
     row.subject = this.#deps.keyring.pseudonym('subject', profileId);
     const level = verificationLevel(type);
+    const keyring = this.#deps.keyring;
+    // The data keys made for what is sealed here: destroyed should the person be gone when the request is stored.
+    const made = new Set<string>();
     let email: string | undefined;
     let code: string | undefined;
     if (level === 'code_and_identifier') {
@@ -390,20 +441,27 @@ export class RightsRequests {
       row.state = 'verifying';
       row.code_hash = this.#codeHash(row.id, code);
       row.code_expires_at = new Date(now.getTime() + CODE_TTL_MS).toISOString();
-      row.email = await this.#deps.keyring.encrypt(this.#addressKey(row, profileId), email, EMAIL_CONTEXT);
+      row.email = await sealFor(keyring, this.#addressKey(row, profileId), email, EMAIL_CONTEXT, made);
     } else {
       row.state = 'in_progress';
       row.verified_at = now.toISOString();
-      if (input.email !== undefined) row.email = await this.#deps.keyring.encrypt(this.#addressKey(row, profileId), await this.#linkedEmail(input.email, profileId), EMAIL_CONTEXT);
+      if (input.email !== undefined) row.email = await sealFor(keyring, this.#addressKey(row, profileId), await this.#linkedEmail(input.email, profileId), EMAIL_CONTEXT, made);
     }
-    if (input.changes) row.payload = await this.#deps.keyring.encrypt(profileId, JSON.stringify(input.changes), PAYLOAD_CONTEXT);
+    if (input.changes) row.payload = await sealFor(keyring, profileId, JSON.stringify(input.changes), PAYLOAD_CONTEXT, made);
     if (row.state === 'in_progress' && NEEDS_APPROVAL.has(type)) row.awaiting_approval = 1;
     // A request that runs at once is stored with its run claimed, so a crash during the run leaves it resumable.
     if (row.state === 'in_progress' && row.awaiting_approval === 0) Object.assign(row, this.#claim(row));
-    await this.#repo.transaction(async (tx) => {
+    const stored = await this.#repo.transaction(async (tx) => {
+      if (await deletedMeanwhile(this.#deps, tx, profileId, made, actor)) return false;
       await this.#repo.insert(tx, row, this.#event(row.id, null, row.state as RequestState, actor, { channel: 'session', level }));
       await this.#audit(tx, actor, `rights.request.${row.state}`, row, { type, jurisdiction, channel: 'session' });
+      return true;
     });
+    if (!stored) {
+      // A reader may have loaded a destroyed key again while the transaction ran.
+      for (const id of made) keyring.forgetSubject(id);
+      throw new CandorError('RIGHTS_SUBJECT_ERASED');
+    }
     if (code !== undefined && email !== undefined) await this.#mail(email, row, 'code', code);
     const current = row.state === 'in_progress' && row.awaiting_approval === 0 ? (await this.#runNow(row, actor)).row : row;
     return { request: requestView(current, this.#now()), duplicate: false, next: row.state === 'verifying' ? 'verify' : 'none' };

@@ -830,9 +830,19 @@ export class Identity {
    * Identifiers just suppressed (an erasure): on the in-memory list at once, and their raw and normalized values,
    * which the preparation caches hold, forgotten — an erased person's e-mail does not linger in this process.
    */
-  #onSuppressed(keys: Iterable<string>): void {
-    const gone = new Set(keys);
-    for (const key of gone) this.#suppressed?.add(key);
+  #onSuppressed(identifiers: readonly IdentifierPseudonym[]): void {
+    for (const i of identifiers) this.#suppressed?.add(keyOf(i.type, i.valueHash));
+    this.forgetValues(identifiers);
+  }
+
+  /**
+   * Forgets the raw and normalized values of these identifiers that the preparation caches hold (erasure does it as it
+   * suppresses them; a person deleted for inactivity, whose identifiers are not suppressed, through identity's
+   * afterErase): a deleted person's e-mail does not linger in this process.
+   */
+  forgetValues(identifiers: readonly IdentifierPseudonym[]): void {
+    const gone = new Set(identifiers.map((i) => keyOf(i.type, i.valueHash)));
+    if (gone.size === 0) return;
     for (const [cacheKey, hash] of this.#hashes) {
       const type = cacheKey.slice(0, cacheKey.indexOf('\u0000'));
       if (gone.has(keyOf(type, hash))) this.#hashes.delete(cacheKey);
@@ -852,7 +862,7 @@ export class Identity {
     const at = new Date().toISOString();
     const unique = new Map(identifiers.map((i) => [keyOf(i.type, i.valueHash), { type: i.type, value_hash: i.valueHash, at, reason }]));
     await this.#repo.insertSuppressed([...unique.values()]);
-    this.#onSuppressed(unique.keys());
+    this.#onSuppressed(identifiers);
     this.#cache.dropKeys(unique.keys());
   }
 
@@ -1053,7 +1063,7 @@ export class Identity {
 
   /** The identity graph's handler for access and erasure requests. */
   subjectData(fields?: FieldPlanLookup): SubjectDataHandler {
-    return new IdentitySubjectData({ repo: this.#repo, fields, forget: (ids) => this.#cache.dropProfiles(ids) });
+    return new IdentitySubjectData({ repo: this.#repo, fields, forget: (ids) => this.#cache.dropProfiles(ids), forgetValues: (ids) => this.forgetValues(ids) });
   }
 
   /** Suppresses identifiers inside the caller's transaction (an erasure); returns how many were added. */
@@ -1062,7 +1072,7 @@ export class Identity {
     const unique = new Map(identifiers.map((i) => [keyOf(i.type, i.valueHash), { type: i.type, value_hash: i.valueHash, at, reason }]));
     // Added to the in-memory list before the commit: if the erasure rolls back, these identifiers stay refused until
     // the list is next read (fail closed), and the erasure is finished at the next start anyway.
-    this.#onSuppressed(unique.keys());
+    this.#onSuppressed(identifiers);
     const added = await this.#repo.insertSuppressedIn(tx, [...unique.values()]);
     this.#cache.dropKeys(unique.keys());
     return added;

@@ -1,5 +1,5 @@
 import type { SqlExecutor } from '../../storage/index.ts';
-import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, FieldPlanLookup, SubjectDataHandler } from '../../shared/subject-data.ts';
+import type { DataSubject, EraseOutcome, ExportSection, FieldDisclosure, FieldPlanLookup, IdentifierPseudonym, SubjectDataHandler } from '../../shared/subject-data.ts';
 import type { IdentityRepo } from './identity.repo.ts';
 
 /** Keeping the graph serves operating the service; identifiers are kept until erasure. */
@@ -19,6 +19,8 @@ export interface IdentitySubjectDataDeps {
   fields: FieldPlanLookup | undefined;
   /** Drops cached look-ups of the erased profiles. */
   forget(profileIds: readonly string[]): void;
+  /** Drops the identifier values (raw and normalized) cached with the pseudonyms of the erased identifiers. */
+  forgetValues(identifiers: readonly IdentifierPseudonym[]): void;
 }
 
 /** What the identity graph holds about a subject: profile rows, identifiers (as pseudonyms) and merges with provenance. */
@@ -88,7 +90,9 @@ export class IdentitySubjectData implements SubjectDataHandler {
     ];
   }
 
+  /** Lets go of the person's cached look-ups and of their identifier values, kept in clear by the preparation caches. */
   async afterErase(subject: DataSubject): Promise<void> {
     this.#deps.forget(subject.profileIds);
+    this.#deps.forgetValues(subject.identifiers);
   }
 }

@@ -319,6 +319,14 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
         rightsData,
       ],
     });
+    // Inactive people deleted by an earlier run whose steps after the commit (caches, the keys sealing their erasure
+    // requests' addresses) did not all run (it stopped, or a step failed): run now, and by every sweep.
+    try {
+      const finished = await retention.finishOwed();
+      if (finished > 0) logger.info({ finished }, 'steps owed after inactive people\'s deletions run');
+    } catch (err) {
+      logger.warn({ err }, 'steps owed after inactive people\'s deletions failed again; retried by the next sweep and at the next start');
+    }
     return {
       config,
       logger,

@@ -2,10 +2,19 @@ import type { Kysely } from 'kysely';
 import type { SweepMark } from '../../shared/subject-data.ts';
 import type { ModuleMigration, SqlExecutor, Storage } from '../../storage/index.ts';
 
-/** Where each rewrite rule got to, so that a sweep does not walk what an earlier one already did. */
 export type RetentionTables = {
+  /** Where each rewrite rule got to, so that a sweep does not walk what an earlier one already did. */
   retention_marks: { rule: string; at: string; last_id: string; updated_at: string };
+  /**
+   * The steps owed after the commit of an inactive person's deletion (the handlers' afterErase and destroyKeys), one
+   * row per person, written in the deleting transaction and deleted once they ran: the person is gone, so no later
+   * sweep would find them again. Profile ids and identifier pseudonyms (JSON), never values.
+   */
+  retention_owed: { profile_id: string; profile_ids: string; identifiers: string; at: string; actor: string; role: string };
 };
+
+/** An inactive person's deletion whose steps after the commit are owed. */
+export type OwedDeletion = RetentionTables['retention_owed'];
 
 export const RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
   {
@@ -17,6 +26,20 @@ export const RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
         .addColumn('at', 'text', (c) => c.notNull())
         .addColumn('last_id', 'text', (c) => c.notNull())
         .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+  {
+    name: '0125_retention_owed',
+    async up(db) {
+      await db.schema
+        .createTable('retention_owed')
+        .addColumn('profile_id', 'text', (c) => c.primaryKey())
+        .addColumn('profile_ids', 'text', (c) => c.notNull())
+        .addColumn('identifiers', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
         .execute();
     },
   },
@@ -43,5 +66,21 @@ export class RetentionRepo {
 
   async setMark(tx: SqlExecutor, rule: string, mark: SweepMark): Promise<void> {
     await tx.run(this.#upsert, [rule, mark.at, mark.id, new Date().toISOString()]);
+  }
+
+  /** Records, in the deleting transaction, that a person's steps after the commit are owed. */
+  async oweIn(tx: SqlExecutor, owed: OwedDeletion): Promise<void> {
+    const insert = this.#db.insertInto('retention_owed').values(owed).compile();
+    await tx.run(insert.sql, insert.parameters);
+  }
+
+  /** The deletions whose steps after the commit are owed, oldest first. */
+  owed(): Promise<OwedDeletion[]> {
+    return this.#db.selectFrom('retention_owed').selectAll().orderBy('at').orderBy('profile_id').execute();
+  }
+
+  /** The steps after a deletion's commit ran: nothing is owed for the person any more. */
+  async settle(profileId: string): Promise<void> {
+    await this.#db.deleteFrom('retention_owed').where('profile_id', '=', profileId).execute();
   }
 }

@@ -1,11 +1,11 @@
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
-import type { DataSubject, DeletionAuditEntry, EraseOutcome, RetentionHandler, RetentionRule, SubjectDataHandler, SubjectDeletion, SweepContext, SweepCount } from '../../shared/subject-data.ts';
+import type { DataSubject, DeletionAuditEntry, EraseOutcome, IdentifierPseudonym, RetentionHandler, RetentionRule, SubjectDataHandler, SubjectDeletion, SweepContext, SweepCount } from '../../shared/subject-data.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity } from '../identity/index.ts';
-import { RetentionRepo } from './retention.repo.ts';
+import { RetentionRepo, type OwedDeletion } from './retention.repo.ts';
 
 /** Retention is the storage-limitation duty of GDPR Art. 5(1)(e): evidence is recorded under that purpose. */
 const PURPOSE = 'essential.legal_obligation';
@@ -66,6 +66,20 @@ export class Retention {
     return out;
   }
 
+  /**
+   * Runs the steps owed after the commit of inactive people's deletions that an earlier sweep left undone (it stopped
+   * after a commit, or a step failed): each handler's afterErase and destroyKeys. Every real sweep runs it first, and
+   * the kernel at every start. Returns how many people it finished; throws when a step fails again (still owed).
+   */
+  async finishOwed(): Promise<number> {
+    let finished = 0;
+    for (const owed of await this.#repo.owed()) {
+      await finishDeletion(this.#deps, this.#repo, owed);
+      finished++;
+    }
+    return finished;
+  }
+
   /** Runs every handler's sweep; a sweep already running in this process is refused with RETENTION_SWEEP_RUNNING. */
   sweep(request: SweepRequest = {}): Promise<SweepReport> {
     if (this.#running) return Promise.reject(new CandorError('RETENTION_SWEEP_RUNNING'));
@@ -89,7 +103,10 @@ export class Retention {
     // audited before it deletes anything (none is made when that entry cannot be written), so one cut short after
     // some batches (a crash, a failing handler or a failing summary) still has its entry with the moment it deleted up
     // to. Each inactive person's deletion is audited in its own transaction (#forget).
-    if (!dryRun) await this.#deps.audit.append({ ...entry, details: { phase: 'started', at: now.toISOString(), batchSize } });
+    if (!dryRun) {
+      await this.#deps.audit.append({ ...entry, details: { phase: 'started', at: now.toISOString(), batchSize } });
+      await this.finishOwed();
+    }
     const counts: SweepCount[] = [];
     for (const handler of this.#deps.handlers) counts.push(...(await handler.sweep(now, { dryRun, batchSize, context })));
     const total = counts.filter((c) => c.store !== 'people').reduce((n, c) => n + c.count, 0);
@@ -149,8 +166,9 @@ export class Retention {
    * `inactivity`, at the sweep's `now`: what another rule keeps under a legal obligation (orders) stays until that rule
    * deletes it.
    * As an erasure does, the transaction then runs every handler's closeIn (what is still open on the person's behalf
-   * closes, with its audit entries), and after the commit every handler's destroyKeys. `touched` gathers the tables
-   * the people were deleted from.
+   * closes, with its audit entries), and after the commit every handler's afterErase and destroyKeys: the transaction
+   * records them as owed (retention_owed), so that a failure or a stop after the commit leaves them to the next sweep
+   * or start (finishOwed) instead of undone for good. `touched` gathers the tables the people were deleted from.
    */
   async #forget(
     subjects: readonly DataSubject[],
@@ -166,7 +184,7 @@ export class Retention {
     for (const subject of subjects) {
       for (const id of subject.profileIds) keyring.forgetSubject(id);
       const deletion: SubjectDeletion = { reason: 'inactivity', requestId: null, actor, at: new Date().toISOString() };
-      const outcomes = await storage.raw.transaction(async (tx) => {
+      const done = await storage.raw.transaction(async (tx) => {
         // Ingestion groups in flight commit first and new ones wait until this one commits (PostgreSQL: the erasure
         // lock; SQLite's write lock does that), so the person is judged again on what is committed: an event stored
         // since the sweep looked (activity), or a merge or unmerge that changed who the person is, keeps them, and no
@@ -189,6 +207,9 @@ export class Retention {
           touched.add(closed.outcome.store);
           for (const [key, n] of Object.entries(closed.counts)) closedCounts[key] = (closedCounts[key] ?? 0) + n;
         }
+        // The identifiers as they are now: the steps after the commit drop what caches hold of each.
+        const owed: OwedDeletion = { profile_id: subject.profileId, profile_ids: JSON.stringify(subject.profileIds), identifiers: JSON.stringify(current.identifiers), at: deletion.at, actor: actor.id, role: actor.role };
+        await this.#repo.oweIn(tx, owed);
         // Audited in the deletion's own transaction, last (on PostgreSQL the audit head is held from here to the
         // commit): a person deleted always has the entry, and one whose entry cannot be written is not deleted.
         await audit.appendIn(tx, [
@@ -209,17 +230,17 @@ export class Retention {
             },
           },
         ]);
-        return all;
+        return { outcomes: all, owed };
       });
-      if (outcomes === null) continue;
-      // The tables the person was deleted from, their data keys' (crypto_subject_keys) with them: their statistics are renewed.
+      if (done === null) continue;
+      const { outcomes, owed } = done;
+      // The tables the person was deleted from, their data keys' (crypto_subject_keys) and the owed row's with them:
+      // their statistics are renewed.
       for (const o of outcomes) touched.add(o.store);
       touched.add('crypto_subject_keys');
+      touched.add('retention_owed');
       people++;
-      for (const id of subject.profileIds) keyring.forgetSubject(id);
-      // In-memory caches (identity, consent…) let go of the person, as after an erasure.
-      for (const handler of subjectData) await handler.afterErase?.(subject);
-      for (const handler of subjectData) await handler.destroyKeys?.(subject, deletion);
+      await finishDeletion(this.#deps, this.#repo, owed);
       for (const o of outcomes) {
         const prev = totals.get(o.store);
         totals.set(o.store, { store: o.store, status: o.status, deleted: (prev?.deleted ?? 0) + o.deleted, ...(o.kept ? { kept: { count: (prev?.kept?.count ?? 0) + o.kept.count, reason: o.kept.reason } } : {}) });
@@ -227,6 +248,22 @@ export class Retention {
     }
     return { outcomes: [...totals.values()], people };
   }
+}
+
+/**
+ * The steps after an inactive person's deletion committed, as after an erasure: in-memory caches (identity, consent…)
+ * let go of the person (afterErase), then the handlers destroy the other keys that sealed the person's data
+ * (destroyKeys: those of their erasure requests' addresses); then nothing is owed for the person. Harmless to run
+ * again: a second run destroys nothing.
+ */
+async function finishDeletion(deps: RetentionDeps, repo: RetentionRepo, owed: OwedDeletion): Promise<void> {
+  const subject: DataSubject = { profileId: owed.profile_id, profileIds: JSON.parse(owed.profile_ids) as string[], identifiers: JSON.parse(owed.identifiers) as IdentifierPseudonym[] };
+  const deletion: SubjectDeletion = { reason: 'inactivity', requestId: null, actor: { id: owed.actor, role: owed.role }, at: owed.at };
+  // Should a reader have loaded a key of the person meanwhile.
+  for (const id of subject.profileIds) deps.keyring.forgetSubject(id);
+  for (const handler of deps.subjectData) await handler.afterErase?.(subject);
+  for (const handler of deps.subjectData) await handler.destroyKeys?.(subject, deletion);
+  await repo.settle(owed.profile_id);
 }
 
 /** Whether two readings of a person name the same profiles. */

@@ -290,6 +290,7 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
       keyring,
       identity,
       subjectData,
+      fileStores: [outbox],
       batchSize: config.retentionBatchSize,
       handlers: [
         collect.retention(eventRetention),

@@ -193,7 +193,7 @@ export interface SweepContext {
   subjects(profileIds: readonly string[]): Promise<DataSubject[]>;
   /**
    * Deletes everything held about these people through every registered `SubjectDataHandler` and destroys their
-   * data keys, without suppressing their identifiers (a returning customer starts fresh). Each person is checked again
+   * data keys (after each person's commit, as an erasure does), without suppressing their identifiers (a returning customer starts fresh). Each person is checked again
    * inside the transaction that deletes them, with ingestion kept out until it commits: a person whose profiles
    * changed since (a merge, an unmerge) or for whom `stillDue` answers false is left alone. Returns rows deleted per
    * store and the number of people deleted.

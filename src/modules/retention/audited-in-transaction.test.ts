@@ -52,7 +52,7 @@ describeEachDialect('retention: deletions audited before or with the change', (d
     await failsWhileAuditFails(ctx.kernel.audit, () => ctx.kernel.retention.sweep({ batchSize: 2 }), 'retention.subject.delete');
     assert.equal(await ctx.kernel.identity.canonical(profileId), profileId, 'nothing of the person deleted');
     assert.equal((await entries('retention.subject.delete', subject)).length, 0);
-    // The key is destroyed in the deleting transaction: it stays with the person, readable, and so does its entry.
+    // The key is destroyed once the deletion has committed: it stays with the person, readable, without an entry.
     assert.equal(Number(await keyRows(profileId)), 1);
     assert.equal((await entries('crypto.data_key.destroy', subject)).length, 0);
 

@@ -7,10 +7,10 @@ import { months } from '../../../test/support/months.ts';
 import { openKernel, type Kernel } from '../../kernel.ts';
 import { CLI_ACTOR } from '../../shared/actor.ts';
 
-// The keys sealing the addresses of an inactive person's erasure requests (`rights_request:<id>`) are destroyed after
-// the commit of the person's deletion (RightsSubjectData.destroyKeys). The deleting transaction records that step as
-// owed: should it fail, or the process stop right after the commit, the next sweep or start runs it (the person is
-// gone, so no sweep would find them again), as an erasure's `keys_pending` is finished.
+// The person's data key and the keys sealing the addresses of their erasure requests (`rights_request:<id>`) are
+// destroyed after the commit of an inactive person's deletion (RightsSubjectData.destroyKeys). The deleting transaction
+// records those steps as owed: should one fail, or the process stop right after the commit, the next sweep or start
+// runs them (the person is gone, so no sweep would find them again), as an erasure's `keys_pending` is finished.
 describeEachDialect('the keys an inactive person\'s deletion destroys after its commit', (dialect) => {
   const ctx = useKernel(dialect);
 
@@ -28,7 +28,8 @@ describeEachDialect('the keys an inactive person\'s deletion destroys after its 
     }
     const { requestId } = await k.rights.start({ type: 'erasure', email, client: '10.81.0.1' });
     await k.rights.settled();
-    return requestId;
+    const profileId = (await k.identity.linked({ profileIds: [], identifiers: [{ type: 'user_id', valueHash: k.identity.hash({ type: 'user_id', value: userId }) }] }))?.profileId as string;
+    return { requestId, profileId };
   };
 
   /** Sweeps while every key destruction after the commit fails (a lost connection). */
@@ -45,35 +46,36 @@ describeEachDialect('the keys an inactive person\'s deletion destroys after its 
     }
   };
 
-  const state = async (k: Kernel, requestId: string) => {
+  const state = async (k: Kernel, { requestId, profileId }: { requestId: string; profileId: string }) => {
     const db = k.storage.db;
     const row = (await sql<{ email: string | null }>`SELECT email FROM rights_requests WHERE id = ${requestId}`.execute(db)).rows[0];
-    const keys = Number((await sql<{ n: number }>`SELECT count(*) AS n FROM crypto_subject_keys WHERE subject_id = ${`rights_request:${requestId}`}`.execute(db)).rows[0]?.n);
+    const keys = Number((await sql<{ n: number }>`SELECT count(*) AS n FROM crypto_subject_keys WHERE subject_id IN (${`rights_request:${requestId}`}, ${profileId})`.execute(db)).rows[0]?.n);
     const owed = Number((await sql<{ n: number }>`SELECT count(*) AS n FROM retention_owed`.execute(db)).rows[0]?.n);
     return { keys, address: row?.email ?? null, owed };
   };
 
   it('are destroyed by the next sweep when that step failed after the commit', async () => {
     const k = ctx.kernel;
-    const requestId = await sealedRequest(k, 'u-sealed-sweep');
+    const request = await sealedRequest(k, 'u-sealed-sweep');
     await sweepLosingTheConnection(k);
-    const before = await state(k, requestId);
-    assert.equal(before.keys, 1);
+    assert.equal(await k.identity.canonical(request.profileId), null, 'the person is gone');
+    const before = await state(k, request);
+    assert.equal(before.keys, 2, 'the person\'s key and the request\'s');
     assert.notEqual(before.address, null);
-    assert.equal(before.owed, 1, 'the person is gone, the step is owed');
+    assert.equal(before.owed, 1, 'the steps are owed');
 
     await k.retention.sweep({});
-    assert.deepEqual(await state(k, requestId), { keys: 0, address: null, owed: 0 });
+    assert.deepEqual(await state(k, request), { keys: 0, address: null, owed: 0 });
   });
 
   it('are destroyed at the next start when that step failed after the commit', async () => {
     const k = ctx.kernel;
-    const requestId = await sealedRequest(k, 'u-sealed-start');
+    const request = await sealedRequest(k, 'u-sealed-start');
     await sweepLosingTheConnection(k);
-    assert.equal((await state(k, requestId)).owed, 1);
+    assert.equal((await state(k, request)).owed, 1);
 
     const again = await openKernel(ctx.env.config);
     await again.close();
-    assert.deepEqual(await state(k, requestId), { keys: 0, address: null, owed: 0 });
+    assert.deepEqual(await state(k, request), { keys: 0, address: null, owed: 0 });
   });
 });

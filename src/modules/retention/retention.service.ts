@@ -2,9 +2,10 @@ import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
 import { CandorError } from '../../shared/errors.ts';
 import type { DataSubject, DeletionAuditEntry, EraseOutcome, IdentifierPseudonym, RetentionHandler, RetentionRule, SubjectDataHandler, SubjectDeletion, SweepContext, SweepCount } from '../../shared/subject-data.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
-import type { AuditEvent, AuditLog } from '../audit/index.ts';
+import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity } from '../identity/index.ts';
+import type { ErasureFileStore } from '../rights/index.ts';
 import { RetentionRepo, type OwedDeletion } from './retention.repo.ts';
 
 /** Retention is the storage-limitation duty of GDPR Art. 5(1)(e): evidence is recorded under that purpose. */
@@ -19,6 +20,8 @@ export interface RetentionDeps {
   handlers: readonly RetentionHandler[];
   /** Every module's subject-data handler: deleting an inactive person goes through all of them, as an erasure does. */
   subjectData: readonly SubjectDataHandler[];
+  /** Stores outside the database (files: the mail outbox), erased after a person's deletion commits, as at an erasure. */
+  fileStores?: readonly ErasureFileStore[];
   /** Rows per batch (one transaction each). */
   batchSize: number;
 }
@@ -160,15 +163,16 @@ export class Retention {
 
   /**
    * Deletes people through every subject-data handler, one transaction per person (a person's rows are bounded;
-   * ingestion waits at most that long), in which the person is judged again (same profiles, `stillDue`) and their data
-   * keys destroyed first: should the deletion fail, the person stays whole, keys included, and the next sweep finds
-   * them again. Identifiers are not suppressed. Handlers erase for
-   * `inactivity`, at the sweep's `now`: what another rule keeps under a legal obligation (orders) stays until that rule
-   * deletes it.
+   * ingestion waits at most that long), in which the person is judged again (same profiles, `stillDue`). Identifiers
+   * are not suppressed. Handlers erase for `inactivity`, at the sweep's `now`: what another rule keeps under a legal
+   * obligation (orders) stays until that rule deletes it.
    * As an erasure does, the transaction then runs every handler's closeIn (what is still open on the person's behalf
-   * closes, with its audit entries), and after the commit every handler's afterErase and destroyKeys: the transaction
-   * records them as owed (retention_owed), so that a failure or a stop after the commit leaves them to the next sweep
-   * or start (finishOwed) instead of undone for good. `touched` gathers the tables the people were deleted from.
+   * closes, with its audit entries), and after the commit the steps of finishDeletion: caches, then the person's data
+   * keys and the handlers' other keys, then the stores outside the database. The keys outlive the transaction, as at
+   * an erasure: should it fail, the person stays whole and readable, and the next sweep finds them again; once it
+   * committed, the steps are owed (retention_owed, recorded in it), so that a failure or a stop after the commit
+   * leaves them to the next sweep or start (finishOwed) instead of undone for good. `touched` gathers the tables the
+   * people were deleted from.
    */
   async #forget(
     subjects: readonly DataSubject[],
@@ -182,7 +186,6 @@ export class Retention {
     const totals = new Map<string, EraseOutcome>();
     let people = 0;
     for (const subject of subjects) {
-      for (const id of subject.profileIds) keyring.forgetSubject(id);
       const deletion: SubjectDeletion = { reason: 'inactivity', requestId: null, actor, at: new Date().toISOString() };
       const done = await storage.raw.transaction(async (tx) => {
         // Ingestion groups in flight commit first and new ones wait until this one commits (PostgreSQL: the erasure
@@ -192,10 +195,6 @@ export class Retention {
         await identity.lockForErasure(tx);
         const current = await identity.linked({ profileIds: [subject.profileId], identifiers: [] }, tx);
         if (current === null || !sameMembers(current, subject) || (stillDue !== undefined && !(await stillDue(tx, current)))) return null;
-        // The keys go with the rows, in this transaction: should it fail, the person stays whole and readable, and
-        // the next sweep finds them again.
-        const keyEntries: AuditEvent[] = [];
-        for (const id of subject.profileIds) keyEntries.push((await keyring.destroySubjectKeyIn(tx, id, actor, PURPOSE)).audit);
         const all: EraseOutcome[] = [];
         for (const handler of subjectData) all.push(...(await handler.erase(tx, subject, 'inactivity', now)));
         const closedEntries: DeletionAuditEntry[] = [];
@@ -213,7 +212,6 @@ export class Retention {
         // Audited in the deletion's own transaction, last (on PostgreSQL the audit head is held from here to the
         // commit): a person deleted always has the entry, and one whose entry cannot be written is not deleted.
         await audit.appendIn(tx, [
-          ...keyEntries,
           ...closedEntries,
           {
             actor: actor.id,
@@ -240,7 +238,8 @@ export class Retention {
       touched.add('crypto_subject_keys');
       touched.add('retention_owed');
       people++;
-      await finishDeletion(this.#deps, this.#repo, owed);
+      // What the stores outside the database deleted is counted with the rows.
+      outcomes.push(...(await finishDeletion(this.#deps, this.#repo, owed)));
       for (const o of outcomes) {
         const prev = totals.get(o.store);
         totals.set(o.store, { store: o.store, status: o.status, deleted: (prev?.deleted ?? 0) + o.deleted, ...(o.kept ? { kept: { count: (prev?.kept?.count ?? 0) + o.kept.count, reason: o.kept.reason } } : {}) });
@@ -251,19 +250,24 @@ export class Retention {
 }
 
 /**
- * The steps after an inactive person's deletion committed, as after an erasure: in-memory caches (identity, consent…)
- * let go of the person (afterErase), then the handlers destroy the other keys that sealed the person's data
- * (destroyKeys: those of their erasure requests' addresses); then nothing is owed for the person. Harmless to run
- * again: a second run destroys nothing.
+ * The steps after an inactive person's deletion committed, in an erasure's order: the handlers let go of the person
+ * (afterErase: in-memory caches, and the rate limit's counts under their addresses, found while the person's data key
+ * still decrypts them), the person's data keys are destroyed (crypto-shredding what stays sealed with them), then the
+ * handlers' other keys (destroyKeys: those of their erasure requests' addresses), and the stores outside the database
+ * (the mail outbox) delete what they hold about the person; then nothing is owed for the person. Harmless to run
+ * again: a second run destroys and deletes nothing. Returns what the stores outside the database deleted.
  */
-async function finishDeletion(deps: RetentionDeps, repo: RetentionRepo, owed: OwedDeletion): Promise<void> {
+async function finishDeletion(deps: RetentionDeps, repo: RetentionRepo, owed: OwedDeletion): Promise<EraseOutcome[]> {
   const subject: DataSubject = { profileId: owed.profile_id, profileIds: JSON.parse(owed.profile_ids) as string[], identifiers: JSON.parse(owed.identifiers) as IdentifierPseudonym[] };
-  const deletion: SubjectDeletion = { reason: 'inactivity', requestId: null, actor: { id: owed.actor, role: owed.role }, at: owed.at };
-  // Should a reader have loaded a key of the person meanwhile.
-  for (const id of subject.profileIds) deps.keyring.forgetSubject(id);
+  const actor: Actor = { id: owed.actor, role: owed.role };
+  const deletion: SubjectDeletion = { reason: 'inactivity', requestId: null, actor, at: owed.at };
   for (const handler of deps.subjectData) await handler.afterErase?.(subject);
+  for (const id of subject.profileIds) await deps.keyring.destroySubjectKey(id, actor, PURPOSE);
   for (const handler of deps.subjectData) await handler.destroyKeys?.(subject, deletion);
+  const outcomes: EraseOutcome[] = [];
+  for (const store of deps.fileStores ?? []) outcomes.push(...(await store.erase(subject, { requestId: null })));
   await repo.settle(owed.profile_id);
+  return outcomes;
 }
 
 /** Whether two readings of a person name the same profiles. */

@@ -22,12 +22,15 @@ export interface ErasureRecipient {
 /**
  * A store outside the database (files) that holds data about subjects. It cannot join the transaction: it is erased
  * after the commit and the destruction of the keys, and again if the erasure is resumed, so erasing twice must be
- * harmless. Its outcomes are listed in the certificate.
+ * harmless. Its outcomes are listed in the certificate. Retention's deletion of an inactive person erases it too.
  */
 export interface ErasureFileStore {
   readonly module: string;
-  /** `erasure.requestId`: the erasure request being carried out (or replayed after a restore). */
-  erase(subject: DataSubject, erasure: { readonly requestId: string }): Promise<EraseOutcome[]>;
+  /**
+   * `erasure.requestId`: the erasure request being carried out (or replayed after a restore); null when retention
+   * deletes an inactive person.
+   */
+  erase(subject: DataSubject, erasure: { readonly requestId: string | null }): Promise<EraseOutcome[]>;
 }
 
 export interface ErasureDeps {

@@ -36,14 +36,15 @@ export class MailOutbox implements ErasureFileStore, RetentionHandler {
   /**
    * Deletes the outbox messages addressed to any of the subject's e-mail addresses or about any of their requests,
    * except the notice that this erasure was done: a replay after a restore finds it written by the live erasure, which
-   * it must not take back (the live erasure writes it after this step).
+   * it must not take back (the live erasure writes it after this step). A person deleted for inactivity (no request)
+   * keeps none.
    */
-  async erase(subject: DataSubject, erasure: { readonly requestId: string }): Promise<EraseOutcome[]> {
+  async erase(subject: DataSubject, erasure: { readonly requestId: string | null }): Promise<EraseOutcome[]> {
     const { mailer, identity } = this.#deps;
     const addresses = new Set(subject.identifiers.filter((i) => i.type === 'email').map((i) => i.valueHash));
     const requests = new Set(await this.#requests.idsOfProfiles(subject.profileIds));
     const theirs = mailer.outbox().filter((m) => {
-      if (m.requestId === erasure.requestId && m.subject === ERASED_NOTICE_SUBJECT) return false;
+      if (erasure.requestId !== null && m.requestId === erasure.requestId && m.subject === ERASED_NOTICE_SUBJECT) return false;
       if (m.requestId !== null && requests.has(m.requestId)) return true;
       return m.to.some((address) => {
         const normalized = identity.normalize({ type: 'email', value: address });

@@ -320,11 +320,13 @@ export async function openKernel(config: Config, options: KernelOptions = {}): P
         rightsData,
       ],
     });
-    // Inactive people deleted by an earlier run whose steps after the commit (caches, the keys sealing their erasure
-    // requests' addresses) did not all run (it stopped, or a step failed): run now, and by every sweep.
+    // Inactive people deleted by an earlier run whose steps after the commit (caches, keys, outbox mails) did not all
+    // run (it stopped, or a step failed), or whose values another connection kept in SQLite's write-ahead log: done
+    // now, and by every sweep.
     try {
-      const finished = await retention.finishOwed();
-      if (finished > 0) logger.info({ finished }, 'steps owed after inactive people\'s deletions run');
+      const owed = await retention.finishOwed();
+      if (owed.people > 0) logger.info({ people: owed.people }, 'steps owed after inactive people\'s deletions run');
+      if (owed.walHeld) logger.warn('the write-ahead log still holds what inactive people\'s deletions left: another connection holds a read transaction; the truncation is tried again by the next sweep and at the next start');
     } catch (err) {
       logger.warn({ err }, 'steps owed after inactive people\'s deletions failed again; retried by the next sweep and at the next start');
     }

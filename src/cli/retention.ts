@@ -32,11 +32,16 @@ export function describeSweep(report: SweepReport): string[] {
   const verb = report.dryRun ? 'would delete or reduce' : 'deleted or reduced';
   const lines = report.counts.filter((c) => c.count > 0).map((c) => `  ${c.rule.padEnd(44)} ${c.store.padEnd(26)} ${c.category.padEnd(32)} ${c.count}`);
   const people = report.counts.filter((c) => c.store === 'people').reduce((n, c) => n + c.count, 0);
-  if (lines.length === 0) return [`retention sweep at ${report.at}${report.dryRun ? ' (dry run)' : ''}: nothing has expired, nothing ${report.dryRun ? 'would be' : 'was'} deleted (${report.ms} ms)`];
+  // What the deletions of inactive people left in SQLite's write-ahead log, still there: said after what was deleted.
+  const held = report.walHeld
+    ? ['  the write-ahead log still holds what inactive people\'s deletions left: another connection to the database holds a read transaction; the truncation is tried again by the next sweep and at the next start']
+    : [];
+  if (lines.length === 0) return [`retention sweep at ${report.at}${report.dryRun ? ' (dry run)' : ''}: nothing has expired, nothing ${report.dryRun ? 'would be' : 'was'} deleted (${report.ms} ms)`, ...held];
   return [
     `retention sweep at ${report.at}${report.dryRun ? ' (dry run, nothing changed)' : ''}: ${verb} ${report.total} rows${people > 0 ? `, ${people} inactive people` : ''} (${report.ms} ms)`,
     `  ${'rule'.padEnd(44)} ${'store'.padEnd(26)} ${'category'.padEnd(32)} rows`,
     ...lines,
+    ...held,
   ];
 }
 

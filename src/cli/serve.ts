@@ -3,7 +3,7 @@ import { buildServer, type CandorServer } from '../http/server.ts';
 import type { Stopping } from '../http/stopping.ts';
 import { openKernel, type Kernel } from '../kernel.ts';
 import { refreshConfiguration } from '../modules/catalog/index.ts';
-import { claimDataDir } from '../modules/retention/index.ts';
+import { claimDataDir, type SweepReport } from '../modules/retention/index.ts';
 import { LIST_PLAN_WARNINGS, PlanWarningWatch, type PlanWarningSummary } from '../plan-warning-watch.ts';
 import { SYSTEM_ACTOR } from '../shared/actor.ts';
 import { CandorError } from '../shared/errors.ts';
@@ -137,13 +137,17 @@ async function run(config: Config, kernel: Kernel, out: (line: string) => void, 
     // on `repeat`, which waits for a run to end before the next wait and takes intervals longer than a Node.js timer
     // holds (~24.8 days: a longer setInterval would fire every millisecond).
     const sweepFailed = (err: unknown) => kernel.logger.warn({ err }, 'retention sweep failed');
+    // What it deleted stays deleted; the log's truncation is tried again by the next sweep.
+    const swept = (report: SweepReport) => {
+      if (report.walHeld) kernel.logger.warn('retention sweep: the write-ahead log still holds what inactive people\'s deletions left (another connection holds a read transaction); the truncation is tried again by the next sweep');
+    };
     if (config.retentionSweepMinutes > 0) {
-      const first = background.track('retention sweep', kernel.retention.sweep().catch(sweepFailed));
+      const first = background.track('retention sweep', kernel.retention.sweep().then(swept).catch(sweepFailed));
       schedules.push({
         what: 'retention sweep',
         schedule: repeat(config.retentionSweepMinutes * 60_000, async () => {
           await first;
-          await kernel.retention.sweep();
+          swept(await kernel.retention.sweep());
         }, sweepFailed),
       });
     }

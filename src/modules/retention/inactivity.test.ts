@@ -141,11 +141,12 @@ describeEachDialect('the inactivity rule', (dialect) => {
 
   it('leaves nothing of the people it deleted in SQLite\'s write-ahead log', { skip: dialect !== 'sqlite' && 'a SQLite file matter' }, async () => {
     // The buyer's city (a plain trait) was written to the log when it arrived; the sweep that deleted them moved the
-    // log into the database file, whose freed pages secure_delete zeroes, and truncated it.
+    // log into the database file, whose freed pages secure_delete zeroes, and truncated it. What it wrote after (the
+    // end of what it owed for the people, retention_owed) holds nothing of them.
     const main = readFileSync(join(ctx.env.dataDir, SQLITE_FILE));
     const walPath = join(ctx.env.dataDir, `${SQLITE_FILE}-wal`);
     const wal = existsSync(walPath) ? readFileSync(walPath) : Buffer.alloc(0);
-    assert.equal(wal.length, 0);
+    assert.ok(!wal.includes(Buffer.from(city, 'utf8')));
     assert.ok(!main.includes(Buffer.from(city, 'utf8')));
   });
 

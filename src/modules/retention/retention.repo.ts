@@ -6,12 +6,16 @@ export type RetentionTables = {
   /** Where each rewrite rule got to, so that a sweep does not walk what an earlier one already did. */
   retention_marks: { rule: string; at: string; last_id: string; updated_at: string };
   /**
-   * The steps owed after the commit of an inactive person's deletion (the handlers' afterErase and destroyKeys), one
-   * row per person, written in the deleting transaction and deleted once they ran: the person is gone, so no later
-   * sweep would find them again. Profile ids and identifier pseudonyms (JSON), never values.
+   * What is owed after the commit of an inactive person's deletion, one row per person, written in the deleting
+   * transaction: the person is gone, so no later sweep would find them again. `keys_pending`: the steps after the
+   * commit (caches, keys, files); `truncation_pending`: those ran, SQLite's write-ahead log, which holds the deleted
+   * values, is still to be truncated (the row goes once it is). Profile ids and identifier pseudonyms (JSON), never
+   * values.
    */
-  retention_owed: { profile_id: string; profile_ids: string; identifiers: string; at: string; actor: string; role: string };
+  retention_owed: { profile_id: string; profile_ids: string; identifiers: string; at: string; actor: string; role: string; state: OwedState };
 };
+
+export type OwedState = 'keys_pending' | 'truncation_pending';
 
 /** An inactive person's deletion whose steps after the commit are owed. */
 export type OwedDeletion = RetentionTables['retention_owed'];
@@ -40,6 +44,7 @@ export const RETENTION_MIGRATIONS: readonly ModuleMigration[] = [
         .addColumn('at', 'text', (c) => c.notNull())
         .addColumn('actor', 'text', (c) => c.notNull())
         .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
         .execute();
     },
   },
@@ -74,13 +79,20 @@ export class RetentionRepo {
     await tx.run(insert.sql, insert.parameters);
   }
 
-  /** The deletions whose steps after the commit are owed, oldest first. */
-  owed(): Promise<OwedDeletion[]> {
-    return this.#db.selectFrom('retention_owed').selectAll().orderBy('at').orderBy('profile_id').execute();
+  /** The deletions owed in this state, oldest first. */
+  owed(state: OwedState): Promise<OwedDeletion[]> {
+    return this.#db.selectFrom('retention_owed').selectAll().where('state', '=', state).orderBy('at').orderBy('profile_id').execute();
   }
 
-  /** The steps after a deletion's commit ran: nothing is owed for the person any more. */
-  async settle(profileId: string): Promise<void> {
-    await this.#db.deleteFrom('retention_owed').where('profile_id', '=', profileId).execute();
+  /** The steps after a deletion's commit ran: only the truncation of the write-ahead log is owed for the person. */
+  async stepsDone(profileId: string): Promise<void> {
+    await this.#db.updateTable('retention_owed').set({ state: 'truncation_pending' }).where('profile_id', '=', profileId).execute();
+  }
+
+  /** The write-ahead log was truncated after these deletions: nothing is owed for them any more. */
+  async settle(profileIds: readonly string[]): Promise<void> {
+    for (let i = 0; i < profileIds.length; i += 500) {
+      await this.#db.deleteFrom('retention_owed').where('profile_id', 'in', profileIds.slice(i, i + 500)).where('state', '=', 'truncation_pending').execute();
+    }
   }
 }

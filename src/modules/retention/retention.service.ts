@@ -1,5 +1,5 @@
 import { SYSTEM_ACTOR, type Actor } from '../../shared/actor.ts';
-import { CandorError } from '../../shared/errors.ts';
+import { CandorError, isCandorError } from '../../shared/errors.ts';
 import type { DataSubject, DeletionAuditEntry, EraseOutcome, IdentifierPseudonym, RetentionHandler, RetentionRule, SubjectDataHandler, SubjectDeletion, SweepContext, SweepCount } from '../../shared/subject-data.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { AuditLog } from '../audit/index.ts';
@@ -41,6 +41,13 @@ export interface SweepReport {
   readonly counts: readonly SweepCount[];
   /** Rows deleted, reduced or rewritten (people are counted under the store `people`, not here). */
   readonly total: number;
+  /**
+   * SQLite: the write-ahead log still holds what inactive people's deletions (this sweep's, or an earlier one's) left
+   * there, because another connection held a read transaction (STORAGE_CHECKPOINT_BUSY); the truncation is owed, and
+   * tried again by the next sweep and at the next start. False when it was truncated, nothing was owed, in a dry run
+   * and on PostgreSQL.
+   */
+  readonly walHeld: boolean;
   readonly ms: number;
 }
 
@@ -70,17 +77,15 @@ export class Retention {
   }
 
   /**
-   * Runs the steps owed after the commit of inactive people's deletions that an earlier sweep left undone (it stopped
-   * after a commit, or a step failed): each handler's afterErase and destroyKeys. Every real sweep runs it first, and
-   * the kernel at every start. Returns how many people it finished; throws when a step fails again (still owed).
+   * Runs what is owed after the commit of inactive people's deletions that an earlier sweep left undone (it stopped
+   * after a commit, a step failed, or another connection kept SQLite's write-ahead log from being truncated): the
+   * steps of finishDeletion, then the truncation. The kernel runs it at every start; every real sweep runs the steps
+   * first and the truncation last. Returns how many people's steps it finished and whether the log is still held (the
+   * truncation stays owed); throws when a step fails again (still owed).
    */
-  async finishOwed(): Promise<number> {
-    let finished = 0;
-    for (const owed of await this.#repo.owed()) {
-      await finishDeletion(this.#deps, this.#repo, owed);
-      finished++;
-    }
-    return finished;
+  async finishOwed(): Promise<{ people: number; walHeld: boolean }> {
+    const people = await finishOwedSteps(this.#deps, this.#repo);
+    return { people, walHeld: await truncateOwed(this.#deps.storage, this.#repo) };
   }
 
   /** Runs every handler's sweep; a sweep already running in this process is refused with RETENTION_SWEEP_RUNNING. */
@@ -108,12 +113,12 @@ export class Retention {
     // to. Each inactive person's deletion is audited in its own transaction (#forget).
     if (!dryRun) {
       await this.#deps.audit.append({ ...entry, details: { phase: 'started', at: now.toISOString(), batchSize } });
-      await this.finishOwed();
+      await finishOwedSteps(this.#deps, this.#repo);
     }
     const counts: SweepCount[] = [];
     for (const handler of this.#deps.handlers) counts.push(...(await handler.sweep(now, { dryRun, batchSize, context })));
     const total = counts.filter((c) => c.store !== 'people').reduce((n, c) => n + c.count, 0);
-    const report: SweepReport = { at: now.toISOString(), dryRun, counts, total, ms: Math.round(performance.now() - started) };
+    const report = { at: now.toISOString(), dryRun, counts, total, ms: Math.round(performance.now() - started) };
     if (!dryRun) {
       await this.#deps.audit.append({
         ...entry,
@@ -130,13 +135,13 @@ export class Retention {
     }
     // As after an erasure: what was deleted leaves the planner statistics of the tables it was deleted from
     // (PostgreSQL's pg_stats), and the deleted people's plain values SQLite's write-ahead log now, not at the next
-    // routine checkpoint. After the evidence, so that a step that fails leaves the sweep recorded.
-    if (!dryRun) {
-      const tables = new Set([...forgotten.tables, ...counts.filter((c) => c.count > 0).map((c) => c.store.split('.')[0] ?? c.store)]);
-      if (tables.size > 0) await this.#deps.storage.renewStatistics([...tables]);
-    }
-    if (forgotten.people > 0) await this.#deps.storage.checkpoint();
-    return report;
+    // routine checkpoint. After the evidence, so that a step that fails leaves the sweep recorded; a log another
+    // connection keeps from being truncated does not fail the sweep, which reports what it deleted and leaves the
+    // truncation owed.
+    if (dryRun) return { ...report, walHeld: false };
+    const tables = new Set([...forgotten.tables, ...counts.filter((c) => c.count > 0).map((c) => c.store.split('.')[0] ?? c.store)]);
+    if (tables.size > 0) await this.#deps.storage.renewStatistics([...tables]);
+    return { ...report, walHeld: await truncateOwed(this.#deps.storage, this.#repo) };
   }
 
   #context(actor: Actor, forgotten: { people: number; tables: Set<string> }, now: Date): SweepContext {
@@ -207,7 +212,7 @@ export class Retention {
           for (const [key, n] of Object.entries(closed.counts)) closedCounts[key] = (closedCounts[key] ?? 0) + n;
         }
         // The identifiers as they are now: the steps after the commit drop what caches hold of each.
-        const owed: OwedDeletion = { profile_id: subject.profileId, profile_ids: JSON.stringify(subject.profileIds), identifiers: JSON.stringify(current.identifiers), at: deletion.at, actor: actor.id, role: actor.role };
+        const owed: OwedDeletion = { profile_id: subject.profileId, profile_ids: JSON.stringify(subject.profileIds), identifiers: JSON.stringify(current.identifiers), at: deletion.at, actor: actor.id, role: actor.role, state: 'keys_pending' };
         await this.#repo.oweIn(tx, owed);
         // Audited in the deletion's own transaction, last (on PostgreSQL the audit head is held from here to the
         // commit): a person deleted always has the entry, and one whose entry cannot be written is not deleted.
@@ -254,8 +259,9 @@ export class Retention {
  * (afterErase: in-memory caches, and the rate limit's counts under their addresses, found while the person's data key
  * still decrypts them), the person's data keys are destroyed (crypto-shredding what stays sealed with them), then the
  * handlers' other keys (destroyKeys: those of their erasure requests' addresses), and the stores outside the database
- * (the mail outbox) delete what they hold about the person; then nothing is owed for the person. Harmless to run
- * again: a second run destroys and deletes nothing. Returns what the stores outside the database deleted.
+ * (the mail outbox) delete what they hold about the person; then only the truncation of SQLite's write-ahead log is
+ * owed for the person (truncateOwed). Harmless to run again: a second run destroys and deletes nothing. Returns what
+ * the stores outside the database deleted.
  */
 async function finishDeletion(deps: RetentionDeps, repo: RetentionRepo, owed: OwedDeletion): Promise<EraseOutcome[]> {
   const subject: DataSubject = { profileId: owed.profile_id, profileIds: JSON.parse(owed.profile_ids) as string[], identifiers: JSON.parse(owed.identifiers) as IdentifierPseudonym[] };
@@ -266,8 +272,37 @@ async function finishDeletion(deps: RetentionDeps, repo: RetentionRepo, owed: Ow
   for (const handler of deps.subjectData) await handler.destroyKeys?.(subject, deletion);
   const outcomes: EraseOutcome[] = [];
   for (const store of deps.fileStores ?? []) outcomes.push(...(await store.erase(subject, { requestId: null })));
-  await repo.settle(owed.profile_id);
+  await repo.stepsDone(owed.profile_id);
   return outcomes;
+}
+
+/** Runs the steps of finishDeletion for every deletion that still owes them; returns how many. */
+async function finishOwedSteps(deps: RetentionDeps, repo: RetentionRepo): Promise<number> {
+  let finished = 0;
+  for (const owed of await repo.owed('keys_pending')) {
+    await finishDeletion(deps, repo, owed);
+    finished++;
+  }
+  return finished;
+}
+
+/**
+ * Truncates SQLite's write-ahead log (storage.checkpoint) when deletions whose steps ran owe it, then settles them;
+ * returns true when another connection's read transaction kept it from being truncated (STORAGE_CHECKPOINT_BUSY):
+ * they stay owed. Only the deletions read before the checkpoint are settled: one committed meanwhile (another process)
+ * waits for its own.
+ */
+async function truncateOwed(storage: Storage, repo: RetentionRepo): Promise<boolean> {
+  const owed = await repo.owed('truncation_pending');
+  if (owed.length === 0) return false;
+  try {
+    await storage.checkpoint();
+  } catch (error) {
+    if (isCandorError(error, 'STORAGE_CHECKPOINT_BUSY')) return true;
+    throw error;
+  }
+  await repo.settle(owed.map((o) => o.profile_id));
+  return false;
 }
 
 /** Whether two readings of a person name the same profiles. */

@@ -37,8 +37,11 @@ export function describeSweep(report: SweepReport): string[] {
     ? ['  the write-ahead log still holds what inactive people\'s deletions left: another connection to the database holds a read transaction; the truncation is tried again by the next sweep and at the next start']
     : [];
   if (lines.length === 0) return [`retention sweep at ${report.at}${report.dryRun ? ' (dry run)' : ''}: nothing has expired, nothing ${report.dryRun ? 'would be' : 'was'} deleted (${report.ms} ms)`, ...held];
+  // A dry run counts the people the inactivity rule would delete, not their rows (which other rules of the same sweep
+  // may take first): said in the line, so that its total is not read as the real sweep's.
+  const whom = people === 0 ? '' : report.dryRun ? ` and ${people} inactive people (their rows not counted: a dry run counts only the people, the real sweep also counts their rows per store)` : `, ${people} inactive people`;
   return [
-    `retention sweep at ${report.at}${report.dryRun ? ' (dry run, nothing changed)' : ''}: ${verb} ${report.total} rows${people > 0 ? `, ${people} inactive people` : ''} (${report.ms} ms)`,
+    `retention sweep at ${report.at}${report.dryRun ? ' (dry run, nothing changed)' : ''}: ${verb} ${report.total} rows${whom} (${report.ms} ms)`,
     `  ${'rule'.padEnd(44)} ${'store'.padEnd(26)} ${'category'.padEnd(32)} rows`,
     ...lines,
     ...held,

@@ -39,7 +39,11 @@ export interface SweepReport {
   readonly at: string;
   readonly dryRun: boolean;
   readonly counts: readonly SweepCount[];
-  /** Rows deleted, reduced or rewritten (people are counted under the store `people`, not here). */
+  /**
+   * Rows deleted, reduced or rewritten (people are counted under the store `people`, not here). A dry run does not
+   * count the rows of the inactive people it would delete, only the people: other rules of the same sweep may delete
+   * some of those rows first, which only the real sweep can tell.
+   */
   readonly total: number;
   /**
    * SQLite: the write-ahead log still holds what inactive people's deletions (this sweep's, or an earlier one's) left

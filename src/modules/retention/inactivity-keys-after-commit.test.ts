@@ -14,20 +14,23 @@ import { CLI_ACTOR } from '../../shared/actor.ts';
 describeEachDialect('the keys an inactive person\'s deletion destroys after its commit', (dialect) => {
   const ctx = useKernel(dialect);
 
-  /** A person last active 30 months ago, with a denied erasure request whose address is sealed with its own key. */
+  /** A person last active 30 months ago, with an erasure request of then, never verified, whose address is sealed with its own key. */
   const sealedRequest = async (k: Kernel, userId: string) => {
     const email = `${userId}.${dialect}@candor-example.dev`;
+    let requestId = '';
     mock.timers.enable({ apis: ['Date'], now: months(new Date(), -30).getTime() });
     try {
       const [r] = await k.storage.raw.transaction((tx) => k.identity.resolveBatch(tx, [{ identifiers: [{ type: 'user_id', value: userId }], source: 'web', at: new Date().toISOString() }]));
       await k.consent.record(r?.profileId as string, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
       const [s] = await k.collect.ingest([{ raw: { type: 'identify', userId, messageId: `${userId}-1`, traits: { email } }, bytes: 200 }], undefined, { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR });
       assert.equal(s?.status, 'stored', JSON.stringify(s));
+      // Asked then too, never verified: a request received within the period would be activity that keeps the person.
+      const started = await k.rights.start({ type: 'erasure', email, client: '10.81.0.1' });
+      await k.rights.settled();
+      requestId = started.requestId;
     } finally {
       mock.timers.reset();
     }
-    const { requestId } = await k.rights.start({ type: 'erasure', email, client: '10.81.0.1' });
-    await k.rights.settled();
     const profileId = (await k.identity.linked({ profileIds: [], identifiers: [{ type: 'user_id', valueHash: k.identity.hash({ type: 'user_id', value: userId }) }] }))?.profileId as string;
     return { requestId, profileId };
   };

@@ -24,9 +24,9 @@ describeEachDialect('what an inactive person\'s deletion leaves of their mails a
     await k.consent.record(profileId, [{ purpose: 'analytics.reporting', state: 'given' }], { mechanism: 'banner_accept' }, CLI_ACTOR);
     const [s] = await k.collect.ingest([{ raw: { type: 'identify', userId: 'u-outbox', messageId: 'ob-1', traits: { email } }, bytes: 200 }], undefined, { source: 'web', gpc: false, receivedAt: Date.now(), actor: CLI_ACTOR });
     assert.equal(s?.status, 'stored', JSON.stringify(s));
-    mock.timers.reset();
-    // Today the person asks for their data (the code mailed to the outbox), verifies, and gets their download link:
-    // an access request is no activity.
+    // The person asked for their data then too (the code mailed to the outbox), verified, and got their download link:
+    // a request within the period would be activity that keeps them. The mails' files are written now, so the outbox's
+    // own expiry (by a file's age) leaves them: only the deletion removes them.
     const { requestId } = await k.rights.start({ type: 'access', email, client: '10.79.0.1' });
     await k.rights.settled();
     const outbox = join(ctx.env.dataDir, 'outbox');
@@ -43,6 +43,7 @@ describeEachDialect('what an inactive person\'s deletion leaves of their mails a
     const mails = naming().length;
     assert.ok(mails >= 1);
     assert.equal(await rateRows(), 1);
+    mock.timers.reset();
 
     const report = await k.retention.sweep({});
     assert.ok(report.counts.some((c) => c.rule === 'profiles.inactive' && c.store === 'people' && c.count === 1), JSON.stringify(report.counts));

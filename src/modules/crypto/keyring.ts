@@ -503,6 +503,22 @@ export class Keyring {
     };
   }
 
+  /**
+   * Destroys in the caller's transaction the data keys prepare() made for subjects a deletion took meanwhile (a key
+   * made where the deletion had destroyed theirs, which nothing else would destroy), each forgotten here and its
+   * `crypto.data_key.destroy` entry appended in `tx` (purpose `essential.legal_obligation`). The caller forgets them
+   * again after its commit, should a reader have loaded one meanwhile.
+   */
+  async destroyMadeIn(tx: SqlExecutor, subjectIds: Iterable<string>, actor: Actor): Promise<void> {
+    const destroyed: AuditEvent[] = [];
+    for (const id of subjectIds) {
+      this.forgetSubject(id);
+      const key = await this.destroySubjectKeyIn(tx, id, actor, 'essential.legal_obligation');
+      if (key.destroyed !== undefined) destroyed.push(key.audit);
+    }
+    await this.#audit.appendIn(tx, destroyed);
+  }
+
   /** Lets go of a subject's data key held in this process (it is read again from the database when next needed). */
   forgetSubject(subjectId: string): void {
     const cached = this.#bySubject.get(subjectId);

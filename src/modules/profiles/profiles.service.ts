@@ -4,7 +4,7 @@ import { makeRoom } from '../../shared/make-room.ts';
 import { sortableId } from '../../shared/random.ts';
 import type { Actor } from '../../shared/actor.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
-import type { AuditEvent, AuditLog } from '../audit/index.ts';
+import type { AuditLog } from '../audit/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { NO_ACTIVITY, ProfilesRepo, type ComputedActivity, type ComputedRow, type HistoryRow, type TraitRow } from './profiles.repo.ts';
 import type { FieldPlanLookup, PlanFields, PlanInForce, RetentionHandler, RetiredFieldLookup, RetiredFields, SubjectDataHandler } from '../../shared/subject-data.ts';
@@ -967,13 +967,7 @@ export class Profiles {
       // the erasure's to destroy (after its commit, counted in its certificate).
       const gone = deletedIn ? await deletedIn(tx, profileIds) : new Set<string>();
       if (gone.size > 0) {
-        const destroyed: AuditEvent[] = [];
-        for (const id of made.filter((id) => gone.has(id))) {
-          this.#keyring.forgetSubject(id);
-          const key = await this.#keyring.destroySubjectKeyIn(tx, id, actor, 'essential.legal_obligation');
-          if (key.destroyed !== undefined) destroyed.push(key.audit);
-        }
-        await this.#audit.appendIn(tx, destroyed);
+        await this.#keyring.destroyMadeIn(tx, made.filter((id) => gone.has(id)), actor);
         return null;
       }
       const before = new Set((await this.#repo.historyOfMessage(tx, profileIds, meta.requestId, 'rectification')).map((h) => h.id));

@@ -6,7 +6,7 @@ import type { Logger } from '../../shared/logger.ts';
 import { sortableId } from '../../shared/random.ts';
 import type { SqlExecutor, Storage } from '../../storage/index.ts';
 import type { SubjectSessions } from '../access/index.ts';
-import type { AuditEvent, AuditLog } from '../audit/index.ts';
+import type { AuditLog } from '../audit/index.ts';
 import type { Consent } from '../consent/index.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { Identity } from '../identity/index.ts';
@@ -183,15 +183,9 @@ async function sealFor(keyring: Keyring, subjectId: string, plaintext: string, c
  * writes nothing, and the data keys made while sealing (`made`: the person's, where the deletion had destroyed theirs,
  * and an erasure request's own) are destroyed here, audited; a key found is left to the deletion, which destroys it.
  */
-async function deletedMeanwhile(deps: Pick<RightsRequestsDeps, 'identity' | 'keyring' | 'audit'>, tx: SqlExecutor, profileId: string, made: ReadonlySet<string>, actor: Actor): Promise<boolean> {
+async function deletedMeanwhile(deps: Pick<RightsRequestsDeps, 'identity' | 'keyring'>, tx: SqlExecutor, profileId: string, made: ReadonlySet<string>, actor: Actor): Promise<boolean> {
   if ((await deps.identity.deletedIn(tx, [profileId])).size === 0) return false;
-  const destroyed: AuditEvent[] = [];
-  for (const id of made) {
-    deps.keyring.forgetSubject(id);
-    const key = await deps.keyring.destroySubjectKeyIn(tx, id, actor, 'essential.legal_obligation');
-    if (key.destroyed !== undefined) destroyed.push(key.audit);
-  }
-  await deps.audit.appendIn(tx, destroyed);
+  await deps.keyring.destroyMadeIn(tx, made, actor);
   return true;
 }
 
